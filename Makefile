@@ -1,0 +1,52 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then run `atoll demo` on the embedded default
+#   make test   set up, then run the whole test suite
+# Every target is idempotent and quick when already set up.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+CONSOLE := src/atoll/web/console
+DIST    := src/atoll/web/static/dist/index.html
+PYTHON  ?= python3
+
+.PHONY: demo up test setup console system-deps bench
+
+demo: setup console
+	$(VENV)/bin/atoll demo
+
+up: setup console
+	$(VENV)/bin/atoll up
+
+test: setup console system-deps
+	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Atoll needs Python >= 3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+console: $(DIST)
+
+$(DIST): $(wildcard $(CONSOLE)/package*.json) $(shell find $(CONSOLE)/src $(CONSOLE)/index.html -type f 2>/dev/null)
+	@if [ -f $(CONSOLE)/package.json ]; then \
+		cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error && npm run build; \
+	fi
+
+# Debian packages the tests drive for real: Chromium (console tests) and Mosquitto (external broker).
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+bench: setup
+	$(VENV)/bin/atoll bench ingest --json bench/results/ingest.json

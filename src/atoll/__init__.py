@@ -1,0 +1,4 @@
+"""Atoll: an open AIoT platform."""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

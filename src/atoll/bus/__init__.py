@@ -1,0 +1,1 @@
+"""Message bus: the MessageBus port and its adapters (in-process, NATS JetStream)."""

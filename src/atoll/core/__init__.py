@@ -1,0 +1,1 @@
+"""Domain types, errors and wire contracts. No I/O lives here."""

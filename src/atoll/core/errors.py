@@ -1,0 +1,62 @@
+"""Atoll's own exceptions. Adapters translate foreign errors into these at the edge."""
+
+from __future__ import annotations
+
+
+class AtollError(Exception):
+    """Base class for every error Atoll raises on purpose."""
+
+    #: HTTP status the API maps this error to.
+    status: int = 500
+    #: Short machine-readable code, stable across releases.
+    code: str = "internal"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"error": self.code, "message": self.message}
+        if self.hint:
+            out["hint"] = self.hint
+        return out
+
+
+class InvalidInput(AtollError):
+    """The payload or request is malformed or violates the schema."""
+
+    status = 400
+    code = "invalid_input"
+
+
+class PayloadTooLarge(InvalidInput):
+    status = 413
+    code = "payload_too_large"
+
+
+class Unauthenticated(AtollError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(AtollError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(AtollError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AtollError):
+    status = 409
+    code = "conflict"
+
+
+class Unavailable(AtollError):
+    """A backend (store, bus, broker) cannot take the request right now."""
+
+    status = 503
+    code = "unavailable"

@@ -1,0 +1,96 @@
+"""The device wire contract: MQTT topics, one place, used by broker, ingest, SDK and simulator.
+
+Every device topic lives under ``atoll/v1/devices/{device_id}/``. Identity comes from the
+authenticated MQTT username (the device id), and a device may only use its own subtree.
+
+| topic (relative)            | direction        | payload                                  |
+| --------------------------- | ---------------- | ---------------------------------------- |
+| ``telemetry``               | device → cloud   | one reading or a batch (see DEVICES.md)  |
+| ``twin/reported``           | device → cloud   | JSON object of reported properties       |
+| ``twin/desired``            | cloud → device   | JSON object of desired properties (retained) |
+| ``commands/{command_id}``   | cloud → device   | ``{"name": ..., "args": {...}}``         |
+| ``commands/{command_id}/ack`` | device → cloud | ``{"status": "ok"|"error", "result": ...}`` |
+"""
+
+from __future__ import annotations
+
+PREFIX = "atoll/v1/devices"
+
+
+def device_root(device_id: str) -> str:
+    return f"{PREFIX}/{device_id}"
+
+
+def telemetry(device_id: str) -> str:
+    return f"{PREFIX}/{device_id}/telemetry"
+
+
+def twin_reported(device_id: str) -> str:
+    return f"{PREFIX}/{device_id}/twin/reported"
+
+
+def twin_desired(device_id: str) -> str:
+    return f"{PREFIX}/{device_id}/twin/desired"
+
+
+def command(device_id: str, command_id: str) -> str:
+    return f"{PREFIX}/{device_id}/commands/{command_id}"
+
+
+def command_ack(device_id: str, command_id: str) -> str:
+    return f"{PREFIX}/{device_id}/commands/{command_id}/ack"
+
+
+def parse(topic: str) -> tuple[str, str] | None:
+    """Split a device topic into ``(device_id, rest)``; ``None`` if it is not one."""
+    head = PREFIX + "/"
+    if not topic.startswith(head):
+        return None
+    device, _, rest = topic[len(head):].partition("/")
+    if not device or not rest:
+        return None
+    return device, rest
+
+
+def may_publish(device_id: str, topic: str) -> bool:
+    """ACL: what a device may publish."""
+    parsed = parse(topic)
+    if parsed is None or parsed[0] != device_id:
+        return False
+    rest = parsed[1]
+    if rest in ("telemetry", "twin/reported"):
+        return True
+    parts = rest.split("/")
+    return len(parts) == 3 and parts[0] == "commands" and parts[2] == "ack"
+
+
+def may_subscribe(device_id: str, topic_filter: str) -> bool:
+    """ACL: what a device may subscribe to (its desired twin and its commands)."""
+    root = device_root(device_id) + "/"
+    if not topic_filter.startswith(root):
+        return False
+    rest = topic_filter[len(root):]
+    return rest in ("twin/desired", "commands/+", "commands/#", "#") or (
+        rest.startswith("commands/") and "#" not in rest[:-1] and rest.count("/") == 1
+    )
+
+
+# Bus subjects (internal, NATS-compatible tokens separated by dots).
+def bus_telemetry(project: str, device: str) -> str:
+    return f"telemetry.{project}.{device}"
+
+
+def bus_anomaly(project: str, device: str) -> str:
+    return f"anomaly.{project}.{device}"
+
+
+def bus_twin(project: str, device: str) -> str:
+    return f"twin.{project}.{device}"
+
+
+def bus_command_ack(project: str, device: str) -> str:
+    return f"command_ack.{project}.{device}"
+
+
+def bus_alarm(project: str) -> str:
+    return f"alarm.{project}"

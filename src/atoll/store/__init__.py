@@ -1,0 +1,1 @@
+"""Time-series storage: the SeriesStore port and its adapters."""

@@ -1,0 +1,56 @@
+"""The ``SeriesStore`` port. Every adapter passes ``atoll.testing.store.check_store``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from atoll.core.points import PointBatch, SeriesKey
+
+AGGREGATES = ("min", "max", "avg", "count", "first", "last")
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A raw or chart query answer: parallel arrays, sorted by time."""
+
+    ts: np.ndarray  # int64 µs
+    value: np.ndarray  # float64
+
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """Downsampled answer: one row per non-empty bucket (``start`` is the bucket's start)."""
+
+    start: np.ndarray  # int64 µs
+    columns: dict[str, np.ndarray]  # aggregate name -> values
+
+
+@runtime_checkable
+class SeriesStore(Protocol):
+    def append(self, batch: PointBatch) -> None:
+        """Persist the batch. When this returns, the points survive a crash (kill -9)."""
+
+    def query_raw(self, key: SeriesKey, start: int, end: int, limit: int | None = None) -> Series:
+        """Points with ``start <= ts < end``, in time order."""
+
+    def query_buckets(
+        self, key: SeriesKey, start: int, end: int, bucket: int, aggs: tuple[str, ...] = AGGREGATES
+    ) -> Buckets:
+        """Aggregates per ``bucket`` µs, buckets aligned to the epoch."""
+
+    def query_chart(self, key: SeriesKey, start: int, end: int, width: int) -> Series:
+        """At most about ``2 * width`` points that draw like the raw data (min/max per pixel)."""
+
+    def latest(self, project: str, device: str | None = None) -> dict[SeriesKey, tuple[int, float]]:
+        """Last ``(ts, value)`` of every series of a project, or of one device."""
+
+    def series(self, project: str, device: str | None = None) -> list[SeriesKey]:
+        """Series that hold data."""
+
+    def delete_before(self, project: str, ts: int) -> int:
+        """Retention: drop a project's points older than ``ts``; returns how many went."""
+
+    def close(self) -> None: ...
