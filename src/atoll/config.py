@@ -1,0 +1,85 @@
+"""Runtime settings: defaults, then ``ATOLL_*`` environment variables, then CLI flags.
+
+Everything lives under one data directory (``ATOLL_HOME``, default ``./.atoll``).
+Examples: ``ATOLL_HTTP_PORT=9000``, ``ATOLL_MQTT_MODE=external``,
+``ATOLL_MQTT_URL=mqtt://admin:pw@127.0.0.1:1883``, ``ATOLL_STORE_URL=postgresql://...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from atoll.ingest.validate import Limits
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ATOLL_", extra="ignore")
+
+    home: Path = Field(default=Path(".atoll"), description="data directory")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+
+    #: embedded = in-process broker (default); external = attach to a broker at ``mqtt_url``;
+    #: off = no MQTT (HTTP ingest only).
+    mqtt_mode: Literal["embedded", "external", "off"] = "embedded"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    #: External broker, e.g. ``mqtt://user:password@127.0.0.1:1883``.
+    mqtt_url: str | None = None
+    #: External mode: ingest workers sharing ``$share/atoll/...``.
+    mqtt_workers: int = 2
+    #: External mode: mosquitto password/ACL files Atoll writes, and how to make mosquitto reload
+    #: them (a pid file; Atoll sends SIGHUP). Empty = Atoll does not manage broker auth.
+    mosquitto_password_file: Path | None = None
+    mosquitto_acl_file: Path | None = None
+    mosquitto_pid_file: Path | None = None
+
+    #: ``memory://`` | ``duckdb:///path`` | ``postgresql://...``; empty = DuckDB in ``home``.
+    store_url: str | None = None
+    bus_url: str = "memory://"
+
+    max_payload_bytes: int = 256 * 1024
+    max_points_per_message: int = 10_000
+    max_future_skew_s: float = 300.0
+    out_of_range: Literal["flag", "reject"] = "flag"
+
+    #: The writer group-commits at most this many points per store append.
+    max_commit_points: int = 500_000
+    #: Points that may wait for the writer before submitters are slowed down (back-pressure).
+    max_queued_points: int = 2_000_000
+
+    @field_validator("home")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_bytes=self.max_payload_bytes,
+            max_points=self.max_points_per_message,
+            max_future_skew_s=self.max_future_skew_s,
+            out_of_range=self.out_of_range,
+        )
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"duckdb:///{(self.home / 'series.duckdb').resolve()}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    @property
+    def mqtt_public_url(self) -> str:
+        if self.mqtt_mode == "external" and self.mqtt_url:
+            from urllib.parse import urlsplit
+
+            u = urlsplit(self.mqtt_url)
+            return f"mqtt://{u.hostname}:{u.port or 1883}"
+        return f"mqtt://{self.mqtt_host}:{self.mqtt_port}"

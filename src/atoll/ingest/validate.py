@@ -1,0 +1,341 @@
+"""Parse and validate device telemetry against the device type's declared telemetry.
+
+A message is accepted or rejected as a whole: a device gets one precise reason and never a
+half-stored message. Accepted values outside a metric's declared ``min``/``max`` are *kept*
+and counted as ``out_of_range`` by default (``Limits.out_of_range="flag"``): a reading outside
+the expected range is often exactly the anomaly an operator wants to see, and dropping it would
+hide it. Set ``out_of_range="reject"`` to refuse such messages instead.
+
+>>> schema = TelemetrySchema.of([MetricSpec("temperature", min=-40, max=85)])
+>>> parsed = parse_telemetry(b'{"ts": 1700000000000, "values": {"temperature": 21.5}}',
+...                          project="p", device="d", schema=schema)
+>>> parsed.batch().value.tolist(), parsed.batch().ts.tolist()
+([21.5], [1700000000000000])
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+import numpy as np
+
+from atoll.core.errors import InvalidInput, PayloadTooLarge
+from atoll.core.points import PointBatch, SeriesKey
+
+# Stable reason codes; rejection counters and logs use them.
+MALFORMED_JSON = "malformed_json"
+WRONG_TYPE = "wrong_type"
+NOT_FINITE = "not_finite"
+UNKNOWN_SERIES = "unknown_series"
+TOO_LARGE = "too_large"
+FUTURE_TIMESTAMP = "future_timestamp"
+BAD_TIMESTAMP = "bad_timestamp"
+OUT_OF_RANGE = "out_of_range"
+EMPTY = "empty"
+
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+# Epoch-millisecond values below this (1973-03-03) are almost surely epoch *seconds*.
+_MIN_EPOCH_MS = 100_000_000_000
+
+
+class InvalidTelemetry(InvalidInput):
+    """A telemetry message was refused; ``reason`` is one of the reason codes above."""
+
+    def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+class TelemetryTooLarge(PayloadTooLarge):
+    reason = TOO_LARGE
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One declared telemetry metric of a device type."""
+
+    name: str
+    type: str = "float"  # float | int | bool (aliases: number, double, integer, boolean)
+    min: float | None = None
+    max: float | None = None
+    unit: str | None = None
+
+
+_KIND = {"float": "f", "number": "f", "double": "f", "int": "i", "integer": "i", "bool": "b",
+         "boolean": "b"}
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySchema:
+    """Compiled view of a device type's telemetry: name -> (kind, lo, hi).
+
+    An empty schema is *open*: any metric with a sane name and a numeric or boolean value is
+    accepted. Devices without a declared type still work; declaring telemetry turns on the
+    ``unknown_series`` and range checks.
+    """
+
+    metrics: dict[str, tuple[str, float, float]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, specs) -> TelemetrySchema:
+        out = {}
+        for s in specs:
+            kind = _KIND.get(str(s.type).lower())
+            if kind is None:
+                raise InvalidInput(f"telemetry {s.name!r} has unsupported type {s.type!r}",
+                                   hint="use float, int or bool")
+            lo = -math.inf if s.min is None else float(s.min)
+            hi = math.inf if s.max is None else float(s.max)
+            out[s.name] = (kind, lo, hi)
+        return cls(out)
+
+    @property
+    def open(self) -> bool:
+        return not self.metrics
+
+
+OPEN_SCHEMA = TelemetrySchema()
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_bytes: int = 256 * 1024
+    max_points: int = 10_000
+    max_future_skew_s: float = 300.0
+    out_of_range: Literal["flag", "reject"] = "flag"
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class _Reading(msgspec.Struct):
+    values: dict[str, Any]
+    ts: datetime | int | float | None = None
+
+
+_decoder = msgspec.json.Decoder(_Reading | list[_Reading])
+
+
+@dataclass(slots=True)
+class ParsedTelemetry:
+    """A validated message, still as plain lists so many can be merged cheaply."""
+
+    project: str
+    device: str
+    metrics: list[str]
+    key_index: list[int]
+    ts: list[int]
+    value: list[float]
+    out_of_range: int = 0
+    out_of_range_metrics: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def keys(self) -> tuple[SeriesKey, ...]:
+        return tuple(SeriesKey(self.project, self.device, m) for m in self.metrics)
+
+    def batch(self) -> PointBatch:
+        return PointBatch(
+            self.keys(),
+            np.array(self.key_index, dtype=np.int32),
+            np.array(self.ts, dtype=np.int64),
+            np.array(self.value, dtype=np.float64),
+        )
+
+
+def merge(parsed: list[ParsedTelemetry]) -> PointBatch:
+    """One ``PointBatch`` out of many validated messages (keys de-duplicated)."""
+    keys: dict[SeriesKey, int] = {}
+    idx: list[int] = []
+    ts: list[int] = []
+    val: list[float] = []
+    for p in parsed:
+        lut = [keys.setdefault(SeriesKey(p.project, p.device, m), len(keys)) for m in p.metrics]
+        idx.extend([lut[i] for i in p.key_index])
+        ts.extend(p.ts)
+        val.extend(p.value)
+    return PointBatch(
+        tuple(keys),
+        np.array(idx, dtype=np.int32),
+        np.array(ts, dtype=np.int64),
+        np.array(val, dtype=np.float64),
+    )
+
+
+def _ts_us(raw, now_us: int, where: str) -> int:
+    if raw is None:
+        return now_us
+    if isinstance(raw, datetime):
+        if raw.tzinfo is None:
+            raw = raw.replace(tzinfo=UTC)  # RFC 3339 wants an offset; UTC is the only sane guess
+        delta = raw - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(raw, bool) or not math.isfinite(raw):
+        raise InvalidTelemetry(BAD_TIMESTAMP, f"{where}.ts is not a valid timestamp")
+    if raw < _MIN_EPOCH_MS:
+        raise InvalidTelemetry(
+            BAD_TIMESTAMP,
+            f"{where}.ts={raw!r} is before 1973; ts must be epoch *milliseconds*",
+            hint="multiply epoch seconds by 1000, or send an ISO-8601 string",
+        )
+    return int(raw * 1000) if isinstance(raw, float) else raw * 1000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _decode(body: bytes):
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as e:
+        msg = str(e)
+        if msg.startswith("Number out of range"):
+            raise InvalidTelemetry(
+                NOT_FINITE, f"a value overflows a 64-bit float ({msg})",
+                hint="values must be finite 64-bit floats") from None
+        if "RFC3339" in msg or "`$.ts`" in msg or ".ts`" in msg:
+            raise InvalidTelemetry(
+                BAD_TIMESTAMP,
+                f"bad timestamp: {msg}",
+                hint='use ISO-8601 with offset ("2026-11-23T10:00:00Z") or epoch milliseconds',
+            ) from None
+        raise InvalidTelemetry(
+            WRONG_TYPE,
+            f"payload does not match the telemetry format: {msg}",
+            hint='send {"ts": <optional>, "values": {"metric": number, ...}} or a JSON array of those',
+        ) from None
+    except msgspec.DecodeError as e:
+        if re.search(rb"(?<![\"\w])-?(NaN|Infinity)\b", body):
+            raise InvalidTelemetry(
+                NOT_FINITE, "NaN and Infinity are not valid values (and not valid JSON)",
+                hint="leave the metric out of the reading when it has no value",
+            ) from None
+        raise InvalidTelemetry(MALFORMED_JSON, f"malformed JSON: {e}") from None
+
+
+def parse_telemetry(
+    body: bytes,
+    *,
+    project: str,
+    device: str,
+    schema: TelemetrySchema = OPEN_SCHEMA,
+    limits: Limits = DEFAULT_LIMITS,
+    now_us: int | None = None,
+) -> ParsedTelemetry:
+    """Validate one telemetry message; raise ``InvalidTelemetry``/``TelemetryTooLarge``."""
+    if len(body) > limits.max_bytes:
+        raise TelemetryTooLarge(
+            f"payload is {len(body)} bytes; the limit is {limits.max_bytes}",
+            hint="split the batch into smaller messages",
+        )
+    doc = _decode(body)
+    readings = doc if isinstance(doc, list) else (doc,)
+    if now_us is None:
+        now_us = time.time_ns() // 1000
+    latest_ok = now_us + int(limits.max_future_skew_s * 1_000_000)
+    metrics_spec = schema.metrics
+    is_open = not metrics_spec
+    key_of: dict[str, int] = {}
+    metrics: list[str] = []
+    kidx: list[int] = []
+    tss: list[int] = []
+    vals: list[float] = []
+    flagged = 0
+    flagged_names: set[str] = set()
+    reject_oor = limits.out_of_range == "reject"
+    npoints = 0
+    for n, r in enumerate(readings):
+        where = f"$[{n}]" if doc is readings else "$"
+        t = _ts_us(r.ts, now_us, where)
+        if t > latest_ok:
+            raise InvalidTelemetry(
+                FUTURE_TIMESTAMP,
+                f"{where}.ts is {(t - now_us) / 1e6:.0f} s in the future; "
+                f"at most {limits.max_future_skew_s:g} s of clock skew is allowed",
+                hint="sync the device clock (NTP) or leave ts out to use server time",
+            )
+        values = r.values
+        npoints += len(values)
+        if npoints > limits.max_points:
+            raise TelemetryTooLarge(
+                f"message has more than {limits.max_points} points",
+                hint="split the batch into smaller messages",
+            )
+        for name, v in values.items():
+            tv = type(v)
+            if is_open:
+                if not _METRIC_NAME.match(name):
+                    raise InvalidTelemetry(
+                        UNKNOWN_SERIES, f"{where}.values: bad metric name {name!r}",
+                        hint="metric names are 1-64 of A-Z a-z 0-9 _ . -")
+                if tv is float or tv is int:
+                    fv = float(v)
+                elif tv is bool:
+                    fv = 1.0 if v else 0.0
+                else:
+                    raise _wrong(where, name, v, "a number or boolean")
+                lo, hi = -math.inf, math.inf
+            else:
+                spec = metrics_spec.get(name)
+                if spec is None:
+                    raise InvalidTelemetry(
+                        UNKNOWN_SERIES,
+                        f"{where}.values.{name}: metric {name!r} is not declared by the device type",
+                        hint="declared metrics: " + ", ".join(sorted(metrics_spec)),
+                    )
+                kind, lo, hi = spec
+                if kind == "f":
+                    if tv is float or tv is int:
+                        fv = float(v)
+                    else:
+                        raise _wrong(where, name, v, "a number")
+                elif kind == "i":
+                    if tv is int or (tv is float and v.is_integer()):
+                        fv = float(v)
+                    else:
+                        raise _wrong(where, name, v, "an integer")
+                else:
+                    if tv is bool:
+                        fv = 1.0 if v else 0.0
+                    else:
+                        raise _wrong(where, name, v, "true or false")
+            if fv - fv != 0.0:  # inf or nan (JSON numbers like 1e999 overflow to inf)
+                raise InvalidTelemetry(
+                    NOT_FINITE, f"{where}.values.{name} is not a finite number",
+                    hint="values must be finite 64-bit floats")
+            if fv < lo or fv > hi:
+                if reject_oor:
+                    raise InvalidTelemetry(
+                        OUT_OF_RANGE,
+                        f"{where}.values.{name}={fv:g} is outside the declared range [{lo:g}, {hi:g}]",
+                    )
+                flagged += 1
+                flagged_names.add(name)
+            k = key_of.get(name)
+            if k is None:
+                k = key_of[name] = len(metrics)
+                metrics.append(name)
+            kidx.append(k)
+            tss.append(t)
+            vals.append(fv)
+    if not tss:
+        raise InvalidTelemetry(EMPTY, "message holds no values",
+                               hint='send {"values": {"metric": number}}')
+    return ParsedTelemetry(project, device, metrics, kidx, tss, vals, flagged,
+                           tuple(sorted(flagged_names)))
+
+
+def _wrong(where: str, name: str, v, expected: str) -> InvalidTelemetry:
+    got = "null" if v is None else type(v).__name__
+    if isinstance(v, bool):
+        got = "boolean"
+    elif isinstance(v, (dict, list, str)):
+        got = {dict: "object", list: "array", str: "string"}[type(v)]
+    return InvalidTelemetry(WRONG_TYPE, f"{where}.values.{name}: expected {expected}, got {got}")

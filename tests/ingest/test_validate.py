@@ -1,0 +1,135 @@
+import math
+
+import numpy as np
+import pytest
+
+from atoll.core.errors import InvalidInput, PayloadTooLarge
+from atoll.ingest.validate import (
+    Limits,
+    MetricSpec,
+    TelemetrySchema,
+    merge,
+    parse_telemetry,
+)
+
+SCHEMA = TelemetrySchema.of(
+    [
+        MetricSpec("temperature", min=-40, max=85),
+        MetricSpec("count", type="int"),
+        MetricSpec("on", type="bool"),
+    ]
+)
+NOW = 1_795_428_000_000_000  # 2026-11-23T10:00:00Z in µs
+
+
+def parse(body, **kw):
+    kw.setdefault("schema", SCHEMA)
+    return parse_telemetry(body, project="p", device="d", now_us=NOW, **kw)
+
+
+def reason(body, **kw):
+    with pytest.raises(InvalidInput) as e:
+        parse(body, **kw)
+    return e.value.reason, e.value.message
+
+
+def test_single_reading_without_ts_uses_server_time():
+    b = parse(b'{"values": {"temperature": 21.5, "on": true}}').batch()
+    assert b.ts.tolist() == [NOW, NOW]
+    assert b.value.tolist() == [21.5, 1.0]
+    assert [k.metric for k in b.keys] == ["temperature", "on"]
+
+
+def test_batch_with_iso_and_epoch_ms_timestamps():
+    body = (b'[{"ts": "2026-11-23T09:00:00Z", "values": {"temperature": 1}},'
+            b' {"ts": 1795424400000, "values": {"temperature": 2, "count": 3}},'
+            b' {"ts": "2026-11-23T11:00:00+02:00", "values": {"count": 4.0}}]')
+    b = parse(body).batch()
+    assert b.ts.tolist() == [1795424400000000, 1795424400000000, 1795424400000000, 1795424400000000]
+    assert b.value.tolist() == [1, 2, 3, 4]
+    assert b.key_index.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "body, want",
+    [
+        (b'{"values": {"temperature": 1', "malformed_json"),
+        (b"not json", "malformed_json"),
+        (b'{"values": {"temperature": NaN}}', "not_finite"),
+        (b'{"values": {"temperature": -Infinity}}', "not_finite"),
+        (b'{"values": {"temperature": 1e999}}', "not_finite"),
+        (b'{"values": {"temperature": "21.5"}}', "wrong_type"),
+        (b'{"values": {"temperature": null}}', "wrong_type"),
+        (b'{"values": {"temperature": true}}', "wrong_type"),
+        (b'{"values": {"count": 1.5}}', "wrong_type"),
+        (b'{"values": {"on": 1}}', "wrong_type"),
+        (b'{"values": [1, 2]}', "wrong_type"),
+        (b'{"temperature": 1}', "wrong_type"),
+        (b"42", "wrong_type"),
+        (b'{"values": {"humidity": 1}}', "unknown_series"),
+        (b'{"ts": "2030-01-01T00:00:00Z", "values": {"temperature": 1}}', "future_timestamp"),
+        (b'{"ts": 1795428000, "values": {"temperature": 1}}', "bad_timestamp"),
+        (b'{"ts": "yesterday", "values": {"temperature": 1}}', "bad_timestamp"),
+        (b'{"values": {}}', "empty"),
+        (b"[]", "empty"),
+    ],
+)
+def test_bad_input_has_precise_reason(body, want):
+    got, message = reason(body)
+    assert got == want, message
+    assert message
+
+
+def test_unknown_series_names_the_metric_and_lists_declared_ones():
+    with pytest.raises(InvalidInput) as e:
+        parse(b'{"values": {"humidity": 1}}')
+    assert "humidity" in e.value.message
+    assert "temperature" in e.value.hint
+
+
+def test_wrong_type_names_the_metric():
+    _, message = reason(b'[{"values": {"temperature": 1}}, {"values": {"temperature": "x"}}]')
+    assert "$[1].values.temperature" in message and "string" in message
+
+
+def test_small_clock_skew_is_accepted():
+    ts_ms = NOW // 1000 + 60_000
+    b = parse(b'{"ts": %d, "values": {"temperature": 1}}' % ts_ms).batch()
+    assert b.ts.tolist() == [ts_ms * 1000]
+
+
+def test_oversize_by_bytes_and_points():
+    limits = Limits(max_bytes=100, max_points=3)
+    with pytest.raises(PayloadTooLarge):
+        parse(b'{"values": {"temperature": 1}}' + b" " * 100, limits=limits)
+    body = b'[' + b",".join([b'{"values": {"temperature": 1}}'] * 4) + b"]"
+    with pytest.raises(PayloadTooLarge):
+        parse(body, limits=Limits(max_points=3))
+    assert len(parse(body, limits=Limits(max_points=4))) == 4
+
+
+def test_out_of_range_is_flagged_by_default_and_rejected_on_request():
+    p = parse(b'{"values": {"temperature": 900, "count": 1}}')
+    assert p.out_of_range == 1 and p.out_of_range_metrics == ("temperature",)
+    assert p.batch().value.tolist() == [900, 1]
+    got, _ = reason(b'{"values": {"temperature": 900}}', limits=Limits(out_of_range="reject"))
+    assert got == "out_of_range"
+
+
+def test_open_schema_accepts_any_sane_metric():
+    p = parse(b'{"values": {"x.y-1": 2, "b": false}}', schema=TelemetrySchema())
+    assert p.batch().value.tolist() == [2, 0]
+    got, _ = reason(b'{"values": {"bad name!": 2}}', schema=TelemetrySchema())
+    assert got == "unknown_series"
+
+
+def test_merge_dedups_keys_across_messages():
+    a = parse(b'{"values": {"temperature": 1, "count": 2}}')
+    b = parse_telemetry(b'{"values": {"count": 3}}', project="p", device="e", schema=SCHEMA, now_us=NOW)
+    c = parse(b'{"values": {"count": 4}}')
+    m = merge([a, b, c])
+    assert len(m.keys) == 3
+    got = {k: v.tolist() for k, (t, v) in m.split().items()}
+    assert got[("p", "d", "count")] == [2, 4]
+    assert got[("p", "e", "count")] == [3]
+    assert not np.isnan(m.value).any() and all(math.isfinite(v) for v in m.value)
