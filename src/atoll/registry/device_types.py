@@ -1,0 +1,123 @@
+"""Device types: the telemetry a kind of device declares (name, unit, type, expected range)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.registry import tables as t
+from atoll.registry.models import METRIC_TYPES, DeviceType, MetricSpec
+from atoll.registry.tenants import check_id, get_project
+from atoll.registry.tokens import now_us
+
+MAX_METRICS = 500
+
+
+def parse_metrics(metrics: Iterable[MetricSpec | Mapping[str, Any]]) -> tuple[MetricSpec, ...]:
+    out: list[MetricSpec] = []
+    seen: set[str] = set()
+    for m in metrics:
+        if not isinstance(m, MetricSpec):
+            if not isinstance(m, Mapping) or "name" not in m:
+                raise InvalidInput("each metric needs at least a 'name'")
+            extra = set(m) - {"name", "type", "unit", "min", "max"}
+            if extra:
+                raise InvalidInput(f"unknown metric field(s): {', '.join(sorted(extra))}")
+            m = MetricSpec(
+                name=m["name"], type=m.get("type") or "float", unit=m.get("unit") or "",
+                min=m.get("min"), max=m.get("max"),
+            )
+        if not isinstance(m.name, str) or not m.name or len(m.name) > 64 or any(
+            c in m.name for c in "./#+* \t\n"
+        ):
+            raise InvalidInput(
+                f"invalid metric name {m.name!r}", hint="1-64 characters without '.', '/', '#', '+', '*' or spaces"
+            )
+        if m.type not in METRIC_TYPES:
+            raise InvalidInput(f"metric {m.name!r}: type must be one of {', '.join(METRIC_TYPES)}")
+        for bound in (m.min, m.max):
+            if bound is not None and (
+                isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound)
+            ):
+                raise InvalidInput(f"metric {m.name!r}: min/max must be finite numbers or null")
+        if m.min is not None and m.max is not None and m.min > m.max:
+            raise InvalidInput(f"metric {m.name!r}: min {m.min} is above max {m.max}")
+        if m.name in seen:
+            raise InvalidInput(f"metric {m.name!r} is declared twice")
+        seen.add(m.name)
+        out.append(m)
+    if len(out) > MAX_METRICS:
+        raise InvalidInput(f"a device type declares at most {MAX_METRICS} metrics")
+    return tuple(out)
+
+
+def _row(row) -> DeviceType:
+    return DeviceType(row.id, row.project, row.name, parse_metrics(row.metrics), row.created_at)
+
+
+def create(
+    conn: Connection, project: str, type_id: str, name: str | None,
+    metrics: Iterable[MetricSpec | Mapping[str, Any]], tenant: str | None = None,
+) -> DeviceType:
+    get_project(conn, project, tenant)
+    check_id("device type", type_id)
+    specs = parse_metrics(metrics)
+    if get_or_none(conn, project, type_id):
+        raise Conflict(f"device type {type_id!r} already exists in project {project!r}")
+    created = now_us()
+    conn.execute(insert(t.device_types).values(
+        project=project, id=type_id, name=name or type_id,
+        metrics=[m.to_dict() for m in specs], created_at=created,
+    ))
+    return DeviceType(type_id, project, name or type_id, specs, created)
+
+
+def get_or_none(conn: Connection, project: str, type_id: str) -> DeviceType | None:
+    row = conn.execute(select(t.device_types).where(
+        t.device_types.c.project == project, t.device_types.c.id == type_id)).first()
+    return _row(row) if row else None
+
+
+def get(conn: Connection, project: str, type_id: str, tenant: str | None = None) -> DeviceType:
+    get_project(conn, project, tenant)
+    dt = get_or_none(conn, project, type_id)
+    if dt is None:
+        raise NotFound(f"device type {type_id!r} not found in project {project!r}")
+    return dt
+
+
+def list_(conn: Connection, project: str, tenant: str | None = None) -> list[DeviceType]:
+    get_project(conn, project, tenant)
+    q = select(t.device_types).where(t.device_types.c.project == project).order_by(t.device_types.c.id)
+    return [_row(r) for r in conn.execute(q)]
+
+
+def update_(
+    conn: Connection, project: str, type_id: str, *, name: str | None = None,
+    metrics: Iterable[MetricSpec | Mapping[str, Any]] | None = None, tenant: str | None = None,
+) -> DeviceType:
+    get(conn, project, type_id, tenant)
+    values: dict[str, Any] = {}
+    if name is not None:
+        values["name"] = name
+    if metrics is not None:
+        values["metrics"] = [m.to_dict() for m in parse_metrics(metrics)]
+    if values:
+        conn.execute(update(t.device_types).where(
+            t.device_types.c.project == project, t.device_types.c.id == type_id).values(**values))
+    return get(conn, project, type_id, tenant)
+
+
+def delete_(conn: Connection, project: str, type_id: str, tenant: str | None = None) -> None:
+    get(conn, project, type_id, tenant)
+    used = conn.execute(select(t.devices.c.id).where(
+        t.devices.c.project == project, t.devices.c.device_type == type_id).limit(1)).first()
+    if used:
+        raise Conflict(f"device type {type_id!r} is used by device {used.id!r}",
+                       hint="move or delete its devices first")
+    conn.execute(delete(t.device_types).where(
+        t.device_types.c.project == project, t.device_types.c.id == type_id))

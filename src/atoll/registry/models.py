@@ -1,0 +1,199 @@
+"""Registry records as plain frozen dataclasses. Only these cross the registry boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["admin", "operator", "viewer"]
+ROLES: tuple[str, ...] = ("admin", "operator", "viewer")
+MetricType = Literal["float", "int", "bool"]
+METRIC_TYPES: tuple[str, ...] = ("float", "int", "bool")
+CommandStatus = Literal["pending", "delivered", "acked", "failed", "expired"]
+COMMAND_FINAL: frozenset[str] = frozenset({"acked", "failed", "expired"})
+
+
+def role_at_least(role: str, needed: str) -> bool:
+    """``admin`` > ``operator`` > ``viewer``."""
+    return ROLES.index(role) <= ROLES.index(needed)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: str
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: str
+    tenant: str
+    name: str
+    retention_days: int | None
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    """One telemetry value a device type declares. ``min``/``max`` are the expected range."""
+
+    name: str
+    type: MetricType = "float"
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "unit": self.unit, "min": self.min, "max": self.max}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceType:
+    id: str
+    project: str
+    name: str
+    metrics: tuple[MetricSpec, ...]
+    created_at: int
+
+    def metric(self, name: str) -> MetricSpec | None:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    id: str
+    project: str
+    tenant: str
+    name: str
+    device_type: str | None
+    labels: dict[str, str]
+    disabled: bool
+    has_credentials: bool
+    created_at: int
+    last_seen: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentity:
+    """Who an authenticated device is, and what it may send.
+
+    ``metrics`` is ``None`` when the device has no type: then any metric name is accepted.
+    """
+
+    device: str
+    project: str
+    tenant: str
+    device_type: str | None = None
+    metrics: dict[str, MetricSpec] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredentials:
+    """Returned once at registration or rotation; the secret is never stored in clear."""
+
+    device: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    tenant: str
+    name: str
+    role: Role
+    platform_admin: bool
+    created_at: int
+    expires_at: int | None = None
+    revoked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """A freshly created key: ``token`` is shown once."""
+
+    key: ApiKey
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller of an API request, resolved from a bearer token."""
+
+    tenant: str
+    role: Role
+    key_id: str
+    name: str
+    platform_admin: bool = False
+
+    def can(self, needed: str) -> bool:
+        return role_at_least(self.role, needed)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    username: str
+    tenant: str
+    role: Role
+    created_at: int
+    disabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Twin:
+    device: str
+    desired: dict[str, Any]
+    desired_version: int
+    desired_updated_at: int | None
+    reported: dict[str, Any]
+    reported_version: int
+    reported_updated_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: str
+    device: str
+    name: str
+    args: dict[str, Any]
+    status: CommandStatus
+    created_at: int
+    updated_at: int
+    expires_at: int
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    tenant: str
+    actor: str
+    action: str
+    target: str
+    at: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """How often, and why last, a device's messages were refused."""
+
+    device: str
+    transport: str  # "mqtt" | "http"
+    reason: str
+    count: int
+    last_at: int
+    last_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class BootstrapSecrets:
+    """What the first start created. Print once; only hashes are kept."""
+
+    tenant: str
+    api_key: str
+    username: str
+    password: str

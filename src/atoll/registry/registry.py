@@ -1,0 +1,436 @@
+"""The ``Registry``: one synchronous façade over tenants, devices, credentials, keys, twins and commands.
+
+Methods taking ``tenant=`` scope the lookup to that tenant and raise ``NotFound`` for anything
+outside it, so callers acting for an API key pass the key's tenant and cannot see other tenants.
+``tenant=None`` means "trusted internal caller" (ingest, runtime).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from atoll.core.errors import Conflict, InvalidInput, Unavailable
+from atoll.registry import audit as _audit
+from atoll.registry import commands as _commands
+from atoll.registry import credentials as _credentials
+from atoll.registry import device_types as _types
+from atoll.registry import devices as _devices
+from atoll.registry import keys as _keys
+from atoll.registry import rejections as _rejections
+from atoll.registry import tables as t
+from atoll.registry import tenants as _tenants
+from atoll.registry import twins as _twins
+from atoll.registry import users as _users
+from atoll.registry.engine import open_engine, sqlite_url
+from atoll.registry.models import (
+    ApiKey,
+    AuditEntry,
+    BootstrapSecrets,
+    Command,
+    Device,
+    DeviceCredentials,
+    DeviceIdentity,
+    DeviceType,
+    MetricSpec,
+    NewApiKey,
+    Principal,
+    Project,
+    Rejection,
+    Tenant,
+    Twin,
+    User,
+)
+from atoll.registry.tokens import matches, new_secret, now_us
+
+SESSION_TTL_S = 12 * 3600
+DEFAULT_TENANT = "default"
+_UNSET: Any = object()
+
+
+class Registry:
+    """Open with ``Registry.open(data_dir)`` (SQLite) or ``Registry(url)`` (any SQLAlchemy URL).
+
+    >>> import tempfile
+    >>> reg = Registry.open(tempfile.mkdtemp())
+    >>> boot = reg.bootstrap()
+    >>> _ = reg.create_project(boot.tenant, "Lab", project_id="lab")
+    >>> dev, creds = reg.register_device("lab", device_id="sensor-1")
+    >>> reg.authenticate_device("sensor-1", creds.secret).project
+    'lab'
+    >>> reg.authenticate_device("sensor-1", "wrong") is None
+    True
+    >>> reg.close()
+    """
+
+    def __init__(self, url: str | Engine, *, auth_cache_ttl: float = 30.0) -> None:
+        self.engine: Engine = url if isinstance(url, Engine) else open_engine(url)
+        self._auth = _credentials.AuthCache(ttl=auth_cache_ttl)
+        # SQLite allows one writer; serialising here avoids "database is locked" under threads
+        # and makes read-modify-write (twin versions) atomic. PostgreSQL uses row locks instead.
+        self._write_lock = threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        self._pending_rejections: dict[tuple[str, str, str], list] = {}
+        self._rej_lock = threading.Lock()
+        self._rej_flushed = time.monotonic()
+
+    @classmethod
+    def open(cls, data_dir: str | Path, **kw: Any) -> Registry:
+        return cls(sqlite_url(data_dir), **kw)
+
+    def close(self) -> None:
+        self.flush_rejections()
+        self.engine.dispose()
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _write(self):
+        return _transaction(self.engine, self._write_lock)
+
+    def _read(self) -> Connection:
+        return self.engine.connect()
+
+    # -- bootstrap ----------------------------------------------------------------------------
+    def bootstrap(self, *, username: str = "admin") -> BootstrapSecrets | None:
+        """On the very first start, create the default tenant, an admin API key and an admin user.
+
+        Returns the clear-text secrets once; ``None`` on every later start.
+        """
+        with self._write() as conn:
+            done = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "bootstrapped")).first()
+            if done:
+                return None
+            if not conn.execute(select(t.tenants.c.id).where(t.tenants.c.id == DEFAULT_TENANT)).first():
+                _tenants.create_tenant(conn, "Default", DEFAULT_TENANT)
+            key = _keys.create(conn, DEFAULT_TENANT, "bootstrap admin", "admin", platform_admin=True)
+            password = new_secret()[:24]
+            _users.create(conn, DEFAULT_TENANT, username, password, "admin")
+            conn.execute(insert(t.meta).values(key="bootstrapped", value=str(now_us())))
+            _audit.record(conn, DEFAULT_TENANT, "system", "bootstrap", f"tenant:{DEFAULT_TENANT}")
+        return BootstrapSecrets(DEFAULT_TENANT, key.token, username, password)
+
+    # -- tenants and projects -----------------------------------------------------------------
+    def create_tenant(self, name: str, tenant_id: str | None = None) -> Tenant:
+        with self._write() as conn:
+            return _tenants.create_tenant(conn, name, tenant_id)
+
+    def get_tenant(self, tenant_id: str) -> Tenant:
+        with self._read() as conn:
+            return _tenants.get_tenant(conn, tenant_id)
+
+    def list_tenants(self) -> list[Tenant]:
+        with self._read() as conn:
+            return _tenants.list_tenants(conn)
+
+    def create_project(self, tenant: str, name: str, *, project_id: str | None = None,
+                       retention_days: int | None = None) -> Project:
+        with self._write() as conn:
+            return _tenants.create_project(conn, tenant, name, project_id, retention_days)
+
+    def get_project(self, project: str, tenant: str | None = None) -> Project:
+        with self._read() as conn:
+            return _tenants.get_project(conn, project, tenant)
+
+    def list_projects(self, tenant: str | None = None) -> list[Project]:
+        with self._read() as conn:
+            return _tenants.list_projects(conn, tenant)
+
+    def update_project(self, project: str, tenant: str | None = None, *, name: str | None = None,
+                       retention_days: int | None = _UNSET) -> Project:
+        with self._write() as conn:
+            kw = {} if retention_days is _UNSET else {"retention_days": retention_days}
+            return _tenants.update_project(conn, project, tenant, name=name, **kw)
+
+    def delete_project(self, project: str, tenant: str | None = None) -> None:
+        with self._write() as conn:
+            ids = _tenants.delete_project(conn, project, tenant)
+        for d in ids:
+            self._auth.invalidate(d)
+
+    def retention(self) -> dict[str, int]:
+        """``{project: retention_days}`` of every project that has a limit (for the retention job)."""
+        return {p.id: p.retention_days for p in self.list_projects() if p.retention_days}
+
+    # -- device types -------------------------------------------------------------------------
+    def create_device_type(self, project: str, type_id: str, metrics: Iterable[MetricSpec | Mapping],
+                           *, name: str | None = None, tenant: str | None = None) -> DeviceType:
+        with self._write() as conn:
+            return _types.create(conn, project, type_id, name, metrics, tenant)
+
+    def get_device_type(self, project: str, type_id: str, tenant: str | None = None) -> DeviceType:
+        with self._read() as conn:
+            return _types.get(conn, project, type_id, tenant)
+
+    def list_device_types(self, project: str, tenant: str | None = None) -> list[DeviceType]:
+        with self._read() as conn:
+            return _types.list_(conn, project, tenant)
+
+    def update_device_type(self, project: str, type_id: str, *, name: str | None = None,
+                           metrics: Iterable[MetricSpec | Mapping] | None = None,
+                           tenant: str | None = None) -> DeviceType:
+        with self._write() as conn:
+            dt = _types.update_(conn, project, type_id, name=name, metrics=metrics, tenant=tenant)
+        self._auth.invalidate()  # identities carry the schema
+        return dt
+
+    def delete_device_type(self, project: str, type_id: str, tenant: str | None = None) -> None:
+        with self._write() as conn:
+            _types.delete_(conn, project, type_id, tenant)
+
+    # -- devices ------------------------------------------------------------------------------
+    def register_device(
+        self, project: str, *, device_id: str | None = None, name: str | None = None,
+        device_type: str | None = None, labels: Mapping[str, str] | None = None,
+        tenant: str | None = None,
+    ) -> tuple[Device, DeviceCredentials]:
+        """Create a device with fresh credentials. The secret is in the answer and nowhere else."""
+        with self._write() as conn:
+            dev = _devices.create(conn, project, device_id=device_id, name=name,
+                                  device_type=device_type, labels=labels, tenant=tenant)
+            creds = _credentials.issue(conn, dev.id)
+        return replace(dev, has_credentials=True), creds
+
+    def get_device(self, device_id: str, tenant: str | None = None) -> Device:
+        with self._read() as conn:
+            return _devices.get(conn, device_id, tenant)
+
+    def list_devices(self, project: str, tenant: str | None = None, *, limit: int = 1000,
+                     offset: int = 0, device_type: str | None = None) -> list[Device]:
+        with self._read() as conn:
+            return _devices.list_(conn, project, tenant, limit=limit, offset=offset,
+                                  device_type=device_type)
+
+    def update_device(self, device_id: str, tenant: str | None = None, *, name: str | None = None,
+                      labels: Mapping[str, str] | None = None, device_type: str | None = _UNSET,
+                      disabled: bool | None = None) -> Device:
+        with self._write() as conn:
+            kw = {} if device_type is _UNSET else {"device_type": device_type}
+            dev = _devices.update_(conn, device_id, tenant, name=name, labels=labels,
+                                   disabled=disabled, **kw)
+        self._auth.invalidate(device_id)
+        return dev
+
+    def disable_device(self, device_id: str, tenant: str | None = None, disabled: bool = True) -> Device:
+        return self.update_device(device_id, tenant, disabled=disabled)
+
+    def delete_device(self, device_id: str, tenant: str | None = None) -> Device:
+        with self._write() as conn:
+            dev = _devices.delete_(conn, device_id, tenant)
+        self._auth.invalidate(device_id)
+        return dev
+
+    # -- credentials --------------------------------------------------------------------------
+    def rotate_credentials(self, device_id: str, tenant: str | None = None) -> DeviceCredentials:
+        with self._write() as conn:
+            _devices.get(conn, device_id, tenant)
+            creds = _credentials.issue(conn, device_id)
+        self._auth.invalidate(device_id)
+        return creds
+
+    def revoke_credentials(self, device_id: str, tenant: str | None = None) -> None:
+        with self._write() as conn:
+            _devices.get(conn, device_id, tenant)
+            _credentials.revoke(conn, device_id)
+        self._auth.invalidate(device_id)
+
+    def authenticate_device(self, device_id: str, secret: str) -> DeviceIdentity | None:
+        """The device's identity if ``secret`` is its current secret and it is enabled, else ``None``.
+
+        Hot path for ingest: a cached positive answer costs one SHA-256 and no I/O.
+        """
+        if not device_id or not secret:
+            return None
+        hit = self._auth.check(device_id, secret)
+        if hit is not None:
+            return hit
+        with self._read() as conn:
+            found = _credentials.load(conn, device_id)
+        if found is None:
+            return None
+        secret_hash, disabled, identity = found
+        if disabled or not matches(secret, secret_hash):
+            return None
+        self._auth.put(secret_hash, identity)
+        return identity
+
+    def device_identity(self, device_id: str) -> DeviceIdentity | None:
+        """Project, tenant and telemetry schema of a device (no secret check), or ``None``."""
+        with self._read() as conn:
+            found = _credentials.load(conn, device_id)
+        return None if found is None else found[2]
+
+    def touch_devices(self, seen: Mapping[str, int]) -> None:
+        """Record ``last_seen`` (µs) for devices; ingest calls this in batches, not per message."""
+        if not seen:
+            return
+        with self._write() as conn:
+            for device_id, at in seen.items():
+                _devices.touch(conn, device_id, at)
+
+    # -- rejections ---------------------------------------------------------------------------
+    def record_rejection(self, device_id: str, transport: str, reason: str, message: str = "") -> None:
+        """Count a refused message. Cheap: counts are buffered and written about once a second."""
+        now = now_us()
+        with self._rej_lock:
+            slot = self._pending_rejections.setdefault((device_id, transport, reason), [0, now, message])
+            slot[0] += 1
+            slot[1], slot[2] = now, message
+            due = time.monotonic() - self._rej_flushed > 1.0
+        if due:
+            self.flush_rejections()
+
+    def flush_rejections(self) -> None:
+        with self._rej_lock:
+            pending, self._pending_rejections = self._pending_rejections, {}
+            self._rej_flushed = time.monotonic()
+        if not pending:
+            return
+        with self._write() as conn:
+            known = {r.id for r in conn.execute(select(t.devices.c.id).where(
+                t.devices.c.id.in_({k[0] for k in pending})))}
+            for (device_id, transport, reason), (n, at, msg) in pending.items():
+                # Unknown device ids come from attackers or typos; counting them would let anyone
+                # grow the table, so they only reach the log.
+                if device_id in known:
+                    _rejections.record(conn, device_id, transport, reason, msg, at, n)
+
+    def rejections(self, device_id: str, tenant: str | None = None) -> list[Rejection]:
+        self.flush_rejections()
+        with self._read() as conn:
+            _devices.get(conn, device_id, tenant)
+            return _rejections.list_(conn, device_id)
+
+    # -- API keys, users, sessions ------------------------------------------------------------
+    def create_api_key(self, tenant: str, name: str, role: str, *, platform_admin: bool = False,
+                       ttl_s: float | None = None) -> NewApiKey:
+        expires = now_us() + int(ttl_s * 1e6) if ttl_s else None
+        with self._write() as conn:
+            return _keys.create(conn, tenant, name, role, platform_admin=platform_admin, expires_at=expires)
+
+    def authenticate_key(self, token: str) -> Principal | None:
+        if not token:
+            return None
+        with self._read() as conn:
+            return _keys.authenticate(conn, token)
+
+    def list_api_keys(self, tenant: str) -> list[ApiKey]:
+        with self._read() as conn:
+            return _keys.list_(conn, tenant)
+
+    def revoke_api_key(self, tenant: str, key_id: str) -> ApiKey:
+        with self._write() as conn:
+            return _keys.revoke(conn, tenant, key_id)
+
+    def create_user(self, tenant: str, username: str, password: str, role: str) -> User:
+        with self._write() as conn:
+            return _users.create(conn, tenant, username, password, role)
+
+    def list_users(self, tenant: str) -> list[User]:
+        with self._read() as conn:
+            return _users.list_(conn, tenant)
+
+    def set_password(self, tenant: str, username: str, password: str) -> None:
+        with self._write() as conn:
+            _users.set_password(conn, tenant, username, password)
+
+    def delete_user(self, tenant: str, username: str) -> None:
+        with self._write() as conn:
+            _users.delete_(conn, tenant, username)
+
+    def login(self, username: str, password: str, *, ttl_s: float = SESSION_TTL_S) -> tuple[User, NewApiKey] | None:
+        """Check a console password; on success issue a short-lived session key with the user's role."""
+        with self._write() as conn:
+            user = _users.verify(conn, username, password)
+            if user is None:
+                return None
+            key = _keys.create(conn, user.tenant, f"session:{username}", user.role,
+                               expires_at=now_us() + int(ttl_s * 1e6))
+            # Expired sessions are dead weight; drop them here rather than in a background job.
+            conn.execute(delete(t.api_keys).where(
+                t.api_keys.c.expires_at.is_not(None), t.api_keys.c.expires_at < now_us()))
+        return user, key
+
+    # -- twins --------------------------------------------------------------------------------
+    def get_twin(self, device_id: str, tenant: str | None = None) -> Twin:
+        with self._read() as conn:
+            _devices.get(conn, device_id, tenant)
+            return _twins.get(conn, device_id)
+
+    def patch_desired(self, device_id: str, patch: Mapping[str, Any], tenant: str | None = None) -> Twin:
+        with self._write() as conn:
+            _devices.get(conn, device_id, tenant)
+            return _twins.patch_desired(conn, device_id, patch)
+
+    def patch_reported(self, device_id: str, patch: Mapping[str, Any]) -> Twin:
+        """Called by ingest for the authenticated device itself."""
+        with self._write() as conn:
+            _devices.get(conn, device_id)
+            return _twins.patch_reported(conn, device_id, patch)
+
+    # -- commands -----------------------------------------------------------------------------
+    def create_command(self, device_id: str, name: str, args: Mapping[str, Any] | None = None, *,
+                       ttl_s: float = _commands.DEFAULT_TTL_S, tenant: str | None = None) -> Command:
+        with self._write() as conn:
+            dev = _devices.get(conn, device_id, tenant)
+            if dev.disabled:
+                raise InvalidInput(f"device {device_id!r} is disabled", hint="enable it first")
+            return _commands.create(conn, device_id, name, args, ttl_s)
+
+    def get_command(self, device_id: str, command_id: str, tenant: str | None = None) -> Command:
+        with self._write() as conn:
+            _devices.get(conn, device_id, tenant)
+            _commands.expire(conn, device_id=device_id)
+            return _commands.get(conn, device_id, command_id)
+
+    def list_commands(self, device_id: str, tenant: str | None = None, *, status: str | None = None,
+                      limit: int = 100) -> list[Command]:
+        with self._write() as conn:
+            _devices.get(conn, device_id, tenant)
+            return _commands.list_(conn, device_id, status=status, limit=limit)
+
+    def mark_command_delivered(self, device_id: str, command_id: str) -> Command:
+        with self._write() as conn:
+            return _commands.set_status(conn, device_id, command_id, "delivered")
+
+    def ack_command(self, device_id: str, command_id: str, ok: bool, result: Any = None) -> Command:
+        """A device's acknowledgement: ``ok`` → acked, else failed. Raises for unknown or finished ones."""
+        with self._write() as conn:
+            return _commands.set_status(conn, device_id, command_id, "acked" if ok else "failed", result)
+
+    def expire_commands(self) -> int:
+        with self._write() as conn:
+            return _commands.expire(conn)
+
+    # -- audit --------------------------------------------------------------------------------
+    def audit(self, tenant: str, actor: str, action: str, target: str,
+              detail: Mapping[str, Any] | None = None) -> None:
+        with self._write() as conn:
+            _audit.record(conn, tenant, actor, action, target, detail)
+
+    def audit_log(self, tenant: str, *, limit: int = 100, before_id: int | None = None,
+                  action: str | None = None, target: str | None = None) -> list[AuditEntry]:
+        with self._read() as conn:
+            return _audit.list_(conn, tenant, limit=limit, before_id=before_id, action=action, target=target)
+
+
+@contextmanager
+def _transaction(engine: Engine, lock: threading.RLock | None) -> Iterator[Connection]:
+    """``engine.begin()`` under the SQLite writer lock; translates driver errors at the edge."""
+    if lock is not None:
+        lock.acquire()
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except IntegrityError as e:
+        raise Conflict(f"conflicting change: {e.orig}") from e
+    except OperationalError as e:
+        raise Unavailable(f"registry database error: {e.orig}") from e
+    finally:
+        if lock is not None:
+            lock.release()

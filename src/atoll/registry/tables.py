@@ -1,0 +1,152 @@
+"""SQL schema of the registry. Portable SQLAlchemy Core types only, so SQLite and PostgreSQL share it.
+
+Timestamps are integer µs since the epoch, like everywhere else in Atoll.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+ID = 64
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("retention_days", Integer, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+device_types = Table(
+    "device_types",
+    metadata,
+    Column("project", String(ID), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(ID), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("project", String(ID), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("device_type", String(ID), nullable=True),
+    Column("labels", JSON, nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    # SHA-256 hex of the secret; NULL once revoked.
+    Column("secret_hash", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_seen", BigInteger, nullable=True),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("platform_admin", Boolean, nullable=False, default=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(200), primary_key=True),
+    Column("tenant", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+twins = Table(
+    "twins",
+    metadata,
+    Column("device", String(ID), ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
+    Column("desired", JSON, nullable=False),
+    Column("desired_version", Integer, nullable=False),
+    Column("desired_updated_at", BigInteger, nullable=True),
+    Column("reported", JSON, nullable=False),
+    Column("reported_version", Integer, nullable=False),
+    Column("reported_updated_at", BigInteger, nullable=True),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("device", String(ID), ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("args", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_commands_device_created", "device", "created_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(ID), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(100), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Index("ix_audit_tenant_at", "tenant", "at"),
+)
+
+rejections = Table(
+    "rejections",
+    metadata,
+    Column("device", String(ID), nullable=False),
+    Column("transport", String(16), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("last_at", BigInteger, nullable=False),
+    Column("last_message", Text, nullable=False),
+    UniqueConstraint("device", "transport", "reason", name="uq_rejection"),
+)
+
+meta = Table(
+    "registry_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,80 @@
+"""Console users with argon2 password hashes."""
+
+from __future__ import annotations
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import Connection, delete, insert, select, update
+
+from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.registry import tables as t
+from atoll.registry.keys import check_role
+from atoll.registry.models import User
+from atoll.registry.tenants import get_tenant
+from atoll.registry.tokens import now_us
+
+_hasher = PasswordHasher()
+MIN_PASSWORD = 10
+# Verifying against this keeps "unknown user" as slow as "wrong password".
+_DUMMY_HASH = _hasher.hash("atoll-timing-equaliser")
+
+
+def _user(row) -> User:
+    return User(row.username, row.tenant, row.role, row.created_at, bool(row.disabled))
+
+
+def _check_password(password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"password must have at least {MIN_PASSWORD} characters")
+
+
+def create(conn: Connection, tenant: str, username: str, password: str, role: str) -> User:
+    get_tenant(conn, tenant)
+    check_role(role)
+    _check_password(password)
+    if not username or len(username) > 200:
+        raise InvalidInput("username must have 1-200 characters")
+    if conn.execute(select(t.users.c.username).where(t.users.c.username == username)).first():
+        raise Conflict(f"user {username!r} already exists")
+    row = {"username": username, "tenant": tenant, "role": role, "created_at": now_us(), "disabled": False}
+    conn.execute(insert(t.users).values(password_hash=_hasher.hash(password), **row))
+    return User(**row)
+
+
+def verify(conn: Connection, username: str, password: str) -> User | None:
+    row = conn.execute(select(t.users).where(t.users.c.username == username)).first()
+    if row is None:
+        try:
+            _hasher.verify(_DUMMY_HASH, password or "")
+        except VerificationError:
+            pass
+        return None
+    try:
+        _hasher.verify(row.password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if row.disabled:
+        return None
+    if _hasher.check_needs_rehash(row.password_hash):
+        conn.execute(update(t.users).where(t.users.c.username == username).values(
+            password_hash=_hasher.hash(password)))
+    return _user(row)
+
+
+def list_(conn: Connection, tenant: str) -> list[User]:
+    q = select(t.users).where(t.users.c.tenant == tenant).order_by(t.users.c.username)
+    return [_user(r) for r in conn.execute(q)]
+
+
+def set_password(conn: Connection, tenant: str, username: str, password: str) -> None:
+    _check_password(password)
+    res = conn.execute(update(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant)
+                       .values(password_hash=_hasher.hash(password)))
+    if res.rowcount == 0:
+        raise NotFound(f"user {username!r} not found")
+
+
+def delete_(conn: Connection, tenant: str, username: str) -> None:
+    res = conn.execute(delete(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant))
+    if res.rowcount == 0:
+        raise NotFound(f"user {username!r} not found")

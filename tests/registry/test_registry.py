@@ -1,0 +1,203 @@
+import sqlite3
+
+import pytest
+
+from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.registry import MetricSpec, Registry
+
+
+def _lab(reg: Registry):
+    boot = reg.bootstrap()
+    reg.create_project(boot.tenant, "Lab", project_id="lab", retention_days=30)
+    reg.create_device_type("lab", "thermo", [
+        {"name": "temperature", "unit": "°C", "type": "float", "min": -40, "max": 85},
+        MetricSpec("on", type="bool"),
+    ])
+    return boot
+
+
+def test_bootstrap_creates_unique_secrets_once(tmp_path):
+    a = Registry.open(tmp_path / "a")
+    b = Registry.open(tmp_path / "b")
+    sa, sb = a.bootstrap(), b.bootstrap()
+    assert sa.api_key != sb.api_key and sa.password != sb.password
+    assert a.bootstrap() is None
+    principal = a.authenticate_key(sa.api_key)
+    assert principal.role == "admin" and principal.platform_admin and principal.tenant == "default"
+    assert a.authenticate_key(sb.api_key) is None
+    assert a.login("admin", sa.password) is not None
+    assert a.login("admin", "wrong password") is None
+    a.close()
+    b.close()
+
+
+def test_secrets_are_stored_hashed_only(tmp_path):
+    reg = Registry.open(tmp_path)
+    boot = _lab(reg)
+    _, creds = reg.register_device("lab", device_id="s1")
+    reg.close()
+    dump = "\n".join(sqlite3.connect(tmp_path / "registry.sqlite").iterdump())
+    assert creds.secret not in dump
+    assert boot.api_key.split("_", 2)[2] not in dump
+    assert boot.password not in dump
+    assert "$argon2" in dump
+
+
+def test_device_lifecycle_and_auth(any_registry):
+    reg = any_registry
+    _lab(reg)
+    dev, creds = reg.register_device("lab", device_id="s1", device_type="thermo", labels={"room": "a"})
+    assert len(creds.secret) >= 43 and dev.has_credentials
+    ident = reg.authenticate_device("s1", creds.secret)
+    assert ident.project == "lab" and ident.tenant == "default"
+    assert ident.metrics["temperature"].max == 85 and ident.metrics["on"].type == "bool"
+    assert reg.authenticate_device("s1", creds.secret + "x") is None
+    assert reg.authenticate_device("nope", creds.secret) is None
+    # Cached positive answer still honours rotation immediately.
+    new = reg.rotate_credentials("s1")
+    assert reg.authenticate_device("s1", creds.secret) is None
+    assert reg.authenticate_device("s1", new.secret) is not None
+    reg.disable_device("s1")
+    assert reg.authenticate_device("s1", new.secret) is None
+    reg.disable_device("s1", disabled=False)
+    assert reg.authenticate_device("s1", new.secret) is not None
+    reg.revoke_credentials("s1")
+    assert reg.authenticate_device("s1", new.secret) is None
+    assert not reg.get_device("s1").has_credentials
+    assert reg.device_identity("s1").device_type == "thermo"
+
+
+def test_schema_change_reaches_cached_identity(registry):
+    _lab(registry)
+    _, creds = registry.register_device("lab", device_id="s1", device_type="thermo")
+    assert "humidity" not in registry.authenticate_device("s1", creds.secret).metrics
+    registry.update_device_type("lab", "thermo", metrics=[{"name": "humidity", "unit": "%"}])
+    assert "humidity" in registry.authenticate_device("s1", creds.secret).metrics
+
+
+def test_tenant_scoping_hides_other_tenants(any_registry):
+    reg = any_registry
+    _lab(reg)
+    reg.create_tenant("Other", "other")
+    reg.create_project("other", "Theirs", project_id="theirs")
+    reg.register_device("theirs", device_id="x1")
+    with pytest.raises(NotFound):
+        reg.get_project("theirs", tenant="default")
+    with pytest.raises(NotFound):
+        reg.get_device("x1", tenant="default")
+    with pytest.raises(NotFound):
+        reg.rotate_credentials("x1", tenant="default")
+    with pytest.raises(NotFound):
+        reg.register_device("theirs", tenant="default")
+    with pytest.raises(NotFound):
+        reg.patch_desired("x1", {"a": 1}, tenant="default")
+    assert [p.id for p in reg.list_projects("default")] == ["lab"]
+
+
+def test_ids_and_conflicts(registry):
+    _lab(registry)
+    with pytest.raises(InvalidInput):
+        registry.register_device("lab", device_id="bad/id")
+    with pytest.raises(InvalidInput):
+        registry.register_device("lab", device_id="a.b")
+    registry.register_device("lab", device_id="s1")
+    with pytest.raises(Conflict):
+        registry.register_device("lab", device_id="s1")
+    with pytest.raises(NotFound):
+        registry.register_device("lab", device_type="missing")
+    with pytest.raises(InvalidInput):
+        registry.create_device_type("lab", "t2", [{"name": "x", "type": "complex"}])
+    with pytest.raises(InvalidInput):
+        registry.create_device_type("lab", "t2", [{"name": "x", "min": 5, "max": 1}])
+    with pytest.raises(InvalidInput):
+        registry.update_project("lab", retention_days=0)
+    assert registry.update_project("lab", retention_days=None).retention_days is None
+
+
+def test_twin_merge_and_versions(any_registry):
+    reg = any_registry
+    _lab(reg)
+    reg.register_device("lab", device_id="s1")
+    assert reg.get_twin("s1").desired_version == 0
+    t1 = reg.patch_desired("s1", {"interval": 10, "led": {"r": 1, "g": 2}})
+    t2 = reg.patch_desired("s1", {"led": {"g": None}, "mode": "eco"})
+    assert t2.desired == {"interval": 10, "led": {"r": 1}, "mode": "eco"}
+    assert (t1.desired_version, t2.desired_version) == (1, 2)
+    r = reg.patch_reported("s1", {"fw": "1.2"})
+    assert r.reported == {"fw": "1.2"} and r.reported_version == 1 and r.desired_version == 2
+    with pytest.raises(InvalidInput):
+        reg.patch_desired("s1", ["not", "an", "object"])
+
+
+def test_command_states(any_registry):
+    reg = any_registry
+    _lab(reg)
+    reg.register_device("lab", device_id="s1")
+    c = reg.create_command("s1", "reboot", {"delay": 1})
+    assert c.status == "pending"
+    assert reg.mark_command_delivered("s1", c.id).status == "delivered"
+    done = reg.ack_command("s1", c.id, True, {"uptime": 0})
+    assert done.status == "acked" and done.result == {"uptime": 0}
+    with pytest.raises(Conflict):
+        reg.ack_command("s1", c.id, True)
+    with pytest.raises(NotFound):
+        reg.ack_command("s1", "c-unknown", True)
+    failed = reg.create_command("s1", "x")
+    assert reg.ack_command("s1", failed.id, False, "boom").status == "failed"
+    short = reg.create_command("s1", "y", ttl_s=0.001)
+    import time
+
+    time.sleep(0.01)
+    assert reg.get_command("s1", short.id).status == "expired"
+    with pytest.raises(Conflict):
+        reg.ack_command("s1", short.id, True)
+    assert [x.name for x in reg.list_commands("s1")] == ["y", "x", "reboot"]
+
+
+def test_rejection_counters(registry):
+    _lab(registry)
+    registry.register_device("lab", device_id="s1")
+    for _ in range(3):
+        registry.record_rejection("s1", "mqtt", "malformed_json", "line 1")
+    registry.record_rejection("s1", "http", "nan", "temperature is NaN")
+    registry.record_rejection("ghost", "mqtt", "unknown_device", "")
+    rows = {(r.transport, r.reason): r.count for r in registry.rejections("s1")}
+    assert rows == {("mqtt", "malformed_json"): 3, ("http", "nan"): 1}
+    registry.record_rejection("s1", "mqtt", "malformed_json", "again")
+    assert {r.reason: r.count for r in registry.rejections("s1")}["malformed_json"] == 4
+
+
+def test_api_keys_and_roles(registry):
+    _lab(registry)
+    k = registry.create_api_key("default", "ci", "viewer")
+    p = registry.authenticate_key(k.token)
+    assert p.role == "viewer" and not p.can("operator") and p.can("viewer")
+    registry.revoke_api_key("default", k.key.id)
+    assert registry.authenticate_key(k.token) is None
+    assert registry.authenticate_key("atk_garbage") is None
+    with pytest.raises(InvalidInput):
+        registry.create_api_key("default", "x", "root")
+    expired = registry.create_api_key("default", "x", "admin", ttl_s=-1)
+    assert registry.authenticate_key(expired.token) is None
+
+
+def test_audit_is_append_only_and_tenant_scoped(registry):
+    _lab(registry)
+    registry.create_tenant("Other", "other")
+    registry.audit("default", "key:1", "device.create", "device:s1", {"name": "s1"})
+    registry.audit("other", "key:2", "device.create", "device:x")
+    log = registry.audit_log("default")
+    assert log[0].action == "device.create" and log[0].detail == {"name": "s1"}
+    assert all(e.tenant == "default" for e in log)
+    assert not hasattr(registry, "delete_audit")
+
+
+def test_data_survives_reopen(tmp_path):
+    reg = Registry.open(tmp_path)
+    _lab(reg)
+    _, creds = reg.register_device("lab", device_id="s1")
+    reg.close()
+    again = Registry.open(tmp_path)
+    assert again.authenticate_device("s1", creds.secret).project == "lab"
+    assert again.retention() == {"lab": 30}
+    again.close()
