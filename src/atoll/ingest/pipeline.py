@@ -1,0 +1,373 @@
+"""The ingest pipeline every transport (embedded MQTT, external MQTT, HTTP) goes through.
+
+validate → queue → one writer thread that *group-commits* everything queued into a single
+``SeriesStore.append`` → resolve each submitter only after that append returned → publish on
+the bus. So ``await submit_telemetry(...)`` returning means the points are durable, and the
+transports answer (PUBACK, HTTP 2xx) only after it returned.
+
+Rejections are counted in memory and flushed to the registry about once a second, so a
+device flooding bad messages cannot turn into a database write per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from atoll.bus.port import MessageBus
+from atoll.core import topics
+from atoll.core.errors import AtollError, InvalidInput, NotFound, Unavailable
+from atoll.ingest import events
+from atoll.ingest.devices import DeviceDirectory, Identity
+from atoll.ingest.validate import (
+    DEFAULT_LIMITS,
+    OPEN_SCHEMA,
+    Limits,
+    ParsedTelemetry,
+    TelemetrySchema,
+    merge,
+    parse_telemetry,
+)
+from atoll.store.port import SeriesStore
+
+log = logging.getLogger(__name__)
+
+OUT_OF_RANGE_ACCEPTED = "out_of_range_accepted"
+
+
+@dataclass
+class IngestStats:
+    messages: int = 0
+    points: int = 0
+    commits: int = 0
+    rejected: int = 0
+    commit_seconds: float = 0.0
+    last_commit_points: int = 0
+
+
+class _Item:
+    __slots__ = ("future", "parsed")
+
+    def __init__(self, parsed: ParsedTelemetry, future: asyncio.Future) -> None:
+        self.parsed = parsed
+        self.future = future
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        store: SeriesStore,
+        bus: MessageBus | None = None,
+        directory: DeviceDirectory | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        max_commit_points: int = 500_000,
+        max_queued_points: int = 2_000_000,
+        flush_interval: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.directory = directory
+        self.limits = limits
+        self.max_commit_points = max_commit_points
+        self.max_queued_points = max_queued_points
+        self.flush_interval = flush_interval
+        self.stats = IngestStats()
+        self._cv = threading.Condition()
+        self._pending: list[_Item] = []
+        self._pending_points = 0
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flusher: asyncio.Task | None = None
+        self._publishing: set[asyncio.Task] = set()
+        self._schemas: dict[str, tuple[Any, TelemetrySchema]] = {}
+        # (device, transport, reason) -> [count, last_message, last_at]
+        self._rejections: dict[tuple[str, str, str], list] = {}
+        self._seen: dict[str, int] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._writer, name="atoll-ingest-writer", daemon=True)
+        self._thread.start()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="atoll-ingest-flush")
+
+    async def stop(self) -> None:
+        """Write everything queued, then stop."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+            self._flusher = None
+        if self._publishing:
+            await asyncio.gather(*self._publishing, return_exceptions=True)
+        await self.flush_counters()
+
+    # -- telemetry -------------------------------------------------------------------------
+
+    def schema_for(self, identity: Identity) -> TelemetrySchema:
+        metrics = identity.metrics
+        if not metrics:
+            return OPEN_SCHEMA
+        cached = self._schemas.get(identity.device)
+        if cached is not None and cached[0] is metrics:
+            return cached[1]
+        schema = TelemetrySchema.of(metrics.values())
+        self._schemas[identity.device] = (metrics, schema)
+        return schema
+
+    async def submit_telemetry(self, identity: Identity, body: bytes, transport: str = "mqtt") -> int:
+        """Validate and durably store one message; returns the number of points stored.
+
+        Raises ``InvalidInput`` (counted as a rejection) or ``Unavailable`` (store failed).
+        """
+        try:
+            parsed = parse_telemetry(
+                body, project=identity.project, device=identity.device,
+                schema=self.schema_for(identity), limits=self.limits,
+            )
+        except InvalidInput as e:
+            self.reject(identity.device, transport, getattr(e, "reason", e.code), e.message)
+            raise
+        if parsed.out_of_range:
+            self.reject(
+                identity.device, transport, OUT_OF_RANGE_ACCEPTED,
+                f"{parsed.out_of_range} value(s) outside the declared range of "
+                f"{', '.join(parsed.out_of_range_metrics)} (stored)",
+                log_level=logging.INFO,
+            )
+        return await self.write(parsed)
+
+    async def write(self, parsed: ParsedTelemetry) -> int:
+        """Queue validated points for the next group commit and wait until they are durable."""
+        loop = self._loop
+        if loop is None or self._stopping:
+            raise Unavailable("ingest is not running")
+        while self._pending_points > self.max_queued_points:
+            await asyncio.sleep(0.002)  # back-pressure: the writer is behind
+        fut = loop.create_future()
+        n = len(parsed)
+        with self._cv:
+            self._pending.append(_Item(parsed, fut))
+            self._pending_points += n
+            if len(self._pending) == 1:
+                self._cv.notify()
+        await fut
+        self._seen[parsed.device] = _now_us()
+        return n
+
+    def _writer(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending and not self._stopping:
+                    self._cv.wait()
+                if not self._pending:
+                    return
+                taken, total = self._take()
+            err: BaseException | None = None
+            t0 = time.perf_counter()
+            try:
+                self.store.append(merge([i.parsed for i in taken]))
+            except Exception as e:
+                log.exception("store append of %d points failed", total)
+                err = e
+            elapsed = time.perf_counter() - t0
+            with self._cv:
+                self._pending_points -= total
+            payloads = self._bus_payloads(taken) if err is None and self.bus is not None else []
+            self.stats.commits += 1
+            self.stats.commit_seconds += elapsed
+            self.stats.last_commit_points = total
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(self._resolve, taken, total, err, payloads)
+                except RuntimeError:  # loop closed while we were writing
+                    pass
+
+    def _take(self) -> tuple[list[_Item], int]:
+        items = self._pending
+        total = 0
+        for n, item in enumerate(items):
+            total += len(item.parsed)
+            if total >= self.max_commit_points:
+                taken, self._pending = items[: n + 1], items[n + 1:]
+                return taken, total
+        self._pending = []
+        return items, total
+
+    def _resolve(self, taken: list[_Item], total: int, err: BaseException | None,
+                 payloads: list[tuple[str, bytes]]) -> None:
+        if err is None:
+            self.stats.messages += len(taken)
+            self.stats.points += total
+            for item in taken:
+                if not item.future.done():
+                    item.future.set_result(None)
+            if payloads:
+                task = asyncio.ensure_future(self._publish(payloads))
+                self._publishing.add(task)
+                task.add_done_callback(self._publishing.discard)
+        else:
+            exc = Unavailable(f"the store could not persist the points: {err}",
+                              hint="retry later; nothing of this message was acknowledged")
+            for item in taken:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+
+    @staticmethod
+    def _bus_payloads(taken: list[_Item]) -> list[tuple[str, bytes]]:
+        by_device: dict[tuple[str, str], list[ParsedTelemetry]] = {}
+        for item in taken:
+            p = item.parsed
+            by_device.setdefault((p.project, p.device), []).append(p)
+        out = []
+        for (project, device), parts in by_device.items():
+            if len(parts) == 1:
+                p = parts[0]
+                metrics, idx, ts, val = p.metrics, p.key_index, p.ts, p.value
+            else:
+                lut: dict[str, int] = {}
+                idx, ts, val = [], [], []
+                for p in parts:
+                    remap = [lut.setdefault(m, len(lut)) for m in p.metrics]
+                    idx.extend([remap[i] for i in p.key_index])
+                    ts.extend(p.ts)
+                    val.extend(p.value)
+                metrics = list(lut)
+            out.append((topics.bus_telemetry(project, device),
+                        events.encode_telemetry(project, device, metrics, idx, ts, val)))
+        return out
+
+    async def _publish(self, payloads: list[tuple[str, bytes]]) -> None:
+        assert self.bus is not None
+        for subject, data in payloads:
+            try:
+                await self.bus.publish(subject, data)
+            except Exception:  # the points are stored; a bus hiccup must not fail ingest
+                log.exception("bus publish on %s failed", subject)
+
+    # -- twins and commands ------------------------------------------------------------------
+
+    async def twin_reported(self, identity: Identity, body: bytes, transport: str = "mqtt") -> Any:
+        doc = self._json_object(identity, body, transport, "twin reported")
+        result = await asyncio.to_thread(self._directory().patch_reported, identity.device, doc)
+        await self._bus_publish(topics.bus_twin(identity.project, identity.device),
+                                events.encode_twin(identity.project, identity.device, doc, _now_us()))
+        return result
+
+    async def command_ack(self, identity: Identity, command_id: str, body: bytes,
+                          transport: str = "mqtt") -> Any:
+        doc = self._json_object(identity, body, transport, "command ack")
+        status = doc.get("status", "ok")
+        if status not in ("ok", "error"):
+            msg = f'command ack status must be "ok" or "error", not {status!r}'
+            self.reject(identity.device, transport, "bad_command_ack", msg)
+            raise InvalidInput(msg)
+        try:
+            result = await asyncio.to_thread(self._directory().command_ack, identity.device,
+                                             command_id, status, doc.get("result"))
+        except NotFound as e:
+            self.reject(identity.device, transport, "unknown_command", e.message)
+            raise
+        await self._bus_publish(
+            topics.bus_command_ack(identity.project, identity.device),
+            events.encode_command_ack(identity.project, identity.device, command_id, status,
+                                      doc.get("result"), _now_us()),
+        )
+        return result
+
+    def _json_object(self, identity: Identity, body: bytes, transport: str, what: str) -> dict:
+        if len(body) > self.limits.max_bytes:
+            msg = f"{what} is {len(body)} bytes; the limit is {self.limits.max_bytes}"
+            self.reject(identity.device, transport, "too_large", msg)
+            raise InvalidInput(msg)
+        try:
+            doc = msgspec.json.decode(body)
+        except msgspec.DecodeError as e:
+            msg = f"{what}: malformed JSON: {e}"
+            self.reject(identity.device, transport, "malformed_json", msg)
+            raise InvalidInput(msg) from None
+        if not isinstance(doc, dict):
+            msg = f"{what} must be a JSON object"
+            self.reject(identity.device, transport, "wrong_type", msg)
+            raise InvalidInput(msg)
+        return doc
+
+    def _directory(self) -> DeviceDirectory:
+        if self.directory is None:
+            raise Unavailable("no device registry is attached")
+        return self.directory
+
+    async def _bus_publish(self, subject: str, data: bytes) -> None:
+        if self.bus is not None:
+            try:
+                await self.bus.publish(subject, data)
+            except Exception:
+                log.exception("bus publish on %s failed", subject)
+
+    # -- rejections ----------------------------------------------------------------------------
+
+    def reject(self, device: str, transport: str, reason: str, message: str, *,
+               log_level: int = logging.WARNING) -> None:
+        """Count a refused message (cheap; flushed to the registry in the background)."""
+        key = (device, transport, reason)
+        row = self._rejections.get(key)
+        if row is None:
+            self._rejections[key] = [1, message, _now_us()]
+            log.log(log_level, "%s rejected from device %s (%s): %s", transport, device, reason, message)
+        else:
+            row[0] += 1
+            row[1] = message
+            row[2] = _now_us()
+        if reason != OUT_OF_RANGE_ACCEPTED:
+            self.stats.rejected += 1
+
+    def pending_rejections(self) -> Mapping[tuple[str, str, str], list]:
+        return self._rejections
+
+    async def flush_counters(self) -> None:
+        """Push counted rejections and last-seen times to the registry."""
+        # Swap on the event loop (the only thread that counts), write in a worker thread.
+        rej, self._rejections = self._rejections, {}
+        seen, self._seen = self._seen, {}
+        if rej or seen:
+            await asyncio.to_thread(self._write_counters, rej, seen)
+
+    def _write_counters(self, rej: dict, seen: dict) -> None:
+        if self.directory is None:
+            return
+        try:
+            if rej:
+                self.directory.record_rejections(
+                    [(d, t, r, m, at, n) for (d, t, r), (n, m, at) in rej.items()])
+            if seen:
+                self.directory.touch_devices(seen)
+        except AtollError as e:
+            log.warning("could not record ingest counters: %s", e.message)
+        except Exception:
+            log.exception("could not record ingest counters")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            await self.flush_counters()
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000

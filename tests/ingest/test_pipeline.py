@@ -1,0 +1,136 @@
+import asyncio
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from atoll.bus.memory import MemoryBus
+from atoll.core.errors import InvalidInput, Unavailable
+from atoll.ingest.events import decode_telemetry
+from atoll.ingest.pipeline import IngestPipeline
+from atoll.ingest.validate import MetricSpec
+
+
+class GatedStore:
+    """Records appends; each append waits for the test to open the gate (to observe ordering)."""
+
+    def __init__(self) -> None:
+        self.appends = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail = False
+
+    def append(self, batch) -> None:
+        self.gate.wait(5)
+        if self.fail:
+            raise OSError("disk full")
+        self.appends.append(batch)
+
+
+def ident(device="d1", metrics=None):
+    return SimpleNamespace(device=device, project="p", tenant="t", metrics=metrics)
+
+
+@pytest.fixture
+async def rig():
+    store, bus = GatedStore(), MemoryBus()
+    pipe = IngestPipeline(store, bus, flush_interval=0.05)
+    await pipe.start()
+    yield pipe, store, bus
+    store.gate.set()
+    await pipe.stop()
+    await bus.close()
+
+
+async def test_submit_returns_only_after_the_append_returned(rig):
+    pipe, store, _ = rig
+    store.gate.clear()
+    task = asyncio.create_task(pipe.submit_telemetry(ident(), b'{"values": {"t": 1}}'))
+    await asyncio.sleep(0.2)
+    assert not task.done(), "acknowledged before the store append returned"
+    store.gate.set()
+    assert await asyncio.wait_for(task, 5) == 1
+    assert sum(len(b) for b in store.appends) == 1
+
+
+async def test_concurrent_submits_are_group_committed(rig):
+    pipe, store, _ = rig
+    store.gate.clear()
+    first = asyncio.create_task(pipe.submit_telemetry(ident(), b'{"values": {"t": 0}}'))
+    await asyncio.sleep(0.05)  # the writer is now blocked in the first append
+    rest = [asyncio.create_task(pipe.submit_telemetry(ident(f"d{i % 5}"), b'{"values": {"t": %d}}' % i))
+            for i in range(1, 200)]
+    await asyncio.sleep(0.1)
+    store.gate.set()
+    assert await asyncio.gather(first, *rest) == [1] * 200
+    assert len(store.appends) == 2, "everything queued behind the first append goes in one commit"
+    assert sorted(store.appends[1].value.tolist()) == list(range(1, 200))
+
+
+async def test_invalid_message_is_counted_and_not_stored(rig):
+    pipe, store, _ = rig
+    for body in (b"{oops", b'{"values": {"t": "x"}}', b'{"values": {"t": "y"}}'):
+        with pytest.raises(InvalidInput):
+            await pipe.submit_telemetry(ident(), body, transport="http")
+    counts = {k: v[0] for k, v in pipe.pending_rejections().items()}
+    assert counts == {("d1", "http", "malformed_json"): 1, ("d1", "http", "wrong_type"): 2}
+    assert store.appends == []
+
+
+async def test_declared_metrics_are_enforced():
+    store = GatedStore()
+    pipe = IngestPipeline(store)
+    await pipe.start()
+    dev = ident(metrics={"t": MetricSpec("t", min=0, max=10)})
+    with pytest.raises(InvalidInput):
+        await pipe.submit_telemetry(dev, b'{"values": {"h": 1}}')
+    assert await pipe.submit_telemetry(dev, b'{"values": {"t": 11}}') == 1
+    reasons = {k[2] for k in pipe.pending_rejections()}
+    assert reasons == {"unknown_series", "out_of_range_accepted"}
+    await pipe.stop()
+
+
+async def test_store_failure_reaches_every_waiting_submitter_and_ingest_goes_on(rig):
+    pipe, store, _ = rig
+    store.fail = True
+    results = await asyncio.gather(
+        *(pipe.submit_telemetry(ident(), b'{"values": {"t": 1}}') for _ in range(3)),
+        return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results)
+    store.fail = False
+    assert await pipe.submit_telemetry(ident(), b'{"values": {"t": 2}}') == 1
+
+
+async def test_stored_points_are_published_on_the_bus_per_device(rig):
+    pipe, _, bus = rig
+    got = []
+
+    async def handler(msg):
+        got.append((msg.subject, decode_telemetry(msg.data)))
+
+    await bus.subscribe("telemetry.p.>", handler)
+    await asyncio.gather(
+        pipe.submit_telemetry(ident("a"), b'[{"values": {"t": 1}}, {"values": {"t": 2, "h": 3}}]'),
+        pipe.submit_telemetry(ident("b"), b'{"values": {"t": 4}}'),
+    )
+    for _ in range(100):
+        if len(got) >= 2:
+            break
+        await asyncio.sleep(0.01)
+    by_subject = {s: b for s, b in got}
+    assert set(by_subject) == {"telemetry.p.a", "telemetry.p.b"}
+    assert sorted(by_subject["telemetry.p.a"].value.tolist()) == [1, 2, 3]
+    assert [k.metric for k in by_subject["telemetry.p.a"].keys] == ["t", "h"]
+
+
+async def test_stop_writes_everything_queued():
+    store = GatedStore()
+    pipe = IngestPipeline(store)
+    await pipe.start()
+    store.gate.clear()
+    tasks = [asyncio.create_task(pipe.submit_telemetry(ident(), b'{"values": {"t": 1}}')) for _ in range(50)]
+    await asyncio.sleep(0.05)
+    store.gate.set()
+    await pipe.stop()
+    assert await asyncio.gather(*tasks) == [1] * 50
+    assert sum(len(b) for b in store.appends) == 50
