@@ -1,0 +1,118 @@
+"""In-memory ``SeriesStore``: the reference adapter. Everything is computed from raw points."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from atoll.core.points import PointBatch, SeriesKey
+from atoll.store import plan
+from atoll.store.port import AGGREGATES, Buckets, Series
+
+
+class MemoryStore:
+    """Keeps each series as sorted numpy arrays. Not durable; for tests and demos.
+
+    >>> s = MemoryStore()
+    >>> s.append(PointBatch.of_series(SeriesKey("p", "d", "t"), [2, 1], [20.0, 10.0]))
+    >>> s.query_raw(SeriesKey("p", "d", "t"), 0, 10).value.tolist()
+    [10.0, 20.0]
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[SeriesKey, tuple[np.ndarray, np.ndarray]] = {}
+        self._lock = threading.Lock()
+
+    def append(self, batch: PointBatch) -> None:
+        if not len(batch):
+            return
+        parts = batch.split()
+        with self._lock:
+            for key, (ts, value) in parts.items():
+                old = self._data.get(key)
+                if old is not None:
+                    ts = np.concatenate([old[0], ts])
+                    value = np.concatenate([old[1], value])
+                    # Stable, so points with equal timestamps keep their arrival order.
+                    order = np.argsort(ts, kind="stable")
+                    ts, value = ts[order], value[order]
+                self._data[key] = (ts, value)
+
+    def _slice(self, key: SeriesKey, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        plan.check_range(start, end)
+        found = self._data.get(SeriesKey(*key))
+        if found is None or start >= end:
+            return plan.EMPTY_SERIES.ts, plan.EMPTY_SERIES.value
+        ts, value = found
+        lo, hi = np.searchsorted(ts, [start, end], side="left")
+        return ts[lo:hi], value[lo:hi]
+
+    def query_raw(self, key: SeriesKey, start: int, end: int, limit: int | None = None) -> Series:
+        ts, value = self._slice(key, start, end)
+        if limit is not None:
+            ts, value = ts[: max(0, limit)], value[: max(0, limit)]
+        return Series(ts.copy(), value.copy())
+
+    def query_buckets(
+        self, key: SeriesKey, start: int, end: int, bucket: int, aggs: tuple[str, ...] = AGGREGATES
+    ) -> Buckets:
+        aggs = plan.check_aggs(aggs)
+        plan.check_bucket(bucket)
+        ts, value = self._slice(key, start, end)
+        if not len(ts):
+            return plan.empty_buckets(aggs)
+        b = ts // bucket * bucket  # floor division, so pre-epoch buckets align too
+        first = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+        last = np.r_[first[1:] - 1, len(ts) - 1]
+        count = np.diff(np.r_[first, len(ts)])
+        cols = {
+            "min": np.minimum.reduceat(value, first),
+            "max": np.maximum.reduceat(value, first),
+            "avg": np.add.reduceat(value, first) / count,
+            "count": count.astype(np.int64),
+            "first": value[first],
+            "last": value[last],
+        }
+        return Buckets(b[first].copy(), {a: cols[a] for a in aggs})
+
+    def query_chart(self, key: SeriesKey, start: int, end: int, width: int) -> Series:
+        plan.check_width(width)
+        ts, value = self._slice(key, start, end)
+        if not len(ts):
+            return plan.EMPTY_SERIES
+        px = (ts - start) // plan.pixel_us(start, end, width)
+        first = np.flatnonzero(np.r_[True, px[1:] != px[:-1]])
+        bounds = zip(first.tolist(), np.r_[first[1:], len(ts)].tolist())
+        lo, hi = zip(*((a + value[a:z].argmin(), a + value[a:z].argmax()) for a, z in bounds))
+        lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+        return plan.interleave_min_max(ts[lo], value[lo], ts[hi], value[hi])
+
+    def latest(self, project: str, device: str | None = None) -> dict[SeriesKey, tuple[int, float]]:
+        with self._lock:
+            items = list(self._data.items())
+        return {
+            k: (int(ts[-1]), float(v[-1]))
+            for k, (ts, v) in items
+            if k.project == project and (device is None or k.device == device) and len(ts)
+        }
+
+    def series(self, project: str, device: str | None = None) -> list[SeriesKey]:
+        return sorted(self.latest(project, device))
+
+    def delete_before(self, project: str, ts: int) -> int:
+        gone = 0
+        with self._lock:
+            for key, (t, v) in list(self._data.items()):
+                if key.project != project:
+                    continue
+                cut = int(np.searchsorted(t, ts, side="left"))
+                gone += cut
+                if cut == len(t):
+                    del self._data[key]
+                elif cut:
+                    self._data[key] = (t[cut:], v[cut:])
+        return gone
+
+    def close(self) -> None:
+        pass

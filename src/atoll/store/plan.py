@@ -1,0 +1,91 @@
+"""How a store answers a query: argument checks, rollup-tier choice, pixel size.
+
+Adapters with rollup tiers keep, per series and per tier bucket, the min/max (with
+their timestamps), sum, count, first and last. A query is answered from the coarsest
+tier that is still fine enough, plus raw points for the partial tier buckets at the
+two edges of the range, so the answer is exact for ``start <= ts < end``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from atoll.core.errors import InvalidInput
+from atoll.store.port import AGGREGATES, Buckets, Series
+
+MINUTE = 60_000_000
+HOUR = 3_600_000_000
+#: Rollup bucket widths in µs, finest first.
+TIERS = (MINUTE, HOUR)
+
+EMPTY_SERIES = Series(np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+def check_range(start: int, end: int) -> None:
+    if not isinstance(start, (int, np.integer)) or not isinstance(end, (int, np.integer)):
+        raise InvalidInput("start and end must be integer µs since the epoch")
+
+
+def check_aggs(aggs: tuple[str, ...]) -> tuple[str, ...]:
+    bad = [a for a in aggs if a not in AGGREGATES]
+    if bad or not aggs:
+        raise InvalidInput(
+            f"unknown aggregate(s) {bad}" if bad else "no aggregate requested",
+            hint=f"choose from {', '.join(AGGREGATES)}",
+        )
+    return tuple(aggs)
+
+
+def check_bucket(bucket: int) -> None:
+    if int(bucket) <= 0:
+        raise InvalidInput(f"bucket must be a positive number of µs, got {bucket}")
+
+
+def check_width(width: int) -> None:
+    if int(width) <= 0:
+        raise InvalidInput(f"width must be a positive number of pixels, got {width}")
+
+
+def pixel_us(start: int, end: int, width: int) -> int:
+    """Width of one chart pixel in µs (at least 1), so that the range spans <= width pixels."""
+    return max(1, -(-(end - start) // width))
+
+
+def chart_tier(start: int, end: int, width: int) -> int | None:
+    """Coarsest tier whose buckets are no wider than a pixel (so it still gives >= width points)."""
+    px = pixel_us(start, end, width)
+    fitting = [t for t in TIERS if t <= px]
+    return fitting[-1] if fitting else None
+
+
+def bucket_tier(bucket: int) -> int | None:
+    """Coarsest tier whose buckets nest exactly inside ``bucket``-wide epoch-aligned buckets."""
+    fitting = [t for t in TIERS if bucket % t == 0]
+    return fitting[-1] if fitting else None
+
+
+def inner_span(start: int, end: int, tier: int | None) -> tuple[int, int]:
+    """The tier-aligned part ``[a, z)`` of ``[start, end)``; raw covers ``[start, a)`` and ``[z, end)``."""
+    if tier is None:
+        return end, end
+    a = -(-start // tier) * tier
+    z = end // tier * tier
+    return (a, z) if a < z else (end, end)
+
+
+def empty_buckets(aggs: tuple[str, ...]) -> Buckets:
+    return Buckets(
+        np.empty(0, np.int64),
+        {a: np.empty(0, np.int64 if a == "count" else np.float64) for a in aggs},
+    )
+
+
+def interleave_min_max(tmin, vmin, tmax, vmax) -> Series:
+    """Chart points from per-pixel extremes: both points in time order, one when they coincide."""
+    tmin = np.asarray(tmin, np.int64)
+    tmax = np.asarray(tmax, np.int64)
+    same = tmin == tmax
+    ts = np.concatenate([tmin, tmax[~same]])
+    value = np.concatenate([np.asarray(vmin, np.float64), np.asarray(vmax, np.float64)[~same]])
+    order = np.argsort(ts, kind="stable")
+    return Series(ts[order], value[order])

@@ -1,0 +1,457 @@
+"""Conformance suite for the ``SeriesStore`` port.
+
+A backend is done when every check passes::
+
+    check_store(MemoryStore)                                # runs all checks
+    check_store(lambda: DuckDBStore(path()), reopen=reopen) # persistent: also durability
+
+or, one pytest test per check::
+
+    @pytest.mark.parametrize("check", STORE_CHECKS, ids=lambda c: c.__name__)
+    def test_conformance(check):
+        check(make_store, reopen)
+
+``make_store()`` must return a new, empty store each call. ``reopen(store)`` closes a
+persistent store and returns a new instance over the same data (``None``: not persistent).
+Expected answers are computed here from the raw points by brute force, never by another adapter.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import numpy as np
+
+from atoll.core.errors import InvalidInput
+from atoll.core.points import PointBatch, SeriesKey
+from atoll.store.port import AGGREGATES, SeriesStore
+
+MakeStore = Callable[[], SeriesStore]
+Reopen = Callable[[SeriesStore], SeriesStore] | None
+
+S = 1_000_000  # µs per second
+MIN = 60 * S
+HOUR = 60 * MIN
+DAY = 24 * HOUR
+T0 = 1_790_000_000 * S + 123_457  # deliberately not aligned to any bucket
+
+K = SeriesKey("plant", "pump-1", "temperature")
+
+
+@contextmanager
+def _opened(make_store: MakeStore):
+    store = make_store()
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _batch(pairs: dict[SeriesKey, tuple[np.ndarray, np.ndarray]]) -> PointBatch:
+    return PointBatch.concat([PointBatch.of_series(k, ts, v) for k, (ts, v) in pairs.items()])
+
+
+def _walk(seed: int, days: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """Irregular, unique timestamps (1-14 s apart) and a random walk with a few spikes."""
+    rng = np.random.default_rng(seed)
+    n = int(days * DAY / (7.5 * S))
+    ts = T0 + np.cumsum(rng.integers(1 * S, 14 * S, n))
+    value = np.cumsum(rng.normal(0, 1, n))
+    spikes = rng.choice(n, 5, replace=False)
+    value[spikes] += rng.choice([-500.0, 500.0], 5)
+    return ts.astype(np.int64), value
+
+
+def _append_shuffled(store: SeriesStore, key: SeriesKey, ts, value, chunks: int, seed: int) -> None:
+    """Append in chunks of random points, so tiers must merge late and out-of-order data."""
+    order = np.random.default_rng(seed).permutation(len(ts))
+    for part in np.array_split(order, chunks):
+        store.append(PointBatch.of_series(key, ts[part], value[part]))
+
+
+def _expected_buckets(ts, value, start, end, bucket) -> dict[str, np.ndarray]:
+    m = (ts >= start) & (ts < end)
+    ts, value = ts[m], value[m]
+    order = np.argsort(ts, kind="stable")
+    ts, value = ts[order], value[order]
+    b = ts // bucket * bucket
+    starts, first, group = np.unique(b, return_index=True, return_inverse=True)
+    count = np.bincount(group, minlength=len(starts))
+    lo = np.full(len(starts), np.inf)
+    hi = np.full(len(starts), -np.inf)
+    np.minimum.at(lo, group, value)
+    np.maximum.at(hi, group, value)
+    return {
+        "start": starts,
+        "min": lo,
+        "max": hi,
+        "avg": np.bincount(group, weights=value, minlength=len(starts)) / count,
+        "count": count,
+        "first": value[first],
+        "last": value[np.cumsum(count) - 1],
+    }
+
+
+def _assert_buckets(store, key, ts, value, start, end, bucket) -> None:
+    got = store.query_buckets(key, start, end, bucket)
+    want = _expected_buckets(ts, value, start, end, bucket)
+    where = f"bucket={bucket} start={start} end={end}"
+    assert got.start.dtype == np.int64, where
+    assert got.start.tolist() == want["start"].tolist(), where
+    assert set(got.columns) == set(AGGREGATES), where
+    assert got.columns["count"].tolist() == want["count"].tolist(), where
+    for agg in ("min", "max", "first", "last"):
+        np.testing.assert_array_equal(got.columns[agg], want[agg], err_msg=f"{agg} {where}")
+    np.testing.assert_allclose(got.columns["avg"], want["avg"], rtol=1e-9, err_msg=where)
+
+
+def _assert_chart(store, key, ts, value, start, end, width) -> None:
+    got = store.query_chart(key, start, end, width)
+    where = f"width={width} start={start} end={end}"
+    m = (ts >= start) & (ts < end)
+    rts, rv = ts[m], value[m]
+    assert got.ts.dtype == np.int64 and got.value.dtype == np.float64, where
+    assert len(got.ts) <= 2 * width + 2, f"{len(got.ts)} points for {where}"
+    assert np.all(np.diff(got.ts) >= 0), f"not in time order: {where}"
+    if not len(rts):
+        assert len(got.ts) == 0, where
+        return
+    # Every chart point is a real point of the range.
+    real = dict(zip(rts.tolist(), rv.tolist()))
+    for t, v in zip(got.ts.tolist(), got.value.tolist()):
+        assert real.get(t) == v, f"({t}, {v}) is not a raw point: {where}"
+    # The extremes survive at their true time.
+    assert got.value.min() == rv.min() and got.value.max() == rv.max(), where
+    assert rts[np.argmin(rv)] in got.ts and rts[np.argmax(rv)] in got.ts, where
+    if len(rts) <= width:
+        # Fewer points than pixels: the chart is the raw data.
+        assert got.ts.tolist() == np.sort(rts).tolist(), where
+    else:
+        # It draws the whole range, not just part of it.
+        span = end - start
+        assert got.ts[0] - rts.min() <= span // width * 2 + HOUR, where
+        assert rts.max() - got.ts[-1] <= span // width * 2 + HOUR, where
+
+
+# --------------------------------------------------------------------------------------- checks
+
+
+def check_empty_results(make_store: MakeStore, reopen: Reopen = None) -> None:
+    with _opened(make_store) as store:
+        store.append(PointBatch.of_series(K, [], []))  # an empty batch is a no-op
+        raw = store.query_raw(K, 0, T0 + DAY)
+        assert len(raw.ts) == 0 and raw.ts.dtype == np.int64 and raw.value.dtype == np.float64
+        b = store.query_buckets(K, 0, T0, HOUR)
+        assert len(b.start) == 0 and set(b.columns) == set(AGGREGATES)
+        assert all(len(c) == 0 for c in b.columns.values())
+        assert len(store.query_chart(K, 0, T0, 500).ts) == 0
+        assert store.latest("plant") == {}
+        assert store.series("plant") == []
+        assert store.delete_before("plant", T0) == 0
+        store.append(PointBatch.of_series(K, [T0, T0 + S], [1.0, 2.0]))
+        # Ranges that hold nothing, including start >= end.
+        assert len(store.query_raw(K, T0 + 2 * S, T0 + DAY).ts) == 0
+        assert len(store.query_raw(K, T0 + S, T0).ts) == 0
+        assert len(store.query_raw(K, T0, T0).ts) == 0
+        assert len(store.query_buckets(K, T0 + S, T0, MIN).start) == 0
+        assert len(store.query_chart(K, T0 + S, T0, 100).ts) == 0
+        assert len(store.query_raw(SeriesKey("plant", "pump-1", "nope"), 0, T0 + DAY).ts) == 0
+        assert store.latest("other") == {} and store.series("other") == []
+
+
+def check_raw_range_is_half_open_and_ordered(make_store: MakeStore, reopen: Reopen = None) -> None:
+    with _opened(make_store) as store:
+        ts = T0 + np.arange(100, dtype=np.int64) * S
+        value = np.arange(100, dtype=np.float64) * 1.5
+        store.append(PointBatch.of_series(K, ts[50:][::-1], value[50:][::-1]))
+        store.append(PointBatch.of_series(K, ts[:50][::-1], value[:50][::-1]))
+        got = store.query_raw(K, int(ts[10]), int(ts[20]))
+        assert got.ts.tolist() == ts[10:20].tolist()  # start included, end excluded
+        assert got.value.tolist() == value[10:20].tolist()
+        got = store.query_raw(K, int(ts[10]) + 1, int(ts[20]) + 1)
+        assert got.ts.tolist() == ts[11:21].tolist()
+        everything = store.query_raw(K, 0, 2**62)
+        assert everything.ts.tolist() == ts.tolist()
+        assert store.query_raw(K, 0, 2**62, limit=7).ts.tolist() == ts[:7].tolist()
+        assert store.query_raw(K, int(ts[90]), 2**62, limit=100).ts.tolist() == ts[90:].tolist()
+
+
+def check_series_are_isolated(make_store: MakeStore, reopen: Reopen = None) -> None:
+    keys = [
+        SeriesKey("plant", "pump-1", "temperature"),
+        SeriesKey("plant", "pump-1", "pressure"),
+        SeriesKey("plant", "pump-2", "temperature"),
+        SeriesKey("farm", "pump-1", "temperature"),  # same device and metric, other project
+        SeriesKey("farm", "sensor", "temperature"),
+    ]
+    ts = T0 + np.arange(200, dtype=np.int64) * 10 * S
+    data = {k: (ts + i, np.full(200, float(i))) for i, k in enumerate(keys)}
+    with _opened(make_store) as store:
+        store.append(_batch(data))
+        for i, k in enumerate(keys):
+            raw = store.query_raw(k, 0, 2**62)
+            assert raw.ts.tolist() == (ts + i).tolist(), k
+            assert set(raw.value.tolist()) == {float(i)}, k
+            b = store.query_buckets(k, 0, 2**62, DAY)
+            assert b.columns["count"].tolist() == [200], k
+            assert b.columns["max"].tolist() == [float(i)], k
+            chart = store.query_chart(k, T0, T0 + DAY, 50)
+            assert set(chart.value.tolist()) == {float(i)}, k
+        assert store.series("plant") == sorted(keys[:3])
+        assert store.series("farm") == sorted(keys[3:])
+        assert store.series("plant", "pump-1") == sorted(keys[:2])
+        assert store.series("farm", "pump-1") == [keys[3]]
+        last = int(ts[-1])
+        assert store.latest("plant") == {k: (last + i, float(i)) for i, k in enumerate(keys[:3])}
+        assert store.latest("plant", "pump-2") == {keys[2]: (last + 2, 2.0)}
+        assert store.latest("farm", "pump-1") == {keys[3]: (last + 3, 3.0)}
+        assert store.latest("plant", "ghost") == {}
+        # Retention in one project leaves the other alone.
+        assert store.delete_before("farm", 2**62) == 400
+        assert store.series("farm") == [] and store.latest("farm") == {}
+        assert store.series("plant") == sorted(keys[:3])
+        assert len(store.query_raw(keys[0], 0, 2**62).ts) == 200
+
+
+def check_duplicate_timestamps_are_kept(make_store: MakeStore, reopen: Reopen = None) -> None:
+    with _opened(make_store) as store:
+        store.append(PointBatch.of_series(K, [T0, T0, T0 + S], [1.0, 5.0, 2.0]))
+        store.append(PointBatch.of_series(K, [T0 + S], [-3.0]))
+        raw = store.query_raw(K, 0, 2**62)
+        assert raw.ts.tolist() == [T0, T0, T0 + S, T0 + S]
+        assert sorted(raw.value[:2].tolist()) == [1.0, 5.0]
+        assert sorted(raw.value[2:].tolist()) == [-3.0, 2.0]
+        for bucket in (S // 10, DAY, HOUR):
+            b = store.query_buckets(K, 0, 2**62, bucket)
+            assert sum(b.columns["count"].tolist()) == 4
+            assert min(b.columns["min"]) == -3.0 and max(b.columns["max"]) == 5.0
+        # Which of two equal-time points is "first"/"last" is unspecified, but it is one of them.
+        b = store.query_buckets(K, 0, 2**62, DAY)
+        assert b.columns["first"][0] in (1.0, 5.0) and b.columns["last"][0] in (-3.0, 2.0)
+        assert b.columns["avg"][0] == np.float64(5.0 / 4)
+        ((t, v),) = store.latest("plant").values()
+        assert t == T0 + S and v in (-3.0, 2.0)
+
+
+def check_bucket_alignment(make_store: MakeStore, reopen: Reopen = None) -> None:
+    with _opened(make_store) as store:
+        store.append(PointBatch.of_series(K, [-5, 5, 12, 19, 20], [1.0, 2.0, 3.0, 4.0, 5.0]))
+        b = store.query_buckets(K, -100, 100, 10)
+        assert b.start.tolist() == [-10, 0, 10, 20]  # epoch-aligned, also before the epoch
+        assert b.columns["count"].tolist() == [1, 1, 2, 1]
+        assert b.columns["first"].tolist() == [1.0, 2.0, 3.0, 5.0]
+        assert b.columns["last"].tolist() == [1.0, 2.0, 4.0, 5.0]
+        assert b.columns["avg"].tolist() == [1.0, 2.0, 3.5, 5.0]
+        # A range that starts mid-bucket still labels the bucket by its aligned start.
+        b = store.query_buckets(K, 13, 100, 10, ("count", "min"))
+        assert b.start.tolist() == [10, 20] and set(b.columns) == {"count", "min"}
+        assert b.columns["count"].tolist() == [1, 1] and b.columns["min"].tolist() == [4.0, 5.0]
+        assert b.columns["count"].dtype == np.int64 and b.columns["min"].dtype == np.float64
+
+
+def check_buckets_match_raw_for_all_aggregates(
+    make_store: MakeStore, reopen: Reopen = None
+) -> None:
+    ts, value = _walk(seed=1)
+    with _opened(make_store) as store:
+        _append_shuffled(store, K, ts, value, chunks=12, seed=2)
+        lo, hi = int(ts[0]), int(ts[-1]) + 1
+        ranges = [
+            (0, 2**62),
+            (lo, hi),
+            (lo + 17 * MIN + 3, hi - 5 * HOUR - 11),  # unaligned edges: partial tier buckets
+            (T0 + DAY, T0 + 2 * DAY),
+            (T0 + DAY + 30 * S, T0 + DAY + 50 * MIN),  # shorter than a tier bucket
+        ]
+        buckets = (10 * S, MIN, 7 * MIN, 90 * MIN, HOUR, 2 * HOUR, DAY, 7 * S + 3)
+        for start, end in ranges:
+            for bucket in buckets:
+                _assert_buckets(store, K, ts, value, start, end, bucket)
+
+
+def check_chart_is_bounded_and_keeps_extremes(make_store: MakeStore, reopen: Reopen = None) -> None:
+    ts, value = _walk(seed=3)
+    with _opened(make_store) as store:
+        _append_shuffled(store, K, ts, value, chunks=6, seed=4)
+        lo, hi = int(ts[0]), int(ts[-1]) + 1
+        cases = [
+            (lo, hi, 1000),  # all levels: raw
+            (lo, hi, 300),  # minute rollups
+            (lo, hi, 20),  # hour rollups
+            (lo - 5 * DAY, hi + 5 * DAY, 100),
+            (lo + 7 * MIN + 1, hi - 3 * HOUR - 1, 200),  # unaligned
+            (T0 + DAY, T0 + DAY + 10 * MIN, 2000),  # zoomed in: fewer points than pixels
+            (T0 + DAY, T0 + DAY + 10 * MIN, 10),
+            (T0 + DAY, T0 + DAY + 1, 10),
+            (lo, hi, 1),
+        ]
+        for start, end, width in cases:
+            _assert_chart(store, K, ts, value, start, end, width)
+
+
+def check_latest_is_the_newest_point(make_store: MakeStore, reopen: Reopen = None) -> None:
+    other = SeriesKey("plant", "pump-1", "pressure")
+    with _opened(make_store) as store:
+        store.append(PointBatch.of_series(K, [T0 + 10 * S, T0 + 5 * S], [10.0, 5.0]))
+        store.append(PointBatch.of_series(other, [T0], [1.0]))
+        assert store.latest("plant") == {K: (T0 + 10 * S, 10.0), other: (T0, 1.0)}
+        store.append(PointBatch.of_series(K, [T0 + 7 * S], [7.0]))  # late, older point
+        assert store.latest("plant", "pump-1")[K] == (T0 + 10 * S, 10.0)
+        store.append(PointBatch.of_series(K, [T0 + 11 * S], [11.0]))
+        assert store.latest("plant")[K] == (T0 + 11 * S, 11.0)
+        t, v = store.latest("plant", "pump-1")[K]
+        assert type(t) is int and type(v) is float  # plain Python numbers, JSON-ready
+
+
+def check_retention(make_store: MakeStore, reopen: Reopen = None) -> None:
+    ts, value = _walk(seed=5)
+    short = SeriesKey("plant", "pump-2", "temperature")
+    kept = SeriesKey("other", "pump-9", "temperature")
+    with _opened(make_store) as store:
+        _append_shuffled(store, K, ts, value, chunks=4, seed=6)
+        store.append(PointBatch.of_series(short, [T0, T0 + S], [1.0, 2.0]))
+        store.append(PointBatch.of_series(kept, [T0, T0 + S], [1.0, 2.0]))
+        cut = T0 + DAY + 37 * MIN + 13 * S + 5  # inside a minute and an hour bucket
+        gone = store.delete_before("plant", cut)
+        assert gone == int(np.sum(ts < cut)) + 2
+        m = ts >= cut
+        ts, value = ts[m], value[m]
+        assert store.query_raw(K, 0, 2**62).ts.tolist() == ts.tolist()
+        for bucket in (MIN, HOUR, DAY, 90 * MIN):
+            _assert_buckets(store, K, ts, value, 0, 2**62, bucket)
+        _assert_chart(store, K, ts, value, T0, T0 + 4 * DAY, 20)
+        _assert_chart(store, K, ts, value, T0, T0 + 4 * DAY, 300)
+        assert store.series("plant") == [K]  # a series with nothing left is gone
+        assert set(store.latest("plant")) == {K}
+        assert store.latest("other") == {kept: (T0 + S, 2.0)}
+        assert store.delete_before("plant", cut) == 0  # idempotent
+        # New data after retention is stored and rolled up like any other.
+        store.append(PointBatch.of_series(short, [cut + HOUR], [4.0]))
+        assert store.query_buckets(short, 0, 2**62, HOUR).columns["count"].tolist() == [1]
+
+
+def check_durable_across_reopen(make_store: MakeStore, reopen: Reopen = None) -> None:
+    if reopen is None:
+        return  # not a persistent adapter
+    ts, value = _walk(seed=7, days=1.5)
+    other = SeriesKey("farm", "pump-3", "flow")
+    store = make_store()
+    try:
+        _append_shuffled(store, K, ts, value, chunks=3, seed=8)
+        store.append(PointBatch.of_series(other, [T0], [42.0]))
+        store = reopen(store)
+        assert store.query_raw(K, 0, 2**62).ts.tolist() == ts.tolist()
+        assert store.query_raw(K, 0, 2**62).value.tolist() == value.tolist()
+        _assert_buckets(store, K, ts, value, 0, 2**62, HOUR)
+        _assert_chart(store, K, ts, value, int(ts[0]), int(ts[-1]) + 1, 50)
+        assert store.latest("farm") == {other: (T0, 42.0)}
+        assert store.series("plant") == [K]
+        # The series catalog continues where it left off.
+        new = SeriesKey("farm", "pump-4", "flow")
+        store.append(PointBatch.of_series(new, [T0 + S], [43.0]))
+        store.append(PointBatch.of_series(other, [T0 + S], [44.0]))
+        store = reopen(store)
+        assert store.latest("farm") == {other: (T0 + S, 44.0), new: (T0 + S, 43.0)}
+        assert store.query_raw(other, 0, 2**62).value.tolist() == [42.0, 44.0]
+    finally:
+        store.close()
+
+
+def check_large_batch(make_store: MakeStore, reopen: Reopen = None) -> None:
+    keys = [SeriesKey("plant", f"dev-{i}", "v") for i in range(10)]
+    n = 100_000
+    with _opened(make_store) as store:
+        rng = np.random.default_rng(9)
+        idx = np.repeat(np.arange(10, dtype=np.int32), n)
+        ts = np.tile(T0 + np.arange(n, dtype=np.int64) * S, 10)
+        value = rng.normal(size=10 * n)
+        store.append(PointBatch(tuple(keys), idx, ts, value))
+        for i in (0, 9):
+            raw = store.query_raw(keys[i], 0, 2**62)
+            assert len(raw.ts) == n
+            np.testing.assert_array_equal(raw.value, value[i * n : (i + 1) * n])
+        b = store.query_buckets(keys[3], 0, 2**62, DAY)
+        assert int(b.columns["count"].sum()) == n
+        assert len(store.series("plant")) == 10
+
+
+def check_concurrent_reads_during_writes(make_store: MakeStore, reopen: Reopen = None) -> None:
+    errors: list[BaseException] = []
+    done = threading.Event()
+    with _opened(make_store) as store:
+
+        def write():
+            try:
+                for i in range(30):
+                    ts = T0 + (i * 1000 + np.arange(1000, dtype=np.int64)) * S
+                    store.append(PointBatch.of_series(K, ts, np.full(1000, float(i))))
+            except BaseException as e:  # noqa: BLE001 - reported by the main thread
+                errors.append(e)
+            finally:
+                done.set()
+
+        def read():
+            try:
+                seen = 0
+                while not done.is_set():
+                    n = len(store.query_raw(K, 0, 2**62).ts)
+                    assert n % 1000 == 0 and n >= seen, n  # whole batches only, never going back
+                    seen = n
+                    store.query_chart(K, T0, T0 + DAY, 100)
+                    store.query_buckets(K, T0, T0 + DAY, HOUR)
+                    store.latest("plant")
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=f) for f in (write, read, read)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+        assert len(store.query_raw(K, 0, 2**62).ts) == 30_000
+
+
+def check_bad_arguments_are_rejected(make_store: MakeStore, reopen: Reopen = None) -> None:
+    with _opened(make_store) as store:
+        store.append(PointBatch.of_series(K, [T0], [1.0]))
+        for call in (
+            lambda: store.query_buckets(K, 0, T0, 0),
+            lambda: store.query_buckets(K, 0, T0, -5),
+            lambda: store.query_buckets(K, 0, T0, HOUR, ("median",)),
+            lambda: store.query_buckets(K, 0, T0, HOUR, ()),
+            lambda: store.query_chart(K, 0, T0, 0),
+        ):
+            try:
+                call()
+            except InvalidInput:
+                continue
+            raise AssertionError("expected InvalidInput")
+
+
+STORE_CHECKS = (
+    check_empty_results,
+    check_raw_range_is_half_open_and_ordered,
+    check_series_are_isolated,
+    check_duplicate_timestamps_are_kept,
+    check_bucket_alignment,
+    check_buckets_match_raw_for_all_aggregates,
+    check_chart_is_bounded_and_keeps_extremes,
+    check_latest_is_the_newest_point,
+    check_retention,
+    check_durable_across_reopen,
+    check_large_batch,
+    check_concurrent_reads_during_writes,
+    check_bad_arguments_are_rejected,
+)
+
+
+def check_store(make_store: MakeStore, reopen: Reopen = None) -> None:
+    """Run every check; raises ``AssertionError`` naming the first that fails."""
+    for check in STORE_CHECKS:
+        try:
+            check(make_store, reopen)
+        except AssertionError as e:
+            raise AssertionError(f"{check.__name__}: {e}") from e
