@@ -201,3 +201,13 @@ def test_data_survives_reopen(tmp_path):
     assert again.authenticate_device("s1", creds.secret).project == "lab"
     assert again.retention() == {"lab": 30}
     again.close()
+
+
+def test_batched_rejections_are_added(registry):
+    _lab(registry)
+    registry.register_device("lab", device_id="s1")
+    registry.record_rejections([("s1", "mqtt", "not_finite", "NaN", 5, 2),
+                                ("s1", "mqtt", "not_finite", "Inf", 9, 3),
+                                ("ghost", "mqtt", "wrong_type", "x", 1, 1)])
+    (row,) = registry.rejections("s1")
+    assert (row.count, row.last_message, row.last_at) == (5, "Inf", 9)

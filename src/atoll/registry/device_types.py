@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,6 +16,8 @@ from atoll.registry.tenants import check_id, get_project
 from atoll.registry.tokens import now_us
 
 MAX_METRICS = 500
+# Same rule as the telemetry validator, so every declared metric can be sent.
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 def parse_metrics(metrics: Iterable[MetricSpec | Mapping[str, Any]]) -> tuple[MetricSpec, ...]:
@@ -31,11 +34,9 @@ def parse_metrics(metrics: Iterable[MetricSpec | Mapping[str, Any]]) -> tuple[Me
                 name=m["name"], type=m.get("type") or "float", unit=m.get("unit") or "",
                 min=m.get("min"), max=m.get("max"),
             )
-        if not isinstance(m.name, str) or not m.name or len(m.name) > 64 or any(
-            c in m.name for c in "./#+* \t\n"
-        ):
+        if not isinstance(m.name, str) or not _METRIC_NAME.match(m.name):
             raise InvalidInput(
-                f"invalid metric name {m.name!r}", hint="1-64 characters without '.', '/', '#', '+', '*' or spaces"
+                f"invalid metric name {m.name!r}", hint="1-64 characters: letters, digits, '_', '.', '-'"
             )
         if m.type not in METRIC_TYPES:
             raise InvalidInput(f"metric {m.name!r}: type must be one of {', '.join(METRIC_TYPES)}")

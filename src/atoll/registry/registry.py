@@ -259,6 +259,12 @@ class Registry:
         self._auth.put(secret_hash, identity)
         return identity
 
+    def device_disabled(self, device_id: str, secret: str) -> bool:
+        """True if ``secret`` is right but the device is disabled (lets ingest say why it refuses)."""
+        with self._read() as conn:
+            found = _credentials.load(conn, device_id)
+        return found is not None and found[1] and matches(secret, found[0])
+
     def device_identity(self, device_id: str) -> DeviceIdentity | None:
         """Project, tenant and telemetry schema of a device (no secret check), or ``None``."""
         with self._read() as conn:
@@ -284,6 +290,16 @@ class Registry:
             due = time.monotonic() - self._rej_flushed > 1.0
         if due:
             self.flush_rejections()
+
+    def record_rejections(self, rows: Iterable[tuple[str, str, str, str, int, int]]) -> None:
+        """Add counted rejections ``(device, transport, reason, last_message, last_at_us, count)`` now."""
+        with self._rej_lock:
+            for device_id, transport, reason, message, at, n in rows:
+                slot = self._pending_rejections.setdefault((device_id, transport, reason), [0, at, message])
+                slot[0] += n
+                if at >= slot[1]:
+                    slot[1], slot[2] = at, message
+        self.flush_rejections()
 
     def flush_rejections(self) -> None:
         with self._rej_lock:

@@ -1,0 +1,38 @@
+"""Adapter from the ``Registry`` to ingest's ``DeviceDirectory`` port (``atoll.ingest.devices``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from atoll.core.errors import Forbidden, Unauthenticated
+from atoll.registry.models import Command, DeviceIdentity, Twin
+from atoll.registry.registry import Registry
+
+
+class RegistryDirectory:
+    """What ingest asks of the registry, with ingest's error conventions (raise, don't return None)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def authenticate_device(self, device_id: str, secret: str) -> DeviceIdentity:
+        identity = self.registry.authenticate_device(device_id, secret)
+        if identity is not None:
+            return identity
+        if self.registry.device_disabled(device_id, secret):
+            raise Forbidden(f"device {device_id!r} is disabled", hint="an operator can enable it again")
+        raise Unauthenticated("unknown device or wrong secret",
+                              hint="check the device id and secret; rotated or revoked secrets stop working")
+
+    def record_rejections(self, rows: Iterable[tuple[str, str, str, str, int, int]]) -> None:
+        self.registry.record_rejections(rows)
+
+    def touch_devices(self, last_seen: Mapping[str, int]) -> None:
+        self.registry.touch_devices(last_seen)
+
+    def patch_reported(self, device_id: str, patch: Mapping[str, Any]) -> Twin:
+        return self.registry.patch_reported(device_id, patch)
+
+    def command_ack(self, device_id: str, command_id: str, status: str, result: Any) -> Command:
+        return self.registry.ack_command(device_id, command_id, status == "ok", result)
