@@ -1,0 +1,94 @@
+import { useEffect, useState } from "preact/hooks";
+import { api, getSession, items, onSession, setSession } from "./api.js";
+import { connectLive, disconnectLive, useLive, useLiveState } from "./live.js";
+import { Link, match, navigate, useLocation } from "./router.jsx";
+import { currentProject, useAsync } from "./util.js";
+import { Login } from "./pages/Login.jsx";
+import { Overview, projectId, useProjects } from "./pages/Overview.jsx";
+import { Device } from "./pages/Device.jsx";
+import { Alarms } from "./pages/Alarms.jsx";
+import { Rules } from "./pages/Rules.jsx";
+import { Register } from "./pages/Register.jsx";
+
+export function App() {
+  const [session, set] = useState(getSession());
+  useEffect(() => onSession(set), []);
+  if (!session) return <Login />;
+  return <Shell session={session} />;
+}
+
+function Shell({ session }) {
+  const { path } = useLocation();
+  const project = currentProject.use();
+  const tree = useProjects();
+  const live = useLiveState();
+
+  useEffect(() => {
+    if (project) connectLive(project);
+    return () => {};
+  }, [project, session.token]);
+  useEffect(() => () => disconnectLive(), []);
+  useEffect(() => {
+    const ps = tree.data?.projects || [];
+    if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) currentProject.set(projectId(ps[0]));
+  }, [tree.data]);
+
+  const active = useAsync(async () => (project ? items(await api.get("/alarms", { project, state: "active", limit: 1000 })).length : 0), [project]);
+  useLive((m) => m.type === "alarm", () => active.reload(), [project]);
+
+  let page;
+  let m;
+  if ((m = match("/devices/:id", path))) page = <Device id={m.id} key={m.id} />;
+  else if (path === "/alarms") page = <Alarms />;
+  else if (path === "/rules") page = <Rules />;
+  else if (path === "/register") page = <Register />;
+  else page = <Overview />;
+
+  const nav = (href, label, extra) => (
+    <Link href={href} class={`nav ${path === href || (href === "/" && path.startsWith("/devices/")) ? "active" : ""}`} data-testid={`nav-${label.toLowerCase()}`}>
+      {label}
+      {extra}
+    </Link>
+  );
+
+  return (
+    <div class="shell">
+      <header class="topbar">
+        <div class="brand">
+          <span class="logo" /> Atoll
+        </div>
+        <select class="project-select" value={project || ""} onChange={(e) => currentProject.set(e.currentTarget.value)} data-testid="project-select">
+          {(tree.data?.projects || []).map((p) => (
+            <option key={projectId(p)} value={projectId(p)}>
+              {p.name ?? projectId(p)}
+            </option>
+          ))}
+        </select>
+        <nav>
+          {nav("/", "Fleet")}
+          {nav("/alarms", "Alarms", active.data ? <span class="badge bad" data-testid="active-alarm-badge">{active.data}</span> : null)}
+          {nav("/rules", "Rules")}
+          {nav("/register", "Register")}
+        </nav>
+        <span class="grow" />
+        <span class={`live-state ${live}`} data-testid="live-state" title="Live updates over WebSocket">
+          <span class="dot" /> {live === "live" ? "live" : live}
+        </span>
+        <span class="muted small">{session.user}</span>
+        <button
+          class="btn small ghost"
+          onClick={() => {
+            api.post("/auth/logout").catch(() => {});
+            disconnectLive();
+            setSession(null);
+            navigate("/");
+          }}
+          data-testid="logout"
+        >
+          Log out
+        </button>
+      </header>
+      <main>{page}</main>
+    </div>
+  );
+}

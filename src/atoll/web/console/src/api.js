@@ -1,0 +1,120 @@
+// REST client for /api/v1. The API key from the console login lives in localStorage so a
+// reload keeps the session; a 401 anywhere drops it and sends the user back to the login.
+
+const BASE = "/api/v1";
+const KEY = "atoll.session";
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    const msg = (body && (body.message || body.detail)) || `HTTP ${status}`;
+    super(typeof msg === "string" ? msg : JSON.stringify(msg));
+    this.status = status;
+    this.code = body && body.error;
+    this.hint = body && body.hint;
+    this.details = body && (body.details || body.errors || (Array.isArray(body.detail) ? body.detail : null));
+  }
+}
+
+let session = null;
+try {
+  session = JSON.parse(localStorage.getItem(KEY) || "null");
+} catch {
+  session = null;
+}
+const listeners = new Set();
+
+export function getSession() {
+  return session;
+}
+
+export function setSession(s) {
+  session = s;
+  if (s) localStorage.setItem(KEY, JSON.stringify(s));
+  else localStorage.removeItem(KEY);
+  listeners.forEach((fn) => fn(s));
+}
+
+export function onSession(fn) {
+  listeners.add(fn);
+  return () => listeners.delete(fn);
+}
+
+export async function request(method, path, body, { query, signal, raw } = {}) {
+  let url = BASE + path;
+  if (query) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== "") q.set(k, v);
+    const s = q.toString();
+    if (s) url += (url.includes("?") ? "&" : "?") + s;
+  }
+  const headers = { Accept: "application/json" };
+  if (session?.token) headers.Authorization = `Bearer ${session.token}`;
+  let payload;
+  if (body !== undefined) {
+    if (typeof body === "string") {
+      headers["Content-Type"] = "application/yaml";
+      payload = body;
+    } else {
+      headers["Content-Type"] = "application/json";
+      payload = JSON.stringify(body);
+    }
+  }
+  const res = await fetch(url, { method, headers, body: payload, signal });
+  if (raw) return res;
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { message: text };
+    }
+  }
+  if (!res.ok) {
+    if (res.status === 401 && session && !path.startsWith("/auth/")) setSession(null);
+    throw new ApiError(res.status, data);
+  }
+  return data;
+}
+
+export const api = {
+  get: (p, query, opts) => request("GET", p, undefined, { ...opts, query }),
+  post: (p, body, opts) => request("POST", p, body ?? {}, opts),
+  put: (p, body, opts) => request("PUT", p, body, opts),
+  patch: (p, body, opts) => request("PATCH", p, body, opts),
+  del: (p, opts) => request("DELETE", p, undefined, opts),
+};
+
+// Lists come back either bare or wrapped ({items, total}); callers see one shape.
+export function items(data) {
+  if (Array.isArray(data)) return data;
+  if (!data) return [];
+  for (const k of ["items", "data", "results", "devices", "alarms", "rules", "projects", "tenants"]) {
+    if (Array.isArray(data[k])) return data[k];
+  }
+  return [];
+}
+
+export function total(data) {
+  if (data && typeof data.total === "number") return data.total;
+  return items(data).length;
+}
+
+export const enc = encodeURIComponent;
+
+// Timestamps inside Atoll are µs since the epoch; the API may also answer ISO strings or ms.
+export function toSeconds(t) {
+  if (t === null || t === undefined) return null;
+  if (typeof t === "string") {
+    const n = Number(t);
+    if (!Number.isNaN(n)) return toSeconds(n);
+    return Date.parse(t) / 1000;
+  }
+  if (t > 1e14) return t / 1e6; // µs
+  if (t > 1e11) return t / 1e3; // ms
+  return t;
+}
+
+export function toMicros(seconds) {
+  return Math.round(seconds * 1e6);
+}

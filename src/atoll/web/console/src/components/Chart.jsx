@@ -1,0 +1,259 @@
+// One uPlot panel per metric. The server does the downsampling (mode=chart&width=<px>), so
+// each redraw holds at most ~2 points per pixel whether the range is a year or a minute:
+// zooming re-queries the store for the new range instead of slicing a local copy.
+import { useEffect, useRef, useState } from "preact/hooks";
+import uPlot from "uplot";
+import "uplot/dist/uPlot.min.css";
+import { api, enc, toMicros, toSeconds } from "../api.js";
+import { fmtNum } from "../util.js";
+
+// Accepts {ts:[...], value:[...]}, {points:[[ts,v]...]} or [[ts,v]...]; returns seconds.
+export function normalizeSeries(data) {
+  let ts = [];
+  let val = [];
+  if (Array.isArray(data)) {
+    for (const p of data) {
+      ts.push(Array.isArray(p) ? p[0] : p.ts);
+      val.push(Array.isArray(p) ? p[1] : p.value ?? p.v);
+    }
+  } else if (data) {
+    const t = data.ts || data.t || data.time || (data.points && data.points.map((p) => p[0])) || data.start || [];
+    const v = data.value || data.values || data.v || (data.points && data.points.map((p) => p[1])) || data.avg || data.columns?.avg || [];
+    ts = t;
+    val = v;
+  }
+  const n = Math.min(ts.length, val.length);
+  const x = new Array(n);
+  const y = new Array(n);
+  const conv = n && typeof ts[0] === "number" ? (ts[0] > 1e14 ? 1e-6 : ts[0] > 1e11 ? 1e-3 : 1) : null;
+  for (let i = 0; i < n; i++) {
+    x[i] = conv ? ts[i] * conv : toSeconds(ts[i]);
+    y[i] = val[i] === null ? null : Number(val[i]);
+  }
+  return { x, y };
+}
+
+export async function fetchChart(device, metric, start, end, width, signal) {
+  const data = await api.get(
+    `/devices/${enc(device)}/series/${enc(metric)}`,
+    { start: toMicros(start), end: toMicros(end), mode: "chart", width: Math.max(16, Math.round(width)) },
+    { signal },
+  );
+  return normalizeSeries(data);
+}
+
+// Merge the anomaly score's timestamps onto the metric's, so uPlot gets one aligned table.
+function align(main, extra) {
+  if (!extra || !extra.x.length) return [main.x, main.y];
+  const xs = Array.from(new Set([...main.x, ...extra.x])).sort((a, b) => a - b);
+  const idx = new Map(xs.map((t, i) => [t, i]));
+  const y1 = new Array(xs.length).fill(undefined);
+  const y2 = new Array(xs.length).fill(undefined);
+  main.x.forEach((t, i) => (y1[idx.get(t)] = main.y[i]));
+  extra.x.forEach((t, i) => (y2[idx.get(t)] = extra.y[i]));
+  return [xs, y1, y2];
+}
+
+// In live mode the window slides with the clock; otherwise it is what the user picked.
+export function effRange(r) {
+  if (!r.live) return [r.start, r.end];
+  const now = Date.now() / 1000;
+  return [now - (r.end - r.start), now];
+}
+
+const COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def"];
+
+export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alarms, colorIndex = 0, liveRef, syncKey }) {
+  const box = useRef(null);
+  const plot = useRef(null);
+  const data = useRef({ main: { x: [], y: [] }, extra: null });
+  const [status, setStatus] = useState({ loading: true, points: 0, error: null });
+  const [last, setLast] = useState(null);
+  const alarmsRef = useRef(alarms);
+  alarmsRef.current = alarms;
+  const onRangeRef = useRef(onRange);
+  onRangeRef.current = onRange;
+  const rangeRef = useRef(range);
+  rangeRef.current = range;
+  const color = COLORS[colorIndex % COLORS.length];
+
+  // Create the plot once; data and scales change through setData/setScale.
+  useEffect(() => {
+    const el = box.current;
+    const width = el.clientWidth || 800;
+    const series = [{}, { label: metric, stroke: color, width: 1.25, fill: color + "14", spanGaps: false, value: (u, v) => fmtNum(v) }];
+    const axes = [
+      { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" } },
+      { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" }, size: 56 },
+    ];
+    const scales = { x: { time: true, auto: false, range: () => effRange(rangeRef.current) } };
+    if (anomalyMetric) {
+      series.push({ label: "anomaly score", stroke: "#e5a13a", width: 1, scale: "score", fill: "#e5a13a22", value: (u, v) => fmtNum(v), paths: uPlot.paths.stepped({ align: 1 }) });
+      axes.push({ scale: "score", side: 1, stroke: "#e5a13a", grid: { show: false }, size: 40 });
+      scales.score = { auto: false, range: [0, 1] };
+    }
+    const opts = {
+      width,
+      height: 190,
+      series,
+      axes,
+      scales,
+      legend: { live: true },
+      cursor: { drag: { x: true, y: false, setScale: false }, sync: syncKey ? { key: syncKey } : undefined },
+      hooks: {
+        setSelect: [
+          (u) => {
+            if (u.select.width < 4) return;
+            const a = u.posToVal(u.select.left, "x");
+            const b = u.posToVal(u.select.left + u.select.width, "x");
+            u.setSelect({ left: 0, width: 0 }, false);
+            onRangeRef.current({ start: a, end: b, live: false });
+          },
+        ],
+        drawClear: [
+          (u) => {
+            // Alarm periods as translucent bands behind the series, start markers in red.
+            const ctx = u.ctx;
+            const { left, top, width: w, height: h } = u.bbox;
+            for (const a of alarmsRef.current || []) {
+              const x0 = Math.max(left, u.valToPos(a.start, "x", true));
+              const x1 = Math.min(left + w, u.valToPos(a.end ?? effRange(rangeRef.current)[1], "x", true));
+              if (x1 < left || x0 > left + w) continue;
+              ctx.fillStyle = a.state === "cleared" ? "rgba(120,130,150,0.10)" : "rgba(229,72,77,0.14)";
+              ctx.fillRect(x0, top, Math.max(2, x1 - x0), h);
+              ctx.fillStyle = "#e5484d";
+              ctx.fillRect(x0, top, 2, h);
+            }
+          },
+        ],
+      },
+    };
+    const u = new uPlot(opts, align(data.current.main, data.current.extra), el);
+    plot.current = u;
+    // Wheel zooms around the cursor, shift+wheel pans; both re-query at the new range.
+    const over = u.over;
+    const onWheel = (e) => {
+      e.preventDefault();
+      const [rs, re] = effRange(rangeRef.current);
+      const r = { start: rs, end: re };
+      const span = r.end - r.start;
+      if (e.shiftKey || Math.abs(e.deltaX) > Math.abs(e.deltaY)) {
+        const d = ((e.shiftKey ? e.deltaY : e.deltaX) / over.clientWidth) * span;
+        onRangeRef.current({ start: r.start + d, end: r.end + d, live: false });
+        return;
+      }
+      const at = u.posToVal(e.offsetX, "x");
+      const f = e.deltaY < 0 ? 0.75 : 1 / 0.75;
+      const ns = Math.max(at - (at - r.start) * f, 0);
+      const ne = at + (r.end - at) * f;
+      if (ne - ns < 1) return;
+      onRangeRef.current({ start: ns, end: ne, live: false });
+    };
+    over.addEventListener("wheel", onWheel, { passive: false });
+    over.addEventListener("dblclick", () => {
+      const [rs, re] = effRange(rangeRef.current);
+      const r = { start: rs, end: re };
+      const mid = (r.start + r.end) / 2;
+      const span = (r.end - r.start) * 4;
+      onRangeRef.current({ start: mid - span / 2, end: mid + span / 2, live: false });
+    });
+    const ro = new ResizeObserver(() => {
+      const w = el.clientWidth;
+      if (w && Math.abs(w - u.width) > 1) u.setSize({ width: w, height: 190 });
+    });
+    ro.observe(el);
+    return () => {
+      ro.disconnect();
+      u.destroy();
+      plot.current = null;
+    };
+  }, [metric, anomalyMetric]);
+
+  // (Re)query the store whenever the visible range changes; in live mode only on span change.
+  useEffect(() => {
+    const ctl = new AbortController();
+    const width = plot.current ? plot.current.bbox.width / devicePixelRatio : 800;
+    setStatus((s) => ({ ...s, loading: true }));
+    const t0 = performance.now();
+    const [qs, qe] = effRange(range);
+    // Live windows ask a little past "now" so readings stamped by a fast device clock show too.
+    const end = range.live ? qe + 60 : qe;
+    Promise.all([
+      fetchChart(device, metric, qs, end, width, ctl.signal),
+      anomalyMetric ? fetchChart(device, anomalyMetric, qs, end, width, ctl.signal).catch(() => null) : null,
+    ]).then(
+      ([main, extra]) => {
+        data.current = { main, extra };
+        if (plot.current) {
+          plot.current.setData(align(main, extra), false);
+          const [a, b] = effRange(rangeRef.current);
+          plot.current.setScale("x", { min: a, max: b });
+        }
+        if (main.x.length) setLast({ t: main.x[main.x.length - 1], v: main.y[main.y.length - 1] });
+        setStatus({ loading: false, points: main.x.length, error: null, ms: Math.round(performance.now() - t0) });
+        window.__atollChartLoads = (window.__atollChartLoads || 0) + 1;
+      },
+      (e) => {
+        if (e.name !== "AbortError") setStatus({ loading: false, points: 0, error: e });
+      },
+    );
+    return () => ctl.abort();
+  }, [device, metric, anomalyMetric, range.start, range.end, range.live, range.nonce]);
+  // (In live mode start/end only change when the user picks another span.)
+
+  // Alarm overlays change without new data: just redraw.
+  useEffect(() => {
+    plot.current?.redraw(false);
+  }, [alarms]);
+
+  // Live points are appended locally between re-queries (the server is re-asked on zoom).
+  useEffect(() => {
+    if (!liveRef) return;
+    const handler = { metric, push };
+    liveRef.current.add(handler);
+    return () => liveRef.current.delete(handler);
+  }, [metric]);
+
+  function push(t, v, score) {
+    const d = data.current;
+    const mx = d.main.x;
+    if (mx.length && t < mx[mx.length - 1]) return;
+    d.main = { x: [...mx, t], y: [...d.main.y, v] };
+    if (score !== undefined && d.extra) d.extra = { x: [...d.extra.x, t], y: [...d.extra.y, score] };
+    setLast({ t, v });
+    if (!plot.current) return;
+    plot.current.setData(align(d.main, d.extra), false);
+    const [a, b] = effRange(rangeRef.current);
+    plot.current.setScale("x", { min: a, max: b });
+  }
+
+  // Slide the live window with the clock even when no reading arrives.
+  useEffect(() => {
+    if (!range.live) return;
+    const t = setInterval(() => {
+      if (!plot.current) return;
+      const [a, b] = effRange(rangeRef.current);
+      plot.current.setScale("x", { min: a, max: b });
+    }, 1000);
+    return () => clearInterval(t);
+  }, [range.live]);
+
+  return (
+    <div class="panel chart-panel" data-testid={`chart-${metric}`} data-points={status.points}>
+      <div class="panel-head">
+        <span class="swatch" style={{ background: color }} />
+        <strong>{metric}</strong>
+        {anomalyMetric && <span class="tag warn">anomaly overlay</span>}
+        <span class="grow" />
+        <span class="muted small" data-testid={`last-${metric}`}>
+          {last ? `last ${fmtNum(last.v)}` : ""}
+        </span>
+        <span class="muted small">
+          {status.loading ? "loading…" : status.error ? "" : `${status.points} pts · ${status.ms ?? 0} ms`}
+        </span>
+      </div>
+      {status.error && <div class="error-box small">{status.error.message}</div>}
+      <div ref={box} class="chart-box" />
+    </div>
+  );
+}

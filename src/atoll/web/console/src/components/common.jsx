@@ -1,0 +1,60 @@
+// Small shared widgets.
+import { useState } from "preact/hooks";
+import { copy } from "../util.js";
+
+export function ErrorBox({ error, testid = "error" }) {
+  if (!error) return null;
+  const details = error.details;
+  return (
+    <div class="error-box" role="alert" data-testid={testid}>
+      <strong>{error.code ? `${error.code}: ` : ""}</strong>
+      {error.message || String(error)}
+      {error.hint && <div class="hint">Hint: {error.hint}</div>}
+      {Array.isArray(details) && details.length > 0 && (
+        <ul>
+          {details.map((d, i) => (
+            <li key={i}>{typeof d === "string" ? d : `${(d.loc || d.path || []).join ? (d.loc || d.path || []).join(".") : d.loc || d.path || ""}: ${d.msg || d.message || JSON.stringify(d)}`}</li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+export function CopyBlock({ label, text, testid }) {
+  const [done, setDone] = useState(false);
+  return (
+    <div class="copy-block">
+      <div class="copy-head">
+        <span>{label}</span>
+        <button
+          class="btn small"
+          onClick={() => copy(text).then(() => {
+            setDone(true);
+            setTimeout(() => setDone(false), 1200);
+          })}
+        >
+          {done ? "Copied" : "Copy"}
+        </button>
+      </div>
+      <pre data-testid={testid}>{text}</pre>
+    </div>
+  );
+}
+
+export function Dot({ state, title }) {
+  return <span class={`dot ${state}`} title={title || state} />;
+}
+
+export function Severity({ value }) {
+  const v = (value || "info").toLowerCase();
+  return <span class={`sev sev-${v}`}>{v}</span>;
+}
+
+export function Empty({ children }) {
+  return <div class="empty">{children}</div>;
+}
+
+export function Spinner() {
+  return <span class="spinner" aria-label="loading" />;
+}

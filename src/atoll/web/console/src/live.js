@@ -1,0 +1,85 @@
+// One WebSocket per project to /api/v1/live; pages subscribe to what they show.
+// Browsers cannot set headers on a WebSocket, so the API key travels in the query string.
+import { useEffect, useState } from "preact/hooks";
+import { getSession } from "./api.js";
+
+const subs = new Set(); // {filter(msg) -> bool, fn}
+const stateSubs = new Set();
+let ws = null;
+let project = null;
+let state = "off";
+let retry = 0;
+let timer = null;
+
+function setState(s) {
+  state = s;
+  stateSubs.forEach((fn) => fn(s));
+}
+
+function open() {
+  clearTimeout(timer);
+  const token = getSession()?.token;
+  if (!project || !token) return setState("off");
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${proto}://${location.host}/api/v1/live?project=${encodeURIComponent(project)}&token=${encodeURIComponent(token)}`;
+  const sock = new WebSocket(url);
+  ws = sock;
+  setState("connecting");
+  sock.onopen = () => {
+    retry = 0;
+    setState("live");
+  };
+  sock.onmessage = (ev) => {
+    let msgs;
+    try {
+      msgs = JSON.parse(ev.data);
+    } catch {
+      return;
+    }
+    for (const msg of Array.isArray(msgs) ? msgs : [msgs]) {
+      for (const s of subs) if (!s.filter || s.filter(msg)) s.fn(msg);
+    }
+  };
+  sock.onclose = () => {
+    if (ws !== sock) return;
+    ws = null;
+    setState("reconnecting");
+    retry = Math.min(retry + 1, 6);
+    timer = setTimeout(open, 250 * 2 ** retry);
+  };
+}
+
+export function connectLive(p) {
+  if (p === project && ws) return;
+  project = p;
+  const old = ws;
+  ws = null;
+  if (old) old.close();
+  open();
+}
+
+export function disconnectLive() {
+  project = null;
+  const old = ws;
+  ws = null;
+  if (old) old.close();
+  clearTimeout(timer);
+  setState("off");
+}
+
+export function useLive(filter, fn, deps) {
+  useEffect(() => {
+    const s = { filter, fn };
+    subs.add(s);
+    return () => subs.delete(s);
+  }, deps);
+}
+
+export function useLiveState() {
+  const [s, set] = useState(state);
+  useEffect(() => {
+    stateSubs.add(set);
+    return () => stateSubs.delete(set);
+  }, []);
+  return s;
+}

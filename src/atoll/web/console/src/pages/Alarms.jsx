@@ -1,0 +1,207 @@
+// Alarm list: filter by state/severity, acknowledge, clear, comment, and see the history.
+import { useState } from "preact/hooks";
+import { api, enc, items, toSeconds } from "../api.js";
+import { useLive } from "../live.js";
+import { Link } from "../router.jsx";
+import { currentProject, fmtAgo, fmtTime, useAsync } from "../util.js";
+import { Empty, ErrorBox, Severity } from "../components/common.jsx";
+
+export function alarmId(a) {
+  return a.id ?? a.alarm_id;
+}
+
+export function alarmTimes(a) {
+  return {
+    raised: toSeconds(a.raised_at ?? a.created_at ?? a.start ?? a.ts),
+    acked: toSeconds(a.acknowledged_at ?? a.acked_at ?? null),
+    cleared: toSeconds(a.cleared_at ?? a.end ?? null),
+  };
+}
+
+export function Alarms() {
+  const project = currentProject.use();
+  const [state, setState] = useState("open");
+  const [severity, setSeverity] = useState("");
+  const [open, setOpen] = useState(null);
+  const list = useAsync(async () => {
+    const q = { project, severity, limit: 500 };
+    if (state !== "all" && state !== "open") q.state = state;
+    let rows = items(await api.get("/alarms", q));
+    if (state === "open") rows = rows.filter((a) => a.state !== "cleared");
+    return rows;
+  }, [project, state, severity]);
+  useLive((m) => m.type === "alarm", () => list.reload(), [project, state, severity]);
+
+  return (
+    <div class="page alarms">
+      <div class="page-head">
+        <h1>Alarms</h1>
+        <span class="muted">{project}</span>
+        <span class="grow" />
+        <select value={state} onChange={(e) => setState(e.currentTarget.value)} data-testid="alarm-state-filter">
+          <option value="open">Open (active + acknowledged)</option>
+          <option value="active">Active</option>
+          <option value="acknowledged">Acknowledged</option>
+          <option value="cleared">Cleared</option>
+          <option value="all">All</option>
+        </select>
+        <select value={severity} onChange={(e) => setSeverity(e.currentTarget.value)}>
+          <option value="">All severities</option>
+          <option value="critical">Critical</option>
+          <option value="major">Major</option>
+          <option value="minor">Minor</option>
+          <option value="warning">Warning</option>
+          <option value="info">Info</option>
+        </select>
+      </div>
+      <ErrorBox error={list.error} />
+      <div class="panel">
+        <table class="grid" data-testid="alarm-table">
+          <thead>
+            <tr>
+              <th>Severity</th>
+              <th>Alarm</th>
+              <th>Device</th>
+              <th>State</th>
+              <th>Raised</th>
+              <th>Value</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {(list.data || []).map((a) => (
+              <AlarmRow key={alarmId(a)} a={a} open={open === alarmId(a)} toggle={() => setOpen(open === alarmId(a) ? null : alarmId(a))} reload={list.reload} />
+            ))}
+          </tbody>
+        </table>
+        {list.data && !list.data.length && <Empty>No alarms here. Rules raise them; see Rules.</Empty>}
+      </div>
+    </div>
+  );
+}
+
+function AlarmRow({ a, open, toggle, reload }) {
+  const [error, setError] = useState(null);
+  const id = alarmId(a);
+  const t = alarmTimes(a);
+  const device = a.device ?? a.device_id;
+  async function act(verb) {
+    setError(null);
+    try {
+      await api.post(`/alarms/${enc(id)}/${verb}`, {});
+      reload();
+    } catch (e) {
+      setError(e);
+    }
+  }
+  return (
+    <>
+      <tr class={`alarm-row st-${a.state}`} data-alarm={id} data-state={a.state}>
+        <td>
+          <Severity value={a.severity} />
+        </td>
+        <td>
+          <a href="#" onClick={(e) => (e.preventDefault(), toggle())}>
+            {a.rule_name ?? a.name ?? a.rule ?? a.rule_id ?? "alarm"}
+          </a>
+          {a.message && <div class="muted small">{a.message}</div>}
+        </td>
+        <td class="mono">{device ? <Link href={`/devices/${enc(device)}`}>{device}</Link> : "—"}</td>
+        <td>
+          <span class={`state st-${a.state}`} data-testid="alarm-state">
+            {a.state}
+          </span>
+        </td>
+        <td title={fmtTime(t.raised)}>{fmtAgo(t.raised)}</td>
+        <td class="mono">{a.value ?? ""}</td>
+        <td class="actions">
+          {a.state === "active" && (
+            <button class="btn small" onClick={() => act("ack")} data-testid="alarm-ack">
+              Acknowledge
+            </button>
+          )}
+          {a.state !== "cleared" && (
+            <button class="btn small" onClick={() => act("clear")} data-testid="alarm-clear">
+              Clear
+            </button>
+          )}
+          <button class="btn small ghost" onClick={toggle}>
+            {open ? "Hide" : "Details"}
+          </button>
+        </td>
+      </tr>
+      {error && (
+        <tr>
+          <td colSpan={7}>
+            <ErrorBox error={error} />
+          </td>
+        </tr>
+      )}
+      {open && (
+        <tr class="details">
+          <td colSpan={7}>
+            <AlarmDetails a={a} reload={reload} />
+          </td>
+        </tr>
+      )}
+    </>
+  );
+}
+
+function AlarmDetails({ a, reload }) {
+  const id = alarmId(a);
+  const full = useAsync(() => api.get(`/alarms/${enc(id)}`).catch(() => a), [id, a.state]);
+  const comments = useAsync(async () => items(await api.get(`/alarms/${enc(id)}/comments`).catch(() => (full.data || a).comments || [])), [id]);
+  const [text, setText] = useState("");
+  const [error, setError] = useState(null);
+  const d = full.data || a;
+  const history = d.history || d.events || [];
+
+  async function add(e) {
+    e.preventDefault();
+    setError(null);
+    try {
+      await api.post(`/alarms/${enc(id)}/comments`, { text });
+      setText("");
+      comments.reload();
+      reload();
+    } catch (err) {
+      setError(err);
+    }
+  }
+  return (
+    <div class="alarm-details">
+      <div>
+        <h3>History</h3>
+        <ul class="timeline">
+          {history.map((h, i) => (
+            <li key={i}>
+              <span class="mono small">{fmtTime(toSeconds(h.ts ?? h.at ?? h.time))}</span> {h.event ?? h.state ?? h.type} {h.by ? `by ${h.by}` : ""} {h.detail ?? h.message ?? ""}
+            </li>
+          ))}
+          {!history.length && <li class="muted">raised {fmtTime(alarmTimes(d).raised)}</li>}
+        </ul>
+      </div>
+      <div>
+        <h3>Comments</h3>
+        <ul class="comments" data-testid="alarm-comments">
+          {(comments.data || []).map((c, i) => (
+            <li key={i}>
+              <span class="muted small">
+                {c.author ?? c.user ?? c.by ?? ""} · {fmtTime(toSeconds(c.ts ?? c.created_at ?? c.at))}
+              </span>
+              <div>{c.text ?? c.comment ?? c.body}</div>
+            </li>
+          ))}
+        </ul>
+        <form onSubmit={add} class="inline">
+          <input placeholder="Add a comment…" value={text} onInput={(e) => setText(e.currentTarget.value)} required data-testid="alarm-comment-input" />
+          <button class="btn small" type="submit" data-testid="alarm-comment-add">
+            Comment
+          </button>
+        </form>
+        <ErrorBox error={error} />
+      </div>
+    </div>
+  );
+}

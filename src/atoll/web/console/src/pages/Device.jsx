@@ -1,0 +1,339 @@
+// Device page: live charts (zoom from a year down to raw points), twin, commands, alarms.
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { api, enc, items, toSeconds } from "../api.js";
+import { useLive } from "../live.js";
+import { Link } from "../router.jsx";
+import { fmtAgo, fmtDuration, fmtTime, useAsync } from "../util.js";
+import { ChartPanel, effRange } from "../components/Chart.jsx";
+import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
+import { lastSeen, onlineState } from "./Overview.jsx";
+import { alarmId, alarmTimes } from "./Alarms.jsx";
+
+const PRESETS = [
+  ["5m", 300],
+  ["1h", 3600],
+  ["6h", 21600],
+  ["24h", 86400],
+  ["7d", 604800],
+  ["30d", 2592000],
+  ["1y", 31536000],
+];
+
+// Detector output is stored as its own series; these names tie a score to its metric.
+const SCORE_RE = [/^(.+)[._:]anomaly(?:_score)?$/, /^anomaly[._:](.+)$/, /^(.+)[._:]score$/, /^score[._:](.+)$/];
+
+export function splitMetrics(names) {
+  const base = [];
+  const score = new Map();
+  for (const n of names) {
+    let m = null;
+    for (const re of SCORE_RE) if ((m = n.match(re))) break;
+    if (m) score.set(m[1], n);
+    else base.push(n);
+  }
+  return base.sort().map((n) => ({ metric: n, anomaly: score.get(n) || null }));
+}
+
+function metricName(s) {
+  return typeof s === "string" ? s : s.metric ?? s.name ?? s.key?.metric;
+}
+
+export function Device({ id }) {
+  const [range, setRange] = useState(() => ({ start: Date.now() / 1000 - 3600, end: Date.now() / 1000, live: true, nonce: 0 }));
+  const [tab, setTab] = useState("twin");
+  const liveRef = useRef(new Set());
+  const [seen, setSeen] = useState(null);
+
+  const dev = useAsync(() => api.get(`/devices/${enc(id)}`), [id]);
+  const series = useAsync(async () => items(await api.get(`/devices/${enc(id)}/series`)).map(metricName).filter(Boolean), [id]);
+  const alarms = useAsync(async () => items(await api.get("/alarms", { device: id, limit: 200 })), [id]);
+  const metrics = useMemo(() => splitMetrics(series.data || []), [series.data]);
+
+  useLive(
+    (m) => m.device === id,
+    (m) => {
+      if (m.type === "telemetry") {
+        const t = toSeconds(m.ts) ?? Date.now() / 1000;
+        setSeen(t);
+        const known = new Set((series.data || []).map(String));
+        let fresh = false;
+        for (const [k, v] of Object.entries(m.values || {})) {
+          if (!known.has(k)) fresh = true;
+          for (const h of liveRef.current) if (h.metric === k && typeof v === "number") h.push(t, v);
+        }
+        if (fresh) series.reload();
+      } else if (m.type === "anomaly") {
+        // Scores arrive on their own subject; keep the overlay current.
+        const t = toSeconds(m.ts) ?? Date.now() / 1000;
+        for (const [k, v] of Object.entries(m.scores || m.values || {})) for (const h of liveRef.current) if (h.metric === k) h.pushScore?.(t, v);
+      } else if (m.type === "alarm") {
+        alarms.reload();
+      }
+    },
+    [id, series.data],
+  );
+
+  const overlay = useMemo(
+    () =>
+      (alarms.data || []).map((a) => {
+        const t = alarmTimes(a);
+        return { start: t.raised, end: t.cleared, state: a.state, metric: a.metric };
+      }),
+    [alarms.data],
+  );
+
+  const d = dev.data || {};
+  const t = Math.max(seen || 0, lastSeen(d) || 0) || null;
+  const [rs, re] = effRange(range);
+  const span = re - rs;
+
+  const pick = (secs) => setRange({ start: Date.now() / 1000 - secs, end: Date.now() / 1000, live: true, nonce: range.nonce + 1 });
+  const pan = (f) => setRange({ start: rs + span * f, end: re + span * f, live: false, nonce: range.nonce });
+  const zoomOut = () => setRange({ start: rs - span, end: re + span, live: false, nonce: range.nonce });
+
+  return (
+    <div class="page device">
+      <div class="page-head">
+        <Link href="/" class="muted">
+          ← Fleet
+        </Link>
+        <h1 data-testid="device-title">
+          <Dot state={onlineState(d, t)} /> {id}
+        </h1>
+        {d.name && <span class="muted">{d.name}</span>}
+        {(d.type || d.device_type) && <span class="tag">{d.type || d.device_type}</span>}
+        <span class="muted small">last seen {fmtAgo(t)}</span>
+        <span class="grow" />
+      </div>
+      <ErrorBox error={dev.error} />
+      <div class="device-grid">
+        <section class="charts">
+          <div class="toolbar range-bar" data-testid="range-bar">
+            {PRESETS.map(([label, secs]) => (
+              <button key={label} class={`btn small ${range.live && Math.abs(range.end - range.start - secs) < 1 ? "active" : ""}`} onClick={() => pick(secs)}>
+                {label}
+              </button>
+            ))}
+            <span class="sep" />
+            <button class="btn small" title="Pan left" onClick={() => pan(-0.5)}>
+              ◀
+            </button>
+            <button class="btn small" title="Zoom out" onClick={zoomOut}>
+              −
+            </button>
+            <button class="btn small" title="Pan right" onClick={() => pan(0.5)}>
+              ▶
+            </button>
+            <button class={`btn small ${range.live ? "live-on" : ""}`} onClick={() => pick(range.live ? span : 3600)} data-testid="live-toggle">
+              {range.live ? "● Live" : "Go live"}
+            </button>
+            <span class="grow" />
+            <span class="muted small" data-testid="range-label">
+              {fmtTime(rs)} → {range.live ? "now" : fmtTime(re)} ({fmtDuration(span)})
+            </span>
+          </div>
+          <p class="muted small hint-line">Drag to zoom in · wheel to zoom · shift+wheel to pan · double-click to zoom out</p>
+          <ErrorBox error={series.error} />
+          {series.data && !metrics.length && <Empty>No telemetry yet. Send a reading and it appears here without a reload.</Empty>}
+          {metrics.map((m, i) => (
+            <ChartPanel
+              key={m.metric}
+              device={id}
+              metric={m.metric}
+              anomalyMetric={m.anomaly}
+              range={range}
+              onRange={(r) => setRange({ ...r, nonce: range.nonce })}
+              alarms={overlay.filter((a) => !a.metric || a.metric === m.metric)}
+              colorIndex={i}
+              liveRef={liveRef}
+              syncKey={`dev-${id}`}
+            />
+          ))}
+        </section>
+        <aside class="side">
+          <div class="tabs">
+            {["twin", "commands", "alarms", "credentials"].map((k) => (
+              <button key={k} class={tab === k ? "active" : ""} onClick={() => setTab(k)} data-testid={`tab-${k}`}>
+                {k}
+              </button>
+            ))}
+          </div>
+          {tab === "twin" && <Twin id={id} />}
+          {tab === "commands" && <Commands id={id} />}
+          {tab === "alarms" && <DeviceAlarms alarms={alarms} />}
+          {tab === "credentials" && <Credentials id={id} device={d} />}
+        </aside>
+      </div>
+    </div>
+  );
+}
+
+function Twin({ id }) {
+  const twin = useAsync(() => api.get(`/devices/${enc(id)}/twin`), [id]);
+  const [text, setText] = useState("{\n  \n}");
+  const [error, setError] = useState(null);
+  const [ok, setOk] = useState(false);
+  useLive((m) => m.device === id && m.type === "twin", () => twin.reload(), [id]);
+
+  async function save(e) {
+    e.preventDefault();
+    setError(null);
+    setOk(false);
+    let body;
+    try {
+      body = JSON.parse(text);
+    } catch (err) {
+      setError({ message: `Desired state is not valid JSON: ${err.message}` });
+      return;
+    }
+    try {
+      await api.patch(`/devices/${enc(id)}/twin/desired`, body);
+      setOk(true);
+      twin.reload();
+    } catch (err) {
+      setError(err);
+    }
+  }
+  const t = twin.data || {};
+  return (
+    <div class="panel pad" data-testid="twin">
+      <ErrorBox error={twin.error} />
+      <h3>Reported</h3>
+      <pre class="json" data-testid="twin-reported">{JSON.stringify(t.reported ?? {}, null, 2)}</pre>
+      <h3>Desired</h3>
+      <pre class="json" data-testid="twin-desired">{JSON.stringify(t.desired ?? {}, null, 2)}</pre>
+      {t.version !== undefined && <p class="muted small">version {t.version}</p>}
+      <form onSubmit={save}>
+        <label>
+          Patch desired (JSON merge patch)
+          <textarea rows={4} class="mono" value={text} onInput={(e) => setText(e.currentTarget.value)} data-testid="twin-patch" />
+        </label>
+        <ErrorBox error={error} />
+        {ok && <p class="ok small">Desired state updated; the device receives it on its retained topic.</p>}
+        <button class="btn" type="submit">
+          Update desired
+        </button>
+      </form>
+    </div>
+  );
+}
+
+function Commands({ id }) {
+  const list = useAsync(async () => items(await api.get(`/devices/${enc(id)}/commands`, { limit: 20 })), [id]);
+  const [name, setName] = useState("reboot");
+  const [args, setArgs] = useState("{}");
+  const [error, setError] = useState(null);
+  useLive((m) => m.device === id && (m.type === "command_ack" || m.type === "command"), () => list.reload(), [id]);
+
+  async function send(e) {
+    e.preventDefault();
+    setError(null);
+    let a;
+    try {
+      a = JSON.parse(args || "{}");
+    } catch (err) {
+      setError({ message: `Arguments are not valid JSON: ${err.message}` });
+      return;
+    }
+    try {
+      await api.post(`/devices/${enc(id)}/commands`, { name, args: a });
+      list.reload();
+    } catch (err) {
+      setError(err);
+    }
+  }
+  return (
+    <div class="panel pad" data-testid="commands">
+      <form onSubmit={send} class="cmd-form">
+        <label>
+          Command
+          <input value={name} onInput={(e) => setName(e.currentTarget.value)} required data-testid="cmd-name" />
+        </label>
+        <label>
+          Arguments (JSON)
+          <textarea rows={3} class="mono" value={args} onInput={(e) => setArgs(e.currentTarget.value)} data-testid="cmd-args" />
+        </label>
+        <ErrorBox error={error} />
+        <button class="btn primary" type="submit" data-testid="cmd-send">
+          Send command
+        </button>
+      </form>
+      <h3>Recent</h3>
+      <ErrorBox error={list.error} />
+      <table class="mini">
+        <tbody>
+          {(list.data || []).map((c) => (
+            <tr key={c.id ?? c.command_id}>
+              <td class="mono small">{c.name}</td>
+              <td class="small">{c.status ?? c.state ?? ""}</td>
+              <td class="muted small">{fmtAgo(toSeconds(c.created_at ?? c.ts ?? c.sent_at))}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {list.data && !list.data.length && <Empty>No commands sent yet.</Empty>}
+    </div>
+  );
+}
+
+function DeviceAlarms({ alarms }) {
+  return (
+    <div class="panel pad">
+      <ErrorBox error={alarms.error} />
+      {(alarms.data || []).map((a) => {
+        const t = alarmTimes(a);
+        return (
+          <div class="alarm-mini" key={alarmId(a)}>
+            <Severity value={a.severity} /> <strong>{a.rule_name ?? a.rule ?? a.type ?? "alarm"}</strong> <span class={`state st-${a.state}`}>{a.state}</span>
+            <div class="muted small">raised {fmtTime(t.raised)}</div>
+          </div>
+        );
+      })}
+      {alarms.data && !alarms.data.length && <Empty>No alarms for this device.</Empty>}
+      <Link href="/alarms">All alarms →</Link>
+    </div>
+  );
+}
+
+function Credentials({ id }) {
+  const [secret, setSecret] = useState(null);
+  const [error, setError] = useState(null);
+  async function rotate() {
+    if (!confirm(`Rotate the secret of ${id}? The old one stops working at once.`)) return;
+    try {
+      const r = await api.post(`/devices/${enc(id)}/credentials/rotate`);
+      setSecret(r.secret ?? r.credentials?.secret);
+    } catch (e) {
+      setError(e);
+    }
+  }
+  async function revoke() {
+    if (!confirm(`Revoke ${id}'s credentials? The device is disconnected.`)) return;
+    try {
+      await api.del(`/devices/${enc(id)}/credentials`);
+      setSecret(null);
+      setError({ message: "Credentials revoked." });
+    } catch (e) {
+      setError(e);
+    }
+  }
+  return (
+    <div class="panel pad">
+      <p class="muted small">Secrets are stored hashed; a new one is shown once.</p>
+      <div class="btn-row">
+        <button class="btn" onClick={rotate}>
+          Rotate secret
+        </button>
+        <button class="btn danger" onClick={revoke}>
+          Revoke
+        </button>
+      </div>
+      {secret && (
+        <pre class="json" data-testid="rotated-secret">
+          {secret}
+        </pre>
+      )}
+      <ErrorBox error={error} />
+    </div>
+  );
+}

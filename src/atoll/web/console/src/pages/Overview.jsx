@@ -1,0 +1,236 @@
+// Fleet overview: tenants → projects → devices, with online state and active alarms.
+// The device table is server-paged and virtualised; filtering happens in the API.
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { api, enc, items, toSeconds, total } from "../api.js";
+import { useLive } from "../live.js";
+import { Link, navigate } from "../router.jsx";
+import { currentProject, fmtAgo, fmtNum, useAsync, useDebounced } from "../util.js";
+import { Dot, Empty, ErrorBox } from "../components/common.jsx";
+import { VirtualList, usePagedSource } from "../components/VirtualList.jsx";
+
+export const ONLINE_WINDOW_S = 300;
+
+export function deviceId(d) {
+  return d.id ?? d.device_id ?? d.device ?? d.name;
+}
+
+export function lastSeen(d) {
+  return toSeconds(d.last_seen ?? d.last_seen_at ?? d.lastSeen ?? d.seen_at ?? null);
+}
+
+export function onlineState(d, seen) {
+  if (d.status && ["disabled", "revoked"].includes(d.status)) return "disabled";
+  if (typeof d.online === "boolean" && !seen) return d.online ? "online" : "offline";
+  const t = seen ?? lastSeen(d);
+  if (!t) return typeof d.online === "boolean" ? (d.online ? "online" : "offline") : "never";
+  return Date.now() / 1000 - t < ONLINE_WINDOW_S ? "online" : "offline";
+}
+
+export function projectId(p) {
+  return p.id ?? p.project_id ?? p.name;
+}
+
+export function useProjects() {
+  return useAsync(async () => {
+    const [ts, ps] = await Promise.all([api.get("/tenants").catch(() => []), api.get("/projects")]);
+    return { tenants: items(ts), projects: items(ps) };
+  }, []);
+}
+
+export function Overview() {
+  const project = currentProject.use();
+  const tree = useProjects();
+  const [q, setQ] = useState("");
+  const [status, setStatus] = useState("");
+  const dq = useDebounced(q, 200);
+  const seen = useRef(new Map()); // device -> {t, values} from the live feed
+  const [liveTick, setLiveTick] = useState(0);
+  const t0 = useRef(performance.now());
+
+  useEffect(() => {
+    const ps = tree.data?.projects || [];
+    if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) currentProject.set(projectId(ps[0]));
+  }, [tree.data]);
+
+  const alarms = useAsync(async () => {
+    if (!project) return [];
+    return items(await api.get("/alarms", { project, state: "active", limit: 1000 }));
+  }, [project, liveTick >> 4]);
+
+  const alarmsByDevice = useMemo(() => {
+    const m = new Map();
+    for (const a of alarms.data || []) {
+      const d = a.device ?? a.device_id;
+      m.set(d, (m.get(d) || 0) + 1);
+    }
+    return m;
+  }, [alarms.data]);
+
+  const stats = useAsync(async () => {
+    if (!project) return null;
+    return api.get(`/projects/${enc(project)}/devices`, { limit: 1, offset: 0, stats: 1 }).catch(() => null);
+  }, [project]);
+
+  const source = usePagedSource(
+    async (offset, limit) => {
+      if (!project) return { rows: [], total: 0 };
+      const data = await api.get(`/projects/${enc(project)}/devices`, { offset, limit, q: dq, status });
+      const rows = items(data);
+      // A bare list has no total: assume more rows while pages come back full.
+      const t = Array.isArray(data) ? (rows.length === limit ? offset + limit + 1 : offset + rows.length) : total(data);
+      if (offset === 0) {
+        window.__atollFleetReady = performance.now() - t0.current;
+      }
+      return { rows, total: t };
+    },
+    [project, dq, status],
+  );
+
+  useLive(
+    (m) => m.type === "telemetry" || m.type === "alarm",
+    (m) => {
+      if (m.type === "telemetry") {
+        const prev = seen.current.get(m.device);
+        seen.current.set(m.device, { t: toSeconds(m.ts) ?? Date.now() / 1000, values: { ...(prev?.values || {}), ...(m.values || {}) } });
+      }
+      setLiveTick((n) => n + (m.type === "alarm" ? 16 : 1));
+    },
+    [],
+  );
+
+  const projects = tree.data?.projects || [];
+  const tenants = tree.data?.tenants || [];
+  const byTenant = new Map();
+  for (const p of projects) {
+    const t = p.tenant ?? p.tenant_id ?? "default";
+    if (!byTenant.has(t)) byTenant.set(t, []);
+    byTenant.get(t).push(p);
+  }
+  const tenantName = (id) => {
+    const t = tenants.find((x) => (x.id ?? x.tenant_id ?? x.name) === id);
+    return t ? t.name ?? t.id : id;
+  };
+
+  const count = source.total ?? 0;
+  const st = stats.data && !Array.isArray(stats.data) ? stats.data : null;
+
+  return (
+    <div class="page overview">
+      <aside class="tree panel" data-testid="project-tree">
+        <div class="panel-head">
+          <strong>Tenants &amp; projects</strong>
+        </div>
+        <ErrorBox error={tree.error} />
+        {[...byTenant.entries()].map(([t, ps]) => (
+          <div class="tree-group" key={t}>
+            <div class="tree-tenant">{tenantName(t)}</div>
+            {ps.map((p) => (
+              <button key={projectId(p)} class={`tree-item ${projectId(p) === project ? "active" : ""}`} onClick={() => currentProject.set(projectId(p))}>
+                {p.name ?? projectId(p)}
+              </button>
+            ))}
+          </div>
+        ))}
+        {!tree.loading && !projects.length && <Empty>No projects yet.</Empty>}
+      </aside>
+      <section class="main-col">
+        <div class="stats">
+          <Stat label="Devices" value={st?.total ?? source.total ?? "…"} testid="stat-devices" />
+          <Stat label="Online" value={st?.online ?? countOnline(source, seen.current)} cls="ok" testid="stat-online" />
+          <Stat label="Active alarms" value={alarms.data ? alarms.data.length : "…"} cls={alarms.data?.length ? "bad" : ""} testid="stat-alarms" />
+          <div class="grow" />
+          <button class="btn primary" onClick={() => navigate("/register")} data-testid="register-link">
+            + Register device
+          </button>
+        </div>
+        <div class="toolbar">
+          <input class="search" placeholder="Filter devices by id, name or type…" value={q} onInput={(e) => setQ(e.currentTarget.value)} data-testid="device-filter" />
+          <select value={status} onChange={(e) => setStatus(e.currentTarget.value)} data-testid="status-filter">
+            <option value="">All states</option>
+            <option value="online">Online</option>
+            <option value="offline">Offline</option>
+            <option value="alarm">With active alarms</option>
+          </select>
+          <span class="muted small" data-testid="device-count">
+            {source.total === null ? "loading…" : `${count.toLocaleString()} devices`}
+          </span>
+        </div>
+        <ErrorBox error={source.error} />
+        <div class="table panel">
+          <div class="row head">
+            <span class="c-state" />
+            <span class="c-id">Device</span>
+            <span class="c-name">Name</span>
+            <span class="c-type">Type</span>
+            <span class="c-seen">Last seen</span>
+            <span class="c-alarms">Alarms</span>
+            <span class="c-values">Latest values</span>
+          </div>
+          {project && count === 0 && source.total !== null ? (
+            <Empty>
+              No devices{dq || status ? " match the filter" : ""}. <Link href="/register">Register one</Link>.
+            </Empty>
+          ) : (
+            <VirtualList
+              testid="device-list"
+              count={count}
+              rowHeight={30}
+              onRange={(a, b) => source.ensure(a, b)}
+              renderRow={(i, style) => {
+                const d = source.row(i);
+                if (!d) return <div class="row loading" style={style} key={i} />;
+                const id = deviceId(d);
+                const live = seen.current.get(id);
+                const t = Math.max(live?.t || 0, lastSeen(d) || 0) || null;
+                const state = onlineState(d, t);
+                const nAlarms = alarmsByDevice.get(id) || d.active_alarms || 0;
+                const values = { ...(d.latest || d.values || {}), ...(live?.values || {}) };
+                return (
+                  <div class="row" style={style} key={id} data-device={id} onClick={() => navigate(`/devices/${enc(id)}`)}>
+                    <span class="c-state">
+                      <Dot state={state} />
+                    </span>
+                    <span class="c-id mono">{id}</span>
+                    <span class="c-name">{d.name ?? ""}</span>
+                    <span class="c-type">{d.type ?? d.device_type ?? ""}</span>
+                    <span class="c-seen">{fmtAgo(t)}</span>
+                    <span class="c-alarms">{nAlarms ? <span class="badge bad">{nAlarms}</span> : ""}</span>
+                    <span class="c-values mono small">
+                      {Object.entries(values)
+                        .slice(0, 4)
+                        .map(([k, v]) => `${k}=${fmtNum(typeof v === "object" && v ? v.value ?? v[1] : v)}`)
+                        .join("  ")}
+                    </span>
+                  </div>
+                );
+              }}
+            />
+          )}
+        </div>
+      </section>
+    </div>
+  );
+}
+
+function countOnline(source, seen) {
+  if (source.total === null) return "…";
+  let n = 0;
+  let known = 0;
+  for (let i = 0; i < Math.min(source.total, 5000); i++) {
+    const d = source.row(i);
+    if (!d) continue;
+    known++;
+    const live = seen.get(deviceId(d));
+    if (onlineState(d, Math.max(live?.t || 0, lastSeen(d) || 0) || null) === "online") n++;
+  }
+  return known < source.total ? `${n}+` : n;
+}
+
+function Stat({ label, value, cls = "", testid }) {
+  return (
+    <div class={`stat ${cls}`} data-testid={testid}>
+      <div class="stat-v">{typeof value === "number" ? value.toLocaleString() : value}</div>
+      <div class="stat-l">{label}</div>
+    </div>
+  );
+}
