@@ -1,0 +1,207 @@
+"""Alarms and their lifecycle, persisted: active → acknowledged → cleared.
+
+An alarm may also be cleared before anyone acknowledged it (``status == "cleared"``,
+``acknowledged == False``) and acknowledged afterwards. At most one alarm per (rule, device)
+is open (not cleared) at a time; the database enforces it too. Every transition lands in the
+alarm's history with who and when.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.rules import db
+from atoll.rules.model import SEVERITIES, Rule
+
+Status = Literal["active", "acknowledged", "cleared"]
+SYSTEM = "system"
+
+
+class Alarm(BaseModel):
+    id: int
+    project: str
+    rule_id: str
+    rule_name: str
+    device: str
+    severity: str
+    status: Status
+    acknowledged: bool
+    value: float | None = None
+    detail: str = ""
+    raised_at: int
+    acknowledged_at: int | None = None
+    acknowledged_by: str | None = None
+    cleared_at: int | None = None
+    cleared_by: str | None = None
+    escalation_level: int = 0
+    last_notified_at: int | None = None
+    notifications: int = 0
+
+    @property
+    def open(self) -> bool:
+        return self.status != "cleared"
+
+
+class AlarmEvent(BaseModel):
+    id: int
+    alarm_id: int
+    ts: int
+    kind: str
+    actor: str
+    severity: str | None = None
+    detail: str = ""
+
+
+class Comment(BaseModel):
+    id: int
+    alarm_id: int
+    ts: int
+    author: str
+    text: str
+
+
+class AlarmBook:
+    """Alarms in the database, plus an in-memory index of the open ones for the hot path."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._open: dict[tuple[str, str], Alarm] = {}
+        with engine.connect() as c:
+            for row in c.execute(sa.select(db.alarms).where(db.alarms.c.status != "cleared")):
+                a = Alarm.model_validate(row._mapping)
+                self._open[(a.rule_id, a.device)] = a
+
+    # ------------------------------------------------------------ reads
+
+    def open_for(self, rule_id: str, device: str) -> Alarm | None:
+        return self._open.get((rule_id, device))
+
+    def open_alarms(self) -> list[Alarm]:
+        return list(self._open.values())
+
+    def get(self, alarm_id: int) -> Alarm:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(db.alarms).where(db.alarms.c.id == alarm_id)).first()
+        if row is None:
+            raise NotFound(f"alarm {alarm_id} not found")
+        return Alarm.model_validate(row._mapping)
+
+    def list(self, *, projects: list[str] | None = None, status: list[str] | None = None,
+             device: str | None = None, rule_id: str | None = None, severity: list[str] | None = None,
+             since: int | None = None, until: int | None = None, limit: int = 100,
+             offset: int = 0) -> list[Alarm]:
+        t = db.alarms
+        q = sa.select(t)
+        if projects is not None:
+            q = q.where(t.c.project.in_(projects))
+        if status:
+            q = q.where(t.c.status.in_(status))
+        if device:
+            q = q.where(t.c.device == device)
+        if rule_id:
+            q = q.where(t.c.rule_id == rule_id)
+        if severity:
+            q = q.where(t.c.severity.in_(severity))
+        if since is not None:
+            q = q.where(t.c.raised_at >= since)
+        if until is not None:
+            q = q.where(t.c.raised_at < until)
+        q = q.order_by(t.c.raised_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
+        with self.engine.connect() as c:
+            return [Alarm.model_validate(r._mapping) for r in c.execute(q)]
+
+    def history(self, alarm_id: int) -> list[AlarmEvent]:
+        self.get(alarm_id)
+        t = db.alarm_events
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(t).where(t.c.alarm_id == alarm_id).order_by(t.c.id))
+            return [AlarmEvent.model_validate(r._mapping) for r in rows]
+
+    def comments(self, alarm_id: int) -> list[Comment]:
+        self.get(alarm_id)
+        t = db.comments
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(t).where(t.c.alarm_id == alarm_id).order_by(t.c.id))
+            return [Comment.model_validate(r._mapping) for r in rows]
+
+    # ------------------------------------------------------------ transitions
+
+    def _update(self, c, alarm_id: int, **values) -> Alarm:
+        c.execute(sa.update(db.alarms).where(db.alarms.c.id == alarm_id).values(**values))
+        row = c.execute(sa.select(db.alarms).where(db.alarms.c.id == alarm_id)).first()
+        alarm = Alarm.model_validate(row._mapping)
+        key = (alarm.rule_id, alarm.device)
+        if alarm.open:
+            self._open[key] = alarm
+        elif key in self._open and self._open[key].id == alarm.id:
+            del self._open[key]
+        return alarm
+
+    def _event(self, c, alarm_id: int, ts: int, kind: str, actor: str,
+               severity: str | None = None, detail: str = "") -> None:
+        c.execute(sa.insert(db.alarm_events).values(
+            alarm_id=alarm_id, ts=ts, kind=kind, actor=actor, severity=severity, detail=detail))
+
+    def raise_(self, rule: Rule, device: str, ts: int, value: float | None, detail: str) -> Alarm | None:
+        """Open an alarm, or ``None`` when one is already open for (rule, device)."""
+        if (rule.id, device) in self._open:
+            return None
+        with self.engine.begin() as c:
+            try:
+                alarm_id = c.execute(sa.insert(db.alarms).values(
+                    project=rule.project, rule_id=rule.id, rule_name=rule.name, device=device,
+                    severity=rule.severity, status="active", acknowledged=False, value=value,
+                    detail=detail, raised_at=ts, escalation_level=0, notifications=0,
+                )).inserted_primary_key[0]
+            except sa.exc.IntegrityError:
+                return None  # another writer opened it first
+            self._event(c, alarm_id, ts, "raised", SYSTEM, rule.severity, detail)
+            return self._update(c, alarm_id)
+
+    def acknowledge(self, alarm_id: int, actor: str, ts: int) -> Alarm:
+        alarm = self.get(alarm_id)
+        if alarm.acknowledged:
+            raise Conflict(f"alarm {alarm_id} is already acknowledged "
+                           f"(by {alarm.acknowledged_by})")
+        with self.engine.begin() as c:
+            self._event(c, alarm_id, ts, "acknowledged", actor, alarm.severity)
+            status = "cleared" if alarm.status == "cleared" else "acknowledged"
+            return self._update(c, alarm_id, status=status, acknowledged=True,
+                                acknowledged_at=ts, acknowledged_by=actor)
+
+    def clear(self, alarm_id: int, actor: str, ts: int, detail: str = "") -> Alarm:
+        alarm = self.get(alarm_id)
+        if alarm.status == "cleared":
+            raise Conflict(f"alarm {alarm_id} is already cleared (by {alarm.cleared_by})")
+        with self.engine.begin() as c:
+            self._event(c, alarm_id, ts, "cleared", actor, alarm.severity, detail)
+            return self._update(c, alarm_id, status="cleared", cleared_at=ts, cleared_by=actor)
+
+    def escalate(self, alarm_id: int, level: int, severity: str | None, ts: int, detail: str) -> Alarm:
+        alarm = self.get(alarm_id)
+        new = alarm.severity
+        if severity is not None and SEVERITIES.index(severity) > SEVERITIES.index(new):
+            new = severity
+        with self.engine.begin() as c:
+            self._event(c, alarm_id, ts, "escalated", SYSTEM, new, detail)
+            return self._update(c, alarm_id, escalation_level=level, severity=new)
+
+    def notified(self, alarm_id: int, ts: int) -> Alarm:
+        with self.engine.begin() as c:
+            return self._update(c, alarm_id, last_notified_at=ts,
+                                notifications=db.alarms.c.notifications + 1)
+
+    def comment(self, alarm_id: int, author: str, text: str, ts: int) -> Comment:
+        text = text.strip()
+        if not text:
+            raise InvalidInput("comment text is empty")
+        self.get(alarm_id)
+        with self.engine.begin() as c:
+            cid = c.execute(sa.insert(db.comments).values(
+                alarm_id=alarm_id, ts=ts, author=author, text=text)).inserted_primary_key[0]
+            self._event(c, alarm_id, ts, "commented", author, None, text[:200])
+        return Comment(id=cid, alarm_id=alarm_id, ts=ts, author=author, text=text)

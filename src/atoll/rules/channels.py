@@ -1,0 +1,246 @@
+"""Notification channels: a small ``Channel`` protocol, built-in webhook/command/log channels,
+and a plug-in point (``register_channel_type`` or the ``atoll.channels`` entry-point group).
+
+A channel type is data: a name, a pydantic model for its config, and a factory. A plug-in
+package (email, chat...) declares ``[project.entry-points."atoll.channels"] mail = "pkg:TYPE"``
+where ``TYPE`` is a ``ChannelType``; Atoll never imports it by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from atoll.core.errors import InvalidInput, Unavailable
+from atoll.rules.loading import validate
+from atoll.rules.model import ChannelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    mime: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    project: str
+    event: str  # raised | acknowledged | cleared | escalated | repeat | report | test
+    title: str
+    text: str
+    alarm: dict[str, Any] | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k != "attachments"}
+        out["attachments"] = [
+            {"filename": a.filename, "mime": a.mime,
+             "content_base64": base64.b64encode(a.content).decode()}
+            for a in self.attachments
+        ]
+        return out
+
+
+class DeliveryFailed(Unavailable):
+    code = "delivery_failed"
+
+    def __init__(self, message: str, *, attempts: int = 1, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.attempts = attempts
+
+
+@runtime_checkable
+class Channel(Protocol):
+    async def send(self, note: Notification) -> int:
+        """Deliver ``note``; return how many attempts it took, or raise ``DeliveryFailed``."""
+
+
+class CommandSender(Protocol):
+    """Sends a command to a device (the registry/ingest side implements it over MQTT)."""
+
+    async def send_command(self, project: str, device: str, name: str, args: dict[str, Any]) -> str:
+        """Queue the command; return its id."""
+
+
+@dataclass
+class ChannelContext:
+    """What channel factories may use."""
+
+    command_sender: CommandSender | None = None
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+@dataclass(frozen=True)
+class ChannelType:
+    name: str
+    config: type[BaseModel]
+    factory: Callable[[Any, ChannelContext], Channel]
+    description: str = ""
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- webhook
+
+
+class WebhookConfig(_Config):
+    url: str = Field(pattern=r"^https?://", description="http(s) URL that receives a JSON POST")
+    headers: dict[str, str] = {}
+    timeout: float = Field(5.0, gt=0)
+    attempts: int = Field(5, ge=1, le=20)
+    backoff: float = Field(0.5, ge=0, description="first retry delay, doubled each time")
+    max_backoff: float = Field(30.0, ge=0)
+    jitter: float = Field(0.5, ge=0, le=1, description="fraction of each delay that is random")
+
+
+class WebhookChannel:
+    """POSTs the notification as JSON; retries network errors, 429 and 5xx with backoff."""
+
+    def __init__(self, config: WebhookConfig, ctx: ChannelContext) -> None:
+        self.config, self.sleep = config, ctx.sleep
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        c = self.config
+        base = min(c.max_backoff, c.backoff * 2 ** (attempt - 1))
+        if retry_after is not None:
+            base = min(c.max_backoff, max(base, retry_after))
+        return base * (1 - c.jitter * random.random())
+
+    async def send(self, note: Notification) -> int:
+        c = self.config
+        last = ""
+        async with httpx.AsyncClient(timeout=c.timeout) as client:
+            for attempt in range(1, c.attempts + 1):
+                retry_after = None
+                try:
+                    r = await client.post(c.url, json=note.to_json(), headers=c.headers)
+                except httpx.HTTPError as exc:
+                    last = f"{type(exc).__name__}: {exc}"
+                else:
+                    if r.is_success:
+                        return attempt
+                    last = f"HTTP {r.status_code}"
+                    if r.status_code < 500 and r.status_code not in (408, 429):
+                        raise DeliveryFailed(f"webhook refused: {last}", attempts=attempt,
+                                             hint="check the URL and credentials of the channel")
+                    try:
+                        retry_after = float(r.headers.get("retry-after", ""))
+                    except ValueError:
+                        pass
+                if attempt < c.attempts:
+                    await self.sleep(self.delay(attempt, retry_after))
+        raise DeliveryFailed(f"webhook failed after {c.attempts} attempts: {last}", attempts=c.attempts)
+
+
+# ---------------------------------------------------------------- command to a device
+
+
+class CommandConfig(_Config):
+    command: str = Field(min_length=1)
+    args: dict[str, Any] = {}
+    device: str | None = Field(None, description="default: the alarm's device")
+
+
+class CommandChannel:
+    """Sends a command to a device, e.g. switch a pump off when its alarm is raised."""
+
+    def __init__(self, config: CommandConfig, ctx: ChannelContext) -> None:
+        self.config, self.sender = config, ctx.command_sender
+
+    async def send(self, note: Notification) -> int:
+        if self.sender is None:
+            raise DeliveryFailed("no command sender is configured in this process")
+        device = self.config.device or (note.alarm or {}).get("device")
+        if not device:
+            raise DeliveryFailed("command channel has no device: set 'device' in its config")
+        args = {**self.config.args, "alarm": (note.alarm or {}).get("id"), "event": note.event}
+        try:
+            await self.sender.send_command(note.project, device, self.config.command, args)
+        except DeliveryFailed:
+            raise
+        except Exception as exc:  # a foreign error from the sender: translate at the edge
+            raise DeliveryFailed(f"command to {device} failed: {exc}") from exc
+        return 1
+
+
+# ---------------------------------------------------------------- log
+
+
+class LogConfig(_Config):
+    level: str = Field("WARNING", pattern="^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+
+class LogChannel:
+    """Writes notifications to the service log; handy for demos and as a last resort."""
+
+    def __init__(self, config: LogConfig, ctx: ChannelContext) -> None:
+        self.level = logging.getLevelName(config.level)
+
+    async def send(self, note: Notification) -> int:
+        log.log(self.level, "[%s] %s: %s", note.project, note.title, note.text)
+        return 1
+
+
+# ---------------------------------------------------------------- registry of types
+
+_TYPES: dict[str, ChannelType] = {}
+_discovered = False
+
+
+def register_channel_type(ct: ChannelType) -> None:
+    _TYPES[ct.name] = ct
+
+
+for _ct in (
+    ChannelType("webhook", WebhookConfig, WebhookChannel, "HTTP POST of a JSON document"),
+    ChannelType("command", CommandConfig, CommandChannel, "command to a device over MQTT"),
+    ChannelType("log", LogConfig, LogChannel, "line in the service log"),
+):
+    register_channel_type(_ct)
+
+
+def channel_types() -> dict[str, ChannelType]:
+    """Built-in types plus those plug-ins declare in the ``atoll.channels`` entry-point group."""
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        for ep in entry_points(group="atoll.channels"):
+            try:
+                ct = ep.load()
+            except Exception:  # a broken plug-in must not take the platform down
+                log.exception("channel plug-in %s failed to load", ep.name)
+                continue
+            if isinstance(ct, ChannelType):
+                _TYPES.setdefault(ct.name, ct)
+            else:
+                log.error("entry point %s is not a ChannelType", ep.name)
+    return dict(_TYPES)
+
+
+def check_channel(spec: ChannelSpec) -> BaseModel:
+    """The validated config of ``spec``; ``InvalidInput`` naming the bad field otherwise."""
+    types = channel_types()
+    ct = types.get(spec.type)
+    if ct is None:
+        raise InvalidInput(f"channels.{spec.name}.type: unknown channel type {spec.type!r}",
+                           hint=f"known types: {', '.join(sorted(types))}")
+    return validate(ct.config, spec.config, f"channels.{spec.name}.config")
+
+
+def make_channel(spec: ChannelSpec, ctx: ChannelContext) -> Channel:
+    config = check_channel(spec)
+    return channel_types()[spec.type].factory(config, ctx)

@@ -1,0 +1,343 @@
+"""Rule conditions: their schema (a discriminated union on ``type``) and their evaluators.
+
+An evaluator is stateful and belongs to one (rule, device). Leaves are fed readings or
+anomaly scores; every node answers ``evaluate(t)`` and applies its own ``for`` (the raw
+condition must hold that long before the node counts as true). Times are µs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from atoll.rules.durations import Duration, PositiveDuration, format_duration
+
+Op = Literal[">", ">=", "<", "<="]
+US = 1_000_000
+
+
+class _Condition(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    for_: Duration = Field(0.0, alias="for", description="hold this long before it counts")
+
+
+class _Leaf(_Condition):
+    device: str | None = Field(
+        None, description="read another device of the project (default: the rule's device)"
+    )
+
+
+class _Compared(_Leaf):
+    op: Op = ">"
+    value: float = Field(description="raise when the input crosses this")
+    clear: float | None = Field(
+        None, description="hysteresis: clear only once the input is back past this"
+    )
+
+    @model_validator(mode="after")
+    def _clear_on_the_safe_side(self):
+        if self.clear is None:
+            return self
+        if self.op in (">", ">=") and self.clear > self.value:
+            raise ValueError(f"clear ({self.clear:g}) must be <= value ({self.value:g}) for op '{self.op}'")
+        if self.op in ("<", "<=") and self.clear < self.value:
+            raise ValueError(f"clear ({self.clear:g}) must be >= value ({self.value:g}) for op '{self.op}'")
+        return self
+
+
+class Threshold(_Compared):
+    """``metric op value``, cleared at ``clear`` (hysteresis)."""
+
+    type: Literal["threshold"]
+    metric: str = Field(min_length=1)
+
+
+class RateOfChange(_Compared):
+    """Change of ``metric`` per ``per`` seconds, over ``window`` (0 = consecutive readings)."""
+
+    type: Literal["rate"]
+    metric: str = Field(min_length=1)
+    per: PositiveDuration = 1.0
+    window: Duration = 0.0
+    absolute: bool = Field(False, description="compare |rate| (either direction)")
+
+
+class AnomalyScore(_Leaf):
+    """A detector's score for ``metric`` (any metric when omitted) at or above ``value``."""
+
+    type: Literal["anomaly"]
+    metric: str | None = None
+    value: float = Field(0.8, ge=0, le=1)
+    clear: float | None = Field(None, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _clear_below(self):
+        if self.clear is not None and self.clear > self.value:
+            raise ValueError(f"clear ({self.clear:g}) must be <= value ({self.value:g})")
+        return self
+
+
+class NoData(_Leaf):
+    """Nothing from the device (or one ``metric``) for ``timeout``: a heartbeat check."""
+
+    type: Literal["no_data"]
+    metric: str | None = None
+    timeout: PositiveDuration
+
+
+class AllOf(_Condition):
+    type: Literal["all"]
+    conditions: list[Condition] = Field(min_length=1)
+
+
+class AnyOf(_Condition):
+    type: Literal["any"]
+    conditions: list[Condition] = Field(min_length=1)
+
+
+Condition = Annotated[
+    Threshold | RateOfChange | AnomalyScore | NoData | AllOf | AnyOf,
+    Field(discriminator="type"),
+]
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
+
+TELEMETRY, ANOMALY = "telemetry", "anomaly"
+
+
+# ---------------------------------------------------------------- evaluators
+
+
+class _Hysteresis:
+    """Latch that raises past ``value`` and clears past ``clear``."""
+
+    def __init__(self, op: str, value: float, clear: float | None) -> None:
+        self.op, self.value, self.clear = op, value, clear
+        self.on = False
+
+    def _past(self, x: float, limit: float) -> bool:
+        return {">": x > limit, ">=": x >= limit, "<": x < limit, "<=": x <= limit}[self.op]
+
+    def feed(self, x: float) -> None:
+        if not self.on or self.clear is None:
+            self.on = self._past(x, self.value)
+        else:
+            # Still "on" until x is strictly back beyond the clear level.
+            self.on = not (x < self.clear if self.op in (">", ">=") else x > self.clear)
+
+
+def _num(x: float | None) -> str:
+    return "?" if x is None else f"{x:.6g}"
+
+
+class Node:
+    timed = False
+
+    def __init__(self, for_s: float) -> None:
+        self.for_us = int(for_s * US)
+        self.since: int | None = None
+        self.raw_state = False
+        self.timed = self.timed or self.for_us > 0
+
+    def raw(self, t: int) -> bool:
+        raise NotImplementedError
+
+    def evaluate(self, t: int) -> bool:
+        self.raw_state = self.raw(t)
+        if not self.raw_state:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = t
+        return t - self.since >= self.for_us
+
+    def leaves(self) -> list[Leaf]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def value(self) -> float | None:
+        return None
+
+    def _for_text(self) -> str:
+        return f" for {format_duration(self.for_us / US)}" if self.for_us else ""
+
+
+class Leaf(Node):
+    kind = TELEMETRY
+
+    def __init__(self, spec, device: str) -> None:
+        super().__init__(spec.for_)
+        self.spec = spec
+        self.device = spec.device or device
+        self.metric: str | None = spec.metric
+        self.last: float | None = None
+
+    def leaves(self) -> list[Leaf]:
+        return [self]
+
+    def value(self) -> float | None:
+        return self.last
+
+    def feed(self, metric: str, ts: int, x: float, now: int) -> None:
+        raise NotImplementedError
+
+
+class ThresholdEval(Leaf):
+    def __init__(self, spec: Threshold, device: str) -> None:
+        super().__init__(spec, device)
+        self.latch = _Hysteresis(spec.op, spec.value, spec.clear)
+
+    def feed(self, metric, ts, x, now):
+        if math.isfinite(x):
+            self.last = x
+            self.latch.feed(x)
+
+    def raw(self, t):
+        return self.latch.on
+
+    def describe(self):
+        s = self.spec
+        return f"{self.device}.{s.metric} = {_num(self.last)} {s.op} {s.value:g}{self._for_text()}"
+
+
+class RateEval(Leaf):
+    def __init__(self, spec: RateOfChange, device: str) -> None:
+        super().__init__(spec, device)
+        self.latch = _Hysteresis(spec.op, spec.value, spec.clear)
+        self.window_us = int(spec.window * US)
+        self.points: deque[tuple[int, float]] = deque()
+
+    def feed(self, metric, ts, x, now):
+        if not math.isfinite(x) or (self.points and ts <= self.points[-1][0]):
+            return
+        self.points.append((ts, x))
+        if self.window_us:
+            while len(self.points) > 2 and self.points[1][0] <= ts - self.window_us:
+                self.points.popleft()
+        else:
+            while len(self.points) > 2:
+                self.points.popleft()
+        if len(self.points) < 2:
+            return
+        (t0, x0) = self.points[0]
+        rate = (x - x0) / ((ts - t0) / US) * self.spec.per
+        if self.spec.absolute:
+            rate = abs(rate)
+        self.last = rate
+        self.latch.feed(rate)
+
+    def raw(self, t):
+        return self.latch.on
+
+    def describe(self):
+        s = self.spec
+        per = format_duration(s.per)
+        return f"{self.device}.{s.metric} changes {_num(self.last)}/{per} {s.op} {s.value:g}{self._for_text()}"
+
+
+class AnomalyEval(Leaf):
+    kind = ANOMALY
+
+    def __init__(self, spec: AnomalyScore, device: str) -> None:
+        super().__init__(spec, device)
+        self.latches: dict[str, _Hysteresis] = {}
+        self.worst: str | None = None
+
+    def feed(self, metric, ts, x, now):
+        if not math.isfinite(x):
+            return
+        latch = self.latches.get(metric)
+        if latch is None:
+            latch = self.latches[metric] = _Hysteresis(">=", self.spec.value, self.spec.clear)
+        latch.feed(x)
+        if latch.on:
+            self.worst, self.last = metric, x
+        elif self.worst == metric:
+            self.worst = next((m for m, h in self.latches.items() if h.on), None)
+            if self.worst is None:
+                self.last = x
+
+    def raw(self, t):
+        return any(h.on for h in self.latches.values())
+
+    def describe(self):
+        score = f"{self.last:.2f}" if self.last is not None else "?"
+        return f"{self.device}.{self.worst or self.metric or '*'} anomaly score {score} >= {self.spec.value:g}{self._for_text()}"
+
+
+class NoDataEval(Leaf):
+    timed = True
+
+    def __init__(self, spec: NoData, device: str, now: int) -> None:
+        super().__init__(spec, device)
+        self.timeout_us = int(spec.timeout * US)
+        # Silence counts from when we started watching, so a device that never speaks is caught.
+        self.last_seen = now
+
+    def feed(self, metric, ts, x, now):
+        self.last_seen = max(self.last_seen, now)
+
+    def raw(self, t):
+        return t - self.last_seen >= self.timeout_us
+
+    def value(self):
+        return None
+
+    def describe(self):
+        what = f"{self.device}.{self.metric}" if self.metric else self.device
+        return f"no data from {what} for {format_duration(self.timeout_us / US)}"
+
+
+class CompositeEval(Node):
+    def __init__(self, spec, children: list[Node]) -> None:
+        super().__init__(spec.for_)
+        self.every = spec.type == "all"
+        self.children = children
+        self.timed = self.timed or any(c.timed for c in children)
+
+    def raw(self, t):
+        # Evaluate every child (no short-circuit) so each keeps its own "for" timer right.
+        states = [c.evaluate(t) for c in self.children]
+        return all(states) if self.every else any(states)
+
+    def leaves(self):
+        return [leaf for c in self.children for leaf in c.leaves()]
+
+    def _true_children(self):
+        return [c for c in self.children if c.raw_state] or self.children
+
+    def describe(self):
+        joiner = " and " if self.every else " or "
+        parts = [
+            f"({c.describe()})" if isinstance(c, CompositeEval) else c.describe()
+            for c in self._true_children()
+        ]
+        return joiner.join(parts) + self._for_text()
+
+    def value(self):
+        for c in self._true_children():
+            v = c.value()
+            if v is not None:
+                return v
+        return None
+
+
+def build(spec, device: str, now: int) -> Node:
+    """An evaluator tree for ``spec`` watching ``device``."""
+    if isinstance(spec, Threshold):
+        return ThresholdEval(spec, device)
+    if isinstance(spec, RateOfChange):
+        return RateEval(spec, device)
+    if isinstance(spec, AnomalyScore):
+        return AnomalyEval(spec, device)
+    if isinstance(spec, NoData):
+        return NoDataEval(spec, device, now)
+    if isinstance(spec, (AllOf, AnyOf)):
+        return CompositeEval(spec, [build(c, device, now) for c in spec.conditions])
+    raise TypeError(f"unknown condition {spec!r}")

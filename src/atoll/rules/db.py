@@ -1,0 +1,116 @@
+"""Tables of the rules service (SQLAlchemy Core). All prefixed ``rules_`` so they can live in
+the registry's database next to its own tables."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
+
+metadata = sa.MetaData()
+
+rules = sa.Table(
+    "rules_rules", metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("project", sa.String(128), nullable=False, index=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+channels = sa.Table(
+    "rules_channels", metadata,
+    sa.Column("project", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("config", sa.JSON, nullable=False),
+)
+
+alarms = sa.Table(
+    "rules_alarms", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(128), nullable=False),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    sa.Column("rule_name", sa.String(200), nullable=False),
+    sa.Column("device", sa.String(128), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # active | acknowledged | cleared
+    sa.Column("acknowledged", sa.Boolean, nullable=False, default=False),
+    sa.Column("value", sa.Float, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("raised_at", sa.BigInteger, nullable=False),
+    sa.Column("acknowledged_at", sa.BigInteger, nullable=True),
+    sa.Column("acknowledged_by", sa.String(128), nullable=True),
+    sa.Column("cleared_at", sa.BigInteger, nullable=True),
+    sa.Column("cleared_by", sa.String(128), nullable=True),
+    sa.Column("escalation_level", sa.Integer, nullable=False, default=0),
+    sa.Column("last_notified_at", sa.BigInteger, nullable=True),
+    sa.Column("notifications", sa.Integer, nullable=False, default=0),
+    sa.Index("rules_alarms_project_status", "project", "status"),
+    # The database itself guarantees one open alarm per (rule, device).
+    sa.Index("rules_alarms_one_open", "rule_id", "device", unique=True,
+             sqlite_where=sa.text("status != 'cleared'"),
+             postgresql_where=sa.text("status != 'cleared'")),
+)
+
+alarm_events = sa.Table(
+    "rules_alarm_events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alarm_id", sa.Integer, sa.ForeignKey("rules_alarms.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=True),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+
+comments = sa.Table(
+    "rules_alarm_comments", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alarm_id", sa.Integer, sa.ForeignKey("rules_alarms.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("author", sa.String(128), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+)
+
+deliveries = sa.Table(
+    "rules_deliveries", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("project", sa.String(128), nullable=False, index=True),
+    sa.Column("channel", sa.String(128), nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("alarm_id", sa.Integer, nullable=True, index=True),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+reports = sa.Table(
+    "rules_reports", metadata,
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("project", sa.String(128), nullable=False, index=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("last_run", sa.BigInteger, nullable=True),
+)
+
+
+def connect(url_or_engine: str | sa.Engine | None = None) -> sa.Engine:
+    """An engine with the rules tables created. ``None`` means a private in-memory SQLite."""
+    if isinstance(url_or_engine, sa.Engine):
+        engine = url_or_engine
+    else:
+        url = url_or_engine or "sqlite://"
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            # One connection shared by every thread, or each would see its own empty DB.
+            engine = sa.create_engine(url, poolclass=StaticPool,
+                                      connect_args={"check_same_thread": False})
+        else:
+            engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _fk_on(dbapi_conn, _):
+            dbapi_conn.execute("PRAGMA foreign_keys=ON")
+    metadata.create_all(engine)
+    return engine

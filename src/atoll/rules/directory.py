@@ -1,0 +1,35 @@
+"""What the rules service needs to know about devices: their type, and who is in a project.
+
+The registry provides the real one; ``StaticDirectory`` serves tests and YAML-only setups.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class DeviceDirectory(Protocol):
+    def device_type(self, project: str, device: str) -> str | None:
+        """The device's type, or ``None`` when unknown."""
+
+    def devices(self, project: str, device_type: str | None = None) -> list[str]:
+        """Device ids of a project (of one type when given)."""
+
+
+class StaticDirectory:
+    """``{project: {device: device_type}}`` held in memory."""
+
+    def __init__(self, types: dict[str, dict[str, str]] | None = None) -> None:
+        self.types = {p: dict(d) for p, d in (types or {}).items()}
+
+    def add(self, project: str, device: str, device_type: str) -> None:
+        self.types.setdefault(project, {})[device] = device_type
+
+    def device_type(self, project: str, device: str) -> str | None:
+        return self.types.get(project, {}).get(device)
+
+    def devices(self, project: str, device_type: str | None = None) -> list[str]:
+        return sorted(
+            d for d, t in self.types.get(project, {}).items() if device_type in (None, t)
+        )

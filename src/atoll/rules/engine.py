@@ -1,0 +1,162 @@
+"""The rule engine: feeds readings and scores to condition evaluators, reports state changes.
+
+Pure and synchronous: no I/O except asking the ``DeviceDirectory`` a device's type. Each
+(rule, device) is an ``_Instance``; the engine reports a ``Change`` whenever an instance's
+truth flips (and on its first evaluation, when the previous truth is unknown).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from atoll.rules.clock import Clock
+from atoll.rules.conditions import ANOMALY, TELEMETRY, Leaf, Node, build
+from atoll.rules.directory import DeviceDirectory
+from atoll.rules.model import Rule
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    rule_id: str
+    project: str
+    device: str
+    active: bool
+    ts: int  # µs, when the engine saw it
+    value: float | None
+    detail: str
+    first: bool  # previous truth unknown (new rule, new device, restart)
+
+
+class _Instance:
+    __slots__ = ("device", "fed", "root", "rule", "state", "timed")
+
+    def __init__(self, rule: Rule, device: str, now: int) -> None:
+        self.rule, self.device = rule, device
+        self.root: Node = build(rule.condition, device, now)
+        self.state: bool | None = None
+        self.timed = self.root.timed or rule.schedule is not None
+        self.fed = False
+
+    def evaluate(self, t: int) -> Change | None:
+        truth = self.root.evaluate(t)
+        if truth and self.rule.schedule is not None:
+            truth = self.rule.schedule.active(t)
+        if truth == self.state or (self.state is None and not truth and not self.fed):
+            # Without any input yet, "false" is only ignorance: don't clear a standing alarm.
+            return None
+        first, self.state = self.state is None, truth
+        detail = self.root.describe() if truth else "condition ended"
+        return Change(self.rule.id, self.rule.project, self.device, truth, t,
+                      self.root.value() if truth else None, detail, first)
+
+
+class RuleEngine:
+    def __init__(self, clock: Clock, directory: DeviceDirectory | None = None) -> None:
+        self.clock = clock
+        self.directory = directory
+        self.rules: dict[str, Rule] = {}
+        self._instances: dict[str, dict[str, _Instance]] = {}
+        self._index: dict[tuple, list[tuple[_Instance, Leaf]]] = defaultdict(list)
+        self._types: dict[tuple[str, str], str | None] = {}  # (project, device) -> type
+
+    # ------------------------------------------------------------ rules
+
+    def upsert(self, rule: Rule) -> None:
+        """Add or replace a rule; its evaluation state starts afresh."""
+        self._drop(rule.id)
+        self.rules[rule.id] = rule
+        if rule.enabled:
+            now = self.clock.now_us()
+            devices = rule.target.explicit()
+            if devices is None:
+                devices = self._devices_of_type(rule.project, rule.target.device_type)
+            self._instances[rule.id] = {d: _Instance(rule, d, now) for d in devices}
+        self._reindex()
+
+    def remove(self, rule_id: str) -> None:
+        self._drop(rule_id)
+        self.rules.pop(rule_id, None)
+        self._reindex()
+
+    def forget_device(self, project: str, device: str) -> None:
+        """Drop the cached type of a device (after the registry changed it)."""
+        self._types.pop((project, device), None)
+
+    def _drop(self, rule_id: str) -> None:
+        self._instances.pop(rule_id, None)
+
+    def _devices_of_type(self, project: str, device_type: str | None) -> list[str]:
+        if self.directory is not None:
+            found = self.directory.devices(project, device_type)
+            for d in found:
+                self._types[(project, d)] = device_type
+            return list(found)
+        return [d for (p, d), t in self._types.items() if p == project and t == device_type]
+
+    def _reindex(self) -> None:
+        self._index.clear()
+        for instances in self._instances.values():
+            for inst in instances.values():
+                self._index_instance(inst)
+
+    def _index_instance(self, inst: _Instance) -> None:
+        for leaf in inst.root.leaves():
+            self._index[(inst.rule.project, leaf.device, leaf.metric, leaf.kind)].append((inst, leaf))
+
+    def _adopt(self, project: str, device: str) -> None:
+        """First time we hear of a device: attach it to device-type rules of its type."""
+        if (project, device) in self._types:
+            return
+        dtype = self.directory.device_type(project, device) if self.directory else None
+        self._types[(project, device)] = dtype
+        if dtype is None:
+            return
+        now = self.clock.now_us()
+        for rule in self.rules.values():
+            if (rule.enabled and rule.project == project and rule.target.device_type == dtype
+                    and device not in self._instances.get(rule.id, {})):
+                inst = _Instance(rule, device, now)
+                self._instances.setdefault(rule.id, {})[device] = inst
+                self._index_instance(inst)
+
+    # ------------------------------------------------------------ inputs
+
+    def on_telemetry(self, project: str, device: str, ts: int, values: dict[str, float]) -> list[Change]:
+        return self._feed(project, device, ts, values, TELEMETRY)
+
+    def on_anomaly(self, project: str, device: str, metric: str, ts: int, score: float) -> list[Change]:
+        return self._feed(project, device, ts, {metric: score}, ANOMALY)
+
+    def _feed(self, project, device, ts, values, kind) -> list[Change]:
+        self._adopt(project, device)
+        now = self.clock.now_us()
+        touched: dict[int, _Instance] = {}
+        any_metric = self._index.get((project, device, None, kind), ())
+        for metric, x in values.items():
+            for inst, leaf in (*self._index.get((project, device, metric, kind), ()), *any_metric):
+                leaf.feed(metric, ts, x, now)
+                inst.fed = True
+                touched[id(inst)] = inst
+        # A replayed (older) reading is judged at its own time; a future one at ours.
+        t = min(ts, now)
+        return [c for inst in touched.values() if (c := inst.evaluate(t)) is not None]
+
+    def on_tick(self) -> list[Change]:
+        """Re-evaluate everything that depends on time: ``for``, ``no_data``, schedules."""
+        now = self.clock.now_us()
+        out = []
+        for instances in self._instances.values():
+            for inst in instances.values():
+                if inst.timed:
+                    c = inst.evaluate(now)
+                    if c is not None:
+                        out.append(c)
+        return out
+
+    def state(self, rule_id: str, device: str) -> bool | None:
+        inst = self._instances.get(rule_id, {}).get(device)
+        return None if inst is None else inst.state
+
+    def devices(self, rule_id: str) -> list[str]:
+        return sorted(self._instances.get(rule_id, {}))

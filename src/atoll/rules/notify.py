@@ -1,0 +1,88 @@
+"""Delivers notifications through a project's named channels, in the background, and keeps a
+delivery log. A slow webhook retrying with backoff never holds up alarm evaluation."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+
+from atoll.core.errors import AtollError
+from atoll.rules import db
+from atoll.rules.channels import Channel, ChannelContext, DeliveryFailed, Notification, make_channel
+from atoll.rules.clock import Clock
+from atoll.rules.repository import RuleRepository
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(self, engine: sa.Engine, repo: RuleRepository, ctx: ChannelContext,
+                 clock: Clock) -> None:
+        self.engine, self.repo, self.ctx, self.clock = engine, repo, ctx, clock
+        self._channels: dict[tuple[str, str], Channel] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    def forget(self, project: str, name: str) -> None:
+        """Drop a cached channel after its definition changed."""
+        self._channels.pop((project, name), None)
+
+    def _channel(self, project: str, name: str) -> Channel:
+        ch = self._channels.get((project, name))
+        if ch is None:
+            spec = next((s for s in self.repo.list_channels(project) if s.name == name), None)
+            if spec is None:
+                raise DeliveryFailed(f"project {project!r} has no channel named {name!r}")
+            ch = self._channels[(project, name)] = make_channel(spec, self.ctx)
+        return ch
+
+    def dispatch(self, project: str, names: list[str], note: Notification,
+                 alarm_id: int | None = None) -> list[asyncio.Task]:
+        """Start delivering to each channel; returns the tasks (await them to wait)."""
+        tasks = []
+        for name in dict.fromkeys(names):
+            t = asyncio.get_running_loop().create_task(self.deliver(project, name, note, alarm_id))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+            tasks.append(t)
+        return tasks
+
+    async def deliver(self, project: str, name: str, note: Notification,
+                      alarm_id: int | None = None) -> bool:
+        attempts, error = 0, None
+        try:
+            attempts = await self._channel(project, name).send(note)
+        except DeliveryFailed as exc:
+            attempts, error = exc.attempts, exc.message
+        except AtollError as exc:
+            attempts, error = 1, exc.message
+        except Exception as exc:  # a plug-in's bug must not kill the service
+            log.exception("channel %s/%s crashed", project, name)
+            attempts, error = 1, f"{type(exc).__name__}: {exc}"
+        if error:
+            log.warning("delivery to %s/%s failed: %s", project, name, error)
+        with self.engine.begin() as c:
+            c.execute(sa.insert(db.deliveries).values(
+                ts=self.clock.now_us(), project=project, channel=name, event=note.event,
+                alarm_id=alarm_id, ok=error is None, attempts=attempts, error=error))
+        return error is None
+
+    async def drain(self) -> None:
+        """Wait for every delivery under way."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def deliveries(self, project: str | list[str] | None = None, alarm_id: int | None = None,
+                   limit: int = 100) -> list[dict[str, Any]]:
+        t = db.deliveries
+        q = sa.select(t).order_by(t.c.id.desc()).limit(limit)
+        if isinstance(project, str):
+            q = q.where(t.c.project == project)
+        elif project is not None:
+            q = q.where(t.c.project.in_(project))
+        if alarm_id is not None:
+            q = q.where(t.c.alarm_id == alarm_id)
+        with self.engine.connect() as c:
+            return [dict(r._mapping) for r in c.execute(q)]

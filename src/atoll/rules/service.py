@@ -1,0 +1,339 @@
+"""The rules service: subscribes to ``telemetry.>`` and ``anomaly.>``, evaluates rules, keeps
+alarms, notifies channels, publishes every alarm change on ``alarm.{project}``.
+
+The runtime starts it with::
+
+    svc = RulesService(bus, db=registry.engine, directory=RegistryDirectory(registry),
+                       command_sender=..., store=store)
+    await svc.start()      # subscribes and runs the timer loop (every ``tick_interval`` s)
+    ...
+    await svc.stop()
+
+Tests pass a ``FakeClock`` and call ``await svc.tick()`` after moving it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from atoll.bus.port import Message, MessageBus, Subscription
+from atoll.core import topics
+from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.rules import db as _db
+from atoll.rules.alarms import SYSTEM, Alarm, AlarmBook, Comment
+from atoll.rules.channels import ChannelContext, CommandSender, Notification, check_channel
+from atoll.rules.clock import Clock, SystemClock
+from atoll.rules.directory import DeviceDirectory
+from atoll.rules.durations import format_duration
+from atoll.rules.engine import Change, RuleEngine
+from atoll.rules.events import decode_anomaly, encode_alarm_event
+from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
+from atoll.rules.model import ChannelSpec, Rule, slug
+from atoll.rules.notify import Notifier
+from atoll.rules.repository import RuleRepository
+
+log = logging.getLogger(__name__)
+US = 1_000_000
+
+
+class RulesService:
+    def __init__(
+        self,
+        bus: MessageBus | None,
+        *,
+        db: str | sa.Engine | None = None,
+        directory: DeviceDirectory | None = None,
+        command_sender: CommandSender | None = None,
+        store: Any = None,
+        clock: Clock | None = None,
+        tick_interval: float = 1.0,
+        group: str | None = None,
+        channel_context: ChannelContext | None = None,
+    ) -> None:
+        self.bus = bus
+        self.clock = clock or SystemClock()
+        self.db = _db.connect(db)
+        self.store = store
+        self.repo = RuleRepository(self.db)
+        self.alarms = AlarmBook(self.db)
+        self.engine = RuleEngine(self.clock, directory)
+        ctx = channel_context or ChannelContext()
+        if command_sender is not None:
+            ctx.command_sender = command_sender
+        self.notifier = Notifier(self.db, self.repo, ctx, self.clock)
+        self.tick_interval = tick_interval
+        self.group = group
+        self._subs: list[Subscription] = []
+        self._ticker: asyncio.Task | None = None
+        self.stats = {"readings": 0, "anomalies": 0, "bad_messages": 0, "raised": 0, "cleared": 0}
+        from atoll.rules.reports import ReportScheduler  # reports need the store; keep it optional
+
+        self.reports = ReportScheduler(self)
+        for rule in self.repo.list_rules():
+            self.engine.upsert(rule)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self.bus is not None:
+            self._subs.append(await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group))
+            self._subs.append(await self.bus.subscribe("anomaly.>", self._on_anomaly, group=self.group))
+        if self.tick_interval:
+            self._ticker = asyncio.create_task(self._tick_forever(), name="rules-ticker")
+
+    async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
+        for s in self._subs:
+            await s.unsubscribe()
+        self._subs.clear()
+        await self.notifier.drain()
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("rules timer pass failed")
+
+    # ------------------------------------------------------------ inputs
+
+    async def _on_telemetry(self, msg: Message) -> None:
+        from atoll.ingest.events import decode_telemetry
+
+        try:
+            batch = decode_telemetry(msg.data)
+        except Exception as exc:  # msgspec's errors are foreign: count and move on
+            self.stats["bad_messages"] += 1
+            log.warning("bad telemetry event on %s: %s", msg.subject, exc)
+            return
+        if not len(batch):
+            return
+        # One device per message; readings sharing a timestamp are evaluated together, so a
+        # composite over two metrics of one reading sees both.
+        project, device = batch.keys[0].project, batch.keys[0].device
+        metrics = [k.metric for k in batch.keys]
+        order = np.argsort(batch.ts, kind="stable")
+        ts, idx, val = batch.ts[order], batch.key_index[order], batch.value[order]
+        cuts = np.flatnonzero(np.diff(ts)) + 1
+        changes: list[Change] = []
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(ts)]):
+            values = {metrics[int(i)]: float(v) for i, v in zip(idx[lo:hi], val[lo:hi])}
+            changes += self.engine.on_telemetry(project, device, int(ts[lo]), values)
+        self.stats["readings"] += len(ts)
+        await self._apply(changes)
+
+    async def _on_anomaly(self, msg: Message) -> None:
+        try:
+            events = decode_anomaly(msg.data)
+        except InvalidInput as exc:
+            self.stats["bad_messages"] += 1
+            log.warning("bad anomaly event on %s: %s", msg.subject, exc.message)
+            return
+        changes: list[Change] = []
+        for project, device, metric, ts, score in events:
+            changes += self.engine.on_anomaly(project, device, metric, ts, score)
+        self.stats["anomalies"] += len(events)
+        await self._apply(changes)
+
+    # ------------------------------------------------------------ alarms from changes
+
+    async def _apply(self, changes: list[Change]) -> None:
+        now = self.clock.now_us()
+        for ch in changes:
+            rule = self.engine.rules.get(ch.rule_id)
+            if rule is None:
+                continue
+            if ch.active:
+                alarm = self.alarms.raise_(rule, ch.device, now, ch.value, ch.detail)
+                if alarm is not None:
+                    self.stats["raised"] += 1
+                    await self._announce("raised", alarm, rule, SYSTEM)
+            else:
+                alarm = self.alarms.open_for(rule.id, ch.device)
+                if alarm is not None:
+                    alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended")
+                    self.stats["cleared"] += 1
+                    await self._announce("cleared", alarm, rule, SYSTEM)
+
+    async def _announce(self, event: str, alarm: Alarm, rule: Rule | None, actor: str,
+                        extra_channels: list[str] = (), detail: str = "") -> None:
+        if self.bus is not None:
+            try:
+                await self.bus.publish(topics.bus_alarm(alarm.project),
+                                       encode_alarm_event(event, alarm.model_dump(), actor))
+            except Exception:
+                log.exception("could not publish alarm event")
+        names = list(extra_channels)
+        if rule is not None and event in rule.notify.on:
+            names = list(rule.notify.channels) + names
+        if not names:
+            return
+        title = f"[{alarm.severity.upper()}] {alarm.rule_name} on {alarm.device}: {event}"
+        text = detail or alarm.detail
+        if actor != SYSTEM:
+            text = f"{text} (by {actor})"
+        note = Notification(alarm.project, event, title, text, alarm.model_dump())
+        self.notifier.dispatch(alarm.project, names, note, alarm.id)
+        if event in ("raised", "repeat", "escalated"):
+            self.alarms.notified(alarm.id, self.clock.now_us())
+
+    # ------------------------------------------------------------ timers
+
+    async def tick(self) -> None:
+        """One timer pass: time-based conditions, escalation, repeats, scheduled reports."""
+        await self._apply(self.engine.on_tick())
+        now = self.clock.now_us()
+        for alarm in self.alarms.open_alarms():
+            rule = self.engine.rules.get(alarm.rule_id)
+            if rule is None or alarm.acknowledged:
+                continue
+            age = now - alarm.raised_at
+            due = [i for i, s in enumerate(rule.escalation) if age >= s.after * US]
+            for level in range(alarm.escalation_level, (due[-1] + 1) if due else 0):
+                step = rule.escalation[level]
+                why = f"not acknowledged after {format_duration(step.after)}"
+                alarm = self.alarms.escalate(alarm.id, level + 1, step.severity, now, why)
+                await self._announce("escalated", alarm, rule, SYSTEM, step.channels, why)
+            every = rule.notify.repeat_every
+            if every and rule.notify.channels:
+                last = alarm.last_notified_at or alarm.raised_at
+                if now - last >= every * US:
+                    self.notifier.dispatch(alarm.project, rule.notify.channels, Notification(
+                        alarm.project, "repeat",
+                        f"[{alarm.severity.upper()}] {alarm.rule_name} on {alarm.device}: still active",
+                        alarm.detail, alarm.model_dump()), alarm.id)
+                    self.alarms.notified(alarm.id, now)
+        await self.reports.tick(now)
+
+    # ------------------------------------------------------------ alarm operations (API)
+
+    async def acknowledge(self, alarm_id: int, actor: str, comment: str | None = None) -> Alarm:
+        now = self.clock.now_us()
+        alarm = self.alarms.acknowledge(alarm_id, actor, now)
+        if comment:
+            self.alarms.comment(alarm_id, actor, comment, now)
+        await self._announce("acknowledged", alarm, self.engine.rules.get(alarm.rule_id), actor)
+        return alarm
+
+    async def clear(self, alarm_id: int, actor: str, comment: str | None = None) -> Alarm:
+        now = self.clock.now_us()
+        alarm = self.alarms.clear(alarm_id, actor, now, "cleared by hand")
+        if comment:
+            self.alarms.comment(alarm_id, actor, comment, now)
+        await self._announce("cleared", alarm, self.engine.rules.get(alarm.rule_id), actor)
+        return alarm
+
+    async def comment(self, alarm_id: int, author: str, text: str) -> Comment:
+        c = self.alarms.comment(alarm_id, author, text, self.clock.now_us())
+        alarm = self.alarms.get(alarm_id)
+        if self.bus is not None:
+            await self.bus.publish(topics.bus_alarm(alarm.project),
+                                   encode_alarm_event("commented", alarm.model_dump(), author))
+        return c
+
+    # ------------------------------------------------------------ rules (API, YAML)
+
+    def validate_rule(self, data: Any, *, project: str | None = None) -> Rule:
+        """Parse and check a rule, including that its channels exist; ``InvalidInput`` if not."""
+        rule = data if isinstance(data, Rule) else parse_rule(data, project=project)
+        self._check_channels(rule)
+        return rule
+
+    def _check_channels(self, rule: Rule, extra: set[str] = frozenset()) -> None:
+        known = {c.name for c in self.repo.list_channels(rule.project)} | set(extra)
+        named = [("notify.channels", i, n) for i, n in enumerate(rule.notify.channels)]
+        named += [(f"escalation[{j}].channels", i, n)
+                  for j, s in enumerate(rule.escalation) for i, n in enumerate(s.channels)]
+        for where, i, name in named:
+            if name not in known:
+                raise InvalidInput(
+                    f"{where}[{i}]: project {rule.project!r} has no channel named {name!r}",
+                    hint="create the channel first (channels in YAML, or POST .../channels)")
+
+    def _unique_id(self, rule: Rule) -> Rule:
+        base = rule.id or slug(rule.name)
+        rid, n = base, 1
+        while self.repo.exists(rid):
+            n += 1
+            rid = f"{base}-{n}"
+        return rule.model_copy(update={"id": rid})
+
+    async def create_rule(self, data: Any, *, project: str | None = None,
+                          auto_id: bool = False) -> Rule:
+        rule = self.validate_rule(data, project=project)
+        if auto_id:
+            rule = self._unique_id(rule)
+        self.repo.create_rule(rule, self.clock.now_us())
+        self.engine.upsert(rule)
+        return rule
+
+    async def put_rule(self, data: Any, *, project: str | None = None) -> Rule:
+        rule = self.validate_rule(data, project=project)
+        self.repo.put_rule(rule, self.clock.now_us())
+        self.engine.upsert(rule)
+        await self._close_orphans(rule.id, "rule changed")
+        return rule
+
+    async def delete_rule(self, rule_id: str) -> None:
+        self.repo.delete_rule(rule_id)
+        self.engine.remove(rule_id)
+        await self._close_orphans(rule_id, "rule deleted")
+
+    async def _close_orphans(self, rule_id: str, why: str) -> None:
+        rule = self.engine.rules.get(rule_id)
+        keep = set(self.engine.devices(rule_id)) if rule is not None and rule.enabled else set()
+        for alarm in self.alarms.open_alarms():
+            if alarm.rule_id == rule_id and alarm.device not in keep:
+                alarm = self.alarms.clear(alarm.id, SYSTEM, self.clock.now_us(), why)
+                await self._announce("cleared", alarm, rule, SYSTEM, detail=why)
+
+    def get_rule(self, rule_id: str) -> Rule:
+        return self.repo.get_rule(rule_id)
+
+    def list_rules(self, project: str | list[str] | None = None) -> list[Rule]:
+        return self.repo.list_rules(project)
+
+    async def load_yaml(self, text: str, *, project: str | None = None) -> RuleFile:
+        """Apply a rules file: its channels and rules are created or replaced."""
+        doc = load_rule_file(text, project=project)
+        for spec in doc.channels:
+            self.put_channel(spec)
+        for rule in doc.rules:
+            await self.put_rule(rule)
+        return doc
+
+    # ------------------------------------------------------------ channels
+
+    def put_channel(self, spec: ChannelSpec) -> ChannelSpec:
+        check_channel(spec)
+        self.repo.put_channel(spec)
+        self.notifier.forget(spec.project, spec.name)
+        return spec
+
+    def delete_channel(self, project: str, name: str) -> None:
+        users = [r.id for r in self.repo.list_rules(project)
+                 if name in r.notify.channels or any(name in s.channels for s in r.escalation)]
+        if users:
+            raise Conflict(f"channel {name!r} is used by rules {users}",
+                           hint="remove it from those rules first")
+        self.repo.delete_channel(project, name)
+        self.notifier.forget(project, name)
+
+    async def test_channel(self, project: str, name: str) -> dict[str, Any]:
+        if name not in {c.name for c in self.repo.list_channels(project)}:
+            raise NotFound(f"channel {name!r} not found in project {project!r}")
+        note = Notification(project, "test", f"Atoll test notification ({name})",
+                            "If you can read this, the channel works.")
+        ok = await self.notifier.deliver(project, name, note)
+        last = self.notifier.deliveries(project, limit=1)
+        return {"ok": ok, "delivery": last[0] if last else None}
+
