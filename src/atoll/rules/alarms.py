@@ -131,7 +131,8 @@ class AlarmBook:
     # ------------------------------------------------------------ transitions
 
     def _update(self, c, alarm_id: int, **values) -> Alarm:
-        c.execute(sa.update(db.alarms).where(db.alarms.c.id == alarm_id).values(**values))
+        if values:
+            c.execute(sa.update(db.alarms).where(db.alarms.c.id == alarm_id).values(**values))
         row = c.execute(sa.select(db.alarms).where(db.alarms.c.id == alarm_id)).first()
         alarm = Alarm.model_validate(row._mapping)
         key = (alarm.rule_id, alarm.device)
