@@ -1,0 +1,169 @@
+"""Judging a machine's sensors jointly by wrapping univariate detectors.
+
+``PerSensor`` runs one univariate detector per sensor and combines their scores with Šidák's
+correction (so one wild sensor of ten does not cry wolf ten times as often) or Fisher's method
+(so several mildly odd sensors add up). ``Joint`` adds a ``Mahalanobis`` detector for broken
+correlations, and is what ``atoll detect`` uses for several columns.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from atoll.core.errors import InvalidInput
+from atoll.detect.base import StreamingDetector
+from atoll.detect.mahalanobis import Mahalanobis
+from atoll.detect.state import Snapshot, unpack
+
+_COMBINERS = ("sidak", "fisher")
+
+
+def combine(scores: np.ndarray, how: str) -> float:
+    """Combine tail-style scores in [0, 1] (score = 1 - p) into one."""
+    scores = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+    k = len(scores)
+    if k == 0:
+        return 0.0
+    if how == "sidak":
+        return float(scores.max() ** k)
+    p = np.clip(1.0 - scores, 1e-300, 1.0)
+    stat = float(-2.0 * np.log(p).sum())
+    # chi-square survival with 2k degrees of freedom has a closed form.
+    half = stat / 2.0
+    term, total = 1.0, 1.0
+    for i in range(1, k):
+        term *= half / i
+        total += term
+    return float(1.0 - math.exp(-half) * total)
+
+
+def _combine_rows(rows: np.ndarray, how: str) -> np.ndarray:
+    return np.array([combine(r, how) for r in rows]) if len(rows) else np.empty(0)
+
+
+class PerSensor(StreamingDetector):
+    """One ``detector`` per sensor (created on the first reading), scores combined by ``combine``."""
+
+    kind = "per_sensor"
+    multivariate = True
+
+    def __init__(self, detector: str = "default", detector_params: dict[str, Any] | None = None,
+                 combine: str = "sidak") -> None:
+        if combine not in _COMBINERS:
+            raise InvalidInput(f"unknown combiner {combine!r}", hint=f"use one of {', '.join(_COMBINERS)}")
+        self.detector, self.detector_params, self.combine = detector, dict(detector_params or {}), combine
+        self.children: list[StreamingDetector] = []
+
+    @property
+    def default_threshold(self) -> float:  # type: ignore[override]
+        return self.children[0].default_threshold if self.children else 0.9999
+
+    def params(self):
+        return {"detector": self.detector, "detector_params": self.detector_params, "combine": self.combine}
+
+    def _vec(self, x) -> np.ndarray:
+        from atoll.detect.registry import get_detector
+
+        v = np.atleast_1d(np.asarray(x, dtype=np.float64)).ravel()
+        if not self.children:
+            self.children = [get_detector(self.detector, **self.detector_params) for _ in v]
+        elif len(v) != len(self.children):
+            raise InvalidInput(f"expected {len(self.children)} values per reading, got {len(v)}",
+                               hint="send every sensor of the machine in each reading (NaN if missing)")
+        return v
+
+    def learn_one(self, x, ts=None):
+        for child, v in zip(self.children, self._vec(x)):
+            child.learn_one(v, ts)
+
+    def score_one(self, x, ts=None):
+        v = self._vec(x)
+        return combine(np.array([c.score_one(xi, ts) for c, xi in zip(self.children, v)]), self.combine)
+
+    def score_many(self, values, timestamps=None):
+        xs = np.asarray(values, dtype=np.float64)
+        xs = xs.reshape(len(xs), -1)
+        if not len(xs):
+            return np.empty(0)
+        self._vec(xs[0])
+        # Sensors are independent models, so replaying them column by column is still online.
+        cols = np.column_stack([c.score_many(xs[:, j], timestamps) for j, c in enumerate(self.children)])
+        return _combine_rows(cols, self.combine)
+
+    def _snapshot(self):
+        return Snapshot(self.kind, self.version, self.params(), {}, [c.state() for c in self.children])
+
+    @classmethod
+    def _from_snapshot(cls, snap):
+        from atoll.detect.registry import restore
+
+        det = cls(**snap.params)
+        det.children = [restore(b) for b in snap.children]
+        return det
+
+    def nbytes(self):
+        return sum(c.nbytes() for c in self.children)
+
+
+class Joint(StreamingDetector):
+    """Per-sensor detectors plus a Mahalanobis detector, combined with Šidák's correction."""
+
+    kind = "joint"
+    multivariate = True
+
+    def __init__(self, detector: str = "default", detector_params: dict[str, Any] | None = None,
+                 alpha: float = 0.01, min_count: int = 30) -> None:
+        self.sensors = PerSensor(detector, detector_params, "sidak")
+        self.alpha, self.min_count = float(alpha), int(min_count)
+        self.joint = Mahalanobis(alpha=alpha, min_count=min_count)
+
+    @property
+    def default_threshold(self) -> float:  # type: ignore[override]
+        return self.sensors.default_threshold
+
+    def params(self):
+        return {"detector": self.sensors.detector, "detector_params": self.sensors.detector_params,
+                "alpha": self.alpha, "min_count": self.min_count}
+
+    @staticmethod
+    def _mix(per_sensor, joint):
+        # The per-sensor score is already corrected for its k tests; with the joint test that
+        # makes two tests to correct for.
+        return np.maximum(per_sensor, joint) ** 2
+
+    def learn_one(self, x, ts=None):
+        self.sensors.learn_one(x, ts)
+        if len(self.sensors.children) > 1:
+            self.joint.learn_one(x, ts)
+
+    def score_one(self, x, ts=None):
+        s = self.sensors.score_one(x, ts)
+        if len(self.sensors.children) < 2:
+            return s
+        return float(self._mix(s, self.joint.score_one(x, ts)))
+
+    def score_many(self, values, timestamps=None):
+        xs = np.asarray(values, dtype=np.float64)
+        xs = xs.reshape(len(xs), -1)
+        s = self.sensors.score_many(xs, timestamps)
+        if xs.shape[1] < 2:
+            return s
+        return self._mix(s, self.joint.score_many(xs, timestamps))
+
+    def _snapshot(self):
+        return Snapshot(self.kind, self.version, self.params(), {},
+                        [self.sensors.state(), self.joint.state()])
+
+    @classmethod
+    def _from_snapshot(cls, snap):
+        det = cls(**snap.params)
+        det.sensors = PerSensor._from_snapshot(unpack(snap.children[0]))
+        det.joint = Mahalanobis._from_snapshot(unpack(snap.children[1]))
+        return det
+
+    def nbytes(self):
+        return self.sensors.nbytes() + self.joint.nbytes()
+

@@ -1,0 +1,74 @@
+"""Conformance suite for the ``Detector`` port: ``check_detector(factory)``.
+
+Every registered detector passes it (``tests/detect/test_conformance.py``); a new detector is
+"done" when it does too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from atoll.detect.port import Detector
+
+
+def _stream(n: int, multivariate: bool, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    base = 10 + 3 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 0.5, n)
+    base[n // 2] += 25  # one clear spike
+    ts = 1_700_000_000_000_000 + t.astype(np.int64) * 300_000_000  # 5-minute readings, µs
+    if multivariate:
+        return np.column_stack([base, 0.5 * base + rng.normal(0, 0.2, n), rng.normal(0, 1, n)]), ts
+    return base, ts
+
+
+def check_detector(factory: Callable[[], Detector], *, n: int = 1500) -> None:
+    det = factory()
+    assert isinstance(det, Detector)
+    multi = bool(getattr(det, "multivariate", False))
+    values, ts = _stream(n, multi)
+
+    # The batch form is exactly score-then-learn, one reading at a time.
+    one = factory()
+    looped = np.empty(n)
+    for i in range(n):
+        looped[i] = one.score_one(values[i], int(ts[i]))
+        one.learn_one(values[i], int(ts[i]))
+    batch = factory().score_many(values, ts)
+    np.testing.assert_allclose(batch, looped, rtol=1e-9, atol=1e-12)
+    assert np.all((batch >= 0) & (batch <= 1)), "scores must lie in [0, 1]"
+    assert batch[n // 2] > np.median(batch), "an obvious spike should score above typical readings"
+
+    # Strictly online: changing the future leaves the past untouched.
+    future = values.copy()
+    future[n // 3 :] = future[n // 3 :] * -3 + 100
+    moved = factory().score_many(future, ts)
+    np.testing.assert_array_equal(moved[: n // 3], batch[: n // 3])
+
+    # State round-trips: a restored detector continues exactly where the original was.
+    half = factory()
+    half.score_many(values[: n // 2], ts[: n // 2])
+    restored = type(half).from_state(half.state())
+    tail_a = half.score_many(values[n // 2 :], ts[n // 2 :])
+    tail_b = restored.score_many(values[n // 2 :], ts[n // 2 :])
+    np.testing.assert_array_equal(tail_a, tail_b)
+    np.testing.assert_array_equal(tail_a, batch[n // 2 :])
+
+    # Memory per series is bounded: ten times the data, the same state size.
+    small, big = factory(), factory()
+    small.score_many(values, ts)
+    many, many_ts = _stream(10 * n, multi, seed=3)
+    big.score_many(many, many_ts)
+    assert len(big.state()) <= len(small.state()) + 64
+    if hasattr(big, "nbytes"):
+        assert big.nbytes() == small.nbytes()
+
+    # Missing readings (NaN) neither crash nor poison what was learned.
+    gap = factory()
+    gap.score_many(values[:200], ts[:200])
+    nan = np.full_like(values[0], np.nan) if multi else np.nan
+    gap.learn_one(nan, int(ts[200]))
+    s = gap.score_one(values[201], int(ts[201]))
+    assert 0.0 <= s <= 1.0

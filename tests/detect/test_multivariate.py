@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from atoll.core.errors import InvalidInput
+from atoll.detect.mahalanobis import Mahalanobis
+from atoll.detect.multivariate import Joint, PerSensor, combine
+
+
+def _correlated(n, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n)
+    return np.column_stack([a, a + 0.05 * rng.normal(size=n)])
+
+
+def test_combiners():
+    assert combine(np.array([0.5, 0.999]), "sidak") == pytest.approx(0.999**2)
+    assert combine(np.array([]), "sidak") == 0.0
+    # Fisher: several moderately odd sensors add up to a strong joint signal.
+    assert combine(np.array([0.99] * 5), "fisher") > combine(np.array([0.99] * 5), "sidak")
+    assert 0.0 <= combine(np.array([0.0, 0.0]), "fisher") <= 0.01
+    with pytest.raises(InvalidInput):
+        PerSensor(combine="vote")
+
+
+def test_broken_correlation_is_caught_only_jointly():
+    x = _correlated(600)
+    odd = np.array([1.0, -1.0])  # each value is ordinary; together they never happen
+    per, joint, maha = PerSensor("ewma"), Joint("ewma"), Mahalanobis()
+    for d in (per, joint, maha):
+        d.score_many(x)
+    assert per.score_one(odd) < 0.9
+    assert maha.score_one(odd) > 0.9999
+    assert joint.score_one(odd) > 0.999
+    assert joint.score_one(np.array([0.5, 0.5])) < 0.9
+
+
+def test_single_sensor_spike_is_caught_by_joint():
+    x = _correlated(600)
+    d = Joint("ewma")
+    d.score_many(x)
+    assert d.score_one(np.array([0.0, 12.0])) > 0.9999
+
+
+def test_width_is_fixed_by_first_reading():
+    d = Joint("ewma")
+    d.learn_one(np.array([1.0, 2.0, 3.0]))
+    with pytest.raises(InvalidInput):
+        d.score_one(np.array([1.0, 2.0]))
+    m = Mahalanobis()
+    m.learn_one(np.array([1.0, 2.0]))
+    with pytest.raises(InvalidInput):
+        m.learn_one(np.array([1.0]))
+
+
+def test_joint_memory_grows_with_sensors_not_with_time():
+    a, b = Joint("ewma"), Joint("ewma")
+    a.score_many(_correlated(100))
+    b.score_many(_correlated(5000))
+    assert a.nbytes() == b.nbytes() < 1024
