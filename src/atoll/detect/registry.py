@@ -3,6 +3,12 @@
 ``"default"`` names the detector Atoll runs when nothing else is asked for. A detector module
 registers itself on import with ``register``; the modules below are imported on first use, so a new
 detector is one module plus one line in ``_MODULES``.
+
+Adding a detector (DETECT-B): subclass ``atoll.detect.base.StreamingDetector`` (set ``kind``,
+``_state_arrays``, ``default_threshold``, ``params()``), end the module with ``register(MyDetector)``,
+append the module to ``_MODULES`` and, for the default, set ``DEFAULT = MyDetector.kind``.
+``tests/detect/test_conformance.py`` then runs ``atoll.testing.detect.check_detector`` on it
+(batch == one-at-a-time, strictly online, state round-trip, bounded memory, NaN-safe).
 """
 
 from __future__ import annotations
