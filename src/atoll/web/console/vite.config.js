@@ -17,7 +17,7 @@ export default defineConfig({
   server: {
     // `npm run dev` against a running `atoll up` (default API port 8000).
     proxy: {
-      "/api": { target: process.env.ATOLL_API || "http://127.0.0.1:8000", ws: true },
+      "/api": { target: process.env.ATOLL_API || "http://127.0.0.1:8080", ws: true },
     },
   },
 });

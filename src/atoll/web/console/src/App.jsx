@@ -7,8 +7,16 @@ import { Login } from "./pages/Login.jsx";
 import { Overview, projectId, useProjects } from "./pages/Overview.jsx";
 import { Device } from "./pages/Device.jsx";
 import { Alarms } from "./pages/Alarms.jsx";
-import { Rules } from "./pages/Rules.jsx";
 import { Register } from "./pages/Register.jsx";
+
+// The rule editor carries the YAML parser; load it only when someone opens Rules.
+function LazyRules() {
+  const [mod, setMod] = useState(null);
+  useEffect(() => {
+    import("./pages/Rules.jsx").then(setMod);
+  }, []);
+  return mod ? <mod.Rules /> : <div class="page muted">Loading…</div>;
+}
 
 export function App() {
   const [session, set] = useState(getSession());
@@ -33,14 +41,14 @@ function Shell({ session }) {
     if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) currentProject.set(projectId(ps[0]));
   }, [tree.data]);
 
-  const active = useAsync(async () => (project ? items(await api.get("/alarms", { project, state: "active", limit: 1000 })).length : 0), [project]);
+  const active = useAsync(async () => (project ? items(await api.get("/alarms", { project, status: "active", state: "active", limit: 1000 })).length : 0), [project]);
   useLive((m) => m.type === "alarm", () => active.reload(), [project]);
 
   let page;
   let m;
   if ((m = match("/devices/:id", path))) page = <Device id={m.id} key={m.id} />;
   else if (path === "/alarms") page = <Alarms />;
-  else if (path === "/rules") page = <Rules />;
+  else if (path === "/rules") page = <LazyRules />;
   else if (path === "/register") page = <Register />;
   else page = <Overview />;
 

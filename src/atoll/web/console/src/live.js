@@ -10,6 +10,7 @@ let project = null;
 let state = "off";
 let retry = 0;
 let timer = null;
+let watched = [];
 
 function setState(s) {
   state = s;
@@ -28,6 +29,7 @@ function open() {
   sock.onopen = () => {
     retry = 0;
     setState("live");
+    if (watched.length) sock.send(JSON.stringify({ watch: watched }));
   };
   sock.onmessage = (ev) => {
     let msgs;
@@ -65,6 +67,12 @@ export function disconnectLive() {
   if (old) old.close();
   clearTimeout(timer);
   setState("off");
+}
+
+// Devices whose every reading should come through (the device page), not just the latest.
+export function watchDevices(ids) {
+  watched = ids;
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ watch: ids }));
 }
 
 export function useLive(filter, fn, deps) {

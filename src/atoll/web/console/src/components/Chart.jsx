@@ -4,7 +4,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
-import { api, enc, toMicros, toSeconds } from "../api.js";
+import { api, enc, toSeconds } from "../api.js";
 import { fmtNum } from "../util.js";
 
 // Accepts {ts:[...], value:[...]}, {points:[[ts,v]...]} or [[ts,v]...]; returns seconds.
@@ -36,15 +36,17 @@ export function normalizeSeries(data) {
 export async function fetchChart(device, metric, start, end, width, signal) {
   const data = await api.get(
     `/devices/${enc(device)}/series/${enc(metric)}`,
-    { start: toMicros(start), end: toMicros(end), mode: "chart", width: Math.max(16, Math.round(width)) },
+    // The API reads bare numbers as epoch milliseconds.
+    { start: Math.floor(start * 1000), end: Math.ceil(end * 1000), mode: "chart", width: Math.max(16, Math.round(width)) },
     { signal },
   );
   return normalizeSeries(data);
 }
 
 // Merge the anomaly score's timestamps onto the metric's, so uPlot gets one aligned table.
-function align(main, extra) {
-  if (!extra || !extra.x.length) return [main.x, main.y];
+function align(main, extra, withExtra) {
+  if (!withExtra) return [main.x, main.y];
+  if (!extra || !extra.x.length) return [main.x, main.y, main.y.map(() => undefined)];
   const xs = Array.from(new Set([...main.x, ...extra.x])).sort((a, b) => a - b);
   const idx = new Map(xs.map((t, i) => [t, i]));
   const y1 = new Array(xs.length).fill(undefined);
@@ -73,6 +75,8 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
   alarmsRef.current = alarms;
   const onRangeRef = useRef(onRange);
   onRangeRef.current = onRange;
+  const anomalyRef = useRef(anomalyMetric);
+  anomalyRef.current = anomalyMetric;
   const rangeRef = useRef(range);
   rangeRef.current = range;
   const color = COLORS[colorIndex % COLORS.length];
@@ -128,7 +132,7 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
         ],
       },
     };
-    const u = new uPlot(opts, align(data.current.main, data.current.extra), el);
+    const u = new uPlot(opts, align(data.current.main, data.current.extra, !!anomalyMetric), el);
     plot.current = u;
     // Wheel zooms around the cursor, shift+wheel pans; both re-query at the new range.
     const over = u.over;
@@ -185,7 +189,7 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
       ([main, extra]) => {
         data.current = { main, extra };
         if (plot.current) {
-          plot.current.setData(align(main, extra), false);
+          plot.current.setData(align(main, extra, !!anomalyMetric), false);
           const [a, b] = effRange(rangeRef.current);
           plot.current.setScale("x", { min: a, max: b });
         }
@@ -209,22 +213,45 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
   // Live points are appended locally between re-queries (the server is re-asked on zoom).
   useEffect(() => {
     if (!liveRef) return;
-    const handler = { metric, push };
+    const handler = { metric, push, pushScore };
     liveRef.current.add(handler);
     return () => liveRef.current.delete(handler);
   }, [metric]);
 
-  function push(t, v, score) {
+  // Appends are batched into one redraw per animation frame, however fast readings come.
+  const frame = useRef(0);
+  function redraw() {
+    if (frame.current) return;
+    frame.current = requestAnimationFrame(() => {
+      frame.current = 0;
+      if (!plot.current) return;
+      const d = data.current;
+      plot.current.setData(align(d.main, d.extra, !!anomalyRef.current), false);
+      const [a, b] = effRange(rangeRef.current);
+      plot.current.setScale("x", { min: a, max: b });
+      window.__atollLastDraw = { metric, t: d.main.x[d.main.x.length - 1], at: performance.now() };
+    });
+  }
+
+  function push(t, v) {
     const d = data.current;
     const mx = d.main.x;
-    if (mx.length && t < mx[mx.length - 1]) return;
-    d.main = { x: [...mx, t], y: [...d.main.y, v] };
-    if (score !== undefined && d.extra) d.extra = { x: [...d.extra.x, t], y: [...d.extra.y, score] };
+    if (mx.length && t <= mx[mx.length - 1]) return;
+    mx.push(t);
+    d.main.y.push(v);
     setLast({ t, v });
-    if (!plot.current) return;
-    plot.current.setData(align(d.main, d.extra), false);
-    const [a, b] = effRange(rangeRef.current);
-    plot.current.setScale("x", { min: a, max: b });
+    setStatus((s) => ({ ...s, points: mx.length }));
+    redraw();
+  }
+
+  function pushScore(t, score) {
+    const d = data.current;
+    if (!d.extra) d.extra = { x: [], y: [] };
+    const ex = d.extra.x;
+    if (ex.length && t <= ex[ex.length - 1]) return;
+    ex.push(t);
+    d.extra.y.push(score);
+    redraw();
   }
 
   // Slide the live window with the clock even when no reading arrives.

@@ -10,6 +10,10 @@ export function alarmId(a) {
   return a.id ?? a.alarm_id;
 }
 
+export function alarmState(a) {
+  return a.status ?? a.state;
+}
+
 export function alarmTimes(a) {
   return {
     raised: toSeconds(a.raised_at ?? a.created_at ?? a.start ?? a.ts),
@@ -25,9 +29,9 @@ export function Alarms() {
   const [open, setOpen] = useState(null);
   const list = useAsync(async () => {
     const q = { project, severity, limit: 500 };
-    if (state !== "all" && state !== "open") q.state = state;
+    if (state !== "all" && state !== "open") q.status = q.state = state;
     let rows = items(await api.get("/alarms", q));
-    if (state === "open") rows = rows.filter((a) => a.state !== "cleared");
+    if (state === "open") rows = rows.filter((a) => alarmState(a) !== "cleared");
     return rows;
   }, [project, state, severity]);
   useLive((m) => m.type === "alarm", () => list.reload(), [project, state, severity]);
@@ -85,6 +89,7 @@ function AlarmRow({ a, open, toggle, reload }) {
   const id = alarmId(a);
   const t = alarmTimes(a);
   const device = a.device ?? a.device_id;
+  const state = alarmState(a);
   async function act(verb) {
     setError(null);
     try {
@@ -96,7 +101,7 @@ function AlarmRow({ a, open, toggle, reload }) {
   }
   return (
     <>
-      <tr class={`alarm-row st-${a.state}`} data-alarm={id} data-state={a.state}>
+      <tr class={`alarm-row st-${state}`} data-alarm={id} data-state={state} data-device={device}>
         <td>
           <Severity value={a.severity} />
         </td>
@@ -104,23 +109,24 @@ function AlarmRow({ a, open, toggle, reload }) {
           <a href="#" onClick={(e) => (e.preventDefault(), toggle())}>
             {a.rule_name ?? a.name ?? a.rule ?? a.rule_id ?? "alarm"}
           </a>
-          {a.message && <div class="muted small">{a.message}</div>}
+          {(a.detail || a.message) && <div class="muted small">{a.detail || a.message}</div>}
         </td>
         <td class="mono">{device ? <Link href={`/devices/${enc(device)}`}>{device}</Link> : "—"}</td>
         <td>
-          <span class={`state st-${a.state}`} data-testid="alarm-state">
-            {a.state}
+          <span class={`state st-${state}`} data-testid="alarm-state">
+            {state}
+            {state === "cleared" && a.acknowledged ? " (acked)" : ""}
           </span>
         </td>
         <td title={fmtTime(t.raised)}>{fmtAgo(t.raised)}</td>
         <td class="mono">{a.value ?? ""}</td>
         <td class="actions">
-          {a.state === "active" && (
+          {!a.acknowledged && state !== "acknowledged" && (
             <button class="btn small" onClick={() => act("ack")} data-testid="alarm-ack">
               Acknowledge
             </button>
           )}
-          {a.state !== "cleared" && (
+          {state !== "cleared" && (
             <button class="btn small" onClick={() => act("clear")} data-testid="alarm-clear">
               Clear
             </button>
@@ -150,7 +156,7 @@ function AlarmRow({ a, open, toggle, reload }) {
 
 function AlarmDetails({ a, reload }) {
   const id = alarmId(a);
-  const full = useAsync(() => api.get(`/alarms/${enc(id)}`).catch(() => a), [id, a.state]);
+  const full = useAsync(() => api.get(`/alarms/${enc(id)}`).catch(() => a), [id, alarmState(a)]);
   const comments = useAsync(async () => items(await api.get(`/alarms/${enc(id)}/comments`).catch(() => (full.data || a).comments || [])), [id]);
   const [text, setText] = useState("");
   const [error, setError] = useState(null);
@@ -176,7 +182,7 @@ function AlarmDetails({ a, reload }) {
         <ul class="timeline">
           {history.map((h, i) => (
             <li key={i}>
-              <span class="mono small">{fmtTime(toSeconds(h.ts ?? h.at ?? h.time))}</span> {h.event ?? h.state ?? h.type} {h.by ? `by ${h.by}` : ""} {h.detail ?? h.message ?? ""}
+              <span class="mono small">{fmtTime(toSeconds(h.ts ?? h.at ?? h.time))}</span> <strong>{h.kind ?? h.event ?? h.state ?? h.type}</strong> {h.actor || h.by ? `by ${h.actor ?? h.by}` : ""} {h.severity ? `(${h.severity})` : ""} <span class="muted">{h.detail ?? h.message ?? ""}</span>
             </li>
           ))}
           {!history.length && <li class="muted">raised {fmtTime(alarmTimes(d).raised)}</li>}

@@ -1,13 +1,13 @@
 // Device page: live charts (zoom from a year down to raw points), twin, commands, alarms.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, enc, items, toSeconds } from "../api.js";
-import { useLive } from "../live.js";
+import { useLive, watchDevices } from "../live.js";
 import { Link } from "../router.jsx";
 import { fmtAgo, fmtDuration, fmtTime, useAsync } from "../util.js";
 import { ChartPanel, effRange } from "../components/Chart.jsx";
 import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { lastSeen, onlineState } from "./Overview.jsx";
-import { alarmId, alarmTimes } from "./Alarms.jsx";
+import { alarmId, alarmState, alarmTimes } from "./Alarms.jsx";
 
 const PRESETS = [
   ["5m", 300],
@@ -49,23 +49,28 @@ export function Device({ id }) {
   const alarms = useAsync(async () => items(await api.get("/alarms", { device: id, limit: 200 })), [id]);
   const metrics = useMemo(() => splitMetrics(series.data || []), [series.data]);
 
+  useEffect(() => {
+    watchDevices([id]);
+    return () => watchDevices([]);
+  }, [id]);
+
   useLive(
     (m) => m.device === id,
     (m) => {
       if (m.type === "telemetry") {
         const t = toSeconds(m.ts) ?? Date.now() / 1000;
         setSeen(t);
-        const known = new Set((series.data || []).map(String));
+        const known = new Set(series.data || []);
         let fresh = false;
-        for (const [k, v] of Object.entries(m.values || {})) {
+        // Watched devices get every point; otherwise only the newest value per metric.
+        const points = m.points || Object.fromEntries(Object.entries(m.values || {}).map(([k, v]) => [k, [[m.ts, v]]]));
+        for (const [k, pts] of Object.entries(points)) {
           if (!known.has(k)) fresh = true;
-          for (const h of liveRef.current) if (h.metric === k && typeof v === "number") h.push(t, v);
+          for (const h of liveRef.current) if (h.metric === k) for (const [pt, v] of pts) if (typeof v === "number") h.push(toSeconds(pt), v);
         }
         if (fresh) series.reload();
       } else if (m.type === "anomaly") {
-        // Scores arrive on their own subject; keep the overlay current.
-        const t = toSeconds(m.ts) ?? Date.now() / 1000;
-        for (const [k, v] of Object.entries(m.scores || m.values || {})) for (const h of liveRef.current) if (h.metric === k) h.pushScore?.(t, v);
+        for (const h of liveRef.current) if (h.metric === m.metric) h.pushScore(toSeconds(m.ts), m.score);
       } else if (m.type === "alarm") {
         alarms.reload();
       }
@@ -77,7 +82,7 @@ export function Device({ id }) {
     () =>
       (alarms.data || []).map((a) => {
         const t = alarmTimes(a);
-        return { start: t.raised, end: t.cleared, state: a.state, metric: a.metric };
+        return { start: t.raised, end: t.cleared, state: alarmState(a), metric: a.metric };
       }),
     [alarms.data],
   );
@@ -284,7 +289,7 @@ function DeviceAlarms({ alarms }) {
         const t = alarmTimes(a);
         return (
           <div class="alarm-mini" key={alarmId(a)}>
-            <Severity value={a.severity} /> <strong>{a.rule_name ?? a.rule ?? a.type ?? "alarm"}</strong> <span class={`state st-${a.state}`}>{a.state}</span>
+            <Severity value={a.severity} /> <strong>{a.rule_name ?? a.rule ?? a.type ?? "alarm"}</strong> <span class={`state st-${alarmState(a)}`}>{alarmState(a)}</span>
             <div class="muted small">raised {fmtTime(t.raised)}</div>
           </div>
         );

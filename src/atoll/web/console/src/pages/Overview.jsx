@@ -54,7 +54,7 @@ export function Overview() {
 
   const alarms = useAsync(async () => {
     if (!project) return [];
-    return items(await api.get("/alarms", { project, state: "active", limit: 1000 }));
+    return items(await api.get("/alarms", { project, status: "active", state: "active", limit: 1000 }));
   }, [project, liveTick >> 4]);
 
   const alarmsByDevice = useMemo(() => {
