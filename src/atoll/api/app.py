@@ -1,0 +1,121 @@
+"""The HTTP API application: ``create_app(ctx)``.
+
+Routers of other packages join through ``EXTENSION_MODULES``: a module there that exists
+exposes ``router`` (an ``APIRouter`` mounted under ``/api/v1``) or ``create_router(ctx)``;
+a module exposing ``mount(app, ctx)`` instead (the web console) gets the app itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import RedirectResponse
+
+from atoll import __version__
+from atoll.api import (
+    audit,
+    auth,
+    commands,
+    credentials,
+    device_types,
+    devices,
+    ingest,
+    keys,
+    projects,
+    series,
+    tenants,
+    twins,
+    users,
+)
+from atoll.api.context import ApiContext, CommandSender, IngestSubmitter
+from atoll.api.errors import BodyLimit, install
+from atoll.registry import Registry
+from atoll.store.port import SeriesStore
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+DEFAULT_MAX_BODY = 256 * 1024
+CORE_ROUTERS: tuple[ModuleType, ...] = (
+    auth, tenants, keys, users, projects, device_types, devices, credentials, twins, commands,
+    series, ingest, audit,
+)
+EXTENSION_MODULES: tuple[str, ...] = ("atoll.api.rules", "atoll.api.alarms", "atoll.api.live", "atoll.web.app")
+
+
+@dataclass
+class AppContext:
+    """The plain ``ApiContext``: what the runtime passes to ``create_app``."""
+
+    registry: Registry
+    store: SeriesStore
+    ingest: IngestSubmitter | None = None
+    commands: CommandSender | None = None
+    bus: Any = None
+
+
+def create_app(ctx: ApiContext, *, max_body_bytes: int | None = None,
+               extensions: tuple[str, ...] = EXTENSION_MODULES) -> FastAPI:
+    """Build the API. ``max_body_bytes`` defaults to ``ctx.settings.max_payload_bytes`` or 256 KiB."""
+    if max_body_bytes is None:
+        settings = getattr(ctx, "settings", None)
+        max_body_bytes = getattr(settings, "max_payload_bytes", None) or DEFAULT_MAX_BODY
+    app = FastAPI(
+        title="Atoll API",
+        version=__version__,
+        description=(
+            "Devices, telemetry, twins, commands, rules and alarms. People and programs send "
+            "`Authorization: Bearer <api key>`; devices use HTTP Basic auth with their id and secret. "
+            "Errors are `{\"error\", \"message\", \"hint\"?}`."
+        ),
+        docs_url="/docs",
+        openapi_url=f"{PREFIX}/openapi.json",
+    )
+    app.state.ctx = ctx
+    app.state.max_body_bytes = max_body_bytes
+    install(app)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    health = APIRouter(tags=["health"])
+
+    @health.get("/health", summary="Liveness")
+    def _health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.include_router(health, prefix=PREFIX)
+    for module in CORE_ROUTERS:
+        app.include_router(module.router, prefix=PREFIX)
+    mounted = False
+    for name in extensions:
+        module = _optional(name)
+        if module is None:
+            continue
+        if hasattr(module, "mount"):
+            module.mount(app, ctx)
+            mounted = True
+        elif hasattr(module, "create_router"):
+            app.include_router(module.create_router(ctx), prefix=PREFIX)
+        elif hasattr(module, "router"):
+            app.include_router(module.router, prefix=PREFIX)
+        else:
+            log.warning("extension %s has no router, create_router or mount", name)
+    if not mounted:
+        @app.get("/", include_in_schema=False)
+        def _root() -> RedirectResponse:
+            return RedirectResponse("/docs")
+    return app
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        # Only "this extension is not there"; a broken import inside it must not be hidden.
+        if e.name and (name == e.name or name.startswith(e.name + ".")):
+            return None
+        raise

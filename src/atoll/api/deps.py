@@ -1,0 +1,100 @@
+"""FastAPI dependencies shared by every router: context, caller identity, roles, audit.
+
+Other teams' routers (rules, alarms) use them the same way::
+
+    @router.post("/projects/{project}/rules")
+    def create(..., who: Principal = Depends(require("operator")), ctx = Depends(get_ctx)): ...
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
+
+from atoll.api.context import ApiContext
+from atoll.core.errors import Forbidden, Unauthenticated
+from atoll.registry import DeviceIdentity, Principal
+
+_bearer = HTTPBearer(auto_error=False, description="API key or console session token")
+_basic = HTTPBasic(auto_error=False, description="Device id and secret")
+
+
+def get_ctx(request: Request) -> ApiContext:
+    return request.app.state.ctx
+
+
+def _principal(
+    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if creds is None:
+        raise Unauthenticated("missing API key", hint="send 'Authorization: Bearer <api key>'")
+    principal = get_ctx(request).registry.authenticate_key(creds.credentials)
+    if principal is None:
+        raise Unauthenticated("invalid, expired or revoked API key")
+    request.state.principal = principal
+    return principal
+
+
+def require(role: str) -> Callable[..., Principal]:
+    """Dependency: the caller, who must hold at least ``role`` (admin > operator > viewer)."""
+
+    def dependency(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+        if not principal.can(role):
+            raise Forbidden(f"this needs the {role} role; your key is {principal.role}")
+        return principal
+
+    dependency.__name__ = f"require_{role}"
+    return dependency
+
+
+viewer = require("viewer")
+operator = require("operator")
+admin = require("admin")
+
+
+def audit(ctx: ApiContext, who: Principal, action: str, target: str,
+          detail: Mapping[str, Any] | None = None) -> None:
+    ctx.registry.audit(who.tenant, f"{who.name} ({who.key_id})", action, target, detail)
+
+
+def _basic_credentials(request: Request) -> tuple[str, str]:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        raise Unauthenticated("device credentials missing", hint="use HTTP Basic auth: curl -u DEVICE_ID:SECRET")
+    try:
+        device, sep, secret = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("malformed Basic auth header") from None
+    if not sep:
+        raise Unauthenticated("malformed Basic auth header", hint="use DEVICE_ID:SECRET")
+    return device, secret
+
+
+def device(request: Request, _doc: Annotated[object, Depends(_basic)]) -> DeviceIdentity:
+    """Dependency for device-facing routes: Basic auth with the device id and secret."""
+    device_id, secret = _basic_credentials(request)
+    registry = get_ctx(request).registry
+    identity = registry.authenticate_device(device_id, secret)
+    if identity is not None:
+        return identity
+    if registry.device_disabled(device_id, secret):
+        registry.record_rejection(device_id, "http", "disabled", "request from a disabled device")
+        raise Forbidden(f"device {device_id!r} is disabled", hint="an operator can enable it again")
+    # Counted for known devices only (a wrong or revoked secret); unknown ids are not stored.
+    registry.record_rejection(device_id, "http", "unauthenticated", "wrong, rotated or revoked secret")
+    raise Unauthenticated("unknown device or wrong secret",
+                          hint="check the device id and secret; rotated or revoked secrets stop working")
+
+
+# Annotated shorthands for route signatures: ``def route(who: Operator, ctx: Ctx)``.
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+Viewer = Annotated[Principal, Depends(viewer)]
+Operator = Annotated[Principal, Depends(operator)]
+Admin = Annotated[Principal, Depends(admin)]
+Device = Annotated[DeviceIdentity, Depends(device)]

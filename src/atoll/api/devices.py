@@ -1,0 +1,75 @@
+"""Devices: register (credentials shown once), list, get, update, disable, delete, rejections."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from atoll.api.deps import Ctx, Operator, Viewer, audit
+from atoll.api.schemas import CredentialsOut, DeviceOut, RegisteredDevice, RejectionOut, iso
+
+router = APIRouter(tags=["devices"])
+
+
+class DeviceIn(BaseModel):
+    id: str | None = Field(None, description="optional global id; it is the MQTT username")
+    name: str | None = Field(None, max_length=200)
+    device_type: str | None = Field(None, description="a device type of this project")
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class DevicePatch(BaseModel):
+    name: str | None = Field(None, max_length=200)
+    device_type: str | None = None
+    labels: dict[str, str] | None = None
+    disabled: bool | None = Field(None, description="a disabled device cannot connect or send")
+
+
+@router.get("/projects/{project}/devices", response_model=list[DeviceOut], summary="List devices")
+def list_devices(who: Viewer, ctx: Ctx, project: str, device_type: str | None = None, limit: int = Query(1000, ge=1, le=10000),
+                 offset: int = Query(0, ge=0)):
+    return [DeviceOut.of(d) for d in ctx.registry.list_devices(
+        project, who.tenant, limit=limit, offset=offset, device_type=device_type)]
+
+
+@router.post("/projects/{project}/devices", response_model=RegisteredDevice, status_code=201,
+             summary="Register a device")
+def register_device(project: str, body: DeviceIn, who: Operator, ctx: Ctx):
+    """Creates the device and its credentials. The secret is in this answer only."""
+    dev, creds = ctx.registry.register_device(project, device_id=body.id, name=body.name,
+                                              device_type=body.device_type, labels=body.labels,
+                                              tenant=who.tenant)
+    audit(ctx, who, "device.create", f"device:{dev.id}", {"project": project, "device_type": dev.device_type})
+    return RegisteredDevice(device=DeviceOut.of(dev), credentials=CredentialsOut.of(creds))
+
+
+@router.get("/devices/{device}", response_model=DeviceOut, summary="Get a device")
+def get_device(device: str, who: Viewer, ctx: Ctx):
+    return DeviceOut.of(ctx.registry.get_device(device, who.tenant))
+
+
+@router.patch("/devices/{device}", response_model=DeviceOut, summary="Update or disable a device")
+def update_device(device: str, body: DevicePatch, who: Operator, ctx: Ctx):
+    kw = {"device_type": body.device_type} if "device_type" in body.model_fields_set else {}
+    dev = ctx.registry.update_device(device, who.tenant, name=body.name, labels=body.labels,
+                                     disabled=body.disabled, **kw)
+    audit(ctx, who, "device.update", f"device:{device}", body.model_dump(exclude_unset=True))
+    return DeviceOut.of(dev)
+
+
+@router.delete("/devices/{device}", status_code=204, summary="Delete a device")
+def delete_device(device: str, who: Operator, ctx: Ctx):
+    """The device can no longer connect. Its stored telemetry stays until the project's retention removes it."""
+    ctx.registry.delete_device(device, who.tenant)
+    audit(ctx, who, "device.delete", f"device:{device}")
+    return Response(status_code=204)
+
+
+@router.get("/devices/{device}/rejections", response_model=list[RejectionOut],
+            summary="Refused messages by transport and reason")
+def rejections(device: str, who: Viewer, ctx: Ctx):
+    return [RejectionOut(transport=r.transport, reason=r.reason, count=r.count, last_at=iso(r.last_at),
+                         last_message=r.last_message)
+            for r in ctx.registry.rejections(device, who.tenant)]
+
+

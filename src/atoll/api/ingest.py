@@ -1,0 +1,107 @@
+"""Device-facing HTTP: the same contract as MQTT, authenticated with Basic auth (device id, secret).
+
+``curl -u DEVICE:SECRET -d '{"values": {"temperature": 21.5}}' http://HOST/api/v1/ingest/telemetry``
+A 2xx answer means the points are durable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from atoll.api.deps import Ctx, Device
+from atoll.api.schemas import CommandOut, TwinOut
+from atoll.core.errors import Unavailable
+from atoll.registry import Twin
+
+router = APIRouter(prefix="/ingest", tags=["device ingest"])
+
+_READING = {
+    "type": "object",
+    "required": ["values"],
+    "properties": {
+        "ts": {"description": "ISO-8601 or epoch milliseconds; server time if missing",
+               "oneOf": [{"type": "string"}, {"type": "number"}]},
+        "values": {"type": "object", "additionalProperties": {"oneOf": [{"type": "number"}, {"type": "boolean"}]}},
+    },
+}
+_TELEMETRY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {
+            "schema": {"oneOf": [_READING, {"type": "array", "items": _READING}]},
+            "examples": {
+                "one": {"value": {"ts": "2026-11-23T10:00:00Z", "values": {"temperature": 21.5}}},
+                "batch": {"value": [{"ts": 1795428000000, "values": {"temperature": 21.5}},
+                                    {"ts": 1795428001000, "values": {"temperature": 21.6}}]},
+            },
+        }},
+    }
+}
+_OBJECT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"type": "object"}, "example": {"firmware": "1.4.2", "interval_s": 10}}}}}
+_ACK_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"type": "object", "properties": {"status": {"enum": ["ok", "error"]}, "result": {}}},
+    "example": {"status": "ok", "result": {"rebooted": True}}}}}}
+
+
+class Accepted(BaseModel):
+    accepted: int = Field(description="points stored durably")
+
+
+class Desired(BaseModel):
+    desired: dict[str, Any]
+    version: int
+
+
+def _ingest(ctx):
+    if ctx.ingest is None:
+        raise Unavailable("ingest is not running on this server")
+    return ctx.ingest
+
+
+@router.post("/telemetry", response_model=Accepted, summary="Send telemetry (device)",
+             openapi_extra=_TELEMETRY_BODY)
+async def telemetry(request: Request, identity: Device, ctx: Ctx):
+    """One reading ``{"ts"?, "values": {...}}`` or a JSON array of them. 4xx answers say why."""
+    body = await request.body()
+    n = await _ingest(ctx).submit_telemetry(identity, body, "http")
+    return Accepted(accepted=n)
+
+
+@router.put("/twin/reported", response_model=TwinOut, summary="Report twin properties (device)",
+            openapi_extra=_OBJECT_BODY)
+async def twin_reported(request: Request, identity: Device, ctx: Ctx):
+    """JSON merge patch of the reported half; ``null`` deletes a key."""
+    body = await request.body()
+    result = await _ingest(ctx).twin_reported(identity, body, "http")
+    twin = result if isinstance(result, Twin) else await run_in_threadpool(ctx.registry.get_twin, identity.device)
+    return TwinOut.of(twin)
+
+
+@router.get("/twin/desired", response_model=Desired, summary="Read desired twin properties (device)")
+def twin_desired(identity: Device, ctx: Ctx):
+    twin = ctx.registry.get_twin(identity.device)
+    return Desired(desired=twin.desired, version=twin.desired_version)
+
+
+@router.get("/commands", response_model=list[CommandOut], summary="Fetch pending commands (device)")
+def pending_commands(identity: Device, ctx: Ctx, limit: int = Query(20, ge=1, le=100)):
+    """For devices without MQTT: returns commands not yet delivered and marks them ``delivered``."""
+    out = []
+    for cmd in reversed(ctx.registry.list_commands(identity.device, status="pending", limit=limit)):
+        out.append(ctx.registry.mark_command_delivered(identity.device, cmd.id))
+    return [CommandOut.of(c) for c in out]
+
+
+@router.post("/commands/{command_id}/ack", response_model=CommandOut, summary="Acknowledge a command (device)",
+             openapi_extra=_ACK_BODY)
+async def ack(command_id: str, request: Request, identity: Device,
+              ctx: Ctx):
+    body = await request.body()
+    await _ingest(ctx).command_ack(identity, command_id, body, "http")
+    cmd = await run_in_threadpool(ctx.registry.get_command, identity.device, command_id)
+    return CommandOut.of(cmd)

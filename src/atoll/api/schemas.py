@@ -1,0 +1,157 @@
+"""Response bodies shared by several routers. Entity timestamps are ISO-8601 UTC strings;
+series timestamps are epoch milliseconds (numbers), which charting code wants."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from atoll.registry import models as m
+
+
+def iso(us: int | None) -> str | None:
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat().replace("+00:00", "Z")
+
+
+class Metric(BaseModel):
+    name: str = Field(description="metric name as sent in telemetry `values`")
+    type: str = Field("float", description="float | int | bool")
+    unit: str = ""
+    min: float | None = Field(None, description="lowest expected value")
+    max: float | None = Field(None, description="highest expected value")
+
+
+class TenantOut(BaseModel):
+    id: str
+    name: str
+    created_at: str
+
+    @classmethod
+    def of(cls, t: m.Tenant) -> TenantOut:
+        return cls(id=t.id, name=t.name, created_at=iso(t.created_at))
+
+
+class ProjectOut(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    retention_days: int | None = Field(description="points older than this are deleted; null keeps all")
+    created_at: str
+
+    @classmethod
+    def of(cls, p: m.Project) -> ProjectOut:
+        return cls(id=p.id, tenant=p.tenant, name=p.name, retention_days=p.retention_days,
+                   created_at=iso(p.created_at))
+
+
+class DeviceTypeOut(BaseModel):
+    id: str
+    project: str
+    name: str
+    metrics: list[Metric]
+    created_at: str
+
+    @classmethod
+    def of(cls, d: m.DeviceType) -> DeviceTypeOut:
+        return cls(id=d.id, project=d.project, name=d.name, created_at=iso(d.created_at),
+                   metrics=[Metric(**x.to_dict()) for x in d.metrics])
+
+
+class DeviceOut(BaseModel):
+    id: str
+    project: str
+    name: str
+    device_type: str | None
+    labels: dict[str, str]
+    disabled: bool
+    has_credentials: bool = Field(description="false after the credentials were revoked")
+    created_at: str
+    last_seen: str | None
+
+    @classmethod
+    def of(cls, d: m.Device) -> DeviceOut:
+        return cls(id=d.id, project=d.project, name=d.name, device_type=d.device_type, labels=d.labels,
+                   disabled=d.disabled, has_credentials=d.has_credentials,
+                   created_at=iso(d.created_at), last_seen=iso(d.last_seen))
+
+
+class CredentialsOut(BaseModel):
+    device: str
+    secret: str = Field(description="shown only in this answer; store it on the device")
+    mqtt_username: str
+    mqtt_password: str
+
+    @classmethod
+    def of(cls, c: m.DeviceCredentials) -> CredentialsOut:
+        return cls(device=c.device, secret=c.secret, mqtt_username=c.device, mqtt_password=c.secret)
+
+
+class RegisteredDevice(BaseModel):
+    device: DeviceOut
+    credentials: CredentialsOut
+
+
+class TwinOut(BaseModel):
+    device: str
+    desired: dict[str, Any]
+    desired_version: int
+    desired_updated_at: str | None
+    reported: dict[str, Any]
+    reported_version: int
+    reported_updated_at: str | None
+
+    @classmethod
+    def of(cls, t: m.Twin) -> TwinOut:
+        return cls(device=t.device, desired=t.desired, desired_version=t.desired_version,
+                   desired_updated_at=iso(t.desired_updated_at), reported=t.reported,
+                   reported_version=t.reported_version, reported_updated_at=iso(t.reported_updated_at))
+
+
+class CommandOut(BaseModel):
+    id: str
+    device: str
+    name: str
+    args: dict[str, Any]
+    status: str = Field(description="pending → delivered → acked | failed | expired")
+    result: Any = None
+    created_at: str
+    updated_at: str
+    expires_at: str
+
+    @classmethod
+    def of(cls, c: m.Command) -> CommandOut:
+        return cls(id=c.id, device=c.device, name=c.name, args=c.args, status=c.status, result=c.result,
+                   created_at=iso(c.created_at), updated_at=iso(c.updated_at),
+                   expires_at=iso(c.expires_at))
+
+
+class ApiKeyOut(BaseModel):
+    id: str
+    tenant: str
+    name: str
+    role: str
+    created_at: str
+    expires_at: str | None
+    revoked: bool
+
+    @classmethod
+    def of(cls, k: m.ApiKey) -> ApiKeyOut:
+        return cls(id=k.id, tenant=k.tenant, name=k.name, role=k.role, created_at=iso(k.created_at),
+                   expires_at=iso(k.expires_at), revoked=k.revoked)
+
+
+class NewApiKeyOut(BaseModel):
+    key: ApiKeyOut
+    token: str = Field(description="shown only in this answer: send it as 'Authorization: Bearer <token>'")
+
+
+class RejectionOut(BaseModel):
+    transport: str
+    reason: str
+    count: int
+    last_at: str
+    last_message: str

@@ -1,0 +1,50 @@
+"""Tenants (enterprises). Creating one needs the platform admin key made at first start."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from atoll.api.deps import Admin, Ctx, Viewer, audit
+from atoll.api.schemas import ApiKeyOut, NewApiKeyOut, TenantOut
+from atoll.core.errors import Forbidden, NotFound
+
+router = APIRouter(tags=["tenants"])
+
+
+class TenantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    id: str | None = Field(None, description="optional id (lower-case letters, digits, - and _)")
+
+
+class TenantCreated(BaseModel):
+    tenant: TenantOut
+    admin_key: NewApiKeyOut = Field(description="the new tenant's first admin key; shown only here")
+
+
+@router.get("/tenants", response_model=list[TenantOut], summary="List tenants you can see")
+def list_tenants(who: Viewer, ctx: Ctx):
+    """The platform admin sees every tenant; everyone else sees their own."""
+    if who.platform_admin:
+        return [TenantOut.of(t) for t in ctx.registry.list_tenants()]
+    return [TenantOut.of(ctx.registry.get_tenant(who.tenant))]
+
+
+@router.post("/tenants", response_model=TenantCreated, status_code=201, summary="Create a tenant")
+def create_tenant(body: TenantIn, who: Admin, ctx: Ctx):
+    """Create an enterprise and its first admin API key (the token is shown once)."""
+    if not who.platform_admin:
+        raise Forbidden("only the platform admin key can create tenants")
+    tenant = ctx.registry.create_tenant(body.name, body.id)
+    key = ctx.registry.create_api_key(tenant.id, "tenant admin", "admin")
+    audit(ctx, who, "tenant.create", f"tenant:{tenant.id}", {"name": tenant.name})
+    ctx.registry.audit(tenant.id, f"{who.name} ({who.key_id})", "tenant.create", f"tenant:{tenant.id}")
+    return TenantCreated(tenant=TenantOut.of(tenant),
+                         admin_key=NewApiKeyOut(key=ApiKeyOut.of(key.key), token=key.token))
+
+
+@router.get("/tenants/{tenant}", response_model=TenantOut, summary="Get a tenant")
+def get_tenant(tenant: str, who: Viewer, ctx: Ctx):
+    if tenant != who.tenant and not who.platform_admin:
+        raise NotFound(f"tenant {tenant!r} not found")
+    return TenantOut.of(ctx.registry.get_tenant(tenant))

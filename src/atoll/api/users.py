@@ -1,0 +1,46 @@
+"""Console users of a tenant."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, Field
+
+from atoll.api.deps import Admin, Ctx, audit
+from atoll.api.schemas import iso
+
+router = APIRouter(tags=["users"])
+
+
+class UserIn(BaseModel):
+    username: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=10, description="at least 10 characters")
+    role: Literal["admin", "operator", "viewer"] = "viewer"
+
+
+class UserOut(BaseModel):
+    username: str
+    tenant: str
+    role: str
+    created_at: str
+
+
+@router.get("/users", response_model=list[UserOut], summary="List your tenant's console users")
+def list_users(who: Admin, ctx: Ctx):
+    return [UserOut(username=u.username, tenant=u.tenant, role=u.role, created_at=iso(u.created_at))
+            for u in ctx.registry.list_users(who.tenant)]
+
+
+@router.post("/users", response_model=UserOut, status_code=201, summary="Create a console user")
+def create_user(body: UserIn, who: Admin, ctx: Ctx):
+    u = ctx.registry.create_user(who.tenant, body.username, body.password, body.role)
+    audit(ctx, who, "user.create", f"user:{u.username}", {"role": u.role})
+    return UserOut(username=u.username, tenant=u.tenant, role=u.role, created_at=iso(u.created_at))
+
+
+@router.delete("/users/{username}", status_code=204, summary="Delete a console user")
+def delete_user(username: str, who: Admin, ctx: Ctx):
+    ctx.registry.delete_user(who.tenant, username)
+    audit(ctx, who, "user.delete", f"user:{username}")
+    return Response(status_code=204)
