@@ -62,6 +62,11 @@ class Harness:
         await self.svc.notifier.drain()
         await asyncio.sleep(0)
 
+    async def tick_at(self, now_us: int) -> None:
+        self.clock.set(now_us)
+        await self.svc.tick()
+        await self.svc.notifier.drain()
+
     async def tick(self, at_s: float) -> None:
         self.clock.set(T0 + int(at_s * 1e6))
         await self.svc.tick()
