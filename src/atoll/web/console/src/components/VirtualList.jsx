@@ -23,11 +23,12 @@ export function VirtualList({ count, rowHeight = 28, overscan = 10, renderRow, o
   }, [first, last, count]);
 
   const rows = [];
-  for (let i = first; i < last; i++) rows.push(renderRow(i, { position: "absolute", top: i * rowHeight, height: rowHeight, left: 0, right: 0 }));
+  for (let i = first; i < last; i++) rows.push(renderRow(i, { position: "absolute", top: `${i * rowHeight}px`, height: `${rowHeight}px`, left: "0", right: "0" }));
 
   return (
     <div class="vlist" ref={ref} data-testid={testid} onScroll={(e) => setTop(e.currentTarget.scrollTop)}>
-      <div style={{ height: count * rowHeight, position: "relative" }}>{rows}</div>
+      {/* Preact 11 does not append "px" to numbers in styles. */}
+      <div style={{ height: `${count * rowHeight}px`, position: "relative" }}>{rows}</div>
     </div>
   );
 }
