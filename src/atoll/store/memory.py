@@ -25,6 +25,7 @@ class MemoryStore:
         self._lock = threading.Lock()
 
     def append(self, batch: PointBatch) -> None:
+        plan.check_batch(batch)
         if not len(batch):
             return
         parts = batch.split()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from atoll.core.errors import InvalidInput
+from atoll.core.points import PointBatch
 from atoll.store.port import AGGREGATES, Buckets, Series
 
 MINUTE = 60_000_000
@@ -19,6 +20,17 @@ HOUR = 3_600_000_000
 TIERS = (MINUTE, HOUR)
 
 EMPTY_SERIES = Series(np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+def check_batch(batch: PointBatch) -> None:
+    """Refuse what a store cannot keep faithfully, before anything is written."""
+    if not np.all(np.isfinite(batch.value)):
+        raise InvalidInput(
+            "telemetry values must be finite numbers (no NaN or infinity)",
+            hint="drop or replace non-finite readings before sending them",
+        )
+    if len(batch) and (batch.key_index.min() < 0 or batch.key_index.max() >= len(batch.keys)):
+        raise InvalidInput("PointBatch.key_index points outside PointBatch.keys")
 
 
 def check_range(start: int, end: int) -> None:

@@ -429,6 +429,13 @@ def check_bad_arguments_are_rejected(make_store: MakeStore, reopen: Reopen = Non
             except InvalidInput:
                 continue
             raise AssertionError("expected InvalidInput")
+        for bad in (np.nan, np.inf, -np.inf):
+            try:
+                store.append(PointBatch.of_series(K, [T0 + S, T0 + 2 * S], [2.0, bad]))
+            except InvalidInput:
+                continue
+            raise AssertionError(f"a {bad} value was accepted")
+        assert store.query_raw(K, 0, 2**62).value.tolist() == [1.0]  # nothing half-written
 
 
 STORE_CHECKS = (

@@ -1,0 +1,385 @@
+"""Embedded default ``SeriesStore`` on DuckDB, with rollup tiers for fast charts at any zoom.
+
+Layout (see docs/STORAGE.md for why):
+
+* ``series``: the catalog, one small integer id per ``SeriesKey``.
+* ``points``: raw ``(sid, ts, value)``, appended in bulk from numpy arrays.
+* ``rollup_60s`` / ``rollup_3600s``: per series and bucket, min/max with their times,
+  sum, count, first and last (see ``atoll.store.rollup``), one row per bucket.
+* ``rollup_pending``: 1-minute partial rollups of recent appends. An append writes its
+  points and their partials (computed in numpy) in one transaction: two plain inserts, no
+  index work. Every few seconds the writer folds the partials into both tiers (upserts),
+  and queries read tiers + partials, so answers are always exact, also for late and
+  out-of-order points, and an append stays cheap.
+
+The newest point of every series is kept in memory (rebuilt from the tiers on open).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from atoll.core.errors import Unavailable
+from atoll.core.points import PointBatch, SeriesKey
+from atoll.store import plan, rollup
+from atoll.store.port import AGGREGATES, Buckets, Series
+
+_ROLLUP_COLUMNS = "sid, b, vmin, tmin, vmax, tmax, vsum, n, tfirst, vfirst, tlast, vlast"
+
+_SCHEMA = [
+    "CREATE SEQUENCE IF NOT EXISTS series_id START 1",
+    """CREATE TABLE IF NOT EXISTS series (
+        id INTEGER PRIMARY KEY, project VARCHAR NOT NULL, device VARCHAR NOT NULL,
+        metric VARCHAR NOT NULL, UNIQUE (project, device, metric))""",
+    "CREATE TABLE IF NOT EXISTS points (sid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE)",
+    """CREATE TABLE IF NOT EXISTS rollup_pending (
+        sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE, tmin BIGINT, vmax DOUBLE,
+        tmax BIGINT, vsum DOUBLE, n BIGINT, tfirst BIGINT, vfirst DOUBLE, tlast BIGINT,
+        vlast DOUBLE)""",
+] + [
+    f"""CREATE TABLE IF NOT EXISTS {f"rollup_{t // plan.MINUTE * 60}s"} (
+        sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE, tmin BIGINT, vmax DOUBLE,
+        tmax BIGINT, vsum DOUBLE, n BIGINT, tfirst BIGINT, vfirst DOUBLE, tlast BIGINT,
+        vlast DOUBLE, PRIMARY KEY (sid, b))"""
+    for t in plan.TIERS
+]
+
+
+def _table(tier: int) -> str:
+    return f"rollup_{tier // plan.MINUTE * 60}s"
+
+
+def _floor(col: str, width: int) -> str:
+    # DuckDB's % truncates toward zero; this floors, so pre-epoch buckets align too.
+    return f"({col} - ((({col} % {width}) + {width}) % {width}))"
+
+
+def _rollup_of_points(source: str, width: int, where: str = "TRUE") -> str:
+    """Rollup rows (in ``_ROLLUP_COLUMNS`` order) of raw points."""
+    return f"""SELECT sid, {_floor("ts", width)} AS b, min(value), arg_min(ts, value),
+        max(value), arg_max(ts, value), sum(value), count(*), min(ts), arg_min(value, ts),
+        max(ts), arg_max(value, ts) FROM {source} WHERE {where} GROUP BY ALL"""
+
+
+def _rollup_of_rollups(source: str, width: int, where: str = "TRUE") -> str:
+    """Coarser rollup rows from finer ones (``width`` a multiple of theirs)."""
+    return f"""SELECT sid, {_floor("b", width)} AS b, min(vmin), arg_min(tmin, vmin),
+        max(vmax), arg_max(tmax, vmax), sum(vsum), sum(n)::BIGINT, min(tfirst),
+        arg_min(vfirst, tfirst), max(tlast), arg_max(vlast, tlast)
+        FROM {source} WHERE {where} GROUP BY ALL"""
+
+
+def _merge(table: str, select: str) -> str:
+    """Insert rollup rows, combining with any row already there for the same bucket."""
+    new, old = "excluded", table
+    return f"""INSERT INTO {table} ({_ROLLUP_COLUMNS}) {select}
+        ON CONFLICT (sid, b) DO UPDATE SET
+        vmin = CASE WHEN {new}.vmin < {old}.vmin THEN {new}.vmin ELSE {old}.vmin END,
+        tmin = CASE WHEN {new}.vmin < {old}.vmin THEN {new}.tmin ELSE {old}.tmin END,
+        vmax = CASE WHEN {new}.vmax > {old}.vmax THEN {new}.vmax ELSE {old}.vmax END,
+        tmax = CASE WHEN {new}.vmax > {old}.vmax THEN {new}.tmax ELSE {old}.tmax END,
+        vsum = {old}.vsum + {new}.vsum,
+        n = {old}.n + {new}.n,
+        tfirst = CASE WHEN {new}.tfirst < {old}.tfirst THEN {new}.tfirst ELSE {old}.tfirst END,
+        vfirst = CASE WHEN {new}.tfirst < {old}.tfirst THEN {new}.vfirst ELSE {old}.vfirst END,
+        tlast = CASE WHEN {new}.tlast >= {old}.tlast THEN {new}.tlast ELSE {old}.tlast END,
+        vlast = CASE WHEN {new}.tlast >= {old}.tlast THEN {new}.vlast ELSE {old}.vlast END"""
+
+
+def _tier_rows(tier: int, columns: str) -> str:
+    """A tier's rows in ``[$a, $z)``, including partials not yet folded into it."""
+    where = "WHERE sid = $sid AND b >= $a AND b < $z"
+    return (
+        f"SELECT {columns} FROM {_table(tier)} {where}"
+        f" UNION ALL SELECT {columns} FROM rollup_pending {where}"
+    )
+
+
+def _range_rows(tier: int | None) -> str:
+    """Rollup-shaped rows of a query range: tier rows for the aligned middle ``[a, z)``,
+    raw points for the partial buckets at the edges."""
+    raw = """SELECT ts AS b, value AS vmin, ts AS tmin, value AS vmax, ts AS tmax,
+        value AS vsum, 1 AS n, ts AS tfirst, value AS vfirst, ts AS tlast, value AS vlast
+        FROM points WHERE sid = $sid AND ts >= $start AND ts < $end AND (ts < $a OR ts >= $z)"""
+    if tier is None:
+        return raw
+    columns = "b, vmin, tmin, vmax, tmax, vsum, n, tfirst, vfirst, tlast, vlast"
+    return f"{_tier_rows(tier, columns)} UNION ALL {raw}"
+
+
+def _chart_candidates(tier: int | None) -> str:
+    """Points a chart may show: each tier bucket's min and max, raw points at the edges."""
+    raw = """SELECT ts, value AS v FROM points
+        WHERE sid = $sid AND ts >= $start AND ts < $end AND (ts < $a OR ts >= $z)"""
+    if tier is None:
+        return raw
+    lows, highs = _tier_rows(tier, "tmin AS ts, vmin AS v"), _tier_rows(tier, "tmax, vmax")
+    return f"{lows} UNION ALL {highs} UNION ALL {raw}"
+
+
+def _run(cur: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[tuple]:
+    # DuckDB refuses new work on a cursor until the previous result is fully read.
+    return cur.execute(sql, params).fetchall()
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except duckdb.Error as e:
+        raise Unavailable(f"DuckDB store: {what} failed: {e}") from e
+
+
+class DuckDBStore:
+    """A ``SeriesStore`` in one DuckDB file (or ``":memory:"``).
+
+    One writer at a time (appends and retention take a lock); queries run concurrently
+    on their own cursors and see only committed appends.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        config: dict[str, str] | None = None,
+        *,
+        compact_rows: int = 20_000,
+        compact_seconds: float = 5.0,
+    ):
+        """``config``: DuckDB settings. Partial rollups are folded into the tiers once
+        ``compact_rows`` have piled up or the oldest is ``compact_seconds`` old."""
+        self.path = str(path)
+        self._compact_rows, self._compact_seconds = compact_rows, compact_seconds
+        self._pending = 0
+        self._pending_since: float | None = None
+        try:
+            self._db = duckdb.connect(self.path, config=config or {})
+        except duckdb.Error as e:
+            raise Unavailable(
+                f"cannot open DuckDB store at {self.path}: {e}",
+                hint="only one process may open a DuckDB file; is another Atoll running on it?",
+            ) from e
+        self._lock = threading.Lock()
+        self._writer = self._db.cursor()
+        self._closed = False
+        with _translated("opening"):
+            for ddl in _SCHEMA:
+                _run(self._writer, ddl)
+            rows = _run(self._writer, "SELECT project, device, metric, id FROM series")
+            self._sids: dict[SeriesKey, int] = {SeriesKey(p, d, m): i for p, d, m, i in rows}
+            self._keys = {i: k for k, i in self._sids.items()}
+            self._compact()
+            newest = _run(
+                self._writer,
+                f"SELECT sid, max(tlast), arg_max(vlast, tlast) FROM {_table(plan.TIERS[-1])} "
+                "GROUP BY sid",
+            )
+        self._latest: dict[int, tuple[int, float]] = {
+            sid: (int(t), float(v)) for sid, t, v in newest
+        }
+
+    # ----------------------------------------------------------------------------- writes
+
+    def _catalog(self, keys: tuple[SeriesKey, ...]) -> tuple[np.ndarray, dict[SeriesKey, int]]:
+        """Series ids for ``keys``, registering new ones inside the caller's transaction."""
+        added = {}
+        for key in dict.fromkeys(SeriesKey(*k) for k in keys):
+            if key in self._sids:
+                continue
+            _run(
+                self._writer,
+                "INSERT INTO series SELECT nextval('series_id'), ?, ?, ? ON CONFLICT DO NOTHING",
+                list(key),
+            )
+            ((sid,),) = _run(
+                self._writer,
+                "SELECT id FROM series WHERE project = ? AND device = ? AND metric = ?",
+                list(key),
+            )
+            added[key] = sid
+        known = self._sids | added
+        return np.array([known[SeriesKey(*k)] for k in keys], dtype=np.int32), added
+
+    def append(self, batch: PointBatch) -> None:
+        plan.check_batch(batch)
+        if not len(batch):
+            return
+        ts = np.ascontiguousarray(batch.ts, dtype=np.int64)
+        value = np.ascontiguousarray(batch.value, dtype=np.float64)
+        with self._lock, _translated("append"):
+            w = self._writer
+            w.begin()
+            try:
+                lut, added = self._catalog(batch.keys)
+                sid = lut[batch.key_index]
+                partials = rollup.of_points(sid, ts, value, plan.TIERS[0])
+                w.register("_batch", {"sid": sid, "ts": ts, "value": value})
+                w.register("_partials", partials)
+                _run(w, "INSERT INTO points SELECT sid, ts, value FROM _batch")
+                _run(w, f"INSERT INTO rollup_pending SELECT {_ROLLUP_COLUMNS} FROM _partials")
+                w.commit()  # DuckDB writes its WAL on commit: the batch is durable from here
+            except BaseException:
+                w.rollback()
+                raise
+            finally:
+                w.unregister("_batch")
+                w.unregister("_partials")
+            self._sids.update(added)
+            self._keys.update({i: k for k, i in added.items()})
+            for s, newest in rollup.latest_of(partials).items():
+                if s not in self._latest or newest[0] >= self._latest[s][0]:
+                    self._latest[s] = newest
+            if self._pending_since is None:
+                self._pending_since = time.monotonic()
+            self._pending += len(partials["b"])
+            if (
+                self._pending >= self._compact_rows
+                or time.monotonic() - self._pending_since >= self._compact_seconds
+            ):
+                self._compact()
+
+    def _compact(self) -> None:
+        """Fold partial rollups into the tiers (caller holds the lock, or is ``__init__``)."""
+        w = self._writer
+        w.begin()
+        try:
+            for tier in plan.TIERS:
+                _run(w, _merge(_table(tier), _rollup_of_rollups("rollup_pending", tier)))
+            _run(w, "DELETE FROM rollup_pending")
+            w.commit()
+        except BaseException:
+            w.rollback()
+            raise
+        self._pending, self._pending_since = 0, None
+
+    def compact(self) -> None:
+        """Fold recent partial rollups into the tiers now (appends do this every few seconds)."""
+        with self._lock, _translated("compaction"):
+            self._compact()
+
+    def delete_before(self, project: str, ts: int) -> int:
+        sids = "sid IN (SELECT id FROM series WHERE project = $project)"
+        args = {"project": project, "cut": int(ts)}
+        with self._lock, _translated("retention"):
+            self._compact()
+            w = self._writer
+            w.begin()
+            try:
+                ((gone,),) = _run(w, f"DELETE FROM points WHERE {sids} AND ts < $cut", args)
+                finer = None
+                for tier in plan.TIERS:
+                    table = _table(tier)
+                    _run(w, f"DELETE FROM {table} WHERE {sids} AND b < $cut", args)
+                    # The bucket holding the cut lost only part of its points: rebuild it.
+                    if ts % tier:
+                        lo, hi = ts // tier * tier, (ts // tier + 1) * tier
+                        edge = f"{sids} AND {{col}} >= {lo} AND {{col}} < {hi}"
+                        select = (
+                            _rollup_of_points("points", tier, edge.format(col="ts"))
+                            if finer is None
+                            else _rollup_of_rollups(_table(finer), tier, edge.format(col="b"))
+                        )
+                        _run(
+                            w,
+                            f"INSERT INTO {table} ({_ROLLUP_COLUMNS}) {select}",
+                            {"project": project},
+                        )
+                    finer = tier
+                w.commit()
+            except BaseException:
+                w.rollback()
+                raise
+            # A series whose newest point is older than the cut has nothing left.
+            for sid, (t, _) in list(self._latest.items()):
+                if t < ts and self._keys[sid].project == project:
+                    del self._latest[sid]
+        return int(gone)
+
+    # ---------------------------------------------------------------------------- queries
+
+    @contextmanager
+    def _reader(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        with _translated(what), self._db.cursor() as cur:
+            yield cur
+
+    def query_raw(self, key: SeriesKey, start: int, end: int, limit: int | None = None) -> Series:
+        plan.check_range(start, end)
+        sid = self._sids.get(SeriesKey(*key))
+        if sid is None or start >= end or (limit is not None and limit <= 0):
+            return plan.EMPTY_SERIES
+        sql = "SELECT ts, value FROM points WHERE sid = ? AND ts >= ? AND ts < ? ORDER BY ts"
+        args = [sid, int(start), int(end)]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+        with self._reader("raw query") as cur:
+            got = cur.execute(sql, args).fetchnumpy()
+        return Series(np.asarray(got["ts"], np.int64), np.asarray(got["value"], np.float64))
+
+    def _range_args(self, sid: int, start: int, end: int, tier: int | None) -> dict[str, int]:
+        a, z = plan.inner_span(start, end, tier)
+        return {"sid": sid, "start": int(start), "end": int(end), "a": a, "z": z}
+
+    def query_buckets(
+        self, key: SeriesKey, start: int, end: int, bucket: int, aggs: tuple[str, ...] = AGGREGATES
+    ) -> Buckets:
+        aggs = plan.check_aggs(aggs)
+        plan.check_bucket(bucket)
+        plan.check_range(start, end)
+        sid = self._sids.get(SeriesKey(*key))
+        if sid is None or start >= end:
+            return plan.empty_buckets(aggs)
+        tier = plan.bucket_tier(bucket)
+        sql = f"""SELECT {_floor("b", int(bucket))} AS bs, min(vmin) AS min, max(vmax) AS max,
+            sum(vsum) / sum(n) AS avg, sum(n)::BIGINT AS count,
+            arg_min(vfirst, tfirst) AS first, arg_max(vlast, tlast) AS last
+            FROM ({_range_rows(tier)}) GROUP BY bs ORDER BY bs"""
+        with self._reader("bucket query") as cur:
+            got = cur.execute(sql, self._range_args(sid, start, end, tier)).fetchnumpy()
+        return Buckets(
+            np.asarray(got["bs"], np.int64),
+            {a: np.asarray(got[a], np.int64 if a == "count" else np.float64) for a in aggs},
+        )
+
+    def query_chart(self, key: SeriesKey, start: int, end: int, width: int) -> Series:
+        plan.check_width(width)
+        plan.check_range(start, end)
+        sid = self._sids.get(SeriesKey(*key))
+        if sid is None or start >= end:
+            return plan.EMPTY_SERIES
+        tier = plan.chart_tier(start, end, width)
+        sql = f"""SELECT arg_min(ts, v) AS tmin, min(v) AS vmin, arg_max(ts, v) AS tmax,
+            max(v) AS vmax FROM ({_chart_candidates(tier)}) GROUP BY (ts - $start) // $px"""
+        args = self._range_args(sid, start, end, tier)
+        args["px"] = plan.pixel_us(start, end, width)
+        with self._reader("chart query") as cur:
+            got = cur.execute(sql, args).fetchnumpy()
+        return plan.interleave_min_max(got["tmin"], got["vmin"], got["tmax"], got["vmax"])
+
+    def latest(self, project: str, device: str | None = None) -> dict[SeriesKey, tuple[int, float]]:
+        out = {}
+        for sid, newest in list(self._latest.items()):
+            key = self._keys[sid]
+            if key.project == project and (device is None or key.device == device):
+                out[key] = newest
+        return out
+
+    def series(self, project: str, device: str | None = None) -> list[SeriesKey]:
+        return sorted(self.latest(project, device))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            with _translated("closing"):
+                if self._pending:
+                    self._compact()
+            self._writer.close()
+            self._db.close()
