@@ -6,12 +6,16 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from atoll.api import AppContext, create_app
 from atoll.bus.memory import MemoryBus
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.ingest.validate import Limits
 from atoll.registry import Registry
+
+# Same algorithm, test-sized cost: the production default takes ~1 s per hash on a busy 2-core box.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 from atoll.registry.directory import RegistryDirectory
 from atoll.store.memory import MemoryStore
 
@@ -55,7 +59,7 @@ class Api:
 
 @pytest.fixture
 async def api(tmp_path):
-    registry = Registry.open(tmp_path)
+    registry = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     boot = registry.bootstrap()
     store = MemoryStore()
     bus = MemoryBus()

@@ -3,8 +3,12 @@ import secrets
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 
 from atoll.registry import Registry
+
+# Same algorithm, test-sized cost: the production default takes ~1 s per hash on a busy 2-core box.
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 PG = os.environ.get("ATOLL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
@@ -27,7 +31,7 @@ def pg_url():
 
 @pytest.fixture
 def registry(tmp_path):
-    reg = Registry.open(tmp_path)
+    reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     yield reg
     reg.close()
 
@@ -36,7 +40,7 @@ def registry(tmp_path):
 def any_registry(request, tmp_path):
     """The same registry code on both backends."""
     if request.param == "sqlite":
-        reg = Registry.open(tmp_path)
+        reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     else:
         from sqlalchemy import create_engine
 
@@ -46,6 +50,6 @@ def any_registry(request, tmp_path):
         engine = create_engine(url)
         metadata.drop_all(engine)
         engine.dispose()
-        reg = Registry(url)
+        reg = Registry(url, password_hasher=FAST_HASHER)
     yield reg
     reg.close()

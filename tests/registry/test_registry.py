@@ -4,6 +4,7 @@ import pytest
 
 from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.registry import MetricSpec, Registry
+from tests.registry.conftest import FAST_HASHER
 
 
 def _lab(reg: Registry):
@@ -17,8 +18,8 @@ def _lab(reg: Registry):
 
 
 def test_bootstrap_creates_unique_secrets_once(tmp_path):
-    a = Registry.open(tmp_path / "a")
-    b = Registry.open(tmp_path / "b")
+    a = Registry.open(tmp_path / "a", password_hasher=FAST_HASHER)
+    b = Registry.open(tmp_path / "b", password_hasher=FAST_HASHER)
     sa, sb = a.bootstrap(), b.bootstrap()
     assert sa.api_key != sb.api_key and sa.password != sb.password
     assert a.bootstrap() is None
@@ -32,7 +33,7 @@ def test_bootstrap_creates_unique_secrets_once(tmp_path):
 
 
 def test_secrets_are_stored_hashed_only(tmp_path):
-    reg = Registry.open(tmp_path)
+    reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     boot = _lab(reg)
     _, creds = reg.register_device("lab", device_id="s1")
     reg.close()
@@ -193,7 +194,7 @@ def test_audit_is_append_only_and_tenant_scoped(registry):
 
 
 def test_data_survives_reopen(tmp_path):
-    reg = Registry.open(tmp_path)
+    reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     _lab(reg)
     _, creds = reg.register_device("lab", device_id="s1")
     reg.close()

@@ -70,16 +70,41 @@ def get(conn: Connection, device_id: str, tenant: str | None = None) -> Device:
     return _device(row)
 
 
-def list_(
-    conn: Connection, project: str, tenant: str | None = None, *, limit: int = 1000, offset: int = 0,
-    device_type: str | None = None,
-) -> list[Device]:
-    get_project(conn, project, tenant)
-    q = _select().where(t.devices.c.project == project)
+def _filter(q, project: str, device_type: str | None, search: str | None,
+            seen_since: int | None, not_seen_since: int | None):
+    q = q.where(t.devices.c.project == project)
     if device_type is not None:
         q = q.where(t.devices.c.device_type == device_type)
+    if search:
+        like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        q = q.where(t.devices.c.id.ilike(like, escape="\\") | t.devices.c.name.ilike(like, escape="\\")
+                    | t.devices.c.device_type.ilike(like, escape="\\"))
+    if seen_since is not None:
+        q = q.where(t.devices.c.last_seen >= seen_since)
+    if not_seen_since is not None:
+        q = q.where(t.devices.c.last_seen.is_(None) | (t.devices.c.last_seen < not_seen_since))
+    return q
+
+
+def list_(
+    conn: Connection, project: str, tenant: str | None = None, *, limit: int = 1000, offset: int = 0,
+    device_type: str | None = None, search: str | None = None, seen_since: int | None = None,
+    not_seen_since: int | None = None,
+) -> list[Device]:
+    """A page of a project's devices by id; ``search`` matches id, name or type (substring)."""
+    get_project(conn, project, tenant)
+    q = _filter(_select(), project, device_type, search, seen_since, not_seen_since)
     q = q.order_by(t.devices.c.id).limit(limit).offset(offset)
     return [_device(r) for r in conn.execute(q)]
+
+
+def count_matching(
+    conn: Connection, project: str, *, device_type: str | None = None, search: str | None = None,
+    seen_since: int | None = None, not_seen_since: int | None = None,
+) -> int:
+    q = _filter(select(func.count()).select_from(t.devices), project, device_type, search, seen_since,
+                not_seen_since)
+    return conn.execute(q).scalar_one()
 
 
 def count(conn: Connection, project: str) -> int:

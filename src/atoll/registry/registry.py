@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from argon2 import PasswordHasher
 from sqlalchemy import Connection, Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -71,8 +72,11 @@ class Registry:
     >>> reg.close()
     """
 
-    def __init__(self, url: str | Engine, *, auth_cache_ttl: float = 30.0) -> None:
+    def __init__(self, url: str | Engine, *, auth_cache_ttl: float = 30.0,
+                 password_hasher: PasswordHasher | None = None) -> None:
         self.engine: Engine = url if isinstance(url, Engine) else open_engine(url)
+        # Tests pass a cheap hasher; production keeps argon2-cffi's default (RFC 9106) cost.
+        self._hasher = password_hasher or _users.DEFAULT_HASHER
         self._auth = _credentials.AuthCache(ttl=auth_cache_ttl)
         # SQLite allows one writer; serialising here avoids "database is locked" under threads
         # and makes read-modify-write (twin versions) atomic. PostgreSQL uses row locks instead.
@@ -110,7 +114,7 @@ class Registry:
                 _tenants.create_tenant(conn, "Default", DEFAULT_TENANT)
             key = _keys.create(conn, DEFAULT_TENANT, "bootstrap admin", "admin", platform_admin=True)
             password = new_secret()[:24]
-            _users.create(conn, DEFAULT_TENANT, username, password, "admin")
+            _users.create(conn, DEFAULT_TENANT, username, password, "admin", self._hasher)
             conn.execute(insert(t.meta).values(key="bootstrapped", value=str(now_us())))
             _audit.record(conn, DEFAULT_TENANT, "system", "bootstrap", f"tenant:{DEFAULT_TENANT}")
         return BootstrapSecrets(DEFAULT_TENANT, key.token, username, password)
@@ -201,10 +205,19 @@ class Registry:
             return _devices.get(conn, device_id, tenant)
 
     def list_devices(self, project: str, tenant: str | None = None, *, limit: int = 1000,
-                     offset: int = 0, device_type: str | None = None) -> list[Device]:
+                     offset: int = 0, device_type: str | None = None, search: str | None = None,
+                     seen_since: int | None = None, not_seen_since: int | None = None) -> list[Device]:
         with self._read() as conn:
             return _devices.list_(conn, project, tenant, limit=limit, offset=offset,
-                                  device_type=device_type)
+                                  device_type=device_type, search=search, seen_since=seen_since,
+                                  not_seen_since=not_seen_since)
+
+    def count_devices(self, project: str, *, device_type: str | None = None, search: str | None = None,
+                      seen_since: int | None = None, not_seen_since: int | None = None) -> int:
+        """How many devices ``list_devices`` would page through with the same filters."""
+        with self._read() as conn:
+            return _devices.count_matching(conn, project, device_type=device_type, search=search,
+                                           seen_since=seen_since, not_seen_since=not_seen_since)
 
     def update_device(self, device_id: str, tenant: str | None = None, *, name: str | None = None,
                       labels: Mapping[str, str] | None = None, device_type: str | None = _UNSET,
@@ -345,7 +358,7 @@ class Registry:
 
     def create_user(self, tenant: str, username: str, password: str, role: str) -> User:
         with self._write() as conn:
-            return _users.create(conn, tenant, username, password, role)
+            return _users.create(conn, tenant, username, password, role, self._hasher)
 
     def list_users(self, tenant: str) -> list[User]:
         with self._read() as conn:
@@ -353,7 +366,7 @@ class Registry:
 
     def set_password(self, tenant: str, username: str, password: str) -> None:
         with self._write() as conn:
-            _users.set_password(conn, tenant, username, password)
+            _users.set_password(conn, tenant, username, password, self._hasher)
 
     def delete_user(self, tenant: str, username: str) -> None:
         with self._write() as conn:
@@ -362,7 +375,7 @@ class Registry:
     def login(self, username: str, password: str, *, ttl_s: float = SESSION_TTL_S) -> tuple[User, NewApiKey] | None:
         """Check a console password; on success issue a short-lived session key with the user's role."""
         with self._write() as conn:
-            user = _users.verify(conn, username, password)
+            user = _users.verify(conn, username, password, self._hasher)
             if user is None:
                 return None
             key = _keys.create(conn, user.tenant, f"session:{username}", user.role,

@@ -13,10 +13,17 @@ from atoll.registry.models import User
 from atoll.registry.tenants import get_tenant
 from atoll.registry.tokens import now_us
 
-_hasher = PasswordHasher()
 MIN_PASSWORD = 10
-# Verifying against this keeps "unknown user" as slow as "wrong password".
-_DUMMY_HASH = _hasher.hash("atoll-timing-equaliser")
+DEFAULT_HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+_dummy: dict[int, str] = {}
+
+
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    # Verifying against this keeps "unknown user" as slow as "wrong password".
+    key = id(hasher)
+    if key not in _dummy:
+        _dummy[key] = hasher.hash("atoll-timing-equaliser")
+    return _dummy[key]
 
 
 def _user(row) -> User:
@@ -28,7 +35,8 @@ def _check_password(password: str) -> None:
         raise InvalidInput(f"password must have at least {MIN_PASSWORD} characters")
 
 
-def create(conn: Connection, tenant: str, username: str, password: str, role: str) -> User:
+def create(conn: Connection, tenant: str, username: str, password: str, role: str,
+           hasher: PasswordHasher = DEFAULT_HASHER) -> User:
     get_tenant(conn, tenant)
     check_role(role)
     _check_password(password)
@@ -37,27 +45,28 @@ def create(conn: Connection, tenant: str, username: str, password: str, role: st
     if conn.execute(select(t.users.c.username).where(t.users.c.username == username)).first():
         raise Conflict(f"user {username!r} already exists")
     row = {"username": username, "tenant": tenant, "role": role, "created_at": now_us(), "disabled": False}
-    conn.execute(insert(t.users).values(password_hash=_hasher.hash(password), **row))
+    conn.execute(insert(t.users).values(password_hash=hasher.hash(password), **row))
     return User(**row)
 
 
-def verify(conn: Connection, username: str, password: str) -> User | None:
+def verify(conn: Connection, username: str, password: str,
+           hasher: PasswordHasher = DEFAULT_HASHER) -> User | None:
     row = conn.execute(select(t.users).where(t.users.c.username == username)).first()
     if row is None:
         try:
-            _hasher.verify(_DUMMY_HASH, password or "")
+            hasher.verify(_dummy_hash(hasher), password or "")
         except VerificationError:
             pass
         return None
     try:
-        _hasher.verify(row.password_hash, password)
+        hasher.verify(row.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return None
     if row.disabled:
         return None
-    if _hasher.check_needs_rehash(row.password_hash):
+    if hasher.check_needs_rehash(row.password_hash):
         conn.execute(update(t.users).where(t.users.c.username == username).values(
-            password_hash=_hasher.hash(password)))
+            password_hash=hasher.hash(password)))
     return _user(row)
 
 
@@ -66,10 +75,11 @@ def list_(conn: Connection, tenant: str) -> list[User]:
     return [_user(r) for r in conn.execute(q)]
 
 
-def set_password(conn: Connection, tenant: str, username: str, password: str) -> None:
+def set_password(conn: Connection, tenant: str, username: str, password: str,
+                 hasher: PasswordHasher = DEFAULT_HASHER) -> None:
     _check_password(password)
     res = conn.execute(update(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant)
-                       .values(password_hash=_hasher.hash(password)))
+                       .values(password_hash=hasher.hash(password)))
     if res.rowcount == 0:
         raise NotFound(f"user {username!r} not found")
 

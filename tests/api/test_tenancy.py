@@ -1,0 +1,115 @@
+"""Tenant A's key can never read or write tenant B's things: always 404, never 403."""
+
+import pytest
+
+V1 = "/api/v1"
+
+
+async def _tenant(api, tid: str) -> str:
+    r = await api.http.post(f"{V1}/tenants", json={"name": tid.title(), "id": tid}, headers=api.admin)
+    assert r.status_code == 201, r.text
+    return r.json()["admin_key"]["token"]
+
+
+@pytest.fixture
+async def two_tenants(api):
+    """Tenant alpha's admin key becomes ``api.admin``; beta's key is returned."""
+    alpha, beta = await _tenant(api, "alpha"), await _tenant(api, "beta")
+    api.admin_key = alpha
+    await api.project("alpha-lab")
+    await api.http.post(f"{V1}/projects/alpha-lab/device-types", headers=api.admin,
+                        json={"id": "t", "metrics": [{"name": "x"}]})
+    await api.device("alpha-lab", "a1")
+    await api.project("beta-lab", key=beta)
+    dev_b, secret_b = await api.device("beta-lab", "b1", key=beta)
+    r = await api.http.post(f"{V1}/ingest/telemetry", auth=(dev_b, secret_b), json={"values": {"x": 1}})
+    assert r.status_code == 200, r.text
+    return api, beta
+
+
+CROSS = [
+    ("GET", "/projects/beta-lab", None),
+    ("PATCH", "/projects/beta-lab", {"name": "mine"}),
+    ("DELETE", "/projects/beta-lab", None),
+    ("GET", "/projects/beta-lab/devices", None),
+    ("POST", "/projects/beta-lab/devices", {"id": "sneaky"}),
+    ("GET", "/projects/beta-lab/device-types", None),
+    ("POST", "/projects/beta-lab/device-types", {"id": "t", "metrics": []}),
+    ("GET", "/projects/beta-lab/latest", None),
+    ("GET", "/devices/b1", None),
+    ("PATCH", "/devices/b1", {"disabled": True}),
+    ("DELETE", "/devices/b1", None),
+    ("POST", "/devices/b1/credentials/rotate", None),
+    ("DELETE", "/devices/b1/credentials", None),
+    ("GET", "/devices/b1/twin", None),
+    ("PATCH", "/devices/b1/twin/desired", {"a": 1}),
+    ("POST", "/devices/b1/commands", {"name": "reboot"}),
+    ("GET", "/devices/b1/commands", None),
+    ("GET", "/devices/b1/series", None),
+    ("GET", "/devices/b1/series/x?mode=raw", None),
+    ("GET", "/devices/b1/rejections", None),
+    ("GET", "/tenants/beta", None),
+]
+
+
+async def test_other_tenant_is_invisible(two_tenants):
+    api, _ = two_tenants
+    leaks = []
+    for method, path, body in CROSS:
+        r = await api.http.request(method, V1 + path, json=body, headers=api.admin)
+        if r.status_code != 404 or r.json()["error"] != "not_found":
+            leaks.append((method, path, r.status_code, r.text))
+    assert leaks == []
+
+
+async def test_other_tenant_data_untouched_and_listing_scoped(two_tenants):
+    api, beta = two_tenants
+    listed = (await api.http.get(f"{V1}/projects", headers=api.admin)).json()
+    assert [p["id"] for p in listed] == ["alpha-lab"]
+    theirs = (await api.http.get(f"{V1}/devices/b1/series/x?mode=raw&start=-1d", headers=api.auth(beta))).json()
+    assert theirs["value"] == [1.0]
+    assert (await api.http.get(f"{V1}/devices/a1", headers=api.auth(beta))).status_code == 404
+    tenants = (await api.http.get(f"{V1}/tenants", headers=api.auth(beta))).json()
+    assert [t["id"] for t in tenants] == ["beta"]
+    # Their audit log shows only their own actions.
+    log = (await api.http.get(f"{V1}/audit", headers=api.auth(beta))).json()
+    assert log and all("alpha" not in e["target"] for e in log)
+
+
+async def test_platform_admin_sees_tenants_but_not_their_data(api):
+    await _tenant(api, "beta")
+    assert {t["id"] for t in (await api.http.get(f"{V1}/tenants", headers=api.admin)).json()} == {"default", "beta"}
+    assert (await api.http.get(f"{V1}/tenants/beta", headers=api.admin)).status_code == 200
+    assert (await api.http.get(f"{V1}/projects", headers=api.admin)).json() == []
+
+
+async def test_tenant_admin_cannot_create_tenants(two_tenants):
+    api, beta = two_tenants
+    r = await api.http.post(f"{V1}/tenants", json={"name": "Gamma"}, headers=api.auth(beta))
+    assert r.status_code == 403
+
+
+async def test_roles(api):
+    await api.project()
+    viewer = await api.key("viewer")
+    operator = await api.key("operator")
+    r = await api.http.post(f"{V1}/projects/lab/devices", json={"id": "v1"}, headers=api.auth(viewer))
+    assert r.status_code == 403 and r.json()["error"] == "forbidden"
+    assert (await api.http.get(f"{V1}/projects/lab/devices", headers=api.auth(viewer))).status_code == 200
+    r = await api.http.post(f"{V1}/projects/lab/devices", json={"id": "o1"}, headers=api.auth(operator))
+    assert r.status_code == 201
+    for method, path, body in [("PATCH", "/devices/o1", {"name": "x"}), ("POST", "/devices/o1/credentials/rotate", None),
+                               ("PATCH", "/devices/o1/twin/desired", {"a": 1}),
+                               ("POST", "/devices/o1/commands", {"name": "x"})]:
+        r = await api.http.request(method, V1 + path, json=body, headers=api.auth(viewer))
+        assert r.status_code == 403, path
+    # Operators manage devices, not projects or keys.
+    r = await api.http.post(f"{V1}/projects", json={"name": "p2"}, headers=api.auth(operator))
+    assert r.status_code == 403
+    r = await api.http.post(f"{V1}/keys", json={"name": "k", "role": "admin"}, headers=api.auth(operator))
+    assert r.status_code == 403
+    # A revoked key stops working.
+    keys = (await api.http.get(f"{V1}/keys", headers=api.admin)).json()
+    vid = next(k["id"] for k in keys if k["name"] == "viewer")
+    assert (await api.http.delete(f"{V1}/keys/{vid}", headers=api.admin)).status_code == 200
+    assert (await api.http.get(f"{V1}/projects", headers=api.auth(viewer))).status_code == 401
