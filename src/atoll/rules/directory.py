@@ -33,3 +33,34 @@ class StaticDirectory:
         return sorted(
             d for d, t in self.types.get(project, {}).items() if device_type in (None, t)
         )
+
+
+class RegistryDevices:
+    """``DeviceDirectory`` over the registry (``atoll.registry.Registry``)."""
+
+    def __init__(self, registry) -> None:
+        self.registry = registry
+
+    def device_type(self, project: str, device: str) -> str | None:
+        from atoll.core.errors import NotFound
+
+        try:
+            dev = self.registry.get_device(device)
+        except NotFound:
+            return None
+        return dev.device_type if dev.project == project else None
+
+    def devices(self, project: str, device_type: str | None = None) -> list[str]:
+        from atoll.core.errors import NotFound
+
+        out, offset = [], 0
+        while True:
+            try:
+                page = self.registry.list_devices(project, limit=1000, offset=offset,
+                                                  device_type=device_type)
+            except NotFound:
+                return out
+            out += [d.id for d in page]
+            if len(page) < 1000:
+                return out
+            offset += len(page)

@@ -1,0 +1,282 @@
+"""Rules, notification channels and scheduled reports of a project (the rules service's API).
+
+The runtime attaches a ``RulesService`` to the API context as ``ctx.rules``. Rule bodies are
+checked by the rules package itself, so errors name the field: ``condition.threshold.value:
+Field required``. Times in answers are ISO-8601 UTC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import Response
+
+from atoll.api.deps import Ctx, Operator, Viewer, audit
+from atoll.core.errors import InvalidInput, NotFound, Unavailable
+from atoll.registry import Principal
+from atoll.rules.channels import channel_types
+from atoll.rules.loading import validate
+from atoll.rules.model import ChannelSpec, Rule
+from atoll.rules.reports import ReportSpec
+from atoll.rules.service import RulesService
+
+router = APIRouter(tags=["rules"])
+
+RULE_EXAMPLE = {
+    "name": "Boiler too hot",
+    "severity": "major",
+    "target": {"device_type": "boiler"},
+    "condition": {"type": "threshold", "metric": "temperature", "op": ">", "value": 90,
+                  "clear": 85, "for": "1m"},
+    "notify": {"channels": ["ops"], "repeat_every": "15m"},
+    "escalation": [{"after": "10m", "severity": "critical"}],
+}
+
+
+def service(ctx: Any) -> RulesService:
+    svc = getattr(ctx, "rules", None)
+    if svc is None:
+        raise Unavailable("the rules service is not running in this process",
+                          hint="start Atoll with `atoll up`, which runs it")
+    return svc
+
+
+def tenant_of(who: Principal) -> str | None:
+    return None if who.platform_admin else who.tenant
+
+
+def check_project(ctx: Any, who: Principal, project: str) -> None:
+    """404 unless the caller's tenant owns ``project``."""
+    ctx.registry.get_project(project, tenant_of(who))
+
+
+def _with_project(body: Any, project: str) -> dict:
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object")
+    if body.get("project", project) != project:
+        raise InvalidInput(f"project: the body says {body['project']!r} but the URL says {project!r}")
+    return {**body, "project": project}
+
+
+def _check_devices(ctx: Any, who: Principal, rule: Rule) -> None:
+    """Named devices must exist in the rule's project (a typo would otherwise never alarm)."""
+    names = [("target.device", rule.target.device)] if rule.target.device else []
+    names += [(f"target.devices[{i}]", d) for i, d in enumerate(rule.target.devices or [])]
+    for where, device in names:
+        try:
+            found = ctx.registry.get_device(device, tenant_of(who))
+        except NotFound:
+            found = None
+        if found is None or found.project != rule.project:
+            raise InvalidInput(f"{where}: project {rule.project!r} has no device {device!r}",
+                               hint="register the device first, or target a device_type")
+
+
+# ------------------------------------------------------------------ rules
+
+
+@router.get("/projects/{project}/rules", summary="List the rules of a project")
+def list_rules(project: str, who: Viewer, ctx: Ctx) -> list[dict]:
+    check_project(ctx, who, project)
+    return [r.dump() for r in service(ctx).list_rules(project)]
+
+
+@router.post("/projects/{project}/rules", status_code=201, summary="Create a rule")
+async def create_rule(project: str, who: Operator, ctx: Ctx,
+                      body: Any = Body(..., examples=[RULE_EXAMPLE])) -> dict:
+    """Body: a rule (see docs/RULES.md). Without ``id``, one is made from the name."""
+    check_project(ctx, who, project)
+    svc = service(ctx)
+    rule = svc.validate_rule(_with_project(body, project))
+    _check_devices(ctx, who, rule)
+    rule = await svc.create_rule(rule, auto_id="id" not in body)
+    audit(ctx, who, "rule.create", f"rule:{rule.id}", {"project": project})
+    return rule.dump()
+
+
+@router.post("/projects/{project}/rules/validate", summary="Check a rule without saving it")
+def validate_rule(project: str, who: Viewer, ctx: Ctx,
+                  body: Any = Body(..., examples=[RULE_EXAMPLE])) -> dict:
+    """Always 200 for a well-formed request: ``{"valid": true, "rule": {...normalised}}`` or
+    ``{"valid": false, "error": {"error", "message", "hint"?}}`` for the rule editor."""
+    check_project(ctx, who, project)
+    try:
+        rule = service(ctx).validate_rule(_with_project(body, project))
+        _check_devices(ctx, who, rule)
+    except InvalidInput as exc:
+        return {"valid": False, "error": exc.to_dict()}
+    return {"valid": True, "rule": rule.dump()}
+
+
+@router.post("/projects/{project}/rules/import", summary="Apply a YAML rules file")
+async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) -> dict:
+    """Body: YAML (``rules:`` and optional ``channels:``). Rules and channels with the same id
+    or name are replaced; the rest of the project is left alone."""
+    check_project(ctx, who, project)
+    text = (await request.body()).decode("utf-8", "replace")
+    svc = service(ctx)
+    from atoll.rules.loading import load_rule_file
+
+    doc = load_rule_file(text, project=project)
+    for item in [*doc.rules, *doc.channels]:
+        if item.project != project:
+            raise InvalidInput(f"project: the file names {item.project!r} but the URL says {project!r}")
+    for rule in doc.rules:
+        _check_devices(ctx, who, rule)
+    known = {c.name for c in svc.repo.list_channels(project)} | {c.name for c in doc.channels}
+    for rule in doc.rules:
+        svc._check_channels(rule, known)
+    await svc.load_yaml(text, project=project)
+    audit(ctx, who, "rule.import", f"project:{project}", {"rules": [r.id for r in doc.rules]})
+    return {"rules": [r.id for r in doc.rules], "channels": [c.name for c in doc.channels]}
+
+
+@router.get("/projects/{project}/rules/{rule_id}", summary="Get a rule")
+def get_rule(project: str, rule_id: str, who: Viewer, ctx: Ctx) -> dict:
+    check_project(ctx, who, project)
+    rule = service(ctx).get_rule(rule_id)
+    if rule.project != project:
+        raise NotFound(f"rule {rule_id!r} not found")
+    return {**rule.dump(), "devices": service(ctx).engine.devices(rule_id)}
+
+
+@router.put("/projects/{project}/rules/{rule_id}", summary="Create or replace a rule")
+async def put_rule(project: str, rule_id: str, who: Operator, ctx: Ctx,
+                   body: Any = Body(..., examples=[RULE_EXAMPLE])) -> dict:
+    check_project(ctx, who, project)
+    body = _with_project(body, project)
+    if body.get("id", rule_id) != rule_id:
+        raise InvalidInput(f"id: the body says {body['id']!r} but the URL says {rule_id!r}")
+    svc = service(ctx)
+    rule = svc.validate_rule({**body, "id": rule_id})
+    _check_devices(ctx, who, rule)
+    rule = await svc.put_rule(rule)
+    audit(ctx, who, "rule.put", f"rule:{rule_id}", {"project": project})
+    return rule.dump()
+
+
+@router.delete("/projects/{project}/rules/{rule_id}", status_code=204, summary="Delete a rule")
+async def delete_rule(project: str, rule_id: str, who: Operator, ctx: Ctx) -> Response:
+    """Open alarms of the rule are cleared (by ``system``, "rule deleted")."""
+    check_project(ctx, who, project)
+    svc = service(ctx)
+    if svc.get_rule(rule_id).project != project:
+        raise NotFound(f"rule {rule_id!r} not found")
+    await svc.delete_rule(rule_id)
+    audit(ctx, who, "rule.delete", f"rule:{rule_id}", {"project": project})
+    return Response(status_code=204)
+
+
+# ------------------------------------------------------------------ channels
+
+
+@router.get("/channel-types", summary="Notification channel types (built in and plug-ins)")
+def list_channel_types(who: Viewer) -> list[dict]:
+    return [{"type": ct.name, "description": ct.description, "config": ct.config.model_json_schema()}
+            for ct in channel_types().values()]
+
+
+@router.get("/projects/{project}/channels", summary="List notification channels")
+def list_channels(project: str, who: Viewer, ctx: Ctx) -> list[dict]:
+    check_project(ctx, who, project)
+    return [c.model_dump() for c in service(ctx).repo.list_channels(project)]
+
+
+@router.put("/projects/{project}/channels/{name}", summary="Create or replace a channel")
+def put_channel(project: str, name: str, who: Operator, ctx: Ctx,
+                body: Any = Body(..., examples=[{"type": "webhook",
+                                                 "config": {"url": "https://example.test/hook"}}])) -> dict:
+    check_project(ctx, who, project)
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object with 'type' and 'config'")
+    spec = validate(ChannelSpec, {"config": {}, **body, "name": name, "project": project},
+                    f"channels.{name}")
+    service(ctx).put_channel(spec)
+    audit(ctx, who, "channel.put", f"channel:{project}/{name}", {"type": spec.type})
+    return spec.model_dump()
+
+
+@router.delete("/projects/{project}/channels/{name}", status_code=204, summary="Delete a channel")
+def delete_channel(project: str, name: str, who: Operator, ctx: Ctx) -> Response:
+    check_project(ctx, who, project)
+    service(ctx).delete_channel(project, name)
+    audit(ctx, who, "channel.delete", f"channel:{project}/{name}")
+    return Response(status_code=204)
+
+
+@router.post("/projects/{project}/channels/{name}/test", summary="Send a test notification")
+async def test_channel(project: str, name: str, who: Operator, ctx: Ctx) -> dict:
+    check_project(ctx, who, project)
+    return await service(ctx).test_channel(project, name)
+
+
+@router.get("/projects/{project}/deliveries", summary="Notification delivery log")
+def deliveries(project: str, who: Viewer, ctx: Ctx, alarm: int | None = None,
+               limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
+    check_project(ctx, who, project)
+    from atoll.api.schemas import iso
+
+    rows = service(ctx).notifier.deliveries(project, alarm_id=alarm, limit=limit)
+    return [{**r, "ts": iso(r["ts"])} for r in rows]
+
+
+# ------------------------------------------------------------------ reports
+
+
+@router.get("/projects/{project}/reports", summary="List scheduled reports")
+def list_reports(project: str, who: Viewer, ctx: Ctx) -> list[dict]:
+    check_project(ctx, who, project)
+    return [r.model_dump(mode="json") for r in service(ctx).reports.list(project)]
+
+
+@router.put("/projects/{project}/reports/{report_id}", summary="Create or replace a scheduled report")
+def put_report(project: str, report_id: str, who: Operator, ctx: Ctx,
+               body: Any = Body(..., examples=[{
+                   "name": "Daily", "cron": "0 7 * * *", "timezone": "Europe/Paris", "period": "1d",
+                   "bucket": "1h", "series": [{"device": "boiler-1", "metric": "temperature"}],
+                   "format": "pdf", "channels": ["ops"]}])) -> dict:
+    check_project(ctx, who, project)
+    spec = validate(ReportSpec, {**_with_project(body, project), "id": report_id}, "report")
+    service(ctx).reports.put(spec)
+    audit(ctx, who, "report.put", f"report:{report_id}", {"project": project})
+    return spec.model_dump(mode="json")
+
+
+def _report(ctx: Any, project: str, report_id: str) -> ReportSpec:
+    spec = service(ctx).reports.get(report_id)
+    if spec.project != project:
+        raise NotFound(f"report {report_id!r} not found")
+    return spec
+
+
+@router.delete("/projects/{project}/reports/{report_id}", status_code=204, summary="Delete a report")
+def delete_report(project: str, report_id: str, who: Operator, ctx: Ctx) -> Response:
+    check_project(ctx, who, project)
+    _report(ctx, project, report_id)
+    service(ctx).reports.delete(report_id)
+    return Response(status_code=204)
+
+
+@router.post("/projects/{project}/reports/{report_id}/run", summary="Run a report now")
+async def run_report(project: str, report_id: str, who: Operator, ctx: Ctx,
+                     download: bool = Query(False, description="answer with the file instead of sending it")):
+    """Builds the report for the period ending now and sends it through its channels; with
+    ``download=true`` the (first) file comes back in the answer and nothing is sent."""
+    check_project(ctx, who, project)
+    spec = _report(ctx, project, report_id)
+    svc = service(ctx)
+    if download:
+        from atoll.rules.reports import build_report
+
+        now = svc.clock.now_us()
+        files = build_report(spec, svc.store, svc.db, now - int(spec.period * 1e6), now)
+        f = files[0]
+        return Response(f.content, media_type=f.mime,
+                        headers={"Content-Disposition": f'attachment; filename="{f.filename}"'})
+    files = await svc.reports.run(spec)
+    return {"sent_to": spec.channels, "files": [{"filename": f.filename, "bytes": len(f.content)}
+                                                 for f in files]}
+
+
+
