@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Literal
+
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
@@ -9,6 +12,8 @@ from atoll.api.deps import Ctx, Operator, Viewer, audit
 from atoll.api.schemas import CredentialsOut, DeviceOut, RegisteredDevice, RejectionOut, iso
 
 router = APIRouter(tags=["devices"])
+#: A device counts as online when it sent something this recently (the console uses the same).
+ONLINE_WINDOW_S = 300.0
 
 
 class DeviceIn(BaseModel):
@@ -26,10 +31,21 @@ class DevicePatch(BaseModel):
 
 
 @router.get("/projects/{project}/devices", response_model=list[DeviceOut], summary="List devices")
-def list_devices(who: Viewer, ctx: Ctx, project: str, device_type: str | None = None, limit: int = Query(1000, ge=1, le=10000),
-                 offset: int = Query(0, ge=0)):
+def list_devices(who: Viewer, ctx: Ctx, project: str, response: Response, device_type: str | None = None,
+                 limit: int = Query(1000, ge=1, le=10000), offset: int = Query(0, ge=0),
+                 q: str | None = Query(None, max_length=200, description="substring of id, name or type"),
+                 status: Literal["online", "offline"] | None = Query(
+                     None, description=f"online = seen in the last {ONLINE_WINDOW_S:.0f} s")):
+    """One page of devices by id; ``X-Total-Count`` says how many match (the console pages with it)."""
+    seen = {}
+    if status is not None:
+        cutoff = time.time_ns() // 1000 - int(ONLINE_WINDOW_S * 1e6)
+        seen = {"seen_since": cutoff} if status == "online" else {"not_seen_since": cutoff}
+    ctx.registry.get_project(project, who.tenant)
+    response.headers["X-Total-Count"] = str(ctx.registry.count_devices(
+        project, device_type=device_type, search=q, **seen))
     return [DeviceOut.of(d) for d in ctx.registry.list_devices(
-        project, who.tenant, limit=limit, offset=offset, device_type=device_type)]
+        project, who.tenant, limit=limit, offset=offset, device_type=device_type, search=q, **seen)]
 
 
 @router.post("/projects/{project}/devices", response_model=RegisteredDevice, status_code=201,

@@ -77,6 +77,19 @@ export async function request(method, path, body, { query, signal, raw } = {}) {
   return data;
 }
 
+// One page of a server-paged list, with the total from X-Total-Count when the API sends it.
+export async function page(path, query) {
+  const res = await request("GET", path, undefined, { query, raw: true });
+  const text = await res.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!res.ok) {
+    if (res.status === 401 && session) setSession(null);
+    throw new ApiError(res.status, data);
+  }
+  const header = res.headers.get("X-Total-Count");
+  return { rows: items(data), total: header === null ? null : Number(header) };
+}
+
 export const api = {
   get: (p, query, opts) => request("GET", p, undefined, { ...opts, query }),
   post: (p, body, opts) => request("POST", p, body ?? {}, opts),
