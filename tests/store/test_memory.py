@@ -21,3 +21,11 @@ def test_check_store_catches_a_broken_store():
 
     with pytest.raises(AssertionError, match="check_raw_range"):
         check_store(DropsLastPoint)
+
+
+def test_doctests():
+    import doctest
+
+    from atoll.store import memory
+
+    assert doctest.testmod(memory).failed == 0

@@ -1,0 +1,38 @@
+import doctest
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from atoll.store import bench
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_doctests():
+    assert doctest.testmod(bench).failed == 0
+
+
+def test_chart_query_benchmark_writes_json(tmp_path):
+    out = tmp_path / "r.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench/chart_query.py"),
+            "--json",
+            str(out),
+            "--days",
+            "2",
+            "--chunk",
+            "50000",
+            "--runs",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    r = json.loads(out.read_text())
+    assert r["append"]["points"] == 2 * 86_400 and r["append"]["points_per_second"] > 0
+    assert {c["range"] for c in r["chart"]} == {"1 day"}
+    assert all(0 < c["points_returned"] <= 2 * c["width"] for c in r["chart"])
