@@ -56,7 +56,8 @@ def nab(
             result = run_nab(corpus, detector, _params(param), scores_dir,
                              on_stream=lambda _p: progress.advance(task))
     except AtollError as exc:
-        console.print(f"[red]error:[/red] {exc.message}" + (f"\n[yellow]fix:[/yellow] {exc.hint}" if exc.hint else ""))
+        console.print(f"[red]error:[/red] {exc.message}" + (f"\n[yellow]fix:[/yellow] {exc.hint}" if exc.hint else ""),
+                      soft_wrap=True)
         raise typer.Exit(2) from None
 
     table = Table(title=f"NAB v1.1 — {result['corpus']['streams']} streams, {result['corpus']['points']:,} points")

@@ -53,13 +53,27 @@ def _score(st, mean, cov, x, ridge, min_count):
 
 
 @njit(cache=True)
-def _learn(st, mean, cov, x, alpha):
+def _learn(st, mean, cov, x, alpha, ridge, min_count):
     k = mean.shape[0]
+    # Huber-style: an outlier moves the model only as far as a reading at the limit would, so one
+    # anomaly does not blind the detector to the next.
+    shrink = 1.0
+    spread = 0.0
+    level = 0.0
+    for i in range(k):
+        spread += cov[i, i]
+        level += mean[i] * mean[i]
+    # Not while the spread is ~0: a flat start would pin the model forever.
+    if st[0] >= min_count and spread > 1e-12 * (1.0 + level):
+        limit = max(25.0, 4.0 * k)
+        d2 = _distance2(mean, cov, x, ridge)
+        if d2 > limit:
+            shrink = math.sqrt(limit / d2)
     st[0] += 1
     a = max(alpha, 1.0 / st[0])
     diff = np.empty(k)
     for i in range(k):
-        diff[i] = 0.0 if math.isnan(x[i]) else x[i] - mean[i]
+        diff[i] = 0.0 if math.isnan(x[i]) else (x[i] - mean[i]) * shrink
         mean[i] += a * diff[i]
     for i in range(k):
         for j in range(k):
@@ -70,7 +84,7 @@ def _learn(st, mean, cov, x, alpha):
 def _replay(st, mean, cov, xs, alpha, ridge, min_count, out):
     for t in range(xs.shape[0]):
         out[t] = _score(st, mean, cov, xs[t], ridge, min_count)
-        _learn(st, mean, cov, xs[t], alpha)
+        _learn(st, mean, cov, xs[t], alpha, ridge, min_count)
 
 
 class Mahalanobis(StreamingDetector):
@@ -116,7 +130,7 @@ class Mahalanobis(StreamingDetector):
         return v
 
     def learn_one(self, x, ts=None):
-        _learn(self.st, self.mean, self.cov, self._vec(x), self.alpha)
+        _learn(self.st, self.mean, self.cov, self._vec(x), self.alpha, self.ridge, self.min_count)
 
     def score_one(self, x, ts=None):
         return float(_score(self.st, self.mean, self.cov, self._vec(x), self.ridge, self.min_count))

@@ -1,0 +1,154 @@
+"""Replaying a user's own history (a CSV file) through a detector: ``atoll detect``.
+
+The file needs a header, a timestamp column and one or more numeric columns; the delimiter is
+detected. The first ``warmup_rows`` rows are known to be normal: the detector learns from them
+without judging them. Several numeric columns are judged jointly.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from atoll.core.errors import InvalidInput, NotFound
+from atoll.detect.registry import for_features
+from atoll.detect.threshold import Thresholded
+
+TIMESTAMP_NAMES = ("timestamp", "time", "ts", "datetime", "date", "date_time", "time_stamp")
+_SNIFF_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Table:
+    timestamps: list[str]  # as written in the file, echoed to the output
+    ts_us: np.ndarray  # int64 µs since the epoch
+    columns: list[str]  # the numeric columns judged
+    values: np.ndarray  # (rows, len(columns)) float64, NaN where empty
+    delimiter: str
+
+
+def _sniff(sample: str) -> str:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _parse_time(text: str) -> int:
+    s = text.strip()
+    try:
+        x = float(s)
+    except ValueError:
+        pass
+    else:  # epoch seconds, milliseconds or microseconds, by magnitude
+        scale = 1 if abs(x) >= 1e14 else 1_000 if abs(x) >= 1e11 else 1_000_000
+        return int(round(x * scale))
+    t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return int(t.timestamp() * 1_000_000)
+
+
+def _float(text: str) -> float:
+    text = text.strip()
+    return float("nan") if text == "" or text.lower() in ("nan", "null", "none", "na") else float(text)
+
+
+def read_table(path: str | os.PathLike, timestamp_column: str | None = None) -> Table:
+    path = Path(path)
+    if not path.is_file():
+        raise NotFound(f"{path}: no such file", hint="give the path of a CSV file with a header row")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            sample = f.read(_SNIFF_BYTES)
+            f.seek(0)
+            delim = _sniff(sample)
+            rows = [r for r in csv.reader(f, delimiter=delim) if r and any(c.strip() for c in r)]
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{path}: not a text file", hint="export the data as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise InvalidInput(f"{path}: not a readable CSV ({exc})", hint="check quoting and delimiters") from None
+    if len(rows) < 2:
+        raise InvalidInput(f"{path}: needs a header row and at least one data row",
+                           hint="first line: column names, e.g. timestamp,temperature")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+
+    if timestamp_column is None:
+        lowered = [h.lower() for h in header]
+        found = next((header[lowered.index(n)] for n in TIMESTAMP_NAMES if n in lowered), None)
+        if found is None:
+            raise InvalidInput(f"{path}: no timestamp column among {header}",
+                               hint="name it with --timestamp-column COLUMN")
+        timestamp_column = found
+    if timestamp_column not in header:
+        raise InvalidInput(f"{path}: no column {timestamp_column!r}; columns are {header}",
+                           hint="pass one of them to --timestamp-column")
+    ti = header.index(timestamp_column)
+
+    stamps, ts_us = [], np.empty(len(body), dtype=np.int64)
+    for i, row in enumerate(body):
+        cell = row[ti] if ti < len(row) else ""
+        try:
+            ts_us[i] = _parse_time(cell)
+        except (ValueError, OverflowError):
+            raise InvalidInput(f"{path}: row {i + 2}: {cell!r} is not a timestamp",
+                               hint="use ISO-8601 (2026-11-23T10:00:00Z) or epoch seconds/milliseconds") from None
+        stamps.append(cell.strip())
+
+    columns, cols = [], []
+    for j, name in enumerate(header):
+        if j == ti:
+            continue
+        try:
+            col = np.array([_float(r[j]) if j < len(r) else np.nan for r in body], dtype=np.float64)
+        except ValueError:
+            continue  # a text column (an id, a label): not something to judge
+        if np.isfinite(col).any():
+            columns.append(name)
+            cols.append(col)
+    if not columns:
+        raise InvalidInput(f"{path}: no numeric columns besides {timestamp_column!r}",
+                           hint="the file needs at least one column of numbers (empty cells are allowed)")
+    return Table(stamps, ts_us, columns, np.column_stack(cols), delim)
+
+
+@dataclass(frozen=True)
+class Detection:
+    table: Table
+    scores: np.ndarray
+    flags: np.ndarray
+    threshold: float
+    detector: str
+
+
+def detect_table(table: Table, detector: str = "default", warmup_rows: int = 0) -> Detection:
+    if warmup_rows < 0:
+        raise InvalidInput("--warmup-rows must be >= 0")
+    k = len(table.columns)
+    det = Thresholded(for_features(k, detector))
+    x = table.values if k > 1 else table.values[:, 0]
+    n = len(x)
+    warm = min(warmup_rows, n)
+    for i in range(warm):  # known-normal: learn only
+        det.learn_one(x[i], int(table.ts_us[i]))
+    scores = np.zeros(n)
+    scores[warm:] = np.clip(det.score_many(x[warm:], table.ts_us[warm:]), 0.0, 1.0)
+    flags = scores >= det.threshold
+    flags[:warm] = False
+    return Detection(table, scores, flags, det.threshold, repr(det.detector))
+
+
+def write_detection(result: Detection, out: str | os.PathLike) -> None:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "anomaly_score", "is_anomaly"])
+        for stamp, s, flag in zip(result.table.timestamps, result.scores, result.flags):
+            w.writerow([stamp, f"{s:.10g}", int(flag)])
