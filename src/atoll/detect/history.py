@@ -47,8 +47,8 @@ def _parse_time(text: str) -> int:
         pass
     else:  # epoch seconds, milliseconds or microseconds, by magnitude
         scale = 1 if abs(x) >= 1e14 else 1_000 if abs(x) >= 1e11 else 1_000_000
-        return int(round(x * scale))
-    t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+        return round(x * scale)
+    t = dt.datetime.fromisoformat(s)
     if t.tzinfo is None:
         t = t.replace(tzinfo=dt.UTC)
     return int(t.timestamp() * 1_000_000)
