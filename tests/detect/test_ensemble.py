@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+
+from atoll.core.errors import InvalidInput
+from atoll.detect.base import StreamingDetector
+from atoll.detect.ensemble import EnsembleDetector
+from atoll.detect.port import Detector
+
+
+def _series(n=3000, seed=1):
+    """Daily-ish seasonal signal with noise, a spike and a level shift."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    x = 50 + 10 * np.sin(2 * np.pi * t / 288) + rng.normal(0, 1, n)
+    if n > 2500:
+        x[1800] += 60
+        x[2500:] += 25
+    return x
+
+
+def test_is_a_detector():
+    d = EnsembleDetector()
+    assert isinstance(d, Detector)
+    assert isinstance(d, StreamingDetector)
+
+
+def test_scores_in_unit_interval_and_finite():
+    x = _series()
+    x[100] = np.nan
+    x[200] = np.inf
+    s = EnsembleDetector().score_many(x)
+    assert s.shape == x.shape
+    assert np.all(np.isfinite(s))
+    assert s.min() >= 0.0 and s.max() <= 1.0
+    assert s[100] == 0.0 and s[200] == 0.0
+
+
+def test_flags_spike_and_shift_but_not_calm_noise():
+    x = _series()
+    s = EnsembleDetector().score_many(x)
+    thr = EnsembleDetector.default_threshold
+    assert s[1800] >= thr
+    assert s[2500:2520].max() >= thr
+    # After warm-up the calm seasonal stretch raises (almost) no alarms.
+    assert (s[600:1800] >= thr).sum() <= 2
+
+
+def test_one_at_a_time_equals_batch():
+    x = _series(1200)
+    batch = EnsembleDetector().score_many(x)
+    d = EnsembleDetector()
+    single = []
+    for v in x:
+        single.append(d.score_one(v))
+        d.learn_one(v)
+    np.testing.assert_array_equal(batch, np.array(single))
+
+
+def test_score_one_does_not_learn():
+    d = EnsembleDetector()
+    d.score_many(_series(500))
+    before = d.state()
+    d.score_one(1e6)
+    assert d.state() == before
+
+
+@pytest.mark.parametrize("cut", [5, 400, 1900])
+def test_state_round_trip_mid_stream(cut):
+    x = _series()
+    full = EnsembleDetector().score_many(x)
+    d = EnsembleDetector()
+    head = d.score_many(x[:cut])
+    blob = d.state()
+    assert isinstance(blob, bytes)
+    tail = EnsembleDetector.from_state(blob).score_many(x[cut:])
+    np.testing.assert_array_equal(np.concatenate([head, tail]), full)
+
+
+def test_future_values_do_not_change_past_scores():
+    x = _series()
+    y = x.copy()
+    rng = np.random.default_rng(7)
+    y[1500:] = rng.normal(0, 100, len(y) - 1500)
+    sx = EnsembleDetector().score_many(x)
+    sy = EnsembleDetector().score_many(y)
+    np.testing.assert_array_equal(sx[:1500], sy[:1500])
+    assert not np.array_equal(sx[1500:], sy[1500:])
+
+
+def test_memory_is_bounded():
+    d = EnsembleDetector()
+    d.score_many(_series(1000))
+    small = (d.nbytes(), len(d.state()))
+    d.score_many(_series(20000, seed=3))
+    assert (d.nbytes(), len(d.state())) == small
+    assert d.nbytes() < 32 * 1024
+
+
+def test_params_round_trip_and_validation():
+    d = EnsembleDetector(quiet=10, bank_size=50)
+    assert EnsembleDetector(**d.params()).params() == d.params()
+    with pytest.raises(InvalidInput):
+        EnsembleDetector(bank_size=0)
+    with pytest.raises(InvalidInput):
+        EnsembleDetector(lik_alpha=2.0)
+    with pytest.raises(InvalidInput):
+        EnsembleDetector().score_one(np.array([1.0, 2.0]))
