@@ -1,0 +1,147 @@
+"""The SDK against a real uvicorn server on an ephemeral port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Self
+
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+
+import atoll
+from atoll.api import AppContext, create_app
+from atoll.bus.memory import MemoryBus
+from atoll.ingest.pipeline import IngestPipeline
+from atoll.registry import Registry
+from atoll.registry.directory import RegistryDirectory
+from atoll.store.memory import MemoryStore
+
+
+def test_public_surface_is_guarded():
+    assert sorted(atoll.__all__) == sorted([
+        "AtollError", "Client", "Conflict", "DeviceClient", "Forbidden", "InvalidInput", "NotFound",
+        "PayloadTooLarge", "Unauthenticated", "Unavailable", "__version__",
+    ])
+    for name in atoll.__all__:
+        assert getattr(atoll, name) is not None, name
+    assert issubclass(atoll.NotFound, atoll.AtollError)
+    with pytest.raises(AttributeError):
+        atoll.NoSuchThing  # noqa: B018
+
+
+class _Server:
+    """Registry + memory store + real ingest pipeline behind uvicorn, in a background thread."""
+
+    def __init__(self, tmp_path) -> None:
+        self.registry = Registry.open(tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024,
+                                                                             parallelism=1))
+        self.boot = self.registry.bootstrap()
+        self.store = MemoryStore()
+        self.ready = threading.Event()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+
+    async def _main(self) -> None:
+        pipeline = IngestPipeline(self.store, MemoryBus(), RegistryDirectory(self.registry), flush_interval=0.05)
+        await pipeline.start()
+        self.pipeline = pipeline
+        app = create_app(AppContext(self.registry, self.store, pipeline))
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        serve = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        self.ready.set()
+        await serve
+        await pipeline.stop()
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        assert self.ready.wait(20), "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+        self.registry.close()
+
+
+@pytest.fixture
+def server(tmp_path):
+    with _Server(tmp_path) as s:
+        yield s
+
+
+def test_sdk_end_to_end(server):
+    with atoll.Client(server.url, server.boot.api_key) as c:
+        project = c.create_project("Lab", id="lab", retention_days=30)
+        assert project.retention_days == 30 and [p.id for p in c.projects()] == ["lab"]
+        dt = c.create_device_type("lab", "thermo", [{"name": "temperature", "unit": "°C", "min": -40, "max": 85}])
+        assert dt.metrics[0].unit == "°C"
+        reg = c.register_device("lab", id="s1", device_type="thermo", labels={"room": "a"})
+        assert reg.device.id == "s1" and reg.credentials.secret not in repr(reg)
+
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        with atoll.DeviceClient(server.url, "s1", reg.credentials.secret) as dev:
+            assert dev.send({"temperature": 21.5}, ts=t0) == 1
+            assert dev.send_batch([(t0 + timedelta(seconds=i), {"temperature": 20 + i}) for i in range(1, 5)]) == 4
+            with pytest.raises(atoll.InvalidInput, match="humidity"):
+                dev.send({"humidity": 3})
+            assert dev.report({"fw": "1.0"}).reported == {"fw": "1.0"}
+
+        raw = c.raw("s1", "temperature", start=t0, end=t0 + timedelta(hours=1))
+        assert raw.value == [21.5, 21, 22, 23, 24] and raw.times()[0] == t0
+        assert len(c.chart("s1", "temperature", start=t0, end=t0 + timedelta(hours=1), width=10)) >= 2
+        b = c.buckets("s1", "temperature", start=t0, end=t0 + timedelta(minutes=1), bucket="1m")
+        assert b["count"] == [5] and b["max"] == [24]
+        assert [(x.metric, x.value) for x in c.latest("lab")] == [("temperature", 24)]
+        assert [s.metric for s in c.series("s1")] == ["temperature"]
+
+        twin = c.update_desired("s1", {"interval": 5})
+        assert twin.desired_version == 1 and c.twin("s1").reported == {"fw": "1.0"}
+        cmd = c.send_command("s1", "reboot", {"delay": 1})
+        assert cmd.status == "pending"
+        with atoll.DeviceClient(server.url, "s1", reg.credentials.secret) as dev:
+            assert dev.desired() == ({"interval": 5}, 1)
+            (polled,) = dev.pending_commands()
+            assert dev.ack(polled.id, result="ok").status == "acked"
+        assert c.command("s1", cmd.id).result == "ok"
+
+        new = c.rotate_credentials("s1")
+        with pytest.raises(atoll.Unauthenticated) as err:
+            atoll.DeviceClient(server.url, "s1", reg.credentials.secret).send({"temperature": 1})
+        assert err.value.hint
+        assert atoll.DeviceClient(server.url, "s1", new.secret).send({"temperature": 1}) == 1
+        c.revoke_credentials("s1")
+        with pytest.raises(atoll.Unauthenticated):
+            atoll.DeviceClient(server.url, "s1", new.secret).send({"temperature": 1})
+        server.registry.flush_rejections()
+        assert {r.reason for r in c.rejections("s1")} >= {"unknown_series", "unauthenticated"}
+
+        with pytest.raises(atoll.NotFound):
+            c.device("nope")
+        with pytest.raises(atoll.Conflict):
+            c.register_device("lab", id="s1")
+        viewer = c.create_api_key("ro", "viewer")
+    with atoll.Client(server.url, viewer.token) as ro:
+        with pytest.raises(atoll.Forbidden, match="operator"):
+            ro.register_device("lab")
+        assert ro.device("s1").id == "s1"
+
+
+def test_unreachable_server_is_unavailable():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with atoll.Client(f"http://127.0.0.1:{port}", "atk_x_y", timeout=2) as c, pytest.raises(atoll.Unavailable):
+        c.projects()
+    assert time.monotonic() - start < 5
