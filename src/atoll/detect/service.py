@@ -1,0 +1,268 @@
+"""The detection service: a detector on every telemetry stream of the platform.
+
+It subscribes to ``telemetry.>`` (what ingest publishes after each durable store append) and keeps
+one detector per series ``(project, device, metric)``: the one bound to the device's type for that
+metric (``bind``, e.g. from a solution template's ``detectors``), else the device's ``detector``
+label, else ``"default"``. For each message it then
+
+* stores every score as the series ``<metric>.anomaly_score`` (same project and device);
+* publishes one message on ``anomaly.{project}.{device}`` (``topics.bus_anomaly``), a JSON list with
+  one event per scored reading (the rules engine's hysteresis needs the low scores too)::
+
+      [{"project": "p", "device": "d", "metric": "temp", "ts": 1700000000000000, "score": 0.99991,
+        "value": 81.5, "is_anomaly": true, "detector": {"name": "ewma", "version": 1}}]
+
+* learns from the readings, in time order. A reading not newer than the last one the series'
+  detector saw (a redelivery, or late data) is neither scored nor learned.
+
+State survives restarts: every detector's ``state()`` goes to ``<home>/detect/state.msgpack``
+(written atomically) every ``snapshot_interval`` seconds and on ``stop``, and is restored on
+``start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+import orjson
+
+from atoll.bus.port import Message, MessageBus, Subscription
+from atoll.core import topics
+from atoll.core.errors import AtollError, InvalidInput
+from atoll.core.points import PointBatch, SeriesKey
+from atoll.detect.base import StreamingDetector
+from atoll.detect.registry import get_detector, resolve, restore
+from atoll.store.port import SeriesStore
+
+log = logging.getLogger(__name__)
+
+SCORE_SUFFIX = ".anomaly_score"
+DEVICE_LABEL = "detector"
+_STATE_FORMAT = 1
+
+
+def score_metric(metric: str) -> str:
+    """Name of the series holding ``metric``'s anomaly scores."""
+    return metric + SCORE_SUFFIX
+
+
+@dataclass
+class _Tracked:
+    detector: StreamingDetector
+    name: str
+    last_ts: int = -(2**63)
+
+
+@dataclass(frozen=True)
+class Choice:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+class DetectionService:
+    def __init__(self, bus: MessageBus, store: SeriesStore | None, *, registry: Any = None,
+                 state_path: str | os.PathLike | None = None, snapshot_interval: float = 30.0,
+                 group: str | None = "detect", default: str = "default") -> None:
+        self.bus, self.store, self.registry = bus, store, registry
+        self.state_path = Path(state_path) if state_path is not None else None
+        self.snapshot_interval = snapshot_interval
+        self.group, self.default = group, default
+        self.series: dict[SeriesKey, _Tracked] = {}
+        self._bindings: dict[tuple[str, str, str | None], Choice] = {}
+        self._device_choice: dict[str, tuple[str | None, dict[str, str]]] = {}
+        self._sub: Subscription | None = None
+        self._snapshotter: asyncio.Task | None = None
+        self._lock = asyncio.Lock()
+        self.stats = {"messages": 0, "points": 0, "anomalies": 0, "skipped_late": 0, "bad_messages": 0,
+                      "snapshots": 0, "seconds": 0.0}
+
+    # -- configuration ----------------------------------------------------------------------------
+    def bind(self, project: str, device_type: str, detector: str, metrics: list[str] | None = None,
+             params: dict[str, Any] | None = None) -> None:
+        """Use ``detector`` for ``metrics`` (all when ``None``) of devices of ``device_type``."""
+        get_detector(detector, **(params or {}))  # fail now, not on the first reading
+        for m in metrics or [None]:
+            self._bindings[(project, device_type, m)] = Choice(detector, dict(params or {}))
+
+    def _device_info(self, device: str) -> tuple[str | None, dict[str, str]]:
+        info = self._device_choice.get(device)
+        if info is None:
+            info = (None, {})
+            if self.registry is not None:
+                with contextlib.suppress(AtollError):
+                    d = self.registry.get_device(device)
+                    info = (d.device_type, dict(d.labels or {}))
+            self._device_choice[device] = info
+        return info
+
+    def choose(self, key: SeriesKey) -> Choice:
+        device_type, labels = self._device_info(key.device)
+        if device_type is not None:
+            for m in (key.metric, None):
+                c = self._bindings.get((key.project, device_type, m))
+                if c is not None:
+                    return c
+        if labels.get(DEVICE_LABEL):
+            return Choice(labels[DEVICE_LABEL])
+        return Choice(self.default)
+
+    def _tracked(self, key: SeriesKey) -> _Tracked:
+        t = self.series.get(key)
+        if t is None:
+            c = self.choose(key)
+            try:
+                det = get_detector(c.name, **c.params)
+            except AtollError as exc:
+                log.warning("detector %r for %s unusable (%s); using the default", c.name, key, exc.message)
+                c, det = Choice(self.default), get_detector(self.default)
+            t = self.series[key] = _Tracked(det, resolve(c.name))
+        return t
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.state_path is not None:
+            await asyncio.to_thread(self._load)
+        self._sub = await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group)
+        if self.state_path is not None and self.snapshot_interval > 0:
+            self._snapshotter = asyncio.create_task(self._snapshot_forever(), name="detect-snapshots")
+
+    async def stop(self) -> None:
+        if self._snapshotter is not None:
+            self._snapshotter.cancel()
+            await asyncio.gather(self._snapshotter, return_exceptions=True)
+            self._snapshotter = None
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        async with self._lock:  # let a message being handled finish first
+            await self.snapshot()
+
+    async def _snapshot_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.snapshot_interval)
+            try:
+                await self.snapshot()
+            except Exception:
+                log.exception("detector snapshot failed")
+
+    # -- state ------------------------------------------------------------------------------------
+    def _encode_state(self) -> bytes:
+        return msgspec.msgpack.encode({
+            "format": _STATE_FORMAT,
+            "series": [[k.project, k.device, k.metric, t.name, t.last_ts, t.detector.state()]
+                       for k, t in self.series.items()],
+        })
+
+    async def snapshot(self) -> None:
+        """Write every detector's state (atomically: a crash mid-write keeps the previous file)."""
+        if self.state_path is None:
+            return
+        blob = self._encode_state()
+        await asyncio.to_thread(_write_atomic, self.state_path, blob)
+        self.stats["snapshots"] += 1
+
+    def _load(self) -> None:
+        if self.state_path is None or not self.state_path.is_file():
+            return
+        try:
+            raw = msgspec.msgpack.decode(self.state_path.read_bytes())
+            if raw.get("format") != _STATE_FORMAT:
+                raise InvalidInput(f"unknown detector state format {raw.get('format')!r}")
+            for project, device, metric, name, last_ts, blob in raw["series"]:
+                self.series[SeriesKey(project, device, metric)] = _Tracked(restore(blob), name, last_ts)
+        except (msgspec.DecodeError, AtollError, ValueError, KeyError, TypeError) as exc:
+            # Learning starts over rather than the platform refusing to start; keep the file.
+            bad = self.state_path.with_suffix(".unreadable")
+            self.state_path.replace(bad)
+            self.series.clear()
+            log.error("detector state %s unreadable (%s); moved to %s, starting fresh", self.state_path, exc, bad)
+
+    # -- the work ---------------------------------------------------------------------------------
+    async def _on_telemetry(self, msg: Message) -> None:
+        from atoll.ingest.events import decode_telemetry
+
+        try:
+            batch = decode_telemetry(msg.data)
+        except (msgspec.DecodeError, ValueError) as exc:  # a bad message is counted, not fatal
+            self.stats["bad_messages"] += 1
+            log.warning("bad telemetry event on %s: %s", msg.subject, exc)
+            return
+        async with self._lock:
+            await self.process(batch)
+
+    async def process(self, batch: PointBatch) -> list[dict[str, Any]]:
+        """Score, store, publish and learn one batch; returns the published events."""
+        t0 = time.perf_counter()
+        keys, ts_parts, val_parts, events_by_device = [], [], [], {}
+        for key, (ts, values) in batch.split().items():
+            if key.metric.endswith(SCORE_SUFFIX):
+                continue  # never judge our own output
+            tracked = self._tracked(key)
+            fresh = ts > tracked.last_ts
+            if not fresh.all():
+                # Duplicate timestamps within one batch are also dropped: one reading per instant.
+                self.stats["skipped_late"] += int((~fresh).sum())
+                ts, values = ts[fresh], values[fresh]
+            if len(ts) > 1:
+                keep = np.r_[True, np.diff(ts) > 0]
+                self.stats["skipped_late"] += int((~keep).sum())
+                ts, values = ts[keep], values[keep]
+            if not len(ts):
+                continue
+            scores = np.clip(np.nan_to_num(tracked.detector.score_many(values, ts), nan=0.0), 0.0, 1.0)
+            tracked.last_ts = int(ts[-1])
+            threshold = tracked.detector.default_threshold
+            version = getattr(tracked.detector, "version", 1)
+            flags = scores >= threshold
+            self.stats["anomalies"] += int(flags.sum())
+            self.stats["points"] += len(ts)
+            keys.append(SeriesKey(key.project, key.device, score_metric(key.metric)))
+            ts_parts.append(ts)
+            val_parts.append(scores)
+            detector = {"name": tracked.name, "version": version}
+            events_by_device.setdefault((key.project, key.device), []).extend(
+                {"project": key.project, "device": key.device, "metric": key.metric, "ts": int(t),
+                 "score": float(s), "value": float(v), "is_anomaly": bool(f), "detector": detector}
+                for t, s, v, f in zip(ts, scores, values, flags)
+            )
+        if keys and self.store is not None:
+            out = PointBatch(tuple(keys),
+                             np.concatenate([np.full(len(t), i, np.int32) for i, t in enumerate(ts_parts)]),
+                             np.concatenate(ts_parts), np.concatenate(val_parts))
+            await asyncio.to_thread(self.store.append, out)
+        published = []
+        for (project, device), events in events_by_device.items():
+            await self.bus.publish(topics.bus_anomaly(project, device), orjson.dumps(events))
+            published += events
+        self.stats["messages"] += 1
+        self.stats["seconds"] += time.perf_counter() - t0
+        return published
+
+    def memory_bytes(self) -> int:
+        """Learned state held for all series (the bound is per detector, times the series count)."""
+        return sum(t.detector.nbytes() for t in self.series.values() if hasattr(t.detector, "nbytes"))
+
+
+def _write_atomic(path: Path, blob: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(blob)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def create_service(platform: Any) -> DetectionService:
+    """The platform's hook (``atoll.platform.SERVICE_MODULES``)."""
+    return DetectionService(platform.bus, platform.store, registry=platform.registry,
+                            state_path=Path(platform.settings.home) / "detect" / "state.msgpack")

@@ -1,0 +1,195 @@
+"""The detection service on the memory bus and memory store (and a real registry for bindings)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import orjson
+import pytest
+from argon2 import PasswordHasher
+
+from atoll.bus.memory import MemoryBus
+from atoll.core.errors import NotFound
+from atoll.core.points import SeriesKey
+from atoll.detect.registry import DEFAULT
+from atoll.detect.service import DetectionService, score_metric
+from atoll.ingest.events import encode_telemetry
+from atoll.store.memory import MemoryStore
+
+T0 = 1_764_000_000_000_000
+MIN = 60_000_000
+FAR = 2**62
+
+
+def _readings(n, seed=0, spike_at=None):
+    rng = np.random.default_rng(seed)
+    temp = 20 + rng.normal(0, 0.2, n)
+    hum = 40 + rng.normal(0, 0.5, n)
+    if spike_at is not None:
+        temp[spike_at] += 15
+    return temp, hum
+
+
+async def _feed(bus, temp, hum, start=0, chunk=50, device="d1"):
+    """Publish like ingest does: one device per message, two metrics, ``chunk`` readings each."""
+    n = len(temp)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        ts = [T0 + (start + i) * MIN for i in range(lo, hi)]
+        await bus.publish(f"telemetry.p.{device}", encode_telemetry(
+            "p", device, ["temp", "hum"], [0] * (hi - lo) + [1] * (hi - lo), ts + ts,
+            [float(v) for v in temp[lo:hi]] + [float(v) for v in hum[lo:hi]]))
+
+
+async def _settle(svc, points):
+    for _ in range(500):
+        if svc.stats["points"] >= points:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"service saw {svc.stats['points']} of {points} points")
+
+
+class _Collector:
+    def __init__(self):
+        self.events = []
+
+    async def __call__(self, msg):
+        assert msg.subject.startswith("anomaly.p.")
+        self.events += orjson.loads(msg.data)
+
+
+async def test_scores_are_stored_and_published():
+    bus, store = MemoryBus(), MemoryStore()
+    got = _Collector()
+    await bus.subscribe("anomaly.>", got)
+    svc = DetectionService(bus, store)
+    await svc.start()
+    temp, hum = _readings(400, spike_at=300)
+    await _feed(bus, temp, hum)
+    await _settle(svc, 800)
+    await svc.stop()
+    await bus.close()
+
+    stored = store.query_raw(SeriesKey("p", "d1", score_metric("temp")), 0, FAR)
+    assert len(stored.ts) == 400 and np.all((stored.value >= 0) & (stored.value <= 1))
+    assert len(store.query_raw(SeriesKey("p", "d1", "hum.anomaly_score"), 0, FAR).ts) == 400
+    temp_events = [e for e in got.events if e["metric"] == "temp"]
+    assert len(temp_events) == 400
+    spike = temp_events[300]
+    assert spike["is_anomaly"] and spike["ts"] == T0 + 300 * MIN and spike["value"] == pytest.approx(temp[300])
+    assert spike["detector"]["name"] == DEFAULT and spike["detector"]["version"] >= 1
+    assert sum(e["is_anomaly"] for e in got.events) <= 5
+    # What the rules engine reads.
+    from atoll.rules.events import decode_anomaly
+
+    assert decode_anomaly(orjson.dumps(temp_events[:2]))[0][:3] == ("p", "d1", "temp")
+
+
+async def test_learning_survives_a_restart(tmp_path):
+    temp, hum = _readings(600, seed=3, spike_at=450)
+
+    async def run(svc_path, parts):
+        bus, store = MemoryBus(), MemoryStore()
+        got = _Collector()
+        await bus.subscribe("anomaly.>", got)
+        svc = DetectionService(bus, store, state_path=svc_path, snapshot_interval=0)
+        await svc.start()
+        for lo, hi in parts:
+            await _feed(bus, temp[lo:hi], hum[lo:hi], start=lo)
+            await _settle(svc, 2 * (hi - lo))
+        await svc.stop()
+        await bus.close()
+        return [e["score"] for e in got.events if e["metric"] == "temp"]
+
+    straight = await run(None, [(0, 600)])
+    first = await run(tmp_path / "state.msgpack", [(0, 300)])
+    assert (tmp_path / "state.msgpack").is_file()
+    second = await run(tmp_path / "state.msgpack", [(300, 600)])
+    assert first + second == pytest.approx(straight, abs=1e-12)
+    # Without the saved state the second half would have started from scratch.
+    fresh = await run(tmp_path / "other.msgpack", [(300, 600)])
+    assert fresh != pytest.approx(second, abs=1e-12)
+
+
+async def test_periodic_snapshots_and_unreadable_state(tmp_path):
+    path = tmp_path / "s.msgpack"
+    path.write_bytes(b"garbage")
+    bus = MemoryBus()
+    svc = DetectionService(bus, None, state_path=path, snapshot_interval=0.05)
+    await svc.start()  # a broken file does not stop the platform; it is kept aside
+    assert (tmp_path / "s.unreadable").is_file()
+    temp, hum = _readings(60)
+    await _feed(bus, temp, hum)
+    await _settle(svc, 120)
+    for _ in range(100):
+        if svc.stats["snapshots"]:
+            break
+        await asyncio.sleep(0.02)
+    assert svc.stats["snapshots"] >= 1 and path.stat().st_size > 0
+    assert 0 < svc.memory_bytes() < 200_000
+    await svc.stop()
+    await bus.close()
+
+
+async def test_late_and_duplicate_readings_are_not_rescored():
+    bus, store = MemoryBus(), MemoryStore()
+    svc = DetectionService(bus, store)
+    await svc.start()
+    temp, hum = _readings(100)
+    await _feed(bus, temp, hum)
+    await _settle(svc, 200)
+    await _feed(bus, temp[:10], hum[:10])  # redelivered
+    await bus.publish("telemetry.p.d1", b"{not json")
+    await _feed(bus, temp[:5], hum[:5], start=200)
+    await _settle(svc, 210)
+    await svc.stop()
+    await bus.close()
+    assert svc.stats["skipped_late"] == 20 and svc.stats["bad_messages"] == 1
+    assert len(store.query_raw(SeriesKey("p", "d1", "temp.anomaly_score"), 0, FAR).ts) == 105
+
+
+async def test_device_type_binding_and_label(tmp_path):
+    from atoll.registry import Registry
+
+    reg = Registry.open(tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    try:
+        boot = reg.bootstrap()
+        reg.create_project(boot.tenant, "Plant", project_id="p")
+        reg.create_device_type("p", "pump", [{"name": "temp"}, {"name": "hum"}])
+        reg.register_device("p", device_id="d1", device_type="pump")
+        reg.register_device("p", device_id="d2", labels={"detector": "windowed_gaussian"})
+        reg.register_device("p", device_id="d3")
+        bus = MemoryBus()
+        svc = DetectionService(bus, MemoryStore(), registry=reg)
+        svc.bind("p", "pump", "seasonal", metrics=["temp"])
+        with pytest.raises(NotFound):
+            svc.bind("p", "pump", "no-such-detector")
+        await svc.start()
+        temp, hum = _readings(40)
+        for d in ("d1", "d2", "d3", "ghost"):
+            await _feed(bus, temp, hum, device=d)
+        await _settle(svc, 320)
+        await svc.stop()
+        await bus.close()
+        names = {(k.device, k.metric): t.name for k, t in svc.series.items()}
+        assert names[("d1", "temp")] == "seasonal"
+        assert names[("d1", "hum")] == DEFAULT
+        assert names[("d2", "temp")] == "windowed_gaussian"
+        assert names[("d3", "temp")] == DEFAULT and names[("ghost", "hum")] == DEFAULT
+    finally:
+        reg.close()
+
+
+async def test_platform_runs_the_service(tmp_path):
+    from atoll.config import Settings
+    from atoll.platform import Platform
+
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", store_url="memory://")
+    async with Platform(settings) as platform:
+        svc = next(s for s in platform.services if isinstance(s, DetectionService))
+        temp, hum = _readings(50)
+        await _feed(platform.bus, temp, hum)
+        await _settle(svc, 100)
+        assert len(platform.store.query_raw(SeriesKey("p", "d1", "temp.anomaly_score"), 0, FAR).ts) == 50
+    assert (tmp_path / "detect" / "state.msgpack").is_file()
