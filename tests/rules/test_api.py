@@ -200,3 +200,35 @@ async def test_reports_over_http(env):
     assert r.json()["sent_to"] == ["log"]
     r = await env.put("/projects/plant/reports/daily", {**body, "cron": "sometimes"})
     assert r.status_code == 400 and "report.cron" in r.json()["message"]
+
+
+async def test_command_channel_records_and_publishes_a_device_command(env):
+    from atoll.api.sender import TopicCommandSender
+    from atoll.rules.commands import RegistryCommands
+
+    published = []
+
+    async def publish(topic, payload, *, qos=1, retain=False):
+        published.append((topic, payload))
+
+    env.svc.notifier.ctx.command_sender = RegistryCommands(env.registry, TopicCommandSender(publish))
+    r = await env.put("/projects/plant/channels/burner-off",
+                      {"type": "command", "config": {"command": "burner_off", "args": {"level": 0}}})
+    assert r.status_code == 200, r.text
+    rule = {**RULE, "notify": {"channels": ["burner-off"], "on": ["raised"]}}
+    assert (await env.post("/projects/plant/rules", rule)).status_code == 201
+    await send(env, 99)
+    await wait_for(lambda: env.svc.stats["raised"] == 1)
+    await env.svc.notifier.drain()
+    (cmd,) = env.registry.list_commands("b1")
+    assert (cmd.name, cmd.status, cmd.args["level"], cmd.args["event"]) == (
+        "burner_off", "delivered", 0, "raised")
+    assert published[0][0] == f"atoll/v1/devices/b1/commands/{cmd.id}"
+    # Without an MQTT side the command waits in the registry for the device to fetch it.
+    env.svc.notifier.ctx.command_sender = RegistryCommands(env.registry)
+    assert await env.svc.notifier.ctx.command_sender.send_command("plant", "b1", "ping", {})
+    assert [c.status for c in env.registry.list_commands("b1", status="pending")] == ["pending"]
+    from atoll.rules.channels import DeliveryFailed
+
+    with pytest.raises(DeliveryFailed, match="not in project"):
+        await env.svc.notifier.ctx.command_sender.send_command("other", "b1", "ping", {})

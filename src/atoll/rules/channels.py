@@ -159,17 +159,18 @@ class CommandChannel:
     """Sends a command to a device, e.g. switch a pump off when its alarm is raised."""
 
     def __init__(self, config: CommandConfig, ctx: ChannelContext) -> None:
-        self.config, self.sender = config, ctx.command_sender
+        self.config, self.ctx = config, ctx
 
     async def send(self, note: Notification) -> int:
-        if self.sender is None:
+        sender = self.ctx.command_sender  # read late: the runtime may wire it after start
+        if sender is None:
             raise DeliveryFailed("no command sender is configured in this process")
         device = self.config.device or (note.alarm or {}).get("device")
         if not device:
             raise DeliveryFailed("command channel has no device: set 'device' in its config")
         args = {**self.config.args, "alarm": (note.alarm or {}).get("id"), "event": note.event}
         try:
-            await self.sender.send_command(note.project, device, self.config.command, args)
+            await sender.send_command(note.project, device, self.config.command, args)
         except DeliveryFailed:
             raise
         except Exception as exc:  # a foreign error from the sender: translate at the edge

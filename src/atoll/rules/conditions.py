@@ -8,6 +8,7 @@ condition must hold that long before the node counts as true). Times are µs.
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
 from typing import Annotated, Literal
 
@@ -112,22 +113,26 @@ TELEMETRY, ANOMALY = "telemetry", "anomaly"
 # ---------------------------------------------------------------- evaluators
 
 
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+
+
 class _Hysteresis:
     """Latch that raises past ``value`` and clears past ``clear``."""
 
-    def __init__(self, op: str, value: float, clear: float | None) -> None:
-        self.op, self.value, self.clear = op, value, clear
-        self.on = False
+    __slots__ = ("back", "clear", "on", "past", "value")
 
-    def _past(self, x: float, limit: float) -> bool:
-        return {">": x > limit, ">=": x >= limit, "<": x < limit, "<=": x <= limit}[self.op]
+    def __init__(self, op: str, value: float, clear: float | None) -> None:
+        self.value, self.clear = value, clear
+        self.past = _OPS[op]
+        # Still "on" until x is strictly back beyond the clear level.
+        self.back = operator.lt if op in (">", ">=") else operator.gt
+        self.on = False
 
     def feed(self, x: float) -> None:
         if not self.on or self.clear is None:
-            self.on = self._past(x, self.value)
+            self.on = self.past(x, self.value)
         else:
-            # Still "on" until x is strictly back beyond the clear level.
-            self.on = not (x < self.clear if self.op in (">", ">=") else x > self.clear)
+            self.on = not self.back(x, self.clear)
 
 
 def _num(x: float | None) -> str:

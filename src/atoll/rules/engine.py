@@ -132,12 +132,15 @@ class RuleEngine:
         self._adopt(project, device)
         now = self.clock.now_us()
         touched: dict[int, _Instance] = {}
-        any_metric = self._index.get((project, device, None, kind), ())
+        index = self._index
+        any_metric = index.get((project, device, None, kind))
         for metric, x in values.items():
-            for inst, leaf in (*self._index.get((project, device, metric, kind), ()), *any_metric):
-                leaf.feed(metric, ts, x, now)
-                inst.fed = True
-                touched[id(inst)] = inst
+            for watchers in (index.get((project, device, metric, kind)), any_metric):
+                if watchers:
+                    for inst, leaf in watchers:
+                        leaf.feed(metric, ts, x, now)
+                        inst.fed = True
+                        touched[id(inst)] = inst
         # A replayed (older) reading is judged at its own time; a future one at ours.
         t = min(ts, now)
         return [c for inst in touched.values() if (c := inst.evaluate(t)) is not None]

@@ -18,7 +18,7 @@ import asyncio
 import logging
 from typing import Any
 
-import numpy as np
+import msgspec
 import sqlalchemy as sa
 
 from atoll.bus.port import Message, MessageBus, Subscription
@@ -31,6 +31,7 @@ from atoll.rules.clock import Clock, SystemClock
 from atoll.rules.directory import DeviceDirectory
 from atoll.rules.durations import format_duration
 from atoll.rules.engine import Change, RuleEngine
+from atoll.ingest.events import TelemetryEvent
 from atoll.rules.events import decode_anomaly, encode_alarm_event
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
@@ -39,6 +40,7 @@ from atoll.rules.repository import RuleRepository
 
 log = logging.getLogger(__name__)
 US = 1_000_000
+_TELEMETRY = msgspec.json.Decoder(TelemetryEvent)
 
 
 class RulesService:
@@ -107,29 +109,33 @@ class RulesService:
     # ------------------------------------------------------------ inputs
 
     async def _on_telemetry(self, msg: Message) -> None:
-        from atoll.ingest.events import decode_telemetry
-
         try:
-            batch = decode_telemetry(msg.data)
-        except Exception as exc:  # msgspec's errors are foreign: count and move on
+            e = _TELEMETRY.decode(msg.data)
+        except msgspec.ValidationError as exc:  # msgspec's errors are foreign: count, log, go on
             self.stats["bad_messages"] += 1
             log.warning("bad telemetry event on %s: %s", msg.subject, exc)
             return
-        if not len(batch):
+        except msgspec.DecodeError as exc:
+            self.stats["bad_messages"] += 1
+            log.warning("bad telemetry event on %s: %s", msg.subject, exc)
             return
-        # One device per message; readings sharing a timestamp are evaluated together, so a
-        # composite over two metrics of one reading sees both.
-        project, device = batch.keys[0].project, batch.keys[0].device
-        metrics = [k.metric for k in batch.keys]
-        order = np.argsort(batch.ts, kind="stable")
-        ts, idx, val = batch.ts[order], batch.key_index[order], batch.value[order]
-        cuts = np.flatnonzero(np.diff(ts)) + 1
+        # Readings sharing a timestamp are evaluated together, so a composite over two metrics
+        # of one reading sees both; plain Python beats numpy on these few points.
+        by_ts: dict[int, dict[str, float]] = {}
+        metrics = e.metrics
+        try:
+            for k, t, v in zip(e.key_index, e.ts, e.value, strict=True):
+                by_ts.setdefault(t, {})[metrics[k]] = v
+        except (IndexError, ValueError):
+            self.stats["bad_messages"] += 1
+            log.warning("inconsistent telemetry event on %s", msg.subject)
+            return
         changes: list[Change] = []
-        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(ts)]):
-            values = {metrics[int(i)]: float(v) for i, v in zip(idx[lo:hi], val[lo:hi])}
-            changes += self.engine.on_telemetry(project, device, int(ts[lo]), values)
-        self.stats["readings"] += len(ts)
-        await self._apply(changes)
+        for t in sorted(by_ts):
+            changes += self.engine.on_telemetry(e.project, e.device, t, by_ts[t])
+        self.stats["readings"] += len(e.ts)
+        if changes:
+            await self._apply(changes)
 
     async def _on_anomaly(self, msg: Message) -> None:
         try:
