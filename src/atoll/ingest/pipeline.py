@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -50,6 +50,9 @@ class IngestStats:
     rejected: int = 0
     commit_seconds: float = 0.0
     last_commit_points: int = 0
+    #: Refusals by reason over all devices (unknown devices included; the registry keeps
+    #: per-device counts only for devices it knows).
+    by_reason: dict[str, int] = field(default_factory=dict)
 
 
 class _Item:
@@ -335,6 +338,7 @@ class IngestPipeline:
             row[0] += 1
             row[1] = message
             row[2] = _now_us()
+        self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
         if reason != OUT_OF_RANGE_ACCEPTED:
             self.stats.rejected += 1
 

@@ -1,0 +1,283 @@
+"""The embedded MQTT broker: amqtt, with Atoll's device auth, ACLs and in-process ingest.
+
+How "PUBACK means durable" is achieved: amqtt's protocol handler normally queues an incoming
+QoS 1 PUBLISH and sends PUBACK right away. We give each connection a handler subclass whose
+``handle_publish`` awaits the ingest pipeline (which returns only after the store append of the
+group commit containing the message returned) and only then sends PUBACK. amqtt reads each
+packet into its own task, so many messages of one connection are in flight at once and share
+one group commit. If the store fails, no PUBACK is sent and the connection is closed, so the
+client re-sends on reconnect. QoS 0 is ingested the same way (no ack). QoS 2 goes through
+amqtt's own flow and is ingested on delivery (its PUBREC/PUBCOMP do not wait for the store;
+use QoS 1 for durable at-least-once).
+
+Device telemetry is consumed by Atoll, not re-broadcast to other MQTT subscribers. Devices
+only ever receive what Atoll publishes to them (commands, desired twin).
+
+Authentication happens *before* amqtt touches session state: an unauthenticated CONNECT can
+neither take over nor wipe another client's session. A device's client id must be its device
+id, ``{device_id}:{suffix}``, or empty (clean session).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+from typing import Any
+
+from amqtt.broker import Action, Broker
+from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.mqtt.puback import PubackPacket
+from amqtt.session import Session
+from amqtt.utils import gen_client_id
+
+from atoll.core import topics
+from atoll.core.errors import AtollError, Forbidden, Unavailable
+from atoll.ingest.devices import DeviceDirectory, Identity
+from atoll.ingest.dispatch import dispatch
+from atoll.ingest.pipeline import IngestPipeline
+
+log = logging.getLogger(__name__)
+
+AUTH_FAILED = "auth_failed"
+DEVICE_DISABLED = "device_disabled"
+ACL_SUBSCRIBE = "acl_subscribe"
+BAD_CLIENT_ID = "bad_client_id"
+
+
+def _client_id_ok(device: str, session: Session, random_id: bool) -> bool:
+    cid = session.client_id or ""
+    return cid == device or cid.startswith(device + ":") or (random_id and bool(session.clean_session))
+
+
+class _AtollHandler(BrokerProtocolHandler):
+    """Per-connection protocol handler: telemetry is stored before it is acknowledged."""
+
+    atoll: EmbeddedBroker
+
+    async def handle_publish(self, publish_packet) -> None:
+        qos = publish_packet.qos
+        if qos == 2:
+            await super().handle_publish(publish_packet)
+            return
+        session = self.session
+        identity = getattr(session, "atoll_identity", None)
+        topic, data = publish_packet.topic_name, publish_packet.data
+        if identity is None or topic is None or data is None:
+            return
+        try:
+            await dispatch(self.atoll.pipeline, identity, topic, bytes(data))
+        except Unavailable as e:
+            log.error("not acknowledging %s from %s: %s", topic, identity.device, e.message)
+            await self.handle_connection_closed()  # the client re-sends after reconnecting
+            return
+        except Exception:
+            log.exception("ingest of %s from %s failed", topic, identity.device)
+            await self.handle_connection_closed()
+            return
+        if qos == 1:
+            await self._send_packet(PubackPacket.build(publish_packet.variable_header.packet_id))
+
+
+class _AtollAmqttBroker(Broker):
+    def __init__(self, config: dict[str, Any], atoll: EmbeddedBroker) -> None:
+        super().__init__(config)
+        self._atoll = atoll
+
+    async def _initialize_client_session(self, reader, writer, remote_address, remote_port):
+        # Same contract as amqtt's, but credentials are checked before any session is looked up.
+        try:
+            handler, session = await _AtollHandler.init_from_connect(reader, writer, self.plugins_manager)
+        except (MQTTError, NoDataError) as exc:
+            await _close(writer)
+            raise AMQTTError(exc) from exc
+        random_id = (session.client_id or "").startswith("amqtt/")
+        identity = await self._atoll.authenticate(session, random_id)
+        if identity is None:
+            handler.attach(session, reader, writer)
+            await handler.mqtt_connack_authorize(False)
+            await _close(writer)
+            raise AMQTTError(f"refused CONNECT from {remote_address} as {session.username!r}")
+        if session.clean_session:
+            if session.client_id:
+                await self._delete_session(session.client_id)
+            else:
+                session.client_id = gen_client_id()
+            session.parent = 0
+        elif session.client_id in self._sessions:
+            old, _ = self._sessions[session.client_id]
+            for attr in ("will_flag", "will_message", "will_topic", "will_qos", "keep_alive",
+                         "username", "password"):
+                setattr(old, attr, getattr(session, attr))
+            session, old.parent = old, 1
+        else:
+            session.parent = 0
+        session.atoll_identity = identity
+        handler.atoll = self._atoll
+        return handler, session
+
+    async def _authenticate(self, session: Session, _listener) -> bool:
+        return getattr(session, "atoll_identity", None) is not None
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        identity = getattr(session, "atoll_identity", None)
+        if identity is None:
+            return False
+        if action == Action.SUBSCRIBE:
+            if topics.may_subscribe(identity.device, topic):
+                return True
+            self._atoll.pipeline.reject(identity.device, "mqtt", ACL_SUBSCRIBE,
+                                        f"device may not subscribe to {topic!r}")
+            return False
+        if action == Action.PUBLISH:  # QoS 2 path only; QoS 0/1 are checked in dispatch
+            return topics.may_publish(identity.device, topic)
+        return True  # RECEIVE: the subscription was already checked
+
+    async def _handle_message_delivery(self, client_session, handler, wait_deliver) -> bool:
+        # Only QoS 2 publishes get here (see _AtollHandler.handle_publish).
+        app_message = wait_deliver.result()
+        identity = getattr(client_session, "atoll_identity", None)
+        if app_message is None or identity is None or not app_message.topic:
+            return True
+        try:
+            await dispatch(self._atoll.pipeline, identity, app_message.topic, bytes(app_message.data))
+        except AtollError as e:
+            log.error("QoS 2 message from %s not stored: %s", identity.device, e.message)
+        return True
+
+
+async def _close(writer) -> None:
+    try:
+        await writer.close()
+    except Exception as e:  # noqa: BLE001 - the peer may already be gone
+        log.debug("closing a refused connection: %r", e)
+
+
+class EmbeddedBroker:
+    """``await EmbeddedBroker(pipeline, directory, port=1883).start()``; ``port=0`` picks a free one."""
+
+    def __init__(self, pipeline: IngestPipeline, directory: DeviceDirectory, *,
+                 host: str = "127.0.0.1", port: int = 1883, recheck_interval: float = 10.0) -> None:
+        self.pipeline = pipeline
+        self.directory = directory
+        self.host = host
+        self.port = port
+        self.recheck_interval = recheck_interval
+        self._broker: _AtollAmqttBroker | None = None
+        self._recheck: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        if self.port:
+            check_port_free(self.host, self.port, "MQTT", "--mqtt-port")
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}",
+                                      "max_connections": -1}},
+            "plugins": {},
+            "timeout_disconnect_delay": 2,
+        }
+        self._broker = _AtollAmqttBroker(config, self)
+        try:
+            await self._broker.start()
+        except AMQTTError as e:
+            raise Unavailable(f"could not start the embedded MQTT broker on {self.host}:{self.port}: {e}",
+                              hint="choose another port with --mqtt-port N") from e
+        server = self._broker._servers["default"].instance
+        self.port = server.sockets[0].getsockname()[1]
+        self._recheck = asyncio.create_task(self._recheck_loop(), name="atoll-mqtt-recheck")
+
+    async def stop(self) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
+            await asyncio.gather(self._recheck, return_exceptions=True)
+        if self._broker is not None:
+            try:
+                await self._broker.shutdown()
+            except Exception:
+                log.exception("embedded broker shutdown")
+            self._broker = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    async def authenticate(self, session: Session, random_id: bool) -> Identity | None:
+        user = session.username or ""
+        password = session.password or ""
+        if isinstance(password, bytes):
+            password = password.decode("utf-8", "replace")
+        try:
+            identity = await asyncio.to_thread(self.directory.authenticate_device, user, password)
+        except AtollError as e:
+            reason = DEVICE_DISABLED if isinstance(e, Forbidden) else AUTH_FAILED
+            self.pipeline.reject(user or "(anonymous)", "mqtt", reason, e.message)
+            return None
+        if not _client_id_ok(identity.device, session, random_id):
+            self.pipeline.reject(identity.device, "mqtt", BAD_CLIENT_ID,
+                                 f"client id {session.client_id!r} must be the device id "
+                                 f"{identity.device!r} or start with '{identity.device}:'")
+            return None
+        return identity
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+        """Cloud → device (commands, desired twin)."""
+        if self._broker is None:
+            raise Unavailable("the embedded MQTT broker is not running")
+        if retain:
+            await self._broker.retain_message(None, topic, payload, qos)
+        await self._broker.internal_message_broadcast(topic, payload, qos)
+
+    def connected_devices(self) -> set[str]:
+        if self._broker is None:
+            return set()
+        return {s.atoll_identity.device for s, _ in self._broker._sessions.values()
+                if getattr(s, "atoll_identity", None) is not None and s.transitions.state == "connected"}
+
+    async def disconnect_device(self, device_id: str) -> int:
+        """Drop every connection of a device (after revocation or disable)."""
+        if self._broker is None:
+            return 0
+        n = 0
+        for session, handler in list(self._broker._sessions.values()):
+            ident = getattr(session, "atoll_identity", None)
+            if ident is not None and ident.device == device_id and session.transitions.state == "connected":
+                await handler.handle_connection_closed()
+                n += 1
+        return n
+
+    async def _recheck_loop(self) -> None:
+        # Credentials can be revoked or a device disabled while it is connected.
+        while True:
+            await asyncio.sleep(self.recheck_interval)
+            if self._broker is None:
+                return
+            for session, _ in list(self._broker._sessions.values()):
+                ident = getattr(session, "atoll_identity", None)
+                if ident is None or session.transitions.state != "connected":
+                    continue
+                password = session.password or ""
+                if isinstance(password, bytes):
+                    password = password.decode("utf-8", "replace")
+                try:
+                    await asyncio.to_thread(self.directory.authenticate_device, session.username or "",
+                                            password)
+                except AtollError as e:
+                    log.warning("disconnecting device %s: %s", ident.device, e.message)
+                    await self.disconnect_device(ident.device)
+
+
+def check_port_free(host: str, port: int, what: str, flag: str) -> None:
+    """Fail early, and say how to pick another port, if ``host:port`` is taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise Unavailable(
+                    f"{what} port {port} on {host} is already in use",
+                    hint=f"stop the other program or choose another port with {flag} N",
+                ) from None
+            raise Unavailable(f"cannot listen on {host}:{port} for {what}: {e.strerror}",
+                              hint=f"choose another address or port with {flag}") from None

@@ -1,0 +1,252 @@
+"""The runtime: wires settings → store → bus → registry → ingest → services → MQTT → HTTP API.
+
+Services (detectors, rules, …) join through ``SERVICE_MODULES``: a listed module that exists
+exposes ``create_service(platform) -> Service | None``; services start after the store, bus and
+registry are up and before devices can connect, and stop in reverse order. Programs embedding
+Atoll can also call ``platform.add_service(svc)`` before ``start()``.
+
+>>> # async with Platform(Settings(home=tmp, http_port=0, mqtt_port=0)) as p: print(p.http_url)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from atoll.bus.port import MessageBus
+from atoll.config import Settings
+from atoll.core.errors import InvalidInput, Unavailable
+from atoll.ingest.embedded_broker import EmbeddedBroker, check_port_free
+from atoll.ingest.pipeline import IngestPipeline
+from atoll.store.port import SeriesStore
+
+log = logging.getLogger(__name__)
+
+SERVICE_MODULES: tuple[str, ...] = ("atoll.detect.service", "atoll.rules.service")
+
+
+@runtime_checkable
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class _Named:
+    name: str
+    service: Service
+
+
+def open_bus(url: str) -> MessageBus:
+    scheme = url.partition("://")[0]
+    if scheme == "memory":
+        from atoll.bus.memory import MemoryBus
+
+        return MemoryBus()
+    raise InvalidInput(f"unsupported bus URL {url!r}", hint="use memory://")
+
+
+class Platform:
+    """Everything Atoll runs, in one process. ``async with Platform(settings) as p: ...``."""
+
+    def __init__(self, settings: Settings | None = None, *, store: SeriesStore | None = None,
+                 password_hasher: Any = None) -> None:
+        self.settings = settings or Settings()
+        self.store: SeriesStore | None = store
+        self._own_store = store is None
+        self._password_hasher = password_hasher
+        self.registry: Any = None
+        self.bus: MessageBus | None = None
+        self.pipeline: IngestPipeline | None = None
+        self.mqtt: Any = None  # EmbeddedBroker | ExternalIngest | None
+        self.commands: Any = None
+        self.app: Any = None
+        self.bootstrap: Any = None  # BootstrapSecrets on the very first start, else None
+        self.http_port: int | None = None
+        self._services: list[_Named] = []
+        self._extra: list[_Named] = []
+        self._http: Any = None
+        self._http_task: asyncio.Task | None = None
+        self._stack: list[tuple[str, Callable[[], Any]]] = []
+
+    # -- extension point -------------------------------------------------------------------------
+
+    def add_service(self, service: Service, name: str | None = None) -> None:
+        self._extra.append(_Named(name or type(service).__name__, service))
+
+    @property
+    def services(self) -> list[Service]:
+        return [s.service for s in self._services]
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        s = self.settings
+        # Fail before opening anything if a port is taken, with the flag that picks another.
+        if s.http_port:
+            check_port_free(s.http_host, s.http_port, "HTTP", "--http-port")
+        if s.mqtt_mode == "embedded" and s.mqtt_port:
+            check_port_free(s.mqtt_host, s.mqtt_port, "MQTT", "--mqtt-port")
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        from atoll.api import AppContext, create_app
+        from atoll.api.sender import TopicCommandSender
+        from atoll.registry import Registry
+        from atoll.registry.directory import RegistryDirectory
+        from atoll.store import open_store
+
+        s = self.settings
+        s.home.mkdir(parents=True, exist_ok=True)
+        if self.store is None:
+            self.store = await asyncio.to_thread(open_store, s.resolved_store_url)
+        if self._own_store:
+            self._stack.append(("store", self.store.close))
+        kw = {"password_hasher": self._password_hasher} if self._password_hasher is not None else {}
+        self.registry = Registry.open(s.home, **kw)
+        self._stack.append(("registry", self.registry.close))
+        self.bootstrap = self.registry.bootstrap()
+        self.bus = open_bus(s.bus_url)
+        self._stack.append(("bus", self.bus.close))
+        directory = RegistryDirectory(self.registry)
+        self.pipeline = IngestPipeline(
+            self.store, self.bus, directory, s.limits,
+            max_commit_points=s.max_commit_points, max_queued_points=s.max_queued_points,
+        )
+        await self.pipeline.start()
+        self._stack.append(("ingest", self.pipeline.stop))
+
+        if s.mqtt_mode == "embedded":
+            self.mqtt = EmbeddedBroker(self.pipeline, directory, host=s.mqtt_host, port=s.mqtt_port)
+        elif s.mqtt_mode == "external":
+            from atoll.ingest.external import ExternalIngest
+
+            self.mqtt = ExternalIngest.from_settings(s, self.pipeline, directory, self.registry)
+        if self.mqtt is not None:
+            self.commands = TopicCommandSender(self.mqtt.publish)
+
+        for named in self._discover_services() + self._extra:
+            await named.service.start()
+            self._services.append(named)
+            self._stack.append((named.name, named.service.stop))
+
+        if self.mqtt is not None:
+            await self.mqtt.start()
+            self._stack.append(("mqtt", self.mqtt.stop))
+
+        ctx = AppContext(self.registry, self.store, ingest=self.pipeline, commands=self.commands,
+                         bus=self.bus)
+        ctx.settings = s  # type: ignore[attr-defined]
+        ctx.platform = self  # type: ignore[attr-defined]
+        self.app = create_app(ctx, max_body_bytes=s.max_payload_bytes)
+        await self._start_http()
+
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        class _Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self):  # the runtime owns signals (Ctrl-C stops everything)
+                yield
+
+        config = uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
+                                log_level="warning", lifespan="on", access_log=False)
+        self._http = _Server(config)
+        self._http_task = asyncio.create_task(self._http.serve(), name="atoll-http")
+        while not self._http.started:
+            if self._http_task.done():
+                exc = self._http_task.exception()
+                raise Unavailable(
+                    f"could not start the HTTP API on {self.settings.http_host}:{self.settings.http_port}"
+                    + (f": {exc}" if exc else ""),
+                    hint="choose another port with --http-port N",
+                )
+            await asyncio.sleep(0.02)
+        sock = self._http.servers[0].sockets[0]
+        self.http_port = sock.getsockname()[1]
+        self._stack.append(("http", self._stop_http))
+
+    async def _stop_http(self) -> None:
+        if self._http is not None and self._http_task is not None:
+            self._http.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._http_task, 10)
+
+    async def stop(self) -> None:
+        """Stop in reverse order; ingest drains its queue so nothing acknowledged is lost."""
+        while self._stack:
+            name, fn = self._stack.pop()
+            try:
+                result = fn()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # keep stopping the rest
+                log.exception("stopping %s failed", name)
+        self._services.clear()
+
+    async def run_until(self, event: asyncio.Event) -> None:
+        await event.wait()
+
+    # -- urls -------------------------------------------------------------------------------------
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.http_port or self.settings.http_port}"
+
+    @property
+    def mqtt_url(self) -> str | None:
+        if self.mqtt is None:
+            return None
+        return self.mqtt.url
+
+    # -- services -----------------------------------------------------------------------------------
+
+    def _discover_services(self) -> list[_Named]:
+        out = []
+        for name in SERVICE_MODULES:
+            try:
+                module = _optional(name)
+                factory = getattr(module, "create_service", None) if module else None
+                svc = factory(self) if factory else None
+            except Exception:
+                # Like a Home Assistant integration: a broken service is reported, and ingest,
+                # storage and the API keep running without it.
+                log.exception("service %s could not be created; continuing without it", name)
+                continue
+            if svc is not None:
+                out.append(_Named(name, svc))
+        return out
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as e:
+        if e.name and (name == e.name or name.startswith(e.name + ".")):
+            return None
+        raise
+
+
+def tune_interpreter() -> None:
+    """A shorter GIL switch interval: the ingest writer thread gets the GIL back quickly, so
+    group commits (and the PUBACKs waiting on them) are not delayed by up to 5 ms each."""
+    sys.setswitchinterval(0.001)
