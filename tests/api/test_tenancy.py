@@ -113,3 +113,31 @@ async def test_roles(api):
     vid = next(k["id"] for k in keys if k["name"] == "viewer")
     assert (await api.http.delete(f"{V1}/keys/{vid}", headers=api.admin)).status_code == 200
     assert (await api.http.get(f"{V1}/projects", headers=api.auth(viewer))).status_code == 401
+
+
+
+def test_live_socket_refuses_other_tenants_project(tmp_path):
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from atoll.api import AppContext, create_app
+    from atoll.bus.memory import MemoryBus
+    from atoll.registry import Registry
+    from atoll.store.memory import MemoryStore
+    from tests.api.conftest import FAST_HASHER
+
+    reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
+    platform = reg.bootstrap().api_key
+    alpha = reg.create_api_key(reg.create_tenant("Alpha", "alpha").id, "a", "admin").token
+    reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab", project_id="beta-lab")
+    beta = reg.create_api_key("beta", "b", "viewer").token
+    app = create_app(AppContext(registry=reg, store=MemoryStore(), bus=MemoryBus()))
+    with TestClient(app) as client:
+        for token in (alpha, platform):  # another tenant, and the platform admin
+            with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
+                    f"/api/v1/live?project=beta-lab&token={token}") as ws:
+                ws.receive_text()
+            assert closed.value.code == 4404
+        # The accepted path is covered against a real server in test_live.py.
+        assert reg.get_project("beta-lab", reg.authenticate_key(beta).tenant).id == "beta-lab"
+    reg.close()

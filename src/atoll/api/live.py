@@ -109,8 +109,8 @@ async def _authorize(ws: WebSocket, project: str, token: str | None):
     if principal is None:
         return None, "invalid, expired or revoked API key"
     try:
-        tenant = None if principal.platform_admin else principal.tenant
-        await run_in_threadpool(ctx.registry.get_project, project, tenant)
+        # Scoped like every REST call: even the platform admin sees only its own tenant's data.
+        await run_in_threadpool(ctx.registry.get_project, project, principal.tenant)
     except AtollError as exc:
         return None, exc.message
     return principal, None
