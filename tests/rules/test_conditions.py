@@ -197,3 +197,12 @@ def test_future_timestamps_are_judged_at_the_clock():
 def test_durations_accept_units(value):
     eng, clock = make({"type": "no_data", "timeout": value})
     assert tick(eng, clock, 300) == [("d1", True)]
+
+
+def test_refresh_watches_devices_registered_later_even_if_silent():
+    directory = StaticDirectory({"p": {"b1": "boiler"}})
+    eng, clock = make({"type": "no_data", "timeout": 60}, target={"device_type": "boiler"},
+                      directory=directory)
+    directory.add("p", "b2", "boiler")
+    assert eng.refresh() == 1 and eng.refresh() == 0
+    assert sorted(tick(eng, clock, 60)) == [("b1", True), ("b2", True)]

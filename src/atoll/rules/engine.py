@@ -79,6 +79,26 @@ class RuleEngine:
         self.rules.pop(rule_id, None)
         self._reindex()
 
+    def refresh(self) -> int:
+        """Attach devices registered since (e.g. for ``no_data`` on devices that never spoke).
+
+        Returns how many (rule, device) pairs were added."""
+        if self.directory is None:
+            return 0
+        added, now = 0, self.clock.now_us()
+        for rule in list(self.rules.values()):
+            dtype = rule.target.device_type
+            if not rule.enabled or dtype is None:
+                continue
+            instances = self._instances.setdefault(rule.id, {})
+            for device in self.directory.devices(rule.project, dtype):
+                self._types[(rule.project, device)] = dtype
+                if device not in instances:
+                    inst = instances[device] = _Instance(rule, device, now)
+                    self._index_instance(inst)
+                    added += 1
+        return added
+
     def forget_device(self, project: str, device: str) -> None:
         """Drop the cached type of a device (after the registry changed it)."""
         self._types.pop((project, device), None)

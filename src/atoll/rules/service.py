@@ -54,6 +54,7 @@ class RulesService:
         store: Any = None,
         clock: Clock | None = None,
         tick_interval: float = 1.0,
+        refresh_interval: float = 60.0,
         group: str | None = None,
         channel_context: ChannelContext | None = None,
     ) -> None:
@@ -69,6 +70,8 @@ class RulesService:
             ctx.command_sender = command_sender
         self.notifier = Notifier(self.db, self.repo, ctx, self.clock)
         self.tick_interval = tick_interval
+        self.refresh_us = int(refresh_interval * US)
+        self._refreshed = self.clock.now_us()
         self.group = group
         self._subs: list[Subscription] = []
         self._ticker: asyncio.Task | None = None
@@ -196,8 +199,11 @@ class RulesService:
 
     async def tick(self) -> None:
         """One timer pass: time-based conditions, escalation, repeats, scheduled reports."""
-        await self._apply(self.engine.on_tick())
         now = self.clock.now_us()
+        if now - self._refreshed >= self.refresh_us:
+            self._refreshed = now
+            self.engine.refresh()  # on the loop: the engine is not thread-safe
+        await self._apply(self.engine.on_tick())
         for alarm in self.alarms.open_alarms():
             rule = self.engine.rules.get(alarm.rule_id)
             if rule is None or alarm.acknowledged:
