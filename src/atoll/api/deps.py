@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from atoll.api.context import ApiContext
 from atoll.core.errors import Forbidden, Unauthenticated
@@ -76,13 +77,21 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
     return device, secret
 
 
-def device(request: Request, _doc: Annotated[object, Depends(_basic)]) -> DeviceIdentity:
-    """Dependency for device-facing routes: Basic auth with the device id and secret."""
+async def device(request: Request, _doc: Annotated[object, Depends(_basic)]) -> DeviceIdentity:
+    """Dependency for device-facing routes: Basic auth with the device id and secret.
+
+    Async on purpose: the usual answer comes from the registry's in-memory cache, so a thread
+    hop per telemetry request would cost more than the lookup.
+    """
     device_id, secret = _basic_credentials(request)
     registry = get_ctx(request).registry
     identity = registry.authenticate_device(device_id, secret)
     if identity is not None:
         return identity
+    return await run_in_threadpool(_refuse_device, registry, device_id, secret)
+
+
+def _refuse_device(registry, device_id: str, secret: str) -> DeviceIdentity:
     if registry.device_disabled(device_id, secret):
         registry.record_rejection(device_id, "http", "disabled", "request from a disabled device")
         raise Forbidden(f"device {device_id!r} is disabled", hint="an operator can enable it again")
