@@ -217,15 +217,25 @@ class Fleet:
             cols = []
             for j in range(len(names)):
                 col = values[:, j]
-                cols.append(col.astype(np.int64).tolist() if model.integer[j]
-                            and not np.isnan(col).any() else col.tolist())
+                if np.isnan(col).any():  # some dropped out: keep floats, convert per value
+                    cols.append(col.tolist())
+                elif model.boolean[j]:
+                    cols.append((col > 0.5).tolist())
+                elif model.integer[j]:
+                    cols.append(col.astype(np.int64).tolist())
+                else:
+                    cols.append(col.tolist())
+            kinds = [2 if b else 1 if i else 0 for b, i in zip(model.boolean, model.integer)]
             for r, (i, tt) in enumerate(zip(fleet_idx.tolist(), t.tolist())):
                 vals = {}
-                for name, col, integer in zip(names, cols, model.integer):
+                for name, col, kind in zip(names, cols, kinds):
                     x = col[r]
-                    if math.isnan(x):  # dropped out
-                        continue
-                    vals[name] = int(x) if integer else x
+                    if isinstance(x, float):
+                        if math.isnan(x):  # dropped out
+                            continue
+                        if kind:
+                            x = x > 0.5 if kind == 2 else int(x)
+                    vals[name] = x
                 if vals:
                     out.append(Reading(i, tt, vals))
         return out

@@ -89,6 +89,7 @@ class TypeModel:
                 m.lag[f.metric] = self.means[f.metric].copy()
         self.decimals = [t.sim.decimals if t.type == "float" else 0 for t in dtype.telemetry]
         self.integer = [t.type != "float" for t in dtype.telemetry]
+        self.boolean = [t.type == "bool" for t in dtype.telemetry]
         self.last_t = np.full(n, np.nan)
         self.faults: list[_ActiveFault] = []
 

@@ -173,6 +173,11 @@ class DeviceType(_Strict):
     def metric_names(self) -> list[str]:
         return [t.name for t in self.telemetry]
 
+    def registry_metrics(self) -> list[dict[str, Any]]:
+        """Telemetry as the registry declares it (``POST .../device-types`` ``metrics``)."""
+        return [{"name": t.name, "type": t.type, "unit": t.unit, "min": t.min, "max": t.max}
+                for t in self.telemetry]
+
     @model_validator(mode="after")
     def _references(self) -> DeviceType:
         names = [t.name for t in self.telemetry]

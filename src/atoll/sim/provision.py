@@ -1,0 +1,91 @@
+"""Give simulated devices real identities: register them through Atoll's REST API.
+
+Creates the project and the templates' device types when missing, registers each device (or
+rotates its secret when it already exists, since a secret is shown only once) and returns the
+devices with their secrets, ready for :class:`atoll.sim.mqtt.MqttFleet`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.sim.fleet import SimDevice, plan_devices
+from atoll.solutions import Template
+
+
+def provision(client: Any, project: str, templates: Sequence[Template], count: int, *,
+              prefix: str = "sim",
+              on_progress: Callable[[int, int], None] | None = None) -> list[SimDevice]:
+    """Register ``count`` devices in ``project`` with ``client`` (an :class:`atoll.Client`)."""
+    try:
+        client.project(project)
+    except NotFound:
+        client.create_project(project, id=project)
+    existing = {t.id for t in client.device_types(project)}
+    for template in templates:
+        for dtype in template.device_types:
+            if dtype.name not in existing:
+                client.create_device_type(project, dtype.name, dtype.registry_metrics(),
+                                          name=dtype.description or dtype.name)
+                existing.add(dtype.name)
+    planned = plan_devices(templates, count, prefix=prefix, project=project)
+    out = []
+    for n, d in enumerate(planned, 1):
+        try:
+            secret = client.register_device(project, id=d.device_id, name=d.device_id,
+                                            device_type=d.device_type).credentials.secret
+        except Conflict:
+            secret = client.rotate_credentials(d.device_id).secret
+        out.append(SimDevice(d.device_id, d.template, d.device_type, secret, project))
+        if on_progress:
+            on_progress(n, len(planned))
+    return out
+
+
+def save_credentials(path: str | Path, devices: Sequence[SimDevice]) -> None:
+    """Write ``{device_id: {secret, template, device_type, project}}``, readable by owner only."""
+    doc = {d.device_id: {"secret": d.secret, "template": d.template,
+                         "device_type": d.device_type, "project": d.project} for d in devices}
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+
+
+def load_credentials(path: str | Path, templates: Sequence[Template]) -> list[SimDevice]:
+    """Devices from a credentials file.
+
+    Each entry is ``device_id: secret`` or ``device_id: {secret, template, device_type}``. Plain
+    secrets get device types from ``templates`` in share order, so a list of ids from any
+    registry still simulates a sensible mix.
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise InvalidInput(f"cannot read credentials file {path}: {e}",
+                           hint='expected JSON like {"device-1": "secret", ...}') from e
+    if not isinstance(doc, dict) or not doc:
+        raise InvalidInput(f"{path}: expected a non-empty JSON object of device_id -> secret")
+    plain = [k for k, v in doc.items() if isinstance(v, str)]
+    mix = iter(plan_devices(templates, len(plain))) if plain else iter(())
+    known = {(t.name, d.name) for t in templates for d in t.device_types}
+    out = []
+    for device_id, v in doc.items():
+        if isinstance(v, str):
+            m = next(mix)
+            out.append(SimDevice(device_id, m.template, m.device_type, v))
+        elif isinstance(v, dict) and isinstance(v.get("secret"), str | None):
+            key = (v.get("template"), v.get("device_type"))
+            if key not in known:
+                raise InvalidInput(f"{path}: {device_id}: unknown template/device type {key}",
+                                   hint="pass the right --template or fix the file")
+            out.append(SimDevice(device_id, key[0], key[1], v["secret"], v.get("project")))
+        else:
+            raise InvalidInput(f"{path}: {device_id}: expected a secret string or an object "
+                               "with 'secret'")
+    return out
