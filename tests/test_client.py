@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Self
 
 import pytest
-import uvicorn
-from argon2 import PasswordHasher
 
 import atoll
-from atoll.api import AppContext, create_app
-from atoll.bus.memory import MemoryBus
-from atoll.ingest.pipeline import IngestPipeline
-from atoll.registry import Registry
-from atoll.registry.directory import RegistryDirectory
-from atoll.store.memory import MemoryStore
+from tests.api.serving import ApiServer
 
 
 def test_public_surface_is_guarded():
@@ -34,49 +24,9 @@ def test_public_surface_is_guarded():
         atoll.NoSuchThing  # noqa: B018
 
 
-class _Server:
-    """Registry + memory store + real ingest pipeline behind uvicorn, in a background thread."""
-
-    def __init__(self, tmp_path) -> None:
-        self.registry = Registry.open(tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024,
-                                                                             parallelism=1))
-        self.boot = self.registry.bootstrap()
-        self.store = MemoryStore()
-        self.ready = threading.Event()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
-
-    async def _main(self) -> None:
-        pipeline = IngestPipeline(self.store, MemoryBus(), RegistryDirectory(self.registry), flush_interval=0.05)
-        await pipeline.start()
-        self.pipeline = pipeline
-        app = create_app(AppContext(self.registry, self.store, pipeline))
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
-        self.server = uvicorn.Server(config)
-        serve = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
-        self.ready.set()
-        await serve
-        await pipeline.stop()
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        assert self.ready.wait(20), "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
-        self.registry.close()
-
-
 @pytest.fixture
 def server(tmp_path):
-    with _Server(tmp_path) as s:
+    with ApiServer(tmp_path) as s:
         yield s
 
 

@@ -1,0 +1,162 @@
+"""``atoll devices``: register and manage devices of a running Atoll through its REST API.
+
+The URL and API key come from ``--url``/``--api-key`` or ``ATOLL_URL``/``ATOLL_API_KEY``
+(the key ``atoll up`` printed on its first start, or any key an admin created).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from atoll.core.errors import AtollError
+
+Url = Annotated[str, typer.Option("--url", envvar="ATOLL_URL", help="Atoll server [http://127.0.0.1:8080]")]
+Key = Annotated[str, typer.Option("--api-key", envvar="ATOLL_API_KEY", help="API key (Bearer token)",
+                                  show_default=False)]
+AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+app = typer.Typer(help="Register and manage devices (needs a running `atoll up`).", no_args_is_help=True)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="devices")
+
+
+@contextmanager
+def client(url: str, api_key: str):
+    """An SDK client; Atoll errors become a one-line message with the fix, and exit code 1."""
+    from atoll.client import Client
+
+    if not api_key:
+        typer.echo("error: no API key. Pass --api-key or set ATOLL_API_KEY "
+                   "(`atoll up` prints the admin key on its first start).", err=True)
+        raise typer.Exit(2)
+    try:
+        with Client(url, api_key) as c:
+            yield c
+    except AtollError as e:
+        typer.echo(f"error: {e.message}" + (f"\n  hint: {e.hint}" if e.hint else ""), err=True)
+        raise typer.Exit(1) from None
+
+
+def _plain(value: Any) -> Any:
+    if is_dataclass(value):
+        return {k: _plain(v) for k, v in asdict(value).items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def emit(rows: list[Any], columns: list[tuple[str, Callable[[Any], Any]]], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(_plain(rows), indent=2, default=str))
+        return
+    if not rows:
+        typer.echo("(none)")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*(name for name, _ in columns))
+    for row in rows:
+        table.add_row(*("" if (v := get(row)) is None else str(v) for _, get in columns))
+    Console().print(table)
+
+
+_DEVICE_COLUMNS = [("id", lambda d: d.id), ("name", lambda d: d.name), ("type", lambda d: d.device_type),
+                   ("disabled", lambda d: "yes" if d.disabled else ""),
+                   ("credentials", lambda d: "ok" if d.has_credentials else "revoked"),
+                   ("last seen", lambda d: d.last_seen and d.last_seen.isoformat(timespec="seconds"))]
+
+
+@app.command("list")
+def list_devices(project: str, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False) -> None:
+    """List the devices of PROJECT."""
+    with client(url, api_key) as c:
+        emit(c.devices(project), _DEVICE_COLUMNS, as_json)
+
+
+@app.command("register")
+def register_device(
+    project: str,
+    device_id: Annotated[str | None, typer.Option("--id", help="device id (default: generated)")] = None,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    device_type: Annotated[str | None, typer.Option("--type", help="a device type of the project")] = None,
+    url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False,
+) -> None:
+    """Register a device in PROJECT and print its credentials (shown only now)."""
+    with client(url, api_key) as c:
+        reg = c.register_device(project, id=device_id, name=name, device_type=device_type)
+    if as_json:
+        typer.echo(json.dumps({"device": _plain(reg.device), "secret": reg.credentials.secret}, indent=2))
+        return
+    _print_credentials(url, reg.device.id, reg.credentials.secret)
+
+
+def _print_credentials(url: str, device: str, secret: str) -> None:
+    typer.echo(f"device  {device}\nsecret  {secret}\n(store the secret now: Atoll keeps only its hash)")
+    typer.echo(f"  curl -u {device}:{secret} -d '{{\"values\": {{\"temperature\": 21.5}}}}' "
+               f"{url.rstrip('/')}/api/v1/ingest/telemetry")
+
+
+@app.command("show")
+def show(device: str, url: Url = DEFAULT_URL, api_key: Key = "") -> None:
+    """Show a device, its twin and its series."""
+    with client(url, api_key) as c:
+        doc = {"device": _plain(c.device(device)), "twin": _plain(c.twin(device)),
+               "series": _plain(c.series(device))}
+    typer.echo(json.dumps(doc, indent=2, default=str))
+
+
+@app.command("rotate")
+def rotate(device: str, url: Url = DEFAULT_URL, api_key: Key = "") -> None:
+    """Give DEVICE a new secret; the old one stops working at once."""
+    with client(url, api_key) as c:
+        creds = c.rotate_credentials(device)
+    _print_credentials(url, creds.device, creds.secret)
+
+
+@app.command("revoke")
+def revoke(device: str, url: Url = DEFAULT_URL, api_key: Key = "") -> None:
+    """Revoke DEVICE's secret (rotate to issue a new one)."""
+    with client(url, api_key) as c:
+        c.revoke_credentials(device)
+    typer.echo(f"revoked the credentials of {device}")
+
+
+@app.command("disable")
+def disable(device: str, url: Url = DEFAULT_URL, api_key: Key = "") -> None:
+    """Stop DEVICE from connecting or sending (its data and credentials stay)."""
+    with client(url, api_key) as c:
+        c.disable_device(device)
+    typer.echo(f"disabled {device}")
+
+
+@app.command("enable")
+def enable(device: str, url: Url = DEFAULT_URL, api_key: Key = "") -> None:
+    """Let a disabled DEVICE connect again."""
+    with client(url, api_key) as c:
+        c.disable_device(device, disabled=False)
+    typer.echo(f"enabled {device}")
+
+
+@app.command("rejections")
+def rejections(device: str, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False) -> None:
+    """Messages of DEVICE that were refused (MQTT and HTTP), by reason."""
+    with client(url, api_key) as c:
+        rows = c.rejections(device)
+    emit(rows, [("transport", lambda r: r.transport), ("reason", lambda r: r.reason),
+                ("count", lambda r: r.count), ("last", lambda r: r.last_at.isoformat(timespec="seconds")),
+                ("last message", lambda r: r.last_message)], as_json)

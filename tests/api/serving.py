@@ -1,0 +1,59 @@
+"""A real uvicorn server on an ephemeral port: registry (SQLite), memory store, real ingest pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from typing import Self
+
+import uvicorn
+from argon2 import PasswordHasher
+
+from atoll.api import AppContext, create_app
+from atoll.bus.memory import MemoryBus
+from atoll.ingest.pipeline import IngestPipeline
+from atoll.registry import Registry
+from atoll.registry.directory import RegistryDirectory
+from atoll.store.memory import MemoryStore
+
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+class ApiServer:
+    """``with ApiServer(tmp_path) as s: ... s.url, s.boot.api_key``; runs in a background thread."""
+
+    def __init__(self, data_dir) -> None:
+        self.registry = Registry.open(data_dir, password_hasher=FAST_HASHER)
+        self.boot = self.registry.bootstrap()
+        self.store = MemoryStore()
+        self.ready = threading.Event()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
+
+    async def _main(self) -> None:
+        pipeline = IngestPipeline(self.store, MemoryBus(), RegistryDirectory(self.registry), flush_interval=0.05)
+        await pipeline.start()
+        self.pipeline = pipeline
+        app = create_app(AppContext(self.registry, self.store, pipeline))
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        serve = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.01)
+        self.ready.set()
+        await serve
+        await pipeline.stop()
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        assert self.ready.wait(20), "uvicorn did not start"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+        self.registry.close()
