@@ -25,7 +25,8 @@ def open_store(url: str) -> SeriesStore:
     * ``duckdb:///var/lib/atoll/series.duckdb`` (absolute) or ``duckdb://data/series.duckdb``
       (relative); options after ``?`` are DuckDB settings, e.g. ``?memory_limit=1GB&threads=2``.
       ``duckdb://:memory:`` is DuckDB without a file.
-    * ``postgresql://user@host:port/db``: PostgreSQL (psycopg 3).
+    * ``postgresql://user@host:port/db``: PostgreSQL (psycopg 3); ``?schema=`` picks the schema
+      (default ``atoll_series``), other options go to libpq.
     """
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -46,5 +47,9 @@ def open_store(url: str) -> SeriesStore:
     if scheme in ("postgresql", "postgres"):
         from atoll.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        base, _, query = url.partition("?")
+        options = dict(parse_qsl(query))
+        schema = options.pop("schema", "atoll_series")
+        rest = "&".join(f"{k}={v}" for k, v in options.items())
+        return PostgresStore(f"{base}?{rest}" if rest else base, schema=schema)
     raise InvalidInput(f"unknown store scheme {scheme!r} in {url!r}", hint=f"use {_FORMS}")

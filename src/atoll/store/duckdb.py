@@ -102,12 +102,22 @@ def _tier_rows(tier: int, columns: str) -> str:
     )
 
 
+def _edges(select: str) -> str:
+    """``select`` over raw points at both edges: ``[start, a)`` and ``[z, end)``, as two index
+    ranges (one range with an OR filter would scan the whole middle)."""
+    return (
+        f"{select} FROM points WHERE sid = $sid AND ts >= $start AND ts < $a"
+        f" UNION ALL {select} FROM points WHERE sid = $sid AND ts >= $z AND ts < $end"
+    )
+
+
 def _range_rows(tier: int | None) -> str:
     """Rollup-shaped rows of a query range: tier rows for the aligned middle ``[a, z)``,
     raw points for the partial buckets at the edges."""
-    raw = """SELECT ts AS b, value AS vmin, ts AS tmin, value AS vmax, ts AS tmax,
-        value AS vsum, 1 AS n, ts AS tfirst, value AS vfirst, ts AS tlast, value AS vlast
-        FROM points WHERE sid = $sid AND ts >= $start AND ts < $end AND (ts < $a OR ts >= $z)"""
+    raw = _edges(
+        """SELECT ts AS b, value AS vmin, ts AS tmin, value AS vmax, ts AS tmax,
+        value AS vsum, 1 AS n, ts AS tfirst, value AS vfirst, ts AS tlast, value AS vlast"""
+    )
     if tier is None:
         return raw
     columns = "b, vmin, tmin, vmax, tmax, vsum, n, tfirst, vfirst, tlast, vlast"
@@ -116,8 +126,7 @@ def _range_rows(tier: int | None) -> str:
 
 def _chart_candidates(tier: int | None) -> str:
     """Points a chart may show: each tier bucket's min and max, raw points at the edges."""
-    raw = """SELECT ts, value AS v FROM points
-        WHERE sid = $sid AND ts >= $start AND ts < $end AND (ts < $a OR ts >= $z)"""
+    raw = _edges("SELECT ts, value AS v")
     if tier is None:
         return raw
     lows, highs = _tier_rows(tier, "tmin AS ts, vmin AS v"), _tier_rows(tier, "tmax, vmax")

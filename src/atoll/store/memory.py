@@ -82,12 +82,7 @@ class MemoryStore:
         ts, value = self._slice(key, start, end)
         if not len(ts):
             return plan.EMPTY_SERIES
-        px = (ts - start) // plan.pixel_us(start, end, width)
-        first = np.flatnonzero(np.r_[True, px[1:] != px[:-1]])
-        bounds = zip(first.tolist(), np.r_[first[1:], len(ts)].tolist())
-        lo, hi = zip(*((a + value[a:z].argmin(), a + value[a:z].argmax()) for a, z in bounds))
-        lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
-        return plan.interleave_min_max(ts[lo], value[lo], ts[hi], value[hi])
+        return plan.pixel_extremes(ts, value, start, plan.pixel_us(start, end, width))
 
     def latest(self, project: str, device: str | None = None) -> dict[SeriesKey, tuple[int, float]]:
         with self._lock:

@@ -101,3 +101,16 @@ def interleave_min_max(tmin, vmin, tmax, vmax) -> Series:
     value = np.concatenate([np.asarray(vmin, np.float64), np.asarray(vmax, np.float64)[~same]])
     order = np.argsort(ts, kind="stable")
     return Series(ts[order], value[order])
+
+
+def pixel_extremes(ts: np.ndarray, value: np.ndarray, start: int, px: int) -> Series:
+    """Chart from candidate points: the lowest and the highest point of every ``px``-wide pixel."""
+    if not len(ts):
+        return EMPTY_SERIES
+    pixel = (ts - start) // px
+    order = np.lexsort((ts, value, pixel))  # by pixel, then value
+    p = pixel[order]
+    edge = p[1:] != p[:-1]
+    lo = order[np.r_[True, edge]]
+    hi = order[np.r_[edge, True]]
+    return interleave_min_max(ts[lo], value[lo], ts[hi], value[hi])

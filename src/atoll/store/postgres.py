@@ -1,0 +1,404 @@
+"""``SeriesStore`` on a PostgreSQL server (psycopg 3), for deployments that run one.
+
+Same layout as the DuckDB store (catalog, raw points, 1-minute and 1-hour rollups with
+min/max and their times, sum, count, first, last), in a schema of its own (default
+``atoll_series``). PostgreSQL upserts through a B-tree cheaply, so each append merges its
+rollups into the tiers in its own transaction; there is no pending/compaction step. Raw
+points go in with binary ``COPY`` built from numpy, not row by row.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import psycopg
+from psycopg import sql as pgsql
+
+from atoll.core.errors import InvalidInput, Unavailable
+from atoll.core.points import PointBatch, SeriesKey
+from atoll.store import plan, rollup
+from atoll.store.port import AGGREGATES, Buckets, Series
+
+_COLS = ", ".join(rollup.COLUMNS)
+_ROLLUP_DDL = """(sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE PRECISION, tmin BIGINT,
+    vmax DOUBLE PRECISION, tmax BIGINT, vsum DOUBLE PRECISION, n BIGINT, tfirst BIGINT,
+    vfirst DOUBLE PRECISION, tlast BIGINT, vlast DOUBLE PRECISION"""
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS series (id SERIAL PRIMARY KEY, project TEXT NOT NULL,
+        device TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (project, device, metric))""",
+    """CREATE TABLE IF NOT EXISTS points (sid INTEGER NOT NULL, ts BIGINT NOT NULL,
+        value DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS points_sid_ts ON points (sid, ts)",
+    """CREATE TABLE IF NOT EXISTS latest (sid INTEGER PRIMARY KEY, ts BIGINT NOT NULL,
+        value DOUBLE PRECISION NOT NULL)""",
+] + [
+    f"CREATE TABLE IF NOT EXISTS rollup_{t // 1_000_000}s {_ROLLUP_DDL}, PRIMARY KEY (sid, b))"
+    for t in plan.TIERS
+]
+
+# Binary COPY: a fixed header, then per row a field count and (length, big-endian value) pairs.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_COPY_TRAILER = b"\xff\xff"
+_WIRE = {"sid": ">i4", "n": ">i8", "b": ">i8"}  # others: t* -> int8, v* -> float8
+
+
+def _table(tier: int) -> str:
+    return f"rollup_{tier // 1_000_000}s"
+
+
+def _floor(col: str, width: int) -> str:
+    # mod() truncates toward zero; this floors, so pre-epoch buckets align too. (mod(), not %,
+    # which psycopg would read as a placeholder.)
+    return f"({col} - mod(mod({col}, {width}) + {width}, {width}))"
+
+
+def _argmin(x: str, by: str) -> str:
+    return f"(array_agg({x} ORDER BY {by}))[1]"
+
+
+def _argmax(x: str, by: str) -> str:
+    return f"(array_agg({x} ORDER BY {by} DESC))[1]"
+
+
+def _copy_rows(columns: dict[str, np.ndarray]) -> bytes:
+    """Binary COPY payload for int32/int64/float64 columns, built without a Python loop."""
+    names = list(columns)
+    n = len(columns[names[0]])
+
+    def wire(name: str) -> str:
+        return _WIRE.get(name) or (">i8" if name.startswith("t") else ">f8")
+
+    dtype = [("nf", ">i2")]
+    for i, name in enumerate(names):
+        dtype += [(f"len{i}", ">i4"), (name, wire(name))]
+    rows = np.empty(n, dtype=dtype)
+    rows["nf"] = len(names)
+    for i, name in enumerate(names):
+        rows[f"len{i}"] = np.dtype(wire(name)).itemsize
+        rows[name] = columns[name]
+    return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
+
+
+# A COPY ... TO STDOUT (FORMAT BINARY) row of (BIGINT, DOUBLE PRECISION), neither NULL.
+_TS_VALUE_ROW = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("ts", ">i8"), ("l2", ">i4"), ("v", ">f8")])
+
+
+def _parse_ts_value(data: bytes) -> Series:
+    body = len(data) - len(_COPY_HEADER) - len(_COPY_TRAILER)
+    if body <= 0:
+        return plan.EMPTY_SERIES
+    rows = np.frombuffer(data, _TS_VALUE_ROW, body // _TS_VALUE_ROW.itemsize, len(_COPY_HEADER))
+    return Series(rows["ts"].astype(np.int64), rows["v"].astype(np.float64))
+
+
+def _merge(table: str, source: str) -> str:
+    """Upsert rollup rows from ``source``, combining with the row already there."""
+    return f"""INSERT INTO {table} AS o ({_COLS}) SELECT {_COLS} FROM {source}
+        ON CONFLICT (sid, b) DO UPDATE SET
+        vmin = LEAST(o.vmin, EXCLUDED.vmin),
+        tmin = CASE WHEN EXCLUDED.vmin < o.vmin THEN EXCLUDED.tmin ELSE o.tmin END,
+        vmax = GREATEST(o.vmax, EXCLUDED.vmax),
+        tmax = CASE WHEN EXCLUDED.vmax > o.vmax THEN EXCLUDED.tmax ELSE o.tmax END,
+        vsum = o.vsum + EXCLUDED.vsum,
+        n = o.n + EXCLUDED.n,
+        tfirst = LEAST(o.tfirst, EXCLUDED.tfirst),
+        vfirst = CASE WHEN EXCLUDED.tfirst < o.tfirst THEN EXCLUDED.vfirst ELSE o.vfirst END,
+        tlast = GREATEST(o.tlast, EXCLUDED.tlast),
+        vlast = CASE WHEN EXCLUDED.tlast >= o.tlast THEN EXCLUDED.vlast ELSE o.vlast END"""
+
+
+def _rollup_of_points(width: int, where: str) -> str:
+    return f"""SELECT sid, {_floor("ts", width)}, min(value), {_argmin("ts", "value, ts")},
+        max(value), {_argmax("ts", "value")}, sum(value), count(*), min(ts),
+        {_argmin("value", "ts")}, max(ts), {_argmax("value", "ts")}
+        FROM points WHERE {where} GROUP BY 1, 2"""
+
+
+def _rollup_of_rollups(source: str, width: int, where: str) -> str:
+    return f"""SELECT sid, {_floor("b", width)}, min(vmin), {_argmin("tmin", "vmin")},
+        max(vmax), {_argmax("tmax", "vmax")}, sum(vsum), sum(n)::BIGINT, min(tfirst),
+        {_argmin("vfirst", "tfirst")}, max(tlast), {_argmax("vlast", "tlast")}
+        FROM {source} WHERE {where} GROUP BY 1, 2"""
+
+
+def _edges(select: str) -> str:
+    """``select`` over raw points at both edges: ``[start, a)`` and ``[z, end)``, as two index
+    ranges (one range with an OR filter would scan the whole middle)."""
+    return (
+        f"{select} FROM points WHERE sid = %(sid)s AND ts >= %(start)s AND ts < %(a)s"
+        f" UNION ALL {select} FROM points WHERE sid = %(sid)s AND ts >= %(z)s AND ts < %(end)s"
+    )
+
+
+def _range_rows(tier: int | None) -> str:
+    raw = _edges(
+        """SELECT ts AS b, value AS vmin, ts AS tmin, value AS vmax, ts AS tmax,
+        value AS vsum, 1::BIGINT AS n, ts AS tfirst, value AS vfirst, ts AS tlast, value AS vlast"""
+    )
+    if tier is None:
+        return raw
+    return f"""SELECT b, vmin, tmin, vmax, tmax, vsum, n, tfirst, vfirst, tlast, vlast
+        FROM {_table(tier)} WHERE sid = %(sid)s AND b >= %(a)s AND b < %(z)s UNION ALL {raw}"""
+
+
+def _chart_candidates(tier: int | None) -> str:
+    raw = _edges("SELECT ts, value AS v")
+    if tier is None:
+        return raw
+    inner = f"FROM {_table(tier)} WHERE sid = %(sid)s AND b >= %(a)s AND b < %(z)s"
+    return (
+        f"SELECT tmin AS ts, vmin AS v {inner} UNION ALL SELECT tmax, vmax {inner} UNION ALL {raw}"
+    )
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as e:
+        raise Unavailable(f"PostgreSQL store: {what} failed: {e}".strip()) from e
+
+
+class PostgresStore:
+    """A ``SeriesStore`` in schema ``schema`` of the database at ``url``.
+
+    Appends and retention share one connection under a lock; each querying thread gets its
+    own autocommit connection, so queries run concurrently and see committed data only.
+    """
+
+    def __init__(self, url: str, schema: str = "atoll_series"):
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise InvalidInput(f"bad PostgreSQL schema name {schema!r}", hint="use [a-z0-9_]")
+        self.url, self.schema = url, schema
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._readers: list[psycopg.Connection] = []
+        self._closed = False
+        try:
+            self._writer = psycopg.connect(url, autocommit=False)
+        except psycopg.Error as e:
+            raise Unavailable(
+                f"cannot connect to PostgreSQL at {url}: {e}",
+                hint="check that the server runs and the URL (user, host, port, database) is right",
+            ) from e
+        with _translated("opening"), self._writer.transaction():
+            self._writer.execute(
+                pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(schema))
+            )
+            self._writer.execute(
+                pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(schema))
+            )
+            for ddl in _SCHEMA:
+                self._writer.execute(ddl)
+            for tier in plan.TIERS:
+                self._writer.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS batch_{_table(tier)} {_ROLLUP_DDL})"
+                    " ON COMMIT DELETE ROWS"
+                )
+            rows = self._writer.execute("SELECT project, device, metric, id FROM series").fetchall()
+        self._sids = {SeriesKey(p, d, m): i for p, d, m, i in rows}
+
+    # ----------------------------------------------------------------------------- writes
+
+    def _catalog(self, keys: tuple[SeriesKey, ...]) -> tuple[np.ndarray, dict[SeriesKey, int]]:
+        added = {}
+        for key in dict.fromkeys(SeriesKey(*k) for k in keys):
+            if key in self._sids:
+                continue
+            self._writer.execute(
+                "INSERT INTO series (project, device, metric) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                list(key),
+            )
+            (sid,) = self._writer.execute(
+                "SELECT id FROM series WHERE project = %s AND device = %s AND metric = %s",
+                list(key),
+            ).fetchone()
+            added[key] = sid
+        known = self._sids | added
+        return np.array([known[SeriesKey(*k)] for k in keys], dtype=np.int32), added
+
+    def _copy(self, table: str, columns: dict[str, np.ndarray]) -> None:
+        with self._writer.cursor().copy(
+            f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.write(_copy_rows(columns))
+
+    def append(self, batch: PointBatch) -> None:
+        plan.check_batch(batch)
+        if not len(batch):
+            return
+        ts = np.asarray(batch.ts, np.int64)
+        value = np.asarray(batch.value, np.float64)
+        with self._lock, _translated("append"):
+            with self._writer.transaction():
+                lut, added = self._catalog(batch.keys)
+                sid = lut[batch.key_index]
+                self._copy("points", {"sid": sid, "ts": ts, "value": value})
+                newest: dict[int, tuple[int, float]] = {}
+                for tier in plan.TIERS:
+                    partials = rollup.of_points(sid, ts, value, tier)
+                    self._copy(f"batch_{_table(tier)}", partials)
+                    self._writer.execute(_merge(_table(tier), f"batch_{_table(tier)}"))
+                    newest = rollup.latest_of(partials)
+                self._writer.execute(
+                    """INSERT INTO latest AS o
+                    SELECT * FROM unnest(%s::int[], %s::bigint[], %s::float8[])
+                    ON CONFLICT (sid) DO UPDATE SET
+                    value = CASE WHEN EXCLUDED.ts >= o.ts THEN EXCLUDED.value ELSE o.value END,
+                    ts = GREATEST(o.ts, EXCLUDED.ts)""",
+                    [
+                        list(newest),
+                        [t for t, _ in newest.values()],
+                        [v for _, v in newest.values()],
+                    ],
+                )
+            # Leaving the transaction block committed it: PostgreSQL has flushed its WAL.
+            self._sids.update(added)
+
+    def delete_before(self, project: str, ts: int) -> int:
+        sids = "sid IN (SELECT id FROM series WHERE project = %(project)s)"
+        args = {"project": project, "cut": int(ts)}
+        w = self._writer
+        with self._lock, _translated("retention"), w.transaction():
+            gone = w.execute(f"DELETE FROM points WHERE {sids} AND ts < %(cut)s", args).rowcount
+            finer = None
+            for tier in plan.TIERS:
+                table = _table(tier)
+                w.execute(f"DELETE FROM {table} WHERE {sids} AND b < %(cut)s", args)
+                # The bucket holding the cut lost only part of its points: rebuild it.
+                if ts % tier:
+                    lo, hi = ts // tier * tier, (ts // tier + 1) * tier
+                    if finer is None:
+                        select = _rollup_of_points(tier, f"{sids} AND ts >= {lo} AND ts < {hi}")
+                    else:
+                        select = _rollup_of_rollups(
+                            _table(finer), tier, f"{sids} AND b >= {lo} AND b < {hi}"
+                        )
+                    w.execute(f"INSERT INTO {table} ({_COLS}) {select}", args)
+                finer = tier
+            w.execute(f"DELETE FROM latest WHERE {sids} AND ts < %(cut)s", args)
+        return int(gone)
+
+    # ---------------------------------------------------------------------------- queries
+
+    @contextmanager
+    def _reader(self, what: str) -> Iterator[psycopg.Connection]:
+        conn = getattr(self._local, "conn", None)
+        with _translated(what):
+            if conn is None or conn.closed:
+                conn = psycopg.connect(self.url, autocommit=True)
+                conn.execute(
+                    pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(self.schema))
+                )
+                self._local.conn = conn
+                with self._lock:
+                    self._readers.append(conn)
+            yield conn
+
+    def _query(self, what: str, sql: str, args) -> list[tuple]:
+        with self._reader(what) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def query_raw(self, key: SeriesKey, start: int, end: int, limit: int | None = None) -> Series:
+        plan.check_range(start, end)
+        sid = self._sid(key)
+        if sid is None or start >= end or (limit is not None and limit <= 0):
+            return plan.EMPTY_SERIES
+        sql = "SELECT ts, value FROM points WHERE sid = %s AND ts >= %s AND ts < %s ORDER BY ts"
+        args = [sid, int(start), int(end)]
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(int(limit))
+        return self._fetch_ts_value("raw query", sql, args)
+
+    def _fetch_ts_value(self, what: str, sql: str, args) -> Series:
+        """Rows of ``(ts, value)`` through binary COPY: ~10x faster than fetching tuples."""
+        copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT BINARY)"
+        with self._reader(what) as conn, conn.cursor() as cur, cur.copy(copy_sql, args) as copy:
+            data = b"".join(bytes(chunk) for chunk in copy)
+        return _parse_ts_value(data)
+
+    def _sid(self, key: SeriesKey) -> int | None:
+        key = SeriesKey(*key)
+        if key not in self._sids:
+            # Another process may have registered it.
+            found = self._query(
+                "catalog lookup",
+                "SELECT id FROM series WHERE project = %s AND device = %s AND metric = %s",
+                list(key),
+            )
+            if found:
+                self._sids[key] = found[0][0]
+        return self._sids.get(key)
+
+    def _range_args(self, sid: int, start: int, end: int, tier: int | None) -> dict[str, int]:
+        a, z = plan.inner_span(start, end, tier)
+        return {"sid": sid, "start": int(start), "end": int(end), "a": a, "z": z}
+
+    def query_buckets(
+        self, key: SeriesKey, start: int, end: int, bucket: int, aggs: tuple[str, ...] = AGGREGATES
+    ) -> Buckets:
+        aggs = plan.check_aggs(aggs)
+        plan.check_bucket(bucket)
+        plan.check_range(start, end)
+        sid = self._sid(key)
+        if sid is None or start >= end:
+            return plan.empty_buckets(aggs)
+        tier = plan.bucket_tier(bucket)
+        sql = f"""SELECT {_floor("b", int(bucket))} AS bs, min(vmin), max(vmax),
+            sum(vsum) / sum(n), sum(n)::BIGINT, {_argmin("vfirst", "tfirst")}, {_argmax("vlast", "tlast")}
+            FROM ({_range_rows(tier)}) r GROUP BY bs ORDER BY bs"""
+        rows = self._query("bucket query", sql, self._range_args(sid, start, end, tier))
+        if not rows:
+            return plan.empty_buckets(aggs)
+        cols = list(zip(*rows))
+        named = dict(zip(("min", "max", "avg", "count", "first", "last"), cols[1:]))
+        return Buckets(
+            np.array(cols[0], np.int64),
+            {a: np.array(named[a], np.int64 if a == "count" else np.float64) for a in aggs},
+        )
+
+    def query_chart(self, key: SeriesKey, start: int, end: int, width: int) -> Series:
+        plan.check_width(width)
+        plan.check_range(start, end)
+        sid = self._sid(key)
+        if sid is None or start >= end:
+            return plan.EMPTY_SERIES
+        tier = plan.chart_tier(start, end, width)
+        args = self._range_args(sid, start, end, tier)
+        candidates = self._fetch_ts_value("chart query", _chart_candidates(tier), args)
+        return plan.pixel_extremes(
+            candidates.ts, candidates.value, start, plan.pixel_us(start, end, width)
+        )
+
+    def _latest_rows(self, project: str, device: str | None) -> list[tuple]:
+        sql = """SELECT s.project, s.device, s.metric, l.ts, l.value
+            FROM latest l JOIN series s ON s.id = l.sid WHERE s.project = %s"""
+        args = [project]
+        if device is not None:
+            sql += " AND s.device = %s"
+            args.append(device)
+        return self._query("latest query", sql, args)
+
+    def latest(self, project: str, device: str | None = None) -> dict[SeriesKey, tuple[int, float]]:
+        return {
+            SeriesKey(p, d, m): (int(t), float(v))
+            for p, d, m, t, v in self._latest_rows(project, device)
+        }
+
+    def series(self, project: str, device: str | None = None) -> list[SeriesKey]:
+        return sorted(SeriesKey(p, d, m) for p, d, m, _, _ in self._latest_rows(project, device))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for conn in [self._writer, *self._readers]:
+                conn.close()
