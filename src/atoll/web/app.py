@@ -1,9 +1,35 @@
-"""Hook for ``atoll.api.app.create_app``: its extension loader calls ``mount(app, ctx)``."""
+"""Hook for ``atoll.api.app.create_app``: its extension loader calls ``mount(app, ctx)``.
+
+Besides the console itself this adds ``GET /api/v1/console/info``: where devices connect
+(the MQTT URL the runtime actually bound), so the registration screen can print
+``mosquitto_pub`` examples that work as pasted.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlparse
+
+from atoll import __version__
 from atoll.web import mount_console
 
 
+def console_info(ctx: Any) -> dict[str, Any]:
+    platform = getattr(ctx, "platform", None)
+    url = getattr(platform, "mqtt_url", None)
+    if url is None and getattr(ctx, "settings", None) is not None and platform is None:
+        s = ctx.settings
+        url = None if s.mqtt_mode == "off" else f"mqtt://{s.mqtt_host}:{s.mqtt_port}"
+    mqtt = None
+    if url:
+        u = urlparse(url)
+        mqtt = {"url": url, "host": u.hostname, "port": u.port or 1883}
+    return {"version": __version__, "mqtt": mqtt}
+
+
 def mount(app, ctx=None) -> None:
+    @app.get("/api/v1/console/info", tags=["console"], summary="What the console needs to know")
+    def _info() -> dict[str, Any]:
+        return console_info(ctx)
+
     mount_console(app)

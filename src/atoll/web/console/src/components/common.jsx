@@ -5,9 +5,10 @@ import { copy } from "../util.js";
 export function ErrorBox({ error, testid = "error" }) {
   if (!error) return null;
   const details = error.details;
+  const code = error.code ?? (typeof error.error === "string" ? error.error : null);
   return (
     <div class="error-box" role="alert" data-testid={testid}>
-      <strong>{error.code ? `${error.code}: ` : ""}</strong>
+      <strong>{code ? `${code}: ` : ""}</strong>
       {error.message || String(error)}
       {error.hint && <div class="hint">Hint: {error.hint}</div>}
       {Array.isArray(details) && details.length > 0 && (

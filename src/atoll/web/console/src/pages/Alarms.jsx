@@ -29,10 +29,8 @@ export function Alarms() {
   const [open, setOpen] = useState(null);
   const list = useAsync(async () => {
     const q = { project, severity, limit: 500 };
-    if (state !== "all" && state !== "open") q.status = q.state = state;
-    let rows = items(await api.get("/alarms", q));
-    if (state === "open") rows = rows.filter((a) => alarmState(a) !== "cleared");
-    return rows;
+    if (state !== "all") q.status = state;
+    return items(await api.get("/alarms", q));
   }, [project, state, severity]);
   useLive((m) => m.type === "alarm", () => list.reload(), [project, state, severity]);
 

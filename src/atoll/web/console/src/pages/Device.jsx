@@ -39,7 +39,18 @@ function metricName(s) {
 }
 
 export function Device({ id }) {
-  const [range, setRange] = useState(() => ({ start: Date.now() / 1000 - 3600, end: Date.now() / 1000, live: true, nonce: 0 }));
+  // ?start=&end= (epoch ms) open a fixed window, so a zoomed view can be shared as a link.
+  const [range, setRange] = useState(() => {
+    const q = new URLSearchParams(location.search);
+    const a = Number(q.get("start"));
+    const b = Number(q.get("end"));
+    if (a && b && b > a) return { start: a / 1000, end: b / 1000, live: false, nonce: 0 };
+    return { start: Date.now() / 1000 - 3600, end: Date.now() / 1000, live: true, nonce: 0 };
+  });
+  useEffect(() => {
+    const url = range.live ? location.pathname : `${location.pathname}?start=${Math.floor(range.start * 1000)}&end=${Math.ceil(range.end * 1000)}`;
+    history.replaceState(null, "", url);
+  }, [range.start, range.end, range.live]);
   const [tab, setTab] = useState("twin");
   const liveRef = useRef(new Set());
   const [seen, setSeen] = useState(null);

@@ -30,11 +30,23 @@ export function projectId(p) {
   return p.id ?? p.project_id ?? p.name;
 }
 
+// Every user of the project list (top bar, tree) reloads when a project is created.
+const projectListeners = new Set();
+export function projectsChanged() {
+  projectListeners.forEach((fn) => fn());
+}
+
 export function useProjects() {
+  const [version, setVersion] = useState(0);
+  useEffect(() => {
+    const fn = () => setVersion((v) => v + 1);
+    projectListeners.add(fn);
+    return () => projectListeners.delete(fn);
+  }, []);
   return useAsync(async () => {
     const [ts, ps] = await Promise.all([api.get("/tenants").catch(() => []), api.get("/projects")]);
     return { tenants: items(ts), projects: items(ps) };
-  }, []);
+  }, [version]);
 }
 
 export function Overview() {
@@ -140,6 +152,12 @@ export function Overview() {
           </div>
         ))}
         {!tree.loading && !projects.length && <Empty>No projects yet.</Empty>}
+        <NewProject
+          onCreated={(id) => {
+            currentProject.set(id);
+            projectsChanged();
+          }}
+        />
       </aside>
       <section class="main-col">
         <div class="stats">
@@ -216,6 +234,40 @@ export function Overview() {
         </div>
       </section>
     </div>
+  );
+}
+
+function NewProject({ onCreated }) {
+  const [open, setOpen] = useState(false);
+  const [name, setName] = useState("");
+  const [error, setError] = useState(null);
+  async function submit(e) {
+    e.preventDefault();
+    setError(null);
+    try {
+      const id = name.toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^-+|-+$/g, "");
+      const p = await api.post("/projects", { name, id: id || undefined });
+      setOpen(false);
+      setName("");
+      onCreated(projectId(p));
+    } catch (err) {
+      setError(err);
+    }
+  }
+  if (!open)
+    return (
+      <button class="btn small ghost new-project" onClick={() => setOpen(true)} data-testid="project-new">
+        + New project
+      </button>
+    );
+  return (
+    <form class="new-project-form" onSubmit={submit}>
+      <input placeholder="Project name" value={name} onInput={(e) => setName(e.currentTarget.value)} required autofocus data-testid="project-name" />
+      <button class="btn small primary" type="submit" data-testid="project-create">
+        Create
+      </button>
+      <ErrorBox error={error} />
+    </form>
   );
 }
 

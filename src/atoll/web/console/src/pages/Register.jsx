@@ -20,7 +20,7 @@ export function examples({ device, secret, mqttHost, mqttPort, httpBase, metric 
 export function Register() {
   const project = currentProject.use();
   const types = useAsync(async () => (project ? items(await api.get(`/projects/${enc(project)}/device-types`)) : []), [project]);
-  const info = useAsync(() => api.get("/info").catch(() => ({})), []);
+  const info = useAsync(() => api.get("/console/info").catch(() => ({})), []);
   const [form, setForm] = useState({ id: "", name: "", type: "" });
   const [error, setError] = useState(null);
   const [created, setCreated] = useState(null);
@@ -46,12 +46,13 @@ export function Register() {
   if (created) {
     const i = info.data || {};
     const mqtt = i.mqtt || {};
+    // A broker bound to every interface is reached the way the browser reached the API.
     const metric = (types.data || []).find((t) => (t.id ?? t.type_id) === form.type)?.metrics?.[0]?.name;
     const ex = examples({
       device: created.device,
       secret: created.secret,
-      mqttHost: mqtt.host && mqtt.host !== "0.0.0.0" ? mqtt.host : location.hostname,
-      mqttPort: mqtt.port ?? i.mqtt_port ?? 1883,
+      mqttHost: mqtt.host && !["0.0.0.0", "::"].includes(mqtt.host) ? mqtt.host : location.hostname,
+      mqttPort: mqtt.port ?? 1883,
       httpBase: location.origin,
       metric,
     });

@@ -3,7 +3,7 @@
 import { useEffect, useState } from "preact/hooks";
 import YAML from "yaml";
 import { api, enc, items } from "../api.js";
-import { currentProject, useAsync } from "../util.js";
+import { currentProject, useAsync, useDebounced } from "../util.js";
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 
 const NEW_RULE = {
@@ -139,6 +139,19 @@ function RuleEditor({ project, initial, isNew, onSaved, onDeleted, onClose }) {
   useEffect(() => {
     if (mode === "form") setYamlText(YAML.stringify(clean(rule)));
   }, [rule, mode]);
+
+  // Ask the server while the user types: the same checks as saving, without saving.
+  const draft = useDebounced(rule, 400);
+  const [check, setCheck] = useState(null);
+  useEffect(() => {
+    if (!draft?.name || yamlErr) return setCheck(null);
+    const ctl = new AbortController();
+    const id = ruleId(initial);
+    api
+      .post(`/projects/${enc(project)}/rules/validate`, isNew ? clean(draft) : { ...clean(draft), id }, { signal: ctl.signal })
+      .then(setCheck, () => setCheck(null));
+    return () => ctl.abort();
+  }, [draft, yamlErr]);
 
   const set = (path, value) => {
     setSaved(false);
@@ -344,6 +357,11 @@ function RuleEditor({ project, initial, isNew, onSaved, onDeleted, onClose }) {
           <p class="muted small">Schedules, escalation and composite conditions: see docs/RULES.md.</p>
         </div>
       )}
+      {check && !error && (check.valid ? (
+        <p class="ok small" data-testid="rule-valid">✓ valid</p>
+      ) : (
+        <ErrorBox error={check.error} testid="rule-invalid" />
+      ))}
       <ErrorBox error={error} testid="rule-error" />
       {saved && (
         <p class="ok small" data-testid="rule-saved">

@@ -1,0 +1,121 @@
+"""The console in a real Chromium against a real platform: the whole operator flow, the fleet
+table at scale, chart zoom re-querying the store, twin and commands."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from playwright.sync_api import expect
+
+from atoll.core import topics
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
+
+
+class Device:
+    """A device speaking MQTT with its own credentials, as a real one would."""
+
+    def __init__(self, platform, device_id: str, secret: str) -> None:
+        self.id = device_id
+        self.received: list[tuple[str, dict]] = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id)
+        self.client.username_pw_set(device_id, secret)
+        self.client.on_message = lambda c, u, m: self.received.append((m.topic, json.loads(m.payload)))
+        self.client.connect(platform.mqtt_host, platform.mqtt_port)
+        self.client.loop_start()
+        self.client.subscribe(topics.device_root(device_id) + "/commands/+", qos=1)
+
+    def send(self, values: dict, ts_ms: int | None = None) -> None:
+        body = {"values": values} | ({"ts": ts_ms} if ts_ms is not None else {})
+        info = self.client.publish(topics.telemetry(self.id), json.dumps(body), qos=1)
+        info.wait_for_publish(10)
+        assert info.is_published()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def login(page, platform) -> None:
+    page.goto(platform.url + "/")
+    page.fill("input[name=username]", platform.username)
+    page.fill("input[name=password]", platform.password)
+    page.click("button[type=submit]")
+    expect(page.locator("[data-testid=project-tree]")).to_be_visible()
+
+
+def api(platform) -> httpx.Client:
+    return httpx.Client(base_url=platform.url + "/api/v1", headers={"Authorization": f"Bearer {platform.api_key}"})
+
+
+def test_fleet_table_pages_and_filters_on_the_server(platform, page):
+    with api(platform) as http:
+        assert http.post("/projects", json={"name": "Fleet", "id": "fleet"}).status_code == 201
+        for i in range(450):
+            r = http.post("/projects/fleet/devices", json={"id": f"unit-{i:04d}", "name": f"Unit {i}"})
+            assert r.status_code == 201, r.text
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/projects/fleet/devices" in r.url else None)
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "fleet")
+    expect(page.locator("[data-testid=device-count]")).to_have_text("450 devices")
+    rows = page.locator("[data-testid=device-list] .row[data-device]")
+    assert rows.count() < 100  # virtualised: only what is in view (plus a margin) exists
+    # Scrolling to the end fetches the last page on demand.
+    page.eval_on_selector("[data-testid=device-list]", "el => el.scrollTop = el.scrollHeight")
+    expect(page.locator(".row[data-device=unit-0449]")).to_be_visible()
+    assert any("offset=400" in u for u in requests)
+    # The filter runs in the API (search is a query parameter, total from X-Total-Count).
+    page.fill("[data-testid=device-filter]", "unit-01")
+    expect(page.locator("[data-testid=device-count]")).to_have_text("100 devices")
+    assert any("q=unit-01" in u for u in requests)
+    page.select_option("[data-testid=status-filter]", "online")
+    expect(page.locator("[data-testid=device-count]")).to_have_text("0 devices")
+
+
+def test_chart_zoom_requeries_downsampled_then_raw(platform, page):
+    with api(platform) as http:
+        http.post("/projects", json={"name": "Zoom", "id": "zoom"})
+        secret = http.post("/projects/zoom/devices", json={"id": "meter-1"}).json()["credentials"]["secret"]
+    end = (int(time.time()) // 60) * 60_000
+    start = end - 7 * 86_400_000
+    readings = [{"ts": start + i * 60_000, "values": {"power": 50 + (i % 1440) / 30}} for i in range(7 * 1440)]
+    for chunk in (readings[i:i + 2016] for i in range(0, len(readings), 2016)):
+        r = httpx.post(f"{platform.url}/api/v1/ingest/telemetry", json=chunk, auth=("meter-1", secret))
+        assert r.status_code in (200, 201, 202), r.text
+
+    queries: list[httpx.URL] = []
+    page.on("request", lambda r: queries.append(httpx.URL(r.url)) if "/series/power" in r.url else None)
+    login(page, platform)
+    page.goto(f"{platform.url}/devices/meter-1?start={start}&end={end}")
+    panel = page.locator("[data-testid=chart-power]")
+    expect(panel).to_be_visible()
+    page.wait_for_function("() => Number(document.querySelector('[data-testid=chart-power]').dataset.points) > 0")
+    first = queries[-1].params
+    width = int(first["width"])
+    assert first["mode"] == "chart" and 300 < width < 2000
+    drawn = int(panel.get_attribute("data-points"))
+    assert 100 < drawn <= 2 * width + 4  # a week of minutes, drawn as ≈2 points per pixel
+
+    # Drag-select 1 % of the plot: a new query for just that range comes back as raw minutes.
+    box = panel.locator(".u-over").bounding_box()
+    x0, y = box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2
+    n = len(queries)
+    page.mouse.move(x0, y)
+    page.mouse.down()
+    page.mouse.move(x0 + box["width"] * 0.01, y, steps=3)
+    page.mouse.up()
+    page.wait_for_function("() => window.__atollChartLoads >= 2")
+    zoomed = queries[n].params
+    span = int(zoomed["end"]) - int(zoomed["start"])
+    assert 0 < span < 0.02 * (end - start)
+    page.wait_for_function("() => { const n = Number(document.querySelector('[data-testid=chart-power]').dataset.points);"
+                           f" return n > 0 && n <= {span // 60_000 + 2}; }}")
+    expect(page.locator("[data-testid=range-label]")).to_have_text(re.compile(r"\((\d+ min|\d+ h)\)$"))
+    # The zoomed window is in the URL, so it can be shared.
+    assert f"start={zoomed['start']}" in page.url
