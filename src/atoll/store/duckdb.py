@@ -17,6 +17,7 @@ The newest point of every series is kept in memory (rebuilt from the tiers on op
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from atoll.core.errors import Unavailable
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import plan, rollup
 from atoll.store.port import AGGREGATES, Buckets, Series
+
+log = logging.getLogger(__name__)
 
 _ROLLUP_COLUMNS = "sid, b, vmin, tmin, vmax, tmax, vsum, n, tfirst, vfirst, tlast, vlast"
 
@@ -251,7 +254,12 @@ class DuckDBStore:
                 self._pending >= self._compact_rows
                 or time.monotonic() - self._pending_since >= self._compact_seconds
             ):
-                self._compact()
+                try:
+                    self._compact()
+                except duckdb.Error:
+                    # The batch is committed; failing append now would make the sender retry
+                    # and store it twice. Queries stay exact from the partials; retry later.
+                    log.exception("DuckDB store: compaction failed, will retry")
 
     def _compact(self) -> None:
         """Fold partial rollups into the tiers (caller holds the lock, or is ``__init__``)."""
