@@ -93,14 +93,16 @@ def test_memory_is_bounded():
     small = (d.nbytes(), len(d.state()))
     d.score_many(_series(20000, seed=3))
     assert (d.nbytes(), len(d.state())) == small
-    assert d.nbytes() < 32 * 1024
+    assert d.nbytes() < 128 * 1024
 
 
 def test_params_round_trip_and_validation():
-    d = EnsembleDetector(quiet=10, bank_size=50)
+    d = EnsembleDetector(quiet=10, scales=[(32, 2, 50, 0.5)])
     assert EnsembleDetector(**d.params()).params() == d.params()
     with pytest.raises(InvalidInput):
-        EnsembleDetector(bank_size=0)
+        EnsembleDetector(scales=[(32, 2, 0, 0.5)])
+    with pytest.raises(InvalidInput):
+        EnsembleDetector(scales=[(30, 2, 50, 0.5)])  # not a multiple of blocks
     with pytest.raises(InvalidInput):
         EnsembleDetector(lik_alpha=2.0)
     with pytest.raises(InvalidInput):
