@@ -119,3 +119,47 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page):
     expect(page.locator("[data-testid=range-label]")).to_have_text(re.compile(r"\((\d+ min|\d+ h)\)$"))
     # The zoomed window is in the URL, so it can be shared.
     assert f"start={zoomed['start']}" in page.url
+
+
+def test_twin_and_commands_round_trip_to_a_real_mqtt_device(platform, page):
+    with api(platform) as http:
+        http.post("/projects", json={"name": "Twin", "id": "twin"})
+        secret = http.post("/projects/twin/devices", json={"id": "valve-1"}).json()["credentials"]["secret"]
+    dev = Device(platform, "valve-1", secret)
+    try:
+        dev.client.subscribe(topics.twin_desired("valve-1"), qos=1)
+        login(page, platform)
+        page.goto(f"{platform.url}/devices/valve-1")
+        expect(page.locator("[data-testid=live-state]")).to_have_text("live")
+
+        # Reported state from the device shows up live; desired state goes down to the device.
+        dev.client.publish(topics.twin_reported("valve-1"), json.dumps({"position": 40}), qos=1).wait_for_publish(10)
+        expect(page.locator("[data-testid=twin-reported]")).to_contain_text('"position": 40')
+        page.fill("[data-testid=twin-patch]", '{"position": 75}')
+        page.click("text=Update desired")
+        expect(page.locator("[data-testid=twin-desired]")).to_contain_text('"position": 75')
+        deadline = time.time() + 10
+        while not any(t.endswith("/twin/desired") and m.get("position") == 75 for t, m in dev.received):
+            assert time.time() < deadline, dev.received
+            time.sleep(0.05)
+
+        # A command reaches the device on its command topic; its ack updates the list live.
+        page.click("[data-testid=tab-commands]")
+        page.fill("[data-testid=cmd-name]", "open")
+        page.fill("[data-testid=cmd-args]", '{"percent": 75}')
+        page.click("[data-testid=cmd-send]")
+        deadline = time.time() + 10
+        while not any("/commands/" in t for t, _ in dev.received):
+            assert time.time() < deadline, dev.received
+            time.sleep(0.05)
+        topic, body = next((t, m) for t, m in dev.received if "/commands/" in t)
+        assert body["name"] == "open" and body["args"] == {"percent": 75}
+        dev.client.publish(topic + "/ack", json.dumps({"status": "ok", "result": {"percent": 75}}),
+                           qos=1).wait_for_publish(10)
+        expect(page.locator("[data-testid=commands] tr").first).to_contain_text("acked")
+        # Bad JSON is refused in the form, with the reason.
+        page.fill("[data-testid=cmd-args]", "{percent: 75")
+        page.click("[data-testid=cmd-send]")
+        expect(page.locator("[data-testid=commands] [role=alert]")).to_contain_text("not valid JSON")
+    finally:
+        dev.close()

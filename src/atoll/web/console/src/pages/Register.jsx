@@ -12,7 +12,7 @@ export function examples({ device, secret, mqttHost, mqttPort, httpBase, metric 
   return {
     mqtt: `mosquitto_pub -h ${mqttHost} -p ${mqttPort} -q 1 \\\n  -i ${device} -u ${device} -P '${secret}' \\\n  -t ${topic} \\\n  -m '${body}'`,
     curl: `curl -u '${device}:${secret}' \\\n  -H 'Content-Type: application/json' \\\n  -d '${body}' \\\n  ${httpBase}/api/v1/ingest/telemetry`,
-    python: `from atoll import Client\n\ndevice = Client.device("${httpBase}", device_id="${device}", secret="${secret}")\ndevice.send({"${metric}": 21.5})\n`,
+    python: `import atoll\n\ndevice = atoll.DeviceClient("${httpBase}", "${device}", "${secret}")\ndevice.send({"${metric}": 21.5})\n`,
     paho: `import json\nimport paho.mqtt.client as mqtt\n\nc = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="${device}")\nc.username_pw_set("${device}", "${secret}")\nc.connect("${mqttHost}", ${mqttPort})\nc.loop_start()\nc.publish("${topic}", json.dumps({"values": {"${metric}": 21.5}}), qos=1).wait_for_publish()\n`,
   };
 }
