@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from atoll.core.errors import InvalidInput, NotFound
+from atoll.detect import registry
+from atoll.rules import loading
 from atoll.solutions import Manifest, discover, load, template_dirs
 from atoll.solutions.catalog import load_dir
 
@@ -39,7 +41,6 @@ def test_manifest_and_template_validate(folder):
 
 @pytest.mark.parametrize("folder", DIRS, ids=[d.name for d in DIRS])
 def test_detectors_exist_in_the_registry(folder):
-    registry = pytest.importorskip("atoll.detect.registry")
     known = set(registry.names())
     for dtype in load_dir(folder).device_types:
         for binding in dtype.detectors:
@@ -48,7 +49,6 @@ def test_detectors_exist_in_the_registry(folder):
 
 @pytest.mark.parametrize("folder", DIRS, ids=[d.name for d in DIRS])
 def test_rules_load_with_the_rules_engine(folder):
-    loading = pytest.importorskip("atoll.rules.loading")
     template = load_dir(folder)
     assert template.rules
     rules = loading.load_rules(yaml.safe_dump(template.rules, allow_unicode=True), project="p")

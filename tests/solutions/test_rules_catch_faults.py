@@ -6,13 +6,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from atoll.rules import loading
+from atoll.rules.clock import FakeClock
+from atoll.rules.directory import StaticDirectory
+from atoll.rules.engine import RuleEngine
 from atoll.sim import Fault, Fleet, SimDevice, evaluate
 from atoll.solutions import discover
-
-loading = pytest.importorskip("atoll.rules.loading")
-from atoll.rules.clock import FakeClock  # noqa: E402
-from atoll.rules.directory import StaticDirectory  # noqa: E402
-from atoll.rules.engine import RuleEngine  # noqa: E402
 
 T0 = 1_700_006_400.0
 STEP = 5.0
