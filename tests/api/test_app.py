@@ -4,6 +4,7 @@ import types
 import httpx
 
 from atoll.api import create_app
+from atoll.api.app import CORE_ROUTERS, PREFIX
 
 
 async def test_health_and_openapi(api):
@@ -17,6 +18,11 @@ async def test_health_and_openapi(api):
     for path, ops in spec["paths"].items():
         for op in ops.values():
             assert op.get("summary"), f"{path} lacks a summary"
+    for module in CORE_ROUTERS:
+        for route in module.router.routes:
+            for op in spec["paths"][PREFIX + route.path].values():
+                assert "404" in op["responses"], f"{route.path} does not document its errors"
+    assert set(spec["components"]["schemas"]["ErrorOut"]["properties"]) == {"error", "message", "hint"}
     assert (await api.http.get("/docs")).status_code == 200
 
 

@@ -34,6 +34,7 @@ from atoll.api import (
 )
 from atoll.api.context import ApiContext, CommandSender, IngestSubmitter
 from atoll.api.errors import BodyLimit, install
+from atoll.api.schemas import ERROR_RESPONSES
 from atoll.registry import Registry
 from atoll.store.port import SeriesStore
 
@@ -89,7 +90,7 @@ def create_app(ctx: ApiContext, *, max_body_bytes: int | None = None,
 
     app.include_router(health, prefix=PREFIX)
     for module in CORE_ROUTERS:
-        app.include_router(module.router, prefix=PREFIX)
+        app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
     mounted = False
     for name in extensions:
         module = _optional(name)
@@ -99,9 +100,9 @@ def create_app(ctx: ApiContext, *, max_body_bytes: int | None = None,
             module.mount(app, ctx)
             mounted = True
         elif hasattr(module, "create_router"):
-            app.include_router(module.create_router(ctx), prefix=PREFIX)
+            app.include_router(module.create_router(ctx), prefix=PREFIX, responses=ERROR_RESPONSES)
         elif hasattr(module, "router"):
-            app.include_router(module.router, prefix=PREFIX)
+            app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
         else:
             log.warning("extension %s has no router, create_router or mount", name)
     if not mounted:

@@ -17,6 +17,24 @@ def iso(us: int | None) -> str | None:
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat().replace("+00:00", "Z")
 
 
+class ErrorOut(BaseModel):
+    """Every error answer."""
+
+    error: str = Field(description="stable machine-readable code", examples=["not_found"])
+    message: str = Field(description="what went wrong", examples=["device 'sensor-9' not found"])
+    hint: str | None = Field(None, description="how to fix it, when Atoll knows")
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    400: {"model": ErrorOut, "description": "Invalid input (the message says which field and why)"},
+    401: {"model": ErrorOut, "description": "Missing, invalid, expired or revoked credentials"},
+    403: {"model": ErrorOut, "description": "Your key's role does not allow this"},
+    404: {"model": ErrorOut, "description": "Not found in your tenant"},
+    413: {"model": ErrorOut, "description": "Request body over the size limit"},
+    422: {"model": ErrorOut, "description": "Request does not match the schema"},
+}
+
+
 class Metric(BaseModel):
     name: str = Field(description="metric name as sent in telemetry `values`")
     type: str = Field("float", description="float | int | bool")

@@ -15,7 +15,20 @@ def sqlite_url(data_dir: str | Path) -> str:
     return f"sqlite:///{path}"
 
 
+def normalise_url(url: str) -> str:
+    """Plain ``postgresql://`` URLs use psycopg 3 (the driver Atoll ships), not psycopg2.
+
+    >>> normalise_url("postgres://u@h/db")
+    'postgresql+psycopg://u@h/db'
+    """
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
 def open_engine(url: str) -> Engine:
+    url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
