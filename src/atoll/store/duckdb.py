@@ -326,7 +326,7 @@ class DuckDBStore:
             yield cur
 
     def query_raw(self, key: SeriesKey, start: int, end: int, limit: int | None = None) -> Series:
-        plan.check_range(start, end)
+        start, end = plan.check_range(start, end)
         sid = self._sids.get(SeriesKey(*key))
         if sid is None or start >= end or (limit is not None and limit <= 0):
             return plan.EMPTY_SERIES
@@ -348,7 +348,7 @@ class DuckDBStore:
     ) -> Buckets:
         aggs = plan.check_aggs(aggs)
         plan.check_bucket(bucket)
-        plan.check_range(start, end)
+        start, end = plan.check_range(start, end)
         sid = self._sids.get(SeriesKey(*key))
         if sid is None or start >= end:
             return plan.empty_buckets(aggs)
@@ -366,7 +366,7 @@ class DuckDBStore:
 
     def query_chart(self, key: SeriesKey, start: int, end: int, width: int) -> Series:
         plan.check_width(width)
-        plan.check_range(start, end)
+        start, end = plan.check_range(start, end)
         sid = self._sids.get(SeriesKey(*key))
         if sid is None or start >= end:
             return plan.EMPTY_SERIES

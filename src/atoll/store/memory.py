@@ -41,7 +41,7 @@ class MemoryStore:
                 self._data[key] = (ts, value)
 
     def _slice(self, key: SeriesKey, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-        plan.check_range(start, end)
+        start, end = plan.check_range(start, end)
         found = self._data.get(SeriesKey(*key))
         if found is None or start >= end:
             return plan.EMPTY_SERIES.ts, plan.EMPTY_SERIES.value

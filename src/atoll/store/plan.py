@@ -29,13 +29,23 @@ def check_batch(batch: PointBatch) -> None:
             "telemetry values must be finite numbers (no NaN or infinity)",
             hint="drop or replace non-finite readings before sending them",
         )
+    if len(batch) and np.abs(batch.ts).max() >= TS_LIMIT:
+        raise InvalidInput(
+            "timestamp out of range", hint="timestamps are µs since 1970-01-01T00:00:00Z"
+        )
     if len(batch) and (batch.key_index.min() < 0 or batch.key_index.max() >= len(batch.keys)):
         raise InvalidInput("PointBatch.key_index points outside PointBatch.keys")
 
 
-def check_range(start: int, end: int) -> None:
+#: Timestamps a store keeps: about ±146,000 years, so bucket arithmetic never overflows int64.
+TS_LIMIT = 2**62
+
+
+def check_range(start: int, end: int) -> tuple[int, int]:
+    """Integer ``(start, end)``, clamped to what a store can hold (so "from -inf" works)."""
     if not isinstance(start, (int, np.integer)) or not isinstance(end, (int, np.integer)):
         raise InvalidInput("start and end must be integer µs since the epoch")
+    return max(int(start), -TS_LIMIT), min(int(end), TS_LIMIT)
 
 
 def check_aggs(aggs: tuple[str, ...]) -> tuple[str, ...]:

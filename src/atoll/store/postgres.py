@@ -306,7 +306,7 @@ class PostgresStore:
             return conn.execute(sql, args).fetchall()
 
     def query_raw(self, key: SeriesKey, start: int, end: int, limit: int | None = None) -> Series:
-        plan.check_range(start, end)
+        start, end = plan.check_range(start, end)
         sid = self._sid(key)
         if sid is None or start >= end or (limit is not None and limit <= 0):
             return plan.EMPTY_SERIES
@@ -346,7 +346,7 @@ class PostgresStore:
     ) -> Buckets:
         aggs = plan.check_aggs(aggs)
         plan.check_bucket(bucket)
-        plan.check_range(start, end)
+        start, end = plan.check_range(start, end)
         sid = self._sid(key)
         if sid is None or start >= end:
             return plan.empty_buckets(aggs)
@@ -366,7 +366,7 @@ class PostgresStore:
 
     def query_chart(self, key: SeriesKey, start: int, end: int, width: int) -> Series:
         plan.check_width(width)
-        plan.check_range(start, end)
+        start, end = plan.check_range(start, end)
         sid = self._sid(key)
         if sid is None or start >= end:
             return plan.EMPTY_SERIES

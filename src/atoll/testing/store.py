@@ -159,6 +159,12 @@ def check_empty_results(make_store: MakeStore, reopen: Reopen = None) -> None:
         assert len(store.query_chart(K, T0 + S, T0, 100).ts) == 0
         assert len(store.query_raw(SeriesKey("plant", "pump-1", "nope"), 0, T0 + DAY).ts) == 0
         assert store.latest("other") == {} and store.series("other") == []
+        # The widest possible range works (the store clamps it, nothing overflows).
+        lo, hi = -(2**63), 2**63 - 1
+        assert store.query_raw(K, lo, hi).value.tolist() == [1.0, 2.0]
+        assert store.query_buckets(K, lo, hi, DAY).columns["count"].tolist() == [2]
+        assert store.query_buckets(K, lo, hi, HOUR).columns["count"].tolist() == [2]
+        assert sorted(store.query_chart(K, lo, hi, 1000).value.tolist()) == [1.0, 2.0]
 
 
 def check_raw_range_is_half_open_and_ordered(make_store: MakeStore, reopen: Reopen = None) -> None:
@@ -435,6 +441,11 @@ def check_bad_arguments_are_rejected(make_store: MakeStore, reopen: Reopen = Non
             except InvalidInput:
                 continue
             raise AssertionError(f"a {bad} value was accepted")
+        try:
+            store.append(PointBatch.of_series(K, [2**63 - 1], [1.0]))
+            raise AssertionError("a timestamp beyond year 146,000 was accepted")
+        except InvalidInput:
+            pass
         assert store.query_raw(K, 0, 2**62).value.tolist() == [1.0]  # nothing half-written
 
 
