@@ -29,10 +29,11 @@ _MODULES = (
     "atoll.detect.mahalanobis",
     "atoll.detect.multivariate",
     "atoll.detect.threshold",
+    "atoll.detect.ensemble",
 )
 
-#: The name ``"default"`` resolves to (DETECT-B's strong detector replaces this when it lands).
-DEFAULT = "ewma"
+#: The name ``"default"`` resolves to: the strong ensemble (``ensemble.py``).
+DEFAULT = "ensemble"
 
 _FACTORIES: dict[str, Callable[..., StreamingDetector]] = {}
 _CLASSES: dict[str, type[StreamingDetector]] = {}
@@ -54,6 +55,7 @@ def _load() -> None:
     _loaded = True
     for mod in _MODULES:
         importlib.import_module(mod)
+    from atoll.detect.ensemble import EnsembleDetector
     from atoll.detect.ewma import EWMAZScore
     from atoll.detect.gaussian import WindowedGaussian
     from atoll.detect.mahalanobis import Mahalanobis
@@ -61,7 +63,8 @@ def _load() -> None:
     from atoll.detect.seasonal import SeasonalBaseline
     from atoll.detect.threshold import Thresholded
 
-    for cls in (WindowedGaussian, EWMAZScore, SeasonalBaseline, Mahalanobis, PerSensor, Joint):
+    for cls in (WindowedGaussian, EWMAZScore, SeasonalBaseline, Mahalanobis, PerSensor, Joint,
+                EnsembleDetector):
         if cls.kind not in _CLASSES:
             register(cls)
     _CLASSES.setdefault(Thresholded.kind, Thresholded)  # wraps a detector: restorable, not by name

@@ -140,10 +140,11 @@ class DetectionService:
             self._snapshotter.cancel()
             await asyncio.gather(self._snapshotter, return_exceptions=True)
             self._snapshotter = None
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
-        async with self._lock:  # let a message being handled finish first
+        # Holding the lock, no message is half-processed when the subscription is cancelled.
+        async with self._lock:
+            if self._sub is not None:
+                await self._sub.unsubscribe()
+                self._sub = None
             await self.snapshot()
 
     async def _snapshot_forever(self) -> None:
@@ -203,6 +204,7 @@ class DetectionService:
         """Score, store, publish and learn one batch; returns the published events."""
         t0 = time.perf_counter()
         keys, ts_parts, val_parts, events_by_device = [], [], [], {}
+        points = anomalies = 0
         for key, (ts, values) in batch.split().items():
             if key.metric.endswith(SCORE_SUFFIX):
                 continue  # never judge our own output
@@ -223,8 +225,8 @@ class DetectionService:
             threshold = tracked.detector.default_threshold
             version = getattr(tracked.detector, "version", 1)
             flags = scores >= threshold
-            self.stats["anomalies"] += int(flags.sum())
-            self.stats["points"] += len(ts)
+            anomalies += int(flags.sum())
+            points += len(ts)
             keys.append(SeriesKey(key.project, key.device, score_metric(key.metric)))
             ts_parts.append(ts)
             val_parts.append(scores)
@@ -243,6 +245,9 @@ class DetectionService:
         for (project, device), events in events_by_device.items():
             await self.bus.publish(topics.bus_anomaly(project, device), orjson.dumps(events))
             published += events
+        # Counted once stored and published, so a watcher of ``stats`` sees finished work.
+        self.stats["points"] += points
+        self.stats["anomalies"] += anomalies
         self.stats["messages"] += 1
         self.stats["seconds"] += time.perf_counter() - t0
         return published
