@@ -206,3 +206,21 @@ def test_refresh_watches_devices_registered_later_even_if_silent():
     directory.add("p", "b2", "boiler")
     assert eng.refresh() == 1 and eng.refresh() == 0
     assert sorted(tick(eng, clock, 60)) == [("b1", True), ("b2", True)]
+
+
+def test_anomaly_without_value_follows_the_detectors_own_decision():
+    eng, clock = make({"type": "anomaly", "metric": "t", "for": 2})
+
+    def score(at, x, flagged=None):
+        clock.set(us(T0 + at))
+        return [c.active for c in eng.on_anomaly("p", "d1", "t", us(T0 + at), x, flagged)]
+
+    # A high score the detector did not flag (its threshold is higher) does not count.
+    assert score(0, 0.99, False) == [False]
+    assert score(1, 0.9999, True) == []
+    assert score(3, 0.9999, True) == [True]
+    assert score(4, 0.999, False) == [False]
+    # An event without a decision falls back to a 0.8 score.
+    assert score(5, 0.85) == []
+    assert [c.active for c in eng.on_tick()] == []
+    assert tick(eng, clock, 7) == [("d1", True)]

@@ -1,6 +1,7 @@
 """Rules, notification channels and scheduled reports of a project (the rules service's API).
 
-The runtime attaches a ``RulesService`` to the API context as ``ctx.rules``. Rule bodies are
+The service is ``ctx.rules`` when set, else the ``RulesService`` among ``ctx.platform.services``
+(``atoll up`` starts it through ``atoll.rules.service.create_service``). Rule bodies are
 checked by the rules package itself, so errors name the field: ``condition.threshold.value:
 Field required``. Times in answers are ISO-8601 UTC.
 """
@@ -36,6 +37,11 @@ RULE_EXAMPLE = {
 
 def service(ctx: Any) -> RulesService:
     svc = getattr(ctx, "rules", None)
+    if svc is None:
+        # Under ``atoll up`` the platform started it as one of its services.
+        platform = getattr(ctx, "platform", None)
+        svc = next((s for s in getattr(platform, "services", ()) if isinstance(s, RulesService)),
+                   None)
     if svc is None:
         raise Unavailable("the rules service is not running in this process",
                           hint="start Atoll with `atoll up`, which runs it")

@@ -68,15 +68,22 @@ class RateOfChange(_Compared):
 
 
 class AnomalyScore(_Leaf):
-    """A detector's score for ``metric`` (any metric when omitted) at or above ``value``."""
+    """A detector flags ``metric`` (any metric when omitted) as anomalous.
+
+    Without ``value`` the detector's own decision (``is_anomaly`` in its events, made with its
+    tuned threshold) counts; with ``value`` the score must reach it, and ``clear`` sets where it
+    ends (hysteresis).
+    """
 
     type: Literal["anomaly"]
     metric: str | None = None
-    value: float = Field(0.8, ge=0, le=1)
+    value: float | None = Field(None, ge=0, le=1)
     clear: float | None = Field(None, ge=0, le=1)
 
     @model_validator(mode="after")
     def _clear_below(self):
+        if self.clear is not None and self.value is None:
+            raise ValueError("clear needs a value (the score that raises)")
         if self.clear is not None and self.clear > self.value:
             raise ValueError(f"clear ({self.clear:g}) must be <= value ({self.value:g})")
         return self
@@ -248,19 +255,24 @@ class RateEval(Leaf):
 
 class AnomalyEval(Leaf):
     kind = ANOMALY
+    DEFAULT = 0.8  # used when an event carries no detector decision
 
     def __init__(self, spec: AnomalyScore, device: str) -> None:
         super().__init__(spec, device)
         self.latches: dict[str, _Hysteresis] = {}
         self.worst: str | None = None
 
-    def feed(self, metric, ts, x, now):
+    def feed(self, metric, ts, x, now, flagged: bool | None = None):
         if not math.isfinite(x):
             return
         latch = self.latches.get(metric)
         if latch is None:
-            latch = self.latches[metric] = _Hysteresis(">=", self.spec.value, self.spec.clear)
-        latch.feed(x)
+            latch = self.latches[metric] = _Hysteresis(
+                ">=", self.DEFAULT if self.spec.value is None else self.spec.value, self.spec.clear)
+        if self.spec.value is None and flagged is not None:
+            latch.on = flagged
+        else:
+            latch.feed(x)
         if latch.on:
             self.worst, self.last = metric, x
         elif self.worst == metric:
@@ -272,8 +284,10 @@ class AnomalyEval(Leaf):
         return any(h.on for h in self.latches.values())
 
     def describe(self):
-        score = f"{self.last:.2f}" if self.last is not None else "?"
-        return f"{self.device}.{self.worst or self.metric or '*'} anomaly score {score} >= {self.spec.value:g}{self._for_text()}"
+        score = f"{self.last:.4g}" if self.last is not None else "?"
+        limit = "flagged by its detector" if self.spec.value is None else f">= {self.spec.value:g}"
+        return (f"{self.device}.{self.worst or self.metric or '*'} anomaly score {score} "
+                f"{limit}{self._for_text()}")
 
 
 class NoDataEval(Leaf):

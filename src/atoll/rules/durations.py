@@ -42,9 +42,11 @@ def parse_duration(value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     """Short form for messages: ``format_duration(330) == '5m30s'``."""
-    s = int(round(seconds))
-    if s == 0 and seconds:
+    if 0 < seconds < 1:
         return f"{seconds * 1000:g}ms"
+    if seconds < 60 and seconds != int(seconds):
+        return f"{seconds:g}s"
+    s = round(seconds)
     out = ""
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if s >= size:

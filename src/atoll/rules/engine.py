@@ -145,10 +145,12 @@ class RuleEngine:
     def on_telemetry(self, project: str, device: str, ts: int, values: dict[str, float]) -> list[Change]:
         return self._feed(project, device, ts, values, TELEMETRY)
 
-    def on_anomaly(self, project: str, device: str, metric: str, ts: int, score: float) -> list[Change]:
-        return self._feed(project, device, ts, {metric: score}, ANOMALY)
+    def on_anomaly(self, project: str, device: str, metric: str, ts: int, score: float,
+                   flagged: bool | None = None) -> list[Change]:
+        """A detector's score; ``flagged`` is its own decision (``is_anomaly``) when it gave one."""
+        return self._feed(project, device, ts, {metric: score}, ANOMALY, flagged)
 
-    def _feed(self, project, device, ts, values, kind) -> list[Change]:
+    def _feed(self, project, device, ts, values, kind, flagged=None) -> list[Change]:
         self._adopt(project, device)
         now = self.clock.now_us()
         touched: dict[int, _Instance] = {}
@@ -158,7 +160,10 @@ class RuleEngine:
             for watchers in (index.get((project, device, metric, kind)), any_metric):
                 if watchers:
                     for inst, leaf in watchers:
-                        leaf.feed(metric, ts, x, now)
+                        if flagged is None:
+                            leaf.feed(metric, ts, x, now)
+                        else:
+                            leaf.feed(metric, ts, x, now, flagged)
                         inst.fed = True
                         touched[id(inst)] = inst
         # A replayed (older) reading is judged at its own time; a future one at ours.

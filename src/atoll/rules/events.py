@@ -27,8 +27,9 @@ def to_us(ts: Any) -> int:
     return int(ts * 1_000_000)
 
 
-def decode_anomaly(data: bytes) -> list[tuple[str, str, str, int, float]]:
-    """``(project, device, metric, ts_us, score)`` from an ``anomaly.*`` message (one or a list)."""
+def decode_anomaly(data: bytes) -> list[tuple[str, str, str, int, float, bool | None]]:
+    """``(project, device, metric, ts_us, score, is_anomaly)`` from an ``anomaly.*`` message
+    (one event or a list; ``is_anomaly`` is ``None`` when the detector did not say)."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -36,16 +37,20 @@ def decode_anomaly(data: bytes) -> list[tuple[str, str, str, int, float]]:
     out = []
     for e in doc if isinstance(doc, list) else [doc]:
         try:
+            flag = e.get("is_anomaly")
             out.append((str(e["project"]), str(e["device"]), str(e["metric"]),
-                        to_us(e["ts"]), float(e["score"])))
+                        to_us(e["ts"]), float(e["score"]), None if flag is None else bool(flag)))
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"anomaly event lacks a field or has a bad one: {exc!r}") from None
     return out
 
 
-def encode_anomaly(project: str, device: str, metric: str, ts: int, score: float) -> bytes:
-    return orjson.dumps({"project": project, "device": device, "metric": metric, "ts": ts,
-                         "score": score})
+def encode_anomaly(project: str, device: str, metric: str, ts: int, score: float,
+                   is_anomaly: bool | None = None) -> bytes:
+    e = {"project": project, "device": device, "metric": metric, "ts": ts, "score": score}
+    if is_anomaly is not None:
+        e["is_anomaly"] = is_anomaly
+    return orjson.dumps(e)
 
 
 def encode_alarm_event(event: str, alarm: dict[str, Any], actor: str) -> bytes:

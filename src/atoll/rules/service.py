@@ -148,8 +148,8 @@ class RulesService:
             log.warning("bad anomaly event on %s: %s", msg.subject, exc.message)
             return
         changes: list[Change] = []
-        for project, device, metric, ts, score in events:
-            changes += self.engine.on_anomaly(project, device, metric, ts, score)
+        for project, device, metric, ts, score, flagged in events:
+            changes += self.engine.on_anomaly(project, device, metric, ts, score, flagged)
         self.stats["anomalies"] += len(events)
         await self._apply(changes)
 
@@ -349,3 +349,18 @@ class RulesService:
         last = self.notifier.deliveries(project, limit=1)
         return {"ok": ok, "delivery": last[0] if last else None}
 
+
+
+def create_service(platform: Any) -> RulesService:
+    """The runtime's hook (``atoll.platform.SERVICE_MODULES``): rules share the registry's
+    database, resolve device types through it, and send command notifications through it."""
+    from atoll.rules.commands import RegistryCommands
+    from atoll.rules.directory import RegistryDevices
+
+    return RulesService(
+        platform.bus,
+        db=platform.registry.engine,
+        directory=RegistryDevices(platform.registry),
+        command_sender=RegistryCommands(platform.registry, platform.commands),
+        store=platform.store,
+    )

@@ -1,0 +1,35 @@
+"""``atoll up``'s runtime starts the rules service and the API finds it (real HTTP server)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from atoll.config import Settings
+from atoll.platform import Platform
+from atoll.rules.service import RulesService
+
+
+async def test_platform_runs_rules_behind_the_http_api(tmp_path):
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", store_url="memory://")
+    async with Platform(settings) as p:
+        assert any(isinstance(s, RulesService) for s in p.services)
+        key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
+        async with httpx.AsyncClient(base_url=p.http_url + "/api/v1", headers=key) as http:
+            assert (await http.post("/projects", json={"name": "Lab", "id": "lab"})).status_code == 201
+            r = await http.post("/projects/lab/devices", json={"id": "s1"})
+            secret = r.json()["credentials"]["secret"]
+            r = await http.post("/projects/lab/rules", json={
+                "name": "Cold", "target": {"device": "s1"},
+                "condition": {"type": "threshold", "metric": "t", "op": "<", "value": 0}})
+            assert r.status_code == 201, r.text
+            r = await http.post("/ingest/telemetry", auth=("s1", secret), headers={},
+                                json={"values": {"t": -4.5}})
+            assert r.status_code < 300, r.text
+            for _ in range(300):
+                alarms = (await http.get("/alarms", params={"project": "lab"})).json()
+                if alarms:
+                    break
+                await asyncio.sleep(0.02)
+            assert [(a["rule_id"], a["device"], a["value"]) for a in alarms] == [("cold", "s1", -4.5)]
