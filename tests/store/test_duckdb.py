@@ -7,6 +7,7 @@ import uuid
 import numpy as np
 import pytest
 
+from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import SeriesKey
 from atoll.store.duckdb import DuckDBStore
 from atoll.testing.store import STORE_CHECKS
@@ -76,3 +77,32 @@ def test_every_acked_point_survives_kill_9(tmp_path):
         assert store.latest("plant") == {key: ((n - 1) * 1_000_000, float(n // 1000 - 1))}
     finally:
         store.close()
+
+
+def test_a_file_held_by_another_process_is_unavailable_with_a_hint(tmp_path):
+    path = tmp_path / "held.duckdb"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(Unavailable) as e:
+            DuckDBStore(path)
+        assert "another" in e.value.hint
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+HOLD = """
+import sys, time
+from atoll.store.duckdb import DuckDBStore
+store = DuckDBStore(sys.argv[1])
+print("open", flush=True)
+time.sleep(60)
+"""
+
+
+def test_unknown_setting_is_invalid_input(tmp_path):
+    with pytest.raises(InvalidInput):
+        DuckDBStore(tmp_path / "x.duckdb", config={"no_such_setting": "1"})

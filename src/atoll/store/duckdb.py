@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from atoll.core.errors import Unavailable
+from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import plan, rollup
 from atoll.store.port import AGGREGATES, Buckets, Series
@@ -172,12 +172,18 @@ class DuckDBStore:
         self._pending_since: float | None = None
         try:
             self._db = duckdb.connect(self.path, config=config or {})
-        except duckdb.Error as e:
+        except duckdb.IOException as e:
             raise Unavailable(
                 f"cannot open DuckDB store at {self.path}: {e}",
                 hint="only one process may open a DuckDB file; is another Atoll running on it?",
             ) from e
+        except duckdb.Error as e:
+            raise InvalidInput(
+                f"cannot open DuckDB store at {self.path}: {e}",
+                hint="check the file path and the DuckDB settings after '?' in the store URL",
+            ) from e
         self._lock = threading.Lock()
+        self._cursor_lock = threading.Lock()
         self._writer = self._db.cursor()
         self._closed = False
         with _translated("opening"):
@@ -322,8 +328,11 @@ class DuckDBStore:
 
     @contextmanager
     def _reader(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
-        with _translated(what), self._db.cursor() as cur:
-            yield cur
+        with _translated(what):
+            with self._cursor_lock:  # the root connection is shared by all threads
+                cur = self._db.cursor()
+            with cur:
+                yield cur
 
     def query_raw(self, key: SeriesKey, start: int, end: int, limit: int | None = None) -> Series:
         start, end = plan.check_range(start, end)
