@@ -149,3 +149,30 @@ async def test_http_devices_poll_commands_and_commands_expire(api):
     await api.http.patch(f"{V1}/devices/s1", json={"disabled": True}, headers=api.admin)
     r = await api.http.post(f"{V1}/devices/s1/commands", json={"name": "x"}, headers=api.admin)
     assert r.status_code == 400 and "disabled" in r.json()["message"]
+
+
+async def test_offline_device_gets_pending_commands_when_it_connects(api, broker):
+    from atoll.api.sender import redeliver
+
+    pub = _client(broker, "atoll-api-2")
+    online: set[str] = set()
+
+    async def publish(topic, payload, *, qos=1, retain=False):
+        await asyncio.to_thread(pub.publish(topic, payload, qos=qos, retain=retain).wait_for_publish, 5)
+
+    sender = TopicCommandSender(publish, connected=online.__contains__)
+    api.ctx.commands = sender
+    await api.project()
+    await api.device()
+    r = await api.http.post(f"{V1}/devices/s1/commands", json={"name": "first"}, headers=api.admin)
+    assert r.json()["status"] == "pending"
+    got = _device_listener(broker, "s1")
+    online.add("s1")
+    assert await redeliver(sender, api.ctx.registry, "s1") == 1
+    topic, payload, _ = await _next(got)
+    assert topic == topics.command("s1", payload["id"])
+    assert payload["name"] == "first" and payload["id"] == r.json()["id"]
+    assert api.ctx.registry.get_command("s1", payload["id"]).status == "delivered"
+    assert await redeliver(sender, api.ctx.registry, "s1") == 0
+    pub.loop_stop()
+    pub.disconnect()

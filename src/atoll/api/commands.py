@@ -36,7 +36,9 @@ async def create_command(device: str, body: CommandIn, who: Operator,
     if ctx.commands is not None:
         try:
             await ctx.commands.send_command(cmd)
-        except Exception:  # stays pending: the device can still fetch it over HTTP
+        except AtollError as e:  # e.g. device offline: stays pending (HTTP poll or redelivery)
+            log.info("command %s to %s stays pending: %s", cmd.id, device, e.message)
+        except Exception:
             log.exception("could not publish command %s to %s", cmd.id, device)
         else:
             try:

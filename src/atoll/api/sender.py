@@ -10,13 +10,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
 
 from atoll.core import topics
-from atoll.registry import Command
+from atoll.core.errors import Unavailable
+from atoll.registry import Command, Registry
+
+log = logging.getLogger(__name__)
 
 
 class Publish(Protocol):
@@ -27,13 +31,34 @@ class TopicCommandSender:
     """Commands go to ``.../commands/{id}`` as ``{"name", "args"}`` (QoS 1); the desired twin goes
     to ``.../twin/desired`` retained, with its version in ``"$version"`` so devices can skip stale copies."""
 
-    def __init__(self, publish: Publish) -> None:
+    def __init__(self, publish: Publish, connected: Callable[[str], bool] | None = None) -> None:
+        """``connected(device_id)``, when given, keeps commands for offline devices ``pending``
+        (an offline device would miss a non-retained publish); ``redeliver`` sends them later."""
         self._publish = publish
+        self._connected = connected
 
     async def send_command(self, command: Command) -> None:
+        if self._connected is not None and not self._connected(command.device):
+            raise Unavailable(f"device {command.device!r} is not connected; the command stays pending")
         payload = orjson.dumps({"id": command.id, "name": command.name, "args": command.args})
         await self._publish(topics.command(command.device, command.id), payload, qos=1, retain=False)
 
     async def publish_desired(self, device: str, desired: dict[str, Any], version: int) -> None:
         payload = orjson.dumps({**desired, "$version": version})
         await self._publish(topics.twin_desired(device), payload, qos=1, retain=True)
+
+
+async def redeliver(sender: TopicCommandSender, registry: Registry, device: str) -> int:
+    """Publish a device's still-pending commands (call when it connects); returns how many went."""
+    import asyncio
+
+    pending = await asyncio.to_thread(registry.list_commands, device, status="pending")
+    sent = 0
+    for cmd in reversed(pending):  # oldest first
+        try:
+            await sender.send_command(cmd)
+            await asyncio.to_thread(registry.mark_command_delivered, device, cmd.id)
+            sent += 1
+        except Exception:  # the next connect tries again
+            log.warning("could not redeliver command %s to %s", cmd.id, device, exc_info=True)
+    return sent
