@@ -29,7 +29,7 @@ from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_MODULES: tuple[str, ...] = ("atoll.detect.service", "atoll.rules.service")
+SERVICE_MODULES: tuple[str, ...] = ("atoll.detect.service", "atoll.registry.retention", "atoll.rules.service")
 
 
 @runtime_checkable

@@ -1,0 +1,61 @@
+"""Per-project retention: delete points older than each project's ``retention_days``.
+
+Runs inside ``atoll up`` as a platform service (hourly by default); ``run_once`` is the unit of
+work and is what tests and the CLI call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from atoll.registry.registry import Registry
+from atoll.store.port import SeriesStore
+
+log = logging.getLogger(__name__)
+DAY_US = 86_400_000_000
+
+
+class RetentionService:
+    def __init__(self, registry: Registry, store: SeriesStore, *, interval_s: float = 3600.0) -> None:
+        self.registry = registry
+        self.store = store
+        self.interval_s = interval_s
+        self._task: asyncio.Task | None = None
+
+    def run_once(self, now_us: int | None = None) -> dict[str, int]:
+        """Apply every project's retention; returns ``{project: points deleted}``."""
+        now_us = now_us if now_us is not None else time.time_ns() // 1000
+        deleted = {}
+        for project, days in self.registry.retention().items():
+            deleted[project] = self.store.delete_before(project, now_us - days * DAY_US)
+        if any(deleted.values()):
+            log.info("retention deleted %s", {p: n for p, n in deleted.items() if n})
+        return deleted
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="atoll-retention")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.run_once)
+                await asyncio.to_thread(self.registry.expire_commands)
+            except Exception:  # a failing pass must not stop later ones
+                log.exception("retention pass failed")
+            await asyncio.sleep(self.interval_s)
+
+
+def create_service(platform: Any) -> RetentionService:
+    """Hook for ``atoll.platform.SERVICE_MODULES``."""
+    return RetentionService(platform.registry, platform.store)
