@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+import json
+
 import httpx
+from typer.testing import CliRunner
+
+from atoll.cli.main import app
 
 from atoll.config import Settings
 from atoll.platform import Platform
@@ -33,3 +38,22 @@ async def test_platform_runs_rules_behind_the_http_api(tmp_path):
                     break
                 await asyncio.sleep(0.02)
             assert [(a["rule_id"], a["device"], a["value"]) for a in alarms] == [("cold", "s1", -4.5)]
+
+        # The CLI against the same server (it is synchronous: run it off the loop).
+        def cli(*args):
+            env = {"ATOLL_URL": p.http_url, "ATOLL_API_KEY": p.bootstrap.api_key}
+            return CliRunner().invoke(app, list(args), env=env)
+
+        rules_file = tmp_path / "more.yaml"
+        rules_file.write_text("rules:\n  - {name: Hot, target: {device: s1}, "
+                              "condition: {type: threshold, metric: t, value: 40}}\n")
+        r = await asyncio.to_thread(cli, "rules", "apply", str(rules_file), "-p", "lab")
+        assert r.exit_code == 0 and "applied 1 rules, 0 channels to lab" in r.output, r.output
+        r = await asyncio.to_thread(cli, "rules", "list", "-p", "lab", "--json")
+        assert [x["id"] for x in json.loads(r.output)] == ["cold", "hot"]
+        r = await asyncio.to_thread(cli, "alarms", "ack", str(alarms[0]["id"]), "-m", "seen")
+        assert r.exit_code == 0 and "active" not in r.output and "acknowledged" in r.output
+        r = await asyncio.to_thread(cli, "alarms", "ack", str(alarms[0]["id"]))
+        assert r.exit_code == 1 and "already acknowledged" in r.output
+        r = await asyncio.to_thread(cli, "alarms", "list", "-p", "lab", "--json")
+        assert [(x["status"], x["acknowledged"]) for x in json.loads(r.output)] == [("acknowledged", True)]
