@@ -1,0 +1,283 @@
+"""Run the demo: platform + lab + simulated fleet with injected faults, then score what Atoll saw.
+
+Timeline (wall clock, from the moment devices are live):
+
+* before that, every device back-fills ``history_s`` of readings at its live rate, so charts have
+  a past and every detector has learned what normal looks like;
+* faults start one by one from ``first_fault_s`` on, ``fault_every_s`` apart, each on its own
+  device, lasting the shortest duration its template declares;
+* alarms raised by the rules (thresholds, silent sensors, frozen sensors, anomaly scores from the
+  detectors) are the detections. A fault is *detected* when an alarm names its device inside the
+  fault window (plus a grace period); an alarm on a device with no fault then is a false alarm.
+
+Recall is over the faults that have played out (ended, or been detected); faults still under
+way when the demo stops are reported apart, never counted as hits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from atoll.sim import Fault, Fleet, evaluate, write_ground_truth
+from atoll.sim.mqtt import MqttFleet
+
+GRACE_S = 300.0
+
+
+@dataclass
+class DemoOptions:
+    home: Path = Path(".atoll/demo")
+    devices: int = 60
+    rate: float = 1.0
+    seed: int = 7
+    http_port: int = 8080
+    mqtt_port: int = 1883
+    duration: float | None = None  # seconds live; None = until stopped
+    history_s: float = 900.0
+    faults: int = 12
+    first_fault_s: float = 20.0
+    fault_every_s: float = 15.0
+
+
+@dataclass
+class DemoSummary:
+    devices: int = 0
+    tenants: int = 0
+    points_ingested: int = 0
+    messages: int = 0
+    rejected: int = 0
+    anomalies: int = 0
+    alarms_raised: int = 0
+    faults_injected: int = 0
+    faults_played_out: int = 0
+    faults_in_progress: int = 0
+    faults_detected: int = 0
+    precision: float | None = None
+    recall: float | None = None
+    median_ttd_s: float | None = None
+    false_alarms: int = 0
+    by_kind: dict[str, Any] = field(default_factory=dict)
+    live_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def free_port(preferred: int, host: str = "127.0.0.1") -> int:
+    """``preferred`` if nothing listens there, else any free port (the demo must just work)."""
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free port")
+
+
+def plan_faults(fleet: Fleet, count: int, live_start: float, first_s: float,
+                every_s: float) -> list[Fault]:
+    """``count`` faults on distinct devices, kinds spread over what each type declares."""
+    by_template: dict[str, list[int]] = {}
+    for i, d in enumerate(fleet.devices):
+        if fleet.device_type(i).faults:
+            by_template.setdefault(d.template, []).append(i)
+    # Round-robin over sectors (so every one shows faults); devices come interleaved by type
+    # (see plan_devices), and each type cycles through its fault kinds.
+    queues = [list(v) for _, v in sorted(by_template.items())]
+    kind_turn: dict[tuple[str, str], int] = {}
+    planned: list[Fault] = []
+    t = live_start + first_s
+    while len(planned) < count and any(queues):
+        for q in queues:
+            if not q or len(planned) >= count:
+                continue
+            i = q.pop(0)
+            dtype = fleet.device_type(i)
+            kinds = sorted(dtype.faults, key=lambda k: k.value)
+            key = (fleet.devices[i].template, fleet.devices[i].device_type)
+            kind = kinds[kind_turn.get(key, 0) % len(kinds)]
+            kind_turn[key] = kind_turn.get(key, 0) + 1
+            spec = dtype.faults[kind]
+            metrics = tuple(dict.fromkeys(e.metric for e in spec.effects))
+            fault = Fault(fleet.devices[i].device_id, kind.value, metrics, t, t + spec.duration_s[0])
+            fleet.inject(fault)
+            planned.append(fault)
+            t += every_s
+    return planned
+
+
+def score(faults: list[Fault], alarms: list[dict[str, Any]], now: float) -> dict[str, Any]:
+    """Evaluate alarms against the faults that have played out by ``now``."""
+    detections = [{"device": a["device"], "ts": a["raised_at"] / 1e6} for a in alarms]
+    overall = evaluate(faults, detections, grace_s=GRACE_S)
+    detected = _detected_faults(faults, detections)
+    played = [f for i, f in enumerate(faults) if f.end + GRACE_S <= now or i in detected]
+    in_progress = len(faults) - len(played)
+    # False alarms are judged over every alarm so far; recall only over finished faults.
+    result = evaluate(played, detections, grace_s=GRACE_S) if played else {
+        "precision": None, "recall": None, "median_ttd": None, "detected": 0, "by_kind": {}}
+    result["precision"] = overall["precision"]
+    result["false_positives"] = overall["false_positives"]
+    result["played_out"] = len(played)
+    result["in_progress"] = in_progress
+    return result
+
+
+def _detected_faults(faults: list[Fault], detections: list[dict[str, Any]]) -> set[int]:
+    out = set()
+    for i, f in enumerate(faults):
+        for d in detections:
+            if d["device"] == f.device and f.start <= d["ts"] <= f.end + GRACE_S:
+                out.add(i)
+                break
+    return out
+
+
+async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
+                   progress: Callable[[DemoSummary], None] | None = None,
+                   stop: asyncio.Event | None = None,
+                   ready: Callable[[dict[str, Any]], None] | None = None) -> DemoSummary:
+    """Run the whole demo; returns the summary when ``stop`` is set or ``duration`` is over."""
+    from atoll.client import Client
+    from atoll.config import Settings
+    from atoll.demo.lab import build_lab
+    from atoll.platform import Platform, tune_interpreter
+
+    tune_interpreter()
+    stop = stop or asyncio.Event()
+    # A demo lab is disposable: start from a clean directory so the first-start secrets are new.
+    if opts.home.exists():
+        shutil.rmtree(opts.home)
+    settings = Settings(home=opts.home, http_port=free_port(opts.http_port),
+                        mqtt_port=free_port(opts.mqtt_port))
+    summary = DemoSummary()
+    async with Platform(settings) as platform:
+        secrets = platform.bootstrap
+        detect = next((s for s in platform.services if type(s).__name__ == "DetectionService"), None)
+        anomalies = 0
+
+        async def count_anomalies(msg) -> None:
+            nonlocal anomalies
+            anomalies += sum(1 for e in orjson.loads(msg.data) if e.get("is_anomaly"))
+
+        await platform.bus.subscribe("anomaly.>", count_anomalies)
+
+        say(f"Building the lab: {len(_lab())} enterprises, {opts.devices} devices …")
+
+        def bind(project: str, dtype: str, det: str, metrics: list[str] | None,
+                 params: dict | None = None) -> None:
+            if detect is not None:
+                detect.bind(project, dtype, det, metrics, params)
+
+        admin = Client(platform.http_url, secrets.api_key)
+        built = await asyncio.to_thread(
+            build_lab, admin, lambda key: Client(platform.http_url, key), opts.devices,
+            bind_detectors=bind, on_progress=lambda m: say(f"  {m}"))
+        summary.tenants = len(built)
+        devices = [d for b in built for d in b.devices]
+        summary.devices = len(devices)
+
+        now = time.time()
+        fleet = Fleet(devices, seed=opts.seed, rate=opts.rate, start=now - opts.history_s,
+                      templates=[b.template for b in built])
+        mqtt = MqttFleet(fleet, platform.mqtt_url)
+        try:
+            stats = await mqtt.connect()
+            if stats.connected != len(devices):
+                say(f"warning: only {stats.connected}/{len(devices)} devices connected")
+            say(f"Back-filling {opts.history_s / 60:.0f} minutes of history so the detectors "
+                "know what normal looks like …")
+            await mqtt.publish_history(time.time(), 1.0 / opts.rate, per_message=120)
+            live_start = time.time()
+            # History ends where live begins: skip the gap the back-fill itself took.
+            fleet.cursor = live_start
+            faults = plan_faults(fleet, opts.faults, live_start, opts.first_fault_s,
+                                 opts.fault_every_s)
+            summary.faults_injected = len(faults)
+            write_ground_truth(opts.home / "ground_truth.json", faults, seed=opts.seed)
+            info = {
+                "console": platform.http_url, "user": secrets.username, "password": secrets.password,
+                "api_key": secrets.api_key, "mqtt": platform.mqtt_url,
+                "ground_truth": str(opts.home / "ground_truth.json"),
+            }
+            (opts.home / "demo.json").write_text(json.dumps(info, indent=2))
+            if ready:
+                ready(info)
+
+            async def watch() -> None:
+                async with httpx.AsyncClient(base_url=platform.http_url + "/api/v1") as http:
+                    while True:
+                        await asyncio.sleep(1.0)
+                        await _refresh(summary, http, built, faults, platform, anomalies, live_start)
+                        if progress:
+                            progress(summary)
+
+            watcher = asyncio.create_task(watch())
+            runner = asyncio.create_task(mqtt.run(duration=opts.duration, stop=stop))
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(runner, 10)
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await asyncio.sleep(1.5)  # let the last readings reach the rules
+            async with httpx.AsyncClient(base_url=platform.http_url + "/api/v1") as http:
+                await _refresh(summary, http, built, faults, platform, anomalies, live_start)
+        finally:
+            await mqtt.close()
+            admin.close()
+    return summary
+
+
+def _lab():
+    from atoll.demo.lab import LAB
+
+    return LAB
+
+
+async def _refresh(summary: DemoSummary, http: httpx.AsyncClient, built: list, faults: list[Fault],
+                   platform: Any, anomalies: int, live_start: float) -> None:
+    alarms: list[dict[str, Any]] = []
+    for b in built:
+        r = await http.get("/alarms", params={"project": b.spec.project, "limit": 5000},
+                           headers={"Authorization": f"Bearer {b.api_key}"})
+        if r.status_code == 200:
+            body = r.json()
+            alarms += body["items"] if isinstance(body, dict) else body
+    now = time.time()
+    live = [a for a in alarms if a["raised_at"] / 1e6 >= live_start]
+    result = score(faults, live, now)
+    st = platform.pipeline.stats
+    summary.points_ingested = st.points
+    summary.messages = st.messages
+    summary.rejected = st.rejected
+    summary.anomalies = anomalies
+    summary.alarms_raised = len(live)
+    summary.faults_played_out = result["played_out"]
+    summary.faults_in_progress = result["in_progress"]
+    summary.faults_detected = result["detected"]
+    summary.precision = result["precision"]
+    summary.recall = result["recall"]
+    summary.median_ttd_s = result["median_ttd"]
+    summary.false_alarms = result["false_positives"]
+    summary.by_kind = result.get("by_kind", {})
+    summary.live_seconds = now - live_start
+
+
+__all__ = ["DemoOptions", "DemoSummary", "plan_faults", "run_demo", "score"]

@@ -1,0 +1,60 @@
+import asyncio
+
+import pytest
+
+from atoll.demo import LAB, DemoOptions, run_demo
+from atoll.demo.lab import split_devices
+from atoll.demo.runner import score
+from atoll.sim import Fault, Fleet
+from atoll.sim.fleet import plan_devices
+from atoll.solutions import load
+
+
+def test_split_devices_gives_every_tenant_some_and_sums_to_total():
+    for total in (10, 11, 60, 1000):
+        counts = split_devices(total)
+        assert sum(counts) == total
+        assert min(counts) >= 2
+    with pytest.raises(ValueError):
+        split_devices(5)
+
+
+def test_plan_faults_spreads_over_types_and_staggers_starts():
+    from atoll.demo.runner import plan_faults
+
+    templates = [load(t.template) for t in LAB]
+    fleet = Fleet(plan_devices(templates, 40), seed=1, start=1_700_000_000.0, templates=templates)
+    faults = plan_faults(fleet, 10, 1_700_000_000.0, 20.0, 15.0)
+    assert len(faults) == 10
+    assert len({f.device for f in faults}) == 10
+    starts = [f.start for f in faults]
+    assert starts == sorted(starts) and starts[0] == 1_700_000_020.0 and starts[1] - starts[0] == 15.0
+    assert len({fleet.devices[fleet.index[f.device]].template for f in faults}) == 5
+
+
+def test_score_counts_only_played_out_faults_for_recall():
+    faults = [Fault("a", "k", ("m",), 100, 200), Fault("b", "k", ("m",), 150, 250),
+              Fault("c", "k", ("m",), 900, 1000)]
+    alarms = [{"device": "a", "raised_at": 120e6}, {"device": "x", "raised_at": 130e6}]
+    r = score(faults, alarms, now=600)
+    # a detected; b ended long enough ago and was missed; c is still to come.
+    assert r["played_out"] == 2 and r["in_progress"] == 1
+    assert r["recall"] == 0.5
+    assert r["precision"] == 0.5
+    assert r["false_positives"] == 1
+
+
+def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
+    opts = DemoOptions(home=tmp_path / "demo", devices=10, duration=8, history_s=60, faults=2,
+                       http_port=0, mqtt_port=0, first_fault_s=1, fault_every_s=1)
+    seen = {}
+    summary = asyncio.run(run_demo(opts, say=lambda m: None, ready=seen.update))
+    assert summary.tenants == len(LAB)
+    assert summary.devices == 10
+    # 60 s of history plus ~8 s live, every device once a second, several metrics each.
+    assert summary.points_ingested > 10 * 60 * 2
+    assert summary.rejected == 0
+    assert summary.faults_injected == 2
+    assert seen["console"].startswith("http://127.0.0.1:")
+    assert len(seen["password"]) >= 16 and seen["api_key"].startswith("atk_")
+    assert (tmp_path / "demo" / "ground_truth.json").exists()
