@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from atoll.api.deps import Ctx, Viewer
 from atoll.api.schemas import iso
-from atoll.core.errors import Unauthenticated
+from atoll.core.errors import Forbidden, InvalidInput, Unauthenticated
+from atoll.registry.keys import SESSION_PREFIX
 
 router = APIRouter(tags=["auth"])
 
@@ -42,6 +43,23 @@ def login(body: LoginIn, ctx: Ctx):
     ctx.registry.audit(user.tenant, user.username, "auth.login", f"user:{user.username}")
     return Session(token=key.token, expires_at=iso(key.key.expires_at), username=user.username,
                    tenant=user.tenant, role=user.role)
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(min_length=1, max_length=1000)
+    new_password: str = Field(min_length=10, max_length=1000, description="at least 10 characters")
+
+
+@router.post("/auth/password", status_code=204, summary="Change your console password")
+def change_password(body: PasswordChange, who: Viewer, ctx: Ctx):
+    """For console sessions. Every session of the user ends, this one included: log in again."""
+    if not who.name.startswith(SESSION_PREFIX):
+        raise InvalidInput("API keys have no password", hint="log in with POST /api/v1/auth/login first")
+    username = who.name[len(SESSION_PREFIX):]
+    if not ctx.registry.change_password(username, body.current_password, body.new_password):
+        raise Forbidden("the current password is wrong")
+    ctx.registry.audit(who.tenant, username, "auth.password", f"user:{username}")
+    return Response(status_code=204)
 
 
 @router.get("/auth/me", response_model=Me, summary="Who am I")

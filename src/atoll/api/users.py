@@ -39,6 +39,23 @@ def create_user(body: UserIn, who: Admin, ctx: Ctx):
     return UserOut(username=u.username, tenant=u.tenant, role=u.role, created_at=iso(u.created_at))
 
 
+class UserPatch(BaseModel):
+    role: Literal["admin", "operator", "viewer"] | None = None
+    disabled: bool | None = Field(None, description="a disabled user cannot log in")
+    password: str | None = Field(None, min_length=10, description="set a new password")
+
+
+@router.patch("/users/{username}", response_model=UserOut, summary="Change a user's role, status or password")
+def update_user(username: str, body: UserPatch, who: Admin, ctx: Ctx):
+    """The user's open console sessions end; they log in again."""
+    if body.password is not None:
+        ctx.registry.set_password(who.tenant, username, body.password)
+    u = ctx.registry.update_user(who.tenant, username, role=body.role, disabled=body.disabled)
+    audit(ctx, who, "user.update", f"user:{username}", body.model_dump(exclude_unset=True, exclude={"password"})
+          | ({"password": "changed"} if body.password is not None else {}))
+    return UserOut(username=u.username, tenant=u.tenant, role=u.role, created_at=iso(u.created_at))
+
+
 @router.delete("/users/{username}", status_code=204, summary="Delete a console user")
 def delete_user(username: str, who: Admin, ctx: Ctx):
     ctx.registry.delete_user(who.tenant, username)

@@ -68,3 +68,14 @@ def revoke(conn: Connection, tenant: str, key_id: str) -> ApiKey:
         raise NotFound(f"API key {key_id!r} not found")
     conn.execute(update(t.api_keys).where(t.api_keys.c.id == key_id).values(revoked=True))
     return replace(_key(row), revoked=True)
+
+
+SESSION_PREFIX = "session:"
+
+
+def revoke_sessions(conn: Connection, tenant: str, username: str) -> int:
+    """End a console user's sessions (password, role or status changed, or user deleted)."""
+    res = conn.execute(update(t.api_keys).where(
+        t.api_keys.c.tenant == tenant, t.api_keys.c.name == SESSION_PREFIX + username,
+        t.api_keys.c.revoked.is_(False)).values(revoked=True))
+    return res.rowcount or 0

@@ -367,10 +367,31 @@ class Registry:
     def set_password(self, tenant: str, username: str, password: str) -> None:
         with self._write() as conn:
             _users.set_password(conn, tenant, username, password, self._hasher)
+            _keys.revoke_sessions(conn, tenant, username)
+
+    def change_password(self, username: str, current: str, new: str) -> bool:
+        """A user changing their own password; ``False`` if ``current`` is wrong."""
+        with self._write() as conn:
+            user = _users.verify(conn, username, current, self._hasher)
+            if user is None:
+                return False
+            _users.set_password(conn, user.tenant, username, new, self._hasher)
+            _keys.revoke_sessions(conn, user.tenant, username)
+        return True
+
+    def update_user(self, tenant: str, username: str, *, role: str | None = None,
+                    disabled: bool | None = None) -> User:
+        """Change a user's role or status; their open sessions end (they log in again)."""
+        with self._write() as conn:
+            user = _users.update_(conn, tenant, username, role=role, disabled=disabled)
+            if role is not None or disabled is not None:
+                _keys.revoke_sessions(conn, tenant, username)
+        return user
 
     def delete_user(self, tenant: str, username: str) -> None:
         with self._write() as conn:
             _users.delete_(conn, tenant, username)
+            _keys.revoke_sessions(conn, tenant, username)
 
     def login(self, username: str, password: str, *, ttl_s: float = SESSION_TTL_S) -> tuple[User, NewApiKey] | None:
         """Check a console password; on success issue a short-lived session key with the user's role."""
@@ -378,7 +399,7 @@ class Registry:
             user = _users.verify(conn, username, password, self._hasher)
             if user is None:
                 return None
-            key = _keys.create(conn, user.tenant, f"session:{username}", user.role,
+            key = _keys.create(conn, user.tenant, _keys.SESSION_PREFIX + username, user.role,
                                expires_at=now_us() + int(ttl_s * 1e6))
             # Expired sessions are dead weight; drop them here rather than in a background job.
             conn.execute(delete(t.api_keys).where(

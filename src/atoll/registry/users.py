@@ -84,6 +84,27 @@ def set_password(conn: Connection, tenant: str, username: str, password: str,
         raise NotFound(f"user {username!r} not found")
 
 
+def get(conn: Connection, tenant: str, username: str) -> User:
+    row = conn.execute(select(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant)).first()
+    if row is None:
+        raise NotFound(f"user {username!r} not found")
+    return _user(row)
+
+
+def update_(conn: Connection, tenant: str, username: str, *, role: str | None = None,
+            disabled: bool | None = None) -> User:
+    get(conn, tenant, username)
+    values: dict = {}
+    if role is not None:
+        check_role(role)
+        values["role"] = role
+    if disabled is not None:
+        values["disabled"] = bool(disabled)
+    if values:
+        conn.execute(update(t.users).where(t.users.c.username == username).values(**values))
+    return get(conn, tenant, username)
+
+
 def delete_(conn: Connection, tenant: str, username: str) -> None:
     res = conn.execute(delete(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant))
     if res.rowcount == 0:
