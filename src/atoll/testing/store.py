@@ -367,7 +367,7 @@ def check_durable_across_reopen(make_store: MakeStore, reopen: Reopen = None) ->
 
 def check_large_batch(make_store: MakeStore, reopen: Reopen = None) -> None:
     keys = [SeriesKey("plant", f"dev-{i}", "v") for i in range(10)]
-    n = 100_000
+    n = 50_000  # 500k points in one append
     with _opened(make_store) as store:
         rng = np.random.default_rng(9)
         idx = np.repeat(np.arange(10, dtype=np.int32), n)
@@ -390,7 +390,7 @@ def check_concurrent_reads_during_writes(make_store: MakeStore, reopen: Reopen =
 
         def write():
             try:
-                for i in range(30):
+                for i in range(20):
                     ts = T0 + (i * 1000 + np.arange(1000, dtype=np.int64)) * S
                     store.append(PointBatch.of_series(K, ts, np.full(1000, float(i))))
             except BaseException as e:  # noqa: BLE001 - reported by the main thread
@@ -417,7 +417,7 @@ def check_concurrent_reads_during_writes(make_store: MakeStore, reopen: Reopen =
         for t in threads:
             t.join(60)
         assert not errors, errors
-        assert len(store.query_raw(K, 0, 2**62).ts) == 30_000
+        assert len(store.query_raw(K, 0, 2**62).ts) == 20_000
 
 
 def check_bad_arguments_are_rejected(make_store: MakeStore, reopen: Reopen = None) -> None:
