@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from atoll.core.errors import InvalidInput, Unavailable
-from atoll.core.points import SeriesKey
+from atoll.core.points import PointBatch, SeriesKey
 from atoll.store.duckdb import DuckDBStore
 from atoll.testing.store import STORE_CHECKS
 
@@ -106,3 +106,29 @@ time.sleep(60)
 def test_unknown_setting_is_invalid_input(tmp_path):
     with pytest.raises(InvalidInput):
         DuckDBStore(tmp_path / "x.duckdb", config={"no_such_setting": "1"})
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["tiers", "pending-partials"])
+def test_wide_queries_are_answered_from_rollups_not_raw_points(tmp_path, compact):
+    store = DuckDBStore(tmp_path / "tiers.duckdb")
+    try:
+        key = SeriesKey("plant", "pump", "t")
+        hour = 3_600_000_000
+        ts = np.arange(3 * 24 * 3600, dtype=np.int64) * 1_000_000  # 3 days at 1 Hz, aligned
+        store.append(PointBatch.of_series(key, ts, np.sin(ts / 1e10)))
+        if compact:
+            store.compact()
+        want = store.query_buckets(key, 0, 3 * 24 * hour, hour)
+        # Remove the raw points behind the store's back: only rollups can answer now.
+        with store._db.cursor() as cur:
+            cur.execute("DELETE FROM points").fetchall()
+        got = store.query_buckets(key, 0, 3 * 24 * hour, hour)
+        assert got.columns["count"].tolist() == [3600] * 72
+        for agg in ("min", "max", "first", "last"):
+            assert got.columns[agg].tolist() == want.columns[agg].tolist()
+        chart = store.query_chart(key, 0, 3 * 24 * hour, 50)  # 1.4 h per pixel: hourly tier
+        assert 50 <= len(chart.ts) <= 100
+        assert len(store.query_chart(key, 0, 3 * 24 * hour, 2000).ts) > 2000  # minute tier
+        assert len(store.query_raw(key, 0, 3 * 24 * hour).ts) == 0
+    finally:
+        store.close()
