@@ -5,7 +5,8 @@ one detector per series ``(project, device, metric)``: the one bound to the devi
 metric (``bind``, e.g. from a solution template's ``detectors``), else the device's ``detector``
 label, else ``"default"``. For each message it then
 
-* stores every score as the series ``<metric>.anomaly_score`` (same project and device);
+* stores every score as the series ``<metric>.anomaly_score`` (same project and device), appended
+  by a writer task that batches many messages into one store append;
 * publishes one message on ``anomaly.{project}.{device}`` (``topics.bus_anomaly``), a JSON list with
   one event per scored reading (the rules engine's hysteresis needs the low scores too)::
 
@@ -82,8 +83,14 @@ class DetectionService:
         self._sub: Subscription | None = None
         self._snapshotter: asyncio.Task | None = None
         self._lock = asyncio.Lock()
-        self.stats = {"messages": 0, "points": 0, "anomalies": 0, "skipped_late": 0, "bad_messages": 0,
-                      "snapshots": 0, "seconds": 0.0}
+        self._flush_lock = asyncio.Lock()
+        self._pending: list[PointBatch] = []
+        self._pending_points = 0
+        self.max_pending_points = 200_000
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task | None = None
+        self.stats = {"messages": 0, "points": 0, "stored": 0, "anomalies": 0, "skipped_late": 0,
+                      "bad_messages": 0, "store_errors": 0, "snapshots": 0, "seconds": 0.0}
 
     # -- configuration ----------------------------------------------------------------------------
     def bind(self, project: str, device_type: str, detector: str, metrics: list[str] | None = None,
@@ -131,6 +138,8 @@ class DetectionService:
     async def start(self) -> None:
         if self.state_path is not None:
             await asyncio.to_thread(self._load)
+        if self.store is not None:
+            self._writer = asyncio.create_task(self._write_forever(), name="detect-score-writer")
         self._sub = await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group)
         if self.state_path is not None and self.snapshot_interval > 0:
             self._snapshotter = asyncio.create_task(self._snapshot_forever(), name="detect-snapshots")
@@ -145,6 +154,12 @@ class DetectionService:
             if self._sub is not None:
                 await self._sub.unsubscribe()
                 self._sub = None
+            if self._writer is not None:
+                self._writer.cancel()
+                await asyncio.gather(self._writer, return_exceptions=True)
+                self._writer = None
+            if self.store is not None:
+                await self.flush()
             await self.snapshot()
 
     async def _snapshot_forever(self) -> None:
@@ -209,18 +224,15 @@ class DetectionService:
             if key.metric.endswith(SCORE_SUFFIX):
                 continue  # never judge our own output
             tracked = self._tracked(key)
-            fresh = ts > tracked.last_ts
-            if not fresh.all():
-                # Duplicate timestamps within one batch are also dropped: one reading per instant.
-                self.stats["skipped_late"] += int((~fresh).sum())
-                ts, values = ts[fresh], values[fresh]
-            if len(ts) > 1:
-                keep = np.r_[True, np.diff(ts) > 0]
-                self.stats["skipped_late"] += int((~keep).sum())
+            if ts[0] <= tracked.last_ts or (len(ts) > 1 and (ts[1:] <= ts[:-1]).any()):
+                # Late, redelivered or same-instant readings: one reading per instant, in order.
+                keep = ts > np.maximum.accumulate(np.r_[tracked.last_ts, ts[:-1]])
+                self.stats["skipped_late"] += int(len(ts) - keep.sum())
                 ts, values = ts[keep], values[keep]
-            if not len(ts):
-                continue
-            scores = np.clip(np.nan_to_num(tracked.detector.score_many(values, ts), nan=0.0), 0.0, 1.0)
+                if not len(ts):
+                    continue
+            scores = np.asarray(tracked.detector.score_many(values, ts), dtype=np.float64)
+            scores = np.clip(np.where(np.isnan(scores), 0.0, scores), 0.0, 1.0)
             tracked.last_ts = int(ts[-1])
             threshold = tracked.detector.default_threshold
             version = getattr(tracked.detector, "version", 1)
@@ -237,20 +249,44 @@ class DetectionService:
                 for t, s, v, f in zip(ts, scores, values, flags)
             )
         if keys and self.store is not None:
-            out = PointBatch(tuple(keys),
-                             np.concatenate([np.full(len(t), i, np.int32) for i, t in enumerate(ts_parts)]),
-                             np.concatenate(ts_parts), np.concatenate(val_parts))
-            await asyncio.to_thread(self.store.append, out)
+            self._pending.append(PointBatch(
+                tuple(keys), np.concatenate([np.full(len(t), i, np.int32) for i, t in enumerate(ts_parts)]),
+                np.concatenate(ts_parts), np.concatenate(val_parts)))
+            self._pending_points += points
+            if self._pending_points >= self.max_pending_points:
+                await self.flush()  # back-pressure: a slow store slows the service, not memory
+            else:
+                self._wake.set()
         published = []
         for (project, device), events in events_by_device.items():
             await self.bus.publish(topics.bus_anomaly(project, device), orjson.dumps(events))
             published += events
-        # Counted once stored and published, so a watcher of ``stats`` sees finished work.
+        # Counted once published; ``stored`` follows when the writer has appended the scores.
         self.stats["points"] += points
         self.stats["anomalies"] += anomalies
         self.stats["messages"] += 1
         self.stats["seconds"] += time.perf_counter() - t0
         return published
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Append pending scores to the store: one append per many messages, off the event loop."""
+        async with self._flush_lock:
+            while self._pending:
+                batch = PointBatch.concat(self._pending)
+                self._pending, self._pending_points = [], 0
+                try:
+                    await asyncio.to_thread(self.store.append, batch)  # type: ignore[union-attr]
+                except AtollError as exc:  # scores are derived data: log, count, carry on
+                    self.stats["store_errors"] += 1
+                    log.error("storing %d anomaly scores failed: %s", len(batch), exc.message)
+                    continue
+                self.stats["stored"] += len(batch)
 
     def memory_bytes(self) -> int:
         """Learned state held for all series (the bound is per detector, times the series count)."""
