@@ -15,6 +15,7 @@ def _correlated(n, seed=0):
 
 
 def test_combiners():
+    assert combine(np.array([0.5, 0.7]), "max") == 0.7
     assert combine(np.array([0.5, 0.999]), "sidak") == pytest.approx(0.999**2)
     assert combine(np.array([]), "sidak") == 0.0
     # Fisher: several moderately odd sensors add up to a strong joint signal.
@@ -31,8 +32,8 @@ def test_broken_correlation_is_caught_only_jointly():
     for d in (per, joint, maha):
         d.score_many(x)
     assert per.score_one(odd) < 0.9
-    assert maha.score_one(odd) > 0.9999
-    assert joint.score_one(odd) > 0.999
+    assert maha.score_one(odd) > maha.default_threshold
+    assert joint.score_one(odd) >= joint.default_threshold
     assert joint.score_one(np.array([0.5, 0.5])) < 0.9
 
 
@@ -40,7 +41,7 @@ def test_single_sensor_spike_is_caught_by_joint():
     x = _correlated(600)
     d = Joint("ewma")
     d.score_many(x)
-    assert d.score_one(np.array([0.0, 12.0])) > 0.9999
+    assert d.score_one(np.array([0.0, 12.0])) >= d.default_threshold
 
 
 def test_width_is_fixed_by_first_reading():
@@ -59,3 +60,12 @@ def test_joint_memory_grows_with_sensors_not_with_time():
     a.score_many(_correlated(100))
     b.score_many(_correlated(5000))
     assert a.nbytes() == b.nbytes() < 1024
+
+
+def test_joint_works_with_uncalibrated_default_detector():
+    # The default detector's threshold is not a tail probability; joint decisions still line up.
+    x = _correlated(1500, seed=4)
+    d = Joint()
+    d.score_many(x)
+    assert d.score_one(np.array([1.0, -1.0])) >= d.default_threshold
+    assert d.score_one(np.array([0.2, 0.2])) < d.default_threshold

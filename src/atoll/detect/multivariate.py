@@ -1,9 +1,10 @@
 """Judging a machine's sensors jointly by wrapping univariate detectors.
 
-``PerSensor`` runs one univariate detector per sensor and combines their scores with Šidák's
-correction (so one wild sensor of ten does not cry wolf ten times as often) or Fisher's method
-(so several mildly odd sensors add up). ``Joint`` adds a ``Mahalanobis`` detector for broken
-correlations, and is what ``atoll detect`` uses for several columns.
+``PerSensor`` runs one univariate detector per sensor and combines their scores: the maximum, or,
+for calibrated tail scores, Šidák's correction (so one wild sensor of ten does not cry wolf ten
+times as often) or Fisher's method (so several mildly odd sensors add up). ``Joint`` adds a
+``Mahalanobis`` detector for broken correlations, and is what ``atoll detect`` uses for several
+columns.
 """
 
 from __future__ import annotations
@@ -18,15 +19,21 @@ from atoll.detect.base import StreamingDetector
 from atoll.detect.mahalanobis import Mahalanobis
 from atoll.detect.state import Snapshot, unpack
 
-_COMBINERS = ("sidak", "fisher")
+_COMBINERS = ("max", "sidak", "fisher")
 
 
 def combine(scores: np.ndarray, how: str) -> float:
-    """Combine tail-style scores in [0, 1] (score = 1 - p) into one."""
+    """Combine per-sensor scores in [0, 1] into one.
+
+    ``max`` suits any detector (the decision threshold keeps its meaning). ``sidak`` and ``fisher``
+    assume calibrated tail scores (score = 1 - p, as the Gaussian/EWMA/seasonal detectors give).
+    """
     scores = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
     k = len(scores)
     if k == 0:
         return 0.0
+    if how == "max":
+        return float(scores.max())
     if how == "sidak":
         return float(scores.max() ** k)
     p = np.clip(1.0 - scores, 1e-300, 1.0)
@@ -51,7 +58,7 @@ class PerSensor(StreamingDetector):
     multivariate = True
 
     def __init__(self, detector: str = "default", detector_params: dict[str, Any] | None = None,
-                 combine: str = "sidak") -> None:
+                 combine: str = "max") -> None:
         if combine not in _COMBINERS:
             raise InvalidInput(f"unknown combiner {combine!r}", hint=f"use one of {', '.join(_COMBINERS)}")
         self.detector, self.detector_params, self.combine = detector, dict(detector_params or {}), combine
@@ -109,14 +116,15 @@ class PerSensor(StreamingDetector):
 
 
 class Joint(StreamingDetector):
-    """Per-sensor detectors plus a Mahalanobis detector, combined with Šidák's correction."""
+    """Per-sensor detectors plus a Mahalanobis detector; the score is the larger of the two, with
+    the Mahalanobis score rescaled so that its threshold lands on the per-sensor detectors' own."""
 
     kind = "joint"
     multivariate = True
 
     def __init__(self, detector: str = "default", detector_params: dict[str, Any] | None = None,
                  alpha: float = 0.01, min_count: int = 30) -> None:
-        self.sensors = PerSensor(detector, detector_params, "sidak")
+        self.sensors = PerSensor(detector, detector_params, "max")
         self.alpha, self.min_count = float(alpha), int(min_count)
         self.joint = Mahalanobis(alpha=alpha, min_count=min_count)
 
@@ -128,11 +136,13 @@ class Joint(StreamingDetector):
         return {"detector": self.sensors.detector, "detector_params": self.sensors.detector_params,
                 "alpha": self.alpha, "min_count": self.min_count}
 
-    @staticmethod
-    def _mix(per_sensor, joint):
-        # The per-sensor score is already corrected for its k tests; with the joint test that
-        # makes two tests to correct for.
-        return np.maximum(per_sensor, joint) ** 2
+    def _mix(self, per_sensor, joint):
+        # Scores of different detectors are only comparable at their thresholds: map the joint
+        # score piecewise-linearly so its threshold becomes the per-sensor one, then take the max.
+        ts, tm = self.sensors.default_threshold, self.joint.default_threshold
+        joint = np.asarray(joint, dtype=np.float64)
+        rescaled = np.where(joint < tm, joint * ts / tm, ts + (joint - tm) * (1.0 - ts) / (1.0 - tm))
+        return np.maximum(per_sensor, rescaled)
 
     def learn_one(self, x, ts=None):
         self.sensors.learn_one(x, ts)
