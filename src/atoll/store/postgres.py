@@ -84,16 +84,11 @@ def _copy_rows(columns: dict[str, np.ndarray]) -> bytes:
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
-# A COPY ... TO STDOUT (FORMAT BINARY) row of (BIGINT, DOUBLE PRECISION), neither NULL.
-_TS_VALUE_ROW = np.dtype([("nf", ">i2"), ("l1", ">i4"), ("ts", ">i8"), ("l2", ">i4"), ("v", ">f8")])
-
-
-def _parse_ts_value(data: bytes) -> Series:
-    body = len(data) - len(_COPY_HEADER) - len(_COPY_TRAILER)
-    if body <= 0:
-        return plan.EMPTY_SERIES
-    rows = np.frombuffer(data, _TS_VALUE_ROW, body // _TS_VALUE_ROW.itemsize, len(_COPY_HEADER))
-    return Series(rows["ts"].astype(np.int64), rows["v"].astype(np.float64))
+def _parse_array(data: bytes, wire: str, dtype) -> np.ndarray:
+    """A 1-D, NULL-free array in PostgreSQL's binary format (``array_send``): a 20-byte
+    header, then a 4-byte length before every element."""
+    items = np.frombuffer(data, np.dtype([("len", ">i4"), ("x", wire)]), offset=20)
+    return items["x"].astype(dtype)
 
 
 def _merge(table: str, source: str) -> str:
@@ -310,19 +305,23 @@ class PostgresStore:
         sid = self._sid(key)
         if sid is None or start >= end or (limit is not None and limit <= 0):
             return plan.EMPTY_SERIES
-        sql = "SELECT ts, value FROM points WHERE sid = %s AND ts >= %s AND ts < %s ORDER BY ts"
+        sql = "SELECT ts, value AS v FROM points WHERE sid = %s AND ts >= %s AND ts < %s"
         args = [sid, int(start), int(end)]
         if limit is not None:
-            sql += " LIMIT %s"
+            sql += " ORDER BY ts LIMIT %s"
             args.append(int(limit))
         return self._fetch_ts_value("raw query", sql, args)
 
     def _fetch_ts_value(self, what: str, sql: str, args) -> Series:
-        """Rows of ``(ts, value)`` through binary COPY: ~10x faster than fetching tuples."""
-        copy_sql = f"COPY ({sql}) TO STDOUT (FORMAT BINARY)"
-        with self._reader(what) as conn, conn.cursor() as cur, cur.copy(copy_sql, args) as copy:
-            data = b"".join(bytes(chunk) for chunk in copy)
-        return _parse_ts_value(data)
+        """``(ts, value)`` rows as two binary arrays in one result row: numpy parses them
+        directly, instead of Python building a tuple (or a COPY chunk) per row."""
+        packed = f"""SELECT array_send(array_agg(ts ORDER BY ts)),
+            array_send(array_agg(v ORDER BY ts)) FROM ({sql}) q"""
+        with self._reader(what) as conn:
+            ts, value = conn.execute(packed, args, binary=True).fetchone()
+        if ts is None:
+            return plan.EMPTY_SERIES
+        return Series(_parse_array(ts, ">i8", np.int64), _parse_array(value, ">f8", np.float64))
 
     def _sid(self, key: SeriesKey) -> int | None:
         key = SeriesKey(*key)
