@@ -175,7 +175,9 @@ class PostgresStore:
         self._readers: list[psycopg.Connection] = []
         self._closed = False
         try:
-            self._writer = psycopg.connect(url, autocommit=False)
+            # Autocommit, so only explicit transaction() blocks group statements: nothing can
+            # sit in an implicit transaction that is never committed.
+            self._writer = psycopg.connect(url, autocommit=True)
         except psycopg.Error as e:
             raise Unavailable(
                 f"cannot connect to PostgreSQL at {url}: {e}",
