@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["atoll.detect.gaussian", "atoll.detect.ewma", "atoll.detect.seasonal",
+MODULES = ["atoll.detect", "atoll.detect.gaussian", "atoll.detect.ewma", "atoll.detect.seasonal",
            "atoll.detect.mahalanobis", "atoll.detect.threshold"]
 
 

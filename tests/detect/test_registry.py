@@ -49,3 +49,12 @@ def test_restore_checks_kind_and_shapes():
     restored = registry.restore(blob)
     assert isinstance(restored, WindowedGaussian) and restored.window == 10
     np.testing.assert_array_equal(restored.buf, np.zeros(10))
+
+
+def test_public_surface():
+    import atoll.detect
+
+    assert sorted(atoll.detect.__all__) == ["DEFAULT", "Detector", "StreamingDetector", "Thresholded",
+                                            "for_features", "get_detector", "names", "register", "restore"]
+    for name in atoll.detect.__all__:
+        assert hasattr(atoll.detect, name)

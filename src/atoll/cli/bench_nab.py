@@ -68,7 +68,7 @@ def nab(
                   *(f"[bold]{result['profiles'][p]['score']:.2f}[/bold]" for p, _ in PROFILES))
     for name, row in SCOREBOARD.items():
         table.add_row(name, *(f"{row[p]:.2f}" for p, _ in PROFILES))
-    out = Console()
+    out = Console(soft_wrap=True)
     out.print(table)
     out.print("thresholds: " + ", ".join(f"{t} {result['profiles'][p]['threshold']:.6g}" for p, t in PROFILES))
     out.print(f"throughput: {result['throughput_points_per_s']:,.0f} points/s (one core, detector time only); "
