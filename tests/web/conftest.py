@@ -89,8 +89,10 @@ def platform(tmp_path_factory):
         runner.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    # Module scope, not session: Playwright's sync API keeps an event loop running on this
+    # thread while it is open, which would break pytest-asyncio tests run on the same worker.
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing: `make system-deps` installs Debian's chromium")
     from playwright.sync_api import sync_playwright

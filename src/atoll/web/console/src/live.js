@@ -27,8 +27,6 @@ function open() {
   ws = sock;
   setState("connecting");
   sock.onopen = () => {
-    retry = 0;
-    setState("live");
     if (watched.length) sock.send(JSON.stringify({ watch: watched }));
   };
   sock.onmessage = (ev) => {
@@ -39,6 +37,12 @@ function open() {
       return;
     }
     for (const msg of Array.isArray(msgs) ? msgs : [msgs]) {
+      // The server says hello once its bus subscriptions exist: only then is nothing missed.
+      if (msg.type === "hello") {
+        retry = 0;
+        setState("live");
+        continue;
+      }
       for (const s of subs) if (!s.filter || s.filter(msg)) s.fn(msg);
     }
   };

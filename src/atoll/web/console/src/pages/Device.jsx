@@ -3,7 +3,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, enc, items, toSeconds } from "../api.js";
 import { useLive, watchDevices } from "../live.js";
 import { Link } from "../router.jsx";
-import { fmtAgo, fmtDuration, fmtTime, useAsync } from "../util.js";
+import { currentProject, fmtAgo, fmtDuration, fmtTime, useAsync } from "../util.js";
 import { ChartPanel, effRange } from "../components/Chart.jsx";
 import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { lastSeen, onlineState } from "./Overview.jsx";
@@ -56,6 +56,11 @@ export function Device({ id }) {
   const [seen, setSeen] = useState(null);
 
   const dev = useAsync(() => api.get(`/devices/${enc(id)}`), [id]);
+  // A deep link may point into another project: follow it, so the live feed is the right one.
+  useEffect(() => {
+    const p = dev.data?.project;
+    if (p && p !== currentProject.get()) currentProject.set(p);
+  }, [dev.data]);
   const series = useAsync(async () => items(await api.get(`/devices/${enc(id)}/series`)).map(metricName).filter(Boolean), [id]);
   const alarms = useAsync(async () => items(await api.get("/alarms", { device: id, limit: 200 })), [id]);
   const metrics = useMemo(() => splitMetrics(series.data || []), [series.data]);

@@ -71,9 +71,10 @@ export function Rules() {
             project={project}
             initial={editing.rule}
             isNew={editing.isNew}
+            justSaved={!!editing.saved}
             onSaved={(r) => {
               list.reload();
-              setEditing({ rule: r, isNew: false });
+              setEditing({ rule: r, isNew: false, saved: true });
             }}
             onDeleted={() => {
               list.reload();
@@ -127,13 +128,14 @@ function clean(obj) {
   return obj;
 }
 
-function RuleEditor({ project, initial, isNew, onSaved, onDeleted, onClose }) {
+function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, onClose }) {
   const [rule, setRule] = useState(initial);
   const [mode, setMode] = useState("form");
   const [yamlText, setYamlText] = useState(() => YAML.stringify(clean(initial)));
   const [yamlErr, setYamlErr] = useState(null);
   const [error, setError] = useState(null);
-  const [saved, setSaved] = useState(false);
+  // A new rule re-opens as "edit <id>" after saving; it keeps the confirmation.
+  const [saved, setSaved] = useState(justSaved);
   const [busy, setBusy] = useState(false);
 
   useEffect(() => {
