@@ -10,7 +10,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from atoll.bus.memory import MemoryBus
-from atoll.core.errors import NotFound
+from atoll.core.errors import InvalidInput, NotFound
 from atoll.core.points import SeriesKey
 from atoll.detect.registry import DEFAULT
 from atoll.detect.service import DetectionService, score_metric
@@ -36,10 +36,11 @@ async def _feed(bus, temp, hum, start=0, chunk=50, device="d1"):
     n = len(temp)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        ts = [T0 + (start + i) * MIN for i in range(lo, hi)]
+        rows = [(k, T0 + (start + i) * MIN, float(series[i]))
+                for k, series in enumerate((temp, hum)) for i in range(lo, hi)
+                if not np.isnan(series[i])]  # NaN: the device did not send that metric
         await bus.publish(f"telemetry.p.{device}", encode_telemetry(
-            "p", device, ["temp", "hum"], [0] * (hi - lo) + [1] * (hi - lo), ts + ts,
-            [float(v) for v in temp[lo:hi]] + [float(v) for v in hum[lo:hi]]))
+            "p", device, ["temp", "hum"], [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
 
 
 async def _settle(svc, points):
@@ -201,3 +202,45 @@ async def test_platform_runs_the_service(tmp_path):
         await _settle(svc, 100)
         assert len(platform.store.query_raw(SeriesKey("p", "d1", "temp.anomaly_score"), 0, FAR).ts) == 50
     assert (tmp_path / "detect" / "state.msgpack").is_file()
+
+
+async def test_a_machine_judged_jointly(tmp_path):
+    from atoll.registry import Registry
+
+    reg = Registry.open(tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    try:
+        boot = reg.bootstrap()
+        reg.create_project(boot.tenant, "Plant", project_id="p")
+        reg.create_device_type("p", "pump", [{"name": "temp"}, {"name": "hum"}])
+        reg.register_device("p", device_id="d1", device_type="pump")
+        bus, store = MemoryBus(), MemoryStore()
+        got = _Collector()
+        await bus.subscribe("anomaly.>", got)
+        svc = DetectionService(bus, store, registry=reg)
+        with pytest.raises(InvalidInput):
+            svc.bind("p", "pump", "default", metrics=["temp"], jointly=True)
+        svc.bind("p", "pump", "default", metrics=["temp", "hum"], jointly=True)
+        await svc.start()
+        rng = np.random.default_rng(5)
+        base = rng.normal(0, 1, 1200)
+        temp, hum = 20 + base, 40 + 2 * base + rng.normal(0, 0.05, 1200)
+        hum[1100] = 40 - 2 * base[1100] + 4  # in range, but against the usual relation
+        hum[1150] = np.nan  # a reading without humidity
+        await _feed(bus, temp, hum)
+        for _ in range(500):
+            if svc.stats["stored"] >= 1200:
+                break
+            await asyncio.sleep(0.01)
+        await svc.stop()
+        await bus.close()
+        assert list(svc.series) == [SeriesKey("p", "d1", "temp+hum")]
+        assert len(store.query_raw(SeriesKey("p", "d1", "temp+hum.anomaly_score"), 0, FAR).ts) == 1200
+        events = {e["ts"]: e for e in got.events}
+        assert len(events) == 1200
+        odd = events[T0 + 1100 * MIN]
+        assert odd["metric"] == "temp+hum" and odd["is_anomaly"]
+        assert odd["values"]["hum"] == pytest.approx(hum[1100])
+        assert events[T0 + 1150 * MIN]["values"]["hum"] is None
+        assert sum(e["is_anomaly"] for e in got.events) <= 0.02 * len(got.events)
+    finally:
+        reg.close()

@@ -3,7 +3,8 @@
 It subscribes to ``telemetry.>`` (what ingest publishes after each durable store append) and keeps
 one detector per series ``(project, device, metric)``: the one bound to the device's type for that
 metric (``bind``, e.g. from a solution template's ``detectors``), else the device's ``detector``
-label, else ``"default"``. For each message it then
+label, else ``"default"``. ``bind(..., jointly=True)`` judges a machine's metrics together with one
+multivariate detector per device, scored as the series ``"<m1>+<m2>"``. For each message it then
 
 * stores every score as the series ``<metric>.anomaly_score`` (same project and device), appended
   by a writer task that batches many messages into one store append;
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ from atoll.core import topics
 from atoll.core.errors import AtollError, InvalidInput
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.base import StreamingDetector
-from atoll.detect.registry import get_detector, resolve, restore
+from atoll.detect.registry import for_features, get_detector, resolve, restore
 from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,13 @@ class _Tracked:
 class Choice:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    #: Metrics judged together by one device-level detector (empty: this metric alone).
+    jointly: tuple[str, ...] = ()
+
+
+def joint_metric(metrics: tuple[str, ...]) -> str:
+    """Name under which a jointly judged group of metrics is scored (``"flow+pressure"``)."""
+    return "+".join(metrics)
 
 
 class DetectionService:
@@ -94,11 +103,22 @@ class DetectionService:
 
     # -- configuration ----------------------------------------------------------------------------
     def bind(self, project: str, device_type: str, detector: str, metrics: list[str] | None = None,
-             params: dict[str, Any] | None = None) -> None:
-        """Use ``detector`` for ``metrics`` (all when ``None``) of devices of ``device_type``."""
+             params: dict[str, Any] | None = None, *, jointly: bool = False) -> None:
+        """Use ``detector`` for ``metrics`` (all when ``None``) of devices of ``device_type``.
+
+        With ``jointly=True`` the listed metrics of each device are judged together by one
+        multivariate detector (``for_features``), readings lined up by timestamp; the score is the
+        series ``<m1+m2+...>.anomaly_score`` and events carry ``"values"`` instead of ``"value"``.
+        """
         get_detector(detector, **(params or {}))  # fail now, not on the first reading
+        group: tuple[str, ...] = ()
+        if jointly:
+            if not metrics or len(metrics) < 2:
+                raise InvalidInput("judging jointly needs at least two metrics",
+                                   hint="list the machine's metrics, e.g. metrics=['flow', 'pressure']")
+            group = tuple(metrics)
         for m in metrics or [None]:
-            self._bindings[(project, device_type, m)] = Choice(detector, dict(params or {}))
+            self._bindings[(project, device_type, m)] = Choice(detector, dict(params or {}), group)
 
     def _device_info(self, device: str) -> tuple[str | None, dict[str, str]]:
         info = self._device_choice.get(device)
@@ -122,12 +142,13 @@ class DetectionService:
             return Choice(labels[DEVICE_LABEL])
         return Choice(self.default)
 
-    def _tracked(self, key: SeriesKey) -> _Tracked:
+    def _tracked(self, key: SeriesKey, choice: Choice | None = None) -> _Tracked:
         t = self.series.get(key)
         if t is None:
-            c = self.choose(key)
+            c = choice or self.choose(key)
             try:
-                det = get_detector(c.name, **c.params)
+                det = (for_features(len(c.jointly), c.name, **c.params) if c.jointly
+                       else get_detector(c.name, **c.params))
             except AtollError as exc:
                 log.warning("detector %r for %s unusable (%s); using the default", c.name, key, exc.message)
                 c, det = Choice(self.default), get_detector(self.default)
@@ -220,10 +241,8 @@ class DetectionService:
         t0 = time.perf_counter()
         keys, ts_parts, val_parts, events_by_device = [], [], [], {}
         points = anomalies = 0
-        for key, (ts, values) in batch.split().items():
-            if key.metric.endswith(SCORE_SUFFIX):
-                continue  # never judge our own output
-            tracked = self._tracked(key)
+        for key, choice, ts, values in self._units(batch):
+            tracked = self._tracked(key, choice)
             if ts[0] <= tracked.last_ts or (len(ts) > 1 and (ts[1:] <= ts[:-1]).any()):
                 # Late, redelivered or same-instant readings: one reading per instant, in order.
                 keep = ts > np.maximum.accumulate(np.r_[tracked.last_ts, ts[:-1]])
@@ -243,11 +262,18 @@ class DetectionService:
             ts_parts.append(ts)
             val_parts.append(scores)
             detector = {"name": tracked.name, "version": version}
-            events_by_device.setdefault((key.project, key.device), []).extend(
-                {"project": key.project, "device": key.device, "metric": key.metric, "ts": int(t),
-                 "score": float(s), "value": float(v), "is_anomaly": bool(f), "detector": detector}
-                for t, s, v, f in zip(ts, scores, values, flags)
-            )
+            events = events_by_device.setdefault((key.project, key.device), [])
+            if choice is not None and choice.jointly:
+                events.extend(
+                    {"project": key.project, "device": key.device, "metric": key.metric, "ts": int(t),
+                     "score": float(s), "values": dict(zip(choice.jointly, map(_json_float, v))),
+                     "is_anomaly": bool(f), "detector": detector}
+                    for t, s, v, f in zip(ts, scores, values.tolist(), flags))
+            else:
+                events.extend(
+                    {"project": key.project, "device": key.device, "metric": key.metric, "ts": int(t),
+                     "score": float(s), "value": float(v), "is_anomaly": bool(f), "detector": detector}
+                    for t, s, v, f in zip(ts, scores, values, flags))
         if keys and self.store is not None:
             self._pending.append(PointBatch(
                 tuple(keys), np.concatenate([np.full(len(t), i, np.int32) for i, t in enumerate(ts_parts)]),
@@ -267,6 +293,29 @@ class DetectionService:
         self.stats["messages"] += 1
         self.stats["seconds"] += time.perf_counter() - t0
         return published
+
+    def _units(self, batch: PointBatch):
+        """``(key, choice, ts, values)`` per detector: one per metric, or one per jointly judged
+        group with readings lined up by timestamp (NaN where a metric has no reading)."""
+        groups: dict[tuple[str, str, tuple[str, ...]], tuple[Choice, dict[str, tuple]]] = {}
+        for key, (ts, values) in batch.split().items():
+            if key.metric.endswith(SCORE_SUFFIX):
+                continue  # never judge our own output
+            tracked = self.series.get(key)
+            choice = None if tracked is not None else self.choose(key)
+            if choice is not None and choice.jointly:
+                entry = groups.setdefault((key.project, key.device, choice.jointly), (choice, {}))
+                entry[1][key.metric] = (ts, values)
+            else:
+                yield key, choice, ts, values
+        for (project, device, metrics), (choice, parts) in groups.items():
+            ts = np.unique(np.concatenate([t for t, _ in parts.values()]))
+            x = np.full((len(ts), len(metrics)), np.nan)
+            for j, m in enumerate(metrics):
+                if m in parts:
+                    t, v = parts[m]
+                    x[np.searchsorted(ts, t), j] = v
+            yield SeriesKey(project, device, joint_metric(metrics)), choice, ts, x
 
     async def _write_forever(self) -> None:
         while True:
@@ -291,6 +340,10 @@ class DetectionService:
     def memory_bytes(self) -> int:
         """Learned state held for all series (the bound is per detector, times the series count)."""
         return sum(t.detector.nbytes() for t in self.series.values() if hasattr(t.detector, "nbytes"))
+
+
+def _json_float(v: float) -> float | None:
+    return None if math.isnan(v) else v  # NaN is not JSON
 
 
 def _write_atomic(path: Path, blob: bytes) -> None:
