@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
 from atoll.api import AppContext, create_app
 from atoll.bus.memory import MemoryBus
@@ -15,6 +16,9 @@ from atoll.registry.directory import RegistryDirectory
 from atoll.rules.directory import RegistryDevices
 from atoll.rules.service import RulesService
 from atoll.store.memory import MemoryStore
+
+# Same algorithm, test-sized cost (the production cost takes ~1 s per hash on a busy 2-core box).
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 RULE = {"name": "Boiler too hot", "target": {"device_type": "boiler"},
         "condition": {"type": "threshold", "metric": "temperature", "value": 90, "clear": 85},
@@ -45,7 +49,7 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path):
-    registry = Registry.open(tmp_path)
+    registry = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     boot = registry.bootstrap()
     store, bus = MemoryStore(), MemoryBus()
     pipeline = IngestPipeline(store, bus, RegistryDirectory(registry), flush_interval=0.05)

@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import httpx
+from argon2 import PasswordHasher
 from typer.testing import CliRunner
 
 from atoll.cli.main import app
@@ -18,10 +19,15 @@ from atoll.rules.service import RulesService
 
 async def test_platform_runs_rules_behind_the_http_api(tmp_path):
     settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", store_url="memory://")
-    async with Platform(settings) as p:
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    async with Platform(settings, password_hasher=fast) as p:
         assert any(isinstance(s, RulesService) for s in p.services)
         key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
-        async with httpx.AsyncClient(base_url=p.http_url + "/api/v1", headers=key) as http:
+        # No keep-alive: on a stalled 2-core box the server may drop an idle connection just as
+        # the client reuses it, which is not what this test is about.
+        no_reuse = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=p.http_url + "/api/v1", headers=key,
+                                     limits=no_reuse) as http:
             assert (await http.post("/projects", json={"name": "Lab", "id": "lab"})).status_code == 201
             r = await http.post("/projects/lab/devices", json={"id": "s1"})
             secret = r.json()["credentials"]["secret"]

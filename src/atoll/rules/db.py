@@ -107,7 +107,10 @@ def connect(url_or_engine: str | sa.Engine | None = None) -> sa.Engine:
             engine = sa.create_engine(url, poolclass=StaticPool,
                                       connect_args={"check_same_thread": False})
         else:
-            engine = sa.create_engine(url)
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):  # psycopg 3 is the driver Atoll ships, not psycopg2
+                    url = "postgresql+psycopg://" + url[len(prefix):]
+            engine = sa.create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         @sa.event.listens_for(engine, "connect")
         def _fk_on(dbapi_conn, _):
