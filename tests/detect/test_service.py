@@ -182,6 +182,15 @@ async def test_device_type_binding_and_label(tmp_path):
         await svc.stop()
         await bus.close()
         names = {(k.device, k.metric): t.name for k, t in svc.series.items()}
+        if svc.state_path is None:  # bindings are saved with the detectors' state
+            svc.state_path = tmp_path / "state.msgpack"
+            await svc.snapshot()
+            again = DetectionService(MemoryBus(), None, registry=reg, state_path=svc.state_path)
+            again._load()
+            again.device_cache_seconds = 0.0
+            assert again.choose(SeriesKey("p", "d9", "temp")).name == "default"  # d9 is not registered yet
+            reg.register_device("p", device_id="d9", device_type="pump")
+            assert again.choose(SeriesKey("p", "d9", "temp")).name == "seasonal"
         assert names[("d1", "temp")] == "seasonal"
         assert names[("d1", "hum")] == DEFAULT
         assert names[("d2", "temp")] == "windowed_gaussian"

@@ -17,7 +17,8 @@ multivariate detector per device, scored as the series ``"<m1>+<m2>"``. For each
 * learns from the readings, in time order. A reading not newer than the last one the series'
   detector saw (a redelivery, or late data) is neither scored nor learned.
 
-State survives restarts: every detector's ``state()`` goes to ``<home>/detect/state.msgpack``
+State survives restarts: every detector's ``state()`` (and the ``bind`` choices) go to
+``<home>/detect/state.msgpack``
 (written atomically) every ``snapshot_interval`` seconds and on ``stop``, and is restored on
 ``start``.
 """
@@ -88,7 +89,8 @@ class DetectionService:
         self.group, self.default = group, default
         self.series: dict[SeriesKey, _Tracked] = {}
         self._bindings: dict[tuple[str, str, str | None], Choice] = {}
-        self._device_choice: dict[str, tuple[str | None, dict[str, str]]] = {}
+        self._device_choice: dict[str, tuple[float, tuple[str | None, dict[str, str]]]] = {}
+        self.device_cache_seconds = 60.0
         self._sub: Subscription | None = None
         self._snapshotter: asyncio.Task | None = None
         self._lock = asyncio.Lock()
@@ -121,14 +123,18 @@ class DetectionService:
             self._bindings[(project, device_type, m)] = Choice(detector, dict(params or {}), group)
 
     def _device_info(self, device: str) -> tuple[str | None, dict[str, str]]:
-        info = self._device_choice.get(device)
-        if info is None:
-            info = (None, {})
-            if self.registry is not None:
-                with contextlib.suppress(AtollError):
-                    d = self.registry.get_device(device)
-                    info = (d.device_type, dict(d.labels or {}))
-            self._device_choice[device] = info
+        # Only consulted for series without a detector yet; cached briefly so a device's new type
+        # or label applies to its next new series.
+        now = time.monotonic()
+        hit = self._device_choice.get(device)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        info: tuple[str | None, dict[str, str]] = (None, {})
+        if self.registry is not None:
+            with contextlib.suppress(AtollError):
+                d = self.registry.get_device(device)
+                info = (d.device_type, dict(d.labels or {}))
+        self._device_choice[device] = (now + self.device_cache_seconds, info)
         return info
 
     def choose(self, key: SeriesKey) -> Choice:
@@ -197,6 +203,8 @@ class DetectionService:
             "format": _STATE_FORMAT,
             "series": [[k.project, k.device, k.metric, t.name, t.last_ts, t.detector.state()]
                        for k, t in self.series.items()],
+            "bindings": [[p, dt, m, c.name, c.params, list(c.jointly)]
+                         for (p, dt, m), c in self._bindings.items()],
         })
 
     async def snapshot(self) -> None:
@@ -216,6 +224,10 @@ class DetectionService:
                 raise InvalidInput(f"unknown detector state format {raw.get('format')!r}")
             for project, device, metric, name, last_ts, blob in raw["series"]:
                 self.series[SeriesKey(project, device, metric)] = _Tracked(restore(blob), name, last_ts)
+            for project, device_type, metric, name, params, jointly in raw.get("bindings", []):
+                # Bindings made since (e.g. by a template applied at start-up) take precedence.
+                self._bindings.setdefault((project, device_type, metric),
+                                          Choice(name, dict(params), tuple(jointly)))
         except (msgspec.DecodeError, AtollError, ValueError, KeyError, TypeError) as exc:
             # Learning starts over rather than the platform refusing to start; keep the file.
             bad = self.state_path.with_suffix(".unreadable")
