@@ -33,7 +33,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers["content-length"]))
-                outer.requests.append({"path": self.path, "body": json.loads(body),
+                outer.requests.append({"path": self.path, "body": json.loads(body), "raw": body,
                                        "headers": dict(self.headers)})
                 status = outer.fail_status if len(outer.requests) <= outer.fail else 204
                 self.send_response(status)
@@ -194,3 +194,19 @@ async def test_service_delivers_through_a_flaky_webhook_and_logs_it(harness):
     assert rx.requests[-1]["body"]["alarm"]["device"] == "d1"
     res = await svc.test_channel("p", "ops")
     assert res["ok"] and res["delivery"]["event"] == "test"
+
+
+async def test_signed_webhook_and_chat_channel():
+    import hashlib
+    import hmac as _hmac
+
+    with Receiver() as rx:
+        await hook(rx.url, secret="k3y").send(NOTE)
+        ch = make_channel(ChannelSpec(name="room", project="p", type="chat",
+                                      config={"url": rx.url, "field": "content"}), ChannelContext())
+        assert await ch.send(NOTE) == 1
+    signed, chat = rx.requests
+    expected = "sha256=" + _hmac.new(b"k3y", signed["raw"], hashlib.sha256).hexdigest()
+    assert signed["headers"]["X-Atoll-Signature"] == expected
+    assert chat["body"] == {"content": "[MAJOR] Hot on d1: raised\nd1.t = 31 > 30"}
+    assert "X-Atoll-Signature" not in chat["headers"]

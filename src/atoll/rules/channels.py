@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -18,6 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from atoll.core.errors import InvalidInput, Unavailable
@@ -105,6 +108,8 @@ class WebhookConfig(_Config):
     backoff: float = Field(0.5, ge=0, description="first retry delay, doubled each time")
     max_backoff: float = Field(30.0, ge=0)
     jitter: float = Field(0.5, ge=0, le=1, description="fraction of each delay that is random")
+    secret: str | None = Field(
+        None, description="sign each body: header X-Atoll-Signature: sha256=HMAC(secret, body)")
 
 
 class WebhookChannel:
@@ -112,6 +117,9 @@ class WebhookChannel:
 
     def __init__(self, config: WebhookConfig, ctx: ChannelContext) -> None:
         self.config, self.sleep = config, ctx.sleep
+
+    def body(self, note: Notification) -> dict[str, Any]:
+        return note.to_json()
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         c = self.config
@@ -123,11 +131,16 @@ class WebhookChannel:
     async def send(self, note: Notification) -> int:
         c = self.config
         last = ""
+        content = orjson.dumps(self.body(note))
+        headers = {"Content-Type": "application/json", **c.headers}
+        if c.secret:
+            mac = hmac.new(c.secret.encode(), content, hashlib.sha256).hexdigest()
+            headers["X-Atoll-Signature"] = f"sha256={mac}"
         async with httpx.AsyncClient(timeout=c.timeout) as client:
             for attempt in range(1, c.attempts + 1):
                 retry_after = None
                 try:
-                    r = await client.post(c.url, json=note.to_json(), headers=c.headers)
+                    r = await client.post(c.url, content=content, headers=headers)
                 except httpx.HTTPError as exc:
                     last = f"{type(exc).__name__}: {exc}"
                 else:
@@ -144,6 +157,19 @@ class WebhookChannel:
                 if attempt < c.attempts:
                     await self.sleep(self.delay(attempt, retry_after))
         raise DeliveryFailed(f"webhook failed after {c.attempts} attempts: {last}", attempts=c.attempts)
+
+
+class ChatConfig(WebhookConfig):
+    field: str = Field("text", description="'text' for Slack, Mattermost, Rocket.Chat; "
+                                           "'content' for Discord")
+
+
+class ChatChannel(WebhookChannel):
+    """A chat room's incoming webhook: one line of text, with the same retries."""
+
+    def body(self, note: Notification) -> dict[str, Any]:
+        text = f"{note.title}\n{note.text}" if note.text else note.title
+        return {self.config.field: text}
 
 
 # ---------------------------------------------------------------- command to a device
@@ -208,6 +234,7 @@ def register_channel_type(ct: ChannelType) -> None:
 
 for _ct in (
     ChannelType("webhook", WebhookConfig, WebhookChannel, "HTTP POST of a JSON document"),
+    ChannelType("chat", ChatConfig, ChatChannel, "chat incoming webhook (Slack, Mattermost, Discord)"),
     ChannelType("command", CommandConfig, CommandChannel, "command to a device over MQTT"),
     ChannelType("log", LogConfig, LogChannel, "line in the service log"),
 ):
