@@ -114,7 +114,7 @@ async def test_rule_crud_and_errors_name_the_field(env):
     r = await env.put("/projects/plant/rules/boiler-too-hot-2", {**RULE, "severity": "critical"})
     assert r.status_code == 200 and r.json()["severity"] == "critical"
     r = await env.get("/projects/plant/rules/boiler-too-hot")
-    assert r.json()["devices"] == ["b1"]
+    assert r.json()["devices"] == ["b1"] and r.json()["state"] == {"b1": None}
     ids = [x["id"] for x in (await env.get("/projects/plant/rules")).json()]
     assert ids == ["boiler-too-hot", "boiler-too-hot-2"]
     r = await env.http.delete("/api/v1/projects/plant/rules/boiler-too-hot-2", headers=env.h())
@@ -140,6 +140,15 @@ rules:
     assert r.status_code == 400 and "does not parse at line" in r.json()["message"]
     names = [c["name"] for c in (await env.get("/projects/plant/channels")).json()]
     assert names == ["hook", "log"]
+    await env.put("/projects/plant/channels/signed", {"type": "webhook", "config": {
+        "url": "http://127.0.0.1:9/x", "secret": "s3cret", "headers": {"Authorization": "Bearer t"}}})
+    viewer = await env.role_key("viewer")
+    seen = {c["name"]: c["config"] for c in (await env.get("/projects/plant/channels", key=viewer)).json()}
+    assert seen["signed"]["secret"] == "***" and seen["signed"]["headers"] == {"Authorization": "***"}
+    seen = {c["name"]: c["config"] for c in (await env.get("/projects/plant/channels")).json()}
+    assert seen["signed"]["secret"] == "s3cret"
+    r = await env.put("/projects/plant/channels/bad", {"type": "webhook", "config": {"url": "x"}})
+    assert r.status_code == 400 and "channels.bad.config.url" in r.json()["message"]
     types = {t["type"] for t in (await env.get("/channel-types")).json()}
     assert {"webhook", "command", "log"} <= types
 

@@ -144,7 +144,11 @@ def get_rule(project: str, rule_id: str, who: Viewer, ctx: Ctx) -> dict:
     rule = service(ctx).get_rule(rule_id)
     if rule.project != project:
         raise NotFound(f"rule {rule_id!r} not found")
-    return {**rule.dump(), "devices": service(ctx).engine.devices(rule_id)}
+    engine = service(ctx).engine
+    devices = engine.devices(rule_id)
+    # "state": per device, whether the condition holds now (null: no input yet).
+    return {**rule.dump(), "devices": devices,
+            "state": {d: engine.state(rule_id, d) for d in devices}}
 
 
 @router.put("/projects/{project}/rules/{rule_id}", summary="Create or replace a rule")
@@ -183,10 +187,23 @@ def list_channel_types(who: Viewer) -> list[dict]:
             for ct in channel_types().values()]
 
 
+def _redacted(spec: ChannelSpec) -> dict:
+    out = spec.model_dump()
+    cfg = dict(out["config"])
+    if cfg.get("secret"):
+        cfg["secret"] = "***"
+    if isinstance(cfg.get("headers"), dict):
+        cfg["headers"] = {k: "***" for k in cfg["headers"]}
+    out["config"] = cfg
+    return out
+
+
 @router.get("/projects/{project}/channels", summary="List notification channels")
 def list_channels(project: str, who: Viewer, ctx: Ctx) -> list[dict]:
+    """Viewers see secrets and header values as ``***``; operators see them in full."""
     check_project(ctx, who, project)
-    return [c.model_dump() for c in service(ctx).repo.list_channels(project)]
+    specs = service(ctx).repo.list_channels(project)
+    return [c.model_dump() if who.can("operator") else _redacted(c) for c in specs]
 
 
 @router.put("/projects/{project}/channels/{name}", summary="Create or replace a channel")
