@@ -141,7 +141,7 @@ def _replay(xs, st, cst, vals, raws, bank, window, p, sp, commit, out):
 
 
 #: (window, stride, bank, gate) per novelty scale; tuned on NAB (docs/DETECTION.md).
-DEFAULT_SCALES = ((192, 8, 500, 0.3), (64, 4, 1000, 0.8))
+DEFAULT_SCALES = ((192, 8, 500, 0.35), (64, 4, 1000, 0.8))
 
 
 class EnsembleDetector(StreamingDetector):
@@ -161,11 +161,11 @@ class EnsembleDetector(StreamingDetector):
         scales=DEFAULT_SCALES,
         blocks: int = 8,
         warmup: int = 150,
-        mean_window: int = 20,
+        mean_window: int = 15,
         lik_short: int = 10,
         lik_alpha: float = 0.002,
         lik_warmup: int = 100,
-        lik_quiet: int = 200,
+        lik_quiet: int = 300,
         alarm: float = 0.52,
         quiet: int = 30,
     ) -> None:
