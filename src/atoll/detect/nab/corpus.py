@@ -72,15 +72,17 @@ def probationary_length(n: int) -> int:
 
 
 def find_nab_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Locate the NAB data: ``explicit``, ``$ATOLL_NAB_DIR``, or ``<repo>/../shared/datasets/nab``."""
+    """Locate the NAB data: ``explicit``, ``$ATOLL_NAB_DIR``, or ``<repo>/../shared/datasets/nab``
+    (or ``shared/datasets/nab`` beside any directory above the repo)."""
     candidates = []
     if explicit:
         candidates.append(Path(explicit))
     elif os.environ.get("ATOLL_NAB_DIR"):
         candidates.append(Path(os.environ["ATOLL_NAB_DIR"]))
     else:
-        repo = Path(__file__).resolve().parents[4]
-        candidates += [repo.parent / "shared" / "datasets" / "nab", Path.cwd() / "nab"]
+        # <repo>/../shared/datasets/nab, also for a clone nested deeper under the same root.
+        src_dir = Path(__file__).resolve().parents[3]  # <repo>/src
+        candidates += [p / "shared" / "datasets" / "nab" for p in src_dir.parents]
     for c in candidates:
         if (c / "labels" / "combined_windows.json").is_file() and (c / "data").is_dir():
             return c
