@@ -71,7 +71,8 @@ def nab(
     out = Console(soft_wrap=True)
     out.print(table)
     out.print("thresholds: " + ", ".join(f"{t} {result['profiles'][p]['threshold']:.6g}" for p, t in PROFILES))
-    out.print(f"throughput: {result['throughput_points_per_s']:,.0f} points/s (one core, detector time only); "
+    out.print(f"throughput: {result['throughput_points_per_s']:,.0f} points/s wall, "
+              f"{result['throughput_points_per_cpu_s']:,.0f} points per CPU-second (one thread, detector time only); "
               f"state per series: {result['memory_bytes_per_series']:,} bytes")
     out.print(f"raw scores: {result['scores_dir']}")
     if json_out is not None:

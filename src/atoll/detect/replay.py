@@ -16,11 +16,16 @@ from atoll.detect.registry import get_detector
 class ReplayResult:
     scores: dict[str, np.ndarray]
     points: int
-    seconds: float  # detector time only (no file I/O)
+    seconds: float  # detector time only (no file I/O), wall clock
+    cpu_seconds: float  # the same span in this process's CPU time (what a busy machine can't steal)
 
     @property
     def points_per_second(self) -> float:
         return self.points / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def points_per_cpu_second(self) -> float:
+        return self.points / self.cpu_seconds if self.cpu_seconds > 0 else float("inf")
 
 
 def replay(name: str, streams: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
@@ -33,17 +38,18 @@ def replay(name: str, streams: Mapping[str, tuple[np.ndarray, np.ndarray | None]
     """
     params = dict(params or {})
     out: dict[str, np.ndarray] = {}
-    seconds, points = 0.0, 0
+    seconds, cpu, points = 0.0, 0.0, 0
     for relpath, (values, timestamps) in streams.items():
         det = get_detector(name, **params)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         scores = np.asarray(det.score_many(values, timestamps), dtype=np.float64)
         seconds += time.perf_counter() - t0
+        cpu += time.process_time() - c0
         points += len(values)
         out[relpath] = scores
         if on_stream is not None:
             on_stream(relpath, scores)
-    return ReplayResult(out, points, seconds)
+    return ReplayResult(out, points, seconds, cpu)
 
 
 def warm_up(names: Iterable[str]) -> None:
