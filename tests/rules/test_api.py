@@ -245,3 +245,21 @@ async def test_command_channel_records_and_publishes_a_device_command(env):
 
     with pytest.raises(DeliveryFailed, match="not in project"):
         await env.svc.notifier.ctx.command_sender.send_command("other", "b1", "ping", {})
+
+
+async def test_backtest_over_http(env):
+    from atoll.core.points import PointBatch, SeriesKey
+
+    now = env.svc.clock.now_us()
+    ts = [now - 3_600_000_000 + i * 60_000_000 for i in range(4)]
+    env.svc.store.append(PointBatch.of_series(SeriesKey("plant", "b1", "temperature"), ts,
+                                              [80.0, 95.0, 96.0, 70.0]))
+    r = await env.post("/projects/plant/rules/backtest", RULE, params={"start": "-2h"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["devices"] == ["b1"] and out["points"] == 4
+    (ep,) = out["episodes"]
+    assert ep["device"] == "b1" and ep["value"] == 95 and ep["cleared_at"] is not None
+    assert env.svc.alarms.list() == []  # nothing real was raised
+    r = await env.post("/projects/plant/rules/backtest", {**RULE, "severity": "loud"})
+    assert r.status_code == 400 and "severity" in r.json()["message"]

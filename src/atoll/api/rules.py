@@ -115,6 +115,46 @@ def validate_rule(project: str, who: Viewer, ctx: Ctx,
     return {"valid": True, "rule": rule.dump()}
 
 
+@router.post("/projects/{project}/rules/backtest", summary="What a rule would have raised")
+async def backtest_rule(project: str, who: Viewer, ctx: Ctx,
+                        start: str = Query("-7d", description="ISO-8601, epoch ms, or '-7d'"),
+                        end: str = Query("now"),
+                        rule: str | None = Query(None, description="a saved rule's id (else the body)"),
+                        max_devices: int = Query(100, ge=1, le=1000),
+                        body: Any = Body(None, examples=[RULE_EXAMPLE])) -> dict:
+    """Replays the stored history of the series the rule reads (no alarm, no notification).
+    Answers ``{"episodes": [{"device", "raised_at", "cleared_at", "value", "detail"}], ...}``."""
+    from starlette.concurrency import run_in_threadpool
+
+    from atoll.api.schemas import iso
+    from atoll.api.times import parse_time
+    from atoll.rules.backtest import backtest
+
+    check_project(ctx, who, project)
+    svc = service(ctx)
+    if rule is not None:
+        spec = svc.get_rule(rule)
+        if spec.project != project:
+            raise NotFound(f"rule {rule!r} not found")
+    else:
+        spec = svc.validate_rule(_with_project(body, project))
+    now = svc.clock.now_us()
+    t0, t1 = parse_time(start, now), parse_time(end, now)
+    devices = spec.target.explicit()
+    if devices is None:
+        directory = svc.engine.directory
+        devices = directory.devices(project, spec.target.device_type) if directory else []
+    result = await run_in_threadpool(backtest, spec, devices[:max_devices], ctx.store, t0, t1)
+    return {
+        "rule": spec.dump(), "start": iso(t0), "end": iso(t1),
+        "devices": devices[:max_devices], "devices_truncated": len(devices) > max_devices,
+        "points": result.points, "points_truncated": result.truncated,
+        "episodes": [{"device": e.device, "raised_at": iso(e.raised_at),
+                      "cleared_at": iso(e.cleared_at), "value": e.value, "detail": e.detail}
+                     for e in result.episodes],
+    }
+
+
 @router.post("/projects/{project}/rules/import", summary="Apply a YAML rules file")
 async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) -> dict:
     """Body: YAML (``rules:`` and optional ``channels:``). Rules and channels with the same id
