@@ -53,6 +53,16 @@ def test_history_then_live_continues_in_time():
     assert min(r.ts for r in live) >= T0 + 600
     with pytest.raises(InvalidInput):
         next(fleet.history(T0 + 1200, 60))
+    with pytest.raises(InvalidInput):
+        fleet.resume_at(T0 + 2000)
+
+
+def test_resume_at_skips_a_gap_before_going_live():
+    fleet = Fleet.build("retail", 5, seed=1, start=T0)
+    list(fleet.history(T0 + 600, 60))
+    fleet.resume_at(T0 + 900)  # the back-fill took five minutes of wall time
+    live = fleet.advance(T0 + 901)
+    assert len(live) == 5 and min(r.ts for r in live) == T0 + 900
 
 
 def test_plan_faults_is_seeded_and_respects_kinds_and_window():

@@ -135,3 +135,21 @@ async def _wait_for(cond, timeout=10.0):
             return
         await asyncio.sleep(0.05)
     assert cond()
+
+
+async def test_devices_reconnect_after_the_broker_restarts(fleet_and_broker):
+    devices, broker = fleet_and_broker
+    fleet = Fleet(devices[:5], seed=2, rate=5.0)
+    async with MqttFleet(fleet, broker.url, reconnect_after=0.5) as mf:
+        await mf.connect(timeout=20)
+        await mf.run(duration=0.5)
+        broker.stop()
+        await mf.run(duration=1.0)
+        assert mf.stats.lost == 5 and mf.stats.connected == 0
+        skipped = mf.stats.skipped
+        assert skipped > 0
+        broker.start()
+        before = mf.stats.acked
+        stats = await mf.run(duration=4.0)
+    assert stats.reconnects == 5 and stats.connected == 5
+    assert stats.acked - before >= 5 * 5  # at least a second of readings from every device after

@@ -183,6 +183,13 @@ class Fleet:
             t += step_s
         self.cursor = max(self.cursor, t)
 
+    def resume_at(self, t: float) -> None:
+        """Start live ticks at ``t`` (e.g. now, after a back-fill that took a while): no readings
+        are made for the gap, and the signals continue as if time had passed."""
+        if self._live_start is not None:
+            raise InvalidInput("resume_at must be called before live ticks")
+        self.cursor = max(self.cursor, t)
+
     def next_tick_time(self) -> float:
         base = self.cursor if self._live_start is None else self._live_start
         return base + self._tick * self.slot_width

@@ -59,6 +59,7 @@ class RunStats:
     points: int = 0  # readings' values in published messages
     skipped: int = 0  # readings of devices that are not connected
     lost: int = 0  # connections dropped by the broker
+    reconnects: int = 0  # of those, connected again
     elapsed_s: float = 0.0
     behind_s: float = 0.0  # how far the sender lagged behind schedule at the end
 
@@ -88,7 +89,8 @@ class MqttFleet:
     """
 
     def __init__(self, fleet: Fleet, broker: str | Broker, *, qos: int = 1, keepalive: int = 60,
-                 connect_workers: int = 16, max_unacked: int = 20_000) -> None:
+                 connect_workers: int = 16, max_unacked: int = 20_000,
+                 reconnect_after: float = 5.0) -> None:
         self.fleet = fleet
         self.broker = broker if isinstance(broker, Broker) else Broker.parse(broker)
         self.qos = qos
@@ -101,6 +103,10 @@ class MqttFleet:
         self._state = [_PENDING] * n
         self._clients: list[paho.Client] = [self._client(i) for i in range(n)]
         self._writing: set[int] = set()
+        self.reconnect_after = reconnect_after
+        self._lost_at: dict[int, float] = {}
+        self._reopening: set[int] = set()
+        self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._misc_next = 0
 
@@ -126,6 +132,9 @@ class MqttFleet:
             self._state[i] = _REFUSED
             self.stats.refused += 1
         else:
+            if self._state[i] == _LOST:
+                self.stats.reconnects += 1
+                self._lost_at.pop(i, None)
             self._state[i] = _UP
             self.stats.connected += 1
 
@@ -135,6 +144,7 @@ class MqttFleet:
     def _on_disconnect(self, client, i, flags, reason, props) -> None:
         if self._state[i] == _UP:
             self._state[i] = _LOST
+            self._lost_at[i] = time.monotonic()
             self.stats.connected -= 1
             self.stats.lost += 1
         elif self._state[i] == _PENDING:  # closed before CONNACK: refused at TCP/auth level
@@ -187,20 +197,21 @@ class MqttFleet:
                 return -1
 
         window = self._workers * 8  # bound pending CONNECTs so the broker is not flooded
-        with ThreadPoolExecutor(self._workers, thread_name_prefix="atoll-sim-connect") as pool:
-            pending: set[asyncio.Future] = set()
-            last = 0.0
-            for i in range(len(self._clients)):
-                while len(pending) >= window:
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    self._register(done)
-                pending.add(loop.run_in_executor(pool, open_one, i))
-                if on_progress and time.perf_counter() - last > 0.25:
-                    last = time.perf_counter()
-                    on_progress(self.stats)
-            if pending:
-                done, _ = await asyncio.wait(pending)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="atoll-sim-connect")
+        pending: set[asyncio.Future] = set()
+        last = 0.0
+        for i in range(len(self._clients)):
+            while len(pending) >= window:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 self._register(done)
+            pending.add(loop.run_in_executor(self._pool, open_one, i))
+            if on_progress and time.perf_counter() - last > 0.25:
+                last = time.perf_counter()
+                on_progress(self.stats)
+        if pending:
+            done, _ = await asyncio.wait(pending)
+            self._register(done)
         deadline = loop.time() + timeout
         while self._state.count(_PENDING) > len(failures) and loop.time() < deadline:
             if on_progress:
@@ -219,13 +230,16 @@ class MqttFleet:
     def _register(self, done) -> None:
         for fut in done:
             i = fut.result()
-            if i < 0:
-                continue
-            sock = self._clients[i].socket()
-            if sock is not None:
-                self._loop.add_reader(sock, self._readable, i)
-                if self._clients[i].want_write():
-                    self._flush_later(i)
+            if i >= 0:
+                self._attach(i)
+
+    def _attach(self, i: int) -> None:
+        """Watch a freshly opened client socket on the loop."""
+        sock = self._clients[i].socket()
+        if sock is not None:
+            self._loop.add_reader(sock, self._readable, i)
+            if self._clients[i].want_write():
+                self._flush_later(i)
 
     async def run(self, *, duration: float | None = None, speed: float = 1.0,
                   stop: asyncio.Event | None = None,
@@ -320,6 +334,34 @@ class MqttFleet:
             if self._state[i] == _UP:
                 self._clients[i].loop_misc()
         self._misc_next = 0 if start + per_tick >= n else start + per_tick
+        if self._lost_at:
+            self._reconnect_lost()
+
+    def _reconnect_lost(self) -> None:
+        """Devices whose connection dropped try again every ``reconnect_after`` seconds."""
+        now = time.monotonic()
+        for i, since in list(self._lost_at.items()):
+            if i in self._reopening or now - since < self.reconnect_after or self._pool is None:
+                continue
+            self._reopening.add(i)
+            self._lost_at[i] = now  # next attempt, if this one fails, after another pause
+            fut = self._loop.run_in_executor(self._pool, self._reopen, i)
+            fut.add_done_callback(self._reopened)
+
+    def _reopen(self, i: int) -> tuple[int, bool]:
+        try:
+            self._clients[i].reconnect()
+            return i, True
+        except (OSError, ValueError):
+            return i, False
+
+    def _reopened(self, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            return
+        i, ok = fut.result()
+        self._reopening.discard(i)
+        if ok and self._state[i] == _LOST:
+            self._attach(i)
 
     async def drain(self, timeout: float = 30.0) -> bool:
         """Wait until every published message is acknowledged (or ``timeout``)."""
@@ -331,6 +373,9 @@ class MqttFleet:
         return self.stats.acked >= self.stats.published
 
     async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         for i, c in enumerate(self._clients):
             if self._state[i] == _UP:
                 self._state[i] = _CLOSED
