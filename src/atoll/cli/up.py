@@ -75,10 +75,10 @@ async def _run(settings) -> None:
     await platform.start()
     runtime = settings.home / "runtime.json"
     try:
-        _announce(platform)
         runtime.write_text(json.dumps({
             "pid": os.getpid(), "http_url": platform.http_url, "mqtt_url": platform.mqtt_url,
         }))
+        _announce(platform)
         await stop.wait()
         typer.echo("stopping (finishing queued writes)…")
     finally:
