@@ -93,7 +93,7 @@ def test_memory_is_bounded():
     small = (d.nbytes(), len(d.state()))
     d.score_many(_series(20000, seed=3))
     assert (d.nbytes(), len(d.state())) == small
-    assert d.nbytes() < 128 * 1024
+    assert d.nbytes() < 64 * 1024
 
 
 def test_params_round_trip_and_validation():
