@@ -31,7 +31,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["content-length"]))
                 outer.requests.append({"path": self.path, "body": json.loads(body), "raw": body,
                                        "headers": dict(self.headers)})

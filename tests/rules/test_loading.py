@@ -88,3 +88,30 @@ def test_errors_name_the_field(text, where):
         load_rules(text)
     assert where in e.value.message
     assert e.value.status == 400
+
+
+def test_the_examples_in_docs_rules_md_load():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "RULES.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", doc, re.DOTALL)
+    assert len(blocks) >= 2
+    full = load_rule_file(blocks[0])
+    assert [r.id for r in full.rules] == ["boiler-too-hot"]
+    assert {c.name for c in full.channels} == {"ops", "boss", "stop"}
+    from atoll.rules.channels import check_channel
+
+    for c in full.channels:
+        check_channel(c)
+    for block in blocks[1:]:  # condition fragments
+        from atoll.rules.loading import parse_rule, parse_yaml
+
+        frag = parse_yaml(block)
+        parse_rule({"name": "x", "project": "p", "target": {"device": "d"}, **frag})
+
+
+def test_yaml_on_and_no_are_strings_not_booleans():
+    (r,) = load_rules("- {name: a, project: p, target: {device: no}, enabled: false, "
+                      "condition: {type: no_data, timeout: 1}, notify: {on: [raised]}}")
+    assert r.target.device == "no" and r.enabled is False and r.notify.on == ["raised"]

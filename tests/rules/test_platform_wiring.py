@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-
 import json
 
 import httpx
@@ -11,7 +10,6 @@ from argon2 import PasswordHasher
 from typer.testing import CliRunner
 
 from atoll.cli.main import app
-
 from atoll.config import Settings
 from atoll.platform import Platform
 from atoll.rules.service import RulesService

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -18,7 +18,7 @@ from atoll.store.memory import MemoryStore
 from .conftest import SENT
 
 H = 3600 * 1_000_000
-DAY0 = int(datetime(2027, 3, 1, tzinfo=timezone.utc).timestamp() * 1_000_000)
+DAY0 = int(datetime(2027, 3, 1, tzinfo=UTC).timestamp() * 1_000_000)
 
 
 def seeded_store() -> MemoryStore:
@@ -74,7 +74,7 @@ async def test_csv_report_has_the_buckets_and_alarms(harness):
 def pdf_text(blob: bytes) -> str:
     """Text drawn by the PDF's content streams (fpdf2 writes core-font text as literals)."""
     out = []
-    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", blob, re.S):
+    for raw in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", blob, re.DOTALL):
         try:
             raw = zlib.decompress(raw)
         except zlib.error:

@@ -9,8 +9,8 @@ schedules). Anomaly conditions replay the stored ``<metric>.anomaly_score`` seri
 from __future__ import annotations
 
 import heapq
-from itertools import groupby
 from dataclasses import dataclass, field
+from itertools import groupby
 
 from atoll.core.errors import InvalidInput
 from atoll.core.points import SeriesKey

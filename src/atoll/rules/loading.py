@@ -15,6 +15,7 @@ default for every rule) and ``channels`` (``{name: {type: ..., ...config}}``)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,19 @@ from pydantic import BaseModel, ValidationError
 
 from atoll.core.errors import InvalidInput
 from atoll.rules.model import ChannelSpec, Rule
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 would read the key ``on:`` (in ``notify``)
+    and values like ``no`` or ``off`` as booleans."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 @dataclass
@@ -68,14 +82,19 @@ def parse_rule(data: Any, *, project: str | None = None, prefix: str = "") -> Ru
     return validate(Rule, data, prefix)
 
 
-def load_rule_file(text: str, *, project: str | None = None) -> RuleFile:
+def parse_yaml(text: str) -> Any:
+    """YAML with safe types and YAML 1.2 booleans; ``InvalidInput`` with the line on errors."""
     try:
-        doc = yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise InvalidInput(f"rules YAML does not parse{where}: {problem}") from None
+
+
+def load_rule_file(text: str, *, project: str | None = None) -> RuleFile:
+    doc = parse_yaml(text)
     if doc is None:
         return RuleFile()
     if isinstance(doc, list):

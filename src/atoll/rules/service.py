@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.ingest.events import TelemetryEvent
 from atoll.rules import db as _db
 from atoll.rules.alarms import SYSTEM, Alarm, AlarmBook, Comment
 from atoll.rules.channels import ChannelContext, CommandSender, Notification, check_channel
@@ -31,7 +32,6 @@ from atoll.rules.clock import Clock, SystemClock
 from atoll.rules.directory import DeviceDirectory
 from atoll.rules.durations import format_duration
 from atoll.rules.engine import Change, RuleEngine
-from atoll.ingest.events import TelemetryEvent
 from atoll.rules.events import decode_anomaly, encode_alarm_event
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
