@@ -1,0 +1,184 @@
+"""External broker mode against a real Mosquitto started on an ephemeral port for each test."""
+
+import asyncio
+import socket
+import subprocess
+import time
+
+import pytest
+
+from atoll.config import Settings
+from atoll.core import topics
+from atoll.core.points import SeriesKey
+from atoll.ingest.external import new_admin_password, write_mosquitto_conf
+from atoll.ingest.mosquitto_auth import MosquittoAuth
+from atoll.platform import Platform
+from atoll.sim.mosquitto import find_mosquitto
+from tests.ingest.conftest import CLIMATE, FAST_HASHER, close, connect
+
+END = 2**62
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    def __init__(self, tmp_path):
+        self.dir = tmp_path / "mosquitto"
+        self.dir.mkdir()
+        self.port = free_port()
+        self.password = new_admin_password()
+        self.files = {"password_file": self.dir / "passwd", "acl_file": self.dir / "acl",
+                      "pid_file": self.dir / "mosquitto.pid"}
+        MosquittoAuth(self.files["password_file"], self.files["acl_file"], None,
+                      admin_password=self.password).apply()
+        conf = write_mosquitto_conf(self.dir / "mosquitto.conf", port=self.port, **self.files)
+        self.log = open(self.dir / "log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen([find_mosquitto()[0], "-c", str(conf)], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+    def settings(self, home, **kw) -> Settings:
+        return Settings(
+            home=home, http_port=0, mqtt_mode="external",
+            mqtt_url=f"mqtt://atoll-ingest:{self.password}@127.0.0.1:{self.port}",
+            mosquitto_password_file=self.files["password_file"],
+            mosquitto_acl_file=self.files["acl_file"], mosquitto_pid_file=self.files["pid_file"], **kw)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path)
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+async def atoll(broker, tmp_path):
+    p = Platform(broker.settings(tmp_path / "home"), password_hasher=FAST_HASHER)
+    await p.start()
+    reg = p.registry
+    reg.create_project("default", "Lab", project_id="lab")
+    reg.create_device_type("lab", "climate", CLIMATE)
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def wait_for(fn, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if fn():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+def stored(platform, device, metric="temperature"):
+    return platform.store.query_raw(SeriesKey("lab", device, metric), 0, END).value.tolist()
+
+
+async def connect_when_ready(port, device, secret, client_id=None):
+    """Mosquitto reloads its password file on SIGHUP; allow it a moment."""
+    for _ in range(40):
+        c, rc = await asyncio.to_thread(connect, port, device, secret, client_id or device, 3)
+        if rc is not None and not rc.is_failure:
+            return c
+        await asyncio.to_thread(close, c)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{device} could not connect")
+
+
+def publish_all(client, topic, payloads, qos=1):
+    infos = [client.publish(topic, p, qos=qos) for p in payloads]
+    for i in infos:
+        i.wait_for_publish(10)
+
+
+async def test_devices_registered_in_atoll_can_publish_through_mosquitto(atoll, broker):
+    _, creds = atoll.registry.register_device("lab", device_id="e1", device_type="climate")
+    c = await connect_when_ready(broker.port, "e1", creds.secret)
+    await asyncio.to_thread(publish_all, c, topics.telemetry("e1"),
+                            [b'{"values": {"temperature": %d}}' % i for i in range(300)])
+    assert await wait_for(lambda: len(stored(atoll, "e1")) == 300)
+    assert sorted(stored(atoll, "e1")) == list(range(300))
+    await asyncio.to_thread(close, c)
+
+
+async def test_broker_enforces_credentials_and_acls(atoll, broker):
+    reg = atoll.registry
+    _, a = reg.register_device("lab", device_id="e1", device_type="climate")
+    _, b = reg.register_device("lab", device_id="e2", device_type="climate")
+    c1 = await connect_when_ready(broker.port, "e1", a.secret)
+    _, rc = await asyncio.to_thread(connect, broker.port, "e1", "wrong", "x1")
+    assert rc is not None and rc.is_failure
+    # e1 writes into e2's topic: the broker drops it; e2's own message gets through.
+    await asyncio.to_thread(publish_all, c1, topics.telemetry("e2"), [b'{"values": {"temperature": 66}}'])
+    c2 = await connect_when_ready(broker.port, "e2", b.secret)
+    await asyncio.to_thread(publish_all, c2, topics.telemetry("e2"), [b'{"values": {"temperature": 1}}'])
+    assert await wait_for(lambda: stored(atoll, "e2") == [1.0])
+    await asyncio.sleep(0.3)
+    assert stored(atoll, "e2") == [1.0]
+    # Revoked and disabled devices cannot connect any more.
+    reg.revoke_credentials("e1")
+    reg.disable_device("e2")
+    await asyncio.sleep(0.5)
+    for dev, secret in (("e1", a.secret), ("e2", b.secret)):
+        _, rc = await asyncio.to_thread(connect, broker.port, dev, secret, dev + ":again")
+        assert rc is not None and rc.is_failure, dev
+    # Enabled again: the parked hash comes back, no new secret needed.
+    reg.disable_device("e2", disabled=False)
+    c3 = await connect_when_ready(broker.port, "e2", b.secret, "e2:back")
+    for c in (c1, c2, c3):
+        await asyncio.to_thread(close, c)
+
+
+async def test_bad_payloads_are_counted_per_device(atoll, broker):
+    _, creds = atoll.registry.register_device("lab", device_id="e1", device_type="climate")
+    c = await connect_when_ready(broker.port, "e1", creds.secret)
+    await asyncio.to_thread(publish_all, c, topics.telemetry("e1"),
+                            [b"{oops", b'{"values": {"pressure": 1}}', b'{"values": {"temperature": 2}}'])
+    assert await wait_for(lambda: stored(atoll, "e1") == [2.0])
+    await atoll.pipeline.flush_counters()
+    atoll.registry.flush_rejections()
+    got = {r.reason: r.count for r in atoll.registry.rejections("e1")}
+    assert got == {"malformed_json": 1, "unknown_series": 1}
+    await asyncio.to_thread(close, c)
+
+
+async def test_messages_sent_while_atoll_is_down_arrive_after_restart(broker, tmp_path):
+    home = tmp_path / "home"
+    p = Platform(broker.settings(home, mqtt_workers=3), password_hasher=FAST_HASHER)
+    await p.start()
+    p.registry.create_project("default", "Lab", project_id="lab")
+    _, creds = p.registry.register_device("lab", device_id="e1")
+    await p.stop()  # the workers' persistent sessions stay subscribed in the broker
+    c = await connect_when_ready(broker.port, "e1", creds.secret)
+    await asyncio.to_thread(publish_all, c, topics.telemetry("e1"),
+                            [b'{"values": {"v": %d}}' % i for i in range(500)])
+    await asyncio.to_thread(close, c)
+    p2 = Platform(broker.settings(home, mqtt_workers=3), password_hasher=FAST_HASHER)
+    await p2.start()
+    try:
+        key = SeriesKey("lab", "e1", "v")
+        assert await wait_for(lambda: len(p2.store.query_raw(key, 0, END).ts) >= 500)
+        await asyncio.sleep(0.3)
+        # Shared by three workers, each message is stored exactly once.
+        assert sorted(p2.store.query_raw(key, 0, END).value.tolist()) == list(range(500))
+    finally:
+        await p2.stop()
