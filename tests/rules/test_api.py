@@ -115,6 +115,8 @@ async def test_rule_crud_and_errors_name_the_field(env):
     assert r.status_code == 200 and r.json()["severity"] == "critical"
     r = await env.get("/projects/plant/rules/boiler-too-hot")
     assert r.json()["devices"] == ["b1"] and r.json()["state"] == {"b1": None}
+    # What GET answers can be sent back as is.
+    assert (await env.put("/projects/plant/rules/boiler-too-hot", r.json())).status_code == 200
     ids = [x["id"] for x in (await env.get("/projects/plant/rules")).json()]
     assert ids == ["boiler-too-hot", "boiler-too-hot-2"]
     r = await env.http.delete("/api/v1/projects/plant/rules/boiler-too-hot-2", headers=env.h())

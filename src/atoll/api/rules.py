@@ -57,12 +57,15 @@ def check_project(ctx: Any, who: Principal, project: str) -> None:
     ctx.registry.get_project(project, tenant_of(who))
 
 
+READ_ONLY = ("devices", "state")  # what GET adds to a rule; a client may send it back
+
+
 def _with_project(body: Any, project: str) -> dict:
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object")
     if body.get("project", project) != project:
         raise InvalidInput(f"project: the body says {body['project']!r} but the URL says {project!r}")
-    return {**body, "project": project}
+    return {**{k: v for k, v in body.items() if k not in READ_ONLY}, "project": project}
 
 
 def _check_devices(ctx: Any, who: Principal, rule: Rule) -> None:
