@@ -190,12 +190,16 @@ class DetectionService:
             await self.snapshot()
 
     async def _snapshot_forever(self) -> None:
+        pause = self.snapshot_interval
         while True:
-            await asyncio.sleep(self.snapshot_interval)
+            await asyncio.sleep(pause)
+            t0 = time.perf_counter()
             try:
                 await self.snapshot()
             except Exception:
                 log.exception("detector snapshot failed")
+            # Many series make big snapshots: keep snapshotting under ~5 % of the time.
+            pause = max(self.snapshot_interval, 20 * (time.perf_counter() - t0))
 
     # -- state ------------------------------------------------------------------------------------
     def _encode_state(self) -> bytes:
