@@ -52,7 +52,7 @@ def test_joint_detection_on_a_semicolon_file(machine, tmp_path):
     path, rows = machine
     res = _run(path, "--out", tmp_path / "out.csv", "--warmup-rows", 100)
     assert res.exit_code == 0, res.output
-    assert "flow, pressure" in res.output
+    assert "flow, pressure, ignored site (not numbers)" in res.output
     header, out = _read(tmp_path / "out.csv")
     assert header == ["timestamp", "anomaly_score", "is_anomaly"]
     assert len(out) == len(rows) and out[0][0] == rows[0][0]

@@ -35,7 +35,8 @@ def detect(
             err.print(f"[yellow]fix:[/yellow] {exc.hint}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     flagged = int(result.flags.sum())
-    err.print(f"{len(result.scores):,} rows, columns {', '.join(table.columns)} "
+    skipped = f", ignored {', '.join(table.ignored)} (not numbers)" if table.ignored else ""
+    err.print(f"{len(result.scores):,} rows, columns {', '.join(table.columns)}{skipped} "
               f"(delimiter {table.delimiter!r}), detector {result.detector}: "
               f"{flagged:,} anomalies at threshold {result.threshold:g} → {out}", highlight=False, soft_wrap=True)
 

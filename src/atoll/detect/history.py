@@ -30,6 +30,7 @@ class Table:
     columns: list[str]  # the numeric columns judged
     values: np.ndarray  # (rows, len(columns)) float64, NaN where empty
     delimiter: str
+    ignored: list[str]  # columns that are not numbers (ids, labels), left out
 
 
 def _sniff(sample: str) -> str:
@@ -101,21 +102,25 @@ def read_table(path: str | os.PathLike, timestamp_column: str | None = None) -> 
                                hint="use ISO-8601 (2026-11-23T10:00:00Z) or epoch seconds/milliseconds") from None
         stamps.append(cell.strip())
 
-    columns, cols = [], []
+    columns, cols, ignored = [], [], []
     for j, name in enumerate(header):
         if j == ti:
             continue
         try:
             col = np.array([_float(r[j]) if j < len(r) else np.nan for r in body], dtype=np.float64)
         except ValueError:
-            continue  # a text column (an id, a label): not something to judge
+            ignored.append(name)  # a text column (an id, a label): not something to judge
+            continue
         if np.isfinite(col).any():
             columns.append(name)
             cols.append(col)
+        else:
+            ignored.append(name)
     if not columns:
         raise InvalidInput(f"{path}: no numeric columns besides {timestamp_column!r}",
-                           hint="the file needs at least one column of numbers (empty cells are allowed)")
-    return Table(stamps, ts_us, columns, np.column_stack(cols), delim)
+                           hint="the file needs at least one column of numbers (empty cells are allowed; "
+                                "use '.' for decimals and no thousands separators)")
+    return Table(stamps, ts_us, columns, np.column_stack(cols), delim, ignored)
 
 
 @dataclass(frozen=True)
