@@ -30,6 +30,7 @@ async def test_raise_once_per_rule_and_device_then_auto_clear(harness):
     assert sorted(a.device for a in open_) == ["d1", "d2"]
     a1 = next(a for a in open_ if a.device == "d1")
     assert a1.value == 31 and "d1.t = 31 > 30" in a1.detail and a1.raised_at == T0
+    assert a1.metric == "t"
     await harness.send("d1", 3, t=27)  # inside the hysteresis band: stays
     assert svc.alarms.get(a1.id).status == "active"
     await harness.send("d1", 4, t=24)
@@ -151,7 +152,7 @@ async def test_no_data_alarm_raised_by_the_timer(harness):
     assert svc.alarms.list() == []
     await harness.tick(120)
     (a,) = svc.alarms.list()
-    assert a.status == "active" and "no data from d1 for 2m" in a.detail
+    assert a.status == "active" and "no data from d1 for 2m" in a.detail and a.metric is None
     await harness.send("d1", 130, t=1)
     assert svc.alarms.get(a.id).status == "cleared"
 
@@ -225,3 +226,19 @@ def test_database_allows_one_open_alarm_per_rule_and_device():
         c.execute(sa.insert(db.alarms).values(**{**row, "status": "cleared"}))
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as c:
         c.execute(sa.insert(db.alarms).values(**{**row, "status": "acknowledged"}))
+
+
+def test_an_older_database_gains_new_columns(tmp_path):
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = sa.create_engine(url)
+    with engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE rules_alarms (id INTEGER PRIMARY KEY, project TEXT NOT NULL, "
+                          "rule_id TEXT NOT NULL, rule_name TEXT NOT NULL, device TEXT NOT NULL, "
+                          "severity TEXT NOT NULL, status TEXT NOT NULL, acknowledged BOOLEAN NOT NULL, "
+                          "value FLOAT, detail TEXT NOT NULL, raised_at BIGINT NOT NULL, "
+                          "acknowledged_at BIGINT, acknowledged_by TEXT, cleared_at BIGINT, cleared_by TEXT, "
+                          "escalation_level INTEGER NOT NULL, last_notified_at BIGINT, "
+                          "notifications INTEGER NOT NULL)"))
+    engine.dispose()
+    cols = {c["name"] for c in sa.inspect(db.connect(url)).get_columns("rules_alarms")}
+    assert "metric" in cols

@@ -27,6 +27,7 @@ class Alarm(BaseModel):
     rule_id: str
     rule_name: str
     device: str
+    metric: str | None = None
     severity: str
     status: Status
     acknowledged: bool
@@ -147,7 +148,8 @@ class AlarmBook:
         c.execute(sa.insert(db.alarm_events).values(
             alarm_id=alarm_id, ts=ts, kind=kind, actor=actor, severity=severity, detail=detail))
 
-    def raise_(self, rule: Rule, device: str, ts: int, value: float | None, detail: str) -> Alarm | None:
+    def raise_(self, rule: Rule, device: str, ts: int, value: float | None, detail: str,
+               metric: str | None = None) -> Alarm | None:
         """Open an alarm, or ``None`` when one is already open for (rule, device)."""
         if (rule.id, device) in self._open:
             return None
@@ -155,7 +157,7 @@ class AlarmBook:
             try:
                 alarm_id = c.execute(sa.insert(db.alarms).values(
                     project=rule.project, rule_id=rule.id, rule_name=rule.name, device=device,
-                    severity=rule.severity, status="active", acknowledged=False, value=value,
+                    metric=metric, severity=rule.severity, status="active", acknowledged=False, value=value,
                     detail=detail, raised_at=ts, escalation_level=0, notifications=0,
                 )).inserted_primary_key[0]
             except sa.exc.IntegrityError:

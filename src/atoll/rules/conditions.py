@@ -176,6 +176,10 @@ class Node:
     def value(self) -> float | None:
         return None
 
+    def subject(self) -> tuple[str | None, str | None]:
+        """``(device, metric)`` the node's truth is about, for overlays on the right chart."""
+        return None, None
+
     def _for_text(self) -> str:
         return f" for {format_duration(self.for_us / US)}" if self.for_us else ""
 
@@ -195,6 +199,9 @@ class Leaf(Node):
 
     def value(self) -> float | None:
         return self.last
+
+    def subject(self) -> tuple[str | None, str | None]:
+        return self.device, self.metric
 
     def feed(self, metric: str, ts: int, x: float, now: int) -> None:
         raise NotImplementedError
@@ -283,6 +290,9 @@ class AnomalyEval(Leaf):
     def raw(self, t):
         return any(h.on for h in self.latches.values())
 
+    def subject(self):
+        return self.device, self.worst or self.metric
+
     def describe(self):
         score = f"{self.last:.4g}" if self.last is not None else "?"
         limit = "flagged by its detector" if self.spec.value is None else f">= {self.spec.value:g}"
@@ -345,6 +355,13 @@ class CompositeEval(Node):
             if v is not None:
                 return v
         return None
+
+    def subject(self):
+        for c in self._true_children():
+            device, metric = c.subject()
+            if metric is not None:
+                return device, metric
+        return self._true_children()[0].subject()
 
 
 def build(spec, device: str, now: int) -> Node:

@@ -32,6 +32,7 @@ alarms = sa.Table(
     sa.Column("rule_id", sa.String(128), nullable=False),
     sa.Column("rule_name", sa.String(200), nullable=False),
     sa.Column("device", sa.String(128), nullable=False),
+    sa.Column("metric", sa.String(200), nullable=True),
     sa.Column("severity", sa.String(16), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # active | acknowledged | cleared
     sa.Column("acknowledged", sa.Boolean, nullable=False, default=False),
@@ -116,4 +117,17 @@ def connect(url_or_engine: str | sa.Engine | None = None) -> sa.Engine:
         def _fk_on(dbapi_conn, _):
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Columns added after a database was created (nullable ones only): ALTER TABLE ADD."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in have and col.nullable:
+                kind = col.type.compile(dialect=engine.dialect)
+                with engine.begin() as c:
+                    c.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))

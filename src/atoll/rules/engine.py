@@ -26,6 +26,7 @@ class Change:
     value: float | None
     detail: str
     first: bool  # previous truth unknown (new rule, new device, restart)
+    metric: str | None = None  # the series that tripped it, when there is one
 
 
 class _Instance:
@@ -46,9 +47,13 @@ class _Instance:
             # Without any input yet, "false" is only ignorance: don't clear a standing alarm.
             return None
         first, self.state = self.state is None, truth
-        detail = self.root.describe() if truth else "condition ended"
-        return Change(self.rule.id, self.rule.project, self.device, truth, t,
-                      self.root.value() if truth else None, detail, first)
+        if not truth:
+            return Change(self.rule.id, self.rule.project, self.device, False, t, None,
+                          "condition ended", first)
+        device, metric = self.root.subject()
+        # A metric of another device (cross-device composite) is not this device's series.
+        return Change(self.rule.id, self.rule.project, self.device, True, t, self.root.value(),
+                      self.root.describe(), first, metric if device == self.device else None)
 
 
 class RuleEngine:

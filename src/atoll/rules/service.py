@@ -162,7 +162,7 @@ class RulesService:
             if rule is None:
                 continue
             if ch.active:
-                alarm = self.alarms.raise_(rule, ch.device, now, ch.value, ch.detail)
+                alarm = self.alarms.raise_(rule, ch.device, now, ch.value, ch.detail, ch.metric)
                 if alarm is not None:
                     self.stats["raised"] += 1
                     await self._announce("raised", alarm, rule, SYSTEM)
