@@ -2,73 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
-import threading
 
 import pytest
-import uvicorn
-from argon2 import PasswordHasher
 
 import atoll
-from atoll.api import AppContext, create_app
-from atoll.bus.memory import MemoryBus
 from atoll.core.errors import InvalidInput
-from atoll.ingest.pipeline import IngestPipeline
-from atoll.registry import Registry
-from atoll.registry.directory import RegistryDirectory
 from atoll.sim import Fleet
 from atoll.sim.provision import load_credentials, provision, save_credentials
 from atoll.solutions import load
-from atoll.store.memory import MemoryStore
+from tests.sim.atoll_server import AtollServer
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class _Server:
-    """Registry + memory store + ingest behind uvicorn on an ephemeral port, in a thread."""
-
-    def __init__(self, tmp_path) -> None:
-        self.registry = Registry.open(tmp_path, password_hasher=PasswordHasher(
-            time_cost=1, memory_cost=1024, parallelism=1))
-        self.boot = self.registry.bootstrap()
-        self.store = MemoryStore()
-        self.ready = threading.Event()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
-
-    async def _main(self) -> None:
-        pipeline = IngestPipeline(self.store, MemoryBus(), RegistryDirectory(self.registry),
-                                  flush_interval=0.05)
-        await pipeline.start()
-        app = create_app(AppContext(self.registry, self.store, pipeline))
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="off"))
-        serve = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.01)
-        self.ready.set()
-        await serve
-        await pipeline.stop()
-
-    def __enter__(self):
-        self.thread.start()
-        assert self.ready.wait(20), "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
-        self.registry.close()
-
-
 def test_provisioned_devices_send_telemetry_the_platform_accepts(tmp_path):
     templates = [load("retail"), load("finance")]
-    with _Server(tmp_path) as server, atoll.Client(server.url, server.boot.api_key) as client:
+    with AtollServer(tmp_path) as server, atoll.Client(server.url, server.boot.api_key) as client:
         devices = provision(client, "lab", templates, 6, prefix="t")
         assert len({d.secret for d in devices}) == 6 and all(d.project == "lab" for d in devices)
         types = {t.id: t for t in client.device_types("lab")}

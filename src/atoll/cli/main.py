@@ -29,7 +29,8 @@ def _register() -> None:
         module.register(app)
 
 
-_COMMAND_MODULES: list[str] = ["bench", "demo", "detect", "devices", "projects", "rules", "sim", "up"]
+_COMMAND_MODULES: list[str] = ["bench", "demo", "detect", "devices", "projects", "rules", "sim", "solutions",
+                               "up"]
 
 _register()
 

@@ -135,7 +135,8 @@ def _bar(label: str, total: float | None):
 async def _drive(fleet: Fleet, broker: str, duration, speed, history, history_step) -> RunStats:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):
+    # Ctrl-C ends the run cleanly, with the summary; off the main thread there is no signal.
+    with contextlib.suppress(NotImplementedError, RuntimeError):
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     n = len(fleet.devices)
