@@ -199,11 +199,12 @@ async def test_device_type_binding_and_label(tmp_path):
         reg.close()
 
 
-async def test_platform_runs_the_service(tmp_path):
+@pytest.mark.parametrize("store_url", ["memory://", None])  # None: the embedded DuckDB default
+async def test_platform_runs_the_service(tmp_path, store_url):
     from atoll.config import Settings
     from atoll.platform import Platform
 
-    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", store_url="memory://")
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", store_url=store_url)
     async with Platform(settings) as platform:
         svc = next(s for s in platform.services if isinstance(s, DetectionService))
         temp, hum = _readings(50)
