@@ -242,3 +242,20 @@ def test_an_older_database_gains_new_columns(tmp_path):
     engine.dispose()
     cols = {c["name"] for c in sa.inspect(db.connect(url)).get_columns("rules_alarms")}
     assert "metric" in cols
+
+
+async def test_a_failed_database_write_is_retried_by_the_next_reading(harness):
+    svc = harness.svc
+    await svc.create_rule(HOT)
+    real = svc.alarms.raise_
+
+    def broken(*a, **kw):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("database is locked"))
+
+    svc.alarms.raise_ = broken
+    await harness.send("d1", 0, t=31)
+    assert svc.stats["errors"] == 1 and svc.alarms.list() == []
+    svc.alarms.raise_ = real
+    await harness.send("d1", 1, t=32)
+    (a,) = svc.alarms.list()
+    assert a.value == 32

@@ -187,6 +187,12 @@ class RuleEngine:
                         out.append(c)
         return out
 
+    def reset(self, rule_id: str, device: str) -> None:
+        """Forget the last reported truth of (rule, device): the next evaluation reports again."""
+        inst = self._instances.get(rule_id, {}).get(device)
+        if inst is not None:
+            inst.state = None
+
     def state(self, rule_id: str, device: str) -> bool | None:
         inst = self._instances.get(rule_id, {}).get(device)
         return None if inst is None else inst.state

@@ -75,7 +75,8 @@ class RulesService:
         self.group = group
         self._subs: list[Subscription] = []
         self._ticker: asyncio.Task | None = None
-        self.stats = {"readings": 0, "anomalies": 0, "bad_messages": 0, "raised": 0, "cleared": 0}
+        self.stats = {"readings": 0, "anomalies": 0, "bad_messages": 0, "raised": 0, "cleared": 0,
+                      "errors": 0}
         from atoll.rules.reports import ReportScheduler  # reports need the store; keep it optional
 
         self.reports = ReportScheduler(self)
@@ -114,11 +115,7 @@ class RulesService:
     async def _on_telemetry(self, msg: Message) -> None:
         try:
             e = _TELEMETRY.decode(msg.data)
-        except msgspec.ValidationError as exc:  # msgspec's errors are foreign: count, log, go on
-            self.stats["bad_messages"] += 1
-            log.warning("bad telemetry event on %s: %s", msg.subject, exc)
-            return
-        except msgspec.DecodeError as exc:
+        except msgspec.DecodeError as exc:  # msgspec's errors are foreign: count, log, go on
             self.stats["bad_messages"] += 1
             log.warning("bad telemetry event on %s: %s", msg.subject, exc)
             return
@@ -156,22 +153,29 @@ class RulesService:
     # ------------------------------------------------------------ alarms from changes
 
     async def _apply(self, changes: list[Change]) -> None:
-        now = self.clock.now_us()
         for ch in changes:
-            rule = self.engine.rules.get(ch.rule_id)
-            if rule is None:
-                continue
+            try:
+                await self._apply_one(ch)
+            except Exception:
+                # E.g. the database is briefly unavailable: forget the truth so the next
+                # reading or timer pass reports the change again instead of losing it.
+                self.stats["errors"] += 1
+                log.exception("could not record %s for rule %s on %s", ch, ch.rule_id, ch.device)
+                self.engine.reset(ch.rule_id, ch.device)
+
+    async def _apply_one(self, ch: Change) -> None:
+        now = self.clock.now_us()
+        rule = self.engine.rules.get(ch.rule_id)
+        if rule is not None:
             if ch.active:
                 alarm = self.alarms.raise_(rule, ch.device, now, ch.value, ch.detail, ch.metric)
                 if alarm is not None:
                     self.stats["raised"] += 1
                     await self._announce("raised", alarm, rule, SYSTEM)
-            else:
-                alarm = self.alarms.open_for(rule.id, ch.device)
-                if alarm is not None:
-                    alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended")
-                    self.stats["cleared"] += 1
-                    await self._announce("cleared", alarm, rule, SYSTEM)
+            elif (alarm := self.alarms.open_for(rule.id, ch.device)) is not None:
+                alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended")
+                self.stats["cleared"] += 1
+                await self._announce("cleared", alarm, rule, SYSTEM)
 
     async def _announce(self, event: str, alarm: Alarm, rule: Rule | None, actor: str,
                         extra_channels: list[str] = (), detail: str = "") -> None:
