@@ -35,7 +35,7 @@ def test_plan_faults_spreads_over_types_and_staggers_starts():
 def test_score_counts_only_played_out_faults_for_recall():
     faults = [Fault("a", "k", ("m",), 100, 200), Fault("b", "k", ("m",), 150, 250),
               Fault("c", "k", ("m",), 900, 1000)]
-    alarms = [{"device": "a", "raised_at": 120e6}, {"device": "x", "raised_at": 130e6}]
+    alarms = [{"device": "a", "raised_at": "1970-01-01T00:02:00Z"}, {"device": "x", "raised_at": "1970-01-01T00:02:10Z"}]
     r = score(faults, alarms, now=600)
     # a detected; b ended long enough ago and was missed; c is still to come.
     assert r["played_out"] == 2 and r["in_progress"] == 1

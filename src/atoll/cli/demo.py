@@ -47,7 +47,7 @@ def demo(
         logging.getLogger(noisy).setLevel(logging.ERROR)
     opts = DemoOptions(home=home, devices=devices, seed=seed, http_port=http_port,
                        mqtt_port=mqtt_port, duration=duration, history_s=history, faults=faults)
-    live = Live(_table(None), console=console, refresh_per_second=2, transient=False)
+    live = Live(_table(None), console=console, refresh_per_second=2, transient=True)
 
     def ready(info: dict) -> None:
         console.print(f"\n[bold green]Atoll is live.[/] Console: [link={info['console']}]"
@@ -63,8 +63,6 @@ def demo(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        with console.status("Starting Atoll …"):
-            pass
         return await run_demo(opts, say=console.print, stop=stop, ready=ready,
                               progress=lambda s: live.update(_table(s)))
 

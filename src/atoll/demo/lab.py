@@ -74,7 +74,7 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
         _, key = admin.create_tenant(spec.name, id=spec.id)
         with make_client(key.token) as client:
             client.create_project(spec.project_name, id=spec.project, retention_days=30)
-            devices = provision(client, spec.project, [template], count, prefix=spec.template[:5])
+            devices = provision(client, spec.project, [template], count, prefix="lab")
             # The template's rules, as the rules API takes them (YAML, project from the URL).
             client._call("POST", f"/projects/{spec.project}/rules/import",
                          content=yaml.safe_dump({"rules": template.rules}, allow_unicode=True),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import shutil
 import socket
 import time
@@ -31,9 +32,13 @@ import httpx
 import orjson
 
 from atoll.sim import Fault, Fleet, evaluate, write_ground_truth
+from atoll.sim.faults import to_seconds
 from atoll.sim.mqtt import MqttFleet
 
+log = logging.getLogger(__name__)
+
 GRACE_S = 300.0
+_SENSOR_FAULTS = frozenset({"sensor_dropout", "sensor_stuck"})
 
 
 @dataclass
@@ -88,6 +93,15 @@ def free_port(preferred: int, host: str = "127.0.0.1") -> int:
     raise OSError("no free port")
 
 
+def demo_duration(spec: Any) -> float:
+    """A fault compressed to demo time: 4 to 8 minutes instead of the template's 10 to 20.
+
+    Ramps get steeper, so they cross limits sooner; silent and frozen sensors still last longer
+    than the rules' timeouts (2 minutes silent, 1 minute flat for 2 minutes).
+    """
+    return float(min(max(spec.duration_s[0] * 0.4, 240.0), 480.0))
+
+
 def plan_faults(fleet: Fleet, count: int, live_start: float, first_s: float,
                 every_s: float) -> list[Fault]:
     """``count`` faults on distinct devices, kinds spread over what each type declares."""
@@ -98,7 +112,7 @@ def plan_faults(fleet: Fleet, count: int, live_start: float, first_s: float,
     # Round-robin over sectors (so every one shows faults); devices come interleaved by type
     # (see plan_devices), and each type cycles through its fault kinds.
     queues = [list(v) for _, v in sorted(by_template.items())]
-    kind_turn: dict[tuple[str, str], int] = {}
+    kind_turn: dict[str, int] = {}
     planned: list[Fault] = []
     t = live_start + first_s
     while len(planned) < count and any(queues):
@@ -107,13 +121,14 @@ def plan_faults(fleet: Fleet, count: int, live_start: float, first_s: float,
                 continue
             i = q.pop(0)
             dtype = fleet.device_type(i)
-            kinds = sorted(dtype.faults, key=lambda k: k.value)
-            key = (fleet.devices[i].template, fleet.devices[i].device_type)
+            # Faults that show in the values come first, failing sensors after them.
+            kinds = sorted(dtype.faults, key=lambda k: (k.value in _SENSOR_FAULTS, k.value))
+            key = fleet.devices[i].template
             kind = kinds[kind_turn.get(key, 0) % len(kinds)]
             kind_turn[key] = kind_turn.get(key, 0) + 1
             spec = dtype.faults[kind]
             metrics = tuple(dict.fromkeys(e.metric for e in spec.effects))
-            fault = Fault(fleet.devices[i].device_id, kind.value, metrics, t, t + spec.duration_s[0])
+            fault = Fault(fleet.devices[i].device_id, kind.value, metrics, t, t + demo_duration(spec))
             fleet.inject(fault)
             planned.append(fault)
             t += every_s
@@ -122,7 +137,7 @@ def plan_faults(fleet: Fleet, count: int, live_start: float, first_s: float,
 
 def score(faults: list[Fault], alarms: list[dict[str, Any]], now: float) -> dict[str, Any]:
     """Evaluate alarms against the faults that have played out by ``now``."""
-    detections = [{"device": a["device"], "ts": a["raised_at"] / 1e6} for a in alarms]
+    detections = [{"device": a["device"], "ts": to_seconds(a["raised_at"])} for a in alarms]
     overall = evaluate(faults, detections, grace_s=GRACE_S)
     detected = _detected_faults(faults, detections)
     played = [f for i, f in enumerate(faults) if f.end + GRACE_S <= now or i in detected]
@@ -222,7 +237,11 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
                 async with httpx.AsyncClient(base_url=platform.http_url + "/api/v1") as http:
                     while True:
                         await asyncio.sleep(1.0)
-                        await _refresh(summary, http, built, faults, platform, anomalies, live_start)
+                        try:
+                            await _refresh(summary, http, built, faults, platform, anomalies,
+                                           live_start)
+                        except (httpx.HTTPError, KeyError, ValueError) as e:
+                            log.warning("demo status refresh failed: %s", e)
                         if progress:
                             progress(summary)
 
@@ -261,7 +280,7 @@ async def _refresh(summary: DemoSummary, http: httpx.AsyncClient, built: list, f
             body = r.json()
             alarms += body["items"] if isinstance(body, dict) else body
     now = time.time()
-    live = [a for a in alarms if a["raised_at"] / 1e6 >= live_start]
+    live = [a for a in alarms if to_seconds(a["raised_at"]) >= live_start]
     result = score(faults, live, now)
     st = platform.pipeline.stats
     summary.points_ingested = st.points
