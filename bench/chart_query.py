@@ -67,6 +67,14 @@ def main() -> None:
             "1 day of 1 min buckets": time_query(
                 lambda: store.query_buckets(KEY, end - DAY, end, 60_000_000), args.runs
             ),
+            # Same per-pixel min/max as the year chart, but the bucket (a pixel + 1 µs) is no
+            # multiple of a tier, so every raw point is scanned: what the tiers save.
+            "1 year min/max in 1000 buckets from raw points (no tier)": time_query(
+                lambda: store.query_buckets(
+                    KEY, end - 365 * DAY, end, 365 * DAY // 1000 + 1, ("min", "max")
+                ),
+                max(1, args.runs // 3),
+            ),
             "1 hour raw": time_query(lambda: store.query_raw(KEY, end - DAY // 24, end), args.runs),
         }
         for label, r in buckets.items():

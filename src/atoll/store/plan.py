@@ -114,13 +114,18 @@ def interleave_min_max(tmin, vmin, tmax, vmax) -> Series:
 
 
 def pixel_extremes(ts: np.ndarray, value: np.ndarray, start: int, px: int) -> Series:
-    """Chart from candidate points: the lowest and the highest point of every ``px``-wide pixel."""
+    """Chart from time-sorted candidate points: the lowest and the highest point of every
+    ``px``-wide pixel."""
     if not len(ts):
         return EMPTY_SERIES
     pixel = (ts - start) // px
-    order = np.lexsort((ts, value, pixel))  # by pixel, then value
-    p = pixel[order]
-    edge = p[1:] != p[:-1]
-    lo = order[np.r_[True, edge]]
-    hi = order[np.r_[edge, True]]
-    return interleave_min_max(ts[lo], value[lo], ts[hi], value[hi])
+    first = np.flatnonzero(np.r_[True, pixel[1:] != pixel[:-1]])
+    group = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(ts)]))
+    lo = np.minimum.reduceat(value, first)
+    hi = np.maximum.reduceat(value, first)
+    # First index in each pixel that holds the pixel's min (max): every pixel has one.
+    at_lo = np.flatnonzero(value == lo[group])
+    at_hi = np.flatnonzero(value == hi[group])
+    ilo = at_lo[np.searchsorted(at_lo, first)]
+    ihi = at_hi[np.searchsorted(at_hi, first)]
+    return interleave_min_max(ts[ilo], value[ilo], ts[ihi], value[ihi])

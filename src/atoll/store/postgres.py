@@ -317,13 +317,16 @@ class PostgresStore:
     def _fetch_ts_value(self, what: str, sql: str, args) -> Series:
         """``(ts, value)`` rows as two binary arrays in one result row: numpy parses them
         directly, instead of Python building a tuple (or a COPY chunk) per row."""
-        packed = f"""SELECT array_send(array_agg(ts ORDER BY ts)),
-            array_send(array_agg(v ORDER BY ts)) FROM ({sql}) q"""
+        # Both aggregates see the rows in the same order; numpy sorts by time (cheaper than
+        # sorting inside the aggregate).
+        packed = f"SELECT array_send(array_agg(ts)), array_send(array_agg(v)) FROM ({sql}) q"
         with self._reader(what) as conn:
             ts, value = conn.execute(packed, args, binary=True).fetchone()
         if ts is None:
             return plan.EMPTY_SERIES
-        return Series(_parse_array(ts, ">i8", np.int64), _parse_array(value, ">f8", np.float64))
+        ts, value = _parse_array(ts, ">i8", np.int64), _parse_array(value, ">f8", np.float64)
+        order = np.argsort(ts, kind="stable")
+        return Series(ts[order], value[order])
 
     def _sid(self, key: SeriesKey) -> int | None:
         key = SeriesKey(*key)
