@@ -55,7 +55,7 @@ class Harness:
         await self.bus.publish(f"telemetry.{project}.{device}", encode_telemetry(
             project, device, metrics, list(range(len(metrics))), [self.clock.now_us()] * len(metrics),
             [float(v) for v in values.values()]))
-        for _ in range(1000):
+        for _ in range(5000):  # up to 5 s on a loaded CI box; usually a few ms
             if self.svc.stats["readings"] > before:
                 break
             await asyncio.sleep(0.001)

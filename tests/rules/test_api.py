@@ -104,6 +104,10 @@ async def test_rule_crud_and_errors_name_the_field(env):
     assert "condition.threshold.value: Field required" in r.json()["message"]
     r = await env.post("/projects/plant/rules", {**RULE, "target": {"device": "ghost"}})
     assert r.status_code == 400 and "target.device: project 'plant' has no device 'ghost'" in r.json()["message"]
+    r = await env.post("/projects/plant/rules", {**RULE, "condition": {"type": "any", "conditions": [
+        {"type": "no_data", "timeout": 60, "device": "pump-9"}]}})
+    assert r.status_code == 400
+    assert "condition.conditions[0].device: project 'plant' has no device 'pump-9'" in r.json()["message"]
     r = await env.post("/projects/plant/rules", {**RULE, "project": "other"})
     assert r.status_code == 400 and r.json()["message"].startswith("project:")
     r = await env.post("/projects/plant/rules/validate", bad)

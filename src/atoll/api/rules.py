@@ -49,7 +49,8 @@ def service(ctx: Any) -> RulesService:
 
 
 def tenant_of(who: Principal) -> str | None:
-    return None if who.platform_admin else who.tenant
+    # Like every REST call: the platform admin's data calls are scoped to its own tenant too.
+    return who.tenant
 
 
 def check_project(ctx: Any, who: Principal, project: str) -> None:
@@ -72,6 +73,14 @@ def _check_devices(ctx: Any, who: Principal, rule: Rule) -> None:
     """Named devices must exist in the rule's project (a typo would otherwise never alarm)."""
     names = [("target.device", rule.target.device)] if rule.target.device else []
     names += [(f"target.devices[{i}]", d) for i, d in enumerate(rule.target.devices or [])]
+
+    def leaves(cond, where):
+        if getattr(cond, "device", None):
+            names.append((f"{where}.device", cond.device))
+        for i, child in enumerate(getattr(cond, "conditions", None) or []):
+            leaves(child, f"{where}.conditions[{i}]")
+
+    leaves(rule.condition, "condition")
     for where, device in names:
         try:
             found = ctx.registry.get_device(device, tenant_of(who))
