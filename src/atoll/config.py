@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     #: ``memory://`` | ``duckdb:///path`` | ``postgresql://...``; empty = DuckDB in ``home``.
     store_url: str | None = None
     bus_url: str = "memory://"
+    #: Which of ``atoll.platform.SERVICE_MODULES`` to run (detectors, rules…); None = all found.
+    services: list[str] | None = None
 
     max_payload_bytes: int = 256 * 1024
     max_points_per_message: int = 10_000

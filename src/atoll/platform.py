@@ -222,7 +222,10 @@ class Platform:
 
     def _discover_services(self) -> list[_Named]:
         out = []
+        wanted = self.settings.services
         for name in SERVICE_MODULES:
+            if wanted is not None and name not in wanted and name.rsplit(".", 2)[-2] not in wanted:
+                continue
             try:
                 module = _optional(name)
                 factory = getattr(module, "create_service", None) if module else None

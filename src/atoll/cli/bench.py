@@ -12,7 +12,7 @@ import typer
 
 bench_app = typer.Typer(help="Benchmarks: print results and write them as JSON.", no_args_is_help=True)
 
-_BENCHMARKS: list[str] = ["atoll.cli.bench_nab"]
+_BENCHMARKS: list[str] = ["atoll.cli.bench_ingest", "atoll.cli.bench_nab"]
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,20 @@
+import json
+
+from typer.testing import CliRunner
+
+from atoll.cli.main import app
+
+
+def test_bench_ingest_runs_every_phase_and_writes_json(tmp_path):
+    out = tmp_path / "ingest.json"
+    r = CliRunner().invoke(app, ["bench", "ingest", "--scale", "0.01", "--chart-days", "1",
+                                 "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(out.read_text())
+    # Each phase waits until every point is stored, so these are persisted counts.
+    assert doc["mqtt_batched"]["points"] == 2 * 3 * 1000
+    assert doc["mqtt_single"]["messages"] == 2 * 200
+    assert doc["http_batched"]["points"] == 2 * 1 * 1000
+    assert doc["store_raw_append"]["points"] == 100_000
+    assert set(doc["chart_queries_width_1000"]) == {"1 day"}
+    assert {"mqtt_batched_vs_store_raw", "http_batched_vs_store_raw"} <= set(doc["ratios"])
