@@ -80,6 +80,8 @@ def test_sdk_end_to_end(server):
             c.device("nope")
         with pytest.raises(atoll.Conflict):
             c.register_device("lab", id="s1")
+        many = c.register_devices("lab", ["m1", {"id": "m2", "device_type": "thermo"}])
+        assert [r.device.id for r in many] == ["m1", "m2"] and many[1].device.device_type == "thermo"
         viewer = c.create_api_key("ro", "viewer")
     with atoll.Client(server.url, viewer.token) as ro:
         with pytest.raises(atoll.Forbidden, match="operator"):

@@ -85,3 +85,21 @@ async def test_project_retention_setting(api):
     r = await api.http.patch(f"{V1}/projects/lab", json={"retention_days": 0}, headers=api.admin)
     assert r.status_code == 422
     assert api.ctx.registry.retention() == {}
+
+
+async def test_batch_registration_is_all_or_nothing(api):
+    await api.project()
+    await api.device(device_id="taken")
+    r = await api.http.post(f"{V1}/projects/lab/devices/batch", headers=api.admin,
+                            json={"devices": [{"id": "b1"}, {"id": "taken"}, {"id": "b3"}]})
+    assert r.status_code == 409 and "devices[1]" in r.json()["message"]
+    assert (await api.http.get(f"{V1}/devices/b1", headers=api.admin)).status_code == 404
+    r = await api.http.post(f"{V1}/projects/lab/devices/batch", headers=api.admin,
+                            json={"devices": [{"id": f"b{i}", "labels": {"i": str(i)}} for i in range(50)]})
+    assert r.status_code == 201, r.text
+    secrets = {d["device"]["id"]: d["credentials"]["secret"] for d in r.json()}
+    assert len(set(secrets.values())) == 50
+    ok = await api.http.post(f"{V1}/ingest/telemetry", auth=("b7", secrets["b7"]), json={"values": {"x": 1}})
+    assert ok.status_code == 200
+    r = await api.http.post(f"{V1}/projects/lab/devices/batch", headers=api.admin, json={"devices": []})
+    assert r.status_code == 422

@@ -59,6 +59,25 @@ def register_device(project: str, body: DeviceIn, who: Operator, ctx: Ctx):
     return RegisteredDevice(device=DeviceOut.of(dev), credentials=CredentialsOut.of(creds))
 
 
+MAX_BATCH = 1000
+
+
+class DeviceBatchIn(BaseModel):
+    devices: list[DeviceIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+@router.post("/projects/{project}/devices/batch", response_model=list[RegisteredDevice], status_code=201,
+             summary="Register many devices at once")
+def register_devices(project: str, body: DeviceBatchIn, who: Operator, ctx: Ctx):
+    """All or nothing, in one transaction (up to 1000). Each answer holds a secret shown only here."""
+    done = ctx.registry.register_devices(project, [
+        {"device_id": d.id, "name": d.name, "device_type": d.device_type, "labels": d.labels}
+        for d in body.devices], tenant=who.tenant)
+    audit(ctx, who, "device.create_batch", f"project:{project}",
+          {"count": len(done), "devices": [d.id for d, _ in done[:50]]})
+    return [RegisteredDevice(device=DeviceOut.of(d), credentials=CredentialsOut.of(c)) for d, c in done]
+
+
 @router.get("/devices/{device}", response_model=DeviceOut, summary="Get a device")
 def get_device(device: str, who: Viewer, ctx: Ctx):
     return DeviceOut.of(ctx.registry.get_device(device, who.tenant))

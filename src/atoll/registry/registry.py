@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Connection, Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from atoll.core.errors import Conflict, InvalidInput, Unavailable
+from atoll.core.errors import AtollError, Conflict, InvalidInput, Unavailable
 from atoll.registry import audit as _audit
 from atoll.registry import commands as _commands
 from atoll.registry import credentials as _credentials
@@ -199,6 +199,27 @@ class Registry:
                                   device_type=device_type, labels=labels, tenant=tenant)
             creds = _credentials.issue(conn, dev.id)
         return replace(dev, has_credentials=True), creds
+
+    def register_devices(
+        self, project: str, devices: Iterable[Mapping[str, Any]], *, tenant: str | None = None,
+    ) -> list[tuple[Device, DeviceCredentials]]:
+        """Register many devices in one transaction: all of them, or none (the error names the culprit).
+
+        Each item takes the keyword arguments of ``register_device`` (``device_id``, ``name``,
+        ``device_type``, ``labels``).
+        """
+        out = []
+        with self._write() as conn:
+            for i, spec in enumerate(devices):
+                extra = set(spec) - {"device_id", "name", "device_type", "labels"}
+                if extra:
+                    raise InvalidInput(f"devices[{i}]: unknown field(s) {', '.join(sorted(extra))}")
+                try:
+                    dev = _devices.create(conn, project, tenant=tenant, **spec)
+                except AtollError as e:
+                    raise type(e)(f"devices[{i}]: {e.message}", hint=e.hint) from None
+                out.append((replace(dev, has_credentials=True), _credentials.issue(conn, dev.id)))
+        return out
 
     def get_device(self, device_id: str, tenant: str | None = None) -> Device:
         with self._read() as conn:
