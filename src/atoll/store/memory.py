@@ -61,21 +61,7 @@ class MemoryStore:
         aggs = plan.check_aggs(aggs)
         plan.check_bucket(bucket)
         ts, value = self._slice(key, start, end)
-        if not len(ts):
-            return plan.empty_buckets(aggs)
-        b = ts // bucket * bucket  # floor division, so pre-epoch buckets align too
-        first = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
-        last = np.r_[first[1:] - 1, len(ts) - 1]
-        count = np.diff(np.r_[first, len(ts)])
-        cols = {
-            "min": np.minimum.reduceat(value, first),
-            "max": np.maximum.reduceat(value, first),
-            "avg": np.add.reduceat(value, first) / count,
-            "count": count.astype(np.int64),
-            "first": value[first],
-            "last": value[last],
-        }
-        return Buckets(b[first].copy(), {a: cols[a] for a in aggs})
+        return plan.buckets_of_points(ts, value, bucket, aggs)
 
     def query_chart(self, key: SeriesKey, start: int, end: int, width: int) -> Series:
         plan.check_width(width)

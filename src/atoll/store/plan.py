@@ -129,3 +129,24 @@ def pixel_extremes(ts: np.ndarray, value: np.ndarray, start: int, px: int) -> Se
     ilo = at_lo[np.searchsorted(at_lo, first)]
     ihi = at_hi[np.searchsorted(at_hi, first)]
     return interleave_min_max(ts[ilo], value[ilo], ts[ihi], value[ihi])
+
+
+def buckets_of_points(
+    ts: np.ndarray, value: np.ndarray, bucket: int, aggs: tuple[str, ...]
+) -> Buckets:
+    """Aggregates of time-sorted raw points per epoch-aligned ``bucket``."""
+    if not len(ts):
+        return empty_buckets(aggs)
+    b = ts // bucket * bucket  # floor division, so pre-epoch buckets align too
+    first = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+    last = np.r_[first[1:] - 1, len(ts) - 1]
+    count = np.diff(np.r_[first, len(ts)])
+    cols = {
+        "min": lambda: np.minimum.reduceat(value, first),
+        "max": lambda: np.maximum.reduceat(value, first),
+        "avg": lambda: np.add.reduceat(value, first) / count,
+        "count": lambda: count.astype(np.int64),
+        "first": lambda: value[first],
+        "last": lambda: value[last],
+    }
+    return Buckets(b[first].copy(), {a: cols[a]() for a in aggs})

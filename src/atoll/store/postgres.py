@@ -355,6 +355,14 @@ class PostgresStore:
         if sid is None or start >= end:
             return plan.empty_buckets(aggs)
         tier = plan.bucket_tier(bucket)
+        if tier is None:
+            # No tier fits: aggregating raw points in numpy beats array_agg(... ORDER BY) here.
+            raw = self._fetch_ts_value(
+                "bucket query",
+                _edges("SELECT ts, value AS v"),
+                self._range_args(sid, start, end, None),
+            )
+            return plan.buckets_of_points(raw.ts, raw.value, int(bucket), aggs)
         sql = f"""SELECT {_floor("b", int(bucket))} AS bs, min(vmin), max(vmax),
             sum(vsum) / sum(n), sum(n)::BIGINT, {_argmin("vfirst", "tfirst")}, {_argmax("vlast", "tlast")}
             FROM ({_range_rows(tier)}) r GROUP BY bs ORDER BY bs"""
