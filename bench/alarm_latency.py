@@ -67,6 +67,24 @@ def rules(devices: int) -> list[dict]:
     ]
 
 
+async def timer_pass(devices: int) -> dict:
+    """Cost of one timer pass (``for``, ``no_data``, escalations) over a large fleet."""
+    names = [f"t{i:06d}" for i in range(devices)]
+    svc = RulesService(None, directory=StaticDirectory({PROJECT: {n: "boiler" for n in names}}),
+                       tick_interval=0)
+    t = time.perf_counter()
+    for r in rules(devices):
+        await svc.create_rule({**r, "project": PROJECT})
+    setup = time.perf_counter() - t
+    passes = []
+    for _ in range(7):
+        t = time.perf_counter()
+        await svc.tick()
+        passes.append((time.perf_counter() - t) * 1000)
+    return {"devices": devices, "rule_instances": devices * len(rules(devices)),
+            "create_rules_s": round(setup, 2), "timer_pass_ms_median": round(statistics.median(passes), 1)}
+
+
 async def run(args) -> dict:
     tmp = tempfile.mkdtemp(prefix="atoll-bench-rules-")
     bus = MemoryBus()
@@ -187,6 +205,7 @@ async def run(args) -> dict:
         },
         "readings_evaluated": svc.stats["readings"],
         "service_messages_per_s_unloaded": throughput,
+        "timer_pass": await timer_pass(args.tick_devices) if args.tick_devices else None,
     }
 
 
@@ -198,6 +217,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=2000, help="background readings per second")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--interval", type=float, default=0.05, help="pause between trips (s)")
+    ap.add_argument("--tick-devices", type=int, default=10_000,
+                    help="fleet size for the timer-pass measurement (0: skip)")
     ap.add_argument("--throughput-n", type=int, default=20_000,
                     help="messages for the raw evaluation-speed measurement")
     ap.add_argument("--machine", default=os.environ.get("ATOLL_MACHINE", "2-core python-svc"))

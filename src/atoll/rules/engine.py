@@ -69,6 +69,7 @@ class RuleEngine:
 
     def upsert(self, rule: Rule) -> None:
         """Add or replace a rule; its evaluation state starts afresh."""
+        replacing = rule.id in self.rules
         self._drop(rule.id)
         self.rules[rule.id] = rule
         if rule.enabled:
@@ -77,7 +78,11 @@ class RuleEngine:
             if devices is None:
                 devices = self._devices_of_type(rule.project, rule.target.device_type)
             self._instances[rule.id] = {d: _Instance(rule, d, now) for d in devices}
-        self._reindex()
+        if replacing:
+            self._reindex()
+        else:  # a new rule only adds entries: no need to rebuild everyone else's
+            for inst in self._instances.get(rule.id, {}).values():
+                self._index_instance(inst)
 
     def remove(self, rule_id: str) -> None:
         self._drop(rule_id)
