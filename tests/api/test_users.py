@@ -49,3 +49,10 @@ async def test_api_keys_have_no_password(api):
     r = await api.http.post(f"{V1}/auth/password", headers=api.admin,
                             json={"current_password": "x", "new_password": "a-long-password"})
     assert r.status_code == 400 and "login" in r.json()["hint"]
+
+
+async def test_password_guessing_is_throttled(api):
+    for _ in range(5):
+        assert (await _login(api, "admin", "guess-guess-guess")).status_code == 401
+    r = await _login(api, "admin", api.password)  # even the right password waits now
+    assert r.status_code == 429 and r.json()["error"] == "too_many_requests" and "try again" in r.json()["message"]

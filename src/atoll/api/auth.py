@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from atoll.api.deps import Ctx, Viewer
 from atoll.api.schemas import iso
+from atoll.api.throttle import LoginThrottle
 from atoll.core.errors import Forbidden, InvalidInput, Unauthenticated
 from atoll.registry.keys import SESSION_PREFIX
 
@@ -34,11 +35,25 @@ class Me(BaseModel):
     platform_admin: bool
 
 
+def _throttle(request: Request) -> LoginThrottle:
+    state = request.app.state
+    if not hasattr(state, "login_throttle"):
+        state.login_throttle = LoginThrottle()
+    return state.login_throttle
+
+
 @router.post("/auth/login", response_model=Session, summary="Log in to the console")
-def login(body: LoginIn, ctx: Ctx):
+def login(body: LoginIn, request: Request, ctx: Ctx):
+    """After 5 failures in 5 minutes for a username or a client address, logins wait (429)."""
+    throttle = _throttle(request)
+    keys = (f"user:{body.username}", f"ip:{request.client.host if request.client else '?'}")
+    throttle.check(*keys)
     found = ctx.registry.login(body.username, body.password)
     if found is None:
+        for k in keys:
+            throttle.failed(k)
         raise Unauthenticated("wrong username or password")
+    throttle.succeeded(keys[0])
     user, key = found
     ctx.registry.audit(user.tenant, user.username, "auth.login", f"user:{user.username}")
     return Session(token=key.token, expires_at=iso(key.key.expires_at), username=user.username,
