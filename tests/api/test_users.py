@@ -56,3 +56,9 @@ async def test_password_guessing_is_throttled(api):
         assert (await _login(api, "admin", "guess-guess-guess")).status_code == 401
     r = await _login(api, "admin", api.password)  # even the right password waits now
     assert r.status_code == 429 and r.json()["error"] == "too_many_requests" and "try again" in r.json()["message"]
+
+
+async def test_one_address_spraying_many_users_is_throttled(api):
+    for i in range(20):
+        assert (await _login(api, f"user{i}", "guess-guess-guess")).status_code == 401
+    assert (await _login(api, "admin", api.password)).status_code == 429

@@ -63,8 +63,8 @@ class LoginThrottle:
         with self._lock:
             self._failures.pop(key, None)
 
-    def check(self, *keys: str) -> None:
-        wait = max((self.retry_after(k) for k in keys), default=0.0)
+    def check(self, key: str) -> None:
+        wait = self.retry_after(key)
         if wait > 0:
             raise TooManyAttempts(f"too many failed logins; try again in {int(wait) + 1} s",
                                   hint="an admin can reset the password with PATCH /api/v1/users/{username}")
