@@ -80,6 +80,7 @@ def test_sdk_end_to_end(server):
             c.device("nope")
         with pytest.raises(atoll.Conflict):
             c.register_device("lab", id="s1")
+        assert "device.create" in {e.action for e in c.audit(limit=500)}
         many = c.register_devices("lab", ["m1", {"id": "m2", "device_type": "thermo"}])
         assert [r.device.id for r in many] == ["m1", "m2"] and many[1].device.device_type == "thermo"
         viewer = c.create_api_key("ro", "viewer")
@@ -87,6 +88,10 @@ def test_sdk_end_to_end(server):
         with pytest.raises(atoll.Forbidden, match="operator"):
             ro.register_device("lab")
         assert ro.device("s1").id == "s1"
+    with atoll.Client.login(server.url, "admin", server.boot.password) as console:
+        assert [p.id for p in console.projects()] == ["lab"]
+    with pytest.raises(atoll.Unauthenticated):
+        atoll.Client.login(server.url, "admin", "not-the-password")
 
 
 def test_unreachable_server_is_unavailable():

@@ -31,7 +31,7 @@ from atoll.core.errors import (
 )
 
 __all__ = [
-    "ApiKey", "Buckets", "Client", "Command", "Device", "DeviceClient", "DeviceCredentials",
+    "ApiKey", "AuditEntry", "Buckets", "Client", "Command", "Device", "DeviceClient", "DeviceCredentials",
     "DeviceType", "Latest", "Metric", "Project", "RegisteredDevice", "Rejection", "Series",
     "SeriesInfo", "Tenant", "Twin",
 ]
@@ -203,6 +203,16 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    actor: str
+    action: str
+    target: str
+    at: datetime
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class ApiKey:
     id: str
     name: str
@@ -289,6 +299,13 @@ class Client(_Http):
                  transport: httpx.BaseTransport | None = None) -> None:
         super().__init__(base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout,
                          transport=transport)
+
+    @classmethod
+    def login(cls, base_url: str, username: str, password: str, **kw: Any) -> Client:
+        """A client acting as a console user (a 12-hour session token instead of an API key)."""
+        with _Http(base_url, timeout=kw.get("timeout", 30.0), transport=kw.get("transport")) as anon:
+            token = anon._call("POST", "/auth/login", json={"username": username, "password": password})["token"]
+        return cls(base_url, token, **kw)
 
     # tenants, keys ------------------------------------------------------------------------------
     def tenants(self) -> list[Tenant]:
@@ -431,8 +448,13 @@ class Client(_Http):
         return [_build(Latest, x) for x in self._call("GET", f"/projects/{project}/latest",
                                                       params={"device": device})]
 
-    def audit(self, *, limit: int = 100) -> list[dict[str, Any]]:
-        return self._call("GET", "/audit", params={"limit": limit})
+    def audit(self, *, limit: int = 100, action: str | None = None, target: str | None = None,
+              before_id: int | None = None) -> list[AuditEntry]:
+        """The tenant's audit log, newest first (admin keys)."""
+        rows = self._call("GET", "/audit", params={"limit": limit, "action": action, "target": target,
+                                                    "before_id": before_id})
+        return [AuditEntry(r["id"], r["actor"], r["action"], r["target"], _parse_dt(r["at"]), r["detail"])
+                for r in rows]
 
 
 class DeviceClient(_Http):
