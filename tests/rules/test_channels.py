@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -210,3 +211,34 @@ async def test_signed_webhook_and_chat_channel():
     assert signed["headers"]["X-Atoll-Signature"] == expected
     assert chat["body"] == {"content": "[MAJOR] Hot on d1: raised\nd1.t = 31 > 30"}
     assert "X-Atoll-Signature" not in chat["headers"]
+
+
+async def test_a_delivery_cut_short_by_a_stop_is_sent_on_the_next_start(tmp_path):
+    from atoll.rules.clock import FakeClock
+    from atoll.rules.service import RulesService
+
+    url = f"sqlite:///{tmp_path}/rules.db"
+    with Receiver(fail=1000) as down:
+        svc = RulesService(None, db=url, clock=FakeClock(), tick_interval=0)
+        svc.put_channel(ChannelSpec(name="hook", project="p", type="webhook",
+                                    config={"url": down.url, "backoff": 5, "jitter": 0}))
+        await svc.create_rule({"name": "Hot", "project": "p", "target": {"device": "d1"},
+                               "condition": {"type": "threshold", "metric": "t", "value": 1},
+                               "notify": {"channels": ["hook"]}})
+        await svc._apply(svc.engine.on_telemetry("p", "d1", svc.clock.now_us(), {"t": 5}))
+        await asyncio.sleep(0.2)  # first attempt failed; now waiting 5 s to retry
+        svc.stop_timeout = 0.1
+        await svc.stop()
+    (d,) = svc.notifier.deliveries("p")
+    assert d["status"] == "pending" and "payload" not in d
+    with Receiver() as up:
+        svc2 = RulesService(None, db=url, clock=FakeClock(), tick_interval=0)
+        svc2.put_channel(ChannelSpec(name="hook", project="p", type="webhook",
+                                     config={"url": up.url, "backoff": 0.01}))
+        await svc2.start()
+        await svc2.notifier.drain()
+        await svc2.stop()
+    (body,) = [r["body"] for r in up.requests]
+    assert body["event"] == "raised" and body["alarm"]["device"] == "d1"
+    (d,) = svc2.notifier.deliveries("p")
+    assert (d["status"], d["ok"], d["attempts"]) == ("ok", True, 1)

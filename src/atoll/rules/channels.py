@@ -46,6 +46,12 @@ class Notification:
     alarm: dict[str, Any] | None = None
     attachments: tuple[Attachment, ...] = ()
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Notification:
+        files = tuple(Attachment(a["filename"], base64.b64decode(a["content_base64"]), a["mime"])
+                      for a in d.get("attachments") or ())
+        return cls(d["project"], d["event"], d["title"], d["text"], d.get("alarm"), files)
+
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "attachments"}
         out["attachments"] = [

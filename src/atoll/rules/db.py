@@ -86,6 +86,9 @@ deliveries = sa.Table(
     sa.Column("ok", sa.Boolean, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
+    # pending | ok | failed; a pending row outlives a crash and is sent again on the next start.
+    sa.Column("status", sa.String(16), nullable=True, index=True),
+    sa.Column("payload", sa.JSON, nullable=True),
 )
 
 reports = sa.Table(

@@ -1,5 +1,9 @@
 """Delivers notifications through a project's named channels, in the background, and keeps a
-delivery log. A slow webhook retrying with backoff never holds up alarm evaluation."""
+delivery log. A slow webhook retrying with backoff never holds up alarm evaluation.
+
+Each delivery is written down (``pending``) before it starts and marked ``ok`` or ``failed``
+when it ends, so one cut short by a crash or a stop is sent again by ``resume`` (at least once).
+"""
 
 from __future__ import annotations
 
@@ -43,14 +47,44 @@ class Notifier:
         """Start delivering to each channel; returns the tasks (await them to wait)."""
         tasks = []
         for name in dict.fromkeys(names):
-            t = asyncio.get_running_loop().create_task(self.deliver(project, name, note, alarm_id))
-            self._tasks.add(t)
-            t.add_done_callback(self._tasks.discard)
-            tasks.append(t)
+            with self.engine.begin() as c:
+                row_id = c.execute(sa.insert(db.deliveries).values(
+                    ts=self.clock.now_us(), project=project, channel=name, event=note.event,
+                    alarm_id=alarm_id, ok=False, attempts=0, status="pending",
+                    payload=note.to_json())).inserted_primary_key[0]
+            tasks.append(self._start(project, name, note, alarm_id, row_id))
         return tasks
 
+    def _start(self, project, name, note, alarm_id, row_id) -> asyncio.Task:
+        t = asyncio.get_running_loop().create_task(
+            self.deliver(project, name, note, alarm_id, row_id))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    def resume(self) -> list[asyncio.Task]:
+        """Send again what was still pending when the last process stopped."""
+        t = db.deliveries
+        with self.engine.connect() as c:
+            rows = list(c.execute(sa.select(t).where(t.c.status == "pending").order_by(t.c.id)))
+        tasks = []
+        for r in rows:
+            try:
+                note = Notification.from_json(r.payload)
+            except (KeyError, TypeError, ValueError):
+                self._finish(r.id, 0, "stored notification is unreadable")
+                continue
+            tasks.append(self._start(r.project, r.channel, note, r.alarm_id, r.id))
+        return tasks
+
+    def _finish(self, row_id: int, attempts: int, error: str | None) -> None:
+        with self.engine.begin() as c:
+            c.execute(sa.update(db.deliveries).where(db.deliveries.c.id == row_id).values(
+                ok=error is None, attempts=attempts, error=error,
+                status="ok" if error is None else "failed", payload=None))
+
     async def deliver(self, project: str, name: str, note: Notification,
-                      alarm_id: int | None = None) -> bool:
+                      alarm_id: int | None = None, row_id: int | None = None) -> bool:
         attempts, error = 0, None
         try:
             attempts = await self._channel(project, name).send(note)
@@ -63,21 +97,34 @@ class Notifier:
             attempts, error = 1, f"{type(exc).__name__}: {exc}"
         if error:
             log.warning("delivery to %s/%s failed: %s", project, name, error)
-        with self.engine.begin() as c:
-            c.execute(sa.insert(db.deliveries).values(
-                ts=self.clock.now_us(), project=project, channel=name, event=note.event,
-                alarm_id=alarm_id, ok=error is None, attempts=attempts, error=error))
+        if row_id is not None:
+            self._finish(row_id, attempts, error)
+        else:
+            with self.engine.begin() as c:
+                c.execute(sa.insert(db.deliveries).values(
+                    ts=self.clock.now_us(), project=project, channel=name, event=note.event,
+                    alarm_id=alarm_id, ok=error is None, attempts=attempts, error=error,
+                    status="ok" if error is None else "failed"))
         return error is None
 
-    async def drain(self) -> None:
-        """Wait for every delivery under way."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait for every delivery under way; after ``timeout`` s cancel the rest (they stay
+        ``pending`` and ``resume`` sends them on the next start)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                for t in list(self._tasks):
+                    t.cancel()
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+                return
+            await asyncio.wait(list(self._tasks), timeout=left)
 
     def deliveries(self, project: str | list[str] | None = None, alarm_id: int | None = None,
                    limit: int = 100) -> list[dict[str, Any]]:
         t = db.deliveries
-        q = sa.select(t).order_by(t.c.id.desc()).limit(limit)
+        q = sa.select(*(c for c in t.c if c.name != "payload")).order_by(t.c.id.desc()).limit(limit)
         if isinstance(project, str):
             q = q.where(t.c.project == project)
         elif project is not None:

@@ -70,6 +70,7 @@ class RulesService:
             ctx.command_sender = command_sender
         self.notifier = Notifier(self.db, self.repo, ctx, self.clock)
         self.tick_interval = tick_interval
+        self.stop_timeout = 10.0  # seconds deliveries under way may take to finish on stop
         self.refresh_us = int(refresh_interval * US)
         self._refreshed = self.clock.now_us()
         self.group = group
@@ -91,6 +92,7 @@ class RulesService:
             self._subs.append(await self.bus.subscribe("anomaly.>", self._on_anomaly, group=self.group))
         if self.tick_interval:
             self._ticker = asyncio.create_task(self._tick_forever(), name="rules-ticker")
+        self.notifier.resume()
 
     async def stop(self) -> None:
         if self._ticker is not None:
@@ -100,7 +102,7 @@ class RulesService:
         for s in self._subs:
             await s.unsubscribe()
         self._subs.clear()
-        await self.notifier.drain()
+        await self.notifier.drain(timeout=self.stop_timeout)
 
     async def _tick_forever(self) -> None:
         while True:
