@@ -90,7 +90,8 @@ async def test_pdf_report_draws_tables_of_series_and_alarms(harness):
     text = pdf_text(pdf.content)
     for expected in ("Daily", "Project p: 2027-03-01T00:00:00Z to 2027-03-01T03:00:00Z",
                      "d1 / t", "d2 / t", "2027-03-01T02:00:00Z", "14.5", "17",
-                     "Alarms \\(1\\)", "Hot", "cleared, unack"):
+                     "Alarms \\(1\\)", "Hot", "cleared, unack",
+                     "max 17", "min 0", "max 2.5"):  # chart axis labels
         assert expected in text, expected
 
 

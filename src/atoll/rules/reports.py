@@ -7,7 +7,7 @@ import csv
 import io
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -98,14 +98,19 @@ def alarms_in(engine: sa.Engine, project: str, start: int, end: int) -> list[Ala
         return [Alarm.model_validate(r._mapping) for r in c.execute(q)]
 
 
-def _series_rows(spec: ReportSpec, store, start: int, end: int) -> list[list]:
+def _buckets(spec: ReportSpec, store, start: int, end: int) -> dict[tuple[str, str], Any]:
+    # Charts need min/avg/max even when the table shows other aggregates.
+    aggs = tuple(dict.fromkeys([*spec.aggs, "min", "avg", "max"]))
+    return {(ref.device, ref.metric): store.query_buckets(
+        SeriesKey(spec.project, ref.device, ref.metric), start, end, int(spec.bucket * US), aggs)
+        for ref in spec.series}
+
+
+def _series_rows(spec: ReportSpec, buckets: dict) -> list[list]:
     rows = []
-    for ref in spec.series:
-        b = store.query_buckets(SeriesKey(spec.project, ref.device, ref.metric), start, end,
-                                int(spec.bucket * US), tuple(spec.aggs))
+    for (device, metric), b in buckets.items():
         for i, s in enumerate(b.start.tolist()):
-            rows.append([ref.device, ref.metric, _iso(s)]
-                        + [_fmt(b.columns[a][i]) for a in spec.aggs])
+            rows.append([device, metric, _iso(s)] + [_fmt(b.columns[a][i]) for a in spec.aggs])
     return rows
 
 
@@ -135,7 +140,8 @@ def build_report(spec: ReportSpec, store, engine: sa.Engine, start: int, end: in
         raise InvalidInput("this report needs a series store, and the rules service has none")
     stamp = datetime.fromtimestamp(end / US, UTC).strftime("%Y%m%dT%H%M")
     base = f"{spec.project}-{spec.id}-{stamp}"
-    series = _series_rows(spec, store, start, end) if spec.series else []
+    buckets = _buckets(spec, store, start, end) if spec.series else {}
+    series = _series_rows(spec, buckets)
     alarms = alarms_in(engine, spec.project, start, end) if spec.include_alarms else []
     if spec.format == "csv":
         out = []
@@ -147,7 +153,8 @@ def build_report(spec: ReportSpec, store, engine: sa.Engine, start: int, end: in
             out.append(Attachment(f"{base}-alarms.csv",
                                   _csv(ALARM_COLUMNS, [_alarm_row(a) for a in alarms]), "text/csv"))
         return out
-    return [Attachment(f"{base}.pdf", _pdf(spec, series, alarms, start, end), "application/pdf")]
+    return [Attachment(f"{base}.pdf", _pdf(spec, series, buckets, alarms, start, end),
+                       "application/pdf")]
 
 
 def _latin(text: str) -> str:
@@ -155,7 +162,42 @@ def _latin(text: str) -> str:
     return text.encode("latin-1", "replace").decode("latin-1")
 
 
-def _pdf(spec: ReportSpec, series: list[list], alarms: list[Alarm], start: int, end: int) -> bytes:
+def _chart(pdf: FPDF, b, start: int, end: int, w: float = 180, h: float = 38) -> None:
+    """Min-max band and average line of one series' buckets over the report period."""
+    x0, y0 = pdf.l_margin, pdf.get_y()
+    pdf.set_draw_color(160, 160, 160)
+    pdf.rect(x0, y0, w, h)
+    if len(b.start):
+        lo, hi = float(b.columns["min"].min()), float(b.columns["max"].max())
+        span = (hi - lo) or 1.0
+
+        def xy(ts: int, v: float) -> tuple[float, float]:
+            return x0 + (ts - start) / (end - start) * w, y0 + h - 2 - (v - lo) / span * (h - 4)
+
+        ts = b.start.tolist()
+        band = [xy(t, v) for t, v in zip(ts, b.columns["max"].tolist())]
+        band += [xy(t, v) for t, v in reversed(list(zip(ts, b.columns["min"].tolist())))]
+        pdf.set_fill_color(205, 222, 245)
+        pdf.set_draw_color(205, 222, 245)
+        pdf.polygon(band, style="DF")
+        pdf.set_draw_color(30, 90, 180)
+        pdf.set_line_width(0.4)
+        avg = [xy(t, v) for t, v in zip(ts, b.columns["avg"].tolist())]
+        if len(avg) == 1:
+            avg.append((avg[0][0] + 0.5, avg[0][1]))
+        pdf.polyline(avg)
+        pdf.set_line_width(0.2)
+        pdf.set_font("Helvetica", "", 7)
+        pdf.set_xy(x0 + 1, y0 + 1)
+        pdf.cell(30, 3, f"max {_fmt(hi)}")
+        pdf.set_xy(x0 + 1, y0 + h - 4)
+        pdf.cell(30, 3, f"min {_fmt(lo)}")
+    pdf.set_draw_color(0, 0, 0)
+    pdf.set_xy(x0, y0 + h + 1)
+
+
+def _pdf(spec: ReportSpec, series: list[list], buckets: dict, alarms: list[Alarm], start: int,
+         end: int) -> bytes:
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     pdf.set_title(_latin(spec.name))
     pdf.set_auto_page_break(True, margin=12)
@@ -169,8 +211,9 @@ def _pdf(spec: ReportSpec, series: list[list], alarms: list[Alarm], start: int, 
     pdf.ln(3)
 
     def table(title: str, header: list[str], rows: list[list[str]], widths: list[float]) -> None:
-        pdf.set_font("Helvetica", "B", 12)
-        pdf.cell(0, 8, _latin(title), new_x="LMARGIN", new_y="NEXT")
+        if title:
+            pdf.set_font("Helvetica", "B", 12)
+            pdf.cell(0, 8, _latin(title), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "B", 8)
         for h, w in zip(header, widths):
             pdf.cell(w, 6, _latin(h), border=1)
@@ -191,8 +234,12 @@ def _pdf(spec: ReportSpec, series: list[list], alarms: list[Alarm], start: int, 
         for ref in spec.series:
             rows = [r[2:] for r in series if r[0] == ref.device and r[1] == ref.metric]
             n = len(spec.aggs)
-            table(f"{ref.device} / {ref.metric}", ["bucket start (UTC)", *spec.aggs], rows,
-                  [45] + [min(30, 140 / n)] * n)
+            pdf.set_font("Helvetica", "B", 12)
+            pdf.cell(0, 8, _latin(f"{ref.device} / {ref.metric}"), new_x="LMARGIN", new_y="NEXT")
+            if pdf.get_y() + 45 > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            _chart(pdf, buckets[(ref.device, ref.metric)], start, end)
+            table("", ["bucket start (UTC)", *spec.aggs], rows, [45] + [min(30, 140 / n)] * n)
     if spec.include_alarms:
         table(f"Alarms ({len(alarms)})",
               ["raised (UTC)", "device", "rule", "severity", "status", "cleared (UTC)"],
