@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -48,8 +48,12 @@ async def create_command(device: str, body: CommandIn, who: Operator,
     return CommandOut.of(cmd)
 
 
+CommandStatus = Literal["pending", "delivered", "acked", "failed", "expired"]
+
+
 @router.get("/devices/{device}/commands", response_model=list[CommandOut], summary="List commands")
-def list_commands(who: Viewer, ctx: Ctx, device: str, status: str | None = None, limit: int = Query(100, ge=1, le=1000)):
+def list_commands(who: Viewer, ctx: Ctx, device: str, status: CommandStatus | None = None,
+                  limit: int = Query(100, ge=1, le=1000)):
     return [CommandOut.of(c) for c in ctx.registry.list_commands(device, who.tenant, status=status,
                                                                  limit=limit)]
 
