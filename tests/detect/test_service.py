@@ -172,6 +172,9 @@ async def test_device_type_binding_and_label(tmp_path):
         bus = MemoryBus()
         svc = DetectionService(bus, MemoryStore(), registry=reg)
         svc.bind("p", "pump", "seasonal", metrics=["temp"])
+        svc.bind("p", "pump", "ewma", metrics=["hum"], threshold=0.5)
+        with pytest.raises(InvalidInput):
+            svc.bind("p", "pump", "ewma", metrics=["hum"], threshold=1.5)
         with pytest.raises(NotFound):
             svc.bind("p", "pump", "no-such-detector")
         await svc.start()
@@ -192,7 +195,9 @@ async def test_device_type_binding_and_label(tmp_path):
             reg.register_device("p", device_id="d9", device_type="pump")
             assert again.choose(SeriesKey("p", "d9", "temp")).name == "seasonal"
         assert names[("d1", "temp")] == "seasonal"
-        assert names[("d1", "hum")] == DEFAULT
+        assert names[("d1", "hum")] == "ewma"
+        hum = svc.series[SeriesKey("p", "d1", "hum")].detector
+        assert hum.default_threshold == 0.5  # the bound threshold decides is_anomaly
         assert names[("d2", "temp")] == "windowed_gaussian"
         assert names[("d3", "temp")] == DEFAULT and names[("ghost", "hum")] == DEFAULT
     finally:

@@ -45,6 +45,7 @@ from atoll.core.errors import AtollError, InvalidInput
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.base import StreamingDetector
 from atoll.detect.registry import for_features, get_detector, resolve, restore
+from atoll.detect.threshold import Thresholded
 from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ class Choice:
     params: dict[str, Any] = field(default_factory=dict)
     #: Metrics judged together by one device-level detector (empty: this metric alone).
     jointly: tuple[str, ...] = ()
+    #: Decision threshold for ``is_anomaly`` (``None``: the detector's own default).
+    threshold: float | None = None
 
 
 def joint_metric(metrics: tuple[str, ...]) -> str:
@@ -105,14 +108,20 @@ class DetectionService:
 
     # -- configuration ----------------------------------------------------------------------------
     def bind(self, project: str, device_type: str, detector: str, metrics: list[str] | None = None,
-             params: dict[str, Any] | None = None, *, jointly: bool = False) -> None:
+             params: dict[str, Any] | None = None, *, jointly: bool = False,
+             threshold: float | None = None) -> None:
         """Use ``detector`` for ``metrics`` (all when ``None``) of devices of ``device_type``.
+
+        ``threshold`` overrides the detector's own decision threshold for ``is_anomaly`` (fewer
+        or more alarms, same scores).
 
         With ``jointly=True`` the listed metrics of each device are judged together by one
         multivariate detector (``for_features``), readings lined up by timestamp; the score is the
         series ``<m1+m2+...>.anomaly_score`` and events carry ``"values"`` instead of ``"value"``.
         """
         get_detector(detector, **(params or {}))  # fail now, not on the first reading
+        if threshold is not None and not 0.0 < threshold <= 1.0:
+            raise InvalidInput(f"threshold must be in (0, 1], got {threshold!r}")
         group: tuple[str, ...] = ()
         if jointly:
             if not metrics or len(metrics) < 2:
@@ -120,7 +129,8 @@ class DetectionService:
                                    hint="list the machine's metrics, e.g. metrics=['flow', 'pressure']")
             group = tuple(metrics)
         for m in metrics or [None]:
-            self._bindings[(project, device_type, m)] = Choice(detector, dict(params or {}), group)
+            self._bindings[(project, device_type, m)] = Choice(detector, dict(params or {}), group,
+                                                               threshold)
 
     def _device_info(self, device: str) -> tuple[str | None, dict[str, str]]:
         # Only consulted for series without a detector yet; cached briefly so a device's new type
@@ -158,6 +168,8 @@ class DetectionService:
             except AtollError as exc:
                 log.warning("detector %r for %s unusable (%s); using the default", c.name, key, exc.message)
                 c, det = Choice(self.default), get_detector(self.default)
+            if c.threshold is not None:
+                det = Thresholded(det, c.threshold)
             t = self.series[key] = _Tracked(det, resolve(c.name))
         return t
 
@@ -207,7 +219,7 @@ class DetectionService:
             "format": _STATE_FORMAT,
             "series": [[k.project, k.device, k.metric, t.name, t.last_ts, t.detector.state()]
                        for k, t in self.series.items()],
-            "bindings": [[p, dt, m, c.name, c.params, list(c.jointly)]
+            "bindings": [[p, dt, m, c.name, c.params, list(c.jointly), c.threshold]
                          for (p, dt, m), c in self._bindings.items()],
         })
 
@@ -228,10 +240,10 @@ class DetectionService:
                 raise InvalidInput(f"unknown detector state format {raw.get('format')!r}")
             for project, device, metric, name, last_ts, blob in raw["series"]:
                 self.series[SeriesKey(project, device, metric)] = _Tracked(restore(blob), name, last_ts)
-            for project, device_type, metric, name, params, jointly in raw.get("bindings", []):
+            for project, device_type, metric, name, params, jointly, threshold in raw.get("bindings", []):
                 # Bindings made since (e.g. by a template applied at start-up) take precedence.
                 self._bindings.setdefault((project, device_type, metric),
-                                          Choice(name, dict(params), tuple(jointly)))
+                                          Choice(name, dict(params), tuple(jointly), threshold))
         except (msgspec.DecodeError, AtollError, ValueError, KeyError, TypeError) as exc:
             # Learning starts over rather than the platform refusing to start; keep the file.
             bad = self.state_path.with_suffix(".unreadable")
