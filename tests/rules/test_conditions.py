@@ -224,3 +224,18 @@ def test_anomaly_without_value_follows_the_detectors_own_decision():
     assert score(5, 0.85) == []
     assert [c.active for c in eng.on_tick()] == []
     assert tick(eng, clock, 7) == [("d1", True)]
+
+
+def test_clear_for_keeps_a_flapping_condition_raised():
+    eng, clock = make({"type": "anomaly", "metric": "t", "clear_for": "5m"})
+
+    def score(at, flagged):
+        clock.set(us(T0 + at))
+        return [c.active for c in eng.on_anomaly("p", "d1", "t", us(T0 + at), 0.5, flagged)]
+
+    assert score(0, True) == [True]
+    assert score(10, False) == []  # one normal reading does not clear it
+    assert tick(eng, clock, 200) == []
+    assert score(250, True) == [] and score(260, False) == []  # re-flagged: the hold restarts
+    assert tick(eng, clock, 559) == []
+    assert tick(eng, clock, 560) == [("d1", False)]

@@ -24,6 +24,8 @@ class _Condition(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     for_: Duration = Field(0.0, alias="for", description="hold this long before it counts")
+    clear_for: Duration = Field(
+        0.0, description="once true, stay true until false for this long (no flapping)")
 
 
 class _Leaf(_Condition):
@@ -149,23 +151,34 @@ def _num(x: float | None) -> str:
 class Node:
     timed = False
 
-    def __init__(self, for_s: float) -> None:
-        self.for_us = int(for_s * US)
-        self.since: int | None = None
+    def __init__(self, spec) -> None:
+        self.for_us = int(spec.for_ * US)
+        self.clear_us = int(spec.clear_for * US)
+        self.since: int | None = None  # raw truth holds since
+        self.false_since: int | None = None  # raw falsehood holds since (while still held true)
         self.raw_state = False
-        self.timed = self.timed or self.for_us > 0
+        self.out = False
+        self.timed = self.timed or self.for_us > 0 or self.clear_us > 0
 
     def raw(self, t: int) -> bool:
         raise NotImplementedError
 
     def evaluate(self, t: int) -> bool:
-        self.raw_state = self.raw(t)
-        if not self.raw_state:
+        self.raw_state = r = self.raw(t)
+        if r:
+            self.false_since = None
+            if self.since is None:
+                self.since = t
+            self.out = self.out or t - self.since >= self.for_us
+        else:
             self.since = None
-            return False
-        if self.since is None:
-            self.since = t
-        return t - self.since >= self.for_us
+            if self.out and self.clear_us:
+                if self.false_since is None:
+                    self.false_since = t
+                self.out = t - self.false_since < self.clear_us
+            else:
+                self.out = False
+        return self.out
 
     def leaves(self) -> list[Leaf]:
         raise NotImplementedError
@@ -188,7 +201,7 @@ class Leaf(Node):
     kind = TELEMETRY
 
     def __init__(self, spec, device: str) -> None:
-        super().__init__(spec.for_)
+        super().__init__(spec)
         self.spec = spec
         self.device = spec.device or device
         self.metric: str | None = spec.metric
@@ -325,7 +338,7 @@ class NoDataEval(Leaf):
 
 class CompositeEval(Node):
     def __init__(self, spec, children: list[Node]) -> None:
-        super().__init__(spec.for_)
+        super().__init__(spec)
         self.every = spec.type == "all"
         self.children = children
         self.timed = self.timed or any(c.timed for c in children)
