@@ -1,0 +1,61 @@
+"""The API over a registry on PostgreSQL (the cluster setup): same routes, same answers."""
+
+import httpx
+import pytest
+
+from atoll.api import AppContext, create_app
+from atoll.bus.memory import MemoryBus
+from atoll.ingest.pipeline import IngestPipeline
+from atoll.registry import Registry
+from atoll.registry.directory import RegistryDirectory
+from atoll.registry.tables import metadata
+from atoll.store.memory import MemoryStore
+from tests.api.conftest import FAST_HASHER, Api
+from tests.registry.conftest import pg_url  # noqa: F401 - session fixture: a throw-away database
+
+V1 = "/api/v1"
+
+
+@pytest.fixture
+async def pg_api(pg_url):  # noqa: F811
+    from sqlalchemy import create_engine
+
+    engine = create_engine(pg_url)
+    metadata.drop_all(engine)
+    engine.dispose()
+    registry = Registry(pg_url, password_hasher=FAST_HASHER)
+    boot = registry.bootstrap()
+    store = MemoryStore()
+    pipeline = IngestPipeline(store, MemoryBus(), RegistryDirectory(registry), flush_interval=0.05)
+    await pipeline.start()
+    ctx = AppContext(registry=registry, store=store, ingest=pipeline)
+    transport = httpx.ASGITransport(app=create_app(ctx), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://atoll.test") as http:
+        yield Api(ctx, http, boot.api_key, boot.password)
+    await pipeline.stop()
+    registry.close()
+
+
+async def test_core_flows_on_postgres(pg_api):
+    api = pg_api
+    assert api.ctx.registry.engine.dialect.name == "postgresql"
+    await api.project()
+    r = await api.http.post(f"{V1}/projects/lab/device-types", headers=api.admin,
+                            json={"id": "t", "metrics": [{"name": "x", "max": 10}]})
+    assert r.status_code == 201
+    dev = await api.device(device_type="t")
+    assert (await api.http.post(f"{V1}/ingest/telemetry", auth=dev, json={"values": {"x": 1}})).status_code == 200
+    assert (await api.http.post(f"{V1}/ingest/telemetry", auth=dev, json={"values": {"y": 1}})).status_code == 400
+    r = await api.http.patch(f"{V1}/devices/s1/twin/desired", json={"a": {"b": 1}}, headers=api.admin)
+    assert r.json()["desired_version"] == 1
+    cmd = (await api.http.post(f"{V1}/devices/s1/commands", json={"name": "go"}, headers=api.admin)).json()
+    r = await api.http.post(f"{V1}/ingest/commands/{cmd['id']}/ack", auth=dev, json={"status": "ok"})
+    assert r.json()["status"] == "acked"
+    beta = (await api.http.post(f"{V1}/tenants", json={"name": "Beta"}, headers=api.admin)).json()
+    other = api.auth(beta["admin_key"]["token"])
+    assert (await api.http.get(f"{V1}/devices/s1", headers=other)).status_code == 404
+    await api.ctx.ingest.flush_counters()
+    rej = (await api.http.get(f"{V1}/devices/s1/rejections", headers=api.admin)).json()
+    assert [x["reason"] for x in rej] == ["unknown_series"]
+    r = await api.http.post(f"{V1}/auth/login", json={"username": "admin", "password": api.password})
+    assert r.status_code == 200
