@@ -81,3 +81,8 @@ async def test_login_gives_a_session_token(api):
     session = r.json()
     me = await api.http.get("/api/v1/auth/me", headers=api.auth(session["token"]))
     assert me.json()["role"] == "admin" and me.json()["tenant"] == "default"
+    assert (await api.http.post("/api/v1/auth/logout", headers=api.auth(session["token"]))).status_code == 204
+    assert (await api.http.get("/api/v1/auth/me", headers=api.auth(session["token"]))).status_code == 401
+    # Logging out with an API key does not revoke the key.
+    assert (await api.http.post("/api/v1/auth/logout", headers=api.admin)).status_code == 204
+    assert (await api.http.get("/api/v1/auth/me", headers=api.admin)).status_code == 200

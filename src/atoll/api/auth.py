@@ -79,6 +79,15 @@ def change_password(body: PasswordChange, who: Viewer, ctx: Ctx):
     return Response(status_code=204)
 
 
+@router.post("/auth/logout", status_code=204, summary="End this console session")
+def logout(who: Viewer, ctx: Ctx):
+    """Revokes the session token used for this call. API keys are left alone (revoke them under /keys)."""
+    if who.name.startswith(SESSION_PREFIX):
+        ctx.registry.revoke_api_key(who.tenant, who.key_id)
+        ctx.registry.audit(who.tenant, who.name[len(SESSION_PREFIX):], "auth.logout", f"key:{who.key_id}")
+    return Response(status_code=204)
+
+
 @router.get("/auth/me", response_model=Me, summary="Who am I")
 def me(who: Viewer):
     return Me(tenant=who.tenant, role=who.role, key_id=who.key_id, name=who.name,
