@@ -302,3 +302,21 @@ async def test_end_to_end_http_ingest_to_anomaly_alarm(tmp_path):
             assert any(a["value"] >= 0.99 for a in alarms) and len(alarms) <= 5
         stored = p.store.query_raw(SeriesKey("lab", "s1", "t.anomaly_score"), 0, FAR)
         assert len(stored.ts) == 600 and stored.value[550] >= 0.99
+
+
+async def test_one_unrestorable_detector_does_not_cost_the_others(tmp_path):
+    import msgspec
+
+    from atoll.detect.ewma import EWMAZScore
+    from atoll.detect.state import Snapshot, pack
+
+    good = EWMAZScore()
+    good.score_many(np.arange(100.0))
+    stale = pack(Snapshot("ewma", 99, {}))  # a layout from some other release
+    path = tmp_path / "state.msgpack"
+    path.write_bytes(msgspec.msgpack.encode({"format": 1, "series": [
+        ["p", "d1", "a", "ewma", 5, good.state()], ["p", "d1", "b", "ewma", 5, stale]]}))
+    svc = DetectionService(MemoryBus(), None, state_path=path)
+    svc._load()
+    assert list(svc.series) == [SeriesKey("p", "d1", "a")] and svc.stats["state_dropped"] == 1
+    assert svc.series[SeriesKey("p", "d1", "a")].detector.score_one(3.0) == good.score_one(3.0)

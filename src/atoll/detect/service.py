@@ -104,7 +104,8 @@ class DetectionService:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
         self.stats = {"messages": 0, "points": 0, "stored": 0, "anomalies": 0, "skipped_late": 0,
-                      "bad_messages": 0, "store_errors": 0, "snapshots": 0, "seconds": 0.0}
+                      "bad_messages": 0, "store_errors": 0, "snapshots": 0, "state_dropped": 0,
+                      "seconds": 0.0}
 
     # -- configuration ----------------------------------------------------------------------------
     def bind(self, project: str, device_type: str, detector: str, metrics: list[str] | None = None,
@@ -239,7 +240,15 @@ class DetectionService:
             if raw.get("format") != _STATE_FORMAT:
                 raise InvalidInput(f"unknown detector state format {raw.get('format')!r}")
             for project, device, metric, name, last_ts, blob in raw["series"]:
-                self.series[SeriesKey(project, device, metric)] = _Tracked(restore(blob), name, last_ts)
+                key = SeriesKey(project, device, metric)
+                try:
+                    self.series[key] = _Tracked(restore(blob), name, last_ts)
+                except AtollError as exc:
+                    # E.g. a detector whose state layout changed in an upgrade: that series
+                    # learns afresh, the others keep what they learned.
+                    self.stats["state_dropped"] += 1
+                    log.warning("detector state of %s not restorable (%s); it starts fresh", key,
+                                exc.message)
             for project, device_type, metric, name, params, jointly, threshold in raw.get("bindings", []):
                 # Bindings made since (e.g. by a template applied at start-up) take precedence.
                 self._bindings.setdefault((project, device_type, metric),
