@@ -25,11 +25,13 @@ def test_sim_publishes_with_credentials_and_writes_stats_and_ground_truth(tmp_pa
             "sim", "--devices", "20", "--rate", "2", "--duration", "2", "--broker", broker.url,
             "--credentials", str(cred_file), "-t", "manufacturing", "-t", "retail",
             "--faults", "3", "--ground-truth", str(tmp_path / "gt.json"),
+            "--history", "600", "--history-step", "60",
             "--json", str(tmp_path / "stats.json")])
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["connected"] == 20 and stats["refused"] == 0
-    assert stats["published"] == stats["acked"] == 20 * 4
+    # 10 minutes of history at 1/min: one batch message per device; then 2 s live at 2/s.
+    assert stats["published"] == stats["acked"] == 20 + 20 * 4
     assert stats["msgs_per_s"] > 0 and stats["points_per_s"] > stats["msgs_per_s"]
     assert "msgs/s" in result.output
     faults = read_ground_truth(tmp_path / "gt.json")

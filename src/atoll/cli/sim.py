@@ -124,9 +124,9 @@ def _sim(*, devices, rate, broker, credentials, api, api_key, project, template,
 
 
 @contextlib.contextmanager
-def _bar(label: str, total: float | None):
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed:.0f}/{task.total:.0f}"),
+def _bar(label: str, total: float | None, unit: str = ""):
+    count = "{task.completed:,.0f}" + ("" if total is None else "/{task.total:,.0f}") + unit
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn(count),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
         yield bar, bar.add_task(label, total=total, info="")
@@ -146,11 +146,12 @@ async def _drive(fleet: Fleet, broker: str, duration, speed, history, history_st
                 bar.update(task, completed=s.connected + s.refused, info=f"refused {s.refused}")
             await mf.connect(on_progress=shown)
         if history:
-            with _bar("back-filling history", None) as (bar, task):
+            with _bar("back-filling history", None, " messages") as (bar, task):
                 def filled(s: RunStats) -> None:
-                    bar.update(task, completed=s.acked, info="messages")
+                    bar.update(task, completed=s.acked, info="")
                 await mf.publish_history(fleet.start + history, history_step, on_progress=filled)
-        with _bar("publishing", duration) as (bar, task):
+            fleet.resume_at(time.time())  # live readings carry real time after the back-fill
+        with _bar("publishing", duration, " s") as (bar, task):
             v0 = fleet.next_tick_time()
 
             def running(s: RunStats) -> None:
