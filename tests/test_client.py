@@ -1,12 +1,15 @@
-"""The SDK against a real uvicorn server on an ephemeral port."""
+"""The SDK against a real uvicorn server on an ephemeral port, and against the whole platform."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from argon2 import PasswordHasher
 
 import atoll
 from tests.api.serving import ApiServer
@@ -102,3 +105,58 @@ def test_unreachable_server_is_unavailable():
     with atoll.Client(f"http://127.0.0.1:{port}", "atk_x_y", timeout=2) as c, pytest.raises(atoll.Unavailable):
         c.projects()
     assert time.monotonic() - start < 5
+
+
+@pytest.fixture
+def platform(tmp_path):
+    from atoll.config import Settings
+    from atoll.platform import Platform
+
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", store_url="memory://",
+                        services=["rules", "retention"])
+    ready, stop, box = threading.Event(), threading.Event(), {}
+
+    async def main():
+        hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        async with Platform(settings, password_hasher=hasher) as p:
+            box["p"] = p
+            ready.set()
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(60), "platform did not start"
+    yield box["p"]
+    stop.set()
+    thread.join(30)
+
+
+def test_rules_and_alarms_through_the_sdk(platform):
+    with atoll.Client(platform.http_url, platform.bootstrap.api_key) as c:
+        c.create_project("Plant", id="plant")
+        c.create_device_type("plant", "boiler", [{"name": "temperature", "unit": "°C"}])
+        reg = c.register_device("plant", id="b1", device_type="boiler")
+        done = c.import_rules("plant", {"rules": [{
+            "name": "Boiler too hot", "severity": "major", "target": {"device_type": "boiler"},
+            "condition": {"type": "threshold", "metric": "temperature", "op": ">", "value": 90}}]})
+        assert done["rules"] == ["boiler-too-hot"]
+        assert [r["id"] for r in c.rules("plant")] == ["boiler-too-hot"]
+        with atoll.DeviceClient(platform.http_url, "b1", reg.credentials.secret) as dev:
+            dev.send({"temperature": 95})
+        deadline = time.monotonic() + 20
+        while not (alarms := c.alarms(project="plant", status="active")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert alarms and alarms[0]["device"] == "b1"
+        alarm_id = alarms[0]["id"]
+        c.ack_alarm(alarm_id, comment="on it")
+        c.comment_alarm(alarm_id, "burner swapped")
+        assert c.alarm(alarm_id)["acknowledged"] is True
+        with pytest.raises(atoll.Conflict):
+            c.ack_alarm(alarm_id)
+        c.clear_alarm(alarm_id)
+        assert c.alarms(project="plant", status="active") == []
+        with pytest.raises(atoll.InvalidInput, match="value"):
+            c.create_rule("plant", {"name": "broken", "condition": {"type": "threshold", "metric": "t"}})
+        c.delete_rule("plant", "boiler-too-hot")
+        assert c.rules("plant") == []

@@ -448,6 +448,43 @@ class Client(_Http):
         return [_build(Latest, x) for x in self._call("GET", f"/projects/{project}/latest",
                                                       params={"device": device})]
 
+    # rules and alarms (shapes in docs/RULES.md; plain dicts, as the rules service defines them) ---
+    def rules(self, project: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/projects/{project}/rules")
+
+    def create_rule(self, project: str, rule: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/projects/{project}/rules", json=dict(rule))
+
+    def delete_rule(self, project: str, rule_id: str) -> None:
+        self._call("DELETE", f"/projects/{project}/rules/{rule_id}")
+
+    def import_rules(self, project: str, rules: str | Mapping[str, Any]) -> dict[str, Any]:
+        """Apply a rules file (YAML text, or a dict with ``rules:`` and ``channels:``)."""
+        if not isinstance(rules, str):
+            import yaml
+
+            rules = yaml.safe_dump(dict(rules), allow_unicode=True, sort_keys=False)
+        return self._call("POST", f"/projects/{project}/rules/import", content=rules.encode("utf-8"),
+                          headers={"Content-Type": "application/yaml"})
+
+    def alarms(self, *, project: str | None = None, status: str | None = None, device: str | None = None,
+               limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first; ``status``: active | acknowledged | cleared | open."""
+        return self._call("GET", "/alarms", params={"project": project, "status": status, "device": device,
+                                                    "limit": limit})
+
+    def alarm(self, alarm_id: int) -> dict[str, Any]:
+        return self._call("GET", f"/alarms/{alarm_id}")
+
+    def ack_alarm(self, alarm_id: int, comment: str | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/alarms/{alarm_id}/ack", json={"comment": comment})
+
+    def clear_alarm(self, alarm_id: int, comment: str | None = None) -> dict[str, Any]:
+        return self._call("POST", f"/alarms/{alarm_id}/clear", json={"comment": comment})
+
+    def comment_alarm(self, alarm_id: int, text: str) -> dict[str, Any]:
+        return self._call("POST", f"/alarms/{alarm_id}/comments", json={"text": text})
+
     def audit(self, *, limit: int = 100, action: str | None = None, target: str | None = None,
               before_id: int | None = None) -> list[AuditEntry]:
         """The tenant's audit log, newest first (admin keys)."""
