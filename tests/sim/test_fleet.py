@@ -88,6 +88,10 @@ def test_bad_requests_are_refused_clearly():
         fleet.inject(Fault("nope", "door_left_open", ("door",), T0, T0 + 60))
     with pytest.raises(InvalidInput, match="cannot place"):
         fleet.plan_faults(5, T0, T0 + 3600)
+    with pytest.raises(InvalidInput, match="window is empty"):
+        fleet.plan_faults(1, T0, T0)
+    with pytest.raises(InvalidInput, match="unknown fault kinds"):
+        fleet.plan_faults(1, T0, T0 + 3600, kinds=["door_ajar"])
     with pytest.raises(InvalidInput):
         Fleet.build("retail", 0)
     with pytest.raises(InvalidInput):

@@ -24,7 +24,7 @@ import numpy as np
 from atoll.core.errors import InvalidInput
 from atoll.sim.faults import Fault
 from atoll.sim.signals import TypeModel
-from atoll.solutions import DeviceType, Template
+from atoll.solutions import DeviceType, FaultKind, Template
 from atoll.solutions import load as load_template
 
 
@@ -139,7 +139,13 @@ class Fleet:
     def plan_faults(self, count: int, start: float, end: float,
                     kinds: Iterable[str] | None = None) -> list[Fault]:
         """Inject ``count`` faults on distinct devices, inside ``[start, end)``; seeded."""
+        if not end > start:
+            raise InvalidInput(f"fault window is empty: end {end} is not after start {start}")
         wanted = set(kinds) if kinds else None
+        unknown = (wanted or set()) - {k.value for k in FaultKind}
+        if unknown:
+            raise InvalidInput(f"unknown fault kinds {sorted(unknown)}",
+                               hint=f"known: {', '.join(k.value for k in FaultKind)}")
         rng = np.random.default_rng([self.seed, 0xFA17])
         eligible = []
         for i in range(len(self.devices)):
