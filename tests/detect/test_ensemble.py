@@ -107,3 +107,12 @@ def test_params_round_trip_and_validation():
         EnsembleDetector(lik_alpha=2.0)
     with pytest.raises(InvalidInput):
         EnsembleDetector().score_one(np.array([1.0, 2.0]))
+
+
+def test_no_start_up_alarms_on_a_regular_signal():
+    # Each novelty scale stays silent until its likelihood has seen real values, so a steady
+    # signal raises no alarm at a fixed reading number when the scales come online.
+    t = np.arange(3000)
+    x = 20 + 5 * np.sin(2 * np.pi * t / 100) + np.random.default_rng(3).normal(0, 0.1, 3000)
+    s = EnsembleDetector().score_many(x)
+    assert (s >= EnsembleDetector.default_threshold).sum() == 0

@@ -42,7 +42,7 @@ from atoll.detect.likelihood import log_tail_score
 _N, _LO, _HI, _MLO, _MHI, _LAST_ALARM = range(6)
 _NSTATE = 6
 # Per-scale state columns.
-_C_COUNT, _C_LM, _C_LV, _C_LAST = range(4)
+_C_COUNT, _C_LM, _C_LV, _C_LAST, _C_VALID = range(5)
 # Per-scale parameter columns: window, stride, bank offset, bank size, gate.
 _S_WIN, _S_STRIDE, _S_OFF, _S_BANK, _S_GATE = range(5)
 # Global parameter slots.
@@ -79,6 +79,7 @@ def _step(x, st, cst, vals, raws, bank, window, p, sp, commit):
     for c in range(nscales):
         win = int(sp[c, _S_WIN])
         raw = 0.0
+        valid = False
         if i >= win:
             per = win // nblocks
             for b in range(nblocks):
@@ -89,6 +90,7 @@ def _step(x, st, cst, vals, raws, bank, window, p, sp, commit):
                 window[c, b] = acc / per / width
             count = int(cst[c, _C_COUNT])
             if count >= 10:
+                valid = True
                 off = int(sp[c, _S_OFF])
                 size = int(sp[c, _S_BANK])
                 raw = nearest_distance(bank[off:off + size], min(count, size), window[c])
@@ -99,7 +101,9 @@ def _step(x, st, cst, vals, raws, bank, window, p, sp, commit):
             rc += 1
         smean = rs / rc
         nov = 0.0
-        if i >= p[_P_LWARM]:
+        # Until a scale has produced lik_warmup real novelty values its statistics still carry
+        # the zero prior of the start, so it stays silent (no start-up alarms).
+        if cst[c, _C_VALID] >= p[_P_LWARM]:
             nov = min(1.0, 0.5 * log_tail_score(smean, cst[c, _C_LM], cst[c, _C_LV]) / sp[c, _S_GATE])
         muted = i - cst[c, _C_LAST] <= p[_P_LQUIET]
         if muted:
@@ -113,6 +117,8 @@ def _step(x, st, cst, vals, raws, bank, window, p, sp, commit):
             cst[c, _C_LM] += la * dl
             cst[c, _C_LV] = (1.0 - la) * (cst[c, _C_LV] + la * dl * dl)
             raws[c, i % lshort] = raw
+            if valid:
+                cst[c, _C_VALID] += 1
             if i >= win and i % int(sp[c, _S_STRIDE]) == 0:
                 count = int(cst[c, _C_COUNT])
                 bank[int(sp[c, _S_OFF]) + count % int(sp[c, _S_BANK]), :] = window[c]
@@ -142,7 +148,7 @@ def _replay(xs, st, cst, vals, raws, bank, window, p, sp, commit, out):
 
 
 #: (window, stride, bank, gate) per novelty scale; tuned on NAB (docs/DETECTION.md).
-DEFAULT_SCALES = ((192, 8, 500, 0.35), (64, 4, 1000, 0.8))
+DEFAULT_SCALES = ((192, 8, 800, 0.35), (64, 4, 1000, 0.8))
 
 
 class EnsembleDetector(StreamingDetector):
@@ -153,7 +159,7 @@ class EnsembleDetector(StreamingDetector):
     """
 
     kind: ClassVar[str] = "ensemble"
-    version: ClassVar[int] = 2
+    version: ClassVar[int] = 3
     _state_arrays: ClassVar[tuple[str, ...]] = ("st", "cst", "vals", "raws", "bank")
     default_threshold: ClassVar[float] = 0.52
 
@@ -165,7 +171,7 @@ class EnsembleDetector(StreamingDetector):
         mean_window: int = 15,
         lik_short: int = 10,
         lik_alpha: float = 0.002,
-        lik_warmup: int = 100,
+        lik_warmup: int = 200,
         lik_quiet: int = 300,
         alarm: float = 0.52,
         quiet: int = 30,
@@ -205,7 +211,7 @@ class EnsembleDetector(StreamingDetector):
         nscales = len(self.scales)
         self.st = np.zeros(_NSTATE)
         self.st[_LAST_ALARM] = -1e18
-        self.cst = np.zeros((nscales, 4))
+        self.cst = np.zeros((nscales, 5))
         self.cst[:, _C_LAST] = -1e18
         longest = max([self.mean_window] + [w for w, _, _, _ in self.scales])
         self.vals = np.zeros(longest)
