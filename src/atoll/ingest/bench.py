@@ -123,7 +123,7 @@ async def _http_batched(p, devices, requests: int, readings: int, metrics: int) 
     total = len(devices) * requests * readings * metrics
     procs = [_spawn([*LOADGEN, "http", "--url", p.http_url, "--device", d, "--secret", s,
                      "--requests", str(requests), "--readings", str(readings), "--metrics", str(metrics),
-                     "--concurrency", "4"]) for d, s in devices]
+                     "--concurrency", "16"]) for d, s in devices]
     await _ready(procs)
     t0 = time.perf_counter()
     _go(procs)

@@ -1,0 +1,127 @@
+"""The runtime: wiring, the services extension point, ``atoll up`` start/stop and port errors."""
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+
+from atoll.config import Settings
+from atoll.core.errors import Unavailable
+from atoll.core.points import SeriesKey
+from atoll.platform import Platform
+
+FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+class Recorder:
+    """A real service: it subscribes to the bus on start and records what it saw."""
+
+    def __init__(self, platform, log):
+        self.platform, self.log, self.seen, self.sub = platform, log, [], None
+
+    async def start(self):
+        self.log.append("start")
+
+        async def on(msg):
+            self.seen.append(msg.subject)
+
+        self.sub = await self.platform.bus.subscribe("telemetry.>", on)
+
+    async def stop(self):
+        self.log.append("stop")
+        await self.sub.unsubscribe()
+
+
+async def test_platform_wires_http_ingest_store_bus_and_services(tmp_path):
+    log = []
+    p = Platform(Settings(home=tmp_path, http_port=0, mqtt_port=0, services=[]), password_hasher=FAST)
+    rec = Recorder(p, log)
+    p.add_service(rec)
+    await p.start()
+    try:
+        assert p.bootstrap is not None and p.bootstrap.api_key
+        reg = p.registry
+        reg.create_project("default", "Lab", project_id="lab")
+        _, creds = reg.register_device("lab", device_id="d1")
+        async with httpx.AsyncClient(base_url=p.http_url) as http:
+            r = await http.post("/api/v1/ingest/telemetry", auth=("d1", creds.secret),
+                                json=[{"values": {"t": 1.5}}, {"values": {"t": 2.5}}])
+            assert r.status_code in (200, 201, 202), r.text
+            # 2xx means durable: already in the store.
+            assert p.store.query_raw(SeriesKey("lab", "d1", "t"), 0, 2**62).value.tolist() == [1.5, 2.5]
+            r = await http.post("/api/v1/ingest/telemetry", auth=("d1", creds.secret), content=b"{bad")
+            assert r.status_code == 400 and r.json()["error"] == "invalid_input"
+        for _ in range(100):
+            if rec.seen:
+                break
+            await asyncio.sleep(0.02)
+        assert rec.seen == ["telemetry.lab.d1"]
+    finally:
+        await p.stop()
+    assert log == ["start", "stop"]
+    # A second start on the same data directory finds the data and creates no new secrets.
+    p2 = Platform(Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[]), password_hasher=FAST)
+    await p2.start()
+    try:
+        assert p2.bootstrap is None
+        assert len(p2.store.query_raw(SeriesKey("lab", "d1", "t"), 0, 2**62).ts) == 2
+    finally:
+        await p2.stop()
+
+
+async def test_taken_http_port_is_reported_before_anything_starts(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        p = Platform(Settings(home=tmp_path, http_port=port, mqtt_port=0, services=[]))
+        with pytest.raises(Unavailable) as e:
+            await p.start()
+    assert f"HTTP port {port}" in e.value.message and "--http-port" in e.value.hint
+    assert not (tmp_path / "registry.sqlite").exists()
+
+
+def test_atoll_up_prints_urls_and_stops_cleanly_on_ctrl_c(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "atoll.cli.main", "up", "--home", str(tmp_path),
+                             "--http-port", "0", "--mqtt-port", "0", "--log-level", "warning"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Press Ctrl-C" in line or not line:
+                break
+        out = "".join(lines)
+        assert "console + API  http://127.0.0.1:" in out and "MQTT           mqtt://127.0.0.1:" in out
+        assert "admin API key" in out
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out + rest
+        assert "stopped" in rest
+        assert not (tmp_path / "runtime.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_atoll_up_on_a_taken_mqtt_port_says_how_to_choose_another(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "atoll.cli.main", "up", "--home", str(tmp_path),
+                            "--http-port", "0", "--mqtt-port", str(port)],
+                           check=False, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert f"MQTT port {port} on 127.0.0.1 is already in use" in r.stderr
+    assert "--mqtt-port" in r.stderr
