@@ -45,6 +45,7 @@ class Mosquitto:
         self.port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self._started = False
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         binary, passwd = find_mosquitto()
@@ -59,8 +60,8 @@ class Mosquitto:
         acl.write_text(f"user {OBSERVER[0]}\ntopic read atoll/#\n\n"
                        "pattern readwrite atoll/v1/devices/%u/#\n")
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
+        conf_text = (
+            "listener @PORT@ 127.0.0.1\n"
             "allow_anonymous false\n"
             f"password_file {pw}\n"
             f"acl_file {acl}\n"
@@ -72,20 +73,34 @@ class Mosquitto:
             "log_dest stderr\n"
             "log_type error\n"
         )
+        # The free port may be taken between choosing and binding it (parallel tests): on the
+        # first start, try another; a restart keeps its port, since clients reconnect to it.
+        for attempt in range(1 if self._started else 3):
+            if attempt:
+                self.port = free_port()
+                self.url = f"mqtt://127.0.0.1:{self.port}"
+            conf.write_text(conf_text.replace("@PORT@", str(self.port)))
+            if self._launch(binary, conf, timeout):
+                self._started = True
+                return self
+        raise Unavailable(f"mosquitto did not start on port {self.port}: "
+                          f"{(self.dir / 'mosquitto.log').read_text()}")
+
+    def _launch(self, binary: str, conf: Path, timeout: float) -> bool:
         self.log = open(self.dir / "mosquitto.log", "wb")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise Unavailable(f"mosquitto exited: {(self.dir / 'mosquitto.log').read_text()}")
+                break
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
+                    return True
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise Unavailable(f"mosquitto did not listen on port {self.port}")
+        return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
