@@ -86,6 +86,8 @@ def test_sdk_end_to_end(server):
         assert "device.create" in {e.action for e in c.audit(limit=500)}
         many = c.register_devices("lab", ["m1", {"id": "m2", "device_type": "thermo"}])
         assert [r.device.id for r in many] == ["m1", "m2"] and many[1].device.device_type == "thermo"
+        assert [d.id for d in c.devices("lab", search="M2")] == ["m2"]
+        assert [d.id for d in c.devices("lab", status="online")] == ["s1"]  # the one that sent data
         viewer = c.create_api_key("ro", "viewer")
     with atoll.Client(server.url, viewer.token) as ro:
         with pytest.raises(atoll.Forbidden, match="operator"):

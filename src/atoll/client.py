@@ -351,9 +351,11 @@ class Client(_Http):
                                        json={"id": id, "name": name, "metrics": ms}))
 
     # devices and credentials ----------------------------------------------------------------------
-    def devices(self, project: str, *, device_type: str | None = None) -> list[Device]:
-        return [_device(d) for d in self._call("GET", f"/projects/{project}/devices",
-                                               params={"device_type": device_type})]
+    def devices(self, project: str, *, device_type: str | None = None, search: str | None = None,
+                status: str | None = None, limit: int = 1000, offset: int = 0) -> list[Device]:
+        """A page of devices by id; ``search`` matches id, name or type; ``status``: online | offline."""
+        return [_device(d) for d in self._call("GET", f"/projects/{project}/devices", params={
+            "device_type": device_type, "q": search, "status": status, "limit": limit, "offset": offset})]
 
     def device(self, device: str) -> Device:
         return _device(self._call("GET", f"/devices/{device}"))
