@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from playwright.sync_api import expect
 
 from atoll.web import DIST
 
@@ -22,6 +23,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 # Same algorithm as production at test-sized cost (the default takes ~1 s per hash on 2 cores).
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 REPO = Path(__file__).resolve().parents[2]
+
+# CI runs two workers on two cores shared with everything else: give UI expectations room.
+expect.set_options(timeout=15_000)
 
 
 @dataclass
@@ -104,15 +108,29 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, request, tmp_path):
     ctx = browser.new_context(viewport={"width": 1360, "height": 820})
     pg = ctx.new_page()
     errors: list[str] = []
+    logs: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.on("console", lambda m: logs.append(f"{m.type}: {m.text}"))
     pg.set_default_timeout(15_000)
     yield pg
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        # What the browser showed when the test failed, for the report.
+        shot = tmp_path / "failure.png"
+        pg.screenshot(path=str(shot))
+        print(f"\nfailure screenshot: {shot}\nurl: {pg.url}\nconsole:\n" + "\n".join(logs[-30:]))
     ctx.close()
     assert not errors, f"JavaScript errors in the console: {errors}"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
 
 
 @pytest.fixture

@@ -50,10 +50,12 @@ def login(page, platform) -> None:
 
 
 def api(platform) -> httpx.Client:
-    return httpx.Client(base_url=platform.url + "/api/v1", headers={"Authorization": f"Bearer {platform.api_key}"})
+    # Generous timeout: CI shares two cores between two test workers and everything else.
+    return httpx.Client(base_url=platform.url + "/api/v1", headers={"Authorization": f"Bearer {platform.api_key}"},
+                        timeout=60)
 
 
-def test_fleet_table_pages_and_filters_on_the_server(platform, page):
+def test_fleet_table_pages_and_filters_on_the_server(platform, page, shots):
     with api(platform) as http:
         assert http.post("/projects", json={"name": "Fleet", "id": "fleet"}).status_code == 201
         for i in range(450):
@@ -70,6 +72,7 @@ def test_fleet_table_pages_and_filters_on_the_server(platform, page):
     page.eval_on_selector("[data-testid=device-list]", "el => el.scrollTop = el.scrollHeight")
     expect(page.locator(".row[data-device=unit-0449]")).to_be_visible()
     assert any("offset=400" in u for u in requests)
+    shots(page, "fleet-paged")
     # The filter runs in the API (search is a query parameter, total from X-Total-Count).
     page.fill("[data-testid=device-filter]", "unit-01")
     expect(page.locator("[data-testid=device-count]")).to_have_text("100 devices")
@@ -78,7 +81,7 @@ def test_fleet_table_pages_and_filters_on_the_server(platform, page):
     expect(page.locator("[data-testid=device-count]")).to_have_text("0 devices")
 
 
-def test_chart_zoom_requeries_downsampled_then_raw(platform, page):
+def test_chart_zoom_requeries_downsampled_then_raw(platform, page, shots):
     with api(platform) as http:
         http.post("/projects", json={"name": "Zoom", "id": "zoom"})
         secret = http.post("/projects/zoom/devices", json={"id": "meter-1"}).json()["credentials"]["secret"]
@@ -86,7 +89,8 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page):
     start = end - 7 * 86_400_000
     readings = [{"ts": start + i * 60_000, "values": {"power": 50 + (i % 1440) / 30}} for i in range(7 * 1440)]
     for chunk in (readings[i:i + 2016] for i in range(0, len(readings), 2016)):
-        r = httpx.post(f"{platform.url}/api/v1/ingest/telemetry", json=chunk, auth=("meter-1", secret))
+        r = httpx.post(f"{platform.url}/api/v1/ingest/telemetry", json=chunk, auth=("meter-1", secret),
+                       timeout=60)
         assert r.status_code in (200, 201, 202), r.text
 
     queries: list[httpx.URL] = []
@@ -101,6 +105,7 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page):
     assert first["mode"] == "chart" and 300 < width < 2000
     drawn = int(panel.get_attribute("data-points"))
     assert 100 < drawn <= 2 * width + 4  # a week of minutes, drawn as ≈2 points per pixel
+    shots(page, "device-week")
 
     # Drag-select 1 % of the plot: a new query for just that range comes back as raw minutes.
     box = panel.locator(".u-over").bounding_box()

@@ -42,7 +42,7 @@ function Shell({ session }) {
   }, [tree.data]);
 
   const active = useAsync(async () => (project ? items(await api.get("/alarms", { project, status: "active", state: "active", limit: 1000 })).length : 0), [project]);
-  useLive((m) => m.type === "alarm", () => active.reload(), [project]);
+  useLive((m) => m.type === "alarm" || m.type === "hello", () => active.reload(), [project]);
 
   let page;
   let m;

@@ -11,6 +11,7 @@ let state = "off";
 let retry = 0;
 let timer = null;
 let watched = [];
+let hellos = 0; // per project: the first hello is the initial connect, later ones reconnects
 
 function setState(s) {
   state = s;
@@ -38,10 +39,11 @@ function open() {
     }
     for (const msg of Array.isArray(msgs) ? msgs : [msgs]) {
       // The server says hello once its bus subscriptions exist: only then is nothing missed.
+      // Subscribers get it too (with `resync`), to re-read what may have changed unseen.
       if (msg.type === "hello") {
         retry = 0;
         setState("live");
-        continue;
+        msg.resync = hellos++ > 0;
       }
       for (const s of subs) if (!s.filter || s.filter(msg)) s.fn(msg);
     }
@@ -58,6 +60,7 @@ function open() {
 export function connectLive(p) {
   if (p === project && ws) return;
   project = p;
+  hellos = 0;
   const old = ws;
   ws = null;
   if (old) old.close();

@@ -65,7 +65,7 @@ export function effRange(r) {
 
 const COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def"];
 
-export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alarms, colorIndex = 0, liveRef, syncKey }) {
+export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alarms, liveRef, syncKey }) {
   const box = useRef(null);
   const plot = useRef(null);
   const data = useRef({ main: { x: [], y: [] }, extra: null });
@@ -79,7 +79,8 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
   anomalyRef.current = anomalyMetric;
   const rangeRef = useRef(range);
   rangeRef.current = range;
-  const color = COLORS[colorIndex % COLORS.length];
+  // Colour follows the metric's name, so it stays put when other metrics appear.
+  const color = COLORS[[...metric].reduce((h, c) => (h * 31 + c.charCodeAt(0)) >>> 0, 7) % COLORS.length];
 
   // Create the plot once; data and scales change through setData/setScale.
   useEffect(() => {

@@ -32,7 +32,7 @@ export function Alarms() {
     if (state !== "all") q.status = state;
     return items(await api.get("/alarms", q));
   }, [project, state, severity]);
-  useLive((m) => m.type === "alarm", () => list.reload(), [project, state, severity]);
+  useLive((m) => m.type === "alarm" || m.type === "hello", () => list.reload(), [project, state, severity]);
 
   return (
     <div class="page alarms">
@@ -118,20 +118,22 @@ function AlarmRow({ a, open, toggle, reload }) {
         </td>
         <td title={fmtTime(t.raised)}>{fmtAgo(t.raised)}</td>
         <td class="mono">{a.value ?? ""}</td>
-        <td class="actions">
-          {!a.acknowledged && state !== "acknowledged" && (
-            <button class="btn small" onClick={() => act("ack")} data-testid="alarm-ack">
-              Acknowledge
+        <td>
+          <div class="actions">
+            {!a.acknowledged && state !== "acknowledged" && (
+              <button class="btn small" onClick={() => act("ack")} data-testid="alarm-ack">
+                Acknowledge
+              </button>
+            )}
+            {state !== "cleared" && (
+              <button class="btn small" onClick={() => act("clear")} data-testid="alarm-clear">
+                Clear
+              </button>
+            )}
+            <button class="btn small ghost" onClick={toggle}>
+              {open ? "Hide" : "Details"}
             </button>
-          )}
-          {state !== "cleared" && (
-            <button class="btn small" onClick={() => act("clear")} data-testid="alarm-clear">
-              Clear
-            </button>
-          )}
-          <button class="btn small ghost" onClick={toggle}>
-            {open ? "Hide" : "Details"}
-          </button>
+          </div>
         </td>
       </tr>
       {error && (

@@ -71,9 +71,16 @@ export function Device({ id }) {
   }, [id]);
 
   useLive(
-    (m) => m.device === id,
+    (m) => m.device === id || m.type === "hello",
     (m) => {
-      if (m.type === "telemetry") {
+      if (m.type === "hello") {
+        // Back after a disconnect: re-read what the socket may have missed.
+        alarms.reload();
+        if (m.resync) {
+          series.reload();
+          setRange((r) => ({ ...r, nonce: r.nonce + 1 }));
+        }
+      } else if (m.type === "telemetry") {
         const t = toSeconds(m.ts) ?? Date.now() / 1000;
         setSeen(t);
         const known = new Set(series.data || []);
@@ -156,7 +163,7 @@ export function Device({ id }) {
           <p class="muted small hint-line">Drag to zoom in · wheel to zoom · shift+wheel to pan · double-click to zoom out</p>
           <ErrorBox error={series.error} />
           {series.data && !metrics.length && <Empty>No telemetry yet. Send a reading and it appears here without a reload.</Empty>}
-          {metrics.map((m, i) => (
+          {metrics.map((m) => (
             <ChartPanel
               key={m.metric}
               device={id}
@@ -165,7 +172,6 @@ export function Device({ id }) {
               range={range}
               onRange={(r) => setRange({ ...r, nonce: range.nonce })}
               alarms={overlay.filter((a) => !a.metric || a.metric === m.metric)}
-              colorIndex={i}
               liveRef={liveRef}
               syncKey={`dev-${id}`}
             />
@@ -194,7 +200,7 @@ function Twin({ id }) {
   const [text, setText] = useState("{\n  \n}");
   const [error, setError] = useState(null);
   const [ok, setOk] = useState(false);
-  useLive((m) => m.device === id && m.type === "twin", () => twin.reload(), [id]);
+  useLive((m) => (m.device === id && m.type === "twin") || m.type === "hello", () => twin.reload(), [id]);
 
   async function save(e) {
     e.preventDefault();
@@ -244,7 +250,7 @@ function Commands({ id }) {
   const [name, setName] = useState("reboot");
   const [args, setArgs] = useState("{}");
   const [error, setError] = useState(null);
-  useLive((m) => m.device === id && (m.type === "command_ack" || m.type === "command"), () => list.reload(), [id]);
+  useLive((m) => (m.device === id && (m.type === "command_ack" || m.type === "command")) || m.type === "hello", () => list.reload(), [id]);
 
   async function send(e) {
     e.preventDefault();
