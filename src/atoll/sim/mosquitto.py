@@ -5,6 +5,7 @@ Devices get the ACL a real Atoll broker enforces: each may only use its own topi
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import shutil
 import socket
@@ -12,6 +13,9 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Self
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from atoll.core.errors import Unavailable
 
@@ -91,16 +95,30 @@ class Mosquitto:
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return True
-            except OSError:
-                time.sleep(0.05)
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self._answers():
+                return True
+            time.sleep(0.05)
         self.stop()
         return False
+
+    def _answers(self) -> bool:
+        """A CONNACK from the port proves it is this broker, not whatever else listens there."""
+        probe = paho.Client(CallbackAPIVersion.VERSION2, client_id="atoll-probe")
+        probe.username_pw_set(*OBSERVER)
+        try:
+            probe.connect("127.0.0.1", self.port, keepalive=5)
+            until = time.monotonic() + 0.5
+            while not probe.is_connected() and time.monotonic() < until:
+                probe.loop(0.05)
+            return probe.is_connected()
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                probe.disconnect()
+            if probe.socket() is not None:
+                probe.socket().close()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
