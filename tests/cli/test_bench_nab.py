@@ -60,3 +60,15 @@ def test_changing_future_values_leaves_earlier_scores_alone(corpus, name):
     b = replay(name, {"s": (future, ts)}).scores["s"]
     np.testing.assert_array_equal(a[:cut], b[:cut])
     assert not np.array_equal(a[cut:], b[cut:])
+
+
+def test_score_only_rescores_published_results(corpus, tmp_path):
+    out = tmp_path / "numenta.json"
+    res = CliRunner().invoke(app, ["bench", "nab", "--score-only", "--scores-dir", str(corpus.root / "reference"),
+                                   "--detector", "numenta", "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    profiles = json.loads(out.read_text())["profiles"]
+    assert profiles["standard"]["score"] == pytest.approx(70.10, abs=0.01)
+    assert profiles["reward_low_FN_rate"]["score"] == pytest.approx(74.32, abs=0.01)
+    res = CliRunner().invoke(app, ["bench", "nab", "--score-only", "--scores-dir", str(tmp_path), "--detector", "x"])
+    assert res.exit_code == 2 and "missing raw scores" in res.output

@@ -38,18 +38,24 @@ def nab(
     = Path(".atoll/nab-results"),
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON here.")] = None,
     param: Annotated[list[str], typer.Option("--param", help="Detector parameter KEY=VALUE (repeatable).")] = [],  # noqa: B006
+    score_only: Annotated[bool, typer.Option(
+        "--score-only", help="Don't run anything: score the raw files already in --scores-dir/<detector>/ "
+                             "(any detector's, e.g. NAB's published results).")] = False,
 ) -> None:
     """Run a detector strictly online over all NAB streams and score it on NAB's three profiles.
 
     One fresh detector per stream, the same settings for every stream, no labels, no future
     readings. Thresholds are optimised per profile by NAB's rules (an exact sweep).
     """
-    from atoll.detect.nab.bench import SCOREBOARD, run_nab
+    from atoll.detect.nab.bench import run_nab
     from atoll.detect.nab.corpus import load_corpus
 
     console = Console(stderr=True)
     try:
         corpus = load_corpus(data)
+        if score_only:
+            _print_scored(corpus, scores_dir, detector, json_out)
+            return
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=True) as progress:
             task = progress.add_task(f"NAB {detector}", total=len(corpus))
@@ -60,14 +66,8 @@ def nab(
                       soft_wrap=True)
         raise typer.Exit(2) from None
 
-    table = Table(title=f"NAB v1.1 — {result['corpus']['streams']} streams, {result['corpus']['points']:,} points")
-    table.add_column("detector")
-    for _, title in PROFILES:
-        table.add_column(title, justify="right")
-    table.add_row(f"[bold]{result['detector']}[/bold]",
-                  *(f"[bold]{result['profiles'][p]['score']:.2f}[/bold]" for p, _ in PROFILES))
-    for name, row in SCOREBOARD.items():
-        table.add_row(name, *(f"{row[p]:.2f}" for p, _ in PROFILES))
+    table = _table(f"NAB v1.1 — {result['corpus']['streams']} streams, {result['corpus']['points']:,} points",
+                   result["detector"], result["profiles"])
     out = Console(soft_wrap=True)
     out.print(table)
     out.print("thresholds: " + ", ".join(f"{t} {result['profiles'][p]['threshold']:.6g}" for p, t in PROFILES))
@@ -78,6 +78,33 @@ def nab(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
+        out.print(f"wrote {json_out}")
+
+
+def _table(title: str, detector: str, profiles: dict) -> Table:
+    from atoll.detect.nab.bench import SCOREBOARD
+
+    table = Table(title=title)
+    table.add_column("detector")
+    for _, heading in PROFILES:
+        table.add_column(heading, justify="right")
+    table.add_row(f"[bold]{detector}[/bold]", *(f"[bold]{profiles[p]['score']:.2f}[/bold]" for p, _ in PROFILES))
+    for name, row in SCOREBOARD.items():
+        table.add_row(name, *(f"{row[p]:.2f}" for p, _ in PROFILES))
+    return table
+
+
+def _print_scored(corpus, scores_dir: Path, detector: str, json_out: Path | None) -> None:
+    from atoll.detect.nab.results import score_results_dir
+
+    profiles = score_results_dir(scores_dir, detector, corpus)
+    out = Console(soft_wrap=True)
+    out.print(_table(f"NAB v1.1 — raw scores from {scores_dir / detector}", detector, profiles))
+    out.print("thresholds: " + ", ".join(f"{t} {profiles[p]['threshold']:.6g}" for p, t in PROFILES))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"detector": detector, "scores_dir": str(scores_dir / detector),
+                                        "profiles": profiles}, indent=2) + "\n")
         out.print(f"wrote {json_out}")
 
 
