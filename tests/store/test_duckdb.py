@@ -13,12 +13,13 @@ from atoll.store.duckdb import DuckDBStore
 from atoll.testing.store import STORE_CHECKS
 
 
-# "eager" folds partial rollups into the tiers after every append, so the tier merge
-# (upsert) path sees the same late and out-of-order data the default path reads from partials.
-@pytest.fixture(params=["default", "eager"])
+# "eager" folds appended points into the rollup tiers after every append, so answers come from
+# the tiers (upsert path) alone; "mixed" folds every 5,000 points, so the larger checks query
+# buckets that are part tier rows, part raw points not folded in yet, and small ones raw only.
+@pytest.fixture(params=["mixed", "eager"])
 def make_store(request, tmp_path):
-    options = {"compact_rows": 1} if request.param == "eager" else {}
-    return lambda: DuckDBStore(tmp_path / f"{uuid.uuid4().hex}.duckdb", **options)
+    every = {"mixed": 5_000, "eager": 1}[request.param]
+    return lambda: DuckDBStore(tmp_path / f"{uuid.uuid4().hex}.duckdb", compact_points=every)
 
 
 def reopen(store):
@@ -108,16 +109,14 @@ def test_unknown_setting_is_invalid_input(tmp_path):
         DuckDBStore(tmp_path / "x.duckdb", config={"no_such_setting": "1"})
 
 
-@pytest.mark.parametrize("compact", [True, False], ids=["tiers", "pending-partials"])
-def test_wide_queries_are_answered_from_rollups_not_raw_points(tmp_path, compact):
+def test_wide_queries_are_answered_from_rollups_not_raw_points(tmp_path):
     store = DuckDBStore(tmp_path / "tiers.duckdb")
     try:
         key = SeriesKey("plant", "pump", "t")
         hour = 3_600_000_000
         ts = np.arange(3 * 24 * 3600, dtype=np.int64) * 1_000_000  # 3 days at 1 Hz, aligned
         store.append(PointBatch.of_series(key, ts, np.sin(ts / 1e10)))
-        if compact:
-            store.compact()
+        store.compact()
         want = store.query_buckets(key, 0, 3 * 24 * hour, hour)
         # Remove the raw points behind the store's back: only rollups can answer now.
         with store._db.cursor() as cur:
@@ -130,5 +129,24 @@ def test_wide_queries_are_answered_from_rollups_not_raw_points(tmp_path, compact
         assert 50 <= len(chart.ts) <= 100
         assert len(store.query_chart(key, 0, 3 * 24 * hour, 2000).ts) > 2000  # minute tier
         assert len(store.query_raw(key, 0, 3 * 24 * hour).ts) == 0
+    finally:
+        store.close()
+
+
+def test_appends_after_retention_emptied_the_store_and_a_reopen_still_reach_the_tiers(tmp_path):
+    key = SeriesKey("plant", "pump", "t")
+    hour = 3_600_000_000
+    store = DuckDBStore(tmp_path / "r.duckdb")
+    store.append(PointBatch.of_series(key, [1, 2], [1.0, 2.0]))
+    assert store.delete_before("plant", 2**62) == 2
+    store.close()
+    store = DuckDBStore(tmp_path / "r.duckdb")
+    try:
+        store.append(PointBatch.of_series(key, [hour, hour + 1], [3.0, 4.0]))
+        store.compact()
+        with store._db.cursor() as cur:  # only the tiers can answer now
+            cur.execute("DELETE FROM points").fetchall()
+        b = store.query_buckets(key, 0, 2**62, hour)
+        assert b.start.tolist() == [hour] and b.columns["count"].tolist() == [2]
     finally:
         store.close()

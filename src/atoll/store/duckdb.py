@@ -3,14 +3,17 @@
 Layout (see docs/STORAGE.md for why):
 
 * ``series``: the catalog, one small integer id per ``SeriesKey``.
-* ``points``: raw ``(sid, ts, value)``, appended in bulk from numpy arrays.
+* ``points``: raw ``(sid, ts, value, seq)``, appended in bulk from numpy arrays; ``seq``
+  numbers the appends (constant per append, so it compresses to almost nothing).
 * ``rollup_60s`` / ``rollup_3600s``: per series and bucket, min/max with their times,
-  sum, count, first and last (see ``atoll.store.rollup``), one row per bucket.
-* ``rollup_pending``: 1-minute partial rollups of recent appends. An append writes its
-  points and their partials (computed in numpy) in one transaction: two plain inserts, no
-  index work. Every few seconds the writer folds the partials into both tiers (upserts),
-  and queries read tiers + partials, so answers are always exact, also for late and
-  out-of-order points, and an append stays cheap.
+  sum, count, first and last, one row per bucket.
+* ``store_meta``: ``compacted_seq``, the last append already folded into the tiers.
+
+An append is one plain bulk insert and a commit. Every few seconds the writer folds the
+points of the appends after ``compacted_seq`` into both tiers (upserts that combine rows, so
+late and out-of-order points are exact) and advances ``compacted_seq`` in the same
+transaction. Queries read the tiers plus the few raw points not folded in yet, inside one
+snapshot, so every answer is exact at every moment while an append stays cheap.
 
 The newest point of every series is kept in memory (rebuilt from the tiers on open).
 """
@@ -29,30 +32,31 @@ import numpy as np
 
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import PointBatch, SeriesKey
-from atoll.store import plan, rollup
+from atoll.store import plan
 from atoll.store.port import AGGREGATES, Buckets, Series
 
 log = logging.getLogger(__name__)
 
 _ROLLUP_COLUMNS = "sid, b, vmin, tmin, vmax, tmax, vsum, n, tfirst, vfirst, tlast, vlast"
 
+_ROLLUP_DDL = """sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE, tmin BIGINT, vmax DOUBLE,
+    tmax BIGINT, vsum DOUBLE, n BIGINT, tfirst BIGINT, vfirst DOUBLE, tlast BIGINT, vlast DOUBLE"""
+
 _SCHEMA = [
     "CREATE SEQUENCE IF NOT EXISTS series_id START 1",
     """CREATE TABLE IF NOT EXISTS series (
         id INTEGER PRIMARY KEY, project VARCHAR NOT NULL, device VARCHAR NOT NULL,
         metric VARCHAR NOT NULL, UNIQUE (project, device, metric))""",
-    "CREATE TABLE IF NOT EXISTS points (sid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE)",
-    """CREATE TABLE IF NOT EXISTS rollup_pending (
-        sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE, tmin BIGINT, vmax DOUBLE,
-        tmax BIGINT, vsum DOUBLE, n BIGINT, tfirst BIGINT, vfirst DOUBLE, tlast BIGINT,
-        vlast DOUBLE)""",
+    """CREATE TABLE IF NOT EXISTS points (
+        sid INTEGER NOT NULL, ts BIGINT NOT NULL, value DOUBLE, seq BIGINT NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS store_meta (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL)",
+    "INSERT INTO store_meta VALUES ('compacted_seq', 0) ON CONFLICT DO NOTHING",
 ] + [
-    f"""CREATE TABLE IF NOT EXISTS {f"rollup_{t // plan.MINUTE * 60}s"} (
-        sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE, tmin BIGINT, vmax DOUBLE,
-        tmax BIGINT, vsum DOUBLE, n BIGINT, tfirst BIGINT, vfirst DOUBLE, tlast BIGINT,
-        vlast DOUBLE, PRIMARY KEY (sid, b))"""
+    f"CREATE TABLE IF NOT EXISTS rollup_{t // plan.MINUTE * 60}s ({_ROLLUP_DDL}, PRIMARY KEY (sid, b))"
     for t in plan.TIERS
 ]
+
+_COMPACTED = "SELECT value FROM store_meta WHERE name = 'compacted_seq'"
 
 
 def _table(tier: int) -> str:
@@ -65,17 +69,19 @@ def _floor(col: str, width: int) -> str:
 
 
 def _rollup_of_points(source: str, width: int, where: str = "TRUE") -> str:
-    """Rollup rows (in ``_ROLLUP_COLUMNS`` order) of raw points."""
-    return f"""SELECT sid, {_floor("ts", width)} AS b, min(value), arg_min(ts, value),
-        max(value), arg_max(ts, value), sum(value), count(*), min(ts), arg_min(value, ts),
-        max(ts), arg_max(value, ts) FROM {source} WHERE {where} GROUP BY ALL"""
+    """Rollup rows (``_ROLLUP_COLUMNS``) of raw points."""
+    return f"""SELECT sid, {_floor("ts", width)} AS b, min(value) AS vmin,
+        arg_min(ts, value) AS tmin, max(value) AS vmax, arg_max(ts, value) AS tmax,
+        sum(value) AS vsum, count(*) AS n, min(ts) AS tfirst, arg_min(value, ts) AS vfirst,
+        max(ts) AS tlast, arg_max(value, ts) AS vlast FROM {source} WHERE {where} GROUP BY ALL"""
 
 
 def _rollup_of_rollups(source: str, width: int, where: str = "TRUE") -> str:
     """Coarser rollup rows from finer ones (``width`` a multiple of theirs)."""
-    return f"""SELECT sid, {_floor("b", width)} AS b, min(vmin), arg_min(tmin, vmin),
-        max(vmax), arg_max(tmax, vmax), sum(vsum), sum(n)::BIGINT, min(tfirst),
-        arg_min(vfirst, tfirst), max(tlast), arg_max(vlast, tlast)
+    return f"""SELECT sid, {_floor("b", width)} AS b, min(vmin) AS vmin,
+        arg_min(tmin, vmin) AS tmin, max(vmax) AS vmax, arg_max(tmax, vmax) AS tmax,
+        sum(vsum) AS vsum, sum(n)::BIGINT AS n, min(tfirst) AS tfirst,
+        arg_min(vfirst, tfirst) AS vfirst, max(tlast) AS tlast, arg_max(vlast, tlast) AS vlast
         FROM {source} WHERE {where} GROUP BY ALL"""
 
 
@@ -96,15 +102,6 @@ def _merge(table: str, select: str) -> str:
         vlast = CASE WHEN {new}.tlast >= {old}.tlast THEN {new}.vlast ELSE {old}.vlast END"""
 
 
-def _tier_rows(tier: int, columns: str) -> str:
-    """A tier's rows in ``[$a, $z)``, including partials not yet folded into it."""
-    where = "WHERE sid = $sid AND b >= $a AND b < $z"
-    return (
-        f"SELECT {columns} FROM {_table(tier)} {where}"
-        f" UNION ALL SELECT {columns} FROM rollup_pending {where}"
-    )
-
-
 def _edges(select: str) -> str:
     """``select`` over raw points at both edges: ``[start, a)`` and ``[z, end)``, as two index
     ranges (one range with an OR filter would scan the whole middle)."""
@@ -114,26 +111,48 @@ def _edges(select: str) -> str:
     )
 
 
+def _middle(tier: int, tier_columns: str, raw_columns: str) -> str:
+    """The aligned middle ``[a, z)``: tier rows, plus raw points not folded into them yet."""
+    return (
+        f"SELECT {tier_columns} FROM {_table(tier)} WHERE sid = $sid AND b >= $a AND b < $z"
+        f" UNION ALL SELECT {raw_columns} FROM points"
+        " WHERE sid = $sid AND seq > $compacted AND ts >= $a AND ts < $z"
+    )
+
+
+_RAW_AS_ROLLUP = """ts AS b, value AS vmin, ts AS tmin, value AS vmax, ts AS tmax,
+    value AS vsum, 1 AS n, ts AS tfirst, value AS vfirst, ts AS tlast, value AS vlast"""
+
+
 def _range_rows(tier: int | None) -> str:
     """Rollup-shaped rows of a query range: tier rows for the aligned middle ``[a, z)``,
     raw points for the partial buckets at the edges."""
-    raw = _edges(
-        """SELECT ts AS b, value AS vmin, ts AS tmin, value AS vmax, ts AS tmax,
-        value AS vsum, 1 AS n, ts AS tfirst, value AS vfirst, ts AS tlast, value AS vlast"""
-    )
+    raw = _edges(f"SELECT {_RAW_AS_ROLLUP}")
     if tier is None:
         return raw
     columns = "b, vmin, tmin, vmax, tmax, vsum, n, tfirst, vfirst, tlast, vlast"
-    return f"{_tier_rows(tier, columns)} UNION ALL {raw}"
+    return f"{_middle(tier, columns, _RAW_AS_ROLLUP)} UNION ALL {raw}"
 
 
 def _chart_candidates(tier: int | None) -> str:
-    """Points a chart may show: each tier bucket's min and max, raw points at the edges."""
+    """Points a chart may show: each tier bucket's min and max, raw points otherwise."""
     raw = _edges("SELECT ts, value AS v")
     if tier is None:
         return raw
-    lows, highs = _tier_rows(tier, "tmin AS ts, vmin AS v"), _tier_rows(tier, "tmax, vmax")
+    lows = _middle(tier, "tmin AS ts, vmin AS v", "ts, value")
+    highs = f"SELECT tmax, vmax FROM {_table(tier)} WHERE sid = $sid AND b >= $a AND b < $z"
     return f"{lows} UNION ALL {highs} UNION ALL {raw}"
+
+
+def _newest(sid: np.ndarray, ts: np.ndarray, value: np.ndarray) -> dict[int, tuple[int, float]]:
+    """Newest ``(ts, value)`` per series id of a batch (the last to arrive among equal times)."""
+    ids, group = np.unique(sid, return_inverse=True)
+    top = np.full(len(ids), np.iinfo(np.int64).min)
+    np.maximum.at(top, group, ts)
+    at_top = np.flatnonzero(ts == top[group])
+    pick = np.full(len(ids), -1)
+    np.maximum.at(pick, group[at_top], at_top)
+    return {int(i): (int(ts[j]), float(value[j])) for i, j in zip(ids, pick)}
 
 
 def _run(cur: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[tuple]:
@@ -161,13 +180,13 @@ class DuckDBStore:
         path: str | Path = ":memory:",
         config: dict[str, str] | None = None,
         *,
-        compact_rows: int = 20_000,
+        compact_points: int = 1_000_000,
         compact_seconds: float = 5.0,
     ):
-        """``config``: DuckDB settings. Partial rollups are folded into the tiers once
-        ``compact_rows`` have piled up or the oldest is ``compact_seconds`` old."""
+        """``config``: DuckDB settings. Appended points are folded into the rollup tiers once
+        ``compact_points`` have piled up or the oldest is ``compact_seconds`` old."""
         self.path = str(path)
-        self._compact_rows, self._compact_seconds = compact_rows, compact_seconds
+        self._compact_points, self._compact_seconds = compact_points, compact_seconds
         self._pending = 0
         self._pending_since: float | None = None
         try:
@@ -192,7 +211,11 @@ class DuckDBStore:
             rows = _run(self._writer, "SELECT project, device, metric, id FROM series")
             self._sids: dict[SeriesKey, int] = {SeriesKey(p, d, m): i for p, d, m, i in rows}
             self._keys = {i: k for k, i in self._sids.items()}
-            self._compact()
+            ((self._seq,),) = _run(self._writer, "SELECT coalesce(max(seq), 0) FROM points")
+            ((self._compacted,),) = _run(self._writer, _COMPACTED)
+            # Retention may have deleted the newest appends; never reuse a folded number.
+            self._seq = max(self._seq, self._compacted)
+            self._compact()  # appends a crash left unfolded
             newest = _run(
                 self._writer,
                 f"SELECT sid, max(tlast), arg_max(vlast, tlast) FROM {_table(plan.TIERS[-1])} "
@@ -232,57 +255,71 @@ class DuckDBStore:
         value = np.ascontiguousarray(batch.value, dtype=np.float64)
         with self._lock, _translated("append"):
             w = self._writer
+            seq = self._seq + 1
             w.begin()
             try:
                 lut, added = self._catalog(batch.keys)
                 sid = lut[batch.key_index]
-                partials = rollup.of_points(sid, ts, value, plan.TIERS[0])
                 w.register("_batch", {"sid": sid, "ts": ts, "value": value})
-                w.register("_partials", partials)
-                _run(w, "INSERT INTO points SELECT sid, ts, value FROM _batch")
-                _run(w, f"INSERT INTO rollup_pending SELECT {_ROLLUP_COLUMNS} FROM _partials")
-                w.commit()  # DuckDB writes its WAL on commit: the batch is durable from here
+                _run(w, "INSERT INTO points SELECT sid, ts, value, $seq FROM _batch", {"seq": seq})
+                w.commit()  # DuckDB writes and syncs its WAL on commit: durable from here
             except BaseException:
                 w.rollback()
                 raise
             finally:
                 w.unregister("_batch")
-                w.unregister("_partials")
+            self._seq = seq
             self._sids.update(added)
             self._keys.update({i: k for k, i in added.items()})
-            for s, newest in rollup.latest_of(partials).items():
+            for s, newest in _newest(sid, ts, value).items():
                 if s not in self._latest or newest[0] >= self._latest[s][0]:
                     self._latest[s] = newest
             if self._pending_since is None:
                 self._pending_since = time.monotonic()
-            self._pending += len(partials["b"])
+            self._pending += len(ts)
             if (
-                self._pending >= self._compact_rows
+                self._pending >= self._compact_points
                 or time.monotonic() - self._pending_since >= self._compact_seconds
             ):
                 try:
                     self._compact()
                 except duckdb.Error:
                     # The batch is committed; failing append now would make the sender retry
-                    # and store it twice. Queries stay exact from the partials; retry later.
+                    # and store it twice. Queries stay exact from raw points; retry later.
                     log.exception("DuckDB store: compaction failed, will retry")
 
     def _compact(self) -> None:
-        """Fold partial rollups into the tiers (caller holds the lock, or is ``__init__``)."""
-        w = self._writer
-        w.begin()
-        try:
-            for tier in plan.TIERS:
-                _run(w, _merge(_table(tier), _rollup_of_rollups("rollup_pending", tier)))
-            _run(w, "DELETE FROM rollup_pending")
-            w.commit()
-        except BaseException:
-            w.rollback()
-            raise
+        """Fold the points of appends after ``compacted_seq`` into the tiers (caller holds the
+        lock, or is ``__init__``)."""
+        if self._seq > self._compacted:
+            w = self._writer
+            fresh = f"seq > {int(self._compacted)} AND seq <= {int(self._seq)}"
+            finest = _table(plan.TIERS[0])
+            w.begin()
+            try:
+                _run(
+                    w,
+                    "CREATE OR REPLACE TEMP TABLE _fresh AS "
+                    + _rollup_of_points("points", plan.TIERS[0], fresh),
+                )
+                _run(w, _merge(finest, f"SELECT {_ROLLUP_COLUMNS} FROM _fresh"))
+                for tier in plan.TIERS[1:]:
+                    _run(w, _merge(_table(tier), _rollup_of_rollups("_fresh", tier)))
+                _run(w, "DROP TABLE _fresh")
+                _run(
+                    w,
+                    "UPDATE store_meta SET value = ? WHERE name = 'compacted_seq'",
+                    [int(self._seq)],
+                )
+                w.commit()
+            except BaseException:
+                w.rollback()
+                raise
+            self._compacted = self._seq
         self._pending, self._pending_since = 0, None
 
     def compact(self) -> None:
-        """Fold recent partial rollups into the tiers now (appends do this every few seconds)."""
+        """Fold recent appends into the rollup tiers now (appends do this every few seconds)."""
         with self._lock, _translated("compaction"):
             self._compact()
 
@@ -326,13 +363,21 @@ class DuckDBStore:
 
     # ---------------------------------------------------------------------------- queries
 
-    @contextmanager
-    def _reader(self, what: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _read(self, what: str, sql: str, args: dict | list, tier: int | None = None) -> dict:
+        """Run one query in a snapshot of its own. With a tier, the query also sees
+        ``$compacted`` from that same snapshot, so tier rows and not-yet-folded raw points
+        never overlap or leave a gap, whatever compaction does meanwhile."""
         with _translated(what):
             with self._cursor_lock:  # the root connection is shared by all threads
                 cur = self._db.cursor()
             with cur:
-                yield cur
+                cur.begin()
+                try:
+                    if tier is not None:
+                        ((args["compacted"],),) = _run(cur, _COMPACTED)
+                    return cur.execute(sql, args).fetchnumpy()
+                finally:
+                    cur.rollback()  # read-only
 
     def query_raw(self, key: SeriesKey, start: int, end: int, limit: int | None = None) -> Series:
         start, end = plan.check_range(start, end)
@@ -344,8 +389,7 @@ class DuckDBStore:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        with self._reader("raw query") as cur:
-            got = cur.execute(sql, args).fetchnumpy()
+        got = self._read("raw query", sql, args)
         return Series(np.asarray(got["ts"], np.int64), np.asarray(got["value"], np.float64))
 
     def _range_args(self, sid: int, start: int, end: int, tier: int | None) -> dict[str, int]:
@@ -366,8 +410,7 @@ class DuckDBStore:
             sum(vsum) / sum(n) AS avg, sum(n)::BIGINT AS count,
             arg_min(vfirst, tfirst) AS first, arg_max(vlast, tlast) AS last
             FROM ({_range_rows(tier)}) GROUP BY bs ORDER BY bs"""
-        with self._reader("bucket query") as cur:
-            got = cur.execute(sql, self._range_args(sid, start, end, tier)).fetchnumpy()
+        got = self._read("bucket query", sql, self._range_args(sid, start, end, tier), tier)
         return Buckets(
             np.asarray(got["bs"], np.int64),
             {a: np.asarray(got[a], np.int64 if a == "count" else np.float64) for a in aggs},
@@ -384,8 +427,7 @@ class DuckDBStore:
             max(v) AS vmax FROM ({_chart_candidates(tier)}) GROUP BY (ts - $start) // $px"""
         args = self._range_args(sid, start, end, tier)
         args["px"] = plan.pixel_us(start, end, width)
-        with self._reader("chart query") as cur:
-            got = cur.execute(sql, args).fetchnumpy()
+        got = self._read("chart query", sql, args, tier)
         return plan.interleave_min_max(got["tmin"], got["vmin"], got["tmax"], got["vmax"])
 
     def latest(self, project: str, device: str | None = None) -> dict[SeriesKey, tuple[int, float]]:
@@ -405,7 +447,6 @@ class DuckDBStore:
                 return
             self._closed = True
             with _translated("closing"):
-                if self._pending:
-                    self._compact()
+                self._compact()
             self._writer.close()
             self._db.close()
