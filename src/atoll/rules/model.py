@@ -21,7 +21,11 @@ _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
 
 def slug(text: str) -> str:
-    """``slug("Boiler too hot!") == "boiler-too-hot"``"""
+    """A rule id from a name.
+
+    >>> slug("Boiler too hot!")
+    'boiler-too-hot'
+    """
     return _SLUG.sub("-", text.lower()).strip("-")[:120] or "rule"
 
 
