@@ -29,7 +29,7 @@ def _register() -> None:
         module.register(app)
 
 
-_COMMAND_MODULES: list[str] = ["bench", "demo", "detect", "devices", "projects", "rules", "sim", "solutions",
+_COMMAND_MODULES: list[str] = ["admin", "bench", "demo", "detect", "devices", "projects", "rules", "sim", "solutions",
                                "up"]
 
 _register()
