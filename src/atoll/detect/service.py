@@ -300,17 +300,20 @@ class DetectionService:
             val_parts.append(scores)
             detector = {"name": tracked.name, "version": version}
             events = events_by_device.setdefault((key.project, key.device), [])
+            project, device, metric = key
+            # Plain Python lists: building a dict per reading is this service's main cost.
+            rows = zip(ts.tolist(), scores.tolist(), values.tolist(), flags.tolist())
             if choice is not None and choice.jointly:
+                names = choice.jointly
                 events.extend(
-                    {"project": key.project, "device": key.device, "metric": key.metric, "ts": int(t),
-                     "score": float(s), "values": dict(zip(choice.jointly, map(_json_float, v))),
-                     "is_anomaly": bool(f), "detector": detector}
-                    for t, s, v, f in zip(ts, scores, values.tolist(), flags))
+                    {"project": project, "device": device, "metric": metric, "ts": t, "score": sc,
+                     "values": dict(zip(names, map(_json_float, v))), "is_anomaly": f, "detector": detector}
+                    for t, sc, v, f in rows)
             else:
                 events.extend(
-                    {"project": key.project, "device": key.device, "metric": key.metric, "ts": int(t),
-                     "score": float(s), "value": float(v), "is_anomaly": bool(f), "detector": detector}
-                    for t, s, v, f in zip(ts, scores, values, flags))
+                    {"project": project, "device": device, "metric": metric, "ts": t, "score": sc,
+                     "value": v, "is_anomaly": f, "detector": detector}
+                    for t, sc, v, f in rows)
         if keys and self.store is not None:
             self._pending.append(PointBatch(
                 tuple(keys), np.concatenate([np.full(len(t), i, np.int32) for i, t in enumerate(ts_parts)]),
