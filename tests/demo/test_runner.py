@@ -1,5 +1,7 @@
 import asyncio
+import threading
 
+import httpx
 import pytest
 
 from atoll.demo import LAB, DemoOptions, run_demo
@@ -48,7 +50,32 @@ def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
     opts = DemoOptions(home=tmp_path / "demo", devices=10, duration=8, history_s=60, faults=2,
                        http_port=0, mqtt_port=0, first_fault_s=1, fault_every_s=1)
     seen = {}
-    summary = asyncio.run(run_demo(opts, say=lambda m: None, ready=seen.update))
+    views = {}
+
+    def ready(info):
+        seen.update(info)
+        # ready() runs on the platform's event loop: talk to the API from another thread.
+        checker.append(threading.Thread(target=check, args=(info,)))
+        checker[0].start()
+
+    def check(info):
+        # While the demo runs: each enterprise's login sees its own project, and only that.
+        first, second = info["tenants"][0], info["tenants"][1]
+        with httpx.Client(base_url=info["console"] + "/api/v1") as http:
+            token = http.post("/auth/login", json={"username": first["user"],
+                                                   "password": first["password"]}).json()["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            views["projects"] = [p["id"] for p in http.get("/projects", headers=auth).json()]
+            views["other"] = http.get(f"/projects/{second['project']}", headers=auth).status_code
+            views["devices"] = http.get(f"/projects/{first['project']}/devices",
+                                        headers=auth).json()
+
+    checker = []
+    summary = asyncio.run(run_demo(opts, say=lambda m: None, ready=ready))
+    checker[0].join(30)
+    assert views["projects"] == [LAB[0].project]
+    assert views["other"] == 404
+    assert len(views["devices"]) >= 2
     assert summary.tenants == len(LAB)
     assert summary.devices == 10
     # 60 s of history plus ~8 s live, every device once a second, several metrics each.

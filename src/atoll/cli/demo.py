@@ -51,8 +51,14 @@ def demo(
 
     def ready(info: dict) -> None:
         console.print(f"\n[bold green]Atoll is live.[/] Console: [link={info['console']}]"
-                      f"{info['console']}[/link]  user [bold]{info['user']}[/] password "
-                      f"[bold]{info['password']}[/]")
+                      f"{info['console']}[/link]  (platform admin: user [bold]{info['user']}[/] password "
+                      f"[bold]{info['password']}[/])")
+        logins = Table(title="Enterprises in the lab (each logs in to its own tenant)")
+        for col in ("enterprise", "sector", "devices", "user", "password"):
+            logins.add_column(col)
+        for t in info["tenants"]:
+            logins.add_row(t["tenant"], t["sector"], str(t["devices"]), t["user"], t["password"])
+        console.print(logins)
         console.print(f"API key (platform admin): {info['api_key']}")
         console.print(f"MQTT: {info['mqtt']}   ground truth: {info['ground_truth']}")
         console.print("Press Ctrl-C to stop and see the summary.\n")

@@ -7,6 +7,7 @@ devices (each gets its own secret), and bind the template's detectors.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,8 @@ class BuiltTenant:
     template: Template
     api_key: str
     devices: list[SimDevice]
+    username: str = ""
+    password: str = ""
 
 
 def split_devices(total: int, lab: Sequence[LabTenant] = LAB) -> list[int]:
@@ -72,7 +75,11 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
     for spec, count in zip(lab, split_devices(total_devices, lab)):
         template = load_template(spec.template)
         _, key = admin.create_tenant(spec.name, id=spec.id)
+        # Each enterprise gets its own console login: tenants never see each other's data.
+        password = secrets.token_urlsafe(12)
         with make_client(key.token) as client:
+            client._call("POST", "/users", json={"username": spec.id, "password": password,
+                                                 "role": "admin"})
             client.create_project(spec.project_name, id=spec.project, retention_days=30)
             devices = provision(client, spec.project, [template], count, prefix="lab")
             # The template's rules, as the rules API takes them (YAML, project from the URL).
@@ -83,7 +90,7 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
             for dtype in template.device_types:
                 for binding in dtype.detectors:
                     bind_detectors(spec.project, dtype.name, binding.detector, binding.metrics)
-        out.append(BuiltTenant(spec, template, key.token, devices))
+        out.append(BuiltTenant(spec, template, key.token, devices, spec.id, password))
         if on_progress:
             on_progress(f"{spec.name}: {len(devices)} {spec.template} devices")
     return out

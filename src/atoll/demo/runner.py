@@ -228,6 +228,9 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
                 "console": platform.http_url, "user": secrets.username, "password": secrets.password,
                 "api_key": secrets.api_key, "mqtt": platform.mqtt_url,
                 "ground_truth": str(opts.home / "ground_truth.json"),
+                "tenants": [{"tenant": b.spec.name, "sector": b.spec.template,
+                             "project": b.spec.project, "devices": len(b.devices),
+                             "user": b.username, "password": b.password} for b in built],
             }
             (opts.home / "demo.json").write_text(json.dumps(info, indent=2))
             if ready:
