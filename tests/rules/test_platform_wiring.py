@@ -53,6 +53,15 @@ async def test_platform_runs_rules_behind_the_http_api(tmp_path):
                               "condition: {type: threshold, metric: t, value: 40}}\n")
         r = await asyncio.to_thread(cli, "rules", "apply", str(rules_file), "-p", "lab")
         assert r.exit_code == 0 and "applied 1 rules, 0 channels to lab" in r.output, r.output
+        r = await asyncio.to_thread(cli, "rules", "backtest", str(rules_file), "-p", "lab",
+                                    "--start", "-1h", "--json")
+        assert r.exit_code == 0 and json.loads(r.output) == [], r.output  # -4.5 is not > 40
+        freezing = tmp_path / "freezing.yaml"
+        freezing.write_text("- {name: Freezing, target: {device: s1}, "
+                            "condition: {type: threshold, metric: t, op: '<', value: -1}}\n")
+        r = await asyncio.to_thread(cli, "rules", "backtest", str(freezing), "-p", "lab", "--json")
+        (ep,) = json.loads(r.output)
+        assert (ep["rule"], ep["device"], ep["value"], ep["cleared_at"]) == ("freezing", "s1", -4.5, None)
         r = await asyncio.to_thread(cli, "rules", "list", "-p", "lab", "--json")
         assert [x["id"] for x in json.loads(r.output)] == ["cold", "hot"]
         r = await asyncio.to_thread(cli, "alarms", "ack", str(alarms[0]["id"]), "-m", "seen")

@@ -101,6 +101,27 @@ def apply(file: Path, project: Project, url: Url = DEFAULT_URL, api_key: Key = "
     typer.echo(f"applied {len(out['rules'])} rules, {len(out['channels'])} channels to {project}")
 
 
+@rules_app.command("backtest")
+def backtest_cmd(file: Path, project: Project, start: str = "-7d", end: str = "now",
+                 url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False) -> None:
+    """What the file's rules would have raised over stored history (nothing is saved)."""
+    from atoll.rules.loading import parse_yaml
+
+    try:
+        doc = parse_yaml(file.read_text())
+    except OSError as exc:
+        _fail(f"cannot read {file}: {exc.strerror}")
+    except AtollError as exc:
+        _fail(exc.message, exc.hint)
+    rules = doc.get("rules", []) if isinstance(doc, dict) else (doc or [])
+    rows = []
+    for raw in rules:
+        out = _call(url, api_key, "POST", f"/projects/{project}/rules/backtest",
+                    params={"start": start, "end": end}, json={**raw, "project": project})
+        rows += [{"rule": out["rule"]["id"], **e} for e in out["episodes"]]
+    _table(rows, ["rule", "device", "raised_at", "cleared_at", "value", "detail"], as_json)
+
+
 @rules_app.command("list")
 def list_rules(project: Project, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False) -> None:
     rows = _call(url, api_key, "GET", f"/projects/{project}/rules")
