@@ -143,6 +143,8 @@ class Platform:
             self.mqtt = ExternalIngest.from_settings(s, self.pipeline, directory, self.registry)
         if self.mqtt is not None:
             self.commands = TopicCommandSender(self.mqtt.publish)
+        if isinstance(self.mqtt, EmbeddedBroker):
+            self.mqtt.on_subscribed = self._hand_over
 
         for named in self._discover_services() + self._extra:
             await named.service.start()
@@ -159,6 +161,23 @@ class Platform:
         ctx.platform = self  # type: ignore[attr-defined]
         self.app = create_app(ctx, max_body_bytes=s.max_payload_bytes)
         await self._start_http()
+
+    async def _hand_over(self, device: str, topic_filter: str) -> None:
+        """A device subscribed: send it the desired twin and the commands it missed."""
+        from atoll.core import topics
+
+        reg, sender = self.registry, self.commands
+        try:
+            if _filter_matches(topic_filter, topics.twin_desired(device)):
+                twin = await asyncio.to_thread(reg.get_twin, device)
+                if twin.desired_version:
+                    await sender.publish_desired(device, twin.desired, twin.desired_version)
+            if _filter_matches(topic_filter, topics.command(device, "any")):
+                for cmd in await asyncio.to_thread(reg.list_commands, device, status="pending"):
+                    await sender.send_command(cmd)
+                    await asyncio.to_thread(reg.mark_command_delivered, device, cmd.id)
+        except Exception:  # the device can still poll over HTTP
+            log.exception("handing over twin/commands to %s failed", device)
 
     async def _start_http(self) -> None:
         import uvicorn
@@ -247,6 +266,16 @@ def _optional(name: str) -> ModuleType | None:
         if e.name and (name == e.name or name.startswith(e.name + ".")):
             return None
         raise
+
+
+def _filter_matches(topic_filter: str, topic: str) -> bool:
+    f, t = topic_filter.split("/"), topic.split("/")
+    for i, level in enumerate(f):
+        if level == "#":
+            return True
+        if i >= len(t) or (level != "+" and level != t[i]):
+            return False
+    return len(f) == len(t)
 
 
 def tune_interpreter() -> None:

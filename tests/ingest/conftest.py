@@ -67,7 +67,7 @@ def close(client) -> None:
 
 @pytest.fixture
 async def fleet(tmp_path):
-    settings = Settings(home=tmp_path / "home", http_port=0, mqtt_port=0)
+    settings = Settings(home=tmp_path / "home", http_port=0, mqtt_port=0, services=[])
     platform = Platform(settings, password_hasher=FAST_HASHER)
     await platform.start()
     try:

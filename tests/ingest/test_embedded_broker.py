@@ -171,3 +171,30 @@ async def test_taken_port_fails_with_a_clear_hint(fleet, tmp_path):
     with pytest.raises(Unavailable) as e:
         await other.start()
     assert str(fleet.port) in e.value.message and "--mqtt-port" in e.value.hint
+
+
+async def test_offline_device_gets_pending_commands_and_desired_twin_when_it_subscribes(fleet):
+    from atoll.core.errors import Unavailable
+
+    reg, sender = fleet.platform.registry, fleet.platform.commands
+    cmd = reg.create_command("s1", "calibrate", {"to": 0})
+    with pytest.raises(Unavailable):  # nobody listens: the API keeps it pending
+        await sender.send_command(cmd)
+    reg.patch_desired("s1", {"interval_s": 5})
+    c, _rc = await asyncio.to_thread(fleet.connect, "s1")
+    got = []
+    ev = threading.Event()
+
+    def on_message(cl, ud, msg):
+        got.append((msg.topic, json.loads(msg.payload)))
+        if len(got) >= 2:
+            ev.set()
+
+    c.on_message = on_message
+    c.subscribe([(topics.twin_desired("s1"), 1), ("atoll/v1/devices/s1/commands/+", 1)])
+    await asyncio.to_thread(ev.wait, 5)
+    by_topic = dict(got)
+    assert by_topic[topics.twin_desired("s1")] == {"interval_s": 5, "$version": 1}
+    assert by_topic[topics.command("s1", cmd.id)]["name"] == "calibrate"
+    assert reg.get_command("s1", cmd.id).status == "delivered"
+    await asyncio.to_thread(close, c)

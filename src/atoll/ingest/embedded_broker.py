@@ -24,6 +24,7 @@ import asyncio
 import errno
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from amqtt.broker import Action, Broker
@@ -137,6 +138,16 @@ class _AtollAmqttBroker(Broker):
         handler.atoll = self._atoll
         return handler, session
 
+    async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
+        qos = await super().add_subscription(subscription, session)
+        identity = getattr(session, "atoll_identity", None)
+        hook = self._atoll.on_subscribed
+        if qos != 0x80 and identity is not None and hook is not None:
+            # After the SUBACK: hand over what the device missed (desired twin, pending commands).
+            task = asyncio.get_running_loop().create_task(hook(identity.device, subscription[0]))
+            self._atoll.track(task)
+        return qos
+
     async def _authenticate(self, session: Session, _listener) -> bool:
         return getattr(session, "atoll_identity", None) is not None
 
@@ -186,6 +197,13 @@ class EmbeddedBroker:
         self.recheck_interval = recheck_interval
         self._broker: _AtollAmqttBroker | None = None
         self._recheck: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+        #: ``async (device, topic_filter)`` run after a device subscribed (set by the runtime).
+        self.on_subscribed: Callable[[str, str], Awaitable[None]] | None = None
+
+    def track(self, task: asyncio.Task) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def start(self) -> None:
         if self.port:
@@ -207,6 +225,8 @@ class EmbeddedBroker:
         self._recheck = asyncio.create_task(self._recheck_loop(), name="atoll-mqtt-recheck")
 
     async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
         if self._recheck is not None:
             self._recheck.cancel()
             await asyncio.gather(self._recheck, return_exceptions=True)
@@ -240,12 +260,23 @@ class EmbeddedBroker:
         return identity
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
-        """Cloud → device (commands, desired twin)."""
-        if self._broker is None:
+        """Cloud → device (commands, desired twin).
+
+        A non-retained message nobody is subscribed to raises ``Unavailable``: a command to an
+        offline device then stays pending and is handed over when the device subscribes.
+        """
+        broker = self._broker
+        if broker is None:
             raise Unavailable("the embedded MQTT broker is not running")
         if retain:
-            await self._broker.retain_message(None, topic, payload, qos)
-        await self._broker.internal_message_broadcast(topic, payload, qos)
+            await broker.retain_message(None, topic, payload, qos)
+        elif not any(
+            broker._matches(topic, f) and (s.transitions.state == "connected" or not s.clean_session)
+            for f, subs in broker._subscriptions.items() for s, _ in subs
+        ):
+            raise Unavailable(f"no device session is subscribed to {topic}",
+                              hint="it is handed over when the device subscribes")
+        await broker.internal_message_broadcast(topic, payload, qos)
 
     def connected_devices(self) -> set[str]:
         if self._broker is None:
