@@ -69,3 +69,11 @@ def test_joint_works_with_uncalibrated_default_detector():
     d.score_many(x)
     assert d.score_one(np.array([1.0, -1.0])) >= d.default_threshold
     assert d.score_one(np.array([0.2, 0.2])) < d.default_threshold
+
+
+def test_threshold_is_the_sensor_detectors_before_any_reading():
+    from atoll.detect.registry import get_detector
+    from atoll.detect.threshold import Thresholded
+
+    assert Joint().default_threshold == get_detector("default").default_threshold
+    assert Thresholded(Joint("ewma")).threshold == get_detector("ewma").default_threshold

@@ -63,10 +63,16 @@ class PerSensor(StreamingDetector):
             raise InvalidInput(f"unknown combiner {combine!r}", hint=f"use one of {', '.join(_COMBINERS)}")
         self.detector, self.detector_params, self.combine = detector, dict(detector_params or {}), combine
         self.children: list[StreamingDetector] = []
+        self._threshold: float | None = None
 
     @property
     def default_threshold(self) -> float:  # type: ignore[override]
-        return self.children[0].default_threshold if self.children else 0.9999
+        # Known before the first reading (a Thresholded wrapper asks at construction).
+        if self._threshold is None:
+            from atoll.detect.registry import get_detector
+
+            self._threshold = float(get_detector(self.detector, **self.detector_params).default_threshold)
+        return self._threshold
 
     def params(self):
         return {"detector": self.detector, "detector_params": self.detector_params, "combine": self.combine}
