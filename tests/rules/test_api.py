@@ -83,7 +83,7 @@ async def send(env, value):
     assert r.status_code < 300, r.text
 
 
-async def wait_for(predicate, timeout=5.0):
+async def wait_for(predicate, timeout=15.0):
     for _ in range(int(timeout / 0.01)):
         if predicate():
             return

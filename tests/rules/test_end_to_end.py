@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import orjson
 
@@ -35,7 +34,7 @@ rules:
     events: asyncio.Queue = asyncio.Queue()
 
     async def on_alarm(msg):
-        await events.put((time.perf_counter(), orjson.loads(msg.data)))
+        await events.put(orjson.loads(msg.data))
 
     await bus.subscribe("alarm.p", on_alarm)
     me = DeviceIdentity("m1", "p", "t")
@@ -43,21 +42,20 @@ rules:
     async def next_event(rule="vibration"):
         # Only the events of one rule, so timing under load cannot reorder what we check.
         while True:
-            t, e = await asyncio.wait_for(events.get(), 5.0)
+            e = await asyncio.wait_for(events.get(), 15.0)
             if e["alarm"]["rule_id"] == rule:
-                return t, e
+                return e
 
-    t0 = time.perf_counter()
+    # How fast is bench/alarm_latency.py's business; here only that it happens, in order.
     await pipeline.submit_telemetry(me, orjson.dumps({"values": {"vib": 9.5}}), "test")
-    t, e = await next_event()
+    e = await next_event()
     assert (e["event"], e["alarm"]["rule_id"], e["alarm"]["device"]) == ("raised", "vibration", "m1")
-    assert t - t0 < 1.0  # the target; the benchmark measures it properly
     assert store.latest("p", "m1")  # stored before it was evaluated
     await pipeline.submit_telemetry(me, orjson.dumps({"values": {"vib": 4}}), "test")
-    _, e = await next_event()
+    e = await next_event()
     assert (e["event"], e["alarm"]["status"]) == ("cleared", "cleared")
     # Then silence: the timer loop (not a reading) raises the heartbeat alarm.
-    _, e = await next_event("silent")
+    e = await next_event("silent")
     assert (e["event"], e["alarm"]["rule_id"]) == ("raised", "silent")
     assert "no data from m1 for 1.5s" in e["alarm"]["detail"]
     await svc.stop()
