@@ -174,6 +174,63 @@ async def _broker_passthrough(messages: int, body_readings: int, metrics: int, t
             "points_per_second": round(points / secs)}
 
 
+async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict | None:
+    """Single-reading messages through a Mosquitto started here, ingested by Atoll's shared
+    subscription workers (external mode), persisted."""
+    from argon2 import PasswordHasher
+
+    from atoll.config import Settings
+    from atoll.ingest.external import new_admin_password, write_mosquitto_conf
+    from atoll.ingest.mosquitto_auth import MosquittoAuth
+    from atoll.platform import Platform
+    from atoll.sim.mosquitto import free_port
+
+    mosquitto, mosquitto_pub = shutil.which("mosquitto") or "/usr/sbin/mosquitto", shutil.which("mosquitto_pub")
+    if not (Path(mosquitto).exists() and mosquitto_pub):
+        echo("external broker phase skipped: mosquitto is not installed")
+        return None
+    d = tmp / "mosquitto"
+    d.mkdir()
+    port, password = free_port(), new_admin_password()
+    files = {"password_file": d / "passwd", "acl_file": d / "acl", "pid_file": d / "pid"}
+    MosquittoAuth(files["password_file"], files["acl_file"], None, admin_password=password).apply()
+    conf = write_mosquitto_conf(d / "mosquitto.conf", port=port, **files)
+    broker = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await asyncio.sleep(0.5)
+        settings = Settings(home=tmp / "home-ext", http_port=0, mqtt_mode="external", services=[],
+                            mqtt_url=f"mqtt://atoll-ingest:{password}@127.0.0.1:{port}", mqtt_workers=workers,
+                            mosquitto_password_file=files["password_file"],
+                            mosquitto_acl_file=files["acl_file"], mosquitto_pid_file=files["pid_file"])
+        p = Platform(settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        await p.start()
+        try:
+            p.registry.create_project("default", "Bench", project_id="bench")
+            devices = []
+            for i in range(2):
+                _, creds = p.registry.register_device("bench", device_id=f"ext-{i}")
+                devices.append((creds.device, creds.secret))
+            await asyncio.sleep(0.5)  # mosquitto reloads its password file on SIGHUP
+            stats = p.pipeline.stats
+            files_ = [_lines_file(tmp, messages, 20_000_000 + i * messages) for i in range(len(devices))]
+            t0 = time.perf_counter()
+            procs = [subprocess.Popen(
+                [mosquitto_pub, "-p", str(port), "-i", dev, "-u", dev, "-P", sec, "-q", "1", "-M", "1000",
+                 "-t", f"atoll/v1/devices/{dev}/telemetry", "-l"], stdin=open(f, "rb"),  # noqa: SIM115
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for (dev, sec), f in zip(devices, files_, strict=True)]
+            total = len(devices) * messages
+            t1 = await _until(lambda: stats.messages >= total)
+            for proc in procs:
+                await asyncio.to_thread(proc.wait, 60)
+        finally:
+            await p.stop()
+    finally:
+        broker.terminate()
+        await asyncio.to_thread(broker.wait, 10)
+    return {"messages": total, "workers": workers, "broker": "mosquitto (own, ephemeral port)",
+            "seconds": round(t1 - t0, 3), "messages_per_second": round(total / (t1 - t0))}
+
+
 def _store_and_charts(tmp: Path, raw_points: int, chart_days: int) -> dict:
     from atoll.store import open_store
     from atoll.store.bench import DAY, KEY, T0, bulk_append_rate, time_query
@@ -249,6 +306,11 @@ async def run(*, scale: float = 1.0, chart_days: int = 365, services: bool = Fal
                                       "commit_seconds": round(p.pipeline.stats.commit_seconds, 3)}
         finally:
             await p.stop()
+        r = await _external_single(tmp, max(1, int(20_000 * scale)), 2, echo)
+        if r is not None:
+            echo(f"external Mosquitto + {r['workers']} Atoll workers, single-reading messages: "
+                 f"{r['messages_per_second']:,} msgs/s persisted")
+            result["external_mosquitto_single"] = r
         r = await _broker_passthrough(max(1, int(300 * scale)), 100, 10, tmp)
         echo(f"broker pass-through, 1000-point messages: {r['points_per_second']} points/s")
         result["broker_passthrough_batched"] = r
