@@ -166,6 +166,9 @@ async def test_telemetry_to_alarm_then_ack_comment_clear_over_http(env):
     (a,) = (await env.get("/alarms", project="plant", status="open")).json()
     assert (a["device"], a["status"], a["severity"]) == ("b1", "active", "major")
     assert a["raised_at"].endswith("Z")
+    summary = (await env.get("/alarms/summary", project="plant")).json()
+    assert summary == {"open": 1, "active": 1, "acknowledged": 0, "by_severity": {"major": 1},
+                       "by_device": {"b1": {"open": 1, "active": 1, "severity": "major"}}}
     viewer = await env.role_key("viewer")
     assert (await env.post(f"/alarms/{a['id']}/ack", {}, key=viewer)).status_code == 403
     assert len((await env.get("/alarms", key=viewer)).json()) == 1
@@ -184,6 +187,7 @@ async def test_telemetry_to_alarm_then_ack_comment_clear_over_http(env):
     assert [c["text"] for c in full["comments"]] == ["looking", "burner reset"]
     assert [h["kind"] for h in (await env.get(f"/alarms/{a['id']}/history")).json()][-1] == "cleared"
     assert (await env.get("/alarms", status="active")).json() == []
+    assert (await env.get("/alarms/summary")).json()["open"] == 0
     assert len((await env.get("/alarms", status="cleared,active")).json()) == 1
     assert (await env.get("/alarms", status="bogus")).status_code == 400
     deliveries = (await env.get("/projects/plant/deliveries")).json()

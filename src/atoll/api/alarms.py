@@ -101,6 +101,18 @@ def list_alarms(
     return [alarm_out(a) for a in rows]
 
 
+@router.get("/alarms/summary", summary="Open alarms counted per status, severity and device")
+def alarm_summary(who: Viewer, ctx: Ctx, project: str | None = None) -> dict:
+    """``{"open", "active", "acknowledged", "by_severity": {sev: n},
+    "by_device": {device: {"open", "active", "severity": highest}}}`` in one query."""
+    projects = _projects(ctx, who)
+    if project:
+        if project not in projects:
+            raise NotFound(f"project {project!r} not found")
+        projects = [project]
+    return service(ctx).alarms.summary(projects)
+
+
 @router.get("/alarms/{alarm_id}", summary="An alarm with its history and comments")
 def get_alarm(alarm_id: int, who: Viewer, ctx: Ctx) -> dict:
     alarm = _alarm(ctx, who, alarm_id)

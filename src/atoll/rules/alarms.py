@@ -115,6 +115,25 @@ class AlarmBook:
         with self.engine.connect() as c:
             return [Alarm.model_validate(r._mapping) for r in c.execute(q)]
 
+    def summary(self, projects: list[str]) -> dict:
+        """Open alarms counted per status, severity and device (one query, for fleet pages)."""
+        t = db.alarms
+        q = (sa.select(t.c.device, t.c.status, t.c.severity, sa.func.count())
+             .where(t.c.project.in_(projects), t.c.status != "cleared")
+             .group_by(t.c.device, t.c.status, t.c.severity))
+        out = {"open": 0, "active": 0, "acknowledged": 0, "by_severity": {}, "by_device": {}}
+        with self.engine.connect() as c:
+            for device, status, severity, n in c.execute(q):
+                out["open"] += n
+                out[status] += n
+                out["by_severity"][severity] = out["by_severity"].get(severity, 0) + n
+                d = out["by_device"].setdefault(device, {"open": 0, "active": 0, "severity": severity})
+                d["open"] += n
+                d["active"] += n if status == "active" else 0
+                if SEVERITIES.index(severity) > SEVERITIES.index(d["severity"]):
+                    d["severity"] = severity
+        return out
+
     def history(self, alarm_id: int) -> list[AlarmEvent]:
         self.get(alarm_id)
         t = db.alarm_events
