@@ -32,7 +32,7 @@ import numpy as np
 
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import PointBatch, SeriesKey
-from atoll.store import plan
+from atoll.store import plan, rollup
 from atoll.store.port import AGGREGATES, Buckets, Series
 
 log = logging.getLogger(__name__)
@@ -215,6 +215,9 @@ class DuckDBStore:
             ((self._compacted,),) = _run(self._writer, _COMPACTED)
             # Retention may have deleted the newest appends; never reuse a folded number.
             self._seq = max(self._seq, self._compacted)
+            # 1-minute rollups of the appends since the last compaction, computed in numpy at
+            # append time (cheap: the arrays are at hand); None = unknown, re-read the points.
+            self._partials: list[dict[str, np.ndarray]] | None = None
             self._compact()  # appends a crash left unfolded
             newest = _run(
                 self._writer,
@@ -269,6 +272,8 @@ class DuckDBStore:
             finally:
                 w.unregister("_batch")
             self._seq = seq
+            if self._partials is not None:
+                self._partials.append(rollup.of_points(sid, ts, value, plan.TIERS[0]))
             self._sids.update(added)
             self._keys.update({i: k for k, i in added.items()})
             for s, newest in _newest(sid, ts, value).items():
@@ -293,19 +298,27 @@ class DuckDBStore:
         lock, or is ``__init__``)."""
         if self._seq > self._compacted:
             w = self._writer
-            fresh = f"seq > {int(self._compacted)} AND seq <= {int(self._seq)}"
-            finest = _table(plan.TIERS[0])
             w.begin()
+            registered = False
             try:
-                _run(
-                    w,
-                    "CREATE OR REPLACE TEMP TABLE _fresh AS "
-                    + _rollup_of_points("points", plan.TIERS[0], fresh),
-                )
-                _run(w, _merge(finest, f"SELECT {_ROLLUP_COLUMNS} FROM _fresh"))
-                for tier in plan.TIERS[1:]:
+                if self._partials is None:
+                    # After a restart: roll up the unfolded points again from the table.
+                    fresh = w.execute(
+                        "SELECT sid, ts, value FROM points WHERE seq > ? AND seq <= ?",
+                        [int(self._compacted), int(self._seq)],
+                    ).fetchnumpy()
+                    parts = rollup.of_points(
+                        fresh["sid"], fresh["ts"], fresh["value"], plan.TIERS[0]
+                    )
+                else:
+                    parts = {
+                        c: np.concatenate([p[c] for p in self._partials]) for c in rollup.COLUMNS
+                    }
+                w.register("_fresh", parts)
+                registered = True
+                # Appends may have split a bucket: combine their rows before the upserts.
+                for tier in plan.TIERS:
                     _run(w, _merge(_table(tier), _rollup_of_rollups("_fresh", tier)))
-                _run(w, "DROP TABLE _fresh")
                 _run(
                     w,
                     "UPDATE store_meta SET value = ? WHERE name = 'compacted_seq'",
@@ -315,7 +328,11 @@ class DuckDBStore:
             except BaseException:
                 w.rollback()
                 raise
+            finally:
+                if registered:
+                    w.unregister("_fresh")
             self._compacted = self._seq
+        self._partials = []
         self._pending, self._pending_since = 0, None
 
     def compact(self) -> None:
