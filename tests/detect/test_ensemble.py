@@ -116,3 +116,12 @@ def test_no_start_up_alarms_on_a_regular_signal():
     x = 20 + 5 * np.sin(2 * np.pi * t / 100) + np.random.default_rng(3).normal(0, 0.1, 3000)
     s = EnsembleDetector().score_many(x)
     assert (s >= EnsembleDetector.default_threshold).sum() == 0
+
+
+def test_docstring_example():
+    import doctest
+
+    import atoll.detect.ensemble as module
+
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0
