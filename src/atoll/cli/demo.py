@@ -52,14 +52,14 @@ def demo(
     def ready(info: dict) -> None:
         console.print(f"\n[bold green]Atoll is live.[/] Console: [link={info['console']}]"
                       f"{info['console']}[/link]  (platform admin: user [bold]{info['user']}[/] password "
-                      f"[bold]{info['password']}[/])")
-        logins = Table(title="Enterprises in the lab (each logs in to its own tenant)")
-        for col in ("enterprise", "sector", "devices", "user", "password"):
-            logins.add_column(col)
+                      f"[bold]{info['password']}[/])", soft_wrap=True)
+        console.print("Enterprises in the lab, each with its own console login:")
         for t in info["tenants"]:
-            logins.add_row(t["tenant"], t["sector"], str(t["devices"]), t["user"], t["password"])
-        console.print(logins)
-        console.print(f"API key (platform admin): {info['api_key']}")
+            # Plain lines, never a table: a credential must not be cut to fit the terminal.
+            console.print(f"  {t['tenant']} ({t['sector']}, {t['devices']} devices): "
+                          f"user [bold]{t['user']}[/] password [bold]{t['password']}[/]",
+                          soft_wrap=True)
+        console.print(f"API key (platform admin): {info['api_key']}", soft_wrap=True)
         console.print(f"MQTT: {info['mqtt']}   ground truth: {info['ground_truth']}")
         console.print("Press Ctrl-C to stop and see the summary.\n")
         live.start()
