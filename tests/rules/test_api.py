@@ -181,6 +181,17 @@ async def test_telemetry_to_alarm_then_ack_comment_clear_over_http(env):
     assert r.status_code == 422
     r = await env.post(f"/alarms/{a['id']}/clear")
     assert r.status_code == 200 and r.json()["status"] == "cleared"
+    # Pausing the rule: a new excursion raises nothing.
+    r = await env.http.patch("/api/v1/projects/plant/rules/boiler-too-hot", json={"enabled": False},
+                             headers=env.h())
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    await send(env, 10)
+    await send(env, 99)
+    await wait_for(lambda: env.svc.stats["readings"] >= 3)
+    assert env.svc.stats["raised"] == 1
+    r = await env.http.patch("/api/v1/projects/plant/rules/boiler-too-hot", json={"id": "x"},
+                             headers=env.h())
+    assert r.status_code == 400
     full = (await env.get(f"/alarms/{a['id']}")).json()
     assert [h["kind"] for h in full["history"]] == ["raised", "acknowledged", "commented",
                                                     "commented", "cleared"]

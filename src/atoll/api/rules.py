@@ -218,6 +218,28 @@ async def put_rule(project: str, rule_id: str, who: Operator, ctx: Ctx,
     return rule.dump()
 
 
+@router.patch("/projects/{project}/rules/{rule_id}", summary="Change some fields of a rule")
+async def patch_rule(project: str, rule_id: str, who: Operator, ctx: Ctx,
+                     body: Any = Body(..., examples=[{"enabled": False}])) -> dict:
+    """Top-level fields replace the rule's (``{"enabled": false}`` pauses it and clears its
+    open alarms; ``{"severity": "critical"}``)."""
+    check_project(ctx, who, project)
+    if not isinstance(body, dict):
+        raise InvalidInput("expected a JSON object of fields to change")
+    for key in ("id", "project"):
+        if key in body:
+            raise InvalidInput(f"{key}: cannot be changed")
+    svc = service(ctx)
+    current = svc.get_rule(rule_id)
+    if current.project != project:
+        raise NotFound(f"rule {rule_id!r} not found")
+    rule = svc.validate_rule(_with_project({**current.dump(), **body}, project))
+    _check_devices(ctx, who, rule)
+    rule = await svc.put_rule(rule)
+    audit(ctx, who, "rule.patch", f"rule:{rule_id}", {"fields": sorted(body)})
+    return rule.dump()
+
+
 @router.delete("/projects/{project}/rules/{rule_id}", status_code=204, summary="Delete a rule")
 async def delete_rule(project: str, rule_id: str, who: Operator, ctx: Ctx) -> Response:
     """Open alarms of the rule are cleared (by ``system``, "rule deleted")."""
