@@ -48,3 +48,17 @@ def test_sim_explains_bad_input(tmp_path):
     assert result.exit_code == 2 and "--api-key" in result.output
     result = CliRunner().invoke(app, ["sim", "-t", "aquaculture", "--duration", "1"])
     assert result.exit_code == 2 and "known templates" in result.output
+
+
+def test_sim_over_tls_with_a_ca_file(tmp_path):
+    creds = {f"tls-{i}": f"secret-{i}" for i in range(3)}
+    cred_file = tmp_path / "creds.json"
+    cred_file.write_text(json.dumps(creds))
+    with Mosquitto(tmp_path / "broker", creds, tls=True) as broker:
+        result = CliRunner().invoke(app, [
+            "sim", "--broker", broker.url, "--ca-file", broker.ca_file, "--credentials",
+            str(cred_file), "-t", "finance", "--rate", "2", "--duration", "1",
+            "--json", str(tmp_path / "stats.json")])
+    assert result.exit_code == 0, result.output
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["connected"] == 3 and stats["acked"] == stats["published"] == 3 * 2

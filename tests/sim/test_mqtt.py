@@ -153,3 +153,19 @@ async def test_devices_reconnect_after_the_broker_restarts(fleet_and_broker):
         stats = await mf.run(duration=4.0)
     assert stats.reconnects == 5 and stats.connected == 5
     assert stats.acked - before >= 5 * 5  # at least a second of readings from every device after
+
+
+async def test_tls_broker_with_its_ca_and_refused_without(tmp_path):
+    from atoll.core.errors import Unavailable
+
+    devices = [SimDevice(f"tls-{i}", "retail", "freezer", f"secret-{i}") for i in range(4)]
+    with Mosquitto(tmp_path, {d.device_id: d.secret for d in devices}, tls=True) as broker:
+        assert broker.url.startswith("mqtts://")
+        fleet = Fleet(devices, seed=1, rate=5.0)
+        async with MqttFleet(fleet, broker.url, ca_file=broker.ca_file) as mf:
+            assert (await mf.connect(timeout=20)).connected == 4
+            stats = await mf.run(duration=1.0)
+        assert stats.published == stats.acked == 4 * 5
+        async with MqttFleet(Fleet(devices, seed=1), broker.url) as mf:  # system CAs only
+            with pytest.raises(Unavailable, match="certificate"):
+                await mf.connect(timeout=5)

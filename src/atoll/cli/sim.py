@@ -33,7 +33,11 @@ def sim(
     devices: int = typer.Option(100, "--devices", "-n", min=1, help="how many devices to simulate"),
     rate: float = typer.Option(1.0, "--rate", "-r", min=0.0001,
                                help="readings per second per device"),
-    broker: str = typer.Option("mqtt://127.0.0.1:1883", "--broker", help="MQTT broker URL"),
+    broker: str = typer.Option("mqtt://127.0.0.1:1883", "--broker",
+                               help="MQTT broker URL (mqtts:// for TLS)"),
+    ca_file: Path = typer.Option(None, "--ca-file", exists=True, dir_okay=False,
+                                 help="CA certificate (PEM) to verify an mqtts:// broker"),
+    insecure: bool = typer.Option(False, "--insecure", help="do not verify the broker's TLS certificate"),
     credentials: Path = typer.Option(None, "--credentials", exists=True, dir_okay=False,
                                      help="JSON file: device_id -> secret (or {secret, template, device_type})"),
     api: str = typer.Option(None, "--api", help="Atoll URL: register the devices through its REST API"),
@@ -79,7 +83,7 @@ def sim(
         raise typer.Exit(2) from None
 
 
-def _sim(*, devices, rate, broker, credentials, api, api_key, project, template, prefix, seed,
+def _sim(*, devices, rate, broker, ca_file, insecure, credentials, api, api_key, project, template, prefix, seed,
          duration, speed, faults, fault_kinds, ground_truth, history, history_step, save,
          json_out) -> None:
     templates = [load_template(t) for t in template] if template else discover()
@@ -116,7 +120,8 @@ def _sim(*, devices, rate, broker, credentials, api, api_key, project, template,
                            rate=rate, start=now)
         console.print(f"ground truth: {len(fleet.faults)} faults → {ground_truth}")
 
-    stats = asyncio.run(_drive(fleet, broker, duration, speed, history, history_step))
+    tls = {"ca_file": str(ca_file) if ca_file else None, "insecure": insecure}
+    stats = asyncio.run(_drive(fleet, broker, duration, speed, history, history_step, tls))
     _summary(stats)
     if json_out:
         json_out.write_text(json.dumps({**stats.to_dict(), "rate": rate, "seed": seed,
@@ -132,7 +137,8 @@ def _bar(label: str, total: float | None, unit: str = ""):
         yield bar, bar.add_task(label, total=total, info="")
 
 
-async def _drive(fleet: Fleet, broker: str, duration, speed, history, history_step) -> RunStats:
+async def _drive(fleet: Fleet, broker: str, duration, speed, history, history_step,
+                 tls: dict) -> RunStats:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Ctrl-C ends the run cleanly, with the summary; off the main thread there is no signal.
@@ -140,7 +146,7 @@ async def _drive(fleet: Fleet, broker: str, duration, speed, history, history_st
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
     n = len(fleet.devices)
-    async with MqttFleet(fleet, broker) as mf:
+    async with MqttFleet(fleet, broker, **tls) as mf:
         with _bar("connecting", n) as (bar, task):
             def shown(s: RunStats) -> None:
                 bar.update(task, completed=s.connected + s.refused, info=f"refused {s.refused}")

@@ -43,11 +43,14 @@ def free_port() -> int:
 class Mosquitto:
     """``with Mosquitto(tmp_dir, {"dev-1": "secret"}) as broker: broker.url``"""
 
-    def __init__(self, workdir: str | Path, credentials: dict[str, str]) -> None:
+    def __init__(self, workdir: str | Path, credentials: dict[str, str], *,
+                 tls: bool = False) -> None:
         self.dir = Path(workdir)
         self.credentials = credentials
+        self.tls = tls
+        self.ca_file: str | None = None  # the self-signed certificate, with tls=True
         self.port = free_port()
-        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.url = self._url()
         self.proc: subprocess.Popen | None = None
         self._started = False
 
@@ -66,6 +69,7 @@ class Mosquitto:
         conf = self.dir / "mosquitto.conf"
         conf_text = (
             "listener @PORT@ 127.0.0.1\n"
+            + (self._certificate() if self.tls else "") +
             "allow_anonymous false\n"
             f"password_file {pw}\n"
             f"acl_file {acl}\n"
@@ -82,7 +86,7 @@ class Mosquitto:
         for attempt in range(1 if self._started else 3):
             if attempt:
                 self.port = free_port()
-                self.url = f"mqtt://127.0.0.1:{self.port}"
+                self.url = self._url()
             conf.write_text(conf_text.replace("@PORT@", str(self.port)))
             if self._launch(binary, conf, timeout):
                 self._started = True
@@ -102,10 +106,27 @@ class Mosquitto:
         self.stop()
         return False
 
+    def _url(self) -> str:
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
+
+    def _certificate(self) -> str:
+        """A self-signed certificate for 127.0.0.1; returns the listener's TLS settings."""
+        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+        if not cert.exists():
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", str(key), "-out", str(cert)], check=True,
+                           capture_output=True)
+        self.ca_file = str(cert)
+        return f"cafile {cert}\ncertfile {cert}\nkeyfile {key}\n"
+
     def _answers(self) -> bool:
         """A CONNACK from the port proves it is this broker, not whatever else listens there."""
         probe = paho.Client(CallbackAPIVersion.VERSION2, client_id="atoll-probe")
         probe.username_pw_set(*OBSERVER)
+        if self.tls:
+            probe.tls_set(ca_certs=self.ca_file)
         try:
             probe.connect("127.0.0.1", self.port, keepalive=5)
             until = time.monotonic() + 0.5
