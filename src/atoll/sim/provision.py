@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from atoll.solutions import Template
 
 
 def provision(client: Any, project: str, templates: Sequence[Template], count: int, *,
-              prefix: str = "sim",
+              prefix: str = "sim", workers: int = 8,
               on_progress: Callable[[int, int], None] | None = None) -> list[SimDevice]:
     """Register ``count`` devices in ``project`` with ``client`` (an :class:`atoll.Client`)."""
     try:
@@ -34,16 +35,22 @@ def provision(client: Any, project: str, templates: Sequence[Template], count: i
                                           name=dtype.description or dtype.name)
                 existing.add(dtype.name)
     planned = plan_devices(templates, count, prefix=prefix, project=project)
-    out = []
-    for n, d in enumerate(planned, 1):
+
+    def register(d: SimDevice) -> SimDevice:
         try:
             secret = client.register_device(project, id=d.device_id, name=d.device_id,
                                             device_type=d.device_type).credentials.secret
         except Conflict:
             secret = client.rotate_credentials(d.device_id).secret
-        out.append(SimDevice(d.device_id, d.template, d.device_type, secret, project))
-        if on_progress:
-            on_progress(n, len(planned))
+        return SimDevice(d.device_id, d.template, d.device_type, secret, project)
+
+    # A few requests in flight hide the round trips; the client's connection pool is shared.
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="atoll-sim-register") as pool:
+        out = []
+        for n, dev in enumerate(pool.map(register, planned), 1):
+            out.append(dev)
+            if on_progress:
+                on_progress(n, len(planned))
     return out
 
 
