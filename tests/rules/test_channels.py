@@ -242,3 +242,74 @@ async def test_a_delivery_cut_short_by_a_stop_is_sent_on_the_next_start(tmp_path
     assert body["event"] == "raised" and body["alarm"]["device"] == "d1"
     (d,) = svc2.notifier.deliveries("p")
     assert (d["status"], d["ok"], d["attempts"]) == ("ok", True, 1)
+
+
+class Mailbox:
+    """A real SMTP server (aiosmtpd) on an ephemeral port, keeping what it receives."""
+
+    def __init__(self) -> None:
+        import socket
+
+        from aiosmtpd.controller import Controller
+
+        outer = self
+        self.messages: list = []
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+                import email
+
+                outer.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
+                return "250 OK"
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self):
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.controller.stop()
+
+
+async def test_email_channel_sends_text_and_attachments_over_smtp():
+    from atoll.rules.channels import Attachment
+
+    with Mailbox() as box:
+        ch = make_channel(ChannelSpec(name="mail", project="p", type="email", config={
+            "host": "127.0.0.1", "port": box.port, "security": "none",
+            "sender": "atoll@example.test", "to": ["ops@example.test", "boss@example.test"]}),
+            ChannelContext())
+        assert await ch.send(NOTE) == 1
+        report = Notification("p", "report", "Report: Daily", "attached", None,
+                              (Attachment("daily.csv", b"a,b\n1,2\n", "text/csv"),))
+        await ch.send(report)
+    (to, alarm_mail), (_, report_mail) = box.messages
+    assert to == ["ops@example.test", "boss@example.test"]
+    assert alarm_mail["Subject"] == "[MAJOR] Hot on d1: raised"
+    assert "d1.t = 31 > 30" in alarm_mail.get_payload()
+    (att,) = [p for p in report_mail.walk() if p.get_filename()]
+    assert att.get_filename() == "daily.csv" and att.get_payload(decode=True) == b"a,b\n1,2\n"
+
+
+async def test_email_channel_retries_then_fails_when_no_server_listens():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sleeps: list[float] = []
+
+    async def sleep(x):
+        sleeps.append(x)
+
+    ch = make_channel(ChannelSpec(name="mail", project="p", type="email", config={
+        "host": "127.0.0.1", "port": port, "security": "none", "sender": "a@b.c", "to": ["x@y.z"],
+        "attempts": 3, "backoff": 1}), ChannelContext(sleep=sleep))
+    with pytest.raises(DeliveryFailed, match="mail failed after 3 attempts") as e:
+        await ch.send(NOTE)
+    assert e.value.attempts == 3 and len(sleeps) == 2
+    assert 0.5 <= sleeps[0] <= 1 and 1 <= sleeps[1] <= 2  # 1 s, then 2 s, minus up to half

@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import logging
 import random
+import smtplib
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from email.message import EmailMessage
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 import orjson
@@ -178,6 +180,69 @@ class ChatChannel(WebhookChannel):
         return {self.config.field: text}
 
 
+# ---------------------------------------------------------------- e-mail
+
+
+class EmailConfig(_Config):
+    host: str = Field(min_length=1, description="SMTP server")
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="From: address")
+    to: list[str] = Field(min_length=1)
+    timeout: float = Field(10.0, gt=0)
+    attempts: int = Field(3, ge=1, le=20)
+    backoff: float = Field(2.0, ge=0)
+
+
+class EmailChannel:
+    """Plain-text mail through SMTP (reports travel as attachments); retries with backoff."""
+
+    def __init__(self, config: EmailConfig, ctx: ChannelContext) -> None:
+        self.config, self.sleep = config, ctx.sleep
+
+    def message(self, note: Notification) -> EmailMessage:
+        msg = EmailMessage()
+        msg["Subject"] = note.title
+        msg["From"] = self.config.sender
+        msg["To"] = ", ".join(self.config.to)
+        msg.set_content(f"{note.text}\n\nproject: {note.project}\nevent: {note.event}\n")
+        for a in note.attachments:
+            main, _, sub = a.mime.partition("/")
+            msg.add_attachment(a.content, maintype=main, subtype=sub or "octet-stream",
+                               filename=a.filename)
+        return msg
+
+    def _send(self, msg: EmailMessage) -> None:
+        c = self.config
+        cls = smtplib.SMTP_SSL if c.security == "ssl" else smtplib.SMTP
+        with cls(c.host, c.port, timeout=c.timeout) as smtp:
+            if c.security == "starttls":
+                smtp.starttls()
+            if c.username:
+                smtp.login(c.username, c.password or "")
+            smtp.send_message(msg)
+
+    async def send(self, note: Notification) -> int:
+        c, msg, last = self.config, self.message(note), ""
+        for attempt in range(1, c.attempts + 1):
+            try:
+                await asyncio.to_thread(self._send, msg)
+                return attempt
+            except smtplib.SMTPRecipientsRefused as exc:
+                raise DeliveryFailed(f"mail refused for {list(exc.recipients)}", attempts=attempt,
+                                     hint="check the 'to' addresses") from None
+            except smtplib.SMTPAuthenticationError:
+                raise DeliveryFailed("SMTP login refused", attempts=attempt,
+                                     hint="check username and password") from None
+            except (smtplib.SMTPException, OSError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if attempt < c.attempts:
+                await self.sleep(c.backoff * 2 ** (attempt - 1) * (1 - 0.5 * random.random()))
+        raise DeliveryFailed(f"mail failed after {c.attempts} attempts: {last}", attempts=c.attempts)
+
+
 # ---------------------------------------------------------------- command to a device
 
 
@@ -241,6 +306,7 @@ def register_channel_type(ct: ChannelType) -> None:
 for _ct in (
     ChannelType("webhook", WebhookConfig, WebhookChannel, "HTTP POST of a JSON document"),
     ChannelType("chat", ChatConfig, ChatChannel, "chat incoming webhook (Slack, Mattermost, Discord)"),
+    ChannelType("email", EmailConfig, EmailChannel, "plain-text mail through SMTP"),
     ChannelType("command", CommandConfig, CommandChannel, "command to a device over MQTT"),
     ChannelType("log", LogConfig, LogChannel, "line in the service log"),
 ):
