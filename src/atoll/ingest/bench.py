@@ -197,7 +197,7 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
     conf = write_mosquitto_conf(d / "mosquitto.conf", port=port, **files)
     broker = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        await asyncio.sleep(0.5)
+        await _port_open(port)
         settings = Settings(home=tmp / "home-ext", http_port=0, mqtt_mode="external", services=[],
                             mqtt_url=f"mqtt://atoll-ingest:{password}@127.0.0.1:{port}", mqtt_workers=workers,
                             mosquitto_password_file=files["password_file"],
@@ -210,7 +210,8 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
             for i in range(2):
                 _, creds = p.registry.register_device("bench", device_id=f"ext-{i}")
                 devices.append((creds.device, creds.secret))
-            await asyncio.sleep(0.5)  # mosquitto reloads its password file on SIGHUP
+            for dev, sec in devices:  # mosquitto reloads its password file on SIGHUP
+                await asyncio.to_thread(_wait_for_login, port, dev, sec)
             stats = p.pipeline.stats
             files_ = [_lines_file(tmp, messages, 20_000_000 + i * messages) for i in range(len(devices))]
             t0 = time.perf_counter()
@@ -229,6 +230,42 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
         await asyncio.to_thread(broker.wait, 10)
     return {"messages": total, "workers": workers, "broker": "mosquitto (own, ephemeral port)",
             "seconds": round(t1 - t0, 3), "messages_per_second": round(total / (t1 - t0))}
+
+
+async def _port_open(port: int, timeout: float = 10.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+def _wait_for_login(port: int, user: str, password: str, timeout: float = 10.0) -> None:
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ok = threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}:probe")
+        c.username_pw_set(user, password)
+        c.on_connect = lambda cl, ud, fl, rc, pr, ok=ok: not rc.is_failure and ok.set()
+        try:
+            c.connect("127.0.0.1", port)
+            c.loop_start()
+            if ok.wait(1.0):
+                return
+        finally:
+            c.loop_stop()
+            c.disconnect()
+        time.sleep(0.1)
+    raise TimeoutError(f"{user} cannot log in to the broker")
 
 
 def _store_and_charts(tmp: Path, raw_points: int, chart_days: int) -> dict:
