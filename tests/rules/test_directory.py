@@ -33,4 +33,6 @@ def test_built_in_channel_types():
     types = channel_types()
     check_channel_type(types["webhook"], {"url": "http://127.0.0.1:9/x"})
     check_channel_type(types["command"], {"command": "reboot"})
+    check_channel_type(types["chat"], {"url": "http://127.0.0.1:9/x"})
+    check_channel_type(types["email"], {"host": "127.0.0.1", "sender": "a@b.c", "to": ["x@y.z"]})
     check_channel_type(types["log"], {"level": "INFO"}, send=True)
