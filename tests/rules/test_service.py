@@ -259,3 +259,14 @@ async def test_a_failed_database_write_is_retried_by_the_next_reading(harness):
     await harness.send("d1", 1, t=32)
     (a,) = svc.alarms.list()
     assert a.value == 32
+
+
+async def test_an_escalation_restarts_the_repeat_timer(harness):
+    svc = harness.svc
+    await svc.create_rule({**HOT, "notify": {"channels": ["ops"], "repeat_every": "5m"},
+                           "escalation": [{"after": "5m", "severity": "critical"}]})
+    await harness.send("d1", 0, t=31)
+    await harness.tick(300)  # escalation and repeat both due: one notification, not two
+    assert [n.event for n in harness.sent] == ["raised", "escalated"]
+    await harness.tick(600)
+    assert [n.event for n in harness.sent] == ["raised", "escalated", "repeat"]

@@ -221,6 +221,8 @@ class RulesService:
                 why = f"not acknowledged after {format_duration(step.after)}"
                 alarm = self.alarms.escalate(alarm.id, level + 1, step.severity, now, why)
                 await self._announce("escalated", alarm, rule, SYSTEM, step.channels, why)
+            # Escalating notified just now: the repeat timer restarts from there.
+            alarm = self.alarms.open_for(alarm.rule_id, alarm.device) or alarm
             every = rule.notify.repeat_every
             if every and rule.notify.channels:
                 last = alarm.last_notified_at or alarm.raised_at
