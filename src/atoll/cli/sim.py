@@ -8,6 +8,7 @@ import json
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -15,12 +16,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from atoll.core.errors import AtollError, InvalidInput
-from atoll.sim.faults import write_ground_truth
-from atoll.sim.fleet import Fleet, plan_devices
-from atoll.sim.mqtt import MqttFleet, RunStats
-from atoll.sim.provision import load_credentials, provision, save_credentials
-from atoll.solutions import discover
-from atoll.solutions import load as load_template
+
+# The simulator (numpy, paho, pydantic models) is imported when the command runs, so that
+# `atoll --help` and the other commands start fast.
+if TYPE_CHECKING:
+    from atoll.sim import Fleet, RunStats
 
 console = Console(stderr=True)
 
@@ -86,6 +86,17 @@ def sim(
 def _sim(*, devices, rate, broker, ca_file, insecure, credentials, api, api_key, project, template, prefix, seed,
          duration, speed, faults, fault_kinds, ground_truth, history, history_step, save,
          json_out) -> None:
+    from atoll.sim import (
+        Fleet,
+        load_credentials,
+        plan_devices,
+        provision,
+        save_credentials,
+        write_ground_truth,
+    )
+    from atoll.solutions import discover
+    from atoll.solutions import load as load_template
+
     templates = [load_template(t) for t in template] if template else discover()
     if api and not api_key:
         raise InvalidInput("--api needs --api-key (or ATOLL_API_KEY)")
@@ -139,6 +150,8 @@ def _bar(label: str, total: float | None, unit: str = ""):
 
 async def _drive(fleet: Fleet, broker: str, duration, speed, history, history_step,
                  tls: dict) -> RunStats:
+    from atoll.sim import MqttFleet
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Ctrl-C ends the run cleanly, with the summary; off the main thread there is no signal.

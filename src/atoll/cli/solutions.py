@@ -11,8 +11,6 @@ from rich.table import Table
 
 from atoll.cli.devices import DEFAULT_URL, AsJson, Key, Url, client
 from atoll.core.errors import AtollError
-from atoll.solutions import discover, load
-from atoll.solutions.apply import apply as apply_template
 
 app = typer.Typer(help="Sector solution templates: device types, detectors, rules, dashboards.",
                   no_args_is_help=True)
@@ -23,6 +21,8 @@ def register(root: typer.Typer) -> None:
 
 
 def _load(name: str):
+    from atoll.solutions import load  # on use: `atoll --help` stays fast
+
     try:
         return load(name)
     except AtollError as e:
@@ -33,6 +33,8 @@ def _load(name: str):
 @app.command("list")
 def list_templates(as_json: AsJson = False) -> None:
     """The templates this Atoll knows (built in, plus ATOLL_SOLUTIONS_PATH)."""
+    from atoll.solutions import discover
+
     templates = discover()
     if as_json:
         typer.echo(json.dumps([{"name": t.name, "sector": t.sector, "title": t.title,
@@ -82,6 +84,8 @@ def apply(
     url: Url = DEFAULT_URL, api_key: Key = "",
 ) -> None:
     """Start PROJECT from template NAME: create its device types and rules."""
+    from atoll.solutions.apply import apply as apply_template
+
     t = _load(name)
     with client(url, api_key) as c:
         done = apply_template(c, t, project, project_name=project_name)
