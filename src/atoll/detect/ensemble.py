@@ -7,12 +7,13 @@ Signals are fused by ``max``, then repeated alarms are muted for a while:
    readings are averaged into ``blocks`` blocks, divided by the range seen so far, and compared
    with a ring of ``bank`` past windows stored every ``stride`` readings (``knn.py``). The
    nearest-neighbour distance becomes an anomaly likelihood (``likelihood.py``), mapped so that
-   ``likelihood == gate`` gives 0.5. After such an alarm the scale is muted for ``lik_quiet``.
+   ``likelihood == gate`` gives 0.5. A scale speaks only after ``lik_warmup`` real novelty
+   values (no start-up alarms), and after an alarm it is muted for ``lik_quiet`` readings.
 3. **Suppression**: after any output at or above ``alarm``, the next ``quiet`` outputs are 0.
    NAB (and an operator) charges for every repeated alarm, and one alarm per event is enough.
 
 Everything is one compiled step over fixed-size arrays, so memory per series is constant
-(``nbytes()``: about 49 KB with the default scales, most of it the float32 window banks) and
+(``nbytes()``: about 59 KB with the default scales, most of it the float32 window banks) and
 replay runs at several hundred thousand readings/s per core. Timestamps are not used.
 Non-finite readings score 0 and are not learned.
 
