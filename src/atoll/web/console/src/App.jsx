@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api, getSession, items, onSession, setSession } from "./api.js";
 import { connectLive, disconnectLive, useLive, useLiveState } from "./live.js";
 import { Link, match, navigate, useLocation } from "./router.jsx";
-import { currentProject, useAsync } from "./util.js";
+import { currentProject, markPrimaryReady, useAsync } from "./util.js";
 import { Login } from "./pages/Login.jsx";
 import { Overview, projectId, useProjects } from "./pages/Overview.jsx";
 import { Device } from "./pages/Device.jsx";
@@ -28,7 +28,7 @@ export function App() {
 function Shell({ session }) {
   const { path } = useLocation();
   const project = currentProject.use();
-  const tree = useProjects();
+  const tree = useProjects({ defer: !!currentProject.get() });
   const live = useLiveState();
 
   useEffect(() => {
@@ -41,11 +41,13 @@ function Shell({ session }) {
     if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) currentProject.set(projectId(ps[0]));
   }, [tree.data]);
 
-  const active = useAsync(async () => (project ? items(await api.get("/alarms", { project, status: "active", state: "active", limit: 1000 })).length : 0), [project]);
-  useLive((m) => m.type === "alarm" || m.type === "hello", () => active.reload(), [project]);
+  const active = useAsync(async () => (project ? items(await api.get("/alarms", { project, status: "active", limit: 1000 })).length : 0), [project], { defer: true });
+  useLive((m) => m.type === "alarm" || (m.type === "hello" && m.resync), () => active.reload(), [project]);
 
   let page;
   let m;
+  // Only the fleet and device pages have a main request worth putting first.
+  if (!(path === "/" || path.startsWith("/devices/"))) markPrimaryReady();
   if ((m = match("/devices/:id", path))) page = <Device id={m.id} key={m.id} />;
   else if (path === "/alarms") page = <Alarms />;
   else if (path === "/rules") page = <LazyRules />;

@@ -59,8 +59,9 @@ function open() {
 
 export function connectLive(p) {
   if (p === project && ws) return;
+  // Switching projects: pages already showing data re-read it once the new feed is up.
+  hellos = project ? 1 : 0;
   project = p;
-  hellos = 0;
   const old = ws;
   ws = null;
   if (old) old.close();

@@ -33,14 +33,23 @@ export function fmtDuration(sec) {
   return `${Math.round(sec / 86400)} d`;
 }
 
-// Reusable async loader: {data, error, loading, reload}.
-export function useAsync(fn, deps) {
+// On a fresh load the page's main content (a chart, the device table) is fetched first and
+// side panels wait for it, so their requests do not queue ahead of it on a busy server.
+let primaryDone;
+const primary = new Promise((resolve) => (primaryDone = resolve));
+export function markPrimaryReady() {
+  primaryDone();
+}
+setTimeout(markPrimaryReady, 800); // never hold side panels longer than this
+
+// Reusable async loader: {data, error, loading, reload}. `defer`: wait for the main content.
+export function useAsync(fn, deps, { defer = false } = {}) {
   const [st, set] = useState({ data: null, error: null, loading: true });
   const gen = useRef(0);
   const run = () => {
     const g = ++gen.current;
     set((s) => ({ ...s, loading: true }));
-    Promise.resolve()
+    (defer ? primary : Promise.resolve())
       .then(fn)
       .then(
         (data) => g === gen.current && set({ data, error: null, loading: false }),

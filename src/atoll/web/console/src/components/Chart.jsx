@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { api, enc, toSeconds } from "../api.js";
-import { fmtNum } from "../util.js";
+import { fmtNum, markPrimaryReady } from "../util.js";
 
 // Accepts {ts:[...], value:[...]}, {points:[[ts,v]...]} or [[ts,v]...]; returns seconds.
 export function normalizeSeries(data) {
@@ -197,9 +197,11 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
         if (main.x.length) setLast({ t: main.x[main.x.length - 1], v: main.y[main.y.length - 1] });
         setStatus({ loading: false, points: main.x.length, error: null, ms: Math.round(performance.now() - t0) });
         window.__atollChartLoads = (window.__atollChartLoads || 0) + 1;
+        markPrimaryReady();
       },
       (e) => {
         if (e.name !== "AbortError") setStatus({ loading: false, points: 0, error: e });
+        markPrimaryReady();
       },
     );
     return () => ctl.abort();

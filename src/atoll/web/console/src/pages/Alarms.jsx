@@ -32,7 +32,7 @@ export function Alarms() {
     if (state !== "all") q.status = state;
     return items(await api.get("/alarms", q));
   }, [project, state, severity]);
-  useLive((m) => m.type === "alarm" || m.type === "hello", () => list.reload(), [project, state, severity]);
+  useLive((m) => m.type === "alarm" || (m.type === "hello" && m.resync), () => list.reload(), [project, state, severity]);
 
   return (
     <div class="page alarms">

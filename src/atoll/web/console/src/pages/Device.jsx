@@ -3,7 +3,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, enc, items, toSeconds } from "../api.js";
 import { useLive, watchDevices } from "../live.js";
 import { Link } from "../router.jsx";
-import { currentProject, fmtAgo, fmtDuration, fmtTime, useAsync } from "../util.js";
+import { currentProject, fmtAgo, fmtDuration, fmtTime, markPrimaryReady, useAsync } from "../util.js";
 import { ChartPanel, effRange } from "../components/Chart.jsx";
 import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { lastSeen, onlineState } from "./Overview.jsx";
@@ -62,8 +62,12 @@ export function Device({ id }) {
     if (p && p !== currentProject.get()) currentProject.set(p);
   }, [dev.data]);
   const series = useAsync(async () => items(await api.get(`/devices/${enc(id)}/series`)).map(metricName).filter(Boolean), [id]);
-  const alarms = useAsync(async () => items(await api.get("/alarms", { device: id, limit: 200 })), [id]);
+  const alarms = useAsync(async () => items(await api.get("/alarms", { device: id, limit: 200 })), [id], { defer: true });
   const metrics = useMemo(() => splitMetrics(series.data || []), [series.data]);
+  const askedScores = useRef(new Set());
+  useEffect(() => {
+    if (series.error || (series.data && !metrics.length)) markPrimaryReady();
+  }, [series.data, series.error]);
 
   useEffect(() => {
     watchDevices([id]);
@@ -75,8 +79,8 @@ export function Device({ id }) {
     (m) => {
       if (m.type === "hello") {
         // Back after a disconnect: re-read what the socket may have missed.
-        alarms.reload();
         if (m.resync) {
+          alarms.reload();
           series.reload();
           setRange((r) => ({ ...r, nonce: r.nonce + 1 }));
         }
@@ -93,12 +97,17 @@ export function Device({ id }) {
         }
         if (fresh) series.reload();
       } else if (m.type === "anomaly") {
+        // The first scores of a metric create its score series: re-list once to overlay it.
+        if (!metrics.some((x) => x.metric === m.metric && x.anomaly) && !askedScores.current.has(m.metric)) {
+          askedScores.current.add(m.metric);
+          series.reload();
+        }
         for (const h of liveRef.current) if (h.metric === m.metric) h.pushScore(toSeconds(m.ts), m.score);
       } else if (m.type === "alarm") {
         alarms.reload();
       }
     },
-    [id, series.data],
+    [id, series.data, metrics],
   );
 
   const overlay = useMemo(
@@ -196,11 +205,11 @@ export function Device({ id }) {
 }
 
 function Twin({ id }) {
-  const twin = useAsync(() => api.get(`/devices/${enc(id)}/twin`), [id]);
+  const twin = useAsync(() => api.get(`/devices/${enc(id)}/twin`), [id], { defer: true });
   const [text, setText] = useState("{\n  \n}");
   const [error, setError] = useState(null);
   const [ok, setOk] = useState(false);
-  useLive((m) => (m.device === id && m.type === "twin") || m.type === "hello", () => twin.reload(), [id]);
+  useLive((m) => (m.device === id && m.type === "twin") || (m.type === "hello" && m.resync), () => twin.reload(), [id]);
 
   async function save(e) {
     e.preventDefault();
@@ -250,7 +259,7 @@ function Commands({ id }) {
   const [name, setName] = useState("reboot");
   const [args, setArgs] = useState("{}");
   const [error, setError] = useState(null);
-  useLive((m) => (m.device === id && (m.type === "command_ack" || m.type === "command")) || m.type === "hello", () => list.reload(), [id]);
+  useLive((m) => (m.device === id && (m.type === "command_ack" || m.type === "command")) || (m.type === "hello" && m.resync), () => list.reload(), [id]);
 
   async function send(e) {
     e.preventDefault();

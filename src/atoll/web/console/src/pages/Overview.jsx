@@ -4,7 +4,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, enc, items, page, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate } from "../router.jsx";
-import { currentProject, fmtAgo, fmtNum, useAsync, useDebounced } from "../util.js";
+import { currentProject, fmtAgo, fmtNum, markPrimaryReady, useAsync, useDebounced } from "../util.js";
 import { Dot, Empty, ErrorBox } from "../components/common.jsx";
 import { VirtualList, usePagedSource } from "../components/VirtualList.jsx";
 
@@ -36,7 +36,7 @@ export function projectsChanged() {
   projectListeners.forEach((fn) => fn());
 }
 
-export function useProjects() {
+export function useProjects(opts) {
   const [version, setVersion] = useState(0);
   useEffect(() => {
     const fn = () => setVersion((v) => v + 1);
@@ -46,7 +46,7 @@ export function useProjects() {
   return useAsync(async () => {
     const [ts, ps] = await Promise.all([api.get("/tenants").catch(() => []), api.get("/projects")]);
     return { tenants: items(ts), projects: items(ps) };
-  }, [version]);
+  }, [version], opts);
 }
 
 export function Overview() {
@@ -58,7 +58,6 @@ export function Overview() {
   const seen = useRef(new Map()); // device -> {t, values} from the live feed
   const [liveTick, setLiveTick] = useState(0);
   const [alarmTick, setAlarmTick] = useState(0);
-  const t0 = useRef(performance.now());
 
   useEffect(() => {
     const ps = tree.data?.projects || [];
@@ -67,8 +66,8 @@ export function Overview() {
 
   const alarms = useAsync(async () => {
     if (!project) return [];
-    return items(await api.get("/alarms", { project, status: "active", state: "active", limit: 1000 }));
-  }, [project, alarmTick]);
+    return items(await api.get("/alarms", { project, status: "active", limit: 1000 }));
+  }, [project, alarmTick], { defer: true });
 
   const alarmsByDevice = useMemo(() => {
     const m = new Map();
@@ -85,9 +84,7 @@ export function Overview() {
       const { rows, total } = await page(`/projects/${enc(project)}/devices`, { offset, limit, q: dq, status });
       // Without a total, assume more rows while pages come back full.
       const t = total ?? (rows.length === limit ? offset + limit + 1 : offset + rows.length);
-      if (offset === 0) {
-        window.__atollFleetReady = performance.now() - t0.current;
-      }
+      if (offset === 0) markPrimaryReady();
       return { rows, total: t };
     },
     [project, dq, status],
@@ -97,7 +94,7 @@ export function Overview() {
   const online = useAsync(async () => {
     if (!project) return null;
     return (await page(`/projects/${enc(project)}/devices`, { limit: 1, status: "online" })).total;
-  }, [project, liveTick >> 2]);
+  }, [project, liveTick >> 2], { defer: true });
 
   // A busy fleet sends thousands of readings a second: redraw and recount at most every 2 s.
   const lastBump = useRef(0);
