@@ -341,6 +341,7 @@ class DuckDBStore:
             self._compact()
 
     def delete_before(self, project: str, ts: int) -> int:
+        ts = plan.clamp_ts(ts)
         sids = "sid IN (SELECT id FROM series WHERE project = $project)"
         args = {"project": project, "cut": int(ts)}
         with self._lock, _translated("retention"):

@@ -83,6 +83,7 @@ class MemoryStore:
         return sorted(self.latest(project, device))
 
     def delete_before(self, project: str, ts: int) -> int:
+        ts = plan.clamp_ts(ts)
         gone = 0
         with self._lock:
             for key, (t, v) in list(self._data.items()):

@@ -41,6 +41,13 @@ def check_batch(batch: PointBatch) -> None:
 TS_LIMIT = 2**62
 
 
+def clamp_ts(ts: int) -> int:
+    """``ts`` limited to what a store can hold (nothing is stored beyond it anyway)."""
+    if not isinstance(ts, (int, np.integer)):
+        raise InvalidInput("timestamps must be integer µs since the epoch")
+    return min(max(int(ts), -TS_LIMIT), TS_LIMIT)
+
+
 def check_range(start: int, end: int) -> tuple[int, int]:
     """Integer ``(start, end)``, clamped to what a store can hold (so "from -inf" works)."""
     if not isinstance(start, (int, np.integer)) or not isinstance(end, (int, np.integer)):

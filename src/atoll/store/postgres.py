@@ -259,6 +259,7 @@ class PostgresStore:
             self._sids.update(added)
 
     def delete_before(self, project: str, ts: int) -> int:
+        ts = plan.clamp_ts(ts)
         sids = "sid IN (SELECT id FROM series WHERE project = %(project)s)"
         args = {"project": project, "cut": int(ts)}
         w = self._writer
