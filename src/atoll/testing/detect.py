@@ -41,6 +41,17 @@ def check_detector(factory: Callable[[], Detector], *, n: int = 1500) -> None:
     assert np.all((batch >= 0) & (batch <= 1)), "scores must lie in [0, 1]"
     assert batch[n // 2] > np.median(batch), "an obvious spike should score above typical readings"
 
+    # score_one only looks: scoring twice gives the same answer and changes nothing learned.
+    probe = factory()
+    probe.score_many(values[: n // 2], ts[: n // 2])
+    before = probe.state()
+    first = probe.score_one(values[n // 2], int(ts[n // 2]))
+    assert probe.score_one(values[n // 2], int(ts[n // 2])) == first
+    assert probe.state() == before, "score_one must not learn"
+    threshold = getattr(probe, "default_threshold", 0.5)
+    assert 0.0 < threshold <= 1.0
+    assert getattr(type(probe).from_state(before), "default_threshold", threshold) == threshold
+
     # Strictly online: changing the future leaves the past untouched.
     future = values.copy()
     future[n // 3 :] = future[n // 3 :] * -3 + 100
