@@ -168,10 +168,11 @@ class ExternalIngest:
                 try:
                     await dispatch(self.pipeline, identity, topic, payload)
                 except Unavailable as e:
-                    # Not acknowledged: the broker re-delivers after the worker reconnects.
+                    # Not acknowledged: the broker keeps it in this worker's session and delivers
+                    # it again on the next connection (e.g. after a restart). Once the receive
+                    # maximum of unacknowledged messages is reached the broker stops sending
+                    # to this worker: back-pressure instead of loss.
                     log.error("not acknowledging %s: %s", topic, e.message)
-                    worker.client.disconnect()
-                    worker.client.reconnect()
                     return
         if qos > 0:
             worker.client.ack(mid, qos)
