@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from atoll.core.errors import AtollError
@@ -48,8 +49,19 @@ def demo(
     opts = DemoOptions(home=home, devices=devices, seed=seed, http_port=http_port,
                        mqtt_port=mqtt_port, duration=duration, history_s=history, faults=faults)
     live = Live(_table(None), console=console, refresh_per_second=2, transient=True)
+    bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), console=console, transient=True)
+    tasks: dict[str, int] = {}
+
+    def step(label: str, done: float, total: float) -> None:
+        if not bar.live.is_started:
+            bar.start()
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=round(total))
+        bar.update(tasks[label], completed=round(done))
 
     def ready(info: dict) -> None:
+        bar.stop()
         console.print(f"\n[bold green]Atoll is live.[/] Console: [link={info['console']}]"
                       f"{info['console']}[/link]  (platform admin: user [bold]{info['user']}[/] password "
                       f"[bold]{info['password']}[/])", soft_wrap=True)
@@ -69,7 +81,7 @@ def demo(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_demo(opts, say=console.print, stop=stop, ready=ready,
+        return await run_demo(opts, say=console.print, stop=stop, ready=ready, step=step,
                               progress=lambda s: live.update(_table(s)))
 
     try:
@@ -80,6 +92,7 @@ def demo(
             console.print(f"hint: {e.hint}")
         raise typer.Exit(1) from None
     finally:
+        bar.stop()
         live.stop()
     console.print(_table(summary, final=True))
     if json_out:

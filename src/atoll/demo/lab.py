@@ -69,9 +69,11 @@ def split_devices(total: int, lab: Sequence[LabTenant] = LAB) -> list[int]:
 def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int, *,
               bind_detectors: Callable[[str, str, str, list[str] | None], None] | None = None,
               on_progress: Callable[[str], None] | None = None,
+              on_device: Callable[[int, int], None] | None = None,
               lab: Sequence[LabTenant] = LAB) -> list[BuiltTenant]:
     """Create the lab through the API; ``admin`` is a platform-admin ``atoll.Client``."""
     out = []
+    done = 0
     for spec, count in zip(lab, split_devices(total_devices, lab)):
         template = load_template(spec.template)
         _, key = admin.create_tenant(spec.name, id=spec.id)
@@ -81,7 +83,11 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
             client._call("POST", "/users", json={"username": spec.id, "password": password,
                                                  "role": "admin"})
             client.create_project(spec.project_name, id=spec.project, retention_days=30)
-            devices = provision(client, spec.project, [template], count, prefix="lab")
+            devices = provision(
+                client, spec.project, [template], count, prefix="lab",
+                on_progress=(lambda n, _, base=done: on_device(base + n, total_devices))
+                if on_device else None)
+            done += len(devices)
             # The template's rules, as the rules API takes them (YAML, project from the URL).
             client._call("POST", f"/projects/{spec.project}/rules/import",
                          content=yaml.safe_dump({"rules": template.rules}, allow_unicode=True),

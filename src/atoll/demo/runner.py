@@ -165,7 +165,8 @@ def _detected_faults(faults: list[Fault], detections: list[dict[str, Any]]) -> s
 async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
                    progress: Callable[[DemoSummary], None] | None = None,
                    stop: asyncio.Event | None = None,
-                   ready: Callable[[dict[str, Any]], None] | None = None) -> DemoSummary:
+                   ready: Callable[[dict[str, Any]], None] | None = None,
+                   step: Callable[[str, float, float], None] | None = None) -> DemoSummary:
     """Run the whole demo; returns the summary when ``stop`` is set or ``duration`` is over."""
     from atoll.client import Client
     from atoll.config import Settings
@@ -201,7 +202,8 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
         admin = Client(platform.http_url, secrets.api_key)
         built = await asyncio.to_thread(
             build_lab, admin, lambda key: Client(platform.http_url, key), opts.devices,
-            bind_detectors=bind, on_progress=lambda m: say(f"  {m}"))
+            bind_detectors=bind, on_progress=lambda m: say(f"  {m}"),
+            on_device=(lambda n, total: step("registering devices", n, total)) if step else None)
         summary.tenants = len(built)
         devices = [d for b in built for d in b.devices]
         summary.devices = len(devices)
@@ -216,7 +218,16 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
                 say(f"warning: only {stats.connected}/{len(devices)} devices connected")
             say(f"Back-filling {opts.history_s / 60:.0f} minutes of history so the detectors "
                 "know what normal looks like …")
-            await mqtt.publish_history(time.time(), 1.0 / opts.rate, per_message=120)
+            history_end = time.time()
+
+            def history_progress(_stats) -> None:
+                if step:
+                    step("back-filling history", min(fleet.cursor, history_end) - now
+                         + opts.history_s, opts.history_s)
+
+            await mqtt.publish_history(history_end, 1.0 / opts.rate, per_message=120,
+                                       on_progress=history_progress)
+            history_progress(None)
             live_start = time.time()
             # History ends where live begins: skip the gap the back-fill itself took.
             fleet.cursor = live_start
