@@ -230,7 +230,7 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
             history_progress(None)
             live_start = time.time()
             # History ends where live begins: skip the gap the back-fill itself took.
-            fleet.cursor = live_start
+            fleet.resume_at(live_start)
             faults = plan_faults(fleet, opts.faults, live_start, opts.first_fault_s,
                                  opts.fault_every_s)
             summary.faults_injected = len(faults)
