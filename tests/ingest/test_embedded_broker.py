@@ -198,3 +198,24 @@ async def test_offline_device_gets_pending_commands_and_desired_twin_when_it_sub
     assert by_topic[topics.command("s1", cmd.id)]["name"] == "calibrate"
     assert reg.get_command("s1", cmd.id).status == "delivered"
     await asyncio.to_thread(close, c)
+
+
+async def test_silent_client_is_dropped_after_one_and_a_half_keep_alives(fleet):
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="s1")
+    c.username_pw_set("s1", fleet.secrets["s1"])
+    await asyncio.to_thread(c.connect, "127.0.0.1", fleet.port, 1)  # keep-alive 1 s
+    c.loop_start()
+    for _ in range(50):
+        if "s1" in fleet.platform.mqtt.connected_devices():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2.5)
+    assert "s1" in fleet.platform.mqtt.connected_devices(), "PINGREQs keep it alive"
+    c.loop_stop()  # no more PINGREQs: the broker must give up on it
+    for _ in range(100):
+        if "s1" not in fleet.platform.mqtt.connected_devices():
+            break
+        await asyncio.sleep(0.05)
+    assert "s1" not in fleet.platform.mqtt.connected_devices()

@@ -24,6 +24,7 @@ import asyncio
 import errno
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -138,6 +139,17 @@ class _AtollAmqttBroker(Broker):
         handler.atoll = self._atoll
         return handler, session
 
+    async def _handle_client_session(self, reader, writer, client_session, handler, server, listener_name):
+        # amqtt enforces keep-alive with an ``asyncio.wait_for`` around every packet read and a
+        # timer reset on every packet sent, which about doubled the CPU per message. Atoll
+        # keeps keep-alive from amqtt and enforces it itself: one watchdog pass per second
+        # over all sessions, using the time of each connection's last read.
+        timed = _TimedReader(reader)
+        client_session.atoll_keep_alive = client_session.keep_alive
+        client_session.atoll_reader = timed
+        client_session.keep_alive = 0
+        await super()._handle_client_session(timed, writer, client_session, handler, server, listener_name)
+
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         qos = await super().add_subscription(subscription, session)
         identity = getattr(session, "atoll_identity", None)
@@ -178,6 +190,24 @@ class _AtollAmqttBroker(Broker):
         return True
 
 
+class _TimedReader:
+    """amqtt reader adapter that remembers when data last arrived."""
+
+    __slots__ = ("_reader", "last")
+
+    def __init__(self, reader) -> None:
+        self._reader = reader
+        self.last = time.monotonic()
+
+    async def read(self, n: int = -1) -> bytes:
+        data = await self._reader.read(n)
+        self.last = time.monotonic()
+        return data
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+
 async def _close(writer) -> None:
     try:
         await writer.close()
@@ -198,6 +228,7 @@ class EmbeddedBroker:
         self._broker: _AtollAmqttBroker | None = None
         self._recheck: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._watchdog: asyncio.Task | None = None
         #: ``async (device, topic_filter)`` run after a device subscribed (set by the runtime).
         self.on_subscribed: Callable[[str, str], Awaitable[None]] | None = None
 
@@ -223,10 +254,12 @@ class EmbeddedBroker:
         server = self._broker._servers["default"].instance
         self.port = server.sockets[0].getsockname()[1]
         self._recheck = asyncio.create_task(self._recheck_loop(), name="atoll-mqtt-recheck")
+        self._watchdog = asyncio.create_task(self._keep_alive_loop(), name="atoll-mqtt-keepalive")
 
     async def stop(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
+        for t in [*self._tasks, self._watchdog]:
+            if t is not None:
+                t.cancel()
         if self._recheck is not None:
             self._recheck.cancel()
             await asyncio.gather(self._recheck, return_exceptions=True)
@@ -295,6 +328,22 @@ class EmbeddedBroker:
                 await handler.handle_connection_closed()
                 n += 1
         return n
+
+    async def _keep_alive_loop(self) -> None:
+        # MQTT 3.1.1 §3.1.2.10: no packet for 1.5 × keep-alive means the client is gone.
+        while True:
+            await asyncio.sleep(1.0)
+            if self._broker is None:
+                return
+            now = time.monotonic()
+            for session, handler in list(self._broker._sessions.values()):
+                ka = getattr(session, "atoll_keep_alive", 0)
+                reader = getattr(session, "atoll_reader", None)
+                if (ka and reader is not None and session.transitions.state == "connected"
+                        and now - reader.last > 1.5 * ka):
+                    log.info("closing %s: silent for %.0f s (keep-alive %d s)", session.client_id,
+                             now - reader.last, ka)
+                    await handler.handle_connection_closed()
 
     async def _recheck_loop(self) -> None:
         # Credentials can be revoked or a device disabled while it is connected.
