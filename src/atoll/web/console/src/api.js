@@ -59,7 +59,10 @@ export async function request(method, path, body, { query, signal, raw } = {}) {
       payload = JSON.stringify(body);
     }
   }
-  const res = await fetch(url, { method, headers, body: payload, signal });
+  // index.html may already have started this very request (see there); use it once.
+  const pre = method === "GET" && window.__atollPreload && window.__atollPreload[url];
+  if (pre) delete window.__atollPreload[url];
+  const res = await (pre ? pre.catch(() => fetch(url, { method, headers, signal })) : fetch(url, { method, headers, body: payload, signal }));
   if (raw) return res;
   const text = await res.text();
   let data = null;

@@ -197,6 +197,7 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
         if (main.x.length) setLast({ t: main.x[main.x.length - 1], v: main.y[main.y.length - 1] });
         setStatus({ loading: false, points: main.x.length, error: null, ms: Math.round(performance.now() - t0) });
         window.__atollChartLoads = (window.__atollChartLoads || 0) + 1;
+        window.__atollChartAt = performance.now(); // when the chart was last redrawn with data (benchmarks)
         markPrimaryReady();
       },
       (e) => {

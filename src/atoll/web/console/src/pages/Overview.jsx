@@ -90,6 +90,11 @@ export function Overview() {
     [project, dq, status],
   );
 
+  // When the first rows were on screen (effects run after paint): read by bench/console.py.
+  useEffect(() => {
+    if (source.total !== null && !window.__atollFleetAt) window.__atollFleetAt = performance.now();
+  }, [source.total]);
+
   // The online counter comes from the same filter the table uses, counted by the server.
   const online = useAsync(async () => {
     if (!project) return null;
