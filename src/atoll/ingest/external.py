@@ -14,6 +14,7 @@ running one.
 from __future__ import annotations
 
 import asyncio
+import collections
 import getpass
 import logging
 import secrets
@@ -106,6 +107,8 @@ class ExternalIngest:
         self._workers = [_Worker(self, i) for i in range(max(1, workers))]
         self._identities: dict[str, tuple[float, Any]] = {}
         self._tasks: set[asyncio.Task] = set()
+        self._inbox: collections.deque = collections.deque()
+        self._drain_scheduled = False
 
     @classmethod
     def from_settings(cls, settings, pipeline: IngestPipeline, directory, registry) -> ExternalIngest:
@@ -151,6 +154,21 @@ class ExternalIngest:
             await asyncio.to_thread(w.stop)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def hand_over(self, item: tuple) -> None:
+        """From paho's threads: queue, and wake the event loop once per burst, not per message."""
+        self._inbox.append(item)
+        if not self._drain_scheduled:
+            loop = self.loop
+            if loop is not None and not loop.is_closed():
+                self._drain_scheduled = True
+                loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False  # before draining: a message queued from now on re-arms
+        inbox = self._inbox
+        while inbox:
+            self.on_message(*inbox.popleft())
 
     def on_message(self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes) -> None:
         task = asyncio.ensure_future(self._handle(worker, mid, qos, topic, payload))
