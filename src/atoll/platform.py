@@ -51,7 +51,11 @@ def open_bus(url: str) -> MessageBus:
         from atoll.bus.memory import MemoryBus
 
         return MemoryBus()
-    raise InvalidInput(f"unsupported bus URL {url!r}", hint="use memory://")
+    if scheme == "nats":
+        from atoll.bus.nats import NatsBus
+
+        return NatsBus.from_url(url)
+    raise InvalidInput(f"unsupported bus URL {url!r}", hint="use memory:// or nats://host:4222")
 
 
 class Platform:
@@ -127,6 +131,9 @@ class Platform:
         self.bootstrap = self.registry.bootstrap()
         self.bus = open_bus(s.bus_url)
         self._stack.append(("bus", self.bus.close))
+        connect = getattr(self.bus, "connect", None)
+        if connect is not None:  # a networked bus fails here, naming its URL, not on first use
+            await connect()
         directory = RegistryDirectory(self.registry)
         self.pipeline = IngestPipeline(
             self.store, self.bus, directory, s.limits,

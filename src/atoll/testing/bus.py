@@ -34,13 +34,15 @@ async def _settle(seconds: float = 0.2) -> None:
     await asyncio.sleep(seconds)
 
 
-async def check_bus(bus: MessageBus) -> None:
+async def check_bus(bus: MessageBus, *, root: str | None = None) -> None:
     """Run every check against ``bus``; raises ``AssertionError`` on the first failure.
 
-    Subjects are unique per run, so a shared server (e.g. NATS) can be used.
+    Subjects are unique per run (all under ``root``, random by default), so a shared server
+    (e.g. NATS) can be used; a bus that only carries configured subjects (a JetStream stream)
+    is given a ``root`` it carries.
     """
     assert isinstance(bus, MessageBus)
-    root = "t" + uuid.uuid4().hex[:12]
+    root = root or "t" + uuid.uuid4().hex[:12]
     await _check_exact_in_order(bus, root)
     await _check_wildcards(bus, root)
     await _check_groups(bus, root)

@@ -1,0 +1,294 @@
+"""``MessageBus`` on NATS JetStream: the bus for running Atoll as several processes.
+
+``open_bus("nats://127.0.0.1:4222?stream=ATOLL&max_age=86400")``
+
+Guarantees (what the memory bus gives in one process, made durable):
+
+* **Stream.** One stream (default ``ATOLL``, file storage, limits-based retention, messages
+  older than ``max_age`` seconds — default one day — are dropped, oldest first) holds
+  ``telemetry.>``, ``anomaly.>``, ``alarm.>``, ``twin.>`` and ``command_ack.>``. The adapter
+  creates it, or adds missing subjects to an existing one. Publishing or subscribing outside
+  those subjects is ``InvalidInput``: a typo must not silently go nowhere.
+* **Publish** returns once JetStream has stored the message (the PubAck), so a returned
+  publish survives a crash of every Atoll process.
+* **Subscribe without a group**: an ephemeral consumer that starts at the next message and
+  is deleted on ``unsubscribe`` (what a live WebSocket view needs).
+* **Subscribe with a group**: a durable consumer named after the group and the subject,
+  shared by every subscriber with that group in any process (a NATS queue group on its push
+  subject). It outlives its subscribers: what is published while all workers are down waits
+  for the next one. A new group starts at the next message, not at the stream's history.
+* **Acks.** A message is acked after its handler returns. A handler that raises gets the
+  message again after ``retry_delay`` seconds, ``max_deliver`` times in all; then it is
+  dropped and logged. Unacked messages of a worker that died are redelivered after
+  ``ack_wait`` seconds. Delivery is therefore at least once: handlers should tolerate a repeat.
+* **Order.** One subscription's handler runs one message at a time, in stream order (= the
+  order of awaited publishes); a redelivered message arrives out of order. A group spreads
+  messages over its members with no order between members.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import api
+
+from atoll.bus.port import Handler, Message
+from atoll.core.errors import InvalidInput, Unavailable
+
+log = logging.getLogger(__name__)
+
+SUBJECTS: tuple[str, ...] = ("telemetry.>", "anomaly.>", "alarm.>", "twin.>", "command_ack.>")
+_STREAM_IN_USE = 10058  # JetStream API error: stream name already in use (with another config)
+
+
+class NatsSubscription:
+    def __init__(self, bus: NatsBus, sub: object, consumer: str | None) -> None:
+        self._bus = bus
+        self._sub = sub
+        self._ephemeral = consumer  # deleted on unsubscribe; a group's durable consumer stays
+
+    async def unsubscribe(self) -> None:
+        if self._sub is None:
+            return
+        sub, self._sub = self._sub, None
+        self._bus._subs.discard(self)
+        with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+            await sub.unsubscribe()  # type: ignore[attr-defined]
+            if self._ephemeral is not None:
+                await self._bus._js.delete_consumer(self._bus.stream, self._ephemeral)
+
+
+class NatsBus:
+    """A ``MessageBus`` on a JetStream stream. Connects on ``connect()`` or first use."""
+
+    def __init__(self, servers: str | Sequence[str] = "nats://127.0.0.1:4222", *,
+                 stream: str = "ATOLL", subjects: Sequence[str] = SUBJECTS,
+                 max_age: float = 86400.0, max_bytes: int = -1, ack_wait: float = 30.0,
+                 max_deliver: int = 5, retry_delay: float = 0.5, timeout: float = 5.0) -> None:
+        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.stream = stream
+        self.subjects = tuple(subjects)
+        self.max_age = max_age
+        self.max_bytes = max_bytes
+        self.ack_wait = ack_wait
+        self.max_deliver = max_deliver
+        self.retry_delay = retry_delay
+        self.timeout = timeout
+        self._nc: nats.NATS | None = None
+        self._js: nats.js.JetStreamContext = None  # type: ignore[assignment]
+        self._lock = asyncio.Lock()
+        self._subs: set[NatsSubscription] = set()
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> NatsBus:
+        """``nats://[user:password@]host:port[?stream=ATOLL&max_age=SECONDS&max_bytes=N]``"""
+        u = urlsplit(url)
+        q = {k: v[-1] for k, v in parse_qs(u.query).items()}
+        unknown = set(q) - {"stream", "max_age", "max_bytes", "ack_wait", "max_deliver"}
+        if unknown:
+            raise InvalidInput(f"unknown NATS bus URL option(s) {sorted(unknown)}",
+                               hint="options: stream, max_age, max_bytes, ack_wait, max_deliver")
+        try:
+            kw = {k: (float(v) if k in ("max_age", "ack_wait") else int(v) if k != "stream" else v)
+                  for k, v in q.items()}
+        except ValueError as e:
+            raise InvalidInput(f"bad NATS bus URL option: {e}") from None
+        return cls(urlunsplit((u.scheme, u.netloc, "", "", "")), **kw)  # type: ignore[arg-type]
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        async with self._lock:
+            if self._closed:
+                raise Unavailable("bus is closed")
+            if self._nc is not None:
+                return
+            nc = nats.NATS()
+            try:
+                # Once connected, reconnect forever (a restarted server must not stop Atoll);
+                # the first connect, though, gives up after ``timeout`` with a clear error.
+                await asyncio.wait_for(
+                    nc.connect(servers=self.servers, connect_timeout=self.timeout,
+                               max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                               error_cb=self._on_error),
+                    self.timeout)
+            except (TimeoutError, nats.errors.Error, OSError) as e:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+                raise Unavailable(f"cannot connect to NATS at {', '.join(self.servers)}: {e!r}",
+                                  hint="start nats-server -js, or fix --bus-url / ATOLL_BUS_URL") from None
+            self._js = nc.jetstream(timeout=self.timeout)
+            try:
+                await self._ensure_stream()
+            except BaseException:
+                await nc.close()
+                raise
+            self._nc = nc
+
+    async def _ensure_stream(self) -> None:
+        config = api.StreamConfig(
+            name=self.stream, subjects=list(self.subjects), retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE, discard=api.DiscardPolicy.OLD, max_age=self.max_age,
+            max_bytes=self.max_bytes,
+        )
+        try:
+            try:
+                await self._js.add_stream(config)
+                return
+            except nats.js.errors.BadRequestError as e:
+                if e.err_code != _STREAM_IN_USE:
+                    raise
+            # It exists with another configuration (an operator's, or another version's):
+            # keep its limits, only make sure our subjects land in it.
+            info = await self._js.stream_info(self.stream)
+            have = list(info.config.subjects or [])
+            missing = [s for s in self.subjects if s not in have]
+            if missing:
+                info.config.subjects = have + missing
+                await self._js.update_stream(info.config)
+        except nats.js.errors.ServiceUnavailableError:
+            raise Unavailable("NATS has no JetStream", hint="start the server with nats-server -js") from None
+        except nats.errors.NoRespondersError:
+            raise Unavailable("NATS has no JetStream", hint="start the server with nats-server -js") from None
+        except nats.js.errors.APIError as e:
+            raise InvalidInput(f"cannot set up JetStream stream {self.stream}: {e.description}") from None
+        except (TimeoutError, nats.errors.Error) as e:
+            raise Unavailable(f"cannot set up JetStream stream {self.stream}: {e!r}") from None
+
+    async def _connected(self) -> nats.js.JetStreamContext:
+        if self._closed:
+            raise Unavailable("bus is closed")
+        if self._nc is None:
+            await self.connect()
+        return self._js
+
+    async def _on_error(self, e: Exception) -> None:
+        log.warning("NATS (%s): %r", ", ".join(self.servers), e)
+
+    # -- the port -----------------------------------------------------------------------------
+
+    async def publish(self, subject: str, data: bytes) -> None:
+        self._check_subject(subject)
+        js = await self._connected()
+        try:
+            await js.publish(subject, bytes(data), stream=self.stream)
+        except nats.errors.MaxPayloadError as e:
+            raise InvalidInput(f"bus message on {subject} is too large: {e}",
+                               hint="raise max_payload in the nats-server configuration") from None
+        except (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError):
+            raise Unavailable(f"JetStream did not store {subject}: no stream answered",
+                              hint=f"is stream {self.stream} deleted, or JetStream off?") from None
+        except nats.js.errors.APIError as e:
+            raise Unavailable(f"JetStream refused {subject}: {e.description}") from None
+        except (TimeoutError, nats.errors.Error) as e:
+            raise Unavailable(f"NATS publish on {subject} failed: {e!r}",
+                              hint="the message was not acknowledged; retry") from None
+
+    async def subscribe(self, subject: str, handler: Handler, *,
+                        group: str | None = None) -> NatsSubscription:
+        self._check_subject(subject)
+        js = await self._connected()
+        config = api.ConsumerConfig(
+            ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.NEW,
+            ack_wait=self.ack_wait, max_deliver=self.max_deliver, filter_subject=subject,
+        )
+        cb = self._callback(handler)
+        try:
+            if group is None:
+                psub = await js.subscribe(subject, cb=cb, stream=self.stream, config=config,
+                                          manual_ack=True)
+                sub = NatsSubscription(self, psub, psub._consumer)
+            else:
+                name = consumer_name(group, subject)
+                psub = await js.subscribe(subject, queue=name, cb=cb, stream=self.stream,
+                                          config=config, manual_ack=True)
+                sub = NatsSubscription(self, psub, None)
+        except nats.js.errors.APIError as e:
+            raise InvalidInput(f"cannot subscribe to {subject}: {e.description}") from None
+        except (TimeoutError, nats.errors.Error) as e:
+            raise Unavailable(f"NATS subscribe to {subject} failed: {e!r}") from None
+        self._subs.add(sub)
+        return sub
+
+    async def close(self) -> None:
+        self._closed = True
+        for sub in list(self._subs):
+            await sub.unsubscribe()
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+                await nc.close()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _check_subject(self, subject: str) -> None:
+        if not any(_covers(s, subject) for s in self.subjects):
+            raise InvalidInput(f"subject {subject!r} is not in bus stream {self.stream}",
+                               hint=f"stream subjects: {', '.join(self.subjects)}")
+
+    def _callback(self, handler: Handler):
+        async def on_msg(msg: Msg) -> None:
+            try:
+                await handler(Message(msg.subject, msg.data))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - any handler failure means: deliver again
+                await self._failed(msg)
+                return
+            with contextlib.suppress(nats.errors.Error):
+                await msg.ack()
+
+        return on_msg
+
+    async def _failed(self, msg: Msg) -> None:
+        delivered = msg.metadata.num_delivered or 1
+        with contextlib.suppress(nats.errors.Error):
+            if delivered >= self.max_deliver:
+                log.exception("bus handler failed on %s %d times; dropping the message",
+                              msg.subject, delivered)
+                await msg.term()
+            else:
+                log.exception("bus handler failed on %s (try %d of %d); will retry",
+                              msg.subject, delivered, self.max_deliver)
+                await msg.nak(delay=self.retry_delay)
+
+
+def consumer_name(group: str, subject: str) -> str:
+    """A durable consumer per (group, subject), as the memory bus groups by both.
+
+    >>> consumer_name("detect", "telemetry.>")
+    'detect_telemetry_gt_e1d753'
+    """
+    readable = subject.replace("*", "star").replace(">", "gt")
+    readable = re.sub(r"[^A-Za-z0-9_-]", "_", f"{group}_{readable}")[:48]
+    digest = hashlib.sha1(f"{group}\0{subject}".encode()).hexdigest()[:6]
+    return f"{readable}_{digest}"
+
+
+def _covers(stream_subject: str, subject: str) -> bool:
+    """Whether every subject that ``subject`` (maybe a wildcard) matches lies in the stream.
+
+    >>> _covers("telemetry.>", "telemetry.p1.*"), _covers("telemetry.>", ">")
+    (True, False)
+    """
+    p, s = stream_subject.split("."), subject.split(".")
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(s) > i
+        if i >= len(s) or s[i] == ">" or (tok != "*" and tok != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+__all__ = ["SUBJECTS", "NatsBus", "NatsSubscription", "consumer_name"]

@@ -1,0 +1,208 @@
+"""The NATS JetStream bus against a real ``nats-server -js`` this session starts itself."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from atoll.bus.nats import NatsBus
+from atoll.bus.port import Message
+from atoll.core.errors import InvalidInput, Unavailable
+from atoll.testing.bus import check_bus
+from atoll.testing.nats_server import NatsServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with NatsServer(tmp_path_factory.mktemp("nats")) as s:
+        yield s
+
+
+@pytest.fixture
+def root():
+    return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def make_bus(server, root):
+    """Buses on one stream that also holds ``{root}.>``; closed after the test."""
+    buses = []
+    stream = "S" + root
+
+    async def make(**kw) -> NatsBus:
+        bus = NatsBus(server.url, stream=stream, subjects=(f"{root}.>",), **kw)
+        await bus.connect()
+        buses.append(bus)
+        return bus
+
+    yield make
+    for b in buses:
+        await b.close()
+
+
+class Inbox:
+    def __init__(self):
+        self.got: list[bytes] = []
+
+    async def __call__(self, msg: Message) -> None:
+        self.got.append(msg.data)
+
+    async def wait_for(self, n: int, timeout: float = 5.0) -> list[bytes]:
+        async def _wait():
+            while len(self.got) < n:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(_wait(), timeout)
+        return self.got
+
+
+async def test_nats_bus_passes_conformance_suite(make_bus, root):
+    await check_bus(await make_bus(), root=root)
+
+
+async def test_acked_publish_waits_for_a_later_worker_of_the_group(make_bus, root):
+    first = await make_bus()
+    early = Inbox()
+    sub = await first.subscribe(f"{root}.jobs.>", early, group="workers")
+    await first.publish(f"{root}.jobs.1", b"seen")
+    await early.wait_for(1)
+    await sub.unsubscribe()
+    await first.close()  # every worker is gone
+
+    publisher = await make_bus()
+    await publisher.publish(f"{root}.jobs.2", b"kept")
+    await publisher.publish(f"{root}.jobs.3", b"kept too")
+
+    late = Inbox()
+    await (await make_bus()).subscribe(f"{root}.jobs.>", late, group="workers")
+    assert await late.wait_for(2) == [b"kept", b"kept too"]
+    await asyncio.sleep(0.2)
+    assert late.got == [b"kept", b"kept too"], "a message the group already acked came back"
+
+
+async def test_failed_handler_gets_the_message_again(make_bus, root):
+    bus = await make_bus(retry_delay=0.05)
+    calls: list[bytes] = []
+
+    async def flaky(msg: Message) -> None:
+        calls.append(msg.data)
+        if calls.count(msg.data) < 3:
+            raise RuntimeError("transient")
+
+    await bus.subscribe(f"{root}.r", flaky, group="retry")
+    await bus.publish(f"{root}.r", b"x")
+
+    async def _thrice():
+        while len(calls) < 3:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(_thrice(), 5)
+    await asyncio.sleep(0.3)
+    assert calls == [b"x", b"x", b"x"], "acked after the third (successful) try, then no more"
+
+
+async def test_poison_message_is_dropped_after_max_deliver(make_bus, root):
+    bus = await make_bus(retry_delay=0.02, max_deliver=3)
+    calls, ok = [], Inbox()
+
+    async def poison(msg: Message) -> None:
+        if msg.data == b"bad":
+            calls.append(msg.data)
+            raise RuntimeError("always")
+        await ok(msg)
+
+    await bus.subscribe(f"{root}.p", poison)
+    await bus.publish(f"{root}.p", b"bad")
+    await bus.publish(f"{root}.p", b"good")
+    await ok.wait_for(1)
+    await asyncio.sleep(0.5)
+    assert len(calls) == 3
+    assert ok.got == [b"good"]
+
+
+async def test_two_workers_share_a_group_and_a_plain_subscriber_sees_all(make_bus, root):
+    w1, w2, watcher = await make_bus(), await make_bus(), await make_bus()
+    g1, g2, everything = Inbox(), Inbox(), Inbox()
+    await w1.subscribe(f"{root}.q.*", g1, group="ingest")
+    await w2.subscribe(f"{root}.q.*", g2, group="ingest")
+    await watcher.subscribe(f"{root}.q.*", everything)
+    n = 300
+    for i in range(n):
+        await watcher.publish(f"{root}.q.{i % 5}", str(i).encode())
+    await everything.wait_for(n)
+
+    async def _shared():
+        while len(g1.got) + len(g2.got) < n:
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(_shared(), 5)
+    await asyncio.sleep(0.2)
+    assert sorted(int(x) for x in g1.got + g2.got) == list(range(n))
+    assert g1.got and g2.got, "both workers must get a share"
+
+
+async def test_subjects_outside_the_stream_are_refused(make_bus, root):
+    bus = await make_bus()
+    with pytest.raises(InvalidInput):
+        await bus.publish("nowhere.at.all", b"x")
+
+    async def handler(msg):
+        pass
+
+    with pytest.raises(InvalidInput):
+        await bus.subscribe(">", handler)
+
+
+async def test_atoll_subjects_are_in_the_default_stream(server):
+    bus = NatsBus(server.url)
+    inbox = Inbox()
+    await bus.subscribe("alarm.*", inbox)
+    await bus.publish("alarm.p1", b"a")
+    await bus.publish("telemetry.p1.d1", b"t")
+    assert await inbox.wait_for(1) == [b"a"]
+    await bus.close()
+
+
+async def test_an_existing_stream_gets_missing_subjects_added(server, root):
+    stream = "X" + root
+    first = NatsBus(server.url, stream=stream, subjects=(f"{root}.a.>",))
+    await first.connect()
+    second = NatsBus(server.url, stream=stream, subjects=(f"{root}.b.>",))
+    inbox = Inbox()
+    await second.subscribe(f"{root}.b.*", inbox)
+    await first.publish(f"{root}.a.1", b"a")
+    await second.publish(f"{root}.b.1", b"b")
+    assert await inbox.wait_for(1) == [b"b"]
+    info = await second._js.stream_info(stream)
+    assert sorted(info.config.subjects) == [f"{root}.a.>", f"{root}.b.>"]
+    await first.close()
+    await second.close()
+
+
+async def test_unreachable_server_is_unavailable():
+    bus = NatsBus("nats://127.0.0.1:1", timeout=0.5)
+    with pytest.raises(Unavailable):
+        await bus.connect()
+
+
+async def test_closed_bus_refuses_publish(make_bus, root):
+    bus = await make_bus()
+    await bus.close()
+    with pytest.raises(Unavailable):
+        await bus.publish(f"{root}.x", b"x")
+
+
+def test_url_options():
+    bus = NatsBus.from_url("nats://u:p@example:4223?stream=S1&max_age=60&max_deliver=2")
+    assert (bus.servers, bus.stream, bus.max_age, bus.max_deliver) == (["nats://u:p@example:4223"], "S1", 60.0, 2)
+    with pytest.raises(InvalidInput):
+        NatsBus.from_url("nats://example?bogus=1")
+
+
+def test_doctests():
+    import doctest
+
+    import atoll.bus.nats
+
+    result = doctest.testmod(atoll.bus.nats)
+    assert result.attempted >= 2 and result.failed == 0
