@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     #: ``memory://`` | ``duckdb:///path`` | ``postgresql://...``; empty = DuckDB in ``home``.
     store_url: str | None = None
     bus_url: str = "memory://"
+    #: Registry (and rules) database, any SQLAlchemy URL, e.g. ``postgresql://user@host/atoll``;
+    #: empty = SQLite in ``home``. Several Atoll processes need a shared one.
+    registry_url: str | None = None
     #: Which of ``atoll.platform.SERVICE_MODULES`` to run (detectors, rules…); None = all found.
     services: list[str] | None = None
 

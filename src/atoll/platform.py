@@ -126,7 +126,7 @@ class Platform:
         if self._own_store:
             self._stack.append(("store", self.store.close))
         kw = {"password_hasher": self._password_hasher} if self._password_hasher is not None else {}
-        self.registry = Registry.open(s.home, **kw)
+        self.registry = Registry(s.registry_url, **kw) if s.registry_url else Registry.open(s.home, **kw)
         self._stack.append(("registry", self.registry.close))
         self.bootstrap = self.registry.bootstrap()
         self.bus = open_bus(s.bus_url)

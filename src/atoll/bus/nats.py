@@ -89,18 +89,19 @@ class NatsBus:
         self._lock = asyncio.Lock()
         self._subs: set[NatsSubscription] = set()
         self._closed = False
+        self._last_error: Exception | None = None
 
     @classmethod
     def from_url(cls, url: str) -> NatsBus:
-        """``nats://[user:password@]host:port[?stream=ATOLL&max_age=SECONDS&max_bytes=N]``"""
+        """``nats://[user:password@]host:port[?stream=ATOLL&max_age=SECONDS&max_bytes=N&...]``"""
         u = urlsplit(url)
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
-        unknown = set(q) - {"stream", "max_age", "max_bytes", "ack_wait", "max_deliver"}
+        unknown = set(q) - {"stream", "max_age", "max_bytes", "ack_wait", "max_deliver", "timeout"}
         if unknown:
             raise InvalidInput(f"unknown NATS bus URL option(s) {sorted(unknown)}",
-                               hint="options: stream, max_age, max_bytes, ack_wait, max_deliver")
+                               hint="options: stream, max_age, max_bytes, ack_wait, max_deliver, timeout")
         try:
-            kw = {k: (float(v) if k in ("max_age", "ack_wait") else int(v) if k != "stream" else v)
+            kw = {k: (v if k == "stream" else int(v) if k in ("max_bytes", "max_deliver") else float(v))
                   for k, v in q.items()}
         except ValueError as e:
             raise InvalidInput(f"bad NATS bus URL option: {e}") from None
@@ -126,8 +127,9 @@ class NatsBus:
             except (TimeoutError, nats.errors.Error, OSError) as e:
                 with contextlib.suppress(Exception):
                     await nc.close()
-                raise Unavailable(f"cannot connect to NATS at {', '.join(self.servers)}: {e!r}",
-                                  hint="start nats-server -js, or fix --bus-url / ATOLL_BUS_URL") from None
+                why = self._last_error or e
+                raise Unavailable(f"cannot connect to NATS at {', '.join(self.servers)}: {why!r}",
+                                  hint="start nats-server -js, or fix ATOLL_BUS_URL") from None
             self._js = nc.jetstream(timeout=self.timeout)
             try:
                 await self._ensure_stream()
@@ -174,6 +176,7 @@ class NatsBus:
         return self._js
 
     async def _on_error(self, e: Exception) -> None:
+        self._last_error = e
         log.warning("NATS (%s): %r", ", ".join(self.servers), e)
 
     # -- the port -----------------------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""Atoll's runtime on NATS JetStream (and, when reachable, PostgreSQL for store and registry):
+telemetry sent over HTTP reaches the store, the detection service scores it, and its
+anomaly-score events come back over NATS to another process's connection."""
+
+import asyncio
+import os
+import secrets
+
+import httpx
+import orjson
+import psycopg
+import pytest
+from argon2 import PasswordHasher
+
+from atoll.bus.nats import NatsBus
+from atoll.config import Settings
+from atoll.core.points import SeriesKey
+from atoll.platform import Platform
+from atoll.testing.nats_server import NatsServer
+
+FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+PG = os.environ.get("ATOLL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
+T0_MS = 1_700_000_000_000
+
+
+@pytest.fixture
+def nats_url(tmp_path):
+    # One server per test: the durable "detect"/"rules" groups must not carry over.
+    with NatsServer(tmp_path / "nats") as server:
+        yield server.url
+
+
+@pytest.fixture
+def pg_db():
+    """A uniquely named PostgreSQL database, dropped afterwards."""
+    name = f"atoll_nats_{secrets.token_hex(4)}"
+    try:
+        admin = psycopg.connect(PG, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable ({exc}); set ATOLL_TEST_PG")
+    admin.execute(f'CREATE DATABASE "{name}"')
+    params = psycopg.conninfo.conninfo_to_dict(PG)
+    yield (f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
+           f"{params.get('port', 5432)}/{name}")
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+async def _run_and_check(settings: Settings, nats_url: str) -> None:
+    watcher = NatsBus(nats_url)  # e.g. a console in another process
+    events: list[dict] = []
+
+    async def on_anomaly(msg):
+        events.extend(orjson.loads(msg.data))
+
+    p = Platform(settings, password_hasher=FAST)
+    await p.start()
+    try:
+        assert isinstance(p.bus, NatsBus)
+        await watcher.subscribe("anomaly.lab.*", on_anomaly)
+        reg = p.registry
+        reg.create_project("default", "Lab", project_id="lab")
+        _, creds = reg.register_device("lab", device_id="pump1")
+        readings = [{"ts": T0_MS + i * 1000, "values": {"flow": 10.0 + (i % 5)}} for i in range(50)]
+        async with httpx.AsyncClient(base_url=p.http_url) as http:
+            r = await http.post("/api/v1/ingest/telemetry", auth=("pump1", creds.secret), json=readings)
+            assert r.status_code in (200, 201, 202), r.text
+        key = SeriesKey("lab", "pump1", "flow")
+        assert p.store.query_raw(key, 0, 2**62).value.tolist() == [10.0 + (i % 5) for i in range(50)]
+
+        for _ in range(500):
+            if len(events) >= 50:
+                break
+            await asyncio.sleep(0.02)
+        assert [e["ts"] for e in events] == [(T0_MS + i * 1000) * 1000 for i in range(50)]
+        assert {(e["device"], e["metric"]) for e in events} == {("pump1", "flow")}
+        assert all(0.0 <= e["score"] <= 1.0 for e in events)
+    finally:
+        await p.stop()  # the detection service flushes its scores to the store on stop
+        await watcher.close()
+    store_check = Platform(settings.model_copy(update={"services": []}), password_hasher=FAST)
+    await store_check.start()
+    try:
+        scores = store_check.store.query_raw(SeriesKey("lab", "pump1", "flow.anomaly_score"), 0, 2**62)
+        assert len(scores.ts) == 50
+        assert store_check.registry.get_device("pump1").project == "lab"
+    finally:
+        await store_check.stop()
+
+
+async def test_platform_runs_on_nats(tmp_path, nats_url):
+    await _run_and_check(Settings(home=tmp_path / "home", bus_url=nats_url, http_port=0, mqtt_port=0),
+                         nats_url)
+
+
+async def test_platform_runs_on_nats_and_postgresql(tmp_path, nats_url, pg_db):
+    settings = Settings(home=tmp_path / "home", bus_url=nats_url, store_url=pg_db, registry_url=pg_db,
+                        http_port=0, mqtt_mode="off")
+    await _run_and_check(settings, nats_url)
+    # registry and series live in PostgreSQL, not in the data directory
+    assert not (tmp_path / "home" / "registry.sqlite").exists()
+    assert not (tmp_path / "home" / "series.duckdb").exists()
+    with psycopg.connect(pg_db) as conn:
+        assert conn.execute("SELECT count(*) FROM devices").fetchone() == (1,)
+
+
+async def test_unreachable_nats_fails_the_start_with_the_url(tmp_path):
+    from atoll.core.errors import Unavailable
+
+    p = Platform(Settings(home=tmp_path, bus_url="nats://127.0.0.1:1?timeout=0.5", http_port=0, mqtt_mode="off",
+                          services=[]), password_hasher=FAST)
+    with pytest.raises(Unavailable, match="127.0.0.1:1"):
+        await p.start()
