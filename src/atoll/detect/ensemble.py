@@ -3,17 +3,21 @@
 Signals are fused by ``max``, then repeated alarms are muted for a while:
 
 1. **Range breaks** (``extremes.py``) of the reading and of its rolling mean: a new high or low.
-2. **Window novelty** at several time scales (``scales``). For each scale, the last ``window``
+2. **Tail breaks** (``tails.py``): a reading more than ``tail_margin`` band widths outside the
+   ``tail_q``..``1 - tail_q`` quantile band of a sample of recent readings (``tail_size`` readings,
+   one every ``tail_stride``). Unlike the range, the sample forgets an old spike, so a later,
+   smaller anomaly is seen again. Muted for ``tail_quiet`` readings after it fires.
+3. **Window novelty** at several time scales (``scales``). For each scale, the last ``window``
    readings are averaged into ``blocks`` blocks, divided by the range seen so far, and compared
    with a ring of ``bank`` past windows stored every ``stride`` readings (``knn.py``). The
    nearest-neighbour distance becomes an anomaly likelihood (``likelihood.py``), mapped so that
    ``likelihood == gate`` gives 0.5. A scale speaks only after ``lik_warmup`` real novelty
    values (no start-up alarms), and after an alarm it is muted for ``lik_quiet`` readings.
-3. **Suppression**: after any output at or above ``alarm``, the next ``quiet`` outputs are 0.
+4. **Suppression**: after any output at or above ``alarm``, the next ``quiet`` outputs are 0.
    NAB (and an operator) charges for every repeated alarm, and one alarm per event is enough.
 
 Everything is one compiled step over fixed-size arrays, so memory per series is constant
-(``nbytes()``: about 59 KB with the default scales, most of it the float32 window banks) and
+(``nbytes()``: about 76 KB with the defaults: the float32 window banks and the tail sample) and
 replay runs at several hundred thousand readings/s per core. Timestamps are not used.
 Non-finite readings score 0 and are not learned.
 
@@ -38,20 +42,22 @@ from atoll.detect.base import StreamingDetector, as_scalar
 from atoll.detect.extremes import range_break
 from atoll.detect.knn import nearest_distance
 from atoll.detect.likelihood import log_tail_score
+from atoll.detect.tails import tail_excess, tail_push
 
 # Scalar state slots.
-_N, _LO, _HI, _MLO, _MHI, _LAST_ALARM = range(6)
-_NSTATE = 6
+_N, _LO, _HI, _MLO, _MHI, _LAST_ALARM, _T_COUNT, _T_LAST = range(8)
+_NSTATE = 8
 # Per-scale state columns.
 _C_COUNT, _C_LM, _C_LV, _C_LAST, _C_VALID = range(5)
 # Per-scale parameter columns: window, stride, bank offset, bank size, gate.
 _S_WIN, _S_STRIDE, _S_OFF, _S_BANK, _S_GATE = range(5)
 # Global parameter slots.
-_P_WARM, _P_MEANW, _P_LSHORT, _P_LALPHA, _P_LWARM, _P_LQUIET, _P_ALARM, _P_QUIET = range(8)
+(_P_WARM, _P_MEANW, _P_LSHORT, _P_LALPHA, _P_LWARM, _P_LQUIET, _P_ALARM, _P_QUIET,
+ _P_TSTRIDE, _P_TQ, _P_TMARGIN, _P_TGAIN, _P_TQUIET) = range(13)
 
 
 @njit(cache=True)
-def _step(x, st, cst, vals, raws, bank, window, p, sp, commit):
+def _step(x, st, cst, vals, raws, bank, tring, tsort, window, p, sp, commit):
     """Score reading ``x``; if ``commit``, also learn it. Reads all state before writing any."""
     if not math.isfinite(x):
         return 0.0
@@ -76,7 +82,24 @@ def _step(x, st, cst, vals, raws, bank, window, p, sp, commit):
     hi = max(st[_HI], x) if i > 0 else x
     width = hi - lo if hi > lo else 1.0
 
-    # 2. Window novelty per scale -> likelihood -> gated score.
+    # 2. Tail breaks against the quantile band of a sample of recent readings.
+    tcount = int(st[_T_COUNT])
+    tmuted = i - st[_T_LAST] <= p[_P_TQUIET]
+    tail = 0.0
+    if i >= p[_P_WARM] and tring.shape[0] > 0:
+        excess = tail_excess(x, tsort, tcount, p[_P_TQ])
+        if excess > p[_P_TMARGIN]:
+            tail = min(1.0, 0.5 + p[_P_TGAIN] * (excess - p[_P_TMARGIN]))
+    if not tmuted:
+        out = max(out, tail)
+    if commit:
+        if not tmuted and tail >= 0.5:
+            st[_T_LAST] = i
+        if tring.shape[0] > 0 and i % int(p[_P_TSTRIDE]) == 0:
+            tail_push(x, tring, tsort, tcount)
+            st[_T_COUNT] = tcount + 1
+
+    # 3. Window novelty per scale -> likelihood -> gated score.
     for c in range(nscales):
         win = int(sp[c, _S_WIN])
         raw = 0.0
@@ -125,7 +148,7 @@ def _step(x, st, cst, vals, raws, bank, window, p, sp, commit):
                 bank[int(sp[c, _S_OFF]) + count % int(sp[c, _S_BANK]), :] = window[c]
                 cst[c, _C_COUNT] = count + 1
 
-    # 3. Suppress repeats.
+    # 4. Suppress repeats.
     muted = i - st[_LAST_ALARM] <= p[_P_QUIET]
     if muted:
         out = 0.0
@@ -142,10 +165,10 @@ def _step(x, st, cst, vals, raws, bank, window, p, sp, commit):
 
 
 @njit(cache=True)
-def _replay(xs, st, cst, vals, raws, bank, window, p, sp, commit, out):
+def _replay(xs, st, cst, vals, raws, bank, tring, tsort, window, p, sp, commit, out):
     # The one compiled entry point for batch and single readings alike, so both round the same way.
     for i in range(xs.shape[0]):
-        out[i] = _step(xs[i], st, cst, vals, raws, bank, window, p, sp, commit)
+        out[i] = _step(xs[i], st, cst, vals, raws, bank, tring, tsort, window, p, sp, commit)
 
 
 #: (window, stride, bank, gate) per novelty scale; tuned on NAB (docs/DETECTION.md).
@@ -153,15 +176,15 @@ DEFAULT_SCALES = ((192, 8, 800, 0.35), (64, 4, 1000, 0.8))
 
 
 class EnsembleDetector(StreamingDetector):
-    """Range breaks + multi-scale kNN window-novelty likelihood, max-fused, repeats suppressed.
+    """Range and tail breaks + multi-scale kNN window-novelty likelihood, max-fused, repeats suppressed.
 
     Parameters are global (the same for every stream); the defaults were tuned on NAB as a whole
     (see docs/DETECTION.md).
     """
 
     kind: ClassVar[str] = "ensemble"
-    version: ClassVar[int] = 3
-    _state_arrays: ClassVar[tuple[str, ...]] = ("st", "cst", "vals", "raws", "bank")
+    version: ClassVar[int] = 4
+    _state_arrays: ClassVar[tuple[str, ...]] = ("st", "cst", "vals", "raws", "bank", "tring", "tsort")
     default_threshold: ClassVar[float] = 0.52
 
     def __init__(
@@ -176,16 +199,28 @@ class EnsembleDetector(StreamingDetector):
         lik_quiet: int = 300,
         alarm: float = 0.52,
         quiet: int = 30,
+        tail_size: int = 1024,
+        tail_stride: int = 8,
+        tail_q: float = 0.01,
+        tail_margin: float = 4.0,
+        tail_gain: float = 0.05,
+        tail_quiet: int = 600,
     ) -> None:
         scales = tuple(tuple(s) for s in scales)
         _check_int("blocks", blocks, 1)
         for name, value in (("warmup", warmup), ("lik_warmup", lik_warmup),
-                            ("lik_quiet", lik_quiet), ("quiet", quiet)):
+                            ("lik_quiet", lik_quiet), ("quiet", quiet), ("tail_size", tail_size),
+                            ("tail_quiet", tail_quiet)):
             _check_int(name, value, 0)
         _check_int("mean_window", mean_window, 1)
         _check_int("lik_short", lik_short, 1)
         if not 0.0 < lik_alpha <= 1.0:
             raise InvalidInput(f"lik_alpha must be in (0, 1], got {lik_alpha!r}")
+        _check_int("tail_stride", tail_stride, 1)
+        if not 0.0 < tail_q < 0.5:
+            raise InvalidInput(f"tail_q must be in (0, 0.5), got {tail_q!r}")
+        if not (tail_margin >= 0.0 and tail_gain > 0.0):
+            raise InvalidInput(f"tail_margin must be >= 0 and tail_gain > 0, got {tail_margin!r}, {tail_gain!r}")
         if not 0.0 < alarm <= 1.0:
             raise InvalidInput(f"alarm must be in (0, 1], got {alarm!r}")
         for scale in scales:
@@ -203,15 +238,21 @@ class EnsembleDetector(StreamingDetector):
         self.blocks, self.warmup, self.mean_window = int(blocks), int(warmup), int(mean_window)
         self.lik_short, self.lik_alpha, self.lik_warmup = int(lik_short), float(lik_alpha), int(lik_warmup)
         self.lik_quiet, self.alarm, self.quiet = int(lik_quiet), float(alarm), int(quiet)
+        self.tail_size, self.tail_stride, self.tail_q = int(tail_size), int(tail_stride), float(tail_q)
+        self.tail_margin, self.tail_gain = float(tail_margin), float(tail_gain)
+        self.tail_quiet = int(tail_quiet)
 
         self._p = np.array([self.warmup, self.mean_window, self.lik_short, self.lik_alpha,
-                            self.lik_warmup, self.lik_quiet, self.alarm, self.quiet], dtype=np.float64)
+                            self.lik_warmup, self.lik_quiet, self.alarm, self.quiet,
+                            self.tail_stride, self.tail_q, self.tail_margin, self.tail_gain,
+                            self.tail_quiet], dtype=np.float64)
         offsets = np.cumsum([0] + [b for _, _, b, _ in self.scales])
         self._sp = np.array([[w, s, offsets[k], b, g] for k, (w, s, b, g) in enumerate(self.scales)],
                             dtype=np.float64).reshape(len(self.scales), 5)
         nscales = len(self.scales)
         self.st = np.zeros(_NSTATE)
         self.st[_LAST_ALARM] = -1e18
+        self.st[_T_LAST] = -1e18
         self.cst = np.zeros((nscales, 5))
         self.cst[:, _C_LAST] = -1e18
         longest = max([self.mean_window] + [w for w, _, _, _ in self.scales])
@@ -219,6 +260,8 @@ class EnsembleDetector(StreamingDetector):
         self.raws = np.zeros((nscales, self.lik_short))
         # float32 halves memory and doubles scan speed; NAB scores are unchanged.
         self.bank = np.zeros((int(offsets[-1]), self.blocks), dtype=np.float32)
+        self.tring = np.zeros(self.tail_size)
+        self.tsort = np.zeros(self.tail_size)
         self._window = np.zeros((nscales, self.blocks))
         self._one = np.zeros(1)
         self._out = np.zeros(1)
@@ -228,11 +271,14 @@ class EnsembleDetector(StreamingDetector):
                 "warmup": self.warmup, "mean_window": self.mean_window,
                 "lik_short": self.lik_short, "lik_alpha": self.lik_alpha,
                 "lik_warmup": self.lik_warmup, "lik_quiet": self.lik_quiet,
-                "alarm": self.alarm, "quiet": self.quiet}
+                "alarm": self.alarm, "quiet": self.quiet, "tail_size": self.tail_size,
+                "tail_stride": self.tail_stride, "tail_q": self.tail_q,
+                "tail_margin": self.tail_margin, "tail_gain": self.tail_gain,
+                "tail_quiet": self.tail_quiet}
 
     def _run(self, x: float, commit: bool) -> float:
         self._one[0] = x
-        _replay(self._one, self.st, self.cst, self.vals, self.raws, self.bank, self._window,
+        _replay(self._one, self.st, self.cst, self.vals, self.raws, self.bank, self.tring, self.tsort, self._window,
                 self._p, self._sp, commit, self._out)
         return float(self._out[0])
 
@@ -248,7 +294,7 @@ class EnsembleDetector(StreamingDetector):
             raise InvalidInput(f"EnsembleDetector takes a 1-D series, got shape {xs.shape}",
                                hint="for several sensors use atoll.detect.for_features(n)")
         out = np.empty(xs.shape[0])
-        _replay(xs, self.st, self.cst, self.vals, self.raws, self.bank, self._window,
+        _replay(xs, self.st, self.cst, self.vals, self.raws, self.bank, self.tring, self.tsort, self._window,
                 self._p, self._sp, True, out)
         return out
 
