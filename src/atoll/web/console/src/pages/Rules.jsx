@@ -5,6 +5,7 @@ import YAML from "yaml";
 import { api, enc, items } from "../api.js";
 import { currentProject, useAsync, useDebounced } from "../util.js";
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
+import { Channels } from "./Channels.jsx";
 
 const NEW_RULE = {
   name: "",
@@ -34,36 +35,39 @@ export function Rules() {
         </button>
       </div>
       <div class="rules-grid">
-        <div class="panel">
-          <ErrorBox error={list.error} />
-          <table class="grid" data-testid="rule-table">
-            <thead>
-              <tr>
-                <th>Rule</th>
-                <th>Severity</th>
-                <th>Condition</th>
-                <th>Target</th>
-                <th>On</th>
-              </tr>
-            </thead>
-            <tbody>
-              {(list.data || []).map((r) => (
-                <tr key={ruleId(r)} class={`clickable ${editing && !editing.isNew && ruleId(editing.rule) === ruleId(r) ? "selected" : ""}`} onClick={() => setEditing({ rule: structuredClone(r), isNew: false })}>
-                  <td>
-                    <strong>{r.name}</strong>
-                    <div class="muted small mono">{ruleId(r)}</div>
-                  </td>
-                  <td>
-                    <Severity value={r.severity} />
-                  </td>
-                  <td class="mono small">{describe(r.condition)}</td>
-                  <td class="small">{describeTarget(r.target)}</td>
-                  <td>{r.enabled === false ? "off" : "on"}</td>
+        <div class="rules-left">
+          <div class="panel">
+            <ErrorBox error={list.error} />
+            <table class="grid" data-testid="rule-table">
+              <thead>
+                <tr>
+                  <th>Rule</th>
+                  <th>Severity</th>
+                  <th>Condition</th>
+                  <th>Target</th>
+                  <th>On</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
-          {list.data && !list.data.length && <Empty>No rules in this project yet.</Empty>}
+              </thead>
+              <tbody>
+                {(list.data || []).map((r) => (
+                  <tr key={ruleId(r)} class={`clickable ${editing && !editing.isNew && ruleId(editing.rule) === ruleId(r) ? "selected" : ""}`} onClick={() => setEditing({ rule: structuredClone(r), isNew: false })}>
+                    <td>
+                      <strong>{r.name}</strong>
+                      <div class="muted small mono">{ruleId(r)}</div>
+                    </td>
+                    <td>
+                      <Severity value={r.severity} />
+                    </td>
+                    <td class="mono small">{describe(r.condition)}</td>
+                    <td class="small">{describeTarget(r.target)}</td>
+                    <td>{r.enabled === false ? "off" : "on"}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+            {list.data && !list.data.length && <Empty>No rules in this project yet.</Empty>}
+          </div>
+          <Channels project={project} />
         </div>
         {editing && (
           <RuleEditor
