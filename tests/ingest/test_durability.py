@@ -18,10 +18,11 @@ ATOLL = [sys.executable, "-m", "atoll.cli.main", "up", "--http-port", "0", "--mq
          "--log-level", "warning"]
 
 
-def start(home: Path) -> tuple[subprocess.Popen, dict]:
+def start(home: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
     """Run ``atoll up`` and wait until it wrote ``runtime.json`` (ports) and printed its secrets."""
-    proc = subprocess.Popen([*ATOLL, "--home", str(home)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen([*ATOLL, "--home", str(home), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     lines: list[str] = []
     # A reader thread keeps draining output so the child never blocks on a full pipe.
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()

@@ -182,3 +182,73 @@ async def test_messages_sent_while_atoll_is_down_arrive_after_restart(broker, tm
         assert sorted(p2.store.query_raw(key, 0, END).value.tolist()) == list(range(500))
     finally:
         await p2.stop()
+
+
+def test_external_mode_loses_nothing_the_broker_accepted_across_kill_9(broker, tmp_path):
+    """Atoll acks the broker only after storing, so killing it mid-backlog loses nothing."""
+    import os
+    import signal
+
+    import httpx
+
+    from tests.ingest.test_durability import start
+
+    home = tmp_path / "home"
+    args = ["--mqtt", "external", "--mqtt-url", f"mqtt://atoll-ingest:{broker.password}@127.0.0.1:{broker.port}"]
+    env = {"ATOLL_MOSQUITTO_PASSWORD_FILE": str(broker.files["password_file"]),
+           "ATOLL_MOSQUITTO_ACL_FILE": str(broker.files["acl_file"]),
+           "ATOLL_MOSQUITTO_PID_FILE": str(broker.files["pid_file"]), "ATOLL_MQTT_WORKERS": "2"}
+
+    def values(api) -> list[float]:
+        r = api.get("/devices/k1/series/v", params={"start": 0, "mode": "raw"})
+        return r.json()["value"] if r.status_code == 200 else []
+
+    # 1. First start: register the device; the workers' sessions subscribe. Then Atoll dies.
+    proc, info = start(home, *args, env=env)
+    headers = {"Authorization": f"Bearer {info['key']}"}
+    try:
+        api = httpx.Client(base_url=info["http_url"] + "/api/v1", headers=headers, timeout=30)
+        assert api.post("/projects", json={"name": "Lab", "id": "lab"}).status_code == 201
+        secret = api.post("/projects/lab/devices", json={"id": "k1"}).json()["credentials"]["secret"]
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    # 2. While Atoll is down the broker queues a backlog for the workers' persistent sessions.
+    c = None
+    for _ in range(50):  # mosquitto reloads the password file on SIGHUP
+        c, rc = connect(broker.port, "k1", secret, "k1", 3)
+        if rc is not None and not rc.is_failure:
+            break
+        close(c)
+        time.sleep(0.1)
+    n = 20_000
+    infos = [c.publish(topics.telemetry("k1"), b'{"values": {"v": %d}}' % i, qos=1) for i in range(n)]
+    for i in infos:
+        i.wait_for_publish(60)
+    close(c)
+    # 3. Atoll works through the backlog (1000 unacknowledged in flight) and is killed midway;
+    #    small group commits make the backlog outlast the start-up.
+    proc, info = start(home, *args, env={**env, "ATOLL_MAX_COMMIT_POINTS": "20"})
+    try:
+        api = httpx.Client(base_url=info["http_url"] + "/api/v1", headers=headers, timeout=30)
+        while not (got := values(api)):
+            time.sleep(0.01)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    assert len(got) < n, "the kill should land mid-backlog"
+    # 4. After a restart every message the broker accepted is stored.
+    proc, info = start(home, *args, env=env)
+    try:
+        api = httpx.Client(base_url=info["http_url"] + "/api/v1", headers=headers, timeout=30)
+        deadline = time.monotonic() + 90
+        while len(stored := {int(v) for v in values(api)}) < n and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert stored == set(range(n)), f"{n - len(stored)} of {n} messages lost"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
