@@ -19,8 +19,11 @@ Guarantees (what the memory bus gives in one process, made durable):
   for the next one. A new group starts at the next message, not at the stream's history.
 * **Acks.** A message is acked after its handler returns. A handler that raises gets the
   message again after ``retry_delay`` seconds, ``max_deliver`` times in all; then it is
-  dropped and logged. Unacked messages of a worker that died are redelivered after
-  ``ack_wait`` seconds. Delivery is therefore at least once: handlers should tolerate a repeat.
+  dropped and logged. Messages a worker had not acked when it stopped or died (including
+  ones the server was pushing to it as it left) go to the group again after ``ack_wait``
+  seconds. Acks are not confirmed (a round trip per message would halve throughput), so after
+  a server restart recently handled messages can come again. Delivery is therefore at least
+  once: handlers must tolerate a repeat (the detection service skips readings it has seen).
 * **Order.** One subscription's handler runs one message at a time, in stream order (= the
   order of awaited publishes); a redelivered message arrives out of order. A group spreads
   messages over its members with no order between members.

@@ -48,14 +48,26 @@ class NatsServer:
         # between, so a failed start is retried on a fresh port.
         for _ in range(3):
             self.port = _free_port()
-            self.proc = subprocess.Popen(
-                [binary, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port),
-                 "-l", str(self.store_dir / "nats-server.log")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._wait_ready(timeout):
+            if self._launch(binary, timeout):
                 return self
-            self.stop()
         raise Unavailable(f"nats-server did not start on 127.0.0.1:{self.port}")
+
+    def restart(self, timeout: float = 10.0) -> Self:
+        """Stop and start again on the same port and store (a server crash and recovery)."""
+        self.stop()
+        if not self._launch(find_nats_server(), timeout):
+            raise Unavailable(f"nats-server did not restart on 127.0.0.1:{self.port}")
+        return self
+
+    def _launch(self, binary: str, timeout: float) -> bool:
+        self.proc = subprocess.Popen(
+            [binary, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port),
+             "-l", str(self.store_dir / "nats-server.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if self._wait_ready(timeout):
+            return True
+        self.stop()
+        return False
 
     def _wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
