@@ -223,6 +223,13 @@ async def test_an_existing_stream_gets_missing_subjects_added(server, root):
     await second.close()
 
 
+async def test_a_message_over_the_server_max_payload_is_invalid_input(make_bus, root):
+    bus = await make_bus()
+    with pytest.raises(InvalidInput, match="too large") as e:
+        await bus.publish(f"{root}.big", b"x" * (2 * 1024 * 1024))  # nats-server default: 1 MB
+    assert "max_payload" in e.value.hint
+
+
 async def test_unreachable_server_is_unavailable():
     bus = NatsBus("nats://127.0.0.1:1", timeout=0.5)
     with pytest.raises(Unavailable):
