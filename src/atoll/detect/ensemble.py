@@ -195,7 +195,7 @@ class EnsembleDetector(StreamingDetector):
         mean_window: int = 15,
         lik_short: int = 10,
         lik_alpha: float = 0.002,
-        lik_warmup: int = 200,
+        lik_warmup: int = 50,
         lik_quiet: int = 300,
         alarm: float = 0.52,
         quiet: int = 30,
