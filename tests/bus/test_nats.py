@@ -164,6 +164,24 @@ async def test_poison_message_is_dropped_after_max_deliver(make_bus, root):
     assert ok.got == [b"good"]
 
 
+async def test_slow_handler_does_not_make_queued_messages_time_out(make_bus, root):
+    # ack_wait runs from the server's send: without a small max_ack_pending, the last of these
+    # would wait 1.5 s behind the slow handler and be sent again.
+    bus = await make_bus(ack_wait=1.0, max_ack_pending=2)
+    got = Inbox()
+
+    async def slow(msg: Message) -> None:
+        await asyncio.sleep(0.15)
+        await got(msg)
+
+    await bus.subscribe(f"{root}.slow", slow, group="slow")
+    for i in range(10):
+        await bus.publish(f"{root}.slow", str(i).encode())
+    await got.wait_for(10, timeout=10)
+    await asyncio.sleep(1.2)
+    assert got.got == [str(i).encode() for i in range(10)]
+
+
 async def test_two_workers_share_a_group_and_a_plain_subscriber_sees_all(make_bus, root):
     w1, w2, watcher = await make_bus(), await make_bus(), await make_bus()
     g1, g2, everything = Inbox(), Inbox(), Inbox()
@@ -244,8 +262,9 @@ async def test_closed_bus_refuses_publish(make_bus, root):
 
 
 def test_url_options():
-    bus = NatsBus.from_url("nats://u:p@example:4223?stream=S1&max_age=60&max_deliver=2")
-    assert (bus.servers, bus.stream, bus.max_age, bus.max_deliver) == (["nats://u:p@example:4223"], "S1", 60.0, 2)
+    bus = NatsBus.from_url("nats://u:p@example:4223?stream=S1&max_age=60&max_deliver=2&max_ack_pending=9")
+    assert (bus.servers, bus.stream, bus.max_age, bus.max_deliver, bus.max_ack_pending) == (
+        ["nats://u:p@example:4223"], "S1", 60.0, 2, 9)
     with pytest.raises(InvalidInput):
         NatsBus.from_url("nats://example?bogus=1")
 

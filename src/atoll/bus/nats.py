@@ -24,6 +24,8 @@ Guarantees (what the memory bus gives in one process, made durable):
   seconds. Acks are not confirmed (a round trip per message would halve throughput), so after
   a server restart recently handled messages can come again. Delivery is therefore at least
   once: handlers must tolerate a repeat (the detection service skips readings it has seen).
+* **Back-pressure.** At most ``max_ack_pending`` messages per consumer are unacked at a time;
+  the rest wait in the stream.
 * **Order.** One subscription's handler runs one message at a time, in stream order (= the
   order of awaited publishes); a redelivered message arrives out of order. A group spreads
   messages over its members with no order between members.
@@ -77,7 +79,8 @@ class NatsBus:
     def __init__(self, servers: str | Sequence[str] = "nats://127.0.0.1:4222", *,
                  stream: str = "ATOLL", subjects: Sequence[str] = SUBJECTS,
                  max_age: float = 86400.0, max_bytes: int = -1, ack_wait: float = 30.0,
-                 max_deliver: int = 5, retry_delay: float = 0.5, timeout: float = 5.0) -> None:
+                 max_deliver: int = 5, retry_delay: float = 0.5, max_ack_pending: int = 256,
+                 timeout: float = 5.0) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.subjects = tuple(subjects)
@@ -86,6 +89,9 @@ class NatsBus:
         self.ack_wait = ack_wait
         self.max_deliver = max_deliver
         self.retry_delay = retry_delay
+        # The ack_wait clock starts when the server sends a message, not when its handler
+        # starts: a small window keeps messages from timing out while queued behind a slow handler.
+        self.max_ack_pending = max_ack_pending
         self.timeout = timeout
         self._nc: nats.NATS | None = None
         self._js: nats.js.JetStreamContext = None  # type: ignore[assignment]
@@ -99,12 +105,14 @@ class NatsBus:
         """``nats://[user:password@]host:port[?stream=ATOLL&max_age=SECONDS&max_bytes=N&...]``"""
         u = urlsplit(url)
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
-        unknown = set(q) - {"stream", "max_age", "max_bytes", "ack_wait", "max_deliver", "timeout"}
+        ints = {"max_bytes", "max_deliver", "max_ack_pending"}
+        unknown = set(q) - ints - {"stream", "max_age", "ack_wait", "timeout"}
         if unknown:
             raise InvalidInput(f"unknown NATS bus URL option(s) {sorted(unknown)}",
-                               hint="options: stream, max_age, max_bytes, ack_wait, max_deliver, timeout")
+                               hint="options: stream, max_age, max_bytes, ack_wait, max_deliver, "
+                                    "max_ack_pending, timeout")
         try:
-            kw = {k: (v if k == "stream" else int(v) if k in ("max_bytes", "max_deliver") else float(v))
+            kw = {k: (v if k == "stream" else int(v) if k in ints else float(v))
                   for k, v in q.items()}
         except ValueError as e:
             raise InvalidInput(f"bad NATS bus URL option: {e}") from None
@@ -208,6 +216,7 @@ class NatsBus:
         config = api.ConsumerConfig(
             ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.NEW,
             ack_wait=self.ack_wait, max_deliver=self.max_deliver, filter_subject=subject,
+            max_ack_pending=self.max_ack_pending,
         )
         cb = self._callback(handler)
         try:
