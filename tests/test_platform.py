@@ -125,3 +125,25 @@ def test_atoll_up_on_a_taken_mqtt_port_says_how_to_choose_another(tmp_path):
     assert r.returncode == 1
     assert f"MQTT port {port} on 127.0.0.1 is already in use" in r.stderr
     assert "--mqtt-port" in r.stderr
+
+
+async def test_registry_url_puts_the_registry_outside_the_data_directory(tmp_path):
+    shared = tmp_path / "shared" / "registry.sqlite"
+    shared.parent.mkdir()
+    settings = Settings(home=tmp_path / "a", registry_url=f"sqlite:///{shared}", http_port=0,
+                        mqtt_mode="off", services=[])
+    p = Platform(settings, password_hasher=FAST)
+    await p.start()
+    try:
+        p.registry.create_project("default", "Lab", project_id="lab")
+    finally:
+        await p.stop()
+    assert shared.exists() and not (tmp_path / "a" / "registry.sqlite").exists()
+    # a second process with its own data directory sees the same registry
+    p2 = Platform(settings.model_copy(update={"home": tmp_path / "b"}), password_hasher=FAST)
+    await p2.start()
+    try:
+        assert p2.bootstrap is None
+        assert [pr.id for pr in p2.registry.list_projects("default")] == ["lab"]
+    finally:
+        await p2.stop()
