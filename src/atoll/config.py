@@ -2,7 +2,8 @@
 
 Everything lives under one data directory (``ATOLL_HOME``, default ``./.atoll``).
 Examples: ``ATOLL_HTTP_PORT=9000``, ``ATOLL_MQTT_MODE=external``,
-``ATOLL_MQTT_URL=mqtt://admin:pw@127.0.0.1:1883``, ``ATOLL_STORE_URL=postgresql://...``.
+``ATOLL_MQTT_URL=mqtt://admin:pw@127.0.0.1:1883``, ``ATOLL_STORE_URL=postgresql://...``,
+``ATOLL_BUS_URL=nats://127.0.0.1:4222``, ``ATOLL_REGISTRY_URL=postgresql://...`` (docs/SCALING.md).
 """
 
 from __future__ import annotations

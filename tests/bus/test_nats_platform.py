@@ -68,7 +68,9 @@ async def _run_and_check(settings: Settings, nats_url: str) -> None:
         key = SeriesKey("lab", "pump1", "flow")
         assert p.store.query_raw(key, 0, 2**62).value.tolist() == [10.0 + (i % 5) for i in range(50)]
 
-        for _ in range(500):
+        # A fresh clone compiles the detector's kernels on the first message: seconds to a
+        # minute on a loaded 2-core CI box.
+        for _ in range(6000):
             if len(events) >= 50:
                 break
             await asyncio.sleep(0.02)
