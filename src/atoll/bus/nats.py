@@ -229,7 +229,9 @@ class NatsBus:
                 psub = await js.subscribe(subject, queue=name, cb=cb, stream=self.stream,
                                           config=config, manual_ack=True)
                 sub = NatsSubscription(self, psub, None)
-        except nats.js.errors.APIError as e:
+        except (nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError) as e:
+            raise Unavailable(f"JetStream cannot create a consumer for {subject}: {e.description}") from None
+        except nats.js.errors.APIError as e:  # a bad request: the subject, the group name, ...
             raise InvalidInput(f"cannot subscribe to {subject}: {e.description}") from None
         except (TimeoutError, nats.errors.Error) as e:
             raise Unavailable(f"NATS subscribe to {subject} failed: {e!r}") from None
