@@ -67,7 +67,7 @@ def split_devices(total: int, lab: Sequence[LabTenant] = LAB) -> list[int]:
 
 
 def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int, *,
-              bind_detectors: Callable[[str, str, str, list[str] | None], None] | None = None,
+              bind_detectors: Callable[..., None] | None = None,
               on_progress: Callable[[str], None] | None = None,
               on_device: Callable[[int, int], None] | None = None,
               lab: Sequence[LabTenant] = LAB) -> list[BuiltTenant]:
@@ -95,7 +95,8 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
         if bind_detectors is not None:
             for dtype in template.device_types:
                 for binding in dtype.detectors:
-                    bind_detectors(spec.project, dtype.name, binding.detector, binding.metrics)
+                    bind_detectors(spec.project, dtype.name, binding.detector, binding.metrics,
+                                   binding.params, binding.decision)
         out.append(BuiltTenant(spec, template, key.token, devices, spec.id, password))
         if on_progress:
             on_progress(f"{spec.name}: {len(devices)} {spec.template} devices")

@@ -195,9 +195,9 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
         say(f"Building the lab: {len(_lab())} enterprises, {opts.devices} devices …")
 
         def bind(project: str, dtype: str, det: str, metrics: list[str] | None,
-                 params: dict | None = None) -> None:
+                 params: dict | None = None, decision: dict | None = None) -> None:
             if detect is not None:
-                detect.bind(project, dtype, det, metrics, params)
+                detect.bind(project, dtype, det, metrics, params, decision=decision)
 
         admin = Client(platform.http_url, secrets.api_key)
         built = await asyncio.to_thread(

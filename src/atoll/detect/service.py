@@ -44,6 +44,7 @@ from atoll.core import topics
 from atoll.core.errors import AtollError, InvalidInput
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.base import StreamingDetector
+from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.registry import for_features, get_detector, resolve, restore
 from atoll.detect.threshold import Thresholded
 from atoll.store.port import SeriesStore
@@ -65,6 +66,8 @@ class _Tracked:
     detector: StreamingDetector
     name: str
     last_ts: int = -(2**63)
+    #: Episode decisions for ``is_anomaly`` (``None``: the detector's reading-level decision).
+    episodes: EpisodeDecider | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Choice:
     jointly: tuple[str, ...] = ()
     #: Decision threshold for ``is_anomaly`` (``None``: the detector's own default).
     threshold: float | None = None
+    #: ``EpisodeDecider`` settings: ``is_anomaly`` is true for whole episodes (docs/DETECTION.md).
+    decision: dict[str, Any] | None = None
 
 
 def joint_metric(metrics: tuple[str, ...]) -> str:
@@ -110,11 +115,13 @@ class DetectionService:
     # -- configuration ----------------------------------------------------------------------------
     def bind(self, project: str, device_type: str, detector: str, metrics: list[str] | None = None,
              params: dict[str, Any] | None = None, *, jointly: bool = False,
-             threshold: float | None = None) -> None:
+             threshold: float | None = None, decision: dict[str, Any] | None = None) -> None:
         """Use ``detector`` for ``metrics`` (all when ``None``) of devices of ``device_type``.
 
         ``threshold`` overrides the detector's own decision threshold for ``is_anomaly`` (fewer
-        or more alarms, same scores).
+        or more alarms, same scores). ``decision`` (e.g. ``{}`` for the defaults, or
+        ``{"z": 5, "min_count": 3, "window": 300}``) makes ``is_anomaly`` an episode decision
+        (``atoll.detect.episodes``) instead of a per-reading one; univariate metrics only.
 
         With ``jointly=True`` the listed metrics of each device are judged together by one
         multivariate detector (``for_features``), readings lined up by timestamp; the score is the
@@ -123,6 +130,8 @@ class DetectionService:
         get_detector(detector, **(params or {}))  # fail now, not on the first reading
         if threshold is not None and not 0.0 < threshold <= 1.0:
             raise InvalidInput(f"threshold must be in (0, 1], got {threshold!r}")
+        if decision is not None:
+            decider(decision)  # fail now
         group: tuple[str, ...] = ()
         if jointly:
             if not metrics or len(metrics) < 2:
@@ -130,8 +139,9 @@ class DetectionService:
                                    hint="list the machine's metrics, e.g. metrics=['flow', 'pressure']")
             group = tuple(metrics)
         for m in metrics or [None]:
-            self._bindings[(project, device_type, m)] = Choice(detector, dict(params or {}), group,
-                                                               threshold)
+            self._bindings[(project, device_type, m)] = Choice(
+                detector, dict(params or {}), group, threshold,
+                None if decision is None or group else dict(decision))
 
     def _device_info(self, device: str) -> tuple[str | None, dict[str, str]]:
         # Only consulted for series without a detector yet; cached briefly so a device's new type
@@ -171,7 +181,7 @@ class DetectionService:
                 c, det = Choice(self.default), get_detector(self.default)
             if c.threshold is not None:
                 det = Thresholded(det, c.threshold)
-            t = self.series[key] = _Tracked(det, resolve(c.name))
+            t = self.series[key] = _Tracked(det, resolve(c.name), episodes=decider(c.decision))
         return t
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -218,9 +228,10 @@ class DetectionService:
     def _encode_state(self) -> bytes:
         return msgspec.msgpack.encode({
             "format": _STATE_FORMAT,
-            "series": [[k.project, k.device, k.metric, t.name, t.last_ts, t.detector.state()]
+            "series": [[k.project, k.device, k.metric, t.name, t.last_ts, t.detector.state(),
+                        None if t.episodes is None else t.episodes.state()]
                        for k, t in self.series.items()],
-            "bindings": [[p, dt, m, c.name, c.params, list(c.jointly), c.threshold]
+            "bindings": [[p, dt, m, c.name, c.params, list(c.jointly), c.threshold, c.decision]
                          for (p, dt, m), c in self._bindings.items()],
         })
 
@@ -239,20 +250,23 @@ class DetectionService:
             raw = msgspec.msgpack.decode(self.state_path.read_bytes())
             if raw.get("format") != _STATE_FORMAT:
                 raise InvalidInput(f"unknown detector state format {raw.get('format')!r}")
-            for project, device, metric, name, last_ts, blob in raw["series"]:
+            for project, device, metric, name, last_ts, blob, *rest in raw["series"]:
                 key = SeriesKey(project, device, metric)
                 try:
-                    self.series[key] = _Tracked(restore(blob), name, last_ts)
+                    episodes = EpisodeDecider.from_state(rest[0]) if rest and rest[0] else None
+                    self.series[key] = _Tracked(restore(blob), name, last_ts, episodes)
                 except AtollError as exc:
                     # E.g. a detector whose state layout changed in an upgrade: that series
                     # learns afresh, the others keep what they learned.
                     self.stats["state_dropped"] += 1
                     log.warning("detector state of %s not restorable (%s); it starts fresh", key,
                                 exc.message)
-            for project, device_type, metric, name, params, jointly, threshold in raw.get("bindings", []):
+            for project, device_type, metric, name, params, jointly, threshold, *rest in \
+                    raw.get("bindings", []):
                 # Bindings made since (e.g. by a template applied at start-up) take precedence.
                 self._bindings.setdefault((project, device_type, metric),
-                                          Choice(name, dict(params), tuple(jointly), threshold))
+                                          Choice(name, dict(params), tuple(jointly), threshold,
+                                                 rest[0] if rest else None))
         except (msgspec.DecodeError, AtollError, ValueError, KeyError, TypeError) as exc:
             # Learning starts over rather than the platform refusing to start; keep the file.
             bad = self.state_path.with_suffix(".unreadable")
@@ -293,6 +307,8 @@ class DetectionService:
             threshold = tracked.detector.default_threshold
             version = getattr(tracked.detector, "version", 1)
             flags = scores >= threshold
+            if tracked.episodes is not None and values.ndim == 1:
+                flags = tracked.episodes.decide_many(ts, values, flags)
             anomalies += int(flags.sum())
             points += len(ts)
             keys.append(SeriesKey(key.project, key.device, score_metric(key.metric)))

@@ -151,6 +151,9 @@ class DetectorBinding(_Strict):
     detector: str = "default"
     metrics: list[str] = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    #: Episode decision settings (``atoll.detect.episodes``); ``{}`` = the defaults, absent =
+    #: the detector's per-reading decision.
+    decision: dict[str, Any] | None = None
 
 
 class DeviceType(_Strict):

@@ -1,0 +1,136 @@
+"""Episode decisions: k-of-n persistence, seasons, bounded state that survives a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import msgspec
+import numpy as np
+import pytest
+
+from atoll.bus.memory import MemoryBus
+from atoll.core.errors import InvalidInput
+from atoll.core.points import PointBatch, SeriesKey
+from atoll.detect.episodes import EpisodeDecider, decider
+from atoll.detect.service import DetectionService
+
+DAY = 86_400.0
+MONDAY = 4 * DAY  # 1970-01-05
+
+
+def _noise(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, 1.0, n)
+
+
+def test_a_lone_spike_is_no_episode_but_a_sustained_shift_is():
+    d = EpisodeDecider(z=5, min_count=3, window=300, warmup=0)
+    ts = np.arange(0, 7200, 30.0)
+    x = 50 + _noise(len(ts))
+    assert not any(d.decide(t, v) for t, v in zip(ts, x))
+    assert not d.decide(7200, 90.0)  # one wild reading
+    assert not any(d.decide(t, 50.0) for t in (7230, 7260, 7290))
+    assert not any(d.decide(t, 50.0) for t in np.arange(7320, 7800, 30.0))
+    out = [d.decide(t, 70.0) for t in np.arange(7800, 7980, 30.0)]
+    assert out[:2] == [False, False] and all(out[2:])  # the third piece of evidence opens it
+
+
+def test_an_episode_ends_after_clear_seconds_without_evidence():
+    d = EpisodeDecider(z=5, min_count=2, window=120, clear=300, warmup=0)
+    for t, v in zip(np.arange(0, 3600, 10.0), 5 + 0.1 * _noise(360)):
+        d.decide(t, v)
+    assert [d.decide(3600 + 10 * i, 9.0) for i in range(3)] == [False, True, True]
+    back = [d.decide(3630 + 10 * i, 5.0) for i in range(40)]
+    assert back[0] and not back[-1]
+    assert back.index(False) * 10 >= 300 - 10
+
+
+def test_daily_steps_become_normal_once_the_slot_is_learned():
+    """A shift change at 08:00 alarms on the first day, not on the third."""
+    d = EpisodeDecider(warmup=0)
+    ts = MONDAY + np.arange(0, 3 * DAY, 60.0)
+    x = 30 + 10 * (((ts % DAY) >= 8 * 3600) & ((ts % DAY) < 18 * 3600)) + 0.5 * _noise(len(ts), 1)
+    on = np.array([d.decide(t, v) for t, v in zip(ts, x)])
+    day = ((ts - MONDAY) // DAY).astype(int)
+    assert on[day == 0].any()
+    assert not on[day == 2].any()
+
+
+def test_smoothing_sees_a_cycling_compressor_stop():
+    """Readings alternate on/off; only a stop longer than a cycle is an episode."""
+    d = EpisodeDecider(z=4, smooth=1800, warmup=0, level_tau=14_400)
+    ts = MONDAY + np.arange(0, 2 * DAY, 30.0)
+    x = np.where((ts % 1200) < 420, 195.0, 15.0) + 2 * _noise(len(ts), 2)
+    assert not any(d.decide(t, v) for t, v in zip(ts, x))
+    stop = [d.decide(ts[-1] + 30 * i, 0.0) for i in range(1, 80)]
+    assert any(stop)
+
+
+def test_state_round_trip_continues_identically():
+    ts = np.arange(0, 2 * DAY, 60.0)
+    x = 20 + 3 * np.sin(2 * np.pi * ts / DAY) + _noise(len(ts), 3)
+    x[2500:2530] += 15
+    a = EpisodeDecider(min_count=2, smooth=120)
+    half = len(ts) // 2
+    for t, v in zip(ts[:half], x[:half]):
+        a.decide(t, v)
+    blob = msgspec.msgpack.encode(a.state())
+    b = EpisodeDecider.from_state(msgspec.msgpack.decode(blob))
+    ra = [a.decide(t, v) for t, v in zip(ts[half:], x[half:])]
+    rb = [b.decide(t, v) for t, v in zip(ts[half:], x[half:])]
+    assert ra == rb and any(ra)
+    assert len(blob) < 2_000 and a.nbytes() < 1_000  # fixed size, whatever the stream length
+
+
+def test_missing_readings_are_neither_judged_nor_learned():
+    d = EpisodeDecider(warmup=0, min_readings=3)
+    for t in range(10):
+        d.decide(t * 10.0, 1.0)
+    before = d.state()
+    assert d.decide(100.0, math.nan) is False
+    assert d.state() == before
+
+
+def test_bad_settings_are_refused_with_the_fix():
+    with pytest.raises(InvalidInput, match="unknown episode decision settings"):
+        decider({"zz": 3})
+    with pytest.raises(InvalidInput, match="min_count"):
+        decider({"min_count": 0})
+    with pytest.raises(InvalidInput):
+        EpisodeDecider.from_state({"params": {}, "st": [1.0]})
+    assert decider(None) is None
+
+
+def test_the_service_publishes_episodes_and_restores_them(tmp_path):
+    """Bound with ``decision``, ``is_anomaly`` covers the episode; a restart keeps it open."""
+
+    async def run():
+        class Types:
+            def get_device(self, device):
+                return type("D", (), {"device_type": "pump", "labels": {}})()
+
+        path = tmp_path / "state.msgpack"
+        svc = DetectionService(MemoryBus(), None, registry=Types(), state_path=path)
+        with pytest.raises(InvalidInput):
+            svc.bind("p", "pump", "ewma", ["flow"], decision={"nope": 1})
+        svc.bind("p", "pump", "ewma", ["flow"], decision={"z": 5, "min_count": 3, "warmup": 0})
+        key = SeriesKey("p", "pump-1", "flow")
+        t0 = 1_764_000_000_000_000
+        ts = t0 + np.arange(0, 400) * 30_000_000
+        x = 100 + _noise(400, 4)
+        x[300:] += 40  # the pump's flow jumps and stays
+        flags = []
+        for i in range(0, 310, 10):
+            events = await svc.process(PointBatch.of_series(key, ts[i:i + 10], x[i:i + 10]))
+            flags += [e["is_anomaly"] for e in events]
+        assert not any(flags[:300]) and flags[302:310] == [True] * 8
+        await svc.stop()  # snapshots
+
+        again = DetectionService(MemoryBus(), None, registry=Types(), state_path=path)
+        await again.start()
+        events = await again.process(PointBatch.of_series(key, ts[310:320], x[310:320]))
+        assert all(e["is_anomaly"] for e in events)
+        assert again.series[key].episodes is not None
+        await again.stop()
+
+    asyncio.run(run())
