@@ -239,3 +239,24 @@ def test_clear_for_keeps_a_flapping_condition_raised():
     assert score(250, True) == [] and score(260, False) == []  # re-flagged: the hold restarts
     assert tick(eng, clock, 559) == []
     assert tick(eng, clock, 560) == [("d1", False)]
+
+
+def test_anomaly_k_of_n_within_a_window():
+    """``min_count: 3, window: 2m``: three flagged readings of one metric within two minutes
+    raise, a lone one or ones too far apart do not, and the alarm clears as hits age out."""
+    eng, clock = make({"type": "anomaly", "min_count": 3, "window": "2m"})
+
+    def score(at, flagged, metric="t"):
+        clock.set(us(T0 + at))
+        return [c.active for c in eng.on_anomaly("p", "d1", metric, us(T0 + at), 0.5, flagged)]
+
+    assert score(0, True) == [False]  # the first evaluation reports the state
+    assert score(10, False) == [] and score(100, True) == []
+    assert score(200, True) == []  # t=0 is out of the window by now: 2 hits in 2 minutes
+    assert score(205, True, "h") == []  # another metric's hit does not add up
+    assert score(210, True) == [True]  # 100, 200, 210
+    assert score(215, False) == []  # still 3 hits in the last 2 minutes
+    assert tick(eng, clock, 300) == [("d1", False)]  # the hit at 100 aged out
+    with pytest.raises(Exception, match="min_count and window go together"):
+        parse_rule({"name": "x", "target": {"device": "d1"},
+                    "condition": {"type": "anomaly", "min_count": 3}}, project="p")

@@ -57,7 +57,7 @@ class EpisodeDecider:
     def __init__(self, z: float = 5.0, min_count: int = 3, window: float = 300.0,
                  clear: float = 600.0, level_tau: float = 7200.0, var_tau: float = 21_600.0,
                  season_days: float = 3.0, warmup: float = 3600.0, min_readings: int = 30,
-                 huber: float = 2.0, smooth: float = 0.0) -> None:
+                 huber: float = 3.0, smooth: float = 0.0) -> None:
         if not z > 0 or int(min_count) < 1 or not window > 0 or not clear > 0:
             raise InvalidInput("episode decision needs z > 0, min_count >= 1, window > 0, clear > 0",
                                hint="e.g. {z: 5, min_count: 3, window: 300, clear: 600}")

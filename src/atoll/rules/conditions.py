@@ -74,13 +74,23 @@ class AnomalyScore(_Leaf):
 
     Without ``value`` the detector's own decision (``is_anomaly`` in its events, made with its
     tuned threshold) counts; with ``value`` the score must reach it, and ``clear`` sets where it
-    ends (hysteresis).
+    ends (hysteresis). With ``min_count`` and ``window`` it holds while at least ``min_count``
+    readings of one metric within the last ``window`` were anomalous (k-of-n: scattered
+    surprises count, a lone one does not).
     """
 
     type: Literal["anomaly"]
     metric: str | None = None
     value: float | None = Field(None, ge=0, le=1)
     clear: float | None = Field(None, ge=0, le=1)
+    min_count: int | None = Field(None, ge=1, description="anomalous readings needed in window")
+    window: Duration = Field(0.0, description="look-back for min_count")
+
+    @model_validator(mode="after")
+    def _k_of_n(self):
+        if (self.min_count is None) != (self.window == 0):
+            raise ValueError("min_count and window go together (e.g. min_count: 3, window: 2m)")
+        return self
 
     @model_validator(mode="after")
     def _clear_below(self):
@@ -281,6 +291,10 @@ class AnomalyEval(Leaf):
         super().__init__(spec, device)
         self.latches: dict[str, _Hysteresis] = {}
         self.worst: str | None = None
+        self.window_us = int(spec.window * US)
+        # k-of-n: times of each metric's latest min_count anomalous readings (bounded).
+        self.hits: dict[str, deque[int]] = {}
+        self.timed = self.timed or spec.min_count is not None  # old hits age out on the timer
 
     def feed(self, metric, ts, x, now, flagged: bool | None = None):
         if not math.isfinite(x):
@@ -293,6 +307,11 @@ class AnomalyEval(Leaf):
             latch.on = flagged
         else:
             latch.feed(x)
+        if self.spec.min_count is not None and latch.on:
+            hits = self.hits.get(metric)
+            if hits is None:
+                hits = self.hits[metric] = deque(maxlen=self.spec.min_count)
+            hits.append(ts)
         if latch.on:
             self.worst, self.last = metric, x
         elif self.worst == metric:
@@ -301,6 +320,9 @@ class AnomalyEval(Leaf):
                 self.last = x
 
     def raw(self, t):
+        if self.spec.min_count is not None:
+            k = self.spec.min_count
+            return any(len(h) == k and h[0] > t - self.window_us for h in self.hits.values())
         return any(h.on for h in self.latches.values())
 
     def subject(self):
@@ -309,6 +331,8 @@ class AnomalyEval(Leaf):
     def describe(self):
         score = f"{self.last:.4g}" if self.last is not None else "?"
         limit = "flagged by its detector" if self.spec.value is None else f">= {self.spec.value:g}"
+        if self.spec.min_count is not None:
+            limit += f" {self.spec.min_count} times in {format_duration(self.spec.window)}"
         return (f"{self.device}.{self.worst or self.metric or '*'} anomaly score {score} "
                 f"{limit}{self._for_text()}")
 
