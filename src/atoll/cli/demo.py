@@ -34,7 +34,7 @@ def demo(
     http_port: Annotated[int, typer.Option("--http-port", help="console/API port (any free one if taken)")] = 8080,
     mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="MQTT port (any free one if taken)")] = 1883,
     history: Annotated[float, typer.Option("--history", min=0,
-                                           help="seconds of history to back-fill first")] = 900.0,
+                                           help="seconds of history to back-fill first")] = 3600.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the summary here")] = None,
 ) -> None:
     """Start Atoll with a lab of five enterprises, simulated devices and injected faults.

@@ -50,7 +50,7 @@ class DemoOptions:
     http_port: int = 8080
     mqtt_port: int = 1883
     duration: float | None = None  # seconds live; None = until stopped
-    history_s: float = 900.0
+    history_s: float = 3600.0  # one episode-decision warm-up (docs/DETECTION.md)
     faults: int = 12
     first_fault_s: float = 20.0
     fault_every_s: float = 15.0
