@@ -395,7 +395,9 @@ class DetectionService:
 
     def memory_bytes(self) -> int:
         """Learned state held for all series (the bound is per detector, times the series count)."""
-        return sum(t.detector.nbytes() for t in self.series.values() if hasattr(t.detector, "nbytes"))
+        return sum((t.detector.nbytes() if hasattr(t.detector, "nbytes") else 0)
+                   + (t.episodes.nbytes() if t.episodes is not None else 0)
+                   for t in self.series.values())
 
 
 def _json_float(v: float) -> float | None:
