@@ -67,7 +67,7 @@ async def _mqtt_batched(p, devices, messages: int, readings: int, metrics: int) 
     stats = p.pipeline.stats
     base = stats.points
     total = len(devices) * messages * readings * metrics
-    procs = [_spawn([*LOADGEN, "mqtt", "--port", str(p.mqtt.port), "--device", d, "--secret", s,
+    procs = [_spawn([*LOADGEN, "mqtt", "--port", str(p.mqtt.port), "--device", d, f"--secret={s}",
                      "--messages", str(messages), "--readings", str(readings),
                      "--metrics", str(metrics)]) for d, s in devices]
     await _ready(procs)
@@ -103,7 +103,7 @@ async def _mqtt_single(p, devices, messages: int, tmp: Path) -> dict:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for (d, s), f in zip(devices, files, strict=True)]
         generator = "mosquitto_pub -l -q 1 -M 1000"
     else:
-        procs = [_spawn([*LOADGEN, "mqtt", "--port", str(p.mqtt.port), "--device", d, "--secret", s,
+        procs = [_spawn([*LOADGEN, "mqtt", "--port", str(p.mqtt.port), "--device", d, f"--secret={s}",
                          "--messages", str(messages), "--readings", "1", "--metrics", "1"])
                  for d, s in devices]
         await _ready(procs)
@@ -121,7 +121,7 @@ async def _http_batched(p, devices, requests: int, readings: int, metrics: int) 
     stats = p.pipeline.stats
     base = stats.points
     total = len(devices) * requests * readings * metrics
-    procs = [_spawn([*LOADGEN, "http", "--url", p.http_url, "--device", d, "--secret", s,
+    procs = [_spawn([*LOADGEN, "http", "--url", p.http_url, "--device", d, f"--secret={s}",
                      "--requests", str(requests), "--readings", str(readings), "--metrics", str(metrics),
                      "--concurrency", "16"]) for d, s in devices]
     await _ready(procs)

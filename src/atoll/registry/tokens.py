@@ -12,8 +12,15 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
 def new_secret() -> str:
-    """32 random bytes, URL-safe base64 (43 characters)."""
-    return _secrets.token_urlsafe(32)
+    """32 random bytes, URL-safe base64 (43 characters), never starting with ``-``.
+
+    Secrets get pasted into command lines (``mosquitto_pub -P``, ``--secret``), where a leading
+    dash reads as an option; redrawing those loses under 6 bits of 256.
+    """
+    while True:
+        token = _secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 def new_id(prefix: str, nbytes: int = 6) -> str:
