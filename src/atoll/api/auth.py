@@ -75,7 +75,7 @@ def change_password(body: PasswordChange, who: Viewer, ctx: Ctx):
     username = who.name[len(SESSION_PREFIX):]
     if not ctx.registry.change_password(username, body.current_password, body.new_password):
         raise Forbidden("the current password is wrong")
-    ctx.registry.audit(who.tenant, username, "auth.password", f"user:{username}")
+    ctx.registry.audit(who.acting_from or who.tenant, username, "auth.password", f"user:{username}")
     return Response(status_code=204)
 
 
@@ -83,8 +83,9 @@ def change_password(body: PasswordChange, who: Viewer, ctx: Ctx):
 def logout(who: Viewer, ctx: Ctx):
     """Revokes the session token used for this call. API keys are left alone (revoke them under /keys)."""
     if who.name.startswith(SESSION_PREFIX):
-        ctx.registry.revoke_api_key(who.tenant, who.key_id)
-        ctx.registry.audit(who.tenant, who.name[len(SESSION_PREFIX):], "auth.logout", f"key:{who.key_id}")
+        home = who.acting_from or who.tenant  # the session lives in its own tenant
+        ctx.registry.revoke_api_key(home, who.key_id)
+        ctx.registry.audit(home, who.name[len(SESSION_PREFIX):], "auth.logout", f"key:{who.key_id}")
     return Response(status_code=204)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
@@ -18,8 +19,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from atoll.api.context import ApiContext
-from atoll.core.errors import Forbidden, Unauthenticated
+from atoll.core.errors import Forbidden, NotFound, Unauthenticated
 from atoll.registry import DeviceIdentity, Principal
+from atoll.registry.keys import SESSION_PREFIX
+
+TENANT_HEADER = "X-Atoll-Tenant"
 
 _bearer = HTTPBearer(auto_error=False, description="API key or console session token")
 _basic = HTTPBasic(auto_error=False, description="Device id and secret")
@@ -37,8 +41,24 @@ def _principal(
     principal = get_ctx(request).registry.authenticate_key(creds.credentials)
     if principal is None:
         raise Unauthenticated("invalid, expired or revoked API key")
+    principal = act_in_tenant(get_ctx(request).registry, principal, request.headers.get(TENANT_HEADER))
     request.state.principal = principal
     return principal
+
+
+def act_in_tenant(registry, principal: Principal, tenant: str | None) -> Principal:
+    """The caller as seen inside ``tenant`` (the ``X-Atoll-Tenant`` header or ``?tenant=``).
+
+    A platform admin becomes a key of that tenant with its own role, so every route's
+    ``who.tenant`` scoping applies unchanged. Anyone else may only name their own tenant;
+    another one is "not found" (404, not 403) so that tenant ids don't leak.
+    """
+    if not tenant or tenant == principal.tenant:
+        return principal
+    if not principal.platform_admin:
+        raise NotFound(f"tenant {tenant!r} not found")
+    registry.get_tenant(tenant)  # NotFound for an unknown tenant
+    return dataclasses.replace(principal, tenant=tenant, acting_from=principal.tenant)
 
 
 def require(role: str) -> Callable[..., Principal]:
@@ -60,7 +80,15 @@ admin = require("admin")
 
 def audit(ctx: ApiContext, who: Principal, action: str, target: str,
           detail: Mapping[str, Any] | None = None) -> None:
-    ctx.registry.audit(who.tenant, f"{who.name} ({who.key_id})", action, target, detail)
+    ctx.registry.audit(who.tenant, actor(who), action, target, detail)
+
+
+def actor(who: Principal) -> str:
+    """Who to name in the audit log; a platform admin acting in a tenant says so."""
+    if who.acting_from is None:
+        return f"{who.name} ({who.key_id})"
+    name = who.name.removeprefix(SESSION_PREFIX)
+    return f"{name} (platform) via {who.acting_from} ({who.key_id})"
 
 
 def _basic_credentials(request: Request) -> tuple[str, str]:

@@ -26,6 +26,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from atoll.api.deps import TENANT_HEADER, act_in_tenant
 from atoll.core import topics
 from atoll.core.errors import AtollError
 from atoll.ingest.events import decode_telemetry
@@ -97,7 +98,7 @@ class _Feed:
         return out
 
 
-async def _authorize(ws: WebSocket, project: str, token: str | None):
+async def _authorize(ws: WebSocket, project: str, token: str | None, tenant: str | None = None):
     ctx = ws.app.state.ctx
     if not token:
         header = ws.headers.get("authorization", "")
@@ -109,7 +110,10 @@ async def _authorize(ws: WebSocket, project: str, token: str | None):
     if principal is None:
         return None, "invalid, expired or revoked API key"
     try:
-        # Scoped like every REST call: even the platform admin sees only its own tenant's data.
+        # Browsers can't set headers on a WebSocket, so the tenant comes as ?tenant= here.
+        principal = await run_in_threadpool(act_in_tenant, ctx.registry, principal,
+                                            tenant or ws.headers.get(TENANT_HEADER))
+        # Scoped like every REST call: even the platform admin sees one tenant's data at a time.
         await run_in_threadpool(ctx.registry.get_project, project, principal.tenant)
     except AtollError as exc:
         return None, exc.message
@@ -117,14 +121,15 @@ async def _authorize(ws: WebSocket, project: str, token: str | None):
 
 
 @router.websocket("/live")
-async def live(ws: WebSocket, project: str | None = None, token: str | None = None) -> None:
+async def live(ws: WebSocket, project: str | None = None, token: str | None = None,
+               tenant: str | None = None) -> None:
     # Refusals happen after the handshake: a browser sees the close code and reason, while a
     # refused handshake only shows up as an opaque network error.
     await ws.accept()
     if not project:
         await ws.close(code=4400, reason="add ?project=<project id>")
         return
-    principal, why = await _authorize(ws, project, token)
+    principal, why = await _authorize(ws, project, token, tenant)
     if principal is None:
         await ws.close(code=4401 if "key" in why else 4404, reason=why[:120])
         return

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
 
-from atoll.registry.tables import metadata
+from atoll.registry.tables import metadata, users
 
 
 def sqlite_url(data_dir: str | Path) -> str:
@@ -43,4 +43,21 @@ def open_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     metadata.create_all(engine)
+    _add_platform_admin_to_users(engine)
     return engine
+
+
+def _add_platform_admin_to_users(engine: Engine) -> None:
+    """Databases made before users had ``platform_admin`` get the column.
+
+    Their bootstrap user is the oldest admin of the default tenant: it becomes the platform admin,
+    as it would have been on a fresh start.
+    """
+    if "platform_admin" in {c["name"] for c in inspect(engine).get_columns("users")}:
+        return
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE users ADD COLUMN platform_admin BOOLEAN NOT NULL DEFAULT FALSE"))
+        first = conn.execute(select(users.c.username).where(users.c.tenant == "default", users.c.role == "admin")
+                             .order_by(users.c.created_at).limit(1)).scalar()
+        if first is not None:
+            conn.execute(update(users).where(users.c.username == first).values(platform_admin=True))

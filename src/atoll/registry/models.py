@@ -128,6 +128,8 @@ class Principal:
     key_id: str
     name: str
     platform_admin: bool = False
+    # Set while a platform admin acts inside another tenant: the tenant the key belongs to.
+    acting_from: str | None = None
 
     def can(self, needed: str) -> bool:
         return role_at_least(self.role, needed)
@@ -140,6 +142,7 @@ class User:
     role: Role
     created_at: int
     disabled: bool = False
+    platform_admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,7 +114,7 @@ class Registry:
                 _tenants.create_tenant(conn, "Default", DEFAULT_TENANT)
             key = _keys.create(conn, DEFAULT_TENANT, "bootstrap admin", "admin", platform_admin=True)
             password = new_secret()[:24]
-            _users.create(conn, DEFAULT_TENANT, username, password, "admin", self._hasher)
+            _users.create(conn, DEFAULT_TENANT, username, password, "admin", self._hasher, platform_admin=True)
             conn.execute(insert(t.meta).values(key="bootstrapped", value=str(now_us())))
             _audit.record(conn, DEFAULT_TENANT, "system", "bootstrap", f"tenant:{DEFAULT_TENANT}")
         return BootstrapSecrets(DEFAULT_TENANT, key.token, username, password)
@@ -421,7 +421,7 @@ class Registry:
             if user is None:
                 return None
             key = _keys.create(conn, user.tenant, _keys.SESSION_PREFIX + username, user.role,
-                               expires_at=now_us() + int(ttl_s * 1e6))
+                               platform_admin=user.platform_admin, expires_at=now_us() + int(ttl_s * 1e6))
             # Expired sessions are dead weight; drop them here rather than in a background job.
             conn.execute(delete(t.api_keys).where(
                 t.api_keys.c.expires_at.is_not(None), t.api_keys.c.expires_at < now_us()))

@@ -90,6 +90,8 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
+    # Added after release: engine.open_engine adds it to older databases.
+    Column("platform_admin", Boolean, nullable=False, default=False),
 )
 
 twins = Table(

@@ -27,7 +27,7 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
 
 
 def _user(row) -> User:
-    return User(row.username, row.tenant, row.role, row.created_at, bool(row.disabled))
+    return User(row.username, row.tenant, row.role, row.created_at, bool(row.disabled), bool(row.platform_admin))
 
 
 def _check_password(password: str) -> None:
@@ -36,7 +36,7 @@ def _check_password(password: str) -> None:
 
 
 def create(conn: Connection, tenant: str, username: str, password: str, role: str,
-           hasher: PasswordHasher = DEFAULT_HASHER) -> User:
+           hasher: PasswordHasher = DEFAULT_HASHER, *, platform_admin: bool = False) -> User:
     get_tenant(conn, tenant)
     check_role(role)
     _check_password(password)
@@ -44,7 +44,8 @@ def create(conn: Connection, tenant: str, username: str, password: str, role: st
         raise InvalidInput("username must have 1-200 characters")
     if conn.execute(select(t.users.c.username).where(t.users.c.username == username)).first():
         raise Conflict(f"user {username!r} already exists")
-    row = {"username": username, "tenant": tenant, "role": role, "created_at": now_us(), "disabled": False}
+    row = {"username": username, "tenant": tenant, "role": role, "created_at": now_us(), "disabled": False,
+           "platform_admin": platform_admin}
     conn.execute(insert(t.users).values(password_hash=hasher.hash(password), **row))
     return User(**row)
 
