@@ -4,7 +4,7 @@ import { connectLive, disconnectLive, useLive, useLiveState } from "./live.js";
 import { Link, match, navigate, useLocation } from "./router.jsx";
 import { currentProject, markPrimaryReady, useAsync } from "./util.js";
 import { Login } from "./pages/Login.jsx";
-import { Overview, projectId, useProjects } from "./pages/Overview.jsx";
+import { Overview, projectId, selectProject, useProjects } from "./pages/Overview.jsx";
 import { Device } from "./pages/Device.jsx";
 import { Alarms } from "./pages/Alarms.jsx";
 import { Register } from "./pages/Register.jsx";
@@ -34,11 +34,11 @@ function Shell({ session }) {
   useEffect(() => {
     if (project) connectLive(project);
     return () => {};
-  }, [project, session.token]);
+  }, [project, session.token, session.actAs]);
   useEffect(() => () => disconnectLive(), []);
   useEffect(() => {
     const ps = tree.data?.projects || [];
-    if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) currentProject.set(projectId(ps[0]));
+    if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) selectProject(tree.data, projectId(ps[0]));
   }, [tree.data]);
 
   const active = useAsync(async () => (project ? items(await api.get("/alarms", { project, status: "active", limit: 1000 })).length : 0), [project], { defer: true });
@@ -67,7 +67,7 @@ function Shell({ session }) {
         <div class="brand">
           <span class="logo" /> Atoll
         </div>
-        <select class="project-select" value={project || ""} onChange={(e) => currentProject.set(e.currentTarget.value)} data-testid="project-select">
+        <select class="project-select" value={project || ""} onChange={(e) => selectProject(tree.data, e.currentTarget.value)} data-testid="project-select">
           {(tree.data?.projects || []).map((p) => (
             <option key={projectId(p)} value={projectId(p)}>
               {p.name ?? projectId(p)}

@@ -34,12 +34,22 @@ export function setSession(s) {
   listeners.forEach((fn) => fn(s));
 }
 
+// The platform admin oversees every tenant from one login: the tenant it is looking at goes
+// with every call (X-Atoll-Tenant; ?tenant= on the live socket, which can't carry headers).
+export function actingTenant() {
+  return session?.actAs || null;
+}
+
+export function setActingTenant(tenant) {
+  if (session && (session.actAs || null) !== (tenant || null)) setSession({ ...session, actAs: tenant || undefined });
+}
+
 export function onSession(fn) {
   listeners.add(fn);
   return () => listeners.delete(fn);
 }
 
-export async function request(method, path, body, { query, signal, raw } = {}) {
+export async function request(method, path, body, { query, signal, raw, tenant } = {}) {
   let url = BASE + path;
   if (query) {
     const q = new URLSearchParams();
@@ -49,6 +59,8 @@ export async function request(method, path, body, { query, signal, raw } = {}) {
   }
   const headers = { Accept: "application/json" };
   if (session?.token) headers.Authorization = `Bearer ${session.token}`;
+  const actAs = tenant ?? session?.actAs;
+  if (actAs) headers["X-Atoll-Tenant"] = actAs;
   let payload;
   if (body !== undefined) {
     if (typeof body === "string") {
@@ -60,7 +72,7 @@ export async function request(method, path, body, { query, signal, raw } = {}) {
     }
   }
   // index.html may already have started this very request (see there); use it once.
-  const pre = method === "GET" && window.__atollPreload && window.__atollPreload[url];
+  const pre = method === "GET" && !actAs && window.__atollPreload && window.__atollPreload[url];
   if (pre) delete window.__atollPreload[url];
   const res = await (pre ? pre.catch(() => fetch(url, { method, headers, signal })) : fetch(url, { method, headers, body: payload, signal }));
   if (raw) return res;

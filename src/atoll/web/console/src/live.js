@@ -1,7 +1,7 @@
 // One WebSocket per project to /api/v1/live; pages subscribe to what they show.
 // Browsers cannot set headers on a WebSocket, so the API key travels in the query string.
 import { useEffect, useState } from "preact/hooks";
-import { getSession } from "./api.js";
+import { actingTenant, getSession } from "./api.js";
 
 const subs = new Set(); // {filter(msg) -> bool, fn}
 const stateSubs = new Set();
@@ -23,7 +23,9 @@ function open() {
   const token = getSession()?.token;
   if (!project || !token) return setState("off");
   const proto = location.protocol === "https:" ? "wss" : "ws";
-  const url = `${proto}://${location.host}/api/v1/live?project=${encodeURIComponent(project)}&token=${encodeURIComponent(token)}`;
+  const tenant = actingTenant();
+  openedFor = tenant;
+  const url = `${proto}://${location.host}/api/v1/live?project=${encodeURIComponent(project)}&token=${encodeURIComponent(token)}${tenant ? `&tenant=${encodeURIComponent(tenant)}` : ""}`;
   const sock = new WebSocket(url);
   ws = sock;
   setState("connecting");
@@ -57,8 +59,10 @@ function open() {
   };
 }
 
+let openedFor = null; // the tenant the open socket was made for (platform admin)
+
 export function connectLive(p) {
-  if (p === project && ws) return;
+  if (p === project && ws && openedFor === actingTenant()) return;
   // Switching projects: pages already showing data re-read it once the new feed is up.
   hellos = project ? 1 : 0;
   project = p;

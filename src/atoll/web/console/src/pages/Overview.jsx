@@ -1,7 +1,7 @@
 // Fleet overview: tenants → projects → devices, with online state and active alarms.
 // The device table is server-paged and virtualised; filtering happens in the API.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, enc, items, page, toSeconds } from "../api.js";
+import { api, enc, items, page, setActingTenant, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate } from "../router.jsx";
 import { currentProject, fmtAgo, fmtNum, markPrimaryReady, useAsync, useDebounced } from "../util.js";
@@ -44,9 +44,19 @@ export function useProjects(opts) {
     return () => projectListeners.delete(fn);
   }, []);
   return useAsync(async () => {
-    const [ts, ps] = await Promise.all([api.get("/tenants").catch(() => []), api.get("/projects")]);
-    return { tenants: items(ts), projects: items(ps) };
+    const [me, ts, ps] = await Promise.all([api.get("/auth/me").catch(() => null), api.get("/tenants").catch(() => []), api.get("/projects")]);
+    if (!me?.platform_admin) return { tenants: items(ts), projects: items(ps) };
+    // The platform admin sees every tenant's projects: each list is read as that tenant.
+    const lists = await Promise.all(items(ts).map((t) => api.get("/projects", undefined, { tenant: t.id }).catch(() => [])));
+    return { tenants: items(ts), projects: lists.flatMap(items), platform: true };
   }, [version], opts);
+}
+
+// Choosing a project also chooses its tenant for the platform admin, before anything loads.
+export function selectProject(tree, id) {
+  const p = (tree?.projects || []).find((x) => projectId(x) === id);
+  if (tree?.platform && p) setActingTenant(p.tenant);
+  currentProject.set(id);
 }
 
 export function Overview() {
@@ -61,7 +71,7 @@ export function Overview() {
 
   useEffect(() => {
     const ps = tree.data?.projects || [];
-    if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) currentProject.set(projectId(ps[0]));
+    if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) selectProject(tree.data, projectId(ps[0]));
   }, [tree.data]);
 
   const alarms = useAsync(async () => {
@@ -123,7 +133,8 @@ export function Overview() {
 
   const projects = tree.data?.projects || [];
   const tenants = tree.data?.tenants || [];
-  const byTenant = new Map();
+  // The platform admin sees every tenant, empty ones too.
+  const byTenant = new Map(tree.data?.platform ? tenants.map((t) => [t.id, []]) : []);
   for (const p of projects) {
     const t = p.tenant ?? p.tenant_id ?? "default";
     if (!byTenant.has(t)) byTenant.set(t, []);
@@ -145,9 +156,9 @@ export function Overview() {
         <ErrorBox error={tree.error} />
         {[...byTenant.entries()].map(([t, ps]) => (
           <div class="tree-group" key={t}>
-            <div class="tree-tenant">{tenantName(t)}</div>
+            <div class="tree-tenant" data-testid="tree-tenant">{tenantName(t)}</div>
             {ps.map((p) => (
-              <button key={projectId(p)} class={`tree-item ${projectId(p) === project ? "active" : ""}`} onClick={() => currentProject.set(projectId(p))}>
+              <button key={projectId(p)} class={`tree-item ${projectId(p) === project ? "active" : ""}`} onClick={() => selectProject(tree.data, projectId(p))}>
                 {p.name ?? projectId(p)}
               </button>
             ))}
@@ -156,7 +167,7 @@ export function Overview() {
         {!tree.loading && !projects.length && <Empty>No projects yet.</Empty>}
         <NewProject
           onCreated={(id) => {
-            currentProject.set(id);
+            selectProject(null, id);
             projectsChanged();
           }}
         />
