@@ -33,7 +33,7 @@ class Device:
     def send(self, values: dict, ts_ms: int | None = None) -> None:
         body = {"values": values} | ({"ts": ts_ms} if ts_ms is not None else {})
         info = self.client.publish(topics.telemetry(self.id), json.dumps(body), qos=1)
-        info.wait_for_publish(10)
+        info.wait_for_publish(30)
         assert info.is_published()
 
     def close(self) -> None:
@@ -138,12 +138,12 @@ def test_twin_and_commands_round_trip_to_a_real_mqtt_device(platform, page):
         expect(page.locator("[data-testid=live-state]")).to_have_text("live")
 
         # Reported state from the device shows up live; desired state goes down to the device.
-        dev.client.publish(topics.twin_reported("valve-1"), json.dumps({"position": 40}), qos=1).wait_for_publish(10)
+        dev.client.publish(topics.twin_reported("valve-1"), json.dumps({"position": 40}), qos=1).wait_for_publish(30)
         expect(page.locator("[data-testid=twin-reported]")).to_contain_text('"position": 40')
         page.fill("[data-testid=twin-patch]", '{"position": 75}')
         page.click("text=Update desired")
         expect(page.locator("[data-testid=twin-desired]")).to_contain_text('"position": 75')
-        deadline = time.time() + 10
+        deadline = time.time() + 30
         while not any(t.endswith("/twin/desired") and m.get("position") == 75 for t, m in dev.received):
             assert time.time() < deadline, dev.received
             time.sleep(0.05)
@@ -153,14 +153,14 @@ def test_twin_and_commands_round_trip_to_a_real_mqtt_device(platform, page):
         page.fill("[data-testid=cmd-name]", "open")
         page.fill("[data-testid=cmd-args]", '{"percent": 75}')
         page.click("[data-testid=cmd-send]")
-        deadline = time.time() + 10
+        deadline = time.time() + 30
         while not any("/commands/" in t for t, _ in dev.received):
             assert time.time() < deadline, dev.received
             time.sleep(0.05)
         topic, body = next((t, m) for t, m in dev.received if "/commands/" in t)
         assert body["name"] == "open" and body["args"] == {"percent": 75}
         dev.client.publish(topic + "/ack", json.dumps({"status": "ok", "result": {"percent": 75}}),
-                           qos=1).wait_for_publish(10)
+                           qos=1).wait_for_publish(30)
         expect(page.locator("[data-testid=commands] tr").first).to_contain_text("acked")
         # Bad JSON is refused in the form, with the reason.
         page.fill("[data-testid=cmd-args]", "{percent: 75")

@@ -63,8 +63,9 @@ def demo(
     def ready(info: dict) -> None:
         bar.stop()
         console.print(f"\n[bold green]Atoll is live.[/] Console: [link={info['console']}]"
-                      f"{info['console']}[/link]  (platform admin: user [bold]{info['user']}[/] password "
-                      f"[bold]{info['password']}[/])", soft_wrap=True)
+                      f"{info['console']}[/link]  (lab operator, sees every enterprise: user "
+                      f"[bold]{info['user']}[/] password [bold]{info['password']}[/])",
+                      soft_wrap=True)
         console.print("Enterprises in the lab, each with its own console login:")
         for t in info["tenants"]:
             # Plain lines, never a table: a credential must not be cut to fit the terminal.
