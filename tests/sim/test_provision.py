@@ -11,14 +11,14 @@ from atoll.core.errors import InvalidInput
 from atoll.sim import Fleet
 from atoll.sim.provision import load_credentials, provision, save_credentials
 from atoll.solutions import load
-from tests.sim.atoll_server import AtollServer
+from tests.api.serving import ApiServer
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def test_provisioned_devices_send_telemetry_the_platform_accepts(tmp_path):
     templates = [load("retail"), load("finance")]
-    with AtollServer(tmp_path) as server, atoll.Client(server.url, server.boot.api_key) as client:
+    with ApiServer(tmp_path) as server, atoll.Client(server.url, server.boot.api_key) as client:
         devices = provision(client, "lab", templates, 6, prefix="t")
         assert len({d.secret for d in devices}) == 6 and all(d.project == "lab" for d in devices)
         types = {t.id: t for t in client.device_types("lab")}

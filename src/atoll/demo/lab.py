@@ -12,12 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from atoll.sim.fleet import SimDevice
 from atoll.sim.provision import provision
 from atoll.solutions import Template
 from atoll.solutions import load as load_template
+from atoll.solutions.apply import apply as apply_template
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +82,12 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
             client._call("POST", "/users", json={"username": spec.id, "password": password,
                                                  "role": "admin"})
             client.create_project(spec.project_name, id=spec.project, retention_days=30)
+            apply_template(client, template, spec.project)  # device types and rules
             devices = provision(
                 client, spec.project, [template], count, prefix="lab",
                 on_progress=(lambda n, _, base=done: on_device(base + n, total_devices))
                 if on_device else None)
             done += len(devices)
-            # The template's rules, as the rules API takes them (YAML, project from the URL).
-            client._call("POST", f"/projects/{spec.project}/rules/import",
-                         content=yaml.safe_dump({"rules": template.rules}, allow_unicode=True),
-                         headers={"Content-Type": "application/yaml"})
         if bind_detectors is not None:
             for dtype in template.device_types:
                 for binding in dtype.detectors:

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import orjson
 
+from atoll.demo.lab import LAB, build_lab
 from atoll.sim import Fault, Fleet, evaluate, write_ground_truth
 from atoll.sim.faults import to_seconds
 from atoll.sim.mqtt import MqttFleet
@@ -139,8 +140,10 @@ def score(faults: list[Fault], alarms: list[dict[str, Any]], now: float) -> dict
     """Evaluate alarms against the faults that have played out by ``now``."""
     detections = [{"device": a["device"], "ts": to_seconds(a["raised_at"])} for a in alarms]
     overall = evaluate(faults, detections, grace_s=GRACE_S)
-    detected = _detected_faults(faults, detections)
-    played = [f for i, f in enumerate(faults) if f.end + GRACE_S <= now or i in detected]
+    # A fault has played out when it is over (plus the grace period) or already detected; the
+    # per-fault evaluate() keeps one definition of "detected".
+    played = [f for f in faults if f.end + GRACE_S <= now
+              or evaluate([f], detections, grace_s=GRACE_S)["detected"]]
     in_progress = len(faults) - len(played)
     # False alarms are judged over every alarm so far; recall only over finished faults.
     result = evaluate(played, detections, grace_s=GRACE_S) if played else {
@@ -152,15 +155,6 @@ def score(faults: list[Fault], alarms: list[dict[str, Any]], now: float) -> dict
     return result
 
 
-def _detected_faults(faults: list[Fault], detections: list[dict[str, Any]]) -> set[int]:
-    out = set()
-    for i, f in enumerate(faults):
-        for d in detections:
-            if d["device"] == f.device and f.start <= d["ts"] <= f.end + GRACE_S:
-                out.add(i)
-                break
-    return out
-
 
 async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
                    progress: Callable[[DemoSummary], None] | None = None,
@@ -170,7 +164,6 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
     """Run the whole demo; returns the summary when ``stop`` is set or ``duration`` is over."""
     from atoll.client import Client
     from atoll.config import Settings
-    from atoll.demo.lab import build_lab
     from atoll.platform import Platform, tune_interpreter
 
     tune_interpreter()
@@ -192,7 +185,7 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
 
         await platform.bus.subscribe("anomaly.>", count_anomalies)
 
-        say(f"Building the lab: {len(_lab())} enterprises, {opts.devices} devices …")
+        say(f"Building the lab: {len(LAB)} enterprises, {opts.devices} devices …")
 
         def bind(project: str, dtype: str, det: str, metrics: list[str] | None,
                  params: dict | None = None, decision: dict | None = None) -> None:
@@ -277,11 +270,6 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
             admin.close()
     return summary
 
-
-def _lab():
-    from atoll.demo.lab import LAB
-
-    return LAB
 
 
 async def _refresh(summary: DemoSummary, http: httpx.AsyncClient, built: list, faults: list[Fault],
