@@ -1,27 +1,8 @@
 """Tenants, projects, device types, devices, credentials, API keys, users, twins, commands, audit."""
 
-from atoll.registry.models import (
-    ApiKey,
-    AuditEntry,
-    BootstrapSecrets,
-    Command,
-    Device,
-    DeviceCredentials,
-    DeviceIdentity,
-    DeviceType,
-    MetricSpec,
-    NewApiKey,
-    Principal,
-    Project,
-    Rejection,
-    Tenant,
-    Twin,
-    User,
-)
+from atoll.registry import models
+from atoll.registry.models import *  # the record types, listed once in models.__all__
 from atoll.registry.registry import Registry
 
-__all__ = [
-    "ApiKey", "AuditEntry", "BootstrapSecrets", "Command", "Device", "DeviceCredentials",
-    "DeviceIdentity", "DeviceType", "MetricSpec", "NewApiKey", "Principal", "Project", "Registry",
-    "Rejection", "Tenant", "Twin", "User",
-]
+__all__ = ["Registry"]
+__all__ += models.__all__

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+__all__ = [
+    "ApiKey", "AuditEntry", "BootstrapSecrets", "Command", "Device", "DeviceCredentials",
+    "DeviceIdentity", "DeviceType", "MetricSpec", "NewApiKey", "Principal", "Project", "Rejection",
+    "Tenant", "Twin", "User",
+]
+
 Role = Literal["admin", "operator", "viewer"]
 ROLES: tuple[str, ...] = ("admin", "operator", "viewer")
 MetricType = Literal["float", "int", "bool"]
