@@ -10,14 +10,15 @@ from atoll.registry import Registry
 from atoll.registry.directory import RegistryDirectory
 from atoll.registry.tables import metadata
 from atoll.store.memory import MemoryStore
+from atoll.testing.postgres import database_fixture
 from tests.api.conftest import FAST_HASHER, Api
-from tests.registry.conftest import pg_url  # noqa: F401 - session fixture: a throw-away database
 
 V1 = "/api/v1"
+pg_url = database_fixture("atoll_api_registry", scope="session")
 
 
 @pytest.fixture
-async def pg_api(pg_url):  # noqa: F811
+async def pg_api(pg_url):
     from sqlalchemy import create_engine
 
     engine = create_engine(pg_url)

@@ -3,8 +3,6 @@ telemetry sent over HTTP reaches the store, the detection service scores it, and
 anomaly-score events come back over NATS to another process's connection."""
 
 import asyncio
-import os
-import secrets
 
 import httpx
 import orjson
@@ -17,9 +15,9 @@ from atoll.config import Settings
 from atoll.core.points import SeriesKey
 from atoll.platform import Platform
 from atoll.testing.nats_server import NatsServer
+from atoll.testing.postgres import database_fixture
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-PG = os.environ.get("ATOLL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 T0_MS = 1_700_000_000_000
 
 
@@ -30,20 +28,7 @@ def nats_url(tmp_path):
         yield server.url
 
 
-@pytest.fixture
-def pg_db():
-    """A uniquely named PostgreSQL database, dropped afterwards."""
-    name = f"atoll_nats_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable ({exc}); set ATOLL_TEST_PG")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    params = psycopg.conninfo.conninfo_to_dict(PG)
-    yield (f"postgresql://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
-           f"{params.get('port', 5432)}/{name}")
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+pg_db = database_fixture("atoll_nats")
 
 
 async def _run_and_check(settings: Settings, nats_url: str) -> None:

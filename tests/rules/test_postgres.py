@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-
-import psycopg
 import pytest
 import sqlalchemy as sa
 
 from atoll.rules import db
 from atoll.rules.clock import FakeClock
 from atoll.rules.service import RulesService
+from atoll.testing.postgres import database_fixture
 
-PG = os.environ.get("ATOLL_TEST_PG", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 T0 = 1_800_000_000_000_000
 
 
-@pytest.fixture(scope="module")
-def pg_url():
-    name = f"atoll_rules_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable ({exc}); set ATOLL_TEST_PG")
-    admin.execute(f'CREATE DATABASE "{name}"')
-    p = psycopg.conninfo.conninfo_to_dict(PG)
-    yield f"postgresql://{p.get('user', 'postgres')}@{p.get('host', '127.0.0.1')}:{p.get('port', 5432)}/{name}"
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+pg_url = database_fixture("atoll_rules", scope="module")
 
 
 async def test_alarm_lifecycle_on_postgresql(pg_url):
@@ -52,8 +37,8 @@ async def test_alarm_lifecycle_on_postgresql(pg_url):
     # A second service on the same database sees the rule.
     assert "hot" in RulesService(None, db=svc.db, clock=clock, tick_interval=0).engine.rules
     # The partial unique index holds on PostgreSQL too.
-    row = dict(project="p", rule_id="r", rule_name="r", device="d", severity="major",
-               status="active", acknowledged=False, raised_at=1, detail="")
+    row = {"project": "p", "rule_id": "r", "rule_name": "r", "device": "d", "severity": "major",
+           "status": "active", "acknowledged": False, "raised_at": 1, "detail": ""}
     with svc.db.begin() as c:
         c.execute(sa.insert(db.alarms).values(**row))
     with pytest.raises(sa.exc.IntegrityError), svc.db.begin() as c:

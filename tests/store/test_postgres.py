@@ -1,30 +1,14 @@
 import uuid
 
-import psycopg
 import pytest
 
 from atoll.core.errors import Unavailable
 from atoll.store import open_store
 from atoll.store.postgres import PostgresStore
+from atoll.testing.postgres import database_fixture
 from atoll.testing.store import STORE_CHECKS
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-
-
-@pytest.fixture(scope="session")
-def database_url():
-    """A database of its own for this test session, dropped afterwards."""
-    try:
-        admin = psycopg.connect(f"{SERVER}/postgres", autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL not reachable at {SERVER}: {e}")
-    name = f"atoll_store_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+database_url = database_fixture("atoll_store", scope="session")
 
 
 @pytest.fixture
