@@ -3,7 +3,7 @@
     .venv/bin/python bench/detect_alarms.py --json bench/results/detect_alarms.json
 
 The platform's own path, minus the network: for each solution template a seeded ``atoll.sim``
-fleet (``--devices``) produces ``--days`` of history, one reading per device every ``--step``
+fleet (``--devices``; set up by ``fleet_scenario``) produces ``--days`` of history, one reading per device every ``--step``
 seconds. Every tick goes as one telemetry batch through the real ``DetectionService`` (bound
 like ``atoll demo`` binds it: the template's ``detectors``), its ``anomaly.*`` events go into the
 real ``RuleEngine`` holding the template's rules that use the ``anomaly`` condition, and the
@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import platform
 import time
-from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import numpy as np
 import yaml
+from fleet_scenario import START, add_arguments, scenario, summary, write_json
 
 from atoll.bus.memory import MemoryBus
 from atoll.core.points import PointBatch, SeriesKey
@@ -41,7 +38,6 @@ from atoll.sim.evaluate import evaluate
 from atoll.sim.fleet import Fleet
 from atoll.solutions import discover
 
-START = 1_764_000_000.0  # a fixed virtual start (a Monday, 16:00 UTC) keeps runs reproducible
 SENSOR_FAULTS = {"sensor_stuck", "sensor_dropout"}
 PROJECT = "p"
 
@@ -61,13 +57,9 @@ class _Types:
 
 
 async def run_template(template, args) -> dict:
-    fleet = Fleet.build(template.name, args.devices, seed=args.seed, start=START)
-    kinds = sorted({k.value for d in template.device_types for k in d.faults} - SENSOR_FAULTS)
-    learn_end = START + args.learn_days * 86_400
-    end = START + args.days * 86_400
-    eligible = sum(1 for i in range(len(fleet.devices))
-                   if {k.value for k in fleet.device_type(i).faults} & set(kinds))
-    faults = fleet.plan_faults(min(args.faults, eligible), learn_end, end, kinds=kinds)
+    kinds = {k.value for d in template.device_types for k in d.faults} - SENSOR_FAULTS
+    run = scenario(template.name, args, kinds=kinds)
+    fleet, faults, learn_end = run.fleet, run.faults, run.learn_end
 
     service = DetectionService(MemoryBus(), None, registry=_Types(fleet))
     for d in template.device_types:
@@ -82,18 +74,15 @@ async def run_template(template, args) -> dict:
         engine.upsert(rule)
 
     alarms, points, t_detect, t_rules = [], 0, 0.0, 0.0
-    for readings in fleet.history(end, args.step):
-        if not readings:
+    for rows in run.ticks(args.step):
+        if not rows:
             continue
-        ts_us = int(readings[0].ts * 1e6)
-        clock.set(ts_us)
+        clock.set(int(rows[0][2] * 1e6))
         keys, idx, ts, vals = {}, [], [], []
-        for r in readings:
-            dev = fleet.devices[r.device].device_id
-            for metric, v in r.values.items():
-                idx.append(keys.setdefault(SeriesKey(PROJECT, dev, metric), len(keys)))
-                ts.append(int(r.ts * 1e6))
-                vals.append(float(v))
+        for dev, metric, t, v in rows:
+            idx.append(keys.setdefault(SeriesKey(PROJECT, dev, metric), len(keys)))
+            ts.append(int(t * 1e6))
+            vals.append(v)
         batch = PointBatch(tuple(keys), np.array(idx, np.int32), np.array(ts, np.int64),
                            np.array(vals, np.float64))
         t0 = time.process_time()
@@ -121,15 +110,8 @@ async def run_template(template, args) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--templates", default=",".join(t.name for t in discover()))
-    p.add_argument("--devices", type=int, default=20)
-    p.add_argument("--days", type=float, default=3.0)
-    p.add_argument("--learn-days", type=float, default=1.0)
-    p.add_argument("--step", type=float, default=30.0)
-    p.add_argument("--faults", type=int, default=8)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--grace", type=float, default=300.0)
+    add_arguments(p, devices=20, faults=8)
     p.add_argument("--reading-decisions", action="store_true")
-    p.add_argument("--json")
     args = p.parse_args()
 
     by_name = {t.name: t for t in discover()}
@@ -137,22 +119,11 @@ def main() -> None:
     for name in args.templates.split(","):
         res = asyncio.run(run_template(by_name[name], args))
         rows.append(res)
-        ttd = "-" if res["median_ttd"] is None else f"{res['median_ttd']:.0f}s"
-        prec = "-" if res["precision"] is None else f"{res['precision']:.2f}"
-        print(f"{name:14s} alarms {res['detections']:4d}  precision {prec:>5s}  "
-              f"recall {res['recall']:.2f}  median TTD {ttd:>6s}  "
-              f"alarms/device/day {res['alarms_per_device_day']:.2f}  by kind "
-              + ", ".join(f"{k} {v['detected']}/{v['faults']}" for k, v in res["by_kind"].items()),
-              flush=True)
+        print(summary(name, res, noun="alarms",
+                      extra=f"alarms/device/day {res['alarms_per_device_day']:.2f}  "), flush=True)
     total = {k: sum(r[k] for r in rows) for k in ("detections", "true_positives", "detected")
              if all(k in r for r in rows)}
-    out = {"args": vars(args), "results": rows, "total": total,
-           "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
-           "date": datetime.now(UTC).isoformat(timespec="seconds")}
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+    write_json(args.json, {"args": vars(args), "results": rows, "total": total})
 
 
 if __name__ == "__main__":

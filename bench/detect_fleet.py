@@ -2,9 +2,10 @@
 
     .venv/bin/python bench/detect_fleet.py --json bench/results/detect_fleet.json
 
-A seeded ``atoll.sim`` fleet (``--template``, ``--devices``) produces ``--days`` of history, one
-reading per device every ``--step`` seconds; the first day is fault-free, then ``--faults`` faults
-from the template (bearing wear, stuck sensors, dropouts...) are injected on distinct devices.
+A seeded ``atoll.sim`` fleet (``--template``, ``--devices``; set up by ``fleet_scenario``)
+produces ``--days`` of history, one reading per device every ``--step`` seconds; the first
+``--learn-days`` (1) are fault-free, then ``--faults`` faults from the template (bearing wear,
+stuck sensors, dropouts...) are injected on distinct devices.
 Each detector runs strictly online on every series (one detector per metric), and ``joint`` runs
 one detector per device over all its metrics. A reading at or above the detector's own default
 threshold is a detection; ``atoll.sim.evaluate`` scores them against the ground truth (a hit names
@@ -15,35 +16,25 @@ the faulty device within the fault window + ``--grace`` s; detections of a serie
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from collections import defaultdict
-from datetime import UTC, datetime
 
 import numpy as np
+from fleet_scenario import add_arguments, scenario, summary, write_json
 
 from atoll.detect.registry import for_features, get_detector, resolve
 from atoll.detect.replay import warm_up
 from atoll.sim.evaluate import evaluate
-from atoll.sim.fleet import Fleet
-
-START = 1_764_000_000.0  # a fixed virtual start keeps the run reproducible
 
 
 def history(args):
-    fleet = Fleet.build(args.template, args.devices, seed=args.seed, start=START)
-    day = 86_400.0
-    faults = fleet.plan_faults(args.faults, START + day, START + args.days * day)
+    fleet = scenario(args.template, args)
     series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    for readings in fleet.history(START + args.days * day, args.step):
-        for r in readings:
-            dev = fleet.devices[r.device].device_id
-            for metric, v in r.values.items():
-                series[(dev, metric)].append((r.ts, float(v)))
-    return fleet, faults, {k: (np.array([t for t, _ in v]), np.array([x for _, x in v]))
-                           for k, v in series.items()}
+    for rows in fleet.ticks(args.step):
+        for dev, metric, ts, v in rows:
+            series[(dev, metric)].append((ts, v))
+    return fleet.faults, {k: (np.array([t for t, _ in v]), np.array([x for _, x in v]))
+                          for k, v in series.items()}
 
 
 def per_series(name, series):
@@ -83,18 +74,12 @@ def per_device(name, series):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--template", default="manufacturing")
-    p.add_argument("--devices", type=int, default=30)
-    p.add_argument("--days", type=float, default=3.0)
-    p.add_argument("--step", type=float, default=30.0)
-    p.add_argument("--faults", type=int, default=15)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--grace", type=float, default=300.0)
+    add_arguments(p, devices=30, faults=15)
     p.add_argument("--merge", type=float, default=1800.0)
     p.add_argument("--detectors", default="default,seasonal,windowed_gaussian,ewma")
-    p.add_argument("--json")
     args = p.parse_args()
 
-    _fleet, faults, series = history(args)
+    faults, series = history(args)
     names = args.detectors.split(",")
     warm_up([resolve(n) for n in names])
     rows = []
@@ -104,18 +89,9 @@ def main() -> None:
         res = evaluate(faults, dets, grace_s=args.grace, merge_s=args.merge)
         res.update(detector=label, points=points, points_per_cpu_second=points / cpu if cpu else None)
         rows.append(res)
-        ttd = "-" if res["median_ttd"] is None else f"{res['median_ttd']:.0f}s"
-        prec = "-" if res["precision"] is None else f"{res['precision']:.2f}"
-        print(f"{label:28s} detections {res['detections']:5d}  precision {prec:>5s}  "
-              f"recall {res['recall']:.2f}  median TTD {ttd:>6s}  by kind "
-              + ", ".join(f"{k} {v['detected']}/{v['faults']}" for k, v in res["by_kind"].items()))
-    out = {"args": vars(args), "series": len(series), "faults": [f.to_dict() for f in faults],
-           "results": rows, "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
-           "date": datetime.now(UTC).isoformat(timespec="seconds")}
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+        print(summary(label, res), flush=True)
+    write_json(args.json, {"args": vars(args), "series": len(series),
+                           "faults": [f.to_dict() for f in faults], "results": rows})
 
 
 if __name__ == "__main__":
