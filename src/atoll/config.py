@@ -30,10 +30,28 @@ class Settings(BaseSettings):
     mqtt_mode: Literal["embedded", "external", "off"] = "embedded"
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
-    #: External broker, e.g. ``mqtt://user:password@127.0.0.1:1883``.
+    #: Embedded mode, extra listeners on ``mqtt_host`` (None = off, 0 = any free port): MQTT over
+    #: TLS (usually 8883), over WebSockets, and over WebSockets with TLS. The TLS ones need
+    #: ``tls_cert`` (PEM certificate chain) and ``tls_key`` (its unencrypted PEM private key).
+    mqtt_tls_port: int | None = None
+    mqtt_ws_port: int | None = None
+    mqtt_wss_port: int | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: External broker, e.g. ``mqtt://user:password@127.0.0.1:1883`` or ``mqtts://...:8883``.
     mqtt_url: str | None = None
+    #: External broker over TLS: the PEM CA certificate that signed the broker's certificate;
+    #: empty = the system's CAs.
+    mqtt_ca_file: Path | None = None
     #: External mode: ingest workers sharing ``$share/atoll/...``.
     mqtt_workers: int = 2
+    #: External mode: this process's name towards the broker. Its workers' client ids are
+    #: ``atoll-ingest-{node}-{i}``, so it must be unique per process and stable across restarts.
+    #: Empty = a random id made on the first start and kept in ``home``.
+    mqtt_node_id: str | None = None
+    #: External mode: how long the broker keeps a worker's session (and queues its share of the
+    #: messages) while the worker is away.
+    mqtt_session_expiry_s: int = 7 * 24 * 3600
     #: External mode: mosquitto password/ACL files Atoll writes, and how to make mosquitto reload
     #: them (a pid file; Atoll sends SIGHUP). Empty = Atoll does not manage broker auth.
     mosquitto_password_file: Path | None = None

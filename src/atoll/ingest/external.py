@@ -2,10 +2,19 @@
 running one.
 
 * Workers share one subscription (``$share/atoll/...``), so the broker spreads device
-  messages over them; run more Atoll processes with the same settings to add workers.
-* Each worker has a fixed client id and a persistent session (MQTT 5, clean start off,
-  long session expiry) and acknowledges a message only after ingest stored it (paho manual
-  acks). If Atoll dies, everything unacknowledged is re-delivered when it comes back.
+  messages over them. Several Atoll processes, on one machine or many, share it too: each
+  process is a *node* with its own name, and its workers' client ids are ``atoll-{node}-{i}``.
+* The node name is stable across restarts (made once and kept in the data directory, or set
+  with ``ATOLL_MQTT_NODE_ID``), and each worker has a persistent session (MQTT 5, clean start
+  off, session expiry ``ATOLL_MQTT_SESSION_EXPIRY_S``). Mosquitto keeps queueing a stopped
+  worker's share of the messages in its session, so an id made per run (host + pid) would
+  strand that share in a session nobody comes back to. A process restarted with fewer workers
+  drains the sessions of the ones it dropped and then deletes them (``retire``).
+* Workers acknowledge a message only after ingest stored it (paho manual acks). If Atoll dies,
+  everything unacknowledged is re-delivered when it comes back.
+* Two live processes with one node name would take each other's sessions over. On one machine
+  a lock file refuses the second at start-up; across machines the workers keep losing their
+  connection, and an error names the likely cause.
 * The broker enforces device auth and ACLs (see ``atoll.ingest.mosquitto_auth``), so the
   device id in the topic is trustworthy. Bad payloads are still counted per device here;
   refused connections and ACL violations are in the broker's log.
@@ -15,9 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import fcntl
 import getpass
+import hashlib
+import json
 import logging
+import os
+import re
 import secrets
+import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -44,37 +61,75 @@ FILTERS = (
 )
 UNKNOWN_DEVICE = "unknown_device"
 IDENTITY_TTL_S = 10.0
+NODE_FILE = "mqtt-node.json"
+NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+FLAP_COUNT, FLAP_WINDOW_S = 3, 30.0  # connections lost this often suggest a duplicate node
+RETIRE_QUIET_S = 2.0  # a retiring session is empty once nothing arrived for this long
 
 
 class _Worker:
-    def __init__(self, owner: ExternalIngest, index: int) -> None:
+    def __init__(self, owner: ExternalIngest, index: int, *, retiring: bool = False) -> None:
         self.owner = owner
-        self.client_id = f"{owner.client_prefix}-{index}"
+        self.index = index
+        self.retiring = retiring
+        self.client_id = f"{owner.client_prefix}-{owner.node_id}-{index}"
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                         protocol=mqtt.MQTTv5, manual_ack=True)
         if owner.username:
             c.username_pw_set(owner.username, owner.password)
+        if owner.tls:
+            c.tls_set(ca_certs=str(owner.ca_file) if owner.ca_file else None)
         c.max_inflight_messages_set(1000)
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_disconnect = self._on_disconnect
+        c.on_unsubscribe = self._on_unsubscribe
         self.client = c
         self.connected = threading.Event()
+        self.unsubscribed = threading.Event()
         self.refused: str | None = None
+        self.received = 0
+        self.inflight = 0  # handed to ingest, not yet acknowledged or refused
+        self.unacked = 0  # could not be stored: left in the session, re-delivered next time
+        self.last_message = time.monotonic()
+        self.lost: list[float] = []  # when the connection was lost, recently
+        self.flap_logged = -FLAP_WINDOW_S
 
     def _on_connect(self, client, userdata, flags, rc, props) -> None:
         if rc.is_failure:
             self.refused = str(rc)
             self.connected.set()
             return
-        client.subscribe([(f"$share/{SHARE_GROUP}/{f}", 1) for f in FILTERS])
+        shared = [f"$share/{SHARE_GROUP}/{f}" for f in FILTERS]
+        if self.retiring:  # take no new messages; the session's queue still arrives
+            client.unsubscribe(shared)
+        else:
+            client.subscribe([(f, 1) for f in shared])
         self.connected.set()
 
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, props) -> None:
+        self.unsubscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, rc, props) -> None:
-        if rc.is_failure:
+        if not rc.is_failure:
+            return
+        now = time.monotonic()
+        # Mosquitto just closes the socket of a client whose session another connection took
+        # over, so a duplicate node name shows as connections lost right after they were made.
+        self.lost = [t for t in self.lost if now - t < FLAP_WINDOW_S]
+        self.lost.append(now)
+        if len(self.lost) >= FLAP_COUNT and now - self.flap_logged > FLAP_WINDOW_S:
+            self.flap_logged = now
+            log.error("ingest worker %s lost the broker %d times in %.0f s (%s). If another Atoll "
+                      "process uses the node name %r, the two take each other's sessions over: "
+                      "give each process its own data directory or ATOLL_MQTT_NODE_ID",
+                      self.client_id, len(self.lost), FLAP_WINDOW_S, rc, self.owner.node_id)
+        else:
             log.warning("ingest worker %s lost the broker (%s); paho reconnects", self.client_id, rc)
 
     def _on_message(self, client, userdata, msg) -> None:
+        self.received += 1
+        self.last_message = time.monotonic()
         loop = self.owner.loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self.owner.on_message, self, msg.mid, msg.qos, msg.topic,
@@ -82,29 +137,41 @@ class _Worker:
 
     def start(self, host: str, port: int) -> None:
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 7 * 24 * 3600
+        props.SessionExpiryInterval = self.owner.session_expiry_s
         props.ReceiveMaximum = 1000  # acks wait for the group commit; allow many in flight
         self.client.connect(host, port, keepalive=30, clean_start=False, properties=props)
         self.client.loop_start()
 
-    def stop(self) -> None:
-        self.client.disconnect()
+    def stop(self, *, end_session: bool = False) -> None:
+        props = None
+        if end_session:  # the broker deletes the session (and its subscriptions) now
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        self.client.disconnect(properties=props)
         self.client.loop_stop()
 
 
 class ExternalIngest:
     def __init__(self, pipeline: IngestPipeline, registry: Any, *, host: str = "127.0.0.1",
                  port: int = 1883, username: str | None = None, password: str | None = None,
-                 workers: int = 2, client_prefix: str = "atoll-ingest",
+                 workers: int = 2, node_id: str, home: Path | None = None,
+                 client_prefix: str = "atoll-ingest", session_expiry_s: int = 7 * 24 * 3600,
+                 tls: bool = False, ca_file: Path | None = None,
                  auth: MosquittoAuth | None = None) -> None:
         self.pipeline = pipeline
         self.registry = registry
         self.host, self.port = host, port
         self.username, self.password = username, password
+        self.node_id = node_id
+        self.home = home
         self.client_prefix = client_prefix
+        self.session_expiry_s = session_expiry_s
+        self.tls, self.ca_file = tls, ca_file
         self.auth = auth
         self.loop: asyncio.AbstractEventLoop | None = None
         self._workers = [_Worker(self, i) for i in range(max(1, workers))]
+        self._retiring: list[_Worker] = []
+        self._claim: Any = None
         self._identities: dict[str, tuple[float, Any]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._inbox: collections.deque = collections.deque()
@@ -116,8 +183,14 @@ class ExternalIngest:
             raise InvalidInput("external MQTT needs a broker URL",
                                hint="pass --mqtt-url mqtt://user:password@host:1883 (or ATOLL_MQTT_URL)")
         u = urlsplit(settings.mqtt_url)
-        if u.scheme not in ("mqtt", "tcp"):
-            raise InvalidInput(f"unsupported broker URL {settings.mqtt_url!r}", hint="use mqtt://host:port")
+        if u.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
+            raise InvalidInput(f"unsupported broker URL {settings.mqtt_url!r}",
+                               hint="use mqtt://host:1883, or mqtts://host:8883 for TLS")
+        tls = u.scheme in ("mqtts", "ssl")
+        ca_file = settings.mqtt_ca_file
+        if ca_file is not None and not ca_file.is_file():
+            raise InvalidInput(f"CA file {ca_file} (ATOLL_MQTT_CA_FILE) does not exist",
+                               hint="point it at the PEM certificate that signed the broker's one")
         user = unquote(u.username) if u.username else None
         password = unquote(u.password) if u.password else None
         auth = None
@@ -125,15 +198,28 @@ class ExternalIngest:
             acl = settings.mosquitto_acl_file or settings.mosquitto_password_file.with_suffix(".acl")
             auth = MosquittoAuth(settings.mosquitto_password_file, acl, settings.mosquitto_pid_file,
                                  admin_user=user or "atoll-ingest", admin_password=password)
-        return cls(pipeline, registry, host=u.hostname or "127.0.0.1", port=u.port or 1883,
-                   username=user, password=password, workers=settings.mqtt_workers, auth=auth)
+        return cls(pipeline, registry, host=u.hostname or "127.0.0.1",
+                   port=u.port or (8883 if tls else 1883), username=user, password=password,
+                   workers=settings.mqtt_workers, node_id=node_id(settings.home, settings.mqtt_node_id),
+                   home=settings.home, session_expiry_s=settings.mqtt_session_expiry_s,
+                   tls=tls, ca_file=ca_file, auth=auth)
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+    @property
+    def client_ids(self) -> list[str]:
+        return [w.client_id for w in self._workers]
+
+    @property
+    def received(self) -> dict[str, int]:
+        """Messages each worker got from the broker (how the shared subscription spreads load)."""
+        return {w.client_id: w.received for w in self._workers}
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self._claim = claim_node(self.url, self.node_id)
         if self.auth is not None:
             self.auth.attach(self.registry)
             await asyncio.to_thread(self.auth.sync, self.registry)
@@ -148,12 +234,63 @@ class ExternalIngest:
                 raise Unavailable(f"the MQTT broker at {self.host}:{self.port} refused Atoll's ingest "
                                   f"worker: {w.refused or 'no answer'}",
                                   hint="check the user and password in --mqtt-url")
+        surplus = self._record_workers()
+        if surplus:
+            self._retiring = [_Worker(self, i, retiring=True) for i in surplus]
+            task = asyncio.create_task(self._retire_all(), name="atoll-mqtt-retire")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
-        for w in self._workers:
+        for t in list(self._tasks):
+            if t.get_name() == "atoll-mqtt-retire":
+                t.cancel()
+        for w in [*self._workers, *self._retiring]:
             await asyncio.to_thread(w.stop)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._claim is not None:
+            self._claim.close()  # releases the lock
+            self._claim = None
+
+    def _record_workers(self) -> list[int]:
+        """Note this node's worker count in ``home``; indices of sessions left by a larger one."""
+        if self.home is None:
+            return []
+        with _node_record(self.home) as record:
+            counts = record.setdefault("workers", {})
+            before = int(counts.get(self.node_id, 0))
+            counts[self.node_id] = max(before, len(self._workers))
+        return list(range(len(self._workers), before))
+
+    async def _retire_all(self) -> None:
+        retired = await asyncio.gather(*(self._retire(w) for w in self._retiring))
+        if all(retired) and self.home is not None:
+            with _node_record(self.home) as record:
+                record.setdefault("workers", {})[self.node_id] = len(self._workers)
+
+    async def _retire(self, w: _Worker) -> bool:
+        """Deliver what the broker queued for a dropped worker's session, then delete it."""
+        try:
+            await asyncio.to_thread(w.start, self.host, self.port)
+            if not await asyncio.to_thread(w.connected.wait, 10) or w.refused:
+                raise OSError(w.refused or "no answer")
+        except OSError as e:
+            log.warning("could not retire ingest worker %s (%s); trying again on the next start",
+                        w.client_id, e)
+            return False
+        await asyncio.to_thread(w.unsubscribed.wait, 10)
+        while w.inflight or w.unacked or time.monotonic() - w.last_message < RETIRE_QUIET_S:
+            if w.unacked:
+                log.warning("not retiring ingest worker %s: %d messages could not be stored; "
+                            "they stay in its session for the next start", w.client_id, w.unacked)
+                await asyncio.to_thread(w.stop)
+                return False
+            await asyncio.sleep(0.25)
+        await asyncio.to_thread(w.stop, end_session=True)
+        log.info("retired ingest worker %s after delivering %d queued messages", w.client_id,
+                 w.received)
+        return True
 
     def hand_over(self, item: tuple) -> None:
         """From paho's threads: queue, and wake the event loop once per burst, not per message."""
@@ -171,11 +308,18 @@ class ExternalIngest:
             self.on_message(*inbox.popleft())
 
     def on_message(self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes) -> None:
+        worker.inflight += 1
         task = asyncio.ensure_future(self._handle(worker, mid, qos, topic, payload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes) -> None:
+        try:
+            await self._ingest(worker, mid, qos, topic, payload)
+        finally:
+            worker.inflight -= 1
+
+    async def _ingest(self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes) -> None:
         parsed = topics.parse(topic)
         if parsed is not None:
             identity = await self._identity(parsed[0])
@@ -191,6 +335,7 @@ class ExternalIngest:
                     # maximum of unacknowledged messages is reached the broker stops sending
                     # to this worker: back-pressure instead of loss.
                     log.error("not acknowledging %s: %s", topic, e.message)
+                    worker.unacked += 1
                     return
         if qos > 0:
             worker.client.ack(mid, qos)
@@ -209,6 +354,56 @@ class ExternalIngest:
         info = self._workers[0].client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise Unavailable(f"could not publish to {topic}: {mqtt.error_string(info.rc)}")
+
+
+def node_id(home: Path, configured: str | None = None) -> str:
+    """This process's name towards the broker: ``configured``, or made once and kept in ``home``."""
+    if configured:
+        if not NODE_ID.fullmatch(configured):
+            raise InvalidInput(f"MQTT node id {configured!r} cannot be part of a client id",
+                               hint="use 1-64 of A-Z a-z 0-9 _ . - in ATOLL_MQTT_NODE_ID")
+        return configured
+    with _node_record(home) as record:
+        if not record.get("node_id"):
+            host = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-")[:32] or "node"
+            record["node_id"] = f"{host}-{secrets.token_hex(4)}"
+        return record["node_id"]
+
+
+@contextlib.contextmanager
+def _node_record(home: Path):
+    """Read-modify-write ``home/mqtt-node.json`` under a lock (first starts may race)."""
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / NODE_FILE
+    with open(home / (NODE_FILE + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = json.loads(path.read_text()) if path.exists() else {}
+        before = json.dumps(record, sort_keys=True)
+        yield record
+        if json.dumps(record, sort_keys=True) != before:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+
+
+def claim_node(broker_url: str, node: str):
+    """Hold a lock file while this process is ``node`` on ``broker_url`` (one per machine)."""
+    key = hashlib.sha256(f"{broker_url}|{node}".encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"atoll-mqtt-node-{key}.lock"
+    try:
+        f = open(path, "a")  # noqa: SIM115 - held until stop()
+    except OSError as e:  # e.g. created by another user: the broker-side check still applies
+        log.warning("cannot lock %s (%s); not checking for a second process named %r", path, e, node)
+        return None
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise Unavailable(f"another Atoll process on this machine is attached to {broker_url} as "
+                          f"node {node!r}; its ingest workers would take each other's sessions over",
+                          hint="give each Atoll process its own data directory (--home or "
+                               "ATOLL_HOME) or its own ATOLL_MQTT_NODE_ID") from None
+    return f
 
 
 def write_mosquitto_conf(path: Path, *, port: int, password_file: Path, acl_file: Path,

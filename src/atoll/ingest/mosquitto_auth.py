@@ -7,6 +7,11 @@ device's MQTT password is its Atoll secret. Atoll only sees a secret in clear wh
 one, so the registry's credential operations are observed (``attach``) and each change
 rewrites the files and sends mosquitto ``SIGHUP`` (via its pid file) to reload them.
 
+Several Atoll processes may manage the same files (external mode with more than one node on
+the broker's machine). Each change therefore re-reads the files under a lock file
+(``fcntl.flock``), applies only its own change and writes them back, so one process never
+drops a device another one just registered. They must all use the same ingest user.
+
 ACLs are *patterns* on the device's own username (``%u``), so they never need rewriting::
 
     pattern write atoll/v1/devices/%u/telemetry
@@ -16,6 +21,8 @@ ACLs are *patterns* on the device's own username (``%u``), so they never need re
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import functools
 import hashlib
 import json
@@ -64,13 +71,24 @@ class MosquittoAuth:
         self._lock = threading.Lock()
         # Hashes of disabled devices are parked here so enabling them again needs no new secret.
         self._parked_file = self.password_file.with_suffix(".disabled.json")
+        self._file_lock = self.password_file.with_name(self.password_file.name + ".lock")
+        self._admin_hash = mosquitto_hash(admin_password) if admin_password is not None else None
         self._entries: dict[str, str] = {}
         self._parked: dict[str, str] = {}
+        self._seen: tuple | None = None  # the files as this instance last read or wrote them
         self._load()
-        if admin_password is not None:
-            self._entries[admin_user] = mosquitto_hash(admin_password)
+
+    def _stamp(self) -> tuple:
+        return tuple((st.st_ino, st.st_mtime_ns, st.st_size) if (st := _stat(f)) else None
+                     for f in (self.password_file, self._parked_file))
 
     def _load(self) -> None:
+        """Take the files as they are now (another process may have changed them)."""
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return
+        self._seen = stamp
+        self._entries, self._parked = {}, {}
         if self.password_file.exists():
             for line in self.password_file.read_text().splitlines():
                 user, sep, h = line.partition(":")
@@ -78,40 +96,53 @@ class MosquittoAuth:
                     self._entries[user] = h
         if self._parked_file.exists():
             self._parked = json.loads(self._parked_file.read_text())
+        if self._admin_hash is not None:
+            self._entries[self.admin_user] = self._admin_hash
+
+    @contextlib.contextmanager
+    def _changing(self):
+        """Re-read, let the caller change the entries, write back; one writer at a time."""
+        self.password_file.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self._file_lock, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._load()
+            yield
+            self._write()
+        self.reload()
 
     # -- changes ----------------------------------------------------------------------------------
 
     def set_secret(self, device: str, secret: str) -> None:
-        with self._lock:
+        with self._changing():
             self._parked.pop(device, None)
             self._entries[device] = mosquitto_hash(secret)
-        self.apply()
 
     def remove(self, device: str) -> None:
-        with self._lock:
+        with self._changing():
             self._entries.pop(device, None)
             self._parked.pop(device, None)
-        self.apply()
 
     def set_disabled(self, device: str, disabled: bool) -> None:
-        with self._lock:
+        with self._changing():
             if disabled and device in self._entries:
                 self._parked[device] = self._entries.pop(device)
             elif not disabled and device in self._parked:
                 self._entries[device] = self._parked.pop(device)
-        self.apply()
 
     def devices(self) -> set[str]:
         return set(self._entries) - {self.admin_user}
 
     def apply(self) -> None:
         """Write both files atomically and ask mosquitto to reload them."""
-        with self._lock:
-            text = "".join(f"{u}:{h}\n" for u, h in sorted(self._entries.items()))
-            _atomic_write(self.password_file, text)
-            _atomic_write(self._parked_file, json.dumps(self._parked))
-            _atomic_write(self.acl_file, ACL_TEMPLATE.format(admin=self.admin_user))
-        self.reload()
+        with self._changing():
+            pass
+
+    def _write(self) -> None:
+        text = "".join(f"{u}:{h}\n" for u, h in sorted(self._entries.items()))
+        _atomic_write(self.password_file, text)
+        _atomic_write(self._parked_file, json.dumps(self._parked))
+        _atomic_write(self.acl_file, ACL_TEMPLATE.format(admin=self.admin_user))
+        self._seen = self._stamp()
 
     def reload(self) -> None:
         if self.pid_file is None or not self.pid_file.exists():
@@ -136,7 +167,7 @@ class MosquittoAuth:
                 if len(batch) < 1000:
                     break
                 offset += 1000
-        with self._lock:
+        with self._changing():
             for dev in list(self._entries):
                 if dev == self.admin_user:
                     continue
@@ -144,7 +175,6 @@ class MosquittoAuth:
                     self._parked[dev] = self._entries.pop(dev)
                 elif dev not in alive:
                     del self._entries[dev]
-        self.apply()
 
     def attach(self, registry: Any) -> None:
         """Observe the registry's credential operations (on this instance only)."""
@@ -169,6 +199,13 @@ class MosquittoAuth:
         after("delete_device", lambda r, device_id, *a, **k: self.remove(device_id))
         after("disable_device", lambda r, *a, **k: self.set_disabled(r.id, r.disabled))
         after("update_device", lambda r, *a, **k: self.set_disabled(r.id, r.disabled))
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
 
 
 def _atomic_write(path: Path, text: str) -> None:
