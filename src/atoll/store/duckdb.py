@@ -15,7 +15,10 @@ late and out-of-order points are exact) and advances ``compacted_seq`` in the sa
 transaction. Queries read the tiers plus the few raw points not folded in yet, inside one
 snapshot, so every answer is exact at every moment while an append stays cheap.
 
-The newest point of every series is kept in memory (rebuilt from the tiers on open).
+The newest point of every series is kept in memory (rebuilt from the tiers on open). It makes
+``(series, ts)`` identity cheap: a batch whose points are all newer than their series' newest
+stored point (live data) is a plain insert; one that reaches back deletes the stored versions
+of its points, inserts, and rebuilds the tier buckets it touched, in one transaction.
 """
 
 from __future__ import annotations
@@ -160,6 +163,29 @@ def _run(cur: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[tuple]:
     return cur.execute(sql, params).fetchall()
 
 
+#: ``_latest`` stand-in for a series with nothing stored: every timestamp is newer.
+_NOTHING = (np.iinfo(np.int64).min, 0.0)
+
+
+@contextmanager
+def _registered(cur: duckdb.DuckDBPyConnection, name: str, columns: dict) -> Iterator[None]:
+    """numpy columns visible to SQL as view ``name`` (no copy, no per-row Python)."""
+    cur.register(name, columns)
+    try:
+        yield
+    finally:
+        cur.unregister(name)
+
+
+def _insert_points(cur: duckdb.DuckDBPyConnection, sid, ts, value, seq: int) -> None:
+    with _registered(cur, "_batch", {"sid": sid, "ts": ts, "value": value}):
+        _run(cur, "INSERT INTO points SELECT sid, ts, value, $seq FROM _batch", {"seq": seq})
+
+
+def _set_compacted(cur: duckdb.DuckDBPyConnection, seq: int) -> None:
+    _run(cur, "UPDATE store_meta SET value = ? WHERE name = 'compacted_seq'", [int(seq)])
+
+
 @contextmanager
 def _translated(what: str) -> Iterator[None]:
     try:
@@ -254,31 +280,41 @@ class DuckDBStore:
         plan.check_batch(batch)
         if not len(batch):
             return
-        ts = np.ascontiguousarray(batch.ts, dtype=np.int64)
-        value = np.ascontiguousarray(batch.value, dtype=np.float64)
         with self._lock, _translated("append"):
             w = self._writer
             seq = self._seq + 1
             w.begin()
             try:
                 lut, added = self._catalog(batch.keys)
-                sid = lut[batch.key_index]
-                w.register("_batch", {"sid": sid, "ts": ts, "value": value})
-                _run(w, "INSERT INTO points SELECT sid, ts, value, $seq FROM _batch", {"seq": seq})
+                sid, ts, value = plan.one_per_timestamp(
+                    lut[batch.key_index],
+                    np.ascontiguousarray(batch.ts, dtype=np.int64),
+                    np.ascontiguousarray(batch.value, dtype=np.float64),
+                )
+                ids, starts = plan.series_runs(sid)
+                stored = np.array([self._latest.get(i, _NOTHING)[0] for i in ids.tolist()])
+                back = plan.reaching_back(ts, starts, stored)
+                if back is None:
+                    _insert_points(w, sid, ts, value, seq)
+                else:
+                    self._replace(sid, ts, value, back, seq)
                 w.commit()  # DuckDB writes and syncs its WAL on commit: durable from here
             except BaseException:
                 w.rollback()
                 raise
-            finally:
-                w.unregister("_batch")
             self._seq = seq
-            if self._partials is not None:
-                self._partials.append(rollup.of_points(sid, ts, value, plan.TIERS[0]))
             self._sids.update(added)
             self._keys.update({i: k for k, i in added.items()})
             for s, newest in _newest(sid, ts, value).items():
                 if s not in self._latest or newest[0] >= self._latest[s][0]:
                     self._latest[s] = newest
+            if back is not None:  # _replace folded everything into the tiers
+                self._compacted = seq
+                self._partials = []
+                self._pending, self._pending_since = 0, None
+                return
+            if self._partials is not None:
+                self._partials.append(rollup.of_points(sid, ts, value, plan.TIERS[0]))
             if self._pending_since is None:
                 self._pending_since = time.monotonic()
             self._pending += len(ts)
@@ -289,9 +325,72 @@ class DuckDBStore:
                 try:
                     self._compact()
                 except duckdb.Error:
-                    # The batch is committed; failing append now would make the sender retry
-                    # and store it twice. Queries stay exact from raw points; retry later.
+                    # The batch is committed; failing append now would make the sender retry.
+                    # Queries stay exact from raw points; retry later.
                     log.exception("DuckDB store: compaction failed, will retry")
+
+    def _replace(self, sid, ts, value, back: np.ndarray, seq: int) -> None:
+        """Append a ``(sid, ts)``-sorted batch whose ``back`` points may replace stored ones,
+        inside the caller's transaction: delete the stored versions, insert the batch, fold
+        everything pending into the tiers and rebuild the tier buckets that lost a point from
+        the raw points. Leaves every append up to ``seq`` folded."""
+        w = self._writer
+        inside, tsid, tb = plan.touched_buckets(sid, ts, back, plan.TIERS[0])
+        # Pending appends and the batch's points outside the rebuilt buckets combine as usual.
+        rows = [rollup.of_points(sid[~inside], ts[~inside], value[~inside], plan.TIERS[0])]
+        if self._seq > self._compacted:
+            rows.append(self._unfolded())
+        self._fold({c: np.concatenate([r[c] for r in rows]) for c in rollup.COLUMNS})
+        with _registered(w, "_over", {"sid": sid[back], "ts": ts[back]}):
+            _run(
+                w,
+                """DELETE FROM points USING _over o WHERE points.sid = o.sid AND points.ts = o.ts
+                AND points.ts >= ? AND points.ts <= ?""",
+                [int(ts[back].min()), int(ts[back].max())],
+            )
+        _insert_points(w, sid, ts, value, seq)
+        finer = None
+        for tier in plan.TIERS:
+            if finer is not None:  # the coarser buckets that hold the rebuilt finer ones
+                _, tsid, tb = plan.touched_buckets(tsid, tb, np.ones(len(tb), bool), tier)
+            col, source = ("ts", "points") if finer is None else ("b", _table(finer))
+            span = f"s.{col} >= {int(tb.min())} AND s.{col} < {int(tb.max()) + tier}"
+            rows_of = _rollup_of_points if finer is None else _rollup_of_rollups
+            select = rows_of(
+                f"""(SELECT s.* FROM {source} s JOIN _touched t
+                ON s.sid = t.sid AND {_floor(f"s.{col}", tier)} = t.b WHERE {span})""",
+                tier,
+            )
+            with _registered(w, "_touched", {"sid": tsid, "b": tb}):
+                table = _table(tier)
+                _run(
+                    w,
+                    f"DELETE FROM {table} USING _touched t WHERE {table}.sid = t.sid"
+                    f" AND {table}.b = t.b",
+                )
+                _run(w, f"INSERT INTO {table} ({_ROLLUP_COLUMNS}) {select}")
+            finer = tier
+        _set_compacted(w, seq)
+
+    def _unfolded(self) -> dict[str, np.ndarray]:
+        """1-minute rollup rows of the appends after ``compacted_seq``."""
+        if self._partials is None:
+            # After a restart: roll up the unfolded points again from the table.
+            fresh = self._writer.execute(
+                "SELECT sid, ts, value FROM points WHERE seq > ? AND seq <= ?",
+                [int(self._compacted), int(self._seq)],
+            ).fetchnumpy()
+            return rollup.of_points(fresh["sid"], fresh["ts"], fresh["value"], plan.TIERS[0])
+        return {c: np.concatenate([p[c] for p in self._partials]) for c in rollup.COLUMNS}
+
+    def _fold(self, rows: dict[str, np.ndarray]) -> None:
+        """Combine 1-minute rollup rows into both tiers (inside the caller's transaction)."""
+        if not len(rows["sid"]):
+            return
+        with _registered(self._writer, "_fresh", rows):
+            # Appends may have split a bucket: combine their rows before the upserts.
+            for tier in plan.TIERS:
+                _run(self._writer, _merge(_table(tier), _rollup_of_rollups("_fresh", tier)))
 
     def _compact(self) -> None:
         """Fold the points of appends after ``compacted_seq`` into the tiers (caller holds the
@@ -299,38 +398,13 @@ class DuckDBStore:
         if self._seq > self._compacted:
             w = self._writer
             w.begin()
-            registered = False
             try:
-                if self._partials is None:
-                    # After a restart: roll up the unfolded points again from the table.
-                    fresh = w.execute(
-                        "SELECT sid, ts, value FROM points WHERE seq > ? AND seq <= ?",
-                        [int(self._compacted), int(self._seq)],
-                    ).fetchnumpy()
-                    parts = rollup.of_points(
-                        fresh["sid"], fresh["ts"], fresh["value"], plan.TIERS[0]
-                    )
-                else:
-                    parts = {
-                        c: np.concatenate([p[c] for p in self._partials]) for c in rollup.COLUMNS
-                    }
-                w.register("_fresh", parts)
-                registered = True
-                # Appends may have split a bucket: combine their rows before the upserts.
-                for tier in plan.TIERS:
-                    _run(w, _merge(_table(tier), _rollup_of_rollups("_fresh", tier)))
-                _run(
-                    w,
-                    "UPDATE store_meta SET value = ? WHERE name = 'compacted_seq'",
-                    [int(self._seq)],
-                )
+                self._fold(self._unfolded())
+                _set_compacted(w, self._seq)
                 w.commit()
             except BaseException:
                 w.rollback()
                 raise
-            finally:
-                if registered:
-                    w.unregister("_fresh")
             self._compacted = self._seq
         self._partials = []
         self._pending, self._pending_since = 0, None

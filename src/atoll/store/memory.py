@@ -16,8 +16,9 @@ class MemoryStore:
 
     >>> s = MemoryStore()
     >>> s.append(PointBatch.of_series(SeriesKey("p", "d", "t"), [2, 1], [20.0, 10.0]))
+    >>> s.append(PointBatch.of_series(SeriesKey("p", "d", "t"), [2], [25.0]))  # replaces ts 2
     >>> s.query_raw(SeriesKey("p", "d", "t"), 0, 10).value.tolist()
-    [10.0, 20.0]
+    [10.0, 25.0]
     """
 
     def __init__(self) -> None:
@@ -28,17 +29,32 @@ class MemoryStore:
         plan.check_batch(batch)
         if not len(batch):
             return
-        parts = batch.split()
+        index: dict[SeriesKey, int] = {}
+        lut = np.array(
+            [index.setdefault(SeriesKey(*k), len(index)) for k in batch.keys], dtype=np.int32
+        )
+        keys = list(index)
+        sid, ts, value = plan.one_per_timestamp(lut[batch.key_index], batch.ts, batch.value)
+        ids, starts = plan.series_runs(sid)
+        ends = np.r_[starts[1:], len(sid)]
         with self._lock:
-            for key, (ts, value) in parts.items():
+            for i, lo, hi in zip(ids.tolist(), starts.tolist(), ends.tolist()):
+                key, new_ts, new_value = keys[i], ts[lo:hi], value[lo:hi]
                 old = self._data.get(key)
-                if old is not None:
-                    ts = np.concatenate([old[0], ts])
-                    value = np.concatenate([old[1], value])
-                    # Stable, so points with equal timestamps keep their arrival order.
-                    order = np.argsort(ts, kind="stable")
-                    ts, value = ts[order], value[order]
-                self._data[key] = (ts, value)
+                if old is None:
+                    self._data[key] = (new_ts.copy(), new_value.copy())
+                elif new_ts[0] > old[0][-1]:  # the usual case: all newer than what is stored
+                    self._data[key] = (
+                        np.concatenate([old[0], new_ts]),
+                        np.concatenate([old[1], new_value]),
+                    )
+                else:
+                    # (series, ts) is a point's identity: the new value replaces the stored one.
+                    kept = ~np.isin(old[0], new_ts)
+                    merged_ts = np.concatenate([old[0][kept], new_ts])
+                    order = np.argsort(merged_ts, kind="stable")
+                    merged_value = np.concatenate([old[1][kept], new_value])
+                    self._data[key] = (merged_ts[order], merged_value[order])
 
     def _slice(self, key: SeriesKey, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         start, end = plan.check_range(start, end)

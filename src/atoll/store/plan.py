@@ -37,6 +37,59 @@ def check_batch(batch: PointBatch) -> None:
         raise InvalidInput("PointBatch.key_index points outside PointBatch.keys")
 
 
+def one_per_timestamp(
+    sid: np.ndarray, ts: np.ndarray, value: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A batch's points sorted by ``(sid, ts)`` with one point per ``(sid, ts)``: the last to
+    arrive wins. An already sorted, duplicate-free batch (the usual case) comes back as is.
+
+    >>> s, t, v = one_per_timestamp(np.array([2, 1, 2]), np.array([5, 7, 5]), np.array([1.0, 2.0, 3.0]))
+    >>> s.tolist(), t.tolist(), v.tolist()
+    ([1, 2], [7, 5], [2.0, 3.0])
+    """
+    ds, dt = np.diff(sid), np.diff(ts)
+    if np.all((ds > 0) | ((ds == 0) & (dt > 0))):
+        return sid, ts, value
+    order = np.lexsort((ts, sid))  # stable: equal (sid, ts) keep their arrival order
+    sid, ts, value = sid[order], ts[order], value[order]
+    last = np.r_[(sid[1:] != sid[:-1]) | (ts[1:] != ts[:-1]), True]
+    return sid[last], ts[last], value[last]
+
+
+def series_runs(sid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, starts)`` of a batch sorted by series: each series id and where its run starts."""
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else np.empty(0, int)
+    return sid[starts], starts
+
+
+def reaching_back(ts: np.ndarray, starts: np.ndarray, stored: np.ndarray) -> np.ndarray | None:
+    """Which points of a ``(sid, ts)``-sorted batch are not newer than their series' newest
+    stored point (``stored``, one per run), so may replace one; ``None`` when none is (the
+    fast path: a comparison per series, not per point)."""
+    if not len(ts) or np.all(ts[starts] > stored):
+        return None
+    return ts <= np.repeat(stored, np.diff(np.r_[starts, len(ts)]))
+
+
+def touched_buckets(
+    sid: np.ndarray, ts: np.ndarray, hit: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For a ``(sid, ts)``-sorted batch: which points share a ``width`` bucket with a ``hit``
+    point, and those buckets as ``(sid, b)`` arrays, sorted.
+
+    >>> inside, s, b = touched_buckets(np.array([1, 1, 1, 2]), np.array([1, 5, 12, 3]),
+    ...                                np.array([True, False, False, False]), 10)
+    >>> inside.tolist(), s.tolist(), b.tolist()
+    ([True, True, False, False], [1], [0])
+    """
+    b = ts - ts % width  # numpy's % floors, so pre-epoch buckets align too
+    first = np.r_[True, (sid[1:] != sid[:-1]) | (b[1:] != b[:-1])]
+    run = np.cumsum(first) - 1
+    runs = np.unique(run[hit])
+    at = np.flatnonzero(first)[runs]
+    return np.isin(run, runs), sid[at], b[at]
+
+
 #: Timestamps a store keeps: about ±146,000 years, so bucket arithmetic never overflows int64.
 TS_LIMIT = 2**62
 

@@ -5,12 +5,18 @@ min/max and their times, sum, count, first, last), in a schema of its own (defau
 ``atoll_series``). PostgreSQL upserts through a B-tree cheaply, so each append merges its
 rollups into the tiers in its own transaction; there is no pending/compaction step. Raw
 points go in with binary ``COPY`` built from numpy, not row by row.
+
+``(series, ts)`` is a point's identity (last write wins). The ``latest`` table holds each
+series' newest timestamp; an append locks its series (advisory locks, so other processes wait)
+and reads it: a batch that is all newer takes the plain path, one that reaches back deletes
+the stored versions of its points and rebuilds the tier buckets they were in.
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -45,6 +51,15 @@ _SCHEMA = [
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _COPY_TRAILER = b"\xff\xff"
 _WIRE = {"sid": ">i4", "n": ">i8", "b": ">i8"}  # others: t* -> int8, v* -> float8
+
+
+#: Newest stored timestamp of a series with nothing stored: every timestamp is newer.
+_NOTHING = np.iinfo(np.int64).min
+
+
+def _ends(starts: np.ndarray, n: int) -> np.ndarray:
+    """Last index of each run of a sorted batch, given where the runs start."""
+    return np.r_[starts[1:], n] - 1
 
 
 def _table(tier: int) -> str:
@@ -107,11 +122,11 @@ def _merge(table: str, source: str) -> str:
         vlast = CASE WHEN EXCLUDED.tlast >= o.tlast THEN EXCLUDED.vlast ELSE o.vlast END"""
 
 
-def _rollup_of_points(width: int, where: str) -> str:
+def _rollup_of_points(width: int, where: str, source: str = "points") -> str:
     return f"""SELECT sid, {_floor("ts", width)}, min(value), {_argmin("ts", "value, ts")},
         max(value), {_argmax("ts", "value")}, sum(value), count(*), min(ts),
         {_argmin("value", "ts")}, max(ts), {_argmax("value", "ts")}
-        FROM points WHERE {where} GROUP BY 1, 2"""
+        FROM {source} WHERE {where} GROUP BY 1, 2"""
 
 
 def _rollup_of_rollups(source: str, width: int, where: str) -> str:
@@ -197,8 +212,16 @@ class PostgresStore:
                     f"CREATE TEMP TABLE IF NOT EXISTS batch_{_table(tier)} {_ROLLUP_DDL})"
                     " ON COMMIT DELETE ROWS"
                 )
+            # Keys of a batch's points that may replace stored ones, and the buckets to rebuild.
+            for ddl in (
+                "batch_points (sid INTEGER NOT NULL, ts BIGINT NOT NULL)",
+                "batch_buckets (sid INTEGER NOT NULL, b BIGINT NOT NULL)",
+            ):
+                self._writer.execute(f"CREATE TEMP TABLE IF NOT EXISTS {ddl} ON COMMIT DELETE ROWS")
             rows = self._writer.execute("SELECT project, device, metric, id FROM series").fetchall()
         self._sids = {SeriesKey(p, d, m): i for p, d, m, i in rows}
+        # Advisory locks of this schema's series: (schema hash, series id).
+        self._lock_space = zlib.crc32(schema.encode()) - 2**31
 
     # ----------------------------------------------------------------------------- writes
 
@@ -230,20 +253,40 @@ class PostgresStore:
         plan.check_batch(batch)
         if not len(batch):
             return
-        ts = np.asarray(batch.ts, np.int64)
-        value = np.asarray(batch.value, np.float64)
+        w = self._writer
         with self._lock, _translated("append"):
-            with self._writer.transaction():
+            with w.transaction():
                 lut, added = self._catalog(batch.keys)
-                sid = lut[batch.key_index]
+                sid, ts, value = plan.one_per_timestamp(
+                    lut[batch.key_index],
+                    np.asarray(batch.ts, np.int64),
+                    np.asarray(batch.value, np.float64),
+                )
+                ids, starts = plan.series_runs(sid)
+                back = plan.reaching_back(ts, starts, self._newest_stored(ids))
+                if back is not None:
+                    # Stored versions of the points that come again go; the batch replaces them.
+                    self._copy("batch_points", {"sid": sid[back], "ts": ts[back]})
+                    w.execute("ANALYZE batch_points")  # a handful of rows: use the index
+                    w.execute(
+                        """DELETE FROM points p USING batch_points o
+                        WHERE p.sid = o.sid AND p.ts = o.ts"""
+                    )
+                    inside, tsid, tb = plan.touched_buckets(sid, ts, back, plan.TIERS[0])
                 self._copy("points", {"sid": sid, "ts": ts, "value": value})
-                newest: dict[int, tuple[int, float]] = {}
+                # Tier rows of new buckets combine; those that lost a point are rebuilt below.
+                fresh = slice(None) if back is None else ~inside
                 for tier in plan.TIERS:
-                    partials = rollup.of_points(sid, ts, value, tier)
+                    partials = rollup.of_points(sid[fresh], ts[fresh], value[fresh], tier)
                     self._copy(f"batch_{_table(tier)}", partials)
-                    self._writer.execute(_merge(_table(tier), f"batch_{_table(tier)}"))
-                    newest = rollup.latest_of(partials)
-                self._writer.execute(
+                    w.execute(_merge(_table(tier), f"batch_{_table(tier)}"))
+                if back is not None:
+                    self._rebuild(tsid, tb)
+                newest = {
+                    int(i): (int(ts[j]), float(value[j]))
+                    for i, j in zip(ids, _ends(starts, len(ts)))
+                }
+                w.execute(
                     """INSERT INTO latest AS o
                     SELECT * FROM unnest(%s::int[], %s::bigint[], %s::float8[])
                     ON CONFLICT (sid) DO UPDATE SET
@@ -257,6 +300,43 @@ class PostgresStore:
                 )
             # Leaving the transaction block committed it: PostgreSQL has flushed its WAL.
             self._sids.update(added)
+
+    def _newest_stored(self, ids: np.ndarray) -> np.ndarray:
+        """Newest stored timestamp of each series (int64 min when none), read after locking the
+        series for this transaction: a writer in another process waits, so its points and
+        ours cannot both miss each other's."""
+        w, ids = self._writer, ids.tolist()
+        w.execute(
+            "SELECT pg_advisory_xact_lock(%s::int, sid) FROM unnest(%s::int[]) AS sid",
+            [self._lock_space, ids],  # ids ascending: writers lock in the same order
+        )
+        stored = dict(w.execute("SELECT sid, ts FROM latest WHERE sid = ANY(%s)", [ids]))
+        return np.array([stored.get(i, _NOTHING) for i in ids], np.int64)
+
+    def _rebuild(self, sid: np.ndarray, b: np.ndarray) -> None:
+        """Recompute 1-minute rows ``(sid, b)`` from the raw points, then the hours that hold
+        them from the 1-minute rows."""
+        w, finer = self._writer, None
+        for tier in plan.TIERS:
+            if finer is not None:
+                _, sid, b = plan.touched_buckets(sid, b, np.ones(len(b), bool), tier)
+            table = _table(tier)
+            w.execute("TRUNCATE batch_buckets")
+            self._copy("batch_buckets", {"sid": sid, "b": b})
+            w.execute("ANALYZE batch_buckets")
+            w.execute(
+                f"DELETE FROM {table} r USING batch_buckets t WHERE r.sid = t.sid AND r.b = t.b"
+            )
+            if finer is None:
+                source = f"""(SELECT p.* FROM batch_buckets t JOIN points p ON p.sid = t.sid
+                    AND p.ts >= t.b AND p.ts < t.b + {tier}) s"""
+                select = _rollup_of_points(tier, "TRUE", source)
+            else:
+                source = f"""(SELECT r.* FROM batch_buckets t JOIN {_table(finer)} r
+                    ON r.sid = t.sid AND r.b >= t.b AND r.b < t.b + {tier}) s"""
+                select = _rollup_of_rollups(source, tier, "TRUE")
+            w.execute(f"INSERT INTO {table} ({_COLS}) {select}")
+            finer = tier
 
     def delete_before(self, project: str, ts: int) -> int:
         ts = plan.clamp_ts(ts)
