@@ -1,4 +1,5 @@
-"""A real uvicorn server on an ephemeral port: registry (SQLite), memory store, real ingest pipeline."""
+"""A real uvicorn server on an ephemeral port: registry (SQLite), memory store, real ingest pipeline
+and the real rules service (rules, alarms, channels, reports on the registry's database)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from atoll.bus.memory import MemoryBus
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.registry import Registry
 from atoll.registry.directory import RegistryDirectory
+from atoll.rules.directory import RegistryDevices
+from atoll.rules.service import RulesService
 from atoll.store.memory import MemoryStore
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -35,10 +38,16 @@ class ApiServer:
         self.thread = threading.Thread(target=asyncio.run, args=(self._main(),), daemon=True)
 
     async def _main(self) -> None:
-        pipeline = IngestPipeline(self.store, MemoryBus(), RegistryDirectory(self.registry), flush_interval=0.05)
+        bus = MemoryBus()
+        pipeline = IngestPipeline(self.store, bus, RegistryDirectory(self.registry), flush_interval=0.05)
         await pipeline.start()
         self.pipeline = pipeline
-        app = create_app(AppContext(self.registry, self.store, pipeline))
+        self.rules = RulesService(bus, db=self.registry.engine, directory=RegistryDevices(self.registry),
+                                  store=self.store, tick_interval=0.2)
+        await self.rules.start()
+        ctx = AppContext(self.registry, self.store, pipeline, bus=bus)
+        ctx.rules = self.rules  # the API finds the rules service here (atoll.api.rules.service)
+        app = create_app(ctx)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         serve = asyncio.create_task(self.server.serve())
@@ -46,6 +55,7 @@ class ApiServer:
             await asyncio.sleep(0.01)
         self.ready.set()
         await serve
+        await self.rules.stop()
         await pipeline.stop()
 
     def __enter__(self) -> Self:

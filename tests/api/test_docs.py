@@ -17,4 +17,4 @@ def test_api_md_python_example_runs(tmp_path):
         exec(compile(code, str(DOC), "exec"), {"url": server.url, "api_key": server.boot.api_key})  # noqa: S102 - our own doc
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("refused:") and "humidity" in lines[0]
-    assert lines[1:] == ["24.5", "[24.5]"]
+    assert lines[1:] == ["24.5", "[24.5]", "too-warm [24.5]"]

@@ -1,9 +1,11 @@
 import asyncio
 import threading
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from atoll.client import Alarm
 from atoll.demo import LAB, DemoOptions, run_demo
 from atoll.demo.lab import split_devices
 from atoll.demo.runner import score
@@ -34,10 +36,15 @@ def test_plan_faults_spreads_over_types_and_staggers_starts():
     assert len({fleet.devices[fleet.index[f.device]].template for f in faults}) == 5
 
 
+def _alarm(device: str, raised_at: float) -> Alarm:
+    return Alarm(id=1, project="p", rule_id="r", rule_name="r", device=device, severity="major",
+                 status="active", acknowledged=False, raised_at=datetime.fromtimestamp(raised_at, UTC))
+
+
 def test_score_counts_only_played_out_faults_for_recall():
     faults = [Fault("a", "k", ("m",), 100, 200), Fault("b", "k", ("m",), 150, 250),
               Fault("c", "k", ("m",), 900, 1000)]
-    alarms = [{"device": "a", "raised_at": "1970-01-01T00:02:00Z"}, {"device": "x", "raised_at": "1970-01-01T00:02:10Z"}]
+    alarms = [_alarm("a", 120), _alarm("x", 130)]
     r = score(faults, alarms, now=600)
     # a detected; b ended long enough ago and was missed; c is still to come.
     assert r["played_out"] == 2 and r["in_progress"] == 1

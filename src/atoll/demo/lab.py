@@ -79,8 +79,7 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
         # Each enterprise gets its own console login: tenants never see each other's data.
         password = secrets.token_urlsafe(12)
         with make_client(key.token) as client:
-            client._call("POST", "/users", json={"username": spec.id, "password": password,
-                                                 "role": "admin"})
+            client.create_user(spec.id, password, role="admin")
             client.create_project(spec.project_name, id=spec.project, retention_days=30)
             apply_template(client, template, spec.project)  # device types and rules
             devices = provision(

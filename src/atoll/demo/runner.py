@@ -28,12 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 
+from atoll.client import Alarm, Client
+from atoll.core.errors import AtollError
 from atoll.demo.lab import LAB, build_lab
 from atoll.sim import Fault, Fleet, evaluate, write_ground_truth
-from atoll.sim.faults import to_seconds
 from atoll.sim.mqtt import MqttFleet
 
 log = logging.getLogger(__name__)
@@ -136,9 +136,9 @@ def plan_faults(fleet: Fleet, count: int, live_start: float, first_s: float,
     return planned
 
 
-def score(faults: list[Fault], alarms: list[dict[str, Any]], now: float) -> dict[str, Any]:
+def score(faults: list[Fault], alarms: list[Alarm], now: float) -> dict[str, Any]:
     """Evaluate alarms against the faults that have played out by ``now``."""
-    detections = [{"device": a["device"], "ts": to_seconds(a["raised_at"])} for a in alarms]
+    detections = [{"device": a.device, "ts": a.raised_at.timestamp()} for a in alarms]
     overall = evaluate(faults, detections, grace_s=GRACE_S)
     # A fault has played out when it is over (plus the grace period) or already detected; the
     # per-fault evaluate() keeps one definition of "detected".
@@ -162,7 +162,6 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
                    ready: Callable[[dict[str, Any]], None] | None = None,
                    step: Callable[[str, float, float], None] | None = None) -> DemoSummary:
     """Run the whole demo; returns the summary when ``stop`` is set or ``duration`` is over."""
-    from atoll.client import Client
     from atoll.config import Settings
     from atoll.platform import Platform, tune_interpreter
 
@@ -198,6 +197,8 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
             bind_detectors=bind, on_progress=lambda m: say(f"  {m}"),
             on_device=(lambda n, total: step("registering devices", n, total)) if step else None)
         summary.tenants = len(built)
+        # Each enterprise's alarms, read with its own key as its operators would.
+        tenants = [Client(platform.http_url, b.api_key) for b in built]
         devices = [d for b in built for d in b.devices]
         summary.devices = len(devices)
 
@@ -241,16 +242,14 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
                 ready(info)
 
             async def watch() -> None:
-                async with httpx.AsyncClient(base_url=platform.http_url + "/api/v1") as http:
-                    while True:
-                        await asyncio.sleep(1.0)
-                        try:
-                            await _refresh(summary, http, built, faults, platform, anomalies,
-                                           live_start)
-                        except (httpx.HTTPError, KeyError, ValueError) as e:
-                            log.warning("demo status refresh failed: %s", e)
-                        if progress:
-                            progress(summary)
+                while True:
+                    await asyncio.sleep(1.0)
+                    try:
+                        await _refresh(summary, tenants, faults, platform, anomalies, live_start)
+                    except AtollError as e:
+                        log.warning("demo status refresh failed: %s", e)
+                    if progress:
+                        progress(summary)
 
             watcher = asyncio.create_task(watch())
             runner = asyncio.create_task(mqtt.run(duration=opts.duration, stop=stop))
@@ -263,26 +262,24 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             await asyncio.sleep(1.5)  # let the last readings reach the rules
-            async with httpx.AsyncClient(base_url=platform.http_url + "/api/v1") as http:
-                await _refresh(summary, http, built, faults, platform, anomalies, live_start)
+            await _refresh(summary, tenants, faults, platform, anomalies, live_start)
         finally:
             await mqtt.close()
             admin.close()
+            for client in tenants:
+                client.close()
     return summary
 
 
 
-async def _refresh(summary: DemoSummary, http: httpx.AsyncClient, built: list, faults: list[Fault],
+async def _refresh(summary: DemoSummary, tenants: list[Client], faults: list[Fault],
                    platform: Any, anomalies: int, live_start: float) -> None:
-    alarms: list[dict[str, Any]] = []
-    for b in built:
-        r = await http.get("/alarms", params={"project": b.spec.project, "limit": 5000},
-                           headers={"Authorization": f"Bearer {b.api_key}"})
-        if r.status_code == 200:
-            body = r.json()
-            alarms += body["items"] if isinstance(body, dict) else body
+    def read() -> list[Alarm]:
+        return [a for c in tenants for a in c.alarms(limit=5000)]
+
+    alarms = await asyncio.to_thread(read)  # the platform serves the SDK's calls on this loop
     now = time.time()
-    live = [a for a in alarms if to_seconds(a["raised_at"]) >= live_start]
+    live = [a for a in alarms if a.raised_at.timestamp() >= live_start]
     result = score(faults, live, now)
     st = platform.pipeline.stats
     summary.points_ingested = st.points

@@ -6,12 +6,13 @@ would create them by hand. Detectors are bound by the platform that runs them (s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from atoll.core.errors import NotFound
 from atoll.solutions.models import Template
+
+if TYPE_CHECKING:
+    from atoll.client import Client
 
 
 @dataclass
@@ -23,7 +24,7 @@ class Applied:
     rules: list[str] = field(default_factory=list)
 
 
-def apply(client: Any, template: Template, project: str, *, project_name: str | None = None,
+def apply(client: Client, template: Template, project: str, *, project_name: str | None = None,
           rules: bool = True) -> Applied:
     """Create ``project`` (if missing), the template's device types and its rules.
 
@@ -45,11 +46,7 @@ def apply(client: Any, template: Template, project: str, *, project_name: str | 
                                   name=dtype.description or dtype.name)
         out.device_types.append(dtype.name)
     if rules and template.rules:
-        # The SDK has no rules call yet; this is the documented REST route for a rules file.
-        body = yaml.safe_dump({"rules": template.rules}, allow_unicode=True, sort_keys=False)
-        done = client._call("POST", f"/projects/{project}/rules/import", content=body.encode(),
-                            headers={"Content-Type": "application/yaml"})
-        out.rules = list(done.get("rules", []))
+        out.rules = client.import_rules(project, {"rules": template.rules}).rules
     return out
 
 

@@ -1,0 +1,94 @@
+"""Python SDK for the Atoll REST API.
+
+People and programs use ``Client`` with an API key; devices use ``DeviceClient`` with their id
+and secret. Answers are frozen dataclasses; errors raise ``atoll.AtollError`` subclasses carrying
+the server's message and hint. One module per part of the API (``devices``, ``series``,
+``rules``, ``alarms``, ``tenancy``, ``ingest`` for the device side)::
+
+    with atoll.Client("http://127.0.0.1:8080", api_key) as c:
+        c.create_project("Lab", id="lab")
+        reg = c.register_device("lab", id="sensor-1")
+        atoll.DeviceClient(c.base_url, reg.device.id, reg.credentials.secret).send({"temperature": 21.5})
+        print(c.raw("sensor-1", "temperature", start="-1h").value)
+
+A platform admin acts in another tenant with ``Client(url, key, tenant="acme")`` or
+``c.in_tenant("acme")`` (the ``X-Atoll-Tenant`` header).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from atoll.client._http import TENANT_HEADER, Http, TimeLike
+from atoll.client.alarms import Alarm, AlarmComment, AlarmEvent, AlarmsCalls, AlarmSummary
+from atoll.client.devices import (
+    Command,
+    Device,
+    DeviceCredentials,
+    DevicesCalls,
+    DeviceType,
+    Metric,
+    Project,
+    RegisteredDevice,
+    Rejection,
+    Twin,
+)
+from atoll.client.ingest import DeviceClient
+from atoll.client.rules import (
+    Backtest,
+    Channel,
+    ChannelTest,
+    ChannelType,
+    Delivery,
+    Episode,
+    ImportedRules,
+    Report,
+    ReportRun,
+    Rule,
+    RulesCalls,
+)
+from atoll.client.series import Buckets, Latest, Series, SeriesCalls, SeriesInfo
+from atoll.client.tenancy import ApiKey, AuditEntry, Identity, TenancyCalls, Tenant, User
+
+__all__ = [
+    "Alarm", "AlarmComment", "AlarmEvent", "AlarmSummary", "ApiKey", "AuditEntry", "Backtest",
+    "Buckets", "Channel", "ChannelTest", "ChannelType", "Client", "Command", "Delivery", "Device",
+    "DeviceClient", "DeviceCredentials", "DeviceType", "Episode", "Identity", "ImportedRules",
+    "Latest", "Metric", "Project", "RegisteredDevice", "Rejection", "Report", "ReportRun", "Rule",
+    "Series", "SeriesInfo", "Tenant", "TimeLike", "Twin", "User",
+]
+
+
+class Client(TenancyCalls, DevicesCalls, SeriesCalls, RulesCalls, AlarmsCalls):
+    """The REST API as an API-key holder; what you may do depends on the key's role.
+
+    ``tenant``: act in that tenant (platform admins; any other key may name only its own).
+    """
+
+    def __init__(self, base_url: str, api_key: str, *, tenant: str | None = None, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"}
+        if tenant:
+            headers[TENANT_HEADER] = tenant
+        super().__init__(base_url, headers=headers, timeout=timeout, transport=transport)
+        self._api_key, self._timeout, self._transport = api_key, timeout, transport
+        self.acting_tenant = tenant
+
+    @classmethod
+    def login(cls, base_url: str, username: str, password: str, **kw: Any) -> Client:
+        """A client acting as a console user (a 12-hour session token instead of an API key);
+        ``kw`` as for ``Client`` (``tenant=``, ``timeout=``, ``transport=``)."""
+        with Http(base_url, timeout=kw.get("timeout", 30.0), transport=kw.get("transport")) as anon:
+            token = anon._call("POST", "/auth/login", json={"username": username, "password": password})["token"]
+        return cls(base_url, token, **kw)
+
+    def in_tenant(self, tenant: str | None) -> Client:
+        """A new client with the same credentials acting in ``tenant`` (``None``: its own)."""
+        return Client(self.base_url, self._api_key, tenant=tenant, timeout=self._timeout,
+                      transport=self._transport)
+
+    def health(self) -> dict[str, str]:
+        """``{"status": "ok", "version": …}`` (needs no role)."""
+        return self._call("GET", "/health")

@@ -1,0 +1,229 @@
+"""Projects, device types, devices, credentials, twins and commands (``Client``'s part)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from atoll.client._http import Http, build
+
+_UNCHANGED: Any = object()
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    tenant: str
+    name: str
+    retention_days: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    type: str = "float"
+    unit: str = ""
+    min: float | None = None
+    max: float | None = None
+
+
+@dataclass(frozen=True)
+class DeviceType:
+    id: str
+    project: str
+    name: str
+    metrics: tuple[Metric, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    project: str
+    name: str
+    device_type: str | None
+    labels: dict[str, str]
+    disabled: bool
+    has_credentials: bool
+    created_at: datetime
+    last_seen: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DeviceCredentials:
+    device: str
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RegisteredDevice:
+    device: Device
+    credentials: DeviceCredentials
+
+
+@dataclass(frozen=True)
+class Twin:
+    device: str
+    desired: dict[str, Any]
+    desired_version: int
+    reported: dict[str, Any]
+    reported_version: int
+    desired_updated_at: datetime | None = None
+    reported_updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    id: str
+    device: str
+    name: str
+    args: dict[str, Any]
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    result: Any = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    transport: str
+    reason: str
+    count: int
+    last_at: datetime
+    last_message: str
+
+
+def _device_type(d: Mapping[str, Any]) -> DeviceType:
+    return build(DeviceType, {**d, "metrics": tuple(Metric(**m) for m in d["metrics"])})
+
+
+def _metrics(metrics: Iterable[Metric | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [asdict(m) if isinstance(m, Metric) else dict(m) for m in metrics]
+
+
+def _registered(d: Mapping[str, Any]) -> RegisteredDevice:
+    c = d["credentials"]
+    return RegisteredDevice(build(Device, d["device"]), DeviceCredentials(c["device"], c["secret"]))
+
+
+class DevicesCalls(Http):
+    # projects -------------------------------------------------------------------------------------
+    def projects(self) -> list[Project]:
+        return [build(Project, p) for p in self._call("GET", "/projects")]
+
+    def project(self, project: str) -> Project:
+        return build(Project, self._call("GET", f"/projects/{project}"))
+
+    def create_project(self, name: str, *, id: str | None = None, retention_days: int | None = None) -> Project:
+        return build(Project, self._call("POST", "/projects", json={
+            "name": name, "id": id, "retention_days": retention_days}))
+
+    def update_project(self, project: str, *, name: str | None = None,
+                       retention_days: int | None = _UNCHANGED) -> Project:
+        """Rename with ``name=``; ``retention_days=`` sets the retention (``None``: keep all)."""
+        body: dict[str, Any] = {} if name is None else {"name": name}
+        if retention_days is not _UNCHANGED:
+            body["retention_days"] = retention_days
+        return build(Project, self._call("PATCH", f"/projects/{project}", json=body))
+
+    def set_retention(self, project: str, days: int | None) -> Project:
+        return self.update_project(project, retention_days=days)
+
+    def delete_project(self, project: str) -> None:
+        """The project, its devices and all their data."""
+        self._call("DELETE", f"/projects/{project}")
+
+    # device types ---------------------------------------------------------------------------------
+    def device_types(self, project: str) -> list[DeviceType]:
+        return [_device_type(t) for t in self._call("GET", f"/projects/{project}/device-types")]
+
+    def device_type(self, project: str, type_id: str) -> DeviceType:
+        return _device_type(self._call("GET", f"/projects/{project}/device-types/{type_id}"))
+
+    def create_device_type(self, project: str, id: str, metrics: Iterable[Metric | Mapping[str, Any]], *,
+                           name: str | None = None) -> DeviceType:
+        return _device_type(self._call("POST", f"/projects/{project}/device-types",
+                                       json={"id": id, "name": name, "metrics": _metrics(metrics)}))
+
+    def update_device_type(self, project: str, type_id: str, *, name: str | None = None,
+                           metrics: Iterable[Metric | Mapping[str, Any]] | None = None) -> DeviceType:
+        """``metrics`` replaces the whole list; devices of the type are checked against it at once."""
+        body: dict[str, Any] = {"name": name}
+        if metrics is not None:
+            body["metrics"] = _metrics(metrics)
+        return _device_type(self._call("PATCH", f"/projects/{project}/device-types/{type_id}", json=body))
+
+    def delete_device_type(self, project: str, type_id: str) -> None:
+        """Only a type no device uses."""
+        self._call("DELETE", f"/projects/{project}/device-types/{type_id}")
+
+    # devices and credentials ----------------------------------------------------------------------
+    def devices(self, project: str, *, device_type: str | None = None, search: str | None = None,
+                status: str | None = None, limit: int = 1000, offset: int = 0) -> list[Device]:
+        """A page of devices by id; ``search`` matches id, name or type; ``status``: online | offline."""
+        return [build(Device, d) for d in self._call("GET", f"/projects/{project}/devices", params={
+            "device_type": device_type, "q": search, "status": status, "limit": limit, "offset": offset})]
+
+    def device(self, device: str) -> Device:
+        return build(Device, self._call("GET", f"/devices/{device}"))
+
+    def register_device(self, project: str, *, id: str | None = None, name: str | None = None,
+                        device_type: str | None = None, labels: Mapping[str, str] | None = None) -> RegisteredDevice:
+        """Create a device. Its secret is in ``.credentials.secret`` now and never again."""
+        return _registered(self._call("POST", f"/projects/{project}/devices", json={
+            "id": id, "name": name, "device_type": device_type, "labels": dict(labels or {})}))
+
+    def register_devices(self, project: str, devices: Iterable[str | Mapping[str, Any]]) -> list[RegisteredDevice]:
+        """Register many devices in one request (ids, or dicts like ``register_device``'s keywords);
+        all or none. Sent in chunks of 1000."""
+        items = [{"id": d} if isinstance(d, str) else dict(d) for d in devices]
+        out = []
+        for i in range(0, len(items), 1000):
+            batch = self._call("POST", f"/projects/{project}/devices/batch", json={"devices": items[i:i + 1000]})
+            out += [_registered(d) for d in batch]
+        return out
+
+    def update_device(self, device: str, **changes: Any) -> Device:
+        """``name=``, ``labels=``, ``device_type=``, ``disabled=``."""
+        return build(Device, self._call("PATCH", f"/devices/{device}", json=changes))
+
+    def disable_device(self, device: str, disabled: bool = True) -> Device:
+        return self.update_device(device, disabled=disabled)
+
+    def delete_device(self, device: str) -> None:
+        self._call("DELETE", f"/devices/{device}")
+
+    def rotate_credentials(self, device: str) -> DeviceCredentials:
+        """A new secret, shown once; the old one stops working at once."""
+        c = self._call("POST", f"/devices/{device}/credentials/rotate")
+        return DeviceCredentials(c["device"], c["secret"])
+
+    def revoke_credentials(self, device: str) -> None:
+        self._call("DELETE", f"/devices/{device}/credentials")
+
+    def rejections(self, device: str) -> list[Rejection]:
+        """Refused messages by transport and reason."""
+        return [build(Rejection, r) for r in self._call("GET", f"/devices/{device}/rejections")]
+
+    # twins and commands ---------------------------------------------------------------------------
+    def twin(self, device: str) -> Twin:
+        return build(Twin, self._call("GET", f"/devices/{device}/twin"))
+
+    def update_desired(self, device: str, patch: Mapping[str, Any]) -> Twin:
+        """JSON merge patch of the desired properties (``None`` deletes a key)."""
+        return build(Twin, self._call("PATCH", f"/devices/{device}/twin/desired", json=dict(patch)))
+
+    def send_command(self, device: str, name: str, args: Mapping[str, Any] | None = None, *,
+                     ttl_s: float = 300) -> Command:
+        return build(Command, self._call("POST", f"/devices/{device}/commands",
+                                         json={"name": name, "args": dict(args or {}), "ttl_s": ttl_s}))
+
+    def commands(self, device: str, *, status: str | None = None, limit: int = 100) -> list[Command]:
+        return [build(Command, c) for c in self._call("GET", f"/devices/{device}/commands",
+                                                      params={"status": status, "limit": limit})]
+
+    def command(self, device: str, command_id: str) -> Command:
+        return build(Command, self._call("GET", f"/devices/{device}/commands/{command_id}"))
