@@ -7,19 +7,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from atoll.cli.devices import DEFAULT_URL, AsJson, Key, Url, client, emit
 from atoll.core.errors import AtollError
 
-Url = Annotated[str, typer.Option("--url", envvar="ATOLL_URL", help="Atoll server [http://127.0.0.1:8080]")]
-Key = Annotated[str, typer.Option("--api-key", envvar="ATOLL_API_KEY", help="API key (Bearer token)",
-                                  show_default=False)]
 Project = Annotated[str, typer.Option("--project", "-p", help="project id")]
-AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
-DEFAULT_URL = "http://127.0.0.1:8080"
 
 rules_app = typer.Typer(help="Rules in YAML: validate, apply, list.", no_args_is_help=True)
 alarms_app = typer.Typer(help="Alarms: list, acknowledge, clear, comment.", no_args_is_help=True)
@@ -35,40 +32,8 @@ def _fail(message: str, hint: str | None = None, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _call(url: str, api_key: str, method: str, path: str, **kw: Any) -> Any:
-    import httpx
-
-    if not api_key:
-        _fail("no API key. Pass --api-key or set ATOLL_API_KEY "
-              "(`atoll up` prints the admin key on its first start).", code=2)
-    try:
-        r = httpx.request(method, f"{url.rstrip('/')}/api/v1{path}", timeout=30,
-                          headers={"Authorization": f"Bearer {api_key}", **kw.pop("headers", {})}, **kw)
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach {url}: {exc}", "is `atoll up` running? check --url")
-    if r.status_code >= 400:
-        try:
-            body = r.json()
-        except ValueError:
-            body = {"message": r.text}
-        _fail(body.get("message", f"HTTP {r.status_code}"), body.get("hint"))
-    return r.json() if r.content else None
-
-
-def _table(rows: list[dict], columns: list[str], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("(none)")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
-    Console().print(table)
+def _time(value) -> str | None:
+    return value and value.isoformat(timespec="seconds")
 
 
 @rules_app.command("validate")
@@ -96,9 +61,9 @@ def apply(file: Path, project: Project, url: Url = DEFAULT_URL, api_key: Key = "
         text = file.read_bytes()
     except OSError as exc:
         _fail(f"cannot read {file}: {exc.strerror}")
-    out = _call(url, api_key, "POST", f"/projects/{project}/rules/import", content=text,
-                headers={"Content-Type": "application/yaml"})
-    typer.echo(f"applied {len(out['rules'])} rules, {len(out['channels'])} channels to {project}")
+    with client(url, api_key) as c:
+        out = c.import_rules(project, text.decode("utf-8", "replace"))
+    typer.echo(f"applied {len(out.rules)} rules, {len(out.channels)} channels to {project}")
 
 
 @rules_app.command("backtest")
@@ -114,21 +79,24 @@ def backtest_cmd(file: Path, project: Project, start: str = "-7d", end: str = "n
     except AtollError as exc:
         _fail(exc.message, exc.hint)
     rules = doc.get("rules", []) if isinstance(doc, dict) else (doc or [])
-    rows = []
-    for raw in rules:
-        out = _call(url, api_key, "POST", f"/projects/{project}/rules/backtest",
-                    params={"start": start, "end": end}, json={**raw, "project": project})
-        rows += [{"rule": out["rule"]["id"], **e} for e in out["episodes"]]
-    _table(rows, ["rule", "device", "raised_at", "cleared_at", "value", "detail"], as_json)
+    episodes = []
+    with client(url, api_key) as c:
+        for raw in rules:
+            out = c.backtest_rule(project, {**raw, "project": project}, start=start, end=end)
+            episodes += [{"rule": out.rule.id, **asdict(e)} for e in out.episodes]
+    emit(episodes, [("rule", lambda e: e["rule"]), ("device", lambda e: e["device"]),
+                    ("raised_at", lambda e: _time(e["raised_at"])),
+                    ("cleared_at", lambda e: _time(e["cleared_at"])), ("value", lambda e: e["value"]),
+                    ("detail", lambda e: e["detail"])], as_json)
 
 
 @rules_app.command("list")
 def list_rules(project: Project, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False) -> None:
-    rows = _call(url, api_key, "GET", f"/projects/{project}/rules")
-    for r in rows:
-        r["condition"] = r["condition"]["type"]
-        r["target"] = json.dumps(r["target"])
-    _table(rows, ["id", "name", "severity", "enabled", "condition", "target"], as_json)
+    with client(url, api_key) as c:
+        rows = c.rules(project)
+    emit(rows, [("id", lambda r: r.id), ("name", lambda r: r.name), ("severity", lambda r: r.severity),
+                ("enabled", lambda r: r.enabled), ("condition", lambda r: r.condition["type"]),
+                ("target", lambda r: json.dumps(r.target))], as_json)
 
 
 @alarms_app.command("list")
@@ -137,15 +105,19 @@ def list_alarms(
     status: Annotated[str, typer.Option(help="active, acknowledged, cleared, open or all")] = "open",
     url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False,
 ) -> None:
-    params = {"status": status, **({"project": project} if project else {})}
-    rows = _call(url, api_key, "GET", "/alarms", params=params)
-    _table(rows, ["id", "project", "device", "rule_name", "severity", "status", "acknowledged",
-                  "raised_at", "detail"], as_json)
+    with client(url, api_key) as c:
+        rows = c.alarms(project=project, status=status)
+    emit(rows, [("id", lambda a: a.id), ("project", lambda a: a.project), ("device", lambda a: a.device),
+                ("rule_name", lambda a: a.rule_name), ("severity", lambda a: a.severity),
+                ("status", lambda a: a.status), ("acknowledged", lambda a: a.acknowledged),
+                ("raised_at", lambda a: _time(a.raised_at)), ("detail", lambda a: a.detail)], as_json)
 
 
 def _act(verb: str, alarm_id: int, comment: str | None, url: str, api_key: str) -> None:
-    a = _call(url, api_key, "POST", f"/alarms/{alarm_id}/{verb}", json={"comment": comment})
-    typer.echo(f"alarm {a['id']}: {a['status']}" + (", acknowledged" if a["acknowledged"] else ""))
+    with client(url, api_key) as c:
+        a = (c.ack_alarm if verb == "ack" else c.clear_alarm)(alarm_id, comment)
+    acked = a.acknowledged and a.status != "acknowledged"
+    typer.echo(f"alarm {a.id}: {a.status}" + (", acknowledged" if acked else ""))
 
 
 @alarms_app.command("ack")
