@@ -77,4 +77,5 @@ def test_alarms_stay_in_their_tenant(server, client, plant):
             acme.alarm(alarm.id)
         with pytest.raises(atoll.NotFound):
             acme.alarms(project="plant")
-    assert client.in_tenant("acme").alarms() == []
+    with client.in_tenant("acme") as admin_in_acme:
+        assert admin_in_acme.alarms() == []

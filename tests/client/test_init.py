@@ -74,12 +74,12 @@ def test_a_platform_admin_acts_in_a_tenant(server, client):
         assert [p.id for p in admin_in_acme.projects()] == ["acme-plant"]
         assert admin_in_acme.me().tenant == "acme"
         admin_in_acme.create_project("Second", id="acme-2")
-    in_acme = client.in_tenant("acme")
-    assert {p.id for p in in_acme.projects()} == {"acme-plant", "acme-2"}
-    assert client.in_tenant(None).projects() == []
-    assert any("(platform) via default" in e.actor for e in in_acme.audit(action="project.create"))
-    with pytest.raises(atoll.NotFound):
-        client.in_tenant("nope").projects()
+    with client.in_tenant("acme") as in_acme, in_acme.in_tenant(None) as back_home:
+        assert {p.id for p in in_acme.projects()} == {"acme-plant", "acme-2"}
+        assert back_home.projects() == []
+        assert any("(platform) via default" in e.actor for e in in_acme.audit(action="project.create"))
+    with client.in_tenant("nope") as nowhere, pytest.raises(atoll.NotFound):
+        nowhere.projects()
     # Any other key may name only its own tenant; another one is "not found", never "forbidden".
     with atoll.Client(server.url, acme_key.token, tenant="default") as acme_elsewhere, \
             pytest.raises(atoll.NotFound):
