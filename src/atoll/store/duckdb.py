@@ -294,21 +294,31 @@ class DuckDBStore:
                 ids, starts = plan.series_runs(sid)
                 stored = np.array([self._latest.get(i, _NOTHING)[0] for i in ids.tolist()])
                 back = plan.reaching_back(ts, starts, stored)
-                if back is None:
+                replaced = None
+                if back is not None:  # rare: the batch reaches into stored time
+                    same, replaced = plan.against_stored(
+                        sid, ts, value, self._stored(sid, ts, back)
+                    )
+                    sid, ts, value, replaced = sid[~same], ts[~same], value[~same], replaced[~same]
+                    if not replaced.any():  # re-sent as stored, or late points filling gaps
+                        replaced = None
+                if replaced is not None:
+                    self._replace(sid, ts, value, replaced, seq)
+                elif len(ts):
                     _insert_points(w, sid, ts, value, seq)
-                else:
-                    self._replace(sid, ts, value, back, seq)
                 w.commit()  # DuckDB writes and syncs its WAL on commit: durable from here
             except BaseException:
                 w.rollback()
                 raise
-            self._seq = seq
             self._sids.update(added)
             self._keys.update({i: k for k, i in added.items()})
+            if not len(ts):
+                return  # everything was stored already
+            self._seq = seq
             for s, newest in _newest(sid, ts, value).items():
                 if s not in self._latest or newest[0] >= self._latest[s][0]:
                     self._latest[s] = newest
-            if back is not None:  # _replace folded everything into the tiers
+            if replaced is not None:  # _replace folded everything into the tiers
                 self._compacted = seq
                 self._partials = []
                 self._pending, self._pending_since = 0, None
@@ -329,8 +339,18 @@ class DuckDBStore:
                     # Queries stay exact from raw points; retry later.
                     log.exception("DuckDB store: compaction failed, will retry")
 
+    def _stored(self, sid, ts, back: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sid, ts, value)`` of the stored points at the keys of the ``back`` points."""
+        with _registered(self._writer, "_keys", {"sid": sid[back], "ts": ts[back]}):
+            got = self._writer.execute(
+                """SELECT p.sid, p.ts, p.value FROM points p JOIN _keys k
+                ON p.sid = k.sid AND p.ts = k.ts WHERE p.ts >= ? AND p.ts <= ?""",
+                [int(ts[back].min()), int(ts[back].max())],
+            ).fetchnumpy()
+        return np.asarray(got["sid"]), np.asarray(got["ts"]), np.asarray(got["value"])
+
     def _replace(self, sid, ts, value, back: np.ndarray, seq: int) -> None:
-        """Append a ``(sid, ts)``-sorted batch whose ``back`` points may replace stored ones,
+        """Append a ``(sid, ts)``-sorted batch whose ``back`` points replace stored ones,
         inside the caller's transaction: delete the stored versions, insert the batch, fold
         everything pending into the tiers and rebuild the tier buckets that lost a point from
         the raw points. Leaves every append up to ``seq`` folded."""

@@ -71,6 +71,42 @@ def reaching_back(ts: np.ndarray, starts: np.ndarray, stored: np.ndarray) -> np.
     return ts <= np.repeat(stored, np.diff(np.r_[starts, len(ts)]))
 
 
+def against_stored(
+    sid: np.ndarray,
+    ts: np.ndarray,
+    value: np.ndarray,
+    found: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(same, replaced)`` masks for the points of a ``(sid, ts)``-sorted, duplicate-free batch,
+    given ``found``: the ``(sid, ts, value)`` arrays of the stored points at its keys, in any
+    order. ``same``: stored once with this very value, nothing to write (a plain re-send).
+    ``replaced``: stored with another value, or more than once (data from before points had an
+    identity), so the stored versions must go.
+
+    >>> same, replaced = against_stored(np.array([1, 1, 1]), np.array([5, 6, 7]),
+    ...     np.array([1.0, 2.0, 3.0]), (np.array([1, 1]), np.array([6, 5]), np.array([9.0, 1.0])))
+    >>> same.tolist(), replaced.tolist()
+    ([True, False, False], [False, True, False])
+    """
+    n = len(ts)
+    fsid, fts, fvalue = found
+    stored = np.full(n, np.nan)
+    copies = np.zeros(n, np.int64)
+    if len(fts):
+        # Sort the batch and the found rows together: each found row lands after its key.
+        order = np.lexsort(
+            (np.r_[np.zeros(n), np.ones(len(fts))], np.r_[ts, fts], np.r_[sid, fsid])
+        )
+        is_key = order < n
+        key_at = np.maximum.accumulate(np.where(is_key, np.arange(len(order)), 0))
+        rows = np.flatnonzero(~is_key)
+        owner = order[key_at[rows]]
+        stored[owner] = fvalue[order[rows] - n]
+        copies = np.bincount(owner, minlength=n)
+    same = (copies == 1) & (stored == value)
+    return same, (copies > 0) & ~same
+
+
 def touched_buckets(
     sid: np.ndarray, ts: np.ndarray, hit: np.ndarray, width: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

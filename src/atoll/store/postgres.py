@@ -264,42 +264,51 @@ class PostgresStore:
                 )
                 ids, starts = plan.series_runs(sid)
                 back = plan.reaching_back(ts, starts, self._newest_stored(ids))
-                if back is not None:
-                    # Stored versions of the points that come again go; the batch replaces them.
-                    self._copy("batch_points", {"sid": sid[back], "ts": ts[back]})
-                    w.execute("ANALYZE batch_points")  # a handful of rows: use the index
-                    w.execute(
-                        """DELETE FROM points p USING batch_points o
-                        WHERE p.sid = o.sid AND p.ts = o.ts"""
+                replaced = None
+                if back is not None:  # rare: the batch reaches into stored time
+                    same, replaced = plan.against_stored(
+                        sid, ts, value, self._stored(sid, ts, back)
                     )
-                    inside, tsid, tb = plan.touched_buckets(sid, ts, back, plan.TIERS[0])
-                self._copy("points", {"sid": sid, "ts": ts, "value": value})
-                # Tier rows of new buckets combine; those that lost a point are rebuilt below.
-                fresh = slice(None) if back is None else ~inside
-                for tier in plan.TIERS:
-                    partials = rollup.of_points(sid[fresh], ts[fresh], value[fresh], tier)
-                    self._copy(f"batch_{_table(tier)}", partials)
-                    w.execute(_merge(_table(tier), f"batch_{_table(tier)}"))
-                if back is not None:
-                    self._rebuild(tsid, tb)
-                newest = {
-                    int(i): (int(ts[j]), float(value[j]))
-                    for i, j in zip(ids, _ends(starts, len(ts)))
-                }
-                w.execute(
-                    """INSERT INTO latest AS o
-                    SELECT * FROM unnest(%s::int[], %s::bigint[], %s::float8[])
-                    ON CONFLICT (sid) DO UPDATE SET
-                    value = CASE WHEN EXCLUDED.ts >= o.ts THEN EXCLUDED.value ELSE o.value END,
-                    ts = GREATEST(o.ts, EXCLUDED.ts)""",
-                    [
-                        list(newest),
-                        [t for t, _ in newest.values()],
-                        [v for _, v in newest.values()],
-                    ],
-                )
+                    sid, ts, value, replaced = sid[~same], ts[~same], value[~same], replaced[~same]
+                if len(ts):  # else: re-sent exactly as stored, nothing to write
+                    self._write(sid, ts, value, replaced)
             # Leaving the transaction block committed it: PostgreSQL has flushed its WAL.
             self._sids.update(added)
+
+    def _write(self, sid, ts, value, replaced: np.ndarray | None) -> None:
+        """Write a ``(sid, ts)``-sorted, duplicate-free batch; its ``replaced`` points take
+        the place of stored ones (the tier buckets they touch are rebuilt)."""
+        w = self._writer
+        if replaced is not None and replaced.any():
+            w.execute("TRUNCATE batch_points")
+            self._copy("batch_points", {"sid": sid[replaced], "ts": ts[replaced]})
+            w.execute(
+                "DELETE FROM points p USING batch_points o WHERE p.sid = o.sid AND p.ts = o.ts"
+            )
+            inside, tsid, tb = plan.touched_buckets(sid, ts, replaced, plan.TIERS[0])
+        else:  # live data, or late points filling gaps: they combine like any new ones
+            inside = None
+        self._copy("points", {"sid": sid, "ts": ts, "value": value})
+        # Tier rows of untouched buckets combine; those that lost a point are rebuilt.
+        fresh = slice(None) if inside is None else ~inside
+        for tier in plan.TIERS:
+            partials = rollup.of_points(sid[fresh], ts[fresh], value[fresh], tier)
+            self._copy(f"batch_{_table(tier)}", partials)
+            w.execute(_merge(_table(tier), f"batch_{_table(tier)}"))
+        if inside is not None:
+            self._rebuild(tsid, tb)
+        ids, starts = plan.series_runs(sid)
+        newest = [
+            (int(i), int(ts[j]), float(value[j])) for i, j in zip(ids, _ends(starts, len(ts)))
+        ]
+        w.execute(
+            """INSERT INTO latest AS o
+            SELECT * FROM unnest(%s::int[], %s::bigint[], %s::float8[])
+            ON CONFLICT (sid) DO UPDATE SET
+            value = CASE WHEN EXCLUDED.ts >= o.ts THEN EXCLUDED.value ELSE o.value END,
+            ts = GREATEST(o.ts, EXCLUDED.ts)""",
+            [list(c) for c in zip(*newest)],
+        )
 
     def _newest_stored(self, ids: np.ndarray) -> np.ndarray:
         """Newest stored timestamp of each series (int64 min when none), read after locking the
@@ -312,6 +321,19 @@ class PostgresStore:
         )
         stored = dict(w.execute("SELECT sid, ts FROM latest WHERE sid = ANY(%s)", [ids]))
         return np.array([stored.get(i, _NOTHING) for i in ids], np.int64)
+
+    def _stored(self, sid, ts, back: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sid, ts, value)`` of the stored points at the keys of the ``back`` points."""
+        self._copy("batch_points", {"sid": sid[back], "ts": ts[back]})
+        self._writer.execute("ANALYZE batch_points")  # a handful of rows: use the index
+        rows = self._writer.execute(
+            """SELECT p.sid, p.ts, p.value FROM batch_points o JOIN points p
+            ON p.sid = o.sid AND p.ts = o.ts"""
+        ).fetchall()
+        if not rows:
+            return np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0)
+        found_sid, found_ts, found_value = zip(*rows)
+        return np.array(found_sid), np.array(found_ts, np.int64), np.array(found_value)
 
     def _rebuild(self, sid: np.ndarray, b: np.ndarray) -> None:
         """Recompute 1-minute rows ``(sid, b)`` from the raw points, then the hours that hold
