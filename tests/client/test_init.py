@@ -23,6 +23,13 @@ def test_public_surface_is_guarded():
     with pytest.raises(AttributeError):
         atoll.NoSuchThing  # noqa: B018
     assert atoll.Client is atoll.client.Client
+    assert sorted(atoll.client.__all__) == sorted([
+        "Alarm", "AlarmComment", "AlarmEvent", "AlarmSummary", "ApiKey", "AuditEntry", "Backtest",
+        "Buckets", "Channel", "ChannelTest", "ChannelType", "Client", "Command", "Delivery", "Device",
+        "DeviceClient", "DeviceCredentials", "DeviceType", "Episode", "Identity", "ImportedRules",
+        "Latest", "Metric", "Project", "RegisteredDevice", "Rejection", "Report", "ReportRun", "Rule",
+        "Series", "SeriesInfo", "Tenant", "TimeLike", "Twin", "User",
+    ])
     for name in set(atoll.client.__all__) - {"TimeLike"}:
         assert getattr(atoll.client, name).__name__ == name
 
