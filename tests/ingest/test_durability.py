@@ -63,15 +63,24 @@ def _publish_then_kill(proc, info, home):
     c.max_inflight_messages_set(200)
     c.connect("127.0.0.1", port)
     c.loop_start()
+    # Each reading has its own timestamp: a store keeps one point per series and timestamp.
+    t0_ms = int(time.time() * 1000) - 3_600_000
+
+    def send(value: int) -> None:
+        body = json.dumps([{"ts": t0_ms + value + i, "values": {"v": value + i}} for i in range(5)]).encode()
+        sent.append((value, c.publish(topics.telemetry("d1"), body, qos=1)))
+
     try:
         value = 0
         t_end = time.monotonic() + 30
         while time.monotonic() < t_end and sum(1 for _, m in sent[-400:] if m.is_published()) < 300:
-            body = json.dumps([{"values": {"v": value + i}} for i in range(5)]).encode()
-            sent.append((value, c.publish(topics.telemetry("d1"), body, qos=1)))
+            send(value)
             value += 5
             if value % 500 == 0:
                 time.sleep(0.01)
+        for _ in range(2000):  # a burst the server cannot have acknowledged by the kill
+            send(value)
+            value += 5
         os.kill(proc.pid, signal.SIGKILL)  # mid-stream: messages are still in flight
         proc.wait(10)
     finally:

@@ -1,14 +1,15 @@
 """The embedded MQTT broker: amqtt, with Atoll's device auth, ACLs and in-process ingest.
 
 How "PUBACK means durable" is achieved: amqtt's protocol handler normally queues an incoming
-QoS 1 PUBLISH and sends PUBACK right away. We give each connection a handler subclass whose
-``handle_publish`` awaits the ingest pipeline (which returns only after the store append of the
-group commit containing the message returned) and only then sends PUBACK. amqtt reads each
-packet into its own task, so many messages of one connection are in flight at once and share
-one group commit. If the store fails, no PUBACK is sent and the connection is closed, so the
-client re-sends on reconnect. QoS 0 is ingested the same way (no ack). QoS 2 goes through
-amqtt's own flow and is ingested on delivery (its PUBREC/PUBCOMP do not wait for the store;
-use QoS 1 for durable at-least-once).
+QoS 1 PUBLISH and sends PUBACK right away. amqtt keeps CONNECT, sessions, SUBSCRIBE, QoS 2
+and everything sent to devices; after CONNECT, a device connection is read by Atoll's own
+loop (``embedded_connection``). It reads what the socket has, splits it into packets with
+amqtt's decoders, queues all the chunk's telemetry as one unit of the pipeline's next group
+commit, and sends the chunk's PUBACKs in one write once that commit returned. If the store
+fails, no PUBACK is sent and the connection is closed, so the client re-sends on reconnect.
+QoS 0 is ingested the same way (no ack). QoS 2 goes through amqtt's own flow and is ingested
+on delivery (its PUBREC/PUBCOMP do not wait for the store; use QoS 1 for durable
+at-least-once).
 
 Device telemetry is consumed by Atoll, not re-broadcast to other MQTT subscribers. Devices
 only ever receive what Atoll publishes to them (commands, desired twin).
@@ -28,10 +29,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from amqtt.adapters import StreamWriterAdapter
 from amqtt.broker import Action, Broker
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
-from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
-from amqtt.mqtt.puback import PubackPacket
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
@@ -39,6 +39,7 @@ from atoll.core import topics
 from atoll.core.errors import AtollError, Forbidden, Unavailable
 from atoll.ingest.devices import DeviceDirectory, Identity
 from atoll.ingest.dispatch import dispatch
+from atoll.ingest.embedded_connection import DeviceHandler, DeviceStreamReader
 from atoll.ingest.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
@@ -54,54 +55,6 @@ def _client_id_ok(device: str, session: Session, random_id: bool) -> bool:
     return cid == device or cid.startswith(device + ":") or (random_id and bool(session.clean_session))
 
 
-class _AtollHandler(BrokerProtocolHandler):
-    """Per-connection protocol handler: telemetry is stored before it is acknowledged."""
-
-    atoll: EmbeddedBroker
-    _acks: list[int] | None = None
-
-    async def handle_publish(self, publish_packet) -> None:
-        qos = publish_packet.qos
-        if qos == 2:
-            await super().handle_publish(publish_packet)
-            return
-        session = self.session
-        identity = getattr(session, "atoll_identity", None)
-        topic, data = publish_packet.topic_name, publish_packet.data
-        if identity is None or topic is None or data is None:
-            return
-        try:
-            await dispatch(self.atoll.pipeline, identity, topic, bytes(data))
-        except Unavailable as e:
-            log.error("not acknowledging %s from %s: %s", topic, identity.device, e.message)
-            await self.handle_connection_closed()  # the client re-sends after reconnecting
-            return
-        except Exception:
-            log.exception("ingest of %s from %s failed", topic, identity.device)
-            await self.handle_connection_closed()
-            return
-        if qos == 1:
-            self._ack(publish_packet.variable_header.packet_id)
-
-    def _ack(self, packet_id: int) -> None:
-        # A group commit resolves many messages in one loop tick; their PUBACKs leave in one
-        # write (one syscall) instead of one write, timer reset and plugin event each.
-        if self._acks is None:
-            self._acks = []
-            asyncio.get_running_loop().call_soon(self._flush_acks)
-        self._acks.append(packet_id)
-
-    def _flush_acks(self) -> None:
-        acks, self._acks = self._acks or [], None
-        writer = self.writer
-        if writer is None or not acks:
-            return
-        try:
-            writer.write(b"".join(PubackPacket.build(pid).to_bytes() for pid in acks))
-        except (ConnectionError, RuntimeError) as e:  # the client is gone; it re-sends on reconnect
-            log.debug("PUBACKs not sent: %r", e)
-
-
 class _AtollAmqttBroker(Broker):
     def __init__(self, config: dict[str, Any], atoll: EmbeddedBroker) -> None:
         super().__init__(config)
@@ -110,7 +63,7 @@ class _AtollAmqttBroker(Broker):
     async def _initialize_client_session(self, reader, writer, remote_address, remote_port):
         # Same contract as amqtt's, but credentials are checked before any session is looked up.
         try:
-            handler, session = await _AtollHandler.init_from_connect(reader, writer, self.plugins_manager)
+            handler, session = await DeviceHandler.init_from_connect(reader, writer, self.plugins_manager)
         except (MQTTError, NoDataError) as exc:
             await _close(writer)
             raise AMQTTError(exc) from exc
@@ -144,11 +97,15 @@ class _AtollAmqttBroker(Broker):
         # timer reset on every packet sent, which about doubled the CPU per message. Atoll
         # keeps keep-alive from amqtt and enforces it itself: one watchdog pass per second
         # over all sessions, using the time of each connection's last read.
-        timed = _TimedReader(reader)
         client_session.atoll_keep_alive = client_session.keep_alive
-        client_session.atoll_reader = timed
+        client_session.atoll_reader = reader
         client_session.keep_alive = 0
-        await super()._handle_client_session(timed, writer, client_session, handler, server, listener_name)
+        await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+
+    async def stream_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                               listener_name: str) -> None:
+        # Device connections get Atoll's chunked reader (see ``embedded_connection``).
+        await self._client_connected(listener_name, DeviceStreamReader(reader), StreamWriterAdapter(writer))
 
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         qos = await super().add_subscription(subscription, session)
@@ -178,7 +135,7 @@ class _AtollAmqttBroker(Broker):
         return True  # RECEIVE: the subscription was already checked
 
     async def _handle_message_delivery(self, client_session, handler, wait_deliver) -> bool:
-        # Only QoS 2 publishes get here (see _AtollHandler.handle_publish).
+        # Only QoS 2 publishes get here (see DeviceHandler.handle_publish).
         app_message = wait_deliver.result()
         identity = getattr(client_session, "atoll_identity", None)
         if app_message is None or identity is None or not app_message.topic:
@@ -188,24 +145,6 @@ class _AtollAmqttBroker(Broker):
         except AtollError as e:
             log.error("QoS 2 message from %s not stored: %s", identity.device, e.message)
         return True
-
-
-class _TimedReader:
-    """amqtt reader adapter that remembers when data last arrived."""
-
-    __slots__ = ("_reader", "last")
-
-    def __init__(self, reader) -> None:
-        self._reader = reader
-        self.last = time.monotonic()
-
-    async def read(self, n: int = -1) -> bytes:
-        data = await self._reader.read(n)
-        self.last = time.monotonic()
-        return data
-
-    def feed_eof(self) -> None:
-        self._reader.feed_eof()
 
 
 async def _close(writer) -> None:
@@ -229,6 +168,8 @@ class EmbeddedBroker:
         self._recheck: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
         self._watchdog: asyncio.Task | None = None
+        #: Largest MQTT packet a device may send; ``None``: 4 × the payload limit, at least 1 MiB.
+        self.max_packet_bytes: int | None = None
         #: ``async (device, topic_filter)`` run after a device subscribed (set by the runtime).
         self.on_subscribed: Callable[[str, str], Awaitable[None]] | None = None
 
@@ -269,6 +210,14 @@ class EmbeddedBroker:
             except Exception:
                 log.exception("embedded broker shutdown")
             self._broker = None
+
+    def packet_limit(self) -> int:
+        """A larger packet closes the connection instead of being buffered. Payloads between
+        the pipeline's limit and this one are read and refused as ``too_large``, and acknowledged,
+        so a device does not re-send them forever."""
+        if self.max_packet_bytes is not None:
+            return self.max_packet_bytes
+        return max(4 * self.pipeline.limits.max_bytes, 1 << 20)
 
     @property
     def url(self) -> str:

@@ -5,6 +5,10 @@ validate → queue → one writer thread that *group-commits* everything queued 
 the bus. So ``await submit_telemetry(...)`` returning means the points are durable, and the
 transports answer (PUBACK, HTTP 2xx) only after it returned.
 
+Transports that receive many messages at once (the embedded broker reads a whole TCP chunk)
+``validate`` each message and ``enqueue`` them as one unit with one future, so a group of
+messages costs one future and one callback instead of one awaiting task per message.
+
 Rejections are counted in memory and flushed to the registry about once a second, so a
 device flooding bad messages cannot turn into a database write per message.
 """
@@ -56,10 +60,13 @@ class IngestStats:
 
 
 class _Item:
-    __slots__ = ("future", "parsed")
+    """Messages queued together; they are committed together and share one future."""
 
-    def __init__(self, parsed: ParsedTelemetry, future: asyncio.Future) -> None:
+    __slots__ = ("future", "parsed", "points")
+
+    def __init__(self, parsed: list[ParsedTelemetry], points: int, future: asyncio.Future) -> None:
         self.parsed = parsed
+        self.points = points
         self.future = future
 
 
@@ -139,6 +146,10 @@ class IngestPipeline:
 
         Raises ``InvalidInput`` (counted as a rejection) or ``Unavailable`` (store failed).
         """
+        return await self.write(self.validate(identity, body, transport))
+
+    def validate(self, identity: Identity, body: bytes, transport: str = "mqtt") -> ParsedTelemetry:
+        """Validate one telemetry message; a refusal is counted and raised as ``InvalidInput``."""
         try:
             parsed = parse_telemetry(
                 body, project=identity.project, device=identity.device,
@@ -154,25 +165,38 @@ class IngestPipeline:
                 f"{', '.join(parsed.out_of_range_metrics)} (stored)",
                 log_level=logging.INFO,
             )
-        return await self.write(parsed)
+        return parsed
 
     async def write(self, parsed: ParsedTelemetry) -> int:
         """Queue validated points for the next group commit and wait until they are durable."""
+        await self.room()
+        await self.enqueue([parsed])
+        return len(parsed)
+
+    async def room(self) -> None:
+        """Back-pressure: wait while the writer is behind."""
+        while self._pending_points > self.max_queued_points:
+            await asyncio.sleep(0.002)
+
+    def enqueue(self, parsed: list[ParsedTelemetry]) -> asyncio.Future[None]:
+        """Queue validated messages as one unit of the next group commit.
+
+        The future resolves once they are durable, or fails with ``Unavailable``. Callers that
+        enqueue without awaiting ``room()`` first must apply back-pressure themselves.
+        """
         loop = self._loop
         if loop is None or self._stopping:
             raise Unavailable("ingest is not running")
-        while self._pending_points > self.max_queued_points:
-            await asyncio.sleep(0.002)  # back-pressure: the writer is behind
         fut = loop.create_future()
-        n = len(parsed)
+        n = 0
+        for p in parsed:
+            n += len(p.ts)
         with self._cv:
-            self._pending.append(_Item(parsed, fut))
+            self._pending.append(_Item(parsed, n, fut))
             self._pending_points += n
             if len(self._pending) == 1:
                 self._cv.notify()
-        await fut
-        self._seen[parsed.device] = _now_us()
-        return n
+        return fut
 
     def _writer(self) -> None:
         while True:
@@ -185,7 +209,7 @@ class IngestPipeline:
             err: BaseException | None = None
             t0 = time.perf_counter()
             try:
-                self.store.append(merge([i.parsed for i in taken]))
+                self.store.append(merge([p for i in taken for p in i.parsed]))
             except Exception as e:
                 log.exception("store append of %d points failed", total)
                 err = e
@@ -207,7 +231,7 @@ class IngestPipeline:
         items = self._pending
         total = 0
         for n, item in enumerate(items):
-            total += len(item.parsed)
+            total += item.points
             if total >= self.max_commit_points:
                 taken, self._pending = items[: n + 1], items[n + 1:]
                 return taken, total
@@ -217,11 +241,16 @@ class IngestPipeline:
     def _resolve(self, taken: list[_Item], total: int, err: BaseException | None,
                  payloads: list[tuple[str, bytes]]) -> None:
         if err is None:
-            self.stats.messages += len(taken)
-            self.stats.points += total
+            now, seen = _now_us(), self._seen
+            messages = 0
             for item in taken:
+                messages += len(item.parsed)
+                for p in item.parsed:
+                    seen[p.device] = now
                 if not item.future.done():
                     item.future.set_result(None)
+            self.stats.messages += messages
+            self.stats.points += total
             if payloads:
                 task = asyncio.ensure_future(self._publish(payloads))
                 self._publishing.add(task)
@@ -237,8 +266,8 @@ class IngestPipeline:
     def _bus_payloads(taken: list[_Item]) -> list[tuple[str, bytes]]:
         by_device: dict[tuple[str, str], list[ParsedTelemetry]] = {}
         for item in taken:
-            p = item.parsed
-            by_device.setdefault((p.project, p.device), []).append(p)
+            for p in item.parsed:
+                by_device.setdefault((p.project, p.device), []).append(p)
         out = []
         for (project, device), parts in by_device.items():
             if len(parts) == 1:

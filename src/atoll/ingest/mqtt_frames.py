@@ -1,0 +1,139 @@
+"""Split an MQTT byte stream into packets with amqtt's own decoders, without awaiting.
+
+amqtt decodes a packet with coroutines that ``await reader.read(n)`` once per field. Over a
+reader whose ``read`` never suspends, such a coroutine finishes on its first ``send(None)``.
+So the embedded broker reads large chunks from the socket and decodes every complete packet
+in them synchronously, with amqtt's decoders: Atoll does not implement the wire format twice.
+
+>>> from amqtt.mqtt.pingreq import PingReqPacket
+>>> from amqtt.mqtt.publish import PublishPacket
+>>> wire = PublishPacket.build("t/1", b"hi", 7, False, 1, False).to_bytes() + PingReqPacket().to_bytes()
+>>> splitter = PacketSplitter(max_packet=1024)
+>>> splitter.feed(wire[:5]), splitter.buffered
+(([], None), 5)
+>>> packets, error = splitter.feed(wire[5:])
+>>> [type(p).__name__ for p in packets], error, splitter.buffered
+(['PublishPacket', 'PingReqPacket'], None, 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+from amqtt.mqtt import packet_class
+from amqtt.mqtt.packet import PUBLISH, RESERVED_0, RESERVED_15, MQTTFixedHeader, MQTTPacket
+
+# Reason codes, counted per device like the telemetry reasons.
+MALFORMED_PACKET = "malformed_packet"
+PACKET_TOO_LARGE = "packet_too_large"
+
+
+class PacketError(Exception):
+    """The stream cannot be trusted any more; the connection must be closed."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class _Chunk:
+    """amqtt ``ReaderAdapter`` over bytes in memory: ``read`` never suspends, and never reads
+    past ``end`` (the end of the packet being decoded), so a lying length field cannot make
+    one packet swallow the next."""
+
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.end = len(data)
+
+    async def read(self, n: int = -1) -> bytes:
+        pos = self.pos
+        end = self.end if n < 0 or pos + n > self.end else pos + n
+        self.pos = end
+        return self.data[pos:end]
+
+    def feed_eof(self) -> None:
+        pass
+
+
+def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("an amqtt decoder awaited something other than its in-memory reader")
+
+
+class PacketSplitter:
+    """Feed it bytes as they arrive; it returns the complete packets and keeps the rest.
+
+    ``feed`` returns ``(packets, error)``. ``error`` is a ``PacketError`` for a packet whose
+    declared length exceeds ``max_packet`` (refused before it is buffered) or that amqtt
+    cannot decode or that does not fill exactly its declared length; ``packets`` are the good
+    ones before it. After an error the stream cannot be trusted: close the connection.
+    """
+
+    def __init__(self, max_packet: int) -> None:
+        self.max_packet = max_packet
+        self._rest = b""
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete packet held until the rest arrives."""
+        return len(self._rest)
+
+    def feed(self, data: bytes) -> tuple[list[MQTTPacket], PacketError | None]:
+        buf = self._rest + data if self._rest else data
+        reader = _Chunk(buf)
+        packets: list[MQTTPacket] = []
+        try:
+            self._split(reader, packets)
+        except PacketError as e:
+            self._rest = b""
+            return packets, e
+        self._rest = buf[reader.pos:] if reader.pos < len(buf) else b""
+        return packets, None
+
+    def _split(self, reader: _Chunk, packets: list[MQTTPacket]) -> None:
+        size = len(reader.data)
+        while reader.pos < size:
+            start = reader.pos
+            reader.end = size
+            try:
+                header = _run(MQTTFixedHeader.from_stream(reader))  # None: the header is incomplete
+            except Exception as e:  # noqa: BLE001 - e.g. a remaining length of more than 4 bytes
+                raise PacketError(MALFORMED_PACKET, f"bad fixed header: {e}") from None
+            if header is None:
+                reader.pos = start
+                return
+            length = header.remaining_length
+            if length > self.max_packet:
+                raise PacketError(PACKET_TOO_LARGE,
+                                  f"packet of {length} bytes; this broker accepts at most {self.max_packet}")
+            if size - reader.pos < length:
+                reader.pos = start
+                return
+            reader.end = reader.pos + length
+            packets.append(_decode(reader, header))
+
+
+def _decode(reader: _Chunk, header: MQTTFixedHeader) -> MQTTPacket:
+    kind = header.packet_type
+    if kind in (RESERVED_0, RESERVED_15):
+        raise PacketError(MALFORMED_PACKET, f"reserved packet type {kind}")
+    if kind == PUBLISH and header.flags & 0x06 == 0x06:  # [MQTT-3.3.1-4]; amqtt does not check it
+        raise PacketError(MALFORMED_PACKET, "PUBLISH with QoS 3")
+    try:
+        packet = _run(packet_class(header).from_stream(reader, fixed_header=header))
+    except Exception as e:  # noqa: BLE001 - any decoder error means the bytes are not MQTT
+        raise PacketError(MALFORMED_PACKET, f"cannot decode packet type {kind}: {e}") from None
+    if reader.pos != reader.end:
+        raise PacketError(MALFORMED_PACKET,
+                          f"packet type {kind} declares {header.remaining_length} bytes but holds "
+                          f"{header.remaining_length - (reader.end - reader.pos)}")
+    return packet

@@ -1,0 +1,91 @@
+"""PacketSplitter: amqtt's decoders over a byte stream that arrives in arbitrary pieces."""
+
+import pytest
+from amqtt.mqtt.packet import PINGREQ, PUBLISH, SUBSCRIBE
+from amqtt.mqtt.pingreq import PingReqPacket
+from amqtt.mqtt.publish import PublishPacket
+from amqtt.mqtt.subscribe import SubscribePacket
+
+from atoll.ingest.mqtt_frames import MALFORMED_PACKET, PACKET_TOO_LARGE, PacketError, PacketSplitter
+
+
+def publish(topic: str, payload: bytes, packet_id: int | None = 1, qos: int = 1) -> bytes:
+    return PublishPacket.build(topic, payload, packet_id, False, qos, False).to_bytes()
+
+
+def stream() -> bytes:
+    return (publish("a/b", b'{"values": {"t": 1}}', 1)
+            + PingReqPacket().to_bytes()
+            + SubscribePacket.build([("a/#", 1)], 2).to_bytes()
+            + publish("a/c", b"x" * 300, None, qos=0)  # remaining length takes 2 bytes
+            + publish("a/d", b"", 3))
+
+
+def summary(packets):
+    return [(p.fixed_header.packet_type, getattr(p.variable_header, "topic_name", None),
+             getattr(p.variable_header, "packet_id", None), getattr(p.payload, "data", None))
+            for p in packets]
+
+
+def feed(splitter, data):
+    packets, error = splitter.feed(data)
+    if error is not None:
+        raise error
+    return packets
+
+
+def test_a_chunk_of_several_packets_decodes_in_order():
+    got = summary(feed(PacketSplitter(1024), stream()))
+    assert [g[0] for g in got] == [PUBLISH, PINGREQ, SUBSCRIBE, PUBLISH, PUBLISH]
+    assert got[0] == (PUBLISH, "a/b", 1, b'{"values": {"t": 1}}')
+    assert got[3] == (PUBLISH, "a/c", None, b"x" * 300)
+    assert got[4] == (PUBLISH, "a/d", 3, b"")
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 50])
+def test_packets_split_anywhere_come_out_the_same(size):
+    whole = stream()
+    splitter = PacketSplitter(1024)
+    got = []
+    for i in range(0, len(whole), size):
+        got += feed(splitter, whole[i:i + size])
+    assert summary(got) == summary(feed(PacketSplitter(1024), whole))
+    assert splitter.buffered == 0
+
+
+def test_a_packet_over_the_limit_is_refused_from_its_header():
+    splitter = PacketSplitter(100)
+    wire = publish("a/b", b"x" * 200)
+    with pytest.raises(PacketError) as e:
+        feed(splitter, wire[:4])  # the length is known before the body arrived
+    assert e.value.reason == PACKET_TOO_LARGE
+
+
+def test_the_good_packets_before_a_bad_one_are_returned_with_the_error():
+    packets, error = PacketSplitter(1024).feed(publish("a/b", b"1") + b"\xf0\x00" + publish("a/c", b"2"))
+    assert [p.variable_header.topic_name for p in packets] == ["a/b"]
+    assert error.reason == MALFORMED_PACKET
+
+
+@pytest.mark.parametrize("wire", [
+    b"\xf0\x00",                                       # reserved packet type 15
+    b"\x00\x00",                                       # reserved packet type 0
+    b"\x30\xff\xff\xff\xff\x7f",                       # remaining length of 5 bytes
+    b"\x36" + publish("a/b", b"x")[1:],                # PUBLISH with QoS 3
+    b"\x32\x03\x00\x05a",                              # topic longer than the packet
+    b"\x32\x07\x00\x03a/#\x00\x01",                    # wildcard in a PUBLISH topic
+    b"\xc0\x01\x00",                                   # PINGREQ with a body
+])
+def test_malformed_packets_are_refused(wire):
+    with pytest.raises(PacketError) as e:
+        feed(PacketSplitter(1024), wire)
+    assert e.value.reason == MALFORMED_PACKET
+
+
+def test_docstring_examples():
+    import doctest
+
+    from atoll.ingest import mqtt_frames
+
+    result = doctest.testmod(mqtt_frames)
+    assert result.attempted and not result.failed
