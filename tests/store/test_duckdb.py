@@ -150,3 +150,89 @@ def test_appends_after_retention_emptied_the_store_and_a_reopen_still_reach_the_
         assert b.start.tolist() == [hour] and b.columns["count"].tolist() == [2]
     finally:
         store.close()
+
+
+RESEND_CHILD = """
+import sys
+import numpy as np
+from atoll.core.points import PointBatch, SeriesKey
+from atoll.store.duckdb import DuckDBStore
+
+store = DuckDBStore(sys.argv[1], compact_points=3_500)
+key = SeriesKey("plant", "pump", "t")
+for i in range(100_000):
+    ts = (i * 1000 + np.arange(1000, dtype=np.int64)) * 1_000_000
+    store.append(PointBatch.of_series(key, ts, np.full(1000, float(i))))
+    print("new", i, flush=True)
+    if i:  # the previous block again, corrected: replaces stored points, rebuilds buckets
+        store.append(PointBatch.of_series(key, ts - 1000 * 1_000_000, np.full(1000, i - 0.5)))
+        print("fixed", i - 1, flush=True)
+"""
+
+
+def test_acked_replacements_survive_kill_9_and_the_tiers_match_the_raw_points(tmp_path):
+    path = tmp_path / "crash.duckdb"
+    child = subprocess.Popen(
+        [sys.executable, "-c", RESEND_CHILD, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    acked = {"new": -1, "fixed": -1}
+    try:
+        for line in child.stdout:
+            what, i = line.split()
+            acked[what] = int(i)
+            if acked["fixed"] >= 12:
+                break
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    assert acked["fixed"] >= 12, "child died before acknowledging replacements"
+
+    store = DuckDBStore(path)
+    try:
+        key = SeriesKey("plant", "pump", "t")
+        raw = store.query_raw(key, 0, 2**62)
+        n = len(raw.ts)
+        assert n % 1000 == 0 and n >= (acked["new"] + 1) * 1000
+        # Each timestamp once, however often its block was written.
+        assert raw.ts.tolist() == (np.arange(n, dtype=np.int64) * 1_000_000).tolist()
+        blocks = raw.value.reshape(-1, 1000)
+        for j, block in enumerate(blocks):
+            assert len(set(block.tolist())) == 1, f"block {j} half replaced"
+            assert block[0] in (j, j + 0.5), (j, block[0])
+            if j <= acked["fixed"]:
+                assert block[0] == j + 0.5, f"acknowledged correction of block {j} lost"
+        for bucket in (60_000_000, 3_600_000_000, 7_000_000):
+            b = store.query_buckets(key, 0, 2**62, bucket)
+            start = raw.ts // bucket * bucket
+            starts, first, count = np.unique(start, return_index=True, return_counts=True)
+            assert b.start.tolist() == starts.tolist()
+            assert b.columns["count"].tolist() == count.tolist()
+            assert b.columns["first"].tolist() == raw.value[first].tolist()
+            assert b.columns["max"].tolist() == np.maximum.reduceat(raw.value, first).tolist()
+            sums = np.add.reduceat(raw.value, first)
+            np.testing.assert_allclose(b.columns["avg"], sums / count, rtol=1e-12)
+        assert store.latest("plant") == {key: (int(raw.ts[-1]), float(raw.value[-1]))}
+    finally:
+        store.close()
+
+
+def test_duplicates_stored_before_points_had_an_identity_go_when_re_sent(tmp_path):
+    key = SeriesKey("plant", "pump", "t")
+    ts = np.arange(600, dtype=np.int64) * 1_000_000
+    store = DuckDBStore(tmp_path / "legacy.duckdb")
+    try:
+        store.append(PointBatch.of_series(key, ts, np.ones(600)))
+        store.compact()
+        with store._db.cursor() as cur:  # what an append-only version left behind
+            cur.execute("INSERT INTO points SELECT * FROM points WHERE ts < 60000000").fetchall()
+        assert len(store.query_raw(key, 0, 2**62).ts) == 660
+        store.append(PointBatch.of_series(key, ts[:30], np.full(30, 2.0)))
+        store.append(PointBatch.of_series(key, ts[30:60], np.ones(30)))  # same value, 2 copies
+        raw = store.query_raw(key, 0, 2**62)
+        assert raw.ts.tolist() == ts.tolist()
+        assert raw.value.tolist() == [2.0] * 30 + [1.0] * 570
+        b = store.query_buckets(key, 0, 2**62, 60_000_000)
+        assert b.columns["count"].tolist() == [60] * 10
+        assert b.columns["avg"][0] == 1.5 and b.columns["max"][0] == 2.0
+    finally:
+        store.close()

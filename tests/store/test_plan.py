@@ -47,3 +47,47 @@ def test_clamps_and_checks():
     with pytest.raises(InvalidInput) as e:
         plan.check_aggs(("mean",))
     assert "avg" in e.value.hint
+
+
+def test_doctests():
+    import doctest
+
+    assert doctest.testmod(plan).failed == 0
+
+
+def test_one_per_timestamp_keeps_the_last_arrival_of_each_series_and_time():
+    rng = np.random.default_rng(1)
+    sid = rng.integers(0, 4, 3000).astype(np.int32)
+    ts = rng.integers(-500, 500, 3000).astype(np.int64)
+    value = np.arange(3000, dtype=np.float64)  # arrival order
+    got = plan.one_per_timestamp(sid, ts, value)
+    want = {}
+    for s, t, v in zip(sid.tolist(), ts.tolist(), value.tolist()):
+        want[(s, t)] = v
+    assert list(zip(got[0].tolist(), got[1].tolist())) == sorted(want)
+    assert got[2].tolist() == [want[k] for k in sorted(want)]
+    # Sorted and unique already: the very same arrays come back (no copy on the fast path).
+    again = plan.one_per_timestamp(*got)
+    assert all(a is b for a, b in zip(again, got))
+
+
+def test_against_stored_matches_a_dict_of_stored_points():
+    rng = np.random.default_rng(2)
+    sid, ts, value = plan.one_per_timestamp(
+        rng.integers(0, 3, 400).astype(np.int32),
+        rng.integers(0, 300, 400).astype(np.int64),
+        rng.integers(0, 3, 400).astype(np.float64),
+    )
+    stored = [(s, t, float(rng.integers(0, 3))) for s, t in zip(sid.tolist(), ts.tolist())]
+    stored = [p for p in stored if rng.random() < 0.7]
+    stored += [p for p in stored[:20]]  # a few stored twice (before points had an identity)
+    order = rng.permutation(len(stored))
+    found = tuple(np.array([stored[i][c] for i in order]) for c in range(3))
+    same, replaced = plan.against_stored(sid, ts, value, found)
+    copies = {}
+    for s, t, v in stored:
+        copies.setdefault((s, t), []).append(v)
+    for i, key in enumerate(zip(sid.tolist(), ts.tolist())):
+        there = copies.get(key, [])
+        assert same[i] == (there == [value[i]]), key
+        assert replaced[i] == (bool(there) and there != [value[i]]), key

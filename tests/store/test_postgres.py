@@ -37,3 +37,58 @@ def test_unreachable_server_is_unavailable_with_a_hint():
     with pytest.raises(Unavailable) as e:
         PostgresStore("postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=2")
     assert e.value.hint
+
+
+def test_two_writers_sending_the_same_points_store_them_once(database_url):
+    """Two store objects are two PostgreSQL sessions, like two Atoll processes: each locks the
+    series it writes, so neither can miss the other's points and store them again."""
+    import threading
+
+    import numpy as np
+
+    from atoll.core.points import PointBatch, SeriesKey
+
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    stores = [PostgresStore(database_url, schema=schema) for _ in range(2)]
+    keys = (SeriesKey("plant", "pump", "a"), SeriesKey("plant", "pump", "b"))
+    s = 1_000_000
+    batches = []
+    for i in range(40):  # overlapping windows: every point is sent by both writers, twice
+        ts = (i * 50 + np.arange(100, dtype=np.int64)) * 7 * s
+        batches.append(
+            PointBatch(
+                keys,
+                np.tile(np.arange(2, dtype=np.int32), 100),
+                np.repeat(ts, 2),
+                np.repeat(ts / s, 2),
+            )
+        )
+    errors = []
+
+    def write(store):
+        try:
+            for batch in batches:
+                store.append(batch)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(st,)) for st in stores]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not errors, errors
+        want = np.unique(np.concatenate([b.ts for b in batches]))
+        for key in keys:
+            raw = stores[0].query_raw(key, 0, 2**62)
+            assert raw.ts.tolist() == want.tolist()
+            for bucket in (60 * s, 3600 * s, 11 * s):
+                b = stores[1].query_buckets(key, 0, 2**62, bucket)
+                starts, count = np.unique(want // bucket * bucket, return_counts=True)
+                assert b.start.tolist() == starts.tolist()
+                assert b.columns["count"].tolist() == count.tolist()
+        assert stores[0].latest("plant")[keys[0]] == (int(want[-1]), float(want[-1] / s))
+    finally:
+        for store in stores:
+            store.close()
