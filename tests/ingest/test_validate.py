@@ -40,6 +40,18 @@ def test_single_reading_without_ts_uses_server_time():
     assert [k.metric for k in b.keys] == ["temperature", "on"]
 
 
+def test_server_stamps_never_repeat_so_no_reading_overwrites_another():
+    # The store keeps one value per (series, ts): readings stamped by the server must differ.
+    body = b'[{"values": {"temperature": 1}}, {"values": {"temperature": 2}}, {"values": {"temperature": 3}}]'
+    first = parse_telemetry(body, project="p", device="d", schema=SCHEMA).batch()
+    second = parse_telemetry(body, project="p", device="d", schema=SCHEMA).batch()
+    ts = first.ts.tolist() + second.ts.tolist()
+    assert ts == sorted(ts) and len(set(ts)) == 6
+    assert first.value.tolist() == [1.0, 2.0, 3.0]
+    # Readings without ts in a batch take consecutive microseconds, in batch order.
+    assert parse(body).batch().ts.tolist() == [NOW, NOW + 1, NOW + 2]
+
+
 def test_batch_with_iso_and_epoch_ms_timestamps():
     body = (b'[{"ts": "2026-11-23T09:00:00Z", "values": {"temperature": 1}},'
             b' {"ts": 1795424400000, "values": {"temperature": 2, "count": 3}},'

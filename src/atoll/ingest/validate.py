@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -169,6 +170,30 @@ def merge(parsed: list[ParsedTelemetry]) -> PointBatch:
     )
 
 
+class _ServerClock:
+    """Server timestamps that never repeat in this process.
+
+    A point's identity in the store is (series, timestamp), last write wins, so two readings
+    stamped by the server must not share a microsecond: readings without ``ts`` in one batch
+    get consecutive microseconds (in batch order), and later messages get later stamps even
+    when they arrive within the same microsecond.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, n: int) -> int:
+        """First of ``n`` consecutive, never-before-returned microsecond stamps."""
+        with self._lock:
+            base = max(time.time_ns() // 1000, self._last + 1)
+            self._last = base + max(n, 1) - 1
+            return base
+
+
+_server_clock = _ServerClock()
+
+
 def _ts_us(raw, now_us: int, where: str) -> int:
     if raw is None:
         return now_us
@@ -238,7 +263,7 @@ def parse_telemetry(
     doc = _decode(body)
     readings = doc if isinstance(doc, list) else (doc,)
     if now_us is None:
-        now_us = time.time_ns() // 1000
+        now_us = _server_clock.reserve(len(readings))
     latest_ok = now_us + int(limits.max_future_skew_s * 1_000_000)
     metrics_spec = schema.metrics
     is_open = not metrics_spec
@@ -253,7 +278,7 @@ def parse_telemetry(
     npoints = 0
     for n, r in enumerate(readings):
         where = f"$[{n}]" if doc is readings else "$"
-        t = _ts_us(r.ts, now_us, where)
+        t = _ts_us(r.ts, now_us + n, where)
         if t > latest_ok:
             raise InvalidTelemetry(
                 FUTURE_TIMESTAMP,
