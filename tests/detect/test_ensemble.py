@@ -152,3 +152,22 @@ def test_state_round_trip_while_the_tail_sample_evicts(cut):
     np.testing.assert_array_equal(np.concatenate([head, tail]), full)
     without_tail = EnsembleDetector(**{**params, "tail_size": 0}).score_many(x)
     assert not np.array_equal(full, without_tail)  # the tail signal takes part here
+
+
+def test_burst_channel_sees_a_new_oscillation_inside_the_range():
+    # A slow cycle starts to chatter between values it visits anyway: no range or tail break,
+    # and block means hardly change, but the stream's roughness jumps.
+    rng = np.random.default_rng(2)
+    t = np.arange(4000)
+    x = 10 + 5 * np.sin(2 * np.pi * t / 500) + rng.normal(0, 0.1, 4000)
+    x[3000:3300] += np.where(np.arange(300) % 2, 1.0, -1.0)
+    thr = EnsembleDetector.default_threshold
+    assert EnsembleDetector().score_many(x)[3000:3030].max() >= thr
+    assert EnsembleDetector(burst_window=0).score_many(x)[3000:3030].max() < thr
+
+
+@pytest.mark.parametrize("bad", [{"burst_window": 1}, {"burst_window": -2}, {"burst_gate": 0.0},
+                                 {"burst_gate": 1.5}, {"burst_floor": 0.0}])
+def test_burst_settings_are_validated(bad):
+    with pytest.raises(InvalidInput):
+        EnsembleDetector(**bad)

@@ -21,3 +21,16 @@ def range_break(x: float, lo: float, hi: float) -> float:
     if x < lo:
         return min(1.0, 0.5 + (lo - x) / width)
     return 0.0
+
+
+@njit(cache=True)
+def supported_break(mean: float, x: float, lo: float, hi: float) -> float:
+    """Range break of a rolling ``mean`` that the reading ``x`` itself takes part in.
+
+    A rolling mean also creeps to a new high when an old low reading leaves its window, while the
+    newest reading sits well inside the range. That is no news, so the break counts only if ``x``
+    lies beyond the same bound of ``[lo, hi]`` as the mean.
+    """
+    if (mean > hi and x >= hi) or (mean < lo and x <= lo):
+        return range_break(mean, lo, hi)
+    return 0.0
