@@ -62,6 +62,20 @@ def _ends(starts: np.ndarray, n: int) -> np.ndarray:
     return np.r_[starts[1:], n] - 1
 
 
+#: Stored points ``p`` at the keys in temp table ``batch_points``. The time span of each series
+#: (``_spans``) makes the planner read them through the ``(sid, ts)`` index: joined on the keys
+#: alone it prefers a sequential scan of every point.
+_AT_KEYS = """unnest(%s::int[], %s::bigint[], %s::bigint[]) AS r(sid, lo, hi)
+    JOIN points p ON p.sid = r.sid AND p.ts >= r.lo AND p.ts <= r.hi
+    JOIN batch_points o ON o.sid = p.sid AND o.ts = p.ts"""
+
+
+def _spans(sid: np.ndarray, ts: np.ndarray) -> list[list[int]]:
+    """``[ids, first ts, last ts]`` of each series in a ``(sid, ts)``-sorted batch."""
+    ids, starts = plan.series_runs(sid)
+    return [ids.tolist(), ts[starts].tolist(), ts[_ends(starts, len(ts))].tolist()]
+
+
 def _table(tier: int) -> str:
     return f"rollup_{tier // 1_000_000}s"
 
@@ -283,7 +297,8 @@ class PostgresStore:
             w.execute("TRUNCATE batch_points")
             self._copy("batch_points", {"sid": sid[replaced], "ts": ts[replaced]})
             w.execute(
-                "DELETE FROM points p USING batch_points o WHERE p.sid = o.sid AND p.ts = o.ts"
+                f"DELETE FROM points WHERE ctid IN (SELECT p.ctid FROM {_AT_KEYS})",
+                _spans(sid[replaced], ts[replaced]),
             )
             inside, tsid, tb = plan.touched_buckets(sid, ts, replaced, plan.TIERS[0])
         else:  # live data, or late points filling gaps: they combine like any new ones
@@ -325,10 +340,9 @@ class PostgresStore:
     def _stored(self, sid, ts, back: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sid, ts, value)`` of the stored points at the keys of the ``back`` points."""
         self._copy("batch_points", {"sid": sid[back], "ts": ts[back]})
-        self._writer.execute("ANALYZE batch_points")  # a handful of rows: use the index
+        self._writer.execute("ANALYZE batch_points")
         rows = self._writer.execute(
-            """SELECT p.sid, p.ts, p.value FROM batch_points o JOIN points p
-            ON p.sid = o.sid AND p.ts = o.ts"""
+            f"SELECT p.sid, p.ts, p.value FROM {_AT_KEYS}", _spans(sid[back], ts[back])
         ).fetchall()
         if not rows:
             return np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0)
