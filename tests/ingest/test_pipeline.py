@@ -123,6 +123,34 @@ async def test_stored_points_are_published_on_the_bus_per_device(rig):
     assert [k.metric for k in by_subject["telemetry.p.a"].keys] == ["t", "h"]
 
 
+async def test_messages_enqueued_together_share_one_future_and_one_commit(rig):
+    pipe, store, bus = rig
+    got = []
+
+    async def handler(msg):
+        got.append(decode_telemetry(msg.data))
+
+    await bus.subscribe("telemetry.p.a", handler)
+    bodies = [b'{"ts": %d, "values": {"t": %d}}' % (1_767_225_600_000 + i, i) for i in range(50)]
+    bodies.append(b'{"ts": 1767225601000, "values": {"t": 50, "h": 51}}')
+    store.gate.clear()
+    future = pipe.enqueue([pipe.validate(ident("a"), b) for b in bodies])
+    await asyncio.sleep(0.1)
+    assert not future.done(), "resolved before the store append returned"
+    store.gate.set()
+    await asyncio.wait_for(future, 5)
+    assert len(store.appends) == 1 and len(store.appends[0]) == 52
+    assert pipe.stats.messages == 51 and pipe.stats.points == 52
+    for _ in range(100):
+        if got:
+            break
+        await asyncio.sleep(0.01)
+    (event,) = got
+    assert [k.metric for k in event.keys] == ["t", "h"]
+    assert event.value.tolist() == list(range(52))
+    assert [event.keys[i].metric for i in event.key_index.tolist()] == ["t"] * 51 + ["h"]
+
+
 async def test_stop_writes_everything_queued():
     store = GatedStore()
     pipe = IngestPipeline(store)

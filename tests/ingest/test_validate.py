@@ -145,3 +145,16 @@ def test_merge_dedups_keys_across_messages():
     assert got[("p", "d", "count")] == [2, 4]
     assert got[("p", "e", "count")] == [3]
     assert not np.isnan(m.value).any() and all(math.isfinite(v) for v in m.value)
+
+
+def test_merge_keeps_every_point_with_its_series_in_order():
+    bodies = [(b'{"ts": %d, "values": {"temperature": %d}}' % (NOW // 1000 - i, i), "d") for i in range(5)]
+    bodies += [(b'[{"values": {"count": 7, "temperature": 8}}, {"values": {"count": 9}}]', "d"),
+               (b'{"values": {"count": 1}}', "e"), (b'{"values": {"temperature": 2}}', "d")]
+    msgs = [parse_telemetry(b, project="p", device=d, schema=SCHEMA, now_us=NOW) for b, d in bodies]
+    m = merge(msgs)
+    want = [(p.device, p.metrics[k], t, v) for p in msgs for k, t, v in zip(p.key_index, p.ts, p.value, strict=True)]
+    got = [(m.keys[k].device, m.keys[k].metric, t, v)
+           for k, t, v in zip(m.key_index.tolist(), m.ts.tolist(), m.value.tolist(), strict=True)]
+    assert got == want
+    assert len(m.keys) == len(set(m.keys)) == 3

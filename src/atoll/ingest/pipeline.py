@@ -277,8 +277,11 @@ class IngestPipeline:
                 lut: dict[str, int] = {}
                 idx, ts, val = [], [], []
                 for p in parts:
-                    remap = [lut.setdefault(m, len(lut)) for m in p.metrics]
-                    idx.extend([remap[i] for i in p.key_index])
+                    if len(p.metrics) == 1:  # single-reading messages: no remapping per point
+                        idx.extend([lut.setdefault(p.metrics[0], len(lut))] * len(p.ts))
+                    else:
+                        remap = [lut.setdefault(m, len(lut)) for m in p.metrics]
+                        idx.extend([remap[i] for i in p.key_index])
                     ts.extend(p.ts)
                     val.extend(p.value)
                 metrics = list(lut)

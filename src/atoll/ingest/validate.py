@@ -153,13 +153,28 @@ class ParsedTelemetry:
 
 def merge(parsed: list[ParsedTelemetry]) -> PointBatch:
     """One ``PointBatch`` out of many validated messages (keys de-duplicated)."""
-    keys: dict[SeriesKey, int] = {}
+    keys: list[SeriesKey] = []
+    devices: dict[tuple[str, str], dict[str, int]] = {}
     idx: list[int] = []
     ts: list[int] = []
     val: list[float] = []
     for p in parsed:
-        lut = [keys.setdefault(SeriesKey(p.project, p.device, m), len(keys)) for m in p.metrics]
-        idx.extend([lut[i] for i in p.key_index])
+        # Many messages of a group come from few devices: look keys up per device, and build
+        # each SeriesKey once per merge (not once per message).
+        device = devices.get((p.project, p.device))
+        if device is None:
+            device = devices[(p.project, p.device)] = {}
+        lut = []
+        for m in p.metrics:
+            k = device.get(m)
+            if k is None:
+                k = device[m] = len(keys)
+                keys.append(SeriesKey(p.project, p.device, m))
+            lut.append(k)
+        if len(lut) == 1:
+            idx.extend(lut * len(p.ts))
+        else:
+            idx.extend([lut[i] for i in p.key_index])
         ts.extend(p.ts)
         val.extend(p.value)
     return PointBatch(
@@ -273,12 +288,16 @@ def parse_telemetry(
     tss: list[int] = []
     vals: list[float] = []
     flagged = 0
-    flagged_names: set[str] = set()
+    flagged_names: set[str] | None = None
     reject_oor = limits.out_of_range == "reject"
     npoints = 0
     for n, r in enumerate(readings):
         where = f"$[{n}]" if doc is readings else "$"
-        t = _ts_us(r.ts, now_us + n, where)
+        raw = r.ts
+        if type(raw) is int and raw >= _MIN_EPOCH_MS:  # the usual case, checked inline
+            t = raw * 1000
+        else:
+            t = _ts_us(raw, now_us + n, where)
         if t > latest_ok:
             raise InvalidTelemetry(
                 FUTURE_TIMESTAMP,
@@ -342,6 +361,8 @@ def parse_telemetry(
                         f"{where}.values.{name}={fv:g} is outside the declared range [{lo:g}, {hi:g}]",
                     )
                 flagged += 1
+                if flagged_names is None:
+                    flagged_names = set()
                 flagged_names.add(name)
             k = key_of.get(name)
             if k is None:
@@ -353,8 +374,9 @@ def parse_telemetry(
     if not tss:
         raise InvalidTelemetry(EMPTY, "message holds no values",
                                hint='send {"values": {"metric": number}}')
-    return ParsedTelemetry(project, device, metrics, kidx, tss, vals, flagged,
-                           tuple(sorted(flagged_names)))
+    if flagged_names is None:
+        return ParsedTelemetry(project, device, metrics, kidx, tss, vals)
+    return ParsedTelemetry(project, device, metrics, kidx, tss, vals, flagged, tuple(sorted(flagged_names)))
 
 
 def _wrong(where: str, name: str, v, expected: str) -> InvalidTelemetry:
