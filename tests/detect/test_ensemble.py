@@ -76,13 +76,15 @@ def test_state_round_trip_mid_stream(cut):
     np.testing.assert_array_equal(np.concatenate([head, tail]), full)
 
 
-def test_future_values_do_not_change_past_scores():
+@pytest.mark.parametrize("params", [{}, {"scales": (), "tail_size": 0, "mean_window": 1}],
+                         ids=["default", "bursts-and-range-only"])
+def test_future_values_do_not_change_past_scores(params):
     x = _series()
     y = x.copy()
     rng = np.random.default_rng(7)
     y[1500:] = rng.normal(0, 100, len(y) - 1500)
-    sx = EnsembleDetector().score_many(x)
-    sy = EnsembleDetector().score_many(y)
+    sx = EnsembleDetector(**params).score_many(x)
+    sy = EnsembleDetector(**params).score_many(y)
     np.testing.assert_array_equal(sx[:1500], sy[:1500])
     assert not np.array_equal(sx[1500:], sy[1500:])
 
