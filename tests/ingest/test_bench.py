@@ -14,6 +14,7 @@ def test_bench_ingest_runs_every_phase_and_writes_json(tmp_path):
     # Each phase waits until every point is stored, so these are persisted counts.
     assert doc["mqtt_batched"]["points"] == 2 * 3 * 1000
     assert doc["mqtt_single"]["messages"] == 2 * 200
+    assert doc["mqtt_single"]["server_cpu_us_per_message"] > 0
     assert doc["http_batched"]["points"] == 2 * 1 * 1000
     assert doc["store_raw_append"]["points"] == 100_000
     assert set(doc["chart_queries_width_1000"]) == {"1 day"}
