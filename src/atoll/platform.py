@@ -143,7 +143,10 @@ class Platform:
         self._stack.append(("ingest", self.pipeline.stop))
 
         if s.mqtt_mode == "embedded":
-            self.mqtt = EmbeddedBroker(self.pipeline, directory, host=s.mqtt_host, port=s.mqtt_port)
+            from atoll.ingest.listeners import listeners
+
+            self.mqtt = EmbeddedBroker(self.pipeline, directory, host=s.mqtt_host, port=s.mqtt_port,
+                                       listeners=listeners(s))
         elif s.mqtt_mode == "external":
             from atoll.ingest.external import ExternalIngest
 

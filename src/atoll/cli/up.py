@@ -30,8 +30,23 @@ def up(
                                                   help="embedded broker address [127.0.0.1]")] = None,
     mqtt_port: Annotated[int | None, typer.Option("--mqtt-port",
                                                   help="embedded broker port [1883]; 0 = any free port")] = None,
+    mqtt_tls_port: Annotated[int | None, typer.Option(
+        "--mqtt-tls-port", help="embedded broker: MQTT over TLS on this port (e.g. 8883; 0 = any "
+                                "free port); needs --tls-cert and --tls-key")] = None,
+    mqtt_ws_port: Annotated[int | None, typer.Option(
+        "--mqtt-ws-port", help="embedded broker: MQTT over WebSockets on this port")] = None,
+    mqtt_wss_port: Annotated[int | None, typer.Option(
+        "--mqtt-wss-port", help="embedded broker: MQTT over WebSockets with TLS on this port")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        "--tls-cert", help="PEM certificate (then any intermediates) for the TLS listeners")] = None,
+    tls_key: Annotated[Path | None, typer.Option(
+        "--tls-key", help="PEM private key of --tls-cert (unencrypted)")] = None,
     mqtt_url: Annotated[str | None, typer.Option("--mqtt-url",
-                                                 help="external broker, mqtt://user:pass@host:port")] = None,
+                                                 help="external broker, mqtt://user:pass@host:port "
+                                                      "(mqtts:// for TLS)")] = None,
+    mqtt_node_id: Annotated[str | None, typer.Option(
+        "--mqtt-node-id", help="external broker: this process's unique, stable name "
+                               "[made once, kept in the data directory]")] = None,
     store: Annotated[str | None, typer.Option("--store",
                                               help="store URL [duckdb in the data directory]")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug | info | warning")] = "info",
@@ -44,6 +59,8 @@ def up(
     overrides = {k: v for k, v in {
         "home": home, "http_host": http_host, "http_port": http_port, "mqtt_mode": mqtt,
         "mqtt_host": mqtt_host, "mqtt_port": mqtt_port, "mqtt_url": mqtt_url, "store_url": store,
+        "mqtt_tls_port": mqtt_tls_port, "mqtt_ws_port": mqtt_ws_port, "mqtt_wss_port": mqtt_wss_port,
+        "tls_cert": tls_cert, "tls_key": tls_key, "mqtt_node_id": mqtt_node_id,
     }.items() if v is not None}
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -77,6 +94,7 @@ async def _run(settings) -> None:
     try:
         runtime.write_text(json.dumps({
             "pid": os.getpid(), "http_url": platform.http_url, "mqtt_url": platform.mqtt_url,
+            "mqtt_listeners": _listener_urls(platform),
         }))
         _announce(platform)
         await stop.wait()
@@ -87,12 +105,21 @@ async def _run(settings) -> None:
     typer.echo("stopped")
 
 
+def _listener_urls(platform) -> dict[str, str]:
+    from atoll.ingest.listeners import urls
+
+    ports = getattr(platform.mqtt, "ports", None) or {}
+    return urls(platform.settings.mqtt_host, ports)
+
+
 def _announce(platform) -> None:
     s = platform.settings
     typer.echo(f"Atoll is up (data in {s.home.resolve()})")
     typer.echo(f"  console + API  {platform.http_url}/   (OpenAPI docs at {platform.http_url}/docs)")
     if platform.mqtt_url:
         typer.echo(f"  MQTT           {platform.mqtt_url}   ({s.mqtt_mode} broker)")
+        for url in _listener_urls(platform).values():
+            typer.echo(f"                 {url}")
     else:
         typer.echo("  MQTT           off")
     typer.echo(f"  store          {s.resolved_store_url}")

@@ -31,7 +31,7 @@ from typing import Any
 
 from amqtt.adapters import StreamWriterAdapter
 from amqtt.broker import Action, Broker
-from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
@@ -41,6 +41,7 @@ from atoll.ingest.devices import DeviceDirectory, Identity
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.embedded_connection import DeviceHandler, DeviceStreamReader
 from atoll.ingest.pipeline import IngestPipeline
+from atoll.ingest.websocket import use_websocket_adapters
 
 log = logging.getLogger(__name__)
 
@@ -158,11 +159,16 @@ class EmbeddedBroker:
     """``await EmbeddedBroker(pipeline, directory, port=1883).start()``; ``port=0`` picks a free one."""
 
     def __init__(self, pipeline: IngestPipeline, directory: DeviceDirectory, *,
-                 host: str = "127.0.0.1", port: int = 1883, recheck_interval: float = 10.0) -> None:
+                 host: str = "127.0.0.1", port: int = 1883, recheck_interval: float = 10.0,
+                 listeners: dict[str, dict[str, Any]] | None = None) -> None:
         self.pipeline = pipeline
         self.directory = directory
         self.host = host
         self.port = port
+        #: Extra amqtt listeners by name (TLS, WebSockets: ``atoll.ingest.listeners``), and the
+        #: port each listener is bound to once started.
+        self.listeners = listeners or {}
+        self.ports: dict[str, int] = {}
         self.recheck_interval = recheck_interval
         self._broker: _AtollAmqttBroker | None = None
         self._recheck: asyncio.Task | None = None
@@ -182,18 +188,21 @@ class EmbeddedBroker:
             check_port_free(self.host, self.port, "MQTT", "--mqtt-port")
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}",
-                                      "max_connections": -1}},
+                                      "max_connections": -1}, **self.listeners},
             "plugins": {},
             "timeout_disconnect_delay": 2,
         }
         self._broker = _AtollAmqttBroker(config, self)
+        use_websocket_adapters(self._broker)
         try:
             await self._broker.start()
-        except AMQTTError as e:
+        except (AMQTTError, BrokerError) as e:
             raise Unavailable(f"could not start the embedded MQTT broker on {self.host}:{self.port}: {e}",
-                              hint="choose another port with --mqtt-port N") from e
-        server = self._broker._servers["default"].instance
-        self.port = server.sockets[0].getsockname()[1]
+                              hint="choose other ports with --mqtt-port N (--mqtt-tls-port, "
+                                   "--mqtt-ws-port, --mqtt-wss-port)") from e
+        self.ports = {name: server.instance.sockets[0].getsockname()[1]
+                      for name, server in self._broker._servers.items()}
+        self.port = self.ports["default"]
         self._recheck = asyncio.create_task(self._recheck_loop(), name="atoll-mqtt-recheck")
         self._watchdog = asyncio.create_task(self._keep_alive_loop(), name="atoll-mqtt-keepalive")
 

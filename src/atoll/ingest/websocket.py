@@ -1,0 +1,95 @@
+"""The embedded broker's WebSocket connections: amqtt adapters that suit Atoll's broker.
+
+amqtt's own WebSocket writer sends only when ``drain()`` is awaited, but the broker writes
+PUBACKs without awaiting (many at once, after a group commit), so over WebSockets they would
+wait for the next ping. ``WebSocketWriter`` sends every write promptly and in order.
+``WebSocketReader`` notes when data last arrived, as the keep-alive watchdog expects of every
+connection's reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from typing import Any
+
+from amqtt.adapters import ReaderAdapter, WriterAdapter
+from websockets import ConnectionClosed
+
+log = logging.getLogger(__name__)
+
+
+def use_websocket_adapters(broker: Any) -> None:
+    """Make an amqtt ``Broker`` wrap WebSocket connections in this module's adapters."""
+
+    async def ws_connected(websocket: Any, listener_name: str) -> None:
+        await broker._client_connected(listener_name, WebSocketReader(websocket),
+                                       WebSocketWriter(websocket))
+
+    broker.ws_connected = ws_connected
+
+
+class WebSocketReader(ReaderAdapter):
+    """MQTT bytes out of WebSocket messages (a packet may span messages, or share one)."""
+
+    def __init__(self, websocket: Any) -> None:
+        self._ws = websocket
+        self._buffer = bytearray()
+        self.last = time.monotonic()
+
+    async def read(self, n: int = -1) -> bytes:
+        while len(self._buffer) < max(n, 1):
+            try:
+                message = await self._ws.recv()
+            except ConnectionClosed:
+                break
+            self._buffer += message.encode() if isinstance(message, str) else message
+            self.last = time.monotonic()
+        size = len(self._buffer) if n < 0 else n
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def feed_eof(self) -> None:
+        pass  # the WebSocket closes itself
+
+
+class WebSocketWriter(WriterAdapter):
+    """Sends what is written as soon as the event loop is free, one message per burst."""
+
+    def __init__(self, websocket: Any) -> None:
+        self._ws = websocket
+        self._buffer = bytearray()
+        self._sending: asyncio.Task | None = None
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.get_running_loop().create_task(self._send())
+
+    async def _send(self) -> None:
+        while self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            try:
+                await self._ws.send(data)
+            except ConnectionClosed as e:  # the reader sees the close too; the client re-sends
+                log.debug("WebSocket closed while sending: %r", e)
+                self._buffer.clear()
+                return
+
+    async def drain(self) -> None:
+        if self._sending is not None:
+            await asyncio.shield(self._sending)
+
+    def get_peer_info(self) -> tuple[str, int] | None:
+        address = self._ws.remote_address
+        return tuple(address[:2]) if address else None
+
+    def get_ssl_info(self) -> ssl.SSLObject | None:
+        return self._ws.transport.get_extra_info("ssl_object")
+
+    async def close(self) -> None:
+        await self._ws.close()
