@@ -26,7 +26,7 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, extra: str = ""):
         self.dir = tmp_path / "mosquitto"
         self.dir.mkdir()
         self.port = free_port()
@@ -35,7 +35,8 @@ class Broker:
                       "pid_file": self.dir / "mosquitto.pid"}
         MosquittoAuth(self.files["password_file"], self.files["acl_file"], None,
                       admin_password=self.password).apply()
-        conf = write_mosquitto_conf(self.dir / "mosquitto.conf", port=self.port, **self.files)
+        conf = write_mosquitto_conf(self.dir / "mosquitto.conf", port=self.port, extra=extra,
+                                    **self.files)
         self.log = open(self.dir / "log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([find_mosquitto()[0], "-c", str(conf)], stdout=self.log,
                                      stderr=subprocess.STDOUT)

@@ -34,6 +34,7 @@ import os
 import re
 import secrets
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -226,6 +227,10 @@ class ExternalIngest:
         for w in self._workers:
             try:
                 await asyncio.to_thread(w.start, self.host, self.port)
+            except ssl.SSLError as e:
+                raise Unavailable(f"no TLS connection to the MQTT broker at {self.host}:{self.port}: "
+                                  f"{e}", hint="set ATOLL_MQTT_CA_FILE to the CA certificate that "
+                                               "signed the broker's one") from None
             except OSError as e:
                 raise Unavailable(f"cannot reach the MQTT broker at {self.host}:{self.port}: {e}",
                                   hint="start the broker or fix --mqtt-url") from None
