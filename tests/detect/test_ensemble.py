@@ -169,7 +169,8 @@ def test_burst_channel_sees_a_new_oscillation_inside_the_range():
 
 
 @pytest.mark.parametrize("bad", [{"burst_window": 1}, {"burst_window": -2}, {"burst_gate": 0.0},
-                                 {"burst_gate": 1.5}, {"burst_floor": 0.0}])
+                                 {"burst_gate": 1.5}, {"burst_floor": 0.0}, {"burst_alpha": 0.0},
+                                 {"burst_alpha": 1.5}])
 def test_burst_settings_are_validated(bad):
     with pytest.raises(InvalidInput):
         EnsembleDetector(**bad)

@@ -17,8 +17,9 @@ Signals are fused by ``max``, then repeated alarms are muted for a while:
 4. **Variability bursts** (``bursts.py``): the median of the last ``burst_window`` persistence
    errors ``|x_t - x_(t-1)|`` against its own long-run level (log ratio, floored at
    ``burst_floor`` of the range), through the same likelihood, mute and warm-up as a novelty
-   scale, with ``burst_gate`` as its gate. It finds a stream that starts to oscillate or chatter
-   inside its usual range. ``burst_window=0`` switches it off.
+   scale, with ``burst_gate`` as its gate and a longer memory: ``burst_alpha`` is the EWMA rate of
+   both the long-run level and the likelihood statistics. It finds a stream that starts to
+   oscillate or chatter inside its usual range. ``burst_window=0`` switches it off.
 5. **Suppression**: after any output at or above ``alarm``, the next ``quiet`` outputs are 0.
    NAB (and an operator) charges for every repeated alarm, and one alarm per event is enough.
 
@@ -60,11 +61,11 @@ _C_COUNT, _C_LM, _C_LV, _C_LAST, _C_VALID = range(5)
 _S_WIN, _S_STRIDE, _S_OFF, _S_BANK, _S_GATE = range(5)
 # Global parameter slots.
 (_P_WARM, _P_MEANW, _P_LSHORT, _P_LALPHA, _P_LWARM, _P_LQUIET, _P_ALARM, _P_QUIET,
- _P_TSTRIDE, _P_TQ, _P_TMARGIN, _P_TGAIN, _P_TQUIET, _P_BGATE, _P_BFLOOR) = range(15)
+ _P_TSTRIDE, _P_TQ, _P_TMARGIN, _P_TGAIN, _P_TQUIET, _P_BGATE, _P_BFLOOR, _P_BALPHA) = range(16)
 
 
 @njit(cache=True)
-def _likelihood(row, raw, valid, speak, gate, i, cst, raws, p, commit):
+def _likelihood(row, raw, valid, speak, gate, alpha, i, cst, raws, p, commit):
     """Numenta's anomaly likelihood of channel ``row``'s raw value, gated, muted after an alarm."""
     lshort = int(p[_P_LSHORT])
     rs = raw
@@ -84,7 +85,7 @@ def _likelihood(row, raw, valid, speak, gate, i, cst, raws, p, commit):
     if commit:
         if not muted and nov >= 0.5:
             cst[row, _C_LAST] = i
-        la = max(p[_P_LALPHA], 1.0 / (i + 1))
+        la = max(alpha, 1.0 / (i + 1))
         dl = smean - cst[row, _C_LM]
         cst[row, _C_LM] += la * dl
         cst[row, _C_LV] = (1.0 - la) * (cst[row, _C_LV] + la * dl * dl)
@@ -155,7 +156,7 @@ def _step(x, st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, s
                 off = int(sp[c, _S_OFF])
                 size = int(sp[c, _S_BANK])
                 raw = nearest_distance(bank[off:off + size], min(count, size), window[c])
-        out = max(out, _likelihood(c, raw, valid, True, sp[c, _S_GATE], i, cst, raws, p, commit))
+        out = max(out, _likelihood(c, raw, valid, True, sp[c, _S_GATE], p[_P_LALPHA], i, cst, raws, p, commit))
         if commit and i >= win and i % int(sp[c, _S_STRIDE]) == 0:
             count = int(cst[c, _C_COUNT])
             bank[int(sp[c, _S_OFF]) + count % int(sp[c, _S_BANK]), :] = window[c]
@@ -174,11 +175,12 @@ def _step(x, st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, s
             if st[_B_SEEN] > 0:
                 valid = True
                 raw = burst_ratio(rough, st[_B_USUAL], p[_P_BFLOOR] * (st[_HI] - st[_LO] if st[_HI] > st[_LO] else 1.0))
-        out = max(out, _likelihood(nscales, raw, valid, i >= p[_P_WARM], p[_P_BGATE], i, cst, raws, p, commit))
+        out = max(out, _likelihood(nscales, raw, valid, i >= p[_P_WARM], p[_P_BGATE], p[_P_BALPHA], i, cst, raws,
+                                   p, commit))
         if commit:
             if full:
                 seen = st[_B_SEEN] + 1.0
-                st[_B_USUAL] += max(p[_P_LALPHA], 1.0 / seen) * (rough - st[_B_USUAL])
+                st[_B_USUAL] += max(p[_P_BALPHA], 1.0 / seen) * (rough - st[_B_USUAL])
                 st[_B_SEEN] = seen
             if i > 0:
                 tail_push(err, bring, bsort, i - 1)
@@ -244,6 +246,7 @@ class EnsembleDetector(StreamingDetector):
         burst_window: int = 28,
         burst_gate: float = 0.6,
         burst_floor: float = 0.01,
+        burst_alpha: float = 0.001,
     ) -> None:
         scales = tuple(tuple(s) for s in scales)
         _check_int("blocks", blocks, 1)
@@ -267,6 +270,8 @@ class EnsembleDetector(StreamingDetector):
             raise InvalidInput("burst_window must be 0 (off) or at least 2, got 1")
         if not (0.0 < burst_gate <= 1.0 and burst_floor > 0.0):
             raise InvalidInput(f"burst_gate must be in (0, 1] and burst_floor > 0, got {burst_gate!r}, {burst_floor!r}")
+        if not 0.0 < burst_alpha <= 1.0:
+            raise InvalidInput(f"burst_alpha must be in (0, 1], got {burst_alpha!r}")
         for scale in scales:
             if len(scale) != 4:
                 raise InvalidInput(f"each scale is (window, stride, bank, gate), got {scale!r}")
@@ -286,12 +291,13 @@ class EnsembleDetector(StreamingDetector):
         self.tail_margin, self.tail_gain = float(tail_margin), float(tail_gain)
         self.tail_quiet = int(tail_quiet)
         self.burst_window, self.burst_gate = int(burst_window), float(burst_gate)
-        self.burst_floor = float(burst_floor)
+        self.burst_floor, self.burst_alpha = float(burst_floor), float(burst_alpha)
 
         self._p = np.array([self.warmup, self.mean_window, self.lik_short, self.lik_alpha,
                             self.lik_warmup, self.lik_quiet, self.alarm, self.quiet,
                             self.tail_stride, self.tail_q, self.tail_margin, self.tail_gain,
-                            self.tail_quiet, self.burst_gate, self.burst_floor], dtype=np.float64)
+                            self.tail_quiet, self.burst_gate, self.burst_floor, self.burst_alpha],
+                           dtype=np.float64)
         offsets = np.cumsum([0] + [b for _, _, b, _ in self.scales])
         self._sp = np.array([[w, s, offsets[k], b, g] for k, (w, s, b, g) in enumerate(self.scales)],
                             dtype=np.float64).reshape(len(self.scales), 5)
@@ -323,7 +329,8 @@ class EnsembleDetector(StreamingDetector):
                 "tail_stride": self.tail_stride, "tail_q": self.tail_q,
                 "tail_margin": self.tail_margin, "tail_gain": self.tail_gain,
                 "tail_quiet": self.tail_quiet, "burst_window": self.burst_window,
-                "burst_gate": self.burst_gate, "burst_floor": self.burst_floor}
+                "burst_gate": self.burst_gate, "burst_floor": self.burst_floor,
+                "burst_alpha": self.burst_alpha}
 
     def _run(self, x: float, commit: bool) -> float:
         self._one[0] = x
