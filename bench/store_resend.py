@@ -24,11 +24,11 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from atoll.store.bench import SECOND, synthetic
 HOUR = 3600 * SECOND
 
 
-def _interleaved(keys: list[SeriesKey], first_second: int, seconds: int) -> PointBatch:
+def interleaved(keys: list[SeriesKey], first_second: int, seconds: int) -> PointBatch:
     """``seconds`` seconds of every series from ``first_second``, one reading per series per
     second, series interleaved."""
     ts, value = synthetic(first_second, seconds)
@@ -53,7 +53,7 @@ def _interleaved(keys: list[SeriesKey], first_second: int, seconds: int) -> Poin
     )
 
 
-def _timed(store, batches: list[PointBatch], sent_before: bool = False) -> dict:
+def timed(store, batches: list[PointBatch], sent_before: bool = False) -> dict:
     """Append each batch, timing each ``append``; ``sent_before``: append it once untimed
     first (delivered, but the PUBACK was lost), so the timed append is the re-send."""
     ms, points = [], 0
@@ -75,7 +75,7 @@ def _timed(store, batches: list[PointBatch], sent_before: bool = False) -> dict:
 
 
 def _live(keys: list[SeriesKey], now: int, step: int, count: int) -> list[PointBatch]:
-    return [_interleaved(keys, now + i * step, step) for i in range(count)]
+    return [interleaved(keys, now + i * step, step) for i in range(count)]
 
 
 def main() -> None:
@@ -89,72 +89,76 @@ def main() -> None:
     ap.add_argument("--late", type=int, default=20, help="timed late re-sends (1 hour each)")
     args = ap.parse_args()
 
-    tmp = None
-    url = args.store
-    if url is None:
-        tmp = tempfile.mkdtemp(prefix="atoll-bench-")
-        url = f"duckdb://{tmp}/series.duckdb"
-    store = open_store(url)
-    keys = [SeriesKey("bench", f"meter-{i}", "power") for i in range(args.series)]
-    try:
-        history = args.days * 86_400
-        t = time.perf_counter()
-        for first in range(0, history, 86_400):
-            for key in keys:
-                store.append(PointBatch.of_series(key, *synthetic(first, 86_400)))
-        load_s = time.perf_counter() - t
-        if hasattr(store, "compact"):
-            store.compact()
-        print(f"history: {history * len(keys):,} points in {load_s:.1f} s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="atoll-bench-") as tmp:
+        url = args.store or f"duckdb://{tmp}/series.duckdb"
+        store = open_store(url)
+        try:
+            measured = _measure(store, args)
+        finally:
+            store.close()
+    write_result(args.json, "store.resend", url, measured)
 
-        now, step, count = history, args.batch_seconds, args.live  # next second to append
-        sections = {"live": _timed(store, _live(keys, now, step, count))}
-        now += step * count
-        sections["lost_puback"] = _timed(store, _live(keys, now, step, count), sent_before=True)
-        now += step * count
-        rng = np.random.default_rng(7)
-        late = []
-        for i in range(args.late):
-            ts, value = synthetic(int(rng.integers(3600, history - 7200)), 3600)
-            value[rng.random(3600) < 0.1] += 5.0  # corrected readings
-            late.append(PointBatch.of_series(keys[i % len(keys)], ts, value))
-        sections["late_resend"] = _timed(store, late)
-        doubled = [PointBatch.concat([b, b]) for b in _live(keys, now, step, count)]
-        sections["batch_duplicates"] = _timed(store, doubled)
-        now += step * count
-        for name, r in sections.items():
-            print(
-                f"{name}: {r['median_ms']} ms median per append of {r['points_per_append']} "
-                f"points, {r['points_per_second']:,} points/s",
-                flush=True,
-            )
-        hourly = store.query_buckets(keys[0], 0, 2**62, HOUR).columns["count"]
-        result = {
-            "benchmark": "store.resend",
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": "2-core python-svc",
-            "cpus": os.cpu_count(),
-            "load_average": os.getloadavg(),
-            "python": platform.python_version(),
-            "store": url.split("://")[0],
-            "series": args.series,
-            "history_points": history * len(keys),
-            "history_load_seconds": round(load_s, 1),
-            "batch_seconds": step,
-            "command_store": url.split("?")[0] if tmp is None else "duckdb (temp file)",
-            **sections,
-            # What the store kept: with (series, ts) identity, exactly the distinct readings.
-            "series_0_points_stored": int(hourly.sum()),
-            "series_0_distinct_readings": now,
-        }
-    finally:
-        store.close()
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.json}")
+
+def write_result(path: str, benchmark: str, url: str, measured: dict) -> None:
+    """The JSON document: what ran where and when (load average included), then ``measured``."""
+    result = {
+        "benchmark": benchmark,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": "2-core python-svc",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+        "store": url.split("://")[0],
+        **measured,
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+def _measure(store, args) -> dict:
+    keys = [SeriesKey("bench", f"meter-{i}", "power") for i in range(args.series)]
+    history = args.days * 86_400
+    t = time.perf_counter()
+    for first in range(0, history, 86_400):
+        for key in keys:
+            store.append(PointBatch.of_series(key, *synthetic(first, 86_400)))
+    load_s = time.perf_counter() - t
+    if hasattr(store, "compact"):
+        store.compact()
+    print(f"history: {history * len(keys):,} points in {load_s:.1f} s", flush=True)
+
+    now, step, count = history, args.batch_seconds, args.live  # next second to append
+    sections = {"live": timed(store, _live(keys, now, step, count))}
+    now += step * count
+    sections["lost_puback"] = timed(store, _live(keys, now, step, count), sent_before=True)
+    now += step * count
+    rng = np.random.default_rng(7)
+    late = []
+    for i in range(args.late):
+        ts, value = synthetic(int(rng.integers(3600, history - 7200)), 3600)
+        value[rng.random(3600) < 0.1] += 5.0  # corrected readings
+        late.append(PointBatch.of_series(keys[i % len(keys)], ts, value))
+    sections["late_resend"] = timed(store, late)
+    doubled = [PointBatch.concat([b, b]) for b in _live(keys, now, step, count)]
+    sections["batch_duplicates"] = timed(store, doubled)
+    now += step * count
+    for name, r in sections.items():
+        print(
+            f"{name}: {r['median_ms']} ms median per append of {r['points_per_append']} "
+            f"points, {r['points_per_second']:,} points/s",
+            flush=True,
+        )
+    hourly = store.query_buckets(keys[0], 0, 2**62, HOUR).columns["count"]
+    return {
+        "series": args.series,
+        "history_points": history * len(keys),
+        "history_load_seconds": round(load_s, 1),
+        "batch_seconds": step,
+        **sections,
+        # What the store kept: with (series, ts) identity, exactly the distinct readings.
+        "series_0_points_stored": int(hourly.sum()),
+        "series_0_distinct_readings": now,
+    }
 
 
 if __name__ == "__main__":

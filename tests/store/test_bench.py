@@ -13,53 +13,29 @@ def test_doctests():
     assert doctest.testmod(bench).failed == 0
 
 
-def test_chart_query_benchmark_writes_json(tmp_path):
-    out = tmp_path / "r.json"
+def _bench(script: str, out, *args: str) -> dict:
+    """Run ``bench/<script>`` with ``--json out`` and small settings; its JSON."""
     subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench/chart_query.py"),
-            "--json",
-            str(out),
-            "--days",
-            "2",
-            "--chunk",
-            "50000",
-            "--runs",
-            "1",
-        ],
+        [sys.executable, str(REPO / "bench" / script), "--json", str(out), *args],
         check=True,
         capture_output=True,
         timeout=120,
     )
-    r = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_chart_query_benchmark_writes_json(tmp_path):
+    r = _bench(
+        "chart_query.py", tmp_path / "r.json", "--days", "2", "--chunk", "50000", "--runs", "1"
+    )
     assert r["append"]["points"] == 2 * 86_400 and r["append"]["points_per_second"] > 0
     assert {c["range"] for c in r["chart"]} == {"1 day"}
     assert all(0 < c["points_returned"] <= 2 * c["width"] for c in r["chart"])
 
 
 def test_resend_benchmark_writes_json_and_the_store_keeps_each_reading_once(tmp_path):
-    out = tmp_path / "r.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench/store_resend.py"),
-            "--json",
-            str(out),
-            "--days",
-            "1",
-            "--series",
-            "3",
-            "--live",
-            "5",
-            "--late",
-            "2",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    r = json.loads(out.read_text())
+    args = ("--days", "1", "--series", "3", "--live", "5", "--late", "2")
+    r = _bench("store_resend.py", tmp_path / "r.json", *args)
     for section in ("live", "lost_puback", "late_resend", "batch_duplicates"):
         assert r[section]["appends"] > 0 and r[section]["points_per_second"] > 0, section
     assert r["series_0_points_stored"] == r["series_0_distinct_readings"]

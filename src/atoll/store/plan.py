@@ -47,8 +47,10 @@ def one_per_timestamp(
     >>> s.tolist(), t.tolist(), v.tolist()
     ([1, 2], [7, 5], [2.0, 3.0])
     """
-    ds, dt = np.diff(sid), np.diff(ts)
-    if np.all((ds > 0) | ((ds == 0) & (dt > 0))):
+    # Sorted and unique: series ids never go down, and each step is a new series or a later ts.
+    # (Comparisons of shifted views: no temporary diff arrays on this hot path.)
+    later, same_or_up = ts[1:] > ts[:-1], sid[1:] >= sid[:-1]
+    if same_or_up.all() and (later.all() or np.all(later | (sid[1:] > sid[:-1]))):
         return sid, ts, value
     order = np.lexsort((ts, sid))  # stable: equal (sid, ts) keep their arrival order
     sid, ts, value = sid[order], ts[order], value[order]
