@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     #: External broker over TLS: the PEM CA certificate that signed the broker's certificate;
     #: empty = the system's CAs.
     mqtt_ca_file: Path | None = None
-    #: External mode: ingest workers sharing ``$share/atoll/...``.
-    mqtt_workers: int = 2
+    #: External mode: ingest workers sharing ``$share/atoll/...``. 0 = this process takes no
+    #: device traffic and deletes the broker sessions of its former workers (after draining them).
+    mqtt_workers: int = Field(default=2, ge=0)
     #: External mode: this process's name towards the broker. Its workers' client ids are
     #: ``atoll-ingest-{node}-{i}``, so it must be unique per process and stable across restarts.
     #: Empty = a random id made on the first start and kept in ``home``.

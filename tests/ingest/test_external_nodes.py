@@ -79,13 +79,17 @@ async def test_a_node_name_used_on_two_machines_is_reported(broker, tmp_path, mo
         await p1.stop()
 
 
-async def test_a_node_restarted_with_fewer_workers_drains_then_deletes_their_sessions(
+async def test_a_node_restarted_with_fewer_or_no_workers_drains_then_deletes_their_sessions(
         broker, tmp_path):
     home = tmp_path / "home"
+    registry = f"sqlite:///{tmp_path / 'registry.sqlite'}"  # shared with the other node below
+
+    def node(h, workers: int) -> Platform:
+        return Platform(broker.settings(h, mqtt_workers=workers, services=[], registry_url=registry),
+                        password_hasher=FAST_HASHER)
 
     async def run(workers: int, until) -> None:
-        p = Platform(broker.settings(home, mqtt_workers=workers, services=[]),
-                     password_hasher=FAST_HASHER)
+        p = node(home, workers)
         await p.start()
         try:
             assert await wait_for(lambda: until(p), timeout=30)
@@ -99,7 +103,7 @@ async def test_a_node_restarted_with_fewer_workers_drains_then_deletes_their_ses
         record = json.loads((home / "mqtt-node.json").read_text())
         return record["workers"][record["node_id"]]
 
-    p = Platform(broker.settings(home, mqtt_workers=3, services=[]), password_hasher=FAST_HASHER)
+    p = node(home, 3)
     await p.start()
     p.registry.create_project("default", "Lab", project_id="lab")
     _, creds = p.registry.register_device("lab", device_id="e1")
@@ -118,11 +122,22 @@ async def test_a_node_restarted_with_fewer_workers_drains_then_deletes_their_ses
     # Deleted means they no longer take a share: everything sent now reaches worker 0.
     await publish(range(300, 600))
     await run(1, lambda p: count(p) == 600)
-    p = Platform(broker.settings(home, mqtt_workers=1, services=[]), password_hasher=FAST_HASHER)
+    # Decommissioned with 0 workers: it takes what was queued for it, then deletes the session.
+    await publish(range(600, 700))
+    await run(0, lambda p: count(p) == 700 and workers_on_record() == 0)
+    # Another node now gets all the traffic: no share waits in the retired node's sessions.
+    other = node(tmp_path / "other", 1)
+    await other.start()
+    try:
+        await publish(range(700, 800))
+        assert await wait_for(lambda: count(other) == 100, timeout=30)
+    finally:
+        await other.stop()
+    p = node(home, 0)
     await p.start()
     try:
         values = p.store.query_raw(SeriesKey("lab", "e1", "v"), 0, END).value.tolist()
-        assert sorted(values) == list(range(600))
+        assert sorted(values) == list(range(700))
     finally:
         await p.stop()
 

@@ -64,7 +64,7 @@ def up(
     }.items() if v is not None}
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("amqtt", "transitions", "uvicorn.error"):
+    for noisy in ("amqtt", "transitions", "uvicorn.error", "websockets"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         settings = Settings(**overrides)

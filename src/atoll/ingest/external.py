@@ -9,7 +9,8 @@ running one.
   off, session expiry ``ATOLL_MQTT_SESSION_EXPIRY_S``). Mosquitto keeps queueing a stopped
   worker's share of the messages in its session, so an id made per run (host + pid) would
   strand that share in a session nobody comes back to. A process restarted with fewer workers
-  drains the sessions of the ones it dropped and then deletes them (``retire``).
+  drains the sessions of the ones it dropped and then deletes them (``retire``); with 0
+  workers a node retires all of its sessions before it is decommissioned.
 * Workers acknowledge a message only after ingest stored it (paho manual acks). If Atoll dies,
   everything unacknowledged is re-delivered when it comes back.
 * Two live processes with one node name would take each other's sessions over. On one machine
@@ -65,6 +66,7 @@ IDENTITY_TTL_S = 10.0
 NODE_FILE = "mqtt-node.json"
 NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FLAP_COUNT, FLAP_WINDOW_S = 3, 30.0  # connections lost this often suggest a duplicate node
+AUTH_RELOAD_S = 5.0  # how long a refused worker waits for mosquitto to reload Atoll's files
 RETIRE_QUIET_S = 2.0  # a retiring session is empty once nothing arrived for this long
 
 
@@ -97,10 +99,11 @@ class _Worker:
         self.flap_logged = -FLAP_WINDOW_S
 
     def _on_connect(self, client, userdata, flags, rc, props) -> None:
-        if rc.is_failure:
+        if rc.is_failure:  # paho tries again about every second
             self.refused = str(rc)
             self.connected.set()
             return
+        self.refused = None
         shared = [f"$share/{SHARE_GROUP}/{f}" for f in FILTERS]
         if self.retiring:  # take no new messages; the session's queue still arrives
             client.unsubscribe(shared)
@@ -170,7 +173,8 @@ class ExternalIngest:
         self.tls, self.ca_file = tls, ca_file
         self.auth = auth
         self.loop: asyncio.AbstractEventLoop | None = None
-        self._workers = [_Worker(self, i) for i in range(max(1, workers))]
+        # 0 workers: the node takes no more device traffic (it retires the sessions it had).
+        self._workers = [_Worker(self, i) for i in range(max(0, workers))]
         self._retiring: list[_Worker] = []
         self._claim: Any = None
         self._identities: dict[str, tuple[float, Any]] = {}
@@ -235,7 +239,13 @@ class ExternalIngest:
                 raise Unavailable(f"cannot reach the MQTT broker at {self.host}:{self.port}: {e}",
                                   hint="start the broker or fix --mqtt-url") from None
         for w in self._workers:
-            if not await asyncio.to_thread(w.connected.wait, 10) or w.refused:
+            ok = await asyncio.to_thread(w.connected.wait, 10)
+            if ok and w.refused and self.auth is not None:
+                # Mosquitto may still be reloading the password file Atoll has just written.
+                deadline = time.monotonic() + AUTH_RELOAD_S
+                while w.refused and time.monotonic() < deadline:
+                    await asyncio.sleep(0.1)
+            if not ok or w.refused:
                 raise Unavailable(f"the MQTT broker at {self.host}:{self.port} refused Atoll's ingest "
                                   f"worker: {w.refused or 'no answer'}",
                                   hint="check the user and password in --mqtt-url")
@@ -356,6 +366,9 @@ class ExternalIngest:
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Cloud → device, through the broker."""
+        if not self._workers:
+            raise Unavailable("this Atoll process has no MQTT connection (ATOLL_MQTT_WORKERS=0)",
+                              hint="send it through another Atoll process")
         info = self._workers[0].client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise Unavailable(f"could not publish to {topic}: {mqtt.error_string(info.rc)}")
