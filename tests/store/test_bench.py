@@ -39,3 +39,14 @@ def test_resend_benchmark_writes_json_and_the_store_keeps_each_reading_once(tmp_
     for section in ("live", "lost_puback", "late_resend", "batch_duplicates"):
         assert r[section]["appends"] > 0 and r[section]["points_per_second"] > 0, section
     assert r["series_0_points_stored"] == r["series_0_distinct_readings"]
+
+
+def test_ab_benchmark_compares_a_baseline_tree_with_this_one(tmp_path):
+    # This tree against itself: the harness loads the baseline's store as a package of its own.
+    args = ("--baseline", str(REPO / "src"), "--live", "4", "--bulk", "2", "--series", "3")
+    r = _bench("store_ab.py", tmp_path / "r.json", *args)
+    for workload in ("live", "bulk"):
+        w = r[workload]
+        assert w["baseline"]["points_per_second"] > 0 and w["current"]["points_per_second"] > 0
+        assert w["median_ratio_current_to_baseline"] > 0
+    assert r["live"]["points_per_append"] == 3 * 5 and r["bulk"]["points_per_append"] == 86_400

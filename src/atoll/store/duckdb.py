@@ -178,8 +178,10 @@ def _registered(cur: duckdb.DuckDBPyConnection, name: str, columns: dict) -> Ite
 
 
 def _insert_points(cur: duckdb.DuckDBPyConnection, sid, ts, value, seq: int) -> None:
-    with _registered(cur, "_batch", {"sid": sid, "ts": ts, "value": value}):
-        _run(cur, "INSERT INTO points SELECT sid, ts, value, $seq FROM _batch", {"seq": seq})
+    """Insert points; ``append`` unregisters ``_batch`` after its commit (the fast path then
+    runs exactly the statements of the append-only version, in the same order)."""
+    cur.register("_batch", {"sid": sid, "ts": ts, "value": value})
+    _run(cur, "INSERT INTO points SELECT sid, ts, value, $seq FROM _batch", {"seq": seq})
 
 
 def _set_compacted(cur: duckdb.DuckDBPyConnection, seq: int) -> None:
@@ -310,6 +312,8 @@ class DuckDBStore:
             except BaseException:
                 w.rollback()
                 raise
+            finally:
+                w.unregister("_batch")
             self._sids.update(added)
             self._keys.update({i: k for k, i in added.items()})
             if not len(ts):
