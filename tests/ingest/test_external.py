@@ -94,15 +94,19 @@ def stored(platform, device, metric="temperature"):
     return platform.store.query_raw(SeriesKey("lab", device, metric), 0, END).value.tolist()
 
 
-async def connect_when_ready(port, device, secret, client_id=None):
-    """Mosquitto reloads its password file on SIGHUP; allow it a moment."""
-    for _ in range(40):
-        c, rc = await asyncio.to_thread(connect, port, device, secret, client_id or device, 3)
+def login(port, device, secret, client_id=None):
+    """A connected device. Mosquitto reloads its password file on SIGHUP; allow it a moment."""
+    for _ in range(50):
+        c, rc = connect(port, device, secret, client_id or device, 3)
         if rc is not None and not rc.is_failure:
             return c
-        await asyncio.to_thread(close, c)
-        await asyncio.sleep(0.1)
+        close(c)
+        time.sleep(0.1)
     raise AssertionError(f"{device} could not connect")
+
+
+async def connect_when_ready(port, device, secret, client_id=None):
+    return await asyncio.to_thread(login, port, device, secret, client_id)
 
 
 def publish_all(client, topic, payloads, qos=1):
@@ -215,13 +219,7 @@ def test_external_mode_loses_nothing_the_broker_accepted_across_kill_9(broker, t
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     # 2. While Atoll is down the broker queues a backlog for the workers' persistent sessions.
-    c = None
-    for _ in range(50):  # mosquitto reloads the password file on SIGHUP
-        c, rc = connect(broker.port, "k1", secret, "k1", 3)
-        if rc is not None and not rc.is_failure:
-            break
-        close(c)
-        time.sleep(0.1)
+    c = login(broker.port, "k1", secret)
     n = 20_000
     infos = [c.publish(topics.telemetry("k1"), b'{"values": {"v": %d}}' % i, qos=1) for i in range(n)]
     for i in infos:

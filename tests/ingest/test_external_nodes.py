@@ -16,9 +16,16 @@ from atoll.core.points import SeriesKey
 from atoll.ingest import external
 from atoll.ingest.external import node_id
 from atoll.platform import Platform
-from tests.ingest.conftest import FAST_HASHER, close, connect
+from tests.ingest.conftest import FAST_HASHER, close
 from tests.ingest.test_durability import start
-from tests.ingest.test_external import END, Broker, connect_when_ready, publish_all, wait_for
+from tests.ingest.test_external import (
+    END,
+    Broker,
+    connect_when_ready,
+    login,
+    publish_all,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -199,13 +206,7 @@ def test_two_atoll_processes_share_the_broker_and_store_each_message_once(broker
         assert r.status_code == 201, r.text
         secret = apis["b"].post("/projects/lab/devices",
                                 json={"id": "k1"}).json()["credentials"]["secret"]
-        device = None
-        for _ in range(50):  # mosquitto reloads the password file on SIGHUP
-            device, rc = connect(broker.port, "k1", secret, "k1", 3)
-            if rc is not None and not rc.is_failure:
-                break
-            close(device)
-            time.sleep(0.1)
+        device = login(broker.port, "k1", secret)
         n = 2000
         publish(device, range(n))
         assert wait_until(lambda: len(both()) >= n), f"{len(both())} of {n} stored"
