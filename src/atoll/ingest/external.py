@@ -225,6 +225,13 @@ class ExternalIngest:
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._claim = claim_node(self.url, self.node_id)
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # no paho threads left retrying, and the node lock is released
+            raise
+
+    async def _start(self) -> None:
         if self.auth is not None:
             self.auth.attach(self.registry)
             await asyncio.to_thread(self.auth.sync, self.registry)
