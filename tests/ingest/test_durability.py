@@ -35,6 +35,7 @@ def start(home: Path, *args: str, env: dict | None = None) -> tuple[subprocess.P
         time.sleep(0.05)
     info = json.loads(runtime.read_text())
     info["key"] = next((x.split()[-1] for x in lines if "admin API key" in x), None)
+    info["log"] = lines  # keeps growing: the server's output, for failure messages
     return proc, info
 
 
@@ -87,7 +88,8 @@ def _publish_then_kill(proc, info, home):
         c.loop_stop()
     # is_published() turns true only when the PUBACK arrived.
     acked = [v for v, m in sent if m.is_published()]
-    assert len(acked) > 100, "the test needs acknowledged messages to mean anything"
+    assert len(acked) > 100, ("the test needs acknowledged messages to mean anything; server log:\n"
+                              + "".join(info["log"][-40:]))
     assert len(acked) < len(sent), "kill -9 should have caught messages in flight"
     expected = {v + i for v in acked for i in range(5)}
 

@@ -277,9 +277,9 @@ def parse_telemetry(
         )
     doc = _decode(body)
     readings = doc if isinstance(doc, list) else (doc,)
-    if now_us is None:
-        now_us = _server_clock.reserve(len(readings))
-    latest_ok = now_us + int(limits.max_future_skew_s * 1_000_000)
+    clock = time.time_ns() // 1000 if now_us is None else now_us
+    latest_ok = clock + int(limits.max_future_skew_s * 1_000_000)
+    stamp = now_us  # server stamps for readings without ts, reserved when first needed
     metrics_spec = schema.metrics
     is_open = not metrics_spec
     key_of: dict[str, int] = {}
@@ -296,12 +296,16 @@ def parse_telemetry(
         raw = r.ts
         if type(raw) is int and raw >= _MIN_EPOCH_MS:  # the usual case, checked inline
             t = raw * 1000
+        elif raw is None:
+            if stamp is None:
+                stamp = _server_clock.reserve(len(readings))
+            t = stamp + n
         else:
-            t = _ts_us(raw, now_us + n, where)
+            t = _ts_us(raw, clock, where)
         if t > latest_ok:
             raise InvalidTelemetry(
                 FUTURE_TIMESTAMP,
-                f"{where}.ts is {(t - now_us) / 1e6:.0f} s in the future; "
+                f"{where}.ts is {(t - clock) / 1e6:.0f} s in the future; "
                 f"at most {limits.max_future_skew_s:g} s of clock skew is allowed",
                 hint="sync the device clock (NTP) or leave ts out to use server time",
             )
