@@ -8,7 +8,7 @@ import pytest
 import trustme
 
 from atoll.core import topics
-from atoll.core.errors import Unavailable
+from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import SeriesKey
 from atoll.platform import Platform
 from tests.ingest.conftest import FAST_HASHER, close
@@ -80,3 +80,11 @@ async def test_a_broker_certificate_atoll_cannot_verify_is_refused_with_the_fix(
     p = Platform(settings.model_copy(update={"mqtt_ca_file": b.ca}), password_hasher=FAST_HASHER)
     await p.start()
     await p.stop()
+
+
+async def test_embedded_listener_flags_with_an_external_broker_say_where_tls_goes(tls_broker, tmp_path):
+    settings = tls_broker.settings(tmp_path / "home", services=[], mqtt_ws_port=0)
+    with pytest.raises(InvalidInput) as e:
+        await Platform(settings, password_hasher=FAST_HASHER).start()
+    assert e.value.message.startswith("--mqtt-ws-port: listeners of the embedded broker")
+    assert "mosquitto.conf" in e.value.hint

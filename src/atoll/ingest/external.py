@@ -187,6 +187,13 @@ class ExternalIngest:
         if not settings.mqtt_url:
             raise InvalidInput("external MQTT needs a broker URL",
                                hint="pass --mqtt-url mqtt://user:password@host:1883 (or ATOLL_MQTT_URL)")
+        extra = [f for f, v in (("--mqtt-tls-port", settings.mqtt_tls_port),
+                                ("--mqtt-ws-port", settings.mqtt_ws_port),
+                                ("--mqtt-wss-port", settings.mqtt_wss_port)) if v is not None]
+        if extra:
+            raise InvalidInput(f"{', '.join(extra)}: listeners of the embedded broker, not of an "
+                               "external one", hint="add TLS and WebSocket listeners to the "
+                               "broker's own configuration (mosquitto.conf), or use --mqtt embedded")
         u = urlsplit(settings.mqtt_url)
         if u.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
             raise InvalidInput(f"unsupported broker URL {settings.mqtt_url!r}",
