@@ -64,10 +64,12 @@ def test_two_writers_sending_the_same_points_store_them_once(database_url):
             )
         )
     errors = []
+    together = threading.Barrier(2, timeout=30)  # both send each batch at the same moment
 
     def write(store):
         try:
             for batch in batches:
+                together.wait()
                 store.append(batch)
         except BaseException as e:  # noqa: BLE001 - reported by the test
             errors.append(e)

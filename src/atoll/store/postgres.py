@@ -35,6 +35,14 @@ _ROLLUP_DDL = """(sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE PRECISION
     vfirst DOUBLE PRECISION, tlast BIGINT, vlast DOUBLE PRECISION"""
 
 _SCHEMA = [
+    # Lock the series (advisory, until commit), then read their newest timestamps in a statement
+    # of its own (so a snapshot taken after the locks are granted): one round trip for both.
+    """CREATE OR REPLACE FUNCTION newest_locked(space int, ids int[])
+        RETURNS TABLE (sid int, ts bigint) LANGUAGE plpgsql VOLATILE AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock(space, i) FROM unnest(ids) AS i;
+            RETURN QUERY SELECT l.sid, l.ts FROM latest l WHERE l.sid = ANY(ids);
+        END $$""",
     """CREATE TABLE IF NOT EXISTS series (id SERIAL PRIMARY KEY, project TEXT NOT NULL,
         device TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (project, device, metric))""",
     """CREATE TABLE IF NOT EXISTS points (sid INTEGER NOT NULL, ts BIGINT NOT NULL,
@@ -329,12 +337,12 @@ class PostgresStore:
         """Newest stored timestamp of each series (int64 min when none), read after locking the
         series for this transaction: a writer in another process waits, so its points and
         ours cannot both miss each other's."""
-        w, ids = self._writer, ids.tolist()
-        w.execute(
-            "SELECT pg_advisory_xact_lock(%s::int, sid) FROM unnest(%s::int[]) AS sid",
-            [self._lock_space, ids],  # ids ascending: writers lock in the same order
+        ids = ids.tolist()  # ascending: writers lock in the same order, so never deadlock
+        stored = dict(
+            self._writer.execute(
+                "SELECT * FROM newest_locked(%s::int, %s::int[])", [self._lock_space, ids]
+            )
         )
-        stored = dict(w.execute("SELECT sid, ts FROM latest WHERE sid = ANY(%s)", [ids]))
         return np.array([stored.get(i, _NOTHING) for i in ids], np.int64)
 
     def _stored(self, sid, ts, back: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
