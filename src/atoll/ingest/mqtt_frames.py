@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any
 
-from amqtt.mqtt import packet_class
+from amqtt.mqtt import packet_dict  # amqtt's packet type -> class table
 from amqtt.mqtt.packet import PUBLISH, RESERVED_0, RESERVED_15, MQTTFixedHeader, MQTTPacket
 
 # Reason codes, counted per device like the telemetry reasons.
@@ -52,7 +52,9 @@ class _Chunk:
 
     async def read(self, n: int = -1) -> bytes:
         pos = self.pos
-        end = self.end if n < 0 or pos + n > self.end else pos + n
+        end = self.end
+        if 0 <= n < end - pos:
+            end = pos + n
         self.pos = end
         return self.data[pos:end]
 
@@ -129,7 +131,7 @@ def _decode(reader: _Chunk, header: MQTTFixedHeader) -> MQTTPacket:
     if kind == PUBLISH and header.flags & 0x06 == 0x06:  # [MQTT-3.3.1-4]; amqtt does not check it
         raise PacketError(MALFORMED_PACKET, "PUBLISH with QoS 3")
     try:
-        packet = _run(packet_class(header).from_stream(reader, fixed_header=header))
+        packet = _run(packet_dict[kind].from_stream(reader, fixed_header=header))
     except Exception as e:  # noqa: BLE001 - any decoder error means the bytes are not MQTT
         raise PacketError(MALFORMED_PACKET, f"cannot decode packet type {kind}: {e}") from None
     if reader.pos != reader.end:
