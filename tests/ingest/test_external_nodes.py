@@ -4,7 +4,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import time
 
 import httpx
@@ -26,6 +25,7 @@ from tests.ingest.test_external import (
     publish_all,
     wait_for,
 )
+from tests.ingest.test_listeners import stop
 
 
 @pytest.fixture
@@ -232,12 +232,7 @@ def test_two_atoll_processes_share_the_broker_and_store_each_message_once(broker
     finally:
         for proc in procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
-        for proc in procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                stop(proc)
     log = (broker.dir / "log").read_text()
     for cid in client_ids("a") | client_ids("b"):
         assert f" as {cid} " in log or f" as {cid}\n" in log, f"{cid} never connected"

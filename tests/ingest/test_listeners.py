@@ -1,6 +1,7 @@
 """The embedded broker over TLS, WebSockets and secure WebSockets, with a CA made by the test."""
 
 import asyncio
+import signal
 import socket
 import ssl
 import subprocess
@@ -63,6 +64,15 @@ def client(transport: str, port: int, user: str, password: str, ca=None, client_
 def close(c) -> None:
     c.disconnect()
     c.loop_stop()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Ctrl-C, as a user stops ``atoll up``; killed if it has not stopped after 30 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 @pytest.fixture
@@ -198,8 +208,4 @@ def test_atoll_up_serves_mqtt_over_tls_and_websockets(tmp_path, pki):
             r = api.get(f"/devices/{device}/series/v", params={"start": 0, "mode": "raw"})
             assert r.status_code == 200 and r.json()["value"] == [n], (transport, r.text)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)

@@ -41,7 +41,7 @@ from atoll.ingest.devices import DeviceDirectory, Identity
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.embedded_connection import DeviceHandler, DeviceStreamReader
 from atoll.ingest.pipeline import IngestPipeline
-from atoll.ingest.websocket import use_websocket_adapters
+from atoll.ingest.transports import adapt_broker
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class EmbeddedBroker:
             "timeout_disconnect_delay": 2,
         }
         self._broker = _AtollAmqttBroker(config, self)
-        use_websocket_adapters(self._broker)
+        adapt_broker(self._broker)
         try:
             await self._broker.start()
         except (AMQTTError, BrokerError) as e:

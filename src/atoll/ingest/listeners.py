@@ -6,7 +6,7 @@ are the same on every listener. Configuration mistakes (no certificate, a key th
 match it, a port in use or given twice) are found here, before anything listens, and the
 error names the flag that fixes them.
 
-WebSocket connections are read and written through ``atoll.ingest.websocket``.
+The TLS context and the WebSocket adapters are in ``atoll.ingest.transports``.
 
 >>> from atoll.config import Settings
 >>> sorted(listeners(Settings(mqtt_ws_port=0)))
@@ -24,6 +24,7 @@ from typing import Any
 
 from atoll.core.errors import InvalidInput
 from atoll.ingest.embedded_broker import check_port_free
+from atoll.ingest.transports import server_context
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,8 @@ def check_certificate(cert: Path | None, key: Path | None) -> None:
     for path, what in ((cert, "certificate"), (key, "private key")):
         if not Path(path).is_file():
             raise InvalidInput(f"TLS {what} file {path} does not exist", hint=CERT_HINT)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context.load_cert_chain(cert, key)
+        server_context(cert, key)
     except PermissionError as e:
         raise InvalidInput(f"cannot read {e.filename}: permission denied",
                            hint="let the user running Atoll read the certificate and key") from None

@@ -1,10 +1,14 @@
-"""The embedded broker's WebSocket connections: amqtt adapters that suit Atoll's broker.
+"""How the embedded broker's extra listeners carry MQTT: TLS, and amqtt adapters for WebSockets.
 
-amqtt's own WebSocket writer sends only when ``drain()`` is awaited, but the broker writes
-PUBACKs without awaiting (many at once, after a group commit), so over WebSockets they would
-wait for the next ping. ``WebSocketWriter`` sends every write promptly and in order.
-``WebSocketReader`` notes when data last arrived, as the keep-alive watchdog expects of every
-connection's reader.
+* TLS: the server presents its certificate and asks for none. amqtt's own context requests an
+  optional client certificate, which makes browsers offer a certificate picker (headless
+  Chromium drops the connection). Devices authenticate with their id and secret, not a
+  certificate.
+* WebSockets: amqtt's writer sends only when ``drain()`` is awaited, but the broker writes
+  PUBACKs without awaiting (many at once, after a group commit), so they would wait for the
+  next ping. ``WebSocketWriter`` sends every write promptly and in order.
+  ``WebSocketReader`` notes when data last arrived, as the keep-alive watchdog expects of every
+  connection's reader.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import logging
 import ssl
 import time
+from pathlib import Path
 from typing import Any
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
@@ -21,14 +26,24 @@ from websockets import ConnectionClosed
 log = logging.getLogger(__name__)
 
 
-def use_websocket_adapters(broker: Any) -> None:
-    """Make an amqtt ``Broker`` wrap WebSocket connections in this module's adapters."""
+def adapt_broker(broker: Any) -> None:
+    """Make an amqtt ``Broker`` use this module's TLS context and WebSocket adapters."""
 
     async def ws_connected(websocket: Any, listener_name: str) -> None:
         await broker._client_connected(listener_name, WebSocketReader(websocket),
                                        WebSocketWriter(websocket))
 
     broker.ws_connected = ws_connected
+    broker._create_ssl_context = lambda listener: server_context(listener["certfile"],
+                                                                 listener["keyfile"])
+
+
+def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
+    """TLS for a server that asks clients for no certificate. Raises ``ssl.SSLError``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.verify_mode = ssl.CERT_NONE
+    context.load_cert_chain(cert, key)
+    return context
 
 
 class WebSocketReader(ReaderAdapter):
