@@ -18,7 +18,6 @@ Per workload: each side's median and total rate, and the median of the per-round
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import shutil
 import statistics
@@ -27,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from store_resend import interleaved, write_result
+from store_resend import interleaved, live_options, write_result
 
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import open_store
@@ -68,13 +67,8 @@ def _race(stores: dict, batches: list[PointBatch]) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = live_options(__doc__, live=400)
     ap.add_argument("--baseline", required=True, help="src/ directory of the older revision")
-    ap.add_argument("--json", required=True, help="where to write the results")
-    ap.add_argument("--store", help="PostgreSQL database URL (default: DuckDB files in a temp dir)")
-    ap.add_argument("--series", type=int, default=20, help="series in live batches (default 20)")
-    ap.add_argument("--batch-seconds", type=int, default=5, help="seconds per live batch")
-    ap.add_argument("--live", type=int, default=400, help="live appends per side (default 400)")
     ap.add_argument("--bulk", type=int, default=30, help="bulk (1-day) appends per side")
     args = ap.parse_args()
 

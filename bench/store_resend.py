@@ -78,14 +78,20 @@ def _live(keys: list[SeriesKey], now: int, step: int, count: int) -> list[PointB
     return [interleaved(keys, now + i * step, step) for i in range(count)]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def live_options(doc: str, live: int) -> argparse.ArgumentParser:
+    """The options both store benchmarks take (``live``: default number of live appends)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--json", required=True, help="where to write the results")
-    ap.add_argument("--store", help="store URL (default: a DuckDB file in a temp dir)")
+    ap.add_argument("--store", help="store or database URL (default: DuckDB in a temp dir)")
     ap.add_argument("--series", type=int, default=20, help="series (default 20)")
-    ap.add_argument("--days", type=int, default=2, help="days of 1 Hz history (default 2)")
     ap.add_argument("--batch-seconds", type=int, default=5, help="seconds per live batch")
-    ap.add_argument("--live", type=int, default=200, help="timed appends per section")
+    ap.add_argument("--live", type=int, default=live, help=f"live appends (default {live})")
+    return ap
+
+
+def main() -> None:
+    ap = live_options(__doc__, live=200)
+    ap.add_argument("--days", type=int, default=2, help="days of 1 Hz history (default 2)")
     ap.add_argument("--late", type=int, default=20, help="timed late re-sends (1 hour each)")
     args = ap.parse_args()
 

@@ -47,14 +47,13 @@ def of_points(
     n = len(ts)
     if n == 0:
         return {c: np.empty(0, np.float64 if c[0] == "v" else np.int64) for c in COLUMNS}
-    ds, dt = np.diff(sid), np.diff(ts)
-    # Batches usually arrive grouped by series and in time order; sort only when they are not.
-    if not np.all((ds > 0) | ((ds == 0) & (dt >= 0))):
+    # Batches usually arrive grouped by series and in time order (stores sort them to find
+    # repeated timestamps); sort only when they are not. Shifted views: no diff arrays.
+    if not (np.all(sid[1:] >= sid[:-1]) and np.all((ts[1:] >= ts[:-1]) | (sid[1:] > sid[:-1]))):
         order = np.lexsort((ts, sid))  # stable: equal timestamps keep their arrival order
         sid, ts, value = sid[order], ts[order], value[order]
-        ds = np.diff(sid)
     b = ts - ts % width  # numpy's % floors, so pre-epoch buckets align too
-    starts = np.flatnonzero(np.r_[True, (ds != 0) | (b[1:] != b[:-1])])
+    starts = np.flatnonzero(np.r_[True, (sid[1:] != sid[:-1]) | (b[1:] != b[:-1])])
     ends = np.r_[starts[1:], n] - 1
     counts = np.diff(np.r_[starts, n])
     group = np.repeat(np.arange(len(starts)), counts)
