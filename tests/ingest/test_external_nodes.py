@@ -62,8 +62,13 @@ async def test_a_second_process_with_the_same_node_id_is_refused_with_the_fix(br
         assert "as node 'n1'" in e.value.message
         assert "--home" in e.value.hint and "ATOLL_MQTT_NODE_ID" in e.value.hint
         assert p1.mqtt.client_ids == ["atoll-ingest-n1-0", "atoll-ingest-n1-1"]
+        lock = p1.mqtt._claim.path
+        assert lock.exists()
     finally:
         await p1.stop()
+    assert not lock.exists()  # released, and no lock files pile up in the temp directory
+    await p2.start()  # the name is free again
+    await p2.stop()
 
 
 async def test_a_node_name_used_on_two_machines_is_reported(broker, tmp_path, monkeypatch, caplog):

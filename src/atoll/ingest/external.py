@@ -176,7 +176,7 @@ class ExternalIngest:
         # 0 workers: the node takes no more device traffic (it retires the sessions it had).
         self._workers = [_Worker(self, i) for i in range(max(0, workers))]
         self._retiring: list[_Worker] = []
-        self._claim: Any = None
+        self._claim: NodeClaim | None = None
         self._identities: dict[str, tuple[float, Any]] = {}
         self._tasks: set[asyncio.Task] = set()
         self._inbox: collections.deque = collections.deque()
@@ -279,7 +279,7 @@ class ExternalIngest:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._claim is not None:
-            self._claim.close()  # releases the lock
+            self._claim.release()
             self._claim = None
 
     def _record_workers(self) -> list[int]:
@@ -418,24 +418,47 @@ def _node_record(home: Path):
             os.replace(tmp, path)
 
 
-def claim_node(broker_url: str, node: str):
-    """Hold a lock file while this process is ``node`` on ``broker_url`` (one per machine)."""
+class NodeClaim:
+    """The lock file held while this process is a node on a broker; removed on release."""
+
+    def __init__(self, path: Path, file: Any) -> None:
+        self.path, self.file = path, file
+
+    def release(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # while still locked: a waiting opener sees the file is gone
+        self.file.close()
+
+
+def claim_node(broker_url: str, node: str) -> NodeClaim | None:
+    """Lock ``node`` on ``broker_url`` for this process (one process per name on a machine)."""
     key = hashlib.sha256(f"{broker_url}|{node}".encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"atoll-mqtt-node-{key}.lock"
-    try:
-        f = open(path, "a")  # noqa: SIM115 - held until stop()
-    except OSError as e:  # e.g. created by another user: the broker-side check still applies
-        log.warning("cannot lock %s (%s); not checking for a second process named %r", path, e, node)
-        return None
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        raise Unavailable(f"another Atoll process on this machine is attached to {broker_url} as "
-                          f"node {node!r}; its ingest workers would take each other's sessions over",
-                          hint="give each Atoll process its own data directory (--home or "
-                               "ATOLL_HOME) or its own ATOLL_MQTT_NODE_ID") from None
-    return f
+    for _ in range(10):
+        try:
+            f = open(path, "a")  # noqa: SIM115 - held until release()
+        except OSError as e:  # e.g. created by another user: the broker-side check still applies
+            log.warning("cannot lock %s (%s); not checking for a second process named %r",
+                        path, e, node)
+            return None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise Unavailable(f"another Atoll process on this machine is attached to {broker_url} "
+                              f"as node {node!r}; its ingest workers would take each other's "
+                              "sessions over", hint="give each Atoll process its own data "
+                              "directory (--home or ATOLL_HOME) or its own ATOLL_MQTT_NODE_ID"
+                              ) from None
+        try:
+            current = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+        except FileNotFoundError:
+            current = False
+        if current:
+            return NodeClaim(path, f)
+        f.close()  # its last holder removed it after we opened it: lock the new one
+    log.warning("could not lock %s; not checking for a second process named %r", path, node)
+    return None
 
 
 def write_mosquitto_conf(path: Path, *, port: int, password_file: Path, acl_file: Path,
