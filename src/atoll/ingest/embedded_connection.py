@@ -16,6 +16,10 @@ PUBACK/PUBREC/PUBREL/PUBCOMP and DISCONNECT to amqtt's handler methods, each in 
 as amqtt does. PUBACKs leave in the order the PUBLISHes arrived ([MQTT-4.6.0-2]), whichever
 kind of message they acknowledge.
 
+TCP and TLS connections are read this way. WebSocket connections keep amqtt's loop, and their
+QoS 0/1 PUBLISHes reach ``DeviceHandler.handle_publish`` one by one (same checks, PUBACK
+after the commit).
+
 If the store fails, the chunk gets no PUBACK and the connection is closed, so the client
 re-sends after reconnecting. A packet that is not MQTT, or larger than the broker accepts,
 is counted as a rejection of the device and closes its connection; other devices are not
