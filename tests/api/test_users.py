@@ -33,10 +33,14 @@ async def test_user_lifecycle_and_sessions(api):
     assert (await api.http.get(f"{V1}/auth/me", headers=ops)).status_code == 401
     session = (await _login(api, "ops", "another-long-one")).json()
     assert session["role"] == "viewer"
-    await api.http.patch(f"{V1}/users/ops", json={"disabled": True}, headers=api.admin)
+    r = await api.http.patch(f"{V1}/users/ops", json={"disabled": True}, headers=api.admin)
+    assert r.json()["disabled"] is True
+    listed = {u["username"]: u for u in (await api.http.get(f"{V1}/users", headers=api.admin)).json()}
+    assert listed["ops"]["disabled"] is True and listed["admin"]["disabled"] is False
     assert (await _login(api, "ops", "another-long-one")).status_code == 401
-    await api.http.patch(f"{V1}/users/ops", json={"disabled": False, "password": "reset-by-admin"},
-                         headers=api.admin)
+    r = await api.http.patch(f"{V1}/users/ops", json={"disabled": False, "password": "reset-by-admin"},
+                             headers=api.admin)
+    assert r.json()["disabled"] is False
     assert (await _login(api, "ops", "reset-by-admin")).status_code == 200
     assert (await api.http.delete(f"{V1}/users/ops", headers=api.admin)).status_code == 204
     assert (await _login(api, "ops", "reset-by-admin")).status_code == 401

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from atoll.api.deps import Admin, Ctx, audit
 from atoll.api.schemas import iso
+from atoll.registry import User
 
 router = APIRouter(tags=["users"])
 
@@ -24,19 +25,24 @@ class UserOut(BaseModel):
     tenant: str
     role: str
     created_at: str
+    disabled: bool = Field(False, description="a disabled user cannot log in")
+
+    @classmethod
+    def of(cls, u: User) -> UserOut:
+        return cls(username=u.username, tenant=u.tenant, role=u.role, created_at=iso(u.created_at),
+                   disabled=u.disabled)
 
 
 @router.get("/users", response_model=list[UserOut], summary="List your tenant's console users")
 def list_users(who: Admin, ctx: Ctx):
-    return [UserOut(username=u.username, tenant=u.tenant, role=u.role, created_at=iso(u.created_at))
-            for u in ctx.registry.list_users(who.tenant)]
+    return [UserOut.of(u) for u in ctx.registry.list_users(who.tenant)]
 
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="Create a console user")
 def create_user(body: UserIn, who: Admin, ctx: Ctx):
     u = ctx.registry.create_user(who.tenant, body.username, body.password, body.role)
     audit(ctx, who, "user.create", f"user:{u.username}", {"role": u.role})
-    return UserOut(username=u.username, tenant=u.tenant, role=u.role, created_at=iso(u.created_at))
+    return UserOut.of(u)
 
 
 class UserPatch(BaseModel):
@@ -53,7 +59,7 @@ def update_user(username: str, body: UserPatch, who: Admin, ctx: Ctx):
     u = ctx.registry.update_user(who.tenant, username, role=body.role, disabled=body.disabled)
     audit(ctx, who, "user.update", f"user:{username}", body.model_dump(exclude_unset=True, exclude={"password"})
           | ({"password": "changed"} if body.password is not None else {}))
-    return UserOut(username=u.username, tenant=u.tenant, role=u.role, created_at=iso(u.created_at))
+    return UserOut.of(u)
 
 
 @router.delete("/users/{username}", status_code=204, summary="Delete a console user")
