@@ -11,7 +11,7 @@ from argon2 import PasswordHasher
 
 from atoll.bus.memory import MemoryBus
 from atoll.core.errors import InvalidInput, NotFound
-from atoll.core.points import SeriesKey
+from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.registry import DEFAULT
 from atoll.detect.service import DetectionService, score_metric
 from atoll.ingest.events import encode_telemetry
@@ -323,3 +323,153 @@ async def test_one_unrestorable_detector_does_not_cost_the_others(tmp_path):
     svc._load()
     assert list(svc.series) == [SeriesKey("p", "d1", "a")] and svc.stats["state_dropped"] == 1
     assert svc.series[SeriesKey("p", "d1", "a")].detector.score_one(3.0) == good.score_one(3.0)
+
+
+class _HeldWarmUp:
+    """A warm-up that waits for ``release`` (a test's stand-in for a slow first compile)."""
+
+    def __init__(self):
+        import threading
+
+        from atoll.detect.warmup import warm_up
+
+        self.started, self.release = threading.Event(), threading.Event()
+        self.units = []
+        self._real = warm_up
+
+    def __call__(self, units):
+        self.units = [(type(d).__name__, w) for d, w in units]
+        self.started.set()
+        assert self.release.wait(120), "the test never released the warm-up"
+        return self._real(units)
+
+    async def wait_started(self):
+        assert await asyncio.to_thread(self.started.wait, 120)
+
+
+async def test_http_ingest_answers_while_kernels_warm_up(tmp_path, monkeypatch):
+    """Telemetry acknowledged during the warm-up is queued, then scored once the kernels are ready."""
+    import httpx
+
+    from atoll.config import Settings
+    from atoll.detect import service as service_module
+    from atoll.platform import Platform
+
+    held = _HeldWarmUp()
+    monkeypatch.setattr(service_module, "warm_up", held)
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", store_url="memory://")
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    try:
+        async with Platform(settings, password_hasher=fast) as p:
+            await held.wait_started()
+            svc = next(s for s in p.services if isinstance(s, DetectionService))
+            key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
+            async with httpx.AsyncClient(base_url=p.http_url + "/api/v1", headers=key, timeout=30) as http:
+                assert (await http.post("/projects", json={"name": "Lab", "id": "lab"})).status_code == 201
+                secret = (await http.post("/projects/lab/devices", json={"id": "s1"})).json()["credentials"]["secret"]
+                now_ms = 1_764_000_000_000
+                for lo in range(0, 30, 10):
+                    readings = [{"ts": now_ms + i * 1000, "values": {"t": 20.0 + i % 3}} for i in range(lo, lo + 10)]
+                    r = await http.post("/ingest/telemetry", auth=("s1", secret), headers={}, json=readings)
+                    assert r.status_code == 200, r.text
+            # Acknowledged and stored while the warm-up still holds the worker: queued, not scored.
+            assert not svc.ready.is_set() and svc.stats["points"] == 0
+            assert len(p.store.query_raw(SeriesKey("lab", "s1", "t"), 0, FAR).ts) == 30
+            for _ in range(WAIT_STEPS):
+                if svc.stats["queued_messages"] >= 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert svc.stats["queued_messages"] == 3
+            held.release.set()
+            await _settle(svc, 30)
+            assert svc.ready.is_set() and svc.stats["dropped_messages"] == 0
+            assert len(p.store.query_raw(SeriesKey("lab", "s1", "t.anomaly_score"), 0, FAR).ts) == 30
+    finally:
+        held.release.set()
+    assert held.units == [("EnsembleDetector", 0)]  # the default, warmed before any reading
+
+
+async def test_queued_messages_keep_each_series_in_order():
+    """Many small messages queued behind the warm-up give exactly the scores of one offline pass."""
+    from atoll.detect.registry import get_detector
+
+    bus, store = MemoryBus(), MemoryStore()
+    got = _Collector()
+    await bus.subscribe("anomaly.>", got)
+    svc = DetectionService(bus, store)
+    held = _HeldWarmUp()
+    svc.warm_up = held
+    await svc.start()
+    temp, hum = _readings(700, seed=4, spike_at=500)
+    try:
+        await held.wait_started()
+        await _feed(bus, temp, hum, chunk=1)  # 700 messages: several chunks for the worker
+        await _feed(bus, temp[:3], hum[:3], chunk=1)  # redelivered while queued
+        held.release.set()
+        await _settle(svc, 1400)
+    finally:
+        held.release.set()
+    await svc.stop()
+    await bus.close()
+    assert svc.stats["messages"] == 703 and svc.stats["skipped_late"] == 6
+    for metric, series in (("temp", temp), ("hum", hum)):
+        events = [e for e in got.events if e["metric"] == metric]
+        assert [e["ts"] for e in events] == [T0 + i * MIN for i in range(700)]
+        offline = get_detector("default").score_many(series, T0 + np.arange(700) * MIN)
+        assert [e["score"] for e in events] == pytest.approx(np.clip(offline, 0, 1), abs=1e-12)
+        stored = store.query_raw(SeriesKey("p", "d1", score_metric(metric)), 0, FAR)
+        assert stored.value == pytest.approx(np.clip(offline, 0, 1), abs=1e-12)
+
+
+async def test_a_full_queue_drops_from_detection_and_counts(caplog):
+    bus = MemoryBus()
+    svc = DetectionService(bus, None)
+    held = _HeldWarmUp()
+    svc.warm_up = held
+    temp, hum = _readings(40)
+    await svc.start()
+    try:
+        await held.wait_started()
+        await _feed(bus, temp[:1], hum[:1])
+        for _ in range(WAIT_STEPS):
+            if svc.stats["queued_messages"]:
+                break
+            await asyncio.sleep(0.01)
+        svc.max_queued_bytes = 3 * svc.stats["queued_bytes"]  # room for three such messages
+        with caplog.at_level("WARNING", logger="atoll.detect.service"):
+            await _feed(bus, temp[1:], hum[1:], start=1, chunk=1)
+            for _ in range(WAIT_STEPS):
+                if svc.stats["queued_messages"] + svc.stats["dropped_messages"] >= 40:
+                    break
+                await asyncio.sleep(0.01)
+        assert svc.stats["queued_messages"] == 3 and svc.stats["dropped_messages"] == 37
+        assert svc.stats["queued_bytes"] <= svc.max_queued_bytes and svc.stats["dropped_bytes"] > 0
+        assert sum("detection is behind" in r.getMessage() for r in caplog.records) == 1  # not one per drop
+        held.release.set()
+        await _settle(svc, 6)
+    finally:
+        held.release.set()
+    await svc.stop()
+    await bus.close()
+    assert svc.stats["points"] == 6 and svc.stats["queued_messages"] == 0
+
+
+async def test_warm_up_covers_bindings_and_restored_series(tmp_path):
+    path = tmp_path / "state.msgpack"
+    first = DetectionService(MemoryBus(), None, state_path=path, default="ewma")
+    first.bind("p", "pump", "seasonal", metrics=["temp"])
+    first.bind("p", "pump", "default", metrics=["a", "b"], jointly=True, threshold=0.9)
+    await first.process(PointBatch.of_series(SeriesKey("p", "d1", "hum"), T0 + np.arange(5) * MIN, np.arange(5.0)))
+    await first.snapshot()
+    assert first.stats["warmed_detectors"] == 0  # never started: process() alone compiles lazily
+
+    again = DetectionService(MemoryBus(), None, state_path=path)
+    held = _HeldWarmUp()
+    held.release.set()
+    again.warm_up = held
+    await again.start()
+    await asyncio.wait_for(again.ready.wait(), 600)
+    await again.stop()
+    assert sorted(held.units) == [("EWMAZScore", 0), ("EnsembleDetector", 0), ("SeasonalBaseline", 0),
+                                  ("Thresholded", 2)]
+    assert again.stats["warmed_detectors"] == 4

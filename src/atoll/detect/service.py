@@ -21,6 +21,13 @@ State survives restarts: every detector's ``state()`` (and the ``bind`` choices)
 ``<home>/detect/state.msgpack``
 (written atomically) every ``snapshot_interval`` seconds and on ``stop``, and is restored on
 ``start``.
+
+Off the event loop (ingest's acknowledgements share it): all detector work (decoding, scoring,
+building the events, restoring and encoding state) runs in one worker thread per service, in
+arrival order. ``start`` returns at once; the worker first compiles (or loads from numba's cache)
+the kernels of every configured detector (``atoll.detect.warmup``), while telemetry queues. The
+queue is bounded (``max_queued_bytes``): a message that does not fit is dropped from detection
+(it is stored all the same), counted in ``stats["dropped_messages"]`` and logged.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ import logging
 import math
 import os
 import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +57,7 @@ from atoll.detect.base import StreamingDetector
 from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.registry import for_features, get_detector, resolve, restore
 from atoll.detect.threshold import Thresholded
+from atoll.detect.warmup import use_kernel_cache, warm_up
 from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
@@ -54,6 +65,10 @@ log = logging.getLogger(__name__)
 SCORE_SUFFIX = ".anomaly_score"
 DEVICE_LABEL = "detector"
 _STATE_FORMAT = 1
+#: Messages handed to the worker thread at once (one hop to the thread per chunk, not per message).
+_CHUNK_MESSAGES = 256
+#: What a queued message costs besides its bytes (the bytes object and the deque slot).
+_MESSAGE_OVERHEAD = 100
 
 
 def score_metric(metric: str) -> str:
@@ -68,6 +83,18 @@ class _Tracked:
     last_ts: int = -(2**63)
     #: Episode decisions for ``is_anomaly`` (``None``: the detector's reading-level decision).
     episodes: EpisodeDecider | None = None
+
+
+@dataclass
+class _Scored:
+    """One message's results, computed in the worker thread and sent out on the event loop."""
+    scores: PointBatch | None
+    #: ``(subject, JSON list)`` per device, and the events they carry.
+    payloads: list[tuple[str, bytes]]
+    events: list[dict[str, Any]]
+    points: int
+    anomalies: int
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -90,7 +117,9 @@ def joint_metric(metrics: tuple[str, ...]) -> str:
 class DetectionService:
     def __init__(self, bus: MessageBus, store: SeriesStore | None, *, registry: Any = None,
                  state_path: str | os.PathLike | None = None, snapshot_interval: float = 30.0,
-                 group: str | None = "detect", default: str = "default") -> None:
+                 group: str | None = "detect", default: str = "default",
+                 kernel_cache: str | os.PathLike | None = None,
+                 max_queued_bytes: int = 64 * 2**20) -> None:
         self.bus, self.store, self.registry = bus, store, registry
         self.state_path = Path(state_path) if state_path is not None else None
         self.snapshot_interval = snapshot_interval
@@ -108,9 +137,25 @@ class DetectionService:
         self.max_pending_points = 200_000
         self._wake = asyncio.Event()
         self._writer: asyncio.Task | None = None
+        #: Directory for numba's cache if the sources' own ``__pycache__`` is read-only.
+        self.kernel_cache = Path(kernel_cache) if kernel_cache is not None else None
+        #: Compiles the kernels of ``[(detector, width)]`` (replaceable, e.g. by a test).
+        self.warm_up: Callable[[list[tuple[StreamingDetector, int]]], Any] = warm_up
+        #: Set once the kernels are ready; telemetry that arrives before waits in the queue.
+        self.ready = asyncio.Event()
+        self._worker: ThreadPoolExecutor | None = None
+        self._inbox: deque[bytes] = deque()
+        self._inbox_bytes = 0
+        self.max_queued_bytes = max_queued_bytes
+        self._arrived = asyncio.Event()
+        self._pump: asyncio.Task | None = None
+        self._closing = False
+        self._drop_logged = -math.inf
         self.stats = {"messages": 0, "points": 0, "stored": 0, "anomalies": 0, "skipped_late": 0,
                       "bad_messages": 0, "store_errors": 0, "snapshots": 0, "state_dropped": 0,
-                      "seconds": 0.0}
+                      "seconds": 0.0, "queued_messages": 0, "queued_bytes": 0,
+                      "dropped_messages": 0, "dropped_bytes": 0, "warm_up_seconds": 0.0,
+                      "warmed_detectors": 0}
 
     # -- configuration ----------------------------------------------------------------------------
     def bind(self, project: str, device_type: str, detector: str, metrics: list[str] | None = None,
@@ -169,41 +214,53 @@ class DetectionService:
             return Choice(labels[DEVICE_LABEL])
         return Choice(self.default)
 
+    def _build(self, c: Choice, key: SeriesKey | None = None) -> tuple[Choice, StreamingDetector]:
+        try:
+            det = (for_features(len(c.jointly), c.name, **c.params) if c.jointly
+                   else get_detector(c.name, **c.params))
+        except AtollError as exc:
+            log.warning("detector %r for %s unusable (%s); using the default", c.name, key, exc.message)
+            c, det = Choice(self.default), get_detector(self.default)
+        if c.threshold is not None:
+            det = Thresholded(det, c.threshold)
+        return c, det
+
     def _tracked(self, key: SeriesKey, choice: Choice | None = None) -> _Tracked:
         t = self.series.get(key)
         if t is None:
-            c = choice or self.choose(key)
-            try:
-                det = (for_features(len(c.jointly), c.name, **c.params) if c.jointly
-                       else get_detector(c.name, **c.params))
-            except AtollError as exc:
-                log.warning("detector %r for %s unusable (%s); using the default", c.name, key, exc.message)
-                c, det = Choice(self.default), get_detector(self.default)
-            if c.threshold is not None:
-                det = Thresholded(det, c.threshold)
+            c, det = self._build(choice or self.choose(key), key)
             t = self.series[key] = _Tracked(det, resolve(c.name), episodes=decider(c.decision))
         return t
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
+        """Subscribe and return; kernels compile in the worker thread meanwhile (``ready``)."""
+        self._closing = False
         if self.state_path is not None:
-            await asyncio.to_thread(self._load)
+            await self._in_worker(self._load)
         if self.store is not None:
             self._writer = asyncio.create_task(self._write_forever(), name="detect-score-writer")
+        self._pump = asyncio.create_task(self._pump_forever(), name="detect-pump")
         self._sub = await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group)
         if self.state_path is not None and self.snapshot_interval > 0:
             self._snapshotter = asyncio.create_task(self._snapshot_forever(), name="detect-snapshots")
 
     async def stop(self) -> None:
+        """Unsubscribe, score what is queued (after the warm-up, if that is still running), store
+        the scores and save the state."""
         if self._snapshotter is not None:
             self._snapshotter.cancel()
             await asyncio.gather(self._snapshotter, return_exceptions=True)
             self._snapshotter = None
-        # Holding the lock, no message is half-processed when the subscription is cancelled.
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+        if self._pump is not None:
+            self._closing = True
+            self._arrived.set()
+            await asyncio.gather(self._pump, return_exceptions=True)
+            self._pump = None
         async with self._lock:
-            if self._sub is not None:
-                await self._sub.unsubscribe()
-                self._sub = None
             if self._writer is not None:
                 self._writer.cancel()
                 await asyncio.gather(self._writer, return_exceptions=True)
@@ -211,6 +268,44 @@ class DetectionService:
             if self.store is not None:
                 await self.flush()
             await self.snapshot()
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)  # idle by now; a later ``process`` makes a new one
+            self._worker = None
+
+    async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        # One thread: detector state is only ever touched there, in submission order.
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atoll-detect")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def _warm_up_units(self) -> list[Choice]:
+        """The detectors configured now: the default, every binding, every restored series'."""
+        wanted: dict[tuple[str, int], Choice] = {}
+        for c in [Choice(self.default), *self._bindings.values()]:
+            wanted.setdefault((resolve(c.name), len(c.jointly)), c)
+        for key, t in list(self.series.items()):
+            width = key.metric.count("+") + 1 if t.detector.multivariate else 0
+            wanted.setdefault((t.name, width), Choice(t.name, jointly=("",) * width if width else ()))
+        return list(wanted.values())
+
+    def _warm_up_now(self, choices: list[Choice]) -> int:
+        if self.kernel_cache is not None:
+            use_kernel_cache(self.kernel_cache)
+        units = []
+        for c in choices:
+            units.append((self._build(c)[1], len(c.jointly)))
+        return int(self.warm_up(units) or 0)
+
+    async def _warm(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.stats["warmed_detectors"] = await self._in_worker(self._warm_up_now, self._warm_up_units())
+        except Exception:  # scoring still works: a kernel then compiles on its first series
+            log.exception("warming up the detectors' kernels failed")
+        self.stats["warm_up_seconds"] = time.perf_counter() - t0
+        self.ready.set()
+        log.info("detectors ready after %.1f s (%d queued messages)", self.stats["warm_up_seconds"],
+                 len(self._inbox))
 
     async def _snapshot_forever(self) -> None:
         pause = self.snapshot_interval
@@ -239,7 +334,7 @@ class DetectionService:
         """Write every detector's state (atomically: a crash mid-write keeps the previous file)."""
         if self.state_path is None:
             return
-        blob = self._encode_state()
+        blob = await self._in_worker(self._encode_state)
         await asyncio.to_thread(_write_atomic, self.state_path, blob)
         self.stats["snapshots"] += 1
 
@@ -276,19 +371,64 @@ class DetectionService:
 
     # -- the work ---------------------------------------------------------------------------------
     async def _on_telemetry(self, msg: Message) -> None:
+        # Only queues: never waits, so neither the bus nor ingest waits on detection.
+        size = len(msg.data) + _MESSAGE_OVERHEAD
+        if self._inbox and self._inbox_bytes + size > self.max_queued_bytes:
+            self.stats["dropped_messages"] += 1
+            self.stats["dropped_bytes"] += len(msg.data)
+            now = time.monotonic()
+            if now - self._drop_logged >= 10.0:
+                self._drop_logged = now
+                log.warning("detection is behind (%d messages, %d bytes queued): telemetry is stored "
+                            "but not scored; %d messages dropped from detection so far",
+                            len(self._inbox), self._inbox_bytes, self.stats["dropped_messages"])
+            return
+        self._inbox.append(msg.data)
+        self._inbox_bytes += size
+        self.stats["queued_messages"], self.stats["queued_bytes"] = len(self._inbox), self._inbox_bytes
+        self._arrived.set()
+
+    async def _pump_forever(self) -> None:
+        await self._warm()
+        while True:
+            if not self._inbox:
+                if self._closing:
+                    return
+                await self._arrived.wait()
+                self._arrived.clear()
+                continue
+            chunk = [self._inbox.popleft() for _ in range(min(_CHUNK_MESSAGES, len(self._inbox)))]
+            self._inbox_bytes -= sum(len(d) for d in chunk) + _MESSAGE_OVERHEAD * len(chunk)
+            self.stats["queued_messages"], self.stats["queued_bytes"] = len(self._inbox), self._inbox_bytes
+            try:
+                async with self._lock:
+                    for done in await self._in_worker(self._score_messages, chunk):
+                        await self._send(done)
+            except Exception:
+                log.exception("scoring %d telemetry messages failed", len(chunk))
+
+    def _score_messages(self, chunk: list[bytes]) -> list[_Scored]:
         from atoll.ingest.events import decode_telemetry
 
-        try:
-            batch = decode_telemetry(msg.data)
-        except (msgspec.DecodeError, ValueError) as exc:  # a bad message is counted, not fatal
-            self.stats["bad_messages"] += 1
-            log.warning("bad telemetry event on %s: %s", msg.subject, exc)
-            return
-        async with self._lock:
-            await self.process(batch)
+        out = []
+        for data in chunk:
+            try:
+                batch = decode_telemetry(data)
+            except (msgspec.DecodeError, ValueError) as exc:  # a bad message is counted, not fatal
+                self.stats["bad_messages"] += 1
+                log.warning("bad telemetry event: %s", exc)
+                continue
+            out.append(self._score(batch))
+        return out
 
     async def process(self, batch: PointBatch) -> list[dict[str, Any]]:
         """Score, store, publish and learn one batch; returns the published events."""
+        async with self._lock:
+            done = await self._in_worker(self._score, batch)
+            return await self._send(done)
+
+    def _score(self, batch: PointBatch) -> _Scored:
+        """Score and learn (in the worker thread); the events and scores to send out."""
         t0 = time.perf_counter()
         keys, ts_parts, val_parts, events_by_device = [], [], [], {}
         points = anomalies = 0
@@ -330,25 +470,34 @@ class DetectionService:
                     {"project": project, "device": device, "metric": metric, "ts": t, "score": sc,
                      "value": v, "is_anomaly": f, "detector": detector}
                     for t, sc, v, f in rows)
+        scores_batch = None
         if keys and self.store is not None:
-            self._pending.append(PointBatch(
+            scores_batch = PointBatch(
                 tuple(keys), np.concatenate([np.full(len(t), i, np.int32) for i, t in enumerate(ts_parts)]),
-                np.concatenate(ts_parts), np.concatenate(val_parts)))
-            self._pending_points += points
+                np.concatenate(ts_parts), np.concatenate(val_parts))
+        payloads = [(topics.bus_anomaly(project, device), orjson.dumps(events))
+                    for (project, device), events in events_by_device.items()]
+        published = [e for events in events_by_device.values() for e in events]
+        return _Scored(scores_batch, payloads, published, points, anomalies, time.perf_counter() - t0)
+
+    async def _send(self, done: _Scored) -> list[dict[str, Any]]:
+        """Queue the scores for the store and publish the events (on the event loop)."""
+        t0 = time.perf_counter()
+        if done.scores is not None:
+            self._pending.append(done.scores)
+            self._pending_points += done.points
             if self._pending_points >= self.max_pending_points:
                 await self.flush()  # back-pressure: a slow store slows the service, not memory
             else:
                 self._wake.set()
-        published = []
-        for (project, device), events in events_by_device.items():
-            await self.bus.publish(topics.bus_anomaly(project, device), orjson.dumps(events))
-            published += events
+        for subject, payload in done.payloads:
+            await self.bus.publish(subject, payload)
         # Counted once published; ``stored`` follows when the writer has appended the scores.
-        self.stats["points"] += points
-        self.stats["anomalies"] += anomalies
+        self.stats["points"] += done.points
+        self.stats["anomalies"] += done.anomalies
         self.stats["messages"] += 1
-        self.stats["seconds"] += time.perf_counter() - t0
-        return published
+        self.stats["seconds"] += done.seconds + time.perf_counter() - t0
+        return done.events
 
     def _units(self, batch: PointBatch):
         """``(key, choice, ts, values)`` per detector: one per metric, or one per jointly judged
@@ -397,7 +546,7 @@ class DetectionService:
         """Learned state held for all series (the bound is per detector, times the series count)."""
         return sum((t.detector.nbytes() if hasattr(t.detector, "nbytes") else 0)
                    + (t.episodes.nbytes() if t.episodes is not None else 0)
-                   for t in self.series.values())
+                   for t in list(self.series.values()))
 
 
 def _json_float(v: float) -> float | None:
@@ -416,5 +565,6 @@ def _write_atomic(path: Path, blob: bytes) -> None:
 
 def create_service(platform: Any) -> DetectionService:
     """The platform's hook (``atoll.platform.SERVICE_MODULES``)."""
+    home = Path(platform.settings.home)
     return DetectionService(platform.bus, platform.store, registry=platform.registry,
-                            state_path=Path(platform.settings.home) / "detect" / "state.msgpack")
+                            state_path=home / "detect" / "state.msgpack", kernel_cache=home)
