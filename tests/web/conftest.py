@@ -5,6 +5,8 @@ Playwright's sync API must not run inside one."""
 from __future__ import annotations
 
 import asyncio
+import http.server
+import json
 import os
 import shutil
 import threading
@@ -146,3 +148,23 @@ def shots(tmp_path):
         return path
 
     return shot
+
+
+@pytest.fixture
+def webhook():
+    """A local webhook receiver: ``(url, received)``, each POSTed JSON body appended."""
+    received: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/hook", received
+    server.shutdown()

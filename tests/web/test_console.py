@@ -170,41 +170,24 @@ def test_twin_and_commands_round_trip_to_a_real_mqtt_device(platform, page):
         dev.close()
 
 
-def test_channels_created_and_tested_against_a_local_webhook_receiver(platform, page):
-    import http.server
-    import threading
+def test_channels_created_and_tested_against_a_local_webhook_receiver(platform, page, webhook):
+    url, received = webhook
+    with api(platform) as http_:
+        http_.post("/projects", json={"name": "Hooks", "id": "hooks"})
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "hooks")
+    page.click("[data-testid=nav-rules]")
+    panel = page.locator("[data-testid=channels]")
+    panel.locator("input").first.fill("ops")
+    panel.locator("textarea").fill(json.dumps({"url": url}))
+    panel.locator("text=Save channel").click()
+    expect(panel.locator("td.mono").first).to_have_text("ops")
+    panel.locator("text=Test").click()
+    expect(panel).to_contain_text("Test to ops: delivered")
+    assert received, "the webhook receiver got nothing"
+    # A bad config comes back with the server's reason.
+    panel.locator("input").first.fill("broken")
+    panel.locator("textarea").fill('{"url": 5}')
+    panel.locator("text=Save channel").click()
+    expect(panel.locator("[role=alert]")).to_contain_text("broken")
 
-    received: list[dict] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with api(platform) as http_:
-            http_.post("/projects", json={"name": "Hooks", "id": "hooks"})
-        login(page, platform)
-        page.select_option("[data-testid=project-select]", "hooks")
-        page.click("[data-testid=nav-rules]")
-        panel = page.locator("[data-testid=channels]")
-        panel.locator("input").first.fill("ops")
-        panel.locator("textarea").fill(json.dumps({"url": f"http://127.0.0.1:{server.server_port}/hook"}))
-        panel.locator("text=Save channel").click()
-        expect(panel.locator("td.mono").first).to_have_text("ops")
-        panel.locator("text=Test").click()
-        expect(panel).to_contain_text("Test to ops: delivered")
-        assert received, "the webhook receiver got nothing"
-        # A bad config comes back with the server's reason.
-        panel.locator("input").first.fill("broken")
-        panel.locator("textarea").fill('{"url": 5}')
-        panel.locator("text=Save channel").click()
-        expect(panel.locator("[role=alert]")).to_contain_text("broken")
-    finally:
-        server.shutdown()

@@ -2,7 +2,8 @@
 
 Besides the console itself this adds ``GET /api/v1/console/info``: where devices connect
 (the MQTT URL the runtime actually bound), so the registration screen can print
-``mosquitto_pub`` examples that work as pasted.
+``mosquitto_pub`` examples that work as pasted; and ``GET /api/v1/projects/{p}/dashboard``
+(``atoll.web.dashboards``), the layout of a project's template dashboard.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from atoll import __version__
-from atoll.web import mount_console
+from atoll.api.schemas import ERROR_RESPONSES
+from atoll.web import dashboards, mount_console
 
 
 def console_info(ctx: Any) -> dict[str, Any]:
@@ -32,4 +34,5 @@ def mount(app, ctx=None) -> None:
     def _info() -> dict[str, Any]:
         return console_info(ctx)
 
+    app.include_router(dashboards.router, prefix="/api/v1", responses=ERROR_RESPONSES)
     mount_console(app)

@@ -8,6 +8,10 @@ import { Overview, projectId, selectProject, useProjects } from "./pages/Overvie
 import { Device } from "./pages/Device.jsx";
 import { Alarms } from "./pages/Alarms.jsx";
 import { Register } from "./pages/Register.jsx";
+import { Dashboard } from "./pages/Dashboard.jsx";
+import { Reports } from "./pages/Reports.jsx";
+import { Access } from "./pages/Access.jsx";
+import { can, useMe } from "./me.js";
 
 // The rule editor carries the YAML parser; load it only when someone opens Rules.
 function LazyRules() {
@@ -30,6 +34,7 @@ function Shell({ session }) {
   const project = currentProject.use();
   const tree = useProjects({ defer: !!currentProject.get() });
   const live = useLiveState();
+  const me = useMe();
 
   useEffect(() => {
     if (project) connectLive(project);
@@ -52,6 +57,9 @@ function Shell({ session }) {
   else if (path === "/alarms") page = <Alarms />;
   else if (path === "/rules") page = <LazyRules />;
   else if (path === "/register") page = <Register />;
+  else if (path === "/dashboard") page = <Dashboard />;
+  else if (path === "/reports") page = <Reports />;
+  else if (path === "/access") page = <Access />;
   else page = <Overview />;
 
   const nav = (href, label, extra) => (
@@ -76,9 +84,12 @@ function Shell({ session }) {
         </select>
         <nav>
           {nav("/", "Fleet")}
+          {nav("/dashboard", "Dashboard")}
           {nav("/alarms", "Alarms", active.data ? <span class="badge bad" data-testid="active-alarm-badge">{active.data}</span> : null)}
           {nav("/rules", "Rules")}
+          {nav("/reports", "Reports")}
           {nav("/register", "Register")}
+          {can(me, "admin") && nav("/access", "Access")}
         </nav>
         <span class="grow" />
         <span class={`live-state ${live}`} data-testid="live-state" title="Live updates over WebSocket">

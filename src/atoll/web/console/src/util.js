@@ -41,6 +41,9 @@ export function markPrimaryReady() {
   primaryDone();
 }
 setTimeout(markPrimaryReady, 800); // never hold side panels longer than this
+export function afterPrimary() {
+  return primary;
+}
 
 // Reusable async loader: {data, error, loading, reload}. `defer`: wait for the main content.
 export function useAsync(fn, deps, { defer = false } = {}) {

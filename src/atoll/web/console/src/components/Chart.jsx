@@ -63,6 +63,20 @@ export function effRange(r) {
   return [now - (r.end - r.start), now];
 }
 
+// In live mode, slide the plot's window with the clock even when no reading arrives.
+export function useSlidingWindow(plot, rangeRef) {
+  const live = rangeRef.current.live;
+  useEffect(() => {
+    if (!live) return;
+    const t = setInterval(() => {
+      if (!plot.current) return;
+      const [a, b] = effRange(rangeRef.current);
+      plot.current.setScale("x", { min: a, max: b });
+    }, 1000);
+    return () => clearInterval(t);
+  }, [live]);
+}
+
 const COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def"];
 
 export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alarms, liveRef, syncKey }) {
@@ -258,16 +272,7 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
     redraw();
   }
 
-  // Slide the live window with the clock even when no reading arrives.
-  useEffect(() => {
-    if (!range.live) return;
-    const t = setInterval(() => {
-      if (!plot.current) return;
-      const [a, b] = effRange(rangeRef.current);
-      plot.current.setScale("x", { min: a, max: b });
-    }, 1000);
-    return () => clearInterval(t);
-  }, [range.live]);
+  useSlidingWindow(plot, rangeRef);
 
   return (
     <div class="panel chart-panel" data-testid={`chart-${metric}`} data-points={status.points}>
