@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def kth_with(ordered: np.ndarray, n: int, extra: float, k: int) -> float:
     """The ``k``-th smallest (0-based) of ``ordered[:n]`` (sorted) together with ``extra``."""
     j = 0
@@ -37,7 +37,7 @@ def kth_with(ordered: np.ndarray, n: int, extra: float, k: int) -> float:
     return value
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def burst_ratio(roughness: float, usual: float, floor: float) -> float:
     """``max(0, ln((roughness + floor) / (usual + floor)))``: 0 unless rougher than usual.
 

@@ -64,7 +64,7 @@ _S_WIN, _S_STRIDE, _S_OFF, _S_BANK, _S_GATE = range(5)
  _P_TSTRIDE, _P_TQ, _P_TMARGIN, _P_TGAIN, _P_TQUIET, _P_BGATE, _P_BFLOOR, _P_BALPHA) = range(16)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _likelihood(row, raw, valid, speak, gate, alpha, i, cst, raws, p, commit):
     """Numenta's anomaly likelihood of channel ``row``'s raw value, gated, muted after an alarm."""
     lshort = int(p[_P_LSHORT])
@@ -95,7 +95,7 @@ def _likelihood(row, raw, valid, speak, gate, alpha, i, cst, raws, p, commit):
     return nov
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _step(x, st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, sp, commit):
     """Score reading ``x``; if ``commit``, also learn it. Reads all state before writing any."""
     if not math.isfinite(x):
@@ -201,7 +201,7 @@ def _step(x, st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, s
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _replay(xs, st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, sp, commit, out):
     # The one compiled entry point for batch and single readings alike, so both round the same way.
     for i in range(xs.shape[0]):

@@ -13,7 +13,7 @@ from atoll.detect.stats import two_sided_tail_score
 # st = [count, mean, var]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _score(st, x, min_count):
     if st[0] < min_count or math.isnan(x):
         return 0.0
@@ -21,7 +21,7 @@ def _score(st, x, min_count):
     return two_sided_tail_score((x - st[1]) / std)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _learn(st, x, alpha, clip, min_count):
     if math.isnan(x):
         return
@@ -39,7 +39,7 @@ def _learn(st, x, alpha, clip, min_count):
     st[2] = (1.0 - a) * (st[2] + diff * incr)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _replay(st, xs, alpha, clip, min_count, out):
     for i in range(xs.shape[0]):
         out[i] = _score(st, xs[i], min_count)

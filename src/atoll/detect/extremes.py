@@ -10,7 +10,7 @@ from __future__ import annotations
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def range_break(x: float, lo: float, hi: float) -> float:
     """0 inside ``[lo, hi]``; ``0.5 + excess/range`` (capped at 1) outside it."""
     width = hi - lo
@@ -23,7 +23,7 @@ def range_break(x: float, lo: float, hi: float) -> float:
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def supported_break(mean: float, x: float, lo: float, hi: float) -> float:
     """Range break of a rolling ``mean`` that the reading ``x`` itself takes part in.
 

@@ -17,7 +17,7 @@ from atoll.detect.stats import two_sided_tail_score
 _N, _POS, _S1, _S2, _SHIFT, _SINCE = range(6)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _score(buf, st, x, min_count):
     n = st[_N]
     if n < min_count or math.isnan(x):
@@ -28,7 +28,7 @@ def _score(buf, st, x, min_count):
     return two_sided_tail_score((x - st[_SHIFT] - mean) / std)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _learn(buf, st, x):
     if math.isnan(x):
         return
@@ -60,7 +60,7 @@ def _learn(buf, st, x):
         st[_SINCE] = 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _replay(buf, st, xs, min_count, out):
     for i in range(xs.shape[0]):
         out[i] = _score(buf, st, xs[i], min_count)

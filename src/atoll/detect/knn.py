@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def nearest_distance(bank: np.ndarray, count: int, window: np.ndarray) -> float:
     """RMS distance from ``window`` to the closest of the first ``count`` rows of ``bank``.
 

@@ -12,7 +12,7 @@ import math
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def log_tail_score(short_mean: float, mean: float, var: float) -> float:
     """``min(1, -log10(P(Z > z)) / 10)`` for ``z = (short_mean - mean) / std``; 0 below the mean."""
     sd = max(math.sqrt(var) + 1e-6 * abs(mean), 1e-12)

@@ -13,7 +13,7 @@ from atoll.detect.base import StreamingDetector
 from atoll.detect.stats import chi2_cdf
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _distance2(mean, cov, x, ridge):
     k = mean.shape[0]
     r = np.empty(k)
@@ -45,14 +45,14 @@ def _distance2(mean, cov, x, ridge):
     return d2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _score(st, mean, cov, x, ridge, min_count):
     if st[0] < min_count:
         return 0.0
     return chi2_cdf(_distance2(mean, cov, x, ridge), mean.shape[0])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _learn(st, mean, cov, x, alpha, ridge, min_count):
     k = mean.shape[0]
     # Huber-style: an outlier moves the model only as far as a reading at the limit would, so one
@@ -80,7 +80,7 @@ def _learn(st, mean, cov, x, alpha, ridge, min_count):
             cov[i, j] = (1.0 - a) * (cov[i, j] + a * diff[i] * diff[j])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _replay(st, mean, cov, xs, alpha, ridge, min_count, out):
     for t in range(xs.shape[0]):
         out[t] = _score(st, mean, cov, xs[t], ridge, min_count)

@@ -14,19 +14,19 @@ from atoll.detect.stats import as_micros, two_sided_tail_score
 _NO_TS = -(2**62)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _slot(st, ts, slot_us, n_slots):
     if ts == _NO_TS:  # no clock: one slot per reading, cycling with period n_slots
         return int(st[0]) % n_slots
     return int((ts // slot_us) % n_slots)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _expected(st, means, counts, k, min_slot):
     return means[k] if counts[k] >= min_slot else st[1]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _score(st, means, counts, x, ts, slot_us, n_slots, min_slot, min_count):
     if st[0] < min_count or math.isnan(x):
         return 0.0
@@ -36,7 +36,7 @@ def _score(st, means, counts, x, ts, slot_us, n_slots, min_slot, min_count):
     return two_sided_tail_score(resid / std)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _learn(st, means, counts, x, ts, slot_us, n_slots, min_slot, alpha, resid_alpha):
     if math.isnan(x):
         return
@@ -51,7 +51,7 @@ def _learn(st, means, counts, x, ts, slot_us, n_slots, min_slot, alpha, resid_al
     means[k] += b * (x - means[k])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _replay(st, means, counts, xs, tss, slot_us, n_slots, min_slot, min_count, alpha, resid_alpha, out):
     for i in range(xs.shape[0]):
         out[i] = _score(st, means, counts, xs[i], tss[i], slot_us, n_slots, min_slot, min_count)

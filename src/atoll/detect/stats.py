@@ -14,7 +14,7 @@ _KNEE = 4.0
 _AT_KNEE = math.erf(_KNEE / _SQRT2)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def two_sided_tail_score(z: float) -> float:
     """``1 - P(|Z| >= |z|)`` for a standard normal up to ``|z| = 4``, then still rising towards 1.
 
@@ -27,7 +27,7 @@ def two_sided_tail_score(z: float) -> float:
     return _AT_KNEE + (1.0 - _AT_KNEE) * (1.0 - _KNEE / a)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gamma_p(a: float, x: float) -> float:
     """Regularised lower incomplete gamma ``P(a, x)`` (series below ``a + 1``, else a continued fraction)."""
     if x <= 0.0:
@@ -67,7 +67,7 @@ def _gamma_p(a: float, x: float) -> float:
     return max(0.0, 1.0 - math.exp(-x + a * math.log(x) - lg) * h)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def chi2_cdf(x: float, dof: int) -> float:
     return _gamma_p(0.5 * dof, 0.5 * x)
 

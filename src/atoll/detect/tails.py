@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def tail_excess(x: float, ordered: np.ndarray, count: int, q: float) -> float:
     """How far ``x`` lies outside the ``[q, 1-q]`` quantile band, in widths of that band (0 inside)."""
     n = min(count, ordered.shape[0])
@@ -26,7 +26,7 @@ def tail_excess(x: float, ordered: np.ndarray, count: int, q: float) -> float:
     return max(x - hi, lo - x, 0.0) / (hi - lo)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def tail_push(x: float, ring: np.ndarray, ordered: np.ndarray, count: int) -> None:
     """Store ``x`` as sample number ``count``, evicting the oldest once the ring is full."""
     size = ring.shape[0]
