@@ -4,10 +4,12 @@ template dashboard, over a real registry and the real API app."""
 from __future__ import annotations
 
 import httpx
+import numpy as np
 import pytest
 from argon2 import PasswordHasher
 
 from atoll.api import AppContext, create_app
+from atoll.core.points import PointBatch, SeriesKey
 from atoll.registry import Registry
 from atoll.solutions import load
 from atoll.store.memory import MemoryStore
@@ -17,10 +19,15 @@ FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture
-async def http(tmp_path):
+def store():
+    return MemoryStore()
+
+
+@pytest.fixture
+async def http(tmp_path, store):
     registry = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     boot = registry.bootstrap()
-    app = create_app(AppContext(registry=registry, store=MemoryStore()))
+    app = create_app(AppContext(registry=registry, store=store))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://atoll.test/api/v1",
                                  headers={"Authorization": f"Bearer {boot.api_key}"}) as c:
@@ -56,8 +63,20 @@ async def test_layout_comes_from_the_template_sharing_most_device_types(http):
     assert d["devices"]["motor"] == {"ids": [f"line-motor-{i:02d}" for i in range(MAX_DEVICES)],
                                      "total": MAX_DEVICES + 2}
     assert d["devices"]["pump"] == {"ids": ["line-pump-00"], "total": 1}
+    assert set(d["latest"]) == {f"line-motor-{i:02d}" for i in range(MAX_DEVICES)} | {"line-pump-00"}
+    assert d["latest"]["line-pump-00"] == {}  # nothing sent yet
     matched = {t["name"]: t["matched_types"] for t in d["templates"]}
     assert matched["manufacturing"] == 2 and matched["retail"] == 0 and len(matched) == 5
+
+
+async def test_tiles_get_the_latest_value_of_each_shown_device(http, store):
+    await _project_from(http, "ward", "healthcare", {"vaccine_fridge": 2})
+    store.append(PointBatch.of_series(SeriesKey("ward", "ward-vaccine_fridge-01", "temperature"),
+                                      np.array([1_700_000_000_000_000, 1_700_000_060_000_000]), np.array([4.5, 5.25])))
+    d = (await http.get("/projects/ward/dashboard")).json()
+    assert d["template"] == "healthcare"
+    assert d["latest"]["ward-vaccine_fridge-01"] == {"temperature": {"ts": 1_700_000_060_000, "value": 5.25}}
+    assert d["latest"]["ward-vaccine_fridge-00"] == {}
 
 
 async def test_a_template_can_be_chosen_and_an_unknown_one_is_refused(http):

@@ -3,8 +3,9 @@
 Projects do not record the template they were started from, so the layout is the template whose
 device types the project has most of (``?template=`` picks one). The answer carries what the
 console needs to draw it in one round trip: the panels with their metrics' units and expected
-ranges, and the first devices of each panel's type (charts stay readable and fast; the rest are
-counted). Readings themselves come from the usual series, latest and live routes.
+ranges, the first devices of each panel's type (charts stay readable and fast; the rest are
+counted) and those devices' latest values for the tiles. Charts come from the series route,
+updates from the live socket.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from atoll.api.deps import Ctx, Viewer
 from atoll.core.errors import NotFound
@@ -52,6 +53,11 @@ class TypeDevices(BaseModel):
     total: int
 
 
+class LatestPoint(BaseModel):
+    ts: float = Field(description="epoch ms")
+    value: float
+
+
 class DashboardOut(BaseModel):
     project: str
     template: str | None
@@ -60,6 +66,7 @@ class DashboardOut(BaseModel):
     templates: list[TemplateRef]
     panels: list[PanelOut]
     devices: dict[str, TypeDevices]
+    latest: dict[str, dict[str, LatestPoint]] = Field(description="device -> metric -> newest point")
 
 
 def choose(templates: list[Template], types: set[str], wanted: str | None) -> Template | None:
@@ -87,7 +94,7 @@ def dashboard(project: str, who: Viewer, ctx: Ctx,
                         matched_types=len(types & {d.name for d in t.device_types})) for t in templates]
     if chosen is None:
         return DashboardOut(project=project, template=None, title=None, sector=None, templates=refs,
-                            panels=[], devices={})
+                            panels=[], devices={}, latest={})
     panels = []
     for p in chosen.dashboard.panels:
         dt = chosen.device_type(p.device_type)
@@ -100,5 +107,8 @@ def dashboard(project: str, who: Viewer, ctx: Ctx,
         ids = [d.id for d in ctx.registry.list_devices(project, who.tenant, limit=MAX_DEVICES, device_type=name)]
         total = ctx.registry.count_devices(project, device_type=name) if len(ids) == MAX_DEVICES else len(ids)
         devices[name] = TypeDevices(ids=ids, total=total)
+    # Per shown device, not the whole project: a fleet of thousands stays one small answer.
+    latest = {dev: {k.metric: LatestPoint(ts=ts / 1000, value=v) for k, (ts, v) in ctx.store.latest(project, dev).items()}
+              for t in devices.values() for dev in t.ids}
     return DashboardOut(project=project, template=chosen.name, title=chosen.dashboard.title,
-                        sector=chosen.sector, templates=refs, panels=panels, devices=devices)
+                        sector=chosen.sector, templates=refs, panels=panels, devices=devices, latest=latest)

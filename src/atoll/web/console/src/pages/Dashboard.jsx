@@ -32,11 +32,16 @@ export function Dashboard() {
   const liveRef = useRef(new Set());
   const alarms = useAsync(async () => (project ? items(await api.get("/alarms", { project, status: "open", limit: 50 })) : []), [project], { defer: true });
 
-  const latestLoad = useAsync(async () => (project ? api.get(`/projects/${enc(project)}/latest`) : []), [project, nonce]);
+  // The layout carries the shown devices' latest values; the live feed keeps them current.
   useEffect(() => {
-    for (const r of latestLoad.data || []) latest.current.set(keyOf(r.device, r.metric), { t: toSeconds(r.ts), v: r.value });
+    for (const [device, metrics] of Object.entries(layout.data?.latest || {}))
+      for (const [metric, p] of Object.entries(metrics)) {
+        const t = toSeconds(p.ts);
+        const prev = latest.current.get(keyOf(device, metric));
+        if (!prev || t >= prev.t) latest.current.set(keyOf(device, metric), { t, v: p.value });
+      }
     setTick((n) => n + 1);
-  }, [latestLoad.data]);
+  }, [layout.data]);
   useEffect(() => {
     latest.current = new Map();
     setTemplate("");
@@ -50,6 +55,7 @@ export function Dashboard() {
       if (m.type === "hello") {
         if (m.resync) {
           alarms.reload();
+          layout.reload();
           setNonce((n) => n + 1);
         }
         return;
