@@ -10,7 +10,7 @@ every point's score (published, and appended to the store); ``points_per_cpu_sec
 process's CPU time instead (the store writer thread included), which a busy machine cannot inflate.
 Also reports the learned state held per series, and the event loop's worst lag during the run
 (``max_loop_lag_ms``: how late a 5 ms ticker woke up; ingest's acknowledgements share that loop).
-``--cold`` skips the benchmark's own warm-up, so kernels are compiled (or loaded from numba's
+The GIL switch interval is the one ``atoll up`` sets (``tune_interpreter``). ``--cold`` skips the benchmark's own warm-up, so kernels are compiled (or loaded from numba's
 cache) by the service itself; with ``NUMBA_CACHE_DIR`` pointing at an empty directory that is a
 fresh install's first start.
 """
@@ -32,6 +32,7 @@ from atoll.detect.registry import resolve
 from atoll.detect.replay import warm_up
 from atoll.detect.service import DetectionService
 from atoll.ingest.events import encode_telemetry
+from atoll.platform import tune_interpreter
 from atoll.store.memory import MemoryStore
 
 T0 = 1_764_000_000_000_000
@@ -97,6 +98,7 @@ async def run(args) -> dict:
 
 
 def main() -> None:
+    tune_interpreter()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--detector", default="default")
     p.add_argument("--devices", type=int, default=100)

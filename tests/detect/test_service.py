@@ -347,8 +347,31 @@ class _HeldWarmUp:
         assert await asyncio.to_thread(self.started.wait, 120)
 
 
-async def test_http_ingest_answers_while_kernels_warm_up(tmp_path, monkeypatch):
-    """Telemetry acknowledged during the warm-up is queued, then scored once the kernels are ready."""
+def _mqtt_publish_qos1(port, device, secret, payload):
+    """Publish one QoS 1 message with paho; True once its PUBACK came back."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device)
+    c.username_pw_set(device, secret)
+    connected = threading.Event()
+    c.on_connect = lambda *a: connected.set()
+    c.connect("127.0.0.1", port, keepalive=30)
+    c.loop_start()
+    try:
+        assert connected.wait(30)
+        info = c.publish(f"atoll/v1/devices/{device}/telemetry", payload, qos=1)
+        info.wait_for_publish(60)
+        return info.is_published()
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+async def test_ingest_answers_while_kernels_warm_up(tmp_path, monkeypatch):
+    """Telemetry acknowledged (HTTP 200, MQTT PUBACK) during the warm-up is queued, then scored
+    once the kernels are ready."""
     import httpx
 
     from atoll.config import Settings
@@ -357,7 +380,7 @@ async def test_http_ingest_answers_while_kernels_warm_up(tmp_path, monkeypatch):
 
     held = _HeldWarmUp()
     monkeypatch.setattr(service_module, "warm_up", held)
-    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", store_url="memory://")
+    settings = Settings(home=tmp_path, http_port=0, mqtt_port=0, store_url="memory://")
     fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     try:
         async with Platform(settings, password_hasher=fast) as p:
@@ -372,18 +395,20 @@ async def test_http_ingest_answers_while_kernels_warm_up(tmp_path, monkeypatch):
                     readings = [{"ts": now_ms + i * 1000, "values": {"t": 20.0 + i % 3}} for i in range(lo, lo + 10)]
                     r = await http.post("/ingest/telemetry", auth=("s1", secret), headers={}, json=readings)
                     assert r.status_code == 200, r.text
+            late = orjson.dumps([{"ts": now_ms + 30_000, "values": {"t": 21.0}}])
+            assert await asyncio.to_thread(_mqtt_publish_qos1, p.mqtt.port, "s1", secret, late)
             # Acknowledged and stored while the warm-up still holds the worker: queued, not scored.
             assert not svc.ready.is_set() and svc.stats["points"] == 0
-            assert len(p.store.query_raw(SeriesKey("lab", "s1", "t"), 0, FAR).ts) == 30
+            assert len(p.store.query_raw(SeriesKey("lab", "s1", "t"), 0, FAR).ts) == 31
             for _ in range(WAIT_STEPS):
-                if svc.stats["queued_messages"] >= 3:
+                if svc.stats["queued_messages"] >= 4:
                     break
                 await asyncio.sleep(0.01)
-            assert svc.stats["queued_messages"] == 3
+            assert svc.stats["queued_messages"] == 4
             held.release.set()
-            await _settle(svc, 30)
+            await _settle(svc, 31)
             assert svc.ready.is_set() and svc.stats["dropped_messages"] == 0
-            assert len(p.store.query_raw(SeriesKey("lab", "s1", "t.anomaly_score"), 0, FAR).ts) == 30
+            assert len(p.store.query_raw(SeriesKey("lab", "s1", "t.anomaly_score"), 0, FAR).ts) == 31
     finally:
         held.release.set()
     assert held.units == [("EnsembleDetector", 0)]  # the default, warmed before any reading
