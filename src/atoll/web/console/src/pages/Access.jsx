@@ -37,7 +37,7 @@ export function Access() {
         <span class="muted">tenant {me.tenant}</span>
       </div>
       <div class="access-grid">
-        <ApiKeys />
+        <ApiKeys me={me} />
         <Users />
       </div>
     </div>
@@ -51,7 +51,7 @@ function keyState(k) {
   return "active";
 }
 
-function ApiKeys() {
+function ApiKeys({ me }) {
   const list = useAsync(() => api.get("/keys"), []);
   const [all, setAll] = useState(false);
   const [form, setForm] = useState({ name: "", role: "viewer", ttl: "" });
@@ -112,6 +112,7 @@ function ApiKeys() {
               <tr key={k.id} data-key={k.name} class={st === "active" ? "" : "muted"}>
                 <td>
                   {k.name}
+                  {k.id === me.key_id && <span class="muted small"> (this session)</span>}
                   <div class="muted small mono">{k.id}</div>
                 </td>
                 <td>
@@ -124,7 +125,7 @@ function ApiKeys() {
                 </td>
                 <td>
                   <div class="actions">
-                    {st === "active" && (
+                    {st === "active" && k.id !== me.key_id && (
                       <button class="btn small danger" onClick={() => revoke(k)} data-testid="key-revoke">
                         Revoke
                       </button>
