@@ -89,3 +89,27 @@ def test_docstring_examples():
 
     result = doctest.testmod(mqtt_frames)
     assert result.attempted and not result.failed
+
+
+def test_repeated_headers_decode_as_amqtt_decodes_them():
+    """Fixed headers are decoded once per distinct bytes and replayed; the packets must not
+    differ from amqtt's own decoding (a fresh splitter per packet), whatever mixes of topics,
+    QoS and lengths follow."""
+    pieces = [publish(t, p, i, q) for i, (t, p, q) in enumerate(
+        [("a/b", b"1", 1), ("a/bc", b"22", 1), ("a/b", b"1", 1), ("a/b", b"x" * 300, 0),
+         ("a/bc", b"22", 1), ("a/b", b"1", 0), ("a/b", b"333", 1)] * 3, start=1)] + [stream(), stream()]
+    splitter = PacketSplitter(1024)
+    got = feed(splitter, b"".join(pieces))
+    want = [p for piece in pieces for p in feed(PacketSplitter(1024), piece)]
+    assert summary(got) == summary(want)
+    assert [(p.fixed_header.flags, p.fixed_header.remaining_length) for p in got] == [
+        (p.fixed_header.flags, p.fixed_header.remaining_length) for p in want]
+    got[0].fixed_header.flags |= 0x08  # amqtt sets DUP on a packet it re-sends
+    assert feed(splitter, publish("a/b", b"1", 9))[0].fixed_header.flags == 0x02
+
+
+def test_a_bad_header_is_refused_after_good_ones_were_replayed():
+    splitter = PacketSplitter(1024)
+    feed(splitter, publish("a/b", b"1") * 3)
+    packets, error = splitter.feed(publish("a/b", b"1") + b"\x30\xff\xff\xff\xff\x7f")
+    assert len(packets) == 1 and error.reason == MALFORMED_PACKET

@@ -158,3 +158,29 @@ def test_merge_keeps_every_point_with_its_series_in_order():
            for k, t, v in zip(m.key_index.tolist(), m.ts.tolist(), m.value.tolist(), strict=True)]
     assert got == want
     assert len(m.keys) == len(set(m.keys)) == 3
+
+
+TS = b'"ts": 1795427000000'  # epoch ms, 1000 s before NOW: the shape the single-reading fast path takes
+
+
+@pytest.mark.parametrize(
+    "values",
+    [b'{"temperature": 21.5}', b'{"temperature": 21}', b'{"temperature": 99.5}',  # flagged
+     b'{"temperature": -40, "count": 3}', b'{"count": 3.0}', b'{"on": true}', b'{"temperature": 1e308}'],
+)
+def test_a_single_reading_parses_as_the_same_reading_in_a_batch(values):
+    one = b"{" + TS + b', "values": ' + values + b"}"
+    assert parse(one) == parse(b"[" + one + b"]")
+    assert parse(one, schema=TelemetrySchema()) == parse(b"[" + one + b"]", schema=TelemetrySchema())
+
+
+@pytest.mark.parametrize(
+    "values, want",
+    [(b'{"temperature": 1e999}', "not_finite"), (b'{"temperature": -1e999}', "not_finite"),
+     (b'{"temperature": true}', "wrong_type"), (b'{"count": 1.5}', "wrong_type"),
+     (b'{"humidity": 1}', "unknown_series"), (b"{}", "empty")],
+)
+def test_a_single_reading_with_ts_is_refused_with_the_same_reason(values, want):
+    assert reason(b"{" + TS + b', "values": ' + values + b"}")[0] == want
+    assert reason(b'{"ts": 1895427000000, "values": {"temperature": 1}}')[0] == "future_timestamp"
+    assert reason(b"{" + TS + b', "values": {"temperature": 100}}', limits=Limits(out_of_range="reject"))[0] == "out_of_range"
