@@ -272,11 +272,14 @@ class DetectionService:
             self._worker.shutdown(wait=False)  # idle by now; a later ``process`` makes a new one
             self._worker = None
 
-    async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
         # One thread: detector state is only ever touched there, in submission order.
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atoll-detect")
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    async def _in_worker(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self._submit(fn, *args)
 
     def _warm_up_units(self) -> list[Choice]:
         """The detectors configured now: the default, every binding, every restored series'."""
@@ -397,15 +400,24 @@ class DetectionService:
                 await self._arrived.wait()
                 self._arrived.clear()
                 continue
-            chunk = [self._inbox.popleft() for _ in range(min(_CHUNK_MESSAGES, len(self._inbox)))]
-            self._inbox_bytes -= sum(len(d) for d in chunk) + _MESSAGE_OVERHEAD * len(chunk)
-            self.stats["queued_messages"], self.stats["queued_bytes"] = len(self._inbox), self._inbox_bytes
-            try:
-                async with self._lock:
-                    for done in await self._in_worker(self._score_messages, chunk):
+            async with self._lock:
+                # While the loop sends one chunk's results, the worker scores the next one.
+                running = self._next_chunk()
+                while running is not None:
+                    try:
+                        results = await running
+                    except Exception:
+                        log.exception("scoring telemetry messages failed")
+                        results = []
+                    running = self._next_chunk() if self._inbox else None
+                    for done in results:
                         await self._send(done)
-            except Exception:
-                log.exception("scoring %d telemetry messages failed", len(chunk))
+
+    def _next_chunk(self) -> asyncio.Future:
+        chunk = [self._inbox.popleft() for _ in range(min(_CHUNK_MESSAGES, len(self._inbox)))]
+        self._inbox_bytes -= sum(len(d) for d in chunk) + _MESSAGE_OVERHEAD * len(chunk)
+        self.stats["queued_messages"], self.stats["queued_bytes"] = len(self._inbox), self._inbox_bytes
+        return self._submit(self._score_messages, chunk)
 
     def _score_messages(self, chunk: list[bytes]) -> list[_Scored]:
         from atoll.ingest.events import decode_telemetry
@@ -418,7 +430,7 @@ class DetectionService:
                 self.stats["bad_messages"] += 1
                 log.warning("bad telemetry event: %s", exc)
                 continue
-            out.append(self._score(batch))
+            out.append(self._score(batch, keep_events=False))
         return out
 
     async def process(self, batch: PointBatch) -> list[dict[str, Any]]:
@@ -427,8 +439,12 @@ class DetectionService:
             done = await self._in_worker(self._score, batch)
             return await self._send(done)
 
-    def _score(self, batch: PointBatch) -> _Scored:
-        """Score and learn (in the worker thread); the events and scores to send out."""
+    def _score(self, batch: PointBatch, keep_events: bool = True) -> _Scored:
+        """Score and learn (in the worker thread); the events and scores to send out.
+
+        Without ``keep_events`` only their JSON is kept: a chunk of messages waiting to be sent
+        then holds a few bytes objects rather than a dict per reading (fewer objects for the
+        garbage collector to walk, which it does holding the GIL)."""
         t0 = time.perf_counter()
         keys, ts_parts, val_parts, events_by_device = [], [], [], {}
         points = anomalies = 0
@@ -477,7 +493,7 @@ class DetectionService:
                 np.concatenate(ts_parts), np.concatenate(val_parts))
         payloads = [(topics.bus_anomaly(project, device), orjson.dumps(events))
                     for (project, device), events in events_by_device.items()]
-        published = [e for events in events_by_device.values() for e in events]
+        published = [e for events in events_by_device.values() for e in events] if keep_events else []
         return _Scored(scores_batch, payloads, published, points, anomalies, time.perf_counter() - t0)
 
     async def _send(self, done: _Scored) -> list[dict[str, Any]]:
