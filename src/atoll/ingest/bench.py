@@ -13,6 +13,7 @@ measures persisted points, not sent ones.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import platform as _platform
@@ -333,6 +334,7 @@ async def run(*, scale: float = 1.0, chart_days: int = 365, services: bool = Fal
                             services=None if services else [])
         p = Platform(settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
         await p.start()
+        result["gc_frozen_objects"] = gc.get_freeze_count()  # see atoll.platform.tune_interpreter
         try:
             reg = p.registry
             reg.create_project("default", "Bench", project_id="bench")
