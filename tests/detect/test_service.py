@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import numpy as np
 import orjson
@@ -347,6 +348,29 @@ class _HeldWarmUp:
         assert await asyncio.to_thread(self.started.wait, 120)
 
 
+@contextlib.asynccontextmanager
+async def _held(svc):
+    """``svc`` started with its warm-up held until the test sets ``held.release``; stopped after."""
+    held = _HeldWarmUp()
+    svc.warm_up = held
+    await svc.start()
+    try:
+        await held.wait_started()
+        yield held
+    finally:
+        held.release.set()
+        await svc.stop()
+        await svc.bus.close()
+
+
+async def _until(condition):
+    for _ in range(WAIT_STEPS):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out waiting")
+
+
 def _mqtt_publish_qos1(port, device, secret, payload):
     """Publish one QoS 1 message with paho; True once its PUBACK came back."""
     import threading
@@ -400,10 +424,7 @@ async def test_ingest_answers_while_kernels_warm_up(tmp_path, monkeypatch):
             # Acknowledged and stored while the warm-up still holds the worker: queued, not scored.
             assert not svc.ready.is_set() and svc.stats["points"] == 0
             assert len(p.store.query_raw(SeriesKey("lab", "s1", "t"), 0, FAR).ts) == 31
-            for _ in range(WAIT_STEPS):
-                if svc.stats["queued_messages"] >= 4:
-                    break
-                await asyncio.sleep(0.01)
+            await _until(lambda: svc.stats["queued_messages"] >= 4)
             assert svc.stats["queued_messages"] == 4
             held.release.set()
             await _settle(svc, 31)
@@ -422,20 +443,12 @@ async def test_queued_messages_keep_each_series_in_order():
     got = _Collector()
     await bus.subscribe("anomaly.>", got)
     svc = DetectionService(bus, store)
-    held = _HeldWarmUp()
-    svc.warm_up = held
-    await svc.start()
     temp, hum = _readings(700, seed=4, spike_at=500)
-    try:
-        await held.wait_started()
+    async with _held(svc) as held:
         await _feed(bus, temp, hum, chunk=1)  # 700 messages: several chunks for the worker
         await _feed(bus, temp[:3], hum[:3], chunk=1)  # redelivered while queued
         held.release.set()
         await _settle(svc, 1400)
-    finally:
-        held.release.set()
-    await svc.stop()
-    await bus.close()
     assert svc.stats["messages"] == 703 and svc.stats["skipped_late"] == 6
     for metric, series in (("temp", temp), ("hum", hum)):
         events = [e for e in got.events if e["metric"] == metric]
@@ -449,33 +462,19 @@ async def test_queued_messages_keep_each_series_in_order():
 async def test_a_full_queue_drops_from_detection_and_counts(caplog):
     bus = MemoryBus()
     svc = DetectionService(bus, None)
-    held = _HeldWarmUp()
-    svc.warm_up = held
     temp, hum = _readings(40)
-    await svc.start()
-    try:
-        await held.wait_started()
+    async with _held(svc) as held:
         await _feed(bus, temp[:1], hum[:1])
-        for _ in range(WAIT_STEPS):
-            if svc.stats["queued_messages"]:
-                break
-            await asyncio.sleep(0.01)
+        await _until(lambda: svc.stats["queued_messages"])
         svc.max_queued_bytes = 3 * svc.stats["queued_bytes"]  # room for three such messages
         with caplog.at_level("WARNING", logger="atoll.detect.service"):
             await _feed(bus, temp[1:], hum[1:], start=1, chunk=1)
-            for _ in range(WAIT_STEPS):
-                if svc.stats["queued_messages"] + svc.stats["dropped_messages"] >= 40:
-                    break
-                await asyncio.sleep(0.01)
+            await _until(lambda: svc.stats["queued_messages"] + svc.stats["dropped_messages"] >= 40)
         assert svc.stats["queued_messages"] == 3 and svc.stats["dropped_messages"] == 37
         assert svc.stats["queued_bytes"] <= svc.max_queued_bytes and svc.stats["dropped_bytes"] > 0
         assert sum("detection is behind" in r.getMessage() for r in caplog.records) == 1  # not one per drop
         held.release.set()
         await _settle(svc, 6)
-    finally:
-        held.release.set()
-    await svc.stop()
-    await bus.close()
     assert svc.stats["points"] == 6 and svc.stats["queued_messages"] == 0
 
 
