@@ -291,18 +291,17 @@ class DetectionService:
             wanted.setdefault((t.name, width), Choice(t.name, jointly=("",) * width if width else ()))
         return list(wanted.values())
 
-    def _warm_up_now(self, choices: list[Choice]) -> int:
+    def _warm_up_now(self) -> int:
+        # In the worker: the first ``resolve`` imports numba and every detector module (seconds).
         if self.kernel_cache is not None:
             use_kernel_cache(self.kernel_cache)
-        units = []
-        for c in choices:
-            units.append((self._build(c)[1], len(c.jointly)))
+        units = [(self._build(c)[1], len(c.jointly)) for c in self._warm_up_units()]
         return int(self.warm_up(units) or 0)
 
     async def _warm(self) -> None:
         t0 = time.perf_counter()
         try:
-            self.stats["warmed_detectors"] = await self._in_worker(self._warm_up_now, self._warm_up_units())
+            self.stats["warmed_detectors"] = await self._in_worker(self._warm_up_now)
         except Exception:  # scoring still works: a kernel then compiles on its first series
             log.exception("warming up the detectors' kernels failed")
         self.stats["warm_up_seconds"] = time.perf_counter() - t0
