@@ -112,8 +112,9 @@ class Platform:
         except BaseException:
             await self.stop()
             raise
-        if _tuned:
-            gc.freeze()  # see tune_interpreter
+        if _tuned:  # see tune_interpreter
+            gc.freeze()
+            self._stack.append(("gc", gc.unfreeze))  # collectable again once stopped
 
     async def _start(self) -> None:
         from atoll.api import AppContext, create_app
@@ -303,7 +304,7 @@ def tune_interpreter() -> None:
     Once a platform has started, the objects of start-up (modules, API, registry: ~10^5) are
     frozen out of the cyclic garbage collector's sight. Otherwise each full collection walks
     them all (60-100 ms); ingest triggers one every ~13,000 single-reading messages, which
-    cost ~10 µs of event-loop time per message (bench/results/ingest-*.json, 2026-12-03).
+    cost ~12 µs of event-loop time per message (docs/BENCHMARKS.md, Ingest, 2026-12-03).
     """
     global _tuned
     _tuned = True
