@@ -146,3 +146,16 @@ def test_admin_adds_disables_and_deletes_a_user_and_a_viewer_sees_no_admin_butto
         users.locator("tr[data-user=olga] [data-testid=user-delete]").click()
         expect(users.locator("tr[data-user=olga]")).to_have_count(0)
         assert anon.post("/auth/login", json={"username": "olga", "password": password}).status_code == 401
+
+    # Signed in with an API key instead: its role (from /auth/me at login) decides the same way.
+    with api(platform) as http:
+        token = http.post("/keys", json={"name": "wallboard", "role": "viewer"}).json()["token"]
+    page.click("[data-testid=logout]")
+    page.click("[data-testid=login-form] >> text=API key")
+    page.fill("input[name=api_key]", token)
+    page.click("button[type=submit]")
+    expect(page.locator("[data-testid=project-tree]")).to_be_visible()
+    expect(page.locator("header")).to_contain_text("wallboard")
+    expect(page.locator("[data-testid=nav-access]")).to_have_count(0)
+    page.goto(platform.url + "/access")
+    expect(page.locator("[data-testid=access-denied]")).to_contain_text("you are viewer")

@@ -8,19 +8,25 @@ import { Overview, projectId, selectProject, useProjects } from "./pages/Overvie
 import { Device } from "./pages/Device.jsx";
 import { Alarms } from "./pages/Alarms.jsx";
 import { Register } from "./pages/Register.jsx";
-import { Dashboard } from "./pages/Dashboard.jsx";
-import { Reports } from "./pages/Reports.jsx";
-import { Access } from "./pages/Access.jsx";
 import { can, useMe } from "./me.js";
 
-// The rule editor carries the YAML parser; load it only when someone opens Rules.
-function LazyRules() {
-  const [mod, setMod] = useState(null);
-  useEffect(() => {
-    import("./pages/Rules.jsx").then(setMod);
-  }, []);
-  return mod ? <mod.Rules /> : <div class="page muted">Loading…</div>;
+// Pages off the device and fleet pages' critical path load when first opened: the rule
+// editor carries the YAML parser, the others are admin and reporting screens.
+function lazy(load, name) {
+  let cached = null;
+  return function Lazy() {
+    const [mod, setMod] = useState(cached);
+    useEffect(() => {
+      if (!cached) load().then((m) => setMod((cached = m)));
+    }, []);
+    const Page = mod?.[name];
+    return Page ? <Page /> : <div class="page muted">Loading…</div>;
+  };
 }
+const LazyRules = lazy(() => import("./pages/Rules.jsx"), "Rules");
+const Dashboard = lazy(() => import("./pages/Dashboard.jsx"), "Dashboard");
+const Reports = lazy(() => import("./pages/Reports.jsx"), "Reports");
+const Access = lazy(() => import("./pages/Access.jsx"), "Access");
 
 export function App() {
   const [session, set] = useState(getSession());

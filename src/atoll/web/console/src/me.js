@@ -1,5 +1,6 @@
-// Who is signed in (GET /auth/me), asked once per session and tenant: pages hide the buttons a
-// role cannot use. The API enforces roles anyway; this only keeps dead buttons off the screen.
+// Who is signed in: pages hide the buttons a role cannot use (the API enforces roles anyway).
+// The role comes with the login, so the common case costs no request; the full identity
+// (tenant, key id) is asked once per session and tenant (GET /auth/me) by the pages needing it.
 import { useEffect, useState } from "preact/hooks";
 import { api, getSession } from "./api.js";
 import { afterPrimary } from "./util.js";
@@ -24,13 +25,16 @@ export function can(me, role) {
   return !!me && (RANK[me.role] || 0) >= RANK[role];
 }
 
-export function useMe() {
+// `full`: also the tenant and key id (the Access page); otherwise the login's role will do.
+export function useMe({ full = false } = {}) {
   const s = getSession();
-  const [me, set] = useState(null);
+  const known = !full && s?.role ? { role: s.role } : null;
+  const [me, set] = useState(known);
   useEffect(() => {
+    if (known) return;
     let on = true;
     load().then((m) => on && set(m));
     return () => (on = false);
-  }, [s?.token, s?.actAs]);
-  return me;
+  }, [s?.token, s?.actAs, full]);
+  return known || me;
 }

@@ -17,7 +17,7 @@ const LIFETIMES = [
 ];
 
 export function Access() {
-  const me = useMe();
+  const me = useMe({ full: true });
   if (!me) return <div class="page muted">Loading…</div>;
   if (!can(me, "admin"))
     return (

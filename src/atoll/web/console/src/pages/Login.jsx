@@ -24,7 +24,9 @@ export function Login() {
         setSession({ token, user: r.user?.username || r.username || username, role: r.role || r.user?.role, tenant: r.tenant || r.tenant_id || r.user?.tenant });
       } else {
         setSession({ token: key.trim(), user: "api key" });
-        await api.get("/projects");
+        // Checks the key, and keeps its role so pages know which buttons to draw.
+        const me = await api.get("/auth/me");
+        setSession({ token: key.trim(), user: me.name || "api key", role: me.role, tenant: me.tenant });
       }
     } catch (err) {
       if (mode === "key") setSession(null);
