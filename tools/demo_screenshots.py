@@ -38,6 +38,11 @@ def main(home: Path, out: Path) -> None:
         page.click("[data-testid=nav-alarms]")
         page.wait_for_timeout(2500)
         page.screenshot(path=str(out / "demo-alarms.png"))
+        # The tenant's project drawn by its sector template's dashboard layout.
+        page.click("[data-testid=nav-dashboard]")
+        page.wait_for_selector("[data-testid=dash-panel]")
+        page.wait_for_timeout(4000)
+        page.screenshot(path=str(out / "demo-dashboard.png"))
         browser.close()
 
 
