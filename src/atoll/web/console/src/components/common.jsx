@@ -59,3 +59,16 @@ export function Empty({ children }) {
 export function Spinner() {
   return <span class="spinner" aria-label="loading" />;
 }
+
+// The header row of a table.grid; an empty string leaves a column (actions) unnamed.
+export function TableHead({ cols }) {
+  return (
+    <thead>
+      <tr>
+        {cols.map((c, i) => (
+          <th key={i}>{c}</th>
+        ))}
+      </tr>
+    </thead>
+  );
+}

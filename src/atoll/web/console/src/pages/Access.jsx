@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 import { api, enc, getSession, toSeconds } from "../api.js";
 import { can, useMe } from "../me.js";
 import { fmtTime, useAsync } from "../util.js";
-import { CopyBlock, Empty, ErrorBox } from "../components/common.jsx";
+import { CopyBlock, Empty, ErrorBox, TableHead } from "../components/common.jsx";
 
 const ROLES = ["viewer", "operator", "admin"];
 const SESSION = "session:";
@@ -95,16 +95,7 @@ function ApiKeys({ me }) {
       </div>
       <ErrorBox error={list.error} />
       <table class="grid" data-testid="key-table">
-        <thead>
-          <tr>
-            <th>Name</th>
-            <th>Role</th>
-            <th>Created</th>
-            <th>Expires</th>
-            <th>State</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead cols={["Name", "Role", "Created", "Expires", "State", ""]} />
         <tbody>
           {rows.map((k) => {
             const st = keyState(k);
@@ -244,15 +235,7 @@ function Users() {
       </div>
       <ErrorBox error={list.error} />
       <table class="grid" data-testid="user-table">
-        <thead>
-          <tr>
-            <th>User</th>
-            <th>Role</th>
-            <th>Created</th>
-            <th>State</th>
-            <th />
-          </tr>
-        </thead>
+        <TableHead cols={["User", "Role", "Created", "State", ""]} />
         <tbody>
           {(list.data || []).map((u) => {
             const me = u.username === self;

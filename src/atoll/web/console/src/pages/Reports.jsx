@@ -4,7 +4,7 @@ import { useState } from "preact/hooks";
 import { ApiError, api, enc, items, request } from "../api.js";
 import { can, useMe } from "../me.js";
 import { currentProject, fmtDuration, useAsync } from "../util.js";
-import { Empty, ErrorBox } from "../components/common.jsx";
+import { Empty, ErrorBox, TableHead } from "../components/common.jsx";
 import { ReportForm, emptyReport, fromSpec } from "./ReportForm.jsx";
 
 // The API answers the file itself; hand it to the browser as a download.
@@ -99,17 +99,7 @@ export function Reports() {
       )}
       <div class="panel">
         <table class="grid" data-testid="report-table">
-          <thead>
-            <tr>
-              <th>Report</th>
-              <th>Format</th>
-              <th>Schedule</th>
-              <th>Window</th>
-              <th>Contents</th>
-              <th>Channels</th>
-              <th />
-            </tr>
-          </thead>
+          <TableHead cols={["Report", "Format", "Schedule", "Window", "Contents", "Channels", ""]} />
           <tbody>
             {(list.data || []).map((r) => (
               <tr key={r.id} data-report={r.id} class={r.enabled ? "" : "muted"}>
