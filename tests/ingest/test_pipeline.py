@@ -162,3 +162,34 @@ async def test_stop_writes_everything_queued():
     await pipe.stop()
     assert await asyncio.gather(*tasks) == [1] * 50
     assert sum(len(b) for b in store.appends) == 50
+
+
+async def test_flush_counters_returns_after_a_flush_already_under_way():
+    """The periodic flush may have taken the counts a moment before an explicit flush; the
+    explicit one must still return only once they are in the registry."""
+    written, gate = [], threading.Event()
+
+    class SlowDirectory:
+        def record_rejections(self, rows):
+            gate.wait(5)
+            written.extend(rows)
+
+        def touch_devices(self, seen):
+            pass
+
+    pipe = IngestPipeline(GatedStore(), directory=SlowDirectory(), flush_interval=3600)
+    await pipe.start()
+    try:
+        pipe.reject("d1", "mqtt", "unknown_series", "no such metric")
+        periodic = asyncio.create_task(pipe.flush_counters())
+        await asyncio.sleep(0.05)  # the periodic flush is writing
+        explicit = asyncio.create_task(pipe.flush_counters())
+        await asyncio.sleep(0.05)
+        assert not explicit.done()
+        gate.set()
+        await explicit
+        assert [r[2] for r in written] == ["unknown_series"]
+        await periodic
+    finally:
+        gate.set()
+        await pipe.stop()

@@ -102,6 +102,7 @@ class IngestPipeline:
         # (device, transport, reason) -> [count, last_message, last_at]
         self._rejections: dict[tuple[str, str, str], list] = {}
         self._seen: dict[str, int] = {}
+        self._flushing = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -378,12 +379,14 @@ class IngestPipeline:
         return self._rejections
 
     async def flush_counters(self) -> None:
-        """Push counted rejections and last-seen times to the registry."""
-        # Swap on the event loop (the only thread that counts), write in a worker thread.
-        rej, self._rejections = self._rejections, {}
-        seen, self._seen = self._seen, {}
-        if rej or seen:
-            await asyncio.to_thread(self._write_counters, rej, seen)
+        """Push counted rejections and last-seen times to the registry; everything counted
+        before the call is there when it returns, even if the periodic flush took it first."""
+        async with self._flushing:
+            # Swap on the event loop (the only thread that counts), write in a worker thread.
+            rej, self._rejections = self._rejections, {}
+            seen, self._seen = self._seen, {}
+            if rej or seen:
+                await asyncio.to_thread(self._write_counters, rej, seen)
 
     def _write_counters(self, rej: dict, seen: dict) -> None:
         if self.directory is None:
