@@ -41,11 +41,19 @@ class Fleet:
         return {r.reason: r.count for r in self.platform.registry.rejections(device)}
 
 
-def connect(port: int, user: str, password: str, client_id: str = "", timeout: float = 5.0):
-    """A connected paho client (loop running) and the CONNACK reason code."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+def connect(port: int, user: str, password: str, client_id: str = "", timeout: float = 5.0,
+            transport: str = "tcp", ca=None):
+    """A connected paho client (loop running) and the CONNACK reason code (None: no CONNACK).
+
+    ``transport`` is one of the embedded broker's listeners: tcp, tls, ws or wss; over tls and
+    wss the broker's certificate is verified against ``ca``.
+    """
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                    transport="websockets" if transport in ("ws", "wss") else "tcp")
     c.username_pw_set(user, password)
     c.max_inflight_messages_set(1000)
+    if transport in ("tls", "wss"):
+        c.tls_set(ca_certs=str(ca) if ca else None)
     done = threading.Event()
     result = {}
 

@@ -6,10 +6,8 @@ import socket
 import ssl
 import subprocess
 import sys
-import threading
 
 import httpx
-import paho.mqtt.client as mqtt
 import pytest
 import trustme
 
@@ -19,7 +17,7 @@ from atoll.core.errors import AtollError, InvalidInput, Unavailable
 from atoll.core.points import SeriesKey
 from atoll.ingest.listeners import listeners
 from atoll.platform import Platform
-from tests.ingest.conftest import CLIMATE, FAST_HASHER
+from tests.ingest.conftest import CLIMATE, FAST_HASHER, close, connect
 from tests.ingest.test_durability import start
 
 END = 2**62
@@ -39,31 +37,8 @@ def pki(tmp_path_factory):
 
 
 def client(transport: str, port: int, user: str, password: str, ca=None, client_id=None):
-    """A paho client over ``transport`` (verifying the broker's certificate against ``ca``),
-    connected with its loop running, and the CONNACK reason code (None: no CONNACK)."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or user,
-                    transport="websockets" if transport in ("ws", "wss") else "tcp")
-    c.username_pw_set(user, password)
-    c.max_inflight_messages_set(1000)
-    if transport in ("tls", "wss"):
-        c.tls_set(ca_certs=str(ca) if ca else None)
-    done = threading.Event()
-    result = {}
-
-    def on_connect(cl, userdata, flags, rc, props):
-        result["rc"] = rc
-        done.set()
-
-    c.on_connect = on_connect
-    c.connect("127.0.0.1", port, keepalive=30)
-    c.loop_start()
-    done.wait(10)
-    return c, result.get("rc")
-
-
-def close(c) -> None:
-    c.disconnect()
-    c.loop_stop()
+    """A paho client over ``transport``, connected with its loop running, and the CONNACK code."""
+    return connect(port, user, password, client_id=client_id or user, timeout=10, transport=transport, ca=ca)
 
 
 def stop(proc: subprocess.Popen) -> None:
