@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from atoll.detect import warmup
 from atoll.detect.registry import get_detector
 
 
@@ -54,8 +55,5 @@ def replay(name: str, streams: Mapping[str, tuple[np.ndarray, np.ndarray | None]
 
 def warm_up(names: Iterable[str]) -> None:
     """Compile detectors' kernels before timing them (numba compiles on first call)."""
-    rng = np.random.default_rng(0)
-    for name in names:
-        det = get_detector(name)
-        x = rng.normal(size=(64, 2)) if det.multivariate else rng.normal(size=64)
-        det.score_many(x, np.arange(64, dtype=np.int64) * 60_000_000)
+    detectors = (get_detector(name) for name in names)
+    warmup.warm_up((det, 2 if det.multivariate else 0) for det in detectors)
