@@ -201,8 +201,12 @@ class Platform:
             def capture_signals(self):  # the runtime owns signals (Ctrl-C stops everything)
                 yield
 
+        proxies = self.settings.trusted_proxies
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise; that would let
+        # any local process pick the address the login limit counts. Off unless configured.
         config = uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
-                                log_level="warning", lifespan="on", access_log=False)
+                                log_level="warning", lifespan="on", access_log=False,
+                                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
         self._http = _Server(config)
         self._http_task = asyncio.create_task(self._http.serve(), name="atoll-http")
         while not self._http.started:

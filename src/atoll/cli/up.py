@@ -49,6 +49,9 @@ def up(
                                "[made once, kept in the data directory]")] = None,
     store: Annotated[str | None, typer.Option("--store",
                                               help="store URL [duckdb in the data directory]")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", help="a reverse proxy (address or network) whose X-Forwarded-For the "
+                                "HTTP API believes; repeat for several [none]")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug | info | warning")] = "info",
 ) -> None:
     """Start Atoll: HTTP API + console, MQTT, ingest, detectors and rules. Ctrl-C stops it."""
@@ -61,6 +64,7 @@ def up(
         "mqtt_host": mqtt_host, "mqtt_port": mqtt_port, "mqtt_url": mqtt_url, "store_url": store,
         "mqtt_tls_port": mqtt_tls_port, "mqtt_ws_port": mqtt_ws_port, "mqtt_wss_port": mqtt_wss_port,
         "tls_cert": tls_cert, "tls_key": tls_key, "mqtt_node_id": mqtt_node_id,
+        "trusted_proxies": trusted_proxy or None,
     }.items() if v is not None}
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
