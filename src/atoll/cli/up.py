@@ -85,9 +85,13 @@ def up(
 
 
 async def _run(settings) -> None:
+    from atoll.datadir import PRIVATE_UMASK
     from atoll.platform import Platform, tune_interpreter
 
     tune_interpreter()
+    # This process owns its data directory: whatever it creates later (WAL files, detector
+    # state, the numba cache, runtime.json) is private to its user from the start.
+    os.umask(PRIVATE_UMASK)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
