@@ -54,7 +54,7 @@ def drop(port: int, wire: bytes):
 
 @pytest.mark.parametrize("victim_topic", [topics.twin_desired("b1"), topics.command("b1", "x")])
 async def test_a_will_on_another_tenants_device_never_reaches_it(tenants, broker, victim_topic):  # noqa: F811
-    platform, secrets = tenants
+    _, secrets = tenants
     victim = await listen(broker.port, "b1", secrets["b1"],
                           [topics.twin_desired("b1"), topics.command("b1", "+")])
     await connect_when_ready(broker.port, "e1", secrets["e1"])  # e1's secret is loaded
