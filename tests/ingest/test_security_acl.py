@@ -236,8 +236,8 @@ async def test_a_malformed_connect_is_closed_without_connack(tenants, case):
     wire = _malformed_connects(tenants.secrets["s1"])[case]
     got = await asyncio.to_thread(raw_connect, tenants.port, wire)
     assert [k for k, b in got if k == CONNACK and b[1] == 0] == [], got
-    await tenants.platform.pipeline.flush_counters()
-    assert tenants.rejections("(anonymous)") == {"malformed_packet": 1}
+    # Nobody is authenticated yet: counted, but against no device.
+    assert tenants.platform.pipeline.stats.by_reason == {"malformed_packet": 1}
 
 
 BAD_TOPICS = {
@@ -271,13 +271,3 @@ async def test_a_publish_with_an_invalid_topic_name_closes_the_connection(tenant
     assert [k for k, _ in got if k != PUBACK] == [], "no PUBACK/PUBREC for the bad one"
     await tenants.platform.pipeline.flush_counters()
     assert tenants.rejections("s1") == {"malformed_packet": 1}
-
-
-async def test_desired_twin_payload_is_json(tenants):
-    # A sanity check of the helper above: the desired twin a device gets is its own JSON.
-    sender = tenants.platform.commands
-    me = await asyncio.to_thread(Listener, tenants, "s1", [topics.twin_desired("s1")])
-    await sender.publish_desired("s1", {"a": 1}, 2)
-    assert await until(lambda: len(me.got) == 1)
-    assert json.loads(me.got[0][1]) == {"a": 1, "$version": 2}
-    await asyncio.to_thread(me.close)
