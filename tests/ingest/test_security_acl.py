@@ -3,7 +3,6 @@ subscriptions and malformed packets. Two devices in two tenants, real paho clien
 sockets against a broker the test starts (issue #9, items 1, 2 and 4)."""
 
 import asyncio
-import json
 import socket
 import struct
 import threading
