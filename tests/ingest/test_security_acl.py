@@ -45,18 +45,22 @@ def will_connect(device: str, secret: str, will_topic: str, will_payload: bytes,
 
 
 class Listener:
-    """A paho device that records every message it receives."""
+    """A paho device that records every message it receives, from its CONNACK on."""
 
     def __init__(self, fleet, device: str, filters: list[str], client_id: str | None = None) -> None:
         self.got: list[tuple[str, bytes, bool]] = []
         self.codes: list = []
-        subscribed = threading.Event()
-        self.client, rc = fleet.connect(device, client_id=client_id)
-        assert rc is not None and not rc.is_failure, rc
-        self.client.on_message = lambda c, u, m: self.got.append((m.topic, m.payload, m.retain))
-        self.client.on_subscribe = lambda c, u, mid, codes, p: (self.codes.extend(codes),
-                                                               subscribed.set())
-        self.client.subscribe([(f, 1) for f in filters])
+        connected, subscribed = threading.Event(), threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or device)
+        c.username_pw_set(device, fleet.secrets[device])
+        c.on_message = lambda cl, u, m: self.got.append((m.topic, m.payload, m.retain))
+        c.on_connect = lambda cl, u, flags, rc, p: connected.set()
+        c.on_subscribe = lambda cl, u, mid, codes, p: (self.codes.extend(codes), subscribed.set())
+        c.connect("127.0.0.1", fleet.port, 30)
+        c.loop_start()
+        self.client = c
+        assert connected.wait(10)
+        c.subscribe([(f, 1) for f in filters])
         assert subscribed.wait(10)
 
     def close(self) -> None:
