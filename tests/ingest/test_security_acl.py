@@ -274,3 +274,46 @@ async def test_a_publish_with_an_invalid_topic_name_closes_the_connection(tenant
     assert [k for k, _ in got if k != PUBACK] == [], "no PUBACK/PUBREC for the bad one"
     await tenants.platform.pipeline.flush_counters()
     assert tenants.rejections("s1") == {"malformed_packet": 1}
+
+
+async def test_a_publish_with_an_invalid_topic_name_over_websockets_closes_the_connection(tmp_path):
+    # amqtt reads WebSocket connections itself (not Atoll's splitter): same rule, same count.
+    from websockets.sync.client import connect as ws_connect
+
+    from atoll.config import Settings
+    from atoll.platform import Platform
+    from tests.ingest.conftest import FAST_HASHER, Fleet
+
+    platform = Platform(Settings(home=tmp_path / "home", http_port=0, mqtt_port=0, services=[],
+                                 mqtt_ws_port=0), password_hasher=FAST_HASHER)
+    await platform.start()
+    try:
+        fleet = Fleet(platform)
+        port = platform.mqtt.ports["ws"]
+
+        def run():
+            with ws_connect(f"ws://127.0.0.1:{port}/mqtt", subprotocols=["mqtt"]) as ws:
+                ws.send(connect_packet("s1", "s1", fleet.secrets["s1"]))
+                assert ws.recv(10)[:4] == b"\x20\x02\x00\x00"
+                ws.send(_publish_raw(b"", b'{"a": 1}', 1, 1))
+                got = []
+                try:
+                    while True:
+                        got.append(ws.recv(10))
+                except Exception:  # noqa: BLE001 - closed by the broker, as expected
+                    return got
+
+        assert await asyncio.to_thread(run) == [], "no PUBACK, and the connection is closed"
+        assert platform.pipeline.stats.by_reason == {"malformed_packet": 1}
+    finally:
+        await platform.stop()
+
+
+async def test_the_broker_only_sends_devices_what_they_may_receive(tenants):
+    from atoll.core.errors import InvalidInput
+
+    broker = tenants.platform.mqtt
+    for topic in (topics.telemetry("b1"), "atoll/v1/devices/+/twin/desired", "#", "other"):
+        with pytest.raises(InvalidInput):
+            await broker.publish(topic, b"{}", retain=True)
+    assert not broker._broker.retained_messages
