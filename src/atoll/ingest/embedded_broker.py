@@ -57,8 +57,6 @@ DEVICE_DISABLED = "device_disabled"
 ACL_SUBSCRIBE = "acl_subscribe"
 ACL_WILL = "acl_will"
 BAD_CLIENT_ID = "bad_client_id"
-
-
 ANONYMOUS = "(anonymous)"  # counts what is refused before a device is known
 
 
