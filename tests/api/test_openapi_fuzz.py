@@ -2,8 +2,8 @@
 no route answers 5xx to generated input, schema-conforming or not, whether the caller is a
 tenant admin, a device (on the device routes) or nobody.
 
-Bounded for the suite (issue 9; about 30 s of CPU): 15 examples per operation and mode, no shrinking, no
-example database. Run with ``ATOLL_FUZZ_EXAMPLES=200`` for a deeper pass."""
+Bounded for the suite (issue 9; about 30 s of CPU): 15 examples per operation and mode, no
+shrinking, no example database. Run with ``ATOLL_FUZZ_EXAMPLES=200`` for a deeper pass."""
 
 import os
 from dataclasses import dataclass
