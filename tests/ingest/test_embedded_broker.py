@@ -230,7 +230,7 @@ async def test_silent_client_is_dropped_after_one_and_a_half_keep_alives(fleet):
 DIGITS_401 = b"1" * 401
 
 
-async def test_hostile_messages_are_acknowledged_counted_and_keep_the_connection(fleet):
+async def test_hostile_messages_are_acknowledged_counted_and_keep_the_connection(fleet, caplog):
     """Issue 9 item 6: each of these once closed the connection without a PUBACK, so a client
     with auto-reconnect re-sent it forever. Now each is refused, counted and acknowledged."""
     reg = fleet.platform.registry
@@ -266,3 +266,4 @@ async def test_hostile_messages_are_acknowledged_counted_and_keep_the_connection
     assert fleet.rejections("s1") == {"future_timestamp": 2, "not_finite": 1, "malformed_json": 4,
                                       "bad_timestamp": 2, "integer_too_large": 2,
                                       "bad_command_ack": 1, "unknown_command": 1}
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []  # expected input: no traceback
