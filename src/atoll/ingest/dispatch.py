@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from atoll.core import acl, topics
-from atoll.core.errors import InvalidInput, NotFound
+from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.ingest.devices import Identity
 from atoll.ingest.pipeline import IngestPipeline
 
@@ -33,6 +33,6 @@ async def dispatch(pipeline: IngestPipeline, identity: Identity, topic: str, pay
             await pipeline.twin_reported(identity, payload, transport)
         else:  # commands/{id}/ack
             await pipeline.command_ack(identity, rest.split("/")[1], payload, transport)
-    except (InvalidInput, NotFound):
+    except (InvalidInput, NotFound, Conflict):
         return False  # counted and logged by the pipeline
     return True
