@@ -20,7 +20,8 @@ from atoll.registry.models import MetricSpec
 from tests.api.serving import ApiServer
 
 EXAMPLES = int(os.environ.get("ATOLL_FUZZ_EXAMPLES", "15"))
-TENANT, PROJECT, DEVICE = "fuzz", "fuzz-lab", "fuzz-s1"
+# Ids as stored: chosen in tenant fuzz, they live in its namespace (atoll.registry.namespaces).
+TENANT, PROJECT, DEVICE = "fuzz", "fuzz~lab", "fuzz~s1"
 
 
 @dataclass

@@ -13,41 +13,43 @@ async def _tenant(api, tid: str) -> str:
 
 @pytest.fixture
 async def two_tenants(api):
-    """Tenant alpha's admin key becomes ``api.admin``; beta's key is returned."""
+    """Tenant alpha's admin key becomes ``api.admin``; beta's key is returned. Ids chosen in a
+    tenant are stored in its namespace: alpha's ``a1`` is ``alpha~a1``."""
     alpha, beta = await _tenant(api, "alpha"), await _tenant(api, "beta")
     api.admin_key = alpha
-    await api.project("alpha-lab")
-    await api.http.post(f"{V1}/projects/alpha-lab/device-types", headers=api.admin,
+    assert (await api.project("alpha-lab"))["id"] == "alpha~alpha-lab"
+    await api.http.post(f"{V1}/projects/alpha~alpha-lab/device-types", headers=api.admin,
                         json={"id": "t", "metrics": [{"name": "x"}]})
-    await api.device("alpha-lab", "a1")
-    await api.project("beta-lab", key=beta)
-    dev_b, secret_b = await api.device("beta-lab", "b1", key=beta)
+    assert (await api.device("alpha~alpha-lab", "a1"))[0] == "alpha~a1"
+    assert (await api.project("beta-lab", key=beta))["id"] == "beta~beta-lab"
+    dev_b, secret_b = await api.device("beta~beta-lab", "b1", key=beta)
+    assert dev_b == "beta~b1"
     r = await api.http.post(f"{V1}/ingest/telemetry", auth=(dev_b, secret_b), json={"values": {"x": 1}})
     assert r.status_code == 200, r.text
     return api, beta
 
 
 CROSS = [
-    ("GET", "/projects/beta-lab", None),
-    ("PATCH", "/projects/beta-lab", {"name": "mine"}),
-    ("DELETE", "/projects/beta-lab", None),
-    ("GET", "/projects/beta-lab/devices", None),
-    ("POST", "/projects/beta-lab/devices", {"id": "sneaky"}),
-    ("GET", "/projects/beta-lab/device-types", None),
-    ("POST", "/projects/beta-lab/device-types", {"id": "t", "metrics": []}),
-    ("GET", "/projects/beta-lab/latest", None),
-    ("GET", "/devices/b1", None),
-    ("PATCH", "/devices/b1", {"disabled": True}),
-    ("DELETE", "/devices/b1", None),
-    ("POST", "/devices/b1/credentials/rotate", None),
-    ("DELETE", "/devices/b1/credentials", None),
-    ("GET", "/devices/b1/twin", None),
-    ("PATCH", "/devices/b1/twin/desired", {"a": 1}),
-    ("POST", "/devices/b1/commands", {"name": "reboot"}),
-    ("GET", "/devices/b1/commands", None),
-    ("GET", "/devices/b1/series", None),
-    ("GET", "/devices/b1/series/x?mode=raw", None),
-    ("GET", "/devices/b1/rejections", None),
+    ("GET", "/projects/beta~beta-lab", None),
+    ("PATCH", "/projects/beta~beta-lab", {"name": "mine"}),
+    ("DELETE", "/projects/beta~beta-lab", None),
+    ("GET", "/projects/beta~beta-lab/devices", None),
+    ("POST", "/projects/beta~beta-lab/devices", {"id": "sneaky"}),
+    ("GET", "/projects/beta~beta-lab/device-types", None),
+    ("POST", "/projects/beta~beta-lab/device-types", {"id": "t", "metrics": []}),
+    ("GET", "/projects/beta~beta-lab/latest", None),
+    ("GET", "/devices/beta~b1", None),
+    ("PATCH", "/devices/beta~b1", {"disabled": True}),
+    ("DELETE", "/devices/beta~b1", None),
+    ("POST", "/devices/beta~b1/credentials/rotate", None),
+    ("DELETE", "/devices/beta~b1/credentials", None),
+    ("GET", "/devices/beta~b1/twin", None),
+    ("PATCH", "/devices/beta~b1/twin/desired", {"a": 1}),
+    ("POST", "/devices/beta~b1/commands", {"name": "reboot"}),
+    ("GET", "/devices/beta~b1/commands", None),
+    ("GET", "/devices/beta~b1/series", None),
+    ("GET", "/devices/beta~b1/series/x?mode=raw", None),
+    ("GET", "/devices/beta~b1/rejections", None),
     ("GET", "/tenants/beta", None),
 ]
 
@@ -65,10 +67,11 @@ async def test_other_tenant_is_invisible(two_tenants):
 async def test_other_tenant_data_untouched_and_listing_scoped(two_tenants):
     api, beta = two_tenants
     listed = (await api.http.get(f"{V1}/projects", headers=api.admin)).json()
-    assert [p["id"] for p in listed] == ["alpha-lab"]
-    theirs = (await api.http.get(f"{V1}/devices/b1/series/x?mode=raw&start=-1d", headers=api.auth(beta))).json()
+    assert [p["id"] for p in listed] == ["alpha~alpha-lab"]
+    theirs = (await api.http.get(f"{V1}/devices/beta~b1/series/x?mode=raw&start=-1d",
+                                 headers=api.auth(beta))).json()
     assert theirs["value"] == [1.0]
-    assert (await api.http.get(f"{V1}/devices/a1", headers=api.auth(beta))).status_code == 404
+    assert (await api.http.get(f"{V1}/devices/alpha~a1", headers=api.auth(beta))).status_code == 404
     tenants = (await api.http.get(f"{V1}/tenants", headers=api.auth(beta))).json()
     assert [t["id"] for t in tenants] == ["beta"]
     # Their audit log shows only their own actions.
@@ -129,15 +132,16 @@ def test_live_socket_refuses_other_tenants_project(tmp_path):
     reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     platform = reg.bootstrap().api_key
     alpha = reg.create_api_key(reg.create_tenant("Alpha", "alpha").id, "a", "admin").token
-    reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab", project_id="beta-lab")
+    beta_lab = reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab",
+                                  project_id="beta-lab").id
     beta = reg.create_api_key("beta", "b", "viewer").token
     app = create_app(AppContext(registry=reg, store=MemoryStore(), bus=MemoryBus()))
     with TestClient(app) as client:
         for token in (alpha, platform):  # another tenant, and the platform admin
             with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
-                    f"/api/v1/live?project=beta-lab&token={token}") as ws:
+                    f"/api/v1/live?project={beta_lab}&token={token}") as ws:
                 ws.receive_text()
             assert closed.value.code == 4404
         # The accepted path is covered against a real server in test_live.py.
-        assert reg.get_project("beta-lab", reg.authenticate_key(beta).tenant).id == "beta-lab"
+        assert reg.get_project(beta_lab, reg.authenticate_key(beta).tenant).id == "beta~beta-lab"
     reg.close()

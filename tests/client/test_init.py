@@ -76,15 +76,16 @@ def test_health_needs_no_role(server):
 def test_a_platform_admin_acts_in_a_tenant(server, client):
     _, acme_key = client.create_tenant("Acme", id="acme")
     with atoll.Client(server.url, acme_key.token) as acme:
-        acme.create_project("Acme plant", id="acme-plant")
+        # An id chosen in tenant acme lives in acme's namespace.
+        assert acme.create_project("Acme plant", id="acme-plant").id == "acme~acme-plant"
     assert client.projects() == []  # data calls are scoped to the admin's own tenant
     with atoll.Client(server.url, server.boot.api_key, tenant="acme") as admin_in_acme:
         assert admin_in_acme.acting_tenant == "acme"
-        assert [p.id for p in admin_in_acme.projects()] == ["acme-plant"]
+        assert [p.id for p in admin_in_acme.projects()] == ["acme~acme-plant"]
         assert admin_in_acme.me().tenant == "acme"
         admin_in_acme.create_project("Second", id="acme-2")
     with client.in_tenant("acme") as in_acme, in_acme.in_tenant(None) as back_home:
-        assert {p.id for p in in_acme.projects()} == {"acme-plant", "acme-2"}
+        assert {p.id for p in in_acme.projects()} == {"acme~acme-plant", "acme~acme-2"}
         assert back_home.projects() == []
         assert any("(platform) via default" in e.actor for e in in_acme.audit(action="project.create"))
     with client.in_tenant("nope") as nowhere, pytest.raises(atoll.NotFound):
@@ -94,4 +95,4 @@ def test_a_platform_admin_acts_in_a_tenant(server, client):
             pytest.raises(atoll.NotFound):
         acme_elsewhere.projects()
     with atoll.Client.login(server.url, "admin", server.boot.password, tenant="acme") as console:
-        assert {p.id for p in console.projects()} == {"acme-plant", "acme-2"}
+        assert {p.id for p in console.projects()} == {"acme~acme-plant", "acme~acme-2"}

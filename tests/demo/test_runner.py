@@ -80,7 +80,9 @@ def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
     checker = []
     summary = asyncio.run(run_demo(opts, say=lambda m: None, ready=ready))
     checker[0].join(30)
-    assert views["projects"] == [LAB[0].project]
+    # Names chosen in a tenant live in its namespace, and the demo prints the real ones.
+    assert views["projects"] == [f"{LAB[0].id}~{LAB[0].project}"]
+    assert seen["tenants"][0]["user"] == f"{LAB[0].id}~admin"
     assert views["other"] == 404
     assert len(views["devices"]) >= 2
     assert summary.tenants == len(LAB)

@@ -9,7 +9,7 @@ import pytest
 
 from atoll.core import topics
 from atoll.core.points import SeriesKey
-from tests.ingest.conftest import close
+from tests.ingest.conftest import CLIMATE, close, connect
 
 END = 2**62
 
@@ -225,6 +225,39 @@ async def test_silent_client_is_dropped_after_one_and_a_half_keep_alives(fleet):
             break
         await asyncio.sleep(0.05)
     assert "s1" not in fleet.platform.mqtt.connected_devices()
+
+
+async def test_a_tenants_device_uses_its_id_as_returned_in_username_and_topics(fleet):
+    """In a tenant other than ``default`` a chosen device id is stored as ``acme~press-1``
+    (docs/DEVICES.md): that exact id is the MQTT username and the topic segment."""
+    reg = fleet.platform.registry
+    reg.create_tenant("Acme", "acme")
+    project = reg.create_project("acme", "Line", project_id="line").id
+    reg.create_device_type(project, "climate", CLIMATE)
+    dev, creds = reg.register_device(project, device_id="press-1", device_type="climate",
+                                     tenant="acme")
+    assert (project, dev.id) == ("acme~line", "acme~press-1")
+    c, rc = await asyncio.to_thread(connect, fleet.port, dev.id, creds.secret, dev.id)
+    assert rc is not None and not rc.is_failure
+    got, ev, subscribed = [], threading.Event(), threading.Event()
+    c.on_message = lambda cl, ud, msg: (got.append(msg.topic), ev.set())
+    c.on_subscribe = lambda *a: subscribed.set()
+    c.subscribe(f"atoll/v1/devices/{dev.id}/commands/+", qos=1)
+    await asyncio.to_thread(subscribed.wait, 5)
+    acked = await asyncio.to_thread(publish_all, c, topics.telemetry(dev.id),
+                                    [b'{"values": {"temperature": 21.5}}'])
+    assert acked == [True]
+    key = SeriesKey(project, dev.id, "temperature")
+    assert fleet.platform.store.query_raw(key, 0, END).value.tolist() == [21.5]
+    cmd = reg.create_command(dev.id, "reboot", {})
+    await fleet.platform.commands.send_command(cmd)
+    await asyncio.to_thread(ev.wait, 30)
+    assert got == [topics.command(dev.id, cmd.id)]
+    # The short name is nobody's username.
+    short, rc = await asyncio.to_thread(connect, fleet.port, "press-1", creds.secret, "x-press-1")
+    assert rc is None or rc.is_failure
+    short.loop_stop()
+    await asyncio.to_thread(close, c)
 
 
 DIGITS_401 = b"1" * 401

@@ -12,18 +12,20 @@ from atoll.core import topics
 from tests.ingest.conftest import CLIMATE, close
 from tests.ingest.test_embedded_connection import CONNACK, Raw
 from tests.ingest.test_external import atoll, broker, connect_when_ready, stored, wait_for  # noqa: F401
-from tests.ingest.test_security_acl import will_connect
+from tests.ingest.test_security_acl import B1, will_connect
 
 
 @pytest.fixture
 async def tenants(atoll):  # noqa: F811
     """Device e1 of tenant ``default`` and b1 of tenant ``beta``, with their secrets."""
     reg = atoll.registry
-    reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab", project_id="beta-lab")
-    reg.create_device_type("beta-lab", "climate", CLIMATE)
+    lab = reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab",
+                             project_id="beta-lab").id
+    reg.create_device_type(lab, "climate", CLIMATE)
     _, a = reg.register_device("lab", device_id="e1", device_type="climate")
-    _, b = reg.register_device("beta-lab", device_id="b1", device_type="climate")
-    return atoll, {"e1": a.secret, "b1": b.secret}
+    dev, b = reg.register_device(lab, device_id="b1", device_type="climate")
+    assert dev.id == B1
+    return atoll, {"e1": a.secret, B1: b.secret}
 
 
 class Listener:
@@ -52,11 +54,11 @@ def drop(port: int, wire: bytes):
     return got
 
 
-@pytest.mark.parametrize("victim_topic", [topics.twin_desired("b1"), topics.command("b1", "x")])
+@pytest.mark.parametrize("victim_topic", [topics.twin_desired(B1), topics.command(B1, "x")])
 async def test_a_will_on_another_tenants_device_never_reaches_it(tenants, broker, victim_topic):  # noqa: F811
     _, secrets = tenants
-    victim = await listen(broker.port, "b1", secrets["b1"],
-                          [topics.twin_desired("b1"), topics.command("b1", "+")])
+    victim = await listen(broker.port, B1, secrets[B1],
+                          [topics.twin_desired(B1), topics.command(B1, "+")])
     await connect_when_ready(broker.port, "e1", secrets["e1"])  # e1's secret is loaded
     wire = will_connect("e1", secrets["e1"], victim_topic, b'{"forged": 1, "$version": 999}',
                         client_id="e1:will")
@@ -64,7 +66,7 @@ async def test_a_will_on_another_tenants_device_never_reaches_it(tenants, broker
     assert connack is None or connack[0] == CONNACK
     await asyncio.sleep(1.0)
     assert victim.got == []
-    late = await listen(broker.port, "b1", secrets["b1"], [topics.twin_desired("b1")], "b1:late")
+    late = await listen(broker.port, B1, secrets[B1], [topics.twin_desired(B1)], f"{B1}:late")
     await asyncio.sleep(0.5)
     assert late.got == [], "nothing forged was retained"
     for c in (victim.client, late.client):
@@ -84,8 +86,8 @@ async def test_an_allowed_will_is_ingested(tenants, broker):  # noqa: F811
 
 async def test_retained_desired_twin_of_another_tenant_never_reaches_a_device(tenants, broker):  # noqa: F811
     platform, secrets = tenants
-    victim = await listen(broker.port, "b1", secrets["b1"], [topics.twin_desired("b1")])
-    await platform.commands.publish_desired("b1", {"secret": "beta"}, 1)
+    victim = await listen(broker.port, B1, secrets[B1], [topics.twin_desired(B1)])
+    await platform.commands.publish_desired(B1, {"secret": "beta"}, 1)
     await platform.commands.publish_desired("e1", {"mine": 1}, 1)
     assert await wait_for(lambda: len(victim.got) == 1)
     probe = await listen(broker.port, "e1", secrets["e1"],
@@ -96,9 +98,9 @@ async def test_retained_desired_twin_of_another_tenant_never_reaches_a_device(te
     assert leaked == []
     assert (topics.twin_desired("e1"), b'{"mine":1,"$version":1}') in probe.got
     # A live (not retained) desired twin and command to b1 are not seen by e1 either.
-    await platform.commands.publish_desired("b1", {"secret": "beta2"}, 2)
+    await platform.commands.publish_desired(B1, {"secret": "beta2"}, 2)
     assert await wait_for(lambda: len(victim.got) == 2)
     await asyncio.sleep(0.5)
-    assert [t for t, _ in probe.got if "b1" in t] == []
+    assert [t for t, _ in probe.got if B1 in t] == []
     for c in (victim.client, probe.client):
         await asyncio.to_thread(close, c)

@@ -23,15 +23,20 @@ from tests.ingest.test_embedded_connection import (
     publish,
 )
 
+#: Device ``b1`` chosen by tenant beta, as stored and used on the wire (atoll.registry.namespaces).
+B1 = "beta~b1"
+
 
 @pytest.fixture
 async def tenants(fleet):
     """``fleet`` (tenant ``default``: s1, s2, s3) plus device ``b1`` of tenant ``beta``."""
     reg = fleet.platform.registry
-    reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab", project_id="beta-lab")
-    reg.create_device_type("beta-lab", "climate", CLIMATE)
-    _, creds = reg.register_device("beta-lab", device_id="b1", device_type="climate")
-    fleet.secrets["b1"] = creds.secret
+    lab = reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab",
+                             project_id="beta-lab").id
+    reg.create_device_type(lab, "climate", CLIMATE)
+    dev, creds = reg.register_device(lab, device_id="b1", device_type="climate")
+    assert dev.id == B1
+    fleet.secrets[B1] = creds.secret
     return fleet
 
 
@@ -103,11 +108,11 @@ def drop(port: int, wire: bytes) -> tuple[int, bytes] | None:
 # -- 1. Will messages ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("victim_topic", [topics.twin_desired("b1"), topics.command("b1", "x")])
+@pytest.mark.parametrize("victim_topic", [topics.twin_desired(B1), topics.command(B1, "x")])
 async def test_a_will_on_another_tenants_device_is_refused_at_connect(tenants, victim_topic):
     forged = b'{"forged": 1, "$version": 999}'
     victim = await asyncio.to_thread(
-        Listener, tenants, "b1", [topics.twin_desired("b1"), topics.command("b1", "+")])
+        Listener, tenants, B1, [topics.twin_desired(B1), topics.command(B1, "+")])
     wire = will_connect("s1", tenants.secrets["s1"], victim_topic, forged)
     connack = await asyncio.to_thread(drop, tenants.port, wire)
     assert connack is not None and connack[0] == CONNACK
@@ -116,7 +121,7 @@ async def test_a_will_on_another_tenants_device_is_refused_at_connect(tenants, v
     assert victim.got == []
     await asyncio.to_thread(victim.close)
     # Nothing was retained for b1 either: a fresh subscription gets nothing forged.
-    late = await asyncio.to_thread(Listener, tenants, "b1", [topics.twin_desired("b1")], "b1:late")
+    late = await asyncio.to_thread(Listener, tenants, B1, [topics.twin_desired(B1)], f"{B1}:late")
     await asyncio.sleep(0.5)
     assert [m for m in late.got if b"forged" in m[1]] == []
     await asyncio.to_thread(late.close)
@@ -177,8 +182,8 @@ async def test_an_allowed_will_is_not_sent_after_a_clean_disconnect(tenants):
 
 async def test_retained_desired_twin_of_another_tenant_never_reaches_a_device(tenants):
     sender = tenants.platform.commands
-    victim = await asyncio.to_thread(Listener, tenants, "b1", [topics.twin_desired("b1")])
-    await sender.publish_desired("b1", {"secret": "beta"}, 1)
+    victim = await asyncio.to_thread(Listener, tenants, B1, [topics.twin_desired(B1)])
+    await sender.publish_desired(B1, {"secret": "beta"}, 1)
     assert await until(lambda: len(victim.got) == 1)
     await sender.publish_desired("s1", {"mine": 1}, 1)
     # s1 connects after the retained messages exist and subscribes to its own topics and to '#'.
@@ -196,8 +201,8 @@ async def test_retained_desired_twin_of_another_tenant_never_reaches_a_device(te
 
 async def test_a_reconnecting_persistent_session_gets_only_its_own_retained_twin(tenants):
     sender = tenants.platform.commands
-    victim = await asyncio.to_thread(Listener, tenants, "b1", [topics.twin_desired("b1")])
-    await sender.publish_desired("b1", {"secret": "beta"}, 1)
+    victim = await asyncio.to_thread(Listener, tenants, B1, [topics.twin_desired(B1)])
+    await sender.publish_desired(B1, {"secret": "beta"}, 1)
 
     def reconnect():
         # A non-clean session reconnecting: amqtt re-sends retained messages on connect.
@@ -212,7 +217,7 @@ async def test_a_reconnecting_persistent_session_gets_only_its_own_retained_twin
         return got
 
     got = await asyncio.to_thread(reconnect)
-    assert [t for t in got if "b1" in t] == []
+    assert [t for t in got if B1 in t] == []
     await asyncio.to_thread(victim.close)
 
 
@@ -313,7 +318,7 @@ async def test_the_broker_only_sends_devices_what_they_may_receive(tenants):
     from atoll.core.errors import InvalidInput
 
     broker = tenants.platform.mqtt
-    for topic in (topics.telemetry("b1"), "atoll/v1/devices/+/twin/desired", "#", "other"):
+    for topic in (topics.telemetry(B1), "atoll/v1/devices/+/twin/desired", "#", "other"):
         with pytest.raises(InvalidInput):
             await broker.publish(topic, b"{}", retain=True)
     assert not broker._broker.retained_messages

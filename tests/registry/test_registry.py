@@ -80,19 +80,54 @@ def test_tenant_scoping_hides_other_tenants(any_registry):
     reg = any_registry
     _lab(reg)
     reg.create_tenant("Other", "other")
-    reg.create_project("other", "Theirs", project_id="theirs")
-    reg.register_device("theirs", device_id="x1")
+    theirs = reg.create_project("other", "Theirs", project_id="theirs").id
+    x1 = reg.register_device(theirs, device_id="x1")[0].id
     with pytest.raises(NotFound):
-        reg.get_project("theirs", tenant="default")
+        reg.get_project(theirs, tenant="default")
     with pytest.raises(NotFound):
-        reg.get_device("x1", tenant="default")
+        reg.get_device(x1, tenant="default")
     with pytest.raises(NotFound):
-        reg.rotate_credentials("x1", tenant="default")
+        reg.rotate_credentials(x1, tenant="default")
     with pytest.raises(NotFound):
-        reg.register_device("theirs", tenant="default")
+        reg.register_device(theirs, tenant="default")
     with pytest.raises(NotFound):
-        reg.patch_desired("x1", {"a": 1}, tenant="default")
+        reg.patch_desired(x1, {"a": 1}, tenant="default")
     assert [p.id for p in reg.list_projects("default")] == ["lab"]
+
+
+def test_chosen_ids_live_in_the_tenants_namespace_so_taken_never_leaks(any_registry):
+    reg = any_registry
+    _lab(reg)
+    reg.create_tenant("Acme", "acme")
+    reg.create_tenant("Beta", "beta")
+    pa = reg.create_project("acme", "Line", project_id="line")
+    pb = reg.create_project("beta", "Line", project_id="line")  # was 409: acme's id leaked
+    assert (pa.id, pb.id) == ("acme~line", "beta~line")
+    da, creds = reg.register_device(pa.id, device_id="pump", tenant="acme")
+    db, _ = reg.register_device(pb.id, device_id="pump", tenant="beta")
+    dd, _ = reg.register_device("lab", device_id="pump")
+    assert (da.id, db.id, dd.id) == ("acme~pump", "beta~pump", "pump")
+    assert reg.authenticate_device("acme~pump", creds.secret).tenant == "acme"
+    # "taken" now only ever names the caller's own id; the full form is accepted too.
+    for chosen in ("pump", "beta~pump"):
+        with pytest.raises(Conflict):
+            reg.register_device(pb.id, device_id=chosen, tenant="beta")
+    with pytest.raises(Conflict):
+        reg.create_project("beta", "Again", project_id="line")
+    # Another tenant's namespace cannot be named (a rule about the text, not about what exists).
+    with pytest.raises(InvalidInput):
+        reg.register_device(pb.id, device_id="acme~valve", tenant="beta")
+    with pytest.raises(InvalidInput):
+        reg.register_device(pb.id, device_id="x" * 60, tenant="beta")  # 'beta~' + 60 > 64
+    pw = "correct horse battery"
+    assert reg.create_user("acme", "alice", pw, "admin").username == "acme~alice"
+    assert reg.create_user("beta", "alice", pw, "viewer").username == "beta~alice"
+    assert reg.create_user("default", "alice", pw, "viewer").username == "alice"
+    with pytest.raises(InvalidInput):
+        reg.create_user("default", "acme~bob", pw, "viewer")  # no squatting acme's namespace
+    user, _ = reg.login("acme~alice", pw)
+    assert (user.tenant, user.role) == ("acme", "admin")
+    assert reg.login("alice", pw)[0].tenant == "default"
 
 
 def test_ids_and_conflicts(registry):

@@ -159,3 +159,26 @@ def test_admin_adds_disables_and_deletes_a_user_and_a_viewer_sees_no_admin_butto
     expect(page.locator("[data-testid=nav-access]")).to_have_count(0)
     page.goto(platform.url + "/access")
     expect(page.locator("[data-testid=access-denied]")).to_contain_text("you are viewer")
+
+
+def test_an_enterprise_user_signs_in_with_the_name_in_its_namespace(platform, page):
+    """A username chosen in tenant globex is ``globex~wilma`` (so it never clashes with, or
+    reveals, another tenant's wilma); that is the login the console accepts."""
+    with api(platform) as http:
+        r = http.post("/tenants", json={"name": "Globex", "id": "globex"})
+        assert r.status_code == 201, r.text
+    with as_key(platform, r.json()["admin_key"]["token"]) as globex:
+        r = globex.post("/users", json={"username": "wilma", "password": "a-long-password",
+                                        "role": "viewer"})
+        assert r.status_code == 201 and r.json()["username"] == "globex~wilma", r.text
+        assert globex.post("/projects", json={"name": "Works", "id": "works"}).status_code == 201
+    page.goto(platform.url + "/")  # the short name is nobody's login
+    page.fill("input[name=username]", "wilma")
+    page.fill("input[name=password]", "a-long-password")
+    page.click("button[type=submit]")
+    expect(page.locator("[data-testid=login-form]")).to_contain_text("wrong username or password")
+    expect(page.locator("[data-testid=login-tenant-hint]")).to_contain_text("acme~alice")
+    login_as(page, platform, "globex~wilma", "a-long-password")
+    tree = page.locator("[data-testid=project-tree]")
+    expect(tree).to_contain_text("Works")
+    expect(page.locator("[data-testid=tree-tenant]")).to_have_text(["Globex"])  # its own only

@@ -17,9 +17,10 @@ from atoll.api.deps import Ctx, Operator, Viewer, audit
 from atoll.api.schemas import MAX_DB_INT
 from atoll.core.errors import InvalidInput, NotFound, Unavailable
 from atoll.registry import Principal
+from atoll.registry.namespaces import prefix, qualify_id
 from atoll.rules.channels import channel_types
-from atoll.rules.loading import validate
-from atoll.rules.model import ChannelSpec, Rule
+from atoll.rules.loading import RuleFile, validate
+from atoll.rules.model import LOCAL_ID, MAX_ID, ChannelSpec, Rule
 from atoll.rules.reports import ReportSpec
 from atoll.rules.service import RulesService
 
@@ -54,9 +55,28 @@ def tenant_of(who: Principal) -> str | None:
     return who.tenant
 
 
-def check_project(ctx: Any, who: Principal, project: str) -> None:
-    """404 unless the caller's tenant owns ``project``."""
-    ctx.registry.get_project(project, tenant_of(who))
+def check_project(ctx: Any, who: Principal, project: str) -> str:
+    """404 unless the caller's tenant owns ``project``; answers the owning tenant."""
+    return ctx.registry.get_project(project, tenant_of(who)).tenant
+
+
+def chosen_id(kind: str, tenant: str, value: str) -> str:
+    """A rule or report id chosen in ``tenant`` as stored: in the tenant's namespace, like
+    project and device ids, so "already exists" never names another tenant's rule."""
+    return qualify_id(kind, tenant, value, valid=lambda v: bool(LOCAL_ID.match(v)), max_len=MAX_ID,
+                      hint="use 1-128 characters: letters, digits, '.', '-' or '_', "
+                           "starting with a letter or digit")
+
+
+def _auto_id(tenant: str, rule: Rule) -> Rule:
+    """A rule id made from the name, in the tenant's namespace, leaving room for a '-N'."""
+    head = prefix(tenant)
+    return rule.model_copy(update={"id": head + rule.id[:MAX_ID - 8 - len(head)]})
+
+
+def _in_namespace(tenant: str, doc: RuleFile) -> RuleFile:
+    rules = [r.model_copy(update={"id": chosen_id("rule", tenant, r.id)}) for r in doc.rules]
+    return RuleFile(rules=rules, channels=doc.channels)
 
 
 READ_ONLY = ("devices", "state")  # what GET adds to a rule; a client may send it back
@@ -104,12 +124,16 @@ def list_rules(project: str, who: Viewer, ctx: Ctx) -> list[dict]:
 @router.post("/projects/{project}/rules", status_code=201, summary="Create a rule")
 async def create_rule(project: str, who: Operator, ctx: Ctx,
                       body: Any = Body(..., examples=[RULE_EXAMPLE])) -> dict:
-    """Body: a rule (see docs/RULES.md). Without ``id``, one is made from the name."""
-    check_project(ctx, who, project)
+    """Body: a rule (see docs/RULES.md). Without ``id``, one is made from the name. An id chosen
+    in a tenant other than ``default`` is stored in its namespace: ``acme~boiler-hot``."""
+    tenant = check_project(ctx, who, project)
     svc = service(ctx)
     rule = svc.validate_rule(_with_project(body, project))
+    auto = "id" not in body
+    rule = _auto_id(tenant, rule) if auto else rule.model_copy(
+        update={"id": chosen_id("rule", tenant, rule.id)})
     _check_devices(ctx, who, rule)
-    rule = await svc.create_rule(rule, auto_id="id" not in body)
+    rule = await svc.create_rule(rule, auto_id=auto)
     audit(ctx, who, "rule.create", f"rule:{rule.id}", {"project": project})
     return rule.dump()
 
@@ -172,7 +196,7 @@ async def backtest_rule(project: str, who: Viewer, ctx: Ctx,
 async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) -> dict:
     """Body: YAML (``rules:`` and optional ``channels:``). Rules and channels with the same id
     or name are replaced; the rest of the project is left alone."""
-    check_project(ctx, who, project)
+    tenant = check_project(ctx, who, project)
     text = (await request.body()).decode("utf-8", "replace")
     svc = service(ctx)
     from atoll.rules.loading import load_rule_file
@@ -186,7 +210,8 @@ async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) 
     known = {c.name for c in svc.repo.list_channels(project)} | {c.name for c in doc.channels}
     for rule in doc.rules:
         svc._check_channels(rule, known)
-    await svc.load_yaml(text, project=project)
+    doc = _in_namespace(tenant, doc)  # the file's ids, as this tenant's
+    await svc.apply(doc)
     audit(ctx, who, "rule.import", f"project:{project}", {"rules": [r.id for r in doc.rules]})
     return {"rules": [r.id for r in doc.rules], "channels": [c.name for c in doc.channels]}
 
@@ -207,15 +232,18 @@ def get_rule(project: str, rule_id: str, who: Viewer, ctx: Ctx) -> dict:
 @router.put("/projects/{project}/rules/{rule_id}", summary="Create or replace a rule")
 async def put_rule(project: str, rule_id: str, who: Operator, ctx: Ctx,
                    body: Any = Body(..., examples=[RULE_EXAMPLE])) -> dict:
-    check_project(ctx, who, project)
+    """Creates with the URL's id (in the tenant's namespace, like POST) or replaces."""
+    tenant = check_project(ctx, who, project)
     body = _with_project(body, project)
-    if body.get("id", rule_id) != rule_id:
+    stored = chosen_id("rule", tenant, rule_id)
+    if "id" in body and (not isinstance(body["id"], str)
+                         or chosen_id("rule", tenant, body["id"]) != stored):
         raise InvalidInput(f"id: the body says {body['id']!r} but the URL says {rule_id!r}")
     svc = service(ctx)
-    rule = svc.validate_rule({**body, "id": rule_id})
+    rule = svc.validate_rule({**body, "id": stored})
     _check_devices(ctx, who, rule)
     rule = await svc.put_rule(rule)
-    audit(ctx, who, "rule.put", f"rule:{rule_id}", {"project": project})
+    audit(ctx, who, "rule.put", f"rule:{rule.id}", {"project": project})
     return rule.dump()
 
 
@@ -335,7 +363,9 @@ def put_report(project: str, report_id: str, who: Operator, ctx: Ctx,
                    "name": "Daily", "cron": "0 7 * * *", "timezone": "Europe/Paris", "period": "1d",
                    "bucket": "1h", "series": [{"device": "boiler-1", "metric": "temperature"}],
                    "format": "pdf", "channels": ["ops"]}])) -> dict:
-    check_project(ctx, who, project)
+    """The report's id is the URL's, in the tenant's namespace like a rule's."""
+    tenant = check_project(ctx, who, project)
+    report_id = chosen_id("report", tenant, report_id)
     spec = validate(ReportSpec, {**_with_project(body, project), "id": report_id}, "report")
     service(ctx).reports.put(spec)
     audit(ctx, who, "report.put", f"report:{report_id}", {"project": project})

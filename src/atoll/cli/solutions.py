@@ -90,8 +90,8 @@ def apply(
     with client(url, api_key) as c:
         done = apply_template(c, t, project, project_name=project_name)
     if done.created_project:
-        typer.echo(f"created project {project}")
+        typer.echo(f"created project {done.project}")
     typer.echo(f"device types created: {', '.join(done.device_types) or '-'}"
                + (f" (already there: {', '.join(done.existing_types)})" if done.existing_types else ""))
     typer.echo(f"rules applied: {len(done.rules)}")
-    typer.echo(f"next: atoll sim --api {url} --project {project} -t {t.name} -n 20")
+    typer.echo(f"next: atoll sim --api {url} --project {done.project} -t {t.name} -n 20")

@@ -43,14 +43,19 @@ LAB: tuple[LabTenant, ...] = (
 )
 
 
+#: The console login each enterprise gets, in its own namespace (``freshway~admin``).
+LAB_USER = "admin"
+
+
 @dataclass
 class BuiltTenant:
     spec: LabTenant
     template: Template
     api_key: str
     devices: list[SimDevice]
-    username: str = ""
+    username: str = ""  # the login as stored: ``lingang-motors~admin``
     password: str = ""
+    project: str = ""  # the project id as returned: ``lingang-motors~line-3``
 
 
 def split_devices(total: int, lab: Sequence[LabTenant] = LAB) -> list[int]:
@@ -79,20 +84,23 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
         # Each enterprise gets its own console login: tenants never see each other's data.
         password = secrets.token_urlsafe(12)
         with make_client(key.token) as client:
-            client.create_user(spec.id, password, role="admin")
-            client.create_project(spec.project_name, id=spec.project, retention_days=30)
-            apply_template(client, template, spec.project)  # device types and rules
+            # Names chosen in a tenant live in its namespace (``lingang-motors~admin``): keep
+            # the ids the API returns, they are the logins, topics and URLs.
+            username = client.create_user(LAB_USER, password, role="admin").username
+            project = client.create_project(spec.project_name, id=spec.project,
+                                            retention_days=30).id
+            apply_template(client, template, project)  # device types and rules
             devices = provision(
-                client, spec.project, [template], count, prefix="lab",
+                client, project, [template], count, prefix="lab",
                 on_progress=(lambda n, _, base=done: on_device(base + n, total_devices))
                 if on_device else None)
             done += len(devices)
         if bind_detectors is not None:
             for dtype in template.device_types:
                 for binding in dtype.detectors:
-                    bind_detectors(spec.project, dtype.name, binding.detector, binding.metrics,
+                    bind_detectors(project, dtype.name, binding.detector, binding.metrics,
                                    binding.params, binding.decision)
-        out.append(BuiltTenant(spec, template, key.token, devices, spec.id, password))
+        out.append(BuiltTenant(spec, template, key.token, devices, username, password, project))
         if on_progress:
             on_progress(f"{spec.name}: {len(devices)} {spec.template} devices")
     return out

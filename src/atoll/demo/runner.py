@@ -234,7 +234,7 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
                 "api_key": secrets.api_key, "mqtt": platform.mqtt_url,
                 "ground_truth": str(opts.home / "ground_truth.json"),
                 "tenants": [{"tenant": b.spec.name, "sector": b.spec.template,
-                             "project": b.spec.project, "devices": len(b.devices),
+                             "project": b.project, "devices": len(b.devices),
                              "user": b.username, "password": b.password} for b in built],
             }
             (opts.home / "demo.json").write_text(json.dumps(info, indent=2))

@@ -11,7 +11,8 @@ from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.registry import device_types
 from atoll.registry import tables as t
 from atoll.registry.models import Device
-from atoll.registry.tenants import check_id, get_project
+from atoll.registry.namespaces import qualify_id
+from atoll.registry.tenants import get_project
 from atoll.registry.tokens import new_id, now_us
 
 _COLS = (t.devices, t.projects.c.tenant)
@@ -44,12 +45,12 @@ def create(
     device_type: str | None = None, labels: Mapping[str, str] | None = None,
     secret_hash: str | None = None, tenant: str | None = None,
 ) -> Device:
-    get_project(conn, project, tenant)
-    device_id = device_id or new_id("d-")
-    check_id("device", device_id)
+    owner = get_project(conn, project, tenant).tenant
+    device_id = qualify_id("device", owner, device_id) if device_id else new_id("d-")
     if device_type is not None:
         device_types.get(conn, project, device_type)
-    # Device ids are global: they are the MQTT username and a topic segment.
+    # Device ids are global: they are the MQTT username and a topic segment. A chosen id is in
+    # the tenant's namespace, so "taken" can only mean taken by this tenant.
     if conn.execute(select(t.devices.c.id).where(t.devices.c.id == device_id)).first():
         raise Conflict(f"device id {device_id!r} is taken", hint="choose another id or omit it")
     conn.execute(insert(t.devices).values(

@@ -50,10 +50,10 @@ from atoll.registry.models import (
     Twin,
     User,
 )
+from atoll.registry.namespaces import DEFAULT_TENANT
 from atoll.registry.tokens import matches, new_secret, now_us
 
 SESSION_TTL_S = 12 * 3600
-DEFAULT_TENANT = "default"
 _UNSET: Any = object()
 
 

@@ -7,6 +7,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.registry import tables as t
 from atoll.registry.models import Project, Tenant
+from atoll.registry.namespaces import qualify_id
 from atoll.registry.tokens import new_id, now_us, valid_id
 
 _UNSET = object()
@@ -59,10 +60,10 @@ def create_project(
     retention_days: int | None = None,
 ) -> Project:
     get_tenant(conn, tenant)
-    project_id = project_id or new_id("p-")
-    check_id("project", project_id)
+    project_id = qualify_id("project", tenant, project_id) if project_id else new_id("p-")
     check_retention(retention_days)
-    # Project ids are global because series keys carry the project id alone.
+    # Project ids are global because series keys carry the project id alone; a chosen id is in
+    # the tenant's namespace, so "taken" can only mean taken by this tenant.
     if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first():
         raise Conflict(f"project id {project_id!r} is taken", hint="choose another id or omit it")
     row = {"id": project_id, "tenant": tenant, "name": name or project_id,

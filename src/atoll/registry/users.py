@@ -10,6 +10,7 @@ from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.registry import tables as t
 from atoll.registry.keys import check_role
 from atoll.registry.models import User
+from atoll.registry.namespaces import qualify_username
 from atoll.registry.tenants import get_tenant
 from atoll.registry.tokens import now_us
 
@@ -42,6 +43,8 @@ def create(conn: Connection, tenant: str, username: str, password: str, role: st
     _check_password(password)
     if not username or len(username) > 200:
         raise InvalidInput("username must have 1-200 characters")
+    # Usernames are global (a login names no tenant): each tenant names users in its namespace.
+    username = qualify_username(tenant, username)
     if conn.execute(select(t.users.c.username).where(t.users.c.username == username)).first():
         raise Conflict(f"user {username!r} already exists")
     row = {"username": username, "tenant": tenant, "role": role, "created_at": now_us(), "disabled": False,

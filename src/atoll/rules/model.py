@@ -18,6 +18,12 @@ Event = Literal["raised", "acknowledged", "cleared", "escalated", "repeat"]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SLUG = re.compile(r"[^a-z0-9]+")
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+#: What a caller chooses as a rule (or report) id.
+LOCAL_ID = re.compile(_ID)
+#: A rule id as stored: chosen in tenant ``acme`` it is ``acme~boiler-hot``, so one tenant's
+#: ids never clash with (or reveal) another's (see ``atoll.registry.namespaces``).
+STORED_ID = r"^(?:[a-z0-9][a-z0-9_-]{0,63}~)?[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+MAX_ID = 128  # the column's width
 
 
 def slug(text: str) -> str:
@@ -134,7 +140,7 @@ class EscalationStep(_Model):
 
 
 class Rule(_Model):
-    id: str | None = Field(None, pattern=_ID)
+    id: str | None = Field(None, pattern=STORED_ID, max_length=MAX_ID)
     name: str = Field(min_length=1, max_length=200)
     project: str = Field(min_length=1)
     description: str = ""

@@ -21,7 +21,7 @@ from atoll.rules import db
 from atoll.rules.alarms import Alarm
 from atoll.rules.channels import Attachment, Notification
 from atoll.rules.durations import PositiveDuration, format_duration
-from atoll.rules.model import Schedule, slug
+from atoll.rules.model import MAX_ID, STORED_ID, Schedule, slug
 
 if TYPE_CHECKING:
     from atoll.rules.service import RulesService
@@ -42,7 +42,7 @@ class SeriesRef(BaseModel):
 class ReportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+    id: str | None = Field(None, pattern=STORED_ID, max_length=MAX_ID)
     name: str = Field(min_length=1, max_length=200)
     project: str = Field(min_length=1)
     cron: str = Field(description="when to run, e.g. '0 7 * * mon' (in ``timezone``)")

@@ -324,7 +324,10 @@ class RulesService:
 
     async def load_yaml(self, text: str, *, project: str | None = None) -> RuleFile:
         """Apply a rules file: its channels and rules are created or replaced."""
-        doc = load_rule_file(text, project=project)
+        return await self.apply(load_rule_file(text, project=project))
+
+    async def apply(self, doc: RuleFile) -> RuleFile:
+        """Create or replace a parsed rules file's channels, then its rules."""
         for spec in doc.channels:
             self.put_channel(spec)
         for rule in doc.rules:

@@ -2,7 +2,9 @@
 
 Creates the project and the templates' device types when missing, registers each device (or
 rotates its secret when it already exists, since a secret is shown only once) and returns the
-devices with their secrets, ready for :class:`atoll.sim.mqtt.MqttFleet`.
+devices with their secrets, ready for :class:`atoll.sim.mqtt.MqttFleet`. Ids are the ones the API
+returns: in a tenant other than ``default`` a chosen id is stored in the tenant's namespace
+(``lab-0001`` becomes ``acme~lab-0001``), and that is the MQTT username.
 """
 
 from __future__ import annotations
@@ -14,19 +16,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.core.errors import Conflict, InvalidInput
 from atoll.sim.fleet import SimDevice, plan_devices
 from atoll.solutions import Template
+from atoll.solutions.apply import ensure_project
 
 
 def provision(client: Any, project: str, templates: Sequence[Template], count: int, *,
               prefix: str = "sim", workers: int = 8,
               on_progress: Callable[[int, int], None] | None = None) -> list[SimDevice]:
     """Register ``count`` devices in ``project`` with ``client`` (an :class:`atoll.Client`)."""
-    try:
-        client.project(project)
-    except NotFound:
-        client.create_project(project, id=project)
+    project, _ = ensure_project(client, project, project)
     existing = {t.id for t in client.device_types(project)}
     for template in templates:
         for dtype in template.device_types:
@@ -35,14 +35,20 @@ def provision(client: Any, project: str, templates: Sequence[Template], count: i
                                           name=dtype.description or dtype.name)
                 existing.add(dtype.name)
     planned = plan_devices(templates, count, prefix=prefix, project=project)
+    # Devices of an earlier run, by the id they were chosen with: they get a new secret.
+    known = {d.id.rpartition("~")[2]: d.id for d in _all_devices(client, project)}
 
     def register(d: SimDevice) -> SimDevice:
-        try:
-            secret = client.register_device(project, id=d.device_id, name=d.device_id,
-                                            device_type=d.device_type).credentials.secret
-        except Conflict:
-            secret = client.rotate_credentials(d.device_id).secret
-        return SimDevice(d.device_id, d.template, d.device_type, secret, project)
+        if d.device_id in known:
+            creds = client.rotate_credentials(known[d.device_id])
+        else:
+            try:
+                creds = client.register_device(project, id=d.device_id, name=d.device_id,
+                                               device_type=d.device_type).credentials
+            except Conflict:  # registered meanwhile (another run): ours to rotate
+                full = {x.id.rpartition("~")[2]: x.id for x in _all_devices(client, project)}
+                creds = client.rotate_credentials(full[d.device_id])
+        return SimDevice(creds.device, d.template, d.device_type, creds.secret, project)
 
     # A few requests in flight hide the round trips; the client's connection pool is shared.
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="atoll-sim-register") as pool:
@@ -51,6 +57,15 @@ def provision(client: Any, project: str, templates: Sequence[Template], count: i
             out.append(dev)
             if on_progress:
                 on_progress(n, len(planned))
+    return out
+
+
+def _all_devices(client: Any, project: str, page: int = 1000) -> list[Any]:
+    out: list[Any] = []
+    while batch := client.devices(project, limit=page, offset=len(out)):
+        out += batch
+        if len(batch) < page:
+            break
     return out
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Applied:
-    project: str
+    project: str  # the project id as the API returned it (``acme~line`` in tenant acme)
     created_project: bool = False
     device_types: list[str] = field(default_factory=list)  # created
     existing_types: list[str] = field(default_factory=list)  # already there, left alone
@@ -31,12 +31,8 @@ def apply(client: Client, template: Template, project: str, *, project_name: str
     ``client`` is an :class:`atoll.Client` with an operator or admin key. Device types that
     already exist are kept as they are; rules with the same id are replaced.
     """
-    out = Applied(project)
-    try:
-        client.project(project)
-    except NotFound:
-        client.create_project(project_name or template.title, id=project)
-        out.created_project = True
+    project, created = ensure_project(client, project, project_name or template.title)
+    out = Applied(project, created_project=created)
     existing = {t.id for t in client.device_types(project)}
     for dtype in template.device_types:
         if dtype.name in existing:
@@ -48,6 +44,23 @@ def apply(client: Client, template: Template, project: str, *, project_name: str
     if rules and template.rules:
         out.rules = client.import_rules(project, {"rules": template.rules}).rules
     return out
+
+
+def ensure_project(client: Client, project: str, name: str) -> tuple[str, bool]:
+    """The id of the caller's project ``project``, creating it if missing; and whether it was.
+
+    An id chosen in a tenant other than ``default`` is stored in the tenant's namespace
+    (``line`` becomes ``acme~line``), and the API looks ids up only as stored; so a project
+    made by an earlier run is found among the caller's own projects by either form.
+    """
+    try:
+        return client.project(project).id, False
+    except NotFound:
+        pass
+    for p in client.projects():
+        if p.id.rpartition("~")[2] == project:
+            return p.id, False
+    return client.create_project(name, id=project).id, True
 
 
 def detector_bindings(template: Template) -> list[tuple[str, str, list[str], dict[str, Any]]]:

@@ -73,6 +73,10 @@ export function Login() {
           {busy ? "Signing in…" : "Sign in"}
         </button>
         <p class="muted small">The first `atoll up` prints the admin user's password once.</p>
+        {/* Usernames chosen in a tenant live in its namespace (see docs/API.md, "Ids"). */}
+        <p class="muted small" data-testid="login-tenant-hint">
+          Users of an enterprise other than the default one sign in as <code>enterprise~name</code>, e.g. <code>acme~alice</code>.
+        </p>
       </form>
     </div>
   );
