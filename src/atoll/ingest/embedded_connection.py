@@ -62,6 +62,7 @@ from atoll.core.errors import InvalidInput, Unavailable
 from atoll.ingest.devices import Identity
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.mqtt_frames import PacketSplitter
+from atoll.ingest.transports import PausableReader
 
 if TYPE_CHECKING:
     from atoll.ingest.embedded_broker import EmbeddedBroker
@@ -85,9 +86,9 @@ def _puback(packet_id: int) -> bytes:
     return PubackPacket.build(packet_id).to_bytes()
 
 
-class DeviceStreamReader(StreamReaderAdapter):
-    """amqtt's TCP reader adapter, plus chunked reads and the time data last arrived (for
-    the keep-alive watchdog)."""
+class DeviceStreamReader(PausableReader, StreamReaderAdapter):
+    """amqtt's TCP reader adapter, plus chunked reads, pauses (rate limits) and the time data
+    last arrived (for the keep-alive watchdog)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         super().__init__(reader)
@@ -95,12 +96,16 @@ class DeviceStreamReader(StreamReaderAdapter):
         self.last = time.monotonic()
 
     async def read(self, n: int = -1) -> bytes:
+        if self._resume_at:
+            await self._paused()
         data = await super().read(n)
         self.last = time.monotonic()
         return data
 
     async def read_chunk(self) -> bytes:
         """Whatever has arrived, up to ``CHUNK`` bytes; ``b""`` at end of stream."""
+        if self._resume_at:
+            await self._paused()
         data = await self._stream.read(CHUNK)
         self.last = time.monotonic()
         return data
@@ -117,6 +122,7 @@ class DeviceHandler(BrokerProtocolHandler):
         self._owed: deque[tuple[asyncio.Future | None, list[int]]] = deque()
         self._tasks: set[asyncio.Future] = set()
         self._closing = False
+        self._cost = 0  # points (at least 1 per message) read since the last rate-limit charge
 
     # -- amqtt's entry points --------------------------------------------------------------
 
@@ -147,6 +153,10 @@ class DeviceHandler(BrokerProtocolHandler):
                 await pipeline.room()
                 if self.writer is not None:
                     await self.writer.drain()  # the client must read its PUBACKs to send more
+                wait = pipeline.throttle(identity, "mqtt", self._cost)
+                self._cost = 0
+                if wait:
+                    reader.pause(wait)
         except asyncio.CancelledError:
             log.debug("reader of %s cancelled", identity.device)
         except (ConnectionError, OSError) as e:
@@ -172,11 +182,15 @@ class DeviceHandler(BrokerProtocolHandler):
         topic, data = publish_packet.topic_name, publish_packet.data
         if identity is None or topic is None or data is None:
             return
+        pipeline = self.atoll.pipeline
         try:
-            await dispatch(self.atoll.pipeline, identity, topic, bytes(data))
+            await dispatch(pipeline, identity, topic, bytes(data))
         except Exception as e:  # noqa: BLE001 - no PUBACK; the client re-sends after reconnecting
             self._fail(e)
             return
+        wait = pipeline.throttle(identity, "mqtt")  # dispatch charged the message
+        if wait and isinstance(self.reader, PausableReader):
+            self.reader.pause(wait)
         if qos == 1 and self.writer is not None:
             self.writer.write(_puback(publish_packet.variable_header.packet_id))
 
@@ -188,15 +202,18 @@ class DeviceHandler(BrokerProtocolHandler):
         may send nothing (the packets after it are ignored)."""
         pipeline = self.atoll.pipeline
         parsed, ids = [], []
+        cost = 0
         for packet in packets:
             header = packet.fixed_header
             if header.packet_type == PUBLISH and not header.flags & 0x04:  # QoS 0 or 1
                 var = packet.variable_header
                 if var.topic_name == telemetry_topic:
                     try:
-                        parsed.append(pipeline.validate(identity, packet.payload.data, "mqtt"))
+                        p = pipeline.validate(identity, packet.payload.data, "mqtt")
+                        parsed.append(p)
+                        cost += len(p.ts)
                     except InvalidInput:
-                        pass  # counted by the pipeline; the message is handled and acknowledged
+                        cost += 1  # counted by the pipeline; the message is handled and acknowledged
                     if var.packet_id is not None:
                         ids.append(var.packet_id)
                     continue
@@ -211,6 +228,7 @@ class DeviceHandler(BrokerProtocolHandler):
                     return packet
                 self._spawn(self._to_amqtt(packet))
         self._commit(parsed, ids)
+        self._cost += cost
         return None
 
     def _commit(self, parsed: list, ids: list[int]) -> None:

@@ -11,6 +11,10 @@ messages costs one future and one callback instead of one awaiting task per mess
 
 Rejections are counted in memory and flushed to the registry about once a second, so a
 device flooding bad messages cannot turn into a database write per message.
+
+Rate limits (``atoll.ingest.quota``): every message handled here is charged to its device and
+tenant. Transports ask ``admit`` before taking a message they can refuse (HTTP, external MQTT)
+and ``throttle`` after reading what they cannot refuse (embedded MQTT), then pause reading.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import msgspec
 
 from atoll.bus.port import MessageBus
 from atoll.core import topics
-from atoll.core.errors import AtollError, InvalidInput, NotFound, Unavailable
+from atoll.core.errors import AtollError, InvalidInput, NotFound, RateLimited, Unavailable
 from atoll.ingest import events
 from atoll.ingest.devices import DeviceDirectory, Identity
+from atoll.ingest.quota import Quotas
 from atoll.ingest.validate import (
     DEFAULT_LIMITS,
     OPEN_SCHEMA,
@@ -44,6 +49,11 @@ from atoll.store.port import SeriesStore
 log = logging.getLogger(__name__)
 
 OUT_OF_RANGE_ACCEPTED = "out_of_range_accepted"
+#: Over the rate limit: refused (HTTP 429, external MQTT) / read later (embedded MQTT, stored).
+RATE_LIMITED = "rate_limited"
+THROTTLED = "throttled"
+#: Counted with the rejections, but the message was stored.
+ACCEPTED_REASONS = frozenset({OUT_OF_RANGE_ACCEPTED, THROTTLED})
 
 
 @dataclass
@@ -57,6 +67,9 @@ class IngestStats:
     #: Refusals by reason over all devices (unknown devices included; the registry keeps
     #: per-device counts only for devices it knows).
     by_reason: dict[str, int] = field(default_factory=dict)
+    #: Embedded MQTT connections paused for being over their rate limit, and for how long.
+    throttled: int = 0
+    throttled_seconds: float = 0.0
 
 
 class _Item:
@@ -81,6 +94,7 @@ class IngestPipeline:
         max_commit_points: int = 500_000,
         max_queued_points: int = 2_000_000,
         flush_interval: float = 1.0,
+        quotas: Quotas | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -89,7 +103,9 @@ class IngestPipeline:
         self.max_commit_points = max_commit_points
         self.max_queued_points = max_queued_points
         self.flush_interval = flush_interval
+        self.quotas = quotas if quotas is not None and not quotas.unlimited else None
         self.stats = IngestStats()
+        self._throttled_s: dict[str, float] = {}  # per device, since start
         self._cv = threading.Condition()
         self._pending: list[_Item] = []
         self._pending_points = 0
@@ -147,7 +163,13 @@ class IngestPipeline:
 
         Raises ``InvalidInput`` (counted as a rejection) or ``Unavailable`` (store failed).
         """
-        return await self.write(self.validate(identity, body, transport))
+        try:
+            parsed = self.validate(identity, body, transport)
+        except InvalidInput:
+            self.charge(identity, 1)
+            raise
+        self.charge(identity, len(parsed.ts))
+        return await self.write(parsed)
 
     def validate(self, identity: Identity, body: bytes, transport: str = "mqtt") -> ParsedTelemetry:
         """Validate one telemetry message; a refusal is counted and raised as ``InvalidInput``."""
@@ -173,6 +195,47 @@ class IngestPipeline:
         await self.room()
         await self.enqueue([parsed])
         return len(parsed)
+
+    # -- rate limits -----------------------------------------------------------------------
+
+    def charge(self, identity: Identity, points: int) -> float:
+        """Charge ``points`` (at least 1 per message) to the device and its tenant; returns the
+        seconds the sender is now in debt."""
+        quotas = self.quotas
+        if quotas is None:
+            return 0.0
+        return quotas.charge(identity.device, identity.tenant, points)
+
+    def admit(self, identity: Identity, transport: str) -> None:
+        """For transports that can refuse: raise ``RateLimited`` (counted) while in debt."""
+        quotas = self.quotas
+        if quotas is None:
+            return
+        wait = quotas.wait(identity.device, identity.tenant)
+        if wait > 0:
+            msg = (f"over the rate limit ({quotas.policy(identity.tenant).describe()}); "
+                   f"retry in {wait:.1f} s")
+            self.reject(identity.device, transport, RATE_LIMITED, msg, log_level=logging.INFO)
+            raise RateLimited(msg, retry_after=wait,
+                              hint="send less often, or batch readings and slow down")
+
+    def throttle(self, identity: Identity, transport: str, points: int = 0) -> float:
+        """For transports that pause reading instead: charge ``points`` and return how long
+        to read nothing from this sender (0: go on); each pause is counted as ``throttled``."""
+        quotas = self.quotas
+        if quotas is None:
+            return 0.0
+        wait = quotas.charge(identity.device, identity.tenant, points)
+        if wait > 0:
+            total = self._throttled_s.get(identity.device, 0.0) + wait
+            self._throttled_s[identity.device] = total
+            self.stats.throttled += 1
+            self.stats.throttled_seconds += wait
+            self.reject(identity.device, transport, THROTTLED,
+                        f"reading paused {wait:.2f} s ({total:.1f} s since the server started): "
+                        f"over the rate limit ({quotas.policy(identity.tenant).describe()}); "
+                        "nothing is lost", log_level=logging.INFO)
+        return wait
 
     async def room(self) -> None:
         """Back-pressure: wait while the writer is behind."""
@@ -301,6 +364,7 @@ class IngestPipeline:
     # -- twins and commands ------------------------------------------------------------------
 
     async def twin_reported(self, identity: Identity, body: bytes, transport: str = "mqtt") -> Any:
+        self.charge(identity, 1)
         doc = self._json_object(identity, body, transport, "twin reported")
         result = await asyncio.to_thread(self._directory().patch_reported, identity.device, doc)
         await self._bus_publish(topics.bus_twin(identity.project, identity.device),
@@ -309,6 +373,7 @@ class IngestPipeline:
 
     async def command_ack(self, identity: Identity, command_id: str, body: bytes,
                           transport: str = "mqtt") -> Any:
+        self.charge(identity, 1)
         doc = self._json_object(identity, body, transport, "command ack")
         status = doc.get("status", "ok")
         if status not in ("ok", "error"):
@@ -372,7 +437,7 @@ class IngestPipeline:
             row[1] = message
             row[2] = _now_us()
         self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
-        if reason != OUT_OF_RANGE_ACCEPTED:
+        if reason not in ACCEPTED_REASONS:
             self.stats.rejected += 1
 
     def pending_rejections(self) -> Mapping[tuple[str, str, str], list]:
@@ -405,6 +470,8 @@ class IngestPipeline:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval)
+            if self.quotas is not None:
+                self.quotas.prune()
             await self.flush_counters()
 
 
