@@ -102,11 +102,11 @@ class DeviceStreamReader(PausableReader, StreamReaderAdapter):
         self.last = time.monotonic()
         return data
 
-    async def read_chunk(self) -> bytes:
-        """Whatever has arrived, up to ``CHUNK`` bytes; ``b""`` at end of stream."""
+    async def read_chunk(self, n: int = CHUNK) -> bytes:
+        """Whatever has arrived, up to ``n`` bytes; ``b""`` at end of stream."""
         if self._resume_at:
             await self._paused()
-        data = await self._stream.read(CHUNK)
+        data = await self._stream.read(n)
         self.last = time.monotonic()
         return data
 
@@ -136,9 +136,10 @@ class DeviceHandler(BrokerProtocolHandler):
         pipeline = self.atoll.pipeline
         splitter = PacketSplitter(self.atoll.packet_limit())
         telemetry_topic = topics.telemetry(identity.device)
+        pacer = pipeline.read_pacer(identity, CHUNK)  # None: no rate limit applies
         try:
             while not self._closing:
-                data = await reader.read_chunk()
+                data = await reader.read_chunk(CHUNK if pacer is None else pacer.size())
                 if not data:
                     break
                 packets, error = splitter.feed(data)
@@ -153,10 +154,12 @@ class DeviceHandler(BrokerProtocolHandler):
                 await pipeline.room()
                 if self.writer is not None:
                     await self.writer.drain()  # the client must read its PUBACKs to send more
-                wait = pipeline.throttle(identity, "mqtt", self._cost)
+                if pacer is not None:
+                    pacer.read(len(data), self._cost)
+                    wait = pipeline.throttle(identity, "mqtt", self._cost)
+                    if wait:
+                        reader.pause(wait)
                 self._cost = 0
-                if wait:
-                    reader.pause(wait)
         except asyncio.CancelledError:
             log.debug("reader of %s cancelled", identity.device)
         except (ConnectionError, OSError) as e:
@@ -183,14 +186,15 @@ class DeviceHandler(BrokerProtocolHandler):
         if identity is None or topic is None or data is None:
             return
         pipeline = self.atoll.pipeline
+        wait = pipeline.over_limit(identity)
+        if wait and isinstance(self.reader, PausableReader):
+            self.reader.pause(wait)  # amqtt's loop reads on while messages wait in hold()
         try:
+            await pipeline.hold(identity, "mqtt")
             await dispatch(pipeline, identity, topic, bytes(data))
         except Exception as e:  # noqa: BLE001 - no PUBACK; the client re-sends after reconnecting
             self._fail(e)
             return
-        wait = pipeline.throttle(identity, "mqtt")  # dispatch charged the message
-        if wait and isinstance(self.reader, PausableReader):
-            self.reader.pause(wait)
         if qos == 1 and self.writer is not None:
             self.writer.write(_puback(publish_packet.variable_header.packet_id))
 

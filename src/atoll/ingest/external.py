@@ -162,14 +162,6 @@ class _Worker:
         self.client.loop_stop()
 
 
-class _Held:
-    __slots__ = ("lock", "waiting")
-
-    def __init__(self) -> None:
-        self.lock = asyncio.Lock()
-        self.waiting = 0
-
-
 class ExternalIngest:
     def __init__(self, pipeline: IngestPipeline, registry: Any, *, host: str = "127.0.0.1",
                  port: int = 1883, username: str | None = None, password: str | None = None,
@@ -196,7 +188,6 @@ class ExternalIngest:
         self._tasks: set[asyncio.Task] = set()
         self._inbox: collections.deque = collections.deque()
         self._drain_scheduled = False
-        self._held: dict[str, _Held] = {}  # devices over their rate limit
 
     @classmethod
     def from_settings(cls, settings, pipeline: IngestPipeline, directory, registry) -> ExternalIngest:
@@ -373,9 +364,7 @@ class ExternalIngest:
                                      f"no device {parsed[0]!r} in the registry")
             else:
                 try:
-                    if identity.device in self._held or self.pipeline.charge(identity, 0) > 0:
-                        await self._hold(identity)
-                    # No await before dispatch charges the message: the next one sees the debt.
+                    await self.pipeline.hold(identity, "mqtt")
                     await dispatch(self.pipeline, identity, topic, payload)
                 except Unavailable as e:
                     # Not acknowledged: the broker keeps it in this worker's session and delivers
@@ -387,22 +376,6 @@ class ExternalIngest:
                     return
         if qos > 0:
             worker.client.ack(mid, qos)
-
-    async def _hold(self, identity: Any) -> None:
-        """Wait until the device and its tenant are out of debt; a device's held messages go
-        one at a time, in arrival order (``asyncio.Lock`` is fair)."""
-        held = self._held.get(identity.device)
-        if held is None:
-            held = self._held[identity.device] = _Held()
-        held.waiting += 1
-        try:
-            async with held.lock:
-                while (wait := self.pipeline.throttle(identity, "mqtt")) > 0:
-                    await asyncio.sleep(wait)
-        finally:
-            held.waiting -= 1
-            if not held.waiting:
-                del self._held[identity.device]
 
     async def _identity(self, device: str) -> Any:
         hit = self._identities.get(device)

@@ -34,7 +34,7 @@ from atoll.core import topics
 from atoll.core.errors import AtollError, InvalidInput, NotFound, RateLimited, Unavailable
 from atoll.ingest import events
 from atoll.ingest.devices import DeviceDirectory, Identity
-from atoll.ingest.quota import Quotas
+from atoll.ingest.quota import Quotas, ReadPacer
 from atoll.ingest.validate import (
     DEFAULT_LIMITS,
     OPEN_SCHEMA,
@@ -83,6 +83,14 @@ class _Item:
         self.future = future
 
 
+class _Held:
+    __slots__ = ("lock", "waiting")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+
+
 class IngestPipeline:
     def __init__(
         self,
@@ -106,6 +114,7 @@ class IngestPipeline:
         self.quotas = quotas if quotas is not None and not quotas.unlimited else None
         self.stats = IngestStats()
         self._throttled_s: dict[str, float] = {}  # per device, since start
+        self._held: dict[str, _Held] = {}  # devices whose messages wait in ``hold``
         self._cv = threading.Condition()
         self._pending: list[_Item] = []
         self._pending_points = 0
@@ -206,14 +215,26 @@ class IngestPipeline:
             return 0.0
         return quotas.charge(identity.device, identity.tenant, points)
 
-    def admit(self, identity: Identity, transport: str) -> None:
-        """For transports that can refuse: raise ``RateLimited`` (counted) while in debt."""
+    def read_pacer(self, identity: Identity, largest: int) -> ReadPacer | None:
+        """Read sizes for one connection of ``identity`` (``None``: no limit applies)."""
+        quotas = self.quotas
+        if quotas is None or quotas.policy(identity.tenant).unlimited:
+            return None
+        return ReadPacer(quotas, identity.device, identity.tenant, largest)
+
+    def over_limit(self, identity: Identity) -> float:
+        """Seconds until the device and its tenant have a point to spend again (0: now)."""
         quotas = self.quotas
         if quotas is None:
-            return
-        wait = quotas.wait(identity.device, identity.tenant)
+            return 0.0
+        return quotas.wait(identity.device, identity.tenant)
+
+    def admit(self, identity: Identity, transport: str) -> None:
+        """For transports that can refuse: raise ``RateLimited`` (counted) while over the limit."""
+        wait = self.over_limit(identity)
         if wait > 0:
-            msg = (f"over the rate limit ({quotas.policy(identity.tenant).describe()}); "
+            assert self.quotas is not None
+            msg = (f"over the rate limit ({self.quotas.policy(identity.tenant).describe()}); "
                    f"retry in {wait:.1f} s")
             self.reject(identity.device, transport, RATE_LIMITED, msg, log_level=logging.INFO)
             raise RateLimited(msg, retry_after=wait,
@@ -221,21 +242,49 @@ class IngestPipeline:
 
     def throttle(self, identity: Identity, transport: str, points: int = 0) -> float:
         """For transports that pause reading instead: charge ``points`` and return how long
-        to read nothing from this sender (0: go on); each pause is counted as ``throttled``."""
-        quotas = self.quotas
-        if quotas is None:
-            return 0.0
-        wait = quotas.charge(identity.device, identity.tenant, points)
+        to read nothing from this sender (0: go on)."""
+        wait = self.charge(identity, points)
         if wait > 0:
-            total = self._throttled_s.get(identity.device, 0.0) + wait
-            self._throttled_s[identity.device] = total
-            self.stats.throttled += 1
-            self.stats.throttled_seconds += wait
-            self.reject(identity.device, transport, THROTTLED,
-                        f"reading paused {wait:.2f} s ({total:.1f} s since the server started): "
-                        f"over the rate limit ({quotas.policy(identity.tenant).describe()}); "
-                        "nothing is lost", log_level=logging.INFO)
+            self.paused(identity, transport, wait)
         return wait
+
+    async def hold(self, identity: Identity, transport: str) -> None:
+        """For transports that handle messages one by one and cannot refuse them: wait until
+        the device and its tenant are within their limits (counted as ``throttled``). A
+        device's held messages go one at a time, in arrival order (``asyncio.Lock`` is fair).
+
+        The caller must hand the message on (``dispatch``) without awaiting anything else
+        first: it is charged there, and the next held message must see that charge.
+        """
+        if self.quotas is None:
+            return
+        device = identity.device
+        held = self._held.get(device)
+        if held is None:
+            if self.over_limit(identity) <= 0:
+                return
+            held = self._held[device] = _Held()
+        held.waiting += 1
+        try:
+            async with held.lock:
+                while (wait := self.over_limit(identity)) > 0:
+                    self.paused(identity, transport, wait)
+                    await asyncio.sleep(wait)
+        finally:
+            held.waiting -= 1
+            if not held.waiting:
+                del self._held[device]
+
+    def paused(self, identity: Identity, transport: str, seconds: float) -> None:
+        """Count that a sender's messages wait ``seconds`` (``throttled``; they are stored)."""
+        total = self._throttled_s.get(identity.device, 0.0) + seconds
+        self._throttled_s[identity.device] = total
+        self.stats.throttled += 1
+        self.stats.throttled_seconds += seconds
+        policy = self.quotas.policy(identity.tenant).describe() if self.quotas else "none"
+        self.reject(identity.device, transport, THROTTLED,
+                    f"reading paused {seconds:.2f} s ({total:.1f} s since the server started): "
+                    f"over the rate limit ({policy}); nothing is lost", log_level=logging.INFO)
 
     async def room(self) -> None:
         """Back-pressure: wait while the writer is behind."""

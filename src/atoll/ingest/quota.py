@@ -15,6 +15,11 @@ the sender has to wait until the debt is paid. The transports decide what waitin
 * HTTP, and external MQTT (the broker has acknowledged already), refuse while in debt:
   429 with ``Retry-After``, or a counted ``rate_limited`` refusal.
 
+A connection that cannot be refused is also read in slices that fit its allowance
+(``ReadPacer``): a sender at its limit is read about ``SLICE_S`` worth of its rate at a
+time, not in 64 KiB gulps that would be accepted at once and paid for by long pauses, and
+that would hold the event loop (and every other tenant) for tens of milliseconds.
+
 A bucket is one float, the time it will be full again (GCRA's "theoretical arrival time"),
 so a charge is two dict look-ups and no allocation. Libraries such as ``limits`` or
 ``aiolimiter`` answer yes/no or await per acquire; none says "how long until in credit"
@@ -25,8 +30,10 @@ without an await per message, which is what back-pressure on a whole read needs.
 0.0
 >>> q.charge("d1", "acme", 5, now=0.0)    # 5 points of debt at 10 points/s
 0.5
->>> q.wait("d1", "acme", now=0.25), q.wait("d1", "acme", now=1.0)
-(0.25, 0.0)
+>>> round(q.wait("d1", "acme", now=0.25), 3)  # until one point is there again
+0.35
+>>> q.wait("d1", "acme", now=0.6)
+0.0
 
 A tenant's devices share its bucket, and tenants can have their own policy:
 
@@ -40,6 +47,7 @@ A tenant's devices share its bucket, and tenants can have their own policy:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -98,20 +106,44 @@ class Quotas:
 
     def charge(self, device: str, tenant: str, points: int, now: float | None = None) -> float:
         """Take ``points`` from the device's and its tenant's buckets; seconds to wait (0: none)."""
+        return self._debt(device, tenant, points, now, True)
+
+    def wait(self, device: str, tenant: str, now: float | None = None) -> float:
+        """Seconds until the device's and its tenant's buckets hold a point again (0: now)."""
+        return self._debt(device, tenant, 1, now, False)
+
+    def allowance(self, device: str, tenant: str, slice_s: float = 0.0,
+                  now: float | None = None) -> float:
+        """Points the device may send now without going into debt, or ``slice_s`` of its
+        tightest rate if that is more (``inf``: unlimited).
+
+        >>> q = Quotas(QuotaPolicy(device=Rate(100, 1000), tenant=UNLIMITED))
+        >>> q.allowance("d", "t", now=0.0), q.charge("d", "t", 990, now=0.0)
+        (1000.0, 0.0)
+        >>> q.allowance("d", "t", now=0.0), q.allowance("d", "t", slice_s=0.5, now=0.0)
+        (10.0, 50.0)
+        """
+        now = time.monotonic() if now is None else now
+        policy = self.per_tenant.get(tenant, self.default)
+        out = math.inf
+        for buckets, key, rate in ((self._devices, device, policy.device),
+                                   (self._tenants, tenant, policy.tenant)):
+            if rate.per_s > 0:
+                left = rate.burst - max(buckets.get(key, now) - now, 0.0) * rate.per_s
+                out = min(out, max(left, slice_s * rate.per_s))
+        return out
+
+    def _debt(self, device: str, tenant: str, points: int, now: float | None, take: bool) -> float:
         now = time.monotonic() if now is None else now
         policy = self.per_tenant.get(tenant, self.default)
         wait = 0.0
         rate = policy.device
         if rate.per_s > 0:
-            wait = _take(self._devices, device, rate, points, now)
+            wait = _take(self._devices, device, rate, points, now, take)
         rate = policy.tenant
         if rate.per_s > 0:
-            wait = max(wait, _take(self._tenants, tenant, rate, points, now))
+            wait = max(wait, _take(self._tenants, tenant, rate, points, now, take))
         return wait
-
-    def wait(self, device: str, tenant: str, now: float | None = None) -> float:
-        """Seconds until the device (and its tenant) are out of debt (0: it may send now)."""
-        return self.charge(device, tenant, 0, now)
 
     def prune(self, now: float | None = None) -> None:
         """Forget buckets that are full again (they are the same as absent ones)."""
@@ -124,8 +156,44 @@ class Quotas:
         return len(self._devices) + len(self._tenants)
 
 
-def _take(buckets: dict[str, float], key: str, rate: Rate, points: int, now: float) -> float:
+def _take(buckets: dict[str, float], key: str, rate: Rate, points: int, now: float,
+          take: bool) -> float:
     full_at = max(buckets.get(key, now), now) + points / rate.per_s
-    buckets[key] = full_at
+    if take:
+        buckets[key] = full_at
     debt = full_at - now - rate.burst / rate.per_s
     return debt if debt > 0 else 0.0
+
+
+class ReadPacer:
+    """How many bytes to read next from one sender's connection.
+
+    >>> q = Quotas(QuotaPolicy(device=Rate(1000, 10_000), tenant=UNLIMITED))
+    >>> pacer = ReadPacer(q, "d", "t", largest=65536)
+    >>> pacer.size(now=0.0)                     # plenty left: the largest read
+    65536
+    >>> pacer.read(4500, 100)                   # 45 bytes a point so far
+    >>> _ = q.charge("d", "t", 10_000, now=0.0)
+    >>> pacer.size(now=0.0)                     # at the limit: 50 ms of 1000 points/s
+    2250
+    """
+
+    SLICE_S = 0.05
+    SMALLEST = 512
+
+    def __init__(self, quotas: Quotas, device: str, tenant: str, largest: int) -> None:
+        self.quotas = quotas
+        self.device, self.tenant = device, tenant
+        self.largest = largest
+        self.bytes_per_point = 32.0  # until something was read
+
+    def size(self, now: float | None = None) -> int:
+        points = self.quotas.allowance(self.device, self.tenant, self.SLICE_S, now)
+        if points * self.bytes_per_point >= self.largest:
+            return self.largest
+        return max(self.SMALLEST, int(points * self.bytes_per_point))
+
+    def read(self, nbytes: int, points: int) -> None:
+        """``nbytes`` read held ``points`` (0 while a large packet is still arriving)."""
+        if points:
+            self.bytes_per_point = nbytes / points
