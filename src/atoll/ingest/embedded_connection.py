@@ -62,6 +62,7 @@ from atoll.core.errors import InvalidInput, Unavailable
 from atoll.ingest.devices import Identity
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.mqtt_frames import PacketSplitter
+from atoll.ingest.quota import ReadPacer
 from atoll.ingest.transports import PausableReader
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class DeviceStreamReader(PausableReader, StreamReaderAdapter):
 
     async def read(self, n: int = -1) -> bytes:
         if self._resume_at:
-            await self._paused()
+            await self.resumed()
         data = await super().read(n)
         self.last = time.monotonic()
         return data
@@ -105,7 +106,7 @@ class DeviceStreamReader(PausableReader, StreamReaderAdapter):
     async def read_chunk(self, n: int = CHUNK) -> bytes:
         """Whatever has arrived, up to ``n`` bytes; ``b""`` at end of stream."""
         if self._resume_at:
-            await self._paused()
+            await self.resumed()
         data = await self._stream.read(n)
         self.last = time.monotonic()
         return data
@@ -139,7 +140,8 @@ class DeviceHandler(BrokerProtocolHandler):
         pacer = pipeline.read_pacer(identity, CHUNK)  # None: no rate limit applies
         try:
             while not self._closing:
-                data = await reader.read_chunk(CHUNK if pacer is None else pacer.size())
+                data = await reader.read_chunk(CHUNK if pacer is None else
+                                               await self._paced(pacer, identity, reader))
                 if not data:
                     break
                 packets, error = splitter.feed(data)
@@ -156,9 +158,6 @@ class DeviceHandler(BrokerProtocolHandler):
                     await self.writer.drain()  # the client must read its PUBACKs to send more
                 if pacer is not None:
                     pacer.read(len(data), self._cost)
-                    wait = pipeline.throttle(identity, "mqtt", self._cost)
-                    if wait:
-                        reader.pause(wait)
                 self._cost = 0
         except asyncio.CancelledError:
             log.debug("reader of %s cancelled", identity.device)
@@ -174,6 +173,16 @@ class DeviceHandler(BrokerProtocolHandler):
         await self.handle_connection_closed()
         self._reader_stopped.set()
         await self.stop()
+
+    async def _paced(self, pacer: ReadPacer, identity: Identity, reader: DeviceStreamReader) -> int:
+        """Over its rate limit, read nothing (TCP pushes back on the client); bytes to read."""
+        while True:
+            wait, size = pacer.next_read()
+            if not wait:
+                return size
+            self.atoll.pipeline.paused(identity, "mqtt", wait)
+            reader.pause(wait)
+            await reader.resumed()
 
     async def handle_publish(self, publish_packet) -> None:
         """QoS 2 (and every PUBLISH of a connection amqtt reads itself)."""

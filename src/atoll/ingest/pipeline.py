@@ -13,8 +13,9 @@ Rejections are counted in memory and flushed to the registry about once a second
 device flooding bad messages cannot turn into a database write per message.
 
 Rate limits (``atoll.ingest.quota``): every message handled here is charged to its device and
-tenant. Transports ask ``admit`` before taking a message they can refuse (HTTP, external MQTT)
-and ``throttle`` after reading what they cannot refuse (embedded MQTT), then pause reading.
+tenant. HTTP asks ``admit`` before taking a request (it can refuse: 429); transports that
+cannot refuse wait instead: message by message in ``hold`` (MQTT over WebSockets, external
+MQTT), or before each read of a connection (``read_pacer``, the embedded fast path).
 """
 
 from __future__ import annotations
@@ -239,14 +240,6 @@ class IngestPipeline:
             self.reject(identity.device, transport, RATE_LIMITED, msg, log_level=logging.INFO)
             raise RateLimited(msg, retry_after=wait,
                               hint="send less often, or batch readings and slow down")
-
-    def throttle(self, identity: Identity, transport: str, points: int = 0) -> float:
-        """For transports that pause reading instead: charge ``points`` and return how long
-        to read nothing from this sender (0: go on)."""
-        wait = self.charge(identity, points)
-        if wait > 0:
-            self.paused(identity, transport, wait)
-        return wait
 
     async def hold(self, identity: Identity, transport: str) -> None:
         """For transports that handle messages one by one and cannot refuse them: wait until

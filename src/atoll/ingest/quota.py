@@ -62,6 +62,7 @@ class Rate(NamedTuple):
 
 
 UNLIMITED = Rate(0, 0)
+EPSILON_S = 1e-6  # shorter waits are rounding
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,24 +105,43 @@ class Quotas:
     def policy(self, tenant: str) -> QuotaPolicy:
         return self.per_tenant.get(tenant, self.default)
 
-    def charge(self, device: str, tenant: str, points: int, now: float | None = None) -> float:
-        """Take ``points`` from the device's and its tenant's buckets; seconds to wait (0: none)."""
-        return self._debt(device, tenant, points, now, True)
+    def charge(self, device: str, tenant: str, points: float, now: float | None = None) -> float:
+        """Take ``points`` from the device's and its tenant's buckets (a negative number gives
+        them back); seconds the device is now in debt (0: none)."""
+        now = time.monotonic() if now is None else now
+        policy = self.per_tenant.get(tenant, self.default)
+        wait = 0.0
+        rate = policy.device
+        if rate.per_s > 0:
+            wait = _take(self._devices, device, rate, points, now)
+        rate = policy.tenant
+        if rate.per_s > 0:
+            wait = max(wait, _take(self._tenants, tenant, rate, points, now))
+        return wait
 
-    def wait(self, device: str, tenant: str, now: float | None = None) -> float:
-        """Seconds until the device's and its tenant's buckets hold a point again (0: now)."""
-        return self._debt(device, tenant, 1, now, False)
+    def wait(self, device: str, tenant: str, slice_s: float = 0.0,
+             now: float | None = None) -> float:
+        """Seconds until the device's and its tenant's buckets each hold a point again, or
+        ``slice_s`` worth of their rate if that is more (0: now)."""
+        now = time.monotonic() if now is None else now
+        policy = self.per_tenant.get(tenant, self.default)
+        wait = 0.0
+        for buckets, key, rate in ((self._devices, device, policy.device),
+                                   (self._tenants, tenant, policy.tenant)):
+            if rate.per_s > 0:
+                need = max(1.0, slice_s * rate.per_s)
+                full_at = max(buckets.get(key, now), now)
+                wait = max(wait, full_at + (need - rate.burst) / rate.per_s - now)
+        return wait if wait > EPSILON_S else 0.0
 
-    def allowance(self, device: str, tenant: str, slice_s: float = 0.0,
-                  now: float | None = None) -> float:
-        """Points the device may send now without going into debt, or ``slice_s`` of its
-        tightest rate if that is more (``inf``: unlimited).
+    def allowance(self, device: str, tenant: str, now: float | None = None) -> float:
+        """Points the device may send now without going into debt (``inf``: unlimited).
 
         >>> q = Quotas(QuotaPolicy(device=Rate(100, 1000), tenant=UNLIMITED))
         >>> q.allowance("d", "t", now=0.0), q.charge("d", "t", 990, now=0.0)
         (1000.0, 0.0)
-        >>> q.allowance("d", "t", now=0.0), q.allowance("d", "t", slice_s=0.5, now=0.0)
-        (10.0, 50.0)
+        >>> q.allowance("d", "t", now=0.0), round(q.wait("d", "t", slice_s=0.5, now=0.0), 3)
+        (10.0, 0.4)
         """
         now = time.monotonic() if now is None else now
         policy = self.per_tenant.get(tenant, self.default)
@@ -129,21 +149,8 @@ class Quotas:
         for buckets, key, rate in ((self._devices, device, policy.device),
                                    (self._tenants, tenant, policy.tenant)):
             if rate.per_s > 0:
-                left = rate.burst - max(buckets.get(key, now) - now, 0.0) * rate.per_s
-                out = min(out, max(left, slice_s * rate.per_s))
+                out = min(out, rate.burst - max(buckets.get(key, now) - now, 0.0) * rate.per_s)
         return out
-
-    def _debt(self, device: str, tenant: str, points: int, now: float | None, take: bool) -> float:
-        now = time.monotonic() if now is None else now
-        policy = self.per_tenant.get(tenant, self.default)
-        wait = 0.0
-        rate = policy.device
-        if rate.per_s > 0:
-            wait = _take(self._devices, device, rate, points, now, take)
-        rate = policy.tenant
-        if rate.per_s > 0:
-            wait = max(wait, _take(self._tenants, tenant, rate, points, now, take))
-        return wait
 
     def prune(self, now: float | None = None) -> None:
         """Forget buckets that are full again (they are the same as absent ones)."""
@@ -156,44 +163,63 @@ class Quotas:
         return len(self._devices) + len(self._tenants)
 
 
-def _take(buckets: dict[str, float], key: str, rate: Rate, points: int, now: float,
-          take: bool) -> float:
+def _take(buckets: dict[str, float], key: str, rate: Rate, points: float, now: float) -> float:
     full_at = max(buckets.get(key, now), now) + points / rate.per_s
-    if take:
-        buckets[key] = full_at
+    buckets[key] = full_at
     debt = full_at - now - rate.burst / rate.per_s
-    return debt if debt > 0 else 0.0
+    return debt if debt > EPSILON_S else 0.0
 
 
 class ReadPacer:
-    """How many bytes to read next from one sender's connection.
+    """How much to read next from one sender's connection, and when.
+
+    Before each read, the pacer waits until the device and its tenant each have a slice of
+    their rate (``SLICE_S``), then *reserves* what it lets the connection read: everything
+    left in the buckets, up to ``largest`` bytes (at the bytes per point seen so far). So a
+    sender at its limit is read in small, regular slices rather than in 64 KiB gulps paid
+    for by long pauses, each holding the event loop (and every other tenant) for tens of
+    milliseconds; and the devices of one tenant, woken together, read one after the other
+    instead of all at once. After the read, ``read`` settles the reservation.
 
     >>> q = Quotas(QuotaPolicy(device=Rate(1000, 10_000), tenant=UNLIMITED))
     >>> pacer = ReadPacer(q, "d", "t", largest=65536)
-    >>> pacer.size(now=0.0)                     # plenty left: the largest read
-    65536
-    >>> pacer.read(4500, 100)                   # 45 bytes a point so far
-    >>> _ = q.charge("d", "t", 10_000, now=0.0)
-    >>> pacer.size(now=0.0)                     # at the limit: 50 ms of 1000 points/s
-    2250
+    >>> pacer.next_read(now=0.0)                # plenty left: the largest read
+    (0.0, 65536)
+    >>> pacer.read(4500, 100, now=0.0)          # it held 100 points, 45 bytes each
+    >>> _ = q.charge("d", "t", 9_900, now=0.0)  # the rest of the burst went elsewhere
+    >>> round(pacer.next_read(now=0.0)[0], 3)   # wait for 20 ms of 1000 points/s ...
+    0.02
+    >>> pacer.next_read(now=0.02)               # ... then read that much
+    (0.0, 900)
     """
 
-    SLICE_S = 0.05
-    SMALLEST = 512
+    SLICE_S = 0.02
+    SMALLEST = 256
 
     def __init__(self, quotas: Quotas, device: str, tenant: str, largest: int) -> None:
         self.quotas = quotas
         self.device, self.tenant = device, tenant
         self.largest = largest
         self.bytes_per_point = 32.0  # until something was read
+        self._reserved = 0.0
 
-    def size(self, now: float | None = None) -> int:
-        points = self.quotas.allowance(self.device, self.tenant, self.SLICE_S, now)
-        if points * self.bytes_per_point >= self.largest:
-            return self.largest
-        return max(self.SMALLEST, int(points * self.bytes_per_point))
+    def next_read(self, now: float | None = None) -> tuple[float, int]:
+        """``(seconds to wait first, 0)`` or ``(0, bytes to read)``, reserved in the buckets."""
+        q = self.quotas
+        now = time.monotonic() if now is None else now
+        wait = q.wait(self.device, self.tenant, self.SLICE_S, now)
+        if wait > 0:
+            return wait, 0
+        points = min(q.allowance(self.device, self.tenant, now), self.largest / self.bytes_per_point)
+        self._reserved = points
+        q.charge(self.device, self.tenant, points, now)
+        return 0.0, max(self.SMALLEST, int(points * self.bytes_per_point))
 
-    def read(self, nbytes: int, points: int) -> None:
-        """``nbytes`` read held ``points`` (0 while a large packet is still arriving)."""
+    def read(self, nbytes: int, points: int, now: float | None = None) -> None:
+        """The read got ``nbytes`` holding ``points``: charge what the reservation missed, or
+        give back what it did not use."""
         if points:
-            self.bytes_per_point = nbytes / points
+            self.bytes_per_point = max(1.0, nbytes / points)
+        if points != self._reserved:
+            self.quotas.charge(self.device, self.tenant, points - self._reserved, now)
+        self._reserved = 0.0

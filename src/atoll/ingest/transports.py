@@ -60,7 +60,8 @@ class PausableReader:
         self._resume_at = max(self._resume_at, time.monotonic() + seconds)
         self.last = max(self.last, self._resume_at)
 
-    async def _paused(self) -> None:
+    async def resumed(self) -> None:
+        """Return once the pause is over."""
         while (wait := self._resume_at - time.monotonic()) > 0:
             await asyncio.sleep(wait)
         self._resume_at = 0.0
@@ -76,7 +77,7 @@ class WebSocketReader(PausableReader, ReaderAdapter):
 
     async def read(self, n: int = -1) -> bytes:
         if self._resume_at:
-            await self._paused()
+            await self.resumed()
         while len(self._buffer) < max(n, 1):
             try:
                 message = await self._ws.recv()
