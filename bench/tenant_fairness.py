@@ -217,7 +217,7 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
             "writer_queue_max_points": max(pending, default=0),
             "load_average_at_start": round(load, 2),
         }
-        print(f"{name:16} victim p50 {result['victim'].get('p50_ms')} ms, p99 "
+        print(f"{name:18} victim p50 {result['victim'].get('p50_ms')} ms, p99 "
               f"{result['victim'].get('p99_ms')} ms; flooders accepted "
               f"{result['flooders_accepted_msgs_per_s']:,} msgs/s", flush=True)
         return result
@@ -243,21 +243,34 @@ async def run(a) -> dict:
                            "tenant_points_per_s": s.quota_tenant_rate,
                            "tenant_burst": s.quota_tenant_burst},
         "flooder": "mosquitto_pub -l -q 1 -M 1000 (max speed) / paho paced (at limit)",
-        "phases": {},
+        "rounds": [],
     }
     tmp = Path(tempfile.mkdtemp(prefix="atoll-bench-fairness-"))
+    plan = [("baseline", True, None, 1), ("flood_unlimited", False, "max_speed", 1),
+            ("flood_max_speed", True, "max_speed", 1), ("flood_at_limit", True, "at_limit", 1),
+            ("tenant_flood", True, "max_speed", a.tenant_devices)]
+    plan = [x for x in plan if not a.only or x[0] in a.only]
     try:
-        plan = [("baseline", True, None, 1), ("flood_unlimited", False, "max_speed", 1),
-                ("flood_max_speed", True, "max_speed", 1), ("flood_at_limit", True, "at_limit", 1),
-                ("tenant_flood", True, "max_speed", a.tenant_devices)]
-        for name, limits, flood, n in plan:
-            if a.only and name not in a.only:
-                continue
-            result["phases"][name] = await phase(name, tmp, a, limits=limits, flood=flood,
-                                                 flooders=n)
+        # Phases interleaved, round after round: the machine is shared, so its load drifts.
+        for r in range(a.rounds):
+            result["rounds"].append({
+                name: await phase(f"{name}-{r}", tmp, a, limits=limits, flood=flood, flooders=n)
+                for name, limits, flood, n in plan})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    result["summary"] = {name: _summary([r[name] for r in result["rounds"]]) for name, *_ in plan}
     return result
+
+
+def _summary(runs: list[dict]) -> dict:
+    """Medians over the rounds."""
+    def med(get) -> float:
+        return round(statistics.median(get(r) for r in runs), 2)
+    return {"victim_p50_ms": med(lambda r: r["victim"]["p50_ms"]),
+            "victim_p99_ms": med(lambda r: r["victim"]["p99_ms"]),
+            "victim_p99_ms_each_round": [r["victim"]["p99_ms"] for r in runs],
+            "flooders_accepted_msgs_per_s": med(lambda r: r["flooders_accepted_msgs_per_s"]),
+            "writer_queue_max_points": max(r["writer_queue_max_points"] for r in runs)}
 
 
 def main() -> None:
@@ -278,6 +291,7 @@ def main() -> None:
     ap.add_argument("--flood-lines", type=int, default=30_000)
     ap.add_argument("--tenant-devices", type=int, default=12)
     ap.add_argument("--only", nargs="*", help="run only these phases")
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     if a.mode == "victim":
         print(json.dumps(victim(a)), flush=True)

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     quota_device_rate: float = Field(default=1_000, ge=0)
     quota_device_burst: float = Field(default=10_000, ge=0)
     quota_tenant_rate: float = Field(default=10_000, ge=0)
-    quota_tenant_burst: float = Field(default=100_000, ge=0)
+    quota_tenant_burst: float = Field(default=20_000, ge=0)
     #: Per tenant id, e.g. ``ATOLL_QUOTA_TENANTS='{"acme": {"tenant_rate": 50000}}'``.
     quota_tenants: dict[str, QuotaOverride] = Field(default_factory=dict)
 
