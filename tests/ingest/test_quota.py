@@ -142,6 +142,23 @@ async def test_a_tenant_limit_is_shared_by_its_devices_and_not_by_other_tenants(
     assert ("mqtt", "throttled") not in await t.rejections("b1")
 
 
+async def test_idle_connections_do_not_use_up_their_tenants_limit(start):
+    t = await start(**limits(quota_device_rate=0, quota_tenant_rate=RATE, quota_tenant_burst=RATE))
+    port = t.platform.mqtt.port
+    reg = t.platform.registry
+    idle = []
+    for i in range(10):
+        _, creds = reg.register_device("lab", device_id=f"idle-{i}", device_type="climate")
+        idle.append(await asyncio.to_thread(connect, port, creds.device, creds.secret, creds.device))
+    try:
+        # 80 points are within the tenant's burst of 100, however many devices are connected.
+        assert await asyncio.to_thread(flood, port, "s1", t.secrets["s1"], 80) < 1.0
+        assert ("mqtt", "throttled") not in await t.rejections("s1")
+    finally:
+        for c, _ in idle:
+            await asyncio.to_thread(close, c)
+
+
 async def test_a_tenant_override_replaces_the_default_limits(start):
     t = await start(**limits(quota_tenants={"other": {"device_rate": 0}}))
     port = t.platform.mqtt.port

@@ -140,10 +140,11 @@ class DeviceHandler(BrokerProtocolHandler):
         pacer = pipeline.read_pacer(identity, CHUNK)  # None: no rate limit applies
         try:
             while not self._closing:
-                data = await reader.read_chunk(CHUNK if pacer is None else
-                                               await self._paced(pacer, identity, reader))
+                data = await reader.read_chunk(CHUNK if pacer is None else pacer.size())
                 if not data:
                     break
+                if pacer is not None:
+                    await self._paced(pacer, identity, reader)
                 packets, error = splitter.feed(data)
                 last = self._handle(packets, identity, telemetry_topic)
                 if last is not None:  # as amqtt does, awaited here: nothing may overtake it
@@ -157,7 +158,7 @@ class DeviceHandler(BrokerProtocolHandler):
                 if self.writer is not None:
                     await self.writer.drain()  # the client must read its PUBACKs to send more
                 if pacer is not None:
-                    pacer.read(len(data), self._cost)
+                    pacer.charge(len(data), self._cost)
                 self._cost = 0
         except asyncio.CancelledError:
             log.debug("reader of %s cancelled", identity.device)
@@ -174,12 +175,9 @@ class DeviceHandler(BrokerProtocolHandler):
         self._reader_stopped.set()
         await self.stop()
 
-    async def _paced(self, pacer: ReadPacer, identity: Identity, reader: DeviceStreamReader) -> int:
-        """Over its rate limit, read nothing (TCP pushes back on the client); bytes to read."""
-        while True:
-            wait, size = pacer.next_read()
-            if not wait:
-                return size
+    async def _paced(self, pacer: ReadPacer, identity: Identity, reader: DeviceStreamReader) -> None:
+        """Over its rate limit, handle and read nothing more (TCP pushes back on the client)."""
+        while (wait := pacer.wait()) > 0:
             self.atoll.pipeline.paused(identity, "mqtt", wait)
             reader.pause(wait)
             await reader.resumed()

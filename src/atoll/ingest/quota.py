@@ -171,26 +171,25 @@ def _take(buckets: dict[str, float], key: str, rate: Rate, points: float, now: f
 
 
 class ReadPacer:
-    """How much to read next from one sender's connection, and when.
+    """How much to read from one sender's connection, and when to handle what was read.
 
-    Before each read, the pacer waits until the device and its tenant each have a slice of
-    their rate (``SLICE_S``), then *reserves* what it lets the connection read: everything
-    left in the buckets, up to ``largest`` bytes (at the bytes per point seen so far). So a
-    sender at its limit is read in small, regular slices rather than in 64 KiB gulps paid
-    for by long pauses, each holding the event loop (and every other tenant) for tens of
-    milliseconds; and the devices of one tenant, woken together, read one after the other
-    instead of all at once. After the read, ``read`` settles the reservation.
+    A connection is read in pieces that fit what its device and tenant may still send (at
+    least ``SLICE_S`` of the tightest rate, at most ``largest`` bytes, at the bytes per point
+    seen so far), and what was read is handled only once each of its buckets holds a slice
+    (``wait``). So a sender at its limit is handled in small, regular slices, not in 64 KiB
+    gulps paid for by long pauses, each holding the event loop (and every other tenant) for
+    tens of milliseconds; and the devices of one tenant, woken together, go one after the
+    other, since the first one's charge makes the others wait. Nothing is reserved while a
+    connection waits for data, so idle connections cost their tenant nothing.
 
     >>> q = Quotas(QuotaPolicy(device=Rate(1000, 10_000), tenant=UNLIMITED))
     >>> pacer = ReadPacer(q, "d", "t", largest=65536)
-    >>> pacer.next_read(now=0.0)                # plenty left: the largest read
-    (0.0, 65536)
-    >>> pacer.read(4500, 100, now=0.0)          # it held 100 points, 45 bytes each
-    >>> _ = q.charge("d", "t", 9_900, now=0.0)  # the rest of the burst went elsewhere
-    >>> round(pacer.next_read(now=0.0)[0], 3)   # wait for 20 ms of 1000 points/s ...
-    0.02
-    >>> pacer.next_read(now=0.02)               # ... then read that much
-    (0.0, 900)
+    >>> pacer.size(now=0.0), pacer.wait(now=0.0)    # plenty left
+    (65536, 0.0)
+    >>> pacer.charge(4500, 100, now=0.0)            # it held 100 points, 45 bytes each
+    >>> _ = q.charge("d", "t", 9_900, now=0.0)      # the rest of the burst went elsewhere
+    >>> pacer.size(now=0.0), round(pacer.wait(now=0.0), 3)  # 20 ms of 1000 points/s
+    (900, 0.02)
     """
 
     SLICE_S = 0.02
@@ -201,25 +200,23 @@ class ReadPacer:
         self.device, self.tenant = device, tenant
         self.largest = largest
         self.bytes_per_point = 32.0  # until something was read
-        self._reserved = 0.0
+        policy = quotas.policy(tenant)
+        self._slice = self.SLICE_S * min(r.per_s for r in (policy.device, policy.tenant)
+                                         if r.per_s > 0)
 
-    def next_read(self, now: float | None = None) -> tuple[float, int]:
-        """``(seconds to wait first, 0)`` or ``(0, bytes to read)``, reserved in the buckets."""
-        q = self.quotas
-        now = time.monotonic() if now is None else now
-        wait = q.wait(self.device, self.tenant, self.SLICE_S, now)
-        if wait > 0:
-            return wait, 0
-        points = min(q.allowance(self.device, self.tenant, now), self.largest / self.bytes_per_point)
-        self._reserved = points
-        q.charge(self.device, self.tenant, points, now)
-        return 0.0, max(self.SMALLEST, int(points * self.bytes_per_point))
+    def size(self, now: float | None = None) -> int:
+        """Bytes to read next."""
+        points = max(self.quotas.allowance(self.device, self.tenant, now), self._slice)
+        if points * self.bytes_per_point >= self.largest:
+            return self.largest
+        return max(self.SMALLEST, int(points * self.bytes_per_point))
 
-    def read(self, nbytes: int, points: int, now: float | None = None) -> None:
-        """The read got ``nbytes`` holding ``points``: charge what the reservation missed, or
-        give back what it did not use."""
+    def wait(self, now: float | None = None) -> float:
+        """Seconds to wait before handling what was read (0: now)."""
+        return self.quotas.wait(self.device, self.tenant, self.SLICE_S, now)
+
+    def charge(self, nbytes: int, points: int, now: float | None = None) -> None:
+        """``nbytes`` read held ``points`` (0 while a large packet is still arriving)."""
         if points:
             self.bytes_per_point = max(1.0, nbytes / points)
-        if points != self._reserved:
-            self.quotas.charge(self.device, self.tenant, points - self._reserved, now)
-        self._reserved = 0.0
+            self.quotas.charge(self.device, self.tenant, points, now)
