@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import platform as _platform
+import resource
 import shlex
 import shutil
 import signal
@@ -144,6 +145,11 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait(10)
 
 
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _percentiles(ms: list[float]) -> dict:
     if not ms:
         return {"count": 0}
@@ -195,6 +201,7 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
         before = stats.messages
         throttled0, throttled_s0 = stats.throttled, stats.throttled_seconds
         load = os.getloadavg()[0]
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         v.stdin.write("go\n")
         v.stdin.flush()
@@ -203,6 +210,7 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
             pending.append(p.pipeline._pending_points)
             await asyncio.sleep(0.05)
         window = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
         out = json.loads(v.stdout.read().strip().splitlines()[-1])
         flooded = stats.messages - before - len(out["latencies_ms"]) - out["not_acked"]
         result = {
@@ -215,11 +223,14 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
             "throttled_pauses": stats.throttled - throttled0,
             "throttled_seconds": round(stats.throttled_seconds - throttled_s0, 2),
             "writer_queue_max_points": max(pending, default=0),
+            # This process: event loop, ingest writer thread, store (100 = one core).
+            "server_cpu_percent": round(100 * cpu / window),
             "load_average_at_start": round(load, 2),
         }
         print(f"{name:18} victim p50 {result['victim'].get('p50_ms')} ms, p99 "
               f"{result['victim'].get('p99_ms')} ms; flooders accepted "
-              f"{result['flooders_accepted_msgs_per_s']:,} msgs/s", flush=True)
+              f"{result['flooders_accepted_msgs_per_s']:,} msgs/s; server CPU "
+              f"{result['server_cpu_percent']} %; load {load:.1f}", flush=True)
         return result
     finally:
         for proc in procs:
@@ -270,6 +281,7 @@ def _summary(runs: list[dict]) -> dict:
             "victim_p99_ms": med(lambda r: r["victim"]["p99_ms"]),
             "victim_p99_ms_each_round": [r["victim"]["p99_ms"] for r in runs],
             "flooders_accepted_msgs_per_s": med(lambda r: r["flooders_accepted_msgs_per_s"]),
+            "server_cpu_percent": med(lambda r: r["server_cpu_percent"]),
             "writer_queue_max_points": max(r["writer_queue_max_points"] for r in runs)}
 
 

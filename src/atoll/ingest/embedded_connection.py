@@ -10,6 +10,10 @@ loop for device connections:
    unit of the pipeline's next group commit (one future for the whole chunk);
 3. when that commit returned, send the chunk's PUBACKs in one write.
 
+A device over its rate limit (``atoll.ingest.quota``) is read in smaller pieces, and what was
+read waits before it is handled: the socket is not read meanwhile, so TCP pushes back on the
+client and nothing is lost.
+
 Everything else goes where amqtt's own loop sends it: other topics (twin, command acks,
 refused topics) through ``dispatch``; QoS 2 PUBLISH, SUBSCRIBE, UNSUBSCRIBE, PINGREQ,
 PUBACK/PUBREC/PUBREL/PUBCOMP and DISCONNECT to amqtt's handler methods, each in its own task
