@@ -205,11 +205,16 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
         t0 = time.perf_counter()
         v.stdin.write("go\n")
         v.stdin.flush()
+        commits0, commit_s0 = stats.commits, stats.commit_seconds
         pending: list[int] = []
+        lag: list[float] = []  # how late a 5 ms sleep wakes up: the event loop's backlog
         while v.poll() is None:
             pending.append(p.pipeline._pending_points)
-            await asyncio.sleep(0.05)
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lag.append((time.perf_counter() - t - 0.005) * 1000)
         window = time.perf_counter() - t0
+        commits = stats.commits - commits0
         cpu = _cpu_seconds() - cpu0
         out = json.loads(v.stdout.read().strip().splitlines()[-1])
         flooded = stats.messages - before - len(out["latencies_ms"]) - out["not_acked"]
@@ -223,6 +228,10 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
             "throttled_pauses": stats.throttled - throttled0,
             "throttled_seconds": round(stats.throttled_seconds - throttled_s0, 2),
             "writer_queue_max_points": max(pending, default=0),
+            "event_loop_lag_ms": {k: v for k, v in _percentiles(lag).items()
+                                  if k in ("p50_ms", "p99_ms", "max_ms")},
+            "commits_per_s": round(commits / window),
+            "commit_ms_mean": round(1000 * (stats.commit_seconds - commit_s0) / max(commits, 1), 2),
             # This process: event loop, ingest writer thread, store (100 = one core).
             "server_cpu_percent": round(100 * cpu / window),
             "load_average_at_start": round(load, 2),
@@ -230,7 +239,9 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
         print(f"{name:18} victim p50 {result['victim'].get('p50_ms')} ms, p99 "
               f"{result['victim'].get('p99_ms')} ms; flooders accepted "
               f"{result['flooders_accepted_msgs_per_s']:,} msgs/s; server CPU "
-              f"{result['server_cpu_percent']} %; load {load:.1f}", flush=True)
+              f"{result['server_cpu_percent']} %; loop lag p99 "
+              f"{result['event_loop_lag_ms'].get('p99_ms')} ms; {result['commits_per_s']} commits/s "
+              f"of {result['commit_ms_mean']} ms; load {load:.1f}", flush=True)
         return result
     finally:
         for proc in procs:
