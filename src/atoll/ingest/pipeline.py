@@ -235,7 +235,7 @@ class IngestPipeline:
         wait = self.over_limit(identity)
         if wait > 0:
             assert self.quotas is not None
-            msg = (f"over the rate limit ({self.quotas.policy(identity.tenant).describe()}); "
+            msg = (f"over the rate limit ({self.quotas.describe(identity.tenant)}); "
                    f"retry in {wait:.1f} s")
             self.reject(identity.device, transport, RATE_LIMITED, msg, log_level=logging.INFO)
             raise RateLimited(msg, retry_after=wait,
@@ -260,7 +260,10 @@ class IngestPipeline:
         held.waiting += 1
         try:
             async with held.lock:
+                backoff = 0.0  # as ReadPacer.wait: still over after a wait, wait longer
                 while (wait := self.over_limit(identity)) > 0:
+                    wait = max(wait, backoff)
+                    backoff = min(2 * wait, ReadPacer.MAX_BACKOFF_S)
                     self.paused(identity, transport, wait)
                     await asyncio.sleep(wait)
         finally:
@@ -274,7 +277,7 @@ class IngestPipeline:
         self._throttled_s[identity.device] = total
         self.stats.throttled += 1
         self.stats.throttled_seconds += seconds
-        policy = self.quotas.policy(identity.tenant).describe() if self.quotas else "none"
+        policy = self.quotas.describe(identity.tenant) if self.quotas else "none"
         self.reject(identity.device, transport, THROTTLED,
                     f"reading paused {seconds:.2f} s ({total:.1f} s since the server started): "
                     f"over the rate limit ({policy}); nothing is lost", log_level=logging.INFO)

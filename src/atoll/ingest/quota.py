@@ -97,6 +97,7 @@ class Quotas:
         # Time each bucket is full again; absent = full.
         self._devices: dict[str, float] = {}
         self._tenants: dict[str, float] = {}
+        self._described: dict[str, str] = {}
 
     @property
     def unlimited(self) -> bool:
@@ -104,6 +105,13 @@ class Quotas:
 
     def policy(self, tenant: str) -> QuotaPolicy:
         return self.per_tenant.get(tenant, self.default)
+
+    def describe(self, tenant: str) -> str:
+        """The tenant's limits in words (made once: rejection messages repeat it often)."""
+        text = self._described.get(tenant)
+        if text is None:
+            text = self._described[tenant] = self.policy(tenant).describe()
+        return text
 
     def charge(self, device: str, tenant: str, points: float, now: float | None = None) -> float:
         """Take ``points`` from the device's and its tenant's buckets (a negative number gives
@@ -190,16 +198,24 @@ class ReadPacer:
     >>> _ = q.charge("d", "t", 9_900, now=0.0)      # the rest of the burst went elsewhere
     >>> pacer.size(now=0.0), round(pacer.wait(now=0.0), 3)  # 20 ms of 1000 points/s
     (900, 0.02)
+    >>> _ = q.charge("d", "t", 20, now=0.02)        # meanwhile, another connection of "d"
+    >>> round(pacer.wait(now=0.02), 3)              # still over: back off
+    0.04
     """
 
     SLICE_S = 0.02
     SMALLEST = 256
+    #: A connection still over its limit after a pause (its tenant's other devices took the
+    #: points) waits twice as long the next time, up to this: many devices of one tenant
+    #: must not all wake every slice to find nothing left.
+    MAX_BACKOFF_S = 1.0
 
     def __init__(self, quotas: Quotas, device: str, tenant: str, largest: int) -> None:
         self.quotas = quotas
         self.device, self.tenant = device, tenant
         self.largest = largest
         self.bytes_per_point = 32.0  # until something was read
+        self._backoff = 0.0
         policy = quotas.policy(tenant)
         self._slice = self.SLICE_S * min(r.per_s for r in (policy.device, policy.tenant)
                                          if r.per_s > 0)
@@ -212,8 +228,15 @@ class ReadPacer:
         return max(self.SMALLEST, int(points * self.bytes_per_point))
 
     def wait(self, now: float | None = None) -> float:
-        """Seconds to wait before handling what was read (0: now)."""
-        return self.quotas.wait(self.device, self.tenant, self.SLICE_S, now)
+        """Seconds to wait before handling what was read (0: now); called again after the
+        wait, it backs off while the connection is still over its limit."""
+        wait = self.quotas.wait(self.device, self.tenant, self.SLICE_S, now)
+        if not wait:
+            self._backoff = 0.0
+            return 0.0
+        wait = max(wait, self._backoff)
+        self._backoff = min(2 * wait, self.MAX_BACKOFF_S)
+        return wait
 
     def charge(self, nbytes: int, points: int, now: float | None = None) -> None:
         """``nbytes`` read held ``points`` (0 while a large packet is still arriving)."""
