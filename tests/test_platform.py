@@ -147,3 +147,62 @@ async def test_registry_url_puts_the_registry_outside_the_data_directory(tmp_pat
         assert [pr.id for pr in p2.registry.list_projects("default")] == ["lab"]
     finally:
         await p2.stop()
+
+
+async def _failed_logins(http: httpx.AsyncClient, n: int, forwarded_for) -> list[int]:
+    """``n`` wrong passwords for ``n`` different users (so only the per-address limit can bite)."""
+    codes = []
+    for i in range(n):
+        r = await http.post("/api/v1/auth/login", json={"username": f"nobody-{i}", "password": "x" * 12},
+                            headers={"X-Forwarded-For": forwarded_for(i)})
+        codes.append(r.status_code)
+    return codes
+
+
+async def test_forged_x_forwarded_for_does_not_reset_the_login_limit_by_default(tmp_path):
+    p = Platform(Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[]), password_hasher=FAST)
+    await p.start()
+    try:
+        async with httpx.AsyncClient(base_url=p.http_url) as http:
+            codes = await _failed_logins(http, 22, lambda i: f"203.0.113.{i}")
+    finally:
+        await p.stop()
+    # 20 failures per address, and the address is the socket's (127.0.0.1), whatever the header says.
+    assert codes[:20] == [401] * 20 and codes[20:] == [429, 429]
+
+
+async def test_a_trusted_proxy_s_x_forwarded_for_is_the_client_address(tmp_path):
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[],
+                        trusted_proxies=["127.0.0.1"])
+    p = Platform(settings, password_hasher=FAST)
+    await p.start()
+    try:
+        async with httpx.AsyncClient(base_url=p.http_url) as http:
+            spread = await _failed_logins(http, 22, lambda i: f"203.0.113.{i}")
+            one = await _failed_logins(http, 21, lambda i: "198.51.100.7")
+    finally:
+        await p.stop()
+    assert spread == [401] * 22  # 22 different clients behind the proxy
+    assert one[:20] == [401] * 20 and one[20] == 429  # one client behind it is still limited
+
+
+def test_trusted_proxies_come_from_the_environment_or_atoll_up(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from atoll.cli import up as up_cli
+    from atoll.cli.main import app
+
+    assert Settings().trusted_proxies == []
+    monkeypatch.setenv("ATOLL_TRUSTED_PROXIES", "10.0.0.1, 192.168.0.0/16")
+    assert Settings().trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]
+    monkeypatch.delenv("ATOLL_TRUSTED_PROXIES")
+    seen = []
+
+    async def record(settings):  # stands in for running the platform; only the flags matter here
+        seen.append(settings)
+
+    monkeypatch.setattr(up_cli, "_run", record)
+    r = CliRunner().invoke(app, ["up", "--home", str(tmp_path), "--trusted-proxy", "127.0.0.1",
+                                 "--trusted-proxy", "10.0.0.0/8"])
+    assert r.exit_code == 0, r.output
+    assert seen[0].trusted_proxies == ["127.0.0.1", "10.0.0.0/8"]

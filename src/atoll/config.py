@@ -9,10 +9,10 @@ Examples: ``ATOLL_HTTP_PORT=9000``, ``ATOLL_MQTT_MODE=external``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from atoll.ingest.quota import QuotaPolicy, Quotas, Rate
 from atoll.ingest.validate import Limits
@@ -34,6 +34,11 @@ class Settings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    #: Reverse proxies whose ``X-Forwarded-For``/``-Proto`` the HTTP API believes: addresses or
+    #: networks (``10.0.0.0/8``), comma-separated in ``ATOLL_TRUSTED_PROXIES``. Empty (the default)
+    #: = none: the client address is the socket's peer, so a forged header cannot dodge the
+    #: per-address login limit. Behind a proxy on the same host, name it (``127.0.0.1``).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     #: embedded = in-process broker (default); external = attach to a broker at ``mqtt_url``;
     #: off = no MQTT (HTTP ingest only).
@@ -96,6 +101,13 @@ class Settings(BaseSettings):
     quota_tenant_burst: float = Field(default=20_000, ge=0)
     #: Per tenant id, e.g. ``ATOLL_QUOTA_TENANTS='{"acme": {"tenant_rate": 50000}}'``.
     quota_tenants: dict[str, QuotaOverride] = Field(default_factory=dict)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [part.strip() for part in v.split(",") if part.strip()]
+        return v
 
     @field_validator("home")
     @classmethod

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol, Self, runtime_checkable
 
+from atoll import datadir
 from atoll.bus.port import MessageBus
 from atoll.config import Settings
 from atoll.core.errors import InvalidInput, Unavailable
@@ -124,7 +125,7 @@ class Platform:
         from atoll.store import open_store
 
         s = self.settings
-        s.home.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(datadir.secure, s.home)
         if self.store is None:
             self.store = await asyncio.to_thread(open_store, s.resolved_store_url)
         if self._own_store:
@@ -176,6 +177,8 @@ class Platform:
         ctx.platform = self  # type: ignore[attr-defined]
         self.app = create_app(ctx, max_body_bytes=s.max_payload_bytes)
         await self._start_http()
+        # The stores and the broker auth files were just created with the process umask.
+        await asyncio.to_thread(datadir.secure, s.home)
 
     async def _hand_over(self, device: str, topic_filter: str) -> None:
         """A device subscribed: send it the desired twin and the commands it missed."""
@@ -202,8 +205,12 @@ class Platform:
             def capture_signals(self):  # the runtime owns signals (Ctrl-C stops everything)
                 yield
 
+        proxies = self.settings.trusted_proxies
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise; that would let
+        # any local process pick the address the login limit counts. Off unless configured.
         config = uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
-                                log_level="warning", lifespan="on", access_log=False)
+                                log_level="warning", lifespan="on", access_log=False,
+                                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
         self._http = _Server(config)
         self._http_task = asyncio.create_task(self._http.serve(), name="atoll-http")
         while not self._http.started:

@@ -112,3 +112,76 @@ async def test_out_of_range_is_stored_and_flagged(api, dev):
     rej = (await api.http.get(f"{V1}/devices/s1/rejections", headers=api.admin)).json()
     assert [x["reason"] for x in rej] == ["out_of_range_accepted"]
     assert (await _raw(api))["value"] == [500]
+
+
+DIGITS_401 = b"1" * 401
+# Issue 9 item 6 and 8: values that once answered 500 (or were stored though the contract
+# refuses them). Each is refused with 400 and its reason, in the body and in the counters.
+HOSTILE = [
+    (b'{"ts": 1e308, "values": {"temperature": 1}}', "future_timestamp"),
+    (b'{"ts": ' + DIGITS_401 + b', "values": {"temperature": 1}}', "future_timestamp"),
+    (b'[{"ts": 1e308, "values": {"temperature": 1}}]', "future_timestamp"),
+    (b'{"values": {"temperature": ' + DIGITS_401 + b"}}", "not_finite"),
+    (b'{"values": {"count": ' + DIGITS_401 + b"}}", "integer_too_large"),
+    (b'{"values": {"count": 9007199254740993}}', "integer_too_large"),
+    (b'{"values": {"count": 1e300}}', "integer_too_large"),
+    (b'{"values": {"temp\xffrature": 1}}', "malformed_json"),
+    (b'{"values": {"temperature": ' + b"[" * 5000 + b"]" * 5000 + b"}}", "malformed_json"),
+    (b'{"ts": "0001-01-01T00:00:00Z", "values": {"temperature": 1}}', "bad_timestamp"),
+    (b'{"ts": "1973-03-03T09:46:39Z", "values": {"temperature": 1}}', "bad_timestamp"),
+    (b'{"ts": "2026-01-01T00:00:00", "values": {"temperature": 1}}', "bad_timestamp"),
+]
+
+
+@pytest.mark.parametrize(("body", "reason"), HOSTILE)
+async def test_hostile_telemetry_is_refused_with_its_reason(api, dev, body, reason):
+    r = await api.http.post(URL, auth=dev, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "invalid_input" and r.json()["reason"] == reason
+    await api.ctx.ingest.flush_counters()
+    rej = (await api.http.get(f"{V1}/devices/s1/rejections", headers=api.admin)).json()
+    assert [(x["transport"], x["reason"], x["count"]) for x in rej] == [("http", reason, 1)]
+    assert (await _raw(api))["value"] == []
+
+
+async def test_integers_up_to_2_to_the_53_are_stored_exactly(api, dev):
+    for i, n in enumerate((2**53, -(2**53), 2**53 - 1)):
+        r = await api.http.post(URL, auth=dev, json={"ts": 1767225600000 + i, "values": {"count": n}})
+        assert r.status_code == 200, r.text
+    r = await api.http.get(f"{V1}/devices/s1/series/count", headers=api.admin, params={
+        "mode": "raw", "start": "2025-12-31T00:00:00Z", "end": "2100-01-01T00:00:00Z"})
+    assert r.json()["value"] == [2**53, -(2**53), 2**53 - 1]
+
+
+HOSTILE_OBJECTS = [
+    (b'{"fw\xff": 1}', "malformed_json"),
+    (b'{"n": ' + DIGITS_401 + b"}", "integer_too_large"),
+    (b'{"n": 18446744073709551616}', "integer_too_large"),
+    (b'{"n": 1e400}', "malformed_json"),
+    (b'{"a": ' + b'{"a": ' * 40 + b"1" + b"}" * 41, "wrong_type"),
+    (b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", "malformed_json"),
+]
+
+
+@pytest.mark.parametrize(("body", "reason"), HOSTILE_OBJECTS)
+async def test_hostile_twin_reported_is_refused_with_its_reason(api, dev, body, reason):
+    r = await api.http.put(f"{V1}/ingest/twin/reported", auth=dev, content=body,
+                           headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["reason"] == reason
+    await api.ctx.ingest.flush_counters()
+    rej = (await api.http.get(f"{V1}/devices/s1/rejections", headers=api.admin)).json()
+    assert [(x["transport"], x["reason"], x["count"]) for x in rej] == [("http", reason, 1)]
+
+
+@pytest.mark.parametrize(("body", "reason"), HOSTILE_OBJECTS)
+async def test_hostile_command_ack_is_refused_with_its_reason(api, dev, body, reason):
+    device, _ = dev
+    r = await api.http.post(f"{V1}/devices/{device}/commands", headers=api.admin,
+                            json={"name": "reboot"})
+    assert r.status_code == 201, r.text
+    body = body.replace(b"{", b'{"status": "ok", "result": {', 1) + b"}"
+    r = await api.http.post(f"{V1}/ingest/commands/{r.json()['id']}/ack", auth=dev, content=body,
+                            headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["reason"] == reason

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from atoll.cli.main import app
-from atoll.detect.nab import load_corpus, read_scores
+from atoll.detect.nab import read_scores
 from atoll.detect.registry import names
 from atoll.detect.replay import replay
 
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.xdist_group("nab")
 
 
 @pytest.fixture(scope="module")
-def corpus():
-    return load_corpus()
+def corpus(nab_corpus):
+    return nab_corpus
 
 
 def test_bench_nab_writes_nab_layout_and_scores(corpus, tmp_path):

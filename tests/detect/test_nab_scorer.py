@@ -9,7 +9,6 @@ import pytest
 
 from atoll.core.errors import InvalidInput
 from atoll.detect.nab import (
-    load_corpus,
     optimise,
     probationary_length,
     raw_score_at_threshold,
@@ -25,8 +24,8 @@ pytestmark = pytest.mark.xdist_group("nab")
 
 
 @pytest.fixture(scope="module")
-def corpus():
-    return load_corpus()
+def corpus(nab_corpus):
+    return nab_corpus
 
 
 @pytest.fixture(scope="module")

@@ -225,3 +225,45 @@ async def test_silent_client_is_dropped_after_one_and_a_half_keep_alives(fleet):
             break
         await asyncio.sleep(0.05)
     assert "s1" not in fleet.platform.mqtt.connected_devices()
+
+
+DIGITS_401 = b"1" * 401
+
+
+async def test_hostile_messages_are_acknowledged_counted_and_keep_the_connection(fleet, caplog):
+    """Issue 9 item 6: each of these once closed the connection without a PUBACK, so a client
+    with auto-reconnect re-sent it forever. Now each is refused, counted and acknowledged."""
+    reg = fleet.platform.registry
+    c, _rc = await asyncio.to_thread(fleet.connect, "s1")
+    drops = []
+    c.on_disconnect = lambda *a: drops.append(a)
+    telemetry = [
+        (b'{"ts": 1e308, "values": {"temperature": 1}}', "future_timestamp"),
+        (b'{"ts": ' + DIGITS_401 + b', "values": {"temperature": 1}}', "future_timestamp"),
+        (b'{"values": {"temperature": ' + DIGITS_401 + b"}}", "not_finite"),
+        (b'{"values": {"temp\xffrature": 1}}', "malformed_json"),
+        (b'{"values": {"temperature": ' + b"[" * 5000 + b"]" * 5000 + b"}}", "malformed_json"),
+        (b'{"ts": "0001-01-01T00:00:00Z", "values": {"temperature": 1}}', "bad_timestamp"),
+        (b'{"ts": "2026-01-01T00:00:00", "values": {"temperature": 1}}', "bad_timestamp"),
+    ]
+    assert all(await asyncio.to_thread(publish_all, c, topics.telemetry("s1"),
+                                       [body for body, _ in telemetry]))
+    assert all(await asyncio.to_thread(publish_all, c, topics.twin_reported("s1"), [
+        b'{"fw\xff": 1}', b'{"n": ' + DIGITS_401 + b"}", b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"]))
+    cmd = reg.create_command("s1", "reboot")
+    ack = topics.command_ack("s1", cmd.id)
+    assert all(await asyncio.to_thread(publish_all, c, ack, [
+        b'{"status": "ok", "result": ' + DIGITS_401 + b"}", b'{"status": {"x": 1}}',
+        b'{"status": "ok"}', b'{"status": "ok"}']))  # the last one: a repeated ack
+    # Same connection, never dropped: a good reading after all that is stored.
+    assert all(await asyncio.to_thread(publish_all, c, topics.telemetry("s1"),
+                                       [b'{"values": {"temperature": 7}}']))
+    assert points(fleet, "s1") == [7.0]
+    assert drops == [] and c.is_connected()
+    assert reg.get_command("s1", cmd.id).status == "acked" and reg.get_twin("s1").reported == {}
+    await asyncio.to_thread(close, c)
+    await fleet.platform.pipeline.flush_counters()
+    assert fleet.rejections("s1") == {"future_timestamp": 2, "not_finite": 1, "malformed_json": 4,
+                                      "bad_timestamp": 2, "integer_too_large": 2,
+                                      "bad_command_ack": 1, "unknown_command": 1}
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []  # expected input: no traceback

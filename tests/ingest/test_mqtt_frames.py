@@ -1,12 +1,20 @@
 """PacketSplitter: amqtt's decoders over a byte stream that arrives in arbitrary pieces."""
 
 import pytest
-from amqtt.mqtt.packet import PINGREQ, PUBLISH, SUBSCRIBE
+from amqtt.mqtt.packet import PINGREQ, PUBLISH, SUBSCRIBE, MQTTFixedHeader
 from amqtt.mqtt.pingreq import PingReqPacket
 from amqtt.mqtt.publish import PublishPacket
 from amqtt.mqtt.subscribe import SubscribePacket
 
-from atoll.ingest.mqtt_frames import MALFORMED_PACKET, PACKET_TOO_LARGE, PacketError, PacketSplitter
+from atoll.ingest.mqtt_frames import (
+    MALFORMED_PACKET,
+    PACKET_TOO_LARGE,
+    PacketError,
+    PacketSplitter,
+    _Chunk,
+    _run,
+    check_connect,
+)
 
 
 def publish(topic: str, payload: bytes, packet_id: int | None = 1, qos: int = 1) -> bytes:
@@ -113,3 +121,49 @@ def test_a_bad_header_is_refused_after_good_ones_were_replayed():
     feed(splitter, publish("a/b", b"1") * 3)
     packets, error = splitter.feed(publish("a/b", b"1") + b"\x30\xff\xff\xff\xff\x7f")
     assert len(packets) == 1 and error.reason == MALFORMED_PACKET
+
+
+def _paho_connect(**kw) -> bytes:
+    """The CONNECT paho sends, as the broker would receive it."""
+    import socket
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    server = socket.create_server(("127.0.0.1", 0))
+    got = []
+    accepted = threading.Thread(target=lambda: got.append(server.accept()[0].recv(65536)))
+    accepted.start()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=kw.pop("client_id", ""),
+                    clean_session=kw.pop("clean_session", True))
+    c.username_pw_set("d1", "sécret")
+    if kw.get("will"):
+        c.will_set("atoll/v1/devices/d1/twin/reported", b'{"online": false}', qos=1, retain=True)
+    c.connect("127.0.0.1", server.getsockname()[1], 60)
+    accepted.join(5)
+    c.socket().close()
+    server.close()
+    return got[0]
+
+
+@pytest.mark.parametrize("kw", [{}, {"client_id": "d1", "clean_session": False},
+                                {"client_id": "d1:x", "will": True}])
+def test_check_connect_accepts_what_clients_send(kw):
+    wire = _paho_connect(**kw)
+    reader = _Chunk(wire)
+    header = _run(MQTTFixedHeader.from_stream(reader))
+    packet = check_connect(header, wire[reader.pos:])
+    assert packet.payload.username == "d1" and packet.payload.password == "sécret"
+
+
+@pytest.mark.parametrize("body_change", [lambda b: b + b"\x00", lambda b: b[:-1],
+                                         lambda b: b.replace(b"d1", b"\xc3\x28")])
+def test_check_connect_refuses_a_connect_that_does_not_encode_back(body_change):
+    wire = _paho_connect(client_id="d1")
+    reader = _Chunk(wire)
+    header = _run(MQTTFixedHeader.from_stream(reader))
+    body = body_change(wire[reader.pos:])
+    header.remaining_length = len(body)
+    with pytest.raises(PacketError) as e:
+        check_connect(header, body)
+    assert e.value.reason == MALFORMED_PACKET

@@ -77,6 +77,21 @@ async def test_invalid_message_is_counted_and_not_stored(rig):
     assert store.appends == []
 
 
+async def test_an_unexpected_parse_failure_is_a_counted_refusal_with_one_traceback(rig, caplog):
+    """Defence in depth: whatever a validator bug raises costs that message (counted as
+    ``unparseable``), never the connection, and the log gets one traceback, not one per message."""
+    pipe, store, _ = rig
+    corrupt = ident(metrics={"t": MetricSpec("t", min="not a number")})  # float() raises ValueError
+    for _ in range(3):
+        with pytest.raises(InvalidInput) as e:
+            await pipe.submit_telemetry(corrupt, b'{"values": {"t": 1}}')
+        assert e.value.reason == "unparseable" and "ValueError" in e.value.message
+    counts = {k: v[0] for k, v in pipe.pending_rejections().items()}
+    assert counts == {("d1", "mqtt", "unparseable"): 3}
+    assert len([r for r in caplog.records if r.exc_info]) == 1
+    assert store.appends == []
+
+
 async def test_declared_metrics_are_enforced():
     store = GatedStore()
     pipe = IngestPipeline(store)

@@ -184,3 +184,60 @@ def test_a_single_reading_with_ts_is_refused_with_the_same_reason(values, want):
     assert reason(b"{" + TS + b', "values": ' + values + b"}")[0] == want
     assert reason(b'{"ts": 1895427000000, "values": {"temperature": 1}}')[0] == "future_timestamp"
     assert reason(b"{" + TS + b', "values": {"temperature": 100}}', limits=Limits(out_of_range="reject"))[0] == "out_of_range"
+
+
+MIN_TS_MS = 100_000_000_000  # 1973-03-03T09:46:40Z: the first accepted timestamp, in both formats
+
+
+@pytest.mark.parametrize("ts", [b"%d" % MIN_TS_MS, b'"1973-03-03T09:46:40Z"',
+                                b'"1973-03-03T11:46:40+02:00"', b"%d.0" % MIN_TS_MS])
+def test_epoch_ms_and_iso_timestamps_start_at_the_same_instant(ts):
+    assert parse(b'{"ts": %s, "values": {"temperature": 1}}' % ts).ts == [MIN_TS_MS * 1000]
+
+
+@pytest.mark.parametrize("ts", [b"%d" % (MIN_TS_MS - 1), b'"1973-03-03T09:46:39.999Z"',
+                                b'"0001-01-01T00:00:00Z"', b'"1970-01-01T00:00:00Z"', b"-1e308"])
+def test_epoch_ms_and_iso_timestamps_before_the_range_are_refused(ts):
+    assert reason(b'{"ts": %s, "values": {"temperature": 1}}' % ts)[0] == "bad_timestamp"
+
+
+@pytest.mark.parametrize("ts", [b"1e308", b"1" * 401, b"9223372036854775807", b'"9999-12-31T23:59:59Z"'])
+def test_timestamps_after_the_range_are_refused_as_future(ts):
+    got, message = reason(b'{"ts": %s, "values": {"temperature": 1}}' % ts)
+    assert got == "future_timestamp" and "s in the future" in message
+
+
+def test_an_iso_timestamp_without_offset_is_refused():
+    got, message = reason(b'{"ts": "2026-11-23T10:00:00", "values": {"temperature": 1}}')
+    assert got == "bad_timestamp" and "offset" in message
+
+
+@pytest.mark.parametrize("schema", [SCHEMA, TelemetrySchema()], ids=["int metric", "no type"])
+def test_integers_are_exact_up_to_2_to_the_53_and_refused_beyond(schema):
+    for n in (2**53, -(2**53), 2**53 - 1, 123456789012345678 // 10**3):
+        assert parse(b'{"values": {"count": %d}}' % n, schema=schema).value == [n]
+    for n in (b"%d" % (2**53 + 1), b"%d" % -(2**53 + 1), b"1" * 401):
+        got, message = reason(b'{"values": {"count": %s}}' % n, schema=schema)
+        assert got == "integer_too_large" and "2^53" in message
+    assert reason(b'{"values": {"count": 1e300}}')[0] == "integer_too_large"
+
+
+def test_a_float_metric_rounds_large_integers_like_any_number_and_refuses_overflow():
+    assert parse(b'{"values": {"temperature": 9007199254740993}}').value == [2.0**53]
+    assert reason(b'{"values": {"temperature": %s}}' % (b"1" * 401))[0] == "not_finite"
+    assert reason(b'{"ts": 1795427000000, "values": {"temperature": %s}}' % (b"1" * 401))[0] == "not_finite"
+
+
+@pytest.mark.parametrize("body", [b'{"values": {"t\xffx": 1}}', b'{"values": {"t": 1, "\xff": 2}}',
+                                  b'{"values": {"t": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}"])
+def test_invalid_utf8_and_deep_nesting_are_malformed_json(body):
+    assert reason(body, schema=TelemetrySchema())[0] == "malformed_json"
+
+
+def test_a_refusal_carries_its_reason_in_the_error_body():
+    with pytest.raises(InvalidInput) as e:
+        parse(b'{"values": {"humidity": 1}}')
+    assert e.value.to_dict()["reason"] == "unknown_series"
+    with pytest.raises(PayloadTooLarge) as e:
+        parse(b" " * 300_000)
+    assert e.value.to_dict()["reason"] == "too_large"

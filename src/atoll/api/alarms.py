@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from atoll.api.deps import Ctx, Operator, Viewer, audit
 from atoll.api.rules import service, tenant_of
-from atoll.api.schemas import iso
+from atoll.api.schemas import Offset, RowId, iso
 from atoll.api.times import parse_time
 from atoll.core.errors import InvalidInput, NotFound
 from atoll.registry import Principal
@@ -82,7 +82,7 @@ def list_alarms(
     since: str | None = Query(None, description="raised at or after (ISO-8601, epoch ms, -7d)"),
     until: str | None = None,
     limit: int = Query(100, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> list[dict]:
     svc = service(ctx)
     projects = _projects(ctx, who)
@@ -114,7 +114,7 @@ def alarm_summary(who: Viewer, ctx: Ctx, project: str | None = None) -> dict:
 
 
 @router.get("/alarms/{alarm_id}", summary="An alarm with its history and comments")
-def get_alarm(alarm_id: int, who: Viewer, ctx: Ctx) -> dict:
+def get_alarm(alarm_id: RowId, who: Viewer, ctx: Ctx) -> dict:
     alarm = _alarm(ctx, who, alarm_id)
     book = service(ctx).alarms
     return {**alarm_out(alarm), "history": [event_out(e) for e in book.history(alarm_id)],
@@ -122,7 +122,7 @@ def get_alarm(alarm_id: int, who: Viewer, ctx: Ctx) -> dict:
 
 
 @router.post("/alarms/{alarm_id}/ack", summary="Acknowledge an alarm")
-async def acknowledge(alarm_id: int, who: Operator, ctx: Ctx,
+async def acknowledge(alarm_id: RowId, who: Operator, ctx: Ctx,
                       body: ActionIn | None = Body(None)) -> dict:
     """409 if it is already acknowledged. A cleared alarm can still be acknowledged."""
     _alarm(ctx, who, alarm_id)
@@ -132,7 +132,7 @@ async def acknowledge(alarm_id: int, who: Operator, ctx: Ctx,
 
 
 @router.post("/alarms/{alarm_id}/clear", summary="Clear an alarm by hand")
-async def clear(alarm_id: int, who: Operator, ctx: Ctx, body: ActionIn | None = Body(None)) -> dict:
+async def clear(alarm_id: RowId, who: Operator, ctx: Ctx, body: ActionIn | None = Body(None)) -> dict:
     """409 if it is already cleared. If the condition still holds, the rule raises a new alarm
     only after the condition has ended and come back."""
     _alarm(ctx, who, alarm_id)
@@ -142,18 +142,18 @@ async def clear(alarm_id: int, who: Operator, ctx: Ctx, body: ActionIn | None = 
 
 
 @router.get("/alarms/{alarm_id}/comments", summary="Comments on an alarm")
-def comments(alarm_id: int, who: Viewer, ctx: Ctx) -> list[dict]:
+def comments(alarm_id: RowId, who: Viewer, ctx: Ctx) -> list[dict]:
     _alarm(ctx, who, alarm_id)
     return [event_out(c) for c in service(ctx).alarms.comments(alarm_id)]
 
 
 @router.post("/alarms/{alarm_id}/comments", status_code=201, summary="Comment on an alarm")
-async def add_comment(alarm_id: int, body: CommentIn, who: Operator, ctx: Ctx) -> dict:
+async def add_comment(alarm_id: RowId, body: CommentIn, who: Operator, ctx: Ctx) -> dict:
     _alarm(ctx, who, alarm_id)
     return event_out(await service(ctx).comment(alarm_id, who.name, body.text))
 
 
 @router.get("/alarms/{alarm_id}/history", summary="State transitions of an alarm, with who and when")
-def history(alarm_id: int, who: Viewer, ctx: Ctx) -> list[dict]:
+def history(alarm_id: RowId, who: Viewer, ctx: Ctx) -> list[dict]:
     _alarm(ctx, who, alarm_id)
     return [event_out(e) for e in service(ctx).alarms.history(alarm_id)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from atoll.api.deps import Admin, Ctx
-from atoll.api.schemas import iso
+from atoll.api.schemas import MAX_DB_INT, iso
 
 router = APIRouter(tags=["audit"])
 
@@ -24,7 +24,8 @@ class AuditOut(BaseModel):
 
 @router.get("/audit", response_model=list[AuditOut], summary="Read the audit log")
 def audit_log(who: Admin, ctx: Ctx, limit: int = Query(100, ge=1, le=1000),
-              before_id: int | None = Query(None, description="page: smallest id of the previous page"),
+              before_id: int | None = Query(None, ge=-MAX_DB_INT, le=MAX_DB_INT,
+                                            description="page: smallest id of the previous page"),
               action: str | None = None, target: str | None = None):
     return [AuditOut(id=e.id, actor=e.actor, action=e.action, target=e.target, at=iso(e.at), detail=e.detail)
             for e in ctx.registry.audit_log(who.tenant, limit=limit, before_id=before_id, action=action,

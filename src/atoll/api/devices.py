@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from atoll.api.deps import Ctx, Operator, Viewer, audit
-from atoll.api.schemas import CredentialsOut, DeviceOut, RegisteredDevice, RejectionOut, iso
+from atoll.api.schemas import CredentialsOut, DeviceOut, Offset, RegisteredDevice, RejectionOut, iso
 
 router = APIRouter(tags=["devices"])
 #: A device counts as online when it sent something this recently (the console uses the same).
@@ -32,7 +32,7 @@ class DevicePatch(BaseModel):
 
 @router.get("/projects/{project}/devices", response_model=list[DeviceOut], summary="List devices")
 def list_devices(who: Viewer, ctx: Ctx, project: str, response: Response, device_type: str | None = None,
-                 limit: int = Query(1000, ge=1, le=10000), offset: int = Query(0, ge=0),
+                 limit: int = Query(1000, ge=1, le=10000), offset: Offset = 0,
                  q: str | None = Query(None, max_length=200, description="substring of id, name or type"),
                  status: Literal["online", "offline"] | None = Query(
                      None, description=f"online = seen in the last {ONLINE_WINDOW_S:.0f} s")):

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from atoll.api.deps import Admin, Ctx, Viewer, audit
-from atoll.api.schemas import ProjectOut
+from atoll.api.schemas import MAX_RETENTION_DAYS, ProjectOut
 
 router = APIRouter(tags=["projects"])
 
@@ -14,12 +14,13 @@ router = APIRouter(tags=["projects"])
 class ProjectIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     id: str | None = Field(None, description="optional global id (lower-case letters, digits, - and _)")
-    retention_days: int | None = Field(None, ge=1, description="delete points older than this; null keeps all")
+    retention_days: int | None = Field(None, ge=1, le=MAX_RETENTION_DAYS,
+                                       description="delete points older than this; null keeps all")
 
 
 class ProjectPatch(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
-    retention_days: int | None = Field(None, ge=1)
+    retention_days: int | None = Field(None, ge=1, le=MAX_RETENTION_DAYS)
 
 
 @router.get("/projects", response_model=list[ProjectOut], summary="List projects")

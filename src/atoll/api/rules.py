@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 
 from atoll.api.deps import Ctx, Operator, Viewer, audit
+from atoll.api.schemas import MAX_DB_INT
 from atoll.core.errors import InvalidInput, NotFound, Unavailable
 from atoll.registry import Principal
 from atoll.rules.channels import channel_types
@@ -309,7 +310,8 @@ async def test_channel(project: str, name: str, who: Operator, ctx: Ctx) -> dict
 
 
 @router.get("/projects/{project}/deliveries", summary="Notification delivery log")
-def deliveries(project: str, who: Viewer, ctx: Ctx, alarm: int | None = None,
+def deliveries(project: str, who: Viewer, ctx: Ctx,
+               alarm: int | None = Query(None, ge=-MAX_DB_INT, le=MAX_DB_INT),
                limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
     check_project(ctx, who, project)
     from atoll.api.schemas import iso

@@ -4,11 +4,21 @@ series timestamps are epoch milliseconds (numbers), which charting code wants.""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path, Query
 from pydantic import BaseModel, Field
 
 from atoll.registry import models as m
+
+# The registry stores ids, offsets and durations as signed 64-bit integers: a larger number in a
+# request is refused with 422 at the edge instead of overflowing the database driver (a 500).
+MAX_DB_INT = 2**63 - 1
+RowId = Annotated[int, Path(ge=-MAX_DB_INT, le=MAX_DB_INT)]
+Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT)]
+#: Longest retention and key lifetime: 100 years (retention in µs must fit 64 bits).
+MAX_RETENTION_DAYS = 36_500
+MAX_TTL_S = MAX_RETENTION_DAYS * 86_400
 
 
 def iso(us: int | None) -> str | None:

@@ -49,6 +49,9 @@ def up(
                                "[made once, kept in the data directory]")] = None,
     store: Annotated[str | None, typer.Option("--store",
                                               help="store URL [duckdb in the data directory]")] = None,
+    trusted_proxy: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", help="a reverse proxy (address or network) whose X-Forwarded-For the "
+                                "HTTP API believes; repeat for several [none]")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug | info | warning")] = "info",
 ) -> None:
     """Start Atoll: HTTP API + console, MQTT, ingest, detectors and rules. Ctrl-C stops it."""
@@ -61,6 +64,7 @@ def up(
         "mqtt_host": mqtt_host, "mqtt_port": mqtt_port, "mqtt_url": mqtt_url, "store_url": store,
         "mqtt_tls_port": mqtt_tls_port, "mqtt_ws_port": mqtt_ws_port, "mqtt_wss_port": mqtt_wss_port,
         "tls_cert": tls_cert, "tls_key": tls_key, "mqtt_node_id": mqtt_node_id,
+        "trusted_proxies": trusted_proxy or None,
     }.items() if v is not None}
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -81,9 +85,13 @@ def up(
 
 
 async def _run(settings) -> None:
+    from atoll.datadir import PRIVATE_UMASK
     from atoll.platform import Platform, tune_interpreter
 
     tune_interpreter()
+    # This process owns its data directory: whatever it creates later (WAL files, detector
+    # state, the numba cache, runtime.json) is private to its user from the start.
+    os.umask(PRIVATE_UMASK)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,7 +1,8 @@
 """The device wire contract: MQTT topics, one place, used by broker, ingest, SDK and simulator.
 
 Every device topic lives under ``atoll/v1/devices/{device_id}/``. Identity comes from the
-authenticated MQTT username (the device id), and a device may only use its own subtree.
+authenticated MQTT username (the device id), and a device may only use its own subtree: who
+may publish, subscribe to and receive what is decided in ``atoll.core.acl``.
 
 | topic (relative)            | direction        | payload                                  |
 | --------------------------- | ---------------- | ---------------------------------------- |
@@ -50,29 +51,6 @@ def parse(topic: str) -> tuple[str, str] | None:
     if not device or not rest:
         return None
     return device, rest
-
-
-def may_publish(device_id: str, topic: str) -> bool:
-    """ACL: what a device may publish."""
-    parsed = parse(topic)
-    if parsed is None or parsed[0] != device_id:
-        return False
-    rest = parsed[1]
-    if rest in ("telemetry", "twin/reported"):
-        return True
-    parts = rest.split("/")
-    return len(parts) == 3 and parts[0] == "commands" and parts[2] == "ack"
-
-
-def may_subscribe(device_id: str, topic_filter: str) -> bool:
-    """ACL: what a device may subscribe to (its desired twin and its commands)."""
-    root = device_root(device_id) + "/"
-    if not topic_filter.startswith(root):
-        return False
-    rest = topic_filter[len(root):]
-    return rest in ("twin/desired", "commands/+", "commands/#", "#") or (
-        rest.startswith("commands/") and "#" not in rest[:-1] and rest.count("/") == 1
-    )
 
 
 # Bus subjects (internal, NATS-compatible tokens separated by dots).

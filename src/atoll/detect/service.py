@@ -571,7 +571,7 @@ def _json_float(v: float) -> float | None:
 def _write_atomic(path: Path, blob: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
         f.write(blob)
         f.flush()
         os.fsync(f.fileno())

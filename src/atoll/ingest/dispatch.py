@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from atoll.core import topics
-from atoll.core.errors import InvalidInput, NotFound
+from atoll.core import acl, topics
+from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.ingest.devices import Identity
 from atoll.ingest.pipeline import IngestPipeline
 
@@ -21,7 +21,7 @@ async def dispatch(pipeline: IngestPipeline, identity: Identity, topic: str, pay
     Bad input and ACL violations are counted (never raised): the message is *handled* and may be
     acknowledged. ``Unavailable`` (the store failed) propagates: the caller must not acknowledge.
     """
-    if not topics.may_publish(identity.device, topic):
+    if not acl.may_publish(identity.device, topic):
         pipeline.reject(identity.device, transport, ACL_PUBLISH,
                         f"device may not publish to {topic!r}; use {topics.device_root(identity.device)}/...")
         return False
@@ -33,6 +33,6 @@ async def dispatch(pipeline: IngestPipeline, identity: Identity, topic: str, pay
             await pipeline.twin_reported(identity, payload, transport)
         else:  # commands/{id}/ack
             await pipeline.command_ack(identity, rest.split("/")[1], payload, transport)
-    except (InvalidInput, NotFound):
+    except (InvalidInput, NotFound, Conflict):
         return False  # counted and logged by the pipeline
     return True

@@ -12,7 +12,12 @@ on delivery (its PUBREC/PUBCOMP do not wait for the store; use QoS 1 for durable
 at-least-once).
 
 Device telemetry is consumed by Atoll, not re-broadcast to other MQTT subscribers. Devices
-only ever receive what Atoll publishes to them (commands, desired twin).
+only ever receive what Atoll publishes to them (commands, desired twin). Who may publish,
+subscribe to and receive what is ``atoll.core.acl``; this broker asks it on every path: a
+publish (``dispatch``, QoS 2 included), a Will (at CONNECT, and ingested through ``dispatch``
+when the device drops, never broadcast), a SUBSCRIBE, and every delivery to a device, live,
+queued or retained (amqtt alone sends a connecting client the retained messages of *every*
+session's subscriptions).
 
 Authentication happens *before* amqtt touches session state: an unauthenticated CONNECT can
 neither take over nor wipe another client's session. A device's client id must be its device
@@ -32,14 +37,16 @@ from typing import Any
 from amqtt.adapters import StreamWriterAdapter
 from amqtt.broker import Action, Broker
 from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
+from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
-from atoll.core import topics
-from atoll.core.errors import AtollError, Forbidden, Unavailable
+from atoll.core import acl, topics
+from atoll.core.errors import AtollError, Forbidden, InvalidInput, Unavailable
 from atoll.ingest.devices import DeviceDirectory, Identity
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.embedded_connection import DeviceHandler, DeviceStreamReader
+from atoll.ingest.mqtt_frames import PacketError
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.ingest.transports import adapt_broker
 
@@ -48,7 +55,9 @@ log = logging.getLogger(__name__)
 AUTH_FAILED = "auth_failed"
 DEVICE_DISABLED = "device_disabled"
 ACL_SUBSCRIBE = "acl_subscribe"
+ACL_WILL = "acl_will"
 BAD_CLIENT_ID = "bad_client_id"
+ANONYMOUS = "(anonymous)"  # counts what is refused before a device is known
 
 
 def _client_id_ok(device: str, session: Session, random_id: bool) -> bool:
@@ -64,12 +73,17 @@ class _AtollAmqttBroker(Broker):
     async def _initialize_client_session(self, reader, writer, remote_address, remote_port):
         # Same contract as amqtt's, but credentials are checked before any session is looked up.
         try:
-            handler, session = await DeviceHandler.init_from_connect(reader, writer, self.plugins_manager)
+            handler, session = await DeviceHandler.init_from_connect(
+                reader, writer, self.plugins_manager, max_packet=self._atoll.packet_limit())
+        except PacketError as exc:  # before authentication: nobody to count it against yet
+            self._atoll.pipeline.reject(ANONYMOUS, "mqtt", exc.reason, f"from {remote_address}: {exc.message}")
+            await _close(writer)
+            raise AMQTTError(exc.message) from None
         except (MQTTError, NoDataError) as exc:
             await _close(writer)
             raise AMQTTError(exc) from exc
         random_id = (session.client_id or "").startswith("amqtt/")
-        identity = await self._atoll.authenticate(session, random_id)
+        identity = await self._atoll.authenticate(session, random_id)  # and the Will's topic
         if identity is None:
             handler.attach(session, reader, writer)
             await handler.mqtt_connack_authorize(False)
@@ -126,14 +140,46 @@ class _AtollAmqttBroker(Broker):
         if identity is None:
             return False
         if action == Action.SUBSCRIBE:
-            if topics.may_subscribe(identity.device, topic):
+            if acl.may_subscribe(identity.device, topic):
                 return True
             self._atoll.pipeline.reject(identity.device, "mqtt", ACL_SUBSCRIBE,
                                         f"device may not subscribe to {topic!r}")
             return False
         if action == Action.PUBLISH:  # QoS 2 path only; QoS 0/1 are checked in dispatch
-            return topics.may_publish(identity.device, topic)
-        return True  # RECEIVE: the subscription was already checked
+            return acl.may_publish(identity.device, topic)
+        # RECEIVE, for every message amqtt broadcasts: the topic, not only the filter, must be
+        # the device's own (a filter is checked once; what it matches is checked here).
+        return acl.may_receive(identity.device, topic)
+
+    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                          session: Session) -> None:
+        # amqtt calls this on SUBSCRIBE, and on CONNECT for every filter any session holds.
+        # Only a subscription this session holds (granted, so ACL-checked) gets retained
+        # messages, and only of topics the device may receive.
+        identity = getattr(session, "atoll_identity", None)
+        topic_filter = subscription[0]
+        granted = next((qos for s, qos in self._subscriptions.get(topic_filter, ()) if s is session), None)
+        handler = self._get_handler(session)
+        if identity is None or granted is None or handler is None:
+            return
+        for topic, retained in list(self._retained_messages.items()):
+            if self._matches(topic, topic_filter) and acl.may_receive(identity.device, topic):
+                # Not awaited: amqtt's caller iterates over ``_subscriptions`` meanwhile.
+                qos = min(granted, retained.qos if retained.qos is not None else granted)
+                self._atoll.track(asyncio.ensure_future(
+                    handler.mqtt_publish(retained.topic, retained.data, qos, retain=True)))
+
+    async def _handle_disconnect(self, client_session: Session, handler, disconnect_waiter) -> None:
+        # The Will (its topic was checked at CONNECT) is ingested like a publish by the device,
+        # never broadcast or retained by amqtt; MQTT drops it after a DISCONNECT.
+        will = (client_session.will_topic, client_session.will_message) if client_session.will_flag else None
+        client_session.will_flag = False
+        await super()._handle_disconnect(client_session, handler, disconnect_waiter)
+        identity = getattr(client_session, "atoll_identity", None)
+        clean = getattr(handler, "disconnected", False) or isinstance(disconnect_waiter.result(),
+                                                                       DisconnectPacket)
+        if will is not None and identity is not None and not clean:
+            self._atoll.track(asyncio.ensure_future(self._atoll.ingest_will(identity, *will)))
 
     async def _handle_message_delivery(self, client_session, handler, wait_deliver) -> bool:
         # Only QoS 2 publishes get here (see DeviceHandler.handle_publish).
@@ -241,14 +287,29 @@ class EmbeddedBroker:
             identity = await asyncio.to_thread(self.directory.authenticate_device, user, password)
         except AtollError as e:
             reason = DEVICE_DISABLED if isinstance(e, Forbidden) else AUTH_FAILED
-            self.pipeline.reject(user or "(anonymous)", "mqtt", reason, e.message)
+            self.pipeline.reject(user or ANONYMOUS, "mqtt", reason, e.message)
             return None
         if not _client_id_ok(identity.device, session, random_id):
             self.pipeline.reject(identity.device, "mqtt", BAD_CLIENT_ID,
                                  f"client id {session.client_id!r} must be the device id "
                                  f"{identity.device!r} or start with '{identity.device}:'")
             return None
+        if session.will_flag and not acl.may_publish(identity.device, session.will_topic or ""):
+            self.pipeline.reject(identity.device, "mqtt", ACL_WILL,
+                                 f"device may not set a Will on {session.will_topic!r}; only on "
+                                 f"topics it may publish to ({topics.telemetry(identity.device)}, ...)")
+            return None
         return identity
+
+    async def ingest_will(self, identity: Identity, topic: str, payload: bytes | bytearray) -> None:
+        """A dropped device's Will: handled as if the device had published it (nobody is left
+        to acknowledge it to, so a store failure is only logged)."""
+        if not acl.may_publish(identity.device, topic):  # refused at CONNECT; never reached
+            return
+        try:
+            await dispatch(self.pipeline, identity, topic, bytes(payload))
+        except AtollError as e:
+            log.warning("Will of %s not stored: %s", identity.device, e.message)
 
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Cloud → device (commands, desired twin).
@@ -259,6 +320,9 @@ class EmbeddedBroker:
         broker = self._broker
         if broker is None:
             raise Unavailable("the embedded MQTT broker is not running")
+        parsed = topics.parse(topic)
+        if parsed is None or not acl.may_receive(parsed[0], topic):
+            raise InvalidInput(f"{topic!r} is not a topic Atoll sends to devices")
         if retain:
             await broker.retain_message(None, topic, payload, qos)
         elif not any(

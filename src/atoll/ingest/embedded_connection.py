@@ -39,7 +39,8 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from amqtt.adapters import StreamReaderAdapter
+from amqtt.adapters import BufferReader, StreamReaderAdapter
+from amqtt.errors import MQTTError, NoDataError
 from amqtt.events import MQTTEvents
 from amqtt.mqtt.packet import (
     CONNACK,
@@ -56,16 +57,23 @@ from amqtt.mqtt.packet import (
     SUBSCRIBE,
     UNSUBACK,
     UNSUBSCRIBE,
+    MQTTFixedHeader,
     MQTTPacket,
 )
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.mqtt.puback import PubackPacket
 
-from atoll.core import topics
+from atoll.core import acl, topics
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.ingest.devices import Identity
 from atoll.ingest.dispatch import dispatch
-from atoll.ingest.mqtt_frames import PacketSplitter
+from atoll.ingest.mqtt_frames import (
+    MALFORMED_PACKET,
+    PACKET_TOO_LARGE,
+    PacketError,
+    PacketSplitter,
+    check_connect,
+)
 from atoll.ingest.quota import ReadPacer
 from atoll.ingest.transports import PausableReader
 
@@ -128,8 +136,33 @@ class DeviceHandler(BrokerProtocolHandler):
         self._tasks: set[asyncio.Future] = set()
         self._closing = False
         self._cost = 0  # points (at least 1 per message) read since the last rate-limit charge
+        #: The client sent DISCONNECT, so its Will is dropped. Kept here because amqtt loses a
+        #: DISCONNECT read before its disconnect waiter exists (already in the socket at start).
+        self.disconnected = False
 
     # -- amqtt's entry points --------------------------------------------------------------
+
+    @classmethod
+    async def init_from_connect(cls, reader, writer, plugins_manager, loop=None, *,
+                                max_packet: int = 1 << 20):
+        """amqtt's, on a CONNECT read whole and checked strictly first (``check_connect``):
+        amqtt alone answers CONNACK 0 to a CONNECT whose length field lies. Raises
+        ``PacketError`` for a malformed one."""
+        try:
+            header = await MQTTFixedHeader.from_stream(reader)
+        except MQTTError as e:
+            raise PacketError(MALFORMED_PACKET, f"bad fixed header: {e}") from None
+        if header is None:
+            raise NoDataError("the connection closed before CONNECT")
+        if header.remaining_length > max_packet:
+            raise PacketError(PACKET_TOO_LARGE, f"CONNECT of {header.remaining_length} bytes; "
+                                                f"this broker accepts at most {max_packet}")
+        body = await reader.read(header.remaining_length) if header.remaining_length else b""
+        if len(body) < header.remaining_length:
+            raise NoDataError("the connection closed during CONNECT")
+        check_connect(header, body)
+        return await super().init_from_connect(BufferReader(bytes(header.to_bytes()) + body),
+                                               writer, plugins_manager, loop)
 
     async def _reader_loop(self) -> None:
         identity: Identity | None = getattr(self.session, "atoll_identity", None)
@@ -186,14 +219,23 @@ class DeviceHandler(BrokerProtocolHandler):
             reader.pause(wait)
             await reader.resumed()
 
+    async def handle_disconnect(self, disconnect) -> None:
+        if disconnect is not None:
+            self.disconnected = True
+        await super().handle_disconnect(disconnect)
+
     async def handle_publish(self, publish_packet) -> None:
         """QoS 2 (and every PUBLISH of a connection amqtt reads itself)."""
-        qos = publish_packet.qos
-        if qos == 2:
-            await super().handle_publish(publish_packet)
-            return
         identity = getattr(self.session, "atoll_identity", None)
         topic, data = publish_packet.topic_name, publish_packet.data
+        if identity is not None and not acl.valid_topic_name(topic or ""):
+            # TCP checked it while splitting; amqtt's own reader (WebSockets) does not.
+            self._refuse(identity, MALFORMED_PACKET, f"invalid topic name {topic!r}")
+            return
+        if publish_packet.qos == 2:
+            await super().handle_publish(publish_packet)
+            return
+        qos = publish_packet.qos
         if identity is None or topic is None or data is None:
             return
         pipeline = self.atoll.pipeline
@@ -309,6 +351,13 @@ class DeviceHandler(BrokerProtocolHandler):
                 self.writer.write(b"".join([_puback(i) for i in ready]))
             except (ConnectionError, RuntimeError) as e:  # the client is gone; it re-sends on reconnect
                 log.debug("PUBACKs not sent: %r", e)
+
+    def _refuse(self, identity: Identity, reason: str, message: str) -> None:
+        """Count a protocol violation and close, acknowledging nothing after it."""
+        self.atoll.pipeline.reject(identity.device, "mqtt", reason, message)
+        self._closing = True
+        self._owed.clear()
+        self._spawn(self.handle_connection_closed())
 
     def _fail(self, error: BaseException) -> None:
         """No PUBACK for anything not yet acknowledged, and close: the client re-sends."""

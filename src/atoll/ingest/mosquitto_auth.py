@@ -12,7 +12,8 @@ the broker's machine). Each change therefore re-reads the files under a lock fil
 (``fcntl.flock``), applies only its own change and writes them back, so one process never
 drops a device another one just registered. They must all use the same ingest user.
 
-ACLs are *patterns* on the device's own username (``%u``), so they never need rewriting::
+ACLs are *patterns* on the device's own username (``%u``), so they never need rewriting; they
+are written from Atoll's one ACL table (``atoll.core.acl.mosquitto_acl``)::
 
     pattern write atoll/v1/devices/%u/telemetry
     ...
@@ -34,23 +35,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from atoll.core.acl import mosquitto_acl
+
 log = logging.getLogger(__name__)
 
 ITERATIONS = 101  # what mosquitto_passwd 2.0 uses
-
-ACL_TEMPLATE = """\
-# Written by Atoll; devices may only use their own topics (username = device id).
-pattern write atoll/v1/devices/%u/telemetry
-pattern write atoll/v1/devices/%u/twin/reported
-pattern write atoll/v1/devices/%u/commands/+/ack
-pattern read atoll/v1/devices/%u/twin/desired
-pattern read atoll/v1/devices/%u/commands/+
-
-user {admin}
-topic readwrite atoll/#
-topic readwrite $share/atoll/#
-"""
-
 
 def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
     """``$7$`` PBKDF2-SHA512 entry, as ``mosquitto_passwd`` writes it."""
@@ -141,7 +130,7 @@ class MosquittoAuth:
         text = "".join(f"{u}:{h}\n" for u, h in sorted(self._entries.items()))
         _atomic_write(self.password_file, text)
         _atomic_write(self._parked_file, json.dumps(self._parked))
-        _atomic_write(self.acl_file, ACL_TEMPLATE.format(admin=self.admin_user))
+        _atomic_write(self.acl_file, mosquitto_acl(self.admin_user))
         self._seen = self._stamp()
 
     def reload(self) -> None:

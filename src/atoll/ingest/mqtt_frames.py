@@ -22,8 +22,11 @@ from collections.abc import Coroutine
 from typing import Any, ClassVar
 
 from amqtt.mqtt import packet_dict  # amqtt's packet type -> class table
-from amqtt.mqtt.packet import PUBLISH, RESERVED_0, RESERVED_15, MQTTFixedHeader, MQTTPacket
+from amqtt.mqtt.connect import ConnectPacket
+from amqtt.mqtt.packet import CONNECT, PUBLISH, RESERVED_0, RESERVED_15, MQTTFixedHeader, MQTTPacket
 from amqtt.mqtt.publish import PublishPacket, PublishPayload, PublishVariableHeader
+
+from atoll.core.acl import valid_topic_name
 
 # Reason codes, counted per device like the telemetry reasons.
 MALFORMED_PACKET = "malformed_packet"
@@ -192,14 +195,50 @@ def _decode(reader: _Chunk, header: MQTTFixedHeader) -> MQTTPacket:
         if kind == PUBLISH:
             # amqtt's two PUBLISH decoders, without the generic wrapper's per-packet extras
             # (a wall-clock timestamp for ``repr``); a third of the packets' decoding time.
+            # A topic of ill-formed UTF-8 comes out of amqtt as the repr of its bytes, which is
+            # longer: the payload then ends before the packet does, and is refused below.
             var = _run(_PublishVariableHeader.from_stream(reader, header))
+            if not var.topic_name or "\x00" in var.topic_name:  # amqtt refuses wildcards itself
+                raise PacketError(MALFORMED_PACKET, f"invalid topic name {var.topic_name!r}")
             packet = PublishPacket(header, var, _run(PublishPayload.from_stream(reader, header, var)))
         else:
             packet = _run(packet_dict[kind].from_stream(reader, fixed_header=header))
+    except PacketError:
+        raise
     except Exception as e:  # noqa: BLE001 - any decoder error means the bytes are not MQTT
         raise PacketError(MALFORMED_PACKET, f"cannot decode packet type {kind}: {e}") from None
     if reader.pos != reader.end:
         raise PacketError(MALFORMED_PACKET,
                           f"packet type {kind} declares {header.remaining_length} bytes but holds "
                           f"{header.remaining_length - (reader.end - reader.pos)}")
+    return packet
+
+
+def check_connect(header: MQTTFixedHeader, body: bytes) -> ConnectPacket:
+    """A CONNECT, decoded strictly from its fixed header and exactly ``remaining_length`` bytes.
+
+    amqtt's decoder takes a missing field as absent and ill-formed UTF-8 as the repr of its
+    bytes; so the packet must encode back to the same bytes. Then no string holds U+0000
+    [MQTT-1.5.3-2] and a Will topic is a topic name (§4.7). Raises ``PacketError``.
+    """
+    if header.packet_type != CONNECT:
+        raise PacketError(MALFORMED_PACKET, f"first packet is of type {header.packet_type}, not CONNECT")
+    reader = _Chunk(body)
+    packet = _decode(reader, header)
+    assert isinstance(packet, ConnectPacket)
+    var, payload = packet.variable_header, packet.payload
+    if var is None or payload is None:
+        raise PacketError(MALFORMED_PACKET, "CONNECT without a variable header or payload")
+    client_id = payload.client_id
+    if payload.client_id_is_random:  # amqtt made one up for an empty client id
+        payload.client_id = ""
+    again = bytes(var.to_bytes()) + bytes(payload.to_bytes(header, var))
+    payload.client_id = client_id
+    if again != body:
+        raise PacketError(MALFORMED_PACKET, "CONNECT with a field missing, extra bytes or "
+                                            "ill-formed UTF-8")
+    if any("\x00" in s for s in (client_id, payload.will_topic, payload.username) if s):
+        raise PacketError(MALFORMED_PACKET, "CONNECT with U+0000 in a string")
+    if var.will_flag and not valid_topic_name(payload.will_topic or ""):
+        raise PacketError(MALFORMED_PACKET, f"Will topic {payload.will_topic!r} is not a topic name")
     return packet

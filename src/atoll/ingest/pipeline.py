@@ -32,13 +32,19 @@ import msgspec
 
 from atoll.bus.port import MessageBus
 from atoll.core import topics
-from atoll.core.errors import AtollError, InvalidInput, NotFound, RateLimited, Unavailable
+from atoll.core.errors import AtollError, Conflict, InvalidInput, NotFound, RateLimited, Unavailable
 from atoll.ingest import events
 from atoll.ingest.devices import DeviceDirectory, Identity
 from atoll.ingest.quota import Quotas, ReadPacer
 from atoll.ingest.validate import (
     DEFAULT_LIMITS,
+    INTEGER_TOO_LARGE,
+    MALFORMED_JSON,
     OPEN_SCHEMA,
+    TOO_LARGE,
+    UNPARSEABLE,
+    WRONG_TYPE,
+    InvalidTelemetry,
     Limits,
     ParsedTelemetry,
     TelemetrySchema,
@@ -50,11 +56,17 @@ from atoll.store.port import SeriesStore
 log = logging.getLogger(__name__)
 
 OUT_OF_RANGE_ACCEPTED = "out_of_range_accepted"
-#: Over the rate limit: refused (HTTP 429, external MQTT) / read later (embedded MQTT, stored).
+#: Over the rate limit: refused (HTTP 429) / waited for (MQTT; stored).
 RATE_LIMITED = "rate_limited"
 THROTTLED = "throttled"
 #: Counted with the rejections, but the message was stored.
 ACCEPTED_REASONS = frozenset({OUT_OF_RANGE_ACCEPTED, THROTTLED})
+#: Twin documents and command ack results nest at most this deep (they are merged and copied
+#: recursively, and a deeper document is no device's honest state).
+MAX_JSON_DEPTH = 32
+#: A traceback of an unexpected validator failure is logged at most once per this many seconds:
+#: a device repeating the message that triggers it must not fill the log.
+TRACEBACK_LOG_INTERVAL_S = 60.0
 
 
 @dataclass
@@ -129,6 +141,7 @@ class IngestPipeline:
         self._rejections: dict[tuple[str, str, str], list] = {}
         self._seen: dict[str, int] = {}
         self._flushing = asyncio.Lock()
+        self._traceback_logged_at = -TRACEBACK_LOG_INTERVAL_S
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -191,6 +204,8 @@ class IngestPipeline:
         except InvalidInput as e:
             self.reject(identity.device, transport, getattr(e, "reason", e.code), e.message)
             raise
+        except Exception as e:  # noqa: BLE001 - a validator bug costs the message, not the connection
+            raise self._unparseable(identity, transport, "telemetry", e) from None
         if parsed.out_of_range:
             self.reject(
                 identity.device, transport, OUT_OF_RANGE_ACCEPTED,
@@ -411,7 +426,11 @@ class IngestPipeline:
     async def twin_reported(self, identity: Identity, body: bytes, transport: str = "mqtt") -> Any:
         self.charge(identity, 1)
         doc = self._json_object(identity, body, transport, "twin reported")
-        result = await asyncio.to_thread(self._directory().patch_reported, identity.device, doc)
+        try:
+            result = await asyncio.to_thread(self._directory().patch_reported, identity.device, doc)
+        except InvalidInput as e:  # shape and values are checked above: the merged twin is too large
+            self.reject(identity.device, transport, TOO_LARGE, e.message)
+            raise
         await self._bus_publish(topics.bus_twin(identity.project, identity.device),
                                 events.encode_twin(identity.project, identity.device, doc, _now_us()))
         return result
@@ -422,13 +441,13 @@ class IngestPipeline:
         doc = self._json_object(identity, body, transport, "command ack")
         status = doc.get("status", "ok")
         if status not in ("ok", "error"):
-            msg = f'command ack status must be "ok" or "error", not {status!r}'
+            msg = f'command ack status must be "ok" or "error", not {_short(status)}'
             self.reject(identity.device, transport, "bad_command_ack", msg)
-            raise InvalidInput(msg)
+            raise InvalidTelemetry("bad_command_ack", msg)
         try:
             result = await asyncio.to_thread(self._directory().command_ack, identity.device,
                                              command_id, status, doc.get("result"))
-        except NotFound as e:
+        except (NotFound, Conflict) as e:  # unknown, or finished (a late or repeated ack)
             self.reject(identity.device, transport, "unknown_command", e.message)
             raise
         await self._bus_publish(
@@ -439,21 +458,40 @@ class IngestPipeline:
         return result
 
     def _json_object(self, identity: Identity, body: bytes, transport: str, what: str) -> dict:
+        try:
+            return self._parse_object(body, what)
+        except InvalidTelemetry as e:
+            self.reject(identity.device, transport, e.reason, e.message)
+            raise
+        except Exception as e:  # noqa: BLE001 - defence in depth, as in validate()
+            raise self._unparseable(identity, transport, what, e) from None
+
+    def _parse_object(self, body: bytes, what: str) -> dict:
         if len(body) > self.limits.max_bytes:
-            msg = f"{what} is {len(body)} bytes; the limit is {self.limits.max_bytes}"
-            self.reject(identity.device, transport, "too_large", msg)
-            raise InvalidInput(msg)
+            raise InvalidTelemetry(
+                TOO_LARGE, f"{what} is {len(body)} bytes; the limit is {self.limits.max_bytes}")
         try:
             doc = msgspec.json.decode(body)
-        except msgspec.DecodeError as e:
-            msg = f"{what}: malformed JSON: {e}"
-            self.reject(identity.device, transport, "malformed_json", msg)
-            raise InvalidInput(msg) from None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
+            reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+            raise InvalidTelemetry(MALFORMED_JSON, f"{what}: malformed JSON: {reason}") from None
         if not isinstance(doc, dict):
-            msg = f"{what} must be a JSON object"
-            self.reject(identity.device, transport, "wrong_type", msg)
-            raise InvalidInput(msg)
+            raise InvalidTelemetry(WRONG_TYPE, f"{what} must be a JSON object")
+        _check_json(doc, what)
         return doc
+
+    def _unparseable(self, identity: Identity, transport: str, what: str,
+                     error: Exception) -> InvalidTelemetry:
+        """Count an unexpected failure to parse a device message as a refusal."""
+        now = time.monotonic()
+        if now - self._traceback_logged_at >= TRACEBACK_LOG_INTERVAL_S:
+            self._traceback_logged_at = now
+            log.error("could not parse a %s message of device %s (tracebacks of this kind are "
+                      "logged at most every %g s)", what, identity.device,
+                      TRACEBACK_LOG_INTERVAL_S, exc_info=error)
+        msg = f"{what} could not be parsed ({type(error).__name__})"
+        self.reject(identity.device, transport, UNPARSEABLE, msg)
+        return InvalidTelemetry(UNPARSEABLE, msg)
 
     def _directory(self) -> DeviceDirectory:
         if self.directory is None:
@@ -518,6 +556,27 @@ class IngestPipeline:
             if self.quotas is not None:
                 self.quotas.prune()
             await self.flush_counters()
+
+
+def _check_json(doc: Any, what: str) -> None:
+    """Refuse what the registry cannot store or merge: deep nesting, integers beyond 64 bits."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InvalidTelemetry(WRONG_TYPE, f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
+        if type(value) is dict:
+            stack.extend((v, depth + 1) for v in value.values())
+        elif type(value) is list:
+            stack.extend((v, depth + 1) for v in value)
+        elif type(value) is int and not -2**63 <= value < 2**64:
+            raise InvalidTelemetry(INTEGER_TOO_LARGE,
+                                   f"{what} holds an integer beyond the 64-bit range")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _now_us() -> int:

@@ -39,22 +39,36 @@ FUTURE_TIMESTAMP = "future_timestamp"
 BAD_TIMESTAMP = "bad_timestamp"
 OUT_OF_RANGE = "out_of_range"
 EMPTY = "empty"
+INTEGER_TOO_LARGE = "integer_too_large"
+UNPARSEABLE = "unparseable"  # the validator failed unexpectedly; see IngestPipeline.validate
 
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-# Epoch-millisecond values below this (1973-03-03) are almost surely epoch *seconds*.
+# Epoch-millisecond values below this (1973-03-03) are almost surely epoch *seconds*. The same
+# lower bound holds for ISO-8601 timestamps, so both formats accept one range:
+# [1973-03-03T09:46:40Z, server time + max_future_skew_s].
 _MIN_EPOCH_MS = 100_000_000_000
+_MIN_TS_US = _MIN_EPOCH_MS * 1000
+# The largest magnitude of integers a float64 (the store's value type) holds exactly. Larger
+# integers are refused rather than silently rounded.
+MAX_EXACT_INT = 2**53
 
 
 class InvalidTelemetry(InvalidInput):
-    """A telemetry message was refused; ``reason`` is one of the reason codes above."""
+    """A device message was refused; ``reason`` is one of the reason codes above."""
 
     def __init__(self, reason: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.reason = reason
 
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "reason": self.reason}
+
 
 class TelemetryTooLarge(PayloadTooLarge):
     reason = TOO_LARGE
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,14 +223,20 @@ class _ServerClock:
 _server_clock = _ServerClock()
 
 
-def _ts_us(raw, now_us: int, where: str) -> int:
-    if raw is None:
-        return now_us
+def _ts_us(raw, where: str, latest_ok: int, clock: int, limits: Limits) -> int:
+    """A given ``ts`` (ISO-8601 with offset, or epoch ms) in µs, inside the accepted range."""
     if isinstance(raw, datetime):
         if raw.tzinfo is None:
-            raw = raw.replace(tzinfo=UTC)  # RFC 3339 wants an offset; UTC is the only sane guess
+            raise InvalidTelemetry(
+                BAD_TIMESTAMP, f"{where}.ts={raw.isoformat()!r} has no UTC offset",
+                hint='end ISO-8601 timestamps with "Z" or an offset like "+02:00"')
         delta = raw - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        t = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        if t < _MIN_TS_US:
+            raise InvalidTelemetry(
+                BAD_TIMESTAMP, f"{where}.ts={raw.isoformat()!r} is before 1973-03-03T09:46:40Z",
+                hint="timestamps are accepted from 1973-03-03T09:46:40Z (epoch ms 1e11) on")
+        return t
     if isinstance(raw, bool) or not math.isfinite(raw):
         raise InvalidTelemetry(BAD_TIMESTAMP, f"{where}.ts is not a valid timestamp")
     if raw < _MIN_EPOCH_MS:
@@ -225,7 +245,22 @@ def _ts_us(raw, now_us: int, where: str) -> int:
             f"{where}.ts={raw!r} is before 1973; ts must be epoch *milliseconds*",
             hint="multiply epoch seconds by 1000, or send an ISO-8601 string",
         )
-    return int(raw * 1000) if isinstance(raw, float) else raw * 1000
+    t = raw * 1000
+    if t > latest_ok:  # before int(): a float like 1e308 has no integer in range
+        raise _future(where, t, clock, limits)
+    return int(t) if isinstance(t, float) else t
+
+
+def _future(where: str, t: float, clock: int, limits: Limits) -> InvalidTelemetry:
+    # t may be any huge integer or an infinite float: no float conversion that could overflow.
+    ahead = t - clock
+    ahead_s = "more than 10^12" if ahead >= 10**18 else f"{ahead / 1e6:.0f}"
+    return InvalidTelemetry(
+        FUTURE_TIMESTAMP,
+        f"{where}.ts is {ahead_s} s in the future; "
+        f"at most {limits.max_future_skew_s:g} s of clock skew is allowed",
+        hint="sync the device clock (NTP) or leave ts out to use server time",
+    )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -236,16 +271,16 @@ def _decode(body: bytes):
         return _decoder.decode(body)
     except msgspec.ValidationError as e:
         msg = str(e)
-        if msg.startswith("Number out of range"):
-            raise InvalidTelemetry(
-                NOT_FINITE, f"a value overflows a 64-bit float ({msg})",
-                hint="values must be finite 64-bit floats") from None
         if "RFC3339" in msg or "`$.ts`" in msg or ".ts`" in msg:
             raise InvalidTelemetry(
                 BAD_TIMESTAMP,
                 f"bad timestamp: {msg}",
                 hint='use ISO-8601 with offset ("2026-11-23T10:00:00Z") or epoch milliseconds',
             ) from None
+        if msg.startswith("Number out of range"):
+            raise InvalidTelemetry(
+                NOT_FINITE, f"a value overflows a 64-bit float ({msg})",
+                hint="values must be finite 64-bit floats") from None
         raise InvalidTelemetry(
             WRONG_TYPE,
             f"payload does not match the telemetry format: {msg}",
@@ -258,6 +293,11 @@ def _decode(body: bytes):
                 hint="leave the metric out of the reading when it has no value",
             ) from None
         raise InvalidTelemetry(MALFORMED_JSON, f"malformed JSON: {e}") from None
+    except UnicodeDecodeError as e:  # msgspec lets these through for bad bytes inside strings
+        raise InvalidTelemetry(MALFORMED_JSON, f"malformed JSON: invalid UTF-8 at byte {e.start}",
+                               hint="JSON text must be UTF-8") from None
+    except RecursionError:
+        raise InvalidTelemetry(MALFORMED_JSON, "malformed JSON: nested too deeply") from None
 
 
 def parse_telemetry(
@@ -305,14 +345,9 @@ def parse_telemetry(
                 stamp = _server_clock.reserve(len(readings))
             t = stamp + n
         else:
-            t = _ts_us(raw, clock, where)
+            t = _ts_us(raw, where, latest_ok, clock, limits)
         if t > latest_ok:
-            raise InvalidTelemetry(
-                FUTURE_TIMESTAMP,
-                f"{where}.ts is {(t - clock) / 1e6:.0f} s in the future; "
-                f"at most {limits.max_future_skew_s:g} s of clock skew is allowed",
-                hint="sync the device clock (NTP) or leave ts out to use server time",
-            )
+            raise _future(where, t, clock, limits)
         values = r.values
         npoints += len(values)
         if npoints > limits.max_points:
@@ -327,8 +362,10 @@ def parse_telemetry(
                     raise InvalidTelemetry(
                         UNKNOWN_SERIES, f"{where}.values: bad metric name {name!r}",
                         hint="metric names are 1-64 of A-Z a-z 0-9 _ . -")
-                if tv is float or tv is int:
-                    fv = float(v)
+                if tv is float:
+                    fv = v
+                elif tv is int:
+                    fv = _exact(where, name, v)
                 elif tv is bool:
                     fv = 1.0 if v else 0.0
                 else:
@@ -344,13 +381,15 @@ def parse_telemetry(
                     )
                 kind, lo, hi = spec
                 if kind == "f":
-                    if tv is float or tv is int:
-                        fv = float(v)
+                    if tv is float:
+                        fv = v
+                    elif tv is int:
+                        fv = _finite(where, name, v)
                     else:
                         raise _wrong(where, name, v, "a number")
                 elif kind == "i":
                     if tv is int or (tv is float and v.is_integer()):
-                        fv = float(v)
+                        fv = _exact(where, name, v)
                     else:
                         raise _wrong(where, name, v, "an integer")
                 else:
@@ -406,7 +445,10 @@ def _one_reading(r: _Reading, project: str, device: str, schema: TelemetrySchema
         tv = type(v)
         if spec is None or spec[0] != "f" or (tv is not float and tv is not int):
             return None
-        fv = float(v)
+        try:
+            fv = float(v)
+        except OverflowError:  # an integer beyond float64: the general path says why
+            return None
         if fv - fv != 0.0 or not spec[1] <= fv <= spec[2]:  # inf (1e999 overflows), out of range
             return None
         kidx.append(len(names))
@@ -416,6 +458,27 @@ def _one_reading(r: _Reading, project: str, device: str, schema: TelemetrySchema
     if not names:
         return None
     return ParsedTelemetry(project, device, names, kidx, tss, vals)
+
+
+def _finite(where: str, name: str, v: int) -> float:
+    """A JSON integer for a ``float`` metric: rounded like any number, refused if it overflows."""
+    try:
+        return float(v)
+    except OverflowError:
+        raise InvalidTelemetry(NOT_FINITE, f"{where}.values.{name} overflows a 64-bit float",
+                               hint="values must be finite 64-bit floats") from None
+
+
+def _exact(where: str, name: str, v: float) -> float:
+    """A whole number for an ``int`` metric (or a device without a type), kept exact or refused."""
+    if -MAX_EXACT_INT <= v <= MAX_EXACT_INT:
+        return float(v)
+    raise InvalidTelemetry(
+        INTEGER_TOO_LARGE,
+        f"{where}.values.{name} is an integer beyond ±2^53 that a 64-bit float cannot hold exactly",
+        hint="integers are stored exactly from -9007199254740992 to 9007199254740992; "
+             "send larger magnitudes as a float metric",
+    )
 
 
 def _wrong(where: str, name: str, v, expected: str) -> InvalidTelemetry:

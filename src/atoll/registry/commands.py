@@ -33,7 +33,11 @@ def create(conn: Connection, device_id: str, name: str, args: Mapping[str, Any] 
     if not isinstance(name, str) or not name or len(name) > 200:
         raise InvalidInput("command name must have 1-200 characters")
     args = dict(args or {})
-    if len(orjson.dumps(args)) > MAX_ARGS_BYTES:
+    try:
+        size = len(orjson.dumps(args))
+    except TypeError as exc:  # e.g. an integer beyond 64 bits: it could not be stored or sent
+        raise InvalidInput(f"command args are not JSON-serialisable: {exc}") from None
+    if size > MAX_ARGS_BYTES:
         raise InvalidInput(f"command args exceed {MAX_ARGS_BYTES} bytes")
     if not 0 < ttl_s <= MAX_TTL_S:
         raise InvalidInput(f"ttl must be between 0 and {MAX_TTL_S} seconds")

@@ -88,7 +88,9 @@ def find_nab_dir(explicit: str | os.PathLike | None = None) -> Path:
             return c
     raise NotFound(
         f"NAB corpus not found (looked in {', '.join(str(c) for c in candidates)})",
-        hint="pass --data DIR or set ATOLL_NAB_DIR to a directory holding NAB's data/, labels/ and config/",
+        hint="get the corpus with `git clone https://github.com/numenta/NAB` (its data/, labels/ "
+             "and config/ are what is read), then pass --data NAB or set ATOLL_NAB_DIR=NAB; "
+             "../shared/datasets/nab beside the repository is found without either",
     )
 
 

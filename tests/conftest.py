@@ -1,0 +1,19 @@
+"""Fixtures for the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+
+from atoll.core.errors import NotFound
+
+
+@pytest.fixture(scope="session")
+def nab_corpus():
+    """The NAB corpus (``../shared/datasets/nab`` or ``$ATOLL_NAB_DIR``); the test is skipped,
+    saying where it looked, when a clone has no corpus beside it."""
+    from atoll.detect.nab import load_corpus
+
+    try:
+        return load_corpus()
+    except NotFound as e:
+        pytest.skip(f"optional NAB corpus absent: {e.message}")
