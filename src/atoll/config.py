@@ -11,10 +11,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from atoll.ingest.quota import QuotaPolicy, Quotas, Rate
 from atoll.ingest.validate import Limits
+
+
+class QuotaOverride(BaseModel):
+    """One tenant's rate limits; a field left out keeps the platform default."""
+
+    device_rate: float | None = Field(None, ge=0)
+    device_burst: float | None = Field(None, ge=0)
+    tenant_rate: float | None = Field(None, ge=0)
+    tenant_burst: float | None = Field(None, ge=0)
 
 
 class Settings(BaseSettings):
@@ -83,6 +93,15 @@ class Settings(BaseSettings):
     #: Points that may wait for the writer before submitters are slowed down (back-pressure).
     max_queued_points: int = 2_000_000
 
+    #: Rate limits in points per second, and the burst taken at once, for each device and for
+    #: each tenant as a whole; a rate of 0 = unlimited (docs/DEVICES.md, "Rate limits").
+    quota_device_rate: float = Field(default=1_000, ge=0)
+    quota_device_burst: float = Field(default=10_000, ge=0)
+    quota_tenant_rate: float = Field(default=10_000, ge=0)
+    quota_tenant_burst: float = Field(default=20_000, ge=0)
+    #: Per tenant id, e.g. ``ATOLL_QUOTA_TENANTS='{"acme": {"tenant_rate": 50000}}'``.
+    quota_tenants: dict[str, QuotaOverride] = Field(default_factory=dict)
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split(cls, v: object) -> object:
@@ -103,6 +122,22 @@ class Settings(BaseSettings):
             max_future_skew_s=self.max_future_skew_s,
             out_of_range=self.out_of_range,
         )
+
+    @property
+    def quotas(self) -> Quotas:
+        default = QuotaPolicy(device=Rate(self.quota_device_rate, self.quota_device_burst),
+                              tenant=Rate(self.quota_tenant_rate, self.quota_tenant_burst))
+
+        def policy(o: QuotaOverride) -> QuotaPolicy:
+            def pick(value: float | None, fallback: float) -> float:
+                return fallback if value is None else value
+            return QuotaPolicy(
+                device=Rate(pick(o.device_rate, default.device.per_s),
+                            pick(o.device_burst, default.device.burst)),
+                tenant=Rate(pick(o.tenant_rate, default.tenant.per_s),
+                            pick(o.tenant_burst, default.tenant.burst)))
+
+        return Quotas(default, {t: policy(o) for t, o in self.quota_tenants.items()})
 
     @property
     def resolved_store_url(self) -> str:

@@ -143,6 +143,7 @@ class Platform:
         self.pipeline = IngestPipeline(
             self.store, self.bus, directory, s.limits,
             max_commit_points=s.max_commit_points, max_queued_points=s.max_queued_points,
+            quotas=s.quotas,
         )
         await self.pipeline.start()
         self._stack.append(("ingest", self.pipeline.stop))

@@ -18,6 +18,9 @@ class IngestSubmitter(Protocol):
     async def submit_telemetry(self, identity: DeviceIdentity, body: bytes, transport: str = "mqtt") -> int:
         """Validate and durably store; return the number of points. Raises ``InvalidInput`` subclasses."""
 
+    def admit(self, identity: DeviceIdentity, transport: str) -> None:
+        """Raise ``RateLimited`` while the device or its tenant is over its rate limit."""
+
     async def twin_reported(self, identity: DeviceIdentity, body: bytes, transport: str = "mqtt") -> Any:
         """Merge a reported-twin JSON document sent by the device itself."""
 

@@ -6,6 +6,7 @@ Every error body is ``{"error": code, "message": text, "hint"?: text}``.
 from __future__ import annotations
 
 import logging
+import math
 
 import orjson
 from fastapi import FastAPI, Request
@@ -14,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from atoll.core.errors import AtollError, PayloadTooLarge
+from atoll.core.errors import AtollError, PayloadTooLarge, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AtollError)
     async def _atoll(request: Request, exc: AtollError) -> JSONResponse:
         headers = {"WWW-Authenticate": _challenge(request)} if exc.status == 401 else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -66,9 +66,12 @@ def _ingest(ctx):
 @router.post("/telemetry", response_model=Accepted, summary="Send telemetry (device)",
              openapi_extra=_TELEMETRY_BODY)
 async def telemetry(request: Request, identity: Device, ctx: Ctx):
-    """One reading ``{"ts"?, "values": {...}}`` or a JSON array of them. 4xx answers say why."""
+    """One reading ``{"ts"?, "values": {...}}`` or a JSON array of them. 4xx answers say why;
+    429 (with ``Retry-After``) while the device or its tenant is over its rate limit."""
+    ingest = _ingest(ctx)
+    ingest.admit(identity, "http")
     body = await request.body()
-    n = await _ingest(ctx).submit_telemetry(identity, body, "http")
+    n = await ingest.submit_telemetry(identity, body, "http")
     return Accepted(accepted=n)
 
 
@@ -76,8 +79,10 @@ async def telemetry(request: Request, identity: Device, ctx: Ctx):
             openapi_extra=_OBJECT_BODY)
 async def twin_reported(request: Request, identity: Device, ctx: Ctx):
     """JSON merge patch of the reported half; ``null`` deletes a key."""
+    ingest = _ingest(ctx)
+    ingest.admit(identity, "http")
     body = await request.body()
-    result = await _ingest(ctx).twin_reported(identity, body, "http")
+    result = await ingest.twin_reported(identity, body, "http")
     twin = result if isinstance(result, Twin) else await run_in_threadpool(ctx.registry.get_twin, identity.device)
     return TwinOut.of(twin)
 
@@ -101,7 +106,9 @@ def pending_commands(identity: Device, ctx: Ctx, limit: int = Query(20, ge=1, le
              openapi_extra=_ACK_BODY)
 async def ack(command_id: str, request: Request, identity: Device,
               ctx: Ctx):
+    ingest = _ingest(ctx)
+    ingest.admit(identity, "http")
     body = await request.body()
-    await _ingest(ctx).command_ack(identity, command_id, body, "http")
+    await ingest.command_ack(identity, command_id, body, "http")
     cmd = await run_in_threadpool(ctx.registry.get_command, identity.device, command_id)
     return CommandOut.of(cmd)

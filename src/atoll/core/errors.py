@@ -55,6 +55,17 @@ class Conflict(AtollError):
     code = "conflict"
 
 
+class RateLimited(AtollError):
+    """Over a rate limit; ``retry_after`` seconds until the sender may try again."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
 class Unavailable(AtollError):
     """A backend (store, bus, broker) cannot take the request right now."""
 

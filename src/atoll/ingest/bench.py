@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 LOADGEN = [sys.executable, "-m", "atoll.ingest.loadgen"]
+NO_RATE_LIMITS = {"quota_device_rate": 0, "quota_tenant_rate": 0}
 
 
 def _spawn(args: list[str]) -> subprocess.Popen:
@@ -214,6 +215,7 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
     try:
         await _port_open(port)
         settings = Settings(home=tmp / "home-ext", http_port=0, mqtt_mode="external", services=[],
+                            **NO_RATE_LIMITS,
                             mqtt_url=f"mqtt://atoll-ingest:{password}@127.0.0.1:{port}", mqtt_workers=workers,
                             mosquitto_password_file=files["password_file"],
                             mosquitto_acl_file=files["acl_file"], mosquitto_pid_file=files["pid_file"])
@@ -326,12 +328,15 @@ async def run(*, scale: float = 1.0, chart_days: int = 365, services: bool = Fal
         "store": "duckdb (temp dir)",
         "broker": "embedded (amqtt 0.12.1; device connections read by Atoll's chunked reader)",
         "services_running": "all" if services else "none (ingest only)",
+        "rate_limits": "off (raw throughput)",
     }
     try:
         # Detectors and rules share the event loop with ingest; off by default so the numbers
-        # are ingest's own (``--services`` measures the whole platform).
+        # are ingest's own (``--services`` measures the whole platform). Rate limits are off:
+        # this measures raw throughput from a few devices, far above any device's default
+        # limit (bench/tenant_fairness.py measures the limits).
         settings = Settings(home=tmp / "home", http_port=0, mqtt_port=0, max_payload_bytes=1 << 20,
-                            services=None if services else [])
+                            services=None if services else [], **NO_RATE_LIMITS)
         p = Platform(settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
         await p.start()
         result["gc_frozen_objects"] = gc.get_freeze_count()  # see atoll.platform.tune_interpreter

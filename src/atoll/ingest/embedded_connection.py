@@ -10,6 +10,10 @@ loop for device connections:
    unit of the pipeline's next group commit (one future for the whole chunk);
 3. when that commit returned, send the chunk's PUBACKs in one write.
 
+A device over its rate limit (``atoll.ingest.quota``) is read in smaller pieces, and what was
+read waits before it is handled: the socket is not read meanwhile, so TCP pushes back on the
+client and nothing is lost.
+
 Everything else goes where amqtt's own loop sends it: other topics (twin, command acks,
 refused topics) through ``dispatch``; QoS 2 PUBLISH, SUBSCRIBE, UNSUBSCRIBE, PINGREQ,
 PUBACK/PUBREC/PUBREL/PUBCOMP and DISCONNECT to amqtt's handler methods, each in its own task
@@ -70,6 +74,8 @@ from atoll.ingest.mqtt_frames import (
     PacketSplitter,
     check_connect,
 )
+from atoll.ingest.quota import ReadPacer
+from atoll.ingest.transports import PausableReader
 
 if TYPE_CHECKING:
     from atoll.ingest.embedded_broker import EmbeddedBroker
@@ -93,9 +99,9 @@ def _puback(packet_id: int) -> bytes:
     return PubackPacket.build(packet_id).to_bytes()
 
 
-class DeviceStreamReader(StreamReaderAdapter):
-    """amqtt's TCP reader adapter, plus chunked reads and the time data last arrived (for
-    the keep-alive watchdog)."""
+class DeviceStreamReader(PausableReader, StreamReaderAdapter):
+    """amqtt's TCP reader adapter, plus chunked reads, pauses (rate limits) and the time data
+    last arrived (for the keep-alive watchdog)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         super().__init__(reader)
@@ -103,13 +109,17 @@ class DeviceStreamReader(StreamReaderAdapter):
         self.last = time.monotonic()
 
     async def read(self, n: int = -1) -> bytes:
+        if self._resume_at:
+            await self.resumed()
         data = await super().read(n)
         self.last = time.monotonic()
         return data
 
-    async def read_chunk(self) -> bytes:
-        """Whatever has arrived, up to ``CHUNK`` bytes; ``b""`` at end of stream."""
-        data = await self._stream.read(CHUNK)
+    async def read_chunk(self, n: int = CHUNK) -> bytes:
+        """Whatever has arrived, up to ``n`` bytes; ``b""`` at end of stream."""
+        if self._resume_at:
+            await self.resumed()
+        data = await self._stream.read(n)
         self.last = time.monotonic()
         return data
 
@@ -125,6 +135,7 @@ class DeviceHandler(BrokerProtocolHandler):
         self._owed: deque[tuple[asyncio.Future | None, list[int]]] = deque()
         self._tasks: set[asyncio.Future] = set()
         self._closing = False
+        self._cost = 0  # points (at least 1 per message) read since the last rate-limit charge
         #: The client sent DISCONNECT, so its Will is dropped. Kept here because amqtt loses a
         #: DISCONNECT read before its disconnect waiter exists (already in the socket at start).
         self.disconnected = False
@@ -163,11 +174,14 @@ class DeviceHandler(BrokerProtocolHandler):
         pipeline = self.atoll.pipeline
         splitter = PacketSplitter(self.atoll.packet_limit())
         telemetry_topic = topics.telemetry(identity.device)
+        pacer = pipeline.read_pacer(identity, CHUNK)  # None: no rate limit applies
         try:
             while not self._closing:
-                data = await reader.read_chunk()
+                data = await reader.read_chunk(CHUNK if pacer is None else pacer.size())
                 if not data:
                     break
+                if pacer is not None:
+                    await self._paced(pacer, identity, reader)
                 packets, error = splitter.feed(data)
                 last = self._handle(packets, identity, telemetry_topic)
                 if last is not None:  # as amqtt does, awaited here: nothing may overtake it
@@ -180,6 +194,9 @@ class DeviceHandler(BrokerProtocolHandler):
                 await pipeline.room()
                 if self.writer is not None:
                     await self.writer.drain()  # the client must read its PUBACKs to send more
+                if pacer is not None:
+                    pacer.charge(len(data), self._cost)
+                self._cost = 0
         except asyncio.CancelledError:
             log.debug("reader of %s cancelled", identity.device)
         except (ConnectionError, OSError) as e:
@@ -194,6 +211,13 @@ class DeviceHandler(BrokerProtocolHandler):
         await self.handle_connection_closed()
         self._reader_stopped.set()
         await self.stop()
+
+    async def _paced(self, pacer: ReadPacer, identity: Identity, reader: DeviceStreamReader) -> None:
+        """Over its rate limit, handle and read nothing more (TCP pushes back on the client)."""
+        while (wait := pacer.wait()) > 0:
+            self.atoll.pipeline.paused(identity, "mqtt", wait)
+            reader.pause(wait)
+            await reader.resumed()
 
     async def handle_disconnect(self, disconnect) -> None:
         if disconnect is not None:
@@ -214,8 +238,13 @@ class DeviceHandler(BrokerProtocolHandler):
         qos = publish_packet.qos
         if identity is None or topic is None or data is None:
             return
+        pipeline = self.atoll.pipeline
+        wait = pipeline.over_limit(identity)
+        if wait and isinstance(self.reader, PausableReader):
+            self.reader.pause(wait)  # amqtt's loop reads on while messages wait in hold()
         try:
-            await dispatch(self.atoll.pipeline, identity, topic, bytes(data))
+            await pipeline.hold(identity, "mqtt")
+            await dispatch(pipeline, identity, topic, bytes(data))
         except Exception as e:  # noqa: BLE001 - no PUBACK; the client re-sends after reconnecting
             self._fail(e)
             return
@@ -230,15 +259,18 @@ class DeviceHandler(BrokerProtocolHandler):
         may send nothing (the packets after it are ignored)."""
         pipeline = self.atoll.pipeline
         parsed, ids = [], []
+        cost = 0
         for packet in packets:
             header = packet.fixed_header
             if header.packet_type == PUBLISH and not header.flags & 0x04:  # QoS 0 or 1
                 var = packet.variable_header
                 if var.topic_name == telemetry_topic:
                     try:
-                        parsed.append(pipeline.validate(identity, packet.payload.data, "mqtt"))
+                        p = pipeline.validate(identity, packet.payload.data, "mqtt")
+                        parsed.append(p)
+                        cost += len(p.ts)
                     except InvalidInput:
-                        pass  # counted by the pipeline; the message is handled and acknowledged
+                        cost += 1  # counted by the pipeline; the message is handled and acknowledged
                     if var.packet_id is not None:
                         ids.append(var.packet_id)
                     continue
@@ -253,6 +285,7 @@ class DeviceHandler(BrokerProtocolHandler):
                     return packet
                 self._spawn(self._to_amqtt(packet))
         self._commit(parsed, ids)
+        self._cost += cost
         return None
 
     def _commit(self, parsed: list, ids: list[int]) -> None:

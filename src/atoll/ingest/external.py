@@ -19,6 +19,13 @@ running one.
 * The broker enforces device auth and ACLs (see ``atoll.ingest.mosquitto_auth``), so the
   device id in the topic is trustworthy. Bad payloads are still counted per device here;
   refused connections and ACL violations are in the broker's log.
+* Rate limits: a device over its own or its tenant's limit has its messages held back, not
+  acknowledged to the broker, one at a time and in order, until it is out of debt (counted as
+  ``throttled``). The broker has already acknowledged them to the device, and may be replaying
+  a backlog queued while Atoll was down, so refusing would lose data the broker accepted. The
+  cost: held messages take slots of the worker's receive window, so a flood above its limit
+  slows the other devices of this node too; the broker has no per-client rate limit to stop
+  it earlier (docs/DEVICES.md, "Rate limits").
 """
 
 from __future__ import annotations
@@ -357,6 +364,7 @@ class ExternalIngest:
                                      f"no device {parsed[0]!r} in the registry")
             else:
                 try:
+                    await self.pipeline.hold(identity, "mqtt")
                     await dispatch(self.pipeline, identity, topic, payload)
                 except Unavailable as e:
                     # Not acknowledged: the broker keeps it in this worker's session and delivers

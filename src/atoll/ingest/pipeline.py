@@ -11,6 +11,11 @@ messages costs one future and one callback instead of one awaiting task per mess
 
 Rejections are counted in memory and flushed to the registry about once a second, so a
 device flooding bad messages cannot turn into a database write per message.
+
+Rate limits (``atoll.ingest.quota``): every message handled here is charged to its device and
+tenant. HTTP asks ``admit`` before taking a request (it can refuse: 429); transports that
+cannot refuse wait instead: message by message in ``hold`` (MQTT over WebSockets, external
+MQTT), or before each read of a connection (``read_pacer``, the embedded fast path).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import msgspec
 
 from atoll.bus.port import MessageBus
 from atoll.core import topics
-from atoll.core.errors import AtollError, Conflict, InvalidInput, NotFound, Unavailable
+from atoll.core.errors import AtollError, Conflict, InvalidInput, NotFound, RateLimited, Unavailable
 from atoll.ingest import events
 from atoll.ingest.devices import DeviceDirectory, Identity
+from atoll.ingest.quota import Quotas, ReadPacer
 from atoll.ingest.validate import (
     DEFAULT_LIMITS,
     INTEGER_TOO_LARGE,
@@ -50,6 +56,11 @@ from atoll.store.port import SeriesStore
 log = logging.getLogger(__name__)
 
 OUT_OF_RANGE_ACCEPTED = "out_of_range_accepted"
+#: Over the rate limit: refused (HTTP 429) / waited for (MQTT; stored).
+RATE_LIMITED = "rate_limited"
+THROTTLED = "throttled"
+#: Counted with the rejections, but the message was stored.
+ACCEPTED_REASONS = frozenset({OUT_OF_RANGE_ACCEPTED, THROTTLED})
 #: Twin documents and command ack results nest at most this deep (they are merged and copied
 #: recursively, and a deeper document is no device's honest state).
 MAX_JSON_DEPTH = 32
@@ -69,6 +80,9 @@ class IngestStats:
     #: Refusals by reason over all devices (unknown devices included; the registry keeps
     #: per-device counts only for devices it knows).
     by_reason: dict[str, int] = field(default_factory=dict)
+    #: Embedded MQTT connections paused for being over their rate limit, and for how long.
+    throttled: int = 0
+    throttled_seconds: float = 0.0
 
 
 class _Item:
@@ -82,6 +96,14 @@ class _Item:
         self.future = future
 
 
+class _Held:
+    __slots__ = ("lock", "waiting")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.waiting = 0
+
+
 class IngestPipeline:
     def __init__(
         self,
@@ -93,6 +115,7 @@ class IngestPipeline:
         max_commit_points: int = 500_000,
         max_queued_points: int = 2_000_000,
         flush_interval: float = 1.0,
+        quotas: Quotas | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -101,7 +124,10 @@ class IngestPipeline:
         self.max_commit_points = max_commit_points
         self.max_queued_points = max_queued_points
         self.flush_interval = flush_interval
+        self.quotas = quotas if quotas is not None and not quotas.unlimited else None
         self.stats = IngestStats()
+        self._throttled_s: dict[str, float] = {}  # per device, since start
+        self._held: dict[str, _Held] = {}  # devices whose messages wait in ``hold``
         self._cv = threading.Condition()
         self._pending: list[_Item] = []
         self._pending_points = 0
@@ -160,7 +186,13 @@ class IngestPipeline:
 
         Raises ``InvalidInput`` (counted as a rejection) or ``Unavailable`` (store failed).
         """
-        return await self.write(self.validate(identity, body, transport))
+        try:
+            parsed = self.validate(identity, body, transport)
+        except InvalidInput:
+            self.charge(identity, 1)
+            raise
+        self.charge(identity, len(parsed.ts))
+        return await self.write(parsed)
 
     def validate(self, identity: Identity, body: bytes, transport: str = "mqtt") -> ParsedTelemetry:
         """Validate one telemetry message; a refusal is counted and raised as ``InvalidInput``."""
@@ -188,6 +220,82 @@ class IngestPipeline:
         await self.room()
         await self.enqueue([parsed])
         return len(parsed)
+
+    # -- rate limits -----------------------------------------------------------------------
+
+    def charge(self, identity: Identity, points: int) -> float:
+        """Charge ``points`` (at least 1 per message) to the device and its tenant; returns the
+        seconds the sender is now in debt."""
+        quotas = self.quotas
+        if quotas is None:
+            return 0.0
+        return quotas.charge(identity.device, identity.tenant, points)
+
+    def read_pacer(self, identity: Identity, largest: int) -> ReadPacer | None:
+        """Read sizes for one connection of ``identity`` (``None``: no limit applies)."""
+        quotas = self.quotas
+        if quotas is None or quotas.policy(identity.tenant).unlimited:
+            return None
+        return ReadPacer(quotas, identity.device, identity.tenant, largest)
+
+    def over_limit(self, identity: Identity) -> float:
+        """Seconds until the device and its tenant have a point to spend again (0: now)."""
+        quotas = self.quotas
+        if quotas is None:
+            return 0.0
+        return quotas.wait(identity.device, identity.tenant)
+
+    def admit(self, identity: Identity, transport: str) -> None:
+        """For transports that can refuse: raise ``RateLimited`` (counted) while over the limit."""
+        wait = self.over_limit(identity)
+        if wait > 0:
+            assert self.quotas is not None
+            msg = (f"over the rate limit ({self.quotas.describe(identity.tenant)}); "
+                   f"retry in {wait:.1f} s")
+            self.reject(identity.device, transport, RATE_LIMITED, msg, log_level=logging.INFO)
+            raise RateLimited(msg, retry_after=wait,
+                              hint="send less often, or batch readings and slow down")
+
+    async def hold(self, identity: Identity, transport: str) -> None:
+        """For transports that handle messages one by one and cannot refuse them: wait until
+        the device and its tenant are within their limits (counted as ``throttled``). A
+        device's held messages go one at a time, in arrival order (``asyncio.Lock`` is fair).
+
+        The caller must hand the message on (``dispatch``) without awaiting anything else
+        first: it is charged there, and the next held message must see that charge.
+        """
+        if self.quotas is None:
+            return
+        device = identity.device
+        held = self._held.get(device)
+        if held is None:
+            if self.over_limit(identity) <= 0:
+                return
+            held = self._held[device] = _Held()
+        held.waiting += 1
+        try:
+            async with held.lock:
+                backoff = 0.0  # as ReadPacer.wait: still over after a wait, wait longer
+                while (wait := self.over_limit(identity)) > 0:
+                    wait = max(wait, backoff)
+                    backoff = min(2 * wait, ReadPacer.MAX_BACKOFF_S)
+                    self.paused(identity, transport, wait)
+                    await asyncio.sleep(wait)
+        finally:
+            held.waiting -= 1
+            if not held.waiting:
+                del self._held[device]
+
+    def paused(self, identity: Identity, transport: str, seconds: float) -> None:
+        """Count that a sender's messages wait ``seconds`` (``throttled``; they are stored)."""
+        total = self._throttled_s.get(identity.device, 0.0) + seconds
+        self._throttled_s[identity.device] = total
+        self.stats.throttled += 1
+        self.stats.throttled_seconds += seconds
+        policy = self.quotas.describe(identity.tenant) if self.quotas else "none"
+        self.reject(identity.device, transport, THROTTLED,
+                    f"reading paused {seconds:.2f} s ({total:.1f} s since the server started): "
+                    f"over the rate limit ({policy}); nothing is lost", log_level=logging.INFO)
 
     async def room(self) -> None:
         """Back-pressure: wait while the writer is behind."""
@@ -316,6 +424,7 @@ class IngestPipeline:
     # -- twins and commands ------------------------------------------------------------------
 
     async def twin_reported(self, identity: Identity, body: bytes, transport: str = "mqtt") -> Any:
+        self.charge(identity, 1)
         doc = self._json_object(identity, body, transport, "twin reported")
         try:
             result = await asyncio.to_thread(self._directory().patch_reported, identity.device, doc)
@@ -328,6 +437,7 @@ class IngestPipeline:
 
     async def command_ack(self, identity: Identity, command_id: str, body: bytes,
                           transport: str = "mqtt") -> Any:
+        self.charge(identity, 1)
         doc = self._json_object(identity, body, transport, "command ack")
         status = doc.get("status", "ok")
         if status not in ("ok", "error"):
@@ -410,7 +520,7 @@ class IngestPipeline:
             row[1] = message
             row[2] = _now_us()
         self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
-        if reason != OUT_OF_RANGE_ACCEPTED:
+        if reason not in ACCEPTED_REASONS:
             self.stats.rejected += 1
 
     def pending_rejections(self) -> Mapping[tuple[str, str, str], list]:
@@ -443,6 +553,8 @@ class IngestPipeline:
     async def _flush_loop(self) -> None:
         while True:
             await asyncio.sleep(self.flush_interval)
+            if self.quotas is not None:
+                self.quotas.prune()
             await self.flush_counters()
 
 

@@ -47,7 +47,27 @@ def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
     return context
 
 
-class WebSocketReader(ReaderAdapter):
+class PausableReader:
+    """A device connection's reader that can stop reading for a while (rate limits: the
+    client's TCP window fills and it waits; nothing is lost). ``last`` is when data last
+    arrived, for the keep-alive watchdog, which must not count a pause as the client's silence.
+    """
+
+    last: float
+    _resume_at: float = 0.0
+
+    def pause(self, seconds: float) -> None:
+        self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+        self.last = max(self.last, self._resume_at)
+
+    async def resumed(self) -> None:
+        """Return once the pause is over."""
+        while (wait := self._resume_at - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        self._resume_at = 0.0
+
+
+class WebSocketReader(PausableReader, ReaderAdapter):
     """MQTT bytes out of WebSocket messages (a packet may span messages, or share one)."""
 
     def __init__(self, websocket: Any) -> None:
@@ -56,6 +76,8 @@ class WebSocketReader(ReaderAdapter):
         self.last = time.monotonic()
 
     async def read(self, n: int = -1) -> bytes:
+        if self._resume_at:
+            await self.resumed()
         while len(self._buffer) < max(n, 1):
             try:
                 message = await self._ws.recv()
