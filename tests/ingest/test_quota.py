@@ -30,24 +30,30 @@ def test_docstring_examples():
     assert result.attempted and not result.failed
 
 
+B1 = "other~b1"
+
+
 class Tenants:
-    """A started platform with devices s1, s2 in tenant "default" and b1 in tenant "other"."""
+    """A started platform with devices s1, s2 in tenant "default" and b1 in tenant "other"
+    (stored in its namespace: ``B1`` is its id)."""
 
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         reg = platform.registry
         reg.create_tenant("Other", "other")
         self.secrets = {}
+        self.projects = {}
         for tenant, project, devices in (("default", "lab", ("s1", "s2")), ("other", "lab-b", ("b1",))):
-            reg.create_project(tenant, project, project_id=project)
-            reg.create_device_type(project, "climate", CLIMATE)
+            pid = reg.create_project(tenant, project, project_id=project).id
+            reg.create_device_type(pid, "climate", CLIMATE)
             for d in devices:
-                _, creds = reg.register_device(project, device_id=d, device_type="climate")
-                self.secrets[d] = creds.secret
+                device, creds = reg.register_device(pid, device_id=d, device_type="climate")
+                assert device.id in (d, B1)
+                self.secrets[device.id] = creds.secret
+                self.projects[device.id] = pid
 
     def stored(self, device: str) -> list[float]:
-        project = "lab-b" if device == "b1" else "lab"
-        key = SeriesKey(project, device, "temperature")
+        key = SeriesKey(self.projects[device], device, "temperature")
         return sorted(self.platform.store.query_raw(key, 0, END).value.tolist())
 
     async def rejections(self, device: str) -> dict[tuple[str, str], int]:
@@ -112,7 +118,7 @@ async def test_embedded_mqtt_slows_a_device_over_its_rate_and_loses_nothing(star
     port = t.platform.mqtt.port
     flooding = asyncio.create_task(asyncio.to_thread(flood, port, "s1", t.secrets["s1"], 400))
     await asyncio.sleep(0.3)
-    victim = await asyncio.to_thread(trickle, port, "b1", t.secrets["b1"], 20)
+    victim = await asyncio.to_thread(trickle, port, B1, t.secrets[B1], 20)
     elapsed = await flooding
     # 100 at once, then 100/s: at least 3 s for 400 (unlimited: well under a second).
     assert elapsed > 2.0, f"400 messages took only {elapsed:.2f} s"
@@ -122,8 +128,8 @@ async def test_embedded_mqtt_slows_a_device_over_its_rate_and_loses_nothing(star
     assert (await t.rejections("s1")).get(("mqtt", "throttled"), 0) >= 1
     # Another device, busy at the same time, is not slowed down.
     assert max(victim) < 1.5, victim
-    assert t.stored("b1") == list(range(20))
-    assert ("mqtt", "throttled") not in await t.rejections("b1")
+    assert t.stored(B1) == list(range(20))
+    assert ("mqtt", "throttled") not in await t.rejections(B1)
 
 
 async def test_a_tenant_limit_is_shared_by_its_devices_and_not_by_other_tenants(start):
@@ -133,13 +139,13 @@ async def test_a_tenant_limit_is_shared_by_its_devices_and_not_by_other_tenants(
     floods = [asyncio.create_task(asyncio.to_thread(flood, port, d, t.secrets[d], 200))
               for d in ("s1", "s2")]
     await asyncio.sleep(0.3)
-    victim = await asyncio.to_thread(trickle, port, "b1", t.secrets["b1"], 20)
+    victim = await asyncio.to_thread(trickle, port, B1, t.secrets[B1], 20)
     elapsed = await asyncio.gather(*floods)
     assert max(elapsed) > 2.0, elapsed  # 400 points of one tenant: at least 3 s
     assert t.stored("s1") == list(range(200)) and t.stored("s2") == list(range(200))
     # Tenant "other" has a bucket of its own.
     assert max(victim) < 1.5, victim
-    assert ("mqtt", "throttled") not in await t.rejections("b1")
+    assert ("mqtt", "throttled") not in await t.rejections(B1)
 
 
 async def test_idle_connections_do_not_use_up_their_tenants_limit(start):
@@ -162,7 +168,7 @@ async def test_idle_connections_do_not_use_up_their_tenants_limit(start):
 async def test_a_tenant_override_replaces_the_default_limits(start):
     t = await start(**limits(quota_tenants={"other": {"device_rate": 0}}))
     port = t.platform.mqtt.port
-    assert await asyncio.to_thread(flood, port, "b1", t.secrets["b1"], 400) < 2.0
+    assert await asyncio.to_thread(flood, port, B1, t.secrets[B1], 400) < 2.0
     assert await asyncio.to_thread(flood, port, "s1", t.secrets["s1"], 300) > 1.0
 
 
