@@ -179,9 +179,9 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
         reg = p.registry
         reg.create_project("default", "Flood", project_id="flood")
         reg.create_tenant("Victim", "victim")
-        reg.create_project("victim", "Victim", project_id="quiet")
+        quiet = reg.create_project("victim", "Victim", project_id="quiet").id  # victim~quiet
         floods = [reg.register_device("flood", device_id=f"a{i}")[1] for i in range(flooders)]
-        b1 = reg.register_device("quiet", device_id="b1")[1]
+        b1 = reg.register_device(quiet, device_id="b1")[1]
         port = p.mqtt.port
 
         if flood == "max_speed":
