@@ -62,6 +62,7 @@ from atoll.core.errors import InvalidInput, Unavailable
 from atoll.ingest.devices import Identity
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.mqtt_frames import PacketSplitter
+from atoll.ingest.transports import TcpWriter, WebSocketWriter
 
 if TYPE_CHECKING:
     from atoll.ingest.embedded_broker import EmbeddedBroker
@@ -133,7 +134,7 @@ class DeviceHandler(BrokerProtocolHandler):
         try:
             while not self._closing:
                 data = await reader.read_chunk()
-                if not data:
+                if not data or self._closing:  # closing: cut by ``cut()`` while reading
                     break
                 packets, error = splitter.feed(data)
                 last = self._handle(packets, identity, telemetry_topic)
@@ -177,8 +178,17 @@ class DeviceHandler(BrokerProtocolHandler):
         except Exception as e:  # noqa: BLE001 - no PUBACK; the client re-sends after reconnecting
             self._fail(e)
             return
-        if qos == 1 and self.writer is not None:
+        if qos == 1 and self.writer is not None and not self._closing:
             self.writer.write(_puback(publish_packet.variable_header.packet_id))
+
+    def cut(self) -> None:
+        """Close the connection now, acknowledging nothing more (the device was revoked,
+        disabled or deleted). Messages already queued for a group commit are still stored, but
+        their PUBACKs are never sent; nothing read after this is ingested."""
+        self._closing = True
+        self._owed.clear()
+        if isinstance(self.writer, TcpWriter | WebSocketWriter):
+            self.writer.abort()
 
     # -- the chunk -------------------------------------------------------------------------
 
