@@ -60,6 +60,23 @@ class TcpWriter(StreamWriterAdapter):
         self.is_closed = True  # later writes are dropped
         self._transport.abort()
 
+    async def close(self) -> None:
+        # amqtt's drains first and gives up (leaving the socket open) if that fails, e.g. on
+        # a connection the CONNECT deadline shut down: here the socket is always closed.
+        if self.is_closed:
+            return
+        self.is_closed = True
+        try:
+            await asyncio.wait_for(self._writer.drain(), 5)
+        except asyncio.CancelledError:
+            self._transport.abort()
+            raise
+        except Exception as e:  # noqa: BLE001 - the peer is gone or does not read
+            log.debug("closing without draining: %r", e)
+            self._transport.abort()
+            return
+        self._transport.close()
+
 
 def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
     """TLS for a server that asks clients for no certificate. Raises ``ssl.SSLError``."""
