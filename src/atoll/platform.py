@@ -25,6 +25,7 @@ from atoll import datadir
 from atoll.bus.port import MessageBus
 from atoll.config import Settings
 from atoll.core.errors import InvalidInput, Unavailable
+from atoll.ingest.admission import raise_fd_limit
 from atoll.ingest.embedded_broker import EmbeddedBroker, check_port_free
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.store.port import SeriesStore
@@ -125,6 +126,7 @@ class Platform:
         from atoll.store import open_store
 
         s = self.settings
+        self._limit_logs()
         await asyncio.to_thread(datadir.secure, s.home)
         if self.store is None:
             self.store = await asyncio.to_thread(open_store, s.resolved_store_url)
@@ -149,10 +151,11 @@ class Platform:
         self._stack.append(("ingest", self.pipeline.stop))
 
         if s.mqtt_mode == "embedded":
+            from atoll.ingest.admission import AdmissionLimits
             from atoll.ingest.listeners import listeners
 
             self.mqtt = EmbeddedBroker(self.pipeline, directory, host=s.mqtt_host, port=s.mqtt_port,
-                                       listeners=listeners(s))
+                                       listeners=listeners(s), admission=AdmissionLimits.of(s))
         elif s.mqtt_mode == "external":
             from atoll.ingest.external import ExternalIngest
 
@@ -171,14 +174,31 @@ class Platform:
             await self.mqtt.start()
             self._stack.append(("mqtt", self.mqtt.stop))
 
+        # ``sessions``: registry changes through the API (disable, revoke, rotate, delete) close
+        # the device's live connections before they answer.
         ctx = AppContext(self.registry, self.store, ingest=self.pipeline, commands=self.commands,
-                         bus=self.bus)
+                         bus=self.bus, sessions=self.mqtt)
         ctx.settings = s  # type: ignore[attr-defined]
         ctx.platform = self  # type: ignore[attr-defined]
         self.app = create_app(ctx, max_body_bytes=s.max_payload_bytes)
         await self._start_http()
         # The stores and the broker auth files were just created with the process umask.
         await asyncio.to_thread(datadir.secure, s.home)
+
+    def _limit_logs(self) -> None:
+        """Hostile traffic must not fill the disk: rate-limit the loggers it can reach."""
+        from atoll.ingest.log_limit import LogLimit
+
+        limit = LogLimit()
+        limit.install()
+        task = asyncio.create_task(limit.run(), name="atoll-log-limit")
+
+        def stop() -> None:
+            task.cancel()
+            limit.uninstall()
+            limit.report()
+
+        self._stack.append(("log limit", stop))
 
     async def _hand_over(self, device: str, topic_filter: str) -> None:
         """A device subscribed: send it the desired twin and the commands it missed."""
@@ -313,7 +333,11 @@ def tune_interpreter() -> None:
     frozen out of the cyclic garbage collector's sight. Otherwise each full collection walks
     them all (60-100 ms); ingest triggers one every ~13,000 single-reading messages, which
     cost ~12 µs of event-loop time per message (docs/BENCHMARKS.md, Ingest, 2026-12-03).
+
+    The open-file limit is raised to its hard limit: a soft limit of 1,024 is far below what
+    a broker needs, and the MQTT connection caps are derived from it (``ingest.admission``).
     """
     global _tuned
     _tuned = True
     sys.setswitchinterval(0.001)
+    raise_fd_limit()

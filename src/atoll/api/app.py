@@ -32,7 +32,7 @@ from atoll.api import (
     twins,
     users,
 )
-from atoll.api.context import ApiContext, CommandSender, IngestSubmitter
+from atoll.api.context import ApiContext, CommandSender, DeviceSessions, IngestSubmitter
 from atoll.api.errors import BodyLimit, install
 from atoll.api.schemas import ERROR_RESPONSES
 from atoll.registry import Registry
@@ -58,6 +58,7 @@ class AppContext:
     ingest: IngestSubmitter | None = None
     commands: CommandSender | None = None
     bus: Any = None
+    sessions: DeviceSessions | None = None
 
 
 def create_app(ctx: ApiContext, *, max_body_bytes: int | None = None,

@@ -1,7 +1,7 @@
 """What the HTTP API needs from the rest of the platform: small ports, wired by the runtime.
 
 ``atoll.ingest.pipeline.IngestPipeline`` satisfies ``IngestSubmitter``; the MQTT side of ingest
-provides a ``CommandSender``. Either may be ``None`` (e.g. MQTT off): the API then degrades
+provides a ``CommandSender`` and ``DeviceSessions``. Any may be ``None`` (e.g. MQTT off): the API then degrades
 (commands stay ``pending`` for HTTP polling, device-facing ingest answers 503).
 """
 
@@ -38,6 +38,15 @@ class CommandSender(Protocol):
         """Publish the whole desired document (retained) on the device's ``twin/desired`` topic."""
 
 
+@runtime_checkable
+class DeviceSessions(Protocol):
+    async def disconnect(self, device_id: str, reason: str, *, forget: bool = False) -> int:
+        """Close the device's live MQTT connections now (it was disabled, revoked, rotated or
+        deleted); return how many. When it returns, nothing more of the device is
+        acknowledged over those connections. ``forget``: the device was deleted, drop what
+        the broker keeps for it (persistent session) too."""
+
+
 class ApiContext(Protocol):
     """Anything with these attributes; ``atoll.api.AppContext`` is the plain dataclass form."""
 
@@ -45,3 +54,4 @@ class ApiContext(Protocol):
     store: SeriesStore
     ingest: IngestSubmitter | None
     commands: CommandSender | None
+    sessions: DeviceSessions | None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
+from anyio import from_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBearer
 from starlette.concurrency import run_in_threadpool
@@ -31,6 +33,13 @@ _basic = HTTPBasic(auto_error=False, description="Device id and secret")
 
 def get_ctx(request: Request) -> ApiContext:
     return request.app.state.ctx
+
+
+def disconnect_device(ctx: ApiContext, device: str, reason: str, *, forget: bool = False) -> None:
+    """Close a device's live connections and wait for it, from a sync route (FastAPI runs
+    those in a worker thread of the event loop that owns the connections)."""
+    if ctx.sessions is not None:
+        from_thread.run(functools.partial(ctx.sessions.disconnect, device, reason, forget=forget))
 
 
 def _principal(

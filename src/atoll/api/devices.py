@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from atoll.api.deps import Ctx, Operator, Viewer, audit
+from atoll.api.deps import Ctx, Operator, Viewer, audit, disconnect_device
 from atoll.api.schemas import CredentialsOut, DeviceOut, Offset, RegisteredDevice, RejectionOut, iso
 
 router = APIRouter(tags=["devices"])
@@ -88,14 +88,18 @@ def update_device(device: str, body: DevicePatch, who: Operator, ctx: Ctx):
     kw = {"device_type": body.device_type} if "device_type" in body.model_fields_set else {}
     dev = ctx.registry.update_device(device, who.tenant, name=body.name, labels=body.labels,
                                      disabled=body.disabled, **kw)
+    if body.disabled:
+        disconnect_device(ctx, device, "disabled")
     audit(ctx, who, "device.update", f"device:{device}", body.model_dump(exclude_unset=True))
     return DeviceOut.of(dev)
 
 
 @router.delete("/devices/{device}", status_code=204, summary="Delete a device")
 def delete_device(device: str, who: Operator, ctx: Ctx):
-    """The device can no longer connect. Its stored telemetry stays until the project's retention removes it."""
+    """The device can no longer connect, and its live connections are closed before this
+    answers. Its stored telemetry stays until the project's retention removes it."""
     ctx.registry.delete_device(device, who.tenant)
+    disconnect_device(ctx, device, "deleted", forget=True)
     audit(ctx, who, "device.delete", f"device:{device}")
     return Response(status_code=204)
 

@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from amqtt.adapters import StreamWriterAdapter
+import websockets
+import websockets.asyncio.server
 from amqtt.broker import Action, Broker
+from amqtt.contexts import ListenerType
 from amqtt.errors import AMQTTError, BrokerError, MQTTError, NoDataError
 from amqtt.mqtt.disconnect import DisconnectPacket
 from amqtt.session import Session
@@ -43,15 +46,18 @@ from amqtt.utils import gen_client_id
 
 from atoll.core import acl, topics
 from atoll.core.errors import AtollError, Forbidden, InvalidInput, Unavailable
+from atoll.ingest.admission import Admission, AdmissionLimits
+from atoll.ingest.connect import ConnectRefused, read_connect
 from atoll.ingest.devices import DeviceDirectory, Identity
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.embedded_connection import DeviceHandler, DeviceStreamReader
 from atoll.ingest.mqtt_frames import PacketError
 from atoll.ingest.pipeline import IngestPipeline
-from atoll.ingest.transports import adapt_broker
+from atoll.ingest.transports import TcpWriter, adapt_broker
 
 log = logging.getLogger(__name__)
 
+ANONYMOUS = "(anonymous)"  # the "device" refusals before authentication are counted for
 AUTH_FAILED = "auth_failed"
 DEVICE_DISABLED = "device_disabled"
 ACL_SUBSCRIBE = "acl_subscribe"
@@ -71,17 +77,25 @@ class _AtollAmqttBroker(Broker):
         self._atoll = atoll
 
     async def _initialize_client_session(self, reader, writer, remote_address, remote_port):
-        # Same contract as amqtt's, but credentials are checked before any session is looked up.
+        # Same contract as amqtt's, but the first packet must be a small CONNECT (read whole,
+        # see ``atoll.ingest.connect``) and credentials are checked before any session is
+        # looked up.
+        admission = self._atoll.admission
         try:
+            connect = await read_connect(reader, admission.limits.max_connect_bytes)
+            # Then decoded strictly: it must encode back to exactly its bytes (lying lengths,
+            # missing fields, ill-formed UTF-8, NUL, a Will topic that is not a topic name).
             handler, session = await DeviceHandler.init_from_connect(
-                reader, writer, self.plugins_manager, max_packet=self._atoll.packet_limit())
-        except PacketError as exc:  # before authentication: nobody to count it against yet
-            self._atoll.pipeline.reject(ANONYMOUS, "mqtt", exc.reason, f"from {remote_address}: {exc.message}")
+                connect, writer, self.plugins_manager, max_packet=admission.limits.max_connect_bytes)
+        except (ConnectRefused, PacketError) as e:  # before authentication: counted as anonymous
+            admission.refuse(e.reason, f"{e.message} (from {remote_address})")
             await _close(writer)
-            raise AMQTTError(exc.message) from None
-        except (MQTTError, NoDataError) as exc:
+            raise AMQTTError(e.message) from None
+        except (MQTTError, NoDataError, EOFError) as exc:
             await _close(writer)
             raise AMQTTError(exc) from exc
+        fd = writer.fileno()
+        admission.connect_read(fd)
         random_id = (session.client_id or "").startswith("amqtt/")
         identity = await self._atoll.authenticate(session, random_id)  # and the Will's topic
         if identity is None:
@@ -89,6 +103,7 @@ class _AtollAmqttBroker(Broker):
             await handler.mqtt_connack_authorize(False)
             await _close(writer)
             raise AMQTTError(f"refused CONNECT from {remote_address} as {session.username!r}")
+        admission.authenticated(fd)
         if session.clean_session:
             if session.client_id:
                 await self._delete_session(session.client_id)
@@ -120,7 +135,24 @@ class _AtollAmqttBroker(Broker):
     async def stream_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                listener_name: str) -> None:
         # Device connections get Atoll's chunked reader (see ``embedded_connection``).
-        await self._client_connected(listener_name, DeviceStreamReader(reader), StreamWriterAdapter(writer))
+        await self._client_connected(listener_name, DeviceStreamReader(reader), TcpWriter(writer))
+
+    async def _create_server_instance(self, listener_name, listener_type, address, port, ssl_context):
+        # amqtt's, on a listening socket of ``atoll.ingest.admission`` (caps at accept).
+        try:
+            sock = self._atoll.admission.listen(address, port)
+        except OSError as e:
+            raise BrokerError(f"cannot listen on {address}:{port}: {e.strerror or e}") from e
+        if listener_type == ListenerType.TCP:
+            return await asyncio.start_server(
+                functools.partial(self.stream_connected, listener_name=listener_name),
+                sock=sock, ssl=ssl_context)
+        if listener_type == ListenerType.WS:
+            return await websockets.asyncio.server.serve(
+                functools.partial(self.ws_connected, listener_name=listener_name),
+                sock=sock, ssl=ssl_context, subprotocols=[websockets.Subprotocol("mqtt")])
+        sock.close()
+        raise BrokerError(f"unsupported listener type: {listener_type}")
 
     async def add_subscription(self, subscription: tuple[str, int], session: Session) -> int:
         qos = await super().add_subscription(subscription, session)
@@ -133,7 +165,10 @@ class _AtollAmqttBroker(Broker):
         return qos
 
     async def _authenticate(self, session: Session, _listener) -> bool:
-        return getattr(session, "atoll_identity", None) is not None
+        # Runs with no suspension point before the session is registered: a device cut
+        # (revoked, disabled, deleted) during its CONNECT is refused here, or found by the cut.
+        identity = getattr(session, "atoll_identity", None)
+        return identity is not None and not self._atoll.cut_since(identity.device, session.atoll_cuts)
 
     async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
         identity = getattr(session, "atoll_identity", None)
@@ -206,7 +241,8 @@ class EmbeddedBroker:
 
     def __init__(self, pipeline: IngestPipeline, directory: DeviceDirectory, *,
                  host: str = "127.0.0.1", port: int = 1883, recheck_interval: float = 10.0,
-                 listeners: dict[str, dict[str, Any]] | None = None) -> None:
+                 listeners: dict[str, dict[str, Any]] | None = None,
+                 admission: AdmissionLimits | None = None) -> None:
         self.pipeline = pipeline
         self.directory = directory
         self.host = host
@@ -224,6 +260,12 @@ class EmbeddedBroker:
         self.max_packet_bytes: int | None = None
         #: ``async (device, topic_filter)`` run after a device subscribed (set by the runtime).
         self.on_subscribed: Callable[[str, str], Awaitable[None]] | None = None
+        #: Connection caps and the CONNECT deadline, on every listener.
+        self.admission = Admission(admission or AdmissionLimits(), self._refused)
+        self._admission_task: asyncio.Task | None = None
+        #: How many times each device was cut (revoked, disabled, deleted): a CONNECT that
+        #: authenticated before a cut is refused after it.
+        self._cuts: dict[str, int] = {}
 
     def track(self, task: asyncio.Task) -> None:
         self._tasks.add(task)
@@ -239,7 +281,7 @@ class EmbeddedBroker:
             "timeout_disconnect_delay": 2,
         }
         self._broker = _AtollAmqttBroker(config, self)
-        adapt_broker(self._broker)
+        adapt_broker(self._broker, self.packet_limit)
         try:
             await self._broker.start()
         except (AMQTTError, BrokerError) as e:
@@ -251,9 +293,10 @@ class EmbeddedBroker:
         self.port = self.ports["default"]
         self._recheck = asyncio.create_task(self._recheck_loop(), name="atoll-mqtt-recheck")
         self._watchdog = asyncio.create_task(self._keep_alive_loop(), name="atoll-mqtt-keepalive")
+        self._admission_task = asyncio.create_task(self.admission.run(), name="atoll-mqtt-admission")
 
     async def stop(self) -> None:
-        for t in [*self._tasks, self._watchdog]:
+        for t in [*self._tasks, self._watchdog, self._admission_task]:
             if t is not None:
                 t.cancel()
         if self._recheck is not None:
@@ -278,11 +321,20 @@ class EmbeddedBroker:
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
 
+    def _refused(self, reason: str, message: str) -> None:
+        # Connection-level refusals have no device yet: counted under one name, so a flood
+        # adds to a counter, not to the rejection table.
+        self.pipeline.reject(ANONYMOUS, "mqtt", reason, message)
+
+    def cut_since(self, device: str, cuts: int) -> bool:
+        return self._cuts.get(device, 0) != cuts
+
     async def authenticate(self, session: Session, random_id: bool) -> Identity | None:
         user = session.username or ""
         password = session.password or ""
         if isinstance(password, bytes):
             password = password.decode("utf-8", "replace")
+        session.atoll_cuts = self._cuts.get(user, 0)
         try:
             identity = await asyncio.to_thread(self.directory.authenticate_device, user, password)
         except AtollError as e:
@@ -339,17 +391,44 @@ class EmbeddedBroker:
         return {s.atoll_identity.device for s, _ in self._broker._sessions.values()
                 if getattr(s, "atoll_identity", None) is not None and s.transitions.state == "connected"}
 
-    async def disconnect_device(self, device_id: str) -> int:
-        """Drop every connection of a device (after revocation or disable)."""
-        if self._broker is None:
+    async def disconnect(self, device_id: str, reason: str, *, forget: bool = False) -> int:
+        """``DeviceSessions``: close every connection of a device at once (it was revoked,
+        disabled, rotated or deleted); returns how many were closed.
+
+        When this returns, the sockets are closed and nothing more of the device is read or
+        acknowledged; a CONNECT of the device still being checked is refused. Messages already
+        queued for a group commit are stored but never acknowledged (the device cannot tell
+        them from lost ones, and cannot re-send them with the old credentials). The device's
+        Will is not published: it would be a message of the device sent after the change.
+        ``forget`` (a delete): its persistent session (subscriptions, queued messages) is
+        dropped too.
+        """
+        self._cuts[device_id] = self._cuts.get(device_id, 0) + 1
+        broker = self._broker
+        if broker is None:
             return 0
-        n = 0
-        for session, handler in list(self._broker._sessions.values()):
+        cut = []
+        for session, handler in list(broker._sessions.values()):
             ident = getattr(session, "atoll_identity", None)
-            if ident is not None and ident.device == device_id and session.transitions.state == "connected":
-                await handler.handle_connection_closed()
-                n += 1
-        return n
+            if ident is None or ident.device != device_id:
+                continue
+            if session.transitions.state == "connected":
+                session.will_flag = False
+                handler.cut()
+                cut.append((session, handler))
+        for _, handler in cut:
+            await handler.handle_connection_closed()  # amqtt ends the session
+        deadline = time.monotonic() + 2.0
+        while any(s.transitions.state == "connected" for s, _ in cut) and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        if forget:
+            for client_id, (session, _) in list(broker._sessions.items()):
+                ident = getattr(session, "atoll_identity", None)
+                if ident is not None and ident.device == device_id:
+                    await broker._delete_session(client_id)
+        if cut:
+            log.info("closed %d connection(s) of device %s: %s", len(cut), device_id, reason)
+        return len(cut)
 
     async def _keep_alive_loop(self) -> None:
         # MQTT 3.1.1 §3.1.2.10: no packet for 1.5 × keep-alive means the client is gone.
@@ -368,7 +447,8 @@ class EmbeddedBroker:
                     await handler.handle_connection_closed()
 
     async def _recheck_loop(self) -> None:
-        # Credentials can be revoked or a device disabled while it is connected.
+        # A safety net: changes made through the API cut connections at once (``disconnect``),
+        # this finds those made otherwise (another process sharing the registry database).
         while True:
             await asyncio.sleep(self.recheck_interval)
             if self._broker is None:
@@ -385,7 +465,7 @@ class EmbeddedBroker:
                                             password)
                 except AtollError as e:
                     log.warning("disconnecting device %s: %s", ident.device, e.message)
-                    await self.disconnect_device(ident.device)
+                    await self.disconnect(ident.device, e.message)
 
 
 def check_port_free(host: str, port: int, what: str, flag: str) -> None:

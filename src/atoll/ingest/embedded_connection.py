@@ -75,7 +75,7 @@ from atoll.ingest.mqtt_frames import (
     check_connect,
 )
 from atoll.ingest.quota import ReadPacer
-from atoll.ingest.transports import PausableReader
+from atoll.ingest.transports import PausableReader, TcpWriter, WebSocketWriter
 
 if TYPE_CHECKING:
     from atoll.ingest.embedded_broker import EmbeddedBroker
@@ -178,7 +178,7 @@ class DeviceHandler(BrokerProtocolHandler):
         try:
             while not self._closing:
                 data = await reader.read_chunk(CHUNK if pacer is None else pacer.size())
-                if not data:
+                if not data or self._closing:  # closing: cut by ``cut()`` while reading
                     break
                 if pacer is not None:
                     await self._paced(pacer, identity, reader)
@@ -248,8 +248,17 @@ class DeviceHandler(BrokerProtocolHandler):
         except Exception as e:  # noqa: BLE001 - no PUBACK; the client re-sends after reconnecting
             self._fail(e)
             return
-        if qos == 1 and self.writer is not None:
+        if qos == 1 and self.writer is not None and not self._closing:
             self.writer.write(_puback(publish_packet.variable_header.packet_id))
+
+    def cut(self) -> None:
+        """Close the connection now, acknowledging nothing more (the device was revoked,
+        disabled or deleted). Messages already queued for a group commit are still stored, but
+        their PUBACKs are never sent; nothing read after this is ingested."""
+        self._closing = True
+        self._owed.clear()
+        if isinstance(self.writer, TcpWriter | WebSocketWriter):
+            self.writer.abort()
 
     # -- the chunk -------------------------------------------------------------------------
 

@@ -386,6 +386,25 @@ class ExternalIngest:
         self._identities[device] = (now + IDENTITY_TTL_S, identity)
         return identity
 
+    async def disconnect(self, device_id: str, reason: str, *, forget: bool = False) -> int:
+        """``DeviceSessions``. Mosquitto holds the device's connections: the registry change
+        already rewrote its password file and sent it SIGHUP (``MosquittoAuth.attach``), on
+        which Mosquitto (2.0) closes every connection whose credentials no longer hold. Here:
+        forget the device's cached identity, then wait for two round trips to the broker, by
+        when it has handled the signal. Returns 0: Mosquitto does not say whom it closed."""
+        self._identities.pop(device_id, None)
+        if self.auth is None or not self._workers:
+            return 0
+        client = self._workers[0].client
+        topic = f"{topics.PREFIX.rsplit('/', 1)[0]}/sync/{self.node_id}"
+        for _ in range(2):
+            info = client.publish(topic, b"", qos=1)
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+            await asyncio.to_thread(info.wait_for_publish, 2.0)
+        log.info("asked the broker to close device %s (%s)", device_id, reason)
+        return 0
+
     async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
         """Cloud → device, through the broker."""
         if not self._workers:

@@ -514,7 +514,8 @@ class IngestPipeline:
         row = self._rejections.get(key)
         if row is None:
             self._rejections[key] = [1, message, _now_us()]
-            log.log(log_level, "%s rejected from device %s (%s): %s", transport, device, reason, message)
+            log.log(log_level, "%s rejected from device %s (%s): %s", transport, device, reason, message,
+                    extra={"limit_key": reason})  # rate-limited per reason (ingest.log_limit)
         else:
             row[0] += 1
             row[1] = message

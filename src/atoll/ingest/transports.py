@@ -10,6 +10,9 @@
   ``WebSocketWriter`` sends every write promptly and in order.
   ``WebSocketReader`` notes when data last arrived, as the keep-alive watchdog expects of every
   connection's reader.
+* Every writer (``TcpWriter``, ``WebSocketWriter``) tells its socket's file descriptor (the key
+  of ``atoll.ingest.admission``) and can ``abort()``: close at once, sending nothing more
+  (a revoked device's connection).
 """
 
 from __future__ import annotations
@@ -18,25 +21,61 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.adapters import ReaderAdapter, StreamWriterAdapter, WriterAdapter
 from websockets import ConnectionClosed
 
 log = logging.getLogger(__name__)
 
 
-def adapt_broker(broker: Any) -> None:
-    """Make an amqtt ``Broker`` use this module's TLS context and WebSocket adapters."""
+def adapt_broker(broker: Any, max_packet: Callable[[], int] | None = None) -> None:
+    """Make an amqtt ``Broker`` use this module's TLS context and WebSocket adapters;
+    ``max_packet()``: the largest read a WebSocket connection may ask for."""
 
     async def ws_connected(websocket: Any, listener_name: str) -> None:
-        await broker._client_connected(listener_name, WebSocketReader(websocket),
+        limit = max_packet() if max_packet is not None else None
+        await broker._client_connected(listener_name, WebSocketReader(websocket, limit),
                                        WebSocketWriter(websocket))
 
     broker.ws_connected = ws_connected
     broker._create_ssl_context = lambda listener: server_context(listener["certfile"],
                                                                  listener["keyfile"])
+
+
+class TcpWriter(StreamWriterAdapter):
+    """amqtt's TCP (and TLS) writer adapter, plus ``fileno`` and ``abort``."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        super().__init__(writer)
+        self._transport = writer.transport
+
+    def fileno(self) -> int:
+        sock = self._transport.get_extra_info("socket")
+        return sock.fileno() if sock is not None else -1
+
+    def abort(self) -> None:
+        self.is_closed = True  # later writes are dropped
+        self._transport.abort()
+
+    async def close(self) -> None:
+        # amqtt's drains first and gives up (leaving the socket open) if that fails, e.g. on
+        # a connection the CONNECT deadline shut down: here the socket is always closed.
+        if self.is_closed:
+            return
+        self.is_closed = True
+        try:
+            await asyncio.wait_for(self._writer.drain(), 5)
+        except asyncio.CancelledError:
+            self._transport.abort()
+            raise
+        except Exception as e:  # noqa: BLE001 - the peer is gone or does not read
+            log.debug("closing without draining: %r", e)
+            self._transport.abort()
+            return
+        self._transport.close()
 
 
 def server_context(cert: str | Path, key: str | Path) -> ssl.SSLContext:
@@ -70,14 +109,20 @@ class PausableReader:
 class WebSocketReader(PausableReader, ReaderAdapter):
     """MQTT bytes out of WebSocket messages (a packet may span messages, or share one)."""
 
-    def __init__(self, websocket: Any) -> None:
+    def __init__(self, websocket: Any, max_read: int | None = None) -> None:
         self._ws = websocket
         self._buffer = bytearray()
         self.last = time.monotonic()
+        self.max_read = max_read
 
     async def read(self, n: int = -1) -> bytes:
         if self._resume_at:
             await self.resumed()
+        if self.max_read is not None and n > self.max_read:
+            # amqtt reads a packet's body in one read of its declared length: refuse to buffer
+            # more than a packet may hold; amqtt takes "no data" as the end of the connection.
+            log.info("closing a WebSocket connection: a packet of %d bytes (limit %d)", n, self.max_read)
+            return b""
         while len(self._buffer) < max(n, 1):
             try:
                 message = await self._ws.recv()
@@ -97,13 +142,23 @@ class WebSocketReader(PausableReader, ReaderAdapter):
 class WebSocketWriter(WriterAdapter):
     """Sends what is written as soon as the event loop is free, one message per burst."""
 
+    MAX_BUFFERED = 4 << 20
+
     def __init__(self, websocket: Any) -> None:
         self._ws = websocket
         self._buffer = bytearray()
         self._sending: asyncio.Task | None = None
+        self._aborted = False
 
     def write(self, data: bytes) -> None:
+        if self._aborted:
+            return
         self._buffer += data
+        if len(self._buffer) > self.MAX_BUFFERED:
+            # The peer reads nothing (PUBACKs pile up): close rather than buffer without end.
+            log.info("closing a WebSocket whose peer does not read (%d bytes unsent)", len(self._buffer))
+            self.abort()
+            return
         if self._sending is None or self._sending.done():
             self._sending = asyncio.get_running_loop().create_task(self._send())
 
@@ -128,6 +183,15 @@ class WebSocketWriter(WriterAdapter):
 
     def get_ssl_info(self) -> ssl.SSLObject | None:
         return self._ws.transport.get_extra_info("ssl_object")
+
+    def fileno(self) -> int:
+        sock = self._ws.transport.get_extra_info("socket")
+        return sock.fileno() if sock is not None else -1
+
+    def abort(self) -> None:
+        self._aborted = True
+        self._buffer.clear()
+        self._ws.transport.abort()
 
     async def close(self) -> None:
         await self._ws.close()

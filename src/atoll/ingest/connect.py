@@ -1,0 +1,89 @@
+"""The first packet of a connection to the embedded broker: a CONNECT, small, read whole.
+
+amqtt reads a CONNECT field by field straight from the socket, whatever the first packet is
+and however long it says it is: a PINGREQ first left it waiting for fields that never came,
+and a header declaring 256 MB was read until the client gave up. Here the fixed header is
+read first; anything but a CONNECT, or a CONNECT declaring more than the limit, is refused
+before a byte of its body is read. The body is then read whole (bounded) and amqtt decodes
+it from memory, so it cannot read past the declared length either.
+
+>>> import asyncio
+>>> from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHeader
+>>> wire = ConnectPacket(variable_header=ConnectVariableHeader(), payload=ConnectPayload("d1")).to_bytes()
+>>> packet = asyncio.run(read_connect(BytesReader(wire), 65536))
+>>> packet.end - packet.pos == len(wire)
+True
+>>> asyncio.run(read_connect(BytesReader(b"\\xc0\\x00"), 65536))
+Traceback (most recent call last):
+...
+atoll.ingest.connect.ConnectRefused: the first packet must be CONNECT, not packet type 12
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from amqtt.adapters import ReaderAdapter
+from amqtt.errors import MQTTError
+from amqtt.mqtt.packet import CONNECT, MQTTFixedHeader
+
+# Refusal reasons, counted for the device "(anonymous)".
+NOT_CONNECT = "not_connect"
+CONNECT_TOO_LARGE = "connect_too_large"
+MALFORMED_CONNECT = "malformed_connect"
+
+
+class ConnectRefused(Exception):
+    """Close the connection without an answer (MQTT 3.1.1 has none for these)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class BytesReader(ReaderAdapter):
+    """amqtt ``ReaderAdapter`` over bytes in memory; ``read`` never suspends."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+        self.end = len(data)
+
+    async def read(self, n: int = -1) -> bytes:
+        start = self.pos
+        self.pos = self.end if n < 0 else min(self.end, start + n)
+        return self.data[start:self.pos]
+
+    def feed_eof(self) -> None:
+        pass
+
+    @property
+    def rest(self) -> int:
+        return self.end - self.pos
+
+
+async def read_connect(reader: ReaderAdapter, max_bytes: int) -> BytesReader:
+    """The whole first packet, checked to be a CONNECT of at most ``max_bytes``, as an
+    in-memory reader for amqtt's ``init_from_connect``. Raises ``ConnectRefused``, or
+    ``EOFError`` if the peer closed first."""
+    try:
+        header = await MQTTFixedHeader.from_stream(reader)
+    except (MQTTError, ValueError) as e:
+        raise ConnectRefused(MALFORMED_CONNECT, f"bad fixed header: {e}") from None
+    if header is None:
+        raise EOFError("closed before CONNECT")
+    if header.packet_type != CONNECT:
+        raise ConnectRefused(NOT_CONNECT,
+                             f"the first packet must be CONNECT, not packet type {header.packet_type}")
+    length = header.remaining_length
+    if length > max_bytes:
+        raise ConnectRefused(CONNECT_TOO_LARGE,
+                             f"CONNECT of {length} bytes; this broker accepts at most {max_bytes}")
+    try:
+        body = await reader.read(length) if length else b""
+    except (asyncio.IncompleteReadError, ConnectionError) as e:
+        raise EOFError("closed during CONNECT") from e
+    if len(body) < length:
+        raise EOFError("closed during CONNECT")
+    return BytesReader(header.to_bytes() + body)
