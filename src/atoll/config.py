@@ -58,13 +58,16 @@ class Settings(BaseSettings):
     #: being accepted, TLS/WebSocket handshakes included. Connections over a cap are closed as
     #: soon as they are accepted. ``None`` caps are derived from the open-file limit
     #: (``mqtt_max_connections``: the limit less max(256, a quarter), at most 50,000;
-    #: ``mqtt_max_unauthenticated``: a quarter of that, 16 to 1,024), so the HTTP API, store and
-    #: registry always keep file descriptors.
+    #: ``mqtt_max_unauthenticated``: a quarter of that, 16 to 1,024;
+    #: ``mqtt_max_unauthenticated_per_address``: a quarter of that, at least 4), so the HTTP API,
+    #: store and registry always keep file descriptors, and idle sockets from one address cannot
+    #: keep devices elsewhere from connecting.
     mqtt_connect_timeout_s: float = Field(default=10.0, gt=0)
     mqtt_max_connect_bytes: int = Field(default=64 * 1024, ge=64)
     mqtt_max_connections: int | None = Field(default=None, ge=1)
     mqtt_max_connections_per_address: int = Field(default=1000, ge=1)
     mqtt_max_unauthenticated: int | None = Field(default=None, ge=1)
+    mqtt_max_unauthenticated_per_address: int | None = Field(default=None, ge=1)
     #: External broker, e.g. ``mqtt://user:password@127.0.0.1:1883`` or ``mqtts://...:8883``.
     mqtt_url: str | None = None
     #: External broker over TLS: the PEM CA certificate that signed the broker's certificate;

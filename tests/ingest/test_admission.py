@@ -178,7 +178,8 @@ class Device:
 
 async def test_caps_per_address_and_before_connack_while_a_device_publishes(tmp_path):
     async with platform(tmp_path, mqtt_connect_timeout_s=60.0, mqtt_max_connections=40,
-                        mqtt_max_connections_per_address=5, mqtt_max_unauthenticated=8) as fleet:
+                        mqtt_max_connections_per_address=5, mqtt_max_unauthenticated=8,
+                        mqtt_max_unauthenticated_per_address=8) as fleet:
         device = await asyncio.to_thread(Device, fleet)
         try:
             port = fleet.port
@@ -202,6 +203,30 @@ async def test_caps_per_address_and_before_connack_while_a_device_publishes(tmp_
             assert fleet.platform.mqtt.admission.unauthenticated == 0
         finally:
             await asyncio.to_thread(device.stop)
+
+
+async def test_idle_sockets_from_one_address_leave_places_for_devices_elsewhere(tmp_path):
+    async with platform(tmp_path, mqtt_connect_timeout_s=60.0, mqtt_max_connections=40,
+                        mqtt_max_unauthenticated=8, mqtt_max_unauthenticated_per_address=3) as fleet:
+        port = fleet.port
+        held = [await asyncio.to_thread(raw, port, "127.0.0.2") for _ in range(3)]
+        assert await asyncio.to_thread(refused, port, "127.0.0.2")
+        assert fleet.platform.pipeline.stats.by_reason["too_many_unauthenticated_from_address"] == 1
+        # Another address still has places: a device connects and is served.
+        device = await asyncio.to_thread(Device, fleet)
+        try:
+            assert await device.still_acknowledged()
+        finally:
+            await asyncio.to_thread(device.stop)
+        # An authenticated connection no longer holds an unauthenticated place of its address.
+        c, rc = await asyncio.to_thread(connect, port, "s2", fleet.secrets["s2"], "s2")
+        assert rc is not None and not rc.is_failure
+        assert fleet.platform.mqtt.admission.unauthenticated == 3
+        await asyncio.to_thread(close, c)
+        for s in held:
+            s.close()
+        assert await released(fleet) == 0
+        assert fleet.platform.mqtt.admission.unauthenticated == 0
 
 
 async def test_total_cap_refuses_new_connections_while_a_device_publishes(tmp_path):
@@ -291,15 +316,17 @@ def test_idle_sockets_beyond_the_file_limit_lock_out_neither_devices_nor_the_api
             assert api.post("/api/v1/projects", json={"id": "lab", "name": "Lab"}).status_code == 201
             r = api.post("/api/v1/projects/lab/devices", json={"id": "d1"})
             secret = r.json()["credentials"]["secret"]
-            for _ in range(1100):
+            for _ in range(1100):  # from an address of their own
                 with contextlib.suppress(OSError):
-                    socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                    socks.append(socket.create_connection(("127.0.0.1", port), timeout=5,
+                                                          source_address=("127.0.0.2", 0)))
             time.sleep(2)
             assert api.get("/api/v1/health").status_code == 200
-            # The unauthenticated places are taken by idle sockets: a new device is refused
-            # (and retries), but the broker and the API are alive and the log is small.
-            with contextlib.suppress(OSError):
-                close(connect(port, "d1", secret, client_id="d1", timeout=2)[0])
+            # That address holds only its share of the unauthenticated places: a device
+            # connecting from elsewhere gets in during the flood.
+            c, rc = connect(port, "d1", secret, client_id="d1")
+            assert rc is not None and not rc.is_failure, "a device was locked out by idle sockets"
+            close(c)
             assert api.get("/api/v1/health").status_code == 200
         for s in socks[:400]:
             s.close()

@@ -7,7 +7,8 @@ an ``accept`` and a ``close`` each and never eats the file descriptors the HTTP 
 store need. The same socket serves every listener (tcp, tls, ws, wss).
 
 Caps (``AdmissionLimits``): connections in total, per remote address, and *unauthenticated*
-ones (accepted, no CONNACK yet). An unauthenticated connection must have sent its whole
+ones (accepted, no CONNACK yet), in total and per remote address, so that idle sockets from one
+address cannot take every place a connecting device needs. An unauthenticated connection must have sent its whole
 CONNECT within ``connect_timeout_s`` of being accepted (TLS and WebSocket handshakes
 included), else it is shut down. What the broker does with the first packet (must be a
 CONNECT no larger than ``max_connect_bytes``) is in ``atoll.ingest.connect``.
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 TOO_MANY_CONNECTIONS = "too_many_connections"
 TOO_MANY_FROM_ADDRESS = "too_many_connections_from_address"
 TOO_MANY_UNAUTHENTICATED = "too_many_unauthenticated"
+TOO_MANY_UNAUTHENTICATED_FROM_ADDRESS = "too_many_unauthenticated_from_address"
 CONNECT_TIMEOUT = "connect_timeout"
 
 #: File descriptors kept for everything that is not an MQTT connection (HTTP API, store,
@@ -49,6 +51,7 @@ class AdmissionLimits:
     max_connections: int = 1024
     max_connections_per_address: int = 1000
     max_unauthenticated: int = 256
+    max_unauthenticated_per_address: int = 64
 
     @classmethod
     def of(cls, settings: Any, fd_limit: int | None = None) -> AdmissionLimits:
@@ -59,11 +62,16 @@ class AdmissionLimits:
         unauthenticated = settings.mqtt_max_unauthenticated
         if unauthenticated is None:
             unauthenticated = min(1024, max(16, total // 4))
+        unauthenticated = min(unauthenticated, total)
+        per_address = settings.mqtt_max_unauthenticated_per_address
+        if per_address is None:
+            per_address = max(4, unauthenticated // 4)
         return cls(connect_timeout_s=settings.mqtt_connect_timeout_s,
                    max_connect_bytes=settings.mqtt_max_connect_bytes,
                    max_connections=total,
                    max_connections_per_address=settings.mqtt_max_connections_per_address,
-                   max_unauthenticated=min(unauthenticated, total))
+                   max_unauthenticated=unauthenticated,
+                   max_unauthenticated_per_address=min(per_address, unauthenticated))
 
 
 def derived_max_connections(fd_limit: int) -> int:
@@ -142,6 +150,7 @@ class Admission:
         self._open: dict[int, _Connection] = {}  # by file descriptor
         self._by_address: Counter[str] = Counter()
         self._unauthenticated = 0
+        self._unauthenticated_by_address: Counter[str] = Counter()
 
     # -- state -----------------------------------------------------------------------------
 
@@ -192,6 +201,7 @@ class Admission:
         if conn is not None and conn.phase != ESTABLISHED:
             conn.phase = ESTABLISHED
             self._unauthenticated -= 1
+            _decrement(self._unauthenticated_by_address, conn.address)
 
     def refuse(self, reason: str, message: str) -> None:
         self.refused[reason] += 1
@@ -236,6 +246,10 @@ class Admission:
         elif self._unauthenticated >= limits.max_unauthenticated:
             reason = TOO_MANY_UNAUTHENTICATED
             what = f"{limits.max_unauthenticated} connections waiting for CONNACK"
+        elif self._unauthenticated_by_address.get(conn.address, 0) >= limits.max_unauthenticated_per_address:
+            reason = TOO_MANY_UNAUTHENTICATED_FROM_ADDRESS
+            what = (f"{limits.max_unauthenticated_per_address} connections from {conn.address} "
+                    "waiting for CONNACK")
         if reason is not None:
             conn.released = True  # never counted
             try:
@@ -248,6 +262,7 @@ class Admission:
         self._open[conn.fileno()] = conn
         self._by_address[conn.address] += 1
         self._unauthenticated += 1
+        self._unauthenticated_by_address[conn.address] += 1
         return True
 
     def _release(self, conn: _Connection) -> None:
@@ -255,10 +270,15 @@ class Admission:
         if self._open.get(fd) is not conn:
             return
         del self._open[fd]
-        n = self._by_address[conn.address] - 1
-        if n:
-            self._by_address[conn.address] = n
-        else:
-            del self._by_address[conn.address]
+        _decrement(self._by_address, conn.address)
         if conn.phase != ESTABLISHED:
             self._unauthenticated -= 1
+            _decrement(self._unauthenticated_by_address, conn.address)
+
+
+def _decrement(counter: Counter[str], key: str) -> None:
+    n = counter[key] - 1
+    if n > 0:
+        counter[key] = n
+    else:
+        del counter[key]
