@@ -10,7 +10,7 @@ CONSOLE := src/atoll/web/console
 DIST    := src/atoll/web/static/dist/index.html
 PYTHON  ?= python3
 
-.PHONY: demo up test setup console system-deps bench
+.PHONY: demo up test setup console system-deps bench lock
 
 demo: setup console
 	$(VENV)/bin/atoll demo
@@ -23,12 +23,21 @@ test: setup console system-deps
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Every package comes from requirements.lock, pinned with hashes (the whole tree, test tools
+# included); the project itself is then installed without resolving anything.
+$(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Atoll needs Python >= 3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
+
+# Re-pin after changing a dependency in pyproject.toml (pip-tools, itself pinned).
+lock:
+	test -x $(VENV)/bin/pip-compile || $(PY) -m pip install -q pip-tools==7.6.2
+	$(VENV)/bin/pip-compile -q --generate-hashes --extra test --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 console: $(DIST)
 
