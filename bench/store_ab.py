@@ -60,7 +60,7 @@ def _race(stores: dict, batches: list[PointBatch]) -> dict:
         }
         for name, v in ms.items()
     }
-    ratios = [c / b for c, b in zip(ms["current"], ms["baseline"])]
+    ratios = [c / b for c, b in zip(ms["current"], ms["baseline"], strict=True)]
     out["appends"], out["points_per_append"] = len(batches), points // len(batches)
     out["median_ratio_current_to_baseline"] = round(statistics.median(ratios), 3)
     return out

@@ -13,11 +13,11 @@ from atoll.bus.memory import MemoryBus
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.ingest.validate import Limits
 from atoll.registry import Registry
+from atoll.registry.directory import RegistryDirectory
+from atoll.store.memory import MemoryStore
 
 # Same algorithm, test-sized cost: the production default takes ~1 s per hash on a busy 2-core box.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-from atoll.registry.directory import RegistryDirectory
-from atoll.store.memory import MemoryStore
 
 MAX_BODY = 64 * 1024
 

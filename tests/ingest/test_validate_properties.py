@@ -151,7 +151,7 @@ def test_accepted_readings_round_trip_exactly(batch, as_one):
     want = [(name, expected_us(r.get("ts")), float(value))
             for r in batch for name, value in r["values"].items()]
     assert [(m, x) for m, _, x in got] == [(m, x) for m, _, x in want]
-    for (_, t, x), (_, wt, wx), value in zip(got, want, [val for r in batch for val in r["values"].values()],
+    for (_, t, x), (_, wt, _wx), value in zip(got, want, [val for r in batch for val in r["values"].values()],
                                              strict=True):
         assert wt is None or t == wt
         if type(value) is int:

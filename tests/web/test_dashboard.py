@@ -36,11 +36,13 @@ def test_template_dashboard_draws_the_layout_and_follows_live_readings(platform,
     now_ms = int(time.time() * 1000)
     for dev, secret in secrets.items():
         if dev.startswith("motor"):
-            values = lambda i, d=dev: {"vibration_rms": 1.5 + i / 100 + (d == "motor-2"), "bearing_temp": 50.0,
-                                       "current": 30.0 + i % 5}
+            def values(i, d=dev):
+                return {"vibration_rms": 1.5 + i / 100 + (d == "motor-2"), "bearing_temp": 50.0,
+                        "current": 30.0 + i % 5}
         else:
-            values = lambda i: {"pressure": 6.0, "flow": 120.0 + i, "vibration_rms": 2.0, "bearing_temp": 48.0 + i / 10,
-                                "current": 45.0}
+            def values(i):
+                return {"pressure": 6.0, "flow": 120.0 + i, "vibration_rms": 2.0,
+                        "bearing_temp": 48.0 + i / 10, "current": 45.0}
         batch = [{"ts": now_ms - (30 - i) * 60_000, "values": values(i)} for i in range(30)]
         r = httpx.post(f"{platform.url}/api/v1/ingest/telemetry", json=batch, auth=(dev, secret), timeout=60)
         assert r.status_code in (200, 201, 202), r.text

@@ -62,7 +62,7 @@ class _Feed:
             dev["values"][key.metric] = float(val[-1])
             if key.device in self.watch:
                 pts = self.points.setdefault(key.device, {}).setdefault(key.metric, [])
-                pts.extend(zip((ts // 1000).tolist(), val.tolist()))
+                pts.extend(zip((ts // 1000).tolist(), val.tolist(), strict=True))
                 if len(pts) > MAX_POINTS_PER_FLUSH:
                     del pts[: len(pts) - MAX_POINTS_PER_FLUSH]
         self.wake.set()

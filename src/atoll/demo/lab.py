@@ -78,7 +78,7 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
     """Create the lab through the API; ``admin`` is a platform-admin ``atoll.Client``."""
     out = []
     done = 0
-    for spec, count in zip(lab, split_devices(total_devices, lab)):
+    for spec, count in zip(lab, split_devices(total_devices, lab), strict=True):
         template = load_template(spec.template)
         _, key = admin.create_tenant(spec.name, id=spec.id)
         # Each enterprise gets its own console login: tenants never see each other's data.

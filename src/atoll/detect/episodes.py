@@ -167,7 +167,7 @@ class EpisodeDecider:
 
     def decide_many(self, ts_us: np.ndarray, values: np.ndarray, flags: np.ndarray) -> np.ndarray:
         out = np.zeros(len(values), dtype=bool)
-        for i, (t, x, f) in enumerate(zip(ts_us.tolist(), values.tolist(), flags.tolist())):
+        for i, (t, x, f) in enumerate(zip(ts_us.tolist(), values.tolist(), flags.tolist(), strict=True)):
             out[i] = self.decide(t / 1e6, x, f)
         return out
 

@@ -155,5 +155,5 @@ def write_detection(result: Detection, out: str | os.PathLike) -> None:
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["timestamp", "anomaly_score", "is_anomaly"])
-        for stamp, s, flag in zip(result.table.timestamps, result.scores, result.flags):
+        for stamp, s, flag in zip(result.table.timestamps, result.scores, result.flags, strict=True):
             w.writerow([stamp, f"{s:.10g}", int(flag)])

@@ -89,12 +89,12 @@ class PerSensor(StreamingDetector):
         return v
 
     def learn_one(self, x, ts=None):
-        for child, v in zip(self.children, self._vec(x)):
+        for child, v in zip(self.children, self._vec(x), strict=True):
             child.learn_one(v, ts)
 
     def score_one(self, x, ts=None):
         v = self._vec(x)
-        return combine(np.array([c.score_one(xi, ts) for c, xi in zip(self.children, v)]), self.combine)
+        return combine(np.array([c.score_one(xi, ts) for c, xi in zip(self.children, v, strict=True)]), self.combine)
 
     def score_many(self, values, timestamps=None):
         xs = np.asarray(values, dtype=np.float64)

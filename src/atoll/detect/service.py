@@ -473,12 +473,12 @@ class DetectionService:
             events = events_by_device.setdefault((key.project, key.device), [])
             project, device, metric = key
             # Plain Python lists: building a dict per reading is this service's main cost.
-            rows = zip(ts.tolist(), scores.tolist(), values.tolist(), flags.tolist())
+            rows = zip(ts.tolist(), scores.tolist(), values.tolist(), flags.tolist(), strict=True)
             if choice is not None and choice.jointly:
                 names = choice.jointly
                 events.extend(
                     {"project": project, "device": device, "metric": metric, "ts": t, "score": sc,
-                     "values": dict(zip(names, map(_json_float, v))), "is_anomaly": f, "detector": detector}
+                     "values": dict(zip(names, map(_json_float, v), strict=True)), "is_anomaly": f, "detector": detector}
                     for t, sc, v, f in rows)
             else:
                 events.extend(

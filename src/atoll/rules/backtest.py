@@ -57,7 +57,7 @@ def _inputs(rule: Rule, device: str, store) -> list[tuple[str, SeriesKey, str]]:
 
 
 def _stream(series, device: str, metric: str, kind: str):
-    for t, v in zip(series.ts.tolist(), series.value.tolist()):
+    for t, v in zip(series.ts.tolist(), series.value.tolist(), strict=True):
         yield t, device, metric, v, kind
 
 

@@ -175,14 +175,14 @@ def _chart(pdf: FPDF, b, start: int, end: int, w: float = 180, h: float = 38) ->
             return x0 + (ts - start) / (end - start) * w, y0 + h - 2 - (v - lo) / span * (h - 4)
 
         ts = b.start.tolist()
-        band = [xy(t, v) for t, v in zip(ts, b.columns["max"].tolist())]
-        band += [xy(t, v) for t, v in reversed(list(zip(ts, b.columns["min"].tolist())))]
+        band = [xy(t, v) for t, v in zip(ts, b.columns["max"].tolist(), strict=True)]
+        band += [xy(t, v) for t, v in reversed(list(zip(ts, b.columns["min"].tolist(), strict=True)))]
         pdf.set_fill_color(205, 222, 245)
         pdf.set_draw_color(205, 222, 245)
         pdf.polygon(band, style="DF")
         pdf.set_draw_color(30, 90, 180)
         pdf.set_line_width(0.4)
-        avg = [xy(t, v) for t, v in zip(ts, b.columns["avg"].tolist())]
+        avg = [xy(t, v) for t, v in zip(ts, b.columns["avg"].tolist(), strict=True)]
         if len(avg) == 1:
             avg.append((avg[0][0] + 0.5, avg[0][1]))
         pdf.polyline(avg)
@@ -215,14 +215,14 @@ def _pdf(spec: ReportSpec, series: list[list], buckets: dict, alarms: list[Alarm
             pdf.set_font("Helvetica", "B", 12)
             pdf.cell(0, 8, _latin(title), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "B", 8)
-        for h, w in zip(header, widths):
+        for h, w in zip(header, widths, strict=True):
             pdf.cell(w, 6, _latin(h), border=1)
         pdf.ln()
         pdf.set_font("Helvetica", "", 8)
         if not rows:
             pdf.cell(sum(widths), 6, "none", border=1, new_x="LMARGIN", new_y="NEXT")
         for r in rows:
-            for cell, w in zip(r, widths):
+            for cell, w in zip(r, widths, strict=True):
                 text = _latin(str(cell))
                 while text and pdf.get_string_width(text) > w - 2:
                     text = text[:-1]

@@ -83,7 +83,7 @@ class Fleet:
         self.models: list[TypeModel] = []
         self._members: list[np.ndarray] = []  # fleet indices per model
         root = np.random.SeedSequence(seed)
-        for k, (tpl, dt_name), child in zip(range(len(keys)), keys, root.spawn(len(keys))):
+        for k, (tpl, dt_name), child in zip(range(len(keys)), keys, root.spawn(len(keys)), strict=True):
             members = np.flatnonzero(self._key_of == k)
             self._local[members] = np.arange(len(members))
             dtype = self.template(tpl).device_type(dt_name)
@@ -220,7 +220,7 @@ class Fleet:
 
     def _step(self, groups: list[np.ndarray], ts: np.ndarray) -> list[Reading]:
         out: list[Reading] = []
-        for model, members, local in zip(self.models, self._members, groups):
+        for model, members, local in zip(self.models, self._members, groups, strict=True):
             if not len(local):
                 continue
             fleet_idx = members[local]
@@ -238,10 +238,10 @@ class Fleet:
                     cols.append(col.astype(np.int64).tolist())
                 else:
                     cols.append(col.tolist())
-            kinds = [2 if b else 1 if i else 0 for b, i in zip(model.boolean, model.integer)]
-            for r, (i, tt) in enumerate(zip(fleet_idx.tolist(), t.tolist())):
+            kinds = [2 if b else 1 if i else 0 for b, i in zip(model.boolean, model.integer, strict=True)]
+            for r, (i, tt) in enumerate(zip(fleet_idx.tolist(), t.tolist(), strict=True)):
                 vals = {}
-                for name, col, kind in zip(names, cols, kinds):
+                for name, col, kind in zip(names, cols, kinds, strict=True):
                     x = col[r]
                     if isinstance(x, float):
                         if math.isnan(x):  # dropped out
@@ -274,7 +274,7 @@ def plan_devices(templates: Sequence[Template], count: int, *, prefix: str = "si
     width = max(5, len(str(count)))
     secrets = secrets or {}
     ranked = []
-    for (t, d), k in zip(types, n):
+    for (t, d), k in zip(types, n, strict=True):
         for i in range(k):
             did = f"{prefix}-{t.name}-{d.name}-{i:0{width}d}".replace("_", "-")
             # Interleave types by share so that each slot, and so each tick, mixes them evenly.

@@ -9,7 +9,7 @@ by these pydantic models when the template is loaded.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,7 +27,7 @@ def _check_name(value: str) -> str:
     return value
 
 
-class FaultKind(str, Enum):
+class FaultKind(StrEnum):
     """Faults the simulator can inject; ground truth records one of these per fault."""
 
     bearing_wear = "bearing_wear"

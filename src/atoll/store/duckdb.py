@@ -155,7 +155,7 @@ def _newest(sid: np.ndarray, ts: np.ndarray, value: np.ndarray) -> dict[int, tup
     at_top = np.flatnonzero(ts == top[group])
     pick = np.full(len(ids), -1)
     np.maximum.at(pick, group[at_top], at_top)
-    return {int(i): (int(ts[j]), float(value[j])) for i, j in zip(ids, pick)}
+    return {int(i): (int(ts[j]), float(value[j])) for i, j in zip(ids, pick, strict=True)}
 
 
 def _run(cur: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[tuple]:

@@ -23,7 +23,7 @@ def write_scores(results_dir: str | os.PathLike, detector: str, stream: Stream, 
     stamps = np.datetime_as_string(stream.timestamps, unit="s")
     with open(path, "w") as f:
         f.write("timestamp,anomaly_score\n")
-        f.writelines(f"{t.replace('T', ' ')},{float(v)!r}\n" for t, v in zip(stamps, scores))
+        f.writelines(f"{t.replace('T', ' ')},{float(v)!r}\n" for t, v in zip(stamps, scores, strict=True))
     return path
 
 
