@@ -121,7 +121,7 @@ def test_the_service_publishes_episodes_and_restores_them(tmp_path):
         x[300:] += 40  # the pump's flow jumps and stays
         flags = []
         for i in range(0, 310, 10):
-            events = await svc.process(PointBatch.of_series(key, ts[i:i + 10], x[i:i + 10]))
+            events = await svc.process(PointBatch.of_series(key, ts[i : i + 10], x[i : i + 10]))
             flags += [e["is_anomaly"] for e in events]
         assert not any(flags[:300]) and flags[302:310] == [True] * 8
         await svc.stop()  # snapshots

@@ -78,7 +78,9 @@ def test_against_stored_matches_a_dict_of_stored_points():
         rng.integers(0, 300, 400).astype(np.int64),
         rng.integers(0, 3, 400).astype(np.float64),
     )
-    stored = [(s, t, float(rng.integers(0, 3))) for s, t in zip(sid.tolist(), ts.tolist(), strict=True)]
+    stored = [
+        (s, t, float(rng.integers(0, 3))) for s, t in zip(sid.tolist(), ts.tolist(), strict=True)
+    ]
     stored = [p for p in stored if rng.random() < 0.7]
     stored += [p for p in stored[:20]]  # a few stored twice (before points had an identity)
     order = rng.permutation(len(stored))

@@ -15,17 +15,22 @@ from atoll.store.port import SeriesStore
 
 @runtime_checkable
 class IngestSubmitter(Protocol):
-    async def submit_telemetry(self, identity: DeviceIdentity, body: bytes, transport: str = "mqtt") -> int:
+    async def submit_telemetry(
+        self, identity: DeviceIdentity, body: bytes, transport: str = "mqtt"
+    ) -> int:
         """Validate and durably store; return the number of points. Raises ``InvalidInput`` subclasses."""
 
     def admit(self, identity: DeviceIdentity, transport: str) -> None:
         """Raise ``RateLimited`` while the device or its tenant is over its rate limit."""
 
-    async def twin_reported(self, identity: DeviceIdentity, body: bytes, transport: str = "mqtt") -> Any:
+    async def twin_reported(
+        self, identity: DeviceIdentity, body: bytes, transport: str = "mqtt"
+    ) -> Any:
         """Merge a reported-twin JSON document sent by the device itself."""
 
-    async def command_ack(self, identity: DeviceIdentity, command_id: str, body: bytes,
-                          transport: str = "mqtt") -> Any:
+    async def command_ack(
+        self, identity: DeviceIdentity, command_id: str, body: bytes, transport: str = "mqtt"
+    ) -> Any:
         """A device's ``{"status": "ok"|"error", "result": ...}`` for one of its commands."""
 
 

@@ -42,7 +42,9 @@ class PointBatch:
     @classmethod
     def of_series(cls, key: SeriesKey, ts, value) -> PointBatch:
         ts = np.asarray(ts, dtype=np.int64)
-        return cls((key,), np.zeros(len(ts), dtype=np.int32), ts, np.asarray(value, dtype=np.float64))
+        return cls(
+            (key,), np.zeros(len(ts), dtype=np.int32), ts, np.asarray(value, dtype=np.float64)
+        )
 
     @classmethod
     def concat(cls, batches: list[PointBatch]) -> PointBatch:

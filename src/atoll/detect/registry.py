@@ -40,8 +40,11 @@ _CLASSES: dict[str, type[StreamingDetector]] = {}
 _loaded = False
 
 
-def register(cls: type[StreamingDetector], name: str | None = None,
-             factory: Callable[..., StreamingDetector] | None = None) -> type[StreamingDetector]:
+def register(
+    cls: type[StreamingDetector],
+    name: str | None = None,
+    factory: Callable[..., StreamingDetector] | None = None,
+) -> type[StreamingDetector]:
     """Make ``cls`` restorable by its ``kind`` and constructible as ``name`` (default: its kind)."""
     _CLASSES[cls.kind] = cls
     _FACTORIES[name or cls.kind] = factory or cls
@@ -63,8 +66,15 @@ def _load() -> None:
     from atoll.detect.seasonal import SeasonalBaseline
     from atoll.detect.threshold import Thresholded
 
-    for cls in (WindowedGaussian, EWMAZScore, SeasonalBaseline, Mahalanobis, PerSensor, Joint,
-                EnsembleDetector):
+    for cls in (
+        WindowedGaussian,
+        EWMAZScore,
+        SeasonalBaseline,
+        Mahalanobis,
+        PerSensor,
+        Joint,
+        EnsembleDetector,
+    ):
         if cls.kind not in _CLASSES:
             register(cls)
     _CLASSES.setdefault(Thresholded.kind, Thresholded)  # wraps a detector: restorable, not by name
@@ -87,7 +97,9 @@ def get_detector(name: str = "default", **params: Any) -> StreamingDetector:
     try:
         factory = _FACTORIES[real]
     except KeyError:
-        raise NotFound(f"no detector named {name!r}", hint=f"choose one of {', '.join(names())}") from None
+        raise NotFound(
+            f"no detector named {name!r}", hint=f"choose one of {', '.join(names())}"
+        ) from None
     try:
         return factory(**params)
     except TypeError as exc:
@@ -111,6 +123,8 @@ def restore(blob: bytes) -> StreamingDetector:
     try:
         cls = _CLASSES[snap.kind]
     except KeyError:
-        raise InvalidInput(f"state is for unknown detector {snap.kind!r}",
-                           hint="the module that defines it must be listed in atoll.detect.registry") from None
+        raise InvalidInput(
+            f"state is for unknown detector {snap.kind!r}",
+            hint="the module that defines it must be listed in atoll.detect.registry",
+        ) from None
     return cls._from_snapshot(snap)

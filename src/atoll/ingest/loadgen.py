@@ -55,7 +55,11 @@ def run_mqtt(a) -> dict:
     seconds = time.perf_counter() - t
     c.disconnect()
     c.loop_stop()
-    return {"messages": a.messages, "acked": sum(i.is_published() for i in infos), "seconds": seconds}
+    return {
+        "messages": a.messages,
+        "acked": sum(i.is_published() for i in infos),
+        "seconds": seconds,
+    }
 
 
 def run_http(a) -> dict:
@@ -67,14 +71,16 @@ def run_http(a) -> dict:
     lock = threading.Lock()
 
     def worker(part: list[bytes]) -> None:
-        with httpx.Client(auth=(a.device, a.secret), timeout=60,
-                          headers={"content-type": "application/json"}) as h:
+        with httpx.Client(
+            auth=(a.device, a.secret), timeout=60, headers={"content-type": "application/json"}
+        ) as h:
             for b in part:
                 r = h.post(url, content=b)
                 if r.status_code < 300:
                     with lock:
                         ok[0] += 1
-    parts = [bodies[i::a.concurrency] for i in range(a.concurrency)]
+
+    parts = [bodies[i :: a.concurrency] for i in range(a.concurrency)]
     threads = [threading.Thread(target=worker, args=(p,)) for p in parts]
     _wait_go()
     t = time.perf_counter()

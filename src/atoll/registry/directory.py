@@ -21,9 +21,13 @@ class RegistryDirectory:
         if identity is not None:
             return identity
         if self.registry.device_disabled(device_id, secret):
-            raise Forbidden(f"device {device_id!r} is disabled", hint="an operator can enable it again")
-        raise Unauthenticated("unknown device or wrong secret",
-                              hint="check the device id and secret; rotated or revoked secrets stop working")
+            raise Forbidden(
+                f"device {device_id!r} is disabled", hint="an operator can enable it again"
+            )
+        raise Unauthenticated(
+            "unknown device or wrong secret",
+            hint="check the device id and secret; rotated or revoked secrets stop working",
+        )
 
     def record_rejections(self, rows: Iterable[tuple[str, str, str, str, int, int]]) -> None:
         self.registry.record_rejections(rows)

@@ -178,8 +178,10 @@ class DeviceType(_Strict):
 
     def registry_metrics(self) -> list[dict[str, Any]]:
         """Telemetry as the registry declares it (``POST .../device-types`` ``metrics``)."""
-        return [{"name": t.name, "type": t.type, "unit": t.unit, "min": t.min, "max": t.max}
-                for t in self.telemetry]
+        return [
+            {"name": t.name, "type": t.type, "unit": t.unit, "min": t.min, "max": t.max}
+            for t in self.telemetry
+        ]
 
     @model_validator(mode="after")
     def _references(self) -> DeviceType:
@@ -198,7 +200,9 @@ class DeviceType(_Strict):
         for kind, spec in self.faults.items():
             for e in spec.effects:
                 if e.metric not in known:
-                    raise ValueError(f"{self.name}: fault {kind.value} on unknown metric {e.metric!r}")
+                    raise ValueError(
+                        f"{self.name}: fault {kind.value} on unknown metric {e.metric!r}"
+                    )
         _follow_order(self.telemetry)  # raises on a cycle
         return self
 

@@ -322,7 +322,8 @@ class PostgresStore:
             self._rebuild(tsid, tb)
         ids, starts = plan.series_runs(sid)
         newest = [
-            (int(i), int(ts[j]), float(value[j])) for i, j in zip(ids, _ends(starts, len(ts)), strict=True)
+            (int(i), int(ts[j]), float(value[j]))
+            for i, j in zip(ids, _ends(starts, len(ts)), strict=True)
         ]
         w.execute(
             """INSERT INTO latest AS o

@@ -58,7 +58,11 @@ class ConsoleFiles(StaticFiles):
     @staticmethod
     def _json_404(path: str) -> Response:
         return JSONResponse(
-            {"error": "not_found", "message": f"no API route {path}", "hint": "see /docs for the routes"},
+            {
+                "error": "not_found",
+                "message": f"no API route {path}",
+                "hint": "see /docs for the routes",
+            },
             status_code=404,
         )
 

@@ -92,8 +92,9 @@ def layout(corpus: Corpus) -> Layout:
     fp_unit = np.where(kind == _FP, np.concatenate(fps), 0.0)
     best = np.full(n_windows, -np.inf)
     np.maximum.at(best, window[window >= 0], tp_unit[window >= 0])
-    out = Layout(tuple(corpus.streams), np.array(offsets), kind, window, tp_unit, fp_unit,
-                 n_windows, best)
+    out = Layout(
+        tuple(corpus.streams), np.array(offsets), kind, window, tp_unit, fp_unit, n_windows, best
+    )
     corpus.__dict__["_nab_layout"] = out  # Corpus is frozen; the cache is not part of its value
     return out
 
@@ -101,14 +102,18 @@ def layout(corpus: Corpus) -> Layout:
 def _concat_scores(corpus: Corpus, lay: Layout, scores: Mapping[str, np.ndarray]) -> np.ndarray:
     missing = [p for p in lay.relpaths if p not in scores]
     if missing:
-        raise InvalidInput(f"no scores for {len(missing)} corpus streams, e.g. {missing[0]}",
-                           hint="score every stream listed in labels/combined_windows.json")
+        raise InvalidInput(
+            f"no scores for {len(missing)} corpus streams, e.g. {missing[0]}",
+            hint="score every stream listed in labels/combined_windows.json",
+        )
     parts = []
     for p in lay.relpaths:
         s = np.asarray(scores[p], dtype=np.float64)
         if len(s) != len(corpus.streams[p]):
-            raise InvalidInput(f"{p}: {len(s)} scores for {len(corpus.streams[p])} records",
-                               hint="give exactly one anomaly score per record")
+            raise InvalidInput(
+                f"{p}: {len(s)} scores for {len(corpus.streams[p])} records",
+                hint="give exactly one anomaly score per record",
+            )
         parts.append(s)
     return np.concatenate(parts)
 
@@ -119,8 +124,10 @@ def null_score(lay: Layout, profile: Profile) -> float:
 
 def perfect_score(lay: Layout, profile: Profile) -> float:
     """Detections at the first scorable record of every window and nowhere else."""
-    return float(profile.tp * np.sum(lay.window_best[np.isfinite(lay.window_best)])
-                 - profile.fn * np.sum(~np.isfinite(lay.window_best)))
+    return float(
+        profile.tp * np.sum(lay.window_best[np.isfinite(lay.window_best)])
+        - profile.fn * np.sum(~np.isfinite(lay.window_best))
+    )
 
 
 def normalise(raw: float, lay: Layout, profile: Profile) -> float:
@@ -128,8 +135,9 @@ def normalise(raw: float, lay: Layout, profile: Profile) -> float:
     return 100.0 * (raw - lo) / (hi - lo)
 
 
-def raw_score_at_threshold(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile,
-                           threshold: float) -> float:
+def raw_score_at_threshold(
+    corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile, threshold: float
+) -> float:
     """NAB's raw (un-normalised) corpus score when records scoring ``>= threshold`` are detections."""
     lay = layout(corpus)
     s = _concat_scores(corpus, lay, scores)
@@ -142,16 +150,18 @@ def raw_score_at_threshold(corpus: Corpus, scores: Mapping[str, np.ndarray], pro
     return fp + float(windows.sum())
 
 
-def score_at_threshold(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str,
-                       threshold: float) -> float:
+def score_at_threshold(
+    corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str, threshold: float
+) -> float:
     """Normalised NAB score (null = 0, perfect = 100) at one threshold."""
     profile = _profile(corpus, profile)
     raw = raw_score_at_threshold(corpus, scores, profile, threshold)
     return normalise(raw, layout(corpus), profile)
 
 
-def sweep(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str
-          ) -> tuple[np.ndarray, np.ndarray]:
+def sweep(
+    corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw corpus score at every distinct score value (descending thresholds).
 
     Returns ``(thresholds, raw_scores)``; ``raw_scores[k]`` counts records ``>= thresholds[k]``.
@@ -189,8 +199,9 @@ def sweep(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | s
     return s_sorted[last_of_value], total[last_of_value]
 
 
-def optimise(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str
-             ) -> tuple[float, float]:
+def optimise(
+    corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str
+) -> tuple[float, float]:
     """The threshold that maximises the corpus score, and that normalised score.
 
     Ties go to the highest threshold (fewest detections). If no threshold beats never
@@ -212,8 +223,9 @@ def _profile(corpus: Corpus, profile: Profile | str) -> Profile:
     try:
         return corpus.profiles[profile]
     except KeyError:
-        raise InvalidInput(f"unknown NAB profile {profile!r}",
-                           hint=f"use one of {', '.join(corpus.profiles)}") from None
+        raise InvalidInput(
+            f"unknown NAB profile {profile!r}", hint=f"use one of {', '.join(corpus.profiles)}"
+        ) from None
 
 
 def profile_scores(corpus: Corpus, scores: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
