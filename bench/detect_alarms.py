@@ -2,18 +2,19 @@
 
     .venv/bin/python bench/detect_alarms.py --json bench/results/detect_alarms.json
 
-The platform's own path, minus the network: for each solution template a seeded ``atoll.sim``
-fleet (``--devices``; set up by ``fleet_scenario``) produces ``--days`` of history, one reading per device every ``--step``
-seconds. Every tick goes as one telemetry batch through the real ``DetectionService`` (bound
-like ``atoll demo`` binds it: the template's ``detectors``), its ``anomaly.*`` events go into the
-real ``RuleEngine`` holding the template's rules that use the ``anomaly`` condition, and the
-alarms those rules raise are the detections. The first ``--learn-days`` are commissioning: no
-faults, alarms not counted. Then ``--faults`` faults per template, of the kinds that change
-values (bearing wear, compressor failure, door left open, structural shift, cash running out;
-failing sensors are the ``no_data``/``rate`` rules' job), are injected on distinct devices.
-``atoll.sim.evaluate`` scores the alarms (a hit names the faulty device within the fault window
-+ ``--grace`` s). ``--reading-decisions`` ignores the bindings' episode ``decision`` settings
-(``is_anomaly`` = the detector's own per-reading decision, as before episodes existed).
+The platform's own path, minus the network: for each solution template a seeded ``atoll.sim`` fleet
+(``--devices``; set up by ``fleet_scenario``) produces ``--days`` of history, one reading per device
+every ``--step`` seconds. Every tick goes as one telemetry batch through the real
+``DetectionService`` (bound like ``atoll demo`` binds it: the template's ``detectors``), its
+``anomaly.*`` events go into the real ``RuleEngine`` holding the template's rules that use the
+``anomaly`` condition, and the alarms those rules raise are the detections. The first
+``--learn-days`` are commissioning: no faults, alarms not counted. Then ``--faults`` faults per
+template, of the kinds that change values (bearing wear, compressor failure, door left open,
+structural shift, cash running out; failing sensors are the ``no_data``/``rate`` rules' job), are
+injected on distinct devices. ``atoll.sim.evaluate`` scores the alarms (a hit names the faulty
+device within the fault window + ``--grace`` s). ``--reading-decisions`` ignores the bindings'
+episode ``decision`` settings (``is_anomaly`` = the detector's own per-reading decision, as before
+episodes existed).
 """
 
 from __future__ import annotations

@@ -10,9 +10,10 @@ every point's score (published, and appended to the store); ``points_per_cpu_sec
 process's CPU time instead (the store writer thread included), which a busy machine cannot inflate.
 Also reports the learned state held per series, and the event loop's worst lag during the run
 (``max_loop_lag_ms``: how late a 5 ms ticker woke up; ingest's acknowledgements share that loop).
-The GIL switch interval is the one ``atoll up`` sets (``tune_interpreter``). ``--cold`` skips the benchmark's own warm-up, so kernels are compiled (or loaded from numba's
-cache) by the service itself; with ``NUMBA_CACHE_DIR`` pointing at an empty directory that is a
-fresh install's first start.
+The GIL switch interval is the one ``atoll up`` sets (``tune_interpreter``). ``--cold`` skips the
+benchmark's own warm-up, so kernels are compiled (or loaded from numba's cache) by the service
+itself; with ``NUMBA_CACHE_DIR`` pointing at an empty directory that is a fresh install's first
+start.
 """
 
 from __future__ import annotations

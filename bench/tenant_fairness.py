@@ -17,10 +17,10 @@ queueing as a device sees it. Each phase starts a fresh platform:
 * ``tenant_flood``: ``--tenant-devices`` devices of one tenant flood at once, so the tenant
   limit binds.
 
-Floods start ``--warm-up`` seconds before the victim, so the burst is spent and the limit is
-what is measured. The flooders' accepted rate is counted over the victim's
-window (messages stored, less the victim's). The writer's queue (``IngestPipeline`` pending points) is sampled to show whether
-the group commit queue fills up (``room()`` would then slow every tenant).
+Floods start ``--warm-up`` seconds before the victim, so the burst is spent and the limit is what is
+measured. The flooders' accepted rate is counted over the victim's window (messages stored, less the
+victim's). The writer's queue (``IngestPipeline`` pending points) is sampled to show whether the
+group commit queue fills up (``room()`` would then slow every tenant).
 """
 
 from __future__ import annotations

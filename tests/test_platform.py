@@ -223,7 +223,8 @@ async def test_forged_x_forwarded_for_does_not_reset_the_login_limit_by_default(
             codes = await _failed_logins(http, 22, lambda i: f"203.0.113.{i}")
     finally:
         await p.stop()
-    # 20 failures per address, and the address is the socket's (127.0.0.1), whatever the header says.
+    # 20 failures per address, and the address is the
+    # socket's (127.0.0.1), whatever the header says.
     assert codes[:20] == [401] * 20 and codes[20:] == [429, 429]
 
 

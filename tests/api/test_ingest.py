@@ -1,4 +1,5 @@
-"""Device-facing HTTP ingest: every bad input of issue 2 part 7 that HTTP can see gets a 4xx with the reason."""
+"""Device-facing HTTP ingest: every bad input of issue 2
+part 7 that HTTP can see gets a 4xx with the reason."""
 
 import time
 

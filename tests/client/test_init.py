@@ -78,7 +78,8 @@ def test_public_surface_is_guarded():
 
 
 def test_every_route_of_the_api_has_an_sdk_method(server):
-    """Compares the server's OpenAPI routes with the requests the SDK makes (read from its source)."""
+    """Compares the server's OpenAPI routes with the
+    requests the SDK makes (read from its source)."""
     import inspect
     import re
 

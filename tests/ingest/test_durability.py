@@ -1,4 +1,5 @@
-"""PUBACK means durable: kill -9 the platform mid-stream, restart it, every acknowledged point is there."""
+"""PUBACK means durable: kill -9 the platform mid-stream,
+restart it, every acknowledged point is there."""
 
 import json
 import os

@@ -1,4 +1,5 @@
-"""Several Atoll processes (nodes) on one external Mosquitto, started by each test on a free port."""
+"""Several Atoll processes (nodes) on one external
+Mosquitto, started by each test on a free port."""
 
 import asyncio
 import json

@@ -1,4 +1,5 @@
-"""At-least-once delivery end to end: a device that re-sends (lost PUBACK, HTTP retry) is stored once.
+"""At-least-once delivery end to end: a device that re-sends (lost PUBACK, HTTP retry) is stored
+once.
 
 The store keeps one value per (series, ts), last write wins; these tests go through the real
 embedded broker and the real HTTP API so the whole path (validation, group commit, store,

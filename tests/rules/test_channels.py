@@ -24,7 +24,8 @@ from atoll.rules.model import ChannelSpec
 
 
 class Receiver:
-    """An HTTP server on an ephemeral port that answers ``fail_status`` to the first ``fail`` POSTs."""
+    """An HTTP server on an ephemeral port that answers
+    ``fail_status`` to the first ``fail`` POSTs."""
 
     def __init__(self, fail: int = 0, fail_status: int = 503, headers: dict | None = None) -> None:
         self.fail, self.fail_status, self.headers = fail, fail_status, headers or {}

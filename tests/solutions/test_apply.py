@@ -1,4 +1,5 @@
-"""What applying a template asks of the platform (the REST part runs in tests/cli/test_solutions)."""
+"""What applying a template asks of the platform
+(the REST part runs in tests/cli/test_solutions)."""
 
 from __future__ import annotations
 

@@ -83,7 +83,8 @@ def create_app(
     max_body_bytes: int | None = None,
     extensions: tuple[str, ...] = EXTENSION_MODULES,
 ) -> FastAPI:
-    """Build the API. ``max_body_bytes`` defaults to ``ctx.settings.max_payload_bytes`` or 256 KiB."""
+    """Build the API. ``max_body_bytes`` defaults to
+    ``ctx.settings.max_payload_bytes`` or 256 KiB."""
     if max_body_bytes is None:
         settings = getattr(ctx, "settings", None)
         max_body_bytes = getattr(settings, "max_payload_bytes", None) or DEFAULT_MAX_BODY

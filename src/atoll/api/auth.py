@@ -88,7 +88,8 @@ def change_password(body: PasswordChange, who: Viewer, ctx: Ctx):
 
 @router.post("/auth/logout", status_code=204, summary="End this console session")
 def logout(who: Viewer, ctx: Ctx):
-    """Revokes the session token used for this call. API keys are left alone (revoke them under /keys)."""
+    """Revokes the session token used for this call. API
+    keys are left alone (revoke them under /keys)."""
     if who.name.startswith(SESSION_PREFIX):
         home = who.acting_from or who.tenant  # the session lives in its own tenant
         ctx.registry.revoke_api_key(home, who.key_id)

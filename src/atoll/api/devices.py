@@ -44,7 +44,8 @@ def list_devices(
         None, description=f"online = seen in the last {ONLINE_WINDOW_S:.0f} s"
     ),
 ):
-    """One page of devices by id; ``X-Total-Count`` says how many match (the console pages with it)."""
+    """One page of devices by id; ``X-Total-Count``
+    says how many match (the console pages with it)."""
     seen = {}
     if status is not None:
         cutoff = time.time_ns() // 1000 - int(ONLINE_WINDOW_S * 1e6)
@@ -107,7 +108,8 @@ class DeviceBatchIn(BaseModel):
     summary="Register many devices at once",
 )
 def register_devices(project: str, body: DeviceBatchIn, who: Operator, ctx: Ctx):
-    """All or nothing, in one transaction (up to 1000). Each answer holds a secret shown only here."""
+    """All or nothing, in one transaction (up to 1000).
+    Each answer holds a secret shown only here."""
     done = ctx.registry.register_devices(
         project,
         [

@@ -50,7 +50,8 @@ def get_project(project: str, who: Viewer, ctx: Ctx):
 
 @router.patch("/projects/{project}", response_model=ProjectOut, summary="Rename or set retention")
 def update_project(project: str, body: ProjectPatch, who: Admin, ctx: Ctx):
-    """Send ``"retention_days": null`` to keep data forever; leave the field out to keep it unchanged."""
+    """Send ``"retention_days": null`` to keep data
+    forever; leave the field out to keep it unchanged."""
     kw = (
         {"retention_days": body.retention_days} if "retention_days" in body.model_fields_set else {}
     )

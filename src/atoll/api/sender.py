@@ -31,7 +31,8 @@ class Publish(Protocol):
 
 class TopicCommandSender:
     """Commands go to ``.../commands/{id}`` as ``{"name", "args"}`` (QoS 1); the desired twin goes
-    to ``.../twin/desired`` retained, with its version in ``"$version"`` so devices can skip stale copies."""
+    to ``.../twin/desired`` retained, with its version in ``"$version"`` so devices can skip stale
+    copies."""
 
     def __init__(self, publish: Publish, connected: Callable[[str], bool] | None = None) -> None:
         """``connected(device_id)``, when given, keeps commands for offline devices ``pending``

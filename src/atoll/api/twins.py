@@ -1,4 +1,5 @@
-"""Device twins: read both halves; change the desired half (the device gets it over MQTT, retained)."""
+"""Device twins: read both halves; change the desired
+half (the device gets it over MQTT, retained)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``atoll detect``: try Atoll's anomaly detection on your own history, before connecting anything."""
+"""``atoll detect``: try Atoll's anomaly detection
+on your own history, before connecting anything."""
 
 from __future__ import annotations
 

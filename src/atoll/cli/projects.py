@@ -1,4 +1,5 @@
-"""``atoll projects``: list and create projects of a running Atoll (same options as ``atoll devices``)."""
+"""``atoll projects``: list and create projects of a
+running Atoll (same options as ``atoll devices``)."""
 
 from __future__ import annotations
 

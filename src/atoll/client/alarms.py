@@ -134,7 +134,8 @@ class AlarmsCalls(Http):
         )
 
     def ack_alarm(self, alarm_id: int, comment: str | None = None) -> Alarm:
-        """Acknowledge (``Conflict`` if it already is); a cleared alarm can still be acknowledged."""
+        """Acknowledge (``Conflict`` if it already is);
+        a cleared alarm can still be acknowledged."""
         return _alarm(self._call("POST", f"/alarms/{alarm_id}/ack", json={"comment": comment}))
 
     def clear_alarm(self, alarm_id: int, comment: str | None = None) -> Alarm:

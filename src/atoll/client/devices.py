@@ -175,7 +175,8 @@ class DevicesCalls(Http):
         name: str | None = None,
         metrics: Iterable[Metric | Mapping[str, Any]] | None = None,
     ) -> DeviceType:
-        """``metrics`` replaces the whole list; devices of the type are checked against it at once."""
+        """``metrics`` replaces the whole list; devices
+        of the type are checked against it at once."""
         body: dict[str, Any] = {"name": name}
         if metrics is not None:
             body["metrics"] = _metrics(metrics)
@@ -198,7 +199,8 @@ class DevicesCalls(Http):
         limit: int = 1000,
         offset: int = 0,
     ) -> list[Device]:
-        """A page of devices by id; ``search`` matches id, name or type; ``status``: online | offline."""
+        """A page of devices by id; ``search`` matches
+        id, name or type; ``status``: online | offline."""
         return [
             build(Device, d)
             for d in self._call(

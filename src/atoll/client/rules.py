@@ -169,7 +169,8 @@ class RulesCalls(Http):
         return _rule(self._call("PUT", f"/projects/{project}/rules/{rule_id}", json=_body(rule)))
 
     def update_rule(self, project: str, rule_id: str, **changes: Any) -> Rule:
-        """Replace top-level fields, e.g. ``enabled=False`` (pauses it and clears its open alarms)."""
+        """Replace top-level fields, e.g. ``enabled=False``
+        (pauses it and clears its open alarms)."""
         return _rule(self._call("PATCH", f"/projects/{project}/rules/{rule_id}", json=changes))
 
     def delete_rule(self, project: str, rule_id: str) -> None:

@@ -252,7 +252,8 @@ DEFAULT_SCALES = ((192, 8, 800, 0.35), (64, 4, 1000, 0.8))
 
 
 class EnsembleDetector(StreamingDetector):
-    """Range and tail breaks + multi-scale kNN window novelty + variability bursts, max-fused, repeats suppressed.
+    """Range and tail breaks + multi-scale kNN window novelty + variability bursts, max-fused,
+    repeats suppressed.
 
     Parameters are global (the same for every stream); the defaults were tuned on NAB as a whole
     (see docs/DETECTION.md).

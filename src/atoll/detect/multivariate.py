@@ -52,7 +52,8 @@ def _combine_rows(rows: np.ndarray, how: str) -> np.ndarray:
 
 
 class PerSensor(StreamingDetector):
-    """One ``detector`` per sensor (created on the first reading), scores combined by ``combine``."""
+    """One ``detector`` per sensor (created on the
+    first reading), scores combined by ``combine``."""
 
     kind = "per_sensor"
     multivariate = True

@@ -5,10 +5,11 @@ registers itself on import with ``register``; the modules below are imported on 
 detector is one module plus one line in ``_MODULES``.
 
 Adding a detector (DETECT-B): subclass ``atoll.detect.base.StreamingDetector`` (set ``kind``,
-``_state_arrays``, ``default_threshold``, ``params()``), end the module with ``register(MyDetector)``,
-append the module to ``_MODULES`` and, for the default, set ``DEFAULT = MyDetector.kind``.
-``tests/detect/test_conformance.py`` then runs ``atoll.testing.detect.check_detector`` on it
-(batch == one-at-a-time, strictly online, state round-trip, bounded memory, NaN-safe).
+``_state_arrays``, ``default_threshold``, ``params()``), end the module with
+``register(MyDetector)``, append the module to ``_MODULES`` and, for the default, set ``DEFAULT =
+MyDetector.kind``. ``tests/detect/test_conformance.py`` then runs
+``atoll.testing.detect.check_detector`` on it (batch == one-at-a-time, strictly online, state
+round-trip, bounded memory, NaN-safe).
 """
 
 from __future__ import annotations

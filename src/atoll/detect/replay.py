@@ -1,4 +1,5 @@
-"""Replaying recorded streams through detectors, strictly online and one fresh detector per stream."""
+"""Replaying recorded streams through detectors,
+strictly online and one fresh detector per stream."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Seasonal baseline: each reading is compared with what is usual for its time slot (e.g. hour of day)."""
+"""Seasonal baseline: each reading is compared with
+what is usual for its time slot (e.g. hour of day)."""
 
 from __future__ import annotations
 

@@ -6,12 +6,12 @@ Enforced on the listening socket itself, before asyncio makes a transport of a c
 an ``accept`` and a ``close`` each and never eats the file descriptors the HTTP API and the
 store need. The same socket serves every listener (tcp, tls, ws, wss).
 
-Caps (``AdmissionLimits``): connections in total, per remote address, and *unauthenticated*
-ones (accepted, no CONNACK yet), in total and per remote address, so that idle sockets from one
-address cannot take every place a connecting device needs. An unauthenticated connection must have sent its whole
-CONNECT within ``connect_timeout_s`` of being accepted (TLS and WebSocket handshakes
-included), else it is shut down. What the broker does with the first packet (must be a
-CONNECT no larger than ``max_connect_bytes``) is in ``atoll.ingest.connect``.
+Caps (``AdmissionLimits``): connections in total, per remote address, and *unauthenticated* ones
+(accepted, no CONNACK yet), in total and per remote address, so that idle sockets from one address
+cannot take every place a connecting device needs. An unauthenticated connection must have sent its
+whole CONNECT within ``connect_timeout_s`` of being accepted (TLS and WebSocket handshakes
+included), else it is shut down. What the broker does with the first packet (must be a CONNECT no
+larger than ``max_connect_bytes``) is in ``atoll.ingest.connect``.
 
 Every refusal is counted (``Admission.refused`` by reason, and the ``on_refused`` callback:
 the pipeline's rejection counters); the log lines are rate-limited (``atoll.ingest.log_limit``).

@@ -275,7 +275,8 @@ async def _close(writer) -> None:
 
 
 class EmbeddedBroker:
-    """``await EmbeddedBroker(pipeline, directory, port=1883).start()``; ``port=0`` picks a free one."""
+    """``await EmbeddedBroker(pipeline, directory,
+    port=1883).start()``; ``port=0`` picks a free one."""
 
     def __init__(
         self,

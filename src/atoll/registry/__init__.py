@@ -1,4 +1,5 @@
-"""Tenants, projects, device types, devices, credentials, API keys, users, twins, commands, audit."""
+"""Tenants, projects, device types, devices,
+credentials, API keys, users, twins, commands, audit."""
 
 from atoll.registry import models
 from atoll.registry.models import *  # noqa: F403 -- the record types, listed once in models.__all__

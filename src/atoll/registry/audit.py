@@ -1,4 +1,5 @@
-"""Append-only audit log: who did what to which target, when, in which tenant. Nothing here updates or deletes."""
+"""Append-only audit log: who did what to which target,
+when, in which tenant. Nothing here updates or deletes."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from atoll.registry.registry import Registry
 
 
 class RegistryDirectory:
-    """What ingest asks of the registry, with ingest's error conventions (raise, don't return None)."""
+    """What ingest asks of the registry, with ingest's
+    error conventions (raise, don't return None)."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry

@@ -1,4 +1,5 @@
-"""Tenant-scoped API keys. A token is ``atk_<key id>_<secret>``; only the secret's SHA-256 is kept."""
+"""Tenant-scoped API keys. A token is ``atk_<key
+id>_<secret>``; only the secret's SHA-256 is kept."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The ``Registry``: one synchronous façade over tenants, devices, credentials, keys, twins and commands.
+"""The ``Registry``: one synchronous façade over tenants, devices, credentials, keys, twins and
+commands.
 
 Methods taking ``tenant=`` scope the lookup to that tenant and raise ``NotFound`` for anything
 outside it, so callers acting for an API key pass the key's tenant and cannot see other tenants.
@@ -183,7 +184,8 @@ class Registry:
             self._auth.invalidate(d)
 
     def retention(self) -> dict[str, int]:
-        """``{project: retention_days}`` of every project that has a limit (for the retention job)."""
+        """``{project: retention_days}`` of every project
+        that has a limit (for the retention job)."""
         return {p.id: p.retention_days for p in self.list_projects() if p.retention_days}
 
     # -- device types -------------------------------------------------------------------------
@@ -257,7 +259,8 @@ class Registry:
         *,
         tenant: str | None = None,
     ) -> list[tuple[Device, DeviceCredentials]]:
-        """Register many devices in one transaction: all of them, or none (the error names the culprit).
+        """Register many devices in one transaction: all of them, or none (the error names the
+        culprit).
 
         Each item takes the keyword arguments of ``register_device`` (``device_id``, ``name``,
         ``device_type``, ``labels``).
@@ -368,7 +371,8 @@ class Registry:
         self._auth.invalidate(device_id)
 
     def authenticate_device(self, device_id: str, secret: str) -> DeviceIdentity | None:
-        """The device's identity if ``secret`` is its current secret and it is enabled, else ``None``.
+        """The device's identity if ``secret`` is its current secret and it is enabled, else
+        ``None``.
 
         Hot path for ingest: a cached positive answer costs one SHA-256 and no I/O.
         """
@@ -388,7 +392,8 @@ class Registry:
         return identity
 
     def device_disabled(self, device_id: str, secret: str) -> bool:
-        """True if ``secret`` is right but the device is disabled (lets ingest say why it refuses)."""
+        """True if ``secret`` is right but the device
+        is disabled (lets ingest say why it refuses)."""
         with self._read() as conn:
             found = _credentials.load(conn, device_id)
         return found is not None and found[1] and matches(secret, found[0])
@@ -424,7 +429,8 @@ class Registry:
             self.flush_rejections()
 
     def record_rejections(self, rows: Iterable[tuple[str, str, str, str, int, int]]) -> None:
-        """Add counted rejections ``(device, transport, reason, last_message, last_at_us, count)`` now."""
+        """Add counted rejections ``(device, transport,
+        reason, last_message, last_at_us, count)`` now."""
         with self._rej_lock:
             for device_id, transport, reason, message, at, n in rows:
                 slot = self._pending_rejections.setdefault(
@@ -531,7 +537,8 @@ class Registry:
     def login(
         self, username: str, password: str, *, ttl_s: float = SESSION_TTL_S
     ) -> tuple[User, NewApiKey] | None:
-        """Check a console password; on success issue a short-lived session key with the user's role."""
+        """Check a console password; on success issue a
+        short-lived session key with the user's role."""
         with self._write() as conn:
             user = _users.verify(conn, username, password, self._hasher)
             if user is None:
@@ -610,7 +617,8 @@ class Registry:
             return _commands.set_status(conn, device_id, command_id, "delivered")
 
     def ack_command(self, device_id: str, command_id: str, ok: bool, result: Any = None) -> Command:
-        """A device's acknowledgement: ``ok`` → acked, else failed. Raises for unknown or finished ones."""
+        """A device's acknowledgement: ``ok`` → acked, else
+        failed. Raises for unknown or finished ones."""
         with self._write() as conn:
             return _commands.set_status(
                 conn, device_id, command_id, "acked" if ok else "failed", result

@@ -1,4 +1,5 @@
-"""SQL schema of the registry. Portable SQLAlchemy Core types only, so SQLite and PostgreSQL share it.
+"""SQL schema of the registry. Portable SQLAlchemy Core types only, so SQLite and PostgreSQL share
+it.
 
 Timestamps are integer µs since the epoch, like everywhere else in Atoll.
 """

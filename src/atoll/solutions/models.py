@@ -67,7 +67,8 @@ class Sawtooth(_Strict):
 
 
 class Follow(_Strict):
-    """Coupling: add ``gain`` x (low-passed driver - driver's mean). ``lag_s`` is the time constant."""
+    """Coupling: add ``gain`` x (low-passed driver -
+    driver's mean). ``lag_s`` is the time constant."""
 
     metric: str
     gain: float

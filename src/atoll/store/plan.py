@@ -185,7 +185,8 @@ def bucket_tier(bucket: int) -> int | None:
 
 
 def inner_span(start: int, end: int, tier: int | None) -> tuple[int, int]:
-    """The tier-aligned part ``[a, z)`` of ``[start, end)``; raw covers ``[start, a)`` and ``[z, end)``."""
+    """The tier-aligned part ``[a, z)`` of ``[start,
+    end)``; raw covers ``[start, a)`` and ``[z, end)``."""
     if tier is None:
         return end, end
     a = -(-start // tier) * tier

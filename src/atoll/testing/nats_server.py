@@ -31,7 +31,8 @@ def _free_port() -> int:
 
 
 class NatsServer:
-    """``with NatsServer(tmp_dir) as server: server.url`` — JetStream on, file store in ``tmp_dir``."""
+    """``with NatsServer(tmp_dir) as server: server.url``
+    — JetStream on, file store in ``tmp_dir``."""
 
     def __init__(self, store_dir: str | Path) -> None:
         self.store_dir = Path(store_dir)

@@ -34,7 +34,8 @@ def run_nab(
     scores_dir: str | os.PathLike | None = None,
     on_stream: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Replay every stream with a fresh detector, write raw scores, optimise thresholds per profile."""
+    """Replay every stream with a fresh detector, write
+    raw scores, optimise thresholds per profile."""
     params = dict(params or {})
     kind = resolve(detector)
     label = kind if detector != "default" else f"default-{kind}"

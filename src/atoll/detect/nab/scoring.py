@@ -41,7 +41,8 @@ _MAX_TP = float(scaled_sigmoid(-1.0))
 
 @dataclass(frozen=True)
 class Layout:
-    """Threshold-independent facts about every record of the corpus, concatenated in corpus order."""
+    """Threshold-independent facts about every record
+    of the corpus, concatenated in corpus order."""
 
     relpaths: tuple[str, ...]
     offsets: np.ndarray  # len(streams) + 1
@@ -138,7 +139,8 @@ def normalise(raw: float, lay: Layout, profile: Profile) -> float:
 def raw_score_at_threshold(
     corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile, threshold: float
 ) -> float:
-    """NAB's raw (un-normalised) corpus score when records scoring ``>= threshold`` are detections."""
+    """NAB's raw (un-normalised) corpus score when
+    records scoring ``>= threshold`` are detections."""
     lay = layout(corpus)
     s = _concat_scores(corpus, lay, scores)
     det = s >= threshold
@@ -229,7 +231,8 @@ def _profile(corpus: Corpus, profile: Profile | str) -> Profile:
 
 
 def profile_scores(corpus: Corpus, scores: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """``{profile: {"threshold": t, "score": normalised}}`` for every profile, thresholds optimised."""
+    """``{profile: {"threshold": t, "score": normalised}}``
+    for every profile, thresholds optimised."""
     out = {}
     for name in corpus.profiles:
         t, sc = optimise(corpus, scores, name)
