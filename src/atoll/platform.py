@@ -102,7 +102,7 @@ class Platform:
     def services(self) -> list[Service]:
         return [s.service for s in self._services]
 
-    # -- lifecycle ----------------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -271,7 +271,8 @@ class Platform:
             if self._http_task.done():
                 exc = self._http_task.exception()
                 raise Unavailable(
-                    f"could not start the HTTP API on {self.settings.http_host}:{self.settings.http_port}"
+                    "could not start the HTTP API on"
+                    f" {self.settings.http_host}:{self.settings.http_port}"
                     + (f": {exc}" if exc else ""),
                     hint="choose another port with --http-port N",
                 )
@@ -313,7 +314,7 @@ class Platform:
             return None
         return self.mqtt.url
 
-    # -- services -----------------------------------------------------------------------------------
+    # -- services ----------------------------------------------------------------------------------
 
     def _discover_services(self) -> list[_Named]:
         out = []

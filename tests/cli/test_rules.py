@@ -87,7 +87,8 @@ def test_errors_are_one_line_with_the_fix(server, tmp_path):
     assert r.exit_code == 2 and "no API key" in r.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(
-        "rules:\n  - name: x\n    target: {device: ghost}\n    condition: {type: no_data, timeout: 60}\n"
+        "rules:\n  - name: x\n    target: {device: ghost}\n"
+        "    condition: {type: no_data, timeout: 60}\n"
     )
     r = atoll(server, "rules", "apply", str(bad), "-p", "plant")
     assert r.exit_code == 1 and "no device 'ghost'" in r.output

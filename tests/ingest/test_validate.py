@@ -42,7 +42,8 @@ def test_single_reading_without_ts_uses_server_time():
 
 def test_server_stamps_never_repeat_so_no_reading_overwrites_another():
     # The store keeps one value per (series, ts): readings stamped by the server must differ.
-    body = b'[{"values": {"temperature": 1}}, {"values": {"temperature": 2}}, {"values": {"temperature": 3}}]'
+    body = b'[{"values": {"temperature": 1}}, {"values": {"temperature": 2}},'
+    body += b' {"values": {"temperature": 3}}]'
     first = parse_telemetry(body, project="p", device="d", schema=SCHEMA).batch()
     second = parse_telemetry(body, project="p", device="d", schema=SCHEMA).batch()
     ts = first.ts.tolist() + second.ts.tolist()
@@ -175,7 +176,8 @@ def test_merge_keeps_every_point_with_its_series_in_order():
     assert len(m.keys) == len(set(m.keys)) == 3
 
 
-TS = b'"ts": 1795427000000'  # epoch ms, 1000 s before NOW: the shape the single-reading fast path takes
+# epoch ms, 1000 s before NOW: the shape the single-reading fast path takes
+TS = b'"ts": 1795427000000'
 
 
 @pytest.mark.parametrize(

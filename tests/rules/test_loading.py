@@ -71,7 +71,8 @@ def test_a_bare_list_and_a_default_project():
             "rules[0].target: give exactly one of device, devices, device_type",
         ),
         (
-            "- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: soon}}",
+            "- {name: a, project: p, target: {device: d},"
+            " condition: {type: no_data, timeout: soon}}",
             "rules[0].condition.no_data.timeout: 'soon' is not a duration",
         ),
         (
@@ -84,11 +85,13 @@ def test_a_bare_list_and_a_default_project():
             "clear (0) must be >= value (1) for op '<'",
         ),
         (
-            "- {name: a, project: p, severity: bad, target: {device: d}, condition: {type: no_data, timeout: 1}}",
+            "- {name: a, project: p, severity: bad, target: {device: d},"
+            " condition: {type: no_data, timeout: 1}}",
             "rules[0].severity: Input should be",
         ),
         (
-            "- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: 1}, colour: red}",
+            "- {name: a, project: p, target: {device: d},"
+            " condition: {type: no_data, timeout: 1}, colour: red}",
             "rules[0].colour: Extra inputs are not permitted",
         ),
         (

@@ -142,7 +142,8 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page, shots):
     span = int(zoomed["end"]) - int(zoomed["start"])
     assert 0 < span < 0.02 * (end - start)
     page.wait_for_function(
-        "() => { const n = Number(document.querySelector('[data-testid=chart-power]').dataset.points);"
+        "() => { const n ="
+        " Number(document.querySelector('[data-testid=chart-power]').dataset.points);"
         f" return n > 0 && n <= {span // 60_000 + 2}; }}"
     )
     expect(page.locator("[data-testid=range-label]")).to_have_text(

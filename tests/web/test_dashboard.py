@@ -115,7 +115,8 @@ def test_template_dashboard_draws_the_layout_and_follows_live_readings(platform,
     try:
         motor.send({"vibration_rms": 3.3, "bearing_temp": 51.0, "current": 31.0})
         page.wait_for_function(
-            f"() => Number(document.querySelector('[data-testid=dash-chart-0]').dataset.points) > {before}"
+            "() => Number(document.querySelector('[data-testid=dash-chart-0]').dataset.points)"
+            f" > {before}"
         )
         pump_dev.send(
             {

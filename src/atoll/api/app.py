@@ -93,7 +93,8 @@ def create_app(
         version=__version__,
         description=(
             "Devices, telemetry, twins, commands, rules and alarms. People and programs send "
-            "`Authorization: Bearer <api key>`; devices use HTTP Basic auth with their id and secret. "
+            "`Authorization: Bearer <api key>`; devices use HTTP Basic auth with their id and "
+            "secret. "
             'Errors are `{"error", "message", "hint"?}`.'
         ),
         docs_url="/docs",

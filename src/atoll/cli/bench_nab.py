@@ -114,7 +114,8 @@ def nab(
     )
     out.print(
         f"throughput: {result['throughput_points_per_s']:,.0f} points/s wall, "
-        f"{result['throughput_points_per_cpu_s']:,.0f} points per CPU-second (one thread, detector time only); "
+        f"{result['throughput_points_per_cpu_s']:,.0f} points per CPU-second"
+        " (one thread, detector time only); "
         f"state per series: {result['memory_bytes_per_series']:,} bytes"
     )
     out.print(f"raw scores: {result['scores_dir']}")

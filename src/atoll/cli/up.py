@@ -202,6 +202,7 @@ def _announce(platform) -> None:
         typer.echo(f"  console user        {boot.username}")
         typer.echo(f"  console password    {boot.password}")
         typer.echo(
-            f"  e.g. curl -H 'Authorization: Bearer {boot.api_key}' {platform.http_url}/api/v1/projects"
+            f"  e.g. curl -H 'Authorization: Bearer {boot.api_key}'"
+            f" {platform.http_url}/api/v1/projects"
         )
     typer.echo("Press Ctrl-C to stop.", err=False)

@@ -8,7 +8,8 @@ the server's message and hint. One module per part of the API (``devices``, ``se
     with atoll.Client("http://127.0.0.1:8080", api_key) as c:
         c.create_project("Lab", id="lab")
         reg = c.register_device("lab", id="sensor-1")
-        atoll.DeviceClient(c.base_url, reg.device.id, reg.credentials.secret).send({"temperature": 21.5})
+        device = atoll.DeviceClient(c.base_url, reg.device.id, reg.credentials.secret)
+        device.send({"temperature": 21.5})
         print(c.raw("sensor-1", "temperature", start="-1h").value)
 
 A platform admin acts in another tenant with ``Client(url, key, tenant="acme")`` or

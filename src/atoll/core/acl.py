@@ -24,9 +24,11 @@ Where it is enforced: the embedded broker (``atoll.ingest.embedded_broker``,
 ``embedded_connection`` and ``dispatch``) calls these functions on each path; in external
 mode Mosquitto enforces the same table, written as ``pattern`` lines by ``mosquitto_acl``.
 
->>> may_publish("d1", "atoll/v1/devices/d1/commands/c7/ack"), may_publish("d1", "atoll/v1/devices/d2/telemetry")
+>>> (may_publish("d1", "atoll/v1/devices/d1/commands/c7/ack"),
+...  may_publish("d1", "atoll/v1/devices/d2/telemetry"))
 (True, False)
->>> may_receive("d1", "atoll/v1/devices/d1/twin/desired"), may_receive("d1", "atoll/v1/devices/d1/telemetry")
+>>> (may_receive("d1", "atoll/v1/devices/d1/twin/desired"),
+...  may_receive("d1", "atoll/v1/devices/d1/telemetry"))
 (True, False)
 """
 

@@ -32,7 +32,8 @@ Non-finite readings score 0 and are not learned.
 >>> d = EnsembleDetector()
 >>> rng = np.random.default_rng(0)
 >>> calm = d.score_many(10 + rng.normal(0, 1, 2000))
->>> bool((calm[300:] >= d.default_threshold).mean() < 0.01), d.score_one(60.0) >= d.default_threshold
+>>> quiet = bool((calm[300:] >= d.default_threshold).mean() < 0.01)
+>>> quiet, d.score_one(60.0) >= d.default_threshold
 (True, True)
 """
 
@@ -326,7 +327,8 @@ class EnsembleDetector(StreamingDetector):
             raise InvalidInput("burst_window must be 0 (off) or at least 2, got 1")
         if not (0.0 < burst_gate <= 1.0 and burst_floor > 0.0):
             raise InvalidInput(
-                f"burst_gate must be in (0, 1] and burst_floor > 0, got {burst_gate!r}, {burst_floor!r}"
+                "burst_gate must be in (0, 1] and burst_floor > 0,"
+                f" got {burst_gate!r}, {burst_floor!r}"
             )
         if not 0.0 < burst_alpha <= 1.0:
             raise InvalidInput(f"burst_alpha must be in (0, 1], got {burst_alpha!r}")

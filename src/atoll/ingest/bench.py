@@ -584,7 +584,8 @@ async def run(
         echo(f"raw store bulk append: {sc['store_raw_append']['points_per_second']:,} points/s")
         for label, q in sc["chart_queries_width_1000"].items():
             echo(
-                f"chart query {label} ({chart_days} days of 1 Hz stored): {q['median_ms']} ms median"
+                f"chart query {label} ({chart_days} days of 1 Hz stored):"
+                f" {q['median_ms']} ms median"
             )
         raw = sc["store_raw_append"]["points_per_second"]
         ratios = {

@@ -9,7 +9,8 @@ it from memory, so it cannot read past the declared length either.
 
 >>> import asyncio
 >>> from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHeader
->>> wire = ConnectPacket(variable_header=ConnectVariableHeader(), payload=ConnectPayload("d1")).to_bytes()
+>>> packet = ConnectPacket(variable_header=ConnectVariableHeader(), payload=ConnectPayload("d1"))
+>>> wire = packet.to_bytes()
 >>> packet = asyncio.run(read_connect(BytesReader(wire), 65536))
 >>> packet.end - packet.pos == len(wire)
 True

@@ -153,7 +153,7 @@ class MosquittoAuth:
                 "could not signal mosquitto to reload its auth files (%s): %s", self.pid_file, e
             )
 
-    # -- registry ------------------------------------------------------------------------------------
+    # -- registry ----------------------------------------------------------------------------------
 
     def sync(self, registry: Any) -> None:
         """Drop entries of devices that no longer exist, lost their secret or are disabled."""

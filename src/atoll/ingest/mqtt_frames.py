@@ -7,7 +7,8 @@ in them synchronously, with amqtt's decoders: Atoll does not implement the wire 
 
 >>> from amqtt.mqtt.pingreq import PingReqPacket
 >>> from amqtt.mqtt.publish import PublishPacket
->>> wire = PublishPacket.build("t/1", b"hi", 7, False, 1, False).to_bytes() + PingReqPacket().to_bytes()
+>>> publish = PublishPacket.build("t/1", b"hi", 7, False, 1, False)
+>>> wire = publish.to_bytes() + PingReqPacket().to_bytes()
 >>> splitter = PacketSplitter(max_packet=1024)
 >>> splitter.feed(wire[:5]), splitter.buffered
 (([], None), 5)

@@ -299,7 +299,8 @@ def _decode(body: bytes):
         raise InvalidTelemetry(
             WRONG_TYPE,
             f"payload does not match the telemetry format: {msg}",
-            hint='send {"ts": <optional>, "values": {"metric": number, ...}} or a JSON array of those',
+            hint='send {"ts": <optional>, "values": {"metric": number, ...}}'
+            " or a JSON array of those",
         ) from None
     except msgspec.DecodeError as e:
         if re.search(rb"(?<![\"\w])-?(NaN|Infinity)\b", body):
@@ -397,7 +398,8 @@ def parse_telemetry(
                 if spec is None:
                     raise InvalidTelemetry(
                         UNKNOWN_SERIES,
-                        f"{where}.values.{name}: metric {name!r} is not declared by the device type",
+                        f"{where}.values.{name}: metric {name!r}"
+                        " is not declared by the device type",
                         hint="declared metrics: " + ", ".join(sorted(metrics_spec)),
                     )
                 kind, lo, hi = spec
@@ -428,7 +430,8 @@ def parse_telemetry(
                 if reject_oor:
                     raise InvalidTelemetry(
                         OUT_OF_RANGE,
-                        f"{where}.values.{name}={fv:g} is outside the declared range [{lo:g}, {hi:g}]",
+                        f"{where}.values.{name}={fv:g}"
+                        f" is outside the declared range [{lo:g}, {hi:g}]",
                     )
                 flagged += 1
                 if flagged_names is None:

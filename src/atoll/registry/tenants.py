@@ -17,7 +17,8 @@ def check_id(kind: str, value: str) -> None:
     if not valid_id(value):
         raise InvalidInput(
             f"invalid {kind} id {value!r}",
-            hint="use 1-64 characters: lower-case letters, digits, '-' or '_', starting with a letter or digit",
+            hint="use 1-64 characters: lower-case letters, digits, '-' or '_',"
+            " starting with a letter or digit",
         )
 
 

@@ -285,7 +285,8 @@ class RateEval(Leaf):
     def describe(self):
         s = self.spec
         per = format_duration(s.per)
-        return f"{self.device}.{s.metric} changes {_num(self.last)}/{per} {s.op} {s.value:g}{self._for_text()}"
+        change = f"{_num(self.last)}/{per} {s.op} {s.value:g}"
+        return f"{self.device}.{s.metric} changes {change}{self._for_text()}"
 
 
 class AnomalyEval(Leaf):

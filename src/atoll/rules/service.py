@@ -252,7 +252,8 @@ class RulesService:
                         Notification(
                             alarm.project,
                             "repeat",
-                            f"[{alarm.severity.upper()}] {alarm.rule_name} on {alarm.device}: still active",
+                            f"[{alarm.severity.upper()}] {alarm.rule_name} on {alarm.device}:"
+                            " still active",
                             alarm.detail,
                             alarm.model_dump(),
                         ),

@@ -55,7 +55,8 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS store_meta (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL)",
     "INSERT INTO store_meta VALUES ('compacted_seq', 0) ON CONFLICT DO NOTHING",
 ] + [
-    f"CREATE TABLE IF NOT EXISTS rollup_{t // plan.MINUTE * 60}s ({_ROLLUP_DDL}, PRIMARY KEY (sid, b))"
+    f"CREATE TABLE IF NOT EXISTS rollup_{t // plan.MINUTE * 60}s"
+    f" ({_ROLLUP_DDL}, PRIMARY KEY (sid, b))"
     for t in plan.TIERS
 ]
 

@@ -43,7 +43,8 @@ def one_per_timestamp(
     """A batch's points sorted by ``(sid, ts)`` with one point per ``(sid, ts)``: the last to
     arrive wins. An already sorted, duplicate-free batch (the usual case) comes back as is.
 
-    >>> s, t, v = one_per_timestamp(np.array([2, 1, 2]), np.array([5, 7, 5]), np.array([1.0, 2.0, 3.0]))
+    >>> sid, ts, value = np.array([2, 1, 2]), np.array([5, 7, 5]), np.array([1.0, 2.0, 3.0])
+    >>> s, t, v = one_per_timestamp(sid, ts, value)
     >>> s.tolist(), t.tolist(), v.tolist()
     ([1, 2], [7, 5], [2.0, 3.0])
     """

@@ -490,7 +490,8 @@ class PostgresStore:
             )
             return plan.buckets_of_points(raw.ts, raw.value, int(bucket), aggs)
         sql = f"""SELECT {_floor("b", int(bucket))} AS bs, min(vmin), max(vmax),
-            sum(vsum) / sum(n), sum(n)::BIGINT, {_argmin("vfirst", "tfirst")}, {_argmax("vlast", "tlast")}
+            sum(vsum) / sum(n), sum(n)::BIGINT, {_argmin("vfirst", "tfirst")},
+            {_argmax("vlast", "tlast")}
             FROM ({_range_rows(tier)}) r GROUP BY bs ORDER BY bs"""
         rows = self._query("bucket query", sql, self._range_args(sid, start, end, tier))
         if not rows:

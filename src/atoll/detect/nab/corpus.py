@@ -102,7 +102,8 @@ def read_series_csv(path: Path, value_column: str) -> tuple[np.ndarray, np.ndarr
         if header is None or "timestamp" not in header or value_column not in header:
             raise InvalidInput(
                 f"{path}: expected columns timestamp,{value_column}, got {header}",
-                hint="NAB files have a header row 'timestamp,value' (data) or 'timestamp,anomaly_score' (results)",
+                hint="NAB files have a header row 'timestamp,value' (data)"
+                " or 'timestamp,anomaly_score' (results)",
             )
         ti, vi = header.index("timestamp"), header.index(value_column)
         ts, vs = [], []

@@ -41,7 +41,8 @@ def read_scores(
         if not path.is_file():
             raise NotFound(
                 f"missing raw scores {path}",
-                hint=f"the results directory needs {detector}/<category>/{detector}_<name>.csv per stream",
+                hint=f"the results directory needs {detector}/<category>/{detector}_<name>.csv"
+                " per stream",
             )
         _, scores = read_series_csv(path, "anomaly_score")
         out[relpath] = scores

@@ -2,8 +2,9 @@
 
 Per record, NAB's sweeper assigns a weight that does not depend on the threshold:
 
-* inside a window (inclusive ``[first, last]`` record), ``sigma(-(last - i + 1) / width) / sigma(-1)``
-  times ``A_TP``, so the window's first record earns exactly ``A_TP``;
+* inside a window (inclusive ``[first, last]`` record),
+  ``sigma(-(last - i + 1) / width) / sigma(-1)`` times ``A_TP``, so the window's first record
+  earns exactly ``A_TP``;
 * outside every window, ``sigma(|i - prev_last| / (prev_width - 1))`` times ``A_FP``, or ``-A_FP``
   before the first window (``sigma(d) = -1`` past ``d = 3``);
 * in the probationary period, nothing.
