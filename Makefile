@@ -10,7 +10,7 @@ CONSOLE := src/atoll/web/console
 DIST    := src/atoll/web/static/dist/index.html
 PYTHON  ?= python3
 
-.PHONY: demo up test setup console system-deps bench lock
+.PHONY: demo up test check setup console system-deps bench lock
 
 demo: setup console
 	$(VENV)/bin/atoll demo
@@ -20,6 +20,11 @@ up: setup console
 
 test: setup console system-deps
 	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
+
+# Lint and format check (what CI enforces before the tests).
+check: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 
 setup: $(STAMP)
 

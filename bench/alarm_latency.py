@@ -70,8 +70,9 @@ def rules(devices: int) -> list[dict]:
 async def timer_pass(devices: int) -> dict:
     """Cost of one timer pass (``for``, ``no_data``, escalations) over a large fleet."""
     names = [f"t{i:06d}" for i in range(devices)]
-    svc = RulesService(None, directory=StaticDirectory({PROJECT: {n: "boiler" for n in names}}),
-                       tick_interval=0)
+    svc = RulesService(
+        None, directory=StaticDirectory({PROJECT: {n: "boiler" for n in names}}), tick_interval=0
+    )
     t = time.perf_counter()
     for r in rules(devices):
         await svc.create_rule({**r, "project": PROJECT})
@@ -81,8 +82,12 @@ async def timer_pass(devices: int) -> dict:
         t = time.perf_counter()
         await svc.tick()
         passes.append((time.perf_counter() - t) * 1000)
-    return {"devices": devices, "rule_instances": devices * len(rules(devices)),
-            "create_rules_s": round(setup, 2), "timer_pass_ms_median": round(statistics.median(passes), 1)}
+    return {
+        "devices": devices,
+        "rule_instances": devices * len(rules(devices)),
+        "create_rules_s": round(setup, 2),
+        "timer_pass_ms_median": round(statistics.median(passes), 1),
+    }
 
 
 async def run(args) -> dict:
@@ -96,9 +101,20 @@ async def run(args) -> dict:
     # Raw evaluation speed first: telemetry events handed straight to the service.
     from atoll.bus.port import Message
 
-    msgs = [Message(f"telemetry.{PROJECT}.{n}", encode_telemetry(
-        PROJECT, n, ["t", "h"], [0, 1], [1_800_000_000_000_000 + k] * 2, [20.0 + k % 5, 50.0]))
-        for k, n in enumerate(names * max(1, args.throughput_n // len(names)))]
+    msgs = [
+        Message(
+            f"telemetry.{PROJECT}.{n}",
+            encode_telemetry(
+                PROJECT,
+                n,
+                ["t", "h"],
+                [0, 1],
+                [1_800_000_000_000_000 + k] * 2,
+                [20.0 + k % 5, 50.0],
+            ),
+        )
+        for k, n in enumerate(names * max(1, args.throughput_n // len(names)))
+    ]
     t = time.perf_counter()
     for m in msgs:
         await svc._on_telemetry(m)
@@ -217,10 +233,18 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=2000, help="background readings per second")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--interval", type=float, default=0.05, help="pause between trips (s)")
-    ap.add_argument("--tick-devices", type=int, default=10_000,
-                    help="fleet size for the timer-pass measurement (0: skip)")
-    ap.add_argument("--throughput-n", type=int, default=20_000,
-                    help="messages for the raw evaluation-speed measurement")
+    ap.add_argument(
+        "--tick-devices",
+        type=int,
+        default=10_000,
+        help="fleet size for the timer-pass measurement (0: skip)",
+    )
+    ap.add_argument(
+        "--throughput-n",
+        type=int,
+        default=20_000,
+        help="messages for the raw evaluation-speed measurement",
+    )
     ap.add_argument("--machine", default=os.environ.get("ATOLL_MACHINE", "2-core python-svc"))
     args = ap.parse_args()
     result = asyncio.run(run(args))

@@ -33,9 +33,14 @@ T0 = 1_764_000_000_000_000
 
 def telemetry(points: int, device: int) -> bytes:
     metrics = ["temperature", "humidity", "pressure"]
-    return encode_telemetry("bench", f"d{device}", metrics, [i % 3 for i in range(points)],
-                            [T0 + i * 1_000_000 for i in range(points)],
-                            [20.0 + (i % 97) * 0.1 for i in range(points)])
+    return encode_telemetry(
+        "bench",
+        f"d{device}",
+        metrics,
+        [i % 3 for i in range(points)],
+        [T0 + i * 1_000_000 for i in range(points)],
+        [20.0 + (i % 97) * 0.1 for i in range(points)],
+    )
 
 
 async def run(bus: MessageBus, payloads: list[bytes], tag: str, points: int) -> dict:
@@ -80,18 +85,28 @@ async def bench(args: argparse.Namespace, nats_url: str) -> dict:
     results: dict[str, dict] = {}
     for name in ("memory", "nats"):
         bus: MessageBus = MemoryBus() if name == "memory" else NatsBus(nats_url)
-        for label, payloads, points in ((f"{args.points}_points", big, args.points),
-                                        ("1_point", small, 1)):
+        for label, payloads, points in (
+            (f"{args.points}_points", big, args.points),
+            ("1_point", small, 1),
+        ):
             tag = f"{name}{label.replace('_', '')}"
             await run(bus, payloads[: max(1, len(payloads) // 10)], tag + "w", points)  # warm-up
             results[f"{name}/{label}"] = await run(bus, payloads, tag, points)
             r = results[f"{name}/{label}"]
-            print(f"{name:6} {label:12} {r['messages']:6} msgs  {r['messages_per_s']:9.1f} msg/s "
-                  f"{r['mb_per_s']:7.2f} MB/s  publish p50 {r['publish_p50_ms']} ms", flush=True)
+            print(
+                f"{name:6} {label:12} {r['messages']:6} msgs  {r['messages_per_s']:9.1f} msg/s "
+                f"{r['mb_per_s']:7.2f} MB/s  publish p50 {r['publish_p50_ms']} ms",
+                flush=True,
+            )
         await bus.close()
-    ratios = {label: round(results[f"memory/{label}"]["messages_per_s"]
-                           / results[f"nats/{label}"]["messages_per_s"], 1)
-              for label in (f"{args.points}_points", "1_point")}
+    ratios = {
+        label: round(
+            results[f"memory/{label}"]["messages_per_s"]
+            / results[f"nats/{label}"]["messages_per_s"],
+            1,
+        )
+        for label in (f"{args.points}_points", "1_point")
+    }
     return {"results": results, "memory_over_nats": ratios}
 
 

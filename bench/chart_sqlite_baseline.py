@@ -41,7 +41,8 @@ def main() -> None:
             t = time.perf_counter()
             with con:  # one transaction per batch, like DuckDBStore.append
                 con.executemany(
-                    "INSERT INTO points VALUES (1, ?, ?)", zip(ts.tolist(), value.tolist())
+                    "INSERT INTO points VALUES (1, ?, ?)",
+                    zip(ts.tolist(), value.tolist(), strict=True),
                 )
             spent += time.perf_counter() - t
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")

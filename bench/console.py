@@ -118,7 +118,8 @@ def _page(browser, base: str, token: str, project: str):
     ctx = browser.new_context(viewport=VIEWPORT)
     # Signed in as the console would be after login; the bench measures pages, not the login.
     ctx.add_init_script(
-        f"localStorage.setItem('atoll.session', JSON.stringify({{token: {json.dumps(token)}, user: 'bench'}}));"
+        "localStorage.setItem('atoll.session',"
+        f" JSON.stringify({{token: {json.dumps(token)}, user: 'bench'}}));"
         f"localStorage.setItem('atoll.project', JSON.stringify({json.dumps(project)}));"
     )
     page = ctx.new_page()
@@ -130,7 +131,10 @@ def bench_device_year(browser, base, token, days: int, runs: int) -> dict:
     start_ms = end_ms - days * 86_400_000
     url = f"{base}/devices/{KEY.device}?start={start_ms}&end={end_ms}"
     panel = f"[data-testid=chart-{KEY.metric}]"
-    drawn = f"() => {{ const p = document.querySelector('{panel}'); return p && Number(p.dataset.points) > 0 && window.__atollChartLoads >= 1; }}"
+    drawn = (
+        f"() => {{ const p = document.querySelector('{panel}');"
+        " return p && Number(p.dataset.points) > 0 && window.__atollChartLoads >= 1; }"
+    )
     loads = []
     points = 0
     for i in range(runs + 1):  # the first load warms the server up and is not counted
@@ -182,7 +186,8 @@ def bench_fleet(browser, base, token, project: str, devices: int, runs: int) -> 
     shown = (
         "() => { const c = document.querySelector('[data-testid=device-count]');"
         f" return c && c.textContent.replace(/[^0-9]/g, '') === '{devices}'"
-        " && document.querySelectorAll('[data-testid=device-list] .row[data-device]').length > 10; }"
+        " && document.querySelectorAll('[data-testid=device-list] .row[data-device]').length"
+        " > 10; }"
     )
     loads, scrolls = [], []
     for i in range(runs + 1):  # the first load warms the server up and is not counted
@@ -195,7 +200,8 @@ def bench_fleet(browser, base, token, project: str, devices: int, runs: int) -> 
         target = devices // 2
         t = page.evaluate(
             "(i) => { const el = document.querySelector('[data-testid=device-list]');"
-            " el.scrollTop = i * 30; el.dispatchEvent(new Event('scroll')); return performance.now(); }",
+            " el.scrollTop = i * 30; el.dispatchEvent(new Event('scroll'));"
+            " return performance.now(); }",
             target,
         )
         page.wait_for_function(

@@ -33,8 +33,9 @@ def history(args):
     for rows in fleet.ticks(args.step):
         for dev, metric, ts, v in rows:
             series[(dev, metric)].append((ts, v))
-    return fleet.faults, {k: (np.array([t for t, _ in v]), np.array([x for _, x in v]))
-                          for k, v in series.items()}
+    return fleet.faults, {
+        k: (np.array([t for t, _ in v]), np.array([x for _, x in v])) for k, v in series.items()
+    }
 
 
 def per_series(name, series):
@@ -45,8 +46,10 @@ def per_series(name, series):
         scores = det.score_many(vals, (ts * 1e6).astype(np.int64))
         t += time.process_time() - t0
         points += len(vals)
-        dets += [{"device": dev, "metric": metric, "ts": float(x)}
-                 for x in ts[scores >= det.default_threshold]]
+        dets += [
+            {"device": dev, "metric": metric, "ts": float(x)}
+            for x in ts[scores >= det.default_threshold]
+        ]
     return dets, points, t
 
 
@@ -66,8 +69,10 @@ def per_device(name, series):
         scores = det.score_many(x, (ts * 1e6).astype(np.int64))
         t += time.process_time() - t0
         points += int(np.isfinite(x).sum())
-        dets += [{"device": dev, "metric": "+".join(names), "ts": float(v)}
-                 for v in ts[scores >= det.default_threshold]]
+        dets += [
+            {"device": dev, "metric": "+".join(names), "ts": float(v)}
+            for v in ts[scores >= det.default_threshold]
+        ]
     return dets, points, t
 
 
@@ -83,15 +88,25 @@ def main() -> None:
     names = args.detectors.split(",")
     warm_up([resolve(n) for n in names])
     rows = []
-    for label, run in [(n, lambda n=n: per_series(n, series)) for n in names] + \
-                      [(f"joint({resolve('default')})", lambda: per_device("default", series))]:
+    for label, run in [(n, lambda n=n: per_series(n, series)) for n in names] + [
+        (f"joint({resolve('default')})", lambda: per_device("default", series))
+    ]:
         dets, points, cpu = run()
         res = evaluate(faults, dets, grace_s=args.grace, merge_s=args.merge)
-        res.update(detector=label, points=points, points_per_cpu_second=points / cpu if cpu else None)
+        res.update(
+            detector=label, points=points, points_per_cpu_second=points / cpu if cpu else None
+        )
         rows.append(res)
         print(summary(label, res), flush=True)
-    write_json(args.json, {"args": vars(args), "series": len(series),
-                           "faults": [f.to_dict() for f in faults], "results": rows})
+    write_json(
+        args.json,
+        {
+            "args": vars(args),
+            "series": len(series),
+            "faults": [f.to_dict() for f in faults],
+            "results": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ every point's score (published, and appended to the store); ``points_per_cpu_sec
 process's CPU time instead (the store writer thread included), which a busy machine cannot inflate.
 Also reports the learned state held per series, and the event loop's worst lag during the run
 (``max_loop_lag_ms``: how late a 5 ms ticker woke up; ingest's acknowledgements share that loop).
-The GIL switch interval is the one ``atoll up`` sets (``tune_interpreter``). ``--cold`` skips the benchmark's own warm-up, so kernels are compiled (or loaded from numba's
-cache) by the service itself; with ``NUMBA_CACHE_DIR`` pointing at an empty directory that is a
-fresh install's first start.
+The GIL switch interval is the one ``atoll up`` sets (``tune_interpreter``). ``--cold`` skips the
+benchmark's own warm-up, so kernels are compiled (or loaded from numba's cache) by the service
+itself; with ``NUMBA_CACHE_DIR`` pointing at an empty directory that is a fresh install's first
+start.
 """
 
 from __future__ import annotations
@@ -47,8 +48,12 @@ def messages(devices: int, metrics: int, per_message: int, rounds: int) -> list[
         for d in range(devices):
             vals = (20 + rng.normal(0, 1, (metrics, per_message))).ravel().tolist()
             idx = np.repeat(np.arange(metrics), per_message).tolist()
-            out.append((f"telemetry.bench.dev{d}", encode_telemetry("bench", f"dev{d}", names, idx,
-                                                                    ts * metrics, vals)))
+            out.append(
+                (
+                    f"telemetry.bench.dev{d}",
+                    encode_telemetry("bench", f"dev{d}", names, idx, ts * metrics, vals),
+                )
+            )
     return out
 
 
@@ -83,12 +88,19 @@ async def run(args) -> dict:
     series = len(svc.series)
     return {
         "detector": resolve(args.detector),
-        "devices": args.devices, "metrics_per_device": args.metrics, "series": series,
-        "readings_per_message_per_metric": args.per_message, "messages": len(msgs), "points": total,
-        "seconds": seconds, "points_per_second": total / seconds,
-        "cpu_seconds": cpu, "points_per_cpu_second": total / cpu,
+        "devices": args.devices,
+        "metrics_per_device": args.metrics,
+        "series": series,
+        "readings_per_message_per_metric": args.per_message,
+        "messages": len(msgs),
+        "points": total,
+        "seconds": seconds,
+        "points_per_second": total / seconds,
+        "cpu_seconds": cpu,
+        "points_per_cpu_second": total / cpu,
         "service_seconds": svc.stats["seconds"],
-        "cold": args.cold, "max_loop_lag_ms": 1000 * max(lags, default=0.0),
+        "cold": args.cold,
+        "max_loop_lag_ms": 1000 * max(lags, default=0.0),
         "p99_loop_lag_ms": 1000 * float(np.percentile(lags, 99)) if lags else 0.0,
         "load_average": os.getloadavg(),
         "state_bytes_per_series": svc.memory_bytes() / series,

@@ -42,8 +42,12 @@ async def _amqtt(broker: Mosquitto, devices: list[SimDevice], messages: int) -> 
         await c.connect(f"mqtt://{d.device_id}:{d.secret}@127.0.0.1:{broker.port}/")
         clients.append(c)
     connect = {"s": round(time.perf_counter() - t, 2), "cpu_s": round(_cpu() - c0, 2)}
-    payload = json.dumps({"ts": 1_700_000_000_000, "values": {"temperature": -20.1, "door": False,
-                                                              "compressor_power": 310.2}}).encode()
+    payload = json.dumps(
+        {
+            "ts": 1_700_000_000_000,
+            "values": {"temperature": -20.1, "door": False, "compressor_power": 310.2},
+        }
+    ).encode()
     per = messages // len(devices)
 
     async def publish(d: SimDevice, c: MQTTClient) -> None:
@@ -55,9 +59,12 @@ async def _amqtt(broker: Mosquitto, devices: list[SimDevice], messages: int) -> 
     wall, cpu = time.perf_counter() - t, _cpu() - c0
     for c in clients:
         await c.disconnect()
-    return {"connect": connect, "messages": per * len(devices),
-            "msgs_per_s": round(per * len(devices) / wall, 1),
-            "cpu_us_per_msg": round(cpu / (per * len(devices)) * 1e6, 1)}
+    return {
+        "connect": connect,
+        "messages": per * len(devices),
+        "msgs_per_s": round(per * len(devices) / wall, 1),
+        "cpu_us_per_msg": round(cpu / (per * len(devices)) * 1e6, 1),
+    }
 
 
 async def _paho(broker: Mosquitto, devices: list[SimDevice], messages: int) -> dict:
@@ -69,25 +76,36 @@ async def _paho(broker: Mosquitto, devices: list[SimDevice], messages: int) -> d
         t, c0 = time.perf_counter(), _cpu()
         stats = await mf.run(duration=messages / len(devices), speed=0)
         wall, cpu = time.perf_counter() - t, _cpu() - c0
-    return {"connect": connect, "messages": stats.acked, "msgs_per_s": round(stats.acked / wall, 1),
-            "cpu_us_per_msg": round(cpu / stats.acked * 1e6, 1),
-            "note": "includes generating the readings (signal models) and JSON"}
+    return {
+        "connect": connect,
+        "messages": stats.acked,
+        "msgs_per_s": round(stats.acked / wall, 1),
+        "cpu_us_per_msg": round(cpu / stats.acked * 1e6, 1),
+        "note": "includes generating the readings (signal models) and JSON",
+    }
 
 
 async def main(args: argparse.Namespace) -> dict:
     plan = Fleet.build("retail", args.devices, seed=1)
-    devices = [SimDevice(d.device_id, d.template, d.device_type, f"secret-{i}")
-               for i, d in enumerate(plan.devices)]
-    out = {"benchmark": "sim_mqtt_clients", "machine": "2-core python-svc",
-           "command": "python bench/sim_mqtt_clients.py " + " ".join(sys.argv[1:]),
-           "date": datetime.now(UTC).isoformat(timespec="seconds"), "devices": args.devices}
+    devices = [
+        SimDevice(d.device_id, d.template, d.device_type, f"secret-{i}")
+        for i, d in enumerate(plan.devices)
+    ]
+    out = {
+        "benchmark": "sim_mqtt_clients",
+        "machine": "2-core python-svc",
+        "command": "python bench/sim_mqtt_clients.py " + " ".join(sys.argv[1:]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "devices": args.devices,
+    }
     with tempfile.TemporaryDirectory(prefix="atoll-bench-clients-") as tmp:
         with Mosquitto(Path(tmp) / "a", {d.device_id: d.secret for d in devices}) as broker:
             out["amqtt"] = await _amqtt(broker, devices, args.messages)
         with Mosquitto(Path(tmp) / "p", {d.device_id: d.secret for d in devices}) as broker:
             out["paho_one_loop"] = await _paho(broker, devices, args.messages)
     out["cpu_ratio_amqtt_over_paho"] = round(
-        out["amqtt"]["cpu_us_per_msg"] / out["paho_one_loop"]["cpu_us_per_msg"], 2)
+        out["amqtt"]["cpu_us_per_msg"] / out["paho_one_loop"]["cpu_us_per_msg"], 2
+    )
     return out
 
 

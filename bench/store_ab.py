@@ -2,7 +2,8 @@
 alternating appends in one process, so both see the same machine load.
 
     git archive <rev> src | tar -x -C /tmp/baseline
-    .venv/bin/python bench/store_ab.py --baseline /tmp/baseline/src --json bench/results/store_ab.json
+    .venv/bin/python bench/store_ab.py --baseline /tmp/baseline/src \
+        --json bench/results/store_ab.json
     .venv/bin/python bench/store_ab.py --baseline ... --store postgresql://postgres@127.0.0.1:5432/<db>
 
 The baseline's ``atoll/store`` package is loaded as ``atoll_baseline_store`` (its imports of
@@ -60,7 +61,7 @@ def _race(stores: dict, batches: list[PointBatch]) -> dict:
         }
         for name, v in ms.items()
     }
-    ratios = [c / b for c, b in zip(ms["current"], ms["baseline"])]
+    ratios = [c / b for c, b in zip(ms["current"], ms["baseline"], strict=True)]
     out["appends"], out["points_per_append"] = len(batches), points // len(batches)
     out["median_ratio_current_to_baseline"] = round(statistics.median(ratios), 3)
     return out

@@ -17,10 +17,10 @@ queueing as a device sees it. Each phase starts a fresh platform:
 * ``tenant_flood``: ``--tenant-devices`` devices of one tenant flood at once, so the tenant
   limit binds.
 
-Floods start ``--warm-up`` seconds before the victim, so the burst is spent and the limit is
-what is measured. The flooders' accepted rate is counted over the victim's
-window (messages stored, less the victim's). The writer's queue (``IngestPipeline`` pending points) is sampled to show whether
-the group commit queue fills up (``room()`` would then slow every tenant).
+Floods start ``--warm-up`` seconds before the victim, so the burst is spent and the limit is what is
+measured. The flooders' accepted rate is counted over the victim's window (messages stored, less the
+victim's). The writer's queue (``IngestPipeline`` pending points) is sampled to show whether the
+group commit queue fills up (``room()`` would then slow every tenant).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 # -- publishers (separate processes, so they do not share the server's GIL) ------------------
+
 
 def victim(a) -> dict:
     import paho.mqtt.client as mqtt
@@ -107,10 +108,16 @@ def paced(a) -> dict:
 
 # -- the driver ------------------------------------------------------------------------------
 
+
 def _spawn(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 async def _ready(p: subprocess.Popen) -> None:
@@ -131,12 +138,32 @@ def _lines(tmp: Path, n: int) -> Path:
 
 def _flood(port: int, device: str, secret: str, lines: Path) -> subprocess.Popen:
     """``mosquitto_pub -l`` over and over: it stops by itself after some 38 k lines."""
-    pub = shlex.join([shutil.which("mosquitto_pub") or "mosquitto_pub", "-p", str(port),
-                      "-i", device, "-u", device, "-P", secret, "-q", "1", "-M", "1000",
-                      "-t", f"atoll/v1/devices/{device}/telemetry", "-l"])
-    return subprocess.Popen(["sh", "-c", f"while :; do {pub} < {shlex.quote(str(lines))}; done"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    pub = shlex.join(
+        [
+            shutil.which("mosquitto_pub") or "mosquitto_pub",
+            "-p",
+            str(port),
+            "-i",
+            device,
+            "-u",
+            device,
+            "-P",
+            secret,
+            "-q",
+            "1",
+            "-M",
+            "1000",
+            "-t",
+            f"atoll/v1/devices/{device}/telemetry",
+            "-l",
+        ]
+    )
+    return subprocess.Popen(
+        ["sh", "-c", f"while :; do {pub} < {shlex.quote(str(lines))}; done"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -157,13 +184,21 @@ def _percentiles(ms: list[float]) -> dict:
 
     def pct(p: float) -> float:
         return round(s[min(len(s) - 1, int(p / 100 * len(s)))], 2)
-    return {"count": len(s), "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
-            "max_ms": round(s[-1], 2), "mean_ms": round(statistics.fmean(s), 2),
-            "worst_5_ms": [round(x, 1) for x in s[-5:]]}
+
+    return {
+        "count": len(s),
+        "p50_ms": pct(50),
+        "p90_ms": pct(90),
+        "p99_ms": pct(99),
+        "max_ms": round(s[-1], 2),
+        "mean_ms": round(statistics.fmean(s), 2),
+        "worst_5_ms": [round(x, 1) for x in s[-5:]],
+    }
 
 
-async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
-                flooders: int = 1) -> dict:
+async def phase(
+    name: str, tmp: Path, a, *, limits: bool, flood: str | None, flooders: int = 1
+) -> dict:
     from argon2 import PasswordHasher
 
     from atoll.config import Settings
@@ -171,8 +206,9 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
 
     kw = {} if limits else {"quota_device_rate": 0, "quota_tenant_rate": 0}
     settings = Settings(home=tmp / name, http_port=0, mqtt_port=0, services=[], **kw)
-    p = Platform(settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024,
-                                                          parallelism=1))
+    p = Platform(
+        settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
     await p.start()
     procs: list[subprocess.Popen] = []
     try:
@@ -189,13 +225,35 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
             procs += [_flood(port, c.device, c.secret, lines) for c in floods]
         elif flood == "at_limit":
             for c in floods:
-                procs.append(_spawn("paced", "--port", str(port), "--device", c.device,
-                                    "--secret", c.secret, "--rate", str(settings.quota_device_rate)))
+                procs.append(
+                    _spawn(
+                        "paced",
+                        "--port",
+                        str(port),
+                        "--device",
+                        c.device,
+                        "--secret",
+                        c.secret,
+                        "--rate",
+                        str(settings.quota_device_rate),
+                    )
+                )
                 await _ready(procs[-1])
         if flood:
             await asyncio.sleep(a.warm_up)
-        v = _spawn("victim", "--port", str(port), "--device", b1.device, "--secret", b1.secret,
-                   "--period", str(a.period), "--seconds", str(a.seconds))
+        v = _spawn(
+            "victim",
+            "--port",
+            str(port),
+            "--device",
+            b1.device,
+            "--secret",
+            b1.secret,
+            "--period",
+            str(a.period),
+            "--seconds",
+            str(a.seconds),
+        )
         await _ready(v)
         stats = p.pipeline.stats
         before = stats.messages
@@ -220,28 +278,36 @@ async def phase(name: str, tmp: Path, a, *, limits: bool, flood: str | None,
         flooded = stats.messages - before - len(out["latencies_ms"]) - out["not_acked"]
         result = {
             "limits": "default" if limits else "off",
-            "flood": flood or "none", "flooding_devices": flooders if flood else 0,
-            "victim": {**_percentiles(out["latencies_ms"]), "not_acked": out["not_acked"],
-                       "period_s": a.period},
+            "flood": flood or "none",
+            "flooding_devices": flooders if flood else 0,
+            "victim": {
+                **_percentiles(out["latencies_ms"]),
+                "not_acked": out["not_acked"],
+                "period_s": a.period,
+            },
             "flooders_accepted_msgs_per_s": round(flooded / window) if flood else 0,
             "window_s": round(window, 2),
             "throttled_pauses": stats.throttled - throttled0,
             "throttled_seconds": round(stats.throttled_seconds - throttled_s0, 2),
             "writer_queue_max_points": max(pending, default=0),
-            "event_loop_lag_ms": {k: v for k, v in _percentiles(lag).items()
-                                  if k in ("p50_ms", "p99_ms", "max_ms")},
+            "event_loop_lag_ms": {
+                k: v for k, v in _percentiles(lag).items() if k in ("p50_ms", "p99_ms", "max_ms")
+            },
             "commits_per_s": round(commits / window),
             "commit_ms_mean": round(1000 * (stats.commit_seconds - commit_s0) / max(commits, 1), 2),
             # This process: event loop, ingest writer thread, store (100 = one core).
             "server_cpu_percent": round(100 * cpu / window),
             "load_average_at_start": round(load, 2),
         }
-        print(f"{name:18} victim p50 {result['victim'].get('p50_ms')} ms, p99 "
-              f"{result['victim'].get('p99_ms')} ms; flooders accepted "
-              f"{result['flooders_accepted_msgs_per_s']:,} msgs/s; server CPU "
-              f"{result['server_cpu_percent']} %; loop lag p99 "
-              f"{result['event_loop_lag_ms'].get('p99_ms')} ms; {result['commits_per_s']} commits/s "
-              f"of {result['commit_ms_mean']} ms; load {load:.1f}", flush=True)
+        print(
+            f"{name:18} victim p50 {result['victim'].get('p50_ms')} ms, p99 "
+            f"{result['victim'].get('p99_ms')} ms; flooders accepted "
+            f"{result['flooders_accepted_msgs_per_s']:,} msgs/s; server CPU "
+            f"{result['server_cpu_percent']} %; loop lag p99 "
+            f"{result['event_loop_lag_ms'].get('p99_ms')} ms; {result['commits_per_s']} commits/s "
+            f"of {result['commit_ms_mean']} ms; load {load:.1f}",
+            flush=True,
+        )
         return result
     finally:
         for proc in procs:
@@ -258,26 +324,36 @@ async def run(a) -> dict:
     result: dict = {
         "benchmark": "tenant_fairness",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": "2-core python-svc", "cpus": os.cpu_count(),
+        "machine": "2-core python-svc",
+        "cpus": os.cpu_count(),
         "python": _platform.python_version(),
-        "default_limits": {"device_points_per_s": s.quota_device_rate,
-                           "device_burst": s.quota_device_burst,
-                           "tenant_points_per_s": s.quota_tenant_rate,
-                           "tenant_burst": s.quota_tenant_burst},
+        "default_limits": {
+            "device_points_per_s": s.quota_device_rate,
+            "device_burst": s.quota_device_burst,
+            "tenant_points_per_s": s.quota_tenant_rate,
+            "tenant_burst": s.quota_tenant_burst,
+        },
         "flooder": "mosquitto_pub -l -q 1 -M 1000 (max speed) / paho paced (at limit)",
         "rounds": [],
     }
     tmp = Path(tempfile.mkdtemp(prefix="atoll-bench-fairness-"))
-    plan = [("baseline", True, None, 1), ("flood_unlimited", False, "max_speed", 1),
-            ("flood_max_speed", True, "max_speed", 1), ("flood_at_limit", True, "at_limit", 1),
-            ("tenant_flood", True, "max_speed", a.tenant_devices)]
+    plan = [
+        ("baseline", True, None, 1),
+        ("flood_unlimited", False, "max_speed", 1),
+        ("flood_max_speed", True, "max_speed", 1),
+        ("flood_at_limit", True, "at_limit", 1),
+        ("tenant_flood", True, "max_speed", a.tenant_devices),
+    ]
     plan = [x for x in plan if not a.only or x[0] in a.only]
     try:
         # Phases interleaved, round after round: the machine is shared, so its load drifts.
         for r in range(a.rounds):
-            result["rounds"].append({
-                name: await phase(f"{name}-{r}", tmp, a, limits=limits, flood=flood, flooders=n)
-                for name, limits, flood, n in plan})
+            result["rounds"].append(
+                {
+                    name: await phase(f"{name}-{r}", tmp, a, limits=limits, flood=flood, flooders=n)
+                    for name, limits, flood, n in plan
+                }
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["summary"] = {name: _summary([r[name] for r in result["rounds"]]) for name, *_ in plan}
@@ -286,14 +362,18 @@ async def run(a) -> dict:
 
 def _summary(runs: list[dict]) -> dict:
     """Medians over the rounds."""
+
     def med(get) -> float:
         return round(statistics.median(get(r) for r in runs), 2)
-    return {"victim_p50_ms": med(lambda r: r["victim"]["p50_ms"]),
-            "victim_p99_ms": med(lambda r: r["victim"]["p99_ms"]),
-            "victim_p99_ms_each_round": [r["victim"]["p99_ms"] for r in runs],
-            "flooders_accepted_msgs_per_s": med(lambda r: r["flooders_accepted_msgs_per_s"]),
-            "server_cpu_percent": med(lambda r: r["server_cpu_percent"]),
-            "writer_queue_max_points": max(r["writer_queue_max_points"] for r in runs)}
+
+    return {
+        "victim_p50_ms": med(lambda r: r["victim"]["p50_ms"]),
+        "victim_p99_ms": med(lambda r: r["victim"]["p99_ms"]),
+        "victim_p99_ms_each_round": [r["victim"]["p99_ms"] for r in runs],
+        "flooders_accepted_msgs_per_s": med(lambda r: r["flooders_accepted_msgs_per_s"]),
+        "server_cpu_percent": med(lambda r: r["server_cpu_percent"]),
+        "writer_queue_max_points": max(r["writer_queue_max_points"] for r in runs),
+    }
 
 
 def main() -> None:

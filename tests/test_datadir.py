@@ -46,7 +46,9 @@ async def test_platform_start_makes_the_data_directory_private(tmp_path):
     # An install made before the rule: world-readable registry, store and a nested directory.
     old = os.umask(0o022)
     try:
-        first = Platform(Settings(home=home, http_port=0, mqtt_port=0, services=[]), password_hasher=FAST)
+        first = Platform(
+            Settings(home=home, http_port=0, mqtt_port=0, services=[]), password_hasher=FAST
+        )
         await first.start()
         first.registry.create_project("default", "Lab", project_id="lab")
         await first.stop()
@@ -57,7 +59,9 @@ async def test_platform_start_makes_the_data_directory_private(tmp_path):
         (home / "cache" / "numba" / "kernel.nbi").chmod(0o644)
         assert _open_to_others(home)
 
-        p = Platform(Settings(home=home, http_port=0, mqtt_port=0, services=[]), password_hasher=FAST)
+        p = Platform(
+            Settings(home=home, http_port=0, mqtt_port=0, services=[]), password_hasher=FAST
+        )
         await p.start()
         try:
             names = {str(q.relative_to(home)) for q in home.rglob("*")}
@@ -74,7 +78,9 @@ async def test_a_fresh_data_directory_is_private_after_start(tmp_path):
     home = tmp_path / "fresh"
     old = os.umask(0o022)
     try:
-        p = Platform(Settings(home=home, http_port=0, mqtt_mode="off", services=[]), password_hasher=FAST)
+        p = Platform(
+            Settings(home=home, http_port=0, mqtt_mode="off", services=[]), password_hasher=FAST
+        )
         await p.start()
         try:
             p.registry.create_project("default", "Lab", project_id="lab")

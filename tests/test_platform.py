@@ -41,7 +41,9 @@ class Recorder:
 
 async def test_platform_wires_http_ingest_store_bus_and_services(tmp_path):
     log = []
-    p = Platform(Settings(home=tmp_path, http_port=0, mqtt_port=0, services=[]), password_hasher=FAST)
+    p = Platform(
+        Settings(home=tmp_path, http_port=0, mqtt_port=0, services=[]), password_hasher=FAST
+    )
     rec = Recorder(p, log)
     p.add_service(rec)
     await p.start()
@@ -51,12 +53,20 @@ async def test_platform_wires_http_ingest_store_bus_and_services(tmp_path):
         reg.create_project("default", "Lab", project_id="lab")
         _, creds = reg.register_device("lab", device_id="d1")
         async with httpx.AsyncClient(base_url=p.http_url) as http:
-            r = await http.post("/api/v1/ingest/telemetry", auth=("d1", creds.secret),
-                                json=[{"values": {"t": 1.5}}, {"values": {"t": 2.5}}])
+            r = await http.post(
+                "/api/v1/ingest/telemetry",
+                auth=("d1", creds.secret),
+                json=[{"values": {"t": 1.5}}, {"values": {"t": 2.5}}],
+            )
             assert r.status_code in (200, 201, 202), r.text
             # 2xx means durable: already in the store.
-            assert p.store.query_raw(SeriesKey("lab", "d1", "t"), 0, 2**62).value.tolist() == [1.5, 2.5]
-            r = await http.post("/api/v1/ingest/telemetry", auth=("d1", creds.secret), content=b"{bad")
+            assert p.store.query_raw(SeriesKey("lab", "d1", "t"), 0, 2**62).value.tolist() == [
+                1.5,
+                2.5,
+            ]
+            r = await http.post(
+                "/api/v1/ingest/telemetry", auth=("d1", creds.secret), content=b"{bad"
+            )
             assert r.status_code == 400 and r.json()["error"] == "invalid_input"
         for _ in range(100):
             if rec.seen:
@@ -67,7 +77,9 @@ async def test_platform_wires_http_ingest_store_bus_and_services(tmp_path):
         await p.stop()
     assert log == ["start", "stop"]
     # A second start on the same data directory finds the data and creates no new secrets.
-    p2 = Platform(Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[]), password_hasher=FAST)
+    p2 = Platform(
+        Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[]), password_hasher=FAST
+    )
     await p2.start()
     try:
         assert p2.bootstrap is None
@@ -90,9 +102,26 @@ async def test_taken_http_port_is_reported_before_anything_starts(tmp_path):
 
 def test_atoll_up_prints_urls_and_stops_cleanly_on_ctrl_c(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "atoll.cli.main", "up", "--home", str(tmp_path),
-                             "--http-port", "0", "--mqtt-port", "0", "--log-level", "warning"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "atoll.cli.main",
+            "up",
+            "--home",
+            str(tmp_path),
+            "--http-port",
+            "0",
+            "--mqtt-port",
+            "0",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 60
@@ -102,7 +131,9 @@ def test_atoll_up_prints_urls_and_stops_cleanly_on_ctrl_c(tmp_path):
             if "Press Ctrl-C" in line or not line:
                 break
         out = "".join(lines)
-        assert "console + API  http://127.0.0.1:" in out and "MQTT           mqtt://127.0.0.1:" in out
+        assert (
+            "console + API  http://127.0.0.1:" in out and "MQTT           mqtt://127.0.0.1:" in out
+        )
         assert "admin API key" in out
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
@@ -119,9 +150,24 @@ def test_atoll_up_on_a_taken_mqtt_port_says_how_to_choose_another(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = subprocess.run([sys.executable, "-m", "atoll.cli.main", "up", "--home", str(tmp_path),
-                            "--http-port", "0", "--mqtt-port", str(port)],
-                           check=False, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "atoll.cli.main",
+                "up",
+                "--home",
+                str(tmp_path),
+                "--http-port",
+                "0",
+                "--mqtt-port",
+                str(port),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert r.returncode == 1
     assert f"MQTT port {port} on 127.0.0.1 is already in use" in r.stderr
     assert "--mqtt-port" in r.stderr
@@ -130,8 +176,13 @@ def test_atoll_up_on_a_taken_mqtt_port_says_how_to_choose_another(tmp_path):
 async def test_registry_url_puts_the_registry_outside_the_data_directory(tmp_path):
     shared = tmp_path / "shared" / "registry.sqlite"
     shared.parent.mkdir()
-    settings = Settings(home=tmp_path / "a", registry_url=f"sqlite:///{shared}", http_port=0,
-                        mqtt_mode="off", services=[])
+    settings = Settings(
+        home=tmp_path / "a",
+        registry_url=f"sqlite:///{shared}",
+        http_port=0,
+        mqtt_mode="off",
+        services=[],
+    )
     p = Platform(settings, password_hasher=FAST)
     await p.start()
     try:
@@ -153,27 +204,34 @@ async def _failed_logins(http: httpx.AsyncClient, n: int, forwarded_for) -> list
     """``n`` wrong passwords for ``n`` different users (so only the per-address limit can bite)."""
     codes = []
     for i in range(n):
-        r = await http.post("/api/v1/auth/login", json={"username": f"nobody-{i}", "password": "x" * 12},
-                            headers={"X-Forwarded-For": forwarded_for(i)})
+        r = await http.post(
+            "/api/v1/auth/login",
+            json={"username": f"nobody-{i}", "password": "x" * 12},
+            headers={"X-Forwarded-For": forwarded_for(i)},
+        )
         codes.append(r.status_code)
     return codes
 
 
 async def test_forged_x_forwarded_for_does_not_reset_the_login_limit_by_default(tmp_path):
-    p = Platform(Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[]), password_hasher=FAST)
+    p = Platform(
+        Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[]), password_hasher=FAST
+    )
     await p.start()
     try:
         async with httpx.AsyncClient(base_url=p.http_url) as http:
             codes = await _failed_logins(http, 22, lambda i: f"203.0.113.{i}")
     finally:
         await p.stop()
-    # 20 failures per address, and the address is the socket's (127.0.0.1), whatever the header says.
+    # 20 failures per address, and the address is the
+    # socket's (127.0.0.1), whatever the header says.
     assert codes[:20] == [401] * 20 and codes[20:] == [429, 429]
 
 
 async def test_a_trusted_proxy_s_x_forwarded_for_is_the_client_address(tmp_path):
-    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[],
-                        trusted_proxies=["127.0.0.1"])
+    settings = Settings(
+        home=tmp_path, http_port=0, mqtt_mode="off", services=[], trusted_proxies=["127.0.0.1"]
+    )
     p = Platform(settings, password_hasher=FAST)
     await p.start()
     try:
@@ -202,7 +260,17 @@ def test_trusted_proxies_come_from_the_environment_or_atoll_up(monkeypatch, tmp_
         seen.append(settings)
 
     monkeypatch.setattr(up_cli, "_run", record)
-    r = CliRunner().invoke(app, ["up", "--home", str(tmp_path), "--trusted-proxy", "127.0.0.1",
-                                 "--trusted-proxy", "10.0.0.0/8"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "up",
+            "--home",
+            str(tmp_path),
+            "--trusted-proxy",
+            "127.0.0.1",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert seen[0].trusted_proxies == ["127.0.0.1", "10.0.0.0/8"]

@@ -40,9 +40,20 @@ def _free_port() -> int:
 def atoll_up(tmp_path):
     http, mqtt = _free_port(), _free_port()
     proc = subprocess.Popen(
-        [str(ATOLL), "up", "--home", str(tmp_path / "home"), "--http-port", str(http),
-         "--mqtt-port", str(mqtt)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            str(ATOLL),
+            "up",
+            "--home",
+            str(tmp_path / "home"),
+            "--http-port",
+            str(http),
+            "--mqtt-port",
+            str(mqtt),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     key = None
     deadline = time.monotonic() + 120
     lines = []
@@ -66,8 +77,10 @@ def atoll_up(tmp_path):
             proc.kill()
 
 
-@pytest.mark.skipif(not (shutil.which("curl") and shutil.which("mosquitto_pub")),
-                    reason="needs curl and mosquitto_pub (make test installs mosquitto)")
+@pytest.mark.skipif(
+    not (shutil.which("curl") and shutil.which("mosquitto_pub")),
+    reason="needs curl and mosquitto_pub (make test installs mosquitto)",
+)
 def test_readme_device_snippets_work(atoll_up):
     http, mqtt, key = atoll_up
     register, send = _blocks("sh")
@@ -76,9 +89,16 @@ def test_readme_device_snippets_work(atoll_up):
 
     def bash(script: str) -> str:
         script = script.replace("127.0.0.1:8080", f"127.0.0.1:{http}").replace(
-            "-p 1883", f"-p {mqtt}")
-        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=False, env=env,
-                              capture_output=True, text=True, timeout=60)
+            "-p 1883", f"-p {mqtt}"
+        )
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         return done.stdout
 
@@ -95,16 +115,25 @@ def test_readme_device_snippets_work(atoll_up):
 
     code = python.replace("127.0.0.1:8080", f"127.0.0.1:{http}")
     # The README block itself is the code under test.
-    exec(compile(code, "README.md", "exec"), {"secret": secret, "key": key,  # noqa: S102
-                                              "print": lambda *a: None})
+    exec(
+        compile(code, "README.md", "exec"),
+        {
+            "secret": secret,
+            "key": key,  # noqa: S102
+            "print": lambda *a: None,
+        },
+    )
 
     # All three readings (MQTT, HTTP with a timestamp, Python SDK) are stored.
-    with httpx.Client(base_url=f"http://127.0.0.1:{http}/api/v1",
-                      headers={"Authorization": f"Bearer {key}"}) as api:
+    with httpx.Client(
+        base_url=f"http://127.0.0.1:{http}/api/v1", headers={"Authorization": f"Bearer {key}"}
+    ) as api:
         deadline = time.monotonic() + 10
         while True:
-            raw = api.get("/devices/gh-sensor-1/series/temperature",
-                          params={"mode": "raw", "start": "2026-01-01T00:00:00Z"}).json()
+            raw = api.get(
+                "/devices/gh-sensor-1/series/temperature",
+                params={"mode": "raw", "start": "2026-01-01T00:00:00Z"},
+            ).json()
             values = sorted(raw["value"])
             if len(values) >= 3 or time.monotonic() > deadline:
                 break

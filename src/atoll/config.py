@@ -140,17 +140,25 @@ class Settings(BaseSettings):
 
     @property
     def quotas(self) -> Quotas:
-        default = QuotaPolicy(device=Rate(self.quota_device_rate, self.quota_device_burst),
-                              tenant=Rate(self.quota_tenant_rate, self.quota_tenant_burst))
+        default = QuotaPolicy(
+            device=Rate(self.quota_device_rate, self.quota_device_burst),
+            tenant=Rate(self.quota_tenant_rate, self.quota_tenant_burst),
+        )
 
         def policy(o: QuotaOverride) -> QuotaPolicy:
             def pick(value: float | None, fallback: float) -> float:
                 return fallback if value is None else value
+
             return QuotaPolicy(
-                device=Rate(pick(o.device_rate, default.device.per_s),
-                            pick(o.device_burst, default.device.burst)),
-                tenant=Rate(pick(o.tenant_rate, default.tenant.per_s),
-                            pick(o.tenant_burst, default.tenant.burst)))
+                device=Rate(
+                    pick(o.device_rate, default.device.per_s),
+                    pick(o.device_burst, default.device.burst),
+                ),
+                tenant=Rate(
+                    pick(o.tenant_rate, default.tenant.per_s),
+                    pick(o.tenant_burst, default.tenant.burst),
+                ),
+            )
 
         return Quotas(default, {t: policy(o) for t, o in self.quota_tenants.items()})
 

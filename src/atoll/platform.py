@@ -32,7 +32,11 @@ from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_MODULES: tuple[str, ...] = ("atoll.detect.service", "atoll.registry.retention", "atoll.rules.service")
+SERVICE_MODULES: tuple[str, ...] = (
+    "atoll.detect.service",
+    "atoll.registry.retention",
+    "atoll.rules.service",
+)
 
 
 @runtime_checkable
@@ -64,8 +68,13 @@ def open_bus(url: str) -> MessageBus:
 class Platform:
     """Everything Atoll runs, in one process. ``async with Platform(settings) as p: ...``."""
 
-    def __init__(self, settings: Settings | None = None, *, store: SeriesStore | None = None,
-                 password_hasher: Any = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: SeriesStore | None = None,
+        password_hasher: Any = None,
+    ) -> None:
         self.settings = settings or Settings()
         self.store: SeriesStore | None = store
         self._own_store = store is None
@@ -93,7 +102,7 @@ class Platform:
     def services(self) -> list[Service]:
         return [s.service for s in self._services]
 
-    # -- lifecycle ----------------------------------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -133,7 +142,9 @@ class Platform:
         if self._own_store:
             self._stack.append(("store", self.store.close))
         kw = {"password_hasher": self._password_hasher} if self._password_hasher is not None else {}
-        self.registry = Registry(s.registry_url, **kw) if s.registry_url else Registry.open(s.home, **kw)
+        self.registry = (
+            Registry(s.registry_url, **kw) if s.registry_url else Registry.open(s.home, **kw)
+        )
         self._stack.append(("registry", self.registry.close))
         self.bootstrap = self.registry.bootstrap()
         self.bus = open_bus(s.bus_url)
@@ -143,8 +154,12 @@ class Platform:
             await connect()
         directory = RegistryDirectory(self.registry)
         self.pipeline = IngestPipeline(
-            self.store, self.bus, directory, s.limits,
-            max_commit_points=s.max_commit_points, max_queued_points=s.max_queued_points,
+            self.store,
+            self.bus,
+            directory,
+            s.limits,
+            max_commit_points=s.max_commit_points,
+            max_queued_points=s.max_queued_points,
             quotas=s.quotas,
         )
         await self.pipeline.start()
@@ -154,8 +169,14 @@ class Platform:
             from atoll.ingest.admission import AdmissionLimits
             from atoll.ingest.listeners import listeners
 
-            self.mqtt = EmbeddedBroker(self.pipeline, directory, host=s.mqtt_host, port=s.mqtt_port,
-                                       listeners=listeners(s), admission=AdmissionLimits.of(s))
+            self.mqtt = EmbeddedBroker(
+                self.pipeline,
+                directory,
+                host=s.mqtt_host,
+                port=s.mqtt_port,
+                listeners=listeners(s),
+                admission=AdmissionLimits.of(s),
+            )
         elif s.mqtt_mode == "external":
             from atoll.ingest.external import ExternalIngest
 
@@ -176,8 +197,14 @@ class Platform:
 
         # ``sessions``: registry changes through the API (disable, revoke, rotate, delete) close
         # the device's live connections before they answer.
-        ctx = AppContext(self.registry, self.store, ingest=self.pipeline, commands=self.commands,
-                         bus=self.bus, sessions=self.mqtt)
+        ctx = AppContext(
+            self.registry,
+            self.store,
+            ingest=self.pipeline,
+            commands=self.commands,
+            bus=self.bus,
+            sessions=self.mqtt,
+        )
         ctx.settings = s  # type: ignore[attr-defined]
         ctx.platform = self  # type: ignore[attr-defined]
         self.app = create_app(ctx, max_body_bytes=s.max_payload_bytes)
@@ -228,16 +255,24 @@ class Platform:
         proxies = self.settings.trusted_proxies
         # uvicorn believes X-Forwarded-For from 127.0.0.1 unless told otherwise; that would let
         # any local process pick the address the login limit counts. Off unless configured.
-        config = uvicorn.Config(self.app, host=self.settings.http_host, port=self.settings.http_port,
-                                log_level="warning", lifespan="on", access_log=False,
-                                proxy_headers=bool(proxies), forwarded_allow_ips=proxies or None)
+        config = uvicorn.Config(
+            self.app,
+            host=self.settings.http_host,
+            port=self.settings.http_port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            proxy_headers=bool(proxies),
+            forwarded_allow_ips=proxies or None,
+        )
         self._http = _Server(config)
         self._http_task = asyncio.create_task(self._http.serve(), name="atoll-http")
         while not self._http.started:
             if self._http_task.done():
                 exc = self._http_task.exception()
                 raise Unavailable(
-                    f"could not start the HTTP API on {self.settings.http_host}:{self.settings.http_port}"
+                    "could not start the HTTP API on"
+                    f" {self.settings.http_host}:{self.settings.http_port}"
                     + (f": {exc}" if exc else ""),
                     hint="choose another port with --http-port N",
                 )
@@ -279,7 +314,7 @@ class Platform:
             return None
         return self.mqtt.url
 
-    # -- services -----------------------------------------------------------------------------------
+    # -- services ----------------------------------------------------------------------------------
 
     def _discover_services(self) -> list[_Named]:
         out = []

@@ -39,16 +39,25 @@ class ApiServer:
 
     async def _main(self) -> None:
         bus = MemoryBus()
-        pipeline = IngestPipeline(self.store, bus, RegistryDirectory(self.registry), flush_interval=0.05)
+        pipeline = IngestPipeline(
+            self.store, bus, RegistryDirectory(self.registry), flush_interval=0.05
+        )
         await pipeline.start()
         self.pipeline = pipeline
-        self.rules = RulesService(bus, db=self.registry.engine, directory=RegistryDevices(self.registry),
-                                  store=self.store, tick_interval=0.2)
+        self.rules = RulesService(
+            bus,
+            db=self.registry.engine,
+            directory=RegistryDevices(self.registry),
+            store=self.store,
+            tick_interval=0.2,
+        )
         await self.rules.start()
         ctx = AppContext(self.registry, self.store, pipeline, bus=bus)
         ctx.rules = self.rules  # the API finds the rules service here (atoll.api.rules.service)
         app = create_app(ctx)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+        )
         self.server = uvicorn.Server(config)
         serve = asyncio.create_task(self.server.serve())
         while not self.server.started:

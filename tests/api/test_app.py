@@ -11,9 +11,14 @@ async def test_health_and_openapi(api):
     r = await api.http.get("/api/v1/health")
     assert r.status_code == 200 and r.json()["status"] == "ok"
     spec = (await api.http.get("/api/v1/openapi.json")).json()
-    for path in ("/api/v1/projects/{project}/devices", "/api/v1/devices/{device}/credentials/rotate",
-                 "/api/v1/devices/{device}/series/{metric}", "/api/v1/ingest/telemetry",
-                 "/api/v1/devices/{device}/twin/desired", "/api/v1/auth/login"):
+    for path in (
+        "/api/v1/projects/{project}/devices",
+        "/api/v1/devices/{device}/credentials/rotate",
+        "/api/v1/devices/{device}/series/{metric}",
+        "/api/v1/ingest/telemetry",
+        "/api/v1/devices/{device}/twin/desired",
+        "/api/v1/auth/login",
+    ):
         assert path in spec["paths"], path
     for path, ops in spec["paths"].items():
         for op in ops.values():
@@ -22,7 +27,11 @@ async def test_health_and_openapi(api):
         for route in module.router.routes:
             for op in spec["paths"][PREFIX + route.path].values():
                 assert "404" in op["responses"], f"{route.path} does not document its errors"
-    assert set(spec["components"]["schemas"]["ErrorOut"]["properties"]) == {"error", "message", "hint"}
+    assert set(spec["components"]["schemas"]["ErrorOut"]["properties"]) == {
+        "error",
+        "message",
+        "hint",
+    }
     assert (await api.http.get("/docs")).status_code == 200
 
 
@@ -37,7 +46,9 @@ async def test_errors_have_the_contract_shape(api):
     assert r.status_code == 422 and "name" in r.json()["message"]
     r = await api.http.post("/api/v1/projects", content=b"{not json", headers=api.admin)
     assert r.status_code == 422 and r.json()["error"] == "invalid_input"
-    r = await api.http.post("/api/v1/projects", json={"name": "x", "id": "Bad Id"}, headers=api.admin)
+    r = await api.http.post(
+        "/api/v1/projects", json={"name": "x", "id": "Bad Id"}, headers=api.admin
+    )
     assert r.status_code == 400 and "hint" in r.json()
 
 
@@ -67,22 +78,32 @@ async def test_extension_routers_are_included(api):
     sys.modules["atoll_test_ext"] = mod
     try:
         app = create_app(api.ctx, extensions=("atoll_test_ext", "atoll_missing_extension"))
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
             assert (await c.get("/api/v1/ext-ping")).json() == {"pong": True}
     finally:
         del sys.modules["atoll_test_ext"]
 
 
 async def test_login_gives_a_session_token(api):
-    r = await api.http.post("/api/v1/auth/login", json={"username": "admin", "password": "wrong-password"})
+    r = await api.http.post(
+        "/api/v1/auth/login", json={"username": "admin", "password": "wrong-password"}
+    )
     assert r.status_code == 401
-    r = await api.http.post("/api/v1/auth/login", json={"username": "admin", "password": api.password})
+    r = await api.http.post(
+        "/api/v1/auth/login", json={"username": "admin", "password": api.password}
+    )
     assert r.status_code == 200
     session = r.json()
     me = await api.http.get("/api/v1/auth/me", headers=api.auth(session["token"]))
     assert me.json()["role"] == "admin" and me.json()["tenant"] == "default"
-    assert (await api.http.post("/api/v1/auth/logout", headers=api.auth(session["token"]))).status_code == 204
-    assert (await api.http.get("/api/v1/auth/me", headers=api.auth(session["token"]))).status_code == 401
+    assert (
+        await api.http.post("/api/v1/auth/logout", headers=api.auth(session["token"]))
+    ).status_code == 204
+    assert (
+        await api.http.get("/api/v1/auth/me", headers=api.auth(session["token"]))
+    ).status_code == 401
     # Logging out with an API key does not revoke the key.
     assert (await api.http.post("/api/v1/auth/logout", headers=api.admin)).status_code == 204
     assert (await api.http.get("/api/v1/auth/me", headers=api.admin)).status_code == 200

@@ -1,4 +1,5 @@
-"""Device-facing HTTP ingest: every bad input of issue 2 part 7 that HTTP can see gets a 4xx with the reason."""
+"""Device-facing HTTP ingest: every bad input of issue 2
+part 7 that HTTP can see gets a 4xx with the reason."""
 
 import time
 
@@ -13,26 +14,42 @@ URL = f"{V1}/ingest/telemetry"
 @pytest.fixture
 async def dev(api):
     await api.project()
-    r = await api.http.post(f"{V1}/projects/lab/device-types", headers=api.admin, json={
-        "id": "thermo", "metrics": [{"name": "temperature", "min": -40, "max": 85},
-                                    {"name": "count", "type": "int"}, {"name": "on", "type": "bool"}]})
+    r = await api.http.post(
+        f"{V1}/projects/lab/device-types",
+        headers=api.admin,
+        json={
+            "id": "thermo",
+            "metrics": [
+                {"name": "temperature", "min": -40, "max": 85},
+                {"name": "count", "type": "int"},
+                {"name": "on", "type": "bool"},
+            ],
+        },
+    )
     assert r.status_code == 201
     return await api.device(device_type="thermo")
 
 
 async def _raw(api, start="-30d", end="now+0s"):
-    r = await api.http.get(f"{V1}/devices/s1/series/temperature", headers=api.admin,
-                           params={"mode": "raw", "start": start, "end": "2100-01-01T00:00:00Z"})
+    r = await api.http.get(
+        f"{V1}/devices/s1/series/temperature",
+        headers=api.admin,
+        params={"mode": "raw", "start": start, "end": "2100-01-01T00:00:00Z"},
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
 
 async def test_accepts_one_reading_and_batches(api, dev):
-    r = await api.http.post(URL, auth=dev, json={"ts": "2026-01-01T00:00:00Z", "values": {"temperature": 21.5}})
+    r = await api.http.post(
+        URL, auth=dev, json={"ts": "2026-01-01T00:00:00Z", "values": {"temperature": 21.5}}
+    )
     assert r.status_code == 200 and r.json() == {"accepted": 1}
     now_ms = time.time() * 1000
-    batch = [{"ts": int(now_ms) - 2000 + i, "values": {"temperature": 20 + i, "on": True, "count": 3}}
-             for i in range(3)]
+    batch = [
+        {"ts": int(now_ms) - 2000 + i, "values": {"temperature": 20 + i, "on": True, "count": 3}}
+        for i in range(3)
+    ]
     r = await api.http.post(URL, auth=dev, json=batch)
     assert r.status_code == 200 and r.json() == {"accepted": 9}
     r = await api.http.post(URL, auth=dev, json={"values": {"temperature": 30}})  # server time
@@ -61,7 +78,9 @@ BAD = [
 
 @pytest.mark.parametrize(("body", "status", "reason"), BAD)
 async def test_bad_telemetry_is_refused_with_reason(api, dev, body, status, reason):
-    r = await api.http.post(URL, auth=dev, content=body, headers={"content-type": "application/json"})
+    r = await api.http.post(
+        URL, auth=dev, content=body, headers={"content-type": "application/json"}
+    )
     assert r.status_code == status, r.text
     err = r.json()
     assert err["error"] in ("invalid_input", "payload_too_large") and err["message"]
@@ -135,7 +154,9 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("body", "reason"), HOSTILE)
 async def test_hostile_telemetry_is_refused_with_its_reason(api, dev, body, reason):
-    r = await api.http.post(URL, auth=dev, content=body, headers={"content-type": "application/json"})
+    r = await api.http.post(
+        URL, auth=dev, content=body, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400, r.text
     assert r.json()["error"] == "invalid_input" and r.json()["reason"] == reason
     await api.ctx.ingest.flush_counters()
@@ -146,10 +167,15 @@ async def test_hostile_telemetry_is_refused_with_its_reason(api, dev, body, reas
 
 async def test_integers_up_to_2_to_the_53_are_stored_exactly(api, dev):
     for i, n in enumerate((2**53, -(2**53), 2**53 - 1)):
-        r = await api.http.post(URL, auth=dev, json={"ts": 1767225600000 + i, "values": {"count": n}})
+        r = await api.http.post(
+            URL, auth=dev, json={"ts": 1767225600000 + i, "values": {"count": n}}
+        )
         assert r.status_code == 200, r.text
-    r = await api.http.get(f"{V1}/devices/s1/series/count", headers=api.admin, params={
-        "mode": "raw", "start": "2025-12-31T00:00:00Z", "end": "2100-01-01T00:00:00Z"})
+    r = await api.http.get(
+        f"{V1}/devices/s1/series/count",
+        headers=api.admin,
+        params={"mode": "raw", "start": "2025-12-31T00:00:00Z", "end": "2100-01-01T00:00:00Z"},
+    )
     assert r.json()["value"] == [2**53, -(2**53), 2**53 - 1]
 
 
@@ -165,8 +191,12 @@ HOSTILE_OBJECTS = [
 
 @pytest.mark.parametrize(("body", "reason"), HOSTILE_OBJECTS)
 async def test_hostile_twin_reported_is_refused_with_its_reason(api, dev, body, reason):
-    r = await api.http.put(f"{V1}/ingest/twin/reported", auth=dev, content=body,
-                           headers={"content-type": "application/json"})
+    r = await api.http.put(
+        f"{V1}/ingest/twin/reported",
+        auth=dev,
+        content=body,
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 400, r.text
     assert r.json()["reason"] == reason
     await api.ctx.ingest.flush_counters()
@@ -177,11 +207,16 @@ async def test_hostile_twin_reported_is_refused_with_its_reason(api, dev, body, 
 @pytest.mark.parametrize(("body", "reason"), HOSTILE_OBJECTS)
 async def test_hostile_command_ack_is_refused_with_its_reason(api, dev, body, reason):
     device, _ = dev
-    r = await api.http.post(f"{V1}/devices/{device}/commands", headers=api.admin,
-                            json={"name": "reboot"})
+    r = await api.http.post(
+        f"{V1}/devices/{device}/commands", headers=api.admin, json={"name": "reboot"}
+    )
     assert r.status_code == 201, r.text
     body = body.replace(b"{", b'{"status": "ok", "result": {', 1) + b"}"
-    r = await api.http.post(f"{V1}/ingest/commands/{r.json()['id']}/ack", auth=dev, content=body,
-                            headers={"content-type": "application/json"})
+    r = await api.http.post(
+        f"{V1}/ingest/commands/{r.json()['id']}/ack",
+        auth=dev,
+        content=body,
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 400, r.text
     assert r.json()["reason"] == reason

@@ -33,7 +33,9 @@ async def live_server(tmp_path):
     bus = MemoryBus()
     app = create_app(AppContext(registry=reg, store=MemoryStore(), bus=bus))
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)
@@ -60,27 +62,52 @@ async def test_forwards_telemetry_alarms_and_points_of_watched_devices(live_serv
         await _recv(ws, lambda m: m["type"] == "hello")
         await ws.send(orjson.dumps({"watch": ["boiler-1"]}).decode())
         await asyncio.sleep(0.05)
-        await bus.publish(topics.bus_telemetry("plant", "boiler-1"), encode_telemetry(
-            "plant", "boiler-1", ["temp", "rpm"], [0, 1, 0], [1_000_000, 1_000_000, 2_000_000], [20.0, 900.0, 21.5]))
+        await bus.publish(
+            topics.bus_telemetry("plant", "boiler-1"),
+            encode_telemetry(
+                "plant",
+                "boiler-1",
+                ["temp", "rpm"],
+                [0, 1, 0],
+                [1_000_000, 1_000_000, 2_000_000],
+                [20.0, 900.0, 21.5],
+            ),
+        )
         m = await _recv(ws, lambda m: m["type"] == "telemetry")
         assert m["device"] == "boiler-1"
         assert m["values"] == {"temp": 21.5, "rpm": 900.0}
         assert m["ts"] == 2000  # epoch ms
         assert m["points"]["temp"] == [[1000, 20.0], [2000, 21.5]]
 
-        await bus.publish(topics.bus_alarm("plant"), orjson.dumps(
-            {"event": "raised", "actor": "system", "alarm": {"id": 7, "device": "boiler-1", "status": "active"}}))
+        await bus.publish(
+            topics.bus_alarm("plant"),
+            orjson.dumps(
+                {
+                    "event": "raised",
+                    "actor": "system",
+                    "alarm": {"id": 7, "device": "boiler-1", "status": "active"},
+                }
+            ),
+        )
         m = await _recv(ws, lambda m: m["type"] == "alarm")
         assert (m["event"], m["device"], m["alarm"]["id"]) == ("raised", "boiler-1", 7)
 
         # Other projects' traffic never reaches this socket.
-        await bus.publish(topics.bus_telemetry("other", "x"), encode_telemetry("other", "x", ["t"], [0], [5], [1.0]))
-        await bus.publish(topics.bus_telemetry("plant", "pump-2"), encode_telemetry("plant", "pump-2", ["t"], [0], [5_000], [3.0]))
+        await bus.publish(
+            topics.bus_telemetry("other", "x"),
+            encode_telemetry("other", "x", ["t"], [0], [5], [1.0]),
+        )
+        await bus.publish(
+            topics.bus_telemetry("plant", "pump-2"),
+            encode_telemetry("plant", "pump-2", ["t"], [0], [5_000], [3.0]),
+        )
         m = await _recv(ws, lambda m: m["type"] == "telemetry")
         assert m["device"] == "pump-2" and "points" not in m
 
 
-@pytest.mark.parametrize("query,code", [("project=plant&token=nope", 4401), ("project=nowhere", 4404), ("", 4400)])
+@pytest.mark.parametrize(
+    "query,code", [("project=plant&token=nope", 4401), ("project=nowhere", 4404), ("", 4400)]
+)
 async def test_refuses_bad_key_unknown_project_and_missing_project(live_server, query, code):
     url, token, _ = live_server
     if "token" not in query and query:

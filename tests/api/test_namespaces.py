@@ -24,10 +24,20 @@ from tests.api.conftest import FAST_HASHER
 V1 = "/api/v1"
 pg_url = database_fixture("atoll_api_namespaces", scope="session")
 PASSWORD = "a-long-password"
-RULE = {"name": "Boiler too hot", "target": {"device_type": "boiler"},
-        "condition": {"type": "threshold", "metric": "temperature", "value": 90, "clear": 85}}
-REPORT = {"name": "Daily", "cron": "0 7 * * *", "period": "1d", "bucket": "1h",
-          "series": [], "include_alarms": True, "channels": ["ops"]}
+RULE = {
+    "name": "Boiler too hot",
+    "target": {"device_type": "boiler"},
+    "condition": {"type": "threshold", "metric": "temperature", "value": 90, "clear": 85},
+}
+REPORT = {
+    "name": "Daily",
+    "cron": "0 7 * * *",
+    "period": "1d",
+    "bucket": "1h",
+    "series": [],
+    "include_alarms": True,
+    "channels": ["ops"],
+}
 
 
 class Tenant:
@@ -35,10 +45,12 @@ class Tenant:
         self.http, self.id, self.h = http, tid, {"Authorization": f"Bearer {token}"}
         self.project = ""
 
-    async def call(self, method: str, path: str, headers: dict | None = None,
-                   **kw) -> httpx.Response:
-        return await self.http.request(method, V1 + path, headers={**self.h, **(headers or {})},
-                                       **kw)
+    async def call(
+        self, method: str, path: str, headers: dict | None = None, **kw
+    ) -> httpx.Response:
+        return await self.http.request(
+            method, V1 + path, headers={**self.h, **(headers or {})}, **kw
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -62,8 +74,9 @@ async def tenants(request, tmp_path):
     store, bus = MemoryStore(), MemoryBus()
     pipeline = IngestPipeline(store, bus, RegistryDirectory(registry), flush_interval=0.05)
     await pipeline.start()
-    rules = RulesService(bus, db=registry.engine, directory=RegistryDevices(registry),
-                         store=store, tick_interval=0)
+    rules = RulesService(
+        bus, db=registry.engine, directory=RegistryDevices(registry), store=store, tick_interval=0
+    )
     await rules.start()
     ctx = AppContext(registry=registry, store=store, ingest=pipeline, bus=bus)
     ctx.rules = rules
@@ -77,11 +90,15 @@ async def tenants(request, tmp_path):
             t = Tenant(http, tid, r.json()["admin_key"]["token"])
             r = await t.call("POST", "/projects", json={"name": "Own", "id": f"{tid}-own"})
             t.project = r.json()["id"]
-            r = await t.call("POST", f"/projects/{t.project}/device-types",
-                             json={"id": "boiler", "metrics": [{"name": "temperature"}]})
+            r = await t.call(
+                "POST",
+                f"/projects/{t.project}/device-types",
+                json={"id": "boiler", "metrics": [{"name": "temperature"}]},
+            )
             assert r.status_code == 201, r.text
-            r = await t.call("PUT", f"/projects/{t.project}/channels/ops",
-                             json={"type": "log", "config": {}})
+            r = await t.call(
+                "PUT", f"/projects/{t.project}/channels/ops", json={"type": "log", "config": {}}
+            )
             assert r.status_code == 200, r.text
             out.append(t)
         yield out
@@ -99,8 +116,9 @@ async def _device(t: Tenant, name: str) -> httpx.Response:
 
 
 async def _user(t: Tenant, name: str) -> httpx.Response:
-    return await t.call("POST", "/users", json={"username": name, "password": PASSWORD,
-                                                "role": "viewer"})
+    return await t.call(
+        "POST", "/users", json={"username": name, "password": PASSWORD, "role": "viewer"}
+    )
 
 
 async def _rule(t: Tenant, name: str) -> httpx.Response:
@@ -112,10 +130,16 @@ async def _rule_put(t: Tenant, name: str) -> httpx.Response:
 
 
 async def _rule_import(t: Tenant, name: str) -> httpx.Response:
-    text = (f"rules:\n  - id: {name}\n    name: Hot\n    target: {{device_type: boiler}}\n"
-            "    condition: {type: threshold, metric: temperature, value: 90}\n")
-    return await t.call("POST", f"/projects/{t.project}/rules/import", content=text.encode(),
-                        headers={"Content-Type": "application/yaml"})
+    text = (
+        f"rules:\n  - id: {name}\n    name: Hot\n    target: {{device_type: boiler}}\n"
+        "    condition: {type: threshold, metric: temperature, value: 90}\n"
+    )
+    return await t.call(
+        "POST",
+        f"/projects/{t.project}/rules/import",
+        content=text.encode(),
+        headers={"Content-Type": "application/yaml"},
+    )
 
 
 async def _report(t: Tenant, name: str) -> httpx.Response:
@@ -131,8 +155,15 @@ def _id(r: httpx.Response) -> str:
     return body.get("username") or body["id"]
 
 
-CHOOSE = {"project": _project, "device": _device, "user": _user, "rule": _rule,
-          "rule_put": _rule_put, "rule_import": _rule_import, "report": _report}
+CHOOSE = {
+    "project": _project,
+    "device": _device,
+    "user": _user,
+    "rule": _rule,
+    "rule_put": _rule_put,
+    "rule_import": _rule_import,
+    "report": _report,
+}
 
 
 @pytest.mark.parametrize("kind", list(CHOOSE))
@@ -178,17 +209,24 @@ async def test_each_tenants_device_and_login_are_its_own(tenants):
         assert (await _user(t, "ops")).status_code == 201
     for t in (alpha, beta):
         # The device id as returned is its username (HTTP basic here, MQTT alike).
-        r = await t.http.post(f"{V1}/ingest/telemetry", auth=(f"{t.id}~pump", secrets[t.id]),
-                              json={"values": {"temperature": 20}})
+        r = await t.http.post(
+            f"{V1}/ingest/telemetry",
+            auth=(f"{t.id}~pump", secrets[t.id]),
+            json={"values": {"temperature": 20}},
+        )
         assert r.status_code == 200, r.text
-        r = await t.http.post(f"{V1}/auth/login", json={"username": f"{t.id}~ops",
-                                                        "password": PASSWORD})
+        r = await t.http.post(
+            f"{V1}/auth/login", json={"username": f"{t.id}~ops", "password": PASSWORD}
+        )
         assert r.status_code == 200 and r.json()["tenant"] == t.id, r.text
     # The chosen short name is nobody's login, and one tenant's secret opens only its device.
     r = await alpha.http.post(f"{V1}/auth/login", json={"username": "ops", "password": PASSWORD})
     assert r.status_code == 401
-    r = await alpha.http.post(f"{V1}/ingest/telemetry", auth=("beta~pump", secrets["alpha"]),
-                              json={"values": {"temperature": 20}})
+    r = await alpha.http.post(
+        f"{V1}/ingest/telemetry",
+        auth=("beta~pump", secrets["alpha"]),
+        json={"values": {"temperature": 20}},
+    )
     assert r.status_code == 401
 
 
@@ -196,6 +234,7 @@ async def test_channel_names_were_already_per_project(tenants):
     """Channels are keyed by (project, name): the same name in two tenants never clashed."""
     alpha, beta = tenants
     for t in (alpha, beta):
-        r = await t.call("PUT", f"/projects/{t.project}/channels/pager",
-                         json={"type": "log", "config": {}})
+        r = await t.call(
+            "PUT", f"/projects/{t.project}/channels/pager", json={"type": "log", "config": {}}
+        )
         assert r.status_code == 200 and r.json()["name"] == "pager", r.text

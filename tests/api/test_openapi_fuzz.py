@@ -40,16 +40,20 @@ class Target:
             reg.get_project(PROJECT)
         except NotFound:
             reg.create_project(TENANT, "Fuzz lab", project_id=PROJECT)
-            reg.create_device_type(PROJECT, "climate", [MetricSpec("temperature", min=-40, max=85),
-                                                        MetricSpec("count", type="int")])
+            reg.create_device_type(
+                PROJECT,
+                "climate",
+                [MetricSpec("temperature", min=-40, max=85), MetricSpec("count", type="int")],
+            )
         try:
             reg.get_device(DEVICE)
             if reg.authenticate_device(DEVICE, self.device_secret) is None:
                 reg.disable_device(DEVICE, disabled=False)
                 self.device_secret = reg.rotate_credentials(DEVICE).secret
         except NotFound:
-            self.device_secret = reg.register_device(PROJECT, device_id=DEVICE,
-                                                     device_type="climate")[1].secret
+            self.device_secret = reg.register_device(
+                PROJECT, device_id=DEVICE, device_type="climate"
+            )[1].secret
         return DEVICE, self.device_secret
 
 
@@ -70,7 +74,8 @@ def api_schema(target):
 def _no_server_error(case, response, who: str) -> None:
     assert response.status_code < 500, (
         f"{case.method} {case.formatted_path} as {who} -> {response.status_code}\n"
-        f"{case.as_curl_command()}\n{response.text[:500]}")
+        f"{case.as_curl_command()}\n{response.text[:500]}"
+    )
 
 
 def _call_as_everyone(case, target: Target) -> None:
@@ -83,7 +88,9 @@ def _call_as_everyone(case, target: Target) -> None:
         _no_server_error(case, response, "device")
     else:
         headers["Authorization"] = f"Bearer {target.tenant_admin()}"
-        _no_server_error(case, case.call(base_url=base, headers=headers, timeout=30), "tenant admin")
+        _no_server_error(
+            case, case.call(base_url=base, headers=headers, timeout=30), "tenant admin"
+        )
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -93,8 +100,14 @@ def test_no_route_answers_5xx(api_schema, target, mode):
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) > 50
     for operation in operations:
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         @given(operation.as_strategy(generation_mode=mode))
         def fuzz(case):
             _call_as_everyone(case, target)
@@ -132,7 +145,8 @@ FOUND = [
 @pytest.mark.parametrize(("method", "path", "body"), FOUND, ids=[f"{m} {p}" for m, p, _ in FOUND])
 def test_numbers_beyond_64_bits_are_refused_with_4xx(target, method, path, body):
     with httpx.Client(base_url=f"{target.server.url}/api/v1", timeout=30) as http:
-        r = http.request(method, path, json=body,
-                         headers={"Authorization": f"Bearer {target.tenant_admin()}"})
+        r = http.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {target.tenant_admin()}"}
+        )
     assert r.status_code in (400, 422), r.text
     assert r.json()["error"] == "invalid_input"

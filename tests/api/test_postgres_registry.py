@@ -41,16 +41,29 @@ async def test_core_flows_on_postgres(pg_api):
     api = pg_api
     assert api.ctx.registry.engine.dialect.name == "postgresql"
     await api.project()
-    r = await api.http.post(f"{V1}/projects/lab/device-types", headers=api.admin,
-                            json={"id": "t", "metrics": [{"name": "x", "max": 10}]})
+    r = await api.http.post(
+        f"{V1}/projects/lab/device-types",
+        headers=api.admin,
+        json={"id": "t", "metrics": [{"name": "x", "max": 10}]},
+    )
     assert r.status_code == 201
     dev = await api.device(device_type="t")
-    assert (await api.http.post(f"{V1}/ingest/telemetry", auth=dev, json={"values": {"x": 1}})).status_code == 200
-    assert (await api.http.post(f"{V1}/ingest/telemetry", auth=dev, json={"values": {"y": 1}})).status_code == 400
-    r = await api.http.patch(f"{V1}/devices/s1/twin/desired", json={"a": {"b": 1}}, headers=api.admin)
+    assert (
+        await api.http.post(f"{V1}/ingest/telemetry", auth=dev, json={"values": {"x": 1}})
+    ).status_code == 200
+    assert (
+        await api.http.post(f"{V1}/ingest/telemetry", auth=dev, json={"values": {"y": 1}})
+    ).status_code == 400
+    r = await api.http.patch(
+        f"{V1}/devices/s1/twin/desired", json={"a": {"b": 1}}, headers=api.admin
+    )
     assert r.json()["desired_version"] == 1
-    cmd = (await api.http.post(f"{V1}/devices/s1/commands", json={"name": "go"}, headers=api.admin)).json()
-    r = await api.http.post(f"{V1}/ingest/commands/{cmd['id']}/ack", auth=dev, json={"status": "ok"})
+    cmd = (
+        await api.http.post(f"{V1}/devices/s1/commands", json={"name": "go"}, headers=api.admin)
+    ).json()
+    r = await api.http.post(
+        f"{V1}/ingest/commands/{cmd['id']}/ack", auth=dev, json={"status": "ok"}
+    )
     assert r.json()["status"] == "acked"
     beta = (await api.http.post(f"{V1}/tenants", json={"name": "Beta"}, headers=api.admin)).json()
     other = api.auth(beta["admin_key"]["token"])
@@ -58,5 +71,7 @@ async def test_core_flows_on_postgres(pg_api):
     await api.ctx.ingest.flush_counters()
     rej = (await api.http.get(f"{V1}/devices/s1/rejections", headers=api.admin)).json()
     assert [x["reason"] for x in rej] == ["unknown_series"]
-    r = await api.http.post(f"{V1}/auth/login", json={"username": "admin", "password": api.password})
+    r = await api.http.post(
+        f"{V1}/auth/login", json={"username": "admin", "password": api.password}
+    )
     assert r.status_code == 200

@@ -6,7 +6,9 @@ V1 = "/api/v1"
 
 
 async def _tenant(api, tid: str) -> str:
-    r = await api.http.post(f"{V1}/tenants", json={"name": tid.title(), "id": tid}, headers=api.admin)
+    r = await api.http.post(
+        f"{V1}/tenants", json={"name": tid.title(), "id": tid}, headers=api.admin
+    )
     assert r.status_code == 201, r.text
     return r.json()["admin_key"]["token"]
 
@@ -18,13 +20,18 @@ async def two_tenants(api):
     alpha, beta = await _tenant(api, "alpha"), await _tenant(api, "beta")
     api.admin_key = alpha
     assert (await api.project("alpha-lab"))["id"] == "alpha~alpha-lab"
-    await api.http.post(f"{V1}/projects/alpha~alpha-lab/device-types", headers=api.admin,
-                        json={"id": "t", "metrics": [{"name": "x"}]})
+    await api.http.post(
+        f"{V1}/projects/alpha~alpha-lab/device-types",
+        headers=api.admin,
+        json={"id": "t", "metrics": [{"name": "x"}]},
+    )
     assert (await api.device("alpha~alpha-lab", "a1"))[0] == "alpha~a1"
     assert (await api.project("beta-lab", key=beta))["id"] == "beta~beta-lab"
     dev_b, secret_b = await api.device("beta~beta-lab", "b1", key=beta)
     assert dev_b == "beta~b1"
-    r = await api.http.post(f"{V1}/ingest/telemetry", auth=(dev_b, secret_b), json={"values": {"x": 1}})
+    r = await api.http.post(
+        f"{V1}/ingest/telemetry", auth=(dev_b, secret_b), json={"values": {"x": 1}}
+    )
     assert r.status_code == 200, r.text
     return api, beta
 
@@ -68,8 +75,11 @@ async def test_other_tenant_data_untouched_and_listing_scoped(two_tenants):
     api, beta = two_tenants
     listed = (await api.http.get(f"{V1}/projects", headers=api.admin)).json()
     assert [p["id"] for p in listed] == ["alpha~alpha-lab"]
-    theirs = (await api.http.get(f"{V1}/devices/beta~b1/series/x?mode=raw&start=-1d",
-                                 headers=api.auth(beta))).json()
+    theirs = (
+        await api.http.get(
+            f"{V1}/devices/beta~b1/series/x?mode=raw&start=-1d", headers=api.auth(beta)
+        )
+    ).json()
     assert theirs["value"] == [1.0]
     assert (await api.http.get(f"{V1}/devices/alpha~a1", headers=api.auth(beta))).status_code == 404
     tenants = (await api.http.get(f"{V1}/tenants", headers=api.auth(beta))).json()
@@ -81,7 +91,10 @@ async def test_other_tenant_data_untouched_and_listing_scoped(two_tenants):
 
 async def test_platform_admin_sees_tenants_but_not_their_data(api):
     await _tenant(api, "beta")
-    assert {t["id"] for t in (await api.http.get(f"{V1}/tenants", headers=api.admin)).json()} == {"default", "beta"}
+    assert {t["id"] for t in (await api.http.get(f"{V1}/tenants", headers=api.admin)).json()} == {
+        "default",
+        "beta",
+    }
     assert (await api.http.get(f"{V1}/tenants/beta", headers=api.admin)).status_code == 200
     assert (await api.http.get(f"{V1}/projects", headers=api.admin)).json() == []
 
@@ -96,27 +109,37 @@ async def test_roles(api):
     await api.project()
     viewer = await api.key("viewer")
     operator = await api.key("operator")
-    r = await api.http.post(f"{V1}/projects/lab/devices", json={"id": "v1"}, headers=api.auth(viewer))
+    r = await api.http.post(
+        f"{V1}/projects/lab/devices", json={"id": "v1"}, headers=api.auth(viewer)
+    )
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
-    assert (await api.http.get(f"{V1}/projects/lab/devices", headers=api.auth(viewer))).status_code == 200
-    r = await api.http.post(f"{V1}/projects/lab/devices", json={"id": "o1"}, headers=api.auth(operator))
+    assert (
+        await api.http.get(f"{V1}/projects/lab/devices", headers=api.auth(viewer))
+    ).status_code == 200
+    r = await api.http.post(
+        f"{V1}/projects/lab/devices", json={"id": "o1"}, headers=api.auth(operator)
+    )
     assert r.status_code == 201
-    for method, path, body in [("PATCH", "/devices/o1", {"name": "x"}), ("POST", "/devices/o1/credentials/rotate", None),
-                               ("PATCH", "/devices/o1/twin/desired", {"a": 1}),
-                               ("POST", "/devices/o1/commands", {"name": "x"})]:
+    for method, path, body in [
+        ("PATCH", "/devices/o1", {"name": "x"}),
+        ("POST", "/devices/o1/credentials/rotate", None),
+        ("PATCH", "/devices/o1/twin/desired", {"a": 1}),
+        ("POST", "/devices/o1/commands", {"name": "x"}),
+    ]:
         r = await api.http.request(method, V1 + path, json=body, headers=api.auth(viewer))
         assert r.status_code == 403, path
     # Operators manage devices, not projects or keys.
     r = await api.http.post(f"{V1}/projects", json={"name": "p2"}, headers=api.auth(operator))
     assert r.status_code == 403
-    r = await api.http.post(f"{V1}/keys", json={"name": "k", "role": "admin"}, headers=api.auth(operator))
+    r = await api.http.post(
+        f"{V1}/keys", json={"name": "k", "role": "admin"}, headers=api.auth(operator)
+    )
     assert r.status_code == 403
     # A revoked key stops working.
     keys = (await api.http.get(f"{V1}/keys", headers=api.admin)).json()
     vid = next(k["id"] for k in keys if k["name"] == "viewer")
     assert (await api.http.delete(f"{V1}/keys/{vid}", headers=api.admin)).status_code == 200
     assert (await api.http.get(f"{V1}/projects", headers=api.auth(viewer))).status_code == 401
-
 
 
 def test_live_socket_refuses_other_tenants_project(tmp_path):
@@ -132,14 +155,17 @@ def test_live_socket_refuses_other_tenants_project(tmp_path):
     reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     platform = reg.bootstrap().api_key
     alpha = reg.create_api_key(reg.create_tenant("Alpha", "alpha").id, "a", "admin").token
-    beta_lab = reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab",
-                                  project_id="beta-lab").id
+    beta_lab = reg.create_project(
+        reg.create_tenant("Beta", "beta").id, "Beta lab", project_id="beta-lab"
+    ).id
     beta = reg.create_api_key("beta", "b", "viewer").token
     app = create_app(AppContext(registry=reg, store=MemoryStore(), bus=MemoryBus()))
     with TestClient(app) as client:
         for token in (alpha, platform):  # another tenant, and the platform admin
-            with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect(
-                    f"/api/v1/live?project={beta_lab}&token={token}") as ws:
+            with (
+                pytest.raises(WebSocketDisconnect) as closed,
+                client.websocket_connect(f"/api/v1/live?project={beta_lab}&token={token}") as ws,
+            ):
                 ws.receive_text()
             assert closed.value.code == 4404
         # The accepted path is covered against a real server in test_live.py.

@@ -92,7 +92,9 @@ async def test_acked_publish_waits_for_a_later_worker_of_the_group(make_bus, roo
     await (await make_bus()).subscribe(f"{root}.jobs.>", late, group="workers")
     await _until(lambda: len(set(late.got)) >= 2)
     await asyncio.sleep(0.2)
-    assert sorted(set(late.got)) == [b"kept", b"kept too"], "lost, or the group's acked message came back"
+    assert sorted(set(late.got)) == [b"kept", b"kept too"], (
+        "lost, or the group's acked message came back"
+    )
 
 
 async def test_acked_messages_and_group_cursors_survive_a_server_restart(tmp_path, root):
@@ -262,9 +264,16 @@ async def test_closed_bus_refuses_publish(make_bus, root):
 
 
 def test_url_options():
-    bus = NatsBus.from_url("nats://u:p@example:4223?stream=S1&max_age=60&max_deliver=2&max_ack_pending=9")
+    bus = NatsBus.from_url(
+        "nats://u:p@example:4223?stream=S1&max_age=60&max_deliver=2&max_ack_pending=9"
+    )
     assert (bus.servers, bus.stream, bus.max_age, bus.max_deliver, bus.max_ack_pending) == (
-        ["nats://u:p@example:4223"], "S1", 60.0, 2, 9)
+        ["nats://u:p@example:4223"],
+        "S1",
+        60.0,
+        2,
+        9,
+    )
     with pytest.raises(InvalidInput):
         NatsBus.from_url("nats://example?bogus=1")
 

@@ -48,10 +48,14 @@ async def _run_and_check(settings: Settings, nats_url: str) -> None:
         _, creds = reg.register_device("lab", device_id="pump1")
         readings = [{"ts": T0_MS + i * 1000, "values": {"flow": 10.0 + (i % 5)}} for i in range(50)]
         async with httpx.AsyncClient(base_url=p.http_url) as http:
-            r = await http.post("/api/v1/ingest/telemetry", auth=("pump1", creds.secret), json=readings)
+            r = await http.post(
+                "/api/v1/ingest/telemetry", auth=("pump1", creds.secret), json=readings
+            )
             assert r.status_code in (200, 201, 202), r.text
         key = SeriesKey("lab", "pump1", "flow")
-        assert p.store.query_raw(key, 0, 2**62).value.tolist() == [10.0 + (i % 5) for i in range(50)]
+        assert p.store.query_raw(key, 0, 2**62).value.tolist() == [
+            10.0 + (i % 5) for i in range(50)
+        ]
 
         # A fresh clone compiles the detector's kernels on the first message: seconds to a
         # minute on a loaded 2-core CI box.
@@ -68,7 +72,9 @@ async def _run_and_check(settings: Settings, nats_url: str) -> None:
     store_check = Platform(settings.model_copy(update={"services": []}), password_hasher=FAST)
     await store_check.start()
     try:
-        scores = store_check.store.query_raw(SeriesKey("lab", "pump1", "flow.anomaly_score"), 0, 2**62)
+        scores = store_check.store.query_raw(
+            SeriesKey("lab", "pump1", "flow.anomaly_score"), 0, 2**62
+        )
         assert len(scores.ts) == 50
         assert store_check.registry.get_device("pump1").project == "lab"
     finally:
@@ -76,13 +82,20 @@ async def _run_and_check(settings: Settings, nats_url: str) -> None:
 
 
 async def test_platform_runs_on_nats(tmp_path, nats_url):
-    await _run_and_check(Settings(home=tmp_path / "home", bus_url=nats_url, http_port=0, mqtt_port=0),
-                         nats_url)
+    await _run_and_check(
+        Settings(home=tmp_path / "home", bus_url=nats_url, http_port=0, mqtt_port=0), nats_url
+    )
 
 
 async def test_platform_runs_on_nats_and_postgresql(tmp_path, nats_url, pg_db):
-    settings = Settings(home=tmp_path / "home", bus_url=nats_url, store_url=pg_db, registry_url=pg_db,
-                        http_port=0, mqtt_mode="off")
+    settings = Settings(
+        home=tmp_path / "home",
+        bus_url=nats_url,
+        store_url=pg_db,
+        registry_url=pg_db,
+        http_port=0,
+        mqtt_mode="off",
+    )
     await _run_and_check(settings, nats_url)
     # registry and series live in PostgreSQL, not in the data directory
     assert not (tmp_path / "home" / "registry.sqlite").exists()
@@ -94,7 +107,15 @@ async def test_platform_runs_on_nats_and_postgresql(tmp_path, nats_url, pg_db):
 async def test_unreachable_nats_fails_the_start_with_the_url(tmp_path):
     from atoll.core.errors import Unavailable
 
-    p = Platform(Settings(home=tmp_path, bus_url="nats://127.0.0.1:1?timeout=0.5", http_port=0, mqtt_mode="off",
-                          services=[]), password_hasher=FAST)
+    p = Platform(
+        Settings(
+            home=tmp_path,
+            bus_url="nats://127.0.0.1:1?timeout=0.5",
+            http_port=0,
+            mqtt_mode="off",
+            services=[],
+        ),
+        password_hasher=FAST,
+    )
     with pytest.raises(Unavailable, match="127.0.0.1:1"):
         await p.start()

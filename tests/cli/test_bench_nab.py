@@ -23,14 +23,28 @@ def corpus(nab_corpus):
 
 def test_bench_nab_writes_nab_layout_and_scores(corpus, tmp_path):
     out = tmp_path / "nab.json"
-    res = CliRunner().invoke(app, ["bench", "nab", "--detector", "ewma", "--scores-dir", str(tmp_path / "r"),
-                                   "--json", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "nab",
+            "--detector",
+            "ewma",
+            "--scores-dir",
+            str(tmp_path / "r"),
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "reward low FN" in res.output and "points/s" in res.output
     files = list((tmp_path / "r" / "ewma").glob("*/ewma_*.csv"))
     assert len(files) == 58
-    assert (tmp_path / "r" / "ewma" / "realKnownCause" / "ewma_nyc_taxi.csv").read_text().startswith(
-        "timestamp,anomaly_score\n2014-07-01 00:00:00,")
+    assert (
+        (tmp_path / "r" / "ewma" / "realKnownCause" / "ewma_nyc_taxi.csv")
+        .read_text()
+        .startswith("timestamp,anomaly_score\n2014-07-01 00:00:00,")
+    )
     result = json.loads(out.read_text())
     assert result["corpus"]["points"] == corpus.total_points
     assert result["throughput_points_per_s"] > 0
@@ -40,7 +54,9 @@ def test_bench_nab_writes_nab_layout_and_scores(corpus, tmp_path):
     from atoll.detect.nab import profile_scores
 
     again = profile_scores(corpus, read_scores(tmp_path / "r", "ewma", corpus))
-    assert again["standard"]["score"] == pytest.approx(result["profiles"]["standard"]["score"], abs=1e-6)
+    assert again["standard"]["score"] == pytest.approx(
+        result["profiles"]["standard"]["score"], abs=1e-6
+    )
 
 
 def test_bench_nab_missing_data_says_how_to_fix(tmp_path):
@@ -64,11 +80,25 @@ def test_changing_future_values_leaves_earlier_scores_alone(corpus, name):
 
 def test_score_only_rescores_published_results(corpus, tmp_path):
     out = tmp_path / "numenta.json"
-    res = CliRunner().invoke(app, ["bench", "nab", "--score-only", "--scores-dir", str(corpus.root / "reference"),
-                                   "--detector", "numenta", "--json", str(out)])
+    res = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "nab",
+            "--score-only",
+            "--scores-dir",
+            str(corpus.root / "reference"),
+            "--detector",
+            "numenta",
+            "--json",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     profiles = json.loads(out.read_text())["profiles"]
     assert profiles["standard"]["score"] == pytest.approx(70.10, abs=0.01)
     assert profiles["reward_low_FN_rate"]["score"] == pytest.approx(74.32, abs=0.01)
-    res = CliRunner().invoke(app, ["bench", "nab", "--score-only", "--scores-dir", str(tmp_path), "--detector", "x"])
+    res = CliRunner().invoke(
+        app, ["bench", "nab", "--score-only", "--scores-dir", str(tmp_path), "--detector", "x"]
+    )
     assert res.exit_code == 2 and "missing raw scores" in res.output

@@ -43,8 +43,14 @@ def machine(tmp_path):
             a += 40  # a spike on one sensor
         if i == 500:
             b = 2 * a + 10  # both in their usual ranges, but the relation is broken
-        rows.append([f"2026-11-23T{i // 60 % 24:02d}:{i % 60:02d}:00Z", f"{a:.3f}", "" if i == 300 else f"{b:.3f}",
-                     "pump-7"])
+        rows.append(
+            [
+                f"2026-11-23T{i // 60 % 24:02d}:{i % 60:02d}:00Z",
+                f"{a:.3f}",
+                "" if i == 300 else f"{b:.3f}",
+                "pump-7",
+            ]
+        )
     return _write(tmp_path / "machine.csv", ["time", "flow", "pressure", "site"], rows, ";"), rows
 
 
@@ -59,7 +65,9 @@ def test_joint_detection_on_a_semicolon_file(machine, tmp_path):
     scores = np.array([float(r[1]) for r in out])
     flags = np.array([r[2] == "1" for r in out])
     assert np.all((scores >= 0) & (scores <= 1))
-    assert np.all(scores[:100] == 0) and not flags[:100].any()  # warm-up rows are learned, not judged
+    assert (
+        np.all(scores[:100] == 0) and not flags[:100].any()
+    )  # warm-up rows are learned, not judged
     assert flags[400] and flags[500]
     assert flags.sum() <= 6
 
@@ -70,29 +78,50 @@ def test_scores_are_online(machine, tmp_path):
     changed = [r[:] for r in rows]
     for r in changed[450:]:
         r[1] = "999"
-    _run(_write(tmp_path / "changed.csv", ["time", "flow", "pressure", "site"], changed, ";"),
-         "--out", tmp_path / "b.csv")
+    _run(
+        _write(tmp_path / "changed.csv", ["time", "flow", "pressure", "site"], changed, ";"),
+        "--out",
+        tmp_path / "b.csv",
+    )
     a, b = _read(tmp_path / "a.csv")[1], _read(tmp_path / "b.csv")[1]
     assert a[:450] == b[:450] and a[450:] != b[450:]
 
 
 def test_single_column_epoch_millis_tabs_and_named_detector(tmp_path):
-    rows = [[1_700_000_000_000 + i * 60_000, 10.0 + (i % 7) * 0.1] for i in range(300)] + [[1_700_018_000_000, 30.0]]
+    rows = [[1_700_000_000_000 + i * 60_000, 10.0 + (i % 7) * 0.1] for i in range(300)] + [
+        [1_700_018_000_000, 30.0]
+    ]
     path = _write(tmp_path / "one.tsv", ["epoch_ms", "temperature"], rows, "\t")
-    res = _run(path, "--out", tmp_path / "o.csv", "--timestamp-column", "epoch_ms", "--detector", "windowed_gaussian")
+    res = _run(
+        path,
+        "--out",
+        tmp_path / "o.csv",
+        "--timestamp-column",
+        "epoch_ms",
+        "--detector",
+        "windowed_gaussian",
+    )
     assert res.exit_code == 0, res.output
     _, out = _read(tmp_path / "o.csv")
     assert out[-1][2] == "1" and out[-1][0] == "1700018000000"
 
 
-@pytest.mark.parametrize(("content", "args", "message", "fix"), [
-    (None, [], "no such file", "CSV file"),
-    ("", [], "header row", "column names"),
-    ("when,value\n2024-01-01,1\n", [], "no timestamp column", "--timestamp-column"),
-    ("time,value\n2024-01-01,1\n", ["--timestamp-column", "stamp"], "no column 'stamp'", "--timestamp-column"),
-    ("time,name\n2024-01-01,abc\n", [], "no numeric columns", "column of numbers"),
-    ("time,value\n2024-01-01,1\nyesterday,2\n", [], "row 3", "ISO-8601"),
-])
+@pytest.mark.parametrize(
+    ("content", "args", "message", "fix"),
+    [
+        (None, [], "no such file", "CSV file"),
+        ("", [], "header row", "column names"),
+        ("when,value\n2024-01-01,1\n", [], "no timestamp column", "--timestamp-column"),
+        (
+            "time,value\n2024-01-01,1\n",
+            ["--timestamp-column", "stamp"],
+            "no column 'stamp'",
+            "--timestamp-column",
+        ),
+        ("time,name\n2024-01-01,abc\n", [], "no numeric columns", "column of numbers"),
+        ("time,value\n2024-01-01,1\nyesterday,2\n", [], "row 3", "ISO-8601"),
+    ],
+)
 def test_bad_input_gets_an_error_with_the_fix(tmp_path, content, args, message, fix):
     path = tmp_path / "in.csv"
     if content is not None:
@@ -106,7 +135,9 @@ def test_bad_input_gets_an_error_with_the_fix(tmp_path, content, args, message, 
 def test_unknown_detector(tmp_path):
     path = _write(tmp_path / "in.csv", ["ts", "v"], [["2024-01-01T00:00:00", 1]])
     res = _run(path, "--out", tmp_path / "o.csv", "--detector", "oracle")
-    assert res.exit_code == 2 and "no detector named 'oracle'" in res.output and "ewma" in res.output
+    assert (
+        res.exit_code == 2 and "no detector named 'oracle'" in res.output and "ewma" in res.output
+    )
 
 
 def test_detectors_lists_names():

@@ -36,7 +36,10 @@ def test_register_list_rotate_and_rejections(server):
     assert server.registry.authenticate_device("s1", secret) is None
     server.registry.record_rejection("s1", "mqtt", "malformed_json", "line 1 column 2")
     r = atoll(server, "devices", "rejections", "s1", "--json")
-    assert json.loads(r.output)[0]["reason"] == "malformed_json" and json.loads(r.output)[0]["count"] == 1
+    assert (
+        json.loads(r.output)[0]["reason"] == "malformed_json"
+        and json.loads(r.output)[0]["count"] == 1
+    )
     r = atoll(server, "devices", "disable", "s1")
     assert r.exit_code == 0 and server.registry.get_device("s1").disabled
     r = atoll(server, "projects", "list", "--json")

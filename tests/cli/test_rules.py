@@ -48,8 +48,13 @@ def test_apply_list_backtest_and_act_on_alarms(server, tmp_path):
     assert (rule["id"], rule["condition"]["value"]) == ("boiler-too-hot", 90)
 
     now_us = int(time.time() * 1e6)
-    server.store.append(PointBatch.of_series(SeriesKey("plant", "b1", "temperature"),
-                                             [now_us - 600_000_000, now_us - 300_000_000], [95.0, 80.0]))
+    server.store.append(
+        PointBatch.of_series(
+            SeriesKey("plant", "b1", "temperature"),
+            [now_us - 600_000_000, now_us - 300_000_000],
+            [95.0, 80.0],
+        )
+    )
     r = atoll(server, "rules", "backtest", str(path), "-p", "plant", "--start", "-1h", "--json")
     (episode,) = json.loads(r.output)
     assert (episode["rule"], episode["device"], episode["value"]) == ("boiler-too-hot", "b1", 95)
@@ -62,7 +67,11 @@ def test_apply_list_backtest_and_act_on_alarms(server, tmp_path):
     assert r.exit_code == 0 and f"│ {alarm.id}" in r.output  # the table
     r = atoll(server, "alarms", "list", "-p", "plant", "--json")
     (listed,) = json.loads(r.output)
-    assert (listed["id"], listed["device"], listed["rule_name"]) == (alarm.id, "b1", "Boiler too hot")
+    assert (listed["id"], listed["device"], listed["rule_name"]) == (
+        alarm.id,
+        "b1",
+        "Boiler too hot",
+    )
     r = atoll(server, "alarms", "ack", str(alarm.id), "-m", "on it")
     assert r.exit_code == 0 and r.output.strip() == f"alarm {alarm.id}: acknowledged"
     r = atoll(server, "alarms", "clear", str(alarm.id))
@@ -77,6 +86,9 @@ def test_errors_are_one_line_with_the_fix(server, tmp_path):
     r = atoll(server, "rules", "list", "-p", "plant", key="")
     assert r.exit_code == 2 and "no API key" in r.output
     bad = tmp_path / "bad.yaml"
-    bad.write_text("rules:\n  - name: x\n    target: {device: ghost}\n    condition: {type: no_data, timeout: 60}\n")
+    bad.write_text(
+        "rules:\n  - name: x\n    target: {device: ghost}\n"
+        "    condition: {type: no_data, timeout: 60}\n"
+    )
     r = atoll(server, "rules", "apply", str(bad), "-p", "plant")
     assert r.exit_code == 1 and "no device 'ghost'" in r.output

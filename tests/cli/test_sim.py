@@ -21,12 +21,36 @@ def test_sim_publishes_with_credentials_and_writes_stats_and_ground_truth(tmp_pa
     cred_file = tmp_path / "creds.json"
     cred_file.write_text(json.dumps(creds))
     with Mosquitto(tmp_path / "broker", creds) as broker:
-        result = CliRunner().invoke(app, [
-            "sim", "--devices", "20", "--rate", "2", "--duration", "2", "--broker", broker.url,
-            "--credentials", str(cred_file), "-t", "manufacturing", "-t", "retail",
-            "--faults", "3", "--ground-truth", str(tmp_path / "gt.json"),
-            "--history", "600", "--history-step", "60",
-            "--json", str(tmp_path / "stats.json")])
+        result = CliRunner().invoke(
+            app,
+            [
+                "sim",
+                "--devices",
+                "20",
+                "--rate",
+                "2",
+                "--duration",
+                "2",
+                "--broker",
+                broker.url,
+                "--credentials",
+                str(cred_file),
+                "-t",
+                "manufacturing",
+                "-t",
+                "retail",
+                "--faults",
+                "3",
+                "--ground-truth",
+                str(tmp_path / "gt.json"),
+                "--history",
+                "600",
+                "--history-step",
+                "60",
+                "--json",
+                str(tmp_path / "stats.json"),
+            ],
+        )
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["connected"] == 20 and stats["refused"] == 0
@@ -55,10 +79,26 @@ def test_sim_over_tls_with_a_ca_file(tmp_path):
     cred_file = tmp_path / "creds.json"
     cred_file.write_text(json.dumps(creds))
     with Mosquitto(tmp_path / "broker", creds, tls=True) as broker:
-        result = CliRunner().invoke(app, [
-            "sim", "--broker", broker.url, "--ca-file", broker.ca_file, "--credentials",
-            str(cred_file), "-t", "finance", "--rate", "2", "--duration", "1",
-            "--json", str(tmp_path / "stats.json")])
+        result = CliRunner().invoke(
+            app,
+            [
+                "sim",
+                "--broker",
+                broker.url,
+                "--ca-file",
+                broker.ca_file,
+                "--credentials",
+                str(cred_file),
+                "-t",
+                "finance",
+                "--rate",
+                "2",
+                "--duration",
+                "1",
+                "--json",
+                str(tmp_path / "stats.json"),
+            ],
+        )
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["connected"] == 3 and stats["acked"] == stats["published"] == 3 * 2

@@ -24,7 +24,12 @@ def test_list_and_show():
     r = CliRunner().invoke(app, ["solutions", "list", "--json"])
     assert r.exit_code == 0, r.output
     assert {t["sector"] for t in json.loads(r.output)} == {
-        "manufacturing", "retail", "healthcare", "finance", "construction"}
+        "manufacturing",
+        "retail",
+        "healthcare",
+        "finance",
+        "construction",
+    }
     r = CliRunner().invoke(app, ["solutions", "show", "healthcare"])
     assert r.exit_code == 0 and "vaccine_fridge" in r.output and "door_left_open" in r.output
     r = CliRunner().invoke(app, ["solutions", "show", "aquaculture"])
@@ -50,16 +55,37 @@ async def test_apply_a_template_then_simulate_its_devices(tmp_path):
 
         stats_file = tmp_path / "stats.json"
         r = await asyncio.to_thread(
-            cli, "sim", "--api", p.http_url, "--project", "shop", "-t", "retail", "-n", "6",
-            "--rate", "2", "--duration", "3", "--broker", p.mqtt_url, "--prefix", "e2e",
-            "--json", str(stats_file))
+            cli,
+            "sim",
+            "--api",
+            p.http_url,
+            "--project",
+            "shop",
+            "-t",
+            "retail",
+            "-n",
+            "6",
+            "--rate",
+            "2",
+            "--duration",
+            "3",
+            "--broker",
+            p.mqtt_url,
+            "--prefix",
+            "e2e",
+            "--json",
+            str(stats_file),
+        )
         assert r.exit_code == 0, r.output
         stats = json.loads(stats_file.read_text())
         assert stats["connected"] == 6 and stats["published"] == stats["acked"] == 6 * 6
 
         key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
-        async with httpx.AsyncClient(base_url=p.http_url + "/api/v1", headers=key,
-                                     limits=httpx.Limits(max_keepalive_connections=0)) as http:
+        async with httpx.AsyncClient(
+            base_url=p.http_url + "/api/v1",
+            headers=key,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        ) as http:
             types = (await http.get("/projects/shop/device-types")).json()
             assert {t["id"] for t in types} == {"freezer", "chiller", "store_meter"}
             rules = (await http.get("/projects/shop/rules")).json()

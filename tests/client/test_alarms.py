@@ -9,8 +9,12 @@ import pytest
 import atoll
 from tests.client.conftest import wait_for
 
-HOT = {"name": "Boiler too hot", "severity": "major", "target": {"device_type": "boiler"},
-       "condition": {"type": "threshold", "metric": "temperature", "op": ">", "value": 90}}
+HOT = {
+    "name": "Boiler too hot",
+    "severity": "major",
+    "target": {"device_type": "boiler"},
+    "condition": {"type": "threshold", "metric": "temperature", "op": ">", "value": 90},
+}
 
 
 def test_alarm_lifecycle(server, client, plant):
@@ -18,11 +22,18 @@ def test_alarm_lifecycle(server, client, plant):
     with atoll.DeviceClient(server.url, "b1", plant) as dev:
         dev.send({"temperature": 95})
     (alarm,) = wait_for(lambda: client.alarms(project="plant", status="active"))
-    assert (alarm.device, alarm.rule_id, alarm.severity, alarm.value) == ("b1", "boiler-too-hot", "major", 95)
+    assert (alarm.device, alarm.rule_id, alarm.severity, alarm.value) == (
+        "b1",
+        "boiler-too-hot",
+        "major",
+        95,
+    )
     assert isinstance(alarm.raised_at, datetime) and not alarm.acknowledged and alarm.history == ()
 
     # filters
-    assert client.alarms(device="b1", rule="boiler-too-hot", severity=["major", "critical"]) == [alarm]
+    assert client.alarms(device="b1", rule="boiler-too-hot", severity=["major", "critical"]) == [
+        alarm
+    ]
     assert client.alarms(status=["acknowledged", "cleared"]) == []
     assert client.alarms(acknowledged=False) == [alarm]
     assert client.alarms(since=alarm.raised_at - timedelta(seconds=1)) == [alarm]
@@ -50,11 +61,17 @@ def test_alarm_lifecycle(server, client, plant):
     history = client.alarm_history(alarm.id)
     kinds = [e.kind for e in history]
     assert kinds[0] == "raised" and kinds.index("acknowledged") < kinds.index("cleared")
-    assert {e.actor for e in history if e.kind in ("acknowledged", "cleared")} == {acked.acknowledged_by}
+    assert {e.actor for e in history if e.kind in ("acknowledged", "cleared")} == {
+        acked.acknowledged_by
+    }
     comments = client.alarm_comments(alarm.id)
     assert note in comments and {c.text for c in comments} >= {"on it", "burner swapped"}
     full = client.alarm(alarm.id)
-    assert full.status == "cleared" and full.history == tuple(history) and full.comments == tuple(comments)
+    assert (
+        full.status == "cleared"
+        and full.history == tuple(history)
+        and full.comments == tuple(comments)
+    )
     with pytest.raises(atoll.NotFound):
         client.alarm(alarm.id + 1000)
 

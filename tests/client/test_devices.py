@@ -25,12 +25,18 @@ def test_projects(client):
 
 def test_device_types(client):
     client.create_project("Lab", id="lab")
-    dt = client.create_device_type("lab", "thermo", [Metric("temperature", unit="°C", min=-40, max=85)])
+    dt = client.create_device_type(
+        "lab", "thermo", [Metric("temperature", unit="°C", min=-40, max=85)]
+    )
     assert dt.metrics == (Metric("temperature", "float", "°C", -40, 85),)
     assert client.device_type("lab", "thermo") == dt
-    changed = client.update_device_type("lab", "thermo", name="Thermometer",
-                                        metrics=[*dt.metrics, {"name": "battery", "unit": "%"}])
-    assert changed.name == "Thermometer" and [m.name for m in changed.metrics] == ["temperature", "battery"]
+    changed = client.update_device_type(
+        "lab", "thermo", name="Thermometer", metrics=[*dt.metrics, {"name": "battery", "unit": "%"}]
+    )
+    assert changed.name == "Thermometer" and [m.name for m in changed.metrics] == [
+        "temperature",
+        "battery",
+    ]
     assert client.update_device_type("lab", "thermo", name="T").metrics == changed.metrics
     client.register_device("lab", id="s1", device_type="thermo")
     with pytest.raises(atoll.Conflict):

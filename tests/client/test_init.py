@@ -13,38 +13,93 @@ import atoll.client
 
 
 def test_public_surface_is_guarded():
-    assert sorted(atoll.__all__) == sorted([
-        "AtollError", "Client", "Conflict", "DeviceClient", "Forbidden", "InvalidInput", "NotFound",
-        "PayloadTooLarge", "Unauthenticated", "Unavailable", "__version__",
-    ])
+    assert sorted(atoll.__all__) == sorted(
+        [
+            "AtollError",
+            "Client",
+            "Conflict",
+            "DeviceClient",
+            "Forbidden",
+            "InvalidInput",
+            "NotFound",
+            "PayloadTooLarge",
+            "Unauthenticated",
+            "Unavailable",
+            "__version__",
+        ]
+    )
     for name in atoll.__all__:
         assert getattr(atoll, name) is not None, name
     assert issubclass(atoll.NotFound, atoll.AtollError)
     with pytest.raises(AttributeError):
         atoll.NoSuchThing  # noqa: B018
     assert atoll.Client is atoll.client.Client
-    assert sorted(atoll.client.__all__) == sorted([
-        "Alarm", "AlarmComment", "AlarmEvent", "AlarmSummary", "ApiKey", "AuditEntry", "Backtest",
-        "Buckets", "Channel", "ChannelTest", "ChannelType", "Client", "Command", "Delivery", "Device",
-        "DeviceClient", "DeviceCredentials", "DeviceType", "Episode", "Identity", "ImportedRules",
-        "Latest", "Metric", "Project", "RegisteredDevice", "Rejection", "Report", "ReportRun", "Rule",
-        "Series", "SeriesInfo", "Tenant", "TimeLike", "Twin", "User",
-    ])
+    assert sorted(atoll.client.__all__) == sorted(
+        [
+            "Alarm",
+            "AlarmComment",
+            "AlarmEvent",
+            "AlarmSummary",
+            "ApiKey",
+            "AuditEntry",
+            "Backtest",
+            "Buckets",
+            "Channel",
+            "ChannelTest",
+            "ChannelType",
+            "Client",
+            "Command",
+            "Delivery",
+            "Device",
+            "DeviceClient",
+            "DeviceCredentials",
+            "DeviceType",
+            "Episode",
+            "Identity",
+            "ImportedRules",
+            "Latest",
+            "Metric",
+            "Project",
+            "RegisteredDevice",
+            "Rejection",
+            "Report",
+            "ReportRun",
+            "Rule",
+            "Series",
+            "SeriesInfo",
+            "Tenant",
+            "TimeLike",
+            "Twin",
+            "User",
+        ]
+    )
     for name in set(atoll.client.__all__) - {"TimeLike"}:
         assert getattr(atoll.client, name).__name__ == name
 
 
 def test_every_route_of_the_api_has_an_sdk_method(server):
-    """Compares the server's OpenAPI routes with the requests the SDK makes (read from its source)."""
+    """Compares the server's OpenAPI routes with the
+    requests the SDK makes (read from its source)."""
     import inspect
     import re
 
     spec = httpx.get(server.url + "/api/v1/openapi.json").json()
-    source = "\n".join(inspect.getsource(m) for m in (
-        atoll.client, atoll.client.tenancy, atoll.client.devices, atoll.client.series,
-        atoll.client.rules, atoll.client.alarms, atoll.client.ingest))
-    called = {(m, re.sub(r"\{[^}]+\}", "{}", p))
-              for m, p in re.findall(r'_call\(\s*"([A-Z]+)",\s*f?"([^"]+)"', source)}
+    source = "\n".join(
+        inspect.getsource(m)
+        for m in (
+            atoll.client,
+            atoll.client.tenancy,
+            atoll.client.devices,
+            atoll.client.series,
+            atoll.client.rules,
+            atoll.client.alarms,
+            atoll.client.ingest,
+        )
+    )
+    called = {
+        (m, re.sub(r"\{[^}]+\}", "{}", p))
+        for m, p in re.findall(r'_call\(\s*"([A-Z]+)",\s*f?"([^"]+)"', source)
+    }
     # Not for the SDK: routes tagged "console" are the console's own page data (its bootstrap
     # info, template dashboard layouts); everything else must have an SDK call.
     missing = []
@@ -63,7 +118,10 @@ def test_unreachable_server_is_unavailable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     start = time.monotonic()
-    with atoll.Client(f"http://127.0.0.1:{port}", "atk_x_y", timeout=2) as c, pytest.raises(atoll.Unavailable):
+    with (
+        atoll.Client(f"http://127.0.0.1:{port}", "atk_x_y", timeout=2) as c,
+        pytest.raises(atoll.Unavailable),
+    ):
         c.projects()
     assert time.monotonic() - start < 5
 
@@ -87,12 +145,16 @@ def test_a_platform_admin_acts_in_a_tenant(server, client):
     with client.in_tenant("acme") as in_acme, in_acme.in_tenant(None) as back_home:
         assert {p.id for p in in_acme.projects()} == {"acme~acme-plant", "acme~acme-2"}
         assert back_home.projects() == []
-        assert any("(platform) via default" in e.actor for e in in_acme.audit(action="project.create"))
+        assert any(
+            "(platform) via default" in e.actor for e in in_acme.audit(action="project.create")
+        )
     with client.in_tenant("nope") as nowhere, pytest.raises(atoll.NotFound):
         nowhere.projects()
     # Any other key may name only its own tenant; another one is "not found", never "forbidden".
-    with atoll.Client(server.url, acme_key.token, tenant="default") as acme_elsewhere, \
-            pytest.raises(atoll.NotFound):
+    with (
+        atoll.Client(server.url, acme_key.token, tenant="default") as acme_elsewhere,
+        pytest.raises(atoll.NotFound),
+    ):
         acme_elsewhere.projects()
     with atoll.Client.login(server.url, "admin", server.boot.password, tenant="acme") as console:
         assert {p.id for p in console.projects()} == {"acme~acme-plant", "acme~acme-2"}

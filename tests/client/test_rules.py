@@ -10,13 +10,21 @@ import atoll
 from atoll.client import Report, Rule
 from atoll.core.points import PointBatch, SeriesKey
 
-HOT = {"name": "Boiler too hot", "severity": "major", "target": {"device_type": "boiler"},
-       "condition": {"type": "threshold", "metric": "temperature", "op": ">", "value": 90}}
+HOT = {
+    "name": "Boiler too hot",
+    "severity": "major",
+    "target": {"device_type": "boiler"},
+    "condition": {"type": "threshold", "metric": "temperature", "op": ">", "value": 90},
+}
 
 
 def test_rule_lifecycle(client, plant):
     rule = client.create_rule("plant", HOT)
-    assert isinstance(rule, Rule) and (rule.id, rule.project, rule.enabled) == ("boiler-too-hot", "plant", True)
+    assert isinstance(rule, Rule) and (rule.id, rule.project, rule.enabled) == (
+        "boiler-too-hot",
+        "plant",
+        True,
+    )
     assert rule.condition["value"] == 90 and rule.devices is None
     assert client.rules("plant") == [rule]
     with pytest.raises(atoll.Conflict):
@@ -30,13 +38,29 @@ def test_rule_lifecycle(client, plant):
     assert (paused.enabled, paused.severity) == (False, "critical")
     replaced = client.put_rule("plant", "boiler-too-hot", got)  # a Rule goes back as it came
     assert (replaced.enabled, replaced.severity) == (True, "major")
-    assert client.put_rule("plant", "cold", {**HOT, "name": "Cold", "condition": {
-        "type": "threshold", "metric": "temperature", "op": "<", "value": 5}}).id == "cold"
+    assert (
+        client.put_rule(
+            "plant",
+            "cold",
+            {
+                **HOT,
+                "name": "Cold",
+                "condition": {"type": "threshold", "metric": "temperature", "op": "<", "value": 5},
+            },
+        ).id
+        == "cold"
+    )
 
     assert client.validate_rule("plant", {**HOT, "severity": "minor"}).severity == "minor"
     with pytest.raises(atoll.InvalidInput, match="condition.threshold.value"):
-        client.validate_rule("plant", {"name": "broken", "target": {"device": "b1"},
-                                       "condition": {"type": "threshold", "metric": "t", "op": ">"}})
+        client.validate_rule(
+            "plant",
+            {
+                "name": "broken",
+                "target": {"device": "b1"},
+                "condition": {"type": "threshold", "metric": "t", "op": ">"},
+            },
+        )
     with pytest.raises(atoll.InvalidInput, match="no device 'ghost'"):
         client.create_rule("plant", {**HOT, "target": {"device": "ghost"}})
     assert [r.id for r in client.rules("plant")] == ["boiler-too-hot", "cold"]
@@ -49,19 +73,30 @@ def test_rule_lifecycle(client, plant):
 
 
 def test_import_rules_and_channels(client, plant):
-    done = client.import_rules("plant", {
-        "channels": {"ops": {"type": "log", "level": "INFO"}},
-        "rules": [{**HOT, "notify": {"channels": ["ops"]}}]})
+    done = client.import_rules(
+        "plant",
+        {
+            "channels": {"ops": {"type": "log", "level": "INFO"}},
+            "rules": [{**HOT, "notify": {"channels": ["ops"]}}],
+        },
+    )
     assert (done.rules, done.channels) == (["boiler-too-hot"], ["ops"])
-    again = client.import_rules("plant", "rules:\n  - name: Cold\n    target: {device: b1}\n"
-                                         "    condition: {type: threshold, metric: temperature, op: '<', value: 5}\n")
-    assert again.rules == ["cold"] and {r.id for r in client.rules("plant")} == {"boiler-too-hot", "cold"}
+    again = client.import_rules(
+        "plant",
+        "rules:\n  - name: Cold\n    target: {device: b1}\n"
+        "    condition: {type: threshold, metric: temperature, op: '<', value: 5}\n",
+    )
+    assert again.rules == ["cold"] and {r.id for r in client.rules("plant")} == {
+        "boiler-too-hot",
+        "cold",
+    }
     with pytest.raises(atoll.InvalidInput, match="does not parse"):
         client.import_rules("plant", "rules:\n  - name: a\n   bad indent")
 
     assert {"log", "webhook", "email"} <= {t.type for t in client.channel_types()}
-    hook = client.put_channel("plant", "hook", "webhook",
-                              {"url": "http://127.0.0.1:9/hook", "secret": "s3cret"})
+    hook = client.put_channel(
+        "plant", "hook", "webhook", {"url": "http://127.0.0.1:9/hook", "secret": "s3cret"}
+    )
     assert (hook.type, hook.config["url"]) == ("webhook", "http://127.0.0.1:9/hook")
     assert [c.name for c in client.channels("plant")] == ["hook", "ops"]
     with pytest.raises(atoll.InvalidInput, match="channels.bad"):
@@ -84,8 +119,9 @@ def test_backtest(server, client, plant):
     client.create_rule("plant", HOT)
     now_us = int(time.time() * 1e6)
     ts = [now_us - 3_600_000_000 + i * 60_000_000 for i in range(4)]
-    server.store.append(PointBatch.of_series(SeriesKey("plant", "b1", "temperature"), ts,
-                                             [80.0, 95.0, 96.0, 70.0]))
+    server.store.append(
+        PointBatch.of_series(SeriesKey("plant", "b1", "temperature"), ts, [80.0, 95.0, 96.0, 70.0])
+    )
     for rule in ("boiler-too-hot", HOT):  # a saved rule by id, or a body
         bt = client.backtest_rule("plant", rule, start="-2h")
         assert bt.devices == ["b1"] and bt.points == 4 and not bt.devices_truncated
@@ -98,9 +134,18 @@ def test_backtest(server, client, plant):
 
 def test_reports(server, client, plant):
     client.put_channel("plant", "ops", "log")
-    daily = client.put_report("plant", "daily", {
-        "name": "Daily", "cron": "0 7 * * *", "period": "1d", "bucket": "1h",
-        "series": [{"device": "b1", "metric": "temperature"}], "channels": ["ops"]})
+    daily = client.put_report(
+        "plant",
+        "daily",
+        {
+            "name": "Daily",
+            "cron": "0 7 * * *",
+            "period": "1d",
+            "bucket": "1h",
+            "series": [{"device": "b1", "metric": "temperature"}],
+            "channels": ["ops"],
+        },
+    )
     assert isinstance(daily, Report) and (daily.period, daily.bucket) == (86400, 3600)
     assert client.reports("plant") == [daily]
     with atoll.DeviceClient(server.url, "b1", plant) as dev:
@@ -109,8 +154,18 @@ def test_reports(server, client, plant):
     assert csv[0] == "device,metric,bucket_start,min,avg,max" and csv[1].endswith(",50,50,50")
     run = client.run_report("plant", "daily")
     assert run.sent_to == ["ops"] and run.files[0]["bytes"] > 0
-    weekly = client.put_report("plant", "weekly", Report(
-        id="weekly", project="plant", name="Weekly", cron="0 7 * * mon", channels=["ops"], format="pdf"))
+    weekly = client.put_report(
+        "plant",
+        "weekly",
+        Report(
+            id="weekly",
+            project="plant",
+            name="Weekly",
+            cron="0 7 * * mon",
+            channels=["ops"],
+            format="pdf",
+        ),
+    )
     assert weekly.format == "pdf" and [r.id for r in client.reports("plant")] == ["daily", "weekly"]
     with pytest.raises(atoll.InvalidInput, match="report.cron"):
         client.put_report("plant", "daily", {"name": "x", "cron": "sometimes", "channels": ["ops"]})

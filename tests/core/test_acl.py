@@ -41,8 +41,10 @@ def test_mosquitto_acl_is_the_same_table():
     assert "pattern write atoll/v1/devices/%u/telemetry\n" in text
     assert "pattern read atoll/v1/devices/%u/twin/desired\n" in text
     patterns = [line.split(" ", 2)[1:] for line in text.splitlines() if line.startswith("pattern")]
-    assert patterns == ([["write", f"atoll/v1/devices/%u/{p}"] for p in acl.DEVICE_PUBLISH]
-                        + [["read", f"atoll/v1/devices/%u/{p}"] for p in acl.DEVICE_RECEIVE])
+    assert patterns == (
+        [["write", f"atoll/v1/devices/%u/{p}"] for p in acl.DEVICE_PUBLISH]
+        + [["read", f"atoll/v1/devices/%u/{p}"] for p in acl.DEVICE_RECEIVE]
+    )
     assert "user atoll-ingest\ntopic readwrite atoll/#\n" in text
 
 

@@ -32,18 +32,32 @@ def test_plan_faults_spreads_over_types_and_staggers_starts():
     assert len(faults) == 10
     assert len({f.device for f in faults}) == 10
     starts = [f.start for f in faults]
-    assert starts == sorted(starts) and starts[0] == 1_700_000_020.0 and starts[1] - starts[0] == 15.0
+    assert (
+        starts == sorted(starts) and starts[0] == 1_700_000_020.0 and starts[1] - starts[0] == 15.0
+    )
     assert len({fleet.devices[fleet.index[f.device]].template for f in faults}) == 5
 
 
 def _alarm(device: str, raised_at: float) -> Alarm:
-    return Alarm(id=1, project="p", rule_id="r", rule_name="r", device=device, severity="major",
-                 status="active", acknowledged=False, raised_at=datetime.fromtimestamp(raised_at, UTC))
+    return Alarm(
+        id=1,
+        project="p",
+        rule_id="r",
+        rule_name="r",
+        device=device,
+        severity="major",
+        status="active",
+        acknowledged=False,
+        raised_at=datetime.fromtimestamp(raised_at, UTC),
+    )
 
 
 def test_score_counts_only_played_out_faults_for_recall():
-    faults = [Fault("a", "k", ("m",), 100, 200), Fault("b", "k", ("m",), 150, 250),
-              Fault("c", "k", ("m",), 900, 1000)]
+    faults = [
+        Fault("a", "k", ("m",), 100, 200),
+        Fault("b", "k", ("m",), 150, 250),
+        Fault("c", "k", ("m",), 900, 1000),
+    ]
     alarms = [_alarm("a", 120), _alarm("x", 130)]
     r = score(faults, alarms, now=600)
     # a detected; b ended long enough ago and was missed; c is still to come.
@@ -54,8 +68,17 @@ def test_score_counts_only_played_out_faults_for_recall():
 
 
 def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
-    opts = DemoOptions(home=tmp_path / "demo", devices=10, duration=8, history_s=60, faults=2,
-                       http_port=0, mqtt_port=0, first_fault_s=1, fault_every_s=1)
+    opts = DemoOptions(
+        home=tmp_path / "demo",
+        devices=10,
+        duration=8,
+        history_s=60,
+        faults=2,
+        http_port=0,
+        mqtt_port=0,
+        first_fault_s=1,
+        fault_every_s=1,
+    )
     seen = {}
     views = {}
 
@@ -69,13 +92,15 @@ def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
         # While the demo runs: each enterprise's login sees its own project, and only that.
         first, second = info["tenants"][0], info["tenants"][1]
         with httpx.Client(base_url=info["console"] + "/api/v1") as http:
-            token = http.post("/auth/login", json={"username": first["user"],
-                                                   "password": first["password"]}).json()["token"]
+            token = http.post(
+                "/auth/login", json={"username": first["user"], "password": first["password"]}
+            ).json()["token"]
             auth = {"Authorization": f"Bearer {token}"}
             views["projects"] = [p["id"] for p in http.get("/projects", headers=auth).json()]
             views["other"] = http.get(f"/projects/{second['project']}", headers=auth).status_code
-            views["devices"] = http.get(f"/projects/{first['project']}/devices",
-                                        headers=auth).json()
+            views["devices"] = http.get(
+                f"/projects/{first['project']}/devices", headers=auth
+            ).json()
 
     checker = []
     summary = asyncio.run(run_demo(opts, say=lambda m: None, ready=ready))

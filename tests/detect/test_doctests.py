@@ -7,8 +7,14 @@ import importlib
 
 import pytest
 
-MODULES = ["atoll.detect", "atoll.detect.gaussian", "atoll.detect.ewma", "atoll.detect.seasonal",
-           "atoll.detect.mahalanobis", "atoll.detect.threshold"]
+MODULES = [
+    "atoll.detect",
+    "atoll.detect.gaussian",
+    "atoll.detect.ewma",
+    "atoll.detect.seasonal",
+    "atoll.detect.mahalanobis",
+    "atoll.detect.threshold",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

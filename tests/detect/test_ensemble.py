@@ -76,8 +76,11 @@ def test_state_round_trip_mid_stream(cut):
     np.testing.assert_array_equal(np.concatenate([head, tail]), full)
 
 
-@pytest.mark.parametrize("params", [{}, {"scales": (), "tail_size": 0, "mean_window": 1}],
-                         ids=["default", "bursts-and-range-only"])
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"scales": (), "tail_size": 0, "mean_window": 1}],
+    ids=["default", "bursts-and-range-only"],
+)
 def test_future_values_do_not_change_past_scores(params):
     x = _series()
     y = x.copy()
@@ -168,9 +171,18 @@ def test_burst_channel_sees_a_new_oscillation_inside_the_range():
     assert EnsembleDetector(burst_window=0).score_many(x)[3000:3030].max() < thr
 
 
-@pytest.mark.parametrize("bad", [{"burst_window": 1}, {"burst_window": -2}, {"burst_gate": 0.0},
-                                 {"burst_gate": 1.5}, {"burst_floor": 0.0}, {"burst_alpha": 0.0},
-                                 {"burst_alpha": 1.5}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"burst_window": 1},
+        {"burst_window": -2},
+        {"burst_gate": 0.0},
+        {"burst_gate": 1.5},
+        {"burst_floor": 0.0},
+        {"burst_alpha": 0.0},
+        {"burst_alpha": 1.5},
+    ],
+)
 def test_burst_settings_are_validated(bad):
     with pytest.raises(InvalidInput):
         EnsembleDetector(**bad)

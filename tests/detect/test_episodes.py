@@ -27,7 +27,7 @@ def test_a_lone_spike_is_no_episode_but_a_sustained_shift_is():
     d = EpisodeDecider(z=5, min_count=3, window=300, warmup=0)
     ts = np.arange(0, 7200, 30.0)
     x = 50 + _noise(len(ts))
-    assert not any(d.decide(t, v) for t, v in zip(ts, x))
+    assert not any(d.decide(t, v) for t, v in zip(ts, x, strict=True))
     assert not d.decide(7200, 90.0)  # one wild reading
     assert not any(d.decide(t, 50.0) for t in (7230, 7260, 7290))
     assert not any(d.decide(t, 50.0) for t in np.arange(7320, 7800, 30.0))
@@ -37,7 +37,7 @@ def test_a_lone_spike_is_no_episode_but_a_sustained_shift_is():
 
 def test_an_episode_ends_after_clear_seconds_without_evidence():
     d = EpisodeDecider(z=5, min_count=2, window=120, clear=300, warmup=0)
-    for t, v in zip(np.arange(0, 3600, 10.0), 5 + 0.1 * _noise(360)):
+    for t, v in zip(np.arange(0, 3600, 10.0), 5 + 0.1 * _noise(360), strict=True):
         d.decide(t, v)
     assert [d.decide(3600 + 10 * i, 9.0) for i in range(3)] == [False, True, True]
     back = [d.decide(3630 + 10 * i, 5.0) for i in range(40)]
@@ -50,7 +50,7 @@ def test_daily_steps_become_normal_once_the_slot_is_learned():
     d = EpisodeDecider(warmup=0)
     ts = MONDAY + np.arange(0, 3 * DAY, 60.0)
     x = 30 + 10 * (((ts % DAY) >= 8 * 3600) & ((ts % DAY) < 18 * 3600)) + 0.5 * _noise(len(ts), 1)
-    on = np.array([d.decide(t, v) for t, v in zip(ts, x)])
+    on = np.array([d.decide(t, v) for t, v in zip(ts, x, strict=True)])
     day = ((ts - MONDAY) // DAY).astype(int)
     assert on[day == 0].any()
     assert not on[day == 2].any()
@@ -61,7 +61,7 @@ def test_smoothing_sees_a_cycling_compressor_stop():
     d = EpisodeDecider(z=4, smooth=1800, warmup=0, level_tau=14_400)
     ts = MONDAY + np.arange(0, 2 * DAY, 30.0)
     x = np.where((ts % 1200) < 420, 195.0, 15.0) + 2 * _noise(len(ts), 2)
-    assert not any(d.decide(t, v) for t, v in zip(ts, x))
+    assert not any(d.decide(t, v) for t, v in zip(ts, x, strict=True))
     stop = [d.decide(ts[-1] + 30 * i, 0.0) for i in range(1, 80)]
     assert any(stop)
 
@@ -72,12 +72,12 @@ def test_state_round_trip_continues_identically():
     x[2500:2530] += 15
     a = EpisodeDecider(min_count=2, smooth=120)
     half = len(ts) // 2
-    for t, v in zip(ts[:half], x[:half]):
+    for t, v in zip(ts[:half], x[:half], strict=True):
         a.decide(t, v)
     blob = msgspec.msgpack.encode(a.state())
     b = EpisodeDecider.from_state(msgspec.msgpack.decode(blob))
-    ra = [a.decide(t, v) for t, v in zip(ts[half:], x[half:])]
-    rb = [b.decide(t, v) for t, v in zip(ts[half:], x[half:])]
+    ra = [a.decide(t, v) for t, v in zip(ts[half:], x[half:], strict=True)]
+    rb = [b.decide(t, v) for t, v in zip(ts[half:], x[half:], strict=True)]
     assert ra == rb and any(ra)
     assert len(blob) < 2_000 and a.nbytes() < 1_000  # fixed size, whatever the stream length
 
@@ -121,7 +121,7 @@ def test_the_service_publishes_episodes_and_restores_them(tmp_path):
         x[300:] += 40  # the pump's flow jumps and stays
         flags = []
         for i in range(0, 310, 10):
-            events = await svc.process(PointBatch.of_series(key, ts[i:i + 10], x[i:i + 10]))
+            events = await svc.process(PointBatch.of_series(key, ts[i : i + 10], x[i : i + 10]))
             flags += [e["is_anomaly"] for e in events]
         assert not any(flags[:300]) and flags[302:310] == [True] * 8
         await svc.stop()  # snapshots

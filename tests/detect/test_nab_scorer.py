@@ -30,8 +30,10 @@ def corpus(nab_corpus):
 
 @pytest.fixture(scope="module")
 def published(corpus):
-    return (json.loads((corpus.root / "config" / "thresholds.json").read_text()),
-            json.loads((corpus.root / "results" / "final_results.json").read_text()))
+    return (
+        json.loads((corpus.root / "config" / "thresholds.json").read_text()),
+        json.loads((corpus.root / "results" / "final_results.json").read_text()),
+    )
 
 
 def test_corpus_shape(corpus):
@@ -55,11 +57,14 @@ def test_scaled_sigmoid():
 @pytest.mark.parametrize("detector", ["numenta", "windowedGaussian"])
 def test_reproduces_published_scores(corpus, published, detector):
     thresholds, final = published
-    got = score_results_dir(corpus.root / "reference", detector, corpus,
-                            {p: thresholds[detector][p]["threshold"] for p in corpus.profiles})
+    got = score_results_dir(
+        corpus.root / "reference",
+        detector,
+        corpus,
+        {p: thresholds[detector][p]["threshold"] for p in corpus.profiles},
+    )
     for profile in corpus.profiles:
         assert got[profile]["score"] == pytest.approx(final[detector][profile], abs=0.05), profile
-
 
 
 def test_reproduces_published_raw_scores(corpus, published):
@@ -87,7 +92,9 @@ def test_sweep_matches_direct_scoring(corpus):
     assert np.all(np.diff(thresholds) < 0)
     rng = np.random.default_rng(0)
     for k in rng.choice(len(thresholds), 6, replace=False):
-        direct = raw_score_at_threshold(corpus, scores, corpus.profiles["reward_low_FN_rate"], thresholds[k])
+        direct = raw_score_at_threshold(
+            corpus, scores, corpus.profiles["reward_low_FN_rate"], thresholds[k]
+        )
         assert raw[k] == pytest.approx(direct, abs=1e-6)
 
 
@@ -127,7 +134,9 @@ def test_false_positive_weights_follow_preceding_window(corpus):
     s = dict(base)
     s[relpath] = np.zeros(len(stream))
     s[relpath][[first, first + 3, last]] = 1.0
-    assert raw_score_at_threshold(corpus, s, corpus.profiles["standard"], 0.5) == pytest.approx(-115.0 + 1.0)
+    assert raw_score_at_threshold(corpus, s, corpus.profiles["standard"], 0.5) == pytest.approx(
+        -115.0 + 1.0
+    )
 
 
 def test_bad_scores_are_rejected(corpus, tmp_path):

@@ -10,7 +10,15 @@ from atoll.detect.multivariate import Joint
 
 def test_names_and_default():
     names = registry.names()
-    for n in ("windowed_gaussian", "ewma", "seasonal", "mahalanobis", "per_sensor", "joint", "default"):
+    for n in (
+        "windowed_gaussian",
+        "ewma",
+        "seasonal",
+        "mahalanobis",
+        "per_sensor",
+        "joint",
+        "default",
+    ):
         assert n in names
     assert registry.resolve("default") == registry.DEFAULT
     assert registry.get_detector().kind == registry.get_detector(registry.DEFAULT).kind
@@ -54,7 +62,16 @@ def test_restore_checks_kind_and_shapes():
 def test_public_surface():
     import atoll.detect
 
-    assert sorted(atoll.detect.__all__) == ["DEFAULT", "Detector", "StreamingDetector", "Thresholded",
-                                            "for_features", "get_detector", "names", "register", "restore"]
+    assert sorted(atoll.detect.__all__) == [
+        "DEFAULT",
+        "Detector",
+        "StreamingDetector",
+        "Thresholded",
+        "for_features",
+        "get_detector",
+        "names",
+        "register",
+        "restore",
+    ]
     for name in atoll.detect.__all__:
         assert hasattr(atoll.detect, name)

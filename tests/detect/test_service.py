@@ -40,11 +40,23 @@ async def _feed(bus, temp, hum, start=0, chunk=50, device="d1"):
     n = len(temp)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        rows = [(k, T0 + (start + i) * MIN, float(series[i]))
-                for k, series in enumerate((temp, hum)) for i in range(lo, hi)
-                if not np.isnan(series[i])]  # NaN: the device did not send that metric
-        await bus.publish(f"telemetry.p.{device}", encode_telemetry(
-            "p", device, ["temp", "hum"], [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
+        rows = [
+            (k, T0 + (start + i) * MIN, float(series[i]))
+            for k, series in enumerate((temp, hum))
+            for i in range(lo, hi)
+            if not np.isnan(series[i])
+        ]  # NaN: the device did not send that metric
+        await bus.publish(
+            f"telemetry.p.{device}",
+            encode_telemetry(
+                "p",
+                device,
+                ["temp", "hum"],
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                [r[2] for r in rows],
+            ),
+        )
 
 
 async def _settle(svc, points):
@@ -86,7 +98,11 @@ async def test_scores_are_stored_and_published():
     temp_events = [e for e in got.events if e["metric"] == "temp"]
     assert len(temp_events) == 400
     spike = temp_events[300]
-    assert spike["is_anomaly"] and spike["ts"] == T0 + 300 * MIN and spike["value"] == pytest.approx(temp[300])
+    assert (
+        spike["is_anomaly"]
+        and spike["ts"] == T0 + 300 * MIN
+        and spike["value"] == pytest.approx(temp[300])
+    )
     assert spike["detector"]["name"] == DEFAULT and spike["detector"]["version"] >= 1
     assert sum(e["is_anomaly"] for e in got.events) <= 0.02 * len(got.events)  # not everything
     # What the rules engine reads.
@@ -165,7 +181,9 @@ async def test_late_and_duplicate_readings_are_not_rescored():
 async def test_device_type_binding_and_label(tmp_path):
     from atoll.registry import Registry
 
-    reg = Registry.open(tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    reg = Registry.open(
+        tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
     try:
         boot = reg.bootstrap()
         reg.create_project(boot.tenant, "Plant", project_id="p")
@@ -195,7 +213,9 @@ async def test_device_type_binding_and_label(tmp_path):
             again = DetectionService(MemoryBus(), None, registry=reg, state_path=svc.state_path)
             again._load()
             again.device_cache_seconds = 0.0
-            assert again.choose(SeriesKey("p", "d9", "temp")).name == "default"  # d9 is not registered yet
+            assert (
+                again.choose(SeriesKey("p", "d9", "temp")).name == "default"
+            )  # d9 is not registered yet
             reg.register_device("p", device_id="d9", device_type="pump")
             assert again.choose(SeriesKey("p", "d9", "temp")).name == "seasonal"
         assert names[("d1", "temp")] == "seasonal"
@@ -219,14 +239,19 @@ async def test_platform_runs_the_service(tmp_path, store_url):
         temp, hum = _readings(50)
         await _feed(platform.bus, temp, hum)
         await _settle(svc, 100)
-        assert len(platform.store.query_raw(SeriesKey("p", "d1", "temp.anomaly_score"), 0, FAR).ts) == 50
+        assert (
+            len(platform.store.query_raw(SeriesKey("p", "d1", "temp.anomaly_score"), 0, FAR).ts)
+            == 50
+        )
     assert (tmp_path / "detect" / "state.msgpack").is_file()
 
 
 async def test_a_machine_judged_jointly(tmp_path):
     from atoll.registry import Registry
 
-    reg = Registry.open(tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    reg = Registry.open(
+        tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
     try:
         boot = reg.bootstrap()
         reg.create_project(boot.tenant, "Plant", project_id="p")
@@ -253,7 +278,9 @@ async def test_a_machine_judged_jointly(tmp_path):
         await svc.stop()
         await bus.close()
         assert list(svc.series) == [SeriesKey("p", "d1", "temp+hum")]
-        assert len(store.query_raw(SeriesKey("p", "d1", "temp+hum.anomaly_score"), 0, FAR).ts) == 1200
+        assert (
+            len(store.query_raw(SeriesKey("p", "d1", "temp+hum.anomaly_score"), 0, FAR).ts) == 1200
+        )
         events = {e["ts"]: e for e in got.events}
         assert len(events) == 1200
         odd = events[T0 + 1100 * MIN]
@@ -277,20 +304,39 @@ async def test_end_to_end_http_ingest_to_anomaly_alarm(tmp_path):
     async with Platform(settings, password_hasher=fast) as p:
         key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
         no_reuse = httpx.Limits(max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=p.http_url + "/api/v1", headers=key, limits=no_reuse,
-                                     timeout=30) as http:
-            assert (await http.post("/projects", json={"name": "Lab", "id": "lab"})).status_code == 201
-            secret = (await http.post("/projects/lab/devices", json={"id": "s1"})).json()["credentials"]["secret"]
-            r = await http.post("/projects/lab/rules", json={
-                "name": "Odd", "target": {"device": "s1"}, "condition": {"type": "anomaly", "metric": "t"}})
+        async with httpx.AsyncClient(
+            base_url=p.http_url + "/api/v1", headers=key, limits=no_reuse, timeout=30
+        ) as http:
+            assert (
+                await http.post("/projects", json={"name": "Lab", "id": "lab"})
+            ).status_code == 201
+            secret = (await http.post("/projects/lab/devices", json={"id": "s1"})).json()[
+                "credentials"
+            ]["secret"]
+            r = await http.post(
+                "/projects/lab/rules",
+                json={
+                    "name": "Odd",
+                    "target": {"device": "s1"},
+                    "condition": {"type": "anomaly", "metric": "t"},
+                },
+            )
             assert r.status_code == 201, r.text
             rng = np.random.default_rng(9)
             temp = 20 + 3 * np.sin(np.arange(600) * 2 * np.pi / 60) + rng.normal(0, 0.05, 600)
             temp[550] += 12
             now_ms = 1_764_000_000_000
-            readings = [{"ts": now_ms - (600 - i) * 60_000, "values": {"t": float(v)}} for i, v in enumerate(temp)]
+            readings = [
+                {"ts": now_ms - (600 - i) * 60_000, "values": {"t": float(v)}}
+                for i, v in enumerate(temp)
+            ]
             for lo in range(0, 600, 200):
-                r = await http.post("/ingest/telemetry", auth=("s1", secret), headers={}, json=readings[lo:lo + 200])
+                r = await http.post(
+                    "/ingest/telemetry",
+                    auth=("s1", secret),
+                    headers={},
+                    json=readings[lo : lo + 200],
+                )
                 assert r.status_code < 300, r.text
             svc = next(s for s in p.services if isinstance(s, DetectionService))
             await _settle(svc, 600)
@@ -318,8 +364,17 @@ async def test_one_unrestorable_detector_does_not_cost_the_others(tmp_path):
     good.score_many(np.arange(100.0))
     stale = pack(Snapshot("ewma", 99, {}))  # a layout from some other release
     path = tmp_path / "state.msgpack"
-    path.write_bytes(msgspec.msgpack.encode({"format": 1, "series": [
-        ["p", "d1", "a", "ewma", 5, good.state()], ["p", "d1", "b", "ewma", 5, stale]]}))
+    path.write_bytes(
+        msgspec.msgpack.encode(
+            {
+                "format": 1,
+                "series": [
+                    ["p", "d1", "a", "ewma", 5, good.state()],
+                    ["p", "d1", "b", "ewma", 5, stale],
+                ],
+            }
+        )
+    )
     svc = DetectionService(MemoryBus(), None, state_path=path)
     svc._load()
     assert list(svc.series) == [SeriesKey("p", "d1", "a")] and svc.stats["state_dropped"] == 1
@@ -411,13 +466,24 @@ async def test_ingest_answers_while_kernels_warm_up(tmp_path, monkeypatch):
             await held.wait_started()
             svc = next(s for s in p.services if isinstance(s, DetectionService))
             key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
-            async with httpx.AsyncClient(base_url=p.http_url + "/api/v1", headers=key, timeout=30) as http:
-                assert (await http.post("/projects", json={"name": "Lab", "id": "lab"})).status_code == 201
-                secret = (await http.post("/projects/lab/devices", json={"id": "s1"})).json()["credentials"]["secret"]
+            async with httpx.AsyncClient(
+                base_url=p.http_url + "/api/v1", headers=key, timeout=30
+            ) as http:
+                assert (
+                    await http.post("/projects", json={"name": "Lab", "id": "lab"})
+                ).status_code == 201
+                secret = (await http.post("/projects/lab/devices", json={"id": "s1"})).json()[
+                    "credentials"
+                ]["secret"]
                 now_ms = 1_764_000_000_000
                 for lo in range(0, 30, 10):
-                    readings = [{"ts": now_ms + i * 1000, "values": {"t": 20.0 + i % 3}} for i in range(lo, lo + 10)]
-                    r = await http.post("/ingest/telemetry", auth=("s1", secret), headers={}, json=readings)
+                    readings = [
+                        {"ts": now_ms + i * 1000, "values": {"t": 20.0 + i % 3}}
+                        for i in range(lo, lo + 10)
+                    ]
+                    r = await http.post(
+                        "/ingest/telemetry", auth=("s1", secret), headers={}, json=readings
+                    )
                     assert r.status_code == 200, r.text
             late = orjson.dumps([{"ts": now_ms + 30_000, "values": {"t": 21.0}}])
             assert await asyncio.to_thread(_mqtt_publish_qos1, p.mqtt.port, "s1", secret, late)
@@ -429,7 +495,9 @@ async def test_ingest_answers_while_kernels_warm_up(tmp_path, monkeypatch):
             held.release.set()
             await _settle(svc, 31)
             assert svc.ready.is_set() and svc.stats["dropped_messages"] == 0
-            assert len(p.store.query_raw(SeriesKey("lab", "s1", "t.anomaly_score"), 0, FAR).ts) == 31
+            assert (
+                len(p.store.query_raw(SeriesKey("lab", "s1", "t.anomaly_score"), 0, FAR).ts) == 31
+            )
     finally:
         held.release.set()
     assert held.units == [("EnsembleDetector", 0)]  # the default, warmed before any reading
@@ -472,7 +540,9 @@ async def test_a_full_queue_drops_from_detection_and_counts(caplog):
             await _until(lambda: svc.stats["queued_messages"] + svc.stats["dropped_messages"] >= 40)
         assert svc.stats["queued_messages"] == 3 and svc.stats["dropped_messages"] == 37
         assert svc.stats["queued_bytes"] <= svc.max_queued_bytes and svc.stats["dropped_bytes"] > 0
-        assert sum("detection is behind" in r.getMessage() for r in caplog.records) == 1  # not one per drop
+        assert (
+            sum("detection is behind" in r.getMessage() for r in caplog.records) == 1
+        )  # not one per drop
         held.release.set()
         await _settle(svc, 6)
     assert svc.stats["points"] == 6 and svc.stats["queued_messages"] == 0
@@ -483,7 +553,9 @@ async def test_warm_up_covers_bindings_and_restored_series(tmp_path):
     first = DetectionService(MemoryBus(), None, state_path=path, default="ewma")
     first.bind("p", "pump", "seasonal", metrics=["temp"])
     first.bind("p", "pump", "default", metrics=["a", "b"], jointly=True, threshold=0.9)
-    await first.process(PointBatch.of_series(SeriesKey("p", "d1", "hum"), T0 + np.arange(5) * MIN, np.arange(5.0)))
+    await first.process(
+        PointBatch.of_series(SeriesKey("p", "d1", "hum"), T0 + np.arange(5) * MIN, np.arange(5.0))
+    )
     await first.snapshot()
     assert first.stats["warmed_detectors"] == 0  # never started: process() alone compiles lazily
 
@@ -494,6 +566,10 @@ async def test_warm_up_covers_bindings_and_restored_series(tmp_path):
     await again.start()
     await asyncio.wait_for(again.ready.wait(), 600)
     await again.stop()
-    assert sorted(held.units) == [("EWMAZScore", 0), ("EnsembleDetector", 0), ("SeasonalBaseline", 0),
-                                  ("Thresholded", 2)]
+    assert sorted(held.units) == [
+        ("EWMAZScore", 0),
+        ("EnsembleDetector", 0),
+        ("SeasonalBaseline", 0),
+        ("Thresholded", 2),
+    ]
     assert again.stats["warmed_detectors"] == 4

@@ -16,8 +16,15 @@ def test_tail_score_is_monotone_and_never_saturates():
     assert two_sided_tail_score(-3.0) == two_sided_tail_score(3.0)
 
 
-@pytest.mark.parametrize(("x", "k", "expected"), [(3.841458820694124, 1, 0.95), (5.991464547107979, 2, 0.95),
-                                                  (0.0, 3, 0.0), (20.0, 4, 0.999500600)])
+@pytest.mark.parametrize(
+    ("x", "k", "expected"),
+    [
+        (3.841458820694124, 1, 0.95),
+        (5.991464547107979, 2, 0.95),
+        (0.0, 3, 0.0),
+        (20.0, 4, 0.999500600),
+    ],
+)
 def test_chi2_cdf(x, k, expected):
     assert chi2_cdf(x, k) == pytest.approx(expected, abs=1e-6)
 

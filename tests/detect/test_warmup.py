@@ -32,7 +32,9 @@ def test_a_writable_source_tree_keeps_the_cache_beside_the_sources(tmp_path, num
 
 
 def test_a_read_only_install_caches_in_the_data_directory(tmp_path, numba_cache_dir):
-    (tmp_path / "site-packages").write_text("")  # a file: nothing can be created below it, even as root
+    (tmp_path / "site-packages").write_text(
+        ""
+    )  # a file: nothing can be created below it, even as root
     home = tmp_path / "home"
     where = use_kernel_cache(home, package_dir=tmp_path / "site-packages" / "atoll" / "detect")
     assert where == home / "cache" / "numba" and where.is_dir()
@@ -45,7 +47,9 @@ def test_a_read_only_install_caches_in_the_data_directory(tmp_path, numba_cache_
 
 def test_numba_cache_dir_set_by_the_operator_wins(tmp_path, numba_cache_dir, monkeypatch):
     monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "mine"))
-    assert use_kernel_cache(tmp_path / "home", package_dir=tmp_path / "nowhere") == tmp_path / "mine"
+    assert (
+        use_kernel_cache(tmp_path / "home", package_dir=tmp_path / "nowhere") == tmp_path / "mine"
+    )
 
 
 def test_warm_up_runs_each_detector_with_the_services_input_shapes():

@@ -33,23 +33,37 @@ class Fleet:
         return self.platform.mqtt.port
 
     def connect(self, device: str, secret: str | None = None, client_id: str | None = None):
-        return connect(self.port, device, self.secrets.get(device, "x") if secret is None else secret,
-                       client_id=device if client_id is None else client_id)
+        return connect(
+            self.port,
+            device,
+            self.secrets.get(device, "x") if secret is None else secret,
+            client_id=device if client_id is None else client_id,
+        )
 
     def rejections(self, device: str) -> dict[str, int]:
         self.platform.registry.flush_rejections()
         return {r.reason: r.count for r in self.platform.registry.rejections(device)}
 
 
-def connect(port: int, user: str, password: str, client_id: str = "", timeout: float = 5.0,
-            transport: str = "tcp", ca=None):
+def connect(
+    port: int,
+    user: str,
+    password: str,
+    client_id: str = "",
+    timeout: float = 5.0,
+    transport: str = "tcp",
+    ca=None,
+):
     """A connected paho client (loop running) and the CONNACK reason code (None: no CONNACK).
 
     ``transport`` is one of the embedded broker's listeners: tcp, tls, ws or wss; over tls and
     wss the broker's certificate is verified against ``ca``.
     """
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                    transport="websockets" if transport in ("ws", "wss") else "tcp")
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        transport="websockets" if transport in ("ws", "wss") else "tcp",
+    )
     c.username_pw_set(user, password)
     c.max_inflight_messages_set(1000)
     if transport in ("tls", "wss"):

@@ -54,8 +54,9 @@ CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
 def connack(port: int, device: str, secret: str) -> bytes:
     """The broker's answer to a CONNECT as ``device`` (clean session, keep-alive 30 s)."""
     variable = ConnectVariableHeader(connect_flags=0xC2, keep_alive=30)
-    wire = ConnectPacket(variable_header=variable,
-                         payload=ConnectPayload(device, username=device, password=secret)).to_bytes()
+    wire = ConnectPacket(
+        variable_header=variable, payload=ConnectPayload(device, username=device, password=secret)
+    ).to_bytes()
     with raw(port) as s:
         s.sendall(wire)
         return s.recv(4)
@@ -93,7 +94,9 @@ def idle_closed_within(listener: str, port: int, ca, seconds: float) -> float | 
     if listener in ("ws", "wss"):
         ctx = ssl.create_default_context(cafile=str(ca)) if listener == "wss" else None
         scheme = "wss" if listener == "wss" else "ws"
-        conn = ws_client.connect(f"{scheme}://127.0.0.1:{port}/mqtt", subprotocols=["mqtt"], ssl=ctx)
+        conn = ws_client.connect(
+            f"{scheme}://127.0.0.1:{port}/mqtt", subprotocols=["mqtt"], ssl=ctx
+        )
         t0 = time.monotonic()
         try:
             while True:
@@ -126,22 +129,35 @@ async def health(fleet) -> int:
 
 @pytest.mark.parametrize("listener", LISTENERS)
 async def test_a_connection_without_connect_is_closed_after_the_timeout(tmp_path, pki, listener):  # noqa: F811
-    async with platform(tmp_path, mqtt_connect_timeout_s=1.0, mqtt_tls_port=0, mqtt_ws_port=0,
-                        mqtt_wss_port=0, tls_cert=pki["cert"], tls_key=pki["key"]) as fleet:
-        took = await asyncio.to_thread(idle_closed_within, listener, fleet.platform.mqtt.ports[listener],
-                                       pki["ca"], 15)
+    async with platform(
+        tmp_path,
+        mqtt_connect_timeout_s=1.0,
+        mqtt_tls_port=0,
+        mqtt_ws_port=0,
+        mqtt_wss_port=0,
+        tls_cert=pki["cert"],
+        tls_key=pki["key"],
+    ) as fleet:
+        took = await asyncio.to_thread(
+            idle_closed_within, listener, fleet.platform.mqtt.ports[listener], pki["ca"], 15
+        )
         assert took is not None, "an idle connection stayed open"
         stats = fleet.platform.pipeline.stats.by_reason
         assert stats.get("connect_timeout") == 1
         assert await released(fleet) == 0
 
 
-@pytest.mark.parametrize("first, reason", [
-    (b"\xc0\x00", "not_connect"),  # PINGREQ
-    (b"\x30\x05\x00\x01t{}", "not_connect"),  # PUBLISH
-    (b"\x10\xff\xff\xff\x7f", "connect_too_large"),  # CONNECT declaring 256 MB, no body
-])
-async def test_a_first_packet_that_is_not_a_small_connect_is_closed_at_once(fleet_slow, first, reason):
+@pytest.mark.parametrize(
+    "first, reason",
+    [
+        (b"\xc0\x00", "not_connect"),  # PINGREQ
+        (b"\x30\x05\x00\x01t{}", "not_connect"),  # PUBLISH
+        (b"\x10\xff\xff\xff\x7f", "connect_too_large"),  # CONNECT declaring 256 MB, no body
+    ],
+)
+async def test_a_first_packet_that_is_not_a_small_connect_is_closed_at_once(
+    fleet_slow, first, reason
+):
     s = await asyncio.to_thread(raw, fleet_slow.port)
     s.sendall(first)
     took = await asyncio.to_thread(closed_within, s, 10)
@@ -169,7 +185,9 @@ class Device:
     def _run(self) -> None:
         i = 0
         while not self._stop.is_set():
-            info = self.client.publish(topics.telemetry("s1"), b'{"values": {"temperature": %d}}' % i, qos=1)
+            info = self.client.publish(
+                topics.telemetry("s1"), b'{"values": {"temperature": %d}}' % i, qos=1
+            )
             info.wait_for_publish(10)
             if info.is_published():
                 self.acked += 1
@@ -190,9 +208,14 @@ class Device:
 
 
 async def test_caps_per_address_and_before_connack_while_a_device_publishes(tmp_path):
-    async with platform(tmp_path, mqtt_connect_timeout_s=60.0, mqtt_max_connections=40,
-                        mqtt_max_connections_per_address=5, mqtt_max_unauthenticated=8,
-                        mqtt_max_unauthenticated_per_address=8) as fleet:
+    async with platform(
+        tmp_path,
+        mqtt_connect_timeout_s=60.0,
+        mqtt_max_connections=40,
+        mqtt_max_connections_per_address=5,
+        mqtt_max_unauthenticated=8,
+        mqtt_max_unauthenticated_per_address=8,
+    ) as fleet:
         device = await asyncio.to_thread(Device, fleet)
         try:
             port = fleet.port
@@ -219,8 +242,13 @@ async def test_caps_per_address_and_before_connack_while_a_device_publishes(tmp_
 
 
 async def test_idle_sockets_from_one_address_leave_places_for_devices_elsewhere(tmp_path):
-    async with platform(tmp_path, mqtt_connect_timeout_s=60.0, mqtt_max_connections=40,
-                        mqtt_max_unauthenticated=8, mqtt_max_unauthenticated_per_address=3) as fleet:
+    async with platform(
+        tmp_path,
+        mqtt_connect_timeout_s=60.0,
+        mqtt_max_connections=40,
+        mqtt_max_unauthenticated=8,
+        mqtt_max_unauthenticated_per_address=3,
+    ) as fleet:
         port = fleet.port
         held = [await asyncio.to_thread(raw, port, "127.0.0.2") for _ in range(3)]
         assert await asyncio.to_thread(refused, port, "127.0.0.2")
@@ -243,14 +271,17 @@ async def test_idle_sockets_from_one_address_leave_places_for_devices_elsewhere(
 
 
 async def test_total_cap_refuses_new_connections_while_a_device_publishes(tmp_path):
-    async with platform(tmp_path, mqtt_connect_timeout_s=60.0, mqtt_max_connections=3,
-                        mqtt_max_unauthenticated=3) as fleet:
+    async with platform(
+        tmp_path, mqtt_connect_timeout_s=60.0, mqtt_max_connections=3, mqtt_max_unauthenticated=3
+    ) as fleet:
         device = await asyncio.to_thread(Device, fleet)
         try:
             c2, rc2 = await asyncio.to_thread(connect, fleet.port, "s2", fleet.secrets["s2"], "s2")
             assert rc2 is not None and not rc2.is_failure
             held = await asyncio.to_thread(raw, fleet.port, "127.0.0.2")  # the third place
-            c3, rc3 = await asyncio.to_thread(connect, fleet.port, "s3", fleet.secrets["s3"], "s3", 3)
+            c3, rc3 = await asyncio.to_thread(
+                connect, fleet.port, "s3", fleet.secrets["s3"], "s3", 3
+            )
             assert rc3 is None, "a fourth connection got a CONNACK"
             await asyncio.to_thread(close, c3)
             assert await device.still_acknowledged()
@@ -273,8 +304,14 @@ def bad_connects(port: int, n: int) -> None:
                 s.sendall(b"\xc0\x00")
             else:  # MQTT 3.1.1 CONNECT, clean session, username and password
                 user = f"nobody-{i}".encode()
-                body = (b"\x00\x04MQTT\x04\xc2\x00\x1e" + len(f"x{i}").to_bytes(2, "big") + f"x{i}".encode()
-                        + len(user).to_bytes(2, "big") + user + b"\x00\x01x")
+                body = (
+                    b"\x00\x04MQTT\x04\xc2\x00\x1e"
+                    + len(f"x{i}").to_bytes(2, "big")
+                    + f"x{i}".encode()
+                    + len(user).to_bytes(2, "big")
+                    + user
+                    + b"\x00\x01x"
+                )
                 s.sendall(b"\x10" + bytes([len(body)]) + body)
             s.recv(16)
         s.close()
@@ -309,12 +346,27 @@ def test_idle_sockets_beyond_the_file_limit_lock_out_neither_devices_nor_the_api
     out = open(tmp_path / "out.log", "w+b")  # noqa: SIM115 - closed below
     # The limit is set in the child before it becomes ``atoll up`` (no preexec_fn: this
     # process has threads).
-    limited = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)); "
-               "os.execv(sys.executable, [sys.executable, '-m', 'atoll.cli.main'] + sys.argv[1:])")
+    limited = (
+        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024)); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'atoll.cli.main'] + sys.argv[1:])"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", limited, "up", "--home", str(home), "--http-port", "0",
-         "--mqtt-port", "0"], stdout=out, stderr=subprocess.STDOUT,
-        env={**os.environ, "ATOLL_SERVICES": "[]", "ATOLL_MQTT_CONNECT_TIMEOUT_S": "60"})
+        [
+            sys.executable,
+            "-c",
+            limited,
+            "up",
+            "--home",
+            str(home),
+            "--http-port",
+            "0",
+            "--mqtt-port",
+            "0",
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ATOLL_SERVICES": "[]", "ATOLL_MQTT_CONNECT_TIMEOUT_S": "60"},
+    )
     socks = []
     try:
         runtime = home / "runtime.json"
@@ -329,13 +381,18 @@ def test_idle_sockets_beyond_the_file_limit_lock_out_neither_devices_nor_the_api
         key = next(x.split()[-1] for x in out.read().decode().splitlines() if "admin API key" in x)
         auth = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=http, headers=auth, timeout=10) as api:
-            assert api.post("/api/v1/projects", json={"id": "lab", "name": "Lab"}).status_code == 201
+            assert (
+                api.post("/api/v1/projects", json={"id": "lab", "name": "Lab"}).status_code == 201
+            )
             r = api.post("/api/v1/projects/lab/devices", json={"id": "d1"})
             secret = r.json()["credentials"]["secret"]
             for _ in range(1100):  # from an address of their own
                 with contextlib.suppress(OSError):
-                    socks.append(socket.create_connection(("127.0.0.1", port), timeout=5,
-                                                          source_address=("127.0.0.2", 0)))
+                    socks.append(
+                        socket.create_connection(
+                            ("127.0.0.1", port), timeout=5, source_address=("127.0.0.2", 0)
+                        )
+                    )
             time.sleep(2)
             assert api.get("/api/v1/health").status_code == 200
             # That address holds only its share of the unauthenticated places: a device

@@ -13,8 +13,9 @@ def test_bench_ingest_runs_every_phase_and_writes_json(tmp_path, monkeypatch):
     monkeypatch.setattr(atoll.platform, "_tuned", False)
     out = tmp_path / "ingest.json"
     try:
-        r = CliRunner().invoke(app, ["bench", "ingest", "--scale", "0.01", "--chart-days", "1",
-                                     "--json", str(out)])
+        r = CliRunner().invoke(
+            app, ["bench", "ingest", "--scale", "0.01", "--chart-days", "1", "--json", str(out)]
+        )
     finally:
         gc.unfreeze()
     assert r.exit_code == 0, r.output

@@ -1,4 +1,5 @@
-"""PUBACK means durable: kill -9 the platform mid-stream, restart it, every acknowledged point is there."""
+"""PUBACK means durable: kill -9 the platform mid-stream,
+restart it, every acknowledged point is there."""
 
 import json
 import os
@@ -14,18 +15,34 @@ import paho.mqtt.client as mqtt
 
 from atoll.core import topics
 
-ATOLL = [sys.executable, "-m", "atoll.cli.main", "up", "--http-port", "0", "--mqtt-port", "0",
-         "--log-level", "warning"]
+ATOLL = [
+    sys.executable,
+    "-m",
+    "atoll.cli.main",
+    "up",
+    "--http-port",
+    "0",
+    "--mqtt-port",
+    "0",
+    "--log-level",
+    "warning",
+]
 
 
 def start(home: Path, *args: str, env: dict | None = None) -> tuple[subprocess.Popen, dict]:
     """Run ``atoll up`` and wait until it wrote ``runtime.json`` (ports) and printed its secrets."""
-    proc = subprocess.Popen([*ATOLL, "--home", str(home), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    proc = subprocess.Popen(
+        [*ATOLL, "--home", str(home), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+    )
     lines: list[str] = []
     # A reader thread keeps draining output so the child never blocks on a full pipe.
-    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    threading.Thread(
+        target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True
+    ).start()
     runtime = home / "runtime.json"
     deadline = time.monotonic() + 60
     while not (runtime.exists() and any("Press Ctrl-C" in x for x in lines)):
@@ -68,7 +85,9 @@ def _publish_then_kill(proc, info, home):
     t0_ms = int(time.time() * 1000) - 3_600_000
 
     def send(value: int) -> None:
-        body = json.dumps([{"ts": t0_ms + value + i, "values": {"v": value + i}} for i in range(5)]).encode()
+        body = json.dumps(
+            [{"ts": t0_ms + value + i, "values": {"v": value + i}} for i in range(5)]
+        ).encode()
         sent.append((value, c.publish(topics.telemetry("d1"), body, qos=1)))
 
     try:
@@ -93,8 +112,10 @@ def _publish_then_kill(proc, info, home):
         c.loop_stop()
     # is_published() turns true only when the PUBACK arrived.
     acked = [v for v, m in sent if m.is_published()]
-    assert len(acked) > 100, ("the test needs acknowledged messages to mean anything; server log:\n"
-                              + "".join(info["log"][-40:]))
+    assert len(acked) > 100, (
+        "the test needs acknowledged messages to mean anything; server log:\n"
+        + "".join(info["log"][-40:])
+    )
     assert len(acked) < len(sent), "kill -9 should have caught messages in flight"
     expected = {v + i for v in acked for i in range(5)}
 

@@ -29,9 +29,12 @@ async def test_qos1_telemetry_is_stored_before_puback(fleet):
     c, rc = await asyncio.to_thread(fleet.connect, "s1")
     assert not rc.is_failure
     acked = await asyncio.to_thread(
-        publish_all, c, topics.telemetry("s1"),
+        publish_all,
+        c,
+        topics.telemetry("s1"),
         [b'{"values": {"temperature": %d}}' % i for i in range(200)]
-        + [b'[{"ts": 1795428000000, "values": {"temperature": 1, "humidity": 2, "door": true}}]'])
+        + [b'[{"ts": 1795428000000, "values": {"temperature": 1, "humidity": 2, "door": true}}]'],
+    )
     assert all(acked)
     # PUBACK received => the points are already in the store: no waiting here.
     assert sorted(points(fleet, "s1")) == sorted([*range(200), 1])
@@ -43,17 +46,21 @@ async def test_bad_input_over_mqtt_is_counted_and_never_crashes(fleet):
     fleet.platform.pipeline.limits = fleet.platform.pipeline.limits.__class__(max_bytes=4096)
     c, _rc = await asyncio.to_thread(fleet.connect, "s1")
     bad = [
-        b'{"values": {"temperature": 1',                       # malformed JSON
-        b'{"values": {"temperature": "hot"}}',                 # wrong type
-        b'{"values": {"temperature": NaN}}',                   # NaN
-        b'{"values": {"temperature": 1e999}}',                 # Inf
-        b'{"values": {"pressure": 1}}',                        # unknown series
-        b'[' + b",".join([b'{"values": {"temperature": 1}}'] * 200) + b']',  # oversize
-        b'{"ts": "2099-01-01T00:00:00Z", "values": {"temperature": 1}}',     # far future
+        b'{"values": {"temperature": 1',  # malformed JSON
+        b'{"values": {"temperature": "hot"}}',  # wrong type
+        b'{"values": {"temperature": NaN}}',  # NaN
+        b'{"values": {"temperature": 1e999}}',  # Inf
+        b'{"values": {"pressure": 1}}',  # unknown series
+        b"[" + b",".join([b'{"values": {"temperature": 1}}'] * 200) + b"]",  # oversize
+        b'{"ts": "2099-01-01T00:00:00Z", "values": {"temperature": 1}}',  # far future
     ]
     assert all(await asyncio.to_thread(publish_all, c, topics.telemetry("s1"), bad))
     # Another device's topic, and a topic devices may not publish to.
-    assert all(await asyncio.to_thread(publish_all, c, topics.telemetry("s2"), [b'{"values": {"temperature": 5}}']))
+    assert all(
+        await asyncio.to_thread(
+            publish_all, c, topics.telemetry("s2"), [b'{"values": {"temperature": 5}}']
+        )
+    )
     assert all(await asyncio.to_thread(publish_all, c, topics.twin_desired("s1"), [b'{"x": 1}']))
     # Subscribing to another device's commands is refused (SUBACK failure).
     sub = {}
@@ -63,19 +70,33 @@ async def test_bad_input_over_mqtt_is_counted_and_never_crashes(fleet):
     await asyncio.to_thread(ev.wait, 30)
     assert sub["codes"][0].is_failure
     # Still alive: a good message goes through on the same connection.
-    assert all(await asyncio.to_thread(publish_all, c, topics.telemetry("s1"), [b'{"values": {"temperature": 7}}']))
+    assert all(
+        await asyncio.to_thread(
+            publish_all, c, topics.telemetry("s1"), [b'{"values": {"temperature": 7}}']
+        )
+    )
     assert points(fleet, "s1") == [7.0]
     assert points(fleet, "s2") == []
     await asyncio.to_thread(close, c)
 
     await fleet.platform.pipeline.flush_counters()
     got = fleet.rejections("s1")
-    assert got == {"malformed_json": 1, "wrong_type": 1, "not_finite": 2, "unknown_series": 1,
-                   "too_large": 1, "future_timestamp": 1, "acl_publish": 2, "acl_subscribe": 1}
+    assert got == {
+        "malformed_json": 1,
+        "wrong_type": 1,
+        "not_finite": 2,
+        "unknown_series": 1,
+        "too_large": 1,
+        "future_timestamp": 1,
+        "acl_publish": 2,
+        "acl_subscribe": 1,
+    }
     # ... and visible over the API.
     key = fleet.platform.bootstrap.api_key
     async with httpx.AsyncClient(base_url=fleet.platform.http_url) as http:
-        r = await http.get("/api/v1/devices/s1/rejections", headers={"Authorization": f"Bearer {key}"})
+        r = await http.get(
+            "/api/v1/devices/s1/rejections", headers={"Authorization": f"Bearer {key}"}
+        )
     assert r.status_code == 200
     assert {x["reason"]: x["count"] for x in r.json() if x["transport"] == "mqtt"} == got
 
@@ -145,7 +166,9 @@ async def test_twin_and_commands_round_trip(fleet):
     ack = json.dumps({"status": "ok", "result": {"rebooted": True}}).encode()
     assert all(await asyncio.to_thread(publish_all, c, topics.command_ack("s1", cmd.id), [ack]))
     assert reg.get_command("s1", cmd.id).status == "acked"
-    assert all(await asyncio.to_thread(publish_all, c, topics.twin_reported("s1"), [b'{"fw": "1.2"}']))
+    assert all(
+        await asyncio.to_thread(publish_all, c, topics.twin_reported("s1"), [b'{"fw": "1.2"}'])
+    )
     assert reg.get_twin("s1").reported == {"fw": "1.2"}
     await asyncio.to_thread(close, c)
 
@@ -153,7 +176,9 @@ async def test_twin_and_commands_round_trip(fleet):
 @pytest.mark.parametrize("qos", [0, 2])
 async def test_qos0_and_qos2_telemetry_is_ingested(fleet, qos):
     c, _rc = await asyncio.to_thread(fleet.connect, "s1")
-    await asyncio.to_thread(publish_all, c, topics.telemetry("s1"), [b'{"values": {"temperature": 3}}'], qos)
+    await asyncio.to_thread(
+        publish_all, c, topics.telemetry("s1"), [b'{"values": {"temperature": 3}}'], qos
+    )
     for _ in range(50):
         if points(fleet, "s1"):
             break
@@ -234,8 +259,9 @@ async def test_a_tenants_device_uses_its_id_as_returned_in_username_and_topics(f
     reg.create_tenant("Acme", "acme")
     project = reg.create_project("acme", "Line", project_id="line").id
     reg.create_device_type(project, "climate", CLIMATE)
-    dev, creds = reg.register_device(project, device_id="press-1", device_type="climate",
-                                     tenant="acme")
+    dev, creds = reg.register_device(
+        project, device_id="press-1", device_type="climate", tenant="acme"
+    )
     assert (project, dev.id) == ("acme~line", "acme~press-1")
     c, rc = await asyncio.to_thread(connect, fleet.port, dev.id, creds.secret, dev.id)
     assert rc is not None and not rc.is_failure
@@ -244,8 +270,9 @@ async def test_a_tenants_device_uses_its_id_as_returned_in_username_and_topics(f
     c.on_subscribe = lambda *a: subscribed.set()
     c.subscribe(f"atoll/v1/devices/{dev.id}/commands/+", qos=1)
     await asyncio.to_thread(subscribed.wait, 5)
-    acked = await asyncio.to_thread(publish_all, c, topics.telemetry(dev.id),
-                                    [b'{"values": {"temperature": 21.5}}'])
+    acked = await asyncio.to_thread(
+        publish_all, c, topics.telemetry(dev.id), [b'{"values": {"temperature": 21.5}}']
+    )
     assert acked == [True]
     key = SeriesKey(project, dev.id, "temperature")
     assert fleet.platform.store.query_raw(key, 0, END).value.tolist() == [21.5]
@@ -279,24 +306,58 @@ async def test_hostile_messages_are_acknowledged_counted_and_keep_the_connection
         (b'{"ts": "0001-01-01T00:00:00Z", "values": {"temperature": 1}}', "bad_timestamp"),
         (b'{"ts": "2026-01-01T00:00:00", "values": {"temperature": 1}}', "bad_timestamp"),
     ]
-    assert all(await asyncio.to_thread(publish_all, c, topics.telemetry("s1"),
-                                       [body for body, _ in telemetry]))
-    assert all(await asyncio.to_thread(publish_all, c, topics.twin_reported("s1"), [
-        b'{"fw\xff": 1}', b'{"n": ' + DIGITS_401 + b"}", b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}"]))
+    assert all(
+        await asyncio.to_thread(
+            publish_all, c, topics.telemetry("s1"), [body for body, _ in telemetry]
+        )
+    )
+    assert all(
+        await asyncio.to_thread(
+            publish_all,
+            c,
+            topics.twin_reported("s1"),
+            [
+                b'{"fw\xff": 1}',
+                b'{"n": ' + DIGITS_401 + b"}",
+                b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            ],
+        )
+    )
     cmd = reg.create_command("s1", "reboot")
     ack = topics.command_ack("s1", cmd.id)
-    assert all(await asyncio.to_thread(publish_all, c, ack, [
-        b'{"status": "ok", "result": ' + DIGITS_401 + b"}", b'{"status": {"x": 1}}',
-        b'{"status": "ok"}', b'{"status": "ok"}']))  # the last one: a repeated ack
+    assert all(
+        await asyncio.to_thread(
+            publish_all,
+            c,
+            ack,
+            [
+                b'{"status": "ok", "result": ' + DIGITS_401 + b"}",
+                b'{"status": {"x": 1}}',
+                b'{"status": "ok"}',
+                b'{"status": "ok"}',
+            ],
+        )
+    )  # the last one: a repeated ack
     # Same connection, never dropped: a good reading after all that is stored.
-    assert all(await asyncio.to_thread(publish_all, c, topics.telemetry("s1"),
-                                       [b'{"values": {"temperature": 7}}']))
+    assert all(
+        await asyncio.to_thread(
+            publish_all, c, topics.telemetry("s1"), [b'{"values": {"temperature": 7}}']
+        )
+    )
     assert points(fleet, "s1") == [7.0]
     assert drops == [] and c.is_connected()
     assert reg.get_command("s1", cmd.id).status == "acked" and reg.get_twin("s1").reported == {}
     await asyncio.to_thread(close, c)
     await fleet.platform.pipeline.flush_counters()
-    assert fleet.rejections("s1") == {"future_timestamp": 2, "not_finite": 1, "malformed_json": 4,
-                                      "bad_timestamp": 2, "integer_too_large": 2,
-                                      "bad_command_ack": 1, "unknown_command": 1}
-    assert [r.getMessage() for r in caplog.records if r.exc_info] == []  # expected input: no traceback
+    assert fleet.rejections("s1") == {
+        "future_timestamp": 2,
+        "not_finite": 1,
+        "malformed_json": 4,
+        "bad_timestamp": 2,
+        "integer_too_large": 2,
+        "bad_command_ack": 1,
+        "unknown_command": 1,
+    }
+    assert [
+        r.getMessage() for r in caplog.records if r.exc_info
+    ] == []  # expected input: no traceback

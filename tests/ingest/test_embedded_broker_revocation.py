@@ -57,8 +57,9 @@ class Publisher:
                 continue
             self.sent[i] = time.monotonic()
             # Not under our lock: paho calls on_publish holding its own.
-            info = self.client.publish(topics.telemetry(self.device),
-                                       b'{"values": {"temperature": %d}}' % i, qos=1)
+            info = self.client.publish(
+                topics.telemetry(self.device), b'{"values": {"temperature": %d}}' % i, qos=1
+            )
             with self._lock:
                 if info.mid in self._early:  # acknowledged before we got here
                     self._early.discard(info.mid)
@@ -93,7 +94,9 @@ async def api(fleet, method: str, path: str, body):
 async def call(platform, method: str, path: str, body):
     key = platform.bootstrap.api_key
     async with httpx.AsyncClient(base_url=platform.http_url, timeout=30) as http:
-        return await http.request(method, path, json=body, headers={"Authorization": f"Bearer {key}"})
+        return await http.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {key}"}
+        )
 
 
 @pytest.mark.parametrize("change", list(CHANGES))
@@ -118,8 +121,11 @@ async def test_registry_change_cuts_the_connection_and_nothing_later_is_acknowle
     late = [v for v, t in pub.sent.items() if t > returned and v in pub.acked]
     assert late == [], f"{len(late)} messages published after the {change} were acknowledged"
     await fleet.platform.pipeline.flush_counters()
-    stored = set(fleet.platform.store.query_raw(SeriesKey("lab", "s1", "temperature"), 0, END)
-                 .value.astype(int).tolist())
+    stored = set(
+        fleet.platform.store.query_raw(SeriesKey("lab", "s1", "temperature"), 0, END)
+        .value.astype(int)
+        .tolist()
+    )
     assert set(pub.acked) <= stored, "acknowledged but not stored"
     assert "s1" not in fleet.platform.mqtt.connected_devices()
 

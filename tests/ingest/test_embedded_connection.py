@@ -32,8 +32,15 @@ def packet(first: int, body: bytes) -> bytes:
 
 
 def connect_packet(client_id: str, user: str, password: str, keep_alive: int = 60) -> bytes:
-    return packet(0x10, _str("MQTT") + bytes([4, 0xC2]) + struct.pack("!H", keep_alive)
-                  + _str(client_id) + _str(user) + _str(password))
+    return packet(
+        0x10,
+        _str("MQTT")
+        + bytes([4, 0xC2])
+        + struct.pack("!H", keep_alive)
+        + _str(client_id)
+        + _str(user)
+        + _str(password),
+    )
 
 
 def publish(topic: str, payload: bytes, packet_id: int | None, qos: int = 1) -> bytes:
@@ -83,8 +90,8 @@ class Raw:
                 break
         if not self._fill(i + length):
             return None
-        kind, body = self.buf[0] >> 4, self.buf[i:i + length]
-        self.buf = self.buf[i + length:]
+        kind, body = self.buf[0] >> 4, self.buf[i : i + length]
+        self.buf = self.buf[i + length :]
         return kind, body
 
     def recv_until_closed(self) -> list[tuple[int, bytes]]:
@@ -114,8 +121,9 @@ async def test_pipelined_qos1_publishes_are_all_acked_in_order_after_they_are_st
 
     def run():
         c = Raw(fleet.port, "s1", fleet.secrets["s1"])
-        c.sock.sendall(b"".join(publish(topics.telemetry("s1"), reading(i), i % 65535 + 1)
-                                for i in range(n)))
+        c.sock.sendall(
+            b"".join(publish(topics.telemetry("s1"), reading(i), i % 65535 + 1) for i in range(n))
+        )
         got = [c.recv() for _ in range(n)]
         at_last_ack = stored(fleet, "s1")  # read in this thread, right after the last PUBACK
         c.close()
@@ -133,7 +141,7 @@ async def test_a_packet_split_across_tcp_reads_is_reassembled(fleet):
     def run():
         c = Raw(fleet.port, "s1", fleet.secrets["s1"])
         for i in range(len(wire)):  # one byte per TCP segment, headers and lengths included
-            c.sock.sendall(wire[i:i + 1])
+            c.sock.sendall(wire[i : i + 1])
             time.sleep(0.001)
         got = [c.recv() for _ in range(3)]
         c.close()
@@ -155,9 +163,10 @@ async def test_other_packets_interleaved_with_telemetry_go_through_amqtt(fleet):
             + subscribe(3, topics.twin_desired("s1"))
             + publish(topics.twin_reported("s1"), b'{"fw": "2.0"}', 4)  # through dispatch
             + publish(telemetry, reading(3), 5)
-            + publish(telemetry, reading(4), 6, qos=2)                  # amqtt's QoS 2 flow
+            + publish(telemetry, reading(4), 6, qos=2)  # amqtt's QoS 2 flow
             + publish(telemetry, reading(5), None, qos=0)
-            + publish(topics.telemetry("s2"), reading(6), 7))           # refused, still acked
+            + publish(topics.telemetry("s2"), reading(6), 7)
+        )  # refused, still acked
         got = [c.recv() for _ in range(8)]
         c.close()
         return got
@@ -194,9 +203,12 @@ async def test_store_failure_means_no_puback_and_a_closed_connection(fleet):
     real = pipeline.store
     pipeline.store = FailingStore(real)
     try:
+
         def run():
             c = Raw(fleet.port, "s1", fleet.secrets["s1"])
-            c.sock.sendall(b"".join(publish(topics.telemetry("s1"), reading(i), i + 1) for i in range(50)))
+            c.sock.sendall(
+                b"".join(publish(topics.telemetry("s1"), reading(i), i + 1) for i in range(50))
+            )
             got = c.recv_until_closed()
             c.close()
             return got
@@ -205,10 +217,13 @@ async def test_store_failure_means_no_puback_and_a_closed_connection(fleet):
     finally:
         pipeline.store = real
     assert pubacks(got) == []
+
     # The client re-sends after reconnecting, and now it is stored and acknowledged.
     def again():
         c = Raw(fleet.port, "s1", fleet.secrets["s1"])
-        c.sock.sendall(b"".join(publish(topics.telemetry("s1"), reading(i), i + 1) for i in range(50)))
+        c.sock.sendall(
+            b"".join(publish(topics.telemetry("s1"), reading(i), i + 1) for i in range(50))
+        )
         got = [c.recv() for _ in range(50)]
         c.close()
         return got
@@ -249,8 +264,10 @@ async def test_payload_over_the_ingest_limit_but_under_the_packet_limit_is_refus
 
     def run():
         c = Raw(fleet.port, "s1", fleet.secrets["s1"])
-        c.sock.sendall(publish(topics.telemetry("s1"), b" " * 200 + reading(1), 1)
-                       + publish(topics.telemetry("s1"), reading(2), 2))
+        c.sock.sendall(
+            publish(topics.telemetry("s1"), b" " * 200 + reading(1), 1)
+            + publish(topics.telemetry("s1"), reading(2), 2)
+        )
         got = [c.recv() for _ in range(2)]
         c.close()
         return got

@@ -31,15 +31,21 @@ class Broker:
         self.dir.mkdir()
         self.port = free_port()
         self.password = new_admin_password()
-        self.files = {"password_file": self.dir / "passwd", "acl_file": self.dir / "acl",
-                      "pid_file": self.dir / "mosquitto.pid"}
-        MosquittoAuth(self.files["password_file"], self.files["acl_file"], None,
-                      admin_password=self.password).apply()
-        conf = write_mosquitto_conf(self.dir / "mosquitto.conf", port=self.port, extra=extra,
-                                    **self.files)
+        self.files = {
+            "password_file": self.dir / "passwd",
+            "acl_file": self.dir / "acl",
+            "pid_file": self.dir / "mosquitto.pid",
+        }
+        MosquittoAuth(
+            self.files["password_file"], self.files["acl_file"], None, admin_password=self.password
+        ).apply()
+        conf = write_mosquitto_conf(
+            self.dir / "mosquitto.conf", port=self.port, extra=extra, **self.files
+        )
         self.log = open(self.dir / "log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([find_mosquitto()[0], "-c", str(conf)], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [find_mosquitto()[0], "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -50,10 +56,15 @@ class Broker:
 
     def settings(self, home, **kw) -> Settings:
         return Settings(
-            home=home, http_port=0, mqtt_mode="external",
+            home=home,
+            http_port=0,
+            mqtt_mode="external",
             mqtt_url=f"mqtt://atoll-ingest:{self.password}@127.0.0.1:{self.port}",
             mosquitto_password_file=self.files["password_file"],
-            mosquitto_acl_file=self.files["acl_file"], mosquitto_pid_file=self.files["pid_file"], **kw)
+            mosquitto_acl_file=self.files["acl_file"],
+            mosquitto_pid_file=self.files["pid_file"],
+            **kw,
+        )
 
     def stop(self):
         self.proc.terminate()
@@ -118,8 +129,12 @@ def publish_all(client, topic, payloads, qos=1):
 async def test_devices_registered_in_atoll_can_publish_through_mosquitto(atoll, broker):
     _, creds = atoll.registry.register_device("lab", device_id="e1", device_type="climate")
     c = await connect_when_ready(broker.port, "e1", creds.secret)
-    await asyncio.to_thread(publish_all, c, topics.telemetry("e1"),
-                            [b'{"values": {"temperature": %d}}' % i for i in range(300)])
+    await asyncio.to_thread(
+        publish_all,
+        c,
+        topics.telemetry("e1"),
+        [b'{"values": {"temperature": %d}}' % i for i in range(300)],
+    )
     assert await wait_for(lambda: len(stored(atoll, "e1")) == 300)
     assert sorted(stored(atoll, "e1")) == list(range(300))
     await asyncio.to_thread(close, c)
@@ -133,9 +148,13 @@ async def test_broker_enforces_credentials_and_acls(atoll, broker):
     _, rc = await asyncio.to_thread(connect, broker.port, "e1", "wrong", "x1")
     assert rc is not None and rc.is_failure
     # e1 writes into e2's topic: the broker drops it; e2's own message gets through.
-    await asyncio.to_thread(publish_all, c1, topics.telemetry("e2"), [b'{"values": {"temperature": 66}}'])
+    await asyncio.to_thread(
+        publish_all, c1, topics.telemetry("e2"), [b'{"values": {"temperature": 66}}']
+    )
     c2 = await connect_when_ready(broker.port, "e2", b.secret)
-    await asyncio.to_thread(publish_all, c2, topics.telemetry("e2"), [b'{"values": {"temperature": 1}}'])
+    await asyncio.to_thread(
+        publish_all, c2, topics.telemetry("e2"), [b'{"values": {"temperature": 1}}']
+    )
     assert await wait_for(lambda: stored(atoll, "e2") == [1.0])
     await asyncio.sleep(0.3)
     assert stored(atoll, "e2") == [1.0]
@@ -156,8 +175,12 @@ async def test_broker_enforces_credentials_and_acls(atoll, broker):
 async def test_bad_payloads_are_counted_per_device(atoll, broker):
     _, creds = atoll.registry.register_device("lab", device_id="e1", device_type="climate")
     c = await connect_when_ready(broker.port, "e1", creds.secret)
-    await asyncio.to_thread(publish_all, c, topics.telemetry("e1"),
-                            [b"{oops", b'{"values": {"pressure": 1}}', b'{"values": {"temperature": 2}}'])
+    await asyncio.to_thread(
+        publish_all,
+        c,
+        topics.telemetry("e1"),
+        [b"{oops", b'{"values": {"pressure": 1}}', b'{"values": {"temperature": 2}}'],
+    )
     assert await wait_for(lambda: stored(atoll, "e1") == [2.0])
     await atoll.pipeline.flush_counters()
     atoll.registry.flush_rejections()
@@ -174,8 +197,9 @@ async def test_messages_sent_while_atoll_is_down_arrive_after_restart(broker, tm
     _, creds = p.registry.register_device("lab", device_id="e1")
     await p.stop()  # the workers' persistent sessions stay subscribed in the broker
     c = await connect_when_ready(broker.port, "e1", creds.secret)
-    await asyncio.to_thread(publish_all, c, topics.telemetry("e1"),
-                            [b'{"values": {"v": %d}}' % i for i in range(500)])
+    await asyncio.to_thread(
+        publish_all, c, topics.telemetry("e1"), [b'{"values": {"v": %d}}' % i for i in range(500)]
+    )
     await asyncio.to_thread(close, c)
     p2 = Platform(broker.settings(home, mqtt_workers=3), password_hasher=FAST_HASHER)
     await p2.start()
@@ -199,10 +223,18 @@ def test_external_mode_loses_nothing_the_broker_accepted_across_kill_9(broker, t
     from tests.ingest.test_durability import start
 
     home = tmp_path / "home"
-    args = ["--mqtt", "external", "--mqtt-url", f"mqtt://atoll-ingest:{broker.password}@127.0.0.1:{broker.port}"]
-    env = {"ATOLL_MOSQUITTO_PASSWORD_FILE": str(broker.files["password_file"]),
-           "ATOLL_MOSQUITTO_ACL_FILE": str(broker.files["acl_file"]),
-           "ATOLL_MOSQUITTO_PID_FILE": str(broker.files["pid_file"]), "ATOLL_MQTT_WORKERS": "2"}
+    args = [
+        "--mqtt",
+        "external",
+        "--mqtt-url",
+        f"mqtt://atoll-ingest:{broker.password}@127.0.0.1:{broker.port}",
+    ]
+    env = {
+        "ATOLL_MOSQUITTO_PASSWORD_FILE": str(broker.files["password_file"]),
+        "ATOLL_MOSQUITTO_ACL_FILE": str(broker.files["acl_file"]),
+        "ATOLL_MOSQUITTO_PID_FILE": str(broker.files["pid_file"]),
+        "ATOLL_MQTT_WORKERS": "2",
+    }
 
     def values(api) -> list[float]:
         r = api.get("/devices/k1/series/v", params={"start": 0, "mode": "raw"})
@@ -214,14 +246,18 @@ def test_external_mode_loses_nothing_the_broker_accepted_across_kill_9(broker, t
     try:
         api = httpx.Client(base_url=info["http_url"] + "/api/v1", headers=headers, timeout=30)
         assert api.post("/projects", json={"name": "Lab", "id": "lab"}).status_code == 201
-        secret = api.post("/projects/lab/devices", json={"id": "k1"}).json()["credentials"]["secret"]
+        secret = api.post("/projects/lab/devices", json={"id": "k1"}).json()["credentials"][
+            "secret"
+        ]
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     # 2. While Atoll is down the broker queues a backlog for the workers' persistent sessions.
     c = login(broker.port, "k1", secret)
     n = 20_000
-    infos = [c.publish(topics.telemetry("k1"), b'{"values": {"v": %d}}' % i, qos=1) for i in range(n)]
+    infos = [
+        c.publish(topics.telemetry("k1"), b'{"values": {"v": %d}}' % i, qos=1) for i in range(n)
+    ]
     for i in infos:
         i.wait_for_publish(60)
     close(c)

@@ -1,4 +1,5 @@
-"""Several Atoll processes (nodes) on one external Mosquitto, started by each test on a free port."""
+"""Several Atoll processes (nodes) on one external
+Mosquitto, started by each test on a free port."""
 
 import asyncio
 import json
@@ -51,12 +52,15 @@ def test_node_id_is_kept_in_the_data_directory_and_differs_between_them(tmp_path
 
 
 async def test_a_second_process_with_the_same_node_id_is_refused_with_the_fix(broker, tmp_path):
-    p1 = Platform(broker.settings(tmp_path / "a", mqtt_node_id="n1", services=[]),
-                  password_hasher=FAST_HASHER)
+    p1 = Platform(
+        broker.settings(tmp_path / "a", mqtt_node_id="n1", services=[]), password_hasher=FAST_HASHER
+    )
     await p1.start()
     try:
-        p2 = Platform(broker.settings(tmp_path / "b", mqtt_node_id="n1", services=[]),
-                      password_hasher=FAST_HASHER)
+        p2 = Platform(
+            broker.settings(tmp_path / "b", mqtt_node_id="n1", services=[]),
+            password_hasher=FAST_HASHER,
+        )
         with pytest.raises(Unavailable) as e:
             await p2.start()
         assert "as node 'n1'" in e.value.message
@@ -72,15 +76,24 @@ async def test_a_second_process_with_the_same_node_id_is_refused_with_the_fix(br
 
 
 async def test_a_node_name_used_on_two_machines_is_reported(broker, tmp_path, monkeypatch, caplog):
-    p1 = Platform(broker.settings(tmp_path / "a", mqtt_node_id="n1", mqtt_workers=1, services=[]),
-                  password_hasher=FAST_HASHER)
+    p1 = Platform(
+        broker.settings(tmp_path / "a", mqtt_node_id="n1", mqtt_workers=1, services=[]),
+        password_hasher=FAST_HASHER,
+    )
     await p1.start()
     try:
         # The lock file only sees this machine: pretend p2 runs on another one.
         monkeypatch.setattr(external, "claim_node", lambda url, node: None)
-        p2 = Platform(broker.settings(tmp_path / "b", mqtt_node_id="n1", mqtt_workers=1,
-                                      services=[], store_url="memory://"),
-                      password_hasher=FAST_HASHER)
+        p2 = Platform(
+            broker.settings(
+                tmp_path / "b",
+                mqtt_node_id="n1",
+                mqtt_workers=1,
+                services=[],
+                store_url="memory://",
+            ),
+            password_hasher=FAST_HASHER,
+        )
         await p2.start()
         try:
             assert await wait_for(lambda: "uses the node name 'n1'" in caplog.text, timeout=30)
@@ -92,13 +105,16 @@ async def test_a_node_name_used_on_two_machines_is_reported(broker, tmp_path, mo
 
 
 async def test_a_node_restarted_with_fewer_or_no_workers_drains_then_deletes_their_sessions(
-        broker, tmp_path):
+    broker, tmp_path
+):
     home = tmp_path / "home"
     registry = f"sqlite:///{tmp_path / 'registry.sqlite'}"  # shared with the other node below
 
     def node(h, workers: int) -> Platform:
-        return Platform(broker.settings(h, mqtt_workers=workers, services=[], registry_url=registry),
-                        password_hasher=FAST_HASHER)
+        return Platform(
+            broker.settings(h, mqtt_workers=workers, services=[], registry_url=registry),
+            password_hasher=FAST_HASHER,
+        )
 
     async def run(workers: int, until) -> None:
         p = node(home, workers)
@@ -158,13 +174,20 @@ def test_two_atoll_processes_share_the_broker_and_store_each_message_once(broker
     """Two ``atoll up`` nodes on one Mosquitto: the broker spreads the device traffic over both,
     nothing is stored twice, and a node killed with -9 gets its queued share after a restart."""
     registry = tmp_path / "registry.sqlite"  # shared, so both nodes know the devices
-    args = ["--mqtt", "external",
-            "--mqtt-url", f"mqtt://atoll-ingest:{broker.password}@127.0.0.1:{broker.port}"]
-    env = {"ATOLL_MOSQUITTO_PASSWORD_FILE": str(broker.files["password_file"]),
-           "ATOLL_MOSQUITTO_ACL_FILE": str(broker.files["acl_file"]),
-           "ATOLL_MOSQUITTO_PID_FILE": str(broker.files["pid_file"]),
-           "ATOLL_REGISTRY_URL": f"sqlite:///{registry}", "ATOLL_SERVICES": "[]",
-           "ATOLL_MQTT_WORKERS": "2"}
+    args = [
+        "--mqtt",
+        "external",
+        "--mqtt-url",
+        f"mqtt://atoll-ingest:{broker.password}@127.0.0.1:{broker.port}",
+    ]
+    env = {
+        "ATOLL_MOSQUITTO_PASSWORD_FILE": str(broker.files["password_file"]),
+        "ATOLL_MOSQUITTO_ACL_FILE": str(broker.files["acl_file"]),
+        "ATOLL_MOSQUITTO_PID_FILE": str(broker.files["pid_file"]),
+        "ATOLL_REGISTRY_URL": f"sqlite:///{registry}",
+        "ATOLL_SERVICES": "[]",
+        "ATOLL_MQTT_WORKERS": "2",
+    }
     homes = {"a": tmp_path / "a", "b": tmp_path / "b"}
     procs: dict[str, object] = {}
     apis: dict[str, httpx.Client] = {}
@@ -175,8 +198,9 @@ def test_two_atoll_processes_share_the_broker_and_store_each_message_once(broker
         procs[name] = proc
         if info["key"]:
             headers["Authorization"] = f"Bearer {info['key']}"
-        apis[name] = httpx.Client(base_url=info["http_url"] + "/api/v1", headers=headers,
-                                  timeout=30)
+        apis[name] = httpx.Client(
+            base_url=info["http_url"] + "/api/v1", headers=headers, timeout=30
+        )
 
     def values(name: str) -> list[int]:
         r = apis[name].get("/devices/k1/series/v", params={"start": 0, "mode": "raw"})
@@ -209,8 +233,11 @@ def test_two_atoll_processes_share_the_broker_and_store_each_message_once(broker
         assert client_ids("a").isdisjoint(client_ids("b"))
         r = apis["a"].post("/projects", json={"name": "Lab", "id": "lab"})
         assert r.status_code == 201, r.text
-        secret = apis["b"].post("/projects/lab/devices",
-                                json={"id": "k1"}).json()["credentials"]["secret"]
+        secret = (
+            apis["b"]
+            .post("/projects/lab/devices", json={"id": "k1"})
+            .json()["credentials"]["secret"]
+        )
         device = login(broker.port, "k1", secret)
         n = 2000
         publish(device, range(n))

@@ -19,8 +19,9 @@ from tests.ingest.test_security_acl import B1, will_connect
 async def tenants(atoll):  # noqa: F811
     """Device e1 of tenant ``default`` and b1 of tenant ``beta``, with their secrets."""
     reg = atoll.registry
-    lab = reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab",
-                             project_id="beta-lab").id
+    lab = reg.create_project(
+        reg.create_tenant("Beta", "beta").id, "Beta lab", project_id="beta-lab"
+    ).id
     reg.create_device_type(lab, "climate", CLIMATE)
     _, a = reg.register_device("lab", device_id="e1", device_type="climate")
     dev, b = reg.register_device(lab, device_id="b1", device_type="climate")
@@ -57,11 +58,13 @@ def drop(port: int, wire: bytes):
 @pytest.mark.parametrize("victim_topic", [topics.twin_desired(B1), topics.command(B1, "x")])
 async def test_a_will_on_another_tenants_device_never_reaches_it(tenants, broker, victim_topic):  # noqa: F811
     _, secrets = tenants
-    victim = await listen(broker.port, B1, secrets[B1],
-                          [topics.twin_desired(B1), topics.command(B1, "+")])
+    victim = await listen(
+        broker.port, B1, secrets[B1], [topics.twin_desired(B1), topics.command(B1, "+")]
+    )
     await connect_when_ready(broker.port, "e1", secrets["e1"])  # e1's secret is loaded
-    wire = will_connect("e1", secrets["e1"], victim_topic, b'{"forged": 1, "$version": 999}',
-                        client_id="e1:will")
+    wire = will_connect(
+        "e1", secrets["e1"], victim_topic, b'{"forged": 1, "$version": 999}', client_id="e1:will"
+    )
     connack = await asyncio.to_thread(drop, broker.port, wire)
     assert connack is None or connack[0] == CONNACK
     await asyncio.sleep(1.0)
@@ -77,8 +80,9 @@ async def test_an_allowed_will_is_ingested(tenants, broker):  # noqa: F811
     platform, secrets = tenants
     await connect_when_ready(broker.port, "e1", secrets["e1"])
     will = b'{"ts": 1767225600000, "values": {"temperature": 42}}'
-    wire = will_connect("e1", secrets["e1"], topics.telemetry("e1"), will, retain=False,
-                        client_id="e1:will")
+    wire = will_connect(
+        "e1", secrets["e1"], topics.telemetry("e1"), will, retain=False, client_id="e1:will"
+    )
     connack = await asyncio.to_thread(drop, broker.port, wire)
     assert connack is not None and connack[1][1] == 0
     assert await wait_for(lambda: stored(platform, "e1") == [42.0])
@@ -90,9 +94,18 @@ async def test_retained_desired_twin_of_another_tenant_never_reaches_a_device(te
     await platform.commands.publish_desired(B1, {"secret": "beta"}, 1)
     await platform.commands.publish_desired("e1", {"mine": 1}, 1)
     assert await wait_for(lambda: len(victim.got) == 1)
-    probe = await listen(broker.port, "e1", secrets["e1"],
-                         [topics.twin_desired("e1"), topics.command("e1", "+"),
-                          f"{topics.device_root('e1')}/#", "#", "atoll/v1/devices/+/twin/desired"])
+    probe = await listen(
+        broker.port,
+        "e1",
+        secrets["e1"],
+        [
+            topics.twin_desired("e1"),
+            topics.command("e1", "+"),
+            f"{topics.device_root('e1')}/#",
+            "#",
+            "atoll/v1/devices/+/twin/desired",
+        ],
+    )
     await asyncio.sleep(1.0)
     leaked = [t for t, _ in probe.got if not t.startswith(topics.device_root("e1") + "/")]
     assert leaked == []

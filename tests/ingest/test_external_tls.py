@@ -33,8 +33,11 @@ def tls_broker(tmp_path):
     leaf.private_key_pem.write_to_path(str(pki / "key.pem"))
     (pki / "cert.pem").write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     tls_port = free_port()
-    b = Broker(tmp_path, extra=f"listener {tls_port} 127.0.0.1\ncertfile {pki / 'cert.pem'}\n"
-                              f"keyfile {pki / 'key.pem'}\n")
+    b = Broker(
+        tmp_path,
+        extra=f"listener {tls_port} 127.0.0.1\ncertfile {pki / 'cert.pem'}\n"
+        f"keyfile {pki / 'key.pem'}\n",
+    )
     b.tls_port, b.ca = tls_port, pki / "ca.pem"
     b.tls_url = f"mqtts://atoll-ingest:{b.password}@127.0.0.1:{tls_port}"
     deadline = time.monotonic() + 10
@@ -51,7 +54,8 @@ def tls_broker(tmp_path):
 async def test_ingest_workers_reach_the_broker_over_tls(tls_broker, tmp_path):
     b = tls_broker
     settings = b.settings(tmp_path / "home", services=[]).model_copy(
-        update={"mqtt_url": b.tls_url, "mqtt_ca_file": b.ca})
+        update={"mqtt_url": b.tls_url, "mqtt_ca_file": b.ca}
+    )
     p = Platform(settings, password_hasher=FAST_HASHER)
     await p.start()
     try:
@@ -59,8 +63,12 @@ async def test_ingest_workers_reach_the_broker_over_tls(tls_broker, tmp_path):
         p.registry.create_project("default", "Lab", project_id="lab")
         _, creds = p.registry.register_device("lab", device_id="e1")
         c = await connect_when_ready(b.port, "e1", creds.secret)
-        await asyncio.to_thread(publish_all, c, topics.telemetry("e1"),
-                                [b'{"values": {"v": %d}}' % i for i in range(100)])
+        await asyncio.to_thread(
+            publish_all,
+            c,
+            topics.telemetry("e1"),
+            [b'{"values": {"v": %d}}' % i for i in range(100)],
+        )
         await asyncio.to_thread(close, c)
         key = SeriesKey("lab", "e1", "v")
         assert await wait_for(lambda: len(p.store.query_raw(key, 0, END).ts) == 100)
@@ -68,7 +76,9 @@ async def test_ingest_workers_reach_the_broker_over_tls(tls_broker, tmp_path):
         await p.stop()
 
 
-async def test_a_broker_certificate_atoll_cannot_verify_is_refused_with_the_fix(tls_broker, tmp_path):
+async def test_a_broker_certificate_atoll_cannot_verify_is_refused_with_the_fix(
+    tls_broker, tmp_path
+):
     b = tls_broker
     settings = b.settings(tmp_path / "home", services=[]).model_copy(update={"mqtt_url": b.tls_url})
     p = Platform(settings, password_hasher=FAST_HASHER)
@@ -82,7 +92,9 @@ async def test_a_broker_certificate_atoll_cannot_verify_is_refused_with_the_fix(
     await p.stop()
 
 
-async def test_embedded_listener_flags_with_an_external_broker_say_where_tls_goes(tls_broker, tmp_path):
+async def test_embedded_listener_flags_with_an_external_broker_say_where_tls_goes(
+    tls_broker, tmp_path
+):
     settings = tls_broker.settings(tmp_path / "home", services=[], mqtt_ws_port=0)
     with pytest.raises(InvalidInput) as e:
         await Platform(settings, password_hasher=FAST_HASHER).start()

@@ -38,7 +38,9 @@ def pki(tmp_path_factory):
 
 def client(transport: str, port: int, user: str, password: str, ca=None, client_id=None):
     """A paho client over ``transport``, connected with its loop running, and the CONNACK code."""
-    return connect(port, user, password, client_id=client_id or user, timeout=10, transport=transport, ca=ca)
+    return connect(
+        port, user, password, client_id=client_id or user, timeout=10, transport=transport, ca=ca
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -52,9 +54,17 @@ def stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture
 async def platform(tmp_path, pki):
-    settings = Settings(home=tmp_path / "home", http_port=0, mqtt_port=0, services=[],
-                        mqtt_tls_port=0, mqtt_ws_port=0, mqtt_wss_port=0,
-                        tls_cert=pki["cert"], tls_key=pki["key"])
+    settings = Settings(
+        home=tmp_path / "home",
+        http_port=0,
+        mqtt_port=0,
+        services=[],
+        mqtt_tls_port=0,
+        mqtt_ws_port=0,
+        mqtt_wss_port=0,
+        tls_cert=pki["cert"],
+        tls_key=pki["key"],
+    )
     p = Platform(settings, password_hasher=FAST_HASHER)
     await p.start()
     p.registry.create_project("default", "Lab", project_id="lab")
@@ -92,7 +102,9 @@ async def test_device_auth_acls_and_durable_pubacks_on_every_listener(platform, 
     key = SeriesKey("lab", "d1", "temperature")
     assert sorted(platform.store.query_raw(key, 0, END).value.tolist()) == values
     # Another device's topic: acknowledged (MQTT 3.1.1 cannot refuse), counted, not stored.
-    assert await asyncio.to_thread(publish, topics.telemetry("d2"), [b'{"values": {"temperature": 5}}'])
+    assert await asyncio.to_thread(
+        publish, topics.telemetry("d2"), [b'{"values": {"temperature": 5}}']
+    )
     await platform.pipeline.flush_counters()
     reg.flush_rejections()
     assert {r.reason: r.count for r in reg.rejections("d1")} == {"auth_failed": 1, "acl_publish": 1}
@@ -146,11 +158,30 @@ def test_tls_misconfiguration_is_refused_with_the_fix(pki, tmp_path):
 
 
 def test_atoll_up_with_a_missing_certificate_says_how_to_fix_it(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "atoll.cli.main", "up", "--home", str(tmp_path),
-                        "--http-port", "0", "--mqtt-port", "0", "--mqtt-tls-port", "0",
-                        "--tls-cert", str(tmp_path / "missing.pem"), "--tls-key",
-                        str(tmp_path / "missing.key")],
-                       check=False, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "atoll.cli.main",
+            "up",
+            "--home",
+            str(tmp_path),
+            "--http-port",
+            "0",
+            "--mqtt-port",
+            "0",
+            "--mqtt-tls-port",
+            "0",
+            "--tls-cert",
+            str(tmp_path / "missing.pem"),
+            "--tls-key",
+            str(tmp_path / "missing.key"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"error: TLS certificate file {tmp_path / 'missing.pem'} does not exist" in r.stderr
     assert "hint: pass --tls-cert FILE" in r.stderr
@@ -158,21 +189,36 @@ def test_atoll_up_with_a_missing_certificate_says_how_to_fix_it(tmp_path):
 
 def test_atoll_up_serves_mqtt_over_tls_and_websockets(tmp_path, pki):
     home = tmp_path / "home"
-    proc, info = start(home, "--mqtt-tls-port", "0", "--mqtt-ws-port", "0", "--mqtt-wss-port",
-                       "0", "--tls-cert", str(pki["cert"]), "--tls-key", str(pki["key"]),
-                       env={"ATOLL_SERVICES": "[]"})
+    proc, info = start(
+        home,
+        "--mqtt-tls-port",
+        "0",
+        "--mqtt-ws-port",
+        "0",
+        "--mqtt-wss-port",
+        "0",
+        "--tls-cert",
+        str(pki["cert"]),
+        "--tls-key",
+        str(pki["key"]),
+        env={"ATOLL_SERVICES": "[]"},
+    )
     try:
         urls = info["mqtt_listeners"]
         assert set(urls) == set(TRANSPORTS)
         assert urls["tls"].startswith("mqtts://127.0.0.1:")
         assert urls["ws"].startswith("ws://127.0.0.1:") and urls["ws"].endswith("/mqtt")
-        api = httpx.Client(base_url=info["http_url"] + "/api/v1",
-                           headers={"Authorization": f"Bearer {info['key']}"}, timeout=30)
+        api = httpx.Client(
+            base_url=info["http_url"] + "/api/v1",
+            headers={"Authorization": f"Bearer {info['key']}"},
+            timeout=30,
+        )
         assert api.post("/projects", json={"name": "Lab", "id": "lab"}).status_code == 201
         for n, transport in enumerate(TRANSPORTS):
             device = f"k{n}"
-            secret = api.post("/projects/lab/devices",
-                              json={"id": device}).json()["credentials"]["secret"]
+            secret = api.post("/projects/lab/devices", json={"id": device}).json()["credentials"][
+                "secret"
+            ]
             port = int(urls[transport].split(":")[2].split("/")[0])
             c, rc = client(transport, port, device, secret, pki["ca"])
             assert rc is not None and not rc.is_failure, transport

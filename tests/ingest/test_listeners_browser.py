@@ -57,8 +57,9 @@ CONNACK_OK, PUBACK_7 = [0x20, 2, 0, 0], [0x40, 2, 0, 7]
 
 def spki_sha256(cert_pem: Path) -> str:
     cert = x509.load_pem_x509_certificate(cert_pem.read_bytes())
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
@@ -67,14 +68,28 @@ def test_a_browser_publishes_over_websockets_and_secure_websockets(tmp_path, pki
         pytest.fail(f"{CHROMIUM} missing: `make system-deps` installs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    proc, info = start(tmp_path / "home", "--mqtt-ws-port", "0", "--mqtt-wss-port", "0",
-                       "--tls-cert", str(pki["cert"]), "--tls-key", str(pki["key"]),
-                       env={"ATOLL_SERVICES": "[]"})
+    proc, info = start(
+        tmp_path / "home",
+        "--mqtt-ws-port",
+        "0",
+        "--mqtt-wss-port",
+        "0",
+        "--tls-cert",
+        str(pki["cert"]),
+        "--tls-key",
+        str(pki["key"]),
+        env={"ATOLL_SERVICES": "[]"},
+    )
     try:
-        api = httpx.Client(base_url=info["http_url"] + "/api/v1",
-                           headers={"Authorization": f"Bearer {info['key']}"}, timeout=30)
+        api = httpx.Client(
+            base_url=info["http_url"] + "/api/v1",
+            headers={"Authorization": f"Bearer {info['key']}"},
+            timeout=30,
+        )
         assert api.post("/projects", json={"name": "Lab", "id": "lab"}).status_code == 201
-        secret = api.post("/projects/lab/devices", json={"id": "b1"}).json()["credentials"]["secret"]
+        secret = api.post("/projects/lab/devices", json={"id": "b1"}).json()["credentials"][
+            "secret"
+        ]
         # The test CA is not in Chromium's trust store: trust exactly the broker's key instead.
         pin = f"--ignore-certificate-errors-spki-list={spki_sha256(pki['cert'])}"
         with sync_playwright() as pw:
@@ -82,9 +97,13 @@ def test_a_browser_publishes_over_websockets_and_secure_websockets(tmp_path, pki
             try:
                 page = browser.new_page()
                 for n, name in enumerate(("ws", "wss")):
-                    args = {"url": info["mqtt_listeners"][name], "device": "b1", "secret": secret,
-                            "topic": "atoll/v1/devices/b1/telemetry",
-                            "payload": f'{{"values": {{"v": {n}}}}}'}
+                    args = {
+                        "url": info["mqtt_listeners"][name],
+                        "device": "b1",
+                        "secret": secret,
+                        "topic": "atoll/v1/devices/b1/telemetry",
+                        "payload": f'{{"values": {{"v": {n}}}}}',
+                    }
                     out = page.evaluate(PUBLISH_FROM_PAGE, args)
                     assert out.get("protocol") == "mqtt", (name, out)
                     assert out["got"] == CONNACK_OK + PUBACK_7, (name, out)

@@ -22,17 +22,25 @@ def publish(topic: str, payload: bytes, packet_id: int | None = 1, qos: int = 1)
 
 
 def stream() -> bytes:
-    return (publish("a/b", b'{"values": {"t": 1}}', 1)
-            + PingReqPacket().to_bytes()
-            + SubscribePacket.build([("a/#", 1)], 2).to_bytes()
-            + publish("a/c", b"x" * 300, None, qos=0)  # remaining length takes 2 bytes
-            + publish("a/d", b"", 3))
+    return (
+        publish("a/b", b'{"values": {"t": 1}}', 1)
+        + PingReqPacket().to_bytes()
+        + SubscribePacket.build([("a/#", 1)], 2).to_bytes()
+        + publish("a/c", b"x" * 300, None, qos=0)  # remaining length takes 2 bytes
+        + publish("a/d", b"", 3)
+    )
 
 
 def summary(packets):
-    return [(p.fixed_header.packet_type, getattr(p.variable_header, "topic_name", None),
-             getattr(p.variable_header, "packet_id", None), getattr(p.payload, "data", None))
-            for p in packets]
+    return [
+        (
+            p.fixed_header.packet_type,
+            getattr(p.variable_header, "topic_name", None),
+            getattr(p.variable_header, "packet_id", None),
+            getattr(p.payload, "data", None),
+        )
+        for p in packets
+    ]
 
 
 def feed(splitter, data):
@@ -56,7 +64,7 @@ def test_packets_split_anywhere_come_out_the_same(size):
     splitter = PacketSplitter(1024)
     got = []
     for i in range(0, len(whole), size):
-        got += feed(splitter, whole[i:i + size])
+        got += feed(splitter, whole[i : i + size])
     assert summary(got) == summary(feed(PacketSplitter(1024), whole))
     assert splitter.buffered == 0
 
@@ -70,20 +78,25 @@ def test_a_packet_over_the_limit_is_refused_from_its_header():
 
 
 def test_the_good_packets_before_a_bad_one_are_returned_with_the_error():
-    packets, error = PacketSplitter(1024).feed(publish("a/b", b"1") + b"\xf0\x00" + publish("a/c", b"2"))
+    packets, error = PacketSplitter(1024).feed(
+        publish("a/b", b"1") + b"\xf0\x00" + publish("a/c", b"2")
+    )
     assert [p.variable_header.topic_name for p in packets] == ["a/b"]
     assert error.reason == MALFORMED_PACKET
 
 
-@pytest.mark.parametrize("wire", [
-    b"\xf0\x00",                                       # reserved packet type 15
-    b"\x00\x00",                                       # reserved packet type 0
-    b"\x30\xff\xff\xff\xff\x7f",                       # remaining length of 5 bytes
-    b"\x36" + publish("a/b", b"x")[1:],                # PUBLISH with QoS 3
-    b"\x32\x03\x00\x05a",                              # topic longer than the packet
-    b"\x32\x07\x00\x03a/#\x00\x01",                    # wildcard in a PUBLISH topic
-    b"\xc0\x01\x00",                                   # PINGREQ with a body
-])
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"\xf0\x00",  # reserved packet type 15
+        b"\x00\x00",  # reserved packet type 0
+        b"\x30\xff\xff\xff\xff\x7f",  # remaining length of 5 bytes
+        b"\x36" + publish("a/b", b"x")[1:],  # PUBLISH with QoS 3
+        b"\x32\x03\x00\x05a",  # topic longer than the packet
+        b"\x32\x07\x00\x03a/#\x00\x01",  # wildcard in a PUBLISH topic
+        b"\xc0\x01\x00",  # PINGREQ with a body
+    ],
+)
 def test_malformed_packets_are_refused(wire):
     with pytest.raises(PacketError) as e:
         feed(PacketSplitter(1024), wire)
@@ -103,15 +116,29 @@ def test_repeated_headers_decode_as_amqtt_decodes_them():
     """Fixed headers are decoded once per distinct bytes and replayed; the packets must not
     differ from amqtt's own decoding (a fresh splitter per packet), whatever mixes of topics,
     QoS and lengths follow."""
-    pieces = [publish(t, p, i, q) for i, (t, p, q) in enumerate(
-        [("a/b", b"1", 1), ("a/bc", b"22", 1), ("a/b", b"1", 1), ("a/b", b"x" * 300, 0),
-         ("a/bc", b"22", 1), ("a/b", b"1", 0), ("a/b", b"333", 1)] * 3, start=1)] + [stream(), stream()]
+    pieces = [
+        publish(t, p, i, q)
+        for i, (t, p, q) in enumerate(
+            [
+                ("a/b", b"1", 1),
+                ("a/bc", b"22", 1),
+                ("a/b", b"1", 1),
+                ("a/b", b"x" * 300, 0),
+                ("a/bc", b"22", 1),
+                ("a/b", b"1", 0),
+                ("a/b", b"333", 1),
+            ]
+            * 3,
+            start=1,
+        )
+    ] + [stream(), stream()]
     splitter = PacketSplitter(1024)
     got = feed(splitter, b"".join(pieces))
     want = [p for piece in pieces for p in feed(PacketSplitter(1024), piece)]
     assert summary(got) == summary(want)
     assert [(p.fixed_header.flags, p.fixed_header.remaining_length) for p in got] == [
-        (p.fixed_header.flags, p.fixed_header.remaining_length) for p in want]
+        (p.fixed_header.flags, p.fixed_header.remaining_length) for p in want
+    ]
     got[0].fixed_header.flags |= 0x08  # amqtt sets DUP on a packet it re-sends
     assert feed(splitter, publish("a/b", b"1", 9))[0].fixed_header.flags == 0x02
 
@@ -134,8 +161,11 @@ def _paho_connect(**kw) -> bytes:
     got = []
     accepted = threading.Thread(target=lambda: got.append(server.accept()[0].recv(65536)))
     accepted.start()
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=kw.pop("client_id", ""),
-                    clean_session=kw.pop("clean_session", True))
+    c = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id=kw.pop("client_id", ""),
+        clean_session=kw.pop("clean_session", True),
+    )
     c.username_pw_set("d1", "sécret")
     if kw.get("will"):
         c.will_set("atoll/v1/devices/d1/twin/reported", b'{"online": false}', qos=1, retain=True)
@@ -146,23 +176,26 @@ def _paho_connect(**kw) -> bytes:
     return got[0]
 
 
-@pytest.mark.parametrize("kw", [{}, {"client_id": "d1", "clean_session": False},
-                                {"client_id": "d1:x", "will": True}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"client_id": "d1", "clean_session": False}, {"client_id": "d1:x", "will": True}]
+)
 def test_check_connect_accepts_what_clients_send(kw):
     wire = _paho_connect(**kw)
     reader = _Chunk(wire)
     header = _run(MQTTFixedHeader.from_stream(reader))
-    packet = check_connect(header, wire[reader.pos:])
+    packet = check_connect(header, wire[reader.pos :])
     assert packet.payload.username == "d1" and packet.payload.password == "sécret"
 
 
-@pytest.mark.parametrize("body_change", [lambda b: b + b"\x00", lambda b: b[:-1],
-                                         lambda b: b.replace(b"d1", b"\xc3\x28")])
+@pytest.mark.parametrize(
+    "body_change",
+    [lambda b: b + b"\x00", lambda b: b[:-1], lambda b: b.replace(b"d1", b"\xc3\x28")],
+)
 def test_check_connect_refuses_a_connect_that_does_not_encode_back(body_change):
     wire = _paho_connect(client_id="d1")
     reader = _Chunk(wire)
     header = _run(MQTTFixedHeader.from_stream(reader))
-    body = body_change(wire[reader.pos:])
+    body = body_change(wire[reader.pos :])
     header.remaining_length = len(body)
     with pytest.raises(PacketError) as e:
         check_connect(header, body)

@@ -58,8 +58,10 @@ async def test_concurrent_submits_are_group_committed(rig):
     store.gate.clear()
     first = asyncio.create_task(pipe.submit_telemetry(ident(), b'{"values": {"t": 0}}'))
     await asyncio.sleep(0.05)  # the writer is now blocked in the first append
-    rest = [asyncio.create_task(pipe.submit_telemetry(ident(f"d{i % 5}"), b'{"values": {"t": %d}}' % i))
-            for i in range(1, 200)]
+    rest = [
+        asyncio.create_task(pipe.submit_telemetry(ident(f"d{i % 5}"), b'{"values": {"t": %d}}' % i))
+        for i in range(1, 200)
+    ]
     await asyncio.sleep(0.1)
     store.gate.set()
     assert await asyncio.gather(first, *rest) == [1] * 200
@@ -110,7 +112,8 @@ async def test_store_failure_reaches_every_waiting_submitter_and_ingest_goes_on(
     store.fail = True
     results = await asyncio.gather(
         *(pipe.submit_telemetry(ident(), b'{"values": {"t": 1}}') for _ in range(3)),
-        return_exceptions=True)
+        return_exceptions=True,
+    )
     assert all(isinstance(r, Unavailable) for r in results)
     store.fail = False
     assert await pipe.submit_telemetry(ident(), b'{"values": {"t": 2}}') == 1
@@ -171,7 +174,10 @@ async def test_stop_writes_everything_queued():
     pipe = IngestPipeline(store)
     await pipe.start()
     store.gate.clear()
-    tasks = [asyncio.create_task(pipe.submit_telemetry(ident(), b'{"values": {"t": 1}}')) for _ in range(50)]
+    tasks = [
+        asyncio.create_task(pipe.submit_telemetry(ident(), b'{"values": {"t": 1}}'))
+        for _ in range(50)
+    ]
     await asyncio.sleep(0.05)
     store.gate.set()
     await pipe.stop()

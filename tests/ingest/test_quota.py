@@ -43,7 +43,10 @@ class Tenants:
         reg.create_tenant("Other", "other")
         self.secrets = {}
         self.projects = {}
-        for tenant, project, devices in (("default", "lab", ("s1", "s2")), ("other", "lab-b", ("b1",))):
+        for tenant, project, devices in (
+            ("default", "lab", ("s1", "s2")),
+            ("other", "lab-b", ("b1",)),
+        ):
             pid = reg.create_project(tenant, project, project_id=project).id
             reg.create_device_type(pid, "climate", CLIMATE)
             for d in devices:
@@ -63,8 +66,13 @@ class Tenants:
 
 
 def limits(**kw) -> dict:
-    return {"quota_device_rate": RATE, "quota_device_burst": RATE, "quota_tenant_rate": 0,
-            "quota_tenant_burst": 0, **kw}
+    return {
+        "quota_device_rate": RATE,
+        "quota_device_burst": RATE,
+        "quota_tenant_rate": 0,
+        "quota_tenant_burst": 0,
+        **kw,
+    }
 
 
 @pytest.fixture
@@ -88,8 +96,10 @@ def flood(port: int, device: str, secret: str, n: int, transport: str = "tcp") -
     c, rc = connect(port, device, secret, client_id=device, transport=transport)
     assert rc is not None and not rc.is_failure
     t0 = time.monotonic()
-    infos = [c.publish(topics.telemetry(device), b'{"values": {"temperature": %d}}' % i, qos=1)
-             for i in range(n)]
+    infos = [
+        c.publish(topics.telemetry(device), b'{"values": {"temperature": %d}}' % i, qos=1)
+        for i in range(n)
+    ]
     for i in infos:
         i.wait_for_publish(60)
     elapsed = time.monotonic() - t0
@@ -105,8 +115,9 @@ def trickle(port: int, device: str, secret: str, n: int) -> list[float]:
     latencies = []
     for i in range(n):
         t0 = time.monotonic()
-        c.publish(topics.telemetry(device), b'{"values": {"temperature": %d}}' % i, qos=1
-                  ).wait_for_publish(30)
+        c.publish(
+            topics.telemetry(device), b'{"values": {"temperature": %d}}' % i, qos=1
+        ).wait_for_publish(30)
         latencies.append(time.monotonic() - t0)
         time.sleep(0.02)
     close(c)
@@ -136,8 +147,10 @@ async def test_a_tenant_limit_is_shared_by_its_devices_and_not_by_other_tenants(
     t = await start(**limits(quota_device_rate=0, quota_tenant_rate=RATE, quota_tenant_burst=RATE))
     port = t.platform.mqtt.port
     # Each device alone would be within... nothing: only the tenant is limited, 100 points/s.
-    floods = [asyncio.create_task(asyncio.to_thread(flood, port, d, t.secrets[d], 200))
-              for d in ("s1", "s2")]
+    floods = [
+        asyncio.create_task(asyncio.to_thread(flood, port, d, t.secrets[d], 200))
+        for d in ("s1", "s2")
+    ]
     await asyncio.sleep(0.3)
     victim = await asyncio.to_thread(trickle, port, B1, t.secrets[B1], 20)
     elapsed = await asyncio.gather(*floods)
@@ -155,7 +168,9 @@ async def test_idle_connections_do_not_use_up_their_tenants_limit(start):
     idle = []
     for i in range(10):
         _, creds = reg.register_device("lab", device_id=f"idle-{i}", device_type="climate")
-        idle.append(await asyncio.to_thread(connect, port, creds.device, creds.secret, creds.device))
+        idle.append(
+            await asyncio.to_thread(connect, port, creds.device, creds.secret, creds.device)
+        )
     try:
         # 80 points are within the tenant's burst of 100, however many devices are connected.
         assert await asyncio.to_thread(flood, port, "s1", t.secrets["s1"], 80) < 1.0
@@ -186,9 +201,11 @@ async def test_http_answers_429_with_retry_after_and_a_reason(start):
     t = await start(**limits(quota_device_rate=0.5, quota_device_burst=5))
     url = t.platform.http_url + "/api/v1/ingest/telemetry"
     async with httpx.AsyncClient(timeout=30) as http:
+
         async def post(device: str, value: int) -> httpx.Response:
-            return await http.post(url, json={"values": {"temperature": value}},
-                                   auth=(device, t.secrets[device]))
+            return await http.post(
+                url, json={"values": {"temperature": value}}, auth=(device, t.secrets[device])
+            )
 
         answers = [await post("s1", i) for i in range(8)]
         codes = [r.status_code for r in answers]
@@ -214,8 +231,9 @@ def broker(tmp_path):
 
 
 async def test_external_mode_holds_a_device_over_its_rate_and_loses_nothing(broker, tmp_path):
-    p = Platform(broker.settings(tmp_path / "home", services=[], **limits()),
-                 password_hasher=FAST_HASHER)
+    p = Platform(
+        broker.settings(tmp_path / "home", services=[], **limits()), password_hasher=FAST_HASHER
+    )
     await p.start()
     try:
         t = Tenants(p)

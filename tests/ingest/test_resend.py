@@ -1,4 +1,5 @@
-"""At-least-once delivery end to end: a device that re-sends (lost PUBACK, HTTP retry) is stored once.
+"""At-least-once delivery end to end: a device that re-sends (lost PUBACK, HTTP retry) is stored
+once.
 
 The store keeps one value per (series, ts), last write wins; these tests go through the real
 embedded broker and the real HTTP API so the whole path (validation, group commit, store,
@@ -30,8 +31,9 @@ def raw(fleet, device):
 
 
 def hourly(fleet, device):
-    b = fleet.platform.store.query_buckets(SeriesKey("lab", device, "temperature"), 0, END, HOUR_US,
-                                           ("count", "avg", "max"))
+    b = fleet.platform.store.query_buckets(
+        SeriesKey("lab", device, "temperature"), 0, END, HOUR_US, ("count", "avg", "max")
+    )
     return {k: v.tolist() for k, v in b.columns.items()}
 
 
@@ -59,7 +61,9 @@ async def test_mqtt_resend_after_lost_pubacks_is_stored_once(fleet):
 
 async def test_http_retry_is_stored_once_and_a_corrected_resend_replaces_the_value(fleet):
     body = [{"ts": T0_MS + i * 1000, "values": {"temperature": 20.0}} for i in range(60)]
-    async with httpx.AsyncClient(base_url=fleet.platform.http_url, auth=("s2", fleet.secrets["s2"])) as http:
+    async with httpx.AsyncClient(
+        base_url=fleet.platform.http_url, auth=("s2", fleet.secrets["s2"])
+    ) as http:
         for _ in range(3):  # the client timed out twice and retried
             r = await http.post("/api/v1/ingest/telemetry", json=body)
             assert r.status_code in (200, 201, 202), r.text
@@ -82,7 +86,9 @@ async def test_readings_without_ts_are_never_merged(fleet):
     # Server time is unique per reading, so identical unstamped readings all count.
     c, rc = await asyncio.to_thread(fleet.connect, "s3")
     assert not rc.is_failure
-    msgs = [b'{"values": {"temperature": 7}}'] * 100 + [b'[{"values": {"temperature": 7}}, {"values": {"temperature": 7}}]']
+    msgs = [b'{"values": {"temperature": 7}}'] * 100 + [
+        b'[{"values": {"temperature": 7}}, {"values": {"temperature": 7}}]'
+    ]
     assert all(await asyncio.to_thread(publish_all, c, topics.telemetry("s3"), msgs))
     await asyncio.to_thread(close, c)
     ts, values = raw(fleet, "s3")

@@ -31,8 +31,9 @@ B1 = "beta~b1"
 async def tenants(fleet):
     """``fleet`` (tenant ``default``: s1, s2, s3) plus device ``b1`` of tenant ``beta``."""
     reg = fleet.platform.registry
-    lab = reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab",
-                             project_id="beta-lab").id
+    lab = reg.create_project(
+        reg.create_tenant("Beta", "beta").id, "Beta lab", project_id="beta-lab"
+    ).id
     reg.create_device_type(lab, "climate", CLIMATE)
     dev, creds = reg.register_device(lab, device_id="b1", device_type="climate")
     assert dev.id == B1
@@ -40,19 +41,37 @@ async def tenants(fleet):
     return fleet
 
 
-def will_connect(device: str, secret: str, will_topic: str, will_payload: bytes, *,
-                 retain: bool = True, qos: int = 1, client_id: str | None = None) -> bytes:
+def will_connect(
+    device: str,
+    secret: str,
+    will_topic: str,
+    will_payload: bytes,
+    *,
+    retain: bool = True,
+    qos: int = 1,
+    client_id: str | None = None,
+) -> bytes:
     flags = 0xC0 | 0x04 | qos << 3 | (0x20 if retain else 0) | 0x02
-    return packet(0x10, _str("MQTT") + bytes([4, flags]) + struct.pack("!H", 60)
-                  + _str(device if client_id is None else client_id) + _str(will_topic)
-                  + struct.pack("!H", len(will_payload)) + will_payload
-                  + _str(device) + _str(secret))
+    return packet(
+        0x10,
+        _str("MQTT")
+        + bytes([4, flags])
+        + struct.pack("!H", 60)
+        + _str(device if client_id is None else client_id)
+        + _str(will_topic)
+        + struct.pack("!H", len(will_payload))
+        + will_payload
+        + _str(device)
+        + _str(secret),
+    )
 
 
 class Listener:
     """A paho device that records every message it receives, from its CONNACK on."""
 
-    def __init__(self, fleet, device: str, filters: list[str], client_id: str | None = None) -> None:
+    def __init__(
+        self, fleet, device: str, filters: list[str], client_id: str | None = None
+    ) -> None:
         self.got: list[tuple[str, bytes, bool]] = []
         self.codes: list = []
         connected, subscribed = threading.Event(), threading.Event()
@@ -112,7 +131,8 @@ def drop(port: int, wire: bytes) -> tuple[int, bytes] | None:
 async def test_a_will_on_another_tenants_device_is_refused_at_connect(tenants, victim_topic):
     forged = b'{"forged": 1, "$version": 999}'
     victim = await asyncio.to_thread(
-        Listener, tenants, B1, [topics.twin_desired(B1), topics.command(B1, "+")])
+        Listener, tenants, B1, [topics.twin_desired(B1), topics.command(B1, "+")]
+    )
     wire = will_connect("s1", tenants.secrets["s1"], victim_topic, forged)
     connack = await asyncio.to_thread(drop, tenants.port, wire)
     assert connack is not None and connack[0] == CONNACK
@@ -141,7 +161,9 @@ async def test_a_will_on_the_devices_own_subscribed_topic_is_refused(tenants):
 async def test_an_allowed_will_is_ingested_like_a_publish_and_never_broadcast(tenants):
     reg = tenants.platform.registry
     # Another session of the same device, subscribed to everything it may see of its subtree.
-    spy = await asyncio.to_thread(Listener, tenants, "s1", [f"{topics.device_root('s1')}/#"], "s1:spy")
+    spy = await asyncio.to_thread(
+        Listener, tenants, "s1", [f"{topics.device_root('s1')}/#"], "s1:spy"
+    )
     will = b'{"ts": 1767225600000, "values": {"temperature": 42}}'
     wire = will_connect("s1", tenants.secrets["s1"], topics.telemetry("s1"), will)
     connack = await asyncio.to_thread(drop, tenants.port, wire)
@@ -149,13 +171,17 @@ async def test_an_allowed_will_is_ingested_like_a_publish_and_never_broadcast(te
     from tests.ingest.test_embedded_broker import points
 
     assert await until(lambda: points(tenants, "s1") == [42.0])
-    wire = will_connect("s1", tenants.secrets["s1"], topics.twin_reported("s1"), b'{"online": false}')
+    wire = will_connect(
+        "s1", tenants.secrets["s1"], topics.twin_reported("s1"), b'{"online": false}'
+    )
     assert (await asyncio.to_thread(drop, tenants.port, wire))[1][1] == 0
     assert await until(lambda: reg.get_twin("s1").reported == {"online": False})
     await asyncio.sleep(0.3)
     assert spy.got == [], "a Will goes to Atoll, never to MQTT subscribers"
     await asyncio.to_thread(spy.close)
-    assert not tenants.platform.mqtt._broker.retained_messages, "the retain flag of a Will is ignored"
+    assert not tenants.platform.mqtt._broker.retained_messages, (
+        "the retain flag of a Will is ignored"
+    )
 
 
 async def test_an_allowed_will_is_not_sent_after_a_clean_disconnect(tenants):
@@ -188,13 +214,23 @@ async def test_retained_desired_twin_of_another_tenant_never_reaches_a_device(te
     await sender.publish_desired("s1", {"mine": 1}, 1)
     # s1 connects after the retained messages exist and subscribes to its own topics and to '#'.
     probe = await asyncio.to_thread(
-        Listener, tenants, "s1",
-        [topics.twin_desired("s1"), topics.command("s1", "+"), f"{topics.device_root('s1')}/#", "#"])
+        Listener,
+        tenants,
+        "s1",
+        [
+            topics.twin_desired("s1"),
+            topics.command("s1", "+"),
+            f"{topics.device_root('s1')}/#",
+            "#",
+        ],
+    )
     assert [c.is_failure for c in probe.codes] == [False, False, False, True]
     await asyncio.sleep(1.0)
     leaked = [t for t, _, _ in probe.got if not t.startswith(topics.device_root("s1") + "/")]
     assert leaked == []
-    assert (topics.twin_desired("s1"), b'{"mine":1,"$version":1}') in [(t, p) for t, p, _ in probe.got]
+    assert (topics.twin_desired("s1"), b'{"mine":1,"$version":1}') in [
+        (t, p) for t, p, _ in probe.got
+    ]
     await asyncio.to_thread(probe.close)
     await asyncio.to_thread(victim.close)
 
@@ -230,12 +266,21 @@ def _malformed_connects(secret: str) -> dict[str, bytes]:
     return {
         "remaining length too long": bytes([0x10, len(body) + 4]) + body + b"\x00\x00\x00\x00",
         "remaining length too short": bytes([0x10, len(body) - 3]) + body,
-        "user name not UTF-8": packet(0x10, _str("MQTT") + bytes([4, 0xC2, 0, 60]) + _str("s1")
-                                      + b"\x00\x02\xc3\x28" + _str(secret)),
-        "client id with NUL": packet(0x10, _str("MQTT") + bytes([4, 0xC2, 0, 60]) + _str("s1\x00")
-                                     + _str("s1") + _str(secret)),
-        "will topic with wildcard": will_connect("s1", secret, "atoll/v1/devices/s1/commands/+/ack",
-                                                 b"{}"),
+        "user name not UTF-8": packet(
+            0x10,
+            _str("MQTT")
+            + bytes([4, 0xC2, 0, 60])
+            + _str("s1")
+            + b"\x00\x02\xc3\x28"
+            + _str(secret),
+        ),
+        "client id with NUL": packet(
+            0x10,
+            _str("MQTT") + bytes([4, 0xC2, 0, 60]) + _str("s1\x00") + _str("s1") + _str(secret),
+        ),
+        "will topic with wildcard": will_connect(
+            "s1", secret, "atoll/v1/devices/s1/commands/+/ack", b"{}"
+        ),
     }
 
 
@@ -289,8 +334,10 @@ async def test_a_publish_with_an_invalid_topic_name_over_websockets_closes_the_c
     from atoll.platform import Platform
     from tests.ingest.conftest import FAST_HASHER, Fleet
 
-    platform = Platform(Settings(home=tmp_path / "home", http_port=0, mqtt_port=0, services=[],
-                                 mqtt_ws_port=0), password_hasher=FAST_HASHER)
+    platform = Platform(
+        Settings(home=tmp_path / "home", http_port=0, mqtt_port=0, services=[], mqtt_ws_port=0),
+        password_hasher=FAST_HASHER,
+    )
     await platform.start()
     try:
         fleet = Fleet(platform)

@@ -42,7 +42,8 @@ def test_single_reading_without_ts_uses_server_time():
 
 def test_server_stamps_never_repeat_so_no_reading_overwrites_another():
     # The store keeps one value per (series, ts): readings stamped by the server must differ.
-    body = b'[{"values": {"temperature": 1}}, {"values": {"temperature": 2}}, {"values": {"temperature": 3}}]'
+    body = b'[{"values": {"temperature": 1}}, {"values": {"temperature": 2}},'
+    body += b' {"values": {"temperature": 3}}]'
     first = parse_telemetry(body, project="p", device="d", schema=SCHEMA).batch()
     second = parse_telemetry(body, project="p", device="d", schema=SCHEMA).batch()
     ts = first.ts.tolist() + second.ts.tolist()
@@ -53,9 +54,11 @@ def test_server_stamps_never_repeat_so_no_reading_overwrites_another():
 
 
 def test_batch_with_iso_and_epoch_ms_timestamps():
-    body = (b'[{"ts": "2026-11-23T09:00:00Z", "values": {"temperature": 1}},'
-            b' {"ts": 1795424400000, "values": {"temperature": 2, "count": 3}},'
-            b' {"ts": "2026-11-23T11:00:00+02:00", "values": {"count": 4.0}}]')
+    body = (
+        b'[{"ts": "2026-11-23T09:00:00Z", "values": {"temperature": 1}},'
+        b' {"ts": 1795424400000, "values": {"temperature": 2, "count": 3}},'
+        b' {"ts": "2026-11-23T11:00:00+02:00", "values": {"count": 4.0}}]'
+    )
     b = parse(body).batch()
     assert b.ts.tolist() == [1795424400000000, 1795424400000000, 1795424400000000, 1795424400000000]
     assert b.value.tolist() == [1, 2, 3, 4]
@@ -114,7 +117,7 @@ def test_oversize_by_bytes_and_points():
     limits = Limits(max_bytes=100, max_points=3)
     with pytest.raises(PayloadTooLarge):
         parse(b'{"values": {"temperature": 1}}' + b" " * 100, limits=limits)
-    body = b'[' + b",".join([b'{"values": {"temperature": 1}}'] * 4) + b"]"
+    body = b"[" + b",".join([b'{"values": {"temperature": 1}}'] * 4) + b"]"
     with pytest.raises(PayloadTooLarge):
         parse(body, limits=Limits(max_points=3))
     assert len(parse(body, limits=Limits(max_points=4))) == 4
@@ -137,7 +140,9 @@ def test_open_schema_accepts_any_sane_metric():
 
 def test_merge_dedups_keys_across_messages():
     a = parse(b'{"values": {"temperature": 1, "count": 2}}')
-    b = parse_telemetry(b'{"values": {"count": 3}}', project="p", device="e", schema=SCHEMA, now_us=NOW)
+    b = parse_telemetry(
+        b'{"values": {"count": 3}}', project="p", device="e", schema=SCHEMA, now_us=NOW
+    )
     c = parse(b'{"values": {"count": 4}}')
     m = merge([a, b, c])
     assert len(m.keys) == 3
@@ -148,60 +153,108 @@ def test_merge_dedups_keys_across_messages():
 
 
 def test_merge_keeps_every_point_with_its_series_in_order():
-    bodies = [(b'{"ts": %d, "values": {"temperature": %d}}' % (NOW // 1000 - i, i), "d") for i in range(5)]
-    bodies += [(b'[{"values": {"count": 7, "temperature": 8}}, {"values": {"count": 9}}]', "d"),
-               (b'{"values": {"count": 1}}', "e"), (b'{"values": {"temperature": 2}}', "d")]
+    bodies = [
+        (b'{"ts": %d, "values": {"temperature": %d}}' % (NOW // 1000 - i, i), "d") for i in range(5)
+    ]
+    bodies += [
+        (b'[{"values": {"count": 7, "temperature": 8}}, {"values": {"count": 9}}]', "d"),
+        (b'{"values": {"count": 1}}', "e"),
+        (b'{"values": {"temperature": 2}}', "d"),
+    ]
     msgs = [parse_telemetry(b, project="p", device=d, schema=SCHEMA, now_us=NOW) for b, d in bodies]
     m = merge(msgs)
-    want = [(p.device, p.metrics[k], t, v) for p in msgs for k, t, v in zip(p.key_index, p.ts, p.value, strict=True)]
-    got = [(m.keys[k].device, m.keys[k].metric, t, v)
-           for k, t, v in zip(m.key_index.tolist(), m.ts.tolist(), m.value.tolist(), strict=True)]
+    want = [
+        (p.device, p.metrics[k], t, v)
+        for p in msgs
+        for k, t, v in zip(p.key_index, p.ts, p.value, strict=True)
+    ]
+    got = [
+        (m.keys[k].device, m.keys[k].metric, t, v)
+        for k, t, v in zip(m.key_index.tolist(), m.ts.tolist(), m.value.tolist(), strict=True)
+    ]
     assert got == want
     assert len(m.keys) == len(set(m.keys)) == 3
 
 
-TS = b'"ts": 1795427000000'  # epoch ms, 1000 s before NOW: the shape the single-reading fast path takes
+# epoch ms, 1000 s before NOW: the shape the single-reading fast path takes
+TS = b'"ts": 1795427000000'
 
 
 @pytest.mark.parametrize(
     "values",
-    [b'{"temperature": 21.5}', b'{"temperature": 21}', b'{"temperature": 99.5}',  # flagged
-     b'{"temperature": -40, "count": 3}', b'{"count": 3.0}', b'{"on": true}', b'{"temperature": 1e308}'],
+    [
+        b'{"temperature": 21.5}',
+        b'{"temperature": 21}',
+        b'{"temperature": 99.5}',  # flagged
+        b'{"temperature": -40, "count": 3}',
+        b'{"count": 3.0}',
+        b'{"on": true}',
+        b'{"temperature": 1e308}',
+    ],
 )
 def test_a_single_reading_parses_as_the_same_reading_in_a_batch(values):
     one = b"{" + TS + b', "values": ' + values + b"}"
     assert parse(one) == parse(b"[" + one + b"]")
-    assert parse(one, schema=TelemetrySchema()) == parse(b"[" + one + b"]", schema=TelemetrySchema())
+    assert parse(one, schema=TelemetrySchema()) == parse(
+        b"[" + one + b"]", schema=TelemetrySchema()
+    )
 
 
 @pytest.mark.parametrize(
     "values, want",
-    [(b'{"temperature": 1e999}', "not_finite"), (b'{"temperature": -1e999}', "not_finite"),
-     (b'{"temperature": true}', "wrong_type"), (b'{"count": 1.5}', "wrong_type"),
-     (b'{"humidity": 1}', "unknown_series"), (b"{}", "empty")],
+    [
+        (b'{"temperature": 1e999}', "not_finite"),
+        (b'{"temperature": -1e999}', "not_finite"),
+        (b'{"temperature": true}', "wrong_type"),
+        (b'{"count": 1.5}', "wrong_type"),
+        (b'{"humidity": 1}', "unknown_series"),
+        (b"{}", "empty"),
+    ],
 )
 def test_a_single_reading_with_ts_is_refused_with_the_same_reason(values, want):
     assert reason(b"{" + TS + b', "values": ' + values + b"}")[0] == want
     assert reason(b'{"ts": 1895427000000, "values": {"temperature": 1}}')[0] == "future_timestamp"
-    assert reason(b"{" + TS + b', "values": {"temperature": 100}}', limits=Limits(out_of_range="reject"))[0] == "out_of_range"
+    assert (
+        reason(
+            b"{" + TS + b', "values": {"temperature": 100}}', limits=Limits(out_of_range="reject")
+        )[0]
+        == "out_of_range"
+    )
 
 
 MIN_TS_MS = 100_000_000_000  # 1973-03-03T09:46:40Z: the first accepted timestamp, in both formats
 
 
-@pytest.mark.parametrize("ts", [b"%d" % MIN_TS_MS, b'"1973-03-03T09:46:40Z"',
-                                b'"1973-03-03T11:46:40+02:00"', b"%d.0" % MIN_TS_MS])
+@pytest.mark.parametrize(
+    "ts",
+    [
+        b"%d" % MIN_TS_MS,
+        b'"1973-03-03T09:46:40Z"',
+        b'"1973-03-03T11:46:40+02:00"',
+        b"%d.0" % MIN_TS_MS,
+    ],
+)
 def test_epoch_ms_and_iso_timestamps_start_at_the_same_instant(ts):
     assert parse(b'{"ts": %s, "values": {"temperature": 1}}' % ts).ts == [MIN_TS_MS * 1000]
 
 
-@pytest.mark.parametrize("ts", [b"%d" % (MIN_TS_MS - 1), b'"1973-03-03T09:46:39.999Z"',
-                                b'"0001-01-01T00:00:00Z"', b'"1970-01-01T00:00:00Z"', b"-1e308"])
+@pytest.mark.parametrize(
+    "ts",
+    [
+        b"%d" % (MIN_TS_MS - 1),
+        b'"1973-03-03T09:46:39.999Z"',
+        b'"0001-01-01T00:00:00Z"',
+        b'"1970-01-01T00:00:00Z"',
+        b"-1e308",
+    ],
+)
 def test_epoch_ms_and_iso_timestamps_before_the_range_are_refused(ts):
     assert reason(b'{"ts": %s, "values": {"temperature": 1}}' % ts)[0] == "bad_timestamp"
 
 
-@pytest.mark.parametrize("ts", [b"1e308", b"1" * 401, b"9223372036854775807", b'"9999-12-31T23:59:59Z"'])
+@pytest.mark.parametrize(
+    "ts", [b"1e308", b"1" * 401, b"9223372036854775807", b'"9999-12-31T23:59:59Z"']
+)
 def test_timestamps_after_the_range_are_refused_as_future(ts):
     got, message = reason(b'{"ts": %s, "values": {"temperature": 1}}' % ts)
     assert got == "future_timestamp" and "s in the future" in message
@@ -225,11 +278,20 @@ def test_integers_are_exact_up_to_2_to_the_53_and_refused_beyond(schema):
 def test_a_float_metric_rounds_large_integers_like_any_number_and_refuses_overflow():
     assert parse(b'{"values": {"temperature": 9007199254740993}}').value == [2.0**53]
     assert reason(b'{"values": {"temperature": %s}}' % (b"1" * 401))[0] == "not_finite"
-    assert reason(b'{"ts": 1795427000000, "values": {"temperature": %s}}' % (b"1" * 401))[0] == "not_finite"
+    assert (
+        reason(b'{"ts": 1795427000000, "values": {"temperature": %s}}' % (b"1" * 401))[0]
+        == "not_finite"
+    )
 
 
-@pytest.mark.parametrize("body", [b'{"values": {"t\xffx": 1}}', b'{"values": {"t": 1, "\xff": 2}}',
-                                  b'{"values": {"t": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"values": {"t\xffx": 1}}',
+        b'{"values": {"t": 1, "\xff": 2}}',
+        b'{"values": {"t": ' + b"[" * 10_000 + b"]" * 10_000 + b"}}",
+    ],
+)
 def test_invalid_utf8_and_deep_nesting_are_malformed_json(body):
     assert reason(body, schema=TelemetrySchema())[0] == "malformed_json"
 

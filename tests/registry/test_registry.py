@@ -10,10 +10,14 @@ from tests.registry.conftest import FAST_HASHER
 def _lab(reg: Registry):
     boot = reg.bootstrap()
     reg.create_project(boot.tenant, "Lab", project_id="lab", retention_days=30)
-    reg.create_device_type("lab", "thermo", [
-        {"name": "temperature", "unit": "°C", "type": "float", "min": -40, "max": 85},
-        MetricSpec("on", type="bool"),
-    ])
+    reg.create_device_type(
+        "lab",
+        "thermo",
+        [
+            {"name": "temperature", "unit": "°C", "type": "float", "min": -40, "max": 85},
+            MetricSpec("on", type="bool"),
+        ],
+    )
     return boot
 
 
@@ -47,7 +51,9 @@ def test_secrets_are_stored_hashed_only(tmp_path):
 def test_device_lifecycle_and_auth(any_registry):
     reg = any_registry
     _lab(reg)
-    dev, creds = reg.register_device("lab", device_id="s1", device_type="thermo", labels={"room": "a"})
+    dev, creds = reg.register_device(
+        "lab", device_id="s1", device_type="thermo", labels={"room": "a"}
+    )
     assert len(creds.secret) >= 43 and dev.has_credentials
     ident = reg.authenticate_device("s1", creds.secret)
     assert ident.project == "lab" and ident.tenant == "default"
@@ -242,8 +248,12 @@ def test_data_survives_reopen(tmp_path):
 def test_batched_rejections_are_added(registry):
     _lab(registry)
     registry.register_device("lab", device_id="s1")
-    registry.record_rejections([("s1", "mqtt", "not_finite", "NaN", 5, 2),
-                                ("s1", "mqtt", "not_finite", "Inf", 9, 3),
-                                ("ghost", "mqtt", "wrong_type", "x", 1, 1)])
+    registry.record_rejections(
+        [
+            ("s1", "mqtt", "not_finite", "NaN", 5, 2),
+            ("s1", "mqtt", "not_finite", "Inf", 9, 3),
+            ("ghost", "mqtt", "wrong_type", "x", 1, 1),
+        ]
+    )
     (row,) = registry.rejections("s1")
     assert (row.count, row.last_message, row.last_at) == (5, "Inf", 9)

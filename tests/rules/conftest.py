@@ -52,9 +52,17 @@ class Harness:
         self.clock.set(T0 + int(at_s * 1e6))
         before = self.svc.stats["readings"]
         metrics = list(values)
-        await self.bus.publish(f"telemetry.{project}.{device}", encode_telemetry(
-            project, device, metrics, list(range(len(metrics))), [self.clock.now_us()] * len(metrics),
-            [float(v) for v in values.values()]))
+        await self.bus.publish(
+            f"telemetry.{project}.{device}",
+            encode_telemetry(
+                project,
+                device,
+                metrics,
+                list(range(len(metrics))),
+                [self.clock.now_us()] * len(metrics),
+                [float(v) for v in values.values()],
+            ),
+        )
         for _ in range(5000):  # up to 5 s on a loaded CI box; usually a few ms
             if self.svc.stats["readings"] > before:
                 break
@@ -81,7 +89,9 @@ async def harness(request):
     box = request.node.nodeid
     SENT.pop(box, None)
     svc.put_channel(ChannelSpec(name="ops", project="p", type="recorder", config={"box": box}))
-    svc.put_channel(ChannelSpec(name="boss", project="p", type="recorder", config={"box": box + "#boss"}))
+    svc.put_channel(
+        ChannelSpec(name="boss", project="p", type="recorder", config={"box": box + "#boss"})
+    )
     await svc.start()
     h = Harness(svc, bus, clock, box)
 

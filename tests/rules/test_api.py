@@ -20,9 +20,12 @@ from atoll.store.memory import MemoryStore
 # Same algorithm, test-sized cost (the production cost takes ~1 s per hash on a busy 2-core box).
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
-RULE = {"name": "Boiler too hot", "target": {"device_type": "boiler"},
-        "condition": {"type": "threshold", "metric": "temperature", "value": 90, "clear": 85},
-        "notify": {"channels": ["log"]}}
+RULE = {
+    "name": "Boiler too hot",
+    "target": {"device_type": "boiler"},
+    "condition": {"type": "threshold", "metric": "temperature", "value": 90, "clear": 85},
+    "notify": {"channels": ["log"]},
+}
 
 
 class Env:
@@ -54,8 +57,9 @@ async def env(tmp_path):
     store, bus = MemoryStore(), MemoryBus()
     pipeline = IngestPipeline(store, bus, RegistryDirectory(registry), flush_interval=0.05)
     await pipeline.start()
-    svc = RulesService(bus, db=registry.engine, directory=RegistryDevices(registry), store=store,
-                       tick_interval=0)
+    svc = RulesService(
+        bus, db=registry.engine, directory=RegistryDevices(registry), store=store, tick_interval=0
+    )
     await svc.start()
     ctx = AppContext(registry=registry, store=store, ingest=pipeline, bus=bus)
     ctx.rules = svc  # what the runtime does
@@ -64,12 +68,15 @@ async def env(tmp_path):
     async with httpx.AsyncClient(transport=transport, base_url="http://atoll.test") as http:
         e = Env(http, boot.api_key, svc, registry)
         assert (await e.post("/projects", {"name": "Plant", "id": "plant"})).status_code == 201
-        r = await e.post("/projects/plant/device-types", {"id": "boiler", "metrics": [
-            {"name": "temperature"}]})
+        r = await e.post(
+            "/projects/plant/device-types", {"id": "boiler", "metrics": [{"name": "temperature"}]}
+        )
         assert r.status_code == 201, r.text
         r = await e.post("/projects/plant/devices", {"id": "b1", "device_type": "boiler"})
         e.secret = r.json()["credentials"]["secret"]
-        r = await e.put("/projects/plant/channels/log", {"type": "log", "config": {"level": "INFO"}})
+        r = await e.put(
+            "/projects/plant/channels/log", {"type": "log", "config": {"level": "INFO"}}
+        )
         assert r.status_code == 200, r.text
         yield e
     await svc.stop()
@@ -78,8 +85,9 @@ async def env(tmp_path):
 
 
 async def send(env, value):
-    r = await env.http.post("/api/v1/ingest/telemetry", auth=("b1", env.secret),
-                            json={"values": {"temperature": value}})
+    r = await env.http.post(
+        "/api/v1/ingest/telemetry", auth=("b1", env.secret), json={"values": {"temperature": value}}
+    )
     assert r.status_code < 300, r.text
 
 
@@ -103,11 +111,25 @@ async def test_rule_crud_and_errors_name_the_field(env):
     assert r.json()["error"] == "invalid_input"
     assert "condition.threshold.value: Field required" in r.json()["message"]
     r = await env.post("/projects/plant/rules", {**RULE, "target": {"device": "ghost"}})
-    assert r.status_code == 400 and "target.device: project 'plant' has no device 'ghost'" in r.json()["message"]
-    r = await env.post("/projects/plant/rules", {**RULE, "condition": {"type": "any", "conditions": [
-        {"type": "no_data", "timeout": 60, "device": "pump-9"}]}})
+    assert (
+        r.status_code == 400
+        and "target.device: project 'plant' has no device 'ghost'" in r.json()["message"]
+    )
+    r = await env.post(
+        "/projects/plant/rules",
+        {
+            **RULE,
+            "condition": {
+                "type": "any",
+                "conditions": [{"type": "no_data", "timeout": 60, "device": "pump-9"}],
+            },
+        },
+    )
     assert r.status_code == 400
-    assert "condition.conditions[0].device: project 'plant' has no device 'pump-9'" in r.json()["message"]
+    assert (
+        "condition.conditions[0].device: project 'plant' has no device 'pump-9'"
+        in r.json()["message"]
+    )
     r = await env.post("/projects/plant/rules", {**RULE, "project": "other"})
     assert r.status_code == 400 and r.json()["message"].startswith("project:")
     r = await env.post("/projects/plant/rules/validate", bad)
@@ -146,11 +168,25 @@ rules:
     assert r.status_code == 400 and "does not parse at line" in r.json()["message"]
     names = [c["name"] for c in (await env.get("/projects/plant/channels")).json()]
     assert names == ["hook", "log"]
-    await env.put("/projects/plant/channels/signed", {"type": "webhook", "config": {
-        "url": "http://127.0.0.1:9/x", "secret": "s3cret", "headers": {"Authorization": "Bearer t"}}})
+    await env.put(
+        "/projects/plant/channels/signed",
+        {
+            "type": "webhook",
+            "config": {
+                "url": "http://127.0.0.1:9/x",
+                "secret": "s3cret",
+                "headers": {"Authorization": "Bearer t"},
+            },
+        },
+    )
     viewer = await env.role_key("viewer")
-    seen = {c["name"]: c["config"] for c in (await env.get("/projects/plant/channels", key=viewer)).json()}
-    assert seen["signed"]["secret"] == "***" and seen["signed"]["headers"] == {"Authorization": "***"}
+    seen = {
+        c["name"]: c["config"]
+        for c in (await env.get("/projects/plant/channels", key=viewer)).json()
+    }
+    assert seen["signed"]["secret"] == "***" and seen["signed"]["headers"] == {
+        "Authorization": "***"
+    }
     seen = {c["name"]: c["config"] for c in (await env.get("/projects/plant/channels")).json()}
     assert seen["signed"]["secret"] == "s3cret"
     r = await env.put("/projects/plant/channels/bad", {"type": "webhook", "config": {"url": "x"}})
@@ -167,8 +203,13 @@ async def test_telemetry_to_alarm_then_ack_comment_clear_over_http(env):
     assert (a["device"], a["status"], a["severity"]) == ("b1", "active", "major")
     assert a["raised_at"].endswith("Z")
     summary = (await env.get("/alarms/summary", project="plant")).json()
-    assert summary == {"open": 1, "active": 1, "acknowledged": 0, "by_severity": {"major": 1},
-                       "by_device": {"b1": {"open": 1, "active": 1, "severity": "major"}}}
+    assert summary == {
+        "open": 1,
+        "active": 1,
+        "acknowledged": 0,
+        "by_severity": {"major": 1},
+        "by_device": {"b1": {"open": 1, "active": 1, "severity": "major"}},
+    }
     viewer = await env.role_key("viewer")
     assert (await env.post(f"/alarms/{a['id']}/ack", {}, key=viewer)).status_code == 403
     assert len((await env.get("/alarms", key=viewer)).json()) == 1
@@ -182,21 +223,30 @@ async def test_telemetry_to_alarm_then_ack_comment_clear_over_http(env):
     r = await env.post(f"/alarms/{a['id']}/clear")
     assert r.status_code == 200 and r.json()["status"] == "cleared"
     # Pausing the rule: a new excursion raises nothing.
-    r = await env.http.patch("/api/v1/projects/plant/rules/boiler-too-hot", json={"enabled": False},
-                             headers=env.h())
+    r = await env.http.patch(
+        "/api/v1/projects/plant/rules/boiler-too-hot", json={"enabled": False}, headers=env.h()
+    )
     assert r.status_code == 200 and r.json()["enabled"] is False
     await send(env, 10)
     await send(env, 99)
     await wait_for(lambda: env.svc.stats["readings"] >= 3)
     assert env.svc.stats["raised"] == 1
-    r = await env.http.patch("/api/v1/projects/plant/rules/boiler-too-hot", json={"id": "x"},
-                             headers=env.h())
+    r = await env.http.patch(
+        "/api/v1/projects/plant/rules/boiler-too-hot", json={"id": "x"}, headers=env.h()
+    )
     assert r.status_code == 400
     full = (await env.get(f"/alarms/{a['id']}")).json()
-    assert [h["kind"] for h in full["history"]] == ["raised", "acknowledged", "commented",
-                                                    "commented", "cleared"]
+    assert [h["kind"] for h in full["history"]] == [
+        "raised",
+        "acknowledged",
+        "commented",
+        "commented",
+        "cleared",
+    ]
     assert [c["text"] for c in full["comments"]] == ["looking", "burner reset"]
-    assert [h["kind"] for h in (await env.get(f"/alarms/{a['id']}/history")).json()][-1] == "cleared"
+    assert [h["kind"] for h in (await env.get(f"/alarms/{a['id']}/history")).json()][
+        -1
+    ] == "cleared"
     assert (await env.get("/alarms", status="active")).json() == []
     assert (await env.get("/alarms/summary")).json()["open"] == 0
     assert len((await env.get("/alarms", status="cleared,active")).json()) == 1
@@ -219,8 +269,14 @@ async def test_other_tenants_see_nothing(env):
 
 
 async def test_reports_over_http(env):
-    body = {"name": "Daily", "cron": "0 7 * * *", "period": "1d", "bucket": "1h",
-            "series": [{"device": "b1", "metric": "temperature"}], "channels": ["log"]}
+    body = {
+        "name": "Daily",
+        "cron": "0 7 * * *",
+        "period": "1d",
+        "bucket": "1h",
+        "series": [{"device": "b1", "metric": "temperature"}],
+        "channels": ["log"],
+    }
     r = await env.put("/projects/plant/reports/daily", body)
     assert r.status_code == 200, r.text
     await send(env, 50)
@@ -228,7 +284,9 @@ async def test_reports_over_http(env):
     r = await env.post("/projects/plant/reports/daily/run", params={"download": "true"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     lines = r.text.splitlines()
-    assert lines[0] == "device,metric,bucket_start,min,avg,max" and lines[1].startswith("b1,temperature,")
+    assert lines[0] == "device,metric,bucket_start,min,avg,max" and lines[1].startswith(
+        "b1,temperature,"
+    )
     assert lines[1].endswith(",50,50,50")
     r = await env.post("/projects/plant/reports/daily/run")
     assert r.json()["sent_to"] == ["log"]
@@ -245,9 +303,13 @@ async def test_command_channel_records_and_publishes_a_device_command(env):
     async def publish(topic, payload, *, qos=1, retain=False):
         published.append((topic, payload))
 
-    env.svc.notifier.ctx.command_sender = RegistryCommands(env.registry, TopicCommandSender(publish))
-    r = await env.put("/projects/plant/channels/burner-off",
-                      {"type": "command", "config": {"command": "burner_off", "args": {"level": 0}}})
+    env.svc.notifier.ctx.command_sender = RegistryCommands(
+        env.registry, TopicCommandSender(publish)
+    )
+    r = await env.put(
+        "/projects/plant/channels/burner-off",
+        {"type": "command", "config": {"command": "burner_off", "args": {"level": 0}}},
+    )
     assert r.status_code == 200, r.text
     rule = {**RULE, "notify": {"channels": ["burner-off"], "on": ["raised"]}}
     assert (await env.post("/projects/plant/rules", rule)).status_code == 201
@@ -256,7 +318,11 @@ async def test_command_channel_records_and_publishes_a_device_command(env):
     await env.svc.notifier.drain()
     (cmd,) = env.registry.list_commands("b1")
     assert (cmd.name, cmd.status, cmd.args["level"], cmd.args["event"]) == (
-        "burner_off", "delivered", 0, "raised")
+        "burner_off",
+        "delivered",
+        0,
+        "raised",
+    )
     assert published[0][0] == f"atoll/v1/devices/b1/commands/{cmd.id}"
     # Without an MQTT side the command waits in the registry for the device to fetch it.
     env.svc.notifier.ctx.command_sender = RegistryCommands(env.registry)
@@ -273,8 +339,9 @@ async def test_backtest_over_http(env):
 
     now = env.svc.clock.now_us()
     ts = [now - 3_600_000_000 + i * 60_000_000 for i in range(4)]
-    env.svc.store.append(PointBatch.of_series(SeriesKey("plant", "b1", "temperature"), ts,
-                                              [80.0, 95.0, 96.0, 70.0]))
+    env.svc.store.append(
+        PointBatch.of_series(SeriesKey("plant", "b1", "temperature"), ts, [80.0, 95.0, 96.0, 70.0])
+    )
     r = await env.post("/projects/plant/rules/backtest", RULE, params={"start": "-2h"})
     assert r.status_code == 200, r.text
     out = r.json()

@@ -24,7 +24,8 @@ from atoll.rules.model import ChannelSpec
 
 
 class Receiver:
-    """An HTTP server on an ephemeral port that answers ``fail_status`` to the first ``fail`` POSTs."""
+    """An HTTP server on an ephemeral port that answers
+    ``fail_status`` to the first ``fail`` POSTs."""
 
     def __init__(self, fail: int = 0, fail_status: int = 503, headers: dict | None = None) -> None:
         self.fail, self.fail_status, self.headers = fail, fail_status, headers or {}
@@ -34,11 +35,17 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["content-length"]))
-                outer.requests.append({"path": self.path, "body": json.loads(body), "raw": body,
-                                       "headers": dict(self.headers)})
+                outer.requests.append(
+                    {
+                        "path": self.path,
+                        "body": json.loads(body),
+                        "raw": body,
+                        "headers": dict(self.headers),
+                    }
+                )
                 status = outer.fail_status if len(outer.requests) <= outer.fail else 204
                 self.send_response(status)
-                for k, v in (outer.headers.items() if status != 204 else ()):
+                for k, v in outer.headers.items() if status != 204 else ():
                     self.send_header(k, v)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -59,8 +66,9 @@ class Receiver:
         self.server.server_close()
 
 
-NOTE = Notification("p", "raised", "[MAJOR] Hot on d1: raised", "d1.t = 31 > 30",
-                    {"id": 7, "device": "d1"})
+NOTE = Notification(
+    "p", "raised", "[MAJOR] Hot on d1: raised", "d1.t = 31 > 30", {"id": 7, "device": "d1"}
+)
 
 
 def hook(url: str, sleeps: list | None = None, **kw) -> WebhookChannel:
@@ -132,8 +140,9 @@ async def test_webhook_retries_connection_errors():
 async def test_attachments_travel_base64():
     from atoll.rules.channels import Attachment
 
-    note = Notification("p", "report", "Report", "weekly", None,
-                        (Attachment("r.csv", b"a,b\n1,2\n", "text/csv"),))
+    note = Notification(
+        "p", "report", "Report", "weekly", None, (Attachment("r.csv", b"a,b\n1,2\n", "text/csv"),)
+    )
     with Receiver() as rx:
         await hook(rx.url).send(note)
     (att,) = rx.requests[0]["body"]["attachments"]
@@ -154,26 +163,49 @@ class Sender:
 async def test_command_channel_sends_to_the_alarm_device_or_a_fixed_one():
     sender = Sender()
     ctx = ChannelContext(command_sender=sender)
-    ch = make_channel(ChannelSpec(name="stop", project="p", type="command",
-                                  config={"command": "pump_off", "args": {"why": "hot"}}), ctx)
+    ch = make_channel(
+        ChannelSpec(
+            name="stop",
+            project="p",
+            type="command",
+            config={"command": "pump_off", "args": {"why": "hot"}},
+        ),
+        ctx,
+    )
     assert await ch.send(NOTE) == 1
-    fixed = make_channel(ChannelSpec(name="siren", project="p", type="command",
-                                     config={"command": "sound", "device": "siren-1"}), ctx)
+    fixed = make_channel(
+        ChannelSpec(
+            name="siren",
+            project="p",
+            type="command",
+            config={"command": "sound", "device": "siren-1"},
+        ),
+        ctx,
+    )
     await fixed.send(NOTE)
-    assert sender.sent == [("p", "d1", "pump_off", {"why": "hot", "alarm": 7, "event": "raised"}),
-                           ("p", "siren-1", "sound", {"alarm": 7, "event": "raised"})]
-    lonely = make_channel(ChannelSpec(name="x", project="p", type="command",
-                                      config={"command": "c"}), ChannelContext())
+    assert sender.sent == [
+        ("p", "d1", "pump_off", {"why": "hot", "alarm": 7, "event": "raised"}),
+        ("p", "siren-1", "sound", {"alarm": 7, "event": "raised"}),
+    ]
+    lonely = make_channel(
+        ChannelSpec(name="x", project="p", type="command", config={"command": "c"}),
+        ChannelContext(),
+    )
     with pytest.raises(DeliveryFailed, match="no command sender"):
         await lonely.send(NOTE)
 
 
 def test_channel_configs_are_checked_with_field_names():
     with pytest.raises(InvalidInput, match=r"channels.ops.config.url: String should match"):
-        check_channel(ChannelSpec(name="ops", project="p", type="webhook", config={"url": "ftp://x"}))
+        check_channel(
+            ChannelSpec(name="ops", project="p", type="webhook", config={"url": "ftp://x"})
+        )
     with pytest.raises(InvalidInput, match=r"channels.ops.config.atempts: Extra inputs"):
-        check_channel(ChannelSpec(name="ops", project="p", type="webhook",
-                                  config={"url": "http://x", "atempts": 3}))
+        check_channel(
+            ChannelSpec(
+                name="ops", project="p", type="webhook", config={"url": "http://x", "atempts": 3}
+            )
+        )
     with pytest.raises(InvalidInput, match="unknown channel type 'pigeon'") as e:
         check_channel(ChannelSpec(name="ops", project="p", type="pigeon"))
     assert "webhook" in e.value.hint
@@ -183,11 +215,20 @@ def test_channel_configs_are_checked_with_field_names():
 async def test_service_delivers_through_a_flaky_webhook_and_logs_it(harness):
     svc = harness.svc
     with Receiver(fail=2) as rx:
-        svc.put_channel(ChannelSpec(name="hook", project="p", type="webhook",
-                                    config={"url": rx.url, "backoff": 0.01}))
-        await svc.create_rule({"name": "Hot", "project": "p", "target": {"device": "d1"},
-                               "condition": {"type": "threshold", "metric": "t", "value": 1},
-                               "notify": {"channels": ["hook"]}})
+        svc.put_channel(
+            ChannelSpec(
+                name="hook", project="p", type="webhook", config={"url": rx.url, "backoff": 0.01}
+            )
+        )
+        await svc.create_rule(
+            {
+                "name": "Hot",
+                "project": "p",
+                "target": {"device": "d1"},
+                "condition": {"type": "threshold", "metric": "t", "value": 1},
+                "notify": {"channels": ["hook"]},
+            }
+        )
         await harness.send("d1", 0, t=5)
         await svc.notifier.drain()
     (d,) = svc.notifier.deliveries("p")
@@ -203,8 +244,12 @@ async def test_signed_webhook_and_chat_channel():
 
     with Receiver() as rx:
         await hook(rx.url, secret="k3y").send(NOTE)
-        ch = make_channel(ChannelSpec(name="room", project="p", type="chat",
-                                      config={"url": rx.url, "field": "content"}), ChannelContext())
+        ch = make_channel(
+            ChannelSpec(
+                name="room", project="p", type="chat", config={"url": rx.url, "field": "content"}
+            ),
+            ChannelContext(),
+        )
         assert await ch.send(NOTE) == 1
     signed, chat = rx.requests
     expected = "sha256=" + _hmac.new(b"k3y", signed["raw"], hashlib.sha256).hexdigest()
@@ -220,11 +265,23 @@ async def test_a_delivery_cut_short_by_a_stop_is_sent_on_the_next_start(tmp_path
     url = f"sqlite:///{tmp_path}/rules.db"
     with Receiver(fail=1000) as down:
         svc = RulesService(None, db=url, clock=FakeClock(), tick_interval=0)
-        svc.put_channel(ChannelSpec(name="hook", project="p", type="webhook",
-                                    config={"url": down.url, "backoff": 5, "jitter": 0}))
-        await svc.create_rule({"name": "Hot", "project": "p", "target": {"device": "d1"},
-                               "condition": {"type": "threshold", "metric": "t", "value": 1},
-                               "notify": {"channels": ["hook"]}})
+        svc.put_channel(
+            ChannelSpec(
+                name="hook",
+                project="p",
+                type="webhook",
+                config={"url": down.url, "backoff": 5, "jitter": 0},
+            )
+        )
+        await svc.create_rule(
+            {
+                "name": "Hot",
+                "project": "p",
+                "target": {"device": "d1"},
+                "condition": {"type": "threshold", "metric": "t", "value": 1},
+                "notify": {"channels": ["hook"]},
+            }
+        )
         await svc._apply(svc.engine.on_telemetry("p", "d1", svc.clock.now_us(), {"t": 5}))
         await asyncio.sleep(0.2)  # first attempt failed; now waiting 5 s to retry
         svc.stop_timeout = 0.1
@@ -233,8 +290,11 @@ async def test_a_delivery_cut_short_by_a_stop_is_sent_on_the_next_start(tmp_path
     assert d["status"] == "pending" and "payload" not in d
     with Receiver() as up:
         svc2 = RulesService(None, db=url, clock=FakeClock(), tick_interval=0)
-        svc2.put_channel(ChannelSpec(name="hook", project="p", type="webhook",
-                                     config={"url": up.url, "backoff": 0.01}))
+        svc2.put_channel(
+            ChannelSpec(
+                name="hook", project="p", type="webhook", config={"url": up.url, "backoff": 0.01}
+            )
+        )
         await svc2.start()
         await svc2.notifier.drain()
         await svc2.stop()
@@ -259,7 +319,9 @@ class Mailbox:
             async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
                 import email
 
-                outer.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
+                outer.messages.append(
+                    (envelope.rcpt_tos, email.message_from_bytes(envelope.content))
+                )
                 return "250 OK"
 
         with socket.socket() as s:
@@ -279,13 +341,30 @@ async def test_email_channel_sends_text_and_attachments_over_smtp():
     from atoll.rules.channels import Attachment
 
     with Mailbox() as box:
-        ch = make_channel(ChannelSpec(name="mail", project="p", type="email", config={
-            "host": "127.0.0.1", "port": box.port, "security": "none",
-            "sender": "atoll@example.test", "to": ["ops@example.test", "boss@example.test"]}),
-            ChannelContext())
+        ch = make_channel(
+            ChannelSpec(
+                name="mail",
+                project="p",
+                type="email",
+                config={
+                    "host": "127.0.0.1",
+                    "port": box.port,
+                    "security": "none",
+                    "sender": "atoll@example.test",
+                    "to": ["ops@example.test", "boss@example.test"],
+                },
+            ),
+            ChannelContext(),
+        )
         assert await ch.send(NOTE) == 1
-        report = Notification("p", "report", "Report: Daily", "attached", None,
-                              (Attachment("daily.csv", b"a,b\n1,2\n", "text/csv"),))
+        report = Notification(
+            "p",
+            "report",
+            "Report: Daily",
+            "attached",
+            None,
+            (Attachment("daily.csv", b"a,b\n1,2\n", "text/csv"),),
+        )
         await ch.send(report)
     (to, alarm_mail), (_, report_mail) = box.messages
     assert to == ["ops@example.test", "boss@example.test"]
@@ -306,9 +385,23 @@ async def test_email_channel_retries_then_fails_when_no_server_listens():
     async def sleep(x):
         sleeps.append(x)
 
-    ch = make_channel(ChannelSpec(name="mail", project="p", type="email", config={
-        "host": "127.0.0.1", "port": port, "security": "none", "sender": "a@b.c", "to": ["x@y.z"],
-        "attempts": 3, "backoff": 1}), ChannelContext(sleep=sleep))
+    ch = make_channel(
+        ChannelSpec(
+            name="mail",
+            project="p",
+            type="email",
+            config={
+                "host": "127.0.0.1",
+                "port": port,
+                "security": "none",
+                "sender": "a@b.c",
+                "to": ["x@y.z"],
+                "attempts": 3,
+                "backoff": 1,
+            },
+        ),
+        ChannelContext(sleep=sleep),
+    )
     with pytest.raises(DeliveryFailed, match="mail failed after 3 attempts") as e:
         await ch.send(NOTE)
     assert e.value.attempts == 3 and len(sleeps) == 2

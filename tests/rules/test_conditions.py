@@ -19,8 +19,15 @@ def us(s: float) -> int:
 def make(condition: dict, *, target=None, schedule=None, directory=None):
     clock = FakeClock(us(T0))
     eng = RuleEngine(clock, directory)
-    rule = parse_rule({"name": "r", "project": "p", "target": target or {"device": "d1"},
-                       "condition": condition, **({"schedule": schedule} if schedule else {})})
+    rule = parse_rule(
+        {
+            "name": "r",
+            "project": "p",
+            "target": target or {"device": "d1"},
+            "condition": condition,
+            **({"schedule": schedule} if schedule else {}),
+        }
+    )
     eng.upsert(rule)
     return eng, clock
 
@@ -75,8 +82,9 @@ def test_for_duration_needs_the_condition_to_hold_and_fires_on_the_timer():
 
 
 def test_rate_of_change_per_minute_over_consecutive_readings():
-    eng, clock = make({"type": "rate", "metric": "t", "op": ">", "value": 5, "per": "1m",
-                       "clear": 1})
+    eng, clock = make(
+        {"type": "rate", "metric": "t", "op": ">", "value": 5, "per": "1m", "clear": 1}
+    )
     assert feed(eng, clock, 0, t=20) == [("d1", False)]  # one point: no rate yet
     assert feed(eng, clock, 60, t=24) == []  # +4/min
     assert feed(eng, clock, 120, t=30) == [("d1", True)]  # +6/min
@@ -85,8 +93,9 @@ def test_rate_of_change_per_minute_over_consecutive_readings():
 
 
 def test_rate_absolute_over_a_window():
-    eng, clock = make({"type": "rate", "metric": "level", "op": ">=", "value": 10, "window": 30,
-                       "absolute": True})
+    eng, clock = make(
+        {"type": "rate", "metric": "level", "op": ">=", "value": 10, "window": 30, "absolute": True}
+    )
     feed(eng, clock, 0, level=100)
     feed(eng, clock, 10, level=95)
     assert feed(eng, clock, 20, level=90) == []  # -0.5/s over 20 s
@@ -124,20 +133,31 @@ def test_no_data_for_one_metric_ignores_others():
 
 
 def test_all_across_two_devices():
-    eng, clock = make({"type": "all", "conditions": [
-        {"type": "threshold", "metric": "t", "value": 80},
-        {"type": "threshold", "metric": "flow", "op": "<", "value": 1, "device": "pump"},
-    ]})
+    eng, clock = make(
+        {
+            "type": "all",
+            "conditions": [
+                {"type": "threshold", "metric": "t", "value": 80},
+                {"type": "threshold", "metric": "flow", "op": "<", "value": 1, "device": "pump"},
+            ],
+        }
+    )
     assert feed(eng, clock, 0, t=90) == [("d1", False)]  # nothing from the pump yet
     assert feed(eng, clock, 1, device="pump", flow=0.5) == [("d1", True)]
     assert feed(eng, clock, 2, device="pump", flow=2) == [("d1", False)]
 
 
 def test_any_with_for_on_the_composite():
-    eng, clock = make({"type": "any", "for": 10, "conditions": [
-        {"type": "threshold", "metric": "a", "value": 1},
-        {"type": "threshold", "metric": "b", "value": 1},
-    ]})
+    eng, clock = make(
+        {
+            "type": "any",
+            "for": 10,
+            "conditions": [
+                {"type": "threshold", "metric": "a", "value": 1},
+                {"type": "threshold", "metric": "b", "value": 1},
+            ],
+        }
+    )
     assert feed(eng, clock, 0, a=2) == [("d1", False)]
     assert feed(eng, clock, 5, a=0, b=2) == []  # still true (b), timer keeps running
     assert tick(eng, clock, 10) == [("d1", True)]
@@ -145,7 +165,10 @@ def test_any_with_for_on_the_composite():
 
 def test_schedule_gates_the_condition_in_local_time():
     # 1_800_000_000 s = 2027-01-15 08:00 UTC, a Friday; 09:00 in Paris.
-    sched = {"timezone": "Europe/Paris", "windows": [{"days": ["fri"], "start": "08:30", "end": "09:30"}]}
+    sched = {
+        "timezone": "Europe/Paris",
+        "windows": [{"days": ["fri"], "start": "08:30", "end": "09:30"}],
+    }
     eng, clock = make({"type": "threshold", "metric": "t", "value": 1}, schedule=sched)
     assert feed(eng, clock, 0, t=5) == [("d1", True)]
     assert tick(eng, clock, 1800) == [("d1", False)]  # 09:30 Paris: window ends
@@ -167,8 +190,11 @@ def test_schedule_window_past_midnight():
 
 def test_device_type_target_adopts_devices_as_they_appear():
     directory = StaticDirectory({"p": {"b1": "boiler", "x": "pump"}})
-    eng, clock = make({"type": "threshold", "metric": "t", "value": 90},
-                      target={"device_type": "boiler"}, directory=directory)
+    eng, clock = make(
+        {"type": "threshold", "metric": "t", "value": 90},
+        target={"device_type": "boiler"},
+        directory=directory,
+    )
     assert eng.devices("r") == ["b1"]
     directory.add("p", "b2", "boiler")
     assert feed(eng, clock, 0, device="b2", t=95) == [("b2", True)]
@@ -177,8 +203,9 @@ def test_device_type_target_adopts_devices_as_they_appear():
 
 
 def test_device_list_target():
-    eng, clock = make({"type": "threshold", "metric": "t", "value": 1},
-                      target={"devices": ["a", "b"]})
+    eng, clock = make(
+        {"type": "threshold", "metric": "t", "value": 1}, target={"devices": ["a", "b"]}
+    )
     assert feed(eng, clock, 0, device="a", t=2) == [("a", True)]
     assert feed(eng, clock, 0, device="b", t=2) == [("b", True)]
     assert feed(eng, clock, 0, device="c", t=2) == []
@@ -201,8 +228,9 @@ def test_durations_accept_units(value):
 
 def test_refresh_watches_devices_registered_later_even_if_silent():
     directory = StaticDirectory({"p": {"b1": "boiler"}})
-    eng, clock = make({"type": "no_data", "timeout": 60}, target={"device_type": "boiler"},
-                      directory=directory)
+    eng, clock = make(
+        {"type": "no_data", "timeout": 60}, target={"device_type": "boiler"}, directory=directory
+    )
     directory.add("p", "b2", "boiler")
     assert eng.refresh() == 1 and eng.refresh() == 0
     assert sorted(tick(eng, clock, 60)) == [("b1", True), ("b2", True)]
@@ -258,5 +286,11 @@ def test_anomaly_k_of_n_within_a_window():
     assert score(215, False) == []  # still 3 hits in the last 2 minutes
     assert tick(eng, clock, 300) == [("d1", False)]  # the hit at 100 aged out
     with pytest.raises(Exception, match="min_count and window go together"):
-        parse_rule({"name": "x", "target": {"device": "d1"},
-                    "condition": {"type": "anomaly", "min_count": 3}}, project="p")
+        parse_rule(
+            {
+                "name": "x",
+                "target": {"device": "d1"},
+                "condition": {"type": "anomaly", "min_count": 3},
+            },
+            project="p",
+        )

@@ -17,8 +17,13 @@ from atoll.store.memory import MemoryStore
 async def test_reading_published_to_alarm_raised_and_cleared(tmp_path):
     bus, store = MemoryBus(), MemoryStore()
     pipeline = IngestPipeline(store, bus, None, flush_interval=0.05)
-    svc = RulesService(bus, db=f"sqlite:///{tmp_path}/rules.db", store=store,
-                       directory=StaticDirectory({"p": {"m1": "motor"}}), tick_interval=0.05)
+    svc = RulesService(
+        bus,
+        db=f"sqlite:///{tmp_path}/rules.db",
+        store=store,
+        directory=StaticDirectory({"p": {"m1": "motor"}}),
+        tick_interval=0.05,
+    )
     await pipeline.start()
     await svc.start()
     await svc.load_yaml("""
@@ -49,7 +54,11 @@ rules:
     # How fast is bench/alarm_latency.py's business; here only that it happens, in order.
     await pipeline.submit_telemetry(me, orjson.dumps({"values": {"vib": 9.5}}), "test")
     e = await next_event()
-    assert (e["event"], e["alarm"]["rule_id"], e["alarm"]["device"]) == ("raised", "vibration", "m1")
+    assert (e["event"], e["alarm"]["rule_id"], e["alarm"]["device"]) == (
+        "raised",
+        "vibration",
+        "m1",
+    )
     assert store.latest("p", "m1")  # stored before it was evaluated
     await pipeline.submit_telemetry(me, orjson.dumps({"values": {"vib": 4}}), "test")
     e = await next_event()

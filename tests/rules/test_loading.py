@@ -49,40 +49,77 @@ def test_a_full_file_loads():
 
 
 def test_a_bare_list_and_a_default_project():
-    rules = load_rules("- {name: a, target: {device: d}, condition: {type: no_data, timeout: 1}}",
-                       project="p")
+    rules = load_rules(
+        "- {name: a, target: {device: d}, condition: {type: no_data, timeout: 1}}", project="p"
+    )
     assert rules[0].project == "p"
 
 
-@pytest.mark.parametrize("text, where", [
-    ("- {name: a, project: p, target: {device: d}, condition: {type: threshold, metric: t}}",
-     "rules[0].condition.threshold.value: Field required"),
-    ("- {name: a, project: p, target: {device: d}, condition: {type: treshold, metric: t}}",
-     "rules[0].condition: Input tag 'treshold'"),
-    ("- {name: a, project: p, target: {}, condition: {type: no_data, timeout: 1}}",
-     "rules[0].target: give exactly one of device, devices, device_type"),
-    ("- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: soon}}",
-     "rules[0].condition.no_data.timeout: 'soon' is not a duration"),
-    ("- {name: a, project: p, target: {device: d}, condition: {type: any, conditions: []}}",
-     "rules[0].condition.any.conditions: List should have at least 1 item"),
-    ("- {name: a, project: p, target: {device: d}, condition: {type: threshold, metric: t, "
-     "value: 1, op: '<', clear: 0}}", "clear (0) must be >= value (1) for op '<'"),
-    ("- {name: a, project: p, severity: bad, target: {device: d}, condition: {type: no_data, timeout: 1}}",
-     "rules[0].severity: Input should be"),
-    ("- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: 1}, colour: red}",
-     "rules[0].colour: Extra inputs are not permitted"),
-    ("- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: 1},"
-     " schedule: {timezone: Mars/Base, windows: [{}]}}", "rules[0].schedule.timezone: unknown timezone"),
-    ("- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: 1},"
-     " escalation: [{after: 10m}]}", "rules[0].escalation[0]: an escalation step needs"),
-    ("- {name: a, target: {device: d}, condition: {type: no_data, timeout: 1}}",
-     "rules[0].project: Field required"),
-    ("rules:\n  - name: a\n   bad indent", "does not parse at line"),
-    ("- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: 1}}\n"
-     "- {name: a, project: p, target: {device: e}, condition: {type: no_data, timeout: 1}}",
-     "duplicate rule ids ['a']"),
-    ("project: p\nchannels: {ops: {url: x}}\nrules: []", "channels.ops: expected a mapping with a 'type'"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        (
+            "- {name: a, project: p, target: {device: d}, condition: {type: threshold, metric: t}}",
+            "rules[0].condition.threshold.value: Field required",
+        ),
+        (
+            "- {name: a, project: p, target: {device: d}, condition: {type: treshold, metric: t}}",
+            "rules[0].condition: Input tag 'treshold'",
+        ),
+        (
+            "- {name: a, project: p, target: {}, condition: {type: no_data, timeout: 1}}",
+            "rules[0].target: give exactly one of device, devices, device_type",
+        ),
+        (
+            "- {name: a, project: p, target: {device: d},"
+            " condition: {type: no_data, timeout: soon}}",
+            "rules[0].condition.no_data.timeout: 'soon' is not a duration",
+        ),
+        (
+            "- {name: a, project: p, target: {device: d}, condition: {type: any, conditions: []}}",
+            "rules[0].condition.any.conditions: List should have at least 1 item",
+        ),
+        (
+            "- {name: a, project: p, target: {device: d}, condition: {type: threshold, metric: t, "
+            "value: 1, op: '<', clear: 0}}",
+            "clear (0) must be >= value (1) for op '<'",
+        ),
+        (
+            "- {name: a, project: p, severity: bad, target: {device: d},"
+            " condition: {type: no_data, timeout: 1}}",
+            "rules[0].severity: Input should be",
+        ),
+        (
+            "- {name: a, project: p, target: {device: d},"
+            " condition: {type: no_data, timeout: 1}, colour: red}",
+            "rules[0].colour: Extra inputs are not permitted",
+        ),
+        (
+            "- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: 1},"
+            " schedule: {timezone: Mars/Base, windows: [{}]}}",
+            "rules[0].schedule.timezone: unknown timezone",
+        ),
+        (
+            "- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: 1},"
+            " escalation: [{after: 10m}]}",
+            "rules[0].escalation[0]: an escalation step needs",
+        ),
+        (
+            "- {name: a, target: {device: d}, condition: {type: no_data, timeout: 1}}",
+            "rules[0].project: Field required",
+        ),
+        ("rules:\n  - name: a\n   bad indent", "does not parse at line"),
+        (
+            "- {name: a, project: p, target: {device: d}, condition: {type: no_data, timeout: 1}}\n"
+            "- {name: a, project: p, target: {device: e}, condition: {type: no_data, timeout: 1}}",
+            "duplicate rule ids ['a']",
+        ),
+        (
+            "project: p\nchannels: {ops: {url: x}}\nrules: []",
+            "channels.ops: expected a mapping with a 'type'",
+        ),
+    ],
+)
 def test_errors_name_the_field(text, where):
     with pytest.raises(InvalidInput) as e:
         load_rules(text)
@@ -112,6 +149,8 @@ def test_the_examples_in_docs_rules_md_load():
 
 
 def test_yaml_on_and_no_are_strings_not_booleans():
-    (r,) = load_rules("- {name: a, project: p, target: {device: no}, enabled: false, "
-                      "condition: {type: no_data, timeout: 1}, notify: {on: [raised]}}")
+    (r,) = load_rules(
+        "- {name: a, project: p, target: {device: no}, enabled: false, "
+        "condition: {type: no_data, timeout: 1}, notify: {on: [raised]}}"
+    )
     assert r.target.device == "no" and r.enabled is False and r.notify.on == ["raised"]

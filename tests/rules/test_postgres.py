@@ -20,9 +20,15 @@ async def test_alarm_lifecycle_on_postgresql(pg_url):
     clock = FakeClock(T0)
     svc = RulesService(None, db=pg_url, clock=clock, tick_interval=0)
     assert svc.db.dialect.name == "postgresql"
-    await svc.create_rule({"name": "Hot", "project": "p", "target": {"device": "d1"},
-                           "condition": {"type": "threshold", "metric": "t", "value": 1},
-                           "escalation": [{"after": 60, "severity": "critical"}]})
+    await svc.create_rule(
+        {
+            "name": "Hot",
+            "project": "p",
+            "target": {"device": "d1"},
+            "condition": {"type": "threshold", "metric": "t", "value": 1},
+            "escalation": [{"after": 60, "severity": "critical"}],
+        }
+    )
     await svc._apply(svc.engine.on_telemetry("p", "d1", T0, {"t": 5}))
     (a,) = svc.alarms.list()
     clock.advance(60)
@@ -33,12 +39,26 @@ async def test_alarm_lifecycle_on_postgresql(pg_url):
     a = svc.alarms.get(a.id)
     assert (a.status, a.acknowledged, a.cleared_by) == ("cleared", True, "system")
     assert [e.kind for e in svc.alarms.history(a.id)] == [
-        "raised", "escalated", "acknowledged", "commented", "cleared"]
+        "raised",
+        "escalated",
+        "acknowledged",
+        "commented",
+        "cleared",
+    ]
     # A second service on the same database sees the rule.
     assert "hot" in RulesService(None, db=svc.db, clock=clock, tick_interval=0).engine.rules
     # The partial unique index holds on PostgreSQL too.
-    row = {"project": "p", "rule_id": "r", "rule_name": "r", "device": "d", "severity": "major",
-           "status": "active", "acknowledged": False, "raised_at": 1, "detail": ""}
+    row = {
+        "project": "p",
+        "rule_id": "r",
+        "rule_name": "r",
+        "device": "d",
+        "severity": "major",
+        "status": "active",
+        "acknowledged": False,
+        "raised_at": 1,
+        "detail": "",
+    }
     with svc.db.begin() as c:
         c.execute(sa.insert(db.alarms).values(**row))
     with pytest.raises(sa.exc.IntegrityError), svc.db.begin() as c:

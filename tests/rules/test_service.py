@@ -15,9 +15,13 @@ from atoll.rules.service import RulesService
 
 from .conftest import SENT, T0
 
-HOT = {"name": "Hot", "project": "p", "target": {"devices": ["d1", "d2"]},
-       "condition": {"type": "threshold", "metric": "t", "value": 30, "clear": 25},
-       "notify": {"channels": ["ops"], "on": ["raised", "acknowledged", "cleared", "escalated"]}}
+HOT = {
+    "name": "Hot",
+    "project": "p",
+    "target": {"devices": ["d1", "d2"]},
+    "condition": {"type": "threshold", "metric": "t", "value": 30, "clear": 25},
+    "notify": {"channels": ["ops"], "on": ["raised", "acknowledged", "cleared", "escalated"]},
+}
 
 
 async def test_raise_once_per_rule_and_device_then_auto_clear(harness):
@@ -41,7 +45,11 @@ async def test_raise_once_per_rule_and_device_then_auto_clear(harness):
     await harness.send("d1", 5, t=50)
     assert len(svc.alarms.list(device="d1")) == 2
     assert [(e["event"], e["alarm"]["device"]) for e in harness.events] == [
-        ("raised", "d1"), ("raised", "d2"), ("cleared", "d1"), ("raised", "d1")]
+        ("raised", "d1"),
+        ("raised", "d2"),
+        ("cleared", "d1"),
+        ("raised", "d1"),
+    ]
     assert [n.event for n in harness.sent] == ["raised", "raised", "cleared", "raised"]
     assert all(d["ok"] for d in svc.notifier.deliveries("p"))
 
@@ -53,7 +61,11 @@ async def test_ack_comment_clear_and_history(harness):
     (alarm,) = svc.alarms.list()
     harness.clock.set(T0 + 60 * US)
     acked = await svc.acknowledge(alarm.id, "alice", comment="on my way")
-    assert (acked.status, acked.acknowledged, acked.acknowledged_by) == ("acknowledged", True, "alice")
+    assert (acked.status, acked.acknowledged, acked.acknowledged_by) == (
+        "acknowledged",
+        True,
+        "alice",
+    )
     with pytest.raises(Conflict):
         await svc.acknowledge(alarm.id, "bob")
     await svc.comment(alarm.id, "bob", "valve replaced")
@@ -65,9 +77,13 @@ async def test_ack_comment_clear_and_history(harness):
     with pytest.raises(Conflict):
         await svc.clear(alarm.id, "bob")
     hist = [(e.kind, e.actor, e.ts) for e in svc.alarms.history(alarm.id)]
-    assert hist == [("raised", "system", T0), ("acknowledged", "alice", T0 + 60 * US),
-                    ("commented", "alice", T0 + 60 * US), ("commented", "bob", T0 + 60 * US),
-                    ("cleared", "bob", T0 + 120 * US)]
+    assert hist == [
+        ("raised", "system", T0),
+        ("acknowledged", "alice", T0 + 60 * US),
+        ("commented", "alice", T0 + 60 * US),
+        ("commented", "bob", T0 + 60 * US),
+        ("cleared", "bob", T0 + 120 * US),
+    ]
     assert [c.text for c in svc.alarms.comments(alarm.id)] == ["on my way", "valve replaced"]
     # Cleared by hand while still hot: no new alarm until the condition ends and comes back.
     await harness.send("d1", 200, t=40)
@@ -91,9 +107,14 @@ async def test_cleared_unacknowledged_can_be_acknowledged_later(harness):
 
 async def test_escalation_after_timeout_unless_acknowledged(harness):
     svc = harness.svc
-    rule = {**HOT, "severity": "minor", "escalation": [
-        {"after": "10m", "severity": "major"},
-        {"after": "30m", "severity": "critical", "channels": ["boss"]}]}
+    rule = {
+        **HOT,
+        "severity": "minor",
+        "escalation": [
+            {"after": "10m", "severity": "major"},
+            {"after": "30m", "severity": "critical", "channels": ["boss"]},
+        ],
+    }
     await svc.create_rule(rule)
     await harness.send("d1", 0, t=31)
     await harness.send("d2", 0, t=31)
@@ -115,13 +136,22 @@ async def test_escalation_after_timeout_unless_acknowledged(harness):
     kinds = [(e.kind, e.severity) for e in svc.alarms.history(a.id)]
     assert kinds == [("raised", "minor"), ("escalated", "major"), ("escalated", "critical")]
     assert [e["alarm"]["severity"] for e in harness.events if e["event"] == "escalated"] == [
-        "major", "critical"]
+        "major",
+        "critical",
+    ]
 
 
 async def test_escalation_after_downtime_applies_every_missed_step(harness):
     svc = harness.svc
-    await svc.create_rule({**HOT, "escalation": [{"after": 60, "severity": "major"},
-                                                  {"after": 120, "severity": "critical"}]})
+    await svc.create_rule(
+        {
+            **HOT,
+            "escalation": [
+                {"after": 60, "severity": "major"},
+                {"after": 120, "severity": "critical"},
+            ],
+        }
+    )
     await harness.send("d1", 0, t=31)
     await harness.tick(3600)
     a = svc.alarms.open_for("hot", "d1")
@@ -145,8 +175,14 @@ async def test_repeated_notifications_while_active_stop_on_ack(harness):
 
 async def test_no_data_alarm_raised_by_the_timer(harness):
     svc = harness.svc
-    await svc.create_rule({"name": "Offline", "project": "p", "target": {"device": "d1"},
-                           "condition": {"type": "no_data", "timeout": "2m"}})
+    await svc.create_rule(
+        {
+            "name": "Offline",
+            "project": "p",
+            "target": {"device": "d1"},
+            "condition": {"type": "no_data", "timeout": "2m"},
+        }
+    )
     await harness.send("d1", 0, t=1)
     await harness.tick(119)
     assert svc.alarms.list() == []
@@ -159,8 +195,14 @@ async def test_no_data_alarm_raised_by_the_timer(harness):
 
 async def test_anomaly_events_from_the_bus(harness):
     svc = harness.svc
-    await svc.create_rule({"name": "Odd", "project": "p", "target": {"device": "d1"},
-                           "condition": {"type": "anomaly", "metric": "t", "value": 0.9}})
+    await svc.create_rule(
+        {
+            "name": "Odd",
+            "project": "p",
+            "target": {"device": "d1"},
+            "condition": {"type": "anomaly", "metric": "t", "value": 0.9},
+        }
+    )
     await harness.bus.publish("anomaly.p.d1", encode_anomaly("p", "d1", "t", T0, 0.97))
     await harness.bus.publish("anomaly.p.d1", b"not json")
     for _ in range(200):
@@ -183,7 +225,9 @@ async def test_rule_changes_and_deletes_close_orphaned_alarms(harness):
 
 
 async def test_rule_must_name_existing_channels(harness):
-    with pytest.raises(InvalidInput, match=r"notify.channels\[0\]: project 'p' has no channel named 'nope'"):
+    with pytest.raises(
+        InvalidInput, match=r"notify.channels\[0\]: project 'p' has no channel named 'nope'"
+    ):
         await harness.svc.create_rule({**HOT, "notify": {"channels": ["nope"]}})
     await harness.svc.create_rule(HOT)
     with pytest.raises(Conflict, match="used by rules"):
@@ -219,8 +263,17 @@ async def test_restart_keeps_open_alarms_and_clears_them_on_evidence(tmp_path):
 
 def test_database_allows_one_open_alarm_per_rule_and_device():
     engine = db.connect(None)
-    row = dict(project="p", rule_id="r", rule_name="r", device="d", severity="major",
-               status="active", acknowledged=False, raised_at=1, detail="")
+    row = dict(
+        project="p",
+        rule_id="r",
+        rule_name="r",
+        device="d",
+        severity="major",
+        status="active",
+        acknowledged=False,
+        raised_at=1,
+        detail="",
+    )
     with engine.begin() as c:
         c.execute(sa.insert(db.alarms).values(**row))
         c.execute(sa.insert(db.alarms).values(**{**row, "status": "cleared"}))
@@ -232,13 +285,17 @@ def test_an_older_database_gains_new_columns(tmp_path):
     url = f"sqlite:///{tmp_path}/old.db"
     engine = sa.create_engine(url)
     with engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE rules_alarms (id INTEGER PRIMARY KEY, project TEXT NOT NULL, "
-                          "rule_id TEXT NOT NULL, rule_name TEXT NOT NULL, device TEXT NOT NULL, "
-                          "severity TEXT NOT NULL, status TEXT NOT NULL, acknowledged BOOLEAN NOT NULL, "
-                          "value FLOAT, detail TEXT NOT NULL, raised_at BIGINT NOT NULL, "
-                          "acknowledged_at BIGINT, acknowledged_by TEXT, cleared_at BIGINT, cleared_by TEXT, "
-                          "escalation_level INTEGER NOT NULL, last_notified_at BIGINT, "
-                          "notifications INTEGER NOT NULL)"))
+        c.execute(
+            sa.text(
+                "CREATE TABLE rules_alarms (id INTEGER PRIMARY KEY, project TEXT NOT NULL, "
+                "rule_id TEXT NOT NULL, rule_name TEXT NOT NULL, device TEXT NOT NULL, "
+                "severity TEXT NOT NULL, status TEXT NOT NULL, acknowledged BOOLEAN NOT NULL, "
+                "value FLOAT, detail TEXT NOT NULL, raised_at BIGINT NOT NULL, "
+                "acknowledged_at BIGINT, acknowledged_by TEXT, cleared_at BIGINT, cleared_by TEXT, "
+                "escalation_level INTEGER NOT NULL, last_notified_at BIGINT, "
+                "notifications INTEGER NOT NULL)"
+            )
+        )
     engine.dispose()
     cols = {c["name"] for c in sa.inspect(db.connect(url)).get_columns("rules_alarms")}
     assert "metric" in cols
@@ -263,8 +320,13 @@ async def test_a_failed_database_write_is_retried_by_the_next_reading(harness):
 
 async def test_an_escalation_restarts_the_repeat_timer(harness):
     svc = harness.svc
-    await svc.create_rule({**HOT, "notify": {"channels": ["ops"], "repeat_every": "5m"},
-                           "escalation": [{"after": "5m", "severity": "critical"}]})
+    await svc.create_rule(
+        {
+            **HOT,
+            "notify": {"channels": ["ops"], "repeat_every": "5m"},
+            "escalation": [{"after": "5m", "severity": "critical"}],
+        }
+    )
     await harness.send("d1", 0, t=31)
     await harness.tick(300)  # escalation and repeat both due: one notification, not two
     assert [n.event for n in harness.sent] == ["raised", "escalated"]

@@ -20,12 +20,20 @@ async def test_an_anomaly_flagged_by_a_detector_raises_an_alarm():
     rules = RulesService(bus, tick_interval=0)
     await detect.start()
     await rules.start()
-    await rules.create_rule({"name": "Odd temperature", "project": "p", "target": {"device": "d1"},
-                             "condition": {"type": "anomaly", "metric": "t"}})
+    await rules.create_rule(
+        {
+            "name": "Odd temperature",
+            "project": "p",
+            "target": {"device": "d1"},
+            "condition": {"type": "anomaly", "metric": "t"},
+        }
+    )
     rng = np.random.default_rng(7)
     normal = (20 + rng.normal(0, 0.2, 300)).tolist()
     ts = [T0 + i * 1_000_000 for i in range(301)]
-    await bus.publish("telemetry.p.d1", encode_telemetry("p", "d1", ["t"], [0] * 300, ts[:300], normal))
+    await bus.publish(
+        "telemetry.p.d1", encode_telemetry("p", "d1", ["t"], [0] * 300, ts[:300], normal)
+    )
     await bus.publish("telemetry.p.d1", encode_telemetry("p", "d1", ["t"], [0], ts[300:], [45.0]))
     for _ in range(1500):
         if rules.alarms.list():

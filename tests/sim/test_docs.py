@@ -7,8 +7,13 @@ import importlib
 
 import pytest
 
-MODULES = ["atoll.sim", "atoll.sim.fleet", "atoll.sim.evaluate", "atoll.solutions",
-           "atoll.solutions.catalog"]
+MODULES = [
+    "atoll.sim",
+    "atoll.sim.fleet",
+    "atoll.sim.evaluate",
+    "atoll.solutions",
+    "atoll.solutions.catalog",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -22,9 +27,21 @@ def test_public_surface():
     import atoll.solutions
 
     assert sorted(atoll.sim.__all__) == [
-        "Broker", "Fault", "Fleet", "MqttFleet", "Reading", "RunStats", "SimDevice", "evaluate",
-        "load_credentials", "plan_devices", "provision", "read_ground_truth", "save_credentials",
-        "write_ground_truth"]
+        "Broker",
+        "Fault",
+        "Fleet",
+        "MqttFleet",
+        "Reading",
+        "RunStats",
+        "SimDevice",
+        "evaluate",
+        "load_credentials",
+        "plan_devices",
+        "provision",
+        "read_ground_truth",
+        "save_credentials",
+        "write_ground_truth",
+    ]
     for module in (atoll.sim, atoll.solutions):
         for name in module.__all__:
             assert getattr(module, name) is not None, name

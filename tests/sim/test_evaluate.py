@@ -51,7 +51,12 @@ def test_time_formats_and_tuple_detections():
     r = evaluate(GT, [("a", 1_700_000_000_000)])  # ms, far from any fault
     assert r["false_positives"] == 1
     gt = [Fault("a", "bearing_wear", ("v",), 1_700_000_000.0, 1_700_000_600.0)]
-    for ts in (1_700_000_100_000, 1_700_000_100_000_000, "2023-11-14T22:15:00Z", ("a", "v", 1_700_000_100.0)):
+    for ts in (
+        1_700_000_100_000,
+        1_700_000_100_000_000,
+        "2023-11-14T22:15:00Z",
+        ("a", "v", 1_700_000_100.0),
+    ):
         det = [ts] if isinstance(ts, tuple) else [{"device": "a", "ts": ts}]
         assert evaluate(gt, det)["median_ttd"] == pytest.approx(100.0), ts
 

@@ -68,7 +68,9 @@ def test_resume_at_skips_a_gap_before_going_live():
 def test_plan_faults_is_seeded_and_respects_kinds_and_window():
     def plan(seed):
         fleet = Fleet.build(["retail", "finance"], 50, seed=seed, start=T0)
-        return fleet.plan_faults(8, T0 + 600, T0 + 7200, kinds=["door_left_open", "cash_running_out"])
+        return fleet.plan_faults(
+            8, T0 + 600, T0 + 7200, kinds=["door_left_open", "cash_running_out"]
+        )
 
     faults = plan(3)
     assert faults == plan(3) and faults != plan(4)

@@ -46,8 +46,10 @@ T0 = 1_700_006_400.0
 @pytest.fixture
 def fleet_and_broker(tmp_path):
     base = Fleet.build(["retail", "manufacturing"], 30, seed=2)
-    devices = [SimDevice(d.device_id, d.template, d.device_type, secrets.token_hex(16))
-               for d in base.devices]
+    devices = [
+        SimDevice(d.device_id, d.template, d.device_type, secrets.token_hex(16))
+        for d in base.devices
+    ]
     with Mosquitto(tmp_path, {d.device_id: d.secret for d in devices}) as broker:
         yield devices, broker
 
@@ -81,8 +83,10 @@ async def test_devices_connect_with_their_own_credentials_and_messages_arrive(fl
 
 async def test_wrong_secret_is_refused_and_counted(fleet_and_broker):
     devices, broker = fleet_and_broker
-    bad = [SimDevice(d.device_id, d.template, d.device_type, "wrong" if i < 3 else d.secret)
-           for i, d in enumerate(devices[:10])]
+    bad = [
+        SimDevice(d.device_id, d.template, d.device_type, "wrong" if i < 3 else d.secret)
+        for i, d in enumerate(devices[:10])
+    ]
     fleet = Fleet(bad, seed=2, rate=5.0)
     async with MqttFleet(fleet, broker.url) as mf:
         stats = await mf.connect(timeout=20)

@@ -23,7 +23,11 @@ def test_provisioned_devices_send_telemetry_the_platform_accepts(tmp_path):
         assert len({d.secret for d in devices}) == 6 and all(d.project == "lab" for d in devices)
         types = {t.id: t for t in client.device_types("lab")}
         assert set(types) == {d.name for t in templates for d in t.device_types}
-        assert {m.name for m in types["freezer"].metrics} == {"compressor_power", "door", "temperature"}
+        assert {m.name for m in types["freezer"].metrics} == {
+            "compressor_power",
+            "door",
+            "temperature",
+        }
         assert {d.id for d in client.devices("lab")} == {d.device_id for d in devices}
 
         # What the simulator sends passes the platform's validation, with each device's secret.
@@ -41,13 +45,16 @@ def test_provisioned_devices_send_telemetry_the_platform_accepts(tmp_path):
 
 def test_credentials_files(tmp_path):
     templates = [load("retail")]
-    fleet = Fleet.build("retail", 4, secrets={f"sim-retail-freezer-0000{i}": f"s{i}" for i in range(2)})
+    fleet = Fleet.build(
+        "retail", 4, secrets={f"sim-retail-freezer-0000{i}": f"s{i}" for i in range(2)}
+    )
     path = tmp_path / "creds.json"
     save_credentials(path, fleet.devices)
     assert path.stat().st_mode & 0o777 == 0o600
     back = load_credentials(path, templates)
     assert [(d.device_id, d.device_type, d.secret) for d in back] == [
-        (d.device_id, d.device_type, d.secret) for d in fleet.devices]
+        (d.device_id, d.device_type, d.secret) for d in fleet.devices
+    ]
 
     plain = tmp_path / "plain.json"
     plain.write_text(json.dumps({f"dev-{i}": f"secret-{i}" for i in range(10)}))
@@ -55,9 +62,11 @@ def test_credentials_files(tmp_path):
     assert [d.secret for d in devices] == [f"secret-{i}" for i in range(10)]
     assert {d.device_type for d in devices} == {"freezer", "chiller", "store_meter"}
 
-    for bad, needle in [("[1, 2]", "non-empty JSON object"), ("{nope", "cannot read"),
-                        ('{"d": {"secret": "s", "template": "retail", "device_type": "atm"}}',
-                         "unknown template")]:
+    for bad, needle in [
+        ("[1, 2]", "non-empty JSON object"),
+        ("{nope", "cannot read"),
+        ('{"d": {"secret": "s", "template": "retail", "device_type": "atm"}}', "unknown template"),
+    ]:
         plain.write_text(bad)
         with pytest.raises(InvalidInput, match=needle):
             load_credentials(plain, templates)

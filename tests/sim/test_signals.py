@@ -43,7 +43,7 @@ def test_same_seed_same_signals_other_seed_other_signals():
 def test_healthy_devices_stay_in_their_expected_range(template):
     fleet = Fleet.build(template, 12, seed=11, start=T0)
     series = _series(fleet, T0 + 86400 * 1.5, 90)
-    for (dev, metric), (ts, vs) in series.items():
+    for (dev, metric), (_ts, vs) in series.items():
         spec = fleet.device_type(dev).metric(metric)
         v = np.asarray(vs, dtype=float)
         lo = -np.inf if spec.min is None else spec.min

@@ -37,14 +37,19 @@ def _anomaly_rules(template) -> list[dict]:
 
 def _watched(template, dtype) -> set[str]:
     """Metrics of ``dtype`` an anomaly rule of the template reads."""
+
     def leaves(c):
         if c.get("type") == "anomaly":
             yield c.get("metric")
         for x in c.get("conditions", []):
             yield from leaves(x)
 
-    return {m for r in _anomaly_rules(template) if r["target"].get("device_type") == dtype.name
-            for m in leaves(r["condition"])}
+    return {
+        m
+        for r in _anomaly_rules(template)
+        if r["target"].get("device_type") == dtype.name
+        for m in leaves(r["condition"])
+    }
 
 
 def _scenario(template):
@@ -53,20 +58,32 @@ def _scenario(template):
     devices, planned = [], []
     for dtype in template.device_types:
         watched = _watched(template, dtype)
-        physics = {m for t in dtype.telemetry for f in (t.sim.follows if t.sim else [])
-                   if t.name in watched for m in [f.metric]}
-        kinds = sorted(k for k, spec in dtype.faults.items() if k.value not in SENSOR_FAULTS
-                       and {e.metric for e in spec.effects} & (watched | physics))
+        physics = {
+            m
+            for t in dtype.telemetry
+            for f in (t.sim.follows if t.sim else [])
+            if t.name in watched
+            for m in [f.metric]
+        }
+        kinds = sorted(
+            k
+            for k, spec in dtype.faults.items()
+            if k.value not in SENSOR_FAULTS
+            and {e.metric for e in spec.effects} & (watched | physics)
+        )
         for k, kind in enumerate(kinds):
             spec = dtype.faults[kind]
             dev = SimDevice(f"{dtype.name}-{kind.value}", template.name, dtype.name)
             devices.append(dev)
             start = T0 + WARMUP + 1800 * k
             metrics = tuple(dict.fromkeys(e.metric for e in spec.effects))
-            planned.append(Fault(dev.device_id, kind.value, metrics, start, start + spec.duration_s[1]))
+            planned.append(
+                Fault(dev.device_id, kind.value, metrics, start, start + spec.duration_s[1])
+            )
         if watched:
-            devices += [SimDevice(f"{dtype.name}-healthy-{i}", template.name, dtype.name)
-                        for i in range(3)]
+            devices += [
+                SimDevice(f"{dtype.name}-healthy-{i}", template.name, dtype.name) for i in range(3)
+            ]
     fleet = Fleet(devices, seed=11, start=T0, templates=[template])
     for f in planned:
         fleet.inject(f)
@@ -85,11 +102,16 @@ async def _alarms(template, fleet) -> list[dict]:
     service = DetectionService(MemoryBus(), None, registry=_Types(fleet))
     for d in template.device_types:
         for b in d.detectors:
-            service.bind("p", d.name, b.detector, list(b.metrics), dict(b.params), decision=b.decision)
+            service.bind(
+                "p", d.name, b.detector, list(b.metrics), dict(b.params), decision=b.decision
+            )
     clock = FakeClock(int(T0 * 1e6))
-    engine = RuleEngine(clock, StaticDirectory({"p": {d.device_id: d.device_type for d in fleet.devices}}))
-    for rule in loading.load_rules(yaml.safe_dump(_anomaly_rules(template), allow_unicode=True),
-                                   project="p"):
+    engine = RuleEngine(
+        clock, StaticDirectory({"p": {d.device_id: d.device_type for d in fleet.devices}})
+    )
+    for rule in loading.load_rules(
+        yaml.safe_dump(_anomaly_rules(template), allow_unicode=True), project="p"
+    ):
         engine.upsert(rule)
     alarms = []
     until = max((f.end for f in fleet.faults), default=T0 + WARMUP) + 900
@@ -98,18 +120,25 @@ async def _alarms(template, fleet) -> list[dict]:
         keys, idx, ts, vals = {}, [], [], []
         for r in readings:
             for metric, v in r.values.items():
-                idx.append(keys.setdefault(SeriesKey("p", fleet.devices[r.device].device_id, metric),
-                                           len(keys)))
+                idx.append(
+                    keys.setdefault(
+                        SeriesKey("p", fleet.devices[r.device].device_id, metric), len(keys)
+                    )
+                )
                 ts.append(int(r.ts * 1e6))
                 vals.append(float(v))
-        batch = PointBatch(tuple(keys), np.array(idx, np.int32), np.array(ts, np.int64),
-                           np.array(vals, np.float64))
+        batch = PointBatch(
+            tuple(keys), np.array(idx, np.int32), np.array(ts, np.int64), np.array(vals, np.float64)
+        )
         changes = []
         for e in await service.process(batch):
-            changes += engine.on_anomaly(e["project"], e["device"], e["metric"], e["ts"], e["score"],
-                                         e["is_anomaly"])
+            changes += engine.on_anomaly(
+                e["project"], e["device"], e["metric"], e["ts"], e["score"], e["is_anomaly"]
+            )
         changes += engine.on_tick()
-        alarms += [{"device": c.device, "ts": c.ts / 1e6, "rule": c.rule_id} for c in changes if c.active]
+        alarms += [
+            {"device": c.device, "ts": c.ts / 1e6, "rule": c.rule_id} for c in changes if c.active
+        ]
     return alarms
 
 

@@ -1,4 +1,5 @@
-"""What applying a template asks of the platform (the REST part runs in tests/cli/test_solutions)."""
+"""What applying a template asks of the platform
+(the REST part runs in tests/cli/test_solutions)."""
 
 from __future__ import annotations
 
@@ -18,5 +19,11 @@ def test_detector_bindings_name_registered_detectors_and_declared_metrics():
 
 def test_registry_metrics_carry_units_and_ranges():
     metrics = load("retail").device_type("freezer").registry_metrics()
-    assert {"name": "temperature", "type": "float", "unit": "°C", "min": -25.0, "max": -15.0} in metrics
+    assert {
+        "name": "temperature",
+        "type": "float",
+        "unit": "°C",
+        "min": -25.0,
+        "max": -15.0,
+    } in metrics
     assert {"name": "door", "type": "bool", "unit": "", "min": None, "max": None} in metrics

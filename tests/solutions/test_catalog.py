@@ -31,7 +31,10 @@ def test_manifest_and_template_validate(folder):
     assert manifest.name == folder.name
     template = load_dir(folder)
     assert (template.name, template.sector, template.version) == (
-        manifest.name, manifest.sector, manifest.version)
+        manifest.name,
+        manifest.sector,
+        manifest.version,
+    )
     for dtype in template.device_types:
         assert dtype.detectors, f"{dtype.name} has no default detector"
         assert dtype.faults, f"{dtype.name} cannot be given a fault"
@@ -85,21 +88,38 @@ def test_extra_templates_are_discovered_from_the_env_path(tmp_path, monkeypatch)
     dst = _copy(tmp_path)
     for f in ("manifest.json", "template.yaml"):
         p = dst / f
-        p.write_text(p.read_text().replace("name: retail", "name: my-retail").replace(
-            '"name": "retail"', '"name": "my-retail"'))
+        p.write_text(
+            p.read_text()
+            .replace("name: retail", "name: my-retail")
+            .replace('"name": "retail"', '"name": "my-retail"')
+        )
     monkeypatch.setenv("ATOLL_SOLUTIONS_PATH", str(tmp_path / "extra"))
     assert "my-retail" in [t.name for t in discover()]
 
 
-@pytest.mark.parametrize("edit, needle", [
-    (lambda s: s.replace("metrics: [temperature], kind: line", "metrics: [tempreature], kind: line"),
-     "unknown metrics"),
-    (lambda s: s.replace("{metric: compressor_power, gain: -0.04", "{metric: nope, gain: -0.04"),
-     "follows unknown metric"),
-    (lambda s: s.replace("min: -25\n        max: -15", "min: -15\n        max: -25"), "min must be below max"),
-    (lambda s: s.replace("door_left_open:", "door_ajar:", 1), "door_ajar"),
-    (lambda s: s + "\nunexpected: 1\n", "unexpected"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (
+            lambda s: s.replace(
+                "metrics: [temperature], kind: line", "metrics: [tempreature], kind: line"
+            ),
+            "unknown metrics",
+        ),
+        (
+            lambda s: s.replace(
+                "{metric: compressor_power, gain: -0.04", "{metric: nope, gain: -0.04"
+            ),
+            "follows unknown metric",
+        ),
+        (
+            lambda s: s.replace("min: -25\n        max: -15", "min: -15\n        max: -25"),
+            "min must be below max",
+        ),
+        (lambda s: s.replace("door_left_open:", "door_ajar:", 1), "door_ajar"),
+        (lambda s: s + "\nunexpected: 1\n", "unexpected"),
+    ],
+)
 def test_broken_templates_are_refused_with_the_reason(tmp_path, edit, needle):
     dst = _copy(tmp_path)
     p = dst / "template.yaml"
@@ -123,7 +143,9 @@ def test_follow_cycles_are_refused(tmp_path):
     text = p.read_text().replace(
         "cycle: {period_s: 1800, duty: 0.45, amplitude: 300}}",
         "cycle: {period_s: 1800, duty: 0.45, amplitude: 300},\n"
-        "              follows: [{metric: temperature, gain: 1}]}", 1)
+        "              follows: [{metric: temperature, gain: 1}]}",
+        1,
+    )
     p.write_text(text)
     with pytest.raises(InvalidInput, match="cycle"):
         load_dir(dst)

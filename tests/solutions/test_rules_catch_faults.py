@@ -27,8 +27,12 @@ def _scenario(template):
             devices.append(dev)
             start = T0 + WARMUP + 300 * k
             metrics = tuple(dict.fromkeys(e.metric for e in spec.effects))
-            planned.append(Fault(dev.device_id, kind.value, metrics, start, start + spec.duration_s[0]))
-        devices += [SimDevice(f"{dtype.name}-healthy-{i}", template.name, dtype.name) for i in range(2)]
+            planned.append(
+                Fault(dev.device_id, kind.value, metrics, start, start + spec.duration_s[0])
+            )
+        devices += [
+            SimDevice(f"{dtype.name}-healthy-{i}", template.name, dtype.name) for i in range(2)
+        ]
     fleet = Fleet(devices, seed=5, start=T0, templates=[template])
     for f in planned:
         fleet.inject(f)
@@ -51,11 +55,13 @@ def test_template_rules_catch_injected_faults(template):
         changes = []
         for r in readings:
             values = {k: float(v) for k, v in r.values.items()}
-            changes += engine.on_telemetry("p", fleet.devices[r.device].device_id,
-                                           int(r.ts * 1e6), values)
+            changes += engine.on_telemetry(
+                "p", fleet.devices[r.device].device_id, int(r.ts * 1e6), values
+            )
         changes += engine.on_tick()
-        detections += [{"device": c.device, "ts": c.ts, "rule": c.rule_id}
-                       for c in changes if c.active]
+        detections += [
+            {"device": c.device, "ts": c.ts, "rule": c.rule_id} for c in changes if c.active
+        ]
 
     score = evaluate(fleet.faults, detections, grace_s=600)
     missed = [k for k, v in score["by_kind"].items() if v["detected"] < v["faults"]]

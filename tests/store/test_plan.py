@@ -62,13 +62,13 @@ def test_one_per_timestamp_keeps_the_last_arrival_of_each_series_and_time():
     value = np.arange(3000, dtype=np.float64)  # arrival order
     got = plan.one_per_timestamp(sid, ts, value)
     want = {}
-    for s, t, v in zip(sid.tolist(), ts.tolist(), value.tolist()):
+    for s, t, v in zip(sid.tolist(), ts.tolist(), value.tolist(), strict=True):
         want[(s, t)] = v
-    assert list(zip(got[0].tolist(), got[1].tolist())) == sorted(want)
+    assert list(zip(got[0].tolist(), got[1].tolist(), strict=True)) == sorted(want)
     assert got[2].tolist() == [want[k] for k in sorted(want)]
     # Sorted and unique already: the very same arrays come back (no copy on the fast path).
     again = plan.one_per_timestamp(*got)
-    assert all(a is b for a, b in zip(again, got))
+    assert all(a is b for a, b in zip(again, got, strict=True))
 
 
 def test_against_stored_matches_a_dict_of_stored_points():
@@ -78,7 +78,9 @@ def test_against_stored_matches_a_dict_of_stored_points():
         rng.integers(0, 300, 400).astype(np.int64),
         rng.integers(0, 3, 400).astype(np.float64),
     )
-    stored = [(s, t, float(rng.integers(0, 3))) for s, t in zip(sid.tolist(), ts.tolist())]
+    stored = [
+        (s, t, float(rng.integers(0, 3))) for s, t in zip(sid.tolist(), ts.tolist(), strict=True)
+    ]
     stored = [p for p in stored if rng.random() < 0.7]
     stored += [p for p in stored[:20]]  # a few stored twice (before points had an identity)
     order = rng.permutation(len(stored))
@@ -87,7 +89,7 @@ def test_against_stored_matches_a_dict_of_stored_points():
     copies = {}
     for s, t, v in stored:
         copies.setdefault((s, t), []).append(v)
-    for i, key in enumerate(zip(sid.tolist(), ts.tolist())):
+    for i, key in enumerate(zip(sid.tolist(), ts.tolist(), strict=True)):
         there = copies.get(key, [])
         assert same[i] == (there == [value[i]]), key
         assert replaced[i] == (bool(there) and there != [value[i]]), key

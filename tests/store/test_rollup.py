@@ -16,8 +16,10 @@ def test_partials_of_an_unsorted_multi_series_batch_match_brute_force():
     ts = rng.integers(-50_000, 50_000, n).astype(np.int64)  # also before the epoch
     value = rng.integers(-20, 20, n).astype(np.float64)  # many ties, to test argmin/argmax
     got = rollup.of_points(sid, ts, value, 1000)
-    rows = list(zip(*(got[c].tolist() for c in rollup.COLUMNS)))
-    assert len(rows) == len({(s, b) for s, b in zip(sid.tolist(), (ts // 1000 * 1000).tolist())})
+    rows = list(zip(*(got[c].tolist() for c in rollup.COLUMNS), strict=True))
+    assert len(rows) == len(
+        {(s, b) for s, b in zip(sid.tolist(), (ts // 1000 * 1000).tolist(), strict=True)}
+    )
     for s, b, vmin, tmin, vmax, tmax, vsum, cnt, tfirst, vfirst, tlast, vlast in rows:
         m = (sid == s) & (ts >= b) & (ts < b + 1000)
         t, v = ts[m], value[m]

@@ -11,7 +11,10 @@ pg_url = database_fixture("atoll_testing")
 
 def _exists(name: str) -> bool:
     with psycopg.connect(server(), connect_timeout=3) as admin:
-        return admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        return (
+            admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            is not None
+        )
 
 
 def test_database_is_created_and_dropped(pg_url):
@@ -37,9 +40,13 @@ def test_dropped_even_when_the_test_fails(pg_url):
 
 def test_no_server_is_unavailable_or_a_skip_with_the_reason():
     nowhere = "host=127.0.0.1 port=1 user=postgres dbname=postgres"
-    with pytest.raises(Unavailable, match="no PostgreSQL server reachable at 127.0.0.1:1"), \
-            throwaway_database(conninfo=nowhere):
+    with (
+        pytest.raises(Unavailable, match="no PostgreSQL server reachable at 127.0.0.1:1"),
+        throwaway_database(conninfo=nowhere),
+    ):
         pass
-    with pytest.raises(pytest.skip.Exception, match="ATOLL_TEST_PG"), \
-            throwaway_database(conninfo=nowhere, skip_if_unreachable=True):
+    with (
+        pytest.raises(pytest.skip.Exception, match="ATOLL_TEST_PG"),
+        throwaway_database(conninfo=nowhere, skip_if_unreachable=True),
+    ):
         pass

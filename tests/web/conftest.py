@@ -20,8 +20,16 @@ from playwright.sync_api import expect
 from atoll.web import DIST
 
 CHROMIUM = os.environ.get("ATOLL_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 # Same algorithm as production at test-sized cost (the default takes ~1 s per hash on 2 cores).
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 REPO = Path(__file__).resolve().parents[2]
@@ -62,13 +70,15 @@ class _PlatformThread:
 
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
-        settings = Settings(home=self.home, http_port=0, mqtt_port=0, http_host="127.0.0.1",
-                            mqtt_host="127.0.0.1")
+        settings = Settings(
+            home=self.home, http_port=0, mqtt_port=0, http_host="127.0.0.1", mqtt_host="127.0.0.1"
+        )
         async with Platform(settings, password_hasher=FAST_HASHER) as p:
             boot = p.bootstrap
             port = int(p.mqtt_url.rsplit(":", 1)[1])
-            self.info = RunningPlatform(p.http_url, "127.0.0.1", port, boot.username, boot.password,
-                                        boot.api_key, p)
+            self.info = RunningPlatform(
+                p.http_url, "127.0.0.1", port, boot.username, boot.password, boot.api_key, p
+            )
             self.ready.set()
             await self.stop_event.wait()
 

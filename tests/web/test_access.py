@@ -22,14 +22,21 @@ def login_as(page, platform, username: str, password: str) -> None:
 
 
 def as_key(platform, token: str) -> httpx.Client:
-    return httpx.Client(base_url=platform.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return httpx.Client(
+        base_url=platform.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+    )
 
 
 def test_admin_creates_a_key_shown_once_and_revokes_it(platform, page, shots):
     with api(platform) as http:
         http.post("/projects", json={"name": "Access", "id": "access"})
-        assert http.post("/users", json={"username": "ines", "password": "a-long-password",
-                                         "role": "operator"}).status_code == 201
+        assert (
+            http.post(
+                "/users",
+                json={"username": "ines", "password": "a-long-password", "role": "operator"},
+            ).status_code
+            == 201
+        )
     login(page, platform)
     page.click("[data-testid=nav-access]")
     keys = page.locator("[data-testid=api-keys]")
@@ -72,7 +79,9 @@ def test_admin_creates_a_key_shown_once_and_revokes_it(platform, page, shots):
     row.locator("[data-testid=key-revoke]").click()
     expect(row).to_have_count(0)  # revoked keys are hidden by default...
     page.check("[data-testid=keys-all]")
-    expect(row.locator("[data-testid=key-state]")).to_have_text("revoked")  # ...and listed on demand
+    expect(row.locator("[data-testid=key-state]")).to_have_text(
+        "revoked"
+    )  # ...and listed on demand
     with as_key(platform, token) as k:
         assert k.get("/projects").status_code == 401
 
@@ -90,7 +99,9 @@ def test_admin_adds_disables_and_deletes_a_user_and_a_viewer_sees_no_admin_butto
     users = page.locator("[data-testid=users]")
     # The admin cannot lock themselves out from here.
     expect(users.locator(f"tr[data-user={platform.username}]")).to_contain_text("(you)")
-    expect(users.locator(f"tr[data-user={platform.username}] [data-testid=user-delete]")).to_have_count(0)
+    expect(
+        users.locator(f"tr[data-user={platform.username}] [data-testid=user-delete]")
+    ).to_have_count(0)
 
     page.fill("[data-testid=user-name]", "olga")
     page.select_option("[data-testid=user-new-role]", "operator")
@@ -110,10 +121,16 @@ def test_admin_adds_disables_and_deletes_a_user_and_a_viewer_sees_no_admin_butto
         page.once("dialog", lambda d: d.accept())
         row.locator("[data-testid=user-toggle]").click()
         expect(row.locator("[data-testid=user-state]")).to_have_text("disabled")
-        assert anon.post("/auth/login", json={"username": "olga", "password": password}).status_code == 401
+        assert (
+            anon.post("/auth/login", json={"username": "olga", "password": password}).status_code
+            == 401
+        )
         row.locator("[data-testid=user-toggle]").click()
         expect(row.locator("[data-testid=user-state]")).to_have_text("active")
-        assert anon.post("/auth/login", json={"username": "olga", "password": password}).status_code == 200
+        assert (
+            anon.post("/auth/login", json={"username": "olga", "password": password}).status_code
+            == 200
+        )
 
         # Change the role in place.
         page.once("dialog", lambda d: d.accept())
@@ -128,7 +145,9 @@ def test_admin_adds_disables_and_deletes_a_user_and_a_viewer_sees_no_admin_butto
         # A short password is refused by the server, with its reason.
         page.fill("[data-testid=user-name]", "short")
         page.fill("[data-testid=user-password]", "abc")
-        page.eval_on_selector("[data-testid=user-password]", "el => el.removeAttribute('minlength')")
+        page.eval_on_selector(
+            "[data-testid=user-password]", "el => el.removeAttribute('minlength')"
+        )
         page.click("[data-testid=user-create]")
         expect(users.locator("[role=alert]")).to_contain_text("password")
 
@@ -148,7 +167,10 @@ def test_admin_adds_disables_and_deletes_a_user_and_a_viewer_sees_no_admin_butto
         page.once("dialog", lambda d: d.accept())
         users.locator("tr[data-user=olga] [data-testid=user-delete]").click()
         expect(users.locator("tr[data-user=olga]")).to_have_count(0)
-        assert anon.post("/auth/login", json={"username": "olga", "password": password}).status_code == 401
+        assert (
+            anon.post("/auth/login", json={"username": "olga", "password": password}).status_code
+            == 401
+        )
 
     # Signed in with an API key instead: its role (from /auth/me at login) decides the same way.
     with api(platform) as http:
@@ -171,8 +193,9 @@ def test_an_enterprise_user_signs_in_with_the_name_in_its_namespace(platform, pa
         r = http.post("/tenants", json={"name": "Globex", "id": "globex"})
         assert r.status_code == 201, r.text
     with as_key(platform, r.json()["admin_key"]["token"]) as globex:
-        r = globex.post("/users", json={"username": "wilma", "password": "a-long-password",
-                                        "role": "viewer"})
+        r = globex.post(
+            "/users", json={"username": "wilma", "password": "a-long-password", "role": "viewer"}
+        )
         assert r.status_code == 201 and r.json()["username"] == "globex~wilma", r.text
         assert globex.post("/projects", json={"name": "Works", "id": "works"}).status_code == 201
     page.goto(platform.url + "/")  # the short name is nobody's login

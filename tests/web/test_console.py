@@ -25,7 +25,9 @@ class Device:
         self.received: list[tuple[str, dict]] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device_id)
         self.client.username_pw_set(device_id, secret)
-        self.client.on_message = lambda c, u, m: self.received.append((m.topic, json.loads(m.payload)))
+        self.client.on_message = lambda c, u, m: self.received.append(
+            (m.topic, json.loads(m.payload))
+        )
         self.client.connect(platform.mqtt_host, platform.mqtt_port)
         self.client.loop_start()
         self.client.subscribe(topics.device_root(device_id) + "/commands/+", qos=1)
@@ -51,18 +53,25 @@ def login(page, platform) -> None:
 
 def api(platform) -> httpx.Client:
     # Generous timeout: CI shares two cores between two test workers and everything else.
-    return httpx.Client(base_url=platform.url + "/api/v1", headers={"Authorization": f"Bearer {platform.api_key}"},
-                        timeout=60)
+    return httpx.Client(
+        base_url=platform.url + "/api/v1",
+        headers={"Authorization": f"Bearer {platform.api_key}"},
+        timeout=60,
+    )
 
 
 def test_fleet_table_pages_and_filters_on_the_server(platform, page, shots):
     with api(platform) as http:
         assert http.post("/projects", json={"name": "Fleet", "id": "fleet"}).status_code == 201
         for i in range(450):
-            r = http.post("/projects/fleet/devices", json={"id": f"unit-{i:04d}", "name": f"Unit {i}"})
+            r = http.post(
+                "/projects/fleet/devices", json={"id": f"unit-{i:04d}", "name": f"Unit {i}"}
+            )
             assert r.status_code == 201, r.text
     requests: list[str] = []
-    page.on("request", lambda r: requests.append(r.url) if "/projects/fleet/devices" in r.url else None)
+    page.on(
+        "request", lambda r: requests.append(r.url) if "/projects/fleet/devices" in r.url else None
+    )
     login(page, platform)
     page.select_option("[data-testid=project-select]", "fleet")
     expect(page.locator("[data-testid=device-count]")).to_have_text("450 devices")
@@ -84,22 +93,35 @@ def test_fleet_table_pages_and_filters_on_the_server(platform, page, shots):
 def test_chart_zoom_requeries_downsampled_then_raw(platform, page, shots):
     with api(platform) as http:
         http.post("/projects", json={"name": "Zoom", "id": "zoom"})
-        secret = http.post("/projects/zoom/devices", json={"id": "meter-1"}).json()["credentials"]["secret"]
+        secret = http.post("/projects/zoom/devices", json={"id": "meter-1"}).json()["credentials"][
+            "secret"
+        ]
     end = (int(time.time()) // 60) * 60_000
     start = end - 7 * 86_400_000
-    readings = [{"ts": start + i * 60_000, "values": {"power": 50 + (i % 1440) / 30}} for i in range(7 * 1440)]
-    for chunk in (readings[i:i + 2016] for i in range(0, len(readings), 2016)):
-        r = httpx.post(f"{platform.url}/api/v1/ingest/telemetry", json=chunk, auth=("meter-1", secret),
-                       timeout=60)
+    readings = [
+        {"ts": start + i * 60_000, "values": {"power": 50 + (i % 1440) / 30}}
+        for i in range(7 * 1440)
+    ]
+    for chunk in (readings[i : i + 2016] for i in range(0, len(readings), 2016)):
+        r = httpx.post(
+            f"{platform.url}/api/v1/ingest/telemetry",
+            json=chunk,
+            auth=("meter-1", secret),
+            timeout=60,
+        )
         assert r.status_code in (200, 201, 202), r.text
 
     queries: list[httpx.URL] = []
-    page.on("request", lambda r: queries.append(httpx.URL(r.url)) if "/series/power" in r.url else None)
+    page.on(
+        "request", lambda r: queries.append(httpx.URL(r.url)) if "/series/power" in r.url else None
+    )
     login(page, platform)
     page.goto(f"{platform.url}/devices/meter-1?start={start}&end={end}")
     panel = page.locator("[data-testid=chart-power]")
     expect(panel).to_be_visible()
-    page.wait_for_function("() => Number(document.querySelector('[data-testid=chart-power]').dataset.points) > 0")
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-testid=chart-power]').dataset.points) > 0"
+    )
     first = queries[-1].params
     width = int(first["width"])
     assert first["mode"] == "chart" and 300 < width < 2000
@@ -119,9 +141,14 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page, shots):
     zoomed = queries[n].params
     span = int(zoomed["end"]) - int(zoomed["start"])
     assert 0 < span < 0.02 * (end - start)
-    page.wait_for_function("() => { const n = Number(document.querySelector('[data-testid=chart-power]').dataset.points);"
-                           f" return n > 0 && n <= {span // 60_000 + 2}; }}")
-    expect(page.locator("[data-testid=range-label]")).to_have_text(re.compile(r"\((\d+ min|\d+ h)\)$"))
+    page.wait_for_function(
+        "() => { const n ="
+        " Number(document.querySelector('[data-testid=chart-power]').dataset.points);"
+        f" return n > 0 && n <= {span // 60_000 + 2}; }}"
+    )
+    expect(page.locator("[data-testid=range-label]")).to_have_text(
+        re.compile(r"\((\d+ min|\d+ h)\)$")
+    )
     # The zoomed window is in the URL, so it can be shared.
     assert f"start={zoomed['start']}" in page.url
 
@@ -129,7 +156,9 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page, shots):
 def test_twin_and_commands_round_trip_to_a_real_mqtt_device(platform, page):
     with api(platform) as http:
         http.post("/projects", json={"name": "Twin", "id": "twin"})
-        secret = http.post("/projects/twin/devices", json={"id": "valve-1"}).json()["credentials"]["secret"]
+        secret = http.post("/projects/twin/devices", json={"id": "valve-1"}).json()["credentials"][
+            "secret"
+        ]
     dev = Device(platform, "valve-1", secret)
     try:
         dev.client.subscribe(topics.twin_desired("valve-1"), qos=1)
@@ -138,13 +167,17 @@ def test_twin_and_commands_round_trip_to_a_real_mqtt_device(platform, page):
         expect(page.locator("[data-testid=live-state]")).to_have_text("live")
 
         # Reported state from the device shows up live; desired state goes down to the device.
-        dev.client.publish(topics.twin_reported("valve-1"), json.dumps({"position": 40}), qos=1).wait_for_publish(30)
+        dev.client.publish(
+            topics.twin_reported("valve-1"), json.dumps({"position": 40}), qos=1
+        ).wait_for_publish(30)
         expect(page.locator("[data-testid=twin-reported]")).to_contain_text('"position": 40')
         page.fill("[data-testid=twin-patch]", '{"position": 75}')
         page.click("text=Update desired")
         expect(page.locator("[data-testid=twin-desired]")).to_contain_text('"position": 75')
         deadline = time.time() + 30
-        while not any(t.endswith("/twin/desired") and m.get("position") == 75 for t, m in dev.received):
+        while not any(
+            t.endswith("/twin/desired") and m.get("position") == 75 for t, m in dev.received
+        ):
             assert time.time() < deadline, dev.received
             time.sleep(0.05)
 
@@ -159,13 +192,16 @@ def test_twin_and_commands_round_trip_to_a_real_mqtt_device(platform, page):
             time.sleep(0.05)
         topic, body = next((t, m) for t, m in dev.received if "/commands/" in t)
         assert body["name"] == "open" and body["args"] == {"percent": 75}
-        dev.client.publish(topic + "/ack", json.dumps({"status": "ok", "result": {"percent": 75}}),
-                           qos=1).wait_for_publish(30)
+        dev.client.publish(
+            topic + "/ack", json.dumps({"status": "ok", "result": {"percent": 75}}), qos=1
+        ).wait_for_publish(30)
         expect(page.locator("[data-testid=commands] tr").first).to_contain_text("acked")
         # Bad JSON is refused in the form, with the reason.
         page.fill("[data-testid=cmd-args]", "{percent: 75")
         page.click("[data-testid=cmd-send]")
-        expect(page.locator("[data-testid=commands] [role=alert]")).to_contain_text("not valid JSON")
+        expect(page.locator("[data-testid=commands] [role=alert]")).to_contain_text(
+            "not valid JSON"
+        )
     finally:
         dev.close()
 
@@ -190,4 +226,3 @@ def test_channels_created_and_tested_against_a_local_webhook_receiver(platform, 
     panel.locator("textarea").fill('{"url": 5}')
     panel.locator("text=Save channel").click()
     expect(panel.locator("[role=alert]")).to_contain_text("broken")
-

@@ -29,8 +29,11 @@ async def http(tmp_path, store):
     boot = registry.bootstrap()
     app = create_app(AppContext(registry=registry, store=store))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://atoll.test/api/v1",
-                                 headers={"Authorization": f"Bearer {boot.api_key}"}) as c:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://atoll.test/api/v1",
+        headers={"Authorization": f"Bearer {boot.api_key}"},
+    ) as c:
         yield c
     registry.close()
 
@@ -39,12 +42,17 @@ async def _project_from(http, pid: str, template: str, devices: dict[str, int]) 
     assert (await http.post("/projects", json={"name": pid, "id": pid})).status_code == 201
     t = load(template)
     for dtype in devices:
-        r = await http.post(f"/projects/{pid}/device-types",
-                            json={"id": dtype, "metrics": t.device_type(dtype).registry_metrics()})
+        r = await http.post(
+            f"/projects/{pid}/device-types",
+            json={"id": dtype, "metrics": t.device_type(dtype).registry_metrics()},
+        )
         assert r.status_code == 201, r.text
     for dtype, n in devices.items():
         for i in range(n):
-            r = await http.post(f"/projects/{pid}/devices", json={"id": f"{pid}-{dtype}-{i:02d}", "device_type": dtype})
+            r = await http.post(
+                f"/projects/{pid}/devices",
+                json={"id": f"{pid}-{dtype}-{i:02d}", "device_type": dtype},
+            )
             assert r.status_code == 201, r.text
 
 
@@ -54,16 +62,26 @@ async def test_layout_comes_from_the_template_sharing_most_device_types(http):
     assert r.status_code == 200, r.text
     d = r.json()
     template = load("manufacturing")
-    assert (d["template"], d["title"], d["sector"]) == ("manufacturing", template.dashboard.title, "manufacturing")
+    assert (d["template"], d["title"], d["sector"]) == (
+        "manufacturing",
+        template.dashboard.title,
+        "manufacturing",
+    )
     assert [p["title"] for p in d["panels"]] == [p.title for p in template.dashboard.panels]
     pressure_flow = next(p for p in d["panels"] if p["title"] == "Pump pressure and flow")
-    assert [(m["name"], m["unit"], m["max"]) for m in pressure_flow["metrics"]] == [("pressure", "bar", 8.0),
-                                                                                      ("flow", "m³/h", 220.0)]
+    assert [(m["name"], m["unit"], m["max"]) for m in pressure_flow["metrics"]] == [
+        ("pressure", "bar", 8.0),
+        ("flow", "m³/h", 220.0),
+    ]
     # A chart of ten motors would be unreadable: the first eight are drawn, all are counted.
-    assert d["devices"]["motor"] == {"ids": [f"line-motor-{i:02d}" for i in range(MAX_DEVICES)],
-                                     "total": MAX_DEVICES + 2}
+    assert d["devices"]["motor"] == {
+        "ids": [f"line-motor-{i:02d}" for i in range(MAX_DEVICES)],
+        "total": MAX_DEVICES + 2,
+    }
     assert d["devices"]["pump"] == {"ids": ["line-pump-00"], "total": 1}
-    assert set(d["latest"]) == {f"line-motor-{i:02d}" for i in range(MAX_DEVICES)} | {"line-pump-00"}
+    assert set(d["latest"]) == {f"line-motor-{i:02d}" for i in range(MAX_DEVICES)} | {
+        "line-pump-00"
+    }
     assert d["latest"]["line-pump-00"] == {}  # nothing sent yet
     matched = {t["name"]: t["matched_types"] for t in d["templates"]}
     assert matched["manufacturing"] == 2 and matched["retail"] == 0 and len(matched) == 5
@@ -71,11 +89,18 @@ async def test_layout_comes_from_the_template_sharing_most_device_types(http):
 
 async def test_tiles_get_the_latest_value_of_each_shown_device(http, store):
     await _project_from(http, "ward", "healthcare", {"vaccine_fridge": 2})
-    store.append(PointBatch.of_series(SeriesKey("ward", "ward-vaccine_fridge-01", "temperature"),
-                                      np.array([1_700_000_000_000_000, 1_700_000_060_000_000]), np.array([4.5, 5.25])))
+    store.append(
+        PointBatch.of_series(
+            SeriesKey("ward", "ward-vaccine_fridge-01", "temperature"),
+            np.array([1_700_000_000_000_000, 1_700_000_060_000_000]),
+            np.array([4.5, 5.25]),
+        )
+    )
     d = (await http.get("/projects/ward/dashboard")).json()
     assert d["template"] == "healthcare"
-    assert d["latest"]["ward-vaccine_fridge-01"] == {"temperature": {"ts": 1_700_000_060_000, "value": 5.25}}
+    assert d["latest"]["ward-vaccine_fridge-01"] == {
+        "temperature": {"ts": 1_700_000_060_000, "value": 5.25}
+    }
     assert d["latest"]["ward-vaccine_fridge-00"] == {}
 
 
@@ -95,4 +120,6 @@ async def test_a_project_without_template_types_has_no_layout_and_others_tenants
     r = await http.post("/tenants", json={"name": "Other", "id": "other"})
     other = {"Authorization": f"Bearer {r.json()['admin_key']['token']}"}
     assert (await http.get("/projects/bare/dashboard", headers=other)).status_code == 404
-    assert (await http.get("/projects/bare/dashboard", headers={"Authorization": "Bearer nope"})).status_code == 401
+    assert (
+        await http.get("/projects/bare/dashboard", headers={"Authorization": "Bearer nope"})
+    ).status_code == 401

@@ -32,16 +32,30 @@ def test_whole_flow_register_send_over_mqtt_see_plot_trip_rule_acknowledge(platf
     secret = page.inner_text("[data-testid=cred-secret]").strip()
     assert len(secret) >= 32
     example = page.inner_text("[data-testid=ex-mqtt]")
-    assert f"-p {platform.mqtt_port}" in example and secret in example and "atoll/v1/devices/boiler-1/telemetry" in example
+    assert (
+        f"-p {platform.mqtt_port}" in example
+        and secret in example
+        and "atoll/v1/devices/boiler-1/telemetry" in example
+    )
     assert "curl -u 'boiler-1:" in page.inner_text("[data-testid=ex-curl]")
     shots(page, "register")
     # The three examples work exactly as printed (each sends temperature 21.5).
     for testid in ("ex-mqtt", "ex-curl"):
-        done = subprocess.run(["sh", "-c", page.inner_text(f"[data-testid={testid}]")], check=False,
-                              capture_output=True, text=True, timeout=30)
+        done = subprocess.run(
+            ["sh", "-c", page.inner_text(f"[data-testid={testid}]")],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert done.returncode == 0, (testid, done.stdout, done.stderr)
-    done = subprocess.run([sys.executable, "-c", page.inner_text("[data-testid=ex-python]")],
-                          check=False, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", page.inner_text("[data-testid=ex-python]")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     page.click("[data-testid=goto-device]")
     expect(page.locator("[data-testid=device-title]")).to_contain_text("boiler-1")
@@ -62,7 +76,9 @@ def test_whole_flow_register_send_over_mqtt_see_plot_trip_rule_acknowledge(platf
         page.click("[data-testid=range-bar] >> text=5m")
         page.wait_for_function(f"() => window.__atollChartLoads > {n}")
         page.wait_for_function(
-            "() => Number(document.querySelector('[data-testid=chart-temperature]').dataset.points) >= 2")
+            "() => Number(document.querySelector('[data-testid=chart-temperature]').dataset.points)"
+            " >= 2"
+        )
         expect(page.locator("[data-testid=last-temperature]")).to_contain_text("22.5")
         expect(chart.locator("canvas")).to_have_count(1)
         expect(page.locator("[data-testid=chart-pressure]")).to_be_visible()
@@ -75,7 +91,9 @@ def test_whole_flow_register_send_over_mqtt_see_plot_trip_rule_acknowledge(platf
         page.fill("[data-testid=rule-target]", "boiler-1")
         page.fill("[data-testid=rule-metric]", "temperature")
         page.fill("[data-testid=rule-value]", "50")
-        expect(page.locator("[data-testid=rule-invalid]")).to_contain_text("clear (75) must be <= value (50)")
+        expect(page.locator("[data-testid=rule-invalid]")).to_contain_text(
+            "clear (75) must be <= value (50)"
+        )
         page.fill("[data-testid=rule-clear]", "45")
         expect(page.locator("[data-testid=rule-valid]")).to_be_visible()
         page.click("[data-testid=rule-yaml-tab]")
@@ -96,7 +114,9 @@ def test_whole_flow_register_send_over_mqtt_see_plot_trip_rule_acknowledge(platf
         row.locator("text=Details").click()
         page.fill("[data-testid=alarm-comment-input]", "Valve checked, draining")
         page.click("[data-testid=alarm-comment-add]")
-        expect(page.locator("[data-testid=alarm-comments]")).to_contain_text("Valve checked, draining")
+        expect(page.locator("[data-testid=alarm-comments]")).to_contain_text(
+            "Valve checked, draining"
+        )
         shots(page, "alarms")
 
         # The device page marks the alarm on its charts and lists it.

@@ -12,7 +12,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
 
 def test_bootstrap_admin_sees_every_tenant_and_opens_another_tenants_device(platform, page):
     with api(platform) as http:
-        assert http.post("/projects", json={"name": "Home lab", "id": "home-lab"}).status_code == 201
+        assert (
+            http.post("/projects", json={"name": "Home lab", "id": "home-lab"}).status_code == 201
+        )
         r = http.post("/tenants", json={"name": "Acme Works", "id": "acme"})
         assert r.status_code == 201, r.text
         acme = {"Authorization": f"Bearer {r.json()['admin_key']['token']}"}

@@ -23,16 +23,42 @@ def test_reports_listed_run_downloaded_sent_and_deleted(platform, page, shots, w
     now_ms = int(time.time() * 1000)
     with api(platform) as http_:
         assert http_.post("/projects", json={"name": "Reports", "id": "rep"}).status_code == 201
-        secret = http_.post("/projects/rep/devices", json={"id": "kiln-1"}).json()["credentials"]["secret"]
+        secret = http_.post("/projects/rep/devices", json={"id": "kiln-1"}).json()["credentials"][
+            "secret"
+        ]
         # Six hours of 5-minute readings: 20, 21, ... so every hourly bucket has a known min/max.
-        readings = [{"ts": now_ms - (72 - i) * 300_000, "values": {"temperature": 20 + i % 12}} for i in range(72)]
-        r = httpx.post(f"{platform.url}/api/v1/ingest/telemetry", json=readings, auth=("kiln-1", secret), timeout=60)
+        readings = [
+            {"ts": now_ms - (72 - i) * 300_000, "values": {"temperature": 20 + i % 12}}
+            for i in range(72)
+        ]
+        r = httpx.post(
+            f"{platform.url}/api/v1/ingest/telemetry",
+            json=readings,
+            auth=("kiln-1", secret),
+            timeout=60,
+        )
         assert r.status_code in (200, 201, 202), r.text
-        assert http_.put("/projects/rep/channels/ops", json={"type": "webhook", "config": {"url": url}}).status_code == 200
-        base = {"cron": "0 7 * * *", "timezone": "Europe/Paris", "period": "6h", "bucket": "1h",
-                "series": [{"device": "kiln-1", "metric": "temperature"}], "channels": ["ops"]}
-        for rid, name, fmt in (("daily-csv", "Kiln daily (CSV)", "csv"), ("daily-pdf", "Kiln daily (PDF)", "pdf")):
-            r = http_.put(f"/projects/rep/reports/{rid}", json={**base, "name": name, "format": fmt})
+        assert (
+            http_.put(
+                "/projects/rep/channels/ops", json={"type": "webhook", "config": {"url": url}}
+            ).status_code
+            == 200
+        )
+        base = {
+            "cron": "0 7 * * *",
+            "timezone": "Europe/Paris",
+            "period": "6h",
+            "bucket": "1h",
+            "series": [{"device": "kiln-1", "metric": "temperature"}],
+            "channels": ["ops"],
+        }
+        for rid, name, fmt in (
+            ("daily-csv", "Kiln daily (CSV)", "csv"),
+            ("daily-pdf", "Kiln daily (PDF)", "pdf"),
+        ):
+            r = http_.put(
+                f"/projects/rep/reports/{rid}", json={**base, "name": name, "format": fmt}
+            )
             assert r.status_code == 200, r.text
         # Wait until the readings are stored (ingest acknowledges before the flush is visible).
         deadline = time.time() + 30
@@ -57,10 +83,16 @@ def test_reports_listed_run_downloaded_sent_and_deleted(platform, page, shots, w
     with page.expect_download() as got:
         csv_row.locator("[data-testid=report-download]").click()
     dl = got.value
-    assert dl.suggested_filename.startswith("rep-daily-csv-") and dl.suggested_filename.endswith("-series.csv")
+    assert dl.suggested_filename.startswith("rep-daily-csv-") and dl.suggested_filename.endswith(
+        "-series.csv"
+    )
     dl.save_as(tmp_path / "r.csv")
     rows = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
-    assert rows and {r["device"] for r in rows} == {"kiln-1"} and {r["metric"] for r in rows} == {"temperature"}
+    assert (
+        rows
+        and {r["device"] for r in rows} == {"kiln-1"}
+        and {r["metric"] for r in rows} == {"temperature"}
+    )
     assert min(float(r["min"]) for r in rows) == 20 and max(float(r["max"]) for r in rows) == 31
     expect(page.locator("[data-testid=report-result]")).to_contain_text(dl.suggested_filename)
 
@@ -80,7 +112,10 @@ def test_reports_listed_run_downloaded_sent_and_deleted(platform, page, shots, w
         time.sleep(0.05)
     note = next(n for n in received if n["event"] == "report")
     files = {a["filename"]: base64.b64decode(a["content_base64"]) for a in note["attachments"]}
-    assert any(name.endswith("-series.csv") and b"kiln-1,temperature" in body for name, body in files.items())
+    assert any(
+        name.endswith("-series.csv") and b"kiln-1,temperature" in body
+        for name, body in files.items()
+    )
 
     # A new report through the form; the server's reason for a bad schedule is shown as is.
     page.click("[data-testid=report-new]")
@@ -100,7 +135,9 @@ def test_reports_listed_run_downloaded_sent_and_deleted(platform, page, shots, w
     with api(platform) as http_:
         spec = http_.get("/projects/rep/reports").json()
         spec = next(r for r in spec if r["id"] == "kiln-hourly")
-        assert spec["series"] == [{"device": "kiln-1", "metric": "temperature"}] and spec["channels"] == ["ops"]
+        assert spec["series"] == [{"device": "kiln-1", "metric": "temperature"}] and spec[
+            "channels"
+        ] == ["ops"]
         assert spec["cron"] == "0 * * * *" and spec["period"] == 7200 and spec["bucket"] == 900
     # Editing keeps the id and replaces the definition.
     hourly.locator("[data-testid=report-edit]").click()
@@ -114,7 +151,10 @@ def test_reports_listed_run_downloaded_sent_and_deleted(platform, page, shots, w
     table.locator("tr[data-report=daily-pdf] [data-testid=report-delete]").click()
     expect(table.locator("tr[data-report=daily-pdf]")).to_have_count(0)
     with api(platform) as http_:
-        assert sorted(r["id"] for r in http_.get("/projects/rep/reports").json()) == ["daily-csv", "kiln-hourly"]
+        assert sorted(r["id"] for r in http_.get("/projects/rep/reports").json()) == [
+            "daily-csv",
+            "kiln-hourly",
+        ]
 
 
 def test_a_viewer_sees_reports_without_run_buttons(platform, page):
@@ -122,11 +162,18 @@ def test_a_viewer_sees_reports_without_run_buttons(platform, page):
 
     with api(platform) as http_:
         http_.post("/projects", json={"name": "Reports", "id": "rep"})
-        http_.put("/projects/rep/channels/ops", json={"type": "webhook", "config": {"url": "http://127.0.0.1:9/x"}})
-        r = http_.put("/projects/rep/reports/alarms-only", json={"name": "Alarms only", "cron": "0 * * * *",
-                                                                "channels": ["ops"]})
+        http_.put(
+            "/projects/rep/channels/ops",
+            json={"type": "webhook", "config": {"url": "http://127.0.0.1:9/x"}},
+        )
+        r = http_.put(
+            "/projects/rep/reports/alarms-only",
+            json={"name": "Alarms only", "cron": "0 * * * *", "channels": ["ops"]},
+        )
         assert r.status_code == 200, r.text
-        r = http_.post("/users", json={"username": "vera", "password": "viewer-password", "role": "viewer"})
+        r = http_.post(
+            "/users", json={"username": "vera", "password": "viewer-password", "role": "viewer"}
+        )
         assert r.status_code == 201, r.text
     login_as(page, platform, "vera", "viewer-password")
     page.select_option("[data-testid=project-select]", "rep")

@@ -1,4 +1,5 @@
-"""``mount_console``: the built console at ``/``, SPA fallback, cache headers, API 404s stay JSON."""
+"""``mount_console``: the built console at ``/``,
+SPA fallback, cache headers, API 404s stay JSON."""
 
 from __future__ import annotations
 

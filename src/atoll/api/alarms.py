@@ -32,7 +32,9 @@ def event_out(e: AlarmEvent | Comment) -> dict[str, Any]:
 
 
 class ActionIn(BaseModel):
-    comment: str | None = Field(None, max_length=4000, description="optional note kept with the alarm")
+    comment: str | None = Field(
+        None, max_length=4000, description="optional note kept with the alarm"
+    )
 
 
 class CommentIn(BaseModel):
@@ -64,16 +66,21 @@ def _statuses(values: list[str]) -> list[str] | None:
             elif s in STATUSES:
                 out.append(s)
             else:
-                raise InvalidInput(f"status: unknown value {s!r}",
-                                   hint="use active, acknowledged, cleared, open or all")
+                raise InvalidInput(
+                    f"status: unknown value {s!r}",
+                    hint="use active, acknowledged, cleared, open or all",
+                )
     return out or None
 
 
 @router.get("/alarms", summary="List alarms, newest first")
 def list_alarms(
-    who: Viewer, ctx: Ctx,
+    who: Viewer,
+    ctx: Ctx,
     project: str | None = None,
-    status: list[str] = Query([], description="active | acknowledged | cleared | open; repeat or comma-separate"),
+    status: list[str] = Query(
+        [], description="active | acknowledged | cleared | open; repeat or comma-separate"
+    ),
     state: list[str] = Query([], include_in_schema=False),
     device: str | None = None,
     rule: str | None = None,
@@ -93,9 +100,16 @@ def list_alarms(
     now = svc.clock.now_us()
     sev = [s for v in severity for s in v.split(",") if s.strip()] or None
     rows = svc.alarms.list(
-        projects=projects, status=_statuses(status or state), device=device, rule_id=rule,
-        severity=sev, since=parse_time(since, now) if since else None,
-        until=parse_time(until, now) if until else None, limit=limit, offset=offset)
+        projects=projects,
+        status=_statuses(status or state),
+        device=device,
+        rule_id=rule,
+        severity=sev,
+        since=parse_time(since, now) if since else None,
+        until=parse_time(until, now) if until else None,
+        limit=limit,
+        offset=offset,
+    )
     if acknowledged is not None:
         rows = [a for a in rows if a.acknowledged == acknowledged]
     return [alarm_out(a) for a in rows]
@@ -117,13 +131,17 @@ def alarm_summary(who: Viewer, ctx: Ctx, project: str | None = None) -> dict:
 def get_alarm(alarm_id: RowId, who: Viewer, ctx: Ctx) -> dict:
     alarm = _alarm(ctx, who, alarm_id)
     book = service(ctx).alarms
-    return {**alarm_out(alarm), "history": [event_out(e) for e in book.history(alarm_id)],
-            "comments": [event_out(c) for c in book.comments(alarm_id)]}
+    return {
+        **alarm_out(alarm),
+        "history": [event_out(e) for e in book.history(alarm_id)],
+        "comments": [event_out(c) for c in book.comments(alarm_id)],
+    }
 
 
 @router.post("/alarms/{alarm_id}/ack", summary="Acknowledge an alarm")
-async def acknowledge(alarm_id: RowId, who: Operator, ctx: Ctx,
-                      body: ActionIn | None = Body(None)) -> dict:
+async def acknowledge(
+    alarm_id: RowId, who: Operator, ctx: Ctx, body: ActionIn | None = Body(None)
+) -> dict:
     """409 if it is already acknowledged. A cleared alarm can still be acknowledged."""
     _alarm(ctx, who, alarm_id)
     alarm = await service(ctx).acknowledge(alarm_id, who.name, body.comment if body else None)
@@ -132,7 +150,9 @@ async def acknowledge(alarm_id: RowId, who: Operator, ctx: Ctx,
 
 
 @router.post("/alarms/{alarm_id}/clear", summary="Clear an alarm by hand")
-async def clear(alarm_id: RowId, who: Operator, ctx: Ctx, body: ActionIn | None = Body(None)) -> dict:
+async def clear(
+    alarm_id: RowId, who: Operator, ctx: Ctx, body: ActionIn | None = Body(None)
+) -> dict:
     """409 if it is already cleared. If the condition still holds, the rule raises a new alarm
     only after the condition has ended and come back."""
     _alarm(ctx, who, alarm_id)
@@ -153,7 +173,9 @@ async def add_comment(alarm_id: RowId, body: CommentIn, who: Operator, ctx: Ctx)
     return event_out(await service(ctx).comment(alarm_id, who.name, body.text))
 
 
-@router.get("/alarms/{alarm_id}/history", summary="State transitions of an alarm, with who and when")
+@router.get(
+    "/alarms/{alarm_id}/history", summary="State transitions of an alarm, with who and when"
+)
 def history(alarm_id: RowId, who: Viewer, ctx: Ctx) -> list[dict]:
     _alarm(ctx, who, alarm_id)
     return [event_out(e) for e in service(ctx).alarms.history(alarm_id)]

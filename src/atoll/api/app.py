@@ -43,10 +43,26 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 DEFAULT_MAX_BODY = 256 * 1024
 CORE_ROUTERS: tuple[ModuleType, ...] = (
-    auth, tenants, keys, users, projects, device_types, devices, credentials, twins, commands,
-    series, ingest, audit,
+    auth,
+    tenants,
+    keys,
+    users,
+    projects,
+    device_types,
+    devices,
+    credentials,
+    twins,
+    commands,
+    series,
+    ingest,
+    audit,
 )
-EXTENSION_MODULES: tuple[str, ...] = ("atoll.api.rules", "atoll.api.alarms", "atoll.api.live", "atoll.web.app")
+EXTENSION_MODULES: tuple[str, ...] = (
+    "atoll.api.rules",
+    "atoll.api.alarms",
+    "atoll.api.live",
+    "atoll.web.app",
+)
 
 
 @dataclass
@@ -61,9 +77,14 @@ class AppContext:
     sessions: DeviceSessions | None = None
 
 
-def create_app(ctx: ApiContext, *, max_body_bytes: int | None = None,
-               extensions: tuple[str, ...] = EXTENSION_MODULES) -> FastAPI:
-    """Build the API. ``max_body_bytes`` defaults to ``ctx.settings.max_payload_bytes`` or 256 KiB."""
+def create_app(
+    ctx: ApiContext,
+    *,
+    max_body_bytes: int | None = None,
+    extensions: tuple[str, ...] = EXTENSION_MODULES,
+) -> FastAPI:
+    """Build the API. ``max_body_bytes`` defaults to
+    ``ctx.settings.max_payload_bytes`` or 256 KiB."""
     if max_body_bytes is None:
         settings = getattr(ctx, "settings", None)
         max_body_bytes = getattr(settings, "max_payload_bytes", None) or DEFAULT_MAX_BODY
@@ -72,8 +93,9 @@ def create_app(ctx: ApiContext, *, max_body_bytes: int | None = None,
         version=__version__,
         description=(
             "Devices, telemetry, twins, commands, rules and alarms. People and programs send "
-            "`Authorization: Bearer <api key>`; devices use HTTP Basic auth with their id and secret. "
-            "Errors are `{\"error\", \"message\", \"hint\"?}`."
+            "`Authorization: Bearer <api key>`; devices use HTTP Basic auth with their id and "
+            "secret. "
+            'Errors are `{"error", "message", "hint"?}`.'
         ),
         docs_url="/docs",
         openapi_url=f"{PREFIX}/openapi.json",
@@ -107,9 +129,11 @@ def create_app(ctx: ApiContext, *, max_body_bytes: int | None = None,
         else:
             log.warning("extension %s has no router, create_router or mount", name)
     if not mounted:
+
         @app.get("/", include_in_schema=False)
         def _root() -> RedirectResponse:
             return RedirectResponse("/docs")
+
     return app
 
 

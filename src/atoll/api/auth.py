@@ -58,8 +58,13 @@ def login(body: LoginIn, request: Request, ctx: Ctx):
     by_user.succeeded(user_key)
     user, key = found
     ctx.registry.audit(user.tenant, user.username, "auth.login", f"user:{user.username}")
-    return Session(token=key.token, expires_at=iso(key.key.expires_at), username=user.username,
-                   tenant=user.tenant, role=user.role)
+    return Session(
+        token=key.token,
+        expires_at=iso(key.key.expires_at),
+        username=user.username,
+        tenant=user.tenant,
+        role=user.role,
+    )
 
 
 class PasswordChange(BaseModel):
@@ -71,8 +76,10 @@ class PasswordChange(BaseModel):
 def change_password(body: PasswordChange, who: Viewer, ctx: Ctx):
     """For console sessions. Every session of the user ends, this one included: log in again."""
     if not who.name.startswith(SESSION_PREFIX):
-        raise InvalidInput("API keys have no password", hint="log in with POST /api/v1/auth/login first")
-    username = who.name[len(SESSION_PREFIX):]
+        raise InvalidInput(
+            "API keys have no password", hint="log in with POST /api/v1/auth/login first"
+        )
+    username = who.name[len(SESSION_PREFIX) :]
     if not ctx.registry.change_password(username, body.current_password, body.new_password):
         raise Forbidden("the current password is wrong")
     ctx.registry.audit(who.acting_from or who.tenant, username, "auth.password", f"user:{username}")
@@ -81,15 +88,23 @@ def change_password(body: PasswordChange, who: Viewer, ctx: Ctx):
 
 @router.post("/auth/logout", status_code=204, summary="End this console session")
 def logout(who: Viewer, ctx: Ctx):
-    """Revokes the session token used for this call. API keys are left alone (revoke them under /keys)."""
+    """Revokes the session token used for this call. API
+    keys are left alone (revoke them under /keys)."""
     if who.name.startswith(SESSION_PREFIX):
         home = who.acting_from or who.tenant  # the session lives in its own tenant
         ctx.registry.revoke_api_key(home, who.key_id)
-        ctx.registry.audit(home, who.name[len(SESSION_PREFIX):], "auth.logout", f"key:{who.key_id}")
+        ctx.registry.audit(
+            home, who.name[len(SESSION_PREFIX) :], "auth.logout", f"key:{who.key_id}"
+        )
     return Response(status_code=204)
 
 
 @router.get("/auth/me", response_model=Me, summary="Who am I")
 def me(who: Viewer):
-    return Me(tenant=who.tenant, role=who.role, key_id=who.key_id, name=who.name,
-              platform_admin=who.platform_admin)
+    return Me(
+        tenant=who.tenant,
+        role=who.role,
+        key_id=who.key_id,
+        name=who.name,
+        platform_admin=who.platform_admin,
+    )

@@ -23,16 +23,26 @@ class CommandIn(BaseModel):
     ttl_s: float = Field(300, gt=0, le=7 * 86400, description="expire if not acknowledged in time")
 
 
-@router.post("/devices/{device}/commands", response_model=CommandOut, status_code=201,
-             summary="Send a command to a device")
-async def create_command(device: str, body: CommandIn, who: Operator,
-                         ctx: Ctx):
+@router.post(
+    "/devices/{device}/commands",
+    response_model=CommandOut,
+    status_code=201,
+    summary="Send a command to a device",
+)
+async def create_command(device: str, body: CommandIn, who: Operator, ctx: Ctx):
     """Stored as ``pending``, then published on ``atoll/v1/devices/{device}/commands/{id}``
     (``delivered``). The device's ack makes it ``acked`` or ``failed``; else it ``expired``."""
-    cmd = await run_in_threadpool(ctx.registry.create_command, device, body.name, body.args,
-                                  ttl_s=body.ttl_s, tenant=who.tenant)
-    await run_in_threadpool(audit, ctx, who, "command.create", f"device:{device}",
-                            {"command": cmd.id, "name": cmd.name})
+    cmd = await run_in_threadpool(
+        ctx.registry.create_command,
+        device,
+        body.name,
+        body.args,
+        ttl_s=body.ttl_s,
+        tenant=who.tenant,
+    )
+    await run_in_threadpool(
+        audit, ctx, who, "command.create", f"device:{device}", {"command": cmd.id, "name": cmd.name}
+    )
     if ctx.commands is not None:
         try:
             await ctx.commands.send_command(cmd)
@@ -52,12 +62,21 @@ CommandStatus = Literal["pending", "delivered", "acked", "failed", "expired"]
 
 
 @router.get("/devices/{device}/commands", response_model=list[CommandOut], summary="List commands")
-def list_commands(who: Viewer, ctx: Ctx, device: str, status: CommandStatus | None = None,
-                  limit: int = Query(100, ge=1, le=1000)):
-    return [CommandOut.of(c) for c in ctx.registry.list_commands(device, who.tenant, status=status,
-                                                                 limit=limit)]
+def list_commands(
+    who: Viewer,
+    ctx: Ctx,
+    device: str,
+    status: CommandStatus | None = None,
+    limit: int = Query(100, ge=1, le=1000),
+):
+    return [
+        CommandOut.of(c)
+        for c in ctx.registry.list_commands(device, who.tenant, status=status, limit=limit)
+    ]
 
 
-@router.get("/devices/{device}/commands/{command_id}", response_model=CommandOut, summary="Get a command")
+@router.get(
+    "/devices/{device}/commands/{command_id}", response_model=CommandOut, summary="Get a command"
+)
 def get_command(device: str, command_id: str, who: Viewer, ctx: Ctx):
     return CommandOut.of(ctx.registry.get_command(device, command_id, who.tenant))

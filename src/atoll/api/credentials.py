@@ -10,8 +10,11 @@ from atoll.api.schemas import CredentialsOut
 router = APIRouter(tags=["credentials"])
 
 
-@router.post("/devices/{device}/credentials/rotate", response_model=CredentialsOut,
-             summary="Rotate a device's secret")
+@router.post(
+    "/devices/{device}/credentials/rotate",
+    response_model=CredentialsOut,
+    summary="Rotate a device's secret",
+)
 def rotate(device: str, who: Operator, ctx: Ctx):
     """The old secret stops working at once, and the device's live connections are closed
     before this answers; the new secret is in this answer only."""

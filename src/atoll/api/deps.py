@@ -43,14 +43,17 @@ def disconnect_device(ctx: ApiContext, device: str, reason: str, *, forget: bool
 
 
 def _principal(
-    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if creds is None:
         raise Unauthenticated("missing API key", hint="send 'Authorization: Bearer <api key>'")
     principal = get_ctx(request).registry.authenticate_key(creds.credentials)
     if principal is None:
         raise Unauthenticated("invalid, expired or revoked API key")
-    principal = act_in_tenant(get_ctx(request).registry, principal, request.headers.get(TENANT_HEADER))
+    principal = act_in_tenant(
+        get_ctx(request).registry, principal, request.headers.get(TENANT_HEADER)
+    )
     request.state.principal = principal
     return principal
 
@@ -87,8 +90,13 @@ operator = require("operator")
 admin = require("admin")
 
 
-def audit(ctx: ApiContext, who: Principal, action: str, target: str,
-          detail: Mapping[str, Any] | None = None) -> None:
+def audit(
+    ctx: ApiContext,
+    who: Principal,
+    action: str,
+    target: str,
+    detail: Mapping[str, Any] | None = None,
+) -> None:
     ctx.registry.audit(who.tenant, actor(who), action, target, detail)
 
 
@@ -104,7 +112,9 @@ def _basic_credentials(request: Request) -> tuple[str, str]:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "basic" or not value:
-        raise Unauthenticated("device credentials missing", hint="use HTTP Basic auth: curl -u DEVICE_ID:SECRET")
+        raise Unauthenticated(
+            "device credentials missing", hint="use HTTP Basic auth: curl -u DEVICE_ID:SECRET"
+        )
     try:
         device, sep, secret = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
@@ -133,9 +143,13 @@ def _refuse_device(registry, device_id: str, secret: str) -> DeviceIdentity:
         registry.record_rejection(device_id, "http", "disabled", "request from a disabled device")
         raise Forbidden(f"device {device_id!r} is disabled", hint="an operator can enable it again")
     # Counted for known devices only (a wrong or revoked secret); unknown ids are not stored.
-    registry.record_rejection(device_id, "http", "unauthenticated", "wrong, rotated or revoked secret")
-    raise Unauthenticated("unknown device or wrong secret",
-                          hint="check the device id and secret; rotated or revoked secrets stop working")
+    registry.record_rejection(
+        device_id, "http", "unauthenticated", "wrong, rotated or revoked secret"
+    )
+    raise Unauthenticated(
+        "unknown device or wrong secret",
+        hint="check the device id and secret; rotated or revoked secrets stop working",
+    )
 
 
 # Annotated shorthands for route signatures: ``def route(who: Operator, ctx: Ctx)``.

@@ -31,31 +31,66 @@ class DevicePatch(BaseModel):
 
 
 @router.get("/projects/{project}/devices", response_model=list[DeviceOut], summary="List devices")
-def list_devices(who: Viewer, ctx: Ctx, project: str, response: Response, device_type: str | None = None,
-                 limit: int = Query(1000, ge=1, le=10000), offset: Offset = 0,
-                 q: str | None = Query(None, max_length=200, description="substring of id, name or type"),
-                 status: Literal["online", "offline"] | None = Query(
-                     None, description=f"online = seen in the last {ONLINE_WINDOW_S:.0f} s")):
-    """One page of devices by id; ``X-Total-Count`` says how many match (the console pages with it)."""
+def list_devices(
+    who: Viewer,
+    ctx: Ctx,
+    project: str,
+    response: Response,
+    device_type: str | None = None,
+    limit: int = Query(1000, ge=1, le=10000),
+    offset: Offset = 0,
+    q: str | None = Query(None, max_length=200, description="substring of id, name or type"),
+    status: Literal["online", "offline"] | None = Query(
+        None, description=f"online = seen in the last {ONLINE_WINDOW_S:.0f} s"
+    ),
+):
+    """One page of devices by id; ``X-Total-Count``
+    says how many match (the console pages with it)."""
     seen = {}
     if status is not None:
         cutoff = time.time_ns() // 1000 - int(ONLINE_WINDOW_S * 1e6)
         seen = {"seen_since": cutoff} if status == "online" else {"not_seen_since": cutoff}
     ctx.registry.get_project(project, who.tenant)
-    response.headers["X-Total-Count"] = str(ctx.registry.count_devices(
-        project, device_type=device_type, search=q, **seen))
-    return [DeviceOut.of(d) for d in ctx.registry.list_devices(
-        project, who.tenant, limit=limit, offset=offset, device_type=device_type, search=q, **seen)]
+    response.headers["X-Total-Count"] = str(
+        ctx.registry.count_devices(project, device_type=device_type, search=q, **seen)
+    )
+    return [
+        DeviceOut.of(d)
+        for d in ctx.registry.list_devices(
+            project,
+            who.tenant,
+            limit=limit,
+            offset=offset,
+            device_type=device_type,
+            search=q,
+            **seen,
+        )
+    ]
 
 
-@router.post("/projects/{project}/devices", response_model=RegisteredDevice, status_code=201,
-             summary="Register a device")
+@router.post(
+    "/projects/{project}/devices",
+    response_model=RegisteredDevice,
+    status_code=201,
+    summary="Register a device",
+)
 def register_device(project: str, body: DeviceIn, who: Operator, ctx: Ctx):
     """Creates the device and its credentials. The secret is in this answer only."""
-    dev, creds = ctx.registry.register_device(project, device_id=body.id, name=body.name,
-                                              device_type=body.device_type, labels=body.labels,
-                                              tenant=who.tenant)
-    audit(ctx, who, "device.create", f"device:{dev.id}", {"project": project, "device_type": dev.device_type})
+    dev, creds = ctx.registry.register_device(
+        project,
+        device_id=body.id,
+        name=body.name,
+        device_type=body.device_type,
+        labels=body.labels,
+        tenant=who.tenant,
+    )
+    audit(
+        ctx,
+        who,
+        "device.create",
+        f"device:{dev.id}",
+        {"project": project, "device_type": dev.device_type},
+    )
     return RegisteredDevice(device=DeviceOut.of(dev), credentials=CredentialsOut.of(creds))
 
 
@@ -66,16 +101,33 @@ class DeviceBatchIn(BaseModel):
     devices: list[DeviceIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-@router.post("/projects/{project}/devices/batch", response_model=list[RegisteredDevice], status_code=201,
-             summary="Register many devices at once")
+@router.post(
+    "/projects/{project}/devices/batch",
+    response_model=list[RegisteredDevice],
+    status_code=201,
+    summary="Register many devices at once",
+)
 def register_devices(project: str, body: DeviceBatchIn, who: Operator, ctx: Ctx):
-    """All or nothing, in one transaction (up to 1000). Each answer holds a secret shown only here."""
-    done = ctx.registry.register_devices(project, [
-        {"device_id": d.id, "name": d.name, "device_type": d.device_type, "labels": d.labels}
-        for d in body.devices], tenant=who.tenant)
-    audit(ctx, who, "device.create_batch", f"project:{project}",
-          {"count": len(done), "devices": [d.id for d, _ in done[:50]]})
-    return [RegisteredDevice(device=DeviceOut.of(d), credentials=CredentialsOut.of(c)) for d, c in done]
+    """All or nothing, in one transaction (up to 1000).
+    Each answer holds a secret shown only here."""
+    done = ctx.registry.register_devices(
+        project,
+        [
+            {"device_id": d.id, "name": d.name, "device_type": d.device_type, "labels": d.labels}
+            for d in body.devices
+        ],
+        tenant=who.tenant,
+    )
+    audit(
+        ctx,
+        who,
+        "device.create_batch",
+        f"project:{project}",
+        {"count": len(done), "devices": [d.id for d, _ in done[:50]]},
+    )
+    return [
+        RegisteredDevice(device=DeviceOut.of(d), credentials=CredentialsOut.of(c)) for d, c in done
+    ]
 
 
 @router.get("/devices/{device}", response_model=DeviceOut, summary="Get a device")
@@ -86,8 +138,9 @@ def get_device(device: str, who: Viewer, ctx: Ctx):
 @router.patch("/devices/{device}", response_model=DeviceOut, summary="Update or disable a device")
 def update_device(device: str, body: DevicePatch, who: Operator, ctx: Ctx):
     kw = {"device_type": body.device_type} if "device_type" in body.model_fields_set else {}
-    dev = ctx.registry.update_device(device, who.tenant, name=body.name, labels=body.labels,
-                                     disabled=body.disabled, **kw)
+    dev = ctx.registry.update_device(
+        device, who.tenant, name=body.name, labels=body.labels, disabled=body.disabled, **kw
+    )
     if body.disabled:
         disconnect_device(ctx, device, "disabled")
     audit(ctx, who, "device.update", f"device:{device}", body.model_dump(exclude_unset=True))
@@ -104,11 +157,19 @@ def delete_device(device: str, who: Operator, ctx: Ctx):
     return Response(status_code=204)
 
 
-@router.get("/devices/{device}/rejections", response_model=list[RejectionOut],
-            summary="Refused messages by transport and reason")
+@router.get(
+    "/devices/{device}/rejections",
+    response_model=list[RejectionOut],
+    summary="Refused messages by transport and reason",
+)
 def rejections(device: str, who: Viewer, ctx: Ctx):
-    return [RejectionOut(transport=r.transport, reason=r.reason, count=r.count, last_at=iso(r.last_at),
-                         last_message=r.last_message)
-            for r in ctx.registry.rejections(device, who.tenant)]
-
-
+    return [
+        RejectionOut(
+            transport=r.transport,
+            reason=r.reason,
+            count=r.count,
+            last_at=iso(r.last_at),
+            last_message=r.last_message,
+        )
+        for r in ctx.registry.rejections(device, who.tenant)
+    ]

@@ -19,8 +19,16 @@ from atoll.core.errors import AtollError, PayloadTooLarge, RateLimited
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {400: "invalid_input", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 422: "invalid_input"}
+_HTTP_CODES = {
+    400: "invalid_input",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "invalid_input",
+}
 
 
 def _body(code: str, message: str, hint: str | None = None, **extra) -> dict:
@@ -46,25 +54,35 @@ def install(app: FastAPI) -> None:
             loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body",)) or "body"
             problems.append(f"{loc}: {err.get('msg')}")
         return JSONResponse(
-            _body("invalid_input", "; ".join(problems) or "invalid request",
-                  "see the OpenAPI schema at /docs for the expected shape"),
+            _body(
+                "invalid_input",
+                "; ".join(problems) or "invalid request",
+                "see the OpenAPI schema at /docs for the expected shape",
+            ),
             status_code=422,
         )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
-        return JSONResponse(_body(code, str(exc.detail)), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            _body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(_body("internal", "internal error; see the server log"), status_code=500)
+        return JSONResponse(
+            _body("internal", "internal error; see the server log"), status_code=500
+        )
 
 
 def _challenge(request: Request) -> str:
-    return 'Basic realm="atoll-devices"' if "/ingest/" in request.url.path else 'Bearer realm="atoll"'
+    return (
+        'Basic realm="atoll-devices"' if "/ingest/" in request.url.path else 'Bearer realm="atoll"'
+    )
 
 
 class BodyLimit:
@@ -121,9 +139,18 @@ class BodyLimit:
 
     async def _refuse(self, send: Send, size: int) -> None:
         message = f"request body is {size} bytes; the limit is {self.max_bytes}"
-        body = orjson.dumps(_body("payload_too_large", message, "split the batch into smaller requests"))
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        body = orjson.dumps(
+            _body("payload_too_large", message, "split the batch into smaller requests")
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

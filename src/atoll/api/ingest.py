@@ -23,29 +23,62 @@ _READING = {
     "type": "object",
     "required": ["values"],
     "properties": {
-        "ts": {"description": "ISO-8601 or epoch milliseconds; server time if missing",
-               "oneOf": [{"type": "string"}, {"type": "number"}]},
-        "values": {"type": "object", "additionalProperties": {"oneOf": [{"type": "number"}, {"type": "boolean"}]}},
+        "ts": {
+            "description": "ISO-8601 or epoch milliseconds; server time if missing",
+            "oneOf": [{"type": "string"}, {"type": "number"}],
+        },
+        "values": {
+            "type": "object",
+            "additionalProperties": {"oneOf": [{"type": "number"}, {"type": "boolean"}]},
+        },
     },
 }
 _TELEMETRY_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {
-            "schema": {"oneOf": [_READING, {"type": "array", "items": _READING}]},
-            "examples": {
-                "one": {"value": {"ts": "2026-11-23T10:00:00Z", "values": {"temperature": 21.5}}},
-                "batch": {"value": [{"ts": 1795428000000, "values": {"temperature": 21.5}},
-                                    {"ts": 1795428001000, "values": {"temperature": 21.6}}]},
-            },
-        }},
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [_READING, {"type": "array", "items": _READING}]},
+                "examples": {
+                    "one": {
+                        "value": {"ts": "2026-11-23T10:00:00Z", "values": {"temperature": 21.5}}
+                    },
+                    "batch": {
+                        "value": [
+                            {"ts": 1795428000000, "values": {"temperature": 21.5}},
+                            {"ts": 1795428001000, "values": {"temperature": 21.6}},
+                        ]
+                    },
+                },
+            }
+        },
     }
 }
-_OBJECT_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"type": "object"}, "example": {"firmware": "1.4.2", "interval_s": 10}}}}}
-_ACK_BODY = {"requestBody": {"required": True, "content": {"application/json": {
-    "schema": {"type": "object", "properties": {"status": {"enum": ["ok", "error"]}, "result": {}}},
-    "example": {"status": "ok", "result": {"rebooted": True}}}}}}
+_OBJECT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object"},
+                "example": {"firmware": "1.4.2", "interval_s": 10},
+            }
+        },
+    }
+}
+_ACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"status": {"enum": ["ok", "error"]}, "result": {}},
+                },
+                "example": {"status": "ok", "result": {"rebooted": True}},
+            }
+        },
+    }
+}
 
 
 class Accepted(BaseModel):
@@ -63,8 +96,12 @@ def _ingest(ctx):
     return ctx.ingest
 
 
-@router.post("/telemetry", response_model=Accepted, summary="Send telemetry (device)",
-             openapi_extra=_TELEMETRY_BODY)
+@router.post(
+    "/telemetry",
+    response_model=Accepted,
+    summary="Send telemetry (device)",
+    openapi_extra=_TELEMETRY_BODY,
+)
 async def telemetry(request: Request, identity: Device, ctx: Ctx):
     """One reading ``{"ts"?, "values": {...}}`` or a JSON array of them. 4xx answers say why;
     429 (with ``Retry-After``) while the device or its tenant is over its rate limit."""
@@ -75,19 +112,29 @@ async def telemetry(request: Request, identity: Device, ctx: Ctx):
     return Accepted(accepted=n)
 
 
-@router.put("/twin/reported", response_model=TwinOut, summary="Report twin properties (device)",
-            openapi_extra=_OBJECT_BODY)
+@router.put(
+    "/twin/reported",
+    response_model=TwinOut,
+    summary="Report twin properties (device)",
+    openapi_extra=_OBJECT_BODY,
+)
 async def twin_reported(request: Request, identity: Device, ctx: Ctx):
     """JSON merge patch of the reported half; ``null`` deletes a key."""
     ingest = _ingest(ctx)
     ingest.admit(identity, "http")
     body = await request.body()
     result = await ingest.twin_reported(identity, body, "http")
-    twin = result if isinstance(result, Twin) else await run_in_threadpool(ctx.registry.get_twin, identity.device)
+    twin = (
+        result
+        if isinstance(result, Twin)
+        else await run_in_threadpool(ctx.registry.get_twin, identity.device)
+    )
     return TwinOut.of(twin)
 
 
-@router.get("/twin/desired", response_model=Desired, summary="Read desired twin properties (device)")
+@router.get(
+    "/twin/desired", response_model=Desired, summary="Read desired twin properties (device)"
+)
 def twin_desired(identity: Device, ctx: Ctx):
     twin = ctx.registry.get_twin(identity.device)
     return Desired(desired=twin.desired, version=twin.desired_version)
@@ -102,10 +149,13 @@ def pending_commands(identity: Device, ctx: Ctx, limit: int = Query(20, ge=1, le
     return [CommandOut.of(c) for c in out]
 
 
-@router.post("/commands/{command_id}/ack", response_model=CommandOut, summary="Acknowledge a command (device)",
-             openapi_extra=_ACK_BODY)
-async def ack(command_id: str, request: Request, identity: Device,
-              ctx: Ctx):
+@router.post(
+    "/commands/{command_id}/ack",
+    response_model=CommandOut,
+    summary="Acknowledge a command (device)",
+    openapi_extra=_ACK_BODY,
+)
+async def ack(command_id: str, request: Request, identity: Device, ctx: Ctx):
     ingest = _ingest(ctx)
     ingest.admit(identity, "http")
     body = await request.body()

@@ -16,8 +16,12 @@ router = APIRouter(tags=["api keys"])
 class KeyIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["admin", "operator", "viewer"] = "viewer"
-    ttl_s: float | None = Field(None, gt=0, le=MAX_TTL_S,
-                                description="lifetime in seconds (at most 100 years); omit for no expiry")
+    ttl_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_TTL_S,
+        description="lifetime in seconds (at most 100 years); omit for no expiry",
+    )
 
 
 @router.get("/keys", response_model=list[ApiKeyOut], summary="List your tenant's API keys")

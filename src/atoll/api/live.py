@@ -62,7 +62,7 @@ class _Feed:
             dev["values"][key.metric] = float(val[-1])
             if key.device in self.watch:
                 pts = self.points.setdefault(key.device, {}).setdefault(key.metric, [])
-                pts.extend(zip((ts // 1000).tolist(), val.tolist()))
+                pts.extend(zip((ts // 1000).tolist(), val.tolist(), strict=True))
                 if len(pts) > MAX_POINTS_PER_FLUSH:
                     del pts[: len(pts) - MAX_POINTS_PER_FLUSH]
         self.wake.set()
@@ -111,8 +111,9 @@ async def _authorize(ws: WebSocket, project: str, token: str | None, tenant: str
         return None, "invalid, expired or revoked API key"
     try:
         # Browsers can't set headers on a WebSocket, so the tenant comes as ?tenant= here.
-        principal = await run_in_threadpool(act_in_tenant, ctx.registry, principal,
-                                            tenant or ws.headers.get(TENANT_HEADER))
+        principal = await run_in_threadpool(
+            act_in_tenant, ctx.registry, principal, tenant or ws.headers.get(TENANT_HEADER)
+        )
         # Scoped like every REST call: even the platform admin sees one tenant's data at a time.
         await run_in_threadpool(ctx.registry.get_project, project, principal.tenant)
     except AtollError as exc:
@@ -121,8 +122,9 @@ async def _authorize(ws: WebSocket, project: str, token: str | None, tenant: str
 
 
 @router.websocket("/live")
-async def live(ws: WebSocket, project: str | None = None, token: str | None = None,
-               tenant: str | None = None) -> None:
+async def live(
+    ws: WebSocket, project: str | None = None, token: str | None = None, tenant: str | None = None
+) -> None:
     # Refusals happen after the handshake: a browser sees the close code and reason, while a
     # refused handshake only shows up as an opaque network error.
     await ws.accept()

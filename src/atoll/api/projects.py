@@ -13,9 +13,15 @@ router = APIRouter(tags=["projects"])
 
 class ProjectIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    id: str | None = Field(None, description="optional global id (lower-case letters, digits, - and _)")
-    retention_days: int | None = Field(None, ge=1, le=MAX_RETENTION_DAYS,
-                                       description="delete points older than this; null keeps all")
+    id: str | None = Field(
+        None, description="optional global id (lower-case letters, digits, - and _)"
+    )
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="delete points older than this; null keeps all",
+    )
 
 
 class ProjectPatch(BaseModel):
@@ -30,8 +36,9 @@ def list_projects(who: Viewer, ctx: Ctx):
 
 @router.post("/projects", response_model=ProjectOut, status_code=201, summary="Create a project")
 def create_project(body: ProjectIn, who: Admin, ctx: Ctx):
-    p = ctx.registry.create_project(who.tenant, body.name, project_id=body.id,
-                                    retention_days=body.retention_days)
+    p = ctx.registry.create_project(
+        who.tenant, body.name, project_id=body.id, retention_days=body.retention_days
+    )
     audit(ctx, who, "project.create", f"project:{p.id}", body.model_dump(exclude_none=True))
     return ProjectOut.of(p)
 
@@ -43,8 +50,11 @@ def get_project(project: str, who: Viewer, ctx: Ctx):
 
 @router.patch("/projects/{project}", response_model=ProjectOut, summary="Rename or set retention")
 def update_project(project: str, body: ProjectPatch, who: Admin, ctx: Ctx):
-    """Send ``"retention_days": null`` to keep data forever; leave the field out to keep it unchanged."""
-    kw = {"retention_days": body.retention_days} if "retention_days" in body.model_fields_set else {}
+    """Send ``"retention_days": null`` to keep data
+    forever; leave the field out to keep it unchanged."""
+    kw = (
+        {"retention_days": body.retention_days} if "retention_days" in body.model_fields_set else {}
+    )
     p = ctx.registry.update_project(project, who.tenant, name=body.name, **kw)
     audit(ctx, who, "project.update", f"project:{project}", body.model_dump(exclude_unset=True))
     return ProjectOut.of(p)

@@ -30,8 +30,14 @@ RULE_EXAMPLE = {
     "name": "Boiler too hot",
     "severity": "major",
     "target": {"device_type": "boiler"},
-    "condition": {"type": "threshold", "metric": "temperature", "op": ">", "value": 90,
-                  "clear": 85, "for": "1m"},
+    "condition": {
+        "type": "threshold",
+        "metric": "temperature",
+        "op": ">",
+        "value": 90,
+        "clear": 85,
+        "for": "1m",
+    },
     "notify": {"channels": ["ops"], "repeat_every": "15m"},
     "escalation": [{"after": "10m", "severity": "critical"}],
 }
@@ -42,11 +48,14 @@ def service(ctx: Any) -> RulesService:
     if svc is None:
         # Under ``atoll up`` the platform started it as one of its services.
         platform = getattr(ctx, "platform", None)
-        svc = next((s for s in getattr(platform, "services", ()) if isinstance(s, RulesService)),
-                   None)
+        svc = next(
+            (s for s in getattr(platform, "services", ()) if isinstance(s, RulesService)), None
+        )
     if svc is None:
-        raise Unavailable("the rules service is not running in this process",
-                          hint="start Atoll with `atoll up`, which runs it")
+        raise Unavailable(
+            "the rules service is not running in this process",
+            hint="start Atoll with `atoll up`, which runs it",
+        )
     return svc
 
 
@@ -63,15 +72,21 @@ def check_project(ctx: Any, who: Principal, project: str) -> str:
 def chosen_id(kind: str, tenant: str, value: str) -> str:
     """A rule or report id chosen in ``tenant`` as stored: in the tenant's namespace, like
     project and device ids, so "already exists" never names another tenant's rule."""
-    return qualify_id(kind, tenant, value, valid=lambda v: bool(LOCAL_ID.match(v)), max_len=MAX_ID,
-                      hint="use 1-128 characters: letters, digits, '.', '-' or '_', "
-                           "starting with a letter or digit")
+    return qualify_id(
+        kind,
+        tenant,
+        value,
+        valid=lambda v: bool(LOCAL_ID.match(v)),
+        max_len=MAX_ID,
+        hint="use 1-128 characters: letters, digits, '.', '-' or '_', "
+        "starting with a letter or digit",
+    )
 
 
 def _auto_id(tenant: str, rule: Rule) -> Rule:
     """A rule id made from the name, in the tenant's namespace, leaving room for a '-N'."""
     head = prefix(tenant)
-    return rule.model_copy(update={"id": head + rule.id[:MAX_ID - 8 - len(head)]})
+    return rule.model_copy(update={"id": head + rule.id[: MAX_ID - 8 - len(head)]})
 
 
 def _in_namespace(tenant: str, doc: RuleFile) -> RuleFile:
@@ -86,7 +101,9 @@ def _with_project(body: Any, project: str) -> dict:
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object")
     if body.get("project", project) != project:
-        raise InvalidInput(f"project: the body says {body['project']!r} but the URL says {project!r}")
+        raise InvalidInput(
+            f"project: the body says {body['project']!r} but the URL says {project!r}"
+        )
     return {**{k: v for k, v in body.items() if k not in READ_ONLY}, "project": project}
 
 
@@ -108,8 +125,10 @@ def _check_devices(ctx: Any, who: Principal, rule: Rule) -> None:
         except NotFound:
             found = None
         if found is None or found.project != rule.project:
-            raise InvalidInput(f"{where}: project {rule.project!r} has no device {device!r}",
-                               hint="register the device first, or target a device_type")
+            raise InvalidInput(
+                f"{where}: project {rule.project!r} has no device {device!r}",
+                hint="register the device first, or target a device_type",
+            )
 
 
 # ------------------------------------------------------------------ rules
@@ -122,16 +141,20 @@ def list_rules(project: str, who: Viewer, ctx: Ctx) -> list[dict]:
 
 
 @router.post("/projects/{project}/rules", status_code=201, summary="Create a rule")
-async def create_rule(project: str, who: Operator, ctx: Ctx,
-                      body: Any = Body(..., examples=[RULE_EXAMPLE])) -> dict:
+async def create_rule(
+    project: str, who: Operator, ctx: Ctx, body: Any = Body(..., examples=[RULE_EXAMPLE])
+) -> dict:
     """Body: a rule (see docs/RULES.md). Without ``id``, one is made from the name. An id chosen
     in a tenant other than ``default`` is stored in its namespace: ``acme~boiler-hot``."""
     tenant = check_project(ctx, who, project)
     svc = service(ctx)
     rule = svc.validate_rule(_with_project(body, project))
     auto = "id" not in body
-    rule = _auto_id(tenant, rule) if auto else rule.model_copy(
-        update={"id": chosen_id("rule", tenant, rule.id)})
+    rule = (
+        _auto_id(tenant, rule)
+        if auto
+        else rule.model_copy(update={"id": chosen_id("rule", tenant, rule.id)})
+    )
     _check_devices(ctx, who, rule)
     rule = await svc.create_rule(rule, auto_id=auto)
     audit(ctx, who, "rule.create", f"rule:{rule.id}", {"project": project})
@@ -139,8 +162,9 @@ async def create_rule(project: str, who: Operator, ctx: Ctx,
 
 
 @router.post("/projects/{project}/rules/validate", summary="Check a rule without saving it")
-def validate_rule(project: str, who: Viewer, ctx: Ctx,
-                  body: Any = Body(..., examples=[RULE_EXAMPLE])) -> dict:
+def validate_rule(
+    project: str, who: Viewer, ctx: Ctx, body: Any = Body(..., examples=[RULE_EXAMPLE])
+) -> dict:
     """Always 200 for a well-formed request: ``{"valid": true, "rule": {...normalised}}`` or
     ``{"valid": false, "error": {"error", "message", "hint"?}}`` for the rule editor."""
     check_project(ctx, who, project)
@@ -153,12 +177,16 @@ def validate_rule(project: str, who: Viewer, ctx: Ctx,
 
 
 @router.post("/projects/{project}/rules/backtest", summary="What a rule would have raised")
-async def backtest_rule(project: str, who: Viewer, ctx: Ctx,
-                        start: str = Query("-7d", description="ISO-8601, epoch ms, or '-7d'"),
-                        end: str = Query("now"),
-                        rule: str | None = Query(None, description="a saved rule's id (else the body)"),
-                        max_devices: int = Query(100, ge=1, le=1000),
-                        body: Any = Body(None, examples=[RULE_EXAMPLE])) -> dict:
+async def backtest_rule(
+    project: str,
+    who: Viewer,
+    ctx: Ctx,
+    start: str = Query("-7d", description="ISO-8601, epoch ms, or '-7d'"),
+    end: str = Query("now"),
+    rule: str | None = Query(None, description="a saved rule's id (else the body)"),
+    max_devices: int = Query(100, ge=1, le=1000),
+    body: Any = Body(None, examples=[RULE_EXAMPLE]),
+) -> dict:
     """Replays the stored history of the series the rule reads (no alarm, no notification).
     Answers ``{"episodes": [{"device", "raised_at", "cleared_at", "value", "detail"}], ...}``."""
     from starlette.concurrency import run_in_threadpool
@@ -183,12 +211,23 @@ async def backtest_rule(project: str, who: Viewer, ctx: Ctx,
         devices = directory.devices(project, spec.target.device_type) if directory else []
     result = await run_in_threadpool(backtest, spec, devices[:max_devices], ctx.store, t0, t1)
     return {
-        "rule": spec.dump(), "start": iso(t0), "end": iso(t1),
-        "devices": devices[:max_devices], "devices_truncated": len(devices) > max_devices,
-        "points": result.points, "points_truncated": result.truncated,
-        "episodes": [{"device": e.device, "raised_at": iso(e.raised_at),
-                      "cleared_at": iso(e.cleared_at), "value": e.value, "detail": e.detail}
-                     for e in result.episodes],
+        "rule": spec.dump(),
+        "start": iso(t0),
+        "end": iso(t1),
+        "devices": devices[:max_devices],
+        "devices_truncated": len(devices) > max_devices,
+        "points": result.points,
+        "points_truncated": result.truncated,
+        "episodes": [
+            {
+                "device": e.device,
+                "raised_at": iso(e.raised_at),
+                "cleared_at": iso(e.cleared_at),
+                "value": e.value,
+                "detail": e.detail,
+            }
+            for e in result.episodes
+        ],
     }
 
 
@@ -204,7 +243,9 @@ async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) 
     doc = load_rule_file(text, project=project)
     for item in [*doc.rules, *doc.channels]:
         if item.project != project:
-            raise InvalidInput(f"project: the file names {item.project!r} but the URL says {project!r}")
+            raise InvalidInput(
+                f"project: the file names {item.project!r} but the URL says {project!r}"
+            )
     for rule in doc.rules:
         _check_devices(ctx, who, rule)
     known = {c.name for c in svc.repo.list_channels(project)} | {c.name for c in doc.channels}
@@ -225,19 +266,28 @@ def get_rule(project: str, rule_id: str, who: Viewer, ctx: Ctx) -> dict:
     engine = service(ctx).engine
     devices = engine.devices(rule_id)
     # "state": per device, whether the condition holds now (null: no input yet).
-    return {**rule.dump(), "devices": devices,
-            "state": {d: engine.state(rule_id, d) for d in devices}}
+    return {
+        **rule.dump(),
+        "devices": devices,
+        "state": {d: engine.state(rule_id, d) for d in devices},
+    }
 
 
 @router.put("/projects/{project}/rules/{rule_id}", summary="Create or replace a rule")
-async def put_rule(project: str, rule_id: str, who: Operator, ctx: Ctx,
-                   body: Any = Body(..., examples=[RULE_EXAMPLE])) -> dict:
+async def put_rule(
+    project: str,
+    rule_id: str,
+    who: Operator,
+    ctx: Ctx,
+    body: Any = Body(..., examples=[RULE_EXAMPLE]),
+) -> dict:
     """Creates with the URL's id (in the tenant's namespace, like POST) or replaces."""
     tenant = check_project(ctx, who, project)
     body = _with_project(body, project)
     stored = chosen_id("rule", tenant, rule_id)
-    if "id" in body and (not isinstance(body["id"], str)
-                         or chosen_id("rule", tenant, body["id"]) != stored):
+    if "id" in body and (
+        not isinstance(body["id"], str) or chosen_id("rule", tenant, body["id"]) != stored
+    ):
         raise InvalidInput(f"id: the body says {body['id']!r} but the URL says {rule_id!r}")
     svc = service(ctx)
     rule = svc.validate_rule({**body, "id": stored})
@@ -248,8 +298,13 @@ async def put_rule(project: str, rule_id: str, who: Operator, ctx: Ctx,
 
 
 @router.patch("/projects/{project}/rules/{rule_id}", summary="Change some fields of a rule")
-async def patch_rule(project: str, rule_id: str, who: Operator, ctx: Ctx,
-                     body: Any = Body(..., examples=[{"enabled": False}])) -> dict:
+async def patch_rule(
+    project: str,
+    rule_id: str,
+    who: Operator,
+    ctx: Ctx,
+    body: Any = Body(..., examples=[{"enabled": False}]),
+) -> dict:
     """Top-level fields replace the rule's (``{"enabled": false}`` pauses it and clears its
     open alarms; ``{"severity": "critical"}``)."""
     check_project(ctx, who, project)
@@ -286,8 +341,10 @@ async def delete_rule(project: str, rule_id: str, who: Operator, ctx: Ctx) -> Re
 
 @router.get("/channel-types", summary="Notification channel types (built in and plug-ins)")
 def list_channel_types(who: Viewer) -> list[dict]:
-    return [{"type": ct.name, "description": ct.description, "config": ct.config.model_json_schema()}
-            for ct in channel_types().values()]
+    return [
+        {"type": ct.name, "description": ct.description, "config": ct.config.model_json_schema()}
+        for ct in channel_types().values()
+    ]
 
 
 def _redacted(spec: ChannelSpec) -> dict:
@@ -310,14 +367,21 @@ def list_channels(project: str, who: Viewer, ctx: Ctx) -> list[dict]:
 
 
 @router.put("/projects/{project}/channels/{name}", summary="Create or replace a channel")
-def put_channel(project: str, name: str, who: Operator, ctx: Ctx,
-                body: Any = Body(..., examples=[{"type": "webhook",
-                                                 "config": {"url": "https://example.test/hook"}}])) -> dict:
+def put_channel(
+    project: str,
+    name: str,
+    who: Operator,
+    ctx: Ctx,
+    body: Any = Body(
+        ..., examples=[{"type": "webhook", "config": {"url": "https://example.test/hook"}}]
+    ),
+) -> dict:
     check_project(ctx, who, project)
     if not isinstance(body, dict):
         raise InvalidInput("expected a JSON object with 'type' and 'config'")
-    spec = validate(ChannelSpec, {"config": {}, **body, "name": name, "project": project},
-                    f"channels.{name}")
+    spec = validate(
+        ChannelSpec, {"config": {}, **body, "name": name, "project": project}, f"channels.{name}"
+    )
     service(ctx).put_channel(spec)
     audit(ctx, who, "channel.put", f"channel:{project}/{name}", {"type": spec.type})
     return spec.model_dump()
@@ -338,9 +402,13 @@ async def test_channel(project: str, name: str, who: Operator, ctx: Ctx) -> dict
 
 
 @router.get("/projects/{project}/deliveries", summary="Notification delivery log")
-def deliveries(project: str, who: Viewer, ctx: Ctx,
-               alarm: int | None = Query(None, ge=-MAX_DB_INT, le=MAX_DB_INT),
-               limit: int = Query(100, ge=1, le=1000)) -> list[dict]:
+def deliveries(
+    project: str,
+    who: Viewer,
+    ctx: Ctx,
+    alarm: int | None = Query(None, ge=-MAX_DB_INT, le=MAX_DB_INT),
+    limit: int = Query(100, ge=1, le=1000),
+) -> list[dict]:
     check_project(ctx, who, project)
     from atoll.api.schemas import iso
 
@@ -357,12 +425,30 @@ def list_reports(project: str, who: Viewer, ctx: Ctx) -> list[dict]:
     return [r.model_dump(mode="json") for r in service(ctx).reports.list(project)]
 
 
-@router.put("/projects/{project}/reports/{report_id}", summary="Create or replace a scheduled report")
-def put_report(project: str, report_id: str, who: Operator, ctx: Ctx,
-               body: Any = Body(..., examples=[{
-                   "name": "Daily", "cron": "0 7 * * *", "timezone": "Europe/Paris", "period": "1d",
-                   "bucket": "1h", "series": [{"device": "boiler-1", "metric": "temperature"}],
-                   "format": "pdf", "channels": ["ops"]}])) -> dict:
+@router.put(
+    "/projects/{project}/reports/{report_id}", summary="Create or replace a scheduled report"
+)
+def put_report(
+    project: str,
+    report_id: str,
+    who: Operator,
+    ctx: Ctx,
+    body: Any = Body(
+        ...,
+        examples=[
+            {
+                "name": "Daily",
+                "cron": "0 7 * * *",
+                "timezone": "Europe/Paris",
+                "period": "1d",
+                "bucket": "1h",
+                "series": [{"device": "boiler-1", "metric": "temperature"}],
+                "format": "pdf",
+                "channels": ["ops"],
+            }
+        ],
+    ),
+) -> dict:
     """The report's id is the URL's, in the tenant's namespace like a rule's."""
     tenant = check_project(ctx, who, project)
     report_id = chosen_id("report", tenant, report_id)
@@ -379,7 +465,9 @@ def _report(ctx: Any, project: str, report_id: str) -> ReportSpec:
     return spec
 
 
-@router.delete("/projects/{project}/reports/{report_id}", status_code=204, summary="Delete a report")
+@router.delete(
+    "/projects/{project}/reports/{report_id}", status_code=204, summary="Delete a report"
+)
 def delete_report(project: str, report_id: str, who: Operator, ctx: Ctx) -> Response:
     check_project(ctx, who, project)
     _report(ctx, project, report_id)
@@ -388,8 +476,13 @@ def delete_report(project: str, report_id: str, who: Operator, ctx: Ctx) -> Resp
 
 
 @router.post("/projects/{project}/reports/{report_id}/run", summary="Run a report now")
-async def run_report(project: str, report_id: str, who: Operator, ctx: Ctx,
-                     download: bool = Query(False, description="answer with the file instead of sending it")):
+async def run_report(
+    project: str,
+    report_id: str,
+    who: Operator,
+    ctx: Ctx,
+    download: bool = Query(False, description="answer with the file instead of sending it"),
+):
     """Builds the report for the period ending now and sends it through its channels; with
     ``download=true`` the (first) file comes back in the answer and nothing is sent."""
     check_project(ctx, who, project)
@@ -401,11 +494,13 @@ async def run_report(project: str, report_id: str, who: Operator, ctx: Ctx,
         now = svc.clock.now_us()
         files = build_report(spec, svc.store, svc.db, now - int(spec.period * 1e6), now)
         f = files[0]
-        return Response(f.content, media_type=f.mime,
-                        headers={"Content-Disposition": f'attachment; filename="{f.filename}"'})
+        return Response(
+            f.content,
+            media_type=f.mime,
+            headers={"Content-Disposition": f'attachment; filename="{f.filename}"'},
+        )
     files = await svc.reports.run(spec)
-    return {"sent_to": spec.channels, "files": [{"filename": f.filename, "bytes": len(f.content)}
-                                                 for f in files]}
-
-
-
+    return {
+        "sent_to": spec.channels,
+        "files": [{"filename": f.filename, "bytes": len(f.content)} for f in files],
+    }

@@ -67,13 +67,20 @@ class ProjectOut(BaseModel):
     id: str
     tenant: str
     name: str
-    retention_days: int | None = Field(description="points older than this are deleted; null keeps all")
+    retention_days: int | None = Field(
+        description="points older than this are deleted; null keeps all"
+    )
     created_at: str
 
     @classmethod
     def of(cls, p: m.Project) -> ProjectOut:
-        return cls(id=p.id, tenant=p.tenant, name=p.name, retention_days=p.retention_days,
-                   created_at=iso(p.created_at))
+        return cls(
+            id=p.id,
+            tenant=p.tenant,
+            name=p.name,
+            retention_days=p.retention_days,
+            created_at=iso(p.created_at),
+        )
 
 
 class DeviceTypeOut(BaseModel):
@@ -85,8 +92,13 @@ class DeviceTypeOut(BaseModel):
 
     @classmethod
     def of(cls, d: m.DeviceType) -> DeviceTypeOut:
-        return cls(id=d.id, project=d.project, name=d.name, created_at=iso(d.created_at),
-                   metrics=[Metric(**x.to_dict()) for x in d.metrics])
+        return cls(
+            id=d.id,
+            project=d.project,
+            name=d.name,
+            created_at=iso(d.created_at),
+            metrics=[Metric(**x.to_dict()) for x in d.metrics],
+        )
 
 
 class DeviceOut(BaseModel):
@@ -102,9 +114,17 @@ class DeviceOut(BaseModel):
 
     @classmethod
     def of(cls, d: m.Device) -> DeviceOut:
-        return cls(id=d.id, project=d.project, name=d.name, device_type=d.device_type, labels=d.labels,
-                   disabled=d.disabled, has_credentials=d.has_credentials,
-                   created_at=iso(d.created_at), last_seen=iso(d.last_seen))
+        return cls(
+            id=d.id,
+            project=d.project,
+            name=d.name,
+            device_type=d.device_type,
+            labels=d.labels,
+            disabled=d.disabled,
+            has_credentials=d.has_credentials,
+            created_at=iso(d.created_at),
+            last_seen=iso(d.last_seen),
+        )
 
 
 class CredentialsOut(BaseModel):
@@ -134,9 +154,15 @@ class TwinOut(BaseModel):
 
     @classmethod
     def of(cls, t: m.Twin) -> TwinOut:
-        return cls(device=t.device, desired=t.desired, desired_version=t.desired_version,
-                   desired_updated_at=iso(t.desired_updated_at), reported=t.reported,
-                   reported_version=t.reported_version, reported_updated_at=iso(t.reported_updated_at))
+        return cls(
+            device=t.device,
+            desired=t.desired,
+            desired_version=t.desired_version,
+            desired_updated_at=iso(t.desired_updated_at),
+            reported=t.reported,
+            reported_version=t.reported_version,
+            reported_updated_at=iso(t.reported_updated_at),
+        )
 
 
 class CommandOut(BaseModel):
@@ -152,9 +178,17 @@ class CommandOut(BaseModel):
 
     @classmethod
     def of(cls, c: m.Command) -> CommandOut:
-        return cls(id=c.id, device=c.device, name=c.name, args=c.args, status=c.status, result=c.result,
-                   created_at=iso(c.created_at), updated_at=iso(c.updated_at),
-                   expires_at=iso(c.expires_at))
+        return cls(
+            id=c.id,
+            device=c.device,
+            name=c.name,
+            args=c.args,
+            status=c.status,
+            result=c.result,
+            created_at=iso(c.created_at),
+            updated_at=iso(c.updated_at),
+            expires_at=iso(c.expires_at),
+        )
 
 
 class ApiKeyOut(BaseModel):
@@ -168,13 +202,22 @@ class ApiKeyOut(BaseModel):
 
     @classmethod
     def of(cls, k: m.ApiKey) -> ApiKeyOut:
-        return cls(id=k.id, tenant=k.tenant, name=k.name, role=k.role, created_at=iso(k.created_at),
-                   expires_at=iso(k.expires_at), revoked=k.revoked)
+        return cls(
+            id=k.id,
+            tenant=k.tenant,
+            name=k.name,
+            role=k.role,
+            created_at=iso(k.created_at),
+            expires_at=iso(k.expires_at),
+            revoked=k.revoked,
+        )
 
 
 class NewApiKeyOut(BaseModel):
     key: ApiKeyOut
-    token: str = Field(description="shown only in this answer: send it as 'Authorization: Bearer <token>'")
+    token: str = Field(
+        description="shown only in this answer: send it as 'Authorization: Bearer <token>'"
+    )
 
 
 class RejectionOut(BaseModel):

@@ -24,12 +24,15 @@ log = logging.getLogger(__name__)
 
 
 class Publish(Protocol):
-    def __call__(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> Awaitable[None]: ...
+    def __call__(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> Awaitable[None]: ...
 
 
 class TopicCommandSender:
     """Commands go to ``.../commands/{id}`` as ``{"name", "args"}`` (QoS 1); the desired twin goes
-    to ``.../twin/desired`` retained, with its version in ``"$version"`` so devices can skip stale copies."""
+    to ``.../twin/desired`` retained, with its version in ``"$version"`` so devices can skip stale
+    copies."""
 
     def __init__(self, publish: Publish, connected: Callable[[str], bool] | None = None) -> None:
         """``connected(device_id)``, when given, keeps commands for offline devices ``pending``
@@ -39,9 +42,13 @@ class TopicCommandSender:
 
     async def send_command(self, command: Command) -> None:
         if self._connected is not None and not self._connected(command.device):
-            raise Unavailable(f"device {command.device!r} is not connected; the command stays pending")
+            raise Unavailable(
+                f"device {command.device!r} is not connected; the command stays pending"
+            )
         payload = orjson.dumps({"id": command.id, "name": command.name, "args": command.args})
-        await self._publish(topics.command(command.device, command.id), payload, qos=1, retain=False)
+        await self._publish(
+            topics.command(command.device, command.id), payload, qos=1, retain=False
+        )
 
     async def publish_desired(self, device: str, desired: dict[str, Any], version: int) -> None:
         payload = orjson.dumps({**desired, "$version": version})

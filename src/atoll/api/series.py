@@ -40,7 +40,9 @@ class SeriesData(BaseModel):
     ts: list[float] = Field(description="epoch ms (raw, chart) or bucket starts (buckets)")
     value: list[float | None] | None = Field(None, description="raw and chart modes")
     bucket_ms: float | None = None
-    aggregates: dict[str, list[float | None]] | None = Field(None, description="buckets mode: one list per aggregate")
+    aggregates: dict[str, list[float | None]] | None = Field(
+        None, description="buckets mode: one list per aggregate"
+    )
 
 
 class LatestValue(BaseModel):
@@ -62,7 +64,9 @@ def _clean(v: np.ndarray) -> list[float | None]:
     return [x if np.isfinite(x) else None for x in arr.tolist()]
 
 
-@router.get("/devices/{device}/series", response_model=list[SeriesInfo], summary="List a device's series")
+@router.get(
+    "/devices/{device}/series", response_model=list[SeriesInfo], summary="List a device's series"
+)
 def list_series(device: str, who: Viewer, ctx: Ctx):
     """Every metric that holds data, plus those its device type declares, with the latest point."""
     dev = ctx.registry.get_device(device, who.tenant)
@@ -71,27 +75,46 @@ def list_series(device: str, who: Viewer, ctx: Ctx):
         dt = ctx.registry.get_device_type(dev.project, dev.device_type)
         units = {m.name: m.unit for m in dt.metrics}
     latest = {k.metric: v for k, v in ctx.store.latest(dev.project, dev.id).items()}
-    names = sorted(set(latest) | set(units) | {k.metric for k in ctx.store.series(dev.project, dev.id)})
+    names = sorted(
+        set(latest) | set(units) | {k.metric for k in ctx.store.series(dev.project, dev.id)}
+    )
     out = []
     for name in names:
         ts_val = latest.get(name)
-        out.append(SeriesInfo(metric=name, unit=units.get(name),
-                              last_ts=None if ts_val is None else ts_val[0] / 1000.0,
-                              last_value=None if ts_val is None else ts_val[1]))
+        out.append(
+            SeriesInfo(
+                metric=name,
+                unit=units.get(name),
+                last_ts=None if ts_val is None else ts_val[0] / 1000.0,
+                last_value=None if ts_val is None else ts_val[1],
+            )
+        )
     return out
 
 
-@router.get("/devices/{device}/series/{metric}", response_model=SeriesData, response_model_exclude_none=True,
-            summary="Query one series")
-def query_series(who: Viewer, ctx: Ctx, device: str, metric: str,
+@router.get(
+    "/devices/{device}/series/{metric}",
+    response_model=SeriesData,
+    response_model_exclude_none=True,
+    summary="Query one series",
+)
+def query_series(
+    who: Viewer,
+    ctx: Ctx,
+    device: str,
+    metric: str,
     start: str | None = Query(None, description=f"default: end - 1 day; {TIME_HELP}"),
     end: str | None = Query(None, description=f"default: now; {TIME_HELP}"),
-    mode: Literal["raw", "chart", "buckets"] = Query("chart", description="raw points, "
-                                                     "chart (min/max per pixel) or buckets (aggregates)"),
+    mode: Literal["raw", "chart", "buckets"] = Query(
+        "chart", description="raw points, chart (min/max per pixel) or buckets (aggregates)"
+    ),
     width: int = Query(1000, ge=1, le=20000, description="chart mode: pixels (≈2 points each)"),
-    bucket: str | None = Query(None, description="buckets mode: size, e.g. 1m, 1h, 1d (default: ~500 buckets)"),
+    bucket: str | None = Query(
+        None, description="buckets mode: size, e.g. 1m, 1h, 1d (default: ~500 buckets)"
+    ),
     aggs: str = Query(",".join(AGGREGATES), description="buckets mode: comma-separated aggregates"),
-    limit: int = Query(100_000, ge=1, le=MAX_RAW, description="raw mode: most points returned")):
+    limit: int = Query(100_000, ge=1, le=MAX_RAW, description="raw mode: most points returned"),
+):
     dev = ctx.registry.get_device(device, who.tenant)
     now = time.time_ns() // 1000
     end_us = parse_time(end, now, default=now)
@@ -99,7 +122,13 @@ def query_series(who: Viewer, ctx: Ctx, device: str, metric: str,
     if start_us >= end_us:
         raise InvalidInput("start must be before end")
     key = SeriesKey(dev.project, dev.id, metric)
-    base = {"device": dev.id, "metric": metric, "mode": mode, "start": start_us / 1000, "end": end_us / 1000}
+    base = {
+        "device": dev.id,
+        "metric": metric,
+        "mode": mode,
+        "start": start_us / 1000,
+        "end": end_us / 1000,
+    }
     if mode == "raw":
         s = ctx.store.query_raw(key, start_us, end_us, limit)
         return SeriesData(**base, ts=_ms(s.ts), value=_clean(s.value))
@@ -109,19 +138,30 @@ def query_series(who: Viewer, ctx: Ctx, device: str, metric: str,
     wanted = tuple(a.strip() for a in aggs.split(",") if a.strip())
     bad = [a for a in wanted if a not in AGGREGATES]
     if bad or not wanted:
-        raise InvalidInput(f"unknown aggregate(s): {', '.join(bad) or '(none)'}",
-                           hint=f"choose from {', '.join(AGGREGATES)}")
+        raise InvalidInput(
+            f"unknown aggregate(s): {', '.join(bad) or '(none)'}",
+            hint=f"choose from {', '.join(AGGREGATES)}",
+        )
     size = parse_duration(bucket) if bucket else max(1_000_000, (end_us - start_us) // 500)
     if (end_us - start_us) // size > MAX_BUCKETS:
-        raise InvalidInput(f"{(end_us - start_us) // size} buckets requested; the limit is {MAX_BUCKETS}",
-                           hint="use a larger bucket or a shorter range")
+        raise InvalidInput(
+            f"{(end_us - start_us) // size} buckets requested; the limit is {MAX_BUCKETS}",
+            hint="use a larger bucket or a shorter range",
+        )
     b = ctx.store.query_buckets(key, start_us, end_us, size, wanted)
-    return SeriesData(**base, ts=_ms(b.start), bucket_ms=size / 1000,
-                      aggregates={a: _clean(v) for a, v in b.columns.items()})
+    return SeriesData(
+        **base,
+        ts=_ms(b.start),
+        bucket_ms=size / 1000,
+        aggregates={a: _clean(v) for a, v in b.columns.items()},
+    )
 
 
-@router.get("/projects/{project}/latest", response_model=list[LatestValue],
-            summary="Latest value of every series in a project")
+@router.get(
+    "/projects/{project}/latest",
+    response_model=list[LatestValue],
+    summary="Latest value of every series in a project",
+)
 def latest(who: Viewer, ctx: Ctx, project: str, device: str | None = None):
     ctx.registry.get_project(project, who.tenant)
     if device is not None:
@@ -129,5 +169,7 @@ def latest(who: Viewer, ctx: Ctx, project: str, device: str | None = None):
         if dev.project != project:
             raise InvalidInput(f"device {device!r} is not in project {project!r}")
     rows = ctx.store.latest(project, device)
-    return [LatestValue(device=k.device, metric=k.metric, ts=ts / 1000, value=v)
-            for k, (ts, v) in sorted(rows.items())]
+    return [
+        LatestValue(device=k.device, metric=k.metric, ts=ts / 1000, value=v)
+        for k, (ts, v) in sorted(rows.items())
+    ]

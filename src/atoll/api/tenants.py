@@ -38,9 +38,13 @@ def create_tenant(body: TenantIn, who: Admin, ctx: Ctx):
     tenant = ctx.registry.create_tenant(body.name, body.id)
     key = ctx.registry.create_api_key(tenant.id, "tenant admin", "admin")
     audit(ctx, who, "tenant.create", f"tenant:{tenant.id}", {"name": tenant.name})
-    ctx.registry.audit(tenant.id, f"{who.name} ({who.key_id})", "tenant.create", f"tenant:{tenant.id}")
-    return TenantCreated(tenant=TenantOut.of(tenant),
-                         admin_key=NewApiKeyOut(key=ApiKeyOut.of(key.key), token=key.token))
+    ctx.registry.audit(
+        tenant.id, f"{who.name} ({who.key_id})", "tenant.create", f"tenant:{tenant.id}"
+    )
+    return TenantCreated(
+        tenant=TenantOut.of(tenant),
+        admin_key=NewApiKeyOut(key=ApiKeyOut.of(key.key), token=key.token),
+    )
 
 
 @router.get("/tenants/{tenant}", response_model=TenantOut, summary="Get a tenant")

@@ -25,7 +25,9 @@ class TooManyAttempts(AtollError):
 
 
 class LoginThrottle:
-    def __init__(self, max_failures: int = 5, window_s: float = 300.0, max_keys: int = 10_000) -> None:
+    def __init__(
+        self, max_failures: int = 5, window_s: float = 300.0, max_keys: int = 10_000
+    ) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self.max_keys = max_keys
@@ -66,5 +68,7 @@ class LoginThrottle:
     def check(self, key: str) -> None:
         wait = self.retry_after(key)
         if wait > 0:
-            raise TooManyAttempts(f"too many failed logins; try again in {int(wait) + 1} s",
-                                  hint="an admin can reset the password with PATCH /api/v1/users/{username}")
+            raise TooManyAttempts(
+                f"too many failed logins; try again in {int(wait) + 1} s",
+                hint="an admin can reset the password with PATCH /api/v1/users/{username}",
+            )

@@ -17,8 +17,15 @@ from datetime import UTC, datetime
 
 from atoll.core.errors import InvalidInput
 
-_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000,
-          "d": 86_400_000_000, "w": 604_800_000_000}
+_UNITS = {
+    "us": 1,
+    "ms": 1_000,
+    "s": 1_000_000,
+    "m": 60_000_000,
+    "h": 3_600_000_000,
+    "d": 86_400_000_000,
+    "w": 604_800_000_000,
+}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(us|ms|s|m|h|d|w)?$")
 TIME_HELP = "use ISO-8601 (2026-11-23T10:00:00Z), epoch milliseconds, 'now' or 'now-1h' / '-7d'"
 

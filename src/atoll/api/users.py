@@ -29,8 +29,13 @@ class UserOut(BaseModel):
 
     @classmethod
     def of(cls, u: User) -> UserOut:
-        return cls(username=u.username, tenant=u.tenant, role=u.role, created_at=iso(u.created_at),
-                   disabled=u.disabled)
+        return cls(
+            username=u.username,
+            tenant=u.tenant,
+            role=u.role,
+            created_at=iso(u.created_at),
+            disabled=u.disabled,
+        )
 
 
 @router.get("/users", response_model=list[UserOut], summary="List your tenant's console users")
@@ -51,14 +56,22 @@ class UserPatch(BaseModel):
     password: str | None = Field(None, min_length=10, description="set a new password")
 
 
-@router.patch("/users/{username}", response_model=UserOut, summary="Change a user's role, status or password")
+@router.patch(
+    "/users/{username}", response_model=UserOut, summary="Change a user's role, status or password"
+)
 def update_user(username: str, body: UserPatch, who: Admin, ctx: Ctx):
     """The user's open console sessions end; they log in again."""
     if body.password is not None:
         ctx.registry.set_password(who.tenant, username, body.password)
     u = ctx.registry.update_user(who.tenant, username, role=body.role, disabled=body.disabled)
-    audit(ctx, who, "user.update", f"user:{username}", body.model_dump(exclude_unset=True, exclude={"password"})
-          | ({"password": "changed"} if body.password is not None else {}))
+    audit(
+        ctx,
+        who,
+        "user.update",
+        f"user:{username}",
+        body.model_dump(exclude_unset=True, exclude={"password"})
+        | ({"password": "changed"} if body.password is not None else {}),
+    )
     return UserOut.of(u)
 
 

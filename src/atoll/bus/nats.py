@@ -76,11 +76,20 @@ class NatsSubscription:
 class NatsBus:
     """A ``MessageBus`` on a JetStream stream. Connects on ``connect()`` or first use."""
 
-    def __init__(self, servers: str | Sequence[str] = "nats://127.0.0.1:4222", *,
-                 stream: str = "ATOLL", subjects: Sequence[str] = SUBJECTS,
-                 max_age: float = 86400.0, max_bytes: int = -1, ack_wait: float = 30.0,
-                 max_deliver: int = 5, retry_delay: float = 0.5, max_ack_pending: int = 256,
-                 timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        servers: str | Sequence[str] = "nats://127.0.0.1:4222",
+        *,
+        stream: str = "ATOLL",
+        subjects: Sequence[str] = SUBJECTS,
+        max_age: float = 86400.0,
+        max_bytes: int = -1,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+        retry_delay: float = 0.5,
+        max_ack_pending: int = 256,
+        timeout: float = 5.0,
+    ) -> None:
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
         self.subjects = tuple(subjects)
@@ -108,12 +117,15 @@ class NatsBus:
         ints = {"max_bytes", "max_deliver", "max_ack_pending"}
         unknown = set(q) - ints - {"stream", "max_age", "ack_wait", "timeout"}
         if unknown:
-            raise InvalidInput(f"unknown NATS bus URL option(s) {sorted(unknown)}",
-                               hint="options: stream, max_age, max_bytes, ack_wait, max_deliver, "
-                                    "max_ack_pending, timeout")
+            raise InvalidInput(
+                f"unknown NATS bus URL option(s) {sorted(unknown)}",
+                hint="options: stream, max_age, max_bytes, ack_wait, max_deliver, "
+                "max_ack_pending, timeout",
+            )
         try:
-            kw = {k: (v if k == "stream" else int(v) if k in ints else float(v))
-                  for k, v in q.items()}
+            kw = {
+                k: (v if k == "stream" else int(v) if k in ints else float(v)) for k, v in q.items()
+            }
         except ValueError as e:
             raise InvalidInput(f"bad NATS bus URL option: {e}") from None
         return cls(urlunsplit((u.scheme, u.netloc, "", "", "")), **kw)  # type: ignore[arg-type]
@@ -131,16 +143,23 @@ class NatsBus:
                 # Once connected, reconnect forever (a restarted server must not stop Atoll);
                 # the first connect, though, gives up after ``timeout`` with a clear error.
                 await asyncio.wait_for(
-                    nc.connect(servers=self.servers, connect_timeout=self.timeout,
-                               max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                               error_cb=self._on_error),
-                    self.timeout)
+                    nc.connect(
+                        servers=self.servers,
+                        connect_timeout=self.timeout,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.5,
+                        error_cb=self._on_error,
+                    ),
+                    self.timeout,
+                )
             except (TimeoutError, nats.errors.Error, OSError) as e:
                 with contextlib.suppress(Exception):
                     await nc.close()
                 why = self._last_error or e
-                raise Unavailable(f"cannot connect to NATS at {', '.join(self.servers)}: {why!r}",
-                                  hint="start nats-server -js, or fix ATOLL_BUS_URL") from None
+                raise Unavailable(
+                    f"cannot connect to NATS at {', '.join(self.servers)}: {why!r}",
+                    hint="start nats-server -js, or fix ATOLL_BUS_URL",
+                ) from None
             self._js = nc.jetstream(timeout=self.timeout)
             try:
                 await self._ensure_stream()
@@ -151,8 +170,12 @@ class NatsBus:
 
     async def _ensure_stream(self) -> None:
         config = api.StreamConfig(
-            name=self.stream, subjects=list(self.subjects), retention=api.RetentionPolicy.LIMITS,
-            storage=api.StorageType.FILE, discard=api.DiscardPolicy.OLD, max_age=self.max_age,
+            name=self.stream,
+            subjects=list(self.subjects),
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            discard=api.DiscardPolicy.OLD,
+            max_age=self.max_age,
             max_bytes=self.max_bytes,
         )
         try:
@@ -171,11 +194,17 @@ class NatsBus:
                 info.config.subjects = have + missing
                 await self._js.update_stream(info.config)
         except nats.js.errors.ServiceUnavailableError:
-            raise Unavailable("NATS has no JetStream", hint="start the server with nats-server -js") from None
+            raise Unavailable(
+                "NATS has no JetStream", hint="start the server with nats-server -js"
+            ) from None
         except nats.errors.NoRespondersError:
-            raise Unavailable("NATS has no JetStream", hint="start the server with nats-server -js") from None
+            raise Unavailable(
+                "NATS has no JetStream", hint="start the server with nats-server -js"
+            ) from None
         except nats.js.errors.APIError as e:
-            raise InvalidInput(f"cannot set up JetStream stream {self.stream}: {e.description}") from None
+            raise InvalidInput(
+                f"cannot set up JetStream stream {self.stream}: {e.description}"
+            ) from None
         except (TimeoutError, nats.errors.Error) as e:
             raise Unavailable(f"cannot set up JetStream stream {self.stream}: {e!r}") from None
 
@@ -198,39 +227,53 @@ class NatsBus:
         try:
             await js.publish(subject, bytes(data), stream=self.stream)
         except nats.errors.MaxPayloadError as e:
-            raise InvalidInput(f"bus message on {subject} is too large: {e}",
-                               hint="raise max_payload in the nats-server configuration") from None
+            raise InvalidInput(
+                f"bus message on {subject} is too large: {e}",
+                hint="raise max_payload in the nats-server configuration",
+            ) from None
         except (nats.js.errors.NoStreamResponseError, nats.errors.NoRespondersError):
-            raise Unavailable(f"JetStream did not store {subject}: no stream answered",
-                              hint=f"is stream {self.stream} deleted, or JetStream off?") from None
+            raise Unavailable(
+                f"JetStream did not store {subject}: no stream answered",
+                hint=f"is stream {self.stream} deleted, or JetStream off?",
+            ) from None
         except nats.js.errors.APIError as e:
             raise Unavailable(f"JetStream refused {subject}: {e.description}") from None
         except (TimeoutError, nats.errors.Error) as e:
-            raise Unavailable(f"NATS publish on {subject} failed: {e!r}",
-                              hint="the message was not acknowledged; retry") from None
+            raise Unavailable(
+                f"NATS publish on {subject} failed: {e!r}",
+                hint="the message was not acknowledged; retry",
+            ) from None
 
-    async def subscribe(self, subject: str, handler: Handler, *,
-                        group: str | None = None) -> NatsSubscription:
+    async def subscribe(
+        self, subject: str, handler: Handler, *, group: str | None = None
+    ) -> NatsSubscription:
         self._check_subject(subject)
         js = await self._connected()
         config = api.ConsumerConfig(
-            ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.NEW,
-            ack_wait=self.ack_wait, max_deliver=self.max_deliver, filter_subject=subject,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.NEW,
+            ack_wait=self.ack_wait,
+            max_deliver=self.max_deliver,
+            filter_subject=subject,
             max_ack_pending=self.max_ack_pending,
         )
         cb = self._callback(handler)
         try:
             if group is None:
-                psub = await js.subscribe(subject, cb=cb, stream=self.stream, config=config,
-                                          manual_ack=True)
+                psub = await js.subscribe(
+                    subject, cb=cb, stream=self.stream, config=config, manual_ack=True
+                )
                 sub = NatsSubscription(self, psub, psub._consumer)
             else:
                 name = consumer_name(group, subject)
-                psub = await js.subscribe(subject, queue=name, cb=cb, stream=self.stream,
-                                          config=config, manual_ack=True)
+                psub = await js.subscribe(
+                    subject, queue=name, cb=cb, stream=self.stream, config=config, manual_ack=True
+                )
                 sub = NatsSubscription(self, psub, None)
         except (nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError) as e:
-            raise Unavailable(f"JetStream cannot create a consumer for {subject}: {e.description}") from None
+            raise Unavailable(
+                f"JetStream cannot create a consumer for {subject}: {e.description}"
+            ) from None
         except nats.js.errors.APIError as e:  # a bad request: the subject, the group name, ...
             raise InvalidInput(f"cannot subscribe to {subject}: {e.description}") from None
         except (TimeoutError, nats.errors.Error) as e:
@@ -251,8 +294,10 @@ class NatsBus:
 
     def _check_subject(self, subject: str) -> None:
         if not any(_covers(s, subject) for s in self.subjects):
-            raise InvalidInput(f"subject {subject!r} is not in bus stream {self.stream}",
-                               hint=f"stream subjects: {', '.join(self.subjects)}")
+            raise InvalidInput(
+                f"subject {subject!r} is not in bus stream {self.stream}",
+                hint=f"stream subjects: {', '.join(self.subjects)}",
+            )
 
     def _callback(self, handler: Handler):
         async def on_msg(msg: Msg) -> None:
@@ -272,12 +317,19 @@ class NatsBus:
         delivered = msg.metadata.num_delivered or 1
         with contextlib.suppress(nats.errors.Error):
             if delivered >= self.max_deliver:
-                log.exception("bus handler failed on %s %d times; dropping the message",
-                              msg.subject, delivered)
+                log.exception(
+                    "bus handler failed on %s %d times; dropping the message",
+                    msg.subject,
+                    delivered,
+                )
                 await msg.term()
             else:
-                log.exception("bus handler failed on %s (try %d of %d); will retry",
-                              msg.subject, delivered, self.max_deliver)
+                log.exception(
+                    "bus handler failed on %s (try %d of %d); will retry",
+                    msg.subject,
+                    delivered,
+                    self.max_deliver,
+                )
                 await msg.nak(delay=self.retry_delay)
 
 

@@ -13,9 +13,13 @@ import typer
 
 from atoll.core.errors import AtollError
 
-app = typer.Typer(help="Recover access: new admin keys, password resets (works on the data directory).",
-                  no_args_is_help=True)
-Home = Annotated[Path, typer.Option("--home", envvar="ATOLL_HOME", help="data directory [./.atoll]")]
+app = typer.Typer(
+    help="Recover access: new admin keys, password resets (works on the data directory).",
+    no_args_is_help=True,
+)
+Home = Annotated[
+    Path, typer.Option("--home", envvar="ATOLL_HOME", help="data directory [./.atoll]")
+]
 
 
 def register(root: typer.Typer) -> None:
@@ -27,7 +31,9 @@ def _registry(home: Path):
 
     if not (home / "registry.sqlite").exists():
         typer.echo(f"error: no Atoll data in {home}", err=True)
-        typer.echo("  hint: pass --home DIR (the directory `atoll up` uses) or set ATOLL_HOME", err=True)
+        typer.echo(
+            "  hint: pass --home DIR (the directory `atoll up` uses) or set ATOLL_HOME", err=True
+        )
         raise typer.Exit(2)
     return Registry.open(home)
 
@@ -64,7 +70,10 @@ def reset_password(username: str, home: Home = Path(".atoll")) -> None:
     password = new_secret()[:24]
 
     def reset(r):
-        user = next((u for t in r.list_tenants() for u in r.list_users(t.id) if u.username == username), None)
+        user = next(
+            (u for t in r.list_tenants() for u in r.list_users(t.id) if u.username == username),
+            None,
+        )
         if user is None:
             raise typer.BadParameter(f"no console user {username!r}")
         r.set_password(user.tenant, username, password)

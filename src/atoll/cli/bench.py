@@ -10,7 +10,9 @@ import importlib
 
 import typer
 
-bench_app = typer.Typer(help="Benchmarks: print results and write them as JSON.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks: print results and write them as JSON.", no_args_is_help=True
+)
 
 _BENCHMARKS: list[str] = ["atoll.cli.bench_ingest", "atoll.cli.bench_nab"]
 

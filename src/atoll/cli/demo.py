@@ -25,16 +25,26 @@ def register(app: typer.Typer) -> None:
 
 def demo(
     devices: Annotated[int, typer.Option("--devices", "-n", min=10, help="simulated devices")] = 60,
-    duration: Annotated[float | None, typer.Option(
-        "--duration", "-d", min=1, help="seconds to run live [until Ctrl-C]")] = None,
+    duration: Annotated[
+        float | None,
+        typer.Option("--duration", "-d", min=1, help="seconds to run live [until Ctrl-C]"),
+    ] = None,
     faults: Annotated[int, typer.Option("--faults", min=0, help="faults to inject")] = 12,
-    seed: Annotated[int, typer.Option("--seed", help="same seed, same lab, signals and faults")] = 7,
-    home: Annotated[Path, typer.Option("--home", help="demo data directory (wiped at start)")] = Path(
-        ".atoll/demo"),
-    http_port: Annotated[int, typer.Option("--http-port", help="console/API port (any free one if taken)")] = 8080,
-    mqtt_port: Annotated[int, typer.Option("--mqtt-port", help="MQTT port (any free one if taken)")] = 1883,
-    history: Annotated[float, typer.Option("--history", min=0,
-                                           help="seconds of history to back-fill first")] = 3600.0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="same seed, same lab, signals and faults")
+    ] = 7,
+    home: Annotated[
+        Path, typer.Option("--home", help="demo data directory (wiped at start)")
+    ] = Path(".atoll/demo"),
+    http_port: Annotated[
+        int, typer.Option("--http-port", help="console/API port (any free one if taken)")
+    ] = 8080,
+    mqtt_port: Annotated[
+        int, typer.Option("--mqtt-port", help="MQTT port (any free one if taken)")
+    ] = 1883,
+    history: Annotated[
+        float, typer.Option("--history", min=0, help="seconds of history to back-fill first")
+    ] = 3600.0,
     json_out: Annotated[Path | None, typer.Option("--json", help="write the summary here")] = None,
 ) -> None:
     """Start Atoll with a lab of five enterprises, simulated devices and injected faults.
@@ -46,11 +56,25 @@ def demo(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("amqtt", "transitions", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    opts = DemoOptions(home=home, devices=devices, seed=seed, http_port=http_port,
-                       mqtt_port=mqtt_port, duration=duration, history_s=history, faults=faults)
+    opts = DemoOptions(
+        home=home,
+        devices=devices,
+        seed=seed,
+        http_port=http_port,
+        mqtt_port=mqtt_port,
+        duration=duration,
+        history_s=history,
+        faults=faults,
+    )
     live = Live(_table(None), console=console, refresh_per_second=2, transient=True)
-    bar = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), console=console, transient=True)
+    bar = Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
     tasks: dict[str, int] = {}
 
     def step(label: str, done: float, total: float) -> None:
@@ -62,16 +86,20 @@ def demo(
 
     def ready(info: dict) -> None:
         bar.stop()
-        console.print(f"\n[bold green]Atoll is live.[/] Console: [link={info['console']}]"
-                      f"{info['console']}[/link]  (lab operator, sees every enterprise: user "
-                      f"[bold]{info['user']}[/] password [bold]{info['password']}[/])",
-                      soft_wrap=True)
+        console.print(
+            f"\n[bold green]Atoll is live.[/] Console: [link={info['console']}]"
+            f"{info['console']}[/link]  (lab operator, sees every enterprise: user "
+            f"[bold]{info['user']}[/] password [bold]{info['password']}[/])",
+            soft_wrap=True,
+        )
         console.print("Enterprises in the lab, each with its own console login:")
         for t in info["tenants"]:
             # Plain lines, never a table: a credential must not be cut to fit the terminal.
-            console.print(f"  {t['tenant']} ({t['sector']}, {t['devices']} devices): "
-                          f"user [bold]{t['user']}[/] password [bold]{t['password']}[/]",
-                          soft_wrap=True)
+            console.print(
+                f"  {t['tenant']} ({t['sector']}, {t['devices']} devices): "
+                f"user [bold]{t['user']}[/] password [bold]{t['password']}[/]",
+                soft_wrap=True,
+            )
         console.print(f"API key (platform admin): {info['api_key']}", soft_wrap=True)
         console.print(f"MQTT: {info['mqtt']}   ground truth: {info['ground_truth']}")
         console.print("Press Ctrl-C to stop and see the summary.\n")
@@ -82,8 +110,14 @@ def demo(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        return await run_demo(opts, say=console.print, stop=stop, ready=ready, step=step,
-                              progress=lambda s: live.update(_table(s)))
+        return await run_demo(
+            opts,
+            say=console.print,
+            stop=stop,
+            ready=ready,
+            step=step,
+            progress=lambda s: live.update(_table(s)),
+        )
 
     try:
         summary = asyncio.run(main())

@@ -1,4 +1,5 @@
-"""``atoll detect``: try Atoll's anomaly detection on your own history, before connecting anything."""
+"""``atoll detect``: try Atoll's anomaly detection
+on your own history, before connecting anything."""
 
 from __future__ import annotations
 
@@ -12,14 +13,33 @@ from atoll.core.errors import AtollError
 
 
 def detect(
-    input: Annotated[Path, typer.Argument(help="CSV with a header, a timestamp column and numeric columns.")],
-    out: Annotated[Path, typer.Option("--out", help="Write timestamp,anomaly_score,is_anomaly here.")],
-    timestamp_column: Annotated[str | None, typer.Option(
-        "--timestamp-column", help="Timestamp column (default: one named timestamp/time/ts/date...).")] = None,
-    warmup_rows: Annotated[int, typer.Option(
-        "--warmup-rows", help="The first N rows are known to be normal: learn from them, don't judge them.")] = 0,
-    detector: Annotated[str, typer.Option("--detector", help="Detector name; several columns are judged "
-                                          "jointly. Names: see `atoll detectors`.")] = "default",
+    input: Annotated[
+        Path, typer.Argument(help="CSV with a header, a timestamp column and numeric columns.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Write timestamp,anomaly_score,is_anomaly here.")
+    ],
+    timestamp_column: Annotated[
+        str | None,
+        typer.Option(
+            "--timestamp-column",
+            help="Timestamp column (default: one named timestamp/time/ts/date...).",
+        ),
+    ] = None,
+    warmup_rows: Annotated[
+        int,
+        typer.Option(
+            "--warmup-rows",
+            help="The first N rows are known to be normal: learn from them, don't judge them.",
+        ),
+    ] = 0,
+    detector: Annotated[
+        str,
+        typer.Option(
+            "--detector",
+            help="Detector name; several columns are judged jointly. Names: see `atoll detectors`.",
+        ),
+    ] = "default",
 ) -> None:
     """Score every row of INPUT.csv online (each row judged only on the rows before it)."""
     from atoll.detect.history import detect_table, read_table, write_detection
@@ -36,9 +56,13 @@ def detect(
         raise typer.Exit(2) from None
     flagged = int(result.flags.sum())
     skipped = f", ignored {', '.join(table.ignored)} (not numbers)" if table.ignored else ""
-    err.print(f"{len(result.scores):,} rows, columns {', '.join(table.columns)}{skipped} "
-              f"(delimiter {table.delimiter!r}), detector {result.detector}: "
-              f"{flagged:,} anomalies at threshold {result.threshold:g} → {out}", highlight=False, soft_wrap=True)
+    err.print(
+        f"{len(result.scores):,} rows, columns {', '.join(table.columns)}{skipped} "
+        f"(delimiter {table.delimiter!r}), detector {result.detector}: "
+        f"{flagged:,} anomalies at threshold {result.threshold:g} → {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def list_detectors() -> None:

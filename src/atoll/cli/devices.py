@@ -17,13 +17,21 @@ import typer
 
 from atoll.core.errors import AtollError
 
-Url = Annotated[str, typer.Option("--url", envvar="ATOLL_URL", help="Atoll server [http://127.0.0.1:8080]")]
-Key = Annotated[str, typer.Option("--api-key", envvar="ATOLL_API_KEY", help="API key (Bearer token)",
-                                  show_default=False)]
+Url = Annotated[
+    str, typer.Option("--url", envvar="ATOLL_URL", help="Atoll server [http://127.0.0.1:8080]")
+]
+Key = Annotated[
+    str,
+    typer.Option(
+        "--api-key", envvar="ATOLL_API_KEY", help="API key (Bearer token)", show_default=False
+    ),
+]
 AsJson = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 DEFAULT_URL = "http://127.0.0.1:8080"
 
-app = typer.Typer(help="Register and manage devices (needs a running `atoll up`).", no_args_is_help=True)
+app = typer.Typer(
+    help="Register and manage devices (needs a running `atoll up`).", no_args_is_help=True
+)
 
 
 def register(root: typer.Typer) -> None:
@@ -36,8 +44,11 @@ def client(url: str, api_key: str):
     from atoll.client import Client
 
     if not api_key:
-        typer.echo("error: no API key. Pass --api-key or set ATOLL_API_KEY "
-                   "(`atoll up` prints the admin key on its first start).", err=True)
+        typer.echo(
+            "error: no API key. Pass --api-key or set ATOLL_API_KEY "
+            "(`atoll up` prints the admin key on its first start).",
+            err=True,
+        )
         raise typer.Exit(2)
     try:
         with Client(url, api_key) as c:
@@ -75,14 +86,20 @@ def emit(rows: list[Any], columns: list[tuple[str, Callable[[Any], Any]]], as_js
     Console().print(table)
 
 
-_DEVICE_COLUMNS = [("id", lambda d: d.id), ("name", lambda d: d.name), ("type", lambda d: d.device_type),
-                   ("disabled", lambda d: "yes" if d.disabled else ""),
-                   ("credentials", lambda d: "ok" if d.has_credentials else "revoked"),
-                   ("last seen", lambda d: d.last_seen and d.last_seen.isoformat(timespec="seconds"))]
+_DEVICE_COLUMNS = [
+    ("id", lambda d: d.id),
+    ("name", lambda d: d.name),
+    ("type", lambda d: d.device_type),
+    ("disabled", lambda d: "yes" if d.disabled else ""),
+    ("credentials", lambda d: "ok" if d.has_credentials else "revoked"),
+    ("last seen", lambda d: d.last_seen and d.last_seen.isoformat(timespec="seconds")),
+]
 
 
 @app.command("list")
-def list_devices(project: str, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False) -> None:
+def list_devices(
+    project: str, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False
+) -> None:
     """List the devices of PROJECT."""
     with client(url, api_key) as c:
         emit(c.devices(project), _DEVICE_COLUMNS, as_json)
@@ -91,32 +108,47 @@ def list_devices(project: str, url: Url = DEFAULT_URL, api_key: Key = "", as_jso
 @app.command("register")
 def register_device(
     project: str,
-    device_id: Annotated[str | None, typer.Option("--id", help="device id (default: generated)")] = None,
+    device_id: Annotated[
+        str | None, typer.Option("--id", help="device id (default: generated)")
+    ] = None,
     name: Annotated[str | None, typer.Option("--name")] = None,
-    device_type: Annotated[str | None, typer.Option("--type", help="a device type of the project")] = None,
-    url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False,
+    device_type: Annotated[
+        str | None, typer.Option("--type", help="a device type of the project")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+    as_json: AsJson = False,
 ) -> None:
     """Register a device in PROJECT and print its credentials (shown only now)."""
     with client(url, api_key) as c:
         reg = c.register_device(project, id=device_id, name=name, device_type=device_type)
     if as_json:
-        typer.echo(json.dumps({"device": _plain(reg.device), "secret": reg.credentials.secret}, indent=2))
+        typer.echo(
+            json.dumps({"device": _plain(reg.device), "secret": reg.credentials.secret}, indent=2)
+        )
         return
     _print_credentials(url, reg.device.id, reg.credentials.secret)
 
 
 def _print_credentials(url: str, device: str, secret: str) -> None:
-    typer.echo(f"device  {device}\nsecret  {secret}\n(store the secret now: Atoll keeps only its hash)")
-    typer.echo(f"  curl -u {device}:{secret} -d '{{\"values\": {{\"temperature\": 21.5}}}}' "
-               f"{url.rstrip('/')}/api/v1/ingest/telemetry")
+    typer.echo(
+        f"device  {device}\nsecret  {secret}\n(store the secret now: Atoll keeps only its hash)"
+    )
+    typer.echo(
+        f'  curl -u {device}:{secret} -d \'{{"values": {{"temperature": 21.5}}}}\' '
+        f"{url.rstrip('/')}/api/v1/ingest/telemetry"
+    )
 
 
 @app.command("show")
 def show(device: str, url: Url = DEFAULT_URL, api_key: Key = "") -> None:
     """Show a device, its twin and its series."""
     with client(url, api_key) as c:
-        doc = {"device": _plain(c.device(device)), "twin": _plain(c.twin(device)),
-               "series": _plain(c.series(device))}
+        doc = {
+            "device": _plain(c.device(device)),
+            "twin": _plain(c.twin(device)),
+            "series": _plain(c.series(device)),
+        }
     typer.echo(json.dumps(doc, indent=2, default=str))
 
 
@@ -153,10 +185,20 @@ def enable(device: str, url: Url = DEFAULT_URL, api_key: Key = "") -> None:
 
 
 @app.command("rejections")
-def rejections(device: str, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False) -> None:
+def rejections(
+    device: str, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False
+) -> None:
     """Messages of DEVICE that were refused (MQTT and HTTP), by reason."""
     with client(url, api_key) as c:
         rows = c.rejections(device)
-    emit(rows, [("transport", lambda r: r.transport), ("reason", lambda r: r.reason),
-                ("count", lambda r: r.count), ("last", lambda r: r.last_at.isoformat(timespec="seconds")),
-                ("last message", lambda r: r.last_message)], as_json)
+    emit(
+        rows,
+        [
+            ("transport", lambda r: r.transport),
+            ("reason", lambda r: r.reason),
+            ("count", lambda r: r.count),
+            ("last", lambda r: r.last_at.isoformat(timespec="seconds")),
+            ("last message", lambda r: r.last_message),
+        ],
+        as_json,
+    )

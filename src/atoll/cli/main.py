@@ -29,8 +29,18 @@ def _register() -> None:
         module.register(app)
 
 
-_COMMAND_MODULES: list[str] = ["admin", "bench", "demo", "detect", "devices", "projects", "rules", "sim", "solutions",
-                               "up"]
+_COMMAND_MODULES: list[str] = [
+    "admin",
+    "bench",
+    "demo",
+    "detect",
+    "devices",
+    "projects",
+    "rules",
+    "sim",
+    "solutions",
+    "up",
+]
 
 _register()
 

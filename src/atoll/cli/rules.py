@@ -37,7 +37,9 @@ def _time(value) -> str | None:
 
 
 @rules_app.command("validate")
-def validate(file: Path, project: Annotated[str | None, typer.Option("--project", "-p")] = None) -> None:
+def validate(
+    file: Path, project: Annotated[str | None, typer.Option("--project", "-p")] = None
+) -> None:
     """Check a rules file offline; exit 1 with the offending field if it is invalid."""
     from atoll.rules.loading import load_rule_file
 
@@ -48,8 +50,10 @@ def validate(file: Path, project: Annotated[str | None, typer.Option("--project"
     except AtollError as exc:
         _fail(exc.message, exc.hint)
     for r in doc.rules:
-        typer.echo(f"ok  rule {r.id} ({r.project}): {r.condition.type} on "
-                   f"{r.target.model_dump(exclude_none=True)}")
+        typer.echo(
+            f"ok  rule {r.id} ({r.project}): {r.condition.type} on "
+            f"{r.target.model_dump(exclude_none=True)}"
+        )
     for c in doc.channels:
         typer.echo(f"ok  channel {c.name} ({c.type})")
 
@@ -67,8 +71,15 @@ def apply(file: Path, project: Project, url: Url = DEFAULT_URL, api_key: Key = "
 
 
 @rules_app.command("backtest")
-def backtest_cmd(file: Path, project: Project, start: str = "-7d", end: str = "now",
-                 url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False) -> None:
+def backtest_cmd(
+    file: Path,
+    project: Project,
+    start: str = "-7d",
+    end: str = "now",
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+    as_json: AsJson = False,
+) -> None:
     """What the file's rules would have raised over stored history (nothing is saved)."""
     from atoll.rules.loading import parse_yaml
 
@@ -84,33 +95,67 @@ def backtest_cmd(file: Path, project: Project, start: str = "-7d", end: str = "n
         for raw in rules:
             out = c.backtest_rule(project, {**raw, "project": project}, start=start, end=end)
             episodes += [{"rule": out.rule.id, **asdict(e)} for e in out.episodes]
-    emit(episodes, [("rule", lambda e: e["rule"]), ("device", lambda e: e["device"]),
-                    ("raised_at", lambda e: _time(e["raised_at"])),
-                    ("cleared_at", lambda e: _time(e["cleared_at"])), ("value", lambda e: e["value"]),
-                    ("detail", lambda e: e["detail"])], as_json)
+    emit(
+        episodes,
+        [
+            ("rule", lambda e: e["rule"]),
+            ("device", lambda e: e["device"]),
+            ("raised_at", lambda e: _time(e["raised_at"])),
+            ("cleared_at", lambda e: _time(e["cleared_at"])),
+            ("value", lambda e: e["value"]),
+            ("detail", lambda e: e["detail"]),
+        ],
+        as_json,
+    )
 
 
 @rules_app.command("list")
-def list_rules(project: Project, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False) -> None:
+def list_rules(
+    project: Project, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False
+) -> None:
     with client(url, api_key) as c:
         rows = c.rules(project)
-    emit(rows, [("id", lambda r: r.id), ("name", lambda r: r.name), ("severity", lambda r: r.severity),
-                ("enabled", lambda r: r.enabled), ("condition", lambda r: r.condition["type"]),
-                ("target", lambda r: json.dumps(r.target))], as_json)
+    emit(
+        rows,
+        [
+            ("id", lambda r: r.id),
+            ("name", lambda r: r.name),
+            ("severity", lambda r: r.severity),
+            ("enabled", lambda r: r.enabled),
+            ("condition", lambda r: r.condition["type"]),
+            ("target", lambda r: json.dumps(r.target)),
+        ],
+        as_json,
+    )
 
 
 @alarms_app.command("list")
 def list_alarms(
     project: Annotated[str | None, typer.Option("--project", "-p")] = None,
-    status: Annotated[str, typer.Option(help="active, acknowledged, cleared, open or all")] = "open",
-    url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False,
+    status: Annotated[
+        str, typer.Option(help="active, acknowledged, cleared, open or all")
+    ] = "open",
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+    as_json: AsJson = False,
 ) -> None:
     with client(url, api_key) as c:
         rows = c.alarms(project=project, status=status)
-    emit(rows, [("id", lambda a: a.id), ("project", lambda a: a.project), ("device", lambda a: a.device),
-                ("rule_name", lambda a: a.rule_name), ("severity", lambda a: a.severity),
-                ("status", lambda a: a.status), ("acknowledged", lambda a: a.acknowledged),
-                ("raised_at", lambda a: _time(a.raised_at)), ("detail", lambda a: a.detail)], as_json)
+    emit(
+        rows,
+        [
+            ("id", lambda a: a.id),
+            ("project", lambda a: a.project),
+            ("device", lambda a: a.device),
+            ("rule_name", lambda a: a.rule_name),
+            ("severity", lambda a: a.severity),
+            ("status", lambda a: a.status),
+            ("acknowledged", lambda a: a.acknowledged),
+            ("raised_at", lambda a: _time(a.raised_at)),
+            ("detail", lambda a: a.detail),
+        ],
+        as_json,
+    )
 
 
 def _act(verb: str, alarm_id: int, comment: str | None, url: str, api_key: str) -> None:
@@ -121,12 +166,20 @@ def _act(verb: str, alarm_id: int, comment: str | None, url: str, api_key: str) 
 
 
 @alarms_app.command("ack")
-def ack(alarm_id: int, comment: Annotated[str | None, typer.Option("--comment", "-m")] = None,
-        url: Url = DEFAULT_URL, api_key: Key = "") -> None:
+def ack(
+    alarm_id: int,
+    comment: Annotated[str | None, typer.Option("--comment", "-m")] = None,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+) -> None:
     _act("ack", alarm_id, comment, url, api_key)
 
 
 @alarms_app.command("clear")
-def clear(alarm_id: int, comment: Annotated[str | None, typer.Option("--comment", "-m")] = None,
-          url: Url = DEFAULT_URL, api_key: Key = "") -> None:
+def clear(
+    alarm_id: int,
+    comment: Annotated[str | None, typer.Option("--comment", "-m")] = None,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+) -> None:
     _act("clear", alarm_id, comment, url, api_key)

@@ -12,8 +12,10 @@ from rich.table import Table
 from atoll.cli.devices import DEFAULT_URL, AsJson, Key, Url, client
 from atoll.core.errors import AtollError
 
-app = typer.Typer(help="Sector solution templates: device types, detectors, rules, dashboards.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Sector solution templates: device types, detectors, rules, dashboards.",
+    no_args_is_help=True,
+)
 
 
 def register(root: typer.Typer) -> None:
@@ -37,14 +39,27 @@ def list_templates(as_json: AsJson = False) -> None:
 
     templates = discover()
     if as_json:
-        typer.echo(json.dumps([{"name": t.name, "sector": t.sector, "title": t.title,
-                                "device_types": [d.name for d in t.device_types],
-                                "rules": len(t.rules)} for t in templates], indent=2))
+        typer.echo(
+            json.dumps(
+                [
+                    {
+                        "name": t.name,
+                        "sector": t.sector,
+                        "title": t.title,
+                        "device_types": [d.name for d in t.device_types],
+                        "rules": len(t.rules),
+                    }
+                    for t in templates
+                ],
+                indent=2,
+            )
+        )
         return
     table = Table("name", "sector", "title", "device types", "rules")
     for t in templates:
-        table.add_row(t.name, t.sector, t.title, ", ".join(d.name for d in t.device_types),
-                      str(len(t.rules)))
+        table.add_row(
+            t.name, t.sector, t.title, ", ".join(d.name for d in t.device_types), str(len(t.rules))
+        )
     Console().print(table)
 
 
@@ -59,8 +74,14 @@ def show(name: str, as_json: AsJson = False) -> None:
     console.print(f"[bold]{t.title}[/bold] ({t.name}, sector {t.sector}, version {t.version})")
     console.print(t.description.strip())
     for d in t.device_types:
-        table = Table("metric", "unit", "type", "expected range", title=f"{d.name}: {d.description}",
-                      title_justify="left")
+        table = Table(
+            "metric",
+            "unit",
+            "type",
+            "expected range",
+            title=f"{d.name}: {d.description}",
+            title_justify="left",
+        )
         for m in d.telemetry:
             lo = "" if m.min is None else f"{m.min:g}"
             hi = "" if m.max is None else f"{m.max:g}"
@@ -79,9 +100,14 @@ def show(name: str, as_json: AsJson = False) -> None:
 @app.command("apply")
 def apply(
     name: str,
-    project: Annotated[str, typer.Option("--project", "-p", help="project id (created if missing)")],
-    project_name: Annotated[str | None, typer.Option("--name", help="project name if created")] = None,
-    url: Url = DEFAULT_URL, api_key: Key = "",
+    project: Annotated[
+        str, typer.Option("--project", "-p", help="project id (created if missing)")
+    ],
+    project_name: Annotated[
+        str | None, typer.Option("--name", help="project name if created")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
 ) -> None:
     """Start PROJECT from template NAME: create its device types and rules."""
     from atoll.solutions.apply import apply as apply_template
@@ -91,7 +117,9 @@ def apply(
         done = apply_template(c, t, project, project_name=project_name)
     if done.created_project:
         typer.echo(f"created project {done.project}")
-    typer.echo(f"device types created: {', '.join(done.device_types) or '-'}"
-               + (f" (already there: {', '.join(done.existing_types)})" if done.existing_types else ""))
+    typer.echo(
+        f"device types created: {', '.join(done.device_types) or '-'}"
+        + (f" (already there: {', '.join(done.existing_types)})" if done.existing_types else "")
+    )
     typer.echo(f"rules applied: {len(done.rules)}")
     typer.echo(f"next: atoll sim --api {url} --project {done.project} -t {t.name} -n 20")

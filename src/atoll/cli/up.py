@@ -20,38 +20,77 @@ def register(app: typer.Typer) -> None:
 
 
 def up(
-    home: Annotated[Path | None, typer.Option("--home", envvar="ATOLL_HOME",
-                                              help="data directory [./.atoll]")] = None,
-    http_host: Annotated[str | None, typer.Option("--http-host", help="HTTP API address [127.0.0.1]")] = None,
-    http_port: Annotated[int | None, typer.Option("--http-port",
-                                                  help="HTTP API port [8080]; 0 = any free port")] = None,
-    mqtt: Annotated[str | None, typer.Option("--mqtt", help="embedded | external | off [embedded]")] = None,
-    mqtt_host: Annotated[str | None, typer.Option("--mqtt-host",
-                                                  help="embedded broker address [127.0.0.1]")] = None,
-    mqtt_port: Annotated[int | None, typer.Option("--mqtt-port",
-                                                  help="embedded broker port [1883]; 0 = any free port")] = None,
-    mqtt_tls_port: Annotated[int | None, typer.Option(
-        "--mqtt-tls-port", help="embedded broker: MQTT over TLS on this port (e.g. 8883; 0 = any "
-                                "free port); needs --tls-cert and --tls-key")] = None,
-    mqtt_ws_port: Annotated[int | None, typer.Option(
-        "--mqtt-ws-port", help="embedded broker: MQTT over WebSockets on this port")] = None,
-    mqtt_wss_port: Annotated[int | None, typer.Option(
-        "--mqtt-wss-port", help="embedded broker: MQTT over WebSockets with TLS on this port")] = None,
-    tls_cert: Annotated[Path | None, typer.Option(
-        "--tls-cert", help="PEM certificate (then any intermediates) for the TLS listeners")] = None,
-    tls_key: Annotated[Path | None, typer.Option(
-        "--tls-key", help="PEM private key of --tls-cert (unencrypted)")] = None,
-    mqtt_url: Annotated[str | None, typer.Option("--mqtt-url",
-                                                 help="external broker, mqtt://user:pass@host:port "
-                                                      "(mqtts:// for TLS)")] = None,
-    mqtt_node_id: Annotated[str | None, typer.Option(
-        "--mqtt-node-id", help="external broker: this process's unique, stable name "
-                               "[made once, kept in the data directory]")] = None,
-    store: Annotated[str | None, typer.Option("--store",
-                                              help="store URL [duckdb in the data directory]")] = None,
-    trusted_proxy: Annotated[list[str] | None, typer.Option(
-        "--trusted-proxy", help="a reverse proxy (address or network) whose X-Forwarded-For the "
-                                "HTTP API believes; repeat for several [none]")] = None,
+    home: Annotated[
+        Path | None, typer.Option("--home", envvar="ATOLL_HOME", help="data directory [./.atoll]")
+    ] = None,
+    http_host: Annotated[
+        str | None, typer.Option("--http-host", help="HTTP API address [127.0.0.1]")
+    ] = None,
+    http_port: Annotated[
+        int | None, typer.Option("--http-port", help="HTTP API port [8080]; 0 = any free port")
+    ] = None,
+    mqtt: Annotated[
+        str | None, typer.Option("--mqtt", help="embedded | external | off [embedded]")
+    ] = None,
+    mqtt_host: Annotated[
+        str | None, typer.Option("--mqtt-host", help="embedded broker address [127.0.0.1]")
+    ] = None,
+    mqtt_port: Annotated[
+        int | None,
+        typer.Option("--mqtt-port", help="embedded broker port [1883]; 0 = any free port"),
+    ] = None,
+    mqtt_tls_port: Annotated[
+        int | None,
+        typer.Option(
+            "--mqtt-tls-port",
+            help="embedded broker: MQTT over TLS on this port (e.g. 8883; 0 = any "
+            "free port); needs --tls-cert and --tls-key",
+        ),
+    ] = None,
+    mqtt_ws_port: Annotated[
+        int | None,
+        typer.Option("--mqtt-ws-port", help="embedded broker: MQTT over WebSockets on this port"),
+    ] = None,
+    mqtt_wss_port: Annotated[
+        int | None,
+        typer.Option(
+            "--mqtt-wss-port", help="embedded broker: MQTT over WebSockets with TLS on this port"
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert", help="PEM certificate (then any intermediates) for the TLS listeners"
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert (unencrypted)")
+    ] = None,
+    mqtt_url: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt-url", help="external broker, mqtt://user:pass@host:port (mqtts:// for TLS)"
+        ),
+    ] = None,
+    mqtt_node_id: Annotated[
+        str | None,
+        typer.Option(
+            "--mqtt-node-id",
+            help="external broker: this process's unique, stable name "
+            "[made once, kept in the data directory]",
+        ),
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="store URL [duckdb in the data directory]")
+    ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="a reverse proxy (address or network) whose X-Forwarded-For the "
+            "HTTP API believes; repeat for several [none]",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug | info | warning")] = "info",
 ) -> None:
     """Start Atoll: HTTP API + console, MQTT, ingest, detectors and rules. Ctrl-C stops it."""
@@ -59,15 +98,31 @@ def up(
 
     from atoll.config import Settings
 
-    overrides = {k: v for k, v in {
-        "home": home, "http_host": http_host, "http_port": http_port, "mqtt_mode": mqtt,
-        "mqtt_host": mqtt_host, "mqtt_port": mqtt_port, "mqtt_url": mqtt_url, "store_url": store,
-        "mqtt_tls_port": mqtt_tls_port, "mqtt_ws_port": mqtt_ws_port, "mqtt_wss_port": mqtt_wss_port,
-        "tls_cert": tls_cert, "tls_key": tls_key, "mqtt_node_id": mqtt_node_id,
-        "trusted_proxies": trusted_proxy or None,
-    }.items() if v is not None}
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {
+        k: v
+        for k, v in {
+            "home": home,
+            "http_host": http_host,
+            "http_port": http_port,
+            "mqtt_mode": mqtt,
+            "mqtt_host": mqtt_host,
+            "mqtt_port": mqtt_port,
+            "mqtt_url": mqtt_url,
+            "store_url": store,
+            "mqtt_tls_port": mqtt_tls_port,
+            "mqtt_ws_port": mqtt_ws_port,
+            "mqtt_wss_port": mqtt_wss_port,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+            "mqtt_node_id": mqtt_node_id,
+            "trusted_proxies": trusted_proxy or None,
+        }.items()
+        if v is not None
+    }
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("amqtt", "transitions", "uvicorn.error", "websockets"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
@@ -100,10 +155,16 @@ async def _run(settings) -> None:
     await platform.start()
     runtime = settings.home / "runtime.json"
     try:
-        runtime.write_text(json.dumps({
-            "pid": os.getpid(), "http_url": platform.http_url, "mqtt_url": platform.mqtt_url,
-            "mqtt_listeners": _listener_urls(platform),
-        }))
+        runtime.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "http_url": platform.http_url,
+                    "mqtt_url": platform.mqtt_url,
+                    "mqtt_listeners": _listener_urls(platform),
+                }
+            )
+        )
         _announce(platform)
         await stop.wait()
         typer.echo("stopping (finishing queued writes)…")
@@ -123,7 +184,9 @@ def _listener_urls(platform) -> dict[str, str]:
 def _announce(platform) -> None:
     s = platform.settings
     typer.echo(f"Atoll is up (data in {s.home.resolve()})")
-    typer.echo(f"  console + API  {platform.http_url}/   (OpenAPI docs at {platform.http_url}/docs)")
+    typer.echo(
+        f"  console + API  {platform.http_url}/   (OpenAPI docs at {platform.http_url}/docs)"
+    )
     if platform.mqtt_url:
         typer.echo(f"  MQTT           {platform.mqtt_url}   ({s.mqtt_mode} broker)")
         for url in _listener_urls(platform).values():
@@ -138,5 +201,8 @@ def _announce(platform) -> None:
         typer.echo(f"  admin API key       {boot.api_key}")
         typer.echo(f"  console user        {boot.username}")
         typer.echo(f"  console password    {boot.password}")
-        typer.echo(f"  e.g. curl -H 'Authorization: Bearer {boot.api_key}' {platform.http_url}/api/v1/projects")
+        typer.echo(
+            f"  e.g. curl -H 'Authorization: Bearer {boot.api_key}'"
+            f" {platform.http_url}/api/v1/projects"
+        )
     typer.echo("Press Ctrl-C to stop.", err=False)

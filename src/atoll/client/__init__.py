@@ -8,7 +8,8 @@ the server's message and hint. One module per part of the API (``devices``, ``se
     with atoll.Client("http://127.0.0.1:8080", api_key) as c:
         c.create_project("Lab", id="lab")
         reg = c.register_device("lab", id="sensor-1")
-        atoll.DeviceClient(c.base_url, reg.device.id, reg.credentials.secret).send({"temperature": 21.5})
+        device = atoll.DeviceClient(c.base_url, reg.device.id, reg.credentials.secret)
+        device.send({"temperature": 21.5})
         print(c.raw("sensor-1", "temperature", start="-1h").value)
 
 A platform admin acts in another tenant with ``Client(url, key, tenant="acme")`` or
@@ -53,11 +54,41 @@ from atoll.client.series import Buckets, Latest, Series, SeriesCalls, SeriesInfo
 from atoll.client.tenancy import ApiKey, AuditEntry, Identity, TenancyCalls, Tenant, User
 
 __all__ = [
-    "Alarm", "AlarmComment", "AlarmEvent", "AlarmSummary", "ApiKey", "AuditEntry", "Backtest",
-    "Buckets", "Channel", "ChannelTest", "ChannelType", "Client", "Command", "Delivery", "Device",
-    "DeviceClient", "DeviceCredentials", "DeviceType", "Episode", "Identity", "ImportedRules",
-    "Latest", "Metric", "Project", "RegisteredDevice", "Rejection", "Report", "ReportRun", "Rule",
-    "Series", "SeriesInfo", "Tenant", "TimeLike", "Twin", "User",
+    "Alarm",
+    "AlarmComment",
+    "AlarmEvent",
+    "AlarmSummary",
+    "ApiKey",
+    "AuditEntry",
+    "Backtest",
+    "Buckets",
+    "Channel",
+    "ChannelTest",
+    "ChannelType",
+    "Client",
+    "Command",
+    "Delivery",
+    "Device",
+    "DeviceClient",
+    "DeviceCredentials",
+    "DeviceType",
+    "Episode",
+    "Identity",
+    "ImportedRules",
+    "Latest",
+    "Metric",
+    "Project",
+    "RegisteredDevice",
+    "Rejection",
+    "Report",
+    "ReportRun",
+    "Rule",
+    "Series",
+    "SeriesInfo",
+    "Tenant",
+    "TimeLike",
+    "Twin",
+    "User",
 ]
 
 
@@ -67,8 +98,15 @@ class Client(TenancyCalls, DevicesCalls, SeriesCalls, RulesCalls, AlarmsCalls):
     ``tenant``: act in that tenant (platform admins; any other key may name only its own).
     """
 
-    def __init__(self, base_url: str, api_key: str, *, tenant: str | None = None, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        tenant: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"}
         if tenant:
             headers[TENANT_HEADER] = tenant
@@ -81,13 +119,20 @@ class Client(TenancyCalls, DevicesCalls, SeriesCalls, RulesCalls, AlarmsCalls):
         """A client acting as a console user (a 12-hour session token instead of an API key);
         ``kw`` as for ``Client`` (``tenant=``, ``timeout=``, ``transport=``)."""
         with Http(base_url, timeout=kw.get("timeout", 30.0), transport=kw.get("transport")) as anon:
-            token = anon._call("POST", "/auth/login", json={"username": username, "password": password})["token"]
+            token = anon._call(
+                "POST", "/auth/login", json={"username": username, "password": password}
+            )["token"]
         return cls(base_url, token, **kw)
 
     def in_tenant(self, tenant: str | None) -> Client:
         """A new client with the same credentials acting in ``tenant`` (``None``: its own)."""
-        return Client(self.base_url, self._api_key, tenant=tenant, timeout=self._timeout,
-                      transport=self._transport)
+        return Client(
+            self.base_url,
+            self._api_key,
+            tenant=tenant,
+            timeout=self._timeout,
+            transport=self._transport,
+        )
 
     def health(self) -> dict[str, str]:
         """``{"status": "ok", "version": …}`` (needs no role)."""

@@ -16,8 +16,14 @@ TimeLike = datetime | int | float | str | None
 TENANT_HEADER = "X-Atoll-Tenant"
 
 _ERRORS: dict[int, type[errors.AtollError]] = {
-    400: errors.InvalidInput, 401: errors.Unauthenticated, 403: errors.Forbidden, 404: errors.NotFound,
-    409: errors.Conflict, 413: errors.PayloadTooLarge, 422: errors.InvalidInput, 503: errors.Unavailable,
+    400: errors.InvalidInput,
+    401: errors.Unauthenticated,
+    403: errors.Forbidden,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    422: errors.InvalidInput,
+    503: errors.Unavailable,
 }
 
 T = TypeVar("T")
@@ -70,11 +76,23 @@ def raise_for(response: httpx.Response) -> None:
 class Http:
     """Base of ``Client`` and ``DeviceClient``: a context manager over one connection pool."""
 
-    def __init__(self, base_url: str, *, auth: Any = None, headers: Mapping[str, str] | None = None,
-                 timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url + "/api/v1", auth=auth, headers=dict(headers or {}),
-                                  timeout=timeout, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.base_url + "/api/v1",
+            auth=auth,
+            headers=dict(headers or {}),
+            timeout=timeout,
+            transport=transport,
+        )
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         if "params" in kw:
@@ -82,12 +100,18 @@ class Http:
         try:
             r = self._http.request(method, path, **kw)
         except httpx.TransportError as e:
-            raise errors.Unavailable(f"cannot reach Atoll at {self.base_url}: {e}",
-                                     hint="check the URL and that `atoll up` is running") from e
+            raise errors.Unavailable(
+                f"cannot reach Atoll at {self.base_url}: {e}",
+                hint="check the URL and that `atoll up` is running",
+            ) from e
         raise_for(r)
         if r.status_code == 204 or not r.content:
             return None
-        return r.json() if r.headers.get("content-type", "").startswith("application/json") else r.content
+        return (
+            r.json()
+            if r.headers.get("content-type", "").startswith("application/json")
+            else r.content
+        )
 
     def close(self) -> None:
         self._http.close()

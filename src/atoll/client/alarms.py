@@ -73,8 +73,14 @@ class AlarmSummary:
 
 
 def _alarm(d: Mapping[str, Any]) -> Alarm:
-    return build(Alarm, {**d, "history": tuple(build(AlarmEvent, e) for e in d.get("history", ())),
-                         "comments": tuple(build(AlarmComment, c) for c in d.get("comments", ()))})
+    return build(
+        Alarm,
+        {
+            **d,
+            "history": tuple(build(AlarmEvent, e) for e in d.get("history", ())),
+            "comments": tuple(build(AlarmComment, c) for c in d.get("comments", ())),
+        },
+    )
 
 
 def _joined(values: str | Iterable[str] | None) -> str | None:
@@ -82,28 +88,54 @@ def _joined(values: str | Iterable[str] | None) -> str | None:
 
 
 class AlarmsCalls(Http):
-    def alarms(self, *, project: str | None = None, status: str | Iterable[str] | None = None,
-               device: str | None = None, rule: str | None = None,
-               severity: str | Iterable[str] | None = None, acknowledged: bool | None = None,
-               since: TimeLike = None, until: TimeLike = None, limit: int = 100,
-               offset: int = 0) -> list[Alarm]:
+    def alarms(
+        self,
+        *,
+        project: str | None = None,
+        status: str | Iterable[str] | None = None,
+        device: str | None = None,
+        rule: str | None = None,
+        severity: str | Iterable[str] | None = None,
+        acknowledged: bool | None = None,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Alarm]:
         """Newest first. ``status``: active | acknowledged | cleared | open (active or
         acknowledged); ``since`` and ``until`` bound the time raised."""
-        return [_alarm(a) for a in self._call("GET", "/alarms", params={
-            "project": project, "status": _joined(status), "device": device, "rule": rule,
-            "severity": _joined(severity),
-            "acknowledged": None if acknowledged is None else str(acknowledged).lower(),
-            "since": time_param(since), "until": time_param(until), "limit": limit, "offset": offset})]
+        return [
+            _alarm(a)
+            for a in self._call(
+                "GET",
+                "/alarms",
+                params={
+                    "project": project,
+                    "status": _joined(status),
+                    "device": device,
+                    "rule": rule,
+                    "severity": _joined(severity),
+                    "acknowledged": None if acknowledged is None else str(acknowledged).lower(),
+                    "since": time_param(since),
+                    "until": time_param(until),
+                    "limit": limit,
+                    "offset": offset,
+                },
+            )
+        ]
 
     def alarm(self, alarm_id: int) -> Alarm:
         """The alarm with its history and comments."""
         return _alarm(self._call("GET", f"/alarms/{alarm_id}"))
 
     def alarm_summary(self, project: str | None = None) -> AlarmSummary:
-        return build(AlarmSummary, self._call("GET", "/alarms/summary", params={"project": project}))
+        return build(
+            AlarmSummary, self._call("GET", "/alarms/summary", params={"project": project})
+        )
 
     def ack_alarm(self, alarm_id: int, comment: str | None = None) -> Alarm:
-        """Acknowledge (``Conflict`` if it already is); a cleared alarm can still be acknowledged."""
+        """Acknowledge (``Conflict`` if it already is);
+        a cleared alarm can still be acknowledged."""
         return _alarm(self._call("POST", f"/alarms/{alarm_id}/ack", json={"comment": comment}))
 
     def clear_alarm(self, alarm_id: int, comment: str | None = None) -> Alarm:
@@ -111,7 +143,9 @@ class AlarmsCalls(Http):
         return _alarm(self._call("POST", f"/alarms/{alarm_id}/clear", json={"comment": comment}))
 
     def comment_alarm(self, alarm_id: int, text: str) -> AlarmComment:
-        return build(AlarmComment, self._call("POST", f"/alarms/{alarm_id}/comments", json={"text": text}))
+        return build(
+            AlarmComment, self._call("POST", f"/alarms/{alarm_id}/comments", json={"text": text})
+        )
 
     def alarm_comments(self, alarm_id: int) -> list[AlarmComment]:
         return [build(AlarmComment, c) for c in self._call("GET", f"/alarms/{alarm_id}/comments")]

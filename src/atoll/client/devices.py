@@ -11,6 +11,7 @@ from atoll.client._http import Http, build
 
 _UNCHANGED: Any = object()
 
+
 @dataclass(frozen=True)
 class Project:
     id: str
@@ -117,12 +118,19 @@ class DevicesCalls(Http):
     def project(self, project: str) -> Project:
         return build(Project, self._call("GET", f"/projects/{project}"))
 
-    def create_project(self, name: str, *, id: str | None = None, retention_days: int | None = None) -> Project:
-        return build(Project, self._call("POST", "/projects", json={
-            "name": name, "id": id, "retention_days": retention_days}))
+    def create_project(
+        self, name: str, *, id: str | None = None, retention_days: int | None = None
+    ) -> Project:
+        return build(
+            Project,
+            self._call(
+                "POST", "/projects", json={"name": name, "id": id, "retention_days": retention_days}
+            ),
+        )
 
-    def update_project(self, project: str, *, name: str | None = None,
-                       retention_days: int | None = _UNCHANGED) -> Project:
+    def update_project(
+        self, project: str, *, name: str | None = None, retention_days: int | None = _UNCHANGED
+    ) -> Project:
         """Rename with ``name=``; ``retention_days=`` sets the retention (``None``: keep all)."""
         body: dict[str, Any] = {} if name is None else {"name": name}
         if retention_days is not _UNCHANGED:
@@ -143,46 +151,108 @@ class DevicesCalls(Http):
     def device_type(self, project: str, type_id: str) -> DeviceType:
         return _device_type(self._call("GET", f"/projects/{project}/device-types/{type_id}"))
 
-    def create_device_type(self, project: str, id: str, metrics: Iterable[Metric | Mapping[str, Any]], *,
-                           name: str | None = None) -> DeviceType:
-        return _device_type(self._call("POST", f"/projects/{project}/device-types",
-                                       json={"id": id, "name": name, "metrics": _metrics(metrics)}))
+    def create_device_type(
+        self,
+        project: str,
+        id: str,
+        metrics: Iterable[Metric | Mapping[str, Any]],
+        *,
+        name: str | None = None,
+    ) -> DeviceType:
+        return _device_type(
+            self._call(
+                "POST",
+                f"/projects/{project}/device-types",
+                json={"id": id, "name": name, "metrics": _metrics(metrics)},
+            )
+        )
 
-    def update_device_type(self, project: str, type_id: str, *, name: str | None = None,
-                           metrics: Iterable[Metric | Mapping[str, Any]] | None = None) -> DeviceType:
-        """``metrics`` replaces the whole list; devices of the type are checked against it at once."""
+    def update_device_type(
+        self,
+        project: str,
+        type_id: str,
+        *,
+        name: str | None = None,
+        metrics: Iterable[Metric | Mapping[str, Any]] | None = None,
+    ) -> DeviceType:
+        """``metrics`` replaces the whole list; devices
+        of the type are checked against it at once."""
         body: dict[str, Any] = {"name": name}
         if metrics is not None:
             body["metrics"] = _metrics(metrics)
-        return _device_type(self._call("PATCH", f"/projects/{project}/device-types/{type_id}", json=body))
+        return _device_type(
+            self._call("PATCH", f"/projects/{project}/device-types/{type_id}", json=body)
+        )
 
     def delete_device_type(self, project: str, type_id: str) -> None:
         """Only a type no device uses."""
         self._call("DELETE", f"/projects/{project}/device-types/{type_id}")
 
     # devices and credentials ----------------------------------------------------------------------
-    def devices(self, project: str, *, device_type: str | None = None, search: str | None = None,
-                status: str | None = None, limit: int = 1000, offset: int = 0) -> list[Device]:
-        """A page of devices by id; ``search`` matches id, name or type; ``status``: online | offline."""
-        return [build(Device, d) for d in self._call("GET", f"/projects/{project}/devices", params={
-            "device_type": device_type, "q": search, "status": status, "limit": limit, "offset": offset})]
+    def devices(
+        self,
+        project: str,
+        *,
+        device_type: str | None = None,
+        search: str | None = None,
+        status: str | None = None,
+        limit: int = 1000,
+        offset: int = 0,
+    ) -> list[Device]:
+        """A page of devices by id; ``search`` matches
+        id, name or type; ``status``: online | offline."""
+        return [
+            build(Device, d)
+            for d in self._call(
+                "GET",
+                f"/projects/{project}/devices",
+                params={
+                    "device_type": device_type,
+                    "q": search,
+                    "status": status,
+                    "limit": limit,
+                    "offset": offset,
+                },
+            )
+        ]
 
     def device(self, device: str) -> Device:
         return build(Device, self._call("GET", f"/devices/{device}"))
 
-    def register_device(self, project: str, *, id: str | None = None, name: str | None = None,
-                        device_type: str | None = None, labels: Mapping[str, str] | None = None) -> RegisteredDevice:
+    def register_device(
+        self,
+        project: str,
+        *,
+        id: str | None = None,
+        name: str | None = None,
+        device_type: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> RegisteredDevice:
         """Create a device. Its secret is in ``.credentials.secret`` now and never again."""
-        return _registered(self._call("POST", f"/projects/{project}/devices", json={
-            "id": id, "name": name, "device_type": device_type, "labels": dict(labels or {})}))
+        return _registered(
+            self._call(
+                "POST",
+                f"/projects/{project}/devices",
+                json={
+                    "id": id,
+                    "name": name,
+                    "device_type": device_type,
+                    "labels": dict(labels or {}),
+                },
+            )
+        )
 
-    def register_devices(self, project: str, devices: Iterable[str | Mapping[str, Any]]) -> list[RegisteredDevice]:
+    def register_devices(
+        self, project: str, devices: Iterable[str | Mapping[str, Any]]
+    ) -> list[RegisteredDevice]:
         """Register many devices in one request (ids, or dicts like ``register_device``'s keywords);
         all or none. Sent in chunks of 1000."""
         items = [{"id": d} if isinstance(d, str) else dict(d) for d in devices]
         out = []
         for i in range(0, len(items), 1000):
-            batch = self._call("POST", f"/projects/{project}/devices/batch", json={"devices": items[i:i + 1000]})
+            batch = self._call(
+                "POST", f"/projects/{project}/devices/batch", json={"devices": items[i : i + 1000]}
+            )
             out += [_registered(d) for d in batch]
         return out
 
@@ -216,14 +286,27 @@ class DevicesCalls(Http):
         """JSON merge patch of the desired properties (``None`` deletes a key)."""
         return build(Twin, self._call("PATCH", f"/devices/{device}/twin/desired", json=dict(patch)))
 
-    def send_command(self, device: str, name: str, args: Mapping[str, Any] | None = None, *,
-                     ttl_s: float = 300) -> Command:
-        return build(Command, self._call("POST", f"/devices/{device}/commands",
-                                         json={"name": name, "args": dict(args or {}), "ttl_s": ttl_s}))
+    def send_command(
+        self, device: str, name: str, args: Mapping[str, Any] | None = None, *, ttl_s: float = 300
+    ) -> Command:
+        return build(
+            Command,
+            self._call(
+                "POST",
+                f"/devices/{device}/commands",
+                json={"name": name, "args": dict(args or {}), "ttl_s": ttl_s},
+            ),
+        )
 
-    def commands(self, device: str, *, status: str | None = None, limit: int = 100) -> list[Command]:
-        return [build(Command, c) for c in self._call("GET", f"/devices/{device}/commands",
-                                                      params={"status": status, "limit": limit})]
+    def commands(
+        self, device: str, *, status: str | None = None, limit: int = 100
+    ) -> list[Command]:
+        return [
+            build(Command, c)
+            for c in self._call(
+                "GET", f"/devices/{device}/commands", params={"status": status, "limit": limit}
+            )
+        ]
 
     def command(self, device: str, command_id: str) -> Command:
         return build(Command, self._call("GET", f"/devices/{device}/commands/{command_id}"))

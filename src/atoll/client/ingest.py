@@ -24,8 +24,15 @@ def _reading(ts: TimeLike, values: Mapping[str, float | int | bool]) -> dict[str
 class DeviceClient(Http):
     """The device side over HTTP (Basic auth with the device id and secret)."""
 
-    def __init__(self, base_url: str, device_id: str, secret: str, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        secret: str,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         super().__init__(base_url, auth=(device_id, secret), timeout=timeout, transport=transport)
         self.device_id = device_id
 
@@ -33,7 +40,9 @@ class DeviceClient(Http):
         """Send one reading; returns the number of points stored durably."""
         return self._call("POST", "/ingest/telemetry", json=_reading(ts, values))["accepted"]
 
-    def send_batch(self, readings: Iterable[tuple[TimeLike, Mapping[str, float | int | bool]]]) -> int:
+    def send_batch(
+        self, readings: Iterable[tuple[TimeLike, Mapping[str, float | int | bool]]]
+    ) -> int:
         """Send ``(ts, values)`` pairs in one request; accepted or refused as a whole."""
         body = [_reading(ts, values) for ts, values in readings]
         return self._call("POST", "/ingest/telemetry", json=body)["accepted"]
@@ -50,5 +59,11 @@ class DeviceClient(Http):
         return [build(Command, c) for c in self._call("GET", "/ingest/commands")]
 
     def ack(self, command_id: str, ok: bool = True, result: Any = None) -> Command:
-        return build(Command, self._call("POST", f"/ingest/commands/{command_id}/ack",
-                                         json={"status": "ok" if ok else "error", "result": result}))
+        return build(
+            Command,
+            self._call(
+                "POST",
+                f"/ingest/commands/{command_id}/ack",
+                json={"status": "ok" if ok else "error", "result": result},
+            ),
+        )

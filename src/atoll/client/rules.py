@@ -169,7 +169,8 @@ class RulesCalls(Http):
         return _rule(self._call("PUT", f"/projects/{project}/rules/{rule_id}", json=_body(rule)))
 
     def update_rule(self, project: str, rule_id: str, **changes: Any) -> Rule:
-        """Replace top-level fields, e.g. ``enabled=False`` (pauses it and clears its open alarms)."""
+        """Replace top-level fields, e.g. ``enabled=False``
+        (pauses it and clears its open alarms)."""
         return _rule(self._call("PATCH", f"/projects/{project}/rules/{rule_id}", json=changes))
 
     def delete_rule(self, project: str, rule_id: str) -> None:
@@ -183,17 +184,30 @@ class RulesCalls(Http):
             raise InvalidInput(d["error"]["message"], hint=d["error"].get("hint"))
         return _rule(d["rule"])
 
-    def backtest_rule(self, project: str, rule: str | RuleLike, *, start: TimeLike = "-7d",
-                      end: TimeLike = "now", max_devices: int = 100) -> Backtest:
+    def backtest_rule(
+        self,
+        project: str,
+        rule: str | RuleLike,
+        *,
+        start: TimeLike = "-7d",
+        end: TimeLike = "now",
+        max_devices: int = 100,
+    ) -> Backtest:
         """What ``rule`` (a saved rule's id, or a body) would have raised on the stored history
         between ``start`` and ``end``; no alarm, no notification."""
         params = {"start": time_param(start), "end": time_param(end), "max_devices": max_devices}
         if isinstance(rule, str):
-            d = self._call("POST", f"/projects/{project}/rules/backtest", params={**params, "rule": rule})
+            d = self._call(
+                "POST", f"/projects/{project}/rules/backtest", params={**params, "rule": rule}
+            )
         else:
-            d = self._call("POST", f"/projects/{project}/rules/backtest", params=params, json=_body(rule))
-        return build(Backtest, {**d, "rule": _rule(d["rule"]),
-                                "episodes": [build(Episode, e) for e in d["episodes"]]})
+            d = self._call(
+                "POST", f"/projects/{project}/rules/backtest", params=params, json=_body(rule)
+            )
+        return build(
+            Backtest,
+            {**d, "rule": _rule(d["rule"]), "episodes": [build(Episode, e) for e in d["episodes"]]},
+        )
 
     def import_rules(self, project: str, rules: str | Mapping[str, Any]) -> ImportedRules:
         """Apply a rules file (YAML text, or a dict with ``rules:`` and ``channels:``). Rules and
@@ -202,8 +216,12 @@ class RulesCalls(Http):
             import yaml
 
             rules = yaml.safe_dump(dict(rules), allow_unicode=True, sort_keys=False)
-        d = self._call("POST", f"/projects/{project}/rules/import", content=rules.encode("utf-8"),
-                       headers={"Content-Type": "application/yaml"})
+        d = self._call(
+            "POST",
+            f"/projects/{project}/rules/import",
+            content=rules.encode("utf-8"),
+            headers={"Content-Type": "application/yaml"},
+        )
         return ImportedRules(d["rules"], d["channels"])
 
     # channels -------------------------------------------------------------------------------------
@@ -214,10 +232,18 @@ class RulesCalls(Http):
     def channels(self, project: str) -> list[Channel]:
         return [build(Channel, c) for c in self._call("GET", f"/projects/{project}/channels")]
 
-    def put_channel(self, project: str, name: str, type: str, config: Mapping[str, Any] | None = None) -> Channel:
+    def put_channel(
+        self, project: str, name: str, type: str, config: Mapping[str, Any] | None = None
+    ) -> Channel:
         """Create or replace a channel, e.g. ``put_channel("p", "ops", "webhook", {"url": …})``."""
-        return build(Channel, self._call("PUT", f"/projects/{project}/channels/{name}",
-                                         json={"type": type, "config": dict(config or {})}))
+        return build(
+            Channel,
+            self._call(
+                "PUT",
+                f"/projects/{project}/channels/{name}",
+                json={"type": type, "config": dict(config or {})},
+            ),
+        )
 
     def delete_channel(self, project: str, name: str) -> None:
         self._call("DELETE", f"/projects/{project}/channels/{name}")
@@ -227,19 +253,29 @@ class RulesCalls(Http):
         d = self._call("POST", f"/projects/{project}/channels/{name}/test")
         return ChannelTest(d["ok"], _delivery(d["delivery"]) if d["delivery"] else None)
 
-    def deliveries(self, project: str, *, alarm: int | None = None, limit: int = 100) -> list[Delivery]:
+    def deliveries(
+        self, project: str, *, alarm: int | None = None, limit: int = 100
+    ) -> list[Delivery]:
         """The notification delivery log, newest first."""
-        return [_delivery(d) for d in self._call("GET", f"/projects/{project}/deliveries",
-                                                 params={"alarm": alarm, "limit": limit})]
+        return [
+            _delivery(d)
+            for d in self._call(
+                "GET", f"/projects/{project}/deliveries", params={"alarm": alarm, "limit": limit}
+            )
+        ]
 
     # reports --------------------------------------------------------------------------------------
     def reports(self, project: str) -> list[Report]:
         return [build(Report, r) for r in self._call("GET", f"/projects/{project}/reports")]
 
-    def put_report(self, project: str, report_id: str, report: Report | Mapping[str, Any]) -> Report:
+    def put_report(
+        self, project: str, report_id: str, report: Report | Mapping[str, Any]
+    ) -> Report:
         """Create or replace a scheduled report (``name``, ``cron``, ``series``, ``channels``…)."""
         body = asdict(report) if isinstance(report, Report) else dict(report)
-        return build(Report, self._call("PUT", f"/projects/{project}/reports/{report_id}", json=body))
+        return build(
+            Report, self._call("PUT", f"/projects/{project}/reports/{report_id}", json=body)
+        )
 
     def delete_report(self, project: str, report_id: str) -> None:
         self._call("DELETE", f"/projects/{project}/reports/{report_id}")
@@ -251,4 +287,6 @@ class RulesCalls(Http):
 
     def download_report(self, project: str, report_id: str) -> bytes:
         """Build the report for the period ending now; its (first) file, nothing sent."""
-        return self._call("POST", f"/projects/{project}/reports/{report_id}/run", params={"download": "true"})
+        return self._call(
+            "POST", f"/projects/{project}/reports/{report_id}/run", params={"download": "true"}
+        )

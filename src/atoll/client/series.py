@@ -63,29 +63,57 @@ class SeriesCalls(Http):
     def series(self, device: str) -> list[SeriesInfo]:
         return [build(SeriesInfo, s) for s in self._call("GET", f"/devices/{device}/series")]
 
-    def _query(self, device: str, metric: str, mode: str, start: TimeLike, end: TimeLike, **params: Any) -> Any:
-        return self._call("GET", f"/devices/{device}/series/{metric}",
-                          params={"mode": mode, "start": time_param(start), "end": time_param(end), **params})
+    def _query(
+        self, device: str, metric: str, mode: str, start: TimeLike, end: TimeLike, **params: Any
+    ) -> Any:
+        return self._call(
+            "GET",
+            f"/devices/{device}/series/{metric}",
+            params={"mode": mode, "start": time_param(start), "end": time_param(end), **params},
+        )
 
-    def raw(self, device: str, metric: str, *, start: TimeLike = None, end: TimeLike = None,
-            limit: int = 100_000) -> Series:
+    def raw(
+        self,
+        device: str,
+        metric: str,
+        *,
+        start: TimeLike = None,
+        end: TimeLike = None,
+        limit: int = 100_000,
+    ) -> Series:
         """Points with ``start <= ts < end`` (default: the last day). Times: datetime, epoch ms,
         ISO-8601 or relative (``"-1h"``)."""
         d = self._query(device, metric, "raw", start, end, limit=limit)
         return Series(device, metric, d["ts"], d["value"])
 
-    def chart(self, device: str, metric: str, *, start: TimeLike = None, end: TimeLike = None,
-              width: int = 1000) -> Series:
+    def chart(
+        self,
+        device: str,
+        metric: str,
+        *,
+        start: TimeLike = None,
+        end: TimeLike = None,
+        width: int = 1000,
+    ) -> Series:
         """At most about ``2 * width`` points that draw like the raw data."""
         d = self._query(device, metric, "chart", start, end, width=width)
         return Series(device, metric, d["ts"], d["value"])
 
-    def buckets(self, device: str, metric: str, *, start: TimeLike = None, end: TimeLike = None,
-                bucket: str | None = None, aggs: Iterable[str] = ("min", "max", "avg", "count", "first", "last"),
-                ) -> Buckets:
+    def buckets(
+        self,
+        device: str,
+        metric: str,
+        *,
+        start: TimeLike = None,
+        end: TimeLike = None,
+        bucket: str | None = None,
+        aggs: Iterable[str] = ("min", "max", "avg", "count", "first", "last"),
+    ) -> Buckets:
         d = self._query(device, metric, "buckets", start, end, bucket=bucket, aggs=",".join(aggs))
         return Buckets(device, metric, d["bucket_ms"], d["ts"], d["aggregates"])
 
     def latest(self, project: str, device: str | None = None) -> list[Latest]:
-        return [build(Latest, x) for x in self._call("GET", f"/projects/{project}/latest",
-                                                     params={"device": device})]
+        return [
+            build(Latest, x)
+            for x in self._call("GET", f"/projects/{project}/latest", params={"device": device})
+        ]

@@ -80,8 +80,12 @@ class TenancyCalls(Http):
         """The tenant's keys (admin), without their tokens."""
         return [build(ApiKey, k) for k in self._call("GET", "/keys")]
 
-    def create_api_key(self, name: str, role: str = "viewer", *, ttl_s: float | None = None) -> ApiKey:
-        return _new_key(self._call("POST", "/keys", json={"name": name, "role": role, "ttl_s": ttl_s}))
+    def create_api_key(
+        self, name: str, role: str = "viewer", *, ttl_s: float | None = None
+    ) -> ApiKey:
+        return _new_key(
+            self._call("POST", "/keys", json={"name": name, "role": role, "ttl_s": ttl_s})
+        )
 
     def revoke_api_key(self, key_id: str) -> ApiKey:
         return build(ApiKey, self._call("DELETE", f"/keys/{key_id}"))
@@ -92,14 +96,27 @@ class TenancyCalls(Http):
 
     def create_user(self, username: str, password: str, role: str = "viewer") -> User:
         """A console login of this tenant; ``password``: at least 10 characters."""
-        return build(User, self._call("POST", "/users", json={
-            "username": username, "password": password, "role": role}))
+        return build(
+            User,
+            self._call(
+                "POST", "/users", json={"username": username, "password": password, "role": role}
+            ),
+        )
 
-    def update_user(self, username: str, *, role: str | None = None, disabled: bool | None = None,
-                    password: str | None = None) -> User:
+    def update_user(
+        self,
+        username: str,
+        *,
+        role: str | None = None,
+        disabled: bool | None = None,
+        password: str | None = None,
+    ) -> User:
         """Change what is given; the user's open console sessions end."""
-        body = {k: v for k, v in (("role", role), ("disabled", disabled), ("password", password))
-                if v is not None}
+        body = {
+            k: v
+            for k, v in (("role", role), ("disabled", disabled), ("password", password))
+            if v is not None
+        }
         return build(User, self._call("PATCH", f"/users/{username}", json=body))
 
     def delete_user(self, username: str) -> None:
@@ -110,16 +127,28 @@ class TenancyCalls(Http):
 
     def change_password(self, current_password: str, new_password: str) -> None:
         """For a client made by ``Client.login``; every session of the user ends, this one too."""
-        self._call("POST", "/auth/password", json={"current_password": current_password,
-                                                   "new_password": new_password})
+        self._call(
+            "POST",
+            "/auth/password",
+            json={"current_password": current_password, "new_password": new_password},
+        )
 
     def logout(self) -> None:
         """End this console session (an API key is left alone)."""
         self._call("POST", "/auth/logout")
 
-    def audit(self, *, limit: int = 100, action: str | None = None, target: str | None = None,
-              before_id: int | None = None) -> list[AuditEntry]:
+    def audit(
+        self,
+        *,
+        limit: int = 100,
+        action: str | None = None,
+        target: str | None = None,
+        before_id: int | None = None,
+    ) -> list[AuditEntry]:
         """The tenant's audit log, newest first (admin); ``before_id`` pages."""
-        rows = self._call("GET", "/audit", params={"limit": limit, "action": action, "target": target,
-                                                    "before_id": before_id})
+        rows = self._call(
+            "GET",
+            "/audit",
+            params={"limit": limit, "action": action, "target": target, "before_id": before_id},
+        )
         return [build(AuditEntry, r) for r in rows]

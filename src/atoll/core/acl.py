@@ -24,9 +24,11 @@ Where it is enforced: the embedded broker (``atoll.ingest.embedded_broker``,
 ``embedded_connection`` and ``dispatch``) calls these functions on each path; in external
 mode Mosquitto enforces the same table, written as ``pattern`` lines by ``mosquitto_acl``.
 
->>> may_publish("d1", "atoll/v1/devices/d1/commands/c7/ack"), may_publish("d1", "atoll/v1/devices/d2/telemetry")
+>>> (may_publish("d1", "atoll/v1/devices/d1/commands/c7/ack"),
+...  may_publish("d1", "atoll/v1/devices/d2/telemetry"))
 (True, False)
->>> may_receive("d1", "atoll/v1/devices/d1/twin/desired"), may_receive("d1", "atoll/v1/devices/d1/telemetry")
+>>> (may_receive("d1", "atoll/v1/devices/d1/twin/desired"),
+...  may_receive("d1", "atoll/v1/devices/d1/telemetry"))
 (True, False)
 """
 
@@ -51,13 +53,15 @@ def valid_topic_name(topic: str) -> bool:
 
 def _relative(device_id: str, topic: str) -> str | None:
     head = f"{PREFIX}/{device_id}/"
-    return topic[len(head):] if topic.startswith(head) else None
+    return topic[len(head) :] if topic.startswith(head) else None
 
 
 def _matches(patterns: tuple[list[str], ...], rest: str) -> bool:
     levels = rest.split("/")
-    return any(len(p) == len(levels) and all(a == "+" or a == b for a, b in zip(p, levels, strict=True))
-               for p in patterns)
+    return any(
+        len(p) == len(levels) and all(a == "+" or a == b for a, b in zip(p, levels, strict=True))
+        for p in patterns
+    )
 
 
 def may_publish(device_id: str, topic: str) -> bool:
@@ -83,15 +87,18 @@ def may_subscribe(device_id: str, topic_filter: str) -> bool:
     if rest in _SUBSCRIBE:
         return True
     parts = rest.split("/")
-    return (len(parts) == 2 and parts[0] == "commands" and bool(parts[1])
-            and valid_topic_name(parts[1]))
+    return (
+        len(parts) == 2 and parts[0] == "commands" and bool(parts[1]) and valid_topic_name(parts[1])
+    )
 
 
 def mosquitto_acl(admin_user: str) -> str:
     """The table above as a Mosquitto ``acl_file`` (``%u``: the username, i.e. the device id),
     plus full access for Atoll's own ingest user."""
     root = device_root("%u")
-    header = "# Written by Atoll (atoll.core.acl): devices only use their own topics (username = id)."
+    header = (
+        "# Written by Atoll (atoll.core.acl): devices only use their own topics (username = id)."
+    )
     lines = [header]
     lines += [f"pattern write {root}/{p}" for p in DEVICE_PUBLISH]
     lines += [f"pattern read {root}/{p}" for p in DEVICE_RECEIVE]

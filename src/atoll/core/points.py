@@ -40,12 +40,14 @@ class PointBatch:
         return len(self.ts)
 
     @classmethod
-    def of_series(cls, key: SeriesKey, ts, value) -> "PointBatch":
+    def of_series(cls, key: SeriesKey, ts, value) -> PointBatch:
         ts = np.asarray(ts, dtype=np.int64)
-        return cls((key,), np.zeros(len(ts), dtype=np.int32), ts, np.asarray(value, dtype=np.float64))
+        return cls(
+            (key,), np.zeros(len(ts), dtype=np.int32), ts, np.asarray(value, dtype=np.float64)
+        )
 
     @classmethod
-    def concat(cls, batches: list["PointBatch"]) -> "PointBatch":
+    def concat(cls, batches: list[PointBatch]) -> PointBatch:
         """Merge batches, de-duplicating their keys."""
         if len(batches) == 1:
             return batches[0]

@@ -47,7 +47,7 @@ def parse(topic: str) -> tuple[str, str] | None:
     head = PREFIX + "/"
     if not topic.startswith(head):
         return None
-    device, _, rest = topic[len(head):].partition("/")
+    device, _, rest = topic[len(head) :].partition("/")
     if not device or not rest:
         return None
     return device, rest

@@ -30,16 +30,41 @@ class LabTenant:
 
 
 LAB: tuple[LabTenant, ...] = (
-    LabTenant("lingang-motors", "Lingang Precision Motors", "manufacturing",
-              "line-3", "Line 3 drives and pumps", 0.24),
-    LabTenant("freshway", "FreshWay Retail", "retail",
-              "pudong-cold-chain", "Pudong cold chain", 0.20),
-    LabTenant("ruijin-medical", "Ruijin Medical Center", "healthcare",
-              "vaccine-wards", "Vaccine storage and wards", 0.18),
-    LabTenant("lujiazui-bank", "Lujiazui Commercial Bank", "finance",
-              "atm-fleet", "ATM fleet and branches", 0.20),
-    LabTenant("zhangjiang-build", "Zhangjiang Urban Build", "construction",
-              "site-b2", "Tower site B2", 0.18),
+    LabTenant(
+        "lingang-motors",
+        "Lingang Precision Motors",
+        "manufacturing",
+        "line-3",
+        "Line 3 drives and pumps",
+        0.24,
+    ),
+    LabTenant(
+        "freshway", "FreshWay Retail", "retail", "pudong-cold-chain", "Pudong cold chain", 0.20
+    ),
+    LabTenant(
+        "ruijin-medical",
+        "Ruijin Medical Center",
+        "healthcare",
+        "vaccine-wards",
+        "Vaccine storage and wards",
+        0.18,
+    ),
+    LabTenant(
+        "lujiazui-bank",
+        "Lujiazui Commercial Bank",
+        "finance",
+        "atm-fleet",
+        "ATM fleet and branches",
+        0.20,
+    ),
+    LabTenant(
+        "zhangjiang-build",
+        "Zhangjiang Urban Build",
+        "construction",
+        "site-b2",
+        "Tower site B2",
+        0.18,
+    ),
 )
 
 
@@ -70,15 +95,20 @@ def split_devices(total: int, lab: Sequence[LabTenant] = LAB) -> list[int]:
     return counts
 
 
-def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int, *,
-              bind_detectors: Callable[..., None] | None = None,
-              on_progress: Callable[[str], None] | None = None,
-              on_device: Callable[[int, int], None] | None = None,
-              lab: Sequence[LabTenant] = LAB) -> list[BuiltTenant]:
+def build_lab(
+    admin: Any,
+    make_client: Callable[[str], Any],
+    total_devices: int,
+    *,
+    bind_detectors: Callable[..., None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    on_device: Callable[[int, int], None] | None = None,
+    lab: Sequence[LabTenant] = LAB,
+) -> list[BuiltTenant]:
     """Create the lab through the API; ``admin`` is a platform-admin ``atoll.Client``."""
     out = []
     done = 0
-    for spec, count in zip(lab, split_devices(total_devices, lab)):
+    for spec, count in zip(lab, split_devices(total_devices, lab), strict=True):
         template = load_template(spec.template)
         _, key = admin.create_tenant(spec.name, id=spec.id)
         # Each enterprise gets its own console login: tenants never see each other's data.
@@ -87,19 +117,32 @@ def build_lab(admin: Any, make_client: Callable[[str], Any], total_devices: int,
             # Names chosen in a tenant live in its namespace (``lingang-motors~admin``): keep
             # the ids the API returns, they are the logins, topics and URLs.
             username = client.create_user(LAB_USER, password, role="admin").username
-            project = client.create_project(spec.project_name, id=spec.project,
-                                            retention_days=30).id
+            project = client.create_project(
+                spec.project_name, id=spec.project, retention_days=30
+            ).id
             apply_template(client, template, project)  # device types and rules
             devices = provision(
-                client, project, [template], count, prefix="lab",
+                client,
+                project,
+                [template],
+                count,
+                prefix="lab",
                 on_progress=(lambda n, _, base=done: on_device(base + n, total_devices))
-                if on_device else None)
+                if on_device
+                else None,
+            )
             done += len(devices)
         if bind_detectors is not None:
             for dtype in template.device_types:
                 for binding in dtype.detectors:
-                    bind_detectors(project, dtype.name, binding.detector, binding.metrics,
-                                   binding.params, binding.decision)
+                    bind_detectors(
+                        project,
+                        dtype.name,
+                        binding.detector,
+                        binding.metrics,
+                        binding.params,
+                        binding.decision,
+                    )
         out.append(BuiltTenant(spec, template, key.token, devices, username, password, project))
         if on_progress:
             on_progress(f"{spec.name}: {len(devices)} {spec.template} devices")

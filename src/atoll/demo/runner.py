@@ -103,8 +103,9 @@ def demo_duration(spec: Any) -> float:
     return float(min(max(spec.duration_s[0] * 0.4, 240.0), 480.0))
 
 
-def plan_faults(fleet: Fleet, count: int, live_start: float, first_s: float,
-                every_s: float) -> list[Fault]:
+def plan_faults(
+    fleet: Fleet, count: int, live_start: float, first_s: float, every_s: float
+) -> list[Fault]:
     """``count`` faults on distinct devices, kinds spread over what each type declares."""
     by_template: dict[str, list[int]] = {}
     for i, d in enumerate(fleet.devices):
@@ -129,7 +130,9 @@ def plan_faults(fleet: Fleet, count: int, live_start: float, first_s: float,
             kind_turn[key] = kind_turn.get(key, 0) + 1
             spec = dtype.faults[kind]
             metrics = tuple(dict.fromkeys(e.metric for e in spec.effects))
-            fault = Fault(fleet.devices[i].device_id, kind.value, metrics, t, t + demo_duration(spec))
+            fault = Fault(
+                fleet.devices[i].device_id, kind.value, metrics, t, t + demo_duration(spec)
+            )
             fleet.inject(fault)
             planned.append(fault)
             t += every_s
@@ -142,12 +145,18 @@ def score(faults: list[Fault], alarms: list[Alarm], now: float) -> dict[str, Any
     overall = evaluate(faults, detections, grace_s=GRACE_S)
     # A fault has played out when it is over (plus the grace period) or already detected; the
     # per-fault evaluate() keeps one definition of "detected".
-    played = [f for f in faults if f.end + GRACE_S <= now
-              or evaluate([f], detections, grace_s=GRACE_S)["detected"]]
+    played = [
+        f
+        for f in faults
+        if f.end + GRACE_S <= now or evaluate([f], detections, grace_s=GRACE_S)["detected"]
+    ]
     in_progress = len(faults) - len(played)
     # False alarms are judged over every alarm so far; recall only over finished faults.
-    result = evaluate(played, detections, grace_s=GRACE_S) if played else {
-        "precision": None, "recall": None, "median_ttd": None, "detected": 0, "by_kind": {}}
+    result = (
+        evaluate(played, detections, grace_s=GRACE_S)
+        if played
+        else {"precision": None, "recall": None, "median_ttd": None, "detected": 0, "by_kind": {}}
+    )
     result["precision"] = overall["precision"]
     result["false_positives"] = overall["false_positives"]
     result["played_out"] = len(played)
@@ -155,12 +164,15 @@ def score(faults: list[Fault], alarms: list[Alarm], now: float) -> dict[str, Any
     return result
 
 
-
-async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
-                   progress: Callable[[DemoSummary], None] | None = None,
-                   stop: asyncio.Event | None = None,
-                   ready: Callable[[dict[str, Any]], None] | None = None,
-                   step: Callable[[str, float, float], None] | None = None) -> DemoSummary:
+async def run_demo(
+    opts: DemoOptions,
+    *,
+    say: Callable[[str], None] = print,
+    progress: Callable[[DemoSummary], None] | None = None,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[dict[str, Any]], None] | None = None,
+    step: Callable[[str, float, float], None] | None = None,
+) -> DemoSummary:
     """Run the whole demo; returns the summary when ``stop`` is set or ``duration`` is over."""
     from atoll.config import Settings
     from atoll.platform import Platform, tune_interpreter
@@ -170,12 +182,15 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
     # A demo lab is disposable: start from a clean directory so the first-start secrets are new.
     if opts.home.exists():
         shutil.rmtree(opts.home)
-    settings = Settings(home=opts.home, http_port=free_port(opts.http_port),
-                        mqtt_port=free_port(opts.mqtt_port))
+    settings = Settings(
+        home=opts.home, http_port=free_port(opts.http_port), mqtt_port=free_port(opts.mqtt_port)
+    )
     summary = DemoSummary()
     async with Platform(settings) as platform:
         secrets = platform.bootstrap
-        detect = next((s for s in platform.services if type(s).__name__ == "DetectionService"), None)
+        detect = next(
+            (s for s in platform.services if type(s).__name__ == "DetectionService"), None
+        )
         anomalies = 0
 
         async def count_anomalies(msg) -> None:
@@ -186,16 +201,27 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
 
         say(f"Building the lab: {len(LAB)} enterprises, {opts.devices} devices …")
 
-        def bind(project: str, dtype: str, det: str, metrics: list[str] | None,
-                 params: dict | None = None, decision: dict | None = None) -> None:
+        def bind(
+            project: str,
+            dtype: str,
+            det: str,
+            metrics: list[str] | None,
+            params: dict | None = None,
+            decision: dict | None = None,
+        ) -> None:
             if detect is not None:
                 detect.bind(project, dtype, det, metrics, params, decision=decision)
 
         admin = Client(platform.http_url, secrets.api_key)
         built = await asyncio.to_thread(
-            build_lab, admin, lambda key: Client(platform.http_url, key), opts.devices,
-            bind_detectors=bind, on_progress=lambda m: say(f"  {m}"),
-            on_device=(lambda n, total: step("registering devices", n, total)) if step else None)
+            build_lab,
+            admin,
+            lambda key: Client(platform.http_url, key),
+            opts.devices,
+            bind_detectors=bind,
+            on_progress=lambda m: say(f"  {m}"),
+            on_device=(lambda n, total: step("registering devices", n, total)) if step else None,
+        )
         summary.tenants = len(built)
         # Each enterprise's alarms, read with its own key as its operators would.
         tenants = [Client(platform.http_url, b.api_key) for b in built]
@@ -203,39 +229,62 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
         summary.devices = len(devices)
 
         now = time.time()
-        fleet = Fleet(devices, seed=opts.seed, rate=opts.rate, start=now - opts.history_s,
-                      templates=[b.template for b in built])
+        fleet = Fleet(
+            devices,
+            seed=opts.seed,
+            rate=opts.rate,
+            start=now - opts.history_s,
+            templates=[b.template for b in built],
+        )
         mqtt = MqttFleet(fleet, platform.mqtt_url)
         try:
             stats = await mqtt.connect()
             if stats.connected != len(devices):
                 say(f"warning: only {stats.connected}/{len(devices)} devices connected")
-            say(f"Back-filling {opts.history_s / 60:.0f} minutes of history so the detectors "
-                "know what normal looks like …")
+            say(
+                f"Back-filling {opts.history_s / 60:.0f} minutes of history so the detectors "
+                "know what normal looks like …"
+            )
             history_end = time.time()
 
             def history_progress(_stats) -> None:
                 if step:
-                    step("back-filling history", min(fleet.cursor, history_end) - now
-                         + opts.history_s, opts.history_s)
+                    step(
+                        "back-filling history",
+                        min(fleet.cursor, history_end) - now + opts.history_s,
+                        opts.history_s,
+                    )
 
-            await mqtt.publish_history(history_end, 1.0 / opts.rate, per_message=120,
-                                       on_progress=history_progress)
+            await mqtt.publish_history(
+                history_end, 1.0 / opts.rate, per_message=120, on_progress=history_progress
+            )
             history_progress(None)
             live_start = time.time()
             # History ends where live begins: skip the gap the back-fill itself took.
             fleet.resume_at(live_start)
-            faults = plan_faults(fleet, opts.faults, live_start, opts.first_fault_s,
-                                 opts.fault_every_s)
+            faults = plan_faults(
+                fleet, opts.faults, live_start, opts.first_fault_s, opts.fault_every_s
+            )
             summary.faults_injected = len(faults)
             write_ground_truth(opts.home / "ground_truth.json", faults, seed=opts.seed)
             info = {
-                "console": platform.http_url, "user": secrets.username, "password": secrets.password,
-                "api_key": secrets.api_key, "mqtt": platform.mqtt_url,
+                "console": platform.http_url,
+                "user": secrets.username,
+                "password": secrets.password,
+                "api_key": secrets.api_key,
+                "mqtt": platform.mqtt_url,
                 "ground_truth": str(opts.home / "ground_truth.json"),
-                "tenants": [{"tenant": b.spec.name, "sector": b.spec.template,
-                             "project": b.project, "devices": len(b.devices),
-                             "user": b.username, "password": b.password} for b in built],
+                "tenants": [
+                    {
+                        "tenant": b.spec.name,
+                        "sector": b.spec.template,
+                        "project": b.project,
+                        "devices": len(b.devices),
+                        "user": b.username,
+                        "password": b.password,
+                    }
+                    for b in built
+                ],
             }
             (opts.home / "demo.json").write_text(json.dumps(info, indent=2))
             if ready:
@@ -271,9 +320,14 @@ async def run_demo(opts: DemoOptions, *, say: Callable[[str], None] = print,
     return summary
 
 
-
-async def _refresh(summary: DemoSummary, tenants: list[Client], faults: list[Fault],
-                   platform: Any, anomalies: int, live_start: float) -> None:
+async def _refresh(
+    summary: DemoSummary,
+    tenants: list[Client],
+    faults: list[Fault],
+    platform: Any,
+    anomalies: int,
+    live_start: float,
+) -> None:
     def read() -> list[Alarm]:
         return [a for c in tenants for a in c.alarms(limit=5000)]
 

@@ -49,8 +49,12 @@ class StreamingDetector:
 
     # -- state -------------------------------------------------------------------------------
     def _snapshot(self) -> Snapshot:
-        return Snapshot(self.kind, self.version, self.params(),
-                        {name: getattr(self, name) for name in self._state_arrays})
+        return Snapshot(
+            self.kind,
+            self.version,
+            self.params(),
+            {name: getattr(self, name) for name in self._state_arrays},
+        )
 
     def state(self) -> bytes:
         return pack(self._snapshot())
@@ -67,7 +71,9 @@ class StreamingDetector:
             mine = getattr(det, name)
             saved = snap.arrays[name]
             if saved.shape != mine.shape or saved.dtype != mine.dtype:
-                raise InvalidInput(f"state array {name} has shape {saved.shape}, expected {mine.shape}")
+                raise InvalidInput(
+                    f"state array {name} has shape {saved.shape}, expected {mine.shape}"
+                )
             setattr(det, name, saved)
         return det
 
@@ -88,6 +94,8 @@ def as_scalar(x) -> float:
     """Readings arrive as floats, numpy scalars or 1-element arrays."""
     arr = np.asarray(x, dtype=np.float64)
     if arr.size != 1:
-        raise InvalidInput(f"this detector takes one value per reading, got {arr.size}",
-                           hint="use a multivariate detector (e.g. 'joint') for several sensors")
+        raise InvalidInput(
+            f"this detector takes one value per reading, got {arr.size}",
+            hint="use a multivariate detector (e.g. 'joint') for several sensors",
+        )
     return float(arr.reshape(()))

@@ -32,7 +32,8 @@ Non-finite readings score 0 and are not learned.
 >>> d = EnsembleDetector()
 >>> rng = np.random.default_rng(0)
 >>> calm = d.score_many(10 + rng.normal(0, 1, 2000))
->>> bool((calm[300:] >= d.default_threshold).mean() < 0.01), d.score_one(60.0) >= d.default_threshold
+>>> quiet = bool((calm[300:] >= d.default_threshold).mean() < 0.01)
+>>> quiet, d.score_one(60.0) >= d.default_threshold
 (True, True)
 """
 
@@ -60,8 +61,24 @@ _C_COUNT, _C_LM, _C_LV, _C_LAST, _C_VALID = range(5)
 # Per-scale parameter columns: window, stride, bank offset, bank size, gate.
 _S_WIN, _S_STRIDE, _S_OFF, _S_BANK, _S_GATE = range(5)
 # Global parameter slots.
-(_P_WARM, _P_MEANW, _P_LSHORT, _P_LALPHA, _P_LWARM, _P_LQUIET, _P_ALARM, _P_QUIET,
- _P_TSTRIDE, _P_TQ, _P_TMARGIN, _P_TGAIN, _P_TQUIET, _P_BGATE, _P_BFLOOR, _P_BALPHA) = range(16)
+(
+    _P_WARM,
+    _P_MEANW,
+    _P_LSHORT,
+    _P_LALPHA,
+    _P_LWARM,
+    _P_LQUIET,
+    _P_ALARM,
+    _P_QUIET,
+    _P_TSTRIDE,
+    _P_TQ,
+    _P_TMARGIN,
+    _P_TGAIN,
+    _P_TQUIET,
+    _P_BGATE,
+    _P_BFLOOR,
+    _P_BALPHA,
+) = range(16)
 
 
 @njit(cache=True, nogil=True)
@@ -155,8 +172,11 @@ def _step(x, st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, s
                 valid = True
                 off = int(sp[c, _S_OFF])
                 size = int(sp[c, _S_BANK])
-                raw = nearest_distance(bank[off:off + size], min(count, size), window[c])
-        out = max(out, _likelihood(c, raw, valid, True, sp[c, _S_GATE], p[_P_LALPHA], i, cst, raws, p, commit))
+                raw = nearest_distance(bank[off : off + size], min(count, size), window[c])
+        out = max(
+            out,
+            _likelihood(c, raw, valid, True, sp[c, _S_GATE], p[_P_LALPHA], i, cst, raws, p, commit),
+        )
         if commit and i >= win and i % int(sp[c, _S_STRIDE]) == 0:
             count = int(cst[c, _C_COUNT])
             bank[int(sp[c, _S_OFF]) + count % int(sp[c, _S_BANK]), :] = window[c]
@@ -174,9 +194,27 @@ def _step(x, st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, s
             rough = kth_with(bsort, stored, err, stored // 2)
             if st[_B_SEEN] > 0:
                 valid = True
-                raw = burst_ratio(rough, st[_B_USUAL], p[_P_BFLOOR] * (st[_HI] - st[_LO] if st[_HI] > st[_LO] else 1.0))
-        out = max(out, _likelihood(nscales, raw, valid, i >= p[_P_WARM], p[_P_BGATE], p[_P_BALPHA], i, cst, raws,
-                                   p, commit))
+                raw = burst_ratio(
+                    rough,
+                    st[_B_USUAL],
+                    p[_P_BFLOOR] * (st[_HI] - st[_LO] if st[_HI] > st[_LO] else 1.0),
+                )
+        out = max(
+            out,
+            _likelihood(
+                nscales,
+                raw,
+                valid,
+                i >= p[_P_WARM],
+                p[_P_BGATE],
+                p[_P_BALPHA],
+                i,
+                cst,
+                raws,
+                p,
+                commit,
+            ),
+        )
         if commit:
             if full:
                 seen = st[_B_SEEN] + 1.0
@@ -205,7 +243,9 @@ def _step(x, st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, s
 def _replay(xs, st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, sp, commit, out):
     # The one compiled entry point for batch and single readings alike, so both round the same way.
     for i in range(xs.shape[0]):
-        out[i] = _step(xs[i], st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, sp, commit)
+        out[i] = _step(
+            xs[i], st, cst, vals, raws, bank, tring, tsort, bring, bsort, window, p, sp, commit
+        )
 
 
 #: (window, stride, bank, gate) per novelty scale; tuned on NAB (docs/DETECTION.md).
@@ -213,7 +253,8 @@ DEFAULT_SCALES = ((192, 8, 800, 0.35), (64, 4, 1000, 0.8))
 
 
 class EnsembleDetector(StreamingDetector):
-    """Range and tail breaks + multi-scale kNN window novelty + variability bursts, max-fused, repeats suppressed.
+    """Range and tail breaks + multi-scale kNN window novelty + variability bursts, max-fused,
+    repeats suppressed.
 
     Parameters are global (the same for every stream); the defaults were tuned on NAB as a whole
     (see docs/DETECTION.md).
@@ -221,8 +262,17 @@ class EnsembleDetector(StreamingDetector):
 
     kind: ClassVar[str] = "ensemble"
     version: ClassVar[int] = 5
-    _state_arrays: ClassVar[tuple[str, ...]] = ("st", "cst", "vals", "raws", "bank", "tring", "tsort",
-                                                "bring", "bsort")
+    _state_arrays: ClassVar[tuple[str, ...]] = (
+        "st",
+        "cst",
+        "vals",
+        "raws",
+        "bank",
+        "tring",
+        "tsort",
+        "bring",
+        "bsort",
+    )
     default_threshold: ClassVar[float] = 0.52
 
     def __init__(
@@ -250,9 +300,14 @@ class EnsembleDetector(StreamingDetector):
     ) -> None:
         scales = tuple(tuple(s) for s in scales)
         _check_int("blocks", blocks, 1)
-        for name, value in (("warmup", warmup), ("lik_warmup", lik_warmup),
-                            ("lik_quiet", lik_quiet), ("quiet", quiet), ("tail_size", tail_size),
-                            ("tail_quiet", tail_quiet)):
+        for name, value in (
+            ("warmup", warmup),
+            ("lik_warmup", lik_warmup),
+            ("lik_quiet", lik_quiet),
+            ("quiet", quiet),
+            ("tail_size", tail_size),
+            ("tail_quiet", tail_quiet),
+        ):
             _check_int(name, value, 0)
         _check_int("mean_window", mean_window, 1)
         _check_int("lik_short", lik_short, 1)
@@ -262,14 +317,19 @@ class EnsembleDetector(StreamingDetector):
         if not 0.0 < tail_q < 0.5:
             raise InvalidInput(f"tail_q must be in (0, 0.5), got {tail_q!r}")
         if not (tail_margin >= 0.0 and tail_gain > 0.0):
-            raise InvalidInput(f"tail_margin must be >= 0 and tail_gain > 0, got {tail_margin!r}, {tail_gain!r}")
+            raise InvalidInput(
+                f"tail_margin must be >= 0 and tail_gain > 0, got {tail_margin!r}, {tail_gain!r}"
+            )
         if not 0.0 < alarm <= 1.0:
             raise InvalidInput(f"alarm must be in (0, 1], got {alarm!r}")
         _check_int("burst_window", burst_window, 0)
         if burst_window == 1:
             raise InvalidInput("burst_window must be 0 (off) or at least 2, got 1")
         if not (0.0 < burst_gate <= 1.0 and burst_floor > 0.0):
-            raise InvalidInput(f"burst_gate must be in (0, 1] and burst_floor > 0, got {burst_gate!r}, {burst_floor!r}")
+            raise InvalidInput(
+                "burst_gate must be in (0, 1] and burst_floor > 0,"
+                f" got {burst_gate!r}, {burst_floor!r}"
+            )
         if not 0.0 < burst_alpha <= 1.0:
             raise InvalidInput(f"burst_alpha must be in (0, 1], got {burst_alpha!r}")
         for scale in scales:
@@ -285,22 +345,48 @@ class EnsembleDetector(StreamingDetector):
                 raise InvalidInput(f"scale window {win} must be a multiple of blocks={blocks}")
         self.scales = tuple((int(w), int(s), int(b), float(g)) for w, s, b, g in scales)
         self.blocks, self.warmup, self.mean_window = int(blocks), int(warmup), int(mean_window)
-        self.lik_short, self.lik_alpha, self.lik_warmup = int(lik_short), float(lik_alpha), int(lik_warmup)
+        self.lik_short, self.lik_alpha, self.lik_warmup = (
+            int(lik_short),
+            float(lik_alpha),
+            int(lik_warmup),
+        )
         self.lik_quiet, self.alarm, self.quiet = int(lik_quiet), float(alarm), int(quiet)
-        self.tail_size, self.tail_stride, self.tail_q = int(tail_size), int(tail_stride), float(tail_q)
+        self.tail_size, self.tail_stride, self.tail_q = (
+            int(tail_size),
+            int(tail_stride),
+            float(tail_q),
+        )
         self.tail_margin, self.tail_gain = float(tail_margin), float(tail_gain)
         self.tail_quiet = int(tail_quiet)
         self.burst_window, self.burst_gate = int(burst_window), float(burst_gate)
         self.burst_floor, self.burst_alpha = float(burst_floor), float(burst_alpha)
 
-        self._p = np.array([self.warmup, self.mean_window, self.lik_short, self.lik_alpha,
-                            self.lik_warmup, self.lik_quiet, self.alarm, self.quiet,
-                            self.tail_stride, self.tail_q, self.tail_margin, self.tail_gain,
-                            self.tail_quiet, self.burst_gate, self.burst_floor, self.burst_alpha],
-                           dtype=np.float64)
+        self._p = np.array(
+            [
+                self.warmup,
+                self.mean_window,
+                self.lik_short,
+                self.lik_alpha,
+                self.lik_warmup,
+                self.lik_quiet,
+                self.alarm,
+                self.quiet,
+                self.tail_stride,
+                self.tail_q,
+                self.tail_margin,
+                self.tail_gain,
+                self.tail_quiet,
+                self.burst_gate,
+                self.burst_floor,
+                self.burst_alpha,
+            ],
+            dtype=np.float64,
+        )
         offsets = np.cumsum([0] + [b for _, _, b, _ in self.scales])
-        self._sp = np.array([[w, s, offsets[k], b, g] for k, (w, s, b, g) in enumerate(self.scales)],
-                            dtype=np.float64).reshape(len(self.scales), 5)
+        self._sp = np.array(
+            [[w, s, offsets[k], b, g] for k, (w, s, b, g) in enumerate(self.scales)],
+            dtype=np.float64,
+        ).reshape(len(self.scales), 5)
         nscales = len(self.scales)
         self.st = np.zeros(_NSTATE)
         self.st[_LAST_ALARM] = -1e18
@@ -321,21 +407,48 @@ class EnsembleDetector(StreamingDetector):
         self._out = np.zeros(1)
 
     def params(self):
-        return {"scales": [list(s) for s in self.scales], "blocks": self.blocks,
-                "warmup": self.warmup, "mean_window": self.mean_window,
-                "lik_short": self.lik_short, "lik_alpha": self.lik_alpha,
-                "lik_warmup": self.lik_warmup, "lik_quiet": self.lik_quiet,
-                "alarm": self.alarm, "quiet": self.quiet, "tail_size": self.tail_size,
-                "tail_stride": self.tail_stride, "tail_q": self.tail_q,
-                "tail_margin": self.tail_margin, "tail_gain": self.tail_gain,
-                "tail_quiet": self.tail_quiet, "burst_window": self.burst_window,
-                "burst_gate": self.burst_gate, "burst_floor": self.burst_floor,
-                "burst_alpha": self.burst_alpha}
+        return {
+            "scales": [list(s) for s in self.scales],
+            "blocks": self.blocks,
+            "warmup": self.warmup,
+            "mean_window": self.mean_window,
+            "lik_short": self.lik_short,
+            "lik_alpha": self.lik_alpha,
+            "lik_warmup": self.lik_warmup,
+            "lik_quiet": self.lik_quiet,
+            "alarm": self.alarm,
+            "quiet": self.quiet,
+            "tail_size": self.tail_size,
+            "tail_stride": self.tail_stride,
+            "tail_q": self.tail_q,
+            "tail_margin": self.tail_margin,
+            "tail_gain": self.tail_gain,
+            "tail_quiet": self.tail_quiet,
+            "burst_window": self.burst_window,
+            "burst_gate": self.burst_gate,
+            "burst_floor": self.burst_floor,
+            "burst_alpha": self.burst_alpha,
+        }
 
     def _run(self, x: float, commit: bool) -> float:
         self._one[0] = x
-        _replay(self._one, self.st, self.cst, self.vals, self.raws, self.bank, self.tring, self.tsort,
-                self.bring, self.bsort, self._window, self._p, self._sp, commit, self._out)
+        _replay(
+            self._one,
+            self.st,
+            self.cst,
+            self.vals,
+            self.raws,
+            self.bank,
+            self.tring,
+            self.tsort,
+            self.bring,
+            self.bsort,
+            self._window,
+            self._p,
+            self._sp,
+            commit,
+            self._out,
+        )
         return float(self._out[0])
 
     def score_one(self, x, ts=None):
@@ -347,11 +460,28 @@ class EnsembleDetector(StreamingDetector):
     def score_many(self, values, timestamps=None):
         xs = np.ascontiguousarray(values, dtype=np.float64)
         if xs.ndim != 1:
-            raise InvalidInput(f"EnsembleDetector takes a 1-D series, got shape {xs.shape}",
-                               hint="for several sensors use atoll.detect.for_features(n)")
+            raise InvalidInput(
+                f"EnsembleDetector takes a 1-D series, got shape {xs.shape}",
+                hint="for several sensors use atoll.detect.for_features(n)",
+            )
         out = np.empty(xs.shape[0])
-        _replay(xs, self.st, self.cst, self.vals, self.raws, self.bank, self.tring, self.tsort,
-                self.bring, self.bsort, self._window, self._p, self._sp, True, out)
+        _replay(
+            xs,
+            self.st,
+            self.cst,
+            self.vals,
+            self.raws,
+            self.bank,
+            self.tring,
+            self.tsort,
+            self.bring,
+            self.bsort,
+            self._window,
+            self._p,
+            self._sp,
+            True,
+            out,
+        )
         return out
 
 

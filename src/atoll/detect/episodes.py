@@ -51,17 +51,45 @@ def _slot(ts: float) -> int:
 class EpisodeDecider:
     """Per-series episode decisions over (timestamp in s, value, detector flag)."""
 
-    PARAMS = ("z", "min_count", "window", "clear", "level_tau", "var_tau", "season_days",
-              "warmup", "min_readings", "huber", "smooth")
+    PARAMS = (
+        "z",
+        "min_count",
+        "window",
+        "clear",
+        "level_tau",
+        "var_tau",
+        "season_days",
+        "warmup",
+        "min_readings",
+        "huber",
+        "smooth",
+    )
 
-    def __init__(self, z: float = 5.0, min_count: int = 3, window: float = 300.0,
-                 clear: float = 600.0, level_tau: float = 7200.0, var_tau: float = 21_600.0,
-                 season_days: float = 3.0, warmup: float = 3600.0, min_readings: int = 30,
-                 huber: float = 3.0, smooth: float = 0.0) -> None:
+    def __init__(
+        self,
+        z: float = 5.0,
+        min_count: int = 3,
+        window: float = 300.0,
+        clear: float = 600.0,
+        level_tau: float = 7200.0,
+        var_tau: float = 21_600.0,
+        season_days: float = 3.0,
+        warmup: float = 3600.0,
+        min_readings: int = 30,
+        huber: float = 3.0,
+        smooth: float = 0.0,
+    ) -> None:
         if not z > 0 or int(min_count) < 1 or not window > 0 or not clear > 0:
-            raise InvalidInput("episode decision needs z > 0, min_count >= 1, window > 0, clear > 0",
-                               hint="e.g. {z: 5, min_count: 3, window: 300, clear: 600}")
-        self.z, self.min_count, self.window, self.clear = float(z), int(min_count), float(window), float(clear)
+            raise InvalidInput(
+                "episode decision needs z > 0, min_count >= 1, window > 0, clear > 0",
+                hint="e.g. {z: 5, min_count: 3, window: 300, clear: 600}",
+            )
+        self.z, self.min_count, self.window, self.clear = (
+            float(z),
+            int(min_count),
+            float(window),
+            float(clear),
+        )
         self.level_tau, self.var_tau = float(level_tau), float(var_tau)
         self.season_days, self.warmup = float(season_days), float(warmup)
         self.min_readings, self.huber, self.smooth = int(min_readings), float(huber), float(smooth)
@@ -90,7 +118,9 @@ class EpisodeDecider:
             if math.isnan(st[9]):
                 st[9] = x
             else:
-                st[9] += (1.0 - math.exp(-min(max(ts - st[2], 0.0), 3600.0) / self.smooth)) * (x - st[9])
+                st[9] += (1.0 - math.exp(-min(max(ts - st[2], 0.0), 3600.0) / self.smooth)) * (
+                    x - st[9]
+                )
             x = st[9]
         if st[0] == 0 or (self.smooth > 0 and ts - st[1] < self.smooth):
             # Nothing is learned while the moving average still remembers its first reading.
@@ -167,7 +197,9 @@ class EpisodeDecider:
 
     def decide_many(self, ts_us: np.ndarray, values: np.ndarray, flags: np.ndarray) -> np.ndarray:
         out = np.zeros(len(values), dtype=bool)
-        for i, (t, x, f) in enumerate(zip(ts_us.tolist(), values.tolist(), flags.tolist())):
+        for i, (t, x, f) in enumerate(
+            zip(ts_us.tolist(), values.tolist(), flags.tolist(), strict=True)
+        ):
             out[i] = self.decide(t / 1e6, x, f)
         return out
 
@@ -181,8 +213,13 @@ class EpisodeDecider:
         return {p: getattr(self, p) for p in self.PARAMS}
 
     def state(self) -> dict[str, Any]:
-        return {"params": self.params(), "st": list(self.st), "ring": list(self.ring),
-                "season": list(self.season), "season_w": list(self.season_w)}
+        return {
+            "params": self.params(),
+            "st": list(self.st),
+            "ring": list(self.ring),
+            "season": list(self.season),
+            "season_w": list(self.season_w),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> EpisodeDecider:
@@ -193,8 +230,12 @@ class EpisodeDecider:
             season_w = [float(v) for v in state["season_w"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"bad episode decision state: {exc!r}") from None
-        if len(st) != len(d.st) or len(ring) != d.min_count or len(season) != SLOTS \
-                or len(season_w) != SLOTS:
+        if (
+            len(st) != len(d.st)
+            or len(ring) != d.min_count
+            or len(season) != SLOTS
+            or len(season_w) != SLOTS
+        ):
             raise InvalidInput("episode decision state has the wrong shape")
         d.st, d.ring, d.season, d.season_w = st, ring, season, season_w
         return d
@@ -209,8 +250,10 @@ def decider(spec: dict[str, Any] | None) -> EpisodeDecider | None:
         return None
     unknown = set(spec) - set(EpisodeDecider.PARAMS)
     if unknown:
-        raise InvalidInput(f"unknown episode decision settings {sorted(unknown)}",
-                           hint=f"known: {', '.join(EpisodeDecider.PARAMS)}")
+        raise InvalidInput(
+            f"unknown episode decision settings {sorted(unknown)}",
+            hint=f"known: {', '.join(EpisodeDecider.PARAMS)}",
+        )
     try:
         return EpisodeDecider(**spec)
     except (TypeError, ValueError) as exc:

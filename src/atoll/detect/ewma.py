@@ -1,4 +1,5 @@
-"""EWMA z-score: distance from an exponentially weighted mean, in exponentially weighted standard deviations."""
+"""EWMA z-score: distance from an exponentially weighted
+mean, in exponentially weighted standard deviations."""
 
 from __future__ import annotations
 

@@ -57,13 +57,17 @@ def _parse_time(text: str) -> int:
 
 def _float(text: str) -> float:
     text = text.strip()
-    return float("nan") if text == "" or text.lower() in ("nan", "null", "none", "na") else float(text)
+    return (
+        float("nan") if text == "" or text.lower() in ("nan", "null", "none", "na") else float(text)
+    )
 
 
 def read_table(path: str | os.PathLike, timestamp_column: str | None = None) -> Table:
     path = Path(path)
     if not path.is_file():
-        raise NotFound(f"{path}: no such file", hint="give the path of a CSV file with a header row")
+        raise NotFound(
+            f"{path}: no such file", hint="give the path of a CSV file with a header row"
+        )
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             sample = f.read(_SNIFF_BYTES)
@@ -71,12 +75,18 @@ def read_table(path: str | os.PathLike, timestamp_column: str | None = None) -> 
             delim = _sniff(sample)
             rows = [r for r in csv.reader(f, delimiter=delim) if r and any(c.strip() for c in r)]
     except UnicodeDecodeError:
-        raise InvalidInput(f"{path}: not a text file", hint="export the data as UTF-8 CSV") from None
+        raise InvalidInput(
+            f"{path}: not a text file", hint="export the data as UTF-8 CSV"
+        ) from None
     except csv.Error as exc:
-        raise InvalidInput(f"{path}: not a readable CSV ({exc})", hint="check quoting and delimiters") from None
+        raise InvalidInput(
+            f"{path}: not a readable CSV ({exc})", hint="check quoting and delimiters"
+        ) from None
     if len(rows) < 2:
-        raise InvalidInput(f"{path}: needs a header row and at least one data row",
-                           hint="first line: column names, e.g. timestamp,temperature")
+        raise InvalidInput(
+            f"{path}: needs a header row and at least one data row",
+            hint="first line: column names, e.g. timestamp,temperature",
+        )
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
 
@@ -84,12 +94,16 @@ def read_table(path: str | os.PathLike, timestamp_column: str | None = None) -> 
         lowered = [h.lower() for h in header]
         found = next((header[lowered.index(n)] for n in TIMESTAMP_NAMES if n in lowered), None)
         if found is None:
-            raise InvalidInput(f"{path}: no timestamp column among {header}",
-                               hint="name it with --timestamp-column COLUMN")
+            raise InvalidInput(
+                f"{path}: no timestamp column among {header}",
+                hint="name it with --timestamp-column COLUMN",
+            )
         timestamp_column = found
     if timestamp_column not in header:
-        raise InvalidInput(f"{path}: no column {timestamp_column!r}; columns are {header}",
-                           hint="pass one of them to --timestamp-column")
+        raise InvalidInput(
+            f"{path}: no column {timestamp_column!r}; columns are {header}",
+            hint="pass one of them to --timestamp-column",
+        )
     ti = header.index(timestamp_column)
 
     stamps, ts_us = [], np.empty(len(body), dtype=np.int64)
@@ -98,8 +112,10 @@ def read_table(path: str | os.PathLike, timestamp_column: str | None = None) -> 
         try:
             ts_us[i] = _parse_time(cell)
         except (ValueError, OverflowError):
-            raise InvalidInput(f"{path}: row {i + 2}: {cell!r} is not a timestamp",
-                               hint="use ISO-8601 (2026-11-23T10:00:00Z) or epoch seconds/milliseconds") from None
+            raise InvalidInput(
+                f"{path}: row {i + 2}: {cell!r} is not a timestamp",
+                hint="use ISO-8601 (2026-11-23T10:00:00Z) or epoch seconds/milliseconds",
+            ) from None
         stamps.append(cell.strip())
 
     columns, cols, ignored = [], [], []
@@ -117,9 +133,11 @@ def read_table(path: str | os.PathLike, timestamp_column: str | None = None) -> 
         else:
             ignored.append(name)
     if not columns:
-        raise InvalidInput(f"{path}: no numeric columns besides {timestamp_column!r}",
-                           hint="the file needs at least one column of numbers (empty cells are allowed; "
-                                "use '.' for decimals and no thousands separators)")
+        raise InvalidInput(
+            f"{path}: no numeric columns besides {timestamp_column!r}",
+            hint="the file needs at least one column of numbers (empty cells are allowed; "
+            "use '.' for decimals and no thousands separators)",
+        )
     return Table(stamps, ts_us, columns, np.column_stack(cols), delim, ignored)
 
 
@@ -155,5 +173,7 @@ def write_detection(result: Detection, out: str | os.PathLike) -> None:
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["timestamp", "anomaly_score", "is_anomaly"])
-        for stamp, s, flag in zip(result.table.timestamps, result.scores, result.flags):
+        for stamp, s, flag in zip(
+            result.table.timestamps, result.scores, result.flags, strict=True
+        ):
             w.writerow([stamp, f"{s:.10g}", int(flag)])

@@ -107,8 +107,13 @@ class Mahalanobis(StreamingDetector):
     _state_arrays = ("st", "mean", "cov")
     default_threshold = 0.9999
 
-    def __init__(self, alpha: float = 0.01, ridge: float = 1e-3, min_count: int = 30,
-                 n_features: int | None = None) -> None:
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        ridge: float = 1e-3,
+        min_count: int = 30,
+        n_features: int | None = None,
+    ) -> None:
         self.alpha, self.ridge, self.min_count = float(alpha), float(ridge), int(min_count)
         self.n_features = n_features
         self.st = np.zeros(1)
@@ -116,8 +121,12 @@ class Mahalanobis(StreamingDetector):
         self.mean, self.cov = np.zeros(k), np.zeros((k, k))
 
     def params(self):
-        return {"alpha": self.alpha, "ridge": self.ridge, "min_count": self.min_count,
-                "n_features": self.n_features}
+        return {
+            "alpha": self.alpha,
+            "ridge": self.ridge,
+            "min_count": self.min_count,
+            "n_features": self.n_features,
+        }
 
     def _vec(self, x) -> np.ndarray:
         v = np.atleast_1d(np.asarray(x, dtype=np.float64)).ravel()
@@ -125,8 +134,10 @@ class Mahalanobis(StreamingDetector):
             self.n_features = len(v)
             self.mean, self.cov = np.zeros(len(v)), np.zeros((len(v), len(v)))
         elif len(v) != self.n_features:
-            raise InvalidInput(f"expected {self.n_features} values per reading, got {len(v)}",
-                               hint="send every sensor of the machine in each reading (NaN if missing)")
+            raise InvalidInput(
+                f"expected {self.n_features} values per reading, got {len(v)}",
+                hint="send every sensor of the machine in each reading (NaN if missing)",
+            )
         return v
 
     def learn_one(self, x, ts=None):

@@ -52,16 +52,27 @@ def _combine_rows(rows: np.ndarray, how: str) -> np.ndarray:
 
 
 class PerSensor(StreamingDetector):
-    """One ``detector`` per sensor (created on the first reading), scores combined by ``combine``."""
+    """One ``detector`` per sensor (created on the
+    first reading), scores combined by ``combine``."""
 
     kind = "per_sensor"
     multivariate = True
 
-    def __init__(self, detector: str = "default", detector_params: dict[str, Any] | None = None,
-                 combine: str = "max") -> None:
+    def __init__(
+        self,
+        detector: str = "default",
+        detector_params: dict[str, Any] | None = None,
+        combine: str = "max",
+    ) -> None:
         if combine not in _COMBINERS:
-            raise InvalidInput(f"unknown combiner {combine!r}", hint=f"use one of {', '.join(_COMBINERS)}")
-        self.detector, self.detector_params, self.combine = detector, dict(detector_params or {}), combine
+            raise InvalidInput(
+                f"unknown combiner {combine!r}", hint=f"use one of {', '.join(_COMBINERS)}"
+            )
+        self.detector, self.detector_params, self.combine = (
+            detector,
+            dict(detector_params or {}),
+            combine,
+        )
         self.children: list[StreamingDetector] = []
         self._threshold: float | None = None
 
@@ -71,11 +82,17 @@ class PerSensor(StreamingDetector):
         if self._threshold is None:
             from atoll.detect.registry import get_detector
 
-            self._threshold = float(get_detector(self.detector, **self.detector_params).default_threshold)
+            self._threshold = float(
+                get_detector(self.detector, **self.detector_params).default_threshold
+            )
         return self._threshold
 
     def params(self):
-        return {"detector": self.detector, "detector_params": self.detector_params, "combine": self.combine}
+        return {
+            "detector": self.detector,
+            "detector_params": self.detector_params,
+            "combine": self.combine,
+        }
 
     def _vec(self, x) -> np.ndarray:
         from atoll.detect.registry import get_detector
@@ -84,17 +101,24 @@ class PerSensor(StreamingDetector):
         if not self.children:
             self.children = [get_detector(self.detector, **self.detector_params) for _ in v]
         elif len(v) != len(self.children):
-            raise InvalidInput(f"expected {len(self.children)} values per reading, got {len(v)}",
-                               hint="send every sensor of the machine in each reading (NaN if missing)")
+            raise InvalidInput(
+                f"expected {len(self.children)} values per reading, got {len(v)}",
+                hint="send every sensor of the machine in each reading (NaN if missing)",
+            )
         return v
 
     def learn_one(self, x, ts=None):
-        for child, v in zip(self.children, self._vec(x)):
+        # Latent quirk kept as it was (strict=False): on the first reading ``self.children`` is read
+        # before ``_vec`` creates the children, so the first reading is not learned. Issue #12.
+        for child, v in zip(self.children, self._vec(x), strict=False):
             child.learn_one(v, ts)
 
     def score_one(self, x, ts=None):
         v = self._vec(x)
-        return combine(np.array([c.score_one(xi, ts) for c, xi in zip(self.children, v)]), self.combine)
+        return combine(
+            np.array([c.score_one(xi, ts) for c, xi in zip(self.children, v, strict=True)]),
+            self.combine,
+        )
 
     def score_many(self, values, timestamps=None):
         xs = np.asarray(values, dtype=np.float64)
@@ -103,11 +127,15 @@ class PerSensor(StreamingDetector):
             return np.empty(0)
         self._vec(xs[0])
         # Sensors are independent models, so replaying them column by column is still online.
-        cols = np.column_stack([c.score_many(xs[:, j], timestamps) for j, c in enumerate(self.children)])
+        cols = np.column_stack(
+            [c.score_many(xs[:, j], timestamps) for j, c in enumerate(self.children)]
+        )
         return _combine_rows(cols, self.combine)
 
     def _snapshot(self):
-        return Snapshot(self.kind, self.version, self.params(), {}, [c.state() for c in self.children])
+        return Snapshot(
+            self.kind, self.version, self.params(), {}, [c.state() for c in self.children]
+        )
 
     @classmethod
     def _from_snapshot(cls, snap):
@@ -128,8 +156,13 @@ class Joint(StreamingDetector):
     kind = "joint"
     multivariate = True
 
-    def __init__(self, detector: str = "default", detector_params: dict[str, Any] | None = None,
-                 alpha: float = 0.01, min_count: int = 30) -> None:
+    def __init__(
+        self,
+        detector: str = "default",
+        detector_params: dict[str, Any] | None = None,
+        alpha: float = 0.01,
+        min_count: int = 30,
+    ) -> None:
         self.sensors = PerSensor(detector, detector_params, "max")
         self.alpha, self.min_count = float(alpha), int(min_count)
         self.joint = Mahalanobis(alpha=alpha, min_count=min_count)
@@ -139,15 +172,21 @@ class Joint(StreamingDetector):
         return self.sensors.default_threshold
 
     def params(self):
-        return {"detector": self.sensors.detector, "detector_params": self.sensors.detector_params,
-                "alpha": self.alpha, "min_count": self.min_count}
+        return {
+            "detector": self.sensors.detector,
+            "detector_params": self.sensors.detector_params,
+            "alpha": self.alpha,
+            "min_count": self.min_count,
+        }
 
     def _mix(self, per_sensor, joint):
         # Scores of different detectors are only comparable at their thresholds: map the joint
         # score piecewise-linearly so its threshold becomes the per-sensor one, then take the max.
         ts, tm = self.sensors.default_threshold, self.joint.default_threshold
         joint = np.asarray(joint, dtype=np.float64)
-        rescaled = np.where(joint < tm, joint * ts / tm, ts + (joint - tm) * (1.0 - ts) / (1.0 - tm))
+        rescaled = np.where(
+            joint < tm, joint * ts / tm, ts + (joint - tm) * (1.0 - ts) / (1.0 - tm)
+        )
         return np.maximum(per_sensor, rescaled)
 
     def learn_one(self, x, ts=None):
@@ -170,8 +209,9 @@ class Joint(StreamingDetector):
         return self._mix(s, self.joint.score_many(xs, timestamps))
 
     def _snapshot(self):
-        return Snapshot(self.kind, self.version, self.params(), {},
-                        [self.sensors.state(), self.joint.state()])
+        return Snapshot(
+            self.kind, self.version, self.params(), {}, [self.sensors.state(), self.joint.state()]
+        )
 
     @classmethod
     def _from_snapshot(cls, snap):
@@ -182,4 +222,3 @@ class Joint(StreamingDetector):
 
     def nbytes(self):
         return self.sensors.nbytes() + self.joint.nbytes()
-

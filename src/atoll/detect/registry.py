@@ -5,10 +5,11 @@ registers itself on import with ``register``; the modules below are imported on 
 detector is one module plus one line in ``_MODULES``.
 
 Adding a detector (DETECT-B): subclass ``atoll.detect.base.StreamingDetector`` (set ``kind``,
-``_state_arrays``, ``default_threshold``, ``params()``), end the module with ``register(MyDetector)``,
-append the module to ``_MODULES`` and, for the default, set ``DEFAULT = MyDetector.kind``.
-``tests/detect/test_conformance.py`` then runs ``atoll.testing.detect.check_detector`` on it
-(batch == one-at-a-time, strictly online, state round-trip, bounded memory, NaN-safe).
+``_state_arrays``, ``default_threshold``, ``params()``), end the module with
+``register(MyDetector)``, append the module to ``_MODULES`` and, for the default, set ``DEFAULT =
+MyDetector.kind``. ``tests/detect/test_conformance.py`` then runs
+``atoll.testing.detect.check_detector`` on it (batch == one-at-a-time, strictly online, state
+round-trip, bounded memory, NaN-safe).
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ _CLASSES: dict[str, type[StreamingDetector]] = {}
 _loaded = False
 
 
-def register(cls: type[StreamingDetector], name: str | None = None,
-             factory: Callable[..., StreamingDetector] | None = None) -> type[StreamingDetector]:
+def register(
+    cls: type[StreamingDetector],
+    name: str | None = None,
+    factory: Callable[..., StreamingDetector] | None = None,
+) -> type[StreamingDetector]:
     """Make ``cls`` restorable by its ``kind`` and constructible as ``name`` (default: its kind)."""
     _CLASSES[cls.kind] = cls
     _FACTORIES[name or cls.kind] = factory or cls
@@ -63,8 +67,15 @@ def _load() -> None:
     from atoll.detect.seasonal import SeasonalBaseline
     from atoll.detect.threshold import Thresholded
 
-    for cls in (WindowedGaussian, EWMAZScore, SeasonalBaseline, Mahalanobis, PerSensor, Joint,
-                EnsembleDetector):
+    for cls in (
+        WindowedGaussian,
+        EWMAZScore,
+        SeasonalBaseline,
+        Mahalanobis,
+        PerSensor,
+        Joint,
+        EnsembleDetector,
+    ):
         if cls.kind not in _CLASSES:
             register(cls)
     _CLASSES.setdefault(Thresholded.kind, Thresholded)  # wraps a detector: restorable, not by name
@@ -87,7 +98,9 @@ def get_detector(name: str = "default", **params: Any) -> StreamingDetector:
     try:
         factory = _FACTORIES[real]
     except KeyError:
-        raise NotFound(f"no detector named {name!r}", hint=f"choose one of {', '.join(names())}") from None
+        raise NotFound(
+            f"no detector named {name!r}", hint=f"choose one of {', '.join(names())}"
+        ) from None
     try:
         return factory(**params)
     except TypeError as exc:
@@ -111,6 +124,8 @@ def restore(blob: bytes) -> StreamingDetector:
     try:
         cls = _CLASSES[snap.kind]
     except KeyError:
-        raise InvalidInput(f"state is for unknown detector {snap.kind!r}",
-                           hint="the module that defines it must be listed in atoll.detect.registry") from None
+        raise InvalidInput(
+            f"state is for unknown detector {snap.kind!r}",
+            hint="the module that defines it must be listed in atoll.detect.registry",
+        ) from None
     return cls._from_snapshot(snap)

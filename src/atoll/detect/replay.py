@@ -1,4 +1,5 @@
-"""Replaying recorded streams through detectors, strictly online and one fresh detector per stream."""
+"""Replaying recorded streams through detectors,
+strictly online and one fresh detector per stream."""
 
 from __future__ import annotations
 
@@ -29,9 +30,12 @@ class ReplayResult:
         return self.points / self.cpu_seconds if self.cpu_seconds > 0 else float("inf")
 
 
-def replay(name: str, streams: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
-           params: Mapping[str, Any] | None = None,
-           on_stream: Callable[[str, np.ndarray], None] | None = None) -> ReplayResult:
+def replay(
+    name: str,
+    streams: Mapping[str, tuple[np.ndarray, np.ndarray | None]],
+    params: Mapping[str, Any] | None = None,
+    on_stream: Callable[[str, np.ndarray], None] | None = None,
+) -> ReplayResult:
     """Score every ``relpath -> (values, timestamps)`` stream with a fresh ``name`` detector.
 
     Each detector sees one reading at a time in order (``score_many`` scores a reading before

@@ -1,4 +1,5 @@
-"""Seasonal baseline: each reading is compared with what is usual for its time slot (e.g. hour of day)."""
+"""Seasonal baseline: each reading is compared with
+what is usual for its time slot (e.g. hour of day)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,9 @@ def _learn(st, means, counts, x, ts, slot_us, n_slots, min_slot, alpha, resid_al
 
 
 @njit(cache=True, nogil=True)
-def _replay(st, means, counts, xs, tss, slot_us, n_slots, min_slot, min_count, alpha, resid_alpha, out):
+def _replay(
+    st, means, counts, xs, tss, slot_us, n_slots, min_slot, min_count, alpha, resid_alpha, out
+):
     for i in range(xs.shape[0]):
         out[i] = _score(st, means, counts, xs[i], tss[i], slot_us, n_slots, min_slot, min_count)
         _learn(st, means, counts, xs[i], tss[i], slot_us, n_slots, min_slot, alpha, resid_alpha)
@@ -74,8 +77,15 @@ class SeasonalBaseline(StreamingDetector):
     _state_arrays = ("st", "means", "counts")
     default_threshold = 0.9999
 
-    def __init__(self, slot_seconds: float = 3600.0, slots: int = 24, alpha: float = 0.1,
-                 resid_alpha: float = 0.01, min_slot: int = 3, min_count: int = 30) -> None:
+    def __init__(
+        self,
+        slot_seconds: float = 3600.0,
+        slots: int = 24,
+        alpha: float = 0.1,
+        resid_alpha: float = 0.01,
+        min_slot: int = 3,
+        min_count: int = 30,
+    ) -> None:
         self.slot_seconds, self.slots = float(slot_seconds), int(slots)
         self.alpha, self.resid_alpha = float(alpha), float(resid_alpha)
         self.min_slot, self.min_count = int(min_slot), int(min_count)
@@ -85,19 +95,46 @@ class SeasonalBaseline(StreamingDetector):
         self.counts = np.zeros(self.slots)
 
     def params(self):
-        return {"slot_seconds": self.slot_seconds, "slots": self.slots, "alpha": self.alpha,
-                "resid_alpha": self.resid_alpha, "min_slot": self.min_slot, "min_count": self.min_count}
+        return {
+            "slot_seconds": self.slot_seconds,
+            "slots": self.slots,
+            "alpha": self.alpha,
+            "resid_alpha": self.resid_alpha,
+            "min_slot": self.min_slot,
+            "min_count": self.min_count,
+        }
 
     def _ts(self, ts):
         return _NO_TS if ts is None else int(ts)
 
     def learn_one(self, x, ts=None):
-        _learn(self.st, self.means, self.counts, as_scalar(x), self._ts(ts), self._slot_us,
-               self.slots, self.min_slot, self.alpha, self.resid_alpha)
+        _learn(
+            self.st,
+            self.means,
+            self.counts,
+            as_scalar(x),
+            self._ts(ts),
+            self._slot_us,
+            self.slots,
+            self.min_slot,
+            self.alpha,
+            self.resid_alpha,
+        )
 
     def score_one(self, x, ts=None):
-        return float(_score(self.st, self.means, self.counts, as_scalar(x), self._ts(ts),
-                            self._slot_us, self.slots, self.min_slot, self.min_count))
+        return float(
+            _score(
+                self.st,
+                self.means,
+                self.counts,
+                as_scalar(x),
+                self._ts(ts),
+                self._slot_us,
+                self.slots,
+                self.min_slot,
+                self.min_count,
+            )
+        )
 
     def score_many(self, values, timestamps=None):
         xs = np.ascontiguousarray(values, dtype=np.float64)
@@ -105,6 +142,18 @@ class SeasonalBaseline(StreamingDetector):
         if tss is None:
             tss = np.full(len(xs), _NO_TS, dtype=np.int64)
         out = np.empty(len(xs))
-        _replay(self.st, self.means, self.counts, xs, np.ascontiguousarray(tss), self._slot_us,
-                self.slots, self.min_slot, self.min_count, self.alpha, self.resid_alpha, out)
+        _replay(
+            self.st,
+            self.means,
+            self.counts,
+            xs,
+            np.ascontiguousarray(tss),
+            self._slot_us,
+            self.slots,
+            self.min_slot,
+            self.min_count,
+            self.alpha,
+            self.resid_alpha,
+            out,
+        )
         return out

@@ -88,6 +88,7 @@ class _Tracked:
 @dataclass
 class _Scored:
     """One message's results, computed in the worker thread and sent out on the event loop."""
+
     scores: PointBatch | None
     #: ``(subject, JSON list)`` per device, and the events they carry.
     payloads: list[tuple[str, bytes]]
@@ -115,11 +116,19 @@ def joint_metric(metrics: tuple[str, ...]) -> str:
 
 
 class DetectionService:
-    def __init__(self, bus: MessageBus, store: SeriesStore | None, *, registry: Any = None,
-                 state_path: str | os.PathLike | None = None, snapshot_interval: float = 30.0,
-                 group: str | None = "detect", default: str = "default",
-                 kernel_cache: str | os.PathLike | None = None,
-                 max_queued_bytes: int = 64 * 2**20) -> None:
+    def __init__(
+        self,
+        bus: MessageBus,
+        store: SeriesStore | None,
+        *,
+        registry: Any = None,
+        state_path: str | os.PathLike | None = None,
+        snapshot_interval: float = 30.0,
+        group: str | None = "detect",
+        default: str = "default",
+        kernel_cache: str | os.PathLike | None = None,
+        max_queued_bytes: int = 64 * 2**20,
+    ) -> None:
         self.bus, self.store, self.registry = bus, store, registry
         self.state_path = Path(state_path) if state_path is not None else None
         self.snapshot_interval = snapshot_interval
@@ -151,16 +160,38 @@ class DetectionService:
         self._pump: asyncio.Task | None = None
         self._closing = False
         self._drop_logged = -math.inf
-        self.stats = {"messages": 0, "points": 0, "stored": 0, "anomalies": 0, "skipped_late": 0,
-                      "bad_messages": 0, "store_errors": 0, "snapshots": 0, "state_dropped": 0,
-                      "seconds": 0.0, "queued_messages": 0, "queued_bytes": 0,
-                      "dropped_messages": 0, "dropped_bytes": 0, "warm_up_seconds": 0.0,
-                      "warmed_detectors": 0}
+        self.stats = {
+            "messages": 0,
+            "points": 0,
+            "stored": 0,
+            "anomalies": 0,
+            "skipped_late": 0,
+            "bad_messages": 0,
+            "store_errors": 0,
+            "snapshots": 0,
+            "state_dropped": 0,
+            "seconds": 0.0,
+            "queued_messages": 0,
+            "queued_bytes": 0,
+            "dropped_messages": 0,
+            "dropped_bytes": 0,
+            "warm_up_seconds": 0.0,
+            "warmed_detectors": 0,
+        }
 
     # -- configuration ----------------------------------------------------------------------------
-    def bind(self, project: str, device_type: str, detector: str, metrics: list[str] | None = None,
-             params: dict[str, Any] | None = None, *, jointly: bool = False,
-             threshold: float | None = None, decision: dict[str, Any] | None = None) -> None:
+    def bind(
+        self,
+        project: str,
+        device_type: str,
+        detector: str,
+        metrics: list[str] | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        jointly: bool = False,
+        threshold: float | None = None,
+        decision: dict[str, Any] | None = None,
+    ) -> None:
         """Use ``detector`` for ``metrics`` (all when ``None``) of devices of ``device_type``.
 
         ``threshold`` overrides the detector's own decision threshold for ``is_anomaly`` (fewer
@@ -180,13 +211,19 @@ class DetectionService:
         group: tuple[str, ...] = ()
         if jointly:
             if not metrics or len(metrics) < 2:
-                raise InvalidInput("judging jointly needs at least two metrics",
-                                   hint="list the machine's metrics, e.g. metrics=['flow', 'pressure']")
+                raise InvalidInput(
+                    "judging jointly needs at least two metrics",
+                    hint="list the machine's metrics, e.g. metrics=['flow', 'pressure']",
+                )
             group = tuple(metrics)
         for m in metrics or [None]:
             self._bindings[(project, device_type, m)] = Choice(
-                detector, dict(params or {}), group, threshold,
-                None if decision is None or group else dict(decision))
+                detector,
+                dict(params or {}),
+                group,
+                threshold,
+                None if decision is None or group else dict(decision),
+            )
 
     def _device_info(self, device: str) -> tuple[str | None, dict[str, str]]:
         # Only consulted for series without a detector yet; cached briefly so a device's new type
@@ -216,10 +253,15 @@ class DetectionService:
 
     def _build(self, c: Choice, key: SeriesKey | None = None) -> tuple[Choice, StreamingDetector]:
         try:
-            det = (for_features(len(c.jointly), c.name, **c.params) if c.jointly
-                   else get_detector(c.name, **c.params))
+            det = (
+                for_features(len(c.jointly), c.name, **c.params)
+                if c.jointly
+                else get_detector(c.name, **c.params)
+            )
         except AtollError as exc:
-            log.warning("detector %r for %s unusable (%s); using the default", c.name, key, exc.message)
+            log.warning(
+                "detector %r for %s unusable (%s); using the default", c.name, key, exc.message
+            )
             c, det = Choice(self.default), get_detector(self.default)
         if c.threshold is not None:
             det = Thresholded(det, c.threshold)
@@ -243,7 +285,9 @@ class DetectionService:
         self._pump = asyncio.create_task(self._pump_forever(), name="detect-pump")
         self._sub = await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group)
         if self.state_path is not None and self.snapshot_interval > 0:
-            self._snapshotter = asyncio.create_task(self._snapshot_forever(), name="detect-snapshots")
+            self._snapshotter = asyncio.create_task(
+                self._snapshot_forever(), name="detect-snapshots"
+            )
 
     async def stop(self) -> None:
         """Unsubscribe, score what is queued (after the warm-up, if that is still running), store
@@ -288,7 +332,9 @@ class DetectionService:
             wanted.setdefault((resolve(c.name), len(c.jointly)), c)
         for key, t in list(self.series.items()):
             width = key.metric.count("+") + 1 if t.detector.multivariate else 0
-            wanted.setdefault((t.name, width), Choice(t.name, jointly=("",) * width if width else ()))
+            wanted.setdefault(
+                (t.name, width), Choice(t.name, jointly=("",) * width if width else ())
+            )
         return list(wanted.values())
 
     def _warm_up_now(self) -> int:
@@ -306,8 +352,11 @@ class DetectionService:
             log.exception("warming up the detectors' kernels failed")
         self.stats["warm_up_seconds"] = time.perf_counter() - t0
         self.ready.set()
-        log.info("detectors ready after %.1f s (%d queued messages)", self.stats["warm_up_seconds"],
-                 len(self._inbox))
+        log.info(
+            "detectors ready after %.1f s (%d queued messages)",
+            self.stats["warm_up_seconds"],
+            len(self._inbox),
+        )
 
     async def _snapshot_forever(self) -> None:
         pause = self.snapshot_interval
@@ -323,14 +372,27 @@ class DetectionService:
 
     # -- state ------------------------------------------------------------------------------------
     def _encode_state(self) -> bytes:
-        return msgspec.msgpack.encode({
-            "format": _STATE_FORMAT,
-            "series": [[k.project, k.device, k.metric, t.name, t.last_ts, t.detector.state(),
-                        None if t.episodes is None else t.episodes.state()]
-                       for k, t in self.series.items()],
-            "bindings": [[p, dt, m, c.name, c.params, list(c.jointly), c.threshold, c.decision]
-                         for (p, dt, m), c in self._bindings.items()],
-        })
+        return msgspec.msgpack.encode(
+            {
+                "format": _STATE_FORMAT,
+                "series": [
+                    [
+                        k.project,
+                        k.device,
+                        k.metric,
+                        t.name,
+                        t.last_ts,
+                        t.detector.state(),
+                        None if t.episodes is None else t.episodes.state(),
+                    ]
+                    for k, t in self.series.items()
+                ],
+                "bindings": [
+                    [p, dt, m, c.name, c.params, list(c.jointly), c.threshold, c.decision]
+                    for (p, dt, m), c in self._bindings.items()
+                ],
+            }
+        )
 
     async def snapshot(self) -> None:
         """Write every detector's state (atomically: a crash mid-write keeps the previous file)."""
@@ -356,20 +418,32 @@ class DetectionService:
                     # E.g. a detector whose state layout changed in an upgrade: that series
                     # learns afresh, the others keep what they learned.
                     self.stats["state_dropped"] += 1
-                    log.warning("detector state of %s not restorable (%s); it starts fresh", key,
-                                exc.message)
-            for project, device_type, metric, name, params, jointly, threshold, *rest in \
-                    raw.get("bindings", []):
+                    log.warning(
+                        "detector state of %s not restorable (%s); it starts fresh",
+                        key,
+                        exc.message,
+                    )
+            for project, device_type, metric, name, params, jointly, threshold, *rest in raw.get(
+                "bindings", []
+            ):
                 # Bindings made since (e.g. by a template applied at start-up) take precedence.
-                self._bindings.setdefault((project, device_type, metric),
-                                          Choice(name, dict(params), tuple(jointly), threshold,
-                                                 rest[0] if rest else None))
+                self._bindings.setdefault(
+                    (project, device_type, metric),
+                    Choice(
+                        name, dict(params), tuple(jointly), threshold, rest[0] if rest else None
+                    ),
+                )
         except (msgspec.DecodeError, AtollError, ValueError, KeyError, TypeError) as exc:
             # Learning starts over rather than the platform refusing to start; keep the file.
             bad = self.state_path.with_suffix(".unreadable")
             self.state_path.replace(bad)
             self.series.clear()
-            log.error("detector state %s unreadable (%s); moved to %s, starting fresh", self.state_path, exc, bad)
+            log.error(
+                "detector state %s unreadable (%s); moved to %s, starting fresh",
+                self.state_path,
+                exc,
+                bad,
+            )
 
     # -- the work ---------------------------------------------------------------------------------
     async def _on_telemetry(self, msg: Message) -> None:
@@ -381,13 +455,20 @@ class DetectionService:
             now = time.monotonic()
             if now - self._drop_logged >= 10.0:
                 self._drop_logged = now
-                log.warning("detection is behind (%d messages, %d bytes queued): telemetry is stored "
-                            "but not scored; %d messages dropped from detection so far",
-                            len(self._inbox), self._inbox_bytes, self.stats["dropped_messages"])
+                log.warning(
+                    "detection is behind (%d messages, %d bytes queued): telemetry is stored "
+                    "but not scored; %d messages dropped from detection so far",
+                    len(self._inbox),
+                    self._inbox_bytes,
+                    self.stats["dropped_messages"],
+                )
             return
         self._inbox.append(msg.data)
         self._inbox_bytes += size
-        self.stats["queued_messages"], self.stats["queued_bytes"] = len(self._inbox), self._inbox_bytes
+        self.stats["queued_messages"], self.stats["queued_bytes"] = (
+            len(self._inbox),
+            self._inbox_bytes,
+        )
         self._arrived.set()
 
     async def _pump_forever(self) -> None:
@@ -415,7 +496,10 @@ class DetectionService:
     def _next_chunk(self) -> asyncio.Future:
         chunk = [self._inbox.popleft() for _ in range(min(_CHUNK_MESSAGES, len(self._inbox)))]
         self._inbox_bytes -= sum(len(d) for d in chunk) + _MESSAGE_OVERHEAD * len(chunk)
-        self.stats["queued_messages"], self.stats["queued_bytes"] = len(self._inbox), self._inbox_bytes
+        self.stats["queued_messages"], self.stats["queued_bytes"] = (
+            len(self._inbox),
+            self._inbox_bytes,
+        )
         return self._submit(self._score_messages, chunk)
 
     def _score_messages(self, chunk: list[bytes]) -> list[_Scored]:
@@ -473,27 +557,54 @@ class DetectionService:
             events = events_by_device.setdefault((key.project, key.device), [])
             project, device, metric = key
             # Plain Python lists: building a dict per reading is this service's main cost.
-            rows = zip(ts.tolist(), scores.tolist(), values.tolist(), flags.tolist())
+            rows = zip(ts.tolist(), scores.tolist(), values.tolist(), flags.tolist(), strict=True)
             if choice is not None and choice.jointly:
                 names = choice.jointly
                 events.extend(
-                    {"project": project, "device": device, "metric": metric, "ts": t, "score": sc,
-                     "values": dict(zip(names, map(_json_float, v))), "is_anomaly": f, "detector": detector}
-                    for t, sc, v, f in rows)
+                    {
+                        "project": project,
+                        "device": device,
+                        "metric": metric,
+                        "ts": t,
+                        "score": sc,
+                        "values": dict(zip(names, map(_json_float, v), strict=True)),
+                        "is_anomaly": f,
+                        "detector": detector,
+                    }
+                    for t, sc, v, f in rows
+                )
             else:
                 events.extend(
-                    {"project": project, "device": device, "metric": metric, "ts": t, "score": sc,
-                     "value": v, "is_anomaly": f, "detector": detector}
-                    for t, sc, v, f in rows)
+                    {
+                        "project": project,
+                        "device": device,
+                        "metric": metric,
+                        "ts": t,
+                        "score": sc,
+                        "value": v,
+                        "is_anomaly": f,
+                        "detector": detector,
+                    }
+                    for t, sc, v, f in rows
+                )
         scores_batch = None
         if keys and self.store is not None:
             scores_batch = PointBatch(
-                tuple(keys), np.concatenate([np.full(len(t), i, np.int32) for i, t in enumerate(ts_parts)]),
-                np.concatenate(ts_parts), np.concatenate(val_parts))
-        payloads = [(topics.bus_anomaly(project, device), orjson.dumps(events))
-                    for (project, device), events in events_by_device.items()]
-        published = [e for events in events_by_device.values() for e in events] if keep_events else []
-        return _Scored(scores_batch, payloads, published, points, anomalies, time.perf_counter() - t0)
+                tuple(keys),
+                np.concatenate([np.full(len(t), i, np.int32) for i, t in enumerate(ts_parts)]),
+                np.concatenate(ts_parts),
+                np.concatenate(val_parts),
+            )
+        payloads = [
+            (topics.bus_anomaly(project, device), orjson.dumps(events))
+            for (project, device), events in events_by_device.items()
+        ]
+        published = (
+            [e for events in events_by_device.values() for e in events] if keep_events else []
+        )
+        return _Scored(
+            scores_batch, payloads, published, points, anomalies, time.perf_counter() - t0
+        )
 
     async def _send(self, done: _Scored) -> list[dict[str, Any]]:
         """Queue the scores for the store and publish the events (on the event loop)."""
@@ -559,9 +670,11 @@ class DetectionService:
 
     def memory_bytes(self) -> int:
         """Learned state held for all series (the bound is per detector, times the series count)."""
-        return sum((t.detector.nbytes() if hasattr(t.detector, "nbytes") else 0)
-                   + (t.episodes.nbytes() if t.episodes is not None else 0)
-                   for t in list(self.series.values()))
+        return sum(
+            (t.detector.nbytes() if hasattr(t.detector, "nbytes") else 0)
+            + (t.episodes.nbytes() if t.episodes is not None else 0)
+            for t in list(self.series.values())
+        )
 
 
 def _json_float(v: float) -> float | None:
@@ -581,5 +694,10 @@ def _write_atomic(path: Path, blob: bytes) -> None:
 def create_service(platform: Any) -> DetectionService:
     """The platform's hook (``atoll.platform.SERVICE_MODULES``)."""
     home = Path(platform.settings.home)
-    return DetectionService(platform.bus, platform.store, registry=platform.registry,
-                            state_path=home / "detect" / "state.msgpack", kernel_cache=home)
+    return DetectionService(
+        platform.bus,
+        platform.store,
+        registry=platform.registry,
+        state_path=home / "detect" / "state.msgpack",
+        kernel_cache=home,
+    )

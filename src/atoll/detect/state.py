@@ -28,13 +28,23 @@ class Snapshot:
 
 def pack(snap: Snapshot) -> bytes:
     arrays = {
-        name: {"dtype": a.dtype.str, "shape": list(a.shape), "data": np.ascontiguousarray(a).tobytes()}
+        name: {
+            "dtype": a.dtype.str,
+            "shape": list(a.shape),
+            "data": np.ascontiguousarray(a).tobytes(),
+        }
         for name, a in snap.arrays.items()
     }
-    return msgspec.msgpack.encode({
-        "format": FORMAT, "kind": snap.kind, "version": snap.version, "params": snap.params,
-        "arrays": arrays, "children": snap.children,
-    })
+    return msgspec.msgpack.encode(
+        {
+            "format": FORMAT,
+            "kind": snap.kind,
+            "version": snap.version,
+            "params": snap.params,
+            "arrays": arrays,
+            "children": snap.children,
+        }
+    )
 
 
 def unpack(blob: bytes) -> Snapshot:
@@ -46,8 +56,14 @@ def unpack(blob: bytes) -> Snapshot:
             name: np.frombuffer(a["data"], dtype=np.dtype(a["dtype"])).reshape(a["shape"]).copy()
             for name, a in raw["arrays"].items()
         }
-        return Snapshot(raw["kind"], int(raw["version"]), dict(raw["params"]), arrays,
-                        list(raw.get("children", [])))
+        return Snapshot(
+            raw["kind"],
+            int(raw["version"]),
+            dict(raw["params"]),
+            arrays,
+            list(raw.get("children", [])),
+        )
     except (msgspec.DecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InvalidInput(f"not a detector state: {exc}",
-                           hint="pass bytes produced by a detector's state()") from exc
+        raise InvalidInput(
+            f"not a detector state: {exc}", hint="pass bytes produced by a detector's state()"
+        ) from exc

@@ -29,7 +29,8 @@ def two_sided_tail_score(z: float) -> float:
 
 @njit(cache=True, nogil=True)
 def _gamma_p(a: float, x: float) -> float:
-    """Regularised lower incomplete gamma ``P(a, x)`` (series below ``a + 1``, else a continued fraction)."""
+    """Regularised lower incomplete gamma ``P(a, x)``
+    (series below ``a + 1``, else a continued fraction)."""
     if x <= 0.0:
         return 0.0
     lg = math.lgamma(a)

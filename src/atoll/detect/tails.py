@@ -15,7 +15,8 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def tail_excess(x: float, ordered: np.ndarray, count: int, q: float) -> float:
-    """How far ``x`` lies outside the ``[q, 1-q]`` quantile band, in widths of that band (0 inside)."""
+    """How far ``x`` lies outside the ``[q, 1-q]``
+    quantile band, in widths of that band (0 inside)."""
     n = min(count, ordered.shape[0])
     if n < 2:
         return 0.0

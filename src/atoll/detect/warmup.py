@@ -65,8 +65,12 @@ def use_kernel_cache(home: str | os.PathLike, package_dir: Path = _PACKAGE_DIR) 
     config.CACHE_DIR = str(fallback)
     os.environ["NUMBA_CACHE_DIR"] = str(fallback)  # for processes started from this one
     recached = _recache_kernels()
-    log.info("%s is not writable; numba caches detector kernels in %s (%d kernels moved)",
-             in_tree, fallback, recached)
+    log.info(
+        "%s is not writable; numba caches detector kernels in %s (%d kernels moved)",
+        in_tree,
+        fallback,
+        recached,
+    )
     return fallback
 
 
@@ -80,8 +84,11 @@ def _recache_kernels() -> int:
         if not name.startswith("atoll.detect.") or module is None:
             continue
         for value in list(vars(module).values()):
-            if isinstance(value, Dispatcher) and not isinstance(value._cache, NullCache) \
-                    and value.__module__ == name:
+            if (
+                isinstance(value, Dispatcher)
+                and not isinstance(value._cache, NullCache)
+                and value.__module__ == name
+            ):
                 value.enable_caching()
                 count += 1
     return count

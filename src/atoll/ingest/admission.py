@@ -6,12 +6,12 @@ Enforced on the listening socket itself, before asyncio makes a transport of a c
 an ``accept`` and a ``close`` each and never eats the file descriptors the HTTP API and the
 store need. The same socket serves every listener (tcp, tls, ws, wss).
 
-Caps (``AdmissionLimits``): connections in total, per remote address, and *unauthenticated*
-ones (accepted, no CONNACK yet), in total and per remote address, so that idle sockets from one
-address cannot take every place a connecting device needs. An unauthenticated connection must have sent its whole
-CONNECT within ``connect_timeout_s`` of being accepted (TLS and WebSocket handshakes
-included), else it is shut down. What the broker does with the first packet (must be a
-CONNECT no larger than ``max_connect_bytes``) is in ``atoll.ingest.connect``.
+Caps (``AdmissionLimits``): connections in total, per remote address, and *unauthenticated* ones
+(accepted, no CONNACK yet), in total and per remote address, so that idle sockets from one address
+cannot take every place a connecting device needs. An unauthenticated connection must have sent its
+whole CONNECT within ``connect_timeout_s`` of being accepted (TLS and WebSocket handshakes
+included), else it is shut down. What the broker does with the first packet (must be a CONNECT no
+larger than ``max_connect_bytes``) is in ``atoll.ingest.connect``.
 
 Every refusal is counted (``Admission.refused`` by reason, and the ``on_refused`` callback:
 the pipeline's rejection counters); the log lines are rate-limited (``atoll.ingest.log_limit``).
@@ -66,12 +66,14 @@ class AdmissionLimits:
         per_address = settings.mqtt_max_unauthenticated_per_address
         if per_address is None:
             per_address = max(4, unauthenticated // 4)
-        return cls(connect_timeout_s=settings.mqtt_connect_timeout_s,
-                   max_connect_bytes=settings.mqtt_max_connect_bytes,
-                   max_connections=total,
-                   max_connections_per_address=settings.mqtt_max_connections_per_address,
-                   max_unauthenticated=unauthenticated,
-                   max_unauthenticated_per_address=min(per_address, unauthenticated))
+        return cls(
+            connect_timeout_s=settings.mqtt_connect_timeout_s,
+            max_connect_bytes=settings.mqtt_max_connect_bytes,
+            max_connections=total,
+            max_connections_per_address=settings.mqtt_max_connections_per_address,
+            max_unauthenticated=unauthenticated,
+            max_unauthenticated_per_address=min(per_address, unauthenticated),
+        )
 
 
 def derived_max_connections(fd_limit: int) -> int:
@@ -109,8 +111,9 @@ ESTABLISHED = 2  # CONNACK accepted
 class _Connection(socket.socket):
     """An accepted socket that gives its place back when it is closed (by its transport)."""
 
-    def __init__(self, admission: Admission, address: str, family: int, type: int, proto: int,
-                 fileno: int) -> None:
+    def __init__(
+        self, admission: Admission, address: str, family: int, type: int, proto: int, fileno: int
+    ) -> None:
         super().__init__(family, type, proto, fileno=fileno)
         self.admission = admission
         self.address = address
@@ -142,8 +145,9 @@ class _GatedSocket(socket.socket):
 class Admission:
     """Connection caps and the CONNECT deadline for all of a broker's listeners."""
 
-    def __init__(self, limits: AdmissionLimits,
-                 on_refused: Callable[[str, str], None] | None = None) -> None:
+    def __init__(
+        self, limits: AdmissionLimits, on_refused: Callable[[str, str], None] | None = None
+    ) -> None:
         self.limits = limits
         self.on_refused = on_refused
         self.refused: Counter[str] = Counter()
@@ -166,8 +170,11 @@ class Admission:
         return self._by_address.get(address, 0)
 
     def stats(self) -> dict[str, Any]:
-        return {"open": self.open, "unauthenticated": self._unauthenticated,
-                "refused": dict(self.refused)}
+        return {
+            "open": self.open,
+            "unauthenticated": self._unauthenticated,
+            "refused": dict(self.refused),
+        }
 
     # -- listening -------------------------------------------------------------------------
 
@@ -175,7 +182,8 @@ class Admission:
         """A bound, listening socket for ``asyncio.start_server(sock=...)`` or
         ``websockets.serve(sock=...)``. Raises ``OSError`` (e.g. port in use)."""
         family, kind, proto, _, addr = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         sock = _GatedSocket(family, kind, proto)
         sock.admission = self
         try:
@@ -215,11 +223,15 @@ class Admission:
         see the end of the stream and close (and release their place)."""
         now = time.monotonic() if now is None else now
         deadline = now - self.limits.connect_timeout_s
-        late = [c for c in self._open.values() if c.phase == AWAITING_CONNECT and c.accepted < deadline]
+        late = [
+            c for c in self._open.values() if c.phase == AWAITING_CONNECT and c.accepted < deadline
+        ]
         for conn in late:
             conn.phase = AUTHENTICATING  # shut down once
-            self.refuse(CONNECT_TIMEOUT, f"no CONNECT within {self.limits.connect_timeout_s:g} s "
-                                         f"from {conn.address}")
+            self.refuse(
+                CONNECT_TIMEOUT,
+                f"no CONNECT within {self.limits.connect_timeout_s:g} s from {conn.address}",
+            )
             try:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -246,14 +258,21 @@ class Admission:
         elif self._unauthenticated >= limits.max_unauthenticated:
             reason = TOO_MANY_UNAUTHENTICATED
             what = f"{limits.max_unauthenticated} connections waiting for CONNACK"
-        elif self._unauthenticated_by_address.get(conn.address, 0) >= limits.max_unauthenticated_per_address:
+        elif (
+            self._unauthenticated_by_address.get(conn.address, 0)
+            >= limits.max_unauthenticated_per_address
+        ):
             reason = TOO_MANY_UNAUTHENTICATED_FROM_ADDRESS
-            what = (f"{limits.max_unauthenticated_per_address} connections from {conn.address} "
-                    "waiting for CONNACK")
+            what = (
+                f"{limits.max_unauthenticated_per_address} connections from {conn.address} "
+                "waiting for CONNACK"
+            )
         if reason is not None:
             conn.released = True  # never counted
             try:
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                conn.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
             except OSError:
                 pass
             socket.socket.close(conn)  # with SO_LINGER 0: a reset, no TIME_WAIT kept here

@@ -31,8 +31,9 @@ NO_RATE_LIMITS = {"quota_device_rate": 0, "quota_tenant_rate": 0}
 
 
 def _spawn(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 async def _ready(procs: list[subprocess.Popen]) -> None:
@@ -70,17 +71,40 @@ async def _mqtt_batched(p, devices, messages: int, readings: int, metrics: int) 
     stats = p.pipeline.stats
     base = stats.points
     total = len(devices) * messages * readings * metrics
-    procs = [_spawn([*LOADGEN, "mqtt", "--port", str(p.mqtt.port), "--device", d, f"--secret={s}",
-                     "--messages", str(messages), "--readings", str(readings),
-                     "--metrics", str(metrics)]) for d, s in devices]
+    procs = [
+        _spawn(
+            [
+                *LOADGEN,
+                "mqtt",
+                "--port",
+                str(p.mqtt.port),
+                "--device",
+                d,
+                f"--secret={s}",
+                "--messages",
+                str(messages),
+                "--readings",
+                str(readings),
+                "--metrics",
+                str(metrics),
+            ]
+        )
+        for d, s in devices
+    ]
     await _ready(procs)
     t0 = time.perf_counter()
     _go(procs)
     t1 = await _until(lambda: stats.points - base >= total)
     gens = await _results(procs)
-    return {"points": total, "messages": len(devices) * messages, "points_per_message": readings * metrics,
-            "seconds": round(t1 - t0, 3), "points_per_second": round(total / (t1 - t0)),
-            "messages_per_second": round(len(devices) * messages / (t1 - t0)), "publishers": gens}
+    return {
+        "points": total,
+        "messages": len(devices) * messages,
+        "points_per_message": readings * metrics,
+        "seconds": round(t1 - t0, 3),
+        "points_per_second": round(total / (t1 - t0)),
+        "messages_per_second": round(len(devices) * messages / (t1 - t0)),
+        "publishers": gens,
+    }
 
 
 def _lines_file(tmp: Path, n: int, offset: int) -> Path:
@@ -107,15 +131,54 @@ async def _mqtt_single(p, devices, messages: int, tmp: Path) -> dict:
     cpu0, children0 = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     if mosquitto_pub:
-        procs = [subprocess.Popen(
-            [mosquitto_pub, "-p", str(p.mqtt.port), "-i", d, "-u", d, "-P", s, "-q", "1", "-M", "1000",
-             "-t", f"atoll/v1/devices/{d}/telemetry", "-l"], stdin=open(f, "rb"),  # noqa: SIM115
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for (d, s), f in zip(devices, files, strict=True)]
+        procs = [
+            subprocess.Popen(
+                [
+                    mosquitto_pub,
+                    "-p",
+                    str(p.mqtt.port),
+                    "-i",
+                    d,
+                    "-u",
+                    d,
+                    "-P",
+                    s,
+                    "-q",
+                    "1",
+                    "-M",
+                    "1000",
+                    "-t",
+                    f"atoll/v1/devices/{d}/telemetry",
+                    "-l",
+                ],
+                stdin=open(f, "rb"),  # noqa: SIM115
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            for (d, s), f in zip(devices, files, strict=True)
+        ]
         generator = "mosquitto_pub -l -q 1 -M 1000"
     else:
-        procs = [_spawn([*LOADGEN, "mqtt", "--port", str(p.mqtt.port), "--device", d, f"--secret={s}",
-                         "--messages", str(messages), "--readings", "1", "--metrics", "1"])
-                 for d, s in devices]
+        procs = [
+            _spawn(
+                [
+                    *LOADGEN,
+                    "mqtt",
+                    "--port",
+                    str(p.mqtt.port),
+                    "--device",
+                    d,
+                    f"--secret={s}",
+                    "--messages",
+                    str(messages),
+                    "--readings",
+                    "1",
+                    "--metrics",
+                    "1",
+                ]
+            )
+            for d, s in devices
+        ]
         await _ready(procs)
         t0 = time.perf_counter()
         _go(procs)
@@ -124,29 +187,60 @@ async def _mqtt_single(p, devices, messages: int, tmp: Path) -> dict:
     cpu = _cpu_seconds(resource.RUSAGE_SELF) - cpu0
     for proc in procs:
         await asyncio.to_thread(proc.wait, 60)
-    return {"messages": total, "generator": generator, "publishers": len(devices),
-            "seconds": round(t1 - t0, 3), "messages_per_second": round(total / (t1 - t0)),
-            # CPU of this process (ingest: event loop + writer thread) and of the publishers.
-            "server_cpu_us_per_message": round(cpu / total * 1e6, 1),
-            "publishers_cpu_us_per_message": round(
-                (_cpu_seconds(resource.RUSAGE_CHILDREN) - children0) / total * 1e6, 1),
-            "load_average_at_start": round(load, 2)}
+    return {
+        "messages": total,
+        "generator": generator,
+        "publishers": len(devices),
+        "seconds": round(t1 - t0, 3),
+        "messages_per_second": round(total / (t1 - t0)),
+        # CPU of this process (ingest: event loop + writer thread) and of the publishers.
+        "server_cpu_us_per_message": round(cpu / total * 1e6, 1),
+        "publishers_cpu_us_per_message": round(
+            (_cpu_seconds(resource.RUSAGE_CHILDREN) - children0) / total * 1e6, 1
+        ),
+        "load_average_at_start": round(load, 2),
+    }
 
 
 async def _http_batched(p, devices, requests: int, readings: int, metrics: int) -> dict:
     stats = p.pipeline.stats
     base = stats.points
     total = len(devices) * requests * readings * metrics
-    procs = [_spawn([*LOADGEN, "http", "--url", p.http_url, "--device", d, f"--secret={s}",
-                     "--requests", str(requests), "--readings", str(readings), "--metrics", str(metrics),
-                     "--concurrency", "16"]) for d, s in devices]
+    procs = [
+        _spawn(
+            [
+                *LOADGEN,
+                "http",
+                "--url",
+                p.http_url,
+                "--device",
+                d,
+                f"--secret={s}",
+                "--requests",
+                str(requests),
+                "--readings",
+                str(readings),
+                "--metrics",
+                str(metrics),
+                "--concurrency",
+                "16",
+            ]
+        )
+        for d, s in devices
+    ]
     await _ready(procs)
     t0 = time.perf_counter()
     _go(procs)
     t1 = await _until(lambda: stats.points - base >= total)
     gens = await _results(procs)
-    return {"points": total, "requests": len(devices) * requests, "points_per_request": readings * metrics,
-            "seconds": round(t1 - t0, 3), "points_per_second": round(total / (t1 - t0)), "clients": gens}
+    return {
+        "points": total,
+        "requests": len(devices) * requests,
+        "points_per_request": readings * metrics,
+        "seconds": round(t1 - t0, 3),
+        "points_per_second": round(total / (t1 - t0)),
+        "clients": gens,
+    }
 
 
 async def _broker_passthrough(messages: int, body_readings: int, metrics: int, tmp: Path) -> dict:
@@ -156,38 +250,79 @@ async def _broker_passthrough(messages: int, body_readings: int, metrics: int, t
     from atoll.sim.mosquitto import free_port
 
     port = free_port()
-    broker = Broker({"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-                     "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}})
+    broker = Broker(
+        {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
+        }
+    )
     await broker.start()
     try:
-        sub = _spawn([*LOADGEN, "sub", "--port", str(port), "--topic", "bench/t", "--messages", str(messages)])
+        sub = _spawn(
+            [
+                *LOADGEN,
+                "sub",
+                "--port",
+                str(port),
+                "--topic",
+                "bench/t",
+                "--messages",
+                str(messages),
+            ]
+        )
         await _ready([sub])
         mosquitto_pub = shutil.which("mosquitto_pub")
         if body_readings == 1 and mosquitto_pub:
             f = _lines_file(tmp, messages, 10_000_000)
-            pub = subprocess.Popen([mosquitto_pub, "-p", str(port), "-q", "1", "-M", "1000", "-t", "bench/t", "-l"],
-                                   stdin=open(f, "rb"), stdout=subprocess.DEVNULL,  # noqa: SIM115
-                                   stderr=subprocess.DEVNULL)
+            pub = subprocess.Popen(
+                [mosquitto_pub, "-p", str(port), "-q", "1", "-M", "1000", "-t", "bench/t", "-l"],
+                stdin=open(f, "rb"),
+                stdout=subprocess.DEVNULL,  # noqa: SIM115
+                stderr=subprocess.DEVNULL,
+            )
         else:
             from atoll.ingest.loadgen import payload
 
             f = tmp / "batch.bin"
             f.write_bytes(payload(0, body_readings, metrics))
-            pub = subprocess.Popen([mosquitto_pub or "mosquitto_pub", "-p", str(port), "-q", "1",
-                                    "-t", "bench/t", "-f", str(f), "--repeat", str(messages)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            pub = subprocess.Popen(
+                [
+                    mosquitto_pub or "mosquitto_pub",
+                    "-p",
+                    str(port),
+                    "-q",
+                    "1",
+                    "-t",
+                    "bench/t",
+                    "-f",
+                    str(f),
+                    "--repeat",
+                    str(messages),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         (res,) = await _results([sub])
         await asyncio.to_thread(pub.wait, 60)
     finally:
         await broker.shutdown()
     secs = res.get("seconds")
     if not secs:
-        return {"messages": res.get("messages"), "seconds": None, "messages_per_second": None,
-                "points_per_second": None}
+        return {
+            "messages": res.get("messages"),
+            "seconds": None,
+            "messages_per_second": None,
+            "points_per_second": None,
+        }
     points = messages * body_readings * (metrics if body_readings > 1 else 1)
-    return {"messages": res.get("messages"), "seconds": round(secs, 3),
-            "messages_per_second": round(res.get("messages", 0) / secs),
-            "points_per_second": round(points / secs)}
+    return {
+        "messages": res.get("messages"),
+        "seconds": round(secs, 3),
+        "messages_per_second": round(res.get("messages", 0) / secs),
+        "points_per_second": round(points / secs),
+    }
 
 
 async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict | None:
@@ -201,7 +336,10 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
     from atoll.platform import Platform
     from atoll.sim.mosquitto import free_port
 
-    mosquitto, mosquitto_pub = shutil.which("mosquitto") or "/usr/sbin/mosquitto", shutil.which("mosquitto_pub")
+    mosquitto, mosquitto_pub = (
+        shutil.which("mosquitto") or "/usr/sbin/mosquitto",
+        shutil.which("mosquitto_pub"),
+    )
     if not (Path(mosquitto).exists() and mosquitto_pub):
         echo("external broker phase skipped: mosquitto is not installed")
         return None
@@ -211,15 +349,26 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
     files = {"password_file": d / "passwd", "acl_file": d / "acl", "pid_file": d / "pid"}
     MosquittoAuth(files["password_file"], files["acl_file"], None, admin_password=password).apply()
     conf = write_mosquitto_conf(d / "mosquitto.conf", port=port, **files)
-    broker = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    broker = subprocess.Popen(
+        [mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         await _port_open(port)
-        settings = Settings(home=tmp / "home-ext", http_port=0, mqtt_mode="external", services=[],
-                            **NO_RATE_LIMITS,
-                            mqtt_url=f"mqtt://atoll-ingest:{password}@127.0.0.1:{port}", mqtt_workers=workers,
-                            mosquitto_password_file=files["password_file"],
-                            mosquitto_acl_file=files["acl_file"], mosquitto_pid_file=files["pid_file"])
-        p = Platform(settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        settings = Settings(
+            home=tmp / "home-ext",
+            http_port=0,
+            mqtt_mode="external",
+            services=[],
+            **NO_RATE_LIMITS,
+            mqtt_url=f"mqtt://atoll-ingest:{password}@127.0.0.1:{port}",
+            mqtt_workers=workers,
+            mosquitto_password_file=files["password_file"],
+            mosquitto_acl_file=files["acl_file"],
+            mosquitto_pid_file=files["pid_file"],
+        )
+        p = Platform(
+            settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        )
         await p.start()
         try:
             p.registry.create_project("default", "Bench", project_id="bench")
@@ -230,12 +379,36 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
             for dev, sec in devices:  # mosquitto reloads its password file on SIGHUP
                 await asyncio.to_thread(_wait_for_login, port, dev, sec)
             stats = p.pipeline.stats
-            files_ = [_lines_file(tmp, messages, 20_000_000 + i * messages) for i in range(len(devices))]
+            files_ = [
+                _lines_file(tmp, messages, 20_000_000 + i * messages) for i in range(len(devices))
+            ]
             t0 = time.perf_counter()
-            procs = [subprocess.Popen(
-                [mosquitto_pub, "-p", str(port), "-i", dev, "-u", dev, "-P", sec, "-q", "1", "-M", "1000",
-                 "-t", f"atoll/v1/devices/{dev}/telemetry", "-l"], stdin=open(f, "rb"),  # noqa: SIM115
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for (dev, sec), f in zip(devices, files_, strict=True)]
+            procs = [
+                subprocess.Popen(
+                    [
+                        mosquitto_pub,
+                        "-p",
+                        str(port),
+                        "-i",
+                        dev,
+                        "-u",
+                        dev,
+                        "-P",
+                        sec,
+                        "-q",
+                        "1",
+                        "-M",
+                        "1000",
+                        "-t",
+                        f"atoll/v1/devices/{dev}/telemetry",
+                        "-l",
+                    ],
+                    stdin=open(f, "rb"),  # noqa: SIM115
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for (dev, sec), f in zip(devices, files_, strict=True)
+            ]
             total = len(devices) * messages
             t1 = await _until(lambda: stats.messages >= total)
             for proc in procs:
@@ -245,8 +418,13 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
     finally:
         broker.terminate()
         await asyncio.to_thread(broker.wait, 10)
-    return {"messages": total, "workers": workers, "broker": "mosquitto (own, ephemeral port)",
-            "seconds": round(t1 - t0, 3), "messages_per_second": round(total / (t1 - t0))}
+    return {
+        "messages": total,
+        "workers": workers,
+        "broker": "mosquitto (own, ephemeral port)",
+        "seconds": round(t1 - t0, 3),
+        "messages_per_second": round(total / (t1 - t0)),
+    }
 
 
 async def _port_open(port: int, timeout: float = 10.0) -> None:
@@ -303,14 +481,21 @@ def _store_and_charts(tmp: Path, raw_points: int, chart_days: int) -> dict:
         charts = {}
         for label, span in {"1 day": DAY, "1 week": 7 * DAY, "1 year": 365 * DAY}.items():
             if span <= chart_days * DAY:
-                charts[label] = time_query(lambda s=span: store.query_chart(KEY, end - s, end, 1000), 5)
+                charts[label] = time_query(
+                    lambda s=span: store.query_chart(KEY, end - s, end, 1000), 5
+                )
     finally:
         store.close()
-    return {"store_raw_append": raw, "chart_queries_width_1000": charts,
-            "chart_data_points": chart_days * 86_400}
+    return {
+        "store_raw_append": raw,
+        "chart_queries_width_1000": charts,
+        "chart_data_points": chart_days * 86_400,
+    }
 
 
-async def run(*, scale: float = 1.0, chart_days: int = 365, services: bool = False, echo=print) -> dict:
+async def run(
+    *, scale: float = 1.0, chart_days: int = 365, services: bool = False, echo=print
+) -> dict:
     from argon2 import PasswordHasher
 
     from atoll.config import Settings
@@ -335,9 +520,17 @@ async def run(*, scale: float = 1.0, chart_days: int = 365, services: bool = Fal
         # are ingest's own (``--services`` measures the whole platform). Rate limits are off:
         # this measures raw throughput from a few devices, far above any device's default
         # limit (bench/tenant_fairness.py measures the limits).
-        settings = Settings(home=tmp / "home", http_port=0, mqtt_port=0, max_payload_bytes=1 << 20,
-                            services=None if services else [], **NO_RATE_LIMITS)
-        p = Platform(settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        settings = Settings(
+            home=tmp / "home",
+            http_port=0,
+            mqtt_port=0,
+            max_payload_bytes=1 << 20,
+            services=None if services else [],
+            **NO_RATE_LIMITS,
+        )
+        p = Platform(
+            settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        )
         await p.start()
         result["gc_frozen_objects"] = gc.get_freeze_count()  # see atoll.platform.tune_interpreter
         try:
@@ -354,21 +547,29 @@ async def run(*, scale: float = 1.0, chart_days: int = 365, services: bool = Fal
             result["mqtt_batched"] = r
             n = max(1, int(20_000 * scale))
             r = await _mqtt_single(p, devices[2:4], n, tmp)
-            echo(f"MQTT single-reading messages: {r['messages_per_second']:,} msgs/s persisted "
-                 f"({r['server_cpu_us_per_message']} µs server CPU per message)")
+            echo(
+                f"MQTT single-reading messages: {r['messages_per_second']:,} msgs/s persisted "
+                f"({r['server_cpu_us_per_message']} µs server CPU per message)"
+            )
             result["mqtt_single"] = r
             n = max(1, int(150 * scale))
             r = await _http_batched(p, devices[:2], n, 100, 10)
-            echo(f"HTTP batches (1000 points/request): {r['points_per_second']:,} points/s persisted")
+            echo(
+                f"HTTP batches (1000 points/request): {r['points_per_second']:,} points/s persisted"
+            )
             result["http_batched"] = r
-            result["ingest_stats"] = {"commits": p.pipeline.stats.commits,
-                                      "commit_seconds": round(p.pipeline.stats.commit_seconds, 3)}
+            result["ingest_stats"] = {
+                "commits": p.pipeline.stats.commits,
+                "commit_seconds": round(p.pipeline.stats.commit_seconds, 3),
+            }
         finally:
             await p.stop()
         r = await _external_single(tmp, max(1, int(20_000 * scale)), 2, echo)
         if r is not None:
-            echo(f"external Mosquitto + {r['workers']} Atoll workers, single-reading messages: "
-                 f"{r['messages_per_second']:,} msgs/s persisted")
+            echo(
+                f"external Mosquitto + {r['workers']} Atoll workers, single-reading messages: "
+                f"{r['messages_per_second']:,} msgs/s persisted"
+            )
             result["external_mosquitto_single"] = r
         r = await _broker_passthrough(max(1, int(300 * scale)), 100, 10, tmp)
         echo(f"broker pass-through, 1000-point messages: {r['points_per_second']} points/s")
@@ -376,11 +577,16 @@ async def run(*, scale: float = 1.0, chart_days: int = 365, services: bool = Fal
         r = await _broker_passthrough(max(1, int(20_000 * scale)), 1, 1, tmp)
         echo(f"broker pass-through, single-reading messages: {r['messages_per_second']} msgs/s")
         result["broker_passthrough_single"] = r
-        sc = await asyncio.to_thread(_store_and_charts, tmp, max(100_000, int(2_000_000 * scale)), chart_days)
+        sc = await asyncio.to_thread(
+            _store_and_charts, tmp, max(100_000, int(2_000_000 * scale)), chart_days
+        )
         result.update(sc)
         echo(f"raw store bulk append: {sc['store_raw_append']['points_per_second']:,} points/s")
         for label, q in sc["chart_queries_width_1000"].items():
-            echo(f"chart query {label} ({chart_days} days of 1 Hz stored): {q['median_ms']} ms median")
+            echo(
+                f"chart query {label} ({chart_days} days of 1 Hz stored):"
+                f" {q['median_ms']} ms median"
+            )
         raw = sc["store_raw_append"]["points_per_second"]
         ratios = {
             "mqtt_batched_vs_store_raw": result["mqtt_batched"]["points_per_second"] / raw,
@@ -389,11 +595,13 @@ async def run(*, scale: float = 1.0, chart_days: int = 365, services: bool = Fal
         if result["broker_passthrough_batched"]["points_per_second"]:
             ratios["mqtt_batched_vs_broker_passthrough"] = (
                 result["mqtt_batched"]["points_per_second"]
-                / result["broker_passthrough_batched"]["points_per_second"])
+                / result["broker_passthrough_batched"]["points_per_second"]
+            )
         if result["broker_passthrough_single"]["messages_per_second"]:
             ratios["mqtt_single_vs_broker_passthrough"] = (
                 result["mqtt_single"]["messages_per_second"]
-                / result["broker_passthrough_single"]["messages_per_second"])
+                / result["broker_passthrough_single"]["messages_per_second"]
+            )
         result["ratios"] = {k: round(v, 3) for k, v in ratios.items()}
         echo("ratios: " + ", ".join(f"{k} {v:.2f}" for k, v in result["ratios"].items()))
     finally:

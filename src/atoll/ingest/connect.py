@@ -9,7 +9,8 @@ it from memory, so it cannot read past the declared length either.
 
 >>> import asyncio
 >>> from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHeader
->>> wire = ConnectPacket(variable_header=ConnectVariableHeader(), payload=ConnectPayload("d1")).to_bytes()
+>>> packet = ConnectPacket(variable_header=ConnectVariableHeader(), payload=ConnectPayload("d1"))
+>>> wire = packet.to_bytes()
 >>> packet = asyncio.run(read_connect(BytesReader(wire), 65536))
 >>> packet.end - packet.pos == len(wire)
 True
@@ -53,7 +54,7 @@ class BytesReader(ReaderAdapter):
     async def read(self, n: int = -1) -> bytes:
         start = self.pos
         self.pos = self.end if n < 0 else min(self.end, start + n)
-        return self.data[start:self.pos]
+        return self.data[start : self.pos]
 
     def feed_eof(self) -> None:
         pass
@@ -74,12 +75,14 @@ async def read_connect(reader: ReaderAdapter, max_bytes: int) -> BytesReader:
     if header is None:
         raise EOFError("closed before CONNECT")
     if header.packet_type != CONNECT:
-        raise ConnectRefused(NOT_CONNECT,
-                             f"the first packet must be CONNECT, not packet type {header.packet_type}")
+        raise ConnectRefused(
+            NOT_CONNECT, f"the first packet must be CONNECT, not packet type {header.packet_type}"
+        )
     length = header.remaining_length
     if length > max_bytes:
-        raise ConnectRefused(CONNECT_TOO_LARGE,
-                             f"CONNECT of {length} bytes; this broker accepts at most {max_bytes}")
+        raise ConnectRefused(
+            CONNECT_TOO_LARGE, f"CONNECT of {length} bytes; this broker accepts at most {max_bytes}"
+        )
     try:
         body = await reader.read(length) if length else b""
     except (asyncio.IncompleteReadError, ConnectionError) as e:

@@ -14,16 +14,25 @@ log = logging.getLogger(__name__)
 ACL_PUBLISH = "acl_publish"
 
 
-async def dispatch(pipeline: IngestPipeline, identity: Identity, topic: str, payload: bytes,
-                   transport: str = "mqtt") -> bool:
+async def dispatch(
+    pipeline: IngestPipeline,
+    identity: Identity,
+    topic: str,
+    payload: bytes,
+    transport: str = "mqtt",
+) -> bool:
     """Handle a device's message; ``True`` if it was stored/applied, ``False`` if refused.
 
     Bad input and ACL violations are counted (never raised): the message is *handled* and may be
     acknowledged. ``Unavailable`` (the store failed) propagates: the caller must not acknowledge.
     """
     if not acl.may_publish(identity.device, topic):
-        pipeline.reject(identity.device, transport, ACL_PUBLISH,
-                        f"device may not publish to {topic!r}; use {topics.device_root(identity.device)}/...")
+        pipeline.reject(
+            identity.device,
+            transport,
+            ACL_PUBLISH,
+            f"device may not publish to {topic!r}; use {topics.device_root(identity.device)}/...",
+        )
         return False
     rest = topics.parse(topic)[1]  # type: ignore[index]  # may_publish guarantees a device topic
     try:

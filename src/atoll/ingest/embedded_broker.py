@@ -68,7 +68,9 @@ ANONYMOUS = "(anonymous)"  # counts what is refused before a device is known
 
 def _client_id_ok(device: str, session: Session, random_id: bool) -> bool:
     cid = session.client_id or ""
-    return cid == device or cid.startswith(device + ":") or (random_id and bool(session.clean_session))
+    return (
+        cid == device or cid.startswith(device + ":") or (random_id and bool(session.clean_session))
+    )
 
 
 class _AtollAmqttBroker(Broker):
@@ -86,7 +88,8 @@ class _AtollAmqttBroker(Broker):
             # Then decoded strictly: it must encode back to exactly its bytes (lying lengths,
             # missing fields, ill-formed UTF-8, NUL, a Will topic that is not a topic name).
             handler, session = await DeviceHandler.init_from_connect(
-                connect, writer, self.plugins_manager, max_packet=admission.limits.max_connect_bytes)
+                connect, writer, self.plugins_manager, max_packet=admission.limits.max_connect_bytes
+            )
         except (ConnectRefused, PacketError) as e:  # before authentication: counted as anonymous
             admission.refuse(e.reason, f"{e.message} (from {remote_address})")
             await _close(writer)
@@ -112,8 +115,15 @@ class _AtollAmqttBroker(Broker):
             session.parent = 0
         elif session.client_id in self._sessions:
             old, _ = self._sessions[session.client_id]
-            for attr in ("will_flag", "will_message", "will_topic", "will_qos", "keep_alive",
-                         "username", "password"):
+            for attr in (
+                "will_flag",
+                "will_message",
+                "will_topic",
+                "will_qos",
+                "keep_alive",
+                "username",
+                "password",
+            ):
                 setattr(old, attr, getattr(session, attr))
             session, old.parent = old, 1
         else:
@@ -122,7 +132,9 @@ class _AtollAmqttBroker(Broker):
         handler.atoll = self._atoll
         return handler, session
 
-    async def _handle_client_session(self, reader, writer, client_session, handler, server, listener_name):
+    async def _handle_client_session(
+        self, reader, writer, client_session, handler, server, listener_name
+    ):
         # amqtt enforces keep-alive with an ``asyncio.wait_for`` around every packet read and a
         # timer reset on every packet sent, which about doubled the CPU per message. Atoll
         # keeps keep-alive from amqtt and enforces it itself: one watchdog pass per second
@@ -130,14 +142,19 @@ class _AtollAmqttBroker(Broker):
         client_session.atoll_keep_alive = client_session.keep_alive
         client_session.atoll_reader = reader
         client_session.keep_alive = 0
-        await super()._handle_client_session(reader, writer, client_session, handler, server, listener_name)
+        await super()._handle_client_session(
+            reader, writer, client_session, handler, server, listener_name
+        )
 
-    async def stream_connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                               listener_name: str) -> None:
+    async def stream_connected(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, listener_name: str
+    ) -> None:
         # Device connections get Atoll's chunked reader (see ``embedded_connection``).
         await self._client_connected(listener_name, DeviceStreamReader(reader), TcpWriter(writer))
 
-    async def _create_server_instance(self, listener_name, listener_type, address, port, ssl_context):
+    async def _create_server_instance(
+        self, listener_name, listener_type, address, port, ssl_context
+    ):
         # amqtt's, on a listening socket of ``atoll.ingest.admission`` (caps at accept).
         try:
             sock = self._atoll.admission.listen(address, port)
@@ -146,11 +163,16 @@ class _AtollAmqttBroker(Broker):
         if listener_type == ListenerType.TCP:
             return await asyncio.start_server(
                 functools.partial(self.stream_connected, listener_name=listener_name),
-                sock=sock, ssl=ssl_context)
+                sock=sock,
+                ssl=ssl_context,
+            )
         if listener_type == ListenerType.WS:
             return await websockets.asyncio.server.serve(
                 functools.partial(self.ws_connected, listener_name=listener_name),
-                sock=sock, ssl=ssl_context, subprotocols=[websockets.Subprotocol("mqtt")])
+                sock=sock,
+                ssl=ssl_context,
+                subprotocols=[websockets.Subprotocol("mqtt")],
+            )
         sock.close()
         raise BrokerError(f"unsupported listener type: {listener_type}")
 
@@ -168,7 +190,9 @@ class _AtollAmqttBroker(Broker):
         # Runs with no suspension point before the session is registered: a device cut
         # (revoked, disabled, deleted) during its CONNECT is refused here, or found by the cut.
         identity = getattr(session, "atoll_identity", None)
-        return identity is not None and not self._atoll.cut_since(identity.device, session.atoll_cuts)
+        return identity is not None and not self._atoll.cut_since(
+            identity.device, session.atoll_cuts
+        )
 
     async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
         identity = getattr(session, "atoll_identity", None)
@@ -177,8 +201,9 @@ class _AtollAmqttBroker(Broker):
         if action == Action.SUBSCRIBE:
             if acl.may_subscribe(identity.device, topic):
                 return True
-            self._atoll.pipeline.reject(identity.device, "mqtt", ACL_SUBSCRIBE,
-                                        f"device may not subscribe to {topic!r}")
+            self._atoll.pipeline.reject(
+                identity.device, "mqtt", ACL_SUBSCRIBE, f"device may not subscribe to {topic!r}"
+            )
             return False
         if action == Action.PUBLISH:  # QoS 2 path only; QoS 0/1 are checked in dispatch
             return acl.may_publish(identity.device, topic)
@@ -186,14 +211,17 @@ class _AtollAmqttBroker(Broker):
         # the device's own (a filter is checked once; what it matches is checked here).
         return acl.may_receive(identity.device, topic)
 
-    async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
-                                                          session: Session) -> None:
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
         # amqtt calls this on SUBSCRIBE, and on CONNECT for every filter any session holds.
         # Only a subscription this session holds (granted, so ACL-checked) gets retained
         # messages, and only of topics the device may receive.
         identity = getattr(session, "atoll_identity", None)
         topic_filter = subscription[0]
-        granted = next((qos for s, qos in self._subscriptions.get(topic_filter, ()) if s is session), None)
+        granted = next(
+            (qos for s, qos in self._subscriptions.get(topic_filter, ()) if s is session), None
+        )
         handler = self._get_handler(session)
         if identity is None or granted is None or handler is None:
             return
@@ -201,18 +229,26 @@ class _AtollAmqttBroker(Broker):
             if self._matches(topic, topic_filter) and acl.may_receive(identity.device, topic):
                 # Not awaited: amqtt's caller iterates over ``_subscriptions`` meanwhile.
                 qos = min(granted, retained.qos if retained.qos is not None else granted)
-                self._atoll.track(asyncio.ensure_future(
-                    handler.mqtt_publish(retained.topic, retained.data, qos, retain=True)))
+                self._atoll.track(
+                    asyncio.ensure_future(
+                        handler.mqtt_publish(retained.topic, retained.data, qos, retain=True)
+                    )
+                )
 
     async def _handle_disconnect(self, client_session: Session, handler, disconnect_waiter) -> None:
         # The Will (its topic was checked at CONNECT) is ingested like a publish by the device,
         # never broadcast or retained by amqtt; MQTT drops it after a DISCONNECT.
-        will = (client_session.will_topic, client_session.will_message) if client_session.will_flag else None
+        will = (
+            (client_session.will_topic, client_session.will_message)
+            if client_session.will_flag
+            else None
+        )
         client_session.will_flag = False
         await super()._handle_disconnect(client_session, handler, disconnect_waiter)
         identity = getattr(client_session, "atoll_identity", None)
-        clean = getattr(handler, "disconnected", False) or isinstance(disconnect_waiter.result(),
-                                                                       DisconnectPacket)
+        clean = getattr(handler, "disconnected", False) or isinstance(
+            disconnect_waiter.result(), DisconnectPacket
+        )
         if will is not None and identity is not None and not clean:
             self._atoll.track(asyncio.ensure_future(self._atoll.ingest_will(identity, *will)))
 
@@ -223,7 +259,9 @@ class _AtollAmqttBroker(Broker):
         if app_message is None or identity is None or not app_message.topic:
             return True
         try:
-            await dispatch(self._atoll.pipeline, identity, app_message.topic, bytes(app_message.data))
+            await dispatch(
+                self._atoll.pipeline, identity, app_message.topic, bytes(app_message.data)
+            )
         except AtollError as e:
             log.error("QoS 2 message from %s not stored: %s", identity.device, e.message)
         return True
@@ -237,12 +275,20 @@ async def _close(writer) -> None:
 
 
 class EmbeddedBroker:
-    """``await EmbeddedBroker(pipeline, directory, port=1883).start()``; ``port=0`` picks a free one."""
+    """``await EmbeddedBroker(pipeline, directory,
+    port=1883).start()``; ``port=0`` picks a free one."""
 
-    def __init__(self, pipeline: IngestPipeline, directory: DeviceDirectory, *,
-                 host: str = "127.0.0.1", port: int = 1883, recheck_interval: float = 10.0,
-                 listeners: dict[str, dict[str, Any]] | None = None,
-                 admission: AdmissionLimits | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        directory: DeviceDirectory,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        recheck_interval: float = 10.0,
+        listeners: dict[str, dict[str, Any]] | None = None,
+        admission: AdmissionLimits | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.directory = directory
         self.host = host
@@ -275,8 +321,14 @@ class EmbeddedBroker:
         if self.port:
             check_port_free(self.host, self.port, "MQTT", "--mqtt-port")
         config = {
-            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}",
-                                      "max_connections": -1}, **self.listeners},
+            "listeners": {
+                "default": {
+                    "type": "tcp",
+                    "bind": f"{self.host}:{self.port}",
+                    "max_connections": -1,
+                },
+                **self.listeners,
+            },
             "plugins": {},
             "timeout_disconnect_delay": 2,
         }
@@ -285,15 +337,21 @@ class EmbeddedBroker:
         try:
             await self._broker.start()
         except (AMQTTError, BrokerError) as e:
-            raise Unavailable(f"could not start the embedded MQTT broker on {self.host}:{self.port}: {e}",
-                              hint="choose other ports with --mqtt-port N (--mqtt-tls-port, "
-                                   "--mqtt-ws-port, --mqtt-wss-port)") from e
-        self.ports = {name: server.instance.sockets[0].getsockname()[1]
-                      for name, server in self._broker._servers.items()}
+            raise Unavailable(
+                f"could not start the embedded MQTT broker on {self.host}:{self.port}: {e}",
+                hint="choose other ports with --mqtt-port N (--mqtt-tls-port, "
+                "--mqtt-ws-port, --mqtt-wss-port)",
+            ) from e
+        self.ports = {
+            name: server.instance.sockets[0].getsockname()[1]
+            for name, server in self._broker._servers.items()
+        }
         self.port = self.ports["default"]
         self._recheck = asyncio.create_task(self._recheck_loop(), name="atoll-mqtt-recheck")
         self._watchdog = asyncio.create_task(self._keep_alive_loop(), name="atoll-mqtt-keepalive")
-        self._admission_task = asyncio.create_task(self.admission.run(), name="atoll-mqtt-admission")
+        self._admission_task = asyncio.create_task(
+            self.admission.run(), name="atoll-mqtt-admission"
+        )
 
     async def stop(self) -> None:
         for t in [*self._tasks, self._watchdog, self._admission_task]:
@@ -342,14 +400,22 @@ class EmbeddedBroker:
             self.pipeline.reject(user or ANONYMOUS, "mqtt", reason, e.message)
             return None
         if not _client_id_ok(identity.device, session, random_id):
-            self.pipeline.reject(identity.device, "mqtt", BAD_CLIENT_ID,
-                                 f"client id {session.client_id!r} must be the device id "
-                                 f"{identity.device!r} or start with '{identity.device}:'")
+            self.pipeline.reject(
+                identity.device,
+                "mqtt",
+                BAD_CLIENT_ID,
+                f"client id {session.client_id!r} must be the device id "
+                f"{identity.device!r} or start with '{identity.device}:'",
+            )
             return None
         if session.will_flag and not acl.may_publish(identity.device, session.will_topic or ""):
-            self.pipeline.reject(identity.device, "mqtt", ACL_WILL,
-                                 f"device may not set a Will on {session.will_topic!r}; only on "
-                                 f"topics it may publish to ({topics.telemetry(identity.device)}, ...)")
+            self.pipeline.reject(
+                identity.device,
+                "mqtt",
+                ACL_WILL,
+                f"device may not set a Will on {session.will_topic!r}; only on "
+                f"topics it may publish to ({topics.telemetry(identity.device)}, ...)",
+            )
             return None
         return identity
 
@@ -363,7 +429,9 @@ class EmbeddedBroker:
         except AtollError as e:
             log.warning("Will of %s not stored: %s", identity.device, e.message)
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
         """Cloud → device (commands, desired twin).
 
         A non-retained message nobody is subscribed to raises ``Unavailable``: a command to an
@@ -378,18 +446,25 @@ class EmbeddedBroker:
         if retain:
             await broker.retain_message(None, topic, payload, qos)
         elif not any(
-            broker._matches(topic, f) and (s.transitions.state == "connected" or not s.clean_session)
-            for f, subs in broker._subscriptions.items() for s, _ in subs
+            broker._matches(topic, f)
+            and (s.transitions.state == "connected" or not s.clean_session)
+            for f, subs in broker._subscriptions.items()
+            for s, _ in subs
         ):
-            raise Unavailable(f"no device session is subscribed to {topic}",
-                              hint="it is handed over when the device subscribes")
+            raise Unavailable(
+                f"no device session is subscribed to {topic}",
+                hint="it is handed over when the device subscribes",
+            )
         await broker.internal_message_broadcast(topic, payload, qos)
 
     def connected_devices(self) -> set[str]:
         if self._broker is None:
             return set()
-        return {s.atoll_identity.device for s, _ in self._broker._sessions.values()
-                if getattr(s, "atoll_identity", None) is not None and s.transitions.state == "connected"}
+        return {
+            s.atoll_identity.device
+            for s, _ in self._broker._sessions.values()
+            if getattr(s, "atoll_identity", None) is not None and s.transitions.state == "connected"
+        }
 
     async def disconnect(self, device_id: str, reason: str, *, forget: bool = False) -> int:
         """``DeviceSessions``: close every connection of a device at once (it was revoked,
@@ -419,7 +494,9 @@ class EmbeddedBroker:
         for _, handler in cut:
             await handler.handle_connection_closed()  # amqtt ends the session
         deadline = time.monotonic() + 2.0
-        while any(s.transitions.state == "connected" for s, _ in cut) and time.monotonic() < deadline:
+        while (
+            any(s.transitions.state == "connected" for s, _ in cut) and time.monotonic() < deadline
+        ):
             await asyncio.sleep(0.005)
         if forget:
             for client_id, (session, _) in list(broker._sessions.items()):
@@ -440,10 +517,18 @@ class EmbeddedBroker:
             for session, handler in list(self._broker._sessions.values()):
                 ka = getattr(session, "atoll_keep_alive", 0)
                 reader = getattr(session, "atoll_reader", None)
-                if (ka and reader is not None and session.transitions.state == "connected"
-                        and now - reader.last > 1.5 * ka):
-                    log.info("closing %s: silent for %.0f s (keep-alive %d s)", session.client_id,
-                             now - reader.last, ka)
+                if (
+                    ka
+                    and reader is not None
+                    and session.transitions.state == "connected"
+                    and now - reader.last > 1.5 * ka
+                ):
+                    log.info(
+                        "closing %s: silent for %.0f s (keep-alive %d s)",
+                        session.client_id,
+                        now - reader.last,
+                        ka,
+                    )
                     await handler.handle_connection_closed()
 
     async def _recheck_loop(self) -> None:
@@ -461,8 +546,9 @@ class EmbeddedBroker:
                 if isinstance(password, bytes):
                     password = password.decode("utf-8", "replace")
                 try:
-                    await asyncio.to_thread(self.directory.authenticate_device, session.username or "",
-                                            password)
+                    await asyncio.to_thread(
+                        self.directory.authenticate_device, session.username or "", password
+                    )
                 except AtollError as e:
                     log.warning("disconnecting device %s: %s", ident.device, e.message)
                     await self.disconnect(ident.device, e.message)
@@ -480,5 +566,7 @@ def check_port_free(host: str, port: int, what: str, flag: str) -> None:
                     f"{what} port {port} on {host} is already in use",
                     hint=f"stop the other program or choose another port with {flag} N",
                 ) from None
-            raise Unavailable(f"cannot listen on {host}:{port} for {what}: {e.strerror}",
-                              hint=f"choose another address or port with {flag}") from None
+            raise Unavailable(
+                f"cannot listen on {host}:{port} for {what}: {e.strerror}",
+                hint=f"choose another address or port with {flag}",
+            ) from None

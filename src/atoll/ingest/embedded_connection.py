@@ -86,11 +86,20 @@ CHUNK = 65536
 
 # amqtt's reader loop sends each packet type to this handler method.
 _AMQTT_METHODS = {
-    CONNECT: "handle_connect", CONNACK: "handle_connack", SUBSCRIBE: "handle_subscribe",
-    UNSUBSCRIBE: "handle_unsubscribe", SUBACK: "handle_suback", UNSUBACK: "handle_unsuback",
-    PUBACK: "handle_puback", PUBREC: "handle_pubrec", PUBREL: "handle_pubrel",
-    PUBCOMP: "handle_pubcomp", PINGREQ: "handle_pingreq", PINGRESP: "handle_pingresp",
-    PUBLISH: "handle_publish", DISCONNECT: "handle_disconnect",
+    CONNECT: "handle_connect",
+    CONNACK: "handle_connack",
+    SUBSCRIBE: "handle_subscribe",
+    UNSUBSCRIBE: "handle_unsubscribe",
+    SUBACK: "handle_suback",
+    UNSUBACK: "handle_unsuback",
+    PUBACK: "handle_puback",
+    PUBREC: "handle_pubrec",
+    PUBREL: "handle_pubrel",
+    PUBCOMP: "handle_pubcomp",
+    PINGREQ: "handle_pingreq",
+    PINGRESP: "handle_pingresp",
+    PUBLISH: "handle_publish",
+    DISCONNECT: "handle_disconnect",
 }
 
 
@@ -143,8 +152,9 @@ class DeviceHandler(BrokerProtocolHandler):
     # -- amqtt's entry points --------------------------------------------------------------
 
     @classmethod
-    async def init_from_connect(cls, reader, writer, plugins_manager, loop=None, *,
-                                max_packet: int = 1 << 20):
+    async def init_from_connect(
+        cls, reader, writer, plugins_manager, loop=None, *, max_packet: int = 1 << 20
+    ):
         """amqtt's, on a CONNECT read whole and checked strictly first (``check_connect``):
         amqtt alone answers CONNACK 0 to a CONNECT whose length field lies. Raises
         ``PacketError`` for a malformed one."""
@@ -155,19 +165,27 @@ class DeviceHandler(BrokerProtocolHandler):
         if header is None:
             raise NoDataError("the connection closed before CONNECT")
         if header.remaining_length > max_packet:
-            raise PacketError(PACKET_TOO_LARGE, f"CONNECT of {header.remaining_length} bytes; "
-                                                f"this broker accepts at most {max_packet}")
+            raise PacketError(
+                PACKET_TOO_LARGE,
+                f"CONNECT of {header.remaining_length} bytes; "
+                f"this broker accepts at most {max_packet}",
+            )
         body = await reader.read(header.remaining_length) if header.remaining_length else b""
         if len(body) < header.remaining_length:
             raise NoDataError("the connection closed during CONNECT")
         check_connect(header, body)
-        return await super().init_from_connect(BufferReader(bytes(header.to_bytes()) + body),
-                                               writer, plugins_manager, loop)
+        return await super().init_from_connect(
+            BufferReader(bytes(header.to_bytes()) + body), writer, plugins_manager, loop
+        )
 
     async def _reader_loop(self) -> None:
         identity: Identity | None = getattr(self.session, "atoll_identity", None)
         reader = self.reader
-        if identity is None or not isinstance(reader, DeviceStreamReader) or self._reader_ready is None:
+        if (
+            identity is None
+            or not isinstance(reader, DeviceStreamReader)
+            or self._reader_ready is None
+        ):
             await super()._reader_loop()
             return
         self._reader_ready.set()
@@ -212,7 +230,9 @@ class DeviceHandler(BrokerProtocolHandler):
         self._reader_stopped.set()
         await self.stop()
 
-    async def _paced(self, pacer: ReadPacer, identity: Identity, reader: DeviceStreamReader) -> None:
+    async def _paced(
+        self, pacer: ReadPacer, identity: Identity, reader: DeviceStreamReader
+    ) -> None:
         """Over its rate limit, handle and read nothing more (TCP pushes back on the client)."""
         while (wait := pacer.wait()) > 0:
             self.atoll.pipeline.paused(identity, "mqtt", wait)
@@ -262,8 +282,9 @@ class DeviceHandler(BrokerProtocolHandler):
 
     # -- the chunk -------------------------------------------------------------------------
 
-    def _handle(self, packets: list[MQTTPacket], identity: Identity,
-                telemetry_topic: str) -> MQTTPacket | None:
+    def _handle(
+        self, packets: list[MQTTPacket], identity: Identity, telemetry_topic: str
+    ) -> MQTTPacket | None:
         """Route a chunk's packets; returns a DISCONNECT or CONNECT, after which the client
         may send nothing (the packets after it are ignored)."""
         pipeline = self.atoll.pipeline
@@ -279,13 +300,17 @@ class DeviceHandler(BrokerProtocolHandler):
                         parsed.append(p)
                         cost += len(p.ts)
                     except InvalidInput:
-                        cost += 1  # counted by the pipeline; the message is handled and acknowledged
+                        cost += (
+                            1  # counted by the pipeline; the message is handled and acknowledged
+                        )
                     if var.packet_id is not None:
                         ids.append(var.packet_id)
                     continue
                 self._commit(parsed, ids)
                 parsed, ids = [], []
-                task = self._spawn(dispatch(pipeline, identity, var.topic_name, packet.payload.data))
+                task = self._spawn(
+                    dispatch(pipeline, identity, var.topic_name, packet.payload.data)
+                )
                 self._owe(task, [] if var.packet_id is None else [var.packet_id])
             else:
                 self._commit(parsed, ids)
@@ -309,7 +334,9 @@ class DeviceHandler(BrokerProtocolHandler):
             self._owe(None, ids)
 
     async def _to_amqtt(self, packet: MQTTPacket) -> None:
-        await self.plugins_manager.fire_event(MQTTEvents.PACKET_RECEIVED, packet=packet, session=self.session)
+        await self.plugins_manager.fire_event(
+            MQTTEvents.PACKET_RECEIVED, packet=packet, session=self.session
+        )
         await getattr(self, _AMQTT_METHODS[packet.fixed_header.packet_type])(packet)
 
     def _spawn(self, coro) -> asyncio.Future:
@@ -358,7 +385,10 @@ class DeviceHandler(BrokerProtocolHandler):
         if ready and not self._closing and self.writer is not None:
             try:
                 self.writer.write(b"".join([_puback(i) for i in ready]))
-            except (ConnectionError, RuntimeError) as e:  # the client is gone; it re-sends on reconnect
+            except (
+                ConnectionError,
+                RuntimeError,
+            ) as e:  # the client is gone; it re-sends on reconnect
                 log.debug("PUBACKs not sent: %r", e)
 
     def _refuse(self, identity: Identity, reason: str, message: str) -> None:
@@ -376,6 +406,9 @@ class DeviceHandler(BrokerProtocolHandler):
         self._owed.clear()
         identity = getattr(self.session, "atoll_identity", None)
         reason = error.message if isinstance(error, Unavailable) else repr(error)
-        log.error("closing the connection of %s without acknowledging: %s",
-                  identity.device if identity else "?", reason)
+        log.error(
+            "closing the connection of %s without acknowledging: %s",
+            identity.device if identity else "?",
+            reason,
+        )
         self._spawn(self.handle_connection_closed())

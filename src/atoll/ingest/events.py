@@ -32,8 +32,14 @@ _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(TelemetryEvent)
 
 
-def encode_telemetry(project: str, device: str, metrics: list[str], key_index: list[int],
-                     ts: list[int], value: list[float]) -> bytes:
+def encode_telemetry(
+    project: str,
+    device: str,
+    metrics: list[str],
+    key_index: list[int],
+    ts: list[int],
+    value: list[float],
+) -> bytes:
     return _enc.encode(TelemetryEvent(project, device, metrics, key_index, ts, value))
 
 
@@ -57,7 +63,16 @@ def encode_twin(project: str, device: str, reported: dict[str, Any], at: int) ->
     return _enc.encode({"project": project, "device": device, "reported": reported, "at": at})
 
 
-def encode_command_ack(project: str, device: str, command_id: str, status: str, result: Any,
-                       at: int) -> bytes:
-    return _enc.encode({"project": project, "device": device, "command": command_id,
-                        "status": status, "result": result, "at": at})
+def encode_command_ack(
+    project: str, device: str, command_id: str, status: str, result: Any, at: int
+) -> bytes:
+    return _enc.encode(
+        {
+            "project": project,
+            "device": device,
+            "command": command_id,
+            "status": status,
+            "result": result,
+            "at": at,
+        }
+    )

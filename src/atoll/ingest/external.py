@@ -83,8 +83,12 @@ class _Worker:
         self.index = index
         self.retiring = retiring
         self.client_id = f"{owner.client_prefix}-{owner.node_id}-{index}"
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                        protocol=mqtt.MQTTv5, manual_ack=True)
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
         if owner.username:
             c.username_pw_set(owner.username, owner.password)
         if owner.tls:
@@ -131,20 +135,29 @@ class _Worker:
         self.lost.append(now)
         if len(self.lost) >= FLAP_COUNT and now - self.flap_logged > FLAP_WINDOW_S:
             self.flap_logged = now
-            log.error("ingest worker %s lost the broker %d times in %.0f s (%s). If another Atoll "
-                      "process uses the node name %r, the two take each other's sessions over: "
-                      "give each process its own data directory or ATOLL_MQTT_NODE_ID",
-                      self.client_id, len(self.lost), FLAP_WINDOW_S, rc, self.owner.node_id)
+            log.error(
+                "ingest worker %s lost the broker %d times in %.0f s (%s). If another Atoll "
+                "process uses the node name %r, the two take each other's sessions over: "
+                "give each process its own data directory or ATOLL_MQTT_NODE_ID",
+                self.client_id,
+                len(self.lost),
+                FLAP_WINDOW_S,
+                rc,
+                self.owner.node_id,
+            )
         else:
-            log.warning("ingest worker %s lost the broker (%s); paho reconnects", self.client_id, rc)
+            log.warning(
+                "ingest worker %s lost the broker (%s); paho reconnects", self.client_id, rc
+            )
 
     def _on_message(self, client, userdata, msg) -> None:
         self.received += 1
         self.last_message = time.monotonic()
         loop = self.owner.loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.owner.on_message, self, msg.mid, msg.qos, msg.topic,
-                                      bytes(msg.payload))
+            loop.call_soon_threadsafe(
+                self.owner.on_message, self, msg.mid, msg.qos, msg.topic, bytes(msg.payload)
+            )
 
     def start(self, host: str, port: int) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -163,12 +176,24 @@ class _Worker:
 
 
 class ExternalIngest:
-    def __init__(self, pipeline: IngestPipeline, registry: Any, *, host: str = "127.0.0.1",
-                 port: int = 1883, username: str | None = None, password: str | None = None,
-                 workers: int = 2, node_id: str, home: Path | None = None,
-                 client_prefix: str = "atoll-ingest", session_expiry_s: int = 7 * 24 * 3600,
-                 tls: bool = False, ca_file: Path | None = None,
-                 auth: MosquittoAuth | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        registry: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        username: str | None = None,
+        password: str | None = None,
+        workers: int = 2,
+        node_id: str,
+        home: Path | None = None,
+        client_prefix: str = "atoll-ingest",
+        session_expiry_s: int = 7 * 24 * 3600,
+        tls: bool = False,
+        ca_file: Path | None = None,
+        auth: MosquittoAuth | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.registry = registry
         self.host, self.port = host, port
@@ -190,38 +215,71 @@ class ExternalIngest:
         self._drain_scheduled = False
 
     @classmethod
-    def from_settings(cls, settings, pipeline: IngestPipeline, directory, registry) -> ExternalIngest:
+    def from_settings(
+        cls, settings, pipeline: IngestPipeline, directory, registry
+    ) -> ExternalIngest:
         if not settings.mqtt_url:
-            raise InvalidInput("external MQTT needs a broker URL",
-                               hint="pass --mqtt-url mqtt://user:password@host:1883 (or ATOLL_MQTT_URL)")
-        extra = [f for f, v in (("--mqtt-tls-port", settings.mqtt_tls_port),
-                                ("--mqtt-ws-port", settings.mqtt_ws_port),
-                                ("--mqtt-wss-port", settings.mqtt_wss_port)) if v is not None]
+            raise InvalidInput(
+                "external MQTT needs a broker URL",
+                hint="pass --mqtt-url mqtt://user:password@host:1883 (or ATOLL_MQTT_URL)",
+            )
+        extra = [
+            f
+            for f, v in (
+                ("--mqtt-tls-port", settings.mqtt_tls_port),
+                ("--mqtt-ws-port", settings.mqtt_ws_port),
+                ("--mqtt-wss-port", settings.mqtt_wss_port),
+            )
+            if v is not None
+        ]
         if extra:
-            raise InvalidInput(f"{', '.join(extra)}: listeners of the embedded broker, not of an "
-                               "external one", hint="add TLS and WebSocket listeners to the "
-                               "broker's own configuration (mosquitto.conf), or use --mqtt embedded")
+            raise InvalidInput(
+                f"{', '.join(extra)}: listeners of the embedded broker, not of an external one",
+                hint="add TLS and WebSocket listeners to the "
+                "broker's own configuration (mosquitto.conf), or use --mqtt embedded",
+            )
         u = urlsplit(settings.mqtt_url)
         if u.scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
-            raise InvalidInput(f"unsupported broker URL {settings.mqtt_url!r}",
-                               hint="use mqtt://host:1883, or mqtts://host:8883 for TLS")
+            raise InvalidInput(
+                f"unsupported broker URL {settings.mqtt_url!r}",
+                hint="use mqtt://host:1883, or mqtts://host:8883 for TLS",
+            )
         tls = u.scheme in ("mqtts", "ssl")
         ca_file = settings.mqtt_ca_file
         if ca_file is not None and not ca_file.is_file():
-            raise InvalidInput(f"CA file {ca_file} (ATOLL_MQTT_CA_FILE) does not exist",
-                               hint="point it at the PEM certificate that signed the broker's one")
+            raise InvalidInput(
+                f"CA file {ca_file} (ATOLL_MQTT_CA_FILE) does not exist",
+                hint="point it at the PEM certificate that signed the broker's one",
+            )
         user = unquote(u.username) if u.username else None
         password = unquote(u.password) if u.password else None
         auth = None
         if settings.mosquitto_password_file:
-            acl = settings.mosquitto_acl_file or settings.mosquitto_password_file.with_suffix(".acl")
-            auth = MosquittoAuth(settings.mosquitto_password_file, acl, settings.mosquitto_pid_file,
-                                 admin_user=user or "atoll-ingest", admin_password=password)
-        return cls(pipeline, registry, host=u.hostname or "127.0.0.1",
-                   port=u.port or (8883 if tls else 1883), username=user, password=password,
-                   workers=settings.mqtt_workers, node_id=node_id(settings.home, settings.mqtt_node_id),
-                   home=settings.home, session_expiry_s=settings.mqtt_session_expiry_s,
-                   tls=tls, ca_file=ca_file, auth=auth)
+            acl = settings.mosquitto_acl_file or settings.mosquitto_password_file.with_suffix(
+                ".acl"
+            )
+            auth = MosquittoAuth(
+                settings.mosquitto_password_file,
+                acl,
+                settings.mosquitto_pid_file,
+                admin_user=user or "atoll-ingest",
+                admin_password=password,
+            )
+        return cls(
+            pipeline,
+            registry,
+            host=u.hostname or "127.0.0.1",
+            port=u.port or (8883 if tls else 1883),
+            username=user,
+            password=password,
+            workers=settings.mqtt_workers,
+            node_id=node_id(settings.home, settings.mqtt_node_id),
+            home=settings.home,
+            session_expiry_s=settings.mqtt_session_expiry_s,
+            tls=tls,
+            ca_file=ca_file,
+            auth=auth,
+        )
 
     @property
     def url(self) -> str:
@@ -253,12 +311,16 @@ class ExternalIngest:
             try:
                 await asyncio.to_thread(w.start, self.host, self.port)
             except ssl.SSLError as e:
-                raise Unavailable(f"no TLS connection to the MQTT broker at {self.host}:{self.port}: "
-                                  f"{e}", hint="set ATOLL_MQTT_CA_FILE to the CA certificate that "
-                                               "signed the broker's one") from None
+                raise Unavailable(
+                    f"no TLS connection to the MQTT broker at {self.host}:{self.port}: {e}",
+                    hint="set ATOLL_MQTT_CA_FILE to the CA certificate that "
+                    "signed the broker's one",
+                ) from None
             except OSError as e:
-                raise Unavailable(f"cannot reach the MQTT broker at {self.host}:{self.port}: {e}",
-                                  hint="start the broker or fix --mqtt-url") from None
+                raise Unavailable(
+                    f"cannot reach the MQTT broker at {self.host}:{self.port}: {e}",
+                    hint="start the broker or fix --mqtt-url",
+                ) from None
         for w in self._workers:
             ok = await asyncio.to_thread(w.connected.wait, 10)
             if ok and w.refused and self.auth is not None:
@@ -267,9 +329,11 @@ class ExternalIngest:
                 while w.refused and time.monotonic() < deadline:
                     await asyncio.sleep(0.1)
             if not ok or w.refused:
-                raise Unavailable(f"the MQTT broker at {self.host}:{self.port} refused Atoll's ingest "
-                                  f"worker: {w.refused or 'no answer'}",
-                                  hint="check the user and password in --mqtt-url")
+                raise Unavailable(
+                    f"the MQTT broker at {self.host}:{self.port} refused Atoll's ingest "
+                    f"worker: {w.refused or 'no answer'}",
+                    hint="check the user and password in --mqtt-url",
+                )
         surplus = self._record_workers()
         if surplus:
             self._retiring = [_Worker(self, i, retiring=True) for i in surplus]
@@ -312,20 +376,28 @@ class ExternalIngest:
             if not await asyncio.to_thread(w.connected.wait, 10) or w.refused:
                 raise OSError(w.refused or "no answer")
         except OSError as e:
-            log.warning("could not retire ingest worker %s (%s); trying again on the next start",
-                        w.client_id, e)
+            log.warning(
+                "could not retire ingest worker %s (%s); trying again on the next start",
+                w.client_id,
+                e,
+            )
             return False
         await asyncio.to_thread(w.unsubscribed.wait, 10)
         while w.inflight or w.unacked or time.monotonic() - w.last_message < RETIRE_QUIET_S:
             if w.unacked:
-                log.warning("not retiring ingest worker %s: %d messages could not be stored; "
-                            "they stay in its session for the next start", w.client_id, w.unacked)
+                log.warning(
+                    "not retiring ingest worker %s: %d messages could not be stored; "
+                    "they stay in its session for the next start",
+                    w.client_id,
+                    w.unacked,
+                )
                 await asyncio.to_thread(w.stop)
                 return False
             await asyncio.sleep(0.25)
         await asyncio.to_thread(w.stop, end_session=True)
-        log.info("retired ingest worker %s after delivering %d queued messages", w.client_id,
-                 w.received)
+        log.info(
+            "retired ingest worker %s after delivering %d queued messages", w.client_id, w.received
+        )
         return True
 
     def hand_over(self, item: tuple) -> None:
@@ -349,19 +421,24 @@ class ExternalIngest:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _handle(self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes) -> None:
+    async def _handle(
+        self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes
+    ) -> None:
         try:
             await self._ingest(worker, mid, qos, topic, payload)
         finally:
             worker.inflight -= 1
 
-    async def _ingest(self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes) -> None:
+    async def _ingest(
+        self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes
+    ) -> None:
         parsed = topics.parse(topic)
         if parsed is not None:
             identity = await self._identity(parsed[0])
             if identity is None:
-                self.pipeline.reject(parsed[0], "mqtt", UNKNOWN_DEVICE,
-                                     f"no device {parsed[0]!r} in the registry")
+                self.pipeline.reject(
+                    parsed[0], "mqtt", UNKNOWN_DEVICE, f"no device {parsed[0]!r} in the registry"
+                )
             else:
                 try:
                     await self.pipeline.hold(identity, "mqtt")
@@ -405,11 +482,15 @@ class ExternalIngest:
         log.info("asked the broker to close device %s (%s)", device_id, reason)
         return 0
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None:
         """Cloud → device, through the broker."""
         if not self._workers:
-            raise Unavailable("this Atoll process has no MQTT connection (ATOLL_MQTT_WORKERS=0)",
-                              hint="send it through another Atoll process")
+            raise Unavailable(
+                "this Atoll process has no MQTT connection (ATOLL_MQTT_WORKERS=0)",
+                hint="send it through another Atoll process",
+            )
         info = self._workers[0].client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise Unavailable(f"could not publish to {topic}: {mqtt.error_string(info.rc)}")
@@ -419,8 +500,10 @@ def node_id(home: Path, configured: str | None = None) -> str:
     """This process's name towards the broker: ``configured``, or made once and kept in ``home``."""
     if configured:
         if not NODE_ID.fullmatch(configured):
-            raise InvalidInput(f"MQTT node id {configured!r} cannot be part of a client id",
-                               hint="use 1-64 of A-Z a-z 0-9 _ . - in ATOLL_MQTT_NODE_ID")
+            raise InvalidInput(
+                f"MQTT node id {configured!r} cannot be part of a client id",
+                hint="use 1-64 of A-Z a-z 0-9 _ . - in ATOLL_MQTT_NODE_ID",
+            )
         return configured
     with _node_record(home) as record:
         if not record.get("node_id"):
@@ -465,18 +548,21 @@ def claim_node(broker_url: str, node: str) -> NodeClaim | None:
         try:
             f = open(path, "a")  # noqa: SIM115 - held until release()
         except OSError as e:  # e.g. created by another user: the broker-side check still applies
-            log.warning("cannot lock %s (%s); not checking for a second process named %r",
-                        path, e, node)
+            log.warning(
+                "cannot lock %s (%s); not checking for a second process named %r", path, e, node
+            )
             return None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.close()
-            raise Unavailable(f"another Atoll process on this machine is attached to {broker_url} "
-                              f"as node {node!r}; its ingest workers would take each other's "
-                              "sessions over", hint="give each Atoll process its own data "
-                              "directory (--home or ATOLL_HOME) or its own ATOLL_MQTT_NODE_ID"
-                              ) from None
+            raise Unavailable(
+                f"another Atoll process on this machine is attached to {broker_url} "
+                f"as node {node!r}; its ingest workers would take each other's "
+                "sessions over",
+                hint="give each Atoll process its own data "
+                "directory (--home or ATOLL_HOME) or its own ATOLL_MQTT_NODE_ID",
+            ) from None
         try:
             current = os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
         except FileNotFoundError:
@@ -488,8 +574,9 @@ def claim_node(broker_url: str, node: str) -> NodeClaim | None:
     return None
 
 
-def write_mosquitto_conf(path: Path, *, port: int, password_file: Path, acl_file: Path,
-                         pid_file: Path, extra: str = "") -> Path:
+def write_mosquitto_conf(
+    path: Path, *, port: int, password_file: Path, acl_file: Path, pid_file: Path, extra: str = ""
+) -> Path:
     """A minimal broker config wired to Atoll's auth files (used by tests and docs)."""
     path.write_text(
         f"listener {port} 127.0.0.1\n"
@@ -501,8 +588,7 @@ def write_mosquitto_conf(path: Path, *, port: int, password_file: Path, acl_file
         "max_inflight_messages 1000\n"
         "max_queued_messages 100000\n"
         # As root, mosquitto would switch to the "mosquitto" user, who cannot read our 0600 files.
-        f"user {getpass.getuser()}\n"
-        + extra
+        f"user {getpass.getuser()}\n" + extra
     )
     return path
 

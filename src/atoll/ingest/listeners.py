@@ -41,11 +41,14 @@ class Listener:
 LISTENERS = (
     Listener("tls", "mqtt_tls_port", "--mqtt-tls-port", "MQTT over TLS", "mqtts", False, True),
     Listener("ws", "mqtt_ws_port", "--mqtt-ws-port", "MQTT over WebSockets", "ws", True, False),
-    Listener("wss", "mqtt_wss_port", "--mqtt-wss-port", "MQTT over secure WebSockets", "wss",
-             True, True),
+    Listener(
+        "wss", "mqtt_wss_port", "--mqtt-wss-port", "MQTT over secure WebSockets", "wss", True, True
+    ),
 )
-CERT_HINT = ("pass --tls-cert FILE (PEM certificate, then any intermediates) and --tls-key FILE "
-             "(its PEM private key, unencrypted), or ATOLL_TLS_CERT / ATOLL_TLS_KEY")
+CERT_HINT = (
+    "pass --tls-cert FILE (PEM certificate, then any intermediates) and --tls-key FILE "
+    "(its PEM private key, unencrypted), or ATOLL_TLS_CERT / ATOLL_TLS_KEY"
+)
 
 
 def listeners(settings: Any) -> dict[str, dict[str, Any]]:
@@ -57,15 +60,20 @@ def listeners(settings: Any) -> dict[str, dict[str, Any]]:
     for x in wanted:
         port = getattr(settings, x.setting)
         if port in used:
-            raise InvalidInput(f"port {port} is given to both {used[port]} and {x.flag}",
-                               hint="give each MQTT listener its own port (0 = any free port)")
+            raise InvalidInput(
+                f"port {port} is given to both {used[port]} and {x.flag}",
+                hint="give each MQTT listener its own port (0 = any free port)",
+            )
         if port:
             used[port] = x.flag
             check_port_free(settings.mqtt_host, port, x.what, x.flag)
     out = {}
     for x in wanted:
-        conf: dict[str, Any] = {"type": "ws" if x.websocket else "tcp", "max_connections": -1,
-                                "bind": f"{settings.mqtt_host}:{getattr(settings, x.setting)}"}
+        conf: dict[str, Any] = {
+            "type": "ws" if x.websocket else "tcp",
+            "max_connections": -1,
+            "bind": f"{settings.mqtt_host}:{getattr(settings, x.setting)}",
+        }
         if x.tls:
             conf.update(ssl=True, certfile=str(settings.tls_cert), keyfile=str(settings.tls_key))
         out[x.name] = conf
@@ -91,9 +99,12 @@ def check_certificate(cert: Path | None, key: Path | None) -> None:
     try:
         server_context(cert, key)
     except PermissionError as e:
-        raise InvalidInput(f"cannot read {e.filename}: permission denied",
-                           hint="let the user running Atoll read the certificate and key") from None
+        raise InvalidInput(
+            f"cannot read {e.filename}: permission denied",
+            hint="let the user running Atoll read the certificate and key",
+        ) from None
     except ssl.SSLError as e:
-        raise InvalidInput(f"cannot use the TLS certificate {cert} with the key {key}: "
-                           f"{e.reason or e}", hint=CERT_HINT) from None
-
+        raise InvalidInput(
+            f"cannot use the TLS certificate {cert} with the key {key}: {e.reason or e}",
+            hint=CERT_HINT,
+        ) from None

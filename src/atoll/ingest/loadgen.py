@@ -1,8 +1,10 @@
 """Load generators for ``atoll bench ingest`` (run as separate processes so they do not share
 the server's GIL). Each prints one JSON line when done.
 
-    python -m atoll.ingest.loadgen mqtt --port P --device D --secret S --messages N --readings R --metrics K
-    python -m atoll.ingest.loadgen http --url U --device D --secret S --requests N --readings R --metrics K
+    python -m atoll.ingest.loadgen mqtt --port P --device D --secret S \
+        --messages N --readings R --metrics K
+    python -m atoll.ingest.loadgen http --url U --device D --secret S \
+        --requests N --readings R --metrics K
     python -m atoll.ingest.loadgen sub --port P --topic T --messages N
 
 ``mqtt`` and ``http`` print ``ready`` once connected and start when a line arrives on stdin.
@@ -55,7 +57,11 @@ def run_mqtt(a) -> dict:
     seconds = time.perf_counter() - t
     c.disconnect()
     c.loop_stop()
-    return {"messages": a.messages, "acked": sum(i.is_published() for i in infos), "seconds": seconds}
+    return {
+        "messages": a.messages,
+        "acked": sum(i.is_published() for i in infos),
+        "seconds": seconds,
+    }
 
 
 def run_http(a) -> dict:
@@ -67,14 +73,16 @@ def run_http(a) -> dict:
     lock = threading.Lock()
 
     def worker(part: list[bytes]) -> None:
-        with httpx.Client(auth=(a.device, a.secret), timeout=60,
-                          headers={"content-type": "application/json"}) as h:
+        with httpx.Client(
+            auth=(a.device, a.secret), timeout=60, headers={"content-type": "application/json"}
+        ) as h:
             for b in part:
                 r = h.post(url, content=b)
                 if r.status_code < 300:
                     with lock:
                         ok[0] += 1
-    parts = [bodies[i::a.concurrency] for i in range(a.concurrency)]
+
+    parts = [bodies[i :: a.concurrency] for i in range(a.concurrency)]
     threads = [threading.Thread(target=worker, args=(p,)) for p in parts]
     _wait_go()
     t = time.perf_counter()

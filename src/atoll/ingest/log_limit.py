@@ -28,16 +28,26 @@ log = logging.getLogger(__name__)
 
 #: Loggers that hostile network input can make write a line per event.
 NETWORK_LOGGERS = (
-    "asyncio", "amqtt", "amqtt.broker", "amqtt.mqtt.protocol.handler",
-    "amqtt.mqtt.protocol.broker_handler", "websockets", "websockets.server", "uvicorn.error",
-    "atoll.ingest.pipeline", "atoll.ingest.embedded_broker", "atoll.ingest.embedded_connection",
-    "atoll.ingest.admission", "atoll.ingest.external",
+    "asyncio",
+    "amqtt",
+    "amqtt.broker",
+    "amqtt.mqtt.protocol.handler",
+    "amqtt.mqtt.protocol.broker_handler",
+    "websockets",
+    "websockets.server",
+    "uvicorn.error",
+    "atoll.ingest.pipeline",
+    "atoll.ingest.embedded_broker",
+    "atoll.ingest.embedded_connection",
+    "atoll.ingest.admission",
+    "atoll.ingest.external",
 )
 
 
 class LogLimit(logging.Filter):
-    def __init__(self, burst: int = 20, interval: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, burst: int = 20, interval: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         super().__init__()
         self.burst = burst
         self.interval = interval
@@ -76,8 +86,13 @@ class LogLimit(logging.Filter):
             del self._windows[key]
             if w[2]:
                 sample: logging.LogRecord = w[3]
-                log.warning("suppressed %d log lines like this one from %s in %.0f s: %s", w[2],
-                            sample.name, self.interval, _message(sample))
+                log.warning(
+                    "suppressed %d log lines like this one from %s in %.0f s: %s",
+                    w[2],
+                    sample.name,
+                    self.interval,
+                    _message(sample),
+                )
 
     # -- installing ------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ITERATIONS = 101  # what mosquitto_passwd 2.0 uses
 
+
 def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
     """``$7$`` PBKDF2-SHA512 entry, as ``mosquitto_passwd`` writes it."""
     salt = salt or secrets.token_bytes(12)
@@ -51,8 +52,15 @@ def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
 class MosquittoAuth:
     """Keeps ``password_file`` and ``acl_file`` in step with the registry's device credentials."""
 
-    def __init__(self, password_file: Path, acl_file: Path, pid_file: Path | None, *,
-                 admin_user: str = "atoll-ingest", admin_password: str | None = None) -> None:
+    def __init__(
+        self,
+        password_file: Path,
+        acl_file: Path,
+        pid_file: Path | None,
+        *,
+        admin_user: str = "atoll-ingest",
+        admin_password: str | None = None,
+    ) -> None:
         self.password_file = Path(password_file)
         self.acl_file = Path(acl_file)
         self.pid_file = Path(pid_file) if pid_file else None
@@ -68,8 +76,10 @@ class MosquittoAuth:
         self._load()
 
     def _stamp(self) -> tuple:
-        return tuple((st.st_ino, st.st_mtime_ns, st.st_size) if (st := _stat(f)) else None
-                     for f in (self.password_file, self._parked_file))
+        return tuple(
+            (st.st_ino, st.st_mtime_ns, st.st_size) if (st := _stat(f)) else None
+            for f in (self.password_file, self._parked_file)
+        )
 
     def _load(self) -> None:
         """Take the files as they are now (another process may have changed them)."""
@@ -139,9 +149,11 @@ class MosquittoAuth:
         try:
             os.kill(int(self.pid_file.read_text().strip()), signal.SIGHUP)
         except (ValueError, ProcessLookupError, PermissionError) as e:
-            log.warning("could not signal mosquitto to reload its auth files (%s): %s", self.pid_file, e)
+            log.warning(
+                "could not signal mosquitto to reload its auth files (%s): %s", self.pid_file, e
+            )
 
-    # -- registry ------------------------------------------------------------------------------------
+    # -- registry ----------------------------------------------------------------------------------
 
     def sync(self, registry: Any) -> None:
         """Drop entries of devices that no longer exist, lost their secret or are disabled."""

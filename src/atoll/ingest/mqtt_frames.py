@@ -7,7 +7,8 @@ in them synchronously, with amqtt's decoders: Atoll does not implement the wire 
 
 >>> from amqtt.mqtt.pingreq import PingReqPacket
 >>> from amqtt.mqtt.publish import PublishPacket
->>> wire = PublishPacket.build("t/1", b"hi", 7, False, 1, False).to_bytes() + PingReqPacket().to_bytes()
+>>> publish = PublishPacket.build("t/1", b"hi", 7, False, 1, False)
+>>> wire = publish.to_bytes() + PingReqPacket().to_bytes()
 >>> splitter = PacketSplitter(max_packet=1024)
 >>> splitter.feed(wire[:5]), splitter.buffered
 (([], None), 5)
@@ -100,14 +101,18 @@ class _Replay:
         data, pos = reader.data, reader.pos
         seen = self._seen
         for n in self._lengths:
-            args = seen.get(data[pos:pos + n])
+            args = seen.get(data[pos : pos + n])
             if args is not None:
                 reader.pos = pos + n
                 return MQTTFixedHeader(*args)
         header = _run(self._decoder(reader))
         if header is not None and len(seen) < self.LIMIT:
             n = reader.pos - pos
-            seen[data[pos:reader.pos]] = (header.packet_type, header.flags, header.remaining_length)
+            seen[data[pos : reader.pos]] = (
+                header.packet_type,
+                header.flags,
+                header.remaining_length,
+            )
             if n not in self._lengths:
                 self._lengths.append(n)
         return header
@@ -159,7 +164,7 @@ class PacketSplitter:
         except PacketError as e:
             self._rest = b""
             return packets, e
-        self._rest = buf[reader.pos:] if reader.pos < len(buf) else b""
+        self._rest = buf[reader.pos :] if reader.pos < len(buf) else b""
         return packets, None
 
     def _split(self, reader: _Chunk, packets: list[MQTTPacket]) -> None:
@@ -176,8 +181,10 @@ class PacketSplitter:
                 return
             length = header.remaining_length
             if length > self.max_packet:
-                raise PacketError(PACKET_TOO_LARGE,
-                                  f"packet of {length} bytes; this broker accepts at most {self.max_packet}")
+                raise PacketError(
+                    PACKET_TOO_LARGE,
+                    f"packet of {length} bytes; this broker accepts at most {self.max_packet}",
+                )
             if size - reader.pos < length:
                 reader.pos = start
                 return
@@ -200,7 +207,9 @@ def _decode(reader: _Chunk, header: MQTTFixedHeader) -> MQTTPacket:
             var = _run(_PublishVariableHeader.from_stream(reader, header))
             if not var.topic_name or "\x00" in var.topic_name:  # amqtt refuses wildcards itself
                 raise PacketError(MALFORMED_PACKET, f"invalid topic name {var.topic_name!r}")
-            packet = PublishPacket(header, var, _run(PublishPayload.from_stream(reader, header, var)))
+            packet = PublishPacket(
+                header, var, _run(PublishPayload.from_stream(reader, header, var))
+            )
         else:
             packet = _run(packet_dict[kind].from_stream(reader, fixed_header=header))
     except PacketError:
@@ -208,9 +217,11 @@ def _decode(reader: _Chunk, header: MQTTFixedHeader) -> MQTTPacket:
     except Exception as e:  # noqa: BLE001 - any decoder error means the bytes are not MQTT
         raise PacketError(MALFORMED_PACKET, f"cannot decode packet type {kind}: {e}") from None
     if reader.pos != reader.end:
-        raise PacketError(MALFORMED_PACKET,
-                          f"packet type {kind} declares {header.remaining_length} bytes but holds "
-                          f"{header.remaining_length - (reader.end - reader.pos)}")
+        raise PacketError(
+            MALFORMED_PACKET,
+            f"packet type {kind} declares {header.remaining_length} bytes but holds "
+            f"{header.remaining_length - (reader.end - reader.pos)}",
+        )
     return packet
 
 
@@ -222,7 +233,9 @@ def check_connect(header: MQTTFixedHeader, body: bytes) -> ConnectPacket:
     [MQTT-1.5.3-2] and a Will topic is a topic name (§4.7). Raises ``PacketError``.
     """
     if header.packet_type != CONNECT:
-        raise PacketError(MALFORMED_PACKET, f"first packet is of type {header.packet_type}, not CONNECT")
+        raise PacketError(
+            MALFORMED_PACKET, f"first packet is of type {header.packet_type}, not CONNECT"
+        )
     reader = _Chunk(body)
     packet = _decode(reader, header)
     assert isinstance(packet, ConnectPacket)
@@ -235,10 +248,13 @@ def check_connect(header: MQTTFixedHeader, body: bytes) -> ConnectPacket:
     again = bytes(var.to_bytes()) + bytes(payload.to_bytes(header, var))
     payload.client_id = client_id
     if again != body:
-        raise PacketError(MALFORMED_PACKET, "CONNECT with a field missing, extra bytes or "
-                                            "ill-formed UTF-8")
+        raise PacketError(
+            MALFORMED_PACKET, "CONNECT with a field missing, extra bytes or ill-formed UTF-8"
+        )
     if any("\x00" in s for s in (client_id, payload.will_topic, payload.username) if s):
         raise PacketError(MALFORMED_PACKET, "CONNECT with U+0000 in a string")
     if var.will_flag and not valid_topic_name(payload.will_topic or ""):
-        raise PacketError(MALFORMED_PACKET, f"Will topic {payload.will_topic!r} is not a topic name")
+        raise PacketError(
+            MALFORMED_PACKET, f"Will topic {payload.will_topic!r} is not a topic name"
+        )
     return packet

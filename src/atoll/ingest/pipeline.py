@@ -148,7 +148,9 @@ class IngestPipeline:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
-        self._thread = threading.Thread(target=self._writer, name="atoll-ingest-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._writer, name="atoll-ingest-writer", daemon=True
+        )
         self._thread.start()
         self._flusher = asyncio.create_task(self._flush_loop(), name="atoll-ingest-flush")
 
@@ -181,7 +183,9 @@ class IngestPipeline:
         self._schemas[identity.device] = (metrics, schema)
         return schema
 
-    async def submit_telemetry(self, identity: Identity, body: bytes, transport: str = "mqtt") -> int:
+    async def submit_telemetry(
+        self, identity: Identity, body: bytes, transport: str = "mqtt"
+    ) -> int:
         """Validate and durably store one message; returns the number of points stored.
 
         Raises ``InvalidInput`` (counted as a rejection) or ``Unavailable`` (store failed).
@@ -198,8 +202,11 @@ class IngestPipeline:
         """Validate one telemetry message; a refusal is counted and raised as ``InvalidInput``."""
         try:
             parsed = parse_telemetry(
-                body, project=identity.project, device=identity.device,
-                schema=self.schema_for(identity), limits=self.limits,
+                body,
+                project=identity.project,
+                device=identity.device,
+                schema=self.schema_for(identity),
+                limits=self.limits,
             )
         except InvalidInput as e:
             self.reject(identity.device, transport, getattr(e, "reason", e.code), e.message)
@@ -208,7 +215,9 @@ class IngestPipeline:
             raise self._unparseable(identity, transport, "telemetry", e) from None
         if parsed.out_of_range:
             self.reject(
-                identity.device, transport, OUT_OF_RANGE_ACCEPTED,
+                identity.device,
+                transport,
+                OUT_OF_RANGE_ACCEPTED,
                 f"{parsed.out_of_range} value(s) outside the declared range of "
                 f"{', '.join(parsed.out_of_range_metrics)} (stored)",
                 log_level=logging.INFO,
@@ -250,11 +259,14 @@ class IngestPipeline:
         wait = self.over_limit(identity)
         if wait > 0:
             assert self.quotas is not None
-            msg = (f"over the rate limit ({self.quotas.describe(identity.tenant)}); "
-                   f"retry in {wait:.1f} s")
+            msg = (
+                f"over the rate limit ({self.quotas.describe(identity.tenant)}); "
+                f"retry in {wait:.1f} s"
+            )
             self.reject(identity.device, transport, RATE_LIMITED, msg, log_level=logging.INFO)
-            raise RateLimited(msg, retry_after=wait,
-                              hint="send less often, or batch readings and slow down")
+            raise RateLimited(
+                msg, retry_after=wait, hint="send less often, or batch readings and slow down"
+            )
 
     async def hold(self, identity: Identity, transport: str) -> None:
         """For transports that handle messages one by one and cannot refuse them: wait until
@@ -293,9 +305,14 @@ class IngestPipeline:
         self.stats.throttled += 1
         self.stats.throttled_seconds += seconds
         policy = self.quotas.describe(identity.tenant) if self.quotas else "none"
-        self.reject(identity.device, transport, THROTTLED,
-                    f"reading paused {seconds:.2f} s ({total:.1f} s since the server started): "
-                    f"over the rate limit ({policy}); nothing is lost", log_level=logging.INFO)
+        self.reject(
+            identity.device,
+            transport,
+            THROTTLED,
+            f"reading paused {seconds:.2f} s ({total:.1f} s since the server started): "
+            f"over the rate limit ({policy}); nothing is lost",
+            log_level=logging.INFO,
+        )
 
     async def room(self) -> None:
         """Back-pressure: wait while the writer is behind."""
@@ -357,13 +374,18 @@ class IngestPipeline:
         for n, item in enumerate(items):
             total += item.points
             if total >= self.max_commit_points:
-                taken, self._pending = items[: n + 1], items[n + 1:]
+                taken, self._pending = items[: n + 1], items[n + 1 :]
                 return taken, total
         self._pending = []
         return items, total
 
-    def _resolve(self, taken: list[_Item], total: int, err: BaseException | None,
-                 payloads: list[tuple[str, bytes]]) -> None:
+    def _resolve(
+        self,
+        taken: list[_Item],
+        total: int,
+        err: BaseException | None,
+        payloads: list[tuple[str, bytes]],
+    ) -> None:
         if err is None:
             now, seen = _now_us(), self._seen
             messages = 0
@@ -380,8 +402,10 @@ class IngestPipeline:
                 self._publishing.add(task)
                 task.add_done_callback(self._publishing.discard)
         else:
-            exc = Unavailable(f"the store could not persist the points: {err}",
-                              hint="retry later; nothing of this message was acknowledged")
+            exc = Unavailable(
+                f"the store could not persist the points: {err}",
+                hint="retry later; nothing of this message was acknowledged",
+            )
             for item in taken:
                 if not item.future.done():
                     item.future.set_exception(exc)
@@ -409,8 +433,12 @@ class IngestPipeline:
                     ts.extend(p.ts)
                     val.extend(p.value)
                 metrics = list(lut)
-            out.append((topics.bus_telemetry(project, device),
-                        events.encode_telemetry(project, device, metrics, idx, ts, val)))
+            out.append(
+                (
+                    topics.bus_telemetry(project, device),
+                    events.encode_telemetry(project, device, metrics, idx, ts, val),
+                )
+            )
         return out
 
     async def _publish(self, payloads: list[tuple[str, bytes]]) -> None:
@@ -428,15 +456,20 @@ class IngestPipeline:
         doc = self._json_object(identity, body, transport, "twin reported")
         try:
             result = await asyncio.to_thread(self._directory().patch_reported, identity.device, doc)
-        except InvalidInput as e:  # shape and values are checked above: the merged twin is too large
+        except (
+            InvalidInput
+        ) as e:  # shape and values are checked above: the merged twin is too large
             self.reject(identity.device, transport, TOO_LARGE, e.message)
             raise
-        await self._bus_publish(topics.bus_twin(identity.project, identity.device),
-                                events.encode_twin(identity.project, identity.device, doc, _now_us()))
+        await self._bus_publish(
+            topics.bus_twin(identity.project, identity.device),
+            events.encode_twin(identity.project, identity.device, doc, _now_us()),
+        )
         return result
 
-    async def command_ack(self, identity: Identity, command_id: str, body: bytes,
-                          transport: str = "mqtt") -> Any:
+    async def command_ack(
+        self, identity: Identity, command_id: str, body: bytes, transport: str = "mqtt"
+    ) -> Any:
         self.charge(identity, 1)
         doc = self._json_object(identity, body, transport, "command ack")
         status = doc.get("status", "ok")
@@ -445,15 +478,21 @@ class IngestPipeline:
             self.reject(identity.device, transport, "bad_command_ack", msg)
             raise InvalidTelemetry("bad_command_ack", msg)
         try:
-            result = await asyncio.to_thread(self._directory().command_ack, identity.device,
-                                             command_id, status, doc.get("result"))
+            result = await asyncio.to_thread(
+                self._directory().command_ack,
+                identity.device,
+                command_id,
+                status,
+                doc.get("result"),
+            )
         except (NotFound, Conflict) as e:  # unknown, or finished (a late or repeated ack)
             self.reject(identity.device, transport, "unknown_command", e.message)
             raise
         await self._bus_publish(
             topics.bus_command_ack(identity.project, identity.device),
-            events.encode_command_ack(identity.project, identity.device, command_id, status,
-                                      doc.get("result"), _now_us()),
+            events.encode_command_ack(
+                identity.project, identity.device, command_id, status, doc.get("result"), _now_us()
+            ),
         )
         return result
 
@@ -469,7 +508,8 @@ class IngestPipeline:
     def _parse_object(self, body: bytes, what: str) -> dict:
         if len(body) > self.limits.max_bytes:
             raise InvalidTelemetry(
-                TOO_LARGE, f"{what} is {len(body)} bytes; the limit is {self.limits.max_bytes}")
+                TOO_LARGE, f"{what} is {len(body)} bytes; the limit is {self.limits.max_bytes}"
+            )
         try:
             doc = msgspec.json.decode(body)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as e:
@@ -480,15 +520,21 @@ class IngestPipeline:
         _check_json(doc, what)
         return doc
 
-    def _unparseable(self, identity: Identity, transport: str, what: str,
-                     error: Exception) -> InvalidTelemetry:
+    def _unparseable(
+        self, identity: Identity, transport: str, what: str, error: Exception
+    ) -> InvalidTelemetry:
         """Count an unexpected failure to parse a device message as a refusal."""
         now = time.monotonic()
         if now - self._traceback_logged_at >= TRACEBACK_LOG_INTERVAL_S:
             self._traceback_logged_at = now
-            log.error("could not parse a %s message of device %s (tracebacks of this kind are "
-                      "logged at most every %g s)", what, identity.device,
-                      TRACEBACK_LOG_INTERVAL_S, exc_info=error)
+            log.error(
+                "could not parse a %s message of device %s (tracebacks of this kind are "
+                "logged at most every %g s)",
+                what,
+                identity.device,
+                TRACEBACK_LOG_INTERVAL_S,
+                exc_info=error,
+            )
         msg = f"{what} could not be parsed ({type(error).__name__})"
         self.reject(identity.device, transport, UNPARSEABLE, msg)
         return InvalidTelemetry(UNPARSEABLE, msg)
@@ -507,15 +553,29 @@ class IngestPipeline:
 
     # -- rejections ----------------------------------------------------------------------------
 
-    def reject(self, device: str, transport: str, reason: str, message: str, *,
-               log_level: int = logging.WARNING) -> None:
+    def reject(
+        self,
+        device: str,
+        transport: str,
+        reason: str,
+        message: str,
+        *,
+        log_level: int = logging.WARNING,
+    ) -> None:
         """Count a refused message (cheap; flushed to the registry in the background)."""
         key = (device, transport, reason)
         row = self._rejections.get(key)
         if row is None:
             self._rejections[key] = [1, message, _now_us()]
-            log.log(log_level, "%s rejected from device %s (%s): %s", transport, device, reason, message,
-                    extra={"limit_key": reason})  # rate-limited per reason (ingest.log_limit)
+            log.log(
+                log_level,
+                "%s rejected from device %s (%s): %s",
+                transport,
+                device,
+                reason,
+                message,
+                extra={"limit_key": reason},
+            )  # rate-limited per reason (ingest.log_limit)
         else:
             row[0] += 1
             row[1] = message
@@ -543,7 +603,8 @@ class IngestPipeline:
         try:
             if rej:
                 self.directory.record_rejections(
-                    [(d, t, r, m, at, n) for (d, t, r), (n, m, at) in rej.items()])
+                    [(d, t, r, m, at, n) for (d, t, r), (n, m, at) in rej.items()]
+                )
             if seen:
                 self.directory.touch_devices(seen)
         except AtollError as e:
@@ -570,9 +631,10 @@ def _check_json(doc: Any, what: str) -> None:
             stack.extend((v, depth + 1) for v in value.values())
         elif type(value) is list:
             stack.extend((v, depth + 1) for v in value)
-        elif type(value) is int and not -2**63 <= value < 2**64:
-            raise InvalidTelemetry(INTEGER_TOO_LARGE,
-                                   f"{what} holds an integer beyond the 64-bit range")
+        elif type(value) is int and not -(2**63) <= value < 2**64:
+            raise InvalidTelemetry(
+                INTEGER_TOO_LARGE, f"{what} holds an integer beyond the 64-bit range"
+            )
 
 
 def _short(value: Any) -> str:

@@ -82,16 +82,19 @@ class QuotaPolicy:
         >>> QuotaPolicy(Rate(1000, 10000), UNLIMITED).describe()
         'device 1000 points/s (burst 10000), tenant unlimited'
         """
+
         def one(r: Rate) -> str:
             return "unlimited" if r.per_s <= 0 else f"{r.per_s:g} points/s (burst {r.burst:g})"
+
         return f"device {one(self.device)}, tenant {one(self.tenant)}"
 
 
 class Quotas:
     """The buckets of every device and tenant that sent something recently."""
 
-    def __init__(self, default: QuotaPolicy, per_tenant: Mapping[str, QuotaPolicy] | None = None
-                 ) -> None:
+    def __init__(
+        self, default: QuotaPolicy, per_tenant: Mapping[str, QuotaPolicy] | None = None
+    ) -> None:
         self.default = default
         self.per_tenant = dict(per_tenant or {})
         # Time each bucket is full again; absent = full.
@@ -127,15 +130,18 @@ class Quotas:
             wait = max(wait, _take(self._tenants, tenant, rate, points, now))
         return wait
 
-    def wait(self, device: str, tenant: str, slice_s: float = 0.0,
-             now: float | None = None) -> float:
+    def wait(
+        self, device: str, tenant: str, slice_s: float = 0.0, now: float | None = None
+    ) -> float:
         """Seconds until the device's and its tenant's buckets each hold a point again, or
         ``slice_s`` worth of their rate if that is more (0: now)."""
         now = time.monotonic() if now is None else now
         policy = self.per_tenant.get(tenant, self.default)
         wait = 0.0
-        for buckets, key, rate in ((self._devices, device, policy.device),
-                                   (self._tenants, tenant, policy.tenant)):
+        for buckets, key, rate in (
+            (self._devices, device, policy.device),
+            (self._tenants, tenant, policy.tenant),
+        ):
             if rate.per_s > 0:
                 need = max(1.0, slice_s * rate.per_s)
                 full_at = max(buckets.get(key, now), now)
@@ -154,8 +160,10 @@ class Quotas:
         now = time.monotonic() if now is None else now
         policy = self.per_tenant.get(tenant, self.default)
         out = math.inf
-        for buckets, key, rate in ((self._devices, device, policy.device),
-                                   (self._tenants, tenant, policy.tenant)):
+        for buckets, key, rate in (
+            (self._devices, device, policy.device),
+            (self._tenants, tenant, policy.tenant),
+        ):
             if rate.per_s > 0:
                 out = min(out, rate.burst - max(buckets.get(key, now) - now, 0.0) * rate.per_s)
         return out
@@ -217,8 +225,9 @@ class ReadPacer:
         self.bytes_per_point = 32.0  # until something was read
         self._backoff = 0.0
         policy = quotas.policy(tenant)
-        self._slice = self.SLICE_S * min(r.per_s for r in (policy.device, policy.tenant)
-                                         if r.per_s > 0)
+        self._slice = self.SLICE_S * min(
+            r.per_s for r in (policy.device, policy.tenant) if r.per_s > 0
+        )
 
     def size(self, now: float | None = None) -> int:
         """Bytes to read next."""

@@ -37,12 +37,14 @@ def adapt_broker(broker: Any, max_packet: Callable[[], int] | None = None) -> No
 
     async def ws_connected(websocket: Any, listener_name: str) -> None:
         limit = max_packet() if max_packet is not None else None
-        await broker._client_connected(listener_name, WebSocketReader(websocket, limit),
-                                       WebSocketWriter(websocket))
+        await broker._client_connected(
+            listener_name, WebSocketReader(websocket, limit), WebSocketWriter(websocket)
+        )
 
     broker.ws_connected = ws_connected
-    broker._create_ssl_context = lambda listener: server_context(listener["certfile"],
-                                                                 listener["keyfile"])
+    broker._create_ssl_context = lambda listener: server_context(
+        listener["certfile"], listener["keyfile"]
+    )
 
 
 class TcpWriter(StreamWriterAdapter):
@@ -121,7 +123,9 @@ class WebSocketReader(PausableReader, ReaderAdapter):
         if self.max_read is not None and n > self.max_read:
             # amqtt reads a packet's body in one read of its declared length: refuse to buffer
             # more than a packet may hold; amqtt takes "no data" as the end of the connection.
-            log.info("closing a WebSocket connection: a packet of %d bytes (limit %d)", n, self.max_read)
+            log.info(
+                "closing a WebSocket connection: a packet of %d bytes (limit %d)", n, self.max_read
+            )
             return b""
         while len(self._buffer) < max(n, 1):
             try:
@@ -156,7 +160,9 @@ class WebSocketWriter(WriterAdapter):
         self._buffer += data
         if len(self._buffer) > self.MAX_BUFFERED:
             # The peer reads nothing (PUBACKs pile up): close rather than buffer without end.
-            log.info("closing a WebSocket whose peer does not read (%d bytes unsent)", len(self._buffer))
+            log.info(
+                "closing a WebSocket whose peer does not read (%d bytes unsent)", len(self._buffer)
+            )
             self.abort()
             return
         if self._sending is None or self._sending.done():

@@ -82,8 +82,15 @@ class MetricSpec:
     unit: str | None = None
 
 
-_KIND = {"float": "f", "number": "f", "double": "f", "int": "i", "integer": "i", "bool": "b",
-         "boolean": "b"}
+_KIND = {
+    "float": "f",
+    "number": "f",
+    "double": "f",
+    "int": "i",
+    "integer": "i",
+    "bool": "b",
+    "boolean": "b",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +110,10 @@ class TelemetrySchema:
         for s in specs:
             kind = _KIND.get(str(s.type).lower())
             if kind is None:
-                raise InvalidInput(f"telemetry {s.name!r} has unsupported type {s.type!r}",
-                                   hint="use float, int or bool")
+                raise InvalidInput(
+                    f"telemetry {s.name!r} has unsupported type {s.type!r}",
+                    hint="use float, int or bool",
+                )
             lo = -math.inf if s.min is None else float(s.min)
             hi = math.inf if s.max is None else float(s.max)
             out[s.name] = (kind, lo, hi)
@@ -228,14 +237,18 @@ def _ts_us(raw, where: str, latest_ok: int, clock: int, limits: Limits) -> int:
     if isinstance(raw, datetime):
         if raw.tzinfo is None:
             raise InvalidTelemetry(
-                BAD_TIMESTAMP, f"{where}.ts={raw.isoformat()!r} has no UTC offset",
-                hint='end ISO-8601 timestamps with "Z" or an offset like "+02:00"')
+                BAD_TIMESTAMP,
+                f"{where}.ts={raw.isoformat()!r} has no UTC offset",
+                hint='end ISO-8601 timestamps with "Z" or an offset like "+02:00"',
+            )
         delta = raw - _EPOCH
         t = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
         if t < _MIN_TS_US:
             raise InvalidTelemetry(
-                BAD_TIMESTAMP, f"{where}.ts={raw.isoformat()!r} is before 1973-03-03T09:46:40Z",
-                hint="timestamps are accepted from 1973-03-03T09:46:40Z (epoch ms 1e11) on")
+                BAD_TIMESTAMP,
+                f"{where}.ts={raw.isoformat()!r} is before 1973-03-03T09:46:40Z",
+                hint="timestamps are accepted from 1973-03-03T09:46:40Z (epoch ms 1e11) on",
+            )
         return t
     if isinstance(raw, bool) or not math.isfinite(raw):
         raise InvalidTelemetry(BAD_TIMESTAMP, f"{where}.ts is not a valid timestamp")
@@ -279,23 +292,30 @@ def _decode(body: bytes):
             ) from None
         if msg.startswith("Number out of range"):
             raise InvalidTelemetry(
-                NOT_FINITE, f"a value overflows a 64-bit float ({msg})",
-                hint="values must be finite 64-bit floats") from None
+                NOT_FINITE,
+                f"a value overflows a 64-bit float ({msg})",
+                hint="values must be finite 64-bit floats",
+            ) from None
         raise InvalidTelemetry(
             WRONG_TYPE,
             f"payload does not match the telemetry format: {msg}",
-            hint='send {"ts": <optional>, "values": {"metric": number, ...}} or a JSON array of those',
+            hint='send {"ts": <optional>, "values": {"metric": number, ...}}'
+            " or a JSON array of those",
         ) from None
     except msgspec.DecodeError as e:
         if re.search(rb"(?<![\"\w])-?(NaN|Infinity)\b", body):
             raise InvalidTelemetry(
-                NOT_FINITE, "NaN and Infinity are not valid values (and not valid JSON)",
+                NOT_FINITE,
+                "NaN and Infinity are not valid values (and not valid JSON)",
                 hint="leave the metric out of the reading when it has no value",
             ) from None
         raise InvalidTelemetry(MALFORMED_JSON, f"malformed JSON: {e}") from None
     except UnicodeDecodeError as e:  # msgspec lets these through for bad bytes inside strings
-        raise InvalidTelemetry(MALFORMED_JSON, f"malformed JSON: invalid UTF-8 at byte {e.start}",
-                               hint="JSON text must be UTF-8") from None
+        raise InvalidTelemetry(
+            MALFORMED_JSON,
+            f"malformed JSON: invalid UTF-8 at byte {e.start}",
+            hint="JSON text must be UTF-8",
+        ) from None
     except RecursionError:
         raise InvalidTelemetry(MALFORMED_JSON, "malformed JSON: nested too deeply") from None
 
@@ -360,8 +380,10 @@ def parse_telemetry(
             if is_open:
                 if not _METRIC_NAME.match(name):
                     raise InvalidTelemetry(
-                        UNKNOWN_SERIES, f"{where}.values: bad metric name {name!r}",
-                        hint="metric names are 1-64 of A-Z a-z 0-9 _ . -")
+                        UNKNOWN_SERIES,
+                        f"{where}.values: bad metric name {name!r}",
+                        hint="metric names are 1-64 of A-Z a-z 0-9 _ . -",
+                    )
                 if tv is float:
                     fv = v
                 elif tv is int:
@@ -376,7 +398,8 @@ def parse_telemetry(
                 if spec is None:
                     raise InvalidTelemetry(
                         UNKNOWN_SERIES,
-                        f"{where}.values.{name}: metric {name!r} is not declared by the device type",
+                        f"{where}.values.{name}: metric {name!r}"
+                        " is not declared by the device type",
                         hint="declared metrics: " + ", ".join(sorted(metrics_spec)),
                     )
                 kind, lo, hi = spec
@@ -399,13 +422,16 @@ def parse_telemetry(
                         raise _wrong(where, name, v, "true or false")
             if fv - fv != 0.0:  # inf or nan (JSON numbers like 1e999 overflow to inf)
                 raise InvalidTelemetry(
-                    NOT_FINITE, f"{where}.values.{name} is not a finite number",
-                    hint="values must be finite 64-bit floats")
+                    NOT_FINITE,
+                    f"{where}.values.{name} is not a finite number",
+                    hint="values must be finite 64-bit floats",
+                )
             if fv < lo or fv > hi:
                 if reject_oor:
                     raise InvalidTelemetry(
                         OUT_OF_RANGE,
-                        f"{where}.values.{name}={fv:g} is outside the declared range [{lo:g}, {hi:g}]",
+                        f"{where}.values.{name}={fv:g}"
+                        f" is outside the declared range [{lo:g}, {hi:g}]",
                     )
                 flagged += 1
                 if flagged_names is None:
@@ -419,15 +445,19 @@ def parse_telemetry(
             tss.append(t)
             vals.append(fv)
     if not tss:
-        raise InvalidTelemetry(EMPTY, "message holds no values",
-                               hint='send {"values": {"metric": number}}')
+        raise InvalidTelemetry(
+            EMPTY, "message holds no values", hint='send {"values": {"metric": number}}'
+        )
     if flagged_names is None:
         return ParsedTelemetry(project, device, metrics, kidx, tss, vals)
-    return ParsedTelemetry(project, device, metrics, kidx, tss, vals, flagged, tuple(sorted(flagged_names)))
+    return ParsedTelemetry(
+        project, device, metrics, kidx, tss, vals, flagged, tuple(sorted(flagged_names))
+    )
 
 
-def _one_reading(r: _Reading, project: str, device: str, schema: TelemetrySchema, limits: Limits,
-                 clock: int) -> ParsedTelemetry | None:
+def _one_reading(
+    r: _Reading, project: str, device: str, schema: TelemetrySchema, limits: Limits, clock: int
+) -> ParsedTelemetry | None:
     """The usual single-reading message (epoch-ms ``ts``, declared float metrics, finite values
     in range), checked with less work per message; ``None`` for anything else, which the general
     path then accepts or refuses with its precise reason."""
@@ -465,8 +495,11 @@ def _finite(where: str, name: str, v: int) -> float:
     try:
         return float(v)
     except OverflowError:
-        raise InvalidTelemetry(NOT_FINITE, f"{where}.values.{name} overflows a 64-bit float",
-                               hint="values must be finite 64-bit floats") from None
+        raise InvalidTelemetry(
+            NOT_FINITE,
+            f"{where}.values.{name} overflows a 64-bit float",
+            hint="values must be finite 64-bit floats",
+        ) from None
 
 
 def _exact(where: str, name: str, v: float) -> float:
@@ -477,7 +510,7 @@ def _exact(where: str, name: str, v: float) -> float:
         INTEGER_TOO_LARGE,
         f"{where}.values.{name} is an integer beyond ±2^53 that a 64-bit float cannot hold exactly",
         hint="integers are stored exactly from -9007199254740992 to 9007199254740992; "
-             "send larger magnitudes as a float metric",
+        "send larger magnitudes as a float metric",
     )
 
 

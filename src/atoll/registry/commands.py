@@ -24,12 +24,26 @@ _NEXT = {
 
 
 def _cmd(row) -> Command:
-    return Command(row.id, row.device, row.name, dict(row.args), row.status, row.created_at,
-                   row.updated_at, row.expires_at, row.result)
+    return Command(
+        row.id,
+        row.device,
+        row.name,
+        dict(row.args),
+        row.status,
+        row.created_at,
+        row.updated_at,
+        row.expires_at,
+        row.result,
+    )
 
 
-def create(conn: Connection, device_id: str, name: str, args: Mapping[str, Any] | None,
-           ttl_s: float = DEFAULT_TTL_S) -> Command:
+def create(
+    conn: Connection,
+    device_id: str,
+    name: str,
+    args: Mapping[str, Any] | None,
+    ttl_s: float = DEFAULT_TTL_S,
+) -> Command:
     if not isinstance(name, str) or not name or len(name) > 200:
         raise InvalidInput("command name must have 1-200 characters")
     args = dict(args or {})
@@ -42,8 +56,17 @@ def create(conn: Connection, device_id: str, name: str, args: Mapping[str, Any] 
     if not 0 < ttl_s <= MAX_TTL_S:
         raise InvalidInput(f"ttl must be between 0 and {MAX_TTL_S} seconds")
     now = now_us()
-    row = {"id": new_id("c-", 8), "device": device_id, "name": name, "args": args, "status": "pending",
-               "result": None, "created_at": now, "updated_at": now, "expires_at": now + int(ttl_s * 1e6)}
+    row = {
+        "id": new_id("c-", 8),
+        "device": device_id,
+        "name": name,
+        "args": args,
+        "status": "pending",
+        "result": None,
+        "created_at": now,
+        "updated_at": now,
+        "expires_at": now + int(ttl_s * 1e6),
+    }
     conn.execute(insert(t.commands).values(**row))
     return Command(**{k: v for k, v in row.items()})
 
@@ -58,14 +81,17 @@ def expire(conn: Connection, now: int | None = None, device_id: str | None = Non
 
 
 def get(conn: Connection, device_id: str, command_id: str) -> Command:
-    row = conn.execute(select(t.commands).where(
-        t.commands.c.id == command_id, t.commands.c.device == device_id)).first()
+    row = conn.execute(
+        select(t.commands).where(t.commands.c.id == command_id, t.commands.c.device == device_id)
+    ).first()
     if row is None:
         raise NotFound(f"command {command_id!r} not found for device {device_id!r}")
     return _cmd(row)
 
 
-def list_(conn: Connection, device_id: str, *, status: str | None = None, limit: int = 100) -> list[Command]:
+def list_(
+    conn: Connection, device_id: str, *, status: str | None = None, limit: int = 100
+) -> list[Command]:
     expire(conn, device_id=device_id)
     q = select(t.commands).where(t.commands.c.device == device_id)
     if status is not None:
@@ -74,7 +100,9 @@ def list_(conn: Connection, device_id: str, *, status: str | None = None, limit:
     return [_cmd(r) for r in conn.execute(q)]
 
 
-def set_status(conn: Connection, device_id: str, command_id: str, status: str, result: Any = None) -> Command:
+def set_status(
+    conn: Connection, device_id: str, command_id: str, status: str, result: Any = None
+) -> Command:
     """Move a command on. Late or repeated acks for a finished command raise ``Conflict``."""
     expire(conn, device_id=device_id)
     cmd = get(conn, device_id, command_id)

@@ -18,7 +18,9 @@ from atoll.registry.tokens import hash_secret, new_secret
 def issue(conn: Connection, device_id: str) -> DeviceCredentials:
     """Give the device a new secret (registration or rotation); the old one stops working."""
     secret = new_secret()
-    conn.execute(update(t.devices).where(t.devices.c.id == device_id).values(secret_hash=hash_secret(secret)))
+    conn.execute(
+        update(t.devices).where(t.devices.c.id == device_id).values(secret_hash=hash_secret(secret))
+    )
     return DeviceCredentials(device_id, secret)
 
 
@@ -36,8 +38,14 @@ class _Entry:
 def load(conn: Connection, device_id: str) -> tuple[str | None, bool, DeviceIdentity] | None:
     """``(secret_hash, disabled, identity)`` of a device, or ``None`` if unknown."""
     row = conn.execute(
-        select(t.devices.c.id, t.devices.c.project, t.devices.c.device_type, t.devices.c.secret_hash,
-               t.devices.c.disabled, t.projects.c.tenant)
+        select(
+            t.devices.c.id,
+            t.devices.c.project,
+            t.devices.c.device_type,
+            t.devices.c.secret_hash,
+            t.devices.c.disabled,
+            t.projects.c.tenant,
+        )
         .join(t.projects, t.projects.c.id == t.devices.c.project)
         .where(t.devices.c.id == device_id)
     ).first()
@@ -77,7 +85,9 @@ class AuthCache:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[identity.device] = _Entry(secret_hash, identity, time.monotonic() + self.ttl)
+            self._entries[identity.device] = _Entry(
+                secret_hash, identity, time.monotonic() + self.ttl
+            )
 
     def invalidate(self, device_id: str | None = None) -> None:
         with self._lock:

@@ -31,18 +31,24 @@ def parse_metrics(metrics: Iterable[MetricSpec | Mapping[str, Any]]) -> tuple[Me
             if extra:
                 raise InvalidInput(f"unknown metric field(s): {', '.join(sorted(extra))}")
             m = MetricSpec(
-                name=m["name"], type=m.get("type") or "float", unit=m.get("unit") or "",
-                min=m.get("min"), max=m.get("max"),
+                name=m["name"],
+                type=m.get("type") or "float",
+                unit=m.get("unit") or "",
+                min=m.get("min"),
+                max=m.get("max"),
             )
         if not isinstance(m.name, str) or not _METRIC_NAME.match(m.name):
             raise InvalidInput(
-                f"invalid metric name {m.name!r}", hint="1-64 characters: letters, digits, '_', '.', '-'"
+                f"invalid metric name {m.name!r}",
+                hint="1-64 characters: letters, digits, '_', '.', '-'",
             )
         if m.type not in METRIC_TYPES:
             raise InvalidInput(f"metric {m.name!r}: type must be one of {', '.join(METRIC_TYPES)}")
         for bound in (m.min, m.max):
             if bound is not None and (
-                isinstance(bound, bool) or not isinstance(bound, (int, float)) or not math.isfinite(bound)
+                isinstance(bound, bool)
+                or not isinstance(bound, (int, float))
+                or not math.isfinite(bound)
             ):
                 raise InvalidInput(f"metric {m.name!r}: min/max must be finite numbers or null")
         if m.min is not None and m.max is not None and m.min > m.max:
@@ -61,8 +67,12 @@ def _row(row) -> DeviceType:
 
 
 def create(
-    conn: Connection, project: str, type_id: str, name: str | None,
-    metrics: Iterable[MetricSpec | Mapping[str, Any]], tenant: str | None = None,
+    conn: Connection,
+    project: str,
+    type_id: str,
+    name: str | None,
+    metrics: Iterable[MetricSpec | Mapping[str, Any]],
+    tenant: str | None = None,
 ) -> DeviceType:
     get_project(conn, project, tenant)
     check_id("device type", type_id)
@@ -70,16 +80,24 @@ def create(
     if get_or_none(conn, project, type_id):
         raise Conflict(f"device type {type_id!r} already exists in project {project!r}")
     created = now_us()
-    conn.execute(insert(t.device_types).values(
-        project=project, id=type_id, name=name or type_id,
-        metrics=[m.to_dict() for m in specs], created_at=created,
-    ))
+    conn.execute(
+        insert(t.device_types).values(
+            project=project,
+            id=type_id,
+            name=name or type_id,
+            metrics=[m.to_dict() for m in specs],
+            created_at=created,
+        )
+    )
     return DeviceType(type_id, project, name or type_id, specs, created)
 
 
 def get_or_none(conn: Connection, project: str, type_id: str) -> DeviceType | None:
-    row = conn.execute(select(t.device_types).where(
-        t.device_types.c.project == project, t.device_types.c.id == type_id)).first()
+    row = conn.execute(
+        select(t.device_types).where(
+            t.device_types.c.project == project, t.device_types.c.id == type_id
+        )
+    ).first()
     return _row(row) if row else None
 
 
@@ -93,13 +111,22 @@ def get(conn: Connection, project: str, type_id: str, tenant: str | None = None)
 
 def list_(conn: Connection, project: str, tenant: str | None = None) -> list[DeviceType]:
     get_project(conn, project, tenant)
-    q = select(t.device_types).where(t.device_types.c.project == project).order_by(t.device_types.c.id)
+    q = (
+        select(t.device_types)
+        .where(t.device_types.c.project == project)
+        .order_by(t.device_types.c.id)
+    )
     return [_row(r) for r in conn.execute(q)]
 
 
 def update_(
-    conn: Connection, project: str, type_id: str, *, name: str | None = None,
-    metrics: Iterable[MetricSpec | Mapping[str, Any]] | None = None, tenant: str | None = None,
+    conn: Connection,
+    project: str,
+    type_id: str,
+    *,
+    name: str | None = None,
+    metrics: Iterable[MetricSpec | Mapping[str, Any]] | None = None,
+    tenant: str | None = None,
 ) -> DeviceType:
     get(conn, project, type_id, tenant)
     values: dict[str, Any] = {}
@@ -108,17 +135,28 @@ def update_(
     if metrics is not None:
         values["metrics"] = [m.to_dict() for m in parse_metrics(metrics)]
     if values:
-        conn.execute(update(t.device_types).where(
-            t.device_types.c.project == project, t.device_types.c.id == type_id).values(**values))
+        conn.execute(
+            update(t.device_types)
+            .where(t.device_types.c.project == project, t.device_types.c.id == type_id)
+            .values(**values)
+        )
     return get(conn, project, type_id, tenant)
 
 
 def delete_(conn: Connection, project: str, type_id: str, tenant: str | None = None) -> None:
     get(conn, project, type_id, tenant)
-    used = conn.execute(select(t.devices.c.id).where(
-        t.devices.c.project == project, t.devices.c.device_type == type_id).limit(1)).first()
+    used = conn.execute(
+        select(t.devices.c.id)
+        .where(t.devices.c.project == project, t.devices.c.device_type == type_id)
+        .limit(1)
+    ).first()
     if used:
-        raise Conflict(f"device type {type_id!r} is used by device {used.id!r}",
-                       hint="move or delete its devices first")
-    conn.execute(delete(t.device_types).where(
-        t.device_types.c.project == project, t.device_types.c.id == type_id))
+        raise Conflict(
+            f"device type {type_id!r} is used by device {used.id!r}",
+            hint="move or delete its devices first",
+        )
+    conn.execute(
+        delete(t.device_types).where(
+            t.device_types.c.project == project, t.device_types.c.id == type_id
+        )
+    )

@@ -20,9 +20,16 @@ _COLS = (t.devices, t.projects.c.tenant)
 
 def _device(row) -> Device:
     return Device(
-        id=row.id, project=row.project, tenant=row.tenant, name=row.name,
-        device_type=row.device_type, labels=dict(row.labels or {}), disabled=bool(row.disabled),
-        has_credentials=row.secret_hash is not None, created_at=row.created_at, last_seen=row.last_seen,
+        id=row.id,
+        project=row.project,
+        tenant=row.tenant,
+        name=row.name,
+        device_type=row.device_type,
+        labels=dict(row.labels or {}),
+        disabled=bool(row.disabled),
+        has_credentials=row.secret_hash is not None,
+        created_at=row.created_at,
+        last_seen=row.last_seen,
     )
 
 
@@ -41,9 +48,15 @@ def _check_labels(labels: Any) -> dict[str, str]:
 
 
 def create(
-    conn: Connection, project: str, *, device_id: str | None = None, name: str | None = None,
-    device_type: str | None = None, labels: Mapping[str, str] | None = None,
-    secret_hash: str | None = None, tenant: str | None = None,
+    conn: Connection,
+    project: str,
+    *,
+    device_id: str | None = None,
+    name: str | None = None,
+    device_type: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    secret_hash: str | None = None,
+    tenant: str | None = None,
 ) -> Device:
     owner = get_project(conn, project, tenant).tenant
     device_id = qualify_id("device", owner, device_id) if device_id else new_id("d-")
@@ -53,10 +66,18 @@ def create(
     # the tenant's namespace, so "taken" can only mean taken by this tenant.
     if conn.execute(select(t.devices.c.id).where(t.devices.c.id == device_id)).first():
         raise Conflict(f"device id {device_id!r} is taken", hint="choose another id or omit it")
-    conn.execute(insert(t.devices).values(
-        id=device_id, project=project, name=name or device_id, device_type=device_type,
-        labels=_check_labels(labels), disabled=False, secret_hash=secret_hash, created_at=now_us(),
-    ))
+    conn.execute(
+        insert(t.devices).values(
+            id=device_id,
+            project=project,
+            name=name or device_id,
+            device_type=device_type,
+            labels=_check_labels(labels),
+            disabled=False,
+            secret_hash=secret_hash,
+            created_at=now_us(),
+        )
+    )
     return get(conn, device_id)
 
 
@@ -71,15 +92,24 @@ def get(conn: Connection, device_id: str, tenant: str | None = None) -> Device:
     return _device(row)
 
 
-def _filter(q, project: str, device_type: str | None, search: str | None,
-            seen_since: int | None, not_seen_since: int | None):
+def _filter(
+    q,
+    project: str,
+    device_type: str | None,
+    search: str | None,
+    seen_since: int | None,
+    not_seen_since: int | None,
+):
     q = q.where(t.devices.c.project == project)
     if device_type is not None:
         q = q.where(t.devices.c.device_type == device_type)
     if search:
         like = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        q = q.where(t.devices.c.id.ilike(like, escape="\\") | t.devices.c.name.ilike(like, escape="\\")
-                    | t.devices.c.device_type.ilike(like, escape="\\"))
+        q = q.where(
+            t.devices.c.id.ilike(like, escape="\\")
+            | t.devices.c.name.ilike(like, escape="\\")
+            | t.devices.c.device_type.ilike(like, escape="\\")
+        )
     if seen_since is not None:
         q = q.where(t.devices.c.last_seen >= seen_since)
     if not_seen_since is not None:
@@ -88,8 +118,15 @@ def _filter(q, project: str, device_type: str | None, search: str | None,
 
 
 def list_(
-    conn: Connection, project: str, tenant: str | None = None, *, limit: int = 1000, offset: int = 0,
-    device_type: str | None = None, search: str | None = None, seen_since: int | None = None,
+    conn: Connection,
+    project: str,
+    tenant: str | None = None,
+    *,
+    limit: int = 1000,
+    offset: int = 0,
+    device_type: str | None = None,
+    search: str | None = None,
+    seen_since: int | None = None,
     not_seen_since: int | None = None,
 ) -> list[Device]:
     """A page of a project's devices by id; ``search`` matches id, name or type (substring)."""
@@ -100,25 +137,42 @@ def list_(
 
 
 def count_matching(
-    conn: Connection, project: str, *, device_type: str | None = None, search: str | None = None,
-    seen_since: int | None = None, not_seen_since: int | None = None,
+    conn: Connection,
+    project: str,
+    *,
+    device_type: str | None = None,
+    search: str | None = None,
+    seen_since: int | None = None,
+    not_seen_since: int | None = None,
 ) -> int:
-    q = _filter(select(func.count()).select_from(t.devices), project, device_type, search, seen_since,
-                not_seen_since)
+    q = _filter(
+        select(func.count()).select_from(t.devices),
+        project,
+        device_type,
+        search,
+        seen_since,
+        not_seen_since,
+    )
     return conn.execute(q).scalar_one()
 
 
 def count(conn: Connection, project: str) -> int:
-    return conn.execute(select(func.count()).select_from(t.devices).where(
-        t.devices.c.project == project)).scalar_one()
+    return conn.execute(
+        select(func.count()).select_from(t.devices).where(t.devices.c.project == project)
+    ).scalar_one()
 
 
 _UNSET: Any = object()
 
 
 def update_(
-    conn: Connection, device_id: str, tenant: str | None = None, *, name: str | None = None,
-    labels: Mapping[str, str] | None = None, device_type: str | None = _UNSET,
+    conn: Connection,
+    device_id: str,
+    tenant: str | None = None,
+    *,
+    name: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    device_type: str | None = _UNSET,
     disabled: bool | None = None,
 ) -> Device:
     dev = get(conn, device_id, tenant)

@@ -11,7 +11,8 @@ from atoll.registry.registry import Registry
 
 
 class RegistryDirectory:
-    """What ingest asks of the registry, with ingest's error conventions (raise, don't return None)."""
+    """What ingest asks of the registry, with ingest's
+    error conventions (raise, don't return None)."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -21,9 +22,13 @@ class RegistryDirectory:
         if identity is not None:
             return identity
         if self.registry.device_disabled(device_id, secret):
-            raise Forbidden(f"device {device_id!r} is disabled", hint="an operator can enable it again")
-        raise Unauthenticated("unknown device or wrong secret",
-                              hint="check the device id and secret; rotated or revoked secrets stop working")
+            raise Forbidden(
+                f"device {device_id!r} is disabled", hint="an operator can enable it again"
+            )
+        raise Unauthenticated(
+            "unknown device or wrong secret",
+            hint="check the device id and secret; rotated or revoked secrets stop working",
+        )
 
     def record_rejections(self, rows: Iterable[tuple[str, str, str, str, int, int]]) -> None:
         self.registry.record_rejections(rows)

@@ -23,7 +23,7 @@ def normalise_url(url: str) -> str:
     """
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -56,8 +56,14 @@ def _add_platform_admin_to_users(engine: Engine) -> None:
     if "platform_admin" in {c["name"] for c in inspect(engine).get_columns("users")}:
         return
     with engine.begin() as conn:
-        conn.execute(text("ALTER TABLE users ADD COLUMN platform_admin BOOLEAN NOT NULL DEFAULT FALSE"))
-        first = conn.execute(select(users.c.username).where(users.c.tenant == "default", users.c.role == "admin")
-                             .order_by(users.c.created_at).limit(1)).scalar()
+        conn.execute(
+            text("ALTER TABLE users ADD COLUMN platform_admin BOOLEAN NOT NULL DEFAULT FALSE")
+        )
+        first = conn.execute(
+            select(users.c.username)
+            .where(users.c.tenant == "default", users.c.role == "admin")
+            .order_by(users.c.created_at)
+            .limit(1)
+        ).scalar()
         if first is not None:
             conn.execute(update(users).where(users.c.username == first).values(platform_admin=True))

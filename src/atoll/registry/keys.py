@@ -1,4 +1,5 @@
-"""Tenant-scoped API keys. A token is ``atk_<key id>_<secret>``; only the secret's SHA-256 is kept."""
+"""Tenant-scoped API keys. A token is ``atk_<key
+id>_<secret>``; only the secret's SHA-256 is kept."""
 
 from __future__ import annotations
 
@@ -22,20 +23,41 @@ def check_role(role: str) -> None:
 
 
 def _key(row) -> ApiKey:
-    return ApiKey(row.id, row.tenant, row.name, row.role, bool(row.platform_admin), row.created_at,
-                  row.expires_at, bool(row.revoked))
+    return ApiKey(
+        row.id,
+        row.tenant,
+        row.name,
+        row.role,
+        bool(row.platform_admin),
+        row.created_at,
+        row.expires_at,
+        bool(row.revoked),
+    )
 
 
 def create(
-    conn: Connection, tenant: str, name: str, role: str, *, platform_admin: bool = False,
+    conn: Connection,
+    tenant: str,
+    name: str,
+    role: str,
+    *,
+    platform_admin: bool = False,
     expires_at: int | None = None,
 ) -> NewApiKey:
     get_tenant(conn, tenant)
     check_role(role)
     key_id = new_id("", 8)
     secret = new_secret()
-    row = {"id": key_id, "tenant": tenant, "name": name or key_id, "role": role, "platform_admin": platform_admin,
-               "created_at": now_us(), "expires_at": expires_at, "revoked": False}
+    row = {
+        "id": key_id,
+        "tenant": tenant,
+        "name": name or key_id,
+        "role": role,
+        "platform_admin": platform_admin,
+        "created_at": now_us(),
+        "expires_at": expires_at,
+        "revoked": False,
+    }
     conn.execute(insert(t.api_keys).values(secret_hash=hash_secret(secret), **row))
     return NewApiKey(ApiKey(**row), f"{PREFIX}{key_id}_{secret}")
 
@@ -43,7 +65,7 @@ def create(
 def authenticate(conn: Connection, token: str) -> Principal | None:
     if not token.startswith(PREFIX):
         return None
-    key_id, sep, secret = token[len(PREFIX):].partition("_")
+    key_id, sep, secret = token[len(PREFIX) :].partition("_")
     if not sep or not key_id or not secret:
         return None
     row = conn.execute(select(t.api_keys).where(t.api_keys.c.id == key_id)).first()
@@ -62,8 +84,9 @@ def list_(conn: Connection, tenant: str) -> list[ApiKey]:
 
 
 def revoke(conn: Connection, tenant: str, key_id: str) -> ApiKey:
-    row = conn.execute(select(t.api_keys).where(
-        t.api_keys.c.id == key_id, t.api_keys.c.tenant == tenant)).first()
+    row = conn.execute(
+        select(t.api_keys).where(t.api_keys.c.id == key_id, t.api_keys.c.tenant == tenant)
+    ).first()
     if row is None:
         raise NotFound(f"API key {key_id!r} not found")
     conn.execute(update(t.api_keys).where(t.api_keys.c.id == key_id).values(revoked=True))
@@ -75,7 +98,13 @@ SESSION_PREFIX = "session:"
 
 def revoke_sessions(conn: Connection, tenant: str, username: str) -> int:
     """End a console user's sessions (password, role or status changed, or user deleted)."""
-    res = conn.execute(update(t.api_keys).where(
-        t.api_keys.c.tenant == tenant, t.api_keys.c.name == SESSION_PREFIX + username,
-        t.api_keys.c.revoked.is_(False)).values(revoked=True))
+    res = conn.execute(
+        update(t.api_keys)
+        .where(
+            t.api_keys.c.tenant == tenant,
+            t.api_keys.c.name == SESSION_PREFIX + username,
+            t.api_keys.c.revoked.is_(False),
+        )
+        .values(revoked=True)
+    )
     return res.rowcount or 0

@@ -6,9 +6,22 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
-    "ApiKey", "AuditEntry", "BootstrapSecrets", "Command", "Device", "DeviceCredentials",
-    "DeviceIdentity", "DeviceType", "MetricSpec", "NewApiKey", "Principal", "Project", "Rejection",
-    "Tenant", "Twin", "User",
+    "ApiKey",
+    "AuditEntry",
+    "BootstrapSecrets",
+    "Command",
+    "Device",
+    "DeviceCredentials",
+    "DeviceIdentity",
+    "DeviceType",
+    "MetricSpec",
+    "NewApiKey",
+    "Principal",
+    "Project",
+    "Rejection",
+    "Tenant",
+    "Twin",
+    "User",
 ]
 
 Role = Literal["admin", "operator", "viewer"]
@@ -51,7 +64,13 @@ class MetricSpec:
     max: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "unit": self.unit, "min": self.min, "max": self.max}
+        return {
+            "name": self.name,
+            "type": self.type,
+            "unit": self.unit,
+            "min": self.min,
+            "max": self.max,
+        }
 
 
 @dataclass(frozen=True, slots=True)

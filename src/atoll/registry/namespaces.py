@@ -38,7 +38,9 @@ SEP = "~"
 DEFAULT_TENANT = "default"
 MAX_ID = 64
 MAX_USERNAME = 200
-ID_HINT = "use 1-64 characters: lower-case letters, digits, '-' or '_', starting with a letter or digit"
+ID_HINT = (
+    "use 1-64 characters: lower-case letters, digits, '-' or '_', starting with a letter or digit"
+)
 
 
 def prefix(tenant: str) -> str:
@@ -46,8 +48,15 @@ def prefix(tenant: str) -> str:
     return "" if tenant == DEFAULT_TENANT else tenant + SEP
 
 
-def qualify_id(kind: str, tenant: str, chosen: str, *, valid: Callable[[str], bool] = valid_id,
-               max_len: int = MAX_ID, hint: str = ID_HINT) -> str:
+def qualify_id(
+    kind: str,
+    tenant: str,
+    chosen: str,
+    *,
+    valid: Callable[[str], bool] = valid_id,
+    max_len: int = MAX_ID,
+    hint: str = ID_HINT,
+) -> str:
     """The stored id of a ``kind`` id chosen in ``tenant``; ``InvalidInput`` if malformed.
 
     ``valid`` checks the chosen part (it must refuse ``~``); the stored id has at most
@@ -72,11 +81,15 @@ def qualify_username(tenant: str, username: str) -> str:
     head = prefix(tenant)
     local = username.removeprefix(head) if head else username
     if not local or SEP in local:
-        raise InvalidInput(f"invalid username {username!r}",
-                           hint=f"use 1-{MAX_USERNAME} characters without {SEP!r}")
+        raise InvalidInput(
+            f"invalid username {username!r}",
+            hint=f"use 1-{MAX_USERNAME} characters without {SEP!r}",
+        )
     full = head + local
     if len(full) > MAX_USERNAME:
-        raise InvalidInput(f"username {username!r} is too long: it is stored as {full!r}, "
-                           f"which must have at most {MAX_USERNAME} characters",
-                           hint=f"use at most {MAX_USERNAME - len(head)} characters in this tenant")
+        raise InvalidInput(
+            f"username {username!r} is too long: it is stored as {full!r}, "
+            f"which must have at most {MAX_USERNAME} characters",
+            hint=f"use at most {MAX_USERNAME - len(head)} characters in this tenant",
+        )
     return full

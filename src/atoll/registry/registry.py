@@ -1,4 +1,5 @@
-"""The ``Registry``: one synchronous façade over tenants, devices, credentials, keys, twins and commands.
+"""The ``Registry``: one synchronous façade over tenants, devices, credentials, keys, twins and
+commands.
 
 Methods taking ``tenant=`` scope the lookup to that tenant and raise ``NotFound`` for anything
 outside it, so callers acting for an API key pass the key's tenant and cannot see other tenants.
@@ -72,8 +73,13 @@ class Registry:
     >>> reg.close()
     """
 
-    def __init__(self, url: str | Engine, *, auth_cache_ttl: float = 30.0,
-                 password_hasher: PasswordHasher | None = None) -> None:
+    def __init__(
+        self,
+        url: str | Engine,
+        *,
+        auth_cache_ttl: float = 30.0,
+        password_hasher: PasswordHasher | None = None,
+    ) -> None:
         self.engine: Engine = url if isinstance(url, Engine) else open_engine(url)
         # Tests pass a cheap hasher; production keeps argon2-cffi's default (RFC 9106) cost.
         self._hasher = password_hasher or _users.DEFAULT_HASHER
@@ -107,14 +113,22 @@ class Registry:
         Returns the clear-text secrets once; ``None`` on every later start.
         """
         with self._write() as conn:
-            done = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "bootstrapped")).first()
+            done = conn.execute(
+                select(t.meta.c.value).where(t.meta.c.key == "bootstrapped")
+            ).first()
             if done:
                 return None
-            if not conn.execute(select(t.tenants.c.id).where(t.tenants.c.id == DEFAULT_TENANT)).first():
+            if not conn.execute(
+                select(t.tenants.c.id).where(t.tenants.c.id == DEFAULT_TENANT)
+            ).first():
                 _tenants.create_tenant(conn, "Default", DEFAULT_TENANT)
-            key = _keys.create(conn, DEFAULT_TENANT, "bootstrap admin", "admin", platform_admin=True)
+            key = _keys.create(
+                conn, DEFAULT_TENANT, "bootstrap admin", "admin", platform_admin=True
+            )
             password = new_secret()[:24]
-            _users.create(conn, DEFAULT_TENANT, username, password, "admin", self._hasher, platform_admin=True)
+            _users.create(
+                conn, DEFAULT_TENANT, username, password, "admin", self._hasher, platform_admin=True
+            )
             conn.execute(insert(t.meta).values(key="bootstrapped", value=str(now_us())))
             _audit.record(conn, DEFAULT_TENANT, "system", "bootstrap", f"tenant:{DEFAULT_TENANT}")
         return BootstrapSecrets(DEFAULT_TENANT, key.token, username, password)
@@ -132,8 +146,14 @@ class Registry:
         with self._read() as conn:
             return _tenants.list_tenants(conn)
 
-    def create_project(self, tenant: str, name: str, *, project_id: str | None = None,
-                       retention_days: int | None = None) -> Project:
+    def create_project(
+        self,
+        tenant: str,
+        name: str,
+        *,
+        project_id: str | None = None,
+        retention_days: int | None = None,
+    ) -> Project:
         with self._write() as conn:
             return _tenants.create_project(conn, tenant, name, project_id, retention_days)
 
@@ -145,8 +165,14 @@ class Registry:
         with self._read() as conn:
             return _tenants.list_projects(conn, tenant)
 
-    def update_project(self, project: str, tenant: str | None = None, *, name: str | None = None,
-                       retention_days: int | None = _UNSET) -> Project:
+    def update_project(
+        self,
+        project: str,
+        tenant: str | None = None,
+        *,
+        name: str | None = None,
+        retention_days: int | None = _UNSET,
+    ) -> Project:
         with self._write() as conn:
             kw = {} if retention_days is _UNSET else {"retention_days": retention_days}
             return _tenants.update_project(conn, project, tenant, name=name, **kw)
@@ -158,12 +184,20 @@ class Registry:
             self._auth.invalidate(d)
 
     def retention(self) -> dict[str, int]:
-        """``{project: retention_days}`` of every project that has a limit (for the retention job)."""
+        """``{project: retention_days}`` of every project
+        that has a limit (for the retention job)."""
         return {p.id: p.retention_days for p in self.list_projects() if p.retention_days}
 
     # -- device types -------------------------------------------------------------------------
-    def create_device_type(self, project: str, type_id: str, metrics: Iterable[MetricSpec | Mapping],
-                           *, name: str | None = None, tenant: str | None = None) -> DeviceType:
+    def create_device_type(
+        self,
+        project: str,
+        type_id: str,
+        metrics: Iterable[MetricSpec | Mapping],
+        *,
+        name: str | None = None,
+        tenant: str | None = None,
+    ) -> DeviceType:
         with self._write() as conn:
             return _types.create(conn, project, type_id, name, metrics, tenant)
 
@@ -175,9 +209,15 @@ class Registry:
         with self._read() as conn:
             return _types.list_(conn, project, tenant)
 
-    def update_device_type(self, project: str, type_id: str, *, name: str | None = None,
-                           metrics: Iterable[MetricSpec | Mapping] | None = None,
-                           tenant: str | None = None) -> DeviceType:
+    def update_device_type(
+        self,
+        project: str,
+        type_id: str,
+        *,
+        name: str | None = None,
+        metrics: Iterable[MetricSpec | Mapping] | None = None,
+        tenant: str | None = None,
+    ) -> DeviceType:
         with self._write() as conn:
             dt = _types.update_(conn, project, type_id, name=name, metrics=metrics, tenant=tenant)
         self._auth.invalidate()  # identities carry the schema
@@ -189,21 +229,38 @@ class Registry:
 
     # -- devices ------------------------------------------------------------------------------
     def register_device(
-        self, project: str, *, device_id: str | None = None, name: str | None = None,
-        device_type: str | None = None, labels: Mapping[str, str] | None = None,
+        self,
+        project: str,
+        *,
+        device_id: str | None = None,
+        name: str | None = None,
+        device_type: str | None = None,
+        labels: Mapping[str, str] | None = None,
         tenant: str | None = None,
     ) -> tuple[Device, DeviceCredentials]:
         """Create a device with fresh credentials. The secret is in the answer and nowhere else."""
         with self._write() as conn:
-            dev = _devices.create(conn, project, device_id=device_id, name=name,
-                                  device_type=device_type, labels=labels, tenant=tenant)
+            dev = _devices.create(
+                conn,
+                project,
+                device_id=device_id,
+                name=name,
+                device_type=device_type,
+                labels=labels,
+                tenant=tenant,
+            )
             creds = _credentials.issue(conn, dev.id)
         return replace(dev, has_credentials=True), creds
 
     def register_devices(
-        self, project: str, devices: Iterable[Mapping[str, Any]], *, tenant: str | None = None,
+        self,
+        project: str,
+        devices: Iterable[Mapping[str, Any]],
+        *,
+        tenant: str | None = None,
     ) -> list[tuple[Device, DeviceCredentials]]:
-        """Register many devices in one transaction: all of them, or none (the error names the culprit).
+        """Register many devices in one transaction: all of them, or none (the error names the
+        culprit).
 
         Each item takes the keyword arguments of ``register_device`` (``device_id``, ``name``,
         ``device_type``, ``labels``).
@@ -225,32 +282,72 @@ class Registry:
         with self._read() as conn:
             return _devices.get(conn, device_id, tenant)
 
-    def list_devices(self, project: str, tenant: str | None = None, *, limit: int = 1000,
-                     offset: int = 0, device_type: str | None = None, search: str | None = None,
-                     seen_since: int | None = None, not_seen_since: int | None = None) -> list[Device]:
+    def list_devices(
+        self,
+        project: str,
+        tenant: str | None = None,
+        *,
+        limit: int = 1000,
+        offset: int = 0,
+        device_type: str | None = None,
+        search: str | None = None,
+        seen_since: int | None = None,
+        not_seen_since: int | None = None,
+    ) -> list[Device]:
         with self._read() as conn:
-            return _devices.list_(conn, project, tenant, limit=limit, offset=offset,
-                                  device_type=device_type, search=search, seen_since=seen_since,
-                                  not_seen_since=not_seen_since)
+            return _devices.list_(
+                conn,
+                project,
+                tenant,
+                limit=limit,
+                offset=offset,
+                device_type=device_type,
+                search=search,
+                seen_since=seen_since,
+                not_seen_since=not_seen_since,
+            )
 
-    def count_devices(self, project: str, *, device_type: str | None = None, search: str | None = None,
-                      seen_since: int | None = None, not_seen_since: int | None = None) -> int:
+    def count_devices(
+        self,
+        project: str,
+        *,
+        device_type: str | None = None,
+        search: str | None = None,
+        seen_since: int | None = None,
+        not_seen_since: int | None = None,
+    ) -> int:
         """How many devices ``list_devices`` would page through with the same filters."""
         with self._read() as conn:
-            return _devices.count_matching(conn, project, device_type=device_type, search=search,
-                                           seen_since=seen_since, not_seen_since=not_seen_since)
+            return _devices.count_matching(
+                conn,
+                project,
+                device_type=device_type,
+                search=search,
+                seen_since=seen_since,
+                not_seen_since=not_seen_since,
+            )
 
-    def update_device(self, device_id: str, tenant: str | None = None, *, name: str | None = None,
-                      labels: Mapping[str, str] | None = None, device_type: str | None = _UNSET,
-                      disabled: bool | None = None) -> Device:
+    def update_device(
+        self,
+        device_id: str,
+        tenant: str | None = None,
+        *,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        device_type: str | None = _UNSET,
+        disabled: bool | None = None,
+    ) -> Device:
         with self._write() as conn:
             kw = {} if device_type is _UNSET else {"device_type": device_type}
-            dev = _devices.update_(conn, device_id, tenant, name=name, labels=labels,
-                                   disabled=disabled, **kw)
+            dev = _devices.update_(
+                conn, device_id, tenant, name=name, labels=labels, disabled=disabled, **kw
+            )
         self._auth.invalidate(device_id)
         return dev
 
-    def disable_device(self, device_id: str, tenant: str | None = None, disabled: bool = True) -> Device:
+    def disable_device(
+        self, device_id: str, tenant: str | None = None, disabled: bool = True
+    ) -> Device:
         return self.update_device(device_id, tenant, disabled=disabled)
 
     def delete_device(self, device_id: str, tenant: str | None = None) -> Device:
@@ -274,7 +371,8 @@ class Registry:
         self._auth.invalidate(device_id)
 
     def authenticate_device(self, device_id: str, secret: str) -> DeviceIdentity | None:
-        """The device's identity if ``secret`` is its current secret and it is enabled, else ``None``.
+        """The device's identity if ``secret`` is its current secret and it is enabled, else
+        ``None``.
 
         Hot path for ingest: a cached positive answer costs one SHA-256 and no I/O.
         """
@@ -294,7 +392,8 @@ class Registry:
         return identity
 
     def device_disabled(self, device_id: str, secret: str) -> bool:
-        """True if ``secret`` is right but the device is disabled (lets ingest say why it refuses)."""
+        """True if ``secret`` is right but the device
+        is disabled (lets ingest say why it refuses)."""
         with self._read() as conn:
             found = _credentials.load(conn, device_id)
         return found is not None and found[1] and matches(secret, found[0])
@@ -314,11 +413,15 @@ class Registry:
                 _devices.touch(conn, device_id, at)
 
     # -- rejections ---------------------------------------------------------------------------
-    def record_rejection(self, device_id: str, transport: str, reason: str, message: str = "") -> None:
+    def record_rejection(
+        self, device_id: str, transport: str, reason: str, message: str = ""
+    ) -> None:
         """Count a refused message. Cheap: counts are buffered and written about once a second."""
         now = now_us()
         with self._rej_lock:
-            slot = self._pending_rejections.setdefault((device_id, transport, reason), [0, now, message])
+            slot = self._pending_rejections.setdefault(
+                (device_id, transport, reason), [0, now, message]
+            )
             slot[0] += 1
             slot[1], slot[2] = now, message
             due = time.monotonic() - self._rej_flushed > 1.0
@@ -326,10 +429,13 @@ class Registry:
             self.flush_rejections()
 
     def record_rejections(self, rows: Iterable[tuple[str, str, str, str, int, int]]) -> None:
-        """Add counted rejections ``(device, transport, reason, last_message, last_at_us, count)`` now."""
+        """Add counted rejections ``(device, transport,
+        reason, last_message, last_at_us, count)`` now."""
         with self._rej_lock:
             for device_id, transport, reason, message, at, n in rows:
-                slot = self._pending_rejections.setdefault((device_id, transport, reason), [0, at, message])
+                slot = self._pending_rejections.setdefault(
+                    (device_id, transport, reason), [0, at, message]
+                )
                 slot[0] += n
                 if at >= slot[1]:
                     slot[1], slot[2] = at, message
@@ -342,8 +448,12 @@ class Registry:
         if not pending:
             return
         with self._write() as conn:
-            known = {r.id for r in conn.execute(select(t.devices.c.id).where(
-                t.devices.c.id.in_({k[0] for k in pending})))}
+            known = {
+                r.id
+                for r in conn.execute(
+                    select(t.devices.c.id).where(t.devices.c.id.in_({k[0] for k in pending}))
+                )
+            }
             for (device_id, transport, reason), (n, at, msg) in pending.items():
                 # Unknown device ids come from attackers or typos; counting them would let anyone
                 # grow the table, so they only reach the log.
@@ -357,11 +467,20 @@ class Registry:
             return _rejections.list_(conn, device_id)
 
     # -- API keys, users, sessions ------------------------------------------------------------
-    def create_api_key(self, tenant: str, name: str, role: str, *, platform_admin: bool = False,
-                       ttl_s: float | None = None) -> NewApiKey:
+    def create_api_key(
+        self,
+        tenant: str,
+        name: str,
+        role: str,
+        *,
+        platform_admin: bool = False,
+        ttl_s: float | None = None,
+    ) -> NewApiKey:
         expires = now_us() + int(ttl_s * 1e6) if ttl_s else None
         with self._write() as conn:
-            return _keys.create(conn, tenant, name, role, platform_admin=platform_admin, expires_at=expires)
+            return _keys.create(
+                conn, tenant, name, role, platform_admin=platform_admin, expires_at=expires
+            )
 
     def authenticate_key(self, token: str) -> Principal | None:
         if not token:
@@ -400,8 +519,9 @@ class Registry:
             _keys.revoke_sessions(conn, user.tenant, username)
         return True
 
-    def update_user(self, tenant: str, username: str, *, role: str | None = None,
-                    disabled: bool | None = None) -> User:
+    def update_user(
+        self, tenant: str, username: str, *, role: str | None = None, disabled: bool | None = None
+    ) -> User:
         """Change a user's role or status; their open sessions end (they log in again)."""
         with self._write() as conn:
             user = _users.update_(conn, tenant, username, role=role, disabled=disabled)
@@ -414,17 +534,29 @@ class Registry:
             _users.delete_(conn, tenant, username)
             _keys.revoke_sessions(conn, tenant, username)
 
-    def login(self, username: str, password: str, *, ttl_s: float = SESSION_TTL_S) -> tuple[User, NewApiKey] | None:
-        """Check a console password; on success issue a short-lived session key with the user's role."""
+    def login(
+        self, username: str, password: str, *, ttl_s: float = SESSION_TTL_S
+    ) -> tuple[User, NewApiKey] | None:
+        """Check a console password; on success issue a
+        short-lived session key with the user's role."""
         with self._write() as conn:
             user = _users.verify(conn, username, password, self._hasher)
             if user is None:
                 return None
-            key = _keys.create(conn, user.tenant, _keys.SESSION_PREFIX + username, user.role,
-                               platform_admin=user.platform_admin, expires_at=now_us() + int(ttl_s * 1e6))
+            key = _keys.create(
+                conn,
+                user.tenant,
+                _keys.SESSION_PREFIX + username,
+                user.role,
+                platform_admin=user.platform_admin,
+                expires_at=now_us() + int(ttl_s * 1e6),
+            )
             # Expired sessions are dead weight; drop them here rather than in a background job.
-            conn.execute(delete(t.api_keys).where(
-                t.api_keys.c.expires_at.is_not(None), t.api_keys.c.expires_at < now_us()))
+            conn.execute(
+                delete(t.api_keys).where(
+                    t.api_keys.c.expires_at.is_not(None), t.api_keys.c.expires_at < now_us()
+                )
+            )
         return user, key
 
     # -- twins --------------------------------------------------------------------------------
@@ -433,7 +565,9 @@ class Registry:
             _devices.get(conn, device_id, tenant)
             return _twins.get(conn, device_id)
 
-    def patch_desired(self, device_id: str, patch: Mapping[str, Any], tenant: str | None = None) -> Twin:
+    def patch_desired(
+        self, device_id: str, patch: Mapping[str, Any], tenant: str | None = None
+    ) -> Twin:
         with self._write() as conn:
             _devices.get(conn, device_id, tenant)
             return _twins.patch_desired(conn, device_id, patch)
@@ -445,8 +579,15 @@ class Registry:
             return _twins.patch_reported(conn, device_id, patch)
 
     # -- commands -----------------------------------------------------------------------------
-    def create_command(self, device_id: str, name: str, args: Mapping[str, Any] | None = None, *,
-                       ttl_s: float = _commands.DEFAULT_TTL_S, tenant: str | None = None) -> Command:
+    def create_command(
+        self,
+        device_id: str,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        ttl_s: float = _commands.DEFAULT_TTL_S,
+        tenant: str | None = None,
+    ) -> Command:
         with self._write() as conn:
             dev = _devices.get(conn, device_id, tenant)
             if dev.disabled:
@@ -459,8 +600,14 @@ class Registry:
             _commands.expire(conn, device_id=device_id)
             return _commands.get(conn, device_id, command_id)
 
-    def list_commands(self, device_id: str, tenant: str | None = None, *, status: str | None = None,
-                      limit: int = 100) -> list[Command]:
+    def list_commands(
+        self,
+        device_id: str,
+        tenant: str | None = None,
+        *,
+        status: str | None = None,
+        limit: int = 100,
+    ) -> list[Command]:
         with self._write() as conn:
             _devices.get(conn, device_id, tenant)
             return _commands.list_(conn, device_id, status=status, limit=limit)
@@ -470,24 +617,42 @@ class Registry:
             return _commands.set_status(conn, device_id, command_id, "delivered")
 
     def ack_command(self, device_id: str, command_id: str, ok: bool, result: Any = None) -> Command:
-        """A device's acknowledgement: ``ok`` → acked, else failed. Raises for unknown or finished ones."""
+        """A device's acknowledgement: ``ok`` → acked, else
+        failed. Raises for unknown or finished ones."""
         with self._write() as conn:
-            return _commands.set_status(conn, device_id, command_id, "acked" if ok else "failed", result)
+            return _commands.set_status(
+                conn, device_id, command_id, "acked" if ok else "failed", result
+            )
 
     def expire_commands(self) -> int:
         with self._write() as conn:
             return _commands.expire(conn)
 
     # -- audit --------------------------------------------------------------------------------
-    def audit(self, tenant: str, actor: str, action: str, target: str,
-              detail: Mapping[str, Any] | None = None) -> None:
+    def audit(
+        self,
+        tenant: str,
+        actor: str,
+        action: str,
+        target: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
         with self._write() as conn:
             _audit.record(conn, tenant, actor, action, target, detail)
 
-    def audit_log(self, tenant: str, *, limit: int = 100, before_id: int | None = None,
-                  action: str | None = None, target: str | None = None) -> list[AuditEntry]:
+    def audit_log(
+        self,
+        tenant: str,
+        *,
+        limit: int = 100,
+        before_id: int | None = None,
+        action: str | None = None,
+        target: str | None = None,
+    ) -> list[AuditEntry]:
         with self._read() as conn:
-            return _audit.list_(conn, tenant, limit=limit, before_id=before_id, action=action, target=target)
+            return _audit.list_(
+                conn, tenant, limit=limit, before_id=before_id, action=action, target=target
+            )
 
 
 @contextmanager

@@ -8,20 +8,39 @@ from atoll.registry import tables as t
 from atoll.registry.models import Rejection
 
 
-def record(conn: Connection, device_id: str, transport: str, reason: str, message: str,
-           at: int, n: int = 1) -> None:
+def record(
+    conn: Connection, device_id: str, transport: str, reason: str, message: str, at: int, n: int = 1
+) -> None:
     message = message[:500]
-    res = conn.execute(update(t.rejections).where(
-        t.rejections.c.device == device_id, t.rejections.c.transport == transport,
-        t.rejections.c.reason == reason,
-    ).values(count=t.rejections.c.count + n, last_at=at, last_message=message))
+    res = conn.execute(
+        update(t.rejections)
+        .where(
+            t.rejections.c.device == device_id,
+            t.rejections.c.transport == transport,
+            t.rejections.c.reason == reason,
+        )
+        .values(count=t.rejections.c.count + n, last_at=at, last_message=message)
+    )
     if not res.rowcount:
-        conn.execute(insert(t.rejections).values(
-            device=device_id, transport=transport, reason=reason, count=n, last_at=at, last_message=message))
+        conn.execute(
+            insert(t.rejections).values(
+                device=device_id,
+                transport=transport,
+                reason=reason,
+                count=n,
+                last_at=at,
+                last_message=message,
+            )
+        )
 
 
 def list_(conn: Connection, device_id: str) -> list[Rejection]:
-    q = select(t.rejections).where(t.rejections.c.device == device_id).order_by(
-        t.rejections.c.transport, t.rejections.c.reason)
-    return [Rejection(r.device, r.transport, r.reason, r.count, r.last_at, r.last_message)
-            for r in conn.execute(q)]
+    q = (
+        select(t.rejections)
+        .where(t.rejections.c.device == device_id)
+        .order_by(t.rejections.c.transport, t.rejections.c.reason)
+    )
+    return [
+        Rejection(r.device, r.transport, r.reason, r.count, r.last_at, r.last_message)
+        for r in conn.execute(q)
+    ]

@@ -20,7 +20,9 @@ DAY_US = 86_400_000_000
 
 
 class RetentionService:
-    def __init__(self, registry: Registry, store: SeriesStore, *, interval_s: float = 3600.0) -> None:
+    def __init__(
+        self, registry: Registry, store: SeriesStore, *, interval_s: float = 3600.0
+    ) -> None:
         self.registry = registry
         self.store = store
         self.interval_s = interval_s

@@ -1,4 +1,5 @@
-"""SQL schema of the registry. Portable SQLAlchemy Core types only, so SQLite and PostgreSQL share it.
+"""SQL schema of the registry. Portable SQLAlchemy Core types only, so SQLite and PostgreSQL share
+it.
 
 Timestamps are integer µs since the epoch, like everywhere else in Atoll.
 """
@@ -36,7 +37,13 @@ projects = Table(
     "projects",
     metadata,
     Column("id", String(ID), primary_key=True),
-    Column("tenant", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "tenant",
+        String(ID),
+        ForeignKey("tenants.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("name", String(200), nullable=False),
     Column("retention_days", Integer, nullable=True),
     Column("created_at", BigInteger, nullable=False),
@@ -56,7 +63,13 @@ devices = Table(
     "devices",
     metadata,
     Column("id", String(ID), primary_key=True),
-    Column("project", String(ID), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "project",
+        String(ID),
+        ForeignKey("projects.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("name", String(200), nullable=False),
     Column("device_type", String(ID), nullable=True),
     Column("labels", JSON, nullable=False),
@@ -71,7 +84,13 @@ api_keys = Table(
     "api_keys",
     metadata,
     Column("id", String(ID), primary_key=True),
-    Column("tenant", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column(
+        "tenant",
+        String(ID),
+        ForeignKey("tenants.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     Column("name", String(200), nullable=False),
     Column("role", String(16), nullable=False),
     Column("platform_admin", Boolean, nullable=False, default=False),

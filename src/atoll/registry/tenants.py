@@ -17,7 +17,8 @@ def check_id(kind: str, value: str) -> None:
     if not valid_id(value):
         raise InvalidInput(
             f"invalid {kind} id {value!r}",
-            hint="use 1-64 characters: lower-case letters, digits, '-' or '_', starting with a letter or digit",
+            hint="use 1-64 characters: lower-case letters, digits, '-' or '_',"
+            " starting with a letter or digit",
         )
 
 
@@ -56,7 +57,10 @@ def check_retention(days: int | None) -> None:
 
 
 def create_project(
-    conn: Connection, tenant: str, name: str, project_id: str | None = None,
+    conn: Connection,
+    tenant: str,
+    name: str,
+    project_id: str | None = None,
     retention_days: int | None = None,
 ) -> Project:
     get_tenant(conn, tenant)
@@ -66,8 +70,13 @@ def create_project(
     # the tenant's namespace, so "taken" can only mean taken by this tenant.
     if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first():
         raise Conflict(f"project id {project_id!r} is taken", hint="choose another id or omit it")
-    row = {"id": project_id, "tenant": tenant, "name": name or project_id,
-           "retention_days": retention_days, "created_at": now_us()}
+    row = {
+        "id": project_id,
+        "tenant": tenant,
+        "name": name or project_id,
+        "retention_days": retention_days,
+        "created_at": now_us(),
+    }
     conn.execute(insert(t.projects).values(**row))
     return Project(**row)
 
@@ -91,7 +100,11 @@ def list_projects(conn: Connection, tenant: str | None = None) -> list[Project]:
 
 
 def update_project(
-    conn: Connection, project_id: str, tenant: str | None = None, *, name: str | None = None,
+    conn: Connection,
+    project_id: str,
+    tenant: str | None = None,
+    *,
+    name: str | None = None,
     retention_days=_UNSET,
 ) -> Project:
     get_project(conn, project_id, tenant)
@@ -109,7 +122,9 @@ def update_project(
 def delete_project(conn: Connection, project_id: str, tenant: str | None = None) -> list[str]:
     """Delete a project and everything in it; returns the ids of the devices that went."""
     get_project(conn, project_id, tenant)
-    ids = [r.id for r in conn.execute(select(t.devices.c.id).where(t.devices.c.project == project_id))]
+    ids = [
+        r.id for r in conn.execute(select(t.devices.c.id).where(t.devices.c.project == project_id))
+    ]
     # Explicit child deletes: foreign-key cascades are off on SQLite files opened by other tools.
     if ids:
         conn.execute(delete(t.twins).where(t.twins.c.device.in_(ids)))

@@ -35,8 +35,15 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def _twin(row) -> Twin:
-    return Twin(row.device, dict(row.desired), row.desired_version, row.desired_updated_at,
-                dict(row.reported), row.reported_version, row.reported_updated_at)
+    return Twin(
+        row.device,
+        dict(row.desired),
+        row.desired_version,
+        row.desired_updated_at,
+        dict(row.reported),
+        row.reported_version,
+        row.reported_updated_at,
+    )
 
 
 def get(conn: Connection, device_id: str) -> Twin:
@@ -65,16 +72,31 @@ def _apply(conn: Connection, device_id: str, side: str, patch: Mapping[str, Any]
     if row is None:
         doc = merge_patch({}, patch)
         _check(doc, side)
-        base = {"device": device_id, "desired": {}, "desired_version": 0, "desired_updated_at": None,
-                    "reported": {}, "reported_version": 0, "reported_updated_at": None}
+        base = {
+            "device": device_id,
+            "desired": {},
+            "desired_version": 0,
+            "desired_updated_at": None,
+            "reported": {},
+            "reported_version": 0,
+            "reported_updated_at": None,
+        }
         base.update({side: doc, f"{side}_version": 1, f"{side}_updated_at": now})
         conn.execute(insert(t.twins).values(**base))
     else:
         doc = merge_patch(getattr(row, side), patch)
         _check(doc, side)
-        conn.execute(update(t.twins).where(t.twins.c.device == device_id).values(**{
-            side: doc, f"{side}_version": getattr(row, f"{side}_version") + 1, f"{side}_updated_at": now,
-        }))
+        conn.execute(
+            update(t.twins)
+            .where(t.twins.c.device == device_id)
+            .values(
+                **{
+                    side: doc,
+                    f"{side}_version": getattr(row, f"{side}_version") + 1,
+                    f"{side}_updated_at": now,
+                }
+            )
+        )
     return get(conn, device_id)
 
 

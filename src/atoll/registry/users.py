@@ -28,7 +28,14 @@ def _dummy_hash(hasher: PasswordHasher) -> str:
 
 
 def _user(row) -> User:
-    return User(row.username, row.tenant, row.role, row.created_at, bool(row.disabled), bool(row.platform_admin))
+    return User(
+        row.username,
+        row.tenant,
+        row.role,
+        row.created_at,
+        bool(row.disabled),
+        bool(row.platform_admin),
+    )
 
 
 def _check_password(password: str) -> None:
@@ -36,8 +43,16 @@ def _check_password(password: str) -> None:
         raise InvalidInput(f"password must have at least {MIN_PASSWORD} characters")
 
 
-def create(conn: Connection, tenant: str, username: str, password: str, role: str,
-           hasher: PasswordHasher = DEFAULT_HASHER, *, platform_admin: bool = False) -> User:
+def create(
+    conn: Connection,
+    tenant: str,
+    username: str,
+    password: str,
+    role: str,
+    hasher: PasswordHasher = DEFAULT_HASHER,
+    *,
+    platform_admin: bool = False,
+) -> User:
     get_tenant(conn, tenant)
     check_role(role)
     _check_password(password)
@@ -47,14 +62,21 @@ def create(conn: Connection, tenant: str, username: str, password: str, role: st
     username = qualify_username(tenant, username)
     if conn.execute(select(t.users.c.username).where(t.users.c.username == username)).first():
         raise Conflict(f"user {username!r} already exists")
-    row = {"username": username, "tenant": tenant, "role": role, "created_at": now_us(), "disabled": False,
-           "platform_admin": platform_admin}
+    row = {
+        "username": username,
+        "tenant": tenant,
+        "role": role,
+        "created_at": now_us(),
+        "disabled": False,
+        "platform_admin": platform_admin,
+    }
     conn.execute(insert(t.users).values(password_hash=hasher.hash(password), **row))
     return User(**row)
 
 
-def verify(conn: Connection, username: str, password: str,
-           hasher: PasswordHasher = DEFAULT_HASHER) -> User | None:
+def verify(
+    conn: Connection, username: str, password: str, hasher: PasswordHasher = DEFAULT_HASHER
+) -> User | None:
     row = conn.execute(select(t.users).where(t.users.c.username == username)).first()
     if row is None:
         try:
@@ -69,8 +91,11 @@ def verify(conn: Connection, username: str, password: str,
     if row.disabled:
         return None
     if hasher.check_needs_rehash(row.password_hash):
-        conn.execute(update(t.users).where(t.users.c.username == username).values(
-            password_hash=hasher.hash(password)))
+        conn.execute(
+            update(t.users)
+            .where(t.users.c.username == username)
+            .values(password_hash=hasher.hash(password))
+        )
     return _user(row)
 
 
@@ -79,24 +104,40 @@ def list_(conn: Connection, tenant: str) -> list[User]:
     return [_user(r) for r in conn.execute(q)]
 
 
-def set_password(conn: Connection, tenant: str, username: str, password: str,
-                 hasher: PasswordHasher = DEFAULT_HASHER) -> None:
+def set_password(
+    conn: Connection,
+    tenant: str,
+    username: str,
+    password: str,
+    hasher: PasswordHasher = DEFAULT_HASHER,
+) -> None:
     _check_password(password)
-    res = conn.execute(update(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant)
-                       .values(password_hash=hasher.hash(password)))
+    res = conn.execute(
+        update(t.users)
+        .where(t.users.c.username == username, t.users.c.tenant == tenant)
+        .values(password_hash=hasher.hash(password))
+    )
     if res.rowcount == 0:
         raise NotFound(f"user {username!r} not found")
 
 
 def get(conn: Connection, tenant: str, username: str) -> User:
-    row = conn.execute(select(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant)).first()
+    row = conn.execute(
+        select(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant)
+    ).first()
     if row is None:
         raise NotFound(f"user {username!r} not found")
     return _user(row)
 
 
-def update_(conn: Connection, tenant: str, username: str, *, role: str | None = None,
-            disabled: bool | None = None) -> User:
+def update_(
+    conn: Connection,
+    tenant: str,
+    username: str,
+    *,
+    role: str | None = None,
+    disabled: bool | None = None,
+) -> User:
     get(conn, tenant, username)
     values: dict = {}
     if role is not None:
@@ -110,6 +151,8 @@ def update_(conn: Connection, tenant: str, username: str, *, role: str | None = 
 
 
 def delete_(conn: Connection, tenant: str, username: str) -> None:
-    res = conn.execute(delete(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant))
+    res = conn.execute(
+        delete(t.users).where(t.users.c.username == username, t.users.c.tenant == tenant)
+    )
     if res.rowcount == 0:
         raise NotFound(f"user {username!r} not found")

@@ -91,10 +91,19 @@ class AlarmBook:
             raise NotFound(f"alarm {alarm_id} not found")
         return Alarm.model_validate(row._mapping)
 
-    def list(self, *, projects: list[str] | None = None, status: list[str] | None = None,
-             device: str | None = None, rule_id: str | None = None, severity: list[str] | None = None,
-             since: int | None = None, until: int | None = None, limit: int = 100,
-             offset: int = 0) -> list[Alarm]:
+    def list(
+        self,
+        *,
+        projects: list[str] | None = None,
+        status: list[str] | None = None,
+        device: str | None = None,
+        rule_id: str | None = None,
+        severity: list[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Alarm]:
         t = db.alarms
         q = sa.select(t)
         if projects is not None:
@@ -118,16 +127,20 @@ class AlarmBook:
     def summary(self, projects: list[str]) -> dict:
         """Open alarms counted per status, severity and device (one query, for fleet pages)."""
         t = db.alarms
-        q = (sa.select(t.c.device, t.c.status, t.c.severity, sa.func.count())
-             .where(t.c.project.in_(projects), t.c.status != "cleared")
-             .group_by(t.c.device, t.c.status, t.c.severity))
+        q = (
+            sa.select(t.c.device, t.c.status, t.c.severity, sa.func.count())
+            .where(t.c.project.in_(projects), t.c.status != "cleared")
+            .group_by(t.c.device, t.c.status, t.c.severity)
+        )
         out = {"open": 0, "active": 0, "acknowledged": 0, "by_severity": {}, "by_device": {}}
         with self.engine.connect() as c:
             for device, status, severity, n in c.execute(q):
                 out["open"] += n
                 out[status] += n
                 out["by_severity"][severity] = out["by_severity"].get(severity, 0) + n
-                d = out["by_device"].setdefault(device, {"open": 0, "active": 0, "severity": severity})
+                d = out["by_device"].setdefault(
+                    device, {"open": 0, "active": 0, "severity": severity}
+                )
                 d["open"] += n
                 d["active"] += n if status == "active" else 0
                 if SEVERITIES.index(severity) > SEVERITIES.index(d["severity"]):
@@ -162,23 +175,53 @@ class AlarmBook:
             del self._open[key]
         return alarm
 
-    def _event(self, c, alarm_id: int, ts: int, kind: str, actor: str,
-               severity: str | None = None, detail: str = "") -> None:
-        c.execute(sa.insert(db.alarm_events).values(
-            alarm_id=alarm_id, ts=ts, kind=kind, actor=actor, severity=severity, detail=detail))
+    def _event(
+        self,
+        c,
+        alarm_id: int,
+        ts: int,
+        kind: str,
+        actor: str,
+        severity: str | None = None,
+        detail: str = "",
+    ) -> None:
+        c.execute(
+            sa.insert(db.alarm_events).values(
+                alarm_id=alarm_id, ts=ts, kind=kind, actor=actor, severity=severity, detail=detail
+            )
+        )
 
-    def raise_(self, rule: Rule, device: str, ts: int, value: float | None, detail: str,
-               metric: str | None = None) -> Alarm | None:
+    def raise_(
+        self,
+        rule: Rule,
+        device: str,
+        ts: int,
+        value: float | None,
+        detail: str,
+        metric: str | None = None,
+    ) -> Alarm | None:
         """Open an alarm, or ``None`` when one is already open for (rule, device)."""
         if (rule.id, device) in self._open:
             return None
         with self.engine.begin() as c:
             try:
-                alarm_id = c.execute(sa.insert(db.alarms).values(
-                    project=rule.project, rule_id=rule.id, rule_name=rule.name, device=device,
-                    metric=metric, severity=rule.severity, status="active", acknowledged=False, value=value,
-                    detail=detail, raised_at=ts, escalation_level=0, notifications=0,
-                )).inserted_primary_key[0]
+                alarm_id = c.execute(
+                    sa.insert(db.alarms).values(
+                        project=rule.project,
+                        rule_id=rule.id,
+                        rule_name=rule.name,
+                        device=device,
+                        metric=metric,
+                        severity=rule.severity,
+                        status="active",
+                        acknowledged=False,
+                        value=value,
+                        detail=detail,
+                        raised_at=ts,
+                        escalation_level=0,
+                        notifications=0,
+                    )
+                ).inserted_primary_key[0]
             except sa.exc.IntegrityError:
                 return None  # another writer opened it first
             self._event(c, alarm_id, ts, "raised", SYSTEM, rule.severity, detail)
@@ -187,13 +230,18 @@ class AlarmBook:
     def acknowledge(self, alarm_id: int, actor: str, ts: int) -> Alarm:
         alarm = self.get(alarm_id)
         if alarm.acknowledged:
-            raise Conflict(f"alarm {alarm_id} is already acknowledged "
-                           f"(by {alarm.acknowledged_by})")
+            raise Conflict(f"alarm {alarm_id} is already acknowledged (by {alarm.acknowledged_by})")
         with self.engine.begin() as c:
             self._event(c, alarm_id, ts, "acknowledged", actor, alarm.severity)
             status = "cleared" if alarm.status == "cleared" else "acknowledged"
-            return self._update(c, alarm_id, status=status, acknowledged=True,
-                                acknowledged_at=ts, acknowledged_by=actor)
+            return self._update(
+                c,
+                alarm_id,
+                status=status,
+                acknowledged=True,
+                acknowledged_at=ts,
+                acknowledged_by=actor,
+            )
 
     def clear(self, alarm_id: int, actor: str, ts: int, detail: str = "") -> Alarm:
         alarm = self.get(alarm_id)
@@ -203,7 +251,9 @@ class AlarmBook:
             self._event(c, alarm_id, ts, "cleared", actor, alarm.severity, detail)
             return self._update(c, alarm_id, status="cleared", cleared_at=ts, cleared_by=actor)
 
-    def escalate(self, alarm_id: int, level: int, severity: str | None, ts: int, detail: str) -> Alarm:
+    def escalate(
+        self, alarm_id: int, level: int, severity: str | None, ts: int, detail: str
+    ) -> Alarm:
         alarm = self.get(alarm_id)
         new = alarm.severity
         if severity is not None and SEVERITIES.index(severity) > SEVERITIES.index(new):
@@ -214,8 +264,9 @@ class AlarmBook:
 
     def notified(self, alarm_id: int, ts: int) -> Alarm:
         with self.engine.begin() as c:
-            return self._update(c, alarm_id, last_notified_at=ts,
-                                notifications=db.alarms.c.notifications + 1)
+            return self._update(
+                c, alarm_id, last_notified_at=ts, notifications=db.alarms.c.notifications + 1
+            )
 
     def comment(self, alarm_id: int, author: str, text: str, ts: int) -> Comment:
         text = text.strip()
@@ -223,7 +274,8 @@ class AlarmBook:
             raise InvalidInput("comment text is empty")
         self.get(alarm_id)
         with self.engine.begin() as c:
-            cid = c.execute(sa.insert(db.comments).values(
-                alarm_id=alarm_id, ts=ts, author=author, text=text)).inserted_primary_key[0]
+            cid = c.execute(
+                sa.insert(db.comments).values(alarm_id=alarm_id, ts=ts, author=author, text=text)
+            ).inserted_primary_key[0]
             self._event(c, alarm_id, ts, "commented", author, None, text[:200])
         return Comment(id=cid, alarm_id=alarm_id, ts=ts, author=author, text=text)

@@ -49,28 +49,46 @@ def _inputs(rule: Rule, device: str, store) -> list[tuple[str, SeriesKey, str]]:
         if leaf.metric is not None:
             metrics = [leaf.metric]
         else:
-            metrics = [k.metric.removesuffix(suffix) for k in store.series(rule.project, leaf.device)
-                       if (k.metric.endswith(suffix) if suffix else not k.metric.endswith(SCORE_SUFFIX))]
+            metrics = [
+                k.metric.removesuffix(suffix)
+                for k in store.series(rule.project, leaf.device)
+                if (k.metric.endswith(suffix) if suffix else not k.metric.endswith(SCORE_SUFFIX))
+            ]
         for m in metrics:
             out.append((leaf.kind, SeriesKey(rule.project, leaf.device, m + suffix), m))
     return out
 
 
 def _stream(series, device: str, metric: str, kind: str):
-    for t, v in zip(series.ts.tolist(), series.value.tolist()):
+    for t, v in zip(series.ts.tolist(), series.value.tolist(), strict=True):
         yield t, device, metric, v, kind
 
 
-def backtest(rule: Rule, devices: list[str], store, start: int, end: int, *,
-             max_points: int = 2_000_000, max_ticks: int = 200_000) -> Backtest:
+def backtest(
+    rule: Rule,
+    devices: list[str],
+    store,
+    start: int,
+    end: int,
+    *,
+    max_points: int = 2_000_000,
+    max_ticks: int = 200_000,
+) -> Backtest:
     if end <= start:
         raise InvalidInput("end must be after start")
     if not devices:
         raise InvalidInput("the rule targets no devices to backtest")
-    spec = rule.model_copy(update={"target": rule.target.model_copy(
-        update={"device": None, "devices": list(devices), "device_type": None})})
+    spec = rule.model_copy(
+        update={
+            "target": rule.target.model_copy(
+                update={"device": None, "devices": list(devices), "device_type": None}
+            )
+        }
+    )
     if isinstance(spec.condition, AnomalyScore) and spec.condition.value is None:
-        spec = spec.model_copy(update={"condition": spec.condition.model_copy(update={"value": 0.8})})
+        spec = spec.model_copy(
+            update={"condition": spec.condition.model_copy(update={"value": 0.8})}
+        )
     clock = FakeClock(start)
     engine = RuleEngine(clock)
     engine.upsert(spec)

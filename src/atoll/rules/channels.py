@@ -50,15 +50,20 @@ class Notification:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Notification:
-        files = tuple(Attachment(a["filename"], base64.b64decode(a["content_base64"]), a["mime"])
-                      for a in d.get("attachments") or ())
+        files = tuple(
+            Attachment(a["filename"], base64.b64decode(a["content_base64"]), a["mime"])
+            for a in d.get("attachments") or ()
+        )
         return cls(d["project"], d["event"], d["title"], d["text"], d.get("alarm"), files)
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "attachments"}
         out["attachments"] = [
-            {"filename": a.filename, "mime": a.mime,
-             "content_base64": base64.b64encode(a.content).decode()}
+            {
+                "filename": a.filename,
+                "mime": a.mime,
+                "content_base64": base64.b64encode(a.content).decode(),
+            }
             for a in self.attachments
         ]
         return out
@@ -117,7 +122,8 @@ class WebhookConfig(_Config):
     max_backoff: float = Field(30.0, ge=0)
     jitter: float = Field(0.5, ge=0, le=1, description="fraction of each delay that is random")
     secret: str | None = Field(
-        None, description="sign each body: header X-Atoll-Signature: sha256=HMAC(secret, body)")
+        None, description="sign each body: header X-Atoll-Signature: sha256=HMAC(secret, body)"
+    )
 
 
 class WebhookChannel:
@@ -156,20 +162,26 @@ class WebhookChannel:
                         return attempt
                     last = f"HTTP {r.status_code}"
                     if r.status_code < 500 and r.status_code not in (408, 429):
-                        raise DeliveryFailed(f"webhook refused: {last}", attempts=attempt,
-                                             hint="check the URL and credentials of the channel")
+                        raise DeliveryFailed(
+                            f"webhook refused: {last}",
+                            attempts=attempt,
+                            hint="check the URL and credentials of the channel",
+                        )
                     try:
                         retry_after = float(r.headers.get("retry-after", ""))
                     except ValueError:
                         pass
                 if attempt < c.attempts:
                     await self.sleep(self.delay(attempt, retry_after))
-        raise DeliveryFailed(f"webhook failed after {c.attempts} attempts: {last}", attempts=c.attempts)
+        raise DeliveryFailed(
+            f"webhook failed after {c.attempts} attempts: {last}", attempts=c.attempts
+        )
 
 
 class ChatConfig(WebhookConfig):
-    field: str = Field("text", description="'text' for Slack, Mattermost, Rocket.Chat; "
-                                           "'content' for Discord")
+    field: str = Field(
+        "text", description="'text' for Slack, Mattermost, Rocket.Chat; 'content' for Discord"
+    )
 
 
 class ChatChannel(WebhookChannel):
@@ -210,8 +222,9 @@ class EmailChannel:
         msg.set_content(f"{note.text}\n\nproject: {note.project}\nevent: {note.event}\n")
         for a in note.attachments:
             main, _, sub = a.mime.partition("/")
-            msg.add_attachment(a.content, maintype=main, subtype=sub or "octet-stream",
-                               filename=a.filename)
+            msg.add_attachment(
+                a.content, maintype=main, subtype=sub or "octet-stream", filename=a.filename
+            )
         return msg
 
     def _send(self, msg: EmailMessage) -> None:
@@ -231,16 +244,22 @@ class EmailChannel:
                 await asyncio.to_thread(self._send, msg)
                 return attempt
             except smtplib.SMTPRecipientsRefused as exc:
-                raise DeliveryFailed(f"mail refused for {list(exc.recipients)}", attempts=attempt,
-                                     hint="check the 'to' addresses") from None
+                raise DeliveryFailed(
+                    f"mail refused for {list(exc.recipients)}",
+                    attempts=attempt,
+                    hint="check the 'to' addresses",
+                ) from None
             except smtplib.SMTPAuthenticationError:
-                raise DeliveryFailed("SMTP login refused", attempts=attempt,
-                                     hint="check username and password") from None
+                raise DeliveryFailed(
+                    "SMTP login refused", attempts=attempt, hint="check username and password"
+                ) from None
             except (smtplib.SMTPException, OSError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if attempt < c.attempts:
                 await self.sleep(c.backoff * 2 ** (attempt - 1) * (1 - 0.5 * random.random()))
-        raise DeliveryFailed(f"mail failed after {c.attempts} attempts: {last}", attempts=c.attempts)
+        raise DeliveryFailed(
+            f"mail failed after {c.attempts} attempts: {last}", attempts=c.attempts
+        )
 
 
 # ---------------------------------------------------------------- command to a device
@@ -305,7 +324,9 @@ def register_channel_type(ct: ChannelType) -> None:
 
 for _ct in (
     ChannelType("webhook", WebhookConfig, WebhookChannel, "HTTP POST of a JSON document"),
-    ChannelType("chat", ChatConfig, ChatChannel, "chat incoming webhook (Slack, Mattermost, Discord)"),
+    ChannelType(
+        "chat", ChatConfig, ChatChannel, "chat incoming webhook (Slack, Mattermost, Discord)"
+    ),
     ChannelType("email", EmailConfig, EmailChannel, "plain-text mail through SMTP"),
     ChannelType("command", CommandConfig, CommandChannel, "command to a device over MQTT"),
     ChannelType("log", LogConfig, LogChannel, "line in the service log"),
@@ -336,8 +357,10 @@ def check_channel(spec: ChannelSpec) -> BaseModel:
     types = channel_types()
     ct = types.get(spec.type)
     if ct is None:
-        raise InvalidInput(f"channels.{spec.name}.type: unknown channel type {spec.type!r}",
-                           hint=f"known types: {', '.join(sorted(types))}")
+        raise InvalidInput(
+            f"channels.{spec.name}.type: unknown channel type {spec.type!r}",
+            hint=f"known types: {', '.join(sorted(types))}",
+        )
     return validate(ct.config, spec.config, f"channels.{spec.name}.config")
 
 

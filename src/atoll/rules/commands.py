@@ -24,8 +24,9 @@ class RegistryCommands:
             dev = await asyncio.to_thread(self.registry.get_device, device)
             if dev.project != project:
                 raise NotFound(f"device {device!r} is not in project {project!r}")
-            cmd = await asyncio.to_thread(self.registry.create_command, device, name, args,
-                                          ttl_s=self.ttl_s)
+            cmd = await asyncio.to_thread(
+                self.registry.create_command, device, name, args, ttl_s=self.ttl_s
+            )
         except AtollError as exc:
             raise DeliveryFailed(f"command {name!r} to {device}: {exc.message}") from None
         if self.transport is not None:

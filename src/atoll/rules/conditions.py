@@ -25,7 +25,8 @@ class _Condition(BaseModel):
 
     for_: Duration = Field(0.0, alias="for", description="hold this long before it counts")
     clear_for: Duration = Field(
-        0.0, description="once true, stay true until false for this long (no flapping)")
+        0.0, description="once true, stay true until false for this long (no flapping)"
+    )
 
 
 class _Leaf(_Condition):
@@ -46,9 +47,13 @@ class _Compared(_Leaf):
         if self.clear is None:
             return self
         if self.op in (">", ">=") and self.clear > self.value:
-            raise ValueError(f"clear ({self.clear:g}) must be <= value ({self.value:g}) for op '{self.op}'")
+            raise ValueError(
+                f"clear ({self.clear:g}) must be <= value ({self.value:g}) for op '{self.op}'"
+            )
         if self.op in ("<", "<=") and self.clear < self.value:
-            raise ValueError(f"clear ({self.clear:g}) must be >= value ({self.value:g}) for op '{self.op}'")
+            raise ValueError(
+                f"clear ({self.clear:g}) must be >= value ({self.value:g}) for op '{self.op}'"
+            )
         return self
 
 
@@ -280,7 +285,8 @@ class RateEval(Leaf):
     def describe(self):
         s = self.spec
         per = format_duration(s.per)
-        return f"{self.device}.{s.metric} changes {_num(self.last)}/{per} {s.op} {s.value:g}{self._for_text()}"
+        change = f"{_num(self.last)}/{per} {s.op} {s.value:g}"
+        return f"{self.device}.{s.metric} changes {change}{self._for_text()}"
 
 
 class AnomalyEval(Leaf):
@@ -302,7 +308,8 @@ class AnomalyEval(Leaf):
         latch = self.latches.get(metric)
         if latch is None:
             latch = self.latches[metric] = _Hysteresis(
-                ">=", self.DEFAULT if self.spec.value is None else self.spec.value, self.spec.clear)
+                ">=", self.DEFAULT if self.spec.value is None else self.spec.value, self.spec.clear
+            )
         if self.spec.value is None and flagged is not None:
             latch.on = flagged
         else:
@@ -333,8 +340,10 @@ class AnomalyEval(Leaf):
         limit = "flagged by its detector" if self.spec.value is None else f">= {self.spec.value:g}"
         if self.spec.min_count is not None:
             limit += f" {self.spec.min_count} times in {format_duration(self.spec.window)}"
-        return (f"{self.device}.{self.worst or self.metric or '*'} anomaly score {score} "
-                f"{limit}{self._for_text()}")
+        return (
+            f"{self.device}.{self.worst or self.metric or '*'} anomaly score {score} "
+            f"{limit}{self._for_text()}"
+        )
 
 
 class NoDataEval(Leaf):

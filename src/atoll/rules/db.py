@@ -9,7 +9,8 @@ from sqlalchemy.pool import StaticPool
 metadata = sa.MetaData()
 
 rules = sa.Table(
-    "rules_rules", metadata,
+    "rules_rules",
+    metadata,
     sa.Column("id", sa.String(128), primary_key=True),
     sa.Column("project", sa.String(128), nullable=False, index=True),
     sa.Column("spec", sa.JSON, nullable=False),
@@ -18,7 +19,8 @@ rules = sa.Table(
 )
 
 channels = sa.Table(
-    "rules_channels", metadata,
+    "rules_channels",
+    metadata,
     sa.Column("project", sa.String(128), primary_key=True),
     sa.Column("name", sa.String(128), primary_key=True),
     sa.Column("type", sa.String(64), nullable=False),
@@ -26,7 +28,8 @@ channels = sa.Table(
 )
 
 alarms = sa.Table(
-    "rules_alarms", metadata,
+    "rules_alarms",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("project", sa.String(128), nullable=False),
     sa.Column("rule_id", sa.String(128), nullable=False),
@@ -48,16 +51,27 @@ alarms = sa.Table(
     sa.Column("notifications", sa.Integer, nullable=False, default=0),
     sa.Index("rules_alarms_project_status", "project", "status"),
     # The database itself guarantees one open alarm per (rule, device).
-    sa.Index("rules_alarms_one_open", "rule_id", "device", unique=True,
-             sqlite_where=sa.text("status != 'cleared'"),
-             postgresql_where=sa.text("status != 'cleared'")),
+    sa.Index(
+        "rules_alarms_one_open",
+        "rule_id",
+        "device",
+        unique=True,
+        sqlite_where=sa.text("status != 'cleared'"),
+        postgresql_where=sa.text("status != 'cleared'"),
+    ),
 )
 
 alarm_events = sa.Table(
-    "rules_alarm_events", metadata,
+    "rules_alarm_events",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("alarm_id", sa.Integer, sa.ForeignKey("rules_alarms.id", ondelete="CASCADE"),
-              nullable=False, index=True),
+    sa.Column(
+        "alarm_id",
+        sa.Integer,
+        sa.ForeignKey("rules_alarms.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     sa.Column("ts", sa.BigInteger, nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("actor", sa.String(128), nullable=False),
@@ -66,17 +80,24 @@ alarm_events = sa.Table(
 )
 
 comments = sa.Table(
-    "rules_alarm_comments", metadata,
+    "rules_alarm_comments",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("alarm_id", sa.Integer, sa.ForeignKey("rules_alarms.id", ondelete="CASCADE"),
-              nullable=False, index=True),
+    sa.Column(
+        "alarm_id",
+        sa.Integer,
+        sa.ForeignKey("rules_alarms.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
     sa.Column("ts", sa.BigInteger, nullable=False),
     sa.Column("author", sa.String(128), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
 )
 
 deliveries = sa.Table(
-    "rules_deliveries", metadata,
+    "rules_deliveries",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("ts", sa.BigInteger, nullable=False),
     sa.Column("project", sa.String(128), nullable=False, index=True),
@@ -92,7 +113,8 @@ deliveries = sa.Table(
 )
 
 reports = sa.Table(
-    "rules_reports", metadata,
+    "rules_reports",
+    metadata,
     sa.Column("id", sa.String(128), primary_key=True),
     sa.Column("project", sa.String(128), nullable=False, index=True),
     sa.Column("spec", sa.JSON, nullable=False),
@@ -108,17 +130,20 @@ def connect(url_or_engine: str | sa.Engine | None = None) -> sa.Engine:
         url = url_or_engine or "sqlite://"
         if url in ("sqlite://", "sqlite:///:memory:"):
             # One connection shared by every thread, or each would see its own empty DB.
-            engine = sa.create_engine(url, poolclass=StaticPool,
-                                      connect_args={"check_same_thread": False})
+            engine = sa.create_engine(
+                url, poolclass=StaticPool, connect_args={"check_same_thread": False}
+            )
         else:
             for prefix in ("postgresql://", "postgres://"):
                 if url.startswith(prefix):  # psycopg 3 is the driver Atoll ships, not psycopg2
-                    url = "postgresql+psycopg://" + url[len(prefix):]
+                    url = "postgresql+psycopg://" + url[len(prefix) :]
             engine = sa.create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
+
         @sa.event.listens_for(engine, "connect")
         def _fk_on(dbapi_conn, _):
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
+
     metadata.create_all(engine)
     _add_missing_columns(engine)
     return engine

@@ -30,9 +30,7 @@ class StaticDirectory:
         return self.types.get(project, {}).get(device)
 
     def devices(self, project: str, device_type: str | None = None) -> list[str]:
-        return sorted(
-            d for d, t in self.types.get(project, {}).items() if device_type in (None, t)
-        )
+        return sorted(d for d, t in self.types.get(project, {}).items() if device_type in (None, t))
 
 
 class RegistryDevices:
@@ -56,8 +54,9 @@ class RegistryDevices:
         out, offset = [], 0
         while True:
             try:
-                page = self.registry.list_devices(project, limit=1000, offset=offset,
-                                                  device_type=device_type)
+                page = self.registry.list_devices(
+                    project, limit=1000, offset=offset, device_type=device_type
+                )
             except NotFound:
                 return out
             out += [d.id for d in page]

@@ -48,12 +48,29 @@ class _Instance:
             return None
         first, self.state = self.state is None, truth
         if not truth:
-            return Change(self.rule.id, self.rule.project, self.device, False, t, None,
-                          "condition ended", first)
+            return Change(
+                self.rule.id,
+                self.rule.project,
+                self.device,
+                False,
+                t,
+                None,
+                "condition ended",
+                first,
+            )
         device, metric = self.root.subject()
         # A metric of another device (cross-device composite) is not this device's series.
-        return Change(self.rule.id, self.rule.project, self.device, True, t, self.root.value(),
-                      self.root.describe(), first, metric if device == self.device else None)
+        return Change(
+            self.rule.id,
+            self.rule.project,
+            self.device,
+            True,
+            t,
+            self.root.value(),
+            self.root.describe(),
+            first,
+            metric if device == self.device else None,
+        )
 
 
 class RuleEngine:
@@ -132,7 +149,9 @@ class RuleEngine:
 
     def _index_instance(self, inst: _Instance) -> None:
         for leaf in inst.root.leaves():
-            self._index[(inst.rule.project, leaf.device, leaf.metric, leaf.kind)].append((inst, leaf))
+            self._index[(inst.rule.project, leaf.device, leaf.metric, leaf.kind)].append(
+                (inst, leaf)
+            )
 
     def _adopt(self, project: str, device: str) -> None:
         """First time we hear of a device: attach it to device-type rules of its type."""
@@ -144,19 +163,32 @@ class RuleEngine:
             return
         now = self.clock.now_us()
         for rule in self.rules.values():
-            if (rule.enabled and rule.project == project and rule.target.device_type == dtype
-                    and device not in self._instances.get(rule.id, {})):
+            if (
+                rule.enabled
+                and rule.project == project
+                and rule.target.device_type == dtype
+                and device not in self._instances.get(rule.id, {})
+            ):
                 inst = _Instance(rule, device, now)
                 self._instances.setdefault(rule.id, {})[device] = inst
                 self._index_instance(inst)
 
     # ------------------------------------------------------------ inputs
 
-    def on_telemetry(self, project: str, device: str, ts: int, values: dict[str, float]) -> list[Change]:
+    def on_telemetry(
+        self, project: str, device: str, ts: int, values: dict[str, float]
+    ) -> list[Change]:
         return self._feed(project, device, ts, values, TELEMETRY)
 
-    def on_anomaly(self, project: str, device: str, metric: str, ts: int, score: float,
-                   flagged: bool | None = None) -> list[Change]:
+    def on_anomaly(
+        self,
+        project: str,
+        device: str,
+        metric: str,
+        ts: int,
+        score: float,
+        flagged: bool | None = None,
+    ) -> list[Change]:
         """A detector's score; ``flagged`` is its own decision (``is_anomaly``) when it gave one."""
         return self._feed(project, device, ts, {metric: score}, ANOMALY, flagged)
 

@@ -38,15 +38,24 @@ def decode_anomaly(data: bytes) -> list[tuple[str, str, str, int, float, bool | 
     for e in doc if isinstance(doc, list) else [doc]:
         try:
             flag = e.get("is_anomaly")
-            out.append((str(e["project"]), str(e["device"]), str(e["metric"]),
-                        to_us(e["ts"]), float(e["score"]), None if flag is None else bool(flag)))
+            out.append(
+                (
+                    str(e["project"]),
+                    str(e["device"]),
+                    str(e["metric"]),
+                    to_us(e["ts"]),
+                    float(e["score"]),
+                    None if flag is None else bool(flag),
+                )
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"anomaly event lacks a field or has a bad one: {exc!r}") from None
     return out
 
 
-def encode_anomaly(project: str, device: str, metric: str, ts: int, score: float,
-                   is_anomaly: bool | None = None) -> bytes:
+def encode_anomaly(
+    project: str, device: str, metric: str, ts: int, score: float, is_anomaly: bool | None = None
+) -> bytes:
     e = {"project": project, "device": device, "metric": metric, "ts": ts, "score": score}
     if is_anomaly is not None:
         e["is_anomaly"] = is_anomaly

@@ -36,7 +36,8 @@ _Loader.yaml_implicit_resolvers = {
     for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @dataclass
@@ -106,7 +107,9 @@ def load_rule_file(text: str, *, project: str | None = None) -> RuleFile:
         if "condition" in doc:  # a single rule on its own
             doc = {"rules": [doc]}
         else:
-            raise InvalidInput(f"unknown top-level keys {sorted(unknown)}; expected project, rules, channels")
+            raise InvalidInput(
+                f"unknown top-level keys {sorted(unknown)}; expected project, rules, channels"
+            )
     project = doc.get("project", project)
     rules_raw = doc.get("rules") or []
     if not isinstance(rules_raw, list):
@@ -117,7 +120,9 @@ def load_rule_file(text: str, *, project: str | None = None) -> RuleFile:
     ids = [r.id for r in out.rules]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
-        raise InvalidInput(f"rules: duplicate rule ids {dup}", hint="give each rule a distinct id or name")
+        raise InvalidInput(
+            f"rules: duplicate rule ids {dup}", hint="give each rule a distinct id or name"
+        )
     channels = doc.get("channels") or {}
     if not isinstance(channels, dict):
         raise InvalidInput("channels: expected a mapping of name -> {type: ..., ...}")
@@ -126,8 +131,16 @@ def load_rule_file(text: str, *, project: str | None = None) -> RuleFile:
             raise InvalidInput(f"channels.{name}: expected a mapping with a 'type'")
         conf = dict(conf)
         ctype = conf.pop("type")
-        spec = validate(ChannelSpec, {"name": name, "project": project or conf.pop("project", None),
-                                      "type": ctype, "config": conf}, f"channels.{name}")
+        spec = validate(
+            ChannelSpec,
+            {
+                "name": name,
+                "project": project or conf.pop("project", None),
+                "type": ctype,
+                "config": conf,
+            },
+            f"channels.{name}",
+        )
         out.channels.append(spec)
     return out
 

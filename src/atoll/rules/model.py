@@ -111,7 +111,9 @@ class Schedule(_Model):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {v!r}; use an IANA name like 'Europe/Paris'") from None
+            raise ValueError(
+                f"unknown timezone {v!r}; use an IANA name like 'Europe/Paris'"
+            ) from None
         return v
 
     def active(self, ts_us: int) -> bool:

@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, engine: sa.Engine, repo: RuleRepository, ctx: ChannelContext,
-                 clock: Clock) -> None:
+    def __init__(
+        self, engine: sa.Engine, repo: RuleRepository, ctx: ChannelContext, clock: Clock
+    ) -> None:
         self.engine, self.repo, self.ctx, self.clock = engine, repo, ctx, clock
         self._channels: dict[tuple[str, str], Channel] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -42,22 +43,33 @@ class Notifier:
             ch = self._channels[(project, name)] = make_channel(spec, self.ctx)
         return ch
 
-    def dispatch(self, project: str, names: list[str], note: Notification,
-                 alarm_id: int | None = None) -> list[asyncio.Task]:
+    def dispatch(
+        self, project: str, names: list[str], note: Notification, alarm_id: int | None = None
+    ) -> list[asyncio.Task]:
         """Start delivering to each channel; returns the tasks (await them to wait)."""
         tasks = []
         for name in dict.fromkeys(names):
             with self.engine.begin() as c:
-                row_id = c.execute(sa.insert(db.deliveries).values(
-                    ts=self.clock.now_us(), project=project, channel=name, event=note.event,
-                    alarm_id=alarm_id, ok=False, attempts=0, status="pending",
-                    payload=note.to_json())).inserted_primary_key[0]
+                row_id = c.execute(
+                    sa.insert(db.deliveries).values(
+                        ts=self.clock.now_us(),
+                        project=project,
+                        channel=name,
+                        event=note.event,
+                        alarm_id=alarm_id,
+                        ok=False,
+                        attempts=0,
+                        status="pending",
+                        payload=note.to_json(),
+                    )
+                ).inserted_primary_key[0]
             tasks.append(self._start(project, name, note, alarm_id, row_id))
         return tasks
 
     def _start(self, project, name, note, alarm_id, row_id) -> asyncio.Task:
         t = asyncio.get_running_loop().create_task(
-            self.deliver(project, name, note, alarm_id, row_id))
+            self.deliver(project, name, note, alarm_id, row_id)
+        )
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
         return t
@@ -79,12 +91,26 @@ class Notifier:
 
     def _finish(self, row_id: int, attempts: int, error: str | None) -> None:
         with self.engine.begin() as c:
-            c.execute(sa.update(db.deliveries).where(db.deliveries.c.id == row_id).values(
-                ok=error is None, attempts=attempts, error=error,
-                status="ok" if error is None else "failed", payload=None))
+            c.execute(
+                sa.update(db.deliveries)
+                .where(db.deliveries.c.id == row_id)
+                .values(
+                    ok=error is None,
+                    attempts=attempts,
+                    error=error,
+                    status="ok" if error is None else "failed",
+                    payload=None,
+                )
+            )
 
-    async def deliver(self, project: str, name: str, note: Notification,
-                      alarm_id: int | None = None, row_id: int | None = None) -> bool:
+    async def deliver(
+        self,
+        project: str,
+        name: str,
+        note: Notification,
+        alarm_id: int | None = None,
+        row_id: int | None = None,
+    ) -> bool:
         attempts, error = 0, None
         try:
             attempts = await self._channel(project, name).send(note)
@@ -101,10 +127,19 @@ class Notifier:
             self._finish(row_id, attempts, error)
         else:
             with self.engine.begin() as c:
-                c.execute(sa.insert(db.deliveries).values(
-                    ts=self.clock.now_us(), project=project, channel=name, event=note.event,
-                    alarm_id=alarm_id, ok=error is None, attempts=attempts, error=error,
-                    status="ok" if error is None else "failed"))
+                c.execute(
+                    sa.insert(db.deliveries).values(
+                        ts=self.clock.now_us(),
+                        project=project,
+                        channel=name,
+                        event=note.event,
+                        alarm_id=alarm_id,
+                        ok=error is None,
+                        attempts=attempts,
+                        error=error,
+                        status="ok" if error is None else "failed",
+                    )
+                )
         return error is None
 
     async def drain(self, timeout: float | None = None) -> None:
@@ -121,8 +156,9 @@ class Notifier:
                 return
             await asyncio.wait(list(self._tasks), timeout=left)
 
-    def deliveries(self, project: str | list[str] | None = None, alarm_id: int | None = None,
-                   limit: int = 100) -> list[dict[str, Any]]:
+    def deliveries(
+        self, project: str | list[str] | None = None, alarm_id: int | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
         t = db.deliveries
         q = sa.select(*(c for c in t.c if c.name != "payload")).order_by(t.c.id.desc()).limit(limit)
         if isinstance(project, str):

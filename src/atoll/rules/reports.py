@@ -29,8 +29,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 US = 1_000_000
 Agg = Literal["min", "max", "avg", "count", "first", "last"]
-ALARM_COLUMNS = ("id", "device", "rule_name", "severity", "status", "acknowledged", "raised_at",
-                 "acknowledged_by", "cleared_at", "cleared_by", "detail")
+ALARM_COLUMNS = (
+    "id",
+    "device",
+    "rule_name",
+    "severity",
+    "status",
+    "acknowledged",
+    "raised_at",
+    "acknowledged_by",
+    "cleared_at",
+    "cleared_by",
+    "detail",
+)
 
 
 class SeriesRef(BaseModel):
@@ -47,7 +58,9 @@ class ReportSpec(BaseModel):
     project: str = Field(min_length=1)
     cron: str = Field(description="when to run, e.g. '0 7 * * mon' (in ``timezone``)")
     timezone: str = "UTC"
-    period: PositiveDuration = Field(86400.0, description="length of the window that ends at run time")
+    period: PositiveDuration = Field(
+        86400.0, description="length of the window that ends at run time"
+    )
     bucket: PositiveDuration = 3600.0
     aggs: list[Agg] = ["min", "avg", "max"]
     series: list[SeriesRef] = []
@@ -91,9 +104,15 @@ def _iso(ts_us: int | None) -> str:
 def alarms_in(engine: sa.Engine, project: str, start: int, end: int) -> list[Alarm]:
     """Alarms open at any time in ``[start, end)``."""
     t = db.alarms
-    q = (sa.select(t).where(t.c.project == project, t.c.raised_at < end,
-                            sa.or_(t.c.cleared_at.is_(None), t.c.cleared_at >= start))
-         .order_by(t.c.raised_at, t.c.id))
+    q = (
+        sa.select(t)
+        .where(
+            t.c.project == project,
+            t.c.raised_at < end,
+            sa.or_(t.c.cleared_at.is_(None), t.c.cleared_at >= start),
+        )
+        .order_by(t.c.raised_at, t.c.id)
+    )
     with engine.connect() as c:
         return [Alarm.model_validate(r._mapping) for r in c.execute(q)]
 
@@ -101,9 +120,12 @@ def alarms_in(engine: sa.Engine, project: str, start: int, end: int) -> list[Ala
 def _buckets(spec: ReportSpec, store, start: int, end: int) -> dict[tuple[str, str], Any]:
     # Charts need min/avg/max even when the table shows other aggregates.
     aggs = tuple(dict.fromkeys([*spec.aggs, "min", "avg", "max"]))
-    return {(ref.device, ref.metric): store.query_buckets(
-        SeriesKey(spec.project, ref.device, ref.metric), start, end, int(spec.bucket * US), aggs)
-        for ref in spec.series}
+    return {
+        (ref.device, ref.metric): store.query_buckets(
+            SeriesKey(spec.project, ref.device, ref.metric), start, end, int(spec.bucket * US), aggs
+        )
+        for ref in spec.series
+    }
 
 
 def _series_rows(spec: ReportSpec, buckets: dict) -> list[list]:
@@ -121,9 +143,12 @@ def _fmt(x) -> str:
 
 def _alarm_row(a: Alarm) -> list[str]:
     d = a.model_dump()
-    return [_iso(d[c]) if c in ("raised_at", "cleared_at") else
-            ("" if d[c] is None else str(d[c]).lower() if isinstance(d[c], bool) else str(d[c]))
-            for c in ALARM_COLUMNS]
+    return [
+        _iso(d[c])
+        if c in ("raised_at", "cleared_at")
+        else ("" if d[c] is None else str(d[c]).lower() if isinstance(d[c], bool) else str(d[c]))
+        for c in ALARM_COLUMNS
+    ]
 
 
 def _csv(header, rows) -> bytes:
@@ -134,7 +159,9 @@ def _csv(header, rows) -> bytes:
     return buf.getvalue().encode()
 
 
-def build_report(spec: ReportSpec, store, engine: sa.Engine, start: int, end: int) -> list[Attachment]:
+def build_report(
+    spec: ReportSpec, store, engine: sa.Engine, start: int, end: int
+) -> list[Attachment]:
     """The report's files for ``[start, end)``."""
     if spec.series and store is None:
         raise InvalidInput("this report needs a series store, and the rules service has none")
@@ -146,15 +173,27 @@ def build_report(spec: ReportSpec, store, engine: sa.Engine, start: int, end: in
     if spec.format == "csv":
         out = []
         if spec.series:
-            out.append(Attachment(f"{base}-series.csv",
-                                  _csv(["device", "metric", "bucket_start", *spec.aggs], series),
-                                  "text/csv"))
+            out.append(
+                Attachment(
+                    f"{base}-series.csv",
+                    _csv(["device", "metric", "bucket_start", *spec.aggs], series),
+                    "text/csv",
+                )
+            )
         if spec.include_alarms:
-            out.append(Attachment(f"{base}-alarms.csv",
-                                  _csv(ALARM_COLUMNS, [_alarm_row(a) for a in alarms]), "text/csv"))
+            out.append(
+                Attachment(
+                    f"{base}-alarms.csv",
+                    _csv(ALARM_COLUMNS, [_alarm_row(a) for a in alarms]),
+                    "text/csv",
+                )
+            )
         return out
-    return [Attachment(f"{base}.pdf", _pdf(spec, series, buckets, alarms, start, end),
-                       "application/pdf")]
+    return [
+        Attachment(
+            f"{base}.pdf", _pdf(spec, series, buckets, alarms, start, end), "application/pdf"
+        )
+    ]
 
 
 def _latin(text: str) -> str:
@@ -175,14 +214,16 @@ def _chart(pdf: FPDF, b, start: int, end: int, w: float = 180, h: float = 38) ->
             return x0 + (ts - start) / (end - start) * w, y0 + h - 2 - (v - lo) / span * (h - 4)
 
         ts = b.start.tolist()
-        band = [xy(t, v) for t, v in zip(ts, b.columns["max"].tolist())]
-        band += [xy(t, v) for t, v in reversed(list(zip(ts, b.columns["min"].tolist())))]
+        band = [xy(t, v) for t, v in zip(ts, b.columns["max"].tolist(), strict=True)]
+        band += [
+            xy(t, v) for t, v in reversed(list(zip(ts, b.columns["min"].tolist(), strict=True)))
+        ]
         pdf.set_fill_color(205, 222, 245)
         pdf.set_draw_color(205, 222, 245)
         pdf.polygon(band, style="DF")
         pdf.set_draw_color(30, 90, 180)
         pdf.set_line_width(0.4)
-        avg = [xy(t, v) for t, v in zip(ts, b.columns["avg"].tolist())]
+        avg = [xy(t, v) for t, v in zip(ts, b.columns["avg"].tolist(), strict=True)]
         if len(avg) == 1:
             avg.append((avg[0][0] + 0.5, avg[0][1]))
         pdf.polyline(avg)
@@ -196,8 +237,9 @@ def _chart(pdf: FPDF, b, start: int, end: int, w: float = 180, h: float = 38) ->
     pdf.set_xy(x0, y0 + h + 1)
 
 
-def _pdf(spec: ReportSpec, series: list[list], buckets: dict, alarms: list[Alarm], start: int,
-         end: int) -> bytes:
+def _pdf(
+    spec: ReportSpec, series: list[list], buckets: dict, alarms: list[Alarm], start: int, end: int
+) -> bytes:
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     pdf.set_title(_latin(spec.name))
     pdf.set_auto_page_break(True, margin=12)
@@ -205,9 +247,16 @@ def _pdf(spec: ReportSpec, series: list[list], buckets: dict, alarms: list[Alarm
     pdf.set_font("Helvetica", "B", 16)
     pdf.cell(0, 10, _latin(spec.name), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)
-    pdf.cell(0, 6, _latin(f"Project {spec.project}: {_iso(start)} to {_iso(end)}"
-                          f" (buckets of {format_duration(spec.bucket)})"),
-             new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0,
+        6,
+        _latin(
+            f"Project {spec.project}: {_iso(start)} to {_iso(end)}"
+            f" (buckets of {format_duration(spec.bucket)})"
+        ),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     pdf.ln(3)
 
     def table(title: str, header: list[str], rows: list[list[str]], widths: list[float]) -> None:
@@ -215,14 +264,14 @@ def _pdf(spec: ReportSpec, series: list[list], buckets: dict, alarms: list[Alarm
             pdf.set_font("Helvetica", "B", 12)
             pdf.cell(0, 8, _latin(title), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("Helvetica", "B", 8)
-        for h, w in zip(header, widths):
+        for h, w in zip(header, widths, strict=True):
             pdf.cell(w, 6, _latin(h), border=1)
         pdf.ln()
         pdf.set_font("Helvetica", "", 8)
         if not rows:
             pdf.cell(sum(widths), 6, "none", border=1, new_x="LMARGIN", new_y="NEXT")
         for r in rows:
-            for cell, w in zip(r, widths):
+            for cell, w in zip(r, widths, strict=True):
                 text = _latin(str(cell))
                 while text and pdf.get_string_width(text) > w - 2:
                     text = text[:-1]
@@ -241,11 +290,22 @@ def _pdf(spec: ReportSpec, series: list[list], buckets: dict, alarms: list[Alarm
             _chart(pdf, buckets[(ref.device, ref.metric)], start, end)
             table("", ["bucket start (UTC)", *spec.aggs], rows, [45] + [min(30, 140 / n)] * n)
     if spec.include_alarms:
-        table(f"Alarms ({len(alarms)})",
-              ["raised (UTC)", "device", "rule", "severity", "status", "cleared (UTC)"],
-              [[_iso(a.raised_at), a.device, a.rule_name, a.severity,
-                a.status + ("" if a.acknowledged else ", unack"), _iso(a.cleared_at)] for a in alarms],
-              [34, 28, 46, 18, 30, 34])
+        table(
+            f"Alarms ({len(alarms)})",
+            ["raised (UTC)", "device", "rule", "severity", "status", "cleared (UTC)"],
+            [
+                [
+                    _iso(a.raised_at),
+                    a.device,
+                    a.rule_name,
+                    a.severity,
+                    a.status + ("" if a.acknowledged else ", unack"),
+                    _iso(a.cleared_at),
+                ]
+                for a in alarms
+            ],
+            [34, 28, 46, 18, 30, 34],
+        )
     return bytes(pdf.output())
 
 
@@ -267,7 +327,9 @@ class ReportScheduler:
 
     def get(self, report_id: str) -> ReportSpec:
         with self.engine.connect() as c:
-            row = c.execute(sa.select(db.reports.c.spec).where(db.reports.c.id == report_id)).first()
+            row = c.execute(
+                sa.select(db.reports.c.spec).where(db.reports.c.id == report_id)
+            ).first()
         if row is None:
             raise NotFound(f"report {report_id!r} not found")
         return ReportSpec.model_validate(row.spec)
@@ -276,7 +338,9 @@ class ReportScheduler:
         known = {c.name for c in self.svc.repo.list_channels(spec.project)}
         for i, name in enumerate(spec.channels):
             if name not in known:
-                raise InvalidInput(f"channels[{i}]: project {spec.project!r} has no channel {name!r}")
+                raise InvalidInput(
+                    f"channels[{i}]: project {spec.project!r} has no channel {name!r}"
+                )
         t = db.reports
         with self.engine.begin() as c:
             old = c.execute(sa.select(t.c.project).where(t.c.id == spec.id)).first()
@@ -284,9 +348,14 @@ class ReportScheduler:
                 raise InvalidInput(f"report {spec.id!r} belongs to project {old.project!r}")
             # Start the schedule now: a new report does not replay the past.
             c.execute(sa.delete(t).where(t.c.id == spec.id))
-            c.execute(sa.insert(t).values(id=spec.id, project=spec.project,
-                                          spec=spec.model_dump(mode="json"),
-                                          last_run=self.svc.clock.now_us()))
+            c.execute(
+                sa.insert(t).values(
+                    id=spec.id,
+                    project=spec.project,
+                    spec=spec.model_dump(mode="json"),
+                    last_run=self.svc.clock.now_us(),
+                )
+            )
         return spec
 
     def delete(self, report_id: str) -> None:
@@ -299,8 +368,14 @@ class ReportScheduler:
         end = self.svc.clock.now_us() if end is None else end
         start = end - int(spec.period * US)
         files = build_report(spec, self.svc.store, self.engine, start, end)
-        note = Notification(spec.project, "report", f"Report: {spec.name}",
-                            f"{spec.name} for {_iso(start)} to {_iso(end)}", None, tuple(files))
+        note = Notification(
+            spec.project,
+            "report",
+            f"Report: {spec.name}",
+            f"{spec.name} for {_iso(start)} to {_iso(end)}",
+            None,
+            tuple(files),
+        )
         self.svc.notifier.dispatch(spec.project, spec.channels, note)
         return files
 

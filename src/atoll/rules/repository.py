@@ -33,16 +33,27 @@ class RuleRepository:
 
     def exists(self, rule_id: str) -> bool:
         with self.engine.connect() as c:
-            return c.execute(sa.select(db.rules.c.id).where(db.rules.c.id == rule_id)).first() is not None
+            return (
+                c.execute(sa.select(db.rules.c.id).where(db.rules.c.id == rule_id)).first()
+                is not None
+            )
 
     def create_rule(self, rule: Rule, now: int) -> Rule:
         try:
             with self.engine.begin() as c:
-                c.execute(sa.insert(db.rules).values(
-                    id=rule.id, project=rule.project, spec=rule.dump(), created_at=now, updated_at=now))
+                c.execute(
+                    sa.insert(db.rules).values(
+                        id=rule.id,
+                        project=rule.project,
+                        spec=rule.dump(),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
         except sa.exc.IntegrityError:
-            raise Conflict(f"rule {rule.id!r} already exists",
-                           hint="choose another id, or PUT to replace it") from None
+            raise Conflict(
+                f"rule {rule.id!r} already exists", hint="choose another id, or PUT to replace it"
+            ) from None
         return rule
 
     def put_rule(self, rule: Rule, now: int) -> Rule:
@@ -50,13 +61,23 @@ class RuleRepository:
         with self.engine.begin() as c:
             old = c.execute(sa.select(db.rules.c.project).where(db.rules.c.id == rule.id)).first()
             if old is None:
-                c.execute(sa.insert(db.rules).values(
-                    id=rule.id, project=rule.project, spec=rule.dump(), created_at=now, updated_at=now))
+                c.execute(
+                    sa.insert(db.rules).values(
+                        id=rule.id,
+                        project=rule.project,
+                        spec=rule.dump(),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
             else:
                 if old.project != rule.project:
                     raise Conflict(f"rule {rule.id!r} belongs to project {old.project!r}")
-                c.execute(sa.update(db.rules).where(db.rules.c.id == rule.id).values(
-                    spec=rule.dump(), updated_at=now))
+                c.execute(
+                    sa.update(db.rules)
+                    .where(db.rules.c.id == rule.id)
+                    .values(spec=rule.dump(), updated_at=now)
+                )
         return rule
 
     def delete_rule(self, rule_id: str) -> None:
@@ -73,15 +94,20 @@ class RuleRepository:
         if project is not None:
             q = q.where(t.c.project == project)
         with self.engine.connect() as c:
-            return [ChannelSpec(name=r.name, project=r.project, type=r.type, config=r.config)
-                    for r in c.execute(q)]
+            return [
+                ChannelSpec(name=r.name, project=r.project, type=r.type, config=r.config)
+                for r in c.execute(q)
+            ]
 
     def put_channel(self, spec: ChannelSpec) -> ChannelSpec:
         t = db.channels
         with self.engine.begin() as c:
             c.execute(sa.delete(t).where(t.c.project == spec.project, t.c.name == spec.name))
-            c.execute(sa.insert(t).values(project=spec.project, name=spec.name, type=spec.type,
-                                          config=spec.config))
+            c.execute(
+                sa.insert(t).values(
+                    project=spec.project, name=spec.name, type=spec.type, config=spec.config
+                )
+            )
         return spec
 
     def delete_channel(self, project: str, name: str) -> None:

@@ -76,8 +76,14 @@ class RulesService:
         self.group = group
         self._subs: list[Subscription] = []
         self._ticker: asyncio.Task | None = None
-        self.stats = {"readings": 0, "anomalies": 0, "bad_messages": 0, "raised": 0, "cleared": 0,
-                      "errors": 0}
+        self.stats = {
+            "readings": 0,
+            "anomalies": 0,
+            "bad_messages": 0,
+            "raised": 0,
+            "cleared": 0,
+            "errors": 0,
+        }
         from atoll.rules.reports import ReportScheduler  # reports need the store; keep it optional
 
         self.reports = ReportScheduler(self)
@@ -88,8 +94,12 @@ class RulesService:
 
     async def start(self) -> None:
         if self.bus is not None:
-            self._subs.append(await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group))
-            self._subs.append(await self.bus.subscribe("anomaly.>", self._on_anomaly, group=self.group))
+            self._subs.append(
+                await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group)
+            )
+            self._subs.append(
+                await self.bus.subscribe("anomaly.>", self._on_anomaly, group=self.group)
+            )
         if self.tick_interval:
             self._ticker = asyncio.create_task(self._tick_forever(), name="rules-ticker")
         self.notifier.resume()
@@ -179,12 +189,21 @@ class RulesService:
                 self.stats["cleared"] += 1
                 await self._announce("cleared", alarm, rule, SYSTEM)
 
-    async def _announce(self, event: str, alarm: Alarm, rule: Rule | None, actor: str,
-                        extra_channels: list[str] = (), detail: str = "") -> None:
+    async def _announce(
+        self,
+        event: str,
+        alarm: Alarm,
+        rule: Rule | None,
+        actor: str,
+        extra_channels: list[str] = (),
+        detail: str = "",
+    ) -> None:
         if self.bus is not None:
             try:
-                await self.bus.publish(topics.bus_alarm(alarm.project),
-                                       encode_alarm_event(event, alarm.model_dump(), actor))
+                await self.bus.publish(
+                    topics.bus_alarm(alarm.project),
+                    encode_alarm_event(event, alarm.model_dump(), actor),
+                )
             except Exception:
                 log.exception("could not publish alarm event")
         names = list(extra_channels)
@@ -227,10 +246,19 @@ class RulesService:
             if every and rule.notify.channels:
                 last = alarm.last_notified_at or alarm.raised_at
                 if now - last >= every * US:
-                    self.notifier.dispatch(alarm.project, rule.notify.channels, Notification(
-                        alarm.project, "repeat",
-                        f"[{alarm.severity.upper()}] {alarm.rule_name} on {alarm.device}: still active",
-                        alarm.detail, alarm.model_dump()), alarm.id)
+                    self.notifier.dispatch(
+                        alarm.project,
+                        rule.notify.channels,
+                        Notification(
+                            alarm.project,
+                            "repeat",
+                            f"[{alarm.severity.upper()}] {alarm.rule_name} on {alarm.device}:"
+                            " still active",
+                            alarm.detail,
+                            alarm.model_dump(),
+                        ),
+                        alarm.id,
+                    )
                     self.alarms.notified(alarm.id, now)
         await self.reports.tick(now)
 
@@ -256,8 +284,10 @@ class RulesService:
         c = self.alarms.comment(alarm_id, author, text, self.clock.now_us())
         alarm = self.alarms.get(alarm_id)
         if self.bus is not None:
-            await self.bus.publish(topics.bus_alarm(alarm.project),
-                                   encode_alarm_event("commented", alarm.model_dump(), author))
+            await self.bus.publish(
+                topics.bus_alarm(alarm.project),
+                encode_alarm_event("commented", alarm.model_dump(), author),
+            )
         return c
 
     # ------------------------------------------------------------ rules (API, YAML)
@@ -271,13 +301,17 @@ class RulesService:
     def _check_channels(self, rule: Rule, extra: set[str] = frozenset()) -> None:
         known = {c.name for c in self.repo.list_channels(rule.project)} | set(extra)
         named = [("notify.channels", i, n) for i, n in enumerate(rule.notify.channels)]
-        named += [(f"escalation[{j}].channels", i, n)
-                  for j, s in enumerate(rule.escalation) for i, n in enumerate(s.channels)]
+        named += [
+            (f"escalation[{j}].channels", i, n)
+            for j, s in enumerate(rule.escalation)
+            for i, n in enumerate(s.channels)
+        ]
         for where, i, name in named:
             if name not in known:
                 raise InvalidInput(
                     f"{where}[{i}]: project {rule.project!r} has no channel named {name!r}",
-                    hint="create the channel first (channels in YAML, or POST .../channels)")
+                    hint="create the channel first (channels in YAML, or POST .../channels)",
+                )
 
     def _unique_id(self, rule: Rule) -> Rule:
         base = rule.id or slug(rule.name)
@@ -287,8 +321,9 @@ class RulesService:
             rid = f"{base}-{n}"
         return rule.model_copy(update={"id": rid})
 
-    async def create_rule(self, data: Any, *, project: str | None = None,
-                          auto_id: bool = False) -> Rule:
+    async def create_rule(
+        self, data: Any, *, project: str | None = None, auto_id: bool = False
+    ) -> Rule:
         rule = self.validate_rule(data, project=project)
         if auto_id:
             rule = self._unique_id(rule)
@@ -343,23 +378,31 @@ class RulesService:
         return spec
 
     def delete_channel(self, project: str, name: str) -> None:
-        users = [r.id for r in self.repo.list_rules(project)
-                 if name in r.notify.channels or any(name in s.channels for s in r.escalation)]
+        users = [
+            r.id
+            for r in self.repo.list_rules(project)
+            if name in r.notify.channels or any(name in s.channels for s in r.escalation)
+        ]
         if users:
-            raise Conflict(f"channel {name!r} is used by rules {users}",
-                           hint="remove it from those rules first")
+            raise Conflict(
+                f"channel {name!r} is used by rules {users}",
+                hint="remove it from those rules first",
+            )
         self.repo.delete_channel(project, name)
         self.notifier.forget(project, name)
 
     async def test_channel(self, project: str, name: str) -> dict[str, Any]:
         if name not in {c.name for c in self.repo.list_channels(project)}:
             raise NotFound(f"channel {name!r} not found in project {project!r}")
-        note = Notification(project, "test", f"Atoll test notification ({name})",
-                            "If you can read this, the channel works.")
+        note = Notification(
+            project,
+            "test",
+            f"Atoll test notification ({name})",
+            "If you can read this, the channel works.",
+        )
         ok = await self.notifier.deliver(project, name, note)
         last = self.notifier.deliveries(project, limit=1)
         return {"ok": ok, "delivery": last[0] if last else None}
-
 
 
 def create_service(platform: Any) -> RulesService:

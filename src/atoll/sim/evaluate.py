@@ -36,8 +36,10 @@ def _detection(d: Any) -> tuple[str, str | None, float]:
         metric = get("metric")
         return str(get("device")), (None if metric is None else str(metric)), to_seconds(ts)
     except (TypeError, ValueError, IndexError) as e:
-        raise InvalidInput(f"cannot read detection {d!r}: {e}",
-                           hint="give device and ts (ISO-8601 or epoch s/ms/µs)") from e
+        raise InvalidInput(
+            f"cannot read detection {d!r}: {e}",
+            hint="give device and ts (ISO-8601 or epoch s/ms/µs)",
+        ) from e
 
 
 def evaluate(

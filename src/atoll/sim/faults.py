@@ -29,8 +29,13 @@ class Fault:
         return self.start <= t < self.end
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "kind": self.kind, "metrics": list(self.metrics),
-                "start": iso(self.start), "end": iso(self.end)}
+        return {
+            "device": self.device,
+            "kind": self.kind,
+            "metrics": list(self.metrics),
+            "start": iso(self.start),
+            "end": iso(self.end),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Fault:
@@ -38,13 +43,13 @@ class Fault:
             start, end = to_seconds(d["start"]), to_seconds(d["end"])
             return cls(str(d["device"]), str(d["kind"]), tuple(d.get("metrics") or ()), start, end)
         except (KeyError, TypeError, ValueError) as e:
-            raise InvalidInput(f"bad fault record {d!r}: {e}",
-                               hint="need device, kind, metrics, start, end") from e
+            raise InvalidInput(
+                f"bad fault record {d!r}: {e}", hint="need device, kind, metrics, start, end"
+            ) from e
 
 
 def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_seconds(value: Any) -> float:

@@ -83,11 +83,15 @@ class Fleet:
         self.models: list[TypeModel] = []
         self._members: list[np.ndarray] = []  # fleet indices per model
         root = np.random.SeedSequence(seed)
-        for k, (tpl, dt_name), child in zip(range(len(keys)), keys, root.spawn(len(keys))):
+        for k, (tpl, dt_name), child in zip(
+            range(len(keys)), keys, root.spawn(len(keys)), strict=True
+        ):
             members = np.flatnonzero(self._key_of == k)
             self._local[members] = np.arange(len(members))
             dtype = self.template(tpl).device_type(dt_name)
-            self.models.append(TypeModel(dtype, len(members), np.random.default_rng(child), self.start))
+            self.models.append(
+                TypeModel(dtype, len(members), np.random.default_rng(child), self.start)
+            )
             self._members.append(members)
 
         self.period = 1.0 / rate
@@ -95,8 +99,9 @@ class Fleet:
         self.slot_width = self.period / self.slots
         slot_of = np.arange(len(self.devices)) % self.slots
         # groups[g][k] = sorted local indices of model k's devices in slot g
-        self._groups = [[self._local[m[slot_of[m] == g]] for m in self._members]
-                        for g in range(self.slots)]
+        self._groups = [
+            [self._local[m[slot_of[m] == g]] for m in self._members] for g in range(self.slots)
+        ]
         self._offset = slot_of * self.slot_width
         self._tick = 0
         self._live_start: float | None = None
@@ -104,9 +109,17 @@ class Fleet:
     # --- construction ------------------------------------------------------------------
 
     @classmethod
-    def build(cls, templates: str | Sequence[str], count: int, *, prefix: str = "sim",
-              seed: int = 0, project: str | None = None, secrets: dict[str, str] | None = None,
-              **kw) -> Fleet:
+    def build(
+        cls,
+        templates: str | Sequence[str],
+        count: int,
+        *,
+        prefix: str = "sim",
+        seed: int = 0,
+        project: str | None = None,
+        secrets: dict[str, str] | None = None,
+        **kw,
+    ) -> Fleet:
         """``count`` devices spread over the templates' device types by their ``share``."""
         names = [templates] if isinstance(templates, str) else list(templates)
         loaded = [load_template(n) for n in names]
@@ -131,21 +144,26 @@ class Fleet:
             raise InvalidInput(f"fault on unknown device {fault.device!r}")
         dtype = self.device_type(i)
         if fault.kind not in {k.value for k in dtype.faults}:
-            raise InvalidInput(f"device type {dtype.name!r} has no fault {fault.kind!r}",
-                               hint=f"known: {sorted(k.value for k in dtype.faults)}")
+            raise InvalidInput(
+                f"device type {dtype.name!r} has no fault {fault.kind!r}",
+                hint=f"known: {sorted(k.value for k in dtype.faults)}",
+            )
         self.models[self._key_of[i]].add_fault(fault, int(self._local[i]))
         self.faults.append(fault)
 
-    def plan_faults(self, count: int, start: float, end: float,
-                    kinds: Iterable[str] | None = None) -> list[Fault]:
+    def plan_faults(
+        self, count: int, start: float, end: float, kinds: Iterable[str] | None = None
+    ) -> list[Fault]:
         """Inject ``count`` faults on distinct devices, inside ``[start, end)``; seeded."""
         if not end > start:
             raise InvalidInput(f"fault window is empty: end {end} is not after start {start}")
         wanted = set(kinds) if kinds else None
         unknown = (wanted or set()) - {k.value for k in FaultKind}
         if unknown:
-            raise InvalidInput(f"unknown fault kinds {sorted(unknown)}",
-                               hint=f"known: {', '.join(k.value for k in FaultKind)}")
+            raise InvalidInput(
+                f"unknown fault kinds {sorted(unknown)}",
+                hint=f"known: {', '.join(k.value for k in FaultKind)}",
+            )
         rng = np.random.default_rng([self.seed, 0xFA17])
         eligible = []
         for i in range(len(self.devices)):
@@ -154,8 +172,11 @@ class Fleet:
             if ks:
                 eligible.append((i, ks))
         if count > len(eligible):
-            raise InvalidInput(f"cannot place {count} faults: only {len(eligible)} devices "
-                               "have a matching fault kind", hint="ask for fewer faults")
+            raise InvalidInput(
+                f"cannot place {count} faults: only {len(eligible)} devices "
+                "have a matching fault kind",
+                hint="ask for fewer faults",
+            )
         chosen = rng.choice(len(eligible), size=count, replace=False) if count else []
         planned = []
         for c in sorted(chosen):
@@ -220,7 +241,7 @@ class Fleet:
 
     def _step(self, groups: list[np.ndarray], ts: np.ndarray) -> list[Reading]:
         out: list[Reading] = []
-        for model, members, local in zip(self.models, self._members, groups):
+        for model, members, local in zip(self.models, self._members, groups, strict=True):
             if not len(local):
                 continue
             fleet_idx = members[local]
@@ -238,10 +259,12 @@ class Fleet:
                     cols.append(col.astype(np.int64).tolist())
                 else:
                     cols.append(col.tolist())
-            kinds = [2 if b else 1 if i else 0 for b, i in zip(model.boolean, model.integer)]
-            for r, (i, tt) in enumerate(zip(fleet_idx.tolist(), t.tolist())):
+            kinds = [
+                2 if b else 1 if i else 0 for b, i in zip(model.boolean, model.integer, strict=True)
+            ]
+            for r, (i, tt) in enumerate(zip(fleet_idx.tolist(), t.tolist(), strict=True)):
                 vals = {}
-                for name, col, kind in zip(names, cols, kinds):
+                for name, col, kind in zip(names, cols, kinds, strict=True):
                     x = col[r]
                     if isinstance(x, float):
                         if math.isnan(x):  # dropped out
@@ -254,9 +277,14 @@ class Fleet:
         return out
 
 
-def plan_devices(templates: Sequence[Template], count: int, *, prefix: str = "sim",
-                 project: str | None = None,
-                 secrets: dict[str, str] | None = None) -> list[SimDevice]:
+def plan_devices(
+    templates: Sequence[Template],
+    count: int,
+    *,
+    prefix: str = "sim",
+    project: str | None = None,
+    secrets: dict[str, str] | None = None,
+) -> list[SimDevice]:
     """``count`` devices over the templates' device types, in proportion to their shares.
 
     Ids are ``{prefix}-{template}-{type}-{n:05d}``. Largest-remainder rounding keeps the total
@@ -274,10 +302,11 @@ def plan_devices(templates: Sequence[Template], count: int, *, prefix: str = "si
     width = max(5, len(str(count)))
     secrets = secrets or {}
     ranked = []
-    for (t, d), k in zip(types, n):
+    for (t, d), k in zip(types, n, strict=True):
         for i in range(k):
             did = f"{prefix}-{t.name}-{d.name}-{i:0{width}d}".replace("_", "-")
             # Interleave types by share so that each slot, and so each tick, mixes them evenly.
-            ranked.append(((i / k, len(ranked)), SimDevice(did, t.name, d.name, secrets.get(did),
-                                                           project)))
+            ranked.append(
+                ((i / k, len(ranked)), SimDevice(did, t.name, d.name, secrets.get(did), project))
+            )
     return [dev for _, dev in sorted(ranked, key=lambda r: r[0])]

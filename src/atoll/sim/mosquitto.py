@@ -27,7 +27,8 @@ def find_mosquitto() -> tuple[str, str]:
     found = []
     for name in ("mosquitto", "mosquitto_passwd"):
         path = shutil.which(name) or next(
-            (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if Path(p).exists()), None)
+            (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if Path(p).exists()), None
+        )
         if path is None:
             raise Unavailable(f"{name} is not installed", hint="apt-get install mosquitto")
         found.append(path)
@@ -43,8 +44,9 @@ def free_port() -> int:
 class Mosquitto:
     """``with Mosquitto(tmp_dir, {"dev-1": "secret"}) as broker: broker.url``"""
 
-    def __init__(self, workdir: str | Path, credentials: dict[str, str], *,
-                 tls: bool = False) -> None:
+    def __init__(
+        self, workdir: str | Path, credentials: dict[str, str], *, tls: bool = False
+    ) -> None:
         self.dir = Path(workdir)
         self.credentials = credentials
         self.tls = tls
@@ -64,13 +66,14 @@ class Mosquitto:
         # -U hashes every plaintext line in one process (10,000 devices in seconds).
         subprocess.run([passwd, "-U", str(pw)], check=True, capture_output=True)
         acl = self.dir / "acl"
-        acl.write_text(f"user {OBSERVER[0]}\ntopic read atoll/#\n\n"
-                       "pattern readwrite atoll/v1/devices/%u/#\n")
+        acl.write_text(
+            f"user {OBSERVER[0]}\ntopic read atoll/#\n\npattern readwrite atoll/v1/devices/%u/#\n"
+        )
         conf = self.dir / "mosquitto.conf"
         conf_text = (
             "listener @PORT@ 127.0.0.1\n"
-            + (self._certificate() if self.tls else "") +
-            "allow_anonymous false\n"
+            + (self._certificate() if self.tls else "")
+            + "allow_anonymous false\n"
             f"password_file {pw}\n"
             f"acl_file {acl}\n"
             "persistence false\n"
@@ -91,13 +94,16 @@ class Mosquitto:
             if self._launch(binary, conf, timeout):
                 self._started = True
                 return self
-        raise Unavailable(f"mosquitto did not start on port {self.port}: "
-                          f"{(self.dir / 'mosquitto.log').read_text()}")
+        raise Unavailable(
+            f"mosquitto did not start on port {self.port}: "
+            f"{(self.dir / 'mosquitto.log').read_text()}"
+        )
 
     def _launch(self, binary: str, conf: Path, timeout: float) -> bool:
         self.log = open(self.dir / "mosquitto.log", "wb")  # noqa: SIM115 - lives with the process
-        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=self.log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
             if self._answers():
@@ -113,11 +119,30 @@ class Mosquitto:
         """A self-signed certificate for 127.0.0.1; returns the listener's TLS settings."""
         cert, key = self.dir / "cert.pem", self.dir / "key.pem"
         if not cert.exists():
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                            "-keyout", str(key), "-out", str(cert)], check=True,
-                           capture_output=True)
+            subprocess.run(
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                    "-keyout",
+                    str(key),
+                    "-out",
+                    str(cert),
+                ],
+                check=True,
+                capture_output=True,
+            )
         self.ca_file = str(cert)
         return f"cafile {cert}\ncertfile {cert}\nkeyfile {key}\n"
 

@@ -44,7 +44,9 @@ class Broker:
         """``mqtt://host:port``, ``mqtts://host:port``, ``tcp://host:port`` or ``host:port``."""
         u = urlparse(url if "://" in url else f"mqtt://{url}")
         if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not u.hostname:
-            raise InvalidInput(f"bad broker URL {url!r}", hint="use mqtt://host:1883 or mqtts://host:8883")
+            raise InvalidInput(
+                f"bad broker URL {url!r}", hint="use mqtt://host:1883 or mqtts://host:8883"
+            )
         tls = u.scheme in ("mqtts", "ssl")
         return cls(u.hostname, u.port or (8883 if tls else 1883), tls)
 
@@ -75,8 +77,11 @@ class RunStats:
         return self.points * (self.acked / self.published) / self.elapsed_s
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "msgs_per_s": round(self.msgs_per_s, 1),
-                "points_per_s": round(self.points_per_s, 1)}
+        return {
+            **asdict(self),
+            "msgs_per_s": round(self.msgs_per_s, 1),
+            "points_per_s": round(self.points_per_s, 1),
+        }
 
 
 Progress = Callable[[RunStats], None]
@@ -100,10 +105,19 @@ class MqttFleet:
     >>> #     await mf.connect(); stats = await mf.run(duration=60)
     """
 
-    def __init__(self, fleet: Fleet, broker: str | Broker, *, qos: int = 1, keepalive: int = 60,
-                 connect_workers: int = 16, max_unacked: int = 20_000,
-                 reconnect_after: float = 5.0, ca_file: str | None = None,
-                 insecure: bool = False) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        broker: str | Broker,
+        *,
+        qos: int = 1,
+        keepalive: int = 60,
+        connect_workers: int = 16,
+        max_unacked: int = 20_000,
+        reconnect_after: float = 5.0,
+        ca_file: str | None = None,
+        insecure: bool = False,
+    ) -> None:
         self.fleet = fleet
         self.broker = broker if isinstance(broker, Broker) else Broker.parse(broker)
         self.qos = qos
@@ -128,8 +142,13 @@ class MqttFleet:
 
     def _client(self, i: int) -> paho.Client:
         d = self.fleet.devices[i]
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=d.device_id, userdata=i,
-                        protocol=paho.MQTTv311, clean_session=True)
+        c = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=d.device_id,
+            userdata=i,
+            protocol=paho.MQTTv311,
+            clean_session=True,
+        )
         c.username_pw_set(d.device_id, d.secret)
         if self._tls is not None:
             c.tls_set_context(self._tls)  # one context for the fleet: 10,000 would cost seconds
@@ -202,7 +221,9 @@ class MqttFleet:
 
     # --- lifecycle ----------------------------------------------------------------------
 
-    async def connect(self, *, timeout: float = 120.0, on_progress: Progress | None = None) -> RunStats:
+    async def connect(
+        self, *, timeout: float = 120.0, on_progress: Progress | None = None
+    ) -> RunStats:
         """Connect every device; returns when all are connected or refused, or at ``timeout``."""
         self._loop = loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
@@ -244,8 +265,10 @@ class MqttFleet:
             on_progress(self.stats)
         if self.stats.connected == 0:
             why = failures[0] if failures else "every device was refused (check the credentials)"
-            raise Unavailable(f"no simulated device could connect to {host}:{port}: {why}",
-                              hint="is the broker running, and do the devices have valid secrets?")
+            raise Unavailable(
+                f"no simulated device could connect to {host}:{port}: {why}",
+                hint="is the broker running, and do the devices have valid secrets?",
+            )
         return self.stats
 
     def _register(self, done) -> None:
@@ -262,9 +285,14 @@ class MqttFleet:
             if self._clients[i].want_write():
                 self._flush_later(i)
 
-    async def run(self, *, duration: float | None = None, speed: float = 1.0,
-                  stop: asyncio.Event | None = None,
-                  on_progress: Progress | None = None) -> RunStats:
+    async def run(
+        self,
+        *,
+        duration: float | None = None,
+        speed: float = 1.0,
+        stop: asyncio.Event | None = None,
+        on_progress: Progress | None = None,
+    ) -> RunStats:
         """Publish live readings for ``duration`` virtual seconds (forever if ``None``).
 
         ``speed`` 1 follows the wall clock; 10 runs ten times faster; 0 sends as fast as the
@@ -296,8 +324,14 @@ class MqttFleet:
             on_progress(self.stats)
         return self.stats
 
-    async def publish_history(self, until: float, step_s: float, *, per_message: int = 100,
-                              on_progress: Progress | None = None) -> RunStats:
+    async def publish_history(
+        self,
+        until: float,
+        step_s: float,
+        *,
+        per_message: int = 100,
+        on_progress: Progress | None = None,
+    ) -> RunStats:
         """Back-fill from the fleet's cursor to ``until``: batches (JSON arrays) per device."""
         self._loop = asyncio.get_running_loop()
         buffers: dict[int, list[dict]] = {}
@@ -335,8 +369,11 @@ class MqttFleet:
             self.stats.skipped += 1
             return
         self.stats.published += 1
-        self.stats.points += (sum(len(p["values"]) for p in payload) if isinstance(payload, list)
-                              else len(payload["values"]))
+        self.stats.points += (
+            sum(len(p["values"]) for p in payload)
+            if isinstance(payload, list)
+            else len(payload["values"])
+        )
         if self.qos == 0:
             self.stats.acked += 1
         if c.want_write():

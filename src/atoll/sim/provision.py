@@ -22,17 +22,28 @@ from atoll.solutions import Template
 from atoll.solutions.apply import ensure_project
 
 
-def provision(client: Any, project: str, templates: Sequence[Template], count: int, *,
-              prefix: str = "sim", workers: int = 8,
-              on_progress: Callable[[int, int], None] | None = None) -> list[SimDevice]:
+def provision(
+    client: Any,
+    project: str,
+    templates: Sequence[Template],
+    count: int,
+    *,
+    prefix: str = "sim",
+    workers: int = 8,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[SimDevice]:
     """Register ``count`` devices in ``project`` with ``client`` (an :class:`atoll.Client`)."""
     project, _ = ensure_project(client, project, project)
     existing = {t.id for t in client.device_types(project)}
     for template in templates:
         for dtype in template.device_types:
             if dtype.name not in existing:
-                client.create_device_type(project, dtype.name, dtype.registry_metrics(),
-                                          name=dtype.description or dtype.name)
+                client.create_device_type(
+                    project,
+                    dtype.name,
+                    dtype.registry_metrics(),
+                    name=dtype.description or dtype.name,
+                )
                 existing.add(dtype.name)
     planned = plan_devices(templates, count, prefix=prefix, project=project)
     # Devices of an earlier run, by the id they were chosen with: they get a new secret.
@@ -43,8 +54,9 @@ def provision(client: Any, project: str, templates: Sequence[Template], count: i
             creds = client.rotate_credentials(known[d.device_id])
         else:
             try:
-                creds = client.register_device(project, id=d.device_id, name=d.device_id,
-                                               device_type=d.device_type).credentials
+                creds = client.register_device(
+                    project, id=d.device_id, name=d.device_id, device_type=d.device_type
+                ).credentials
             except Conflict:  # registered meanwhile (another run): ours to rotate
                 full = {x.id.rpartition("~")[2]: x.id for x in _all_devices(client, project)}
                 creds = client.rotate_credentials(full[d.device_id])
@@ -71,8 +83,15 @@ def _all_devices(client: Any, project: str, page: int = 1000) -> list[Any]:
 
 def save_credentials(path: str | Path, devices: Sequence[SimDevice]) -> None:
     """Write ``{device_id: {secret, template, device_type, project}}``, readable by owner only."""
-    doc = {d.device_id: {"secret": d.secret, "template": d.template,
-                         "device_type": d.device_type, "project": d.project} for d in devices}
+    doc = {
+        d.device_id: {
+            "secret": d.secret,
+            "template": d.template,
+            "device_type": d.device_type,
+            "project": d.project,
+        }
+        for d in devices
+    }
     path = Path(path)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -89,8 +108,10 @@ def load_credentials(path: str | Path, templates: Sequence[Template]) -> list[Si
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise InvalidInput(f"cannot read credentials file {path}: {e}",
-                           hint='expected JSON like {"device-1": "secret", ...}') from e
+        raise InvalidInput(
+            f"cannot read credentials file {path}: {e}",
+            hint='expected JSON like {"device-1": "secret", ...}',
+        ) from e
     if not isinstance(doc, dict) or not doc:
         raise InvalidInput(f"{path}: expected a non-empty JSON object of device_id -> secret")
     plain = [k for k, v in doc.items() if isinstance(v, str)]
@@ -104,10 +125,13 @@ def load_credentials(path: str | Path, templates: Sequence[Template]) -> list[Si
         elif isinstance(v, dict) and isinstance(v.get("secret"), str | None):
             key = (v.get("template"), v.get("device_type"))
             if key not in known:
-                raise InvalidInput(f"{path}: {device_id}: unknown template/device type {key}",
-                                   hint="pass the right --template or fix the file")
+                raise InvalidInput(
+                    f"{path}: {device_id}: unknown template/device type {key}",
+                    hint="pass the right --template or fix the file",
+                )
             out.append(SimDevice(device_id, key[0], key[1], v["secret"], v.get("project")))
         else:
-            raise InvalidInput(f"{path}: {device_id}: expected a secret string or an object "
-                               "with 'secret'")
+            raise InvalidInput(
+                f"{path}: {device_id}: expected a secret string or an object with 'secret'"
+            )
     return out

@@ -24,8 +24,14 @@ class Applied:
     rules: list[str] = field(default_factory=list)
 
 
-def apply(client: Client, template: Template, project: str, *, project_name: str | None = None,
-          rules: bool = True) -> Applied:
+def apply(
+    client: Client,
+    template: Template,
+    project: str,
+    *,
+    project_name: str | None = None,
+    rules: bool = True,
+) -> Applied:
     """Create ``project`` (if missing), the template's device types and its rules.
 
     ``client`` is an :class:`atoll.Client` with an operator or admin key. Device types that
@@ -38,8 +44,9 @@ def apply(client: Client, template: Template, project: str, *, project_name: str
         if dtype.name in existing:
             out.existing_types.append(dtype.name)
             continue
-        client.create_device_type(project, dtype.name, dtype.registry_metrics(),
-                                  name=dtype.description or dtype.name)
+        client.create_device_type(
+            project, dtype.name, dtype.registry_metrics(), name=dtype.description or dtype.name
+        )
         out.device_types.append(dtype.name)
     if rules and template.rules:
         out.rules = client.import_rules(project, {"rules": template.rules}).rules
@@ -65,5 +72,8 @@ def ensure_project(client: Client, project: str, name: str) -> tuple[str, bool]:
 
 def detector_bindings(template: Template) -> list[tuple[str, str, list[str], dict[str, Any]]]:
     """``(device_type, detector, metrics, params)`` for every detector the template declares."""
-    return [(d.name, b.detector, list(b.metrics), dict(b.params))
-            for d in template.device_types for b in d.detectors]
+    return [
+        (d.name, b.detector, list(b.metrics), dict(b.params))
+        for d in template.device_types
+        for b in d.detectors
+    ]

@@ -46,8 +46,9 @@ def load_manifest(folder: Path) -> Manifest:
     try:
         return Manifest.model_validate(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, ValidationError) as e:  # JSONDecodeError is a ValueError
-        raise InvalidInput(f"{path}: invalid manifest: {e}",
-                           hint="see atoll/solutions/models.py:Manifest") from e
+        raise InvalidInput(
+            f"{path}: invalid manifest: {e}", hint="see atoll/solutions/models.py:Manifest"
+        ) from e
 
 
 def load_dir(folder: Path) -> Template:
@@ -60,12 +61,15 @@ def load_dir(folder: Path) -> Template:
     except OSError as e:
         raise InvalidInput(f"{path}: cannot read template: {e}") from e
     except (yaml.YAMLError, ValidationError) as e:
-        raise InvalidInput(f"{path}: invalid template: {e}",
-                           hint="see atoll/solutions/models.py:Template") from e
+        raise InvalidInput(
+            f"{path}: invalid template: {e}", hint="see atoll/solutions/models.py:Template"
+        ) from e
     for field in ("name", "sector", "version"):
         if getattr(template, field) != getattr(manifest, field):
-            raise InvalidInput(f"{path}: {field} {getattr(template, field)!r} does not match "
-                               f"the manifest's {getattr(manifest, field)!r}")
+            raise InvalidInput(
+                f"{path}: {field} {getattr(template, field)!r} does not match "
+                f"the manifest's {getattr(manifest, field)!r}"
+            )
     return template
 
 

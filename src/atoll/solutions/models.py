@@ -9,7 +9,7 @@ by these pydantic models when the template is loaded.
 from __future__ import annotations
 
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,7 +27,7 @@ def _check_name(value: str) -> str:
     return value
 
 
-class FaultKind(str, Enum):
+class FaultKind(StrEnum):
     """Faults the simulator can inject; ground truth records one of these per fault."""
 
     bearing_wear = "bearing_wear"
@@ -67,7 +67,8 @@ class Sawtooth(_Strict):
 
 
 class Follow(_Strict):
-    """Coupling: add ``gain`` x (low-passed driver - driver's mean). ``lag_s`` is the time constant."""
+    """Coupling: add ``gain`` x (low-passed driver -
+    driver's mean). ``lag_s`` is the time constant."""
 
     metric: str
     gain: float
@@ -178,8 +179,10 @@ class DeviceType(_Strict):
 
     def registry_metrics(self) -> list[dict[str, Any]]:
         """Telemetry as the registry declares it (``POST .../device-types`` ``metrics``)."""
-        return [{"name": t.name, "type": t.type, "unit": t.unit, "min": t.min, "max": t.max}
-                for t in self.telemetry]
+        return [
+            {"name": t.name, "type": t.type, "unit": t.unit, "min": t.min, "max": t.max}
+            for t in self.telemetry
+        ]
 
     @model_validator(mode="after")
     def _references(self) -> DeviceType:
@@ -198,7 +201,9 @@ class DeviceType(_Strict):
         for kind, spec in self.faults.items():
             for e in spec.effects:
                 if e.metric not in known:
-                    raise ValueError(f"{self.name}: fault {kind.value} on unknown metric {e.metric!r}")
+                    raise ValueError(
+                        f"{self.name}: fault {kind.value} on unknown metric {e.metric!r}"
+                    )
         _follow_order(self.telemetry)  # raises on a cycle
         return self
 

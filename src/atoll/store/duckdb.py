@@ -55,7 +55,8 @@ _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS store_meta (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL)",
     "INSERT INTO store_meta VALUES ('compacted_seq', 0) ON CONFLICT DO NOTHING",
 ] + [
-    f"CREATE TABLE IF NOT EXISTS rollup_{t // plan.MINUTE * 60}s ({_ROLLUP_DDL}, PRIMARY KEY (sid, b))"
+    f"CREATE TABLE IF NOT EXISTS rollup_{t // plan.MINUTE * 60}s"
+    f" ({_ROLLUP_DDL}, PRIMARY KEY (sid, b))"
     for t in plan.TIERS
 ]
 
@@ -155,7 +156,7 @@ def _newest(sid: np.ndarray, ts: np.ndarray, value: np.ndarray) -> dict[int, tup
     at_top = np.flatnonzero(ts == top[group])
     pick = np.full(len(ids), -1)
     np.maximum.at(pick, group[at_top], at_top)
-    return {int(i): (int(ts[j]), float(value[j])) for i, j in zip(ids, pick)}
+    return {int(i): (int(ts[j]), float(value[j])) for i, j in zip(ids, pick, strict=True)}
 
 
 def _run(cur: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[tuple]:

@@ -38,7 +38,7 @@ class MemoryStore:
         ids, starts = plan.series_runs(sid)
         ends = np.r_[starts[1:], len(sid)]
         with self._lock:
-            for i, lo, hi in zip(ids.tolist(), starts.tolist(), ends.tolist()):
+            for i, lo, hi in zip(ids.tolist(), starts.tolist(), ends.tolist(), strict=True):
                 key, new_ts, new_value = keys[i], ts[lo:hi], value[lo:hi]
                 old = self._data.get(key)
                 if old is None:

@@ -43,7 +43,8 @@ def one_per_timestamp(
     """A batch's points sorted by ``(sid, ts)`` with one point per ``(sid, ts)``: the last to
     arrive wins. An already sorted, duplicate-free batch (the usual case) comes back as is.
 
-    >>> s, t, v = one_per_timestamp(np.array([2, 1, 2]), np.array([5, 7, 5]), np.array([1.0, 2.0, 3.0]))
+    >>> sid, ts, value = np.array([2, 1, 2]), np.array([5, 7, 5]), np.array([1.0, 2.0, 3.0])
+    >>> s, t, v = one_per_timestamp(sid, ts, value)
     >>> s.tolist(), t.tolist(), v.tolist()
     ([1, 2], [7, 5], [2.0, 3.0])
     """
@@ -185,7 +186,8 @@ def bucket_tier(bucket: int) -> int | None:
 
 
 def inner_span(start: int, end: int, tier: int | None) -> tuple[int, int]:
-    """The tier-aligned part ``[a, z)`` of ``[start, end)``; raw covers ``[start, a)`` and ``[z, end)``."""
+    """The tier-aligned part ``[a, z)`` of ``[start,
+    end)``; raw covers ``[start, a)`` and ``[z, end)``."""
     if tier is None:
         return end, end
     a = -(-start // tier) * tier

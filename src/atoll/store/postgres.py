@@ -322,7 +322,8 @@ class PostgresStore:
             self._rebuild(tsid, tb)
         ids, starts = plan.series_runs(sid)
         newest = [
-            (int(i), int(ts[j]), float(value[j])) for i, j in zip(ids, _ends(starts, len(ts)))
+            (int(i), int(ts[j]), float(value[j]))
+            for i, j in zip(ids, _ends(starts, len(ts)), strict=True)
         ]
         w.execute(
             """INSERT INTO latest AS o
@@ -330,7 +331,7 @@ class PostgresStore:
             ON CONFLICT (sid) DO UPDATE SET
             value = CASE WHEN EXCLUDED.ts >= o.ts THEN EXCLUDED.value ELSE o.value END,
             ts = GREATEST(o.ts, EXCLUDED.ts)""",
-            [list(c) for c in zip(*newest)],
+            [list(c) for c in zip(*newest, strict=True)],
         )
 
     def _newest_stored(self, ids: np.ndarray) -> np.ndarray:
@@ -354,7 +355,7 @@ class PostgresStore:
         ).fetchall()
         if not rows:
             return np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0)
-        found_sid, found_ts, found_value = zip(*rows)
+        found_sid, found_ts, found_value = zip(*rows, strict=True)
         return np.array(found_sid), np.array(found_ts, np.int64), np.array(found_value)
 
     def _rebuild(self, sid: np.ndarray, b: np.ndarray) -> None:
@@ -489,13 +490,14 @@ class PostgresStore:
             )
             return plan.buckets_of_points(raw.ts, raw.value, int(bucket), aggs)
         sql = f"""SELECT {_floor("b", int(bucket))} AS bs, min(vmin), max(vmax),
-            sum(vsum) / sum(n), sum(n)::BIGINT, {_argmin("vfirst", "tfirst")}, {_argmax("vlast", "tlast")}
+            sum(vsum) / sum(n), sum(n)::BIGINT, {_argmin("vfirst", "tfirst")},
+            {_argmax("vlast", "tlast")}
             FROM ({_range_rows(tier)}) r GROUP BY bs ORDER BY bs"""
         rows = self._query("bucket query", sql, self._range_args(sid, start, end, tier))
         if not rows:
             return plan.empty_buckets(aggs)
-        cols = list(zip(*rows))
-        named = dict(zip(("min", "max", "avg", "count", "first", "last"), cols[1:]))
+        cols = list(zip(*rows, strict=True))
+        named = dict(zip(("min", "max", "avg", "count", "first", "last"), cols[1:], strict=True))
         return Buckets(
             np.array(cols[0], np.int64),
             {a: np.array(named[a], np.int64 if a == "count" else np.float64) for a in aggs},

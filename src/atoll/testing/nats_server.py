@@ -17,7 +17,8 @@ from atoll.core.errors import Unavailable
 
 def find_nats_server() -> str:
     path = shutil.which("nats-server") or next(
-        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if Path(p).exists()), None)
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if Path(p).exists()), None
+    )
     if path is None:
         raise Unavailable("nats-server is not installed", hint="apt-get install nats-server")
     return path
@@ -30,7 +31,8 @@ def _free_port() -> int:
 
 
 class NatsServer:
-    """``with NatsServer(tmp_dir) as server: server.url`` — JetStream on, file store in ``tmp_dir``."""
+    """``with NatsServer(tmp_dir) as server: server.url``
+    — JetStream on, file store in ``tmp_dir``."""
 
     def __init__(self, store_dir: str | Path) -> None:
         self.store_dir = Path(store_dir)
@@ -61,9 +63,21 @@ class NatsServer:
 
     def _launch(self, binary: str, timeout: float) -> bool:
         self.proc = subprocess.Popen(
-            [binary, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port),
-             "-l", str(self.store_dir / "nats-server.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "-js",
+                "-sd",
+                str(self.store_dir),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-l",
+                str(self.store_dir / "nats-server.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if self._wait_ready(timeout):
             return True
         self.stop()

@@ -37,8 +37,9 @@ def server() -> str:
 
 
 @contextmanager
-def throwaway_database(prefix: str = "atoll_test", *, conninfo: str | None = None,
-                       skip_if_unreachable: bool = False) -> Iterator[str]:
+def throwaway_database(
+    prefix: str = "atoll_test", *, conninfo: str | None = None, skip_if_unreachable: bool = False
+) -> Iterator[str]:
     """Create ``<prefix>_<random>``, yield its ``postgresql://`` URL, drop it on exit.
 
     No server: ``Unavailable`` (or, with ``skip_if_unreachable``, the pytest test is skipped).
@@ -46,10 +47,13 @@ def throwaway_database(prefix: str = "atoll_test", *, conninfo: str | None = Non
     conninfo = conninfo or server()
     params = conninfo_to_dict(conninfo)
     where = f"{params.get('host', '127.0.0.1')}:{params.get('port', 5432)}"
-    user = params.get("user", "postgres") + (f":{params['password']}" if params.get("password") else "")
+    user = params.get("user", "postgres") + (
+        f":{params['password']}" if params.get("password") else ""
+    )
     try:
-        admin = psycopg.connect(make_conninfo(conninfo, dbname="postgres"), autocommit=True,
-                                connect_timeout=3)
+        admin = psycopg.connect(
+            make_conninfo(conninfo, dbname="postgres"), autocommit=True, connect_timeout=3
+        )
     except psycopg.OperationalError as exc:
         reason = f"no PostgreSQL server reachable at {where} ({exc})"
         if skip_if_unreachable:

@@ -120,8 +120,8 @@ def _assert_chart(store, key, ts, value, start, end, width) -> None:
         assert len(got.ts) == 0, where
         return
     # Every chart point is a real point of the range.
-    real = dict(zip(rts.tolist(), rv.tolist()))
-    for t, v in zip(got.ts.tolist(), got.value.tolist()):
+    real = dict(zip(rts.tolist(), rv.tolist(), strict=True))
+    for t, v in zip(got.ts.tolist(), got.value.tolist(), strict=True):
         assert real.get(t) == v, f"({t}, {v}) is not a raw point: {where}"
     # The extremes survive at their true time.
     assert got.value.min() == rv.min() and got.value.max() == rv.max(), where
@@ -520,7 +520,7 @@ def check_late_resend_of_an_old_range(make_store: MakeStore, reopen: Reopen = No
     """An edge agent re-sends a past hour range after newer data: some values corrected,
     some points never stored before; every tier bucket it touches is recomputed."""
     ts, value = _walk(seed=13, days=3)
-    model = dict(zip(ts.tolist(), value.tolist()))
+    model = dict(zip(ts.tolist(), value.tolist(), strict=True))
     rng = np.random.default_rng(14)
     store = make_store()
     try:
@@ -536,13 +536,13 @@ def check_late_resend_of_an_old_range(make_store: MakeStore, reopen: Reopen = No
         resend_value = np.concatenate([fixed, rng.normal(0, 1, len(gaps))])
         order = rng.permutation(len(resend_ts))
         store.append(PointBatch.of_series(K, resend_ts[order], resend_value[order]))
-        model.update(zip(resend_ts.tolist(), resend_value.tolist()))
+        model.update(zip(resend_ts.tolist(), resend_value.tolist(), strict=True))
         _assert_holds(store, K, *_stored(model))
         # A re-send that overlaps the newest points and goes past them in the same batch.
         tail = np.concatenate([ts[-30:], ts[-1] + np.arange(1, 11, dtype=np.int64) * S])
         tail_value = rng.normal(0, 1, len(tail))
         store.append(PointBatch.of_series(K, tail, tail_value))
-        model.update(zip(tail.tolist(), tail_value.tolist()))
+        model.update(zip(tail.tolist(), tail_value.tolist(), strict=True))
         _assert_holds(store, K, *_stored(model))
         assert store.latest("plant") == {K: (int(tail[-1]), float(tail_value[-1]))}
         if reopen is not None:
@@ -629,7 +629,7 @@ def check_matches_a_dict_model(make_store: MakeStore, reopen: Reopen = None) -> 
             keys = [SeriesKey(project, "dev", m) for m in ("a", "b", "c")]
             model: dict[tuple[int, int], float] = {}
             for batch in batches:
-                index, ts, value = (np.array(c) for c in zip(*batch))
+                index, ts, value = (np.array(c) for c in zip(*batch, strict=True))
                 store.append(PointBatch(tuple(keys), index.astype(np.int32), ts, value))
                 model.update(((i, t), v) for i, t, v in batch)
                 counted = sum(

@@ -29,7 +29,8 @@ NOT_CONSOLE = ("/api/", "/docs", "/redoc", "/openapi.json")
 _MISSING = """<!doctype html><meta charset=utf-8><title>Atoll console not built</title>
 <body style="font:14px system-ui;background:#111418;color:#d8dee8;padding:40px">
 <h1>The Atoll console is not built</h1>
-<p>Run <code>make console</code> (or <code>cd src/atoll/web/console &amp;&amp; npm ci &amp;&amp; npm run build</code>)
+<p>Run <code>make console</code>
+(or <code>cd src/atoll/web/console &amp;&amp; npm ci &amp;&amp; npm run build</code>)
 and reload. The REST API is up: see <a style="color:#22a6b3" href="/docs">/docs</a>.</p>"""
 
 
@@ -58,7 +59,11 @@ class ConsoleFiles(StaticFiles):
     @staticmethod
     def _json_404(path: str) -> Response:
         return JSONResponse(
-            {"error": "not_found", "message": f"no API route {path}", "hint": "see /docs for the routes"},
+            {
+                "error": "not_found",
+                "message": f"no API route {path}",
+                "hint": "see /docs for the routes",
+            },
             status_code=404,
         )
 

@@ -66,7 +66,9 @@ class DashboardOut(BaseModel):
     templates: list[TemplateRef]
     panels: list[PanelOut]
     devices: dict[str, TypeDevices]
-    latest: dict[str, dict[str, LatestPoint]] = Field(description="device -> metric -> newest point")
+    latest: dict[str, dict[str, LatestPoint]] = Field(
+        description="device -> metric -> newest point"
+    )
 
 
 def choose(templates: list[Template], types: set[str], wanted: str | None) -> Template | None:
@@ -75,40 +77,96 @@ def choose(templates: list[Template], types: set[str], wanted: str | None) -> Te
         for t in templates:
             if t.name == wanted:
                 return t
-        raise NotFound(f"no solution template {wanted!r}",
-                       hint="known templates: " + ", ".join(t.name for t in templates))
+        raise NotFound(
+            f"no solution template {wanted!r}",
+            hint="known templates: " + ", ".join(t.name for t in templates),
+        )
     scored = [(len(types & {d.name for d in t.device_types}), t) for t in templates]
     best = max((n for n, _ in scored), default=0)
     return next((t for n, t in scored if n == best), None) if best else None
 
 
-@router.get("/projects/{project}/dashboard", response_model=DashboardOut,
-            summary="A project's dashboard layout from its solution template")
-def dashboard(project: str, who: Viewer, ctx: Ctx,
-              template: str | None = Query(None, description="template name; default: best match")):
+@router.get(
+    "/projects/{project}/dashboard",
+    response_model=DashboardOut,
+    summary="A project's dashboard layout from its solution template",
+)
+def dashboard(
+    project: str,
+    who: Viewer,
+    ctx: Ctx,
+    template: str | None = Query(None, description="template name; default: best match"),
+):
     ctx.registry.get_project(project, who.tenant)
     types = {t.id for t in ctx.registry.list_device_types(project, who.tenant)}
     templates = discover()
     chosen = choose(templates, types, template)
-    refs = [TemplateRef(name=t.name, title=t.title, sector=t.sector,
-                        matched_types=len(types & {d.name for d in t.device_types})) for t in templates]
+    refs = [
+        TemplateRef(
+            name=t.name,
+            title=t.title,
+            sector=t.sector,
+            matched_types=len(types & {d.name for d in t.device_types}),
+        )
+        for t in templates
+    ]
     if chosen is None:
-        return DashboardOut(project=project, template=None, title=None, sector=None, templates=refs,
-                            panels=[], devices={}, latest={})
+        return DashboardOut(
+            project=project,
+            template=None,
+            title=None,
+            sector=None,
+            templates=refs,
+            panels=[],
+            devices={},
+            latest={},
+        )
     panels = []
     for p in chosen.dashboard.panels:
         dt = chosen.device_type(p.device_type)
-        metrics = [MetricInfo(name=m, unit=dt.metric(m).unit, min=dt.metric(m).min, max=dt.metric(m).max)
-                   for m in p.metrics]
-        panels.append(PanelOut(title=p.title, device_type=p.device_type, kind=p.kind, width=p.width,
-                               metrics=metrics))
+        metrics = [
+            MetricInfo(name=m, unit=dt.metric(m).unit, min=dt.metric(m).min, max=dt.metric(m).max)
+            for m in p.metrics
+        ]
+        panels.append(
+            PanelOut(
+                title=p.title,
+                device_type=p.device_type,
+                kind=p.kind,
+                width=p.width,
+                metrics=metrics,
+            )
+        )
     devices = {}
     for name in dict.fromkeys(p.device_type for p in chosen.dashboard.panels):
-        ids = [d.id for d in ctx.registry.list_devices(project, who.tenant, limit=MAX_DEVICES, device_type=name)]
-        total = ctx.registry.count_devices(project, device_type=name) if len(ids) == MAX_DEVICES else len(ids)
+        ids = [
+            d.id
+            for d in ctx.registry.list_devices(
+                project, who.tenant, limit=MAX_DEVICES, device_type=name
+            )
+        ]
+        total = (
+            ctx.registry.count_devices(project, device_type=name)
+            if len(ids) == MAX_DEVICES
+            else len(ids)
+        )
         devices[name] = TypeDevices(ids=ids, total=total)
     # Per shown device, not the whole project: a fleet of thousands stays one small answer.
-    latest = {dev: {k.metric: LatestPoint(ts=ts / 1000, value=v) for k, (ts, v) in ctx.store.latest(project, dev).items()}
-              for t in devices.values() for dev in t.ids}
-    return DashboardOut(project=project, template=chosen.name, title=chosen.dashboard.title,
-                        sector=chosen.sector, templates=refs, panels=panels, devices=devices, latest=latest)
+    latest = {
+        dev: {
+            k.metric: LatestPoint(ts=ts / 1000, value=v)
+            for k, (ts, v) in ctx.store.latest(project, dev).items()
+        }
+        for t in devices.values()
+        for dev in t.ids
+    }
+    return DashboardOut(
+        project=project,
+        template=chosen.name,
+        title=chosen.dashboard.title,
+        sector=chosen.sector,
+        templates=refs,
+        panels=panels,
+        devices=devices,
+        latest=latest,
+    )

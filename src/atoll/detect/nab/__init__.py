@@ -7,7 +7,8 @@ Usage (for detector authors)::
     corpus = load_corpus()                # or load_corpus("/path/to/nab"); $ATOLL_NAB_DIR works too
     scores = {}                           # relpath ("realKnownCause/nyc_taxi.csv") -> np.ndarray
     for relpath, stream in corpus.streams.items():
-        scores[relpath] = my_scores(stream.values, stream.timestamps)   # one score per record, online
+        # one score per record, online
+        scores[relpath] = my_scores(stream.values, stream.timestamps)
     profile_scores(corpus, scores)        # {"standard": {"threshold": t, "score": 70.1}, ...}
     optimise(corpus, scores, "standard")  # (threshold, normalised score), exact sweep, ~0.2 s
     score_at_threshold(corpus, scores, "standard", 0.5)

@@ -19,14 +19,23 @@ from atoll.detect.replay import replay, warm_up
 SCOREBOARD = {
     "ARTime": {"standard": 74.85, "reward_low_FP_rate": 65.15, "reward_low_FN_rate": 80.36},
     "numenta (HTM)": {"standard": 70.10, "reward_low_FP_rate": 63.12, "reward_low_FN_rate": 74.32},
-    "windowedGaussian": {"standard": 39.65, "reward_low_FP_rate": 20.87, "reward_low_FN_rate": 47.41},
+    "windowedGaussian": {
+        "standard": 39.65,
+        "reward_low_FP_rate": 20.87,
+        "reward_low_FN_rate": 47.41,
+    },
 }
 
 
-def run_nab(corpus: Corpus, detector: str = "default", params: Mapping[str, Any] | None = None,
-            scores_dir: str | os.PathLike | None = None,
-            on_stream: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Replay every stream with a fresh detector, write raw scores, optimise thresholds per profile."""
+def run_nab(
+    corpus: Corpus,
+    detector: str = "default",
+    params: Mapping[str, Any] | None = None,
+    scores_dir: str | os.PathLike | None = None,
+    on_stream: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Replay every stream with a fresh detector, write
+    raw scores, optimise thresholds per profile."""
     params = dict(params or {})
     kind = resolve(detector)
     label = kind if detector != "default" else f"default-{kind}"
@@ -52,7 +61,10 @@ def run_nab(corpus: Corpus, detector: str = "default", params: Mapping[str, Any]
         "detector_cpu_seconds": result.cpu_seconds,
         "memory_bytes_per_series": probe.nbytes() if hasattr(probe, "nbytes") else None,
         "scores_dir": None if scores_dir is None else str(Path(scores_dir) / label),
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+        },
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }

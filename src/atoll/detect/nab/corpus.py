@@ -89,8 +89,8 @@ def find_nab_dir(explicit: str | os.PathLike | None = None) -> Path:
     raise NotFound(
         f"NAB corpus not found (looked in {', '.join(str(c) for c in candidates)})",
         hint="get the corpus with `git clone https://github.com/numenta/NAB` (its data/, labels/ "
-             "and config/ are what is read), then pass --data NAB or set ATOLL_NAB_DIR=NAB; "
-             "../shared/datasets/nab beside the repository is found without either",
+        "and config/ are what is read), then pass --data NAB or set ATOLL_NAB_DIR=NAB; "
+        "../shared/datasets/nab beside the repository is found without either",
     )
 
 
@@ -102,7 +102,8 @@ def read_series_csv(path: Path, value_column: str) -> tuple[np.ndarray, np.ndarr
         if header is None or "timestamp" not in header or value_column not in header:
             raise InvalidInput(
                 f"{path}: expected columns timestamp,{value_column}, got {header}",
-                hint="NAB files have a header row 'timestamp,value' (data) or 'timestamp,anomaly_score' (results)",
+                hint="NAB files have a header row 'timestamp,value' (data)"
+                " or 'timestamp,anomaly_score' (results)",
             )
         ti, vi = header.index("timestamp"), header.index(value_column)
         ts, vs = [], []
@@ -116,7 +117,10 @@ def read_series_csv(path: Path, value_column: str) -> tuple[np.ndarray, np.ndarr
 def _window_indices(ts: np.ndarray, windows: list[list[str]]) -> np.ndarray:
     out = np.empty((len(windows), 2), dtype=np.int64)
     for k, (start, end) in enumerate(windows):
-        s, e = np.datetime64(start.replace(" ", "T"), "us"), np.datetime64(end.replace(" ", "T"), "us")
+        s, e = (
+            np.datetime64(start.replace(" ", "T"), "us"),
+            np.datetime64(end.replace(" ", "T"), "us"),
+        )
         # NAB compares each record's timestamp with the inclusive window [start, end].
         out[k] = np.searchsorted(ts, s, "left"), np.searchsorted(ts, e, "right") - 1
     return out
@@ -125,8 +129,12 @@ def _window_indices(ts: np.ndarray, windows: list[list[str]]) -> np.ndarray:
 def load_profiles(root: Path) -> dict[str, Profile]:
     raw = json.loads((root / "config" / "profiles.json").read_text())
     return {
-        name: Profile(name, float(p["CostMatrix"]["tpWeight"]), float(p["CostMatrix"]["fpWeight"]),
-                      float(p["CostMatrix"]["fnWeight"]))
+        name: Profile(
+            name,
+            float(p["CostMatrix"]["tpWeight"]),
+            float(p["CostMatrix"]["fpWeight"]),
+            float(p["CostMatrix"]["fnWeight"]),
+        )
         for name, p in raw.items()
     }
 

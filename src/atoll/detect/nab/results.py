@@ -17,31 +17,44 @@ def result_path(results_dir: str | os.PathLike, detector: str, stream: Stream) -
     return Path(results_dir) / detector / stream.category / f"{detector}_{stream.name}.csv"
 
 
-def write_scores(results_dir: str | os.PathLike, detector: str, stream: Stream, scores: np.ndarray) -> Path:
+def write_scores(
+    results_dir: str | os.PathLike, detector: str, stream: Stream, scores: np.ndarray
+) -> Path:
     path = result_path(results_dir, detector, stream)
     path.parent.mkdir(parents=True, exist_ok=True)
     stamps = np.datetime_as_string(stream.timestamps, unit="s")
     with open(path, "w") as f:
         f.write("timestamp,anomaly_score\n")
-        f.writelines(f"{t.replace('T', ' ')},{float(v)!r}\n" for t, v in zip(stamps, scores))
+        f.writelines(
+            f"{t.replace('T', ' ')},{float(v)!r}\n" for t, v in zip(stamps, scores, strict=True)
+        )
     return path
 
 
-def read_scores(results_dir: str | os.PathLike, detector: str, corpus: Corpus) -> dict[str, np.ndarray]:
+def read_scores(
+    results_dir: str | os.PathLike, detector: str, corpus: Corpus
+) -> dict[str, np.ndarray]:
     """Load one detector's raw scores for every corpus stream."""
     out = {}
     for relpath, stream in corpus.streams.items():
         path = result_path(results_dir, detector, stream)
         if not path.is_file():
-            raise NotFound(f"missing raw scores {path}",
-                           hint=f"the results directory needs {detector}/<category>/{detector}_<name>.csv per stream")
+            raise NotFound(
+                f"missing raw scores {path}",
+                hint=f"the results directory needs {detector}/<category>/{detector}_<name>.csv"
+                " per stream",
+            )
         _, scores = read_series_csv(path, "anomaly_score")
         out[relpath] = scores
     return out
 
 
-def score_results_dir(results_dir: str | os.PathLike, detector: str, corpus: Corpus,
-                      thresholds: Mapping[str, float] | None = None) -> dict[str, dict[str, float]]:
+def score_results_dir(
+    results_dir: str | os.PathLike,
+    detector: str,
+    corpus: Corpus,
+    thresholds: Mapping[str, float] | None = None,
+) -> dict[str, dict[str, float]]:
     """Score a results directory: optimised thresholds, or the given ones per profile."""
     scores = read_scores(results_dir, detector, corpus)
     if thresholds is None:

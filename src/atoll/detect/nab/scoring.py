@@ -2,8 +2,9 @@
 
 Per record, NAB's sweeper assigns a weight that does not depend on the threshold:
 
-* inside a window (inclusive ``[first, last]`` record), ``sigma(-(last - i + 1) / width) / sigma(-1)``
-  times ``A_TP``, so the window's first record earns exactly ``A_TP``;
+* inside a window (inclusive ``[first, last]`` record),
+  ``sigma(-(last - i + 1) / width) / sigma(-1)`` times ``A_TP``, so the window's first record
+  earns exactly ``A_TP``;
 * outside every window, ``sigma(|i - prev_last| / (prev_width - 1))`` times ``A_FP``, or ``-A_FP``
   before the first window (``sigma(d) = -1`` past ``d = 3``);
 * in the probationary period, nothing.
@@ -41,7 +42,8 @@ _MAX_TP = float(scaled_sigmoid(-1.0))
 
 @dataclass(frozen=True)
 class Layout:
-    """Threshold-independent facts about every record of the corpus, concatenated in corpus order."""
+    """Threshold-independent facts about every record
+    of the corpus, concatenated in corpus order."""
 
     relpaths: tuple[str, ...]
     offsets: np.ndarray  # len(streams) + 1
@@ -92,8 +94,9 @@ def layout(corpus: Corpus) -> Layout:
     fp_unit = np.where(kind == _FP, np.concatenate(fps), 0.0)
     best = np.full(n_windows, -np.inf)
     np.maximum.at(best, window[window >= 0], tp_unit[window >= 0])
-    out = Layout(tuple(corpus.streams), np.array(offsets), kind, window, tp_unit, fp_unit,
-                 n_windows, best)
+    out = Layout(
+        tuple(corpus.streams), np.array(offsets), kind, window, tp_unit, fp_unit, n_windows, best
+    )
     corpus.__dict__["_nab_layout"] = out  # Corpus is frozen; the cache is not part of its value
     return out
 
@@ -101,14 +104,18 @@ def layout(corpus: Corpus) -> Layout:
 def _concat_scores(corpus: Corpus, lay: Layout, scores: Mapping[str, np.ndarray]) -> np.ndarray:
     missing = [p for p in lay.relpaths if p not in scores]
     if missing:
-        raise InvalidInput(f"no scores for {len(missing)} corpus streams, e.g. {missing[0]}",
-                           hint="score every stream listed in labels/combined_windows.json")
+        raise InvalidInput(
+            f"no scores for {len(missing)} corpus streams, e.g. {missing[0]}",
+            hint="score every stream listed in labels/combined_windows.json",
+        )
     parts = []
     for p in lay.relpaths:
         s = np.asarray(scores[p], dtype=np.float64)
         if len(s) != len(corpus.streams[p]):
-            raise InvalidInput(f"{p}: {len(s)} scores for {len(corpus.streams[p])} records",
-                               hint="give exactly one anomaly score per record")
+            raise InvalidInput(
+                f"{p}: {len(s)} scores for {len(corpus.streams[p])} records",
+                hint="give exactly one anomaly score per record",
+            )
         parts.append(s)
     return np.concatenate(parts)
 
@@ -119,8 +126,10 @@ def null_score(lay: Layout, profile: Profile) -> float:
 
 def perfect_score(lay: Layout, profile: Profile) -> float:
     """Detections at the first scorable record of every window and nowhere else."""
-    return float(profile.tp * np.sum(lay.window_best[np.isfinite(lay.window_best)])
-                 - profile.fn * np.sum(~np.isfinite(lay.window_best)))
+    return float(
+        profile.tp * np.sum(lay.window_best[np.isfinite(lay.window_best)])
+        - profile.fn * np.sum(~np.isfinite(lay.window_best))
+    )
 
 
 def normalise(raw: float, lay: Layout, profile: Profile) -> float:
@@ -128,9 +137,11 @@ def normalise(raw: float, lay: Layout, profile: Profile) -> float:
     return 100.0 * (raw - lo) / (hi - lo)
 
 
-def raw_score_at_threshold(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile,
-                           threshold: float) -> float:
-    """NAB's raw (un-normalised) corpus score when records scoring ``>= threshold`` are detections."""
+def raw_score_at_threshold(
+    corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile, threshold: float
+) -> float:
+    """NAB's raw (un-normalised) corpus score when
+    records scoring ``>= threshold`` are detections."""
     lay = layout(corpus)
     s = _concat_scores(corpus, lay, scores)
     det = s >= threshold
@@ -142,16 +153,18 @@ def raw_score_at_threshold(corpus: Corpus, scores: Mapping[str, np.ndarray], pro
     return fp + float(windows.sum())
 
 
-def score_at_threshold(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str,
-                       threshold: float) -> float:
+def score_at_threshold(
+    corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str, threshold: float
+) -> float:
     """Normalised NAB score (null = 0, perfect = 100) at one threshold."""
     profile = _profile(corpus, profile)
     raw = raw_score_at_threshold(corpus, scores, profile, threshold)
     return normalise(raw, layout(corpus), profile)
 
 
-def sweep(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str
-          ) -> tuple[np.ndarray, np.ndarray]:
+def sweep(
+    corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str
+) -> tuple[np.ndarray, np.ndarray]:
     """Raw corpus score at every distinct score value (descending thresholds).
 
     Returns ``(thresholds, raw_scores)``; ``raw_scores[k]`` counts records ``>= thresholds[k]``.
@@ -189,8 +202,9 @@ def sweep(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | s
     return s_sorted[last_of_value], total[last_of_value]
 
 
-def optimise(corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str
-             ) -> tuple[float, float]:
+def optimise(
+    corpus: Corpus, scores: Mapping[str, np.ndarray], profile: Profile | str
+) -> tuple[float, float]:
     """The threshold that maximises the corpus score, and that normalised score.
 
     Ties go to the highest threshold (fewest detections). If no threshold beats never
@@ -212,12 +226,14 @@ def _profile(corpus: Corpus, profile: Profile | str) -> Profile:
     try:
         return corpus.profiles[profile]
     except KeyError:
-        raise InvalidInput(f"unknown NAB profile {profile!r}",
-                           hint=f"use one of {', '.join(corpus.profiles)}") from None
+        raise InvalidInput(
+            f"unknown NAB profile {profile!r}", hint=f"use one of {', '.join(corpus.profiles)}"
+        ) from None
 
 
 def profile_scores(corpus: Corpus, scores: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """``{profile: {"threshold": t, "score": normalised}}`` for every profile, thresholds optimised."""
+    """``{profile: {"threshold": t, "score": normalised}}``
+    for every profile, thresholds optimised."""
     out = {}
     for name in corpus.profiles:
         t, sc = optimise(corpus, scores, name)
