@@ -15,8 +15,10 @@ def _name(requirement: str) -> str:
 
 def _locked() -> dict[str, str]:
     text = (ROOT / "requirements.lock").read_text()
-    return {m[1].lower(): m[2] for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", text,
-                                                   re.MULTILINE)}
+    return {
+        m[1].lower(): m[2]
+        for m in re.finditer(r"^([A-Za-z0-9_.\-]+)==(\S+) \\$", text, re.MULTILINE)
+    }
 
 
 def test_every_dependency_is_locked_at_the_version_pyproject_pins():
@@ -29,7 +31,8 @@ def test_every_dependency_is_locked_at_the_version_pyproject_pins():
         assert version, f"{requirement} is not pinned exactly in pyproject.toml"
         assert locked.get(_name(name)) == version.strip(), (
             f"requirements.lock has {_name(name)}=={locked.get(_name(name))}, pyproject wants "
-            f"{version}: run `make lock`")
+            f"{version}: run `make lock`"
+        )
 
 
 def test_every_locked_package_carries_hashes():

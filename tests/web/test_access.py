@@ -134,8 +134,12 @@ def test_admin_adds_disables_and_deletes_a_user_and_a_viewer_sees_no_admin_butto
 
         # Change the role in place.
         page.once("dialog", lambda d: d.accept())
+
         # The select shows the new role at once; wait for the server to have it.
-        with page.expect_response(lambda r: r.request.method == "PATCH" and "/users/" in r.url) as patch:
+        def role_patch(r):
+            return r.request.method == "PATCH" and "/users/" in r.url
+
+        with page.expect_response(role_patch) as patch:
             row.locator("[data-testid=user-role]").select_option("viewer")
         assert patch.value.ok
         expect(row.locator("[data-testid=user-role]")).to_have_value("viewer")
