@@ -279,11 +279,15 @@ async def test_total_cap_refuses_new_connections_while_a_device_publishes(tmp_pa
             c2, rc2 = await asyncio.to_thread(connect, fleet.port, "s2", fleet.secrets["s2"], "s2")
             assert rc2 is not None and not rc2.is_failure
             held = await asyncio.to_thread(raw, fleet.port, "127.0.0.2")  # the third place
-            c3, rc3 = await asyncio.to_thread(
-                connect, fleet.port, "s3", fleet.secrets["s3"], "s3", 3
-            )
+            try:
+                c3, rc3 = await asyncio.to_thread(
+                    connect, fleet.port, "s3", fleet.secrets["s3"], "s3", 3
+                )
+            except ConnectionResetError:  # the refusal's reset can beat connect() returning
+                c3, rc3 = None, None
             assert rc3 is None, "a fourth connection got a CONNACK"
-            await asyncio.to_thread(close, c3)
+            if c3 is not None:
+                await asyncio.to_thread(close, c3)
             assert await device.still_acknowledged()
             assert await health(fleet) == 200
             assert fleet.platform.pipeline.stats.by_reason["too_many_connections"] >= 1
