@@ -141,3 +141,25 @@ async def test_a_cut_device_cannot_connect_again_with_its_old_secret(fleet):
     c2, rc2 = await asyncio.to_thread(fleet.connect, "s1")
     assert rc2 is not None and rc2.is_failure
     await asyncio.to_thread(close, c2)
+
+
+async def test_deleting_a_project_cuts_its_devices_connections(fleet):
+    pub = await asyncio.to_thread(Publisher, fleet.port, fleet.secrets["s1"])
+    try:
+        while len(pub.acked) < 200:
+            await asyncio.sleep(0.01)
+        r = await api(fleet, "DELETE", "/api/v1/projects/lab", None)
+        returned = time.monotonic()
+        assert r.status_code == 204, r.text
+        for _ in range(100):
+            if pub.disconnected_at is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert pub.disconnected_at is not None, "still connected 2 s after the project went"
+        assert pub.disconnected_at - returned < 1.0
+        await asyncio.sleep(0.5)
+    finally:
+        await asyncio.to_thread(pub.stop)
+    late = [v for v, t in pub.sent.items() if t > returned and v in pub.acked]
+    assert late == [], f"{len(late)} messages published after the delete were acknowledged"
+    assert "s1" not in fleet.platform.mqtt.connected_devices()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
-from atoll.api.deps import Admin, Ctx, Viewer, audit
+from atoll.api.deps import Admin, Ctx, Viewer, audit, disconnect_device
 from atoll.api.schemas import MAX_RETENTION_DAYS, ProjectOut
 
 router = APIRouter(tags=["projects"])
@@ -62,7 +62,9 @@ def update_project(project: str, body: ProjectPatch, who: Admin, ctx: Ctx):
 
 @router.delete("/projects/{project}", status_code=204, summary="Delete a project and its data")
 def delete_project(project: str, who: Admin, ctx: Ctx):
-    ctx.registry.delete_project(project, who.tenant)
+    for device in ctx.registry.delete_project(project, who.tenant):
+        # As for a deleted device: its connections close and nothing more is acknowledged.
+        disconnect_device(ctx, device, "project deleted", forget=True)
     ctx.store.delete_before(project, 2**62)
     audit(ctx, who, "project.delete", f"project:{project}")
     return Response(status_code=204)

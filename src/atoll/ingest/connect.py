@@ -4,8 +4,9 @@ amqtt reads a CONNECT field by field straight from the socket, whatever the firs
 and however long it says it is: a PINGREQ first left it waiting for fields that never came,
 and a header declaring 256 MB was read until the client gave up. Here the fixed header is
 read first; anything but a CONNECT, or a CONNECT declaring more than the limit, is refused
-before a byte of its body is read. The body is then read whole (bounded) and amqtt decodes
-it from memory, so it cannot read past the declared length either.
+before a byte of its body is read. The body is then read whole (bounded), checked strictly
+(a lying length field, a missing field, ill-formed UTF-8 or U+0000 close the connection), and
+amqtt decodes it from memory, so it cannot read past the declared length either.
 
 >>> import asyncio
 >>> from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHeader
@@ -27,6 +28,8 @@ import asyncio
 from amqtt.adapters import ReaderAdapter
 from amqtt.errors import MQTTError
 from amqtt.mqtt.packet import CONNECT, MQTTFixedHeader
+
+from atoll.ingest.mqtt_frames import check_connect
 
 # Refusal reasons, counted for the device "(anonymous)".
 NOT_CONNECT = "not_connect"
@@ -65,9 +68,10 @@ class BytesReader(ReaderAdapter):
 
 
 async def read_connect(reader: ReaderAdapter, max_bytes: int) -> BytesReader:
-    """The whole first packet, checked to be a CONNECT of at most ``max_bytes``, as an
-    in-memory reader for amqtt's ``init_from_connect``. Raises ``ConnectRefused``, or
-    ``EOFError`` if the peer closed first."""
+    """The whole first packet, checked to be a CONNECT of at most ``max_bytes`` and then
+    decoded strictly (``mqtt_frames.check_connect``: it must encode back to exactly its bytes),
+    as an in-memory reader for amqtt's ``init_from_connect``. Raises ``ConnectRefused`` or
+    ``PacketError``, or ``EOFError`` if the peer closed first."""
     try:
         header = await MQTTFixedHeader.from_stream(reader)
     except (MQTTError, ValueError) as e:
@@ -89,4 +93,5 @@ async def read_connect(reader: ReaderAdapter, max_bytes: int) -> BytesReader:
         raise EOFError("closed during CONNECT") from e
     if len(body) < length:
         raise EOFError("closed during CONNECT")
+    check_connect(header, body)
     return BytesReader(header.to_bytes() + body)

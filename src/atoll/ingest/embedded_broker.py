@@ -57,7 +57,6 @@ from atoll.ingest.transports import TcpWriter, adapt_broker
 
 log = logging.getLogger(__name__)
 
-ANONYMOUS = "(anonymous)"  # the "device" refusals before authentication are counted for
 AUTH_FAILED = "auth_failed"
 DEVICE_DISABLED = "device_disabled"
 ACL_SUBSCRIBE = "acl_subscribe"
@@ -85,10 +84,8 @@ class _AtollAmqttBroker(Broker):
         admission = self._atoll.admission
         try:
             connect = await read_connect(reader, admission.limits.max_connect_bytes)
-            # Then decoded strictly: it must encode back to exactly its bytes (lying lengths,
-            # missing fields, ill-formed UTF-8, NUL, a Will topic that is not a topic name).
             handler, session = await DeviceHandler.init_from_connect(
-                connect, writer, self.plugins_manager, max_packet=admission.limits.max_connect_bytes
+                connect, writer, self.plugins_manager
             )
         except (ConnectRefused, PacketError) as e:  # before authentication: counted as anonymous
             admission.refuse(e.reason, f"{e.message} (from {remote_address})")
@@ -275,8 +272,8 @@ async def _close(writer) -> None:
 
 
 class EmbeddedBroker:
-    """``await EmbeddedBroker(pipeline, directory,
-    port=1883).start()``; ``port=0`` picks a free one."""
+    """Start with ``await EmbeddedBroker(pipeline, directory, port=1883).start()``;
+    ``port=0`` picks a free one."""
 
     def __init__(
         self,
@@ -421,9 +418,8 @@ class EmbeddedBroker:
 
     async def ingest_will(self, identity: Identity, topic: str, payload: bytes | bytearray) -> None:
         """A dropped device's Will: handled as if the device had published it (nobody is left
-        to acknowledge it to, so a store failure is only logged)."""
-        if not acl.may_publish(identity.device, topic):  # refused at CONNECT; never reached
-            return
+        to acknowledge it to, so a store failure is only logged). ``dispatch`` applies the
+        same ACL as at CONNECT."""
         try:
             await dispatch(self.pipeline, identity, topic, bytes(payload))
         except AtollError as e:

@@ -39,8 +39,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from amqtt.adapters import BufferReader, StreamReaderAdapter
-from amqtt.errors import MQTTError, NoDataError
+from amqtt.adapters import StreamReaderAdapter
 from amqtt.events import MQTTEvents
 from amqtt.mqtt.packet import (
     CONNACK,
@@ -57,7 +56,6 @@ from amqtt.mqtt.packet import (
     SUBSCRIBE,
     UNSUBACK,
     UNSUBSCRIBE,
-    MQTTFixedHeader,
     MQTTPacket,
 )
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
@@ -69,10 +67,7 @@ from atoll.ingest.devices import Identity
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.mqtt_frames import (
     MALFORMED_PACKET,
-    PACKET_TOO_LARGE,
-    PacketError,
     PacketSplitter,
-    check_connect,
 )
 from atoll.ingest.quota import ReadPacer
 from atoll.ingest.transports import PausableReader, TcpWriter, WebSocketWriter
@@ -150,33 +145,6 @@ class DeviceHandler(BrokerProtocolHandler):
         self.disconnected = False
 
     # -- amqtt's entry points --------------------------------------------------------------
-
-    @classmethod
-    async def init_from_connect(
-        cls, reader, writer, plugins_manager, loop=None, *, max_packet: int = 1 << 20
-    ):
-        """amqtt's, on a CONNECT read whole and checked strictly first (``check_connect``):
-        amqtt alone answers CONNACK 0 to a CONNECT whose length field lies. Raises
-        ``PacketError`` for a malformed one."""
-        try:
-            header = await MQTTFixedHeader.from_stream(reader)
-        except MQTTError as e:
-            raise PacketError(MALFORMED_PACKET, f"bad fixed header: {e}") from None
-        if header is None:
-            raise NoDataError("the connection closed before CONNECT")
-        if header.remaining_length > max_packet:
-            raise PacketError(
-                PACKET_TOO_LARGE,
-                f"CONNECT of {header.remaining_length} bytes; "
-                f"this broker accepts at most {max_packet}",
-            )
-        body = await reader.read(header.remaining_length) if header.remaining_length else b""
-        if len(body) < header.remaining_length:
-            raise NoDataError("the connection closed during CONNECT")
-        check_connect(header, body)
-        return await super().init_from_connect(
-            BufferReader(bytes(header.to_bytes()) + body), writer, plugins_manager, loop
-        )
 
     async def _reader_loop(self) -> None:
         identity: Identity | None = getattr(self.session, "atoll_identity", None)
@@ -300,9 +268,8 @@ class DeviceHandler(BrokerProtocolHandler):
                         parsed.append(p)
                         cost += len(p.ts)
                     except InvalidInput:
-                        cost += (
-                            1  # counted by the pipeline; the message is handled and acknowledged
-                        )
+                        # Counted by the pipeline; the message is handled and acknowledged.
+                        cost += 1
                     if var.packet_id is not None:
                         ids.append(var.packet_id)
                     continue

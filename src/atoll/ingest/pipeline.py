@@ -456,9 +456,7 @@ class IngestPipeline:
         doc = self._json_object(identity, body, transport, "twin reported")
         try:
             result = await asyncio.to_thread(self._directory().patch_reported, identity.device, doc)
-        except (
-            InvalidInput
-        ) as e:  # shape and values are checked above: the merged twin is too large
+        except InvalidInput as e:  # the shape and values passed: the merged twin is too large
             self.reject(identity.device, transport, TOO_LARGE, e.message)
             raise
         await self._bus_publish(

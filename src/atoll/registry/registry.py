@@ -177,11 +177,13 @@ class Registry:
             kw = {} if retention_days is _UNSET else {"retention_days": retention_days}
             return _tenants.update_project(conn, project, tenant, name=name, **kw)
 
-    def delete_project(self, project: str, tenant: str | None = None) -> None:
+    def delete_project(self, project: str, tenant: str | None = None) -> list[str]:
+        """Delete a project and everything in it; returns the ids of the devices that went."""
         with self._write() as conn:
             ids = _tenants.delete_project(conn, project, tenant)
         for d in ids:
             self._auth.invalidate(d)
+        return ids
 
     def retention(self) -> dict[str, int]:
         """``{project: retention_days}`` of every project
