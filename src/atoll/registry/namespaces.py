@@ -62,34 +62,33 @@ def qualify_id(
     ``valid`` checks the chosen part (it must refuse ``~``); the stored id has at most
     ``max_len`` characters.
     """
-    head = prefix(tenant)
-    local = chosen.removeprefix(head) if head else chosen
-    if SEP in local or not valid(local):
-        raise InvalidInput(f"invalid {kind} id {chosen!r}", hint=hint)
-    full = head + local
-    if len(full) > max_len:
-        raise InvalidInput(
-            f"{kind} id {chosen!r} is too long: in tenant {tenant!r} it is stored as {full!r}, "
-            f"which must have at most {max_len} characters",
-            hint=f"use at most {max_len - len(head)} characters in this tenant",
-        )
-    return full
+    return _qualify(f"{kind} id", tenant, chosen, valid, max_len, hint)
 
 
 def qualify_username(tenant: str, username: str) -> str:
     """The stored (login) name of a console user named ``username`` in ``tenant``."""
+    return _qualify(
+        "username",
+        tenant,
+        username,
+        bool,
+        MAX_USERNAME,
+        f"use 1-{MAX_USERNAME} characters without {SEP!r}",
+    )
+
+
+def _qualify(
+    what: str, tenant: str, chosen: str, valid: Callable[[str], bool], max_len: int, hint: str
+) -> str:
     head = prefix(tenant)
-    local = username.removeprefix(head) if head else username
-    if not local or SEP in local:
-        raise InvalidInput(
-            f"invalid username {username!r}",
-            hint=f"use 1-{MAX_USERNAME} characters without {SEP!r}",
-        )
+    local = chosen.removeprefix(head) if head else chosen
+    if SEP in local or not valid(local):
+        raise InvalidInput(f"invalid {what} {chosen!r}", hint=hint)
     full = head + local
-    if len(full) > MAX_USERNAME:
+    if len(full) > max_len:
         raise InvalidInput(
-            f"username {username!r} is too long: it is stored as {full!r}, "
-            f"which must have at most {MAX_USERNAME} characters",
-            hint=f"use at most {MAX_USERNAME - len(head)} characters in this tenant",
+            f"{what} {chosen!r} is too long: in tenant {tenant!r} it is stored as {full!r}, "
+            f"which must have at most {max_len} characters",
+            hint=f"use at most {max_len - len(head)} characters in this tenant",
         )
     return full
