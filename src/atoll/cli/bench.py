@@ -14,7 +14,11 @@ bench_app = typer.Typer(
     help="Benchmarks: print results and write them as JSON.", no_args_is_help=True
 )
 
-_BENCHMARKS: list[str] = ["atoll.cli.bench_ingest", "atoll.cli.bench_nab"]
+_BENCHMARKS: list[str] = [
+    "atoll.cli.bench_ingest",
+    "atoll.cli.bench_nab",
+    "atoll.cli.bench_smap_msl",
+]
 
 
 def register(app: typer.Typer) -> None:
