@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from atoll.core.errors import InvalidInput
@@ -55,3 +56,13 @@ def test_a_run_file_must_be_one(tmp_path):
     path.write_text("chan,x\nA-1,[]\n")
     with pytest.raises(InvalidInput, match="columns"):
         load_published_run(path)
+
+
+def test_flagging_everything_finds_everything_at_full_coverage(smap_msl_corpus):
+    """Why coverage is reported: the event rules charge nothing for a prediction's length."""
+    from atoll.detect.smap_msl import evaluate
+
+    result = evaluate(smap_msl_corpus, lambda chan: np.ones(len(chan.test), dtype=bool))
+    overall = result["with_buffer"]["overall"]
+    assert (overall["tp"], overall["fp"], overall["fn"]) == (105, 0, 0)
+    assert overall["f1"] == 1.0 and overall["coverage"] == 1.0
