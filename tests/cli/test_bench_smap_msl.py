@@ -73,3 +73,5 @@ def test_unknown_channel_or_spacecraft(smap_msl_corpus):
     assert res.exit_code == 2 and "X-99" in res.output
     res = _invoke("--spacecraft", "Voyager", "--published")
     assert res.exit_code == 2 and "SMAP or MSL" in res.output
+    res = _invoke("--channels", "A-1", "--buffer", "-1")
+    assert res.exit_code == 2 and "buffer must be >= 0" in res.output

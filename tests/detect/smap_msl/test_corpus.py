@@ -71,6 +71,8 @@ def test_subset(npz_dir):
     assert len(corpus.subset()) == 3
     with pytest.raises(NotFound, match="X-9"):
         corpus.subset(["X-9"])
+    with pytest.raises(NotFound, match="no MSL channel among A-1"):
+        corpus.subset(["A-1"], "MSL")
     with pytest.raises(InvalidInput, match="Voyager") as exc:
         corpus.subset(spacecraft="Voyager")
     assert exc.value.hint == "choose SMAP or MSL"

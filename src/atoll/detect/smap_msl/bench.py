@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from atoll.core.errors import NotFound
+from atoll.core.errors import InvalidInput, NotFound
 from atoll.detect.history import Table, detect_table
 from atoll.detect.registry import resolve
 from atoll.detect.replay import warm_up
@@ -74,6 +74,8 @@ def evaluate(
     ``channels``; each with tp/fp/fn, precision/recall/f1, coverage), the predicted runs without
     the buffer (``sequences``: enough to re-score), and the time ``flagger`` took.
     """
+    if buffer < 0:
+        raise InvalidInput(f"the buffer must be >= 0, got {buffer}")
     flags: dict[str, np.ndarray] = {}
     seconds = cpu = 0.0
     for chan_id, chan in corpus.channels.items():

@@ -82,6 +82,11 @@ class Corpus:
                     f"unknown spacecraft {spacecraft!r}", hint=f"choose {' or '.join(SPACECRAFT)}"
                 )
             keep = {k: c for k, c in keep.items() if c.spacecraft == craft}
+        if not keep:
+            raise NotFound(
+                f"no {spacecraft} channel among {', '.join(channels or [])}",
+                hint="drop --spacecraft or name channels of that spacecraft",
+            )
         return replace(self, channels=keep)
 
 
