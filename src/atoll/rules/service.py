@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.core.events import decode_anomalies
 from atoll.ingest.events import TelemetryEvent
 from atoll.rules import db as _db
 from atoll.rules.alarms import SYSTEM, Alarm, AlarmBook, Comment
@@ -32,7 +33,7 @@ from atoll.rules.clock import Clock, SystemClock
 from atoll.rules.directory import DeviceDirectory
 from atoll.rules.durations import format_duration
 from atoll.rules.engine import Change, RuleEngine
-from atoll.rules.events import decode_anomaly, encode_alarm_event
+from atoll.rules.events import encode_alarm_event
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
 from atoll.rules.notify import Notifier
@@ -95,10 +96,10 @@ class RulesService:
     async def start(self) -> None:
         if self.bus is not None:
             self._subs.append(
-                await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group)
+                await self.bus.subscribe(topics.ALL_TELEMETRY, self._on_telemetry, group=self.group)
             )
             self._subs.append(
-                await self.bus.subscribe("anomaly.>", self._on_anomaly, group=self.group)
+                await self.bus.subscribe(topics.ALL_ANOMALIES, self._on_anomaly, group=self.group)
             )
         if self.tick_interval:
             self._ticker = asyncio.create_task(self._tick_forever(), name="rules-ticker")
@@ -151,14 +152,16 @@ class RulesService:
 
     async def _on_anomaly(self, msg: Message) -> None:
         try:
-            events = decode_anomaly(msg.data)
+            events = decode_anomalies(msg.data)
         except InvalidInput as exc:
             self.stats["bad_messages"] += 1
             log.warning("bad anomaly event on %s: %s", msg.subject, exc.message)
             return
         changes: list[Change] = []
-        for project, device, metric, ts, score, flagged in events:
-            changes += self.engine.on_anomaly(project, device, metric, ts, score, flagged)
+        for e in events:
+            changes += self.engine.on_anomaly(
+                e.project, e.device, e.metric, e.ts, e.score, e.is_anomaly
+            )
         self.stats["anomalies"] += len(events)
         await self._apply(changes)
 
