@@ -180,7 +180,13 @@ class Platform:
         if isinstance(self.mqtt, EmbeddedBroker):
             self.mqtt.on_subscribed = self._hand_over
 
-        parts = PlatformParts(s, self.registry, self.store, self.bus, self.commands)
+        parts = PlatformParts(
+            settings=s,
+            registry=self.registry,
+            store=self.store,
+            bus=self.bus,
+            commands=self.commands,
+        )
         for named in self._discover_services(parts) + self._extra:
             await named.service.start()
             self._services.append(named)
