@@ -28,6 +28,7 @@ import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from atoll.api.context import ApiContext
 from atoll.api.deps import TENANT_HEADER, act_in_tenant
 from atoll.core import topics
 from atoll.core.errors import AtollError
@@ -146,7 +147,8 @@ async def live(
     if principal is None:
         await ws.close(code=4401 if "key" in why else 4404, reason=why[:120])
         return
-    bus = getattr(ws.app.state.ctx, "bus", None)
+    ctx: ApiContext = ws.app.state.ctx
+    bus = ctx.bus
     if bus is None:
         await ws.close(code=4503, reason="live updates need the platform's message bus")
         return

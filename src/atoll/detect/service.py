@@ -63,6 +63,7 @@ from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.registry import for_features, get_detector, resolve, restore
 from atoll.detect.threshold import Thresholded
 from atoll.detect.warmup import use_kernel_cache, warm_up
+from atoll.service import ServiceContext
 from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
@@ -681,13 +682,13 @@ def _write_atomic(path: Path, blob: bytes) -> None:
     os.replace(tmp, path)
 
 
-def create_service(platform: Any) -> DetectionService:
+def create_service(ctx: ServiceContext) -> DetectionService:
     """The platform's hook (``atoll.platform.SERVICE_MODULES``)."""
-    home = Path(platform.settings.home)
+    home = Path(ctx.settings.home)
     return DetectionService(
-        platform.bus,
-        platform.store,
-        registry=platform.registry,
+        ctx.bus,
+        ctx.store,
+        registry=ctx.registry,
         state_path=home / "detect" / "state.msgpack",
         kernel_cache=home,
     )

@@ -38,6 +38,7 @@ from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
 from atoll.rules.notify import Notifier
 from atoll.rules.repository import RuleRepository
+from atoll.service import ServiceContext
 
 log = logging.getLogger(__name__)
 US = 1_000_000
@@ -298,10 +299,12 @@ class RulesService:
     def validate_rule(self, data: Any, *, project: str | None = None) -> Rule:
         """Parse and check a rule, including that its channels exist; ``InvalidInput`` if not."""
         rule = data if isinstance(data, Rule) else parse_rule(data, project=project)
-        self._check_channels(rule)
+        self.check_channels(rule)
         return rule
 
-    def _check_channels(self, rule: Rule, extra: set[str] = frozenset()) -> None:
+    def check_channels(self, rule: Rule, extra: set[str] | frozenset[str] = frozenset()) -> None:
+        """``InvalidInput`` naming the field unless every channel the rule notifies exists in
+        its project (or is in ``extra``, e.g. defined in the same rules file)."""
         known = {c.name for c in self.repo.list_channels(rule.project)} | set(extra)
         named = [("notify.channels", i, n) for i, n in enumerate(rule.notify.channels)]
         named += [
@@ -408,16 +411,16 @@ class RulesService:
         return {"ok": ok, "delivery": last[0] if last else None}
 
 
-def create_service(platform: Any) -> RulesService:
+def create_service(ctx: ServiceContext) -> RulesService:
     """The runtime's hook (``atoll.platform.SERVICE_MODULES``): rules share the registry's
     database, resolve device types through it, and send command notifications through it."""
     from atoll.rules.commands import RegistryCommands
     from atoll.rules.directory import RegistryDevices
 
     return RulesService(
-        platform.bus,
-        db=platform.registry.engine,
-        directory=RegistryDevices(platform.registry),
-        command_sender=RegistryCommands(platform.registry, platform.commands),
-        store=platform.store,
+        ctx.bus,
+        db=ctx.registry.engine,
+        directory=RegistryDevices(ctx.registry),
+        command_sender=RegistryCommands(ctx.registry, ctx.commands),
+        store=ctx.store,
     )
