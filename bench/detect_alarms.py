@@ -97,9 +97,7 @@ async def run_template(template, args) -> dict:
         t1 = time.process_time()
         changes = []
         for e in events:
-            changes += engine.on_anomaly(
-                e["project"], e["device"], e["metric"], e["ts"], e["score"], e["is_anomaly"]
-            )
+            changes += engine.on_anomaly(e.project, e.device, e.metric, e.ts, e.score, e.is_anomaly)
         changes += engine.on_tick()
         t_rules += time.process_time() - t1
         t_detect += t1 - t0

@@ -274,3 +274,68 @@ def test_trusted_proxies_come_from_the_environment_or_atoll_up(monkeypatch, tmp_
     )
     assert r.exit_code == 0, r.output
     assert seen[0].trusted_proxies == ["127.0.0.1", "10.0.0.0/8"]
+
+
+async def test_the_api_gets_one_typed_context_with_the_running_parts(tmp_path):
+    from atoll.api import AppContext
+    from atoll.registry.retention import RetentionService
+    from atoll.rules.service import RulesService
+
+    settings = Settings(
+        home=tmp_path, http_port=0, mqtt_port=0, services=["rules", "atoll.registry.retention"]
+    )
+    async with Platform(settings, password_hasher=FAST) as p:
+        # ``Settings.services`` picks modules by package or full name.
+        assert sorted(type(s).__name__ for s in p.services) == ["RetentionService", "RulesService"]
+        (rules,) = [s for s in p.services if isinstance(s, RulesService)]
+        assert any(isinstance(s, RetentionService) for s in p.services)
+        ctx = p.app.state.ctx
+        assert type(ctx) is AppContext
+        assert ctx.registry is p.registry and ctx.store is p.store and ctx.bus is p.bus
+        assert ctx.ingest is p.pipeline and ctx.sessions is p.mqtt and ctx.commands is p.commands
+        assert ctx.settings is settings and ctx.rules is rules
+        assert ctx.mqtt_url == p.mqtt_url and p.mqtt_url.startswith("mqtt://127.0.0.1:")
+        async with httpx.AsyncClient(base_url=p.http_url) as http:
+            # The console prints the port the broker actually bound, not the configured 0.
+            info = (await http.get("/api/v1/console/info")).json()
+            assert info["mqtt"]["url"] == p.mqtt_url and info["mqtt"]["port"] == p.mqtt.port
+            key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
+            await http.post("/api/v1/projects", json={"name": "Lab", "id": "lab"}, headers=key)
+            r = await http.get("/api/v1/projects/lab/rules", headers=key)
+            assert r.status_code == 200 and r.json() == []
+
+
+async def test_without_the_rules_service_its_routes_say_why(tmp_path):
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[])
+    async with Platform(settings, password_hasher=FAST) as p:
+        assert p.app.state.ctx.rules is None and p.app.state.ctx.mqtt_url is None
+        async with httpx.AsyncClient(base_url=p.http_url) as http:
+            assert (await http.get("/api/v1/console/info")).json()["mqtt"] is None
+            key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
+            await http.post("/api/v1/projects", json={"name": "Lab", "id": "lab"}, headers=key)
+            r = await http.get("/api/v1/projects/lab/rules", headers=key)
+    assert r.status_code == 503 and r.json()["error"] == "unavailable"
+    assert r.json()["message"] == "the rules service is not running in this process"
+
+
+async def test_a_service_that_cannot_be_created_is_reported_and_skipped(
+    tmp_path, monkeypatch, caplog
+):
+    import types
+
+    import atoll.platform
+    from atoll.registry import retention
+    from atoll.registry.retention import RetentionService
+
+    broken = types.ModuleType("atoll_test_broken_service")
+
+    def create_service(ctx):
+        raise RuntimeError("no " + str(ctx.settings.home))
+
+    broken.create_service = create_service
+    monkeypatch.setattr(atoll.platform, "SERVICE_MODULES", (broken, retention))
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off")
+    async with Platform(settings, password_hasher=FAST) as p:
+        assert [type(s) for s in p.services] == [RetentionService]
+    assert "service atoll_test_broken_service could not be created" in caplog.text
+    assert f"RuntimeError: no {tmp_path}" in caplog.text

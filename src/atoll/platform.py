@@ -1,9 +1,11 @@
 """The runtime: wires settings → store → bus → registry → ingest → services → MQTT → HTTP API.
 
-Services (detectors, rules, …) join through ``SERVICE_MODULES``: a listed module that exists
-exposes ``create_service(platform) -> Service | None``; services start after the store, bus and
-registry are up and before devices can connect, and stop in reverse order. Programs embedding
-Atoll can also call ``platform.add_service(svc)`` before ``start()``.
+Services (detectors, rules, …) join through ``SERVICE_MODULES``: each listed module exposes
+``create_service(ctx: ServiceContext) -> Service | None`` (``atoll.service``); services start
+after the store, bus and registry are up and before devices can connect, and stop in reverse
+order. Programs embedding Atoll can also call ``platform.add_service(svc)`` before ``start()``.
+The HTTP API gets one typed ``AppContext`` (``atoll.api.context.ApiContext``), the rules
+service among it.
 
 >>> # async with Platform(Settings(home=tmp, http_port=0, mqtt_port=0)) as p: print(p.http_url)
 """
@@ -13,37 +15,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any, Protocol, Self, runtime_checkable
+from typing import Any, Self
 
 from atoll import datadir
 from atoll.bus.port import MessageBus
 from atoll.config import Settings
 from atoll.core.errors import InvalidInput, Unavailable
+from atoll.detect import service as detect_service
 from atoll.ingest.admission import raise_fd_limit
 from atoll.ingest.embedded_broker import EmbeddedBroker, check_port_free
 from atoll.ingest.pipeline import IngestPipeline
+from atoll.registry import retention
+from atoll.rules import service as rules_service
+from atoll.rules.service import RulesService
+from atoll.service import PlatformParts, Service, ServiceContext, ServiceModule
 from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_MODULES: tuple[str, ...] = (
-    "atoll.detect.service",
-    "atoll.registry.retention",
-    "atoll.rules.service",
-)
-
-
-@runtime_checkable
-class Service(Protocol):
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
+SERVICE_MODULES: tuple[ServiceModule, ...] = (detect_service, retention, rules_service)
 
 
 @dataclass
@@ -186,7 +180,14 @@ class Platform:
         if isinstance(self.mqtt, EmbeddedBroker):
             self.mqtt.on_subscribed = self._hand_over
 
-        for named in self._discover_services() + self._extra:
+        parts = PlatformParts(
+            settings=s,
+            registry=self.registry,
+            store=self.store,
+            bus=self.bus,
+            commands=self.commands,
+        )
+        for named in self._discover_services(parts) + self._extra:
             await named.service.start()
             self._services.append(named)
             self._stack.append((named.name, named.service.stop))
@@ -204,9 +205,10 @@ class Platform:
             commands=self.commands,
             bus=self.bus,
             sessions=self.mqtt,
+            settings=s,
+            rules=next((x for x in self.services if isinstance(x, RulesService)), None),
+            mqtt_url=self.mqtt_url,
         )
-        ctx.settings = s  # type: ignore[attr-defined]
-        ctx.platform = self  # type: ignore[attr-defined]
         self.app = create_app(ctx, max_body_bytes=s.max_payload_bytes)
         await self._start_http()
         # The stores and the broker auth files were just created with the process umask.
@@ -316,16 +318,15 @@ class Platform:
 
     # -- services ----------------------------------------------------------------------------------
 
-    def _discover_services(self) -> list[_Named]:
+    def _discover_services(self, ctx: ServiceContext) -> list[_Named]:
         out = []
         wanted = self.settings.services
-        for name in SERVICE_MODULES:
+        for module in SERVICE_MODULES:
+            name = module.__name__
             if wanted is not None and name not in wanted and name.rsplit(".", 2)[-2] not in wanted:
                 continue
             try:
-                module = _optional(name)
-                factory = getattr(module, "create_service", None) if module else None
-                svc = factory(self) if factory else None
+                svc = module.create_service(ctx)
             except Exception:
                 # Like a Home Assistant integration: a broken service is reported, and ingest,
                 # storage and the API keep running without it.
@@ -334,15 +335,6 @@ class Platform:
             if svc is not None:
                 out.append(_Named(name, svc))
         return out
-
-
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        if e.name and (name == e.name or name.startswith(e.name + ".")):
-            return None
-        raise
 
 
 def _filter_matches(topic_filter: str, topic: str) -> bool:

@@ -52,8 +52,7 @@ class ApiServer:
             tick_interval=0.2,
         )
         await self.rules.start()
-        ctx = AppContext(self.registry, self.store, pipeline, bus=bus)
-        ctx.rules = self.rules  # the API finds the rules service here (atoll.api.rules.service)
+        ctx = AppContext(self.registry, self.store, pipeline, bus=bus, rules=self.rules)
         app = create_app(ctx)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"

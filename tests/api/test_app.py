@@ -1,4 +1,3 @@
-import sys
 import types
 
 import httpx
@@ -75,15 +74,22 @@ async def test_extension_routers_are_included(api):
     def ping():
         return {"pong": True}
 
-    sys.modules["atoll_test_ext"] = mod
-    try:
-        app = create_app(api.ctx, extensions=("atoll_test_ext", "atoll_missing_extension"))
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as c:
-            assert (await c.get("/api/v1/ext-ping")).json() == {"pong": True}
-    finally:
-        del sys.modules["atoll_test_ext"]
+    app = create_app(api.ctx, extensions=(mod,))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert (await c.get("/api/v1/ext-ping")).json() == {"pong": True}
+        # Only the extensions given: no rules routes, and no console (``/`` goes to the docs).
+        assert (await c.get("/api/v1/projects/lab/rules", headers=api.admin)).status_code == 404
+        assert (await c.get("/")).headers["location"] == "/docs"
+
+
+async def test_rules_and_alarms_answer_503_with_a_reason_without_the_rules_service(api):
+    assert api.ctx.rules is None  # a node that does not run it
+    await api.project("lab")
+    for path in ("/projects/lab/rules", "/alarms", "/projects/lab/channels"):
+        r = await api.http.get("/api/v1" + path, headers=api.admin)
+        assert r.status_code == 503, (path, r.text)
+        assert r.json()["message"] == "the rules service is not running in this process"
+        assert "atoll up" in r.json()["hint"]
 
 
 async def test_login_gives_a_session_token(api):

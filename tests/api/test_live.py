@@ -13,6 +13,7 @@ import websockets
 from atoll.api.app import AppContext, create_app
 from atoll.bus.memory import MemoryBus
 from atoll.core import topics
+from atoll.core.events import AnomalyEvent, DetectorRef, encode_anomalies
 from atoll.ingest.events import encode_telemetry
 from atoll.registry import Registry
 from atoll.store.memory import MemoryStore
@@ -116,3 +117,33 @@ async def test_refuses_bad_key_unknown_project_and_missing_project(live_server, 
         with pytest.raises(websockets.ConnectionClosed) as info:
             await ws.recv()
     assert info.value.rcvd.code == code
+
+
+async def test_forwards_anomaly_events_with_epoch_ms(live_server):
+    url, token, bus = live_server
+    event = AnomalyEvent(
+        "plant",
+        "boiler-1",
+        "temp",
+        1_700_000_000_123_999,  # µs on the bus
+        0.97,
+        value=81.5,
+        is_anomaly=True,
+        detector=DetectorRef("ewma", 1),
+    )
+    async with websockets.connect(f"{url}?project=plant&token={token}") as ws:
+        await _recv(ws, lambda m: m["type"] == "hello")
+        await bus.publish(event.subject, b"not an anomaly event")  # dropped, socket stays
+        await bus.publish(event.subject, encode_anomalies([event]))
+        m = await _recv(ws, lambda m: m["type"] == "anomaly")
+    assert m == {
+        "type": "anomaly",
+        "project": "plant",
+        "device": "boiler-1",
+        "metric": "temp",
+        "ts": 1_700_000_000_123,  # epoch ms, like the series API
+        "score": 0.97,
+        "value": 81.5,
+        "is_anomaly": True,
+        "detector": {"name": "ewma", "version": 1},
+    }

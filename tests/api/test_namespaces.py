@@ -78,8 +78,7 @@ async def tenants(request, tmp_path):
         bus, db=registry.engine, directory=RegistryDevices(registry), store=store, tick_interval=0
     )
     await rules.start()
-    ctx = AppContext(registry=registry, store=store, ingest=pipeline, bus=bus)
-    ctx.rules = rules
+    ctx = AppContext(registry=registry, store=store, ingest=pipeline, bus=bus, rules=rules)
     transport = httpx.ASGITransport(app=create_app(ctx), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://atoll.test") as http:
         admin = {"Authorization": f"Bearer {boot.api_key}"}

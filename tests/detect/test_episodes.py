@@ -122,14 +122,14 @@ def test_the_service_publishes_episodes_and_restores_them(tmp_path):
         flags = []
         for i in range(0, 310, 10):
             events = await svc.process(PointBatch.of_series(key, ts[i : i + 10], x[i : i + 10]))
-            flags += [e["is_anomaly"] for e in events]
+            flags += [e.is_anomaly for e in events]
         assert not any(flags[:300]) and flags[302:310] == [True] * 8
         await svc.stop()  # snapshots
 
         again = DetectionService(MemoryBus(), None, registry=Types(), state_path=path)
         await again.start()
         events = await again.process(PointBatch.of_series(key, ts[310:320], x[310:320]))
-        assert all(e["is_anomaly"] for e in events)
+        assert all(e.is_anomaly for e in events)
         assert again.series[key].episodes is not None
         await again.stop()
 

@@ -61,8 +61,7 @@ async def env(tmp_path):
         bus, db=registry.engine, directory=RegistryDevices(registry), store=store, tick_interval=0
     )
     await svc.start()
-    ctx = AppContext(registry=registry, store=store, ingest=pipeline, bus=bus)
-    ctx.rules = svc  # what the runtime does
+    ctx = AppContext(registry=registry, store=store, ingest=pipeline, bus=bus, rules=svc)
     app = create_app(ctx)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://atoll.test") as http:

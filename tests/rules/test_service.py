@@ -8,9 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from atoll.core.errors import Conflict, InvalidInput
+from atoll.core.events import AnomalyEvent, encode_anomalies
 from atoll.rules import db
 from atoll.rules.conditions import US
-from atoll.rules.events import encode_anomaly
 from atoll.rules.service import RulesService
 
 from .conftest import SENT, T0
@@ -203,7 +203,8 @@ async def test_anomaly_events_from_the_bus(harness):
             "condition": {"type": "anomaly", "metric": "t", "value": 0.9},
         }
     )
-    await harness.bus.publish("anomaly.p.d1", encode_anomaly("p", "d1", "t", T0, 0.97))
+    event = AnomalyEvent("p", "d1", "t", T0, 0.97)
+    await harness.bus.publish(event.subject, encode_anomalies([event]))
     await harness.bus.publish("anomaly.p.d1", b"not json")
     for _ in range(200):
         if svc.stats["anomalies"] and svc.stats["bad_messages"]:

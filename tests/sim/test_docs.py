@@ -11,6 +11,7 @@ MODULES = [
     "atoll.sim",
     "atoll.sim.fleet",
     "atoll.sim.evaluate",
+    "atoll.sim.faults",
     "atoll.solutions",
     "atoll.solutions.catalog",
 ]

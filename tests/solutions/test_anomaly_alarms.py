@@ -132,9 +132,7 @@ async def _alarms(template, fleet) -> list[dict]:
         )
         changes = []
         for e in await service.process(batch):
-            changes += engine.on_anomaly(
-                e["project"], e["device"], e["metric"], e["ts"], e["score"], e["is_anomaly"]
-            )
+            changes += engine.on_anomaly(e.project, e.device, e.metric, e.ts, e.score, e.is_anomaly)
         changes += engine.on_tick()
         alarms += [
             {"device": c.device, "ts": c.ts / 1e6, "rule": c.rule_id} for c in changes if c.active

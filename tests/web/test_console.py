@@ -13,6 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from atoll.core import topics
+from atoll.core.events import score_metric
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
 
@@ -151,6 +152,44 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page, shots):
     )
     # The zoomed window is in the URL, so it can be shared.
     assert f"start={zoomed['start']}" in page.url
+
+
+def test_a_score_series_is_drawn_over_its_metric(platform, page):
+    """The detection service names a metric's score series with ``score_metric``; the console
+    overlays it on that metric's chart by the same name. A metric that merely ends in
+    ``_score`` is a metric, with a chart (and scores) of its own."""
+    with api(platform) as http:
+        http.post("/projects", json={"name": "Scores", "id": "scores"})
+        secret = http.post("/projects/scores/devices", json={"id": "oven-1"}).json()["credentials"][
+            "secret"
+        ]
+    now = int(time.time() * 1000)
+    readings = [
+        {"ts": now - (120 - i) * 1000, "values": {"temp": 20 + (i % 7) / 10, "quality_score": 0.5}}
+        for i in range(120)
+    ]
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        json=readings,
+        auth=("oven-1", secret),
+        timeout=60,
+    )
+    assert r.status_code in (200, 201, 202), r.text
+    want = {"temp", "quality_score", score_metric("temp"), score_metric("quality_score")}
+    with api(platform) as http:
+        for _ in range(1200):  # the detection service scores in the background
+            names = {s["metric"] for s in http.get("/devices/oven-1/series").json()}
+            if want <= names:
+                break
+            time.sleep(0.1)
+    assert want <= names
+
+    login(page, platform)
+    page.goto(f"{platform.url}/devices/oven-1")
+    for metric in ("temp", "quality_score"):
+        panel = page.locator(f"[data-testid=chart-{metric}]")
+        expect(panel.locator(".tag", has_text="anomaly overlay")).to_be_visible()
+    expect(page.locator(".chart-panel")).to_have_count(2)  # no chart of the scores alone
 
 
 def test_twin_and_commands_round_trip_to_a_real_mqtt_device(platform, page):

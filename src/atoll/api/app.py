@@ -1,23 +1,22 @@
 """The HTTP API application: ``create_app(ctx)``.
 
-Routers of other packages join through ``EXTENSION_MODULES``: a module there that exists
-exposes ``router`` (an ``APIRouter`` mounted under ``/api/v1``) or ``create_router(ctx)``;
-a module exposing ``mount(app, ctx)`` instead (the web console) gets the app itself.
+Besides the core routers, ``create_app`` includes its ``extensions``: modules exposing ``router``
+(an ``APIRouter`` mounted under ``/api/v1``) or ``create_router(ctx)``; a module exposing
+``mount(app, ctx)`` instead (the web console) gets the app itself, after every router.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import RedirectResponse
 
 from atoll import __version__
 from atoll.api import (
+    alarms,
     audit,
     auth,
     commands,
@@ -26,17 +25,28 @@ from atoll.api import (
     devices,
     ingest,
     keys,
+    live,
     projects,
+    rules,
     series,
     tenants,
     twins,
     users,
 )
-from atoll.api.context import ApiContext, CommandSender, DeviceSessions, IngestSubmitter
+from atoll.api.context import (
+    ApiContext,
+    CommandSender,
+    DeviceSessions,
+    IngestSubmitter,
+    RulesPort,
+)
 from atoll.api.errors import BodyLimit, install
 from atoll.api.schemas import ERROR_RESPONSES
+from atoll.bus.port import MessageBus
+from atoll.config import Settings
 from atoll.registry import Registry
 from atoll.store.port import SeriesStore
+from atoll.web import app as console
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +67,7 @@ CORE_ROUTERS: tuple[ModuleType, ...] = (
     ingest,
     audit,
 )
-EXTENSION_MODULES: tuple[str, ...] = (
-    "atoll.api.rules",
-    "atoll.api.alarms",
-    "atoll.api.live",
-    "atoll.web.app",
-)
+EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, live, console)
 
 
 @dataclass
@@ -73,21 +78,24 @@ class AppContext:
     store: SeriesStore
     ingest: IngestSubmitter | None = None
     commands: CommandSender | None = None
-    bus: Any = None
+    bus: MessageBus | None = None
     sessions: DeviceSessions | None = None
+    settings: Settings | None = None
+    rules: RulesPort | None = None
+    mqtt_url: str | None = None
 
 
 def create_app(
     ctx: ApiContext,
     *,
     max_body_bytes: int | None = None,
-    extensions: tuple[str, ...] = EXTENSION_MODULES,
+    extensions: tuple[ModuleType, ...] = EXTENSION_MODULES,
 ) -> FastAPI:
     """Build the API. ``max_body_bytes`` defaults to
     ``ctx.settings.max_payload_bytes`` or 256 KiB."""
     if max_body_bytes is None:
-        settings = getattr(ctx, "settings", None)
-        max_body_bytes = getattr(settings, "max_payload_bytes", None) or DEFAULT_MAX_BODY
+        settings = ctx.settings
+        max_body_bytes = (settings.max_payload_bytes if settings else None) or DEFAULT_MAX_BODY
     app = FastAPI(
         title="Atoll API",
         version=__version__,
@@ -115,10 +123,7 @@ def create_app(
     for module in CORE_ROUTERS:
         app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
     mounted = False
-    for name in extensions:
-        module = _optional(name)
-        if module is None:
-            continue
+    for module in extensions:
         if hasattr(module, "mount"):
             module.mount(app, ctx)
             mounted = True
@@ -127,7 +132,7 @@ def create_app(
         elif hasattr(module, "router"):
             app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
         else:
-            log.warning("extension %s has no router, create_router or mount", name)
+            log.warning("extension %s has no router, create_router or mount", module.__name__)
     if not mounted:
 
         @app.get("/", include_in_schema=False)
@@ -135,13 +140,3 @@ def create_app(
             return RedirectResponse("/docs")
 
     return app
-
-
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as e:
-        # Only "this extension is not there"; a broken import inside it must not be hidden.
-        if e.name and (name == e.name or name.startswith(e.name + ".")):
-            return None
-        raise

@@ -1,16 +1,32 @@
 """What the HTTP API needs from the rest of the platform: small ports, wired by the runtime.
 
 ``atoll.ingest.pipeline.IngestPipeline`` satisfies ``IngestSubmitter``; the MQTT side of ingest
-provides a ``CommandSender`` and ``DeviceSessions``. Any may be ``None`` (e.g. MQTT off): the API
-then degrades (commands stay ``pending`` for HTTP polling, device-facing ingest answers 503).
+provides a ``CommandSender`` and ``DeviceSessions``; ``atoll.rules.service.RulesService``
+satisfies ``RulesPort``. Any may be ``None`` (e.g. MQTT off, or a node without the rules
+service): the API then degrades (commands stay ``pending`` for HTTP polling, device-facing
+ingest, rules and alarms answer 503, the live feed closes with 4503).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from atoll.registry import Command, DeviceIdentity, Registry
 from atoll.store.port import SeriesStore
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from atoll.bus.port import MessageBus
+    from atoll.config import Settings
+    from atoll.rules.alarms import Alarm, AlarmBook, Comment
+    from atoll.rules.clock import Clock
+    from atoll.rules.engine import RuleEngine
+    from atoll.rules.loading import RuleFile
+    from atoll.rules.model import ChannelSpec, Rule
+    from atoll.rules.notify import Notifier
+    from atoll.rules.reports import ReportScheduler
+    from atoll.rules.repository import RuleRepository
 
 
 @runtime_checkable
@@ -54,11 +70,78 @@ class DeviceSessions(Protocol):
         the broker keeps for it (persistent session) too."""
 
 
+class RulesPort(Protocol):
+    """What the rules, alarms and reports routes call on the rules service."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def engine(self) -> RuleEngine: ...
+
+    @property
+    def repo(self) -> RuleRepository: ...
+
+    @property
+    def alarms(self) -> AlarmBook: ...
+
+    @property
+    def notifier(self) -> Notifier: ...
+
+    @property
+    def reports(self) -> ReportScheduler: ...
+
+    @property
+    def store(self) -> Any:
+        """The ``SeriesStore`` reports and backtests read."""
+
+    @property
+    def db(self) -> sa.Engine: ...
+
+    def validate_rule(self, data: Any, *, project: str | None = None) -> Rule: ...
+
+    def check_channels(self, rule: Rule, extra: set[str] | frozenset[str] = ...) -> None: ...
+
+    def get_rule(self, rule_id: str) -> Rule: ...
+
+    def list_rules(self, project: str | list[str] | None = None) -> list[Rule]: ...
+
+    async def create_rule(
+        self, data: Any, *, project: str | None = None, auto_id: bool = False
+    ) -> Rule: ...
+
+    async def put_rule(self, data: Any, *, project: str | None = None) -> Rule: ...
+
+    async def delete_rule(self, rule_id: str) -> None: ...
+
+    async def apply(self, doc: RuleFile) -> RuleFile: ...
+
+    def put_channel(self, spec: ChannelSpec) -> ChannelSpec: ...
+
+    def delete_channel(self, project: str, name: str) -> None: ...
+
+    async def test_channel(self, project: str, name: str) -> dict[str, Any]: ...
+
+    async def acknowledge(self, alarm_id: int, actor: str, comment: str | None = None) -> Alarm: ...
+
+    async def clear(self, alarm_id: int, actor: str, comment: str | None = None) -> Alarm: ...
+
+    async def comment(self, alarm_id: int, author: str, text: str) -> Comment: ...
+
+
 class ApiContext(Protocol):
-    """Anything with these attributes; ``atoll.api.AppContext`` is the plain dataclass form."""
+    """Everything a handler may use; ``atoll.api.AppContext`` is the plain dataclass form."""
 
     registry: Registry
     store: SeriesStore
     ingest: IngestSubmitter | None
     commands: CommandSender | None
     sessions: DeviceSessions | None
+    #: The live feed subscribes here; ``None``: ``/live`` closes with 4503.
+    bus: MessageBus | None
+    #: The runtime's settings (``None`` when the API runs without one, as in most tests).
+    settings: Settings | None
+    #: ``None`` on a node without the rules service: rules and alarms answer 503.
+    rules: RulesPort | None
+    #: Where devices connect, as the broker actually bound it (``None``: MQTT off, or unknown).
+    mqtt_url: str | None

@@ -7,7 +7,8 @@ subjects and forwards JSON arrays of events, coalesced every ``FLUSH_S``:
 - ``{"type": "telemetry", "device", "ts", "values": {metric: last value}}`` — one per device
   per flush, newest values only; plus ``"points": {metric: [[ts, v], ...]}`` for devices the
   client watches (send ``{"watch": ["dev-1", ...]}``), so a chart can draw every reading;
-- ``{"type": "anomaly", "device", "metric", "ts", "score"}``;
+- ``{"type": "anomaly", "device", "metric", "ts", "score", ...}``: an
+  ``atoll.core.events.AnomalyEvent``;
 - ``{"type": "alarm", "event", "actor", "device", "alarm": {...}}``;
 - ``{"type": "twin", "device", ...}`` and ``{"type": "command_ack", "device", ...}``.
 
@@ -22,13 +23,17 @@ import contextlib
 import logging
 from typing import Any
 
+import msgspec
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 
+from atoll.api.context import ApiContext
 from atoll.api.deps import TENANT_HEADER, act_in_tenant
 from atoll.core import topics
 from atoll.core.errors import AtollError
+from atoll.core.events import decode_anomalies
+from atoll.core.time import MS, floor_to
 from atoll.ingest.events import decode_telemetry
 
 log = logging.getLogger(__name__)
@@ -67,6 +72,12 @@ class _Feed:
                     del pts[: len(pts) - MAX_POINTS_PER_FLUSH]
         self.wake.set()
 
+    def anomalies(self, data: bytes) -> None:
+        for e in decode_anomalies(data):
+            doc = msgspec.to_builtins(e)
+            # µs on the bus, epoch ms for the console (like the series API).
+            self._add({"type": "anomaly", **doc, "ts": floor_to(e.ts, MS)})
+
     def event(self, kind: str, data: bytes) -> None:
         try:
             doc = orjson.loads(data)
@@ -78,9 +89,10 @@ class _Feed:
             msg = {"type": kind, **item}
             if kind == "alarm" and isinstance(item.get("alarm"), dict):
                 msg["device"] = item["alarm"].get("device")
-            if "ts" in msg and isinstance(msg["ts"], (int, float)) and msg["ts"] > 1e14:
-                msg["ts"] = msg["ts"] // 1000
-            self.events.append(msg)
+            self._add(msg)
+
+    def _add(self, msg: dict[str, Any]) -> None:
+        self.events.append(msg)
         if len(self.events) > MAX_EVENTS:
             self.overflow = True
         self.wake.set()
@@ -135,7 +147,8 @@ async def live(
     if principal is None:
         await ws.close(code=4401 if "key" in why else 4404, reason=why[:120])
         return
-    bus = getattr(ws.app.state.ctx, "bus", None)
+    ctx: ApiContext = ws.app.state.ctx
+    bus = ctx.bus
     if bus is None:
         await ws.close(code=4503, reason="live updates need the platform's message bus")
         return
@@ -147,6 +160,12 @@ async def live(
         except Exception:  # a malformed event must not kill the other subscribers
             log.exception("live: bad telemetry event on %s", msg.subject)
 
+    async def on_anomalies(msg) -> None:
+        try:
+            feed.anomalies(msg.data)
+        except AtollError as exc:
+            log.warning("live: bad anomaly event on %s: %s", msg.subject, exc.message)
+
     def forward(kind: str):
         async def handler(msg) -> None:
             feed.event(kind, msg.data)
@@ -155,7 +174,7 @@ async def live(
 
     subs = [
         await bus.subscribe(topics.bus_telemetry(project, "*"), on_telemetry),
-        await bus.subscribe(topics.bus_anomaly(project, "*"), forward("anomaly")),
+        await bus.subscribe(topics.bus_anomaly(project, "*"), on_anomalies),
         await bus.subscribe(topics.bus_twin(project, "*"), forward("twin")),
         await bus.subscribe(topics.bus_command_ack(project, "*"), forward("command_ack")),
         await bus.subscribe(topics.bus_alarm(project), forward("alarm")),

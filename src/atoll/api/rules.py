@@ -1,9 +1,9 @@
 """Rules, notification channels and scheduled reports of a project (the rules service's API).
 
-The service is ``ctx.rules`` when set, else the ``RulesService`` among ``ctx.platform.services``
-(``atoll up`` starts it through ``atoll.rules.service.create_service``). Rule bodies are
-checked by the rules package itself, so errors name the field: ``condition.threshold.value:
-Field required``. Times in answers are ISO-8601 UTC.
+The service is ``ctx.rules``: ``atoll up`` starts it (``atoll.rules.service.create_service``)
+and puts it there; without it these routes answer 503. Rule bodies are checked by the rules
+package itself, so errors name the field: ``condition.threshold.value: Field required``. Times
+in answers are ISO-8601 UTC.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import Response
 
+from atoll.api.context import ApiContext, RulesPort
 from atoll.api.deps import Ctx, Operator, Viewer, audit
 from atoll.api.schemas import MAX_DB_INT
 from atoll.core.errors import InvalidInput, NotFound, Unavailable
@@ -22,7 +23,6 @@ from atoll.rules.channels import channel_types
 from atoll.rules.loading import RuleFile, validate
 from atoll.rules.model import LOCAL_ID, MAX_ID, ChannelSpec, Rule
 from atoll.rules.reports import ReportSpec
-from atoll.rules.service import RulesService
 
 router = APIRouter(tags=["rules"])
 
@@ -43,14 +43,8 @@ RULE_EXAMPLE = {
 }
 
 
-def service(ctx: Any) -> RulesService:
-    svc = getattr(ctx, "rules", None)
-    if svc is None:
-        # Under ``atoll up`` the platform started it as one of its services.
-        platform = getattr(ctx, "platform", None)
-        svc = next(
-            (s for s in getattr(platform, "services", ()) if isinstance(s, RulesService)), None
-        )
+def service(ctx: ApiContext) -> RulesPort:
+    svc = ctx.rules
     if svc is None:
         raise Unavailable(
             "the rules service is not running in this process",
@@ -250,7 +244,7 @@ async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) 
         _check_devices(ctx, who, rule)
     known = {c.name for c in svc.repo.list_channels(project)} | {c.name for c in doc.channels}
     for rule in doc.rules:
-        svc._check_channels(rule, known)
+        svc.check_channels(rule, known)
     doc = _in_namespace(tenant, doc)  # the file's ids, as this tenant's
     await svc.apply(doc)
     audit(ctx, who, "rule.import", f"project:{project}", {"rules": [r.id for r in doc.rules]})

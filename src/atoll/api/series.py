@@ -13,9 +13,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from atoll.api.deps import Ctx, Viewer
-from atoll.api.times import TIME_HELP, parse_duration, parse_time
+from atoll.api.times import TIME_HELP, parse_time
 from atoll.core.errors import InvalidInput
 from atoll.core.points import SeriesKey
+from atoll.core.time import parse_duration
 from atoll.store.port import AGGREGATES
 
 router = APIRouter(tags=["series"])
@@ -142,7 +143,11 @@ def query_series(
             f"unknown aggregate(s): {', '.join(bad) or '(none)'}",
             hint=f"choose from {', '.join(AGGREGATES)}",
         )
-    size = parse_duration(bucket) if bucket else max(1_000_000, (end_us - start_us) // 500)
+    size = (
+        parse_duration(bucket, positive=True)
+        if bucket
+        else max(1_000_000, (end_us - start_us) // 500)
+    )
     if (end_us - start_us) // size > MAX_BUCKETS:
         raise InvalidInput(
             f"{(end_us - start_us) // size} buckets requested; the limit is {MAX_BUCKETS}",

@@ -48,11 +48,12 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from atoll.bus.port import Handler, Message
+from atoll.core import topics
 from atoll.core.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 
-SUBJECTS: tuple[str, ...] = ("telemetry.>", "anomaly.>", "alarm.>", "twin.>", "command_ack.>")
+SUBJECTS: tuple[str, ...] = topics.ALL_BUS_SUBJECTS
 _STREAM_IN_USE = 10058  # JetStream API error: stream name already in use (with another config)
 
 

@@ -1,27 +1,30 @@
 """``atoll bench ...``: benchmarks that print numbers and write JSON.
 
-Extension point: each benchmark lives in its own module exposing ``add_to(bench: typer.Typer)``
-and is listed in ``_BENCHMARKS`` (kept sorted). ``atoll bench nab`` is in ``atoll.cli.bench_nab``.
+Each benchmark lives in its own module exposing ``add_to(bench: typer.Typer)`` and is listed in
+``_BENCHMARKS`` (kept sorted). ``atoll bench nab`` is in ``atoll.cli.bench_nab``.
 """
 
 from __future__ import annotations
 
-import importlib
+from typing import Protocol
 
 import typer
+
+from atoll.cli import bench_ingest, bench_nab, bench_smap_msl
 
 bench_app = typer.Typer(
     help="Benchmarks: print results and write them as JSON.", no_args_is_help=True
 )
 
-_BENCHMARKS: list[str] = [
-    "atoll.cli.bench_ingest",
-    "atoll.cli.bench_nab",
-    "atoll.cli.bench_smap_msl",
-]
+
+class Benchmark(Protocol):
+    def add_to(self, bench: typer.Typer, /) -> None: ...
+
+
+_BENCHMARKS: tuple[Benchmark, ...] = (bench_ingest, bench_nab, bench_smap_msl)
 
 
 def register(app: typer.Typer) -> None:
-    for name in _BENCHMARKS:
-        importlib.import_module(name).add_to(bench_app)
+    for module in _BENCHMARKS:
+        module.add_to(bench_app)
     app.add_typer(bench_app, name="bench")

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import typer
 
 from atoll import __version__
+from atoll.cli import (
+    admin,
+    bench,
+    demo,
+    detect,
+    devices,
+    projects,
+    rules,
+    sim,
+    solutions,
+    up,
+)
 
 app = typer.Typer(
     name="atoll",
@@ -20,27 +34,31 @@ def version() -> None:
     typer.echo(__version__)
 
 
-def _register() -> None:
-    # Command modules register themselves on import; keep this list sorted.
-    import importlib
+class CommandModule(Protocol):
+    """A command group: ``register(app)`` adds its commands to ``atoll``."""
 
-    for name in _COMMAND_MODULES:
-        module = importlib.import_module(f"atoll.cli.{name}")
+    def register(self, app: typer.Typer, /) -> None: ...
+
+
+# Keep this list sorted.
+_COMMAND_MODULES: tuple[CommandModule, ...] = (
+    admin,
+    bench,
+    demo,
+    detect,
+    devices,
+    projects,
+    rules,
+    sim,
+    solutions,
+    up,
+)
+
+
+def _register() -> None:
+    for module in _COMMAND_MODULES:
         module.register(app)
 
-
-_COMMAND_MODULES: list[str] = [
-    "admin",
-    "bench",
-    "demo",
-    "detect",
-    "devices",
-    "projects",
-    "rules",
-    "sim",
-    "solutions",
-    "up",
-]
 
 _register()
 

@@ -53,7 +53,22 @@ def parse(topic: str) -> tuple[str, str] | None:
     return device, rest
 
 
-# Bus subjects (internal, NATS-compatible tokens separated by dots).
+# Bus subjects (internal, NATS-compatible tokens separated by dots). What each carries:
+# ``atoll.ingest.events`` (telemetry, twin, command_ack), ``atoll.core.events`` (anomaly) and
+# ``atoll.rules.events`` (alarm).
+
+#: Every subject of one kind, as the services subscribe to them. NATS durable consumer names
+#: are derived from these strings (``atoll.bus.nats.consumer_name``): changing one orphans the
+#: consumers of running deployments.
+ALL_TELEMETRY = "telemetry.>"
+ALL_ANOMALIES = "anomaly.>"
+ALL_ALARMS = "alarm.>"
+ALL_TWINS = "twin.>"
+ALL_COMMAND_ACKS = "command_ack.>"
+#: What the platform's stream holds.
+ALL_BUS_SUBJECTS = (ALL_TELEMETRY, ALL_ANOMALIES, ALL_ALARMS, ALL_TWINS, ALL_COMMAND_ACKS)
+
+
 def bus_telemetry(project: str, device: str) -> str:
     return f"telemetry.{project}.{device}"
 

@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from atoll.client import Alarm, Client
+from atoll.core import topics
 from atoll.core.errors import AtollError
+from atoll.core.events import decode_anomalies
 from atoll.demo.lab import LAB, build_lab
 from atoll.sim import Fault, Fleet, evaluate, write_ground_truth
 from atoll.sim.mqtt import MqttFleet
@@ -195,9 +195,9 @@ async def run_demo(
 
         async def count_anomalies(msg) -> None:
             nonlocal anomalies
-            anomalies += sum(1 for e in orjson.loads(msg.data) if e.get("is_anomaly"))
+            anomalies += sum(1 for e in decode_anomalies(msg.data) if e.is_anomaly)
 
-        await platform.bus.subscribe("anomaly.>", count_anomalies)
+        await platform.bus.subscribe(topics.ALL_ANOMALIES, count_anomalies)
 
         say(f"Building the lab: {len(LAB)} enterprises, {opts.devices} devices …")
 

@@ -8,7 +8,6 @@ without judging them. Several numeric columns are judged jointly.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from atoll.core.errors import InvalidInput, NotFound
+from atoll.core.time import InvalidTime, parse_timestamp_any_unit
 from atoll.detect.registry import for_features
 from atoll.detect.threshold import Thresholded
 
@@ -38,21 +38,6 @@ def _sniff(sample: str) -> str:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
         return ","
-
-
-def _parse_time(text: str) -> int:
-    s = text.strip()
-    try:
-        x = float(s)
-    except ValueError:
-        pass
-    else:  # epoch seconds, milliseconds or microseconds, by magnitude
-        scale = 1 if abs(x) >= 1e14 else 1_000 if abs(x) >= 1e11 else 1_000_000
-        return round(x * scale)
-    t = dt.datetime.fromisoformat(s)
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return int(t.timestamp() * 1_000_000)
 
 
 def _float(text: str) -> float:
@@ -110,11 +95,12 @@ def read_table(path: str | os.PathLike, timestamp_column: str | None = None) -> 
     for i, row in enumerate(body):
         cell = row[ti] if ti < len(row) else ""
         try:
-            ts_us[i] = _parse_time(cell)
-        except (ValueError, OverflowError):
+            # Documented (docs/DETECTION.md): ISO-8601, or epoch s, ms or µs told by magnitude.
+            ts_us[i] = parse_timestamp_any_unit(cell)
+        except InvalidTime:
             raise InvalidInput(
                 f"{path}: row {i + 2}: {cell!r} is not a timestamp",
-                hint="use ISO-8601 (2026-11-23T10:00:00Z) or epoch seconds/milliseconds",
+                hint="use ISO-8601 (2026-11-23T10:00:00Z) or epoch seconds/milliseconds/µs",
             ) from None
         stamps.append(cell.strip())
 

@@ -6,13 +6,11 @@ metric (``bind``, e.g. from a solution template's ``detectors``), else the devic
 label, else ``"default"``. ``bind(..., jointly=True)`` judges a machine's metrics together with one
 multivariate detector per device, scored as the series ``"<m1>+<m2>"``. For each message it then
 
-* stores every score as the series ``<metric>.anomaly_score`` (same project and device), appended
-  by a writer task that batches many messages into one store append;
-* publishes one message on ``anomaly.{project}.{device}`` (``topics.bus_anomaly``), a JSON list with
-  one event per scored reading (the rules engine's hysteresis needs the low scores too)::
-
-      [{"project": "p", "device": "d", "metric": "temp", "ts": 1700000000000000, "score": 0.99991,
-        "value": 81.5, "is_anomaly": true, "detector": {"name": "ewma", "version": 1}}]
+* stores every score as the series ``<metric>.anomaly_score`` (``score_metric``, same project and
+  device), appended by a writer task that batches many messages into one store append;
+* publishes one message on ``anomaly.{project}.{device}`` per device, a list of
+  ``atoll.core.events.AnomalyEvent``, one per scored reading (the rules engine's hysteresis needs
+  the low scores too);
 
 * learns from the readings, in time order. A reading not newer than the last one the series'
   detector saw (a redelivery, or late data) is neither scored nor learned.
@@ -47,33 +45,35 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import orjson
 
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import AtollError, InvalidInput
+from atoll.core.events import (
+    AnomalyEvent,
+    DetectorRef,
+    encode_anomalies,
+    joint_metric,
+    score_metric,
+    scored_metric,
+)
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.base import StreamingDetector
 from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.registry import for_features, get_detector, resolve, restore
 from atoll.detect.threshold import Thresholded
 from atoll.detect.warmup import use_kernel_cache, warm_up
+from atoll.service import ServiceContext
 from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
 
-SCORE_SUFFIX = ".anomaly_score"
 DEVICE_LABEL = "detector"
 _STATE_FORMAT = 1
 #: Messages handed to the worker thread at once (one hop to the thread per chunk, not per message).
 _CHUNK_MESSAGES = 256
 #: What a queued message costs besides its bytes (the bytes object and the deque slot).
 _MESSAGE_OVERHEAD = 100
-
-
-def score_metric(metric: str) -> str:
-    """Name of the series holding ``metric``'s anomaly scores."""
-    return metric + SCORE_SUFFIX
 
 
 @dataclass
@@ -92,7 +92,7 @@ class _Scored:
     scores: PointBatch | None
     #: ``(subject, JSON list)`` per device, and the events they carry.
     payloads: list[tuple[str, bytes]]
-    events: list[dict[str, Any]]
+    events: list[AnomalyEvent]
     points: int
     anomalies: int
     seconds: float
@@ -108,11 +108,6 @@ class Choice:
     threshold: float | None = None
     #: ``EpisodeDecider`` settings: ``is_anomaly`` is true for whole episodes (docs/DETECTION.md).
     decision: dict[str, Any] | None = None
-
-
-def joint_metric(metrics: tuple[str, ...]) -> str:
-    """Name under which a jointly judged group of metrics is scored (``"flow+pressure"``)."""
-    return "+".join(metrics)
 
 
 class DetectionService:
@@ -283,7 +278,9 @@ class DetectionService:
         if self.store is not None:
             self._writer = asyncio.create_task(self._write_forever(), name="detect-score-writer")
         self._pump = asyncio.create_task(self._pump_forever(), name="detect-pump")
-        self._sub = await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group)
+        self._sub = await self.bus.subscribe(
+            topics.ALL_TELEMETRY, self._on_telemetry, group=self.group
+        )
         if self.state_path is not None and self.snapshot_interval > 0:
             self._snapshotter = asyncio.create_task(
                 self._snapshot_forever(), name="detect-snapshots"
@@ -516,7 +513,7 @@ class DetectionService:
             out.append(self._score(batch, keep_events=False))
         return out
 
-    async def process(self, batch: PointBatch) -> list[dict[str, Any]]:
+    async def process(self, batch: PointBatch) -> list[AnomalyEvent]:
         """Score, store, publish and learn one batch; returns the published events."""
         async with self._lock:
             done = await self._in_worker(self._score, batch)
@@ -526,10 +523,11 @@ class DetectionService:
         """Score and learn (in the worker thread); the events and scores to send out.
 
         Without ``keep_events`` only their JSON is kept: a chunk of messages waiting to be sent
-        then holds a few bytes objects rather than a dict per reading (fewer objects for the
+        then holds a few bytes objects rather than an event per reading (fewer objects for the
         garbage collector to walk, which it does holding the GIL)."""
         t0 = time.perf_counter()
-        keys, ts_parts, val_parts, events_by_device = [], [], [], {}
+        keys, ts_parts, val_parts = [], [], []
+        events_by_device: dict[tuple[str, str], list[AnomalyEvent]] = {}
         points = anomalies = 0
         for key, choice, ts, values in self._units(batch):
             tracked = self._tracked(key, choice)
@@ -553,38 +551,31 @@ class DetectionService:
             keys.append(SeriesKey(key.project, key.device, score_metric(key.metric)))
             ts_parts.append(ts)
             val_parts.append(scores)
-            detector = {"name": tracked.name, "version": version}
+            detector = DetectorRef(tracked.name, version)
             events = events_by_device.setdefault((key.project, key.device), [])
             project, device, metric = key
-            # Plain Python lists: building a dict per reading is this service's main cost.
+            # Plain Python lists: building an event per reading is this service's main cost.
             rows = zip(ts.tolist(), scores.tolist(), values.tolist(), flags.tolist(), strict=True)
             if choice is not None and choice.jointly:
                 names = choice.jointly
                 events.extend(
-                    {
-                        "project": project,
-                        "device": device,
-                        "metric": metric,
-                        "ts": t,
-                        "score": sc,
-                        "values": dict(zip(names, map(_json_float, v), strict=True)),
-                        "is_anomaly": f,
-                        "detector": detector,
-                    }
+                    AnomalyEvent(
+                        project,
+                        device,
+                        metric,
+                        t,
+                        sc,
+                        values=dict(zip(names, map(_json_float, v), strict=True)),
+                        is_anomaly=f,
+                        detector=detector,
+                    )
                     for t, sc, v, f in rows
                 )
             else:
                 events.extend(
-                    {
-                        "project": project,
-                        "device": device,
-                        "metric": metric,
-                        "ts": t,
-                        "score": sc,
-                        "value": v,
-                        "is_anomaly": f,
-                        "detector": detector,
-                    }
+                    AnomalyEvent(
+                        project, device, metric, t, sc, value=v, is_anomaly=f, detector=detector
+                    )
                     for t, sc, v, f in rows
                 )
         scores_batch = None
@@ -596,7 +587,7 @@ class DetectionService:
                 np.concatenate(val_parts),
             )
         payloads = [
-            (topics.bus_anomaly(project, device), orjson.dumps(events))
+            (topics.bus_anomaly(project, device), encode_anomalies(events))
             for (project, device), events in events_by_device.items()
         ]
         published = (
@@ -606,7 +597,7 @@ class DetectionService:
             scores_batch, payloads, published, points, anomalies, time.perf_counter() - t0
         )
 
-    async def _send(self, done: _Scored) -> list[dict[str, Any]]:
+    async def _send(self, done: _Scored) -> list[AnomalyEvent]:
         """Queue the scores for the store and publish the events (on the event loop)."""
         t0 = time.perf_counter()
         if done.scores is not None:
@@ -630,7 +621,7 @@ class DetectionService:
         group with readings lined up by timestamp (NaN where a metric has no reading)."""
         groups: dict[tuple[str, str, tuple[str, ...]], tuple[Choice, dict[str, tuple]]] = {}
         for key, (ts, values) in batch.split().items():
-            if key.metric.endswith(SCORE_SUFFIX):
+            if scored_metric(key.metric) is not None:
                 continue  # never judge our own output
             tracked = self.series.get(key)
             choice = None if tracked is not None else self.choose(key)
@@ -691,13 +682,13 @@ def _write_atomic(path: Path, blob: bytes) -> None:
     os.replace(tmp, path)
 
 
-def create_service(platform: Any) -> DetectionService:
+def create_service(ctx: ServiceContext) -> DetectionService:
     """The platform's hook (``atoll.platform.SERVICE_MODULES``)."""
-    home = Path(platform.settings.home)
+    home = Path(ctx.settings.home)
     return DetectionService(
-        platform.bus,
-        platform.store,
-        registry=platform.registry,
+        ctx.bus,
+        ctx.store,
+        registry=ctx.registry,
         state_path=home / "detect" / "state.msgpack",
         kernel_cache=home,
     )

@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from atoll.registry.registry import Registry
+from atoll.service import ServiceContext
 from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,6 @@ class RetentionService:
             await asyncio.sleep(self.interval_s)
 
 
-def create_service(platform: Any) -> RetentionService:
+def create_service(ctx: ServiceContext) -> RetentionService:
     """Hook for ``atoll.platform.SERVICE_MODULES``."""
-    return RetentionService(platform.registry, platform.store)
+    return RetentionService(ctx.registry, ctx.store)

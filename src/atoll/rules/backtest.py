@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from atoll.core.errors import InvalidInput
+from atoll.core.events import score_metric, scored_metric
 from atoll.core.points import SeriesKey
 from atoll.rules.clock import FakeClock
 from atoll.rules.conditions import ANOMALY, AnomalyScore, Leaf, build
@@ -20,7 +21,6 @@ from atoll.rules.engine import RuleEngine
 from atoll.rules.model import Rule
 
 US = 1_000_000
-SCORE_SUFFIX = ".anomaly_score"  # how the detection service names its score series
 
 
 @dataclass
@@ -45,17 +45,17 @@ def _inputs(rule: Rule, device: str, store) -> list[tuple[str, SeriesKey, str]]:
     out = []
     for leaf in build(rule.condition, device, 0).leaves():
         leaf: Leaf
-        suffix = SCORE_SUFFIX if leaf.kind == ANOMALY else ""
+        scores = leaf.kind == ANOMALY
         if leaf.metric is not None:
             metrics = [leaf.metric]
         else:
-            metrics = [
-                k.metric.removesuffix(suffix)
-                for k in store.series(rule.project, leaf.device)
-                if (k.metric.endswith(suffix) if suffix else not k.metric.endswith(SCORE_SUFFIX))
-            ]
+            # Anomaly conditions read the score series, the others the readings.
+            names = [k.metric for k in store.series(rule.project, leaf.device)]
+            scored = [m for m in map(scored_metric, names) if m is not None]
+            metrics = scored if scores else [n for n in names if scored_metric(n) is None]
         for m in metrics:
-            out.append((leaf.kind, SeriesKey(rule.project, leaf.device, m + suffix), m))
+            series = score_metric(m) if scores else m
+            out.append((leaf.kind, SeriesKey(rule.project, leaf.device, series), m))
     return out
 
 

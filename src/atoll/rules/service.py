@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import Conflict, InvalidInput, NotFound
+from atoll.core.events import decode_anomalies
 from atoll.ingest.events import TelemetryEvent
 from atoll.rules import db as _db
 from atoll.rules.alarms import SYSTEM, Alarm, AlarmBook, Comment
@@ -32,11 +33,12 @@ from atoll.rules.clock import Clock, SystemClock
 from atoll.rules.directory import DeviceDirectory
 from atoll.rules.durations import format_duration
 from atoll.rules.engine import Change, RuleEngine
-from atoll.rules.events import decode_anomaly, encode_alarm_event
+from atoll.rules.events import encode_alarm_event
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
 from atoll.rules.notify import Notifier
 from atoll.rules.repository import RuleRepository
+from atoll.service import ServiceContext
 
 log = logging.getLogger(__name__)
 US = 1_000_000
@@ -95,10 +97,10 @@ class RulesService:
     async def start(self) -> None:
         if self.bus is not None:
             self._subs.append(
-                await self.bus.subscribe("telemetry.>", self._on_telemetry, group=self.group)
+                await self.bus.subscribe(topics.ALL_TELEMETRY, self._on_telemetry, group=self.group)
             )
             self._subs.append(
-                await self.bus.subscribe("anomaly.>", self._on_anomaly, group=self.group)
+                await self.bus.subscribe(topics.ALL_ANOMALIES, self._on_anomaly, group=self.group)
             )
         if self.tick_interval:
             self._ticker = asyncio.create_task(self._tick_forever(), name="rules-ticker")
@@ -151,14 +153,16 @@ class RulesService:
 
     async def _on_anomaly(self, msg: Message) -> None:
         try:
-            events = decode_anomaly(msg.data)
+            events = decode_anomalies(msg.data)
         except InvalidInput as exc:
             self.stats["bad_messages"] += 1
             log.warning("bad anomaly event on %s: %s", msg.subject, exc.message)
             return
         changes: list[Change] = []
-        for project, device, metric, ts, score, flagged in events:
-            changes += self.engine.on_anomaly(project, device, metric, ts, score, flagged)
+        for e in events:
+            changes += self.engine.on_anomaly(
+                e.project, e.device, e.metric, e.ts, e.score, e.is_anomaly
+            )
         self.stats["anomalies"] += len(events)
         await self._apply(changes)
 
@@ -295,10 +299,12 @@ class RulesService:
     def validate_rule(self, data: Any, *, project: str | None = None) -> Rule:
         """Parse and check a rule, including that its channels exist; ``InvalidInput`` if not."""
         rule = data if isinstance(data, Rule) else parse_rule(data, project=project)
-        self._check_channels(rule)
+        self.check_channels(rule)
         return rule
 
-    def _check_channels(self, rule: Rule, extra: set[str] = frozenset()) -> None:
+    def check_channels(self, rule: Rule, extra: set[str] | frozenset[str] = frozenset()) -> None:
+        """``InvalidInput`` naming the field unless every channel the rule notifies exists in
+        its project (or is in ``extra``, e.g. defined in the same rules file)."""
         known = {c.name for c in self.repo.list_channels(rule.project)} | set(extra)
         named = [("notify.channels", i, n) for i, n in enumerate(rule.notify.channels)]
         named += [
@@ -405,16 +411,16 @@ class RulesService:
         return {"ok": ok, "delivery": last[0] if last else None}
 
 
-def create_service(platform: Any) -> RulesService:
+def create_service(ctx: ServiceContext) -> RulesService:
     """The runtime's hook (``atoll.platform.SERVICE_MODULES``): rules share the registry's
     database, resolve device types through it, and send command notifications through it."""
     from atoll.rules.commands import RegistryCommands
     from atoll.rules.directory import RegistryDevices
 
     return RulesService(
-        platform.bus,
-        db=platform.registry.engine,
-        directory=RegistryDevices(platform.registry),
-        command_sender=RegistryCommands(platform.registry, platform.commands),
-        store=platform.store,
+        ctx.bus,
+        db=ctx.registry.engine,
+        directory=RegistryDevices(ctx.registry),
+        command_sender=RegistryCommands(ctx.registry, ctx.commands),
+        store=ctx.store,
     )

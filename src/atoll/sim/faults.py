@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from atoll.core.errors import InvalidInput
+from atoll.core.time import S, from_us, parse_timestamp_any_unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,25 +53,14 @@ def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def to_seconds(value: Any) -> float:
-    """Epoch seconds from an ISO-8601 string, a datetime, or epoch s / ms / µs (by magnitude)."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.timestamp()
-    if isinstance(value, str):
-        try:
-            return to_seconds(float(value))
-        except ValueError:
-            return to_seconds(datetime.fromisoformat(value))
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{value!r} is not a time")
-    v = float(value)
-    if abs(v) >= 1e14:
-        return v / 1e6
-    if abs(v) >= 1e11:
-        return v / 1e3
-    return v
+def to_seconds(value: object) -> float:
+    """Epoch seconds (the simulator's unit) from an ISO-8601 string, a datetime, or epoch s, ms
+    or µs told by magnitude: ground truth and detections may come in any of them.
+
+    >>> to_seconds("2023-11-14T22:13:20Z"), to_seconds(1_700_000_000_000), to_seconds(1.7e15)
+    (1700000000.0, 1700000000.0, 1700000000.0)
+    """
+    return from_us(parse_timestamp_any_unit(value), S)
 
 
 def write_ground_truth(path: str | Path, faults: Iterable[Fault], **meta: Any) -> None:

@@ -11,17 +11,21 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
+from fastapi import FastAPI
+
 from atoll import __version__
+from atoll.api.context import ApiContext
 from atoll.api.schemas import ERROR_RESPONSES
 from atoll.web import dashboards, mount_console
 
 
-def console_info(ctx: Any) -> dict[str, Any]:
-    platform = getattr(ctx, "platform", None)
-    url = getattr(platform, "mqtt_url", None)
-    if url is None and getattr(ctx, "settings", None) is not None and platform is None:
-        s = ctx.settings
-        url = None if s.mqtt_mode == "off" else f"mqtt://{s.mqtt_host}:{s.mqtt_port}"
+def console_info(ctx: ApiContext | None) -> dict[str, Any]:
+    url = None
+    if ctx is not None:
+        url, s = ctx.mqtt_url, ctx.settings
+        if url is None and s is not None and s.mqtt_mode != "off":
+            # No runtime said what the broker bound: what the settings ask for.
+            url = f"mqtt://{s.mqtt_host}:{s.mqtt_port}"
     mqtt = None
     if url:
         u = urlparse(url)
@@ -29,7 +33,7 @@ def console_info(ctx: Any) -> dict[str, Any]:
     return {"version": __version__, "mqtt": mqtt}
 
 
-def mount(app, ctx=None) -> None:
+def mount(app: FastAPI, ctx: ApiContext | None = None) -> None:
     @app.get("/api/v1/console/info", tags=["console"], summary="What the console needs to know")
     def _info() -> dict[str, Any]:
         return console_info(ctx)

@@ -19,16 +19,16 @@ const PRESETS = [
   ["1y", 31536000],
 ];
 
-// Detector output is stored as its own series; these names tie a score to its metric.
-const SCORE_RE = [/^(.+)[._:]anomaly(?:_score)?$/, /^anomaly[._:](.+)$/, /^(.+)[._:]score$/, /^score[._:](.+)$/];
+// Detector output is stored as its own series, "<metric>.anomaly_score": the detection service
+// names it with atoll.core.events.score_metric, and SCORE_SUFFIX must equal that module's
+// (tests/web/test_console.py shows a score series as its metric's overlay).
+export const SCORE_SUFFIX = ".anomaly_score";
 
 export function splitMetrics(names) {
   const base = [];
   const score = new Map();
   for (const n of names) {
-    let m = null;
-    for (const re of SCORE_RE) if ((m = n.match(re))) break;
-    if (m) score.set(m[1], n);
+    if (n.endsWith(SCORE_SUFFIX) && n.length > SCORE_SUFFIX.length) score.set(n.slice(0, -SCORE_SUFFIX.length), n);
     else base.push(n);
   }
   return base.sort().map((n) => ({ metric: n, anomaly: score.get(n) || null }));
