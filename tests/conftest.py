@@ -17,3 +17,15 @@ def nab_corpus():
         return load_corpus()
     except NotFound as e:
         pytest.skip(f"optional NAB corpus absent: {e.message}")
+
+
+@pytest.fixture(scope="session")
+def smap_msl_corpus():
+    """The SMAP/MSL corpus (``../shared/datasets/smap_msl`` or ``$ATOLL_SMAP_MSL_DIR``); the test
+    is skipped, saying where it looked, when a clone has no corpus beside it."""
+    from atoll.detect.smap_msl import load_corpus
+
+    try:
+        return load_corpus()
+    except NotFound as e:
+        pytest.skip(f"optional SMAP/MSL corpus absent: {e.message}")
