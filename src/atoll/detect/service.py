@@ -216,7 +216,8 @@ class DetectionService:
                     hint="list the machine's metrics, e.g. metrics=['flow', 'pressure']",
                 )
             group = tuple(metrics)
-        for m in metrics or [None]:
+        each: list[str | None] = [*metrics] if metrics else [None]
+        for m in each:
             self._bindings[(project, device_type, m)] = Choice(
                 detector,
                 dict(params or {}),
@@ -482,7 +483,7 @@ class DetectionService:
                 continue
             async with self._lock:
                 # While the loop sends one chunk's results, the worker scores the next one.
-                running = self._next_chunk()
+                running: asyncio.Future[list[_Scored]] | None = self._next_chunk()
                 while running is not None:
                     try:
                         results = await running
@@ -529,7 +530,8 @@ class DetectionService:
         then holds a few bytes objects rather than a dict per reading (fewer objects for the
         garbage collector to walk, which it does holding the GIL)."""
         t0 = time.perf_counter()
-        keys, ts_parts, val_parts, events_by_device = [], [], [], {}
+        keys, ts_parts, val_parts = [], [], []
+        events_by_device: dict[tuple[str, str], list[dict[str, Any]]] = {}
         points = anomalies = 0
         for key, choice, ts, values in self._units(batch):
             tracked = self._tracked(key, choice)
