@@ -21,10 +21,12 @@ up: setup console
 test: setup console system-deps
 	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
 
-# Lint and format check (what CI enforces before the tests).
+# Lint, format and type check (what CI enforces before the tests); mypy's settings and the
+# packages it checks are in pyproject.toml, its cache in .mypy_cache.
 check: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 setup: $(STAMP)
 

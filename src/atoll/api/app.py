@@ -120,8 +120,8 @@ def create_app(
         return {"status": "ok", "version": __version__}
 
     app.include_router(health, prefix=PREFIX)
-    for module in CORE_ROUTERS:
-        app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
+    for core in CORE_ROUTERS:
+        app.include_router(core.router, prefix=PREFIX, responses=ERROR_RESPONSES)
     mounted = False
     for module in extensions:
         if hasattr(module, "mount"):

@@ -80,11 +80,15 @@ def chosen_id(kind: str, tenant: str, value: str) -> str:
 def _auto_id(tenant: str, rule: Rule) -> Rule:
     """A rule id made from the name, in the tenant's namespace, leaving room for a '-N'."""
     head = prefix(tenant)
+    assert rule.id is not None  # a validated Rule always has one (from its name)
     return rule.model_copy(update={"id": head + rule.id[: MAX_ID - 8 - len(head)]})
 
 
 def _in_namespace(tenant: str, doc: RuleFile) -> RuleFile:
-    rules = [r.model_copy(update={"id": chosen_id("rule", tenant, r.id)}) for r in doc.rules]
+    rules = []
+    for r in doc.rules:
+        assert r.id is not None  # a validated Rule always has one (from its name)
+        rules.append(r.model_copy(update={"id": chosen_id("rule", tenant, r.id)}))
     return RuleFile(rules=rules, channels=doc.channels)
 
 
@@ -144,6 +148,7 @@ async def create_rule(
     svc = service(ctx)
     rule = svc.validate_rule(_with_project(body, project))
     auto = "id" not in body
+    assert rule.id is not None  # a validated Rule always has one (from its name)
     rule = (
         _auto_id(tenant, rule)
         if auto
@@ -235,7 +240,8 @@ async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) 
     from atoll.rules.loading import load_rule_file
 
     doc = load_rule_file(text, project=project)
-    for item in [*doc.rules, *doc.channels]:
+    items: list[Rule | ChannelSpec] = [*doc.rules, *doc.channels]
+    for item in items:
         if item.project != project:
             raise InvalidInput(
                 f"project: the file names {item.project!r} but the URL says {project!r}"

@@ -38,7 +38,7 @@ import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import nats
@@ -146,9 +146,10 @@ class NatsBus:
                 await asyncio.wait_for(
                     nc.connect(
                         servers=self.servers,
-                        connect_timeout=self.timeout,
+                        # nats-py annotates both as int but hands them to asyncio (float).
+                        connect_timeout=self.timeout,  # type: ignore[arg-type]
                         max_reconnect_attempts=-1,
-                        reconnect_time_wait=0.5,
+                        reconnect_time_wait=0.5,  # type: ignore[arg-type]
                         error_cb=self._on_error,
                     ),
                     self.timeout,
@@ -300,7 +301,7 @@ class NatsBus:
                 hint=f"stream subjects: {', '.join(self.subjects)}",
             )
 
-    def _callback(self, handler: Handler):
+    def _callback(self, handler: Handler) -> Callable[[Msg], Awaitable[None]]:
         async def on_msg(msg: Msg) -> None:
             try:
                 await handler(Message(msg.subject, msg.data))

@@ -59,7 +59,7 @@ def client(url: str, api_key: str):
 
 
 def _plain(value: Any) -> Any:
-    if is_dataclass(value):
+    if is_dataclass(value) and not isinstance(value, type):
         return {k: _plain(v) for k, v in asdict(value).items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]

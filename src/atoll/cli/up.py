@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -98,7 +98,7 @@ def up(
 
     from atoll.config import Settings
 
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
         for k, v in {
             "home": home,

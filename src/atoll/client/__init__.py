@@ -136,4 +136,5 @@ class Client(TenancyCalls, DevicesCalls, SeriesCalls, RulesCalls, AlarmsCalls):
 
     def health(self) -> dict[str, str]:
         """``{"status": "ok", "version": …}`` (needs no role)."""
-        return self._call("GET", "/health")
+        health: dict[str, str] = self._call("GET", "/health")
+        return health

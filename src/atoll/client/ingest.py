@@ -38,14 +38,17 @@ class DeviceClient(Http):
 
     def send(self, values: Mapping[str, float | int | bool], *, ts: TimeLike = None) -> int:
         """Send one reading; returns the number of points stored durably."""
-        return self._call("POST", "/ingest/telemetry", json=_reading(ts, values))["accepted"]
+        reply = self._call("POST", "/ingest/telemetry", json=_reading(ts, values))
+        accepted: int = reply["accepted"]
+        return accepted
 
     def send_batch(
         self, readings: Iterable[tuple[TimeLike, Mapping[str, float | int | bool]]]
     ) -> int:
         """Send ``(ts, values)`` pairs in one request; accepted or refused as a whole."""
         body = [_reading(ts, values) for ts, values in readings]
-        return self._call("POST", "/ingest/telemetry", json=body)["accepted"]
+        accepted: int = self._call("POST", "/ingest/telemetry", json=body)["accepted"]
+        return accepted
 
     def report(self, properties: Mapping[str, Any]) -> Twin:
         """Merge reported twin properties."""

@@ -287,6 +287,7 @@ class RulesCalls(Http):
 
     def download_report(self, project: str, report_id: str) -> bytes:
         """Build the report for the period ending now; its (first) file, nothing sent."""
-        return self._call(
+        file: bytes = self._call(
             "POST", f"/projects/{project}/reports/{report_id}/run", params={"download": "true"}
         )
+        return file

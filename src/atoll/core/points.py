@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 
 class SeriesKey(NamedTuple):
@@ -40,7 +41,7 @@ class PointBatch:
         return len(self.ts)
 
     @classmethod
-    def of_series(cls, key: SeriesKey, ts, value) -> PointBatch:
+    def of_series(cls, key: SeriesKey, ts: ArrayLike, value: ArrayLike) -> PointBatch:
         ts = np.asarray(ts, dtype=np.int64)
         return cls(
             (key,), np.zeros(len(ts), dtype=np.int32), ts, np.asarray(value, dtype=np.float64)

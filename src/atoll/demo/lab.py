@@ -121,15 +121,11 @@ def build_lab(
                 spec.project_name, id=spec.project, retention_days=30
             ).id
             apply_template(client, template, project)  # device types and rules
+            shifted: Callable[[int, int], None] | None = (
+                (lambda n, _, base=done: on_device(base + n, total_devices)) if on_device else None
+            )
             devices = provision(
-                client,
-                project,
-                [template],
-                count,
-                prefix="lab",
-                on_progress=(lambda n, _, base=done: on_device(base + n, total_devices))
-                if on_device
-                else None,
+                client, project, [template], count, prefix="lab", on_progress=shifted
             )
             done += len(devices)
         if bind_detectors is not None:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from atoll.client import Alarm, Client
 from atoll.core import topics
@@ -35,6 +35,9 @@ from atoll.core.events import decode_anomalies
 from atoll.demo.lab import LAB, build_lab
 from atoll.sim import Fault, Fleet, evaluate, write_ground_truth
 from atoll.sim.mqtt import MqttFleet
+
+if TYPE_CHECKING:
+    from atoll.detect.service import DetectionService
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +191,10 @@ async def run_demo(
     summary = DemoSummary()
     async with Platform(settings) as platform:
         secrets = platform.bootstrap
-        detect = next(
-            (s for s in platform.services if type(s).__name__ == "DetectionService"), None
+        # Found by class name (this module does not import atoll.detect): typed for the checker.
+        detect = cast(
+            "DetectionService | None",
+            next((s for s in platform.services if type(s).__name__ == "DetectionService"), None),
         )
         anomalies = 0
 
@@ -197,6 +202,7 @@ async def run_demo(
             nonlocal anomalies
             anomalies += sum(1 for e in decode_anomalies(msg.data) if e.is_anomaly)
 
+        assert platform.bus is not None  # opened by start()
         await platform.bus.subscribe(topics.ALL_ANOMALIES, count_anomalies)
 
         say(f"Building the lab: {len(LAB)} enterprises, {opts.devices} devices …")
@@ -236,6 +242,7 @@ async def run_demo(
             start=now - opts.history_s,
             templates=[b.template for b in built],
         )
+        assert platform.mqtt_url is not None  # the demo's platform runs its MQTT broker
         mqtt = MqttFleet(fleet, platform.mqtt_url)
         try:
             stats = await mqtt.connect()

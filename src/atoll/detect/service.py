@@ -211,7 +211,8 @@ class DetectionService:
                     hint="list the machine's metrics, e.g. metrics=['flow', 'pressure']",
                 )
             group = tuple(metrics)
-        for m in metrics or [None]:
+        each: list[str | None] = [*metrics] if metrics else [None]
+        for m in each:
             self._bindings[(project, device_type, m)] = Choice(
                 detector,
                 dict(params or {}),
@@ -479,7 +480,7 @@ class DetectionService:
                 continue
             async with self._lock:
                 # While the loop sends one chunk's results, the worker scores the next one.
-                running = self._next_chunk()
+                running: asyncio.Future[list[_Scored]] | None = self._next_chunk()
                 while running is not None:
                     try:
                         results = await running

@@ -55,14 +55,16 @@ def use_kernel_cache(home: str | os.PathLike, package_dir: Path = _PACKAGE_DIR) 
     """
     from numba.core import config
 
-    if config.CACHE_DIR:
-        return Path(config.CACHE_DIR)
+    # numba.core.config creates its settings through globals(): mypy cannot see them.
+    cache_dir: str = config.CACHE_DIR  # type: ignore[attr-defined]
+    if cache_dir:
+        return Path(cache_dir)
     in_tree = package_dir / "__pycache__"
     if _writable(in_tree):
         return in_tree
     fallback = Path(home) / "cache" / "numba"
     fallback.mkdir(parents=True, exist_ok=True)
-    config.CACHE_DIR = str(fallback)
+    config.CACHE_DIR = str(fallback)  # type: ignore[attr-defined]
     os.environ["NUMBA_CACHE_DIR"] = str(fallback)  # for processes started from this one
     recached = _recache_kernels()
     log.info(
@@ -86,7 +88,8 @@ def _recache_kernels() -> int:
         for value in list(vars(module).values()):
             if (
                 isinstance(value, Dispatcher)
-                and not isinstance(value._cache, NullCache)
+                # numba's dispatcher.pyi leaves out the ``_cache`` that every Dispatcher has.
+                and not isinstance(value._cache, NullCache)  # type: ignore[attr-defined]
                 and value.__module__ == name
             ):
                 value.enable_caching()

@@ -13,6 +13,7 @@ measures persisted points, not sent ones.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import os
@@ -25,9 +26,10 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 LOADGEN = [sys.executable, "-m", "atoll.ingest.loadgen"]
-NO_RATE_LIMITS = {"quota_device_rate": 0, "quota_tenant_rate": 0}
+NO_RATE_LIMITS: dict[str, Any] = {"quota_device_rate": 0, "quota_tenant_rate": 0}
 
 
 def _spawn(args: list[str]) -> subprocess.Popen:
@@ -38,6 +40,7 @@ def _spawn(args: list[str]) -> subprocess.Popen:
 
 async def _ready(procs: list[subprocess.Popen]) -> None:
     for p in procs:
+        assert p.stdout is not None and p.stderr is not None  # spawned with PIPE
         line = await asyncio.to_thread(p.stdout.readline)
         if line.strip() != "ready":
             raise RuntimeError(f"load generator failed: {line}{p.stderr.read()}")
@@ -45,6 +48,7 @@ async def _ready(procs: list[subprocess.Popen]) -> None:
 
 def _go(procs: list[subprocess.Popen]) -> None:
     for p in procs:
+        assert p.stdin is not None  # spawned with PIPE
         p.stdin.write("go\n")
         p.stdin.flush()
 
@@ -348,7 +352,13 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
     port, password = free_port(), new_admin_password()
     files = {"password_file": d / "passwd", "acl_file": d / "acl", "pid_file": d / "pid"}
     MosquittoAuth(files["password_file"], files["acl_file"], None, admin_password=password).apply()
-    conf = write_mosquitto_conf(d / "mosquitto.conf", port=port, **files)
+    conf = write_mosquitto_conf(
+        d / "mosquitto.conf",
+        port=port,
+        password_file=files["password_file"],
+        acl_file=files["acl_file"],
+        pid_file=files["pid_file"],
+    )
     broker = subprocess.Popen(
         [mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -378,6 +388,7 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
                 devices.append((creds.device, creds.secret))
             for dev, sec in devices:  # mosquitto reloads its password file on SIGHUP
                 await asyncio.to_thread(_wait_for_login, port, dev, sec)
+            assert p.pipeline is not None  # started above
             stats = p.pipeline.stats
             files_ = [
                 _lines_file(tmp, messages, 20_000_000 + i * messages) for i in range(len(devices))
@@ -450,7 +461,12 @@ def _wait_for_login(port: int, user: str, password: str, timeout: float = 10.0) 
         ok = threading.Event()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}:probe")
         c.username_pw_set(user, password)
-        c.on_connect = lambda cl, ud, fl, rc, pr, ok=ok: not rc.is_failure and ok.set()
+
+        def on_connect(cl, ud, fl, rc, pr, ok=ok):
+            if not rc.is_failure:
+                ok.set()
+
+        c.on_connect = on_connect
         try:
             c.connect("127.0.0.1", port)
             c.loop_start()
@@ -482,7 +498,7 @@ def _store_and_charts(tmp: Path, raw_points: int, chart_days: int) -> dict:
         for label, span in {"1 day": DAY, "1 week": 7 * DAY, "1 year": 365 * DAY}.items():
             if span <= chart_days * DAY:
                 charts[label] = time_query(
-                    lambda s=span: store.query_chart(KEY, end - s, end, 1000), 5
+                    functools.partial(store.query_chart, KEY, end - span, end, 1000), 5
                 )
     finally:
         store.close()
@@ -558,19 +574,20 @@ async def run(
                 f"HTTP batches (1000 points/request): {r['points_per_second']:,} points/s persisted"
             )
             result["http_batched"] = r
+            assert p.pipeline is not None  # started above
             result["ingest_stats"] = {
                 "commits": p.pipeline.stats.commits,
                 "commit_seconds": round(p.pipeline.stats.commit_seconds, 3),
             }
         finally:
             await p.stop()
-        r = await _external_single(tmp, max(1, int(20_000 * scale)), 2, echo)
-        if r is not None:
+        ext = await _external_single(tmp, max(1, int(20_000 * scale)), 2, echo)
+        if ext is not None:
             echo(
-                f"external Mosquitto + {r['workers']} Atoll workers, single-reading messages: "
-                f"{r['messages_per_second']:,} msgs/s persisted"
+                f"external Mosquitto + {ext['workers']} Atoll workers, single-reading messages: "
+                f"{ext['messages_per_second']:,} msgs/s persisted"
             )
-            result["external_mosquitto_single"] = r
+            result["external_mosquitto_single"] = ext
         r = await _broker_passthrough(max(1, int(300 * scale)), 100, 10, tmp)
         echo(f"broker pass-through, 1000-point messages: {r['points_per_second']} points/s")
         result["broker_passthrough_batched"] = r

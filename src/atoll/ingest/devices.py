@@ -9,13 +9,19 @@ from typing import Any, Protocol, runtime_checkable
 
 
 class Identity(Protocol):
-    """An authenticated device (``atoll.registry.models.DeviceIdentity`` fits)."""
+    """An authenticated device (``atoll.registry.models.DeviceIdentity`` fits).
 
-    device: str
-    project: str
-    tenant: str
+    Read-only members, so a frozen dataclass fits (and ``metrics`` may be any mapping)."""
+
+    @property
+    def device(self) -> str: ...
+    @property
+    def project(self) -> str: ...
+    @property
+    def tenant(self) -> str: ...
     # Declared telemetry by name (objects with ``type``, ``min``, ``max``); ``None`` = any metric.
-    metrics: Mapping[str, Any] | None
+    @property
+    def metrics(self) -> Mapping[str, Any] | None: ...
 
 
 @runtime_checkable

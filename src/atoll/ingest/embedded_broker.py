@@ -32,7 +32,7 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import websockets
@@ -302,7 +302,7 @@ class EmbeddedBroker:
         #: Largest MQTT packet a device may send; ``None``: 4 × the payload limit, at least 1 MiB.
         self.max_packet_bytes: int | None = None
         #: ``async (device, topic_filter)`` run after a device subscribed (set by the runtime).
-        self.on_subscribed: Callable[[str, str], Awaitable[None]] | None = None
+        self.on_subscribed: Callable[[str, str], Coroutine[Any, Any, None]] | None = None
         #: Connection caps and the CONNECT deadline, on every listener.
         self.admission = Admission(admission or AdmissionLimits(), self._refused)
         self._admission_task: asyncio.Task | None = None

@@ -157,7 +157,8 @@ class MosquittoAuth:
 
     def sync(self, registry: Any) -> None:
         """Drop entries of devices that no longer exist, lost their secret or are disabled."""
-        alive, disabled = set(), set()
+        alive: set[str] = set()
+        disabled: set[str] = set()
         for project in registry.list_projects():
             offset = 0
             while True:

@@ -469,7 +469,8 @@ def _one_reading(
     if t > clock + int(limits.max_future_skew_s * 1_000_000):
         return None
     spec_of = schema.metrics.get
-    names, kidx, tss, vals = [], [], [], []
+    names: list[str] = []
+    kidx, tss, vals = [], [], []
     for name, v in values.items():
         spec = spec_of(name)
         tv = type(v)

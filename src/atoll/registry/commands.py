@@ -56,7 +56,7 @@ def create(
     if not 0 < ttl_s <= MAX_TTL_S:
         raise InvalidInput(f"ttl must be between 0 and {MAX_TTL_S} seconds")
     now = now_us()
-    row = {
+    row: dict[str, Any] = {
         "id": new_id("c-", 8),
         "device": device_id,
         "name": name,

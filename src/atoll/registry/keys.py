@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
@@ -48,7 +49,7 @@ def create(
     check_role(role)
     key_id = new_id("", 8)
     secret = new_secret()
-    row = {
+    row: dict[str, Any] = {
         "id": key_id,
         "tenant": tenant,
         "name": name or key_id,

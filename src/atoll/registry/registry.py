@@ -388,7 +388,7 @@ class Registry:
         if found is None:
             return None
         secret_hash, disabled, identity = found
-        if disabled or not matches(secret, secret_hash):
+        if disabled or secret_hash is None or not matches(secret, secret_hash):
             return None
         self._auth.put(secret_hash, identity)
         return identity

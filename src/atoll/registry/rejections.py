@@ -41,6 +41,7 @@ def list_(conn: Connection, device_id: str) -> list[Rejection]:
         .order_by(t.rejections.c.transport, t.rejections.c.reason)
     )
     return [
-        Rejection(r.device, r.transport, r.reason, r.count, r.last_at, r.last_message)
+        # ``count`` by key: as an attribute, Row's type is tuple's count() method.
+        Rejection(r.device, r.transport, r.reason, r._mapping["count"], r.last_at, r.last_message)
         for r in conn.execute(q)
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, delete, insert, select, update
 
 from atoll.core.errors import Conflict, InvalidInput, NotFound
@@ -35,7 +37,7 @@ def create_tenant(conn: Connection, name: str, tenant_id: str | None = None) -> 
     check_id("tenant", tenant_id)
     if conn.execute(select(t.tenants.c.id).where(t.tenants.c.id == tenant_id)).first():
         raise Conflict(f"tenant {tenant_id!r} already exists")
-    row = {"id": tenant_id, "name": name or tenant_id, "created_at": now_us()}
+    row: dict[str, Any] = {"id": tenant_id, "name": name or tenant_id, "created_at": now_us()}
     conn.execute(insert(t.tenants).values(**row))
     return Tenant(**row)
 
@@ -70,7 +72,7 @@ def create_project(
     # the tenant's namespace, so "taken" can only mean taken by this tenant.
     if conn.execute(select(t.projects.c.id).where(t.projects.c.id == project_id)).first():
         raise Conflict(f"project id {project_id!r} is taken", hint="choose another id or omit it")
-    row = {
+    row: dict[str, Any] = {
         "id": project_id,
         "tenant": tenant,
         "name": name or project_id,

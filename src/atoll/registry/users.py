@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import Connection, delete, insert, select, update
@@ -62,7 +64,7 @@ def create(
     username = qualify_username(tenant, username)
     if conn.execute(select(t.users.c.username).where(t.users.c.username == username)).first():
         raise Conflict(f"user {username!r} already exists")
-    row = {
+    row: dict[str, Any] = {
         "username": username,
         "tenant": tenant,
         "role": role,

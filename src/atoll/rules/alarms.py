@@ -8,7 +8,8 @@ alarm's history with who and when.
 
 from __future__ import annotations
 
-from typing import Literal
+import builtins
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -124,7 +125,8 @@ class AlarmBook:
         with self.engine.connect() as c:
             return [Alarm.model_validate(r._mapping) for r in c.execute(q)]
 
-    def summary(self, projects: list[str]) -> dict:
+    # In this class ``list`` is the method above: annotations name ``builtins.list``.
+    def summary(self, projects: builtins.list[str]) -> dict:
         """Open alarms counted per status, severity and device (one query, for fleet pages)."""
         t = db.alarms
         q = (
@@ -132,7 +134,13 @@ class AlarmBook:
             .where(t.c.project.in_(projects), t.c.status != "cleared")
             .group_by(t.c.device, t.c.status, t.c.severity)
         )
-        out = {"open": 0, "active": 0, "acknowledged": 0, "by_severity": {}, "by_device": {}}
+        out: dict[str, Any] = {
+            "open": 0,
+            "active": 0,
+            "acknowledged": 0,
+            "by_severity": {},
+            "by_device": {},
+        }
         with self.engine.connect() as c:
             for device, status, severity, n in c.execute(q):
                 out["open"] += n
@@ -147,14 +155,14 @@ class AlarmBook:
                     d["severity"] = severity
         return out
 
-    def history(self, alarm_id: int) -> list[AlarmEvent]:
+    def history(self, alarm_id: int) -> builtins.list[AlarmEvent]:
         self.get(alarm_id)
         t = db.alarm_events
         with self.engine.connect() as c:
             rows = c.execute(sa.select(t).where(t.c.alarm_id == alarm_id).order_by(t.c.id))
             return [AlarmEvent.model_validate(r._mapping) for r in rows]
 
-    def comments(self, alarm_id: int) -> list[Comment]:
+    def comments(self, alarm_id: int) -> builtins.list[Comment]:
         self.get(alarm_id)
         t = db.comments
         with self.engine.connect() as c:
@@ -205,7 +213,7 @@ class AlarmBook:
             return None
         with self.engine.begin() as c:
             try:
-                alarm_id = c.execute(
+                key = c.execute(
                     sa.insert(db.alarms).values(
                         project=rule.project,
                         rule_id=rule.id,
@@ -221,7 +229,9 @@ class AlarmBook:
                         escalation_level=0,
                         notifications=0,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert key is not None  # an INSERT's result has the new row's key
+                alarm_id = key[0]
             except sa.exc.IntegrityError:
                 return None  # another writer opened it first
             self._event(c, alarm_id, ts, "raised", SYSTEM, rule.severity, detail)
@@ -274,8 +284,10 @@ class AlarmBook:
             raise InvalidInput("comment text is empty")
         self.get(alarm_id)
         with self.engine.begin() as c:
-            cid = c.execute(
+            key = c.execute(
                 sa.insert(db.comments).values(alarm_id=alarm_id, ts=ts, author=author, text=text)
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert key is not None  # an INSERT's result has the new row's key
+            cid = key[0]
             self._event(c, alarm_id, ts, "commented", author, None, text[:200])
         return Comment(id=cid, alarm_id=alarm_id, ts=ts, author=author, text=text)

@@ -16,7 +16,7 @@ from atoll.core.errors import InvalidInput
 from atoll.core.events import score_metric, scored_metric
 from atoll.core.points import SeriesKey
 from atoll.rules.clock import FakeClock
-from atoll.rules.conditions import ANOMALY, AnomalyScore, Leaf, build
+from atoll.rules.conditions import ANOMALY, AnomalyScore, build
 from atoll.rules.engine import RuleEngine
 from atoll.rules.model import Rule
 
@@ -44,7 +44,6 @@ def _inputs(rule: Rule, device: str, store) -> list[tuple[str, SeriesKey, str]]:
     """``(kind, stored series, metric name the engine expects)`` the rule reads for ``device``."""
     out = []
     for leaf in build(rule.condition, device, 0).leaves():
-        leaf: Leaf
         scores = leaf.kind == ANOMALY
         if leaf.metric is not None:
             metrics = [leaf.metric]

@@ -187,6 +187,8 @@ class ChatConfig(WebhookConfig):
 class ChatChannel(WebhookChannel):
     """A chat room's incoming webhook: one line of text, with the same retries."""
 
+    config: ChatConfig
+
     def body(self, note: Notification) -> dict[str, Any]:
         text = f"{note.title}\n{note.text}" if note.text else note.title
         return {self.config.field: text}

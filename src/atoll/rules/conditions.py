@@ -231,7 +231,8 @@ class Leaf(Node):
     def subject(self) -> tuple[str | None, str | None]:
         return self.device, self.metric
 
-    def feed(self, metric: str, ts: int, x: float, now: int) -> None:
+    def feed(self, metric: str, ts: int, x: float, now: int, flagged: bool | None = None) -> None:
+        """One reading; ``flagged`` is a detector's own decision (anomaly leaves only)."""
         raise NotImplementedError
 
 

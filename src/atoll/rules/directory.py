@@ -51,7 +51,8 @@ class RegistryDevices:
     def devices(self, project: str, device_type: str | None = None) -> list[str]:
         from atoll.core.errors import NotFound
 
-        out, offset = [], 0
+        out: list[str] = []
+        offset = 0
         while True:
             try:
                 page = self.registry.list_devices(

@@ -47,9 +47,11 @@ class _Instance:
             # Without any input yet, "false" is only ignorance: don't clear a standing alarm.
             return None
         first, self.state = self.state is None, truth
+        rule_id = self.rule.id
+        assert rule_id is not None  # a validated Rule always has one (from its name)
         if not truth:
             return Change(
-                self.rule.id,
+                rule_id,
                 self.rule.project,
                 self.device,
                 False,
@@ -61,7 +63,7 @@ class _Instance:
         device, metric = self.root.subject()
         # A metric of another device (cross-device composite) is not this device's series.
         return Change(
-            self.rule.id,
+            rule_id,
             self.rule.project,
             self.device,
             True,
@@ -86,19 +88,21 @@ class RuleEngine:
 
     def upsert(self, rule: Rule) -> None:
         """Add or replace a rule; its evaluation state starts afresh."""
-        replacing = rule.id in self.rules
-        self._drop(rule.id)
-        self.rules[rule.id] = rule
+        rule_id = rule.id
+        assert rule_id is not None  # a validated Rule always has one (from its name)
+        replacing = rule_id in self.rules
+        self._drop(rule_id)
+        self.rules[rule_id] = rule
         if rule.enabled:
             now = self.clock.now_us()
             devices = rule.target.explicit()
             if devices is None:
                 devices = self._devices_of_type(rule.project, rule.target.device_type)
-            self._instances[rule.id] = {d: _Instance(rule, d, now) for d in devices}
+            self._instances[rule_id] = {d: _Instance(rule, d, now) for d in devices}
         if replacing:
             self._reindex()
         else:  # a new rule only adds entries: no need to rebuild everyone else's
-            for inst in self._instances.get(rule.id, {}).values():
+            for inst in self._instances.get(rule_id, {}).values():
                 self._index_instance(inst)
 
     def remove(self, rule_id: str) -> None:
@@ -113,11 +117,11 @@ class RuleEngine:
         if self.directory is None:
             return 0
         added, now = 0, self.clock.now_us()
-        for rule in list(self.rules.values()):
+        for rule_id, rule in list(self.rules.items()):
             dtype = rule.target.device_type
             if not rule.enabled or dtype is None:
                 continue
-            instances = self._instances.setdefault(rule.id, {})
+            instances = self._instances.setdefault(rule_id, {})
             for device in self.directory.devices(rule.project, dtype):
                 self._types[(rule.project, device)] = dtype
                 if device not in instances:
@@ -162,15 +166,15 @@ class RuleEngine:
         if dtype is None:
             return
         now = self.clock.now_us()
-        for rule in self.rules.values():
+        for rule_id, rule in self.rules.items():
             if (
                 rule.enabled
                 and rule.project == project
                 and rule.target.device_type == dtype
-                and device not in self._instances.get(rule.id, {})
+                and device not in self._instances.get(rule_id, {})
             ):
                 inst = _Instance(rule, device, now)
-                self._instances.setdefault(rule.id, {})[device] = inst
+                self._instances.setdefault(rule_id, {})[device] = inst
                 self._index_instance(inst)
 
     # ------------------------------------------------------------ inputs

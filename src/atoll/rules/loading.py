@@ -117,7 +117,7 @@ def load_rule_file(text: str, *, project: str | None = None) -> RuleFile:
     out = RuleFile()
     for i, raw in enumerate(rules_raw):
         out.rules.append(parse_rule(raw, project=project, prefix=f"rules[{i}]"))
-    ids = [r.id for r in out.rules]
+    ids = [r.id for r in out.rules if r.id is not None]  # validated rules all have one
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise InvalidInput(

@@ -15,7 +15,8 @@ from atoll.rules.durations import PositiveDuration
 Severity = Literal["critical", "major", "minor", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("info", "warning", "minor", "major", "critical")  # low → high
 Event = Literal["raised", "acknowledged", "cleared", "escalated", "repeat"]
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SLUG = re.compile(r"[^a-z0-9]+")
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 #: What a caller chooses as a rule (or report) id.
@@ -72,7 +73,7 @@ def _parse_hhmm(value: str) -> time | None:
 class Window(_Model):
     """Days and a time range; ``end`` before ``start`` runs past midnight into the next day."""
 
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(DAYS)
+    days: list[Day] = list(DAYS)
     start: str = "00:00"
     end: str = "24:00"
 

@@ -50,7 +50,7 @@ class Notifier:
         tasks = []
         for name in dict.fromkeys(names):
             with self.engine.begin() as c:
-                row_id = c.execute(
+                key = c.execute(
                     sa.insert(db.deliveries).values(
                         ts=self.clock.now_us(),
                         project=project,
@@ -62,7 +62,9 @@ class Notifier:
                         status="pending",
                         payload=note.to_json(),
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key
+                assert key is not None  # an INSERT's result has the new row's key
+                row_id = key[0]
             tasks.append(self._start(project, name, note, alarm_id, row_id))
         return tasks
 

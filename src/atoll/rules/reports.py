@@ -3,6 +3,7 @@ and the alarms of a period, as CSV or PDF, on a cron schedule, delivered through
 
 from __future__ import annotations
 
+import builtins
 import csv
 import io
 import logging
@@ -76,7 +77,10 @@ class ReportSpec(BaseModel):
             raise ValueError(f"{v!r} is not a cron expression, e.g. '0 7 * * *' (07:00 daily)")
         return v
 
-    _tz = field_validator("timezone")(Schedule._known_zone.__func__)
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return Schedule._known_zone(v)
 
     @model_validator(mode="after")
     def _fill(self):
@@ -363,7 +367,8 @@ class ReportScheduler:
             if not c.execute(sa.delete(db.reports).where(db.reports.c.id == report_id)).rowcount:
                 raise NotFound(f"report {report_id!r} not found")
 
-    async def run(self, spec: ReportSpec, end: int | None = None) -> list[Attachment]:
+    # In this class ``list`` is the method above: annotations name ``builtins.list``.
+    async def run(self, spec: ReportSpec, end: int | None = None) -> builtins.list[Attachment]:
         """Build the report for the period ending at ``end`` (default now) and send it."""
         end = self.svc.clock.now_us() if end is None else end
         start = end - int(spec.period * US)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import msgspec
@@ -188,7 +190,7 @@ class RulesService:
                 if alarm is not None:
                     self.stats["raised"] += 1
                     await self._announce("raised", alarm, rule, SYSTEM)
-            elif (alarm := self.alarms.open_for(rule.id, ch.device)) is not None:
+            elif (alarm := self.alarms.open_for(ch.rule_id, ch.device)) is not None:
                 alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended")
                 self.stats["cleared"] += 1
                 await self._announce("cleared", alarm, rule, SYSTEM)
@@ -199,7 +201,7 @@ class RulesService:
         alarm: Alarm,
         rule: Rule | None,
         actor: str,
-        extra_channels: list[str] = (),
+        extra_channels: Sequence[str] = (),
         detail: str = "",
     ) -> None:
         if self.bus is not None:
@@ -302,7 +304,7 @@ class RulesService:
         self.check_channels(rule)
         return rule
 
-    def check_channels(self, rule: Rule, extra: set[str] | frozenset[str] = frozenset()) -> None:
+    def check_channels(self, rule: Rule, extra: AbstractSet[str] = frozenset()) -> None:
         """``InvalidInput`` naming the field unless every channel the rule notifies exists in
         its project (or is in ``extra``, e.g. defined in the same rules file)."""
         known = {c.name for c in self.repo.list_channels(rule.project)} | set(extra)
@@ -341,6 +343,7 @@ class RulesService:
         rule = self.validate_rule(data, project=project)
         self.repo.put_rule(rule, self.clock.now_us())
         self.engine.upsert(rule)
+        assert rule.id is not None  # a validated Rule always has one (from its name)
         await self._close_orphans(rule.id, "rule changed")
         return rule
 

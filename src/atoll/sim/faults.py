@@ -70,7 +70,10 @@ def write_ground_truth(path: str | Path, faults: Iterable[Fault], **meta: Any) -
 
 def read_ground_truth(source: str | Path | dict | list) -> list[Fault]:
     """Faults from a ground-truth file path, its parsed JSON, or a list of fault records."""
-    if isinstance(source, (str, Path)):
-        source = json.loads(Path(source).read_text(encoding="utf-8"))
-    records = source["faults"] if isinstance(source, dict) else source
+    doc = (
+        json.loads(Path(source).read_text(encoding="utf-8"))
+        if isinstance(source, (str, Path))
+        else source
+    )
+    records = doc["faults"] if isinstance(doc, dict) else doc
     return [r if isinstance(r, Fault) else Fault.from_dict(r) for r in records]

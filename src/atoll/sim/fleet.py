@@ -177,12 +177,14 @@ class Fleet:
                 "have a matching fault kind",
                 hint="ask for fewer faults",
             )
-        chosen = rng.choice(len(eligible), size=count, replace=False) if count else []
+        chosen: Iterable[int] = (
+            rng.choice(len(eligible), size=count, replace=False) if count else []
+        )
         planned = []
         for c in sorted(chosen):
             i, ks = eligible[c]
             kind = ks[int(rng.integers(len(ks)))]
-            spec = self.device_type(i).faults[kind]
+            spec = self.device_type(i).faults[FaultKind(kind)]
             lo, hi = spec.duration_s
             duration = min(float(rng.uniform(lo, hi)), end - start)
             t = float(rng.uniform(start, max(start, end - duration)))
@@ -301,7 +303,7 @@ def plan_devices(
         n[j] += 1
     width = max(5, len(str(count)))
     secrets = secrets or {}
-    ranked = []
+    ranked: list[tuple[tuple[float, int], SimDevice]] = []
     for (t, d), k in zip(types, n, strict=True):
         for i in range(k):
             did = f"{prefix}-{t.name}-{d.name}-{i:0{width}d}".replace("_", "-")

@@ -56,7 +56,7 @@ class Mosquitto:
         self.proc: subprocess.Popen | None = None
         self._started = False
 
-    def start(self, timeout: float = 10.0) -> Mosquitto:
+    def start(self, timeout: float = 10.0) -> Self:
         binary, passwd = find_mosquitto()
         self.dir.mkdir(parents=True, exist_ok=True)
         pw = self.dir / "passwd"
@@ -163,8 +163,9 @@ class Mosquitto:
         finally:
             with contextlib.suppress(Exception):
                 probe.disconnect()
-            if probe.socket() is not None:
-                probe.socket().close()
+            sock = probe.socket()
+            if sock is not None:
+                sock.close()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

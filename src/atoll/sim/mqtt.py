@@ -197,7 +197,7 @@ class MqttFleet:
         if self._tls is not None:
             # Decrypted bytes wait inside the SSL object, where epoll cannot see them.
             sock = c.socket()
-            while sock is not None and sock.pending():
+            while isinstance(sock, ssl.SSLSocket) and sock.pending():
                 c.loop_read(16)
                 sock = c.socket()
 
@@ -207,6 +207,7 @@ class MqttFleet:
         if not c.want_write():
             sock = c.socket()
             if sock is not None:
+                assert self._loop is not None  # set by connect()
                 self._loop.remove_writer(sock)
             self._writing.discard(i)
 
@@ -216,6 +217,7 @@ class MqttFleet:
             return
         sock = self._clients[i].socket()
         if sock is not None:
+            assert self._loop is not None  # set by connect()
             self._writing.add(i)
             self._loop.add_writer(sock, self._writable, i)
 
@@ -281,6 +283,7 @@ class MqttFleet:
         """Watch a freshly opened client socket on the loop."""
         sock = self._clients[i].socket()
         if sock is not None:
+            assert self._loop is not None  # set by connect()
             self._loop.add_reader(sock, self._readable, i)
             if self._clients[i].want_write():
                 self._flush_later(i)
@@ -403,6 +406,7 @@ class MqttFleet:
                 continue
             self._reopening.add(i)
             self._lost_at[i] = now  # next attempt, if this one fails, after another pause
+            assert self._loop is not None  # set by connect()
             fut = self._loop.run_in_executor(self._pool, self._reopen, i)
             fut.add_done_callback(self._reopened)
 
@@ -442,9 +446,10 @@ class MqttFleet:
         for c in self._clients:
             sock = c.socket()
             if sock is not None:
-                with contextlib.suppress(Exception):
-                    self._loop.remove_reader(sock)
-                    self._loop.remove_writer(sock)
+                if self._loop is not None:  # else never connected: nothing watched
+                    with contextlib.suppress(Exception):
+                        self._loop.remove_reader(sock)
+                        self._loop.remove_writer(sock)
                 with contextlib.suppress(OSError):
                     sock.close()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from atoll.sim.faults import Fault
-from atoll.solutions.models import DeviceType, FaultSpec, Signal, _follow_order
+from atoll.solutions.models import DeviceType, FaultKind, FaultSpec, Signal, _follow_order
 
 _DAY = 86400.0
 _PHYSICAL = ("add_ramp", "step", "set", "ramp_to")
@@ -94,7 +94,7 @@ class TypeModel:
         self.faults: list[_ActiveFault] = []
 
     def add_fault(self, fault: Fault, local: int) -> None:
-        spec = self.dtype.faults[fault.kind]
+        spec = self.dtype.faults[FaultKind(fault.kind)]
         self.faults.append(_ActiveFault(fault, spec, local))
 
     def step(self, idx: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -128,6 +128,7 @@ class TypeModel:
             if sig.drift_per_day:
                 v += m.drift[idx] * (t - self.t0) / _DAY
             if sig.cycle:
+                assert m.cycle_period is not None and m.cycle_phase is not None  # with sig.cycle
                 period = m.cycle_period[idx]
                 frac = (t / period + m.cycle_phase[idx]) % 1.0
                 v += np.where(frac < sig.cycle.duty, sig.cycle.amplitude, 0.0)
@@ -135,6 +136,7 @@ class TypeModel:
                 v += self._events(m, idx, dt, hour, k)
             if sig.sawtooth:
                 s = sig.sawtooth
+                assert m.saw_phase is not None  # set with sig.sawtooth
                 frac = ((t + m.saw_phase[idx]) % s.period_s) / s.period_s
                 v += s.amplitude * (0.5 - frac)
             for f in sig.follows:
@@ -167,7 +169,7 @@ class TypeModel:
 
     def _active(self, idx: np.ndarray, t: np.ndarray) -> list[tuple[_ActiveFault, int, float]]:
         """Faults active for a device in this step, with its row and progress in [0, 1)."""
-        found = []
+        found: list[tuple[_ActiveFault, int, float]] = []
         if not self.faults:
             return found
         lo, hi = float(t.min()), float(t.max())
@@ -182,7 +184,8 @@ class TypeModel:
 
     def _events(self, m: _Metric, idx: np.ndarray, dt: np.ndarray, hour: np.ndarray, k: int):
         e = m.sig.events
-        rate = e.per_hour / 3600.0
+        assert e is not None  # called for signals with events only
+        rate: float | np.ndarray = e.per_hour / 3600.0
         if m.sig.profile == "business":
             rate = rate * (0.1 + 0.9 * business_hours(hour))
         left = np.maximum(m.event_left[idx] - dt, 0.0)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from atoll.core.points import PointBatch, SeriesKey
-from atoll.store.port import SeriesStore
+from atoll.store.port import Buckets, Series, SeriesStore
 
 SECOND = 1_000_000
 DAY = 86_400 * SECOND
@@ -35,7 +36,7 @@ def synthetic(start_index: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.n
 
 def bulk_append_rate(
     store: SeriesStore, points: int = 2_000_000, chunk: int = 500_000, key: SeriesKey = KEY
-) -> dict:
+) -> dict[str, float]:
     """Raw store bulk-append rate: append ``points`` 1 Hz points of one series in ``chunk``-sized
     batches; only the ``append`` calls are timed (data generation is not)."""
     spent, appends = 0.0, 0
@@ -55,7 +56,7 @@ def bulk_append_rate(
     }
 
 
-def time_query(call, runs: int = 7) -> dict:
+def time_query(call: Callable[[], Series | Buckets], runs: int = 7) -> dict[str, float]:
     """Median and spread of ``runs`` calls (after one warm-up call), in milliseconds."""
     out = call()
     ms = []
@@ -67,5 +68,5 @@ def time_query(call, runs: int = 7) -> dict:
         "median_ms": round(statistics.median(ms), 2),
         "min_ms": round(min(ms), 2),
         "max_ms": round(max(ms), 2),
-        "points_returned": len(out.ts) if hasattr(out, "ts") else len(out.start),
+        "points_returned": len(out.ts) if isinstance(out, Series) else len(out.start),
     }

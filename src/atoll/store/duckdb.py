@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -159,7 +160,7 @@ def _newest(sid: np.ndarray, ts: np.ndarray, value: np.ndarray) -> dict[int, tup
     return {int(i): (int(ts[j]), float(value[j])) for i, j in zip(ids, pick, strict=True)}
 
 
-def _run(cur: duckdb.DuckDBPyConnection, sql: str, params=None) -> list[tuple]:
+def _run(cur: duckdb.DuckDBPyConnection, sql: str, params: object = None) -> list[tuple[Any, ...]]:
     # DuckDB refuses new work on a cursor until the previous result is fully read.
     return cur.execute(sql, params).fetchall()
 
@@ -169,7 +170,9 @@ _NOTHING = (np.iinfo(np.int64).min, 0.0)
 
 
 @contextmanager
-def _registered(cur: duckdb.DuckDBPyConnection, name: str, columns: dict) -> Iterator[None]:
+def _registered(
+    cur: duckdb.DuckDBPyConnection, name: str, columns: dict[str, np.ndarray]
+) -> Iterator[None]:
     """numpy columns visible to SQL as view ``name`` (no copy, no per-row Python)."""
     cur.register(name, columns)
     try:
@@ -178,7 +181,9 @@ def _registered(cur: duckdb.DuckDBPyConnection, name: str, columns: dict) -> Ite
         cur.unregister(name)
 
 
-def _insert_points(cur: duckdb.DuckDBPyConnection, sid, ts, value, seq: int) -> None:
+def _insert_points(
+    cur: duckdb.DuckDBPyConnection, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, seq: int
+) -> None:
     """Insert points; ``append`` unregisters ``_batch`` after its commit (the fast path then
     runs exactly the statements of the append-only version, in the same order)."""
     cur.register("_batch", {"sid": sid, "ts": ts, "value": value})
@@ -219,7 +224,7 @@ class DuckDBStore:
         self._pending = 0
         self._pending_since: float | None = None
         try:
-            self._db = duckdb.connect(self.path, config=config or {})
+            self._db = duckdb.connect(self.path, config=dict(config or {}))
         except duckdb.IOException as e:
             raise Unavailable(
                 f"cannot open DuckDB store at {self.path}: {e}",
@@ -344,7 +349,9 @@ class DuckDBStore:
                     # Queries stay exact from raw points; retry later.
                     log.exception("DuckDB store: compaction failed, will retry")
 
-    def _stored(self, sid, ts, back: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _stored(
+        self, sid: np.ndarray, ts: np.ndarray, back: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sid, ts, value)`` of the stored points at the keys of the ``back`` points."""
         with _registered(self._writer, "_keys", {"sid": sid[back], "ts": ts[back]}):
             got = self._writer.execute(
@@ -354,7 +361,9 @@ class DuckDBStore:
             ).fetchnumpy()
         return np.asarray(got["sid"]), np.asarray(got["ts"]), np.asarray(got["value"])
 
-    def _replace(self, sid, ts, value, back: np.ndarray, seq: int) -> None:
+    def _replace(
+        self, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, back: np.ndarray, seq: int
+    ) -> None:
         """Append a ``(sid, ts)``-sorted batch whose ``back`` points replace stored ones,
         inside the caller's transaction: delete the stored versions, insert the batch, fold
         everything pending into the tiers and rebuild the tier buckets that lost a point from
@@ -480,7 +489,9 @@ class DuckDBStore:
 
     # ---------------------------------------------------------------------------- queries
 
-    def _read(self, what: str, sql: str, args: dict | list, tier: int | None = None) -> dict:
+    def _read(
+        self, what: str, sql: str, args: dict[str, int] | list[int], tier: int | None = None
+    ) -> dict[str, Any]:
         """Run one query in a snapshot of its own. With a tier, the query also sees
         ``$compacted`` from that same snapshot, so tier rows and not-yet-folded raw points
         never overlap or leave a gap, whatever compaction does meanwhile."""
@@ -491,6 +502,7 @@ class DuckDBStore:
                 cur.begin()
                 try:
                     if tier is not None:
+                        assert isinstance(args, dict)  # tier queries bind named parameters
                         ((args["compacted"],),) = _run(cur, _COMPACTED)
                     return cur.execute(sql, args).fetchnumpy()
                 finally:

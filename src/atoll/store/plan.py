@@ -8,7 +8,10 @@ two edges of the range, so the answer is exact for ``start <= ts < end``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from atoll.core.errors import InvalidInput
 from atoll.core.points import PointBatch
@@ -202,7 +205,9 @@ def empty_buckets(aggs: tuple[str, ...]) -> Buckets:
     )
 
 
-def interleave_min_max(tmin, vmin, tmax, vmax) -> Series:
+def interleave_min_max(
+    tmin: ArrayLike, vmin: ArrayLike, tmax: ArrayLike, vmax: ArrayLike
+) -> Series:
     """Chart points from per-pixel extremes: both points in time order, one when they coincide."""
     tmin = np.asarray(tmin, np.int64)
     tmax = np.asarray(tmax, np.int64)
@@ -241,7 +246,7 @@ def buckets_of_points(
     first = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
     last = np.r_[first[1:] - 1, len(ts) - 1]
     count = np.diff(np.r_[first, len(ts)])
-    cols = {
+    cols: dict[str, Callable[[], np.ndarray]] = {
         "min": lambda: np.minimum.reduceat(value, first),
         "max": lambda: np.maximum.reduceat(value, first),
         "avg": lambda: np.add.reduceat(value, first) / count,

@@ -19,10 +19,13 @@ import threading
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import psycopg
+from numpy.typing import DTypeLike
 from psycopg import sql as pgsql
+from psycopg.abc import Params
 
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import PointBatch, SeriesKey
@@ -67,7 +70,8 @@ _NOTHING = np.iinfo(np.int64).min
 
 def _ends(starts: np.ndarray, n: int) -> np.ndarray:
     """Last index of each run of a sorted batch, given where the runs start."""
-    return np.r_[starts[1:], n] - 1
+    ends: np.ndarray = np.r_[starts[1:], n] - 1
+    return ends
 
 
 #: Stored points ``p`` at the keys in temp table ``batch_points``. The time span of each series
@@ -121,7 +125,7 @@ def _copy_rows(columns: dict[str, np.ndarray]) -> bytes:
     return _COPY_HEADER + rows.tobytes() + _COPY_TRAILER
 
 
-def _parse_array(data: bytes, wire: str, dtype) -> np.ndarray:
+def _parse_array(data: bytes, wire: str, dtype: DTypeLike) -> np.ndarray:
     """A 1-D, NULL-free array in PostgreSQL's binary format (``array_send``): a 20-byte
     header, then a 4-byte length before every element."""
     items = np.frombuffer(data, np.dtype([("len", ">i4"), ("x", wire)]), offset=20)
@@ -248,7 +252,7 @@ class PostgresStore:
     # ----------------------------------------------------------------------------- writes
 
     def _catalog(self, keys: tuple[SeriesKey, ...]) -> tuple[np.ndarray, dict[SeriesKey, int]]:
-        added = {}
+        added: dict[SeriesKey, int] = {}
         for key in dict.fromkeys(SeriesKey(*k) for k in keys):
             if key in self._sids:
                 continue
@@ -257,10 +261,12 @@ class PostgresStore:
                 " ON CONFLICT DO NOTHING",
                 list(key),
             )
-            (sid,) = self._writer.execute(
+            row = self._writer.execute(
                 "SELECT id FROM series WHERE project = %s AND device = %s AND metric = %s",
                 list(key),
             ).fetchone()
+            assert row is not None  # inserted just above, or already there
+            (sid,) = row
             added[key] = sid
         known = self._sids | added
         return np.array([known[SeriesKey(*k)] for k in keys], dtype=np.int32), added
@@ -297,7 +303,9 @@ class PostgresStore:
             # Leaving the transaction block committed it: PostgreSQL has flushed its WAL.
             self._sids.update(added)
 
-    def _write(self, sid, ts, value, replaced: np.ndarray | None) -> None:
+    def _write(
+        self, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, replaced: np.ndarray | None
+    ) -> None:
         """Write a ``(sid, ts)``-sorted, duplicate-free batch; its ``replaced`` points take
         the place of stored ones (the tier buckets they touch are rebuilt)."""
         w = self._writer
@@ -339,14 +347,16 @@ class PostgresStore:
         series for this transaction: a writer in another process waits, so its points and
         ours cannot both miss each other's."""
         ids = ids.tolist()  # ascending: writers lock in the same order, so never deadlock
-        stored = dict(
+        stored: dict[int, int] = dict(
             self._writer.execute(
                 "SELECT * FROM newest_locked(%s::int, %s::int[])", [self._lock_space, ids]
             )
         )
         return np.array([stored.get(i, _NOTHING) for i in ids], np.int64)
 
-    def _stored(self, sid, ts, back: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _stored(
+        self, sid: np.ndarray, ts: np.ndarray, back: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sid, ts, value)`` of the stored points at the keys of the ``back`` points."""
         self._copy("batch_points", {"sid": sid[back], "ts": ts[back]})
         self._writer.execute("ANALYZE batch_points")
@@ -424,7 +434,7 @@ class PostgresStore:
                     self._readers.append(conn)
             yield conn
 
-    def _query(self, what: str, sql: str, args) -> list[tuple]:
+    def _query(self, what: str, sql: str, args: Params) -> list[tuple[Any, ...]]:
         with self._reader(what) as conn:
             return conn.execute(sql, args).fetchall()
 
@@ -440,14 +450,16 @@ class PostgresStore:
             args.append(int(limit))
         return self._fetch_ts_value("raw query", sql, args)
 
-    def _fetch_ts_value(self, what: str, sql: str, args) -> Series:
+    def _fetch_ts_value(self, what: str, sql: str, args: Params) -> Series:
         """``(ts, value)`` rows as two binary arrays in one result row: numpy parses them
         directly, instead of Python building a tuple (or a COPY chunk) per row."""
         # Both aggregates see the rows in the same order; numpy sorts by time (cheaper than
         # sorting inside the aggregate).
         packed = f"SELECT array_send(array_agg(ts)), array_send(array_agg(v)) FROM ({sql}) q"
         with self._reader(what) as conn:
-            ts, value = conn.execute(packed, args, binary=True).fetchone()
+            row = conn.execute(packed, args, binary=True).fetchone()
+        assert row is not None  # an aggregate without GROUP BY returns one row
+        ts, value = row
         if ts is None:
             return plan.EMPTY_SERIES
         ts, value = _parse_array(ts, ">i8", np.int64), _parse_array(value, ">f8", np.float64)
@@ -516,7 +528,7 @@ class PostgresStore:
             candidates.ts, candidates.value, start, plan.pixel_us(start, end, width)
         )
 
-    def _latest_rows(self, project: str, device: str | None) -> list[tuple]:
+    def _latest_rows(self, project: str, device: str | None) -> list[tuple[Any, ...]]:
         sql = """SELECT s.project, s.device, s.metric, l.ts, l.value
             FROM latest l JOIN series s ON s.id = l.sid WHERE s.project = %s"""
         args = [project]

@@ -19,7 +19,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -47,7 +47,7 @@ def throwaway_database(
     conninfo = conninfo or server()
     params = conninfo_to_dict(conninfo)
     where = f"{params.get('host', '127.0.0.1')}:{params.get('port', 5432)}"
-    user = params.get("user", "postgres") + (
+    user = str(params.get("user", "postgres")) + (
         f":{params['password']}" if params.get("password") else ""
     )
     try:
@@ -70,7 +70,9 @@ def throwaway_database(
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def database_fixture(prefix: str, *, scope: str = "function") -> Callable[..., Any]:
+def database_fixture(
+    prefix: str, *, scope: Literal["session", "package", "module", "class", "function"] = "function"
+) -> Callable[..., Any]:
     """A pytest fixture yielding the URL of a throw-away database (see the module docstring)."""
     import pytest
 

@@ -624,7 +624,7 @@ def check_matches_a_dict_model(make_store: MakeStore, reopen: Reopen = None) -> 
             suppress_health_check=list(HealthCheck),
         )
         @given(st.lists(st.lists(point, min_size=1, max_size=40), min_size=1, max_size=6))
-        def run(batches):
+        def run(batches: list[list[tuple[int, int, float]]]) -> None:
             project = f"model-{next(examples)}"  # a fresh project per example, one store
             keys = [SeriesKey(project, "dev", m) for m in ("a", "b", "c")]
             model: dict[tuple[int, int], float] = {}

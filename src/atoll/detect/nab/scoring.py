@@ -69,7 +69,8 @@ def layout(corpus: Corpus) -> Layout:
         win = np.full(n, -1, dtype=np.int64)
         tp = np.zeros(n)
         fp = np.full(n, -1.0)  # before the first window
-        prev_last, prev_width = None, None
+        prev_last: int | None = None  # last record of the previous window
+        prev_width = 0  # and its width (read only once prev_last is set)
         for first, last in stream.windows:
             width = last - first + 1
             if prev_last is not None:
@@ -86,7 +87,10 @@ def layout(corpus: Corpus) -> Layout:
             fp[seg] = scaled_sigmoid(np.abs(prev_last - seg) / (prev_width - 1.0))
         kind[: stream.probation] = _PROBATION
         win[: stream.probation] = -1
-        kinds.append(kind), wins.append(win), tps.append(tp), fps.append(fp)
+        kinds.append(kind)
+        wins.append(win)
+        tps.append(tp)
+        fps.append(fp)
         offsets.append(offsets[-1] + n)
     kind = np.concatenate(kinds)
     window = np.concatenate(wins)
