@@ -1,6 +1,5 @@
 """The data directory is private: ``atoll.datadir.secure`` on its own, and after a real start."""
 
-import doctest
 import os
 import stat
 
@@ -11,11 +10,6 @@ from atoll.config import Settings
 from atoll.platform import Platform
 
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-
-
-def test_docstring_examples():
-    result = doctest.testmod(datadir)
-    assert result.attempted and not result.failed
 
 
 def _open_to_others(home):

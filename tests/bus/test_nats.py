@@ -276,12 +276,3 @@ def test_url_options():
     )
     with pytest.raises(InvalidInput):
         NatsBus.from_url("nats://example?bogus=1")
-
-
-def test_doctests():
-    import doctest
-
-    import atoll.bus.nats
-
-    result = doctest.testmod(atoll.bus.nats)
-    assert result.attempted >= 2 and result.failed == 0

@@ -46,10 +46,3 @@ def test_mosquitto_acl_is_the_same_table():
         + [["read", f"atoll/v1/devices/%u/{p}"] for p in acl.DEVICE_RECEIVE]
     )
     assert "user atoll-ingest\ntopic readwrite atoll/#\n" in text
-
-
-def test_docstring_examples():
-    import doctest
-
-    result = doctest.testmod(acl)
-    assert result.attempted and not result.failed

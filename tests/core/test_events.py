@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
-
 import orjson
 import pytest
 
 from atoll.bus.port import subject_matches
-from atoll.core import events, topics
+from atoll.core import topics
 from atoll.core.errors import InvalidInput
 from atoll.core.events import (
     AnomalyEvent,
@@ -21,11 +19,6 @@ from atoll.core.events import (
 )
 
 T = 1_700_000_000_000_000
-
-
-def test_doctests():
-    result = doctest.testmod(events)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_wire_format_is_the_documented_json():

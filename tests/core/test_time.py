@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from atoll.core import time as t
 from atoll.core.errors import InvalidInput
 from atoll.core.time import (
     MS,
@@ -29,11 +27,6 @@ from atoll.core.time import (
 )
 
 T = 1_700_000_000_123_456  # 2023-11-14T22:13:20.123456Z in µs
-
-
-def test_doctests():
-    result = doctest.testmod(t)
-    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.parametrize(

@@ -123,15 +123,6 @@ def test_no_start_up_alarms_on_a_regular_signal():
     assert (s >= EnsembleDetector.default_threshold).sum() == 0
 
 
-def test_docstring_example():
-    import doctest
-
-    import atoll.detect.ensemble as module
-
-    result = doctest.testmod(module)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_tail_break_sees_a_spike_smaller_than_an_old_one():
     # One early huge spike stretches the range for good; the tail sample forgets it.
     x = 10 + np.random.default_rng(4).normal(0, 1, 3000)

@@ -103,15 +103,6 @@ def test_malformed_packets_are_refused(wire):
     assert e.value.reason == MALFORMED_PACKET
 
 
-def test_docstring_examples():
-    import doctest
-
-    from atoll.ingest import mqtt_frames
-
-    result = doctest.testmod(mqtt_frames)
-    assert result.attempted and not result.failed
-
-
 def test_repeated_headers_decode_as_amqtt_decodes_them():
     """Fixed headers are decoded once per distinct bytes and replayed; the packets must not
     differ from amqtt's own decoding (a fresh splitter per packet), whatever mixes of topics,

@@ -7,7 +7,6 @@ a fraction of a second when not; the assertions are lower bounds on the limited 
 """
 
 import asyncio
-import doctest
 import time
 
 import httpx
@@ -16,18 +15,12 @@ import pytest
 from atoll.config import Settings
 from atoll.core import topics
 from atoll.core.points import SeriesKey
-from atoll.ingest import quota
 from atoll.platform import Platform
 from tests.ingest.conftest import CLIMATE, FAST_HASHER, close, connect
 from tests.ingest.test_external import Broker
 
 END = 2**62
 RATE = 100  # points per second, and the burst
-
-
-def test_docstring_examples():
-    result = doctest.testmod(quota)
-    assert result.attempted and not result.failed
 
 
 B1 = "other~b1"

@@ -1,26 +1,7 @@
-"""The docstring examples of the simulator and the solution catalog run."""
+"""The public surface of the simulator and the solution catalog (their docstring examples run
+under pytest's ``--doctest-modules``)."""
 
 from __future__ import annotations
-
-import doctest
-import importlib
-
-import pytest
-
-MODULES = [
-    "atoll.sim",
-    "atoll.sim.fleet",
-    "atoll.sim.evaluate",
-    "atoll.sim.faults",
-    "atoll.solutions",
-    "atoll.solutions.catalog",
-]
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_doctests(name):
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_public_surface():

@@ -1,16 +1,9 @@
-import doctest
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from atoll.store import bench
-
 REPO = Path(__file__).resolve().parents[2]
-
-
-def test_doctests():
-    assert doctest.testmod(bench).failed == 0
 
 
 def _bench(script: str, out, *args: str) -> dict:

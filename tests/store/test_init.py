@@ -9,14 +9,6 @@ from atoll.store.memory import MemoryStore
 K = SeriesKey("p", "d", "m")
 
 
-def test_doctests():
-    import doctest
-
-    import atoll.store
-
-    assert doctest.testmod(atoll.store).failed == 0
-
-
 def test_memory_url():
     store = open_store("memory://")
     assert isinstance(store, MemoryStore) and isinstance(store, SeriesStore)

@@ -21,11 +21,3 @@ def test_check_store_catches_a_broken_store():
 
     with pytest.raises(AssertionError, match=r"^check_\w+: "):
         check_store(DropsLastPoint)
-
-
-def test_doctests():
-    import doctest
-
-    from atoll.store import memory
-
-    assert doctest.testmod(memory).failed == 0

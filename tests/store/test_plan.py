@@ -49,12 +49,6 @@ def test_clamps_and_checks():
     assert "avg" in e.value.hint
 
 
-def test_doctests():
-    import doctest
-
-    assert doctest.testmod(plan).failed == 0
-
-
 def test_one_per_timestamp_keeps_the_last_arrival_of_each_series_and_time():
     rng = np.random.default_rng(1)
     sid = rng.integers(0, 4, 3000).astype(np.int32)

@@ -1,12 +1,6 @@
-import doctest
-
 import numpy as np
 
 from atoll.store import rollup
-
-
-def test_doctests():
-    assert doctest.testmod(rollup).failed == 0
 
 
 def test_partials_of_an_unsorted_multi_series_batch_match_brute_force():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,6 @@ from atoll.detect.smap_msl import (
     match_events,
     score_corpus,
     score_flags,
-    scoring,
     sequences_from_flags,
 )
 
@@ -36,11 +34,6 @@ def _channel(chan_id, spacecraft, n, *label_sets):
         np.zeros(n),
         tuple(np.array(s, dtype=np.int64).reshape(-1, 2) for s in label_sets),
     )
-
-
-def test_docstring_examples():
-    result = doctest.testmod(scoring)
-    assert result.attempted > 0 and result.failed == 0
 
 
 def test_runs_of_flags_become_sequences():
