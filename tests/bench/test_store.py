@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from atoll.store import bench
+from atoll.bench import store as bench
 
 REPO = Path(__file__).resolve().parents[2]
 
