@@ -36,6 +36,7 @@ from atoll.rules.events import decode_anomaly, encode_alarm_event
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
 from atoll.rules.notify import Notifier
+from atoll.rules.reports import ReportScheduler
 from atoll.rules.repository import RuleRepository
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,6 @@ class RulesService:
             "cleared": 0,
             "errors": 0,
         }
-        from atoll.rules.reports import ReportScheduler  # reports need the store; keep it optional
-
         self.reports = ReportScheduler(self)
         for rule in self.repo.list_rules():
             self.engine.upsert(rule)
