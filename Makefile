@@ -21,10 +21,12 @@ up: setup console
 test: setup console system-deps
 	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
 
-# Lint and format check (what CI enforces before the tests).
+# Lint and format check, and the import boundaries (layers, no cycles; tests/test_layers.py,
+# a few seconds): what CI enforces before the tests.
 check: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/pytest -q -p no:randomly tests/test_layers.py
 
 setup: $(STAMP)
 
