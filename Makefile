@@ -21,12 +21,14 @@ up: setup console
 test: setup console system-deps
 	$(VENV)/bin/pytest -n 2 --dist loadgroup -q
 
-# Lint, format and type check (what CI enforces before the tests); mypy's settings and the
-# packages it checks are in pyproject.toml, its cache in .mypy_cache.
+# Lint, format and type check, and the import boundaries (layers, no cycles; tests/test_layers.py,
+# a few seconds): what CI enforces before the tests. mypy's settings and the packages it checks
+# are in pyproject.toml, its cache in .mypy_cache.
 check: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -p no:randomly tests/test_layers.py
 
 setup: $(STAMP)
 

@@ -17,8 +17,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
+from atoll.bench.store import DAY, KEY, T0, bulk_append_rate, time_query
 from atoll.store import open_store
-from atoll.store.bench import DAY, KEY, T0, bulk_append_rate, time_query
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
-from atoll.store.bench import synthetic
+from atoll.bench.store import synthetic
 
 
 def main() -> None:

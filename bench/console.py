@@ -33,12 +33,12 @@ import uvicorn
 from playwright.sync_api import sync_playwright
 
 from atoll.api.app import AppContext, create_app
+from atoll.bench.store import DAY, KEY, T0, bulk_append_rate
 from atoll.bus.memory import MemoryBus
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.registry import Registry
 from atoll.registry.directory import RegistryDirectory
 from atoll.store import open_store
-from atoll.store.bench import DAY, KEY, T0, bulk_append_rate
 from atoll.web import DIST
 
 CHROMIUM = os.environ.get("ATOLL_CHROMIUM", "/usr/bin/chromium")

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from store_resend import interleaved, live_options, write_result
 
+from atoll.bench.store import synthetic
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import open_store
-from atoll.store.bench import synthetic
 
 
 def _baseline(src: Path, into: Path):

@@ -32,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from atoll.bench.store import SECOND, synthetic
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import open_store
-from atoll.store.bench import SECOND, synthetic
 
 HOUR = 3600 * SECOND
 

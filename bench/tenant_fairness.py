@@ -84,7 +84,7 @@ def paced(a) -> dict:
     """QoS 1 single readings at ``--rate`` messages/s (in 10 ms slices), up to 1000 in flight."""
     import paho.mqtt.client as mqtt
 
-    from atoll.ingest.loadgen import payload
+    from atoll.bench.loadgen import payload
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=a.device)
     c.username_pw_set(a.device, a.secret)
@@ -127,7 +127,7 @@ async def _ready(p: subprocess.Popen) -> None:
 
 
 def _lines(tmp: Path, n: int) -> Path:
-    from atoll.ingest.loadgen import payload
+    from atoll.bench.loadgen import payload
 
     path = tmp / f"flood-{n}.txt"
     if not path.exists():

@@ -123,10 +123,12 @@ class Platform:
 
     async def _start(self) -> None:
         from atoll.api import AppContext, create_app
+        from atoll.api.app import EXTENSION_MODULES
         from atoll.api.sender import TopicCommandSender
         from atoll.registry import Registry
         from atoll.registry.directory import RegistryDirectory
         from atoll.store import open_store
+        from atoll.web import app as console
 
         s = self.settings
         self._limit_logs()
@@ -209,7 +211,10 @@ class Platform:
             rules=next((x for x in self.services if isinstance(x, RulesService)), None),
             mqtt_url=self.mqtt_url,
         )
-        self.app = create_app(ctx, max_body_bytes=s.max_payload_bytes)
+        # The console mounts on the API app; it is composed here, above both.
+        self.app = create_app(
+            ctx, max_body_bytes=s.max_payload_bytes, extensions=(*EXTENSION_MODULES, console)
+        )
         await self._start_http()
         # The stores and the broker auth files were just created with the process umask.
         await asyncio.to_thread(datadir.secure, s.home)

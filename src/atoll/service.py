@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from atoll.api.context import CommandSender
     from atoll.bus.port import MessageBus
     from atoll.config import Settings
     from atoll.registry import Registry
+    from atoll.registry.commands import CommandSender
     from atoll.store.port import SeriesStore
 
 __all__ = ["PlatformParts", "Service", "ServiceContext", "ServiceModule"]

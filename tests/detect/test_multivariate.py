@@ -6,6 +6,7 @@ import pytest
 from atoll.core.errors import InvalidInput
 from atoll.detect.mahalanobis import Mahalanobis
 from atoll.detect.multivariate import Joint, PerSensor, combine
+from atoll.detect.registry import REGISTRY
 
 
 def _correlated(n, seed=0):
@@ -22,13 +23,17 @@ def test_combiners():
     assert combine(np.array([0.99] * 5), "fisher") > combine(np.array([0.99] * 5), "sidak")
     assert 0.0 <= combine(np.array([0.0, 0.0]), "fisher") <= 0.01
     with pytest.raises(InvalidInput):
-        PerSensor(combine="vote")
+        PerSensor(combine="vote", catalog=REGISTRY)
 
 
 def test_broken_correlation_is_caught_only_jointly():
     x = _correlated(600)
     odd = np.array([1.0, -1.0])  # each value is ordinary; together they never happen
-    per, joint, maha = PerSensor("ewma"), Joint("ewma"), Mahalanobis()
+    per, joint, maha = (
+        PerSensor("ewma", catalog=REGISTRY),
+        Joint("ewma", catalog=REGISTRY),
+        Mahalanobis(),
+    )
     for d in (per, joint, maha):
         d.score_many(x)
     assert per.score_one(odd) < 0.9
@@ -39,13 +44,13 @@ def test_broken_correlation_is_caught_only_jointly():
 
 def test_single_sensor_spike_is_caught_by_joint():
     x = _correlated(600)
-    d = Joint("ewma")
+    d = Joint("ewma", catalog=REGISTRY)
     d.score_many(x)
     assert d.score_one(np.array([0.0, 12.0])) >= d.default_threshold
 
 
 def test_width_is_fixed_by_first_reading():
-    d = Joint("ewma")
+    d = Joint("ewma", catalog=REGISTRY)
     d.learn_one(np.array([1.0, 2.0, 3.0]))
     with pytest.raises(InvalidInput):
         d.score_one(np.array([1.0, 2.0]))
@@ -56,7 +61,7 @@ def test_width_is_fixed_by_first_reading():
 
 
 def test_joint_memory_grows_with_sensors_not_with_time():
-    a, b = Joint("ewma"), Joint("ewma")
+    a, b = Joint("ewma", catalog=REGISTRY), Joint("ewma", catalog=REGISTRY)
     a.score_many(_correlated(100))
     b.score_many(_correlated(5000))
     assert a.nbytes() == b.nbytes() < 1024
@@ -65,7 +70,7 @@ def test_joint_memory_grows_with_sensors_not_with_time():
 def test_joint_works_with_uncalibrated_default_detector():
     # The default detector's threshold is not a tail probability; joint decisions still line up.
     x = _correlated(1500, seed=4)
-    d = Joint()
+    d = Joint(catalog=REGISTRY)
     d.score_many(x)
     assert d.score_one(np.array([1.0, -1.0])) >= d.default_threshold
     assert d.score_one(np.array([0.2, 0.2])) < d.default_threshold
@@ -75,5 +80,8 @@ def test_threshold_is_the_sensor_detectors_before_any_reading():
     from atoll.detect.registry import get_detector
     from atoll.detect.threshold import Thresholded
 
-    assert Joint().default_threshold == get_detector("default").default_threshold
-    assert Thresholded(Joint("ewma")).threshold == get_detector("ewma").default_threshold
+    assert Joint(catalog=REGISTRY).default_threshold == get_detector("default").default_threshold
+    assert (
+        Thresholded(Joint("ewma", catalog=REGISTRY)).threshold
+        == get_detector("ewma").default_threshold
+    )

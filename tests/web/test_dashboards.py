@@ -9,10 +9,12 @@ import pytest
 from argon2 import PasswordHasher
 
 from atoll.api import AppContext, create_app
+from atoll.api.app import EXTENSION_MODULES
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.registry import Registry
 from atoll.solutions import load
 from atoll.store.memory import MemoryStore
+from atoll.web import app as console
 from atoll.web.dashboards import MAX_DEVICES
 
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -27,7 +29,9 @@ def store():
 async def http(tmp_path, store):
     registry = Registry.open(tmp_path, password_hasher=FAST_HASHER)
     boot = registry.bootstrap()
-    app = create_app(AppContext(registry=registry, store=store))
+    app = create_app(
+        AppContext(registry=registry, store=store), extensions=(*EXTENSION_MODULES, console)
+    )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(
         transport=transport,

@@ -46,7 +46,6 @@ from atoll.bus.port import MessageBus
 from atoll.config import Settings
 from atoll.registry import Registry
 from atoll.store.port import SeriesStore
-from atoll.web import app as console
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ CORE_ROUTERS: tuple[ModuleType, ...] = (
     ingest,
     audit,
 )
-EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, live, console)
+EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, live)
 
 
 @dataclass

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from atoll.registry import Command, DeviceIdentity, Registry
+from atoll.registry import DeviceIdentity, Registry
+from atoll.registry.commands import CommandSender
 from atoll.store.port import SeriesStore
 
 if TYPE_CHECKING:
@@ -49,16 +50,6 @@ class IngestSubmitter(Protocol):
         self, identity: DeviceIdentity, command_id: str, body: bytes, transport: str = "mqtt"
     ) -> Any:
         """A device's ``{"status": "ok"|"error", "result": ...}`` for one of its commands."""
-
-
-@runtime_checkable
-class CommandSender(Protocol):
-    async def send_command(self, command: Command) -> None:
-        """Publish ``{"name", "args"}`` on the device's
-        command topic. Raise if it could not be handed over."""
-
-    async def publish_desired(self, device: str, desired: dict[str, Any], version: int) -> None:
-        """Publish the whole desired document (retained) on the device's ``twin/desired`` topic."""
 
 
 @runtime_checkable

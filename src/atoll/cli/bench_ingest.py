@@ -33,7 +33,7 @@ def ingest(
     """Points/s persisted end-to-end (MQTT batched, MQTT single readings, HTTP batches)."""
     import logging
 
-    from atoll.ingest.bench import run
+    from atoll.bench.ingest import run
 
     logging.basicConfig(level=logging.ERROR)
     result = asyncio.run(

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from atoll.core.errors import InvalidInput
+from atoll.detect.port import Catalog
 from atoll.detect.state import Snapshot, pack, unpack
 
 
@@ -60,7 +61,8 @@ class StreamingDetector:
         return pack(self._snapshot())
 
     @classmethod
-    def _from_snapshot(cls, snap: Snapshot) -> StreamingDetector:
+    def _from_snapshot(cls, snap: Snapshot, catalog: Catalog | None = None) -> StreamingDetector:
+        """Rebuild from ``snap``; wrappers restore their children through ``catalog``."""
         if snap.kind != cls.kind or snap.version != cls.version:
             raise InvalidInput(
                 f"state is for {snap.kind} v{snap.version}, not {cls.kind} v{cls.version}",
@@ -78,8 +80,8 @@ class StreamingDetector:
         return det
 
     @classmethod
-    def from_state(cls, blob: bytes) -> StreamingDetector:
-        return cls._from_snapshot(unpack(blob))
+    def from_state(cls, blob: bytes, catalog: Catalog | None = None) -> StreamingDetector:
+        return cls._from_snapshot(unpack(blob), catalog)
 
     def nbytes(self) -> int:
         """Memory held by learned state (the bound on memory per series)."""

@@ -5,6 +5,9 @@ for calibrated tail scores, Šidák's correction (so one wild sensor of ten does
 times as often) or Fisher's method (so several mildly odd sensors add up). ``Joint`` adds a
 ``Mahalanobis`` detector for broken correlations, and is what ``atoll detect`` uses for several
 columns.
+
+Both name their per-sensor detector, and make and restore it through a ``Catalog`` given at
+construction (``atoll.detect.get_detector("joint", ...)`` and ``restore`` give the registry).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 from atoll.core.errors import InvalidInput
 from atoll.detect.base import StreamingDetector
 from atoll.detect.mahalanobis import Mahalanobis
+from atoll.detect.port import Catalog, Detector
 from atoll.detect.state import Snapshot, unpack
 
 _COMBINERS = ("max", "sidak", "fisher")
@@ -63,6 +67,8 @@ class PerSensor(StreamingDetector):
         detector: str = "default",
         detector_params: dict[str, Any] | None = None,
         combine: str = "max",
+        *,
+        catalog: Catalog,
     ) -> None:
         if combine not in _COMBINERS:
             raise InvalidInput(
@@ -73,17 +79,16 @@ class PerSensor(StreamingDetector):
             dict(detector_params or {}),
             combine,
         )
-        self.children: list[StreamingDetector] = []
+        self.catalog = catalog
+        self.children: list[Detector] = []
         self._threshold: float | None = None
 
     @property
     def default_threshold(self) -> float:  # type: ignore[override]
         # Known before the first reading (a Thresholded wrapper asks at construction).
         if self._threshold is None:
-            from atoll.detect.registry import get_detector
-
             self._threshold = float(
-                get_detector(self.detector, **self.detector_params).default_threshold
+                self.catalog.get_detector(self.detector, **self.detector_params).default_threshold
             )
         return self._threshold
 
@@ -95,11 +100,10 @@ class PerSensor(StreamingDetector):
         }
 
     def _vec(self, x) -> np.ndarray:
-        from atoll.detect.registry import get_detector
-
         v = np.atleast_1d(np.asarray(x, dtype=np.float64)).ravel()
         if not self.children:
-            self.children = [get_detector(self.detector, **self.detector_params) for _ in v]
+            make = self.catalog.get_detector
+            self.children = [make(self.detector, **self.detector_params) for _ in v]
         elif len(v) != len(self.children):
             raise InvalidInput(
                 f"expected {len(self.children)} values per reading, got {len(v)}",
@@ -138,11 +142,10 @@ class PerSensor(StreamingDetector):
         )
 
     @classmethod
-    def _from_snapshot(cls, snap):
-        from atoll.detect.registry import restore
-
-        det = cls(**snap.params)
-        det.children = [restore(b) for b in snap.children]
+    def _from_snapshot(cls, snap, catalog=None):
+        catalog = _needs(catalog, cls)
+        det = cls(**snap.params, catalog=catalog)
+        det.children = [catalog.restore(b) for b in snap.children]
         return det
 
     def nbytes(self):
@@ -162,8 +165,10 @@ class Joint(StreamingDetector):
         detector_params: dict[str, Any] | None = None,
         alpha: float = 0.01,
         min_count: int = 30,
+        *,
+        catalog: Catalog,
     ) -> None:
-        self.sensors = PerSensor(detector, detector_params, "max")
+        self.sensors = PerSensor(detector, detector_params, "max", catalog=catalog)
         self.alpha, self.min_count = float(alpha), int(min_count)
         self.joint = Mahalanobis(alpha=alpha, min_count=min_count)
 
@@ -214,11 +219,21 @@ class Joint(StreamingDetector):
         )
 
     @classmethod
-    def _from_snapshot(cls, snap):
-        det = cls(**snap.params)
-        det.sensors = PerSensor._from_snapshot(unpack(snap.children[0]))
+    def _from_snapshot(cls, snap, catalog=None):
+        catalog = _needs(catalog, cls)
+        det = cls(**snap.params, catalog=catalog)
+        det.sensors = PerSensor._from_snapshot(unpack(snap.children[0]), catalog)
         det.joint = Mahalanobis._from_snapshot(unpack(snap.children[1]))
         return det
 
     def nbytes(self):
         return self.sensors.nbytes() + self.joint.nbytes()
+
+
+def _needs(catalog: Catalog | None, cls: type) -> Catalog:
+    if catalog is None:
+        raise InvalidInput(
+            f"{cls.__name__} restores its per-sensor detectors through a catalog",
+            hint="restore with atoll.detect.restore(blob), which passes the registry",
+        )
+    return catalog

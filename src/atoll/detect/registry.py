@@ -1,131 +1,141 @@
 """Detectors by name: ``get_detector("ewma", alpha=0.05)``, and ``restore(blob)`` for saved state.
 
-``"default"`` names the detector Atoll runs when nothing else is asked for. A detector module
-registers itself on import with ``register``; the modules below are imported on first use, so a new
-detector is one module plus one line in ``_MODULES``.
+``"default"`` names the detector Atoll runs when nothing else is asked for. ``DETECTORS`` lists
+the detector classes; each is constructible by its ``kind`` and restorable from its state.
+``WRAPPERS`` wrap a detector object: restorable, not constructible by name.
+
+Detectors made of other detectors (``PerSensor``, ``Joint``, ``Thresholded``) get the registry
+as their ``atoll.detect.port.Catalog``: the registry passes itself in when it makes or restores
+one, so they never import this module.
 
 Adding a detector (DETECT-B): subclass ``atoll.detect.base.StreamingDetector`` (set ``kind``,
-``_state_arrays``, ``default_threshold``, ``params()``), end the module with
-``register(MyDetector)``, append the module to ``_MODULES`` and, for the default, set ``DEFAULT =
-MyDetector.kind``. ``tests/detect/test_conformance.py`` then runs
+``_state_arrays``, ``default_threshold``, ``params()``), import it here and add it to
+``DETECTORS`` and, for the default, set ``DEFAULT = MyDetector.kind``. A detector from outside
+Atoll can ``register(MyDetector)`` instead. ``tests/detect/test_conformance.py`` then runs
 ``atoll.testing.detect.check_detector`` on it (batch == one-at-a-time, strictly online, state
 round-trip, bounded memory, NaN-safe).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 from atoll.core.errors import InvalidInput, NotFound
 from atoll.detect.base import StreamingDetector
+from atoll.detect.ensemble import EnsembleDetector
+from atoll.detect.ewma import EWMAZScore
+from atoll.detect.gaussian import WindowedGaussian
+from atoll.detect.mahalanobis import Mahalanobis
+from atoll.detect.multivariate import Joint, PerSensor
+from atoll.detect.seasonal import SeasonalBaseline
 from atoll.detect.state import unpack
+from atoll.detect.threshold import Thresholded
 
-#: Modules that define detectors (imported lazily, in order).
-_MODULES = (
-    "atoll.detect.gaussian",
-    "atoll.detect.ewma",
-    "atoll.detect.seasonal",
-    "atoll.detect.mahalanobis",
-    "atoll.detect.multivariate",
-    "atoll.detect.threshold",
-    "atoll.detect.ensemble",
+#: Detectors by ``kind``, in this order.
+DETECTORS: tuple[type[StreamingDetector], ...] = (
+    WindowedGaussian,
+    EWMAZScore,
+    SeasonalBaseline,
+    Mahalanobis,
+    PerSensor,
+    Joint,
+    EnsembleDetector,
 )
+#: Detectors that wrap a given detector: restorable from state, not made by name.
+WRAPPERS: tuple[type[StreamingDetector], ...] = (Thresholded,)
+#: Detectors that make and restore others by name; they are handed the registry.
+_COMPOSITES: tuple[type[StreamingDetector], ...] = (PerSensor, Joint)
 
 #: The name ``"default"`` resolves to: the strong ensemble (``ensemble.py``).
 DEFAULT = "ensemble"
 
-_FACTORIES: dict[str, Callable[..., StreamingDetector]] = {}
-_CLASSES: dict[str, type[StreamingDetector]] = {}
-_loaded = False
+
+class DetectorRegistry:
+    """Detector classes by name (to make one) and by ``kind`` (to restore one from state).
+
+    It is the ``Catalog`` that composite detectors are given."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, Callable[..., StreamingDetector]] = {}
+        self._classes: dict[str, type[StreamingDetector]] = {}
+
+    def register(
+        self,
+        cls: type[StreamingDetector],
+        name: str | None = None,
+        factory: Callable[..., StreamingDetector] | None = None,
+    ) -> type[StreamingDetector]:
+        """Make ``cls`` restorable by its ``kind`` and constructible as ``name`` (default: its
+        kind)."""
+        self._classes[cls.kind] = cls
+        self._factories[name or cls.kind] = factory or cls
+        return cls
+
+    def restorable(self, cls: type[StreamingDetector]) -> None:
+        """Make ``cls`` restorable by its ``kind`` only (a wrapper of a given detector)."""
+        self._classes.setdefault(cls.kind, cls)
+
+    def names(self) -> list[str]:
+        """Registered detector names (plus ``"default"``)."""
+        return sorted(self._factories) + ["default"]
+
+    def resolve(self, name: str) -> str:
+        return DEFAULT if name == "default" else name
+
+    def get_detector(self, name: str = "default", **params: Any) -> StreamingDetector:
+        """A fresh detector. Multivariate callers want ``for_features(n)``."""
+        real = self.resolve(name)
+        try:
+            factory = self._factories[real]
+        except KeyError:
+            raise NotFound(
+                f"no detector named {name!r}", hint=f"choose one of {', '.join(self.names())}"
+            ) from None
+        try:
+            return factory(**params)
+        except TypeError as exc:
+            raise InvalidInput(f"bad parameters for detector {real!r}: {exc}") from exc
+
+    def for_features(
+        self, n_features: int, name: str = "default", **params: Any
+    ) -> StreamingDetector:
+        """A detector for readings of ``n_features`` values: univariate ones are judged jointly."""
+        det = self.get_detector(name, **params)
+        if n_features > 1 and not det.multivariate:
+            return Joint(detector=self.resolve(name), detector_params=params, catalog=self)
+        return det
+
+    def restore(self, blob: bytes) -> StreamingDetector:
+        """Rebuild any detector from ``state()`` bytes."""
+        snap = unpack(blob)
+        try:
+            cls = self._classes[snap.kind]
+        except KeyError:
+            raise InvalidInput(
+                f"state is for unknown detector {snap.kind!r}",
+                hint="the detector must be listed in atoll.detect.registry.DETECTORS",
+            ) from None
+        return cls._from_snapshot(snap, self)
 
 
-def register(
-    cls: type[StreamingDetector],
-    name: str | None = None,
-    factory: Callable[..., StreamingDetector] | None = None,
-) -> type[StreamingDetector]:
-    """Make ``cls`` restorable by its ``kind`` and constructible as ``name`` (default: its kind)."""
-    _CLASSES[cls.kind] = cls
-    _FACTORIES[name or cls.kind] = factory or cls
-    return cls
+def _build() -> DetectorRegistry:
+    reg = DetectorRegistry()
+    for cls in DETECTORS:
+        make = cast("Callable[..., StreamingDetector]", cls)  # composites take catalog=
+        reg.register(cls, factory=partial(make, catalog=reg) if cls in _COMPOSITES else None)
+    for cls in WRAPPERS:
+        reg.restorable(cls)
+    return reg
 
 
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for mod in _MODULES:
-        importlib.import_module(mod)
-    from atoll.detect.ensemble import EnsembleDetector
-    from atoll.detect.ewma import EWMAZScore
-    from atoll.detect.gaussian import WindowedGaussian
-    from atoll.detect.mahalanobis import Mahalanobis
-    from atoll.detect.multivariate import Joint, PerSensor
-    from atoll.detect.seasonal import SeasonalBaseline
-    from atoll.detect.threshold import Thresholded
+#: The registry; the functions below are its methods.
+REGISTRY = _build()
 
-    for cls in (
-        WindowedGaussian,
-        EWMAZScore,
-        SeasonalBaseline,
-        Mahalanobis,
-        PerSensor,
-        Joint,
-        EnsembleDetector,
-    ):
-        if cls.kind not in _CLASSES:
-            register(cls)
-    _CLASSES.setdefault(Thresholded.kind, Thresholded)  # wraps a detector: restorable, not by name
-
-
-def names() -> list[str]:
-    """Registered detector names (plus ``"default"``)."""
-    _load()
-    return sorted(_FACTORIES) + ["default"]
-
-
-def resolve(name: str) -> str:
-    _load()
-    return DEFAULT if name == "default" else name
-
-
-def get_detector(name: str = "default", **params: Any) -> StreamingDetector:
-    """A fresh detector. Multivariate callers want ``for_features(n)``."""
-    real = resolve(name)
-    try:
-        factory = _FACTORIES[real]
-    except KeyError:
-        raise NotFound(
-            f"no detector named {name!r}", hint=f"choose one of {', '.join(names())}"
-        ) from None
-    try:
-        return factory(**params)
-    except TypeError as exc:
-        raise InvalidInput(f"bad parameters for detector {real!r}: {exc}") from exc
-
-
-def for_features(n_features: int, name: str = "default", **params: Any) -> StreamingDetector:
-    """A detector for readings of ``n_features`` values: univariate ones are judged jointly."""
-    det = get_detector(name, **params)
-    if n_features > 1 and not det.multivariate:
-        from atoll.detect.multivariate import Joint
-
-        return Joint(detector=resolve(name), detector_params=params)
-    return det
-
-
-def restore(blob: bytes) -> StreamingDetector:
-    """Rebuild any detector from ``state()`` bytes."""
-    _load()
-    snap = unpack(blob)
-    try:
-        cls = _CLASSES[snap.kind]
-    except KeyError:
-        raise InvalidInput(
-            f"state is for unknown detector {snap.kind!r}",
-            hint="the module that defines it must be listed in atoll.detect.registry",
-        ) from None
-    return cls._from_snapshot(snap)
+register = REGISTRY.register
+names = REGISTRY.names
+resolve = REGISTRY.resolve
+get_detector = REGISTRY.get_detector
+for_features = REGISTRY.for_features
+restore = REGISTRY.restore

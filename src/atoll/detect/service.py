@@ -58,8 +58,8 @@ from atoll.core.events import (
     scored_metric,
 )
 from atoll.core.points import PointBatch, SeriesKey
-from atoll.detect.base import StreamingDetector
 from atoll.detect.episodes import EpisodeDecider, decider
+from atoll.detect.port import Detector
 from atoll.detect.registry import for_features, get_detector, resolve, restore
 from atoll.detect.threshold import Thresholded
 from atoll.detect.warmup import use_kernel_cache, warm_up
@@ -78,7 +78,7 @@ _MESSAGE_OVERHEAD = 100
 
 @dataclass
 class _Tracked:
-    detector: StreamingDetector
+    detector: Detector
     name: str
     last_ts: int = -(2**63)
     #: Episode decisions for ``is_anomaly`` (``None``: the detector's reading-level decision).
@@ -144,7 +144,7 @@ class DetectionService:
         #: Directory for numba's cache if the sources' own ``__pycache__`` is read-only.
         self.kernel_cache = Path(kernel_cache) if kernel_cache is not None else None
         #: Compiles the kernels of ``[(detector, width)]`` (replaceable, e.g. by a test).
-        self.warm_up: Callable[[list[tuple[StreamingDetector, int]]], Any] = warm_up
+        self.warm_up: Callable[[list[tuple[Detector, int]]], Any] = warm_up
         #: Set once the kernels are ready; telemetry that arrives before waits in the queue.
         self.ready = asyncio.Event()
         self._worker: ThreadPoolExecutor | None = None
@@ -247,7 +247,7 @@ class DetectionService:
             return Choice(labels[DEVICE_LABEL])
         return Choice(self.default)
 
-    def _build(self, c: Choice, key: SeriesKey | None = None) -> tuple[Choice, StreamingDetector]:
+    def _build(self, c: Choice, key: SeriesKey | None = None) -> tuple[Choice, Detector]:
         try:
             det = (
                 for_features(len(c.jointly), c.name, **c.params)
@@ -663,8 +663,7 @@ class DetectionService:
     def memory_bytes(self) -> int:
         """Learned state held for all series (the bound is per detector, times the series count)."""
         return sum(
-            (t.detector.nbytes() if hasattr(t.detector, "nbytes") else 0)
-            + (t.episodes.nbytes() if t.episodes is not None else 0)
+            t.detector.nbytes() + (t.episodes.nbytes() if t.episodes is not None else 0)
             for t in list(self.series.values())
         )
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from atoll.core.errors import InvalidInput
 from atoll.detect.base import StreamingDetector
+from atoll.detect.port import Detector
 from atoll.detect.state import Snapshot
 
 
@@ -20,7 +22,7 @@ class Thresholded(StreamingDetector):
 
     kind = "thresholded"
 
-    def __init__(self, detector: StreamingDetector, threshold: float | None = None) -> None:
+    def __init__(self, detector: Detector, threshold: float | None = None) -> None:
         self.detector = detector
         self.threshold = float(detector.default_threshold if threshold is None else threshold)
 
@@ -61,10 +63,13 @@ class Thresholded(StreamingDetector):
         return Snapshot(self.kind, self.version, self.params(), {}, [self.detector.state()])
 
     @classmethod
-    def _from_snapshot(cls, snap):
-        from atoll.detect.registry import restore
-
-        return cls(restore(snap.children[0]), **snap.params)
+    def _from_snapshot(cls, snap, catalog=None):
+        if catalog is None:
+            raise InvalidInput(
+                "Thresholded restores the detector it wraps through a catalog",
+                hint="restore with atoll.detect.restore(blob), which passes the registry",
+            )
+        return cls(catalog.restore(snap.children[0]), **snap.params)
 
     def nbytes(self):
         return self.detector.nbytes()

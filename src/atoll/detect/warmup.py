@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from atoll.detect.base import StreamingDetector
+from atoll.detect.port import Detector
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _recache_kernels() -> int:
     return count
 
 
-def warm_up(units: Iterable[tuple[StreamingDetector, int]]) -> int:
+def warm_up(units: Iterable[tuple[Detector, int]]) -> int:
     """Run each ``(detector, width)``'s ``score_many`` once on a few readings, as the service
     passes them: float64 values (1-D for ``width == 0``, else ``width`` columns with a NaN for a
     missing sensor) and int64 timestamps. Its kernels are then compiled, or loaded from the cache.

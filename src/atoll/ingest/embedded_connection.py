@@ -37,7 +37,7 @@ import functools
 import logging
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from amqtt.adapters import StreamReaderAdapter
 from amqtt.events import MQTTEvents
@@ -69,11 +69,9 @@ from atoll.ingest.mqtt_frames import (
     MALFORMED_PACKET,
     PacketSplitter,
 )
+from atoll.ingest.pipeline import IngestPipeline
 from atoll.ingest.quota import ReadPacer
 from atoll.ingest.transports import PausableReader, TcpWriter, WebSocketWriter
-
-if TYPE_CHECKING:
-    from atoll.ingest.embedded_broker import EmbeddedBroker
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +126,18 @@ class DeviceStreamReader(PausableReader, StreamReaderAdapter):
         return data
 
 
+class DeviceBroker(Protocol):
+    """What a device connection uses of the embedded broker (``EmbeddedBroker`` is one)."""
+
+    pipeline: IngestPipeline
+
+    def packet_limit(self) -> int: ...
+
+
 class DeviceHandler(BrokerProtocolHandler):
     """Per-connection protocol handler: telemetry is stored before it is acknowledged."""
 
-    atoll: EmbeddedBroker
+    atoll: DeviceBroker
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from sqlalchemy import Connection, and_, insert, select, update
@@ -12,6 +12,17 @@ from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.registry import tables as t
 from atoll.registry.models import COMMAND_FINAL, Command
 from atoll.registry.tokens import new_id, now_us
+
+
+@runtime_checkable
+class CommandSender(Protocol):
+    async def send_command(self, command: Command) -> None:
+        """Publish ``{"name", "args"}`` on the device's
+        command topic. Raise if it could not be handed over."""
+
+    async def publish_desired(self, device: str, desired: dict[str, Any], version: int) -> None:
+        """Publish the whole desired document (retained) on the device's ``twin/desired`` topic."""
+
 
 DEFAULT_TTL_S = 300
 MAX_TTL_S = 7 * 86400

@@ -10,9 +10,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Protocol
 
 from atoll.registry.registry import Registry
-from atoll.service import ServiceContext
 from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,17 @@ class RetentionService:
             await asyncio.sleep(self.interval_s)
 
 
-def create_service(ctx: ServiceContext) -> RetentionService:
+class RetentionHost(Protocol):
+    """What the retention service takes from the platform (``atoll.service.ServiceContext`` has
+    it; declared here so the registry does not depend on the service layer above it)."""
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def store(self) -> SeriesStore: ...
+
+
+def create_service(ctx: RetentionHost) -> RetentionService:
     """Hook for ``atoll.platform.SERVICE_MODULES``."""
     return RetentionService(ctx.registry, ctx.store)

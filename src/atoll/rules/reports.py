@@ -8,7 +8,7 @@ import csv
 import io
 import logging
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -21,11 +21,11 @@ from atoll.core.points import SeriesKey
 from atoll.rules import db
 from atoll.rules.alarms import Alarm
 from atoll.rules.channels import Attachment, Notification
+from atoll.rules.clock import Clock
 from atoll.rules.durations import PositiveDuration, format_duration
 from atoll.rules.model import MAX_ID, STORED_ID, Schedule, slug
-
-if TYPE_CHECKING:
-    from atoll.rules.service import RulesService
+from atoll.rules.notify import Notifier
+from atoll.rules.repository import RuleRepository
 
 log = logging.getLogger(__name__)
 US = 1_000_000
@@ -313,10 +313,21 @@ def _pdf(
     return bytes(pdf.output())
 
 
+class ReportHost(Protocol):
+    """What reports use of the rules service (``RulesService`` is one). Read at each use, not
+    copied: the service's ``store`` may be set after the scheduler is made."""
+
+    db: sa.Engine
+    repo: RuleRepository
+    clock: Clock
+    notifier: Notifier
+    store: Any
+
+
 class ReportScheduler:
     """Report definitions in the database, run by the rules service's timer."""
 
-    def __init__(self, service: RulesService) -> None:
+    def __init__(self, service: ReportHost) -> None:
         self.svc = service
         self.engine = service.db
 

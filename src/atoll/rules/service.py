@@ -39,6 +39,7 @@ from atoll.rules.events import encode_alarm_event
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
 from atoll.rules.notify import Notifier
+from atoll.rules.reports import ReportScheduler
 from atoll.rules.repository import RuleRepository
 from atoll.service import ServiceContext
 
@@ -88,8 +89,6 @@ class RulesService:
             "cleared": 0,
             "errors": 0,
         }
-        from atoll.rules.reports import ReportScheduler  # reports need the store; keep it optional
-
         self.reports = ReportScheduler(self)
         for rule in self.repo.list_rules():
             self.engine.upsert(rule)

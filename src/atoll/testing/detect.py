@@ -1,28 +1,18 @@
-"""Conformance suite for the ``Detector`` port: ``check_detector(factory)``.
+"""Conformance suite for the ``Detector`` port: ``check_detector(factory, catalog=...)``.
 
 Every registered detector passes it (``tests/detect/test_conformance.py``); a new detector is
-"done" when it does too.
+"done" when it does too. It uses a detector only through the port. ``catalog`` (the registry)
+restores detectors made of others; with it, ``catalog.restore`` must give back the same detector
+as ``from_state``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
 
 import numpy as np
 
-from atoll.detect.port import Detector
-
-
-class _BatchDetector(Detector, Protocol):
-    """What the suite drives: the port plus ``score_many``, its batch twin."""
-
-    def score_many(
-        self, values: np.ndarray, timestamps: np.ndarray | None = None
-    ) -> np.ndarray: ...
-
-    @classmethod
-    def from_state(cls, blob: bytes) -> _BatchDetector: ...
+from atoll.detect.port import Catalog, Detector
 
 
 def _stream(n: int, multivariate: bool, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -36,10 +26,13 @@ def _stream(n: int, multivariate: bool, seed: int = 7) -> tuple[np.ndarray, np.n
     return base, ts
 
 
-def check_detector(factory: Callable[[], _BatchDetector], *, n: int = 1500) -> None:
+def check_detector(
+    factory: Callable[[], Detector], *, catalog: Catalog | None = None, n: int = 1500
+) -> None:
     det = factory()
     assert isinstance(det, Detector)
-    multi = bool(getattr(det, "multivariate", False))
+    multi = det.multivariate
+    assert isinstance(multi, bool)
     values, ts = _stream(n, multi)
 
     # The batch form is exactly score-then-learn, one reading at a time.
@@ -60,9 +53,10 @@ def check_detector(factory: Callable[[], _BatchDetector], *, n: int = 1500) -> N
     first = probe.score_one(values[n // 2], int(ts[n // 2]))
     assert probe.score_one(values[n // 2], int(ts[n // 2])) == first
     assert probe.state() == before, "score_one must not learn"
-    threshold = getattr(probe, "default_threshold", 0.5)
+    threshold = probe.default_threshold
     assert 0.0 < threshold <= 1.0
-    assert getattr(type(probe).from_state(before), "default_threshold", threshold) == threshold
+    again = type(probe).from_state(before, catalog)
+    assert again.default_threshold == threshold and again.multivariate == multi
 
     # Strictly online: changing the future leaves the past untouched.
     future = values.copy()
@@ -73,11 +67,17 @@ def check_detector(factory: Callable[[], _BatchDetector], *, n: int = 1500) -> N
     # State round-trips: a restored detector continues exactly where the original was.
     half = factory()
     half.score_many(values[: n // 2], ts[: n // 2])
-    restored = type(half).from_state(half.state())
+    restored = type(half).from_state(half.state(), catalog)
+    assert restored.state() == half.state()
+    others = [catalog.restore(half.state())] if catalog is not None else []
+    for other in others:
+        assert type(other) is type(restored) and other.state() == half.state()
     tail_a = half.score_many(values[n // 2 :], ts[n // 2 :])
     tail_b = restored.score_many(values[n // 2 :], ts[n // 2 :])
     np.testing.assert_array_equal(tail_a, tail_b)
     np.testing.assert_array_equal(tail_a, batch[n // 2 :])
+    for other in others:
+        np.testing.assert_array_equal(other.score_many(values[n // 2 :], ts[n // 2 :]), tail_a)
 
     # Memory per series is bounded: ten times the data, the same state size.
     small, big = factory(), factory()
@@ -85,8 +85,7 @@ def check_detector(factory: Callable[[], _BatchDetector], *, n: int = 1500) -> N
     many, many_ts = _stream(10 * n, multi, seed=3)
     big.score_many(many, many_ts)
     assert len(big.state()) <= len(small.state()) + 64
-    if hasattr(big, "nbytes") and hasattr(small, "nbytes"):  # same type: both or neither
-        assert big.nbytes() == small.nbytes()
+    assert big.nbytes() == small.nbytes()
 
     # Missing readings (NaN) neither crash nor poison what was learned.
     gap = factory()

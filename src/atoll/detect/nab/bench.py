@@ -59,7 +59,7 @@ def run_nab(
         "throughput_points_per_cpu_s": result.points_per_cpu_second,
         "detector_seconds": result.seconds,
         "detector_cpu_seconds": result.cpu_seconds,
-        "memory_bytes_per_series": probe.nbytes() if hasattr(probe, "nbytes") else None,
+        "memory_bytes_per_series": probe.nbytes(),
         "scores_dir": None if scores_dir is None else str(Path(scores_dir) / label),
         "machine": {
             "python": platform.python_version(),

@@ -1,11 +1,11 @@
 """Load generators for ``atoll bench ingest`` (run as separate processes so they do not share
 the server's GIL). Each prints one JSON line when done.
 
-    python -m atoll.ingest.loadgen mqtt --port P --device D --secret S \
+    python -m atoll.bench.loadgen mqtt --port P --device D --secret S \
         --messages N --readings R --metrics K
-    python -m atoll.ingest.loadgen http --url U --device D --secret S \
+    python -m atoll.bench.loadgen http --url U --device D --secret S \
         --requests N --readings R --metrics K
-    python -m atoll.ingest.loadgen sub --port P --topic T --messages N
+    python -m atoll.bench.loadgen sub --port P --topic T --messages N
 
 ``mqtt`` and ``http`` print ``ready`` once connected and start when a line arrives on stdin.
 """

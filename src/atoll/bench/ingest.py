@@ -2,7 +2,7 @@
 from the same run, so Atoll's overhead shows as ratios.
 
 Atoll (embedded broker, DuckDB store in a temp dir) runs in this process; load generators run
-as separate processes (``atoll.ingest.loadgen``; ``mosquitto_pub -l`` for single-reading
+as separate processes (``atoll.bench.loadgen``; ``mosquitto_pub -l`` for single-reading
 messages when installed, as Python clients cannot produce 20 k QoS 1 messages/s). A phase's
 time runs from "go" until the last point is *stored* (``IngestPipeline.stats``), so it
 measures persisted points, not sent ones.
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-LOADGEN = [sys.executable, "-m", "atoll.ingest.loadgen"]
+LOADGEN = [sys.executable, "-m", "atoll.bench.loadgen"]
 NO_RATE_LIMITS: dict[str, Any] = {"quota_device_rate": 0, "quota_tenant_rate": 0}
 
 
@@ -112,7 +112,7 @@ async def _mqtt_batched(p, devices, messages: int, readings: int, metrics: int) 
 
 
 def _lines_file(tmp: Path, n: int, offset: int) -> Path:
-    from atoll.ingest.loadgen import payload
+    from atoll.bench.loadgen import payload
 
     path = tmp / f"lines-{offset}.txt"
     with open(path, "wb") as f:
@@ -287,7 +287,7 @@ async def _broker_passthrough(messages: int, body_readings: int, metrics: int, t
                 stderr=subprocess.DEVNULL,
             )
         else:
-            from atoll.ingest.loadgen import payload
+            from atoll.bench.loadgen import payload
 
             f = tmp / "batch.bin"
             f.write_bytes(payload(0, body_readings, metrics))
@@ -480,8 +480,8 @@ def _wait_for_login(port: int, user: str, password: str, timeout: float = 10.0) 
 
 
 def _store_and_charts(tmp: Path, raw_points: int, chart_days: int) -> dict:
+    from atoll.bench.store import DAY, KEY, T0, bulk_append_rate, time_query
     from atoll.store import open_store
-    from atoll.store.bench import DAY, KEY, T0, bulk_append_rate, time_query
 
     store = open_store(f"duckdb://{tmp}/raw.duckdb")
     try:
