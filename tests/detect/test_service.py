@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 import numpy as np
 import orjson
@@ -521,6 +522,47 @@ async def test_queued_messages_keep_each_series_in_order():
         assert [e.score for e in events] == pytest.approx(np.clip(offline, 0, 1), abs=1e-12)
         stored = store.query_raw(SeriesKey("p", "d1", score_metric(metric)), 0, FAR)
         assert stored.value == pytest.approx(np.clip(offline, 0, 1), abs=1e-12)
+
+
+async def test_stopping_does_not_wait_for_a_compile_when_nothing_is_queued():
+    """A cold numba cache compiles for tens of seconds on a busy machine; Ctrl-C during it used to
+    wait for the compile (the warm-up held the worker, and the process's exit joins it)."""
+    svc = DetectionService(MemoryBus(), MemoryStore())
+    held = _HeldWarmUp()
+    svc.warm_up = held
+    await svc.start()
+    try:
+        await held.wait_started()
+        t0 = time.perf_counter()
+        await asyncio.wait_for(svc.stop(), 10)  # the warm-up is still held: not released
+        assert time.perf_counter() - t0 < 5
+        assert not svc.ready.is_set() and svc.stats["points"] == 0
+    finally:
+        held.release.set()
+        await svc.bus.close()
+
+
+async def test_stopping_with_readings_queued_scores_them_once_compiled():
+    bus, store = MemoryBus(), MemoryStore()
+    svc = DetectionService(bus, store)
+    temp, hum = _readings(20)
+    held = _HeldWarmUp()
+    svc.warm_up = held
+    await svc.start()
+    try:
+        await held.wait_started()
+        await _feed(bus, temp, hum)
+        await _until(lambda: svc.stats["queued_messages"])
+        stopping = asyncio.ensure_future(svc.stop())
+        await asyncio.sleep(0.2)
+        assert not stopping.done()  # it waits: there is something to score
+        held.release.set()
+        await asyncio.wait_for(stopping, 120)
+    finally:
+        held.release.set()
+        await bus.close()
+    assert svc.stats["points"] == 40 and svc.stats["queued_messages"] == 0
+    assert len(store.query_raw(SeriesKey("p", "d1", score_metric("temp")), 0, FAR).ts) == 20
 
 
 async def test_a_full_queue_drops_from_detection_and_counts(caplog):

@@ -22,8 +22,9 @@ State survives restarts: every detector's ``state()`` (and the ``bind`` choices)
 
 Off the event loop (ingest's acknowledgements share it): all detector work (decoding, scoring,
 building the events, restoring and encoding state) runs in one worker thread per service, in
-arrival order. ``start`` returns at once; the worker first compiles (or loads from numba's cache)
-the kernels of every configured detector (``atoll.detect.warmup``), while telemetry queues. The
+arrival order. ``start`` returns at once; a daemon thread first compiles (or loads from numba's
+cache) the kernels of every configured detector (``atoll.detect.warmup``), while telemetry
+queues; ``stop`` with nothing queued does not wait for it. The
 queue is bounded (``max_queued_bytes``): a message that does not fit is dropped from detection
 (it is stored all the same), counted in ``stats["dropped_messages"]`` and logged.
 """
@@ -35,6 +36,7 @@ import contextlib
 import logging
 import math
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -272,7 +274,7 @@ class DetectionService:
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Subscribe and return; kernels compile in the worker thread meanwhile (``ready``)."""
+        """Subscribe and return; kernels compile in a thread of their own meanwhile (``ready``)."""
         self._closing = False
         if self.state_path is not None:
             await self._in_worker(self._load)
@@ -335,17 +337,44 @@ class DetectionService:
             )
         return list(wanted.values())
 
-    def _warm_up_now(self) -> int:
-        # In the worker: the first ``resolve`` imports numba and every detector module (seconds).
+    def _warm_up_now(self, choices: list[Choice]) -> int:
+        # In its own thread: the first call of each kernel compiles it (or loads it from numba's
+        # cache). The detectors are throw-away ones, so no series state is touched here.
         if self.kernel_cache is not None:
             use_kernel_cache(self.kernel_cache)
-        units = [(self._build(c)[1], len(c.jointly)) for c in self._warm_up_units()]
+        units = [(self._build(c)[1], len(c.jointly)) for c in choices]
         return int(self.warm_up(units) or 0)
 
     async def _warm(self) -> None:
+        """Compile the kernels in a daemon thread, not in the worker: a cold cache takes tens of
+        seconds on a busy machine, and stopping must not wait for that (nor must the process's
+        exit, which joins executor threads) when nothing is queued to score."""
         t0 = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[int] = loop.create_future()
+        choices = self._warm_up_units()  # read on the loop, where bindings change
+
+        def settle(result: int | None, error: BaseException | None) -> None:
+            if done.done():  # the service stopped meanwhile
+                return
+            if error is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(result or 0)
+
+        def run() -> None:
+            result: int | None = None
+            error: BaseException | None = None
+            try:
+                result = self._warm_up_now(choices)
+            except Exception as exc:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed while this compiled
+                loop.call_soon_threadsafe(settle, result, error)
+
+        threading.Thread(target=run, name="atoll-detect-warm-up", daemon=True).start()
         try:
-            self.stats["warmed_detectors"] = await self._in_worker(self._warm_up_now)
+            self.stats["warmed_detectors"] = await done
         except Exception:  # scoring still works: a kernel then compiles on its first series
             log.exception("warming up the detectors' kernels failed")
         self.stats["warm_up_seconds"] = time.perf_counter() - t0
@@ -470,7 +499,16 @@ class DetectionService:
         self._arrived.set()
 
     async def _pump_forever(self) -> None:
-        await self._warm()
+        warming = asyncio.ensure_future(self._warm())
+        while not warming.done():
+            if self._closing and not self._inbox:  # nothing to score: don't wait for compiles
+                warming.cancel()
+                await asyncio.gather(warming, return_exceptions=True)
+                return
+            arrived = asyncio.ensure_future(self._arrived.wait())
+            await asyncio.wait({warming, arrived}, return_when=asyncio.FIRST_COMPLETED)
+            arrived.cancel()
+            self._arrived.clear()  # the loop below looks at the inbox itself
         while True:
             if not self._inbox:
                 if self._closing:

@@ -2,8 +2,8 @@
 
 numba compiles a kernel on its first call (tens of seconds for the default detector on a busy
 2-core machine) unless its on-disk cache (``cache=True``) already holds it. The detection service
-calls :func:`use_kernel_cache` and then :func:`warm_up` in its worker thread at start, so neither
-a compile nor a cache load happens on the event loop.
+calls :func:`use_kernel_cache` and then :func:`warm_up` in a daemon thread at start, so neither
+a compile nor a cache load happens on the event loop, and stopping never waits for a compile.
 
 Where the cache goes: ``NUMBA_CACHE_DIR`` if set; else ``__pycache__`` next to the sources (an
 editable install, or a writable site-packages); else (a read-only site-packages) the platform's
