@@ -42,7 +42,7 @@ the same explicitly.
 **Without history.** A detector that was never fitted (or given fewer than ``min_history()``
 readings) learns the first ``self_fit`` readings as normal (scored 0) and fits itself on them.
 
-State is a few fixed-size arrays (the bank is 128 KiB at the default cap; about 150 KiB in all),
+State is a few fixed-size arrays (the bank is 128 KiB at the default cap; 139 KiB in all),
 scoring is one compiled loop, strictly online: a reading is judged on the history and the readings
 before it only. Non-finite readings score 0, keep the flag as it was and are not learned.
 
