@@ -187,3 +187,18 @@ def test_bad_parameters(params):
 def test_one_series_only():
     with pytest.raises(InvalidInput, match="1-D"):
         FittedDetector().fit(np.zeros((300, 2)))
+
+
+def test_the_forecaster_is_fitted_on_the_finite_stretches():
+    from atoll.detect.fitted import _ridge_ar
+
+    rng = np.random.default_rng(15)
+    z = np.zeros(20000)
+    for t in range(1, len(z)):
+        z[t] = 0.8 * z[t - 1] + 0.5 + rng.normal(0, 0.1)
+    holed = z.copy()
+    holed[5000:5100] = np.nan
+    for series in (z, holed):
+        coef = _ridge_ar(series, 3, 0.0)
+        assert coef[0] == pytest.approx(0.8, abs=0.02) and abs(coef[1]) < 0.03
+        assert coef[3] == pytest.approx(0.5, abs=0.05)

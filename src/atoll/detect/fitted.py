@@ -280,28 +280,41 @@ def _run(xs, tss, has_ts, ist, fst, ring, res, arw, bank, pq, pok, mode, out_s, 
         ist[_NWIN] = nwin
 
 
+@njit(cache=True, nogil=True)
+def _ar_gram(z, lags, gram, rhs):
+    """Accumulate the normal equations of a one-step AR(``lags``) with intercept over every
+    window of ``z`` free of non-finite values; returns how many windows."""
+    rows = 0
+    row = np.empty(lags + 1)
+    bad = 0  # non-finite values among z[t - lags .. t]
+    for t in range(z.shape[0]):
+        if not math.isfinite(z[t]):
+            bad += 1
+        if t > lags and not math.isfinite(z[t - lags - 1]):
+            bad -= 1
+        if t < lags or bad > 0:
+            continue
+        for lag in range(1, lags + 1):
+            row[lag - 1] = z[t - lag]
+        row[lags] = 1.0
+        y = z[t]
+        for a in range(lags + 1):
+            rhs[a] += row[a] * y
+            for b in range(a, lags + 1):
+                gram[a, b] += row[a] * row[b]
+        rows += 1
+    for a in range(lags + 1):
+        for b in range(a):
+            gram[a, b] = gram[b, a]
+    return rows
+
+
 def _ridge_ar(z: np.ndarray, lags: int, ridge: float) -> np.ndarray:
-    """Ridge one-step AR(``lags``) with intercept on the finite runs of ``z``: ``lags``
+    """Ridge one-step AR(``lags``) with intercept on the finite stretches of ``z``: ``lags``
     coefficients (lag 1 first) then the intercept."""
     gram = np.zeros((lags + 1, lags + 1))
     rhs = np.zeros(lags + 1)
-    rows = 0
-    finite = np.isfinite(z)
-    edges = np.flatnonzero(np.diff(np.r_[0, finite.astype(np.int8), 0]))
-    for a, b in zip(edges[::2], edges[1::2], strict=True):
-        run = z[a:b]
-        for c0 in range(0, max(len(run) - lags, 0), 65536):
-            part = run[c0 : c0 + 65536 + lags]
-            if len(part) <= lags:
-                break
-            win = np.lib.stride_tricks.sliding_window_view(part, lags + 1)
-            design = np.empty((len(win), lags + 1))
-            design[:, :lags] = win[:, lags - 1 :: -1][:, :lags]
-            design[:, lags] = 1.0
-            gram += design.T @ design
-            rhs += design.T @ win[:, lags]
-            rows += len(win)
-    rows = max(rows, 1)
+    rows = max(_ar_gram(np.ascontiguousarray(z, dtype=np.float64), lags, gram, rhs), 1)
     var = max(float(np.trace(gram[:lags, :lags])) / lags / rows, 1e-12)
     gram[np.arange(lags), np.arange(lags)] += ridge * rows * var
     gram[lags, lags] += 1e-9 * rows
