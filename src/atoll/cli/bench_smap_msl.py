@@ -92,7 +92,7 @@ def smap_msl(
         raise typer.Exit(2) from None
 
     info = result["corpus"]
-    out = Console(soft_wrap=True)
+    out = Console(soft_wrap=True, width=max(100, Console().width))  # the table is 96 wide
     out.print(
         _table(
             f"SMAP/MSL — {result['detector']}: {info['channels']} channels, "
@@ -154,7 +154,7 @@ def _table(title: str, result: dict[str, Any]) -> Table:
 
 
 def _print_published(result: dict[str, Any], json_out: Path | None) -> None:
-    out = Console(soft_wrap=True)
+    out = Console(soft_wrap=True, width=max(100, Console().width))  # the table is 96 wide
     table = _new_table("SMAP/MSL — telemanom's published run, re-scored")
     for scope, tally in _scopes(result):
         _row(table, "telemanom", scope, tally)
