@@ -41,6 +41,7 @@ def test_every_detector_class_offers_the_whole_port():
         "default_threshold",
         "multivariate",
         "learn_one",
+        "fit",
         "score_one",
         "score_many",
         "state",

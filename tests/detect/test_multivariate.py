@@ -85,3 +85,21 @@ def test_threshold_is_the_sensor_detectors_before_any_reading():
         Thresholded(Joint("ewma", catalog=REGISTRY)).threshold
         == get_detector("ewma").default_threshold
     )
+
+
+def test_per_sensor_fits_each_sensor_and_any_sensor_raises_the_condition():
+    t = np.arange(3000)
+    rng = np.random.default_rng(5)
+    x = np.column_stack([np.sin(2 * np.pi * t / 50), np.cos(2 * np.pi * t / 70)])
+    x += rng.normal(0, 0.05, x.shape)
+    live = x[2000:].copy()
+    live[300:500, 1] += 0.8
+    for det in (
+        PerSensor(detector="fitted", catalog=REGISTRY),
+        Joint(detector="fitted", catalog=REGISTRY),
+    ):
+        det.fit(x[:2000])
+        sensors = det.sensors if isinstance(det, Joint) else det
+        assert [c.describe()["history"] for c in sensors.children] == [2000, 2000]
+        _, flags = det.detect_many(live)
+        assert flags[310:500].all() and not flags[:300].any() and not flags[600:].any()

@@ -63,6 +63,7 @@ def test_public_surface():
     import atoll.detect
 
     assert sorted(atoll.detect.__all__) == [
+        "Condition",
         "DEFAULT",
         "Detector",
         "StreamingDetector",
@@ -75,3 +76,12 @@ def test_public_surface():
     ]
     for name in atoll.detect.__all__:
         assert hasattr(atoll.detect, name)
+
+
+def test_the_default_with_history_is_the_fitted_model():
+    assert registry.resolve("default") == "ensemble"
+    assert registry.resolve("default", history=registry.MIN_HISTORY - 1) == "ensemble"
+    assert registry.resolve("default", history=registry.MIN_HISTORY) == "fitted"
+    assert registry.resolve("ewma", history=10_000) == "ewma"
+    joint = registry.for_features(3, history=10_000)
+    assert joint.sensors.detector == "fitted"

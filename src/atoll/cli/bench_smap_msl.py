@@ -54,9 +54,11 @@ def smap_msl(
 ) -> None:
     """Run a detector over every SMAP/MSL channel as `atoll detect --warmup-rows <train>` would.
 
-    The train stretch is the known-normal warm-up, `is_anomaly` on the test stretch gives the
-    predicted points. Scored by telemanom's event rules with and without the ±buffer, per
-    spacecraft and overall, with the share of test points the predictions cover.
+    The detector is fitted on the train file (known normal), then judges the test file. Two
+    outputs are scored by telemanom's event rules, with and without the ±buffer, per spacecraft
+    and overall, with the share of test points they cover: the alarms (rising edges of
+    is_anomaly; the events, held to telemanom's 5.2 % coverage) and is_anomaly itself (a
+    condition covers the anomaly's whole length: the labels alone cover 12.5 %).
     """
     from atoll.detect.smap_msl.bench import published_scores, run_smap_msl
     from atoll.detect.smap_msl.corpus import load_corpus
@@ -90,7 +92,7 @@ def smap_msl(
         raise typer.Exit(2) from None
 
     info = result["corpus"]
-    out = Console(soft_wrap=True)
+    out = Console(soft_wrap=True, width=max(100, Console().width))  # the table is 96 wide
     out.print(
         _table(
             f"SMAP/MSL — {result['detector']}: {info['channels']} channels, "
@@ -100,8 +102,9 @@ def smap_msl(
     )
     if result.get("published"):
         out.print(TELEMANOM)
+    flagged = ", ".join(f"{name} {result[name]['flagged_points']:,}" for name in result["scored"])
     out.print(
-        f"flagged points: {result['flagged_points']:,}; detector time {result['seconds']:.1f} s "
+        f"flagged points: {flagged}; detector time {result['seconds']:.1f} s "
         f"({result['points_per_s']:,.0f} points/s wall, {result['points_per_cpu_s']:,.0f} "
         "per CPU-second, train and test points, one thread)"
     )
@@ -140,9 +143,10 @@ def _scopes(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def _table(title: str, result: dict[str, Any]) -> Table:
     table = _new_table(title)
-    for key, run in (("with_buffer", f"±{result['buffer']}"), ("without_buffer", "no buffer")):
-        for scope, tally in _scopes(result[key]):
-            _row(table, run, scope, tally)
+    for name in result["scored"]:
+        for key, run in (("with_buffer", f"±{result['buffer']}"), ("without_buffer", "no buffer")):
+            for scope, tally in _scopes(result[name][key]):
+                _row(table, f"{name} {run}", scope, tally)
     if result.get("published"):
         for scope, tally in _scopes(result["published"]):
             _row(table, "telemanom", scope, tally)
@@ -150,7 +154,7 @@ def _table(title: str, result: dict[str, Any]) -> Table:
 
 
 def _print_published(result: dict[str, Any], json_out: Path | None) -> None:
-    out = Console(soft_wrap=True)
+    out = Console(soft_wrap=True, width=max(100, Console().width))  # the table is 96 wide
     table = _new_table("SMAP/MSL — telemanom's published run, re-scored")
     for scope, tally in _scopes(result):
         _row(table, "telemanom", scope, tally)

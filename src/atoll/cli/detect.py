@@ -17,7 +17,8 @@ def detect(
         Path, typer.Argument(help="CSV with a header, a timestamp column and numeric columns.")
     ],
     out: Annotated[
-        Path, typer.Option("--out", help="Write timestamp,anomaly_score,is_anomaly here.")
+        Path,
+        typer.Option("--out", help="Write timestamp,anomaly_score,is_anomaly,alarm here."),
     ],
     timestamp_column: Annotated[
         str | None,
@@ -30,7 +31,8 @@ def detect(
         int,
         typer.Option(
             "--warmup-rows",
-            help="The first N rows are known to be normal: learn from them, don't judge them.",
+            help="The first N rows are known to be normal: fit on them, don't judge them. "
+            "With at least 256 such rows the default detector is a fitted model of normal.",
         ),
     ] = 0,
     detector: Annotated[
@@ -54,22 +56,29 @@ def detect(
         if exc.hint:
             err.print(f"[yellow]fix:[/yellow] {exc.hint}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    flagged = int(result.flags.sum())
+    flagged, alarms = int(result.flags.sum()), int(result.alarms.sum())
     skipped = f", ignored {', '.join(table.ignored)} (not numbers)" if table.ignored else ""
     err.print(
         f"{len(result.scores):,} rows, columns {', '.join(table.columns)}{skipped} "
         f"(delimiter {table.delimiter!r}), detector {result.detector}: "
-        f"{flagged:,} anomalies at threshold {result.threshold:g} → {out}",
+        f"{flagged:,} anomalous rows in {alarms:,} alarms at threshold {result.threshold:g} "
+        f"→ {out}",
         highlight=False,
         soft_wrap=True,
     )
 
 
 def list_detectors() -> None:
-    from atoll.detect.registry import names, resolve
+    from atoll.detect.registry import MIN_HISTORY, names, resolve
 
     for name in names():
-        typer.echo(f"{name} -> {resolve(name)}" if name == "default" else name)
+        if name == "default":
+            typer.echo(
+                f"{name} -> {resolve(name)} "
+                f"({resolve(name, MIN_HISTORY)} with --warmup-rows >= {MIN_HISTORY})"
+            )
+        else:
+            typer.echo(name)
 
 
 def register(app: typer.Typer) -> None:

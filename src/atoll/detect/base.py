@@ -38,6 +38,12 @@ class StreamingDetector:
     def score_one(self, x, ts: int | None = None) -> float:
         raise NotImplementedError
 
+    def fit(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> None:
+        """These readings are known normal: a streaming detector learns each in turn."""
+        values = np.asarray(values, dtype=np.float64)
+        for i in range(len(values)):
+            self.learn_one(values[i], None if timestamps is None else int(timestamps[i]))
+
     def score_many(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         """Score then learn each reading in order: the batch twin of ``score_one``/``learn_one``."""
         values = np.asarray(values, dtype=np.float64)

@@ -1,8 +1,12 @@
 """Replaying a user's own history (a CSV file) through a detector: ``atoll detect``.
 
 The file needs a header, a timestamp column and one or more numeric columns; the delimiter is
-detected. The first ``warmup_rows`` rows are known to be normal: the detector learns from them
-without judging them. Several numeric columns are judged jointly.
+detected. The first ``warmup_rows`` rows are known to be normal: the detector is fitted on them
+(``Detector.fit``) and does not judge them; with at least ``MIN_HISTORY`` (256) such rows,
+``"default"`` is the fitted model of normal (``atoll.detect.registry.DEFAULT_WITH_HISTORY``),
+with fewer the streaming default, which learns them. Several numeric columns are judged
+jointly. ``is_anomaly`` is the detector's decision (a condition flag for ``fitted``); ``alarm``
+marks its rising edges.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 from atoll.core.errors import InvalidInput, NotFound
 from atoll.core.time import InvalidTime, parse_timestamp_any_unit
 from atoll.detect.registry import for_features
-from atoll.detect.threshold import Thresholded
+from atoll.detect.threshold import Thresholded, onsets
 
 TIMESTAMP_NAMES = ("timestamp", "time", "ts", "datetime", "date", "date_time", "time_stamp")
 _SNIFF_BYTES = 64 * 1024
@@ -131,26 +135,31 @@ def read_table(path: str | os.PathLike, timestamp_column: str | None = None) -> 
 class Detection:
     table: Table
     scores: np.ndarray
+    #: ``is_anomaly``: the detector's decision per row.
     flags: np.ndarray
+    #: Rising edges of ``flags``: one alarm per episode.
+    alarms: np.ndarray
     threshold: float
     detector: str
 
 
 def detect_table(table: Table, detector: str = "default", warmup_rows: int = 0) -> Detection:
+    """Fit on the first ``warmup_rows`` rows, then score and decide every other row online."""
     if warmup_rows < 0:
         raise InvalidInput("--warmup-rows must be >= 0")
     k = len(table.columns)
-    det = Thresholded(for_features(k, detector))
-    x = table.values if k > 1 else table.values[:, 0]
-    n = len(x)
+    n = len(table.values)
     warm = min(warmup_rows, n)
-    for i in range(warm):  # known-normal: learn only
-        det.learn_one(x[i], int(table.ts_us[i]))
+    det = Thresholded(for_features(k, detector, history=warm))
+    x = table.values if k > 1 else table.values[:, 0]
+    if warm:
+        det.fit(x[:warm], table.ts_us[:warm])  # known normal: fitted on, not judged
     scores = np.zeros(n)
-    scores[warm:] = np.clip(det.score_many(x[warm:], table.ts_us[warm:]), 0.0, 1.0)
-    flags = scores >= det.threshold
-    flags[:warm] = False
-    return Detection(table, scores, flags, det.threshold, repr(det.detector))
+    flags = np.zeros(n, dtype=bool)
+    live, decided = det.detect_many(x[warm:], table.ts_us[warm:])
+    scores[warm:] = np.clip(live, 0.0, 1.0)
+    flags[warm:] = decided
+    return Detection(table, scores, flags, onsets(flags), det.threshold, repr(det.detector))
 
 
 def write_detection(result: Detection, out: str | os.PathLike) -> None:
@@ -158,8 +167,8 @@ def write_detection(result: Detection, out: str | os.PathLike) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["timestamp", "anomaly_score", "is_anomaly"])
-        for stamp, s, flag in zip(
-            result.table.timestamps, result.scores, result.flags, strict=True
+        w.writerow(["timestamp", "anomaly_score", "is_anomaly", "alarm"])
+        for stamp, s, flag, alarm in zip(
+            result.table.timestamps, result.scores, result.flags, result.alarms, strict=True
         ):
-            w.writerow([stamp, f"{s:.10g}", int(flag)])
+            w.writerow([stamp, f"{s:.10g}", int(flag), int(alarm)])

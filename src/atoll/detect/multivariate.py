@@ -22,6 +22,7 @@ from atoll.detect.base import StreamingDetector
 from atoll.detect.mahalanobis import Mahalanobis
 from atoll.detect.port import Catalog, Detector
 from atoll.detect.state import Snapshot, unpack
+from atoll.detect.threshold import decide_many, decide_one
 
 _COMBINERS = ("max", "sidak", "fisher")
 
@@ -57,7 +58,11 @@ def _combine_rows(rows: np.ndarray, how: str) -> np.ndarray:
 
 class PerSensor(StreamingDetector):
     """One ``detector`` per sensor (created on the
-    first reading), scores combined by ``combine``."""
+    first reading), scores combined by ``combine``.
+
+    ``is_anomaly`` (``detect_many``): with ``max``, a reading is abnormal while any sensor's
+    detector says so (its own condition flag, if it keeps one); otherwise the combined score is
+    compared with the threshold."""
 
     kind = "per_sensor"
     multivariate = True
@@ -124,9 +129,15 @@ class PerSensor(StreamingDetector):
             self.combine,
         )
 
+    def fit(self, values, timestamps=None):
+        xs = _rows(values)
+        if len(xs):
+            self._vec(xs[0])
+            for j, child in enumerate(self.children):
+                child.fit(xs[:, j], timestamps)
+
     def score_many(self, values, timestamps=None):
-        xs = np.asarray(values, dtype=np.float64)
-        xs = xs.reshape(len(xs), -1)
+        xs = _rows(values)
         if not len(xs):
             return np.empty(0)
         self._vec(xs[0])
@@ -135,6 +146,26 @@ class PerSensor(StreamingDetector):
             [c.score_many(xs[:, j], timestamps) for j, c in enumerate(self.children)]
         )
         return _combine_rows(cols, self.combine)
+
+    def detect_many(self, values, timestamps=None) -> tuple[np.ndarray, np.ndarray]:
+        xs = _rows(values)
+        if not len(xs):
+            return np.empty(0), np.empty(0, dtype=bool)
+        self._vec(xs[0])
+        decided = [decide_many(c, xs[:, j], timestamps) for j, c in enumerate(self.children)]
+        scores = _combine_rows(np.column_stack([s for s, _ in decided]), self.combine)
+        if self.combine == "max":
+            anyone = np.column_stack([f for _, f in decided]).any(axis=1)
+            return scores, np.asarray(anyone, dtype=bool)
+        return scores, np.asarray(scores >= self.default_threshold, dtype=bool)
+
+    def decide_one(self, x, ts=None) -> tuple[float, bool]:
+        v = self._vec(x)
+        decided = [decide_one(c, xi, ts) for c, xi in zip(self.children, v, strict=True)]
+        score = combine(np.array([s for s, _ in decided]), self.combine)
+        if self.combine == "max":
+            return score, any(f for _, f in decided)
+        return score, score >= self.default_threshold
 
     def _snapshot(self):
         return Snapshot(
@@ -184,15 +215,15 @@ class Joint(StreamingDetector):
             "min_count": self.min_count,
         }
 
-    def _mix(self, per_sensor, joint):
+    def _rescaled(self, joint):
         # Scores of different detectors are only comparable at their thresholds: map the joint
-        # score piecewise-linearly so its threshold becomes the per-sensor one, then take the max.
+        # score piecewise-linearly so its threshold becomes the per-sensor one.
         ts, tm = self.sensors.default_threshold, self.joint.default_threshold
         joint = np.asarray(joint, dtype=np.float64)
-        rescaled = np.where(
-            joint < tm, joint * ts / tm, ts + (joint - tm) * (1.0 - ts) / (1.0 - tm)
-        )
-        return np.maximum(per_sensor, rescaled)
+        return np.where(joint < tm, joint * ts / tm, ts + (joint - tm) * (1.0 - ts) / (1.0 - tm))
+
+    def _mix(self, per_sensor, joint):
+        return np.maximum(per_sensor, self._rescaled(joint))
 
     def learn_one(self, x, ts=None):
         self.sensors.learn_one(x, ts)
@@ -205,13 +236,34 @@ class Joint(StreamingDetector):
             return s
         return float(self._mix(s, self.joint.score_one(x, ts)))
 
+    def fit(self, values, timestamps=None):
+        xs = _rows(values)
+        self.sensors.fit(xs, timestamps)
+        if xs.shape[1] > 1:
+            self.joint.fit(xs, timestamps)
+
     def score_many(self, values, timestamps=None):
-        xs = np.asarray(values, dtype=np.float64)
-        xs = xs.reshape(len(xs), -1)
+        xs = _rows(values)
         s = self.sensors.score_many(xs, timestamps)
         if xs.shape[1] < 2:
             return s
         return self._mix(s, self.joint.score_many(xs, timestamps))
+
+    def detect_many(self, values, timestamps=None) -> tuple[np.ndarray, np.ndarray]:
+        """A reading is abnormal while a sensor is, or while the relation between them is."""
+        xs = _rows(values)
+        s, f = self.sensors.detect_many(xs, timestamps)
+        if xs.shape[1] < 2:
+            return s, f
+        rescaled = self._rescaled(self.joint.score_many(xs, timestamps))
+        return np.maximum(s, rescaled), f | (rescaled >= self.sensors.default_threshold)
+
+    def decide_one(self, x, ts=None) -> tuple[float, bool]:
+        s, f = self.sensors.decide_one(x, ts)
+        if len(self.sensors.children) < 2:
+            return s, f
+        rescaled = float(self._rescaled(self.joint.score_one(x, ts)))
+        return max(s, rescaled), f or rescaled >= self.sensors.default_threshold
 
     def _snapshot(self):
         return Snapshot(
@@ -228,6 +280,14 @@ class Joint(StreamingDetector):
 
     def nbytes(self):
         return self.sensors.nbytes() + self.joint.nbytes()
+
+
+def _rows(values) -> np.ndarray:
+    """Readings as a (readings, sensors) array."""
+    xs = np.asarray(values, dtype=np.float64)
+    if xs.ndim == 2:
+        return xs
+    return xs.reshape(len(xs), -1) if xs.size else xs.reshape(0, 1)
 
 
 def _needs(catalog: Catalog | None, cls: type) -> Catalog:

@@ -4,10 +4,15 @@
 [0, 1] for a reading *before* learning from it. ``x`` is a float (univariate) or a 1-D
 numpy array (multivariate, one value per sensor).
 
-Beside the two verbs, the platform and the tools use: ``score_many`` (the batch twin, for replay
-and warm-up), ``default_threshold`` (where a score becomes an anomaly), ``multivariate`` (whether
-a reading is an array), ``state``/``from_state`` (saved across restarts) and ``nbytes`` (memory
-per series, reported by the service and ``atoll bench nab``).
+Beside the two verbs, the platform and the tools use: ``fit`` (these readings are known normal:
+fit the model of normal on them; a streaming detector learns each in turn), ``score_many`` (the
+batch twin, for replay and warm-up), ``default_threshold`` (where a score becomes an anomaly),
+``multivariate`` (whether a reading is an array), ``state``/``from_state`` (saved across
+restarts) and ``nbytes`` (memory per series, reported by the service and ``atoll bench nab``).
+
+``Condition`` is what a detector offers when it decides ``is_anomaly`` itself, with memory (a
+condition flag with hysteresis, ``atoll.detect.fitted``), rather than "score at or above the
+threshold". ``atoll.detect.threshold.decide_many`` asks it, or applies the threshold.
 
 ``Catalog`` is what detectors built from other detectors (``PerSensor``, ``Joint``,
 ``Thresholded``) need: children by name and from state. The registry is one and hands itself in,
@@ -35,6 +40,10 @@ class Detector(Protocol):
 
     def score_one(self, x: float | np.ndarray, ts: int | None = None) -> float: ...
 
+    def fit(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> None:
+        """These readings are known normal: fit the model of normal on them (a streaming
+        detector learns each in turn, as ``learn_one`` would)."""
+
     def score_many(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         """Score then learn each reading in order: exactly ``score_one``/``learn_one`` in a loop."""
 
@@ -48,6 +57,22 @@ class Detector(Protocol):
 
     def nbytes(self) -> int:
         """Memory held by learned state: the bound on memory per series."""
+
+
+@runtime_checkable
+class Condition(Protocol):
+    """A detector that decides ``is_anomaly`` itself: the flag may depend on earlier readings
+    (hysteresis), so it is not a function of the score alone. At ``default_threshold`` it agrees
+    with the score on when a flag *rises*."""
+
+    def detect_many(
+        self, values: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score, decide and learn each reading in order: ``(scores, is_anomaly)``; the scores
+        are exactly ``score_many``'s."""
+
+    def decide_one(self, x: float | np.ndarray, ts: int | None = None) -> tuple[float, bool]:
+        """The score and ``is_anomaly`` the reading would get, learning nothing."""
 
 
 @runtime_checkable

@@ -1,6 +1,9 @@
 """Detectors by name: ``get_detector("ewma", alpha=0.05)``, and ``restore(blob)`` for saved state.
 
-``"default"`` names the detector Atoll runs when nothing else is asked for. ``DETECTORS`` lists
+``"default"`` names the detector Atoll runs when nothing else is asked for: ``DEFAULT`` on a
+stream with no history, ``DEFAULT_WITH_HISTORY`` when at least ``MIN_HISTORY`` readings of
+known-normal history are fitted first (``resolve(name, history=rows)``; ``atoll detect
+--warmup-rows N``). ``DETECTORS`` lists
 the detector classes; each is constructible by its ``kind`` and restorable from its state.
 ``WRAPPERS`` wrap a detector object: restorable, not constructible by name.
 
@@ -26,6 +29,7 @@ from atoll.core.errors import InvalidInput, NotFound
 from atoll.detect.base import StreamingDetector
 from atoll.detect.ensemble import EnsembleDetector
 from atoll.detect.ewma import EWMAZScore
+from atoll.detect.fitted import FittedDetector
 from atoll.detect.gaussian import WindowedGaussian
 from atoll.detect.mahalanobis import Mahalanobis
 from atoll.detect.multivariate import Joint, PerSensor
@@ -42,6 +46,7 @@ DETECTORS: tuple[type[StreamingDetector], ...] = (
     PerSensor,
     Joint,
     EnsembleDetector,
+    FittedDetector,
 )
 #: Detectors that wrap a given detector: restorable from state, not made by name.
 WRAPPERS: tuple[type[StreamingDetector], ...] = (Thresholded,)
@@ -50,6 +55,10 @@ _COMPOSITES: tuple[type[StreamingDetector], ...] = (PerSensor, Joint)
 
 #: The name ``"default"`` resolves to: the strong ensemble (``ensemble.py``).
 DEFAULT = "ensemble"
+#: ... and with known-normal history to fit on: a fitted model of normal (``fitted.py``).
+DEFAULT_WITH_HISTORY = "fitted"
+#: Readings of history the fitted default needs; with fewer, ``DEFAULT`` learns them.
+MIN_HISTORY = FittedDetector().min_history()
 
 
 class DetectorRegistry:
@@ -81,8 +90,12 @@ class DetectorRegistry:
         """Registered detector names (plus ``"default"``)."""
         return sorted(self._factories) + ["default"]
 
-    def resolve(self, name: str) -> str:
-        return DEFAULT if name == "default" else name
+    def resolve(self, name: str, history: int = 0) -> str:
+        """The detector ``name`` stands for; ``history``: readings of known-normal history it is
+        fitted on first."""
+        if name != "default":
+            return name
+        return DEFAULT_WITH_HISTORY if history >= MIN_HISTORY else DEFAULT
 
     def get_detector(self, name: str = "default", **params: Any) -> StreamingDetector:
         """A fresh detector. Multivariate callers want ``for_features(n)``."""
@@ -99,12 +112,14 @@ class DetectorRegistry:
             raise InvalidInput(f"bad parameters for detector {real!r}: {exc}") from exc
 
     def for_features(
-        self, n_features: int, name: str = "default", **params: Any
+        self, n_features: int, name: str = "default", history: int = 0, **params: Any
     ) -> StreamingDetector:
-        """A detector for readings of ``n_features`` values: univariate ones are judged jointly."""
-        det = self.get_detector(name, **params)
+        """A detector for readings of ``n_features`` values: univariate ones are judged jointly.
+        ``history``: readings of known-normal history it is fitted on first."""
+        real = self.resolve(name, history)
+        det = self.get_detector(real, **params)
         if n_features > 1 and not det.multivariate:
-            return Joint(detector=self.resolve(name), detector_params=params, catalog=self)
+            return Joint(detector=real, detector_params=params, catalog=self)
         return det
 
     def restore(self, blob: bytes) -> StreamingDetector:

@@ -63,7 +63,7 @@ from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.port import Detector
 from atoll.detect.registry import for_features, get_detector, resolve, restore
-from atoll.detect.threshold import Thresholded
+from atoll.detect.threshold import Thresholded, decide_many
 from atoll.detect.warmup import use_kernel_cache, warm_up
 from atoll.service import ServiceContext
 from atoll.store.port import SeriesStore
@@ -577,12 +577,12 @@ class DetectionService:
                 ts, values = ts[keep], values[keep]
                 if not len(ts):
                     continue
-            scores = np.asarray(tracked.detector.score_many(values, ts), dtype=np.float64)
+            # is_anomaly: "score >= threshold", or the detector's own condition flag (hysteresis).
+            raw, flags = decide_many(tracked.detector, values, ts)
+            scores = np.asarray(raw, dtype=np.float64)
             scores = np.clip(np.where(np.isnan(scores), 0.0, scores), 0.0, 1.0)
             tracked.last_ts = int(ts[-1])
-            threshold = tracked.detector.default_threshold
             version = getattr(tracked.detector, "version", 1)
-            flags = scores >= threshold
             if tracked.episodes is not None and values.ndim == 1:
                 flags = tracked.episodes.decide_many(ts, values, flags)
             anomalies += int(flags.sum())

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 #: Readings per warm-up call: past every detector's own warm-up, so each Python-level branch that
 #: calls a kernel has run once (numba compiles a whole kernel per argument types, not per branch).
 WARM_UP_READINGS = 400
+#: ... of which this many are first given to ``fit`` (enough for a fitted model of normal).
+WARM_UP_HISTORY = 300
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -98,18 +100,20 @@ def _recache_kernels() -> int:
 
 
 def warm_up(units: Iterable[tuple[Detector, int]]) -> int:
-    """Run each ``(detector, width)``'s ``score_many`` once on a few readings, as the service
-    passes them: float64 values (1-D for ``width == 0``, else ``width`` columns with a NaN for a
-    missing sensor) and int64 timestamps. Its kernels are then compiled, or loaded from the cache.
-    Give it throw-away detectors: they learn the readings. Returns how many detectors ran."""
+    """Run each ``(detector, width)``'s ``fit`` and ``score_many`` once on a few readings, as the
+    service and ``atoll detect`` pass them: float64 values (1-D for ``width == 0``, else ``width``
+    columns with a NaN for a missing sensor) and int64 timestamps. Its kernels are then compiled,
+    or loaded from the cache. Give it throw-away detectors: they learn the readings. Returns how
+    many detectors ran."""
     rng = np.random.default_rng(0)
-    n = WARM_UP_READINGS
+    n, h = WARM_UP_READINGS, WARM_UP_HISTORY
     ts = np.arange(n, dtype=np.int64) * 60_000_000
     count = 0
     for det, width in units:
         x = rng.normal(size=(n, width)) if width else rng.normal(size=n)
         if width:
-            x[n // 2, -1] = np.nan
-        det.score_many(x, ts)
+            x[n - 10, -1] = np.nan
+        det.fit(x[:h], ts[:h])
+        det.score_many(x[h:], ts[h:])
         count += 1
     return count

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from atoll.cli.main import app
-from atoll.detect.smap_msl import Channel, Corpus, detect_flags, evaluate
-from atoll.detect.smap_msl.bench import as_table
+from atoll.detect.smap_msl import Channel, Corpus, detect_flags, detect_outputs, evaluate
+from atoll.detect.smap_msl.bench import GAP, as_table
 
 
 def _channel(chan_id="T-1", spacecraft="SMAP", spike_at=500):
@@ -54,11 +54,22 @@ def test_flags_are_what_atoll_detect_writes(tmp_path, detector):
     )
     assert res.exit_code == 0, res.output
     with open(out, newline="") as f:
-        written = np.array([r["is_anomaly"] == "1" for r in csv.DictReader(f)])
+        rows = list(csv.DictReader(f))
+    written = np.array([r["is_anomaly"] == "1" for r in rows])
+    alarms = np.array([r["alarm"] == "1" for r in rows])
     flags = detect_flags(chan, detector)
     assert not written[: len(chan.train)].any()
     np.testing.assert_array_equal(flags, written[len(chan.train) :])
+    np.testing.assert_array_equal(detect_outputs(chan, detector)["alarm"], alarms[2000:])
     assert flags[500:530].any()  # the burst is flagged, so the comparison means something
+
+
+def test_the_test_file_starts_a_day_after_the_train_file():
+    table = as_table(_channel())
+    steps = np.diff(table.ts_us)
+    assert set(steps[:1999].tolist()) == set(steps[2000:].tolist()) == {60_000_000}
+    assert steps[1999] == 60_000_000 + GAP.astype("timedelta64[us]").astype(np.int64)
+    assert table.timestamps[2000] == "2018-01-03T09:20:00"
 
 
 def test_evaluate_any_flagger():

@@ -14,10 +14,18 @@ Usage (for detector authors)::
 
 ``score_corpus`` scores predicted sequences directly (``load_published_run`` reads the authors'
 run: TP 87, FP 13, FN 18). ``sequences_from_flags`` and ``match_events`` are the per-channel
-steps. ``atoll bench smap-msl`` runs a registered detector through ``atoll detect``'s code path.
+steps. ``atoll bench smap-msl`` runs a registered detector through ``atoll detect``'s code path
+(``detect_outputs``: its alarms and ``is_anomaly`` on the test rows; ``score_outputs`` scores
+either).
 """
 
-from atoll.detect.smap_msl.bench import detect_flags, evaluate, run_smap_msl
+from atoll.detect.smap_msl.bench import (
+    detect_flags,
+    detect_outputs,
+    evaluate,
+    run_smap_msl,
+    score_outputs,
+)
 from atoll.detect.smap_msl.corpus import (
     Channel,
     Corpus,
@@ -47,6 +55,7 @@ __all__ = [
     "Tally",
     "covered_points",
     "detect_flags",
+    "detect_outputs",
     "evaluate",
     "find_published_run",
     "find_smap_msl_dir",
@@ -57,5 +66,6 @@ __all__ = [
     "run_smap_msl",
     "score_corpus",
     "score_flags",
+    "score_outputs",
     "sequences_from_flags",
 ]
