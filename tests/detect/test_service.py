@@ -561,8 +561,11 @@ async def test_stopping_with_readings_queued_scores_them_once_compiled():
     finally:
         held.release.set()
         await bus.close()
-    assert svc.stats["points"] == 40 and svc.stats["queued_messages"] == 0
-    assert len(store.query_raw(SeriesKey("p", "d1", score_metric("temp")), 0, FAR).ts) == 20
+    assert svc.stats["points"] == 40 and svc.stats["queued_messages"] == 0, svc.stats
+    assert len(store.query_raw(SeriesKey("p", "d1", score_metric("temp")), 0, FAR).ts) == 20, (
+        svc.stats,
+        store.series("p", "d1"),
+    )
 
 
 async def test_a_full_queue_drops_from_detection_and_counts(caplog):

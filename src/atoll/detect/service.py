@@ -306,7 +306,10 @@ class DetectionService:
             self._pump = None
         async with self._lock:
             if self._writer is not None:
-                self._writer.cancel()
+                # Between two flushes: cancelled inside one, the writer would drop the batch it
+                # had taken (scores published but never stored).
+                async with self._flush_lock:
+                    self._writer.cancel()
                 await asyncio.gather(self._writer, return_exceptions=True)
                 self._writer = None
             if self.store is not None:
