@@ -20,11 +20,13 @@ import numpy as np
 from atoll.core.errors import InvalidInput
 from atoll.detect.base import StreamingDetector
 from atoll.detect.mahalanobis import Mahalanobis
+from atoll.detect.pca import PCABaseline
 from atoll.detect.port import Catalog, Detector
 from atoll.detect.state import Snapshot, unpack
 from atoll.detect.threshold import decide_many, decide_one
 
 _COMBINERS = ("max", "sidak", "fisher")
+_JOINTS = ("mahalanobis", "pca")
 
 
 def combine(scores: np.ndarray, how: str) -> float:
@@ -184,8 +186,13 @@ class PerSensor(StreamingDetector):
 
 
 class Joint(StreamingDetector):
-    """Per-sensor detectors plus a Mahalanobis detector; the score is the larger of the two, with
-    the Mahalanobis score rescaled so that its threshold lands on the per-sensor detectors' own."""
+    """Per-sensor detectors plus a joint detector over all sensors; the score is the larger of
+    the two, with the joint score rescaled so that its threshold lands on the per-sensor
+    detectors' own.
+
+    ``joint`` names the joint detector: ``"mahalanobis"`` (learns online) or ``"pca"`` (a healthy
+    baseline fitted on history, ``atoll.detect.pca``, with its own condition flag), which
+    ``for_features`` picks for the fitted default."""
 
     kind = "joint"
     multivariate = True
@@ -196,12 +203,19 @@ class Joint(StreamingDetector):
         detector_params: dict[str, Any] | None = None,
         alpha: float = 0.01,
         min_count: int = 30,
+        joint: str = "mahalanobis",
         *,
         catalog: Catalog,
     ) -> None:
+        if joint not in _JOINTS:
+            raise InvalidInput(
+                f"unknown joint detector {joint!r}", hint=f"use one of {', '.join(_JOINTS)}"
+            )
         self.sensors = PerSensor(detector, detector_params, "max", catalog=catalog)
-        self.alpha, self.min_count = float(alpha), int(min_count)
-        self.joint = Mahalanobis(alpha=alpha, min_count=min_count)
+        self.alpha, self.min_count, self.joint_kind = float(alpha), int(min_count), joint
+        self.joint: Mahalanobis | PCABaseline = (
+            PCABaseline() if joint == "pca" else Mahalanobis(alpha=alpha, min_count=min_count)
+        )
 
     @property
     def default_threshold(self) -> float:  # type: ignore[override]
@@ -213,6 +227,7 @@ class Joint(StreamingDetector):
             "detector_params": self.sensors.detector_params,
             "alpha": self.alpha,
             "min_count": self.min_count,
+            "joint": self.joint_kind,
         }
 
     def _rescaled(self, joint):
@@ -255,6 +270,9 @@ class Joint(StreamingDetector):
         s, f = self.sensors.detect_many(xs, timestamps)
         if xs.shape[1] < 2:
             return s, f
+        if isinstance(self.joint, PCABaseline):
+            js, jf = self.joint.detect_many(xs, timestamps)
+            return np.maximum(s, self._rescaled(js)), f | jf
         rescaled = self._rescaled(self.joint.score_many(xs, timestamps))
         return np.maximum(s, rescaled), f | (rescaled >= self.sensors.default_threshold)
 
@@ -262,8 +280,22 @@ class Joint(StreamingDetector):
         s, f = self.sensors.decide_one(x, ts)
         if len(self.sensors.children) < 2:
             return s, f
+        if isinstance(self.joint, PCABaseline):
+            js, jf = self.joint.decide_one(x, ts)
+            return max(s, float(self._rescaled(js))), f or jf
         rescaled = float(self._rescaled(self.joint.score_one(x, ts)))
         return max(s, rescaled), f or rescaled >= self.sensors.default_threshold
+
+    def accept(self, values, timestamps=None) -> None:
+        """An operator's "accept as new normal", passed to every part that keeps a baseline."""
+        xs = _rows(values)
+        if len(xs):
+            self.sensors._vec(xs[0])
+        for j, child in enumerate(self.sensors.children):
+            if hasattr(child, "accept"):
+                child.accept(xs[:, j], timestamps)
+        if isinstance(self.joint, PCABaseline) and xs.shape[1] > 1:
+            self.joint.accept(xs, timestamps)
 
     def _snapshot(self):
         return Snapshot(
@@ -275,7 +307,12 @@ class Joint(StreamingDetector):
         catalog = _needs(catalog, cls)
         det = cls(**snap.params, catalog=catalog)
         det.sensors = PerSensor._from_snapshot(unpack(snap.children[0]), catalog)
-        det.joint = Mahalanobis._from_snapshot(unpack(snap.children[1]))
+        joint = unpack(snap.children[1])
+        det.joint = (
+            PCABaseline._from_snapshot(joint)
+            if joint.kind == PCABaseline.kind
+            else Mahalanobis._from_snapshot(joint)
+        )
         return det
 
     def nbytes(self):

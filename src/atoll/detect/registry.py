@@ -33,6 +33,7 @@ from atoll.detect.fitted import FittedDetector
 from atoll.detect.gaussian import WindowedGaussian
 from atoll.detect.mahalanobis import Mahalanobis
 from atoll.detect.multivariate import Joint, PerSensor
+from atoll.detect.pca import PCABaseline
 from atoll.detect.seasonal import SeasonalBaseline
 from atoll.detect.state import unpack
 from atoll.detect.threshold import Thresholded
@@ -47,6 +48,7 @@ DETECTORS: tuple[type[StreamingDetector], ...] = (
     Joint,
     EnsembleDetector,
     FittedDetector,
+    PCABaseline,
 )
 #: Detectors that wrap a given detector: restorable from state, not made by name.
 WRAPPERS: tuple[type[StreamingDetector], ...] = (Thresholded,)
@@ -119,7 +121,9 @@ class DetectorRegistry:
         real = self.resolve(name, history)
         det = self.get_detector(real, **params)
         if n_features > 1 and not det.multivariate:
-            return Joint(detector=real, detector_params=params, catalog=self)
+            # A fitted model of normal per sensor goes with a fitted healthy baseline across them.
+            joint = "pca" if real == DEFAULT_WITH_HISTORY else "mahalanobis"
+            return Joint(detector=real, detector_params=params, joint=joint, catalog=self)
         return det
 
     def restore(self, blob: bytes) -> StreamingDetector:
