@@ -1,0 +1,184 @@
+"""A machine compared with its siblings: the fleet baseline of one device type's metric.
+
+Twelve motors on one line see the same shift load, the same hall temperature, the same Monday
+morning. What moves them all together is not a fault; one motor leaving the pack is. For every
+reading of a device the fleet baseline takes the median of its **peers' latest readings** (other
+devices of the type, read within ``window_s`` of it), adds the device's own **offset** from
+that median (a motor that always runs 3 °C warmer than the pack is normal for it), and judges
+the **residual** against the device's own usual residual spread:
+
+    expected = median(peers) + offset(device)
+    z        = |value - expected| / (scale(device) * limit)
+
+so common-mode variation (load, weather, time of day) cancels out and the band can be far
+tighter than any one device's own range. ``z >= 1`` raises the device's flag; it clears after
+``clear_after`` readings in a row with ``z < clear``. Offset and spread are EWMAs over about
+``tau_s`` seconds, learned only from readings judged normal (not flagged, residual within the
+limit; larger residuals are clipped), so a fault is never learned as the device's new offset.
+An operator's "accept as new normal" (``accept(device)``) takes the current residual into the
+offset and clears the flag.
+
+Nothing is judged while fewer than ``min_peers`` peers have a recent reading or before the device
+has ``warmup`` readings with peers; the first readings only learn. Peers are at most
+``max_peers`` devices (the type's first ones by a stable hash of their ids), so a reading costs a
+median of at most that many numbers, however large the fleet. State is a few floats per device.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> fleet = FleetBaseline(warmup=30)
+>>> flags = []
+>>> for t in range(600):
+...     load = 30 + 10 * np.sin(t / 40)                    # every motor follows the shift
+...     for m in range(8):
+...         hot = 4.0 if (m == 3 and t >= 400) else 0.0   # motor 3 runs hot from t = 400
+...         j = fleet.observe(f"m{m}", t * 1_000_000, load + m * 0.5 + hot + rng.normal(0, 0.2))
+...         if m == 3:
+...             flags.append(j.is_anomaly)
+>>> any(flags[:400]), all(flags[402:])
+(False, True)
+>>> round(j.expected, 1), j.peers
+(41.1, 7)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from atoll.core.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class FleetJudgement:
+    """One reading judged against its peers. ``expected``/``lo``/``hi`` are in the metric's
+    units; ``score`` is ``z / (1 + z)`` (0.5 at the limit), 0 while not judged."""
+
+    score: float
+    is_anomaly: bool
+    expected: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    peers: int = 0
+
+
+@dataclass(slots=True)
+class _Device:
+    rank: int
+    ts: int = 0
+    value: float = math.nan
+    offset: float = 0.0
+    spread: float = 0.0
+    seen: int = 0  # readings judged with peers (learning)
+    on: bool = False
+    calm: int = 0
+
+
+def _rank(device: str) -> int:
+    return int.from_bytes(hashlib.blake2b(device.encode(), digest_size=8).digest(), "big")
+
+
+class FleetBaseline:
+    """The fleet baseline of one metric of one device type (see the module's documentation)."""
+
+    def __init__(
+        self,
+        window_s: float = 120.0,
+        min_peers: int = 3,
+        max_peers: int = 64,
+        limit: float = 6.0,
+        tau_s: float = 3600.0,
+        warmup: int = 60,
+        clear: float = 0.7,
+        clear_after: int = 10,
+    ) -> None:
+        if not (window_s > 0 and tau_s > 0 and limit > 0 and 0 < clear <= 1):
+            raise InvalidInput(
+                "need window_s > 0, tau_s > 0, limit > 0 and clear in (0, 1], got "
+                f"{window_s!r}, {tau_s!r}, {limit!r}, {clear!r}"
+            )
+        if not (1 <= min_peers <= max_peers and warmup >= 1 and clear_after >= 1):
+            raise InvalidInput("need 1 <= min_peers <= max_peers, warmup >= 1, clear_after >= 1")
+        self.window_us = int(window_s * 1e6)
+        self.min_peers, self.max_peers = int(min_peers), int(max_peers)
+        self.limit, self.tau_us, self.warmup = float(limit), tau_s * 1e6, int(warmup)
+        self.clear, self.clear_after = float(clear), int(clear_after)
+        self.devices: dict[str, _Device] = {}
+        self._panel: list[str] = []  # the peers: the first max_peers devices by rank
+
+    def _join(self, device: str) -> _Device:
+        d = _Device(_rank(device))
+        self.devices[device] = d
+        self._panel.append(device)
+        if len(self._panel) > self.max_peers + 1:
+            self._panel.sort(key=lambda name: self.devices[name].rank)
+            del self._panel[self.max_peers + 1 :]
+        return d
+
+    def _peers(self, device: str, ts: int) -> np.ndarray:
+        values = [
+            p.value
+            for name in self._panel
+            if name != device
+            and abs((p := self.devices[name]).ts - ts) <= self.window_us
+            and math.isfinite(p.value)
+        ]
+        return np.asarray(values[: self.max_peers], dtype=np.float64)
+
+    def observe(self, device: str, ts: int, value: float) -> FleetJudgement:
+        """Judge ``value`` (µs timestamp ``ts``) of ``device`` against its peers, then learn."""
+        d = self.devices.get(device) or self._join(device)
+        value = float(value)
+        if not math.isfinite(value):
+            return FleetJudgement(0.0, d.on)
+        peers = self._peers(device, ts)
+        dt = max(ts - d.ts, 0) if d.seen else 0
+        d.ts, d.value = ts, value
+        if len(peers) < self.min_peers:
+            return FleetJudgement(0.0, d.on, peers=len(peers))
+        center = float(np.median(peers))
+        residual = value - center - d.offset
+        a = 1.0 - math.exp(-dt / self.tau_us) if dt else 1.0 / (d.seen + 1)
+        a = max(a, 1.0 / (d.seen + 1))  # the first readings: a plain mean
+        if d.seen < self.warmup:
+            d.offset += a * residual
+            d.spread += a * (abs(value - center - d.offset) - d.spread)
+            d.seen += 1
+            return FleetJudgement(0.0, False, center + d.offset, peers=len(peers))
+        # The spread is a mean absolute residual: x1.25 is the standard deviation of a normal.
+        scale = max(1.25 * d.spread, 1e-9 * (1.0 + abs(center)))
+        band = self.limit * scale
+        z = abs(residual) / band
+        if z >= 1.0:
+            d.on, d.calm = True, 0
+        elif d.on:
+            d.calm = d.calm + 1 if z < self.clear else 0
+            if d.calm >= self.clear_after:
+                d.on, d.calm = False, 0
+        if not d.on:
+            clipped = max(-band, min(band, residual))
+            d.offset += a * clipped
+            d.spread += a * (min(abs(residual), band) - d.spread)
+        d.seen += 1
+        expected = center + d.offset
+        return FleetJudgement(
+            z / (1.0 + z), d.on, expected, expected - band, expected + band, len(peers)
+        )
+
+    def accept(self, device: str) -> None:
+        """An operator's "accept as new normal" for ``device``: its current distance from the
+        pack becomes its offset, and its flag clears."""
+        d = self.devices.get(device)
+        if d is None or not math.isfinite(d.value):
+            return
+        peers = self._peers(device, d.ts)
+        if len(peers) >= self.min_peers:
+            d.offset = d.value - float(np.median(peers))
+        d.on, d.calm = False, 0
+
+    def forget(self, device: str) -> None:
+        """A device left the type (deleted, retyped)."""
+        if self.devices.pop(device, None) is not None and device in self._panel:
+            self._panel.remove(device)

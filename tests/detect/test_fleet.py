@@ -1,0 +1,89 @@
+"""The fleet baseline (``atoll.detect.fleet``): one machine against its siblings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from atoll.core.errors import InvalidInput
+from atoll.detect.fleet import FleetBaseline
+from atoll.sim.fleet import Fleet
+
+S = 1_000_000
+
+
+def _pack(fleet: FleetBaseline, t: int, hot: float = 0.0, motors: int = 6, seed: int = 0):
+    rng = np.random.default_rng([seed, t])
+    load = 30 + 10 * math.sin(t / 300)
+    return [
+        fleet.observe(f"m{m}", t * S, load + m + (hot if m == 0 else 0.0) + rng.normal(0, 0.3))
+        for m in range(motors)
+    ]
+
+
+def test_common_mode_cancels_and_a_motor_leaving_the_pack_is_flagged_until_it_returns():
+    fleet = FleetBaseline()
+    flags = [
+        _pack(fleet, t, hot=5.0 if 2000 <= t < 2300 else 0.0)[0].is_anomaly for t in range(3000)
+    ]
+    assert not any(flags[:2000]) and all(flags[2005:2300]) and not any(flags[2400:])
+
+
+def test_a_flagged_state_is_not_learned_and_accept_makes_it_the_new_offset():
+    fleet = FleetBaseline()
+    for t in range(1000):
+        _pack(fleet, t)
+    for t in range(1000, 5000):  # an hour's worth of tau later, still out of the pack
+        j = _pack(fleet, t, hot=5.0)[0]
+    assert j.is_anomaly and j.expected is not None and j.hi is not None and j.hi < j.expected + 5
+    fleet.accept("m0")
+    after = [_pack(fleet, t, hot=5.0)[0] for t in range(5000, 5300)]
+    assert not any(a.is_anomaly for a in after)
+
+
+def test_too_few_peers_judges_nothing_and_missing_readings_are_skipped():
+    fleet = FleetBaseline(min_peers=3)
+    for t in range(500):
+        js = _pack(fleet, t, hot=50.0, motors=3)  # two peers only
+    assert all(j.score == 0.0 and not j.is_anomaly for j in js) and js[0].peers == 2
+    assert fleet.observe("m0", 501 * S, float("nan")).score == 0.0
+
+
+def test_peers_are_bounded_and_forgotten_devices_leave():
+    fleet = FleetBaseline(max_peers=8)
+    for t in range(3):
+        js = _pack(fleet, t, motors=40)
+    assert max(j.peers for j in js) <= 8
+    fleet.forget("m1")
+    assert "m1" not in fleet.devices
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(InvalidInput):
+        FleetBaseline(limit=0)
+    with pytest.raises(InvalidInput):
+        FleetBaseline(min_peers=10, max_peers=5)
+
+
+def test_bearing_wear_on_a_simulated_line_is_caught_with_no_false_alarm():
+    t0 = 1_764_000_000.0
+    sim = Fleet.build("manufacturing", 12, seed=2, rate=0.2, start=t0)
+    faults = sim.plan_faults(2, t0 + 3600, t0 + 2 * 3600, ["bearing_wear"])
+    baselines: dict[tuple[str, str], FleetBaseline] = {}
+    raised: dict[str, float] = {}
+    for batch in sim.history(t0 + 2 * 3600, 5.0):
+        for r in batch:
+            dev = sim.devices[r.device]
+            for metric in ("vibration_rms", "bearing_temp", "current"):
+                value = r.values.get(metric)
+                if value is None or isinstance(value, bool):
+                    continue
+                base = baselines.setdefault((dev.device_type, metric), FleetBaseline())
+                if base.observe(dev.device_id, int(r.ts * S), float(value)).is_anomaly:
+                    raised.setdefault(dev.device_id, r.ts)
+    faulty = {f.device: f for f in faults}
+    assert set(raised) == set(faulty), (raised, faults)
+    for device, ts in raised.items():
+        assert faulty[device].start <= ts <= faulty[device].start + 300
