@@ -94,3 +94,48 @@ def test_two_writers_sending_the_same_points_store_them_once(database_url):
     finally:
         for store in stores:
             store.close()
+
+
+def test_each_writer_session_gets_its_own_stamp_slot_until_it_closes(database_url):
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    a, b = PostgresStore(database_url, schema=schema), PostgresStore(database_url, schema=schema)
+    try:
+        assert a.stamp_slot().of == b.stamp_slot().of == 100
+        assert a.stamp_slot() == a.stamp_slot() and a.stamp_slot().slot != b.stamp_slot().slot
+        freed = a.stamp_slot()
+        a.close()
+        c = PostgresStore(database_url, schema=schema)
+        assert c.stamp_slot() == freed  # a closed (or crashed) writer's slot is free again
+        c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_stores_opened_at_once_on_a_fresh_database_all_open():
+    """Two nodes starting together on a fresh database create the schema once, not twice
+    (concurrent CREATE ... IF NOT EXISTS of one name fail on PostgreSQL's catalog)."""
+    import threading
+
+    from atoll.testing.postgres import throwaway_database
+
+    with throwaway_database("atoll_fresh", skip_if_unreachable=True) as url:
+        for _ in range(3):
+            schema = f"s_{uuid.uuid4().hex[:12]}"
+            go, opened, failed = threading.Barrier(4), [], []
+
+            def open_one(schema=schema, go=go, opened=opened, failed=failed):
+                go.wait()
+                try:
+                    opened.append(PostgresStore(url, schema=schema))
+                except Exception as e:  # noqa: BLE001 - the assertion below names it
+                    failed.append(e)
+
+            threads = [threading.Thread(target=open_one) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for s in opened:
+                s.close()
+            assert not failed and len(opened) == 4

@@ -47,6 +47,7 @@ from atoll.ingest.validate import (
     InvalidTelemetry,
     Limits,
     ParsedTelemetry,
+    ServerClock,
     TelemetrySchema,
     merge,
     parse_telemetry,
@@ -126,6 +127,8 @@ class IngestPipeline:
         self.flush_interval = flush_interval
         self.quotas = quotas if quotas is not None and not quotas.unlimited else None
         self.stats = IngestStats()
+        # Server stamps in this writer's slot of the store: unique across nodes on one store.
+        self.stamps = ServerClock(store.stamp_slot)
         self._throttled_s: dict[str, float] = {}  # per device, since start
         self._held: dict[str, _Held] = {}  # devices whose messages wait in ``hold``
         self._cv = threading.Condition()
@@ -147,6 +150,7 @@ class IngestPipeline:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.store.stamp_slot)  # claimed now, not on a device's message
         self._stopping = False
         self._thread = threading.Thread(
             target=self._writer, name="atoll-ingest-writer", daemon=True
@@ -207,6 +211,7 @@ class IngestPipeline:
                 device=identity.device,
                 schema=self.schema_for(identity),
                 limits=self.limits,
+                stamps=self.stamps,
             )
         except InvalidInput as e:
             self.reject(identity.device, transport, getattr(e, "reason", e.code), e.message)

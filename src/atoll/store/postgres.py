@@ -30,7 +30,11 @@ from psycopg.abc import Params
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import plan, rollup
-from atoll.store.port import AGGREGATES, Buckets, Series
+from atoll.store.port import AGGREGATES, Buckets, Series, StampSlot
+
+#: Processes that can write one schema at a time, each stamping its own residue of the
+#: microseconds (``StampSlot``): the last two digits of a server-stamped timestamp.
+STAMP_SLOTS = 100
 
 _COLS = ", ".join(rollup.COLUMNS)
 _ROLLUP_DDL = """(sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE PRECISION, tmin BIGINT,
@@ -225,6 +229,13 @@ class PostgresStore:
                 hint="check that the server runs and the URL (user, host, port, database) is right",
             ) from e
         with _translated("opening"), self._writer.transaction():
+            # One process at a time creates the schema: concurrent CREATE ... IF NOT EXISTS of
+            # one name fail on the catalog's unique index (two nodes starting on a fresh
+            # database). The lock is the transaction's; the next process then finds it all.
+            self._writer.execute(
+                "SELECT pg_advisory_xact_lock(%s::int, 0)",
+                [zlib.crc32(f"{schema}:ddl".encode()) - 2**31],
+            )
             self._writer.execute(
                 pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(schema))
             )
@@ -248,6 +259,36 @@ class PostgresStore:
         self._sids = {SeriesKey(p, d, m): i for p, d, m, i in rows}
         # Advisory locks of this schema's series: (schema hash, series id).
         self._lock_space = zlib.crc32(schema.encode()) - 2**31
+        # Session advisory locks (space, n) of the stamp slots: held by the writer connection
+        # while it lives, so a crashed process's slot is free again when its session ends.
+        self._slot_space = zlib.crc32(f"{schema}:stamp-slot".encode()) - 2**31
+        self._slot: StampSlot | None = None
+
+    # ------------------------------------------------------------------------ stamp slots
+
+    def stamp_slot(self) -> StampSlot:
+        """One of ``STAMP_SLOTS`` slots, claimed on first use and held by the writer session."""
+        slot = self._slot
+        if slot is None:
+            with self._lock, _translated("claiming a stamp slot"):
+                if self._slot is None:
+                    self._slot = self._claim_slot(prefer=0)
+                slot = self._slot
+        return slot
+
+    def _claim_slot(self, prefer: int) -> StampSlot:
+        """The first free slot from ``prefer`` on (session lock on the writer connection)."""
+        for i in range(STAMP_SLOTS):
+            n = (prefer + i) % STAMP_SLOTS
+            row = self._writer.execute(
+                "SELECT pg_try_advisory_lock(%s::int, %s::int)", [self._slot_space, n]
+            ).fetchone()
+            if row is not None and row[0]:
+                return StampSlot(n, STAMP_SLOTS)
+        raise Unavailable(
+            f"all {STAMP_SLOTS} writer slots of PostgreSQL schema {self.schema} are taken",
+            hint=f"at most {STAMP_SLOTS} Atoll processes can write one store at a time",
+        )
 
     # ----------------------------------------------------------------------------- writes
 
