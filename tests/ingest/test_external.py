@@ -9,6 +9,7 @@ import pytest
 
 from atoll.config import Settings
 from atoll.core import topics
+from atoll.core.errors import Unavailable
 from atoll.core.points import SeriesKey
 from atoll.ingest.external import new_admin_password, write_mosquitto_conf
 from atoll.ingest.mosquitto_auth import MosquittoAuth
@@ -287,3 +288,42 @@ def test_external_mode_loses_nothing_the_broker_accepted_across_kill_9(broker, t
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+async def test_ingest_resumes_by_itself_after_a_store_outage(broker, tmp_path):
+    """PostgreSQL stops while devices publish through Mosquitto: nothing is acknowledged to the
+    broker, and what it accepted meanwhile is stored once the database is back, with no
+    restart of Atoll (or the broker)."""
+    from atoll.testing.postgres import PostgresServer
+
+    with PostgresServer() as pg:
+        p = Platform(
+            broker.settings(tmp_path / "home", store_url=pg.url), password_hasher=FAST_HASHER
+        )
+        await p.start()
+        try:
+            p.registry.create_project("default", "Lab", project_id="lab")
+            _, creds = p.registry.register_device("lab", device_id="e1")
+            key = SeriesKey("lab", "e1", "v")
+            c = await connect_when_ready(broker.port, "e1", creds.secret)
+            msgs = [b'{"values": {"v": %d}}' % i for i in range(300)]
+            await asyncio.to_thread(publish_all, c, topics.telemetry("e1"), msgs[:100])
+            assert await wait_for(lambda: len(p.store.query_raw(key, 0, END).ts) == 100)
+            await asyncio.to_thread(pg.stop)
+            await asyncio.to_thread(publish_all, c, topics.telemetry("e1"), msgs[100:200])
+            await asyncio.sleep(1)  # they reach ingest, which cannot store them
+            await asyncio.to_thread(pg.start)
+            await asyncio.to_thread(publish_all, c, topics.telemetry("e1"), msgs[200:])
+
+            def count() -> int:
+                try:
+                    return len(p.store.query_raw(key, 0, END).ts)
+                except Unavailable:
+                    return -1
+
+            assert await wait_for(lambda: count() >= 300, timeout=30)
+            await asyncio.sleep(0.3)
+            assert sorted(p.store.query_raw(key, 0, END).value.tolist()) == list(range(300))
+            await asyncio.to_thread(close, c)
+        finally:
+            await p.stop()

@@ -139,3 +139,43 @@ def test_stores_opened_at_once_on_a_fresh_database_all_open():
             for s in opened:
                 s.close()
             assert not failed and len(opened) == 4
+
+
+def test_the_store_reconnects_by_itself_after_an_outage():
+    """PostgreSQL stopped: writes fail at once with ``Unavailable`` (nothing stored, say so);
+    started again: the same store object writes and reads again, keeping its stamp slot."""
+    import time
+
+    from atoll.core.points import PointBatch, SeriesKey
+    from atoll.testing.postgres import PostgresServer
+
+    key = SeriesKey("p", "d", "v")
+
+    def one(ts: int) -> PointBatch:
+        return PointBatch.of_series(key, [ts], [float(ts)])
+
+    with PostgresServer() as server:
+        store = PostgresStore(server.url)
+        try:
+            slot = store.stamp_slot()
+            store.append(one(1))
+            server.stop()
+            for ts in (2, 3, 4):
+                with pytest.raises(Unavailable) as e:
+                    store.append(one(ts))
+                assert e.value.hint
+            assert "unreachable" in e.value.message  # after the first failure: it says why
+            with pytest.raises(Unavailable):
+                store.latest("p")
+            server.start()
+            for _ in range(200):  # the next attempt comes within the backoff (at most 5 s)
+                try:
+                    store.append(one(5))
+                    break
+                except Unavailable:
+                    time.sleep(0.05)
+            assert store.query_raw(key, 0, 10).ts.tolist() == [1, 5]
+            assert store.latest("p") == {key: (5, 5.0)}
+            assert store.stamp_slot() == slot
+        finally:
+            store.close()

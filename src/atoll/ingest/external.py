@@ -75,6 +75,9 @@ NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FLAP_COUNT, FLAP_WINDOW_S = 3, 30.0  # connections lost this often suggest a duplicate node
 AUTH_RELOAD_S = 5.0  # how long a refused worker waits for mosquitto to reload Atoll's files
 RETIRE_QUIET_S = 2.0  # a retiring session is empty once nothing arrived for this long
+# A message ingest could not store (the store is down) is tried again after these waits,
+# doubling from the first to the last.
+RETRY_MIN_S, RETRY_MAX_S = 0.25, 5.0
 
 
 class _Worker:
@@ -213,6 +216,7 @@ class ExternalIngest:
         self._tasks: set[asyncio.Task] = set()
         self._inbox: collections.deque = collections.deque()
         self._drain_scheduled = False
+        self._stopping = asyncio.Event()
 
     @classmethod
     def from_settings(
@@ -296,6 +300,7 @@ class ExternalIngest:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self._stopping.clear()
         self._claim = claim_node(self.url, self.node_id)
         try:
             await self._start()
@@ -342,6 +347,7 @@ class ExternalIngest:
             task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
+        self._stopping.set()
         for t in list(self._tasks):
             if t.get_name() == "atoll-mqtt-retire":
                 t.cancel()
@@ -440,17 +446,27 @@ class ExternalIngest:
                     parsed[0], "mqtt", UNKNOWN_DEVICE, f"no device {parsed[0]!r} in the registry"
                 )
             else:
-                try:
-                    await self.pipeline.hold(identity, "mqtt")
-                    await dispatch(self.pipeline, identity, topic, payload)
-                except Unavailable as e:
-                    # Not acknowledged: the broker keeps it in this worker's session and delivers
-                    # it again on the next connection (e.g. after a restart). Once the receive
-                    # maximum of unacknowledged messages is reached the broker stops sending
-                    # to this worker: back-pressure instead of loss.
-                    log.error("not acknowledging %s: %s", topic, e.message)
-                    worker.unacked += 1
-                    return
+                delay = 0.0
+                while True:
+                    try:
+                        await self.pipeline.hold(identity, "mqtt")
+                        await dispatch(self.pipeline, identity, topic, payload)
+                        break
+                    except Unavailable as e:
+                        # Not stored (the database is down, say): not acknowledged, and tried
+                        # again with a growing wait until it is stored, so ingest resumes by
+                        # itself when the store is back. Meanwhile the unacknowledged messages
+                        # fill the worker's receive window and the broker holds the rest:
+                        # back-pressure instead of loss. On stop it stays in the worker's
+                        # session, and the broker delivers it again on the next connection.
+                        if not delay:
+                            log.error("not acknowledging %s yet: %s", topic, e.message)
+                        delay = min(max(2 * delay, RETRY_MIN_S), RETRY_MAX_S)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stopping.wait(), delay)
+                        if self._stopping.is_set():
+                            worker.unacked += 1
+                            return
         if qos > 0:
             worker.client.ack(mid, qos)
 

@@ -356,6 +356,9 @@ class IngestPipeline:
             t0 = time.perf_counter()
             try:
                 self.store.append(merge([p for i in taken for p in i.parsed]))
+            except Unavailable as e:  # the database is down: one line, no traceback each time
+                log.warning("store append of %d points failed: %s", total, e.message)
+                err = e
             except Exception as e:
                 log.exception("store append of %d points failed", total)
                 err = e
