@@ -32,7 +32,7 @@ from atoll.registry import tables as t
 from atoll.registry import tenants as _tenants
 from atoll.registry import twins as _twins
 from atoll.registry import users as _users
-from atoll.registry.engine import open_engine, sqlite_url
+from atoll.registry.engine import one_at_a_time, open_engine, sqlite_url
 from atoll.registry.models import (
     ApiKey,
     AuditEntry,
@@ -113,6 +113,7 @@ class Registry:
         Returns the clear-text secrets once; ``None`` on every later start.
         """
         with self._write() as conn:
+            one_at_a_time(conn)  # two nodes' first start: one bootstraps, the other sees it done
             done = conn.execute(
                 select(t.meta.c.value).where(t.meta.c.key == "bootstrapped")
             ).first()
