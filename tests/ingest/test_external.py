@@ -327,3 +327,39 @@ async def test_ingest_resumes_by_itself_after_a_store_outage(broker, tmp_path):
             await asyncio.to_thread(close, c)
         finally:
             await p.stop()
+
+
+async def test_concurrent_messages_of_one_device_make_one_registry_lookup(tmp_path):
+    """Messages of a device whose identity is not cached, arriving together (a burst after a
+    restart), wait for one registry lookup instead of each making their own."""
+    from atoll.ingest.external import ExternalIngest
+    from atoll.ingest.pipeline import IngestPipeline
+    from atoll.registry import Registry
+    from atoll.store.memory import MemoryStore
+
+    class CountingRegistry(Registry):
+        lookups: dict[str, int]
+
+        def device_identity(self, device_id):
+            self.lookups[device_id] = self.lookups.get(device_id, 0) + 1
+            return super().device_identity(device_id)
+
+    reg = CountingRegistry.open(tmp_path, password_hasher=FAST_HASHER)
+    reg.lookups = {}
+    try:
+        reg.bootstrap()
+        reg.create_project("default", "Lab", project_id="lab")
+        reg.register_device("lab", device_id="e1")
+        ingest = ExternalIngest(IngestPipeline(MemoryStore()), reg, node_id="n1")
+        asks = [ingest._identity(d) for _ in range(200) for d in ("e1", "ghost")]
+        got = await asyncio.gather(*asks)
+        assert {g.device for g in got[::2]} == {"e1"} and set(got[1::2]) == {None}
+        assert reg.lookups == {"e1": 1, "ghost": 1}
+        # Cached afterwards; forgetting the device (revoked, say) makes the next ask look again.
+        await asyncio.gather(*(ingest._identity("e1") for _ in range(50)))
+        assert reg.lookups["e1"] == 1
+        ingest._identities.pop("e1")
+        await asyncio.gather(*(ingest._identity("e1") for _ in range(50)))
+        assert reg.lookups["e1"] == 2
+    finally:
+        reg.close()

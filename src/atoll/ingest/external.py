@@ -213,6 +213,7 @@ class ExternalIngest:
         self._retiring: list[_Worker] = []
         self._claim: NodeClaim | None = None
         self._identities: dict[str, tuple[float, Any]] = {}
+        self._lookups: dict[str, asyncio.Future[Any]] = {}  # registry lookups under way
         self._tasks: set[asyncio.Task] = set()
         self._inbox: collections.deque = collections.deque()
         self._drain_scheduled = False
@@ -471,13 +472,27 @@ class ExternalIngest:
             worker.client.ack(mid, qos)
 
     async def _identity(self, device: str) -> Any:
+        """The device's identity, cached for ``IDENTITY_TTL_S``. Single-flight: the messages
+        of a device that arrive while its identity is being looked up wait for that one
+        lookup instead of each asking the registry."""
         hit = self._identities.get(device)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        identity = await asyncio.to_thread(self.registry.device_identity, device)
-        self._identities[device] = (now + IDENTITY_TTL_S, identity)
-        return identity
+        lookup = self._lookups.get(device)
+        if lookup is None:
+            lookup = self._lookups[device] = asyncio.ensure_future(self._look_up(device))
+        return await asyncio.shield(lookup)  # one waiter cancelled: not the others' lookup
+
+    async def _look_up(self, device: str) -> Any:
+        try:
+            now = time.monotonic()
+            identity = await asyncio.to_thread(self.registry.device_identity, device)
+            if self._lookups.get(device) is asyncio.current_task():  # not forgotten meanwhile
+                self._identities[device] = (now + IDENTITY_TTL_S, identity)
+            return identity
+        finally:
+            if self._lookups.get(device) is asyncio.current_task():
+                del self._lookups[device]
 
     async def disconnect(self, device_id: str, reason: str, *, forget: bool = False) -> int:
         """``DeviceSessions``. Mosquitto holds the device's connections: the registry change
@@ -486,6 +501,7 @@ class ExternalIngest:
         forget the device's cached identity, then wait for two round trips to the broker, by
         when it has handled the signal. Returns 0: Mosquitto does not say whom it closed."""
         self._identities.pop(device_id, None)
+        self._lookups.pop(device_id, None)  # a lookup under way may predate the change
         if self.auth is None or not self._workers:
             return 0
         client = self._workers[0].client
