@@ -309,3 +309,54 @@ def test_two_nodes_stamping_one_series_store_every_acknowledged_reading(pg_url, 
         mine = sorted((t, v) for t, v in mine if v // 10**6 == node)
         assert {t % of for t, _ in mine} == {slot}
         assert [v for _, v in mine] == sorted(acked[node])
+
+
+async def test_a_device_batch_over_the_bus_max_payload_reaches_subscribers_in_chunks(tmp_path):
+    """nats-server refuses messages over its ``max_payload``: a device's batch larger than
+    that is published as several telemetry events that each fit, so subscribers (detection,
+    rules) get every stored point, in order."""
+    from atoll.bus.nats import NatsBus
+    from atoll.core.points import SeriesKey
+    from atoll.store.memory import MemoryStore
+    from atoll.testing.nats_server import NatsServer
+
+    limit = 16 * 1024
+    with NatsServer(tmp_path / "nats", max_payload=limit) as server:
+        bus = NatsBus(server.url, stream="CHUNKS")
+        await bus.connect()
+        assert bus.max_payload() == limit
+        got: list[bytes] = []
+
+        async def on_telemetry(msg):
+            got.append(msg.data)
+
+        sub = await bus.subscribe("telemetry.>", on_telemetry)
+        store = MemoryStore()
+        pipe = IngestPipeline(store, bus, flush_interval=0.05)
+        await pipe.start()
+        try:
+            n = 4_000  # ~25-30 bytes per point in the event: several times the limit
+            body = (
+                "["
+                + ",".join(
+                    f'{{"ts": {1_700_000_000_000 + i}, "values": {{"v": {i}.25}}}}'
+                    for i in range(n)
+                )
+                + "]"
+            )
+            assert await pipe.submit_telemetry(ident("big"), body.encode()) == n
+            assert await pipe.submit_telemetry(ident("small"), b'{"values": {"v": 1}}') == 1
+            for _ in range(200):
+                if sum(len(decode_telemetry(d).ts) for d in got) >= n + 1:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await pipe.stop()
+            await sub.unsubscribe()
+            await bus.close()
+    assert len(got) > 2 and max(len(d) for d in got) <= limit
+    big = [decode_telemetry(d) for d in got if decode_telemetry(d).keys[0].device == "big"]
+    ts = [t for b in big for t in b.ts.tolist()]
+    stored = store.query_raw(SeriesKey("p", "big", "v"), 0, 2**62)
+    assert ts == stored.ts.tolist()  # every stored point, in order, once
+    assert [v for b in big for v in b.value.tolist()] == stored.value.tolist()

@@ -223,6 +223,11 @@ class NatsBus:
 
     # -- the port -----------------------------------------------------------------------------
 
+    def max_payload(self) -> int | None:
+        """The server's ``max_payload`` from its INFO (1 MB by default), once connected."""
+        nc = self._nc
+        return nc.max_payload if nc is not None and nc.max_payload > 0 else None
+
     async def publish(self, subject: str, data: bytes) -> None:
         self._check_subject(subject)
         js = await self._connected()

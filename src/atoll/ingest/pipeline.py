@@ -365,7 +365,11 @@ class IngestPipeline:
             elapsed = time.perf_counter() - t0
             with self._cv:
                 self._pending_points -= total
-            payloads = self._bus_payloads(taken) if err is None and self.bus is not None else []
+            payloads = (
+                self._bus_payloads(taken, self.bus.max_payload())
+                if err is None and self.bus is not None
+                else []
+            )
             self.stats.commits += 1
             self.stats.commit_seconds += elapsed
             self.stats.last_commit_points = total
@@ -419,7 +423,8 @@ class IngestPipeline:
                     item.future.set_exception(exc)
 
     @staticmethod
-    def _bus_payloads(taken: list[_Item]) -> list[tuple[str, bytes]]:
+    def _bus_payloads(taken: list[_Item], max_bytes: int | None) -> list[tuple[str, bytes]]:
+        """One telemetry event per device, in chunks under the bus's ``max_bytes``."""
         by_device: dict[tuple[str, str], list[ParsedTelemetry]] = {}
         for item in taken:
             for p in item.parsed:
@@ -441,12 +446,11 @@ class IngestPipeline:
                     ts.extend(p.ts)
                     val.extend(p.value)
                 metrics = list(lut)
-            out.append(
-                (
-                    topics.bus_telemetry(project, device),
-                    events.encode_telemetry(project, device, metrics, idx, ts, val),
-                )
-            )
+            subject = topics.bus_telemetry(project, device)
+            for data in events.encode_telemetry_chunks(
+                project, device, metrics, idx, ts, val, max_bytes
+            ):
+                out.append((subject, data))
         return out
 
     async def _publish(self, payloads: list[tuple[str, bytes]]) -> None:
