@@ -363,3 +363,18 @@ async def test_concurrent_messages_of_one_device_make_one_registry_lookup(tmp_pa
         assert reg.lookups["e1"] == 2
     finally:
         reg.close()
+
+
+async def test_devices_registered_in_a_batch_can_publish_through_mosquitto(atoll, broker):
+    """``POST /projects/{p}/devices/batch`` (``register_devices``) gives every device its
+    broker credentials, as single registration does."""
+    done = atoll.registry.register_devices(
+        "lab", [{"device_id": f"b{i}", "device_type": "climate"} for i in range(3)]
+    )
+    for dev, creds in done:
+        c = await connect_when_ready(broker.port, dev.id, creds.secret)
+        await asyncio.to_thread(
+            publish_all, c, topics.telemetry(dev.id), [b'{"values": {"temperature": 5}}']
+        )
+        assert await wait_for(lambda d=dev.id: stored(atoll, d) == [5.0])
+        await asyncio.to_thread(close, c)
