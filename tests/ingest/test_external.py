@@ -291,26 +291,31 @@ def test_external_mode_loses_nothing_the_broker_accepted_across_kill_9(broker, t
 
 
 async def test_ingest_resumes_by_itself_after_a_store_outage(broker, tmp_path):
-    """PostgreSQL stops while devices publish through Mosquitto: nothing is acknowledged to the
-    broker, and what it accepted meanwhile is stored once the database is back, with no
-    restart of Atoll (or the broker)."""
+    """PostgreSQL (store and registry) stops while devices publish through Mosquitto: nothing
+    is acknowledged to the broker, and what it accepted meanwhile is stored once the database
+    is back, with no restart of Atoll (or the broker). That includes a device whose identity
+    was not cached, so its lookup failed too."""
     from atoll.testing.postgres import PostgresServer
 
     with PostgresServer() as pg:
         p = Platform(
-            broker.settings(tmp_path / "home", store_url=pg.url), password_hasher=FAST_HASHER
+            broker.settings(tmp_path / "home", store_url=pg.url, registry_url=pg.url),
+            password_hasher=FAST_HASHER,
         )
         await p.start()
         try:
             p.registry.create_project("default", "Lab", project_id="lab")
             _, creds = p.registry.register_device("lab", device_id="e1")
+            _, creds2 = p.registry.register_device("lab", device_id="e2")
             key = SeriesKey("lab", "e1", "v")
             c = await connect_when_ready(broker.port, "e1", creds.secret)
+            c2 = await connect_when_ready(broker.port, "e2", creds2.secret)
             msgs = [b'{"values": {"v": %d}}' % i for i in range(300)]
             await asyncio.to_thread(publish_all, c, topics.telemetry("e1"), msgs[:100])
             assert await wait_for(lambda: len(p.store.query_raw(key, 0, END).ts) == 100)
             await asyncio.to_thread(pg.stop)
             await asyncio.to_thread(publish_all, c, topics.telemetry("e1"), msgs[100:200])
+            await asyncio.to_thread(publish_all, c2, topics.telemetry("e2"), msgs[:10])
             await asyncio.sleep(1)  # they reach ingest, which cannot store them
             await asyncio.to_thread(pg.start)
             await asyncio.to_thread(publish_all, c, topics.telemetry("e1"), msgs[200:])
@@ -322,9 +327,13 @@ async def test_ingest_resumes_by_itself_after_a_store_outage(broker, tmp_path):
                     return -1
 
             assert await wait_for(lambda: count() >= 300, timeout=30)
+            key2 = SeriesKey("lab", "e2", "v")
+            assert await wait_for(lambda: len(p.store.query_raw(key2, 0, END).ts) >= 10)
             await asyncio.sleep(0.3)
             assert sorted(p.store.query_raw(key, 0, END).value.tolist()) == list(range(300))
+            assert sorted(p.store.query_raw(key2, 0, END).value.tolist()) == list(range(10))
             await asyncio.to_thread(close, c)
+            await asyncio.to_thread(close, c2)
         finally:
             await p.stop()
 

@@ -440,34 +440,36 @@ class ExternalIngest:
         self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes
     ) -> None:
         parsed = topics.parse(topic)
-        if parsed is not None:
-            identity = await self._identity(parsed[0])
-            if identity is None:
-                self.pipeline.reject(
-                    parsed[0], "mqtt", UNKNOWN_DEVICE, f"no device {parsed[0]!r} in the registry"
-                )
-            else:
-                delay = 0.0
-                while True:
-                    try:
-                        await self.pipeline.hold(identity, "mqtt")
-                        await dispatch(self.pipeline, identity, topic, payload)
-                        break
-                    except Unavailable as e:
-                        # Not stored (the database is down, say): not acknowledged, and tried
-                        # again with a growing wait until it is stored, so ingest resumes by
-                        # itself when the store is back. Meanwhile the unacknowledged messages
-                        # fill the worker's receive window and the broker holds the rest:
-                        # back-pressure instead of loss. On stop it stays in the worker's
-                        # session, and the broker delivers it again on the next connection.
-                        if not delay:
-                            log.error("not acknowledging %s yet: %s", topic, e.message)
-                        delay = min(max(2 * delay, RETRY_MIN_S), RETRY_MAX_S)
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._stopping.wait(), delay)
-                        if self._stopping.is_set():
-                            worker.unacked += 1
-                            return
+        delay = 0.0
+        while parsed is not None:
+            try:
+                identity = await self._identity(parsed[0])
+                if identity is None:
+                    self.pipeline.reject(
+                        parsed[0],
+                        "mqtt",
+                        UNKNOWN_DEVICE,
+                        f"no device {parsed[0]!r} in the registry",
+                    )
+                else:
+                    await self.pipeline.hold(identity, "mqtt")
+                    await dispatch(self.pipeline, identity, topic, payload)
+                break
+            except Unavailable as e:
+                # Not stored (the store or the registry is down, say): not acknowledged, and
+                # tried again with a growing wait until it is stored, so ingest resumes by
+                # itself when the database is back. Meanwhile the unacknowledged messages fill
+                # the worker's receive window and the broker holds the rest: back-pressure
+                # instead of loss. On stop it stays in the worker's session, and the broker
+                # delivers it again on the next connection.
+                if not delay:
+                    log.error("not acknowledging %s yet: %s", topic, e.message)
+                delay = min(max(2 * delay, RETRY_MIN_S), RETRY_MAX_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    worker.unacked += 1
+                    return
         if qos > 0:
             worker.client.ack(mid, qos)
 

@@ -103,8 +103,15 @@ class Registry:
     def _write(self):
         return _transaction(self.engine, self._write_lock)
 
-    def _read(self) -> Connection:
-        return self.engine.connect()
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reads; a database that cannot be reached is ``Unavailable`` (the
+        pool reconnects by itself once it is back)."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as e:
+            raise Unavailable(f"registry database error: {e.orig}", hint="retry later") from e
 
     # -- bootstrap ----------------------------------------------------------------------------
     def bootstrap(self, *, username: str = "admin") -> BootstrapSecrets | None:
