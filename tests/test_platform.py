@@ -339,3 +339,54 @@ async def test_a_service_that_cannot_be_created_is_reported_and_skipped(
         assert [type(s) for s in p.services] == [RetentionService]
     assert "service atoll_test_broken_service could not be created" in caplog.text
     assert f"RuntimeError: no {tmp_path}" in caplog.text
+
+
+def test_two_nodes_started_at_once_on_a_fresh_postgresql_database_both_run(tmp_path):
+    """``atoll up`` twice at the same moment on one empty PostgreSQL database (store, registry
+    and the rules tables in it): both come up, and only one prints the admin secrets."""
+    from atoll.testing.postgres import throwaway_database
+
+    with throwaway_database("atoll_two_nodes", skip_if_unreachable=True) as url:
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "ATOLL_STORE_URL": url,
+            "ATOLL_REGISTRY_URL": url,
+        }
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "atoll.cli.main", "up", "--home", str(tmp_path / f"n{i}")]
+                + ["--http-port", "0", "--mqtt", "off", "--log-level", "warning"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+            )
+            for i in range(2)
+        ]
+        outs = []
+        try:
+            for proc in procs:
+                assert proc.stdout is not None
+                lines = []
+                deadline = time.monotonic() + 90
+                while time.monotonic() < deadline:
+                    line = proc.stdout.readline()
+                    lines.append(line)
+                    if "Press Ctrl-C" in line or not line:
+                        break
+                outs.append("".join(lines))
+            for proc, out in zip(procs, outs, strict=True):
+                assert "Press Ctrl-C" in out and proc.poll() is None, out
+                assert "Traceback" not in out and "rror" not in out, out
+            assert sum("admin API key" in out for out in outs) == 1
+            for proc in procs:
+                proc.send_signal(signal.SIGINT)
+            for proc in procs:
+                proc.communicate(timeout=30)
+                assert proc.returncode == 0
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()

@@ -75,3 +75,56 @@ async def test_core_flows_on_postgres(pg_api):
         f"{V1}/auth/login", json={"username": "admin", "password": api.password}
     )
     assert r.status_code == 200
+
+
+async def test_ingest_answers_503_while_the_store_is_down_and_resumes_by_itself(tmp_path):
+    """PostgreSQL (the series store) stops: telemetry gets a clear 503 that says nothing was
+    stored; it starts again: the same process stores again, with no restart."""
+    import asyncio
+
+    from atoll.core.points import SeriesKey
+    from atoll.store.postgres import PostgresStore
+    from atoll.testing.postgres import PostgresServer
+
+    with PostgresServer() as server:
+        registry = Registry.open(tmp_path, password_hasher=FAST_HASHER)
+        boot = registry.bootstrap()
+        store = PostgresStore(server.url)
+        pipeline = IngestPipeline(
+            store, MemoryBus(), RegistryDirectory(registry), flush_interval=0.05
+        )
+        await pipeline.start()
+        ctx = AppContext(registry=registry, store=store, ingest=pipeline)
+        transport = httpx.ASGITransport(app=create_app(ctx), raise_app_exceptions=False)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://atoll.test") as h:
+                api = Api(ctx, h, boot.api_key, boot.password)
+                await api.project()
+                dev = await api.device()
+
+                async def send(v: int) -> httpx.Response:
+                    return await h.post(
+                        f"{V1}/ingest/telemetry", auth=dev, json={"values": {"x": v}}
+                    )
+
+                assert (await send(1)).status_code == 200
+                await asyncio.to_thread(server.stop)
+                for v in (2, 3, 4):
+                    r = await send(v)
+                    assert r.status_code == 503, r.text
+                    body = r.json()
+                    assert body["error"] == "unavailable" and body["hint"]
+                    assert "PostgreSQL" in body["message"]
+                await asyncio.to_thread(server.start)
+                for _ in range(200):  # back within the reconnect backoff (at most 5 s)
+                    if (r := await send(5)).status_code == 200:
+                        break
+                    assert r.status_code == 503
+                    await asyncio.sleep(0.05)
+                assert r.status_code == 200
+                stored = store.query_raw(SeriesKey("lab", "s1", "x"), 0, 2**62)
+                assert stored.value.tolist() == [1.0, 5.0]
+        finally:
+            await pipeline.stop()
+            store.close()
+            registry.close()

@@ -276,3 +276,47 @@ def test_url_options():
     )
     with pytest.raises(InvalidInput):
         NatsBus.from_url("nats://example?bogus=1")
+
+
+async def test_two_deployments_on_one_nats_are_isolated_by_prefix_and_stream(server, root):
+    """``stream=`` alone does not separate two deployments: both want the same subjects, and
+    JetStream refuses a second stream over them (the error says what to set). With its own
+    ``prefix=`` each deployment has its own subjects, and sees only its own messages."""
+    urls = [f"{server.url}?stream=S{root}{x}&prefix={root}{x}" for x in "ab"]
+    a, b = NatsBus.from_url(urls[0]), NatsBus.from_url(urls[1])
+    same_subjects = NatsBus.from_url(f"{server.url}?stream=S{root}c&prefix={root}a")
+    try:
+        await a.connect()
+        await b.connect()
+        with pytest.raises(InvalidInput) as e:
+            await same_subjects.connect()
+        assert "prefix=" in e.value.hint
+        inboxes = [Inbox(), Inbox()]
+        for bus, inbox in zip((a, b), inboxes, strict=True):
+            await bus.subscribe("telemetry.>", inbox)
+        subjects: list[str] = []
+
+        async def note(msg: Message) -> None:
+            subjects.append(msg.subject)
+
+        await a.subscribe("telemetry.*.d", note)
+        grouped = Inbox()
+        await a.subscribe("telemetry.>", grouped, group="detect")
+        await b.subscribe("telemetry.>", grouped, group="detect")
+        await a.publish("telemetry.p.d", b"from a")
+        await b.publish("telemetry.p.d", b"from b")
+        assert await inboxes[0].wait_for(1) == [b"from a"]
+        assert await inboxes[1].wait_for(1) == [b"from b"]
+        # A group of the same name in each deployment is two consumers: each gets its own.
+        assert sorted(await grouped.wait_for(2)) == [b"from a", b"from b"]
+        await asyncio.sleep(0.2)
+        assert inboxes[0].got == [b"from a"] and inboxes[1].got == [b"from b"]
+        assert subjects == ["telemetry.p.d"]  # handlers see Atoll's subjects, not the prefix
+    finally:
+        for bus in (a, b, same_subjects):
+            await bus.close()
+
+
+def test_a_bad_prefix_is_refused():
+    with pytest.raises(InvalidInput):
+        NatsBus.from_url("nats://127.0.0.1:4222?prefix=a.b")

@@ -9,6 +9,7 @@ import pytest
 
 from atoll.config import Settings
 from atoll.core import topics
+from atoll.core.errors import Unavailable
 from atoll.core.points import SeriesKey
 from atoll.ingest.external import new_admin_password, write_mosquitto_conf
 from atoll.ingest.mosquitto_auth import MosquittoAuth
@@ -287,3 +288,102 @@ def test_external_mode_loses_nothing_the_broker_accepted_across_kill_9(broker, t
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+async def test_ingest_resumes_by_itself_after_a_store_outage(broker, tmp_path):
+    """PostgreSQL (store and registry) stops while devices publish through Mosquitto: nothing
+    is acknowledged to the broker, and what it accepted meanwhile is stored once the database
+    is back, with no restart of Atoll (or the broker). That includes a device whose identity
+    was not cached, so its lookup failed too."""
+    from atoll.testing.postgres import PostgresServer
+
+    with PostgresServer() as pg:
+        p = Platform(
+            broker.settings(tmp_path / "home", store_url=pg.url, registry_url=pg.url),
+            password_hasher=FAST_HASHER,
+        )
+        await p.start()
+        try:
+            p.registry.create_project("default", "Lab", project_id="lab")
+            _, creds = p.registry.register_device("lab", device_id="e1")
+            _, creds2 = p.registry.register_device("lab", device_id="e2")
+            key = SeriesKey("lab", "e1", "v")
+            c = await connect_when_ready(broker.port, "e1", creds.secret)
+            c2 = await connect_when_ready(broker.port, "e2", creds2.secret)
+            msgs = [b'{"values": {"v": %d}}' % i for i in range(300)]
+            await asyncio.to_thread(publish_all, c, topics.telemetry("e1"), msgs[:100])
+            assert await wait_for(lambda: len(p.store.query_raw(key, 0, END).ts) == 100)
+            await asyncio.to_thread(pg.stop)
+            await asyncio.to_thread(publish_all, c, topics.telemetry("e1"), msgs[100:200])
+            await asyncio.to_thread(publish_all, c2, topics.telemetry("e2"), msgs[:10])
+            await asyncio.sleep(1)  # they reach ingest, which cannot store them
+            await asyncio.to_thread(pg.start)
+            await asyncio.to_thread(publish_all, c, topics.telemetry("e1"), msgs[200:])
+
+            def count() -> int:
+                try:
+                    return len(p.store.query_raw(key, 0, END).ts)
+                except Unavailable:
+                    return -1
+
+            assert await wait_for(lambda: count() >= 300, timeout=30)
+            key2 = SeriesKey("lab", "e2", "v")
+            assert await wait_for(lambda: len(p.store.query_raw(key2, 0, END).ts) >= 10)
+            await asyncio.sleep(0.3)
+            assert sorted(p.store.query_raw(key, 0, END).value.tolist()) == list(range(300))
+            assert sorted(p.store.query_raw(key2, 0, END).value.tolist()) == list(range(10))
+            await asyncio.to_thread(close, c)
+            await asyncio.to_thread(close, c2)
+        finally:
+            await p.stop()
+
+
+async def test_concurrent_messages_of_one_device_make_one_registry_lookup(tmp_path):
+    """Messages of a device whose identity is not cached, arriving together (a burst after a
+    restart), wait for one registry lookup instead of each making their own."""
+    from atoll.ingest.external import ExternalIngest
+    from atoll.ingest.pipeline import IngestPipeline
+    from atoll.registry import Registry
+    from atoll.store.memory import MemoryStore
+
+    class CountingRegistry(Registry):
+        lookups: dict[str, int]
+
+        def device_identity(self, device_id):
+            self.lookups[device_id] = self.lookups.get(device_id, 0) + 1
+            return super().device_identity(device_id)
+
+    reg = CountingRegistry.open(tmp_path, password_hasher=FAST_HASHER)
+    reg.lookups = {}
+    try:
+        reg.bootstrap()
+        reg.create_project("default", "Lab", project_id="lab")
+        reg.register_device("lab", device_id="e1")
+        ingest = ExternalIngest(IngestPipeline(MemoryStore()), reg, node_id="n1")
+        asks = [ingest._identity(d) for _ in range(200) for d in ("e1", "ghost")]
+        got = await asyncio.gather(*asks)
+        assert {g.device for g in got[::2]} == {"e1"} and set(got[1::2]) == {None}
+        assert reg.lookups == {"e1": 1, "ghost": 1}
+        # Cached afterwards; forgetting the device (revoked, say) makes the next ask look again.
+        await asyncio.gather(*(ingest._identity("e1") for _ in range(50)))
+        assert reg.lookups["e1"] == 1
+        ingest._identities.pop("e1")
+        await asyncio.gather(*(ingest._identity("e1") for _ in range(50)))
+        assert reg.lookups["e1"] == 2
+    finally:
+        reg.close()
+
+
+async def test_devices_registered_in_a_batch_can_publish_through_mosquitto(atoll, broker):
+    """``POST /projects/{p}/devices/batch`` (``register_devices``) gives every device its
+    broker credentials, as single registration does."""
+    done = atoll.registry.register_devices(
+        "lab", [{"device_id": f"b{i}", "device_type": "climate"} for i in range(3)]
+    )
+    for dev, creds in done:
+        c = await connect_when_ready(broker.port, dev.id, creds.secret)
+        await asyncio.to_thread(
+            publish_all, c, topics.telemetry(dev.id), [b'{"values": {"temperature": 5}}']
+        )
+        assert await wait_for(lambda d=dev.id: stored(atoll, d) == [5.0])
+        await asyncio.to_thread(close, c)

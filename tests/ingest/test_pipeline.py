@@ -9,6 +9,10 @@ from atoll.core.errors import InvalidInput, Unavailable
 from atoll.ingest.events import decode_telemetry
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.ingest.validate import MetricSpec
+from atoll.store import ONE_WRITER
+from atoll.testing.postgres import database_fixture
+
+pg_url = database_fixture("atoll_ingest_nodes")
 
 
 class GatedStore:
@@ -25,6 +29,9 @@ class GatedStore:
         if self.fail:
             raise OSError("disk full")
         self.appends.append(batch)
+
+    def stamp_slot(self):
+        return ONE_WRITER
 
 
 def ident(device="d1", metrics=None):
@@ -214,3 +221,142 @@ async def test_flush_counters_returns_after_a_flush_already_under_way():
     finally:
         gate.set()
         await pipe.stop()
+
+
+# One node: an ingest pipeline with its own PostgreSQL session on the shared store. It sends
+# timestamp-less batches of one series as fast as it can once told to go, and writes the values
+# that were acknowledged to a file.
+NODE = """
+import asyncio, json, sys
+from types import SimpleNamespace
+from atoll.ingest.pipeline import IngestPipeline
+from atoll.store.postgres import PostgresStore
+
+url, node, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+MESSAGES, PER_MESSAGE, WINDOW = 100, 500, 10
+who = SimpleNamespace(device="d1", project="p", tenant="t", metrics=None)
+
+def body(m):
+    return ("[" + ",".join('{"values": {"v": %d}}' % (node * 10**6 + m * 1000 + r)
+                           for r in range(PER_MESSAGE)) + "]").encode()
+
+async def main():
+    store = PostgresStore(url)
+    pipe = IngestPipeline(store, flush_interval=0.05)
+    await pipe.start()
+    print(json.dumps([store.stamp_slot().slot, store.stamp_slot().of]), flush=True)
+    sys.stdin.readline()  # go
+    acked = []
+    for w in range(0, MESSAGES, WINDOW):
+        ms = range(w, min(w + WINDOW, MESSAGES))
+        res = await asyncio.gather(*(pipe.submit_telemetry(who, body(m)) for m in ms),
+                                   return_exceptions=True)
+        acked += [node * 10**6 + m * 1000 + r for m, n in zip(ms, res) if n == PER_MESSAGE
+                  for r in range(PER_MESSAGE)]
+    await pipe.stop()
+    store.close()
+    with open(out, "w") as f:
+        json.dump(acked, f)
+
+asyncio.run(main())
+"""
+
+
+def test_two_nodes_stamping_one_series_store_every_acknowledged_reading(pg_url, tmp_path):
+    """Two processes ingesting into one PostgreSQL store are two nodes. Each stamps the
+    timestamp-less readings it gets in its own slot of the microseconds, so readings of one
+    series sent to both at once never share a timestamp (the later would replace the other)."""
+    import json
+    import subprocess
+    import sys
+
+    from atoll.core.points import SeriesKey
+    from atoll.store.postgres import PostgresStore
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", NODE, pg_url, str(node), str(tmp_path / f"acked{node}")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for node in (0, 1)
+    ]
+    slots = []
+    for p in procs:
+        assert p.stdout is not None and p.stdin is not None
+        slots.append(json.loads(p.stdout.readline()))
+    assert slots[0][0] != slots[1][0] and slots[0][1] == slots[1][1] == 100
+    for p in procs:  # both nodes start sending at once
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    for p in procs:
+        assert p.wait(120) == 0
+    acked = [json.loads((tmp_path / f"acked{node}").read_text()) for node in (0, 1)]
+    assert len(acked[0]) == len(acked[1]) == 100 * 500
+    store = PostgresStore(pg_url)
+    try:
+        got = store.query_raw(SeriesKey("p", "d1", "v"), 0, 2**62)
+    finally:
+        store.close()
+    # Every acknowledged reading is stored, once.
+    assert len(got.ts) == len(set(got.ts.tolist())) == len(acked[0]) + len(acked[1])
+    assert sorted(got.value.tolist()) == sorted(acked[0] + acked[1])
+    # Each node's stamps are in its slot and strictly increasing in the order it sent them.
+    for node, (slot, of) in enumerate(slots):
+        mine = [(t, v) for t, v in zip(got.ts.tolist(), got.value.tolist(), strict=True)]
+        mine = sorted((t, v) for t, v in mine if v // 10**6 == node)
+        assert {t % of for t, _ in mine} == {slot}
+        assert [v for _, v in mine] == sorted(acked[node])
+
+
+async def test_a_device_batch_over_the_bus_max_payload_reaches_subscribers_in_chunks(tmp_path):
+    """nats-server refuses messages over its ``max_payload``: a device's batch larger than
+    that is published as several telemetry events that each fit, so subscribers (detection,
+    rules) get every stored point, in order."""
+    from atoll.bus.nats import NatsBus
+    from atoll.core.points import SeriesKey
+    from atoll.store.memory import MemoryStore
+    from atoll.testing.nats_server import NatsServer
+
+    limit = 16 * 1024
+    with NatsServer(tmp_path / "nats", max_payload=limit) as server:
+        bus = NatsBus(server.url, stream="CHUNKS")
+        await bus.connect()
+        assert bus.max_payload() == limit
+        got: list[bytes] = []
+
+        async def on_telemetry(msg):
+            got.append(msg.data)
+
+        sub = await bus.subscribe("telemetry.>", on_telemetry)
+        store = MemoryStore()
+        pipe = IngestPipeline(store, bus, flush_interval=0.05)
+        await pipe.start()
+        try:
+            n = 4_000  # ~25-30 bytes per point in the event: several times the limit
+            body = (
+                "["
+                + ",".join(
+                    f'{{"ts": {1_700_000_000_000 + i}, "values": {{"v": {i}.25}}}}'
+                    for i in range(n)
+                )
+                + "]"
+            )
+            assert await pipe.submit_telemetry(ident("big"), body.encode()) == n
+            assert await pipe.submit_telemetry(ident("small"), b'{"values": {"v": 1}}') == 1
+            for _ in range(200):
+                if sum(len(decode_telemetry(d).ts) for d in got) >= n + 1:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await pipe.stop()
+            await sub.unsubscribe()
+            await bus.close()
+    assert len(got) > 2 and max(len(d) for d in got) <= limit
+    big = [decode_telemetry(d) for d in got if decode_telemetry(d).keys[0].device == "big"]
+    ts = [t for b in big for t in b.ts.tolist()]
+    stored = store.query_raw(SeriesKey("p", "big", "v"), 0, 2**62)
+    assert ts == stored.ts.tolist()  # every stored point, in order, once
+    assert [v for b in big for v in b.value.tolist()] == stored.value.tolist()

@@ -303,3 +303,47 @@ def test_a_refusal_carries_its_reason_in_the_error_body():
     with pytest.raises(PayloadTooLarge) as e:
         parse(b" " * 300_000)
     assert e.value.to_dict()["reason"] == "too_large"
+
+
+def test_server_clocks_in_different_slots_never_share_a_microsecond():
+    from atoll.ingest.validate import ServerClock
+    from atoll.store import StampSlot
+
+    a, b = ServerClock(lambda: StampSlot(0, 100)), ServerClock(lambda: StampSlot(1, 100))
+    stamps = {0: [], 1: []}
+    for _ in range(200):
+        for node, clock in enumerate((a, b)):
+            first, step = clock.reserve(("p", "d"), 5)
+            stamps[node] += [first + i * step for i in range(5)]
+    for node, ts in stamps.items():
+        assert ts == sorted(ts) and len(set(ts)) == len(ts)  # strictly increasing per node
+        assert {t % 100 for t in ts} == {node}
+    assert not set(stamps[0]) & set(stamps[1])
+
+
+def test_a_server_clock_forgetting_idle_devices_still_never_repeats_a_stamp():
+    from atoll.ingest.validate import ServerClock
+
+    clock = ServerClock()
+    seen: dict[str, list[int]] = {}
+    for i in range(3 * ServerClock.SWEEP_AT):  # sweeps run in between
+        device = f"d{i % 50}" if i % 2 else f"once{i}"
+        seen.setdefault(device, []).append(clock.reserve(("p", device), 1)[0])
+    for ts in seen.values():
+        assert ts == sorted(ts) and len(set(ts)) == len(ts)
+    assert len(clock._last) <= 2 * ServerClock.SWEEP_AT
+
+
+def test_a_batch_without_ts_may_be_stamped_ahead_of_the_clock_but_is_never_refused():
+    # 5,000 readings of one device, 100 µs apart in slot 0 of 100: half a second of stamps.
+    from atoll.ingest.validate import ServerClock
+    from atoll.store import StampSlot
+
+    clock = ServerClock(lambda: StampSlot(0, 100))
+    body = b"[" + b",".join([b'{"values": {"temperature": 1}}'] * 5_000) + b"]"
+    limits = Limits(max_future_skew_s=0.2)
+    for _ in range(2):
+        p = parse_telemetry(
+            body, project="p", device="d", schema=SCHEMA, limits=limits, stamps=clock
+        )
+        assert len(set(p.ts)) == 5_000 and all(t % 100 == 0 for t in p.ts)

@@ -22,3 +22,31 @@ def test_old_database_gains_user_platform_admin_for_the_bootstrap_user(tmp_path)
     assert reg.authenticate_key(boot_session.token).platform_admin
     assert not reg.authenticate_key(other_session.token).platform_admin
     reg.close()
+
+
+def test_nodes_starting_at_once_on_a_fresh_postgresql_database_all_start():
+    """Two (here four) nodes' first start on one empty database: the tables are created once
+    and the default tenant and admin bootstrapped once; no node fails."""
+    import threading
+
+    from atoll.testing.postgres import throwaway_database
+
+    with throwaway_database("atoll_fresh_registry", skip_if_unreachable=True) as url:
+        go, done, failed = threading.Barrier(4), [], []
+
+        def start() -> None:
+            go.wait()
+            try:
+                reg = Registry(url, password_hasher=FAST_HASHER)
+                done.append(reg.bootstrap())
+                reg.close()
+            except Exception as e:  # noqa: BLE001 - the assertion below names it
+                failed.append(e)
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failed and len(done) == 4
+        assert sum(b is not None for b in done) == 1  # one bootstrap, its secrets shown once

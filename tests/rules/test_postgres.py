@@ -64,3 +64,30 @@ async def test_alarm_lifecycle_on_postgresql(pg_url):
     with pytest.raises(sa.exc.IntegrityError), svc.db.begin() as c:
         c.execute(sa.insert(db.alarms).values(**{**row, "status": "acknowledged"}))
     svc.db.dispose()
+
+
+def test_nodes_creating_the_rules_tables_at_once_on_a_fresh_database_all_start():
+    """Several nodes running the rules service, started together on an empty database: the
+    tables are created once (concurrent CREATE TABLE of one name fail on the catalog)."""
+    import threading
+
+    from atoll.testing.postgres import throwaway_database
+
+    with throwaway_database("atoll_fresh_rules", skip_if_unreachable=True) as url:
+        go, engines, failed = threading.Barrier(4), [], []
+
+        def start() -> None:
+            go.wait()
+            try:
+                engines.append(db.connect(url))
+            except Exception as e:  # noqa: BLE001 - the assertion below names it
+                failed.append(e)
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for engine in engines:
+            engine.dispose()
+        assert not failed and len(engines) == 4

@@ -94,3 +94,88 @@ def test_two_writers_sending_the_same_points_store_them_once(database_url):
     finally:
         for store in stores:
             store.close()
+
+
+def test_each_writer_session_gets_its_own_stamp_slot_until_it_closes(database_url):
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    a, b = PostgresStore(database_url, schema=schema), PostgresStore(database_url, schema=schema)
+    try:
+        assert a.stamp_slot().of == b.stamp_slot().of == 100
+        assert a.stamp_slot() == a.stamp_slot() and a.stamp_slot().slot != b.stamp_slot().slot
+        freed = a.stamp_slot()
+        a.close()
+        c = PostgresStore(database_url, schema=schema)
+        assert c.stamp_slot() == freed  # a closed (or crashed) writer's slot is free again
+        c.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def test_stores_opened_at_once_on_a_fresh_database_all_open():
+    """Two nodes starting together on a fresh database create the schema once, not twice
+    (concurrent CREATE ... IF NOT EXISTS of one name fail on PostgreSQL's catalog)."""
+    import threading
+
+    from atoll.testing.postgres import throwaway_database
+
+    with throwaway_database("atoll_fresh", skip_if_unreachable=True) as url:
+        for _ in range(3):
+            schema = f"s_{uuid.uuid4().hex[:12]}"
+            go, opened, failed = threading.Barrier(4), [], []
+
+            def open_one(schema=schema, go=go, opened=opened, failed=failed):
+                go.wait()
+                try:
+                    opened.append(PostgresStore(url, schema=schema))
+                except Exception as e:  # noqa: BLE001 - the assertion below names it
+                    failed.append(e)
+
+            threads = [threading.Thread(target=open_one) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for s in opened:
+                s.close()
+            assert not failed and len(opened) == 4
+
+
+def test_the_store_reconnects_by_itself_after_an_outage():
+    """PostgreSQL stopped: writes fail at once with ``Unavailable`` (nothing stored, say so);
+    started again: the same store object writes and reads again, keeping its stamp slot."""
+    import time
+
+    from atoll.core.points import PointBatch, SeriesKey
+    from atoll.testing.postgres import PostgresServer
+
+    key = SeriesKey("p", "d", "v")
+
+    def one(ts: int) -> PointBatch:
+        return PointBatch.of_series(key, [ts], [float(ts)])
+
+    with PostgresServer() as server:
+        store = PostgresStore(server.url)
+        try:
+            slot = store.stamp_slot()
+            store.append(one(1))
+            server.stop()
+            for ts in (2, 3, 4):
+                with pytest.raises(Unavailable) as e:
+                    store.append(one(ts))
+                assert e.value.hint
+            assert "unreachable" in e.value.message  # after the first failure: it says why
+            with pytest.raises(Unavailable):
+                store.latest("p")
+            server.start()
+            for _ in range(200):  # the next attempt comes within the backoff (at most 5 s)
+                try:
+                    store.append(one(5))
+                    break
+                except Unavailable:
+                    time.sleep(0.05)
+            assert store.query_raw(key, 0, 10).ts.tolist() == [1, 5]
+            assert store.latest("p") == {key: (5, 5.0)}
+            assert store.stamp_slot() == slot
+        finally:
+            store.close()

@@ -50,6 +50,9 @@ class MemoryBus:
         self._rr = itertools.count()
         self._closed = False
 
+    def max_payload(self) -> int | None:
+        return None  # in-process: any size
+
     async def publish(self, subject: str, data: bytes) -> None:
         if self._closed:
             raise RuntimeError("bus is closed")

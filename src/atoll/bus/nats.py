@@ -9,6 +9,9 @@ Guarantees (what the memory bus gives in one process, made durable):
   ``telemetry.>``, ``anomaly.>``, ``alarm.>``, ``twin.>`` and ``command_ack.>``. The adapter
   creates it, or adds missing subjects to an existing one. Publishing or subscribing outside
   those subjects is ``InvalidInput``: a typo must not silently go nowhere.
+* **Prefix.** With ``prefix=P`` every subject on the wire is ``P.{subject}`` (the stream's
+  too), and handlers still see ``{subject}``: two deployments on one NATS server, each with
+  its own prefix and stream, are isolated. ``stream=`` alone names the stream, not subjects.
 * **Publish** returns once JetStream has stored the message (the PubAck), so a returned
   publish survives a crash of every Atoll process.
 * **Subscribe without a group**: an ephemeral consumer that starts at the next message and
@@ -54,6 +57,7 @@ from atoll.core.errors import InvalidInput, Unavailable
 log = logging.getLogger(__name__)
 
 SUBJECTS: tuple[str, ...] = topics.ALL_BUS_SUBJECTS
+_PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _STREAM_IN_USE = 10058  # JetStream API error: stream name already in use (with another config)
 
 
@@ -90,9 +94,17 @@ class NatsBus:
         retry_delay: float = 0.5,
         max_ack_pending: int = 256,
         timeout: float = 5.0,
+        prefix: str = "",
     ) -> None:
+        if prefix and not _PREFIX.fullmatch(prefix):
+            raise InvalidInput(
+                f"bad NATS subject prefix {prefix!r}", hint="one token of A-Z a-z 0-9 _ -"
+            )
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         self.stream = stream
+        # On the wire every subject is ``{prefix}.{subject}``: two deployments on one NATS
+        # (each with its own prefix and stream) never see each other's messages.
+        self.prefix = prefix
         self.subjects = tuple(subjects)
         self.max_age = max_age
         self.max_bytes = max_bytes
@@ -116,17 +128,16 @@ class NatsBus:
         u = urlsplit(url)
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
         ints = {"max_bytes", "max_deliver", "max_ack_pending"}
-        unknown = set(q) - ints - {"stream", "max_age", "ack_wait", "timeout"}
+        texts = {"stream", "prefix"}
+        unknown = set(q) - ints - texts - {"max_age", "ack_wait", "timeout"}
         if unknown:
             raise InvalidInput(
                 f"unknown NATS bus URL option(s) {sorted(unknown)}",
-                hint="options: stream, max_age, max_bytes, ack_wait, max_deliver, "
+                hint="options: stream, prefix, max_age, max_bytes, ack_wait, max_deliver, "
                 "max_ack_pending, timeout",
             )
         try:
-            kw = {
-                k: (v if k == "stream" else int(v) if k in ints else float(v)) for k, v in q.items()
-            }
+            kw = {k: (v if k in texts else int(v) if k in ints else float(v)) for k, v in q.items()}
         except ValueError as e:
             raise InvalidInput(f"bad NATS bus URL option: {e}") from None
         return cls(urlunsplit((u.scheme, u.netloc, "", "", "")), **kw)  # type: ignore[arg-type]
@@ -171,9 +182,10 @@ class NatsBus:
             self._nc = nc
 
     async def _ensure_stream(self) -> None:
+        wanted = [self._wire(s) for s in self.subjects]
         config = api.StreamConfig(
             name=self.stream,
-            subjects=list(self.subjects),
+            subjects=wanted,
             retention=api.RetentionPolicy.LIMITS,
             storage=api.StorageType.FILE,
             discard=api.DiscardPolicy.OLD,
@@ -191,7 +203,7 @@ class NatsBus:
             # keep its limits, only make sure our subjects land in it.
             info = await self._js.stream_info(self.stream)
             have = list(info.config.subjects or [])
-            missing = [s for s in self.subjects if s not in have]
+            missing = [s for s in wanted if s not in have]
             if missing:
                 info.config.subjects = have + missing
                 await self._js.update_stream(info.config)
@@ -204,8 +216,13 @@ class NatsBus:
                 "NATS has no JetStream", hint="start the server with nats-server -js"
             ) from None
         except nats.js.errors.APIError as e:
+            overlap = "overlap" in (e.description or "")
             raise InvalidInput(
-                f"cannot set up JetStream stream {self.stream}: {e.description}"
+                f"cannot set up JetStream stream {self.stream}: {e.description}",
+                hint="another deployment on this NATS uses these subjects: give each its own "
+                "prefix= and stream= in ATOLL_BUS_URL"
+                if overlap
+                else None,
             ) from None
         except (TimeoutError, nats.errors.Error) as e:
             raise Unavailable(f"cannot set up JetStream stream {self.stream}: {e!r}") from None
@@ -223,11 +240,16 @@ class NatsBus:
 
     # -- the port -----------------------------------------------------------------------------
 
+    def max_payload(self) -> int | None:
+        """The server's ``max_payload`` from its INFO (1 MB by default), once connected."""
+        nc = self._nc
+        return nc.max_payload if nc is not None and nc.max_payload > 0 else None
+
     async def publish(self, subject: str, data: bytes) -> None:
         self._check_subject(subject)
         js = await self._connected()
         try:
-            await js.publish(subject, bytes(data), stream=self.stream)
+            await js.publish(self._wire(subject), bytes(data), stream=self.stream)
         except nats.errors.MaxPayloadError as e:
             raise InvalidInput(
                 f"bus message on {subject} is too large: {e}",
@@ -256,20 +278,25 @@ class NatsBus:
             deliver_policy=api.DeliverPolicy.NEW,
             ack_wait=self.ack_wait,
             max_deliver=self.max_deliver,
-            filter_subject=subject,
+            filter_subject=self._wire(subject),
             max_ack_pending=self.max_ack_pending,
         )
         cb = self._callback(handler)
         try:
             if group is None:
                 psub = await js.subscribe(
-                    subject, cb=cb, stream=self.stream, config=config, manual_ack=True
+                    self._wire(subject), cb=cb, stream=self.stream, config=config, manual_ack=True
                 )
                 sub = NatsSubscription(self, psub, psub._consumer)
             else:
                 name = consumer_name(group, subject)
                 psub = await js.subscribe(
-                    subject, queue=name, cb=cb, stream=self.stream, config=config, manual_ack=True
+                    self._wire(subject),
+                    queue=name,
+                    cb=cb,
+                    stream=self.stream,
+                    config=config,
+                    manual_ack=True,
                 )
                 sub = NatsSubscription(self, psub, None)
         except (nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError) as e:
@@ -294,6 +321,9 @@ class NatsBus:
 
     # -- internals ----------------------------------------------------------------------------
 
+    def _wire(self, subject: str) -> str:
+        return f"{self.prefix}.{subject}" if self.prefix else subject
+
     def _check_subject(self, subject: str) -> None:
         if not any(_covers(s, subject) for s in self.subjects):
             raise InvalidInput(
@@ -302,9 +332,11 @@ class NatsBus:
             )
 
     def _callback(self, handler: Handler) -> Callable[[Msg], Awaitable[None]]:
+        cut = len(self.prefix) + 1 if self.prefix else 0
+
         async def on_msg(msg: Msg) -> None:
             try:
-                await handler(Message(msg.subject, msg.data))
+                await handler(Message(msg.subject[cut:], msg.data))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - any handler failure means: deliver again

@@ -32,6 +32,10 @@ class MessageBus(Protocol):
         self, subject: str, handler: Handler, *, group: str | None = None
     ) -> Subscription: ...
 
+    def max_payload(self) -> int | None:
+        """The largest message (bytes) the bus takes now, ``None`` for no limit. Publishers of
+        messages that may be larger split them (ingest's telemetry events do)."""
+
     async def close(self) -> None: ...
 
 

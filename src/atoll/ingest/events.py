@@ -43,6 +43,43 @@ def encode_telemetry(
     return _enc.encode(TelemetryEvent(project, device, metrics, key_index, ts, value))
 
 
+#: Bytes kept free under the bus's limit for what the transport adds (JetStream headers).
+_SLACK = 1024
+
+
+def encode_telemetry_chunks(
+    project: str,
+    device: str,
+    metrics: list[str],
+    key_index: list[int],
+    ts: list[int],
+    value: list[float],
+    max_bytes: int | None,
+) -> list[bytes]:
+    """``encode_telemetry``, split in point order into events that each fit in ``max_bytes``
+    (the bus's ``max_payload``; ``None``: one event). A consumer sees every point, in order.
+
+    >>> chunks = encode_telemetry_chunks("p", "d", ["t"], [0] * 500, list(range(500)),
+    ...                                  [1.5] * 500, max_bytes=_SLACK + 2000)
+    >>> len(chunks) > 1, max(map(len, chunks)) <= 2000
+    (True, True)
+    >>> sum((decode_telemetry(c).ts.tolist() for c in chunks), []) == list(range(500))
+    True
+    """
+    data = encode_telemetry(project, device, metrics, key_index, ts, value)
+    if max_bytes is None or len(data) <= max_bytes - _SLACK or len(ts) <= 1:
+        return [data]  # a single point over the limit: the bus refuses it, and says so
+    parts = -(-len(data) // max(max_bytes - _SLACK, 1)) + 1  # an estimate; checked again below
+    step = -(-len(ts) // parts)
+    out: list[bytes] = []
+    for i in range(0, len(ts), step):
+        j = i + step
+        out += encode_telemetry_chunks(
+            project, device, metrics, key_index[i:j], ts[i:j], value[i:j], max_bytes
+        )
+    return out
+
+
 def decode_telemetry(data: bytes) -> PointBatch:
     """The points of a ``telemetry.*.*`` bus message.
 

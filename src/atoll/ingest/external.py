@@ -75,6 +75,9 @@ NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FLAP_COUNT, FLAP_WINDOW_S = 3, 30.0  # connections lost this often suggest a duplicate node
 AUTH_RELOAD_S = 5.0  # how long a refused worker waits for mosquitto to reload Atoll's files
 RETIRE_QUIET_S = 2.0  # a retiring session is empty once nothing arrived for this long
+# A message ingest could not store (the store is down) is tried again after these waits,
+# doubling from the first to the last.
+RETRY_MIN_S, RETRY_MAX_S = 0.25, 5.0
 
 
 class _Worker:
@@ -210,9 +213,11 @@ class ExternalIngest:
         self._retiring: list[_Worker] = []
         self._claim: NodeClaim | None = None
         self._identities: dict[str, tuple[float, Any]] = {}
+        self._lookups: dict[str, asyncio.Future[Any]] = {}  # registry lookups under way
         self._tasks: set[asyncio.Task] = set()
         self._inbox: collections.deque = collections.deque()
         self._drain_scheduled = False
+        self._stopping = asyncio.Event()
 
     @classmethod
     def from_settings(
@@ -296,6 +301,7 @@ class ExternalIngest:
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self._stopping.clear()
         self._claim = claim_node(self.url, self.node_id)
         try:
             await self._start()
@@ -342,6 +348,7 @@ class ExternalIngest:
             task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
+        self._stopping.set()
         for t in list(self._tasks):
             if t.get_name() == "atoll-mqtt-retire":
                 t.cancel()
@@ -433,35 +440,61 @@ class ExternalIngest:
         self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes
     ) -> None:
         parsed = topics.parse(topic)
-        if parsed is not None:
-            identity = await self._identity(parsed[0])
-            if identity is None:
-                self.pipeline.reject(
-                    parsed[0], "mqtt", UNKNOWN_DEVICE, f"no device {parsed[0]!r} in the registry"
-                )
-            else:
-                try:
+        delay = 0.0
+        while parsed is not None:
+            try:
+                identity = await self._identity(parsed[0])
+                if identity is None:
+                    self.pipeline.reject(
+                        parsed[0],
+                        "mqtt",
+                        UNKNOWN_DEVICE,
+                        f"no device {parsed[0]!r} in the registry",
+                    )
+                else:
                     await self.pipeline.hold(identity, "mqtt")
                     await dispatch(self.pipeline, identity, topic, payload)
-                except Unavailable as e:
-                    # Not acknowledged: the broker keeps it in this worker's session and delivers
-                    # it again on the next connection (e.g. after a restart). Once the receive
-                    # maximum of unacknowledged messages is reached the broker stops sending
-                    # to this worker: back-pressure instead of loss.
-                    log.error("not acknowledging %s: %s", topic, e.message)
+                break
+            except Unavailable as e:
+                # Not stored (the store or the registry is down, say): not acknowledged, and
+                # tried again with a growing wait until it is stored, so ingest resumes by
+                # itself when the database is back. Meanwhile the unacknowledged messages fill
+                # the worker's receive window and the broker holds the rest: back-pressure
+                # instead of loss. On stop it stays in the worker's session, and the broker
+                # delivers it again on the next connection.
+                if not delay:
+                    log.error("not acknowledging %s yet: %s", topic, e.message)
+                delay = min(max(2 * delay, RETRY_MIN_S), RETRY_MAX_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
                     worker.unacked += 1
                     return
         if qos > 0:
             worker.client.ack(mid, qos)
 
     async def _identity(self, device: str) -> Any:
+        """The device's identity, cached for ``IDENTITY_TTL_S``. Single-flight: the messages
+        of a device that arrive while its identity is being looked up wait for that one
+        lookup instead of each asking the registry."""
         hit = self._identities.get(device)
-        now = time.monotonic()
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        identity = await asyncio.to_thread(self.registry.device_identity, device)
-        self._identities[device] = (now + IDENTITY_TTL_S, identity)
-        return identity
+        lookup = self._lookups.get(device)
+        if lookup is None:
+            lookup = self._lookups[device] = asyncio.ensure_future(self._look_up(device))
+        return await asyncio.shield(lookup)  # one waiter cancelled: not the others' lookup
+
+    async def _look_up(self, device: str) -> Any:
+        try:
+            now = time.monotonic()
+            identity = await asyncio.to_thread(self.registry.device_identity, device)
+            if self._lookups.get(device) is asyncio.current_task():  # not forgotten meanwhile
+                self._identities[device] = (now + IDENTITY_TTL_S, identity)
+            return identity
+        finally:
+            if self._lookups.get(device) is asyncio.current_task():
+                del self._lookups[device]
 
     async def disconnect(self, device_id: str, reason: str, *, forget: bool = False) -> int:
         """``DeviceSessions``. Mosquitto holds the device's connections: the registry change
@@ -470,6 +503,7 @@ class ExternalIngest:
         forget the device's cached identity, then wait for two round trips to the broker, by
         when it has handled the signal. Returns 0: Mosquitto does not say whom it closed."""
         self._identities.pop(device_id, None)
+        self._lookups.pop(device_id, None)  # a lookup under way may predate the change
         if self.auth is None or not self._workers:
             return 0
         client = self._workers[0].client

@@ -32,6 +32,7 @@ import os
 import secrets
 import signal
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,13 @@ class MosquittoAuth:
             self._parked.pop(device, None)
             self._entries[device] = mosquitto_hash(secret)
 
+    def set_secrets(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Many devices' ``(device, secret)`` (a batch registration): one write, one reload."""
+        with self._changing():
+            for device, secret in pairs:
+                self._parked.pop(device, None)
+                self._entries[device] = mosquitto_hash(secret)
+
     def remove(self, device: str) -> None:
         with self._changing():
             self._entries.pop(device, None)
@@ -196,6 +204,10 @@ class MosquittoAuth:
             setattr(registry, name, wrapper)
 
         after("register_device", lambda r, *a, **k: self.set_secret(r[1].device, r[1].secret))
+        after(
+            "register_devices",
+            lambda r, *a, **k: self.set_secrets((c.device, c.secret) for _, c in r),
+        )
         after("rotate_credentials", lambda r, *a, **k: self.set_secret(r.device, r.secret))
         after("revoke_credentials", lambda r, device_id, *a, **k: self.remove(device_id))
         after("delete_device", lambda r, device_id, *a, **k: self.remove(device_id))

@@ -47,6 +47,7 @@ from atoll.ingest.validate import (
     InvalidTelemetry,
     Limits,
     ParsedTelemetry,
+    ServerClock,
     TelemetrySchema,
     merge,
     parse_telemetry,
@@ -126,6 +127,8 @@ class IngestPipeline:
         self.flush_interval = flush_interval
         self.quotas = quotas if quotas is not None and not quotas.unlimited else None
         self.stats = IngestStats()
+        # Server stamps in this writer's slot of the store: unique across nodes on one store.
+        self.stamps = ServerClock(store.stamp_slot)
         self._throttled_s: dict[str, float] = {}  # per device, since start
         self._held: dict[str, _Held] = {}  # devices whose messages wait in ``hold``
         self._cv = threading.Condition()
@@ -147,6 +150,7 @@ class IngestPipeline:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.store.stamp_slot)  # claimed now, not on a device's message
         self._stopping = False
         self._thread = threading.Thread(
             target=self._writer, name="atoll-ingest-writer", daemon=True
@@ -207,6 +211,7 @@ class IngestPipeline:
                 device=identity.device,
                 schema=self.schema_for(identity),
                 limits=self.limits,
+                stamps=self.stamps,
             )
         except InvalidInput as e:
             self.reject(identity.device, transport, getattr(e, "reason", e.code), e.message)
@@ -351,13 +356,20 @@ class IngestPipeline:
             t0 = time.perf_counter()
             try:
                 self.store.append(merge([p for i in taken for p in i.parsed]))
+            except Unavailable as e:  # the database is down: one line, no traceback each time
+                log.warning("store append of %d points failed: %s", total, e.message)
+                err = e
             except Exception as e:
                 log.exception("store append of %d points failed", total)
                 err = e
             elapsed = time.perf_counter() - t0
             with self._cv:
                 self._pending_points -= total
-            payloads = self._bus_payloads(taken) if err is None and self.bus is not None else []
+            payloads = (
+                self._bus_payloads(taken, self.bus.max_payload())
+                if err is None and self.bus is not None
+                else []
+            )
             self.stats.commits += 1
             self.stats.commit_seconds += elapsed
             self.stats.last_commit_points = total
@@ -411,7 +423,8 @@ class IngestPipeline:
                     item.future.set_exception(exc)
 
     @staticmethod
-    def _bus_payloads(taken: list[_Item]) -> list[tuple[str, bytes]]:
+    def _bus_payloads(taken: list[_Item], max_bytes: int | None) -> list[tuple[str, bytes]]:
+        """One telemetry event per device, in chunks under the bus's ``max_bytes``."""
         by_device: dict[tuple[str, str], list[ParsedTelemetry]] = {}
         for item in taken:
             for p in item.parsed:
@@ -433,12 +446,11 @@ class IngestPipeline:
                     ts.extend(p.ts)
                     val.extend(p.value)
                 metrics = list(lut)
-            out.append(
-                (
-                    topics.bus_telemetry(project, device),
-                    events.encode_telemetry(project, device, metrics, idx, ts, val),
-                )
-            )
+            subject = topics.bus_telemetry(project, device)
+            for data in events.encode_telemetry_chunks(
+                project, device, metrics, idx, ts, val, max_bytes
+            ):
+                out.append((subject, data))
         return out
 
     async def _publish(self, payloads: list[tuple[str, bytes]]) -> None:

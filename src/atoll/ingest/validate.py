@@ -19,6 +19,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -28,6 +29,7 @@ import numpy as np
 
 from atoll.core.errors import InvalidInput, PayloadTooLarge
 from atoll.core.points import PointBatch, SeriesKey
+from atoll.store.port import ONE_WRITER, StampSlot
 
 # Stable reason codes; rejection counters and logs use them.
 MALFORMED_JSON = "malformed_json"
@@ -208,28 +210,55 @@ def merge(parsed: list[ParsedTelemetry]) -> PointBatch:
     )
 
 
-class _ServerClock:
-    """Server timestamps that never repeat in this process.
+class ServerClock:
+    """Server timestamps for readings sent without ``ts``: unique across writer processes,
+    strictly increasing per device in this process.
 
     A point's identity in the store is (series, timestamp), last write wins, so two readings
-    stamped by the server must not share a microsecond: readings without ``ts`` in one batch
-    get consecutive microseconds (in batch order), and later messages get later stamps even
-    when they arrive within the same microsecond.
+    of one series stamped by the server must not share a microsecond. Per device, readings
+    without ``ts`` in one batch get consecutive stamps (in batch order), and later messages
+    get later stamps even when they arrive within the same microsecond. Across processes
+    writing one store, each stamps only the microseconds of its ``StampSlot`` (``slot`` mod
+    ``of``; the store hands it out), so two nodes never stamp the same one. Consecutive stamps
+    of one device are ``of`` µs apart: a device sending more than 10⁶/``of`` readings without
+    ``ts`` per second gets stamps a little ahead of the clock.
+
+    >>> clock = ServerClock(lambda: StampSlot(7, 100))
+    >>> first, step = clock.reserve(("p", "d"), 3)
+    >>> step, first % 100, clock.reserve(("p", "d"), 1)[0] == first + 3 * step
+    (100, 7, True)
     """
 
-    def __init__(self) -> None:
-        self._last = 0
+    #: Devices remembered before forgetting those whose last stamp is already in the past.
+    SWEEP_AT = 4096
+
+    def __init__(self, slot: Callable[[], StampSlot] = lambda: ONE_WRITER) -> None:
+        self._slot = slot
+        self._last: dict[tuple[str, str], int] = {}
+        # Every forgotten device's last stamp is below this: a clock stepped back (NTP) cannot
+        # hand one of them a stamp it already had.
+        self._floor = 0
+        self._sweep_at = self.SWEEP_AT
         self._lock = threading.Lock()
 
-    def reserve(self, n: int) -> int:
-        """First of ``n`` consecutive, never-before-returned microsecond stamps."""
+    def reserve(self, device: tuple[str, str], n: int) -> tuple[int, int]:
+        """``(first, step)`` of ``n`` never-before-returned stamps for ``device``: ``first``,
+        ``first + step``, ...; ``step`` is the slot modulus."""
+        slot = self._slot()
         with self._lock:
-            base = max(time.time_ns() // 1000, self._last + 1)
-            self._last = base + max(n, 1) - 1
-            return base
+            now = time.time_ns() // 1000
+            last = self._last.get(device)
+            base = max(now, self._floor) if last is None else max(now, last + 1)
+            base = slot.align(base)
+            self._last[device] = base + (max(n, 1) - 1) * slot.of
+            if len(self._last) > self._sweep_at:
+                self._last = {k: v for k, v in self._last.items() if v >= now}
+                self._floor = max(self._floor, now)
+                self._sweep_at = max(self.SWEEP_AT, 2 * len(self._last))
+            return base, slot.of
 
 
-_server_clock = _ServerClock()
+_server_clock = ServerClock()
 
 
 def _ts_us(raw, where: str, latest_ok: int, clock: int, limits: Limits) -> int:
@@ -328,8 +357,12 @@ def parse_telemetry(
     schema: TelemetrySchema = OPEN_SCHEMA,
     limits: Limits = DEFAULT_LIMITS,
     now_us: int | None = None,
+    stamps: ServerClock | None = None,
 ) -> ParsedTelemetry:
-    """Validate one telemetry message; raise ``InvalidTelemetry``/``TelemetryTooLarge``."""
+    """Validate one telemetry message; raise ``InvalidTelemetry``/``TelemetryTooLarge``.
+
+    Readings without ``ts`` are stamped by ``stamps`` (a process-wide one by default), or from
+    ``now_us`` on, one µs apart, when that is given (tests)."""
     if len(body) > limits.max_bytes:
         raise TelemetryTooLarge(
             f"payload is {len(body)} bytes; the limit is {limits.max_bytes}",
@@ -343,7 +376,7 @@ def parse_telemetry(
             return parsed
     readings = doc if isinstance(doc, list) else (doc,)
     latest_ok = clock + int(limits.max_future_skew_s * 1_000_000)
-    stamp = now_us  # server stamps for readings without ts, reserved when first needed
+    stamp, step = now_us, 1  # server stamps for readings without ts, reserved when needed
     metrics_spec = schema.metrics
     is_open = not metrics_spec
     key_of: dict[str, int] = {}
@@ -360,14 +393,16 @@ def parse_telemetry(
         raw = r.ts
         if type(raw) is int and raw >= _MIN_EPOCH_MS:  # the usual case, checked inline
             t = raw * 1000
-        elif raw is None:
+            if t > latest_ok:
+                raise _future(where, t, clock, limits)
+        elif raw is None:  # server time: never "in the future", however fast a device sends
             if stamp is None:
-                stamp = _server_clock.reserve(len(readings))
-            t = stamp + n
+                stamp, step = (stamps or _server_clock).reserve((project, device), len(readings))
+            t = stamp + n * step
         else:
             t = _ts_us(raw, where, latest_ok, clock, limits)
-        if t > latest_ok:
-            raise _future(where, t, clock, limits)
+            if t > latest_ok:
+                raise _future(where, t, clock, limits)
         values = r.values
         npoints += len(values)
         if npoints > limits.max_points:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect, select, text, update
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text, update
 
 from atoll.registry.tables import metadata, users
 
@@ -42,28 +42,39 @@ def open_engine(url: str) -> Engine:
             cur.close()
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
-    _add_platform_admin_to_users(engine)
+    with engine.begin() as conn:
+        one_at_a_time(conn)
+        metadata.create_all(conn)
+        _add_platform_admin_to_users(conn)
     return engine
 
 
-def _add_platform_admin_to_users(engine: Engine) -> None:
+#: PostgreSQL advisory lock (one bigint key) that schema changes and the first start take.
+_SETUP_LOCK = 0x61746F6C6C_7265  # "atoll" "re"(gistry)
+
+
+def one_at_a_time(conn: Connection) -> None:
+    """Serialise set-up on a shared database until ``conn``'s transaction ends: nodes started
+    at once on a fresh PostgreSQL database would otherwise create the same tables (failing on
+    the catalog's unique index) and bootstrap twice. SQLite serialises writers itself."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SETUP_LOCK})
+
+
+def _add_platform_admin_to_users(conn: Connection) -> None:
     """Databases made before users had ``platform_admin`` get the column.
 
     Their bootstrap user is the oldest admin of the default tenant: it becomes the platform admin,
     as it would have been on a fresh start.
     """
-    if "platform_admin" in {c["name"] for c in inspect(engine).get_columns("users")}:
+    if "platform_admin" in {c["name"] for c in inspect(conn).get_columns("users")}:
         return
-    with engine.begin() as conn:
-        conn.execute(
-            text("ALTER TABLE users ADD COLUMN platform_admin BOOLEAN NOT NULL DEFAULT FALSE")
-        )
-        first = conn.execute(
-            select(users.c.username)
-            .where(users.c.tenant == "default", users.c.role == "admin")
-            .order_by(users.c.created_at)
-            .limit(1)
-        ).scalar()
-        if first is not None:
-            conn.execute(update(users).where(users.c.username == first).values(platform_admin=True))
+    conn.execute(text("ALTER TABLE users ADD COLUMN platform_admin BOOLEAN NOT NULL DEFAULT FALSE"))
+    first = conn.execute(
+        select(users.c.username)
+        .where(users.c.tenant == "default", users.c.role == "admin")
+        .order_by(users.c.created_at)
+        .limit(1)
+    ).scalar()
+    if first is not None:
+        conn.execute(update(users).where(users.c.username == first).values(platform_admin=True))

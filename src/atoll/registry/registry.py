@@ -32,7 +32,7 @@ from atoll.registry import tables as t
 from atoll.registry import tenants as _tenants
 from atoll.registry import twins as _twins
 from atoll.registry import users as _users
-from atoll.registry.engine import open_engine, sqlite_url
+from atoll.registry.engine import one_at_a_time, open_engine, sqlite_url
 from atoll.registry.models import (
     ApiKey,
     AuditEntry,
@@ -103,8 +103,15 @@ class Registry:
     def _write(self):
         return _transaction(self.engine, self._write_lock)
 
-    def _read(self) -> Connection:
-        return self.engine.connect()
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reads; a database that cannot be reached is ``Unavailable`` (the
+        pool reconnects by itself once it is back)."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except OperationalError as e:
+            raise Unavailable(f"registry database error: {e.orig}", hint="retry later") from e
 
     # -- bootstrap ----------------------------------------------------------------------------
     def bootstrap(self, *, username: str = "admin") -> BootstrapSecrets | None:
@@ -113,6 +120,7 @@ class Registry:
         Returns the clear-text secrets once; ``None`` on every later start.
         """
         with self._write() as conn:
+            one_at_a_time(conn)  # two nodes' first start: one bootstraps, the other sees it done
             done = conn.execute(
                 select(t.meta.c.value).where(t.meta.c.key == "bootstrapped")
             ).first()

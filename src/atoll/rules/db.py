@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
+from atoll.registry.engine import one_at_a_time
+
 metadata = sa.MetaData()
 
 rules = sa.Table(
@@ -144,18 +146,19 @@ def connect(url_or_engine: str | sa.Engine | None = None) -> sa.Engine:
         def _fk_on(dbapi_conn, _):
             dbapi_conn.execute("PRAGMA foreign_keys=ON")
 
-    metadata.create_all(engine)
-    _add_missing_columns(engine)
+    with engine.begin() as conn:
+        one_at_a_time(conn)  # nodes starting at once on a fresh database: one creates
+        metadata.create_all(conn)
+        _add_missing_columns(conn)
     return engine
 
 
-def _add_missing_columns(engine: sa.Engine) -> None:
+def _add_missing_columns(conn: sa.Connection) -> None:
     """Columns added after a database was created (nullable ones only): ALTER TABLE ADD."""
-    inspector = sa.inspect(engine)
+    inspector = sa.inspect(conn)
     for table in metadata.sorted_tables:
         have = {c["name"] for c in inspector.get_columns(table.name)}
         for col in table.columns:
             if col.name not in have and col.nullable:
-                kind = col.type.compile(dialect=engine.dialect)
-                with engine.begin() as c:
-                    c.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))
+                kind = col.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {kind}'))

@@ -11,9 +11,17 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from atoll.core.errors import InvalidInput
-from atoll.store.port import AGGREGATES, Buckets, Series, SeriesStore
+from atoll.store.port import AGGREGATES, ONE_WRITER, Buckets, Series, SeriesStore, StampSlot
 
-__all__ = ["AGGREGATES", "Buckets", "Series", "SeriesStore", "open_store"]
+__all__ = [
+    "AGGREGATES",
+    "ONE_WRITER",
+    "Buckets",
+    "Series",
+    "SeriesStore",
+    "StampSlot",
+    "open_store",
+]
 
 _FORMS = "memory://, duckdb:///abs/path.duckdb, duckdb://relative/path.duckdb or postgresql://..."
 

@@ -37,7 +37,7 @@ import numpy as np
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import plan, rollup
-from atoll.store.port import AGGREGATES, Buckets, Series
+from atoll.store.port import AGGREGATES, ONE_WRITER, Buckets, Series, StampSlot
 
 log = logging.getLogger(__name__)
 
@@ -569,6 +569,9 @@ class DuckDBStore:
 
     def series(self, project: str, device: str | None = None) -> list[SeriesKey]:
         return sorted(self.latest(project, device))
+
+    def stamp_slot(self) -> StampSlot:
+        return ONE_WRITER  # one process opens the file for writing
 
     def close(self) -> None:
         with self._lock:

@@ -8,7 +8,7 @@ import numpy as np
 
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import plan
-from atoll.store.port import AGGREGATES, Buckets, Series
+from atoll.store.port import AGGREGATES, ONE_WRITER, Buckets, Series, StampSlot
 
 
 class MemoryStore:
@@ -112,6 +112,9 @@ class MemoryStore:
                 elif cut:
                     self._data[key] = (t[cut:], v[cut:])
         return gone
+
+    def stamp_slot(self) -> StampSlot:
+        return ONE_WRITER  # in-process
 
     def close(self) -> None:
         pass

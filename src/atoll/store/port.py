@@ -28,6 +28,30 @@ class Buckets:
     columns: dict[str, np.ndarray]  # aggregate name -> values
 
 
+@dataclass(frozen=True, slots=True)
+class StampSlot:
+    """The microseconds a writer may give readings it stamps itself: those ``≡ slot (mod of)``.
+
+    A point's identity is (series, timestamp), so two processes writing one store must never
+    stamp a reading of one series with the same microsecond. Each takes its own residue:
+
+    >>> s = StampSlot(3, 100)
+    >>> s.align(1_700_000_000_000_001), s.align(1_700_000_000_000_003)
+    (1700000000000003, 1700000000000003)
+    """
+
+    slot: int = 0
+    of: int = 1
+
+    def align(self, t: int) -> int:
+        """The first microsecond at or after ``t`` that belongs to this slot."""
+        return t + (self.slot - t) % self.of
+
+
+#: A store with one writer process (in memory, DuckDB's file): every microsecond is its own.
+ONE_WRITER = StampSlot(0, 1)
+
+
 @runtime_checkable
 class SeriesStore(Protocol):
     def append(self, batch: PointBatch) -> None:
@@ -52,5 +76,10 @@ class SeriesStore(Protocol):
 
     def delete_before(self, project: str, ts: int) -> int:
         """Retention: drop a project's points older than ``ts``; returns how many went."""
+
+    def stamp_slot(self) -> StampSlot:
+        """This writer's share of the microseconds for server-stamped readings. A store that
+        several processes write hands each its own slot while it is open; a single-writer
+        store returns ``ONE_WRITER``. Cheap after the first call (ingest asks per message)."""
 
     def close(self) -> None: ...

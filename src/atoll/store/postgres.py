@@ -14,8 +14,10 @@ the stored versions of its points and rebuilds the tier buckets they were in.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +32,16 @@ from psycopg.abc import Params
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import plan, rollup
-from atoll.store.port import AGGREGATES, Buckets, Series
+from atoll.store.port import AGGREGATES, Buckets, Series, StampSlot
+
+log = logging.getLogger(__name__)
+
+#: Longest wait between two attempts to reconnect the writer (also each attempt's timeout).
+RECONNECT_MAX_S = 5
+
+#: Processes that can write one schema at a time, each stamping its own residue of the
+#: microseconds (``StampSlot``): the last two digits of a server-stamped timestamp.
+STAMP_SLOTS = 100
 
 _COLS = ", ".join(rollup.COLUMNS)
 _ROLLUP_DDL = """(sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE PRECISION, tmin BIGINT,
@@ -196,6 +207,11 @@ def _chart_candidates(tier: int | None) -> str:
 def _translated(what: str) -> Iterator[None]:
     try:
         yield
+    except psycopg.OperationalError as e:  # the server went away, or cannot be reached
+        raise Unavailable(
+            f"PostgreSQL store: {what} failed: {e}".strip(),
+            hint="retry later: the store reconnects by itself once PostgreSQL is back",
+        ) from e
     except psycopg.Error as e:
         raise Unavailable(f"PostgreSQL store: {what} failed: {e}".strip()) from e
 
@@ -215,6 +231,9 @@ class PostgresStore:
         self._local = threading.local()
         self._readers: list[psycopg.Connection] = []
         self._closed = False
+        # Reconnecting the writer after it broke (an outage, a server restart): not before
+        # ``_retry_at`` (monotonic s); the wait doubles after each failed attempt.
+        self._retry_at, self._backoff, self._down_since = 0.0, 0.0, 0.0
         try:
             # Autocommit, so only explicit transaction() blocks group statements: nothing can
             # sit in an implicit transaction that is never committed.
@@ -225,6 +244,13 @@ class PostgresStore:
                 hint="check that the server runs and the URL (user, host, port, database) is right",
             ) from e
         with _translated("opening"), self._writer.transaction():
+            # One process at a time creates the schema: concurrent CREATE ... IF NOT EXISTS of
+            # one name fail on the catalog's unique index (two nodes starting on a fresh
+            # database). The lock is the transaction's; the next process then finds it all.
+            self._writer.execute(
+                "SELECT pg_advisory_xact_lock(%s::int, 0)",
+                [zlib.crc32(f"{schema}:ddl".encode()) - 2**31],
+            )
             self._writer.execute(
                 pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(schema))
             )
@@ -233,21 +259,113 @@ class PostgresStore:
             )
             for ddl in _SCHEMA:
                 self._writer.execute(ddl)
-            for tier in plan.TIERS:
-                self._writer.execute(
-                    f"CREATE TEMP TABLE IF NOT EXISTS batch_{_table(tier)} {_ROLLUP_DDL})"
-                    " ON COMMIT DELETE ROWS"
-                )
-            # Keys of a batch's points that may replace stored ones, and the buckets to rebuild.
-            for ddl in (
-                "batch_points (sid INTEGER NOT NULL, ts BIGINT NOT NULL)",
-                "batch_buckets (sid INTEGER NOT NULL, b BIGINT NOT NULL)",
-            ):
-                self._writer.execute(f"CREATE TEMP TABLE IF NOT EXISTS {ddl} ON COMMIT DELETE ROWS")
             rows = self._writer.execute("SELECT project, device, metric, id FROM series").fetchall()
+        with _translated("opening"):
+            self._prepare_writer(self._writer)
         self._sids = {SeriesKey(p, d, m): i for p, d, m, i in rows}
         # Advisory locks of this schema's series: (schema hash, series id).
         self._lock_space = zlib.crc32(schema.encode()) - 2**31
+        # Session advisory locks (space, n) of the stamp slots: held by the writer connection
+        # while it lives, so a crashed process's slot is free again when its session ends.
+        self._slot_space = zlib.crc32(f"{schema}:stamp-slot".encode()) - 2**31
+        self._slot: StampSlot | None = None
+
+    def _prepare_writer(self, conn: psycopg.Connection) -> None:
+        """The writer session's search path and its temp tables (they live per session)."""
+        conn.execute(pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(self.schema)))
+        for tier in plan.TIERS:
+            conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS batch_{_table(tier)} {_ROLLUP_DDL})"
+                " ON COMMIT DELETE ROWS"
+            )
+        # Keys of a batch's points that may replace stored ones, and the buckets to rebuild.
+        for ddl in (
+            "batch_points (sid INTEGER NOT NULL, ts BIGINT NOT NULL)",
+            "batch_buckets (sid INTEGER NOT NULL, b BIGINT NOT NULL)",
+        ):
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {ddl} ON COMMIT DELETE ROWS")
+
+    def _live_writer(self) -> psycopg.Connection:
+        """The writer connection, reconnected if it broke; call with ``_lock`` held.
+
+        While PostgreSQL is unreachable every write fails at once with ``Unavailable`` (ingest
+        answers 503 or leaves the message unacknowledged), and a new connection is tried at
+        most every ``RECONNECT_MAX_S`` s (0.25 s at first, doubling), so the store comes back
+        by itself with the server, no restart needed.
+        """
+        w = self._writer
+        if not w.closed:
+            return w
+        if self._closed:
+            raise Unavailable("the PostgreSQL store is closed")
+        now = time.monotonic()
+        if not self._down_since:
+            self._down_since = now
+            log.warning("PostgreSQL store %s: connection lost; reconnecting", self.schema)
+        if now < self._retry_at:
+            raise self._down(f"next attempt in {self._retry_at - now:.1f} s")
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=RECONNECT_MAX_S)
+            try:
+                self._prepare_writer(conn)
+                if self._slot is not None:  # the old session's slot went with it
+                    slot = self._claim_slot(prefer=self._slot.slot, conn=conn)
+                    if slot != self._slot:
+                        log.warning(
+                            "PostgreSQL store %s: stamp slot %d was taken while disconnected; "
+                            "now %d",
+                            self.schema,
+                            self._slot.slot,
+                            slot.slot,
+                        )
+                    self._slot = slot
+            except BaseException:
+                conn.close()
+                raise
+        except (psycopg.Error, Unavailable) as e:
+            self._backoff = min(max(2 * self._backoff, 0.25), RECONNECT_MAX_S)
+            self._retry_at = now + self._backoff
+            raise self._down(str(e).strip() or type(e).__name__) from e
+        log.warning(
+            "PostgreSQL store %s: reconnected after %.1f s",
+            self.schema,
+            time.monotonic() - self._down_since,
+        )
+        self._writer, self._backoff, self._retry_at, self._down_since = conn, 0.0, 0.0, 0.0
+        return conn
+
+    def _down(self, detail: str) -> Unavailable:
+        return Unavailable(
+            f"PostgreSQL store: the database has been unreachable for "
+            f"{time.monotonic() - self._down_since:.0f} s ({detail})",
+            hint="nothing of this was stored; retry later: the store reconnects by itself",
+        )
+
+    # ------------------------------------------------------------------------ stamp slots
+
+    def stamp_slot(self) -> StampSlot:
+        """One of ``STAMP_SLOTS`` slots, claimed on first use and held by the writer session."""
+        slot = self._slot
+        if slot is None:
+            with self._lock, _translated("claiming a stamp slot"):
+                if self._slot is None:
+                    self._slot = self._claim_slot(prefer=0, conn=self._live_writer())
+                slot = self._slot
+        return slot
+
+    def _claim_slot(self, prefer: int, conn: psycopg.Connection) -> StampSlot:
+        """The first free slot from ``prefer`` on (a session lock of ``conn``)."""
+        for i in range(STAMP_SLOTS):
+            n = (prefer + i) % STAMP_SLOTS
+            row = conn.execute(
+                "SELECT pg_try_advisory_lock(%s::int, %s::int)", [self._slot_space, n]
+            ).fetchone()
+            if row is not None and row[0]:
+                return StampSlot(n, STAMP_SLOTS)
+        raise Unavailable(
+            f"all {STAMP_SLOTS} writer slots of PostgreSQL schema {self.schema} are taken",
+            hint=f"at most {STAMP_SLOTS} Atoll processes can write one store at a time",
+        )
 
     # ----------------------------------------------------------------------------- writes
 
@@ -281,8 +399,8 @@ class PostgresStore:
         plan.check_batch(batch)
         if not len(batch):
             return
-        w = self._writer
         with self._lock, _translated("append"):
+            w = self._live_writer()
             with w.transaction():
                 lut, added = self._catalog(batch.keys)
                 sid, ts, value = plan.one_per_timestamp(
@@ -397,8 +515,14 @@ class PostgresStore:
         ts = plan.clamp_ts(ts)
         sids = "sid IN (SELECT id FROM series WHERE project = %(project)s)"
         args = {"project": project, "cut": int(ts)}
-        w = self._writer
-        with self._lock, _translated("retention"), w.transaction():
+        with self._lock, _translated("retention"):
+            w = self._live_writer()
+            return self._delete_before(w, sids, args, ts)
+
+    def _delete_before(
+        self, w: psycopg.Connection, sids: str, args: dict[str, Any], ts: int
+    ) -> int:
+        with w.transaction():
             gone = w.execute(f"DELETE FROM points WHERE {sids} AND ts < %(cut)s", args).rowcount
             finer = None
             for tier in plan.TIERS:
@@ -424,13 +548,16 @@ class PostgresStore:
     def _reader(self, what: str) -> Iterator[psycopg.Connection]:
         conn = getattr(self._local, "conn", None)
         with _translated(what):
-            if conn is None or conn.closed:
-                conn = psycopg.connect(self.url, autocommit=True)
+            if conn is None or conn.closed:  # new thread, or the old session broke: reconnect
+                stale = conn
+                conn = psycopg.connect(self.url, autocommit=True, connect_timeout=RECONNECT_MAX_S)
                 conn.execute(
                     pgsql.SQL("SET search_path TO {}").format(pgsql.Identifier(self.schema))
                 )
                 self._local.conn = conn
                 with self._lock:
+                    if stale is not None and stale in self._readers:
+                        self._readers.remove(stale)
                     self._readers.append(conn)
             yield conn
 

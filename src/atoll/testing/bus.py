@@ -48,6 +48,20 @@ async def check_bus(bus: MessageBus, *, root: str | None = None) -> None:
     await _check_groups(bus, root)
     await _check_unsubscribe(bus, root)
     await _check_failing_handler(bus, root)
+    await _check_max_payload(bus, root)
+
+
+async def _check_max_payload(bus: MessageBus, root: str) -> None:
+    """A message of ``max_payload()`` bytes goes through (``None``: 1 MB does)."""
+    limit = bus.max_payload()
+    assert limit is None or (isinstance(limit, int) and limit > 0), f"max_payload {limit!r}"
+    size = (limit or 1 << 20) - 1024  # JetStream may add headers within the server's limit
+    inbox = _Inbox()
+    sub = await bus.subscribe(f"{root}.big", inbox)
+    await bus.publish(f"{root}.big", b"x" * size)
+    got = await inbox.wait_for(1)
+    assert len(got[0].data) == size
+    await sub.unsubscribe()
 
 
 async def _check_exact_in_order(bus: MessageBus, root: str) -> None:

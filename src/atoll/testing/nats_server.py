@@ -32,10 +32,12 @@ def _free_port() -> int:
 
 class NatsServer:
     """``with NatsServer(tmp_dir) as server: server.url``
-    — JetStream on, file store in ``tmp_dir``."""
+    — JetStream on, file store in ``tmp_dir``; ``max_payload`` (bytes) sets the server's limit
+    (default 1 MB)."""
 
-    def __init__(self, store_dir: str | Path) -> None:
+    def __init__(self, store_dir: str | Path, *, max_payload: int | None = None) -> None:
         self.store_dir = Path(store_dir)
+        self.max_payload = max_payload
         self.port = 0
         self.proc: subprocess.Popen | None = None
 
@@ -62,9 +64,15 @@ class NatsServer:
         return self
 
     def _launch(self, binary: str, timeout: float) -> bool:
+        config: list[str] = []
+        if self.max_payload is not None:
+            conf = self.store_dir / "nats-server.conf"
+            conf.write_text(f"max_payload: {int(self.max_payload)}\n")
+            config = ["-c", str(conf)]
         self.proc = subprocess.Popen(
             [
                 binary,
+                *config,
                 "-js",
                 "-sd",
                 str(self.store_dir),
