@@ -252,22 +252,29 @@ class PostgresStore:
     # ----------------------------------------------------------------------------- writes
 
     def _catalog(self, keys: tuple[SeriesKey, ...]) -> tuple[np.ndarray, dict[SeriesKey, int]]:
+        """Series ids for ``keys``, registering new ones inside the caller's transaction.
+
+        A batch's new series go in with one statement and come back with one query, whatever
+        their number (the first readings of a large fleet bring tens of thousands at once).
+        Two statements, not one with a CTE: the query must see rows another process committed
+        while the insert waited on them."""
+        new = [k for k in dict.fromkeys(SeriesKey(*k) for k in keys) if k not in self._sids]
         added: dict[SeriesKey, int] = {}
-        for key in dict.fromkeys(SeriesKey(*k) for k in keys):
-            if key in self._sids:
-                continue
+        if new:
+            columns = [[k[i] for k in new] for i in range(3)]
             self._writer.execute(
-                "INSERT INTO series (project, device, metric) VALUES (%s, %s, %s)"
+                "INSERT INTO series (project, device, metric)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
                 " ON CONFLICT DO NOTHING",
-                list(key),
+                columns,
             )
-            row = self._writer.execute(
-                "SELECT id FROM series WHERE project = %s AND device = %s AND metric = %s",
-                list(key),
-            ).fetchone()
-            assert row is not None  # inserted just above, or already there
-            (sid,) = row
-            added[key] = sid
+            rows = self._writer.execute(
+                "SELECT s.project, s.device, s.metric, s.id FROM series s"
+                " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS n(p, d, m)"
+                " ON s.project = n.p AND s.device = n.d AND s.metric = n.m",
+                columns,
+            ).fetchall()
+            added = {SeriesKey(p, d, m): sid for p, d, m, sid in rows}
         known = self._sids | added
         return np.array([known[SeriesKey(*k)] for k in keys], dtype=np.int32), added
 
