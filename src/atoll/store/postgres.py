@@ -7,9 +7,10 @@ rollups into the tiers in its own transaction; there is no pending/compaction st
 points go in with binary ``COPY`` built from numpy, not row by row.
 
 ``(series, ts)`` is a point's identity (last write wins). The ``latest`` table holds each
-series' newest timestamp; an append locks its series (advisory locks, so other processes wait)
-and reads it: a batch that is all newer takes the plain path, one that reaches back deletes
-the stored versions of its points and rebuilds the tier buckets they were in.
+series' newest timestamp; an append locks its series (advisory locks, one per id modulo 1,024,
+so other processes wait) and reads it: a batch that is all newer takes the plain path, one that
+reaches back deletes the stored versions of its points and rebuilds the tier buckets they were
+in.
 """
 
 from __future__ import annotations
@@ -37,13 +38,21 @@ _ROLLUP_DDL = """(sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE PRECISION
     vmax DOUBLE PRECISION, tmax BIGINT, vsum DOUBLE PRECISION, n BIGINT, tfirst BIGINT,
     vfirst DOUBLE PRECISION, tlast BIGINT, vlast DOUBLE PRECISION"""
 
+#: Advisory locks an append takes at most (see ``newest_locked``).
+_LOCK_SLOTS = 1024
+
 _SCHEMA = [
     # Lock the series (advisory, until commit), then read their newest timestamps in a statement
     # of its own (so a snapshot taken after the locks are granted): one round trip for both.
-    """CREATE OR REPLACE FUNCTION newest_locked(space int, ids int[])
+    # A lock stands for every series with the same id modulo _LOCK_SLOTS: a batch of a large
+    # fleet's series would otherwise need one lock each, and PostgreSQL's lock table (64 per
+    # connection by default) is full after a few thousand ("out of shared memory"). Taken in
+    # ascending order, so two writers never deadlock.
+    f"""CREATE OR REPLACE FUNCTION newest_locked(space int, ids int[])
         RETURNS TABLE (sid int, ts bigint) LANGUAGE plpgsql VOLATILE AS $$
         BEGIN
-            PERFORM pg_advisory_xact_lock(space, i) FROM unnest(ids) AS i;
+            PERFORM pg_advisory_xact_lock(space, s)
+                FROM (SELECT DISTINCT i % {_LOCK_SLOTS} AS s FROM unnest(ids) AS i ORDER BY 1) q;
             RETURN QUERY SELECT l.sid, l.ts FROM latest l WHERE l.sid = ANY(ids);
         END $$""",
     """CREATE TABLE IF NOT EXISTS series (id SERIAL PRIMARY KEY, project TEXT NOT NULL,
