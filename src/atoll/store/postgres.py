@@ -267,7 +267,8 @@ class PostgresStore:
         their number (the first readings of a large fleet bring tens of thousands at once).
         Two statements, not one with a CTE: the query must see rows another process committed
         while the insert waited on them."""
-        new = [k for k in dict.fromkeys(SeriesKey(*k) for k in keys) if k not in self._sids]
+        sids = self._sids  # SeriesKey is a NamedTuple: plain tuples find it too
+        new = [SeriesKey(*k) for k in dict.fromkeys(keys) if k not in sids]
         added: dict[SeriesKey, int] = {}
         if new:
             columns = [[k[i] for k in new] for i in range(3)]
@@ -284,8 +285,13 @@ class PostgresStore:
                 columns,
             ).fetchall()
             added = {SeriesKey(p, d, m): sid for p, d, m, sid in rows}
-        known = self._sids | added
-        return np.array([known[SeriesKey(*k)] for k in keys], dtype=np.int32), added
+        # Per key of the batch, never per series known: a copy of the catalog per append
+        # cost more than the append itself once a fleet had tens of thousands of series.
+        if added:
+            ids = [added[k] if k in added else sids[k] for k in keys]
+        else:
+            ids = list(map(sids.__getitem__, keys))
+        return np.array(ids, dtype=np.int32), added
 
     def _copy(self, table: str, columns: dict[str, np.ndarray]) -> None:
         with self._writer.cursor().copy(
