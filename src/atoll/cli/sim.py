@@ -270,6 +270,15 @@ def _sim(
         )
         console.print(f"ground truth: {len(fleet.faults)} faults → {ground_truth}")
 
+    from atoll.ingest.admission import raise_fd_limit
+
+    # One socket per device: a default soft limit of 1,024 open files stops at ~1,000 devices.
+    fd_limit = raise_fd_limit()
+    if fd_limit < len(fleet.devices) + 64:
+        console.print(
+            f"[yellow]the open-file limit ({fd_limit:,}) is below what {len(fleet.devices):,}"
+            " devices need (one socket each): raise it (ulimit -n) or simulate fewer[/yellow]"
+        )
     options = {
         "ca_file": str(ca_file) if ca_file else None,
         "insecure": insecure,
