@@ -134,6 +134,20 @@ def test_repeated_headers_decode_as_amqtt_decodes_them():
     assert feed(splitter, publish("a/b", b"1", 9))[0].fixed_header.flags == 0x02
 
 
+def test_a_short_packet_alone_at_the_end_of_a_chunk_is_not_held_back():
+    """A device whose PUBLISH headers take 3 bytes, idle but for its pings: its second PINGREQ
+    (2 bytes, alone in its chunk) was looked up as a 3-byte header, matched the first PINGREQ's
+    and waited for a third byte that never came, so the broker never answered it and the
+    client's keep-alive closed the connection."""
+    splitter = PacketSplitter(1024)
+    assert len(feed(splitter, publish("a/b", b"x" * 200))) == 1  # remaining length: 2 bytes
+    ping = PingReqPacket().to_bytes()
+    for _ in range(3):
+        assert summary(feed(splitter, ping)) == [(PINGREQ, None, None, None)]
+        assert splitter.buffered == 0
+    assert [p.fixed_header.packet_type for p in feed(splitter, ping + ping)] == [PINGREQ] * 2
+
+
 def test_a_bad_header_is_refused_after_good_ones_were_replayed():
     splitter = PacketSplitter(1024)
     feed(splitter, publish("a/b", b"1") * 3)

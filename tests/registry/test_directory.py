@@ -42,5 +42,12 @@ def test_twin_ack_and_counters(directory):
         directory.command_ack("s1", cmd.id, "ok", None)
     directory.touch_devices({"s1": 123})
     assert reg.get_device("s1").last_seen == 123
+    # Many at once (one statement for all), an unknown id among them changes nothing else.
+    for i in range(2, 50):
+        reg.register_device("lab", device_id=f"s{i}")
+    directory.touch_devices({f"s{i}": 1000 + i for i in range(1, 50)} | {"gone": 5})
+    assert [reg.get_device(f"s{i}").last_seen for i in range(1, 50)] == [
+        1000 + i for i in range(1, 50)
+    ]
     directory.record_rejections([("s1", "http", "too_large", "big", 7, 1)])
     assert reg.rejections("s1")[0].reason == "too_large"

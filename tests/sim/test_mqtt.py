@@ -1,10 +1,14 @@
-"""Simulated devices over a real Mosquitto: own credentials, own topics, messages arrive."""
+"""Simulated devices over a real Mosquitto and a real embedded Atoll broker: own credentials,
+own topics, messages arrive; connections kept alive, reconnected, and never waited on forever."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import json
 import secrets
+import socket
 import threading
 
 import paho.mqtt.client as paho
@@ -12,7 +16,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from atoll.core import topics
-from atoll.sim import Fleet, SimDevice
+from atoll.core.errors import Unavailable
+from atoll.sim import Fleet, SimDevice, plan_devices
 from atoll.sim.mosquitto import OBSERVER, Mosquitto
 from atoll.sim.mqtt import Broker, MqttFleet
 
@@ -144,7 +149,7 @@ async def _wait_for(cond, timeout=10.0):
 async def test_devices_reconnect_after_the_broker_restarts(fleet_and_broker):
     devices, broker = fleet_and_broker
     fleet = Fleet(devices[:5], seed=2, rate=5.0)
-    async with MqttFleet(fleet, broker.url, reconnect_after=0.5) as mf:
+    async with MqttFleet(fleet, broker.url, retry_delay=0.5) as mf:
         await mf.connect(timeout=20)
         await mf.run(duration=0.5)
         broker.stop()
@@ -173,3 +178,206 @@ async def test_tls_broker_with_its_ca_and_refused_without(tmp_path):
         async with MqttFleet(Fleet(devices, seed=1), broker.url) as mf:  # system CAs only
             with pytest.raises(Unavailable, match="certificate"):
                 await mf.connect(timeout=5)
+
+
+# --- against the embedded broker (``atoll up``'s default) ------------------------------------
+
+
+class Embedded:
+    """A started platform (embedded broker, DuckDB store) and a fleet registered in it."""
+
+    def __init__(self, platform, devices: list[SimDevice]) -> None:
+        self.platform, self.devices = platform, devices
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.platform.mqtt.port}"
+
+
+@contextlib.asynccontextmanager
+async def embedded(tmp_path, count: int, **settings):
+    from argon2 import PasswordHasher
+
+    from atoll.config import Settings
+    from atoll.platform import Platform
+    from atoll.solutions import load
+
+    template = load("retail")
+    config = Settings(home=tmp_path / "home", http_port=0, mqtt_port=0, services=[], **settings)
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    async with Platform(config, password_hasher=fast) as platform:
+        reg = platform.registry
+        reg.create_project("default", "Sim", project_id="sim")
+        for dtype in template.device_types:
+            reg.create_device_type("sim", dtype.name, dtype.registry_metrics())
+        planned = plan_devices([template], count)
+        made = reg.register_devices(
+            "sim", [{"device_id": d.device_id, "device_type": d.device_type} for d in planned]
+        )
+        devices = [
+            SimDevice(dev.id, d.template, d.device_type, creds.secret)
+            for d, (dev, creds) in zip(planned, made, strict=True)
+        ]
+        yield Embedded(platform, devices)
+
+
+@pytest.mark.timeout(120)
+async def test_connections_stay_alive_while_others_connect_and_between_readings(tmp_path):
+    """The issue's shape, made cheap by a short keep-alive: connecting takes longer than the
+    broker's 1.5 × keep-alive of silence (at most 50 connects a second for 250 devices), and
+    each device reports less often than that. The upkeep task's pings keep every connection."""
+    async with embedded(tmp_path, 250) as atoll:
+        fleet = Fleet(atoll.devices, seed=4, rate=0.2)  # a reading every 5 s per device
+        async with MqttFleet(fleet, atoll.url, keepalive=2, connect_rate=50) as mf:
+            stats = await mf.connect()
+            assert (stats.connected, stats.refused, stats.failed, stats.lost) == (250, 0, 0, 0)
+            stats = await mf.run(duration=8.0)
+    assert stats.lost == 0 and stats.connected == 250 and stats.skipped == 0
+    assert stats.published >= 250 and stats.acked == stats.published
+    assert stats.unfinished == [] and not stats.interrupted
+
+
+@pytest.mark.timeout(120)
+async def test_connections_the_broker_closes_are_reconnected(tmp_path):
+    async with embedded(tmp_path, 20) as atoll:
+        fleet = Fleet(atoll.devices, seed=4, rate=2.0)
+        async with MqttFleet(fleet, atoll.url, retry_delay=0.2) as mf:
+            await mf.connect()
+            for d in atoll.devices[:5]:
+                assert await atoll.platform.mqtt.disconnect(d.device_id, "test") == 1
+            await _wait_for(lambda: mf.stats.reconnects == 5, timeout=30)
+            stats = await mf.run(duration=2.0)
+    assert (stats.lost, stats.reconnects, stats.connected) == (5, 5, 20)
+    assert stats.acked == stats.published >= 20 * 4
+
+
+@pytest.mark.timeout(120)
+async def test_refusals_at_the_per_address_cap_are_retried_then_given_up(tmp_path):
+    """The embedded broker closes connections over its per-address cap before any CONNACK:
+    each refused device is retried (back-off 1, 2, 4, 8 × retry_delay), then given up; those
+    connected keep publishing, and the stats say what happened."""
+    async with embedded(tmp_path, 8, mqtt_max_connections_per_address=5) as atoll:
+        fleet = Fleet(atoll.devices, seed=4, rate=2.0)
+        async with MqttFleet(fleet, atoll.url, retry_delay=0.05) as mf:
+            stats = await mf.connect()
+            assert (stats.connected, stats.failed, stats.refused) == (5, 3, 0)
+            assert stats.retries == 3 * 4 and stats.closed_early == 3 * 5
+            assert any("3 devices given up" in line for line in stats.unfinished)
+            stats = await mf.run(duration=1.0)
+        assert stats.acked == stats.published == 5 * 2
+    rejected = atoll.platform.pipeline.stats.by_reason
+    assert rejected["too_many_connections_from_address"] == 3 * 5
+
+
+class SilentBroker:
+    """A TCP listener that never answers: CONNECTs go unanswered."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.url = f"mqtt://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def test_a_broker_that_never_answers_is_reported_not_waited_for():
+    silent = SilentBroker()
+    try:
+        fleet = Fleet.build("retail", 3, seed=1)
+        async with MqttFleet(fleet, silent.url, connack_timeout=0.3, retry_delay=0.05) as mf:
+            with pytest.raises(Unavailable, match="no CONNACK within 0.3 s"):
+                await mf.connect()
+            assert mf.stats.timeouts == 3 * 5 and mf.stats.failed == 3
+        # Without a CONNACK deadline in reach, the stall timeout ends the wait.
+        async with MqttFleet(fleet, silent.url, stall_s=0.5) as mf:
+            with pytest.raises(Unavailable, match="no answer from the broker"):
+                await mf.connect()
+            assert "3 devices not connected" in mf.stats.unfinished[0]
+    finally:
+        silent.close()
+
+
+async def test_stop_ends_connecting_at_once():
+    silent = SilentBroker()
+    try:
+        fleet = Fleet.build("retail", 3, seed=1)
+        stop = asyncio.Event()
+        async with MqttFleet(fleet, silent.url) as mf:
+            asyncio.get_running_loop().call_later(0.3, stop.set)
+            stats = await mf.connect(stop=stop)  # no error: interrupted, not failed
+        assert stats.interrupted and stats.connected == 0
+    finally:
+        silent.close()
+
+
+class NoPubackBroker:
+    """A broker that accepts every CONNECT and answers pings, but never acknowledges a
+    PUBLISH: the issue's broker, stuck storing the first readings."""
+
+    def __init__(self) -> None:
+        self.publishes = 0
+        self.pings = 0
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"mqtt://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.writers:  # the handlers see the end and return
+            writer.close()
+        await asyncio.sleep(0.1)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                kind = (await reader.readexactly(1))[0] >> 4
+                length, shift = 0, 0
+                while True:
+                    byte = (await reader.readexactly(1))[0]
+                    length |= (byte & 0x7F) << shift
+                    shift += 7
+                    if not byte & 0x80:
+                        break
+                await reader.readexactly(length)
+                if kind == 1:  # CONNECT -> CONNACK accepted
+                    writer.write(b"\x20\x02\x00\x00")
+                elif kind == 12:  # PINGREQ -> PINGRESP
+                    self.pings += 1
+                    writer.write(b"\xd0\x00")
+                elif kind == 3:
+                    self.publishes += 1
+                await writer.drain()
+        writer.close()
+
+
+async def test_publishing_without_pubacks_stalls_and_says_so_keeping_connections_alive():
+    async with NoPubackBroker() as broker:
+        fleet = Fleet.build("retail", 5, seed=1, rate=10.0)
+        async with MqttFleet(fleet, broker.url, keepalive=1, max_unacked=20, stall_s=3) as mf:
+            await mf.connect()
+            stats = await mf.run()  # no duration: only the stall ends it
+        # A tick's readings go out after the check, so a few more than max_unacked.
+        assert stats.published > 20 and stats.acked == 0
+        assert stats.unfinished == [
+            f"stopped publishing: no PUBACK for 3 s, {stats.published} messages unacked"
+        ]
+        assert stats.lost == 0 and not stats.interrupted
+        assert broker.pings > 0  # kept alive while waiting for acks
+
+
+async def test_stop_ends_publishing_while_it_waits_for_pubacks():
+    async with NoPubackBroker() as broker:
+        fleet = Fleet.build("retail", 5, seed=1, rate=10.0)
+        stop = asyncio.Event()
+        async with MqttFleet(fleet, broker.url, max_unacked=20) as mf:
+            await mf.connect()
+            asyncio.get_running_loop().call_later(1.0, stop.set)
+            stats = await mf.run(stop=stop)
+        assert stats.interrupted and stats.published > 20 and stats.acked == 0
+        assert stats.unfinished == []

@@ -179,3 +179,20 @@ def test_the_store_reconnects_by_itself_after_an_outage():
             assert store.stamp_slot() == slot
         finally:
             store.close()
+
+
+def test_a_batch_of_more_series_than_the_lock_table_holds(database_url):
+    """40,000 series in one append: one advisory lock each overflowed PostgreSQL's lock table
+    (64 per connection by default, "out of shared memory"); a lock per id modulo 1,024 fits."""
+    import numpy as np
+
+    from atoll.core.points import PointBatch, SeriesKey
+
+    store = PostgresStore(database_url, schema=f"s_{uuid.uuid4().hex[:12]}")
+    try:
+        keys = tuple(SeriesKey("fleet", f"dev-{i // 4}", f"m{i % 4}") for i in range(40_000))
+        ts = np.full(len(keys), 1_790_000_000_000_000, dtype=np.int64)
+        store.append(PointBatch(keys, np.arange(len(keys), dtype=np.int32), ts, np.ones(len(keys))))
+        assert len(store.latest("fleet")) == len(keys)
+    finally:
+        store.close()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +94,16 @@ def sim(
     json_out: Path = typer.Option(
         None, "--json", dir_okay=False, help="write the run's stats here"
     ),
+    keepalive: int = typer.Option(
+        60,
+        "--keepalive",
+        min=0,
+        max=65535,
+        help="MQTT keep-alive, s: each device pings when quiet this long (0 = none)",
+    ),
+    connect_rate: float = typer.Option(
+        None, "--connect-rate", min=0.001, help="at most this many new connections a second"
+    ),
 ) -> None:
     """Simulate a device fleet over MQTT: realistic signals, injected faults, measured load.
 
@@ -103,18 +115,77 @@ def sim(
       atoll sim --api http://127.0.0.1:8080 --api-key $KEY -t retail -n 200 --faults 5
 
       atoll sim -n 10000 -r 0.2 --broker mqtt://broker:1883 --credentials creds.json -d 60
+
+    Ctrl-C or SIGTERM stops any phase (registering, connecting, publishing) within a few
+    seconds and prints what was done; the exit code is then 130. It is 1 when devices could not
+    connect or publishing stalled, 2 for bad input.
     """
-    try:
-        _sim(**locals())
-    except AtollError as e:
-        console.print(f"[red]error:[/red] {e.message}")
-        if e.hint:
-            console.print(f"[dim]hint: {e.hint}[/dim]")
-        raise typer.Exit(2) from None
+    options = dict(locals())
+    with _Stop.installed() as stop:
+        try:
+            code = _sim(stop=stop, **options)
+        except AtollError as e:
+            console.print(f"[red]error:[/red] {e.message}")
+            if e.hint:
+                console.print(f"[dim]hint: {e.hint}[/dim]")
+            code = 130 if stop.is_set() else 2
+    if code:
+        raise typer.Exit(code)
+
+
+class _Stop:
+    """SIGINT and SIGTERM, for the whole command: the first asks the phase running to end (the
+    summary follows, exit code 130); a second ends the process at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.event.is_set():
+            console.print("[red]stopping now[/red]")
+            os._exit(130)
+        console.print(
+            f"[yellow]{signal.Signals(signum).name}: stopping (again to stop at once)[/yellow]"
+        )
+        self.event.set()
+        if self._wake is not None:
+            loop, event = self._wake
+            loop.call_soon_threadsafe(event.set)
+
+    @contextlib.contextmanager
+    def bound(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event):
+        """Also set ``event`` on ``loop`` (waking it) while the async phases run."""
+        self._wake = (loop, event)
+        if self.event.is_set():
+            event.set()
+        try:
+            yield
+        finally:
+            self._wake = None
+
+    @classmethod
+    @contextlib.contextmanager
+    def installed(cls):
+        stop = cls()
+        sigs = (signal.SIGINT, signal.SIGTERM)
+        try:
+            old = {s: signal.signal(s, stop._handle) for s in sigs}
+        except ValueError:  # not the main thread (tests, embedding): no signals to catch
+            old = {}
+        try:
+            yield stop
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
 
 
 def _sim(
     *,
+    stop: _Stop,
     devices,
     rate,
     broker,
@@ -136,7 +207,9 @@ def _sim(
     history_step,
     save,
     json_out,
-) -> None:
+    keepalive,
+    connect_rate,
+) -> int:
     from atoll.sim import (
         Fleet,
         load_credentials,
@@ -167,10 +240,17 @@ def _sim(
                 devices,
                 prefix=prefix,
                 on_progress=lambda n, _: bar.update(task, completed=n),
+                stop=stop.event,
             )
-        if save:
+        if save and fleet_devices:
             save_credentials(save, fleet_devices)
             console.print(f"credentials saved to {save} (mode 600)")
+        if stop.is_set():
+            Console().print(
+                f"interrupted while registering devices: {len(fleet_devices):,} of"
+                f" {devices:,} registered; nothing published"
+            )
+            return 130
     else:
         fleet_devices = plan_devices(templates, devices, prefix=prefix)
         console.print(
@@ -190,8 +270,24 @@ def _sim(
         )
         console.print(f"ground truth: {len(fleet.faults)} faults → {ground_truth}")
 
-    tls = {"ca_file": str(ca_file) if ca_file else None, "insecure": insecure}
-    stats = asyncio.run(_drive(fleet, broker, duration, speed, history, history_step, tls))
+    from atoll.ingest.admission import raise_fd_limit
+
+    # One socket per device: a default soft limit of 1,024 open files stops at ~1,000 devices.
+    fd_limit = raise_fd_limit()
+    if fd_limit < len(fleet.devices) + 64:
+        console.print(
+            f"[yellow]the open-file limit ({fd_limit:,}) is below what {len(fleet.devices):,}"
+            " devices need (one socket each): raise it (ulimit -n) or simulate fewer[/yellow]"
+        )
+    options = {
+        "ca_file": str(ca_file) if ca_file else None,
+        "insecure": insecure,
+        "keepalive": keepalive,
+        "connect_rate": connect_rate,
+    }
+    stats = asyncio.run(
+        _drive(fleet, broker, duration, speed, history, history_step, options, stop)
+    )
     _summary(stats)
     if json_out:
         json_out.write_text(
@@ -200,6 +296,9 @@ def _sim(
                 indent=2,
             )
         )
+    if stats.interrupted or stop.is_set():
+        return 130
+    return 1 if stats.unfinished else 0
 
 
 @contextlib.contextmanager
@@ -218,60 +317,80 @@ def _bar(label: str, total: float | None, unit: str = ""):
 
 
 async def _drive(
-    fleet: Fleet, broker: str, duration, speed, history, history_step, tls: dict
+    fleet: Fleet, broker: str, duration, speed, history, history_step, options: dict, sig: _Stop
 ) -> RunStats:
     from atoll.sim import MqttFleet
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    # Ctrl-C ends the run cleanly, with the summary; off the main thread there is no signal.
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
     n = len(fleet.devices)
-    async with MqttFleet(fleet, broker, **tls) as mf:
-        with _bar("connecting", n) as (bar, task):
+    with sig.bound(asyncio.get_running_loop(), stop):
+        async with MqttFleet(fleet, broker, **options) as mf:
+            with _bar("connecting", n) as (bar, task):
 
-            def shown(s: RunStats) -> None:
-                bar.update(task, completed=s.connected + s.refused, info=f"refused {s.refused}")
+                def shown(s: RunStats) -> None:
+                    bar.update(
+                        task,
+                        completed=s.connected + s.refused + s.failed,
+                        info=f"refused {s.refused}  given up {s.failed}  retries {s.retries}",
+                    )
 
-            await mf.connect(on_progress=shown)
-        if history:
-            with _bar("back-filling history", None, " messages") as (bar, task):
+                await mf.connect(stop=stop, on_progress=shown)
+            if history and not stop.is_set():
+                with _bar("back-filling history", None, " messages") as (bar, task):
 
-                def filled(s: RunStats) -> None:
-                    bar.update(task, completed=s.acked, info="")
+                    def filled(s: RunStats) -> None:
+                        bar.update(task, completed=s.acked, info="")
 
-                await mf.publish_history(fleet.start + history, history_step, on_progress=filled)
-            fleet.resume_at(time.time())  # live readings carry real time after the back-fill
-        with _bar("publishing", duration, " s") as (bar, task):
-            v0 = fleet.next_tick_time()
+                    await mf.publish_history(
+                        fleet.start + history, history_step, stop=stop, on_progress=filled
+                    )
+                fleet.resume_at(time.time())  # live readings carry real time after the back-fill
+            if stop.is_set():
+                mf.stats.interrupted = True
+                return mf.stats
+            with _bar("publishing", duration, " s") as (bar, task):
+                v0 = fleet.next_tick_time()
 
-            def running(s: RunStats) -> None:
-                bar.update(
-                    task,
-                    completed=fleet.next_tick_time() - v0,
-                    info=f"{s.msgs_per_s:,.0f} msg/s  {s.points_per_s:,.0f} points/s  "
-                    f"connected {s.connected}",
-                )
+                def running(s: RunStats) -> None:
+                    bar.update(
+                        task,
+                        completed=fleet.next_tick_time() - v0,
+                        info=f"{s.msgs_per_s:,.0f} msg/s  {s.points_per_s:,.0f} points/s  "
+                        f"connected {s.connected}",
+                    )
 
-            stats = await mf.run(duration=duration, speed=speed, stop=stop, on_progress=running)
-    return stats
+                return await mf.run(duration=duration, speed=speed, stop=stop, on_progress=running)
 
 
 def _summary(s: RunStats) -> None:
+    out = Console()
     t = Table(title="atoll sim", show_header=False)
     for k, v in [
         ("devices", f"{s.devices:,}"),
         ("connected", f"{s.connected:,}"),
         ("refused", f"{s.refused:,}"),
+        ("given up", f"{s.failed:,} (after {s.retries:,} retries)"),
         ("connect time", f"{s.connect_s:.1f} s"),
         ("messages published", f"{s.published:,}"),
         ("messages acked", f"{s.acked:,}"),
         ("points", f"{s.points:,}"),
-        ("connections lost", f"{s.lost:,}"),
+        ("connections lost", f"{s.lost:,} ({s.reconnects:,} reconnected)"),
         ("run time", f"{s.elapsed_s:.1f} s"),
         ("achieved", f"{s.msgs_per_s:,.0f} msgs/s, {s.points_per_s:,.0f} points/s"),
     ]:
         t.add_row(k, v)
-    Console().print(t)
+    out.print(t)
+    if s.interrupted:
+        out.print("[yellow]interrupted: the numbers above are what was done until then[/yellow]")
+    for line in s.unfinished:
+        out.print(f"[yellow]not done:[/yellow] {line}")
+    if s.failed and s.closed_early:
+        out.print(
+            f"[dim]hint: the broker closed {s.closed_early:,} connection attempts before"
+            f" answering CONNECT, while {s.connected:,} devices stayed connected. That is how"
+            " a connection cap looks. Atoll's embedded broker takes at most"
+            " ATOLL_MQTT_MAX_CONNECTIONS_PER_ADDRESS connections from one IP address (default"
+            " 1,000) and ATOLL_MQTT_MAX_CONNECTIONS in all: start `atoll up` with them raised,"
+            " or run simulators from several addresses. Its log names the cap"
+            " (too_many_connections_from_address).[/dim]"
+        )

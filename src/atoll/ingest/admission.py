@@ -251,10 +251,14 @@ class Admission:
         limits = self.limits
         reason = None
         if len(self._open) >= limits.max_connections:
-            reason, what = TOO_MANY_CONNECTIONS, f"{limits.max_connections} connections open"
+            reason = TOO_MANY_CONNECTIONS
+            what = f"{limits.max_connections} connections open (ATOLL_MQTT_MAX_CONNECTIONS)"
         elif self._by_address.get(conn.address, 0) >= limits.max_connections_per_address:
             reason = TOO_MANY_FROM_ADDRESS
-            what = f"{limits.max_connections_per_address} connections open from {conn.address}"
+            what = (
+                f"{limits.max_connections_per_address} connections open from {conn.address}"
+                " (ATOLL_MQTT_MAX_CONNECTIONS_PER_ADDRESS)"
+            )
         elif self._unauthenticated >= limits.max_unauthenticated:
             reason = TOO_MANY_UNAUTHENTICATED
             what = f"{limits.max_unauthenticated} connections waiting for CONNACK"

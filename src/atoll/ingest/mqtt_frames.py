@@ -98,9 +98,14 @@ class _Replay:
         self._lengths: list[int] = []
 
     def decode(self, reader: _Chunk) -> MQTTFixedHeader | None:
-        data, pos = reader.data, reader.pos
+        data, pos, end = reader.data, reader.pos, reader.end
         seen = self._seen
         for n in self._lengths:
+            if pos + n > end:
+                # A shorter slice could equal a shorter header seen before (a PINGREQ's two
+                # bytes at the end of a chunk, looked up as a 3-byte PUBLISH header) and
+                # claim bytes that have not arrived: the packet would wait for more data.
+                continue
             args = seen.get(data[pos : pos + n])
             if args is not None:
                 reader.pos = pos + n

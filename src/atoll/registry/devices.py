@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
 from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.registry import device_types
@@ -201,5 +201,13 @@ def delete_(conn: Connection, device_id: str, tenant: str | None = None) -> Devi
     return dev
 
 
-def touch(conn: Connection, device_id: str, at: int) -> None:
-    conn.execute(update(t.devices).where(t.devices.c.id == device_id).values(last_seen=at))
+_TOUCH = (
+    update(t.devices).where(t.devices.c.id == bindparam("device")).values(last_seen=bindparam("at"))
+)
+
+
+def touch_many(conn: Connection, seen: Mapping[str, int]) -> None:
+    """``last_seen`` (µs) of many devices: one statement, executed for all of them at once (one
+    statement each cost a tenth of the broker's CPU with 2,000 devices reporting a second)."""
+    if seen:
+        conn.execute(_TOUCH, [{"device": d, "at": at} for d, at in seen.items()])

@@ -419,8 +419,7 @@ class Registry:
         if not seen:
             return
         with self._write() as conn:
-            for device_id, at in seen.items():
-                _devices.touch(conn, device_id, at)
+            _devices.touch_many(conn, seen)
 
     # -- rejections ---------------------------------------------------------------------------
     def record_rejection(

@@ -6,19 +6,39 @@ No thread per device: every client's socket is registered with the event loop
 connects with its own credentials (username = device id, password = its secret) and publishes
 its readings as JSON to ``topics.telemetry(device_id)`` at QoS 1; a PUBACK counts as delivered.
 
-Connection set-up (TCP + CONNECT) runs on a small thread pool so that a remote broker's round
-trip does not serialise 10,000 connects; everything after that runs on the loop.
+Connecting. At most ``max_connecting`` devices wait for their CONNACK at once, and at most
+``connect_rate`` attempts start per second when it is set (the TCP connect and CONNECT run on a
+small thread pool, so a remote broker's round trip does not serialise 10,000 connects). An
+attempt that fails for a reason that may pass (connection refused or reset, closed before
+CONNACK, no CONNACK within ``connack_timeout``, "server unavailable") is retried after
+``retry_delay`` × 1, 2, 4, 8 s; then the device is given up. A CONNACK that refuses the
+credentials, or an untrusted certificate, is final.
+
+Upkeep. From the first connect until :meth:`MqttFleet.close`, a task on the loop sends the
+keep-alive pings (paho ``loop_misc``) of every connected client, several times per keep-alive
+period, whatever else the fleet is doing: waiting for others to connect, for PUBACKs, or for
+nothing. It also expires CONNACK waits and reconnects the connections the broker closed (with
+the same back-off, for as long as the fleet runs; counted in ``lost`` and ``reconnects``).
+
+Nothing waits forever: when nothing moves for ``stall_s`` (no device connected or given up
+while connecting; no PUBACK while messages are outstanding or no device is connected while
+publishing), the phase ends and ``RunStats.unfinished`` says what could not be done. Both
+phases also end when their ``stop`` event is set.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import ssl
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Self
 from urllib.parse import urlparse
 
@@ -30,7 +50,20 @@ from atoll.core import topics
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.sim.fleet import Fleet, Reading
 
-_PENDING, _UP, _REFUSED, _LOST, _CLOSED = 0, 1, 2, 3, 4
+# A device's connection, as the fleet sees it.
+_IDLE = 0  # not tried yet, or waiting for its next attempt
+_CONNECTING = 1  # TCP connect and CONNECT sent, waiting for the CONNACK
+_UP = 2
+_REFUSED = 3  # the broker said no to its credentials, or TLS failed: final
+_FAILED = 4  # gave up after the retries
+_LOST = 5  # was connected, the broker closed it: reconnecting
+_CLOSED = 6  # closed by us
+
+#: CONNACK reason codes worth another try (MQTT 5 numbering, as paho reports them).
+_TRANSIENT_CONNACK = {0x88, 0x89}  # server unavailable, server busy
+
+#: Retries of a connect attempt: ``retry_delay`` times these.
+_BACKOFF = (1, 2, 4, 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +87,23 @@ class Broker:
 @dataclass(slots=True)
 class RunStats:
     devices: int = 0
-    connected: int = 0
-    refused: int = 0
+    connected: int = 0  # connected now
+    refused: int = 0  # devices the broker refused for good (credentials, TLS)
+    failed: int = 0  # devices given up after their retries (no answer, closed, unreachable)
+    retries: int = 0  # connect attempts repeated after a failure that may pass
+    closed_early: int = 0  # attempts the broker closed before its CONNACK
+    timeouts: int = 0  # attempts without a CONNACK in time
     connect_s: float = 0.0
     published: int = 0
     acked: int = 0
     points: int = 0  # readings' values in published messages
     skipped: int = 0  # readings of devices that are not connected
-    lost: int = 0  # connections dropped by the broker
+    lost: int = 0  # connections the broker closed (or that went silent) after CONNACK
     reconnects: int = 0  # of those, connected again
     elapsed_s: float = 0.0
     behind_s: float = 0.0  # how far the sender lagged behind schedule at the end
+    interrupted: bool = False  # a phase ended because its stop event was set
+    unfinished: list[str] = field(default_factory=list)  # what could not be done, and why
 
     @property
     def msgs_per_s(self) -> float:
@@ -113,30 +152,56 @@ class MqttFleet:
         qos: int = 1,
         keepalive: int = 60,
         connect_workers: int = 16,
+        max_connecting: int = 32,
+        connect_rate: float | None = None,
+        connack_timeout: float = 30.0,
+        retry_delay: float = 1.0,
+        stall_s: float = 120.0,
         max_unacked: int = 20_000,
-        reconnect_after: float = 5.0,
         ca_file: str | None = None,
         insecure: bool = False,
     ) -> None:
+        if keepalive < 0:
+            raise InvalidInput(f"keep-alive must be >= 0 seconds, got {keepalive}")
         self.fleet = fleet
         self.broker = broker if isinstance(broker, Broker) else Broker.parse(broker)
         self.qos = qos
         self.keepalive = keepalive
         self.max_unacked = max_unacked
+        self.max_connecting = max(1, max_connecting)
+        if connect_rate is not None and not connect_rate > 0:
+            raise InvalidInput(f"connect rate must be > 0 per second, got {connect_rate}")
+        self.connect_rate = connect_rate
+        self._next_start = 0.0  # with connect_rate: when the next attempt may start
+        self.connack_timeout = connack_timeout
+        self.retry_delay = retry_delay
+        self.stall_s = stall_s
         self._workers = connect_workers
         n = len(fleet.devices)
         self.stats = RunStats(devices=n)
         self._tls = _tls_context(ca_file, insecure) if self.broker.tls else None
         self._topics = [topics.telemetry(d.device_id) for d in fleet.devices]
-        self._state = [_PENDING] * n
+        self._state = [_IDLE] * n
         self._clients: list[paho.Client] = [self._client(i) for i in range(n)]
         self._writing: set[int] = set()
-        self.reconnect_after = reconnect_after
-        self._lost_at: dict[int, float] = {}
-        self._reopening: set[int] = set()
+        # Connecting: devices never tried (in order), retries by due time, attempts in flight.
+        self._queue: deque[int] = deque()
+        self._retry: list[tuple[float, int]] = []
+        self._deadline: dict[int, float] = {}  # CONNACK deadline of each attempt in flight
+        self._attempt = [0] * n  # attempts ever started (tells a stale callback from a live one)
+        self._tries = [0] * n  # attempts since the device was last connected
+        self._ever_up = bytearray(n)
+        self._undecided = 0  # devices not yet connected once, refused or given up
+        self._first_failure: str | None = None  # of any attempt
+        self._first_refusal: str | None = None
+        self._first_given_up: str | None = None
+        self._give_up_new = False  # stop trying devices that never connected
+        self._progress_at = time.monotonic()
         self._pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._misc_next = 0
+        self._loop_thread: int | None = None
+        self._upkeep: asyncio.Task | None = None
+        self._ended = False  # the publishing phase running must end (see _stop_for)
 
     # --- paho plumbing ------------------------------------------------------------------
 
@@ -154,42 +219,68 @@ class MqttFleet:
             c.tls_set_context(self._tls)  # one context for the fleet: 10,000 would cost seconds
         c.max_queued_messages_set(0)
         c.max_inflight_messages_set(100)
+        c.connect_timeout = 5.0
         c.on_connect = self._on_connect
         c.on_publish = self._on_publish
         c.on_disconnect = self._on_disconnect
         c.on_socket_close = self._on_socket_close
         return c
 
+    def _on_loop(self) -> bool:
+        return threading.get_ident() == self._loop_thread
+
     def _on_connect(self, client, i, flags, reason, props) -> None:
+        # Called from loop_read, on the loop.
+        if self._state[i] != _CONNECTING:
+            return
         if reason.is_failure:
-            self._state[i] = _REFUSED
-            self.stats.refused += 1
+            final = reason.value not in _TRANSIENT_CONNACK
+            self._attempt_failed(i, f"CONNACK: {reason}", final=final)
+            return
+        self._end_attempt(i)
+        self._state[i] = _UP
+        self.stats.connected += 1
+        self._tries[i] = 0
+        if self._ever_up[i]:
+            self.stats.reconnects += 1
         else:
-            if self._state[i] == _LOST:
-                self.stats.reconnects += 1
-                self._lost_at.pop(i, None)
-            self._state[i] = _UP
-            self.stats.connected += 1
+            self._ever_up[i] = 1
+            self._undecided -= 1
+        self._progress_at = time.monotonic()
 
     def _on_publish(self, client, i, mid, reason, props) -> None:
         self.stats.acked += 1
+        self._progress_at = time.monotonic()
 
     def _on_disconnect(self, client, i, flags, reason, props) -> None:
-        if self._state[i] == _UP:
+        # paho may call this on a connect worker thread (CONNECT could not be written).
+        attempt = self._attempt[i]
+        if self._on_loop():
+            self._closed(i, attempt)
+        elif self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                self._loop.call_soon_threadsafe(self._closed, i, attempt)
+
+    def _closed(self, i: int, attempt: int) -> None:
+        if attempt != self._attempt[i]:
+            return  # an earlier attempt's news
+        state = self._state[i]
+        if state == _UP:
             self._state[i] = _LOST
-            self._lost_at[i] = time.monotonic()
             self.stats.connected -= 1
             self.stats.lost += 1
-        elif self._state[i] == _PENDING:  # closed before CONNACK: refused at TCP/auth level
-            self._state[i] = _REFUSED
-            self.stats.refused += 1
+            self._schedule(i, self.retry_delay)
+        elif state == _CONNECTING:
+            self.stats.closed_early += 1
+            self._attempt_failed(i, "closed by the broker before its CONNACK")
 
     def _on_socket_close(self, client, i, sock) -> None:
-        if self._loop is not None:
+        # Off the loop the socket was never watched (a connect worker closing its own).
+        if self._loop is not None and self._on_loop():
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(sock)
                 self._loop.remove_writer(sock)
-        self._writing.discard(i)
+            self._writing.discard(i)
 
     def _readable(self, i: int) -> None:
         c = self._clients[i]
@@ -207,7 +298,7 @@ class MqttFleet:
         if not c.want_write():
             sock = c.socket()
             if sock is not None:
-                assert self._loop is not None  # set by connect()
+                assert self._loop is not None  # set by _start()
                 self._loop.remove_writer(sock)
             self._writing.discard(i)
 
@@ -217,76 +308,247 @@ class MqttFleet:
             return
         sock = self._clients[i].socket()
         if sock is not None:
-            assert self._loop is not None  # set by connect()
+            assert self._loop is not None  # set by _start()
             self._writing.add(i)
             self._loop.add_writer(sock, self._writable, i)
 
-    # --- lifecycle ----------------------------------------------------------------------
+    # --- connecting -----------------------------------------------------------------------
 
-    async def connect(
-        self, *, timeout: float = 120.0, on_progress: Progress | None = None
-    ) -> RunStats:
-        """Connect every device; returns when all are connected or refused, or at ``timeout``."""
-        self._loop = loop = asyncio.get_running_loop()
-        t0 = time.perf_counter()
-        host, port, keepalive = self.broker.host, self.broker.port, self.keepalive
-        failures: list[str] = []
-
-        def open_one(i: int) -> int:
-            try:
-                self._clients[i].connect(host, port, keepalive)
-                return i
-            except (OSError, ValueError) as e:
-                failures.append(f"{self.fleet.devices[i].device_id}: {e}")
-                return -1
-
-        window = self._workers * 8  # bound pending CONNECTs so the broker is not flooded
+    def _start(self) -> asyncio.AbstractEventLoop:
+        """Bind to the running loop; start the connect pool and the upkeep task once."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._loop_thread = loop, threading.get_ident()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="atoll-sim-connect")
-        pending: set[asyncio.Future] = set()
-        last = 0.0
-        for i in range(len(self._clients)):
-            while len(pending) >= window:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                self._register(done)
-            pending.add(loop.run_in_executor(self._pool, open_one, i))
-            if on_progress and time.perf_counter() - last > 0.25:
-                last = time.perf_counter()
-                on_progress(self.stats)
-        if pending:
-            done, _ = await asyncio.wait(pending)
-            self._register(done)
-        deadline = loop.time() + timeout
-        while self._state.count(_PENDING) > len(failures) and loop.time() < deadline:
+        if self._upkeep is None or self._upkeep.done():
+            self._upkeep = loop.create_task(self._keep_up(), name="atoll-sim-upkeep")
+        return loop
+
+    def _schedule(self, i: int, delay: float) -> None:
+        heapq.heappush(self._retry, (time.monotonic() + delay, i))
+
+    def _pump(self) -> None:
+        """Start attempts while fewer than ``max_connecting`` wait for a CONNACK: retries and
+        reconnects when due, then devices never tried."""
+        if self._pool is None or self._loop is None:
+            return
+        now = time.monotonic()
+        while len(self._deadline) < self.max_connecting:
+            if self.connect_rate is not None:
+                if now < self._next_start:
+                    return
+                self._next_start = max(self._next_start, now - 0.1) + 1 / self.connect_rate
+            if self._retry and self._retry[0][0] <= now:
+                _, i = heapq.heappop(self._retry)
+            elif self._queue and not self._give_up_new:
+                i = self._queue.popleft()
+            else:
+                return
+            if self._state[i] not in (_IDLE, _LOST):
+                continue  # connected or decided meanwhile
+            if self._give_up_new and not self._ever_up[i]:
+                continue
+            self._begin_attempt(i, now)
+
+    def _begin_attempt(self, i: int, now: float) -> None:
+        assert self._pool is not None and self._loop is not None  # set by _start()
+        self._state[i] = _CONNECTING
+        self._attempt[i] += 1
+        self._tries[i] += 1
+        self._deadline[i] = now + self.connack_timeout
+        host, port, keepalive = self.broker.host, self.broker.port, self.keepalive
+        client = self._clients[i]
+
+        def open_one() -> None:
+            client.connect(host, port, keepalive)
+
+        fut = self._loop.run_in_executor(self._pool, open_one)
+        fut.add_done_callback(partial(self._opened, i, self._attempt[i]))
+
+    def _opened(self, i: int, attempt: int, fut: asyncio.Future) -> None:
+        if fut.cancelled() or attempt != self._attempt[i] or self._state[i] != _CONNECTING:
+            return
+        error = fut.exception()
+        if isinstance(error, ConnectionResetError | BrokenPipeError):
+            error = None  # closed while CONNECT was being written: seen below, as closed
+        if error is not None:
+            # An untrusted certificate and bad arguments will fail the same way again; the
+            # network may not (a connection reset during the TLS handshake is an SSLError too).
+            final = isinstance(error, ssl.SSLCertVerificationError | ValueError)
+            self._attempt_failed(i, str(error) or type(error).__name__, final=final)
+            return
+        sock = self._clients[i].socket()
+        if sock is None:  # CONNECT could not be written: closed
+            self.stats.closed_early += 1
+            self._attempt_failed(i, "closed by the broker before its CONNACK")
+            return
+        assert self._loop is not None  # set by _start()
+        self._loop.add_reader(sock, self._readable, i)
+        if self._clients[i].want_write():
+            self._flush_later(i)
+
+    def _end_attempt(self, i: int) -> None:
+        self._deadline.pop(i, None)
+        if self._loop is not None:
+            self._loop.call_soon(self._pump)  # a place is free
+
+    def _attempt_failed(self, i: int, why: str, *, final: bool = False) -> None:
+        self._end_attempt(i)
+        why = f"{self.fleet.devices[i].device_id}: {why}"
+        if self._first_failure is None:
+            self._first_failure = why
+        if self._ever_up[i]:  # reconnecting: keep trying while the fleet runs
+            self._state[i] = _LOST
+            self._schedule(i, self.retry_delay * _BACKOFF[min(self._tries[i], 4) - 1])
+        elif final:
+            self._state[i] = _REFUSED
+            self.stats.refused += 1
+            self._first_refusal = self._first_refusal or why
+            self._undecided -= 1
+            self._progress_at = time.monotonic()
+        elif self._tries[i] > len(_BACKOFF):
+            self._state[i] = _FAILED
+            self.stats.failed += 1
+            self._first_given_up = self._first_given_up or why
+            self._undecided -= 1
+            self._progress_at = time.monotonic()
+        else:
+            self._state[i] = _IDLE
+            self.stats.retries += 1
+            self._schedule(i, self.retry_delay * _BACKOFF[self._tries[i] - 1])
+
+    def _expire(self, now: float) -> None:
+        """Attempts without a CONNACK in time: close them, and try again later."""
+        late = [i for i, t in self._deadline.items() if t <= now]
+        for i in late:
+            c = self._clients[i]
+            sock = c.socket()
+            if sock is not None:
+                self._on_socket_close(c, i, sock)
+                with contextlib.suppress(OSError):
+                    sock.close()
+            self.stats.timeouts += 1
+            self._attempt_failed(
+                i, f"no CONNACK within {self.connack_timeout:g} s (no answer from the broker)"
+            )
+
+    async def _keep_up(self) -> None:
+        """The upkeep task: pings, CONNACK deadlines, retries and reconnects."""
+        assert self._loop is not None  # set by _start()
+        loop = self._loop
+        period = min(1.0, self.keepalive / 4) if self.keepalive else 1.0
+        while True:
+            t = loop.time()
+            self._expire(time.monotonic())
+            self._pump()
+            if self.keepalive:
+                await self._ping()
+            await asyncio.sleep(max(0.01, period - (loop.time() - t)))
+
+    async def _ping(self, chunk: int = 1000) -> None:
+        """``loop_misc`` on every connected client: a PINGREQ when it has been quiet for a
+        keep-alive period, and a close when the broker did not answer the last one."""
+        state, clients = self._state, self._clients
+        for start in range(0, len(clients), chunk):
+            for i in range(start, min(len(clients), start + chunk)):
+                if state[i] == _UP:
+                    c = clients[i]
+                    c.loop_misc()
+                    if c.want_write():
+                        self._flush_later(i)
+            await asyncio.sleep(0)
+
+    async def connect(
+        self,
+        *,
+        timeout: float | None = None,
+        stop: asyncio.Event | None = None,
+        on_progress: Progress | None = None,
+    ) -> RunStats:
+        """Connect every device. Returns when each is connected, refused or given up, when
+        ``stop`` is set, when nothing has moved for ``stall_s``, or at ``timeout``; the devices
+        left are then no longer tried (``unfinished`` says how many). Connected devices stay
+        connected meanwhile: the upkeep task pings them."""
+        loop = self._start()
+        t0 = time.perf_counter()
+        if not self._queue and not self._undecided:
+            self._undecided = sum(1 for s in self._state if s == _IDLE)
+            self._queue.extend(i for i, s in enumerate(self._state) if s == _IDLE)
+        self._progress_at = time.monotonic()
+        self._pump()
+        deadline = None if timeout is None else loop.time() + timeout
+        why = None
+        while self._undecided > 0:
+            if stop is not None and stop.is_set():
+                self.stats.interrupted = True
+                break
+            if time.monotonic() - self._progress_at > self.stall_s:
+                why = f"no device connected or was refused for {self.stall_s:g} s"
+                break
+            if deadline is not None and loop.time() >= deadline:
+                why = f"not done within {timeout:g} s"
+                break
             if on_progress:
                 on_progress(self.stats)
             await asyncio.sleep(0.05)
-        self.stats.refused += len(failures)
+            self._pump()
+        if self._undecided > 0:
+            self._give_up_new = True  # those still in flight may yet connect
+            if why is not None:
+                self.stats.unfinished.append(
+                    f"{self._undecided:,} devices not connected: {why}"
+                    + (f" (first failure: {self._first_failure})" if self._first_failure else "")
+                )
+        if self.stats.refused:
+            self.stats.unfinished.append(
+                f"{self.stats.refused:,} devices refused by the broker"
+                f" (first: {self._first_refusal})"
+            )
+        if self.stats.failed:
+            self.stats.unfinished.append(
+                f"{self.stats.failed:,} devices given up after {len(_BACKOFF)} retries each"
+                f" (first: {self._first_given_up})"
+            )
         self.stats.connect_s = time.perf_counter() - t0
         if on_progress:
             on_progress(self.stats)
-        if self.stats.connected == 0:
-            why = failures[0] if failures else "every device was refused (check the credentials)"
+        if self.stats.connected == 0 and not self.stats.interrupted:
+            host, port = self.broker.host, self.broker.port
+            first = self._first_failure or "no answer from the broker"
             raise Unavailable(
-                f"no simulated device could connect to {host}:{port}: {why}",
+                f"no simulated device could connect to {host}:{port}: {first}",
                 hint="is the broker running, and do the devices have valid secrets?",
             )
         return self.stats
 
-    def _register(self, done) -> None:
-        for fut in done:
-            i = fut.result()
-            if i >= 0:
-                self._attach(i)
+    # --- publishing -----------------------------------------------------------------------
 
-    def _attach(self, i: int) -> None:
-        """Watch a freshly opened client socket on the loop."""
-        sock = self._clients[i].socket()
-        if sock is not None:
-            assert self._loop is not None  # set by connect()
-            self._loop.add_reader(sock, self._readable, i)
-            if self._clients[i].want_write():
-                self._flush_later(i)
+    def _stalled(self) -> str | None:
+        """Why publishing cannot go on, once nothing has moved for ``stall_s``."""
+        if time.monotonic() - self._progress_at <= self.stall_s:
+            return None
+        s = self.stats
+        if s.connected == 0:
+            return f"no device connected for {self.stall_s:g} s"
+        if s.published > s.acked:
+            return f"no PUBACK for {self.stall_s:g} s, {s.published - s.acked:,} messages unacked"
+        self._progress_at = time.monotonic()  # idle, not stuck: a slow rate
+        return None
+
+    def _stop_for(self, stop: asyncio.Event | None) -> bool:
+        """Whether the publishing phase must end now (recording why, once)."""
+        if self._ended:
+            return True
+        if stop is not None and stop.is_set():
+            self.stats.interrupted = self._ended = True
+            return True
+        why = self._stalled()
+        if why is not None:
+            self.stats.unfinished.append(f"stopped publishing: {why}")
+            self._ended = True
+            return True
+        return False
 
     async def run(
         self,
@@ -296,32 +558,36 @@ class MqttFleet:
         stop: asyncio.Event | None = None,
         on_progress: Progress | None = None,
     ) -> RunStats:
-        """Publish live readings for ``duration`` virtual seconds (forever if ``None``).
+        """Publish live readings for ``duration`` virtual seconds (forever if ``None``), until
+        ``stop`` is set, or until publishing stalls (see the module's doc).
 
         ``speed`` 1 follows the wall clock; 10 runs ten times faster; 0 sends as fast as the
         broker acknowledges (virtual time, for generating history).
         """
-        loop = self._loop = asyncio.get_running_loop()
+        loop = self._start()
         fleet = self.fleet
         v0 = fleet.next_tick_time()
         w0 = loop.time()
         t0 = time.perf_counter()
         last = 0.0
-        while stop is None or not stop.is_set():
+        self._progress_at, self._ended = time.monotonic(), False
+        while not self._stop_for(stop):
             tv = fleet.next_tick_time()
             if duration is not None and tv - v0 >= duration:
                 break
             delay = (w0 + (tv - v0) / speed - loop.time()) if speed > 0 else 0.0
-            await asyncio.sleep(max(0.0, delay))
-            await self._backpressure()
+            if delay > 0:
+                await _sleep_or_stop(delay, stop)
+                continue
+            if not await self._backpressure(stop):
+                continue  # the loop's condition says why
             self._send(fleet.tick())
-            self._misc()
             self.stats.behind_s = max(0.0, -delay)
             self.stats.elapsed_s = time.perf_counter() - t0
             if on_progress and self.stats.elapsed_s - last > 0.25:
                 last = self.stats.elapsed_s
                 on_progress(self.stats)
-        await self.drain()
+        await self.drain(timeout=2.0 if self.stats.interrupted else 30.0, stop=stop)
         self.stats.elapsed_s = time.perf_counter() - t0
         if on_progress:
             on_progress(self.stats)
@@ -333,12 +599,14 @@ class MqttFleet:
         step_s: float,
         *,
         per_message: int = 100,
+        stop: asyncio.Event | None = None,
         on_progress: Progress | None = None,
     ) -> RunStats:
         """Back-fill from the fleet's cursor to ``until``: batches (JSON arrays) per device."""
-        self._loop = asyncio.get_running_loop()
+        self._start()
         buffers: dict[int, list[dict]] = {}
         t0 = time.perf_counter()
+        self._progress_at, self._ended = time.monotonic(), False
         for readings in self.fleet.history(until, step_s):
             for r in readings:
                 buf = buffers.setdefault(r.device, [])
@@ -346,15 +614,16 @@ class MqttFleet:
                 if len(buf) >= per_message:
                     self._publish(r.device, buf)
                     buffers[r.device] = []
-            await self._backpressure()
-            self._misc()
+            if not await self._backpressure(stop):
+                break
             if on_progress:
                 self.stats.elapsed_s = time.perf_counter() - t0
                 on_progress(self.stats)
-        for i, buf in buffers.items():
-            if buf:
-                self._publish(i, buf)
-        await self.drain()
+        else:
+            for i, buf in buffers.items():
+                if buf:
+                    self._publish(i, buf)
+        await self.drain(timeout=2.0 if self.stats.interrupted else 30.0, stop=stop)
         self.stats.elapsed_s = time.perf_counter() - t0
         return self.stats
 
@@ -382,66 +651,42 @@ class MqttFleet:
         if c.want_write():
             self._flush_later(i)
 
-    async def _backpressure(self) -> None:
+    async def _backpressure(self, stop: asyncio.Event | None) -> bool:
+        """Wait while too many messages are unacknowledged; False when the phase must end."""
         while self.stats.published - self.stats.acked > self.max_unacked:
+            if self._stop_for(stop):
+                return False
             await asyncio.sleep(0.005)
+        return True
 
-    def _misc(self) -> None:
-        """Keep-alive pings: sweep a slice of the clients on every tick (all within ~5 s)."""
-        n = len(self._clients)
-        per_tick = max(1, int(n * self.fleet.slot_width / 5.0) + 1)
-        start = self._misc_next
-        for i in range(start, min(n, start + per_tick)):
-            if self._state[i] == _UP:
-                self._clients[i].loop_misc()
-        self._misc_next = 0 if start + per_tick >= n else start + per_tick
-        if self._lost_at:
-            self._reconnect_lost()
-
-    def _reconnect_lost(self) -> None:
-        """Devices whose connection dropped try again every ``reconnect_after`` seconds."""
-        now = time.monotonic()
-        for i, since in list(self._lost_at.items()):
-            if i in self._reopening or now - since < self.reconnect_after or self._pool is None:
-                continue
-            self._reopening.add(i)
-            self._lost_at[i] = now  # next attempt, if this one fails, after another pause
-            assert self._loop is not None  # set by connect()
-            fut = self._loop.run_in_executor(self._pool, self._reopen, i)
-            fut.add_done_callback(self._reopened)
-
-    def _reopen(self, i: int) -> tuple[int, bool]:
-        try:
-            self._clients[i].reconnect()
-            return i, True
-        except (OSError, ValueError):
-            return i, False
-
-    def _reopened(self, fut: asyncio.Future) -> None:
-        if fut.cancelled():
-            return
-        i, ok = fut.result()
-        self._reopening.discard(i)
-        if ok and self._state[i] == _LOST:
-            self._attach(i)
-
-    async def drain(self, timeout: float = 30.0) -> bool:
-        """Wait until every published message is acknowledged (or ``timeout``)."""
+    async def drain(self, timeout: float = 30.0, stop: asyncio.Event | None = None) -> bool:
+        """Wait until every published message is acknowledged (or ``timeout``, or no device is
+        connected). A ``stop`` set while draining cuts the wait to a second."""
         deadline = time.perf_counter() + timeout
         while self.stats.acked < self.stats.published and time.perf_counter() < deadline:
             if self.stats.connected == 0:
                 break
+            if stop is not None and stop.is_set():
+                deadline = min(deadline, time.perf_counter() + 1.0)
             await asyncio.sleep(0.01)
         return self.stats.acked >= self.stats.published
 
     async def close(self) -> None:
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._upkeep
+            self._upkeep = None
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            # Connects in flight end within their connect timeout; nobody waits for them.
+            self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
         for i, c in enumerate(self._clients):
             if self._state[i] == _UP:
                 self._state[i] = _CLOSED
                 c.disconnect()
+            else:
+                self._state[i] = _CLOSED
         await asyncio.sleep(0)
         for c in self._clients:
             sock = c.socket()
@@ -459,3 +704,11 @@ class MqttFleet:
     async def __aexit__(self, *exc) -> None:
         if self._loop is not None:
             await self.close()
+
+
+async def _sleep_or_stop(delay: float, stop: asyncio.Event | None) -> None:
+    if stop is None:
+        await asyncio.sleep(delay)
+    else:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,12 @@ def provision(
     prefix: str = "sim",
     workers: int = 8,
     on_progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[SimDevice]:
-    """Register ``count`` devices in ``project`` with ``client`` (an :class:`atoll.Client`)."""
+    """Register ``count`` devices in ``project`` with ``client`` (an :class:`atoll.Client`).
+
+    When ``stop`` is set, registering ends within a request's time and the devices registered
+    so far are returned (fewer than ``count``)."""
     project, _ = ensure_project(client, project, project)
     existing = {t.id for t in client.device_types(project)}
     for template in templates:
@@ -64,12 +69,22 @@ def provision(
 
     # A few requests in flight hide the round trips; the client's connection pool is shared.
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="atoll-sim-register") as pool:
-        out = []
-        for n, dev in enumerate(pool.map(register, planned), 1):
-            out.append(dev)
-            if on_progress:
-                on_progress(n, len(planned))
-    return out
+        futures = [pool.submit(register, d) for d in planned]
+        stopped = stop.is_set if stop is not None else lambda: False
+        try:
+            for n, fut in enumerate(futures, 1):
+                while not wait([fut], timeout=0.2).done and not stopped():
+                    pass
+                if stopped():
+                    break
+                fut.result()  # the registration's error, if any
+                if on_progress:
+                    on_progress(n, len(planned))
+        finally:
+            for f in futures:  # not sent yet: dropped; in flight: they finish, and are kept
+                f.cancel()
+    # In plan order; after a stop, every device whose registration went through.
+    return [f.result() for f in futures if f.done() and not f.cancelled() and not f.exception()]
 
 
 def _all_devices(client: Any, project: str, page: int = 1000) -> list[Any]:

@@ -265,24 +265,39 @@ class DuckDBStore:
     # ----------------------------------------------------------------------------- writes
 
     def _catalog(self, keys: tuple[SeriesKey, ...]) -> tuple[np.ndarray, dict[SeriesKey, int]]:
-        """Series ids for ``keys``, registering new ones inside the caller's transaction."""
-        added = {}
-        for key in dict.fromkeys(SeriesKey(*k) for k in keys):
-            if key in self._sids:
-                continue
+        """Series ids for ``keys``, registering new ones inside the caller's transaction.
+
+        All of a batch's new series go in with one statement and come back with one query: the
+        first readings of a large fleet bring tens of thousands at once (one statement each
+        took ~7 ms, minutes for 40,000)."""
+        sids = self._sids  # SeriesKey is a NamedTuple: plain tuples find it too
+        new = [SeriesKey(*k) for k in dict.fromkeys(keys) if k not in sids]
+        added: dict[SeriesKey, int] = {}
+        if new:
+            columns = [[k[i] for k in new] for i in range(3)]
             _run(
                 self._writer,
-                "INSERT INTO series SELECT nextval('series_id'), ?, ?, ? ON CONFLICT DO NOTHING",
-                list(key),
+                "INSERT INTO series SELECT nextval('series_id'), p, d, m"
+                " FROM (SELECT unnest($1::VARCHAR[]) AS p, unnest($2::VARCHAR[]) AS d,"
+                " unnest($3::VARCHAR[]) AS m) ON CONFLICT DO NOTHING",
+                columns,
             )
-            ((sid,),) = _run(
+            rows = _run(
                 self._writer,
-                "SELECT id FROM series WHERE project = ? AND device = ? AND metric = ?",
-                list(key),
+                "SELECT s.project, s.device, s.metric, s.id FROM series s"
+                " JOIN (SELECT unnest($1::VARCHAR[]) AS p, unnest($2::VARCHAR[]) AS d,"
+                " unnest($3::VARCHAR[]) AS m) n"
+                " ON s.project = n.p AND s.device = n.d AND s.metric = n.m",
+                columns,
             )
-            added[key] = sid
-        known = self._sids | added
-        return np.array([known[SeriesKey(*k)] for k in keys], dtype=np.int32), added
+            added = {SeriesKey(p, d, m): sid for p, d, m, sid in rows}
+        # Per key of the batch, never per series known: a copy of the catalog per append
+        # cost more than the append itself once a fleet had tens of thousands of series.
+        if added:
+            ids = [added[k] if k in added else sids[k] for k in keys]
+        else:
+            ids = list(map(sids.__getitem__, keys))
+        return np.array(ids, dtype=np.int32), added
 
     def append(self, batch: PointBatch) -> None:
         plan.check_batch(batch)

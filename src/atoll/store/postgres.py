@@ -7,9 +7,10 @@ rollups into the tiers in its own transaction; there is no pending/compaction st
 points go in with binary ``COPY`` built from numpy, not row by row.
 
 ``(series, ts)`` is a point's identity (last write wins). The ``latest`` table holds each
-series' newest timestamp; an append locks its series (advisory locks, so other processes wait)
-and reads it: a batch that is all newer takes the plain path, one that reaches back deletes
-the stored versions of its points and rebuilds the tier buckets they were in.
+series' newest timestamp; an append locks its series (advisory locks, one per id modulo 1,024,
+so other processes wait) and reads it: a batch that is all newer takes the plain path, one that
+reaches back deletes the stored versions of its points and rebuilds the tier buckets they were
+in.
 """
 
 from __future__ import annotations
@@ -48,13 +49,21 @@ _ROLLUP_DDL = """(sid INTEGER NOT NULL, b BIGINT NOT NULL, vmin DOUBLE PRECISION
     vmax DOUBLE PRECISION, tmax BIGINT, vsum DOUBLE PRECISION, n BIGINT, tfirst BIGINT,
     vfirst DOUBLE PRECISION, tlast BIGINT, vlast DOUBLE PRECISION"""
 
+#: Advisory locks an append takes at most (see ``newest_locked``).
+_LOCK_SLOTS = 1024
+
 _SCHEMA = [
     # Lock the series (advisory, until commit), then read their newest timestamps in a statement
     # of its own (so a snapshot taken after the locks are granted): one round trip for both.
-    """CREATE OR REPLACE FUNCTION newest_locked(space int, ids int[])
+    # A lock stands for every series with the same id modulo _LOCK_SLOTS: a batch of a large
+    # fleet's series would otherwise need one lock each, and PostgreSQL's lock table (64 per
+    # connection by default) is full after a few thousand ("out of shared memory"). Taken in
+    # ascending order, so two writers never deadlock.
+    f"""CREATE OR REPLACE FUNCTION newest_locked(space int, ids int[])
         RETURNS TABLE (sid int, ts bigint) LANGUAGE plpgsql VOLATILE AS $$
         BEGIN
-            PERFORM pg_advisory_xact_lock(space, i) FROM unnest(ids) AS i;
+            PERFORM pg_advisory_xact_lock(space, s)
+                FROM (SELECT DISTINCT i % {_LOCK_SLOTS} AS s FROM unnest(ids) AS i ORDER BY 1) q;
             RETURN QUERY SELECT l.sid, l.ts FROM latest l WHERE l.sid = ANY(ids);
         END $$""",
     """CREATE TABLE IF NOT EXISTS series (id SERIAL PRIMARY KEY, project TEXT NOT NULL,
@@ -370,24 +379,37 @@ class PostgresStore:
     # ----------------------------------------------------------------------------- writes
 
     def _catalog(self, keys: tuple[SeriesKey, ...]) -> tuple[np.ndarray, dict[SeriesKey, int]]:
+        """Series ids for ``keys``, registering new ones inside the caller's transaction.
+
+        A batch's new series go in with one statement and come back with one query, whatever
+        their number (the first readings of a large fleet bring tens of thousands at once).
+        Two statements, not one with a CTE: the query must see rows another process committed
+        while the insert waited on them."""
+        sids = self._sids  # SeriesKey is a NamedTuple: plain tuples find it too
+        new = [SeriesKey(*k) for k in dict.fromkeys(keys) if k not in sids]
         added: dict[SeriesKey, int] = {}
-        for key in dict.fromkeys(SeriesKey(*k) for k in keys):
-            if key in self._sids:
-                continue
+        if new:
+            columns = [[k[i] for k in new] for i in range(3)]
             self._writer.execute(
-                "INSERT INTO series (project, device, metric) VALUES (%s, %s, %s)"
+                "INSERT INTO series (project, device, metric)"
+                " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
                 " ON CONFLICT DO NOTHING",
-                list(key),
+                columns,
             )
-            row = self._writer.execute(
-                "SELECT id FROM series WHERE project = %s AND device = %s AND metric = %s",
-                list(key),
-            ).fetchone()
-            assert row is not None  # inserted just above, or already there
-            (sid,) = row
-            added[key] = sid
-        known = self._sids | added
-        return np.array([known[SeriesKey(*k)] for k in keys], dtype=np.int32), added
+            rows = self._writer.execute(
+                "SELECT s.project, s.device, s.metric, s.id FROM series s"
+                " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS n(p, d, m)"
+                " ON s.project = n.p AND s.device = n.d AND s.metric = n.m",
+                columns,
+            ).fetchall()
+            added = {SeriesKey(p, d, m): sid for p, d, m, sid in rows}
+        # Per key of the batch, never per series known: a copy of the catalog per append
+        # cost more than the append itself once a fleet had tens of thousands of series.
+        if added:
+            ids = [added[k] if k in added else sids[k] for k in keys]
+        else:
+            ids = list(map(sids.__getitem__, keys))
+        return np.array(ids, dtype=np.int32), added
 
     def _copy(self, table: str, columns: dict[str, np.ndarray]) -> None:
         with self._writer.cursor().copy(

@@ -393,6 +393,53 @@ def check_large_batch(make_store: MakeStore, reopen: Reopen = None) -> None:
         assert len(store.series("plant")) == 10
 
 
+def check_many_new_series_in_one_batch(make_store: MakeStore, reopen: Reopen = None) -> None:
+    """A fleet's first readings: one batch brings thousands of series never seen before, mixed
+    with known ones, in no particular order. Every point lands in its own series, and a store
+    that is reopened keeps every id and hands out new ones without reusing any."""
+    rng = np.random.default_rng(21)
+    known = [SeriesKey("fleet", f"old-{i}", "v") for i in range(3)]
+    fresh = [SeriesKey("fleet", f"dev-{i // 4}", f"m{i % 4}") for i in range(10_000)]
+    keys = tuple(rng.permutation(np.array(known + fresh, dtype=object)).tolist())
+    keys = tuple(SeriesKey(*k) for k in keys)
+    with_index = {k: i for i, k in enumerate(keys)}
+    store = make_store()
+    try:
+        store.append(_batch({k: (np.array([T0]), np.array([-1.0])) for k in known}))
+        # Two points per series, the points shuffled across the whole batch.
+        idx = np.repeat(np.arange(len(keys), dtype=np.int32), 2)
+        ts = T0 + S + np.tile(np.array([0, S], dtype=np.int64), len(keys))
+        value = np.arange(len(idx), dtype=np.float64)
+        order = rng.permutation(len(idx))
+        store.append(PointBatch(keys, idx[order], ts[order], value[order]))
+
+        def newest(key: SeriesKey) -> tuple[int, float]:
+            return T0 + 2 * S, float(2 * with_index[key] + 1)
+
+        expected = {k: newest(k) for k in keys}
+        assert store.latest("fleet") == expected
+        assert len(store.series("fleet")) == len(keys)
+        for key in (known[0], fresh[0], fresh[-1], keys[len(keys) // 2]):
+            i = with_index[key]
+            raw = store.query_raw(key, T0 + S, 2**62)
+            assert raw.ts.tolist() == [T0 + S, T0 + 2 * S]
+            assert raw.value.tolist() == [2.0 * i, 2.0 * i + 1]
+        if reopen is None:
+            return
+        store = reopen(store)
+        assert store.latest("fleet") == expected
+        # After reopening: known series take new points, new ones get ids of their own.
+        more = [SeriesKey("fleet", f"dev-{i}", "extra") for i in range(500)]
+        batch = {k: (np.array([T0 + 3 * S]), np.array([7.0])) for k in more + fresh[:100]}
+        store.append(_batch(batch))
+        got = store.latest("fleet")
+        assert len(got) == len(keys) + len(more)
+        assert all(got[k] == (T0 + 3 * S, 7.0) for k in more + fresh[:100])
+        assert all(got[k] == expected[k] for k in fresh[100:])
+    finally:
+        store.close()
+
+
 def check_concurrent_reads_during_writes(make_store: MakeStore, reopen: Reopen = None) -> None:
     errors: list[BaseException] = []
     done = threading.Event()
@@ -661,6 +708,7 @@ STORE_CHECKS = (
     check_retention,
     check_durable_across_reopen,
     check_large_batch,
+    check_many_new_series_in_one_batch,
     check_concurrent_reads_during_writes,
     check_bad_arguments_are_rejected,
     check_resent_batch_is_stored_once,
