@@ -303,3 +303,56 @@ async def test_accepting_a_new_normal_clears_the_flag_and_is_recorded():
     await svc.stop()
     after = [e for e in got.events if e.ts >= T0 + (HISTORY + 800 + 70) * S]
     assert after and not any(e.is_anomaly for e in after)
+
+
+async def test_a_machine_judged_jointly_is_fitted_and_explained_by_metric(tmp_path):
+    from argon2 import PasswordHasher
+
+    from atoll.registry import Registry
+
+    registry = Registry.open(
+        tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+    registry.create_project(registry.bootstrap().tenant, "P", project_id="p")
+    registry.create_device_type("p", "pump", [{"name": "flow"}, {"name": "pressure"}])
+    registry.register_device("p", device_id="d1", device_type="pump")
+    store = MemoryStore()
+    flow, pressure = SeriesKey("p", "d1", "flow"), SeriesKey("p", "d1", "pressure")
+    stored_history(store, key=flow)
+    stored_history(store, key=pressure)
+    bus = MemoryBus()
+    got = Collector()
+    await bus.subscribe("anomaly.>", got)
+    svc = DetectionService(bus, store, registry=registry, refit_interval=0)
+    svc.bind("p", "pump", "default", ["flow", "pressure"], jointly=True)
+    await svc.start()
+    live_flow = fault_run()
+    live_pressure = signal(HISTORY, len(live_flow), seed=9)
+    for lo in range(0, len(live_flow), 20):
+        ts = T0 + (HISTORY + lo + np.arange(20, dtype=np.int64)) * S
+        for key, v in ((flow, live_flow), (pressure, live_pressure)):
+            store.append(PointBatch.of_series(key, ts, v[lo : lo + 20]))
+        await bus.publish(
+            "telemetry.p.d1",
+            encode_telemetry(
+                "p",
+                "d1",
+                ["flow", "pressure"],
+                [0] * 20 + [1] * 20,
+                ts.tolist() * 2,
+                [*map(float, live_flow[lo : lo + 20]), *map(float, live_pressure[lo : lo + 20])],
+            ),
+        )
+    await until(lambda: svc.stats["points"] >= len(live_flow), "every live reading judged")
+    await svc.stop()
+    registry.close()
+
+    group = SeriesKey("p", "d1", "flow+pressure")
+    record = svc.models.current(group)
+    assert (record.detector, record.reason, record.rows) == ("joint", "bound", HISTORY)
+    assert set(record.thresholds) == {"flow", "pressure"}  # each sensor's fitted model
+    onset = [e for e in got.events if e.is_anomaly and e.ts >= T0 + (HISTORY + 600) * S][0]
+    assert onset.detector.name == "fitted" and onset.model == record.ref
+    assert set(onset.expected) == {"flow", "pressure"}
+    assert onset.contributors[0].name == "flow" and onset.contributors[0].share > 0.5
+    assert onset.values["flow"] > onset.expected["flow"].hi

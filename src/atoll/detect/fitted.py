@@ -659,12 +659,17 @@ class FittedDetector(StreamingDetector):
     def _explained(self, z: np.ndarray) -> Explained:
         fst = self.fst
         center, unit = float(fst[_CENTER]), float(fst[_UNIT])
-        expected = np.empty((len(z), 1, 3))
-        expected[:, 0, 0] = center + z[:, 3] * unit
-        expected[:, 0, 1] = center + (fst[_LO] - fst[_THR_BAND]) * unit
-        expected[:, 0, 2] = center + (fst[_HI] + fst[_THR_BAND]) * unit
-        weights = np.nan_to_num(z[:, :3], nan=0.0, posinf=1e9)
-        return Explained(expected, _SIGNALS, np.maximum(weights, 0.0))
+        lo = center + (fst[_LO] - fst[_THR_BAND]) * unit
+        hi = center + (fst[_HI] + fst[_THR_BAND]) * unit
+
+        def expected() -> np.ndarray:
+            out = np.empty((len(z), 1, 3))
+            out[:, 0, 0] = center + z[:, 3] * unit
+            out[:, 0, 1], out[:, 0, 2] = lo, hi
+            return out
+
+        # The signals are >= 0 (inf only for a window with no bank to compare with).
+        return Explained(_SIGNALS, z[:, :3], expected)
 
     def decide_one(self, x: Any, ts: int | None = None) -> tuple[float, bool]:
         """The score and flag the reading would get, learning nothing."""

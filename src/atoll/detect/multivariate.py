@@ -175,12 +175,16 @@ class PerSensor(StreamingDetector):
             flags = np.column_stack([f for _, f, _ in decided]).any(axis=1)
         else:
             flags = scores >= self.default_threshold
-        expected = np.full((len(xs), len(self.children), 3), np.nan)
-        for j, (_, _, why) in enumerate(decided):
-            if why is not None:
-                expected[:, j, :] = why.expected[:, 0, :]
+
+        def expected() -> np.ndarray:
+            out = np.full((len(xs), len(decided), 3), np.nan)
+            for j, (_, _, why) in enumerate(decided):
+                if why is not None:
+                    out[:, j, :] = why.expected[:, 0, :]
+            return out
+
         names: tuple[str | int, ...] = tuple(range(len(self.children)))
-        return scores, np.asarray(flags, dtype=bool), Explained(expected, names, _odds(cols))
+        return scores, np.asarray(flags, dtype=bool), Explained(names, _odds(cols), expected)
 
     def decide_one(self, x, ts=None) -> tuple[float, bool]:
         v = self._vec(x)
@@ -284,18 +288,20 @@ class Joint(StreamingDetector):
     def detect_explained(
         self, values, timestamps=None
     ) -> tuple[np.ndarray, np.ndarray, Explained | None]:
-        """``detect_many`` plus the sensors' explanation and a ``"relation"`` contribution (the
-        odds of the rescaled Mahalanobis score: the sensors' relation broke)."""
+        """``detect_many`` plus the sensors' explanation and a ``"relation"`` contribution: the
+        odds of the rescaled Mahalanobis score, counted only on readings where no sensor alone
+        is abnormal (a sensor that left its normal breaks the relation too: it is the cause)."""
         xs = _rows(values)
         s, f, why = self.sensors.detect_explained(xs, timestamps)
         if xs.shape[1] < 2 or why is None:
             return s, f, why
         rescaled = self._rescaled(self.joint.score_many(xs, timestamps))
-        weights = np.column_stack([why.weights, _odds(rescaled)])
+        alone = s < self.sensors.default_threshold
+        weights = np.column_stack([why.weights, np.where(alone, _odds(rescaled), 0.0)])
         return (
             np.maximum(s, rescaled),
             f | (rescaled >= self.sensors.default_threshold),
-            Explained(why.expected, (*why.names, "relation"), weights),
+            Explained((*why.names, "relation"), weights, lambda: why.expected),
         )
 
     def decide_one(self, x, ts=None) -> tuple[float, bool]:

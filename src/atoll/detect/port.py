@@ -26,7 +26,7 @@ so the wrappers never import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -81,7 +81,6 @@ class Condition(Protocol):
         """The score and ``is_anomaly`` the reading would get, learning nothing."""
 
 
-@dataclass(frozen=True)
 class Explained:
     """Why, per reading, for ``n`` readings of ``k`` sensors (``k`` = 1 for a univariate
     detector).
@@ -90,11 +89,29 @@ class Explained:
     ``i`` and the band it counts as normal, in the data's units (NaN where it has none).
     ``weights[i, c]`` (>= 0) is how much contribution ``names[c]`` made to reading ``i``'s
     anomaly: a signal of the model (a string such as ``"ar"``) or a sensor (its column index, an
-    ``int``, which the caller names)."""
+    ``int``, which the caller names).
 
-    expected: np.ndarray
-    names: tuple[str | int, ...]
-    weights: np.ndarray
+    ``expected`` may be given as a function, computed on first use: most readings are normal,
+    and nobody asks what was expected of them."""
+
+    __slots__ = ("_expect", "_expected", "names", "weights")
+
+    def __init__(
+        self,
+        names: tuple[str | int, ...],
+        weights: np.ndarray,
+        expected: np.ndarray | Callable[[], np.ndarray],
+    ) -> None:
+        self.names, self.weights = names, weights
+        self._expected = None if callable(expected) else expected
+        self._expect = expected if callable(expected) else None
+
+    @property
+    def expected(self) -> np.ndarray:
+        if self._expected is None:
+            assert self._expect is not None
+            self._expected = self._expect()
+        return self._expected
 
 
 @runtime_checkable

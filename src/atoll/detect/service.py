@@ -838,8 +838,13 @@ class DetectionService:
             if tracked.episodes is not None and values.ndim == 1:
                 banded = np.full((len(ts), 3), np.nan)
                 flags = tracked.episodes.decide_many(ts, values, raised, banded)
-            _note_flags(tracked, ts, flags, raised)
-            anomalies += int(flags.sum())
+            flagged = int(np.count_nonzero(flags))  # cheaper than .any()/.sum() on small arrays
+            spans = tracked.spans
+            if flagged or tracked.since is not None or (spans and spans[-1][1] == _OPEN):
+                _note_flags(tracked, ts, flags, raised)
+            elif raised is not flags and np.count_nonzero(raised):
+                _note_flags(tracked, ts, flags, raised)
+            anomalies += flagged
             points += len(ts)
             keys.append(SeriesKey(key.project, key.device, score_metric(key.metric)))
             ts_parts.append(ts)
@@ -873,8 +878,9 @@ class DetectionService:
                     )
                     for t, sc, v, f in rows
                 )
-            hot = flags | (scores >= tracked.detector.default_threshold)
-            if hot.any():
+            high = scores >= tracked.detector.default_threshold
+            if flagged or np.count_nonzero(high):
+                hot = flags | high
                 bands = self._explain(events, first, hot, names, why, banded, tracked.model)
                 for (m, side), (bts, bvals) in bands.items():
                     keys.append(SeriesKey(project, device, expected_metric(m, side)))
@@ -941,6 +947,8 @@ class DetectionService:
             contributors = None
             if why is not None:
                 w = why.weights[i]
+                if not np.isfinite(w).all():  # a signal with nothing to compare with: it alone
+                    w = np.where(np.isfinite(w), 0.0, 1.0)
                 total = float(w.sum())
                 if total > 0 and math.isfinite(total):
                     order = np.argsort(-w)[:MAX_CONTRIBUTORS]
@@ -1012,6 +1020,8 @@ class DetectionService:
         async with self._flush_lock:
             while self._pending:
                 batch = PointBatch.concat(self._pending)
+                # ``stored`` counts scores (one per reading judged), not the expected bands.
+                scores = self._pending_points
                 self._pending, self._pending_points = [], 0
                 try:
                     await asyncio.to_thread(self.store.append, batch)  # type: ignore[union-attr]
@@ -1019,7 +1029,7 @@ class DetectionService:
                     self.stats["store_errors"] += 1
                     log.error("storing %d anomaly scores failed: %s", len(batch), exc.message)
                     continue
-                self.stats["stored"] += len(batch)
+                self.stats["stored"] += scores
 
     # -- fitting on stored history -----------------------------------------------------------------
     def _want_fit_threadsafe(self, key: SeriesKey, reason: str, until: int | None) -> bool:
@@ -1380,7 +1390,7 @@ class DetectionService:
 def _note_flags(t: _Tracked, ts: np.ndarray, flags: np.ndarray, raised: np.ndarray) -> None:
     """Keep when the published flag rose (``since``) and the spans of readings flagged by the
     decision or the detector (refits leave them out)."""
-    if t.since is not None or flags.any():
+    if t.since is not None or np.count_nonzero(flags):
         if not flags[-1]:
             t.since = None
         else:
@@ -1392,7 +1402,7 @@ def _note_flags(t: _Tracked, ts: np.ndarray, flags: np.ndarray, raised: np.ndarr
     union = flags if raised is flags else flags | raised
     spans = t.spans
     still_open = bool(spans) and spans[-1][1] == _OPEN
-    if not still_open and not union.any():
+    if not still_open and not np.count_nonzero(union):
         return
     if still_open and not union[0]:
         spans[-1][1] = int(ts[0])
