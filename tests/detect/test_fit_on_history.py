@@ -356,3 +356,26 @@ async def test_a_machine_judged_jointly_is_fitted_and_explained_by_metric(tmp_pa
     assert set(onset.expected) == {"flow", "pressure"}
     assert onset.contributors[0].name == "flow" and onset.contributors[0].share > 0.5
     assert onset.values["flow"] > onset.expected["flow"].hi
+
+
+async def test_a_series_met_without_history_is_fitted_once_it_has_some():
+    """The demo's way: readings back-filled live are judged by the default with no history; a
+    refit then fits on them, and the readings after are judged by the fitted model."""
+    store = MemoryStore()
+    bus, svc, got = await running(store)
+    await ingest(store, bus, 0, signal(0, HISTORY), chunk=120)
+    await until(lambda: svc.stats["points"] >= HISTORY, "the back-fill judged")
+    assert svc.series[KEY].name == DEFAULT and svc.models.current(KEY).rows == 0
+    (record,), _ = await svc.refit("p", "d1")
+    assert (record.version, record.reason, record.detector, record.rows) == (
+        2,
+        "manual",
+        "fitted",
+        HISTORY,
+    )
+    await ingest(store, bus, HISTORY, fault_run())
+    await until(lambda: svc.stats["points"] >= HISTORY + 1200, "live readings judged")
+    await svc.stop()
+    live = [e for e in got.events if e.ts >= T0 + HISTORY * S]
+    assert {e.detector.name for e in live} == {"fitted"}
+    assert all(e.is_anomaly for e in live[602:800]) and not any(e.is_anomaly for e in live[:600])

@@ -235,6 +235,8 @@ class DetectionService:
         self._by_device: dict[tuple[str, str], list[SeriesKey]] = {}
         self._fit_jobs: dict[SeriesKey, _FitJob] = {}
         self._fit_running: SeriesKey | None = None
+        #: Installs (or releases) of finished fits, done by the worker while the next fit runs.
+        self._finishing: set[asyncio.Future] = set()
         self._fit_wake = asyncio.Event()
         self._fitter: asyncio.Task | None = None
         self._fit_pool: ThreadPoolExecutor | None = None
@@ -502,6 +504,7 @@ class DetectionService:
             await asyncio.gather(self._pump, return_exceptions=True)
             self._pump = None
         # Fits that did not happen: what waited for them is judged by the detectors there are.
+        await asyncio.gather(*self._finishing, return_exceptions=True)
         await self._release_parked()
         async with self._lock:
             if self._writer is not None:
@@ -1051,8 +1054,8 @@ class DetectionService:
         job = self._fit_jobs.get(key)
         if job is None:
             job = self._fit_jobs[key] = _FitJob(key, reason, until, actor)
-        elif reason == "manual":
-            job.reason, job.actor, job.until = reason, actor, None
+        elif reason == "manual":  # joins a queued one (a first fit keeps where it ends)
+            job.reason, job.actor = reason, actor
         if self._stopping:
             return job  # stop() judges what waits with the detectors there are
         if self._fitter is None or self._fitter.done():
@@ -1067,7 +1070,10 @@ class DetectionService:
         return waiter
 
     async def _fit_forever(self) -> None:
-        """One fit at a time, in queue order, in the fit thread: scoring goes on meanwhile."""
+        """One fit at a time, in queue order, in the fit thread: scoring goes on meanwhile. The
+        worker installs each result (or judges what waited for a declined one) while the next
+        fit already runs."""
+        loop = asyncio.get_running_loop()
         while True:
             await self._fit_wake.wait()
             self._fit_wake.clear()
@@ -1076,52 +1082,71 @@ class DetectionService:
                 job = self._fit_jobs.pop(key)
                 self._fit_running = key
                 try:
-                    record: ModelRecord | Exception = await self._fit_one(job)
+                    # A first fit's plan needs nothing the worker changes: no hop to the worker
+                    # (it may be busy with a long back-log) for each of many new series.
+                    plan: _FitPlan = (
+                        self._fit_plan(job)
+                        if job.reason == "bound"
+                        else await self._in_worker(self._fit_plan, job)
+                    )
+                    if self._fit_pool is None:
+                        self._fit_pool = ThreadPoolExecutor(
+                            max_workers=1, thread_name_prefix="atoll-fit"
+                        )
+                    t0 = time.perf_counter()
+                    fit: _Fit = await loop.run_in_executor(self._fit_pool, self._fit_series, plan)
+                    self.stats["fit_seconds"] += time.perf_counter() - t0
+                    self.stats["fits"] += 1
                 except AtollError as exc:  # e.g. too little history: it keeps its detector
+                    self.stats["fits_declined"] += 1
                     log.info("%s not fitted (%s): %s", key, job.reason, exc.message)
-                    record = exc
+                    self._finish_later(job, None, exc)
                 except Exception as exc:
                     self.stats["fits_failed"] += 1
                     log.exception("fitting %s on its history failed", key)
-                    record = exc
+                    self._finish_later(job, None, exc)
+                except asyncio.CancelledError:  # stopping: nobody waits for this fit any more
+                    for waiter in job.waiters:
+                        if not waiter.done():
+                            waiter.set_exception(Unavailable("the detection service stopped"))
+                    raise
+                else:
+                    self._finish_later(job, (plan, fit), None)
                 finally:
                     self._fit_running = None
-                if isinstance(record, Exception):
-                    # Readings that waited for this fit are judged by the detector it keeps.
-                    await self._release_parked([key])
-                for waiter in job.waiters:
-                    if waiter.done():
-                        continue
-                    if isinstance(record, Exception):
-                        waiter.set_exception(record)
-                    else:
-                        waiter.set_result(record)
 
-    async def _fit_one(self, job: _FitJob) -> ModelRecord:
-        plan: _FitPlan = await self._in_worker(self._fit_plan, job)
-        loop = asyncio.get_running_loop()
-        if self._fit_pool is None:
-            self._fit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atoll-fit")
-        t0 = time.perf_counter()
-        try:
-            fit: _Fit = await loop.run_in_executor(self._fit_pool, self._fit_series, plan)
-        except AtollError:
-            self.stats["fits_declined"] += 1
-            raise
-        self.stats["fit_seconds"] += time.perf_counter() - t0
-        self.stats["fits"] += 1
-        installing = self._submit(self._install, plan, fit)
-        try:
-            record, parked = await asyncio.shield(installing)
-        except asyncio.CancelledError:
-            # Stopping: the install happens in the worker anyway; send what it judged.
-            record, parked = await installing
-            if parked is not None:
-                await self._send(parked)
-            raise
-        if parked is not None:
-            await self._send(parked)
-        return record
+    def _finish_later(
+        self, job: _FitJob, done: tuple[_FitPlan, _Fit] | None, error: Exception | None
+    ) -> None:
+        task = asyncio.ensure_future(self._finish(job, done, error))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(
+        self, job: _FitJob, done: tuple[_FitPlan, _Fit] | None, error: Exception | None
+    ) -> None:
+        """Install a fit (and send what it judged), or judge what waited for a declined one with
+        the detector the series keeps; then answer whoever waits for the job."""
+        record: ModelRecord | None = None
+        if done is not None:
+            try:
+                record, parked = await self._in_worker(self._install, *done)
+            except Exception as exc:
+                if not isinstance(exc, AtollError):
+                    log.exception("installing the model fitted for %s failed", job.key)
+                error = exc
+            else:
+                if parked is not None:
+                    await self._send(parked)
+        if record is None:
+            await self._release_parked([job.key])
+        for waiter in job.waiters:
+            if waiter.done():
+                continue
+            if record is None:
+                waiter.set_exception(error or Unavailable("the fit did not happen"))
+            else:
+                waiter.set_result(record)
 
     async def _release_parked(self, keys: list[SeriesKey] | None = None) -> None:
         """Judge the readings parked for a fit (of ``keys``, or all) with the detector each
@@ -1154,7 +1179,12 @@ class DetectionService:
                 "fitted on history",
                 hint="bind 'default' or 'fitted' to fit a model of normal on stored history",
             )
-        until = job.until if job.until is not None else t.last_ts + 1
+        if job.until is not None:
+            until = job.until
+        elif t.parked:  # readings wait for a first fit: it ends before them, and judges them
+            until = int(t.parked[0][2][0])
+        else:
+            until = t.last_ts + 1
         spans = [(a, b) for a, b in t.spans if a < until]
         # A first fit has no flags of its own to go by; a refit also skips what was scored high.
         threshold = None if job.reason == "bound" else float(t.detector.default_threshold)
