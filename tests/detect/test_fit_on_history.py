@@ -379,3 +379,30 @@ async def test_a_series_met_without_history_is_fitted_once_it_has_some():
     live = [e for e in got.events if e.ts >= T0 + HISTORY * S]
     assert {e.detector.name for e in live} == {"fitted"}
     assert all(e.is_anomaly for e in live[602:800]) and not any(e.is_anomaly for e in live[:600])
+
+
+async def test_readings_wait_for_a_slow_first_fit_only_so_long():
+    """Past ``max_park_seconds`` the fallback judges what waited; the fitted model, once ready,
+    learns those readings from the store and judges the rest."""
+    store = MemoryStore()
+    stored_history(store)
+    bus, svc, got = await running(store)
+    svc.max_park_seconds = 0.0
+    live = fault_run()
+    await ingest(store, bus, HISTORY, live[:100])
+    await until(
+        lambda: (r := svc.models.current(KEY)) is not None and r.version == 2, "the first fit"
+    )
+    await ingest(store, bus, HISTORY + 100, live[100:])
+    await until(lambda: svc.stats["points"] >= len(live), "every live reading judged")
+    await svc.stop()
+    names = [e.detector.name for e in got.events]
+    assert names[0] == DEFAULT and names[-1] == "fitted"
+    assert [(r.version, r.detector, r.reason) for r in svc.models.history(KEY)] == [
+        (1, DEFAULT, "bound"),
+        (2, "fitted", "bound"),
+    ]
+    fitted = [e for e in got.events if e.detector.name == "fitted"]
+    assert len(fitted) >= 1100 and all(e.model.version == 2 for e in fitted if e.model is not None)
+    flags = np.array([e.is_anomaly for e in got.events])
+    assert flags[602:800].all() and not flags[:600].any()  # it caught up, then judged the fault

@@ -137,6 +137,8 @@ class _Tracked:
     parked: list[_Unit] | None = None
     parked_n: int = 0
     parked_last: int = -(2**63)
+    #: ``time.monotonic()`` when the series started parking.
+    parked_since: float = 0.0
 
 
 #: ``(key, choice, timestamps, values)``: one detector's readings of one message.
@@ -229,8 +231,9 @@ class DetectionService:
         self.history_window, self.max_history = float(history_window), int(max_history)
         #: How often (s) the scheduler looks for series due for a refit.
         self.refit_check = max(1.0, min(self.refit_interval, 600.0))
-        #: Readings a series may park while it waits for its first fit.
+        #: Readings a series may park while it waits for its first fit, and for how long (s).
         self.max_parked = 20_000
+        self.max_park_seconds = 10.0
         self.models = MemoryModelLog()
         self._by_device: dict[tuple[str, str], list[SeriesKey]] = {}
         self._fit_jobs: dict[SeriesKey, _FitJob] = {}
@@ -409,6 +412,7 @@ class DetectionService:
                 and self._want_fit_threadsafe(key, "bound", first_ts)
             ):
                 t.parked = []  # judged once fitted on its history (or found to have too little)
+                t.parked_since = time.monotonic()
             else:
                 self._record(key, t, "bound")
         return t
@@ -824,8 +828,12 @@ class DetectionService:
                 tracked.parked.append((key, choice, ts, values))
                 tracked.parked_n += len(ts)
                 tracked.parked_last = int(ts[-1])
-                if tracked.parked_n > self.max_parked:
-                    # The fit is slow in coming: the fallback judges them (the fit catches up).
+                if (
+                    tracked.parked_n > self.max_parked
+                    or time.monotonic() - tracked.parked_since > self.max_park_seconds
+                ):
+                    # The fit is slow in coming (many new series queue for the fit thread): the
+                    # fallback judges them; the fitted model, once ready, catches up from the store.
                     parked, tracked.parked, tracked.parked_n = tracked.parked, None, 0
                     if tracked.model is None:
                         self._record(key, tracked, "bound")
@@ -1054,8 +1062,8 @@ class DetectionService:
         job = self._fit_jobs.get(key)
         if job is None:
             job = self._fit_jobs[key] = _FitJob(key, reason, until, actor)
-        elif reason == "manual":  # joins a queued one (a first fit keeps where it ends)
-            job.reason, job.actor = reason, actor
+        elif reason == "manual":  # joins a queued one, on the history up to now
+            job.reason, job.actor, job.until = reason, actor, None
         if self._stopping:
             return job  # stop() judges what waits with the detectors there are
         if self._fitter is None or self._fitter.done():
