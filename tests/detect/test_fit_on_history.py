@@ -406,3 +406,26 @@ async def test_readings_wait_for_a_slow_first_fit_only_so_long():
     assert len(fitted) >= 1100 and all(e.model.version == 2 for e in fitted if e.model is not None)
     flags = np.array([e.is_anomaly for e in got.events])
     assert flags[602:800].all() and not flags[:600].any()  # it caught up, then judged the fault
+
+
+async def test_a_refit_while_readings_wait_for_the_first_fit_fits_on_them_too():
+    """An operator's refit that joins a first fit still queued (a back-fill sent at once, the fit
+    thread busy): the waiting readings are judged by the fallback, then the refit fits on all."""
+    store = MemoryStore()
+    bus, svc, got = await running(store)
+    svc.max_park_seconds = 3600.0
+    svc._fit_wake = asyncio.Event()  # the fit thread does not start: the first fit stays queued
+    svc._fitter = asyncio.ensure_future(asyncio.Event().wait())
+    await ingest(store, bus, 0, signal(0, HISTORY), chunk=120)
+    await until(
+        lambda: svc.series.get(KEY) is not None and svc.series[KEY].parked_n == HISTORY,
+        "the back-fill parked",
+    )
+    svc._fitter.cancel()
+    svc._fitter = None
+    (record,), _ = await svc.refit("p", "d1", "temp")
+    assert (record.reason, record.detector, record.rows) == ("manual", "fitted", HISTORY)
+    await until(lambda: svc.stats["points"] >= HISTORY, "the back-fill judged")
+    await svc.stop()
+    assert {e.detector.name for e in got.events} == {DEFAULT}  # judged before the refit
+    assert [r.reason for r in svc.models.history(KEY)] == ["bound", "manual"]

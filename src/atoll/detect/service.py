@@ -1090,13 +1090,15 @@ class DetectionService:
                 job = self._fit_jobs.pop(key)
                 self._fit_running = key
                 try:
-                    # A first fit's plan needs nothing the worker changes: no hop to the worker
-                    # (it may be busy with a long back-log) for each of many new series.
-                    plan: _FitPlan = (
-                        self._fit_plan(job)
-                        if job.reason == "bound"
-                        else await self._in_worker(self._fit_plan, job)
-                    )
+                    if job.reason == "bound":
+                        # A first fit's plan needs nothing the worker changes: no hop to the
+                        # worker (it may be busy with a long back-log) for each new series.
+                        plan: _FitPlan = self._fit_plan(job)
+                    else:
+                        # A refit fits on everything stored: readings still waiting for a first
+                        # fit are judged by the detector the series has, first.
+                        await self._release_parked([key])
+                        plan = await self._in_worker(self._fit_plan, job)
                     if self._fit_pool is None:
                         self._fit_pool = ThreadPoolExecutor(
                             max_workers=1, thread_name_prefix="atoll-fit"
