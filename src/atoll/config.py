@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     registry_url: str | None = None
     #: Which of ``atoll.platform.SERVICE_MODULES`` to run (detectors, rules…); None = all found.
     services: list[str] | None = None
+    #: Detection service (docs/DETECTION.md, "In the platform"): seconds between scheduled refits
+    #: of each fitted series on its stored history (0 = never), how far back a fit reads, and at
+    #: most how many readings.
+    detect_refit_interval_s: float = Field(default=86_400.0, ge=0)
+    detect_history_s: float = Field(default=7 * 86_400.0, gt=0)
+    detect_max_history: int = Field(default=200_000, ge=256)
 
     max_payload_bytes: int = 256 * 1024
     max_points_per_message: int = 10_000

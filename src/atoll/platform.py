@@ -5,7 +5,7 @@ Services (detectors, rules, …) join through ``SERVICE_MODULES``: each listed m
 after the store, bus and registry are up and before devices can connect, and stop in reverse
 order. Programs embedding Atoll can also call ``platform.add_service(svc)`` before ``start()``.
 The HTTP API gets one typed ``AppContext`` (``atoll.api.context.ApiContext``), the rules
-service among it.
+and detection services among it.
 
 >>> # async with Platform(Settings(home=tmp, http_port=0, mqtt_port=0)) as p: print(p.http_url)
 """
@@ -210,6 +210,9 @@ class Platform:
             settings=s,
             rules=next((x for x in self.services if isinstance(x, RulesService)), None),
             mqtt_url=self.mqtt_url,
+            detection=next(
+                (x for x in self.services if isinstance(x, detect_service.DetectionService)), None
+            ),
         )
         # The console mounts on the API app; it is composed here, above both.
         self.app = create_app(

@@ -1,5 +1,7 @@
-"""A real uvicorn server on an ephemeral port: registry (SQLite), memory store, real ingest pipeline
-and the real rules service (rules, alarms, channels, reports on the registry's database)."""
+"""A real uvicorn server on an ephemeral port: registry (SQLite), memory store, real ingest
+pipeline, the real rules service (rules, alarms, channels, reports on the registry's database)
+and, with ``detection=True``, the real detection service (else a device's detection routes
+answer 503)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from argon2 import PasswordHasher
 
 from atoll.api import AppContext, create_app
 from atoll.bus.memory import MemoryBus
+from atoll.detect.service import DetectionService
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.registry import Registry
 from atoll.registry.directory import RegistryDirectory
@@ -26,7 +29,9 @@ FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 class ApiServer:
     """``with ApiServer(tmp_path) as s: ... s.url, s.boot.api_key``; runs in a background thread."""
 
-    def __init__(self, data_dir) -> None:
+    def __init__(self, data_dir, *, detection: bool = False) -> None:
+        self.with_detection = detection
+        self.detection: DetectionService | None = None
         self.registry = Registry.open(data_dir, password_hasher=FAST_HASHER)
         self.boot = self.registry.bootstrap()
         self.store = MemoryStore()
@@ -52,7 +57,19 @@ class ApiServer:
             tick_interval=0.2,
         )
         await self.rules.start()
-        ctx = AppContext(self.registry, self.store, pipeline, bus=bus, rules=self.rules)
+        if self.with_detection:
+            self.detection = DetectionService(
+                bus, self.store, registry=self.registry, group=None, refit_interval=0
+            )
+            await self.detection.start()
+        ctx = AppContext(
+            self.registry,
+            self.store,
+            pipeline,
+            bus=bus,
+            rules=self.rules,
+            detection=self.detection,
+        )
         app = create_app(ctx)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
@@ -63,6 +80,8 @@ class ApiServer:
             await asyncio.sleep(0.01)
         self.ready.set()
         await serve
+        if self.detection is not None:
+            await self.detection.stop()
         await self.rules.stop()
         await pipeline.stop()
 

@@ -13,7 +13,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def server(tmp_path):
-    with ApiServer(tmp_path) as s:
+    with ApiServer(tmp_path, detection=True) as s:
         yield s
 
 
@@ -53,3 +53,54 @@ def test_errors_say_what_to_do(server):
     assert r.exit_code == 2 and "ATOLL_API_KEY" in r.output
     r = atoll(server, "devices", "list", "lab", key="atk_bad_key")
     assert r.exit_code == 1 and "API key" in r.output
+
+
+def test_a_device_detection_refit_and_accept_as_new_normal(server):
+    """``atoll devices detection | refit | accept-normal`` through the SDK, on a device with an
+    hour of stored history whose level moved."""
+    import time
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    import atoll as sdk
+    from atoll.core.points import PointBatch, SeriesKey
+
+    assert atoll_ok(server, "projects", "create", "Lab", "--id", "lab")
+    with sdk.Client(server.url, server.boot.api_key) as c:
+        c.create_device_type("lab", "thermo", [{"name": "temperature"}])
+        secret = c.register_device("lab", id="s1", device_type="thermo").credentials.secret
+    t0 = int(time.time()) - 7200
+    t = np.arange(3600)
+    values = 20 + 2 * np.sin(2 * np.pi * t / 60) + np.random.default_rng(0).normal(0, 0.05, 3600)
+    values[3300:] += 6.0
+    key = SeriesKey("lab", "s1", "temperature")
+    server.store.append(PointBatch.of_series(key, (t0 + t[:3000]) * 1_000_000, values[:3000]))
+    with sdk.DeviceClient(server.url, "s1", secret) as device:
+        for lo in range(3000, 3600, 200):
+            device.send_batch(
+                (datetime.fromtimestamp(t0 + i, UTC), {"temperature": float(values[i])})
+                for i in range(lo, lo + 200)
+            )
+    deadline = time.monotonic() + 60
+    while server.detection.stats["points"] < 600 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    r = atoll(server, "devices", "detection", "lab", "s1", "--json")
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(r.output)
+    assert row["detector"] == "fitted" and row["model"]["rows"] == 3000 and row["flagged"]
+    r = atoll(server, "devices", "refit", "lab", "s1")
+    assert r.exit_code == 0 and "temperature: v2 fitted on" in r.output, r.output
+    since = datetime.fromtimestamp(t0 + 3300, UTC).isoformat()
+    r = atoll(server, "devices", "accept-normal", "lab", "s1", "temperature", "--from", since)
+    assert r.exit_code == 0 and "temperature: model v3 accepts 300 readings" in r.output, r.output
+    r = atoll(server, "devices", "detection", "lab", "s1")
+    assert r.exit_code == 0 and "v3 accept" in r.output
+    r = atoll(server, "devices", "accept-normal", "lab", "s1", "humidity", "--from", "-1h")
+    assert r.exit_code == 1 and "no detector judges 'humidity'" in r.output
+
+
+def atoll_ok(server, *args) -> bool:
+    r = atoll(server, *args)
+    return r.exit_code == 0

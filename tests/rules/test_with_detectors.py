@@ -94,3 +94,54 @@ async def test_the_rules_read_the_events_the_detection_service_publishes():
     await rules.stop()
     await detect.stop()
     await bus.close()
+
+
+async def test_an_anomaly_alarm_carries_the_explanation_of_the_reading_behind_it(tmp_path):
+    """A model fitted on stored history flags a level shift; the alarm keeps what the model
+    expected, what contributed and which model version judged it, and the API returns it."""
+    from atoll.api.alarms import alarm_out
+    from atoll.store.memory import MemoryStore
+
+    bus, store = MemoryBus(), MemoryStore()
+    key = SeriesKey("p", "d1", "t")
+    t = np.arange(3400)
+    values = 20 + 2 * np.sin(2 * np.pi * t / 60) + np.random.default_rng(3).normal(0, 0.05, 3400)
+    values[3200:] += 6.0
+    ts = T0 + t.astype(np.int64) * 1_000_000
+    store.append(PointBatch.of_series(key, ts[:3000], values[:3000]))  # the stored history
+    detect = DetectionService(bus, store, group=None, refit_interval=0)
+    rules = RulesService(bus, tick_interval=0)
+    await detect.start()
+    await rules.start()
+    await rules.create_rule(
+        {
+            "name": "Odd temperature",
+            "project": "p",
+            "target": {"device": "d1"},
+            "condition": {"type": "anomaly", "metric": "t"},
+        }
+    )
+    for lo in range(3000, 3400, 50):
+        store.append(PointBatch.of_series(key, ts[lo : lo + 50], values[lo : lo + 50]))
+        await bus.publish(
+            "telemetry.p.d1",
+            encode_telemetry(
+                "p", "d1", ["t"], [0] * 50, ts[lo : lo + 50].tolist(), values[lo : lo + 50].tolist()
+            ),
+        )
+    for _ in range(3000):
+        if rules.alarms.list():
+            break
+        await asyncio.sleep(0.01)
+    (alarm,) = rules.alarms.list()
+    why = alarm.context["anomaly"]
+    record = detect.models.current(key)
+    assert why["model"] == {"id": record.id, "version": record.version} and why["is_anomaly"]
+    assert why["metric"] == "t" and why["value"] > why["expected"]["t"]["hi"]
+    assert abs(sum(c["share"] for c in why["contributors"]) - 1) < 1e-3
+    assert why["ts"] >= ts[3200]
+    out = alarm_out(rules.alarms.get(alarm.id))  # what GET /alarms/{id} answers
+    assert out["context"]["anomaly"]["ts"].endswith("Z")
+    await rules.stop()
+    await detect.stop()
+    await bus.close()

@@ -24,6 +24,9 @@ def alarm_out(a: Alarm) -> dict[str, Any]:
     d = a.model_dump()
     for k in _TIMES:
         d[k] = iso(d[k])
+    why = (d.get("context") or {}).get("anomaly")
+    if isinstance(why, dict) and isinstance(why.get("ts"), int):
+        d["context"] = {**d["context"], "anomaly": {**why, "ts": iso(why["ts"])}}
     return d
 
 

@@ -21,6 +21,7 @@ from atoll.api import (
     auth,
     commands,
     credentials,
+    detection,
     device_types,
     devices,
     ingest,
@@ -36,6 +37,7 @@ from atoll.api import (
 from atoll.api.context import (
     ApiContext,
     CommandSender,
+    DetectionPort,
     DeviceSessions,
     IngestSubmitter,
     RulesPort,
@@ -63,6 +65,7 @@ CORE_ROUTERS: tuple[ModuleType, ...] = (
     twins,
     commands,
     series,
+    detection,
     ingest,
     audit,
 )
@@ -82,6 +85,7 @@ class AppContext:
     settings: Settings | None = None
     rules: RulesPort | None = None
     mqtt_url: str | None = None
+    detection: DetectionPort | None = None
 
 
 def create_app(

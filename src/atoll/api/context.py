@@ -2,15 +2,17 @@
 
 ``atoll.ingest.pipeline.IngestPipeline`` satisfies ``IngestSubmitter``; the MQTT side of ingest
 provides a ``CommandSender`` and ``DeviceSessions``; ``atoll.rules.service.RulesService``
-satisfies ``RulesPort``. Any may be ``None`` (e.g. MQTT off, or a node without the rules
-service): the API then degrades (commands stay ``pending`` for HTTP polling, device-facing
-ingest, rules and alarms answer 503, the live feed closes with 4503).
+satisfies ``RulesPort``; ``atoll.detect.service.DetectionService`` satisfies ``DetectionPort``.
+Any may be ``None`` (e.g. MQTT off, or a node without the rules or detection service): the API
+then degrades (commands stay ``pending`` for HTTP polling, device-facing ingest, rules, alarms
+and a device's detection answer 503, the live feed closes with 4503).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from atoll.core.lineage import ModelRecord, SeriesDetection
 from atoll.registry import DeviceIdentity, Registry
 from atoll.registry.commands import CommandSender
 from atoll.store.port import SeriesStore
@@ -120,6 +122,32 @@ class RulesPort(Protocol):
     async def comment(self, alarm_id: int, author: str, text: str) -> Comment: ...
 
 
+class DetectionPort(Protocol):
+    """What a device's detection routes call on the detection service (times in µs)."""
+
+    async def detection(self, project: str, device: str) -> list[SeriesDetection]:
+        """What judges each series of the device now."""
+
+    async def refit(
+        self, project: str, device: str, metric: str | None = None, *, actor: str | None = None
+    ) -> tuple[list[ModelRecord], list[tuple[str, str]]]:
+        """Refit on stored history now: the new records, and ``(metric, why not)`` for the
+        series of the device that could not be (one named ``metric`` raises instead).
+        ``NotFound`` for a metric no detector judges, ``InvalidInput`` when it cannot be."""
+
+    async def accept(
+        self,
+        project: str,
+        device: str,
+        metric: str,
+        start: int,
+        end: int,
+        *,
+        actor: str | None = None,
+    ) -> ModelRecord:
+        """Learn the stored readings in ``[start, end)`` as normal; the new record."""
+
+
 class ApiContext(Protocol):
     """Everything a handler may use; ``atoll.api.AppContext`` is the plain dataclass form."""
 
@@ -134,5 +162,7 @@ class ApiContext(Protocol):
     settings: Settings | None
     #: ``None`` on a node without the rules service: rules and alarms answer 503.
     rules: RulesPort | None
+    #: ``None`` on a node without the detection service: a device's detection answers 503.
+    detection: DetectionPort | None
     #: Where devices connect, as the broker actually bound it (``None``: MQTT off, or unknown).
     mqtt_url: str | None

@@ -202,3 +202,67 @@ def rejections(
         ],
         as_json,
     )
+
+
+def _when(d: datetime | None) -> str | None:
+    return None if d is None else d.isoformat(timespec="seconds")
+
+
+@app.command("detection")
+def detection(
+    project: str, device: str, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False
+) -> None:
+    """What judges each series of DEVICE: detector, model version, flagged since."""
+    with client(url, api_key) as c:
+        rows = c.detection(project, device)
+    emit(
+        rows,
+        [
+            ("metric", lambda s: s.metric),
+            ("detector", lambda s: s.detector + (" (fitting)" if s.fitting else "")),
+            ("model", lambda s: s.model and f"v{s.model.version} {s.model.reason}"),
+            ("fitted on", lambda s: s.model and s.model.rows and f"{s.model.rows} readings"),
+            ("flagged since", lambda s: _when(s.flagged_since)),
+        ],
+        as_json,
+    )
+
+
+@app.command("refit")
+def refit(
+    project: str,
+    device: str,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="one metric (default: every one)")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Refit DEVICE's models of normal on their stored history now."""
+    with client(url, api_key) as c:
+        done = c.refit(project, device, metric)
+    if as_json:
+        typer.echo(json.dumps(_plain(done), indent=2, default=str))
+        return
+    for m in done.refitted:
+        typer.echo(f"{m.metric}: v{m.version} fitted on {m.rows} readings ({m.excluded} left out)")
+    for name, why in done.skipped:
+        typer.echo(f"{name}: not refitted: {why}")
+
+
+@app.command("accept-normal")
+def accept_normal(
+    project: str,
+    device: str,
+    metric: str,
+    start: Annotated[str, typer.Option("--from", help="ISO-8601, epoch ms or -1h")],
+    end: Annotated[str, typer.Option("--to", help="end (exclusive)")] = "now",
+    comment: Annotated[str | None, typer.Option("--comment", help="why (audited)")] = None,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+) -> None:
+    """Accept METRIC's stored readings between --from and --to as DEVICE's new normal."""
+    with client(url, api_key) as c:
+        m = c.accept_normal(project, device, metric, start, end, comment=comment)
+    typer.echo(f"{m.metric}: model v{m.version} accepts {m.rows} readings as normal")

@@ -56,6 +56,9 @@ class Alarm:
     escalation_level: int = 0
     last_notified_at: datetime | None = None
     notifications: int = 0
+    #: What explains it, e.g. ``{"anomaly": {...}}`` for an ``anomaly`` condition: the reading,
+    #: what the model expected, the contributors and the model (docs/API.md).
+    context: dict[str, Any] | None = None
     history: tuple[AlarmEvent, ...] = ()
     comments: tuple[AlarmComment, ...] = ()
 

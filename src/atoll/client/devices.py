@@ -1,4 +1,5 @@
-"""Projects, device types, devices, credentials, twins and commands (``Client``'s part)."""
+"""Projects, device types, devices, credentials, twins, commands and a device's detection
+(``Client``'s part)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from atoll.client._http import Http, build
+from atoll.client._http import Http, TimeLike, build, time_param
 
 _UNCHANGED: Any = object()
 
@@ -95,6 +96,68 @@ class Rejection:
     count: int
     last_at: datetime
     last_message: str
+
+
+@dataclass(frozen=True)
+class DetectionModel:
+    """One version of a series' model of normal (docs/API.md, "A device's detection")."""
+
+    id: str
+    metric: str
+    version: int
+    detector: str
+    fitted_at: datetime
+    reason: str
+    params: dict[str, Any] = field(default_factory=dict)
+    history_from: datetime | None = None
+    history_to: datetime | None = None
+    rows: int = 0
+    excluded: int = 0
+    thresholds: dict[str, Any] | None = None
+    actor: str | None = None
+    accepted_from: datetime | None = None
+    accepted_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SeriesDetection:
+    """What judges one series of a device now; ``flagged_since``: when ``is_anomaly`` rose."""
+
+    metric: str
+    detector: str
+    chosen: str
+    metrics: tuple[str, ...] = ()
+    model: DetectionModel | None = None
+    flagged: bool = False
+    flagged_since: datetime | None = None
+    last_reading: datetime | None = None
+    fitting: bool = False
+
+
+@dataclass(frozen=True)
+class Refit:
+    """``refitted``: the new model versions; ``skipped``: ``(metric, why not)``."""
+
+    refitted: tuple[DetectionModel, ...]
+    skipped: tuple[tuple[str, str], ...] = ()
+
+
+def _model(d: Mapping[str, Any] | None) -> DetectionModel | None:
+    return None if d is None else build(DetectionModel, d)
+
+
+def _series_detection(d: Mapping[str, Any]) -> SeriesDetection:
+    condition = d.get("condition") or {}
+    return build(
+        SeriesDetection,
+        {
+            **d,
+            "metrics": tuple(d.get("metrics", ())),
+            "model": _model(d.get("model")),
+            "flagged": bool(condition.get("flagged")),
+            "flagged_since": condition.get("since"),
+        },
+    )
 
 
 def _device_type(d: Mapping[str, Any]) -> DeviceType:
@@ -310,3 +373,41 @@ class DevicesCalls(Http):
 
     def command(self, device: str, command_id: str) -> Command:
         return build(Command, self._call("GET", f"/devices/{device}/commands/{command_id}"))
+
+    # detection ------------------------------------------------------------------------------------
+    def detection(self, project: str, device: str) -> list[SeriesDetection]:
+        """What judges each series of the device: detector, model record, condition."""
+        got = self._call("GET", f"/projects/{project}/devices/{device}/detection")
+        return [_series_detection(s) for s in got["series"]]
+
+    def refit(self, project: str, device: str, metric: str | None = None) -> Refit:
+        """Refit the device's models (one ``metric``'s, or all) on their stored history now."""
+        got = self._call(
+            "POST",
+            f"/projects/{project}/devices/{device}/detection/refit",
+            json={"metric": metric} if metric is not None else {},
+        )
+        return Refit(
+            tuple(build(DetectionModel, r) for r in got["refitted"]),
+            tuple((s["metric"], s["reason"]) for s in got["skipped"]),
+        )
+
+    def accept_normal(
+        self,
+        project: str,
+        device: str,
+        metric: str,
+        start: TimeLike,
+        end: TimeLike,
+        *,
+        comment: str | None = None,
+    ) -> DetectionModel:
+        """An operator's "accept as new normal" for the stored readings of ``metric`` in
+        ``[start, end)``: the new model version (reason ``accept``); audited."""
+        body: dict[str, Any] = {"metric": metric, "from": time_param(start), "to": time_param(end)}
+        if comment is not None:
+            body["comment"] = comment
+        got = self._call(
+            "POST", f"/projects/{project}/devices/{device}/detection/accept", json=body
+        )
+        return build(DetectionModel, got)

@@ -13,11 +13,20 @@ For every reading of a series ``(project, device, metric)`` it judges, the detec
       [{"project": "p", "device": "d", "metric": "temp", "ts": 1700000000000000, "score": 0.99991,
         "value": 81.5, "is_anomaly": true, "detector": {"name": "ewma", "version": 1}}]
 
+  An event that is anomalous (``is_anomaly`` true, or a score at or above the detector's
+  threshold) also carries its explanation: ``expected`` (per metric, the value and band the model
+  expected, in the metric's units), ``contributors`` (what made it abnormal, shares summing to 1)
+  and ``model`` (the :class:`atoll.core.lineage.ModelRef` of the model that judged it). The
+  detection service stores the band of those readings as the series :func:`expected_metric`
+  (``"temp.expected_lo"``, ``"temp.expected_hi"``) so charts can draw it.
+
 >>> e = AnomalyEvent("p", "d", "temp", 1_700_000_000_000_000, 0.5, value=20.5, is_anomaly=False)
 >>> decode_anomalies(encode_anomalies([e])) == [e], e.subject
 (True, 'anomaly.p.d')
 >>> score_metric("temp"), scored_metric("temp.anomaly_score"), scored_metric("temp")
 ('temp.anomaly_score', 'temp', None)
+>>> expected_metric("temp", "lo"), derived_metric("temp.expected_hi"), derived_metric("temp")
+('temp.expected_lo', True, False)
 """
 
 from __future__ import annotations
@@ -28,8 +37,12 @@ import msgspec
 
 from atoll.core import topics
 from atoll.core.errors import InvalidInput
+from atoll.core.lineage import ModelRef
 
 SCORE_SUFFIX = ".anomaly_score"
+#: Suffixes of the expected band's series (``expected_metric``).
+EXPECTED_SUFFIXES = {"lo": ".expected_lo", "hi": ".expected_hi"}
+_DERIVED = (SCORE_SUFFIX, *EXPECTED_SUFFIXES.values())
 
 
 def score_metric(metric: str) -> str:
@@ -45,6 +58,18 @@ def scored_metric(series_metric: str) -> str | None:
     return None
 
 
+def expected_metric(metric: str, side: str) -> str:
+    """Name of the series holding the low (``side="lo"``) or high (``"hi"``) edge of the band
+    ``metric``'s model expected, for the readings it judged anomalous."""
+    return metric + EXPECTED_SUFFIXES[side]
+
+
+def derived_metric(series_metric: str) -> bool:
+    """Whether the series holds the detection service's output (scores, expected bands), not
+    readings: it is never judged itself."""
+    return series_metric.endswith(_DERIVED)
+
+
 def joint_metric(metrics: Iterable[str]) -> str:
     """Name under which a jointly judged group of metrics is scored (``"flow+pressure"``)."""
     return "+".join(metrics)
@@ -57,12 +82,34 @@ class DetectorRef(msgspec.Struct, frozen=True):
     version: int = 1
 
 
+class Expected(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What a model expected of one metric, in the metric's units: ``value`` and the band
+    ``[lo, hi]`` (any may be ``None`` when the model has no such notion).
+    docs/DETECTION.md ("Explanations") says what each detector reports."""
+
+    value: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+
+
+class Contributor(msgspec.Struct, frozen=True):
+    """A sensor (jointly judged groups) or a signal of the model (``"nn"``, ``"ar"``,
+    ``"band"``...) and its share of the anomaly; the shares of an event sum to 1."""
+
+    name: str
+    share: float
+
+
 class AnomalyEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     """One judged reading. ``ts`` is µs since the epoch; ``score`` is in [0, 1].
 
     ``value`` is the reading of a metric judged alone; ``values`` those of a jointly judged group
     (``None`` where a metric had no reading). ``is_anomaly`` is the detector's decision, ``None``
-    when it gave none (the rules then compare the score with their own threshold)."""
+    when it gave none (the rules then compare the score with their own threshold).
+
+    Anomalous events (``is_anomaly``, or a score at or above the detector's threshold) also carry
+    their explanation: ``expected`` by metric, ``contributors`` (largest share first) and the
+    ``model`` that judged them. Other events leave them out."""
 
     project: str
     device: str
@@ -73,6 +120,9 @@ class AnomalyEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     values: dict[str, float | None] | None = None
     is_anomaly: bool | None = None
     detector: DetectorRef | None = None
+    expected: dict[str, Expected] | None = None
+    contributors: list[Contributor] | None = None
+    model: ModelRef | None = None
 
     @property
     def subject(self) -> str:
@@ -106,11 +156,17 @@ def decode_anomalies(data: bytes) -> list[AnomalyEvent]:
 
 
 __all__ = [
+    "EXPECTED_SUFFIXES",
     "SCORE_SUFFIX",
     "AnomalyEvent",
+    "Contributor",
     "DetectorRef",
+    "Expected",
+    "ModelRef",
     "decode_anomalies",
+    "derived_metric",
     "encode_anomalies",
+    "expected_metric",
     "joint_metric",
     "score_metric",
     "scored_metric",

@@ -104,6 +104,8 @@ class EpisodeDecider:
         self.ring = [-math.inf] * self.min_count  # times of the latest evidence, oldest first
         self.season = [0.0] * SLOTS
         self.season_w = [0.0] * SLOTS
+        #: The last judged reading's expected value and one spread (not state: explanations).
+        self.last_expected, self.last_width = math.nan, math.nan
 
     # -- the decision -------------------------------------------------------------------------
     def decide(self, ts: float, x: float, flagged: bool = False) -> bool:
@@ -137,8 +139,10 @@ class EpisodeDecider:
         sd = max(sd, 1e-6 * (1.0 + abs(x)))
         # A young series has not yet seen its slow wander: widen its band (x1.4 after one
         # warm-up, x1.15 after three, x1.02 after a day).
-        z = r / (sd * math.sqrt(1.0 + self.warmup / max(ts - st[1], 1.0)))
+        width = sd * math.sqrt(1.0 + self.warmup / max(ts - st[1], 1.0))
+        z = r / width
         st[8] = z
+        self.last_expected, self.last_width = expected, width
         ready = st[0] >= self.min_readings and ts - st[1] >= self.warmup
         if ready and (abs(z) >= self.z or (flagged and abs(z) >= self.z / 2)):
             self.ring.pop(0)
@@ -195,13 +199,43 @@ class EpisodeDecider:
         else:
             st[4] = st[3] - self.season[k]
 
-    def decide_many(self, ts_us: np.ndarray, values: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    def decide_many(
+        self,
+        ts_us: np.ndarray,
+        values: np.ndarray,
+        flags: np.ndarray,
+        expected: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``decide`` over readings. ``expected`` (``(n, 3)``, NaN-filled by the caller) gets,
+        for each reading judged in an episode, the baseline and the band ``baseline -+ z``
+        spreads outside which a reading counts as evidence on its own (of the moving average
+        with ``smooth``)."""
         out = np.zeros(len(values), dtype=bool)
         for i, (t, x, f) in enumerate(
             zip(ts_us.tolist(), values.tolist(), flags.tolist(), strict=True)
         ):
-            out[i] = self.decide(t / 1e6, x, f)
+            on = out[i] = self.decide(t / 1e6, x, f)
+            if on and expected is not None and math.isfinite(x):
+                e, half = self.last_expected, self.z * self.last_width
+                expected[i] = (e, e - half, e + half)
         return out
+
+    def accept(self, ts_s: float, values: np.ndarray) -> None:
+        """An operator's "accept as new normal": the open episode closes, its evidence is
+        forgotten, and the level moves so that the accepted readings' median is what is expected
+        at ``ts_s`` (the last of them). The band and the seasons are kept."""
+        st = self.st
+        st[6], st[7] = 0.0, -math.inf
+        self.ring = [-math.inf] * self.min_count
+        x = np.asarray(values, dtype=np.float64)
+        x = x[np.isfinite(x)]
+        if not len(x) or st[0] == 0:
+            return
+        target = float(np.median(x))
+        season = self._season_at(float(ts_s), _slot(float(ts_s)), target - st[4])
+        delta = target - (st[3] if season is None else season + st[4])
+        st[3] += delta
+        st[4] += delta
 
     @property
     def last_z(self) -> float:

@@ -70,6 +70,7 @@ from numba import njit
 
 from atoll.core.errors import InvalidInput
 from atoll.detect.base import StreamingDetector, as_scalar
+from atoll.detect.port import Explained
 
 # Integer state slots (``ist``).
 (
@@ -115,6 +116,8 @@ _NF = 12
 _PEEK, _ONLINE, _TRAIN = 0, 1, 2
 #: The score at which the flag rises (``z == 1``).
 RISE = 0.5
+#: The signals, in ``out_z``'s order (``explain_one``, ``detect_explained``).
+_SIGNALS: tuple[str, ...] = ("nn", "ar", "band")
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -162,7 +165,8 @@ def _coarsen(bank, ist, fst):
 def _run(xs, tss, has_ts, ist, fst, ring, res, arw, bank, pq, pok, mode, out_s, out_f, out_z):
     """Judge ``xs`` in order. ``_ONLINE``: score, decide, learn. ``_PEEK``: score and decide one
     reading, write nothing. ``_TRAIN``: calibration (no flag, everything learned). ``out_z`` gets
-    the three signals (raw values in ``_TRAIN``, where the thresholds are 1)."""
+    the three signals (raw values in ``_TRAIN``, where the thresholds are 1) and the AR
+    one-step forecast (standardised; NaN until the segment has ``lags`` readings)."""
     w, p = pq.shape[0], pq.shape[1]
     lags, k, size = arw.shape[0] - 1, res.shape[0], ring.shape[0]
     per = w // p
@@ -179,6 +183,7 @@ def _run(xs, tss, has_ts, ist, fst, ring, res, arw, bank, pq, pok, mode, out_s, 
             out_z[t, 0] = 0.0
             out_z[t, 1] = 0.0
             out_z[t, 2] = 0.0
+            out_z[t, 3] = np.nan
             continue
         ts = tss[t]
         gap = (
@@ -200,6 +205,7 @@ def _run(xs, tss, has_ts, ist, fst, ring, res, arw, bank, pq, pok, mode, out_s, 
         # Dynamics: the AR residual, smoothed over the last k readings of the segment.
         resid = 0.0
         z_ar = 0.0
+        pred = np.nan
         if n > lags:
             pred = arw[lags]
             for lag in range(1, lags + 1):
@@ -240,6 +246,7 @@ def _run(xs, tss, has_ts, ist, fst, ring, res, arw, bank, pq, pok, mode, out_s, 
         out_z[t, 0] = z_nn
         out_z[t, 1] = z_ar
         out_z[t, 2] = z_band
+        out_z[t, 3] = pred
         if mode == _PEEK:
             continue
 
@@ -593,7 +600,7 @@ class FittedDetector(StreamingDetector):
         self, x: np.ndarray, ts: np.ndarray | None, mode: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(x)
-        scores, flags, signals = np.empty(n), np.empty(n, dtype=np.bool_), np.empty((n, 3))
+        scores, flags, signals = np.empty(n), np.empty(n, dtype=np.bool_), np.empty((n, 4))
         has_ts = ts is not None
         stamps = ts if ts is not None else np.zeros(n, dtype=np.int64)
         _run(
@@ -634,6 +641,35 @@ class FittedDetector(StreamingDetector):
 
     def score_many(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         return self.detect_many(values, timestamps)[0]
+
+    def detect_explained(
+        self, values: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, Explained | None]:
+        """``detect_many`` plus why: per reading the expected value (the AR one-step forecast),
+        the band of normal (the range of normal widened by the range signal's threshold: a
+        reading outside it is flagged on range alone) and the three signals ``nn``, ``ar``,
+        ``band`` (1 = at threshold) as contributions. ``None`` while not fitted."""
+        x, ts = self._as_series(values, timestamps)
+        if not self.fitted:
+            scores, flags = self.detect_many(x, ts)
+            return scores, flags, None
+        scores, flags, z = self._pass(x, ts, _ONLINE)
+        return scores, flags, self._explained(z)
+
+    def _explained(self, z: np.ndarray) -> Explained:
+        fst = self.fst
+        center, unit = float(fst[_CENTER]), float(fst[_UNIT])
+        lo = center + (fst[_LO] - fst[_THR_BAND]) * unit
+        hi = center + (fst[_HI] + fst[_THR_BAND]) * unit
+
+        def expected() -> np.ndarray:
+            out = np.empty((len(z), 1, 3))
+            out[:, 0, 0] = center + z[:, 3] * unit
+            out[:, 0, 1], out[:, 0, 2] = lo, hi
+            return out
+
+        # The signals are >= 0 (inf only for a window with no bank to compare with).
+        return Explained(_SIGNALS, z[:, :3], expected)
 
     def decide_one(self, x: Any, ts: int | None = None) -> tuple[float, bool]:
         """The score and flag the reading would get, learning nothing."""

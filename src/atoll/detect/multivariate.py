@@ -21,9 +21,9 @@ from atoll.core.errors import InvalidInput
 from atoll.detect.base import StreamingDetector
 from atoll.detect.mahalanobis import Mahalanobis
 from atoll.detect.pca import PCABaseline
-from atoll.detect.port import Catalog, Detector
+from atoll.detect.port import Catalog, Detector, Explained
 from atoll.detect.state import Snapshot, unpack
-from atoll.detect.threshold import decide_many, decide_one
+from atoll.detect.threshold import decide_many, decide_one, explain_many
 
 _COMBINERS = ("max", "sidak", "fisher")
 _JOINTS = ("mahalanobis", "pca")
@@ -161,6 +161,33 @@ class PerSensor(StreamingDetector):
             return scores, np.asarray(anyone, dtype=bool)
         return scores, np.asarray(scores >= self.default_threshold, dtype=bool)
 
+    def detect_explained(
+        self, values, timestamps=None
+    ) -> tuple[np.ndarray, np.ndarray, Explained | None]:
+        """``detect_many`` plus, per sensor, what its detector expected, and each sensor's share
+        (the odds ``s / (1 - s)`` of its score: for ``fitted`` its ``z``)."""
+        xs = _rows(values)
+        if not len(xs):
+            return np.empty(0), np.empty(0, dtype=bool), None
+        self._vec(xs[0])
+        decided = [explain_many(c, xs[:, j], timestamps) for j, c in enumerate(self.children)]
+        cols = np.column_stack([s for s, _, _ in decided])
+        scores = _combine_rows(cols, self.combine)
+        if self.combine == "max":
+            flags = np.column_stack([f for _, f, _ in decided]).any(axis=1)
+        else:
+            flags = scores >= self.default_threshold
+
+        def expected() -> np.ndarray:
+            out = np.full((len(xs), len(decided), 3), np.nan)
+            for j, (_, _, why) in enumerate(decided):
+                if why is not None:
+                    out[:, j, :] = why.expected[:, 0, :]
+            return out
+
+        names: tuple[str | int, ...] = tuple(range(len(self.children)))
+        return scores, np.asarray(flags, dtype=bool), Explained(names, _odds(cols), expected)
+
     def decide_one(self, x, ts=None) -> tuple[float, bool]:
         v = self._vec(x)
         decided = [decide_one(c, xi, ts) for c, xi in zip(self.children, v, strict=True)]
@@ -276,6 +303,32 @@ class Joint(StreamingDetector):
         rescaled = self._rescaled(self.joint.score_many(xs, timestamps))
         return np.maximum(s, rescaled), f | (rescaled >= self.sensors.default_threshold)
 
+    def detect_explained(
+        self, values, timestamps=None
+    ) -> tuple[np.ndarray, np.ndarray, Explained | None]:
+        """``detect_many`` plus the sensors' explanation and a ``"relation"`` contribution: the
+        odds of the rescaled joint (Mahalanobis or baseline) score, counted only on readings where
+        no sensor alone is abnormal (a sensor that left its normal breaks the relation too: it is
+        the cause)."""
+        xs = _rows(values)
+        s, f, why = self.sensors.detect_explained(xs, timestamps)
+        if xs.shape[1] < 2 or why is None:
+            return s, f, why
+        if isinstance(self.joint, PCABaseline):
+            js, jf = self.joint.detect_many(xs, timestamps)
+            rescaled = self._rescaled(js)
+            flags = f | jf
+        else:
+            rescaled = self._rescaled(self.joint.score_many(xs, timestamps))
+            flags = f | (rescaled >= self.sensors.default_threshold)
+        alone = s < self.sensors.default_threshold
+        weights = np.column_stack([why.weights, np.where(alone, _odds(rescaled), 0.0)])
+        return (
+            np.maximum(s, rescaled),
+            flags,
+            Explained((*why.names, "relation"), weights, lambda: why.expected),
+        )
+
     def decide_one(self, x, ts=None) -> tuple[float, bool]:
         s, f = self.sensors.decide_one(x, ts)
         if len(self.sensors.children) < 2:
@@ -317,6 +370,12 @@ class Joint(StreamingDetector):
 
     def nbytes(self):
         return self.sensors.nbytes() + self.joint.nbytes()
+
+
+def _odds(scores) -> np.ndarray:
+    """``s / (1 - s)``, capped: a contribution's weight from a score in [0, 1]."""
+    s = np.clip(np.nan_to_num(np.asarray(scores, dtype=np.float64)), 0.0, 0.999)
+    return s / (1.0 - s)
 
 
 def _rows(values) -> np.ndarray:

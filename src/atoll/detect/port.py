@@ -14,6 +14,11 @@ restarts) and ``nbytes`` (memory per series, reported by the service and ``atoll
 condition flag with hysteresis, ``atoll.detect.fitted``), rather than "score at or above the
 threshold". ``atoll.detect.threshold.decide_many`` asks it, or applies the threshold.
 
+``Explaining`` is what a detector offers when it can say why: ``detect_explained`` is
+``detect_many`` plus, per reading, what it expected (in the data's units) and how much each of its
+signals or sensors contributed (``Explained``). ``atoll.detect.threshold.explain_many`` asks it,
+or decides without an explanation.
+
 ``Catalog`` is what detectors built from other detectors (``PerSensor``, ``Joint``,
 ``Thresholded``) need: children by name and from state. The registry is one and hands itself in,
 so the wrappers never import it.
@@ -21,6 +26,7 @@ so the wrappers never import it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -73,6 +79,50 @@ class Condition(Protocol):
 
     def decide_one(self, x: float | np.ndarray, ts: int | None = None) -> tuple[float, bool]:
         """The score and ``is_anomaly`` the reading would get, learning nothing."""
+
+
+class Explained:
+    """Why, per reading, for ``n`` readings of ``k`` sensors (``k`` = 1 for a univariate
+    detector).
+
+    ``expected[i, j]`` is ``(value, lo, hi)``: what the model expected of sensor ``j`` at reading
+    ``i`` and the band it counts as normal, in the data's units (NaN where it has none).
+    ``weights[i, c]`` (>= 0) is how much contribution ``names[c]`` made to reading ``i``'s
+    anomaly: a signal of the model (a string such as ``"ar"``) or a sensor (its column index, an
+    ``int``, which the caller names).
+
+    ``expected`` may be given as a function, computed on first use: most readings are normal,
+    and nobody asks what was expected of them."""
+
+    __slots__ = ("_expect", "_expected", "names", "weights")
+
+    def __init__(
+        self,
+        names: tuple[str | int, ...],
+        weights: np.ndarray,
+        expected: np.ndarray | Callable[[], np.ndarray],
+    ) -> None:
+        self.names, self.weights = names, weights
+        self._expected = None if callable(expected) else expected
+        self._expect = expected if callable(expected) else None
+
+    @property
+    def expected(self) -> np.ndarray:
+        if self._expected is None:
+            assert self._expect is not None
+            self._expected = self._expect()
+        return self._expected
+
+
+@runtime_checkable
+class Explaining(Protocol):
+    """A detector that says why (``atoll.detect.threshold.explain_many`` asks it)."""
+
+    def detect_explained(
+        self, values: np.ndarray, timestamps: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, Explained | None]:
+        """Exactly ``decide_many``'s ``(scores, is_anomaly)`` (learning the same way), plus the
+        explanation (``None`` when it has none, e.g. before it was fitted)."""
 
 
 @runtime_checkable

@@ -15,8 +15,23 @@ multivariate detector per device, scored as the series ``"<m1>+<m2>"``. For each
 * learns from the readings, in time order. A reading not newer than the last one the series'
   detector saw (a redelivery, or late data) is neither scored nor learned.
 
-State survives restarts: every detector's ``state()`` (and the ``bind`` choices) go to
-``<home>/detect/state.msgpack``
+**Fitted on stored history.** A series whose detector can be fitted (``"default"``, which
+resolves to ``fitted`` with enough history, or a binding naming ``fitted``) is scored by the
+fallback (``"default"`` with no history: ``ensemble``) from its first reading while its stored
+history (the last ``history_window`` seconds, at most ``max_history`` readings) is read and fitted
+in a thread of its own, one series at a time; the fitted model then takes over, brought up to date
+with the readings scored meanwhile. With fewer than ``MIN_HISTORY`` finite readings the fallback
+stays. Every ``refit_interval`` seconds (0: never) each such series is refitted on its history
+without the readings a model flagged, so a fault is never learned as normal; ``refit`` does it on
+demand and ``accept`` learns a range of readings as the new normal (an operator's decision). Each
+build or fit writes a ``atoll.core.lineage.ModelRecord`` (``models``).
+
+**Explanations.** An anomalous event (``is_anomaly``, or a score at or above the threshold) carries
+what the model expected (``expected``), what contributed (``contributors``) and the ``model`` that
+judged it; the expected band of those readings is stored as ``<metric>.expected_lo``/``_hi``.
+
+State survives restarts: every detector's ``state()`` (and the ``bind`` choices, the model
+records, the flagged spans) go to ``<home>/detect/state.msgpack``
 (written atomically) every ``snapshot_interval`` seconds and on ``stop``, and is restored on
 ``start``.
 
@@ -39,7 +54,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,20 +65,34 @@ import numpy as np
 
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
-from atoll.core.errors import AtollError, InvalidInput
+from atoll.core.errors import AtollError, InvalidInput, NotFound, Unavailable
 from atoll.core.events import (
     AnomalyEvent,
+    Contributor,
     DetectorRef,
+    Expected,
+    derived_metric,
     encode_anomalies,
+    expected_metric,
     joint_metric,
     score_metric,
-    scored_metric,
 )
+from atoll.core.lineage import ModelRecord, ModelRef, SeriesDetection, model_id
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.episodes import EpisodeDecider, decider
-from atoll.detect.port import Detector
-from atoll.detect.registry import for_features, get_detector, resolve, restore
-from atoll.detect.threshold import Thresholded, decide_many
+from atoll.detect.fitted import FittedDetector
+from atoll.detect.lineage import MemoryModelLog
+from atoll.detect.multivariate import Joint, PerSensor
+from atoll.detect.port import Detector, Explained
+from atoll.detect.registry import (
+    DEFAULT_WITH_HISTORY,
+    MIN_HISTORY,
+    for_features,
+    get_detector,
+    resolve,
+    restore,
+)
+from atoll.detect.threshold import Thresholded, decide_many, explain_many
 from atoll.detect.warmup import use_kernel_cache, warm_up
 from atoll.service import ServiceContext
 from atoll.store.port import SeriesStore
@@ -76,6 +105,13 @@ _STATE_FORMAT = 1
 _CHUNK_MESSAGES = 256
 #: What a queued message costs besides its bytes (the bytes object and the deque slot).
 _MESSAGE_OVERHEAD = 100
+_US = 1_000_000
+#: End of a flagged span that is still open.
+_OPEN = 2**62
+#: Flagged spans kept per series (the oldest go first), to leave out of refits.
+MAX_SPANS = 64
+#: Contributors listed per event (largest shares first).
+MAX_CONTRIBUTORS = 5
 
 
 @dataclass
@@ -85,6 +121,58 @@ class _Tracked:
     last_ts: int = -(2**63)
     #: Episode decisions for ``is_anomaly`` (``None``: the detector's reading-level decision).
     episodes: EpisodeDecider | None = None
+    #: What the detector was chosen by (``None``: restored from a snapshot that did not say).
+    choice: Choice | None = None
+    #: The current model record's reference (``models`` holds the record).
+    model: ModelRef | None = None
+    #: ``[start, end)`` µs of readings flagged by the detector or the decision (end ``_OPEN``
+    #: while up): left out of refits.
+    spans: list[list[int]] = field(default_factory=list)
+    #: When the published ``is_anomaly`` rose (µs), ``None`` while it is down.
+    since: int | None = None
+    #: Wall-clock seconds from which a scheduled refit is due.
+    refit_after: float = 0.0
+    #: Readings waiting for the first fit on stored history (``None``: none wait), so the first
+    #: live reading is judged by the fitted model; their count and last timestamp.
+    parked: list[_Unit] | None = None
+    parked_n: int = 0
+    parked_last: int = -(2**63)
+    #: ``time.monotonic()`` when the series started parking.
+    parked_since: float = 0.0
+
+
+#: ``(key, choice, timestamps, values)``: one detector's readings of one message.
+_Unit = tuple[SeriesKey, "Choice | None", np.ndarray, np.ndarray]
+
+
+@dataclass
+class _FitJob:
+    key: SeriesKey
+    reason: str
+    #: The history ends before this (µs); ``None``: after the last reading judged.
+    until: int | None = None
+    actor: str | None = None
+    waiters: list[asyncio.Future] = field(default_factory=list)
+
+
+@dataclass
+class _FitPlan:
+    job: _FitJob
+    choice: Choice
+    until: int
+    spans: list[tuple[int, int]]
+    #: Stored scores at or above it are left out too (``None``: don't read the scores).
+    score_threshold: float | None
+
+
+@dataclass
+class _Fit:
+    detector: Detector
+    name: str
+    history_from: int | None
+    history_to: int | None
+    rows: int
+    excluded: int
 
 
 @dataclass
@@ -98,6 +186,8 @@ class _Scored:
     points: int
     anomalies: int
     seconds: float
+    #: Telemetry messages it answers (0: readings that waited for a fit).
+    messages: int = 1
 
 
 @dataclass(frozen=True)
@@ -125,8 +215,37 @@ class DetectionService:
         default: str = "default",
         kernel_cache: str | os.PathLike | None = None,
         max_queued_bytes: int = 64 * 2**20,
+        refit_interval: float = 86_400.0,
+        history_window: float = 7 * 86_400.0,
+        max_history: int = 200_000,
     ) -> None:
+        if refit_interval < 0 or history_window <= 0 or max_history < MIN_HISTORY:
+            raise InvalidInput(
+                "need refit_interval >= 0 (0: never), history_window > 0 and "
+                f"max_history >= {MIN_HISTORY}"
+            )
         self.bus, self.store, self.registry = bus, store, registry
+        #: Seconds between scheduled refits of a fitted series (0: never).
+        self.refit_interval = float(refit_interval)
+        #: How far back (s) and how many readings of stored history a fit reads at most.
+        self.history_window, self.max_history = float(history_window), int(max_history)
+        #: How often (s) the scheduler looks for series due for a refit.
+        self.refit_check = max(1.0, min(self.refit_interval, 600.0))
+        #: Readings a series may park while it waits for its first fit, and for how long (s).
+        self.max_parked = 20_000
+        self.max_park_seconds = 10.0
+        self.models = MemoryModelLog()
+        self._by_device: dict[tuple[str, str], list[SeriesKey]] = {}
+        self._fit_jobs: dict[SeriesKey, _FitJob] = {}
+        self._fit_running: SeriesKey | None = None
+        #: Installs (or releases) of finished fits, done by the worker while the next fit runs.
+        self._finishing: set[asyncio.Future] = set()
+        self._fit_wake = asyncio.Event()
+        self._fitter: asyncio.Task | None = None
+        self._fit_pool: ThreadPoolExecutor | None = None
+        self._refitter: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
         self.state_path = Path(state_path) if state_path is not None else None
         self.snapshot_interval = snapshot_interval
         self.group, self.default = group, default
@@ -174,6 +293,11 @@ class DetectionService:
             "dropped_bytes": 0,
             "warm_up_seconds": 0.0,
             "warmed_detectors": 0,
+            "fits": 0,
+            "fits_declined": 0,
+            "fits_failed": 0,
+            "fit_seconds": 0.0,
+            "explained": 0,
         }
 
     # -- configuration ----------------------------------------------------------------------------
@@ -249,12 +373,14 @@ class DetectionService:
             return Choice(labels[DEVICE_LABEL])
         return Choice(self.default)
 
-    def _build(self, c: Choice, key: SeriesKey | None = None) -> tuple[Choice, Detector]:
+    def _build(
+        self, c: Choice, key: SeriesKey | None = None, history: int = 0
+    ) -> tuple[Choice, Detector]:
         try:
             det = (
-                for_features(len(c.jointly), c.name, **c.params)
+                for_features(len(c.jointly), c.name, history=history, **c.params)
                 if c.jointly
-                else get_detector(c.name, **c.params)
+                else get_detector(resolve(c.name, history), **c.params)
             )
         except AtollError as exc:
             log.warning(
@@ -265,17 +391,80 @@ class DetectionService:
             det = Thresholded(det, c.threshold)
         return c, det
 
-    def _tracked(self, key: SeriesKey, choice: Choice | None = None) -> _Tracked:
+    @staticmethod
+    def fittable(c: Choice) -> bool:
+        """Whether ``c``'s detector is fitted on stored history (``default`` or ``fitted``)."""
+        return resolve(c.name, MIN_HISTORY) == DEFAULT_WITH_HISTORY
+
+    def _tracked(
+        self, key: SeriesKey, choice: Choice | None = None, first_ts: int | None = None
+    ) -> _Tracked:
         t = self.series.get(key)
         if t is None:
             c, det = self._build(choice or self.choose(key), key)
-            t = self.series[key] = _Tracked(det, resolve(c.name), episodes=decider(c.decision))
+            t = _Tracked(det, resolve(c.name), episodes=decider(c.decision), choice=c)
+            t.refit_after = time.time() + self.refit_interval
+            self._add_series(key, t)
+            if (
+                self.store is not None
+                and first_ts is not None
+                and self.fittable(c)
+                and self._want_fit_threadsafe(key, "bound", first_ts)
+            ):
+                t.parked = []  # judged once fitted on its history (or found to have too little)
+                t.parked_since = time.monotonic()
+            else:
+                self._record(key, t, "bound")
         return t
+
+    def _add_series(self, key: SeriesKey, t: _Tracked) -> None:
+        self.series[key] = t
+        self._by_device.setdefault((key.project, key.device), []).append(key)
+
+    def _choice_of(self, key: SeriesKey, t: _Tracked) -> Choice:
+        """What a series' detector is chosen by (looked up again for old snapshots' series)."""
+        if t.choice is not None:
+            return t.choice
+        if "+" not in key.metric:
+            return self.choose(key)
+        group = tuple(key.metric.split("+"))
+        device_type, _ = self._device_info(key.device)
+        for (project, dt, _m), c in self._bindings.items():
+            if project == key.project and dt == device_type and c.jointly == group:
+                return c
+        return Choice(t.name, jointly=group)
+
+    # -- model records ----------------------------------------------------------------------------
+    def _record(self, key: SeriesKey, t: _Tracked, reason: str, **fields: Any) -> ModelRecord:
+        """A new version of the series' model: what judges it now, and why."""
+        inner, threshold = _unwrap(t.detector)
+        params = dict(inner.params()) if hasattr(inner, "params") else {}
+        if threshold is not None:
+            params["threshold"] = threshold
+        version = self.models.next_version(key)
+        names = t.choice.jointly if t.choice is not None and t.choice.jointly else None
+        record = ModelRecord(
+            model_id(key, version),
+            key.project,
+            key.device,
+            key.metric,
+            version,
+            str(getattr(inner, "kind", t.name) or t.name),
+            time.time_ns() // 1000,
+            reason,
+            params=params,
+            thresholds=_describe(inner, names),
+            **fields,
+        )
+        self.models.add(record)
+        t.model = record.ref
+        return record
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         """Subscribe and return; kernels compile in a thread of their own meanwhile (``ready``)."""
-        self._closing = False
+        self._closing = self._stopping = False
+        self._loop = asyncio.get_running_loop()
         if self.state_path is not None:
             await self._in_worker(self._load)
         if self.store is not None:
@@ -288,14 +477,28 @@ class DetectionService:
             self._snapshotter = asyncio.create_task(
                 self._snapshot_forever(), name="detect-snapshots"
             )
+        if self.store is not None and self.refit_interval > 0:
+            self._refitter = asyncio.create_task(self._refit_forever(), name="detect-refits")
 
     async def stop(self) -> None:
         """Unsubscribe, score what is queued (after the warm-up, if that is still running), store
         the scores and save the state."""
-        if self._snapshotter is not None:
-            self._snapshotter.cancel()
-            await asyncio.gather(self._snapshotter, return_exceptions=True)
-            self._snapshotter = None
+        self._stopping = True
+        for task in (self._snapshotter, self._refitter, self._fitter):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._snapshotter = self._refitter = self._fitter = None
+        for job in self._fit_jobs.values():
+            for waiter in job.waiters:
+                if not waiter.done():
+                    waiter.set_exception(
+                        Unavailable("the detection service stopped before the fit")
+                    )
+        self._fit_jobs.clear()
+        if self._fit_pool is not None:
+            self._fit_pool.shutdown(wait=False)  # a fit under way ends on its own
+            self._fit_pool = None
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
@@ -304,6 +507,9 @@ class DetectionService:
             self._arrived.set()
             await asyncio.gather(self._pump, return_exceptions=True)
             self._pump = None
+        # Fits that did not happen: what waited for them is judged by the detectors there are.
+        await asyncio.gather(*self._finishing, return_exceptions=True)
+        await self._release_parked()
         async with self._lock:
             if self._writer is not None:
                 # Between two flushes: cancelled inside one, the writer would drop the batch it
@@ -321,6 +527,7 @@ class DetectionService:
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
         # One thread: detector state is only ever touched there, in submission order.
+        self._loop = asyncio.get_running_loop()
         if self._worker is None:
             self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atoll-detect")
         return asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
@@ -414,12 +621,19 @@ class DetectionService:
                         t.last_ts,
                         t.detector.state(),
                         None if t.episodes is None else t.episodes.state(),
+                        {
+                            "choice": None if t.choice is None else _choice_row(t.choice),
+                            "model": None if t.model is None else [t.model.id, t.model.version],
+                            "spans": t.spans,
+                            "since": t.since,
+                            "refit_after": t.refit_after,
+                        },
                     ]
                     for k, t in self.series.items()
                 ],
+                "models": self.models.dump(),
                 "bindings": [
-                    [p, dt, m, c.name, c.params, list(c.jointly), c.threshold, c.decision]
-                    for (p, dt, m), c in self._bindings.items()
+                    [p, dt, m, *_choice_row(c)] for (p, dt, m), c in self._bindings.items()
                 ],
             }
         )
@@ -439,11 +653,29 @@ class DetectionService:
             raw = msgspec.msgpack.decode(self.state_path.read_bytes())
             if raw.get("format") != _STATE_FORMAT:
                 raise InvalidInput(f"unknown detector state format {raw.get('format')!r}")
+            # Older snapshots have no model records, no 8th field per series: both optional.
+            self.models = MemoryModelLog.load(raw.get("models") or [])
+            now = time.time()
             for project, device, metric, name, last_ts, blob, *rest in raw["series"]:
                 key = SeriesKey(project, device, metric)
                 try:
                     episodes = EpisodeDecider.from_state(rest[0]) if rest and rest[0] else None
-                    self.series[key] = _Tracked(restore(blob), name, last_ts, episodes)
+                    t = _Tracked(restore(blob), name, last_ts, episodes)
+                    extra = rest[1] if len(rest) > 1 and isinstance(rest[1], dict) else {}
+                    if extra.get("choice"):
+                        t.choice = _choice_of_row(extra["choice"])
+                    if extra.get("model"):
+                        t.model = ModelRef(*extra["model"])
+                    t.spans = [[int(a), int(b)] for a, b in extra.get("spans") or []]
+                    t.since = extra.get("since")
+                    # Series from an older snapshot are refitted at spread-out times, not at once.
+                    t.refit_after = float(
+                        extra.get("refit_after")
+                        or now + self.refit_interval * (0.5 + (hash(key) % 1000) / 2000)
+                    )
+                    self._add_series(key, t)
+                    if t.model is None:
+                        self._record(key, t, "restored")
                 except AtollError as exc:
                     # E.g. a detector whose state layout changed in an upgrade: that series
                     # learns afresh, the others keep what they learned.
@@ -459,15 +691,15 @@ class DetectionService:
                 # Bindings made since (e.g. by a template applied at start-up) take precedence.
                 self._bindings.setdefault(
                     (project, device_type, metric),
-                    Choice(
-                        name, dict(params), tuple(jointly), threshold, rest[0] if rest else None
-                    ),
+                    _choice_of_row([name, params, jointly, threshold, *rest[:1]]),
                 )
         except (msgspec.DecodeError, AtollError, ValueError, KeyError, TypeError) as exc:
             # Learning starts over rather than the platform refusing to start; keep the file.
             bad = self.state_path.with_suffix(".unreadable")
             self.state_path.replace(bad)
             self.series.clear()
+            self._by_device.clear()
+            self.models = MemoryModelLog()
             log.error(
                 "detector state %s unreadable (%s); moved to %s, starting fresh",
                 self.state_path,
@@ -567,37 +799,74 @@ class DetectionService:
         Without ``keep_events`` only their JSON is kept: a chunk of messages waiting to be sent
         then holds a few bytes objects rather than an event per reading (fewer objects for the
         garbage collector to walk, which it does holding the GIL)."""
+        return self._score_units(self._units(batch), keep_events)
+
+    def _score_units(
+        self, units: Iterable[_Unit], keep_events: bool = True, park: bool = True
+    ) -> _Scored:
+        """``_score`` of readings grouped per detector. With ``park``, the readings of a series
+        waiting for its first fit are parked instead (up to ``max_parked``; past that the
+        detector it has judges them, and what follows)."""
         t0 = time.perf_counter()
         keys, ts_parts, val_parts = [], [], []
         events_by_device: dict[tuple[str, str], list[AnomalyEvent]] = {}
         points = anomalies = 0
-        for key, choice, ts, values in self._units(batch):
-            tracked = self._tracked(key, choice)
-            if ts[0] <= tracked.last_ts or (len(ts) > 1 and (ts[1:] <= ts[:-1]).any()):
+        work = deque(units)
+        while work:
+            key, choice, ts, values = work.popleft()
+            tracked = self._tracked(key, choice, int(ts[0]))
+            waiting = park and tracked.parked is not None
+            last = max(tracked.last_ts, tracked.parked_last) if waiting else tracked.last_ts
+            if ts[0] <= last or (len(ts) > 1 and (ts[1:] <= ts[:-1]).any()):
                 # Late, redelivered or same-instant readings: one reading per instant, in order.
-                keep = ts > np.maximum.accumulate(np.r_[tracked.last_ts, ts[:-1]])
+                keep = ts > np.maximum.accumulate(np.r_[last, ts[:-1]])
                 self.stats["skipped_late"] += int(len(ts) - keep.sum())
                 ts, values = ts[keep], values[keep]
                 if not len(ts):
                     continue
+            if waiting and tracked.parked is not None:
+                tracked.parked.append((key, choice, ts, values))
+                tracked.parked_n += len(ts)
+                tracked.parked_last = int(ts[-1])
+                if (
+                    tracked.parked_n > self.max_parked
+                    or time.monotonic() - tracked.parked_since > self.max_park_seconds
+                ):
+                    # The fit is slow in coming (many new series queue for the fit thread): the
+                    # fallback judges them; the fitted model, once ready, catches up from the store.
+                    parked, tracked.parked, tracked.parked_n = tracked.parked, None, 0
+                    if tracked.model is None:
+                        self._record(key, tracked, "bound")
+                    work.extendleft(reversed(parked))
+                continue
             # is_anomaly: "score >= threshold", or the detector's own condition flag (hysteresis).
-            raw, flags = decide_many(tracked.detector, values, ts)
+            raw, flags, why = explain_many(tracked.detector, values, ts)
             scores = np.asarray(raw, dtype=np.float64)
             scores = np.clip(np.where(np.isnan(scores), 0.0, scores), 0.0, 1.0)
             tracked.last_ts = int(ts[-1])
             version = getattr(tracked.detector, "version", 1)
+            raised, banded = flags, None
             if tracked.episodes is not None and values.ndim == 1:
-                flags = tracked.episodes.decide_many(ts, values, flags)
-            anomalies += int(flags.sum())
+                banded = np.full((len(ts), 3), np.nan)
+                flags = tracked.episodes.decide_many(ts, values, raised, banded)
+            flagged = int(np.count_nonzero(flags))  # cheaper than .any()/.sum() on small arrays
+            spans = tracked.spans
+            if flagged or tracked.since is not None or (spans and spans[-1][1] == _OPEN):
+                _note_flags(tracked, ts, flags, raised)
+            elif raised is not flags and np.count_nonzero(raised):
+                _note_flags(tracked, ts, flags, raised)
+            anomalies += flagged
             points += len(ts)
             keys.append(SeriesKey(key.project, key.device, score_metric(key.metric)))
             ts_parts.append(ts)
             val_parts.append(scores)
             detector = DetectorRef(tracked.name, version)
             events = events_by_device.setdefault((key.project, key.device), [])
+            first = len(events)
             project, device, metric = key
             # Plain Python lists: building an event per reading is this service's main cost.
             rows = zip(ts.tolist(), scores.tolist(), values.tolist(), flags.tolist(), strict=True)
+            names: tuple[str, ...] = (metric,)
             if choice is not None and choice.jointly:
                 names = choice.jointly
                 events.extend(
@@ -620,6 +889,14 @@ class DetectionService:
                     )
                     for t, sc, v, f in rows
                 )
+            high = scores >= tracked.detector.default_threshold
+            if flagged or np.count_nonzero(high):
+                hot = flags | high
+                bands = self._explain(events, first, hot, names, why, banded, tracked.model)
+                for (m, side), (bts, bvals) in bands.items():
+                    keys.append(SeriesKey(project, device, expected_metric(m, side)))
+                    ts_parts.append(np.asarray(bts, dtype=np.int64))
+                    val_parts.append(np.asarray(bvals, dtype=np.float64))
         scores_batch = None
         if keys and self.store is not None:
             scores_batch = PointBatch(
@@ -636,8 +913,70 @@ class DetectionService:
             [e for events in events_by_device.values() for e in events] if keep_events else []
         )
         return _Scored(
-            scores_batch, payloads, published, points, anomalies, time.perf_counter() - t0
+            scores_batch,
+            payloads,
+            published,
+            points,
+            anomalies,
+            time.perf_counter() - t0,
+            1 if park else 0,
         )
+
+    def _explain(
+        self,
+        events: list[AnomalyEvent],
+        first: int,
+        hot: np.ndarray,
+        names: tuple[str, ...],
+        why: Explained | None,
+        banded: np.ndarray | None,
+        model: ModelRef | None,
+    ) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
+        """Attach the explanation to the anomalous events (``hot``) of one unit, in place;
+        returns the expected band's points by ``(metric, "lo" | "hi")``."""
+        bands: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
+        for i in np.flatnonzero(hot).tolist():
+            e = events[first + i]
+            expected: dict[str, Expected] = {}
+            for j, m in enumerate(names):
+                row = None
+                if banded is not None and not math.isnan(banded[i, 0]):
+                    row = banded[i]  # the episode decision's band: what set is_anomaly
+                elif why is not None and j < why.expected.shape[1]:
+                    row = why.expected[i, j]
+                if row is None:
+                    continue
+                x = Expected(*(_json_float(float(v)) for v in row))
+                if x.value is None and x.lo is None and x.hi is None:
+                    continue
+                expected[m] = x
+                for side, v in (("lo", x.lo), ("hi", x.hi)):
+                    if v is not None:
+                        got = bands.setdefault((m, side), ([], []))
+                        got[0].append(e.ts)
+                        got[1].append(v)
+            contributors = None
+            if why is not None:
+                w = why.weights[i]
+                if not np.isfinite(w).all():  # a signal with nothing to compare with: it alone
+                    w = np.where(np.isfinite(w), 0.0, 1.0)
+                total = float(w.sum())
+                if total > 0 and math.isfinite(total):
+                    order = np.argsort(-w)[:MAX_CONTRIBUTORS]
+                    contributors = [
+                        Contributor(
+                            names[c] if isinstance(c, int) and c < len(names) else str(c),
+                            round(float(w[k]) / total, 4),
+                        )
+                        for k in order.tolist()
+                        if w[k] > 0
+                        for c in (why.names[k],)
+                    ]
+            events[first + i] = msgspec.structs.replace(
+                e, expected=expected or None, contributors=contributors, model=model
+            )
+            self.stats["explained"] += 1
+        return bands
 
     async def _send(self, done: _Scored) -> list[AnomalyEvent]:
         """Queue the scores for the store and publish the events (on the event loop)."""
@@ -654,7 +993,7 @@ class DetectionService:
         # Counted once published; ``stored`` follows when the writer has appended the scores.
         self.stats["points"] += done.points
         self.stats["anomalies"] += done.anomalies
-        self.stats["messages"] += 1
+        self.stats["messages"] += done.messages
         self.stats["seconds"] += done.seconds + time.perf_counter() - t0
         return done.events
 
@@ -663,7 +1002,7 @@ class DetectionService:
         group with readings lined up by timestamp (NaN where a metric has no reading)."""
         groups: dict[tuple[str, str, tuple[str, ...]], tuple[Choice, dict[str, tuple]]] = {}
         for key, (ts, values) in batch.split().items():
-            if scored_metric(key.metric) is not None:
+            if derived_metric(key.metric):
                 continue  # never judge our own output
             tracked = self.series.get(key)
             choice = None if tracked is not None else self.choose(key)
@@ -692,6 +1031,8 @@ class DetectionService:
         async with self._flush_lock:
             while self._pending:
                 batch = PointBatch.concat(self._pending)
+                # ``stored`` counts scores (one per reading judged), not the expected bands.
+                scores = self._pending_points
                 self._pending, self._pending_points = [], 0
                 try:
                     await asyncio.to_thread(self.store.append, batch)  # type: ignore[union-attr]
@@ -699,7 +1040,384 @@ class DetectionService:
                     self.stats["store_errors"] += 1
                     log.error("storing %d anomaly scores failed: %s", len(batch), exc.message)
                     continue
-                self.stats["stored"] += len(batch)
+                self.stats["stored"] += scores
+
+    # -- fitting on stored history -----------------------------------------------------------------
+    def _want_fit_threadsafe(self, key: SeriesKey, reason: str, until: int | None) -> bool:
+        """From the worker thread: queue a fit on the event loop; whether it was queued."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._stopping:
+            return False
+        try:
+            loop.call_soon_threadsafe(self._want_fit, key, reason, until)
+        except RuntimeError:  # the loop closed meanwhile
+            return False
+        return True
+
+    def _want_fit(
+        self, key: SeriesKey, reason: str, until: int | None = None, actor: str | None = None
+    ) -> _FitJob:
+        """Queue a fit of ``key`` (on the loop). A series is queued once: a later request joins
+        it (an operator's takes its reason and name)."""
+        job = self._fit_jobs.get(key)
+        if job is None:
+            job = self._fit_jobs[key] = _FitJob(key, reason, until, actor)
+        elif reason == "manual":  # joins a queued one, on the history up to now
+            job.reason, job.actor, job.until = reason, actor, None
+        if self._stopping:
+            return job  # stop() judges what waits with the detectors there are
+        if self._fitter is None or self._fitter.done():
+            self._fitter = asyncio.create_task(self._fit_forever(), name="detect-fits")
+        self._fit_wake.set()
+        return job
+
+    def _fit_now(self, key: SeriesKey, actor: str | None) -> asyncio.Future:
+        """An operator's refit: queued like any, and its ``ModelRecord`` (or why not) awaited."""
+        waiter: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._want_fit(key, "manual", actor=actor).waiters.append(waiter)
+        return waiter
+
+    async def _fit_forever(self) -> None:
+        """One fit at a time, in queue order, in the fit thread: scoring goes on meanwhile. The
+        worker installs each result (or judges what waited for a declined one) while the next
+        fit already runs."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._fit_wake.wait()
+            self._fit_wake.clear()
+            while self._fit_jobs:
+                key = next(iter(self._fit_jobs))
+                job = self._fit_jobs.pop(key)
+                self._fit_running = key
+                try:
+                    if job.reason == "bound":
+                        # A first fit's plan needs nothing the worker changes: no hop to the
+                        # worker (it may be busy with a long back-log) for each new series.
+                        plan: _FitPlan = self._fit_plan(job)
+                    else:
+                        # A refit fits on everything stored: readings still waiting for a first
+                        # fit are judged by the detector the series has, first.
+                        await self._release_parked([key])
+                        plan = await self._in_worker(self._fit_plan, job)
+                    if self._fit_pool is None:
+                        self._fit_pool = ThreadPoolExecutor(
+                            max_workers=1, thread_name_prefix="atoll-fit"
+                        )
+                    t0 = time.perf_counter()
+                    fit: _Fit = await loop.run_in_executor(self._fit_pool, self._fit_series, plan)
+                    self.stats["fit_seconds"] += time.perf_counter() - t0
+                    self.stats["fits"] += 1
+                except AtollError as exc:  # e.g. too little history: it keeps its detector
+                    self.stats["fits_declined"] += 1
+                    log.info("%s not fitted (%s): %s", key, job.reason, exc.message)
+                    self._finish_later(job, None, exc)
+                except Exception as exc:
+                    self.stats["fits_failed"] += 1
+                    log.exception("fitting %s on its history failed", key)
+                    self._finish_later(job, None, exc)
+                except asyncio.CancelledError:  # stopping: nobody waits for this fit any more
+                    for waiter in job.waiters:
+                        if not waiter.done():
+                            waiter.set_exception(Unavailable("the detection service stopped"))
+                    raise
+                else:
+                    self._finish_later(job, (plan, fit), None)
+                finally:
+                    self._fit_running = None
+
+    def _finish_later(
+        self, job: _FitJob, done: tuple[_FitPlan, _Fit] | None, error: Exception | None
+    ) -> None:
+        task = asyncio.ensure_future(self._finish(job, done, error))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(
+        self, job: _FitJob, done: tuple[_FitPlan, _Fit] | None, error: Exception | None
+    ) -> None:
+        """Install a fit (and send what it judged), or judge what waited for a declined one with
+        the detector the series keeps; then answer whoever waits for the job."""
+        record: ModelRecord | None = None
+        if done is not None:
+            try:
+                record, parked = await self._in_worker(self._install, *done)
+            except Exception as exc:
+                if not isinstance(exc, AtollError):
+                    log.exception("installing the model fitted for %s failed", job.key)
+                error = exc
+            else:
+                if parked is not None:
+                    await self._send(parked)
+        if record is None:
+            await self._release_parked([job.key])
+        for waiter in job.waiters:
+            if waiter.done():
+                continue
+            if record is None:
+                waiter.set_exception(error or Unavailable("the fit did not happen"))
+            else:
+                waiter.set_result(record)
+
+    async def _release_parked(self, keys: list[SeriesKey] | None = None) -> None:
+        """Judge the readings parked for a fit (of ``keys``, or all) with the detector each
+        series has now, and send the results."""
+        done = await self._in_worker(self._unpark, keys)
+        if done is not None:
+            await self._send(done)
+
+    def _unpark(self, keys: list[SeriesKey] | None) -> _Scored | None:
+        units: list[_Unit] = []
+        for key in self.series if keys is None else keys:
+            t = self.series.get(key)
+            if t is None or t.parked is None:
+                continue
+            units += t.parked
+            t.parked, t.parked_n = None, 0
+            if t.model is None:
+                self._record(key, t, "bound")
+        return self._score_units(units, keep_events=False, park=False) if units else None
+
+    def _fit_plan(self, job: _FitJob) -> _FitPlan:
+        """(worker) What to fit ``job.key`` on: its choice, where its history ends, what to skip."""
+        t = self.series.get(job.key)
+        if t is None:
+            raise NotFound(f"no detector judges {job.key.metric!r} of {job.key.device!r}")
+        c = self._choice_of(job.key, t)
+        if not self.fittable(c):
+            raise InvalidInput(
+                f"{job.key.metric!r} is judged by {c.name!r}, which learns online and is not "
+                "fitted on history",
+                hint="bind 'default' or 'fitted' to fit a model of normal on stored history",
+            )
+        if job.until is not None:
+            until = job.until
+        elif t.parked:  # readings wait for a first fit: it ends before them, and judges them
+            until = int(t.parked[0][2][0])
+        else:
+            until = t.last_ts + 1
+        spans = [(a, b) for a, b in t.spans if a < until]
+        # A first fit has no flags of its own to go by; a refit also skips what was scored high.
+        threshold = None if job.reason == "bound" else float(t.detector.default_threshold)
+        return _FitPlan(job, c, until, spans, threshold)
+
+    def _fit_series(self, plan: _FitPlan) -> _Fit:
+        """(fit thread) Read the stored history, leave out flagged readings, fit a new detector.
+        Touches no series state: the worker installs the result."""
+        key, c = plan.job.key, plan.choice
+        start = plan.until - int(self.history_window * _US)
+        ts, x = self._read_history(key, c, start, plan.until)
+        skip = np.zeros(len(ts), dtype=bool)
+        for a, b in plan.spans:
+            skip |= (ts >= a) & (ts < b)
+        if plan.score_threshold is not None and len(ts):
+            stored = self.store.query_raw(  # type: ignore[union-attr]
+                SeriesKey(key.project, key.device, score_metric(key.metric)), int(ts[0]), plan.until
+            )
+            high = stored.ts[stored.value >= plan.score_threshold]
+            if len(high):
+                skip |= np.isin(ts, high)
+        x = x.copy()
+        x[skip] = np.nan  # in place: a long stretch left out starts a new segment after it
+        finite = np.isfinite(x) if x.ndim == 1 else np.isfinite(x).any(axis=1)
+        rows, excluded = int(finite.sum()), int(skip.sum())
+        if resolve(c.name, rows) != DEFAULT_WITH_HISTORY:
+            raise InvalidInput(
+                f"{key.metric!r} of {key.device!r} has {rows} usable readings of stored history "
+                f"(of {len(ts)}, {excluded} left out as flagged); a fit needs {MIN_HISTORY}",
+                hint="it keeps its current detector; refit once more readings are stored",
+            )
+        _, det = self._build(c, key, history=rows)
+        det.fit(x, ts)
+        return _Fit(det, DEFAULT_WITH_HISTORY, int(ts[0]), int(ts[-1]), rows, excluded)
+
+    def _read_history(
+        self, key: SeriesKey, c: Choice, start: int, end: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Stored readings in ``[start, end)``, the last ``max_history`` at most: ``(ts, x)``;
+        a jointly judged group's lined up by timestamp (NaN where a metric has none)."""
+        if not c.jointly:
+            return self._read_one(key, start, end)
+        parts = [
+            self._read_one(SeriesKey(key.project, key.device, m), start, end) for m in c.jointly
+        ]
+        ts = np.unique(np.concatenate([t for t, _ in parts]))[-self.max_history :]
+        x = np.full((len(ts), len(parts)), np.nan)
+        for j, (t, v) in enumerate(parts):
+            keep = t >= (ts[0] if len(ts) else 0)
+            x[np.searchsorted(ts, t[keep]), j] = v[keep]
+        return ts, x
+
+    def _read_one(self, key: SeriesKey, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        store = self.store
+        assert store is not None  # fits only run with a store
+        if start >= end:
+            return np.empty(0, np.int64), np.empty(0)
+        # Count per hour first, so a busy series reads only its last max_history readings.
+        counts = store.query_buckets(key, start, end, 3600 * _US, ("count",))
+        n = counts.columns["count"]
+        if len(n) and n.sum() > self.max_history:
+            fits = int(np.searchsorted(np.cumsum(n[::-1]), self.max_history, side="right"))
+            if fits:
+                start = max(start, int(counts.start[len(n) - fits]))
+        got = store.query_raw(key, start, end)
+        return got.ts[-self.max_history :], got.value[-self.max_history :]
+
+    def _install(self, plan: _FitPlan, fit: _Fit) -> tuple[ModelRecord, _Scored | None]:
+        """(worker) The fitted detector takes over the series: it judges the readings that
+        waited for it, or is first brought up to date with the readings judged since its
+        history ended (it learns them as it would have live)."""
+        key, job = plan.job.key, plan.job
+        t = self.series.get(key)
+        if t is None:
+            raise NotFound(f"no detector judges {key.metric!r} of {key.device!r}")
+        if t.parked is None and t.last_ts >= plan.until:
+            ts, x = self._read_history(key, plan.choice, plan.until, t.last_ts + 1)
+            if len(ts):
+                decide_many(fit.detector, x, ts)
+        t.detector, t.name, t.choice = fit.detector, fit.name, plan.choice
+        t.refit_after = time.time() + self.refit_interval
+        record = self._record(
+            key,
+            t,
+            job.reason,
+            history_from=fit.history_from,
+            history_to=fit.history_to,
+            rows=fit.rows,
+            excluded=fit.excluded,
+            actor=job.actor,
+        )
+        parked = None
+        if t.parked is not None:
+            units, t.parked, t.parked_n = t.parked, None, 0
+            parked = self._score_units(units, keep_events=False, park=False) if units else None
+        return record, parked
+
+    async def _refit_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.refit_check)
+            try:
+                due = await self._in_worker(self._due_refits, time.time())
+            except Exception:
+                log.exception("looking for series due for a refit failed")
+                continue
+            for key in due:
+                self._want_fit(key, "scheduled")
+
+    def _due_refits(self, now: float) -> list[SeriesKey]:
+        """(worker) Series whose scheduled refit is due; each is due again an interval later."""
+        due = []
+        for key, t in self.series.items():
+            if t.refit_after and now >= t.refit_after and key not in self._fit_jobs:
+                t.refit_after = now + self.refit_interval
+                if self.fittable(self._choice_of(key, t)):
+                    due.append(key)
+        return due
+
+    # -- what operators ask (the API's DetectionPort) ---------------------------------------------
+    async def detection(self, project: str, device: str) -> list[SeriesDetection]:
+        """What judges each series of ``device`` now: detector, model record, condition."""
+        return await self._in_worker(self._detection, project, device)
+
+    def _detection(self, project: str, device: str) -> list[SeriesDetection]:
+        out = []
+        for key in self._by_device.get((project, device), []):
+            t = self.series[key]
+            c = self._choice_of(key, t)
+            out.append(
+                SeriesDetection(
+                    key.metric,
+                    t.name,
+                    c.name,
+                    metrics=c.jointly,
+                    model=self.models.current(key),
+                    flagged=t.since is not None,
+                    flagged_since=t.since,
+                    last_ts=t.last_ts if t.last_ts > -(2**63) else None,
+                    fitting=key in self._fit_jobs or key == self._fit_running,
+                )
+            )
+        return sorted(out, key=lambda d: d.metric)
+
+    def _series_for(self, project: str, device: str, metric: str) -> SeriesKey:
+        """The series that judges ``metric`` (itself, or the jointly judged group it is in)."""
+        keys = self._by_device.get((project, device), [])
+        for key in keys:
+            if key.metric == metric:
+                return key
+        for key in keys:
+            if metric in key.metric.split("+"):
+                return key
+        raise NotFound(
+            f"no detector judges {metric!r} of device {device!r}",
+            hint="a metric is judged from its first reading on; GET .../detection lists them",
+        )
+
+    async def refit(
+        self, project: str, device: str, metric: str | None = None, *, actor: str | None = None
+    ) -> tuple[list[ModelRecord], list[tuple[str, str]]]:
+        """Refit ``metric``'s model (every fitted series of the device when ``None``) on its stored
+        history now; ``(records, [(metric, why not), ...])``. One metric that cannot be refitted
+        raises (``InvalidInput`` with the reason)."""
+        if metric is not None:
+            key = await self._in_worker(self._series_for, project, device, metric)
+            return [await self._fit_now(key, actor)], []
+        keys = list(self._by_device.get((project, device), []))
+        waiters = [(k, self._fit_now(k, actor)) for k in keys]
+        done, skipped = [], []
+        for k, w in waiters:
+            try:
+                done.append(await w)
+            except AtollError as exc:
+                skipped.append((k.metric, exc.message))
+        return done, skipped
+
+    async def accept(
+        self,
+        project: str,
+        device: str,
+        metric: str,
+        start: int,
+        end: int,
+        *,
+        actor: str | None = None,
+    ) -> ModelRecord:
+        """An operator's "accept as new normal": the stored readings of ``metric`` in
+        ``[start, end)`` (µs) are learned as normal, the flag clears, a model record says so."""
+        if not start < end:
+            raise InvalidInput(f"the range is empty: from ({start}) must be before to ({end})")
+        return await self._in_worker(self._accept, project, device, metric, start, end, actor)
+
+    def _accept(
+        self, project: str, device: str, metric: str, start: int, end: int, actor: str | None
+    ) -> ModelRecord:
+        if self.store is None:
+            raise Unavailable("the detection service has no store to read the readings from")
+        key = self._series_for(project, device, metric)
+        t = self.series[key]
+        c = self._choice_of(key, t)
+        ts, x = self._read_history(key, c, start, end)
+        finite = np.isfinite(x) if x.ndim == 1 else np.isfinite(x).any(axis=1)
+        if not finite.any():
+            raise InvalidInput(
+                f"no stored readings of {key.metric!r} of {device!r} in that range",
+                hint="pick a range that holds readings (GET .../series/{metric} shows them)",
+            )
+        _accept_into(t.detector, x, ts)
+        if t.episodes is not None and x.ndim == 1:
+            t.episodes.accept(ts[-1] / 1e6, x)
+        if t.spans and t.spans[-1][1] == _OPEN:
+            t.spans[-1][1] = t.last_ts + 1  # the flag clears now
+        _subtract_span(t.spans, start, end)
+        t.since = None
+        return self._record(
+            key,
+            t,
+            "accept",
+            actor=actor,
+            accepted_from=int(ts[0]),
+            accepted_to=int(ts[-1]),
+            rows=int(finite.sum()),
+        )
 
     def memory_bytes(self) -> int:
         """Learned state held for all series (the bound is per detector, times the series count)."""
@@ -707,6 +1425,96 @@ class DetectionService:
             t.detector.nbytes() + (t.episodes.nbytes() if t.episodes is not None else 0)
             for t in list(self.series.values())
         )
+
+
+def _note_flags(t: _Tracked, ts: np.ndarray, flags: np.ndarray, raised: np.ndarray) -> None:
+    """Keep when the published flag rose (``since``) and the spans of readings flagged by the
+    decision or the detector (refits leave them out)."""
+    if t.since is not None or np.count_nonzero(flags):
+        if not flags[-1]:
+            t.since = None
+        else:
+            down = np.flatnonzero(~flags)
+            if len(down):
+                t.since = int(ts[down[-1] + 1])
+            elif t.since is None:
+                t.since = int(ts[0])
+    union = flags if raised is flags else flags | raised
+    spans = t.spans
+    still_open = bool(spans) and spans[-1][1] == _OPEN
+    if not still_open and not np.count_nonzero(union):
+        return
+    if still_open and not union[0]:
+        spans[-1][1] = int(ts[0])
+        still_open = False
+    edges = np.diff(np.r_[0, union.view(np.int8), 0])
+    n = len(ts)
+    rises, falls = np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()
+    for a, b in zip(rises, falls, strict=True):
+        end = int(ts[b]) if b < n else _OPEN
+        if a == 0 and still_open:
+            spans[-1][1] = end
+        else:
+            spans.append([int(ts[a]), end])
+    del spans[:-MAX_SPANS]
+
+
+def _subtract_span(spans: list[list[int]], start: int, end: int) -> None:
+    """Take ``[start, end)`` out of the flagged spans (accepted readings are normal)."""
+    out: list[list[int]] = []
+    for a, b in spans:
+        if b <= start or a >= end:
+            out.append([a, b])
+            continue
+        if a < start:
+            out.append([a, start])
+        if b > end:
+            out.append([end, b])
+    spans[:] = out
+
+
+def _unwrap(det: Detector) -> tuple[Detector, float | None]:
+    """The detector inside a ``Thresholded`` wrapper, and the wrapper's threshold."""
+    if isinstance(det, Thresholded):
+        return det.detector, det.threshold
+    return det, None
+
+
+def _describe(det: Detector, names: tuple[str, ...] | None) -> dict[str, Any] | None:
+    """What a fit chose and calibrated (``FittedDetector.describe``), by metric for a group."""
+    if isinstance(det, FittedDetector):
+        return det.describe() if det.fitted else None
+    sensors = det.sensors if isinstance(det, Joint) else det if isinstance(det, PerSensor) else None
+    if sensors is None or names is None:
+        return None
+    got = {
+        m: child.describe()
+        for m, child in zip(names, sensors.children, strict=False)
+        if isinstance(child, FittedDetector) and child.fitted
+    }
+    return got or None
+
+
+def _accept_into(det: Detector, x: np.ndarray, ts: np.ndarray) -> None:
+    """Learn ``x`` as normal: a fitted model ``accept``s it (and its flag clears); the sensors of
+    a group each take their column. A detector that learns online has learned them already."""
+    det, _ = _unwrap(det)
+    if isinstance(det, FittedDetector):
+        det.accept(x, ts)
+        det.restart()  # the next live reading is not the accepted range's successor
+    elif isinstance(det, (Joint, PerSensor)):
+        sensors = det.sensors if isinstance(det, Joint) else det
+        for j, child in enumerate(sensors.children):
+            _accept_into(child, x[:, j], ts)
+
+
+def _choice_row(c: Choice) -> list[Any]:
+    return [c.name, c.params, list(c.jointly), c.threshold, c.decision]
+
+
+def _choice_of_row(row: list[Any]) -> Choice:
+    name, params, jointly, threshold, *rest = row
+    return Choice(name, dict(params), tuple(jointly), threshold, rest[0] if rest else None)
 
 
 def _json_float(v: float) -> float | None:
@@ -732,4 +1540,7 @@ def create_service(ctx: ServiceContext) -> DetectionService:
         registry=ctx.registry,
         state_path=home / "detect" / "state.msgpack",
         kernel_cache=home,
+        refit_interval=ctx.settings.detect_refit_interval_s,
+        history_window=ctx.settings.detect_history_s,
+        max_history=ctx.settings.detect_max_history,
     )

@@ -1,8 +1,9 @@
 """Turning scores into decisions by wrapping a detector, not by a flag on every detector.
 
 ``decide_many`` is ``is_anomaly`` for any detector: a ``Condition`` detector's own flag (with
-its hysteresis), else "score at or above ``default_threshold``". ``onsets`` turns flags into
-alarm events, one per rising edge.
+its hysteresis), else "score at or above ``default_threshold``". ``explain_many`` is the same
+decision plus the detector's explanation when it gives one (``Explaining``). ``onsets`` turns
+flags into alarm events, one per rising edge.
 
 >>> import numpy as np
 >>> onsets(np.array([False, True, True, False, True])).tolist()
@@ -19,7 +20,7 @@ import numpy as np
 
 from atoll.core.errors import InvalidInput
 from atoll.detect.base import StreamingDetector
-from atoll.detect.port import Condition, Detector
+from atoll.detect.port import Condition, Detector, Explained, Explaining
 from atoll.detect.state import Snapshot
 
 #: Whether a detector class decides itself. An ``isinstance`` check against a runtime Protocol
@@ -42,6 +43,23 @@ def decide_many(
         return cast(Condition, detector).detect_many(values, timestamps)
     scores = np.asarray(detector.score_many(values, timestamps), dtype=np.float64)
     return scores, scores >= detector.default_threshold
+
+
+_EXPLAINS: dict[type, bool] = {}
+
+
+def explain_many(
+    detector: Detector, values: np.ndarray, timestamps: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, Explained | None]:
+    """``decide_many`` (the same scores, decisions and learning) plus the detector's explanation
+    when it gives one, else ``None``."""
+    known = _EXPLAINS.get(type(detector))
+    if known is None:
+        known = _EXPLAINS[type(detector)] = isinstance(detector, Explaining)
+    if known:
+        return cast(Explaining, detector).detect_explained(values, timestamps)
+    scores, flags = decide_many(detector, values, timestamps)
+    return scores, flags, None
 
 
 def decide_one(detector: Detector, x: Any, ts: int | None = None) -> tuple[float, bool]:
@@ -123,6 +141,15 @@ class Thresholded(StreamingDetector):
             return decide_many(self.detector, values, timestamps)
         s = np.asarray(self.score_many(values, timestamps), dtype=np.float64)
         return s, s >= self.threshold
+
+    def detect_explained(
+        self, values, timestamps=None
+    ) -> tuple[np.ndarray, np.ndarray, Explained | None]:
+        scores, flags, why = explain_many(self.detector, values, timestamps)
+        if self._own:
+            return scores, flags, why
+        scores = np.asarray(scores, dtype=np.float64)
+        return scores, scores >= self.threshold, why
 
     def _snapshot(self):
         return Snapshot(self.kind, self.version, self.params(), {}, [self.detector.state()])

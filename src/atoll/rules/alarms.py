@@ -34,6 +34,9 @@ class Alarm(BaseModel):
     acknowledged: bool
     value: float | None = None
     detail: str = ""
+    #: What explains it, e.g. ``{"anomaly": {...}}``: the explanation of the anomalous reading
+    #: behind an ``anomaly`` condition (expected band, contributors, model; docs/RULES.md).
+    context: dict[str, Any] | None = None
     raised_at: int
     acknowledged_at: int | None = None
     acknowledged_by: str | None = None
@@ -207,6 +210,7 @@ class AlarmBook:
         value: float | None,
         detail: str,
         metric: str | None = None,
+        context: dict[str, Any] | None = None,
     ) -> Alarm | None:
         """Open an alarm, or ``None`` when one is already open for (rule, device)."""
         if (rule.id, device) in self._open:
@@ -225,6 +229,7 @@ class AlarmBook:
                         acknowledged=False,
                         value=value,
                         detail=detail,
+                        context=context,
                         raised_at=ts,
                         escalation_level=0,
                         notifications=0,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import deque
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -208,6 +208,10 @@ class Node:
         """``(device, metric)`` the node's truth is about, for overlays on the right chart."""
         return None, None
 
+    def context(self) -> dict[str, Any] | None:
+        """What explains the node's truth, kept with the alarm (an anomaly's explanation)."""
+        return None
+
     def _for_text(self) -> str:
         return f" for {format_duration(self.for_us / US)}" if self.for_us else ""
 
@@ -231,8 +235,17 @@ class Leaf(Node):
     def subject(self) -> tuple[str | None, str | None]:
         return self.device, self.metric
 
-    def feed(self, metric: str, ts: int, x: float, now: int, flagged: bool | None = None) -> None:
-        """One reading; ``flagged`` is a detector's own decision (anomaly leaves only)."""
+    def feed(
+        self,
+        metric: str,
+        ts: int,
+        x: float,
+        now: int,
+        flagged: bool | None = None,
+        explanation: dict[str, Any] | None = None,
+    ) -> None:
+        """One reading; ``flagged`` is a detector's own decision and ``explanation`` why it
+        judged so (anomaly leaves only)."""
         raise NotImplementedError
 
 
@@ -302,8 +315,10 @@ class AnomalyEval(Leaf):
         # k-of-n: times of each metric's latest min_count anomalous readings (bounded).
         self.hits: dict[str, deque[int]] = {}
         self.timed = self.timed or spec.min_count is not None  # old hits age out on the timer
+        #: The latest explanation of each metric (anomalous readings carry one).
+        self.explained: dict[str, dict[str, Any]] = {}
 
-    def feed(self, metric, ts, x, now, flagged: bool | None = None):
+    def feed(self, metric, ts, x, now, flagged: bool | None = None, explanation=None):
         if not math.isfinite(x):
             return
         latch = self.latches.get(metric)
@@ -320,6 +335,8 @@ class AnomalyEval(Leaf):
             if hits is None:
                 hits = self.hits[metric] = deque(maxlen=self.spec.min_count)
             hits.append(ts)
+        if explanation is not None:
+            self.explained[metric] = explanation
         if latch.on:
             self.worst, self.last = metric, x
         elif self.worst == metric:
@@ -335,6 +352,13 @@ class AnomalyEval(Leaf):
 
     def subject(self):
         return self.device, self.worst or self.metric
+
+    def context(self):
+        metric = self.worst or self.metric
+        why = self.explained.get(metric) if metric is not None else None
+        if why is None and metric is None and len(self.explained) == 1:
+            why = next(iter(self.explained.values()))
+        return {"anomaly": why} if why is not None else None
 
     def describe(self):
         score = f"{self.last:.4g}" if self.last is not None else "?"
@@ -409,6 +433,13 @@ class CompositeEval(Node):
             if metric is not None:
                 return device, metric
         return self._true_children()[0].subject()
+
+    def context(self):
+        for c in self._true_children():
+            got = c.context()
+            if got is not None:
+                return got
+        return None
 
 
 def build(spec, device: str, now: int) -> Node:

@@ -43,6 +43,7 @@ alarms = sa.Table(
     sa.Column("acknowledged", sa.Boolean, nullable=False, default=False),
     sa.Column("value", sa.Float, nullable=True),
     sa.Column("detail", sa.Text, nullable=False, default=""),
+    sa.Column("context", sa.JSON, nullable=True),  # added later: ALTER TABLE on old databases
     sa.Column("raised_at", sa.BigInteger, nullable=False),
     sa.Column("acknowledged_at", sa.BigInteger, nullable=True),
     sa.Column("acknowledged_by", sa.String(128), nullable=True),

@@ -27,6 +27,7 @@ class Change:
     detail: str
     first: bool  # previous truth unknown (new rule, new device, restart)
     metric: str | None = None  # the series that tripped it, when there is one
+    context: dict | None = None  # what explains it (an anomaly's explanation), kept with the alarm
 
 
 class _Instance:
@@ -72,6 +73,7 @@ class _Instance:
             self.root.describe(),
             first,
             metric if device == self.device else None,
+            self.root.context(),
         )
 
 
@@ -192,11 +194,16 @@ class RuleEngine:
         ts: int,
         score: float,
         flagged: bool | None = None,
+        explanation: dict | None = None,
     ) -> list[Change]:
-        """A detector's score; ``flagged`` is its own decision (``is_anomaly``) when it gave one."""
-        return self._feed(project, device, ts, {metric: score}, ANOMALY, flagged)
+        """A detector's score; ``flagged`` is its own decision (``is_anomaly``) when it gave one,
+        ``explanation`` what the detector said about an anomalous reading (kept with the alarm
+        an ``anomaly`` condition raises)."""
+        return self._feed(project, device, ts, {metric: score}, ANOMALY, flagged, explanation)
 
-    def _feed(self, project, device, ts, values, kind, flagged=None) -> list[Change]:
+    def _feed(
+        self, project, device, ts, values, kind, flagged=None, explanation=None
+    ) -> list[Change]:
         self._adopt(project, device)
         now = self.clock.now_us()
         touched: dict[int, _Instance] = {}
@@ -206,7 +213,9 @@ class RuleEngine:
             for watchers in (index.get((project, device, metric, kind)), any_metric):
                 if watchers:
                     for inst, leaf in watchers:
-                        if flagged is None:
+                        if explanation is not None:
+                            leaf.feed(metric, ts, x, now, flagged, explanation)
+                        elif flagged is None:
                             leaf.feed(metric, ts, x, now)
                         else:
                             leaf.feed(metric, ts, x, now, flagged)

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import Conflict, InvalidInput, NotFound
-from atoll.core.events import decode_anomalies
+from atoll.core.events import AnomalyEvent, decode_anomalies
 from atoll.ingest.events import TelemetryEvent
 from atoll.rules import db as _db
 from atoll.rules.alarms import SYSTEM, Alarm, AlarmBook, Comment
@@ -162,7 +162,7 @@ class RulesService:
         changes: list[Change] = []
         for e in events:
             changes += self.engine.on_anomaly(
-                e.project, e.device, e.metric, e.ts, e.score, e.is_anomaly
+                e.project, e.device, e.metric, e.ts, e.score, e.is_anomaly, _explanation(e)
             )
         self.stats["anomalies"] += len(events)
         await self._apply(changes)
@@ -185,7 +185,9 @@ class RulesService:
         rule = self.engine.rules.get(ch.rule_id)
         if rule is not None:
             if ch.active:
-                alarm = self.alarms.raise_(rule, ch.device, now, ch.value, ch.detail, ch.metric)
+                alarm = self.alarms.raise_(
+                    rule, ch.device, now, ch.value, ch.detail, ch.metric, ch.context
+                )
                 if alarm is not None:
                     self.stats["raised"] += 1
                     await self._announce("raised", alarm, rule, SYSTEM)
@@ -411,6 +413,16 @@ class RulesService:
         ok = await self.notifier.deliver(project, name, note)
         last = self.notifier.deliveries(project, limit=1)
         return {"ok": ok, "delivery": last[0] if last else None}
+
+
+def _explanation(e: AnomalyEvent) -> dict[str, Any] | None:
+    """What an anomalous event says about itself (``None`` for the plain ones): the reading,
+    its score and decision, what the model expected, the contributors and the model."""
+    if e.model is None and e.expected is None and e.contributors is None:
+        return None
+    out: dict[str, Any] = msgspec.to_builtins(e)
+    del out["project"], out["device"]
+    return out
 
 
 def create_service(ctx: ServiceContext) -> RulesService:
