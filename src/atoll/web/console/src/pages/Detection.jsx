@@ -1,7 +1,7 @@
 // Device page, "detection" tab: what judges each series (detector, model version, what it was
 // fitted on, its thresholds, whether it flags the series now), and for operators refit and
 // "accept as new normal" (GET/POST /projects/{p}/devices/{d}/detection[/refit|/accept]).
-import { useRef, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, enc, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { can, useMe } from "../me.js";
@@ -22,17 +22,23 @@ export function Detection({ id, project, onChange }) {
   const me = useMe();
   const base = project ? `/projects/${enc(project)}/devices/${enc(id)}/detection` : null;
   const det = useAsync(() => (base ? api.get(base) : Promise.resolve(null)), [base]);
-  // A flag raised or cleared re-reads the panel (at most every 2 s while the feed is busy).
+  // A flag raised or cleared re-reads the panel: at most every 2 s while the feed is busy, and
+  // a change seen meanwhile is read once that time is up.
   const last = useRef(0);
+  const timer = useRef(null);
+  useEffect(() => () => clearTimeout(timer.current), []);
   useLive(
     (m) => (m.type === "anomaly" && m.device === id) || (m.type === "hello" && m.resync),
     (m) => {
       const s = (det.data?.series || []).find((x) => x.metric === m.metric);
       if (m.type === "anomaly" && s && !!m.is_anomaly === !!s.condition?.flagged) return;
-      const now = Date.now();
-      if (now - last.current < 2000) return;
-      last.current = now;
-      det.reload();
+      if (timer.current) return;
+      const wait = Math.max(0, last.current + 2000 - Date.now());
+      timer.current = setTimeout(() => {
+        timer.current = null;
+        last.current = Date.now();
+        det.reload();
+      }, wait);
     },
     [id, det.data],
   );
