@@ -81,7 +81,8 @@ def _user(platform, page, name: str, role: str) -> None:
 @pytest.fixture(scope="module")
 def pump(platform):
     """Project ``plant``, device ``pump-7`` seeded by ``_seed`` and an anomaly rule on it, whose
-    alarm keeps the explanation of the reading that raised it. Yields the first live timestamp."""
+    alarm keeps the explanation of the reading that raised it. Gives the first live timestamp (µs)
+    and the device's secret."""
     with api(platform) as http:
         assert http.post("/projects", json={"name": "Plant", "id": "plant"}).status_code == 201
         r = http.post(
@@ -109,7 +110,7 @@ def pump(platform):
                 break
             time.sleep(0.1)
     assert alarms and alarms[0]["context"]["anomaly"]["contributors"], alarms
-    return start
+    return start, secret
 
 
 def test_the_device_chart_draws_the_expected_band_and_the_panel_the_model(
@@ -160,6 +161,26 @@ def test_an_anomaly_alarm_shows_the_expected_band_contributors_and_model(
     expect(page.locator("[data-testid=device-title]")).to_contain_text("pump-7")
     assert "start=" in page.url and "end=" in page.url
     expect(page.locator("[data-testid=band-legend-temperature]")).to_be_visible()
+
+
+def test_live_flagged_readings_extend_the_band_without_a_reload(platform, page, pump):
+    _, secret = pump
+    login(page, platform)
+    page.goto(f"{platform.url}/devices/pump-7")
+    chart = page.locator("[data-testid=chart-temperature]")
+    expect(page.locator("[data-testid=band-legend-temperature]")).to_be_visible()
+    before = int(chart.get_attribute("data-band"))
+    now_ms = int(time.time() * 1000)
+    body = [{"ts": now_ms + i * 1000, "values": {"temperature": 27.0 + i % 3}} for i in range(20)]
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry", json=body, auth=("pump-7", secret), timeout=60
+    )
+    assert r.status_code in (200, 201, 202), r.text
+    # The anomaly events of these readings bring their band over the live socket.
+    expect(chart).not_to_have_attribute("data-band", str(before))
+    page.wait_for_function(
+        f"document.querySelector('[data-testid=chart-temperature]').dataset.band >= {before + 20}"
+    )
 
 
 def test_a_viewer_sees_the_model_but_no_refit_or_accept(platform, page, pump):

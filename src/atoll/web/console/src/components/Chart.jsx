@@ -130,7 +130,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   const box = useRef(null);
   const plot = useRef(null);
   const data = useRef({ main: { x: [], y: [] }, extra: null, band: null });
-  const [hasBand, setHasBand] = useState(false);
+  const [bandPoints, setBandPoints] = useState(0);
   const bandKey = bandMetrics ? `${bandMetrics.lo}|${bandMetrics.hi}` : "";
   const [status, setStatus] = useState({ loading: true, points: 0, error: null });
   const [last, setLast] = useState(null);
@@ -344,7 +344,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       ([main, extra, lo, hi]) => {
         const band = bandMetrics ? joinBand(lo, hi) : null;
         data.current = { main, extra, band };
-        setHasBand(!!band && band.x.length > 0);
+        setBandPoints(band ? band.x.length : 0);
         if (plot.current) {
           plot.current.setData(align(main, extra, !!anomalyMetric), false);
           const [a, b] = effRange(rangeRef.current);
@@ -423,19 +423,19 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
     bx.push(t);
     d.band.lo.push(Math.min(lo, hi));
     d.band.hi.push(Math.max(lo, hi));
-    setHasBand(true);
+    setBandPoints(bx.length);
     redraw();
   }
 
   useSlidingWindow(plot, rangeRef);
 
   return (
-    <div class="panel chart-panel" data-testid={`chart-${metric}`} data-points={status.points} data-band={data.current.band ? data.current.band.x.length : 0}>
+    <div class="panel chart-panel" data-testid={`chart-${metric}`} data-points={status.points} data-band={bandPoints}>
       <div class="panel-head">
         <span class="swatch" style={{ background: color }} />
         <strong>{metric}</strong>
         {anomalyMetric && <span class="tag warn">anomaly overlay</span>}
-        {hasBand && (
+        {bandPoints > 0 && (
           <span class="band-key small" data-testid={`band-legend-${metric}`} title="Where the model flagged readings, the range of values it expected of them (the detection service stores it as this metric's expected_lo / expected_hi series)">
             <span class="band-swatch" /> expected band (model) <span class="flag-dot" /> flagged reading
           </span>
