@@ -138,6 +138,15 @@ def test_the_device_chart_draws_the_expected_band_and_the_panel_the_model(
     expect(card.locator("[data-testid=model-accept]")).to_be_visible()
     shots(page, "device-detection")
 
+    # The device's own alarm list unfolds the same explanation and shows its time on the charts.
+    page.click("[data-testid=tab-alarms]")
+    page.click("[data-testid=device-alarms] [data-testid=alarm-why]")
+    why = page.locator("[data-testid=device-alarms] [data-testid=alarm-explanation]")
+    expect(why.locator("[data-testid=alarm-contributors] li")).to_have_count(3)
+    why.locator("[data-testid=alarm-chart-link]").click()
+    expect(page.locator("[data-testid=live-toggle]")).to_have_text("Go live")
+    assert "start=" in page.url
+
 
 def test_an_anomaly_alarm_shows_the_expected_band_contributors_and_model(
     platform, page, shots, pump

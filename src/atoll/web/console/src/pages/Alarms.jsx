@@ -220,7 +220,7 @@ const SIGNALS = { nn: "shape unlike normal", ar: "forecast residual", band: "out
 
 // Why an anomaly rule raised the alarm: the reading behind it, what its model expected of it,
 // what contributed (shares sum to 1), the model version, and the device's charts at that time.
-export function Explanation({ why, device }) {
+export function Explanation({ why, device, onShow }) {
   const at = toSeconds(why.ts);
   const expected = Object.entries(why.expected || {});
   const contributors = why.contributors || [];
@@ -284,10 +284,16 @@ export function Explanation({ why, device }) {
         )}
         {why.detector && why.model && <span class="muted"> · detector {why.detector.name}</span>}
       </p>
-      {device && (
-        <Link href={`/devices/${enc(device)}${around}`} data-testid="alarm-chart-link">
-          Device chart at {fmtTime(at)} →
-        </Link>
+      {onShow && at ? (
+        <button class="btn small" onClick={() => onShow(at - 1800, at + 600)} data-testid="alarm-chart-link">
+          Show {fmtTime(at)} on the charts
+        </button>
+      ) : (
+        device && (
+          <Link href={`/devices/${enc(device)}${around}`} data-testid="alarm-chart-link">
+            Device chart at {fmtTime(at)} →
+          </Link>
+        )
       )}
     </div>
   );

@@ -7,7 +7,7 @@ import { currentProject, fmtAgo, fmtDuration, fmtTime, markPrimaryReady, useAsyn
 import { ChartPanel, effRange } from "../components/Chart.jsx";
 import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { lastSeen, onlineState } from "./Overview.jsx";
-import { alarmId, alarmState, alarmTimes } from "./Alarms.jsx";
+import { Explanation, alarmId, alarmState, alarmTimes } from "./Alarms.jsx";
 
 const PRESETS = [
   ["5m", 300],
@@ -220,7 +220,7 @@ export function Device({ id }) {
           {tab === "twin" && <Twin id={id} />}
           {tab === "detection" && <Detection id={id} project={d.project} onChange={() => setRange((r) => ({ ...r, nonce: r.nonce + 1 }))} />}
           {tab === "commands" && <Commands id={id} />}
-          {tab === "alarms" && <DeviceAlarms alarms={alarms} />}
+          {tab === "alarms" && <DeviceAlarms alarms={alarms} onShow={(start, end) => setRange((r) => ({ start, end, live: false, nonce: r.nonce }))} />}
           {tab === "credentials" && <Credentials id={id} device={d} />}
         </aside>
       </div>
@@ -346,16 +346,30 @@ function Commands({ id }) {
   );
 }
 
-function DeviceAlarms({ alarms }) {
+// The device's alarms; one raised by an anomaly rule unfolds its explanation ("why").
+function DeviceAlarms({ alarms, onShow }) {
+  const [open, setOpen] = useState(null);
   return (
-    <div class="panel pad">
+    <div class="panel pad" data-testid="device-alarms">
       <ErrorBox error={alarms.error} />
       {(alarms.data || []).map((a) => {
         const t = alarmTimes(a);
+        const why = a.context?.anomaly;
         return (
-          <div class="alarm-mini" key={alarmId(a)}>
+          <div class="alarm-mini" key={alarmId(a)} data-alarm={alarmId(a)}>
             <Severity value={a.severity} /> <strong>{a.rule_name ?? a.rule ?? a.type ?? "alarm"}</strong> <span class={`state st-${alarmState(a)}`}>{alarmState(a)}</span>
-            <div class="muted small">raised {fmtTime(t.raised)}</div>
+            <div class="muted small">
+              raised {fmtTime(t.raised)}
+              {why && typeof why === "object" && (
+                <>
+                  {" · "}
+                  <a href="#" onClick={(e) => (e.preventDefault(), setOpen(open === alarmId(a) ? null : alarmId(a)))} data-testid="alarm-why">
+                    {open === alarmId(a) ? "hide why" : "why?"}
+                  </a>
+                </>
+              )}
+            </div>
+            {why && open === alarmId(a) && <Explanation why={why} onShow={onShow} />}
           </div>
         );
       })}
