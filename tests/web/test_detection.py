@@ -5,6 +5,7 @@ band behind a metric's line, the model that judges each series, refit and accept
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 
 import httpx
 import numpy as np
@@ -236,3 +237,17 @@ def test_an_operator_accepts_the_episode_as_new_normal_then_refits(platform, pag
     card.locator("[data-testid=model-refit]").click()
     expect(card.locator("[data-testid=model-result]")).to_contain_text("model v3")
     expect(card.locator("[data-testid=model-version]")).to_have_text("v3")
+
+    # Or the stretch the charts show: zoomed to the last 5 minutes, that window is accepted.
+    page.get_by_role("button", name="5m").click()
+    card.locator("[data-testid=model-accept]").click()
+    form.locator("[data-testid=accept-span]").select_option("view")
+    page.once("dialog", lambda d: d.accept())
+    form.locator("[data-testid=accept-submit]").click()
+    expect(card.locator("[data-testid=model-version]")).to_have_text("v4")
+    with api(platform) as http:
+        entries = http.get("/audit", params={"action": "detection.accept"}).json()
+    span = entries[0]["detail"]
+    assert span["version"] == 4 and "comment" not in span
+    took = datetime.fromisoformat(span["to"]) - datetime.fromisoformat(span["from"])
+    assert timedelta(minutes=4) < took < timedelta(minutes=6), span

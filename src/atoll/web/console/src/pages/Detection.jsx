@@ -8,17 +8,19 @@ import { can, useMe } from "../me.js";
 import { fmtAgo, fmtDuration, fmtNum, fmtTime, useAsync } from "../util.js";
 import { Empty, ErrorBox } from "../components/common.jsx";
 
-// What "accept as new normal" can take: the current episode (while the series is flagged) or
-// the last N hours, always up to now.
+// What "accept as new normal" can take: the current episode (while the series is flagged), the
+// window shown on the charts (zoom to a stretch, then accept it), or the last N hours up to now.
 const SPANS = [
   ["episode", "the current episode (since it was flagged)"],
+  ["view", "the window shown on the charts"],
   ["900", "the last 15 minutes"],
   ["3600", "the last hour"],
   ["21600", "the last 6 hours"],
   ["86400", "the last 24 hours"],
 ];
 
-export function Detection({ id, project, onChange }) {
+// `view`: the charts' window, [start, end] in seconds and whether it follows the clock.
+export function Detection({ id, project, view, onChange }) {
   const me = useMe();
   const base = project ? `/projects/${enc(project)}/devices/${enc(id)}/detection` : null;
   const det = useAsync(() => (base ? api.get(base) : Promise.resolve(null)), [base]);
@@ -49,7 +51,7 @@ export function Detection({ id, project, onChange }) {
       {!project && <p class="muted small">loading…</p>}
       {det.data && !series.length && <Empty>Nothing judges this device yet: its series are judged from their first reading.</Empty>}
       {series.map((s) => (
-        <SeriesModel key={s.metric} s={s} base={base} operator={can(me, "operator")} reload={det.reload} onChange={onChange} />
+        <SeriesModel key={s.metric} s={s} base={base} view={view} operator={can(me, "operator")} reload={det.reload} onChange={onChange} />
       ))}
     </div>
   );
@@ -66,7 +68,7 @@ function thresholdsOf(t) {
   return out;
 }
 
-function SeriesModel({ s, base, operator, reload, onChange }) {
+function SeriesModel({ s, base, view, operator, reload, onChange }) {
   const m = s.model;
   const flagged = !!s.condition?.flagged;
   const since = toSeconds(s.condition?.since);
@@ -95,14 +97,26 @@ function SeriesModel({ s, base, operator, reload, onChange }) {
 
   async function accept(span, comment) {
     const now = Date.now();
-    const from = span === "episode" ? s.condition.since : new Date(now - Number(span) * 1000).toISOString();
-    const what = span === "episode" ? `since ${fmtTime(since)}` : `the last ${fmtDuration(Number(span))}`;
+    let from;
+    let to = "now";
+    let what;
+    if (span === "episode") {
+      from = s.condition.since;
+      what = `since ${fmtTime(since)}`;
+    } else if (span === "view") {
+      from = new Date(view.start * 1000).toISOString();
+      if (!view.live) to = new Date(view.end * 1000).toISOString();
+      what = `from ${fmtTime(view.start)} to ${view.live ? "now" : fmtTime(view.end)}`;
+    } else {
+      from = new Date(now - Number(span) * 1000).toISOString();
+      what = `of the last ${fmtDuration(Number(span))}`;
+    }
     if (!confirm(`Accept the readings of ${s.metric} ${what} as the new normal? The model learns them, the flag clears and a new model version judges from now on. This is recorded with your name.`)) return;
     setBusy(true);
     setError(null);
     setResult(null);
     try {
-      const rec = await api.post(`${base}/accept`, { metric: s.metric, from, to: "now", ...(comment ? { comment } : {}) });
+      const rec = await api.post(`${base}/accept`, { metric: s.metric, from, to, ...(comment ? { comment } : {}) });
       setResult({ kind: "accept", rec });
       setAccepting(false);
       reload();
@@ -212,7 +226,7 @@ function SeriesModel({ s, base, operator, reload, onChange }) {
           </button>
         </div>
       )}
-      {operator && accepting && <AcceptForm flagged={flagged} since={since} busy={busy} onAccept={accept} onCancel={() => setAccepting(false)} />}
+      {operator && accepting && <AcceptForm flagged={flagged} since={since} view={view} busy={busy} onAccept={accept} onCancel={() => setAccepting(false)} />}
       <ErrorBox error={error} />
       {result && (
         <p class="ok small" data-testid="model-result">
@@ -225,10 +239,15 @@ function SeriesModel({ s, base, operator, reload, onChange }) {
   );
 }
 
-function AcceptForm({ flagged, since, busy, onAccept, onCancel }) {
+function AcceptForm({ flagged, since, view, busy, onAccept, onCancel }) {
   const [span, setSpan] = useState(flagged && since ? "episode" : "3600");
   const [comment, setComment] = useState("");
-  const options = SPANS.filter(([k]) => k !== "episode" || (flagged && since));
+  const options = SPANS.filter(([k]) => (k !== "episode" || (flagged && since)) && (k !== "view" || view));
+  const label = (k, text) => {
+    if (k === "episode") return `${text}: ${fmtTime(since)} → now`;
+    if (k === "view") return `${text}: ${fmtTime(view.start)} → ${view.live ? "now" : fmtTime(view.end)}`;
+    return `${text} → now`;
+  };
   return (
     <form
       class="accept-form"
@@ -241,9 +260,9 @@ function AcceptForm({ flagged, since, busy, onAccept, onCancel }) {
       <label>
         Readings to learn as normal
         <select value={span} onChange={(e) => setSpan(e.currentTarget.value)} data-testid="accept-span">
-          {options.map(([k, label]) => (
+          {options.map(([k, text]) => (
             <option key={k} value={k}>
-              {k === "episode" ? `${label}: ${fmtTime(since)} → now` : `${label} → now`}
+              {label(k, text)}
             </option>
           ))}
         </select>

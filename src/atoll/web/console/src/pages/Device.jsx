@@ -218,7 +218,7 @@ export function Device({ id }) {
             ))}
           </div>
           {tab === "twin" && <Twin id={id} />}
-          {tab === "detection" && <Detection id={id} project={d.project} onChange={() => setRange((r) => ({ ...r, nonce: r.nonce + 1 }))} />}
+          {tab === "detection" && <Detection id={id} project={d.project} view={{ start: rs, end: re, live: range.live }} onChange={() => setRange((r) => ({ ...r, nonce: r.nonce + 1 }))} />}
           {tab === "commands" && <Commands id={id} />}
           {tab === "alarms" && <DeviceAlarms alarms={alarms} onShow={(start, end) => setRange((r) => ({ start, end, live: false, nonce: r.nonce }))} />}
           {tab === "credentials" && <Credentials id={id} device={d} />}
