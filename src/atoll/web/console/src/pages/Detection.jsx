@@ -11,12 +11,12 @@ import { Empty, ErrorBox } from "../components/common.jsx";
 // What "accept as new normal" can take: the current episode (while the series is flagged), the
 // window shown on the charts (zoom to a stretch, then accept it), or the last N hours up to now.
 const SPANS = [
-  ["episode", "the current episode (since it was flagged)"],
-  ["view", "the window shown on the charts"],
-  ["900", "the last 15 minutes"],
+  ["episode", "this episode"],
+  ["view", "the charts' window"],
+  ["900", "the last 15 min"],
   ["3600", "the last hour"],
-  ["21600", "the last 6 hours"],
-  ["86400", "the last 24 hours"],
+  ["21600", "the last 6 h"],
+  ["86400", "the last 24 h"],
 ];
 
 // `view`: the charts' window, [start, end] in seconds and whether it follows the clock.
@@ -239,14 +239,20 @@ function SeriesModel({ s, base, view, operator, reload, onChange }) {
   );
 }
 
+// A time as HH:MM:SS when it is today, else with its date.
+function short(t) {
+  const f = fmtTime(t);
+  return f.slice(0, 10) === fmtTime(Date.now() / 1000).slice(0, 10) ? f.slice(11) : f;
+}
+
 function AcceptForm({ flagged, since, view, busy, onAccept, onCancel }) {
   const [span, setSpan] = useState(flagged && since ? "episode" : "3600");
   const [comment, setComment] = useState("");
   const options = SPANS.filter(([k]) => (k !== "episode" || (flagged && since)) && (k !== "view" || view));
   const label = (k, text) => {
-    if (k === "episode") return `${text}: ${fmtTime(since)} → now`;
-    if (k === "view") return `${text}: ${fmtTime(view.start)} → ${view.live ? "now" : fmtTime(view.end)}`;
-    return `${text} → now`;
+    if (k === "episode") return `${text}, since ${short(since)}`;
+    if (k === "view") return `${text}, ${short(view.start)} → ${view.live ? "now" : short(view.end)}`;
+    return text;
   };
   return (
     <form
@@ -257,7 +263,7 @@ function AcceptForm({ flagged, since, view, busy, onAccept, onCancel }) {
         onAccept(span, comment.trim());
       }}
     >
-      <label>
+      <label title={span === "view" ? `${fmtTime(view.start)} → ${view.live ? "now" : fmtTime(view.end)}` : span === "episode" ? `${fmtTime(since)} → now` : "up to now"}>
         Readings to learn as normal
         <select value={span} onChange={(e) => setSpan(e.currentTarget.value)} data-testid="accept-span">
           {options.map(([k, text]) => (
