@@ -77,12 +77,61 @@ export function useSlidingWindow(plot, rangeRef) {
   }, [live]);
 }
 
+// The expected band the detection service stores for the readings it flagged ("<metric>.expected_lo"
+// and ".expected_hi"): both edges on one time axis (downsampled edges may not share timestamps,
+// so each lo point takes the nearest hi).
+export function joinBand(lo, hi) {
+  const x = [];
+  const a = [];
+  const b = [];
+  if (!lo || !hi || !lo.x.length || !hi.x.length) return { x, lo: a, hi: b };
+  let j = 0;
+  for (let i = 0; i < lo.x.length; i++) {
+    const t = lo.x[i];
+    while (j + 1 < hi.x.length && Math.abs(hi.x[j + 1] - t) <= Math.abs(hi.x[j] - t)) j++;
+    if (lo.y[i] === null || hi.y[j] === null) continue;
+    x.push(t);
+    a.push(Math.min(lo.y[i], hi.y[j]));
+    b.push(Math.max(lo.y[i], hi.y[j]));
+  }
+  return { x, lo: a, hi: b };
+}
+
+// Index of the element of the sorted array xs nearest to t (-1 when empty).
+function nearest(xs, t) {
+  if (!xs.length) return -1;
+  let lo = 0;
+  let hi = xs.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid] < t) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo > 0 && Math.abs(xs[lo - 1] - t) <= Math.abs(xs[lo] - t) ? lo - 1 : lo;
+}
+
+// Median spacing of a sorted time axis: band points further apart than a few of these are
+// separate episodes, drawn as separate shapes.
+function typicalStep(xs) {
+  if (xs.length < 2) return 1;
+  const d = [];
+  for (let i = 1; i < xs.length && d.length < 512; i++) d.push(xs[i] - xs[i - 1]);
+  d.sort((p, q) => p - q);
+  return d[d.length >> 1] || 1;
+}
+
+export const BAND_FILL = "rgba(63,174,90,0.22)";
+export const BAND_EDGE = "rgba(63,174,90,0.75)";
+export const FLAG_COLOR = "#e5484d";
+
 const COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def"];
 
-export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alarms, liveRef, syncKey }) {
+export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, onRange, alarms, liveRef, syncKey }) {
   const box = useRef(null);
   const plot = useRef(null);
-  const data = useRef({ main: { x: [], y: [] }, extra: null });
+  const data = useRef({ main: { x: [], y: [] }, extra: null, band: null });
+  const [bandPoints, setBandPoints] = useState(0);
+  const bandKey = bandMetrics ? `${bandMetrics.lo}|${bandMetrics.hi}` : "";
   const [status, setStatus] = useState({ loading: true, points: 0, error: null });
   const [last, setLast] = useState(null);
   const alarmsRef = useRef(alarms);
@@ -105,7 +154,25 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
       { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" } },
       { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" }, size: 56 },
     ];
-    const scales = { x: { time: true, auto: false, range: () => effRange(rangeRef.current) } };
+    const scales = {
+      x: { time: true, auto: false, range: () => effRange(rangeRef.current) },
+      // The expected band counts for the y range, so a reading far above it leaves both in view.
+      y: {
+        range: (u, mn, mx) => {
+          const b = data.current.band;
+          if (b && b.x.length) {
+            const [a, z] = [u.scales.x.min, u.scales.x.max];
+            for (let i = 0; i < b.x.length; i++) {
+              if (b.x[i] < a || b.x[i] > z) continue;
+              mn = mn === null || b.lo[i] < mn ? b.lo[i] : mn;
+              mx = mx === null || b.hi[i] > mx ? b.hi[i] : mx;
+            }
+          }
+          if (mn === null || mx === null) return [0, 1];
+          return uPlot.rangeNum(mn, mx, 0.1, true);
+        },
+      },
+    };
     if (anomalyMetric) {
       series.push({ label: "anomaly score", stroke: "#e5a13a", width: 1, scale: "score", fill: "#e5a13a22", value: (u, v) => fmtNum(v), paths: uPlot.paths.stepped({ align: 1 }) });
       axes.push({ scale: "score", side: 1, stroke: "#e5a13a", grid: { show: false }, size: 40 });
@@ -143,10 +210,81 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
               ctx.fillStyle = "#e5484d";
               ctx.fillRect(x0, top, 2, h);
             }
+            drawBand(u);
           },
         ],
+        draw: [(u) => drawFlags(u)],
       },
     };
+    // The expected band: one shape per run of flagged readings, behind the metric's line.
+    function drawBand(u) {
+      const b = data.current.band;
+      if (!b || !b.x.length) return;
+      const ctx = u.ctx;
+      const { left, top, width: w, height: h } = u.bbox;
+      const gap = 3 * Math.max(typicalStep(data.current.main.x), typicalStep(b.x));
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(left, top, w, h);
+      ctx.clip();
+      const px = (t) => u.valToPos(t, "x", true);
+      const py = (v) => u.valToPos(v, "y", true);
+      let i = 0;
+      while (i < b.x.length) {
+        let j = i;
+        while (j + 1 < b.x.length && b.x[j + 1] - b.x[j] <= gap) j++;
+        ctx.fillStyle = BAND_FILL;
+        ctx.strokeStyle = BAND_EDGE;
+        ctx.lineWidth = devicePixelRatio;
+        if (j === i) {
+          const x = px(b.x[i]);
+          ctx.fillRect(x - 2 * devicePixelRatio, py(b.hi[i]), 4 * devicePixelRatio, Math.max(1, py(b.lo[i]) - py(b.hi[i])));
+        } else {
+          ctx.beginPath();
+          for (let k = i; k <= j; k++) ctx.lineTo(px(b.x[k]), py(b.hi[k]));
+          for (let k = j; k >= i; k--) ctx.lineTo(px(b.x[k]), py(b.lo[k]));
+          ctx.closePath();
+          ctx.fill();
+          ctx.beginPath();
+          for (let k = i; k <= j; k++) ctx.lineTo(px(b.x[k]), py(b.hi[k]));
+          ctx.stroke();
+          ctx.beginPath();
+          for (let k = i; k <= j; k++) ctx.lineTo(px(b.x[k]), py(b.lo[k]));
+          ctx.stroke();
+        }
+        i = j + 1;
+      }
+      ctx.restore();
+    }
+
+    // Flagged readings (those with an expected band) as red dots on the metric's line.
+    function drawFlags(u) {
+      const b = data.current.band;
+      const m = data.current.main;
+      if (!b || !b.x.length || !m.x.length) return;
+      const ctx = u.ctx;
+      const { left, top, width: w, height: h } = u.bbox;
+      const gap = 3 * typicalStep(m.x);
+      const r = 2.5 * devicePixelRatio;
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(left, top, w, h);
+      ctx.clip();
+      ctx.fillStyle = FLAG_COLOR;
+      let lastX = -Infinity;
+      for (let i = 0; i < b.x.length; i++) {
+        const k = nearest(m.x, b.x[i]);
+        if (k < 0 || Math.abs(m.x[k] - b.x[i]) > gap || m.y[k] === null || m.y[k] === undefined) continue;
+        const x = u.valToPos(m.x[k], "x", true);
+        if (x - lastX < r) continue; // one dot per few pixels is enough
+        lastX = x;
+        ctx.beginPath();
+        ctx.arc(x, u.valToPos(m.y[k], "y", true), r, 0, 2 * Math.PI);
+        ctx.fill();
+      }
+      ctx.restore();
+    }
+
     const u = new uPlot(opts, align(data.current.main, data.current.extra, !!anomalyMetric), el);
     plot.current = u;
     // Wheel zooms around the cursor, shift+wheel pans; both re-query at the new range.
@@ -200,9 +338,13 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
     Promise.all([
       fetchChart(device, metric, qs, end, width, ctl.signal),
       anomalyMetric ? fetchChart(device, anomalyMetric, qs, end, width, ctl.signal).catch(() => null) : null,
+      bandMetrics ? fetchChart(device, bandMetrics.lo, qs, end, width, ctl.signal).catch(() => null) : null,
+      bandMetrics ? fetchChart(device, bandMetrics.hi, qs, end, width, ctl.signal).catch(() => null) : null,
     ]).then(
-      ([main, extra]) => {
-        data.current = { main, extra };
+      ([main, extra, lo, hi]) => {
+        const band = bandMetrics ? joinBand(lo, hi) : null;
+        data.current = { main, extra, band };
+        setBandPoints(band ? band.x.length : 0);
         if (plot.current) {
           plot.current.setData(align(main, extra, !!anomalyMetric), false);
           const [a, b] = effRange(rangeRef.current);
@@ -220,7 +362,7 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
       },
     );
     return () => ctl.abort();
-  }, [device, metric, anomalyMetric, range.start, range.end, range.live, range.nonce]);
+  }, [device, metric, anomalyMetric, bandKey, range.start, range.end, range.live, range.nonce]);
   // (In live mode start/end only change when the user picks another span.)
 
   // Alarm overlays change without new data: just redraw.
@@ -231,7 +373,7 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
   // Live points are appended locally between re-queries (the server is re-asked on zoom).
   useEffect(() => {
     if (!liveRef) return;
-    const handler = { metric, push, pushScore };
+    const handler = { metric, push, pushScore, pushBand };
     liveRef.current.add(handler);
     return () => liveRef.current.delete(handler);
   }, [metric]);
@@ -272,14 +414,32 @@ export function ChartPanel({ device, metric, anomalyMetric, range, onRange, alar
     redraw();
   }
 
+  function pushBand(t, lo, hi) {
+    if (typeof lo !== "number" || typeof hi !== "number") return;
+    const d = data.current;
+    if (!d.band) d.band = { x: [], lo: [], hi: [] };
+    const bx = d.band.x;
+    if (bx.length && t <= bx[bx.length - 1]) return;
+    bx.push(t);
+    d.band.lo.push(Math.min(lo, hi));
+    d.band.hi.push(Math.max(lo, hi));
+    setBandPoints(bx.length);
+    redraw();
+  }
+
   useSlidingWindow(plot, rangeRef);
 
   return (
-    <div class="panel chart-panel" data-testid={`chart-${metric}`} data-points={status.points}>
+    <div class="panel chart-panel" data-testid={`chart-${metric}`} data-points={status.points} data-band={bandPoints}>
       <div class="panel-head">
         <span class="swatch" style={{ background: color }} />
         <strong>{metric}</strong>
         {anomalyMetric && <span class="tag warn">anomaly overlay</span>}
+        {bandPoints > 0 && (
+          <span class="band-key small" data-testid={`band-legend-${metric}`} title="Where the model flagged readings, the range of values it expected of them (the detection service stores it as this metric's expected_lo / expected_hi series)">
+            <span class="band-swatch" /> expected band (model) <span class="flag-dot" /> flagged reading
+          </span>
+        )}
         <span class="grow" />
         <span class="muted small" data-testid={`last-${metric}`}>
           {last ? `last ${fmtNum(last.v)}` : ""}

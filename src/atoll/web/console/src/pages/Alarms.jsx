@@ -3,7 +3,7 @@ import { useState } from "preact/hooks";
 import { api, enc, items, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link } from "../router.jsx";
-import { currentProject, fmtAgo, fmtTime, useAsync } from "../util.js";
+import { currentProject, fmtAgo, fmtNum, fmtTime, useAsync } from "../util.js";
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 
 export function alarmId(a) {
@@ -175,8 +175,10 @@ function AlarmDetails({ a, reload }) {
       setError(err);
     }
   }
+  const why = d.context?.anomaly;
   return (
     <div class="alarm-details">
+      {why && typeof why === "object" && <Explanation why={why} device={d.device ?? d.device_id} />}
       <div>
         <h3>History</h3>
         <ul class="timeline">
@@ -208,6 +210,91 @@ function AlarmDetails({ a, reload }) {
         </form>
         <ErrorBox error={error} />
       </div>
+    </div>
+  );
+}
+
+// The signals of the fitted detector (src/atoll/detect/fitted.py), named as a reliability engineer
+// would; sensors of a jointly judged group are shown by their own names.
+const SIGNALS = { nn: "shape unlike normal", ar: "forecast residual", band: "outside normal range" };
+
+// Why an anomaly rule raised the alarm: the reading behind it, what its model expected of it,
+// what contributed (shares sum to 1), the model version, and the device's charts at that time.
+export function Explanation({ why, device, onShow }) {
+  const at = toSeconds(why.ts);
+  const expected = Object.entries(why.expected || {});
+  const contributors = why.contributors || [];
+  const value = (m) => (why.values ? why.values[m] : m === why.metric ? why.value : undefined);
+  const around = at ? `?start=${Math.floor((at - 1800) * 1000)}&end=${Math.ceil((at + 600) * 1000)}` : "";
+  return (
+    <div class="explanation" data-testid="alarm-explanation">
+      <h3>Why</h3>
+      <p class="small">
+        <span class="mono">{why.metric}</span> judged abnormal at {fmtTime(at)}, score <span class="mono">{fmtNum(why.score)}</span>
+      </p>
+      {expected.length > 0 && (
+        <table class="mini" data-testid="alarm-expected">
+          <tbody>
+            {expected.map(([m, e]) => (
+              <tr key={m}>
+                <td class="mono">{m}</td>
+                <td>
+                  was <strong class="mono">{fmtNum(value(m))}</strong>
+                </td>
+                <td>
+                  expected {e.value !== null && e.value !== undefined && <span class="mono">{fmtNum(e.value)}</span>}
+                  {e.lo !== null && e.lo !== undefined && e.hi !== null && e.hi !== undefined && (
+                    <span class="muted">
+                      {" "}
+                      (band <span class="mono">{fmtNum(e.lo)}</span> – <span class="mono">{fmtNum(e.hi)}</span>)
+                    </span>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {contributors.length > 0 && (
+        <>
+          <div class="muted small">top contributors</div>
+          <ul class="contributors" data-testid="alarm-contributors">
+            {contributors.map((c) => (
+              <li key={c.name} data-name={c.name}>
+                <span class="name" title={SIGNALS[c.name] ? `${c.name}: ${SIGNALS[c.name]}` : c.name}>
+                  <span class="mono">{c.name}</span>
+                  {SIGNALS[c.name] && <span class="muted small"> {SIGNALS[c.name]}</span>}
+                </span>
+                <span class="share-bar">
+                  <span style={{ width: `${Math.max(1, Math.round(c.share * 100))}%` }} />
+                </span>
+                <span class="mono small">{Math.round(c.share * 100)}%</span>
+              </li>
+            ))}
+          </ul>
+        </>
+      )}
+      <p class="small">
+        {why.model ? (
+          <>
+            model <span class="mono" data-testid="alarm-model">{why.model.id}</span> (v{why.model.version})
+          </>
+        ) : (
+          why.detector && <>detector <span class="mono">{why.detector.name}</span></>
+        )}
+        {why.detector && why.model && <span class="muted"> · detector {why.detector.name}</span>}
+      </p>
+      {onShow && at ? (
+        <button class="btn small" onClick={() => onShow(at - 1800, at + 600)} data-testid="alarm-chart-link">
+          Show {fmtTime(at)} on the charts
+        </button>
+      ) : (
+        device && (
+          <Link href={`/devices/${enc(device)}${around}`} data-testid="alarm-chart-link">
+            Device chart at {fmtTime(at)} →
+          </Link>
+        )
+      )}
     </div>
   );
 }

@@ -7,7 +7,7 @@ import { currentProject, fmtAgo, fmtDuration, fmtTime, markPrimaryReady, useAsyn
 import { ChartPanel, effRange } from "../components/Chart.jsx";
 import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { lastSeen, onlineState } from "./Overview.jsx";
-import { alarmId, alarmState, alarmTimes } from "./Alarms.jsx";
+import { Explanation, alarmId, alarmState, alarmTimes } from "./Alarms.jsx";
 
 const PRESETS = [
   ["5m", 300],
@@ -23,15 +23,25 @@ const PRESETS = [
 // names it with atoll.core.events.score_metric, and SCORE_SUFFIX must equal that module's
 // (tests/web/test_console.py shows a score series as its metric's overlay).
 export const SCORE_SUFFIX = ".anomaly_score";
+// The expected band of flagged readings: atoll.core.events.EXPECTED_SUFFIXES (expected_metric).
+export const BAND_SUFFIXES = { lo: ".expected_lo", hi: ".expected_hi" };
 
 export function splitMetrics(names) {
   const base = [];
   const score = new Map();
+  const band = new Map();
   for (const n of names) {
+    const side = Object.keys(BAND_SUFFIXES).find((k) => n.endsWith(BAND_SUFFIXES[k]) && n.length > BAND_SUFFIXES[k].length);
     if (n.endsWith(SCORE_SUFFIX) && n.length > SCORE_SUFFIX.length) score.set(n.slice(0, -SCORE_SUFFIX.length), n);
-    else base.push(n);
+    else if (side) {
+      const m = n.slice(0, -BAND_SUFFIXES[side].length);
+      band.set(m, { ...band.get(m), [side]: n });
+    } else base.push(n);
   }
-  return base.sort().map((n) => ({ metric: n, anomaly: score.get(n) || null }));
+  return base.sort().map((n) => {
+    const b = band.get(n);
+    return { metric: n, anomaly: score.get(n) || null, band: b && b.lo && b.hi ? b : null };
+  });
 }
 
 function metricName(s) {
@@ -103,6 +113,18 @@ export function Device({ id }) {
           series.reload();
         }
         for (const h of liveRef.current) if (h.metric === m.metric) h.pushScore(toSeconds(m.ts), m.score);
+        // A flagged reading brings the band its model expected (per metric of a judged group);
+        // the band's series appear with the first one, so re-list once to draw them.
+        if (m.expected) {
+          for (const [k, e] of Object.entries(m.expected)) {
+            if (!e || typeof e.lo !== "number" || typeof e.hi !== "number") continue;
+            if (!metrics.some((x) => x.metric === k && x.band) && !askedScores.current.has(`${k}#band`)) {
+              askedScores.current.add(`${k}#band`);
+              series.reload();
+            }
+            for (const h of liveRef.current) if (h.metric === k) h.pushBand(toSeconds(m.ts), e.lo, e.hi);
+          }
+        }
       } else if (m.type === "alarm") {
         alarms.reload();
       }
@@ -178,6 +200,7 @@ export function Device({ id }) {
               device={id}
               metric={m.metric}
               anomalyMetric={m.anomaly}
+              bandMetrics={m.band}
               range={range}
               onRange={(r) => setRange({ ...r, nonce: range.nonce })}
               alarms={overlay.filter((a) => !a.metric || a.metric === m.metric)}
@@ -188,20 +211,31 @@ export function Device({ id }) {
         </section>
         <aside class="side">
           <div class="tabs">
-            {["twin", "commands", "alarms", "credentials"].map((k) => (
+            {["twin", "detection", "commands", "alarms", "credentials"].map((k) => (
               <button key={k} class={tab === k ? "active" : ""} onClick={() => setTab(k)} data-testid={`tab-${k}`}>
                 {k}
               </button>
             ))}
           </div>
           {tab === "twin" && <Twin id={id} />}
+          {tab === "detection" && <Detection id={id} project={d.project} view={{ start: rs, end: re, live: range.live }} onChange={() => setRange((r) => ({ ...r, nonce: r.nonce + 1 }))} />}
           {tab === "commands" && <Commands id={id} />}
-          {tab === "alarms" && <DeviceAlarms alarms={alarms} />}
+          {tab === "alarms" && <DeviceAlarms alarms={alarms} onShow={(start, end) => setRange((r) => ({ start, end, live: false, nonce: r.nonce }))} />}
           {tab === "credentials" && <Credentials id={id} device={d} />}
         </aside>
       </div>
     </div>
   );
+}
+
+// The detection tab is off the page's critical path: its code loads when first opened.
+let detectionModule = null;
+function Detection(props) {
+  const [mod, setMod] = useState(detectionModule);
+  useEffect(() => {
+    if (!detectionModule) import("./Detection.jsx").then((m) => setMod((detectionModule = m)));
+  }, []);
+  return mod ? <mod.Detection {...props} /> : <div class="panel pad muted">Loading…</div>;
 }
 
 function Twin({ id }) {
@@ -312,16 +346,30 @@ function Commands({ id }) {
   );
 }
 
-function DeviceAlarms({ alarms }) {
+// The device's alarms; one raised by an anomaly rule unfolds its explanation ("why").
+function DeviceAlarms({ alarms, onShow }) {
+  const [open, setOpen] = useState(null);
   return (
-    <div class="panel pad">
+    <div class="panel pad" data-testid="device-alarms">
       <ErrorBox error={alarms.error} />
       {(alarms.data || []).map((a) => {
         const t = alarmTimes(a);
+        const why = a.context?.anomaly;
         return (
-          <div class="alarm-mini" key={alarmId(a)}>
+          <div class="alarm-mini" key={alarmId(a)} data-alarm={alarmId(a)}>
             <Severity value={a.severity} /> <strong>{a.rule_name ?? a.rule ?? a.type ?? "alarm"}</strong> <span class={`state st-${alarmState(a)}`}>{alarmState(a)}</span>
-            <div class="muted small">raised {fmtTime(t.raised)}</div>
+            <div class="muted small">
+              raised {fmtTime(t.raised)}
+              {why && typeof why === "object" && (
+                <>
+                  {" · "}
+                  <a href="#" onClick={(e) => (e.preventDefault(), setOpen(open === alarmId(a) ? null : alarmId(a)))} data-testid="alarm-why">
+                    {open === alarmId(a) ? "hide why" : "why?"}
+                  </a>
+                </>
+              )}
+            </div>
+            {why && open === alarmId(a) && <Explanation why={why} onShow={onShow} />}
           </div>
         );
       })}
