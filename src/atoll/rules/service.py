@@ -10,6 +10,12 @@ The runtime starts it with::
     await svc.stop()
 
 Tests pass a ``FakeClock`` and call ``await svc.tick()`` after moving it.
+
+Inputs come through the bus group ``group`` (default ``"rules"``): on NATS JetStream that is
+one durable consumer per subject, shared by every rules process of the deployment, so each
+message is evaluated by one process, and a message is acknowledged only after its handler
+(evaluation and the alarm writes) returned. What is published while no rules process runs
+waits in the stream and is evaluated when one starts.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from atoll.rules.directory import DeviceDirectory
 from atoll.rules.durations import format_duration
 from atoll.rules.engine import Change, RuleEngine
 from atoll.rules.events import encode_alarm_event
+from atoll.rules.lease import Lease, holder_id
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
 from atoll.rules.notify import Notifier
@@ -60,8 +67,9 @@ class RulesService:
         clock: Clock | None = None,
         tick_interval: float = 1.0,
         refresh_interval: float = 60.0,
-        group: str | None = None,
+        group: str | None = "rules",
         channel_context: ChannelContext | None = None,
+        lease_ttl: float = 15.0,
     ) -> None:
         self.bus = bus
         self.clock = clock or SystemClock()
@@ -79,6 +87,9 @@ class RulesService:
         self.refresh_us = int(refresh_interval * US)
         self._refreshed = self.clock.now_us()
         self.group = group
+        # The timer pass runs in one rules process of the deployment at a time (lease.py).
+        self.timers = Lease(self.db, "timers", holder_id(), int(lease_ttl * US))
+        self.leader = False  # whether this process held the timers lease at its last pass
         self._subs: list[Subscription] = []
         self._ticker: asyncio.Task | None = None
         self.stats = {
@@ -116,6 +127,12 @@ class RulesService:
             await s.unsubscribe()
         self._subs.clear()
         await self.notifier.drain(timeout=self.stop_timeout)
+        if self.leader:
+            self.leader = False
+            try:  # another process takes the timers over at its next pass, not after the ttl
+                self.timers.release()
+            except Exception:
+                log.exception("could not release the rules timers lease")
 
     async def _tick_forever(self) -> None:
         while True:
@@ -190,7 +207,10 @@ class RulesService:
                     self.stats["raised"] += 1
                     await self._announce("raised", alarm, rule, SYSTEM)
             elif (alarm := self.alarms.open_for(ch.rule_id, ch.device)) is not None:
-                alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended")
+                try:
+                    alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended")
+                except Conflict:
+                    return  # another rules process (or a person) cleared it just now
                 self.stats["cleared"] += 1
                 await self._announce("cleared", alarm, rule, SYSTEM)
 
@@ -228,11 +248,18 @@ class RulesService:
     # ------------------------------------------------------------ timers
 
     async def tick(self) -> None:
-        """One timer pass: time-based conditions, escalation, repeats, scheduled reports."""
+        """One timer pass: time-based conditions, escalation, repeats, scheduled reports.
+
+        Only in the process holding the ``timers`` lease; the others just refresh devices."""
         now = self.clock.now_us()
         if now - self._refreshed >= self.refresh_us:
             self._refreshed = now
             self.engine.refresh()  # on the loop: the engine is not thread-safe
+        was, self.leader = self.leader, self.timers.acquire(now)
+        if self.leader != was:
+            log.info("rules timers %s (%s)", "taken" if self.leader else "lost", self.timers.holder)
+        if not self.leader:
+            return
         await self._apply(self.engine.on_tick())
         for alarm in self.alarms.open_alarms():
             rule = self.engine.rules.get(alarm.rule_id)
