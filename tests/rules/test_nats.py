@@ -105,12 +105,15 @@ async def test_a_reading_published_while_rules_are_down_raises_one_alarm_on_star
         await second.stop()
 
 
-async def test_two_rules_processes_evaluate_each_reading_once(deployment, tmp_path):
+async def test_two_rules_processes_sharing_the_work_evaluate_each_reading_once(
+    deployment, tmp_path
+):
     url = f"sqlite:///{tmp_path}/rules.db"
     clock = FakeClock(T0)
-    a = RulesService(deployment(), db=url, clock=clock, tick_interval=0)
+    kw = {"db": url, "clock": clock, "tick_interval": 0, "standby": False}
+    a = RulesService(deployment(), **kw)  # type: ignore[arg-type]
     await a.create_rule(HOT)
-    b = RulesService(deployment(), db=url, clock=clock, tick_interval=0)
+    b = RulesService(deployment(), **kw)  # type: ignore[arg-type]
     await a.start()
     await b.start()
     ingest = deployment()
@@ -125,6 +128,37 @@ async def test_two_rules_processes_evaluate_each_reading_once(deployment, tmp_pa
         assert total() == n + 1, "a reading was evaluated by both processes"
         (alarm,) = a.alarms.list()
         assert (alarm.device, alarm.value) == ("d1", 150)
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+async def test_a_standby_rules_process_takes_over_where_the_other_stopped(deployment, tmp_path):
+    url = f"sqlite:///{tmp_path}/rules.db"
+    clock = FakeClock(T0)
+    a = RulesService(deployment(), db=url, clock=clock, tick_interval=0)
+    await a.create_rule(HOT)
+    b = RulesService(deployment(), db=url, clock=clock, tick_interval=0)
+    await a.start()
+    await b.start()
+    assert (a.standby, a.leader, b.leader) == (True, True, False)
+    ingest = deployment()
+    try:
+        n = 20
+        for i in range(n):
+            await _reading(ingest, "d2", 20 + i, T0 + i)
+        await _reading(ingest, "d1", 150, T0 + n)
+        await _until(lambda: a.stats["readings"] == n + 1, "every reading evaluated by a")
+        assert await _idle(ingest)
+        assert b.stats["readings"] == 0  # the standby consumed nothing
+        (alarm,) = a.alarms.list()
+        await a.stop()
+        await _reading(ingest, "d1", 50, T0 + n + 1)  # nobody consumes: it waits
+        await b.tick()  # the standby's next timer pass takes the lease and consumes
+        await _until(lambda: b.stats["readings"] == 1, "the waiting reading evaluated by b")
+        assert await _idle(ingest)
+        assert b.leader and a.stats["readings"] == n + 1
+        assert b.alarms.get(alarm.id).status == "cleared"  # b clears what a raised
     finally:
         await a.stop()
         await b.stop()

@@ -16,6 +16,11 @@ one durable consumer per subject, shared by every rules process of the deploymen
 message is evaluated by one process, and a message is acknowledged only after its handler
 (evaluation and the alarm writes) returned. What is published while no rules process runs
 waits in the stream and is evaluated when one starts.
+
+One process of the deployment at a time holds the ``timers`` lease (``lease.py``) and runs
+the timer pass. On a shared bus (``standby``, the default there) only that process consumes
+too, so a device's condition state is never split between processes; the others stand by
+and take over when it stops or its lease expires.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from atoll.bus.memory import MemoryBus
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import Conflict, InvalidInput, NotFound
@@ -70,6 +76,7 @@ class RulesService:
         group: str | None = "rules",
         channel_context: ChannelContext | None = None,
         lease_ttl: float = 15.0,
+        standby: bool | None = None,
     ) -> None:
         self.bus = bus
         self.clock = clock or SystemClock()
@@ -77,6 +84,7 @@ class RulesService:
         self.store = store
         self.repo = RuleRepository(self.db)
         self.alarms = AlarmBook(self.db)
+        self.directory = directory
         self.engine = RuleEngine(self.clock, directory)
         ctx = channel_context or ChannelContext()
         if command_sender is not None:
@@ -90,6 +98,13 @@ class RulesService:
         # The timer pass runs in one rules process of the deployment at a time (lease.py).
         self.timers = Lease(self.db, "timers", holder_id(), int(lease_ttl * US))
         self.leader = False  # whether this process held the timers lease at its last pass
+        # A standby process consumes nothing until it holds the lease: one process evaluates
+        # at a time, so a device's condition state is never split. Default: on a shared bus.
+        self.standby = (
+            standby if standby is not None else bus is not None and not isinstance(bus, MemoryBus)
+        )
+        self._started = False
+        self._led = False  # held the lease at some time (its engine state may be stale since)
         self._subs: list[Subscription] = []
         self._ticker: asyncio.Task | None = None
         self.stats = {
@@ -107,25 +122,55 @@ class RulesService:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        if self.bus is not None:
+        self._started = True
+        if self.standby:
+            await self._lead(self.clock.now_us())  # consumes if it gets the lease
+        else:
+            await self._subscribe()
+            self.notifier.resume()
+        if self.tick_interval:
+            self._ticker = asyncio.create_task(self._tick_forever(), name="rules-ticker")
+
+    async def _subscribe(self) -> None:
+        if self.bus is not None and not self._subs:
             self._subs.append(
                 await self.bus.subscribe(topics.ALL_TELEMETRY, self._on_telemetry, group=self.group)
             )
             self._subs.append(
                 await self.bus.subscribe(topics.ALL_ANOMALIES, self._on_anomaly, group=self.group)
             )
-        if self.tick_interval:
-            self._ticker = asyncio.create_task(self._tick_forever(), name="rules-ticker")
-        self.notifier.resume()
+
+    async def _unsubscribe(self) -> None:
+        subs, self._subs = self._subs, []
+        for s in subs:
+            await s.unsubscribe()
+
+    async def _lead(self, now: int) -> bool:
+        """Take or renew the timers lease. A standby process starts consuming when it gets the
+        lease (with fresh condition state, as after a restart) and stops when it loses it."""
+        was, self.leader = self.leader, self.timers.acquire(now)
+        if self.leader != was:
+            log.info("rules lease %s (%s)", "taken" if self.leader else "lost", self.timers.holder)
+        if self.standby and self._started:
+            if self.leader and not was:
+                if self._led:  # another process evaluated meanwhile: forget what we knew
+                    self.engine = RuleEngine(self.clock, self.directory)
+                    for rule in self.repo.list_rules():
+                        self.engine.upsert(rule)
+                self._led = True
+                await self._subscribe()
+                self.notifier.resume()  # what the last holder left pending
+            elif was and not self.leader:
+                await self._unsubscribe()
+        return self.leader
 
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
-        for s in self._subs:
-            await s.unsubscribe()
-        self._subs.clear()
+        self._started = False
+        await self._unsubscribe()
         await self.notifier.drain(timeout=self.stop_timeout)
         if self.leader:
             self.leader = False
@@ -255,10 +300,7 @@ class RulesService:
         if now - self._refreshed >= self.refresh_us:
             self._refreshed = now
             self.engine.refresh()  # on the loop: the engine is not thread-safe
-        was, self.leader = self.leader, self.timers.acquire(now)
-        if self.leader != was:
-            log.info("rules timers %s (%s)", "taken" if self.leader else "lost", self.timers.holder)
-        if not self.leader:
+        if not await self._lead(now):
             return
         await self._apply(self.engine.on_tick())
         for alarm in self.alarms.open_alarms():
