@@ -333,3 +333,28 @@ async def test_an_escalation_restarts_the_repeat_timer(harness):
     assert [n.event for n in harness.sent] == ["raised", "escalated"]
     await harness.tick(600)
     assert [n.event for n in harness.sent] == ["raised", "escalated", "repeat"]
+
+
+async def test_rules_changed_through_another_process_reach_the_lease_holder(tmp_path):
+    """The process evaluating takes in rules another process's API created, changed or
+    deleted, at its next timer pass."""
+    from atoll.bus.memory import MemoryBus
+    from atoll.rules.clock import FakeClock
+
+    url = f"sqlite:///{tmp_path}/rules.db"
+    clock = FakeClock(T0)
+    holder = RulesService(MemoryBus(), db=url, clock=clock, tick_interval=0)
+    api = RulesService(None, db=url, clock=clock, tick_interval=0)  # e.g. a standby's API
+    await holder.tick()
+    assert holder.leader
+    await api.create_rule({**HOT, "notify": {}})
+    await holder.tick()
+    assert holder.engine.rules["hot"].condition.value == 30  # type: ignore[union-attr]
+    clock.advance(1)
+    await api.put_rule({**HOT, "notify": {}, "condition": {**HOT["condition"], "value": 40}})
+    await holder.tick()
+    assert holder.engine.rules["hot"].condition.value == 40  # type: ignore[union-attr]
+    await api.delete_rule("hot")
+    await holder.tick()
+    assert "hot" not in holder.engine.rules
+    await holder.bus.close()  # type: ignore[union-attr]

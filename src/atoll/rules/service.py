@@ -116,6 +116,7 @@ class RulesService:
             "errors": 0,
         }
         self.reports = ReportScheduler(self)
+        self._versions = self.repo.versions()  # the rules the engine has, by updated_at
         for rule in self.repo.list_rules():
             self.engine.upsert(rule)
 
@@ -155,6 +156,7 @@ class RulesService:
             if self.leader and not was:
                 if self._led:  # another process evaluated meanwhile: forget what we knew
                     self.engine = RuleEngine(self.clock, self.directory)
+                    self._versions = self.repo.versions()
                     for rule in self.repo.list_rules():
                         self.engine.upsert(rule)
                 self._led = True
@@ -302,6 +304,7 @@ class RulesService:
             self.engine.refresh()  # on the loop: the engine is not thread-safe
         if not await self._lead(now):
             return
+        self._sync_rules()
         await self._apply(self.engine.on_tick())
         for alarm in self.alarms.open_alarms():
             rule = self.engine.rules.get(alarm.rule_id)
@@ -335,6 +338,21 @@ class RulesService:
                     )
                     self.alarms.notified(alarm.id, now)
         await self.reports.tick(now)
+
+    def _sync_rules(self) -> None:
+        """Take in rules created, changed or deleted through another process's API."""
+        versions = self.repo.versions()
+        if versions == self._versions:
+            return
+        for rule_id in self._versions.keys() - versions.keys():
+            self.engine.remove(rule_id)
+        for rule_id, v in versions.items():
+            if self._versions.get(rule_id) != v:
+                try:
+                    self.engine.upsert(self.repo.get_rule(rule_id))
+                except NotFound:  # deleted in between: the next pass removes it
+                    continue
+        self._versions = versions
 
     # ------------------------------------------------------------ alarm operations (API)
 
@@ -403,21 +421,27 @@ class RulesService:
         rule = self.validate_rule(data, project=project)
         if auto_id:
             rule = self._unique_id(rule)
-        self.repo.create_rule(rule, self.clock.now_us())
+        now = self.clock.now_us()
+        self.repo.create_rule(rule, now)
         self.engine.upsert(rule)
+        assert rule.id is not None  # a validated Rule always has one (from its name)
+        self._versions[rule.id] = now
         return rule
 
     async def put_rule(self, data: Any, *, project: str | None = None) -> Rule:
         rule = self.validate_rule(data, project=project)
-        self.repo.put_rule(rule, self.clock.now_us())
+        now = self.clock.now_us()
+        self.repo.put_rule(rule, now)
         self.engine.upsert(rule)
         assert rule.id is not None  # a validated Rule always has one (from its name)
+        self._versions[rule.id] = now
         await self._close_orphans(rule.id, "rule changed")
         return rule
 
     async def delete_rule(self, rule_id: str) -> None:
         self.repo.delete_rule(rule_id)
         self.engine.remove(rule_id)
+        self._versions.pop(rule_id, None)
         await self._close_orphans(rule_id, "rule deleted")
 
     async def _close_orphans(self, rule_id: str, why: str) -> None:
