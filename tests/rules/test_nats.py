@@ -39,8 +39,8 @@ async def deployment(server):
     root = "r" + uuid.uuid4().hex[:10]
     buses: list[NatsBus] = []
 
-    def make() -> NatsBus:
-        bus = NatsBus(server.url, prefix=root, stream="S" + root)
+    def make(**kw) -> NatsBus:
+        bus = NatsBus(server.url, prefix=root, stream="S" + root, **kw)
         buses.append(bus)
         return bus
 
@@ -136,9 +136,11 @@ async def test_two_rules_processes_sharing_the_work_evaluate_each_reading_once(
 async def test_a_standby_rules_process_takes_over_where_the_other_stopped(deployment, tmp_path):
     url = f"sqlite:///{tmp_path}/rules.db"
     clock = FakeClock(T0)
-    a = RulesService(deployment(), db=url, clock=clock, tick_interval=0)
+    # A message published as the holder leaves may already be on its way to it: the server
+    # gives it to the group again after ack_wait (30 s by default, 1 s here).
+    a = RulesService(deployment(ack_wait=1.0), db=url, clock=clock, tick_interval=0)
     await a.create_rule(HOT)
-    b = RulesService(deployment(), db=url, clock=clock, tick_interval=0)
+    b = RulesService(deployment(ack_wait=1.0), db=url, clock=clock, tick_interval=0)
     await a.start()
     await b.start()
     assert (a.standby, a.leader, b.leader) == (True, True, False)

@@ -306,9 +306,12 @@ class RulesService:
             return
         self._sync_rules()
         await self._apply(self.engine.on_tick())
-        for alarm in self.alarms.open_alarms():
-            rule = self.engine.rules.get(alarm.rule_id)
-            if rule is None or alarm.acknowledged:
+        for listed in self.alarms.open_alarms():
+            # Announcing awaits, and readings handled meanwhile may clear or acknowledge
+            # alarms: each is read again before anything is sent for it.
+            alarm = self._still_open(listed)
+            rule = self.engine.rules.get(listed.rule_id)
+            if alarm is None or rule is None or alarm.acknowledged:
                 continue
             age = now - alarm.raised_at
             due = [i for i, s in enumerate(rule.escalation) if age >= s.after * US]
@@ -317,8 +320,11 @@ class RulesService:
                 why = f"not acknowledged after {format_duration(step.after)}"
                 alarm = self.alarms.escalate(alarm.id, level + 1, step.severity, now, why)
                 await self._announce("escalated", alarm, rule, SYSTEM, step.channels, why)
+                if (alarm := self._still_open(alarm)) is None or alarm.acknowledged:
+                    break
             # Escalating notified just now: the repeat timer restarts from there.
-            alarm = self.alarms.open_for(alarm.rule_id, alarm.device) or alarm
+            if alarm is None or alarm.acknowledged:
+                continue
             every = rule.notify.repeat_every
             if every and rule.notify.channels:
                 last = alarm.last_notified_at or alarm.raised_at
@@ -338,6 +344,11 @@ class RulesService:
                     )
                     self.alarms.notified(alarm.id, now)
         await self.reports.tick(now)
+
+    def _still_open(self, alarm: Alarm) -> Alarm | None:
+        """The alarm as it is now, ``None`` if it was cleared since."""
+        now = self.alarms.open_for(alarm.rule_id, alarm.device)
+        return now if now is not None and now.id == alarm.id else None
 
     def _sync_rules(self) -> None:
         """Take in rules created, changed or deleted through another process's API."""
