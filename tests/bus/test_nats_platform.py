@@ -119,3 +119,72 @@ async def test_unreachable_nats_fails_the_start_with_the_url(tmp_path):
     )
     with pytest.raises(Unavailable, match="127.0.0.1:1"):
         await p.start()
+
+
+async def test_two_nodes_run_rules_one_evaluates_and_the_other_takes_over(
+    tmp_path, nats_url, pg_db
+):
+    """Two ``atoll up`` nodes with the rules service on one NATS and PostgreSQL: a rule made
+    through node b is evaluated by node a (the lease holder); readings posted to node b raise
+    one alarm; when node a stops, node b takes over and clears it."""
+    from atoll.rules.service import RulesService
+
+    def node(name: str) -> Platform:
+        settings = Settings(
+            home=tmp_path / name,
+            bus_url=nats_url,
+            store_url=pg_db,
+            registry_url=pg_db,
+            http_port=0,
+            mqtt_mode="off",
+            services=["rules"],
+        )
+        return Platform(settings, password_hasher=FAST)
+
+    async def until(cond, what: str) -> None:
+        for _ in range(1500):
+            if cond():
+                return
+            await asyncio.sleep(0.02)
+        pytest.fail(f"never happened: {what}")
+
+    a, b = node("a"), node("b")
+    await a.start()
+    await b.start()
+    try:
+        ra = next(s for s in a.services if isinstance(s, RulesService))
+        rb = next(s for s in b.services if isinstance(s, RulesService))
+        assert (ra.leader, rb.leader) == (True, False)
+        a.registry.create_project("default", "Lab", project_id="lab")
+        _, creds = a.registry.register_device("lab", device_id="pump1")
+        await rb.create_rule(
+            {
+                "name": "Hot",
+                "project": "lab",
+                "target": {"device": "pump1"},
+                "condition": {"type": "threshold", "metric": "temp", "value": 100},
+            }
+        )
+        await until(lambda: "hot" in ra.engine.rules, "node a took in the rule made on node b")
+
+        async def post(ts_ms: int, temp: float) -> None:
+            async with httpx.AsyncClient(base_url=b.http_url) as http:
+                r = await http.post(
+                    "/api/v1/ingest/telemetry",
+                    auth=("pump1", creds.secret),
+                    json=[{"ts": ts_ms, "values": {"temp": temp}}],
+                )
+                assert r.status_code in (200, 201, 202), r.text
+
+        await post(T0_MS, 150)
+        await until(lambda: len(rb.alarms.list()) == 1, "the alarm raised")
+        assert (ra.stats["readings"], rb.stats["readings"]) == (1, 0)
+        await a.stop()
+        await until(lambda: rb.leader, "node b took the lease")
+        await post(T0_MS + 1000, 20)
+        await until(lambda: rb.stats["readings"] == 1, "node b evaluated the reading")
+        (alarm,) = rb.alarms.list()
+        assert (alarm.status, alarm.value) == ("cleared", 150)
+    finally:
+        await a.stop()
+        await b.stop()

@@ -91,3 +91,42 @@ def test_nodes_creating_the_rules_tables_at_once_on_a_fresh_database_all_start()
         for engine in engines:
             engine.dispose()
         assert not failed and len(engines) == 4
+
+
+async def test_timers_lease_and_raising_are_exclusive_across_processes_on_postgresql(pg_url):
+    """Eight rules processes' worth of engines race for the timers lease and to raise one
+    alarm: one of each wins; the lease moves on only once released or expired."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from atoll.rules.alarms import AlarmBook
+    from atoll.rules.lease import Lease
+    from atoll.rules.model import Rule
+
+    engines = [db.connect(pg_url) for _ in range(8)]
+    leases = [Lease(e, "race", f"holder-{i}", 15_000_000) for i, e in enumerate(engines)]
+    books = [AlarmBook(e) for e in engines]
+    rule = Rule.model_validate(
+        {
+            "id": "race",
+            "name": "Race",
+            "project": "p",
+            "target": {"device": "d9"},
+            "condition": {"type": "threshold", "metric": "t", "value": 1},
+        }
+    )
+    with ThreadPoolExecutor(8) as pool:
+        won = list(pool.map(lambda lease: lease.acquire(T0), leases))
+        raised = list(pool.map(lambda b: b.raise_(rule, "d9", T0, 5.0, "hot"), books))
+    assert won.count(True) == 1
+    assert sum(a is not None for a in raised) == 1
+    assert [a.device for a in books[0].open_alarms() if a.rule_id == "race"] == ["d9"]
+    holder = won.index(True)
+    other = leases[(holder + 1) % 8]
+    assert leases[holder].acquire(T0 + 10_000_000)  # renewed
+    assert not other.acquire(T0 + 20_000_000)  # renewed until T0 + 25 s
+    assert other.acquire(T0 + 25_000_000)  # expired: taken over
+    assert not leases[holder].acquire(T0 + 26_000_000)
+    other.release()
+    assert leases[holder].acquire(T0 + 27_000_000)  # released: free at once
+    for e in engines:
+        e.dispose()

@@ -333,3 +333,72 @@ async def test_an_escalation_restarts_the_repeat_timer(harness):
     assert [n.event for n in harness.sent] == ["raised", "escalated"]
     await harness.tick(600)
     assert [n.event for n in harness.sent] == ["raised", "escalated", "repeat"]
+
+
+async def test_rules_changed_through_another_process_reach_the_lease_holder(tmp_path):
+    """The process evaluating takes in rules another process's API created, changed or
+    deleted, at its next timer pass."""
+    from atoll.bus.memory import MemoryBus
+    from atoll.rules.clock import FakeClock
+
+    url = f"sqlite:///{tmp_path}/rules.db"
+    clock = FakeClock(T0)
+    holder = RulesService(MemoryBus(), db=url, clock=clock, tick_interval=0)
+    api = RulesService(None, db=url, clock=clock, tick_interval=0)  # e.g. a standby's API
+    await holder.tick()
+    assert holder.leader
+    await api.create_rule({**HOT, "notify": {}})
+    await holder.tick()
+    assert holder.engine.rules["hot"].condition.value == 30  # type: ignore[union-attr]
+    clock.advance(1)
+    await api.put_rule({**HOT, "notify": {}, "condition": {**HOT["condition"], "value": 40}})
+    await holder.tick()
+    assert holder.engine.rules["hot"].condition.value == 40  # type: ignore[union-attr]
+    await api.delete_rule("hot")
+    await holder.tick()
+    assert "hot" not in holder.engine.rules
+    await holder.bus.close()  # type: ignore[union-attr]
+
+
+async def test_an_alarm_cleared_while_the_timer_pass_announces_gets_nothing_more(tmp_path):
+    """Announcing one alarm's escalation awaits the bus; a reading handled meanwhile clears
+    another alarm. That one gets no escalation and no repeat after its clear."""
+    from atoll.bus.memory import MemoryBus
+    from atoll.rules.alarms import SYSTEM
+    from atoll.rules.clock import FakeClock
+    from atoll.rules.model import ChannelSpec
+
+    class ClearingBus(MemoryBus):
+        """Clears d2's alarm while d1's escalation is being published."""
+
+        svc: RulesService | None = None
+
+        async def publish(self, subject: str, data: bytes) -> None:
+            await super().publish(subject, data)
+            svc = self.svc
+            if svc is not None and b'"escalated"' in data and b'"d1"' in data:
+                d2 = svc.alarms.open_for("hot", "d2")
+                if d2 is not None:
+                    svc.alarms.clear(d2.id, SYSTEM, svc.clock.now_us(), "condition ended")
+
+    box = f"clearing-{tmp_path.name}"
+    bus, clock = ClearingBus(), FakeClock(T0)
+    svc = RulesService(bus, db=f"sqlite:///{tmp_path}/rules.db", clock=clock, tick_interval=0)
+    bus.svc = svc
+    svc.put_channel(ChannelSpec(name="ops", project="p", type="recorder", config={"box": box}))
+    rule = {
+        **HOT,
+        "notify": {"channels": ["ops"], "on": [], "repeat_every": "5m"},
+        "escalation": [{"after": "10m", "severity": "critical", "channels": ["ops"]}],
+    }
+    await svc.create_rule(rule)
+    await svc._apply(svc.engine.on_telemetry("p", "d1", T0, {"t": 40}))
+    await svc._apply(svc.engine.on_telemetry("p", "d2", T0, {"t": 40}))
+    clock.set(T0 + 600 * US)
+    await svc.tick()
+    await svc.notifier.drain()
+    d2 = svc.alarms.list(device="d2")[0]
+    assert d2.status == "cleared"
+    assert [e.kind for e in svc.alarms.history(d2.id)] == ["raised", "cleared"]
+    assert [(n.event, n.alarm["device"]) for n in SENT[box]] == [("escalated", "d1")]
+    await bus.close()

@@ -70,23 +70,29 @@ class Comment(BaseModel):
 
 
 class AlarmBook:
-    """Alarms in the database, plus an in-memory index of the open ones for the hot path."""
+    """Alarms in the database. The database is the truth about which alarms are open: every
+    rules process of a deployment writes to it, so none keeps its own copy."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self._open: dict[tuple[str, str], Alarm] = {}
-        with engine.connect() as c:
-            for row in c.execute(sa.select(db.alarms).where(db.alarms.c.status != "cleared")):
-                a = Alarm.model_validate(row._mapping)
-                self._open[(a.rule_id, a.device)] = a
 
     # ------------------------------------------------------------ reads
 
     def open_for(self, rule_id: str, device: str) -> Alarm | None:
-        return self._open.get((rule_id, device))
+        t = db.alarms
+        with self.engine.connect() as c:
+            row = c.execute(
+                sa.select(t).where(
+                    t.c.rule_id == rule_id, t.c.device == device, t.c.status != "cleared"
+                )
+            ).first()
+        return None if row is None else Alarm.model_validate(row._mapping)
 
-    def open_alarms(self) -> list[Alarm]:
-        return list(self._open.values())
+    def open_alarms(self) -> builtins.list[Alarm]:
+        t = db.alarms
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(t).where(t.c.status != "cleared").order_by(t.c.id))
+            return [Alarm.model_validate(r._mapping) for r in rows]
 
     def get(self, alarm_id: int) -> Alarm:
         with self.engine.connect() as c:
@@ -178,13 +184,7 @@ class AlarmBook:
         if values:
             c.execute(sa.update(db.alarms).where(db.alarms.c.id == alarm_id).values(**values))
         row = c.execute(sa.select(db.alarms).where(db.alarms.c.id == alarm_id)).first()
-        alarm = Alarm.model_validate(row._mapping)
-        key = (alarm.rule_id, alarm.device)
-        if alarm.open:
-            self._open[key] = alarm
-        elif key in self._open and self._open[key].id == alarm.id:
-            del self._open[key]
-        return alarm
+        return Alarm.model_validate(row._mapping)
 
     def _event(
         self,
@@ -212,11 +212,12 @@ class AlarmBook:
         metric: str | None = None,
         context: dict[str, Any] | None = None,
     ) -> Alarm | None:
-        """Open an alarm, or ``None`` when one is already open for (rule, device)."""
-        if (rule.id, device) in self._open:
+        """Open an alarm, or ``None`` when one is already open for (rule, device) (the
+        database's unique index decides, whichever process got there first)."""
+        if self.open_for(rule.id or "", device) is not None:
             return None
-        with self.engine.begin() as c:
-            try:
+        try:
+            with self.engine.begin() as c:
                 key = c.execute(
                     sa.insert(db.alarms).values(
                         project=rule.project,
@@ -237,10 +238,10 @@ class AlarmBook:
                 ).inserted_primary_key
                 assert key is not None  # an INSERT's result has the new row's key
                 alarm_id = key[0]
-            except sa.exc.IntegrityError:
-                return None  # another writer opened it first
-            self._event(c, alarm_id, ts, "raised", SYSTEM, rule.severity, detail)
-            return self._update(c, alarm_id)
+                self._event(c, alarm_id, ts, "raised", SYSTEM, rule.severity, detail)
+                return self._update(c, alarm_id)
+        except sa.exc.IntegrityError:
+            return None  # another process opened it first (rolled back as a whole)
 
     def acknowledge(self, alarm_id: int, actor: str, ts: int) -> Alarm:
         alarm = self.get(alarm_id)

@@ -124,6 +124,15 @@ reports = sa.Table(
     sa.Column("last_run", sa.BigInteger, nullable=True),
 )
 
+# Leases (``atoll.rules.lease``): which process runs the timer pass, until when (µs).
+leases = sa.Table(
+    "rules_leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+)
+
 
 def connect(url_or_engine: str | sa.Engine | None = None) -> sa.Engine:
     """An engine with the rules tables created. ``None`` means a private in-memory SQLite."""

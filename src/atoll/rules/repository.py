@@ -24,6 +24,12 @@ class RuleRepository:
         with self.engine.connect() as c:
             return [Rule.model_validate(row.spec) for row in c.execute(q)]
 
+    def versions(self) -> dict[str, int]:
+        """Each rule's ``updated_at``: what changed since another process last looked."""
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(db.rules.c.id, db.rules.c.updated_at))
+            return {rule_id: updated for rule_id, updated in rows}
+
     def get_rule(self, rule_id: str) -> Rule:
         with self.engine.connect() as c:
             row = c.execute(sa.select(db.rules.c.spec).where(db.rules.c.id == rule_id)).first()

@@ -10,6 +10,17 @@ The runtime starts it with::
     await svc.stop()
 
 Tests pass a ``FakeClock`` and call ``await svc.tick()`` after moving it.
+
+Inputs come through the bus group ``group`` (default ``"rules"``): on NATS JetStream that is
+one durable consumer per subject, shared by every rules process of the deployment, so each
+message is evaluated by one process, and a message is acknowledged only after its handler
+(evaluation and the alarm writes) returned. What is published while no rules process runs
+waits in the stream and is evaluated when one starts.
+
+One process of the deployment at a time holds the ``timers`` lease (``lease.py``) and runs
+the timer pass. On a shared bus (``standby``, the default there) only that process consumes
+too, so a device's condition state is never split between processes; the others stand by
+and take over when it stops or its lease expires.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from typing import Any
 import msgspec
 import sqlalchemy as sa
 
+from atoll.bus.memory import MemoryBus
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import Conflict, InvalidInput, NotFound
@@ -36,6 +48,7 @@ from atoll.rules.directory import DeviceDirectory
 from atoll.rules.durations import format_duration
 from atoll.rules.engine import Change, RuleEngine
 from atoll.rules.events import encode_alarm_event
+from atoll.rules.lease import Lease, holder_id
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
 from atoll.rules.notify import Notifier
@@ -60,8 +73,10 @@ class RulesService:
         clock: Clock | None = None,
         tick_interval: float = 1.0,
         refresh_interval: float = 60.0,
-        group: str | None = None,
+        group: str | None = "rules",
         channel_context: ChannelContext | None = None,
+        lease_ttl: float = 15.0,
+        standby: bool | None = None,
     ) -> None:
         self.bus = bus
         self.clock = clock or SystemClock()
@@ -69,6 +84,7 @@ class RulesService:
         self.store = store
         self.repo = RuleRepository(self.db)
         self.alarms = AlarmBook(self.db)
+        self.directory = directory
         self.engine = RuleEngine(self.clock, directory)
         ctx = channel_context or ChannelContext()
         if command_sender is not None:
@@ -79,6 +95,16 @@ class RulesService:
         self.refresh_us = int(refresh_interval * US)
         self._refreshed = self.clock.now_us()
         self.group = group
+        # The timer pass runs in one rules process of the deployment at a time (lease.py).
+        self.timers = Lease(self.db, "timers", holder_id(), int(lease_ttl * US))
+        self.leader = False  # whether this process held the timers lease at its last pass
+        # A standby process consumes nothing until it holds the lease: one process evaluates
+        # at a time, so a device's condition state is never split. Default: on a shared bus.
+        self.standby = (
+            standby if standby is not None else bus is not None and not isinstance(bus, MemoryBus)
+        )
+        self._started = False
+        self._led = False  # held the lease at some time (its engine state may be stale since)
         self._subs: list[Subscription] = []
         self._ticker: asyncio.Task | None = None
         self.stats = {
@@ -90,32 +116,70 @@ class RulesService:
             "errors": 0,
         }
         self.reports = ReportScheduler(self)
+        self._versions = self.repo.versions()  # the rules the engine has, by updated_at
         for rule in self.repo.list_rules():
             self.engine.upsert(rule)
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        if self.bus is not None:
+        self._started = True
+        if self.standby:
+            await self._lead(self.clock.now_us())  # consumes if it gets the lease
+        else:
+            await self._subscribe()
+            self.notifier.resume()
+        if self.tick_interval:
+            self._ticker = asyncio.create_task(self._tick_forever(), name="rules-ticker")
+
+    async def _subscribe(self) -> None:
+        if self.bus is not None and not self._subs:
             self._subs.append(
                 await self.bus.subscribe(topics.ALL_TELEMETRY, self._on_telemetry, group=self.group)
             )
             self._subs.append(
                 await self.bus.subscribe(topics.ALL_ANOMALIES, self._on_anomaly, group=self.group)
             )
-        if self.tick_interval:
-            self._ticker = asyncio.create_task(self._tick_forever(), name="rules-ticker")
-        self.notifier.resume()
+
+    async def _unsubscribe(self) -> None:
+        subs, self._subs = self._subs, []
+        for s in subs:
+            await s.unsubscribe()
+
+    async def _lead(self, now: int) -> bool:
+        """Take or renew the timers lease. A standby process starts consuming when it gets the
+        lease (with fresh condition state, as after a restart) and stops when it loses it."""
+        was, self.leader = self.leader, self.timers.acquire(now)
+        if self.leader != was:
+            log.info("rules lease %s (%s)", "taken" if self.leader else "lost", self.timers.holder)
+        if self.standby and self._started:
+            if self.leader and not was:
+                if self._led:  # another process evaluated meanwhile: forget what we knew
+                    self.engine = RuleEngine(self.clock, self.directory)
+                    self._versions = self.repo.versions()
+                    for rule in self.repo.list_rules():
+                        self.engine.upsert(rule)
+                self._led = True
+                await self._subscribe()
+                self.notifier.resume()  # what the last holder left pending
+            elif was and not self.leader:
+                await self._unsubscribe()
+        return self.leader
 
     async def stop(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
-        for s in self._subs:
-            await s.unsubscribe()
-        self._subs.clear()
+        self._started = False
+        await self._unsubscribe()
         await self.notifier.drain(timeout=self.stop_timeout)
+        if self.leader:
+            self.leader = False
+            try:  # another process takes the timers over at its next pass, not after the ttl
+                self.timers.release()
+            except Exception:
+                log.exception("could not release the rules timers lease")
 
     async def _tick_forever(self) -> None:
         while True:
@@ -192,7 +256,10 @@ class RulesService:
                     self.stats["raised"] += 1
                     await self._announce("raised", alarm, rule, SYSTEM)
             elif (alarm := self.alarms.open_for(ch.rule_id, ch.device)) is not None:
-                alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended")
+                try:
+                    alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended")
+                except Conflict:
+                    return  # another rules process (or a person) cleared it just now
                 self.stats["cleared"] += 1
                 await self._announce("cleared", alarm, rule, SYSTEM)
 
@@ -230,15 +297,23 @@ class RulesService:
     # ------------------------------------------------------------ timers
 
     async def tick(self) -> None:
-        """One timer pass: time-based conditions, escalation, repeats, scheduled reports."""
+        """One timer pass: time-based conditions, escalation, repeats, scheduled reports.
+
+        Only in the process holding the ``timers`` lease; the others just refresh devices."""
         now = self.clock.now_us()
         if now - self._refreshed >= self.refresh_us:
             self._refreshed = now
             self.engine.refresh()  # on the loop: the engine is not thread-safe
+        if not await self._lead(now):
+            return
+        self._sync_rules()
         await self._apply(self.engine.on_tick())
-        for alarm in self.alarms.open_alarms():
-            rule = self.engine.rules.get(alarm.rule_id)
-            if rule is None or alarm.acknowledged:
+        for listed in self.alarms.open_alarms():
+            # Announcing awaits, and readings handled meanwhile may clear or acknowledge
+            # alarms: each is read again before anything is sent for it.
+            alarm = self._still_open(listed)
+            rule = self.engine.rules.get(listed.rule_id)
+            if alarm is None or rule is None or alarm.acknowledged:
                 continue
             age = now - alarm.raised_at
             due = [i for i, s in enumerate(rule.escalation) if age >= s.after * US]
@@ -247,8 +322,11 @@ class RulesService:
                 why = f"not acknowledged after {format_duration(step.after)}"
                 alarm = self.alarms.escalate(alarm.id, level + 1, step.severity, now, why)
                 await self._announce("escalated", alarm, rule, SYSTEM, step.channels, why)
+                if (alarm := self._still_open(alarm)) is None or alarm.acknowledged:
+                    break
             # Escalating notified just now: the repeat timer restarts from there.
-            alarm = self.alarms.open_for(alarm.rule_id, alarm.device) or alarm
+            if alarm is None or alarm.acknowledged:
+                continue
             every = rule.notify.repeat_every
             if every and rule.notify.channels:
                 last = alarm.last_notified_at or alarm.raised_at
@@ -268,6 +346,26 @@ class RulesService:
                     )
                     self.alarms.notified(alarm.id, now)
         await self.reports.tick(now)
+
+    def _still_open(self, alarm: Alarm) -> Alarm | None:
+        """The alarm as it is now, ``None`` if it was cleared since."""
+        now = self.alarms.open_for(alarm.rule_id, alarm.device)
+        return now if now is not None and now.id == alarm.id else None
+
+    def _sync_rules(self) -> None:
+        """Take in rules created, changed or deleted through another process's API."""
+        versions = self.repo.versions()
+        if versions == self._versions:
+            return
+        for rule_id in self._versions.keys() - versions.keys():
+            self.engine.remove(rule_id)
+        for rule_id, v in versions.items():
+            if self._versions.get(rule_id) != v:
+                try:
+                    self.engine.upsert(self.repo.get_rule(rule_id))
+                except NotFound:  # deleted in between: the next pass removes it
+                    continue
+        self._versions = versions
 
     # ------------------------------------------------------------ alarm operations (API)
 
@@ -336,21 +434,27 @@ class RulesService:
         rule = self.validate_rule(data, project=project)
         if auto_id:
             rule = self._unique_id(rule)
-        self.repo.create_rule(rule, self.clock.now_us())
+        now = self.clock.now_us()
+        self.repo.create_rule(rule, now)
         self.engine.upsert(rule)
+        assert rule.id is not None  # a validated Rule always has one (from its name)
+        self._versions[rule.id] = now
         return rule
 
     async def put_rule(self, data: Any, *, project: str | None = None) -> Rule:
         rule = self.validate_rule(data, project=project)
-        self.repo.put_rule(rule, self.clock.now_us())
+        now = self.clock.now_us()
+        self.repo.put_rule(rule, now)
         self.engine.upsert(rule)
         assert rule.id is not None  # a validated Rule always has one (from its name)
+        self._versions[rule.id] = now
         await self._close_orphans(rule.id, "rule changed")
         return rule
 
     async def delete_rule(self, rule_id: str) -> None:
         self.repo.delete_rule(rule_id)
         self.engine.remove(rule_id)
+        self._versions.pop(rule_id, None)
         await self._close_orphans(rule_id, "rule deleted")
 
     async def _close_orphans(self, rule_id: str, why: str) -> None:
