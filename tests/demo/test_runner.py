@@ -72,7 +72,8 @@ def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
         home=tmp_path / "demo",
         devices=10,
         duration=8,
-        history_s=60,
+        history_s=300,  # enough to fit on (256 readings)
+        fit_history=True,
         faults=2,
         http_port=0,
         mqtt_port=0,
@@ -103,7 +104,8 @@ def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
             ).json()
 
     checker = []
-    summary = asyncio.run(run_demo(opts, say=lambda m: None, ready=ready))
+    said: list[str] = []
+    summary = asyncio.run(run_demo(opts, say=said.append, ready=ready))
     checker[0].join(30)
     # Names chosen in a tenant live in its namespace, and the demo prints the real ones.
     assert views["projects"] == [f"{LAB[0].id}~{LAB[0].project}"]
@@ -112,8 +114,11 @@ def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
     assert len(views["devices"]) >= 2
     assert summary.tenants == len(LAB)
     assert summary.devices == 10
-    # 60 s of history plus ~8 s live, every device once a second, several metrics each.
-    assert summary.points_ingested > 10 * 60 * 2
+    # 300 s of history plus ~8 s live, every device once a second, several metrics each.
+    assert summary.points_ingested > 10 * 300 * 2
+    # Every series was fitted on the back-filled history before going live.
+    (fitted,) = [m for m in said if "models fitted" in m]
+    assert "keep their detector" not in fitted and int(fitted.split()[0]) >= 20
     assert summary.rejected == 0
     assert summary.faults_injected == 2
     assert seen["console"].startswith("http://127.0.0.1:")
