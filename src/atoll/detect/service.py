@@ -83,7 +83,7 @@ from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.fitted import FittedDetector
 from atoll.detect.lineage import MemoryModelLog
 from atoll.detect.multivariate import Joint, PerSensor
-from atoll.detect.port import Detector, Explained
+from atoll.detect.port import Detector, Explained, Explaining
 from atoll.detect.registry import (
     DEFAULT_WITH_HISTORY,
     MIN_HISTORY,
@@ -110,6 +110,8 @@ _US = 1_000_000
 _OPEN = 2**62
 #: Flagged spans kept per series (the oldest go first), to leave out of refits.
 MAX_SPANS = 64
+#: First fits done in one go by the fit thread.
+FIT_BATCH = 64
 #: Contributors listed per event (largest shares first).
 MAX_CONTRIBUTORS = 5
 
@@ -238,6 +240,8 @@ class DetectionService:
         self._by_device: dict[tuple[str, str], list[SeriesKey]] = {}
         self._fit_jobs: dict[SeriesKey, _FitJob] = {}
         self._fit_running: SeriesKey | None = None
+        #: Whether a detector class explains itself (``isinstance`` on a Protocol is slow).
+        self._explains: dict[type, bool] = {}
         #: Installs (or releases) of finished fits, done by the worker while the next fit runs.
         self._finishing: set[asyncio.Future] = set()
         self._fit_wake = asyncio.Event()
@@ -397,7 +401,7 @@ class DetectionService:
         return resolve(c.name, MIN_HISTORY) == DEFAULT_WITH_HISTORY
 
     def _tracked(
-        self, key: SeriesKey, choice: Choice | None = None, first_ts: int | None = None
+        self, key: SeriesKey, choice: Choice | None = None, ts: np.ndarray | None = None
     ) -> _Tracked:
         t = self.series.get(key)
         if t is None:
@@ -407,9 +411,9 @@ class DetectionService:
             self._add_series(key, t)
             if (
                 self.store is not None
-                and first_ts is not None
+                and ts is not None
                 and self.fittable(c)
-                and self._want_fit_threadsafe(key, "bound", first_ts)
+                and self._want_fit_threadsafe(key, "bound", int(ts[0]))
             ):
                 t.parked = []  # judged once fitted on its history (or found to have too little)
                 t.parked_since = time.monotonic()
@@ -814,7 +818,7 @@ class DetectionService:
         work = deque(units)
         while work:
             key, choice, ts, values = work.popleft()
-            tracked = self._tracked(key, choice, int(ts[0]))
+            tracked = self._tracked(key, choice, ts)
             waiting = park and tracked.parked is not None
             last = max(tracked.last_ts, tracked.parked_last) if waiting else tracked.last_ts
             if ts[0] <= last or (len(ts) > 1 and (ts[1:] <= ts[:-1]).any()):
@@ -840,7 +844,15 @@ class DetectionService:
                     work.extendleft(reversed(parked))
                 continue
             # is_anomaly: "score >= threshold", or the detector's own condition flag (hysteresis).
-            raw, flags, why = explain_many(tracked.detector, values, ts)
+            det = tracked.detector
+            explains = self._explains.get(type(det))
+            if explains is None:
+                explains = self._explains[type(det)] = isinstance(det, Explaining)
+            if explains:
+                raw, flags, why = explain_many(det, values, ts)
+            else:
+                raw, flags = decide_many(det, values, ts)
+                why = None
             scores = np.asarray(raw, dtype=np.float64)
             scores = np.clip(np.where(np.isnan(scores), 0.0, scores), 0.0, 1.0)
             tracked.last_ts = int(ts[-1])
@@ -850,10 +862,11 @@ class DetectionService:
                 banded = np.full((len(ts), 3), np.nan)
                 flags = tracked.episodes.decide_many(ts, values, raised, banded)
             flagged = int(np.count_nonzero(flags))  # cheaper than .any()/.sum() on small arrays
+            # The detector's own flags include every reading it scored at or above its threshold
+            # (a condition flag rises there too): "anomalous" is either decision.
+            high = flagged if raised is flags else int(np.count_nonzero(raised))
             spans = tracked.spans
-            if flagged or tracked.since is not None or (spans and spans[-1][1] == _OPEN):
-                _note_flags(tracked, ts, flags, raised)
-            elif raised is not flags and np.count_nonzero(raised):
+            if flagged or high or tracked.since is not None or (spans and spans[-1][1] == _OPEN):
                 _note_flags(tracked, ts, flags, raised)
             anomalies += flagged
             points += len(ts)
@@ -889,9 +902,8 @@ class DetectionService:
                     )
                     for t, sc, v, f in rows
                 )
-            high = scores >= tracked.detector.default_threshold
-            if flagged or np.count_nonzero(high):
-                hot = flags | high
+            if flagged or high:
+                hot = flags if raised is flags else flags | raised
                 bands = self._explain(events, first, hot, names, why, banded, tracked.model)
                 for (m, side), (bts, bvals) in bands.items():
                     keys.append(SeriesKey(project, device, expected_metric(m, side)))
@@ -1080,50 +1092,116 @@ class DetectionService:
     async def _fit_forever(self) -> None:
         """One fit at a time, in queue order, in the fit thread: scoring goes on meanwhile. The
         worker installs each result (or judges what waited for a declined one) while the next
-        fit already runs."""
-        loop = asyncio.get_running_loop()
+        fit already runs. First fits go in batches (many new series at once, most of them with no
+        history: one hop to the fit thread and one to the worker for all the declined)."""
         while True:
             await self._fit_wake.wait()
             self._fit_wake.clear()
             while self._fit_jobs:
                 key = next(iter(self._fit_jobs))
-                job = self._fit_jobs.pop(key)
-                self._fit_running = key
-                try:
-                    if job.reason == "bound":
-                        # A first fit's plan needs nothing the worker changes: no hop to the
-                        # worker (it may be busy with a long back-log) for each new series.
-                        plan: _FitPlan = self._fit_plan(job)
-                    else:
-                        # A refit fits on everything stored: readings still waiting for a first
-                        # fit are judged by the detector the series has, first.
-                        await self._release_parked([key])
-                        plan = await self._in_worker(self._fit_plan, job)
-                    if self._fit_pool is None:
-                        self._fit_pool = ThreadPoolExecutor(
-                            max_workers=1, thread_name_prefix="atoll-fit"
-                        )
-                    t0 = time.perf_counter()
-                    fit: _Fit = await loop.run_in_executor(self._fit_pool, self._fit_series, plan)
-                    self.stats["fit_seconds"] += time.perf_counter() - t0
-                    self.stats["fits"] += 1
-                except AtollError as exc:  # e.g. too little history: it keeps its detector
-                    self.stats["fits_declined"] += 1
-                    log.info("%s not fitted (%s): %s", key, job.reason, exc.message)
-                    self._finish_later(job, None, exc)
-                except Exception as exc:
-                    self.stats["fits_failed"] += 1
-                    log.exception("fitting %s on its history failed", key)
-                    self._finish_later(job, None, exc)
-                except asyncio.CancelledError:  # stopping: nobody waits for this fit any more
-                    for waiter in job.waiters:
-                        if not waiter.done():
-                            waiter.set_exception(Unavailable("the detection service stopped"))
-                    raise
+                if self._fit_jobs[key].reason == "bound":
+                    batch: list[_FitJob] = []
+                    while self._fit_jobs and len(batch) < FIT_BATCH:
+                        head = next(iter(self._fit_jobs))
+                        if self._fit_jobs[head].reason != "bound":
+                            break
+                        batch.append(self._fit_jobs.pop(head))
+                    await self._first_fits(batch)
                 else:
-                    self._finish_later(job, (plan, fit), None)
-                finally:
-                    self._fit_running = None
+                    await self._refit_one(self._fit_jobs.pop(key))
+
+    def _fit_thread(self) -> ThreadPoolExecutor:
+        if self._fit_pool is None:
+            self._fit_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="atoll-fit")
+        return self._fit_pool
+
+    async def _first_fits(self, jobs: list[_FitJob]) -> None:
+        """Series first met: their plans need nothing the worker changes (no hop to a worker that
+        may be busy with a long back-log), and their fits run in one go in the fit thread."""
+        plans: list[_FitPlan | Exception] = []
+        for job in jobs:
+            try:
+                plans.append(self._fit_plan(job))
+            except AtollError as exc:
+                plans.append(exc)
+        self._fit_running = jobs[0].key
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._fit_thread(), self._fit_each, plans
+            )
+        except asyncio.CancelledError:
+            _cancel_waiters(jobs)
+            raise
+        finally:
+            self._fit_running = None
+        declined: list[tuple[_FitJob, Exception]] = []
+        for job, plan, (fit, seconds) in zip(jobs, plans, results, strict=True):
+            if isinstance(fit, _Fit) and isinstance(plan, _FitPlan):
+                self.stats["fits"] += 1
+                self.stats["fit_seconds"] += seconds
+                self._finish_later(job, (plan, fit), None)
+            else:
+                why = fit if isinstance(fit, Exception) else Unavailable("no plan")
+                self._count_failure(job, why)
+                declined.append((job, why))
+        if declined:
+            task = asyncio.ensure_future(self._decline(declined))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+
+    def _fit_each(self, plans: list[_FitPlan | Exception]) -> list[tuple[_Fit | Exception, float]]:
+        """(fit thread) ``_fit_series`` of each plan: the fit or why not, and its seconds."""
+        out: list[tuple[_Fit | Exception, float]] = []
+        for plan in plans:
+            t0 = time.perf_counter()
+            if isinstance(plan, Exception):
+                out.append((plan, 0.0))
+                continue
+            try:
+                out.append((self._fit_series(plan), time.perf_counter() - t0))
+            except Exception as exc:
+                out.append((exc, time.perf_counter() - t0))
+        return out
+
+    def _count_failure(self, job: _FitJob, exc: Exception) -> None:
+        if isinstance(exc, AtollError):  # e.g. too little history: it keeps its detector
+            self.stats["fits_declined"] += 1
+            log.info("%s not fitted (%s): %s", job.key, job.reason, exc.message)
+        else:
+            self.stats["fits_failed"] += 1
+            log.error("fitting %s on its history failed", job.key, exc_info=exc)
+
+    async def _decline(self, declined: list[tuple[_FitJob, Exception]]) -> None:
+        """What waited for these fits is judged by the detectors the series keep."""
+        await self._release_parked([job.key for job, _ in declined])
+        for job, exc in declined:
+            for waiter in job.waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+
+    async def _refit_one(self, job: _FitJob) -> None:
+        """A refit fits on everything stored: readings still waiting for a first fit are judged
+        by the detector the series has, first."""
+        self._fit_running = job.key
+        try:
+            await self._release_parked([job.key])
+            plan: _FitPlan = await self._in_worker(self._fit_plan, job)
+            t0 = time.perf_counter()
+            fit: _Fit = await asyncio.get_running_loop().run_in_executor(
+                self._fit_thread(), self._fit_series, plan
+            )
+            self.stats["fit_seconds"] += time.perf_counter() - t0
+            self.stats["fits"] += 1
+        except asyncio.CancelledError:  # stopping: nobody waits for this fit any more
+            _cancel_waiters([job])
+            raise
+        except Exception as exc:
+            self._count_failure(job, exc)
+            self._finish_later(job, None, exc)
+        else:
+            self._finish_later(job, (plan, fit), None)
+        finally:
+            self._fit_running = None
 
     def _finish_later(
         self, job: _FitJob, done: tuple[_FitPlan, _Fit] | None, error: Exception | None
@@ -1425,6 +1503,13 @@ class DetectionService:
             t.detector.nbytes() + (t.episodes.nbytes() if t.episodes is not None else 0)
             for t in list(self.series.values())
         )
+
+
+def _cancel_waiters(jobs: list[_FitJob]) -> None:
+    for job in jobs:
+        for waiter in job.waiters:
+            if not waiter.done():
+                waiter.set_exception(Unavailable("the detection service stopped"))
 
 
 def _note_flags(t: _Tracked, ts: np.ndarray, flags: np.ndarray, raised: np.ndarray) -> None:
