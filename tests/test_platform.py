@@ -318,6 +318,24 @@ async def test_without_the_rules_service_its_routes_say_why(tmp_path):
     assert r.json()["message"] == "the rules service is not running in this process"
 
 
+async def test_the_api_reaches_the_detection_service_through_its_port(tmp_path):
+    from atoll.detect.service import DetectionService
+
+    settings = Settings(
+        home=tmp_path, http_port=0, mqtt_mode="off", services=["atoll.detect.service"]
+    )
+    async with Platform(settings, password_hasher=FAST) as p:
+        (detect,) = p.services
+        assert isinstance(detect, DetectionService) and p.app.state.ctx.detection is detect
+        assert detect.refit_interval == settings.detect_refit_interval_s == 86_400.0
+        async with httpx.AsyncClient(base_url=p.http_url) as http:
+            key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
+            await http.post("/api/v1/projects", json={"name": "Lab", "id": "lab"}, headers=key)
+            await http.post("/api/v1/projects/lab/devices", json={"id": "s1"}, headers=key)
+            r = await http.get("/api/v1/projects/lab/devices/s1/detection", headers=key)
+    assert r.status_code == 200 and r.json() == {"project": "lab", "device": "s1", "series": []}
+
+
 async def test_a_service_that_cannot_be_created_is_reported_and_skipped(
     tmp_path, monkeypatch, caplog
 ):
