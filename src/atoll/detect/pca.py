@@ -370,24 +370,7 @@ class PCABaseline(StreamingDetector):
         self.ist[_PRIMED] = 1
         self.ewma[:] = smoothed[split - 1]
         rest = xs[split:]
-        stats = np.zeros((len(rest), 4))
-        if len(rest):
-            _run(
-                rest,
-                self.ist,
-                self.fst,
-                self.med,
-                self.sd,
-                self.mu,
-                self.basis,
-                self.lam,
-                self.ewma,
-                self.clear_after,
-                _TRAIN,
-                np.empty(len(rest)),
-                np.empty(len(rest), dtype=np.bool_),
-                stats,
-            )
+        stats = self._pass(rest, _TRAIN)[2]
         total_var = float(np.trace(self.cov)) or 1.0
         comps = max(1, int(self.ist[_COMPONENTS]))
         for col, (slot, least) in enumerate(
