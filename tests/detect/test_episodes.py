@@ -11,6 +11,7 @@ import pytest
 
 from atoll.bus.memory import MemoryBus
 from atoll.core.errors import InvalidInput
+from atoll.core.events import Contributor
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.service import DetectionService
@@ -24,7 +25,7 @@ def _noise(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_a_lone_spike_is_no_episode_but_a_sustained_shift_is():
-    d = EpisodeDecider(z=5, min_count=3, window=300, warmup=0)
+    d = EpisodeDecider(z=5, min_count=3, window=300, warmup=0, stuck=0)  # steps to one value
     ts = np.arange(0, 7200, 30.0)
     x = 50 + _noise(len(ts))
     assert not any(d.decide(t, v) for t, v in zip(ts, x, strict=True))
@@ -36,7 +37,7 @@ def test_a_lone_spike_is_no_episode_but_a_sustained_shift_is():
 
 
 def test_an_episode_ends_after_clear_seconds_without_evidence():
-    d = EpisodeDecider(z=5, min_count=2, window=120, clear=300, warmup=0)
+    d = EpisodeDecider(z=5, min_count=2, window=120, clear=300, warmup=0, stuck=0)
     for t, v in zip(np.arange(0, 3600, 10.0), 5 + 0.1 * _noise(360), strict=True):
         d.decide(t, v)
     assert [d.decide(3600 + 10 * i, 9.0) for i in range(3)] == [False, True, True]
@@ -132,5 +133,115 @@ def test_the_service_publishes_episodes_and_restores_them(tmp_path):
         assert all(e.is_anomaly for e in events)
         assert again.series[key].episodes is not None
         await again.stop()
+
+    asyncio.run(run())
+
+
+def _analogue(n: int, seed: int = 3) -> np.ndarray:
+    return np.round(40 + 0.5 * _noise(n, seed), 2)  # two decimals: repeats now and then
+
+
+def test_a_frozen_sensor_opens_an_episode_within_stuck_min_readings_and_clears_after():
+    d = EpisodeDecider(warmup=600, clear=60)
+    ts = np.arange(0.0, 3600.0)
+    assert not any(d.decide(t, v) for t, v in zip(ts, _analogue(3600), strict=True))
+    frozen = [d.decide(3600 + i, 41.37) for i in range(30)]
+    assert not any(frozen[:8]) and all(frozen[10:]) and d.frozen
+    assert frozen.index(True) + 1 == d.stuck_min  # the tenth reading in a row
+    back = [d.decide(3630 + i, v) for i, v in enumerate(_analogue(120, 4))]
+    assert not d.frozen and back[0] and not back[-1]  # clears `clear` s after the last one
+
+
+def test_series_that_repeat_readings_or_rest_at_zero_are_not_frozen():
+    rng = np.random.default_rng(5)
+    counter = EpisodeDecider(warmup=0)  # transactions per minute: often the same small count
+    on = [counter.decide(t, float(rng.poisson(0.5))) for t in range(3000)]
+    assert not any(on[:2000]) or not counter.frozen
+    assert not any(counter.decide(3000 + i, 1.0) for i in range(100))
+    motor = EpisodeDecider(warmup=0)  # current of a motor that stops
+    for t, v in enumerate(_analogue(2000)):
+        motor.decide(t, v)
+    stopped = [motor.decide(2000 + i, 0.0) for i in range(100)]
+    assert not motor.frozen and not all(stopped)
+
+
+def test_a_sensor_that_holds_its_value_for_a_while_has_that_run_learned():
+    """A sensor that now and then holds a value for 12 readings is judged against that."""
+    d = EpisodeDecider(warmup=0)
+    rng = np.random.default_rng(6)
+    t = 0
+    for i in range(3000):
+        v = round(float(rng.normal(20, 2)), 3)
+        for _ in range(12 if i % 100 == 50 else 1):
+            assert not d.decide(t, v)
+            t += 1
+    assert not any(d.decide(t + i, 21.25) for i in range(35))  # under 3 x 12 in a row
+    assert d.decide(t + 35, 21.25) and d.frozen
+
+
+def test_the_frozen_check_survives_a_restart_and_older_states_still_restore():
+    d = EpisodeDecider(warmup=0)
+    for t, v in enumerate(_analogue(500)):
+        d.decide(t, v)
+    for i in range(5):
+        d.decide(500 + i, 40.01)
+    again = EpisodeDecider.from_state(msgspec.msgpack.decode(msgspec.msgpack.encode(d.state())))
+    assert [again.decide(505 + i, 40.01) for i in range(6)] == [False] * 4 + [True] * 2
+    old = d.state()
+    old["st"] = old["st"][:10]  # saved before the check existed
+    assert not EpisodeDecider.from_state(old).frozen
+
+
+def test_the_service_names_a_frozen_sensor_and_one_that_went_silent():
+    """A frozen reading's event says ``frozen``; a metric missing from its device's messages
+    is reported ``silent`` after 30 s (10 usual intervals, at least 30 s) and clears when it is
+    back."""
+
+    async def run():
+        class Types:
+            def get_device(self, device):
+                return type("D", (), {"device_type": "pump", "labels": {}})()
+
+        svc = DetectionService(MemoryBus(), None, registry=Types())
+        svc.bind("p", "pump", "ewma", ["flow", "pressure"], decision={"warmup": 600})
+        flow, pressure = SeriesKey("p", "pump-1", "flow"), SeriesKey("p", "pump-1", "pressure")
+        t0 = 1_764_000_000_000_000
+        n = 1200
+        ts = t0 + np.arange(n) * 1_000_000  # 1 Hz
+        f, pr = 100 + _analogue(n, 7), _analogue(n, 8) / 8
+
+        def both(i, j, fx, px):
+            return PointBatch.concat(
+                [
+                    PointBatch.of_series(flow, ts[i:j], fx[i:j]),
+                    PointBatch.of_series(pressure, ts[i:j], px[i:j]),
+                ]
+            )
+
+        events = []
+        for i in range(0, 900, 50):
+            events += await svc.process(both(i, i + 50, f, pr))
+        assert not any(e.is_anomaly for e in events)
+        stuck = pr.copy()
+        stuck[900:] = stuck[900]
+        events = []
+        for i in range(900, 960, 5):
+            events += await svc.process(both(i, i + 5, f, stuck))
+        frozen = [e for e in events if e.metric == "pressure" and e.is_anomaly]
+        assert frozen and frozen[0].ts == int(ts[909])  # the tenth reading in a row
+        assert all(e.contributors == [Contributor("frozen", 1.0)] for e in frozen)
+        assert not any(e.is_anomaly for e in events if e.metric == "flow")
+
+        silent = []
+        for i in range(960, 1040, 5):  # the flow meter drops out of the messages
+            got = await svc.process(PointBatch.of_series(pressure, ts[i : i + 5], pr[i : i + 5]))
+            silent += [e for e in got if e.metric == "flow"]
+        assert silent and all(e.is_anomaly and e.value is None for e in silent)
+        assert silent[0].contributors == [Contributor("silent", 1.0)]
+        assert silent[0].ts == int(ts[989])  # 30 s after its last reading (ts[959])
+        back = await svc.process(both(1040, 1045, f, pr))
+        assert [e.is_anomaly for e in back if e.metric == "flow"] == [False] * 5
+        assert svc.stats["silent"] == len(silent) and svc.stats["frozen"] >= len(frozen)
+        await svc.stop()
 
     asyncio.run(run())

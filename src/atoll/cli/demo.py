@@ -137,6 +137,15 @@ def demo(
         bar.stop()
         live.stop()
     console.print(_table(summary, final=True))
+    if summary.faults:
+        console.print("Each fault and the first alarm that caught it:")
+        for f in summary.faults:
+            caught = (
+                f"after {f['detected_after_s']:.0f} s by [bold]{f['rule']}[/]"
+                if f["detected_after_s"] is not None
+                else "[yellow]not caught[/]"
+            )
+            console.print(f"  {f['kind']:<18} {f['device']}: {caught}", soft_wrap=True)
     if json_out:
         import json
 

@@ -86,6 +86,9 @@ class DemoSummary:
     false_alarms: int = 0
     by_kind: dict[str, Any] = field(default_factory=dict)
     live_seconds: float = 0.0
+    #: Per fault: device, kind, start (epoch s), and the first alarm that caught it (seconds
+    #: after the start and its rule), or ``None`` while none has.
+    faults: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -392,6 +395,29 @@ async def _refresh(
     summary.false_alarms = result["false_positives"]
     summary.by_kind = result.get("by_kind", {})
     summary.live_seconds = now - live_start
+    summary.faults = caught_by(faults, live)
 
 
-__all__ = ["DemoOptions", "DemoSummary", "plan_faults", "run_demo", "score"]
+def caught_by(faults: list[Fault], alarms: list[Alarm]) -> list[dict[str, Any]]:
+    """Each fault with the first alarm on its device inside its window (plus the grace period)."""
+    out = []
+    for f in faults:
+        hits = sorted(
+            (a.raised_at.timestamp(), a.rule_name)
+            for a in alarms
+            if a.device == f.device and f.start <= a.raised_at.timestamp() <= f.end + GRACE_S
+        )
+        first = hits[0] if hits else None
+        out.append(
+            {
+                "device": f.device,
+                "kind": f.kind,
+                "start": f.start,
+                "detected_after_s": None if first is None else round(first[0] - f.start, 1),
+                "rule": None if first is None else first[1],
+            }
+        )
+    return out
+
+
+__all__ = ["DemoOptions", "DemoSummary", "caught_by", "plan_faults", "run_demo", "score"]

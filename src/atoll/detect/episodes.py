@@ -12,6 +12,12 @@ stayed out?". ``EpisodeDecider`` answers it per series, strictly online, next to
   learned as normal while it is under way.
 * **Evidence.** A reading more than ``z`` spreads from normal, or one its detector flags while at
   least ``z / 2`` spreads out.
+* **A frozen sensor.** A sensor that keeps sending one value is not a machine in its normal band:
+  an episode also opens once the same reading has come ``stuck`` times more often in a row than
+  the longest run of one value the series has shown (at least ``stuck_min`` readings). Only
+  series that rarely repeat a reading (fewer than ``stuck_rate`` of their readings equal the one
+  before: analogue sensors, not counters, switches or set-points) are watched, and a run of zeros
+  is a machine at rest, not a frozen sensor. Frozen readings are not learned as normal.
 * **Episodes.** An episode opens once ``min_count`` pieces of evidence fall within ``window``
   seconds (k-of-n: a lone spike pages nobody) and closes after ``clear`` seconds without
   evidence. ``is_anomaly`` is true for the whole episode, so the rules engine's ``anomaly``
@@ -39,6 +45,8 @@ import numpy as np
 from atoll.core.errors import InvalidInput
 
 SLOTS = 48  # hour of day, weekdays and weekends apart
+# The frozen-sensor check's places in ``EpisodeDecider.st``.
+_LAST_X, _RUN, _LONGEST, _REPEATS, _FROZEN = 10, 11, 12, 13, 14
 _DAY = 86_400.0
 
 
@@ -63,6 +71,9 @@ class EpisodeDecider:
         "min_readings",
         "huber",
         "smooth",
+        "stuck",
+        "stuck_min",
+        "stuck_rate",
     )
 
     def __init__(
@@ -78,11 +89,19 @@ class EpisodeDecider:
         min_readings: int = 30,
         huber: float = 3.0,
         smooth: float = 0.0,
+        stuck: float = 3.0,
+        stuck_min: int = 10,
+        stuck_rate: float = 0.2,
     ) -> None:
         if not z > 0 or int(min_count) < 1 or not window > 0 or not clear > 0:
             raise InvalidInput(
                 "episode decision needs z > 0, min_count >= 1, window > 0, clear > 0",
                 hint="e.g. {z: 5, min_count: 3, window: 300, clear: 600}",
+            )
+        if not stuck >= 0 or int(stuck_min) < 2 or not 0 <= stuck_rate <= 1:
+            raise InvalidInput(
+                "episode decision needs stuck >= 0 (0: off), stuck_min >= 2, 0 <= stuck_rate <= 1",
+                hint="e.g. {stuck: 3, stuck_min: 10, stuck_rate: 0.2}",
             )
         self.z, self.min_count, self.window, self.clear = (
             float(z),
@@ -93,19 +112,54 @@ class EpisodeDecider:
         self.level_tau, self.var_tau = float(level_tau), float(var_tau)
         self.season_days, self.warmup = float(season_days), float(warmup)
         self.min_readings, self.huber, self.smooth = int(min_readings), float(huber), float(smooth)
+        self.stuck, self.stuck_min = float(stuck), int(stuck_min)
+        self.stuck_rate = float(stuck_rate)
         # Only residuals inside +-huber spreads are learned: a normal tail's variance inside that
         # cut is this fraction of the whole, so the learned spread is scaled back up by it.
         c = self.huber
         inside = math.erf(c / math.sqrt(2.0))
         self._var_kept = 1.0 - 2.0 * c * math.exp(-c * c / 2.0) / math.sqrt(2.0 * math.pi) / inside
         # n, first_ts, last_ts, level (raw), level (deseasonalised), var, on, last_evidence, last_z,
-        # smoothed reading
+        # smoothed reading, then the frozen-sensor check's: last raw reading, readings of it in a
+        # row, longest such run learned, share of readings equal to the one before, frozen now
         self.st = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -math.inf, 0.0, math.nan]
+        self.st += [math.nan, 0.0, 1.0, 0.0, 0.0]
         self.ring = [-math.inf] * self.min_count  # times of the latest evidence, oldest first
         self.season = [0.0] * SLOTS
         self.season_w = [0.0] * SLOTS
         #: The last judged reading's expected value and one spread (not state: explanations).
         self.last_expected, self.last_width = math.nan, math.nan
+
+    @property
+    def frozen(self) -> bool:
+        """Whether the last reading judged was part of a frozen run (``stuck``)."""
+        return self.st[_FROZEN] > 0
+
+    def _frozen(self, x: float) -> bool:
+        """Count ``x`` into the runs of one value; ``True`` while the run is too long to be the
+        sensor's own (the check is off for series that repeat readings often, or not yet ready)."""
+        st = self.st
+        same = x == st[_LAST_X]
+        if same:
+            st[_RUN] += 1.0
+        else:
+            if st[_FROZEN] == 0 and st[_RUN] > st[_LONGEST]:
+                st[_LONGEST] = st[_RUN]  # a run the sensor ended itself: the sensor's own
+            st[_LAST_X], st[_RUN], st[_FROZEN] = x, 1.0, 0.0
+        n = st[0]
+        if n > 0 and st[_FROZEN] == 0:
+            st[_REPEATS] += (float(same) - st[_REPEATS]) / min(n, 1000.0)
+        if (
+            self.stuck > 0
+            and same
+            and x != 0.0
+            and n >= max(self.min_readings, 10 * self.stuck_min)
+            and st[2] - st[1] >= self.warmup
+            and st[_REPEATS] < self.stuck_rate
+            and st[_RUN] >= max(self.stuck_min, self.stuck * st[_LONGEST])
+        ):
+            st[_FROZEN] = 1.0
+        return st[_FROZEN] > 0
 
     # -- the decision -------------------------------------------------------------------------
     def decide(self, ts: float, x: float, flagged: bool = False) -> bool:
@@ -114,6 +168,11 @@ class EpisodeDecider:
         ts, x = float(ts), float(x)  # plain floats: the state is msgpack'd as it is
         if not math.isfinite(x):
             return st[6] > 0
+        if self._frozen(x):
+            # Nothing to learn from a frozen sensor: its readings are evidence, each of them.
+            st[7], st[6], st[2] = ts, 1.0, ts
+            self.last_expected, self.last_width = math.nan, math.nan
+            return True
         if self.smooth > 0:
             # Judge the moving average: what matters for a cycling compressor is its duty, not
             # whether this reading is in the on or the off phase.
@@ -205,17 +264,21 @@ class EpisodeDecider:
         values: np.ndarray,
         flags: np.ndarray,
         expected: np.ndarray | None = None,
+        frozen: np.ndarray | None = None,
     ) -> np.ndarray:
         """``decide`` over readings. ``expected`` (``(n, 3)``, NaN-filled by the caller) gets,
         for each reading judged in an episode, the baseline and the band ``baseline -+ z``
         spreads outside which a reading counts as evidence on its own (of the moving average
-        with ``smooth``)."""
+        with ``smooth``). ``frozen`` (``False``-filled by the caller) is set where a reading was
+        part of a frozen run."""
         out = np.zeros(len(values), dtype=bool)
         for i, (t, x, f) in enumerate(
             zip(ts_us.tolist(), values.tolist(), flags.tolist(), strict=True)
         ):
             on = out[i] = self.decide(t / 1e6, x, f)
-            if on and expected is not None and math.isfinite(x):
+            if frozen is not None and self.st[_FROZEN] > 0:
+                frozen[i] = True
+            if on and expected is not None and math.isfinite(x) and not math.isnan(self.last_width):
                 e, half = self.last_expected, self.z * self.last_width
                 expected[i] = (e, e - half, e + half)
         return out
@@ -260,6 +323,8 @@ class EpisodeDecider:
         try:
             d = cls(**state["params"])
             st, ring = [float(v) for v in state["st"]], [float(v) for v in state["ring"]]
+            if len(st) == _LAST_X:  # saved before the frozen-sensor check: it starts afresh
+                st += d.st[_LAST_X:]
             season = [float(v) for v in state["season"]]
             season_w = [float(v) for v in state["season_w"]]
         except (KeyError, TypeError, ValueError) as exc:

@@ -114,6 +114,14 @@ MAX_SPANS = 64
 FIT_BATCH = 64
 #: Contributors listed per event (largest shares first).
 MAX_CONTRIBUTORS = 5
+#: The contributor of a reading the episode decision found frozen (the same value too long).
+FROZEN = "frozen"
+#: The contributor of a series that went silent while its device reports (``_silent``).
+SILENT = "silent"
+#: Silent: no reading for this many usual intervals, and at least this many seconds...
+SILENT_INTERVALS, SILENT_MIN_S = 10, 30
+#: ...once the usual interval has been learned from this many readings.
+SILENT_AFTER = 100
 
 
 @dataclass
@@ -141,6 +149,10 @@ class _Tracked:
     parked_last: int = -(2**63)
     #: ``time.monotonic()`` when the series started parking.
     parked_since: float = 0.0
+    #: The usual interval between readings (µs, a moving average) and the readings it has seen
+    #: (not saved: learned again after a restart), for the silence check.
+    interval: float = 0.0
+    seen: int = 0
 
 
 #: ``(key, choice, timestamps, values)``: one detector's readings of one message.
@@ -302,6 +314,8 @@ class DetectionService:
             "fits_failed": 0,
             "fit_seconds": 0.0,
             "explained": 0,
+            "frozen": 0,
+            "silent": 0,
         }
 
     # -- configuration ----------------------------------------------------------------------------
@@ -814,6 +828,8 @@ class DetectionService:
         t0 = time.perf_counter()
         keys, ts_parts, val_parts = [], [], []
         events_by_device: dict[tuple[str, str], list[AnomalyEvent]] = {}
+        #: The newest reading per device whose series have episode decisions (silence checks).
+        latest: dict[tuple[str, str], int] = {}
         points = anomalies = 0
         work = deque(units)
         while work:
@@ -855,12 +871,18 @@ class DetectionService:
                 why = None
             scores = np.asarray(raw, dtype=np.float64)
             scores = np.clip(np.where(np.isnan(scores), 0.0, scores), 0.0, 1.0)
+            if tracked.episodes is not None:
+                _learn_interval(tracked, ts)
+                latest[(key.project, key.device)] = max(
+                    latest.get((key.project, key.device), 0), int(ts[-1])
+                )
             tracked.last_ts = int(ts[-1])
             version = getattr(tracked.detector, "version", 1)
-            raised, banded = flags, None
+            raised, banded, frozen = flags, None, None
             if tracked.episodes is not None and values.ndim == 1:
                 banded = np.full((len(ts), 3), np.nan)
-                flags = tracked.episodes.decide_many(ts, values, raised, banded)
+                frozen = np.zeros(len(ts), dtype=bool)
+                flags = tracked.episodes.decide_many(ts, values, raised, banded, frozen)
             flagged = int(np.count_nonzero(flags))  # cheaper than .any()/.sum() on small arrays
             # The detector's own flags include every reading it scored at or above its threshold
             # (a condition flag rises there too): "anomalous" is either decision.
@@ -904,11 +926,13 @@ class DetectionService:
                 )
             if flagged or high:
                 hot = flags if raised is flags else flags | raised
-                bands = self._explain(events, first, hot, names, why, banded, tracked.model)
+                bands = self._explain(events, first, hot, names, why, banded, tracked.model, frozen)
                 for (m, side), (bts, bvals) in bands.items():
                     keys.append(SeriesKey(project, device, expected_metric(m, side)))
                     ts_parts.append(np.asarray(bts, dtype=np.int64))
                     val_parts.append(np.asarray(bvals, dtype=np.float64))
+        for device_key, now in latest.items():
+            anomalies += self._silent(device_key, now, events_by_device[device_key])
         scores_batch = None
         if keys and self.store is not None:
             scores_batch = PointBatch(
@@ -934,6 +958,40 @@ class DetectionService:
             1 if park else 0,
         )
 
+    def _silent(self, device_key: tuple[str, str], now: int, events: list[AnomalyEvent]) -> int:
+        """Events for the device's series that went silent while the device reports (``now``,
+        µs): a sensor that dropped out of its messages. Silent means no reading for
+        ``SILENT_INTERVALS`` of its usual intervals and at least ``SILENT_MIN_S`` seconds, once
+        the interval has been learned (``SILENT_AFTER`` readings); series with episode decisions
+        only. One anomalous event (no value, contributor ``"silent"``) per check while it lasts;
+        its next reading is judged as usual, and clears it."""
+        found = 0
+        for key in self._by_device.get(device_key, ()):
+            t = self.series.get(key)
+            if (
+                t is None
+                or t.episodes is None
+                or t.seen < SILENT_AFTER
+                or now - t.last_ts < max(SILENT_MIN_S * _US, SILENT_INTERVALS * t.interval)
+            ):
+                continue
+            events.append(
+                AnomalyEvent(
+                    key.project,
+                    key.device,
+                    key.metric,
+                    now,
+                    1.0,
+                    is_anomaly=True,
+                    detector=DetectorRef(t.name, getattr(t.detector, "version", 1)),
+                    contributors=[Contributor(SILENT, 1.0)],
+                    model=t.model,
+                )
+            )
+            found += 1
+        self.stats["silent"] += found
+        return found
+
     def _explain(
         self,
         events: list[AnomalyEvent],
@@ -943,9 +1001,11 @@ class DetectionService:
         why: Explained | None,
         banded: np.ndarray | None,
         model: ModelRef | None,
+        frozen: np.ndarray | None = None,
     ) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
         """Attach the explanation to the anomalous events (``hot``) of one unit, in place;
-        returns the expected band's points by ``(metric, "lo" | "hi")``."""
+        returns the expected band's points by ``(metric, "lo" | "hi")``. A reading of a frozen
+        run (the episode decision's sensor check) has one contributor, ``"frozen"``."""
         bands: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
         for i in np.flatnonzero(hot).tolist():
             e = events[first + i]
@@ -968,7 +1028,10 @@ class DetectionService:
                         got[0].append(e.ts)
                         got[1].append(v)
             contributors = None
-            if why is not None:
+            if frozen is not None and frozen[i]:
+                contributors = [Contributor(FROZEN, 1.0)]
+                self.stats["frozen"] += 1
+            elif why is not None:
                 w = why.weights[i]
                 if not np.isfinite(w).all():  # a signal with nothing to compare with: it alone
                     w = np.where(np.isfinite(w), 0.0, 1.0)
@@ -1542,6 +1605,19 @@ def _note_flags(t: _Tracked, ts: np.ndarray, flags: np.ndarray, raised: np.ndarr
         else:
             spans.append([int(ts[a]), end])
     del spans[:-MAX_SPANS]
+
+
+def _learn_interval(t: _Tracked, ts: np.ndarray) -> None:
+    """Move ``t.interval`` towards the interval of these readings (a gap counts as at most three
+    usual intervals: one dropout must not teach the series that silence is usual)."""
+    n = len(ts)
+    if t.last_ts > 0 and n:
+        dt = (int(ts[-1]) - t.last_ts) / n
+        if t.interval <= 0:
+            t.interval = dt
+        else:
+            t.interval += 0.05 * (min(dt, 3.0 * t.interval) - t.interval)
+    t.seen += n
 
 
 def _subtract_span(spans: list[list[int]], start: int, end: int) -> None:
