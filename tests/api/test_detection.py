@@ -206,3 +206,68 @@ async def test_without_the_detection_service_the_routes_say_why(api):
     await api.device()
     r = await api.http.get(f"{V1}/projects/lab/devices/s1/detection", headers=api.admin)
     assert r.status_code == 503 and "detection service" in r.json()["message"]
+
+
+async def test_a_device_type_keeps_its_detector_bindings_and_its_series_follow_them(lab):
+    """Bindings set through the API are kept by the registry and used by the detection service:
+    a series already judged starts again with the newly bound detector and episode decision."""
+    api, svc, dev, t0 = lab
+    await _send(api, dev, t0, HISTORY, _signal(HISTORY, 50, seed=2))
+    await _judged(svc, 50)
+    key = SeriesKey("lab", dev[0], "temperature")
+    assert svc.series[key].episodes is None  # the default, reading by reading
+
+    url = f"{V1}/projects/lab/device-types/thermo"
+    binding = {"detector": "ewma", "metrics": ["temperature"], "decision": {"z": 4}}
+    r = await api.http.patch(url, headers=api.admin, json={"detectors": [binding]})
+    assert r.status_code == 200, r.text
+    got = r.json()["detectors"]
+    assert got == [{**binding, "params": {}, "jointly": False, "threshold": None}]
+    assert (await api.http.get(url, headers=api.admin)).json()["detectors"] == got
+    assert key not in svc.series  # started again with the new binding
+
+    await _send(api, dev, t0, HISTORY + 50, _signal(HISTORY + 50, 20, seed=3))
+    await _judged(svc, 70)
+    t = svc.series[key]
+    assert t.name == "ewma" and t.episodes is not None and t.episodes.z == 4
+
+    r = await api.http.patch(url, headers=api.admin, json={"detectors": []})
+    assert r.status_code == 200 and r.json()["detectors"] == []
+    assert key not in svc.series
+
+
+@pytest.mark.parametrize(
+    ("binding", "reason"),
+    [
+        ({"detector": "no-such-detector"}, "no-such-detector"),
+        ({"metrics": ["temperature"], "decision": {"zz": 1}}, "unknown episode decision"),
+        ({"metrics": ["humidity"]}, "undeclared metric"),
+        ({"metrics": ["temperature"], "jointly": True}, "at least two metrics"),
+        ({"metrics": ["temperature"], "threshold": 2}, "threshold"),
+        ({"metrics": ["temperature"], "colour": "red"}, "colour"),
+    ],
+)
+async def test_a_bad_detector_binding_is_refused_with_the_reason(lab, binding, reason):
+    api, *_ = lab
+    url = f"{V1}/projects/lab/device-types/thermo"
+    r = await api.http.patch(url, headers=api.admin, json={"detectors": [binding]})
+    assert r.status_code in (400, 422), r.text  # 400: the service's check; 422: the schema's
+    assert reason in r.text
+    r = await api.http.post(
+        f"{V1}/projects/lab/device-types",
+        headers=api.admin,
+        json={"id": "other", "metrics": [{"name": "temperature"}], "detectors": [binding]},
+    )
+    assert r.status_code in (400, 422) and reason in r.text
+    assert (await api.http.get(url, headers=api.admin)).json()["detectors"] == []
+
+
+async def test_only_operators_bind_detectors(lab):
+    api, *_ = lab
+    viewer = await api.key("viewer")
+    r = await api.http.patch(
+        f"{V1}/projects/lab/device-types/thermo",
+        headers=api.auth(viewer),
+        json={"detectors": [{"metrics": ["temperature"]}]},
+    )
+    assert r.status_code == 403

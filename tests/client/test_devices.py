@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import atoll
-from atoll.client import Metric
+from atoll.client import DetectorBinding, Metric
 from tests.client.conftest import wait_for
 
 
@@ -38,6 +38,15 @@ def test_device_types(client):
         "battery",
     ]
     assert client.update_device_type("lab", "thermo", name="T").metrics == changed.metrics
+    assert changed.detectors == ()
+    bound = client.update_device_type(
+        "lab", "thermo", detectors=[DetectorBinding("ewma", ("temperature",), decision={})]
+    )
+    assert bound.detectors == (DetectorBinding("ewma", ("temperature",), decision={}),)
+    assert client.device_type("lab", "thermo").detectors == bound.detectors
+    assert client.update_device_type("lab", "thermo", name="T2").detectors == bound.detectors
+    with pytest.raises(atoll.InvalidInput, match="undeclared"):
+        client.update_device_type("lab", "thermo", detectors=[{"metrics": ["nope"]}])
     client.register_device("lab", id="s1", device_type="thermo")
     with pytest.raises(atoll.Conflict):
         client.delete_device_type("lab", "thermo")  # in use

@@ -54,6 +54,7 @@ def test_public_surface_is_guarded():
             "Device",
             "DeviceClient",
             "DeviceCredentials",
+            "DetectorBinding",
             "DeviceType",
             "Episode",
             "Identity",

@@ -12,7 +12,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from atoll.bus.memory import MemoryBus
-from atoll.core.errors import InvalidInput, NotFound
+from atoll.core.errors import InvalidInput
 from atoll.core.events import decode_anomalies, score_metric
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.registry import DEFAULT
@@ -194,7 +194,7 @@ async def test_device_type_binding_and_label(tmp_path):
         svc.bind("p", "pump", "ewma", metrics=["hum"], threshold=0.5)
         with pytest.raises(InvalidInput):
             svc.bind("p", "pump", "ewma", metrics=["hum"], threshold=1.5)
-        with pytest.raises(NotFound):
+        with pytest.raises(InvalidInput, match="no detector named"):
             svc.bind("p", "pump", "no-such-detector")
         await svc.start()
         temp, hum = _readings(40)

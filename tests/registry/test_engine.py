@@ -24,6 +24,24 @@ def test_old_database_gains_user_platform_admin_for_the_bootstrap_user(tmp_path)
     reg.close()
 
 
+def test_old_database_gains_device_type_detector_bindings(tmp_path):
+    reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
+    reg.bootstrap()
+    reg.create_project("default", "Line", project_id="line")
+    reg.create_device_type("line", "pump", [{"name": "flow"}])
+    reg.close()
+    db = sqlite3.connect(tmp_path / "registry.sqlite")
+    db.execute("ALTER TABLE device_types DROP COLUMN detectors")  # made before bindings were kept
+    db.commit()
+    db.close()
+
+    reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
+    assert reg.get_device_type("line", "pump").detectors == ()
+    dt = reg.update_device_type("line", "pump", detectors=[{"metrics": ["flow"], "decision": {}}])
+    assert dt.detectors[0].metrics == ("flow",) and dt.detectors[0].decision == {}
+    reg.close()
+
+
 def test_nodes_starting_at_once_on_a_fresh_postgresql_database_all_start():
     """Two (here four) nodes' first start on one empty database: the tables are created once
     and the default tenant and admin bootstrapped once; no node fails."""

@@ -147,6 +147,10 @@ class DetectionPort(Protocol):
     ) -> ModelRecord:
         """Learn the stored readings in ``[start, end)`` as normal; the new record."""
 
+    async def rebind(self, project: str, device_type: str) -> int:
+        """The device type's detector bindings changed: its series start again with the
+        detectors now chosen; how many did."""
+
 
 class ApiContext(Protocol):
     """Everything a handler may use; ``atoll.api.AppContext`` is the plain dataclass form."""

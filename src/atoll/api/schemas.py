@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Path, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from atoll.registry import models as m
 
@@ -53,6 +53,28 @@ class Metric(BaseModel):
     max: float | None = Field(None, description="highest expected value")
 
 
+class DetectorBindingIO(BaseModel):
+    """What judges some metrics of every device of a type (docs/DETECTION.md, "Detectors in
+    the platform")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    detector: str = Field("default", description="a detector kind: default, fitted, ensemble…")
+    metrics: list[str] = Field(
+        default_factory=list, description="metrics it judges; empty: every metric of the type"
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="the detector's settings")
+    jointly: bool = Field(False, description="judge the metrics together, per device")
+    threshold: float | None = Field(
+        None, gt=0, le=1, description="score from which a reading is anomalous"
+    )
+    decision: dict[str, Any] | None = Field(
+        None,
+        description="episode-decision settings ({} the defaults): is_anomaly stays up for the "
+        "whole episode; null: per-reading decisions",
+    )
+
+
 class TenantOut(BaseModel):
     id: str
     name: str
@@ -88,6 +110,7 @@ class DeviceTypeOut(BaseModel):
     project: str
     name: str
     metrics: list[Metric]
+    detectors: list[DetectorBindingIO]
     created_at: str
 
     @classmethod
@@ -98,6 +121,7 @@ class DeviceTypeOut(BaseModel):
             name=d.name,
             created_at=iso(d.created_at),
             metrics=[Metric(**x.to_dict()) for x in d.metrics],
+            detectors=[DetectorBindingIO(**b.to_dict()) for b in d.detectors],
         )
 
 

@@ -27,6 +27,7 @@ from atoll.client.alarms import Alarm, AlarmComment, AlarmEvent, AlarmsCalls, Al
 from atoll.client.devices import (
     Command,
     DetectionModel,
+    DetectorBinding,
     Device,
     DeviceCredentials,
     DevicesCalls,
@@ -75,6 +76,7 @@ __all__ = [
     "Device",
     "DeviceClient",
     "DeviceCredentials",
+    "DetectorBinding",
     "DeviceType",
     "Episode",
     "Identity",

@@ -32,12 +32,28 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class DetectorBinding:
+    """What judges some metrics of every device of a type: ``detector`` on ``metrics`` (empty:
+    every metric), with its ``params``; ``jointly`` judges them together per device;
+    ``threshold`` where a score becomes anomalous; ``decision`` the episode-decision settings
+    (``{}`` the defaults, ``None`` per-reading decisions)."""
+
+    detector: str = "default"
+    metrics: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    jointly: bool = False
+    threshold: float | None = None
+    decision: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class DeviceType:
     id: str
     project: str
     name: str
     metrics: tuple[Metric, ...]
     created_at: datetime
+    detectors: tuple[DetectorBinding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -161,7 +177,26 @@ def _series_detection(d: Mapping[str, Any]) -> SeriesDetection:
 
 
 def _device_type(d: Mapping[str, Any]) -> DeviceType:
-    return build(DeviceType, {**d, "metrics": tuple(Metric(**m) for m in d["metrics"])})
+    return build(
+        DeviceType,
+        {
+            **d,
+            "metrics": tuple(Metric(**m) for m in d["metrics"]),
+            "detectors": tuple(
+                build(DetectorBinding, {**b, "metrics": tuple(b.get("metrics") or ())})
+                for b in d.get("detectors") or ()
+            ),
+        },
+    )
+
+
+def _bindings(bindings: Iterable[DetectorBinding | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for b in bindings:
+        d = asdict(b) if isinstance(b, DetectorBinding) else dict(b)
+        d["metrics"] = list(d.get("metrics") or ())
+        out.append(d)
+    return out
 
 
 def _metrics(metrics: Iterable[Metric | Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -221,12 +256,19 @@ class DevicesCalls(Http):
         metrics: Iterable[Metric | Mapping[str, Any]],
         *,
         name: str | None = None,
+        detectors: Iterable[DetectorBinding | Mapping[str, Any]] = (),
     ) -> DeviceType:
+        """``detectors``: what judges its devices' series (none: the default for each)."""
         return _device_type(
             self._call(
                 "POST",
                 f"/projects/{project}/device-types",
-                json={"id": id, "name": name, "metrics": _metrics(metrics)},
+                json={
+                    "id": id,
+                    "name": name,
+                    "metrics": _metrics(metrics),
+                    "detectors": _bindings(detectors),
+                },
             )
         )
 
@@ -237,12 +279,16 @@ class DevicesCalls(Http):
         *,
         name: str | None = None,
         metrics: Iterable[Metric | Mapping[str, Any]] | None = None,
+        detectors: Iterable[DetectorBinding | Mapping[str, Any]] | None = None,
     ) -> DeviceType:
-        """``metrics`` replaces the whole list; devices
-        of the type are checked against it at once."""
+        """``metrics`` replaces the whole list; devices of the type are checked against it at
+        once. ``detectors`` replaces every binding (``[]`` unbinds them); the series it changes
+        start again with the new detector."""
         body: dict[str, Any] = {"name": name}
         if metrics is not None:
             body["metrics"] = _metrics(metrics)
+        if detectors is not None:
+            body["detectors"] = _bindings(detectors)
         return _device_type(
             self._call("PATCH", f"/projects/{project}/device-types/{type_id}", json=body)
         )

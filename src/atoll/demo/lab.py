@@ -2,7 +2,7 @@
 
 Building a lab goes through the public REST API (``atoll.Client``) exactly as an operator would:
 create the tenant, create its project, apply the sector template (device types, rules), register
-devices (each gets its own secret), and bind the template's detectors.
+devices (each gets its own secret); the template binds its detectors to its device types.
 """
 
 from __future__ import annotations
@@ -100,7 +100,6 @@ def build_lab(
     make_client: Callable[[str], Any],
     total_devices: int,
     *,
-    bind_detectors: Callable[..., None] | None = None,
     on_progress: Callable[[str], None] | None = None,
     on_device: Callable[[int, int], None] | None = None,
     lab: Sequence[LabTenant] = LAB,
@@ -128,17 +127,6 @@ def build_lab(
                 client, project, [template], count, prefix="lab", on_progress=shifted
             )
             done += len(devices)
-        if bind_detectors is not None:
-            for dtype in template.device_types:
-                for binding in dtype.detectors:
-                    bind_detectors(
-                        project,
-                        dtype.name,
-                        binding.detector,
-                        binding.metrics,
-                        binding.params,
-                        binding.decision,
-                    )
         out.append(BuiltTenant(spec, template, key.token, devices, username, password, project))
         if on_progress:
             on_progress(f"{spec.name}: {len(devices)} {spec.template} devices")

@@ -217,24 +217,12 @@ async def run_demo(
 
         say(f"Building the lab: {len(LAB)} enterprises, {opts.devices} devices …")
 
-        def bind(
-            project: str,
-            dtype: str,
-            det: str,
-            metrics: list[str] | None,
-            params: dict | None = None,
-            decision: dict | None = None,
-        ) -> None:
-            if detect is not None:
-                detect.bind(project, dtype, det, metrics, params, decision=decision)
-
         admin = Client(platform.http_url, secrets.api_key)
         built = await asyncio.to_thread(
             build_lab,
             admin,
             lambda key: Client(platform.http_url, key),
             opts.devices,
-            bind_detectors=bind,
             on_progress=lambda m: say(f"  {m}"),
             on_device=(lambda n, total: step("registering devices", n, total)) if step else None,
         )

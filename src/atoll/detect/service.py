@@ -268,6 +268,7 @@ class DetectionService:
         self.series: dict[SeriesKey, _Tracked] = {}
         self._bindings: dict[tuple[str, str, str | None], Choice] = {}
         self._device_choice: dict[str, tuple[float, tuple[str | None, dict[str, str]]]] = {}
+        self._stored_choice: dict[tuple[str, str], tuple[float, dict[str | None, Choice]]] = {}
         self.device_cache_seconds = 60.0
         self._sub: Subscription | None = None
         self._snapshotter: asyncio.Task | None = None
@@ -342,28 +343,69 @@ class DetectionService:
         multivariate detector (``for_features``), readings lined up by timestamp; the score is the
         series ``<m1+m2+...>.anomaly_score`` and events carry ``"values"`` instead of ``"value"``.
         """
-        get_detector(detector, **(params or {}))  # fail now, not on the first reading
-        if threshold is not None and not 0.0 < threshold <= 1.0:
-            raise InvalidInput(f"threshold must be in (0, 1], got {threshold!r}")
-        if decision is not None:
-            decider(decision)  # fail now
-        group: tuple[str, ...] = ()
-        if jointly:
-            if not metrics or len(metrics) < 2:
-                raise InvalidInput(
-                    "judging jointly needs at least two metrics",
-                    hint="list the machine's metrics, e.g. metrics=['flow', 'pressure']",
-                )
-            group = tuple(metrics)
-        each: list[str | None] = [*metrics] if metrics else [None]
-        for m in each:
-            self._bindings[(project, device_type, m)] = Choice(
-                detector,
-                dict(params or {}),
-                group,
-                threshold,
-                None if decision is None or group else dict(decision),
-            )
+        choices = binding_choices(detector, metrics, params, jointly, threshold, decision)
+        for m, c in choices.items():
+            self._bindings[(project, device_type, m)] = c
+
+    def _stored(self, project: str, device_type: str) -> dict[str | None, Choice]:
+        """The bindings the registry keeps for the device type (``DeviceType.detectors``, set
+        through the API or a template), by metric (``None``: every metric); cached like
+        ``_device_info``. A binding the registry holds but this service cannot use is logged
+        and skipped (the API checks them with ``check_binding`` before they are kept)."""
+        now = time.monotonic()
+        hit = self._stored_choice.get((project, device_type))
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        out: dict[str | None, Choice] = {}
+        get_type = getattr(self.registry, "get_device_type", None)
+        if get_type is not None:
+            with contextlib.suppress(AtollError):
+                for b in get_type(project, device_type).detectors:
+                    try:
+                        got = binding_choices(
+                            b.detector,
+                            list(b.metrics) or None,
+                            b.params,
+                            b.jointly,
+                            b.threshold,
+                            b.decision,
+                        )
+                    except AtollError as exc:
+                        log.warning(
+                            "device type %s/%s: binding %r unusable (%s)",
+                            project,
+                            device_type,
+                            b.detector,
+                            exc.message,
+                        )
+                        continue
+                    for m, c in got.items():
+                        out.setdefault(m, c)  # the first binding of a metric wins
+        self._stored_choice[(project, device_type)] = (now + self.device_cache_seconds, out)
+        return out
+
+    async def rebind(self, project: str, device_type: str) -> int:
+        """The device type's bindings changed: its devices' series whose detector is no longer
+        the one chosen start again with the new one (fitted on their stored history when it
+        can be). Returns how many series were replaced."""
+        return await self._in_worker(self._rebind, project, device_type)
+
+    def _rebind(self, project: str, device_type: str) -> int:
+        self._stored_choice.pop((project, device_type), None)
+        self._device_choice.clear()
+        replaced = 0
+        for key in [k for k in self.series if k.project == project]:
+            if self._device_info(key.device)[0] != device_type:
+                continue
+            t = self.series[key]
+            if t.choice is not None and "+" not in key.metric and t.choice == self.choose(key):
+                continue
+            del self.series[key]
+            keys = self._by_device.get((key.project, key.device), [])
+            if key in keys:
+                keys.remove(key)
+            replaced += 1
+        return replaced
 
     def _device_info(self, device: str) -> tuple[str | None, dict[str, str]]:
         # Only consulted for series without a detector yet; cached briefly so a device's new type
@@ -385,6 +427,11 @@ class DetectionService:
         if device_type is not None:
             for m in (key.metric, None):
                 c = self._bindings.get((key.project, device_type, m))
+                if c is not None:
+                    return c
+            stored = self._stored(key.project, device_type)
+            for m in (key.metric, None):
+                c = stored.get(m)
                 if c is not None:
                     return c
         if labels.get(DEVICE_LABEL):
@@ -1667,6 +1714,56 @@ def _accept_into(det: Detector, x: np.ndarray, ts: np.ndarray) -> None:
         sensors = det.sensors if isinstance(det, Joint) else det
         for j, child in enumerate(sensors.children):
             _accept_into(child, x[:, j], ts)
+
+
+def binding_choices(
+    detector: str,
+    metrics: list[str] | None = None,
+    params: dict[str, Any] | None = None,
+    jointly: bool = False,
+    threshold: float | None = None,
+    decision: dict[str, Any] | None = None,
+) -> dict[str | None, Choice]:
+    """A binding's choice per metric (``None``: every metric); ``InvalidInput`` with the fix when
+    the detector, its settings, the threshold or the decision settings are not usable."""
+    try:
+        get_detector(detector, **(params or {}))  # fail now, not on the first reading
+    except NotFound as exc:  # a name in a request: bad input, not a missing resource
+        raise InvalidInput(exc.message, hint=exc.hint) from None
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise InvalidInput(f"threshold must be in (0, 1], got {threshold!r}")
+    if decision is not None:
+        decider(decision)  # fail now
+    group: tuple[str, ...] = ()
+    if jointly:
+        if not metrics or len(metrics) < 2:
+            raise InvalidInput(
+                "judging jointly needs at least two metrics",
+                hint="list the machine's metrics, e.g. metrics=['flow', 'pressure']",
+            )
+        group = tuple(metrics)
+    each: list[str | None] = [*metrics] if metrics else [None]
+    c = Choice(
+        detector,
+        dict(params or {}),
+        group,
+        threshold,
+        None if decision is None or group else dict(decision),
+    )
+    return dict.fromkeys(each, c)
+
+
+def check_binding(
+    detector: str,
+    metrics: list[str] | None = None,
+    params: dict[str, Any] | None = None,
+    jointly: bool = False,
+    threshold: float | None = None,
+    decision: dict[str, Any] | None = None,
+) -> None:
+    """``InvalidInput`` with the fix unless the binding can be used (what the API checks before a
+    device type keeps it)."""
+    binding_choices(detector, metrics, params, jointly, threshold, decision)
 
 
 def _choice_row(c: Choice) -> list[Any]:

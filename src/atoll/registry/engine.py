@@ -46,6 +46,7 @@ def open_engine(url: str) -> Engine:
         one_at_a_time(conn)
         metadata.create_all(conn)
         _add_platform_admin_to_users(conn)
+        _add_detectors_to_device_types(conn)
     return engine
 
 
@@ -59,6 +60,13 @@ def one_at_a_time(conn: Connection) -> None:
     the catalog's unique index) and bootstrap twice. SQLite serialises writers itself."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SETUP_LOCK})
+
+
+def _add_detectors_to_device_types(conn: Connection) -> None:
+    """Databases made before device types kept their detector bindings get the column (NULL:
+    none bound, as before)."""
+    if "detectors" not in {c["name"] for c in inspect(conn).get_columns("device_types")}:
+        conn.execute(text("ALTER TABLE device_types ADD COLUMN detectors JSON"))
 
 
 def _add_platform_admin_to_users(conn: Connection) -> None:

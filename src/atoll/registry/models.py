@@ -13,6 +13,7 @@ __all__ = [
     "Device",
     "DeviceCredentials",
     "DeviceIdentity",
+    "DetectorBinding",
     "DeviceType",
     "MetricSpec",
     "NewApiKey",
@@ -74,12 +75,42 @@ class MetricSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class DetectorBinding:
+    """What judges some metrics of every device of a type (``DetectionService.bind``'s terms).
+
+    ``metrics`` empty: every metric. ``params``: the detector's settings. ``jointly``: the metrics
+    are judged together, per device. ``threshold``: the score from which a reading counts as
+    anomalous (``None``: the detector's own). ``decision``: episode-decision settings (``{}`` the
+    defaults; ``None`` per-reading decisions). The detection service checks the names and
+    settings; the registry keeps them as given."""
+
+    detector: str = "default"
+    metrics: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    jointly: bool = False
+    threshold: float | None = None
+    decision: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector,
+            "metrics": list(self.metrics),
+            "params": dict(self.params),
+            "jointly": self.jointly,
+            "threshold": self.threshold,
+            "decision": None if self.decision is None else dict(self.decision),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceType:
     id: str
     project: str
     name: str
     metrics: tuple[MetricSpec, ...]
     created_at: int
+    #: The detectors bound to its metrics (empty: the project's defaults judge them).
+    detectors: tuple[DetectorBinding, ...] = ()
 
     def metric(self, name: str) -> MetricSpec | None:
         for m in self.metrics:

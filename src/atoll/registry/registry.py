@@ -38,6 +38,7 @@ from atoll.registry.models import (
     AuditEntry,
     BootstrapSecrets,
     Command,
+    DetectorBinding,
     Device,
     DeviceCredentials,
     DeviceIdentity,
@@ -207,9 +208,10 @@ class Registry:
         *,
         name: str | None = None,
         tenant: str | None = None,
+        detectors: Iterable[DetectorBinding | Mapping] = (),
     ) -> DeviceType:
         with self._write() as conn:
-            return _types.create(conn, project, type_id, name, metrics, tenant)
+            return _types.create(conn, project, type_id, name, metrics, tenant, detectors)
 
     def get_device_type(self, project: str, type_id: str, tenant: str | None = None) -> DeviceType:
         with self._read() as conn:
@@ -227,9 +229,18 @@ class Registry:
         name: str | None = None,
         metrics: Iterable[MetricSpec | Mapping] | None = None,
         tenant: str | None = None,
+        detectors: Iterable[DetectorBinding | Mapping] | None = None,
     ) -> DeviceType:
         with self._write() as conn:
-            dt = _types.update_(conn, project, type_id, name=name, metrics=metrics, tenant=tenant)
+            dt = _types.update_(
+                conn,
+                project,
+                type_id,
+                name=name,
+                metrics=metrics,
+                tenant=tenant,
+                detectors=detectors,
+            )
         self._auth.invalidate()  # identities carry the schema
         return dt
 

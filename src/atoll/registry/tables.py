@@ -57,6 +57,8 @@ device_types = Table(
     Column("name", String(200), nullable=False),
     Column("metrics", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # DetectorBinding.to_dict() per binding; NULL on databases made before bindings were kept.
+    Column("detectors", JSON, nullable=True),
 )
 
 devices = Table(

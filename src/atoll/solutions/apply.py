@@ -1,6 +1,6 @@
-"""Start a project from a template through the REST API: device types and rules, as an operator
-would create them by hand. Detectors are bound by the platform that runs them (see
-``DetectionService.bind``); :func:`detector_bindings` lists what a template asks for.
+"""Start a project from a template through the REST API: device types (with the detectors bound
+to their metrics) and rules, as an operator would create them by hand; :func:`detector_bindings`
+lists what a template binds.
 """
 
 from __future__ import annotations
@@ -45,7 +45,11 @@ def apply(
             out.existing_types.append(dtype.name)
             continue
         client.create_device_type(
-            project, dtype.name, dtype.registry_metrics(), name=dtype.description or dtype.name
+            project,
+            dtype.name,
+            dtype.registry_metrics(),
+            name=dtype.description or dtype.name,
+            detectors=[b.model_dump() for b in dtype.detectors],
         )
         out.device_types.append(dtype.name)
     if rules and template.rules:
