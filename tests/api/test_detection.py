@@ -222,7 +222,7 @@ async def test_a_device_type_keeps_its_detector_bindings_and_its_series_follow_t
     r = await api.http.patch(url, headers=api.admin, json={"detectors": [binding]})
     assert r.status_code == 200, r.text
     got = r.json()["detectors"]
-    assert got == [{**binding, "params": {}, "jointly": False, "threshold": None}]
+    assert got == [{**binding, "params": {}, "jointly": False, "threshold": None, "fleet": None}]
     assert (await api.http.get(url, headers=api.admin)).json()["detectors"] == got
     assert key not in svc.series  # started again with the new binding
 
@@ -245,6 +245,8 @@ async def test_a_device_type_keeps_its_detector_bindings_and_its_series_follow_t
         ({"metrics": ["temperature"], "jointly": True}, "at least two metrics"),
         ({"metrics": ["temperature"], "threshold": 2}, "threshold"),
         ({"metrics": ["temperature"], "colour": "red"}, "colour"),
+        ({"metrics": ["temperature"], "fleet": {"limit": -1}}, "limit"),
+        ({"metrics": ["temperature", "load"], "jointly": True, "fleet": {}}, "one by one"),
     ],
 )
 async def test_a_bad_detector_binding_is_refused_with_the_reason(lab, binding, reason):

@@ -87,3 +87,65 @@ def test_bearing_wear_on_a_simulated_line_is_caught_with_no_false_alarm():
     assert set(raised) == set(faulty), (raised, faults)
     for device, ts in raised.items():
         assert faulty[device].start <= ts <= faulty[device].start + 300
+
+
+def test_the_service_judges_a_device_against_its_siblings_and_keeps_the_pack(tmp_path):
+    """Bound with ``fleet``, a motor that leaves the pack is anomalous (contributor ``fleet``,
+    the pack's band as expected) while the whole line's load swing is not; the pack survives a
+    restart."""
+    import asyncio
+
+    from atoll.bus.memory import MemoryBus
+    from atoll.core.events import Contributor
+    from atoll.core.points import PointBatch, SeriesKey
+    from atoll.detect.service import DetectionService
+
+    class Types:
+        def get_device(self, device):
+            return type("D", (), {"device_type": "motor", "labels": {}})()
+
+    rng = np.random.default_rng(4)
+    t0 = 1_764_000_000_000_000
+    motors = [f"m{i}" for i in range(8)]
+
+    def step(svc, t, hot):
+        load = 30 + 8 * np.sin(t / 60)  # every motor follows the shift load
+        batch = PointBatch.concat(
+            [
+                PointBatch.of_series(
+                    SeriesKey("p", m, "temp"),
+                    [t0 + t * 1_000_000],
+                    [load + i * 0.5 + (hot if m == "m3" else 0.0) + rng.normal(0, 0.2)],
+                )
+                for i, m in enumerate(motors)
+            ]
+        )
+        return svc.process(batch)
+
+    async def run():
+        path = tmp_path / "state.msgpack"
+        svc = DetectionService(MemoryBus(), None, registry=Types(), state_path=path)
+        with pytest.raises(InvalidInput, match="unknown fleet baseline settings"):
+            svc.bind("p", "motor", "ewma", ["temp"], fleet={"nope": 1})
+        svc.bind("p", "motor", "ewma", ["temp"], fleet={"warmup": 30})
+        calm = []
+        for t in range(300):
+            calm += [e for e in await step(svc, t, 0.0) if e.is_anomaly]
+        hot = []
+        for t in range(300, 330):
+            hot += [e for e in await step(svc, t, 3.0) if e.is_anomaly]
+        assert not [e for e in calm if e.contributors == [Contributor("fleet", 1.0)]]
+        off = [e for e in hot if e.contributors == [Contributor("fleet", 1.0)]]
+        assert off and {e.device for e in off} == {"m3"}
+        band = off[-1].expected["temp"]
+        assert band.lo < band.value < band.hi < off[-1].value  # above what the pack implies
+        await svc.stop()
+
+        again = DetectionService(MemoryBus(), None, registry=Types(), state_path=path)
+        await again.start()
+        assert ("p", "motor", "temp") in again._fleets
+        events = await step(again, 330, 3.0)
+        assert [e.is_anomaly for e in events if e.device == "m3"] == [True]
+        await again.stop()
+
+    asyncio.run(run())

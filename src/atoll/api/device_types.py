@@ -40,7 +40,9 @@ def _bindings(detectors: list[DetectorBindingIO]) -> list[dict]:
     use it (422 with the fix otherwise)."""
     out = []
     for b in detectors:
-        check_binding(b.detector, b.metrics or None, b.params, b.jointly, b.threshold, b.decision)
+        check_binding(
+            b.detector, b.metrics or None, b.params, b.jointly, b.threshold, b.decision, b.fleet
+        )
         out.append(b.model_dump())
     return out
 

@@ -73,6 +73,11 @@ class DetectorBindingIO(BaseModel):
         description="episode-decision settings ({} the defaults): is_anomaly stays up for the "
         "whole episode; null: per-reading decisions",
     )
+    fleet: dict[str, Any] | None = Field(
+        None,
+        description="fleet-baseline settings ({} the defaults): each device is also judged "
+        "against its siblings of the type; null: not",
+    )
 
 
 class TenantOut(BaseModel):

@@ -146,6 +146,8 @@ def demo(
                 else "[yellow]not caught[/]"
             )
             console.print(f"  {f['kind']:<18} {f['device']}: {caught}", soft_wrap=True)
+    for a in summary.false_alarm_list:
+        console.print(f"  false alarm        {a['device']}: {a['rule']}", soft_wrap=True)
     if json_out:
         import json
 

@@ -36,7 +36,8 @@ class DetectorBinding:
     """What judges some metrics of every device of a type: ``detector`` on ``metrics`` (empty:
     every metric), with its ``params``; ``jointly`` judges them together per device;
     ``threshold`` where a score becomes anomalous; ``decision`` the episode-decision settings
-    (``{}`` the defaults, ``None`` per-reading decisions)."""
+    (``{}`` the defaults, ``None`` per-reading decisions); ``fleet`` the fleet-baseline settings
+    (``{}`` the defaults: each device also judged against its siblings)."""
 
     detector: str = "default"
     metrics: tuple[str, ...] = ()
@@ -44,6 +45,7 @@ class DetectorBinding:
     jointly: bool = False
     threshold: float | None = None
     decision: dict[str, Any] | None = None
+    fleet: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

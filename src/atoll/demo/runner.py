@@ -89,6 +89,8 @@ class DemoSummary:
     #: Per fault: device, kind, start (epoch s), and the first alarm that caught it (seconds
     #: after the start and its rule), or ``None`` while none has.
     faults: list[dict[str, Any]] = field(default_factory=list)
+    #: The alarms that caught no fault: device, rule and when (epoch s).
+    false_alarm_list: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -384,6 +386,14 @@ async def _refresh(
     summary.by_kind = result.get("by_kind", {})
     summary.live_seconds = now - live_start
     summary.faults = caught_by(faults, live)
+    summary.false_alarm_list = [
+        {"device": a.device, "rule": a.rule_name, "raised_at": a.raised_at.timestamp()}
+        for a in live
+        if not any(
+            a.device == f.device and f.start <= a.raised_at.timestamp() <= f.end + GRACE_S
+            for f in faults
+        )
+    ]
 
 
 def caught_by(faults: list[Fault], alarms: list[Alarm]) -> list[dict[str, Any]]:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -178,7 +179,76 @@ class FleetBaseline:
             d.offset = d.value - float(np.median(peers))
         d.on, d.calm = False, 0
 
+    PARAMS = (
+        "window_s",
+        "min_peers",
+        "max_peers",
+        "limit",
+        "tau_s",
+        "warmup",
+        "clear",
+        "clear_after",
+    )
+
+    def params(self) -> dict[str, float | int]:
+        return {
+            "window_s": self.window_us / 1e6,
+            "min_peers": self.min_peers,
+            "max_peers": self.max_peers,
+            "limit": self.limit,
+            "tau_s": self.tau_us / 1e6,
+            "warmup": self.warmup,
+            "clear": self.clear,
+            "clear_after": self.clear_after,
+        }
+
+    def state(self) -> dict[str, Any]:
+        """Everything learned, as plain data (msgpack-able); ``from_state`` restores it."""
+        return {
+            "params": self.params(),
+            "devices": [
+                [name, d.ts, d.value, d.offset, d.spread, d.seen, d.on, d.calm]
+                for name, d in self.devices.items()
+            ],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> FleetBaseline:
+        try:
+            fleet = cls(**state["params"])
+            for name, ts, value, offset, spread, seen, on, calm in state["devices"]:
+                d = fleet._join(str(name))
+                d.ts, d.value, d.offset, d.spread = (
+                    int(ts),
+                    float(value),
+                    float(offset),
+                    float(spread),
+                )
+                d.seen, d.on, d.calm = int(seen), bool(on), int(calm)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"bad fleet baseline state: {exc!r}") from None
+        return fleet
+
+    def nbytes(self) -> int:
+        return 96 * len(self.devices)
+
     def forget(self, device: str) -> None:
         """A device left the type (deleted, retyped)."""
         if self.devices.pop(device, None) is not None and device in self._panel:
             self._panel.remove(device)
+
+
+def fleet_baseline(spec: dict[str, Any] | None) -> FleetBaseline | None:
+    """A ``FleetBaseline`` from a binding's ``fleet`` mapping (``None``: no fleet baseline)."""
+    if spec is None:
+        return None
+    unknown = set(spec) - set(FleetBaseline.PARAMS)
+    if unknown:
+        raise InvalidInput(
+            f"unknown fleet baseline settings {sorted(unknown)}",
+            hint=f"known: {', '.join(FleetBaseline.PARAMS)}",
+        )
+    try:
+        return FleetBaseline(**spec)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"bad fleet baseline settings: {exc}") from None

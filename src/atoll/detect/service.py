@@ -81,6 +81,7 @@ from atoll.core.lineage import ModelRecord, ModelRef, SeriesDetection, model_id
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.fitted import FittedDetector
+from atoll.detect.fleet import FleetBaseline, fleet_baseline
 from atoll.detect.lineage import MemoryModelLog
 from atoll.detect.multivariate import Joint, PerSensor
 from atoll.detect.port import Detector, Explained, Explaining
@@ -116,6 +117,8 @@ FIT_BATCH = 64
 MAX_CONTRIBUTORS = 5
 #: The contributor of a reading the episode decision found frozen (the same value too long).
 FROZEN = "frozen"
+#: The contributor of a reading only its fleet baseline flagged (off its siblings' pack).
+FLEET = "fleet"
 #: The contributor of a series that went silent while its device reports (``_silent``).
 SILENT = "silent"
 #: Silent: no reading for this many usual intervals, and at least this many seconds...
@@ -214,6 +217,8 @@ class Choice:
     threshold: float | None = None
     #: ``EpisodeDecider`` settings: ``is_anomaly`` is true for whole episodes (docs/DETECTION.md).
     decision: dict[str, Any] | None = None
+    #: ``FleetBaseline`` settings: each device is also judged against its siblings of the type.
+    fleet: dict[str, Any] | None = None
 
 
 class DetectionService:
@@ -269,6 +274,8 @@ class DetectionService:
         self._bindings: dict[tuple[str, str, str | None], Choice] = {}
         self._device_choice: dict[str, tuple[float, tuple[str | None, dict[str, str]]]] = {}
         self._stored_choice: dict[tuple[str, str], tuple[float, dict[str | None, Choice]]] = {}
+        #: One fleet baseline per (project, device type, metric) bound with ``fleet``.
+        self._fleets: dict[tuple[str, str, str], FleetBaseline] = {}
         self.device_cache_seconds = 60.0
         self._sub: Subscription | None = None
         self._snapshotter: asyncio.Task | None = None
@@ -331,6 +338,7 @@ class DetectionService:
         jointly: bool = False,
         threshold: float | None = None,
         decision: dict[str, Any] | None = None,
+        fleet: dict[str, Any] | None = None,
     ) -> None:
         """Use ``detector`` for ``metrics`` (all when ``None``) of devices of ``device_type``.
 
@@ -342,8 +350,12 @@ class DetectionService:
         With ``jointly=True`` the listed metrics of each device are judged together by one
         multivariate detector (``for_features``), readings lined up by timestamp; the score is the
         series ``<m1+m2+...>.anomaly_score`` and events carry ``"values"`` instead of ``"value"``.
+
+        ``fleet`` (e.g. ``{}``) also judges each device's reading against its siblings' of the
+        type (``atoll.detect.fleet``): one ``FleetBaseline`` per project, type and metric; a
+        device off the pack is anomalous whatever its own detector says.
         """
-        choices = binding_choices(detector, metrics, params, jointly, threshold, decision)
+        choices = binding_choices(detector, metrics, params, jointly, threshold, decision, fleet)
         for m, c in choices.items():
             self._bindings[(project, device_type, m)] = c
 
@@ -369,6 +381,7 @@ class DetectionService:
                             b.jointly,
                             b.threshold,
                             b.decision,
+                            b.fleet,
                         )
                     except AtollError as exc:
                         log.warning(
@@ -393,6 +406,8 @@ class DetectionService:
     def _rebind(self, project: str, device_type: str) -> int:
         self._stored_choice.pop((project, device_type), None)
         self._device_choice.clear()
+        for k in [k for k in self._fleets if k[:2] == (project, device_type)]:
+            del self._fleets[k]  # the pack is learned again under the new binding
         replaced = 0
         for key in [k for k in self.series if k.project == project]:
             if self._device_info(key.device)[0] != device_type:
@@ -700,6 +715,7 @@ class DetectionService:
                 "bindings": [
                     [p, dt, m, *_choice_row(c)] for (p, dt, m), c in self._bindings.items()
                 ],
+                "fleets": [[p, dt, m, f.state()] for (p, dt, m), f in self._fleets.items()],
             }
         )
 
@@ -756,14 +772,27 @@ class DetectionService:
                 # Bindings made since (e.g. by a template applied at start-up) take precedence.
                 self._bindings.setdefault(
                     (project, device_type, metric),
-                    _choice_of_row([name, params, jointly, threshold, *rest[:1]]),
+                    _choice_of_row([name, params, jointly, threshold, *rest[:2]]),
                 )
+            for project, device_type, metric, state in raw.get("fleets") or []:
+                try:
+                    self._fleets[(project, device_type, metric)] = FleetBaseline.from_state(state)
+                except AtollError as exc:
+                    self.stats["state_dropped"] += 1
+                    log.warning(
+                        "fleet baseline of %s/%s/%s not restorable (%s); it starts fresh",
+                        project,
+                        device_type,
+                        metric,
+                        exc.message,
+                    )
         except (msgspec.DecodeError, AtollError, ValueError, KeyError, TypeError) as exc:
             # Learning starts over rather than the platform refusing to start; keep the file.
             bad = self.state_path.with_suffix(".unreadable")
             self.state_path.replace(bad)
             self.series.clear()
             self._by_device.clear()
+            self._fleets.clear()
             self.models = MemoryModelLog()
             log.error(
                 "detector state %s unreadable (%s); moved to %s, starting fresh",
@@ -930,6 +959,14 @@ class DetectionService:
                 banded = np.full((len(ts), 3), np.nan)
                 frozen = np.zeros(len(ts), dtype=bool)
                 flags = tracked.episodes.decide_many(ts, values, raised, banded, frozen)
+            pack = None
+            if tracked.choice is not None and tracked.choice.fleet is not None and values.ndim == 1:
+                fleet = self._fleet(key, tracked.choice.fleet)
+                if fleet is not None:
+                    pack = _judge_fleet(fleet, key.device, ts, values)
+                    if pack[0].any():
+                        pack = (pack[0] & ~(flags | raised), pack[1])  # what only the pack saw
+                        flags = flags | pack[0]
             flagged = int(np.count_nonzero(flags))  # cheaper than .any()/.sum() on small arrays
             # The detector's own flags include every reading it scored at or above its threshold
             # (a condition flag rises there too): "anomalous" is either decision.
@@ -973,7 +1010,9 @@ class DetectionService:
                 )
             if flagged or high:
                 hot = flags if raised is flags else flags | raised
-                bands = self._explain(events, first, hot, names, why, banded, tracked.model, frozen)
+                bands = self._explain(
+                    events, first, hot, names, why, banded, tracked.model, frozen, pack
+                )
                 for (m, side), (bts, bvals) in bands.items():
                     keys.append(SeriesKey(project, device, expected_metric(m, side)))
                     ts_parts.append(np.asarray(bts, dtype=np.int64))
@@ -1004,6 +1043,18 @@ class DetectionService:
             time.perf_counter() - t0,
             1 if park else 0,
         )
+
+    def _fleet(self, key: SeriesKey, spec: dict[str, Any]) -> FleetBaseline | None:
+        """The fleet baseline of the series' project, device type and metric (``None`` for a
+        device with no type: it has no siblings)."""
+        device_type = self._device_info(key.device)[0]
+        if device_type is None:
+            return None
+        k = (key.project, device_type, key.metric)
+        fleet = self._fleets.get(k)
+        if fleet is None:
+            fleet = self._fleets[k] = fleet_baseline(spec) or FleetBaseline()
+        return fleet
 
     def _silent(self, device_key: tuple[str, str], now: int, events: list[AnomalyEvent]) -> int:
         """Events for the device's series that went silent while the device reports (``now``,
@@ -1049,17 +1100,22 @@ class DetectionService:
         banded: np.ndarray | None,
         model: ModelRef | None,
         frozen: np.ndarray | None = None,
+        pack: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
         """Attach the explanation to the anomalous events (``hot``) of one unit, in place;
         returns the expected band's points by ``(metric, "lo" | "hi")``. A reading of a frozen
-        run (the episode decision's sensor check) has one contributor, ``"frozen"``."""
+        run (the episode decision's sensor check) has one contributor, ``"frozen"``; one only
+        its fleet baseline flagged (``pack``: flags and bands), ``"fleet"`` and the pack's band."""
         bands: dict[tuple[str, str], tuple[list[int], list[float]]] = {}
         for i in np.flatnonzero(hot).tolist():
             e = events[first + i]
             expected: dict[str, Expected] = {}
+            by_pack = pack is not None and bool(pack[0][i])
             for j, m in enumerate(names):
                 row = None
-                if banded is not None and not math.isnan(banded[i, 0]):
+                if by_pack and pack is not None:
+                    row = pack[1][i]  # the pack's band: what set is_anomaly
+                elif banded is not None and not math.isnan(banded[i, 0]):
                     row = banded[i]  # the episode decision's band: what set is_anomaly
                 elif why is not None and j < why.expected.shape[1]:
                     row = why.expected[i, j]
@@ -1078,6 +1134,8 @@ class DetectionService:
             if frozen is not None and frozen[i]:
                 contributors = [Contributor(FROZEN, 1.0)]
                 self.stats["frozen"] += 1
+            elif by_pack:
+                contributors = [Contributor(FLEET, 1.0)]
             elif why is not None:
                 w = why.weights[i]
                 if not np.isfinite(w).all():  # a signal with nothing to compare with: it alone
@@ -1654,6 +1712,21 @@ def _note_flags(t: _Tracked, ts: np.ndarray, flags: np.ndarray, raised: np.ndarr
     del spans[:-MAX_SPANS]
 
 
+def _judge_fleet(
+    fleet: FleetBaseline, device: str, ts: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pack's flags and bands (``(n, 3)``: expected, lo, hi; NaN while not judged) of one
+    device's readings, in order."""
+    flags = np.zeros(len(ts), dtype=bool)
+    band = np.full((len(ts), 3), np.nan)
+    for i, (t, x) in enumerate(zip(ts.tolist(), values.tolist(), strict=True)):
+        j = fleet.observe(device, t, x)
+        flags[i] = j.is_anomaly
+        if j.lo is not None and j.hi is not None and j.expected is not None:
+            band[i] = (j.expected, j.lo, j.hi)
+    return flags, band
+
+
 def _learn_interval(t: _Tracked, ts: np.ndarray) -> None:
     """Move ``t.interval`` towards the interval of these readings (a gap counts as at most three
     usual intervals: one dropout must not teach the series that silence is usual)."""
@@ -1723,6 +1796,7 @@ def binding_choices(
     jointly: bool = False,
     threshold: float | None = None,
     decision: dict[str, Any] | None = None,
+    fleet: dict[str, Any] | None = None,
 ) -> dict[str | None, Choice]:
     """A binding's choice per metric (``None``: every metric); ``InvalidInput`` with the fix when
     the detector, its settings, the threshold or the decision settings are not usable."""
@@ -1734,6 +1808,13 @@ def binding_choices(
         raise InvalidInput(f"threshold must be in (0, 1], got {threshold!r}")
     if decision is not None:
         decider(decision)  # fail now
+    if fleet is not None:
+        fleet_baseline(fleet)
+        if jointly:
+            raise InvalidInput(
+                "a fleet baseline judges metrics one by one, not a jointly judged group",
+                hint="bind the fleet baseline in a binding of its own, without jointly",
+            )
     group: tuple[str, ...] = ()
     if jointly:
         if not metrics or len(metrics) < 2:
@@ -1749,6 +1830,7 @@ def binding_choices(
         group,
         threshold,
         None if decision is None or group else dict(decision),
+        None if fleet is None else dict(fleet),
     )
     return dict.fromkeys(each, c)
 
@@ -1760,19 +1842,27 @@ def check_binding(
     jointly: bool = False,
     threshold: float | None = None,
     decision: dict[str, Any] | None = None,
+    fleet: dict[str, Any] | None = None,
 ) -> None:
     """``InvalidInput`` with the fix unless the binding can be used (what the API checks before a
     device type keeps it)."""
-    binding_choices(detector, metrics, params, jointly, threshold, decision)
+    binding_choices(detector, metrics, params, jointly, threshold, decision, fleet)
 
 
 def _choice_row(c: Choice) -> list[Any]:
-    return [c.name, c.params, list(c.jointly), c.threshold, c.decision]
+    return [c.name, c.params, list(c.jointly), c.threshold, c.decision, c.fleet]
 
 
 def _choice_of_row(row: list[Any]) -> Choice:
     name, params, jointly, threshold, *rest = row
-    return Choice(name, dict(params), tuple(jointly), threshold, rest[0] if rest else None)
+    return Choice(
+        name,
+        dict(params),
+        tuple(jointly),
+        threshold,
+        rest[0] if rest else None,
+        rest[1] if len(rest) > 1 else None,
+    )
 
 
 def _json_float(v: float) -> float | None:

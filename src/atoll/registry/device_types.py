@@ -88,7 +88,7 @@ def parse_detectors(
                 isinstance(threshold, bool) or not isinstance(threshold, (int, float))
             ):
                 raise InvalidInput("a binding's threshold is a number in (0, 1] or null")
-            for name in ("params", "decision"):
+            for name in ("params", "decision", "fleet"):
                 v = b.get(name)
                 if v is not None and not isinstance(v, Mapping):
                     raise InvalidInput(f"a binding's {name} is an object")
@@ -99,6 +99,7 @@ def parse_detectors(
                 jointly=bool(b.get("jointly", False)),
                 threshold=None if threshold is None else float(threshold),
                 decision=None if b.get("decision") is None else dict(b["decision"]),
+                fleet=None if b.get("fleet") is None else dict(b["fleet"]),
             )
         if declared is not None:
             unknown = [m for m in b.metrics if m not in declared]

@@ -81,8 +81,8 @@ class DetectorBinding:
     ``metrics`` empty: every metric. ``params``: the detector's settings. ``jointly``: the metrics
     are judged together, per device. ``threshold``: the score from which a reading counts as
     anomalous (``None``: the detector's own). ``decision``: episode-decision settings (``{}`` the
-    defaults; ``None`` per-reading decisions). The detection service checks the names and
-    settings; the registry keeps them as given."""
+    defaults; ``None`` per-reading decisions). ``fleet``: fleet-baseline settings. The detection
+    service checks the names and settings; the registry keeps them as given."""
 
     detector: str = "default"
     metrics: tuple[str, ...] = ()
@@ -90,6 +90,9 @@ class DetectorBinding:
     jointly: bool = False
     threshold: float | None = None
     decision: dict[str, Any] | None = None
+    #: Fleet-baseline settings (``{}`` the defaults): each device's reading is also judged
+    #: against its siblings' (``atoll.detect.fleet``); ``None``: not.
+    fleet: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +102,7 @@ class DetectorBinding:
             "jointly": self.jointly,
             "threshold": self.threshold,
             "decision": None if self.decision is None else dict(self.decision),
+            "fleet": None if self.fleet is None else dict(self.fleet),
         }
 
 

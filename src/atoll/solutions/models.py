@@ -155,6 +155,8 @@ class DetectorBinding(_Strict):
     #: Episode decision settings (``atoll.detect.episodes``); ``{}`` = the defaults, absent =
     #: the detector's per-reading decision.
     decision: dict[str, Any] | None = None
+    #: Fleet-baseline settings (``atoll.detect.fleet``); ``{}`` = the defaults, absent = none.
+    fleet: dict[str, Any] | None = None
 
 
 class DeviceType(_Strict):
