@@ -120,3 +120,29 @@ def test_a_joint_snapshot_from_before_the_baseline_still_restores():
     back = Joint._from_snapshot(snap, REGISTRY)
     assert back.joint_kind == "mahalanobis"
     np.testing.assert_array_equal(back.score_many(x[:50]), old.score_many(x[:50]))
+
+
+def test_joint_names_the_sensor_behind_a_broken_relation_not_just_the_relation():
+    """In ``joint(fitted per sensor + pca)``, a reading only the baseline flags is explained by
+    the sensors that pushed it (the baseline's shares), and batches explain as one by one."""
+    x = _rig(4000, seed=3)
+    live = x[2000:2800].copy()
+    live[600:, 1] += 0.06  # current drifts off its relation with load and flow
+    explained = []
+    for chunk in (slice(0, 800), slice(0, 300)):  # one batch, then in pieces
+        d = for_features(3, "default", history=2000)
+        d.fit(x[:2000])
+        parts = [live] if chunk.stop == 800 else [live[i : i + 50] for i in range(0, 800, 50)]
+        got = [d.detect_explained(p) for p in parts]
+        flags = np.concatenate([f for _, f, _ in got])
+        weights = np.concatenate([why.weights for _, _, why in got])
+        names = got[0][2].names
+        explained.append((flags, weights))
+    (flags, weights), (flags2, weights2) = explained
+    assert names[-1] == "relation" and flags[650:].mean() > 0.9 and not flags[:600].any()
+    by_relation = flags & (weights[:, -1] == 0)
+    assert by_relation[650:].mean() > 0.9  # every such reading's weight is on sensors
+    top = np.argmax(weights[650:, :3], axis=1)
+    assert (top == 1).mean() > 0.9  # the current
+    np.testing.assert_array_equal(flags, flags2)
+    np.testing.assert_allclose(weights, weights2)

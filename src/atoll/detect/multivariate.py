@@ -314,7 +314,9 @@ class Joint(StreamingDetector):
         s, f, why = self.sensors.detect_explained(xs, timestamps)
         if xs.shape[1] < 2 or why is None:
             return s, f, why
+        before: bytes | None = None
         if isinstance(self.joint, PCABaseline):
+            before = self.joint.state()
             js, jf = self.joint.detect_many(xs, timestamps)
             rescaled = self._rescaled(js)
             flags = f | jf
@@ -322,7 +324,12 @@ class Joint(StreamingDetector):
             rescaled = self._rescaled(self.joint.score_many(xs, timestamps))
             flags = f | (rescaled >= self.sensors.default_threshold)
         alone = s < self.sensors.default_threshold
-        weights = np.column_stack([why.weights, np.where(alone, _odds(rescaled), 0.0)])
+        relation = np.where(alone, _odds(rescaled), 0.0)
+        weights = np.column_stack([why.weights, relation])
+        if before is not None:
+            # The healthy baseline says which sensors pushed the relation: its share per sensor
+            # for each reading it flagged on its own (replayed from the state before the batch).
+            _share_relation(weights, PCABaseline.from_state(before), xs, alone & jf)
         return (
             np.maximum(s, rescaled),
             flags,
@@ -370,6 +377,28 @@ class Joint(StreamingDetector):
 
     def nbytes(self):
         return self.sensors.nbytes() + self.joint.nbytes()
+
+
+def _share_relation(
+    weights: np.ndarray, baseline: StreamingDetector, xs: np.ndarray, rows: np.ndarray
+) -> None:
+    """Move the ``"relation"`` weight (last column) of ``rows`` onto the sensor columns (the
+    first ``xs.shape[1]``), in the shares ``baseline.explain_one`` gives. ``baseline`` is the
+    joint model as it was before ``xs``: it is brought forward between the rows, so each is
+    explained by the model that judged it."""
+    assert isinstance(baseline, PCABaseline)
+    done = 0
+    for i in np.flatnonzero(rows).tolist():
+        if i > done:
+            baseline.detect_many(xs[done:i])
+        shares = baseline.explain_one(xs[i])
+        baseline.detect_many(xs[i : i + 1])
+        done = i + 1
+        if shares:
+            w = weights[i, -1]
+            for j, share in shares.items():
+                weights[i, j] += w * share
+            weights[i, -1] = 0.0
 
 
 def _odds(scores) -> np.ndarray:
