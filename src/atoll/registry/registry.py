@@ -292,6 +292,12 @@ class Registry:
         with self._read() as conn:
             return _devices.get(conn, device_id, tenant)
 
+    def device_profiles(self, project: str) -> dict[str, tuple[str | None, dict[str, str]]]:
+        """``{device id: (device type, labels)}`` of a project's devices, in one query: for
+        services that meet a whole fleet at once (``atoll.registry.profiles``)."""
+        with self._read() as conn:
+            return _devices.profiles(conn, project)
+
     def list_devices(
         self,
         project: str,
