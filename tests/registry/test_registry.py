@@ -209,6 +209,34 @@ def test_rejection_counters(registry):
     assert {r.reason: r.count for r in registry.rejections("s1")}["malformed_json"] == 4
 
 
+def test_rejection_counters_of_many_devices_in_one_flush(any_registry):
+    reg = any_registry
+    _lab(reg)
+    for i in range(3):
+        reg.register_device("lab", device_id=f"s{i}")
+    reg.record_rejection("s0", "mqtt", "throttled", "first")
+    reg.flush_rejections()
+    reg.record_rejections(
+        [
+            ("s0", "mqtt", "throttled", "paused " + "x" * 600, 20, 5),  # existing: bumped
+            ("s1", "mqtt", "throttled", "paused", 10, 2),  # new
+            ("s1", "mqtt", "throttled", "later", 30, 1),  # same key: added up, last message
+            ("s2", "http", "nan", "NaN", 5, 1),
+            ("ghost", "mqtt", "throttled", "", 5, 1),  # unknown: not counted
+        ]
+    )
+    got = {
+        (d, r.transport, r.reason): (r.count, r.last_at, r.last_message)
+        for d in ("s0", "s1", "s2")
+        for r in reg.rejections(d)
+    }
+    assert got == {
+        ("s0", "mqtt", "throttled"): (6, 20, "paused " + "x" * 493),
+        ("s1", "mqtt", "throttled"): (3, 30, "later"),
+        ("s2", "http", "nan"): (1, 5, "NaN"),
+    }
+
+
 def test_api_keys_and_roles(registry):
     _lab(registry)
     k = registry.create_api_key("default", "ci", "viewer")

@@ -469,11 +469,12 @@ class Registry:
                     select(t.devices.c.id).where(t.devices.c.id.in_({k[0] for k in pending}))
                 )
             }
-            for (device_id, transport, reason), (n, at, msg) in pending.items():
-                # Unknown device ids come from attackers or typos; counting them would let anyone
-                # grow the table, so they only reach the log.
-                if device_id in known:
-                    _rejections.record(conn, device_id, transport, reason, msg, at, n)
+            # Unknown device ids come from attackers or typos; counting them would let anyone
+            # grow the table, so they only reach the log.
+            _rejections.record_many(
+                conn,
+                {key: (n, at, msg) for key, (n, at, msg) in pending.items() if key[0] in known},
+            )
 
     def rejections(self, device_id: str, tenant: str | None = None) -> list[Rejection]:
         self.flush_rejections()
