@@ -550,11 +550,26 @@ class EmbeddedBroker:
                 await self.disconnect(device, message)
 
     def _recheck_all(self, checks: list[tuple[str, str, str]]) -> dict[str, str]:
-        """(thread) Devices whose credentials no longer pass, and why."""
+        """(thread) Devices whose credentials no longer pass, and why. A directory with
+        ``recheck_devices`` (the registry's) checks them all in bulk."""
         failed: dict[str, str] = {}
+        bulk = getattr(self.directory, "recheck_devices", None)
+        if bulk is not None:
+            try:
+                refused = bulk([(user, password) for _, user, password in checks])
+            except AtollError as e:  # the registry is unreachable: nobody is cut for that
+                log.warning("re-checking device credentials failed: %s", e.message)
+                return failed
+            for device, user, _ in checks:
+                if user in refused:
+                    failed.setdefault(device, refused[user].message)
+            return failed
         for device, user, password in checks:
             try:
                 self.directory.authenticate_device(user, password)
+            except Unavailable as e:
+                log.warning("re-checking device credentials failed: %s", e.message)
+                break
             except AtollError as e:
                 failed.setdefault(device, e.message)
         return failed
