@@ -209,6 +209,63 @@ def test_rejection_counters(registry):
     assert {r.reason: r.count for r in registry.rejections("s1")}["malformed_json"] == 4
 
 
+def test_many_devices_authenticated_at_once(any_registry):
+    from atoll.core.errors import Forbidden, Unauthenticated
+    from atoll.registry.directory import RegistryDirectory
+
+    reg = any_registry
+    _lab(reg)
+    secrets = {}
+    for i in range(4):
+        _, creds = reg.register_device("lab", device_id=f"s{i}", device_type="thermo")
+        secrets[f"s{i}"] = creds.secret
+    one = reg.authenticate_device("s0", secrets["s0"])  # cached
+    reg.disable_device("s2")
+    pairs = [
+        ("s0", secrets["s0"]),
+        ("s1", secrets["s1"]),
+        ("s2", secrets["s2"]),  # disabled
+        ("s3", "wrong"),
+        ("ghost", "x"),
+        ("", ""),
+    ]
+    got = reg.authenticate_devices(pairs)
+    assert got["s0"] == one and got["s1"] == reg.authenticate_device("s1", secrets["s1"])
+    assert got["s1"].metrics is not None and "temperature" in got["s1"].metrics
+    assert {d for d, i in got.items() if i is None} == {"s2", "s3", "ghost", ""}
+    refused = RegistryDirectory(reg).recheck_devices(pairs)
+    assert set(refused) == {"s2", "s3", "ghost", ""}
+    assert isinstance(refused["s2"], Forbidden) and isinstance(refused["s3"], Unauthenticated)
+
+
+def test_rejection_counters_of_many_devices_in_one_flush(any_registry):
+    reg = any_registry
+    _lab(reg)
+    for i in range(3):
+        reg.register_device("lab", device_id=f"s{i}")
+    reg.record_rejection("s0", "mqtt", "throttled", "first")
+    reg.flush_rejections()
+    reg.record_rejections(
+        [
+            ("s0", "mqtt", "throttled", "paused " + "x" * 600, 20, 5),  # existing: bumped
+            ("s1", "mqtt", "throttled", "paused", 10, 2),  # new
+            ("s1", "mqtt", "throttled", "later", 30, 1),  # same key: added up, last message
+            ("s2", "http", "nan", "NaN", 5, 1),
+            ("ghost", "mqtt", "throttled", "", 5, 1),  # unknown: not counted
+        ]
+    )
+    got = {
+        (d, r.transport, r.reason): (r.count, r.last_at, r.last_message)
+        for d in ("s0", "s1", "s2")
+        for r in reg.rejections(d)
+    }
+    assert got == {
+        ("s0", "mqtt", "throttled"): (6, 20, "paused " + "x" * 493),
+        ("s1", "mqtt", "throttled"): (3, 30, "later"),
+        ("s2", "http", "nan"): (1, 5, "NaN"),
+    }
+
+
 def test_api_keys_and_roles(registry):
     _lab(registry)
     k = registry.create_api_key("default", "ci", "viewer")

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -93,8 +94,10 @@ from atoll.detect.registry import (
     resolve,
     restore,
 )
+from atoll.detect.state_file import StateFile
 from atoll.detect.threshold import Thresholded, decide_many, explain_many
 from atoll.detect.warmup import use_kernel_cache, warm_up
+from atoll.registry.profiles import DeviceProfiles
 from atoll.service import ServiceContext
 from atoll.store.port import SeriesStore
 
@@ -269,13 +272,24 @@ class DetectionService:
         self._stopping = False
         self.state_path = Path(state_path) if state_path is not None else None
         self.snapshot_interval = snapshot_interval
+        #: Series whose state changed since it was last written (only these are encoded again),
+        #: with a count that tells a change made after a series was encoded.
+        self._dirty: dict[SeriesKey, int] = {}
+        self._marks = itertools.count()
+        self._state_file: StateFile | None = None
+        self._snapshot_lock = asyncio.Lock()
+        #: Series encoded per hop to the worker while snapshotting (scoring goes on in between).
+        self.snapshot_slice = 256
+        #: Every this many snapshots, every series is encoded again (whatever was marked).
+        self.full_snapshot_every = 10
+        self._since_full = 0
         self.group, self.default = group, default
         self.series: dict[SeriesKey, _Tracked] = {}
         self._bindings: dict[tuple[str, str, str | None], Choice] = {}
-        self._device_choice: dict[str, tuple[float, tuple[str | None, dict[str, str]]]] = {}
         self._stored_choice: dict[tuple[str, str], tuple[float, dict[str | None, Choice]]] = {}
         #: One fleet baseline per (project, device type, metric) bound with ``fleet``.
         self._fleets: dict[tuple[str, str, str], FleetBaseline] = {}
+        self._profiles: DeviceProfiles | None = None
         self.device_cache_seconds = 60.0
         self._sub: Subscription | None = None
         self._snapshotter: asyncio.Task | None = None
@@ -309,6 +323,8 @@ class DetectionService:
             "bad_messages": 0,
             "store_errors": 0,
             "snapshots": 0,
+            "snapshot_rows_encoded": 0,
+            "snapshot_rows_copied": 0,
             "state_dropped": 0,
             "seconds": 0.0,
             "queued_messages": 0,
@@ -405,12 +421,13 @@ class DetectionService:
 
     def _rebind(self, project: str, device_type: str) -> int:
         self._stored_choice.pop((project, device_type), None)
-        self._device_choice.clear()
+        if self._profiles is not None:
+            self._profiles.forget(project)
         for k in [k for k in self._fleets if k[:2] == (project, device_type)]:
             del self._fleets[k]  # the pack is learned again under the new binding
         replaced = 0
         for key in [k for k in self.series if k.project == project]:
-            if self._device_info(key.device)[0] != device_type:
+            if self._device_info(key.project, key.device)[0] != device_type:
                 continue
             t = self.series[key]
             if t.choice is not None and "+" not in key.metric and t.choice == self.choose(key):
@@ -422,23 +439,23 @@ class DetectionService:
             replaced += 1
         return replaced
 
-    def _device_info(self, device: str) -> tuple[str | None, dict[str, str]]:
-        # Only consulted for series without a detector yet; cached briefly so a device's new type
-        # or label applies to its next new series.
-        now = time.monotonic()
-        hit = self._device_choice.get(device)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        info: tuple[str | None, dict[str, str]] = (None, {})
-        if self.registry is not None:
-            with contextlib.suppress(AtollError):
-                d = self.registry.get_device(device)
-                info = (d.device_type, dict(d.labels or {}))
-        self._device_choice[device] = (now + self.device_cache_seconds, info)
-        return info
+    def _device_info(self, project: str, device: str) -> tuple[str | None, dict[str, str]]:
+        # Only consulted for series without a detector yet (in the worker thread), read per
+        # project in bulk and again after ``device_cache_seconds``, so a device's new type or
+        # label applies to its next new series.
+        if self.registry is None:
+            return None, {}
+        if self._profiles is None:
+            self._profiles = DeviceProfiles(self.registry)
+        self._profiles.max_age = self.device_cache_seconds
+        with contextlib.suppress(AtollError):
+            profile = self._profiles.get(project, device)
+            if profile is not None:
+                return profile
+        return None, {}
 
     def choose(self, key: SeriesKey) -> Choice:
-        device_type, labels = self._device_info(key.device)
+        device_type, labels = self._device_info(key.project, key.device)
         if device_type is not None:
             for m in (key.metric, None):
                 c = self._bindings.get((key.project, device_type, m))
@@ -480,6 +497,7 @@ class DetectionService:
         self, key: SeriesKey, choice: Choice | None = None, ts: np.ndarray | None = None
     ) -> _Tracked:
         t = self.series.get(key)
+        self._dirty[key] = next(self._marks)  # the caller is about to score or park readings of it
         if t is None:
             c, det = self._build(choice or self.choose(key), key)
             t = _Tracked(det, resolve(c.name), episodes=decider(c.decision), choice=c)
@@ -499,6 +517,7 @@ class DetectionService:
 
     def _add_series(self, key: SeriesKey, t: _Tracked) -> None:
         self.series[key] = t
+        self._dirty[key] = next(self._marks)
         self._by_device.setdefault((key.project, key.device), []).append(key)
 
     def _choice_of(self, key: SeriesKey, t: _Tracked) -> Choice:
@@ -508,7 +527,7 @@ class DetectionService:
         if "+" not in key.metric:
             return self.choose(key)
         group = tuple(key.metric.split("+"))
-        device_type, _ = self._device_info(key.device)
+        device_type, _ = self._device_info(key.project, key.device)
         for (project, dt, _m), c in self._bindings.items():
             if project == key.project and dt == device_type and c.jointly == group:
                 return c
@@ -538,6 +557,7 @@ class DetectionService:
         )
         self.models.add(record)
         t.model = record.ref
+        self._dirty[key] = next(self._marks)
         return record
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -688,44 +708,107 @@ class DetectionService:
             pause = max(self.snapshot_interval, 20 * (time.perf_counter() - t0))
 
     # -- state ------------------------------------------------------------------------------------
+    def _row(self, k: SeriesKey, t: _Tracked) -> list[Any]:
+        """One series' entry of the state file."""
+        return [
+            k.project,
+            k.device,
+            k.metric,
+            t.name,
+            t.last_ts,
+            t.detector.state(),
+            None if t.episodes is None else t.episodes.state(),
+            {
+                "choice": None if t.choice is None else _choice_row(t.choice),
+                "model": None if t.model is None else [t.model.id, t.model.version],
+                "spans": t.spans,
+                "since": t.since,
+                "refit_after": t.refit_after,
+            },
+        ]
+
+    def _state_tail(self) -> dict[str, Any]:
+        """(worker) What the state file holds besides the series."""
+        return {
+            "models": self.models.dump(),
+            "bindings": [[p, dt, m, *_choice_row(c)] for (p, dt, m), c in self._bindings.items()],
+            "fleets": [[p, dt, m, f.state()] for (p, dt, m), f in self._fleets.items()],
+        }
+
     def _encode_state(self) -> bytes:
+        """(worker) The whole state file in one piece (``snapshot`` writes the same in pieces)."""
         return msgspec.msgpack.encode(
             {
                 "format": _STATE_FORMAT,
-                "series": [
-                    [
-                        k.project,
-                        k.device,
-                        k.metric,
-                        t.name,
-                        t.last_ts,
-                        t.detector.state(),
-                        None if t.episodes is None else t.episodes.state(),
-                        {
-                            "choice": None if t.choice is None else _choice_row(t.choice),
-                            "model": None if t.model is None else [t.model.id, t.model.version],
-                            "spans": t.spans,
-                            "since": t.since,
-                            "refit_after": t.refit_after,
-                        },
-                    ]
-                    for k, t in self.series.items()
-                ],
-                "models": self.models.dump(),
-                "bindings": [
-                    [p, dt, m, *_choice_row(c)] for (p, dt, m), c in self._bindings.items()
-                ],
-                "fleets": [[p, dt, m, f.state()] for (p, dt, m), f in self._fleets.items()],
+                "series": [self._row(k, t) for k, t in self.series.items()],
+                **self._state_tail(),
             }
         )
 
+    def _encode_rows(self, keys: list[SeriesKey]) -> tuple[list[bytes], list[int | None]]:
+        """(worker) Rows of ``keys``, encoded now, and the change each was encoded after."""
+        encode = msgspec.msgpack.encode
+        dirty = self._dirty
+        return [encode(self._row(k, self.series[k])) for k in keys], [dirty.get(k) for k in keys]
+
+    def _written(self, seen: dict[SeriesKey, int | None]) -> None:
+        """(worker) These rows are on disk: clean unless they changed after being encoded."""
+        dirty = self._dirty
+        for k, mark in seen.items():
+            if mark is not None and dirty.get(k) == mark:
+                del dirty[k]
+
+    def _snapshot_plan(self) -> tuple[list[SeriesKey], set[SeriesKey]]:
+        """(worker) The series to write, in order, and those changed since last written."""
+        return list(self.series), set(self._dirty)
+
     async def snapshot(self) -> None:
-        """Write every detector's state (atomically: a crash mid-write keeps the previous file)."""
+        """Write every detector's state (atomically: a crash mid-write keeps the previous file).
+
+        Incremental and in slices: a series whose state did not change since the last snapshot
+        is copied from that file; the others are encoded in the worker ``snapshot_slice`` at a
+        time, so scoring goes on between slices and no whole-file copy is ever held in memory.
+        Every ``full_snapshot_every``-th snapshot encodes every series again. Each series is
+        written as it was when its slice was encoded (or when it was last written)."""
         if self.state_path is None:
             return
-        blob = await self._in_worker(self._encode_state)
-        await asyncio.to_thread(_write_atomic, self.state_path, blob)
-        self.stats["snapshots"] += 1
+        async with self._snapshot_lock:
+            if self._state_file is None or self._state_file.path != self.state_path:
+                self._state_file = StateFile(self.state_path)
+            sf = self._state_file
+            full = self._since_full + 1 >= self.full_snapshot_every or not sf.reusable()
+            keys, dirty = await self._in_worker(self._snapshot_plan)
+            seen: dict[SeriesKey, int | None] = {}
+            writing = await asyncio.to_thread(
+                sf.begin, _STATE_FORMAT, len(keys), ("models", "bindings", "fleets")
+            )
+            try:
+                i, n = 0, len(keys)
+                while i < n:
+                    copy = not full and keys[i] not in dirty and writing.can_copy(keys[i])
+                    j, end = i + 1, (n if copy else min(n, i + self.snapshot_slice))
+                    while j < end and copy == (
+                        not full and keys[j] not in dirty and writing.can_copy(keys[j])
+                    ):
+                        j += 1
+                    part = keys[i:j]
+                    if copy:
+                        await asyncio.to_thread(writing.copied, part)
+                    else:
+                        rows, marks = await self._in_worker(self._encode_rows, part)
+                        await asyncio.to_thread(writing.encoded, part, rows)
+                        seen.update(zip(part, marks, strict=True))
+                        self.stats["snapshot_rows_encoded"] += len(part)
+                    i = j
+                tail = await self._in_worker(self._state_tail)
+                await asyncio.to_thread(writing.finish, tail)
+            except BaseException:
+                writing.abort()  # what it encoded is still marked: the next snapshot writes it
+                raise
+            await self._in_worker(self._written, seen)
+            self.stats["snapshot_rows_copied"] += writing.copied_rows
+            self._since_full = 0 if full else self._since_full + 1
+            self.stats["snapshots"] += 1
 
     def _load(self) -> None:
         if self.state_path is None or not self.state_path.is_file():
@@ -1047,7 +1130,7 @@ class DetectionService:
     def _fleet(self, key: SeriesKey, spec: dict[str, Any]) -> FleetBaseline | None:
         """The fleet baseline of the series' project, device type and metric (``None`` for a
         device with no type: it has no siblings)."""
-        device_type = self._device_info(key.device)[0]
+        device_type = self._device_info(key.project, key.device)[0]
         if device_type is None:
             return None
         k = (key.project, device_type, key.metric)
@@ -1334,7 +1417,9 @@ class DetectionService:
     def _count_failure(self, job: _FitJob, exc: Exception) -> None:
         if isinstance(exc, AtollError):  # e.g. too little history: it keeps its detector
             self.stats["fits_declined"] += 1
-            log.info("%s not fitted (%s): %s", job.key, job.reason, exc.message)
+            # A new fleet's every series declines its first fit: not a line each at INFO.
+            level = logging.DEBUG if job.reason == "bound" else logging.INFO
+            log.log(level, "%s not fitted (%s): %s", job.key, job.reason, exc.message)
         else:
             self.stats["fits_failed"] += 1
             log.error("fitting %s on its history failed", job.key, exc_info=exc)
@@ -1498,6 +1583,12 @@ class DetectionService:
         assert store is not None  # fits only run with a store
         if start >= end:
             return np.empty(0, np.int64), np.empty(0)
+        # Most series met for the first time have too little history to fit (none, on a new
+        # fleet): the first MIN_HISTORY readings say so in one small query, and are then all
+        # there is. (10,000 new devices: 40,000 first fits, each counting hours first.)
+        first = store.query_raw(key, start, end, limit=MIN_HISTORY)
+        if len(first.ts) < MIN_HISTORY:
+            return first.ts, first.value
         # Count per hour first, so a busy series reads only its last max_history readings.
         counts = store.query_buckets(key, start, end, 3600 * _US, ("count",))
         n = counts.columns["count"]
@@ -1555,6 +1646,7 @@ class DetectionService:
         for key, t in self.series.items():
             if t.refit_after and now >= t.refit_after and key not in self._fit_jobs:
                 t.refit_after = now + self.refit_interval
+                self._dirty[key] = next(self._marks)
                 if self.fittable(self._choice_of(key, t)):
                     due.append(key)
         return due
@@ -1867,16 +1959,6 @@ def _choice_of_row(row: list[Any]) -> Choice:
 
 def _json_float(v: float) -> float | None:
     return None if math.isnan(v) else v  # NaN is not JSON
-
-
-def _write_atomic(path: Path, blob: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def create_service(ctx: ServiceContext) -> DetectionService:

@@ -513,11 +513,11 @@ class EmbeddedBroker:
             for session, handler in list(self._broker._sessions.values()):
                 ka = getattr(session, "atoll_keep_alive", 0)
                 reader = getattr(session, "atoll_reader", None)
-                if (
+                if (  # the state last: it is the dearest to ask (10,000 sessions a second)
                     ka
                     and reader is not None
-                    and session.transitions.state == "connected"
                     and now - reader.last > 1.5 * ka
+                    and session.transitions.state == "connected"
                 ):
                     log.info(
                         "closing %s: silent for %.0f s (keep-alive %d s)",
@@ -534,6 +534,7 @@ class EmbeddedBroker:
             await asyncio.sleep(self.recheck_interval)
             if self._broker is None:
                 return
+            checks = []
             for session, _ in list(self._broker._sessions.values()):
                 ident = getattr(session, "atoll_identity", None)
                 if ident is None or session.transitions.state != "connected":
@@ -541,13 +542,37 @@ class EmbeddedBroker:
                 password = session.password or ""
                 if isinstance(password, bytes):
                     password = password.decode("utf-8", "replace")
-                try:
-                    await asyncio.to_thread(
-                        self.directory.authenticate_device, session.username or "", password
-                    )
-                except AtollError as e:
-                    log.warning("disconnecting device %s: %s", ident.device, e.message)
-                    await self.disconnect(ident.device, e.message)
+                checks.append((ident.device, session.username or "", password))
+            # All of them in one hop to a thread (10,000 devices: not 10,000 hops per pass).
+            failed = await asyncio.to_thread(self._recheck_all, checks)
+            for device, message in failed.items():
+                log.warning("disconnecting device %s: %s", device, message)
+                await self.disconnect(device, message)
+
+    def _recheck_all(self, checks: list[tuple[str, str, str]]) -> dict[str, str]:
+        """(thread) Devices whose credentials no longer pass, and why. A directory with
+        ``recheck_devices`` (the registry's) checks them all in bulk."""
+        failed: dict[str, str] = {}
+        bulk = getattr(self.directory, "recheck_devices", None)
+        if bulk is not None:
+            try:
+                refused = bulk([(user, password) for _, user, password in checks])
+            except AtollError as e:  # the registry is unreachable: nobody is cut for that
+                log.warning("re-checking device credentials failed: %s", e.message)
+                return failed
+            for device, user, _ in checks:
+                if user in refused:
+                    failed.setdefault(device, refused[user].message)
+            return failed
+        for device, user, password in checks:
+            try:
+                self.directory.authenticate_device(user, password)
+            except Unavailable as e:
+                log.warning("re-checking device credentials failed: %s", e.message)
+                break
+            except AtollError as e:
+                failed.setdefault(device, e.message)
+        return failed
 
 
 def check_port_free(host: str, port: int, what: str, flag: str) -> None:

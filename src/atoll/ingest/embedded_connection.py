@@ -183,9 +183,13 @@ class DeviceHandler(BrokerProtocolHandler):
                     pipeline.reject(identity.device, "mqtt", error.reason, error.message)
                     await self._acknowledge_owed()  # what came before the bad packet
                     break
-                await pipeline.room()
-                if self.writer is not None:
-                    await self.writer.drain()  # the client must read its PUBACKs to send more
+                if pipeline.behind():
+                    await pipeline.room()
+                writer = self.writer
+                if writer is not None and (
+                    not isinstance(writer, TcpWriter) or writer.must_drain()
+                ):
+                    await writer.drain()  # the client must read its PUBACKs to send more
                 if pacer is not None:
                     pacer.charge(len(data), self._cost)
                 self._cost = 0

@@ -319,6 +319,10 @@ class IngestPipeline:
             log_level=logging.INFO,
         )
 
+    def behind(self) -> bool:
+        """Whether ``room()`` would wait (a check without a coroutine, for hot paths)."""
+        return self._pending_points > self.max_queued_points
+
     async def room(self) -> None:
         """Back-pressure: wait while the writer is behind."""
         while self._pending_points > self.max_queued_points:

@@ -54,6 +54,13 @@ class TcpWriter(StreamWriterAdapter):
         super().__init__(writer)
         self._transport = writer.transport
 
+    def must_drain(self) -> bool:
+        """Whether ``drain()`` may have to wait: the transport holds more than its high-water
+        mark (then asyncio has paused writing), or is closing. Else ``drain()`` returns at once
+        and a device connection does not await it (one coroutine chain fewer per read)."""
+        t = self._transport
+        return t.is_closing() or t.get_write_buffer_size() > t.get_write_buffer_limits()[1]
+
     def fileno(self) -> int:
         sock = self._transport.get_extra_info("socket")
         return sock.fileno() if sock is not None else -1

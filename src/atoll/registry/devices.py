@@ -92,6 +92,14 @@ def get(conn: Connection, device_id: str, tenant: str | None = None) -> Device:
     return _device(row)
 
 
+def profiles(conn: Connection, project: str) -> dict[str, tuple[str | None, dict[str, str]]]:
+    """``{device id: (device type, labels)}`` of every device of ``project``, in one query."""
+    q = select(t.devices.c.id, t.devices.c.device_type, t.devices.c.labels).where(
+        t.devices.c.project == project
+    )
+    return {r.id: (r.device_type, dict(r.labels or {})) for r in conn.execute(q)}
+
+
 def _filter(
     q,
     project: str,

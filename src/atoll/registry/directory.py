@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from atoll.core.errors import Forbidden, Unauthenticated
+from atoll.core.errors import AtollError, Forbidden, Unauthenticated
 from atoll.registry.models import Command, DeviceIdentity, Twin
 from atoll.registry.registry import Registry
 
@@ -21,11 +21,24 @@ class RegistryDirectory:
         identity = self.registry.authenticate_device(device_id, secret)
         if identity is not None:
             return identity
+        raise self._refusal(device_id, secret)
+
+    def recheck_devices(self, credentials: list[tuple[str, str]]) -> dict[str, AtollError]:
+        """Of many ``(device_id, secret)``, those that ``authenticate_device`` would now refuse,
+        with its error; in bulk (``Registry.authenticate_devices``)."""
+        passed = self.registry.authenticate_devices(credentials)
+        return {
+            device_id: self._refusal(device_id, secret)
+            for device_id, secret in credentials
+            if passed.get(device_id) is None
+        }
+
+    def _refusal(self, device_id: str, secret: str) -> AtollError:
         if self.registry.device_disabled(device_id, secret):
-            raise Forbidden(
+            return Forbidden(
                 f"device {device_id!r} is disabled", hint="an operator can enable it again"
             )
-        raise Unauthenticated(
+        return Unauthenticated(
             "unknown device or wrong secret",
             hint="check the device id and secret; rotated or revoked secrets stop working",
         )

@@ -303,6 +303,12 @@ class Registry:
         with self._read() as conn:
             return _devices.get(conn, device_id, tenant)
 
+    def device_profiles(self, project: str) -> dict[str, tuple[str | None, dict[str, str]]]:
+        """``{device id: (device type, labels)}`` of a project's devices, in one query: for
+        services that meet a whole fleet at once (``atoll.registry.profiles``)."""
+        with self._read() as conn:
+            return _devices.profiles(conn, project)
+
     def list_devices(
         self,
         project: str,
@@ -412,6 +418,35 @@ class Registry:
         self._auth.put(secret_hash, identity)
         return identity
 
+    def authenticate_devices(
+        self, credentials: Iterable[tuple[str, str]]
+    ) -> dict[str, DeviceIdentity | None]:
+        """``authenticate_device`` of many ``(device_id, secret)`` at once: the cache first, the
+        rest read with one query per few hundred devices (the embedded broker re-checks every
+        connection this way; one read each cost a quarter of its CPU with 10,000 devices)."""
+        out: dict[str, DeviceIdentity | None] = {}
+        misses: list[tuple[str, str]] = []
+        for device_id, secret in credentials:
+            hit = self._auth.check(device_id, secret) if device_id and secret else None
+            if hit is not None:
+                out[device_id] = hit
+            else:
+                misses.append((device_id, secret))
+        if not misses:
+            return out
+        with self._read() as conn:
+            found = _credentials.load_many(conn, sorted({d for d, _ in misses if d}))
+        for device_id, secret in misses:
+            row = found.get(device_id)
+            out[device_id] = None
+            if row is None or not secret:
+                continue
+            secret_hash, disabled, identity = row
+            if not disabled and secret_hash is not None and matches(secret, secret_hash):
+                self._auth.put(secret_hash, identity)
+                out[device_id] = identity
+        return out
+
     def device_disabled(self, device_id: str, secret: str) -> bool:
         """True if ``secret`` is right but the device
         is disabled (lets ingest say why it refuses)."""
@@ -474,11 +509,12 @@ class Registry:
                     select(t.devices.c.id).where(t.devices.c.id.in_({k[0] for k in pending}))
                 )
             }
-            for (device_id, transport, reason), (n, at, msg) in pending.items():
-                # Unknown device ids come from attackers or typos; counting them would let anyone
-                # grow the table, so they only reach the log.
-                if device_id in known:
-                    _rejections.record(conn, device_id, transport, reason, msg, at, n)
+            # Unknown device ids come from attackers or typos; counting them would let anyone
+            # grow the table, so they only reach the log.
+            _rejections.record_many(
+                conn,
+                {key: (n, at, msg) for key, (n, at, msg) in pending.items() if key[0] in known},
+            )
 
     def rejections(self, device_id: str, tenant: str | None = None) -> list[Rejection]:
         self.flush_rejections()

@@ -37,16 +37,15 @@ class RegistryDevices:
     """``DeviceDirectory`` over the registry (``atoll.registry.Registry``)."""
 
     def __init__(self, registry) -> None:
+        from atoll.registry.profiles import DeviceProfiles
+
         self.registry = registry
+        # A fleet that starts sending at once: one query per project, not one per device.
+        self._profiles = DeviceProfiles(registry)
 
     def device_type(self, project: str, device: str) -> str | None:
-        from atoll.core.errors import NotFound
-
-        try:
-            dev = self.registry.get_device(device)
-        except NotFound:
-            return None
-        return dev.device_type if dev.project == project else None
+        profile = self._profiles.get(project, device)
+        return None if profile is None else profile[0]
 
     def devices(self, project: str, device_type: str | None = None) -> list[str]:
         from atoll.core.errors import NotFound
