@@ -3,8 +3,8 @@
 The file is one msgpack map ``{"format": F, "series": [row, ...], "models": [...],
 "bindings": [...], "fleets": [...]}`` (``DetectionService._load`` reads it whole). A row holds
 one series' detector state, tens of kilobytes for the default detector, so 40,000 series make
-a file of gigabytes. ``StateFile`` writes it without ever holding it in memory: the caller hands it rows
-already encoded (a few hundred at a time, so the encoding never holds the interpreter for
+a file of gigabytes. ``StateFile`` writes it without ever holding it in memory: the caller
+hands it rows already encoded (a few hundred at a time, so the encoding never holds the interpreter for
 long), or asks it to copy rows that did not change from the file it wrote last time (byte
 ranges, read and written by the kernel). It remembers where each row went.
 
