@@ -1,12 +1,12 @@
 """The detection service's state file, written in pieces and only re-encoding what changed.
 
-The file is one msgpack map ``{"format": F, "series": [row, ...], "models": [...],
-"bindings": [...], "fleets": [...]}`` (``DetectionService._load`` reads it whole). A row holds
-one series' detector state, tens of kilobytes for the default detector, so 40,000 series make
-a file of gigabytes. ``StateFile`` writes it without ever holding it in memory: the caller
-hands it rows already encoded (a few hundred at a time, so the encoding never holds the interpreter for
-long), or asks it to copy rows that did not change from the file it wrote last time (byte
-ranges, read and written by the kernel). It remembers where each row went.
+The file is one msgpack map ``{"format": F, "series": [row, ...], "models": [...], "bindings":
+[...], "fleets": [...]}`` (``DetectionService._load`` reads it whole). A row holds one series'
+detector state, tens of kilobytes for the default detector, so 40,000 series make a file of
+gigabytes. ``StateFile`` writes it without ever holding it in memory: the caller hands it rows
+already encoded (a few hundred at a time, so the encoding never holds the interpreter for long), or
+asks it to copy rows that did not change from the file it wrote last time (byte ranges, read and
+written by the kernel). It remembers where each row went.
 
 Written to a temporary file, synced, then renamed over the old one: a crash mid-write keeps the
 previous file. Rows are only copied from a file this object wrote and that is still the one at
