@@ -45,3 +45,10 @@ def test_rows_restore_round_trip():
     again.restore(buf.rows(), now=0.0)
     [(_, _, ts, _)] = again.due(now=0.0, everything=True)
     assert ts.tolist() == [1 * S, 2 * S]
+
+
+def test_replay_releases_by_event_time_only():
+    buf = ReorderBuffer(lateness=1.0)
+    buf.add([_unit(1, 5)], now=0.0)
+    [(_, _, ts, _)] = buf.due(now=100.0, waited=False)  # long waited, but replaying
+    assert ts.tolist() == [1 * S] and len(buf) == 1

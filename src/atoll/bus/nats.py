@@ -209,6 +209,14 @@ class NatsBus:
             num_replicas=self.replicas,
         )
         try:
+            # Look first: on a JetStream cluster, nodes starting together must not all send
+            # the (meta-leader) create request for a stream that is there already.
+            try:
+                info = await self._js.stream_info(self.stream)
+            except nats.js.errors.NotFoundError:
+                info = None
+            if info is not None and all(s in (info.config.subjects or []) for s in wanted):
+                return
             try:
                 await self._js.add_stream(config)
                 return

@@ -22,6 +22,8 @@ import contextlib
 import logging
 import struct
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import nats.errors
 import nats.js.errors
@@ -34,12 +36,37 @@ from atoll.bus.partitions import Coordinator, Delivery, Lease, LeaseStore, Parti
 from atoll.core.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _SEQ = struct.Struct(">Q")
 #: JetStream API errors "wrong last sequence" (a compare-and-set that lost).
 _WRONG_LAST = (10071, 10164)
 #: Tries of one batch's ``deliver`` before it is acknowledged anyway (and logged).
 MAX_TRIES = 5
+
+
+_TRANSIENT = (
+    TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+
+async def _retry(op: Callable[[], Awaitable[T]], what: str, timeout: float = 30.0) -> T:
+    """``op()`` again while JetStream is briefly unavailable (a replicated bucket just created,
+    a node restarting, a leader election), for up to ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    pause = 0.05
+    while True:
+        try:
+            return await op()
+        except _TRANSIENT as e:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Unavailable(f"{what}: JetStream did not answer ({e!r})") from None
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 2)
 
 
 async def _bucket_kv(bus: NatsBus, bucket: str, ttl: float) -> KeyValue:
@@ -64,16 +91,20 @@ class NatsLeaseStore:
     def __init__(self, bus: NatsBus, bucket: str, ttl: float = 10.0) -> None:
         self.bus, self.bucket, self.ttl = bus, bucket, float(ttl)
         self._kv: KeyValue | None = None
+        self._opening = asyncio.Lock()
 
     async def _get(self) -> KeyValue:
-        if self._kv is None:
-            self._kv = await _bucket_kv(self.bus, self.bucket, self.ttl)
+        async with self._opening:
+            if self._kv is None:
+                self._kv = await _retry(
+                    lambda: _bucket_kv(self.bus, self.bucket, self.ttl), f"opening {self.bucket}"
+                )
         return self._kv
 
     async def claim(self, name: str, owner: str) -> Lease | None:
         kv = await self._get()
         try:
-            token = await kv.create(name, owner.encode())
+            token = await _retry(lambda: kv.create(name, owner.encode()), f"claiming {name}")
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
         return Lease(name, owner, token)
@@ -81,7 +112,10 @@ class NatsLeaseStore:
     async def renew(self, lease: Lease) -> Lease | None:
         kv = await self._get()
         try:
-            token = await kv.update(lease.name, lease.owner.encode(), last=lease.token)
+            token = await _retry(
+                lambda: kv.update(lease.name, lease.owner.encode(), last=lease.token),
+                f"renewing {lease.name}",
+            )
         except nats.js.errors.KeyWrongLastSequenceError:
             return None
         return Lease(lease.name, lease.owner, token)
@@ -89,7 +123,7 @@ class NatsLeaseStore:
     async def release(self, lease: Lease) -> None:
         kv = await self._get()
         try:
-            await kv.delete(lease.name, last=lease.token)
+            await _retry(lambda: kv.delete(lease.name, last=lease.token), "releasing")
         except nats.js.errors.KeyWrongLastSequenceError:
             pass  # lost meanwhile: it is someone else's now
         except nats.js.errors.BadRequestError as e:
@@ -98,7 +132,7 @@ class NatsLeaseStore:
 
     async def held(self, prefix: str = "") -> dict[str, str]:
         kv = await self._get()
-        watcher = await kv.watchall(ignore_deletes=True)
+        watcher = await _retry(lambda: kv.watchall(ignore_deletes=True), "listing leases")
         out: dict[str, str] = {}
         try:
             async for entry in watcher:
@@ -132,15 +166,16 @@ class NatsCheckpointStore:
 
     async def save(self, name: str, seq: int, state: bytes) -> None:
         obs = await self._get()
+        data = _SEQ.pack(int(seq)) + bytes(state)
         try:
-            await obs.put(name, _SEQ.pack(int(seq)) + bytes(state))
+            await _retry(lambda: obs.put(name, data), f"saving checkpoint {name}")
         except (TimeoutError, nats.errors.Error) as e:
             raise Unavailable(f"saving checkpoint {name} failed: {e!r}") from None
 
     async def load(self, name: str) -> tuple[int, bytes] | None:
         obs = await self._get()
         try:
-            got = await obs.get(name)
+            got = await _retry(lambda: obs.get(name), f"loading checkpoint {name}")
         except nats.js.errors.ObjectNotFoundError:
             return None
         except nats.js.errors.NotFoundError:
@@ -155,6 +190,8 @@ class _Owned:
     def __init__(self, p: int, psub: object, replay_upto: int) -> None:
         self.p, self.psub, self.replay_upto = p, psub, replay_upto
         self.stopping = False
+        #: Applying a batch (a graceful stop waits for it; a fetch is simply cancelled).
+        self.busy = False
         self.task: asyncio.Task[None] | None = None
 
 
@@ -275,32 +312,41 @@ class NatsConsumption:
                 )
                 for m in msgs
             ]
-            for attempt in range(1, MAX_TRIES + 1):
-                try:
-                    await self.handler.deliver(o.p, batch)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception(
-                        "partition %d of %s: applying %d messages failed (try %d of %d)",
-                        o.p,
-                        self.group,
-                        len(batch),
-                        attempt,
-                        MAX_TRIES,
-                    )
-                    await asyncio.sleep(0.2 * attempt)
-            with contextlib.suppress(nats.errors.Error):
-                await msgs[-1].ack()  # AckPolicy.ALL: the whole batch
+            o.busy = True
+            try:
+                await self._apply(o, msgs, batch)
+            finally:
+                o.busy = False
+
+    async def _apply(self, o: _Owned, msgs: list[Any], batch: list[Delivery]) -> None:
+        for attempt in range(1, MAX_TRIES + 1):
+            if o.stopping:
+                return  # not applied, not acked: the next owner gets them again
+            try:
+                await self.handler.deliver(o.p, batch)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "partition %d of %s: applying %d messages failed (try %d of %d)",
+                    o.p,
+                    self.group,
+                    len(batch),
+                    attempt,
+                    MAX_TRIES,
+                )
+                await asyncio.sleep(0.2 * attempt)
+        with contextlib.suppress(nats.errors.Error):
+            await msgs[-1].ack()  # AckPolicy.ALL: the whole batch
 
     async def _halt(self, p: int, graceful: bool) -> None:
         o = self._owned.pop(p, None)
         if o is None or o.task is None:
             return
         o.stopping = True
-        if not graceful:
-            o.task.cancel()
+        if not graceful or not o.busy:
+            o.task.cancel()  # waiting for messages (or lost): nothing to finish
         await asyncio.gather(o.task, return_exceptions=True)
         with contextlib.suppress(Exception):
             await o.psub.unsubscribe()  # type: ignore[attr-defined]

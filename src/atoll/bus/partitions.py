@@ -39,9 +39,9 @@ import itertools
 import logging
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from atoll.bus.port import Message, MessageBus, Subscription
 
@@ -254,37 +254,55 @@ class Coordinator:
         self._me: Lease | None = None
         self._free_since: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
+        self._busy: dict[int, asyncio.Future[None]] = {}
         self._leaving = False
 
     def _key(self, p: int) -> str:
         return f"{self.group}.p{p}"
 
     async def tick(self) -> None:
-        # Membership: a lease of its own, renewed each round.
+        """One round: renew what is held (all at once), then claim and hand over. Taking over
+        or handing over a partition (restoring, checkpointing) runs in a task of its own, so
+        renewals never wait for it."""
+        await self._renew()
+        if not self._leaving:
+            await self._balance()
+
+    async def _renew(self) -> None:
         member_key = f"{self.group}.member.{self.member}"
         if self._me is not None:
             self._me = await self.leases.renew(self._me)
         if self._me is None:
             self._me = await self.leases.claim(member_key, self.member)
+        parts = list(self.held.items())
+        got = await asyncio.gather(
+            *(self.leases.renew(lease) for _, lease in parts), return_exceptions=True
+        )
+        for (p, _), renewed in zip(parts, got, strict=True):
+            if isinstance(renewed, BaseException):
+                log.warning("renewing partition %d of %s failed: %r", p, self.group, renewed)
+            elif renewed is None:
+                if self.held.pop(p, None) is None:
+                    continue  # released meanwhile
+                log.warning("%s lost partition %d of %s", self.member, p, self.group)
+                busy = self._busy.pop(p, None)
+                if busy is not None:
+                    busy.cancel()
+                    await asyncio.gather(busy, return_exceptions=True)
+                await _call(self._on_lost, p)
+            elif p in self.held:
+                self.held[p] = renewed
+
+    async def _balance(self) -> None:
         held = await self.leases.held(f"{self.group}.")
         members = sorted(
             {o for n, o in held.items() if n.startswith(f"{self.group}.member.")} | {self.member}
         )
-        for p, lease in list(self.held.items()):
-            renewed = await self.leases.renew(lease)
-            if renewed is None:
-                del self.held[p]
-                log.warning("%s lost partition %d of %s", self.member, p, self.group)
-                await _call(self._on_lost, p)
+        for p in list(self.held):
+            if p in self._busy or preferred_owner(p, members) == self.member:
                 continue
-            self.held[p] = renewed
-            want = preferred_owner(p, members)
-            if want != self.member and not self._leaving:
-                # Hand over to the member that prefers it: checkpoint first, then release.
-                await _call(self._on_handover, p)
-                await self.leases.release(self.held.pop(p))
-        if self._leaving:
-            return
+            # Another live member prefers it: checkpoint, then release (in a task).
+            self._spawn(p, self._hand_over(p))
         now = time.monotonic()
         for p in range(self.count):
             if p in self.held:
@@ -296,15 +314,39 @@ class Coordinator:
             if preferred_owner(p, members) == self.member or now - since >= self.grace:
                 got = await self.leases.claim(self._key(p), self.member)
                 if got is not None:
-                    lease = got
                     self._free_since.pop(p, None)
-                    self.held[p] = lease
-                    try:
-                        await _call(self._on_claimed, p)
-                    except Exception:
-                        log.exception("taking over partition %d of %s failed", p, self.group)
-                        del self.held[p]
-                        await self.leases.release(lease)
+                    self.held[p] = got
+                    self._spawn(p, self._take_over(p))
+
+    def _spawn(self, p: int, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._busy[p] = task
+
+        def done(t: asyncio.Future[None]) -> None:
+            if self._busy.get(p) is t:
+                del self._busy[p]
+
+        task.add_done_callback(done)
+
+    async def _take_over(self, p: int) -> None:
+        try:
+            await _call(self._on_claimed, p)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("taking over partition %d of %s failed", p, self.group)
+            lease = self.held.pop(p, None)
+            if lease is not None:
+                await self.leases.release(lease)
+
+    async def _hand_over(self, p: int) -> None:
+        try:
+            await _call(self._on_handover, p)
+        except Exception:
+            log.exception("handing over partition %d of %s failed", p, self.group)
+        lease = self.held.pop(p, None)
+        if lease is not None:
+            await self.leases.release(lease)
 
     async def run(self) -> None:
         while True:
@@ -316,6 +358,11 @@ class Coordinator:
                 log.exception("partition leases of %s (%s): round failed", self.group, self.member)
             await asyncio.sleep(self.heartbeat)
 
+    async def settled(self) -> None:
+        """Wait for the take-overs and hand-overs under way."""
+        while self._busy:
+            await asyncio.gather(*list(self._busy.values()), return_exceptions=True)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name=f"leases:{self.group}:{self.member}")
 
@@ -325,13 +372,8 @@ class Coordinator:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for p in sorted(self.held):
-            lease = self.held.pop(p)
-            try:
-                await _call(self._on_handover, p)
-            finally:
-                with contextlib.suppress(Exception):
-                    await self.leases.release(lease)
+        await self.settled()
+        await asyncio.gather(*(self._hand_over(p) for p in sorted(self.held)))
         if self._me is not None:
             with contextlib.suppress(Exception):
                 await self.leases.release(self._me)

@@ -7,7 +7,9 @@ partition it owns it
 * **restores** on ``assigned``: the partition's checkpoint (every series of its devices: detector
   state, episode state, model records, and the readings in its reorder buffer) and the last
   stream position applied to it; the consumer delivers from the next message, and messages the
-  previous owner had already acknowledged come as ``replay``: learned, not published again;
+  previous owner had already acknowledged come as ``replay``: learned, and what they release
+  from the reorder buffer by event time is not published again (the previous owner did, before
+  acknowledging); what is still held afterwards is published when due (at least once);
 * **applies** each delivered batch (``deliver``): readings go through the partition's reorder
   buffer (``atoll.detect.reorder``, ``lateness`` seconds), what is due is scored and learned in
   the service's worker thread, the events published and the scores stored, and only then does
@@ -192,7 +194,9 @@ class PartitionedDetection:
                 units.extend(svc._units(batch))
             if buffer is not None:
                 buffer.add(units, now)
-                units = buffer.due(now)
+                # Replayed: the previous owner had emitted what newer readings made due by the
+                # last message it acknowledged (it emits before it acks), and only that.
+                units = buffer.due(now, waited=emit)
             scored = svc._score_units(units, keep_events=False, park=False) if units else None
             if not emit:
                 svc.stats["replayed"] = svc.stats.get("replayed", 0) + len(datas)

@@ -63,8 +63,10 @@ class ReorderBuffer:
             h.values.append(values)
             h.newest = max(h.newest, int(ts.max()))
 
-    def due(self, now: float, everything: bool = False) -> list[Unit]:
-        """The readings whose wait is over, per series in time order (oldest first)."""
+    def due(self, now: float, everything: bool = False, waited: bool = True) -> list[Unit]:
+        """The readings whose wait is over, per series in time order (oldest first). Without
+        ``waited`` only what newer readings made due (event time: the same readings whatever
+        the clock, which is what a replay needs)."""
         out: list[Unit] = []
         for key in list(self._held):
             h = self._held[key]
@@ -73,7 +75,7 @@ class ReorderBuffer:
             if len(h.ts) > 1 or (len(ts) > 1 and (np.diff(ts) < 0).any()):
                 order = np.argsort(ts, kind="stable")
                 ts, values = ts[order], values[order]
-            if everything or now - h.since >= self.lateness:
+            if everything or (waited and now - h.since >= self.lateness):
                 n = len(ts)
             else:
                 n = int(np.searchsorted(ts, h.newest - self._lateness_us, side="right"))

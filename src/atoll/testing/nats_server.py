@@ -144,8 +144,8 @@ class NatsCluster:
 
     @property
     def url(self) -> str:
-        """Every node, comma-separated (what ``NatsBus`` and ``ATOLL_BUS_URL`` take)."""
-        return ",".join(self.urls)
+        """Every node: ``nats://h:p1,h:p2,h:p3`` (what ``NatsBus`` and ``ATOLL_BUS_URL`` take)."""
+        return "nats://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def start(self, timeout: float = 30.0) -> Self:
         self.ports = [_free_port() for _ in range(self.size)]
