@@ -6,12 +6,13 @@
 A 3-node JetStream cluster (``nats-server`` processes on free ports, R3 stream and buckets) and
 worker processes (``atoll.testing.detect_worker``, ``ewma`` detector, no store). For each mode a
 fresh stream; the workers start and settle, then two publishers ("two ingest nodes") publish
-``--devices`` devices' telemetry, each device's messages alternating between the publishers (as an
-MQTT shared subscription spreads one device's messages over nodes), so consecutive messages of a
-device can arrive in either order. Every anomaly event is collected (a durable consumer); a
-reading is *scored* when an event carries its (device, timestamp). The clock runs from the first
-publish until the last event (or until nothing new came for ``--idle`` seconds). CPU: the
-workers' user+system seconds over the run (from ``/proc``).
+``--devices`` devices' telemetry (``--readings`` per message, ``--spacing-ms`` apart), each
+device's messages alternating between the publishers (as an MQTT shared subscription spreads one
+device's messages over nodes), the second meeting the devices in reverse order, so consecutive
+messages of a device reach the stream in either order. Every anomaly event is collected (a
+durable consumer); a reading is *scored* when an event carries its (device, timestamp). The
+clock runs from the first publish until the last event (or until nothing new came for
+``--idle`` seconds). CPU: the workers' user+system seconds over the run (from ``/proc``).
 
 Modes: ``group`` (before: ``--workers`` workers on one durable group consumer), ``partitioned``
 with 1 and with ``--workers`` workers (64 partitions, leases, checkpoints, reorder buffer of
@@ -22,12 +23,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -42,7 +45,6 @@ from atoll.ingest.events import encode_telemetry
 from atoll.testing.nats_server import NatsCluster
 
 T0 = 1_764_000_000_000_000
-SEC = 1_000_000
 
 
 def _workers(url: str, n: int, mode: str, lateness: float, logs: Path) -> list[subprocess.Popen]:
@@ -91,16 +93,30 @@ async def run_mode(
             line = await asyncio.to_thread(p.stdout.readline)  # type: ignore[union-attr]
             if line.strip() != "ready":
                 raise RuntimeError(f"worker did not start (see {logs})")
+        status: dict[int, dict] = {}
+
+        def drain(i: int, p: subprocess.Popen) -> None:
+            for line in p.stdout:  # type: ignore[union-attr]
+                with contextlib.suppress(ValueError):
+                    status[i] = json.loads(line)
+
+        for i, p in enumerate(procs):
+            threading.Thread(target=drain, args=(i, p), daemon=True).start()
         await asyncio.sleep(args.settle)  # partitions spread over the workers
         cpu0 = [_cpu(p) for p in procs]
         # Publisher k publishes message m of every device when m % 2 == k.
         per_msg = args.readings
         sent = args.devices * args.messages * per_msg
 
+        step = int(args.spacing_ms * 1000)
+
         async def publisher(k: int) -> None:
+            # The second node meets the devices in the other order: a device's consecutive
+            # messages reach the stream in either order (up to one message apart).
+            devices = range(args.devices) if k == 0 else range(args.devices - 1, -1, -1)
             for m in range(k, args.messages, 2):
-                for d in range(args.devices):
-                    ts = [T0 + (m * per_msg + i) * SEC for i in range(per_msg)]
+                for d in devices:
+                    ts = [T0 + (m * per_msg + i) * step for i in range(per_msg)]
                     await bus.publish(
                         f"telemetry.bench.dev{d}",
                         encode_telemetry(
@@ -122,6 +138,7 @@ async def run_mode(
                 progress.update(task, completed=len(scored))
                 await asyncio.sleep(0.2)
         took = max(last_event, t0) - t0
+        await asyncio.sleep(1.5)  # one more status line from each worker
         cpu = sum(_cpu(p) - c for p, c in zip(procs, cpu0, strict=True))
     finally:
         for p in procs:
@@ -142,14 +159,15 @@ async def run_mode(
         "scored_per_s": round(len(scored) / took, 1) if took > 0 else None,
         "worker_cpu_seconds": round(cpu, 2),
         "cpu_us_per_scored": round(cpu / len(scored) * 1e6, 1) if scored else None,
+        "skipped_late": sum(st.get("skipped_late", 0) for st in status.values()),
     }
 
 
 async def main(args: argparse.Namespace) -> dict:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        logs = Path(tmp) / "logs"
-        logs.mkdir()
+        logs = Path(tempfile.mkdtemp(prefix="detect-partitions-logs-"))  # kept: workers' logs
+        print(f"worker logs: {logs}")
         with NatsCluster(Path(tmp) / "nats", size=3) as cluster:
             for mode, n in (
                 ("group", args.workers),
@@ -170,7 +188,15 @@ async def main(args: argparse.Namespace) -> dict:
         },
         "params": {
             k: getattr(args, k)
-            for k in ("devices", "messages", "readings", "workers", "lateness", "idle")
+            for k in (
+                "devices",
+                "messages",
+                "readings",
+                "spacing_ms",
+                "workers",
+                "lateness",
+                "idle",
+            )
         },
         "results": results,
     }
@@ -183,6 +209,7 @@ if __name__ == "__main__":
     ap.add_argument("--readings", type=int, default=10, help="per message")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--lateness", type=float, default=2.0)
+    ap.add_argument("--spacing-ms", type=float, default=50.0, help="between a device's readings")
     ap.add_argument("--idle", type=float, default=10.0)
     ap.add_argument("--settle", type=float, default=8.0)
     ap.add_argument("--json", type=Path)
