@@ -17,6 +17,8 @@ const NO_TENANT = { tenant: "" };
 export function fmtRate(v) {
   if (v === null || v === undefined) return "—";
   if (v === 0) return "0/s";
+  if (v < 0.01) return "<0.01/s";
+  if (v < 1) return `${v.toFixed(2)}/s`;
   if (v < 10) return `${v.toFixed(1)}/s`;
   return `${Math.round(v).toLocaleString()}/s`;
 }
