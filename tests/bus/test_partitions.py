@@ -51,7 +51,8 @@ def test_partition_is_stable_and_spread():
 
 
 async def test_memory_lease_store_conforms():
-    await check_lease_store(MemoryLeaseStore(ttl=0.5))
+    # ttl 2 s: a renewal every ttl/4 must never miss a whole ttl on a loaded 2-core CI machine.
+    await check_lease_store(MemoryLeaseStore(ttl=2.0))
 
 
 async def test_memory_checkpoint_store_conforms():
