@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
 import signal
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mode", choices=("partitioned", "group"), default="partitioned")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # where a stuck worker is
     asyncio.run(run(args))
 
 
