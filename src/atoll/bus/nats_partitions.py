@@ -9,7 +9,8 @@
 * ``NatsPartitions``: per partition ``p`` one durable pull consumer ``{group}-p{p}`` on the bus
   stream, filtered on ``telemetry.*.*.{p}`` (``NatsBus`` stores the partition as the subject's
   last token). The partitions are owned through a ``Coordinator`` on the lease store. A new
-  owner asks the handler for the position its restored state has applied (``assigned``) and
+  owner asks the handler for the position its restored state has applied (``assigned``; the
+  first owner ever gets the consumer's start and checkpoints its empty state there) and
   recreates the consumer to deliver from the next message; messages up to the old consumer's
   ack floor come marked ``replay`` (the previous owner already acted on them). Each fetched
   batch is acknowledged (``AckPolicy.ALL``: one ack for the batch) after ``deliver`` returns.
@@ -262,26 +263,27 @@ class NatsConsumption:
             await _retry(lambda: js.add_consumer(self.bus.stream, config), f"creating {name}")
 
     async def _claimed(self, p: int) -> None:
-        applied = await self.handler.assigned(p)
         js = await self.bus._connected()
         name = self.consumer(p)
         acked = 0
         try:
             info = await _retry(lambda: js.consumer_info(self.bus.stream, name), f"consumer {name}")
+            # Of a consumer nothing was delivered by yet: the stream position it starts after.
             acked = info.ack_floor.stream_seq if info.ack_floor is not None else 0
         except nats.js.errors.NotFoundError:
             info = None
-        # Deliver from the message after the restored state's position (or, with no state, after
-        # what the previous owner acknowledged): nothing waits for the dead owner's ack_wait.
-        start = applied + 1 if applied > 0 else acked + 1 if acked > 0 else None
-        if start is not None or info is None:
-            if info is not None:
-                with contextlib.suppress(nats.js.errors.NotFoundError):
-                    await _retry(lambda: js.delete_consumer(self.bus.stream, name), "deleting")
-            config = self._config(p, start)
-            await _retry(lambda: js.add_consumer(self.bus.stream, config), f"creating {name}")
+        applied = await self.handler.assigned(p, acked)
+        # Deliver from the message after the restored state's position (0: the first), always
+        # by recreating the consumer: nothing waits for a dead owner's ack_wait, and what it
+        # acknowledged after its checkpoint comes again, as replay.
+        start = applied + 1
+        if info is not None:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await _retry(lambda: js.delete_consumer(self.bus.stream, name), "deleting")
+        config = self._config(p, start)
+        await _retry(lambda: js.add_consumer(self.bus.stream, config), f"creating {name}")
         psub = await _retry(lambda: js.pull_subscribe_bind(name, self.bus.stream), "binding")
-        owned = _Owned(p, psub, acked if applied and acked > applied else 0)
+        owned = _Owned(p, psub, acked if acked > applied else 0)
         owned.task = asyncio.create_task(self._pump(owned), name=f"partition:{self.group}:{p}")
         self._owned[p] = owned
         log.info(
@@ -295,9 +297,14 @@ class NatsConsumption:
 
     async def _pump(self, o: _Owned) -> None:
         logical = self.bus.logical
+        fresh = self.coordinator.fresh
+        wait = max(0.1, min(1.0, self.coordinator.leases.ttl / 6))
         while not o.stopping:
+            if not fresh(o.p):  # a renewal is late: fetch nothing until it is renewed (or lost)
+                await asyncio.sleep(0.05)
+                continue
             try:
-                msgs = await o.psub.fetch(self.batch, timeout=1.0)  # type: ignore[attr-defined]
+                msgs = await o.psub.fetch(self.batch, timeout=wait)  # type: ignore[attr-defined]
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except asyncio.CancelledError:
@@ -308,6 +315,10 @@ class NatsConsumption:
                 continue
             if not msgs:
                 continue
+            while not fresh(o.p):  # renewed late meanwhile: apply once renewed (lost: cancelled)
+                if o.stopping:
+                    return  # not applied, not acked: the next owner gets them
+                await asyncio.sleep(0.05)
             batch = [
                 Delivery(
                     logical(m.subject),
