@@ -46,12 +46,17 @@ _WRONG_LAST = (10071, 10164)
 MAX_TRIES = 5
 
 
+class _MalformedReply(nats.errors.Error):
+    """A JetStream API reply nats-py could not read (seen on a busy cluster): asked again."""
+
+
 _TRANSIENT = (
     TimeoutError,
     nats.errors.TimeoutError,
     nats.errors.NoRespondersError,
     nats.js.errors.NoStreamResponseError,
     nats.js.errors.ServiceUnavailableError,
+    _MalformedReply,
 )
 
 
@@ -68,6 +73,13 @@ async def _retry(op: Callable[[], Awaitable[T]], what: str, timeout: float = 30.
                 raise Unavailable(f"{what}: JetStream did not answer ({e!r})") from None
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
+
+
+async def _consumer_info(js: Any, stream: str, name: str) -> Any:
+    try:
+        return await js.consumer_info(stream, name)
+    except TypeError as e:  # nats-py building ConsumerInfo from a reply without its fields
+        raise _MalformedReply(str(e)) from None
 
 
 async def _bucket_kv(bus: NatsBus, bucket: str, ttl: float) -> KeyValue:
@@ -257,7 +269,7 @@ class NatsConsumption:
     async def _ensure_consumer(self, js: Any, p: int) -> None:
         name = self.consumer(p)
         try:
-            await _retry(lambda: js.consumer_info(self.bus.stream, name), f"consumer {name}")
+            await _retry(lambda: _consumer_info(js, self.bus.stream, name), f"consumer {name}")
         except nats.js.errors.NotFoundError:
             config = self._config(p, None)
             await _retry(lambda: js.add_consumer(self.bus.stream, config), f"creating {name}")
@@ -267,7 +279,9 @@ class NatsConsumption:
         name = self.consumer(p)
         acked = 0
         try:
-            info = await _retry(lambda: js.consumer_info(self.bus.stream, name), f"consumer {name}")
+            info = await _retry(
+                lambda: _consumer_info(js, self.bus.stream, name), f"consumer {name}"
+            )
             # Of a consumer nothing was delivered by yet: the stream position it starts after.
             acked = info.ack_floor.stream_seq if info.ack_floor is not None else 0
         except nats.js.errors.NotFoundError:
