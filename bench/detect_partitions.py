@@ -59,7 +59,7 @@ def _workers(url: str, n: int, mode: str, lateness: float, logs: Path) -> list[s
             [sys.executable, "-m", "atoll.testing.detect_worker", url, "--member", f"w{i}"]
             + ["--mode", mode, "--lateness", str(lateness), "--lease", "6", "--checkpoint", "5"],
             stdout=subprocess.PIPE,
-            stderr=open(logs / f"{mode}-{n}-w{i}.log", "w"),  # noqa: SIM115
+            stderr=open(logs / f"{mode}-{n}-w{i}.log", "a"),  # noqa: SIM115
             text=True,
         )
         for i in range(n)

@@ -312,7 +312,7 @@ class NatsConsumption:
     async def _pump(self, o: _Owned) -> None:
         logical = self.bus.logical
         fresh = self.coordinator.fresh
-        wait = max(0.1, min(1.0, self.coordinator.leases.ttl / 6))
+        wait = max(0.1, min(1.0, self.coordinator.leases.ttl / 8))
         while not o.stopping:
             if not fresh(o.p):  # a renewal is late: fetch nothing until it is renewed (or lost)
                 await asyncio.sleep(0.05)

@@ -250,7 +250,7 @@ class Coordinator:
     ) -> None:
         self.leases, self.group, self.member, self.count = leases, group, member, count
         self._on_claimed, self._on_handover, self._on_lost = on_claimed, on_handover, on_lost
-        self.heartbeat = heartbeat if heartbeat is not None else leases.ttl / 3
+        self.heartbeat = heartbeat if heartbeat is not None else leases.ttl / 4
         #: A free partition its preferred member has not claimed for this long: anyone takes it.
         self.grace = grace if grace is not None else 2 * self.heartbeat
         self.held: dict[int, Lease] = {}
@@ -265,11 +265,11 @@ class Coordinator:
 
     def fresh(self, p: int) -> bool:
         """Whether ``p``'s lease is surely still this member's on the store: renewed less than
-        half its ``ttl`` ago (by this member's clock, which starts before the store's). An owner
-        acts on a partition only while it is fresh, so one that stalls (a slow round, a paused
-        process) stops before another can take the partition over."""
+        two thirds of its ``ttl`` ago (by this member's clock, which starts before the store's).
+        An owner acts on a partition only while it is fresh, so one that stalls (a slow round, a
+        paused process) stops before another can take the partition over."""
         at = self.renewed_at.get(p)
-        return at is not None and p in self.held and time.monotonic() - at < self.leases.ttl / 2
+        return at is not None and p in self.held and time.monotonic() - at < self.leases.ttl * 2 / 3
 
     def _key(self, p: int) -> str:
         return f"{self.group}.p{p}"

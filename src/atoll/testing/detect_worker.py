@@ -30,7 +30,7 @@ async def run(args: argparse.Namespace) -> None:
     bus = await _connect(args.url)
     leases = NatsLeaseStore(bus, f"{bus.stream}_detect_leases", ttl=args.lease)
     consumer = NatsPartitions(
-        bus, leases, member=args.member, heartbeat=args.lease / 3, batch=args.batch
+        bus, leases, member=args.member, heartbeat=args.lease / 4, batch=args.batch
     )
     if args.mode == "group":
         # Before partitions: one durable group consumer shared by every worker (messages, not
