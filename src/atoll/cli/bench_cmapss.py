@@ -103,7 +103,8 @@ def cmapss(
     out.print(
         f"training {min(train_s):.0f}-{max(train_s):.0f} s per model (on {folds - 1}/{folds} "
         f"of the engines, one thread); prediction {result['predict_cycles_per_s']:,.0f} "
-        "engine-cycles/s"
+        f"engine-cycles/s with an RUL at every cycle, {result['predict_last_cycles_per_s']:,.0f} "
+        "with one at each engine's last cycle"
     )
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

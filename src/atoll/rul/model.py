@@ -184,7 +184,7 @@ class RulModel:
     # -- predicting ------------------------------------------------------------------------------
     def predict_rows(self, x: np.ndarray) -> np.ndarray:
         """RUL (cycles) of feature rows ``x``: the mean of the ensembles, within [0, cap]."""
-        p = np.mean([b.predict(x) for b in self.boosters], axis=0)
+        p = np.mean([b.predict(x, num_threads=1) for b in self.boosters], axis=0)
         return np.clip(p, 0.0, self.cap)
 
     def _interval(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
