@@ -321,3 +321,20 @@ async def test_alarm_export_is_csv_with_the_filters(seeded):
         "GET", "/lab/alarms.csv", seeded.keys["beta"], params={"enterprise": "acme"}
     )
     assert r.status_code == 404
+
+
+async def test_every_project_the_caller_may_see_in_one_call(seeded):
+    body = (await seeded.call("GET", "/lab/projects")).json()
+    assert body["scope"] == "platform"
+    assert {(p["id"], p["tenant"]) for p in body["projects"]} == {
+        ("acme~press", "acme"),
+        ("acme~paint", "acme"),
+        ("beta~ovens", "beta"),
+    }
+    r = await seeded.http.get(
+        "/api/v1/lab/projects", headers=seeded.h(seeded.keys["beta"], **{"X-Atoll-Tenant": "beta"})
+    )
+    assert r.json() == {
+        "scope": "tenant",
+        "projects": [next(p for p in body["projects"] if p["id"] == "beta~ovens")],
+    }

@@ -24,7 +24,7 @@ from atoll.api.alarms import _statuses, alarm_out
 from atoll.api.deps import Ctx, Operator, Viewer, act_in_tenant, audit
 from atoll.api.devices import ONLINE_WINDOW_S
 from atoll.api.rules import service
-from atoll.api.schemas import MAX_DB_INT, Offset, iso
+from atoll.api.schemas import MAX_DB_INT, Offset, ProjectOut, iso
 from atoll.api.times import parse_time
 from atoll.core.errors import AtollError, InvalidInput, NotFound
 from atoll.registry import Principal, ProjectActivity, Tenant
@@ -209,6 +209,21 @@ def enterprise(tenant: str, who: Viewer, ctx: Ctx) -> dict:
         **_meta(who),
         "enterprise": {"id": t.id, "name": t.name, **_finish(whole)},
         "projects": projects,
+    }
+
+
+@router.get("/lab/projects", summary="Every project you may see, of every enterprise")
+def lab_projects(who: Viewer, ctx: Ctx) -> dict:
+    """``{"scope", "projects": [project]}`` in one query: what the console's project picker
+    lists. The platform admin gets every tenant's projects (``GET /projects`` answers one
+    tenant's), anyone else their own tenant's."""
+    if who.platform_admin:
+        projects = ctx.registry.list_projects(None)
+    else:
+        projects = ctx.registry.list_projects(who.tenant)
+    return {
+        "scope": "platform" if who.platform_admin else "tenant",
+        "projects": [ProjectOut.of(p).model_dump() for p in projects],
     }
 
 

@@ -9,6 +9,7 @@ import { Link, navigate, useLocation } from "../router.jsx";
 import { currentProject, fmtAgo, fmtTime, useAsync, useDebounced } from "../util.js";
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
+import { useProjects } from "./Overview.jsx";
 
 const SEVERITIES = ["critical", "major", "minor", "warning", "info"];
 // Lab calls name their scope themselves: never the tenant the project picker acts in.
@@ -356,10 +357,12 @@ export function LabAlarms() {
     setOffset(0);
   }, [f.enterprise, f.project, f.severity, f.status, rule, f.since]);
 
-  // The enterprises and their projects for the filters: one request (the lab overview's
-  // enterprises come without projects, so the chosen enterprise's projects are a second one).
-  const ents = useAsync(() => api.get("/lab/overview", undefined, NO_TENANT), []);
-  const projs = useAsync(async () => (f.enterprise ? (await api.get(`/lab/enterprises/${enc(f.enterprise)}`, undefined, NO_TENANT)).projects : []), [f.enterprise]);
+  // The enterprises and their projects for the filters: the project tree the top bar has
+  // already asked for (no request of its own).
+  const tree = useProjects();
+  const ents = tree.data?.tenants || [];
+  const projs = (tree.data?.projects || []).filter((p) => p.tenant === f.enterprise);
+  const platform = !!tree.data?.platform;
 
   const list = useAsync(async () => {
     const res = await request("GET", "/lab/alarms", undefined, { query: { ...params, limit: PAGE, offset }, raw: true, tenant: "" });
@@ -437,7 +440,7 @@ export function LabAlarms() {
       <div class="toolbar wrap">
         <select value={f.enterprise} onChange={set("enterprise")} data-testid="la-enterprise">
           <option value="">All enterprises</option>
-          {(ents.data?.enterprises || []).map((e) => (
+          {ents.map((e) => (
             <option key={e.id} value={e.id}>
               {e.name}
             </option>
@@ -445,7 +448,7 @@ export function LabAlarms() {
         </select>
         <select value={f.project} onChange={set("project")} disabled={!f.enterprise} data-testid="la-project" title={f.enterprise ? "" : "choose an enterprise first"}>
           <option value="">All projects</option>
-          {(projs.data || []).map((p) => (
+          {projs.map((p) => (
             <option key={p.id} value={p.id}>
               {p.name}
             </option>
@@ -535,7 +538,7 @@ export function LabAlarms() {
                     href="/alarms"
                     onClick={(e) => {
                       e.preventDefault();
-                      if (ents.data?.scope === "platform") setActingTenant(a.tenant);
+                      if (platform) setActingTenant(a.tenant);
                       currentProject.set(a.project);
                       navigate("/alarms");
                     }}

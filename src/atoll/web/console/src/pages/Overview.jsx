@@ -1,7 +1,7 @@
 // Fleet overview: tenants → projects → devices, with online state and active alarms.
 // The device table is server-paged and virtualised; filtering happens in the API.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { actingTenant, api, enc, items, page, setActingTenant, toSeconds } from "../api.js";
+import { actingTenant, api, enc, getSession, items, page, setActingTenant, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate } from "../router.jsx";
 import { currentProject, fmtAgo, fmtNum, markPrimaryReady, useAsync, useDebounced } from "../util.js";
@@ -33,8 +33,29 @@ export function projectId(p) {
 
 // Every user of the project list (top bar, tree) reloads when a project is created.
 const projectListeners = new Set();
+let projectsVersion = 0;
 export function projectsChanged() {
+  projectsVersion++;
   projectListeners.forEach((fn) => fn());
+}
+
+// The tenants and every project the user may see, in two requests whatever their number
+// (GET /lab/projects lists every tenant's projects for the platform admin). Every user of the
+// tree on screen (top bar, fleet tree, alarm console filters) shares one answer.
+let treeCache = null;
+function loadTree(version) {
+  const s = getSession();
+  const key = `${version}|${s?.token}`;
+  if (!treeCache || treeCache.key !== key) {
+    const promise = Promise.all([api.get("/tenants", undefined, { tenant: "" }).catch(() => []), api.get("/lab/projects", undefined, { tenant: "" })]).then(([ts, ps]) => ({
+      tenants: items(ts),
+      projects: ps.projects,
+      platform: ps.scope === "platform",
+    }));
+    treeCache = { key, promise };
+    promise.catch(() => treeCache?.promise === promise && (treeCache = null));
+  }
+  return treeCache.promise;
 }
 
 export function useProjects(opts) {
@@ -44,13 +65,7 @@ export function useProjects(opts) {
     projectListeners.add(fn);
     return () => projectListeners.delete(fn);
   }, []);
-  return useAsync(async () => {
-    const [me, ts, ps] = await Promise.all([api.get("/auth/me").catch(() => null), api.get("/tenants").catch(() => []), api.get("/projects")]);
-    if (!me?.platform_admin) return { tenants: items(ts), projects: items(ps) };
-    // The platform admin sees every tenant's projects: each list is read as that tenant.
-    const lists = await Promise.all(items(ts).map((t) => api.get("/projects", undefined, { tenant: t.id }).catch(() => [])));
-    return { tenants: items(ts), projects: lists.flatMap(items), platform: true };
-  }, [version], opts);
+  return useAsync(() => loadTree(projectsVersion), [version], opts);
 }
 
 // Choosing a project also chooses its tenant for the platform admin, before anything loads.
