@@ -240,7 +240,9 @@ def _context(browser, token: str):
     return ctx
 
 
-def bench_view(browser, base: str, token: str, path: str, ready: str, runs: int) -> dict:
+def bench_view(
+    browser, base: str, token: str, path: str, ready: str, runs: int, shot: Path | None = None
+) -> dict:
     """Load ``path`` ``runs + 1`` times; the time at the first frame where ``ready`` (a JS
     expression) holds, and the API requests made by then and one second later."""
     loads, at_ready, settled = [], [], []
@@ -267,6 +269,9 @@ def bench_view(browser, base: str, token: str, path: str, ready: str, runs: int)
             at_ready.append(n)
             settled.append(len(urls))
             paths = [u.split("/api/v1", 1)[1] for u in urls]
+            if shot is not None and i == runs:
+                shot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shot))
         ctx.close()
     return {
         "path": path,
@@ -285,6 +290,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=10_000)
     ap.add_argument("--alarms", type=int, default=500)
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--screenshots", type=Path, help="also save each view as <dir>/lab-scale-*.png")
     args = ap.parse_args()
     if not (DIST / "index.html").is_file():
         sys.exit("the console is not built: run `make console` first")
@@ -303,6 +309,10 @@ def main() -> None:
             print(f"{opened} open alarms", flush=True)
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             busiest = max(layout["projects"].values(), key=list(layout["projects"].values()).count)
+
+            def shot(name: str) -> Path | None:
+                return args.screenshots / f"lab-scale-{name}.png" if args.screenshots else None
+
             views = {
                 "lab_home": bench_view(
                     browser,
@@ -312,6 +322,7 @@ def main() -> None:
                     "document.querySelectorAll('[data-testid=lab-table] tbody tr').length"
                     f" === {args.enterprises + 1}",
                     args.runs,
+                    shot("home"),
                 ),
                 "enterprise": bench_view(
                     browser,
@@ -321,6 +332,7 @@ def main() -> None:
                     "document.querySelectorAll('[data-testid=lab-project-table] tbody tr').length"
                     f" === {list(layout['projects'].values()).count(busiest)}",
                     args.runs,
+                    shot("enterprise"),
                 ),
                 "alarm_console": bench_view(
                     browser,
@@ -331,6 +343,7 @@ def main() -> None:
                     f" === '{opened:,} alarm{'' if opened == 1 else 's'}'"
                     " && document.querySelectorAll('[data-testid=la-table] tbody tr').length > 0",
                     args.runs,
+                    shot("alarms"),
                 ),
                 "fleet_for_comparison": bench_view(
                     browser,

@@ -329,3 +329,42 @@ def test_rules_table_reads_anomaly_rules_and_durations_in_words(platform, page):
     expect(rows.filter(has_text="Silent")).to_contain_text("no data for 10 min")
     expect(rows.filter(has_text="Jump")).to_contain_text("Δtemperature per 60 s > 2")
     assert "undefined" not in page.inner_text("[data-testid=rule-table]")
+
+
+def test_the_fleet_tree_stays_short_with_many_projects(platform, page):
+    """Issue #13: 400 projects drew a 13,398 px tree. Past 30 projects, only the current
+    tenant's projects are listed; the others fold open on click or match the filter."""
+    with api(platform) as http:
+        r = http.post("/tenants", json={"name": "Many Plants", "id": "many"})
+        assert r.status_code == 201, r.text
+        h = {"Authorization": f"Bearer {r.json()['admin_key']['token']}"}
+        for i in range(32):
+            r = http.post(
+                "/projects", json={"name": f"Plant {i:02d}", "id": f"plant-{i:02d}"}, headers=h
+            )
+            assert r.status_code == 201, r.text
+        assert (
+            http.post("/projects", json={"name": "Head office", "id": "head-office"}).status_code
+            == 201
+        )
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "head-office")
+    tree = page.locator("[data-testid=project-tree]")
+    many = tree.locator(".tree-group[data-tenant=many]")
+    expect(many.locator(".tree-head")).to_contain_text("32")
+    expect(many.locator(".tree-item")).to_have_count(0)
+    expect(tree.locator(".tree-item", has_text="Head office")).to_have_count(1)
+    height = page.evaluate("document.querySelector('[data-testid=project-tree]').scrollHeight")
+    assert height < 1500, height
+    # Unfold one tenant; or filter across all of them.
+    many.locator(".tree-head").click()
+    expect(many.locator(".tree-item")).to_have_count(32)
+    many.locator(".tree-head").click()
+    page.fill("[data-testid=tree-filter]", "plant 07")
+    expect(tree.locator(".tree-item")).to_have_count(1)
+    tree.locator(".tree-item", has_text="Plant 07").click()
+    expect(page.locator("[data-testid=project-select]")).to_have_value("many~plant-07")
+    expect(page.locator("[data-testid=device-count]")).to_have_text("0 devices")
+    page.fill("[data-testid=tree-filter]", "")
+    # The current tenant's projects are listed.
+    expect(many.locator(".tree-item")).to_have_count(32)

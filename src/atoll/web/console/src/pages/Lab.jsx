@@ -6,7 +6,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, api, enc, items, request, setActingTenant, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate, useLocation } from "../router.jsx";
-import { currentProject, fmtAgo, fmtTime, useAsync, useDebounced } from "../util.js";
+import { currentProject, fmtAgo, fmtTime, markPrimaryReady, useAsync, useDebounced } from "../util.js";
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
 import { useProjects } from "./Overview.jsx";
@@ -187,7 +187,8 @@ function useTable(rows, defaultSort) {
 }
 
 export function LabHome() {
-  const data = useAsync(() => api.get("/lab/overview", undefined, NO_TENANT), []);
+  // The page's main request: side panels (project picker, alarm badge) wait for it.
+  const data = useAsync(() => api.get("/lab/overview", undefined, NO_TENANT).finally(markPrimaryReady), []);
   useEffect(() => {
     const t = setInterval(() => document.visibilityState === "visible" && data.reload(), 30_000);
     return () => clearInterval(t);
@@ -256,7 +257,7 @@ export function LabHome() {
 }
 
 export function LabEnterprise({ tenant }) {
-  const data = useAsync(() => api.get(`/lab/enterprises/${enc(tenant)}`, undefined, NO_TENANT), [tenant]);
+  const data = useAsync(() => api.get(`/lab/enterprises/${enc(tenant)}`, undefined, NO_TENANT).finally(markPrimaryReady), [tenant]);
   const d = data.data;
   const { shown, toolbar, header } = useTable(d?.projects, "alarms");
   const platform = d?.scope === "platform";
@@ -359,7 +360,7 @@ export function LabAlarms() {
 
   // The enterprises and their projects for the filters: the project tree the top bar has
   // already asked for (no request of its own).
-  const tree = useProjects();
+  const tree = useProjects({ defer: true });
   const ents = tree.data?.tenants || [];
   const projs = (tree.data?.projects || []).filter((p) => p.tenant === f.enterprise);
   const platform = !!tree.data?.platform;
@@ -367,6 +368,7 @@ export function LabAlarms() {
   const list = useAsync(async () => {
     const res = await request("GET", "/lab/alarms", undefined, { query: { ...params, limit: PAGE, offset }, raw: true, tenant: "" });
     const body = await res.json();
+    markPrimaryReady();
     if (!res.ok) throw new ApiError(res.status, body);
     return { rows: items(body), total: Number(res.headers.get("X-Total-Count") || 0) };
   }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, offset, tick]);

@@ -78,6 +78,8 @@ export function selectProject(tree, id) {
 // The selected project must be one the signed-in user can open, in the tenant the calls are
 // made in: a project left in localStorage by another user (or a platform admin's project whose
 // tenant is not the one acted in) would answer "project not found" on every page and reload.
+// Effects call it with the project chosen now (currentProject.get()), not the one their render
+// saw: a choice made in between (a click right after the list appears) must stand.
 export function reconcileProject(tree, project) {
   const ps = tree?.projects;
   if (!ps) return;
@@ -97,8 +99,16 @@ export function Overview() {
   const seen = useRef(new Map()); // device -> {t, values} from the live feed
   const [liveTick, setLiveTick] = useState(0);
   const [alarmTick, setAlarmTick] = useState(0);
+  const [tq, setTq] = useState("");
+  const [unfolded, setUnfolded] = useState(new Set());
+  const toggle = (t) =>
+    setUnfolded((s) => {
+      const n = new Set(s);
+      n.has(t) ? n.delete(t) : n.add(t);
+      return n;
+    });
 
-  useEffect(() => reconcileProject(tree.data, project), [tree.data]);
+  useEffect(() => reconcileProject(tree.data, currentProject.get()), [tree.data]);
 
   const alarms = useAsync(async () => {
     if (!project) return [];
@@ -173,6 +183,8 @@ export function Overview() {
 
   const count = source.total ?? 0;
   const me = useMe();
+  const big = projects.length > 30;
+  const currentTenant = projects.find((p) => projectId(p) === project)?.tenant;
 
   return (
     <div class="page overview">
@@ -181,16 +193,32 @@ export function Overview() {
           <strong>Tenants &amp; projects</strong>
         </div>
         <ErrorBox error={tree.error} />
-        {[...byTenant.entries()].map(([t, ps]) => (
-          <div class="tree-group" key={t}>
-            <div class="tree-tenant" data-testid="tree-tenant">{tenantName(t)}</div>
-            {ps.map((p) => (
-              <button key={projectId(p)} class={`tree-item ${projectId(p) === project ? "active" : ""}`} onClick={() => selectProject(tree.data, projectId(p))}>
-                {p.name ?? projectId(p)}
-              </button>
-            ))}
-          </div>
-        ))}
+        {big && <input class="search tree-search" placeholder="Filter projects…" value={tq} onInput={(e) => setTq(e.currentTarget.value)} data-testid="tree-filter" />}
+        {[...byTenant.entries()].map(([t, ps]) => {
+          // A lab of hundreds of projects is not one long list: only the current tenant's
+          // projects (or those matching the filter) are listed; other tenants fold open on click.
+          const needle = tq.trim().toLowerCase();
+          const shown = needle ? ps.filter((p) => `${p.name ?? ""} ${projectId(p)} ${tenantName(t)}`.toLowerCase().includes(needle)) : ps;
+          if (needle && !shown.length) return null;
+          const expanded = !big || !!needle || unfolded.has(t) || t === currentTenant;
+          return (
+            <div class="tree-group" key={t} data-tenant={t}>
+              <div class={`tree-head ${big ? "foldable" : ""}`} onClick={big ? () => toggle(t) : undefined}>
+                {big && <span class="fold">{expanded ? "▾" : "▸"}</span>}
+                <span class="tree-tenant" data-testid="tree-tenant">
+                  {tenantName(t)}
+                </span>
+                {big && <span class="muted small">{ps.length}</span>}
+              </div>
+              {expanded &&
+                shown.map((p) => (
+                  <button key={projectId(p)} class={`tree-item ${projectId(p) === project ? "active" : ""}`} onClick={() => selectProject(tree.data, projectId(p))}>
+                    {p.name ?? projectId(p)}
+                  </button>
+                ))}
+            </div>
+          );
+        })}
         {!tree.loading && !projects.length && <Empty>No projects yet.</Empty>}
         {can(me, "admin") && (
           <NewProject
