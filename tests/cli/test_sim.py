@@ -254,3 +254,60 @@ def test_the_summary_names_the_connection_cap_when_refusals_look_like_it(capsys)
     assert "ATOLL_MQTT_MAX_CONNECTIONS_PER_ADDRESS" in " ".join(out.split())
     _summary(RunStats(devices=10, connected=10))
     assert "ATOLL_MQTT_MAX_CONNECTIONS_PER_ADDRESS" not in capsys.readouterr().out
+
+
+@pytest.mark.timeout(240)
+async def test_sigterm_stops_a_fleet_mid_connect_and_mid_publish_on_the_embedded_broker(tmp_path):
+    """A real ``atoll sim`` process against the embedded broker: 300 devices connecting at
+    40 a second with a 2 s keep-alive. SIGTERM while some are connected and the rest are still
+    connecting, then SIGTERM while publishing: each time it exits 130 within the wait below,
+    with the summary and stats of what was done, and closes every connection it held."""
+    from atoll.sim import save_credentials
+    from tests.sim.test_mqtt import embedded
+
+    n = 300
+    async with embedded(tmp_path, n) as atoll:
+        cred_file = tmp_path / "creds.json"
+        save_credentials(cred_file, atoll.devices)
+        broker, stats = atoll.platform.mqtt, atoll.platform.pipeline.stats
+        for phase in ("connect", "publish"):
+            stats_file = tmp_path / f"{phase}.json"
+            proc = await asyncio.create_subprocess_exec(
+                *[sys.executable, "-m", "atoll.cli.main", "sim", "--broker", atoll.url],
+                *["--credentials", str(cred_file), "-t", "retail", "-n", str(n)],
+                *["--rate", "1", "--keepalive", "2", "--connect-rate", "40"],
+                *["--json", str(stats_file)],  # no --duration: until stopped
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+            )
+            try:
+                before = stats.messages
+                for _ in range(1200):
+                    if phase == "connect" and len(broker.connected_devices()) >= 50:
+                        break
+                    if phase == "publish" and stats.messages - before >= 2 * n:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    raise AssertionError(f"the simulator never got to {phase}")
+                proc.send_signal(signal.SIGTERM)
+                out, err = await asyncio.wait_for(proc.communicate(), 15)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            out, err = out.decode(), err.decode()
+            assert proc.returncode == 130, out + err
+            assert "SIGTERM: stopping" in err and "interrupted" in out, out + err
+            done = json.loads(stats_file.read_text())
+            assert done["interrupted"] and done["lost"] == 0
+            if phase == "connect":
+                assert 50 <= done["connected"] < n and done["published"] == 0
+            else:
+                assert done["connected"] == n and done["acked"] == done["published"] >= 2 * n
+            for _ in range(200):  # its DISCONNECTs arrive
+                if not broker.connected_devices():
+                    break
+                await asyncio.sleep(0.05)
+            assert not broker.connected_devices()

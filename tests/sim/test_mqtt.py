@@ -136,6 +136,17 @@ def test_broker_urls():
         Broker.parse("http://h")
 
 
+def test_source_addresses_only_for_a_loopback_broker_and_a_fleet_over_one_address():
+    from atoll.sim.mqtt import _loopback_sources
+
+    assert _loopback_sources("127.0.0.1", 1200, 500) == ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+    assert _loopback_sources("localhost", 1000, 500) == ["127.0.0.1", "127.0.0.2"]
+    assert _loopback_sources("127.0.0.1", 500, 500) == []  # one address is enough
+    assert _loopback_sources("10.1.2.3", 10_000, 500) == []  # a remote broker: the system's
+    assert _loopback_sources("broker.example", 10_000, 500) == []  # not looked up
+    assert _loopback_sources("::1", 10_000, 500) == []
+
+
 async def _wait_for(cond, timeout=10.0):
     import asyncio
 
@@ -381,3 +392,20 @@ async def test_stop_ends_publishing_while_it_waits_for_pubacks():
             stats = await mf.run(stop=stop)
         assert stats.interrupted and stats.published > 20 and stats.acked == 0
         assert stats.unfinished == []
+
+
+@pytest.mark.timeout(120)
+async def test_a_large_fleet_on_loopback_connects_from_several_addresses(tmp_path):
+    """One simulator is many devices: against a broker on 127.0.0.1 with a cap of 5 connections
+    per address, 8 devices at 4 per source address all connect (127.0.0.1 and 127.0.0.2)."""
+    async with embedded(tmp_path, 8, mqtt_max_connections_per_address=5) as atoll:
+        fleet = Fleet(atoll.devices, seed=4, rate=2.0)
+        async with MqttFleet(fleet, atoll.url, per_address=4) as mf:
+            assert mf.source_addresses == ["127.0.0.1", "127.0.0.2"]
+            stats = await mf.connect()
+            assert (stats.connected, stats.failed, stats.closed_early) == (8, 0, 0)
+            peers = sorted(c.socket().getsockname()[0] for c in mf._clients)
+            assert peers == ["127.0.0.1"] * 4 + ["127.0.0.2"] * 4
+            stats = await mf.run(duration=1.0)
+        assert stats.acked == stats.published == 8 * 2
+    assert "too_many_connections_from_address" not in atoll.platform.pipeline.stats.by_reason

@@ -135,47 +135,74 @@ def sim(
 
 class _Stop:
     """SIGINT and SIGTERM, for the whole command: the first asks the phase running to end (the
-    summary follows, exit code 130); a second ends the process at once."""
+    summary follows, exit code 130); a second ends the process at once.
+
+    While the asyncio phases run, the signals go through the loop (``add_signal_handler``): the
+    loop's self-pipe is then the wake-up fd, so a signal wakes a loop idle in ``epoll_wait``
+    whichever thread the kernel hands it to, and the message is printed by the loop, not
+    inside a signal handler (where a write to a stream being written raises)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self._wake: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self.signal: str | None = None  # the first one's name
+        self._installed = False
 
     def is_set(self) -> bool:
         return self.event.is_set()
 
-    def _handle(self, signum: int, frame: object) -> None:
+    def _note(self, signum: int) -> bool:
+        """Record a signal; False when it is the second (the caller then exits at once)."""
         if self.event.is_set():
+            return False
+        self.signal = signal.Signals(signum).name
+        self.event.set()
+        return True
+
+    def _message(self) -> None:
+        console.print(f"[yellow]{self.signal}: stopping (again to stop at once)[/yellow]")
+
+    def _handle(self, signum: int, frame: object) -> None:
+        # A signal handler: between two bytecodes of the main thread, outside the loop.
+        if not self._note(signum):
+            os._exit(130)
+        with contextlib.suppress(RuntimeError):  # stderr was being written: skip the line
+            self._message()
+
+    def _on_loop(self, signum: int, event: asyncio.Event) -> None:
+        if not self._note(signum):
             console.print("[red]stopping now[/red]")
             os._exit(130)
-        console.print(
-            f"[yellow]{signal.Signals(signum).name}: stopping (again to stop at once)[/yellow]"
-        )
-        self.event.set()
-        if self._wake is not None:
-            loop, event = self._wake
-            loop.call_soon_threadsafe(event.set)
+        event.set()
+        self._message()
 
     @contextlib.contextmanager
     def bound(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event):
-        """Also set ``event`` on ``loop`` (waking it) while the async phases run."""
-        self._wake = (loop, event)
+        """Take the signals on ``loop``, setting ``event``, while the async phases run."""
         if self.event.is_set():
             event.set()
+        if not self._installed:  # not the main thread: nothing to take over
+            yield
+            return
+        for s in self.SIGNALS:
+            loop.add_signal_handler(s, self._on_loop, s, event)
         try:
             yield
         finally:
-            self._wake = None
+            for s in self.SIGNALS:
+                loop.remove_signal_handler(s)
+                signal.signal(s, self._handle)
 
     @classmethod
     @contextlib.contextmanager
     def installed(cls):
         stop = cls()
-        sigs = (signal.SIGINT, signal.SIGTERM)
         try:
-            old = {s: signal.signal(s, stop._handle) for s in sigs}
+            old = {s: signal.signal(s, stop._handle) for s in cls.SIGNALS}
         except ValueError:  # not the main thread (tests, embedding): no signals to catch
             old = {}
+        stop._installed = bool(old)
         try:
             yield stop
         finally:

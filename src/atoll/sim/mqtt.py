@@ -14,6 +14,13 @@ CONNACK, no CONNACK within ``connack_timeout``, "server unavailable") is retried
 ``retry_delay`` × 1, 2, 4, 8 s; then the device is given up. A CONNACK that refuses the
 credentials, or an untrusted certificate, is final.
 
+Source addresses. A broker may cap the connections it takes from one address (Atoll's embedded
+broker: 1,000 by default), which no real fleet meets but one simulator does. Against a broker on
+the IPv4 loopback, devices therefore connect from 127.0.0.1, 127.0.0.2, ... (``per_address`` each;
+every 127/8 address is this host on Linux), as devices on many hosts would; where the system
+refuses such an address (not Linux) every device connects from the default one.
+``source_addresses`` names the addresses to spread over instead.
+
 Upkeep. From the first connect until :meth:`MqttFleet.close`, a task on the loop sends the
 keep-alive pings (paho ``loop_misc``) of every connected client, several times per keep-alive
 period, whatever else the fleet is doing: waiting for others to connect, for PUBACKs, or for
@@ -31,11 +38,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import heapq
+import ipaddress
+import socket
 import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -160,6 +169,8 @@ class MqttFleet:
         max_unacked: int = 20_000,
         ca_file: str | None = None,
         insecure: bool = False,
+        source_addresses: Sequence[str] | None = None,
+        per_address: int = 500,
     ) -> None:
         if keepalive < 0:
             raise InvalidInput(f"keep-alive must be >= 0 seconds, got {keepalive}")
@@ -181,6 +192,10 @@ class MqttFleet:
         self.stats = RunStats(devices=n)
         self._tls = _tls_context(ca_file, insecure) if self.broker.tls else None
         self._topics = [topics.telemetry(d.device_id) for d in fleet.devices]
+        if source_addresses is None:
+            source_addresses = _loopback_sources(self.broker.host, n, per_address)
+        self.source_addresses = list(source_addresses)
+        self._per_address = max(1, per_address)
         self._state = [_IDLE] * n
         self._clients: list[paho.Client] = [self._client(i) for i in range(n)]
         self._writing: set[int] = set()
@@ -359,9 +374,11 @@ class MqttFleet:
         self._deadline[i] = now + self.connack_timeout
         host, port, keepalive = self.broker.host, self.broker.port, self.keepalive
         client = self._clients[i]
+        sources = self.source_addresses
+        bind = sources[(i // self._per_address) % len(sources)] if sources else ""
 
         def open_one() -> None:
-            client.connect(host, port, keepalive)
+            client.connect(host, port, keepalive, bind_address=bind)
 
         fut = self._loop.run_in_executor(self._pool, open_one)
         fut.add_done_callback(partial(self._opened, i, self._attempt[i]))
@@ -704,6 +721,26 @@ class MqttFleet:
     async def __aexit__(self, *exc) -> None:
         if self._loop is not None:
             await self.close()
+
+
+def _loopback_sources(host: str, devices: int, per_address: int) -> list[str]:
+    """127.0.0.1, 127.0.0.2, ... (``per_address`` devices each) for a broker on the IPv4
+    loopback, when this system lets a socket use them; else none (the system chooses)."""
+    try:
+        broker = ipaddress.IPv4Address("127.0.0.1" if host == "localhost" else host)
+    except ValueError:
+        return []  # a name (not looked up here) or IPv6
+    count = -(-devices // max(1, per_address))
+    if not broker.is_loopback or count <= 1:
+        return []
+    first = ipaddress.IPv4Address("127.0.0.1")
+    addresses = [str(first + k) for k in range(min(count, 254))]
+    with socket.socket() as probe:
+        try:
+            probe.bind((addresses[-1], 0))
+        except OSError:
+            return []  # only 127.0.0.1 is configured (macOS, BSD)
+    return addresses
 
 
 async def _sleep_or_stop(delay: float, stop: asyncio.Event | None) -> None:
