@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, getSession, onSession, setSession } from "./api.js";
+import { alarmSummary, api, getSession, onSession, setSession } from "./api.js";
 import { connectLive, disconnectLive, useLive, useLiveState } from "./live.js";
 import { Link, match, navigate, useLocation } from "./router.jsx";
 import { currentProject, markPrimaryReady, useAsync } from "./util.js";
@@ -63,7 +63,7 @@ function Shell({ session }) {
   useEffect(() => () => disconnectLive(), []);
   useEffect(() => reconcileProject(tree.data, currentProject.get()), [tree.data]);
 
-  const active = useAsync(async () => (project ? (await api.get("/alarms/summary", { project })).active : 0), [project], { defer: true });
+  const active = useAsync(async () => (project ? (await alarmSummary(project)).active : 0), [project], { defer: true });
   useLive((m) => m.type === "alarm" || (m.type === "hello" && m.resync), () => active.reload(), [project]);
 
   let page;

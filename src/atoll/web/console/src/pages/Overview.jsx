@@ -1,7 +1,7 @@
 // Fleet overview: tenants → projects → devices, with online state and active alarms.
 // The device table is server-paged and virtualised; filtering happens in the API.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { actingTenant, api, enc, getSession, items, page, setActingTenant, toSeconds } from "../api.js";
+import { actingTenant, alarmSummary, api, enc, getSession, items, page, setActingTenant, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate } from "../router.jsx";
 import { currentProject, fmtAgo, fmtNum, markPrimaryReady, useAsync, useDebounced } from "../util.js";
@@ -110,17 +110,12 @@ export function Overview() {
 
   useEffect(() => reconcileProject(tree.data, currentProject.get()), [tree.data]);
 
-  const alarms = useAsync(async () => {
-    if (!project) return [];
-    return items(await api.get("/alarms", { project, status: "active", limit: 1000 }));
-  }, [project, alarmTick], { defer: true });
+  // Active alarms counted per device by the server (the top bar's badge reads the same answer).
+  const alarms = useAsync(async () => (project ? alarmSummary(project) : null), [project, alarmTick], { defer: true });
 
   const alarmsByDevice = useMemo(() => {
     const m = new Map();
-    for (const a of alarms.data || []) {
-      const d = a.device ?? a.device_id;
-      m.set(d, (m.get(d) || 0) + 1);
-    }
+    for (const [d, c] of Object.entries(alarms.data?.by_device || {})) if (c.active) m.set(d, c.active);
     return m;
   }, [alarms.data]);
 
@@ -233,7 +228,7 @@ export function Overview() {
         <div class="stats">
           <Stat label={dq || status ? "Matching" : "Devices"} value={source.total ?? "…"} testid="stat-devices" />
           <Stat label="Online" value={online.data ?? "…"} cls="ok" testid="stat-online" />
-          <Stat label="Active alarms" value={alarms.data ? alarms.data.length : "…"} cls={alarms.data?.length ? "bad" : ""} testid="stat-alarms" />
+          <Stat label="Active alarms" value={alarms.data ? alarms.data.active : project ? "…" : 0} cls={alarms.data?.active ? "bad" : ""} testid="stat-alarms" />
           <div class="grow" />
           {can(me, "operator") && (
             <button class="btn primary" onClick={() => navigate("/register")} data-testid="register-link">
