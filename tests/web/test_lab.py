@@ -18,7 +18,7 @@ from tests.web.test_console import api, login
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
 
 
-def enterprise(platform, tid: str, name: str, projects: dict[str, int]) -> dict:
+def enterprise(platform, tid: str, name: str, projects: dict[str, int], hot: bool = True) -> dict:
     """A tenant with projects of ``n`` boilers each, a "Too hot" rule per project and, for each
     project, one boiler over the limit sent through HTTP ingest (a real alarm, raised by the
     rules service). Answers the admin key, and device secrets by id."""
@@ -58,24 +58,28 @@ def enterprise(platform, tid: str, name: str, projects: dict[str, int]) -> dict:
             }
             r = http.post(f"/projects/{project}/rules", json=rule, headers=h)
             assert r.status_code == 201, r.text
-            hot = f"{tid}~{pid}-b0"
-            r = httpx.post(
-                f"{platform.url}/api/v1/ingest/telemetry",
-                json={"values": {"temperature": 95.5}},
-                auth=(hot, secrets[hot]),
-                timeout=60,
-            )
-            assert r.status_code < 300, r.text
+            if hot:
+                send(platform, secrets, f"{tid}~{pid}-b0", 95.5)
         # The alarms are raised by the rules service, asynchronously.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while hot and time.monotonic() < deadline:
             got = http.get("/lab/alarms", params={"enterprise": tid}).json()
             if len(got) == len(projects):
                 break
             time.sleep(0.1)
         else:
-            raise AssertionError(f"alarms of {tid} not raised: {got}")
+            assert not hot, f"alarms of {tid} not raised: {got}"
     return {"key": key, "secrets": secrets}
+
+
+def send(platform, secrets: dict[str, str], device: str, value: float) -> None:
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        json={"values": {"temperature": value}},
+        auth=(device, secrets[device]),
+        timeout=60,
+    )
+    assert r.status_code < 300, r.text
 
 
 def test_lab_home_lists_enterprises_and_drills_down_to_a_project(platform, page, shots):
@@ -368,3 +372,19 @@ def test_the_fleet_tree_stays_short_with_many_projects(platform, page):
     page.fill("[data-testid=tree-filter]", "")
     # The current tenant's projects are listed.
     expect(many.locator(".tree-item")).to_have_count(32)
+
+
+def test_alarm_console_shows_a_new_alarm_of_the_open_project_without_a_reload(platform, page):
+    seeded = enterprise(platform, "fresh", "Fresh Dairy", {"tanks": 2}, hot=False)
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "fresh~tanks")
+    page.click("[data-testid=nav-lab]")
+    page.click("[data-testid=lab-alarms-link]")
+    page.select_option("[data-testid=la-enterprise]", "fresh")
+    expect(page.locator("[data-testid=la-count]")).to_have_text("0 alarms")
+    expect(page.locator("[data-testid=live-state]")).to_have_text("live")
+    send(platform, seeded["secrets"], "fresh~tanks-b1", 97.0)
+    # The project's live socket says an alarm changed (well before the 15 s re-read).
+    row = page.locator("[data-testid=la-table] tbody tr")
+    expect(row).to_have_count(1, timeout=8_000)
+    expect(row).to_contain_text("fresh~tanks-b1")
