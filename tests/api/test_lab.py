@@ -338,3 +338,21 @@ async def test_every_project_the_caller_may_see_in_one_call(seeded):
         "scope": "tenant",
         "projects": [next(p for p in body["projects"] if p["id"] == "beta~ovens")],
     }
+
+
+async def test_without_the_rules_service_the_lab_still_counts_devices(api):
+    """A node without the rules service: alarms are null on the lab home, the alarm console
+    answers 503 with a reason, never 500."""
+    await api.project("solo")
+    await api.device("solo", "s1")
+    body = (await api.http.get("/api/v1/lab/overview", headers=api.admin)).json()
+    (row,) = body["enterprises"]
+    assert (row["projects"], row["devices"], row["alarms"], row["open_alarms"]) == (
+        1,
+        1,
+        None,
+        None,
+    )
+    assert body["totals"]["alarms"] is None and row["points"] == 0
+    r = await api.http.get("/api/v1/lab/alarms", headers=api.admin)
+    assert r.status_code == 503 and "rules service" in r.json()["message"]
