@@ -255,6 +255,15 @@ async def test_alarm_console_filters_across_enterprises(seeded):
     assert await ids(since="-1h") == set(i.values())
     assert await ids(until="-1h") == set()
     assert await ids(status="cleared") == set()
+    # Worst first: the two critical ones (newest first among them), then major, then warning.
+    r = await seeded.call("GET", "/lab/alarms", params={"order": "severity"})
+    assert [a["id"] for a in r.json()] == [
+        i["ovens-hot"],
+        i["press-hot"],
+        i["paint-hot"],
+        i["press-warm"],
+    ]
+    assert (await seeded.call("GET", "/lab/alarms", params={"order": "odd"})).status_code == 422
     r = await seeded.call("GET", "/lab/alarms", params={"limit": 1, "offset": 1})
     assert len(r.json()) == 1 and r.headers["X-Total-Count"] == "4"
     # Bad input is a 4xx with a reason.

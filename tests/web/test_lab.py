@@ -178,6 +178,9 @@ def test_alarm_console_across_enterprises_bulk_acknowledges_and_exports(platform
     expect(table.locator("tbody tr")).to_contain_text("Silo 1")
     page.select_option("[data-testid=la-severity]", "")
     expect(table.locator("tbody tr")).to_have_count(2)
+    page.select_option("[data-testid=la-order]", "severity")
+    expect(table.locator("tbody tr").first).to_contain_text("Silo 1")  # the critical one
+    expect(table.locator("tbody tr").first.locator(".sev")).to_have_text("critical")
     shots(page, "lab-alarms")
 
     # Export what the filters show, as CSV.

@@ -15,7 +15,7 @@ import csv
 import io
 import time
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
@@ -311,6 +311,9 @@ def lab_alarms(
     device: str | None = None,
     since: str | None = Query(None, description="raised at or after (ISO-8601, epoch ms, -7d)"),
     until: str | None = None,
+    order: Literal["newest", "severity"] = Query(
+        "newest", description="newest first, or highest severity first (then newest)"
+    ),
     limit: int = Query(100, ge=1, le=5000),
     offset: Offset = 0,
 ) -> list[dict]:
@@ -322,7 +325,7 @@ def lab_alarms(
     book = service(ctx).alarms
     response.headers["X-Total-Count"] = str(book.count(**filters))
     names = {t.id: t.name for t in visible_tenants(ctx, who)}
-    rows = book.list(**filters, limit=limit, offset=offset)
+    rows = book.list(**filters, limit=limit, offset=offset, worst_first=order == "severity")
     return [_lab_alarm(a, projects, names) for a in rows]
 
 
@@ -366,6 +369,7 @@ def lab_alarms_csv(
     device: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    order: Literal["newest", "severity"] = "newest",
     limit: int = Query(MAX_EXPORT, ge=1, le=MAX_EXPORT),
 ) -> Response:
     """Filters as ``GET /lab/alarms``; at most 50,000 rows, newest first."""
@@ -376,7 +380,7 @@ def lab_alarms_csv(
     buf = io.StringIO()
     out = csv.writer(buf)
     out.writerow(CSV_COLUMNS)
-    for a in service(ctx).alarms.list(**filters, limit=limit):
+    for a in service(ctx).alarms.list(**filters, limit=limit, worst_first=order == "severity"):
         row = _lab_alarm(a, projects, names)
         out.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
     return Response(

@@ -341,6 +341,7 @@ export function LabAlarms() {
     status: query.get("status") || "open",
     rule: query.get("rule") || "",
     since: query.get("since") || "",
+    order: query.get("order") || "newest",
   }));
   const [offset, setOffset] = useState(0);
   const [picked, setPicked] = useState(new Set());
@@ -352,11 +353,11 @@ export function LabAlarms() {
 
   useEffect(() => {
     const p = new URLSearchParams();
-    for (const [k, v] of Object.entries(f)) if (v && !(k === "status" && v === "open")) p.set(k, v);
+    for (const [k, v] of Object.entries(f)) if (v && !(k === "status" && v === "open") && !(k === "order" && v === "newest")) p.set(k, v);
     const s = p.toString();
     navigate("/lab/alarms" + (s ? `?${s}` : ""), { replace: true });
     setOffset(0);
-  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since]);
+  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order]);
 
   // The enterprises and their projects for the filters: the project tree the top bar has
   // already asked for (no request of its own).
@@ -371,7 +372,7 @@ export function LabAlarms() {
     markPrimaryReady();
     if (!res.ok) throw new ApiError(res.status, body);
     return { rows: items(body), total: Number(res.headers.get("X-Total-Count") || 0) };
-  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, offset, tick]);
+  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, offset, tick]);
 
   // Live: the selected project's socket says when one of its alarms changes; other projects'
   // alarms are re-read every 15 s while the page is in view.
@@ -380,7 +381,7 @@ export function LabAlarms() {
     const t = setInterval(() => document.visibilityState === "visible" && setTick((n) => n + 1), 15_000);
     return () => clearInterval(t);
   }, []);
-  useEffect(() => setPicked(new Set()), [f.enterprise, f.project, f.severity, f.status, rule, f.since, offset]);
+  useEffect(() => setPicked(new Set()), [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, offset]);
 
   const rows = list.data?.rows || [];
   const total = list.data?.total ?? 0;
@@ -478,6 +479,10 @@ export function LabAlarms() {
               raised {v}
             </option>
           ))}
+        </select>
+        <select value={f.order} onChange={set("order")} data-testid="la-order">
+          <option value="newest">Newest first</option>
+          <option value="severity">Worst first</option>
         </select>
         <span class="grow" />
         <span class="muted small" data-testid="la-count">
