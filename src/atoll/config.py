@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     detect_refit_interval_s: float = Field(default=86_400.0, ge=0)
     detect_history_s: float = Field(default=7 * 86_400.0, gt=0)
     detect_max_history: int = Field(default=200_000, ge=256)
+    #: With a NATS bus, detection is partitioned by device (docs/SCALING.md): a process holds a
+    #: partition through a lease it renews; one not renewed for this many seconds is taken over.
+    detect_lease_s: float = Field(default=6.0, gt=0)
+    #: ...how late (s) a device's reading may arrive and still be judged in time order, and how
+    #: often (s) each partition's state and stream position are checkpointed.
+    detect_lateness_s: float = Field(default=2.0, ge=0)
+    detect_checkpoint_s: float = Field(default=10.0, gt=0)
 
     max_payload_bytes: int = 256 * 1024
     max_points_per_message: int = 10_000

@@ -32,7 +32,7 @@ def test_common_mode_cancels_and_a_motor_leaving_the_pack_is_flagged_until_it_re
 
 
 def test_a_flagged_state_is_not_learned_and_accept_makes_it_the_new_offset():
-    fleet = FleetBaseline()
+    fleet = FleetBaseline(warmup_s=600)
     for t in range(1000):
         _pack(fleet, t)
     for t in range(1000, 5000):  # an hour's worth of tau later, still out of the pack
@@ -89,6 +89,44 @@ def test_bearing_wear_on_a_simulated_line_is_caught_with_no_false_alarm():
         assert faulty[device].start <= ts <= faulty[device].start + 300
 
 
+def test_history_arriving_device_by_device_in_chunks_is_compared_at_its_own_time():
+    """A back-fill comes in chunks: each device's next 5 to 40 minutes at once, devices in any
+    order (as the demo's simulator and a gateway's backlog send them). Compared with the peers'
+    readings of the same time, not with their latest, the healthy motors stay in the pack and
+    the worn one leaves it (the latest-reading comparison flagged healthy motors)."""
+    t0 = 1_764_000_000.0
+    live = t0 + 3600
+    sim = Fleet.build("manufacturing", 12, seed=5, rate=1.0, start=t0)
+    faults = sim.plan_faults(1, live + 120, live + 180, ["bearing_wear"])
+    readings = [r for batch in sim.history(live + 900, 1.0) for r in batch]
+    mine: dict[str, list] = {}
+    for r in readings:
+        if r.ts < live:
+            mine.setdefault(r.device, []).append(r)
+    rng = np.random.default_rng(5)
+    arrival = []
+    while mine:
+        device = sorted(mine)[rng.integers(len(mine))]
+        n = int(rng.integers(300, 2400))
+        arrival += mine[device][:n]
+        del mine[device][:n]
+        if not mine[device]:
+            del mine[device]
+    arrival += [r for r in readings if r.ts >= live]
+    baselines: dict[tuple[str, str], FleetBaseline] = {}
+    raised: dict[str, float] = {}
+    for r in arrival:
+        dev = sim.devices[r.device]
+        for metric in ("vibration_rms", "bearing_temp"):
+            value = r.values.get(metric)
+            if value is None or isinstance(value, bool):
+                continue
+            base = baselines.setdefault((dev.device_type, metric), FleetBaseline())
+            if base.observe(dev.device_id, int(r.ts * S), float(value)).is_anomaly:
+                raised.setdefault(dev.device_id, r.ts)
+    assert set(raised) == {f.device for f in faults}, raised
+
+
 def test_the_service_judges_a_device_against_its_siblings_and_keeps_the_pack(tmp_path):
     """Bound with ``fleet``, a motor that leaves the pack is anomalous (contributor ``fleet``,
     the pack's band as expected) while the whole line's load swing is not; the pack survives a
@@ -127,7 +165,7 @@ def test_the_service_judges_a_device_against_its_siblings_and_keeps_the_pack(tmp
         svc = DetectionService(MemoryBus(), None, registry=Types(), state_path=path)
         with pytest.raises(InvalidInput, match="unknown fleet baseline settings"):
             svc.bind("p", "motor", "ewma", ["temp"], fleet={"nope": 1})
-        svc.bind("p", "motor", "ewma", ["temp"], fleet={"warmup": 30})
+        svc.bind("p", "motor", "ewma", ["temp"], fleet={"warmup": 30, "warmup_s": 30})
         calm = []
         for t in range(300):
             calm += [e for e in await step(svc, t, 0.0) if e.is_anomaly]

@@ -294,3 +294,30 @@ def test_anomaly_k_of_n_within_a_window():
             },
             project="p",
         )
+
+
+def test_an_anomaly_alarm_names_the_reading_and_what_was_expected_not_a_zero_score():
+    """A detector's own decision may come with score 0: the alarm says what was read and what
+    the model expected instead of "anomaly score 0" (issue #13's user walk)."""
+    eng, clock = make({"type": "anomaly", "metric": "t"})
+    why = {
+        "metric": "t",
+        "value": 45.25,
+        "score": 0.0,
+        "expected": {"t": {"value": 20.0, "lo": 19.5, "hi": 20.5}},
+    }
+    clock.set(us(T0))
+    (change,) = eng.on_anomaly("p", "d1", "t", us(T0), 0.0, True, why)
+    assert change.active
+    assert (
+        change.detail == "d1.t = 45.25, expected 20 (19.5 to 20.5), anomaly flagged by its detector"
+    )
+    assert "score 0" not in change.detail
+    # A rule comparing the score names it, with the reading.
+    eng, clock = make({"type": "anomaly", "metric": "t", "value": 0.9})
+    (change,) = eng.on_anomaly("p", "d1", "t", us(T0), 0.95, None, {**why, "score": 0.95})
+    assert change.detail == "d1.t = 45.25, expected 20 (19.5 to 20.5), anomaly score 0.95 >= 0.9"
+    # Without an explanation: the score alone, as before.
+    eng, clock = make({"type": "anomaly", "metric": "t", "value": 0.9})
+    (change,) = eng.on_anomaly("p", "d1", "t", us(T0), 0.95)
+    assert change.detail == "d1.t anomaly score 0.95 >= 0.9"

@@ -26,6 +26,7 @@ from atoll.api import (
     devices,
     ingest,
     keys,
+    lab,
     live,
     projects,
     rules,
@@ -69,7 +70,7 @@ CORE_ROUTERS: tuple[ModuleType, ...] = (
     ingest,
     audit,
 )
-EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, live)
+EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, lab, live)
 
 
 @dataclass

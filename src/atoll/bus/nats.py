@@ -9,6 +9,11 @@ Guarantees (what the memory bus gives in one process, made durable):
   ``telemetry.>``, ``anomaly.>``, ``alarm.>``, ``twin.>`` and ``command_ack.>``. The adapter
   creates it, or adds missing subjects to an existing one. Publishing or subscribing outside
   those subjects is ``InvalidInput``: a typo must not silently go nowhere.
+* **Partitions.** A telemetry subject ``telemetry.{project}.{device}`` is stored as
+  ``telemetry.{project}.{device}.{partition}`` (``atoll.bus.partitions.partition_of``, out of
+  ``partitions``, default 64); handlers see it without the partition, patterns are widened to
+  match it. ``atoll.bus.nats_partitions`` consumes one durable consumer per partition.
+  ``replicas=3`` keeps the stream on three nodes of a JetStream cluster.
 * **Prefix.** With ``prefix=P`` every subject on the wire is ``P.{subject}`` (the stream's
   too), and handlers still see ``{subject}``: two deployments on one NATS server, each with
   its own prefix and stream, are isolated. ``stream=`` alone names the stream, not subjects.
@@ -50,6 +55,7 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import api
 
+from atoll.bus.partitions import DEFAULT_PARTITIONS, PARTITIONED_FAMILIES, subject_partition
 from atoll.bus.port import Handler, Message
 from atoll.core import topics
 from atoll.core.errors import InvalidInput, Unavailable
@@ -95,12 +101,14 @@ class NatsBus:
         max_ack_pending: int = 256,
         timeout: float = 5.0,
         prefix: str = "",
+        partitions: int = DEFAULT_PARTITIONS,
+        replicas: int = 1,
     ) -> None:
         if prefix and not _PREFIX.fullmatch(prefix):
             raise InvalidInput(
                 f"bad NATS subject prefix {prefix!r}", hint="one token of A-Z a-z 0-9 _ -"
             )
-        self.servers = [servers] if isinstance(servers, str) else list(servers)
+        self.servers = _split_servers(servers) if isinstance(servers, str) else list(servers)
         self.stream = stream
         # On the wire every subject is ``{prefix}.{subject}``: two deployments on one NATS
         # (each with its own prefix and stream) never see each other's messages.
@@ -115,6 +123,13 @@ class NatsBus:
         # starts: a small window keeps messages from timing out while queued behind a slow handler.
         self.max_ack_pending = max_ack_pending
         self.timeout = timeout
+        if not 1 <= partitions <= 4096 or not 1 <= replicas <= 5:
+            raise InvalidInput("need 1 <= partitions <= 4096 and 1 <= replicas <= 5")
+        #: Telemetry subjects carry their device's partition on the wire (a last token): every
+        #: process of a deployment must use the same count.
+        self.partitions = partitions
+        #: Copies JetStream keeps of the stream (3 on a 3-node cluster: survives one node).
+        self.replicas = replicas
         self._nc: nats.NATS | None = None
         self._js: nats.js.JetStreamContext = None  # type: ignore[assignment]
         self._lock = asyncio.Lock()
@@ -127,14 +142,14 @@ class NatsBus:
         """``nats://[user:password@]host:port[?stream=ATOLL&max_age=SECONDS&max_bytes=N&...]``"""
         u = urlsplit(url)
         q = {k: v[-1] for k, v in parse_qs(u.query).items()}
-        ints = {"max_bytes", "max_deliver", "max_ack_pending"}
+        ints = {"max_bytes", "max_deliver", "max_ack_pending", "partitions", "replicas"}
         texts = {"stream", "prefix"}
         unknown = set(q) - ints - texts - {"max_age", "ack_wait", "timeout"}
         if unknown:
             raise InvalidInput(
                 f"unknown NATS bus URL option(s) {sorted(unknown)}",
                 hint="options: stream, prefix, max_age, max_bytes, ack_wait, max_deliver, "
-                "max_ack_pending, timeout",
+                "max_ack_pending, timeout, partitions, replicas",
             )
         try:
             kw = {k: (v if k in texts else int(v) if k in ints else float(v)) for k, v in q.items()}
@@ -191,8 +206,17 @@ class NatsBus:
             discard=api.DiscardPolicy.OLD,
             max_age=self.max_age,
             max_bytes=self.max_bytes,
+            num_replicas=self.replicas,
         )
         try:
+            # Look first: on a JetStream cluster, nodes starting together must not all send
+            # the (meta-leader) create request for a stream that is there already.
+            try:
+                info = await self._js.stream_info(self.stream)
+            except nats.js.errors.NotFoundError:
+                info = None
+            if info is not None and all(s in (info.config.subjects or []) for s in wanted):
+                return
             try:
                 await self._js.add_stream(config)
                 return
@@ -249,7 +273,7 @@ class NatsBus:
         self._check_subject(subject)
         js = await self._connected()
         try:
-            await js.publish(self._wire(subject), bytes(data), stream=self.stream)
+            await js.publish(self._wire_out(subject), bytes(data), stream=self.stream)
         except nats.errors.MaxPayloadError as e:
             raise InvalidInput(
                 f"bus message on {subject} is too large: {e}",
@@ -278,20 +302,24 @@ class NatsBus:
             deliver_policy=api.DeliverPolicy.NEW,
             ack_wait=self.ack_wait,
             max_deliver=self.max_deliver,
-            filter_subject=self._wire(subject),
+            filter_subject=self._wire_in(subject),
             max_ack_pending=self.max_ack_pending,
         )
         cb = self._callback(handler)
         try:
             if group is None:
                 psub = await js.subscribe(
-                    self._wire(subject), cb=cb, stream=self.stream, config=config, manual_ack=True
+                    self._wire_in(subject),
+                    cb=cb,
+                    stream=self.stream,
+                    config=config,
+                    manual_ack=True,
                 )
                 sub = NatsSubscription(self, psub, psub._consumer)
             else:
                 name = consumer_name(group, subject)
                 psub = await js.subscribe(
-                    self._wire(subject),
+                    self._wire_in(subject),
                     queue=name,
                     cb=cb,
                     stream=self.stream,
@@ -324,6 +352,26 @@ class NatsBus:
     def _wire(self, subject: str) -> str:
         return f"{self.prefix}.{subject}" if self.prefix else subject
 
+    def _wire_out(self, subject: str) -> str:
+        """A published subject on the wire: a telemetry subject gets its partition appended."""
+        p = subject_partition(subject, self.partitions)
+        return self._wire(subject if p is None else f"{subject}.{p}")
+
+    def _wire_in(self, pattern: str) -> str:
+        """A subscription's pattern on the wire (``telemetry.p1.*`` → ``telemetry.p1.*.*``)."""
+        family, _, _ = pattern.partition(".")
+        if family in PARTITIONED_FAMILIES and not pattern.endswith(">"):
+            pattern += ".*"
+        return self._wire(pattern)
+
+    def logical(self, wire: str) -> str:
+        """What handlers see of a wire subject: no prefix, no partition token."""
+        s = wire[len(self.prefix) + 1 :] if self.prefix else wire
+        family, _, _ = s.partition(".")
+        if family in PARTITIONED_FAMILIES and s.count(".") == 3:
+            s = s.rpartition(".")[0]
+        return s
+
     def _check_subject(self, subject: str) -> None:
         if not any(_covers(s, subject) for s in self.subjects):
             raise InvalidInput(
@@ -332,11 +380,11 @@ class NatsBus:
             )
 
     def _callback(self, handler: Handler) -> Callable[[Msg], Awaitable[None]]:
-        cut = len(self.prefix) + 1 if self.prefix else 0
+        logical = self.logical
 
         async def on_msg(msg: Msg) -> None:
             try:
-                await handler(Message(msg.subject[cut:], msg.data))
+                await handler(Message(logical(msg.subject), msg.data))
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - any handler failure means: deliver again
@@ -365,6 +413,17 @@ class NatsBus:
                     self.max_deliver,
                 )
                 await msg.nak(delay=self.retry_delay)
+
+
+def _split_servers(servers: str) -> list[str]:
+    """``nats://a:1,b:2`` (or ``nats://a:1,nats://b:2``): every node of a cluster.
+
+    >>> _split_servers("nats://a:1,b:2")
+    ['nats://a:1', 'nats://b:2']
+    """
+    parts = [s.strip() for s in servers.split(",") if s.strip()]
+    scheme = parts[0].partition("://")[0] if parts and "://" in parts[0] else "nats"
+    return [s if "://" in s else f"{scheme}://{s}" for s in parts]
 
 
 def consumer_name(group: str, subject: str) -> str:

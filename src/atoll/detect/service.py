@@ -64,6 +64,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from atoll.bus.partitions import CheckpointStore, PartitionedConsumer
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import AtollError, InvalidInput, NotFound, Unavailable
@@ -85,6 +86,7 @@ from atoll.detect.fitted import FittedDetector
 from atoll.detect.fleet import FleetBaseline, fleet_baseline
 from atoll.detect.lineage import MemoryModelLog
 from atoll.detect.multivariate import Joint, PerSensor
+from atoll.detect.partitioned import PartitionedDetection
 from atoll.detect.port import Detector, Explained, Explaining
 from atoll.detect.registry import (
     DEFAULT_WITH_HISTORY,
@@ -240,6 +242,10 @@ class DetectionService:
         refit_interval: float = 86_400.0,
         history_window: float = 7 * 86_400.0,
         max_history: int = 200_000,
+        partitions: PartitionedConsumer | None = None,
+        checkpoints: CheckpointStore | None = None,
+        lateness: float = 0.0,
+        checkpoint_interval: float = 10.0,
     ) -> None:
         if refit_interval < 0 or history_window <= 0 or max_history < MIN_HISTORY:
             raise InvalidInput(
@@ -292,6 +298,21 @@ class DetectionService:
         self._profiles: DeviceProfiles | None = None
         self.device_cache_seconds = 60.0
         self._sub: Subscription | None = None
+        #: Partitioned consumption (``atoll.detect.partitioned``) instead of one group
+        #: subscription: this process judges the devices of the partitions it owns.
+        self.partitioned = (
+            PartitionedDetection(
+                self,
+                partitions,
+                checkpoints,
+                lateness=lateness,
+                checkpoint_interval=checkpoint_interval,
+                encode_choice=_choice_row,
+                decode_choice=_choice_of_row,
+            )
+            if partitions is not None
+            else None
+        )
         self._snapshotter: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._flush_lock = asyncio.Lock()
@@ -340,6 +361,8 @@ class DetectionService:
             "explained": 0,
             "frozen": 0,
             "silent": 0,
+            "replayed": 0,
+            "checkpoints": 0,
         }
 
     # -- configuration ----------------------------------------------------------------------------
@@ -570,9 +593,12 @@ class DetectionService:
         if self.store is not None:
             self._writer = asyncio.create_task(self._write_forever(), name="detect-score-writer")
         self._pump = asyncio.create_task(self._pump_forever(), name="detect-pump")
-        self._sub = await self.bus.subscribe(
-            topics.ALL_TELEMETRY, self._on_telemetry, group=self.group
-        )
+        if self.partitioned is not None:
+            await self.partitioned.start()
+        else:
+            self._sub = await self.bus.subscribe(
+                topics.ALL_TELEMETRY, self._on_telemetry, group=self.group
+            )
         if self.state_path is not None and self.snapshot_interval > 0:
             self._snapshotter = asyncio.create_task(
                 self._snapshot_forever(), name="detect-snapshots"
@@ -602,6 +628,8 @@ class DetectionService:
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
+        if self.partitioned is not None:
+            await self.partitioned.stop()  # checkpoints and hands over every partition
         if self._pump is not None:
             self._closing = True
             self._arrived.set()
@@ -820,35 +848,8 @@ class DetectionService:
             # Older snapshots have no model records, no 8th field per series: both optional.
             self.models = MemoryModelLog.load(raw.get("models") or [])
             now = time.time()
-            for project, device, metric, name, last_ts, blob, *rest in raw["series"]:
-                key = SeriesKey(project, device, metric)
-                try:
-                    episodes = EpisodeDecider.from_state(rest[0]) if rest and rest[0] else None
-                    t = _Tracked(restore(blob), name, last_ts, episodes)
-                    extra = rest[1] if len(rest) > 1 and isinstance(rest[1], dict) else {}
-                    if extra.get("choice"):
-                        t.choice = _choice_of_row(extra["choice"])
-                    if extra.get("model"):
-                        t.model = ModelRef(*extra["model"])
-                    t.spans = [[int(a), int(b)] for a, b in extra.get("spans") or []]
-                    t.since = extra.get("since")
-                    # Series from an older snapshot are refitted at spread-out times, not at once.
-                    t.refit_after = float(
-                        extra.get("refit_after")
-                        or now + self.refit_interval * (0.5 + (hash(key) % 1000) / 2000)
-                    )
-                    self._add_series(key, t)
-                    if t.model is None:
-                        self._record(key, t, "restored")
-                except AtollError as exc:
-                    # E.g. a detector whose state layout changed in an upgrade: that series
-                    # learns afresh, the others keep what they learned.
-                    self.stats["state_dropped"] += 1
-                    log.warning(
-                        "detector state of %s not restorable (%s); it starts fresh",
-                        key,
-                        exc.message,
-                    )
+            for row in raw["series"]:
+                self._restore_row(row, now)
             for project, device_type, metric, name, params, jointly, threshold, *rest in raw.get(
                 "bindings", []
             ):
@@ -882,6 +883,36 @@ class DetectionService:
                 self.state_path,
                 exc,
                 bad,
+            )
+
+    def _restore_row(self, row: list[Any], now: float) -> None:
+        """(worker) One series of a state file or partition checkpoint (``_row``'s layout)."""
+        project, device, metric, name, last_ts, blob, *rest = row
+        key = SeriesKey(project, device, metric)
+        try:
+            episodes = EpisodeDecider.from_state(rest[0]) if rest and rest[0] else None
+            t = _Tracked(restore(blob), name, last_ts, episodes)
+            extra = rest[1] if len(rest) > 1 and isinstance(rest[1], dict) else {}
+            if extra.get("choice"):
+                t.choice = _choice_of_row(extra["choice"])
+            if extra.get("model"):
+                t.model = ModelRef(*extra["model"])
+            t.spans = [[int(a), int(b)] for a, b in extra.get("spans") or []]
+            t.since = extra.get("since")
+            # Series from an older snapshot are refitted at spread-out times, not at once.
+            t.refit_after = float(
+                extra.get("refit_after")
+                or now + self.refit_interval * (0.5 + (hash(key) % 1000) / 2000)
+            )
+            self._add_series(key, t)
+            if t.model is None:
+                self._record(key, t, "restored")
+        except AtollError as exc:
+            # E.g. a detector whose state layout changed in an upgrade: that series
+            # learns afresh, the others keep what they learned.
+            self.stats["state_dropped"] += 1
+            log.warning(
+                "detector state of %s not restorable (%s); it starts fresh", key, exc.message
             )
 
     # -- the work ---------------------------------------------------------------------------------
@@ -1997,14 +2028,23 @@ def _json_float(v: float) -> float | None:
 
 def create_service(ctx: ServiceContext) -> DetectionService:
     """The platform's hook (``atoll.platform.SERVICE_MODULES``)."""
-    home = Path(ctx.settings.home)
+    from atoll.bus.nats_partitions import partitioned_for
+
+    home, s = Path(ctx.settings.home), ctx.settings
+    # On NATS: partitioned by device, state in per-partition checkpoints (docs/SCALING.md);
+    # in-process: one subscription and the state file, as ever.
+    parts = partitioned_for(ctx.bus, "detect", lease_s=s.detect_lease_s)
     return DetectionService(
         ctx.bus,
         ctx.store,
         registry=ctx.registry,
-        state_path=home / "detect" / "state.msgpack",
+        state_path=None if parts else home / "detect" / "state.msgpack",
         kernel_cache=home,
-        refit_interval=ctx.settings.detect_refit_interval_s,
-        history_window=ctx.settings.detect_history_s,
-        max_history=ctx.settings.detect_max_history,
+        refit_interval=s.detect_refit_interval_s,
+        history_window=s.detect_history_s,
+        max_history=s.detect_max_history,
+        partitions=parts[0] if parts else None,
+        checkpoints=parts[1] if parts else None,
+        lateness=s.detect_lateness_s,
+        checkpoint_interval=s.detect_checkpoint_s,
     )

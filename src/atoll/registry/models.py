@@ -19,6 +19,7 @@ __all__ = [
     "NewApiKey",
     "Principal",
     "Project",
+    "ProjectActivity",
     "Rejection",
     "Tenant",
     "Twin",
@@ -52,6 +53,20 @@ class Project:
     name: str
     retention_days: int | None
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectActivity:
+    """A project's devices at a glance, for the lab home (``Registry.project_activity``)."""
+
+    project: str
+    tenant: str
+    name: str
+    devices: int
+    #: Devices not disabled that were seen at or after the ``online_since`` asked for.
+    online: int
+    #: The newest ``last_seen`` of its devices (µs), ``None`` when none was ever seen.
+    last_seen: int | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ from atoll.registry.models import (
     NewApiKey,
     Principal,
     Project,
+    ProjectActivity,
     Rejection,
     Tenant,
     Twin,
@@ -173,6 +174,13 @@ class Registry:
     def list_projects(self, tenant: str | None = None) -> list[Project]:
         with self._read() as conn:
             return _tenants.list_projects(conn, tenant)
+
+    def project_activity(
+        self, tenant: str | None = None, *, online_since: int
+    ) -> list[ProjectActivity]:
+        """Projects of ``tenant`` (all tenants: ``None``) with device counts, in one query."""
+        with self._read() as conn:
+            return _tenants.project_activity(conn, tenant, online_since)
 
     def update_project(
         self,

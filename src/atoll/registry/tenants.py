@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, select, update
 
 from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.registry import tables as t
-from atoll.registry.models import Project, Tenant
+from atoll.registry.models import Project, ProjectActivity, Tenant
 from atoll.registry.namespaces import qualify_id
 from atoll.registry.tokens import new_id, now_us, valid_id
 
@@ -99,6 +99,34 @@ def list_projects(conn: Connection, tenant: str | None = None) -> list[Project]:
     if tenant is not None:
         q = q.where(t.projects.c.tenant == tenant)
     return [_project(r) for r in conn.execute(q)]
+
+
+def project_activity(
+    conn: Connection, tenant: str | None, online_since: int
+) -> list[ProjectActivity]:
+    """Every project (of ``tenant``, or of all tenants) with its device counts, in one grouped
+    query: what the lab home draws for 400 projects without a query per project."""
+    p, d = t.projects, t.devices
+    online = case((and_(d.c.last_seen >= online_since, d.c.disabled.is_(False)), 1), else_=0)
+    q = (
+        select(
+            p.c.id,
+            p.c.tenant,
+            p.c.name,
+            func.count(d.c.id),
+            func.coalesce(func.sum(online), 0),
+            func.max(d.c.last_seen),
+        )
+        .select_from(p.outerjoin(d, d.c.project == p.c.id))
+        .group_by(p.c.id, p.c.tenant, p.c.name)
+        .order_by(p.c.id)
+    )
+    if tenant is not None:
+        q = q.where(p.c.tenant == tenant)
+    return [
+        ProjectActivity(pid, ten, name, int(n), int(on), seen)
+        for pid, ten, name, n, on, seen in conn.execute(q)
+    ]
 
 
 def update_project(

@@ -101,38 +101,84 @@ class AlarmBook:
             raise NotFound(f"alarm {alarm_id} not found")
         return Alarm.model_validate(row._mapping)
 
+    @staticmethod
+    def _where(
+        *,
+        projects: builtins.list[str] | None = None,
+        status: builtins.list[str] | None = None,
+        device: str | None = None,
+        rule_id: str | None = None,
+        severity: builtins.list[str] | None = None,
+        since: int | None = None,
+        until: int | None = None,
+    ) -> builtins.list[Any]:
+        t = db.alarms
+        where: builtins.list[Any] = []
+        if projects is not None:
+            where.append(t.c.project.in_(projects))
+        if status:
+            where.append(t.c.status.in_(status))
+        if device:
+            where.append(t.c.device == device)
+        if rule_id:
+            where.append(t.c.rule_id == rule_id)
+        if severity:
+            where.append(t.c.severity.in_(severity))
+        if since is not None:
+            where.append(t.c.raised_at >= since)
+        if until is not None:
+            where.append(t.c.raised_at < until)
+        return where
+
     def list(
         self,
         *,
-        projects: list[str] | None = None,
-        status: list[str] | None = None,
+        projects: builtins.list[str] | None = None,
+        status: builtins.list[str] | None = None,
         device: str | None = None,
         rule_id: str | None = None,
-        severity: list[str] | None = None,
+        severity: builtins.list[str] | None = None,
         since: int | None = None,
         until: int | None = None,
         limit: int = 100,
         offset: int = 0,
-    ) -> list[Alarm]:
+    ) -> builtins.list[Alarm]:
         t = db.alarms
-        q = sa.select(t)
-        if projects is not None:
-            q = q.where(t.c.project.in_(projects))
-        if status:
-            q = q.where(t.c.status.in_(status))
-        if device:
-            q = q.where(t.c.device == device)
-        if rule_id:
-            q = q.where(t.c.rule_id == rule_id)
-        if severity:
-            q = q.where(t.c.severity.in_(severity))
-        if since is not None:
-            q = q.where(t.c.raised_at >= since)
-        if until is not None:
-            q = q.where(t.c.raised_at < until)
+        where = self._where(
+            projects=projects,
+            status=status,
+            device=device,
+            rule_id=rule_id,
+            severity=severity,
+            since=since,
+            until=until,
+        )
+        q = sa.select(t).where(*where)
         q = q.order_by(t.c.raised_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
         with self.engine.connect() as c:
             return [Alarm.model_validate(r._mapping) for r in c.execute(q)]
+
+    def count(self, **filters: Any) -> int:
+        """How many alarms ``list`` would page through with the same filters."""
+        q = sa.select(sa.func.count()).select_from(db.alarms).where(*self._where(**filters))
+        with self.engine.connect() as c:
+            return int(c.execute(q).scalar_one())
+
+    def open_by_project(
+        self, projects: builtins.list[str] | None = None
+    ) -> dict[str, dict[str, int]]:
+        """Open (not cleared) alarms per project and severity, in one grouped query."""
+        t = db.alarms
+        q = (
+            sa.select(t.c.project, t.c.severity, sa.func.count())
+            .where(t.c.status != "cleared", *self._where(projects=projects))
+            .group_by(t.c.project, t.c.severity)
+        )
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as c:
+            for project, severity, n in c.execute(q):
+                out.setdefault(project, {})[severity] = int(n)
+        return out
 
     # In this class ``list`` is the method above: annotations name ``builtins.list``.
     def summary(self, projects: builtins.list[str]) -> dict:

@@ -361,14 +361,44 @@ class AnomalyEval(Leaf):
         return {"anomaly": why} if why is not None else None
 
     def describe(self):
-        score = f"{self.last:.4g}" if self.last is not None else "?"
+        metric = self.worst or self.metric
         limit = "flagged by its detector" if self.spec.value is None else f">= {self.spec.value:g}"
         if self.spec.min_count is not None:
             limit += f" {self.spec.min_count} times in {format_duration(self.spec.window)}"
-        return (
-            f"{self.device}.{self.worst or self.metric or '*'} anomaly score {score} "
-            f"{limit}{self._for_text()}"
-        )
+        # The reading and what the model expected say more than the score: "temperature =
+        # 45.2, expected 20.1 (19.5 to 20.7)". A detector's own decision may come with a score of
+        # 0 (the score is not what it decided on): then the score is left out.
+        why = self.explained.get(metric) if metric is not None else None
+        reading = _reading(why, metric)
+        head = f"{self.device}.{metric or '*'}"
+        if reading is not None:
+            head += f" = {_num(reading)}{_expected(why, metric)}, anomaly"
+        else:
+            head += " anomaly"
+        if self.last is not None and (self.spec.value is not None or self.last > 0):
+            return f"{head} score {self.last:.4g} {limit}{self._for_text()}"
+        return f"{head} {limit}{self._for_text()}"
+
+
+def _reading(why: dict[str, Any] | None, metric: str | None) -> float | None:
+    """The judged reading of ``metric`` in an anomaly's explanation, if it says."""
+    if not why or metric is None:
+        return None
+    x = why.get("value") if why.get("metric") == metric else None
+    if x is None:
+        x = (why.get("values") or {}).get(metric)
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
+
+
+def _expected(why: dict[str, Any] | None, metric: str | None) -> str:
+    e = ((why or {}).get("expected") or {}).get(metric) if metric else None
+    if not isinstance(e, dict):
+        return ""
+    value, lo, hi = e.get("value"), e.get("lo"), e.get("hi")
+    out = f", expected {_num(value)}" if isinstance(value, int | float) else ""
+    if isinstance(lo, int | float) and isinstance(hi, int | float):
+        out += f" ({_num(lo)} to {_num(hi)})" if out else f", expected {_num(lo)} to {_num(hi)}"
+    return out
 
 
 class NoDataEval(Leaf):

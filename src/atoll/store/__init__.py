@@ -11,15 +11,26 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 from atoll.core.errors import InvalidInput
-from atoll.store.port import AGGREGATES, ONE_WRITER, Buckets, Series, SeriesStore, StampSlot
+from atoll.store.port import (
+    AGGREGATES,
+    ONE_WRITER,
+    Buckets,
+    ProjectUsage,
+    Series,
+    SeriesStore,
+    StampSlot,
+    UsageReader,
+)
 
 __all__ = [
     "AGGREGATES",
     "ONE_WRITER",
     "Buckets",
+    "ProjectUsage",
     "Series",
     "SeriesStore",
     "StampSlot",
+    "UsageReader",
     "open_store",
 ]
 

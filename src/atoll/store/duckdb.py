@@ -37,7 +37,7 @@ import numpy as np
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import plan, rollup
-from atoll.store.port import AGGREGATES, ONE_WRITER, Buckets, Series, StampSlot
+from atoll.store.port import AGGREGATES, ONE_WRITER, Buckets, ProjectUsage, Series, StampSlot
 
 log = logging.getLogger(__name__)
 
@@ -658,6 +658,23 @@ class DuckDBStore:
 
     def series(self, project: str, device: str | None = None) -> list[SeriesKey]:
         return sorted(self.latest(project, device))
+
+    def usage(self, since: int) -> dict[str, ProjectUsage]:
+        # Raw points, not the rollups: they hold the appends not folded yet, and DuckDB counts
+        # a column of many millions of rows in well under a second.
+        got = self._read(
+            "usage query",
+            """SELECT s.project AS project, count(*) AS points,
+                count(*) FILTER (WHERE p.ts >= $since) AS recent, max(p.ts) AS last_ts
+                FROM points p JOIN series s ON s.id = p.sid GROUP BY s.project""",
+            {"since": int(since)},
+        )
+        return {
+            str(p): ProjectUsage(int(n), int(r), int(t))
+            for p, n, r, t in zip(
+                got["project"], got["points"], got["recent"], got["last_ts"], strict=True
+            )
+        }
 
     def stamp_slot(self) -> StampSlot:
         return ONE_WRITER  # one process opens the file for writing

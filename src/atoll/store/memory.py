@@ -9,7 +9,7 @@ import numpy as np
 
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import plan
-from atoll.store.port import AGGREGATES, ONE_WRITER, Buckets, Series, StampSlot
+from atoll.store.port import AGGREGATES, ONE_WRITER, Buckets, ProjectUsage, Series, StampSlot
 
 
 class MemoryStore:
@@ -118,6 +118,23 @@ class MemoryStore:
                 elif cut:
                     self._data[key] = (t[cut:], v[cut:])
         return gone
+
+    def usage(self, since: int) -> dict[str, ProjectUsage]:
+        with self._lock:
+            items = list(self._data.items())
+        out: dict[str, ProjectUsage] = {}
+        for key, (ts, _) in items:
+            if not len(ts):
+                continue
+            u = out.get(key.project)
+            recent = len(ts) - int(np.searchsorted(ts, since, side="left"))
+            last = int(ts[-1])
+            out[key.project] = ProjectUsage(
+                (u.points if u else 0) + len(ts),
+                (u.recent if u else 0) + recent,
+                max(last, u.last_ts or last) if u else last,
+            )
+        return out
 
     def stamp_slot(self) -> StampSlot:
         return ONE_WRITER  # in-process

@@ -53,6 +53,33 @@ class StampSlot:
 ONE_WRITER = StampSlot(0, 1)
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectUsage:
+    """What one project holds in the store (``UsageReader.usage``)."""
+
+    #: Points stored (after retention).
+    points: int
+    #: Points stamped at or after the ``since`` asked for (counted per whole minute: an adapter
+    #: may include the rest of the minute holding ``since``); over a recent window, the ingest
+    #: rate of devices sending live.
+    recent: int
+    #: The newest point's timestamp (µs), ``None`` when empty.
+    last_ts: int | None
+
+
+#: What one stored point costs at least (8-byte timestamp and value), for a size estimate.
+POINT_BYTES = 16
+
+
+@runtime_checkable
+class UsageReader(Protocol):
+    """A store that can say how much each project holds, for every project at once."""
+
+    def usage(self, since: int) -> dict[str, ProjectUsage]:
+        """Per project with data: points stored, points since ``since``, newest timestamp.
+        One pass over the store's catalog, never a query per project."""
+
+
 @runtime_checkable
 class SeriesStore(Protocol):
     def append(self, batch: PointBatch) -> None:

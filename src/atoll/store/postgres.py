@@ -33,7 +33,7 @@ from psycopg.abc import Params
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.store import plan, rollup
-from atoll.store.port import AGGREGATES, Buckets, Series, StampSlot
+from atoll.store.port import AGGREGATES, Buckets, ProjectUsage, Series, StampSlot
 
 log = logging.getLogger(__name__)
 
@@ -694,6 +694,23 @@ class PostgresStore:
 
     def series(self, project: str, device: str | None = None) -> list[SeriesKey]:
         return sorted(SeriesKey(p, d, m) for p, d, m, _, _ in self._latest_rows(project, device))
+
+    def usage(self, since: int) -> dict[str, ProjectUsage]:
+        # The rollups, kept in the append's own transaction, are far smaller than the points:
+        # the hour tier counts everything, the minute tier what came since (to the minute).
+        minute = since - since % plan.MINUTE
+        sql = f"""SELECT s.project, sum(h.n), coalesce(sum(m.n), 0), max(l.ts)
+            FROM series s
+            JOIN (SELECT sid, sum(n) AS n FROM {_table(plan.HOUR)} GROUP BY sid) h
+                ON h.sid = s.id
+            LEFT JOIN (SELECT sid, sum(n) AS n FROM {_table(plan.MINUTE)} WHERE b >= %s
+                GROUP BY sid) m ON m.sid = s.id
+            LEFT JOIN latest l ON l.sid = s.id
+            GROUP BY s.project"""
+        return {
+            p: ProjectUsage(int(n), int(r), None if t is None else int(t))
+            for p, n, r, t in self._query("usage query", sql, [minute])
+        }
 
     def close(self) -> None:
         with self._lock:

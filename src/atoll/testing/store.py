@@ -26,7 +26,7 @@ import numpy as np
 
 from atoll.core.errors import InvalidInput
 from atoll.core.points import PointBatch, SeriesKey
-from atoll.store.port import AGGREGATES, SeriesStore
+from atoll.store.port import AGGREGATES, ProjectUsage, SeriesStore, UsageReader
 
 MakeStore = Callable[[], SeriesStore]
 Reopen = Callable[[SeriesStore], SeriesStore] | None
@@ -319,6 +319,32 @@ def check_latest_is_the_newest_point(make_store: MakeStore, reopen: Reopen = Non
         assert store.latest("plant")[K] == (T0 + 11 * S, 11.0)
         t, v = store.latest("plant", "pump-1")[K]
         assert type(t) is int and type(v) is float  # plain Python numbers, JSON-ready
+
+
+def check_usage_counts_per_project(make_store: MakeStore, reopen: Reopen = None) -> None:
+    """``usage`` (optional port): points per project, those since a minute-aligned time,
+    the newest stamp; after retention too; projects without data are absent."""
+    with _opened(make_store) as store:
+        reader: object = store
+        if not isinstance(reader, UsageReader):
+            return
+        usage = reader.usage
+        assert usage(0) == {}
+        ts, value = _walk(seed=11, days=0.5)
+        _append_shuffled(store, K, ts, value, chunks=3, seed=12)
+        pressure = SeriesKey("plant", "pump-2", "pressure")
+        store.append(PointBatch.of_series(pressure, [T0, T0 + S], [1.0, 2.0]))
+        other = SeriesKey("other", "pump-9", "temperature")
+        store.append(PointBatch.of_series(other, [T0 + 5 * S], [3.0]))
+        since = T0 - T0 % MIN + 2 * HOUR
+        got = usage(since)
+        plant_recent = int(np.sum(ts >= since))
+        assert got == {
+            "plant": ProjectUsage(len(ts) + 2, plant_recent, int(ts[-1])),
+            "other": ProjectUsage(1, 0, T0 + 5 * S),
+        }, got
+        store.delete_before("plant", since)
+        assert usage(since)["plant"] == ProjectUsage(plant_recent, plant_recent, int(ts[-1]))
 
 
 def check_retention(make_store: MakeStore, reopen: Reopen = None) -> None:
@@ -705,6 +731,7 @@ STORE_CHECKS = (
     check_buckets_match_raw_for_all_aggregates,
     check_chart_is_bounded_and_keeps_extremes,
     check_latest_is_the_newest_point,
+    check_usage_counts_per_project,
     check_retention,
     check_durable_across_reopen,
     check_large_batch,

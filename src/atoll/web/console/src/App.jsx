@@ -4,7 +4,7 @@ import { connectLive, disconnectLive, useLive, useLiveState } from "./live.js";
 import { Link, match, navigate, useLocation } from "./router.jsx";
 import { currentProject, markPrimaryReady, useAsync } from "./util.js";
 import { Login } from "./pages/Login.jsx";
-import { Overview, projectId, selectProject, useProjects } from "./pages/Overview.jsx";
+import { Overview, projectId, reconcileProject, selectProject, useProjects } from "./pages/Overview.jsx";
 import { Device } from "./pages/Device.jsx";
 import { Alarms } from "./pages/Alarms.jsx";
 import { Register } from "./pages/Register.jsx";
@@ -14,23 +14,34 @@ import { can, useMe } from "./me.js";
 // editor carries the YAML parser, the others are admin and reporting screens.
 function lazy(load, name) {
   let cached = null;
-  return function Lazy() {
+  return function Lazy(props) {
     const [mod, setMod] = useState(cached);
     useEffect(() => {
       if (!cached) load().then((m) => setMod((cached = m)));
     }, []);
     const Page = mod?.[name];
-    return Page ? <Page /> : <div class="page muted">Loading…</div>;
+    return Page ? <Page {...props} /> : <div class="page muted">Loading…</div>;
   };
 }
 const LazyRules = lazy(() => import("./pages/Rules.jsx"), "Rules");
 const Dashboard = lazy(() => import("./pages/Dashboard.jsx"), "Dashboard");
 const Reports = lazy(() => import("./pages/Reports.jsx"), "Reports");
 const Access = lazy(() => import("./pages/Access.jsx"), "Access");
+const LabHome = lazy(() => import("./pages/Lab.jsx"), "LabHome");
+const LabEnterprise = lazy(() => import("./pages/Lab.jsx"), "LabEnterprise");
+const LabAlarms = lazy(() => import("./pages/Lab.jsx"), "LabAlarms");
 
 export function App() {
   const [session, set] = useState(getSession());
-  useEffect(() => onSession(set), []);
+  useEffect(
+    () =>
+      onSession((s) => {
+        // Signed out (or the key expired): the next user starts without this one's project.
+        if (!s) currentProject.set(null);
+        set(s);
+      }),
+    [],
+  );
   if (!session) return <Login />;
   return <Shell session={session} />;
 }
@@ -47,10 +58,7 @@ function Shell({ session }) {
     return () => {};
   }, [project, session.token, session.actAs]);
   useEffect(() => () => disconnectLive(), []);
-  useEffect(() => {
-    const ps = tree.data?.projects || [];
-    if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) selectProject(tree.data, projectId(ps[0]));
-  }, [tree.data]);
+  useEffect(() => reconcileProject(tree.data, project), [tree.data]);
 
   const active = useAsync(async () => (project ? items(await api.get("/alarms", { project, status: "active", limit: 1000 })).length : 0), [project], { defer: true });
   useLive((m) => m.type === "alarm" || (m.type === "hello" && m.resync), () => active.reload(), [project]);
@@ -66,10 +74,13 @@ function Shell({ session }) {
   else if (path === "/dashboard") page = <Dashboard />;
   else if (path === "/reports") page = <Reports />;
   else if (path === "/access") page = <Access />;
+  else if (path === "/lab") page = <LabHome />;
+  else if (path === "/lab/alarms") page = <LabAlarms />;
+  else if ((m = match("/lab/enterprises/:t", path))) page = <LabEnterprise tenant={m.t} key={m.t} />;
   else page = <Overview />;
 
   const nav = (href, label, extra) => (
-    <Link href={href} class={`nav ${path === href || (href === "/" && path.startsWith("/devices/")) ? "active" : ""}`} data-testid={`nav-${label.toLowerCase()}`}>
+    <Link href={href} class={`nav ${path === href || (href === "/" && path.startsWith("/devices/")) || (href === "/lab" && path.startsWith("/lab/")) ? "active" : ""}`} data-testid={`nav-${label.toLowerCase()}`}>
       {label}
       {extra}
     </Link>
@@ -89,12 +100,13 @@ function Shell({ session }) {
           ))}
         </select>
         <nav>
+          {nav("/lab", "Lab")}
           {nav("/", "Fleet")}
           {nav("/dashboard", "Dashboard")}
           {nav("/alarms", "Alarms", active.data ? <span class="badge bad" data-testid="active-alarm-badge">{active.data}</span> : null)}
           {nav("/rules", "Rules")}
           {nav("/reports", "Reports")}
-          {nav("/register", "Register")}
+          {can(me, "operator") && nav("/register", "Register")}
           {can(me, "admin") && nav("/access", "Access")}
         </nav>
         <span class="grow" />

@@ -5,9 +5,19 @@ import { useLive } from "../live.js";
 import { Link } from "../router.jsx";
 import { currentProject, fmtAgo, fmtNum, fmtTime, useAsync } from "../util.js";
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
+import { can, useMe } from "../me.js";
 
 export function alarmId(a) {
   return a.id ?? a.alarm_id;
+}
+
+// An anomaly alarm's value is the model's score; the reading it judged (in the metric's units)
+// is in its explanation and is what the operator wants to see.
+export function alarmReading(a) {
+  const why = a.context?.anomaly;
+  if (!why || typeof why !== "object") return null;
+  const v = why.metric === a.metric ? why.value : why.values?.[a.metric];
+  return typeof v === "number" ? v : null;
 }
 
 export function alarmState(a) {
@@ -88,6 +98,7 @@ function AlarmRow({ a, open, toggle, reload }) {
   const t = alarmTimes(a);
   const device = a.device ?? a.device_id;
   const state = alarmState(a);
+  const operator = can(useMe(), "operator");
   async function act(verb) {
     setError(null);
     try {
@@ -117,15 +128,17 @@ function AlarmRow({ a, open, toggle, reload }) {
           </span>
         </td>
         <td title={fmtTime(t.raised)}>{fmtAgo(t.raised)}</td>
-        <td class="mono">{a.value ?? ""}</td>
+        <td class="mono" data-testid="alarm-value" title={alarmReading(a) !== null && a.value !== null ? `anomaly score ${fmtNum(a.value)}` : undefined}>
+          {fmtNum(alarmReading(a) ?? a.value ?? null).replace("—", "")}
+        </td>
         <td>
           <div class="actions">
-            {!a.acknowledged && state !== "acknowledged" && (
+            {operator && !a.acknowledged && state !== "acknowledged" && (
               <button class="btn small" onClick={() => act("ack")} data-testid="alarm-ack">
                 Acknowledge
               </button>
             )}
-            {state !== "cleared" && (
+            {operator && state !== "cleared" && (
               <button class="btn small" onClick={() => act("clear")} data-testid="alarm-clear">
                 Clear
               </button>
@@ -156,6 +169,7 @@ function AlarmRow({ a, open, toggle, reload }) {
 
 function AlarmDetails({ a, reload }) {
   const id = alarmId(a);
+  const operator = can(useMe(), "operator");
   const full = useAsync(() => api.get(`/alarms/${enc(id)}`).catch(() => a), [id, alarmState(a)]);
   const comments = useAsync(async () => items(await api.get(`/alarms/${enc(id)}/comments`).catch(() => (full.data || a).comments || [])), [id]);
   const [text, setText] = useState("");
@@ -202,12 +216,14 @@ function AlarmDetails({ a, reload }) {
             </li>
           ))}
         </ul>
+        {operator && (
         <form onSubmit={add} class="inline">
           <input placeholder="Add a comment…" value={text} onInput={(e) => setText(e.currentTarget.value)} required data-testid="alarm-comment-input" />
           <button class="btn small" type="submit" data-testid="alarm-comment-add">
             Comment
           </button>
         </form>
+        )}
         <ErrorBox error={error} />
       </div>
     </div>

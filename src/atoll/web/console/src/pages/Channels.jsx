@@ -8,7 +8,7 @@ const EXAMPLES = {
   webhook: { url: "https://example.test/hook" },
 };
 
-export function Channels({ project }) {
+export function Channels({ project, operator }) {
   const list = useAsync(async () => (project ? items(await api.get(`/projects/${enc(project)}/channels`)) : []), [project]);
   const types = useAsync(async () => items(await api.get("/channel-types")), []);
   const [form, setForm] = useState({ name: "", type: "webhook", config: JSON.stringify(EXAMPLES.webhook, null, 2) });
@@ -70,12 +70,14 @@ export function Channels({ project }) {
               <td class="muted">{c.type}</td>
               <td class="muted small mono">{c.config?.url ?? ""}</td>
               <td class="actions">
+                {operator && (<>
                 <button class="btn small" onClick={() => test(c.name)}>
                   Test
                 </button>
                 <button class="btn small ghost" onClick={() => remove(c.name)}>
                   Delete
                 </button>
+                </>)}
               </td>
             </tr>
           ))}
@@ -87,6 +89,7 @@ export function Channels({ project }) {
           Test to {result.name}: {result.ok ? "delivered" : "failed"} {result.detail}
         </p>
       )}
+      {operator && (
       <form onSubmit={save} class="form-grid">
         <label>
           Name
@@ -118,6 +121,7 @@ export function Channels({ project }) {
           </button>
         </div>
       </form>
+      )}
     </div>
   );
 }

@@ -7,6 +7,7 @@ import { currentProject, fmtAgo, fmtDuration, fmtTime, markPrimaryReady, useAsyn
 import { ChartPanel, effRange } from "../components/Chart.jsx";
 import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { lastSeen, onlineState } from "./Overview.jsx";
+import { can, useMe } from "../me.js";
 import { Explanation, alarmId, alarmState, alarmTimes } from "./Alarms.jsx";
 
 const PRESETS = [
@@ -49,6 +50,8 @@ function metricName(s) {
 }
 
 export function Device({ id }) {
+  // Viewers see the device, not the buttons that change it (the API refuses them anyway).
+  const operator = can(useMe(), "operator");
   // ?start=&end= (epoch ms) open a fixed window, so a zoomed view can be shared as a link.
   const [range, setRange] = useState(() => {
     const q = new URLSearchParams(location.search);
@@ -211,17 +214,17 @@ export function Device({ id }) {
         </section>
         <aside class="side">
           <div class="tabs">
-            {["twin", "detection", "commands", "alarms", "credentials"].map((k) => (
+            {["twin", "detection", "commands", "alarms", ...(operator ? ["credentials"] : [])].map((k) => (
               <button key={k} class={tab === k ? "active" : ""} onClick={() => setTab(k)} data-testid={`tab-${k}`}>
                 {k}
               </button>
             ))}
           </div>
-          {tab === "twin" && <Twin id={id} />}
+          {tab === "twin" && <Twin id={id} operator={operator} />}
           {tab === "detection" && <Detection id={id} project={d.project} view={{ start: rs, end: re, live: range.live }} onChange={() => setRange((r) => ({ ...r, nonce: r.nonce + 1 }))} />}
-          {tab === "commands" && <Commands id={id} />}
+          {tab === "commands" && <Commands id={id} operator={operator} />}
           {tab === "alarms" && <DeviceAlarms alarms={alarms} onShow={(start, end) => setRange((r) => ({ start, end, live: false, nonce: r.nonce }))} />}
-          {tab === "credentials" && <Credentials id={id} device={d} />}
+          {tab === "credentials" && operator && <Credentials id={id} device={d} />}
         </aside>
       </div>
     </div>
@@ -238,7 +241,7 @@ function Detection(props) {
   return mod ? <mod.Detection {...props} /> : <div class="panel pad muted">Loading…</div>;
 }
 
-function Twin({ id }) {
+function Twin({ id, operator }) {
   const twin = useAsync(() => api.get(`/devices/${enc(id)}/twin`), [id], { defer: true });
   const [text, setText] = useState("{\n  \n}");
   const [error, setError] = useState(null);
@@ -273,6 +276,7 @@ function Twin({ id }) {
       <h3>Desired</h3>
       <pre class="json" data-testid="twin-desired">{JSON.stringify(t.desired ?? {}, null, 2)}</pre>
       {t.version !== undefined && <p class="muted small">version {t.version}</p>}
+      {operator && (
       <form onSubmit={save}>
         <label>
           Patch desired (JSON merge patch)
@@ -284,11 +288,12 @@ function Twin({ id }) {
           Update desired
         </button>
       </form>
+      )}
     </div>
   );
 }
 
-function Commands({ id }) {
+function Commands({ id, operator }) {
   const list = useAsync(async () => items(await api.get(`/devices/${enc(id)}/commands`, { limit: 20 })), [id]);
   const [name, setName] = useState("reboot");
   const [args, setArgs] = useState("{}");
@@ -314,6 +319,7 @@ function Commands({ id }) {
   }
   return (
     <div class="panel pad" data-testid="commands">
+      {operator && (
       <form onSubmit={send} class="cmd-form">
         <label>
           Command
@@ -328,6 +334,7 @@ function Commands({ id }) {
           Send command
         </button>
       </form>
+      )}
       <h3>Recent</h3>
       <ErrorBox error={list.error} />
       <table class="mini">

@@ -1,12 +1,13 @@
 // Fleet overview: tenants → projects → devices, with online state and active alarms.
 // The device table is server-paged and virtualised; filtering happens in the API.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, enc, items, page, setActingTenant, toSeconds } from "../api.js";
+import { actingTenant, api, enc, items, page, setActingTenant, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate } from "../router.jsx";
 import { currentProject, fmtAgo, fmtNum, markPrimaryReady, useAsync, useDebounced } from "../util.js";
 import { Dot, Empty, ErrorBox } from "../components/common.jsx";
 import { VirtualList, usePagedSource } from "../components/VirtualList.jsx";
+import { can, useMe } from "../me.js";
 
 export const ONLINE_WINDOW_S = 300;
 
@@ -59,6 +60,19 @@ export function selectProject(tree, id) {
   currentProject.set(id);
 }
 
+// The selected project must be one the signed-in user can open, in the tenant the calls are
+// made in: a project left in localStorage by another user (or a platform admin's project whose
+// tenant is not the one acted in) would answer "project not found" on every page and reload.
+export function reconcileProject(tree, project) {
+  const ps = tree?.projects;
+  if (!ps) return;
+  const p = project && ps.find((x) => projectId(x) === project);
+  if (!p) {
+    if (ps.length) selectProject(tree, projectId(ps[0]));
+    else if (project) currentProject.set(null);
+  } else if (tree.platform && p.tenant && actingTenant() !== p.tenant) setActingTenant(p.tenant);
+}
+
 export function Overview() {
   const project = currentProject.use();
   const tree = useProjects();
@@ -69,10 +83,7 @@ export function Overview() {
   const [liveTick, setLiveTick] = useState(0);
   const [alarmTick, setAlarmTick] = useState(0);
 
-  useEffect(() => {
-    const ps = tree.data?.projects || [];
-    if (ps.length && (!project || !ps.some((p) => projectId(p) === project))) selectProject(tree.data, projectId(ps[0]));
-  }, [tree.data]);
+  useEffect(() => reconcileProject(tree.data, project), [tree.data]);
 
   const alarms = useAsync(async () => {
     if (!project) return [];
@@ -146,6 +157,7 @@ export function Overview() {
   };
 
   const count = source.total ?? 0;
+  const me = useMe();
 
   return (
     <div class="page overview">
@@ -165,12 +177,14 @@ export function Overview() {
           </div>
         ))}
         {!tree.loading && !projects.length && <Empty>No projects yet.</Empty>}
-        <NewProject
-          onCreated={(id) => {
-            selectProject(null, id);
-            projectsChanged();
-          }}
-        />
+        {can(me, "admin") && (
+          <NewProject
+            onCreated={(id) => {
+              selectProject(null, id);
+              projectsChanged();
+            }}
+          />
+        )}
       </aside>
       <section class="main-col">
         <div class="stats">
@@ -178,9 +192,11 @@ export function Overview() {
           <Stat label="Online" value={online.data ?? "…"} cls="ok" testid="stat-online" />
           <Stat label="Active alarms" value={alarms.data ? alarms.data.length : "…"} cls={alarms.data?.length ? "bad" : ""} testid="stat-alarms" />
           <div class="grow" />
-          <button class="btn primary" onClick={() => navigate("/register")} data-testid="register-link">
-            + Register device
-          </button>
+          {can(me, "operator") && (
+            <button class="btn primary" onClick={() => navigate("/register")} data-testid="register-link">
+              + Register device
+            </button>
+          )}
         </div>
         <div class="toolbar">
           <input class="search" placeholder="Filter devices by id, name or type…" value={q} onInput={(e) => setQ(e.currentTarget.value)} data-testid="device-filter" />
@@ -206,7 +222,7 @@ export function Overview() {
           </div>
           {project && count === 0 && source.total !== null ? (
             <Empty>
-              No devices{dq || status ? " match the filter" : ""}. <Link href="/register">Register one</Link>.
+              No devices{dq || status ? " match the filter" : ""}.{can(me, "operator") && <> <Link href="/register">Register one</Link>.</>}
             </Empty>
           ) : (
             <VirtualList

@@ -4,7 +4,8 @@ import { useState } from "preact/hooks";
 import { api, enc, items } from "../api.js";
 import { Link } from "../router.jsx";
 import { currentProject, useAsync } from "../util.js";
-import { CopyBlock, ErrorBox } from "../components/common.jsx";
+import { CopyBlock, Empty, ErrorBox } from "../components/common.jsx";
+import { can, useMe } from "../me.js";
 
 export function examples({ device, secret, mqttHost, mqttPort, httpBase, metric = "temperature" }) {
   const topic = `atoll/v1/devices/${device}/telemetry`;
@@ -25,6 +26,7 @@ export function Register() {
   const [error, setError] = useState(null);
   const [created, setCreated] = useState(null);
   const [busy, setBusy] = useState(false);
+  const me = useMe();
 
   async function submit(e) {
     e.preventDefault();
@@ -94,6 +96,12 @@ export function Register() {
     );
   }
 
+  if (me && !can(me, "operator"))
+    return (
+      <div class="page register">
+        <Empty>Registering devices needs the operator role; yours is {me.role}.</Empty>
+      </div>
+    );
   return (
     <div class="page register">
       <div class="page-head">

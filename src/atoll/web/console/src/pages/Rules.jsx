@@ -3,9 +3,10 @@
 import { useEffect, useState } from "preact/hooks";
 import YAML from "yaml";
 import { api, enc, items } from "../api.js";
-import { currentProject, useAsync, useDebounced } from "../util.js";
+import { currentProject, fmtDuration, useAsync, useDebounced } from "../util.js";
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { Channels } from "./Channels.jsx";
+import { can, useMe } from "../me.js";
 
 const NEW_RULE = {
   name: "",
@@ -23,6 +24,7 @@ export function Rules() {
   const project = currentProject.use();
   const list = useAsync(async () => (project ? items(await api.get(`/projects/${enc(project)}/rules`)) : []), [project]);
   const [editing, setEditing] = useState(null); // {rule, isNew}
+  const operator = can(useMe(), "operator");
 
   return (
     <div class="page rules">
@@ -30,9 +32,11 @@ export function Rules() {
         <h1>Rules</h1>
         <span class="muted">{project}</span>
         <span class="grow" />
-        <button class="btn primary" onClick={() => setEditing({ rule: structuredClone(NEW_RULE), isNew: true })} data-testid="rule-new">
-          + New rule
-        </button>
+        {operator && (
+          <button class="btn primary" onClick={() => setEditing({ rule: structuredClone(NEW_RULE), isNew: true })} data-testid="rule-new">
+            + New rule
+          </button>
+        )}
       </div>
       <div class="rules-grid">
         <div class="rules-left">
@@ -67,7 +71,7 @@ export function Rules() {
             </table>
             {list.data && !list.data.length && <Empty>No rules in this project yet.</Empty>}
           </div>
-          <Channels project={project} />
+          <Channels project={project} operator={operator} />
         </div>
         {editing && (
           <RuleEditor
@@ -75,6 +79,7 @@ export function Rules() {
             project={project}
             initial={editing.rule}
             isNew={editing.isNew}
+            operator={operator}
             justSaved={!!editing.saved}
             onSaved={(r) => {
               list.reload();
@@ -92,18 +97,29 @@ export function Rules() {
   );
 }
 
+// Durations come back from the API in seconds; "30s"-style strings are shown as typed.
+export function dur(v) {
+  if (v === null || v === undefined || v === "") return "";
+  if (typeof v === "number") return fmtDuration(v);
+  return String(v);
+}
+
 export function describe(c) {
   if (!c) return "";
-  const f = c.for && c.for !== "0s" && c.for !== 0 ? ` for ${c.for}${typeof c.for === "number" ? "s" : ""}` : "";
+  const f = c.for && c.for !== "0s" && c.for !== 0 ? ` for ${dur(c.for)}` : "";
   switch (c.type) {
     case "threshold":
       return `${c.metric} ${c.op} ${c.value}${c.clear != null ? ` (clear ${c.clear})` : ""}${f}`;
     case "rate":
-      return `Δ${c.metric}/${c.per ?? 1}s ${c.op} ${c.value}${f}`;
-    case "anomaly":
-      return `anomaly(${c.metric ?? "*"}) ≥ ${c.value}${f}`;
+      return `Δ${c.metric} per ${dur(c.per ?? 1)} ${c.op} ${c.value}${f}`;
+    case "anomaly": {
+      // Without a score threshold the detector's own decision counts.
+      const when = c.value === null || c.value === undefined ? "flagged by its detector" : `score ≥ ${c.value}`;
+      const k = c.min_count ? `, ${c.min_count}× in ${dur(c.window ?? 60)}` : "";
+      return `anomaly(${c.metric ?? "any metric"}) ${when}${k}${f}`;
+    }
     case "no_data":
-      return `no data ${c.metric ?? ""} for ${c.timeout}`;
+      return `no data${c.metric ? ` on ${c.metric}` : ""} for ${dur(c.timeout)}`;
     case "all":
       return `ALL(${(c.conditions || []).map(describe).join(", ")})`;
     case "any":
@@ -132,7 +148,7 @@ function clean(obj) {
   return obj;
 }
 
-function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, onClose }) {
+function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, onClose, operator }) {
   const [rule, setRule] = useState(initial);
   const [mode, setMode] = useState("form");
   const [yamlText, setYamlText] = useState(() => YAML.stringify(clean(initial)));
@@ -374,6 +390,7 @@ function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, on
           Saved. The platform evaluates it on every new reading.
         </p>
       )}
+      {operator && (
       <div class="btn-row">
         <button class="btn primary" type="submit" disabled={busy} data-testid="rule-save">
           {busy ? "Saving…" : isNew ? "Create rule" : "Save"}
@@ -384,6 +401,7 @@ function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, on
           </button>
         )}
       </div>
+      )}
     </form>
   );
 }

@@ -1,0 +1,415 @@
+"""The lab: every enterprise the caller may see at a glance, and one alarm console across them.
+
+Who sees what follows the rest of the API: the platform admin sees every tenant (the
+``X-Atoll-Tenant`` it may send for other routes does not narrow it), anyone else only their own
+tenant. An enterprise the caller may not see is "not found" (404), as elsewhere.
+
+Each view is one request answered by a few grouped queries (devices per project, open alarms per
+project and severity, store usage per project), never a query per project: the lab home of 90
+enterprises and 400 projects costs the same three queries as one of a single project.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from atoll.api.alarms import _statuses, alarm_out
+from atoll.api.deps import Ctx, Operator, Viewer, act_in_tenant, audit
+from atoll.api.devices import ONLINE_WINDOW_S
+from atoll.api.rules import service
+from atoll.api.schemas import MAX_DB_INT, Offset, iso
+from atoll.api.times import parse_time
+from atoll.core.errors import AtollError, InvalidInput, NotFound
+from atoll.registry import Principal, ProjectActivity, Tenant
+from atoll.rules.alarms import Alarm
+from atoll.rules.model import SEVERITIES
+from atoll.store.port import POINT_BYTES, ProjectUsage, UsageReader
+
+router = APIRouter(tags=["lab"])
+
+#: The ingest rate is the points stamped in about the last this many seconds, per second.
+RATE_WINDOW_S = 300
+#: Most alarms one bulk action or one CSV export takes.
+MAX_BULK = 1000
+MAX_EXPORT = 50_000
+
+
+def visible_tenants(ctx: Any, who: Principal) -> list[Tenant]:
+    """The enterprises the caller may see: every one for the platform admin, else its own."""
+    if who.platform_admin:
+        return ctx.registry.list_tenants()
+    return [ctx.registry.get_tenant(who.tenant)]
+
+
+def _tenant_ids(ctx: Any, who: Principal, enterprise: list[str]) -> list[str]:
+    mine = [t.id for t in visible_tenants(ctx, who)]
+    wanted = [e for v in enterprise for e in v.split(",") if e.strip()]
+    for e in wanted:
+        if e not in mine:
+            raise NotFound(f"tenant {e!r} not found")
+    return wanted or mine
+
+
+def _empty_row() -> dict[str, Any]:
+    return {
+        "projects": 0,
+        "devices": 0,
+        "online": 0,
+        "open_alarms": 0,
+        "alarms": {s: 0 for s in reversed(SEVERITIES)},
+        "points": None,
+        "bytes": None,
+        "ingest_rate": None,
+        "last_activity": None,
+    }
+
+
+def _add(
+    row: dict[str, Any],
+    p: ProjectActivity,
+    alarms: dict[str, int] | None,
+    usage: ProjectUsage | None,
+    rate_s: float,
+    has_usage: bool,
+) -> None:
+    row["projects"] += 1
+    row["devices"] += p.devices
+    row["online"] += p.online
+    if alarms is None:
+        row["alarms"] = row["open_alarms"] = None
+    elif row["alarms"] is not None:
+        for sev, n in alarms.items():
+            row["alarms"][sev] = row["alarms"].get(sev, 0) + n
+            row["open_alarms"] += n
+    if has_usage:
+        points = usage.points if usage else 0
+        row["points"] = (row["points"] or 0) + points
+        row["bytes"] = (row["bytes"] or 0) + points * POINT_BYTES
+        recent = usage.recent / rate_s if usage else 0.0
+        row["ingest_rate"] = round((row["ingest_rate"] or 0.0) + recent, 3)
+    last = max(
+        (t for t in (p.last_seen, usage.last_ts if usage else None, row["_last"]) if t), default=0
+    )
+    row["_last"] = last or None
+
+
+def _finish(row: dict[str, Any]) -> dict[str, Any]:
+    row["last_activity"] = iso(row.pop("_last", None))
+    return row
+
+
+def _activity(ctx: Any, tenants: list[str] | None) -> tuple[list[ProjectActivity], Any, Any]:
+    """Projects with device counts, open alarms per project and severity, store usage: one
+    grouped query each. Alarms are ``None`` without the rules service, usage without a store
+    that can tell."""
+    now = time.time_ns() // 1000
+    activity = ctx.registry.project_activity(
+        tenants[0] if tenants and len(tenants) == 1 else None,
+        online_since=now - int(ONLINE_WINDOW_S * 1e6),
+    )
+    if tenants is not None:
+        keep = set(tenants)
+        activity = [p for p in activity if p.tenant in keep]
+    alarms = None
+    if ctx.rules is not None:
+        alarms = ctx.rules.alarms.open_by_project([p.project for p in activity])
+    usage = None
+    since = now - RATE_WINDOW_S * 1_000_000
+    since -= since % 60_000_000  # stores count recent points per whole minute
+    if isinstance(ctx.store, UsageReader):
+        usage = ctx.store.usage(since)
+    return activity, alarms, (usage, (now - since) / 1e6)
+
+
+def _rows(
+    activity: Iterable[ProjectActivity], alarms: Any, usage_rate: Any, key: str
+) -> dict[str, dict[str, Any]]:
+    usage, rate_s = usage_rate
+    out: dict[str, dict[str, Any]] = {}
+    for p in activity:
+        row = out.setdefault(getattr(p, key), {**_empty_row(), "_last": None})
+        _add(
+            row,
+            p,
+            None if alarms is None else alarms.get(p.project, {}),
+            None if usage is None else usage.get(p.project),
+            rate_s,
+            usage is not None,
+        )
+    return out
+
+
+def _meta(who: Principal) -> dict[str, Any]:
+    return {
+        "generated_at": iso(time.time_ns() // 1000),
+        "scope": "platform" if who.platform_admin else "tenant",
+        "online_window_s": ONLINE_WINDOW_S,
+        "rate_window_s": RATE_WINDOW_S,
+        "point_bytes": POINT_BYTES,
+    }
+
+
+@router.get("/lab/overview", summary="Every enterprise you may see, with its health at a glance")
+def overview(who: Viewer, ctx: Ctx) -> dict:
+    """Per enterprise: projects, devices (online/total), open alarms by severity, ingest rate
+    (points/s over about the last 5 min), points stored (and their size at 16 B a point),
+    last activity; and the totals. The platform admin gets every enterprise, anyone else their
+    own. ``alarms`` is null without the rules service, ``points`` without a store that counts."""
+    tenants = visible_tenants(ctx, who)
+    ids = [t.id for t in tenants]
+    activity, alarms, usage = _activity(ctx, ids)
+    rows = _rows(activity, alarms, usage, "tenant")
+    total = {**_empty_row(), "_last": None, "enterprises": len(tenants)}
+    enterprises = []
+    for t in tenants:
+        row = rows.get(t.id) or {
+            **_empty_row(),
+            "_last": None,
+            **({"alarms": None, "open_alarms": None} if alarms is None else {}),
+            **({"points": 0, "bytes": 0, "ingest_rate": 0.0} if usage[0] is not None else {}),
+        }
+        for k in ("projects", "devices", "online"):
+            total[k] += row[k]
+        for k in ("open_alarms", "points", "bytes", "ingest_rate"):
+            if row[k] is not None:
+                total[k] = round((total[k] or 0) + row[k], 3)
+        if row["alarms"] is not None:
+            for sev, n in row["alarms"].items():
+                total["alarms"][sev] += n
+        else:
+            total["alarms"] = total["open_alarms"] = None
+        total["_last"] = max(filter(None, (total["_last"], row["_last"])), default=None)
+        enterprises.append({"id": t.id, "name": t.name, **_finish(row)})
+    return {**_meta(who), "totals": _finish(total), "enterprises": enterprises}
+
+
+@router.get(
+    "/lab/enterprises/{tenant}", summary="One enterprise and each of its projects at a glance"
+)
+def enterprise(tenant: str, who: Viewer, ctx: Ctx) -> dict:
+    """The same figures as ``/lab/overview``, for one enterprise and per project of it."""
+    (tenant,) = _tenant_ids(ctx, who, [tenant])
+    t = ctx.registry.get_tenant(tenant)
+    activity, alarms, usage = _activity(ctx, [tenant])
+    per_project = _rows(activity, alarms, usage, "project")
+    whole = _rows(activity, alarms, usage, "tenant").get(tenant) or {**_empty_row(), "_last": None}
+    projects = []
+    for p in activity:
+        row = _finish(per_project[p.project])
+        del row["projects"]
+        projects.append({"id": p.project, "name": p.name, **row})
+    return {
+        **_meta(who),
+        "enterprise": {"id": t.id, "name": t.name, **_finish(whole)},
+        "projects": projects,
+    }
+
+
+# --------------------------------------------------------------------------- alarm console
+
+
+def _scope(ctx: Any, who: Principal, enterprise: list[str], project: list[str]) -> dict[str, Any]:
+    """The projects (with their tenant and name) the alarm console may show, narrowed by the
+    filters; a named enterprise or project the caller may not see is 404."""
+    tenants = set(_tenant_ids(ctx, who, enterprise))
+    projects = {
+        p.id: p
+        for p in ctx.registry.list_projects(next(iter(tenants)) if len(tenants) == 1 else None)
+        if p.tenant in tenants
+    }
+    wanted = [x for v in project for x in v.split(",") if x.strip()]
+    for x in wanted:
+        if x not in projects:
+            raise NotFound(f"project {x!r} not found")
+    if wanted:
+        projects = {x: projects[x] for x in wanted}
+    return projects
+
+
+def _filters(
+    ctx: Any,
+    who: Principal,
+    enterprise: list[str],
+    project: list[str],
+    severity: list[str],
+    status: list[str],
+    rule: str | None,
+    device: str | None,
+    since: str | None,
+    until: str | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    projects = _scope(ctx, who, enterprise, project)
+    sev = [s.strip() for v in severity for s in v.split(",") if s.strip()] or None
+    for s in sev or ():
+        if s not in SEVERITIES:
+            raise InvalidInput(
+                f"severity: unknown value {s!r}", hint=f"use {', '.join(SEVERITIES)}"
+            )
+    now = service(ctx).clock.now_us()
+    return projects, {
+        "projects": list(projects),
+        "status": _statuses(status),
+        "rule_id": rule or None,
+        "device": device or None,
+        "severity": sev,
+        "since": parse_time(since, now) if since else None,
+        "until": parse_time(until, now) if until else None,
+    }
+
+
+def _lab_alarm(a: Alarm, projects: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    p = projects.get(a.project)
+    tenant = p.tenant if p else None
+    return {
+        **alarm_out(a),
+        "tenant": tenant,
+        "tenant_name": names.get(tenant or "", tenant),
+        "project_name": p.name if p else a.project,
+    }
+
+
+_FILTER_DOC = {
+    "enterprise": Query([], description="tenant id(s); repeat or comma-separate"),
+    "project": Query([], description="project id(s); repeat or comma-separate"),
+    "severity": Query([], description="info | warning | minor | major | critical"),
+    "status": Query(["open"], description="active | acknowledged | cleared | open | all"),
+}
+
+
+@router.get("/lab/alarms", summary="Alarms across every enterprise and project you may see")
+def lab_alarms(
+    who: Viewer,
+    ctx: Ctx,
+    response: Response,
+    enterprise: list[str] = _FILTER_DOC["enterprise"],
+    project: list[str] = _FILTER_DOC["project"],
+    severity: list[str] = _FILTER_DOC["severity"],
+    status: list[str] = _FILTER_DOC["status"],
+    rule: str | None = Query(None, description="rule id"),
+    device: str | None = None,
+    since: str | None = Query(None, description="raised at or after (ISO-8601, epoch ms, -7d)"),
+    until: str | None = None,
+    limit: int = Query(100, ge=1, le=5000),
+    offset: Offset = 0,
+) -> list[dict]:
+    """Newest first, each with its tenant and project names; ``X-Total-Count`` says how many
+    match. ``status`` defaults to open (active or acknowledged)."""
+    projects, filters = _filters(
+        ctx, who, enterprise, project, severity, status, rule, device, since, until
+    )
+    book = service(ctx).alarms
+    response.headers["X-Total-Count"] = str(book.count(**filters))
+    names = {t.id: t.name for t in visible_tenants(ctx, who)}
+    rows = book.list(**filters, limit=limit, offset=offset)
+    return [_lab_alarm(a, projects, names) for a in rows]
+
+
+CSV_COLUMNS = (
+    "id",
+    "tenant",
+    "tenant_name",
+    "project",
+    "project_name",
+    "device",
+    "rule_id",
+    "rule_name",
+    "metric",
+    "severity",
+    "status",
+    "acknowledged",
+    "value",
+    "detail",
+    "raised_at",
+    "acknowledged_at",
+    "acknowledged_by",
+    "cleared_at",
+    "cleared_by",
+)
+
+
+@router.get(
+    "/lab/alarms.csv",
+    summary="The same alarms as CSV",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def lab_alarms_csv(
+    who: Viewer,
+    ctx: Ctx,
+    enterprise: list[str] = _FILTER_DOC["enterprise"],
+    project: list[str] = _FILTER_DOC["project"],
+    severity: list[str] = _FILTER_DOC["severity"],
+    status: list[str] = _FILTER_DOC["status"],
+    rule: str | None = None,
+    device: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = Query(MAX_EXPORT, ge=1, le=MAX_EXPORT),
+) -> Response:
+    """Filters as ``GET /lab/alarms``; at most 50,000 rows, newest first."""
+    projects, filters = _filters(
+        ctx, who, enterprise, project, severity, status, rule, device, since, until
+    )
+    names = {t.id: t.name for t in visible_tenants(ctx, who)}
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(CSV_COLUMNS)
+    for a in service(ctx).alarms.list(**filters, limit=limit):
+        row = _lab_alarm(a, projects, names)
+        out.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="atoll-alarms.csv"'},
+    )
+
+
+class BulkIn(BaseModel):
+    ids: list[Annotated[int, Field(ge=-MAX_DB_INT, le=MAX_DB_INT)]] = Field(
+        min_length=1, max_length=MAX_BULK, description="alarm ids"
+    )
+    comment: str | None = Field(None, max_length=4000)
+
+
+async def _bulk(ctx: Any, who: Principal, body: BulkIn, action: str) -> dict:
+    svc = service(ctx)
+    projects = _scope(ctx, who, [], [])
+    done: list[int] = []
+    skipped: list[dict[str, Any]] = []
+    for alarm_id in dict.fromkeys(body.ids):
+        try:
+            alarm = svc.alarms.get(alarm_id)
+            p = projects.get(alarm.project)
+            if p is None:
+                raise NotFound(f"alarm {alarm_id} not found")
+            # The action happens in the alarm's tenant, audited there, like a call made in it.
+            inside = act_in_tenant(ctx.registry, who, p.tenant)
+            if action == "ack":
+                await svc.acknowledge(alarm_id, inside.name, body.comment)
+            else:
+                await svc.clear(alarm_id, inside.name, body.comment)
+            audit(ctx, inside, f"alarm.{action}", f"alarm:{alarm_id}", {"bulk": True})
+            done.append(alarm_id)
+        except AtollError as e:
+            skipped.append({"id": alarm_id, "reason": e.message})
+    return {"done": done, "skipped": skipped}
+
+
+@router.post("/lab/alarms/ack", summary="Acknowledge many alarms at once")
+async def bulk_acknowledge(body: BulkIn, who: Operator, ctx: Ctx) -> dict:
+    """``{"done": [ids], "skipped": [{"id", "reason"}]}``: an alarm already acknowledged, or
+    one you may not see ("not found"), is skipped with the reason; the others are done."""
+    return await _bulk(ctx, who, body, "ack")
+
+
+@router.post("/lab/alarms/clear", summary="Clear many alarms at once")
+async def bulk_clear(body: BulkIn, who: Operator, ctx: Ctx) -> dict:
+    """As ``/lab/alarms/ack``, clearing."""
+    return await _bulk(ctx, who, body, "clear")

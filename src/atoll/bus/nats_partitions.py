@@ -1,0 +1,427 @@
+"""Partitioned consumption on NATS JetStream (the ports of ``atoll.bus.partitions``).
+
+* ``NatsLeaseStore``: a JetStream key-value bucket whose entries live ``ttl`` seconds (the
+  server drops an entry not rewritten in time: a crashed holder's lease lapses on the server's
+  clock, not on any Atoll node's). Claim is "create if absent", renew and release are
+  compare-and-set on the entry's revision (the lease's token).
+* ``NatsCheckpointStore``: a JetStream object store; each checkpoint is one object, the applied
+  stream sequence (8 bytes, big-endian) followed by the state, so both are saved as one piece.
+* ``NatsPartitions``: per partition ``p`` one durable pull consumer ``{group}-p{p}`` on the bus
+  stream, filtered on ``telemetry.*.*.{p}`` (``NatsBus`` stores the partition as the subject's
+  last token). The partitions are owned through a ``Coordinator`` on the lease store. A new
+  owner asks the handler for the position its restored state has applied (``assigned``) and
+  recreates the consumer to deliver from the next message; messages up to the old consumer's
+  ack floor come marked ``replay`` (the previous owner already acted on them). Each fetched
+  batch is acknowledged (``AckPolicy.ALL``: one ack for the batch) after ``deliver`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import nats.errors
+import nats.js.errors
+from nats.js import api
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
+
+from atoll.bus.nats import NatsBus
+from atoll.bus.partitions import Coordinator, Delivery, Lease, LeaseStore, PartitionHandler
+from atoll.core.errors import InvalidInput, Unavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_SEQ = struct.Struct(">Q")
+#: JetStream API errors "wrong last sequence" (a compare-and-set that lost).
+_WRONG_LAST = (10071, 10164)
+#: Tries of one batch's ``deliver`` before it is acknowledged anyway (and logged).
+MAX_TRIES = 5
+
+
+_TRANSIENT = (
+    TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
+
+
+async def _retry(op: Callable[[], Awaitable[T]], what: str, timeout: float = 30.0) -> T:
+    """``op()`` again while JetStream is briefly unavailable (a replicated bucket just created,
+    a node restarting, a leader election), for up to ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    pause = 0.05
+    while True:
+        try:
+            return await op()
+        except _TRANSIENT as e:
+            if asyncio.get_running_loop().time() >= deadline:
+                raise Unavailable(f"{what}: JetStream did not answer ({e!r})") from None
+            await asyncio.sleep(pause)
+            pause = min(1.0, pause * 2)
+
+
+async def _bucket_kv(bus: NatsBus, bucket: str, ttl: float) -> KeyValue:
+    js = await bus._connected()
+    try:
+        return await js.create_key_value(
+            api.KeyValueConfig(
+                bucket=bucket,
+                ttl=ttl,
+                history=1,
+                storage=api.StorageType.FILE,
+                replicas=bus.replicas,
+            )
+        )
+    except nats.js.errors.BadRequestError:
+        return await js.key_value(bucket)  # exists with another configuration: use it
+
+
+class NatsLeaseStore:
+    """``LeaseStore`` in the KV bucket ``bucket`` (created with ``ttl`` if absent)."""
+
+    def __init__(self, bus: NatsBus, bucket: str, ttl: float = 10.0) -> None:
+        self.bus, self.bucket, self.ttl = bus, bucket, float(ttl)
+        self._kv: KeyValue | None = None
+        self._opening = asyncio.Lock()
+
+    async def _get(self) -> KeyValue:
+        async with self._opening:
+            if self._kv is None:
+                self._kv = await _retry(
+                    lambda: _bucket_kv(self.bus, self.bucket, self.ttl), f"opening {self.bucket}"
+                )
+        return self._kv
+
+    async def claim(self, name: str, owner: str) -> Lease | None:
+        kv = await self._get()
+        try:
+            token = await _retry(lambda: kv.create(name, owner.encode()), f"claiming {name}")
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+        return Lease(name, owner, token)
+
+    async def renew(self, lease: Lease) -> Lease | None:
+        kv = await self._get()
+        try:
+            token = await _retry(
+                lambda: kv.update(lease.name, lease.owner.encode(), last=lease.token),
+                f"renewing {lease.name}",
+            )
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return None
+        return Lease(lease.name, lease.owner, token)
+
+    async def release(self, lease: Lease) -> None:
+        kv = await self._get()
+        try:
+            await _retry(lambda: kv.delete(lease.name, last=lease.token), "releasing")
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass  # lost meanwhile: it is someone else's now
+        except nats.js.errors.BadRequestError as e:
+            if e.err_code not in _WRONG_LAST:
+                raise
+
+    async def held(self, prefix: str = "") -> dict[str, str]:
+        kv = await self._get()
+        watcher = await _retry(lambda: kv.watchall(ignore_deletes=True), "listing leases")
+        out: dict[str, str] = {}
+        try:
+            async for entry in watcher:
+                if entry is None:  # caught up with the bucket
+                    break
+                if entry.key.startswith(prefix) and entry.value:
+                    out[entry.key] = entry.value.decode()
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return out
+
+
+class NatsCheckpointStore:
+    """``CheckpointStore`` in the object store ``bucket``."""
+
+    def __init__(self, bus: NatsBus, bucket: str) -> None:
+        self.bus, self.bucket = bus, bucket
+        self._obs: ObjectStore | None = None
+
+    async def _get(self) -> ObjectStore:
+        if self._obs is None:
+            js = await self.bus._connected()
+            try:
+                self._obs = await js.create_object_store(
+                    self.bucket,
+                    api.ObjectStoreConfig(storage=api.StorageType.FILE, replicas=self.bus.replicas),
+                )
+            except nats.js.errors.BadRequestError:
+                self._obs = await js.object_store(self.bucket)
+        return self._obs
+
+    async def save(self, name: str, seq: int, state: bytes) -> None:
+        obs = await self._get()
+        data = _SEQ.pack(int(seq)) + bytes(state)
+        try:
+            await _retry(lambda: obs.put(name, data), f"saving checkpoint {name}")
+        except (TimeoutError, nats.errors.Error) as e:
+            raise Unavailable(f"saving checkpoint {name} failed: {e!r}") from None
+
+    async def load(self, name: str) -> tuple[int, bytes] | None:
+        obs = await self._get()
+        try:
+            got = await _retry(lambda: obs.get(name), f"loading checkpoint {name}")
+        except nats.js.errors.ObjectNotFoundError:
+            return None
+        except nats.js.errors.NotFoundError:
+            return None
+        data = got.data or b""
+        if len(data) < _SEQ.size:
+            return None
+        return _SEQ.unpack_from(data)[0], data[_SEQ.size :]
+
+
+class _Owned:
+    def __init__(self, p: int, psub: object, replay_upto: int) -> None:
+        self.p, self.psub, self.replay_upto = p, psub, replay_upto
+        self.stopping = False
+        #: Applying a batch (a graceful stop waits for it; a fetch is simply cancelled).
+        self.busy = False
+        self.task: asyncio.Task[None] | None = None
+
+
+class NatsConsumption:
+    """One member's share of a group's partitions (``owned``), until ``stop``."""
+
+    def __init__(
+        self,
+        bus: NatsBus,
+        leases: LeaseStore,
+        group: str,
+        member: str,
+        handler: PartitionHandler,
+        *,
+        batch: int,
+        ack_wait: float,
+        heartbeat: float | None,
+    ) -> None:
+        self.bus, self.group, self.member, self.handler = bus, group, member, handler
+        self.batch, self.ack_wait = batch, ack_wait
+        self._owned: dict[int, _Owned] = {}
+        self.coordinator = Coordinator(
+            leases,
+            group,
+            member,
+            bus.partitions,
+            on_claimed=self._claimed,
+            on_handover=self._handover,
+            on_lost=self._lost,
+            heartbeat=heartbeat,
+        )
+
+    def owned(self) -> set[int]:
+        return set(self._owned)
+
+    def consumer(self, p: int) -> str:
+        return f"{self.group}-p{p}"
+
+    def _filter(self, p: int) -> str:
+        return self.bus._wire(f"telemetry.*.*.{p}")
+
+    def _config(self, p: int, start: int | None) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=self.consumer(p),
+            ack_policy=api.AckPolicy.ALL,
+            deliver_policy=api.DeliverPolicy.NEW
+            if start is None
+            else api.DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=start,
+            ack_wait=self.ack_wait,
+            filter_subject=self._filter(p),
+            max_ack_pending=-1,
+        )
+
+    async def ensure_consumers(self) -> None:
+        """Every partition's consumer, created (from the next message) where missing, so what
+        is published from now on waits for its partition's owner."""
+        js = await self.bus._connected()
+        for p in range(self.bus.partitions):
+            try:
+                await js.consumer_info(self.bus.stream, self.consumer(p))
+            except nats.js.errors.NotFoundError:
+                await js.add_consumer(self.bus.stream, self._config(p, None))
+
+    async def _claimed(self, p: int) -> None:
+        applied = await self.handler.assigned(p)
+        js = await self.bus._connected()
+        name = self.consumer(p)
+        acked = 0
+        try:
+            info = await js.consumer_info(self.bus.stream, name)
+            acked = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+        except nats.js.errors.NotFoundError:
+            info = None
+        # Deliver from the message after the restored state's position (or, with no state, after
+        # what the previous owner acknowledged): nothing waits for the dead owner's ack_wait.
+        start = applied + 1 if applied > 0 else acked + 1 if acked > 0 else None
+        if start is not None or info is None:
+            if info is not None:
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    await js.delete_consumer(self.bus.stream, name)
+            await js.add_consumer(self.bus.stream, self._config(p, start))
+        psub = await js.pull_subscribe_bind(name, self.bus.stream)
+        owned = _Owned(p, psub, acked if applied and acked > applied else 0)
+        owned.task = asyncio.create_task(self._pump(owned), name=f"partition:{self.group}:{p}")
+        self._owned[p] = owned
+        log.info(
+            "%s owns partition %d of %s (from seq %s, replaying to %d)",
+            self.member,
+            p,
+            self.group,
+            start,
+            owned.replay_upto,
+        )
+
+    async def _pump(self, o: _Owned) -> None:
+        logical = self.bus.logical
+        while not o.stopping:
+            try:
+                msgs = await o.psub.fetch(self.batch, timeout=1.0)  # type: ignore[attr-defined]
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # e.g. a NATS node going away: try again shortly
+                log.warning("partition %d of %s: fetch failed: %r", o.p, self.group, e)
+                await asyncio.sleep(0.5)
+                continue
+            if not msgs:
+                continue
+            batch = [
+                Delivery(
+                    logical(m.subject),
+                    m.data,
+                    o.p,
+                    m.metadata.sequence.stream,
+                    m.metadata.sequence.stream <= o.replay_upto,
+                )
+                for m in msgs
+            ]
+            o.busy = True
+            try:
+                await self._apply(o, msgs, batch)
+            finally:
+                o.busy = False
+
+    async def _apply(self, o: _Owned, msgs: list[Any], batch: list[Delivery]) -> None:
+        for attempt in range(1, MAX_TRIES + 1):
+            if o.stopping:
+                return  # not applied, not acked: the next owner gets them again
+            try:
+                await self.handler.deliver(o.p, batch)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "partition %d of %s: applying %d messages failed (try %d of %d)",
+                    o.p,
+                    self.group,
+                    len(batch),
+                    attempt,
+                    MAX_TRIES,
+                )
+                await asyncio.sleep(0.2 * attempt)
+        with contextlib.suppress(nats.errors.Error):
+            await msgs[-1].ack()  # AckPolicy.ALL: the whole batch
+
+    async def _halt(self, p: int, graceful: bool) -> None:
+        o = self._owned.pop(p, None)
+        if o is None or o.task is None:
+            return
+        o.stopping = True
+        if not graceful or not o.busy:
+            o.task.cancel()  # waiting for messages (or lost): nothing to finish
+        await asyncio.gather(o.task, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await o.psub.unsubscribe()  # type: ignore[attr-defined]
+
+    async def _handover(self, p: int) -> None:
+        await self._halt(p, graceful=True)  # the batch under way is applied and acked first
+        await self.handler.revoked(p)
+
+    async def _lost(self, p: int) -> None:
+        await self._halt(p, graceful=False)
+        await self.handler.lost(p)
+
+    async def stop(self) -> None:
+        await self.coordinator.stop()
+
+
+class NatsPartitions:
+    """``PartitionedConsumer`` on a ``NatsBus`` (its stream, its partition count)."""
+
+    def __init__(
+        self,
+        bus: NatsBus,
+        leases: LeaseStore,
+        *,
+        member: str | None = None,
+        batch: int = 256,
+        ack_wait: float = 30.0,
+        heartbeat: float | None = None,
+    ) -> None:
+        self.bus, self.leases = bus, leases
+        self.count = bus.partitions
+        self.member = member or uuid.uuid4().hex[:12]
+        self.batch, self.ack_wait, self.heartbeat = batch, ack_wait, heartbeat
+
+    async def consume(self, subject: str, group: str, handler: PartitionHandler) -> NatsConsumption:
+        if subject != "telemetry.>":
+            raise InvalidInput(
+                f"partitioned consumption of {subject!r} is not supported",
+                hint="only telemetry.> is partitioned",
+            )
+        c = NatsConsumption(
+            self.bus,
+            self.leases,
+            group,
+            self.member,
+            handler,
+            batch=self.batch,
+            ack_wait=self.ack_wait,
+            heartbeat=self.heartbeat,
+        )
+        await c.ensure_consumers()
+        await c.coordinator.tick()  # claim what this member prefers now
+        c.coordinator.start()
+        return c
+
+
+def partitioned_for(
+    bus: object, group: str, *, lease_s: float, member: str | None = None
+) -> tuple[NatsPartitions, NatsCheckpointStore] | None:
+    """The partitioned consumer and checkpoint store of ``group`` on ``bus`` (buckets
+    ``{stream}_{group}_leases`` and ``{stream}_{group}_state``); ``None`` for a bus that is not
+    NATS (one process owns everything there)."""
+    if not isinstance(bus, NatsBus):
+        return None
+    leases = NatsLeaseStore(bus, f"{bus.stream}_{group}_leases", ttl=lease_s)
+    return (
+        NatsPartitions(bus, leases, member=member, ack_wait=max(30.0, 3 * lease_s)),
+        NatsCheckpointStore(bus, f"{bus.stream}_{group}_state"),
+    )
+
+
+__all__ = [
+    "NatsCheckpointStore",
+    "NatsConsumption",
+    "NatsLeaseStore",
+    "NatsPartitions",
+    "partitioned_for",
+]

@@ -1,0 +1,323 @@
+"""The lab home and the alarm console across tenants, on the real app: SQLite registry, memory
+store, HTTP ingest through the real pipeline, the real rules service and its alarm book."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+
+from atoll.api import AppContext, create_app
+from atoll.bus.memory import MemoryBus
+from atoll.ingest.pipeline import IngestPipeline
+from atoll.registry import Registry
+from atoll.registry.directory import RegistryDirectory
+from atoll.rules.directory import RegistryDevices
+from atoll.rules.service import RulesService
+from atoll.store.memory import MemoryStore
+
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+def rule(name: str, severity: str) -> dict:
+    return {
+        "name": name,
+        "severity": severity,
+        "target": {"device_type": "boiler"},
+        "condition": {"type": "threshold", "metric": "temperature", "value": 90},
+    }
+
+
+class Lab:
+    def __init__(self, http, admin, svc, registry, pipeline):
+        self.http, self.admin, self.svc = http, admin, svc
+        self.registry, self.pipeline = registry, pipeline
+        self.keys: dict[str, str] = {"default": admin}
+        self.secrets: dict[str, str] = {}
+
+    def h(self, key: str | None = None, **extra) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.admin}", **extra}
+
+    async def call(self, method: str, path: str, key: str | None = None, **kw):
+        return await self.http.request(method, f"/api/v1{path}", headers=self.h(key), **kw)
+
+    async def tenant(self, tid: str, name: str) -> str:
+        r = await self.call("POST", "/tenants", json={"name": name, "id": tid})
+        assert r.status_code == 201, r.text
+        self.keys[tid] = r.json()["admin_key"]["token"]
+        return self.keys[tid]
+
+    async def project(self, tenant: str, pid: str, devices: int) -> str:
+        key = self.keys[tenant]
+        r = await self.call("POST", "/projects", key, json={"name": pid.title(), "id": pid})
+        assert r.status_code == 201, r.text
+        project = r.json()["id"]
+        r = await self.call(
+            "POST",
+            f"/projects/{project}/device-types",
+            key,
+            json={"id": "boiler", "metrics": [{"name": "temperature"}]},
+        )
+        assert r.status_code == 201, r.text
+        for i in range(devices):
+            r = await self.call(
+                "POST",
+                f"/projects/{project}/devices",
+                key,
+                json={"id": f"{pid}-b{i}", "device_type": "boiler"},
+            )
+            assert r.status_code == 201, r.text
+            c = r.json()["credentials"]
+            self.secrets[c["device"]] = c["secret"]
+        return project
+
+    async def send(self, device: str, value: float) -> None:
+        r = await self.http.post(
+            "/api/v1/ingest/telemetry",
+            auth=(device, self.secrets[device]),
+            json={"values": {"temperature": value}},
+        )
+        assert r.status_code < 300, r.text
+
+    async def alarm(self, tenant: str, project: str, device: str, name: str, severity: str):
+        r = await self.call(
+            "POST", f"/projects/{project}/rules", self.keys[tenant], json=rule(name, severity)
+        )
+        assert r.status_code == 201, r.text
+        got = self.svc.alarms.raise_(
+            self.svc.get_rule(r.json()["id"]), device, time.time_ns() // 1000, 95.0, "too hot"
+        )
+        assert got is not None
+        return got
+
+
+@pytest.fixture
+async def lab(tmp_path):
+    registry = Registry.open(tmp_path, password_hasher=FAST_HASHER)
+    boot = registry.bootstrap()
+    store, bus = MemoryStore(), MemoryBus()
+    pipeline = IngestPipeline(store, bus, RegistryDirectory(registry), flush_interval=0.05)
+    await pipeline.start()
+    svc = RulesService(
+        bus, db=registry.engine, directory=RegistryDevices(registry), store=store, tick_interval=0
+    )
+    await svc.start()
+    ctx = AppContext(registry=registry, store=store, ingest=pipeline, bus=bus, rules=svc)
+    transport = httpx.ASGITransport(app=create_app(ctx), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://atoll.test") as http:
+        yield Lab(http, boot.api_key, svc, registry, pipeline)
+    await svc.stop()
+    await pipeline.stop()
+    registry.close()
+
+
+@pytest.fixture
+async def seeded(lab):
+    """Two enterprises besides the default one: acme (2 projects, 3 devices, 2 sending, 3
+    alarms) and beta (1 project, 1 device, 1 alarm); the default tenant is empty."""
+    await lab.tenant("acme", "Acme Works")
+    await lab.tenant("beta", "Beta Foods")
+    await lab.project("acme", "press", 2)
+    await lab.project("acme", "paint", 1)
+    await lab.project("beta", "ovens", 1)
+    await lab.send("acme~press-b0", 20.0)
+    await lab.send("acme~press-b1", 21.0)
+    await lab.send("acme~paint-b0", 22.0)
+    await lab.pipeline.flush_counters()
+    lab.ids = {
+        "press-hot": (await lab.alarm("acme", "acme~press", "acme~press-b0", "Hot", "critical")).id,
+        "press-warm": (
+            await lab.alarm("acme", "acme~press", "acme~press-b1", "Warm", "warning")
+        ).id,
+        "paint-hot": (await lab.alarm("acme", "acme~paint", "acme~paint-b0", "Hot", "major")).id,
+        "ovens-hot": (await lab.alarm("beta", "beta~ovens", "beta~ovens-b0", "Hot", "critical")).id,
+    }
+    return lab
+
+
+async def test_platform_admin_sees_every_enterprise_with_counts(seeded):
+    r = await seeded.call("GET", "/lab/overview")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["scope"] == "platform"
+    rows = {e["id"]: e for e in body["enterprises"]}
+    assert set(rows) == {"default", "acme", "beta"}
+    acme = rows["acme"]
+    assert acme["name"] == "Acme Works"
+    assert (acme["projects"], acme["devices"], acme["online"]) == (2, 3, 3)
+    assert acme["open_alarms"] == 3
+    assert acme["alarms"] == {"critical": 1, "major": 1, "minor": 0, "warning": 1, "info": 0}
+    assert acme["points"] == 3 and acme["bytes"] == 3 * body["point_bytes"]
+    assert acme["ingest_rate"] > 0 and acme["last_activity"] is not None
+    beta = rows["beta"]
+    assert (beta["projects"], beta["devices"], beta["online"], beta["open_alarms"]) == (1, 1, 0, 1)
+    assert beta["points"] == 0 and beta["ingest_rate"] == 0
+    empty = rows["default"]
+    assert (empty["projects"], empty["devices"], empty["open_alarms"]) == (0, 0, 0)
+    assert empty["last_activity"] is None
+    totals = body["totals"]
+    assert (totals["enterprises"], totals["projects"], totals["devices"]) == (3, 3, 4)
+    assert totals["open_alarms"] == 4 and totals["alarms"]["critical"] == 2
+    # A cleared alarm is not open any more.
+    assert (
+        await seeded.call("POST", f"/alarms/{seeded.ids['ovens-hot']}/clear", seeded.keys["beta"])
+    ).status_code == 200
+    rows = {e["id"]: e for e in (await seeded.call("GET", "/lab/overview")).json()["enterprises"]}
+    assert rows["beta"]["open_alarms"] == 0
+
+
+async def test_enterprise_drill_down_per_project(seeded):
+    r = await seeded.call("GET", "/lab/enterprises/acme")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["enterprise"]["id"] == "acme" and body["enterprise"]["devices"] == 3
+    projects = {p["id"]: p for p in body["projects"]}
+    assert set(projects) == {"acme~press", "acme~paint"}
+    press = projects["acme~press"]
+    assert (press["name"], press["devices"], press["online"], press["open_alarms"]) == (
+        "Press",
+        2,
+        2,
+        2,
+    )
+    assert press["points"] == 2 and projects["acme~paint"]["alarms"]["major"] == 1
+    assert (await seeded.call("GET", "/lab/enterprises/nope")).status_code == 404
+
+
+async def test_an_enterprise_admin_sees_only_its_own_enterprise(seeded):
+    acme = seeded.keys["acme"]
+    body = (await seeded.call("GET", "/lab/overview", acme)).json()
+    assert body["scope"] == "tenant"
+    assert [e["id"] for e in body["enterprises"]] == ["acme"]
+    assert body["totals"]["open_alarms"] == 3
+    # Another enterprise is "not found", as everywhere else, header or not.
+    assert (await seeded.call("GET", "/lab/enterprises/beta", acme)).status_code == 404
+    r = await seeded.http.get(
+        "/api/v1/lab/overview", headers=seeded.h(acme, **{"X-Atoll-Tenant": "beta"})
+    )
+    assert r.status_code == 404
+    # The platform admin looking at one tenant still gets the lab.
+    r = await seeded.http.get(
+        "/api/v1/lab/overview", headers=seeded.h(**{"X-Atoll-Tenant": "acme"})
+    )
+    assert len(r.json()["enterprises"]) == 3
+    assert (await seeded.call("GET", "/lab/overview", "not-a-key")).status_code == 401
+
+
+async def test_overview_costs_the_same_queries_for_1_or_12_projects(lab):
+    """Set-based: the number of SQL statements does not grow with projects or tenants."""
+    statements: list[str] = []
+    sa.event.listen(
+        lab.registry.engine, "before_cursor_execute", lambda *a: statements.append(a[2])
+    )
+
+    async def count() -> int:
+        statements.clear()
+        r = await lab.call("GET", "/lab/overview")
+        assert r.status_code == 200
+        return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
+
+    await lab.tenant("t0", "T0")
+    await lab.project("t0", "p0", 1)
+    small = await count()
+    for i in range(1, 4):
+        await lab.tenant(f"t{i}", f"T{i}")
+        for j in range(3):
+            await lab.project(f"t{i}", f"p{i}{j}", 1)
+    assert (await count()) == small
+
+
+async def test_alarm_console_filters_across_enterprises(seeded):
+    r = await seeded.call("GET", "/lab/alarms")
+    assert r.status_code == 200, r.text
+    assert r.headers["X-Total-Count"] == "4"
+    rows = r.json()
+    assert {a["tenant"] for a in rows} == {"acme", "beta"}
+    ovens = next(a for a in rows if a["project"] == "beta~ovens")
+    assert (ovens["tenant_name"], ovens["project_name"]) == ("Beta Foods", "Ovens")
+
+    async def ids(key=None, **params) -> set[int]:
+        r = await seeded.call("GET", "/lab/alarms", key, params=params)
+        assert r.status_code == 200, r.text
+        return {a["id"] for a in r.json()}
+
+    i = seeded.ids
+    assert await ids(enterprise="beta") == {i["ovens-hot"]}
+    assert await ids(project="acme~paint") == {i["paint-hot"]}
+    assert await ids(severity="critical") == {i["press-hot"], i["ovens-hot"]}
+    assert await ids(severity="critical", enterprise="acme") == {i["press-hot"]}
+    assert await ids(rule="acme~warm") == {i["press-warm"]}
+    assert await ids(since="-1h") == set(i.values())
+    assert await ids(until="-1h") == set()
+    assert await ids(status="cleared") == set()
+    r = await seeded.call("GET", "/lab/alarms", params={"limit": 1, "offset": 1})
+    assert len(r.json()) == 1 and r.headers["X-Total-Count"] == "4"
+    # Bad input is a 4xx with a reason.
+    r = await seeded.call("GET", "/lab/alarms", params={"severity": "huge"})
+    assert r.status_code == 400 and "severity" in r.json()["message"]
+    r = await seeded.call("GET", "/lab/alarms", params={"status": "sleepy"})
+    assert r.status_code == 400
+    # An enterprise admin sees its own alarms only; naming another enterprise is 404.
+    acme = seeded.keys["acme"]
+    assert await ids(acme) == {i["press-hot"], i["press-warm"], i["paint-hot"]}
+    r = await seeded.call("GET", "/lab/alarms", acme, params={"enterprise": "beta"})
+    assert r.status_code == 404
+    r = await seeded.call("GET", "/lab/alarms", acme, params={"project": "beta~ovens"})
+    assert r.status_code == 404
+
+
+async def test_bulk_acknowledge_and_clear_within_what_the_caller_may_see(seeded):
+    i = seeded.ids
+    acme = seeded.keys["acme"]
+    # A foreign alarm is "not found" for the enterprise admin, and left alone.
+    r = await seeded.call(
+        "POST", "/lab/alarms/ack", acme, json={"ids": [i["press-hot"], i["ovens-hot"]]}
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["done"] == [i["press-hot"]]
+    assert r.json()["skipped"] == [
+        {"id": i["ovens-hot"], "reason": f"alarm {i['ovens-hot']} not found"}
+    ]
+    assert seeded.svc.alarms.get(i["ovens-hot"]).acknowledged is False
+    # The platform admin acknowledges across enterprises; an acknowledged one is skipped.
+    r = await seeded.call(
+        "POST", "/lab/alarms/ack", json={"ids": [i["press-hot"], i["ovens-hot"]], "comment": "seen"}
+    )
+    assert r.json()["done"] == [i["ovens-hot"]]
+    assert "already acknowledged" in r.json()["skipped"][0]["reason"]
+    # The action is audited in the alarm's own enterprise, naming the platform admin.
+    audit = (await seeded.call("GET", "/audit", seeded.keys["beta"])).json()
+    entry = next(e for e in audit if e["target"] == f"alarm:{i['ovens-hot']}")
+    assert entry["action"] == "alarm.ack" and "(platform)" in entry["actor"]
+    r = await seeded.call("POST", "/lab/alarms/clear", json={"ids": list(i.values())})
+    assert sorted(r.json()["done"]) == sorted(i.values())
+    assert (await seeded.call("GET", "/lab/alarms")).json() == []
+    # Viewers may look, not act; malformed bodies are 4xx.
+    viewer = (
+        await seeded.call("POST", "/keys", acme, json={"name": "v", "role": "viewer"})
+    ).json()["token"]
+    assert (await seeded.call("GET", "/lab/alarms", viewer)).status_code == 200
+    r = await seeded.call("POST", "/lab/alarms/ack", viewer, json={"ids": [i["press-hot"]]})
+    assert r.status_code == 403
+    assert (await seeded.call("POST", "/lab/alarms/ack", json={"ids": []})).status_code == 422
+    r = await seeded.call("POST", "/lab/alarms/ack", json={"ids": ["x"]})
+    assert r.status_code == 422
+
+
+async def test_alarm_export_is_csv_with_the_filters(seeded):
+    r = await seeded.call("GET", "/lab/alarms.csv", params={"enterprise": "acme"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 3 and {x["tenant"] for x in rows} == {"acme"}
+    hot = next(x for x in rows if x["rule_id"] == "acme~hot")
+    assert (hot["tenant_name"], hot["severity"], hot["value"]) == ("Acme Works", "critical", "95.0")
+    r = await seeded.call(
+        "GET", "/lab/alarms.csv", seeded.keys["beta"], params={"enterprise": "acme"}
+    )
+    assert r.status_code == 404

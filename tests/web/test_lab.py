@@ -1,0 +1,331 @@
+"""The lab in a real Chromium against a real platform: the lab home across enterprises, the drill
+down to an enterprise and a project, the alarm console across tenants (bulk acknowledge, CSV
+export), and the defects of issue #13's user walk, each failing on the console before the fix."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.web.test_access import login_as
+from tests.web.test_console import api, login
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
+
+
+def enterprise(platform, tid: str, name: str, projects: dict[str, int]) -> dict:
+    """A tenant with projects of ``n`` boilers each, a "Too hot" rule per project and, for each
+    project, one boiler over the limit sent through HTTP ingest (a real alarm, raised by the
+    rules service). Answers the admin key, and device secrets by id."""
+    with api(platform) as http:
+        r = http.post("/tenants", json={"name": name, "id": tid})
+        assert r.status_code == 201, r.text
+        key = r.json()["admin_key"]["token"]
+        h = {"Authorization": f"Bearer {key}"}
+        secrets: dict[str, str] = {}
+        for pid, n in projects.items():
+            r = http.post(
+                "/projects", json={"name": pid.replace("-", " ").title(), "id": pid}, headers=h
+            )
+            assert r.status_code == 201, r.text
+            project = r.json()["id"]
+            r = http.post(
+                f"/projects/{project}/device-types",
+                json={"id": "boiler", "metrics": [{"name": "temperature"}]},
+                headers=h,
+            )
+            assert r.status_code == 201, r.text
+            r = http.post(
+                f"/projects/{project}/devices/batch",
+                json={
+                    "devices": [{"id": f"{pid}-b{i}", "device_type": "boiler"} for i in range(n)]
+                },
+                headers=h,
+            )
+            assert r.status_code == 201, r.text
+            for d in r.json():
+                secrets[d["credentials"]["device"]] = d["credentials"]["secret"]
+            rule = {
+                "name": "Too hot",
+                "severity": "critical" if pid.endswith("1") else "major",
+                "target": {"device_type": "boiler"},
+                "condition": {"type": "threshold", "metric": "temperature", "op": ">", "value": 90},
+            }
+            r = http.post(f"/projects/{project}/rules", json=rule, headers=h)
+            assert r.status_code == 201, r.text
+            hot = f"{tid}~{pid}-b0"
+            r = httpx.post(
+                f"{platform.url}/api/v1/ingest/telemetry",
+                json={"values": {"temperature": 95.5}},
+                auth=(hot, secrets[hot]),
+                timeout=60,
+            )
+            assert r.status_code < 300, r.text
+        # The alarms are raised by the rules service, asynchronously.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = http.get("/lab/alarms", params={"enterprise": tid}).json()
+            if len(got) == len(projects):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"alarms of {tid} not raised: {got}")
+    return {"key": key, "secrets": secrets}
+
+
+def test_lab_home_lists_enterprises_and_drills_down_to_a_project(platform, page, shots):
+    enterprise(platform, "north", "North Foods", {"bakery-1": 3, "dairy": 2})
+    enterprise(platform, "south", "South Metals", {"foundry-1": 4})
+    for i in range(6):  # enough enterprises to search, sort and filter
+        with api(platform) as http:
+            assert (
+                http.post("/tenants", json={"name": f"Idle {i}", "id": f"idle-{i}"}).status_code
+                == 201
+            )
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/api/v1/" in r.url else None)
+    login(page, platform)
+    page.click("[data-testid=nav-lab]")
+    table = page.locator("[data-testid=lab-table]")
+    north = table.locator("tr[data-enterprise=north]")
+    expect(north).to_contain_text("North Foods")
+    expect(north).to_contain_text("2/5")  # one boiler per project sent: online/total
+    expect(north.locator("[data-testid=lab-alarm-chips]")).to_contain_text("1 critical")
+    expect(north.locator("[data-testid=lab-alarm-chips]")).to_contain_text("1 major")
+    # Worst alarms first: the two enterprises with a critical alarm lead.
+    first = table.locator("tbody tr").first
+    expect(first).to_have_attribute("data-enterprise", "north")
+    # One aggregate request drew it, whatever the number of projects.
+    assert sum("/lab/overview" in u for u in requests) == 1
+    assert not any("/projects?" in u or u.endswith("/projects") for u in requests if "tenant" in u)
+    shots(page, "lab")
+
+    # Search and filter run over the answer; the view is in the URL (survives a reload).
+    page.fill("[data-testid=lab-search]", "metal")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(page.locator("[data-testid=lab-count]")).to_contain_text("1 of")
+    page.fill("[data-testid=lab-search]", "")
+    page.select_option("[data-testid=lab-filter]", "empty")
+    expect(table.locator("tr[data-enterprise=north]")).to_have_count(0)
+    expect(table.locator("tr[data-enterprise=idle-0]")).to_have_count(1)
+    page.reload()
+    expect(page.locator("[data-testid=lab-filter]")).to_have_value("empty")
+    page.select_option("[data-testid=lab-filter]", "")
+    page.select_option("[data-testid=lab-sort]", "name")
+    expect(table.locator("tbody tr").first).to_have_attribute("data-enterprise", "default")
+
+    # Drill down: the enterprise, then a project's fleet (in that enterprise's tenant).
+    table.locator("tr[data-enterprise=north]").click()
+    expect(page.locator("[data-testid=lab-enterprise-title]")).to_have_text("North Foods")
+    projects = page.locator("[data-testid=lab-project-table]")
+    bakery = projects.locator("tr[data-project='north~bakery-1']")
+    expect(bakery).to_contain_text("1/3")
+    expect(bakery.locator("[data-testid=lab-alarm-chips]")).to_have_text("1 critical")
+    shots(page, "lab-enterprise")
+    bakery.click()
+    expect(page.locator("[data-testid=device-count]")).to_have_text("3 devices")
+    expect(page.locator("[data-testid=project-select]")).to_have_value("north~bakery-1")
+    expect(page.locator("[role=alert]")).to_have_count(0)
+
+
+def test_an_enterprise_admin_lands_on_its_own_enterprise(platform, page):
+    seeded = enterprise(platform, "east", "East Water", {"pumps-1": 2})
+    h = {"Authorization": f"Bearer {seeded['key']}"}
+    with api(platform) as http:
+        r = http.post(
+            "/users",
+            json={"username": "erin", "password": "a-long-password", "role": "admin"},
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+        username = r.json()["username"]
+    login_as(page, platform, username, "a-long-password")
+    page.click("[data-testid=nav-lab]")
+    expect(page.locator("[data-testid=lab-enterprise-title]")).to_have_text("East Water")
+    expect(page).to_have_url(f"{platform.url}/lab/enterprises/east")
+    expect(page.locator("[data-testid=lab-project-table] tbody tr")).to_have_count(1)
+    # Other enterprises are not there, even by URL.
+    page.goto(platform.url + "/lab/enterprises/north")
+    expect(page.locator("[role=alert]")).to_contain_text("not found")
+
+
+def test_alarm_console_across_enterprises_bulk_acknowledges_and_exports(platform, page, shots):
+    enterprise(platform, "west", "West Grain", {"silo-1": 2, "mill": 2})
+    enterprise(platform, "mid", "Mid Glass", {"kiln-1": 2})
+    login(page, platform)
+    page.goto(platform.url + "/lab/alarms")
+    table = page.locator("[data-testid=la-table]")
+    expect(table.locator("tbody tr", has_text="West Grain")).to_have_count(2)
+    expect(table.locator("tbody tr", has_text="Mid Glass")).to_have_count(1)
+    # Filters: enterprise, then one of its projects, then severity.
+    page.select_option("[data-testid=la-enterprise]", "west")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    expect(page.locator("[data-testid=la-count]")).to_have_text("2 alarms")
+    page.select_option("[data-testid=la-project]", "west~mill")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    page.select_option("[data-testid=la-project]", "")
+    page.select_option("[data-testid=la-severity]", "critical")
+    expect(table.locator("tbody tr")).to_have_count(1)
+    expect(table.locator("tbody tr")).to_contain_text("Silo 1")
+    page.select_option("[data-testid=la-severity]", "")
+    expect(table.locator("tbody tr")).to_have_count(2)
+    shots(page, "lab-alarms")
+
+    # Export what the filters show, as CSV.
+    with page.expect_download() as dl:
+        page.click("[data-testid=lab-alarms-export]")
+    rows = list(csv.DictReader(io.StringIO(open(dl.value.path(), encoding="utf-8").read())))
+    assert {r["tenant"] for r in rows} == {"west"} and len(rows) == 2
+
+    # Bulk acknowledge both, then clear them: the open list empties.
+    page.check("[data-testid=la-pick-all]")
+    page.click("[data-testid=la-ack]")
+    expect(page.locator("[data-testid=la-note]")).to_have_text("2 acknowledged")
+    expect(table.locator("tbody tr .state")).to_have_text(["acknowledged", "acknowledged"])
+    with api(platform) as http:
+        got = http.get("/lab/alarms", params={"enterprise": "west"}).json()
+        assert {a["status"] for a in got} == {"acknowledged"}
+        assert all(platform.username in a["acknowledged_by"] for a in got), got
+    page.check("[data-testid=la-pick-all]")
+    page.click("[data-testid=la-clear]")
+    expect(page.locator("[data-testid=la-note]")).to_have_text("2 cleared")
+    expect(table.locator("tbody tr")).to_have_count(0)
+    # Mid Glass was not touched.
+    page.select_option("[data-testid=la-enterprise]", "mid")
+    expect(table.locator("tbody tr .state")).to_have_text(["active"])
+
+
+def test_after_an_enterprise_user_logs_out_the_next_login_is_not_stuck_on_project_not_found(
+    platform, page
+):
+    """Issue #13: the enterprise user's project stayed selected; the platform operator who
+    signed in next in the same browser got "project not found", even after a reload."""
+    seeded = enterprise(platform, "solo", "Solo Farms", {"barn": 1})
+    h = {"Authorization": f"Bearer {seeded['key']}"}
+    with api(platform) as http:
+        r = http.post(
+            "/users",
+            json={"username": "sam", "password": "a-long-password", "role": "operator"},
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+        username = r.json()["username"]
+        assert http.post("/projects", json={"name": "Home", "id": "home-a"}).status_code == 201
+    login_as(page, platform, username, "a-long-password")
+    expect(page.locator("[data-testid=project-select]")).to_have_value("solo~barn")
+    expect(page.locator("[data-testid=device-count]")).to_have_text("1 devices")
+    page.click("[data-testid=logout]")
+    login(page, platform)
+    expect(page.locator("[data-testid=device-count]")).to_contain_text("devices")
+    expect(page.locator("[role=alert]")).to_have_count(0)
+    page.reload()
+    expect(page.locator("[data-testid=device-count]")).to_contain_text("devices")
+    expect(page.locator("[role=alert]")).to_have_count(0)
+    # And the platform admin opening the enterprise's project acts in its tenant.
+    page.select_option("[data-testid=project-select]", "solo~barn")
+    expect(page.locator("[data-testid=device-count]")).to_have_text("1 devices")
+    page.reload()
+    expect(page.locator("[data-testid=device-count]")).to_have_text("1 devices")
+    expect(page.locator("[role=alert]")).to_have_count(0)
+
+
+def test_a_viewer_sees_no_buttons_that_would_fail_forbidden(platform, page):
+    """Issue #13: viewers saw Acknowledge, Clear, New rule, Register, Update desired, Rotate
+    and Revoke, which then failed with "forbidden"."""
+    seeded = enterprise(platform, "view", "View Co", {"plant": 1})
+    h = {"Authorization": f"Bearer {seeded['key']}"}
+    with api(platform) as http:
+        r = http.post(
+            "/users",
+            json={"username": "vic", "password": "a-long-password", "role": "viewer"},
+            headers=h,
+        )
+        assert r.status_code == 201, r.text
+        username = r.json()["username"]
+    login_as(page, platform, username, "a-long-password")
+    expect(page.locator("[data-testid=device-count]")).to_have_text("1 devices")
+    expect(page.locator("[data-testid=nav-register]")).to_have_count(0)
+    expect(page.locator("[data-testid=register-link]")).to_have_count(0)
+    expect(page.locator("[data-testid=project-new]")).to_have_count(0)
+
+    page.click("[data-testid=nav-alarms]")
+    row = page.locator("[data-testid=alarm-table] tr[data-alarm]")
+    expect(row).to_have_count(1)
+    expect(row.locator("[data-testid=alarm-ack]")).to_have_count(0)
+    expect(row.locator("[data-testid=alarm-clear]")).to_have_count(0)
+    row.locator("text=Details").click()
+    expect(page.locator("tr.details")).to_contain_text("Comments")
+    expect(page.locator("[data-testid=alarm-comment-add]")).to_have_count(0)
+
+    page.click("[data-testid=nav-rules]")
+    expect(page.locator("[data-testid=rule-table] tbody tr")).to_have_count(1)
+    expect(page.locator("[data-testid=rule-new]")).to_have_count(0)
+    page.locator("[data-testid=rule-table] tbody tr").first.click()
+    expect(page.locator("[data-testid=rule-editor]")).to_be_visible()
+    expect(page.locator("[data-testid=rule-save]")).to_have_count(0)
+    expect(page.locator("[data-testid=channels] button", has_text="Save channel")).to_have_count(0)
+
+    page.goto(platform.url + "/devices/view~plant-b0")
+    expect(page.locator("[data-testid=device-title]")).to_contain_text("view~plant-b0")
+    expect(page.locator("[data-testid=twin-desired]")).to_be_visible()
+    expect(page.locator("button", has_text="Update desired")).to_have_count(0)
+    page.click("[data-testid=tab-commands]")
+    expect(page.locator("[data-testid=commands]")).to_be_visible()
+    expect(page.locator("[data-testid=cmd-send]")).to_have_count(0)
+    expect(page.locator("[data-testid=tab-credentials]")).to_have_count(0)
+    expect(page.locator("button", has_text="Rotate secret")).to_have_count(0)
+
+    page.goto(platform.url + "/register")
+    expect(page.locator("[data-testid=register-form]")).to_have_count(0)
+    expect(page.locator(".page.register")).to_contain_text("needs the operator role")
+
+    page.goto(platform.url + "/lab/alarms")
+    expect(page.locator("[data-testid=la-table] tbody tr")).to_have_count(1)
+    expect(page.locator("[data-testid=la-bulk]")).to_have_count(0)
+    expect(page.locator("[data-testid=la-pick]")).to_have_count(0)
+
+
+def test_rules_table_reads_anomaly_rules_and_durations_in_words(platform, page):
+    """Issue #13: "anomaly(temperature) ≥ undefined" and durations without units."""
+    with api(platform) as http:
+        assert http.post("/projects", json={"name": "Words", "id": "words"}).status_code == 201
+        r = http.post(
+            "/projects/words/device-types",
+            json={"id": "oven", "metrics": [{"name": "temperature"}]},
+        )
+        assert r.status_code == 201, r.text
+        for body in (
+            {
+                "name": "Odd",
+                "condition": {"type": "anomaly", "metric": "temperature", "for": "90s"},
+            },
+            {"name": "Silent", "condition": {"type": "no_data", "timeout": "10m"}},
+            {
+                "name": "Jump",
+                "condition": {
+                    "type": "rate",
+                    "metric": "temperature",
+                    "op": ">",
+                    "value": 2,
+                    "per": "1m",
+                },
+            },
+        ):
+            r = http.post("/projects/words/rules", json={**body, "target": {"device_type": "oven"}})
+            assert r.status_code == 201, r.text
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "words")
+    page.click("[data-testid=nav-rules]")
+    rows = page.locator("[data-testid=rule-table] tbody tr")
+    expect(rows).to_have_count(3)
+    expect(rows.filter(has_text="Odd")).to_contain_text(
+        "anomaly(temperature) flagged by its detector for 90 s"
+    )
+    expect(rows.filter(has_text="Silent")).to_contain_text("no data for 10 min")
+    expect(rows.filter(has_text="Jump")).to_contain_text("Δtemperature per 60 s > 2")
+    assert "undefined" not in page.inner_text("[data-testid=rule-table]")
