@@ -65,7 +65,7 @@ def engine_features(z: np.ndarray) -> np.ndarray:
     """Features of one engine's normalised sensors ``z`` (cycles x sensors), one row per cycle."""
     n, k = z.shape
     if n == 0:
-        return np.empty((0, 1 + 13 * k), dtype=np.float64)
+        return np.empty((0, len(feature_names(k))), dtype=np.float64)
     count = np.minimum(np.arange(1, n + 1), BASELINE)[:, None]
     head = np.cumsum(z[:BASELINE], axis=0)
     base = np.vstack([head, np.repeat(head[-1:], max(n - BASELINE, 0), axis=0)])[:n] / count
