@@ -472,14 +472,17 @@ class DevicesCalls(Http):
         """A device's maintenance records, or every device's of ``project``; newest first."""
         if (device is None) == (project is None):
             raise ValueError("name a device or a project")
-        path = f"/devices/{device}/maintenance" if device else f"/projects/{project}/maintenance"
         params = {
             "kind": kind,
             "since": time_param(since),
             "until": time_param(until),
             "limit": limit,
         }
-        return [build(MaintenanceEvent, e) for e in self._call("GET", path, params=params)]
+        if device is not None:
+            got = self._call("GET", f"/devices/{device}/maintenance", params=params)
+        else:
+            got = self._call("GET", f"/projects/{project}/maintenance", params=params)
+        return [build(MaintenanceEvent, e) for e in got]
 
     def delete_maintenance(self, device: str, event_id: str) -> None:
         self._call("DELETE", f"/devices/{device}/maintenance/{event_id}")
