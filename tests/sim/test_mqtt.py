@@ -325,7 +325,8 @@ class NoPubackBroker:
     """A broker that accepts every CONNECT and answers pings, but never acknowledges a
     PUBLISH: the issue's broker, stuck storing the first readings."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, answer_pings: bool = True) -> None:
+        self.answer_pings = answer_pings
         self.publishes = 0
         self.pings = 0
         self.server: asyncio.Server | None = None
@@ -360,7 +361,8 @@ class NoPubackBroker:
                     writer.write(b"\x20\x02\x00\x00")
                 elif kind == 12:  # PINGREQ -> PINGRESP
                     self.pings += 1
-                    writer.write(b"\xd0\x00")
+                    if self.answer_pings:
+                        writer.write(b"\xd0\x00")
                 elif kind == 3:
                     self.publishes += 1
                 await writer.drain()
@@ -409,3 +411,16 @@ async def test_a_large_fleet_on_loopback_connects_from_several_addresses(tmp_pat
             stats = await mf.run(duration=1.0)
         assert stats.acked == stats.published == 8 * 2
     assert "too_many_connections_from_address" not in atoll.platform.pipeline.stats.by_reason
+
+
+async def test_a_broker_that_stops_answering_pings_is_noticed_and_left():
+    """PINGREQs go out after half a keep-alive of quiet, but not again while one is unanswered:
+    a broker that stops answering costs the connection within a keep-alive period after the
+    ping (and the device reconnects), it is not pinged forever."""
+    async with NoPubackBroker(answer_pings=False) as broker:
+        fleet = Fleet.build("retail", 2, seed=1, rate=0.01)  # nothing to publish meanwhile
+        async with MqttFleet(fleet, broker.url, keepalive=1, retry_delay=0.2) as mf:
+            await mf.connect()
+            await _wait_for(lambda: mf.stats.lost >= 4, timeout=15)
+            assert mf.stats.reconnects >= 2
+        assert broker.pings >= 4
