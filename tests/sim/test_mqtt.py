@@ -235,11 +235,12 @@ async def embedded(tmp_path, count: int, **settings):
 @pytest.mark.timeout(120)
 async def test_connections_stay_alive_while_others_connect_and_between_readings(tmp_path):
     """The issue's shape, made cheap by a short keep-alive: connecting takes longer than the
-    broker's 1.5 × keep-alive of silence (at most 50 connects a second for 250 devices), and
-    each device reports less often than that. The upkeep task's pings keep every connection."""
+    broker's 1.5 × keep-alive of silence (keep-alive 3 s: 4.5 s; at most 40 connects a second
+    for 250 devices: 6.25 s), and each device reports less often than that (every 5 s). The
+    upkeep task's pings keep every connection."""
     async with embedded(tmp_path, 250) as atoll:
         fleet = Fleet(atoll.devices, seed=4, rate=0.2)  # a reading every 5 s per device
-        async with MqttFleet(fleet, atoll.url, keepalive=2, connect_rate=50) as mf:
+        async with MqttFleet(fleet, atoll.url, keepalive=3, connect_rate=40) as mf:
             stats = await mf.connect()
             assert (stats.connected, stats.refused, stats.failed, stats.lost) == (250, 0, 0, 0)
             stats = await mf.run(duration=8.0)
