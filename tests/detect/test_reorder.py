@@ -52,3 +52,15 @@ def test_replay_releases_by_event_time_only():
     buf.add([_unit(1, 5)], now=0.0)
     [(_, _, ts, _)] = buf.due(now=100.0, waited=False)  # long waited, but replaying
     assert ts.tolist() == [1 * S] and len(buf) == 1
+
+
+def test_waiting_releases_only_what_waited_and_what_is_older():
+    buf = ReorderBuffer(lateness=1.0)
+    buf.add([_unit(10)], now=0.0)
+    buf.add([_unit(12)], now=0.9)
+    [(_, _, ts, _)] = buf.due(now=1.0)  # 10 waited a second; 12 just came
+    assert ts.tolist() == [10 * S]
+    buf.add([_unit(11.5)], now=1.1)  # late, but within the lateness of 12
+    assert buf.due(now=1.2) == []
+    [(_, _, ts, _)] = buf.due(now=2.0)
+    assert ts.tolist() == [11.5 * S, 12 * S]

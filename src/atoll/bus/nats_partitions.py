@@ -251,10 +251,15 @@ class NatsConsumption:
         is published from now on waits for its partition's owner."""
         js = await self.bus._connected()
         for p in range(self.bus.partitions):
-            try:
-                await js.consumer_info(self.bus.stream, self.consumer(p))
-            except nats.js.errors.NotFoundError:
-                await js.add_consumer(self.bus.stream, self._config(p, None))
+            await self._ensure_consumer(js, p)
+
+    async def _ensure_consumer(self, js: Any, p: int) -> None:
+        name = self.consumer(p)
+        try:
+            await _retry(lambda: js.consumer_info(self.bus.stream, name), f"consumer {name}")
+        except nats.js.errors.NotFoundError:
+            config = self._config(p, None)
+            await _retry(lambda: js.add_consumer(self.bus.stream, config), f"creating {name}")
 
     async def _claimed(self, p: int) -> None:
         applied = await self.handler.assigned(p)
@@ -262,7 +267,7 @@ class NatsConsumption:
         name = self.consumer(p)
         acked = 0
         try:
-            info = await js.consumer_info(self.bus.stream, name)
+            info = await _retry(lambda: js.consumer_info(self.bus.stream, name), f"consumer {name}")
             acked = info.ack_floor.stream_seq if info.ack_floor is not None else 0
         except nats.js.errors.NotFoundError:
             info = None
@@ -272,9 +277,10 @@ class NatsConsumption:
         if start is not None or info is None:
             if info is not None:
                 with contextlib.suppress(nats.js.errors.NotFoundError):
-                    await js.delete_consumer(self.bus.stream, name)
-            await js.add_consumer(self.bus.stream, self._config(p, start))
-        psub = await js.pull_subscribe_bind(name, self.bus.stream)
+                    await _retry(lambda: js.delete_consumer(self.bus.stream, name), "deleting")
+            config = self._config(p, start)
+            await _retry(lambda: js.add_consumer(self.bus.stream, config), f"creating {name}")
+        psub = await _retry(lambda: js.pull_subscribe_bind(name, self.bus.stream), "binding")
         owned = _Owned(p, psub, acked if applied and acked > applied else 0)
         owned.task = asyncio.create_task(self._pump(owned), name=f"partition:{self.group}:{p}")
         self._owned[p] = owned

@@ -75,7 +75,7 @@ def train(
     err.print(
         f"{tr['units']} units, {tr['rows']:,} cycles, {len(m.norm.sensors)} sensors used; "
         f"trained in {tr['seconds']:.0f} s. Cross-validated over units ({v['cut_points']:,} "
-        f"cut points with {v['method'].split('; ')[1]}): RMSE {v['rmse']:.2f}, "
+        f"cut points: cycles with 5-150 left): RMSE {v['rmse']:.2f}, "
         f"MAE {v['mae']:.2f}, PHM08 {v['phm08_per_100_engines']:.0f} per 100 units → {model}",
         highlight=False,
         soft_wrap=True,

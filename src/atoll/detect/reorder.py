@@ -5,8 +5,8 @@ Each series' readings wait until either
 
 * the series has seen a reading ``lateness`` seconds newer (event time: what is that much older
   than the newest reading seen is due), or
-* they have waited ``lateness`` seconds (processing time: a series that stops reporting does not
-  keep its last readings forever),
+* they have waited ``lateness`` seconds, they and what is older (processing time: a series that
+  stops reporting does not keep its last readings forever),
 
 and then leave sorted by timestamp. A reading arriving after newer ones have left is still late
 (the detection service skips it and counts it in ``skipped_late``). ``lateness`` 0: no buffer.
@@ -31,10 +31,9 @@ Unit = tuple[SeriesKey, Any, np.ndarray, np.ndarray]
 @dataclass
 class _Held:
     choice: Any
-    since: float
     newest: int
-    ts: list[np.ndarray] = field(default_factory=list)
-    values: list[np.ndarray] = field(default_factory=list)
+    #: ``(timestamps, values, when added)`` per message's readings.
+    chunks: list[tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)
 
 
 class ReorderBuffer:
@@ -47,7 +46,7 @@ class ReorderBuffer:
 
     def __len__(self) -> int:
         """Readings held."""
-        return sum(sum(len(t) for t in h.ts) for h in self._held.values())
+        return sum(len(c[0]) for h in self._held.values() for c in h.chunks)
 
     def add(self, units: list[Unit], now: float) -> None:
         """Hold these readings (``now``: ``time.monotonic()``)."""
@@ -56,37 +55,52 @@ class ReorderBuffer:
                 continue
             h = self._held.get(key)
             if h is None:
-                h = self._held[key] = _Held(choice, now, int(ts.max()))
+                h = self._held[key] = _Held(choice, int(ts.max()))
             elif h.choice is None:
                 h.choice = choice
-            h.ts.append(ts)
-            h.values.append(values)
+            h.chunks.append((ts, values, now))
             h.newest = max(h.newest, int(ts.max()))
 
     def due(self, now: float, everything: bool = False, waited: bool = True) -> list[Unit]:
-        """The readings whose wait is over, per series in time order (oldest first). Without
-        ``waited`` only what newer readings made due (event time: the same readings whatever
-        the clock, which is what a replay needs)."""
+        """The readings whose wait is over, per series in time order (oldest first): those at
+        least ``lateness`` older than the series' newest, and (with ``waited``) those of any
+        message held ``lateness`` seconds, with everything older than them. Without ``waited``
+        only what newer readings made due (event time: the same readings whatever the clock,
+        which is what a replay needs)."""
         out: list[Unit] = []
         for key in list(self._held):
             h = self._held[key]
-            ts = np.concatenate(h.ts) if len(h.ts) > 1 else h.ts[0]
-            values = np.concatenate(h.values) if len(h.values) > 1 else h.values[0]
-            if len(h.ts) > 1 or (len(ts) > 1 and (np.diff(ts) < 0).any()):
+            cut = h.newest - self._lateness_us
+            if everything:
+                cut = h.newest
+            elif waited:
+                for ts, _, added in h.chunks:
+                    if now - added >= self.lateness:
+                        cut = max(cut, int(ts.max()))
+            parts_ts, parts_v, keep = [], [], []
+            for ts, values, added in h.chunks:
+                mask = ts <= cut
+                if mask.all():
+                    parts_ts.append(ts)
+                    parts_v.append(values)
+                    continue
+                if mask.any():
+                    parts_ts.append(ts[mask])
+                    parts_v.append(values[mask])
+                    ts, values = ts[~mask], values[~mask]
+                keep.append((ts, values, added))
+            if not parts_ts:
+                continue
+            ts = np.concatenate(parts_ts) if len(parts_ts) > 1 else parts_ts[0]
+            values = np.concatenate(parts_v) if len(parts_v) > 1 else parts_v[0]
+            if len(ts) > 1 and (np.diff(ts) < 0).any():
                 order = np.argsort(ts, kind="stable")
                 ts, values = ts[order], values[order]
-            if everything or (waited and now - h.since >= self.lateness):
-                n = len(ts)
+            out.append((key, h.choice, ts, values))
+            if keep:
+                h.chunks = keep
             else:
-                n = int(np.searchsorted(ts, h.newest - self._lateness_us, side="right"))
-            if n == 0:
-                h.ts, h.values = [ts], [values]
-                continue
-            out.append((key, h.choice, ts[:n], values[:n]))
-            if n == len(ts):
                 del self._held[key]
-            else:
-                h.ts, h.values, h.since = [ts[n:]], [values[n:]], now
         return out
 
     def forget(self, keep: Any = None) -> None:
@@ -101,8 +115,8 @@ class ReorderBuffer:
         """The held readings as plain lists (for a checkpoint); ``choice`` is kept as given."""
         out = []
         for key, h in self._held.items():
-            ts = np.concatenate(h.ts)
-            values = np.concatenate(h.values)
+            ts = np.concatenate([c[0] for c in h.chunks])
+            values = np.concatenate([c[1] for c in h.chunks])
             out.append(
                 [key.project, key.device, key.metric, h.choice, ts.tolist(), values.tolist()]
             )

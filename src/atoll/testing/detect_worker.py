@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
 import signal
@@ -21,12 +22,12 @@ import sys
 
 from atoll.bus.nats import NatsBus
 from atoll.bus.nats_partitions import NatsCheckpointStore, NatsLeaseStore, NatsPartitions
+from atoll.core.errors import Unavailable
 from atoll.detect.service import DetectionService
 
 
 async def run(args: argparse.Namespace) -> None:
-    bus = NatsBus.from_url(args.url)
-    await bus.connect()
+    bus = await _connect(args.url)
     leases = NatsLeaseStore(bus, f"{bus.stream}_detect_leases", ttl=args.lease)
     consumer = NatsPartitions(
         bus, leases, member=args.member, heartbeat=args.lease / 3, batch=args.batch
@@ -57,10 +58,28 @@ async def run(args: argparse.Namespace) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), args.status)
         owned = sorted(svc.partitioned.owned()) if svc.partitioned else []
-        stats = {k: svc.stats[k] for k in ("messages", "points", "replayed", "checkpoints")}
+        stats = {
+            k: svc.stats[k]
+            for k in ("messages", "points", "replayed", "checkpoints", "skipped_late")
+        }
         print(json.dumps({"member": args.member, "owned": owned, **stats}), flush=True)
     await svc.stop()
     await bus.close()
+
+
+async def _connect(url: str, attempts: int = 5) -> NatsBus:
+    """A connected bus; a JetStream cluster busy electing or creating can time out a first try."""
+    for attempt in range(1, attempts + 1):
+        bus = NatsBus.from_url(url)
+        try:
+            await bus.connect()
+            return bus
+        except Unavailable as e:
+            if attempt == attempts:
+                raise
+            logging.warning("connecting failed (try %d of %d): %s", attempt, attempts, e.message)
+            await asyncio.sleep(attempt)
+    raise AssertionError("unreachable")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mode", choices=("partitioned", "group"), default="partitioned")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # where a stuck worker is
     asyncio.run(run(args))
 
 
