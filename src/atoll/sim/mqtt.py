@@ -479,7 +479,7 @@ class MqttFleet:
             for i in range(start, min(len(clients), start + chunk)):
                 if state[i] == _UP:
                     c = clients[i]
-                    if now - sent_at[i] >= half:
+                    if now - sent_at[i] >= half and not c._ping_t:  # none unanswered
                         sent_at[i] = now
                         _pingreq(c, now)
                     c.loop_misc()
@@ -737,7 +737,9 @@ class MqttFleet:
 
 def _pingreq(client: paho.Client, now: float) -> None:
     """Send a PINGREQ now, as paho's keep-alive check does (paho has no public call for it):
-    the broker then has a keep-alive period to answer before ``loop_misc`` gives up."""
+    the broker then has a keep-alive period to answer before ``loop_misc`` gives up. Callers
+    send none while one is unanswered (``_ping_t``), or the wait would start over each time
+    and a broker that stopped answering would never be noticed."""
     client._send_pingreq()
     with client._msgtime_mutex:
         client._last_bytes_received = now
