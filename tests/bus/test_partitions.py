@@ -116,7 +116,7 @@ async def test_memory_partitions_number_each_partition_in_order():
     got: dict[int, list[Delivery]] = {}
 
     class Handler:
-        async def assigned(self, p):
+        async def assigned(self, p, start):
             return 100 if p == partition_of("d1", 8) else 0
 
         async def deliver(self, p, batch):

@@ -62,6 +62,26 @@ async def test_reordered_readings_are_all_scored_in_time_order():
     assert svc.stats["skipped_late"] == 0
 
 
+async def test_stop_judges_what_the_reorder_buffer_holds_without_checkpoints():
+    bus = MemoryBus()
+    events = _Events()
+    await bus.subscribe("anomaly.>", events)
+    svc = DetectionService(
+        bus, None, default="ewma", partitions=MemoryPartitions(bus, 8), lateness=60.0
+    )
+    await svc.start()
+    await _publish(bus, "d1", [1, 2, 3])
+    for _ in range(100):
+        if svc.stats["messages"]:
+            break
+        await asyncio.sleep(0.01)
+    assert events.got == []  # held: nothing 60 s newer came, nothing waited 60 s
+    await svc.stop()
+    await asyncio.sleep(0.05)
+    await bus.close()
+    assert [e.ts for e in events.got] == [T0 + s * SEC for s in (1, 2, 3)]
+
+
 async def test_next_owner_restores_state_and_position():
     bus = MemoryBus()
     events = _Events()

@@ -9,7 +9,8 @@
 * ``NatsPartitions``: per partition ``p`` one durable pull consumer ``{group}-p{p}`` on the bus
   stream, filtered on ``telemetry.*.*.{p}`` (``NatsBus`` stores the partition as the subject's
   last token). The partitions are owned through a ``Coordinator`` on the lease store. A new
-  owner asks the handler for the position its restored state has applied (``assigned``) and
+  owner asks the handler for the position its restored state has applied (``assigned``; the
+  first owner ever gets the consumer's start and checkpoints its empty state there) and
   recreates the consumer to deliver from the next message; messages up to the old consumer's
   ack floor come marked ``replay`` (the previous owner already acted on them). Each fetched
   batch is acknowledged (``AckPolicy.ALL``: one ack for the batch) after ``deliver`` returns.
@@ -45,12 +46,17 @@ _WRONG_LAST = (10071, 10164)
 MAX_TRIES = 5
 
 
+class _MalformedReply(nats.errors.Error):
+    """A JetStream API reply nats-py could not read (seen on a busy cluster): asked again."""
+
+
 _TRANSIENT = (
     TimeoutError,
     nats.errors.TimeoutError,
     nats.errors.NoRespondersError,
     nats.js.errors.NoStreamResponseError,
     nats.js.errors.ServiceUnavailableError,
+    _MalformedReply,
 )
 
 
@@ -67,6 +73,13 @@ async def _retry(op: Callable[[], Awaitable[T]], what: str, timeout: float = 30.
                 raise Unavailable(f"{what}: JetStream did not answer ({e!r})") from None
             await asyncio.sleep(pause)
             pause = min(1.0, pause * 2)
+
+
+async def _consumer_info(js: Any, stream: str, name: str) -> Any:
+    try:
+        return await js.consumer_info(stream, name)
+    except TypeError as e:  # nats-py building ConsumerInfo from a reply without its fields
+        raise _MalformedReply(str(e)) from None
 
 
 async def _bucket_kv(bus: NatsBus, bucket: str, ttl: float) -> KeyValue:
@@ -256,32 +269,35 @@ class NatsConsumption:
     async def _ensure_consumer(self, js: Any, p: int) -> None:
         name = self.consumer(p)
         try:
-            await _retry(lambda: js.consumer_info(self.bus.stream, name), f"consumer {name}")
+            await _retry(lambda: _consumer_info(js, self.bus.stream, name), f"consumer {name}")
         except nats.js.errors.NotFoundError:
             config = self._config(p, None)
             await _retry(lambda: js.add_consumer(self.bus.stream, config), f"creating {name}")
 
     async def _claimed(self, p: int) -> None:
-        applied = await self.handler.assigned(p)
         js = await self.bus._connected()
         name = self.consumer(p)
         acked = 0
         try:
-            info = await _retry(lambda: js.consumer_info(self.bus.stream, name), f"consumer {name}")
+            info = await _retry(
+                lambda: _consumer_info(js, self.bus.stream, name), f"consumer {name}"
+            )
+            # Of a consumer nothing was delivered by yet: the stream position it starts after.
             acked = info.ack_floor.stream_seq if info.ack_floor is not None else 0
         except nats.js.errors.NotFoundError:
             info = None
-        # Deliver from the message after the restored state's position (or, with no state, after
-        # what the previous owner acknowledged): nothing waits for the dead owner's ack_wait.
-        start = applied + 1 if applied > 0 else acked + 1 if acked > 0 else None
-        if start is not None or info is None:
-            if info is not None:
-                with contextlib.suppress(nats.js.errors.NotFoundError):
-                    await _retry(lambda: js.delete_consumer(self.bus.stream, name), "deleting")
-            config = self._config(p, start)
-            await _retry(lambda: js.add_consumer(self.bus.stream, config), f"creating {name}")
+        applied = await self.handler.assigned(p, acked)
+        # Deliver from the message after the restored state's position (0: the first), always
+        # by recreating the consumer: nothing waits for a dead owner's ack_wait, and what it
+        # acknowledged after its checkpoint comes again, as replay.
+        start = applied + 1
+        if info is not None:
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await _retry(lambda: js.delete_consumer(self.bus.stream, name), "deleting")
+        config = self._config(p, start)
+        await _retry(lambda: js.add_consumer(self.bus.stream, config), f"creating {name}")
         psub = await _retry(lambda: js.pull_subscribe_bind(name, self.bus.stream), "binding")
-        owned = _Owned(p, psub, acked if applied and acked > applied else 0)
+        owned = _Owned(p, psub, acked if acked > applied else 0)
         owned.task = asyncio.create_task(self._pump(owned), name=f"partition:{self.group}:{p}")
         self._owned[p] = owned
         log.info(
@@ -295,9 +311,14 @@ class NatsConsumption:
 
     async def _pump(self, o: _Owned) -> None:
         logical = self.bus.logical
+        fresh = self.coordinator.fresh
+        wait = max(0.1, min(1.0, self.coordinator.leases.ttl / 6))
         while not o.stopping:
+            if not fresh(o.p):  # a renewal is late: fetch nothing until it is renewed (or lost)
+                await asyncio.sleep(0.05)
+                continue
             try:
-                msgs = await o.psub.fetch(self.batch, timeout=1.0)  # type: ignore[attr-defined]
+                msgs = await o.psub.fetch(self.batch, timeout=wait)  # type: ignore[attr-defined]
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except asyncio.CancelledError:
@@ -308,6 +329,10 @@ class NatsConsumption:
                 continue
             if not msgs:
                 continue
+            while not fresh(o.p):  # renewed late meanwhile: apply once renewed (lost: cancelled)
+                if o.stopping:
+                    return  # not applied, not acked: the next owner gets them
+                await asyncio.sleep(0.05)
             batch = [
                 Delivery(
                     logical(m.subject),

@@ -15,10 +15,10 @@ Three small ports:
 * ``CheckpointStore``: per partition, one blob (the owner's state) together with the last stream
   position applied to it (``seq``), saved and loaded as one piece.
 * ``PartitionedConsumer``: ``consume(subject, group, handler)`` hands each partition to exactly
-  one ``PartitionHandler`` of the group at a time: ``assigned(p)`` (restore; returns the last
-  applied position), ``deliver(p, batch)`` (apply; returning means applied, and the messages are
-  then acknowledged), ``revoked(p)`` (hand-over: checkpoint, then forget) and ``lost(p)`` (the
-  lease lapsed: forget without checkpointing, another owner may already hold it).
+  one ``PartitionHandler`` of the group at a time: ``assigned(p, start)`` (restore; returns
+  the last applied position), ``deliver(p, batch)`` (apply; returning means applied, and the
+  messages are then acknowledged), ``revoked(p)`` (hand-over: checkpoint, then forget) and
+  ``lost(p)`` (the lease lapsed: forget without checkpointing, another owner may hold it).
 
 ``Coordinator`` runs the leases for any ``LeaseStore``: members announce themselves with
 heartbeats; each partition's preferred owner among the live members is the one with the highest
@@ -86,8 +86,11 @@ class Delivery:
 
 
 class PartitionHandler(Protocol):
-    async def assigned(self, partition: int) -> int:
-        """Restore the partition's state; the last position applied to it (0: none)."""
+    async def assigned(self, partition: int, start: int) -> int:
+        """Restore the partition's state; the last position applied to it. With nothing to
+        restore (the partition's first owner ever), empty state is valid at ``start`` (where the
+        partition's messages begin): keep that as the position, durably if state is kept, so that
+        a next owner never starts from a position this owner's state does not match."""
 
     async def deliver(self, partition: int, batch: list[Delivery]) -> None:
         """Apply the messages, in order; returning means applied (they are then acked)."""
@@ -251,11 +254,22 @@ class Coordinator:
         #: A free partition its preferred member has not claimed for this long: anyone takes it.
         self.grace = grace if grace is not None else 2 * self.heartbeat
         self.held: dict[int, Lease] = {}
+        #: ``time.monotonic()`` when each held lease was last claimed or renewed: it is valid
+        #: on the store until at least ``ttl`` after that (see ``fresh``).
+        self.renewed_at: dict[int, float] = {}
         self._me: Lease | None = None
         self._free_since: dict[int, float] = {}
         self._task: asyncio.Task[None] | None = None
         self._busy: dict[int, asyncio.Future[None]] = {}
         self._leaving = False
+
+    def fresh(self, p: int) -> bool:
+        """Whether ``p``'s lease is surely still this member's on the store: renewed less than
+        half its ``ttl`` ago (by this member's clock, which starts before the store's). An owner
+        acts on a partition only while it is fresh, so one that stalls (a slow round, a paused
+        process) stops before another can take the partition over."""
+        at = self.renewed_at.get(p)
+        return at is not None and p in self.held and time.monotonic() - at < self.leases.ttl / 2
 
     def _key(self, p: int) -> str:
         return f"{self.group}.p{p}"
@@ -275,6 +289,8 @@ class Coordinator:
         if self._me is None:
             self._me = await self.leases.claim(member_key, self.member)
         parts = list(self.held.items())
+        # Measured from before the requests: the store's clock runs from their writes, later.
+        asked = time.monotonic()
         got = await asyncio.gather(
             *(self.leases.renew(lease) for _, lease in parts), return_exceptions=True
         )
@@ -292,6 +308,7 @@ class Coordinator:
                 await _call(self._on_lost, p)
             elif p in self.held:
                 self.held[p] = renewed
+                self.renewed_at[p] = asked
 
     async def _balance(self) -> None:
         held = await self.leases.held(f"{self.group}.")
@@ -312,10 +329,12 @@ class Coordinator:
                 continue
             since = self._free_since.setdefault(p, now)
             if preferred_owner(p, members) == self.member or now - since >= self.grace:
+                asked = time.monotonic()
                 got = await self.leases.claim(self._key(p), self.member)
                 if got is not None:
                     self._free_since.pop(p, None)
                     self.held[p] = got
+                    self.renewed_at[p] = asked
                     self._spawn(p, self._take_over(p))
 
     def _spawn(self, p: int, work: Coroutine[Any, Any, None]) -> None:
@@ -418,7 +437,7 @@ class MemoryPartitions:
     ) -> _MemoryConsumption:
         seqs = [0] * self.count
         for p in range(self.count):
-            seqs[p] = await handler.assigned(p)
+            seqs[p] = await handler.assigned(p, seqs[p])
         queue: asyncio.Queue[Delivery] = asyncio.Queue()
 
         async def on_msg(msg: Message) -> None:

@@ -94,9 +94,9 @@ class PartitionedDetection:
             self._consumption = None
 
     # -- the PartitionHandler -----------------------------------------------------------------
-    async def assigned(self, partition: int) -> int:
+    async def assigned(self, partition: int, start: int) -> int:
         got = await self.checkpoints.load(self.name(partition)) if self.checkpoints else None
-        seq = 0
+        seq = start
         async with self.svc._lock:
             buffer = ReorderBuffer(self.lateness) if self.lateness > 0 else None
             if got is not None:
@@ -105,6 +105,10 @@ class PartitionedDetection:
             if buffer is not None:
                 self.buffers[partition] = buffer
             self.applied[partition] = seq
+        if got is None and self.checkpoints is not None:
+            # The first owner: its (empty) state and position are durable before it applies
+            # anything, so whoever comes next restores a state that matches its position.
+            await self.checkpoint(partition)
         return seq
 
     async def deliver(self, partition: int, batch: list[Delivery]) -> None:
@@ -124,6 +128,14 @@ class PartitionedDetection:
     async def revoked(self, partition: int) -> None:
         if partition not in self.applied:
             return
+        if self.checkpoints is None and partition in self.buffers:
+            # Nowhere to keep what the reorder buffer holds: judge it now.
+            async with self.svc._lock:
+                done = await self.svc._in_worker(self._release, 0.0, partition)
+                if done is not None:
+                    await self.svc._send(done)
+            if done is not None and self.svc.store is not None:
+                await self.svc.flush()
         if self.checkpoints is not None:
             try:
                 await self.checkpoint(partition)
@@ -207,10 +219,15 @@ class PartitionedDetection:
                 svc.stats["messages"] += len(datas)  # all held in the reorder buffer
         return out
 
-    def _release(self, now: float) -> Any:
+    def _release(self, now: float, everything_of: int | None = None) -> Any:
+        """(worker) What the reorder buffers release now (or all ``everything_of`` holds)."""
         units = []
-        for buffer in self.buffers.values():
-            units.extend(buffer.due(now))
+        if everything_of is not None:
+            buffer = self.buffers.get(everything_of)
+            units = buffer.due(now, everything=True) if buffer is not None else []
+        else:
+            for buffer in self.buffers.values():
+                units.extend(buffer.due(now))
         if not units:
             return None
         done = self.svc._score_units(units, keep_events=False, park=False)

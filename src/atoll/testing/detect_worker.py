@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # where a stuck worker is
+    logging.getLogger("atoll.bus.nats_partitions").setLevel(logging.INFO)
     asyncio.run(run(args))
 
 
