@@ -125,6 +125,12 @@ def main() -> int:
     ap.add_argument("--py-spy", help="path of a py-spy executable: profile the broker")
     ap.add_argument("--py-spy-format", default="speedscope", choices=["speedscope", "raw"])
     ap.add_argument("--label", default="", help="what code this is (written to the JSON)")
+    ap.add_argument(
+        "--address-cap",
+        type=int,
+        help="ATOLL_MQTT_MAX_CONNECTIONS_PER_ADDRESS for the broker [its default, 1,000: the "
+        "simulator spreads a large fleet over 127.0.0.x]",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -139,11 +145,9 @@ def main() -> int:
         if home.exists():
             sys.exit(f"{home} exists: the broker must start on a fresh data directory")
     workdir = home.parent
-    env = {
-        **os.environ,
-        "ATOLL_MQTT_MAX_CONNECTIONS_PER_ADDRESS": str(max(1000, args.devices)),
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if args.address_cap:
+        env["ATOLL_MQTT_MAX_CONNECTIONS_PER_ADDRESS"] = str(args.address_cap)
     up_cmd = [
         str(VENV_BIN / "atoll"),
         "up",

@@ -255,6 +255,15 @@ async def test_alarm_console_filters_across_enterprises(seeded):
     assert await ids(since="-1h") == set(i.values())
     assert await ids(until="-1h") == set()
     assert await ids(status="cleared") == set()
+    # Worst first: the two critical ones (newest first among them), then major, then warning.
+    r = await seeded.call("GET", "/lab/alarms", params={"order": "severity"})
+    assert [a["id"] for a in r.json()] == [
+        i["ovens-hot"],
+        i["press-hot"],
+        i["paint-hot"],
+        i["press-warm"],
+    ]
+    assert (await seeded.call("GET", "/lab/alarms", params={"order": "odd"})).status_code == 422
     r = await seeded.call("GET", "/lab/alarms", params={"limit": 1, "offset": 1})
     assert len(r.json()) == 1 and r.headers["X-Total-Count"] == "4"
     # Bad input is a 4xx with a reason.
@@ -321,3 +330,38 @@ async def test_alarm_export_is_csv_with_the_filters(seeded):
         "GET", "/lab/alarms.csv", seeded.keys["beta"], params={"enterprise": "acme"}
     )
     assert r.status_code == 404
+
+
+async def test_every_project_the_caller_may_see_in_one_call(seeded):
+    body = (await seeded.call("GET", "/lab/projects")).json()
+    assert body["scope"] == "platform"
+    assert {(p["id"], p["tenant"]) for p in body["projects"]} == {
+        ("acme~press", "acme"),
+        ("acme~paint", "acme"),
+        ("beta~ovens", "beta"),
+    }
+    r = await seeded.http.get(
+        "/api/v1/lab/projects", headers=seeded.h(seeded.keys["beta"], **{"X-Atoll-Tenant": "beta"})
+    )
+    assert r.json() == {
+        "scope": "tenant",
+        "projects": [next(p for p in body["projects"] if p["id"] == "beta~ovens")],
+    }
+
+
+async def test_without_the_rules_service_the_lab_still_counts_devices(api):
+    """A node without the rules service: alarms are null on the lab home, the alarm console
+    answers 503 with a reason, never 500."""
+    await api.project("solo")
+    await api.device("solo", "s1")
+    body = (await api.http.get("/api/v1/lab/overview", headers=api.admin)).json()
+    (row,) = body["enterprises"]
+    assert (row["projects"], row["devices"], row["alarms"], row["open_alarms"]) == (
+        1,
+        1,
+        None,
+        None,
+    )
+    assert body["totals"]["alarms"] is None and row["points"] == 0
+    r = await api.http.get("/api/v1/lab/alarms", headers=api.admin)
+    assert r.status_code == 503 and "rules service" in r.json()["message"]

@@ -104,3 +104,19 @@ def test_a_device_detection_refit_and_accept_as_new_normal(server):
 def atoll_ok(server, *args) -> bool:
     r = atoll(server, *args)
     return r.exit_code == 0
+
+
+def test_maintenance_record_import_and_list(server, tmp_path):
+    assert atoll(server, "projects", "create", "Plant", "--id", "plant").exit_code == 0
+    assert atoll(server, "devices", "register", "plant", "--id", "p1").exit_code == 0
+    r = atoll(server, "devices", "maintain", "p1", "failure", "--at", "-2h", "--part", "seal")
+    assert r.exit_code == 0 and "recorded failure of p1" in r.output, r.output
+    history = tmp_path / "history.csv"
+    history.write_text("device,at,kind,note\np1,2026-10-01T00:00:00Z,inspection,ok\n")
+    r = atoll(server, "devices", "import-maintenance", "plant", str(history))
+    assert r.exit_code == 0 and "imported 1" in r.output, r.output
+    r = atoll(server, "devices", "maintenance", "--project", "plant", "--json")
+    assert [e["kind"] for e in json.loads(r.output)] == ["failure", "inspection"]
+    r = atoll(server, "devices", "maintain", "p1", "exploded")
+    assert r.exit_code == 1 and "'failure', 'repair', 'replacement' or 'inspection'" in r.output
+    assert atoll(server, "devices", "maintenance").exit_code == 2

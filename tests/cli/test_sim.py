@@ -259,7 +259,7 @@ def test_the_summary_names_the_connection_cap_when_refusals_look_like_it(capsys)
 @pytest.mark.timeout(240)
 async def test_sigterm_stops_a_fleet_mid_connect_and_mid_publish_on_the_embedded_broker(tmp_path):
     """A real ``atoll sim`` process against the embedded broker: 300 devices connecting at
-    40 a second with a 2 s keep-alive. SIGTERM while some are connected and the rest are still
+    40 a second with a 5 s keep-alive. SIGTERM while some are connected and the rest are still
     connecting, then SIGTERM while publishing: each time it exits 130 within the wait below,
     with the summary and stats of what was done, and closes every connection it held."""
     from atoll.sim import save_credentials
@@ -275,7 +275,7 @@ async def test_sigterm_stops_a_fleet_mid_connect_and_mid_publish_on_the_embedded
             proc = await asyncio.create_subprocess_exec(
                 *[sys.executable, "-m", "atoll.cli.main", "sim", "--broker", atoll.url],
                 *["--credentials", str(cred_file), "-t", "retail", "-n", str(n)],
-                *["--rate", "1", "--keepalive", "2", "--connect-rate", "40"],
+                *["--rate", "1", "--keepalive", "5", "--connect-rate", "40"],
                 *["--json", str(stats_file)],  # no --duration: until stopped
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

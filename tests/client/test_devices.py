@@ -123,3 +123,24 @@ def test_twins_and_commands(server, client):
     assert client.command("s1", cmd.id).status == "failed"
     assert [c.id for c in client.commands("s1", status="failed")] == [cmd.id]
     assert client.commands("s1", status="pending") == []
+
+
+def test_maintenance_records(client):
+    client.create_project("Plant", id="plant-m")
+    client.register_device("plant-m", id="press-1")
+    failure = client.record_maintenance(
+        "press-1", "failure", at="2026-11-02T08:15:00Z", part="bearing", cost=420.0, note="seized"
+    )
+    assert failure.kind == "failure" and failure.at.year == 2026 and failure.cost == 420.0
+    client.record_maintenance("press-1", "replacement", at="2026-11-02T12:00:00Z", part="bearing")
+    assert [e.kind for e in client.maintenance("press-1")] == ["replacement", "failure"]
+    n = client.import_maintenance(
+        "plant-m", "device,at,kind\npress-1,2026-10-01T00:00:00Z,inspection\n"
+    )
+    assert n == 1 and len(client.maintenance(project="plant-m", kind="inspection")) == 1
+    client.delete_maintenance("press-1", failure.id)
+    assert [e.kind for e in client.maintenance("press-1")] == ["replacement", "inspection"]
+    with pytest.raises(atoll.InvalidInput, match="line 2"):
+        client.import_maintenance("plant-m", "device,at,kind\npress-1,now,broken\n")
+    with pytest.raises(ValueError):
+        client.maintenance()

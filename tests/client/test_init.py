@@ -44,6 +44,7 @@ def test_public_surface_is_guarded():
             "AuditEntry",
             "Backtest",
             "Buckets",
+            "BulkResult",
             "Channel",
             "ChannelTest",
             "ChannelType",
@@ -60,6 +61,7 @@ def test_public_surface_is_guarded():
             "Identity",
             "ImportedRules",
             "Latest",
+            "MaintenanceEvent",
             "Metric",
             "Project",
             "Refit",
@@ -98,6 +100,7 @@ def test_every_route_of_the_api_has_an_sdk_method(server):
             atoll.client.rules,
             atoll.client.alarms,
             atoll.client.ingest,
+            atoll.client.lab,
         )
     )
     called = {

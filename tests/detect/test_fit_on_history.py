@@ -429,3 +429,33 @@ async def test_a_refit_while_readings_wait_for_the_first_fit_fits_on_them_too():
     await svc.stop()
     assert {e.detector.name for e in got.events} == {DEFAULT}  # judged before the refit
     assert [r.reason for r in svc.models.history(KEY)] == ["bound", "manual"]
+
+
+async def test_first_fits_on_duckdb_count_history_once_for_many_new_series(tmp_path):
+    """A series with stored history and new ones met together: the new ones' lack of history
+    comes from one count for the batch (the store counts many series at once), the one with
+    history is read and fitted."""
+    from atoll.store.duckdb import DuckDBStore
+
+    store = DuckDBStore(tmp_path / "s.duckdb")
+    try:
+        stored_history(store)  # type: ignore[arg-type]
+        new = [SeriesKey("p", f"new-{i}", "temp") for i in range(5)]
+        stored_history(store, n=MIN_HISTORY - 1, key=new[0])  # one short of a fit  # type: ignore[arg-type]
+        reads = []
+        query_raw = store.query_raw
+        store.query_raw = lambda key, *a, **kw: reads.append(key) or query_raw(key, *a, **kw)
+        bus, svc, got = await running(store)
+        live = signal(HISTORY, 40, seed=1)
+        for key in [KEY, *new]:
+            await ingest(store, bus, HISTORY, live, key=key)
+        await until(lambda: svc.stats["points"] >= 6 * len(live), "every live reading judged")
+        await svc.stop()
+    finally:
+        store.close()
+    assert svc.stats["fits"] == 1 and svc.stats["fits_declined"] == 5
+    assert svc.models.current(KEY).detector == "fitted"
+    for key in new:
+        record = svc.models.current(key)
+        assert record.detector == DEFAULT and record.rows == 0
+    assert set(reads) == {KEY}  # read for its fit; the new series were only counted

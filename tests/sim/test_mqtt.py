@@ -235,11 +235,12 @@ async def embedded(tmp_path, count: int, **settings):
 @pytest.mark.timeout(120)
 async def test_connections_stay_alive_while_others_connect_and_between_readings(tmp_path):
     """The issue's shape, made cheap by a short keep-alive: connecting takes longer than the
-    broker's 1.5 × keep-alive of silence (at most 50 connects a second for 250 devices), and
-    each device reports less often than that. The upkeep task's pings keep every connection."""
+    broker's 1.5 × keep-alive of silence (keep-alive 3 s: 4.5 s; at most 40 connects a second
+    for 250 devices: 6.25 s), and each device reports less often than that (every 5 s). The
+    upkeep task's pings keep every connection."""
     async with embedded(tmp_path, 250) as atoll:
         fleet = Fleet(atoll.devices, seed=4, rate=0.2)  # a reading every 5 s per device
-        async with MqttFleet(fleet, atoll.url, keepalive=2, connect_rate=50) as mf:
+        async with MqttFleet(fleet, atoll.url, keepalive=3, connect_rate=40) as mf:
             stats = await mf.connect()
             assert (stats.connected, stats.refused, stats.failed, stats.lost) == (250, 0, 0, 0)
             stats = await mf.run(duration=8.0)
@@ -325,7 +326,8 @@ class NoPubackBroker:
     """A broker that accepts every CONNECT and answers pings, but never acknowledges a
     PUBLISH: the issue's broker, stuck storing the first readings."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, answer_pings: bool = True) -> None:
+        self.answer_pings = answer_pings
         self.publishes = 0
         self.pings = 0
         self.server: asyncio.Server | None = None
@@ -360,7 +362,8 @@ class NoPubackBroker:
                     writer.write(b"\x20\x02\x00\x00")
                 elif kind == 12:  # PINGREQ -> PINGRESP
                     self.pings += 1
-                    writer.write(b"\xd0\x00")
+                    if self.answer_pings:
+                        writer.write(b"\xd0\x00")
                 elif kind == 3:
                     self.publishes += 1
                 await writer.drain()
@@ -409,3 +412,16 @@ async def test_a_large_fleet_on_loopback_connects_from_several_addresses(tmp_pat
             stats = await mf.run(duration=1.0)
         assert stats.acked == stats.published == 8 * 2
     assert "too_many_connections_from_address" not in atoll.platform.pipeline.stats.by_reason
+
+
+async def test_a_broker_that_stops_answering_pings_is_noticed_and_left():
+    """PINGREQs go out after half a keep-alive of quiet, but not again while one is unanswered:
+    a broker that stops answering costs the connection within a keep-alive period after the
+    ping (and the device reconnects), it is not pinged forever."""
+    async with NoPubackBroker(answer_pings=False) as broker:
+        fleet = Fleet.build("retail", 2, seed=1, rate=0.01)  # nothing to publish meanwhile
+        async with MqttFleet(fleet, broker.url, keepalive=1, retry_delay=0.2) as mf:
+            await mf.connect()
+            await _wait_for(lambda: mf.stats.lost >= 4, timeout=15)
+            assert mf.stats.reconnects >= 2
+        assert broker.pings >= 4

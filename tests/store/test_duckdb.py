@@ -236,3 +236,9 @@ def test_duplicates_stored_before_points_had_an_identity_go_when_re_sent(tmp_pat
         assert b.columns["avg"][0] == 1.5 and b.columns["max"][0] == 2.0
     finally:
         store.close()
+
+
+def test_raw_counts_of_many_series_in_one_query(make_store):
+    from atoll.testing.store import check_raw_counts
+
+    check_raw_counts(make_store)

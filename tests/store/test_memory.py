@@ -21,3 +21,9 @@ def test_check_store_catches_a_broken_store():
 
     with pytest.raises(AssertionError, match=r"^check_\w+: "):
         check_store(DropsLastPoint)
+
+
+def test_raw_counts_of_many_series():
+    from atoll.testing.store import check_raw_counts
+
+    check_raw_counts(MemoryStore)

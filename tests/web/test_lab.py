@@ -18,7 +18,7 @@ from tests.web.test_console import api, login
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
 
 
-def enterprise(platform, tid: str, name: str, projects: dict[str, int]) -> dict:
+def enterprise(platform, tid: str, name: str, projects: dict[str, int], hot: bool = True) -> dict:
     """A tenant with projects of ``n`` boilers each, a "Too hot" rule per project and, for each
     project, one boiler over the limit sent through HTTP ingest (a real alarm, raised by the
     rules service). Answers the admin key, and device secrets by id."""
@@ -58,24 +58,28 @@ def enterprise(platform, tid: str, name: str, projects: dict[str, int]) -> dict:
             }
             r = http.post(f"/projects/{project}/rules", json=rule, headers=h)
             assert r.status_code == 201, r.text
-            hot = f"{tid}~{pid}-b0"
-            r = httpx.post(
-                f"{platform.url}/api/v1/ingest/telemetry",
-                json={"values": {"temperature": 95.5}},
-                auth=(hot, secrets[hot]),
-                timeout=60,
-            )
-            assert r.status_code < 300, r.text
+            if hot:
+                send(platform, secrets, f"{tid}~{pid}-b0", 95.5)
         # The alarms are raised by the rules service, asynchronously.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        while hot and time.monotonic() < deadline:
             got = http.get("/lab/alarms", params={"enterprise": tid}).json()
             if len(got) == len(projects):
                 break
             time.sleep(0.1)
         else:
-            raise AssertionError(f"alarms of {tid} not raised: {got}")
+            assert not hot, f"alarms of {tid} not raised: {got}"
     return {"key": key, "secrets": secrets}
+
+
+def send(platform, secrets: dict[str, str], device: str, value: float) -> None:
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        json={"values": {"temperature": value}},
+        auth=(device, secrets[device]),
+        timeout=60,
+    )
+    assert r.status_code < 300, r.text
 
 
 def test_lab_home_lists_enterprises_and_drills_down_to_a_project(platform, page, shots):
@@ -174,6 +178,9 @@ def test_alarm_console_across_enterprises_bulk_acknowledges_and_exports(platform
     expect(table.locator("tbody tr")).to_contain_text("Silo 1")
     page.select_option("[data-testid=la-severity]", "")
     expect(table.locator("tbody tr")).to_have_count(2)
+    page.select_option("[data-testid=la-order]", "severity")
+    expect(table.locator("tbody tr").first).to_contain_text("Silo 1")  # the critical one
+    expect(table.locator("tbody tr").first.locator(".sev")).to_have_text("critical")
     shots(page, "lab-alarms")
 
     # Export what the filters show, as CSV.
@@ -329,3 +336,58 @@ def test_rules_table_reads_anomaly_rules_and_durations_in_words(platform, page):
     expect(rows.filter(has_text="Silent")).to_contain_text("no data for 10 min")
     expect(rows.filter(has_text="Jump")).to_contain_text("Δtemperature per 60 s > 2")
     assert "undefined" not in page.inner_text("[data-testid=rule-table]")
+
+
+def test_the_fleet_tree_stays_short_with_many_projects(platform, page):
+    """Issue #13: 400 projects drew a 13,398 px tree. Past 30 projects, only the current
+    tenant's projects are listed; the others fold open on click or match the filter."""
+    with api(platform) as http:
+        r = http.post("/tenants", json={"name": "Many Plants", "id": "many"})
+        assert r.status_code == 201, r.text
+        h = {"Authorization": f"Bearer {r.json()['admin_key']['token']}"}
+        for i in range(32):
+            r = http.post(
+                "/projects", json={"name": f"Plant {i:02d}", "id": f"plant-{i:02d}"}, headers=h
+            )
+            assert r.status_code == 201, r.text
+        assert (
+            http.post("/projects", json={"name": "Head office", "id": "head-office"}).status_code
+            == 201
+        )
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "head-office")
+    tree = page.locator("[data-testid=project-tree]")
+    many = tree.locator(".tree-group[data-tenant=many]")
+    expect(many.locator(".tree-head")).to_contain_text("32")
+    expect(many.locator(".tree-item")).to_have_count(0)
+    expect(tree.locator(".tree-item", has_text="Head office")).to_have_count(1)
+    height = page.evaluate("document.querySelector('[data-testid=project-tree]').scrollHeight")
+    assert height < 1500, height
+    # Unfold one tenant; or filter across all of them.
+    many.locator(".tree-head").click()
+    expect(many.locator(".tree-item")).to_have_count(32)
+    many.locator(".tree-head").click()
+    page.fill("[data-testid=tree-filter]", "plant 07")
+    expect(tree.locator(".tree-item")).to_have_count(1)
+    tree.locator(".tree-item", has_text="Plant 07").click()
+    expect(page.locator("[data-testid=project-select]")).to_have_value("many~plant-07")
+    expect(page.locator("[data-testid=device-count]")).to_have_text("0 devices")
+    page.fill("[data-testid=tree-filter]", "")
+    # The current tenant's projects are listed.
+    expect(many.locator(".tree-item")).to_have_count(32)
+
+
+def test_alarm_console_shows_a_new_alarm_of_the_open_project_without_a_reload(platform, page):
+    seeded = enterprise(platform, "fresh", "Fresh Dairy", {"tanks": 2}, hot=False)
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "fresh~tanks")
+    page.click("[data-testid=nav-lab]")
+    page.click("[data-testid=lab-alarms-link]")
+    page.select_option("[data-testid=la-enterprise]", "fresh")
+    expect(page.locator("[data-testid=la-count]")).to_have_text("0 alarms")
+    expect(page.locator("[data-testid=live-state]")).to_have_text("live")
+    send(platform, seeded["secrets"], "fresh~tanks-b1", 97.0)
+    # The project's live socket says an alarm changed (well before the 15 s re-read).
+    row = page.locator("[data-testid=la-table] tbody tr")
+    expect(row).to_have_count(1, timeout=8_000)
+    expect(row).to_contain_text("fresh~tanks-b1")

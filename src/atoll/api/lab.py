@@ -15,7 +15,7 @@ import csv
 import io
 import time
 from collections.abc import Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
@@ -24,7 +24,7 @@ from atoll.api.alarms import _statuses, alarm_out
 from atoll.api.deps import Ctx, Operator, Viewer, act_in_tenant, audit
 from atoll.api.devices import ONLINE_WINDOW_S
 from atoll.api.rules import service
-from atoll.api.schemas import MAX_DB_INT, Offset, iso
+from atoll.api.schemas import MAX_DB_INT, Offset, ProjectOut, iso
 from atoll.api.times import parse_time
 from atoll.core.errors import AtollError, InvalidInput, NotFound
 from atoll.registry import Principal, ProjectActivity, Tenant
@@ -212,6 +212,21 @@ def enterprise(tenant: str, who: Viewer, ctx: Ctx) -> dict:
     }
 
 
+@router.get("/lab/projects", summary="Every project you may see, of every enterprise")
+def lab_projects(who: Viewer, ctx: Ctx) -> dict:
+    """``{"scope", "projects": [project]}`` in one query: what the console's project picker
+    lists. The platform admin gets every tenant's projects (``GET /projects`` answers one
+    tenant's), anyone else their own tenant's."""
+    if who.platform_admin:
+        projects = ctx.registry.list_projects(None)
+    else:
+        projects = ctx.registry.list_projects(who.tenant)
+    return {
+        "scope": "platform" if who.platform_admin else "tenant",
+        "projects": [ProjectOut.of(p).model_dump() for p in projects],
+    }
+
+
 # --------------------------------------------------------------------------- alarm console
 
 
@@ -296,6 +311,9 @@ def lab_alarms(
     device: str | None = None,
     since: str | None = Query(None, description="raised at or after (ISO-8601, epoch ms, -7d)"),
     until: str | None = None,
+    order: Literal["newest", "severity"] = Query(
+        "newest", description="newest first, or highest severity first (then newest)"
+    ),
     limit: int = Query(100, ge=1, le=5000),
     offset: Offset = 0,
 ) -> list[dict]:
@@ -307,7 +325,7 @@ def lab_alarms(
     book = service(ctx).alarms
     response.headers["X-Total-Count"] = str(book.count(**filters))
     names = {t.id: t.name for t in visible_tenants(ctx, who)}
-    rows = book.list(**filters, limit=limit, offset=offset)
+    rows = book.list(**filters, limit=limit, offset=offset, worst_first=order == "severity")
     return [_lab_alarm(a, projects, names) for a in rows]
 
 
@@ -351,6 +369,7 @@ def lab_alarms_csv(
     device: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    order: Literal["newest", "severity"] = "newest",
     limit: int = Query(MAX_EXPORT, ge=1, le=MAX_EXPORT),
 ) -> Response:
     """Filters as ``GET /lab/alarms``; at most 50,000 rows, newest first."""
@@ -361,7 +380,7 @@ def lab_alarms_csv(
     buf = io.StringIO()
     out = csv.writer(buf)
     out.writerow(CSV_COLUMNS)
-    for a in service(ctx).alarms.list(**filters, limit=limit):
+    for a in service(ctx).alarms.list(**filters, limit=limit, worst_first=order == "severity"):
         row = _lab_alarm(a, projects, names)
         out.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
     return Response(

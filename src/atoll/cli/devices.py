@@ -266,3 +266,64 @@ def accept_normal(
     with client(url, api_key) as c:
         m = c.accept_normal(project, device, metric, start, end, comment=comment)
     typer.echo(f"{m.metric}: model v{m.version} accepts {m.rows} readings as normal")
+
+
+_MAINTENANCE_COLUMNS = [
+    ("id", lambda e: e.id),
+    ("device", lambda e: e.device),
+    ("kind", lambda e: e.kind),
+    ("at", lambda e: _when(e.at)),
+    ("part", lambda e: e.part),
+    ("cost", lambda e: None if e.cost is None else f"{e.cost:g}"),
+    ("note", lambda e: e.note),
+]
+
+
+@app.command("maintenance")
+def maintenance(
+    device: Annotated[str | None, typer.Argument(help="A device (or --project for all)")] = None,
+    project: Annotated[str | None, typer.Option("--project", help="Every device of it")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="failure|repair|...")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="e.g. -30d")] = None,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Maintenance records of DEVICE (or of every device of --project), newest first."""
+    if (device is None) == (project is None):
+        typer.echo("error: name a DEVICE or a --project (not both)", err=True)
+        raise typer.Exit(2)
+    with client(url, api_key) as c:
+        rows = c.maintenance(device, project=project, kind=kind, since=since)
+    emit(rows, _MAINTENANCE_COLUMNS, as_json)
+
+
+@app.command("maintain")
+def maintain(
+    device: str,
+    kind: Annotated[str, typer.Argument(help="failure, repair, replacement or inspection")],
+    at: Annotated[str | None, typer.Option("--at", help="When (default now); ISO or -2h")] = None,
+    part: Annotated[str | None, typer.Option("--part")] = None,
+    cost: Annotated[float | None, typer.Option("--cost")] = None,
+    note: Annotated[str | None, typer.Option("--note")] = None,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+) -> None:
+    """Record a failure, repair, part replacement or inspection of DEVICE."""
+    with client(url, api_key) as c:
+        e = c.record_maintenance(device, kind, at=at, part=part, cost=cost, note=note)
+    typer.echo(f"recorded {e.kind} of {e.device} at {_when(e.at)} ({e.id})")
+
+
+@app.command("import-maintenance")
+def import_maintenance(
+    project: str,
+    csv_file: Annotated[typer.FileText, typer.Argument(help="device,at,kind[,part,cost,note]")],
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+) -> None:
+    """Import a maintenance history from CSV into PROJECT (all rows or none)."""
+    text = csv_file.read()
+    with client(url, api_key) as c:
+        n = c.import_maintenance(project, text)
+    typer.echo(f"imported {n} maintenance record(s) into {project}")

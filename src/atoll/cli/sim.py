@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from atoll.cli.signals import STOP_SIGNALS, stop_signals
 from atoll.core.errors import AtollError, InvalidInput
 
 # The simulator (numpy, paho, pydantic models) is imported when the command runs, so that
@@ -137,12 +138,10 @@ class _Stop:
     """SIGINT and SIGTERM, for the whole command: the first asks the phase running to end (the
     summary follows, exit code 130); a second ends the process at once.
 
-    While the asyncio phases run, the signals go through the loop (``add_signal_handler``): the
-    loop's self-pipe is then the wake-up fd, so a signal wakes a loop idle in ``epoll_wait``
-    whichever thread the kernel hands it to, and the message is printed by the loop, not
-    inside a signal handler (where a write to a stream being written raises)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    Python-level handlers throughout (``atoll.cli.signals``: asyncio's own lose a signal when
+    the loop's self-pipe is full). While the asyncio phases run, the handler hands the stop to
+    the loop, which also prints the message: a write to stderr from inside a signal handler
+    raises when it interrupted another one."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
@@ -152,54 +151,45 @@ class _Stop:
     def is_set(self) -> bool:
         return self.event.is_set()
 
-    def _note(self, signum: int) -> bool:
-        """Record a signal; False when it is the second (the caller then exits at once)."""
+    def _note(self, signum: int) -> None:
+        """Record a signal; the second ends the process."""
         if self.event.is_set():
-            return False
+            os._exit(130)
         self.signal = signal.Signals(signum).name
         self.event.set()
-        return True
 
     def _message(self) -> None:
         console.print(f"[yellow]{self.signal}: stopping (again to stop at once)[/yellow]")
 
     def _handle(self, signum: int, frame: object) -> None:
-        # A signal handler: between two bytecodes of the main thread, outside the loop.
-        if not self._note(signum):
-            os._exit(130)
+        # Outside the asyncio phases (registering devices).
+        self._note(signum)
         with contextlib.suppress(RuntimeError):  # stderr was being written: skip the line
             self._message()
 
-    def _on_loop(self, signum: int, event: asyncio.Event) -> None:
-        if not self._note(signum):
-            console.print("[red]stopping now[/red]")
-            os._exit(130)
-        event.set()
-        self._message()
-
     @contextlib.contextmanager
     def bound(self, loop: asyncio.AbstractEventLoop, event: asyncio.Event):
-        """Take the signals on ``loop``, setting ``event``, while the async phases run."""
+        """Also set ``event`` on ``loop`` (waking it) while the async phases run."""
         if self.event.is_set():
             event.set()
-        if not self._installed:  # not the main thread: nothing to take over
+        if not self._installed:  # not the main thread: no signals to take
             yield
             return
-        for s in self.SIGNALS:
-            loop.add_signal_handler(s, self._on_loop, s, event)
-        try:
+
+        def on_signal(signum: int) -> None:
+            self._note(signum)
+            loop.call_soon_threadsafe(event.set)
+            loop.call_soon_threadsafe(self._message)
+
+        with stop_signals(loop, on_signal):
             yield
-        finally:
-            for s in self.SIGNALS:
-                loop.remove_signal_handler(s)
-                signal.signal(s, self._handle)
 
     @classmethod
     @contextlib.contextmanager
     def installed(cls):
         stop = cls()
         try:
-            old = {s: signal.signal(s, stop._handle) for s in cls.SIGNALS}
+            old = {s: signal.signal(s, stop._handle) for s in STOP_SIGNALS}
         except ValueError:  # not the main thread (tests, embedding): no signals to catch
             old = {}
         stop._installed = bool(old)

@@ -6,12 +6,12 @@ import asyncio
 import json
 import logging
 import os
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from atoll.cli.signals import stop_signals
 from atoll.core.errors import AtollError
 
 
@@ -149,9 +149,15 @@ async def _run(settings) -> None:
     os.umask(PRIVATE_UMASK)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    platform = Platform(settings)
+
+    def on_signal(_signum: int) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    with stop_signals(loop, on_signal):
+        await _serve(Platform(settings), settings, stop)
+
+
+async def _serve(platform, settings, stop: asyncio.Event) -> None:
     await platform.start()
     runtime = settings.home / "runtime.json"
     try:

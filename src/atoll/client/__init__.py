@@ -32,6 +32,7 @@ from atoll.client.devices import (
     DeviceCredentials,
     DevicesCalls,
     DeviceType,
+    MaintenanceEvent,
     Metric,
     Project,
     Refit,
@@ -41,6 +42,7 @@ from atoll.client.devices import (
     Twin,
 )
 from atoll.client.ingest import DeviceClient
+from atoll.client.lab import BulkResult, LabCalls
 from atoll.client.rules import (
     Backtest,
     Channel,
@@ -66,6 +68,7 @@ __all__ = [
     "AuditEntry",
     "Backtest",
     "Buckets",
+    "BulkResult",
     "Channel",
     "ChannelTest",
     "ChannelType",
@@ -82,6 +85,7 @@ __all__ = [
     "Identity",
     "ImportedRules",
     "Latest",
+    "MaintenanceEvent",
     "Metric",
     "Project",
     "Refit",
@@ -100,7 +104,7 @@ __all__ = [
 ]
 
 
-class Client(TenancyCalls, DevicesCalls, SeriesCalls, RulesCalls, AlarmsCalls):
+class Client(TenancyCalls, DevicesCalls, SeriesCalls, RulesCalls, AlarmsCalls, LabCalls):
     """The REST API as an API-key holder; what you may do depends on the key's role.
 
     ``tenant``: act in that tenant (platform admins; any other key may name only its own).

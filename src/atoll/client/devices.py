@@ -108,6 +108,22 @@ class Command:
 
 
 @dataclass(frozen=True)
+class MaintenanceEvent:
+    """A failure, repair, part replacement or inspection of a device (docs/API.md,
+    "Maintenance records")."""
+
+    id: str
+    device: str
+    kind: str
+    at: datetime
+    recorded_by: str
+    created_at: datetime
+    part: str | None = None
+    cost: float | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Rejection:
     transport: str
     reason: str
@@ -421,6 +437,66 @@ class DevicesCalls(Http):
 
     def command(self, device: str, command_id: str) -> Command:
         return build(Command, self._call("GET", f"/devices/{device}/commands/{command_id}"))
+
+    # maintenance ----------------------------------------------------------------------------------
+    def record_maintenance(
+        self,
+        device: str,
+        kind: str,
+        *,
+        at: TimeLike = None,
+        part: str | None = None,
+        cost: float | None = None,
+        note: str | None = None,
+    ) -> MaintenanceEvent:
+        """Record a ``failure``, ``repair``, ``replacement`` or ``inspection`` (``at``: when it
+        happened, default now). A failure ends the device's run."""
+        body: dict[str, Any] = {"kind": kind, "at": time_param(at)}
+        body.update(
+            {k: v for k, v in (("part", part), ("cost", cost), ("note", note)) if v is not None}
+        )
+        return build(
+            MaintenanceEvent, self._call("POST", f"/devices/{device}/maintenance", json=body)
+        )
+
+    def maintenance(
+        self,
+        device: str | None = None,
+        *,
+        project: str | None = None,
+        kind: str | None = None,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        limit: int = 1000,
+    ) -> list[MaintenanceEvent]:
+        """A device's maintenance records, or every device's of ``project``; newest first."""
+        if (device is None) == (project is None):
+            raise ValueError("name a device or a project")
+        params = {
+            "kind": kind,
+            "since": time_param(since),
+            "until": time_param(until),
+            "limit": limit,
+        }
+        if device is not None:
+            got = self._call("GET", f"/devices/{device}/maintenance", params=params)
+        else:
+            got = self._call("GET", f"/projects/{project}/maintenance", params=params)
+        return [build(MaintenanceEvent, e) for e in got]
+
+    def delete_maintenance(self, device: str, event_id: str) -> None:
+        self._call("DELETE", f"/devices/{device}/maintenance/{event_id}")
+
+    def import_maintenance(self, project: str, csv_text: str) -> int:
+        """Import a maintenance history (CSV ``device,at,kind[,part,cost,note]``): all rows or
+        none; the number imported."""
+        got = self._call(
+            "POST",
+            f"/projects/{project}/maintenance/import",
+            content=csv_text.encode(),
+            headers={"content-type": "text/csv"},
+        )
+        return int(got["imported"])
 
     # detection ------------------------------------------------------------------------------------
     def detection(self, project: str, device: str) -> list[SeriesDetection]:

@@ -101,7 +101,7 @@ from atoll.detect.threshold import Thresholded, decide_many, explain_many
 from atoll.detect.warmup import use_kernel_cache, warm_up
 from atoll.registry.profiles import DeviceProfiles
 from atoll.service import ServiceContext
-from atoll.store.port import SeriesStore
+from atoll.store.port import RawCounts, SeriesStore
 
 log = logging.getLogger(__name__)
 
@@ -1434,10 +1434,14 @@ class DetectionService:
     def _fit_each(self, plans: list[_FitPlan | Exception]) -> list[tuple[_Fit | Exception, float]]:
         """(fit thread) ``_fit_series`` of each plan: the fit or why not, and its seconds."""
         out: list[tuple[_Fit | Exception, float]] = []
-        for plan in plans:
+        short = self._short_of_history(plans)
+        for i, plan in enumerate(plans):
             t0 = time.perf_counter()
             if isinstance(plan, Exception):
                 out.append((plan, 0.0))
+                continue
+            if i in short:
+                out.append((short[i], time.perf_counter() - t0))
                 continue
             try:
                 out.append((self._fit_series(plan), time.perf_counter() - t0))
@@ -1561,6 +1565,36 @@ class DetectionService:
         # A first fit has no flags of its own to go by; a refit also skips what was scored high.
         threshold = None if job.reason == "bound" else float(t.detector.default_threshold)
         return _FitPlan(job, c, until, spans, threshold)
+
+    def _short_of_history(self, plans: list[_FitPlan | Exception]) -> dict[int, InvalidInput]:
+        """(fit thread) First fits of single series that cannot have ``MIN_HISTORY`` readings,
+        by index, found with one count for the batch (a new fleet: none has any) where the store
+        can count many series at once; the others are read one by one in ``_fit_series``."""
+        store = self.store
+        if not isinstance(store, RawCounts):
+            return {}
+        first = [
+            (i, p)
+            for i, p in enumerate(plans)
+            if isinstance(p, _FitPlan) and p.job.reason == "bound" and not p.choice.jointly
+        ]
+        if not first:
+            return {}
+        window = int(self.history_window * _US)
+        counts = store.count_raw(
+            [p.job.key for _, p in first],
+            [p.until - window for _, p in first],
+            [p.until for _, p in first],
+        )
+        return {
+            i: InvalidInput(
+                f"{p.job.key.metric!r} of {p.job.key.device!r} has {n} readings of stored "
+                f"history; a fit needs {MIN_HISTORY}",
+                hint="it keeps its current detector; refit once more readings are stored",
+            )
+            for (i, p), n in zip(first, counts, strict=True)
+            if n < MIN_HISTORY
+        }
 
     def _fit_series(self, plan: _FitPlan) -> _Fit:
         """(fit thread) Read the stored history, leave out flagged readings, fit a new detector.

@@ -510,6 +510,7 @@ class EmbeddedBroker:
             if self._broker is None:
                 return
             now = time.monotonic()
+            silent = []
             for session, handler in list(self._broker._sessions.values()):
                 ka = getattr(session, "atoll_keep_alive", 0)
                 reader = getattr(session, "atoll_reader", None)
@@ -519,13 +520,22 @@ class EmbeddedBroker:
                     and now - reader.last > 1.5 * ka
                     and session.transitions.state == "connected"
                 ):
-                    log.info(
-                        "closing %s: silent for %.0f s (keep-alive %d s)",
-                        session.client_id,
-                        now - reader.last,
-                        ka,
-                    )
-                    await handler.handle_connection_closed()
+                    silent.append((session, handler, reader, reader.last))
+            if not silent:
+                continue
+            # After a pause of this loop (a busy process), this pass may run before the readers
+            # of packets that arrived meanwhile: let them read first.
+            await asyncio.sleep(0.05)
+            for session, handler, reader, last in silent:
+                if reader.last != last or session.transitions.state != "connected":
+                    continue
+                log.info(
+                    "closing %s: silent for %.0f s (keep-alive %d s)",
+                    session.client_id,
+                    now - last,
+                    session.atoll_keep_alive,
+                )
+                await handler.handle_connection_closed()
 
     async def _recheck_loop(self) -> None:
         # A safety net: changes made through the API cut connections at once (``disconnect``),

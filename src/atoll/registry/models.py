@@ -15,6 +15,7 @@ __all__ = [
     "DeviceIdentity",
     "DetectorBinding",
     "DeviceType",
+    "MaintenanceEvent",
     "MetricSpec",
     "NewApiKey",
     "Principal",
@@ -275,3 +276,24 @@ class BootstrapSecrets:
     api_key: str
     username: str
     password: str
+
+
+MaintenanceKind = Literal["failure", "repair", "replacement", "inspection"]
+MAINTENANCE_KINDS: tuple[str, ...] = ("failure", "repair", "replacement", "inspection")
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceEvent:
+    """Something done to (or that happened to) a device: a failure ends its run, a repair or
+    replacement starts the next; ``at`` when it happened, ``created_at`` when it was recorded
+    (µs since the epoch); ``cost`` in the lab's currency, ``part`` what was replaced or found."""
+
+    id: str
+    device: str
+    kind: MaintenanceKind
+    at: int
+    created_at: int
+    recorded_by: str
+    part: str | None = None
+    cost: float | None = None
+    note: str = ""

@@ -27,6 +27,7 @@ from atoll.registry import credentials as _credentials
 from atoll.registry import device_types as _types
 from atoll.registry import devices as _devices
 from atoll.registry import keys as _keys
+from atoll.registry import maintenance as _maintenance
 from atoll.registry import rejections as _rejections
 from atoll.registry import tables as t
 from atoll.registry import tenants as _tenants
@@ -43,6 +44,7 @@ from atoll.registry.models import (
     DeviceCredentials,
     DeviceIdentity,
     DeviceType,
+    MaintenanceEvent,
     MetricSpec,
     NewApiKey,
     Principal,
@@ -53,7 +55,7 @@ from atoll.registry.models import (
     Twin,
     User,
 )
-from atoll.registry.namespaces import DEFAULT_TENANT
+from atoll.registry.namespaces import DEFAULT_TENANT, prefix
 from atoll.registry.tokens import matches, new_secret, now_us
 
 SESSION_TTL_S = 12 * 3600
@@ -310,6 +312,77 @@ class Registry:
     def get_device(self, device_id: str, tenant: str | None = None) -> Device:
         with self._read() as conn:
             return _devices.get(conn, device_id, tenant)
+
+    # -- maintenance records (atoll.registry.maintenance) ----------------------------------------
+    def record_maintenance(
+        self,
+        device_id: str,
+        kind: str,
+        at: int,
+        *,
+        actor: str,
+        part: str | None = None,
+        cost: float | None = None,
+        note: str | None = None,
+        tenant: str | None = None,
+    ) -> MaintenanceEvent:
+        with self._write() as conn:
+            _devices.get(conn, device_id, tenant)
+            return _maintenance.record(
+                conn, device_id, actor, kind=kind, at=at, part=part, cost=cost, note=note
+            )
+
+    def list_maintenance(
+        self,
+        device_id: str | None = None,
+        *,
+        project: str | None = None,
+        tenant: str | None = None,
+        kind: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 1000,
+    ) -> list[MaintenanceEvent]:
+        """A device's records, or every device's of ``project``; newest first."""
+        with self._read() as conn:
+            if device_id is not None:
+                devices = [_devices.get(conn, device_id, tenant).id]
+            elif project is not None:
+                _tenants.get_project(conn, project, tenant)
+                devices = list(_devices.profiles(conn, project))
+            else:
+                raise InvalidInput("name a device or a project")
+            return _maintenance.list_(
+                conn, devices, kind=kind, since=since, until=until, limit=limit
+            )
+
+    def delete_maintenance(
+        self, device_id: str, event_id: str, tenant: str | None = None
+    ) -> MaintenanceEvent:
+        with self._write() as conn:
+            _devices.get(conn, device_id, tenant)
+            return _maintenance.remove(conn, device_id, event_id)
+
+    def import_maintenance(
+        self, project: str, rows: list[dict[str, Any]], *, actor: str, tenant: str | None = None
+    ) -> int:
+        """Checked rows (``maintenance.parse_csv``) of ``project``'s devices, all or none."""
+        with self._write() as conn:
+            pre = prefix(_tenants.get_project(conn, project, tenant).tenant)
+            known = _devices.profiles(conn, project)
+            # The device column may hold stored ids or the names chosen in the tenant.
+            rows = [
+                {**r, "device": r["device"] if r["device"] in known else pre + r["device"]}
+                for r in rows
+            ]
+            strangers = sorted({r["device"] for r in rows} - set(known))
+            if strangers:
+                raise InvalidInput(
+                    f"{len(strangers)} device(s) not in project {project!r}, nothing imported: "
+                    + ", ".join(strangers[:10]),
+                    hint="register them first, or fix the device column",
+                )
+            return _maintenance.insert_many(conn, rows, actor)
 
     def device_profiles(self, project: str) -> dict[str, tuple[str | None, dict[str, str]]]:
         """``{device id: (device type, labels)}`` of a project's devices, in one query: for

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -140,6 +141,21 @@ commands = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("expires_at", BigInteger, nullable=False),
     Index("ix_commands_device_created", "device", "created_at"),
+)
+
+maintenance = Table(
+    "maintenance",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("device", String(ID), ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("at", BigInteger, nullable=False),
+    Column("part", String(200), nullable=True),
+    Column("cost", Float, nullable=True),
+    Column("note", Text, nullable=False),
+    Column("recorded_by", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_maintenance_device_at", "device", "at"),
 )
 
 audit_log = Table(

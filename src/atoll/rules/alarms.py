@@ -142,7 +142,9 @@ class AlarmBook:
         until: int | None = None,
         limit: int = 100,
         offset: int = 0,
+        worst_first: bool = False,
     ) -> builtins.list[Alarm]:
+        """Newest first; ``worst_first``: highest severity first, then newest."""
         t = db.alarms
         where = self._where(
             projects=projects,
@@ -154,7 +156,11 @@ class AlarmBook:
             until=until,
         )
         q = sa.select(t).where(*where)
-        q = q.order_by(t.c.raised_at.desc(), t.c.id.desc()).limit(limit).offset(offset)
+        order = [t.c.raised_at.desc(), t.c.id.desc()]
+        if worst_first:
+            rank = sa.case({sev: i for i, sev in enumerate(SEVERITIES)}, value=t.c.severity)
+            order.insert(0, rank.desc())
+        q = q.order_by(*order).limit(limit).offset(offset)
         with self.engine.connect() as c:
             return [Alarm.model_validate(r._mapping) for r in c.execute(q)]
 

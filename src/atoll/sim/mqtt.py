@@ -206,6 +206,7 @@ class MqttFleet:
         self._attempt = [0] * n  # attempts ever started (tells a stale callback from a live one)
         self._tries = [0] * n  # attempts since the device was last connected
         self._ever_up = bytearray(n)
+        self._sent_at = [0.0] * n  # when each device last sent a packet we know of (monotonic)
         self._undecided = 0  # devices not yet connected once, refused or given up
         self._first_failure: str | None = None  # of any attempt
         self._first_refusal: str | None = None
@@ -254,6 +255,7 @@ class MqttFleet:
             return
         self._end_attempt(i)
         self._state[i] = _UP
+        self._sent_at[i] = time.monotonic()
         self.stats.connected += 1
         self._tries[i] = 0
         if self._ever_up[i]:
@@ -464,13 +466,22 @@ class MqttFleet:
             await asyncio.sleep(max(0.01, period - (loop.time() - t)))
 
     async def _ping(self, chunk: int = 1000) -> None:
-        """``loop_misc`` on every connected client: a PINGREQ when it has been quiet for a
-        keep-alive period, and a close when the broker did not answer the last one."""
-        state, clients = self._state, self._clients
+        """A PINGREQ from every connected client quiet for half a keep-alive period, and
+        ``loop_misc``, which closes a client whose broker did not answer within a period.
+
+        paho itself pings only after a whole period of quiet; a broker closes the connection
+        after 1.5 periods, so a busy event loop (or broker) had half a period to spare. Half a
+        period earlier leaves a whole one."""
+        state, clients, sent_at = self._state, self._clients, self._sent_at
+        half = self.keepalive / 2
         for start in range(0, len(clients), chunk):
+            now = time.monotonic()
             for i in range(start, min(len(clients), start + chunk)):
                 if state[i] == _UP:
                     c = clients[i]
+                    if now - sent_at[i] >= half and not c._ping_t:  # none unanswered
+                        sent_at[i] = now
+                        _pingreq(c, now)
                     c.loop_misc()
                     if c.want_write():
                         self._flush_later(i)
@@ -658,6 +669,7 @@ class MqttFleet:
             self.stats.skipped += 1
             return
         self.stats.published += 1
+        self._sent_at[i] = time.monotonic()
         self.stats.points += (
             sum(len(p["values"]) for p in payload)
             if isinstance(payload, list)
@@ -721,6 +733,16 @@ class MqttFleet:
     async def __aexit__(self, *exc) -> None:
         if self._loop is not None:
             await self.close()
+
+
+def _pingreq(client: paho.Client, now: float) -> None:
+    """Send a PINGREQ now, as paho's keep-alive check does (paho has no public call for it):
+    the broker then has a keep-alive period to answer before ``loop_misc`` gives up. Callers
+    send none while one is unanswered (``_ping_t``), or the wait would start over each time
+    and a broker that stopped answering would never be noticed."""
+    client._send_pingreq()
+    with client._msgtime_mutex:
+        client._last_bytes_received = now
 
 
 def _loopback_sources(host: str, devices: int, per_address: int) -> list[str]:

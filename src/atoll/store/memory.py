@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -64,6 +65,11 @@ class MemoryStore:
         ts, value = found
         lo, hi = np.searchsorted(ts, [start, end], side="left")
         return ts[lo:hi], value[lo:hi]
+
+    def count_raw(
+        self, keys: Sequence[SeriesKey], start: Sequence[int], end: Sequence[int]
+    ) -> list[int]:
+        return [len(self._slice(k, a, z)[0]) for k, a, z in zip(keys, start, end, strict=True)]
 
     def query_raw(self, key: SeriesKey, start: int, end: int, limit: int | None = None) -> Series:
         ts, value = self._slice(key, start, end)

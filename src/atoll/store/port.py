@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -110,3 +111,18 @@ class SeriesStore(Protocol):
         store returns ``ONE_WRITER``. Cheap after the first call (ingest asks per message)."""
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class RawCounts(Protocol):
+    """A store that counts the points of many series at once (a capability, not every store's).
+
+    The detection service asks it whether the series it meets for the first time have history
+    enough to fit on: a new fleet's 40,000 series were 40,000 queries, each of which scans
+    every recent point of the fleet."""
+
+    def count_raw(
+        self, keys: Sequence[SeriesKey], start: Sequence[int], end: Sequence[int]
+    ) -> list[int]:
+        """How many points ``keys[i]`` holds with ``start[i] <= ts < end[i]`` (0 for a series
+        the store does not know), each series counted in one pass for all."""

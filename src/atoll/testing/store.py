@@ -746,6 +746,33 @@ STORE_CHECKS = (
 )
 
 
+def check_raw_counts(make_store: MakeStore) -> None:
+    """For a store that is also ``RawCounts``: ``count_raw`` gives, per wanted series and span,
+    as many points as ``query_raw`` returns (spans differ per series; unknown series and empty
+    spans count 0; a key may be asked twice)."""
+    from atoll.store.port import RawCounts
+
+    store = make_store()
+    assert isinstance(store, RawCounts)
+    rng = np.random.default_rng(5)
+    keys = [SeriesKey("plant", f"pump-{i}", m) for i in range(6) for m in ("t", "p")]
+    ts = T0 + np.sort(rng.integers(0, HOUR, 600))
+    store.append(
+        PointBatch(
+            tuple(keys), rng.integers(0, len(keys), 600).astype(np.int32), ts, rng.normal(size=600)
+        )
+    )
+    store.append(PointBatch.of_series(keys[0], [T0 + 2 * HOUR], [1.0]))  # a later append
+    want = [*keys, keys[3], SeriesKey("plant", "nobody", "t"), keys[1]]
+    start = [T0 + int(a) for a in rng.integers(-MIN, HOUR, len(want))]
+    end = [a + int(d) for a, d in zip(start, rng.integers(0, 3 * HOUR, len(want)), strict=True)]
+    start[-1] = end[-1]  # an empty span
+    expected = [len(store.query_raw(k, a, z).ts) for k, a, z in zip(want, start, end, strict=True)]
+    assert sum(expected) > 100 and expected[-2:] == [0, 0]
+    assert store.count_raw(want, start, end) == expected
+    assert store.count_raw([], [], []) == []
+
+
 def check_store(make_store: MakeStore, reopen: Reopen = None) -> None:
     """Run every check; raises ``AssertionError`` naming the first that fails."""
     for check in STORE_CHECKS:

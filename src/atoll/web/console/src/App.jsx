@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, getSession, items, onSession, setSession } from "./api.js";
+import { alarmSummary, api, getSession, onSession, setSession } from "./api.js";
 import { connectLive, disconnectLive, useLive, useLiveState } from "./live.js";
 import { Link, match, navigate, useLocation } from "./router.jsx";
 import { currentProject, markPrimaryReady, useAsync } from "./util.js";
@@ -27,9 +27,12 @@ const LazyRules = lazy(() => import("./pages/Rules.jsx"), "Rules");
 const Dashboard = lazy(() => import("./pages/Dashboard.jsx"), "Dashboard");
 const Reports = lazy(() => import("./pages/Reports.jsx"), "Reports");
 const Access = lazy(() => import("./pages/Access.jsx"), "Access");
-const LabHome = lazy(() => import("./pages/Lab.jsx"), "LabHome");
-const LabEnterprise = lazy(() => import("./pages/Lab.jsx"), "LabEnterprise");
-const LabAlarms = lazy(() => import("./pages/Lab.jsx"), "LabAlarms");
+// A lab page opened directly fetches its code at once, not after the first render.
+const loadLab = () => import("./pages/Lab.jsx");
+if (location.pathname.startsWith("/lab")) loadLab();
+const LabHome = lazy(loadLab, "LabHome");
+const LabEnterprise = lazy(loadLab, "LabEnterprise");
+const LabAlarms = lazy(loadLab, "LabAlarms");
 
 export function App() {
   const [session, set] = useState(getSession());
@@ -49,7 +52,7 @@ export function App() {
 function Shell({ session }) {
   const { path } = useLocation();
   const project = currentProject.use();
-  const tree = useProjects({ defer: !!currentProject.get() });
+  const tree = useProjects({ defer: !!currentProject.get() || location.pathname.startsWith("/lab") });
   const live = useLiveState();
   const me = useMe();
 
@@ -58,15 +61,15 @@ function Shell({ session }) {
     return () => {};
   }, [project, session.token, session.actAs]);
   useEffect(() => () => disconnectLive(), []);
-  useEffect(() => reconcileProject(tree.data, project), [tree.data]);
+  useEffect(() => reconcileProject(tree.data, currentProject.get()), [tree.data]);
 
-  const active = useAsync(async () => (project ? items(await api.get("/alarms", { project, status: "active", limit: 1000 })).length : 0), [project], { defer: true });
+  const active = useAsync(async () => (project ? (await alarmSummary(project)).active : 0), [project], { defer: true });
   useLive((m) => m.type === "alarm" || (m.type === "hello" && m.resync), () => active.reload(), [project]);
 
   let page;
   let m;
-  // Only the fleet and device pages have a main request worth putting first.
-  if (!(path === "/" || path.startsWith("/devices/"))) markPrimaryReady();
+  // The fleet, device and lab pages have a main request worth putting first.
+  if (!(path === "/" || path.startsWith("/devices/") || path.startsWith("/lab"))) markPrimaryReady();
   if ((m = match("/devices/:id", path))) page = <Device id={m.id} key={m.id} />;
   else if (path === "/alarms") page = <Alarms />;
   else if (path === "/rules") page = <LazyRules />;

@@ -146,3 +146,18 @@ export function toSeconds(t) {
 export function toMicros(seconds) {
   return Math.round(seconds * 1e6);
 }
+
+// A project's open alarms counted per status, severity and device (GET /alarms/summary). The
+// top bar's badge and the fleet page ask at the same moments (load, an alarm event): one
+// request in flight serves both; a later call asks again.
+let summaryInFlight = null;
+export function alarmSummary(project) {
+  const key = `${project}|${session?.token}|${session?.actAs || ""}`;
+  if (!summaryInFlight || summaryInFlight.key !== key) {
+    const promise = request("GET", "/alarms/summary", undefined, { query: { project } });
+    summaryInFlight = { key, promise };
+    const done = () => summaryInFlight?.promise === promise && (summaryInFlight = null);
+    promise.then(done, done);
+  }
+  return summaryInFlight.promise;
+}

@@ -6,9 +6,10 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { ApiError, api, enc, items, request, setActingTenant, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate, useLocation } from "../router.jsx";
-import { currentProject, fmtAgo, fmtTime, useAsync, useDebounced } from "../util.js";
+import { currentProject, fmtAgo, fmtTime, markPrimaryReady, useAsync, useDebounced } from "../util.js";
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
+import { useProjects } from "./Overview.jsx";
 
 const SEVERITIES = ["critical", "major", "minor", "warning", "info"];
 // Lab calls name their scope themselves: never the tenant the project picker acts in.
@@ -186,7 +187,8 @@ function useTable(rows, defaultSort) {
 }
 
 export function LabHome() {
-  const data = useAsync(() => api.get("/lab/overview", undefined, NO_TENANT), []);
+  // The page's main request: side panels (project picker, alarm badge) wait for it.
+  const data = useAsync(() => api.get("/lab/overview", undefined, NO_TENANT).finally(markPrimaryReady), []);
   useEffect(() => {
     const t = setInterval(() => document.visibilityState === "visible" && data.reload(), 30_000);
     return () => clearInterval(t);
@@ -255,7 +257,7 @@ export function LabHome() {
 }
 
 export function LabEnterprise({ tenant }) {
-  const data = useAsync(() => api.get(`/lab/enterprises/${enc(tenant)}`, undefined, NO_TENANT), [tenant]);
+  const data = useAsync(() => api.get(`/lab/enterprises/${enc(tenant)}`, undefined, NO_TENANT).finally(markPrimaryReady), [tenant]);
   const d = data.data;
   const { shown, toolbar, header } = useTable(d?.projects, "alarms");
   const platform = d?.scope === "platform";
@@ -339,6 +341,7 @@ export function LabAlarms() {
     status: query.get("status") || "open",
     rule: query.get("rule") || "",
     since: query.get("since") || "",
+    order: query.get("order") || "newest",
   }));
   const [offset, setOffset] = useState(0);
   const [picked, setPicked] = useState(new Set());
@@ -350,23 +353,26 @@ export function LabAlarms() {
 
   useEffect(() => {
     const p = new URLSearchParams();
-    for (const [k, v] of Object.entries(f)) if (v && !(k === "status" && v === "open")) p.set(k, v);
+    for (const [k, v] of Object.entries(f)) if (v && !(k === "status" && v === "open") && !(k === "order" && v === "newest")) p.set(k, v);
     const s = p.toString();
     navigate("/lab/alarms" + (s ? `?${s}` : ""), { replace: true });
     setOffset(0);
-  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since]);
+  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order]);
 
-  // The enterprises and their projects for the filters: one request (the lab overview's
-  // enterprises come without projects, so the chosen enterprise's projects are a second one).
-  const ents = useAsync(() => api.get("/lab/overview", undefined, NO_TENANT), []);
-  const projs = useAsync(async () => (f.enterprise ? (await api.get(`/lab/enterprises/${enc(f.enterprise)}`, undefined, NO_TENANT)).projects : []), [f.enterprise]);
+  // The enterprises and their projects for the filters: the project tree the top bar has
+  // already asked for (no request of its own).
+  const tree = useProjects({ defer: true });
+  const ents = tree.data?.tenants || [];
+  const projs = (tree.data?.projects || []).filter((p) => p.tenant === f.enterprise);
+  const platform = !!tree.data?.platform;
 
   const list = useAsync(async () => {
     const res = await request("GET", "/lab/alarms", undefined, { query: { ...params, limit: PAGE, offset }, raw: true, tenant: "" });
     const body = await res.json();
+    markPrimaryReady();
     if (!res.ok) throw new ApiError(res.status, body);
     return { rows: items(body), total: Number(res.headers.get("X-Total-Count") || 0) };
-  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, offset, tick]);
+  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, offset, tick]);
 
   // Live: the selected project's socket says when one of its alarms changes; other projects'
   // alarms are re-read every 15 s while the page is in view.
@@ -375,7 +381,7 @@ export function LabAlarms() {
     const t = setInterval(() => document.visibilityState === "visible" && setTick((n) => n + 1), 15_000);
     return () => clearInterval(t);
   }, []);
-  useEffect(() => setPicked(new Set()), [f.enterprise, f.project, f.severity, f.status, rule, f.since, offset]);
+  useEffect(() => setPicked(new Set()), [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, offset]);
 
   const rows = list.data?.rows || [];
   const total = list.data?.total ?? 0;
@@ -437,7 +443,7 @@ export function LabAlarms() {
       <div class="toolbar wrap">
         <select value={f.enterprise} onChange={set("enterprise")} data-testid="la-enterprise">
           <option value="">All enterprises</option>
-          {(ents.data?.enterprises || []).map((e) => (
+          {ents.map((e) => (
             <option key={e.id} value={e.id}>
               {e.name}
             </option>
@@ -445,7 +451,7 @@ export function LabAlarms() {
         </select>
         <select value={f.project} onChange={set("project")} disabled={!f.enterprise} data-testid="la-project" title={f.enterprise ? "" : "choose an enterprise first"}>
           <option value="">All projects</option>
-          {(projs.data || []).map((p) => (
+          {projs.map((p) => (
             <option key={p.id} value={p.id}>
               {p.name}
             </option>
@@ -473,6 +479,10 @@ export function LabAlarms() {
               raised {v}
             </option>
           ))}
+        </select>
+        <select value={f.order} onChange={set("order")} data-testid="la-order">
+          <option value="newest">Newest first</option>
+          <option value="severity">Worst first</option>
         </select>
         <span class="grow" />
         <span class="muted small" data-testid="la-count">
@@ -535,7 +545,7 @@ export function LabAlarms() {
                     href="/alarms"
                     onClick={(e) => {
                       e.preventDefault();
-                      if (ents.data?.scope === "platform") setActingTenant(a.tenant);
+                      if (platform) setActingTenant(a.tenant);
                       currentProject.set(a.project);
                       navigate("/alarms");
                     }}

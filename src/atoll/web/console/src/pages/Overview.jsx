@@ -1,7 +1,7 @@
 // Fleet overview: tenants → projects → devices, with online state and active alarms.
 // The device table is server-paged and virtualised; filtering happens in the API.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { actingTenant, api, enc, items, page, setActingTenant, toSeconds } from "../api.js";
+import { actingTenant, alarmSummary, api, enc, getSession, items, page, setActingTenant, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate } from "../router.jsx";
 import { currentProject, fmtAgo, fmtNum, markPrimaryReady, useAsync, useDebounced } from "../util.js";
@@ -33,8 +33,29 @@ export function projectId(p) {
 
 // Every user of the project list (top bar, tree) reloads when a project is created.
 const projectListeners = new Set();
+let projectsVersion = 0;
 export function projectsChanged() {
+  projectsVersion++;
   projectListeners.forEach((fn) => fn());
+}
+
+// The tenants and every project the user may see, in two requests whatever their number
+// (GET /lab/projects lists every tenant's projects for the platform admin). Every user of the
+// tree on screen (top bar, fleet tree, alarm console filters) shares one answer.
+let treeCache = null;
+function loadTree(version) {
+  const s = getSession();
+  const key = `${version}|${s?.token}`;
+  if (!treeCache || treeCache.key !== key) {
+    const promise = Promise.all([api.get("/tenants", undefined, { tenant: "" }).catch(() => []), api.get("/lab/projects", undefined, { tenant: "" })]).then(([ts, ps]) => ({
+      tenants: items(ts),
+      projects: ps.projects,
+      platform: ps.scope === "platform",
+    }));
+    treeCache = { key, promise };
+    promise.catch(() => treeCache?.promise === promise && (treeCache = null));
+  }
+  return treeCache.promise;
 }
 
 export function useProjects(opts) {
@@ -44,13 +65,7 @@ export function useProjects(opts) {
     projectListeners.add(fn);
     return () => projectListeners.delete(fn);
   }, []);
-  return useAsync(async () => {
-    const [me, ts, ps] = await Promise.all([api.get("/auth/me").catch(() => null), api.get("/tenants").catch(() => []), api.get("/projects")]);
-    if (!me?.platform_admin) return { tenants: items(ts), projects: items(ps) };
-    // The platform admin sees every tenant's projects: each list is read as that tenant.
-    const lists = await Promise.all(items(ts).map((t) => api.get("/projects", undefined, { tenant: t.id }).catch(() => [])));
-    return { tenants: items(ts), projects: lists.flatMap(items), platform: true };
-  }, [version], opts);
+  return useAsync(() => loadTree(projectsVersion), [version], opts);
 }
 
 // Choosing a project also chooses its tenant for the platform admin, before anything loads.
@@ -63,6 +78,8 @@ export function selectProject(tree, id) {
 // The selected project must be one the signed-in user can open, in the tenant the calls are
 // made in: a project left in localStorage by another user (or a platform admin's project whose
 // tenant is not the one acted in) would answer "project not found" on every page and reload.
+// Effects call it with the project chosen now (currentProject.get()), not the one their render
+// saw: a choice made in between (a click right after the list appears) must stand.
 export function reconcileProject(tree, project) {
   const ps = tree?.projects;
   if (!ps) return;
@@ -82,20 +99,23 @@ export function Overview() {
   const seen = useRef(new Map()); // device -> {t, values} from the live feed
   const [liveTick, setLiveTick] = useState(0);
   const [alarmTick, setAlarmTick] = useState(0);
+  const [tq, setTq] = useState("");
+  const [unfolded, setUnfolded] = useState(new Set());
+  const toggle = (t) =>
+    setUnfolded((s) => {
+      const n = new Set(s);
+      n.has(t) ? n.delete(t) : n.add(t);
+      return n;
+    });
 
-  useEffect(() => reconcileProject(tree.data, project), [tree.data]);
+  useEffect(() => reconcileProject(tree.data, currentProject.get()), [tree.data]);
 
-  const alarms = useAsync(async () => {
-    if (!project) return [];
-    return items(await api.get("/alarms", { project, status: "active", limit: 1000 }));
-  }, [project, alarmTick], { defer: true });
+  // Active alarms counted per device by the server (the top bar's badge reads the same answer).
+  const alarms = useAsync(async () => (project ? alarmSummary(project) : null), [project, alarmTick], { defer: true });
 
   const alarmsByDevice = useMemo(() => {
     const m = new Map();
-    for (const a of alarms.data || []) {
-      const d = a.device ?? a.device_id;
-      m.set(d, (m.get(d) || 0) + 1);
-    }
+    for (const [d, c] of Object.entries(alarms.data?.by_device || {})) if (c.active) m.set(d, c.active);
     return m;
   }, [alarms.data]);
 
@@ -158,6 +178,8 @@ export function Overview() {
 
   const count = source.total ?? 0;
   const me = useMe();
+  const big = projects.length > 30;
+  const currentTenant = projects.find((p) => projectId(p) === project)?.tenant;
 
   return (
     <div class="page overview">
@@ -166,16 +188,32 @@ export function Overview() {
           <strong>Tenants &amp; projects</strong>
         </div>
         <ErrorBox error={tree.error} />
-        {[...byTenant.entries()].map(([t, ps]) => (
-          <div class="tree-group" key={t}>
-            <div class="tree-tenant" data-testid="tree-tenant">{tenantName(t)}</div>
-            {ps.map((p) => (
-              <button key={projectId(p)} class={`tree-item ${projectId(p) === project ? "active" : ""}`} onClick={() => selectProject(tree.data, projectId(p))}>
-                {p.name ?? projectId(p)}
-              </button>
-            ))}
-          </div>
-        ))}
+        {big && <input class="search tree-search" placeholder="Filter projects…" value={tq} onInput={(e) => setTq(e.currentTarget.value)} data-testid="tree-filter" />}
+        {[...byTenant.entries()].map(([t, ps]) => {
+          // A lab of hundreds of projects is not one long list: only the current tenant's
+          // projects (or those matching the filter) are listed; other tenants fold open on click.
+          const needle = tq.trim().toLowerCase();
+          const shown = needle ? ps.filter((p) => `${p.name ?? ""} ${projectId(p)} ${tenantName(t)}`.toLowerCase().includes(needle)) : ps;
+          if (needle && !shown.length) return null;
+          const expanded = !big || !!needle || unfolded.has(t) || t === currentTenant;
+          return (
+            <div class="tree-group" key={t} data-tenant={t}>
+              <div class={`tree-head ${big ? "foldable" : ""}`} onClick={big ? () => toggle(t) : undefined}>
+                {big && <span class="fold">{expanded ? "▾" : "▸"}</span>}
+                <span class="tree-tenant" data-testid="tree-tenant">
+                  {tenantName(t)}
+                </span>
+                {big && <span class="muted small">{ps.length}</span>}
+              </div>
+              {expanded &&
+                shown.map((p) => (
+                  <button key={projectId(p)} class={`tree-item ${projectId(p) === project ? "active" : ""}`} onClick={() => selectProject(tree.data, projectId(p))}>
+                    {p.name ?? projectId(p)}
+                  </button>
+                ))}
+            </div>
+          );
+        })}
         {!tree.loading && !projects.length && <Empty>No projects yet.</Empty>}
         {can(me, "admin") && (
           <NewProject
@@ -190,7 +228,7 @@ export function Overview() {
         <div class="stats">
           <Stat label={dq || status ? "Matching" : "Devices"} value={source.total ?? "…"} testid="stat-devices" />
           <Stat label="Online" value={online.data ?? "…"} cls="ok" testid="stat-online" />
-          <Stat label="Active alarms" value={alarms.data ? alarms.data.length : "…"} cls={alarms.data?.length ? "bad" : ""} testid="stat-alarms" />
+          <Stat label="Active alarms" value={alarms.data ? alarms.data.active : project ? "…" : 0} cls={alarms.data?.active ? "bad" : ""} testid="stat-alarms" />
           <div class="grow" />
           {can(me, "operator") && (
             <button class="btn primary" onClick={() => navigate("/register")} data-testid="register-link">

@@ -1,0 +1,132 @@
+"""``atoll rul train|predict``: remaining useful life from run-to-failure history, standalone.
+
+    atoll rul train TRAIN.txt --format cmapss --model DIR
+    atoll rul predict TEST.txt --format cmapss --model DIR --out PRED.csv
+
+``predict`` writes ``unit,rul``: one row per unit, the RUL predicted at its last cycle
+(``--intervals`` adds ``rul_low,rul_high``).
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from atoll.core.errors import AtollError
+
+rul_app = typer.Typer(
+    help="Remaining useful life: train on run-to-failure history, predict each unit's RUL.",
+    no_args_is_help=True,
+)
+
+
+class Format(StrEnum):
+    cmapss = "cmapss"
+
+
+def _fail(err: Console, exc: AtollError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc.message}", highlight=False, soft_wrap=True)
+    if exc.hint:
+        err.print(f"[yellow]fix:[/yellow] {exc.hint}", highlight=False, soft_wrap=True)
+    return typer.Exit(2)
+
+
+@rul_app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Run-to-failure history (every unit fails).")],
+    model: Annotated[Path, typer.Option("--model", help="Directory to save the model in.")],
+    format: Annotated[Format, typer.Option("--format", help="Input format.")] = Format.cmapss,
+    cap: Annotated[
+        float, typer.Option("--cap", help="Cap of the training target (cycles).")
+    ] = 125.0,
+    level: Annotated[float, typer.Option("--level", help="Interval level, e.g. 0.9.")] = 0.9,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds over units.")] = 5,
+) -> None:
+    """Fit an RUL model on DATA and save it (with its model card, model.json) in --model."""
+    from atoll.rul import RulModel, read_cmapss
+
+    err = Console(stderr=True)
+    try:
+        t = read_cmapss(data)
+        with Progress(
+            TextColumn("[bold]training[/bold] {task.description}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            transient=True,
+        ) as progress:
+            task = progress.add_task("", total=folds + 1)
+
+            def step(what: str) -> None:
+                progress.update(task, description=what, completed=_done(what, folds))
+
+            m = RulModel.fit(t, cap=cap, level=level, folds=folds, source=str(data), on_step=step)
+        m.save(model)
+    except AtollError as exc:
+        raise _fail(err, exc) from None
+    v, tr = m.card["validation"], m.card["training"]
+    err.print(
+        f"{tr['units']} units, {tr['rows']:,} cycles, {len(m.norm.sensors)} sensors used; "
+        f"trained in {tr['seconds']:.0f} s. Cross-validated over units ({v['cut_points']:,} "
+        f"cut points: cycles with 5-150 left): RMSE {v['rmse']:.2f}, "
+        f"MAE {v['mae']:.2f}, PHM08 {v['phm08_per_100_engines']:.0f} per 100 units → {model}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _done(what: str, folds: int) -> int:
+    if what.startswith("fold "):
+        return int(what.split()[1]) - 1
+    return folds
+
+
+@rul_app.command()
+def predict(
+    data: Annotated[Path, typer.Argument(help="Units' histories up to now (any length).")],
+    model: Annotated[Path, typer.Option("--model", help="A directory `atoll rul train` wrote.")],
+    out: Annotated[Path, typer.Option("--out", help="Write unit,rul here (CSV).")],
+    format: Annotated[Format, typer.Option("--format", help="Input format.")] = Format.cmapss,
+    intervals: Annotated[
+        bool, typer.Option("--intervals", help="Add rul_low,rul_high (the model's level).")
+    ] = False,
+) -> None:
+    """Predict each unit's RUL at its last cycle; one row per unit."""
+    from atoll.rul import RulModel, read_cmapss
+
+    err = Console(stderr=True)
+    try:
+        m = RulModel.load(model)
+        t = read_cmapss(data)
+        started = time.perf_counter()
+        preds = m.predict(t)
+        seconds = time.perf_counter() - started
+    except AtollError as exc:
+        raise _fail(err, exc) from None
+    try:
+        with out.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["unit", "rul", "rul_low", "rul_high"] if intervals else ["unit", "rul"])
+            for p in preds:
+                row = [p.unit, f"{p.rul:.2f}"]
+                w.writerow(row + [f"{p.low:.2f}", f"{p.high:.2f}"] if intervals else row)
+    except OSError as exc:
+        err.print(f"[red]error:[/red] cannot write {out}: {exc.strerror}", highlight=False)
+        raise typer.Exit(2) from None
+    err.print(
+        f"{len(preds)} units, {len(t):,} cycles in {seconds:.2f} s "
+        f"({len(t) / max(seconds, 1e-9):,.0f} cycles/s) → {out}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(rul_app, name="rul")

@@ -1,0 +1,118 @@
+"""The lab across enterprises: overview, one enterprise, every project, one alarm console
+(``Client``'s part; docs/API.md, "The lab"). Answers are the API's JSON, as dicts: their fields
+are documented there and grow with the lab pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from atoll.client._http import Http, TimeLike, time_param
+from atoll.client.alarms import Alarm, _alarm, _joined
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What a bulk acknowledge/clear did: ``done`` ids, and ``skipped`` ``(id, reason)``."""
+
+    done: tuple[int, ...]
+    skipped: tuple[tuple[int, str], ...]
+
+
+class LabCalls(Http):
+    def lab_overview(self) -> dict[str, Any]:
+        """Every enterprise you may see, with devices online/total, open alarms by severity,
+        ingest rate, points stored and last activity, and the totals."""
+        return dict(self._call("GET", "/lab/overview"))
+
+    def lab_enterprise(self, tenant: str) -> dict[str, Any]:
+        """One enterprise's figures and each of its projects'."""
+        return dict(self._call("GET", f"/lab/enterprises/{tenant}"))
+
+    def lab_projects(self) -> list[dict[str, Any]]:
+        """Every project you may see (of every enterprise, for the platform admin)."""
+        return list(self._call("GET", "/lab/projects")["projects"])
+
+    @staticmethod
+    def _lab_filters(
+        enterprise: str | Iterable[str] | None,
+        project: str | Iterable[str] | None,
+        severity: str | Iterable[str] | None,
+        status: str | Iterable[str] | None,
+        rule: str | None,
+        device: str | None,
+        since: TimeLike,
+        until: TimeLike,
+        order: str,
+    ) -> dict[str, Any]:
+        return {
+            "enterprise": _joined(enterprise),
+            "project": _joined(project),
+            "severity": _joined(severity),
+            "status": _joined(status),
+            "rule": rule,
+            "device": device,
+            "since": time_param(since),
+            "until": time_param(until),
+            "order": order,
+        }
+
+    def lab_alarms(
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        project: str | Iterable[str] | None = None,
+        severity: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        rule: str | None = None,
+        device: str | None = None,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        order: str = "newest",
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Alarm]:
+        """Alarms across every enterprise and project you may see (``status`` defaults to open);
+        ``order``: ``newest`` or ``severity``."""
+        params = self._lab_filters(
+            enterprise, project, severity, status, rule, device, since, until, order
+        )
+        got = self._call("GET", "/lab/alarms", params={**params, "limit": limit, "offset": offset})
+        return [_alarm(a) for a in got]
+
+    def lab_alarms_csv(
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        project: str | Iterable[str] | None = None,
+        severity: str | Iterable[str] | None = None,
+        status: str | Iterable[str] | None = None,
+        rule: str | None = None,
+        device: str | None = None,
+        since: TimeLike = None,
+        until: TimeLike = None,
+        order: str = "newest",
+    ) -> str:
+        """The same alarms as CSV (up to 50,000 rows), e.g. for a report."""
+        params = self._lab_filters(
+            enterprise, project, severity, status, rule, device, since, until, order
+        )
+        got = self._call("GET", "/lab/alarms.csv", params=params)
+        return got.decode() if isinstance(got, bytes) else str(got)
+
+    def _bulk(self, got: dict[str, Any]) -> BulkResult:
+        return BulkResult(
+            tuple(int(i) for i in got["done"]),
+            tuple((int(s["id"]), str(s["reason"])) for s in got["skipped"]),
+        )
+
+    def ack_alarms(self, ids: Iterable[int], comment: str | None = None) -> BulkResult:
+        """Acknowledge many alarms at once (1-1000); each audited in its own tenant."""
+        body = {"ids": list(ids), "comment": comment}
+        return self._bulk(self._call("POST", "/lab/alarms/ack", json=body))
+
+    def clear_alarms(self, ids: Iterable[int], comment: str | None = None) -> BulkResult:
+        """Clear many alarms at once (1-1000); each audited in its own tenant."""
+        body = {"ids": list(ids), "comment": comment}
+        return self._bulk(self._call("POST", "/lab/alarms/clear", json=body))
