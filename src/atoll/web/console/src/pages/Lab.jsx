@@ -2,7 +2,7 @@
 // (/lab/enterprises/{t}) and one alarm console across them (/lab/alarms). Each view is one
 // aggregate request (GET /lab/overview, /lab/enterprises/{t}, /lab/alarms), whatever the number
 // of projects; search, sort and filters run over the answer in the browser.
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { ApiError, api, enc, items, request, setActingTenant, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate, useLocation } from "../router.jsx";
@@ -366,19 +366,36 @@ export function LabAlarms() {
   const projs = (tree.data?.projects || []).filter((p) => p.tenant === f.enterprise);
   const platform = !!tree.data?.platform;
 
+  // A re-read asked for while one is under way waits for it (one more read afterwards), so a
+  // burst of live messages cannot keep cancelling reads and leave the table stale.
+  const reading = useRef(false);
+  const again = useRef(false);
+  const reread = () => {
+    if (reading.current) again.current = true;
+    else setTick((n) => n + 1);
+  };
   const list = useAsync(async () => {
-    const res = await request("GET", "/lab/alarms", undefined, { query: { ...params, limit: PAGE, offset }, raw: true, tenant: "" });
-    const body = await res.json();
-    markPrimaryReady();
-    if (!res.ok) throw new ApiError(res.status, body);
-    return { rows: items(body), total: Number(res.headers.get("X-Total-Count") || 0) };
+    reading.current = true;
+    try {
+      const res = await request("GET", "/lab/alarms", undefined, { query: { ...params, limit: PAGE, offset }, raw: true, tenant: "" });
+      const body = await res.json();
+      markPrimaryReady();
+      if (!res.ok) throw new ApiError(res.status, body);
+      return { rows: items(body), total: Number(res.headers.get("X-Total-Count") || 0) };
+    } finally {
+      reading.current = false;
+      if (again.current) {
+        again.current = false;
+        setTick((n) => n + 1);
+      }
+    }
   }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, offset, tick]);
 
   // Live: the selected project's socket says when one of its alarms changes; other projects'
   // alarms are re-read every 15 s while the page is in view.
-  useLive((m) => m.type === "alarm", () => setTick((n) => n + 1), []);
+  useLive((m) => m.type === "alarm", reread, []);
   useEffect(() => {
-    const t = setInterval(() => document.visibilityState === "visible" && setTick((n) => n + 1), 15_000);
+    const t = setInterval(() => document.visibilityState === "visible" && reread(), 15_000);
     return () => clearInterval(t);
   }, []);
   useEffect(() => setPicked(new Set()), [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, offset]);
