@@ -4,6 +4,7 @@ band behind a metric's line, the model that judges each series, refit and accept
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import datetime, timedelta
 
@@ -146,7 +147,7 @@ def test_the_device_chart_draws_the_expected_band_and_the_panel_the_model(
     expect(why.locator("[data-testid=alarm-contributors] li")).to_have_count(3)
     why.locator("[data-testid=alarm-chart-link]").click()
     expect(page.locator("[data-testid=live-toggle]")).to_have_text("Go live")
-    assert "start=" in page.url
+    expect(page).to_have_url(re.compile(r"start="))  # waits: the URL can follow the render
 
 
 def test_an_anomaly_alarm_shows_the_expected_band_contributors_and_model(
@@ -169,7 +170,7 @@ def test_an_anomaly_alarm_shows_the_expected_band_contributors_and_model(
     # The link opens the device's chart around the reading that raised the alarm.
     why.locator("[data-testid=alarm-chart-link]").click()
     expect(page.locator("[data-testid=device-title]")).to_contain_text("pump-7")
-    assert "start=" in page.url and "end=" in page.url
+    expect(page).to_have_url(re.compile(r"start=.*end=|end=.*start="))
     expect(page.locator("[data-testid=band-legend-temperature]")).to_be_visible()
 
 
