@@ -64,8 +64,8 @@ def train(
         ) as progress:
             task = progress.add_task("", total=folds + 1)
 
-            def step(what: str) -> None:
-                progress.update(task, description=what, completed=_done(what, folds))
+            def step(done: int, what: str) -> None:
+                progress.update(task, description=what, completed=done)
 
             m = RulModel.fit(t, cap=cap, level=level, folds=folds, source=str(data), on_step=step)
         m.save(model)
@@ -80,12 +80,6 @@ def train(
         highlight=False,
         soft_wrap=True,
     )
-
-
-def _done(what: str, folds: int) -> int:
-    if what.startswith("fold "):
-        return int(what.split()[1]) - 1
-    return folds
 
 
 @rul_app.command()

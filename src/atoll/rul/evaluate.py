@@ -59,7 +59,7 @@ def cross_validate(
         model.predict(test)
         last_s += time.perf_counter() - started
         cycles += len(test)
-        lo, hi = model._interval(p)
+        lo, hi = model.interval(p)
         pred[out], low[out], high[out] = p, lo, hi
         if on_fold:
             on_fold(i)

@@ -106,9 +106,10 @@ class RulModel:
         seed: int = 0,
         threads: int = 1,
         source: str = "",
-        on_step: Callable[[str], None] | None = None,
+        on_step: Callable[[int, str], None] | None = None,
     ) -> RulModel:
-        """Fit on run-to-failure ``t`` (``folds + 1`` tree ensembles; see the module)."""
+        """Fit on run-to-failure ``t`` (``folds + 1`` tree ensembles; see the module).
+        ``on_step(done, what)`` is called before each ensemble with the number already fitted."""
         units = t.unit_ids()
         if len(units) < MIN_UNITS:
             raise InvalidInput(
@@ -117,7 +118,7 @@ class RulModel:
             )
         if not (0.5 <= level < 1.0 and cap > 0 and 2 <= folds <= len(units)):
             raise InvalidInput("need 0.5 <= level < 1, cap > 0 and 2 <= folds <= engines")
-        step = on_step or (lambda _s: None)
+        step = on_step or (lambda _i, _s: None)
         started = time.perf_counter()
         norm = Normaliser.fit(t)
         x = features(t, norm)
@@ -129,12 +130,12 @@ class RulModel:
         oof = np.full(len(t), np.nan)
         boosters = []
         for i, held in enumerate(np.array_split(shuffled, folds)):
-            step(f"fold {i + 1} of {folds}")
+            step(i, f"fold {i + 1} of {folds}")
             out = np.isin(t.units, held)
             b = lgb.train(params, lgb.Dataset(x[~out], y[~out]), num_boost_round=ROUNDS)
             oof[out] = b.predict(x[out])
             boosters.append(b)
-        step("all engines")
+        step(folds, "all engines")
         boosters.append(lgb.train(params, lgb.Dataset(x, y), num_boost_round=ROUNDS))
         oof = np.clip(oof, 0.0, cap)
         cut = (rul >= CUT_MIN) & (rul <= CUT_MAX)
@@ -142,7 +143,7 @@ class RulModel:
         err = oof[cut] - rul[cut]
         n_cut = int(cut.sum())
         model = cls(norm, boosters, float(cap), float(level), intervals)
-        low, high = model._interval(oof[cut])
+        low, high = model.interval(oof[cut])
         model.card = {
             "format": FORMAT,
             "kind": "rul",
@@ -187,7 +188,8 @@ class RulModel:
         p = np.mean([b.predict(x, num_threads=1) for b in self.boosters], axis=0)
         return np.clip(p, 0.0, self.cap)
 
-    def _interval(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def interval(self, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The ``level`` interval (low, high) around predictions ``p``."""
         band = np.clip(np.searchsorted(BANDS, p, side="right") - 1, 0, len(BANDS) - 2)
         q = np.asarray(self.intervals)[band]
         return np.maximum(p + q[:, 0], 0.0), p + q[:, 1]
@@ -202,7 +204,7 @@ class RulModel:
         spans = t.spans()
         last = np.array([e - 1 for _, _, e in spans], dtype=np.int64)
         p = self.predict_rows(x[last])
-        low, high = self._interval(p)
+        low, high = self.interval(p)
         return [
             Prediction(u, int(t.cycles[i]), float(r), float(lo), float(hi))
             for (u, _, _), i, r, lo, hi in zip(spans, last, p, low, high, strict=True)

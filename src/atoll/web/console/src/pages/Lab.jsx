@@ -233,17 +233,7 @@ export function LabHome() {
                     <Link href={`/lab/enterprises/${enc(e.id)}`}>{e.name}</Link> <span class="muted small mono">{e.id}</span>
                   </td>
                   <td class="num">{e.projects}</td>
-                  <td>
-                    <Online online={e.online} devices={e.devices} />
-                  </td>
-                  <td>
-                    <AlarmChips alarms={e.alarms} testid="lab-alarm-chips" />
-                  </td>
-                  <td class="num mono">{fmtRate(e.ingest_rate)}</td>
-                  <td class="num mono" title={`≈ ${fmtBytes(e.bytes)}`}>
-                    {fmtCount(e.points)}
-                  </td>
-                  <td class="small">{e.last_activity ? fmtAgo(toSeconds(e.last_activity)) : <span class="muted">never</span>}</td>
+                  <HealthCells x={e} />
                 </tr>
               ))}
             </tbody>
@@ -253,6 +243,26 @@ export function LabHome() {
       )}
       {data.loading && !d && <div class="muted">Loading…</div>}
     </div>
+  );
+}
+
+// The figures an enterprise row and a project row share: devices online, open alarms, ingest,
+// points stored, last activity.
+function HealthCells({ x }) {
+  return (
+    <>
+      <td>
+        <Online online={x.online} devices={x.devices} />
+      </td>
+      <td>
+        <AlarmChips alarms={x.alarms} testid="lab-alarm-chips" />
+      </td>
+      <td class="num mono">{fmtRate(x.ingest_rate)}</td>
+      <td class="num mono" title={`≈ ${fmtBytes(x.bytes)}`}>
+        {fmtCount(x.points)}
+      </td>
+      <td class="small">{x.last_activity ? fmtAgo(toSeconds(x.last_activity)) : <span class="muted">never</span>}</td>
+    </>
   );
 }
 
@@ -304,17 +314,7 @@ export function LabEnterprise({ tenant }) {
                     </a>{" "}
                     <span class="muted small mono">{p.id}</span>
                   </td>
-                  <td>
-                    <Online online={p.online} devices={p.devices} />
-                  </td>
-                  <td>
-                    <AlarmChips alarms={p.alarms} testid="lab-alarm-chips" />
-                  </td>
-                  <td class="num mono">{fmtRate(p.ingest_rate)}</td>
-                  <td class="num mono" title={`≈ ${fmtBytes(p.bytes)}`}>
-                    {fmtCount(p.points)}
-                  </td>
-                  <td class="small">{p.last_activity ? fmtAgo(toSeconds(p.last_activity)) : <span class="muted">never</span>}</td>
+                  <HealthCells x={p} />
                 </tr>
               ))}
             </tbody>
