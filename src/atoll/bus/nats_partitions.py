@@ -474,12 +474,14 @@ def partitioned_for(
     )
 
 
-def leader_for(bus: object, *, lease_s: float, member: str | None = None) -> Leader | None:
-    """The deployment's singleton lease (``leader`` in the bucket ``{stream}_leader``) on a
-    NATS bus; ``None`` elsewhere (one process: it always leads)."""
+def leader_for(
+    bus: object, name: str, *, lease_s: float, member: str | None = None
+) -> Leader | None:
+    """The lease of the deployment's singleton ``name`` (``leader`` in the bucket
+    ``{stream}_{name}_leader``) on a NATS bus; ``None`` elsewhere (one process: it always leads)."""
     if not isinstance(bus, NatsBus):
         return None
-    leases = NatsLeaseStore(bus, f"{bus.stream}_leader", ttl=lease_s)
+    leases = NatsLeaseStore(bus, f"{bus.stream}_{name}_leader", ttl=lease_s)
     return Leader(leases, "leader", member or uuid.uuid4().hex[:12])
 
 

@@ -715,7 +715,7 @@ def create_service(ctx: ServiceContext) -> RulesService:
         partitions=parts[0] if parts else None,
         checkpoints=parts[1] if parts else None,
         checkpoint_interval=s.rules_checkpoint_s,
-        leader=leader_for(ctx.bus, lease_s=s.rules_lease_s),
+        leader=leader_for(ctx.bus, "reports", lease_s=s.rules_lease_s),
     )
 
 
