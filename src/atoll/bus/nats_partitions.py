@@ -7,15 +7,15 @@
 * ``NatsCheckpointStore``: a JetStream object store; each checkpoint is one object, the applied
   stream sequence (8 bytes, big-endian) followed by the state, so both are saved as one piece.
 * ``NatsPartitions``: per partition ``p`` one durable pull consumer ``{group}-p{p}`` on the bus
-  stream, filtered on ``telemetry.*.*.{p}`` (``NatsBus`` stores the partition as the subject's
-  last token), or on ``*.*.*.{p}`` for a group that consumes every partitioned family (the
-  rules: a device's telemetry and anomaly events, in one sequence). The partitions are owned
-  through a ``Coordinator`` on the lease store. A new owner asks the handler for the position
-  its restored state has applied (``assigned``; the first owner ever gets the consumer's start
-  and checkpoints its empty state there) and recreates the consumer to deliver from the next
-  message; messages up to the old consumer's ack floor come marked ``replay`` (the previous
-  owner already acted on them). Each fetched batch is acknowledged (``AckPolicy.ALL``: one ack
-  for the batch) after ``deliver`` returns.
+  stream, filtered on ``part.{p}.telemetry.*.*`` (``NatsBus`` stores a partitioned subject as
+  ``part.{p}.{subject}``), or on ``part.{p}.*.*.*`` for a group that consumes every partitioned
+  family (the rules: a device's telemetry and anomaly events, in one sequence). The partitions
+  are owned through a ``Coordinator`` on the lease store. A new owner asks the handler for the
+  position its restored state has applied (``assigned``; the first owner ever gets the
+  consumer's start and checkpoints its empty state there) and recreates the consumer to deliver
+  from the next message; messages up to the old consumer's ack floor come marked ``replay``
+  (the previous owner already acted on them). Each fetched batch is acknowledged
+  (``AckPolicy.ALL``: one ack for the batch) after ``deliver`` returns.
 """
 
 from __future__ import annotations
@@ -256,10 +256,8 @@ class NatsConsumption:
         return f"{self.group}-p{p}"
 
     def _filter(self, p: int) -> str:
-        # One filter per consumer (nats-server 2.9): every partitioned family at once is the
-        # only four-token subject shape on the stream, ``*.*.*.{p}``.
-        family = self.families[0] if len(self.families) == 1 else "*"
-        return self.bus._wire(f"{family}.*.*.{p}")
+        # One filter per consumer (nats-server 2.9 has no lists): all families, or one.
+        return self.bus.partition_filter(p, self.families[0] if len(self.families) == 1 else None)
 
     def _config(self, p: int, start: int | None) -> api.ConsumerConfig:
         return api.ConsumerConfig(

@@ -116,6 +116,9 @@ deliveries = sa.Table(
     # pending | ok | failed; a pending row outlives a crash and is sent again on the next start.
     sa.Column("status", sa.String(16), nullable=True, index=True),
     sa.Column("payload", sa.JSON, nullable=True),
+    # The rules process sending it (partitioned rules; added later): a pending row of a process
+    # that is gone (its member lease lapsed) is taken over by one live process and sent.
+    sa.Column("owner", sa.String(200), nullable=True),
 )
 
 reports = sa.Table(

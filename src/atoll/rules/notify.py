@@ -3,6 +3,10 @@ delivery log. A slow webhook retrying with backoff never holds up alarm evaluati
 
 Each delivery is written down (``pending``) before it starts and marked ``ok`` or ``failed``
 when it ends, so one cut short by a crash or a stop is sent again by ``resume`` (at least once).
+
+With several rules processes (partitioned), each row names its sender (``owner``); a process
+takes over only the pending rows of senders that are gone (``adopt``), one process per row
+(compare-and-set on the owner), so a delivery under way elsewhere is not sent twice.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Notifier:
         self.engine, self.repo, self.ctx, self.clock = engine, repo, ctx, clock
         self._channels: dict[tuple[str, str], Channel] = {}
         self._tasks: set[asyncio.Task] = set()
+        #: This process's name on the rows it sends (partitioned rules), ``None`` otherwise.
+        self.owner: str | None = None
 
     def forget(self, project: str, name: str) -> None:
         """Drop a cached channel after its definition changed."""
@@ -61,6 +67,7 @@ class Notifier:
                         attempts=0,
                         status="pending",
                         payload=note.to_json(),
+                        owner=self.owner,
                     )
                 ).inserted_primary_key
                 assert key is not None  # an INSERT's result has the new row's key
@@ -88,6 +95,39 @@ class Notifier:
             except (KeyError, TypeError, ValueError):
                 self._finish(r.id, 0, "stored notification is unreadable")
                 continue
+            tasks.append(self._start(r.project, r.channel, note, r.alarm_id, r.id))
+        return tasks
+
+    def adopt(self, live: set[str]) -> list[asyncio.Task]:
+        """Send the pending rows of senders not in ``live`` (gone without finishing them), each
+        claimed first: of several processes adopting at once, one sends a row."""
+        t = db.deliveries
+        with self.engine.connect() as c:
+            rows = list(
+                c.execute(
+                    sa.select(t)
+                    .where(t.c.status == "pending", t.c.owner.is_not(None))
+                    .order_by(t.c.id)
+                )
+            )
+        tasks = []
+        for r in rows:
+            if r.owner in live or r.owner == self.owner:
+                continue
+            with self.engine.begin() as c:
+                won = c.execute(
+                    sa.update(t)
+                    .where(t.c.id == r.id, t.c.status == "pending", t.c.owner == r.owner)
+                    .values(owner=self.owner)
+                ).rowcount
+            if won != 1:
+                continue
+            try:
+                note = Notification.from_json(r.payload)
+            except (KeyError, TypeError, ValueError):
+                self._finish(r.id, 0, "stored notification is unreadable")
+                continue
+            log.info("sending delivery %d left pending by %s", r.id, r.owner)
             tasks.append(self._start(r.project, r.channel, note, r.alarm_id, r.id))
         return tasks
 

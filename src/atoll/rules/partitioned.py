@@ -93,10 +93,27 @@ class PartitionedRules:
     def _in(self, p: int):  # noqa: ANN202 - an Accept
         return lambda key: partition_of(key, self.count) == p
 
+    @property
+    def member(self) -> str | None:
+        """This process's member name in the group (``None``: the only process)."""
+        coordinator = getattr(self._consumption, "coordinator", None)
+        return None if coordinator is None else str(coordinator.member)
+
+    async def adopt_deliveries(self) -> None:
+        """Send what rules processes that are gone left pending (their member lease lapsed)."""
+        coordinator = getattr(self._consumption, "coordinator", None)
+        if coordinator is None:
+            return
+        prefix = f"{self.group}.member."
+        held = await coordinator.leases.held(prefix)
+        live = {name[len(prefix) :] for name in held}
+        self.svc.notifier.adopt(live | {coordinator.member})
+
     async def start(self) -> None:
         self._consumption = await self.consumer.consume(
             (topics.ALL_TELEMETRY, topics.ALL_ANOMALIES), self.group, self
         )
+        self.svc.notifier.owner = self.member
         if self.checkpoints is not None and self.checkpoint_interval > 0:
             self._tasks.append(asyncio.create_task(self._checkpoint_forever(), name="rules-ckpt"))
 

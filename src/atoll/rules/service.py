@@ -72,6 +72,8 @@ from atoll.service import ServiceContext
 log = logging.getLogger(__name__)
 US = 1_000_000
 _TELEMETRY = msgspec.json.Decoder(TelemetryEvent)
+#: How often (µs) a partitioned rules process looks for deliveries left pending by one gone.
+ADOPT_EVERY_US = 5 * US
 
 
 class RulesService:
@@ -135,6 +137,7 @@ class RulesService:
         self._cross: list[Subscription] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._background: set[asyncio.Task] = set()
+        self._adopted = 0
         self._changes: Subscription | None = None
         self._started = False
         self._led = False  # held the lease at some time (its engine state may be stale since)
@@ -165,7 +168,10 @@ class RulesService:
         if self.partitioned is not None:
             await self.partitioned.start()
             await self._watch_cross()
-            self.notifier.resume()
+            if self.partitioned.member is None:
+                self.notifier.resume()  # the only process: everything pending is its own
+            else:
+                await self.partitioned.adopt_deliveries()
         elif self.standby:
             await self._lead(self.clock.now_us())  # consumes if it gets the lease
         else:
@@ -451,6 +457,12 @@ class RulesService:
             await self._watch_cross()
             await part.tick_changes()
             await self._timers(now, part.owns)
+            if now - self._adopted >= ADOPT_EVERY_US:
+                self._adopted = now
+                try:
+                    await part.adopt_deliveries()
+                except Exception:
+                    log.exception("taking over deliveries left pending failed")
             if self.singleton is None or await self.singleton.leading():
                 await self.reports.tick(now)
             return
