@@ -136,6 +136,7 @@ async def test_killed_rules_worker_every_alarm_raised_once_cleared_once_notified
             await _wait(taken_over, 15, "partitions taken over")
             took = time.monotonic() - killed
             assert took < 10, f"takeover took {took:.1f} s"
+            print(f"takeover {took:.1f} s")
             await _wait(_all_cleared(api, 2 * DEVICES), 30, "round 1 evaluated")
 
             # Round 2: published while no rules worker runs; evaluated once one starts.
