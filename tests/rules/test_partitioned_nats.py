@@ -174,6 +174,19 @@ async def test_killed_rules_worker_every_alarm_raised_once_cleared_once_notified
                 print("deliveries", api.notifier.deliveries("p", limit=5))
             await asyncio.sleep(1.0)  # a late second copy would arrive by now
             twice = {k: n for k, n in notes().items() if n > 1}
+            if twice:
+                import sqlalchemy as sa
+
+                from atoll.rules import db
+
+                t = db.deliveries
+                with api.db.connect() as conn:
+                    rows = conn.execute(
+                        sa.select(
+                            t.c.alarm_id, t.c.event, t.c.owner, t.c.attempts, t.c.status
+                        ).where(t.c.alarm_id.in_([i for _, i in twice]))
+                    ).all()
+                print("deliveries of those sent twice", rows, "killed at", killed)
             assert not twice, f"notifications sent twice: {twice}"
             assert set(notes()) == wanted
         finally:

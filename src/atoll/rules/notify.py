@@ -98,22 +98,34 @@ class Notifier:
             tasks.append(self._start(r.project, r.channel, note, r.alarm_id, r.id))
         return tasks
 
-    def adopt(self, live: set[str]) -> list[asyncio.Task]:
-        """Send the pending rows of senders not in ``live`` (gone without finishing them), each
-        claimed first: of several processes adopting at once, one sends a row."""
+    def pending_owners(self) -> set[str]:
+        """The senders of the deliveries still pending (partitioned rules)."""
         t = db.deliveries
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(t.c.owner)
+                .where(t.c.status == "pending", t.c.owner.is_not(None))
+                .distinct()
+            )
+            return {r.owner for r in rows}
+
+    def adopt(self, gone: set[str]) -> list[asyncio.Task]:
+        """Send the pending rows of the senders in ``gone`` (they died without finishing them),
+        each claimed first: of several processes adopting at once, one sends a row."""
+        t = db.deliveries
+        gone = gone - {self.owner} if self.owner is not None else gone
+        if not gone:
+            return []
         with self.engine.connect() as c:
             rows = list(
                 c.execute(
                     sa.select(t)
-                    .where(t.c.status == "pending", t.c.owner.is_not(None))
+                    .where(t.c.status == "pending", t.c.owner.in_(sorted(gone)))
                     .order_by(t.c.id)
                 )
             )
         tasks = []
         for r in rows:
-            if r.owner in live or r.owner == self.owner:
-                continue
             with self.engine.begin() as c:
                 won = c.execute(
                     sa.update(t)

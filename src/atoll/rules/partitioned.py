@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import msgspec
@@ -71,6 +72,8 @@ class PartitionedRules:
         self.lock = asyncio.Lock()
         self._consumption: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: Senders of pending deliveries whose member lease was missing, and since when.
+        self._missing: dict[str, float] = {}
 
     def name(self, p: int) -> str:
         return f"{self.group}.p{p}"
@@ -100,14 +103,29 @@ class PartitionedRules:
         return None if coordinator is None else str(coordinator.member)
 
     async def adopt_deliveries(self) -> None:
-        """Send what rules processes that are gone left pending (their member lease lapsed)."""
+        """Send what rules processes that are gone left pending: their member lease has been
+        missing for two lease times (a blip, or a renewal late under load, is not death)."""
         coordinator = getattr(self._consumption, "coordinator", None)
         if coordinator is None:
+            return
+        notifier = self.svc.notifier
+        owners = await asyncio.to_thread(notifier.pending_owners)
+        owners.discard(coordinator.member)
+        if not owners:
+            self._missing.clear()
             return
         prefix = f"{self.group}.member."
         held = await coordinator.leases.held(prefix)
         live = {name[len(prefix) :] for name in held}
-        self.svc.notifier.adopt(live | {coordinator.member})
+        now = time.monotonic()
+        gone = set()
+        for owner in owners:
+            if owner in live:
+                self._missing.pop(owner, None)
+            elif now - self._missing.setdefault(owner, now) >= 2 * coordinator.leases.ttl:
+                gone.add(owner)
+        if gone:
+            notifier.adopt(gone)
 
     async def start(self) -> None:
         self._consumption = await self.consumer.consume(

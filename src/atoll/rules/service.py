@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 US = 1_000_000
 _TELEMETRY = msgspec.json.Decoder(TelemetryEvent)
 #: How often (µs) a partitioned rules process looks for deliveries left pending by one gone.
-ADOPT_EVERY_US = 5 * US
+ADOPT_EVERY_US = 2 * US
 
 
 class RulesService:
