@@ -9,6 +9,7 @@ alarm's history with who and when.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -69,6 +70,11 @@ class Comment(BaseModel):
     ts: int
     author: str
     text: str
+
+
+#: Called with the transaction's connection and the changed alarm, inside the transition's
+#: transaction (the rules service writes the notifications' deliveries there).
+Outbox = Callable[[sa.Connection, "Alarm"], object]
 
 
 class AlarmBook:
@@ -266,6 +272,7 @@ class AlarmBook:
         metric: str | None = None,
         context: dict[str, Any] | None = None,
         seq: int | None = None,
+        outbox: Outbox | None = None,
     ) -> Alarm | None:
         """Open an alarm, or ``None`` when one is already open for (rule, device) (the
         database's unique index decides, whichever process got there first), or when ``seq``
@@ -307,7 +314,10 @@ class AlarmBook:
                 assert key is not None  # an INSERT's result has the new row's key
                 alarm_id = key[0]
                 self._event(c, alarm_id, ts, "raised", SYSTEM, rule.severity, detail)
-                return self._update(c, alarm_id)
+                alarm = self._update(c, alarm_id)
+                if outbox is not None:
+                    outbox(c, alarm)
+                return alarm
         except sa.exc.IntegrityError:
             return None  # another process opened it first (rolled back as a whole)
 
@@ -336,7 +346,14 @@ class AlarmBook:
         raise Conflict(f"alarm {alarm_id} is already acknowledged (by {alarm.acknowledged_by})")
 
     def clear(
-        self, alarm_id: int, actor: str, ts: int, detail: str = "", *, seq: int | None = None
+        self,
+        alarm_id: int,
+        actor: str,
+        ts: int,
+        detail: str = "",
+        *,
+        seq: int | None = None,
+        outbox: Outbox | None = None,
     ) -> Alarm:
         """Clear an open alarm; ``Conflict`` if it is cleared already, or if ``seq`` (the stream
         position of the message that ended the condition) is not after the one that raised it
@@ -352,7 +369,10 @@ class AlarmBook:
             ).rowcount
             if won == 1:
                 self._event(c, alarm_id, ts, "cleared", actor, alarm.severity, detail)
-                return self._update(c, alarm_id)
+                cleared = self._update(c, alarm_id)
+                if outbox is not None:
+                    outbox(c, cleared)
+                return cleared
         alarm = self.get(alarm_id)
         if alarm.status == "cleared":
             raise Conflict(f"alarm {alarm_id} is already cleared (by {alarm.cleared_by})")

@@ -53,27 +53,49 @@ class Notifier:
         self, project: str, names: list[str], note: Notification, alarm_id: int | None = None
     ) -> list[asyncio.Task]:
         """Start delivering to each channel; returns the tasks (await them to wait)."""
-        tasks = []
+        with self.engine.begin() as c:
+            rows = self.record(c, project, names, note, alarm_id)
+        return self.start(project, rows, note, alarm_id)
+
+    def record(
+        self,
+        conn: sa.Connection,
+        project: str,
+        names: list[str],
+        note: Notification,
+        alarm_id: int | None = None,
+    ) -> list[tuple[str, int]]:
+        """Write one ``pending`` delivery per channel on ``conn`` (in the caller's transaction);
+        ``[(channel, row id)]`` for ``start``."""
+        rows = []
         for name in dict.fromkeys(names):
-            with self.engine.begin() as c:
-                key = c.execute(
-                    sa.insert(db.deliveries).values(
-                        ts=self.clock.now_us(),
-                        project=project,
-                        channel=name,
-                        event=note.event,
-                        alarm_id=alarm_id,
-                        ok=False,
-                        attempts=0,
-                        status="pending",
-                        payload=note.to_json(),
-                        owner=self.owner,
-                    )
-                ).inserted_primary_key
-                assert key is not None  # an INSERT's result has the new row's key
-                row_id = key[0]
-            tasks.append(self._start(project, name, note, alarm_id, row_id))
-        return tasks
+            key = conn.execute(
+                sa.insert(db.deliveries).values(
+                    ts=self.clock.now_us(),
+                    project=project,
+                    channel=name,
+                    event=note.event,
+                    alarm_id=alarm_id,
+                    ok=False,
+                    attempts=0,
+                    status="pending",
+                    payload=note.to_json(),
+                    owner=self.owner,
+                )
+            ).inserted_primary_key
+            assert key is not None  # an INSERT's result has the new row's key
+            rows.append((name, key[0]))
+        return rows
+
+    def start(
+        self,
+        project: str,
+        rows: list[tuple[str, int]],
+        note: Notification,
+        alarm_id: int | None = None,
+    ) -> list[asyncio.Task]:
+        """Send the recorded deliveries in the background."""
+        return [self._start(project, name, note, alarm_id, row_id) for name, row_id in rows]
 
     def _start(self, project, name, note, alarm_id, row_id) -> asyncio.Task:
         t = asyncio.get_running_loop().create_task(

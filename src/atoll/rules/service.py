@@ -393,19 +393,23 @@ class RulesService:
         rule = self.engine.rules.get(ch.rule_id)
         if rule is not None:
             if ch.active:
+                outbox = _Outbox(self, "raised", rule, SYSTEM)
                 alarm = self.alarms.raise_(
-                    rule, ch.device, now, ch.value, ch.detail, ch.metric, ch.context, seq
+                    rule, ch.device, now, ch.value, ch.detail, ch.metric, ch.context, seq, outbox
                 )
                 if alarm is not None:
                     self.stats["raised"] += 1
-                    await self._announce("raised", alarm, rule, SYSTEM)
+                    await self._announce("raised", alarm, rule, SYSTEM, outbox=outbox)
             elif (alarm := self.alarms.open_for(ch.rule_id, ch.device)) is not None:
+                outbox = _Outbox(self, "cleared", rule, SYSTEM)
                 try:
-                    alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended", seq=seq)
+                    alarm = self.alarms.clear(
+                        alarm.id, SYSTEM, now, "condition ended", seq=seq, outbox=outbox
+                    )
                 except Conflict:
                     return  # cleared just now (by a person, another process), or out of turn
                 self.stats["cleared"] += 1
-                await self._announce("cleared", alarm, rule, SYSTEM)
+                await self._announce("cleared", alarm, rule, SYSTEM, outbox=outbox)
 
     async def _announce(
         self,
@@ -415,7 +419,10 @@ class RulesService:
         actor: str,
         extra_channels: Sequence[str] = (),
         detail: str = "",
+        outbox: _Outbox | None = None,
     ) -> None:
+        """Publish an alarm change and notify the rule's channels. With ``outbox``, the
+        deliveries were written in the transition's own transaction: they are only started."""
         if self.bus is not None:
             try:
                 await self.bus.publish(
@@ -424,19 +431,40 @@ class RulesService:
                 )
             except Exception:
                 log.exception("could not publish alarm event")
+        if outbox is not None:
+            if outbox.rows is None:
+                return  # nothing to notify
+            note, rows = outbox.rows
+            self.notifier.start(alarm.project, rows, note, alarm.id)
+        else:
+            got = self._note(event, alarm, rule, actor, extra_channels, detail)
+            if got is None:
+                return
+            names, note = got
+            self.notifier.dispatch(alarm.project, names, note, alarm.id)
+        if event in ("raised", "repeat", "escalated"):
+            self.alarms.notified(alarm.id, self.clock.now_us())
+
+    def _note(
+        self,
+        event: str,
+        alarm: Alarm,
+        rule: Rule | None,
+        actor: str,
+        extra_channels: Sequence[str] = (),
+        detail: str = "",
+    ) -> tuple[list[str], Notification] | None:
+        """The channels to notify of an alarm change and what to send them (``None``: none)."""
         names = list(extra_channels)
         if rule is not None and event in rule.notify.on:
             names = list(rule.notify.channels) + names
         if not names:
-            return
+            return None
         title = f"[{alarm.severity.upper()}] {alarm.rule_name} on {alarm.device}: {event}"
         text = detail or alarm.detail
         if actor != SYSTEM:
             text = f"{text} (by {actor})"
-        note = Notification(alarm.project, event, title, text, alarm.model_dump())
-        self.notifier.dispatch(alarm.project, names, note, alarm.id)
-        if event in ("raised", "repeat", "escalated"):
-            self.alarms.notified(alarm.id, self.clock.now_us())
+        return names, Notification(alarm.project, event, title, text, alarm.model_dump())
 
     # ------------------------------------------------------------ timers
 
@@ -695,6 +723,26 @@ class RulesService:
         ok = await self.notifier.deliver(project, name, note)
         last = self.notifier.deliveries(project, limit=1)
         return {"ok": ok, "delivery": last[0] if last else None}
+
+
+class _Outbox:
+    """Writes an alarm transition's deliveries (``pending``) in the transition's transaction
+    (``AlarmBook`` calls it with the connection and the changed alarm): a process that dies
+    right after the transition leaves them pending for another to send, never unwritten."""
+
+    def __init__(
+        self, svc: RulesService, event: str, rule: Rule | None, actor: str, *extra: Any
+    ) -> None:
+        self.svc, self.event, self.rule, self.actor, self.extra = svc, event, rule, actor, extra
+        self.rows: tuple[Notification, list[tuple[str, int]]] | None = None
+
+    def __call__(self, conn: sa.Connection, alarm: Alarm) -> None:
+        got = self.svc._note(self.event, alarm, self.rule, self.actor, *self.extra)
+        if got is None:
+            self.rows = None
+            return
+        names, note = got
+        self.rows = (note, self.svc.notifier.record(conn, alarm.project, names, note, alarm.id))
 
 
 def _explanation(e: AnomalyEvent) -> dict[str, Any] | None:
