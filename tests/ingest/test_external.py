@@ -387,3 +387,55 @@ async def test_devices_registered_in_a_batch_can_publish_through_mosquitto(atoll
         )
         assert await wait_for(lambda d=dev.id: stored(atoll, d) == [5.0])
         await asyncio.to_thread(close, c)
+
+
+async def test_paho_threads_wake_the_event_loop_once_per_burst_not_per_message(atoll, broker):
+    """The workers' threads queue messages and wake the event loop once for what is queued
+    (``hand_over``); before, every MQTT message cost its own ``call_soon_threadsafe``."""
+    _, creds = atoll.registry.register_device("lab", device_id="w1", device_type="climate")
+    c = await connect_when_ready(broker.port, "w1", creds.secret)
+    n = 3000
+    await asyncio.to_thread(
+        publish_all,
+        c,
+        topics.telemetry("w1"),
+        [b'{"values": {"temperature": %d}}' % (i % 50) for i in range(n)],
+    )
+    assert await wait_for(lambda: atoll.pipeline.stats.messages >= n, timeout=30)
+    await asyncio.to_thread(close, c)
+    received = sum(atoll.mqtt.received.values())
+    assert received == n
+    assert 0 < atoll.mqtt.wakeups < received / 2, (atoll.mqtt.wakeups, received)
+
+
+async def test_an_unknown_device_is_looked_up_once_per_burst_and_not_remembered_for_long(tmp_path):
+    """Negative caching: messages of a device the registry does not know make one lookup, and
+    once the device exists (registered through another node, say) it is known here within
+    ``UNKNOWN_TTL_S``, not after the 10 s a known identity is kept."""
+    from atoll.ingest.external import UNKNOWN_TTL_S, ExternalIngest
+    from atoll.ingest.pipeline import IngestPipeline
+    from atoll.registry import Registry
+    from atoll.store.memory import MemoryStore
+
+    class CountingRegistry(Registry):
+        lookups = 0
+
+        def device_identity(self, device_id):
+            self.lookups += 1
+            return super().device_identity(device_id)
+
+    reg = CountingRegistry.open(tmp_path, password_hasher=FAST_HASHER)
+    try:
+        reg.bootstrap()
+        reg.create_project("default", "Lab", project_id="lab")
+        ingest = ExternalIngest(IngestPipeline(MemoryStore()), reg, node_id="n1")
+        assert set(await asyncio.gather(*(ingest._identity("late") for _ in range(100)))) == {None}
+        assert await ingest._identity("late") is None
+        assert reg.lookups == 1
+        reg.register_device("lab", device_id="late")
+        await asyncio.sleep(UNKNOWN_TTL_S + 0.1)
+        got = await ingest._identity("late")
+        assert got is not None and got.device == "late"
+        assert reg.lookups == 2
+    finally:
+        reg.close()

@@ -58,7 +58,7 @@ from atoll.core import topics
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.mosquitto_auth import MosquittoAuth
-from atoll.ingest.pipeline import IngestPipeline
+from atoll.ingest.pipeline import IngestPipeline, NotPublished
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,9 @@ FILTERS = (
 )
 UNKNOWN_DEVICE = "unknown_device"
 IDENTITY_TTL_S = 10.0
+#: An unknown device is remembered as unknown this long: a burst of its messages asks the
+#: registry once, and a device registered through another node is known here within a second.
+UNKNOWN_TTL_S = 1.0
 NODE_FILE = "mqtt-node.json"
 NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FLAP_COUNT, FLAP_WINDOW_S = 3, 30.0  # connections lost this often suggest a duplicate node
@@ -156,11 +159,7 @@ class _Worker:
     def _on_message(self, client, userdata, msg) -> None:
         self.received += 1
         self.last_message = time.monotonic()
-        loop = self.owner.loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(
-                self.owner.on_message, self, msg.mid, msg.qos, msg.topic, bytes(msg.payload)
-            )
+        self.owner.hand_over((self, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
 
     def start(self, host: str, port: int) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -217,6 +216,8 @@ class ExternalIngest:
         self._tasks: set[asyncio.Task] = set()
         self._inbox: collections.deque = collections.deque()
         self._drain_scheduled = False
+        #: Times paho's threads woke the event loop (once per burst of messages, not per one).
+        self.wakeups = 0
         self._stopping = asyncio.Event()
 
     @classmethod
@@ -414,6 +415,7 @@ class ExternalIngest:
             loop = self.loop
             if loop is not None and not loop.is_closed():
                 self._drain_scheduled = True
+                self.wakeups += 1
                 loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
@@ -455,6 +457,14 @@ class ExternalIngest:
                     await self.pipeline.hold(identity, "mqtt")
                     await dispatch(self.pipeline, identity, topic, payload)
                 break
+            except NotPublished as e:
+                # Stored, but the bus has not taken the event yet: wait for this process's
+                # outbox to publish it, then acknowledge. Handing the message in again would
+                # stamp its readings without ``ts`` a second time.
+                if await self._published(e):
+                    break
+                worker.unacked += 1  # stopped first: the broker delivers it again
+                return
             except Unavailable as e:
                 # Not stored (the store or the registry is down, say): not acknowledged, and
                 # tried again with a growing wait until it is stored, so ingest resumes by
@@ -473,6 +483,16 @@ class ExternalIngest:
         if qos > 0:
             worker.client.ack(mid, qos)
 
+    async def _published(self, e: NotPublished) -> bool:
+        """Wait until ``e``'s event is on the bus (``True``), or ingest stops (``False``)."""
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
+        published: asyncio.Future[Any] = e.published
+        try:
+            await asyncio.wait([published, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        return published.done() and not published.cancelled() and not published.exception()
+
     async def _identity(self, device: str) -> Any:
         """The device's identity, cached for ``IDENTITY_TTL_S``. Single-flight: the messages
         of a device that arrive while its identity is being looked up wait for that one
@@ -490,7 +510,8 @@ class ExternalIngest:
             now = time.monotonic()
             identity = await asyncio.to_thread(self.registry.device_identity, device)
             if self._lookups.get(device) is asyncio.current_task():  # not forgotten meanwhile
-                self._identities[device] = (now + IDENTITY_TTL_S, identity)
+                ttl = IDENTITY_TTL_S if identity is not None else UNKNOWN_TTL_S
+                self._identities[device] = (now + ttl, identity)
             return identity
         finally:
             if self._lookups.get(device) is asyncio.current_task():
