@@ -54,7 +54,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from atoll.core import topics
+from atoll.core import acl, topics
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.mosquitto_auth import MosquittoAuth
@@ -421,8 +421,109 @@ class ExternalIngest:
     def _drain(self) -> None:
         self._drain_scheduled = False  # before draining: a message queued from now on re-arms
         inbox = self._inbox
+        pipeline = self.pipeline
+        # Telemetry of devices whose identity is cached and that no rate limit holds back:
+        # validated here and queued as one unit of the next group commit, with one future for
+        # the burst instead of a task and a future per message.
+        fast = not pipeline.behind()
+        burst: list[tuple[_Worker, int, int]] = []
+        parsed: list[Any] = []
+        now = time.monotonic()
         while inbox:
-            self.on_message(*inbox.popleft())
+            item = inbox.popleft()
+            worker, mid, qos, topic, payload = item
+            if (
+                fast
+                and (identity := self._cached_telemetry(topic, now)) is not None
+                and pipeline.passes(identity)
+            ):
+                worker.inflight += 1
+                try:
+                    parsed.append(pipeline.validate(identity, payload, "mqtt"))
+                    pipeline.charge(identity, len(parsed[-1].ts))
+                    burst.append((worker, mid, qos))
+                except InvalidInput:  # counted by the pipeline; handled, so acknowledged
+                    pipeline.charge(identity, 1)
+                    self._ack(worker, mid, qos)
+                continue
+            self.on_message(*item)
+        if burst:
+            try:
+                future = pipeline.enqueue(parsed)
+            except Unavailable:  # ingest stopping, or the bus down: the retrying path
+                self._redo(burst, parsed)
+                return
+            future.add_done_callback(lambda f: self._burst_done(f, burst, parsed))
+
+    def _cached_telemetry(self, topic: str, now: float) -> Any:
+        """The cached identity of a telemetry message's device (``None``: take the slow path)."""
+        parsed = topics.parse(topic)
+        if parsed is None or parsed[1] != "telemetry":
+            return None
+        hit = self._identities.get(parsed[0])
+        if hit is None or hit[0] <= now or hit[1] is None:
+            return None
+        return hit[1] if acl.may_publish(parsed[0], topic) else None
+
+    def _ack(self, worker: _Worker, mid: int, qos: int) -> None:
+        worker.inflight -= 1
+        if qos > 0:
+            worker.client.ack(mid, qos)
+
+    def _burst_done(
+        self, future: asyncio.Future, burst: list[tuple[_Worker, int, int]], parsed: list[Any]
+    ) -> None:
+        error = future.exception() if not future.cancelled() else Unavailable("cancelled")
+        if error is None:
+            for worker, mid, qos in burst:
+                self._ack(worker, mid, qos)
+        elif isinstance(error, NotPublished):  # stored: acknowledge once the bus has it
+            task = asyncio.ensure_future(self._ack_when_published(error, burst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._redo(burst, parsed)
+
+    async def _ack_when_published(
+        self, error: NotPublished, burst: list[tuple[_Worker, int, int]]
+    ) -> None:
+        published = await self._published(error)
+        for worker, mid, qos in burst:
+            if published:
+                self._ack(worker, mid, qos)
+            else:  # stopped first: left in the session, the broker delivers it again
+                worker.inflight -= 1
+                worker.unacked += 1
+
+    def _redo(self, burst: list[tuple[_Worker, int, int]], parsed: list[Any]) -> None:
+        """Not stored: each message takes the retrying path, with its readings as validated
+        (stamps included), so it is stored once when the store is back."""
+        for (worker, mid, qos), p in zip(burst, parsed, strict=True):
+            task = asyncio.ensure_future(self._retry_parsed(worker, mid, qos, p))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _retry_parsed(self, worker: _Worker, mid: int, qos: int, parsed: Any) -> None:
+        delay = 0.0
+        while True:
+            try:
+                await self.pipeline.write(parsed)
+                break
+            except NotPublished as e:
+                if await self._published(e):
+                    break
+            except Unavailable as e:
+                if not delay:
+                    log.error("not acknowledging a message of %s yet: %s", parsed.device, e.message)
+                delay = min(max(2 * delay, RETRY_MIN_S), RETRY_MAX_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if not self._stopping.is_set():
+                    continue
+            worker.inflight -= 1
+            worker.unacked += 1
+            return
+        self._ack(worker, mid, qos)
 
     def on_message(self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes) -> None:
         worker.inflight += 1

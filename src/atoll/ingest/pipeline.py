@@ -313,6 +313,13 @@ class IngestPipeline:
                 msg, retry_after=wait, hint="send less often, or batch readings and slow down"
             )
 
+    def passes(self, identity: Identity) -> bool:
+        """Whether ``hold`` would let a message of ``identity`` through at once (no message of
+        the device waits, and it and its tenant are within their limits)."""
+        return self.quotas is None or (
+            identity.device not in self._held and self.over_limit(identity) <= 0
+        )
+
     async def hold(self, identity: Identity, transport: str) -> None:
         """For transports that handle messages one by one and cannot refuse them: wait until
         the device and its tenant are within their limits (counted as ``throttled``). A
