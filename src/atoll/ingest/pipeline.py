@@ -80,6 +80,8 @@ MAX_JSON_DEPTH = 32
 TRACEBACK_LOG_INTERVAL_S = 60.0
 #: A telemetry event the bus refused is published again after these waits, doubling.
 REPUBLISH_MIN_S, REPUBLISH_MAX_S = 0.25, 5.0
+#: Devices' telemetry events of one commit published at once (each device's in order).
+PUBLISHERS = 16
 
 
 class NotPublished(Unavailable):
@@ -124,14 +126,15 @@ class _Item:
 
 
 class _Event:
-    """A telemetry event for the bus: one device's points (or a chunk of them)."""
+    """A device's telemetry for the bus: one event, or several ``chunks`` (in point order)
+    when its points are more than the bus takes in one message."""
 
-    __slots__ = ("data", "device", "subject")
+    __slots__ = ("chunks", "device", "subject")
 
-    def __init__(self, device: tuple[str, str], subject: str, data: bytes) -> None:
+    def __init__(self, device: tuple[str, str], subject: str, chunks: list[bytes]) -> None:
         self.device = device
         self.subject = subject
-        self.data = data
+        self.chunks = chunks
 
 
 class _Held:
@@ -509,34 +512,38 @@ class IngestPipeline:
             await self._outbox(failed, published)
 
     async def _publish_events(self, events_: list[_Event]) -> list[_Event]:
-        """Publish (a device's chunks in order, devices at once); the events the bus refused
-        as ``Unavailable``. Other refusals are logged and dropped (retrying cannot help)."""
+        """Publish (a device's chunks in order, a few devices at once); the events the bus
+        refused as ``Unavailable``. Other refusals are logged and dropped (retrying cannot
+        help). A device's chunks are consecutive in ``events_``."""
         assert self.bus is not None
         bus = self.bus
-        by_device: dict[tuple[str, str], list[_Event]] = {}
-        for e in events_:
-            by_device.setdefault(e.device, []).append(e)
+        todo = iter(events_)
+        failed: list[_Event] = []
 
-        async def one_device(chunks: list[_Event]) -> list[_Event]:
-            for n, e in enumerate(chunks):
-                try:
-                    await bus.publish(e.subject, e.data)
-                except Unavailable as err:
-                    self._bus_error = err.message
-                    return chunks[n:]
-                except Exception:  # noqa: BLE001 - e.g. too large: retrying cannot help
-                    log.exception("bus publish on %s failed; the event is dropped", e.subject)
-            return []
+        async def publisher() -> None:
+            for e in todo:
+                for n, data in enumerate(e.chunks):
+                    try:
+                        await bus.publish(e.subject, data)
+                    except Unavailable as err:
+                        self._bus_error = err.message
+                        failed.append(_Event(e.device, e.subject, e.chunks[n:]))
+                        break
+                    except Exception:  # noqa: BLE001 - e.g. too large: retrying cannot help
+                        log.exception("bus publish on %s failed; the event is dropped", e.subject)
 
-        if len(by_device) == 1:
-            failed = await one_device(events_)
+        # A few publishers share the devices: on NATS each publish waits for its PubAck, so
+        # they keep several round trips in flight (a task per device would cost more than the
+        # publish itself on the in-process bus). A device's chunks go in order, by one of them.
+        n = min(len(events_), PUBLISHERS)
+        if n == 1:
+            await publisher()
         else:
-            results = await asyncio.gather(*(one_device(c) for c in by_device.values()))
-            failed = [e for r in results for e in r]
+            await asyncio.gather(*(publisher() for _ in range(n)))
         if failed and self._bus_down_since is None:
             self._bus_down_since = time.monotonic()
             log.error(
-                "the message bus refused %d telemetry event(s) (%s); refusing new telemetry "
+                "the message bus refused the telemetry of %d device(s) (%s); refusing new telemetry "
                 "until it takes them",
                 len(failed),
                 self._bus_error,
@@ -550,7 +557,7 @@ class IngestPipeline:
         while failed:
             if self._stopping:
                 log.error(
-                    "ingest stopped with %d telemetry event(s) of stored points not on the bus",
+                    "ingest stopped with the telemetry of %d device(s), stored, not on the bus",
                     len(failed),
                 )
                 published.set_exception(Unavailable("ingest stopped"))
@@ -591,11 +598,10 @@ class IngestPipeline:
                     val.extend(p.value)
                 metrics = list(lut)
             subject = topics.bus_telemetry(project, device)
-            key = (project, device)
-            for data in events.encode_telemetry_chunks(
+            chunks = events.encode_telemetry_chunks(
                 project, device, metrics, idx, ts, val, max_bytes
-            ):
-                out.append(_Event(key, subject, data))
+            )
+            out.append(_Event((project, device), subject, list(chunks)))
         return out
 
     # -- twins and commands ------------------------------------------------------------------
