@@ -543,8 +543,8 @@ class IngestPipeline:
         if failed and self._bus_down_since is None:
             self._bus_down_since = time.monotonic()
             log.error(
-                "the message bus refused the telemetry of %d device(s) (%s); refusing new telemetry "
-                "until it takes them",
+                "the message bus refused the telemetry of %d device(s) (%s); refusing new "
+                "telemetry until it takes them",
                 len(failed),
                 self._bus_error,
             )
