@@ -51,7 +51,8 @@ export function Audit() {
 
   async function exportCsv() {
     setNote(null);
-    const res = await request("GET", "/audit.csv", undefined, { query: params, raw: true });
+    // What the filters say now, not what the table last read (the user field is debounced).
+    const res = await request("GET", "/audit.csv", undefined, { query: { ...params, actor: f.actor }, raw: true });
     if (!res.ok) {
       setNote(new ApiError(res.status, await res.json().catch(() => null)));
       return;
