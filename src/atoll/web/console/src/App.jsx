@@ -71,7 +71,7 @@ function Shell({ session }) {
   let m;
   // The fleet, device and lab pages have a main request worth putting first.
   if (!(path === "/" || path.startsWith("/devices/") || path.startsWith("/lab"))) markPrimaryReady();
-  if ((m = match("/devices/:id", path))) page = <Device id={m.id} key={m.id} />;
+  if ((m = match("/devices/:id", path))) page = <Device id={m.id} key={`${m.id}|${session.actAs || ""}`} />;
   else if (path === "/alarms") page = <Alarms />;
   else if (path === "/rules") page = <LazyRules />;
   else if (path === "/register") page = <Register />;

@@ -1,12 +1,12 @@
 // Device page: live charts (zoom from a year down to raw points), twin, commands, alarms.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, enc, items, toSeconds } from "../api.js";
+import { actingTenant, api, enc, items, setActingTenant, toSeconds } from "../api.js";
 import { useLive, watchDevices } from "../live.js";
 import { Link } from "../router.jsx";
 import { currentProject, fmtAgo, fmtDuration, fmtJson, fmtTime, markPrimaryReady, useAsync } from "../util.js";
 import { ChartPanel, effRange } from "../components/Chart.jsx";
 import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
-import { lastSeen, onlineState } from "./Overview.jsx";
+import { lastSeen, onlineState, useProjects } from "./Overview.jsx";
 import { can, useMe } from "../me.js";
 import { Explanation, alarmId, alarmState, alarmTimes } from "./Alarms.jsx";
 
@@ -148,6 +148,16 @@ export function Device({ id }) {
   const d = dev.data || {};
   const t = Math.max(seen || 0, lastSeen(d) || 0) || null;
   const [rs, re] = effRange(range);
+  const tree = useProjects({ defer: true });
+  const owner = tenantOfDevice(id);
+  const elsewhere = !!tree.data?.platform && owner !== (actingTenant() || "default") && tree.data.tenants.some((t) => t.id === owner);
+  useEffect(() => {
+    if (!(dev.error?.status === 404 && elsewhere)) return;
+    // After this render's other effects: the top bar's own check of the selected project runs
+    // in the same pass and would put the tenant back.
+    const t = setTimeout(() => setActingTenant(owner), 0);
+    return () => clearTimeout(t);
+  }, [dev.error, elsewhere]);
   const span = re - rs;
 
   const pick = (secs) => setRange({ start: Date.now() / 1000 - secs, end: Date.now() / 1000, live: true, nonce: range.nonce + 1 });
@@ -155,7 +165,9 @@ export function Device({ id }) {
   const zoomOut = () => setRange({ start: rs - span, end: re + span, live: false, nonce: range.nonce });
 
   // A device that does not exist (or not in this tenant): say so, and nothing else: no charts
-  // of nothing, no buttons that would only fail.
+  // of nothing, no buttons that would only fail. The platform operator following a link to
+  // another tenant's device acts in that tenant first (the page is drawn anew for it).
+  if (dev.error?.status === 404 && elsewhere) return <div class="page muted">Loading…</div>;
   if (dev.error?.status === 404) {
     return (
       <div class="page device">
@@ -509,4 +521,10 @@ function Credentials({ id }) {
 function expiresIn(at) {
   const s = Math.round(at - Date.now() / 1000);
   return s <= 0 ? "now" : `in ${fmtDuration(s)}`;
+}
+
+// Device ids are "tenant~local" outside the default tenant.
+export function tenantOfDevice(id) {
+  const i = id.indexOf("~");
+  return i > 0 ? id.slice(0, i) : "default";
 }
