@@ -158,3 +158,16 @@ async def test_assign_to_a_user_of_the_tenant_and_filter_mine(seeded):  # noqa: 
     assert (await assign(i["press-hot"], olga, None))["assignee"] is None
     r = await seeded.call("GET", "/lab/alarms", olga, params={"assignee": "me"})
     assert r.json() == []
+
+
+def test_weeks_start_on_monday_utc():
+    from datetime import UTC, datetime
+
+    from atoll.rules.alarms import WEEK_US, week_of, week_start
+
+    for day in range(1, 15):  # two weeks of December 2026, each hour 13:00 UTC
+        at = int(datetime(2026, 12, day, 13, tzinfo=UTC).timestamp() * 1e6)
+        start = week_start(week_of(at))
+        assert start <= at < start + WEEK_US
+        begins = datetime.fromtimestamp(start / 1e6, UTC)
+        assert (begins.weekday(), begins.hour, begins.minute) == (0, 0, 0)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from atoll.api.schemas import iso
-from atoll.rules.alarms import WEEK_US
+from atoll.rules.alarms import week_of, week_start
 
 #: How far back the lab pages count feedback: alarms raised in the last this many weeks.
 QUALITY_WEEKS = 12
@@ -35,8 +35,9 @@ def merge(into: dict[str, Any], q: dict[str, Any]) -> None:
 
 
 def since_us(now_us: int, weeks: int = QUALITY_WEEKS) -> int:
-    """The start of the week ``weeks - 1`` weeks before the current one."""
-    return (now_us // WEEK_US - (weeks - 1)) * WEEK_US
+    """The start of the week ``weeks - 1`` weeks before the current one (weeks start on
+    Monday, UTC)."""
+    return week_start(week_of(now_us) - (weeks - 1))
 
 
 def by(counts: Iterable[Count], key: Callable[[Count], Hashable]) -> dict[Any, dict[str, Any]]:
@@ -49,8 +50,10 @@ def by(counts: Iterable[Count], key: Callable[[Count], Hashable]) -> dict[Any, d
 def weekly(counts: Iterable[Count], now_us: int, weeks: int) -> list[dict[str, Any]]:
     """One entry per week (oldest first, empty weeks included): its start and its quality."""
     per = by(counts, lambda c: c[3])
-    first = now_us // WEEK_US - (weeks - 1)
-    return [{"week": iso(w * WEEK_US), **per.get(w, empty())} for w in range(first, first + weeks)]
+    first = week_of(now_us) - (weeks - 1)
+    return [
+        {"week": iso(week_start(w)), **per.get(w, empty())} for w in range(first, first + weeks)
+    ]
 
 
 def per_rule(

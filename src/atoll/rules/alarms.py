@@ -24,6 +24,18 @@ SYSTEM = "system"
 Feedback = Literal["real", "false", "unsure"]
 FEEDBACK: tuple[str, ...] = ("real", "false", "unsure")
 WEEK_US = 7 * 86_400 * 1_000_000
+#: Weeks start on Monday 00:00 UTC; the epoch (1970-01-01) was a Thursday, 3 days later.
+MONDAY_SHIFT_US = 3 * 86_400 * 1_000_000
+
+
+def week_of(us: int) -> int:
+    """The number of the week (Monday to Sunday, UTC) holding ``us``."""
+    return (us + MONDAY_SHIFT_US) // WEEK_US
+
+
+def week_start(week: int) -> int:
+    """When week number ``week`` starts (µs)."""
+    return week * WEEK_US - MONDAY_SHIFT_US
 
 
 class Alarm(BaseModel):
@@ -405,10 +417,10 @@ class AlarmBook:
         self, projects: builtins.list[str] | None = None, since: int | None = None
     ) -> builtins.list[tuple[str, str, str, int, str, int]]:
         """Judged alarms counted per (project, rule id, rule name, week, verdict), in one
-        grouped query; ``week`` is the raise time's week number since the epoch
-        (``week * WEEK_US`` µs is its start)."""
+        grouped query; ``week`` is the raise time's week (``week_of``; ``week_start`` tells
+        when it starts)."""
         t = db.alarms
-        week = t.c.raised_at // WEEK_US
+        week = (t.c.raised_at + MONDAY_SHIFT_US) // WEEK_US
         q = (
             sa.select(t.c.project, t.c.rule_id, t.c.rule_name, week, t.c.feedback, sa.func.count())
             .where(t.c.feedback.is_not(None), *self._where(projects=projects, since=since))

@@ -389,8 +389,8 @@ export function LabEnterprise({ tenant }) {
         </div>
       )}
       {d?.rules && (
-        <div class="panel" data-testid="lab-rule-quality">
-          <h2>Detection quality per rule</h2>
+        <div class="panel rule-quality" data-testid="lab-rule-quality">
+          <h3>Detection quality per rule</h3>
           <p class="muted small">
             From operators' verdicts on alarms raised in the last 12 weeks (mark an alarm as a real fault, a false alarm or unsure in the alarm console). Precision = real faults / (real faults + false alarms).
           </p>
