@@ -10,11 +10,12 @@ rules service with its alarm book, API, the built console) on an ephemeral port.
 through the API (one per project); alarms are opened in the rules service's alarm book, as a
 rule's evaluation would, raised over the last 12 weeks; about 60 % are judged (real, false or
 unsure): the lab pages' detection-quality column aggregates them. Per view and run, a fresh
-browser context loads the page (signed in as a console login would leave it) and the time is the page's own ``performance.now()`` (from
-navigation start) at the first animation frame showing the content: every enterprise row, the
-enterprise's project rows, the alarm count. API requests are counted from navigation to that
-moment and again one second later. For comparison, the fleet page (``/``) for the same login is
-measured the same way. The first load of each view warms the server up and is not counted.
+browser context loads the page (signed in as a console login would leave it) and the time is the
+page's own ``performance.now()`` (from navigation start) at the first animation frame showing
+the content: every enterprise row, the enterprise's project rows, the alarm count. API requests
+are counted from navigation to that moment and again one second later. For comparison, the fleet
+page (``/``) for the same login is measured the same way. The first load of each view warms the
+server up and is not counted.
 Needs the console built (``make console``) and Debian's ``chromium``.
 """
 
