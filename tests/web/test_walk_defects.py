@@ -118,6 +118,19 @@ def test_a_device_that_does_not_exist_says_so_without_the_device_page(platform, 
     expect(page.locator("button", has_text="Update desired")).to_have_count(0)
 
 
+def test_a_link_to_another_tenants_device_opens_it_for_the_platform_operator(platform, page):
+    """The platform operator looking at one enterprise follows a link to a device of another:
+    the page acts in the device's tenant instead of answering "not found"."""
+    enterprise(platform, "here", "Here Co", {"site": 1}, hot=False)
+    enterprise(platform, "there", "There Co", {"yard": 1}, hot=False)
+    open_fleet(page, platform, "here~site")
+    page.goto(platform.url + "/devices/there~yard-b0")
+    expect(page.locator("[data-testid=device-title]")).to_contain_text("there~yard-b0")
+    expect(page.locator("[data-testid=device-not-found]")).to_have_count(0)
+    expect(page.locator("[data-testid=project-select]")).to_have_value("there~yard")
+    expect(page.locator("[role=alert]")).to_have_count(0)
+
+
 def test_new_project_asks_the_platform_operator_for_the_enterprise(platform, page):
     enterprise(platform, "first", "First Co", {"one": 1}, hot=False)
     enterprise(platform, "second", "Second Co", {"two": 1}, hot=False)
@@ -135,13 +148,16 @@ def test_new_project_asks_the_platform_operator_for_the_enterprise(platform, pag
     assert "first~kiln" not in got
 
 
-def test_numbers_are_rounded_and_commands_expire_visibly(platform, page):
+def kettle(platform, project: str) -> str:
+    """A project with one device, ``{project}-1``; answers its secret."""
     with api(platform) as http:
-        http.post("/projects", json={"name": "Kettle", "id": "kettle"})
-        secret = http.post("/projects/kettle/devices", json={"id": "kettle-1"}).json()[
-            "credentials"
-        ]["secret"]
-    dev = Device(platform, "kettle-1", secret)
+        http.post("/projects", json={"name": project.title(), "id": project})
+        r = http.post(f"/projects/{project}/devices", json={"id": f"{project}-1"})
+        return r.json()["credentials"]["secret"]
+
+
+def test_numbers_show_without_float_noise(platform, page):
+    dev = Device(platform, "kettle-1", kettle(platform, "kettle"))
     try:
         dev.client.publish(
             topics.twin_reported("kettle-1"), json.dumps({"temperature": 108.74999999999999}), qos=1
@@ -149,16 +165,23 @@ def test_numbers_are_rounded_and_commands_expire_visibly(platform, page):
         dev.send({"temperature": 108.74999999999999})
     finally:
         dev.close()
-    # A command to a device that is gone: nobody acknowledges it within its 2 s.
-    with api(platform) as http:
-        r = http.post("/devices/kettle-1/commands", json={"name": "boil", "ttl_s": 2})
-        assert r.status_code in (200, 201, 202), r.text
-    login(page, platform)
+    open_fleet(page, platform, "kettle")
+    expect(page.locator("[data-device=kettle-1] .c-values")).to_contain_text("temperature=108.75")
     page.goto(platform.url + "/devices/kettle-1")
     expect(page.locator("[data-testid=twin-reported]")).to_contain_text('"temperature": 108.75')
     expect(page.locator("[data-testid=twin-reported]")).not_to_contain_text("108.7499")
+
+
+def test_a_command_nobody_acknowledges_turns_expired_on_screen(platform, page):
+    kettle(platform, "urn")
+    # The device is not connected: nobody acknowledges the command within its 2 s.
+    with api(platform) as http:
+        r = http.post("/devices/urn-1/commands", json={"name": "boil", "ttl_s": 2})
+        assert r.status_code in (200, 201, 202), r.text
+    open_fleet(page, platform, "urn")
+    page.goto(platform.url + "/devices/urn-1")
     page.click("[data-testid=tab-commands]")
-    status = page.locator("[data-testid=commands] [data-testid=cmd-status]").first
+    status = page.locator("[data-testid=commands] tbody tr").first
     expect(status).to_contain_text("expired", timeout=20_000)
 
 
@@ -181,7 +204,7 @@ def test_refused_mqtt_connections_show_on_the_device_page(platform, page):
     client.loop_stop()
     client.disconnect()
     assert codes and codes[0].is_failure, codes
-    login(page, platform)
+    open_fleet(page, platform, "gate")
     with api(platform) as http:
         deadline = time.monotonic() + 20
         while not http.get("/devices/gate-1/rejections").json() and time.monotonic() < deadline:

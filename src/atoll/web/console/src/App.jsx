@@ -64,7 +64,7 @@ function Shell({ session }) {
   useEffect(() => () => disconnectLive(), []);
   useEffect(() => reconcileProject(tree.data, currentProject.get()), [tree.data]);
 
-  const active = useAsync(async () => (project ? (await alarmSummary(project)).active : 0), [project], { defer: true });
+  const active = useAsync(async () => (project && project === currentProject.get() ? (await alarmSummary(project)).active : 0), [project], { defer: true });
   useLive((m) => m.type === "alarm" || (m.type === "hello" && m.resync), () => active.reload(), [project]);
 
   let page;

@@ -112,7 +112,9 @@ export function Overview() {
   useEffect(() => reconcileProject(tree.data, currentProject.get()), [tree.data]);
 
   // Active alarms counted per device by the server (the top bar's badge reads the same answer).
-  const alarms = useAsync(async () => (project ? alarmSummary(project) : null), [project, alarmTick], { defer: true });
+  // Deferred reads check that their project is still the one chosen: another choice in the
+  // meantime has moved the acting tenant on, and this project's request would be a 404 there.
+  const alarms = useAsync(async () => (project && project === currentProject.get() ? alarmSummary(project) : null), [project, alarmTick], { defer: true });
 
   const alarmsByDevice = useMemo(() => {
     const m = new Map();
@@ -122,7 +124,7 @@ export function Overview() {
 
   const source = usePagedSource(
     async (offset, limit) => {
-      if (!project) return { rows: [], total: 0 };
+      if (!project || project !== currentProject.get()) return { rows: [], total: 0 };
       // latest=true: quiet devices show their last values too, not only those heard live.
       const { rows, total } = await page(`/projects/${enc(project)}/devices`, { offset, limit, q: dq, status, latest: "true" });
       for (const d of rows) known.current.add(deviceId(d));
@@ -141,7 +143,7 @@ export function Overview() {
 
   // The online counter comes from the same filter the table uses, counted by the server.
   const online = useAsync(async () => {
-    if (!project) return null;
+    if (!project || project !== currentProject.get()) return null;
     return (await page(`/projects/${enc(project)}/devices`, { limit: 1, status: "online" })).total;
   }, [project, liveTick >> 2], { defer: true });
 
