@@ -797,9 +797,10 @@ class Registry:
         action: str,
         target: str,
         detail: Mapping[str, Any] | None = None,
+        source: str | None = None,
     ) -> None:
         with self._write() as conn:
-            _audit.record(conn, tenant, actor, action, target, detail)
+            _audit.record(conn, tenant, actor, action, target, detail, source)
 
     def audit_log(
         self,
@@ -809,11 +810,33 @@ class Registry:
         before_id: int | None = None,
         action: str | None = None,
         target: str | None = None,
+        actor: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
     ) -> list[AuditEntry]:
+        """Newest first; ``actor`` matches part of the actor, ``action`` ending in ``.`` is a
+        prefix; ``since``/``until`` bound the time (µs)."""
         with self._read() as conn:
             return _audit.list_(
-                conn, tenant, limit=limit, before_id=before_id, action=action, target=target
+                conn,
+                tenant,
+                limit=limit,
+                before_id=before_id,
+                action=action,
+                target=target,
+                actor=actor,
+                since=since,
+                until=until,
             )
+
+    def audit_count(self, tenant: str, **filters: Any) -> int:
+        """How many entries ``audit_log`` pages through with the same filters."""
+        with self._read() as conn:
+            return _audit.count(conn, tenant, **filters)
+
+    def audit_actions(self, tenant: str) -> list[str]:
+        with self._read() as conn:
+            return _audit.actions(conn, tenant)
 
 
 @contextmanager

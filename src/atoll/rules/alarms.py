@@ -21,6 +21,22 @@ from atoll.rules.model import SEVERITIES, Rule
 
 Status = Literal["active", "acknowledged", "cleared"]
 SYSTEM = "system"
+#: An operator's verdict on an alarm: a real fault, a false alarm, or unsure.
+Feedback = Literal["real", "false", "unsure"]
+FEEDBACK: tuple[str, ...] = ("real", "false", "unsure")
+WEEK_US = 7 * 86_400 * 1_000_000
+#: Weeks start on Monday 00:00 UTC; the epoch (1970-01-01) was a Thursday, 3 days later.
+MONDAY_SHIFT_US = 3 * 86_400 * 1_000_000
+
+
+def week_of(us: int) -> int:
+    """The number of the week (Monday to Sunday, UTC) holding ``us``."""
+    return (us + MONDAY_SHIFT_US) // WEEK_US
+
+
+def week_start(week: int) -> int:
+    """When week number ``week`` starts (µs)."""
+    return week * WEEK_US - MONDAY_SHIFT_US
 
 
 class Alarm(BaseModel):
@@ -46,8 +62,16 @@ class Alarm(BaseModel):
     escalation_level: int = 0
     last_notified_at: int | None = None
     notifications: int = 0
+<<<<<<< HEAD
     #: The bus stream position of the message that raised it (partitioned rules), if any.
     raised_seq: int | None = None
+=======
+    feedback: Feedback | None = None
+    feedback_by: str | None = None
+    feedback_at: int | None = None
+    assignee: str | None = None
+    assigned_at: int | None = None
+>>>>>>> lab18
 
     @property
     def open(self) -> bool:
@@ -119,6 +143,8 @@ class AlarmBook:
         severity: builtins.list[str] | None = None,
         since: int | None = None,
         until: int | None = None,
+        assignee: str | None = None,
+        feedback: builtins.list[str] | None = None,
     ) -> builtins.list[Any]:
         t = db.alarms
         where: builtins.list[Any] = []
@@ -136,6 +162,14 @@ class AlarmBook:
             where.append(t.c.raised_at >= since)
         if until is not None:
             where.append(t.c.raised_at < until)
+        if assignee is not None:  # "" means nobody
+            where.append(t.c.assignee == assignee if assignee else t.c.assignee.is_(None))
+        if feedback:
+            judged = [f for f in feedback if f != "none"]
+            either = [t.c.feedback.in_(judged)] if judged else []
+            if "none" in feedback:
+                either.append(t.c.feedback.is_(None))
+            where.append(sa.or_(*either))
         return where
 
     def list(
@@ -148,6 +182,8 @@ class AlarmBook:
         severity: builtins.list[str] | None = None,
         since: int | None = None,
         until: int | None = None,
+        assignee: str | None = None,
+        feedback: builtins.list[str] | None = None,
         limit: int = 100,
         offset: int = 0,
         worst_first: bool = False,
@@ -162,6 +198,8 @@ class AlarmBook:
             severity=severity,
             since=since,
             until=until,
+            assignee=assignee,
+            feedback=feedback,
         )
         q = sa.select(t).where(*where)
         order = [t.c.raised_at.desc(), t.c.id.desc()]
@@ -437,3 +475,47 @@ class AlarmBook:
             cid = key[0]
             self._event(c, alarm_id, ts, "commented", author, None, text[:200])
         return Comment(id=cid, alarm_id=alarm_id, ts=ts, author=author, text=text)
+
+    # ------------------------------------------------------------ feedback and owners
+
+    def judge(self, alarm_id: int, feedback: str | None, actor: str, ts: int) -> Alarm:
+        """Record the operator's verdict (``None`` withdraws it); the last verdict counts."""
+        if feedback is not None and feedback not in FEEDBACK:
+            raise InvalidInput(
+                f"feedback: unknown value {feedback!r}", hint="use real, false or unsure"
+            )
+        self.get(alarm_id)
+        with self.engine.begin() as c:
+            self._event(c, alarm_id, ts, "feedback", actor, None, feedback or "withdrawn")
+            return self._update(
+                c,
+                alarm_id,
+                feedback=feedback,
+                feedback_by=actor if feedback else None,
+                feedback_at=ts if feedback else None,
+            )
+
+    def assign(self, alarm_id: int, assignee: str | None, actor: str, ts: int) -> Alarm:
+        """Give the alarm to ``assignee`` (``None``: to nobody)."""
+        self.get(alarm_id)
+        with self.engine.begin() as c:
+            self._event(c, alarm_id, ts, "assigned", actor, None, assignee or "unassigned")
+            return self._update(
+                c, alarm_id, assignee=assignee, assigned_at=ts if assignee else None
+            )
+
+    def feedback_counts(
+        self, projects: builtins.list[str] | None = None, since: int | None = None
+    ) -> builtins.list[tuple[str, str, str, int, str, int]]:
+        """Judged alarms counted per (project, rule id, rule name, week, verdict), in one
+        grouped query; ``week`` is the raise time's week (``week_of``; ``week_start`` tells
+        when it starts)."""
+        t = db.alarms
+        week = (t.c.raised_at + MONDAY_SHIFT_US) // WEEK_US
+        q = (
+            sa.select(t.c.project, t.c.rule_id, t.c.rule_name, week, t.c.feedback, sa.func.count())
+            .where(t.c.feedback.is_not(None), *self._where(projects=projects, since=since))
+            .group_by(t.c.project, t.c.rule_id, t.c.rule_name, week, t.c.feedback)
+        )
+        with self.engine.connect() as c:
+            return [(p, r, name, int(w), f, int(n)) for p, r, name, w, f, n in c.execute(q)]

@@ -55,6 +55,13 @@ alarms = sa.Table(
     # The stream position of the message that raised it (partitioned rules; added later): a
     # message delivered again after a crash cannot raise or clear out of turn.
     sa.Column("raised_seq", sa.BigInteger, nullable=True),
+    # Added later (ALTER TABLE on old databases): the operator's verdict on the alarm
+    # (real | false | unsure, what detection precision is computed from) and who owns it.
+    sa.Column("feedback", sa.String(16), nullable=True),
+    sa.Column("feedback_by", sa.String(128), nullable=True),
+    sa.Column("feedback_at", sa.BigInteger, nullable=True),
+    sa.Column("assignee", sa.String(128), nullable=True),
+    sa.Column("assigned_at", sa.BigInteger, nullable=True),
     sa.Index("rules_alarms_project_status", "project", "status"),
     # The database itself guarantees one open alarm per (rule, device).
     sa.Index(
