@@ -49,3 +49,15 @@ def test_a_fit_that_fails_falls_back_to_seasonal_naive(caplog):
     out = Broken("mstl").forecast(y, 4, seasons=(4,))
     assert out.model == "seasonal_naive(4)" and out.mean.tolist() == [1.0, 2.0, 3.0, 4.0]
     assert "seasonal naive instead" in caplog.text
+
+
+def test_preload_imports_the_library_once_asked():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from atoll.forecast.models import preload; "
+        "assert 'statsforecast' not in sys.modules; preload(); "
+        "assert 'statsforecast.models' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

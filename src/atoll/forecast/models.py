@@ -43,8 +43,8 @@ from atoll.forecast.port import Forecast, Forecaster
 log = logging.getLogger(__name__)
 
 KINDS = ("mstl", "autoets", "theta", "combo", "auto", "seasonal_naive")
-#: What ``auto`` chooses from.
-CANDIDATES = ("mstl", "autoets", "theta")
+#: What ``auto`` chooses from, and what ``combo`` averages.
+CANDIDATES = COMBO = ("mstl", "autoets", "theta")
 DEFAULT = "combo"
 
 
@@ -64,6 +64,22 @@ def _check(y: np.ndarray, horizon: int, level: float, least: int) -> np.ndarray:
     if not 0.0 < level < 1.0:
         raise InvalidInput(f"level must be between 0 and 1, got {level}")
     return y
+
+
+def preload() -> None:
+    """Import the forecasting library now (the platform does it on a background thread)."""
+    import statsforecast.models  # noqa: F401, PLC0415
+
+
+def combine(parts: list[Forecast]) -> Forecast:
+    """The ``combo`` forecast of its parts' forecasts (one horizon and level)."""
+    return Forecast(
+        np.mean([p.mean for p in parts], axis=0),
+        np.mean([p.lo for p in parts], axis=0),
+        np.mean([p.hi for p in parts], axis=0),
+        parts[0].level,
+        "combo(" + ",".join(p.model for p in parts) + ")",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +106,11 @@ class StatsForecaster:
         if self.kind == "auto":
             return self._auto(y, horizon, seasons, level)
         if self.kind == "combo":
-            parts = [
-                StatsForecaster(k).forecast(y, horizon, seasons=seasons, level=level)
-                for k in ("mstl", "autoets", "theta")
-            ]
-            return Forecast(
-                np.mean([p.mean for p in parts], axis=0),
-                np.mean([p.lo for p in parts], axis=0),
-                np.mean([p.hi for p in parts], axis=0),
-                level,
-                "combo(" + ",".join(p.model for p in parts) + ")",
+            return combine(
+                [
+                    StatsForecaster(k).forecast(y, horizon, seasons=seasons, level=level)
+                    for k in COMBO
+                ]
             )
         model, label = self._model(seasons)
         pct: float = round(level * 100, 6)
