@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from atoll.forecast.models import COMBO, combine
+from atoll.forecast.models import COMBO, auto_kind, combine
 from atoll.forecast.port import Forecast, Forecaster
 
 
@@ -64,8 +64,8 @@ def backtest(
 ) -> list[Trial]:
     """Each forecaster forecasts ``horizon`` steps from each origin (an index into ``y``) with
     the ``lookback`` values before it; origins without enough data around them are skipped.
-    ``combo`` is made from its parts' forecasts when they are compared too (the same numbers as
-    fitting it, at a third of the cost; its CPU time is the sum of theirs)."""
+    ``combo`` and ``auto`` are made from their parts' forecasts when those are compared too
+    (the same numbers as fitting them again; their CPU time is their parts')."""
     out: list[Trial] = []
     scale_season = seasons[0] if seasons else 1
     for o in origins:
@@ -78,6 +78,8 @@ def backtest(
         for name, f in forecasters.items():
             if name == "combo" and all(k in forecasters for k in COMBO):
                 continue  # made from its parts below, as the forecaster itself does
+            if name == "auto" and {"autoets", "mstl"} <= forecasters.keys():
+                continue  # the same: it is one of the two
             t0 = time.process_time()
             fc = f.forecast(hist, horizon, seasons=seasons, level=level)
             made[name] = fc, time.process_time() - t0
@@ -86,6 +88,9 @@ def backtest(
                 combine([made[k][0] for k in COMBO]),
                 sum(made[k][1] for k in COMBO),
             )
+        if "auto" in forecasters and "auto" not in made:
+            fc, spent = made[auto_kind(horizon, seasons)]
+            made["auto"] = Forecast(fc.mean, fc.lo, fc.hi, fc.level, f"auto:{fc.model}"), spent
         for name in forecasters:
             fc, spent = made[name]
             score = mase(hist, actual, fc.mean, scale_season)
