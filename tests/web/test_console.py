@@ -203,6 +203,7 @@ def test_a_forecast_is_drawn_ahead_of_now_on_request(platform, page, shots):
     expect(page.locator("[data-testid=forecast-toggle-temperature]")).to_have_attribute(
         "aria-pressed", "true"
     )
+    panel.scroll_into_view_if_needed()
     shots(page, "device-forecast")
     # A series with one reading: the reason, not an empty chart.
     page.locator("[data-testid=forecast-toggle-fresh]").click()
