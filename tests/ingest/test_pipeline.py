@@ -380,7 +380,7 @@ async def test_an_acknowledged_reading_is_on_the_bus_and_ingest_refuses_while_na
     from atoll.testing.nats_server import NatsServer
 
     server = NatsServer(tmp_path / "nats").start()
-    bus = NatsBus(f"{server.url}?timeout=1", stream="OUTAGE")
+    bus = NatsBus.from_url(f"{server.url}?timeout=1&stream=OUTAGE")
     store = MemoryStore()
     pipe = IngestPipeline(store, bus, flush_interval=0.05)
     try:
@@ -423,7 +423,8 @@ async def test_an_acknowledged_reading_is_on_the_bus_and_ingest_refuses_while_na
         nc = await nats.connect(server.url)
         try:
             js = nc.jetstream()
-            sub = await js.subscribe("telemetry.>", stream="OUTAGE", ordered_consumer=True)
+            # Everything in the stream (only telemetry here), whatever its wire subjects.
+            sub = await js.subscribe(">", stream="OUTAGE", ordered_consumer=True)
             on_bus: set[float] = set()
             end = time.monotonic() + 10
             while time.monotonic() < end and not set(acked) | {1} <= on_bus:
