@@ -32,7 +32,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Consumers of ingested telemetry: detectors and their service, rules and alarms; what a
     # platform service is and gets (``atoll.service``); the settings (they name ingest limits).
     # Remaining useful life from run-to-failure history (models and their files).
-    ("detect", "rules", "service", "config", "rul"),
+    # Horizon forecasts of stored series.
+    ("detect", "rules", "service", "config", "rul", "forecast"),
     # The HTTP API and the console.
     ("api", "web"),
     # Composition: the data directory, the runtime that wires it all.

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import typer
 
-from atoll.cli import bench_cmapss, bench_ingest, bench_nab, bench_smap_msl
+from atoll.cli import bench_cmapss, bench_forecast, bench_ingest, bench_nab, bench_smap_msl
 
 bench_app = typer.Typer(
     help="Benchmarks: print results and write them as JSON.", no_args_is_help=True
@@ -21,7 +21,13 @@ class Benchmark(Protocol):
     def add_to(self, bench: typer.Typer, /) -> None: ...
 
 
-_BENCHMARKS: tuple[Benchmark, ...] = (bench_cmapss, bench_ingest, bench_nab, bench_smap_msl)
+_BENCHMARKS: tuple[Benchmark, ...] = (
+    bench_cmapss,
+    bench_forecast,
+    bench_ingest,
+    bench_nab,
+    bench_smap_msl,
+)
 
 
 def register(app: typer.Typer) -> None:

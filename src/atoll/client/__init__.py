@@ -56,7 +56,15 @@ from atoll.client.rules import (
     Rule,
     RulesCalls,
 )
-from atoll.client.series import Buckets, Latest, Series, SeriesCalls, SeriesInfo
+from atoll.client.series import (
+    Buckets,
+    Crossing,
+    Forecast,
+    Latest,
+    Series,
+    SeriesCalls,
+    SeriesInfo,
+)
 from atoll.client.tenancy import ApiKey, AuditEntry, Identity, TenancyCalls, Tenant, User
 
 __all__ = [
@@ -68,6 +76,7 @@ __all__ = [
     "AuditEntry",
     "Backtest",
     "Buckets",
+    "Crossing",
     "BulkResult",
     "Channel",
     "ChannelTest",
@@ -84,6 +93,7 @@ __all__ = [
     "Episode",
     "Identity",
     "ImportedRules",
+    "Forecast",
     "Latest",
     "MaintenanceEvent",
     "Metric",

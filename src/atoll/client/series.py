@@ -52,6 +52,45 @@ class Buckets:
 
 
 @dataclass(frozen=True)
+class Crossing:
+    """When a forecast passes a threshold; times are epoch milliseconds (``None``: not within
+    the horizon)."""
+
+    threshold: float
+    direction: str
+    ts: float | None
+    earliest: float | None
+    latest: float | None
+    in_s: float | None
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A horizon forecast: ``mean`` with its ``level`` interval ``lo``..``hi`` at each ``ts``
+    (epoch ms), the model that made it and, when a threshold was given, its ``crossing``."""
+
+    device: str
+    metric: str
+    model: str
+    code_version: str
+    level: float
+    step_ms: float
+    history_start: float
+    history_end: float
+    history_buckets: int
+    last_value: float
+    ts: list[float]
+    mean: list[float]
+    lo: list[float]
+    hi: list[float]
+    unit: str | None = None
+    crossing: Crossing | None = None
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@dataclass(frozen=True)
 class Latest:
     device: str
     metric: str
@@ -111,6 +150,36 @@ class SeriesCalls(Http):
     ) -> Buckets:
         d = self._query(device, metric, "buckets", start, end, bucket=bucket, aggs=",".join(aggs))
         return Buckets(device, metric, d["bucket_ms"], d["ts"], d["aggregates"])
+
+    def forecast(
+        self,
+        device: str,
+        metric: str,
+        *,
+        horizon: str = "1h",
+        level: float = 0.8,
+        step: str | None = None,
+        threshold: float | None = None,
+        direction: str | None = None,
+        model: str | None = None,
+    ) -> Forecast:
+        """Forecast ``horizon`` ahead (``"40m"``, ``"7d"``) with a ``level`` interval; with
+        ``threshold``, also when it crosses it (``direction`` ``"above"``/``"below"``, default
+        the side the series is not on now)."""
+        d = self._call(
+            "GET",
+            f"/devices/{device}/series/{metric}/forecast",
+            params={
+                "horizon": horizon,
+                "level": level,
+                "step": step,
+                "threshold": threshold,
+                "direction": direction,
+                "model": model,
+            },
+        )
+        c = d.get("crossing")
+        return build(Forecast, {**d, "crossing": build(Crossing, c) if c else None})
 
     def latest(self, project: str, device: str | None = None) -> list[Latest]:
         return [

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from atoll.core.errors import AtollError, Conflict, InvalidInput, Unavailable
@@ -764,6 +764,30 @@ class Registry:
     def expire_commands(self) -> int:
         with self._write() as conn:
             return _commands.expire(conn)
+
+    def claim_run(self, job: str, now: int, every: int) -> bool:
+        """Whether a singleton job (retention, command expiry) runs now: its last run is at
+        least ``every`` µs before ``now``, moved to ``now`` with compare-and-set, so of several
+        nodes trying at once exactly one gets the slot."""
+        key = f"run:{job}"[:64]
+        with self._read() as conn:
+            row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == key)).first()
+        if row is None:
+            try:
+                with self._write() as conn:
+                    conn.execute(insert(t.meta).values(key=key, value=str(now)))
+            except (IntegrityError, Conflict):
+                return False  # another node's first run, just now
+            return True
+        with self._write() as conn:
+            if now - int(row.value) < every:
+                return False
+            moved = conn.execute(
+                update(t.meta)
+                .where(t.meta.c.key == key, t.meta.c.value == row.value)
+                .values(value=str(now))
+            ).rowcount
+            return moved == 1
 
     # -- audit --------------------------------------------------------------------------------
     def audit(
