@@ -62,16 +62,13 @@ class Alarm(BaseModel):
     escalation_level: int = 0
     last_notified_at: int | None = None
     notifications: int = 0
-<<<<<<< HEAD
     #: The bus stream position of the message that raised it (partitioned rules), if any.
     raised_seq: int | None = None
-=======
     feedback: Feedback | None = None
     feedback_by: str | None = None
     feedback_at: int | None = None
     assignee: str | None = None
     assigned_at: int | None = None
->>>>>>> lab18
 
     @property
     def open(self) -> bool:
