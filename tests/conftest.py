@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from atoll.core.errors import NotFound
+
+# Platforms started by the tests (in process or as `atoll up` subprocesses, which inherit this)
+# do not load the forecasting library in the background: seconds of CPU each, on every start.
+os.environ.setdefault("ATOLL_FORECAST_PRELOAD", "0")
 
 
 @pytest.fixture(scope="session")

@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     #: command expiry), and how often (s) a rules partition's state is checkpointed.
     rules_lease_s: float = Field(default=6.0, gt=0)
     rules_checkpoint_s: float = Field(default=10.0, gt=0)
+    #: Load the forecasting library in the background once the API is up, so the first forecast
+    #: does not wait for it (seconds of CPU; the test suite turns it off).
+    forecast_preload: bool = True
 
     max_payload_bytes: int = 256 * 1024
     max_points_per_message: int = 10_000

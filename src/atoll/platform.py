@@ -17,6 +17,7 @@ import contextlib
 import gc
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
@@ -26,6 +27,7 @@ from atoll.bus.port import MessageBus
 from atoll.config import Settings
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.detect import service as detect_service
+from atoll.forecast.models import preload
 from atoll.ingest.admission import raise_fd_limit
 from atoll.ingest.embedded_broker import EmbeddedBroker, check_port_free
 from atoll.ingest.pipeline import IngestPipeline
@@ -302,6 +304,8 @@ class Platform:
         sock = self._http.servers[0].sockets[0]
         self.http_port = sock.getsockname()[1]
         self._stack.append(("http", self._stop_http))
+        if self.settings.forecast_preload:
+            threading.Thread(target=preload, name="atoll-forecast-preload", daemon=True).start()
 
     async def _stop_http(self) -> None:
         if self._http is not None and self._http_task is not None:

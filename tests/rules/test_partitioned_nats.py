@@ -193,7 +193,11 @@ async def test_killed_rules_worker_every_alarm_raised_once_cleared_once_notified
             for w in workers:
                 if w.poll() is None:
                     w.terminate()
-                    await asyncio.to_thread(w.wait, 20)
+                    try:
+                        await asyncio.to_thread(w.wait, 30)
+                    except subprocess.TimeoutExpired:
+                        w.kill()  # never leave a worker behind
+                        await asyncio.to_thread(w.wait, 10)
             await api.stop()
             await bus.close()
     assert c.returncode == 0, "the last worker stops cleanly"

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from atoll.forecast.port import Forecaster
+from atoll.forecast.models import COMBO, auto_kind, combine
+from atoll.forecast.port import Forecast, Forecaster
 
 
 def mase(
@@ -62,7 +63,9 @@ def backtest(
     level: float = 0.8,
 ) -> list[Trial]:
     """Each forecaster forecasts ``horizon`` steps from each origin (an index into ``y``) with
-    the ``lookback`` values before it; origins without enough data around them are skipped."""
+    the ``lookback`` values before it; origins without enough data around them are skipped.
+    ``combo`` and ``auto`` are made from their parts' forecasts when those are compared too
+    (the same numbers as fitting them again; their CPU time is their parts')."""
     out: list[Trial] = []
     scale_season = seasons[0] if seasons else 1
     for o in origins:
@@ -71,10 +74,25 @@ def backtest(
         hist, actual = y[o - lookback : o], y[o : o + horizon]
         if mase(hist, actual, actual, scale_season) is None:
             continue  # a flat history: nothing to scale errors by
+        made: dict[str, tuple[Forecast, float]] = {}
         for name, f in forecasters.items():
+            if name == "combo" and all(k in forecasters for k in COMBO):
+                continue  # made from its parts below, as the forecaster itself does
+            if name == "auto" and {"autoets", "mstl"} <= forecasters.keys():
+                continue  # the same: it is one of the two
             t0 = time.process_time()
             fc = f.forecast(hist, horizon, seasons=seasons, level=level)
-            spent = time.process_time() - t0
+            made[name] = fc, time.process_time() - t0
+        if "combo" in forecasters and "combo" not in made:
+            made["combo"] = (
+                combine([made[k][0] for k in COMBO]),
+                sum(made[k][1] for k in COMBO),
+            )
+        if "auto" in forecasters and "auto" not in made:
+            fc, spent = made[auto_kind(horizon, seasons)]
+            made["auto"] = Forecast(fc.mean, fc.lo, fc.hi, fc.level, f"auto:{fc.model}"), spent
+        for name in forecasters:
+            fc, spent = made[name]
             score = mase(hist, actual, fc.mean, scale_season)
             assert score is not None
             inside = float(np.mean((actual >= fc.lo) & (actual <= fc.hi)))

@@ -1,19 +1,19 @@
 """Forecasters behind the port, all from Nixtla's ``statsforecast`` (imported on first use: it
 takes seconds to load, and a platform that never forecasts should not pay for it).
 
+- ``auto`` (the default): ``autoets`` when the horizon is under a quarter of the shortest season
+  (or there is no season), ``mstl`` otherwise. Over a short horizon where the series is now, and
+  a trend that began minutes ago (a freezer warming since its compressor died), matter most;
+  over a long one, extrapolating a trend hurts and the daily shape matters most. Chosen on
+  development seed 0 of the sector simulations (``atoll bench forecast``, docs/BENCHMARKS.md):
+  mean MASE at 1 h, AutoETS 0.87 against MSTL 0.89 and seasonal naive 0.99; at 1 day, AutoETS
+  2.51 against MSTL 0.85.
 - ``mstl``: MSTL decomposition into the given seasons (a day, a week) with an AutoETS model of
-  the remainder's trend; without a season, AutoETS alone. It keeps the daily shape, but a trend
-  that began minutes ago hardly moves it.
+  the remainder's trend; without a season, AutoETS alone.
 - ``autoets``: AutoETS without seasons (ETS cannot take a season of 96 steps at a useful cost).
 - ``theta``: AutoTheta with the first season.
-- ``combo`` (the default): the mean of ``mstl``, ``autoets`` and ``theta`` (path and interval
-  ends), the kind of combination the M4 competition found hard to beat. It keeps most of the
-  seasonal shape and still follows a fresh trend (a freezer warming since its compressor died),
-  which time-to-threshold needs. Chosen on development seeds of the sector simulations
-  (``atoll bench forecast``, docs/BENCHMARKS.md).
-- ``auto``: per series, whichever of ``mstl``, ``autoets`` and ``theta`` forecast the last
-  ``horizon`` steps of the history best (mean absolute error; at most a quarter of the history
-  is held out), refitted on all of it. The series' own past chooses; nothing is fitted to labels.
+- ``combo``: the mean of ``mstl``, ``autoets`` and ``theta`` (path and interval ends), the kind
+  of combination the M4 competition found hard to beat.
 - ``seasonal_naive``: the value one season ago (``naive``, the last value, without a season);
   the baseline the others must beat.
 
@@ -42,10 +42,10 @@ from atoll.forecast.port import Forecast, Forecaster
 
 log = logging.getLogger(__name__)
 
-KINDS = ("mstl", "autoets", "theta", "combo", "auto", "seasonal_naive")
-#: What ``auto`` chooses from.
-CANDIDATES = ("mstl", "autoets", "theta")
-DEFAULT = "combo"
+KINDS = ("auto", "mstl", "autoets", "theta", "combo", "seasonal_naive")
+#: What ``combo`` averages.
+COMBO = ("mstl", "autoets", "theta")
+DEFAULT = "auto"
 
 
 def _constant(y: np.ndarray, horizon: int, level: float) -> Forecast:
@@ -64,6 +64,27 @@ def _check(y: np.ndarray, horizon: int, level: float, least: int) -> np.ndarray:
     if not 0.0 < level < 1.0:
         raise InvalidInput(f"level must be between 0 and 1, got {level}")
     return y
+
+
+def preload() -> None:
+    """Import the forecasting library now (the platform does it on a background thread)."""
+    import statsforecast.models  # noqa: F401, PLC0415
+
+
+def auto_kind(horizon: int, seasons: tuple[int, ...]) -> str:
+    """What ``auto`` forecasts with: ``autoets`` under a quarter of the shortest season."""
+    return "autoets" if not seasons or 4 * horizon < min(seasons) else "mstl"
+
+
+def combine(parts: list[Forecast]) -> Forecast:
+    """The ``combo`` forecast of its parts' forecasts (one horizon and level)."""
+    return Forecast(
+        np.mean([p.mean for p in parts], axis=0),
+        np.mean([p.lo for p in parts], axis=0),
+        np.mean([p.hi for p in parts], axis=0),
+        parts[0].level,
+        "combo(" + ",".join(p.model for p in parts) + ")",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,16 +111,11 @@ class StatsForecaster:
         if self.kind == "auto":
             return self._auto(y, horizon, seasons, level)
         if self.kind == "combo":
-            parts = [
-                StatsForecaster(k).forecast(y, horizon, seasons=seasons, level=level)
-                for k in ("mstl", "autoets", "theta")
-            ]
-            return Forecast(
-                np.mean([p.mean for p in parts], axis=0),
-                np.mean([p.lo for p in parts], axis=0),
-                np.mean([p.hi for p in parts], axis=0),
-                level,
-                "combo(" + ",".join(p.model for p in parts) + ")",
+            return combine(
+                [
+                    StatsForecaster(k).forecast(y, horizon, seasons=seasons, level=level)
+                    for k in COMBO
+                ]
             )
         model, label = self._model(seasons)
         pct: float = round(level * 100, 6)
@@ -130,16 +146,8 @@ class StatsForecaster:
     def _auto(
         self, y: np.ndarray, horizon: int, seasons: tuple[int, ...], level: float
     ) -> Forecast:
-        held = min(horizon, len(y) // 4)
-        best, best_err = CANDIDATES[0], np.inf
-        if held >= 1 and len(y) - held >= self.min_history:
-            past, future = y[:-held], y[-held:]
-            for kind in CANDIDATES:
-                f = StatsForecaster(kind).forecast(past, held, seasons=seasons, level=level)
-                err = float(np.mean(np.abs(f.mean - future)))
-                if err < best_err:
-                    best, best_err = kind, err
-        out = StatsForecaster(best).forecast(y, horizon, seasons=seasons, level=level)
+        kind = auto_kind(horizon, seasons)
+        out = StatsForecaster(kind).forecast(y, horizon, seasons=seasons, level=level)
         return Forecast(out.mean, out.lo, out.hi, level, f"auto:{out.model}")
 
     def _model(self, seasons: tuple[int, ...]) -> tuple[Callable[[], Any], str]:
