@@ -98,6 +98,12 @@ async def test_precision_per_enterprise_project_rule_and_week(seeded):  # noqa: 
     assert {r["rule_name"] for r in got["rules"]} == {"Hot", "Warm"}
     r = await seeded.call("GET", "/lab/quality", acme, params={"enterprise": "beta"})
     assert r.status_code == 404
+    # Viewers read the quality (and the verdicts); only operators and admins give them.
+    viewer = await key(seeded, "acme", "viewer")
+    r = await seeded.call("GET", "/lab/quality", viewer)
+    assert r.status_code == 200 and r.json()["total"]["judged"] == 3
+    r = await seeded.call("GET", "/lab/enterprises/acme", viewer)
+    assert r.json()["enterprise"]["quality"]["precision"] == 0.5
     r = await seeded.call("GET", "/lab/quality", params={"weeks": 0})
     assert r.status_code == 422
     # The alarm console filters by verdict.
