@@ -411,7 +411,7 @@ def card_markdown(model: ModelVersion, iso: Any) -> str:
     lines = [
         f"# Model card: {model.kind} `{model.scope}` v{model.version}",
         "",
-        "| | |",
+        "| field | value |",
         "|---|---|",
     ]
 
