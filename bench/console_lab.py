@@ -8,12 +8,14 @@ for a platform admin of 90 enterprises, 400 projects, 10,000 devices and 500 ope
 The server is the real stack (registry on SQLite, DuckDB store, memory bus, ingest pipeline,
 rules service with its alarm book, API, the built console) on an ephemeral port. Rules are made
 through the API (one per project); alarms are opened in the rules service's alarm book, as a
-rule's evaluation would. Per view and run, a fresh browser context loads the page (signed in as
-a console login would leave it) and the time is the page's own ``performance.now()`` (from
-navigation start) at the first animation frame showing the content: every enterprise row, the
-enterprise's project rows, the alarm count. API requests are counted from navigation to that
-moment and again one second later. For comparison, the fleet page (``/``) for the same login is
-measured the same way. The first load of each view warms the server up and is not counted.
+rule's evaluation would, raised over the last 12 weeks; about 60 % are judged (real, false or
+unsure): the lab pages' detection-quality column aggregates them. Per view and run, a fresh
+browser context loads the page (signed in as a console login would leave it) and the time is the
+page's own ``performance.now()`` (from navigation start) at the first animation frame showing
+the content: every enterprise row, the enterprise's project rows, the alarm count. API requests
+are counted from navigation to that moment and again one second later. For comparison, the fleet
+page (``/``) for the same login is measured the same way. The first load of each view warms the
+server up and is not counted.
 Needs the console built (``make console``) and Debian's ``chromium``.
 """
 
@@ -222,10 +224,18 @@ def open_alarms(base: str, server: Server, layout: dict, n: int) -> int:
         rng.shuffle(pairs)
         book = server.rules.alarms
         opened = 0
+        now = time.time_ns() // 1000
         for p, d in pairs[:n]:
             rule = server.rules.get_rule(rules[p])
-            if book.raise_(rule, d, time.time_ns() // 1000, 95.0, f"{d}.temperature = 95 > 90"):
+            # Raised over the last 12 weeks, so the detection quality has weeks to show.
+            at = now - rng.randrange(12 * 7 * 86_400) * 1_000_000
+            alarm = book.raise_(rule, d, at, 95.0, f"{d}.temperature = 95 > 90")
+            if alarm:
                 opened += 1
+                # Operators judged about 60 % of them: what the quality column aggregates.
+                if rng.random() < 0.6:
+                    verdict = rng.choices(["real", "false", "unsure"], [7, 2, 1])[0]
+                    book.judge(alarm.id, verdict, "bench", now)
             bar.advance(task)
     return opened
 

@@ -305,17 +305,33 @@ async def test_the_api_gets_one_typed_context_with_the_running_parts(tmp_path):
             assert r.status_code == 200 and r.json() == []
 
 
-async def test_without_the_rules_service_its_routes_say_why(tmp_path):
+async def test_without_the_rules_service_its_routes_still_work(tmp_path):
+    """A node that runs no rules service serves the rules, alarms and channels routes from the
+    database (issue 11: no 503 on the second node); it evaluates nothing."""
+    from atoll.rules.service import RulesService
+
     settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[])
     async with Platform(settings, password_hasher=FAST) as p:
-        assert p.app.state.ctx.rules is None and p.app.state.ctx.mqtt_url is None
+        rules = p.app.state.ctx.rules
+        assert isinstance(rules, RulesService) and not rules.evaluate and p.services == []
+        assert p.app.state.ctx.mqtt_url is None
         async with httpx.AsyncClient(base_url=p.http_url) as http:
             assert (await http.get("/api/v1/console/info")).json()["mqtt"] is None
             key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
             await http.post("/api/v1/projects", json={"name": "Lab", "id": "lab"}, headers=key)
-            r = await http.get("/api/v1/projects/lab/rules", headers=key)
-    assert r.status_code == 503 and r.json()["error"] == "unavailable"
-    assert r.json()["message"] == "the rules service is not running in this process"
+            await http.post("/api/v1/projects/lab/devices", json={"id": "d1"}, headers=key)
+            rule = {
+                "name": "Hot",
+                "target": {"devices": ["d1"]},
+                "condition": {"type": "threshold", "metric": "temp", "value": 100},
+            }
+            made = await http.post("/api/v1/projects/lab/rules", json=rule, headers=key)
+            listed = await http.get("/api/v1/projects/lab/rules", headers=key)
+            alarms = await http.get("/api/v1/alarms?project=lab", headers=key)
+    assert made.status_code == 201, made.text
+    assert listed.status_code == 200 and [r["name"] for r in listed.json()] == ["Hot"]
+    assert alarms.status_code == 200, alarms.text
+    assert rules.stats["readings"] == 0
 
 
 async def test_the_api_reaches_the_detection_service_through_its_port(tmp_path):

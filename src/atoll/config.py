@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     #: often (s) each partition's state and stream position are checkpointed.
     detect_lateness_s: float = Field(default=2.0, ge=0)
     detect_checkpoint_s: float = Field(default=10.0, gt=0)
+    #: With a NATS bus, rules are partitioned like detection (docs/RULES.md, "In a cluster"): the
+    #: lease of a rules partition and of the singletons' leader (scheduled reports, retention,
+    #: command expiry), and how often (s) a rules partition's state is checkpointed.
+    rules_lease_s: float = Field(default=6.0, gt=0)
+    rules_checkpoint_s: float = Field(default=10.0, gt=0)
 
     max_payload_bytes: int = 256 * 1024
     max_points_per_message: int = 10_000

@@ -194,6 +194,18 @@ class Platform:
             self._services.append(named)
             self._stack.append((named.name, named.service.stop))
 
+        rules = next((x for x in self.services if isinstance(x, RulesService)), None)
+        if rules is None:
+            # A node without the rules service still serves every rules, alarms, channels and
+            # reports route, from the shared database and the bus (docs/SCALING.md).
+            try:
+                rules = rules_service.api_only(parts)
+                await rules.start()
+                self._stack.append(("rules-api", rules.stop))
+            except Exception:
+                log.exception("the rules API could not be set up; its routes answer 503")
+                rules = None
+
         if self.mqtt is not None:
             await self.mqtt.start()
             self._stack.append(("mqtt", self.mqtt.stop))
@@ -208,7 +220,7 @@ class Platform:
             bus=self.bus,
             sessions=self.mqtt,
             settings=s,
-            rules=next((x for x in self.services if isinstance(x, RulesService)), None),
+            rules=rules,
             mqtt_url=self.mqtt_url,
             detection=next(
                 (x for x in self.services if isinstance(x, detect_service.DetectionService)), None

@@ -115,6 +115,7 @@ async def test_ingest_answers_503_while_the_store_is_down_and_resumes_by_itself(
                     body = r.json()
                     assert body["error"] == "unavailable" and body["hint"]
                     assert "PostgreSQL" in body["message"]
+                    assert int(r.headers["Retry-After"]) >= 1
                 await asyncio.to_thread(server.start)
                 for _ in range(200):  # back within the reconnect backoff (at most 5 s)
                     if (r := await send(5)).status_code == 200:

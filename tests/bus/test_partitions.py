@@ -43,7 +43,9 @@ def test_partition_is_stable_and_spread():
     # CRC-32, not hash(): the same number in every process (this one is fixed forever).
     assert partition_of("d1", 64) == 38
     assert subject_partition("telemetry.p.d1", 64) == 38
-    assert subject_partition("anomaly.p.d1", 64) is None
+    # A device's anomaly events share its telemetry's partition (the rules consume both there).
+    assert subject_partition("anomaly.p.d1", 64) == 38
+    assert subject_partition("alarm.p", 64) is None
     counts = [0] * 64
     for i in range(6400):
         counts[partition_of(f"dev-{i}", 64)] += 1

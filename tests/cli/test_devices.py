@@ -120,3 +120,29 @@ def test_maintenance_record_import_and_list(server, tmp_path):
     r = atoll(server, "devices", "maintain", "p1", "exploded")
     assert r.exit_code == 1 and "'failure', 'repair', 'replacement' or 'inspection'" in r.output
     assert atoll(server, "devices", "maintenance").exit_code == 2
+
+
+def test_forecast_says_when_a_warming_freezer_crosses(server):
+    import time
+
+    import numpy as np
+
+    from atoll.core.points import PointBatch, SeriesKey
+
+    assert atoll_ok(server, "projects", "create", "Shop", "--id", "shop")
+    assert atoll_ok(server, "devices", "register", "shop", "--id", "fz1")
+    now = time.time_ns() // 1000
+    ts = np.arange(now - 86_400_000_000, now, 60_000_000, dtype=np.int64)
+    warm = np.clip((ts - (now - 3_600_000_000)) / 3_600e6, 0.0, None) * 2.0
+    server.store.append(
+        PointBatch.of_series(SeriesKey("shop", "fz1", "temperature"), ts, -20.0 + warm)
+    )
+    r = atoll(
+        server, "devices", "forecast", "fz1", "temperature", "--horizon", "6h", "--threshold", "-15"
+    )
+    assert r.exit_code == 0, r.output
+    assert "crosses -15 (above) in about" in r.output, r.output
+    r = atoll(server, "devices", "forecast", "fz1", "temperature", "--threshold", "-30")
+    assert r.exit_code == 0 and "does not go below -30 within 1h" in r.output, r.output
+    r = atoll(server, "devices", "forecast", "fz1", "humidity")
+    assert r.exit_code == 1 and "no data" in r.output

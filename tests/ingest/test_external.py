@@ -1,6 +1,7 @@
 """External broker mode against a real Mosquitto started on an ephemeral port for each test."""
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import time
@@ -387,3 +388,111 @@ async def test_devices_registered_in_a_batch_can_publish_through_mosquitto(atoll
         )
         assert await wait_for(lambda d=dev.id: stored(atoll, d) == [5.0])
         await asyncio.to_thread(close, c)
+
+
+async def test_paho_threads_wake_the_event_loop_once_per_burst_not_per_message(atoll, broker):
+    """The workers' threads queue messages and wake the event loop once for what is queued
+    (``hand_over``); before, every MQTT message cost its own ``call_soon_threadsafe``."""
+    _, creds = atoll.registry.register_device("lab", device_id="w1", device_type="climate")
+    c = await connect_when_ready(broker.port, "w1", creds.secret)
+    n = 3000
+    await asyncio.to_thread(
+        publish_all,
+        c,
+        topics.telemetry("w1"),
+        [b'{"values": {"temperature": %d}}' % (i % 50) for i in range(n)],
+    )
+    assert await wait_for(lambda: atoll.pipeline.stats.messages >= n, timeout=30)
+    await asyncio.to_thread(close, c)
+    received = sum(atoll.mqtt.received.values())
+    assert received == n
+    assert 0 < atoll.mqtt.wakeups < received / 2, (atoll.mqtt.wakeups, received)
+
+
+async def test_an_unknown_device_is_looked_up_once_per_burst_and_not_remembered_for_long(tmp_path):
+    """Negative caching: messages of a device the registry does not know make one lookup, and
+    once the device exists (registered through another node, say) it is known here within
+    ``UNKNOWN_TTL_S``, not after the 10 s a known identity is kept."""
+    from atoll.ingest.external import UNKNOWN_TTL_S, ExternalIngest
+    from atoll.ingest.pipeline import IngestPipeline
+    from atoll.registry import Registry
+    from atoll.store.memory import MemoryStore
+
+    class CountingRegistry(Registry):
+        lookups = 0
+
+        def device_identity(self, device_id):
+            self.lookups += 1
+            return super().device_identity(device_id)
+
+    reg = CountingRegistry.open(tmp_path, password_hasher=FAST_HASHER)
+    try:
+        reg.bootstrap()
+        reg.create_project("default", "Lab", project_id="lab")
+        ingest = ExternalIngest(IngestPipeline(MemoryStore()), reg, node_id="n1")
+        assert set(await asyncio.gather(*(ingest._identity("late") for _ in range(100)))) == {None}
+        assert await ingest._identity("late") is None
+        assert reg.lookups == 1
+        reg.register_device("lab", device_id="late")
+        await asyncio.sleep(UNKNOWN_TTL_S + 0.1)
+        got = await ingest._identity("late")
+        assert got is not None and got.device == "late"
+        assert reg.lookups == 2
+    finally:
+        reg.close()
+
+
+async def test_a_nats_outage_costs_external_ingest_no_event_and_no_duplicate(broker, tmp_path):
+    """NATS stops while devices publish through Mosquitto (readings without ``ts``, stamped by
+    Atoll): nothing is acknowledged to the broker until its telemetry event is on the bus, and
+    once NATS is back every message is stored once and on the bus, with no restart. A message
+    stored before its event failed waits for the outbox instead of being handed in again,
+    which would store its reading a second time under a new stamp."""
+    import nats
+
+    from atoll.ingest.events import decode_telemetry
+    from atoll.testing.nats_server import NatsServer
+
+    server = NatsServer(tmp_path / "nats").start()
+    p = Platform(
+        broker.settings(
+            tmp_path / "home", bus_url=f"{server.url}?timeout=1&stream=EXT", services=[]
+        ),
+        password_hasher=FAST_HASHER,
+    )
+    await p.start()
+    try:
+        p.registry.create_project("default", "Lab", project_id="lab")
+        _, creds = p.registry.register_device("lab", device_id="n1")
+        key = SeriesKey("lab", "n1", "v")
+        c = await connect_when_ready(broker.port, "n1", creds.secret)
+        msgs = [b'{"values": {"v": %d}}' % i for i in range(300)]
+        await asyncio.to_thread(publish_all, c, topics.telemetry("n1"), msgs[:100])
+        assert await wait_for(lambda: len(p.store.query_raw(key, 0, END).ts) == 100)
+        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(publish_all, c, topics.telemetry("n1"), msgs[100:200])
+        await asyncio.sleep(2)  # they reach ingest; the bus refuses their events
+        held = sum(w.inflight for w in p.mqtt._workers)
+        assert held == 100, f"{100 - held} acknowledged to the broker while NATS was down"
+        await asyncio.to_thread(server.restart)
+        await asyncio.to_thread(publish_all, c, topics.telemetry("n1"), msgs[200:])
+        assert await wait_for(lambda: len(p.store.query_raw(key, 0, END).ts) >= 300, 30)
+        assert await wait_for(lambda: not any(w.inflight for w in p.mqtt._workers), 30)
+        await asyncio.sleep(0.3)
+        assert sorted(p.store.query_raw(key, 0, END).value.tolist()) == list(range(300))
+        await asyncio.to_thread(close, c)
+        nc = await nats.connect(server.url)
+        try:
+            sub = await nc.jetstream().subscribe("telemetry.>", stream="EXT", ordered_consumer=True)
+            on_bus: set[float] = set()
+            end = time.monotonic() + 10
+            while time.monotonic() < end and len(on_bus) < 300:
+                with contextlib.suppress(TimeoutError):
+                    msg = await sub.next_msg(timeout=1)
+                    on_bus.update(decode_telemetry(msg.data).value.tolist())
+            assert on_bus == set(range(300)), f"{300 - len(on_bus)} readings not on the bus"
+        finally:
+            await nc.close()
+    finally:
+        await p.stop()
+        server.stop()

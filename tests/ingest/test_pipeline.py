@@ -360,3 +360,82 @@ async def test_a_device_batch_over_the_bus_max_payload_reaches_subscribers_in_ch
     stored = store.query_raw(SeriesKey("p", "big", "v"), 0, 2**62)
     assert ts == stored.ts.tolist()  # every stored point, in order, once
     assert [v for b in big for v in b.value.tolist()] == stored.value.tolist()
+
+
+async def test_an_acknowledged_reading_is_on_the_bus_and_ingest_refuses_while_nats_is_down(
+    tmp_path,
+):
+    """A submit returns (PUBACK, 2xx) only once the store *and* JetStream have the reading.
+    While NATS is down the reading whose event could not be published is not acknowledged
+    (``NotPublished``), new ones are refused before being stored, and once NATS is back the
+    outbox publishes the held event and ingest resumes by itself."""
+    import time
+
+    import nats
+
+    from atoll.bus.nats import NatsBus
+    from atoll.core.points import SeriesKey
+    from atoll.ingest.pipeline import NotPublished
+    from atoll.store.memory import MemoryStore
+    from atoll.testing.nats_server import NatsServer
+
+    server = NatsServer(tmp_path / "nats").start()
+    bus = NatsBus(f"{server.url}?timeout=1", stream="OUTAGE")
+    store = MemoryStore()
+    pipe = IngestPipeline(store, bus, flush_interval=0.05)
+    try:
+        await bus.connect()
+        await pipe.start()
+        acked: list[int] = []
+        refused: list[int] = []
+        held: list[NotPublished] = []
+
+        async def send(v: int) -> None:
+            try:
+                await pipe.submit_telemetry(
+                    ident("d1"), b'{"ts": %d, "values": {"v": %d}}' % (1_700_000_000_000 + v, v)
+                )
+                acked.append(v)
+            except NotPublished as e:
+                held.append(e)
+            except Unavailable as e:
+                assert e.retry_after is not None and e.hint
+                refused.append(v)
+
+        await send(0)
+        await asyncio.to_thread(server.stop)
+        await send(1)  # stored, its event not published: not acknowledged
+        assert acked == [0] and len(held) == 1 and not held[0].published.done()
+        for v in (2, 3):  # refused up front: nothing stored while the bus is down
+            await send(v)
+        assert refused == [2, 3]
+        assert store.query_raw(SeriesKey("p", "d1", "v"), 0, 2**62).value.tolist() == [0, 1]
+        await asyncio.to_thread(server.restart)
+        await asyncio.wait_for(held[0].published, 30)  # the outbox got it onto the bus
+        deadline = time.monotonic() + 30
+        v = 4
+        while not acked[1:] and time.monotonic() < deadline:
+            await send(v)
+            v += 1
+            await asyncio.sleep(0.05)
+        assert acked[1:], "ingest did not resume after NATS came back"
+        # Every acknowledged reading, and the held one, is in the stream.
+        nc = await nats.connect(server.url)
+        try:
+            js = nc.jetstream()
+            sub = await js.subscribe("telemetry.>", stream="OUTAGE", ordered_consumer=True)
+            on_bus: set[float] = set()
+            end = time.monotonic() + 10
+            while time.monotonic() < end and not set(acked) | {1} <= on_bus:
+                try:
+                    msg = await sub.next_msg(timeout=1)
+                except TimeoutError:
+                    continue
+                on_bus.update(decode_telemetry(msg.data).value.tolist())
+            assert set(acked) | {1} <= on_bus, (acked, on_bus)
+        finally:
+            await nc.close()
+    finally:
+        await pipe.stop()
+        await bus.close()
+        server.stop()

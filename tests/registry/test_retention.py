@@ -40,3 +40,36 @@ async def test_runs_as_a_service(registry):
         await asyncio.sleep(0.01)
     await svc.stop()
     assert len(store.query_raw(SeriesKey("short", "d", "m"), 0, NOW + 1).ts) == 0
+
+
+def test_a_singleton_run_is_claimed_once_per_slot(registry):
+    """Compare-and-set on the job's last run: of nodes asking at once, one gets the slot."""
+    hour = 3600 * 1_000_000
+    assert registry.claim_run("retention", NOW, hour)
+    assert not registry.claim_run("retention", NOW, hour)
+    assert not registry.claim_run("retention", NOW + hour - 1, hour)
+    assert registry.claim_run("retention", NOW + hour, hour)
+    assert not registry.claim_run("retention", NOW + hour, hour)
+    assert registry.claim_run("other-job", NOW, hour)  # each job has its own last run
+
+
+async def test_in_a_cluster_only_the_leader_runs_and_once_per_interval(registry):
+    from atoll.bus.partitions import Leader, MemoryLeaseStore
+
+    boot = registry.bootstrap()
+    registry.create_project(boot.tenant, "Short", project_id="short", retention_days=1)
+    store = MemoryStore()
+    leases = MemoryLeaseStore(ttl=5.0)
+    nodes = [
+        RetentionService(
+            registry, store, interval_s=3600, check_s=0.01, leader=Leader(leases, "leader", name)
+        )
+        for name in ("a", "b", "c")
+    ]
+    for svc in nodes:
+        await svc.start()
+    await asyncio.sleep(0.3)  # ~30 checks each
+    for svc in nodes:
+        await svc.stop()
+    assert sum(svc.runs for svc in nodes) == 1
+    assert [svc.runs for svc in nodes].count(1) == 1

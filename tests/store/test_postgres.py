@@ -196,3 +196,159 @@ def test_a_batch_of_more_series_than_the_lock_table_holds(database_url):
         assert len(store.latest("fleet")) == len(keys)
     finally:
         store.close()
+
+
+class _Paused(PostgresStore):
+    """A writer that stops inside its append's transaction, after locking its series, until
+    the test lets it go on (a node caught mid-commit)."""
+
+    def __init__(self, *a, **kw):
+        import threading
+
+        super().__init__(*a, **kw)
+        self.inside, self.go = threading.Event(), threading.Event()
+
+    def _write(self, *a, **kw):
+        self.inside.set()
+        assert self.go.wait(30)
+        return super()._write(*a, **kw)
+
+
+def _batch(key, ts_s):
+    import numpy as np
+
+    from atoll.core.points import PointBatch
+
+    ts = np.array(ts_s, np.int64) * 1_000_000
+    return PointBatch((key,), np.zeros(len(ts), np.int32), ts, ts / 1e6)
+
+
+def test_two_writers_adding_points_to_one_series_do_not_wait_for_each_other(database_url):
+    """Two nodes taking one device's messages append to the same series. A writer that only
+    adds points (new or late ones) takes the series' locks shared, so it does not wait for the
+    other's commit; their rollups and latest values combine (before: each append took the
+    series' locks exclusively, and the second waited for the first to commit)."""
+    import threading
+
+    from atoll.core.points import SeriesKey
+
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    a = _Paused(database_url, schema=schema)
+    b = PostgresStore(database_url, schema=schema)
+    key = SeriesKey("plant", "pump", "a")
+    try:
+        a.go.set()
+        a.append(_batch(key, [100, 140]))
+        a.go.clear()
+        first = threading.Thread(target=a.append, args=(_batch(key, [110, 130]),))  # late too
+        first.start()
+        assert a.inside.wait(10)  # a holds its locks, its transaction open
+        done = threading.Event()
+        errors = []
+
+        def second():
+            try:
+                b.append(_batch(key, [120, 105]))  # late: filling gaps
+                done.set()
+            except BaseException as e:  # noqa: BLE001 - reported by the test
+                errors.append(e)
+
+        t = threading.Thread(target=second)
+        t.start()
+        waited = not done.wait(5)
+        a.go.set()
+        first.join(30)
+        t.join(30)
+        assert not errors, errors
+        assert not waited, "the second writer waited for the first one's commit"
+        raw = b.query_raw(key, 0, 2**62)
+        assert raw.ts.tolist() == [t * 1_000_000 for t in (100, 105, 110, 120, 130, 140)]
+        hour = b.query_buckets(key, 0, 2**62, 3600 * 1_000_000)
+        assert hour.columns["count"].tolist() == [6]
+        assert hour.columns["avg"].tolist() == [705.0 / 6]
+        assert b.latest("plant")[key] == (140_000_000, 140.0)
+    finally:
+        a.go.set()
+        a.close()
+        b.close()
+
+
+def test_a_point_two_writers_add_at_once_is_stored_once(database_url):
+    """Shared locks let both writers in; the unique key lets one point in: the other append
+    fails on it and is done again under exclusive locks, where it finds the point stored."""
+    import threading
+
+    from atoll.core.points import SeriesKey
+
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    a = _Paused(database_url, schema=schema)
+    b = PostgresStore(database_url, schema=schema)
+    key = SeriesKey("plant", "pump", "a")
+    try:
+        a.go.set()
+        a.append(_batch(key, [100]))
+        a.go.clear()
+        first = threading.Thread(target=a.append, args=(_batch(key, [110]),))
+        first.start()
+        assert a.inside.wait(10)
+        second = threading.Thread(target=b.append, args=(_batch(key, [110, 120]),))
+        second.start()
+        second.join(2)  # b stored its points first, 110 included
+        a.go.set()
+        first.join(30)
+        second.join(30)
+        raw = b.query_raw(key, 0, 2**62)
+        assert raw.ts.tolist() == [t * 1_000_000 for t in (100, 110, 120)]
+        hour = b.query_buckets(key, 0, 2**62, 3600 * 1_000_000)
+        assert hour.columns["count"].tolist() == [3]
+        assert a.exclusive_appends + b.exclusive_appends == 1
+    finally:
+        a.go.set()
+        a.close()
+        b.close()
+
+
+def test_an_older_schema_gets_the_unique_points_key_on_open(database_url):
+    """Schemas made before kept a plain index on (sid, ts); opening one makes it unique. One
+    that holds a point twice keeps the plain index, and its writers lock exclusively."""
+    import psycopg
+
+    from atoll.core.points import SeriesKey
+
+    schema = f"s_{uuid.uuid4().hex[:12]}"
+    key = SeriesKey("plant", "pump", "a")
+    store = PostgresStore(database_url, schema=schema)
+    store.append(_batch(key, [100, 110]))
+    store.close()
+
+    def indexes():
+        with psycopg.connect(database_url, autocommit=True) as c:
+            return dict(
+                c.execute(
+                    "SELECT indexname, indexdef FROM pg_indexes"
+                    " WHERE schemaname = %s AND tablename = 'points'",
+                    [schema],
+                ).fetchall()
+            )
+
+    def old_style(duplicate: bool):
+        with psycopg.connect(database_url, autocommit=True) as c:
+            c.execute(f"DROP INDEX {schema}.points_key")
+            c.execute(f"CREATE INDEX points_sid_ts ON {schema}.points (sid, ts)")
+            if duplicate:
+                c.execute(f"INSERT INTO {schema}.points SELECT * FROM {schema}.points LIMIT 1")
+
+    old_style(duplicate=False)
+    store = PostgresStore(database_url, schema=schema)
+    assert store._unique
+    assert list(indexes()) == ["points_key"] and "UNIQUE" in indexes()["points_key"]
+    store.close()
+    old_style(duplicate=True)
+    store = PostgresStore(database_url, schema=schema)
+    try:
+        assert not store._unique
+        assert list(indexes()) == ["points_sid_ts"]
+        store.append(_batch(key, [120]))
+        assert store.query_raw(key, 0, 2**62).ts.tolist()[-1] == 120_000_000
+    finally:
+        store.close()

@@ -162,6 +162,55 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page, shots):
     assert f"start={zoomed['start']}" in page.url
 
 
+def test_a_forecast_is_drawn_ahead_of_now_on_request(platform, page, shots):
+    """The chart's Forecast button asks the forecast API for a third of the window ahead and
+    draws its path and band past now; a series too short to forecast says why."""
+    with api(platform) as http:
+        http.post("/projects", json={"name": "Cold", "id": "cold"})
+        secret = http.post("/projects/cold/devices", json={"id": "fz-1"}).json()["credentials"][
+            "secret"
+        ]
+    now_ms = int(time.time() * 1000)
+    start = now_ms - 2 * 86_400_000
+    readings = []
+    for i in range(2 * 1440):
+        t = start + i * 60_000
+        warm = max(0.0, (t - (now_ms - 3_600_000)) / 3_600_000) * 3.0  # dead for the last hour
+        readings.append({"ts": t, "values": {"temperature": -20.0 + warm, "door": i % 2}})
+    readings[-1]["values"]["fresh"] = 1.0
+    for chunk in (readings[i : i + 1440] for i in range(0, len(readings), 1440)):
+        r = httpx.post(
+            f"{platform.url}/api/v1/ingest/telemetry",
+            json=chunk,
+            auth=("fz-1", secret),
+            timeout=60,
+        )
+        assert r.status_code in (200, 201, 202), r.text
+    login(page, platform)
+    page.goto(f"{platform.url}/devices/fz-1?span=6h")
+    panel = page.locator("[data-testid=chart-temperature]")
+    expect(panel).to_be_visible()
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-testid=chart-temperature]').dataset.points) > 0"
+    )
+    with page.expect_request(lambda r: "/series/temperature/forecast" in r.url) as asked:
+        page.locator("[data-testid=forecast-toggle-temperature]").click()
+    assert httpx.URL(asked.value.url).params["horizon"].endswith("m")
+    legend = page.locator("[data-testid=forecast-legend-temperature]")
+    # The first forecast in a process also loads the forecasting library: seconds under load.
+    expect(legend).to_be_visible(timeout=90_000)
+    assert int(legend.get_attribute("data-points")) > 0
+    expect(page.locator("[data-testid=forecast-toggle-temperature]")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    shots(page, "device-forecast")
+    # A series with one reading: the reason, not an empty chart.
+    page.locator("[data-testid=forecast-toggle-fresh]").click()
+    expect(page.locator("[data-testid=forecast-error-fresh]")).to_contain_text(
+        "a forecast needs", timeout=60_000
+    )
+
+
 def test_a_score_series_is_drawn_over_its_metric(platform, page):
     """The detection service names a metric's score series with ``score_metric``; the console
     overlays it on that metric's chart by the same name. A metric that merely ends in

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
@@ -11,13 +11,23 @@ from atoll.api.deps import Ctx, Operator, Viewer, audit
 from atoll.api.rules import service, tenant_of
 from atoll.api.schemas import Offset, RowId, iso
 from atoll.api.times import parse_time
+from atoll.core import topics
 from atoll.core.errors import InvalidInput, NotFound
 from atoll.registry import Principal
+from atoll.registry.keys import SESSION_PREFIX
 from atoll.rules.alarms import Alarm, AlarmEvent, Comment
+from atoll.rules.events import encode_alarm_event
 
 router = APIRouter(tags=["alarms"])
 STATUSES = ("active", "acknowledged", "cleared")
-_TIMES = ("raised_at", "acknowledged_at", "cleared_at", "last_notified_at")
+_TIMES = (
+    "raised_at",
+    "acknowledged_at",
+    "cleared_at",
+    "last_notified_at",
+    "feedback_at",
+    "assigned_at",
+)
 
 
 def alarm_out(a: Alarm) -> dict[str, Any]:
@@ -40,6 +50,19 @@ class ActionIn(BaseModel):
     )
 
 
+class FeedbackIn(BaseModel):
+    feedback: Literal["real", "false", "unsure"] | None = Field(
+        description="real: a real fault; false: a false alarm; unsure; null withdraws it"
+    )
+    comment: str | None = Field(None, max_length=4000)
+
+
+class AssignIn(BaseModel):
+    assignee: str | None = Field(
+        max_length=128, description="a console user of the alarm's tenant; null: nobody"
+    )
+
+
 class CommentIn(BaseModel):
     text: str = Field(min_length=1, max_length=4000)
 
@@ -53,6 +76,18 @@ def _alarm(ctx: Any, who: Principal, alarm_id: int) -> Alarm:
     if alarm.project not in _projects(ctx, who):
         raise NotFound(f"alarm {alarm_id} not found")
     return alarm
+
+
+ASSIGNEE_DOC = "a user name; me: yours; none: nobody's"
+
+
+def assignee_filter(who: Principal, value: str | None) -> str | None:
+    """``me`` is the caller, ``none`` nobody ("" to the alarm book), else a user name."""
+    if value is None or value == "":
+        return None
+    if value == "me":
+        return username(who)
+    return "" if value == "none" else value
 
 
 def _statuses(values: list[str]) -> list[str] | None:
@@ -91,6 +126,7 @@ def list_alarms(
     acknowledged: bool | None = None,
     since: str | None = Query(None, description="raised at or after (ISO-8601, epoch ms, -7d)"),
     until: str | None = None,
+    assignee: str | None = Query(None, max_length=128, description=ASSIGNEE_DOC),
     limit: int = Query(100, ge=1, le=5000),
     offset: Offset = 0,
 ) -> list[dict]:
@@ -110,6 +146,7 @@ def list_alarms(
         severity=sev,
         since=parse_time(since, now) if since else None,
         until=parse_time(until, now) if until else None,
+        assignee=assignee_filter(who, assignee),
         limit=limit,
         offset=offset,
     )
@@ -128,6 +165,13 @@ def alarm_summary(who: Viewer, ctx: Ctx, project: str | None = None) -> dict:
             raise NotFound(f"project {project!r} not found")
         projects = [project]
     return service(ctx).alarms.summary(projects)
+
+
+@router.get("/alarms/assignees", summary="Who alarms of your tenant can be given to")
+def assignees(who: Operator, ctx: Ctx) -> dict:
+    """``{"me", "users": [username]}``: the tenant's enabled console users."""
+    users = ctx.registry.list_users(who.tenant)
+    return {"me": username(who), "users": sorted(u.username for u in users if not u.disabled)}
 
 
 @router.get("/alarms/{alarm_id}", summary="An alarm with its history and comments")
@@ -182,3 +226,49 @@ async def add_comment(alarm_id: RowId, body: CommentIn, who: Operator, ctx: Ctx)
 def history(alarm_id: RowId, who: Viewer, ctx: Ctx) -> list[dict]:
     _alarm(ctx, who, alarm_id)
     return [event_out(e) for e in service(ctx).alarms.history(alarm_id)]
+
+
+def username(who: Principal) -> str:
+    """The caller's console user name (a session), else its API key's name."""
+    return who.name.removeprefix(SESSION_PREFIX)
+
+
+async def announce(ctx: Any, event: str, alarm: Alarm, who: Principal) -> None:
+    """Tell the live consoles of the alarm's project that it changed."""
+    if ctx.bus is not None:
+        await ctx.bus.publish(
+            topics.bus_alarm(alarm.project),
+            encode_alarm_event(event, alarm.model_dump(), username(who)),
+        )
+
+
+@router.put("/alarms/{alarm_id}/feedback", summary="Say whether an alarm was a real fault")
+async def feedback(alarm_id: RowId, body: FeedbackIn, who: Operator, ctx: Ctx) -> dict:
+    """``real`` (a real fault), ``false`` (a false alarm) or ``unsure``; ``null`` withdraws it.
+    The last verdict counts; the detection precision of the lab pages is computed from them."""
+    _alarm(ctx, who, alarm_id)
+    svc = service(ctx)
+    now = svc.clock.now_us()
+    alarm = svc.alarms.judge(alarm_id, body.feedback, username(who), now)
+    if body.comment and body.comment.strip():
+        await svc.comment(alarm_id, who.name, body.comment)
+    audit(ctx, who, "alarm.feedback", f"alarm:{alarm_id}", {"feedback": body.feedback})
+    await announce(ctx, "feedback", alarm, who)
+    return alarm_out(alarm)
+
+
+@router.put("/alarms/{alarm_id}/assignee", summary="Give an alarm to a user of its tenant")
+async def assign(alarm_id: RowId, body: AssignIn, who: Operator, ctx: Ctx) -> dict:
+    """``assignee``: a console user of the alarm's tenant (404 for anyone else), or ``null``."""
+    _alarm(ctx, who, alarm_id)
+    name = body.assignee.strip() if body.assignee else None
+    if name and name not in {u.username for u in ctx.registry.list_users(who.tenant)}:
+        raise NotFound(
+            f"user {name!r} not found in this tenant",
+            hint="assign to a console user of the alarm's tenant",
+        )
+    svc = service(ctx)
+    alarm = svc.alarms.assign(alarm_id, name, username(who), svc.clock.now_us())
+    audit(ctx, who, "alarm.assign", f"alarm:{alarm_id}", {"assignee": name})
+    await announce(ctx, "assigned", alarm, who)
+    return alarm_out(alarm)

@@ -57,7 +57,9 @@ def login(body: LoginIn, request: Request, ctx: Ctx):
         raise Unauthenticated("wrong username or password")
     by_user.succeeded(user_key)
     user, key = found
-    ctx.registry.audit(user.tenant, user.username, "auth.login", f"user:{user.username}")
+    ctx.registry.audit(
+        user.tenant, user.username, "auth.login", f"user:{user.username}", source=addr_key
+    )
     return Session(
         token=key.token,
         expires_at=iso(key.key.expires_at),
@@ -82,7 +84,13 @@ def change_password(body: PasswordChange, who: Viewer, ctx: Ctx):
     username = who.name[len(SESSION_PREFIX) :]
     if not ctx.registry.change_password(username, body.current_password, body.new_password):
         raise Forbidden("the current password is wrong")
-    ctx.registry.audit(who.acting_from or who.tenant, username, "auth.password", f"user:{username}")
+    ctx.registry.audit(
+        who.acting_from or who.tenant,
+        username,
+        "auth.password",
+        f"user:{username}",
+        source=who.source,
+    )
     return Response(status_code=204)
 
 
@@ -94,7 +102,11 @@ def logout(who: Viewer, ctx: Ctx):
         home = who.acting_from or who.tenant  # the session lives in its own tenant
         ctx.registry.revoke_api_key(home, who.key_id)
         ctx.registry.audit(
-            home, who.name[len(SESSION_PREFIX) :], "auth.logout", f"key:{who.key_id}"
+            home,
+            who.name[len(SESSION_PREFIX) :],
+            "auth.logout",
+            f"key:{who.key_id}",
+            source=who.source,
         )
     return Response(status_code=204)
 

@@ -164,7 +164,8 @@ class ApiContext(Protocol):
     bus: MessageBus | None
     #: The runtime's settings (``None`` when the API runs without one, as in most tests).
     settings: Settings | None
-    #: ``None`` on a node without the rules service: rules and alarms answer 503.
+    #: The rules service, or on a node without it an API-only one (``evaluate=False``);
+    #: ``None`` (an API built without one, as in tests): rules and alarms answer 503.
     rules: RulesPort | None
     #: ``None`` on a node without the detection service: a device's detection answers 503.
     detection: DetectionPort | None

@@ -54,6 +54,8 @@ def _principal(
     principal = act_in_tenant(
         get_ctx(request).registry, principal, request.headers.get(TENANT_HEADER)
     )
+    if request.client is not None:
+        principal = dataclasses.replace(principal, source=request.client.host)
     request.state.principal = principal
     return principal
 
@@ -97,7 +99,7 @@ def audit(
     target: str,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    ctx.registry.audit(who.tenant, actor(who), action, target, detail)
+    ctx.registry.audit(who.tenant, actor(who), action, target, detail, who.source)
 
 
 def actor(who: Principal) -> str:

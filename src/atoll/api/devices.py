@@ -10,6 +10,10 @@ from pydantic import BaseModel, Field
 
 from atoll.api.deps import Ctx, Operator, Viewer, audit, disconnect_device
 from atoll.api.schemas import CredentialsOut, DeviceOut, Offset, RegisteredDevice, RejectionOut, iso
+from atoll.core.events import EXPECTED_SUFFIXES, SCORE_SUFFIX
+
+#: Series of the detection service, not the device's own metrics.
+DERIVED_SUFFIXES = (SCORE_SUFFIX, *EXPECTED_SUFFIXES.values())
 
 router = APIRouter(tags=["devices"])
 #: A device counts as online when it sent something this recently (the console uses the same).
@@ -43,9 +47,12 @@ def list_devices(
     status: Literal["online", "offline"] | None = Query(
         None, description=f"online = seen in the last {ONLINE_WINDOW_S:.0f} s"
     ),
+    latest: bool = Query(False, description="add each device's last value per metric"),
 ):
     """One page of devices by id; ``X-Total-Count``
-    says how many match (the console pages with it)."""
+    says how many match (the console pages with it). ``latest=true`` adds each metric's last
+    value (derived series of detection, ``*.anomaly_score`` and the expected band, left out),
+    read from the store in one call for the page."""
     seen = {}
     if status is not None:
         cutoff = time.time_ns() // 1000 - int(ONLINE_WINDOW_S * 1e6)
@@ -54,7 +61,7 @@ def list_devices(
     response.headers["X-Total-Count"] = str(
         ctx.registry.count_devices(project, device_type=device_type, search=q, **seen)
     )
-    return [
+    rows = [
         DeviceOut.of(d)
         for d in ctx.registry.list_devices(
             project,
@@ -66,6 +73,15 @@ def list_devices(
             **seen,
         )
     ]
+    if latest and rows:
+        values: dict[str, dict[str, float]] = {r.id: {} for r in rows}
+        for key, (_, value) in sorted(ctx.store.latest(project).items()):
+            got = values.get(key.device)
+            if got is not None and not key.metric.endswith(DERIVED_SUFFIXES):
+                got[key.metric] = value
+        for r in rows:
+            r.latest = values[r.id]
+    return rows
 
 
 @router.post(

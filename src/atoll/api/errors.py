@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from atoll.core.errors import AtollError, PayloadTooLarge, RateLimited
+from atoll.core.errors import AtollError, PayloadTooLarge, RateLimited, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(AtollError)
     async def _atoll(request: Request, exc: AtollError) -> JSONResponse:
         headers = {"WWW-Authenticate": _challenge(request)} if exc.status == 401 else None
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | Unavailable) and exc.retry_after is not None:
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
         return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 

@@ -23,7 +23,7 @@ from atoll.core.time import parse_duration
 from atoll.forecast import DEFAULT, KINDS, crossing, forecast_series, forecaster
 
 router = APIRouter(tags=["series"])
-Kind = Literal["mstl", "autoets", "theta", "combo", "seasonal_naive"]
+Kind = Literal["mstl", "autoets", "theta", "combo", "auto", "seasonal_naive"]
 assert set(Kind.__args__) == set(KINDS)  # type: ignore[attr-defined]
 
 

@@ -20,7 +20,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from atoll.api.alarms import _statuses, alarm_out
+from atoll.api import quality
+from atoll.api.alarms import ASSIGNEE_DOC, _statuses, alarm_out, assignee_filter
 from atoll.api.deps import Ctx, Operator, Viewer, act_in_tenant, audit
 from atoll.api.devices import ONLINE_WINDOW_S
 from atoll.api.rules import service
@@ -28,7 +29,7 @@ from atoll.api.schemas import MAX_DB_INT, Offset, ProjectOut, iso
 from atoll.api.times import parse_time
 from atoll.core.errors import AtollError, InvalidInput, NotFound
 from atoll.registry import Principal, ProjectActivity, Tenant
-from atoll.rules.alarms import Alarm
+from atoll.rules.alarms import FEEDBACK, Alarm
 from atoll.rules.model import SEVERITIES
 from atoll.store.port import POINT_BYTES, ProjectUsage, UsageReader
 
@@ -68,6 +69,7 @@ def _empty_row() -> dict[str, Any]:
         "bytes": None,
         "ingest_rate": None,
         "last_activity": None,
+        "quality": quality.empty(),
     }
 
 
@@ -78,8 +80,13 @@ def _add(
     usage: ProjectUsage | None,
     rate_s: float,
     has_usage: bool,
+    judged: dict[str, Any] | None,
 ) -> None:
     row["projects"] += 1
+    if judged is None:
+        row["quality"] = None
+    elif row["quality"] is not None:
+        quality.merge(row["quality"], judged)
     row["devices"] += p.devices
     row["online"] += p.online
     if alarms is None:
@@ -105,10 +112,12 @@ def _finish(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _activity(ctx: Any, tenants: list[str] | None) -> tuple[list[ProjectActivity], Any, Any]:
-    """Projects with device counts, open alarms per project and severity, store usage: one
-    grouped query each. Alarms are ``None`` without the rules service, usage without a store
-    that can tell."""
+def _activity(
+    ctx: Any, tenants: list[str] | None
+) -> tuple[list[ProjectActivity], Any, Any, list[quality.Count] | None]:
+    """Projects with device counts, open alarms per project and severity, store usage, alarm
+    feedback per project, rule and week: one grouped query each. Alarms and feedback are
+    ``None`` without the rules service, usage without a store that can tell."""
     now = time.time_ns() // 1000
     activity = ctx.registry.project_activity(
         tenants[0] if tenants and len(tenants) == 1 else None,
@@ -117,21 +126,28 @@ def _activity(ctx: Any, tenants: list[str] | None) -> tuple[list[ProjectActivity
     if tenants is not None:
         keep = set(tenants)
         activity = [p for p in activity if p.tenant in keep]
-    alarms = None
+    alarms = feedback = None
     if ctx.rules is not None:
-        alarms = ctx.rules.alarms.open_by_project([p.project for p in activity])
+        ids = [p.project for p in activity]
+        alarms = ctx.rules.alarms.open_by_project(ids)
+        feedback = ctx.rules.alarms.feedback_counts(ids, since=quality.since_us(now))
     usage = None
     since = now - RATE_WINDOW_S * 1_000_000
     since -= since % 60_000_000  # stores count recent points per whole minute
     if isinstance(ctx.store, UsageReader):
         usage = ctx.store.usage(since)
-    return activity, alarms, (usage, (now - since) / 1e6)
+    return activity, alarms, (usage, (now - since) / 1e6), feedback
 
 
 def _rows(
-    activity: Iterable[ProjectActivity], alarms: Any, usage_rate: Any, key: str
+    activity: Iterable[ProjectActivity],
+    alarms: Any,
+    usage_rate: Any,
+    feedback: list[quality.Count] | None,
+    key: str,
 ) -> dict[str, dict[str, Any]]:
     usage, rate_s = usage_rate
+    judged = None if feedback is None else quality.by(feedback, lambda c: c[0])
     out: dict[str, dict[str, Any]] = {}
     for p in activity:
         row = out.setdefault(getattr(p, key), {**_empty_row(), "_last": None})
@@ -142,6 +158,7 @@ def _rows(
             None if usage is None else usage.get(p.project),
             rate_s,
             usage is not None,
+            None if judged is None else judged.get(p.project, quality.empty()),
         )
     return out
 
@@ -164,8 +181,8 @@ def overview(who: Viewer, ctx: Ctx) -> dict:
     own. ``alarms`` is null without the rules service, ``points`` without a store that counts."""
     tenants = visible_tenants(ctx, who)
     ids = [t.id for t in tenants]
-    activity, alarms, usage = _activity(ctx, ids)
-    rows = _rows(activity, alarms, usage, "tenant")
+    activity, alarms, usage, feedback = _activity(ctx, ids)
+    rows = _rows(activity, alarms, usage, feedback, "tenant")
     total = {**_empty_row(), "_last": None, "enterprises": len(tenants)}
     enterprises = []
     for t in tenants:
@@ -174,6 +191,7 @@ def overview(who: Viewer, ctx: Ctx) -> dict:
             "_last": None,
             **({"alarms": None, "open_alarms": None} if alarms is None else {}),
             **({"points": 0, "bytes": 0, "ingest_rate": 0.0} if usage[0] is not None else {}),
+            **({"quality": None} if feedback is None else {}),
         }
         for k in ("projects", "devices", "online"):
             total[k] += row[k]
@@ -185,9 +203,21 @@ def overview(who: Viewer, ctx: Ctx) -> dict:
                 total["alarms"][sev] += n
         else:
             total["alarms"] = total["open_alarms"] = None
+        if row["quality"] is None:
+            total["quality"] = None
+        elif total["quality"] is not None:
+            quality.merge(total["quality"], row["quality"])
         total["_last"] = max(filter(None, (total["_last"], row["_last"])), default=None)
         enterprises.append({"id": t.id, "name": t.name, **_finish(row)})
-    return {**_meta(who), "totals": _finish(total), "enterprises": enterprises}
+    now = time.time_ns() // 1000
+    return {
+        **_meta(who),
+        "totals": _finish(total),
+        "quality_weeks": None
+        if feedback is None
+        else quality.weekly(feedback, now, quality.QUALITY_WEEKS),
+        "enterprises": enterprises,
+    }
 
 
 @router.get(
@@ -197,18 +227,29 @@ def enterprise(tenant: str, who: Viewer, ctx: Ctx) -> dict:
     """The same figures as ``/lab/overview``, for one enterprise and per project of it."""
     (tenant,) = _tenant_ids(ctx, who, [tenant])
     t = ctx.registry.get_tenant(tenant)
-    activity, alarms, usage = _activity(ctx, [tenant])
-    per_project = _rows(activity, alarms, usage, "project")
-    whole = _rows(activity, alarms, usage, "tenant").get(tenant) or {**_empty_row(), "_last": None}
+    activity, alarms, usage, feedback = _activity(ctx, [tenant])
+    per_project = _rows(activity, alarms, usage, feedback, "project")
+    whole = _rows(activity, alarms, usage, feedback, "tenant").get(tenant) or {
+        **_empty_row(),
+        "_last": None,
+    }
     projects = []
     for p in activity:
         row = _finish(per_project[p.project])
         del row["projects"]
         projects.append({"id": p.project, "name": p.name, **row})
+    now = time.time_ns() // 1000
+    names = {p.project: p.name for p in activity}
     return {
         **_meta(who),
         "enterprise": {"id": t.id, "name": t.name, **_finish(whole)},
         "projects": projects,
+        "quality_weeks": None
+        if feedback is None
+        else quality.weekly(feedback, now, quality.QUALITY_WEEKS),
+        "rules": None
+        if feedback is None
+        else quality.per_rule(feedback, names, now, quality.QUALITY_WEEKS),
     }
 
 
@@ -259,8 +300,16 @@ def _filters(
     device: str | None,
     since: str | None,
     until: str | None,
+    assignee: str | None = None,
+    feedback: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     projects = _scope(ctx, who, enterprise, project)
+    verdicts = [f.strip() for v in feedback or () for f in v.split(",") if f.strip()] or None
+    for f in verdicts or ():
+        if f not in (*FEEDBACK, "none"):
+            raise InvalidInput(
+                f"feedback: unknown value {f!r}", hint="use real, false, unsure or none"
+            )
     sev = [s.strip() for v in severity for s in v.split(",") if s.strip()] or None
     for s in sev or ():
         if s not in SEVERITIES:
@@ -276,6 +325,8 @@ def _filters(
         "severity": sev,
         "since": parse_time(since, now) if since else None,
         "until": parse_time(until, now) if until else None,
+        "assignee": assignee_filter(who, assignee),
+        "feedback": verdicts,
     }
 
 
@@ -295,6 +346,8 @@ _FILTER_DOC = {
     "project": Query([], description="project id(s); repeat or comma-separate"),
     "severity": Query([], description="info | warning | minor | major | critical"),
     "status": Query(["open"], description="active | acknowledged | cleared | open | all"),
+    "assignee": Query(None, max_length=128, description=ASSIGNEE_DOC),
+    "feedback": Query([], description="real | false | unsure | none (not judged yet)"),
 }
 
 
@@ -311,6 +364,8 @@ def lab_alarms(
     device: str | None = None,
     since: str | None = Query(None, description="raised at or after (ISO-8601, epoch ms, -7d)"),
     until: str | None = None,
+    assignee: str | None = _FILTER_DOC["assignee"],
+    feedback: list[str] = _FILTER_DOC["feedback"],
     order: Literal["newest", "severity"] = Query(
         "newest", description="newest first, or highest severity first (then newest)"
     ),
@@ -320,7 +375,18 @@ def lab_alarms(
     """Newest first, each with its tenant and project names; ``X-Total-Count`` says how many
     match. ``status`` defaults to open (active or acknowledged)."""
     projects, filters = _filters(
-        ctx, who, enterprise, project, severity, status, rule, device, since, until
+        ctx,
+        who,
+        enterprise,
+        project,
+        severity,
+        status,
+        rule,
+        device,
+        since,
+        until,
+        assignee,
+        feedback,
     )
     book = service(ctx).alarms
     response.headers["X-Total-Count"] = str(book.count(**filters))
@@ -349,6 +415,9 @@ CSV_COLUMNS = (
     "acknowledged_by",
     "cleared_at",
     "cleared_by",
+    "assignee",
+    "feedback",
+    "feedback_by",
 )
 
 
@@ -369,12 +438,25 @@ def lab_alarms_csv(
     device: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    assignee: str | None = _FILTER_DOC["assignee"],
+    feedback: list[str] = _FILTER_DOC["feedback"],
     order: Literal["newest", "severity"] = "newest",
     limit: int = Query(MAX_EXPORT, ge=1, le=MAX_EXPORT),
 ) -> Response:
     """Filters as ``GET /lab/alarms``; at most 50,000 rows, newest first."""
     projects, filters = _filters(
-        ctx, who, enterprise, project, severity, status, rule, device, since, until
+        ctx,
+        who,
+        enterprise,
+        project,
+        severity,
+        status,
+        rule,
+        device,
+        since,
+        until,
+        assignee,
+        feedback,
     )
     names = {t.id: t.name for t in visible_tenants(ctx, who)}
     buf = io.StringIO()
@@ -432,3 +514,40 @@ async def bulk_acknowledge(body: BulkIn, who: Operator, ctx: Ctx) -> dict:
 async def bulk_clear(body: BulkIn, who: Operator, ctx: Ctx) -> dict:
     """As ``/lab/alarms/ack``, clearing."""
     return await _bulk(ctx, who, body, "clear")
+
+
+@router.get("/lab/quality", summary="Detection precision from alarm feedback, per rule and week")
+def lab_quality(
+    who: Viewer,
+    ctx: Ctx,
+    enterprise: list[str] = _FILTER_DOC["enterprise"],
+    project: list[str] = _FILTER_DOC["project"],
+    weeks: int = Query(quality.QUALITY_WEEKS, ge=1, le=104, description="how many weeks back"),
+) -> dict:
+    """Of the alarms raised in the last ``weeks`` weeks that operators judged (``PUT
+    /alarms/{id}/feedback``): counts of ``real``, ``false`` and ``unsure`` and the precision
+    ``real / (real + false)`` (null before any such verdict), for the whole scope, per project
+    and per rule, each also week by week."""
+    projects = _scope(ctx, who, enterprise, project)
+    now = time.time_ns() // 1000
+    counts = service(ctx).alarms.feedback_counts(list(projects), since=quality.since_us(now, weeks))
+    names = {p.id: p.name for p in projects.values()}
+    total = quality.empty()
+    for c in counts:
+        quality.add(total, c[4], c[5])
+    per_project = quality.by(counts, lambda c: c[0])
+    return {
+        "since": iso(quality.since_us(now, weeks)),
+        "total": {**total, "weeks": quality.weekly(counts, now, weeks)},
+        "projects": [
+            {
+                "project": pid,
+                "project_name": names.get(pid, pid),
+                "tenant": projects[pid].tenant,
+                **q,
+                "weeks": quality.weekly([c for c in counts if c[0] == pid], now, weeks),
+            }
+            for pid, q in sorted(per_project.items())
+        ],
+        "rules": quality.per_rule(counts, names, now, weeks),
+    }

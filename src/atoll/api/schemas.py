@@ -140,6 +140,9 @@ class DeviceOut(BaseModel):
     has_credentials: bool = Field(description="false after the credentials were revoked")
     created_at: str
     last_seen: str | None
+    latest: dict[str, float] | None = Field(
+        None, description="with ?latest=true: each metric's last value, however old"
+    )
 
     @classmethod
     def of(cls, d: m.Device) -> DeviceOut:

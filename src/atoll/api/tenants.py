@@ -39,7 +39,11 @@ def create_tenant(body: TenantIn, who: Admin, ctx: Ctx):
     key = ctx.registry.create_api_key(tenant.id, "tenant admin", "admin")
     audit(ctx, who, "tenant.create", f"tenant:{tenant.id}", {"name": tenant.name})
     ctx.registry.audit(
-        tenant.id, f"{who.name} ({who.key_id})", "tenant.create", f"tenant:{tenant.id}"
+        tenant.id,
+        f"{who.name} ({who.key_id})",
+        "tenant.create",
+        f"tenant:{tenant.id}",
+        source=who.source,
     )
     return TenantCreated(
         tenant=TenantOut.of(tenant),

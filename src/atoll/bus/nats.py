@@ -9,10 +9,12 @@ Guarantees (what the memory bus gives in one process, made durable):
   ``telemetry.>``, ``anomaly.>``, ``alarm.>``, ``twin.>`` and ``command_ack.>``. The adapter
   creates it, or adds missing subjects to an existing one. Publishing or subscribing outside
   those subjects is ``InvalidInput``: a typo must not silently go nowhere.
-* **Partitions.** A telemetry subject ``telemetry.{project}.{device}`` is stored as
-  ``telemetry.{project}.{device}.{partition}`` (``atoll.bus.partitions.partition_of``, out of
-  ``partitions``, default 64); handlers see it without the partition, patterns are widened to
-  match it. ``atoll.bus.nats_partitions`` consumes one durable consumer per partition.
+* **Partitions.** A subject of a partitioned family (``telemetry.{project}.{device}``,
+  ``anomaly.{project}.{device}``) is stored as ``part.{partition}.{subject}``
+  (``atoll.bus.partitions.partition_of``, out of ``partitions``, default 64), so one consumer
+  filter (``part.{p}.>``) takes a partition's messages of every family, and
+  ``part.{p}.telemetry.>`` of one; handlers see the subject without the partition, patterns are
+  widened to match it. ``atoll.bus.nats_partitions`` consumes one durable consumer per partition.
   ``replicas=3`` keeps the stream on three nodes of a JetStream cluster.
 * **Prefix.** With ``prefix=P`` every subject on the wire is ``P.{subject}`` (the stream's
   too), and handlers still see ``{subject}``: two deployments on one NATS server, each with
@@ -64,6 +66,8 @@ log = logging.getLogger(__name__)
 
 SUBJECTS: tuple[str, ...] = topics.ALL_BUS_SUBJECTS
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: The wire root of partitioned subjects (``part.{partition}.{subject}``).
+PART = "part"
 _STREAM_IN_USE = 10058  # JetStream API error: stream name already in use (with another config)
 
 
@@ -197,7 +201,7 @@ class NatsBus:
             self._nc = nc
 
     async def _ensure_stream(self) -> None:
-        wanted = [self._wire(s) for s in self.subjects]
+        wanted = self._stream_subjects()
         config = api.StreamConfig(
             name=self.stream,
             subjects=wanted,
@@ -353,23 +357,32 @@ class NatsBus:
         return f"{self.prefix}.{subject}" if self.prefix else subject
 
     def _wire_out(self, subject: str) -> str:
-        """A published subject on the wire: a telemetry subject gets its partition appended."""
+        """A published subject on the wire: a partitioned one goes under ``part.{p}.``."""
         p = subject_partition(subject, self.partitions)
-        return self._wire(subject if p is None else f"{subject}.{p}")
+        return self._wire(subject if p is None else f"{PART}.{p}.{subject}")
 
     def _wire_in(self, pattern: str) -> str:
-        """A subscription's pattern on the wire (``telemetry.p1.*`` → ``telemetry.p1.*.*``)."""
+        """A subscription's pattern on the wire (``telemetry.p1.*`` → ``part.*.telemetry.p1.*``)."""
         family, _, _ = pattern.partition(".")
-        if family in PARTITIONED_FAMILIES and not pattern.endswith(">"):
-            pattern += ".*"
+        if family in PARTITIONED_FAMILIES:
+            pattern = f"{PART}.*.{pattern}"
         return self._wire(pattern)
 
+    def partition_filter(self, p: int, family: str | None = None) -> str:
+        """The wire filter of partition ``p``: of one family, or of all (``None``)."""
+        return self._wire(f"{PART}.{p}.{family}.*.*" if family else f"{PART}.{p}.*.*.*")
+
+    def _stream_subjects(self) -> list[str]:
+        out = [self._wire(s) for s in self.subjects if _family(s) not in PARTITIONED_FAMILIES]
+        if any(_family(s) in PARTITIONED_FAMILIES for s in self.subjects):
+            out.append(self._wire(f"{PART}.>"))
+        return out
+
     def logical(self, wire: str) -> str:
-        """What handlers see of a wire subject: no prefix, no partition token."""
+        """What handlers see of a wire subject: no prefix, no partition."""
         s = wire[len(self.prefix) + 1 :] if self.prefix else wire
-        family, _, _ = s.partition(".")
-        if family in PARTITIONED_FAMILIES and s.count(".") == 3:
-            s = s.rpartition(".")[0]
+        if s.startswith(PART + "."):
+            s = s.split(".", 2)[2]
         return s
 
     def _check_subject(self, subject: str) -> None:
@@ -413,6 +426,10 @@ class NatsBus:
                     self.max_deliver,
                 )
                 await msg.nak(delay=self.retry_delay)
+
+
+def _family(subject: str) -> str:
+    return subject.partition(".")[0]
 
 
 def _split_servers(servers: str) -> list[str]:

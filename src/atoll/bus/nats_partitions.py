@@ -7,13 +7,15 @@
 * ``NatsCheckpointStore``: a JetStream object store; each checkpoint is one object, the applied
   stream sequence (8 bytes, big-endian) followed by the state, so both are saved as one piece.
 * ``NatsPartitions``: per partition ``p`` one durable pull consumer ``{group}-p{p}`` on the bus
-  stream, filtered on ``telemetry.*.*.{p}`` (``NatsBus`` stores the partition as the subject's
-  last token). The partitions are owned through a ``Coordinator`` on the lease store. A new
-  owner asks the handler for the position its restored state has applied (``assigned``; the
-  first owner ever gets the consumer's start and checkpoints its empty state there) and
-  recreates the consumer to deliver from the next message; messages up to the old consumer's
-  ack floor come marked ``replay`` (the previous owner already acted on them). Each fetched
-  batch is acknowledged (``AckPolicy.ALL``: one ack for the batch) after ``deliver`` returns.
+  stream, filtered on ``part.{p}.telemetry.*.*`` (``NatsBus`` stores a partitioned subject as
+  ``part.{p}.{subject}``), or on ``part.{p}.*.*.*`` for a group that consumes every partitioned
+  family (the rules: a device's telemetry and anomaly events, in one sequence). The partitions
+  are owned through a ``Coordinator`` on the lease store. A new owner asks the handler for the
+  position its restored state has applied (``assigned``; the first owner ever gets the
+  consumer's start and checkpoints its empty state there) and recreates the consumer to deliver
+  from the next message; messages up to the old consumer's ack floor come marked ``replay``
+  (the previous owner already acted on them). Each fetched batch is acknowledged
+  (``AckPolicy.ALL``: one ack for the batch) after ``deliver`` returns.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from atoll.bus.nats import NatsBus
-from atoll.bus.partitions import Coordinator, Delivery, Lease, LeaseStore, PartitionHandler
+from atoll.bus.partitions import (
+    PARTITIONED_FAMILIES,
+    Coordinator,
+    Delivery,
+    Leader,
+    Lease,
+    LeaseStore,
+    PartitionHandler,
+)
 from atoll.core.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
@@ -219,12 +229,14 @@ class NatsConsumption:
         member: str,
         handler: PartitionHandler,
         *,
+        families: tuple[str, ...] = ("telemetry",),
         batch: int,
         ack_wait: float,
         heartbeat: float | None,
     ) -> None:
         self.bus, self.group, self.member, self.handler = bus, group, member, handler
         self.batch, self.ack_wait = batch, ack_wait
+        self.families = families
         self._owned: dict[int, _Owned] = {}
         self.coordinator = Coordinator(
             leases,
@@ -244,7 +256,8 @@ class NatsConsumption:
         return f"{self.group}-p{p}"
 
     def _filter(self, p: int) -> str:
-        return self.bus._wire(f"telemetry.*.*.{p}")
+        # One filter per consumer (nats-server 2.9 has no lists): all families, or one.
+        return self.bus.partition_filter(p, self.families[0] if len(self.families) == 1 else None)
 
     def _config(self, p: int, start: int | None) -> api.ConsumerConfig:
         return api.ConsumerConfig(
@@ -412,11 +425,20 @@ class NatsPartitions:
         self.member = member or uuid.uuid4().hex[:12]
         self.batch, self.ack_wait, self.heartbeat = batch, ack_wait, heartbeat
 
-    async def consume(self, subject: str, group: str, handler: PartitionHandler) -> NatsConsumption:
-        if subject != "telemetry.>":
+    async def consume(
+        self, subject: str | tuple[str, ...], group: str, handler: PartitionHandler
+    ) -> NatsConsumption:
+        subjects = (subject,) if isinstance(subject, str) else tuple(subject)
+        families = tuple(dict.fromkeys(s.partition(".")[0] for s in subjects))
+        if (
+            not subjects
+            or any(not s.endswith(".>") or s.count(".") != 1 for s in subjects)
+            or any(f not in PARTITIONED_FAMILIES for f in families)
+            or (len(families) > 1 and set(families) != set(PARTITIONED_FAMILIES))
+        ):
             raise InvalidInput(
                 f"partitioned consumption of {subject!r} is not supported",
-                hint="only telemetry.> is partitioned",
+                hint="one of telemetry.> or anomaly.>, or all of them together",
             )
         c = NatsConsumption(
             self.bus,
@@ -424,6 +446,7 @@ class NatsPartitions:
             group,
             self.member,
             handler,
+            families=families,
             batch=self.batch,
             ack_wait=self.ack_wait,
             heartbeat=self.heartbeat,
@@ -449,10 +472,22 @@ def partitioned_for(
     )
 
 
+def leader_for(
+    bus: object, name: str, *, lease_s: float, member: str | None = None
+) -> Leader | None:
+    """The lease of the deployment's singleton ``name`` (``leader`` in the bucket
+    ``{stream}_{name}_leader``) on a NATS bus; ``None`` elsewhere (one process: it always leads)."""
+    if not isinstance(bus, NatsBus):
+        return None
+    leases = NatsLeaseStore(bus, f"{bus.stream}_{name}_leader", ttl=lease_s)
+    return Leader(leases, "leader", member or uuid.uuid4().hex[:12])
+
+
 __all__ = [
     "NatsCheckpointStore",
     "NatsConsumption",
     "NatsLeaseStore",
     "NatsPartitions",
+    "leader_for",
     "partitioned_for",
 ]

@@ -1,6 +1,7 @@
 """Partitioned consumption: the ports behind "one owner per device", and their in-process adapters.
 
-A bus subject of the ``telemetry`` family names its device (``telemetry.{project}.{device}``);
+A bus subject of the ``telemetry`` or ``anomaly`` family names its device
+(``telemetry.{project}.{device}``, ``anomaly.{project}.{device}``);
 its **partition** is ``partition_of(device, count)``: CRC-32 of the device id modulo ``count``
 (default ``DEFAULT_PARTITIONS``), the same in every process and every Python (never ``hash()``,
 which is salted per process). Every reading of a device thus lands in one partition, in the order
@@ -48,8 +49,9 @@ from atoll.bus.port import Message, MessageBus, Subscription
 log = logging.getLogger(__name__)
 
 DEFAULT_PARTITIONS = 64
-#: The bus subject families that carry a device and are partitioned.
-PARTITIONED_FAMILIES = ("telemetry",)
+#: The bus subject families that carry a device and are partitioned (a device's telemetry and
+#: its anomaly events land in the same partition: the rules consume both there).
+PARTITIONED_FAMILIES = ("telemetry", "anomaly")
 
 
 def partition_of(device: str, count: int = DEFAULT_PARTITIONS) -> int:
@@ -62,10 +64,13 @@ def partition_of(device: str, count: int = DEFAULT_PARTITIONS) -> int:
 
 
 def subject_partition(subject: str, count: int = DEFAULT_PARTITIONS) -> int | None:
-    """The partition of a ``telemetry.{project}.{device}`` subject (``None``: not partitioned).
+    """The partition of a ``telemetry.{project}.{device}`` or ``anomaly.{project}.{device}``
+    subject (``None``: not partitioned).
 
     >>> subject_partition("telemetry.p1.d1"), subject_partition("anomaly.p1.d1")
-    (38, None)
+    (38, 38)
+    >>> subject_partition("alarm.p1") is None
+    True
     """
     parts = subject.split(".")
     if len(parts) != 3 or parts[0] not in PARTITIONED_FAMILIES:
@@ -115,8 +120,10 @@ class PartitionedConsumer(Protocol):
     count: int
 
     async def consume(
-        self, subject: str, group: str, handler: PartitionHandler
-    ) -> PartitionedConsumption: ...
+        self, subject: str | tuple[str, ...], group: str, handler: PartitionHandler
+    ) -> PartitionedConsumption:
+        """``subject``: one partitioned family's ``{family}.>`` or several (``("telemetry.>",
+        "anomaly.>")``: a partition's messages of both, in one sequence, in publish order)."""
 
 
 # -- leases ---------------------------------------------------------------------------------------
@@ -399,6 +406,40 @@ class Coordinator:
             self._me = None
 
 
+class Leader:
+    """One member of a deployment at a time runs the singletons (scheduled reports, retention,
+    command expiry): the holder of the lease ``name`` on a ``LeaseStore``. ``leading()`` claims
+    or renews it and says whether this member holds it now (call it at least every ``ttl / 2``
+    seconds while leading, e.g. on each timer pass). A lease is no lock on its own (a holder
+    that stalls past ``ttl`` may overlap with the next): each job also claims its run with
+    compare-and-set on its last run, so a slot runs once."""
+
+    def __init__(self, leases: LeaseStore, name: str, member: str) -> None:
+        self.leases, self.name, self.member = leases, name, member
+        self._lease: Lease | None = None
+        self._at = 0.0
+
+    async def leading(self) -> bool:
+        asked = time.monotonic()
+        try:
+            if self._lease is not None:
+                self._lease = await self.leases.renew(self._lease)
+            if self._lease is None:
+                self._lease = await self.leases.claim(self.name, self.member)
+        except Exception as e:  # the lease store is unavailable: not leading until it is back
+            log.warning("leader lease %s: %r", self.name, e)
+            return self._lease is not None and asked - self._at < self.leases.ttl * 2 / 3
+        if self._lease is not None:
+            self._at = asked
+        return self._lease is not None
+
+    async def release(self) -> None:
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            with contextlib.suppress(Exception):
+                await self.leases.release(lease)
+
+
 async def _call(fn: Callable[[int], object], p: int) -> None:
     got = fn(p)
     if asyncio.iscoroutine(got) or isinstance(got, asyncio.Future):
@@ -409,15 +450,16 @@ async def _call(fn: Callable[[int], object], p: int) -> None:
 
 
 class _MemoryConsumption:
-    def __init__(self, count: int, sub: Subscription, task: asyncio.Task[None]) -> None:
-        self._count, self._sub, self._task = count, sub, task
+    def __init__(self, count: int, subs: list[Subscription], task: asyncio.Task[None]) -> None:
+        self._count, self._subs, self._task = count, subs, task
         self.handler: PartitionHandler | None = None
 
     def owned(self) -> set[int]:
         return set(range(self._count))
 
     async def stop(self) -> None:
-        await self._sub.unsubscribe()
+        for sub in self._subs:
+            await sub.unsubscribe()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         if self.handler is not None:
@@ -433,8 +475,9 @@ class MemoryPartitions:
         self.bus, self.count, self.batch = bus, count, batch
 
     async def consume(
-        self, subject: str, group: str, handler: PartitionHandler
+        self, subject: str | tuple[str, ...], group: str, handler: PartitionHandler
     ) -> _MemoryConsumption:
+        subjects = (subject,) if isinstance(subject, str) else tuple(subject)
         seqs = [0] * self.count
         for p in range(self.count):
             seqs[p] = await handler.assigned(p, seqs[p])
@@ -465,19 +508,21 @@ class MemoryPartitions:
                             "partition %d of %s failed on %d messages", p, group, len(batch)
                         )
 
-        sub = await self.bus.subscribe(subject, on_msg, group=group)
-        out = _MemoryConsumption(self.count, sub, asyncio.create_task(drain(), name="partitions"))
+        subs = [await self.bus.subscribe(s, on_msg, group=group) for s in subjects]
+        out = _MemoryConsumption(self.count, subs, asyncio.create_task(drain(), name="partitions"))
         out.handler = handler
         return out
 
 
 __all__ = [
     "DEFAULT_PARTITIONS",
+    "PARTITIONED_FAMILIES",
     "CheckpointStore",
     "Coordinator",
     "Delivery",
     "Lease",
     "LeaseStore",
+    "Leader",
     "MemoryCheckpointStore",
     "MemoryLeaseStore",
     "MemoryPartitions",

@@ -327,3 +327,57 @@ def import_maintenance(
     with client(url, api_key) as c:
         n = c.import_maintenance(project, text)
     typer.echo(f"imported {n} maintenance record(s) into {project}")
+
+
+def _ms_time(ms: float) -> str:
+    return datetime.fromtimestamp(ms / 1000).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _in(seconds: float) -> str:
+    m = max(0, round(seconds / 60))
+    return f"{m} min" if m < 120 else f"{m / 60:.1f} h" if m < 48 * 60 else f"{m / 1440:.1f} days"
+
+
+@app.command("forecast")
+def forecast(
+    device: str,
+    metric: str,
+    horizon: Annotated[str, typer.Option("--horizon", help="How far ahead, e.g. 40m, 7d")] = "1h",
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", help="Say when it crosses this value")
+    ] = None,
+    direction: Annotated[
+        str | None, typer.Option("--direction", help="above or below (default: toward it)")
+    ] = None,
+    level: Annotated[float, typer.Option("--level", help="Interval level, 0.5-0.99")] = 0.8,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Forecast METRIC of DEVICE with an interval, and when it crosses --threshold."""
+    with client(url, api_key) as c:
+        f = c.forecast(
+            device, metric, horizon=horizon, level=level, threshold=threshold, direction=direction
+        )
+    if as_json:
+        typer.echo(json.dumps(_plain(f), indent=2))
+        return
+    unit = f" {f.unit}" if f.unit else ""
+    typer.echo(
+        f"{f.device} {f.metric}: {len(f)} steps of {f.step_ms / 60000:g} min by {f.model}, "
+        f"{f.level:.0%} interval"
+    )
+    for i in sorted({0, len(f) // 2, len(f) - 1}):
+        typer.echo(
+            f"  {_ms_time(f.ts[i])}  {f.mean[i]:.4g}{unit}  ({f.lo[i]:.4g} to {f.hi[i]:.4g})"
+        )
+    c = f.crossing
+    if c is not None:
+        if c.ts is None or c.in_s is None:
+            way = "above" if c.direction == "above" else "below"
+            typer.echo(f"does not go {way} {c.threshold:g}{unit} within {horizon}")
+        else:
+            typer.echo(
+                f"crosses {c.threshold:g}{unit} ({c.direction}) in about {_in(c.in_s)}, at "
+                f"{_ms_time(c.ts)} (earliest {_ms_time(c.earliest or c.ts)})"
+            )

@@ -59,6 +59,13 @@ class Alarm:
     #: What explains it, e.g. ``{"anomaly": {...}}`` for an ``anomaly`` condition: the reading,
     #: what the model expected, the contributors and the model (docs/API.md).
     context: dict[str, Any] | None = None
+    #: The operators' verdict: ``real`` (a real fault), ``false`` (a false alarm) or ``unsure``.
+    feedback: str | None = None
+    feedback_by: str | None = None
+    feedback_at: datetime | None = None
+    #: The console user the alarm is given to.
+    assignee: str | None = None
+    assigned_at: datetime | None = None
     history: tuple[AlarmEvent, ...] = ()
     comments: tuple[AlarmComment, ...] = ()
 
@@ -102,11 +109,13 @@ class AlarmsCalls(Http):
         acknowledged: bool | None = None,
         since: TimeLike = None,
         until: TimeLike = None,
+        assignee: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Alarm]:
         """Newest first. ``status``: active | acknowledged | cleared | open (active or
-        acknowledged); ``since`` and ``until`` bound the time raised."""
+        acknowledged); ``since`` and ``until`` bound the time raised; ``assignee``: a user
+        name, ``me`` or ``none``."""
         return [
             _alarm(a)
             for a in self._call(
@@ -121,6 +130,7 @@ class AlarmsCalls(Http):
                     "acknowledged": None if acknowledged is None else str(acknowledged).lower(),
                     "since": time_param(since),
                     "until": time_param(until),
+                    "assignee": assignee,
                     "limit": limit,
                     "offset": offset,
                 },
@@ -155,3 +165,19 @@ class AlarmsCalls(Http):
 
     def alarm_history(self, alarm_id: int) -> list[AlarmEvent]:
         return [build(AlarmEvent, e) for e in self._call("GET", f"/alarms/{alarm_id}/history")]
+
+    def judge_alarm(self, alarm_id: int, feedback: str | None, comment: str | None = None) -> Alarm:
+        """Say whether the alarm was ``real`` (a real fault), ``false`` (a false alarm) or
+        ``unsure``; ``None`` withdraws the verdict (operator)."""
+        body = {"feedback": feedback, "comment": comment}
+        return _alarm(self._call("PUT", f"/alarms/{alarm_id}/feedback", json=body))
+
+    def assign_alarm(self, alarm_id: int, assignee: str | None) -> Alarm:
+        """Give the alarm to a console user of its tenant (``None``: to nobody; operator)."""
+        return _alarm(
+            self._call("PUT", f"/alarms/{alarm_id}/assignee", json={"assignee": assignee})
+        )
+
+    def alarm_assignees(self) -> dict[str, Any]:
+        """``{"me", "users": [username]}``: who the tenant's alarms can be given to."""
+        return dict(self._call("GET", "/alarms/assignees"))

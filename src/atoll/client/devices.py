@@ -69,6 +69,8 @@ class Device:
     has_credentials: bool
     created_at: datetime
     last_seen: datetime | None = None
+    #: Each metric's last value, from ``Client.devices(..., latest=True)``.
+    latest: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -325,9 +327,11 @@ class DevicesCalls(Http):
         status: str | None = None,
         limit: int = 1000,
         offset: int = 0,
+        latest: bool = False,
     ) -> list[Device]:
         """A page of devices by id; ``search`` matches
-        id, name or type; ``status``: online | offline."""
+        id, name or type; ``status``: online | offline; ``latest``: with each metric's last
+        value (``Device.latest``)."""
         return [
             build(Device, d)
             for d in self._call(
@@ -339,6 +343,7 @@ class DevicesCalls(Http):
                     "status": status,
                     "limit": limit,
                     "offset": offset,
+                    "latest": "true" if latest else None,
                 },
             )
         ]

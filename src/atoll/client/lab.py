@@ -30,6 +30,18 @@ class LabCalls(Http):
         """One enterprise's figures and each of its projects'."""
         return dict(self._call("GET", f"/lab/enterprises/{tenant}"))
 
+    def lab_quality(
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        project: str | Iterable[str] | None = None,
+        weeks: int = 12,
+    ) -> dict[str, Any]:
+        """Detection precision from alarm feedback (real / (real + false)) over the last
+        ``weeks`` weeks: in total, per project and per rule, each also week by week."""
+        params = {"enterprise": _joined(enterprise), "project": _joined(project), "weeks": weeks}
+        return dict(self._call("GET", "/lab/quality", params=params))
+
     def lab_projects(self) -> list[dict[str, Any]]:
         """Every project you may see (of every enterprise, for the platform admin)."""
         return list(self._call("GET", "/lab/projects")["projects"])
@@ -45,6 +57,8 @@ class LabCalls(Http):
         since: TimeLike,
         until: TimeLike,
         order: str,
+        assignee: str | None = None,
+        feedback: str | Iterable[str] | None = None,
     ) -> dict[str, Any]:
         return {
             "enterprise": _joined(enterprise),
@@ -56,6 +70,8 @@ class LabCalls(Http):
             "since": time_param(since),
             "until": time_param(until),
             "order": order,
+            "assignee": assignee,
+            "feedback": _joined(feedback),
         }
 
     def lab_alarms(
@@ -70,13 +86,26 @@ class LabCalls(Http):
         since: TimeLike = None,
         until: TimeLike = None,
         order: str = "newest",
+        assignee: str | None = None,
+        feedback: str | Iterable[str] | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[Alarm]:
         """Alarms across every enterprise and project you may see (``status`` defaults to open);
-        ``order``: ``newest`` or ``severity``."""
+        ``order``: ``newest`` or ``severity``; ``assignee``: a user name, ``me`` or ``none``;
+        ``feedback``: real | false | unsure | none (not judged)."""
         params = self._lab_filters(
-            enterprise, project, severity, status, rule, device, since, until, order
+            enterprise,
+            project,
+            severity,
+            status,
+            rule,
+            device,
+            since,
+            until,
+            order,
+            assignee,
+            feedback,
         )
         got = self._call("GET", "/lab/alarms", params={**params, "limit": limit, "offset": offset})
         return [_alarm(a) for a in got]
@@ -93,10 +122,22 @@ class LabCalls(Http):
         since: TimeLike = None,
         until: TimeLike = None,
         order: str = "newest",
+        assignee: str | None = None,
+        feedback: str | Iterable[str] | None = None,
     ) -> str:
         """The same alarms as CSV (up to 50,000 rows), e.g. for a report."""
         params = self._lab_filters(
-            enterprise, project, severity, status, rule, device, since, until, order
+            enterprise,
+            project,
+            severity,
+            status,
+            rule,
+            device,
+            since,
+            until,
+            order,
+            assignee,
+            feedback,
         )
         got = self._call("GET", "/lab/alarms.csv", params=params)
         return got.decode() if isinstance(got, bytes) else str(got)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from atoll.client._http import Http, build
+from atoll.client._http import Http, TimeLike, build, time_param
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class AuditEntry:
     target: str
     at: datetime
     detail: dict[str, Any]
+    #: The client address the action came from, when known.
+    source: str | None = None
 
 
 def _new_key(d: dict[str, Any]) -> ApiKey:
@@ -144,11 +146,43 @@ class TenancyCalls(Http):
         action: str | None = None,
         target: str | None = None,
         before_id: int | None = None,
+        actor: str | None = None,
+        since: TimeLike = None,
+        until: TimeLike = None,
     ) -> list[AuditEntry]:
-        """The tenant's audit log, newest first (admin); ``before_id`` pages."""
-        rows = self._call(
-            "GET",
-            "/audit",
-            params={"limit": limit, "action": action, "target": target, "before_id": before_id},
-        )
-        return [build(AuditEntry, r) for r in rows]
+        """The tenant's audit log, newest first (admin); ``before_id`` pages. ``action``
+        ending in ``.`` is a prefix (``"alarm."``); ``actor`` matches part of the actor."""
+        params = {
+            "limit": limit,
+            "action": action,
+            "target": target,
+            "before_id": before_id,
+            "actor": actor,
+            "since": time_param(since),
+            "until": time_param(until),
+        }
+        return [build(AuditEntry, r) for r in self._call("GET", "/audit", params=params)]
+
+    def audit_actions(self) -> list[str]:
+        """The actions the tenant's audit log holds (admin)."""
+        return list(self._call("GET", "/audit/actions"))
+
+    def audit_csv(
+        self,
+        *,
+        action: str | None = None,
+        target: str | None = None,
+        actor: str | None = None,
+        since: TimeLike = None,
+        until: TimeLike = None,
+    ) -> str:
+        """The audit log as CSV (admin; filters as ``audit``; up to 50,000 rows)."""
+        params = {
+            "action": action,
+            "target": target,
+            "actor": actor,
+            "since": time_param(since),
+            "until": time_param(until),
+        }
+        got = self._call("GET", "/audit.csv", params=params)
+        return got.decode() if isinstance(got, bytes) else str(got)

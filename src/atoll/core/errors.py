@@ -67,7 +67,14 @@ class RateLimited(AtollError):
 
 
 class Unavailable(AtollError):
-    """A backend (store, bus, broker) cannot take the request right now."""
+    """A backend (store, bus, broker) cannot take the request right now. ``retry_after``
+    (seconds), when given, is how soon a retry may succeed (HTTP ``Retry-After``)."""
 
     status = 503
     code = "unavailable"
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after

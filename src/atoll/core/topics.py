@@ -65,8 +65,17 @@ ALL_ANOMALIES = "anomaly.>"
 ALL_ALARMS = "alarm.>"
 ALL_TWINS = "twin.>"
 ALL_COMMAND_ACKS = "command_ack.>"
+#: A rule or channel of a project was created, changed or deleted (every rules process reloads).
+ALL_RULE_CHANGES = "rules.>"
 #: What the platform's stream holds.
-ALL_BUS_SUBJECTS = (ALL_TELEMETRY, ALL_ANOMALIES, ALL_ALARMS, ALL_TWINS, ALL_COMMAND_ACKS)
+ALL_BUS_SUBJECTS = (
+    ALL_TELEMETRY,
+    ALL_ANOMALIES,
+    ALL_ALARMS,
+    ALL_TWINS,
+    ALL_COMMAND_ACKS,
+    ALL_RULE_CHANGES,
+)
 
 
 def bus_telemetry(project: str, device: str) -> str:
@@ -87,3 +96,7 @@ def bus_command_ack(project: str, device: str) -> str:
 
 def bus_alarm(project: str) -> str:
     return f"alarm.{project}"
+
+
+def bus_rules(project: str) -> str:
+    return f"rules.{project}"

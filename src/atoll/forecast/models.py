@@ -1,13 +1,19 @@
 """Forecasters behind the port, all from Nixtla's ``statsforecast`` (imported on first use: it
 takes seconds to load, and a platform that never forecasts should not pay for it).
 
-- ``mstl`` (the default): MSTL decomposition into the given seasons (a day, a week) with an
-  AutoETS model of the remainder's trend; without a season, AutoETS alone. Chosen on
-  development seeds of the sector simulations (``atoll bench forecast``, docs/BENCHMARKS.md).
+- ``mstl``: MSTL decomposition into the given seasons (a day, a week) with an AutoETS model of
+  the remainder's trend; without a season, AutoETS alone. It keeps the daily shape, but a trend
+  that began minutes ago hardly moves it.
 - ``autoets``: AutoETS without seasons (ETS cannot take a season of 96 steps at a useful cost).
 - ``theta``: AutoTheta with the first season.
-- ``combo``: the mean of ``mstl``, ``autoets`` and ``theta`` (path and interval ends), the
-  kind of combination the M4 competition found hard to beat.
+- ``combo`` (the default): the mean of ``mstl``, ``autoets`` and ``theta`` (path and interval
+  ends), the kind of combination the M4 competition found hard to beat. It keeps most of the
+  seasonal shape and still follows a fresh trend (a freezer warming since its compressor died),
+  which time-to-threshold needs. Chosen on development seeds of the sector simulations
+  (``atoll bench forecast``, docs/BENCHMARKS.md).
+- ``auto``: per series, whichever of ``mstl``, ``autoets`` and ``theta`` forecast the last
+  ``horizon`` steps of the history best (mean absolute error; at most a quarter of the history
+  is held out), refitted on all of it. The series' own past chooses; nothing is fitted to labels.
 - ``seasonal_naive``: the value one season ago (``naive``, the last value, without a season);
   the baseline the others must beat.
 
@@ -36,8 +42,10 @@ from atoll.forecast.port import Forecast, Forecaster
 
 log = logging.getLogger(__name__)
 
-KINDS = ("mstl", "autoets", "theta", "combo", "seasonal_naive")
-DEFAULT = "mstl"
+KINDS = ("mstl", "autoets", "theta", "combo", "auto", "seasonal_naive")
+#: What ``auto`` chooses from.
+CANDIDATES = ("mstl", "autoets", "theta")
+DEFAULT = "combo"
 
 
 def _constant(y: np.ndarray, horizon: int, level: float) -> Forecast:
@@ -79,6 +87,8 @@ class StatsForecaster:
         seasons = tuple(s for s in seasons if s >= 2 and len(y) >= 2 * s)
         if np.ptp(y) == 0.0:
             return _constant(y, horizon, level)
+        if self.kind == "auto":
+            return self._auto(y, horizon, seasons, level)
         if self.kind == "combo":
             parts = [
                 StatsForecaster(k).forecast(y, horizon, seasons=seasons, level=level)
@@ -116,6 +126,21 @@ class StatsForecaster:
                 y, horizon, seasons=seasons, level=level
             )
         return Forecast(mean, np.minimum(lo, mean), np.maximum(hi, mean), level, label)
+
+    def _auto(
+        self, y: np.ndarray, horizon: int, seasons: tuple[int, ...], level: float
+    ) -> Forecast:
+        held = min(horizon, len(y) // 4)
+        best, best_err = CANDIDATES[0], np.inf
+        if held >= 1 and len(y) - held >= self.min_history:
+            past, future = y[:-held], y[-held:]
+            for kind in CANDIDATES:
+                f = StatsForecaster(kind).forecast(past, held, seasons=seasons, level=level)
+                err = float(np.mean(np.abs(f.mean - future)))
+                if err < best_err:
+                    best, best_err = kind, err
+        out = StatsForecaster(best).forecast(y, horizon, seasons=seasons, level=level)
+        return Forecast(out.mean, out.lo, out.hi, level, f"auto:{out.model}")
 
     def _model(self, seasons: tuple[int, ...]) -> tuple[Callable[[], Any], str]:
         from statsforecast.models import (  # noqa: PLC0415 (seconds to import; see above)

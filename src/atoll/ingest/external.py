@@ -54,11 +54,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from atoll.core import topics
+from atoll.core import acl, topics
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.ingest.dispatch import dispatch
 from atoll.ingest.mosquitto_auth import MosquittoAuth
-from atoll.ingest.pipeline import IngestPipeline
+from atoll.ingest.pipeline import IngestPipeline, NotPublished
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,9 @@ FILTERS = (
 )
 UNKNOWN_DEVICE = "unknown_device"
 IDENTITY_TTL_S = 10.0
+#: An unknown device is remembered as unknown this long: a burst of its messages asks the
+#: registry once, and a device registered through another node is known here within a second.
+UNKNOWN_TTL_S = 1.0
 NODE_FILE = "mqtt-node.json"
 NODE_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FLAP_COUNT, FLAP_WINDOW_S = 3, 30.0  # connections lost this often suggest a duplicate node
@@ -156,11 +159,7 @@ class _Worker:
     def _on_message(self, client, userdata, msg) -> None:
         self.received += 1
         self.last_message = time.monotonic()
-        loop = self.owner.loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(
-                self.owner.on_message, self, msg.mid, msg.qos, msg.topic, bytes(msg.payload)
-            )
+        self.owner.hand_over((self, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
 
     def start(self, host: str, port: int) -> None:
         props = Properties(PacketTypes.CONNECT)
@@ -217,6 +216,8 @@ class ExternalIngest:
         self._tasks: set[asyncio.Task] = set()
         self._inbox: collections.deque = collections.deque()
         self._drain_scheduled = False
+        #: Times paho's threads woke the event loop (once per burst of messages, not per one).
+        self.wakeups = 0
         self._stopping = asyncio.Event()
 
     @classmethod
@@ -414,13 +415,115 @@ class ExternalIngest:
             loop = self.loop
             if loop is not None and not loop.is_closed():
                 self._drain_scheduled = True
+                self.wakeups += 1
                 loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
         self._drain_scheduled = False  # before draining: a message queued from now on re-arms
         inbox = self._inbox
+        pipeline = self.pipeline
+        # Telemetry of devices whose identity is cached and that no rate limit holds back:
+        # validated here and queued as one unit of the next group commit, with one future for
+        # the burst instead of a task and a future per message.
+        fast = not pipeline.behind()
+        burst: list[tuple[_Worker, int, int]] = []
+        parsed: list[Any] = []
+        now = time.monotonic()
         while inbox:
-            self.on_message(*inbox.popleft())
+            item = inbox.popleft()
+            worker, mid, qos, topic, payload = item
+            if (
+                fast
+                and (identity := self._cached_telemetry(topic, now)) is not None
+                and pipeline.passes(identity)
+            ):
+                worker.inflight += 1
+                try:
+                    parsed.append(pipeline.validate(identity, payload, "mqtt"))
+                    pipeline.charge(identity, len(parsed[-1].ts))
+                    burst.append((worker, mid, qos))
+                except InvalidInput:  # counted by the pipeline; handled, so acknowledged
+                    pipeline.charge(identity, 1)
+                    self._ack(worker, mid, qos)
+                continue
+            self.on_message(*item)
+        if burst:
+            try:
+                future = pipeline.enqueue(parsed)
+            except Unavailable:  # ingest stopping, or the bus down: the retrying path
+                self._redo(burst, parsed)
+                return
+            future.add_done_callback(lambda f: self._burst_done(f, burst, parsed))
+
+    def _cached_telemetry(self, topic: str, now: float) -> Any:
+        """The cached identity of a telemetry message's device (``None``: take the slow path)."""
+        parsed = topics.parse(topic)
+        if parsed is None or parsed[1] != "telemetry":
+            return None
+        hit = self._identities.get(parsed[0])
+        if hit is None or hit[0] <= now or hit[1] is None:
+            return None
+        return hit[1] if acl.may_publish(parsed[0], topic) else None
+
+    def _ack(self, worker: _Worker, mid: int, qos: int) -> None:
+        worker.inflight -= 1
+        if qos > 0:
+            worker.client.ack(mid, qos)
+
+    def _burst_done(
+        self, future: asyncio.Future, burst: list[tuple[_Worker, int, int]], parsed: list[Any]
+    ) -> None:
+        error = future.exception() if not future.cancelled() else Unavailable("cancelled")
+        if error is None:
+            for worker, mid, qos in burst:
+                self._ack(worker, mid, qos)
+        elif isinstance(error, NotPublished):  # stored: acknowledge once the bus has it
+            task = asyncio.ensure_future(self._ack_when_published(error, burst))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            self._redo(burst, parsed)
+
+    async def _ack_when_published(
+        self, error: NotPublished, burst: list[tuple[_Worker, int, int]]
+    ) -> None:
+        published = await self._published(error)
+        for worker, mid, qos in burst:
+            if published:
+                self._ack(worker, mid, qos)
+            else:  # stopped first: left in the session, the broker delivers it again
+                worker.inflight -= 1
+                worker.unacked += 1
+
+    def _redo(self, burst: list[tuple[_Worker, int, int]], parsed: list[Any]) -> None:
+        """Not stored: each message takes the retrying path, with its readings as validated
+        (stamps included), so it is stored once when the store is back."""
+        for (worker, mid, qos), p in zip(burst, parsed, strict=True):
+            task = asyncio.ensure_future(self._retry_parsed(worker, mid, qos, p))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _retry_parsed(self, worker: _Worker, mid: int, qos: int, parsed: Any) -> None:
+        delay = 0.0
+        while True:
+            try:
+                await self.pipeline.write(parsed)
+                break
+            except NotPublished as e:
+                if await self._published(e):
+                    break
+            except Unavailable as e:
+                if not delay:
+                    log.error("not acknowledging a message of %s yet: %s", parsed.device, e.message)
+                delay = min(max(2 * delay, RETRY_MIN_S), RETRY_MAX_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if not self._stopping.is_set():
+                    continue
+            worker.inflight -= 1
+            worker.unacked += 1
+            return
+        self._ack(worker, mid, qos)
 
     def on_message(self, worker: _Worker, mid: int, qos: int, topic: str, payload: bytes) -> None:
         worker.inflight += 1
@@ -455,6 +558,14 @@ class ExternalIngest:
                     await self.pipeline.hold(identity, "mqtt")
                     await dispatch(self.pipeline, identity, topic, payload)
                 break
+            except NotPublished as e:
+                # Stored, but the bus has not taken the event yet: wait for this process's
+                # outbox to publish it, then acknowledge. Handing the message in again would
+                # stamp its readings without ``ts`` a second time.
+                if await self._published(e):
+                    break
+                worker.unacked += 1  # stopped first: the broker delivers it again
+                return
             except Unavailable as e:
                 # Not stored (the store or the registry is down, say): not acknowledged, and
                 # tried again with a growing wait until it is stored, so ingest resumes by
@@ -473,6 +584,16 @@ class ExternalIngest:
         if qos > 0:
             worker.client.ack(mid, qos)
 
+    async def _published(self, e: NotPublished) -> bool:
+        """Wait until ``e``'s event is on the bus (``True``), or ingest stops (``False``)."""
+        stopping: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
+        published: asyncio.Future[Any] = e.published
+        try:
+            await asyncio.wait([published, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        return published.done() and not published.cancelled() and not published.exception()
+
     async def _identity(self, device: str) -> Any:
         """The device's identity, cached for ``IDENTITY_TTL_S``. Single-flight: the messages
         of a device that arrive while its identity is being looked up wait for that one
@@ -490,7 +611,8 @@ class ExternalIngest:
             now = time.monotonic()
             identity = await asyncio.to_thread(self.registry.device_identity, device)
             if self._lookups.get(device) is asyncio.current_task():  # not forgotten meanwhile
-                self._identities[device] = (now + IDENTITY_TTL_S, identity)
+                ttl = IDENTITY_TTL_S if identity is not None else UNKNOWN_TTL_S
+                self._identities[device] = (now + ttl, identity)
             return identity
         finally:
             if self._lookups.get(device) is asyncio.current_task():

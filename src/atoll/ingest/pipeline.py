@@ -1,9 +1,19 @@
 """The ingest pipeline every transport (embedded MQTT, external MQTT, HTTP) goes through.
 
 validate → queue → one writer thread that *group-commits* everything queued into a single
-``SeriesStore.append`` → resolve each submitter only after that append returned → publish on
-the bus. So ``await submit_telemetry(...)`` returning means the points are durable, and the
-transports answer (PUBACK, HTTP 2xx) only after it returned.
+``SeriesStore.append`` → publish the points' telemetry events on the bus → resolve each
+submitter only after both returned. So ``await submit_telemetry(...)`` returning means the
+points are durable in the store *and* their events are on the bus (on NATS: stored by
+JetStream), and the transports answer (PUBACK, HTTP 2xx) only after it returned: detection and
+rules see every acknowledged reading.
+
+When the bus refuses an event (NATS down), the stored points' submitters get ``NotPublished``
+(an ``Unavailable``: 503, no PUBACK); the event stays in this process's outbox and is published
+again with a growing wait until the bus takes it. Until then new telemetry is refused before
+it is stored (``Unavailable``), so nothing piles up and nothing is stored twice while the device
+re-sends. External MQTT waits for ``NotPublished.published`` before acknowledging to the
+broker, instead of handing the message in again (which would stamp readings without ``ts``
+a second time).
 
 Transports that receive many messages at once (the embedded broker reads a whole TCP chunk)
 ``validate`` each message and ``enqueue`` them as one unit with one future, so a group of
@@ -68,6 +78,24 @@ MAX_JSON_DEPTH = 32
 #: A traceback of an unexpected validator failure is logged at most once per this many seconds:
 #: a device repeating the message that triggers it must not fill the log.
 TRACEBACK_LOG_INTERVAL_S = 60.0
+#: A telemetry event the bus refused is published again after these waits, doubling.
+REPUBLISH_MIN_S, REPUBLISH_MAX_S = 0.25, 5.0
+#: Devices' telemetry events of one commit published at once (each device's in order).
+PUBLISHERS = 16
+
+
+class NotPublished(Unavailable):
+    """The points are stored, but the bus has not taken their event yet: not acknowledged.
+    ``published`` resolves when this process's outbox got it onto the bus (``None``), or fails
+    when the process stopped first."""
+
+    def __init__(self, message: str, published: asyncio.Future[None]) -> None:
+        super().__init__(
+            message,
+            hint="retry; a reading re-sent with the same ts is stored once",
+            retry_after=1.0,
+        )
+        self.published = published
 
 
 @dataclass
@@ -95,6 +123,18 @@ class _Item:
         self.parsed = parsed
         self.points = points
         self.future = future
+
+
+class _Event:
+    """A device's telemetry for the bus: one event, or several ``chunks`` (in point order)
+    when its points are more than the bus takes in one message."""
+
+    __slots__ = ("chunks", "device", "subject")
+
+    def __init__(self, device: tuple[str, str], subject: str, chunks: list[bytes]) -> None:
+        self.device = device
+        self.subject = subject
+        self.chunks = chunks
 
 
 class _Held:
@@ -139,6 +179,9 @@ class IngestPipeline:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flusher: asyncio.Task | None = None
         self._publishing: set[asyncio.Task] = set()
+        #: Since when (monotonic) the bus refuses events; new telemetry is refused meanwhile.
+        self._bus_down_since: float | None = None
+        self._bus_error = ""
         self._schemas: dict[str, tuple[Any, TelemetrySchema]] = {}
         # (device, transport, reason) -> [count, last_message, last_at]
         self._rejections: dict[tuple[str, str, str], list] = {}
@@ -273,6 +316,13 @@ class IngestPipeline:
                 msg, retry_after=wait, hint="send less often, or batch readings and slow down"
             )
 
+    def passes(self, identity: Identity) -> bool:
+        """Whether ``hold`` would let a message of ``identity`` through at once (no message of
+        the device waits, and it and its tenant are within their limits)."""
+        return self.quotas is None or (
+            identity.device not in self._held and self.over_limit(identity) <= 0
+        )
+
     async def hold(self, identity: Identity, transport: str) -> None:
         """For transports that handle messages one by one and cannot refuse them: wait until
         the device and its tenant are within their limits (counted as ``throttled``). A
@@ -336,7 +386,15 @@ class IngestPipeline:
         """
         loop = self._loop
         if loop is None or self._stopping:
-            raise Unavailable("ingest is not running")
+            raise Unavailable("ingest is not running", retry_after=1.0)
+        if self._bus_down_since is not None:
+            raise Unavailable(
+                f"the message bus has refused telemetry events for "
+                f"{time.monotonic() - self._bus_down_since:.0f} s ({self._bus_error}); "
+                "nothing of this message was stored",
+                hint="retry later; ingest resumes by itself when the bus is back",
+                retry_after=1.0,
+            )
         fut = loop.create_future()
         n = 0
         for p in parsed:
@@ -400,7 +458,7 @@ class IngestPipeline:
         taken: list[_Item],
         total: int,
         err: BaseException | None,
-        payloads: list[tuple[str, bytes]],
+        payloads: list[_Event],
     ) -> None:
         if err is None:
             now, seen = _now_us(), self._seen
@@ -409,25 +467,114 @@ class IngestPipeline:
                 messages += len(item.parsed)
                 for p in item.parsed:
                     seen[p.device] = now
-                if not item.future.done():
-                    item.future.set_result(None)
             self.stats.messages += messages
             self.stats.points += total
-            if payloads:
-                task = asyncio.ensure_future(self._publish(payloads))
+            if payloads:  # acknowledged once the bus has the events too
+                task = asyncio.ensure_future(self._publish_then_ack(taken, payloads))
                 self._publishing.add(task)
                 task.add_done_callback(self._publishing.discard)
+            else:
+                for item in taken:
+                    if not item.future.done():
+                        item.future.set_result(None)
         else:
             exc = Unavailable(
                 f"the store could not persist the points: {err}",
                 hint="retry later; nothing of this message was acknowledged",
+                retry_after=1.0,
             )
             for item in taken:
                 if not item.future.done():
                     item.future.set_exception(exc)
 
+    async def _publish_then_ack(self, taken: list[_Item], events_: list[_Event]) -> None:
+        """Publish a commit's events, then resolve its submitters; events the bus refused go
+        to the outbox and their submitters get ``NotPublished``."""
+        failed = await self._publish_events(events_)
+        if failed:
+            assert self._loop is not None
+            published: asyncio.Future[None] = self._loop.create_future()
+            published.add_done_callback(_consume)
+            devices = {e.device for e in failed}
+            exc = NotPublished(
+                f"the points are stored, but the message bus did not take their event "
+                f"({self._bus_error})",
+                published,
+            )
+        for item in taken:
+            if item.future.done():
+                continue
+            if failed and any((p.project, p.device) in devices for p in item.parsed):
+                item.future.set_exception(exc)
+            else:
+                item.future.set_result(None)
+        if failed:
+            await self._outbox(failed, published)
+
+    async def _publish_events(self, events_: list[_Event]) -> list[_Event]:
+        """Publish (a device's chunks in order, a few devices at once); the events the bus
+        refused as ``Unavailable``. Other refusals are logged and dropped (retrying cannot
+        help). A device's chunks are consecutive in ``events_``."""
+        assert self.bus is not None
+        bus = self.bus
+        todo = iter(events_)
+        failed: list[_Event] = []
+
+        async def publisher() -> None:
+            for e in todo:
+                for n, data in enumerate(e.chunks):
+                    try:
+                        await bus.publish(e.subject, data)
+                    except Unavailable as err:
+                        self._bus_error = err.message
+                        failed.append(_Event(e.device, e.subject, e.chunks[n:]))
+                        break
+                    except Exception:  # noqa: BLE001 - e.g. too large: retrying cannot help
+                        log.exception("bus publish on %s failed; the event is dropped", e.subject)
+
+        # A few publishers share the devices: on NATS each publish waits for its PubAck, so
+        # they keep several round trips in flight (a task per device would cost more than the
+        # publish itself on the in-process bus). A device's chunks go in order, by one of them.
+        n = min(len(events_), PUBLISHERS)
+        if n == 1:
+            await publisher()
+        else:
+            await asyncio.gather(*(publisher() for _ in range(n)))
+        if failed and self._bus_down_since is None:
+            self._bus_down_since = time.monotonic()
+            log.error(
+                "the message bus refused the telemetry of %d device(s) (%s); refusing new "
+                "telemetry until it takes them",
+                len(failed),
+                self._bus_error,
+            )
+        return failed
+
+    async def _outbox(self, failed: list[_Event], published: asyncio.Future[None]) -> None:
+        """Publish stored points' events again, with a growing wait, until the bus takes them
+        (or ingest stops: then they are logged as lost to the bus, not to the store)."""
+        delay = REPUBLISH_MIN_S
+        while failed:
+            if self._stopping:
+                log.error(
+                    "ingest stopped with the telemetry of %d device(s), stored, not on the bus",
+                    len(failed),
+                )
+                published.set_exception(Unavailable("ingest stopped"))
+                return
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, REPUBLISH_MAX_S)
+            failed = await self._publish_events(failed)
+        if self._bus_down_since is not None:
+            log.warning(
+                "the message bus takes telemetry events again after %.1f s",
+                time.monotonic() - self._bus_down_since,
+            )
+            self._bus_down_since = None
+        published.set_result(None)
+
     @staticmethod
-    def _bus_payloads(taken: list[_Item], max_bytes: int | None) -> list[tuple[str, bytes]]:
+    def _bus_payloads(taken: list[_Item], max_bytes: int | None) -> list[_Event]:
         """One telemetry event per device, in chunks under the bus's ``max_bytes``."""
         by_device: dict[tuple[str, str], list[ParsedTelemetry]] = {}
         for item in taken:
@@ -451,19 +598,11 @@ class IngestPipeline:
                     val.extend(p.value)
                 metrics = list(lut)
             subject = topics.bus_telemetry(project, device)
-            for data in events.encode_telemetry_chunks(
+            chunks = events.encode_telemetry_chunks(
                 project, device, metrics, idx, ts, val, max_bytes
-            ):
-                out.append((subject, data))
+            )
+            out.append(_Event((project, device), subject, list(chunks)))
         return out
-
-    async def _publish(self, payloads: list[tuple[str, bytes]]) -> None:
-        assert self.bus is not None
-        for subject, data in payloads:
-            try:
-                await self.bus.publish(subject, data)
-            except Exception:  # the points are stored; a bus hiccup must not fail ingest
-                log.exception("bus publish on %s failed", subject)
 
     # -- twins and commands ------------------------------------------------------------------
 
@@ -649,6 +788,12 @@ def _check_json(doc: Any, what: str) -> None:
             raise InvalidTelemetry(
                 INTEGER_TOO_LARGE, f"{what} holds an integer beyond the 64-bit range"
             )
+
+
+def _consume(fut: asyncio.Future) -> None:
+    """Retrieve an unawaited future's exception (no "never retrieved" warning)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _short(value: Any) -> str:

@@ -47,6 +47,7 @@ def open_engine(url: str) -> Engine:
         metadata.create_all(conn)
         _add_platform_admin_to_users(conn)
         _add_detectors_to_device_types(conn)
+        _add_source_to_audit_log(conn)
     return engine
 
 
@@ -67,6 +68,13 @@ def _add_detectors_to_device_types(conn: Connection) -> None:
     none bound, as before)."""
     if "detectors" not in {c["name"] for c in inspect(conn).get_columns("device_types")}:
         conn.execute(text("ALTER TABLE device_types ADD COLUMN detectors JSON"))
+
+
+def _add_source_to_audit_log(conn: Connection) -> None:
+    """Databases made before the audit log kept the client address get the column (NULL:
+    not known for the entries before)."""
+    if "source" not in {c["name"] for c in inspect(conn).get_columns("audit_log")}:
+        conn.execute(text("ALTER TABLE audit_log ADD COLUMN source VARCHAR(100)"))
 
 
 def _add_platform_admin_to_users(conn: Connection) -> None:

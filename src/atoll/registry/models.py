@@ -207,6 +207,8 @@ class Principal:
     platform_admin: bool = False
     # Set while a platform admin acts inside another tenant: the tenant the key belongs to.
     acting_from: str | None = None
+    #: The client address of the request (for the audit log), when known.
+    source: str | None = None
 
     def can(self, needed: str) -> bool:
         return role_at_least(self.role, needed)
@@ -255,6 +257,8 @@ class AuditEntry:
     target: str
     at: int
     detail: dict[str, Any] = field(default_factory=dict)
+    #: The client address the action came from (None: not known, e.g. the local CLI).
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from atoll.core.errors import AtollError, Conflict, InvalidInput, Unavailable
@@ -825,6 +825,30 @@ class Registry:
         with self._write() as conn:
             return _commands.expire(conn)
 
+    def claim_run(self, job: str, now: int, every: int) -> bool:
+        """Whether a singleton job (retention, command expiry) runs now: its last run is at
+        least ``every`` µs before ``now``, moved to ``now`` with compare-and-set, so of several
+        nodes trying at once exactly one gets the slot."""
+        key = f"run:{job}"[:64]
+        with self._read() as conn:
+            row = conn.execute(select(t.meta.c.value).where(t.meta.c.key == key)).first()
+        if row is None:
+            try:
+                with self._write() as conn:
+                    conn.execute(insert(t.meta).values(key=key, value=str(now)))
+            except (IntegrityError, Conflict):
+                return False  # another node's first run, just now
+            return True
+        with self._write() as conn:
+            if now - int(row.value) < every:
+                return False
+            moved = conn.execute(
+                update(t.meta)
+                .where(t.meta.c.key == key, t.meta.c.value == row.value)
+                .values(value=str(now))
+            ).rowcount
+            return moved == 1
+
     # -- audit --------------------------------------------------------------------------------
     def audit(
         self,
@@ -833,9 +857,10 @@ class Registry:
         action: str,
         target: str,
         detail: Mapping[str, Any] | None = None,
+        source: str | None = None,
     ) -> None:
         with self._write() as conn:
-            _audit.record(conn, tenant, actor, action, target, detail)
+            _audit.record(conn, tenant, actor, action, target, detail, source)
 
     def audit_log(
         self,
@@ -845,11 +870,33 @@ class Registry:
         before_id: int | None = None,
         action: str | None = None,
         target: str | None = None,
+        actor: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
     ) -> list[AuditEntry]:
+        """Newest first; ``actor`` matches part of the actor, ``action`` ending in ``.`` is a
+        prefix; ``since``/``until`` bound the time (µs)."""
         with self._read() as conn:
             return _audit.list_(
-                conn, tenant, limit=limit, before_id=before_id, action=action, target=target
+                conn,
+                tenant,
+                limit=limit,
+                before_id=before_id,
+                action=action,
+                target=target,
+                actor=actor,
+                since=since,
+                until=until,
             )
+
+    def audit_count(self, tenant: str, **filters: Any) -> int:
+        """How many entries ``audit_log`` pages through with the same filters."""
+        with self._read() as conn:
+            return _audit.count(conn, tenant, **filters)
+
+    def audit_actions(self, tenant: str) -> list[str]:
+        with self._read() as conn:
+            return _audit.actions(conn, tenant)
 
 
 @contextmanager

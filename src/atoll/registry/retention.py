@@ -2,6 +2,11 @@
 
 Runs inside ``atoll up`` as a platform service (hourly by default); ``run_once`` is the unit of
 work and is what tests and the CLI call.
+
+In a cluster (a NATS bus) retention and command expiry are singletons: each node's service
+checks every ``check_s`` seconds, runs only while it holds the deployment's ``leader`` lease
+(``atoll.bus.partitions.Leader``), and claims each run with compare-and-set on the job's last
+run (``Registry.claim_run``), so one node runs it once per ``interval_s``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import time
 from typing import Protocol
 
+from atoll.bus.partitions import Leader
 from atoll.registry.registry import Registry
 from atoll.store.port import SeriesStore
 
@@ -21,11 +27,21 @@ DAY_US = 86_400_000_000
 
 class RetentionService:
     def __init__(
-        self, registry: Registry, store: SeriesStore, *, interval_s: float = 3600.0
+        self,
+        registry: Registry,
+        store: SeriesStore,
+        *,
+        interval_s: float = 3600.0,
+        leader: Leader | None = None,
+        check_s: float = 30.0,
     ) -> None:
         self.registry = registry
         self.store = store
         self.interval_s = interval_s
+        #: ``None``: this process is the only one (runs every ``interval_s``, as ever).
+        self.leader = leader
+        self.check_s = min(check_s, interval_s)
+        self.runs = 0
         self._task: asyncio.Task | None = None
 
     def run_once(self, now_us: int | None = None) -> dict[str, int]:
@@ -47,15 +63,28 @@ class RetentionService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self.leader is not None:
+            await self.leader.release()
 
     async def _loop(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(self.run_once)
-                await asyncio.to_thread(self.registry.expire_commands)
+                if await self._due():
+                    await asyncio.to_thread(self.run_once)
+                    await asyncio.to_thread(self.registry.expire_commands)
+                    self.runs += 1
             except Exception:  # a failing pass must not stop later ones
                 log.exception("retention pass failed")
-            await asyncio.sleep(self.interval_s)
+            await asyncio.sleep(self.interval_s if self.leader is None else self.check_s)
+
+    async def _due(self) -> bool:
+        if self.leader is None:
+            return True
+        if not await self.leader.leading():
+            return False
+        every = int(self.interval_s * 1_000_000)
+        now = time.time_ns() // 1000
+        return await asyncio.to_thread(self.registry.claim_run, "retention", now, every)
 
 
 class RetentionHost(Protocol):
@@ -68,7 +97,18 @@ class RetentionHost(Protocol):
     @property
     def store(self) -> SeriesStore: ...
 
+    @property
+    def bus(self) -> object: ...
+
+
+#: Seconds the retention leader's lease lives without renewal (it renews every ``check_s``).
+LEADER_LEASE_S = 90.0
+
 
 def create_service(ctx: RetentionHost) -> RetentionService:
-    """Hook for ``atoll.platform.SERVICE_MODULES``."""
-    return RetentionService(ctx.registry, ctx.store)
+    """Hook for ``atoll.platform.SERVICE_MODULES``: on a NATS bus, a singleton of the cluster."""
+    from atoll.bus.nats_partitions import leader_for
+
+    return RetentionService(
+        ctx.registry, ctx.store, leader=leader_for(ctx.bus, "retention", lease_s=LEADER_LEASE_S)
+    )

@@ -206,6 +206,8 @@ audit_log = Table(
     Column("target", String(300), nullable=False),
     Column("detail", JSON, nullable=False),
     Column("at", BigInteger, nullable=False),
+    # Added later (ALTER TABLE on old databases): the client address the action came from.
+    Column("source", String(100), nullable=True),
     Index("ix_audit_tenant_at", "tenant", "at"),
 )
 

@@ -9,6 +9,7 @@ alarm's history with who and when.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -20,6 +21,22 @@ from atoll.rules.model import SEVERITIES, Rule
 
 Status = Literal["active", "acknowledged", "cleared"]
 SYSTEM = "system"
+#: An operator's verdict on an alarm: a real fault, a false alarm, or unsure.
+Feedback = Literal["real", "false", "unsure"]
+FEEDBACK: tuple[str, ...] = ("real", "false", "unsure")
+WEEK_US = 7 * 86_400 * 1_000_000
+#: Weeks start on Monday 00:00 UTC; the epoch (1970-01-01) was a Thursday, 3 days later.
+MONDAY_SHIFT_US = 3 * 86_400 * 1_000_000
+
+
+def week_of(us: int) -> int:
+    """The number of the week (Monday to Sunday, UTC) holding ``us``."""
+    return (us + MONDAY_SHIFT_US) // WEEK_US
+
+
+def week_start(week: int) -> int:
+    """When week number ``week`` starts (µs)."""
+    return week * WEEK_US - MONDAY_SHIFT_US
 
 
 class Alarm(BaseModel):
@@ -45,6 +62,13 @@ class Alarm(BaseModel):
     escalation_level: int = 0
     last_notified_at: int | None = None
     notifications: int = 0
+    #: The bus stream position of the message that raised it (partitioned rules), if any.
+    raised_seq: int | None = None
+    feedback: Feedback | None = None
+    feedback_by: str | None = None
+    feedback_at: int | None = None
+    assignee: str | None = None
+    assigned_at: int | None = None
 
     @property
     def open(self) -> bool:
@@ -67,6 +91,11 @@ class Comment(BaseModel):
     ts: int
     author: str
     text: str
+
+
+#: Called with the transaction's connection and the changed alarm, inside the transition's
+#: transaction (the rules service writes the notifications' deliveries there).
+Outbox = Callable[[sa.Connection, "Alarm"], object]
 
 
 class AlarmBook:
@@ -111,6 +140,8 @@ class AlarmBook:
         severity: builtins.list[str] | None = None,
         since: int | None = None,
         until: int | None = None,
+        assignee: str | None = None,
+        feedback: builtins.list[str] | None = None,
     ) -> builtins.list[Any]:
         t = db.alarms
         where: builtins.list[Any] = []
@@ -128,6 +159,14 @@ class AlarmBook:
             where.append(t.c.raised_at >= since)
         if until is not None:
             where.append(t.c.raised_at < until)
+        if assignee is not None:  # "" means nobody
+            where.append(t.c.assignee == assignee if assignee else t.c.assignee.is_(None))
+        if feedback:
+            judged = [f for f in feedback if f != "none"]
+            either = [t.c.feedback.in_(judged)] if judged else []
+            if "none" in feedback:
+                either.append(t.c.feedback.is_(None))
+            where.append(sa.or_(*either))
         return where
 
     def list(
@@ -140,6 +179,8 @@ class AlarmBook:
         severity: builtins.list[str] | None = None,
         since: int | None = None,
         until: int | None = None,
+        assignee: str | None = None,
+        feedback: builtins.list[str] | None = None,
         limit: int = 100,
         offset: int = 0,
         worst_first: bool = False,
@@ -154,6 +195,8 @@ class AlarmBook:
             severity=severity,
             since=since,
             until=until,
+            assignee=assignee,
+            feedback=feedback,
         )
         q = sa.select(t).where(*where)
         order = [t.c.raised_at.desc(), t.c.id.desc()]
@@ -263,13 +306,27 @@ class AlarmBook:
         detail: str,
         metric: str | None = None,
         context: dict[str, Any] | None = None,
+        seq: int | None = None,
+        outbox: Outbox | None = None,
     ) -> Alarm | None:
         """Open an alarm, or ``None`` when one is already open for (rule, device) (the
-        database's unique index decides, whichever process got there first)."""
+        database's unique index decides, whichever process got there first), or when ``seq``
+        (the stream position of the message behind it) is given and an alarm of (rule, device)
+        was already raised at or after it (the message came again after a crash)."""
         if self.open_for(rule.id or "", device) is not None:
             return None
+        t = db.alarms
         try:
             with self.engine.begin() as c:
+                if (
+                    seq is not None
+                    and c.execute(
+                        sa.select(t.c.id)
+                        .where(t.c.rule_id == rule.id, t.c.device == device, t.c.raised_seq >= seq)
+                        .limit(1)
+                    ).first()
+                ):
+                    return None
                 key = c.execute(
                     sa.insert(db.alarms).values(
                         project=rule.project,
@@ -286,55 +343,121 @@ class AlarmBook:
                         raised_at=ts,
                         escalation_level=0,
                         notifications=0,
+                        raised_seq=seq,
                     )
                 ).inserted_primary_key
                 assert key is not None  # an INSERT's result has the new row's key
                 alarm_id = key[0]
                 self._event(c, alarm_id, ts, "raised", SYSTEM, rule.severity, detail)
-                return self._update(c, alarm_id)
+                alarm = self._update(c, alarm_id)
+                if outbox is not None:
+                    outbox(c, alarm)
+                return alarm
         except sa.exc.IntegrityError:
             return None  # another process opened it first (rolled back as a whole)
 
+    # Every transition is one conditional UPDATE (compare-and-set on the state it leaves):
+    # of two processes (or a message delivered again) making the same one, exactly one wins,
+    # and only the winner writes the history and announces it.
+
     def acknowledge(self, alarm_id: int, actor: str, ts: int) -> Alarm:
         alarm = self.get(alarm_id)
-        if alarm.acknowledged:
-            raise Conflict(f"alarm {alarm_id} is already acknowledged (by {alarm.acknowledged_by})")
+        t = db.alarms
         with self.engine.begin() as c:
-            self._event(c, alarm_id, ts, "acknowledged", actor, alarm.severity)
-            status = "cleared" if alarm.status == "cleared" else "acknowledged"
-            return self._update(
-                c,
-                alarm_id,
-                status=status,
-                acknowledged=True,
-                acknowledged_at=ts,
-                acknowledged_by=actor,
-            )
+            won = c.execute(
+                sa.update(t)
+                .where(t.c.id == alarm_id, t.c.acknowledged == sa.false())
+                .values(
+                    status=sa.case((t.c.status == "cleared", "cleared"), else_="acknowledged"),
+                    acknowledged=True,
+                    acknowledged_at=ts,
+                    acknowledged_by=actor,
+                )
+            ).rowcount
+            if won == 1:
+                self._event(c, alarm_id, ts, "acknowledged", actor, alarm.severity)
+                return self._update(c, alarm_id)
+        alarm = self.get(alarm_id)
+        raise Conflict(f"alarm {alarm_id} is already acknowledged (by {alarm.acknowledged_by})")
 
-    def clear(self, alarm_id: int, actor: str, ts: int, detail: str = "") -> Alarm:
+    def clear(
+        self,
+        alarm_id: int,
+        actor: str,
+        ts: int,
+        detail: str = "",
+        *,
+        seq: int | None = None,
+        outbox: Outbox | None = None,
+    ) -> Alarm:
+        """Clear an open alarm; ``Conflict`` if it is cleared already, or if ``seq`` (the stream
+        position of the message that ended the condition) is not after the one that raised it
+        (the message came again after a crash, out of turn)."""
+        alarm = self.get(alarm_id)
+        t = db.alarms
+        where = [t.c.id == alarm_id, t.c.status != "cleared"]
+        if seq is not None:
+            where.append(sa.or_(t.c.raised_seq.is_(None), t.c.raised_seq < seq))
+        with self.engine.begin() as c:
+            won = c.execute(
+                sa.update(t).where(*where).values(status="cleared", cleared_at=ts, cleared_by=actor)
+            ).rowcount
+            if won == 1:
+                self._event(c, alarm_id, ts, "cleared", actor, alarm.severity, detail)
+                cleared = self._update(c, alarm_id)
+                if outbox is not None:
+                    outbox(c, cleared)
+                return cleared
         alarm = self.get(alarm_id)
         if alarm.status == "cleared":
             raise Conflict(f"alarm {alarm_id} is already cleared (by {alarm.cleared_by})")
-        with self.engine.begin() as c:
-            self._event(c, alarm_id, ts, "cleared", actor, alarm.severity, detail)
-            return self._update(c, alarm_id, status="cleared", cleared_at=ts, cleared_by=actor)
+        raise Conflict(f"alarm {alarm_id} was raised after the message that would clear it")
 
     def escalate(
         self, alarm_id: int, level: int, severity: str | None, ts: int, detail: str
-    ) -> Alarm:
+    ) -> Alarm | None:
+        """Move an open, unacknowledged alarm from ``level - 1`` to ``level``; ``None`` if it is
+        not there any more (cleared, acknowledged, or escalated by another process)."""
         alarm = self.get(alarm_id)
         new = alarm.severity
         if severity is not None and SEVERITIES.index(severity) > SEVERITIES.index(new):
             new = severity
+        t = db.alarms
         with self.engine.begin() as c:
+            won = c.execute(
+                sa.update(t)
+                .where(
+                    t.c.id == alarm_id,
+                    t.c.escalation_level == level - 1,
+                    t.c.status == "active",
+                )
+                .values(escalation_level=level, severity=new)
+            ).rowcount
+            if won != 1:
+                return None
             self._event(c, alarm_id, ts, "escalated", SYSTEM, new, detail)
-            return self._update(c, alarm_id, escalation_level=level, severity=new)
+            return self._update(c, alarm_id)
 
-    def notified(self, alarm_id: int, ts: int) -> Alarm:
+    def notified(self, alarm_id: int, ts: int, *, last: int | None = None) -> Alarm | None:
+        """Record a notification at ``ts``. With ``last`` (a repeat): only if the alarm is still
+        active (open, not acknowledged) and was last notified at ``last`` (its raise time if
+        never), ``None`` otherwise, so a repeat is sent once, and never after the clear."""
+        t = db.alarms
+        where = [t.c.id == alarm_id]
+        if last is not None:
+            where += [
+                t.c.status == "active",
+                sa.func.coalesce(t.c.last_notified_at, t.c.raised_at) == last,
+            ]
         with self.engine.begin() as c:
-            return self._update(
-                c, alarm_id, last_notified_at=ts, notifications=db.alarms.c.notifications + 1
-            )
+            won = c.execute(
+                sa.update(t)
+                .where(*where)
+                .values(last_notified_at=ts, notifications=t.c.notifications + 1)
+            ).rowcount
+            if won != 1:
+                return None
+            return self._update(c, alarm_id)
 
     def comment(self, alarm_id: int, author: str, text: str, ts: int) -> Comment:
         text = text.strip()
@@ -349,3 +472,47 @@ class AlarmBook:
             cid = key[0]
             self._event(c, alarm_id, ts, "commented", author, None, text[:200])
         return Comment(id=cid, alarm_id=alarm_id, ts=ts, author=author, text=text)
+
+    # ------------------------------------------------------------ feedback and owners
+
+    def judge(self, alarm_id: int, feedback: str | None, actor: str, ts: int) -> Alarm:
+        """Record the operator's verdict (``None`` withdraws it); the last verdict counts."""
+        if feedback is not None and feedback not in FEEDBACK:
+            raise InvalidInput(
+                f"feedback: unknown value {feedback!r}", hint="use real, false or unsure"
+            )
+        self.get(alarm_id)
+        with self.engine.begin() as c:
+            self._event(c, alarm_id, ts, "feedback", actor, None, feedback or "withdrawn")
+            return self._update(
+                c,
+                alarm_id,
+                feedback=feedback,
+                feedback_by=actor if feedback else None,
+                feedback_at=ts if feedback else None,
+            )
+
+    def assign(self, alarm_id: int, assignee: str | None, actor: str, ts: int) -> Alarm:
+        """Give the alarm to ``assignee`` (``None``: to nobody)."""
+        self.get(alarm_id)
+        with self.engine.begin() as c:
+            self._event(c, alarm_id, ts, "assigned", actor, None, assignee or "unassigned")
+            return self._update(
+                c, alarm_id, assignee=assignee, assigned_at=ts if assignee else None
+            )
+
+    def feedback_counts(
+        self, projects: builtins.list[str] | None = None, since: int | None = None
+    ) -> builtins.list[tuple[str, str, str, int, str, int]]:
+        """Judged alarms counted per (project, rule id, rule name, week, verdict), in one
+        grouped query; ``week`` is the raise time's week (``week_of``; ``week_start`` tells
+        when it starts)."""
+        t = db.alarms
+        week = (t.c.raised_at + MONDAY_SHIFT_US) // WEEK_US
+        q = (
+            sa.select(t.c.project, t.c.rule_id, t.c.rule_name, week, t.c.feedback, sa.func.count())
+            .where(t.c.feedback.is_not(None), *self._where(projects=projects, since=since))
+            .group_by(t.c.project, t.c.rule_id, t.c.rule_name, week, t.c.feedback)
+        )
+        with self.engine.connect() as c:
+            return [(p, r, name, int(w), f, int(n)) for p, r, name, w, f, n in c.execute(q)]

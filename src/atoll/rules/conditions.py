@@ -215,6 +215,14 @@ class Node:
     def _for_text(self) -> str:
         return f" for {format_duration(self.for_us / US)}" if self.for_us else ""
 
+    # State, for checkpoints (``atoll.rules.partitioned``): plain data (msgpack), loaded into a
+    # node freshly built from the same condition.
+    def dump(self) -> dict[str, Any]:
+        return {"n": [self.since, self.false_since, self.raw_state, self.out]}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.since, self.false_since, self.raw_state, self.out = state["n"]
+
 
 class Leaf(Node):
     kind = TELEMETRY
@@ -234,6 +242,13 @@ class Leaf(Node):
 
     def subject(self) -> tuple[str | None, str | None]:
         return self.device, self.metric
+
+    def dump(self) -> dict[str, Any]:
+        return {**super().dump(), "last": self.last}
+
+    def load(self, state: dict[str, Any]) -> None:
+        super().load(state)
+        self.last = state["last"]
 
     def feed(
         self,
@@ -261,6 +276,13 @@ class ThresholdEval(Leaf):
 
     def raw(self, t):
         return self.latch.on
+
+    def dump(self):
+        return {**super().dump(), "on": self.latch.on}
+
+    def load(self, state):
+        super().load(state)
+        self.latch.on = state["on"]
 
     def describe(self):
         s = self.spec
@@ -295,6 +317,14 @@ class RateEval(Leaf):
 
     def raw(self, t):
         return self.latch.on
+
+    def dump(self):
+        return {**super().dump(), "on": self.latch.on, "points": [list(p) for p in self.points]}
+
+    def load(self, state):
+        super().load(state)
+        self.latch.on = state["on"]
+        self.points = deque((int(t), float(x)) for t, x in state["points"])
 
     def describe(self):
         s = self.spec
@@ -352,6 +382,26 @@ class AnomalyEval(Leaf):
 
     def subject(self):
         return self.device, self.worst or self.metric
+
+    def dump(self):
+        return {
+            **super().dump(),
+            "on": {m: h.on for m, h in self.latches.items()},
+            "worst": self.worst,
+            "hits": {m: list(h) for m, h in self.hits.items()},
+            "explained": self.explained,
+        }
+
+    def load(self, state):
+        super().load(state)
+        for metric, on in state["on"].items():
+            latch = self.latches[metric] = _Hysteresis(
+                ">=", self.DEFAULT if self.spec.value is None else self.spec.value, self.spec.clear
+            )
+            latch.on = on
+        self.worst = state["worst"]
+        self.hits = {m: deque(h, maxlen=self.spec.min_count) for m, h in state["hits"].items()}
+        self.explained = dict(state["explained"])
 
     def context(self):
         metric = self.worst or self.metric
@@ -416,6 +466,13 @@ class NoDataEval(Leaf):
     def raw(self, t):
         return t - self.last_seen >= self.timeout_us
 
+    def dump(self):
+        return {**super().dump(), "seen": self.last_seen}
+
+    def load(self, state):
+        super().load(state)
+        self.last_seen = state["seen"]
+
     def value(self):
         return None
 
@@ -438,6 +495,14 @@ class CompositeEval(Node):
 
     def leaves(self):
         return [leaf for c in self.children for leaf in c.leaves()]
+
+    def dump(self):
+        return {**super().dump(), "children": [c.dump() for c in self.children]}
+
+    def load(self, state):
+        super().load(state)
+        for c, got in zip(self.children, state["children"], strict=True):
+            c.load(got)
 
     def _true_children(self):
         return [c for c in self.children if c.raw_state] or self.children

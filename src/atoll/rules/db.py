@@ -52,6 +52,16 @@ alarms = sa.Table(
     sa.Column("escalation_level", sa.Integer, nullable=False, default=0),
     sa.Column("last_notified_at", sa.BigInteger, nullable=True),
     sa.Column("notifications", sa.Integer, nullable=False, default=0),
+    # The stream position of the message that raised it (partitioned rules; added later): a
+    # message delivered again after a crash cannot raise or clear out of turn.
+    sa.Column("raised_seq", sa.BigInteger, nullable=True),
+    # Added later (ALTER TABLE on old databases): the operator's verdict on the alarm
+    # (real | false | unsure, what detection precision is computed from) and who owns it.
+    sa.Column("feedback", sa.String(16), nullable=True),
+    sa.Column("feedback_by", sa.String(128), nullable=True),
+    sa.Column("feedback_at", sa.BigInteger, nullable=True),
+    sa.Column("assignee", sa.String(128), nullable=True),
+    sa.Column("assigned_at", sa.BigInteger, nullable=True),
     sa.Index("rules_alarms_project_status", "project", "status"),
     # The database itself guarantees one open alarm per (rule, device).
     sa.Index(
@@ -113,6 +123,9 @@ deliveries = sa.Table(
     # pending | ok | failed; a pending row outlives a crash and is sent again on the next start.
     sa.Column("status", sa.String(16), nullable=True, index=True),
     sa.Column("payload", sa.JSON, nullable=True),
+    # The rules process sending it (partitioned rules; added later): a pending row of a process
+    # that is gone (its member lease lapsed) is taken over by one live process and sent.
+    sa.Column("owner", sa.String(200), nullable=True),
 )
 
 reports = sa.Table(

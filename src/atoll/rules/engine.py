@@ -3,17 +3,27 @@
 Pure and synchronous: no I/O except asking the ``DeviceDirectory`` a device's type. Each
 (rule, device) is an ``_Instance``; the engine reports a ``Change`` whenever an instance's
 truth flips (and on its first evaluation, when the previous truth is unknown).
+
+Each instance has a **key**, what decides which process evaluates it on a partitioned bus
+(``atoll.rules.partitioned``): its device, or ``project:{project}`` for a cross-device rule (a
+condition on another device's series), which is evaluated in one place for the whole project.
+Inputs and the timer pass take an ``accept(key)`` that picks the instances to touch; ``dump`` and
+``load`` carry the state of the accepted instances (checkpoints).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 
 from atoll.rules.clock import Clock
 from atoll.rules.conditions import ANOMALY, TELEMETRY, Leaf, Node, build
 from atoll.rules.directory import DeviceDirectory
 from atoll.rules.model import Rule
+
+#: Picks instances by key (``atoll.rules.partitioned``: the keys of the partitions owned here).
+Accept = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +40,13 @@ class Change:
     context: dict | None = None  # what explains it (an anomaly's explanation), kept with the alarm
 
 
+def project_key(project: str) -> str:
+    """The key of a project's cross-device rule instances (``project:{project}``)."""
+    return f"project:{project}"
+
+
 class _Instance:
-    __slots__ = ("device", "fed", "root", "rule", "state", "timed")
+    __slots__ = ("cross", "device", "fed", "key", "root", "rule", "state", "timed")
 
     def __init__(self, rule: Rule, device: str, now: int) -> None:
         self.rule, self.device = rule, device
@@ -39,6 +54,16 @@ class _Instance:
         self.state: bool | None = None
         self.timed = self.root.timed or rule.schedule is not None
         self.fed = False
+        #: Watches another device's series too: evaluated under the project's key.
+        self.cross = any(leaf.device != device for leaf in self.root.leaves())
+        self.key = project_key(rule.project) if self.cross else device
+
+    def dump(self) -> list:
+        return [self.state, self.fed, self.root.dump()]
+
+    def load(self, state: list) -> None:
+        self.state, self.fed = state[0], state[1]
+        self.root.load(state[2])
 
     def evaluate(self, t: int) -> Change | None:
         truth = self.root.evaluate(t)
@@ -182,9 +207,14 @@ class RuleEngine:
     # ------------------------------------------------------------ inputs
 
     def on_telemetry(
-        self, project: str, device: str, ts: int, values: dict[str, float]
+        self,
+        project: str,
+        device: str,
+        ts: int,
+        values: dict[str, float],
+        accept: Accept | None = None,
     ) -> list[Change]:
-        return self._feed(project, device, ts, values, TELEMETRY)
+        return self._feed(project, device, ts, values, TELEMETRY, accept=accept)
 
     def on_anomaly(
         self,
@@ -195,14 +225,17 @@ class RuleEngine:
         score: float,
         flagged: bool | None = None,
         explanation: dict | None = None,
+        accept: Accept | None = None,
     ) -> list[Change]:
         """A detector's score; ``flagged`` is its own decision (``is_anomaly``) when it gave one,
         ``explanation`` what the detector said about an anomalous reading (kept with the alarm
         an ``anomaly`` condition raises)."""
-        return self._feed(project, device, ts, {metric: score}, ANOMALY, flagged, explanation)
+        return self._feed(
+            project, device, ts, {metric: score}, ANOMALY, flagged, explanation, accept
+        )
 
     def _feed(
-        self, project, device, ts, values, kind, flagged=None, explanation=None
+        self, project, device, ts, values, kind, flagged=None, explanation=None, accept=None
     ) -> list[Change]:
         self._adopt(project, device)
         now = self.clock.now_us()
@@ -213,6 +246,8 @@ class RuleEngine:
             for watchers in (index.get((project, device, metric, kind)), any_metric):
                 if watchers:
                     for inst, leaf in watchers:
+                        if accept is not None and not accept(inst.key):
+                            continue
                         if explanation is not None:
                             leaf.feed(metric, ts, x, now, flagged, explanation)
                         elif flagged is None:
@@ -225,13 +260,14 @@ class RuleEngine:
         t = min(ts, now)
         return [c for inst in touched.values() if (c := inst.evaluate(t)) is not None]
 
-    def on_tick(self) -> list[Change]:
-        """Re-evaluate everything that depends on time: ``for``, ``no_data``, schedules."""
+    def on_tick(self, accept: Accept | None = None) -> list[Change]:
+        """Re-evaluate everything that depends on time: ``for``, ``no_data``, schedules (of the
+        instances whose key ``accept`` takes, all by default)."""
         now = self.clock.now_us()
         out = []
         for instances in self._instances.values():
             for inst in instances.values():
-                if inst.timed:
+                if inst.timed and (accept is None or accept(inst.key)):
                     c = inst.evaluate(now)
                     if c is not None:
                         out.append(c)
@@ -249,3 +285,62 @@ class RuleEngine:
 
     def devices(self, rule_id: str) -> list[str]:
         return sorted(self._instances.get(rule_id, {}))
+
+    def key(self, rule_id: str, device: str) -> str:
+        """The key of (rule, device): its device, or the project's for a cross-device rule."""
+        inst = self._instances.get(rule_id, {}).get(device)
+        if inst is not None:
+            return inst.key
+        rule = self.rules.get(rule_id)
+        if rule is not None and rule.enabled:
+            probe = _Instance(rule, device, 0)
+            return probe.key
+        return device
+
+    def has_cross(self) -> bool:
+        """Whether any instance is cross-device (evaluated under its project's key)."""
+        return any(i.cross for insts in self._instances.values() for i in insts.values())
+
+    def dump(self, accept: Accept) -> dict[str, dict[str, list]]:
+        """``{rule_id: {device: state}}`` of the instances whose key ``accept`` takes."""
+        out: dict[str, dict[str, list]] = {}
+        for rule_id, instances in self._instances.items():
+            got = {d: i.dump() for d, i in instances.items() if accept(i.key)}
+            if got:
+                out[rule_id] = got
+        return out
+
+    def load(self, state: dict[str, dict[str, list]], rules: Set[str]) -> int:
+        """Restore what ``dump`` gave, for the rules in ``rules`` (those unchanged since);
+        instances of devices no longer attached are attached. How many were restored."""
+        n = 0
+        now = self.clock.now_us()
+        for rule_id, devices in state.items():
+            rule = self.rules.get(rule_id)
+            if rule_id not in rules or rule is None or not rule.enabled:
+                continue
+            instances = self._instances.setdefault(rule_id, {})
+            for device, got in devices.items():
+                inst = instances.get(device)
+                if inst is None:
+                    inst = instances[device] = _Instance(rule, device, now)
+                    self._index_instance(inst)
+                try:
+                    inst.load(got)
+                except (KeyError, IndexError, TypeError, ValueError):
+                    continue  # another shape (the condition changed meanwhile): start afresh
+                n += 1
+        return n
+
+    def restart(self, accept: Accept) -> None:
+        """Forget the state of the instances whose key ``accept`` takes (fresh, as after a
+        restart): another process evaluates them now, and may hand them back later."""
+        now = self.clock.now_us()
+        rebuilt = False
+        for instances in self._instances.values():
+            for device, inst in list(instances.items()):
+                if accept(inst.key):
+                    instances[device] = _Instance(inst.rule, device, now)
+                    rebuilt = True
+        if rebuilt:
+            self._reindex()

@@ -3,6 +3,10 @@ delivery log. A slow webhook retrying with backoff never holds up alarm evaluati
 
 Each delivery is written down (``pending``) before it starts and marked ``ok`` or ``failed``
 when it ends, so one cut short by a crash or a stop is sent again by ``resume`` (at least once).
+
+With several rules processes (partitioned), each row names its sender (``owner``); a process
+takes over only the pending rows of senders that are gone (``adopt``), one process per row
+(compare-and-set on the owner), so a delivery under way elsewhere is not sent twice.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ class Notifier:
         self.engine, self.repo, self.ctx, self.clock = engine, repo, ctx, clock
         self._channels: dict[tuple[str, str], Channel] = {}
         self._tasks: set[asyncio.Task] = set()
+        #: This process's name on the rows it sends (partitioned rules), ``None`` otherwise.
+        self.owner: str | None = None
 
     def forget(self, project: str, name: str) -> None:
         """Drop a cached channel after its definition changed."""
@@ -47,26 +53,49 @@ class Notifier:
         self, project: str, names: list[str], note: Notification, alarm_id: int | None = None
     ) -> list[asyncio.Task]:
         """Start delivering to each channel; returns the tasks (await them to wait)."""
-        tasks = []
+        with self.engine.begin() as c:
+            rows = self.record(c, project, names, note, alarm_id)
+        return self.start(project, rows, note, alarm_id)
+
+    def record(
+        self,
+        conn: sa.Connection,
+        project: str,
+        names: list[str],
+        note: Notification,
+        alarm_id: int | None = None,
+    ) -> list[tuple[str, int]]:
+        """Write one ``pending`` delivery per channel on ``conn`` (in the caller's transaction);
+        ``[(channel, row id)]`` for ``start``."""
+        rows = []
         for name in dict.fromkeys(names):
-            with self.engine.begin() as c:
-                key = c.execute(
-                    sa.insert(db.deliveries).values(
-                        ts=self.clock.now_us(),
-                        project=project,
-                        channel=name,
-                        event=note.event,
-                        alarm_id=alarm_id,
-                        ok=False,
-                        attempts=0,
-                        status="pending",
-                        payload=note.to_json(),
-                    )
-                ).inserted_primary_key
-                assert key is not None  # an INSERT's result has the new row's key
-                row_id = key[0]
-            tasks.append(self._start(project, name, note, alarm_id, row_id))
-        return tasks
+            key = conn.execute(
+                sa.insert(db.deliveries).values(
+                    ts=self.clock.now_us(),
+                    project=project,
+                    channel=name,
+                    event=note.event,
+                    alarm_id=alarm_id,
+                    ok=False,
+                    attempts=0,
+                    status="pending",
+                    payload=note.to_json(),
+                    owner=self.owner,
+                )
+            ).inserted_primary_key
+            assert key is not None  # an INSERT's result has the new row's key
+            rows.append((name, key[0]))
+        return rows
+
+    def start(
+        self,
+        project: str,
+        rows: list[tuple[str, int]],
+        note: Notification,
+        alarm_id: int | None = None,
+    ) -> list[asyncio.Task]:
+        """Send the recorded deliveries in the background."""
+        return [self._start(project, name, note, alarm_id, row_id) for name, row_id in rows]
 
     def _start(self, project, name, note, alarm_id, row_id) -> asyncio.Task:
         t = asyncio.get_running_loop().create_task(
@@ -88,6 +117,51 @@ class Notifier:
             except (KeyError, TypeError, ValueError):
                 self._finish(r.id, 0, "stored notification is unreadable")
                 continue
+            tasks.append(self._start(r.project, r.channel, note, r.alarm_id, r.id))
+        return tasks
+
+    def pending_owners(self) -> set[str]:
+        """The senders of the deliveries still pending (partitioned rules)."""
+        t = db.deliveries
+        with self.engine.connect() as c:
+            rows = c.execute(
+                sa.select(t.c.owner)
+                .where(t.c.status == "pending", t.c.owner.is_not(None))
+                .distinct()
+            )
+            return {r.owner for r in rows}
+
+    def adopt(self, gone: set[str]) -> list[asyncio.Task]:
+        """Send the pending rows of the senders in ``gone`` (they died without finishing them),
+        each claimed first: of several processes adopting at once, one sends a row."""
+        t = db.deliveries
+        gone = gone - {self.owner} if self.owner is not None else gone
+        if not gone:
+            return []
+        with self.engine.connect() as c:
+            rows = list(
+                c.execute(
+                    sa.select(t)
+                    .where(t.c.status == "pending", t.c.owner.in_(sorted(gone)))
+                    .order_by(t.c.id)
+                )
+            )
+        tasks = []
+        for r in rows:
+            with self.engine.begin() as c:
+                won = c.execute(
+                    sa.update(t)
+                    .where(t.c.id == r.id, t.c.status == "pending", t.c.owner == r.owner)
+                    .values(owner=self.owner)
+                ).rowcount
+            if won != 1:
+                continue
+            try:
+                note = Notification.from_json(r.payload)
+            except (KeyError, TypeError, ValueError):
+                self._finish(r.id, 0, "stored notification is unreadable")
+                continue
+            log.info("sending delivery %d left pending by %s", r.id, r.owner)
             tasks.append(self._start(r.project, r.channel, note, r.alarm_id, r.id))
         return tasks
 

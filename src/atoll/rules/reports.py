@@ -409,8 +409,14 @@ class ReportScheduler:
             # After downtime, send one report for the latest missed slot, not one per slot.
             while (nxt := spec.next_run(due)) <= now:
                 due = nxt
+            # Compare-and-set on the last run: of two processes taking this slot, one sends it.
+            same = t.c.last_run.is_(None) if row.last_run is None else t.c.last_run == row.last_run
             with self.engine.begin() as c:
-                c.execute(sa.update(t).where(t.c.id == spec.id).values(last_run=due))
+                moved = c.execute(
+                    sa.update(t).where(t.c.id == spec.id, same).values(last_run=due)
+                ).rowcount
+            if moved != 1:
+                continue
             try:
                 await self.run(spec, end=due)
             except Exception:

@@ -21,6 +21,17 @@ One process of the deployment at a time holds the ``timers`` lease (``lease.py``
 the timer pass. On a shared bus (``standby``, the default there) only that process consumes
 too, so a device's condition state is never split between processes; the others stand by
 and take over when it stops or its lease expires.
+
+**Partitioned** (``partitions=``, what ``create_service`` picks on NATS): every rules process
+evaluates the devices of the partitions it owns (``atoll.rules.partitioned``), with the leases,
+durable consumers and checkpoints detection uses; each runs the timers (``for``, ``no_data``,
+escalation, repeat) of what it owns only. Singletons (scheduled reports) run in the process
+holding the ``leader`` lease, and each report slot is claimed with compare-and-set on its last
+run. **API only** (``evaluate=False``): a node that serves the rules, alarms, channels and
+reports routes from the database and the bus without evaluating anything.
+
+Every change of a rule or channel is published on ``rules.{project}``; every rules process
+reloads on it (and, as a fallback, compares versions on each timer pass).
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import msgspec
 import sqlalchemy as sa
 
 from atoll.bus.memory import MemoryBus
+from atoll.bus.partitions import CheckpointStore, Leader, PartitionedConsumer
 from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import Conflict, InvalidInput, NotFound
@@ -52,6 +64,7 @@ from atoll.rules.lease import Lease, holder_id
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
 from atoll.rules.notify import Notifier
+from atoll.rules.partitioned import PartitionedRules
 from atoll.rules.reports import ReportScheduler
 from atoll.rules.repository import RuleRepository
 from atoll.service import ServiceContext
@@ -59,6 +72,8 @@ from atoll.service import ServiceContext
 log = logging.getLogger(__name__)
 US = 1_000_000
 _TELEMETRY = msgspec.json.Decoder(TelemetryEvent)
+#: How often (µs) a partitioned rules process looks for deliveries left pending by one gone.
+ADOPT_EVERY_US = 2 * US
 
 
 class RulesService:
@@ -77,6 +92,11 @@ class RulesService:
         channel_context: ChannelContext | None = None,
         lease_ttl: float = 15.0,
         standby: bool | None = None,
+        partitions: PartitionedConsumer | None = None,
+        checkpoints: CheckpointStore | None = None,
+        checkpoint_interval: float = 10.0,
+        leader: Leader | None = None,
+        evaluate: bool = True,
     ) -> None:
         self.bus = bus
         self.clock = clock or SystemClock()
@@ -101,8 +121,24 @@ class RulesService:
         # A standby process consumes nothing until it holds the lease: one process evaluates
         # at a time, so a device's condition state is never split. Default: on a shared bus.
         self.standby = (
-            standby if standby is not None else bus is not None and not isinstance(bus, MemoryBus)
+            standby
+            if standby is not None
+            else bus is not None and not isinstance(bus, MemoryBus) and partitions is None
         )
+        #: Whether this process evaluates rules at all (``False``: it serves the API only).
+        self.evaluate = evaluate
+        self.partitioned = (
+            PartitionedRules(self, partitions, checkpoints, checkpoint_interval=checkpoint_interval)
+            if partitions is not None and evaluate
+            else None
+        )
+        #: The singletons' lease (scheduled reports) when partitioned; ``None``: always here.
+        self.singleton = leader
+        self._cross: list[Subscription] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._background: set[asyncio.Task] = set()
+        self._adopted = 0
+        self._changes: Subscription | None = None
         self._started = False
         self._led = False  # held the lease at some time (its engine state may be stale since)
         self._subs: list[Subscription] = []
@@ -124,7 +160,19 @@ class RulesService:
 
     async def start(self) -> None:
         self._started = True
-        if self.standby:
+        self._loop = asyncio.get_running_loop()
+        if self.bus is not None:
+            self._changes = await self.bus.subscribe(topics.ALL_RULE_CHANGES, self._on_rule_change)
+        if not self.evaluate:
+            return  # API only: no inputs, no timers
+        if self.partitioned is not None:
+            await self.partitioned.start()
+            await self._watch_cross()
+            if self.partitioned.member is None:
+                self.notifier.resume()  # the only process: everything pending is its own
+            else:
+                await self.partitioned.adopt_deliveries()
+        elif self.standby:
             await self._lead(self.clock.now_us())  # consumes if it gets the lease
         else:
             await self._subscribe()
@@ -172,6 +220,16 @@ class RulesService:
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
         self._started = False
+        if self._changes is not None:
+            await self._changes.unsubscribe()
+            self._changes = None
+        for sub in self._cross:
+            await sub.unsubscribe()
+        self._cross.clear()
+        if self.partitioned is not None:
+            await self.partitioned.stop()
+        if self.singleton is not None:
+            await self.singleton.release()
         await self._unsubscribe()
         await self.notifier.drain(timeout=self.stop_timeout)
         if self.leader:
@@ -192,12 +250,87 @@ class RulesService:
     # ------------------------------------------------------------ inputs
 
     async def _on_telemetry(self, msg: Message) -> None:
+        changes = self._telemetry_changes(msg.subject, msg.data)
+        if changes:
+            await self._apply(changes)
+
+    async def _on_anomaly(self, msg: Message) -> None:
+        await self._apply(self._anomaly_changes(msg.subject, msg.data))
+
+    async def _on_cross(self, msg: Message) -> None:
+        """(partitioned) Any device's input, for the cross-device rules owned here."""
+        part = self.partitioned
+        if part is None:
+            return
+        accept = part.owns_cross
+        async with part.lock:
+            if msg.subject.startswith("telemetry."):
+                changes = self._telemetry_changes(msg.subject, msg.data, accept, count=False)
+            else:
+                changes = self._anomaly_changes(msg.subject, msg.data, accept, count=False)
+            if changes:
+                await self._apply(changes)
+
+    async def _watch_cross(self) -> None:
+        """(partitioned) Subscribe to every device's inputs while cross-device rules exist."""
+        if self.bus is None or self.partitioned is None:
+            return
+        if self.engine.has_cross() and not self._cross:
+            for subject in (topics.ALL_TELEMETRY, topics.ALL_ANOMALIES):
+                self._cross.append(await self.bus.subscribe(subject, self._on_cross))
+        elif self._cross and not self.engine.has_cross():
+            subs, self._cross = self._cross, []
+            for sub in subs:
+                await sub.unsubscribe()
+
+    async def _on_rule_change(self, msg: Message) -> None:
+        """Another process (or this one) changed a rule or channel: reload."""
         try:
-            e = _TELEMETRY.decode(msg.data)
+            change = msgspec.json.decode(msg.data)
+            if change.get("kind") == "channel":
+                self.notifier.forget(str(change["project"]), str(change["name"]))
+        except (msgspec.DecodeError, AttributeError, KeyError):
+            log.warning("bad rule change event on %s", msg.subject)
+        self._sync_rules()
+        await self._watch_cross()
+
+    async def _broadcast(self, project: str, kind: str, name: str) -> None:
+        if self.bus is None:
+            return
+        try:
+            await self.bus.publish(
+                topics.bus_rules(project),
+                msgspec.json.encode({"kind": kind, "project": project, "name": name}),
+            )
+        except Exception:  # the others still reload on their next timer pass
+            log.exception("could not publish the change of %s %s", kind, name)
+
+    def _broadcast_soon(self, project: str, kind: str, name: str) -> None:
+        """``_broadcast`` from synchronous code: on the service's loop (from any thread)."""
+        loop = self._loop
+        if self.bus is None or loop is None or loop.is_closed():
+            return
+        coro = self._broadcast(project, kind, name)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task = loop.create_task(coro)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        else:
+            asyncio.run_coroutine_threadsafe(coro, loop)
+
+    def _telemetry_changes(
+        self, subject: str, data: bytes, accept: Any = None, *, count: bool = True
+    ) -> list[Change]:
+        try:
+            e = _TELEMETRY.decode(data)
         except msgspec.DecodeError as exc:  # msgspec's errors are foreign: count, log, go on
             self.stats["bad_messages"] += 1
-            log.warning("bad telemetry event on %s: %s", msg.subject, exc)
-            return
+            log.warning("bad telemetry event on %s: %s", subject, exc)
+            return []
         # Readings sharing a timestamp are evaluated together, so a composite over two metrics
         # of one reading sees both; plain Python beats numpy on these few points.
         by_ts: dict[int, dict[str, float]] = {}
@@ -207,36 +340,47 @@ class RulesService:
                 by_ts.setdefault(t, {})[metrics[k]] = v
         except (IndexError, ValueError):
             self.stats["bad_messages"] += 1
-            log.warning("inconsistent telemetry event on %s", msg.subject)
-            return
+            log.warning("inconsistent telemetry event on %s", subject)
+            return []
         changes: list[Change] = []
         for t in sorted(by_ts):
-            changes += self.engine.on_telemetry(e.project, e.device, t, by_ts[t])
-        self.stats["readings"] += len(e.ts)
-        if changes:
-            await self._apply(changes)
+            changes += self.engine.on_telemetry(e.project, e.device, t, by_ts[t], accept)
+        if count:
+            self.stats["readings"] += len(e.ts)
+        return changes
 
-    async def _on_anomaly(self, msg: Message) -> None:
+    def _anomaly_changes(
+        self, subject: str, data: bytes, accept: Any = None, *, count: bool = True
+    ) -> list[Change]:
         try:
-            events = decode_anomalies(msg.data)
+            events = decode_anomalies(data)
         except InvalidInput as exc:
             self.stats["bad_messages"] += 1
-            log.warning("bad anomaly event on %s: %s", msg.subject, exc.message)
-            return
+            log.warning("bad anomaly event on %s: %s", subject, exc.message)
+            return []
         changes: list[Change] = []
         for e in events:
             changes += self.engine.on_anomaly(
-                e.project, e.device, e.metric, e.ts, e.score, e.is_anomaly, _explanation(e)
+                e.project,
+                e.device,
+                e.metric,
+                e.ts,
+                e.score,
+                e.is_anomaly,
+                _explanation(e),
+                accept,
             )
-        self.stats["anomalies"] += len(events)
-        await self._apply(changes)
+        if count:
+            self.stats["anomalies"] += len(events)
+        return changes
 
     # ------------------------------------------------------------ alarms from changes
 
-    async def _apply(self, changes: list[Change]) -> None:
+    async def _apply(self, changes: list[Change], seq: int | None = None) -> None:
+        """Record the changes (``seq``: the stream position of the message behind them)."""
         for ch in changes:
             try:
-                await self._apply_one(ch)
+                await self._apply_one(ch, seq)
             except Exception:
                 # E.g. the database is briefly unavailable: forget the truth so the next
                 # reading or timer pass reports the change again instead of losing it.
@@ -244,24 +388,28 @@ class RulesService:
                 log.exception("could not record %s for rule %s on %s", ch, ch.rule_id, ch.device)
                 self.engine.reset(ch.rule_id, ch.device)
 
-    async def _apply_one(self, ch: Change) -> None:
+    async def _apply_one(self, ch: Change, seq: int | None = None) -> None:
         now = self.clock.now_us()
         rule = self.engine.rules.get(ch.rule_id)
         if rule is not None:
             if ch.active:
+                outbox = _Outbox(self, "raised", rule, SYSTEM)
                 alarm = self.alarms.raise_(
-                    rule, ch.device, now, ch.value, ch.detail, ch.metric, ch.context
+                    rule, ch.device, now, ch.value, ch.detail, ch.metric, ch.context, seq, outbox
                 )
                 if alarm is not None:
                     self.stats["raised"] += 1
-                    await self._announce("raised", alarm, rule, SYSTEM)
+                    await self._announce("raised", alarm, rule, SYSTEM, outbox=outbox)
             elif (alarm := self.alarms.open_for(ch.rule_id, ch.device)) is not None:
+                outbox = _Outbox(self, "cleared", rule, SYSTEM)
                 try:
-                    alarm = self.alarms.clear(alarm.id, SYSTEM, now, "condition ended")
+                    alarm = self.alarms.clear(
+                        alarm.id, SYSTEM, now, "condition ended", seq=seq, outbox=outbox
+                    )
                 except Conflict:
-                    return  # another rules process (or a person) cleared it just now
+                    return  # cleared just now (by a person, another process), or out of turn
                 self.stats["cleared"] += 1
-                await self._announce("cleared", alarm, rule, SYSTEM)
+                await self._announce("cleared", alarm, rule, SYSTEM, outbox=outbox)
 
     async def _announce(
         self,
@@ -271,7 +419,10 @@ class RulesService:
         actor: str,
         extra_channels: Sequence[str] = (),
         detail: str = "",
+        outbox: _Outbox | None = None,
     ) -> None:
+        """Publish an alarm change and notify the rule's channels. With ``outbox``, the
+        deliveries were written in the transition's own transaction: they are only started."""
         if self.bus is not None:
             try:
                 await self.bus.publish(
@@ -280,35 +431,82 @@ class RulesService:
                 )
             except Exception:
                 log.exception("could not publish alarm event")
+        if outbox is not None:
+            if outbox.rows is None:
+                return  # nothing to notify
+            note, rows = outbox.rows
+            self.notifier.start(alarm.project, rows, note, alarm.id)
+        else:
+            got = self._note(event, alarm, rule, actor, extra_channels, detail)
+            if got is None:
+                return
+            names, note = got
+            self.notifier.dispatch(alarm.project, names, note, alarm.id)
+        if event in ("raised", "repeat", "escalated"):
+            self.alarms.notified(alarm.id, self.clock.now_us())
+
+    def _note(
+        self,
+        event: str,
+        alarm: Alarm,
+        rule: Rule | None,
+        actor: str,
+        extra_channels: Sequence[str] = (),
+        detail: str = "",
+    ) -> tuple[list[str], Notification] | None:
+        """The channels to notify of an alarm change and what to send them (``None``: none)."""
         names = list(extra_channels)
         if rule is not None and event in rule.notify.on:
             names = list(rule.notify.channels) + names
         if not names:
-            return
+            return None
         title = f"[{alarm.severity.upper()}] {alarm.rule_name} on {alarm.device}: {event}"
         text = detail or alarm.detail
         if actor != SYSTEM:
             text = f"{text} (by {actor})"
-        note = Notification(alarm.project, event, title, text, alarm.model_dump())
-        self.notifier.dispatch(alarm.project, names, note, alarm.id)
-        if event in ("raised", "repeat", "escalated"):
-            self.alarms.notified(alarm.id, self.clock.now_us())
+        return names, Notification(alarm.project, event, title, text, alarm.model_dump())
 
     # ------------------------------------------------------------ timers
 
     async def tick(self) -> None:
         """One timer pass: time-based conditions, escalation, repeats, scheduled reports.
 
-        Only in the process holding the ``timers`` lease; the others just refresh devices."""
+        Only in the process holding the ``timers`` lease; the others just refresh devices.
+        Partitioned: every process, for what it owns; reports in the ``leader``'s."""
         now = self.clock.now_us()
+        if not self.evaluate:
+            return
         if now - self._refreshed >= self.refresh_us:
             self._refreshed = now
             self.engine.refresh()  # on the loop: the engine is not thread-safe
+        part = self.partitioned
+        if part is not None:
+            self._sync_rules()
+            await self._watch_cross()
+            await part.tick_changes()
+            await self._timers(now, part.owns)
+            if now - self._adopted >= ADOPT_EVERY_US:
+                self._adopted = now
+                try:
+                    await part.adopt_deliveries()
+                except Exception:
+                    log.exception("taking over deliveries left pending failed")
+            if self.singleton is None or await self.singleton.leading():
+                await self.reports.tick(now)
+            return
         if not await self._lead(now):
             return
         self._sync_rules()
         await self._apply(self.engine.on_tick())
+        await self._timers(now)
+        await self.reports.tick(now)
+
+    async def _timers(self, now: int, accept: Any = None) -> None:
+        """Escalations and repeats of the open alarms (whose key ``accept`` takes). Each is a
+        compare-and-set in the database: whoever loses it sends nothing."""
         for listed in self.alarms.open_alarms():
+            if accept is not None and not accept(self.engine.key(listed.rule_id, listed.device)):
+                continue
             # Announcing awaits, and readings handled meanwhile may clear or acknowledge
             # alarms: each is read again before anything is sent for it.
             alarm = self._still_open(listed)
@@ -320,7 +518,10 @@ class RulesService:
             for level in range(alarm.escalation_level, (due[-1] + 1) if due else 0):
                 step = rule.escalation[level]
                 why = f"not acknowledged after {format_duration(step.after)}"
-                alarm = self.alarms.escalate(alarm.id, level + 1, step.severity, now, why)
+                got = self.alarms.escalate(alarm.id, level + 1, step.severity, now, why)
+                if got is None:
+                    break  # cleared, acknowledged or escalated meanwhile
+                alarm = got
                 await self._announce("escalated", alarm, rule, SYSTEM, step.channels, why)
                 if (alarm := self._still_open(alarm)) is None or alarm.acknowledged:
                     break
@@ -330,7 +531,8 @@ class RulesService:
             every = rule.notify.repeat_every
             if every and rule.notify.channels:
                 last = alarm.last_notified_at or alarm.raised_at
-                if now - last >= every * US:
+                # Claimed first (still active, not notified since): never after the clear.
+                if now - last >= every * US and self.alarms.notified(alarm.id, now, last=last):
                     self.notifier.dispatch(
                         alarm.project,
                         rule.notify.channels,
@@ -344,8 +546,6 @@ class RulesService:
                         ),
                         alarm.id,
                     )
-                    self.alarms.notified(alarm.id, now)
-        await self.reports.tick(now)
 
     def _still_open(self, alarm: Alarm) -> Alarm | None:
         """The alarm as it is now, ``None`` if it was cleared since."""
@@ -439,6 +639,7 @@ class RulesService:
         self.engine.upsert(rule)
         assert rule.id is not None  # a validated Rule always has one (from its name)
         self._versions[rule.id] = now
+        await self._broadcast(rule.project, "rule", rule.id)
         return rule
 
     async def put_rule(self, data: Any, *, project: str | None = None) -> Rule:
@@ -449,13 +650,16 @@ class RulesService:
         assert rule.id is not None  # a validated Rule always has one (from its name)
         self._versions[rule.id] = now
         await self._close_orphans(rule.id, "rule changed")
+        await self._broadcast(rule.project, "rule", rule.id)
         return rule
 
     async def delete_rule(self, rule_id: str) -> None:
+        project = self.repo.get_rule(rule_id).project
         self.repo.delete_rule(rule_id)
         self.engine.remove(rule_id)
         self._versions.pop(rule_id, None)
         await self._close_orphans(rule_id, "rule deleted")
+        await self._broadcast(project, "rule", rule_id)
 
     async def _close_orphans(self, rule_id: str, why: str) -> None:
         rule = self.engine.rules.get(rule_id)
@@ -489,6 +693,7 @@ class RulesService:
         check_channel(spec)
         self.repo.put_channel(spec)
         self.notifier.forget(spec.project, spec.name)
+        self._broadcast_soon(spec.project, "channel", spec.name)
         return spec
 
     def delete_channel(self, project: str, name: str) -> None:
@@ -504,6 +709,7 @@ class RulesService:
             )
         self.repo.delete_channel(project, name)
         self.notifier.forget(project, name)
+        self._broadcast_soon(project, "channel", name)
 
     async def test_channel(self, project: str, name: str) -> dict[str, Any]:
         if name not in {c.name for c in self.repo.list_channels(project)}:
@@ -519,6 +725,26 @@ class RulesService:
         return {"ok": ok, "delivery": last[0] if last else None}
 
 
+class _Outbox:
+    """Writes an alarm transition's deliveries (``pending``) in the transition's transaction
+    (``AlarmBook`` calls it with the connection and the changed alarm): a process that dies
+    right after the transition leaves them pending for another to send, never unwritten."""
+
+    def __init__(
+        self, svc: RulesService, event: str, rule: Rule | None, actor: str, *extra: Any
+    ) -> None:
+        self.svc, self.event, self.rule, self.actor, self.extra = svc, event, rule, actor, extra
+        self.rows: tuple[Notification, list[tuple[str, int]]] | None = None
+
+    def __call__(self, conn: sa.Connection, alarm: Alarm) -> None:
+        got = self.svc._note(self.event, alarm, self.rule, self.actor, *self.extra)
+        if got is None:
+            self.rows = None
+            return
+        names, note = got
+        self.rows = (note, self.svc.notifier.record(conn, alarm.project, names, note, alarm.id))
+
+
 def _explanation(e: AnomalyEvent) -> dict[str, Any] | None:
     """What an anomalous event says about itself (``None`` for the plain ones): the reading,
     its score and decision, what the model expected, the contributors and the model."""
@@ -532,6 +758,31 @@ def _explanation(e: AnomalyEvent) -> dict[str, Any] | None:
 def create_service(ctx: ServiceContext) -> RulesService:
     """The runtime's hook (``atoll.platform.SERVICE_MODULES``): rules share the registry's
     database, resolve device types through it, and send command notifications through it."""
+    from atoll.bus.nats_partitions import leader_for, partitioned_for
+    from atoll.rules.commands import RegistryCommands
+    from atoll.rules.directory import RegistryDevices
+
+    s = ctx.settings
+    # On NATS: partitioned by device like detection, singletons under a leader lease
+    # (docs/RULES.md, "In a cluster"); in-process: as ever.
+    parts = partitioned_for(ctx.bus, "rules", lease_s=s.rules_lease_s)
+    return RulesService(
+        ctx.bus,
+        db=ctx.registry.engine,
+        directory=RegistryDevices(ctx.registry),
+        command_sender=RegistryCommands(ctx.registry, ctx.commands),
+        store=ctx.store,
+        partitions=parts[0] if parts else None,
+        checkpoints=parts[1] if parts else None,
+        checkpoint_interval=s.rules_checkpoint_s,
+        leader=leader_for(ctx.bus, "reports", lease_s=s.rules_lease_s),
+    )
+
+
+def api_only(ctx: ServiceContext) -> RulesService:
+    """What a node that does not run the rules service serves the rules, alarms, channels and
+    reports routes with: the shared database and the bus, nothing evaluated (the other nodes'
+    rules services reload on the changes it publishes)."""
     from atoll.rules.commands import RegistryCommands
     from atoll.rules.directory import RegistryDevices
 
@@ -541,4 +792,6 @@ def create_service(ctx: ServiceContext) -> RulesService:
         directory=RegistryDevices(ctx.registry),
         command_sender=RegistryCommands(ctx.registry, ctx.commands),
         store=ctx.store,
+        tick_interval=0,
+        evaluate=False,
     )

@@ -6,11 +6,18 @@ min/max and their times, sum, count, first, last), in a schema of its own (defau
 rollups into the tiers in its own transaction; there is no pending/compaction step. Raw
 points go in with binary ``COPY`` built from numpy, not row by row.
 
-``(series, ts)`` is a point's identity (last write wins). The ``latest`` table holds each
-series' newest timestamp; an append locks its series (advisory locks, one per id modulo 1,024,
-so other processes wait) and reads it: a batch that is all newer takes the plain path, one that
-reaches back deletes the stored versions of its points and rebuilds the tier buckets they were
-in.
+``(series, ts)`` is a point's identity (last write wins; a unique index). The ``latest`` table
+holds each series' newest timestamp; an append locks its series (advisory locks, one per id
+modulo 1,024) and reads it: a batch that is all newer takes the plain path, one that reaches
+back deletes the stored versions of its points and rebuilds the tier buckets they were in.
+
+Two writers adding points to one series (two nodes taking one device's messages, late ones
+filling gaps included) do not wait for each other: an append takes the series' locks *shared*
+unless it replaces stored points. Rollup and ``latest`` upserts combine commutatively (min,
+max, sum, count, first, last), so two of them in any order give the same rows. The unique
+index keeps them honest: a point another writer stored meanwhile makes the COPY fail, and the
+append is done again under *exclusive* locks, as is one that replaces stored points (it
+deletes them and rebuilds their buckets, which must not race another writer's combine).
 """
 
 from __future__ import annotations
@@ -66,17 +73,36 @@ _SCHEMA = [
                 FROM (SELECT DISTINCT i % {_LOCK_SLOTS} AS s FROM unnest(ids) AS i ORDER BY 1) q;
             RETURN QUERY SELECT l.sid, l.ts FROM latest l WHERE l.sid = ANY(ids);
         END $$""",
+    # The same with shared locks: the plain path of writers that only add new points.
+    f"""CREATE OR REPLACE FUNCTION newest_locked_shared(space int, ids int[])
+        RETURNS TABLE (sid int, ts bigint) LANGUAGE plpgsql VOLATILE AS $$
+        BEGIN
+            PERFORM pg_advisory_xact_lock_shared(space, s)
+                FROM (SELECT DISTINCT i % {_LOCK_SLOTS} AS s FROM unnest(ids) AS i ORDER BY 1) q;
+            RETURN QUERY SELECT l.sid, l.ts FROM latest l WHERE l.sid = ANY(ids);
+        END $$""",
     """CREATE TABLE IF NOT EXISTS series (id SERIAL PRIMARY KEY, project TEXT NOT NULL,
         device TEXT NOT NULL, metric TEXT NOT NULL, UNIQUE (project, device, metric))""",
     """CREATE TABLE IF NOT EXISTS points (sid INTEGER NOT NULL, ts BIGINT NOT NULL,
         value DOUBLE PRECISION NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS points_sid_ts ON points (sid, ts)",
     """CREATE TABLE IF NOT EXISTS latest (sid INTEGER PRIMARY KEY, ts BIGINT NOT NULL,
         value DOUBLE PRECISION NOT NULL)""",
 ] + [
     f"CREATE TABLE IF NOT EXISTS rollup_{t // 1_000_000}s {_ROLLUP_DDL}, PRIMARY KEY (sid, b))"
     for t in plan.TIERS
 ]
+
+#: The points' index: unique, so a point two writers add at once is stored once (the second
+#: COPY fails and that append is done again under exclusive locks). Schemas made before it had
+#: a plain index of the same columns, replaced on open.
+_POINTS_KEY = "CREATE UNIQUE INDEX IF NOT EXISTS points_key ON points (sid, ts)"
+_OLD_POINTS_INDEX = "points_sid_ts"
+
+
+class _Exclusive(Exception):
+    """This append needs the series' locks exclusively: it reaches into stored time, or met a
+    point another writer added meanwhile."""
+
 
 # Binary COPY: a fixed header, then per row a field count and (length, big-endian value) pairs.
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
@@ -154,7 +180,8 @@ def _parse_array(data: bytes, wire: str, dtype: DTypeLike) -> np.ndarray:
 
 def _merge(table: str, source: str) -> str:
     """Upsert rollup rows from ``source``, combining with the row already there."""
-    return f"""INSERT INTO {table} AS o ({_COLS}) SELECT {_COLS} FROM {source}
+    # In key order: two writers combining into the same rows lock them in the same order.
+    return f"""INSERT INTO {table} AS o ({_COLS}) SELECT {_COLS} FROM {source} ORDER BY sid, b
         ON CONFLICT (sid, b) DO UPDATE SET
         vmin = LEAST(o.vmin, EXCLUDED.vmin),
         tmin = CASE WHEN EXCLUDED.vmin < o.vmin THEN EXCLUDED.tmin ELSE o.tmin END,
@@ -268,6 +295,8 @@ class PostgresStore:
             )
             for ddl in _SCHEMA:
                 self._writer.execute(ddl)
+            #: Whether the points' key is unique: then plain appends share their locks.
+            self._unique = self._unique_points_key()
             rows = self._writer.execute("SELECT project, device, metric, id FROM series").fetchall()
         with _translated("opening"):
             self._prepare_writer(self._writer)
@@ -278,6 +307,28 @@ class PostgresStore:
         # while it lives, so a crashed process's slot is free again when its session ends.
         self._slot_space = zlib.crc32(f"{schema}:stamp-slot".encode()) - 2**31
         self._slot: StampSlot | None = None
+        #: Appends done again under exclusive locks (they met another writer's point).
+        self.exclusive_appends = 0
+
+    def _unique_points_key(self) -> bool:
+        """Make the points' index unique (``points_key``), replacing the plain one of older
+        schemas; ``False`` if stored duplicates prevent it (then every append locks its series
+        exclusively, as before)."""
+        w = self._writer
+        try:
+            with w.transaction():  # a savepoint: a failure leaves the schema's transaction
+                w.execute(_POINTS_KEY)
+        except psycopg.errors.UniqueViolation as e:
+            log.warning(
+                "PostgreSQL store %s: points are stored twice, so their index cannot be unique "
+                "(%s); writers of one series wait for each other",
+                self.schema,
+                e,
+            )
+            w.execute(f"CREATE INDEX IF NOT EXISTS {_OLD_POINTS_INDEX} ON points (sid, ts)")
+            return False
+        w.execute(f"DROP INDEX IF EXISTS {_OLD_POINTS_INDEX}")
+        return True
 
     def _prepare_writer(self, conn: psycopg.Connection) -> None:
         """The writer session's search path and its temp tables (they live per session)."""
@@ -423,6 +474,16 @@ class PostgresStore:
             return
         with self._lock, _translated("append"):
             w = self._live_writer()
+            if self._unique:
+                try:
+                    self._append(w, batch, exclusive=False)
+                    return
+                except _Exclusive:
+                    self.exclusive_appends += 1
+            self._append(w, batch, exclusive=True)
+
+    def _append(self, w: psycopg.Connection, batch: PointBatch, *, exclusive: bool) -> None:
+        try:
             with w.transaction():
                 lut, added = self._catalog(batch.keys)
                 sid, ts, value = plan.one_per_timestamp(
@@ -431,17 +492,25 @@ class PostgresStore:
                     np.asarray(batch.value, np.float64),
                 )
                 ids, starts = plan.series_runs(sid)
-                back = plan.reaching_back(ts, starts, self._newest_stored(ids))
+                back = plan.reaching_back(ts, starts, self._newest_stored(ids, exclusive))
                 replaced = None
-                if back is not None:  # rare: the batch reaches into stored time
+                if back is not None:  # the batch reaches into stored time
                     same, replaced = plan.against_stored(
                         sid, ts, value, self._stored(sid, ts, back)
                     )
+                    if not exclusive and replaced.any():  # it replaces points: alone
+                        raise _Exclusive
+                    # Points re-sent as stored are left out; late points that fill gaps combine
+                    # like new ones (under shared locks too: the unique key keeps them single).
                     sid, ts, value, replaced = sid[~same], ts[~same], value[~same], replaced[~same]
                 if len(ts):  # else: re-sent exactly as stored, nothing to write
                     self._write(sid, ts, value, replaced)
-            # Leaving the transaction block committed it: PostgreSQL has flushed its WAL.
-            self._sids.update(added)
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            if exclusive:
+                raise
+            raise _Exclusive from None  # another writer added one of these points meanwhile
+        # Leaving the transaction block committed it: PostgreSQL has flushed its WAL.
+        self._sids.update(added)
 
     def _write(
         self, sid: np.ndarray, ts: np.ndarray, value: np.ndarray, replaced: np.ndarray | None
@@ -482,14 +551,16 @@ class PostgresStore:
             [list(c) for c in zip(*newest, strict=True)],
         )
 
-    def _newest_stored(self, ids: np.ndarray) -> np.ndarray:
+    def _newest_stored(self, ids: np.ndarray, exclusive: bool = True) -> np.ndarray:
         """Newest stored timestamp of each series (int64 min when none), read after locking the
-        series for this transaction: a writer in another process waits, so its points and
-        ours cannot both miss each other's."""
+        series for this transaction: exclusively, a writer in another process waits, so its
+        points and ours cannot both miss each other's; shared, writers that only add new
+        points go on together (the unique key catches the same point added twice)."""
         ids = ids.tolist()  # ascending: writers lock in the same order, so never deadlock
+        function = "newest_locked" if exclusive else "newest_locked_shared"
         stored: dict[int, int] = dict(
             self._writer.execute(
-                "SELECT * FROM newest_locked(%s::int, %s::int[])", [self._lock_space, ids]
+                f"SELECT * FROM {function}(%s::int, %s::int[])", [self._lock_space, ids]
             )
         )
         return np.array([stored.get(i, _NOTHING) for i in ids], np.int64)

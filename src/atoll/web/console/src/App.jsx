@@ -28,6 +28,7 @@ const Dashboard = lazy(() => import("./pages/Dashboard.jsx"), "Dashboard");
 const Reports = lazy(() => import("./pages/Reports.jsx"), "Reports");
 const Access = lazy(() => import("./pages/Access.jsx"), "Access");
 const Models = lazy(() => import("./pages/Models.jsx"), "Models");
+const Audit = lazy(() => import("./pages/Audit.jsx"), "Audit");
 // A lab page opened directly fetches its code at once, not after the first render.
 const loadLab = () => import("./pages/Lab.jsx");
 if (location.pathname.startsWith("/lab")) loadLab();
@@ -64,14 +65,14 @@ function Shell({ session }) {
   useEffect(() => () => disconnectLive(), []);
   useEffect(() => reconcileProject(tree.data, currentProject.get()), [tree.data]);
 
-  const active = useAsync(async () => (project ? (await alarmSummary(project)).active : 0), [project], { defer: true });
+  const active = useAsync(async () => (project && project === currentProject.get() ? (await alarmSummary(project)).active : 0), [project], { defer: true });
   useLive((m) => m.type === "alarm" || (m.type === "hello" && m.resync), () => active.reload(), [project]);
 
   let page;
   let m;
   // The fleet, device and lab pages have a main request worth putting first.
   if (!(path === "/" || path.startsWith("/devices/") || path.startsWith("/lab"))) markPrimaryReady();
-  if ((m = match("/devices/:id", path))) page = <Device id={m.id} key={m.id} />;
+  if ((m = match("/devices/:id", path))) page = <Device id={m.id} key={`${m.id}|${session.actAs || ""}`} />;
   else if (path === "/alarms") page = <Alarms />;
   else if (path === "/rules") page = <LazyRules />;
   else if (path === "/register") page = <Register />;
@@ -79,6 +80,7 @@ function Shell({ session }) {
   else if (path === "/reports") page = <Reports />;
   else if (path === "/access") page = <Access />;
   else if (path === "/models") page = <Models />;
+  else if (path === "/audit") page = <Audit />;
   else if (path === "/lab") page = <LabHome />;
   else if (path === "/lab/alarms") page = <LabAlarms />;
   else if ((m = match("/lab/enterprises/:t", path))) page = <LabEnterprise tenant={m.t} key={m.t} />;
@@ -114,6 +116,7 @@ function Shell({ session }) {
           {nav("/models", "Models")}
           {can(me, "operator") && nav("/register", "Register")}
           {can(me, "admin") && nav("/access", "Access")}
+          {can(me, "admin") && nav("/audit", "Audit")}
         </nav>
         <span class="grow" />
         <span class={`live-state ${live}`} data-testid="live-state" title="Live updates over WebSocket">

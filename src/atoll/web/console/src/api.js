@@ -72,8 +72,9 @@ export async function request(method, path, body, { query, signal, raw, tenant }
     }
   }
   // index.html may already have started this very request (see there); use it once.
-  const pre = method === "GET" && !actAs && window.__atollPreload && window.__atollPreload[url];
-  if (pre) delete window.__atollPreload[url];
+  const preKey = `${url}|${actAs || ""}`;
+  const pre = method === "GET" && window.__atollPreload && window.__atollPreload[preKey];
+  if (pre) delete window.__atollPreload[preKey];
   const res = await (pre ? pre.catch(() => fetch(url, { method, headers, signal })) : fetch(url, { method, headers, body: payload, signal }));
   if (raw) return res;
   const text = await res.text();

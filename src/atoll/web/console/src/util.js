@@ -26,6 +26,12 @@ export function fmtNum(v) {
   return String(Math.round(v * 1000) / 1000);
 }
 
+// JSON for people: binary float noise (108.74999999999999) shown as the number meant (108.75);
+// 12 significant digits keep every digit a sensor reports.
+export function fmtJson(v) {
+  return JSON.stringify(v, (k, x) => (typeof x === "number" && !Number.isInteger(x) ? Number(x.toPrecision(12)) : x), 2);
+}
+
 export function fmtDuration(sec) {
   if (sec < 120) return `${Math.round(sec)} s`;
   if (sec < 7200) return `${Math.round(sec / 60)} min`;

@@ -123,6 +123,14 @@ function typicalStep(xs) {
 export const BAND_FILL = "rgba(63,174,90,0.22)";
 export const BAND_EDGE = "rgba(63,174,90,0.75)";
 export const FLAG_COLOR = "#e5484d";
+export const FORECAST_FILL = "rgba(124,108,240,0.18)";
+export const FORECAST_LINE = "rgba(160,148,255,0.95)";
+
+// The forecast API's horizon for a window: a third of what is shown, 10 minutes to a year.
+export function forecastHorizon(spanS) {
+  const m = Math.round(Math.min(365 * 1440, Math.max(10, spanS / 3 / 60)));
+  return `${m}m`;
+}
 
 const COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def"];
 
@@ -134,6 +142,14 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   const bandKey = bandMetrics ? `${bandMetrics.lo}|${bandMetrics.hi}` : "";
   const [status, setStatus] = useState({ loading: true, points: 0, error: null });
   const [last, setLast] = useState(null);
+  // The forecast overlay: off until asked for; its data lives beside the chart's.
+  const [fcOn, setFcOn] = useState(false);
+  const [fcInfo, setFcInfo] = useState(null);
+  const fcRef = useRef(null);
+  function withForecast([a, b]) {
+    const f = fcRef.current;
+    return f && f.x.length ? [a, Math.max(b, f.x[f.x.length - 1])] : [a, b];
+  }
   const alarmsRef = useRef(alarms);
   alarmsRef.current = alarms;
   const onRangeRef = useRef(onRange);
@@ -155,7 +171,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" }, size: 56 },
     ];
     const scales = {
-      x: { time: true, auto: false, range: () => effRange(rangeRef.current) },
+      x: { time: true, auto: false, range: () => withForecast(effRange(rangeRef.current)) },
       // The expected band counts for the y range, so a reading far above it leaves both in view.
       y: {
         range: (u, mn, mx) => {
@@ -166,6 +182,13 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
               if (b.x[i] < a || b.x[i] > z) continue;
               mn = mn === null || b.lo[i] < mn ? b.lo[i] : mn;
               mx = mx === null || b.hi[i] > mx ? b.hi[i] : mx;
+            }
+          }
+          const f = fcRef.current;
+          if (f && f.x.length) {
+            for (let i = 0; i < f.x.length; i++) {
+              mn = mn === null || f.lo[i] < mn ? f.lo[i] : mn;
+              mx = mx === null || f.hi[i] > mx ? f.hi[i] : mx;
             }
           }
           if (mn === null || mx === null) return [0, 1];
@@ -213,7 +236,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
             drawBand(u);
           },
         ],
-        draw: [(u) => drawFlags(u)],
+        draw: [(u) => drawFlags(u), (u) => drawForecast(u)],
       },
     };
     // The expected band: one shape per run of flagged readings, behind the metric's line.
@@ -254,6 +277,33 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
         }
         i = j + 1;
       }
+      ctx.restore();
+    }
+
+    // The forecast: its interval as a band, its mean path dashed, from the last complete bucket on.
+    function drawForecast(u) {
+      const f = fcRef.current;
+      if (!f || !f.x.length) return;
+      const ctx = u.ctx;
+      const { left, top, width: w, height: h } = u.bbox;
+      const px = (t) => u.valToPos(t, "x", true);
+      const py = (v) => u.valToPos(v, "y", true);
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(left, top, w, h);
+      ctx.clip();
+      ctx.fillStyle = FORECAST_FILL;
+      ctx.beginPath();
+      for (let k = 0; k < f.x.length; k++) ctx.lineTo(px(f.x[k]), py(f.hi[k]));
+      for (let k = f.x.length - 1; k >= 0; k--) ctx.lineTo(px(f.x[k]), py(f.lo[k]));
+      ctx.closePath();
+      ctx.fill();
+      ctx.strokeStyle = FORECAST_LINE;
+      ctx.lineWidth = 1.5 * devicePixelRatio;
+      ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+      ctx.beginPath();
+      for (let k = 0; k < f.x.length; k++) ctx.lineTo(px(f.x[k]), py(f.mean[k]));
+      ctx.stroke();
       ctx.restore();
     }
 
@@ -365,6 +415,35 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   }, [device, metric, anomalyMetric, bandKey, range.start, range.end, range.live, range.nonce]);
   // (In live mode start/end only change when the user picks another span.)
 
+  // The forecast is asked for when switched on, and again when the window's span changes.
+  useEffect(() => {
+    if (!fcOn) {
+      fcRef.current = null;
+      setFcInfo(null);
+      plot.current?.setScale("x", { min: 0, max: 1 });
+      return;
+    }
+    const ctl = new AbortController();
+    const [qs, qe] = effRange(range);
+    setFcInfo({ loading: true });
+    api
+      .get(`/devices/${enc(device)}/series/${enc(metric)}/forecast`, { horizon: forecastHorizon(qe - qs) }, { signal: ctl.signal })
+      .then(
+        (f) => {
+          fcRef.current = { x: f.ts.map((t) => t / 1000), mean: f.mean, lo: f.lo, hi: f.hi };
+          setFcInfo({ model: f.model, level: f.level, points: f.ts.length, end: f.ts[f.ts.length - 1] / 1000 });
+          plot.current?.setScale("x", { min: 0, max: 1 });
+        },
+        (e) => {
+          if (e.name === "AbortError") return;
+          fcRef.current = null;
+          setFcInfo({ error: e.message });
+          plot.current?.redraw(false);
+        },
+      );
+    return () => ctl.abort();
+  }, [fcOn, device, metric, range.start, range.end, range.live]);
+
   // Alarm overlays change without new data: just redraw.
   useEffect(() => {
     plot.current?.redraw(false);
@@ -440,7 +519,20 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
             <span class="band-swatch" /> expected band (model) <span class="flag-dot" /> flagged reading
           </span>
         )}
+        {fcInfo && fcInfo.model && (
+          <span class="forecast-key small" data-testid={`forecast-legend-${metric}`} data-points={fcInfo.points} title={`Forecast by ${fcInfo.model} from the stored history; the band holds ${Math.round(fcInfo.level * 100)} % of outcomes`}>
+            <span class="forecast-swatch" /> forecast, {Math.round(fcInfo.level * 100)} % band
+          </span>
+        )}
+        {fcInfo && fcInfo.error && (
+          <span class="muted small" data-testid={`forecast-error-${metric}`}>
+            no forecast: {fcInfo.error}
+          </span>
+        )}
         <span class="grow" />
+        <button class={`btn small ${fcOn ? "active" : ""}`} data-testid={`forecast-toggle-${metric}`} aria-pressed={fcOn} title="Forecast this series ahead of now, with an interval" onClick={() => setFcOn(!fcOn)}>
+          {fcInfo && fcInfo.loading ? "forecasting…" : "Forecast"}
+        </button>
         <span class="muted small" data-testid={`last-${metric}`}>
           {last ? `last ${fmtNum(last.v)}` : ""}
         </span>

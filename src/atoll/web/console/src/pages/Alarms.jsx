@@ -6,6 +6,7 @@ import { Link } from "../router.jsx";
 import { currentProject, fmtAgo, fmtNum, fmtTime, useAsync } from "../util.js";
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
+import { Assignee, Feedback } from "../components/AlarmTriage.jsx";
 
 export function alarmId(a) {
   return a.id ?? a.alarm_id;
@@ -36,13 +37,17 @@ export function Alarms() {
   const project = currentProject.use();
   const [state, setState] = useState("open");
   const [severity, setSeverity] = useState("");
+  const [assignee, setAssignee] = useState("");
   const [open, setOpen] = useState(null);
+  const operator = can(useMe(), "operator");
   const list = useAsync(async () => {
-    const q = { project, severity, limit: 500 };
+    const q = { project, severity, assignee, limit: 500 };
     if (state !== "all") q.status = state;
     return items(await api.get("/alarms", q));
-  }, [project, state, severity]);
-  useLive((m) => m.type === "alarm" || (m.type === "hello" && m.resync), () => list.reload(), [project, state, severity]);
+  }, [project, state, severity, assignee]);
+  // Who alarms can be given to: asked once, by those who may give them.
+  const users = useAsync(async () => (operator ? (await api.get("/alarms/assignees")).users : null), [operator]);
+  useLive((m) => m.type === "alarm" || (m.type === "hello" && m.resync), () => list.reload(), [project, state, severity, assignee]);
 
   return (
     <div class="page alarms">
@@ -65,6 +70,11 @@ export function Alarms() {
           <option value="warning">Warning</option>
           <option value="info">Info</option>
         </select>
+        <select value={assignee} onChange={(e) => setAssignee(e.currentTarget.value)} data-testid="alarm-assignee-filter">
+          <option value="">Anyone's</option>
+          <option value="me">Mine</option>
+          <option value="none">Unassigned</option>
+        </select>
       </div>
       <ErrorBox error={list.error} />
       <div class="panel">
@@ -77,12 +87,14 @@ export function Alarms() {
               <th>State</th>
               <th>Raised</th>
               <th>Value</th>
+              <th>Assignee</th>
+              <th>Was it right?</th>
               <th />
             </tr>
           </thead>
           <tbody>
             {(list.data || []).map((a) => (
-              <AlarmRow key={alarmId(a)} a={a} open={open === alarmId(a)} toggle={() => setOpen(open === alarmId(a) ? null : alarmId(a))} reload={list.reload} />
+              <AlarmRow key={alarmId(a)} a={a} users={users.data} open={open === alarmId(a)} toggle={() => setOpen(open === alarmId(a) ? null : alarmId(a))} reload={list.reload} />
             ))}
           </tbody>
         </table>
@@ -92,7 +104,7 @@ export function Alarms() {
   );
 }
 
-function AlarmRow({ a, open, toggle, reload }) {
+function AlarmRow({ a, users, open, toggle, reload }) {
   const [error, setError] = useState(null);
   const id = alarmId(a);
   const t = alarmTimes(a);
@@ -132,6 +144,12 @@ function AlarmRow({ a, open, toggle, reload }) {
           {fmtNum(alarmReading(a) ?? a.value ?? null).replace("—", "")}
         </td>
         <td>
+          <Assignee a={a} operator={operator} users={users} onDone={reload} onError={setError} />
+        </td>
+        <td>
+          <Feedback a={a} operator={operator} onDone={reload} onError={setError} />
+        </td>
+        <td>
           <div class="actions">
             {operator && !a.acknowledged && state !== "acknowledged" && (
               <button class="btn small" onClick={() => act("ack")} data-testid="alarm-ack">
@@ -151,14 +169,14 @@ function AlarmRow({ a, open, toggle, reload }) {
       </tr>
       {error && (
         <tr>
-          <td colSpan={7}>
+          <td colSpan={9}>
             <ErrorBox error={error} />
           </td>
         </tr>
       )}
       {open && (
         <tr class="details">
-          <td colSpan={7}>
+          <td colSpan={9}>
             <AlarmDetails a={a} reload={reload} />
           </td>
         </tr>

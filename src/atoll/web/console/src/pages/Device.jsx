@@ -1,12 +1,12 @@
 // Device page: live charts (zoom from a year down to raw points), twin, commands, alarms.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { api, enc, items, toSeconds } from "../api.js";
+import { actingTenant, api, enc, items, setActingTenant, toSeconds } from "../api.js";
 import { useLive, watchDevices } from "../live.js";
 import { Link } from "../router.jsx";
-import { currentProject, fmtAgo, fmtDuration, fmtTime, markPrimaryReady, useAsync } from "../util.js";
+import { currentProject, fmtAgo, fmtDuration, fmtJson, fmtTime, markPrimaryReady, useAsync } from "../util.js";
 import { ChartPanel, effRange } from "../components/Chart.jsx";
 import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
-import { lastSeen, onlineState } from "./Overview.jsx";
+import { lastSeen, onlineState, useProjects } from "./Overview.jsx";
 import { can, useMe } from "../me.js";
 import { Explanation, alarmId, alarmState, alarmTimes } from "./Alarms.jsx";
 
@@ -65,6 +65,7 @@ export function Device({ id }) {
     history.replaceState(null, "", url);
   }, [range.start, range.end, range.live]);
   const [tab, setTab] = useState("twin");
+  const project = currentProject.use();
   const liveRef = useRef(new Set());
   const [seen, setSeen] = useState(null);
 
@@ -147,11 +148,46 @@ export function Device({ id }) {
   const d = dev.data || {};
   const t = Math.max(seen || 0, lastSeen(d) || 0) || null;
   const [rs, re] = effRange(range);
+  const tree = useProjects({ defer: true });
+  const owner = tenantOfDevice(id);
+  const elsewhere = !!tree.data?.platform && owner !== (actingTenant() || "default") && tree.data.tenants.some((t) => t.id === owner);
+  useEffect(() => {
+    if (!(dev.error?.status === 404 && elsewhere)) return;
+    // After this render's other effects: the top bar's own check of the selected project runs
+    // in the same pass and would put the tenant back.
+    const t = setTimeout(() => setActingTenant(owner), 0);
+    return () => clearTimeout(t);
+  }, [dev.error, elsewhere]);
   const span = re - rs;
 
   const pick = (secs) => setRange({ start: Date.now() / 1000 - secs, end: Date.now() / 1000, live: true, nonce: range.nonce + 1 });
   const pan = (f) => setRange({ start: rs + span * f, end: re + span * f, live: false, nonce: range.nonce });
   const zoomOut = () => setRange({ start: rs - span, end: re + span, live: false, nonce: range.nonce });
+
+  // A device that does not exist (or not in this tenant): say so, and nothing else: no charts
+  // of nothing, no buttons that would only fail. The platform operator following a link to
+  // another tenant's device acts in that tenant first (the page is drawn anew for it).
+  if (dev.error?.status === 404 && elsewhere) return <div class="page muted">Loading…</div>;
+  if (dev.error?.status === 404) {
+    return (
+      <div class="page device">
+        <div class="page-head">
+          <Link href="/" class="muted">
+            ← Fleet
+          </Link>
+        </div>
+        <div class="panel pad not-found" data-testid="device-not-found">
+          <h1>Device not found</h1>
+          <p>
+            There is no device <span class="mono">{id}</span> in the projects you can see{project ? <> (now in <span class="mono">{project}</span>)</> : null}. It may have been deleted, or the link may be mistyped.
+          </p>
+          <Link href="/" class="btn">
+            Back to the fleet
+          </Link>
+        </div>
+      </div>
+    );
+  }
 
   return (
     <div class="page device">
@@ -168,6 +204,7 @@ export function Device({ id }) {
         <span class="grow" />
       </div>
       <ErrorBox error={dev.error} />
+      <Refusals id={id} />
       <div class="device-grid">
         <section class="charts">
           <div class="toolbar range-bar" data-testid="range-bar">
@@ -272,9 +309,9 @@ function Twin({ id, operator }) {
     <div class="panel pad" data-testid="twin">
       <ErrorBox error={twin.error} />
       <h3>Reported</h3>
-      <pre class="json" data-testid="twin-reported">{JSON.stringify(t.reported ?? {}, null, 2)}</pre>
+      <pre class="json" data-testid="twin-reported">{fmtJson(t.reported ?? {})}</pre>
       <h3>Desired</h3>
-      <pre class="json" data-testid="twin-desired">{JSON.stringify(t.desired ?? {}, null, 2)}</pre>
+      <pre class="json" data-testid="twin-desired">{fmtJson(t.desired ?? {})}</pre>
       {t.version !== undefined && <p class="muted small">version {t.version}</p>}
       {operator && (
       <form onSubmit={save}>
@@ -293,12 +330,57 @@ function Twin({ id, operator }) {
   );
 }
 
+// Messages and connections the platform refused for this device (wrong client id, wrong
+// secret, bad payload…): otherwise visible only in the server's log. Off the critical path.
+function Refusals({ id }) {
+  const got = useAsync(async () => items(await api.get(`/devices/${enc(id)}/rejections`)), [id], { defer: true });
+  const rows = got.data || [];
+  if (!rows.length) return null;
+  return (
+    <div class="panel pad refusals" data-testid="device-rejections">
+      <h3>Refused by the platform</h3>
+      <table class="mini">
+        <tbody>
+          {rows.map((r) => (
+            <tr key={`${r.transport}/${r.reason}`} data-reason={r.reason}>
+              <td class="mono small">{r.transport}</td>
+              <td class="mono small warn">{r.reason}</td>
+              <td class="small">{r.count.toLocaleString()}×</td>
+              <td class="small muted" title={fmtTime(toSeconds(r.last_at))}>
+                last {fmtAgo(toSeconds(r.last_at))}
+              </td>
+              <td class="small">{r.last_message}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+const WAITING = new Set(["pending", "delivered"]);
+
 function Commands({ id, operator }) {
   const list = useAsync(async () => items(await api.get(`/devices/${enc(id)}/commands`, { limit: 20 })), [id]);
   const [name, setName] = useState("reboot");
   const [args, setArgs] = useState("{}");
+  const [ttl, setTtl] = useState("300");
   const [error, setError] = useState(null);
+  const [, tick] = useState(0);
   useLive((m) => (m.device === id && (m.type === "command_ack" || m.type === "command")) || (m.type === "hello" && m.resync), () => list.reload(), [id]);
+  // A command nobody acknowledged expires at its expires_at: re-read then, so it does not look
+  // pending forever; in between, the countdown moves every second.
+  useEffect(() => {
+    const waiting = (list.data || []).filter((c) => WAITING.has(c.status) && c.expires_at);
+    if (!waiting.length) return;
+    const next = Math.min(...waiting.map((c) => toSeconds(c.expires_at)));
+    const reread = setTimeout(() => list.reload(), Math.max(0, next * 1000 - Date.now()) + 500);
+    const every = setInterval(() => tick((n) => n + 1), 1000);
+    return () => {
+      clearTimeout(reread);
+      clearInterval(every);
+    };
+  }, [list.data]);
 
   async function send(e) {
     e.preventDefault();
@@ -311,7 +393,7 @@ function Commands({ id, operator }) {
       return;
     }
     try {
-      await api.post(`/devices/${enc(id)}/commands`, { name, args: a });
+      await api.post(`/devices/${enc(id)}/commands`, { name, args: a, ttl_s: Number(ttl) || 300 });
       list.reload();
     } catch (err) {
       setError(err);
@@ -329,6 +411,10 @@ function Commands({ id, operator }) {
           Arguments (JSON)
           <textarea rows={3} class="mono" value={args} onInput={(e) => setArgs(e.currentTarget.value)} data-testid="cmd-args" />
         </label>
+        <label>
+          Expires unless acknowledged within (s)
+          <input type="number" min="1" max="604800" value={ttl} onInput={(e) => setTtl(e.currentTarget.value)} data-testid="cmd-ttl" />
+        </label>
         <ErrorBox error={error} />
         <button class="btn primary" type="submit" data-testid="cmd-send">
           Send command
@@ -342,7 +428,10 @@ function Commands({ id, operator }) {
           {(list.data || []).map((c) => (
             <tr key={c.id ?? c.command_id}>
               <td class="mono small">{c.name}</td>
-              <td class="small">{c.status ?? c.state ?? ""}</td>
+              <td class="small" data-testid="cmd-status">
+                <span class={`cmd-st cs-${c.status}`}>{c.status === "expired" ? "expired (no ack in time)" : c.status ?? c.state ?? ""}</span>
+                {WAITING.has(c.status) && c.expires_at && <span class="muted"> · expires {expiresIn(toSeconds(c.expires_at))}</span>}
+              </td>
               <td class="muted small">{fmtAgo(toSeconds(c.created_at ?? c.ts ?? c.sent_at))}</td>
             </tr>
           ))}
@@ -427,4 +516,15 @@ function Credentials({ id }) {
       <ErrorBox error={error} />
     </div>
   );
+}
+
+function expiresIn(at) {
+  const s = Math.round(at - Date.now() / 1000);
+  return s <= 0 ? "now" : `in ${fmtDuration(s)}`;
+}
+
+// Device ids are "tenant~local" outside the default tenant.
+export function tenantOfDevice(id) {
+  const i = id.indexOf("~");
+  return i > 0 ? id.slice(0, i) : "default";
 }

@@ -10,6 +10,7 @@ import { currentProject, fmtAgo, fmtTime, markPrimaryReady, useAsync, useDebounc
 import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
 import { useProjects } from "./Overview.jsx";
+import { Assignee, Feedback } from "../components/AlarmTriage.jsx";
 
 const SEVERITIES = ["critical", "major", "minor", "warning", "info"];
 // Lab calls name their scope themselves: never the tenant the project picker acts in.
@@ -97,7 +98,59 @@ function Totals({ t, what }) {
       <Stat label="Ingest" value={fmtRate(t.ingest_rate)} testid="lab-rate" title="points per second over the last 5 min" />
       <Stat label="Stored" value={`${fmtCount(t.points)} pts`} testid="lab-points" title={`≈ ${fmtBytes(t.bytes)} at 16 B a point`} />
       <Stat label="Last activity" value={t.last_activity ? fmtAgo(toSeconds(t.last_activity)) : "never"} testid="lab-last" />
+      {t.quality && (
+        <Stat
+          label={`Precision · ${t.quality.judged.toLocaleString()} judged`}
+          value={fmtPrecision(t.quality)}
+          cls={precisionClass(t.quality)}
+          testid="lab-precision"
+          title={qualityTitle(t.quality)}
+        />
+      )}
     </div>
+  );
+}
+
+// Detection quality from operators' verdicts: precision = real / (real + false alarms).
+export function fmtPrecision(q) {
+  if (!q || q.precision === null || q.precision === undefined) return "—";
+  return `${Math.round(q.precision * 100)}%`;
+}
+
+function precisionClass(q) {
+  if (!q || q.precision === null || q.precision === undefined) return "";
+  return q.precision >= 0.8 ? "ok" : q.precision >= 0.5 ? "warn" : "bad";
+}
+
+function qualityTitle(q) {
+  return `${q.real} real fault${q.real === 1 ? "" : "s"}, ${q.false} false alarm${q.false === 1 ? "" : "s"}, ${q.unsure} unsure (alarms of the last 12 weeks that operators judged)`;
+}
+
+function Quality({ q }) {
+  if (!q) return <span class="muted">—</span>;
+  if (!q.judged) return <span class="muted small" data-testid="lab-quality">none judged</span>;
+  return (
+    <span class="quality" data-testid="lab-quality" title={qualityTitle(q)}>
+      <strong class={`mono ${precisionClass(q)}`}>{fmtPrecision(q)}</strong> <span class="muted small">of {q.judged.toLocaleString()} judged</span>
+    </span>
+  );
+}
+
+// Precision week by week (oldest first): one bar per week, its height the precision, empty
+// weeks as a dot.
+function Weeks({ weeks, testid }) {
+  if (!weeks?.length) return null;
+  return (
+    <span class="weeks" data-testid={testid}>
+      {weeks.map((w) => (
+        <span
+          key={w.week}
+          class={`wk ${precisionClass(w)}`}
+          title={`week of ${w.week.slice(0, 10)}: ${w.judged ? `${fmtPrecision(w)} of ${w.judged} judged` : "none judged"}`}
+          style={{ height: w.precision === null ? "2px" : `${Math.max(2, Math.round(w.precision * 22))}px` }}
+        />
+      ))}
+    </span>
   );
 }
 
@@ -110,6 +163,8 @@ const SORTS = {
   stored: (a, b) => (b.points || 0) - (a.points || 0),
   activity: (a, b) => (toSeconds(b.last_activity) || 0) - (toSeconds(a.last_activity) || 0),
   projects: (a, b) => b.projects - a.projects,
+  // Worst precision first (what needs tuning), the unjudged last.
+  quality: (a, b) => (a.quality?.precision ?? 2) - (b.quality?.precision ?? 2) || (b.quality?.judged || 0) - (a.quality?.judged || 0),
 };
 
 // Worst open severity first, as an operator reads an alarm board.
@@ -170,6 +225,7 @@ function useTable(rows, defaultSort) {
           <option value="rate">Highest ingest</option>
           <option value="stored">Most stored</option>
           <option value="activity">Latest activity</option>
+          <option value="quality">Lowest detection precision</option>
           {what === "enterprises" && <option value="projects">Most projects</option>}
         </select>
       </label>
@@ -211,6 +267,11 @@ export function LabHome() {
       </div>
       <ErrorBox error={data.error} />
       {d && <Totals t={d.totals} what={<Stat label="Enterprises" value={d.totals.enterprises} testid="lab-enterprises" />} />}
+      {d?.quality_weeks && d.totals.quality?.judged > 0 && (
+        <div class="muted small quality-trend">
+          Detection precision per week, last 12 weeks: <Weeks weeks={d.quality_weeks} testid="lab-quality-weeks" />
+        </div>
+      )}
       {d && toolbar("enterprises")}
       {d && (
         <div class="panel table-scroll">
@@ -224,6 +285,7 @@ export function LabHome() {
                 {header("rate", "Ingest", "num")}
                 {header("stored", "Stored", "num")}
                 {header("activity", "Last activity")}
+                {header("quality", "Detection quality")}
               </tr>
             </thead>
             <tbody>
@@ -262,6 +324,9 @@ function HealthCells({ x }) {
         {fmtCount(x.points)}
       </td>
       <td class="small">{x.last_activity ? fmtAgo(toSeconds(x.last_activity)) : <span class="muted">never</span>}</td>
+      <td>
+        <Quality q={x.quality} />
+      </td>
     </>
   );
 }
@@ -303,6 +368,7 @@ export function LabEnterprise({ tenant }) {
                 {header("rate", "Ingest", "num")}
                 {header("stored", "Stored", "num")}
                 {header("activity", "Last activity")}
+                {header("quality", "Detection quality")}
               </tr>
             </thead>
             <tbody>
@@ -320,6 +386,48 @@ export function LabEnterprise({ tenant }) {
             </tbody>
           </table>
           {!shown.length && <Empty>{d.projects.length ? "No project matches." : "This enterprise has no projects yet."}</Empty>}
+        </div>
+      )}
+      {d?.rules && (
+        <div class="panel rule-quality" data-testid="lab-rule-quality">
+          <h3>Detection quality per rule</h3>
+          <p class="muted small">
+            From operators' verdicts on alarms raised in the last 12 weeks (mark an alarm as a real fault, a false alarm or unsure in the alarm console). Precision = real faults / (real faults + false alarms).
+          </p>
+          {d.rules.length ? (
+            <table class="grid">
+              <thead>
+                <tr>
+                  <th>Rule</th>
+                  <th>Project</th>
+                  <th class="num">Precision</th>
+                  <th class="num">Real</th>
+                  <th class="num">False</th>
+                  <th class="num">Unsure</th>
+                  <th>Per week</th>
+                </tr>
+              </thead>
+              <tbody>
+                {d.rules.map((r) => (
+                  <tr key={`${r.project}/${r.rule_id}`} data-rule={r.rule_id}>
+                    <td>
+                      {r.rule_name} <span class="muted small mono">{r.rule_id}</span>
+                    </td>
+                    <td>{r.project_name}</td>
+                    <td class={`num mono ${precisionClass(r)}`}>{fmtPrecision(r)}</td>
+                    <td class="num">{r.real}</td>
+                    <td class="num">{r.false}</td>
+                    <td class="num">{r.unsure}</td>
+                    <td>
+                      <Weeks weeks={r.weeks} />
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : (
+            <Empty>No alarm of this enterprise has been judged yet.</Empty>
+          )}
         </div>
       )}
     </div>
@@ -342,6 +450,8 @@ export function LabAlarms() {
     rule: query.get("rule") || "",
     since: query.get("since") || "",
     order: query.get("order") || "newest",
+    assignee: query.get("assignee") || "",
+    feedback: query.get("feedback") || "",
   }));
   const [offset, setOffset] = useState(0);
   const [picked, setPicked] = useState(new Set());
@@ -357,7 +467,7 @@ export function LabAlarms() {
     const s = p.toString();
     navigate("/lab/alarms" + (s ? `?${s}` : ""), { replace: true });
     setOffset(0);
-  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order]);
+  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, f.assignee, f.feedback]);
 
   // The enterprises and their projects for the filters: the project tree the top bar has
   // already asked for (no request of its own).
@@ -389,7 +499,7 @@ export function LabAlarms() {
         setTick((n) => n + 1);
       }
     }
-  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, offset, tick]);
+  }, [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, f.assignee, f.feedback, offset, tick]);
 
   // Live: the selected project's socket says when one of its alarms changes; other projects'
   // alarms are re-read every 15 s while the page is in view.
@@ -398,12 +508,20 @@ export function LabAlarms() {
     const t = setInterval(() => document.visibilityState === "visible" && reread(), 15_000);
     return () => clearInterval(t);
   }, []);
-  useEffect(() => setPicked(new Set()), [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, offset]);
+  useEffect(() => setPicked(new Set()), [f.enterprise, f.project, f.severity, f.status, rule, f.since, f.order, f.assignee, f.feedback, offset]);
 
   const rows = list.data?.rows || [];
   const total = list.data?.total ?? 0;
   const set = (k) => (e) => setF((x) => ({ ...x, [k]: e.currentTarget.value, ...(k === "enterprise" ? { project: "" } : {}) }));
   const operator = can(me, "operator");
+  // Within one tenant an operator assigns from the console; the platform admin's rows span
+  // tenants, each with its own users: it assigns on the project's alarm page.
+  const users = useAsync(async () => (operator && tree.data && !platform ? (await api.get("/alarms/assignees", undefined, NO_TENANT)).users : null), [operator, platform, !!tree.data]);
+  const changed = (got) => {
+    setNote(null);
+    reread();
+  };
+  const failed = (err) => setNote({ ok: false, error: err });
 
   async function bulk(action) {
     setBusy(true);
@@ -501,6 +619,18 @@ export function LabAlarms() {
           <option value="newest">Newest first</option>
           <option value="severity">Worst first</option>
         </select>
+        <select value={f.assignee} onChange={set("assignee")} data-testid="la-assignee">
+          <option value="">Anyone's</option>
+          <option value="me">Mine</option>
+          <option value="none">Unassigned</option>
+        </select>
+        <select value={f.feedback} onChange={set("feedback")} data-testid="la-feedback">
+          <option value="">Judged or not</option>
+          <option value="none">Not judged yet</option>
+          <option value="real">Real faults</option>
+          <option value="false">False alarms</option>
+          <option value="unsure">Unsure</option>
+        </select>
         <span class="grow" />
         <span class="muted small" data-testid="la-count">
           {list.data ? `${total.toLocaleString()} alarm${total === 1 ? "" : "s"}` : "loading…"}
@@ -539,6 +669,8 @@ export function LabAlarms() {
               <th>Device</th>
               <th>State</th>
               <th>Raised</th>
+              <th>Assignee</th>
+              <th>Was it right?</th>
             </tr>
           </thead>
           <tbody>
@@ -577,6 +709,12 @@ export function LabAlarms() {
                 </td>
                 <td class="small" title={fmtTime(toSeconds(a.raised_at))}>
                   {fmtAgo(toSeconds(a.raised_at))}
+                </td>
+                <td>
+                  <Assignee a={a} operator={operator} users={users.data} tenant={a.tenant} onDone={changed} onError={failed} />
+                </td>
+                <td>
+                  <Feedback a={a} operator={operator} tenant={a.tenant} onDone={changed} onError={failed} />
                 </td>
               </tr>
             ))}

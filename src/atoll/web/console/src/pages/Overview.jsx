@@ -97,6 +97,7 @@ export function Overview() {
   const [status, setStatus] = useState("");
   const dq = useDebounced(q, 200);
   const seen = useRef(new Map()); // device -> {t, values} from the live feed
+  const known = useRef(new Set()); // devices of the pages loaded
   const [liveTick, setLiveTick] = useState(0);
   const [alarmTick, setAlarmTick] = useState(0);
   const [tq, setTq] = useState("");
@@ -111,7 +112,9 @@ export function Overview() {
   useEffect(() => reconcileProject(tree.data, currentProject.get()), [tree.data]);
 
   // Active alarms counted per device by the server (the top bar's badge reads the same answer).
-  const alarms = useAsync(async () => (project ? alarmSummary(project) : null), [project, alarmTick], { defer: true });
+  // Deferred reads check that their project is still the one chosen: another choice in the
+  // meantime has moved the acting tenant on, and this project's request would be a 404 there.
+  const alarms = useAsync(async () => (project && project === currentProject.get() ? alarmSummary(project) : null), [project, alarmTick], { defer: true });
 
   const alarmsByDevice = useMemo(() => {
     const m = new Map();
@@ -121,8 +124,10 @@ export function Overview() {
 
   const source = usePagedSource(
     async (offset, limit) => {
-      if (!project) return { rows: [], total: 0 };
-      const { rows, total } = await page(`/projects/${enc(project)}/devices`, { offset, limit, q: dq, status });
+      if (!project || project !== currentProject.get()) return { rows: [], total: 0 };
+      // latest=true: quiet devices show their last values too, not only those heard live.
+      const { rows, total } = await page(`/projects/${enc(project)}/devices`, { offset, limit, q: dq, status, latest: "true" });
+      for (const d of rows) known.current.add(deviceId(d));
       // Without a total, assume more rows while pages come back full.
       const t = total ?? (rows.length === limit ? offset + limit + 1 : offset + rows.length);
       if (offset === 0) markPrimaryReady();
@@ -138,16 +143,19 @@ export function Overview() {
 
   // The online counter comes from the same filter the table uses, counted by the server.
   const online = useAsync(async () => {
-    if (!project) return null;
+    if (!project || project !== currentProject.get()) return null;
     return (await page(`/projects/${enc(project)}/devices`, { limit: 1, status: "online" })).total;
   }, [project, liveTick >> 2], { defer: true });
 
   // A busy fleet sends thousands of readings a second: redraw and recount at most every 2 s.
   const lastBump = useRef(0);
+  const newcomer = useRef(false);
   useLive(
     (m) => m.type === "telemetry" || m.type === "alarm",
     (m) => {
       if (m.type === "telemetry") {
+        // A device the table has not listed (registered since it loaded): re-read the pages.
+        if (m.device && !known.current.has(m.device) && !dq && !status) newcomer.current = true;
         const prev = seen.current.get(m.device);
         seen.current.set(m.device, { t: toSeconds(m.ts) ?? Date.now() / 1000, values: { ...(prev?.values || {}), ...(m.values || {}) } });
       } else {
@@ -157,10 +165,20 @@ export function Overview() {
       if (now - lastBump.current > 2000) {
         lastBump.current = now;
         setLiveTick((n) => n + 1);
+        if (newcomer.current) {
+          newcomer.current = false;
+          known.current.add(m.device);
+          source.refresh();
+        }
       }
     },
-    [],
+    [dq, status],
   );
+  // Devices registered elsewhere that have not sent anything yet: re-read every 30 s in view.
+  useEffect(() => {
+    const t = setInterval(() => document.visibilityState === "visible" && source.refresh(), 30_000);
+    return () => clearInterval(t);
+  }, [project, dq, status]);
 
   const projects = tree.data?.projects || [];
   const tenants = tree.data?.tenants || [];
@@ -217,8 +235,11 @@ export function Overview() {
         {!tree.loading && !projects.length && <Empty>No projects yet.</Empty>}
         {can(me, "admin") && (
           <NewProject
-            onCreated={(id) => {
-              selectProject(null, id);
+            tenants={tree.data?.platform ? tenants : null}
+            tenant={currentTenant || actingTenant() || tenants[0]?.id}
+            onCreated={(id, tenant) => {
+              if (tree.data?.platform && tenant) setActingTenant(tenant);
+              currentProject.set(id);
               projectsChanged();
             }}
           />
@@ -282,8 +303,10 @@ export function Overview() {
                     <span class="c-state">
                       <Dot state={state} />
                     </span>
-                    <span class="c-id mono">{id}</span>
-                    <span class="c-name">{d.name ?? ""}</span>
+                    <span class="c-id mono" title={id}>
+                      {shortId(id)}
+                    </span>
+                    <span class="c-name">{d.name && d.name !== id && d.name !== localId(id) ? d.name : ""}</span>
                     <span class="c-type">{d.type ?? d.device_type ?? ""}</span>
                     <span class="c-seen">{fmtAgo(t)}</span>
                     <span class="c-alarms">{nAlarms ? <span class="badge bad">{nAlarms}</span> : ""}</span>
@@ -304,31 +327,67 @@ export function Overview() {
   );
 }
 
-function NewProject({ onCreated }) {
+// A device id is "tenant~local". Shown whole; only an id too long for its column keeps both
+// ends, so rows of similar devices (press-line-3-b11, press-line-3-b12) never look the same.
+export function localId(id) {
+  const i = id.indexOf("~");
+  return i >= 0 ? id.slice(i + 1) : id;
+}
+
+export function shortId(id, max = 34) {
+  return id.length <= max ? id : `${id.slice(0, max - 15)}…${id.slice(-14)}`;
+}
+
+// `tenants`: for the platform operator, who must say which enterprise the project is for
+// (it used to land silently in whichever one was selected).
+function NewProject({ tenants, tenant, onCreated }) {
   const [open, setOpen] = useState(false);
   const [name, setName] = useState("");
+  const [owner, setOwner] = useState("");
   const [error, setError] = useState(null);
   async function submit(e) {
     e.preventDefault();
     setError(null);
     try {
       const id = name.toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^-+|-+$/g, "");
-      const p = await api.post("/projects", { name, id: id || undefined });
+      const p = await api.post("/projects", { name, id: id || undefined }, tenants ? { tenant: owner } : undefined);
       setOpen(false);
       setName("");
-      onCreated(projectId(p));
+      onCreated(projectId(p), tenants ? owner : null);
     } catch (err) {
       setError(err);
     }
   }
   if (!open)
     return (
-      <button class="btn small ghost new-project" onClick={() => setOpen(true)} data-testid="project-new">
+      <button
+        class="btn small ghost new-project"
+        onClick={() => {
+          setOwner(tenant || "");
+          setOpen(true);
+        }}
+        data-testid="project-new"
+      >
         + New project
       </button>
     );
   return (
     <form class="new-project-form" onSubmit={submit}>
+      {tenants && (
+        <label class="small">
+          Enterprise
+          <select value={owner} onChange={(e) => setOwner(e.currentTarget.value)} required data-testid="project-tenant">
+            <option value="" disabled>
+              Choose the enterprise…
+            </option>
+            {tenants.map((t) => (
+              <option key={t.id} value={t.id}>
+                {t.name ?? t.id}
+              </option>
+            ))}
+          </select>
+        </label>
+      )}
       <input placeholder="Project name" value={name} onInput={(e) => setName(e.currentTarget.value)} required autofocus data-testid="project-name" />
       <button class="btn small primary" type="submit" data-testid="project-create">
         Create

@@ -1,0 +1,237 @@
+"""The rest of issue #13's user walk in a real Chromium against a real platform: the fleet table
+(whole ids, no id repeated as the name, new devices without a reload, last values of quiet
+devices, no overflow on a phone), a device that does not exist, "+ New project" for the
+platform operator, unrounded numbers, commands that expire, refused MQTT connections and the
+early 404 on every reload. Each test failed on the console before its fix."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from playwright.sync_api import expect
+
+from atoll.core import topics
+from tests.web.test_access import as_key
+from tests.web.test_console import Device, api, login
+from tests.web.test_lab import enterprise, send
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("console-browser")]
+
+LONG = "assembly-line-07-station-12-press"
+
+
+def fleet(platform, tid: str, ids: list[str]) -> dict:
+    """A tenant with one project ``{tid}~plant`` of boilers: ``plant-b0`` and the given ids."""
+    seeded = enterprise(platform, tid, tid.title(), {"plant": 1}, hot=False)
+    with as_key(platform, seeded["key"]) as http:
+        for i in ids:
+            r = http.post(f"/projects/{tid}~plant/devices", json={"id": i, "device_type": "boiler"})
+            assert r.status_code == 201, r.text
+            c = r.json()["credentials"]
+            seeded["secrets"][c["device"]] = c["secret"]
+    return seeded
+
+
+def open_fleet(page, platform, project: str) -> None:
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", project)
+    expect(page.locator("[data-testid=device-count]")).not_to_have_text("loading…")
+
+
+def test_fleet_rows_show_whole_distinct_ids_and_no_id_as_name(platform, page):
+    seeded = fleet(platform, "ids", [f"{LONG}-b01", f"{LONG}-b02"])
+    with as_key(platform, seeded["key"]) as http:
+        r = http.post(
+            "/projects/ids~plant/devices",
+            json={"id": "named", "name": "North press", "device_type": "boiler"},
+        )
+        assert r.status_code == 201
+    open_fleet(page, platform, "ids~plant")
+    rows = page.locator("[data-testid=device-list] .row[data-device]")
+    expect(rows).to_have_count(4)
+    ids = page.locator("[data-testid=device-list] .row[data-device] .c-id")
+    # What is on screen: nothing of an id is cut off by its column, and no two rows read alike.
+    shown = ids.evaluate_all(
+        "els => els.map(e => ({text: e.innerText, cut: e.scrollWidth > e.clientWidth}))"
+    )
+    assert not any(s["cut"] for s in shown), shown
+    assert len({s["text"] for s in shown}) == 4, shown
+    a, b = (s["text"] for s in shown if LONG[:10] in s["text"])
+    assert a.endswith("-b01") and b.endswith("-b02")
+    # The name column says the name, not the id again.
+    long_row = page.locator(f"[data-device='ids~{LONG}-b01']")
+    expect(long_row.locator(".c-name")).to_have_text("")
+    expect(page.locator("[data-device='ids~named'] .c-name")).to_have_text("North press")
+
+
+def test_fleet_lists_new_devices_and_last_values_of_quiet_ones_without_a_reload(platform, page):
+    seeded = fleet(platform, "quiet", ["q1"])
+    send(platform, seeded["secrets"], "quiet~q1", 21.5)  # before the page opens: quiet since
+    open_fleet(page, platform, "quiet~plant")
+    expect(page.locator("[data-device='quiet~q1'] .c-values")).to_contain_text("temperature=21.5")
+    # A device registered and sending after the page loaded appears by itself.
+    with as_key(platform, seeded["key"]) as http:
+        r = http.post("/projects/quiet~plant/devices", json={"id": "q2", "device_type": "boiler"})
+        secret = r.json()["credentials"]["secret"]
+    expect(page.locator("[data-testid=live-state]")).to_have_text("live")
+    deadline = time.monotonic() + 20
+    row = page.locator("[data-device='quiet~q2']")
+    while row.count() == 0 and time.monotonic() < deadline:
+        send(platform, {"quiet~q2": secret}, "quiet~q2", 30.0)
+        page.wait_for_timeout(700)
+    expect(row).to_have_count(1)
+    expect(row.locator(".c-values")).to_contain_text("temperature=30")
+    expect(page.locator("[data-testid=device-count]")).to_have_text("3 devices")
+
+
+def test_fleet_fits_a_390_px_phone(platform, browser):
+    fleet(platform, "phone", [f"{LONG}-b01", f"{LONG}-b02"])
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    page = ctx.new_page()
+    try:
+        open_fleet(page, platform, "phone~plant")
+        expect(page.locator("[data-testid=device-list] .row[data-device]")).to_have_count(3)
+        wide = page.evaluate(
+            """() => [...document.querySelectorAll('body *')]
+                .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1
+                             && e.getClientRects().length)
+                .map(e => e.tagName + '.' + e.className)"""
+        )
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390, wide
+        assert wide == [], wide
+    finally:
+        ctx.close()
+
+
+def test_a_device_that_does_not_exist_says_so_without_the_device_page(platform, page):
+    login(page, platform)
+    page.goto(platform.url + "/devices/no-such-device")
+    box = page.locator("[data-testid=device-not-found]")
+    expect(box).to_contain_text("Device not found")
+    expect(box).to_contain_text("no-such-device")
+    expect(page.locator("[role=alert]")).to_have_count(0)
+    expect(page.locator("[data-testid=range-bar]")).to_have_count(0)
+    expect(page.locator("[data-testid=tab-commands]")).to_have_count(0)
+    expect(page.locator("button", has_text="Update desired")).to_have_count(0)
+
+
+def test_a_link_to_another_tenants_device_opens_it_for_the_platform_operator(platform, page):
+    """The platform operator looking at one enterprise follows a link to a device of another:
+    the page acts in the device's tenant instead of answering "not found"."""
+    enterprise(platform, "here", "Here Co", {"site": 1}, hot=False)
+    enterprise(platform, "there", "There Co", {"yard": 1}, hot=False)
+    open_fleet(page, platform, "here~site")
+    page.goto(platform.url + "/devices/there~yard-b0")
+    expect(page.locator("[data-testid=device-title]")).to_contain_text("there~yard-b0")
+    expect(page.locator("[data-testid=device-not-found]")).to_have_count(0)
+    expect(page.locator("[data-testid=project-select]")).to_have_value("there~yard")
+    expect(page.locator("[role=alert]")).to_have_count(0)
+
+
+def test_new_project_asks_the_platform_operator_for_the_enterprise(platform, page):
+    enterprise(platform, "first", "First Co", {"one": 1}, hot=False)
+    enterprise(platform, "second", "Second Co", {"two": 1}, hot=False)
+    open_fleet(page, platform, "first~one")
+    page.click("[data-testid=project-new]")
+    owner = page.locator("[data-testid=project-tenant]")
+    expect(owner).to_have_value("first")  # the one on screen, said, not assumed
+    owner.select_option("second")
+    page.fill("[data-testid=project-name]", "Kiln")
+    page.click("[data-testid=project-create]")
+    expect(page.locator("[data-testid=project-select]")).to_have_value("second~kiln")
+    with api(platform) as http:
+        got = {p["id"]: p["tenant"] for p in http.get("/lab/projects").json()["projects"]}
+    assert got["second~kiln"] == "second"
+    assert "first~kiln" not in got
+
+
+def kettle(platform, project: str) -> str:
+    """A project with one device, ``{project}-1``; answers its secret."""
+    with api(platform) as http:
+        http.post("/projects", json={"name": project.title(), "id": project})
+        r = http.post(f"/projects/{project}/devices", json={"id": f"{project}-1"})
+        return r.json()["credentials"]["secret"]
+
+
+def test_numbers_show_without_float_noise(platform, page):
+    dev = Device(platform, "kettle-1", kettle(platform, "kettle"))
+    try:
+        dev.client.publish(
+            topics.twin_reported("kettle-1"), json.dumps({"temperature": 108.74999999999999}), qos=1
+        ).wait_for_publish(30)
+        dev.send({"temperature": 108.74999999999999})
+    finally:
+        dev.close()
+    open_fleet(page, platform, "kettle")
+    expect(page.locator("[data-device=kettle-1] .c-values")).to_contain_text("temperature=108.75")
+    page.goto(platform.url + "/devices/kettle-1")
+    expect(page.locator("[data-testid=twin-reported]")).to_contain_text('"temperature": 108.75')
+    expect(page.locator("[data-testid=twin-reported]")).not_to_contain_text("108.7499")
+
+
+def test_a_command_nobody_acknowledges_turns_expired_on_screen(platform, page):
+    kettle(platform, "urn")
+    # The device is not connected: nobody acknowledges the command within its 2 s.
+    with api(platform) as http:
+        r = http.post("/devices/urn-1/commands", json={"name": "boil", "ttl_s": 2})
+        assert r.status_code in (200, 201, 202), r.text
+    open_fleet(page, platform, "urn")
+    page.goto(platform.url + "/devices/urn-1")
+    page.click("[data-testid=tab-commands]")
+    status = page.locator("[data-testid=commands] tbody tr").first
+    expect(status).to_contain_text("expired", timeout=20_000)
+
+
+def test_refused_mqtt_connections_show_on_the_device_page(platform, page):
+    with api(platform) as http:
+        http.post("/projects", json={"name": "Gate", "id": "gate"})
+        secret = http.post("/projects/gate/devices", json={"id": "gate-1"}).json()["credentials"][
+            "secret"
+        ]
+    # Right credentials, wrong client id: the broker refuses the connection.
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="someone-else")
+    client.username_pw_set("gate-1", secret)
+    codes: list = []
+    client.on_connect = lambda c, u, f, rc, p=None: codes.append(rc)
+    client.connect(platform.mqtt_host, platform.mqtt_port)
+    client.loop_start()
+    deadline = time.monotonic() + 20
+    while not codes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.loop_stop()
+    client.disconnect()
+    assert codes and codes[0].is_failure, codes
+    open_fleet(page, platform, "gate")
+    with api(platform) as http:
+        deadline = time.monotonic() + 20
+        while not http.get("/devices/gate-1/rejections").json() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    page.goto(platform.url + "/devices/gate-1")
+    refused = page.locator("[data-testid=device-rejections]")
+    expect(refused).to_contain_text("bad_client_id")
+    expect(refused).to_contain_text("someone-else")
+
+
+def test_reloading_pages_makes_no_request_that_fails(platform, page):
+    """Issue #13: an early request without the selected tenant answered 404 on every reload."""
+    seeded = enterprise(platform, "reload", "Reload Co", {"line-1": 1})
+    assert seeded["key"]
+    failed: list[str] = []
+    page.on(
+        "response",
+        lambda r: (
+            failed.append(f"{r.status} {r.url}")
+            if "/api/v1/" in r.url and r.status >= 400
+            else None
+        ),
+    )
+    open_fleet(page, platform, "reload~line-1")
+    for path in ("/", "/alarms", "/lab", "/lab/alarms", "/devices/reload~line-1-b0", "/rules"):
+        page.goto(platform.url + path)
+        page.wait_for_load_state("networkidle")
+        page.reload()
+        page.wait_for_load_state("networkidle")
+    assert failed == []
