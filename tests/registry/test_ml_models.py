@@ -220,7 +220,9 @@ def test_detection_models_are_kept_active_and_found_by_ref(any_registry):
     assert len(reg.list_models("plant", kind="detector", scope="series:pump-1/temp")) == 2
     log = reg.audit_log("default", action="model.register")
     assert {e.target for e in log} == {f"model:{m.id}" for m in reg.list_models("plant")}
-    # An operator may still retire the platform's detector version (it stops being "active"
-    # here; the service keeps judging until its next fit files a new version).
-    retired, _ = reg.change_model("plant", v2.id, "retire", actor="bob")
-    assert retired.state == "retired"
+    # Only the detection service changes its detectors: the registry refuses, saying how.
+    for action in ("retire", "rollback", "approve", "activate"):
+        with pytest.raises(Conflict) as refused:
+            reg.change_model("plant", v1.id if action == "activate" else v2.id, action, actor="b")
+        assert "detection/refit" in (refused.value.hint or "")
+    assert reg.get_model("plant", v2.id).state == "active"

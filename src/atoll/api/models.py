@@ -113,7 +113,7 @@ class ModelOut(BaseModel):
             scope=m.scope,
             version=m.version,
             state=m.state,
-            allowed=_models.allowed(m.state, approved=m.approved_at is not None),
+            allowed=_models.allowed(m.state, approved=m.approved_at is not None, kind=m.kind),
             algorithm=m.algorithm,
             code_version=m.code_version,
             ref=m.ref,

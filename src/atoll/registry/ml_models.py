@@ -15,10 +15,14 @@ At most one version of a kind and scope is active: activating one retires the ac
 activating at once cannot both win; the loser's transaction fails and is tried again.
 
 Detectors are fitted and put to work by the detection service itself: their records arrive
-here already ``active`` (approved by ``system``), one per version the service fits.
+here already ``active`` (approved by ``system``), one per version the service fits, and only the
+service changes them (a refit or an accepted new normal makes the next version): activating an
+older one here would say something the service does not do.
 
 >>> allowed("draft", approved=False)
 ['approve', 'retire']
+>>> allowed("active", approved=True, kind="detector")
+[]
 >>> allowed("retired", approved=True), allowed("retired", approved=False)
 (['activate'], [])
 >>> parse_scope("series:pump-1/temp"), parse_scope("type:motor")
@@ -54,8 +58,10 @@ _SERIES = re.compile(r"^series:([A-Za-z0-9][A-Za-z0-9_~.-]{0,99})/([^\s/]{1,190}
 SYSTEM = "system"
 
 
-def allowed(state: str, *, approved: bool) -> list[str]:
+def allowed(state: str, *, approved: bool, kind: str = "rul") -> list[str]:
     """The actions a model in ``state`` permits (``approved``: it was approved once)."""
+    if kind == "detector":
+        return []
     if state == "draft":
         return ["approve", "retire"]
     if state == "approved":
@@ -243,12 +249,12 @@ def change(
     if action not in ACTIONS:
         raise InvalidInput(f"unknown action {action!r}", hint=f"one of {', '.join(ACTIONS)}")
     model = get(conn, project, model_id, lock=True)
-    ok = allowed(model.state, approved=model.approved_at is not None)
+    ok = allowed(model.state, approved=model.approved_at is not None, kind=model.kind)
     if action not in ok:
         raise Conflict(
             f"model {model.id} ({model.kind} {model.scope} v{model.version}) is {model.state}: "
             f"it cannot {action}",
-            hint=f"allowed: {', '.join(ok)}" if ok else "a retired draft stays retired",
+            hint=f"allowed: {', '.join(ok)}" if ok else _final_hint(model),
         )
     now = now_us()
     if action == "approve":
@@ -271,6 +277,15 @@ def change(
         updated_at=now,
     )
     return get(conn, project, target.id), retired
+
+
+def _final_hint(model: ModelVersion) -> str:
+    if model.kind == "detector":
+        return (
+            "the detection service fits and activates detectors itself: refit or accept a new "
+            "normal (POST /projects/{p}/devices/{d}/detection/refit|accept) for a new version"
+        )
+    return "a retired draft stays retired"
 
 
 def _previous(conn: Connection, active: ModelVersion) -> ModelVersion:
