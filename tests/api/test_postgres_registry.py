@@ -129,3 +129,43 @@ async def test_ingest_answers_503_while_the_store_is_down_and_resumes_by_itself(
             await pipeline.stop()
             store.close()
             registry.close()
+
+
+async def test_two_api_nodes_activating_at_once_leave_one_active_model(pg_api, pg_url):
+    """Two API processes on one PostgreSQL registry: concurrent activations of two versions of
+    one kind and scope end with exactly one active version, every round."""
+    import asyncio
+
+    api = pg_api
+    await api.project()
+    second = Registry(pg_url, password_hasher=FAST_HASHER)
+    app2 = create_app(AppContext(registry=second, store=MemoryStore()))
+    transport = httpx.ASGITransport(app=app2, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://atoll.test") as node2:
+            for round_ in range(4):
+                scope = f"type:t{round_}"
+                ids = []
+                for _ in range(3):
+                    r = await api.http.post(
+                        f"{V1}/projects/lab/models",
+                        headers=api.admin,
+                        json={"kind": "rul", "scope": scope},
+                    )
+                    ids.append(r.json()["id"])
+                    r = await api.http.post(
+                        f"{V1}/projects/lab/models/{ids[-1]}/approve", headers=api.admin
+                    )
+                    assert r.status_code == 200
+                answers = await asyncio.gather(
+                    api.http.post(f"{V1}/projects/lab/models/{ids[1]}/activate", headers=api.admin),
+                    node2.post(f"{V1}/projects/lab/models/{ids[2]}/activate", headers=api.admin),
+                )
+                assert {a.status_code for a in answers} <= {200, 409}, [a.text for a in answers]
+                assert 200 in {a.status_code for a in answers}
+                r = await node2.get(
+                    f"{V1}/projects/lab/models?scope={scope}&state=active", headers=api.admin
+                )
+                assert len(r.json()) == 1, r.json()
+    finally:
+        second.close()

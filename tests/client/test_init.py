@@ -65,6 +65,8 @@ def test_public_surface_is_guarded():
             "Latest",
             "MaintenanceEvent",
             "Metric",
+            "Model",
+            "ModelChange",
             "Project",
             "Refit",
             "RegisteredDevice",
@@ -103,6 +105,7 @@ def test_every_route_of_the_api_has_an_sdk_method(server):
             atoll.client.alarms,
             atoll.client.ingest,
             atoll.client.lab,
+            atoll.client.models,
         )
     )
     called = {

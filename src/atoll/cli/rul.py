@@ -48,11 +48,36 @@ def train(
     ] = 125.0,
     level: Annotated[float, typer.Option("--level", help="Interval level, e.g. 0.9.")] = 0.9,
     folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds over units.")] = 5,
+    register: Annotated[
+        bool,
+        typer.Option(
+            "--register", help="Also register it as a draft in a running Atoll's model registry."
+        ),
+    ] = False,
+    api: Annotated[
+        str, typer.Option("--api", "--url", envvar="ATOLL_URL", help="Atoll server (--register).")
+    ] = "http://127.0.0.1:8080",
+    api_key: Annotated[
+        str,
+        typer.Option("--api-key", envvar="ATOLL_API_KEY", help="API key, operator role or more."),
+    ] = "",
+    project: Annotated[str | None, typer.Option("--project", help="Project (--register).")] = None,
+    device_type: Annotated[
+        str | None, typer.Option("--device-type", help="Device type it serves (--register).")
+    ] = None,
 ) -> None:
-    """Fit an RUL model on DATA and save it (with its model card, model.json) in --model."""
+    """Fit an RUL model on DATA and save it (with its model card, model.json) in --model;
+    with --register, also register it as a draft model of PROJECT's DEVICE_TYPE."""
     from atoll.rul import RulModel, read_cmapss
 
     err = Console(stderr=True)
+    if register and not (project and device_type and api_key):
+        err.print(
+            "[red]error:[/red] --register needs --project, --device-type and --api-key "
+            "(or ATOLL_API_KEY)",
+            highlight=False,
+        )
+        raise typer.Exit(2)
     try:
         t = read_cmapss(data)
         with Progress(
@@ -77,6 +102,42 @@ def train(
         f"trained in {tr['seconds']:.0f} s. Cross-validated over units ({v['cut_points']:,} "
         f"cut points: cycles with 5-150 left): RMSE {v['rmse']:.2f}, "
         f"MAE {v['mae']:.2f}, PHM08 {v['phm08_per_100_engines']:.0f} per 100 units → {model}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if register:
+        assert project is not None and device_type is not None
+        _register(err, model, api, api_key, project, device_type)
+
+
+def _register(
+    err: Console, directory: Path, api: str, api_key: str, project: str, device_type: str
+) -> None:
+    """Register the saved model (its model.json is the card) as a draft."""
+    import json
+
+    from atoll.client import Client
+
+    card = json.loads((directory / "model.json").read_text())
+    try:
+        with Client(api, api_key) as c:
+            m = c.register_model(
+                project,
+                "rul",
+                device_type=device_type,
+                card=card,
+                algorithm=str(card.get("model", "")),
+                code_version=str(card.get("code_version", "")),
+                params=card.get("params") or {},
+                metrics=card.get("validation") or {},
+                rows=(card.get("training") or {}).get("rows"),
+            )
+    except AtollError as exc:
+        err.print(f"the model is saved in {directory}, but not registered:", highlight=False)
+        raise _fail(err, exc) from None
+    err.print(
+        f"registered {m.id}: rul {m.scope} v{m.version} ({m.state}) in {project}; approve with "
+        f"`atoll models approve {project} {m.id}`",
         highlight=False,
         soft_wrap=True,
     )

@@ -43,6 +43,7 @@ from atoll.client.devices import (
 )
 from atoll.client.ingest import DeviceClient
 from atoll.client.lab import BulkResult, LabCalls
+from atoll.client.models import Model, ModelChange, ModelsCalls
 from atoll.client.rules import (
     Backtest,
     Channel,
@@ -97,6 +98,8 @@ __all__ = [
     "Latest",
     "MaintenanceEvent",
     "Metric",
+    "Model",
+    "ModelChange",
     "Project",
     "Refit",
     "RegisteredDevice",
@@ -114,7 +117,9 @@ __all__ = [
 ]
 
 
-class Client(TenancyCalls, DevicesCalls, SeriesCalls, RulesCalls, AlarmsCalls, LabCalls):
+class Client(
+    TenancyCalls, DevicesCalls, SeriesCalls, RulesCalls, AlarmsCalls, LabCalls, ModelsCalls
+):
     """The REST API as an API-key holder; what you may do depends on the key's role.
 
     ``tenant``: act in that tenant (platform admins; any other key may name only its own).

@@ -25,6 +25,7 @@ them with its state snapshot. Issue #14 moves them into a model registry behind 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -97,6 +98,15 @@ class ModelLog(Protocol):
         """The series' records kept, oldest first."""
 
 
+class ModelCatalog(Protocol):
+    """Where the detection service files the models it fits and puts to work (the platform's
+    model registry, ``Registry.record_fitted_models``): each becomes an active ``detector``
+    version there, so an anomaly's ``ModelRef`` leads to its registry record."""
+
+    def record_fitted_models(self, records: Sequence[ModelRecord]) -> int:
+        """Keep ``records`` (a version already kept is updated); how many were kept."""
+
+
 class SeriesDetection(msgspec.Struct, frozen=True, omit_defaults=True):
     """What judges one series of a device now (``GET .../detection``)."""
 
@@ -130,6 +140,7 @@ def decode_record(blob: bytes) -> ModelRecord:
 
 __all__ = [
     "REASONS",
+    "ModelCatalog",
     "ModelLog",
     "ModelRecord",
     "ModelRef",

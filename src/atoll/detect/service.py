@@ -79,7 +79,7 @@ from atoll.core.events import (
     joint_metric,
     score_metric,
 )
-from atoll.core.lineage import ModelRecord, ModelRef, SeriesDetection, model_id
+from atoll.core.lineage import ModelCatalog, ModelRecord, ModelRef, SeriesDetection, model_id
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.fitted import FittedDetector
@@ -246,6 +246,7 @@ class DetectionService:
         checkpoints: CheckpointStore | None = None,
         lateness: float = 0.0,
         checkpoint_interval: float = 10.0,
+        catalog: ModelCatalog | None = None,
     ) -> None:
         if refit_interval < 0 or history_window <= 0 or max_history < MIN_HISTORY:
             raise InvalidInput(
@@ -263,6 +264,12 @@ class DetectionService:
         self.max_parked = 20_000
         self.max_park_seconds = 10.0
         self.models = MemoryModelLog()
+        #: The model registry every new record is filed in (``None``: kept here only); records
+        #: wait in ``_to_file`` and a task files them in batches, off the scoring path.
+        self.catalog = catalog
+        self._to_file: deque[ModelRecord] = deque()
+        self._filer: asyncio.Task | None = None
+        self.file_interval = 1.0
         self._by_device: dict[tuple[str, str], list[SeriesKey]] = {}
         self._fit_jobs: dict[SeriesKey, _FitJob] = {}
         self._fit_running: SeriesKey | None = None
@@ -579,6 +586,8 @@ class DetectionService:
             **fields,
         )
         self.models.add(record)
+        if self.catalog is not None:
+            self._to_file.append(record)
         t.model = record.ref
         self._dirty[key] = next(self._marks)
         return record
@@ -605,6 +614,8 @@ class DetectionService:
             )
         if self.store is not None and self.refit_interval > 0:
             self._refitter = asyncio.create_task(self._refit_forever(), name="detect-refits")
+        if self.catalog is not None:
+            self._filer = asyncio.create_task(self._file_forever(), name="detect-model-filer")
 
     async def stop(self) -> None:
         """Unsubscribe, score what is queued (after the warm-up, if that is still running), store
@@ -649,6 +660,14 @@ class DetectionService:
             if self.store is not None:
                 await self.flush()
             await self.snapshot()
+        if self._filer is not None:
+            self._filer.cancel()
+            await asyncio.gather(self._filer, return_exceptions=True)
+            self._filer = None
+        try:
+            await self.file_models()
+        except Exception:
+            log.exception("filing model records in the model registry failed")
         if self._worker is not None:
             self._worker.shutdown(wait=False)  # idle by now; a later ``process`` makes a new one
             self._worker = None
@@ -722,6 +741,25 @@ class DetectionService:
             self.stats["warm_up_seconds"],
             len(self._inbox),
         )
+
+    async def file_models(self) -> int:
+        """File the model records made since the last call in the catalog; how many. A failed
+        batch waits for the next call (records made meanwhile are filed after it)."""
+        if self.catalog is None or not self._to_file:
+            return 0
+        batch = list(self._to_file)
+        await asyncio.to_thread(self.catalog.record_fitted_models, batch)
+        for _ in batch:
+            self._to_file.popleft()
+        return len(batch)
+
+    async def _file_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.file_interval)
+            try:
+                await self.file_models()
+            except Exception:
+                log.exception("filing model records in the model registry failed")
 
     async def _snapshot_forever(self) -> None:
         pause = self.snapshot_interval
@@ -2047,4 +2085,5 @@ def create_service(ctx: ServiceContext) -> DetectionService:
         checkpoints=parts[1] if parts else None,
         lateness=s.detect_lateness_s,
         checkpoint_interval=s.detect_checkpoint_s,
+        catalog=ctx.registry,
     )

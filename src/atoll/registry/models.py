@@ -17,6 +17,7 @@ __all__ = [
     "DeviceType",
     "MaintenanceEvent",
     "MetricSpec",
+    "ModelVersion",
     "NewApiKey",
     "Principal",
     "Project",
@@ -301,3 +302,43 @@ class MaintenanceEvent:
     part: str | None = None
     cost: float | None = None
     note: str = ""
+
+
+ModelKind = Literal["detector", "rul", "forecaster"]
+MODEL_KINDS: tuple[str, ...] = ("detector", "rul", "forecaster")
+ModelState = Literal["draft", "approved", "active", "retired"]
+MODEL_STATES: tuple[str, ...] = ("draft", "approved", "active", "retired")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One version of a fitted model in the model registry (``atoll.registry.ml_models``).
+
+    ``scope`` is what it judges: ``type:<device type>`` or ``series:<device>/<metric>``;
+    ``version`` counts per project, kind and scope. Times in µs since the epoch; ``data_from``/
+    ``data_to`` the training data's range where it is known, ``rows`` its size; ``metrics`` the
+    validation metrics; ``card`` the whole model card as its trainer wrote it."""
+
+    id: str
+    tenant: str
+    project: str
+    kind: ModelKind
+    scope: str
+    version: int
+    state: ModelState
+    algorithm: str
+    code_version: str
+    created_by: str
+    created_at: int
+    updated_at: int
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+    ref: str | None = None
+    data_from: int | None = None
+    data_to: int | None = None
+    rows: int | None = None
+    approved_by: str | None = None
+    approved_at: int | None = None
+    activated_at: int | None = None
+    retired_at: int | None = None

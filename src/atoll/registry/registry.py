@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from atoll.core.errors import AtollError, Conflict, InvalidInput, Unavailable
+from atoll.core.lineage import ModelRecord
 from atoll.registry import audit as _audit
 from atoll.registry import commands as _commands
 from atoll.registry import credentials as _credentials
@@ -28,6 +29,7 @@ from atoll.registry import device_types as _types
 from atoll.registry import devices as _devices
 from atoll.registry import keys as _keys
 from atoll.registry import maintenance as _maintenance
+from atoll.registry import ml_models as _models
 from atoll.registry import rejections as _rejections
 from atoll.registry import tables as t
 from atoll.registry import tenants as _tenants
@@ -46,6 +48,7 @@ from atoll.registry.models import (
     DeviceType,
     MaintenanceEvent,
     MetricSpec,
+    ModelVersion,
     NewApiKey,
     Principal,
     Project,
@@ -383,6 +386,63 @@ class Registry:
                     hint="register them first, or fix the device column",
                 )
             return _maintenance.insert_many(conn, rows, actor)
+
+    # -- the model registry (atoll.registry.ml_models) -------------------------------------------
+    def register_model(
+        self, project: str, *, actor: str, tenant: str | None = None, **fields: Any
+    ) -> ModelVersion:
+        """The next version of ``fields["kind"]`` for ``fields["scope"]``, as a draft."""
+        for attempt in range(5):  # two registrations at once may pick the same version
+            try:
+                with self._write() as conn:
+                    owner = _tenants.get_project(conn, project, tenant).tenant
+                    return _models.register(conn, owner, project, actor=actor, **fields)
+            except Conflict as e:
+                if not isinstance(e.__cause__, IntegrityError) or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def get_model(self, project: str, model_id: str, tenant: str | None = None) -> ModelVersion:
+        with self._read() as conn:
+            _tenants.get_project(conn, project, tenant)
+            return _models.get(conn, project, model_id)
+
+    def list_models(
+        self, project: str, tenant: str | None = None, **filters: Any
+    ) -> list[ModelVersion]:
+        """``filters``: ``kind``, ``scope``, ``state``, ``ref``, ``limit``."""
+        with self._read() as conn:
+            _tenants.get_project(conn, project, tenant)
+            return _models.list_(conn, project, **filters)
+
+    def model_versions(
+        self, project: str, model_id: str, tenant: str | None = None
+    ) -> list[ModelVersion]:
+        """Every version of the model's kind and scope, newest first."""
+        with self._read() as conn:
+            _tenants.get_project(conn, project, tenant)
+            m = _models.get(conn, project, model_id)
+            return _models.versions(conn, project, m.kind, m.scope)
+
+    def change_model(
+        self, project: str, model_id: str, action: str, *, actor: str, tenant: str | None = None
+    ) -> tuple[ModelVersion, list[str]]:
+        """``approve``, ``activate``, ``retire`` or ``rollback``: the model now active (or
+        changed) and the ids it retired; ``Conflict`` for a transition its state forbids."""
+        for attempt in range(5):  # another node activated a version of the scope meanwhile
+            try:
+                with self._write() as conn:
+                    _tenants.get_project(conn, project, tenant)
+                    return _models.change(conn, project, model_id, action, actor)
+            except Conflict as e:
+                if not isinstance(e.__cause__, IntegrityError) or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def record_fitted_models(self, records: Iterable[ModelRecord]) -> int:
+        """Detection's fitted models, kept as active detector versions (``ModelCatalog``)."""
+        with self._write() as conn:
+            return _models.record_fitted(conn, records)
 
     def device_profiles(self, project: str) -> dict[str, tuple[str | None, dict[str, str]]]:
         """``{device id: (device type, labels)}`` of a project's devices, in one query: for

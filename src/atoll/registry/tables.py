@@ -158,6 +158,44 @@ maintenance = Table(
     Index("ix_maintenance_device_at", "device", "at"),
 )
 
+# The model registry (atoll.registry.ml_models): one row per version of a fitted model.
+# ``active_slot`` is "<project>|<kind>|<scope>" while the row is active, NULL otherwise: the
+# unique constraint keeps at most one active version per kind and scope, on every database
+# and whichever API node writes (NULLs never clash).
+models = Table(
+    "models",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant", String(ID), nullable=False),
+    Column("project", String(ID), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("scope", String(300), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("active_slot", String(400), nullable=True),
+    # A detector's model ref (``project/device/metric@version``), what its anomalies carry.
+    Column("ref", String(500), nullable=True),
+    Column("algorithm", String(200), nullable=False),
+    Column("data_from", BigInteger, nullable=True),
+    Column("data_to", BigInteger, nullable=True),
+    Column("rows", BigInteger, nullable=True),
+    Column("params", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("code_version", String(64), nullable=False),
+    Column("card", JSON, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("approved_by", String(200), nullable=True),
+    Column("approved_at", BigInteger, nullable=True),
+    Column("activated_at", BigInteger, nullable=True),
+    Column("retired_at", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+    UniqueConstraint("project", "kind", "scope", "version", name="uq_model_version"),
+    UniqueConstraint("active_slot", name="uq_model_active"),
+    Index("ix_models_ref", "ref"),
+    Index("ix_models_tenant_project", "tenant", "project"),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

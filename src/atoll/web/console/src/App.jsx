@@ -27,6 +27,7 @@ const LazyRules = lazy(() => import("./pages/Rules.jsx"), "Rules");
 const Dashboard = lazy(() => import("./pages/Dashboard.jsx"), "Dashboard");
 const Reports = lazy(() => import("./pages/Reports.jsx"), "Reports");
 const Access = lazy(() => import("./pages/Access.jsx"), "Access");
+const Models = lazy(() => import("./pages/Models.jsx"), "Models");
 const Audit = lazy(() => import("./pages/Audit.jsx"), "Audit");
 // A lab page opened directly fetches its code at once, not after the first render.
 const loadLab = () => import("./pages/Lab.jsx");
@@ -78,6 +79,7 @@ function Shell({ session }) {
   else if (path === "/dashboard") page = <Dashboard />;
   else if (path === "/reports") page = <Reports />;
   else if (path === "/access") page = <Access />;
+  else if (path === "/models") page = <Models />;
   else if (path === "/audit") page = <Audit />;
   else if (path === "/lab") page = <LabHome />;
   else if (path === "/lab/alarms") page = <LabAlarms />;
@@ -111,6 +113,7 @@ function Shell({ session }) {
           {nav("/alarms", "Alarms", active.data ? <span class="badge bad" data-testid="active-alarm-badge">{active.data}</span> : null)}
           {nav("/rules", "Rules")}
           {nav("/reports", "Reports")}
+          {nav("/models", "Models")}
           {can(me, "operator") && nav("/register", "Register")}
           {can(me, "admin") && nav("/access", "Access")}
           {can(me, "admin") && nav("/audit", "Audit")}

@@ -1,0 +1,166 @@
+"""The model registry (``Client``'s part; docs/API.md, "Model registry"): register fitted models,
+approve, activate, retire and roll back versions, export model cards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from atoll.client._http import Http, build
+
+
+@dataclass(frozen=True)
+class Model:
+    """One version of a fitted model: ``kind`` (detector, rul, forecaster) for a ``scope``
+    (``type:<device type>`` or ``series:<device>/<metric>``) and its lifecycle ``state``
+    (draft, approved, active, retired); ``allowed`` the actions that state permits now."""
+
+    id: str
+    project: str
+    kind: str
+    scope: str
+    version: int
+    state: str
+    algorithm: str
+    code_version: str
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    allowed: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    ref: str | None = None
+    data_from: datetime | None = None
+    data_to: datetime | None = None
+    rows: int | None = None
+    approved_by: str | None = None
+    approved_at: datetime | None = None
+    activated_at: datetime | None = None
+    retired_at: datetime | None = None
+    #: The model card (only when one model is read or registered).
+    card: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ModelChange:
+    """What a lifecycle action did: the model now active (rollback) or changed, and the ids of
+    the versions it retired."""
+
+    model: Model
+    retired: list[str]
+
+
+class ModelsCalls(Http):
+    def models(
+        self,
+        project: str,
+        *,
+        kind: str | None = None,
+        scope: str | None = None,
+        state: str | None = None,
+        ref: str | None = None,
+        limit: int | None = None,
+    ) -> list[Model]:
+        """A project's models, newest change first. ``ref``: the detector model an anomaly
+        names (its ``model.id``), to find the record that judged it."""
+        params = {"kind": kind, "scope": scope, "state": state, "ref": ref, "limit": limit}
+        got = self._call("GET", f"/projects/{project}/models", params=params)
+        return [build(Model, m) for m in got]
+
+    def model(self, project: str, model_id: str) -> Model:
+        return build(Model, self._call("GET", f"/projects/{project}/models/{model_id}"))
+
+    def model_versions(self, project: str, model_id: str) -> list[Model]:
+        """Every version of the model's kind and scope, newest first."""
+        got = self._call("GET", f"/projects/{project}/models/{model_id}/versions")
+        return [build(Model, m) for m in got]
+
+    def register_model(
+        self,
+        project: str,
+        kind: str,
+        *,
+        scope: str | None = None,
+        device_type: str | None = None,
+        device: str | None = None,
+        metric: str | None = None,
+        card: dict[str, Any] | None = None,
+        algorithm: str = "",
+        code_version: str = "",
+        params: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        data_from: str | None = None,
+        data_to: str | None = None,
+        rows: int | None = None,
+    ) -> Model:
+        """Register the next version of ``kind`` for a scope (``scope``, or ``device_type``, or
+        ``device`` and ``metric``) as a draft."""
+        body: dict[str, Any] = {
+            "kind": kind,
+            "scope": scope,
+            "device_type": device_type,
+            "device": device,
+            "metric": metric,
+            "card": card or {},
+            "algorithm": algorithm,
+            "code_version": code_version,
+            "params": params or {},
+            "metrics": metrics or {},
+            "data_from": data_from,
+            "data_to": data_to,
+            "rows": rows,
+        }
+        body = {k: v for k, v in body.items() if v is not None}
+        return build(Model, self._call("POST", f"/projects/{project}/models", json=body))
+
+    @staticmethod
+    def _changed(got: dict[str, Any]) -> ModelChange:
+        return ModelChange(build(Model, got["model"]), list(got["retired"]))
+
+    @staticmethod
+    def _why(comment: str | None) -> dict[str, Any] | None:
+        return {"comment": comment} if comment else None
+
+    def approve_model(self, project: str, model_id: str, comment: str | None = None) -> ModelChange:
+        return self._changed(
+            self._call(
+                "POST", f"/projects/{project}/models/{model_id}/approve", json=self._why(comment)
+            )
+        )
+
+    def activate_model(
+        self, project: str, model_id: str, comment: str | None = None
+    ) -> ModelChange:
+        """Activate an approved (or earlier, retired) version; the active one is retired."""
+        return self._changed(
+            self._call(
+                "POST", f"/projects/{project}/models/{model_id}/activate", json=self._why(comment)
+            )
+        )
+
+    def retire_model(self, project: str, model_id: str, comment: str | None = None) -> ModelChange:
+        return self._changed(
+            self._call(
+                "POST", f"/projects/{project}/models/{model_id}/retire", json=self._why(comment)
+            )
+        )
+
+    def rollback_model(
+        self, project: str, model_id: str, comment: str | None = None
+    ) -> ModelChange:
+        """Retire the active ``model_id`` and activate the previous approved version."""
+        return self._changed(
+            self._call(
+                "POST", f"/projects/{project}/models/{model_id}/rollback", json=self._why(comment)
+            )
+        )
+
+    def model_card(self, project: str, model_id: str, format: str = "md") -> str | dict[str, Any]:
+        """The model card: Markdown text (``md``) or the JSON document (``json``)."""
+        got = self._call(
+            "GET", f"/projects/{project}/models/{model_id}/card", params={"format": format}
+        )
+        if isinstance(got, bytes):
+            return got.decode("utf-8")
+        return dict(got)
