@@ -121,7 +121,7 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page, shots):
     panel = page.locator("[data-testid=chart-power]")
     expect(panel).to_be_visible()
     page.wait_for_function(
-        "() => Number(document.querySelector('[data-testid=chart-power]').dataset.points) > 0"
+        "() => Number(document.querySelector('[data-testid=chart-power]')?.dataset.points) > 0"
     )
     first = queries[-1].params
     width = int(first["width"])
@@ -152,7 +152,7 @@ def test_chart_zoom_requeries_downsampled_then_raw(platform, page, shots):
     page.wait_for_function("() => window.__atollChartLoads >= 2")
     page.wait_for_function(
         "() => { const n ="
-        " Number(document.querySelector('[data-testid=chart-power]').dataset.points);"
+        " Number(document.querySelector('[data-testid=chart-power]')?.dataset.points);"
         f" return n > 0 && n <= {span // 60_000 + 2}; }}"
     )
     expect(page.locator("[data-testid=range-label]")).to_have_text(
@@ -191,7 +191,8 @@ def test_a_forecast_is_drawn_ahead_of_now_on_request(platform, page, shots):
     panel = page.locator("[data-testid=chart-temperature]")
     expect(panel).to_be_visible()
     page.wait_for_function(
-        "() => Number(document.querySelector('[data-testid=chart-temperature]').dataset.points) > 0"
+        "() => Number(document.querySelector('[data-testid=chart-temperature]')"
+        "?.dataset.points) > 0"
     )
     with page.expect_request(lambda r: "/series/temperature/forecast" in r.url) as asked:
         page.locator("[data-testid=forecast-toggle-temperature]").click()

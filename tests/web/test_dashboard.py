@@ -88,14 +88,14 @@ def test_template_dashboard_draws_the_layout_and_follows_live_readings(platform,
     motor_vib = page.locator("[data-testid=dash-chart-0]")
     expect(motor_vib.locator("canvas")).to_have_count(1)
     page.wait_for_function(
-        "() => Number(document.querySelector('[data-testid=dash-chart-0]').dataset.points) >= 40"
+        "() => Number(document.querySelector('[data-testid=dash-chart-0]')?.dataset.points) >= 40"
     )
     expect(motor_vib.locator(".u-legend .u-series")).to_have_count(3)  # time + motor-1 + motor-2
     expect(motor_vib.locator(".u-legend")).to_contain_text("motor-2")
     pump = page.locator("[data-testid=dash-chart-3]")
     expect(pump.locator(".u-legend")).to_contain_text("pump-1 flow")
     page.wait_for_function(
-        "() => Number(document.querySelector('[data-testid=dash-chart-3]').dataset.points) >= 40"
+        "() => Number(document.querySelector('[data-testid=dash-chart-3]')?.dataset.points) >= 40"
     )
 
     # Tiles show the latest stored values: a gauge for pump vibration, a stat for its bearing.
@@ -115,7 +115,7 @@ def test_template_dashboard_draws_the_layout_and_follows_live_readings(platform,
     try:
         motor.send({"vibration_rms": 3.3, "bearing_temp": 51.0, "current": 31.0})
         page.wait_for_function(
-            "() => Number(document.querySelector('[data-testid=dash-chart-0]').dataset.points)"
+            "() => Number(document.querySelector('[data-testid=dash-chart-0]')?.dataset.points)"
             f" > {before}"
         )
         pump_dev.send(

@@ -190,7 +190,7 @@ def test_live_flagged_readings_extend_the_band_without_a_reload(platform, page, 
     # The anomaly events of these readings bring their band over the live socket.
     expect(chart).not_to_have_attribute("data-band", str(before))
     page.wait_for_function(
-        f"document.querySelector('[data-testid=chart-temperature]').dataset.band >= {before + 20}"
+        f"document.querySelector('[data-testid=chart-temperature]')?.dataset.band >= {before + 20}"
     )
 
 

@@ -76,8 +76,8 @@ def test_whole_flow_register_send_over_mqtt_see_plot_trip_rule_acknowledge(platf
         page.click("[data-testid=range-bar] >> text=5m")
         page.wait_for_function(f"() => window.__atollChartLoads > {n}")
         page.wait_for_function(
-            "() => Number(document.querySelector('[data-testid=chart-temperature]').dataset.points)"
-            " >= 2"
+            "() => Number(document.querySelector('[data-testid=chart-temperature]')"
+            "?.dataset.points) >= 2"
         )
         expect(page.locator("[data-testid=last-temperature]")).to_contain_text("22.5")
         expect(chart.locator("canvas")).to_have_count(1)
