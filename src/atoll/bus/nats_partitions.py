@@ -45,6 +45,7 @@ from atoll.bus.partitions import (
     PartitionHandler,
 )
 from atoll.core.errors import InvalidInput, Unavailable
+from atoll.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -389,9 +390,9 @@ class NatsConsumption:
         if o is None or o.task is None:
             return
         o.stopping = True
-        if not graceful or not o.busy:
-            o.task.cancel()  # waiting for messages (or lost): nothing to finish
-        await asyncio.gather(o.task, return_exceptions=True)
+        if graceful and o.busy:  # the batch under way is applied and acked, then the loop ends
+            await asyncio.wait({o.task})
+        await cancel_and_wait(o.task)  # waiting for messages (or lost): nothing to finish
         with contextlib.suppress(Exception):
             await o.psub.unsubscribe()  # type: ignore[attr-defined]
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from atoll.bus.port import Message, MessageBus, Subscription
+from atoll.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -309,9 +310,7 @@ class Coordinator:
                     continue  # released meanwhile
                 log.warning("%s lost partition %d of %s", self.member, p, self.group)
                 busy = self._busy.pop(p, None)
-                if busy is not None:
-                    busy.cancel()
-                    await asyncio.gather(busy, return_exceptions=True)
+                await cancel_and_wait(busy)
                 await _call(self._on_lost, p)
             elif p in self.held:
                 self.held[p] = renewed
@@ -375,7 +374,7 @@ class Coordinator:
             await self.leases.release(lease)
 
     async def run(self) -> None:
-        while True:
+        while not self._leaving:  # (a cancellation may be swallowed: see atoll.core.tasks)
             try:
                 await self.tick()
             except asyncio.CancelledError:
@@ -395,9 +394,7 @@ class Coordinator:
     async def stop(self) -> None:
         """Hand every held partition over and leave."""
         self._leaving = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
         await self.settled()
         await asyncio.gather(*(self._hand_over(p) for p in sorted(self.held)))
         if self._me is not None:
@@ -460,8 +457,7 @@ class _MemoryConsumption:
     async def stop(self) -> None:
         for sub in self._subs:
             await sub.unsubscribe()
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
         if self.handler is not None:
             for p in range(self._count):
                 await self.handler.revoked(p)

@@ -37,6 +37,7 @@ import msgspec
 from atoll.bus.partitions import CheckpointStore, Delivery, PartitionedConsumer, partition_of
 from atoll.core import topics
 from atoll.core.points import SeriesKey
+from atoll.core.tasks import cancel_and_wait
 from atoll.detect.lineage import MemoryModelLog
 from atoll.detect.reorder import ReorderBuffer
 
@@ -85,9 +86,7 @@ class PartitionedDetection:
             self._tasks.append(asyncio.create_task(self._release_forever(), name="detect-reorder"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         if self._consumption is not None:
             await self._consumption.stop()  # hands every partition over: revoked → checkpoint

@@ -81,6 +81,7 @@ from atoll.core.events import (
 )
 from atoll.core.lineage import ModelCatalog, ModelRecord, ModelRef, SeriesDetection, model_id
 from atoll.core.points import PointBatch, SeriesKey
+from atoll.core.tasks import cancel_and_wait
 from atoll.detect.episodes import EpisodeDecider, decider
 from atoll.detect.fitted import FittedDetector
 from atoll.detect.fleet import FleetBaseline, fleet_baseline
@@ -621,10 +622,7 @@ class DetectionService:
         """Unsubscribe, score what is queued (after the warm-up, if that is still running), store
         the scores and save the state."""
         self._stopping = True
-        for task in (self._snapshotter, self._refitter, self._fitter):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        await cancel_and_wait(self._snapshotter, self._refitter, self._fitter)
         self._snapshotter = self._refitter = self._fitter = None
         for job in self._fit_jobs.values():
             for waiter in job.waiters:

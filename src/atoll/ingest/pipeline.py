@@ -43,6 +43,7 @@ import msgspec
 from atoll.bus.port import MessageBus
 from atoll.core import topics
 from atoll.core.errors import AtollError, Conflict, InvalidInput, NotFound, RateLimited, Unavailable
+from atoll.core.tasks import cancel_and_wait
 from atoll.ingest import events
 from atoll.ingest.devices import DeviceDirectory, Identity
 from atoll.ingest.quota import Quotas, ReadPacer
@@ -209,10 +210,8 @@ class IngestPipeline:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
             self._thread = None
-        if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-            self._flusher = None
+        await cancel_and_wait(self._flusher)
+        self._flusher = None
         if self._publishing:
             await asyncio.gather(*self._publishing, return_exceptions=True)
         await self.flush_counters()

@@ -12,12 +12,12 @@ run (``Registry.claim_run``), so one node runs it once per ``interval_s``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Protocol
 
 from atoll.bus.partitions import Leader
+from atoll.core.tasks import cancel_and_wait
 from atoll.registry.registry import Registry
 from atoll.store.port import SeriesStore
 
@@ -58,11 +58,8 @@ class RetentionService:
         self._task = asyncio.create_task(self._loop(), name="atoll-retention")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self.leader is not None:
             await self.leader.release()
 

@@ -40,6 +40,7 @@ import msgspec
 
 from atoll.bus.partitions import CheckpointStore, Delivery, PartitionedConsumer, partition_of
 from atoll.core import topics
+from atoll.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,7 @@ class PartitionedRules:
             self._tasks.append(asyncio.create_task(self._checkpoint_forever(), name="rules-ckpt"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         if self._consumption is not None:
             await self._consumption.stop()  # hands every partition over: revoked → checkpoint

@@ -51,6 +51,7 @@ from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.core.events import AnomalyEvent, decode_anomalies
+from atoll.core.tasks import cancel_and_wait
 from atoll.ingest.events import TelemetryEvent
 from atoll.rules import db as _db
 from atoll.rules.alarms import SYSTEM, Alarm, AlarmBook, Comment
@@ -215,10 +216,8 @@ class RulesService:
         return self.leader
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
-            self._ticker = None
+        await cancel_and_wait(self._ticker)
+        self._ticker = None
         self._started = False
         if self._changes is not None:
             await self._changes.unsubscribe()

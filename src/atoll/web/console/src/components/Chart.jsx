@@ -138,6 +138,8 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   const box = useRef(null);
   const plot = useRef(null);
   const data = useRef({ main: { x: [], y: [] }, extra: null, band: null });
+  // The newest live readings, re-applied over each store answer (they may be newer than it).
+  const recent = useRef([]);
   const [bandPoints, setBandPoints] = useState(0);
   const bandKey = bandMetrics ? `${bandMetrics.lo}|${bandMetrics.hi}` : "";
   const [status, setStatus] = useState({ loading: true, points: 0, error: null });
@@ -393,6 +395,10 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
     ]).then(
       ([main, extra, lo, hi]) => {
         const band = bandMetrics ? joinBand(lo, hi) : null;
+        // Live readings that arrived while the store was being asked may be newer than its
+        // answer: keep them on the end instead of losing them to the reply.
+        const end = main.x.length ? main.x[main.x.length - 1] : -Infinity;
+        for (const [t, v] of recent.current) if (t > end && t >= qs) { main.x.push(t); main.y.push(v); }
         data.current = { main, extra, band };
         setBandPoints(band ? band.x.length : 0);
         if (plot.current) {
@@ -452,10 +458,11 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   // Live points are appended locally between re-queries (the server is re-asked on zoom).
   useEffect(() => {
     if (!liveRef) return;
+    recent.current = [];
     const handler = { metric, push, pushScore, pushBand };
     liveRef.current.add(handler);
     return () => liveRef.current.delete(handler);
-  }, [metric]);
+  }, [metric, device]);
 
   // Appends are batched into one redraw per animation frame, however fast readings come.
   const frame = useRef(0);
@@ -473,6 +480,11 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   }
 
   function push(t, v) {
+    const r = recent.current;
+    if (!r.length || t > r[r.length - 1][0]) {
+      r.push([t, v]);
+      if (r.length > 256) r.splice(0, r.length - 256);
+    }
     const d = data.current;
     const mx = d.main.x;
     if (mx.length && t <= mx[mx.length - 1]) return;
