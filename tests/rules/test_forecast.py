@@ -180,3 +180,67 @@ async def test_forecasts_run_off_the_event_loop_once_per_cadence(env):
     await env.svc.tick()  # a second pass meanwhile starts nothing more
     await env.svc.forecasts_settled()
     assert len(env.stored()) == 1
+
+
+async def test_partitioned_only_the_owner_forecasts_and_hands_the_state_over(tmp_path):
+    from atoll.bus.partitions import MemoryCheckpointStore, MemoryPartitions, partition_of
+
+    count = 8
+    registry = Registry.open(
+        tmp_path, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+    registry.create_project(registry.bootstrap().tenant, "P", project_id="p")
+    store, bus, clock = MemoryStore(), MemoryBus(), FakeClock(T0)
+    checkpoints = MemoryCheckpointStore()
+    dead = T0 - 40 * MIN
+    other = "f3" if partition_of("f3", count) != partition_of("f1", count) else "f4"
+    assert partition_of(other, count) != partition_of("f1", count)
+    for device in ("f1", other):
+        freezer(store, T0 - 3 * DAY, T0, dead_at=dead, key=SeriesKey("p", device, "temp"))
+
+    def service() -> RulesService:
+        return RulesService(
+            bus,
+            db=registry.engine,
+            store=store,
+            clock=clock,
+            tick_interval=0,
+            catalog=registry,
+            partitions=MemoryPartitions(bus, count),
+            checkpoints=checkpoints,
+            checkpoint_interval=0,
+        )
+
+    a = service()
+    await a.create_rule({**RULE, "target": {"devices": ["f1", other]}})
+    await a.start()
+    part = a.partitioned
+    assert part is not None
+    try:
+        part.applied.pop(partition_of(other, count))  # another process's partition
+        for k in range(2):
+            clock.set(T0 + k * MIN)
+            await a.tick()
+            await a.forecasts_settled()
+        assert [x.device for x in a.alarms.open_alarms()] == ["f1"]
+        assert {r["device"] for r in a.forecasts.list("freezer-warming")} == {"f1"}
+    finally:
+        await a.stop()  # hands its partitions over: checkpointed
+
+    b = service()
+    await b.start()
+    try:
+        assert b.stats.get("restored", 0) >= 1
+        (leaf,) = b.engine._instances["freezer-warming"]["f1"].forecasts
+        assert leaf.on and leaf.next_at == T0 + 2 * MIN and leaf.result["crosses"] is True
+        # Not due again before `every` has passed since the last evaluation.
+        before = len(b.forecasts.list("freezer-warming", device="f1"))
+        clock.set(T0 + MIN + MIN // 2)
+        await b.tick()
+        await b.forecasts_settled()
+        assert len(b.forecasts.list("freezer-warming", device="f1")) == before
+        assert [x.device for x in b.alarms.open_alarms()] == ["f1"]
+    finally:
+        await b.stop()
+        await bus.close()
+        registry.close()
