@@ -528,24 +528,34 @@ class RulesService:
 
     async def _run_forecasts(self, jobs: list, accept: Any) -> None:
         part = self.partitioned
-        for inst, leaf in jobs:
-            now = self.clock.now_us()
-            try:
-                result = await asyncio.to_thread(self.forecasts.evaluate, inst.rule, leaf, now)
-            except Exception as e:  # a bug or a broken store: the reason, and on to the next
-                log.exception("forecast of %s for rule %s failed", inst.device, inst.rule.id)
-                self.stats["errors"] += 1
-                result = {"at": now, "crosses": None, "reason": f"forecast failed: {e}"}
-            self.stats["forecasts"] = self.stats.get("forecasts", 0) + 1
-            if part is not None:
-                async with part.lock:
-                    change = self.engine.forecast_done(inst, leaf, result, accept)
-                    if change is not None:
-                        await self._apply([change])
-            else:
-                change = self.engine.forecast_done(inst, leaf, result, accept)
-                if change is not None:
-                    await self._apply([change])
+        try:
+            for inst, leaf in jobs:
+                now = self.clock.now_us()
+                try:
+                    result = await asyncio.to_thread(self.forecasts.evaluate, inst.rule, leaf, now)
+                except Exception as e:  # a bug or a broken store: the reason, and on
+                    log.exception("forecast of %s for rule %s failed", inst.device, inst.rule.id)
+                    self.stats["errors"] += 1
+                    result = {"at": now, "crosses": None, "reason": f"forecast failed: {e}"}
+                self.stats["forecasts"] = self.stats.get("forecasts", 0) + 1
+                try:
+                    if part is not None:
+                        async with part.lock:
+                            change = self.engine.forecast_done(inst, leaf, result, accept)
+                            if change is not None:
+                                await self._apply([change])
+                    else:
+                        change = self.engine.forecast_done(inst, leaf, result, accept)
+                        if change is not None:
+                            await self._apply([change])
+                except Exception:
+                    log.exception(
+                        "taking the forecast of %s for rule %s", inst.device, inst.rule.id
+                    )
+                    self.stats["errors"] += 1
+        finally:  # stopped midway: none is left marked as under way
+            for _, leaf in jobs:
+                leaf.pending = False
 
     async def forecasts_settled(self) -> None:
         """Wait for the forecasts under way (tests: after ``tick``)."""
