@@ -55,6 +55,7 @@ class ApiServer:
             directory=RegistryDevices(self.registry),
             store=self.store,
             tick_interval=0.2,
+            catalog=self.registry,  # as ``create_service`` files the rules' forecasters
         )
         await self.rules.start()
         if self.with_detection:

@@ -74,6 +74,7 @@ def test_public_surface_is_guarded():
             "Report",
             "ReportRun",
             "Rule",
+            "RuleForecast",
             "Series",
             "SeriesDetection",
             "SeriesInfo",

@@ -172,3 +172,48 @@ def test_reports(server, client, plant):
     client.delete_report("plant", "daily")
     with pytest.raises(atoll.NotFound):
         client.run_report("plant", "daily")
+
+
+def test_forecast_rules_store_their_forecasts_with_the_model(server, client, plant):
+    """A boiler warming 15 °C an hour for 40 minutes (70 now), after three days steady at 60: the
+    forecast condition (fitted by the server's rules service on its timer) says it passes 90
+    within 2 h,
+    and each stored forecast names its forecaster's registry record."""
+    import numpy as np
+
+    from tests.client.conftest import wait_for
+
+    minute, now_us = 60_000_000, int(time.time() * 1e6)
+    ts = np.arange(now_us - 3 * 1440 * minute, now_us, minute, dtype=np.int64)
+    v = 60.0 + np.clip((ts - (now_us - 40 * minute)) / 3_600e6, 0.0, None) * 15.0
+    server.store.append(PointBatch.of_series(SeriesKey("plant", "b1", "temperature"), ts, v))
+    rule = {
+        "name": "Boiler heading hot",
+        "target": {"device": "b1"},
+        "condition": {
+            "type": "forecast",
+            "metric": "temperature",
+            "above": 90,
+            "within": "2h",
+            "every": "1s",
+            "confirm": 1,
+        },
+    }
+    client.create_rule("plant", rule)
+    got = wait_for(lambda: client.rule_forecasts("plant", "boiler-heading-hot"), timeout=60)
+    assert got, "no forecast stored within 60 s"
+    fc = got[0]
+    assert (fc.device, fc.metric, fc.status, fc.direction) == (
+        "b1",
+        "temperature",
+        "crosses",
+        "above",
+    )
+    assert fc.crossing_ts is not None and fc.crossing_ts > now_us and fc.path is None
+    (model,) = client.models("plant", ref=fc.model_id)
+    assert (model.kind, model.scope, model.version) == ("forecaster", "series:b1/temperature", 1)
+    full = client.rule_forecast("plant", "boiler-heading-hot", fc.id)
+    assert full.path is not None and len(full.path["ts"]) == len(full.path["mean"]) > 0
+    (alarm,) = wait_for(lambda: client.alarms(project="plant"))
+    assert "forecast crosses 90 (above)" in alarm.detail
+    assert client.rule_forecasts("plant", "boiler-heading-hot", device="nope") == []

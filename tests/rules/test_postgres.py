@@ -130,3 +130,47 @@ async def test_timers_lease_and_raising_are_exclusive_across_processes_on_postgr
     assert leases[holder].acquire(T0 + 27_000_000)  # released: free at once
     for e in engines:
         e.dispose()
+
+
+async def test_forecast_conditions_store_their_forecasts_and_model_on_postgresql(pg_url):
+    """The registry and the rules tables in one PostgreSQL database, as the platform runs them:
+    a warming freezer raises, the forecasts are stored (their path as JSON) with their model."""
+    from argon2 import PasswordHasher
+
+    from atoll.bus.memory import MemoryBus
+    from atoll.registry import Registry
+    from atoll.store.memory import MemoryStore
+    from tests.rules.test_forecast import DAY, MIN, RULE, freezer
+
+    # Later than the other tests' clocks: the timers lease they took (module's database) is
+    # theirs until it expires on our clock.
+    t0 = T0 + 10 * DAY + 30 * MIN + 17_000_000
+    registry = Registry(
+        pg_url, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
+    registry.create_project(registry.bootstrap().tenant, "P", project_id="p")
+    store, bus, clock = MemoryStore(), MemoryBus(), FakeClock(t0)
+    freezer(store, t0 - 3 * DAY, t0, dead_at=t0 - 40 * MIN)
+    svc = RulesService(
+        bus, db=registry.engine, store=store, clock=clock, tick_interval=0, catalog=registry
+    )
+    assert svc.db.dialect.name == "postgresql"
+    await svc.start()
+    try:
+        await svc.create_rule(RULE)
+        for k in range(2):
+            clock.set(t0 + k * MIN)
+            await svc.tick()
+            await svc.forecasts_settled()
+        (alarm,) = [a for a in svc.alarms.open_alarms() if a.rule_id == "freezer-warming"]
+        assert alarm.context["forecast"]["crosses"] is True
+        rows = svc.forecasts.list("freezer-warming")
+        assert [r["status"] for r in rows] == ["crosses", "crosses"]
+        (model,) = registry.list_models("p", ref=rows[0]["model_id"])
+        assert (model.kind, model.version, model.state) == ("forecaster", 1, "active")
+        full = svc.forecasts.get(rows[0]["id"])
+        assert full is not None and len(full["path"]["hi"]) == len(full["path"]["ts"]) > 0
+    finally:
+        await svc.stop()
+        await bus.close()
+        registry.close()

@@ -328,6 +328,15 @@ def test_rules_table_reads_anomaly_rules_and_durations_in_words(platform, page):
                     "per": "1m",
                 },
             },
+            {
+                "name": "Thaw",
+                "condition": {
+                    "type": "forecast",
+                    "metric": "temperature",
+                    "above": -15,
+                    "within": "40m",
+                },
+            },
         ):
             r = http.post("/projects/words/rules", json={**body, "target": {"device_type": "oven"}})
             assert r.status_code == 201, r.text
@@ -335,13 +344,23 @@ def test_rules_table_reads_anomaly_rules_and_durations_in_words(platform, page):
     page.select_option("[data-testid=project-select]", "words")
     page.click("[data-testid=nav-rules]")
     rows = page.locator("[data-testid=rule-table] tbody tr")
-    expect(rows).to_have_count(3)
+    expect(rows).to_have_count(4)
     expect(rows.filter(has_text="Odd")).to_contain_text(
         "anomaly(temperature) flagged by its detector for 90 s"
     )
     expect(rows.filter(has_text="Silent")).to_contain_text("no data for 10 min")
     expect(rows.filter(has_text="Jump")).to_contain_text("Δtemperature per 60 s > 2")
+    expect(rows.filter(has_text="Thaw")).to_contain_text(
+        "forecast(temperature) goes above -15 within 40 min"
+    )
     assert "undefined" not in page.inner_text("[data-testid=rule-table]")
+    # The editor offers forecast conditions and shows this one's fields.
+    rows.filter(has_text="Thaw").click()
+    expect(page.locator("[data-testid=rule-condition-type]")).to_have_value("forecast")
+    expect(page.locator("[data-testid=rule-forecast-side]")).to_have_value("above")
+    expect(page.locator("[data-testid=rule-forecast-line]")).to_have_value("-15")
+    page.select_option("[data-testid=rule-forecast-side]", "below")
+    expect(page.locator("[data-testid=rule-forecast-line]")).to_have_value("-15")
 
 
 def test_the_fleet_tree_stays_short_with_many_projects(platform, page):

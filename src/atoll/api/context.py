@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from atoll.rules.alarms import Alarm, AlarmBook, Comment
     from atoll.rules.clock import Clock
     from atoll.rules.engine import RuleEngine
+    from atoll.rules.forecasting import RuleForecasts
     from atoll.rules.loading import RuleFile
     from atoll.rules.model import ChannelSpec, Rule
     from atoll.rules.notify import Notifier
@@ -80,6 +81,10 @@ class RulesPort(Protocol):
 
     @property
     def notifier(self) -> Notifier: ...
+
+    @property
+    def forecasts(self) -> RuleForecasts:
+        """The forecasts stored for ``forecast`` conditions."""
 
     @property
     def reports(self) -> ReportScheduler: ...

@@ -273,6 +273,43 @@ def get_rule(project: str, rule_id: str, who: Viewer, ctx: Ctx) -> dict:
     }
 
 
+@router.get(
+    "/projects/{project}/rules/{rule_id}/forecasts",
+    summary="Forecasts a rule's forecast conditions evaluated",
+)
+def rule_forecasts(
+    project: str,
+    rule_id: str,
+    who: Viewer,
+    ctx: Ctx,
+    device: str | None = Query(None, description="only this device's"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> list[dict]:
+    """Newest first: each forecast a ``forecast`` condition evaluated (``status`` ``crosses``
+    or ``clear``) with its crossing times (µs), the series' last value and the model that made
+    it (``model``; ``model_id``/``model_version`` name its registry record: ``GET
+    .../models?ref=``), or why none was made (``skipped`` and ``reason``, e.g. too little
+    history). ``GET .../rules/{rule_id}/forecasts/{id}`` adds the path."""
+    check_project(ctx, who, project)
+    rule = service(ctx).get_rule(rule_id)
+    if rule.project != project:
+        raise NotFound(f"rule {rule_id!r} not found")
+    return service(ctx).forecasts.list(rule_id, device=device, limit=limit)
+
+
+@router.get(
+    "/projects/{project}/rules/{rule_id}/forecasts/{forecast_id}",
+    summary="One stored forecast, with its path",
+)
+def rule_forecast(project: str, rule_id: str, forecast_id: int, who: Viewer, ctx: Ctx) -> dict:
+    """The forecast as listed, with ``path``: ``ts`` (µs), ``mean``, ``lo`` and ``hi``."""
+    check_project(ctx, who, project)
+    got = service(ctx).forecasts.get(forecast_id)
+    if got is None or got["rule_id"] != rule_id or got["project"] != project:
+        raise NotFound(f"forecast {forecast_id} of rule {rule_id!r} not found")
+    return got
+
+
 @router.put("/projects/{project}/rules/{rule_id}", summary="Create or replace a rule")
 async def put_rule(
     project: str,

@@ -55,6 +55,7 @@ from atoll.client.rules import (
     Report,
     ReportRun,
     Rule,
+    RuleForecast,
     RulesCalls,
 )
 from atoll.client.series import (
@@ -107,6 +108,7 @@ __all__ = [
     "Report",
     "ReportRun",
     "Rule",
+    "RuleForecast",
     "Series",
     "SeriesDetection",
     "SeriesInfo",

@@ -72,6 +72,40 @@ class Backtest:
 
 
 @dataclass(frozen=True)
+class RuleForecast:
+    """One forecast a rule's ``forecast`` condition evaluated (times in µs since the epoch):
+    ``status`` ``crosses``, ``clear`` or ``skipped`` (with ``reason``); ``model_id`` and
+    ``model_version`` name the forecaster's registry record (``Client.models(p, ref=...)``);
+    ``path`` (``ts``, ``mean``, ``lo``, ``hi``) only from ``rule_forecast``."""
+
+    id: int
+    project: str
+    rule_id: str
+    device: str
+    metric: str
+    evaluated_at: int
+    status: str
+    threshold: float
+    direction: str
+    horizon_us: int
+    level: float
+    reason: str | None = None
+    crossing_ts: int | None = None
+    earliest: int | None = None
+    latest: int | None = None
+    last_value: float | None = None
+    step_us: int | None = None
+    history_from: int | None = None
+    history_to: int | None = None
+    rows: int | None = None
+    model: str | None = None
+    model_id: str | None = None
+    model_version: int | None = None
+    seconds: float | None = None
+    path: dict[str, list[float]] | None = None
+
+
+@dataclass(frozen=True)
 class ChannelType:
     type: str
     description: str
@@ -208,6 +242,21 @@ class RulesCalls(Http):
             Backtest,
             {**d, "rule": _rule(d["rule"]), "episodes": [build(Episode, e) for e in d["episodes"]]},
         )
+
+    def rule_forecasts(
+        self, project: str, rule_id: str, *, device: str | None = None, limit: int = 100
+    ) -> list[RuleForecast]:
+        """The forecasts the rule's ``forecast`` conditions evaluated, newest first."""
+        params: dict[str, Any] = {"limit": limit}
+        if device is not None:
+            params["device"] = device
+        got = self._call("GET", f"/projects/{project}/rules/{rule_id}/forecasts", params=params)
+        return [build(RuleForecast, d) for d in got]
+
+    def rule_forecast(self, project: str, rule_id: str, forecast_id: int) -> RuleForecast:
+        """One stored forecast, with its ``path``."""
+        d = self._call("GET", f"/projects/{project}/rules/{rule_id}/forecasts/{forecast_id}")
+        return build(RuleForecast, d)
 
     def import_rules(self, project: str, rules: str | Mapping[str, Any]) -> ImportedRules:
         """Apply a rules file (YAML text, or a dict with ``rules:`` and ``channels:``). Rules and

@@ -107,6 +107,20 @@ class ModelCatalog(Protocol):
         """Keep ``records`` (a version already kept is updated); how many were kept."""
 
 
+class ForecasterCatalog(Protocol):
+    """Where the rules service files the forecaster its ``forecast`` conditions use (the
+    platform's model registry, ``Registry.forecaster_version``): one active ``forecaster``
+    version per series, kept while its kind, parameters and code version stay the same, so a
+    stored forecast's ``ModelRef`` leads to its registry record."""
+
+    def forecaster_version(
+        self, project: str, device: str, metric: str, *, algorithm: str, params: dict[str, Any]
+    ) -> ModelRef | None:
+        """The active version for the series with these parameters at this code version
+        (filed, active and approved by ``system``, when there is none); ``None`` when the
+        registry does not know the project."""
+
+
 class SeriesDetection(msgspec.Struct, frozen=True, omit_defaults=True):
     """What judges one series of a device now (``GET .../detection``)."""
 
@@ -140,6 +154,7 @@ def decode_record(blob: bytes) -> ModelRecord:
 
 __all__ = [
     "REASONS",
+    "ForecasterCatalog",
     "ModelCatalog",
     "ModelLog",
     "ModelRecord",

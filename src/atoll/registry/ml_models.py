@@ -42,7 +42,7 @@ from sqlalchemy import Connection, and_, insert, select, update
 
 from atoll import __version__
 from atoll.core.errors import Conflict, InvalidInput, NotFound
-from atoll.core.lineage import ModelRecord
+from atoll.core.lineage import ModelRecord, ModelRef
 from atoll.registry import audit as _audit
 from atoll.registry import tables as t
 from atoll.registry.models import MODEL_KINDS, MODEL_STATES, ModelVersion
@@ -409,6 +409,94 @@ def _record_one(conn: Connection, tenant: str, r: ModelRecord) -> None:
         f"model:{model_id}",
         {"kind": "detector", "scope": scope, "version": r.version, "reason": r.reason},
     )
+
+
+# -- what the rules service forecasts with ----------------------------------------------------
+def forecaster_ref(project: str, device: str, metric: str, version: int) -> str:
+    """The ``ref`` of a series' forecaster version, what its stored forecasts carry."""
+    return f"{project}/{device}/{metric}/forecaster@{version}"
+
+
+def file_forecaster(
+    conn: Connection, project: str, device: str, metric: str, algorithm: str, params: dict
+) -> ModelRef | None:
+    """The active ``forecaster`` version of the series if it has ``algorithm``, ``params`` and
+    this code version; else the next version, filed active (approved by ``system``, the one
+    active before retired). ``None`` for a project the registry does not know."""
+    tenant = conn.execute(select(t.projects.c.tenant).where(t.projects.c.id == project)).scalar()
+    if tenant is None:
+        return None
+    m = t.models.c
+    scope = f"series:{device}/{metric}"
+    params = plain_json(params)
+    active = conn.execute(
+        select(t.models).where(
+            and_(
+                m.project == project,
+                m.kind == "forecaster",
+                m.scope == scope,
+                m.state == "active",
+            )
+        )
+    ).first()
+    if (
+        active is not None
+        and active.algorithm == algorithm
+        and (active.params or {}) == params
+        and active.code_version == __version__
+        and active.ref is not None
+    ):
+        return ModelRef(active.ref, active.version)
+    now = now_us()
+    version = _next_version(conn, project, "forecaster", scope)
+    model_id = new_id("mdl-", 8)
+    ref = forecaster_ref(project, device, metric, version)
+    target = ModelVersion(
+        model_id, tenant, project, "forecaster", scope, version, "active", "", "", "", 0, 0
+    )
+    _retire_active(conn, target, now)
+    card = {
+        "kind": "forecaster",
+        "series": {"device": device, "metric": metric},
+        "algorithm": algorithm,
+        "params": params,
+        "code_version": __version__,
+        "use": "fitted afresh on the series' recent history at each evaluation of a rule's "
+        "forecast condition (docs/RULES.md)",
+    }
+    conn.execute(
+        insert(t.models).values(
+            id=model_id,
+            tenant=tenant,
+            project=project,
+            kind="forecaster",
+            scope=scope,
+            version=version,
+            state="active",
+            active_slot=_slot(project, "forecaster", scope),
+            ref=ref,
+            algorithm=algorithm,
+            params=params,
+            metrics={},
+            card=card,
+            code_version=__version__,
+            created_by=SYSTEM,
+            created_at=now,
+            approved_by=SYSTEM,
+            approved_at=now,
+            activated_at=now,
+            updated_at=now,
+        )
+    )
+    _audit.record(
+        conn,
+        tenant,
+        SYSTEM,
+        "model.register",
+        f"model:{model_id}",
+        {"kind": "forecaster", "scope": scope, "version": version, "reason": "rules"},
+    )
+    return ModelRef(ref, version)
 
 
 # -- model cards ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from atoll.core.errors import AtollError, Conflict, InvalidInput, Unavailable
-from atoll.core.lineage import ModelRecord
+from atoll.core.lineage import ModelRecord, ModelRef
 from atoll.registry import audit as _audit
 from atoll.registry import commands as _commands
 from atoll.registry import credentials as _credentials
@@ -443,6 +443,20 @@ class Registry:
         """Detection's fitted models, kept as active detector versions (``ModelCatalog``)."""
         with self._write() as conn:
             return _models.record_fitted(conn, records)
+
+    def forecaster_version(
+        self, project: str, device: str, metric: str, *, algorithm: str, params: dict[str, Any]
+    ) -> ModelRef | None:
+        """The rules' forecaster of a series, filed as an active version (``ForecasterCatalog``,
+        ``ml_models.file_forecaster``)."""
+        for attempt in range(5):  # another node filed one at the same moment: read it again
+            try:
+                with self._write() as conn:
+                    return _models.file_forecaster(conn, project, device, metric, algorithm, params)
+            except Conflict as e:
+                if not isinstance(e.__cause__, IntegrityError) or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
 
     def device_profiles(self, project: str) -> dict[str, tuple[str | None, dict[str, str]]]:
         """``{device id: (device type, labels)}`` of a project's devices, in one query: for

@@ -16,7 +16,7 @@ from atoll.core.errors import InvalidInput
 from atoll.core.events import score_metric, scored_metric
 from atoll.core.points import SeriesKey
 from atoll.rules.clock import FakeClock
-from atoll.rules.conditions import ANOMALY, AnomalyScore, build
+from atoll.rules.conditions import ANOMALY, FORECAST, AnomalyScore, build
 from atoll.rules.engine import RuleEngine
 from atoll.rules.model import Rule
 
@@ -77,6 +77,11 @@ def backtest(
         raise InvalidInput("end must be after start")
     if not devices:
         raise InvalidInput("the rule targets no devices to backtest")
+    if any(leaf.kind == FORECAST for leaf in build(rule.condition, devices[0], 0).leaves()):
+        raise InvalidInput(
+            "backtest does not replay forecast conditions (a forecast fit per timer step)",
+            hint="see the forecasts the rule stored: GET .../rules/{rule_id}/forecasts",
+        )
     spec = rule.model_copy(
         update={
             "target": rule.target.model_copy(

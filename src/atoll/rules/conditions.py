@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import deque
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -114,6 +115,60 @@ class NoData(_Leaf):
     timeout: PositiveDuration
 
 
+class ForecastCrossing(_Leaf):
+    """The forecast of ``metric`` crosses ``above`` (or ``below``) within ``within``.
+
+    Evaluated on the timer pass, at most once per ``every`` per (rule, device), in a worker
+    thread (a forecast is a model fit: seconds under load), never per reading. ``on`` says which
+    estimate must fall within the horizon: ``mean`` (the mean path reaches the line) or
+    ``earliest`` (the interval's near end does: earlier, more cautious). It raises after
+    ``confirm`` consecutive evaluations that cross and clears after ``confirm`` that do not
+    (no flapping on one noisy fit). The default forecaster (``auto``) fits it.
+    """
+
+    type: Literal["forecast"]
+    metric: str = Field(min_length=1)
+    above: float | None = Field(None, allow_inf_nan=False, description="raise if it will rise past")
+    below: float | None = Field(None, allow_inf_nan=False, description="raise if it will fall past")
+    within: PositiveDuration = Field(description="how far ahead to look (the forecast horizon)")
+    on: Literal["mean", "earliest"] = Field(
+        "mean", description="which estimate must cross within the horizon"
+    )
+    level: float = Field(0.8, ge=0.5, le=0.99, description="the interval's level (earliest)")
+    every: PositiveDuration = Field(300.0, description="forecast at most this often")
+    confirm: int = Field(
+        2, ge=1, le=20, description="consecutive evaluations needed to raise and to clear"
+    )
+
+    @model_validator(mode="after")
+    def _one_side(self):
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of above, below (the line the forecast crosses)")
+        if not MIN_FORECAST_HORIZON <= self.within <= MAX_FORECAST_HORIZON:
+            raise ValueError(
+                f"within must be between {format_duration(MIN_FORECAST_HORIZON)} and 365d "
+                f"(got {format_duration(self.within)})"
+            )
+        if self.every < 1.0:
+            raise ValueError("every must be at least 1s (a forecast costs seconds of CPU)")
+        return self
+
+    @property
+    def threshold(self) -> float:
+        value = self.above if self.above is not None else self.below
+        assert value is not None  # validated: exactly one
+        return value
+
+    @property
+    def direction(self) -> Literal["above", "below"]:
+        return "above" if self.above is not None else "below"
+
+
+#: The shortest and longest horizon of a forecast condition (s): the forecast grid's smallest
+#: step is a minute, its longest horizon a year (``atoll.forecast.series``).
+MIN_FORECAST_HORIZON, MAX_FORECAST_HORIZON = 60.0, 365 * 86400.0
+
+
 class AllOf(_Condition):
     type: Literal["all"]
     conditions: list[Condition] = Field(min_length=1)
@@ -125,13 +180,13 @@ class AnyOf(_Condition):
 
 
 Condition = Annotated[
-    Threshold | RateOfChange | AnomalyScore | NoData | AllOf | AnyOf,
+    Threshold | RateOfChange | AnomalyScore | NoData | ForecastCrossing | AllOf | AnyOf,
     Field(discriminator="type"),
 ]
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
 
-TELEMETRY, ANOMALY = "telemetry", "anomaly"
+TELEMETRY, ANOMALY, FORECAST = "telemetry", "anomaly", "forecast"
 
 
 # ---------------------------------------------------------------- evaluators
@@ -481,6 +536,93 @@ class NoDataEval(Leaf):
         return f"no data from {what} for {format_duration(self.timeout_us / US)}"
 
 
+class ForecastEval(Leaf):
+    """A ``forecast`` condition: its truth moves only when a forecast is evaluated for it
+    (``atoll.rules.forecasting``, on the timer pass, ``due`` at most once per ``every``)."""
+
+    kind = FORECAST
+    timed = True
+
+    def __init__(self, spec: ForecastCrossing, device: str, now: int) -> None:
+        super().__init__(spec, device)
+        self.every_us = int(spec.every * US)
+        self.horizon_us = int(spec.within * US)
+        self.next_at = now  # the first pass after it is built evaluates it
+        self.on = False
+        self.streak = 0  # consecutive evaluations that disagreed with ``on``
+        #: The last evaluation: what the forecast said, or why there was none (plain data).
+        self.result: dict[str, Any] | None = None
+        self.pending = False  # a forecast for it is under way (not checkpointed)
+
+    def feed(self, metric, ts, x, now):
+        pass  # fed by forecasts, never by readings
+
+    def due(self, now: int) -> bool:
+        return not self.pending and now >= self.next_at
+
+    def started(self, now: int) -> None:
+        self.pending, self.next_at = True, now + self.every_us
+
+    def done(self, result: dict[str, Any]) -> None:
+        """Take in one evaluation: ``crosses`` true or false moves the latch after ``confirm``
+        agreeing ones; ``None`` (not evaluated, ``reason`` says why) leaves it as it is."""
+        self.pending = False
+        self.result = result
+        crosses = result.get("crosses")
+        if result.get("last_value") is not None:
+            self.last = float(result["last_value"])
+        if crosses is None:
+            return
+        if bool(crosses) == self.on:
+            self.streak = 0
+            return
+        self.streak += 1
+        if self.streak >= self.spec.confirm:
+            self.on, self.streak = bool(crosses), 0
+
+    def raw(self, t):
+        return self.on
+
+    def dump(self):
+        return {
+            **super().dump(),
+            "on": self.on,
+            "streak": self.streak,
+            "next": self.next_at,
+            "result": self.result,
+        }
+
+    def load(self, state):
+        super().load(state)
+        self.on, self.streak, self.next_at = state["on"], state["streak"], state["next"]
+        self.result = state["result"]
+
+    def context(self):
+        return {"forecast": self.result} if self.result is not None else None
+
+    def describe(self):
+        s, r = self.spec, self.result or {}
+        line = f"{s.threshold:g} ({s.direction})"
+        head = f"{self.device}.{s.metric} forecast"
+        hit = r.get("ts") if s.on == "mean" else r.get("earliest")
+        if self.on and hit is not None and r.get("at") is not None:
+            minutes = max(0.0, (hit - r["at"]) / (60 * US))
+            out = f"{head} crosses {line} in about {minutes:.0f} min, at {_clock(hit)}"
+            ends = [f"{name} {_clock(r[name])}" for name in ("earliest", "latest") if r.get(name)]
+            if ends:
+                out += f" ({', '.join(ends)})"
+            if r.get("model"):
+                out += f", by {r['model']}"
+            return out
+        if r.get("crosses") is None and r.get("reason"):
+            return f"{head} not evaluated: {r['reason']}"
+        return f"{head} does not cross {line} within {format_duration(s.within)}"
+
+
+def _clock(ts_us: int) -> str:
+    return datetime.fromtimestamp(ts_us / US, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 class CompositeEval(Node):
     def __init__(self, spec, children: list[Node]) -> None:
         super().__init__(spec)
@@ -547,6 +689,8 @@ def build(spec, device: str, now: int) -> Node:
         return AnomalyEval(spec, device)
     if isinstance(spec, NoData):
         return NoDataEval(spec, device, now)
+    if isinstance(spec, ForecastCrossing):
+        return ForecastEval(spec, device, now)
     if isinstance(spec, (AllOf, AnyOf)):
         return CompositeEval(spec, [build(c, device, now) for c in spec.conditions])
     raise TypeError(f"unknown condition {spec!r}")

@@ -137,6 +137,41 @@ reports = sa.Table(
     sa.Column("last_run", sa.BigInteger, nullable=True),
 )
 
+# Forecasts evaluated for ``forecast`` conditions (``atoll.rules.forecasting``): each one made,
+# with the model that made it, or why none was (``status`` crosses | clear | skipped).
+forecasts = sa.Table(
+    "rules_forecasts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(128), nullable=False),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    sa.Column("device", sa.String(128), nullable=False),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("evaluated_at", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("horizon_us", sa.BigInteger, nullable=False),
+    sa.Column("level", sa.Float, nullable=False),
+    sa.Column("crossing_ts", sa.BigInteger, nullable=True),
+    sa.Column("earliest", sa.BigInteger, nullable=True),
+    sa.Column("latest", sa.BigInteger, nullable=True),
+    sa.Column("last_value", sa.Float, nullable=True),
+    sa.Column("step_us", sa.BigInteger, nullable=True),
+    sa.Column("history_from", sa.BigInteger, nullable=True),
+    sa.Column("history_to", sa.BigInteger, nullable=True),
+    sa.Column("rows", sa.Integer, nullable=True),
+    # The model: the forecaster as it named itself (``auto:autoets``) and its registry record.
+    sa.Column("model", sa.String(200), nullable=True),
+    sa.Column("model_id", sa.String(300), nullable=True),
+    sa.Column("model_version", sa.Integer, nullable=True),
+    sa.Column("seconds", sa.Float, nullable=True),
+    # The path: {"ts": [...], "mean": [...], "lo": [...], "hi": [...]} (µs, the series' units).
+    sa.Column("path", sa.JSON, nullable=True),
+    sa.Index("rules_forecasts_rule_device", "rule_id", "device", "evaluated_at"),
+)
+
 # Leases (``atoll.rules.lease``): which process runs the timer pass, until when (µs).
 leases = sa.Table(
     "rules_leases",

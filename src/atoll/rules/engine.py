@@ -18,7 +18,7 @@ from collections.abc import Callable, Set
 from dataclasses import dataclass
 
 from atoll.rules.clock import Clock
-from atoll.rules.conditions import ANOMALY, TELEMETRY, Leaf, Node, build
+from atoll.rules.conditions import ANOMALY, TELEMETRY, ForecastEval, Leaf, Node, build
 from atoll.rules.directory import DeviceDirectory
 from atoll.rules.model import Rule
 
@@ -46,7 +46,7 @@ def project_key(project: str) -> str:
 
 
 class _Instance:
-    __slots__ = ("cross", "device", "fed", "key", "root", "rule", "state", "timed")
+    __slots__ = ("cross", "device", "fed", "forecasts", "key", "root", "rule", "state", "timed")
 
     def __init__(self, rule: Rule, device: str, now: int) -> None:
         self.rule, self.device = rule, device
@@ -57,6 +57,7 @@ class _Instance:
         #: Watches another device's series too: evaluated under the project's key.
         self.cross = any(leaf.device != device for leaf in self.root.leaves())
         self.key = project_key(rule.project) if self.cross else device
+        self.forecasts = [x for x in self.root.leaves() if isinstance(x, ForecastEval)]
 
     def dump(self) -> list:
         return [self.state, self.fed, self.root.dump()]
@@ -272,6 +273,34 @@ class RuleEngine:
                     if c is not None:
                         out.append(c)
         return out
+
+    def forecasts_due(self, accept: Accept | None = None) -> list[tuple[_Instance, ForecastEval]]:
+        """The ``forecast`` conditions (of the instances ``accept`` takes) whose next evaluation
+        is due now; each is marked under way until ``forecast_done`` takes its result."""
+        now = self.clock.now_us()
+        out = []
+        for instances in self._instances.values():
+            for inst in instances.values():
+                if inst.forecasts and (accept is None or accept(inst.key)):
+                    for leaf in inst.forecasts:
+                        if leaf.due(now):
+                            leaf.started(now)
+                            out.append((inst, leaf))
+        return out
+
+    def forecast_done(
+        self, inst: _Instance, leaf: ForecastEval, result: dict, accept: Accept | None = None
+    ) -> Change | None:
+        """One forecast's ``result`` for ``leaf`` of ``inst``; the instance's change, if any.
+        An instance rebuilt meanwhile (rule changed, partition moved) takes nothing."""
+        leaf.done(result)
+        rule_id = inst.rule.id
+        current = self._instances.get(rule_id or "", {}).get(inst.device)
+        if current is not inst or (accept is not None and not accept(inst.key)):
+            return None
+        if result.get("crosses") is not None:
+            inst.fed = True
+        return inst.evaluate(self.clock.now_us())
 
     def reset(self, rule_id: str, device: str) -> None:
         """Forget the last reported truth of (rule, device): the next evaluation reports again."""

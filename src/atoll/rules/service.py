@@ -51,6 +51,7 @@ from atoll.bus.port import Message, MessageBus, Subscription
 from atoll.core import topics
 from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.core.events import AnomalyEvent, decode_anomalies
+from atoll.core.lineage import ForecasterCatalog
 from atoll.core.tasks import cancel_and_wait
 from atoll.ingest.events import TelemetryEvent
 from atoll.rules import db as _db
@@ -61,6 +62,7 @@ from atoll.rules.directory import DeviceDirectory
 from atoll.rules.durations import format_duration
 from atoll.rules.engine import Change, RuleEngine
 from atoll.rules.events import encode_alarm_event
+from atoll.rules.forecasting import RuleForecasts
 from atoll.rules.lease import Lease, holder_id
 from atoll.rules.loading import RuleFile, load_rule_file, parse_rule
 from atoll.rules.model import ChannelSpec, Rule, slug
@@ -98,6 +100,7 @@ class RulesService:
         checkpoint_interval: float = 10.0,
         leader: Leader | None = None,
         evaluate: bool = True,
+        catalog: ForecasterCatalog | None = None,
     ) -> None:
         self.bus = bus
         self.clock = clock or SystemClock()
@@ -111,6 +114,9 @@ class RulesService:
         if command_sender is not None:
             ctx.command_sender = command_sender
         self.notifier = Notifier(self.db, self.repo, ctx, self.clock)
+        #: ``forecast`` conditions: fitted off the loop, stored with their model (forecasting.py).
+        self.forecasts = RuleForecasts(self.db, store, catalog)
+        self._forecasting: asyncio.Task | None = None
         self.tick_interval = tick_interval
         self.stop_timeout = 10.0  # seconds deliveries under way may take to finish on stop
         self.refresh_us = int(refresh_interval * US)
@@ -216,8 +222,9 @@ class RulesService:
         return self.leader
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._ticker)
-        self._ticker = None
+        # (a fit under way finishes in its thread, unheard)
+        await cancel_and_wait(self._ticker, self._forecasting)
+        self._ticker = self._forecasting = None
         self._started = False
         if self._changes is not None:
             await self._changes.unsubscribe()
@@ -483,6 +490,7 @@ class RulesService:
             self._sync_rules()
             await self._watch_cross()
             await part.tick_changes()
+            self._start_forecasts(part.owns)
             await self._timers(now, part.owns)
             if now - self._adopted >= ADOPT_EVERY_US:
                 self._adopted = now
@@ -497,8 +505,59 @@ class RulesService:
             return
         self._sync_rules()
         await self._apply(self.engine.on_tick())
+        self._start_forecasts()
         await self._timers(now)
         await self.reports.tick(now)
+
+    # ------------------------------------------------------------ forecast conditions
+
+    def _start_forecasts(self, accept: Any = None) -> None:
+        """Start fitting the ``forecast`` conditions due (owned here), unless a batch is still
+        under way: one at a time, in a worker thread, off the timer pass."""
+        if self.store is None or (self._forecasting is not None and not self._forecasting.done()):
+            return
+        jobs = self.engine.forecasts_due(accept)
+        if jobs:
+            self._forecasting = asyncio.create_task(
+                self._run_forecasts(jobs, accept), name="rules-forecasts"
+            )
+
+    async def _run_forecasts(self, jobs: list, accept: Any) -> None:
+        part = self.partitioned
+        try:
+            for inst, leaf in jobs:
+                now = self.clock.now_us()
+                try:
+                    result = await asyncio.to_thread(self.forecasts.evaluate, inst.rule, leaf, now)
+                except Exception as e:  # a bug or a broken store: the reason, and on
+                    log.exception("forecast of %s for rule %s failed", inst.device, inst.rule.id)
+                    self.stats["errors"] += 1
+                    result = {"at": now, "crosses": None, "reason": f"forecast failed: {e}"}
+                self.stats["forecasts"] = self.stats.get("forecasts", 0) + 1
+                try:
+                    if part is not None:
+                        async with part.lock:
+                            change = self.engine.forecast_done(inst, leaf, result, accept)
+                            if change is not None:
+                                await self._apply([change])
+                    else:
+                        change = self.engine.forecast_done(inst, leaf, result, accept)
+                        if change is not None:
+                            await self._apply([change])
+                except Exception:
+                    log.exception(
+                        "taking the forecast of %s for rule %s", inst.device, inst.rule.id
+                    )
+                    self.stats["errors"] += 1
+        finally:  # stopped midway: none is left marked as under way
+            for _, leaf in jobs:
+                leaf.pending = False
+
+    async def forecasts_settled(self) -> None:
+        """Wait for the forecasts under way (tests: after ``tick``)."""
+        task = self._forecasting
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
 
     async def _timers(self, now: int, accept: Any = None) -> None:
         """Escalations and repeats of the open alarms (whose key ``accept`` takes). Each is a
@@ -775,6 +834,7 @@ def create_service(ctx: ServiceContext) -> RulesService:
         checkpoints=parts[1] if parts else None,
         checkpoint_interval=s.rules_checkpoint_s,
         leader=leader_for(ctx.bus, "reports", lease_s=s.rules_lease_s),
+        catalog=ctx.registry,
     )
 
 

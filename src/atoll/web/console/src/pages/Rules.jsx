@@ -120,6 +120,10 @@ export function describe(c) {
     }
     case "no_data":
       return `no data${c.metric ? ` on ${c.metric}` : ""} for ${dur(c.timeout)}`;
+    case "forecast": {
+      const side = c.below !== null && c.below !== undefined ? "below" : "above";
+      return `forecast(${c.metric}) goes ${side} ${c[side]} within ${dur(c.within)}`;
+    }
     case "all":
       return `ALL(${(c.conditions || []).map(describe).join(", ")})`;
     case "any":
@@ -295,7 +299,7 @@ function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, on
               value={c.type}
               onChange={(e) => {
                 const type = e.currentTarget.value;
-                const base = { threshold: { op: ">", value: 0 }, rate: { op: ">", value: 0, per: "1s" }, anomaly: { value: 0.8 }, no_data: { timeout: "5m" }, all: { conditions: [c] }, any: { conditions: [c] } }[type];
+                const base = { threshold: { op: ">", value: 0 }, rate: { op: ">", value: 0, per: "1s" }, anomaly: { value: 0.8 }, no_data: { timeout: "5m" }, forecast: { above: 0, within: "1h", every: "5m", confirm: 2 }, all: { conditions: [c] }, any: { conditions: [c] } }[type];
                 set(["condition"], { type, ...(c.metric && !["all", "any"].includes(type) ? { metric: c.metric } : {}), ...base });
               }}
               data-testid="rule-condition-type"
@@ -304,6 +308,7 @@ function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, on
               <option value="rate">rate of change</option>
               <option value="anomaly">anomaly score</option>
               <option value="no_data">no data (heartbeat)</option>
+              <option value="forecast">forecast crosses a line</option>
               <option value="all">ALL of (composite)</option>
               <option value="any">ANY of (composite)</option>
             </select>
@@ -353,7 +358,47 @@ function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, on
               <input value={c.timeout ?? ""} onInput={(e) => set(["condition", "timeout"], e.currentTarget.value)} data-testid="rule-timeout" />
             </label>
           )}
-          {!composite && c.type !== "no_data" && (
+          {c.type === "forecast" && (
+            <>
+              <label>
+                Crosses
+                <select
+                  value={c.below !== null && c.below !== undefined ? "below" : "above"}
+                  onChange={(e) => {
+                    const { above, below, ...rest } = c;
+                    set(["condition"], { ...rest, [e.currentTarget.value]: above ?? below ?? 0 });
+                  }}
+                  data-testid="rule-forecast-side"
+                >
+                  <option value="above">going above</option>
+                  <option value="below">going below</option>
+                </select>
+              </label>
+              <label>
+                Line
+                <input
+                  type="number"
+                  step="any"
+                  value={c.below ?? c.above ?? ""}
+                  onInput={(e) => set(["condition", c.below !== null && c.below !== undefined ? "below" : "above"], num(e.currentTarget.value))}
+                  data-testid="rule-forecast-line"
+                />
+              </label>
+              <label>
+                Within (horizon)
+                <input value={c.within ?? ""} placeholder="e.g. 40m, 2h" onInput={(e) => set(["condition", "within"], e.currentTarget.value)} data-testid="rule-forecast-within" />
+              </label>
+              <label>
+                Forecast every
+                <input value={c.every ?? ""} placeholder="5m" onInput={(e) => set(["condition", "every"], e.currentTarget.value)} />
+              </label>
+              <label>
+                Evaluations in a row to raise or clear
+                <input type="number" min="1" max="20" value={c.confirm ?? 2} onInput={(e) => set(["condition", "confirm"], num(e.currentTarget.value))} />
+              </label>
+            </>
+          )}
+          {!composite && c.type !== "no_data" && c.type !== "forecast" && (
             <label>
               For (hold time)
               <input value={c.for ?? ""} placeholder="e.g. 30s, 5m" onInput={(e) => set(["condition", "for"], e.currentTarget.value)} data-testid="rule-for" />
