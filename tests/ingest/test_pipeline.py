@@ -205,6 +205,9 @@ async def test_flush_counters_returns_after_a_flush_already_under_way():
         def touch_devices(self, seen):
             pass
 
+        def record_usage(self, stored):
+            pass
+
     pipe = IngestPipeline(GatedStore(), directory=SlowDirectory(), flush_interval=3600)
     await pipe.start()
     try:

@@ -314,3 +314,34 @@ def test_batched_rejections_are_added(registry):
     )
     (row,) = registry.rejections("s1")
     assert (row.count, row.last_message, row.last_at) == (5, "Inf", 9)
+
+
+def test_usage_from_two_nodes_adds_up(any_registry, tmp_path):
+    """Two registries on one database (two nodes) meter the same project and day: their counts
+    add up instead of one overwriting the other, whoever creates the day's row."""
+    from atoll.registry import Registry
+
+    reg = any_registry
+    t = reg.create_tenant("Acme", tenant_id="acme")
+    p = reg.create_project(t.id, "Press", project_id="press")
+    other = Registry(
+        str(reg.engine.url.render_as_string(hide_password=False)), password_hasher=None
+    )
+    try:
+        at = 1_795_428_000_000_000  # 2026-11-23
+        reg.record_usage({p.id: (2, 20)}, at=at)
+        other.record_usage({p.id: (3, 30)}, at=at)
+        reg.record_usage({p.id: (1, 5), "gone": (9, 9)}, at=at)  # an unknown project: dropped
+        reg.count_api_call("acme")
+        other.count_api_call("acme")
+        other.flush_usage()
+        days = reg.usage(["acme"])
+        got = {(u.project, u.day): (u.messages, u.points, u.api_calls) for u in days}
+        assert got[(p.id, "2026-11-23")] == (6, 55, 0)
+        assert sum(u.api_calls for u in days if u.project == "") == 2
+        reg.record_storage({p.id: 40}, at=at)
+        reg.record_storage({p.id: 35}, at=at)  # a smaller later sample: the day keeps its largest
+        (day,) = [u for u in reg.usage(["acme"], since="2026-11-23", until="2026-11-23")]
+        assert day.storage_points == 40
+    finally:
+        other.close()

@@ -51,6 +51,9 @@ def _principal(
     principal = get_ctx(request).registry.authenticate_key(creds.credentials)
     if principal is None:
         raise Unauthenticated("invalid, expired or revoked API key")
+    # Metered to the caller's own enterprise (a platform admin acting inside another one
+    # makes its calls, not that enterprise): docs/CONSOLE.md, "Usage".
+    get_ctx(request).registry.count_api_call(principal.tenant)
     principal = act_in_tenant(
         get_ctx(request).registry, principal, request.headers.get(TENANT_HEADER)
     )

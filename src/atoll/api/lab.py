@@ -12,6 +12,7 @@ enterprises and 400 projects costs the same three queries as one of a single pro
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import time
 from collections.abc import Iterable
@@ -551,3 +552,151 @@ def lab_quality(
         ],
         "rules": quality.per_rule(counts, names, now, weeks),
     }
+
+
+# -- usage metering (atoll.registry.usage) ------------------------------------------------------
+#: Days one usage request covers by default (ending today), and at most.
+USAGE_DAYS = 30
+MAX_USAGE_DAYS = 731
+USAGE_COLUMNS = (
+    "day",
+    "enterprise",
+    "enterprise_name",
+    "project",
+    "project_name",
+    "messages",
+    "points",
+    "api_calls",
+    "storage_points",
+    "storage_bytes",
+)
+
+
+def _day(value: str | None, what: str) -> dt.date | None:
+    if value is None or value == "":
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{what} must be a day like 2026-12-01, not {value!r}") from None
+
+
+def _usage_rows(
+    ctx: Any,
+    who: Principal,
+    enterprise: list[str],
+    project: list[str],
+    since: str | None,
+    until: str | None,
+) -> tuple[list[dict[str, Any]], str, str]:
+    tenants = _tenant_ids(ctx, who, enterprise)
+    names = {t.id: t.name for t in visible_tenants(ctx, who)}
+    wanted = [x for v in project for x in v.split(",") if x.strip()]
+    projects = _scope(ctx, who, enterprise, project) if wanted else None
+    last = _day(until, "until") or dt.datetime.now(dt.UTC).date()
+    first = _day(since, "since") or last - dt.timedelta(days=USAGE_DAYS - 1)
+    if first > last:
+        raise InvalidInput(f"since ({first}) is after until ({last})")
+    if (last - first).days >= MAX_USAGE_DAYS:
+        raise InvalidInput(f"at most {MAX_USAGE_DAYS} days per request; narrow since/until")
+    days = ctx.registry.usage(
+        tenants,
+        projects=list(projects) if projects is not None else None,
+        since=first.isoformat(),
+        until=last.isoformat(),
+    )
+    one = tenants[0] if len(tenants) == 1 else None
+    pnames = {p.id: p.name for p in ctx.registry.list_projects(one)}
+    rows = [
+        {
+            "day": u.day,
+            "enterprise": u.tenant,
+            "enterprise_name": names.get(u.tenant, u.tenant),
+            "project": u.project or None,
+            "project_name": pnames.get(u.project, u.project) if u.project else None,
+            "messages": u.messages,
+            "points": u.points,
+            "api_calls": u.api_calls,
+            "storage_points": u.storage_points,
+            "storage_bytes": None if u.storage_points is None else u.storage_points * POINT_BYTES,
+        }
+        for u in days
+    ]
+    return rows, first.isoformat(), last.isoformat()
+
+
+@router.get("/lab/usage", summary="Metered use per enterprise, project and day")
+def lab_usage(
+    who: Viewer,
+    ctx: Ctx,
+    enterprise: list[str] = _FILTER_DOC["enterprise"],
+    project: list[str] = _FILTER_DOC["project"],
+    since: str | None = Query(None, description="first day (YYYY-MM-DD, UTC); 30 days back"),
+    until: str | None = Query(None, description="last day (YYYY-MM-DD, UTC); today"),
+) -> dict:
+    """Per UTC day, enterprise and project: telemetry messages and points stored, and the
+    largest number of points the project held (sampled hourly; bytes at 16 per point, a lower
+    bound). API calls belong to the enterprise (``project`` null). ``totals`` sums the days per
+    enterprise (storage: its latest day's); at most 731 days per request."""
+    rows, first, last = _usage_rows(ctx, who, enterprise, project, since, until)
+    totals: dict[str, dict[str, Any]] = {}
+    latest: dict[tuple[str, str | None], tuple[str, int]] = {}
+    for r in rows:
+        t = totals.setdefault(
+            r["enterprise"],
+            {
+                "enterprise": r["enterprise"],
+                "enterprise_name": r["enterprise_name"],
+                "messages": 0,
+                "points": 0,
+                "api_calls": 0,
+                "storage_points": None,
+            },
+        )
+        for k in ("messages", "points", "api_calls"):
+            t[k] += r[k]
+        if r["storage_points"] is not None:
+            key = (r["enterprise"], r["project"])
+            if key not in latest or latest[key][0] < r["day"]:
+                latest[key] = (r["day"], r["storage_points"])
+    for (tenant, _), (_, n) in latest.items():
+        t = totals[tenant]
+        t["storage_points"] = (t["storage_points"] or 0) + n
+    for t in totals.values():
+        n = t["storage_points"]
+        t["storage_bytes"] = None if n is None else n * POINT_BYTES
+    return {
+        "since": first,
+        "until": last,
+        "days": rows,
+        "totals": sorted(totals.values(), key=lambda t: t["enterprise"]),
+    }
+
+
+@router.get(
+    "/lab/usage.csv",
+    summary="The same usage as CSV",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def lab_usage_csv(
+    who: Viewer,
+    ctx: Ctx,
+    enterprise: list[str] = _FILTER_DOC["enterprise"],
+    project: list[str] = _FILTER_DOC["project"],
+    since: str | None = Query(None, description="first day (YYYY-MM-DD, UTC); 30 days back"),
+    until: str | None = Query(None, description="last day (YYYY-MM-DD, UTC); today"),
+) -> Response:
+    """One row per day, enterprise and project (the enterprise's own API calls: empty
+    project), as ``GET /lab/usage``."""
+    rows, first, last = _usage_rows(ctx, who, enterprise, project, since, until)
+    buf = io.StringIO()
+    out = csv.writer(buf)
+    out.writerow(USAGE_COLUMNS)
+    for r in rows:
+        out.writerow(["" if r.get(c) is None else r[c] for c in USAGE_COLUMNS])
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="atoll-usage-{first}-{last}.csv"'},
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from atoll.client._http import Http, TimeLike, time_param
@@ -142,6 +143,35 @@ class LabCalls(Http):
         got = self._call("GET", "/lab/alarms.csv", params=params)
         return got.decode() if isinstance(got, bytes) else str(got)
 
+    def lab_usage(
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        project: str | Iterable[str] | None = None,
+        since: str | date | None = None,
+        until: str | date | None = None,
+    ) -> dict[str, Any]:
+        """Metered use per UTC day, enterprise and project (messages, points, API calls, points
+        held): ``{"since", "until", "days": [...], "totals": [...]}``; days default to the last
+        30 (``since``/``until`` are days, ``"2026-12-01"`` or a ``date``)."""
+        return dict(
+            self._call("GET", "/lab/usage", params=_usage_params(enterprise, project, since, until))
+        )
+
+    def lab_usage_csv(
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        project: str | Iterable[str] | None = None,
+        since: str | date | None = None,
+        until: str | date | None = None,
+    ) -> str:
+        """The same usage as CSV: one row per day, enterprise and project."""
+        got = self._call(
+            "GET", "/lab/usage.csv", params=_usage_params(enterprise, project, since, until)
+        )
+        return got.decode() if isinstance(got, bytes) else str(got)
+
     def _bulk(self, got: dict[str, Any]) -> BulkResult:
         return BulkResult(
             tuple(int(i) for i in got["done"]),
@@ -157,3 +187,17 @@ class LabCalls(Http):
         """Clear many alarms at once (1-1000); each audited in its own tenant."""
         body = {"ids": list(ids), "comment": comment}
         return self._bulk(self._call("POST", "/lab/alarms/clear", json=body))
+
+
+def _usage_params(
+    enterprise: str | Iterable[str] | None,
+    project: str | Iterable[str] | None,
+    since: str | date | None,
+    until: str | date | None,
+) -> dict[str, Any]:
+    return {
+        "enterprise": _joined(enterprise),
+        "project": _joined(project),
+        "since": None if since is None else str(since),
+        "until": None if until is None else str(until),
+    }

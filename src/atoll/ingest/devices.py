@@ -36,6 +36,9 @@ class DeviceDirectory(Protocol):
     def touch_devices(self, last_seen: Mapping[str, int]) -> None:
         """Remember when devices last sent data (µs)."""
 
+    def record_usage(self, stored: Mapping[str, tuple[int, int]]) -> None:
+        """Meter telemetry stored: ``{project: (messages, points)}`` since the last call."""
+
     def patch_reported(self, device_id: str, patch: Mapping[str, Any]) -> Any:
         """Merge a twin-reported document (RFC 7386 merge patch)."""
 

@@ -187,6 +187,8 @@ class IngestPipeline:
         # (device, transport, reason) -> [count, last_message, last_at]
         self._rejections: dict[tuple[str, str, str], list] = {}
         self._seen: dict[str, int] = {}
+        #: Stored since the last counter flush, per project: [messages, points] (metering).
+        self._usage: dict[str, list[int]] = {}
         self._flushing = asyncio.Lock()
         self._traceback_logged_at = -TRACEBACK_LOG_INTERVAL_S
 
@@ -460,12 +462,18 @@ class IngestPipeline:
         payloads: list[_Event],
     ) -> None:
         if err is None:
-            now, seen = _now_us(), self._seen
+            now, seen, usage = _now_us(), self._seen, self._usage
             messages = 0
             for item in taken:
                 messages += len(item.parsed)
                 for p in item.parsed:
                     seen[p.device] = now
+                    slot = usage.get(p.project)
+                    if slot is None:
+                        usage[p.project] = [1, len(p.ts)]
+                    else:
+                        slot[0] += 1
+                        slot[1] += len(p.ts)
             self.stats.messages += messages
             self.stats.points += total
             if payloads:  # acknowledged once the bus has the events too
@@ -746,10 +754,13 @@ class IngestPipeline:
             # Swap on the event loop (the only thread that counts), write in a worker thread.
             rej, self._rejections = self._rejections, {}
             seen, self._seen = self._seen, {}
-            if rej or seen:
-                await asyncio.to_thread(self._write_counters, rej, seen)
+            usage, self._usage = self._usage, {}
+            # (Usage goes every time, even empty: the registry writes its other pending
+            # counters, API calls, with it.)
+            if self.directory is not None:
+                await asyncio.to_thread(self._write_counters, rej, seen, usage)
 
-    def _write_counters(self, rej: dict, seen: dict) -> None:
+    def _write_counters(self, rej: dict, seen: dict, usage: dict) -> None:
         if self.directory is None:
             return
         try:
@@ -759,6 +770,7 @@ class IngestPipeline:
                 )
             if seen:
                 self.directory.touch_devices(seen)
+            self.directory.record_usage({p: (m, n) for p, (m, n) in usage.items()})
         except AtollError as e:
             log.warning("could not record ingest counters: %s", e.message)
         except Exception:

@@ -49,6 +49,9 @@ class RegistryDirectory:
     def touch_devices(self, last_seen: Mapping[str, int]) -> None:
         self.registry.touch_devices(last_seen)
 
+    def record_usage(self, stored: Mapping[str, tuple[int, int]]) -> None:
+        self.registry.record_usage(stored)
+
     def patch_reported(self, device_id: str, patch: Mapping[str, Any]) -> Twin:
         return self.registry.patch_reported(device_id, patch)
 

@@ -25,6 +25,7 @@ __all__ = [
     "Rejection",
     "Tenant",
     "Twin",
+    "UsageDay",
     "User",
 ]
 
@@ -342,3 +343,23 @@ class ModelVersion:
     approved_at: int | None = None
     activated_at: int | None = None
     retired_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageDay:
+    """What one enterprise's project used on one UTC day (``Registry.usage``); ``project`` is
+    ``""`` for what belongs to the enterprise as a whole (API calls)."""
+
+    tenant: str
+    project: str
+    #: ``YYYY-MM-DD``, UTC.
+    day: str
+    #: Telemetry messages stored (HTTP requests, MQTT publishes, gateway batches).
+    messages: int
+    #: Points stored (one metric of one reading).
+    points: int
+    #: Authenticated API requests (keys and console sessions).
+    api_calls: int
+    #: The largest number of points the project held in the store that day (sampled by the
+    #: hourly retention job), ``None`` before the first sample.
+    storage_points: int | None

@@ -8,6 +8,7 @@ outside it, so callers acting for an API key pass the key's tenant and cannot se
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -34,6 +35,7 @@ from atoll.registry import rejections as _rejections
 from atoll.registry import tables as t
 from atoll.registry import tenants as _tenants
 from atoll.registry import twins as _twins
+from atoll.registry import usage as _usage
 from atoll.registry import users as _users
 from atoll.registry.engine import one_at_a_time, open_engine, sqlite_url
 from atoll.registry.models import (
@@ -56,6 +58,7 @@ from atoll.registry.models import (
     Rejection,
     Tenant,
     Twin,
+    UsageDay,
     User,
 )
 from atoll.registry.namespaces import DEFAULT_TENANT, prefix
@@ -97,6 +100,11 @@ class Registry:
         self._pending_rejections: dict[tuple[str, str, str], list] = {}
         self._rej_lock = threading.Lock()
         self._rej_flushed = time.monotonic()
+        #: Metered use not yet in the database: ``(tenant, project, day) -> [messages, points,
+        #: api_calls]`` (``atoll.registry.usage``), and whose project is whose.
+        self._pending_usage: dict[_usage.Key, list[int]] = {}
+        self._usage_lock = threading.Lock()
+        self._project_tenant: dict[str, str] = {}
 
     @classmethod
     def open(cls, data_dir: str | Path, **kw: Any) -> Registry:
@@ -104,6 +112,8 @@ class Registry:
 
     def close(self) -> None:
         self.flush_rejections()
+        with contextlib.suppress(AtollError):
+            self.flush_usage()
         self.engine.dispose()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -669,6 +679,94 @@ class Registry:
             _rejections.record_many(
                 conn,
                 {key: (n, at, msg) for key, (n, at, msg) in pending.items() if key[0] in known},
+            )
+
+    # -- usage metering (atoll.registry.usage) ---------------------------------------------------
+    def _meter(self, key: _usage.Key, messages: int, points: int, api_calls: int) -> None:
+        """Add to a pending counter (the caller holds ``_usage_lock``)."""
+        slot = self._pending_usage.get(key)
+        if slot is None:
+            self._pending_usage[key] = [messages, points, api_calls]
+        else:
+            slot[0] += messages
+            slot[1] += points
+            slot[2] += api_calls
+
+    def count_api_call(self, tenant: str) -> None:
+        """Meter one authenticated API request of ``tenant``: counted in memory, written by the
+        next ``flush_usage`` (the ingest pipeline's counter flush, about once a second; a read
+        of the usage; ``close``), never in the request itself."""
+        with self._usage_lock:
+            self._meter((tenant, "", _usage.day_of(now_us())), 0, 0, 1)
+
+    def record_usage(self, stored: Mapping[str, tuple[int, int]], at: int | None = None) -> None:
+        """Meter telemetry stored: ``{project: (messages, points)}`` (ingest, once a second, even
+        when empty), and write what is pending (API calls too)."""
+        day = _usage.day_of(at if at is not None else now_us())
+        missing = [p for p in stored if p not in self._project_tenant]
+        if missing:
+            with self._read() as conn:
+                rows = conn.execute(
+                    select(t.projects.c.id, t.projects.c.tenant).where(t.projects.c.id.in_(missing))
+                )
+                self._project_tenant.update((r[0], r[1]) for r in rows)
+        with self._usage_lock:
+            for project, (messages, points) in stored.items():
+                tenant = self._project_tenant.get(project)
+                if tenant is not None:  # a project deleted meanwhile: nobody to bill
+                    self._meter((tenant, project, day), messages, points, 0)
+        self.flush_usage()
+
+    def flush_usage(self) -> None:
+        """Write the pending counters (as additions: several nodes add up)."""
+        with self._usage_lock:
+            pending, self._pending_usage = self._pending_usage, {}
+        if not pending:
+            return
+        counts = {k: (v[0], v[1], v[2]) for k, v in pending.items()}
+        for attempt in range(3):  # another node created one of the day's rows at the same time
+            try:
+                with self._write() as conn:
+                    _usage.add_many(conn, counts)
+                return
+            except Conflict:
+                if attempt == 2:
+                    raise
+            except Unavailable:
+                with self._usage_lock:  # kept for the next flush, not lost
+                    for k, v in pending.items():
+                        self._meter(k, *v)
+                raise
+
+    def record_storage(self, held: Mapping[str, int], at: int | None = None) -> None:
+        """A sample of the points each project holds in the store (``{project: points}``)."""
+        with self._read() as conn:
+            owners = dict(conn.execute(select(t.projects.c.id, t.projects.c.tenant)).all())
+        day = _usage.day_of(at if at is not None else now_us())
+        rows = {(owners[p], p): n for p, n in held.items() if p in owners}
+        for attempt in range(3):
+            try:
+                with self._write() as conn:
+                    _usage.set_storage(conn, day, rows)
+                return
+            except Conflict:
+                if attempt == 2:
+                    raise
+
+    def usage(
+        self,
+        tenants: Iterable[str],
+        *,
+        projects: Iterable[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+    ) -> list[UsageDay]:
+        """Metered days of ``tenants`` (everything counted so far included), oldest first."""
+        self.flush_usage()
+        with self._read() as conn:
+            return _usage.query(
+                conn, tenants, projects=projects, since=since, until=until, limit=limit
             )
 
     def rejections(self, device_id: str, tenant: str | None = None) -> list[Rejection]:

@@ -17,9 +17,10 @@ import time
 from typing import Protocol
 
 from atoll.bus.partitions import Leader
+from atoll.core.errors import AtollError
 from atoll.core.tasks import cancel_and_wait
 from atoll.registry.registry import Registry
-from atoll.store.port import SeriesStore
+from atoll.store.port import SeriesStore, UsageReader
 
 log = logging.getLogger(__name__)
 DAY_US = 86_400_000_000
@@ -52,7 +53,19 @@ class RetentionService:
             deleted[project] = self.store.delete_before(project, now_us - days * DAY_US)
         if any(deleted.values()):
             log.info("retention deleted %s", {p: n for p, n in deleted.items() if n})
+        self.sample_storage(now_us)
         return deleted
+
+    def sample_storage(self, now_us: int | None = None) -> None:
+        """Record what each project holds in the store, for usage metering (the day keeps its
+        largest sample). A store that cannot say (no ``usage``) is skipped."""
+        if not isinstance(self.store, UsageReader):
+            return
+        try:
+            held = {p: u.points for p, u in self.store.usage(since=now_us or 0).items()}
+            self.registry.record_storage(held, at=now_us)
+        except AtollError as e:
+            log.warning("could not sample storage usage: %s", e.message)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="atoll-retention")

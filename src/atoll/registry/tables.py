@@ -223,6 +223,24 @@ rejections = Table(
     UniqueConstraint("device", "transport", "reason", name="uq_rejection"),
 )
 
+#: Metered use per enterprise, project and UTC day (``atoll.registry.usage``): what a lab reports
+#: on and bills or caps shared infrastructure by. ``project`` is ``""`` for what belongs to the
+#: enterprise as a whole (API calls). Counters only grow; ``storage_points`` is the day's
+#: largest snapshot of what the project holds in the store.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("tenant", String(ID), nullable=False),
+    Column("project", String(ID), nullable=False),
+    Column("day", String(10), nullable=False),  # YYYY-MM-DD (UTC): sorts as it reads
+    Column("messages", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("api_calls", BigInteger, nullable=False),
+    Column("storage_points", BigInteger, nullable=True),
+    UniqueConstraint("tenant", "project", "day", name="uq_usage_daily"),
+    Index("ix_usage_day", "day"),
+)
+
 meta = Table(
     "registry_meta",
     metadata,

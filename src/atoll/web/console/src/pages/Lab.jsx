@@ -11,6 +11,7 @@ import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
 import { useProjects } from "./Overview.jsx";
 import { Assignee, Feedback } from "../components/AlarmTriage.jsx";
+import { UsagePanel } from "../components/Usage.jsx";
 
 const SEVERITIES = ["critical", "major", "minor", "warning", "info"];
 // Lab calls name their scope themselves: never the tenant the project picker acts in.
@@ -303,6 +304,7 @@ export function LabHome() {
           {!shown.length && <Empty>No enterprise matches.</Empty>}
         </div>
       )}
+      {d && d.scope === "platform" && <UsagePanel />}
       {data.loading && !d && <div class="muted">Loading…</div>}
     </div>
   );
@@ -388,6 +390,7 @@ export function LabEnterprise({ tenant }) {
           {!shown.length && <Empty>{d.projects.length ? "No project matches." : "This enterprise has no projects yet."}</Empty>}
         </div>
       )}
+      {d && <UsagePanel enterprise={tenant} />}
       {d?.rules && (
         <div class="panel rule-quality" data-testid="lab-rule-quality">
           <h3>Detection quality per rule</h3>
