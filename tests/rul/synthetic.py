@@ -74,7 +74,10 @@ def history(store, project: str, motors: list[Motor], end: int, seed: int = 0) -
             values.append(v)
         ts = np.concatenate(ts_parts).astype(np.int64)
         vals = np.vstack(values)
-        keys = (SeriesKey(project, m.device, "vibration"), SeriesKey(project, m.device, "temperature"))
+        keys = (
+            SeriesKey(project, m.device, "vibration"),
+            SeriesKey(project, m.device, "temperature"),
+        )
         store.append(
             PointBatch(
                 keys,

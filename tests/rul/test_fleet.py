@@ -59,7 +59,12 @@ def test_fit_needs_failures_then_files_a_draft(motors):
 
     model = client.fit_rul("plant", "motor")
     runs = [life for m in ms for life in m.runs]
-    assert (model.kind, model.scope, model.state, model.version) == ("rul", "type:motor", "draft", 1)
+    assert (model.kind, model.scope, model.state, model.version) == (
+        "rul",
+        "type:motor",
+        "draft",
+        1,
+    )
     # One row per hour of every run that ended in a failure (the runs under way are left out).
     assert model.rows == sum(runs)
     assert model.metrics["method"].startswith("5-fold cross-validation over devices")
@@ -99,7 +104,9 @@ def test_active_model_scores_live_and_a_threshold_rule_alarms(motors):
         with atoll.DeviceClient(server.url, device, secrets[device]) as d:
             d.send({"vibration": 2.5, "temperature": 51.0}, ts=now // 1000)
 
-    due = wait_for(lambda: len(client.maintenance_due("plant")) == 2 and client.maintenance_due("plant"))
+    due = wait_for(
+        lambda: len(client.maintenance_due("plant")) == 2 and client.maintenance_due("plant")
+    )
     assert due, "the RUL service wrote no estimate"
     assert [d.device for d in due] == ["m0", "m1"]  # lowest rul_lo first
     late, early = due

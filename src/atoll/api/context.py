@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from atoll.core.lineage import ModelRecord, SeriesDetection
 from atoll.registry import DeviceIdentity, Registry
-from atoll.registry.models import ModelVersion
 from atoll.registry.commands import CommandSender
+from atoll.registry.models import ModelVersion
 from atoll.store.port import SeriesStore
 
 if TYPE_CHECKING:

@@ -35,7 +35,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -124,7 +123,9 @@ class FleetData:
     data_to: int
 
 
-def numeric_metrics(registry: Registry, project: str, device_type: str, tenant: str | None) -> list[str]:
+def numeric_metrics(
+    registry: Registry, project: str, device_type: str, tenant: str | None
+) -> list[str]:
     dt = registry.get_device_type(project, device_type, tenant)
     names = [m.name for m in dt.metrics if m.type in NUMERIC]
     if not names:
@@ -150,8 +151,7 @@ def build_trajectories(
         raise InvalidInput("the cycle must be at least 1 s")
     names = metrics or numeric_metrics(registry, project, device_type, tenant)
     devices = [
-        d.id
-        for d in registry.list_devices(project, tenant, device_type=device_type, limit=100_000)
+        d.id for d in registry.list_devices(project, tenant, device_type=device_type, limit=100_000)
     ]
     if not devices:
         raise InvalidInput(f"project {project!r} has no device of type {device_type!r}")
@@ -163,7 +163,10 @@ def build_trajectories(
         if e.device in ours:
             failures.setdefault(e.device, []).append(e.at)
     n_failures = sum(len(v) for v in failures.values())
-    units, cycles, sensors, owner = [], [], [], {}
+    units: list[np.ndarray] = []
+    cycles: list[np.ndarray] = []
+    sensors: list[np.ndarray] = []
+    owner: dict[int, str] = {}
     lo, hi = None, None
     for device in devices:
         start = since if since is not None else 0
@@ -353,4 +356,3 @@ def score(
     )
     p = d.model.predict(t)[0]
     return Estimate(device, end, n, p.rul, p.low, p.high)
-

@@ -266,7 +266,9 @@ def _fold_units(
         return np.array_split(rng.permutation(units), folds)
     names = np.array(sorted({groups[int(u)] for u in units}))
     held = np.array_split(rng.permutation(names), folds)
-    return [np.array([u for u in units if groups[int(u)] in set(h)], dtype=units.dtype) for h in held]
+    return [
+        np.array([u for u in units if groups[int(u)] in set(h)], dtype=units.dtype) for h in held
+    ]
 
 
 def _conformal(pred: np.ndarray, true: np.ndarray, level: float) -> list[tuple[float, float]]:
