@@ -27,6 +27,8 @@ For every reading of a series ``(project, device, metric)`` it judges, the detec
 ('temp.anomaly_score', 'temp', None)
 >>> expected_metric("temp", "lo"), derived_metric("temp.expected_hi"), derived_metric("temp")
 ('temp.expected_lo', True, False)
+>>> derived_metric("rul"), derived_metric("rul_lo"), derived_metric("rule_count")
+(True, True, False)
 """
 
 from __future__ import annotations

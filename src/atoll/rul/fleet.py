@@ -15,7 +15,7 @@ The trajectories are handed to ``RulModel.fit`` unchanged in kind from the C-MAP
 trajectory, the type's numeric metrics as sensors, one operating regime), with the folds of its
 cross-validation drawn over **devices**: no device has a run on both sides.
 
-**Scoring a live run** (``run_matrix`` and ``score``) builds the same cycles for the run under way
+**Scoring a live run** (``read_cycles`` and ``score``) builds the same cycles for the run under way
 (since the device's last failure) up to the last complete bucket, and predicts its RUL at that
 cycle. RUL is in cycles; ``hours`` converts with the model's cycle length.
 
@@ -23,7 +23,6 @@ cycle. RUL is in cycles; ``hours`` converts with the model's cycle length.
 >>> dense(np.array([2, 4]), np.array([[1.0, np.nan], [3.0, 5.0]]), 2, 5)
 array([[1., 5.],
        [1., 5.],
-       [3., 5.],
        [3., 5.]])
 """
 
