@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import atoll as sdk
 from atoll.cli.main import app
 from tests.api.serving import ApiServer
-from tests.rul import synthetic
+from atoll.testing import rul_fleet as synthetic
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ from atoll.core.points import SeriesKey
 from atoll.rul import fleet
 from tests.api.serving import ApiServer
 from tests.client.conftest import wait_for
-from tests.rul import synthetic
+from atoll.testing import rul_fleet as synthetic
 
 HOUR = synthetic.HOUR
 
