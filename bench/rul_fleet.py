@@ -48,9 +48,7 @@ def main() -> None:
         store = open_store(f"duckdb:///{Path(tmp) / 'series.duckdb'}")
         tenant = reg.create_tenant("Bench").id
         pid = reg.create_project(tenant, "Plant", project_id="plant").id
-        reg.create_device_type(
-            pid, "motor", [MetricSpec("vibration"), MetricSpec("temperature")]
-        )
+        reg.create_device_type(pid, "motor", [MetricSpec("vibration"), MetricSpec("temperature")])
         motors = synthetic.fleet(args.motors, seed=args.seed)
         rng = np.random.default_rng(args.seed + 7)
         for m in motors:

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 import atoll as sdk
 from atoll.cli.main import app
-from tests.api.serving import ApiServer
 from atoll.testing import rul_fleet as synthetic
+from tests.api.serving import ApiServer
 
 runner = CliRunner()
 

@@ -13,9 +13,9 @@ import pytest
 import atoll
 from atoll.core.points import SeriesKey
 from atoll.rul import fleet
+from atoll.testing import rul_fleet as synthetic
 from tests.api.serving import ApiServer
 from tests.client.conftest import wait_for
-from atoll.testing import rul_fleet as synthetic
 
 HOUR = synthetic.HOUR
 

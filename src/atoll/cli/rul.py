@@ -6,7 +6,7 @@
 ``predict`` writes ``unit,rul``: one row per unit, the RUL predicted at its last cycle
 (``--intervals`` adds ``rul_low,rul_high``).
 
-In a running Atoll (URL and API key from ``--url``/``--api-key`` or ``ATOLL_URL``/``ATOLL_API_KEY``):
+In a running Atoll (``--url``/``--api-key``, or ``ATOLL_URL``/``ATOLL_API_KEY``):
 
     atoll rul fit --project P --type T [--cycle 1h] [--since -90d]   # a draft RUL model
     atoll rul due --project P [--type T] [--within 7d]               # the devices most at risk
