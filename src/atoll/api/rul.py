@@ -22,7 +22,7 @@ from atoll.api.schemas import iso
 from atoll.api.times import TIME_HELP, parse_time
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.core.events import RUL_METRICS
-from atoll.core.time import DURATION_HELP, InvalidTime, parse_duration
+from atoll.core.time import DURATION_HELP, parse_duration
 from atoll.registry.tokens import now_us
 
 router = APIRouter(tags=["rul"])
@@ -63,10 +63,7 @@ def _service(ctx: ApiContext) -> RulPort:
 async def fit_rul(project: str, body: FitIn, who: Operator, ctx: Ctx):
     svc = _service(ctx)
     now = now_us()
-    try:
-        cycle = parse_duration(body.cycle, positive=True)
-    except InvalidTime as exc:
-        raise InvalidInput(str(exc)) from None
+    cycle = parse_duration(body.cycle, positive=True)  # InvalidTime is a 400
     if cycle < 1_000_000:
         raise InvalidInput("the cycle must be at least 1s")
     since = parse_time(body.since, now) if body.since is not None else None
@@ -182,8 +179,5 @@ def maintenance_due(
     ),
     limit: int = Query(100, ge=1, le=10_000),
 ):
-    try:
-        horizon = parse_duration(within, positive=True) if within is not None else None
-    except InvalidTime as exc:
-        raise InvalidInput(str(exc)) from None
+    horizon = parse_duration(within, positive=True) if within is not None else None
     return due_list(ctx, project, who.tenant, device_type, horizon, limit)

@@ -33,7 +33,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -250,9 +249,6 @@ class RulService:
         self.stats["scored"] += 1
         data = encode_telemetry(project, device, metrics, list(range(4)), ts.tolist(), values)
         return topics.bus_telemetry(project, device), data
-
-    def status(self) -> dict[str, Any]:
-        return {**self.stats, "projects": len(self._projects)}
 
 
 def create_service(ctx: ServiceContext) -> RulService:
