@@ -87,7 +87,13 @@ def test_active_model_scores_live_and_a_threshold_rule_alarms(motors):
     server, client, _, secrets, csv = motors
     client.import_maintenance("plant", csv)
     model = client.fit_rul("plant", "motor")
-    # A draft scores nothing; the active version does.
+    now = time.time_ns() // 1000
+    # A draft scores nothing (the service runs a round every 0.2 s); the active version does.
+    with atoll.DeviceClient(server.url, "m0", secrets["m0"]) as d:
+        d.send({"vibration": 2.5, "temperature": 51.0}, ts=now // 1000)
+    wait_for(lambda: server.rul.stats["rounds"] >= 1)  # the round that took m0 is over
+    assert server.rul.stats["rounds"] >= 1 and server.rul.stats["scored"] == 0
+    assert client.maintenance_due("plant") == []
     client.approve_model("plant", model.id)
     client.activate_model("plant", model.id)
     client.create_rule(
@@ -99,7 +105,6 @@ def test_active_model_scores_live_and_a_threshold_rule_alarms(motors):
             "condition": {"type": "threshold", "metric": "rul", "op": "<", "value": 36},
         },
     )
-    now = time.time_ns() // 1000
     for device in ("m0", "m1"):
         with atoll.DeviceClient(server.url, device, secrets[device]) as d:
             d.send({"vibration": 2.5, "temperature": 51.0}, ts=now // 1000)

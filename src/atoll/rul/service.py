@@ -172,7 +172,12 @@ class RulService:
         return len(events)
 
     def _round(self, dirty: set[tuple[str, str]]) -> list[tuple[str, bytes]]:
-        self.stats["rounds"] += 1
+        try:
+            return self._round_of(dirty)
+        finally:
+            self.stats["rounds"] += 1  # rounds finished
+
+    def _round_of(self, dirty: set[tuple[str, str]]) -> list[tuple[str, bytes]]:
         out = []
         for project in sorted({p for p, _ in dirty}):
             try:
