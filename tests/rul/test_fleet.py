@@ -130,6 +130,7 @@ def test_active_model_scores_live_and_a_threshold_rule_alarms(motors):
     alarms = wait_for(lambda: client.alarms(project="plant"))
     assert [a.device for a in alarms] == ["m0"]
     assert [d.device for d in client.maintenance_due("plant", within="36h")] == ["m0"]
+    assert [d.device for d in client.maintenance_due("plant", device="m1")] == ["m1"]
     with pytest.raises(atoll.InvalidInput):
         client.maintenance_due("plant", within="later")
 

@@ -1,9 +1,11 @@
 """The Maintenance page in a real Chromium against a real platform (its own RUL service): a
 motor fleet's RUL model fitted from back-filled history and recorded failures, activated, two
-motors report, and the page lists them most at risk first with the model that judged."""
+motors report, and the page lists them most at risk first with the model that judged; the
+device page shows the estimate too."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -55,3 +57,8 @@ def test_due_list_shows_the_motor_near_failure_first(platform, page, shots):
     shots(page, "maintenance-due")
     page.select_option("[data-testid=due-within]", "1d")
     expect(rows).to_have_count(1)
+    # The device page shows the same estimate, with the model in its tooltip.
+    rows.nth(0).locator("a").click()
+    badge = page.locator("[data-testid=device-rul]")
+    expect(badge).to_contain_text("RUL ")
+    expect(badge).to_have_attribute("title", re.compile(f"by {model.id} v1"))

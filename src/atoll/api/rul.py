@@ -116,20 +116,22 @@ def due_list(
     device_type: str | None,
     within: int | None,
     limit: int,
+    device: str | None = None,
 ) -> list[DueOut]:
     ctx.registry.get_project(project, tenant)
     types = {d: t for d, (t, _) in ctx.registry.device_profiles(project).items()}
     rul_name, lo_name, hi_name, version_name = RUL_METRICS
     per: dict[str, dict[str, tuple[int, float]]] = {}
-    for key, point in ctx.store.latest(project).items():
+    latest = ctx.store.latest(project, device) if device is not None else ctx.store.latest(project)
+    for key, point in latest.items():
         if key.metric in RUL_METRICS and key.device in types:
             per.setdefault(key.device, {})[key.metric] = point
     models: dict[tuple[str, int], Any] = {
         (m.scope, m.version): m for m in ctx.registry.list_models(project, kind="rul")
     }
     out = []
-    for device, series in per.items():
-        if device_type is not None and types[device] != device_type:
+    for dev, series in per.items():
+        if device_type is not None and types[dev] != device_type:
             continue
         if not all(n in series for n in (rul_name, lo_name, hi_name)):
             continue
@@ -140,14 +142,14 @@ def due_list(
         ref, cycle_s = None, None
         if version_name in series:
             version = int(series[version_name][1])
-            m = models.get((f"type:{types[device]}", version))
+            m = models.get((f"type:{types[dev]}", version))
             ref = ModelRefOut(id=m.id if m else None, version=version)
             if m is not None:
                 cycle_s = (m.params or {}).get("cycle_seconds")
         out.append(
             DueOut(
-                device=device,
-                device_type=types[device],
+                device=dev,
+                device_type=types[dev],
                 at=iso(at) or "",
                 rul_hours=round(rul, 3),
                 rul_lo_hours=round(lo, 3),
@@ -174,10 +176,11 @@ def maintenance_due(
     who: Viewer,
     ctx: Ctx,
     device_type: str | None = Query(None, max_length=100),
+    device: str | None = Query(None, max_length=200, description="only this device"),
     within: str | None = Query(
         None, max_length=40, description=f"only rul_lo within this long ({DURATION_HELP})"
     ),
     limit: int = Query(100, ge=1, le=10_000),
 ):
     horizon = parse_duration(within, positive=True) if within is not None else None
-    return due_list(ctx, project, who.tenant, device_type, horizon, limit)
+    return due_list(ctx, project, who.tenant, device_type, horizon, limit, device)

@@ -100,12 +100,13 @@ class ModelsCalls(Http):
         project: str,
         *,
         device_type: str | None = None,
+        device: str | None = None,
         within: str | None = None,
         limit: int | None = None,
     ) -> list[DueDevice]:
         """Devices by remaining useful life, most at risk (lowest ``rul_lo``) first; ``within``
         (e.g. ``"7d"``) keeps those whose ``rul_lo`` is that close."""
-        params = {"device_type": device_type, "within": within, "limit": limit}
+        params = {"device_type": device_type, "device": device, "within": within, "limit": limit}
         got = self._call("GET", f"/projects/{project}/maintenance/due", params=params)
         out = []
         for d in got:
