@@ -56,6 +56,19 @@ def test_fit_needs_failures_then_files_a_draft(motors):
     assert "5 run-to-failure trajectories" in still.value.message
     assert "5 failures recorded" in still.value.message
     client.import_maintenance("plant", "device,at,kind\n" + "\n".join(csv.splitlines()[6:]) + "\n")
+    # A window cuts the runs under way at its start: only runs that begin inside it count.
+    now = time.time_ns() // 1000
+    end = now // HOUR * HOUR - HOUR
+    since = end - 150 * HOUR
+    inside = 0
+    for m in ms:
+        start = end - (sum(m.runs) + m.current) * HOUR
+        for life in m.runs:
+            inside += start >= since
+            start += life * HOUR - synthetic.STEP // 2
+    with pytest.raises(atoll.InvalidInput) as window:
+        client.fit_rul("plant", "motor", since=since // 1000)
+    assert f"{inside} run-to-failure trajectories" in window.value.message
 
     model = client.fit_rul("plant", "motor")
     runs = [life for m in ms for life in m.runs]

@@ -5,6 +5,10 @@ ends a run, so the readings from the device's first reading (or from the failure
 failure are one run-to-failure trajectory. Readings after a device's last failure are a run still
 under way: they teach nothing about when it ends and are left out of training.
 
+With ``since``, runs are cut out of the window ``[since, until)``: a device's first run counts
+only if the device had no reading before ``since`` (else the window cut it, and it would look like
+a young run).
+
 **Cycles** are fixed time buckets (``cycle`` µs, one hour by default): each cycle holds the mean
 of every metric of the device type over that bucket (``SeriesStore.query_buckets``), from the
 run's first non-empty bucket to the bucket holding the failure. A bucket with no reading of a
@@ -169,9 +173,15 @@ def build_trajectories(
     lo, hi = None, None
     for device in devices:
         start = since if since is not None else 0
+        # With ``since``, a device's first run counts only if it began after ``since``: a run cut
+        # by the window would look like a young one.
+        partial = since is not None and _has_data(store, project, device, names[0], since)
         for at in sorted(failures.get(device, [])):
             got = read_cycles(store, project, device, names, start, at + 1, cycle)
             start = at + 1
+            if partial:
+                partial = False
+                continue
             if got is None or len(got[1]) < MIN_CYCLES:
                 continue
             first, rows = got
@@ -201,6 +211,10 @@ def build_trajectories(
     )
     assert lo is not None and hi is not None
     return FleetData(t, owner, names, n_failures, lo, hi)
+
+
+def _has_data(store: SeriesStore, project: str, device: str, metric: str, before: int) -> bool:
+    return len(store.query_raw(SeriesKey(project, device, metric), 0, before, limit=1).ts) > 0
 
 
 @dataclass
