@@ -352,6 +352,26 @@ async def test_the_api_reaches_the_detection_service_through_its_port(tmp_path):
     assert r.status_code == 200 and r.json() == {"project": "lab", "device": "s1", "series": []}
 
 
+async def test_the_api_reaches_the_rul_service_through_its_port(tmp_path):
+    from atoll.rul.service import RulService
+
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=["rul"])
+    async with Platform(settings, password_hasher=FAST) as p:
+        (rul,) = p.services
+        assert isinstance(rul, RulService) and p.app.state.ctx.rul is rul
+        assert rul.models_dir == tmp_path / "models" / "rul" and rul.interval == 10.0
+        async with httpx.AsyncClient(base_url=p.http_url) as http:
+            key = {"Authorization": f"Bearer {p.bootstrap.api_key}"}
+            await http.post("/api/v1/projects", json={"name": "Lab", "id": "lab"}, headers=key)
+            body = {"name": "motor", "id": "motor", "metrics": [{"name": "vibration"}]}
+            await http.post("/api/v1/projects/lab/device-types", json=body, headers=key)
+            r = await http.post(
+                "/api/v1/projects/lab/rul/fit", json={"device_type": "motor"}, headers=key
+            )
+    # No device of the type, so nothing to learn from: a 400 that says so, not a 500.
+    assert r.status_code == 400 and "no device of type 'motor'" in r.json()["message"]
+
+
 async def test_a_service_that_cannot_be_created_is_reported_and_skipped(
     tmp_path, monkeypatch, caplog
 ):

@@ -8,6 +8,7 @@ from atoll.detect.service import DetectionService
 from atoll.platform import SERVICE_MODULES
 from atoll.registry import Registry
 from atoll.registry.retention import RetentionService
+from atoll.rul.service import RulService
 from atoll.rules.service import RulesService
 from atoll.service import PlatformParts, Service
 from atoll.store.memory import MemoryStore
@@ -37,5 +38,10 @@ def test_each_service_module_builds_its_service_from_the_parts_it_is_given(tmp_p
         assert rules.bus is parts.bus and rules.store is parts.store
         assert rules.db is registry.engine  # rules share the registry's database
         assert rules.engine.directory is not None and rules.engine.directory.registry is registry
+
+        rul = built["atoll.rul.service"]
+        assert isinstance(rul, RulService)
+        assert rul.bus is parts.bus and rul.store is parts.store and rul.registry is registry
+        assert rul.models_dir == tmp_path / "models" / "rul"
     finally:
         registry.close()

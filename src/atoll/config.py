@@ -100,6 +100,10 @@ class Settings(BaseSettings):
     #: Detection service (docs/DETECTION.md, "In the platform"): seconds between scheduled refits
     #: of each fitted series on its stored history (0 = never), how far back a fit reads, and at
     #: most how many readings.
+    #: The RUL service (docs/PREDICTIVE_MAINTENANCE.md): how often (s) it scores the devices that
+    #: sent telemetry, and re-reads the active RUL models from the registry.
+    rul_interval_s: float = Field(default=10.0, gt=0)
+    rul_refresh_s: float = Field(default=30.0, gt=0)
     detect_refit_interval_s: float = Field(default=86_400.0, ge=0)
     detect_history_s: float = Field(default=7 * 86_400.0, gt=0)
     detect_max_history: int = Field(default=200_000, ge=256)

@@ -32,6 +32,7 @@ from atoll.ingest.admission import raise_fd_limit
 from atoll.ingest.embedded_broker import EmbeddedBroker, check_port_free
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.registry import retention
+from atoll.rul import service as rul_service
 from atoll.rules import service as rules_service
 from atoll.rules.service import RulesService
 from atoll.service import PlatformParts, Service, ServiceContext, ServiceModule
@@ -39,7 +40,12 @@ from atoll.store.port import SeriesStore
 
 log = logging.getLogger(__name__)
 
-SERVICE_MODULES: tuple[ServiceModule, ...] = (detect_service, retention, rules_service)
+SERVICE_MODULES: tuple[ServiceModule, ...] = (
+    detect_service,
+    retention,
+    rules_service,
+    rul_service,
+)
 
 
 @dataclass
@@ -227,6 +233,7 @@ class Platform:
             detection=next(
                 (x for x in self.services if isinstance(x, detect_service.DetectionService)), None
             ),
+            rul=next((x for x in self.services if isinstance(x, rul_service.RulService)), None),
         )
         # The console mounts on the API app; it is composed here, above both.
         self.app = create_app(

@@ -1,7 +1,7 @@
 """A real uvicorn server on an ephemeral port: registry (SQLite), memory store, real ingest
 pipeline, the real rules service (rules, alarms, channels, reports on the registry's database)
 and, with ``detection=True``, the real detection service (else a device's detection routes
-answer 503)."""
+answer 503); with ``rul=True`` the real RUL service, scoring every 0.2 s."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from atoll.detect.service import DetectionService
 from atoll.ingest.pipeline import IngestPipeline
 from atoll.registry import Registry
 from atoll.registry.directory import RegistryDirectory
+from atoll.rul.service import RulService
 from atoll.rules.directory import RegistryDevices
 from atoll.rules.service import RulesService
 from atoll.store.memory import MemoryStore
@@ -29,9 +30,11 @@ FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 class ApiServer:
     """``with ApiServer(tmp_path) as s: ... s.url, s.boot.api_key``; runs in a background thread."""
 
-    def __init__(self, data_dir, *, detection: bool = False) -> None:
-        self.with_detection = detection
+    def __init__(self, data_dir, *, detection: bool = False, rul: bool = False) -> None:
+        self.with_detection, self.with_rul = detection, rul
         self.detection: DetectionService | None = None
+        self.rul: RulService | None = None
+        self.data_dir = data_dir
         self.registry = Registry.open(data_dir, password_hasher=FAST_HASHER)
         self.boot = self.registry.bootstrap()
         self.store = MemoryStore()
@@ -63,6 +66,16 @@ class ApiServer:
                 bus, self.store, registry=self.registry, group=None, refit_interval=0
             )
             await self.detection.start()
+        if self.with_rul:
+            self.rul = RulService(
+                bus,
+                self.store,
+                self.registry,
+                self.data_dir / "models" / "rul",
+                interval=0.2,
+                refresh=0.2,
+            )
+            await self.rul.start()
         ctx = AppContext(
             self.registry,
             self.store,
@@ -70,6 +83,7 @@ class ApiServer:
             bus=bus,
             rules=self.rules,
             detection=self.detection,
+            rul=self.rul,
         )
         app = create_app(ctx)
         config = uvicorn.Config(
@@ -81,6 +95,8 @@ class ApiServer:
             await asyncio.sleep(0.01)
         self.ready.set()
         await serve
+        if self.rul is not None:
+            await self.rul.stop()
         if self.detection is not None:
             await self.detection.stop()
         await self.rules.stop()

@@ -59,7 +59,7 @@ class Target:
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory):
-    with ApiServer(tmp_path_factory.mktemp("fuzz"), detection=True) as server:
+    with ApiServer(tmp_path_factory.mktemp("fuzz"), detection=True, rul=True) as server:
         server.registry.create_tenant("Fuzz", TENANT)
         t = Target(server)
         t.device()

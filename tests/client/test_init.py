@@ -58,6 +58,8 @@ def test_public_surface_is_guarded():
             "DeviceCredentials",
             "DetectorBinding",
             "DeviceType",
+            "DueDevice",
+            "DueModel",
             "Episode",
             "Identity",
             "ImportedRules",

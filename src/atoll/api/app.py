@@ -32,6 +32,7 @@ from atoll.api import (
     maintenance,
     models,
     projects,
+    rul,
     rules,
     series,
     tenants,
@@ -45,6 +46,7 @@ from atoll.api.context import (
     DeviceSessions,
     IngestSubmitter,
     RulesPort,
+    RulPort,
 )
 from atoll.api.errors import BodyLimit, install
 from atoll.api.schemas import ERROR_RESPONSES
@@ -70,6 +72,7 @@ CORE_ROUTERS: tuple[ModuleType, ...] = (
     commands,
     maintenance,
     models,
+    rul,
     series,
     forecasts,
     detection,
@@ -93,6 +96,7 @@ class AppContext:
     rules: RulesPort | None = None
     mqtt_url: str | None = None
     detection: DetectionPort | None = None
+    rul: RulPort | None = None
 
 
 def create_app(

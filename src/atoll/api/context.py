@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from atoll.core.lineage import ModelRecord, SeriesDetection
 from atoll.registry import DeviceIdentity, Registry
 from atoll.registry.commands import CommandSender
+from atoll.registry.models import ModelVersion
 from atoll.store.port import SeriesStore
 
 if TYPE_CHECKING:
@@ -157,6 +158,24 @@ class DetectionPort(Protocol):
         detectors now chosen; how many did."""
 
 
+class RulPort(Protocol):
+    """What the RUL routes call on the RUL service (``atoll.rul.service.RulService``)."""
+
+    async def fit(
+        self,
+        project: str,
+        device_type: str,
+        *,
+        actor: str,
+        tenant: str | None = None,
+        cycle: int = ...,
+        since: int | None = None,
+        until: int | None = None,
+        cap: float = ...,
+    ) -> ModelVersion:
+        """Fit the device type's RUL model on the fleet's history; the draft it registered."""
+
+
 class ApiContext(Protocol):
     """Everything a handler may use; ``atoll.api.AppContext`` is the plain dataclass form."""
 
@@ -174,5 +193,7 @@ class ApiContext(Protocol):
     rules: RulesPort | None
     #: ``None`` on a node without the detection service: a device's detection answers 503.
     detection: DetectionPort | None
+    #: ``None`` on a node without the RUL service: fitting an RUL model answers 503.
+    rul: RulPort | None
     #: Where devices connect, as the broker actually bound it (``None``: MQTT off, or unknown).
     mqtt_url: str | None

@@ -5,6 +5,11 @@
 
 ``predict`` writes ``unit,rul``: one row per unit, the RUL predicted at its last cycle
 (``--intervals`` adds ``rul_low,rul_high``).
+
+In a running Atoll (``--url``/``--api-key``, or ``ATOLL_URL``/``ATOLL_API_KEY``):
+
+    atoll rul fit --project P --type T [--cycle 1h] [--since -90d]   # a draft RUL model
+    atoll rul due --project P [--type T] [--within 7d]               # the devices most at risk
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from atoll.cli.devices import DEFAULT_URL, AsJson, Key, Url, client, emit
 from atoll.core.errors import AtollError
 
 rul_app = typer.Typer(
@@ -181,6 +187,76 @@ def predict(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@rul_app.command()
+def fit(
+    project: Annotated[str, typer.Option("--project", help="Project.")],
+    device_type: Annotated[str, typer.Option("--type", "--device-type", help="Device type.")],
+    cycle: Annotated[
+        str, typer.Option("--cycle", help="One cycle: the time bucket of mean readings.")
+    ] = "1h",
+    since: Annotated[str | None, typer.Option("--since", help="History from (e.g. -90d).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="History until.")] = None,
+    cap: Annotated[
+        float, typer.Option("--cap", help="Cap of the training target (cycles).")
+    ] = 125.0,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """Fit the RUL model of a device type on the fleet's run-to-failure history (stored telemetry
+    cut by its failure records) in a running Atoll; it is registered as a draft."""
+    err = Console(stderr=True)
+    with client(url, api_key) as c:
+        with err.status(f"fitting the RUL model of {device_type} in {project} (on the server)"):
+            m = c.fit_rul(project, device_type, cycle=cycle, since=since, until=until, cap=cap)
+    if as_json:
+        emit([m], [], True)
+        return
+    v = m.metrics
+    fl = (m.card or {}).get("fleet", {})
+    typer.echo(
+        f"registered {m.id}: rul {m.scope} v{m.version} ({m.state}), {fl.get('trajectories')} "
+        f"runs to failure of {fl.get('devices')} devices, {m.rows} cycles of {cycle}"
+    )
+    typer.echo(
+        f"cross-validated over devices: RMSE {v.get('rmse')}, MAE {v.get('mae')} cycles "
+        f"({v.get('cut_points')} cut points)"
+    )
+    typer.echo(f"approve and activate: atoll models approve|activate {project} {m.id}")
+
+
+_DUE = [
+    ("device", lambda d: d.device),
+    ("type", lambda d: d.device_type),
+    ("rul_lo h", lambda d: d.rul_lo_hours),
+    ("rul h", lambda d: d.rul_hours),
+    ("rul_hi h", lambda d: d.rul_hi_hours),
+    ("rul days", lambda d: d.rul_days),
+    ("at", lambda d: d.at.isoformat(timespec="minutes")),
+    ("model", lambda d: d.model and f"{d.model.id} v{d.model.version}"),
+]
+
+
+@rul_app.command()
+def due(
+    project: Annotated[str, typer.Option("--project", help="Project.")],
+    device_type: Annotated[
+        str | None, typer.Option("--type", "--device-type", help="Only this device type.")
+    ] = None,
+    within: Annotated[
+        str | None, typer.Option("--within", help="Only rul_lo within, e.g. 7d.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit")] = 100,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+    as_json: AsJson = False,
+) -> None:
+    """The devices due for maintenance: latest RUL estimates, most at risk (lowest rul_lo) first."""
+    with client(url, api_key) as c:
+        rows = c.maintenance_due(project, device_type=device_type, within=within, limit=limit)
+    emit(rows, _DUE, as_json)
 
 
 def register(app: typer.Typer) -> None:

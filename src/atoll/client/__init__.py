@@ -43,7 +43,7 @@ from atoll.client.devices import (
 )
 from atoll.client.ingest import DeviceClient
 from atoll.client.lab import BulkResult, LabCalls
-from atoll.client.models import Model, ModelChange, ModelsCalls
+from atoll.client.models import DueDevice, DueModel, Model, ModelChange, ModelsCalls
 from atoll.client.rules import (
     Backtest,
     Channel,
@@ -92,6 +92,8 @@ __all__ = [
     "DeviceCredentials",
     "DetectorBinding",
     "DeviceType",
+    "DueDevice",
+    "DueModel",
     "Episode",
     "Identity",
     "ImportedRules",

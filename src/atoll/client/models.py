@@ -3,11 +3,11 @@ approve, activate, retire and roll back versions, export model cards."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from atoll.client._http import Http, build
+from atoll.client._http import Http, TimeLike, build, time_param
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,72 @@ class ModelChange:
     retired: list[str]
 
 
+@dataclass(frozen=True)
+class DueModel:
+    id: str | None
+    version: int
+
+
+@dataclass(frozen=True)
+class DueDevice:
+    """A device's latest RUL estimate (``Client.maintenance_due``): hours, days and, when the
+    model's cycle is known, cycles; ``at`` is the end of the last cycle judged."""
+
+    device: str
+    at: datetime
+    rul_hours: float
+    rul_lo_hours: float
+    rul_hi_hours: float
+    rul_days: float
+    rul_lo_days: float
+    device_type: str | None = None
+    rul_cycles: float | None = None
+    cycle_seconds: float | None = None
+    model: DueModel | None = None
+
+
 class ModelsCalls(Http):
+    def fit_rul(
+        self,
+        project: str,
+        device_type: str,
+        *,
+        cycle: str = "1h",
+        since: TimeLike = None,
+        until: TimeLike = None,
+        cap: float = 125.0,
+        timeout: float = 900.0,
+    ) -> Model:
+        """Fit ``device_type``'s RUL model on the fleet's run-to-failure history (stored
+        telemetry cut by ``failure`` maintenance records) and register it as a draft; ``cycle`` is
+        the time bucket of one cycle. ``InvalidInput`` when there are too few failures."""
+        body: dict[str, Any] = {"device_type": device_type, "cycle": cycle, "cap": cap}
+        body.update({k: time_param(v) for k, v in (("since", since), ("until", until)) if v})
+        got = self._call("POST", f"/projects/{project}/rul/fit", json=body, timeout=timeout)
+        return build(Model, got)
+
+    def maintenance_due(
+        self,
+        project: str,
+        *,
+        device_type: str | None = None,
+        device: str | None = None,
+        within: str | None = None,
+        limit: int | None = None,
+    ) -> list[DueDevice]:
+        """Devices by remaining useful life, most at risk (lowest ``rul_lo``) first; ``within``
+        (e.g. ``"7d"``) keeps those whose ``rul_lo`` is that close."""
+        params = {"device_type": device_type, "device": device, "within": within, "limit": limit}
+        got = self._call("GET", f"/projects/{project}/maintenance/due", params=params)
+        out = []
+        for d in got:
+            model = d.get("model")
+            item = build(DueDevice, {k: v for k, v in d.items() if k != "model"})
+            if model is not None:
+                item = replace(item, model=DueModel(model.get("id"), int(model["version"])))
+            out.append(item)
+        return out
+
     def models(
         self,
         project: str,

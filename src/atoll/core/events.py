@@ -27,6 +27,8 @@ For every reading of a series ``(project, device, metric)`` it judges, the detec
 ('temp.anomaly_score', 'temp', None)
 >>> expected_metric("temp", "lo"), derived_metric("temp.expected_hi"), derived_metric("temp")
 ('temp.expected_lo', True, False)
+>>> derived_metric("rul"), derived_metric("rul_lo"), derived_metric("rule_count")
+(True, True, False)
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ SCORE_SUFFIX = ".anomaly_score"
 #: Suffixes of the expected band's series (``expected_metric``).
 EXPECTED_SUFFIXES = {"lo": ".expected_lo", "hi": ".expected_hi"}
 _DERIVED = (SCORE_SUFFIX, *EXPECTED_SUFFIXES.values())
+#: The series the RUL service writes on a device (``atoll.rul.service``): the estimate and its
+#: interval in hours, and the registry version of the model that judged.
+RUL_METRICS = ("rul", "rul_lo", "rul_hi", "rul_model_version")
 
 
 def score_metric(metric: str) -> str:
@@ -65,9 +70,9 @@ def expected_metric(metric: str, side: str) -> str:
 
 
 def derived_metric(series_metric: str) -> bool:
-    """Whether the series holds the detection service's output (scores, expected bands), not
-    readings: it is never judged itself."""
-    return series_metric.endswith(_DERIVED)
+    """Whether the series holds the detection service's output (scores, expected bands) or the
+    RUL service's, not readings: it is never judged itself."""
+    return series_metric.endswith(_DERIVED) or series_metric in RUL_METRICS
 
 
 def joint_metric(metrics: Iterable[str]) -> str:

@@ -107,16 +107,20 @@ class RulModel:
         threads: int = 1,
         source: str = "",
         on_step: Callable[[int, str], None] | None = None,
+        groups: dict[int, str] | None = None,
     ) -> RulModel:
         """Fit on run-to-failure ``t`` (``folds + 1`` tree ensembles; see the module).
-        ``on_step(done, what)`` is called before each ensemble with the number already fitted."""
+        ``on_step(done, what)`` is called before each ensemble with the number already fitted.
+        ``groups`` (unit -> group, e.g. the device a trajectory came from) keeps each group's
+        units on one side of every fold: cross-validation over groups, not units."""
         units = t.unit_ids()
         if len(units) < MIN_UNITS:
             raise InvalidInput(
                 f"{len(units)} engines in the training file: need at least {MIN_UNITS} run to "
                 "failure to learn and validate on"
             )
-        if not (0.5 <= level < 1.0 and cap > 0 and 2 <= folds <= len(units)):
+        n_groups = len(set(groups.values())) if groups is not None else len(units)
+        if not (0.5 <= level < 1.0 and cap > 0 and 2 <= folds <= n_groups):
             raise InvalidInput("need 0.5 <= level < 1, cap > 0 and 2 <= folds <= engines")
         step = on_step or (lambda _i, _s: None)
         started = time.perf_counter()
@@ -126,10 +130,9 @@ class RulModel:
         y = np.minimum(rul, cap)
         params = {**PARAMS, "seed": seed, "num_threads": threads}
         rng = np.random.default_rng(seed)
-        shuffled = rng.permutation(units)
         oof = np.full(len(t), np.nan)
         boosters = []
-        for i, held in enumerate(np.array_split(shuffled, folds)):
+        for i, held in enumerate(_fold_units(units, folds, rng, groups)):
             step(i, f"fold {i + 1} of {folds}")
             out = np.isin(t.units, held)
             b = lgb.train(params, lgb.Dataset(x[~out], y[~out]), num_boost_round=ROUNDS)
@@ -169,7 +172,8 @@ class RulModel:
             "features": len(feature_names(len(norm.sensors))),
             "sensors": [f"sensor_{j + 1}" for j in norm.sensors],
             "validation": {
-                "method": f"{folds}-fold cross-validation over engines; every cycle with "
+                "method": f"{folds}-fold cross-validation over "
+                f"{'devices' if groups is not None else 'engines'}; every cycle with "
                 f"{CUT_MIN}-{CUT_MAX} cycles left is a cut point; error vs the true RUL",
                 "cut_points": n_cut,
                 "rmse": round(float(np.sqrt(np.mean(err**2))), 3),
@@ -252,6 +256,19 @@ class RulModel:
             )
         except (KeyError, TypeError, ValueError, OSError, lgb.basic.LightGBMError) as exc:
             raise InvalidInput(f"{card}: not a readable RUL model ({exc})") from None
+
+
+def _fold_units(
+    units: np.ndarray, folds: int, rng: np.random.Generator, groups: dict[int, str] | None
+) -> list[np.ndarray]:
+    """The units each fold holds out: shuffled units, or shuffled groups of units."""
+    if groups is None:
+        return np.array_split(rng.permutation(units), folds)
+    names = np.array(sorted({groups[int(u)] for u in units}))
+    held = np.array_split(rng.permutation(names), folds)
+    return [
+        np.array([u for u in units if groups[int(u)] in set(h)], dtype=units.dtype) for h in held
+    ]
 
 
 def _conformal(pred: np.ndarray, true: np.ndarray, level: float) -> list[tuple[float, float]]:

@@ -29,6 +29,7 @@ const Reports = lazy(() => import("./pages/Reports.jsx"), "Reports");
 const Access = lazy(() => import("./pages/Access.jsx"), "Access");
 const Models = lazy(() => import("./pages/Models.jsx"), "Models");
 const Audit = lazy(() => import("./pages/Audit.jsx"), "Audit");
+const Maintenance = lazy(() => import("./pages/Maintenance.jsx"), "Maintenance");
 // A lab page opened directly fetches its code at once, not after the first render.
 const loadLab = () => import("./pages/Lab.jsx");
 if (location.pathname.startsWith("/lab")) loadLab();
@@ -81,6 +82,7 @@ function Shell({ session }) {
   else if (path === "/access") page = <Access />;
   else if (path === "/models") page = <Models />;
   else if (path === "/audit") page = <Audit />;
+  else if (path === "/maintenance") page = <Maintenance />;
   else if (path === "/lab") page = <LabHome />;
   else if (path === "/lab/alarms") page = <LabAlarms />;
   else if ((m = match("/lab/enterprises/:t", path))) page = <LabEnterprise tenant={m.t} key={m.t} />;
@@ -114,6 +116,7 @@ function Shell({ session }) {
           {nav("/rules", "Rules")}
           {nav("/reports", "Reports")}
           {nav("/models", "Models")}
+          {nav("/maintenance", "Maintenance")}
           {can(me, "operator") && nav("/register", "Register")}
           {can(me, "admin") && nav("/access", "Access")}
           {can(me, "admin") && nav("/audit", "Audit")}

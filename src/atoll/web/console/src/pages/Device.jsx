@@ -201,6 +201,7 @@ export function Device({ id }) {
         {d.name && <span class="muted">{d.name}</span>}
         {(d.type || d.device_type) && <span class="tag">{d.type || d.device_type}</span>}
         <span class="muted small">last seen {fmtAgo(t)}</span>
+        {(d.type || d.device_type) && <RulBadge project={d.project} id={id} />}
         <span class="grow" />
       </div>
       <ErrorBox error={dev.error} />
@@ -265,6 +266,22 @@ export function Device({ id }) {
         </aside>
       </div>
     </div>
+  );
+}
+
+// The device's remaining useful life, when its type's active RUL model has judged it
+// (GET /projects/{p}/maintenance/due?device=); the interval and the model in the tooltip.
+function RulBadge({ project, id }) {
+  const due = useAsync(async () => (project ? await api.get(`/projects/${enc(project)}/maintenance/due`, { device: id }) : []), [project, id], { defer: true });
+  const r = due.data?.[0];
+  if (!r) return null;
+  const h = (x) => (x < 48 ? `${Math.round(x * 10) / 10} h` : `${Math.round((x / 24) * 10) / 10} d`);
+  const cls = r.rul_lo_hours < 24 ? "bad" : r.rul_lo_hours < 24 * 7 ? "warn" : "ok";
+  const model = r.model ? `${r.model.id ?? "?"} v${r.model.version}` : "unknown model";
+  return (
+    <span class={`tag ${cls}`} data-testid="device-rul" title={`90 % interval ${h(r.rul_lo_hours)} – ${h(r.rul_hi_hours)}; judged at ${fmtTime(toSeconds(r.at))} by ${model}`}>
+      RUL {h(r.rul_hours)}
+    </span>
   );
 }
 
