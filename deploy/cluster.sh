@@ -158,21 +158,27 @@ cmd_key() {
   echo "$key"
 }
 
-stop_pid() { # pid file, name
-  alive "$1" || { rm -f "$1"; return 0; }
-  local pid
-  pid=$(cat "$1")
-  kill "$pid"
-  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-  kill -0 "$pid" 2>/dev/null && { echo "$2 did not stop in 30 s: SIGKILL" >&2; kill -9 "$pid"; }
-  rm -f "$1"
+stop_pids() { # pid files: SIGTERM to all, wait up to 30 s, then SIGKILL
+  local f pids=()
+  for f in "$@"; do
+    alive "$f" && { pids+=("$(cat "$f")"); kill "$(cat "$f")"; }
+  done
+  for _ in $(seq 60); do
+    local left=0 p
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && left=1; done
+    [ $left = 0 ] && break
+    sleep 0.5
+  done
+  for p in "${pids[@]}"; do
+    kill -0 "$p" 2>/dev/null && { echo "pid $p did not stop: SIGKILL" >&2; kill -9 "$p"; }
+  done
+  rm -f "$@"
 }
 
-cmd_down() {
-  local f
-  for f in "$DIR"/atoll/*.pid; do [ -e "$f" ] && stop_pid "$f" "node $(basename "$f" .pid)"; done
-  stop_pid "$DIR/mosquitto/mosquitto.pid" mosquitto
-  for f in "$DIR"/nats/n*/nats.pid; do [ -e "$f" ] && stop_pid "$f" nats-server; done
+cmd_down() { # the nodes first (they hand their partitions over), then the backends
+  shopt -s nullglob
+  stop_pids "$DIR"/atoll/*.pid
+  stop_pids "$DIR/mosquitto/mosquitto.pid" "$DIR"/nats/n*/nats.pid
   echo "stopped (data kept in $DIR)"
 }
 
