@@ -97,6 +97,11 @@ class Node:
             return 0.0
         return t.user + t.system + t.children_user + t.children_system
 
+    def warnings(self) -> list[str]:
+        """The node's log lines at WARNING or above (``--log-level warning``)."""
+        text = self.log.read_text(errors="replace")
+        return [ln for ln in text.splitlines() if re.search(r" (WARNING|ERROR|CRITICAL) ", ln)]
+
     def api_key(self) -> str | None:
         m = re.search(r"admin API key\s+(\S+)", self.log.read_text(errors="replace"))
         return m.group(1) if m else None
@@ -336,7 +341,8 @@ def run_embedded(s: Setup, load: Load, progress, timeout: float, idle: float) ->
         r.update(points_stored=stored, points_scored=scored)
         r["share_scored"] = round(scored / stored, 4) if stored else None
         r["complete"] = stored >= load.points
-        return {"mode": "embedded", "nodes": 1, **r}
+        _stop([node])
+        return {"mode": "embedded", "nodes": 1, **r, **_log_summary([node])}
     finally:
         _stop([node])
 
@@ -396,10 +402,19 @@ def run_cluster(
             r = _measure(nodes, load, counts, progress, timeout, idle)
             for p in procs:
                 p.wait(60)
+            # Scores stored only while the nodes stop (each flushes and checkpoints): late,
+            # not lost; a reading without a score here was never scored.
+            _stop(nodes)
+            r["points_scored_after_stop"] = counts()[1]
             conn.close()
-            return {"mode": "cluster", "nodes": n, **r}
+            return {"mode": "cluster", "nodes": n, **r, **_log_summary(nodes)}
         finally:
             _stop(nodes)
+
+
+def _log_summary(nodes: list[Node]) -> dict[str, Any]:
+    lines = [ln for n in nodes for ln in n.warnings()]
+    return {"log_warnings": len(lines), "log_warnings_first": [ln[:300] for ln in lines[:5]]}
 
 
 def _machine() -> dict[str, Any]:
@@ -443,7 +458,7 @@ def run(
     nats_nodes: int = 1,
     embedded: bool = True,
     timeout: float = 600.0,
-    idle: float = 15.0,
+    idle: float = 30.0,
     settle: float = 8.0,
     echo: Echo = print,
 ) -> dict[str, Any]:
