@@ -4,8 +4,8 @@
 #
 #   deploy/cluster.sh backends            # NATS x3, Mosquitto, the database (once)
 #   eval "$(deploy/cluster.sh env)"       # the settings every node and `atoll` command share
-#   deploy/cluster.sh node a 8081         # an Atoll node: name, HTTP port[, ATOLL_SERVICES]
-#   deploy/cluster.sh key a               # the admin API key node a printed on its first start
+#   deploy/cluster.sh node a 8081 b 8082  # Atoll nodes (name, HTTP port), started at once
+#   deploy/cluster.sh key                 # the admin API key the first start printed
 #   deploy/cluster.sh status | down       # what runs; stop everything (data is kept)
 #
 # Everything lives in $ATOLL_CLUSTER_DIR (default ~/atoll-cluster): configuration, logs, pid
@@ -129,20 +129,21 @@ cmd_backends() {
   echo "backends up: NATS ${NATS_P[*]}, Mosquitto $MQTT_PORT, PostgreSQL $PG/$DB"
 }
 
-cmd_node() { # name http_port [services]
-  local name=${1:?usage: cluster.sh node NAME HTTP_PORT [SERVICES]} port=${2:?HTTP port}
-  local d=$DIR/atoll
-  need atoll "pip install atoll, or make setup and put .venv/bin on PATH"
+start_node() { # name http_port
+  local name=$1 port=$2 d=$DIR/atoll
   mkdir -p "$d"
   alive "$d/$name.pid" && die "node $name already runs (pid $(cat "$d/$name.pid"))"
-  eval "$(cmd_env)"
-  env ATOLL_HOME="$d/$name" ATOLL_MQTT_NODE_ID="$name" ${3:+"ATOLL_SERVICES=$3"} \
+  ATOLL_HOME="$d/$name" ATOLL_MQTT_NODE_ID="$name" \
     nohup atoll up --http-port "$port" --mqtt external --mqtt-url "$ATOLL_MQTT_URL" \
     >>"$d/$name.log" 2>&1 &
   echo $! >"$d/$name.pid"
-  healthy() { alive "$d/$name.pid" && curl -sf "http://127.0.0.1:$port/api/v1/health"; }
+}
+
+wait_node() { # name http_port
+  local name=$1 port=$2 d=$DIR/atoll
   for _ in $(seq 180); do
-    healthy >/dev/null 2>&1 && { echo "node $name up: http://127.0.0.1:$port"; return 0; }
+    if curl -sf "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1 && alive "$d/$name.pid"
+    then echo "node $name up: http://127.0.0.1:$port"; return 0; fi
     alive "$d/$name.pid" || break
     sleep 1
   done
@@ -150,11 +151,19 @@ cmd_node() { # name http_port [services]
   die "node $name did not come up (log: $d/$name.log)"
 }
 
-cmd_key() {
-  local log=$DIR/atoll/${1:?usage: cluster.sh key NODE}.log
+cmd_node() { # name http_port [name http_port ...]: started at once, then waited for
+  [ $# -ge 2 ] && [ $(($# % 2)) = 0 ] || die "usage: cluster.sh node NAME HTTP_PORT [NAME HTTP_PORT ...]"
+  need atoll "pip install atoll, or make setup and put .venv/bin on PATH"
+  eval "$(cmd_env)"
+  local args=("$@")
+  for ((i = 0; i < $#; i += 2)); do start_node "${args[i]}" "${args[i + 1]}"; done
+  for ((i = 0; i < $#; i += 2)); do wait_node "${args[i]}" "${args[i + 1]}"; done
+}
+
+cmd_key() { # the admin API key: printed once, by whichever node made the database
   local key
-  key=$(sed -n 's/^ *admin API key *//p' "$log" | head -1)
-  [ -n "$key" ] || die "no admin API key in $log: only the node that made the database prints it"
+  key=$(cat "$DIR"/atoll/*.log 2>/dev/null | sed -n 's/^ *admin API key *//p' | head -1)
+  [ -n "$key" ] || die "no admin API key in $DIR/atoll/*.log (only the first start prints it)"
   echo "$key"
 }
 
@@ -194,7 +203,7 @@ case ${1:-} in
   backends) cmd_backends ;;
   env) cmd_env ;;
   node) shift; cmd_node "$@" ;;
-  key) shift; cmd_key "$@" ;;
+  key) cmd_key ;;
   down) cmd_down ;;
   status) cmd_status ;;
   *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;

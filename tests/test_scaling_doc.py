@@ -39,7 +39,7 @@ def test_the_doc_marks_the_walkthrough_blocks() -> None:
     blocks = walkthrough_blocks()
     assert len(blocks) >= 5
     script = "\n".join(blocks)
-    for step in ("backends", "node a", "node b", "down"):
+    for step in ("backends", "node a 8081 b 8082", "key", "down"):
         assert f"deploy/cluster.sh {step}" in script
 
 
@@ -99,6 +99,10 @@ def _run_walkthrough(tmp: Path, pg_server: str, db: str) -> None:
         counts = [int(line) for line in out.splitlines() if line.isdigit()]
         assert counts.count(100) == 2 and counts[-1] == 100, out
         _check_node_b(node_b, env)
+        # The two nodes started at once on the empty database; one of them made it and printed
+        # the admin secrets, once.
+        logs = [p.read_text() for p in cluster_dir.glob("atoll/*.log")]
+        assert len(logs) == 2 and sum("admin API key" in log for log in logs) == 1
         out = _bash(stop, env, cluster_dir)
         assert "stopped" in out
         assert not list(cluster_dir.glob("atoll/*.pid")) and not list(
@@ -134,7 +138,7 @@ def _check_node_b(port: int, env: dict[str, str]) -> None:
     """What step 5 promises, in detail: node b serves each reading the device sent through
     Mosquitto once, and a score for each; the device registered through node a."""
     key = subprocess.run(
-        ["deploy/cluster.sh", "key", "a"], cwd=ROOT, env=env, capture_output=True, text=True
+        ["deploy/cluster.sh", "key"], cwd=ROOT, env=env, capture_output=True, text=True
     ).stdout.strip()
     with httpx.Client(
         base_url=f"http://127.0.0.1:{port}/api/v1",
