@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from atoll.core.errors import Unavailable
 
@@ -32,7 +33,7 @@ class ExternalBroker:
     def mqtt_url(self) -> str:
         return f"mqtt://atoll-ingest:{self.password}@127.0.0.1:{self.port}"
 
-    def settings(self) -> dict[str, Path]:
+    def settings(self) -> dict[str, Any]:
         """``Settings`` fields wiring a node to the broker's auth files."""
         return {
             "mosquitto_password_file": self.password_file,

@@ -331,7 +331,8 @@ def run_embedded(s: Setup, load: Load, progress, timeout: float, idle: float) ->
         stored = scored = 0
         for dev, _ in creds:
             for metric in (METRIC, f"{METRIC}.anomaly_score"):
-                q = {"mode": "raw", "start": "0", "end": "now", "limit": 1_000_000}
+                q: dict[str, str | int] = {"mode": "raw", "start": "0", "end": "now"}
+                q["limit"] = 1_000_000
                 n = len(http.get(f"/devices/{dev}/series/{metric}", params=q).json()["ts"])
                 if metric == METRIC:
                     stored += n
@@ -395,7 +396,7 @@ def run_cluster(
             )
 
             def counts() -> tuple[int, int]:
-                got = dict(conn.execute(sql, (PROJECT,)).fetchall())
+                got: dict[str, int] = dict(conn.execute(sql, (PROJECT,)).fetchall())
                 return got.get(METRIC, 0), got.get(f"{METRIC}.anomaly_score", 0)
 
             procs = load.start(s, s.broker.port, creds)
