@@ -152,7 +152,8 @@ wait_node() { # name http_port
 }
 
 cmd_node() { # name http_port [name http_port ...]: started at once, then waited for
-  [ $# -ge 2 ] && [ $(($# % 2)) = 0 ] || die "usage: cluster.sh node NAME HTTP_PORT [NAME HTTP_PORT ...]"
+  [ $# -ge 2 ] && [ $(($# % 2)) = 0 ] ||
+    die "usage: cluster.sh node NAME HTTP_PORT [NAME HTTP_PORT ...]"
   need atoll "pip install atoll, or make setup and put .venv/bin on PATH"
   eval "$(cmd_env)"
   local args=("$@")

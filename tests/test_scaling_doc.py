@@ -28,7 +28,7 @@ from atoll.testing.postgres import throwaway_database
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "SCALING.md"
 BLOCK = re.compile(r"^```sh tested\n(.*?)^```$", re.M | re.S)
-BINARIES = ("nats-server", "mosquitto", "mosquitto_pub", "psql", "curl")
+BINARIES = ("nats-server", "mosquitto", "mosquitto_pub", "mosquitto_sub", "psql", "curl")
 
 
 def walkthrough_blocks() -> list[str]:
