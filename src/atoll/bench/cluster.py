@@ -312,9 +312,21 @@ def run_embedded(s: Setup, load: Load, progress, timeout: float, idle: float) ->
             for i, (dev, _) in enumerate(creds)
         }
 
-        def done_latest() -> tuple[int, int]:
-            # One cheap request per poll: a device is done when its newest stored point (and
-            # newest score) is its last reading; exact counts are taken afterwards.
+        def exact() -> tuple[int, int]:
+            got = [0, 0]
+            for dev, _ in creds:
+                for i, metric in enumerate((METRIC, f"{METRIC}.anomaly_score")):
+                    q: dict[str, str | int] = {"mode": "raw", "start": "0", "end": "now"}
+                    q["limit"] = 1_000_000
+                    got[i] += len(
+                        http.get(f"/devices/{dev}/series/{metric}", params=q).json()["ts"]
+                    )
+            return got[0], got[1]
+
+        def counts() -> tuple[int, int]:
+            # One cheap request per poll while the load runs: a device is done when its newest
+            # stored point and newest score are its last reading. Then exact counts (a score
+            # batch can be stored after a later one), until every point has its score.
             rows = http.get(f"/projects/{PROJECT}/latest").json()
             latest = {(r["device"], r["metric"]): r["ts"] for r in rows}
             per = load.messages * load.readings
@@ -322,26 +334,15 @@ def run_embedded(s: Setup, load: Load, progress, timeout: float, idle: float) ->
             scored = sum(
                 per for d, t in last_ts.items() if latest.get((d, f"{METRIC}.anomaly_score")) == t
             )
-            return stored, scored
+            if stored == scored == load.points:
+                return exact()
+            return stored, min(scored, load.points - 1)
 
         procs = load.start(s, mqtt_port, creds)
-        r = _measure([node], load, done_latest, progress, timeout, idle)
+        r = _measure([node], load, counts, progress, timeout, idle)
         for p in procs:
             p.wait(60)
-        stored = scored = 0
-        for dev, _ in creds:
-            for metric in (METRIC, f"{METRIC}.anomaly_score"):
-                q: dict[str, str | int] = {"mode": "raw", "start": "0", "end": "now"}
-                q["limit"] = 1_000_000
-                n = len(http.get(f"/devices/{dev}/series/{metric}", params=q).json()["ts"])
-                if metric == METRIC:
-                    stored += n
-                else:
-                    scored += n
         http.close()
-        r.update(points_stored=stored, points_scored=scored)
-        r["share_scored"] = round(scored / stored, 4) if stored else None
-        r["complete"] = stored >= load.points
         _stop([node])
         return {"mode": "embedded", "nodes": 1, **r, **_log_summary([node])}
     finally:
