@@ -163,7 +163,7 @@ cmd_node() { # name http_port [name http_port ...]: started at once, then waited
 
 cmd_key() { # the admin API key: printed once, by whichever node made the database
   local key
-  key=$(cat "$DIR"/atoll/*.log 2>/dev/null | sed -n 's/^ *admin API key *//p' | head -1)
+  key=$(cat "$DIR"/atoll/*.log 2>/dev/null | sed -n 's/^ *admin API key *//p' | head -1) || true
   [ -n "$key" ] || die "no admin API key in $DIR/atoll/*.log (only the first start prints it)"
   echo "$key"
 }
@@ -207,5 +207,5 @@ case ${1:-} in
   key) cmd_key ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
