@@ -2,13 +2,14 @@
 set-up, against the embedded default, with the same device load.
 
 One set-up for the whole run: a ``nats-server -js`` (or a 3-node JetStream cluster with R3
-streams, ``nats_nodes=3``), a Mosquitto and PostgreSQL, all on free ports or throw-away
-databases. Each configuration gets a fresh database and its own stream and subject prefix on that
-NATS, fresh data directories, and ``devices`` devices registered through the API
-(``POST /projects/{p}/devices/batch``); then one ``mosquitto_pub -l -q 1`` per device sends
-``messages`` messages of ``readings`` readings of one metric (``m0``, explicit timestamps),
-all at once. The nodes are real ``atoll up`` processes with their default services (detection,
-rules, ...), external MQTT (2 ingest workers each) and no rate limits.
+streams, ``nats_nodes=3``), a Mosquitto and PostgreSQL (127.0.0.1:5432, or the libpq string
+in ``ATOLL_TEST_PG``), on free ports and throw-away databases. Each configuration gets a
+fresh database, its own stream and subject prefix on that NATS, fresh data directories, and
+``devices`` devices registered through the API (``POST /projects/{p}/devices/batch``); then
+one ``mosquitto_pub -l -q 1`` per device sends ``messages`` messages of ``readings`` readings
+of one metric (``m0``, explicit timestamps), all at once. The nodes are real ``atoll up``
+processes with their default services (detection, rules, ...), external MQTT (2 ingest
+workers each) and no rate limits.
 
 Measured per configuration: the seconds from the first message until every point is stored
 (``persisted_*_per_second``), the share of stored readings that got an anomaly score, and the
