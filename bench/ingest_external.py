@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import atoll
-from atoll.bench.ingest import _lines_file, _port_open, _until, _wait_for_login
+from atoll.bench.ingest import _lines_file, _until, _wait_for_login
 
 
 def _cpu() -> float:
@@ -42,39 +42,28 @@ def _cpu() -> float:
 async def run(tmp: Path, bus: str, devices: int, messages: int) -> dict[str, Any]:
     from argon2 import PasswordHasher
 
+    from atoll.bench.broker import external_broker
     from atoll.config import Settings
-    from atoll.ingest.external import new_admin_password, write_mosquitto_conf
-    from atoll.ingest.mosquitto_auth import MosquittoAuth
     from atoll.platform import Platform
-    from atoll.sim.mosquitto import free_port
     from atoll.testing.nats_server import NatsServer
 
     mosquitto_pub = shutil.which("mosquitto_pub")
     assert mosquitto_pub, "apt-get install mosquitto-clients"
-    d = tmp / f"mosquitto-{bus}"
-    d.mkdir()
-    port, password = free_port(), new_admin_password()
-    files = {"password_file": d / "passwd", "acl_file": d / "acl", "pid_file": d / "pid"}
-    MosquittoAuth(files["password_file"], files["acl_file"], None, admin_password=password).apply()
-    conf = write_mosquitto_conf(d / "mosquitto.conf", port=port, **files)
-    broker = subprocess.Popen(
-        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    broker_cm = external_broker(tmp / f"mosquitto-{bus}")
+    broker = broker_cm.__enter__()
+    port = broker.port
     nats = NatsServer(tmp / f"nats-{bus}").start() if bus == "nats" else None
     home = tmp / f"home-{bus}"
     try:
-        await _port_open(port)
         settings = Settings(
             home=home,
             http_port=0,
             mqtt_mode="external",
             services=[],
             bus_url=f"{nats.url}?stream=BENCH" if nats else "memory://",
-            mqtt_url=f"mqtt://atoll-ingest:{password}@127.0.0.1:{port}",
+            mqtt_url=broker.mqtt_url,
             mqtt_workers=2,
-            **files_settings(files),
+            **broker.settings(),
         )
         hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
         p = Platform(settings, password_hasher=hasher)
@@ -152,12 +141,7 @@ async def run(tmp: Path, bus: str, devices: int, messages: int) -> dict[str, Any
     finally:
         if nats is not None:
             nats.stop()
-        broker.terminate()
-        broker.wait(10)
-
-
-def files_settings(files: dict[str, Path]) -> dict[str, Path]:
-    return {f"mosquitto_{k}": v for k, v in files.items()}
+        broker_cm.__exit__(None, None, None)
 
 
 def main() -> None:

@@ -334,47 +334,32 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
     subscription workers (external mode), persisted."""
     from argon2 import PasswordHasher
 
+    from atoll.bench.broker import external_broker
     from atoll.config import Settings
-    from atoll.ingest.external import new_admin_password, write_mosquitto_conf
-    from atoll.ingest.mosquitto_auth import MosquittoAuth
+    from atoll.core.errors import Unavailable
     from atoll.platform import Platform
-    from atoll.sim.mosquitto import free_port
 
-    mosquitto, mosquitto_pub = (
-        shutil.which("mosquitto") or "/usr/sbin/mosquitto",
-        shutil.which("mosquitto_pub"),
-    )
-    if not (Path(mosquitto).exists() and mosquitto_pub):
+    mosquitto_pub = shutil.which("mosquitto_pub")
+    if not mosquitto_pub:
         echo("external broker phase skipped: mosquitto is not installed")
         return None
-    d = tmp / "mosquitto"
-    d.mkdir()
-    port, password = free_port(), new_admin_password()
-    files = {"password_file": d / "passwd", "acl_file": d / "acl", "pid_file": d / "pid"}
-    MosquittoAuth(files["password_file"], files["acl_file"], None, admin_password=password).apply()
-    conf = write_mosquitto_conf(
-        d / "mosquitto.conf",
-        port=port,
-        password_file=files["password_file"],
-        acl_file=files["acl_file"],
-        pid_file=files["pid_file"],
-    )
-    broker = subprocess.Popen(
-        [mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
     try:
-        await _port_open(port)
+        broker_cm = external_broker(tmp / "mosquitto")
+        broker = broker_cm.__enter__()
+    except Unavailable:
+        echo("external broker phase skipped: mosquitto is not installed")
+        return None
+    port = broker.port
+    try:
         settings = Settings(
             home=tmp / "home-ext",
             http_port=0,
             mqtt_mode="external",
             services=[],
             **NO_RATE_LIMITS,
-            mqtt_url=f"mqtt://atoll-ingest:{password}@127.0.0.1:{port}",
+            mqtt_url=broker.mqtt_url,
             mqtt_workers=workers,
-            mosquitto_password_file=files["password_file"],
-            mosquitto_acl_file=files["acl_file"],
-            mosquitto_pid_file=files["pid_file"],
+            **broker.settings(),
         )
         p = Platform(
             settings, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
@@ -427,8 +412,7 @@ async def _external_single(tmp: Path, messages: int, workers: int, echo) -> dict
         finally:
             await p.stop()
     finally:
-        broker.terminate()
-        await asyncio.to_thread(broker.wait, 10)
+        await asyncio.to_thread(broker_cm.__exit__, None, None, None)
     return {
         "messages": total,
         "workers": workers,

@@ -10,7 +10,14 @@ from typing import Protocol
 
 import typer
 
-from atoll.cli import bench_cmapss, bench_forecast, bench_ingest, bench_nab, bench_smap_msl
+from atoll.cli import (
+    bench_cluster,
+    bench_cmapss,
+    bench_forecast,
+    bench_ingest,
+    bench_nab,
+    bench_smap_msl,
+)
 
 bench_app = typer.Typer(
     help="Benchmarks: print results and write them as JSON.", no_args_is_help=True
@@ -22,6 +29,7 @@ class Benchmark(Protocol):
 
 
 _BENCHMARKS: tuple[Benchmark, ...] = (
+    bench_cluster,
     bench_cmapss,
     bench_forecast,
     bench_ingest,
