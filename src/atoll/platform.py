@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -99,6 +100,36 @@ class Platform:
 
     def add_service(self, service: Service, name: str | None = None) -> None:
         self._extra.append(_Named(name or type(service).__name__, service))
+
+    def _metrics(
+        self,
+        detection: detect_service.DetectionService | None,
+        rules: RulesService | None,
+        rul: rul_service.RulService | None,
+    ) -> dict[str, Callable[[], Mapping[str, Any]]]:
+        """What ``GET /metrics`` exports (``atoll.api.metrics``): each running service's counters,
+        read at scrape time."""
+        sources: dict[str, Callable[[], Mapping[str, Any]]] = {}
+        pipeline = self.pipeline
+        if pipeline is not None:
+            sources["ingest"] = lambda: dataclasses.asdict(pipeline.stats)
+        if detection is not None:
+            sources["detect"] = lambda: {
+                **detection.stats,
+                "owned_partitions": len(detection.partitioned.owned())
+                if detection.partitioned is not None
+                else None,
+            }
+        if rules is not None and rules.evaluate:
+            sources["rules"] = lambda: {
+                **rules.stats,
+                "owned_partitions": len(rules.partitioned.owned())
+                if rules.partitioned is not None
+                else None,
+            }
+        if rul is not None:
+            sources["rul"] = lambda: dict(rul.stats)
+        return sources
 
     @property
     def services(self) -> list[Service]:
@@ -220,6 +251,10 @@ class Platform:
 
         # ``sessions``: registry changes through the API (disable, revoke, rotate, delete) close
         # the device's live connections before they answer.
+        detection = next(
+            (x for x in self.services if isinstance(x, detect_service.DetectionService)), None
+        )
+        rul = next((x for x in self.services if isinstance(x, rul_service.RulService)), None)
         ctx = AppContext(
             self.registry,
             self.store,
@@ -230,10 +265,9 @@ class Platform:
             settings=s,
             rules=rules,
             mqtt_url=self.mqtt_url,
-            detection=next(
-                (x for x in self.services if isinstance(x, detect_service.DetectionService)), None
-            ),
-            rul=next((x for x in self.services if isinstance(x, rul_service.RulService)), None),
+            detection=detection,
+            rul=rul,
+            metrics=self._metrics(detection, rules, rul),
         )
         # The console mounts on the API app; it is composed here, above both.
         self.app = create_app(

@@ -8,6 +8,7 @@ Besides the core routers, ``create_app`` includes its ``extensions``: modules ex
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -30,6 +31,7 @@ from atoll.api import (
     lab,
     live,
     maintenance,
+    metrics,
     models,
     projects,
     rul,
@@ -49,6 +51,7 @@ from atoll.api.context import (
     RulPort,
 )
 from atoll.api.errors import BodyLimit, install
+from atoll.api.metrics import MetricsSource
 from atoll.api.schemas import ERROR_RESPONSES
 from atoll.bus.port import MessageBus
 from atoll.config import Settings
@@ -78,6 +81,7 @@ CORE_ROUTERS: tuple[ModuleType, ...] = (
     detection,
     ingest,
     audit,
+    metrics,
 )
 EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, lab, live)
 
@@ -97,6 +101,7 @@ class AppContext:
     mqtt_url: str | None = None
     detection: DetectionPort | None = None
     rul: RulPort | None = None
+    metrics: Mapping[str, MetricsSource] | None = None
 
 
 def create_app(

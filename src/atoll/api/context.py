@@ -10,6 +10,7 @@ and a device's detection answer 503, the live feed closes with 4503).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from atoll.core.lineage import ModelRecord, SeriesDetection
@@ -197,3 +198,6 @@ class ApiContext(Protocol):
     rul: RulPort | None
     #: Where devices connect, as the broker actually bound it (``None``: MQTT off, or unknown).
     mqtt_url: str | None
+    #: The node's counters by source, for ``GET /metrics`` (``atoll.api.metrics``; ``None``:
+    #: only the process's own).
+    metrics: Mapping[str, Callable[[], Mapping[str, Any]]] | None

@@ -169,3 +169,9 @@ class Client(
         """``{"status": "ok", "version": …}`` (needs no role)."""
         health: dict[str, str] = self._call("GET", "/health")
         return health
+
+    def metrics(self) -> str:
+        """The node's counters in the Prometheus text format (a platform admin's key); parse
+        them with ``prometheus_client.parser.text_string_to_metric_families``."""
+        got = self._call("GET", "/metrics")
+        return got.decode() if isinstance(got, bytes) else str(got)
