@@ -33,6 +33,7 @@ from atoll.api import (
     maintenance,
     metrics,
     models,
+    portfolio,
     projects,
     rul,
     rules,
@@ -83,7 +84,7 @@ CORE_ROUTERS: tuple[ModuleType, ...] = (
     audit,
     metrics,
 )
-EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, lab, live)
+EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, lab, portfolio, live)
 
 
 @dataclass

@@ -405,6 +405,8 @@ def run_cluster(
             r = _measure(nodes, load, counts, progress, timeout, idle)
             for p in procs:
                 p.wait(60)
+            # What the nodes counted (GET /metrics, summed): why a reading went unscored.
+            r["node_counters"] = _counters(nodes, key)
             # Scores stored only while the nodes stop (each flushes and checkpoints): late,
             # not lost; a reading without a score here was never scored.
             _stop(nodes)
@@ -413,6 +415,38 @@ def run_cluster(
             return {"mode": "cluster", "nodes": n, **r, **_log_summary(nodes)}
         finally:
             _stop(nodes)
+
+
+#: The node counters (``GET /api/v1/metrics``) a run reports, summed over its nodes.
+COUNTERS = (
+    "atoll_ingest_messages_total",
+    "atoll_ingest_points_total",
+    "atoll_detect_points_total",
+    "atoll_detect_skipped_late_total",
+    "atoll_detect_dropped_messages_total",
+    "atoll_detect_bad_messages_total",
+    "atoll_detect_store_errors_total",
+)
+
+
+def _counters(nodes: list[Node], key: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = dict.fromkeys(COUNTERS, 0.0)
+    for n in nodes:
+        try:
+            r = httpx.get(
+                f"{n.url}/api/v1/metrics", headers={"Authorization": f"Bearer {key}"}, timeout=30
+            )
+            r.raise_for_status()
+        except httpx.HTTPError as e:
+            out[f"unreadable_{n.name}"] = str(e)  # type: ignore[assignment]
+            continue
+        for family in text_string_to_metric_families(r.text):
+            for sample in family.samples:
+                if sample.name in out and not sample.labels:
+                    out[sample.name] += sample.value
+    return out
 
 
 def _log_summary(nodes: list[Node]) -> dict[str, Any]:

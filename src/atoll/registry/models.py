@@ -19,6 +19,7 @@ __all__ = [
     "MetricSpec",
     "ModelVersion",
     "NewApiKey",
+    "Portfolio",
     "Principal",
     "Project",
     "ProjectActivity",
@@ -363,3 +364,23 @@ class UsageDay:
     #: The largest number of points the project held in the store that day (sampled by the
     #: hourly retention job), ``None`` before the first sample.
     storage_points: int | None
+
+
+Stage = Literal["idea", "poc", "pilot", "production"]
+#: A project's way from an idea to production, in order (the lab home's funnel).
+STAGES: tuple[str, ...] = ("idea", "poc", "pilot", "production")
+
+
+@dataclass(frozen=True, slots=True)
+class Portfolio:
+    """Where a project stands in the lab's portfolio (``Registry.portfolio``); a project never
+    placed is an ``idea`` since its creation, with no owner or goals."""
+
+    project: str
+    stage: Stage
+    owner: str | None
+    goals: str
+    #: When it entered its stage (µs).
+    stage_since: int
+    updated_by: str | None
+    updated_at: int | None

@@ -31,6 +31,7 @@ from atoll.registry import devices as _devices
 from atoll.registry import keys as _keys
 from atoll.registry import maintenance as _maintenance
 from atoll.registry import ml_models as _models
+from atoll.registry import portfolio as _portfolio
 from atoll.registry import rejections as _rejections
 from atoll.registry import tables as t
 from atoll.registry import tenants as _tenants
@@ -52,6 +53,7 @@ from atoll.registry.models import (
     MetricSpec,
     ModelVersion,
     NewApiKey,
+    Portfolio,
     Principal,
     Project,
     ProjectActivity,
@@ -680,6 +682,43 @@ class Registry:
                 conn,
                 {key: (n, at, msg) for key, (n, at, msg) in pending.items() if key[0] in known},
             )
+
+    # -- the project portfolio (atoll.registry.portfolio) -----------------------------------------
+    def portfolios(self, projects: Iterable[Project]) -> dict[str, Portfolio]:
+        """Each project's stage, owner and goals (never placed: an idea), in one query."""
+        with self._read() as conn:
+            return _portfolio.get_many(conn, projects)
+
+    def set_portfolio(
+        self,
+        project: str,
+        tenant: str | None = None,
+        *,
+        actor: str,
+        stage: str | None = None,
+        owner: Any = _UNSET,
+        goals: str | None = None,
+    ) -> tuple[Portfolio, Portfolio]:
+        """Change a project's stage, owner (``None``: nobody) or goals; ``(before, after)``."""
+        kw = {} if owner is _UNSET else {"owner": owner}
+        for attempt in range(3):  # two first changes at once both insert: the loser updates
+            try:
+                with self._write() as conn:
+                    p = _tenants.get_project(conn, project, tenant)
+                    return _portfolio.put(
+                        conn, p, actor=actor, at=now_us(), stage=stage, goals=goals, **kw
+                    )
+            except Conflict:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def failures(
+        self, projects: Iterable[str], since: int, until: int
+    ) -> list[tuple[str, str, int]]:
+        """``(project, device, at)`` of the failures recorded in ``[since, until)``."""
+        with self._read() as conn:
+            return _portfolio.failures(conn, projects, since, until)
 
     # -- usage metering (atoll.registry.usage) ---------------------------------------------------
     def _meter(self, key: _usage.Key, messages: int, points: int, api_calls: int) -> None:

@@ -223,6 +223,20 @@ rejections = Table(
     UniqueConstraint("device", "transport", "reason", name="uq_rejection"),
 )
 
+#: A project's place in the lab's portfolio (``atoll.registry.portfolio``): its stage from idea
+#: to production, who owns it, what it is for. One row per project, made on first change.
+project_portfolio = Table(
+    "project_portfolio",
+    metadata,
+    Column("project", String(ID), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("stage", String(16), nullable=False),
+    Column("owner", String(200), nullable=True),
+    Column("goals", Text, nullable=False),
+    Column("stage_since", BigInteger, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
 #: Metered use per enterprise, project and UTC day (``atoll.registry.usage``): what a lab reports
 #: on and bills or caps shared infrastructure by. ``project`` is ``""`` for what belongs to the
 #: enterprise as a whole (API calls). Counters only grow; ``storage_points`` is the day's

@@ -501,6 +501,37 @@ class AlarmBook:
                 c, alarm_id, assignee=assignee, assigned_at=ts if assignee else None
             )
 
+    def outcome_counts(
+        self, projects: builtins.list[str], since: int, until: int
+    ) -> dict[str, dict[str, int]]:
+        """Per project, the alarms raised in ``[since, until)``: ``raised`` and of them judged
+        ``real``, ``false``, ``unsure`` (one grouped query; projects without any are absent)."""
+        t = db.alarms
+        q = (
+            sa.select(t.c.project, t.c.feedback, sa.func.count())
+            .where(*self._where(projects=projects, since=since, until=until))
+            .group_by(t.c.project, t.c.feedback)
+        )
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as c:
+            for project, verdict, n in c.execute(q):
+                row = out.setdefault(project, {"raised": 0, "real": 0, "false": 0, "unsure": 0})
+                row["raised"] += int(n)
+                if verdict in row:
+                    row[verdict] += int(n)
+        return out
+
+    def raised_between(self, project: str, device: str, since: int, until: int) -> bool:
+        """Whether an alarm of ``device`` was raised in ``[since, until)``."""
+        t = db.alarms
+        q = (
+            sa.select(t.c.id)
+            .where(*self._where(projects=[project], device=device, since=since, until=until))
+            .limit(1)
+        )
+        with self.engine.connect() as c:
+            return c.execute(q).first() is not None
+
     def feedback_counts(
         self, projects: builtins.list[str] | None = None, since: int | None = None
     ) -> builtins.list[tuple[str, str, str, int, str, int]]:
