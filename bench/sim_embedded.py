@@ -199,11 +199,13 @@ def main() -> int:
         "--json",
         str(sim_json),
     ]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     t_start = time.time()
     sim = subprocess.Popen(
         sim_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
     )
     marks: dict[str, float] = {}
+    sim_cpu_connected = 0.0
     threads_before: dict[int, float] = {}
     spy = None
     spy_out = None
@@ -217,6 +219,7 @@ def main() -> int:
                 marks[phase] = time.time()
         if line.startswith("connecting"):
             threads_before = _threads_cpu(up.pid)
+            sim_cpu_connected = _proc_cpu(sim.pid)
         if line.startswith("connecting") and args.py_spy and args.json:
             suffix = ".speedscope.json" if args.py_spy_format == "speedscope" else ".folded"
             spy_out = args.json.with_name(args.json.stem + suffix)
@@ -238,8 +241,10 @@ def main() -> int:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-    sim.wait()
+    _, status, usage = os.wait4(sim.pid, 0)  # the simulator's own CPU, from the kernel
+    sim.returncode = os.waitstatus_to_exitcode(status)
     t_end = time.time()
+    sim_cpu = usage.ru_utime + usage.ru_stime
     threads_after = _threads_cpu(up.pid)
     if spy is not None:
         spy.send_signal(signal.SIGINT)
@@ -285,6 +290,13 @@ def main() -> int:
             "end": round(rss_now),
             "max_during_publishing": round(max((s[3] for s in during), default=0)),
         },
+        "sim_exit_code": sim.returncode,
+        "sim_cpu_s": round(sim_cpu, 1),
+        "sim_cpu_publishing_s": round(sim_cpu - sim_cpu_connected, 1),
+        "sim_cpu_per_acked_msg_ms": (
+            round(1000 * (sim_cpu - sim_cpu_connected) / acked, 3) if acked else None
+        ),
+        "load_average_before": load_before,
         "broker_stop_s": round(stop_s, 1),
         # Native thread id -> CPU s while publishing (py-spy's output names the threads).
         "broker_threads_cpu_publishing_s": {

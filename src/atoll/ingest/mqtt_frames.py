@@ -173,9 +173,16 @@ class PacketSplitter:
         return packets, None
 
     def _split(self, reader: _Chunk, packets: list[MQTTPacket]) -> None:
-        size = len(reader.data)
+        data = reader.data
+        size = len(data)
         while reader.pos < size:
             start = reader.pos
+            if data[start] & 0xF4 == 0x30:  # PUBLISH at QoS 0 or 1: most of what devices send
+                fast = _publish(data, start, size, self.max_packet)
+                if fast is not None:
+                    packets.append(fast[0])
+                    reader.pos = fast[1]
+                    continue
             reader.end = size
             try:
                 header = self._headers.decode(reader)  # None: the header is incomplete
@@ -195,6 +202,51 @@ class PacketSplitter:
                 return
             reader.end = reader.pos + length
             packets.append(_decode(reader, header))
+
+
+def _publish(
+    data: bytes, start: int, size: int, max_packet: int
+) -> tuple[PublishPacket, int] | None:
+    """A complete, well-formed QoS 0 or 1 PUBLISH at ``data[start]``, and where it ends; else
+    ``None``, and amqtt's decoders take it (incomplete, too large, malformed: their errors).
+
+    The same packet as amqtt's decoders build, without running a coroutine per field: at one
+    message per read (10,000 devices each sending now and then) they were a sixth of the
+    broker's event loop.
+    """
+    length, shift, pos = 0, 0, start + 1
+    while True:  # the remaining length: at most 4 bytes of 7 bits
+        if pos >= size or shift > 21:
+            return None
+        byte = data[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+    end = pos + length
+    if end > size or length > max_packet or length < 2:
+        return None
+    topic_end = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    flags = data[start] & 0x0F
+    body = topic_end + 2 if flags & 0x02 else topic_end  # QoS 1: a packet id
+    if body > end:
+        return None
+    try:
+        topic = data[pos + 2 : topic_end].decode()
+    except UnicodeDecodeError:
+        return None
+    if not topic or "\x00" in topic or "#" in topic or "+" in topic:
+        return None
+    packet_id = (data[topic_end] << 8) | data[topic_end + 1] if flags & 0x02 else None
+    return (
+        PublishPacket(
+            MQTTFixedHeader(PUBLISH, flags, length),
+            _PublishVariableHeader(topic, packet_id),
+            PublishPayload(data[body:end]),
+        ),
+        end,
+    )
 
 
 def _decode(reader: _Chunk, header: MQTTFixedHeader) -> MQTTPacket:
