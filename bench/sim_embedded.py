@@ -10,7 +10,10 @@ The publishing phase starts when the simulator reports its connect phase done (i
 ``connecting`` line) and ends when the simulator exits; CPU per acknowledged message is the
 broker's CPU over that phase divided by the messages acknowledged. CPU-seconds per message
 depend much less on the machine's load than msgs/s do (on a shared machine the broker may get
-only part of a core). Then ``atoll up`` gets SIGINT and the time it takes to stop is measured.
+only part of a core). The simulator's own CPU is read the same way when it reports its connect
+phase done, and from the kernel (``wait4``) when it exits: ``sim_cpu_per_acked_msg_ms`` is its
+CPU over the publishing phase per acknowledged message. Then ``atoll up`` gets SIGINT and the
+time it takes to stop is measured.
 
     .venv/bin/python bench/sim_embedded.py -n 2000 -r 1 -d 30 --json /tmp/r.json
     .venv/bin/python bench/sim_embedded.py -n 10000 -r 0.2 -d 60 \\
