@@ -10,7 +10,10 @@ The publishing phase starts when the simulator reports its connect phase done (i
 ``connecting`` line) and ends when the simulator exits; CPU per acknowledged message is the
 broker's CPU over that phase divided by the messages acknowledged. CPU-seconds per message
 depend much less on the machine's load than msgs/s do (on a shared machine the broker may get
-only part of a core). Then ``atoll up`` gets SIGINT and the time it takes to stop is measured.
+only part of a core). The simulator's own CPU is read the same way when it reports its connect
+phase done, and from the kernel (``wait4``) when it exits: ``sim_cpu_per_acked_msg_ms`` is its
+CPU over the publishing phase per acknowledged message. Then ``atoll up`` gets SIGINT and the
+time it takes to stop is measured.
 
     .venv/bin/python bench/sim_embedded.py -n 2000 -r 1 -d 30 --json /tmp/r.json
     .venv/bin/python bench/sim_embedded.py -n 10000 -r 0.2 -d 60 \\
@@ -199,11 +202,13 @@ def main() -> int:
         "--json",
         str(sim_json),
     ]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     t_start = time.time()
     sim = subprocess.Popen(
         sim_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
     )
     marks: dict[str, float] = {}
+    sim_cpu_connected = 0.0
     threads_before: dict[int, float] = {}
     spy = None
     spy_out = None
@@ -217,6 +222,7 @@ def main() -> int:
                 marks[phase] = time.time()
         if line.startswith("connecting"):
             threads_before = _threads_cpu(up.pid)
+            sim_cpu_connected = _proc_cpu(sim.pid)
         if line.startswith("connecting") and args.py_spy and args.json:
             suffix = ".speedscope.json" if args.py_spy_format == "speedscope" else ".folded"
             spy_out = args.json.with_name(args.json.stem + suffix)
@@ -238,8 +244,10 @@ def main() -> int:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
-    sim.wait()
+    _, status, usage = os.wait4(sim.pid, 0)  # the simulator's own CPU, from the kernel
+    sim.returncode = os.waitstatus_to_exitcode(status)
     t_end = time.time()
+    sim_cpu = usage.ru_utime + usage.ru_stime
     threads_after = _threads_cpu(up.pid)
     if spy is not None:
         spy.send_signal(signal.SIGINT)
@@ -285,6 +293,13 @@ def main() -> int:
             "end": round(rss_now),
             "max_during_publishing": round(max((s[3] for s in during), default=0)),
         },
+        "sim_exit_code": sim.returncode,
+        "sim_cpu_s": round(sim_cpu, 1),
+        "sim_cpu_publishing_s": round(sim_cpu - sim_cpu_connected, 1),
+        "sim_cpu_per_acked_msg_ms": (
+            round(1000 * (sim_cpu - sim_cpu_connected) / acked, 3) if acked else None
+        ),
+        "load_average_before": load_before,
         "broker_stop_s": round(stop_s, 1),
         # Native thread id -> CPU s while publishing (py-spy's output names the threads).
         "broker_threads_cpu_publishing_s": {

@@ -1,5 +1,7 @@
 """PacketSplitter: amqtt's decoders over a byte stream that arrives in arbitrary pieces."""
 
+import random
+
 import pytest
 from amqtt.mqtt.packet import PINGREQ, PUBLISH, SUBSCRIBE, MQTTFixedHeader
 from amqtt.mqtt.pingreq import PingReqPacket
@@ -132,6 +134,65 @@ def test_repeated_headers_decode_as_amqtt_decodes_them():
     ]
     got[0].fixed_header.flags |= 0x08  # amqtt sets DUP on a packet it re-sends
     assert feed(splitter, publish("a/b", b"1", 9))[0].fixed_header.flags == 0x02
+
+
+def amqtt_decoded(wire: bytes) -> PublishPacket:
+    """amqtt's own decoding of one whole packet (its generic decoder, every field awaited)."""
+    reader = _Chunk(wire)
+    packet = _run(PublishPacket.from_stream(reader))
+    assert reader.pos == len(wire)
+    return packet
+
+
+def test_publishes_split_without_amqtt_come_out_as_amqtt_decodes_them():
+    """QoS 0/1 PUBLISHes are split by hand (no coroutine per field): the same topic, packet
+    id, payload, flags and length as amqtt's decoders give, for all sizes of remaining
+    length, non-ASCII topics and DUP/RETAIN flags, whole or split anywhere."""
+    rng = random.Random(16)
+    topics = ["a", "atoll/v1/devices/sim-00001/telemetry", "é/ü/✓", "x" * 300, "a/ b"]
+    wires = []
+    for k in range(200):
+        qos = k % 2
+        size = rng.choice([0, 1, 100, 127 - 9, 128, 2000, 16_383, 16_384, 70_000])
+        packet = PublishPacket.build(
+            rng.choice(topics),
+            rng.randbytes(size),
+            rng.randrange(65536) if qos else None,
+            rng.random() < 0.3,  # DUP
+            qos,
+            rng.random() < 0.3,  # RETAIN
+        )
+        wires.append(packet.to_bytes())
+    want = [amqtt_decoded(w) for w in wires]
+    limit = 1 << 20
+    got = feed(PacketSplitter(limit), b"".join(wires))
+    splitter, pieces = PacketSplitter(limit), b"".join(wires)
+    cut = []
+    for i in range(0, len(pieces), 997):
+        cut += feed(splitter, pieces[i : i + 997])
+    for packets in (got, cut):
+        assert summary(packets) == summary(want)
+        assert [(p.fixed_header.flags, p.fixed_header.remaining_length) for p in packets] == [
+            (p.fixed_header.flags, p.fixed_header.remaining_length) for p in want
+        ]
+        assert all(type(p.payload.data) is bytes for p in packets)
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        b"\x32\x09\x00\x03a\xffb\x00\x01xy",  # ill-formed UTF-8 in the topic
+        b"\x30\x05\x00\x03a\x00b",  # U+0000 in the topic
+        b"\x30\x05\x00\x03a/+",  # wildcard, QoS 0
+        b"\x32\x05\x00\x03a/b",  # QoS 1 without room for its packet id
+        b"\x32\x01\x00",  # shorter than a topic length
+        b"\x30\x02\x00\x00",  # empty topic
+    ],
+)
+def test_publishes_amqtt_would_refuse_are_still_refused(wire):
+    with pytest.raises(PacketError) as e:
+        feed(PacketSplitter(1024), wire)
+    assert e.value.reason == MALFORMED_PACKET
 
 
 def test_a_short_packet_alone_at_the_end_of_a_chunk_is_not_held_back():

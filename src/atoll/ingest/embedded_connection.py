@@ -5,7 +5,7 @@ packet, which cost more than everything else in single-reading ingest. Atoll rep
 loop for device connections:
 
 1. read whatever the socket has (up to 64 KiB) and split it into packets with amqtt's own
-   decoders (``mqtt_frames``);
+   decoders, QoS 0/1 PUBLISHes by hand into the same objects (``mqtt_frames``);
 2. validate every QoS 0/1 PUBLISH on the device's telemetry topic and queue them as *one*
    unit of the pipeline's next group commit (one future for the whole chunk);
 3. when that commit returned, send the chunk's PUBACKs in one write.

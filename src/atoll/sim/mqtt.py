@@ -471,9 +471,15 @@ class MqttFleet:
 
         paho itself pings only after a whole period of quiet; a broker closes the connection
         after 1.5 periods, so a busy event loop (or broker) had half a period to spare. Half a
-        period earlier leaves a whole one."""
+        period earlier leaves a whole one.
+
+        ``loop_misc`` acts only when a ping is unanswered or nothing went out or came in for a
+        period; it is called only then (the same tests, without its locks and calls): 10,000
+        calls a second cost the simulator ~50 ms of CPU a second, a fifth of its work while
+        publishing 2,000 messages a second (#16)."""
         state, clients, sent_at = self._state, self._clients, self._sent_at
-        half = self.keepalive / 2
+        keepalive = self.keepalive
+        half = keepalive / 2
         for start in range(0, len(clients), chunk):
             now = time.monotonic()
             for i in range(start, min(len(clients), start + chunk)):
@@ -482,7 +488,12 @@ class MqttFleet:
                     if now - sent_at[i] >= half and not c._ping_t:  # none unanswered
                         sent_at[i] = now
                         _pingreq(c, now)
-                    c.loop_misc()
+                    if (
+                        c._ping_t
+                        or now - c._last_msg_out >= keepalive
+                        or now - c._last_bytes_received >= keepalive
+                    ):
+                        c.loop_misc()
                     if c.want_write():
                         self._flush_later(i)
             await asyncio.sleep(0)
