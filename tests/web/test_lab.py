@@ -445,3 +445,35 @@ def test_usage_is_shown_per_project_and_downloads_as_csv(platform, page, shots):
     rows = list(csv.DictReader(io.StringIO(open(dl.value.path(), encoding="utf-8").read())))
     assert {r["project"] for r in rows} >= {"west~mill-1", "west~silo", ""}
     assert all(r["enterprise"] == "west" for r in rows)
+
+
+def test_portfolio_moves_a_project_along_and_downloads_the_quarterly_report(platform, page, shots):
+    """The portfolio (issue #13 item 5): the funnel of projects per stage, a stage chosen on the
+    enterprise's page (kept on reload, and on the lab home's funnel), the quarterly report."""
+    enterprise(platform, "pf", "Port Foods", {"line-1": 1, "cold-store": 1})
+    login(page, platform)
+    page.goto(platform.url + "/lab/enterprises/pf")
+    panel = page.locator("[data-testid=lab-portfolio]")
+    expect(panel.locator("[data-stage=idea] .funnel-n")).to_have_text("2")
+    row = panel.locator("tr[data-portfolio='pf~line-1']")
+    expect(row.locator("td").nth(3)).to_have_text("1")  # its one alarm this quarter
+    page.select_option("[data-testid='stage-pf~line-1']", "pilot")
+    expect(panel.locator("[data-stage=pilot] .funnel-n")).to_have_text("1")
+    expect(panel.locator("[data-stage=idea] .funnel-n")).to_have_text("1")
+    page.reload()
+    expect(page.locator("[data-testid='stage-pf~line-1']")).to_have_value("pilot")
+    shots(page, "lab-portfolio")
+    with page.expect_download() as dl:
+        page.click("[data-testid=lab-report-pdf]")
+    assert open(dl.value.path(), "rb").read(4) == b"%PDF"
+    with page.expect_download() as dl:
+        page.click("[data-testid=lab-report-csv]")
+    rows = list(csv.DictReader(io.StringIO(open(dl.value.path(), encoding="utf-8").read())))
+    assert {(r["project"], r["stage"]) for r in rows} == {
+        ("pf~line-1", "pilot"),
+        ("pf~cold-store", "idea"),
+    }
+    # The lab home's funnel counts it among every enterprise's projects.
+    page.goto(platform.url + "/lab")
+    home = page.locator("[data-testid=lab-portfolio]")
+    expect(home.locator("[data-stage=pilot] .funnel-n")).not_to_have_text("0")

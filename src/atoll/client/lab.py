@@ -172,6 +172,56 @@ class LabCalls(Http):
         )
         return got.decode() if isinstance(got, bytes) else str(got)
 
+    def portfolio(self, project: str) -> dict[str, Any]:
+        """A project's stage (idea, poc, pilot, production), owner and goals."""
+        return dict(self._call("GET", f"/projects/{project}/portfolio"))
+
+    def set_portfolio(
+        self,
+        project: str,
+        *,
+        stage: str | None = None,
+        owner: str | None = None,
+        goals: str | None = None,
+        clear_owner: bool = False,
+    ) -> dict[str, Any]:
+        """Move a project to another stage, or set its owner or goals (operator)."""
+        body = {"stage": stage, "owner": owner, "goals": goals, "clear_owner": clear_owner}
+        return dict(self._call("PUT", f"/projects/{project}/portfolio", json=body))
+
+    def lab_portfolio(
+        self,
+        *,
+        enterprise: str | Iterable[str] | None = None,
+        project: str | Iterable[str] | None = None,
+        quarter: str | None = None,
+    ) -> dict[str, Any]:
+        """The funnel (projects per stage) and every project's stage and outcomes over the
+        quarter (``"2026Q4"``; default the current one): alarms raised and judged, failures,
+        failures an alarm announced, telemetry stored."""
+        params = {
+            "enterprise": _joined(enterprise),
+            "project": _joined(project),
+            "quarter": quarter,
+        }
+        return dict(self._call("GET", "/lab/portfolio", params=params))
+
+    def lab_report_csv(
+        self, *, enterprise: str | Iterable[str] | None = None, quarter: str | None = None
+    ) -> str:
+        """The quarterly lab report, one row per project, as CSV."""
+        params = {"enterprise": _joined(enterprise), "quarter": quarter}
+        got = self._call("GET", "/lab/report.csv", params=params)
+        return got.decode() if isinstance(got, bytes) else str(got)
+
+    def lab_report_pdf(
+        self, *, enterprise: str | Iterable[str] | None = None, quarter: str | None = None
+    ) -> bytes:
+        """The quarterly lab report as a PDF (the funnel, outcomes, one line per project)."""
+        params = {"enterprise": _joined(enterprise), "quarter": quarter}
+        got = self._call("GET", "/lab/report.pdf", params=params)
+        return got if isinstance(got, bytes) else str(got).encode()
+
     def _bulk(self, got: dict[str, Any]) -> BulkResult:
         return BulkResult(
             tuple(int(i) for i in got["done"]),

@@ -11,6 +11,7 @@ import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
 import { useProjects } from "./Overview.jsx";
 import { Assignee, Feedback } from "../components/AlarmTriage.jsx";
+import { PortfolioPanel } from "../components/Portfolio.jsx";
 import { UsagePanel } from "../components/Usage.jsx";
 
 const SEVERITIES = ["critical", "major", "minor", "warning", "info"];
@@ -304,6 +305,7 @@ export function LabHome() {
           {!shown.length && <Empty>No enterprise matches.</Empty>}
         </div>
       )}
+      {d && d.scope === "platform" && <PortfolioPanel />}
       {d && d.scope === "platform" && <UsagePanel />}
       {data.loading && !d && <div class="muted">Loading…</div>}
     </div>
@@ -390,6 +392,7 @@ export function LabEnterprise({ tenant }) {
           {!shown.length && <Empty>{d.projects.length ? "No project matches." : "This enterprise has no projects yet."}</Empty>}
         </div>
       )}
+      {d && <PortfolioPanel enterprise={tenant} />}
       {d && <UsagePanel enterprise={tenant} />}
       {d?.rules && (
         <div class="panel rule-quality" data-testid="lab-rule-quality">
