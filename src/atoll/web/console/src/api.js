@@ -106,6 +106,32 @@ export async function page(path, query) {
   return { rows: items(data), total: header === null ? null : Number(header) };
 }
 
+// A file the API answers (CSV, PDF), handed to the browser as a download; an error answer is
+// thrown as ApiError. The file's name is ``name``, else the server's (Content-Disposition).
+export async function download(method, path, { body, query, tenant, name } = {}) {
+  const res = await request(method, path, body, { query, raw: true, tenant });
+  if (!res.ok) {
+    const text = await res.text();
+    let detail;
+    try {
+      detail = JSON.parse(text);
+    } catch {
+      detail = { message: text };
+    }
+    throw new ApiError(res.status, detail);
+  }
+  const file = name || /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "")?.[1] || "download";
+  const url = URL.createObjectURL(await res.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = file;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  return file;
+}
+
 export const api = {
   get: (p, query, opts) => request("GET", p, undefined, { ...opts, query }),
   post: (p, body, opts) => request("POST", p, body ?? {}, opts),

@@ -2,7 +2,7 @@
 // project's stage, owner and this quarter's outcomes, and the quarterly report (CSV, PDF).
 // Operators move a project along from here (PUT /projects/{p}/portfolio).
 import { useState } from "preact/hooks";
-import { ApiError, api, request } from "../api.js";
+import { api, download } from "../api.js";
 import { useAsync } from "../util.js";
 import { can, useMe } from "../me.js";
 import { ErrorBox } from "./common.jsx";
@@ -13,19 +13,6 @@ const STAGES = [
   ["pilot", "Pilot"],
   ["production", "Production"],
 ];
-
-async function download(path, query, name, setError) {
-  const res = await request("GET", path, undefined, { query, raw: true, tenant: "" });
-  if (!res.ok) return setError(new ApiError(res.status, await res.json().catch(() => null)));
-  const url = URL.createObjectURL(await res.blob());
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
-}
 
 export function PortfolioPanel({ enterprise }) {
   const me = useMe();
@@ -53,10 +40,10 @@ export function PortfolioPanel({ enterprise }) {
         <span class="grow" />
         {d && (
           <>
-            <button class="btn small" data-testid="lab-report-csv" onClick={() => download("/lab/report.csv", query, `atoll-lab-${d.quarter}.csv`, setError)}>
+            <button class="btn small" data-testid="lab-report-csv" onClick={() => download("GET", "/lab/report.csv", { query, tenant: "" }).catch(setError)}>
               Quarterly report CSV
             </button>
-            <button class="btn small" data-testid="lab-report-pdf" onClick={() => download("/lab/report.pdf", query, `atoll-lab-${d.quarter}.pdf`, setError)}>
+            <button class="btn small" data-testid="lab-report-pdf" onClick={() => download("GET", "/lab/report.pdf", { query, tenant: "" }).catch(setError)}>
               PDF
             </button>
           </>

@@ -2,7 +2,7 @@
 // (lab home) or per project (an enterprise's page) the messages, points, API calls and points
 // held over the last 30 days, with the rows as CSV.
 import { useState } from "preact/hooks";
-import { ApiError, api, request } from "../api.js";
+import { api, download } from "../api.js";
 import { useAsync } from "../util.js";
 import { ErrorBox } from "./common.jsx";
 
@@ -28,16 +28,8 @@ export function UsagePanel({ enterprise }) {
   const u = data.data;
 
   async function exportCsv() {
-    const res = await request("GET", "/lab/usage.csv", undefined, { query, raw: true, tenant: "" });
-    if (!res.ok) return setError(new ApiError(res.status, await res.json().catch(() => null)));
-    const url = URL.createObjectURL(await res.blob());
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = `atoll-usage-${u.since}-${u.until}.csv`;
-    document.body.appendChild(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 1000);
+    setError(null);
+    download("GET", "/lab/usage.csv", { query, tenant: "", name: `atoll-usage-${u.since}-${u.until}.csv` }).catch(setError);
   }
 
   // The lab home lists enterprises; an enterprise's page lists its projects (and its own API calls).

@@ -1,7 +1,7 @@
 // The audit log (admins): who did what, to what, when and from where, in the tenant the console
 // acts in. Filters by user, action and time, pages back with "Older", exports CSV.
 import { useEffect, useState } from "preact/hooks";
-import { ApiError, api, request, toSeconds } from "../api.js";
+import { ApiError, api, download, request, toSeconds } from "../api.js";
 import { fmtAgo, fmtTime, useAsync, useDebounced } from "../util.js";
 import { Empty, ErrorBox } from "../components/common.jsx";
 import { navigate, useLocation } from "../router.jsx";
@@ -52,19 +52,7 @@ export function Audit() {
   async function exportCsv() {
     setNote(null);
     // What the filters say now, not what the table last read (the user field is debounced).
-    const res = await request("GET", "/audit.csv", undefined, { query: { ...params, actor: f.actor }, raw: true });
-    if (!res.ok) {
-      setNote(new ApiError(res.status, await res.json().catch(() => null)));
-      return;
-    }
-    const url = URL.createObjectURL(await res.blob());
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = "atoll-audit.csv";
-    document.body.appendChild(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 1000);
+    await download("GET", "/audit.csv", { query: { ...params, actor: f.actor }, name: "atoll-audit.csv" }).catch(setNote);
   }
 
   const shownFrom = (pages.length - 1) * PAGE;

@@ -3,7 +3,7 @@
 // aggregate request (GET /lab/overview, /lab/enterprises/{t}, /lab/alarms), whatever the number
 // of projects; search, sort and filters run over the answer in the browser.
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { ApiError, api, enc, items, request, setActingTenant, toSeconds } from "../api.js";
+import { ApiError, api, download, enc, items, request, setActingTenant, toSeconds } from "../api.js";
 import { useLive } from "../live.js";
 import { Link, navigate, useLocation } from "../router.jsx";
 import { currentProject, fmtAgo, fmtTime, markPrimaryReady, useAsync, useDebounced } from "../util.js";
@@ -546,19 +546,7 @@ export function LabAlarms() {
   }
 
   async function exportCsv() {
-    const res = await request("GET", "/lab/alarms.csv", undefined, { query: params, raw: true, tenant: "" });
-    if (!res.ok) {
-      setNote({ ok: false, error: new ApiError(res.status, await res.json().catch(() => null)) });
-      return;
-    }
-    const url = URL.createObjectURL(await res.blob());
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = "atoll-alarms.csv";
-    document.body.appendChild(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 1000);
+    await download("GET", "/lab/alarms.csv", { query: params, tenant: "", name: "atoll-alarms.csv" }).catch((error) => setNote({ ok: false, error }));
   }
 
   const allPicked = rows.length > 0 && rows.every((a) => picked.has(a.id));

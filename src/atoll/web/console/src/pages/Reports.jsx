@@ -1,35 +1,15 @@
 // Scheduled reports of the project (CSV/PDF): see what each contains, run one now and download
 // its file, or send it through its channels as the schedule would.
 import { useState } from "preact/hooks";
-import { ApiError, api, enc, items, request } from "../api.js";
+import { api, download, enc, items } from "../api.js";
 import { can, useMe } from "../me.js";
 import { currentProject, fmtDuration, useAsync } from "../util.js";
 import { Empty, ErrorBox, TableHead } from "../components/common.jsx";
 import { ReportForm, emptyReport, fromSpec } from "./ReportForm.jsx";
 
 // The API answers the file itself; hand it to the browser as a download.
-async function download(project, id) {
-  const res = await request("POST", `/projects/${enc(project)}/reports/${enc(id)}/run`, {}, { query: { download: "true" }, raw: true });
-  if (!res.ok) {
-    const text = await res.text();
-    let body;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = { message: text };
-    }
-    throw new ApiError(res.status, body);
-  }
-  const name = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "")?.[1] || `${id}.${res.headers.get("Content-Type")?.includes("pdf") ? "pdf" : "csv"}`;
-  const url = URL.createObjectURL(await res.blob());
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = name;
-  document.body.appendChild(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10_000);
-  return name;
+function runDownload(project, id) {
+  return download("POST", `/projects/${enc(project)}/reports/${enc(id)}/run`, { body: {}, query: { download: "true" } });
 }
 
 export function Reports() {
@@ -49,7 +29,7 @@ export function Reports() {
     setResult(null);
     try {
       if (what === "download") {
-        const name = await download(project, r.id);
+        const name = await runDownload(project, r.id);
         setResult({ id: r.id, text: `Downloaded ${name}` });
       } else if (what === "send") {
         const out = await api.post(`/projects/${enc(project)}/reports/${enc(r.id)}/run`);
