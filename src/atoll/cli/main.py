@@ -20,6 +20,7 @@ from atoll.cli import (
     sim,
     solutions,
     up,
+    users,
 )
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ _COMMAND_MODULES: tuple[CommandModule, ...] = (
     sim,
     solutions,
     up,
+    users,
 )
 
 

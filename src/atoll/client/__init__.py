@@ -67,7 +67,7 @@ from atoll.client.series import (
     SeriesCalls,
     SeriesInfo,
 )
-from atoll.client.tenancy import ApiKey, AuditEntry, Identity, TenancyCalls, Tenant, User
+from atoll.client.tenancy import ApiKey, AuditEntry, Identity, Invite, TenancyCalls, Tenant, User
 
 __all__ = [
     "Alarm",
@@ -94,6 +94,7 @@ __all__ = [
     "DeviceType",
     "Episode",
     "Identity",
+    "Invite",
     "ImportedRules",
     "Forecast",
     "Latest",
@@ -152,6 +153,16 @@ class Client(
                 "POST", "/auth/login", json={"username": username, "password": password}
             )["token"]
         return cls(base_url, token, **kw)
+
+    @classmethod
+    def accept_invite(cls, base_url: str, token: str, password: str, **kw: Any) -> Client:
+        """Accept a one-time invite: set ``password`` and get a client logged in as the new
+        user; ``kw`` as for ``Client``."""
+        with Http(base_url, timeout=kw.get("timeout", 30.0), transport=kw.get("transport")) as anon:
+            session = anon._call(
+                "POST", "/auth/invite/accept", json={"token": token, "password": password}
+            )
+        return cls(base_url, session["token"], **kw)
 
     def in_tenant(self, tenant: str | None) -> Client:
         """A new client with the same credentials acting in ``tenant`` (``None``: its own)."""

@@ -27,6 +27,7 @@ from atoll.registry import commands as _commands
 from atoll.registry import credentials as _credentials
 from atoll.registry import device_types as _types
 from atoll.registry import devices as _devices
+from atoll.registry import invites as _invites
 from atoll.registry import keys as _keys
 from atoll.registry import maintenance as _maintenance
 from atoll.registry import ml_models as _models
@@ -46,10 +47,12 @@ from atoll.registry.models import (
     DeviceCredentials,
     DeviceIdentity,
     DeviceType,
+    Invite,
     MaintenanceEvent,
     MetricSpec,
     ModelVersion,
     NewApiKey,
+    NewInvite,
     Principal,
     Project,
     ProjectActivity,
@@ -720,15 +723,71 @@ class Registry:
             _users.set_password(conn, tenant, username, password, self._hasher)
             _keys.revoke_sessions(conn, tenant, username)
 
-    def change_password(self, username: str, current: str, new: str) -> bool:
-        """A user changing their own password; ``False`` if ``current`` is wrong."""
+    def change_password(
+        self, username: str, current: str, new: str, *, keep_session: str | None = None
+    ) -> bool:
+        """A user changing their own password; ``False`` if ``current`` is wrong.
+
+        Every other session of the user ends; ``keep_session`` (the key id of the session
+        making the change) stays valid, so the user is not logged out of this browser.
+        """
+        _users.check_password(new)
         with self._write() as conn:
             user = _users.verify(conn, username, current, self._hasher)
             if user is None:
                 return False
+            if current == new:
+                raise InvalidInput("the new password must differ from the current one")
             _users.set_password(conn, user.tenant, username, new, self._hasher)
-            _keys.revoke_sessions(conn, user.tenant, username)
+            _keys.revoke_sessions(conn, user.tenant, username, keep=keep_session)
         return True
+
+    # -- invites ------------------------------------------------------------------------------
+    def create_invite(
+        self,
+        tenant: str,
+        username: str,
+        role: str,
+        created_by: str,
+        ttl_s: float = _invites.DEFAULT_TTL_S,
+    ) -> NewInvite:
+        with self._write() as conn:
+            return _invites.create(conn, tenant, username, role, created_by, ttl_s)
+
+    def list_invites(self, tenant: str) -> list[Invite]:
+        with self._read() as conn:
+            return _invites.list_(conn, tenant)
+
+    def revoke_invite(self, tenant: str, invite_id: str) -> Invite:
+        with self._write() as conn:
+            return _invites.revoke(conn, tenant, invite_id)
+
+    def invite_for_token(self, token: str) -> Invite | None:
+        """The pending invite a token opens, or ``None`` (unknown, used, revoked, expired)."""
+        with self._read() as conn:
+            return _invites.usable(conn, token)
+
+    def accept_invite(
+        self, token: str, password: str, *, ttl_s: float = SESSION_TTL_S
+    ) -> tuple[User, NewApiKey] | None:
+        """Create the invited user with ``password`` and log them in; ``None`` if the token
+        does not open a pending invite. The token works once."""
+        _users.check_password(password)
+        with self._write() as conn:
+            invite = _invites.usable(conn, token)
+            if invite is None or not _invites.mark_used(conn, invite):
+                return None
+            user = _users.create(
+                conn, invite.tenant, invite.username, password, invite.role, self._hasher
+            )
+            key = _keys.create(
+                conn,
+                user.tenant,
+                _keys.SESSION_PREFIX + user.username,
+                user.role,
+                expires_at=now_us() + int(ttl_s * 1e6),
+            )
+        return user, key
 
     def update_user(
         self, tenant: str, username: str, *, role: str | None = None, disabled: bool | None = None
