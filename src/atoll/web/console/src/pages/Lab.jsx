@@ -11,6 +11,7 @@ import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
 import { useProjects } from "./Overview.jsx";
 import { Assignee, Feedback } from "../components/AlarmTriage.jsx";
+import { Invites, NewEnterprise } from "./Onboarding.jsx";
 
 const SEVERITIES = ["critical", "major", "minor", "warning", "info"];
 // Lab calls name their scope themselves: never the tenant the project picker acts in.
@@ -261,6 +262,7 @@ export function LabHome() {
         <h1>Lab</h1>
         <span class="muted">every enterprise at a glance</span>
         <span class="grow" />
+        {d?.scope === "platform" && <NewEnterprise onCreated={data.reload} />}
         <Link href="/lab/alarms" class="btn" data-testid="lab-alarms-link">
           Alarm console
         </Link>
@@ -336,6 +338,7 @@ export function LabEnterprise({ tenant }) {
   const d = data.data;
   const { shown, toolbar, header } = useTable(d?.projects, "alarms");
   const platform = d?.scope === "platform";
+  const me = useMe();
   return (
     <div class="page lab">
       <div class="page-head">
@@ -430,6 +433,8 @@ export function LabEnterprise({ tenant }) {
           )}
         </div>
       )}
+      {/* The platform admin invites into this enterprise (X-Atoll-Tenant); its admin into its own. */}
+      {d && can(me, "admin") && <Invites tenant={platform ? tenant : undefined} />}
     </div>
   );
 }
