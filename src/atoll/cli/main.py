@@ -19,6 +19,7 @@ from atoll.cli import (
     rules,
     sim,
     solutions,
+    tenants,
     up,
     users,
 )
@@ -56,6 +57,7 @@ _COMMAND_MODULES: tuple[CommandModule, ...] = (
     rules,
     sim,
     solutions,
+    tenants,
     up,
     users,
 )

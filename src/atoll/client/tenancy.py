@@ -145,6 +145,16 @@ class TenancyCalls(Http):
     def me(self) -> Identity:
         return build(Identity, self._call("GET", "/auth/me"))
 
+    def quotas(self, tenant: str) -> dict[str, Any]:
+        """``{"devices": {"limit": 50 | None, "used": 3}, "api_keys": {...}}`` of ``tenant``."""
+        got = self._call("GET", f"/tenants/{tenant}/quotas")
+        return {k: v for k, v in got.items() if k != "tenant"}
+
+    def set_quotas(self, tenant: str, **limits: int | None) -> dict[str, Any]:
+        """Platform admin: set ``devices=`` and/or ``api_keys=`` (``None``: no limit)."""
+        got = self._call("PUT", f"/tenants/{tenant}/quotas", json=limits)
+        return {k: v for k, v in got.items() if k != "tenant"}
+
     def invite(self, username: str, role: str = "viewer", *, ttl_hours: float = 168) -> Invite:
         """Invite ``username`` to this tenant (admin; a platform admin names the tenant with
         ``in_tenant``). The answer carries the one-time ``token`` and console ``path``."""

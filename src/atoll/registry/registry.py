@@ -30,6 +30,7 @@ from atoll.registry import devices as _devices
 from atoll.registry import invites as _invites
 from atoll.registry import keys as _keys
 from atoll.registry import maintenance as _maintenance
+from atoll.registry import quotas as _quotas
 from atoll.registry import ml_models as _models
 from atoll.registry import rejections as _rejections
 from atoll.registry import tables as t
@@ -277,6 +278,7 @@ class Registry:
     ) -> tuple[Device, DeviceCredentials]:
         """Create a device with fresh credentials. The secret is in the answer and nowhere else."""
         with self._write() as conn:
+            _quotas.check(conn, _tenants.get_project(conn, project, tenant).tenant, "devices")
             dev = _devices.create(
                 conn,
                 project,
@@ -303,7 +305,10 @@ class Registry:
         ``device_type``, ``labels``).
         """
         out = []
+        devices = list(devices)
         with self._write() as conn:
+            owner = _tenants.get_project(conn, project, tenant).tenant
+            _quotas.check(conn, owner, "devices", len(devices))
             for i, spec in enumerate(devices):
                 extra = set(spec) - {"device_id", "name", "device_type", "labels"}
                 if extra:
@@ -692,6 +697,8 @@ class Registry:
     ) -> NewApiKey:
         expires = now_us() + int(ttl_s * 1e6) if ttl_s else None
         with self._write() as conn:
+            if not name.startswith(_keys.SESSION_PREFIX):
+                _quotas.check(conn, tenant, "api_keys")
             return _keys.create(
                 conn, tenant, name, role, platform_admin=platform_admin, expires_at=expires
             )
@@ -741,6 +748,16 @@ class Registry:
             _users.set_password(conn, user.tenant, username, new, self._hasher)
             _keys.revoke_sessions(conn, user.tenant, username, keep=keep_session)
         return True
+
+    # -- quotas -------------------------------------------------------------------------------
+    def quotas(self, tenant: str) -> dict[str, _quotas.Usage]:
+        """Each quota of ``tenant`` with its limit (``None``: none) and what is used."""
+        with self._read() as conn:
+            return _quotas.usage(conn, tenant)
+
+    def set_quotas(self, tenant: str, values: Mapping[str, int | None]) -> dict[str, _quotas.Usage]:
+        with self._write() as conn:
+            return _quotas.set_(conn, tenant, dict(values))
 
     # -- invites ------------------------------------------------------------------------------
     def create_invite(

@@ -247,3 +247,13 @@ invites = Table(
     Column("revoked", Boolean, nullable=False, default=False),
     Index("ix_invites_tenant", "tenant"),
 )
+
+# Limits the platform operator sets per tenant (NULL: no limit). Rate limits of ingest are
+# settings (atoll.ingest.quota); these are counts the registry enforces when things are made.
+tenant_quotas = Table(
+    "tenant_quotas",
+    metadata,
+    Column("tenant", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("max_devices", Integer, nullable=True),
+    Column("max_api_keys", Integer, nullable=True),
+)

@@ -262,11 +262,11 @@ export function LabHome() {
         <h1>Lab</h1>
         <span class="muted">every enterprise at a glance</span>
         <span class="grow" />
-        {d?.scope === "platform" && <NewEnterprise onCreated={data.reload} />}
         <Link href="/lab/alarms" class="btn" data-testid="lab-alarms-link">
           Alarm console
         </Link>
       </div>
+      {d?.scope === "platform" && <NewEnterprise onCreated={data.reload} />}
       <ErrorBox error={data.error} />
       {d && <Totals t={d.totals} what={<Stat label="Enterprises" value={d.totals.enterprises} testid="lab-enterprises" />} />}
       {d?.quality_weeks && d.totals.quality?.judged > 0 && (
