@@ -161,3 +161,49 @@ def test_every_user_changes_their_password_from_the_user_menu(platform, page, sh
     expect(page.locator("[data-testid=password-form]")).to_be_visible()
     _logout(page)
     _login_as(page, platform, "olga", "olga-second-pw")
+
+
+def test_operator_sets_quotas_shown_as_usage_bars_and_enforced(platform, page, shots):
+    with api(platform) as http:
+        r = http.post("/tenants", json={"name": "Kappa Mills", "id": "kappa"})
+        assert r.status_code == 201, r.text
+        kappa = {"Authorization": f"Bearer {r.json()['admin_key']['token']}"}
+        assert http.post("/projects", json={"name": "Mill", "id": "mill"}, headers=kappa).is_success
+        for d in ("m1", "m2"):
+            r = http.post("/projects/kappa~mill/devices", json={"id": d}, headers=kappa)
+            assert r.status_code == 201, r.text
+        r = http.post(
+            "/users",
+            json={"username": "kview", "password": "kappa-view-pw", "role": "viewer"},
+            headers=kappa,
+        )
+        assert r.status_code == 201, r.text
+    login(page, platform)
+    page.goto(platform.url + "/lab/enterprises/kappa")
+    devices = page.locator("[data-quota=devices] [data-testid=quota-usage]")
+    expect(devices).to_have_text("2 / no limit")
+    page.click("[data-testid=quota-edit]")
+    page.fill("[data-testid=quota-devices]", "2")
+    page.fill("[data-testid=quota-api_keys]", "5")
+    page.click("[data-testid=quota-save]")
+    expect(devices).to_have_text("2 / 2")
+    expect(page.locator("[data-quota=api_keys] [data-testid=quota-usage]")).to_have_text("1 / 5")
+    expect(page.locator("[data-quota=devices] .bar.full")).to_be_visible()
+    shots(page, "lab-enterprise-quotas")
+    r = httpx.post(
+        f"{platform.url}/api/v1/projects/kappa~mill/devices", json={"id": "m3"}, headers=kappa
+    )
+    assert r.status_code == 403 and r.json()["error"] == "quota_exceeded"
+    assert "2 of 2" in r.json()["message"] and "quota" in r.json()["hint"]
+    _logout(page)
+
+    # The enterprise's viewer sees the bars, not the button; the API refuses them too.
+    _login_as(page, platform, "kappa~kview", "kappa-view-pw")
+    page.goto(platform.url + "/lab/enterprises/kappa")
+    expect(devices).to_have_text("2 / 2")
+    expect(page.locator("[data-testid=quota-edit]")).to_have_count(0)
+    viewer = _session(platform, "kappa~kview", "kappa-view-pw")
+    r = httpx.put(
+        f"{platform.url}/api/v1/tenants/kappa/quotas", json={"devices": 99}, headers=viewer
+    )
+    assert r.status_code == 403

@@ -11,7 +11,7 @@ import { Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
 import { useProjects } from "./Overview.jsx";
 import { Assignee, Feedback } from "../components/AlarmTriage.jsx";
-import { Invites, NewEnterprise } from "./Onboarding.jsx";
+import { Invites, NewEnterprise, Quotas } from "./Onboarding.jsx";
 
 const SEVERITIES = ["critical", "major", "minor", "warning", "info"];
 // Lab calls name their scope themselves: never the tenant the project picker acts in.
@@ -359,6 +359,7 @@ export function LabEnterprise({ tenant }) {
       </div>
       <ErrorBox error={data.error} />
       {d && <Totals t={d.enterprise} what={<Stat label="Projects" value={d.enterprise.projects} testid="lab-projects" />} />}
+      {d && <Quotas tenant={tenant} editable={platform} />}
       {d && toolbar("projects")}
       {d && (
         <div class="panel table-scroll">

@@ -321,3 +321,83 @@ export function Account() {
     </div>
   );
 }
+
+const QUOTAS = [
+  ["devices", "Devices"],
+  ["api_keys", "API keys"],
+];
+
+// An enterprise's quotas as usage bars (used / limit); the platform admin sets them here.
+export function Quotas({ tenant, editable }) {
+  const opts = { tenant: "" }; // the tenant is in the path
+  const q = useAsync(() => api.get(`/tenants/${enc(tenant)}/quotas`, undefined, opts), [tenant]);
+  const [form, setForm] = useState(null);
+  const [error, setError] = useState(null);
+
+  async function save(e) {
+    e.preventDefault();
+    setError(null);
+    const body = {};
+    for (const [k] of QUOTAS) body[k] = form[k] === "" ? null : Number(form[k]);
+    try {
+      await api.put(`/tenants/${enc(tenant)}/quotas`, body, opts);
+      setForm(null);
+      q.reload();
+    } catch (err) {
+      setError(err);
+    }
+  }
+
+  const d = q.data;
+  return (
+    <section class="panel pad quotas" data-testid="quotas">
+      <div class="panel-head">
+        <strong>Quotas</strong>
+        <span class="grow" />
+        {editable && d && !form && (
+          <button class="btn small" onClick={() => setForm(Object.fromEntries(QUOTAS.map(([k]) => [k, d[k].limit ?? ""])))} data-testid="quota-edit">
+            Set quotas
+          </button>
+        )}
+      </div>
+      <ErrorBox error={q.error} />
+      {d && (
+        <div class="quota-bars">
+          {QUOTAS.map(([k, label]) => {
+            const { used, limit } = d[k];
+            const pct = limit ? Math.min(100, Math.round((100 * used) / limit)) : 0;
+            const full = limit !== null && used >= limit;
+            return (
+              <div class="quota" key={k} data-quota={k}>
+                <span class="quota-label">{label}</span>
+                <span class={`bar ${full ? "full" : ""}`} title={limit === null ? "no limit" : `${pct}% used`}>
+                  <span style={{ width: `${limit === null ? 0 : pct}%` }} />
+                </span>
+                <span class="mono small" data-testid="quota-usage">
+                  {used.toLocaleString()} / {limit === null ? "no limit" : limit.toLocaleString()}
+                </span>
+              </div>
+            );
+          })}
+        </div>
+      )}
+      {form && (
+        <form class="inline-form" onSubmit={save} data-testid="quota-form">
+          {QUOTAS.map(([k, label]) => (
+            <label key={k}>
+              {label} (empty: no limit)
+              <input type="number" min="0" step="1" value={form[k]} onInput={(e) => setForm({ ...form, [k]: e.currentTarget.value })} data-testid={`quota-${k}`} />
+            </label>
+          ))}
+          <button class="btn primary" type="submit" data-testid="quota-save">
+            Save
+          </button>
+          <button type="button" class="btn ghost" onClick={() => setForm(null)}>
+            Cancel
+          </button>
+        </form>
+      )}
+      <ErrorBox error={error} testid="quota-error" />
+    </section>
+  );
+}
