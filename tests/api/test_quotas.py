@@ -50,6 +50,14 @@ async def test_quotas_are_set_by_the_platform_admin_and_enforced(two_tenants):  
     r = await api.http.put(f"{V1}/tenants/beta/quotas", json={"devices": None}, headers=platform)
     assert r.json()["devices"] == {"limit": None, "used": 2}
     assert r.json()["api_keys"]["limit"] == 1  # left as it was
+    assert r.json()["ingest_rate"] is None
+    r = await api.http.put(
+        f"{V1}/tenants/beta/quotas", json={"ingest_rate": 250.5}, headers=platform
+    )
+    assert r.json()["ingest_rate"] == 250.5 and r.json()["api_keys"]["limit"] == 1
+    assert api.ctx.registry.ingest_rates() == {"beta": 250.5}
+    r = await api.http.put(f"{V1}/tenants/beta/quotas", json={"ingest_rate": 0}, headers=platform)
+    assert r.status_code == 422
     await api.device("beta~beta-lab", "b3", key=beta)
     log = (await api.http.get(f"{V1}/audit", headers=api.auth(beta))).json()
     assert any(e["action"] == "tenant.quotas" for e in log)

@@ -169,9 +169,11 @@ def test_operator_sets_quotas_shown_as_usage_bars_and_enforced(platform, page, s
         assert r.status_code == 201, r.text
         kappa = {"Authorization": f"Bearer {r.json()['admin_key']['token']}"}
         assert http.post("/projects", json={"name": "Mill", "id": "mill"}, headers=kappa).is_success
+        secrets = {}
         for d in ("m1", "m2"):
             r = http.post("/projects/kappa~mill/devices", json={"id": d}, headers=kappa)
             assert r.status_code == 201, r.text
+            secrets[r.json()["credentials"]["device"]] = r.json()["credentials"]["secret"]
         r = http.post(
             "/users",
             json={"username": "kview", "password": "kappa-view-pw", "role": "viewer"},
@@ -185,6 +187,7 @@ def test_operator_sets_quotas_shown_as_usage_bars_and_enforced(platform, page, s
     page.click("[data-testid=quota-edit]")
     page.fill("[data-testid=quota-devices]", "2")
     page.fill("[data-testid=quota-api_keys]", "5")
+    page.fill("[data-testid=quota-ingest_rate]", "5")
     page.click("[data-testid=quota-save]")
     expect(devices).to_have_text("2 / 2")
     expect(page.locator("[data-quota=api_keys] [data-testid=quota-usage]")).to_have_text("1 / 5")
@@ -195,6 +198,20 @@ def test_operator_sets_quotas_shown_as_usage_bars_and_enforced(platform, page, s
     )
     assert r.status_code == 403 and r.json()["error"] == "quota_exceeded"
     assert "2 of 2" in r.json()["message"] and "quota" in r.json()["hint"]
+    expect(page.locator("[data-quota=ingest_rate] [data-testid=quota-usage]")).to_contain_text(
+        "/ 5 points/s"
+    )
+    # The ingest rate applies at once: 5 points/s with a burst of 10 for the whole enterprise.
+    reading = {"values": {f"v{i}": i for i in range(10)}}
+    answers = [
+        httpx.post(f"{platform.url}/api/v1/ingest/telemetry", auth=(dev, secret), json=reading)
+        for _ in range(3)
+        for dev, secret in secrets.items()
+    ]
+    assert answers[0].status_code == 200, answers[0].text
+    refused = next(a for a in answers if a.status_code != 200)  # 60 points in well under 10 s
+    assert refused.status_code == 429 and "tenant 5 points/s" in refused.json()["message"]
+    assert "ingest_rate quota" in refused.json()["hint"] and refused.headers["retry-after"]
     _logout(page)
 
     # The enterprise's viewer sees the bars, not the button; the API refuses them too.

@@ -33,6 +33,10 @@ def quota(
     api_keys: Annotated[
         int | None, typer.Option("--api-keys", min=NO_LIMIT, help="API key limit; -1: none")
     ] = None,
+    ingest_rate: Annotated[
+        float | None,
+        typer.Option("--ingest-rate", help="points/s of the whole enterprise; -1: the default"),
+    ] = None,
     url: Url = DEFAULT_URL,
     api_key: Key = "",
     as_json: AsJson = False,
@@ -41,11 +45,16 @@ def quota(
     with client(url, api_key) as c:
         changes = {
             k: (None if v == NO_LIMIT else v)
-            for k, v in (("devices", devices), ("api_keys", api_keys))
+            for k, v in (("devices", devices), ("api_keys", api_keys), ("ingest_rate", ingest_rate))
             if v is not None
         }
+        if changes.get("ingest_rate", 1) is not None and changes.get("ingest_rate", 1) <= 0:
+            typer.echo("error: --ingest-rate must be > 0 points/s, or -1 for the default", err=True)
+            raise typer.Exit(2)
         got = c.set_quotas(tenant, **changes) if changes else c.quotas(tenant)
+    rate = got.pop("ingest_rate", None)
     rows = [{"quota": k, **v} for k, v in got.items()]
+    rows.append({"quota": "ingest_rate (points/s)", "used": "", "limit": rate or "default"})
     emit(
         rows,
         [

@@ -14,6 +14,7 @@ from atoll.registry.tenants import get_tenant
 
 KINDS = {"devices": "max_devices", "api_keys": "max_api_keys"}
 WHAT = {"devices": "device", "api_keys": "API key"}
+RATE = "ingest_rate"  # points/s; enforced by ingest (atoll.ingest.quota), not counted here
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,19 @@ class Usage:
 def limits(conn: Connection, tenant: str) -> dict[str, int | None]:
     row = conn.execute(select(t.tenant_quotas).where(t.tenant_quotas.c.tenant == tenant)).first()
     return {k: (getattr(row, col) if row is not None else None) for k, col in KINDS.items()}
+
+
+def ingest_rate(conn: Connection, tenant: str) -> float | None:
+    q = select(t.tenant_quotas.c.ingest_rate).where(t.tenant_quotas.c.tenant == tenant)
+    return conn.execute(q).scalar_one_or_none()
+
+
+def ingest_rates(conn: Connection) -> dict[str, float]:
+    """Every tenant's ingest rate quota that is set."""
+    q = select(t.tenant_quotas.c.tenant, t.tenant_quotas.c.ingest_rate).where(
+        t.tenant_quotas.c.ingest_rate.is_not(None)
+    )
+    return {r.tenant: float(r.ingest_rate) for r in conn.execute(q)}
 
 
 def used(conn: Connection, tenant: str, kind: str) -> int:
@@ -52,9 +66,13 @@ def usage(conn: Connection, tenant: str) -> dict[str, Usage]:
     return {k: Usage(lim, used(conn, tenant, k)) for k, lim in limits(conn, tenant).items()}
 
 
-def set_(conn: Connection, tenant: str, values: dict[str, int | None]) -> dict[str, Usage]:
+def set_(conn: Connection, tenant: str, values: dict[str, int | float | None]) -> dict[str, Usage]:
     """Set the quotas named in ``values`` (``None``: no limit); the others stay."""
     get_tenant(conn, tenant)
+    values = dict(values)
+    rate = values.pop(RATE) if RATE in values else ingest_rate(conn, tenant)
+    if rate is not None and not (isinstance(rate, int | float) and rate > 0):
+        raise InvalidInput("quota ingest_rate must be > 0 points/s, or null for no limit")
     unknown = set(values) - set(KINDS)
     if unknown:
         raise InvalidInput(f"unknown quota(s): {', '.join(sorted(unknown))}")
@@ -64,7 +82,9 @@ def set_(conn: Connection, tenant: str, values: dict[str, int | None]) -> dict[s
     merged = limits(conn, tenant) | values
     conn.execute(delete(t.tenant_quotas).where(t.tenant_quotas.c.tenant == tenant))
     conn.execute(
-        insert(t.tenant_quotas).values(tenant=tenant, **{KINDS[k]: merged[k] for k in KINDS})
+        insert(t.tenant_quotas).values(
+            tenant=tenant, ingest_rate=rate, **{KINDS[k]: merged[k] for k in KINDS}
+        )
     )
     return usage(conn, tenant)
 

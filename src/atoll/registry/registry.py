@@ -755,7 +755,18 @@ class Registry:
         with self._read() as conn:
             return _quotas.usage(conn, tenant)
 
-    def set_quotas(self, tenant: str, values: Mapping[str, int | None]) -> dict[str, _quotas.Usage]:
+    def ingest_rates(self) -> dict[str, float]:
+        """Every tenant's ingest rate quota (points/s) that the platform operator set."""
+        with self._read() as conn:
+            return _quotas.ingest_rates(conn)
+
+    def ingest_rate(self, tenant: str) -> float | None:
+        with self._read() as conn:
+            return _quotas.ingest_rate(conn, tenant)
+
+    def set_quotas(
+        self, tenant: str, values: Mapping[str, int | float | None]
+    ) -> dict[str, _quotas.Usage]:
         with self._write() as conn:
             return _quotas.set_(conn, tenant, dict(values))
 

@@ -256,4 +256,6 @@ tenant_quotas = Table(
     Column("tenant", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
     Column("max_devices", Integer, nullable=True),
     Column("max_api_keys", Integer, nullable=True),
+    # Ingest rate of the tenant as a whole, points/s (atoll.ingest.quota's tenant bucket).
+    Column("ingest_rate", Float, nullable=True),
 )

@@ -359,7 +359,7 @@ export function LabEnterprise({ tenant }) {
       </div>
       <ErrorBox error={data.error} />
       {d && <Totals t={d.enterprise} what={<Stat label="Projects" value={d.enterprise.projects} testid="lab-projects" />} />}
-      {d && <Quotas tenant={tenant} editable={platform} />}
+      {d && <Quotas tenant={tenant} editable={platform} rate={d.enterprise.ingest_rate} />}
       {d && toolbar("projects")}
       {d && (
         <div class="panel table-scroll">

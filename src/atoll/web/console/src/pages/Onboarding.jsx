@@ -328,7 +328,7 @@ const QUOTAS = [
 ];
 
 // An enterprise's quotas as usage bars (used / limit); the platform admin sets them here.
-export function Quotas({ tenant, editable }) {
+export function Quotas({ tenant, editable, rate }) {
   const opts = { tenant: "" }; // the tenant is in the path
   const q = useAsync(() => api.get(`/tenants/${enc(tenant)}/quotas`, undefined, opts), [tenant]);
   const [form, setForm] = useState(null);
@@ -339,6 +339,7 @@ export function Quotas({ tenant, editable }) {
     setError(null);
     const body = {};
     for (const [k] of QUOTAS) body[k] = form[k] === "" ? null : Number(form[k]);
+    body.ingest_rate = form.ingest_rate === "" ? null : Number(form.ingest_rate);
     try {
       await api.put(`/tenants/${enc(tenant)}/quotas`, body, opts);
       setForm(null);
@@ -355,7 +356,7 @@ export function Quotas({ tenant, editable }) {
         <strong>Quotas</strong>
         <span class="grow" />
         {editable && d && !form && (
-          <button class="btn small" onClick={() => setForm(Object.fromEntries(QUOTAS.map(([k]) => [k, d[k].limit ?? ""])))} data-testid="quota-edit">
+          <button class="btn small" onClick={() => setForm({ ...Object.fromEntries(QUOTAS.map(([k]) => [k, d[k].limit ?? ""])), ingest_rate: d.ingest_rate ?? "" })} data-testid="quota-edit">
             Set quotas
           </button>
         )}
@@ -379,6 +380,15 @@ export function Quotas({ tenant, editable }) {
               </div>
             );
           })}
+          <div class="quota" data-quota="ingest_rate">
+            <span class="quota-label">Ingest</span>
+            <span class="bar" title={d.ingest_rate ? "points/s now, of the quota" : "the configured default applies"}>
+              <span style={{ width: `${d.ingest_rate ? Math.min(100, Math.round((100 * (rate || 0)) / d.ingest_rate)) : 0}%` }} />
+            </span>
+            <span class="mono small" data-testid="quota-usage">
+              {(rate || 0).toLocaleString()} / {d.ingest_rate === null ? "default" : d.ingest_rate.toLocaleString()} points/s
+            </span>
+          </div>
         </div>
       )}
       {form && (
@@ -389,6 +399,10 @@ export function Quotas({ tenant, editable }) {
               <input type="number" min="0" step="1" value={form[k]} onInput={(e) => setForm({ ...form, [k]: e.currentTarget.value })} data-testid={`quota-${k}`} />
             </label>
           ))}
+          <label>
+            Ingest points/s (empty: default)
+            <input type="number" min="0.1" step="any" value={form.ingest_rate} onInput={(e) => setForm({ ...form, ingest_rate: e.currentTarget.value })} data-testid="quota-ingest_rate" />
+          </label>
           <button class="btn primary" type="submit" data-testid="quota-save">
             Save
           </button>
