@@ -54,7 +54,7 @@ class InviteOut(BaseModel):
             created_at=iso(i.created_at) or "",
             expires_at=iso(i.expires_at) or "",
             used_at=iso(i.used_at),
-            state=i.state(now_us()),  # type: ignore[arg-type]
+            state=i.state(now_us()),
         )
 
 

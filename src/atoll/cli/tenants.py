@@ -42,15 +42,15 @@ def quota(
     as_json: AsJson = False,
 ) -> None:
     """Show TENANT's quotas and usage; with --devices / --api-keys, set them (platform admin)."""
+    if ingest_rate is not None and ingest_rate != NO_LIMIT and ingest_rate <= 0:
+        typer.echo("error: --ingest-rate must be > 0 points/s, or -1 for the default", err=True)
+        raise typer.Exit(2)
     with client(url, api_key) as c:
         changes = {
             k: (None if v == NO_LIMIT else v)
             for k, v in (("devices", devices), ("api_keys", api_keys), ("ingest_rate", ingest_rate))
             if v is not None
         }
-        if changes.get("ingest_rate", 1) is not None and changes.get("ingest_rate", 1) <= 0:
-            typer.echo("error: --ingest-rate must be > 0 points/s, or -1 for the default", err=True)
-            raise typer.Exit(2)
         got = c.set_quotas(tenant, **changes) if changes else c.quotas(tenant)
     rate = got.pop("ingest_rate", None)
     rows = [{"quota": k, **v} for k, v in got.items()]

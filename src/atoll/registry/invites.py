@@ -3,12 +3,14 @@ password and become a console user of a tenant, once, before it expires (docs/SE
 
 from __future__ import annotations
 
+from typing import cast
+
 from sqlalchemy import Connection, select, update
 
 from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.registry import tables as t
 from atoll.registry.keys import check_role
-from atoll.registry.models import Invite, NewInvite
+from atoll.registry.models import Invite, NewInvite, Role
 from atoll.registry.namespaces import MAX_USERNAME, qualify_username
 from atoll.registry.tenants import get_tenant
 from atoll.registry.tokens import hash_secret, new_id, new_secret, now_us
@@ -69,7 +71,15 @@ def create(
             hint="revoke it first to send a new link",
         )
     token = TOKEN_PREFIX + new_secret()
-    invite = Invite(new_id("inv-"), tenant, username, role, created_by, now, now + int(ttl_s * 1e6))
+    invite = Invite(
+        new_id("inv-"),
+        tenant,
+        username,
+        cast(Role, role),  # checked above
+        created_by,
+        now,
+        now + int(ttl_s * 1e6),
+    )
     conn.execute(
         t.invites.insert().values(
             id=invite.id,

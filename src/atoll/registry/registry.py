@@ -30,8 +30,8 @@ from atoll.registry import devices as _devices
 from atoll.registry import invites as _invites
 from atoll.registry import keys as _keys
 from atoll.registry import maintenance as _maintenance
-from atoll.registry import quotas as _quotas
 from atoll.registry import ml_models as _models
+from atoll.registry import quotas as _quotas
 from atoll.registry import rejections as _rejections
 from atoll.registry import tables as t
 from atoll.registry import tenants as _tenants
