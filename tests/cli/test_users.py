@@ -35,6 +35,8 @@ def test_invite_accept_and_change_password(server):
 
     from atoll.client import Client
 
+    info = Client.invite_info(server.url, link.split("#", 1)[1])
+    assert info["tenant_name"] == "Orbit" and info["role"] == "admin"
     with Client.accept_invite(server.url, link.split("#", 1)[1], "orbit-boss-password") as c:
         assert c.me().tenant == "orbit" and c.me().role == "admin"
     r = atoll(

@@ -62,6 +62,7 @@ def test_public_surface_is_guarded():
             "Identity",
             "ImportedRules",
             "Forecast",
+            "Invite",
             "Latest",
             "MaintenanceEvent",
             "Metric",

@@ -154,6 +154,14 @@ class Client(
             )["token"]
         return cls(base_url, token, **kw)
 
+    @staticmethod
+    def invite_info(base_url: str, token: str, **kw: Any) -> dict[str, str]:
+        """What a pending invite offers (``tenant``, ``tenant_name``, ``username``, ``role``,
+        ``expires_at``); ``NotFound`` for an unknown, used, revoked or expired token."""
+        with Http(base_url, timeout=kw.get("timeout", 30.0), transport=kw.get("transport")) as anon:
+            info: dict[str, str] = anon._call("POST", "/auth/invite", json={"token": token})
+        return info
+
     @classmethod
     def accept_invite(cls, base_url: str, token: str, password: str, **kw: Any) -> Client:
         """Accept a one-time invite: set ``password`` and get a client logged in as the new
