@@ -694,10 +694,13 @@ class Registry:
         *,
         platform_admin: bool = False,
         ttl_s: float | None = None,
+        quota: bool = True,
     ) -> NewApiKey:
+        """``quota=False``: not held to the tenant's API key quota (the recovery key of
+        ``atoll admin create-key`` must work when the quota is used up)."""
         expires = now_us() + int(ttl_s * 1e6) if ttl_s else None
         with self._write() as conn:
-            if not name.startswith(_keys.SESSION_PREFIX):
+            if quota and not name.startswith(_keys.SESSION_PREFIX):
                 _quotas.check(conn, tenant, "api_keys")
             return _keys.create(
                 conn, tenant, name, role, platform_admin=platform_admin, expires_at=expires
