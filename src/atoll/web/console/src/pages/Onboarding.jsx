@@ -242,6 +242,11 @@ export function AcceptInvite() {
             <p data-testid="invite-welcome">
               You are invited to <strong>{i.tenant_name}</strong> as <strong>{i.role}</strong>. Your user name is <code>{i.username}</code>.
             </p>
+            {getSession() && (
+              <p class="muted small" data-testid="invite-signed-in">
+                You are signed in as {getSession().user}; accepting signs you in as {i.username} instead.
+              </p>
+            )}
             <input type="text" name="username" autocomplete="username" value={i.username} hidden readOnly />
             <label>
               Password (at least 10 characters)
