@@ -444,3 +444,21 @@ def test_two_nodes_started_at_once_on_a_fresh_postgresql_database_both_run(tmp_p
                 if proc.poll() is None:
                     proc.kill()
                     proc.wait()
+
+
+async def test_the_operators_ingest_rate_quotas_apply_when_a_node_starts(tmp_path):
+    """A quota set on one node (or before a restart) is in the registry; every node applies it
+    to its ingest rate limits at start, over the settings' default."""
+    settings = Settings(home=tmp_path, http_port=0, mqtt_mode="off", services=[])
+    p = Platform(settings, password_hasher=FAST)
+    await p.start()
+    try:
+        p.registry.create_tenant("Acme", "acme")
+        p.registry.set_quotas("acme", {"ingest_rate": 40.0})
+    finally:
+        await p.stop()
+    async with Platform(settings, password_hasher=FAST) as p2:
+        quotas = p2.pipeline.quotas
+        assert quotas is not None
+        assert quotas.policy("acme").tenant.per_s == 40.0
+        assert quotas.policy("default").tenant.per_s == settings.quota_tenant_rate

@@ -197,6 +197,9 @@ class Platform:
             max_queued_points=s.max_queued_points,
             quotas=s.quotas,
         )
+        # The platform operator's ingest quotas (PUT /tenants/{t}/quotas) over the settings'.
+        for tenant, per_s in self.registry.ingest_rates().items():
+            self.pipeline.set_tenant_rate(tenant, per_s)
         await self.pipeline.start()
         self._stack.append(("ingest", self.pipeline.stop))
 

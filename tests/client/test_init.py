@@ -64,6 +64,7 @@ def test_public_surface_is_guarded():
             "Identity",
             "ImportedRules",
             "Forecast",
+            "Invite",
             "Latest",
             "MaintenanceEvent",
             "Metric",

@@ -71,18 +71,23 @@ def login(body: LoginIn, request: Request, ctx: Ctx):
 
 class PasswordChange(BaseModel):
     current_password: str = Field(min_length=1, max_length=1000)
-    new_password: str = Field(min_length=10, max_length=1000, description="at least 10 characters")
+    new_password: str = Field(min_length=1, max_length=1000, description="at least 10 characters")
 
 
 @router.post("/auth/password", status_code=204, summary="Change your console password")
 def change_password(body: PasswordChange, who: Viewer, ctx: Ctx):
-    """For console sessions. Every session of the user ends, this one included: log in again."""
+    """For console sessions. Every other session of the user ends; this one goes on.
+
+    400 if the new password breaks the policy (at least 10 characters, not the current one),
+    403 if the current password is wrong."""
     if not who.name.startswith(SESSION_PREFIX):
         raise InvalidInput(
             "API keys have no password", hint="log in with POST /api/v1/auth/login first"
         )
     username = who.name[len(SESSION_PREFIX) :]
-    if not ctx.registry.change_password(username, body.current_password, body.new_password):
+    if not ctx.registry.change_password(
+        username, body.current_password, body.new_password, keep_session=who.key_id
+    ):
         raise Forbidden("the current password is wrong")
     ctx.registry.audit(
         who.acting_from or who.tenant,

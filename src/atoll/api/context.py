@@ -46,6 +46,10 @@ class IngestSubmitter(Protocol):
     def admit(self, identity: DeviceIdentity, transport: str) -> None:
         """Raise ``RateLimited`` while the device or its tenant is over its rate limit."""
 
+    def set_tenant_rate(self, tenant: str, per_s: float | None) -> bool:
+        """Apply a tenant's ingest rate quota (points/s; ``None``: the configured one);
+        ``False`` if this node runs without rate limits."""
+
     async def twin_reported(
         self, identity: DeviceIdentity, body: bytes, transport: str = "mqtt"
     ) -> Any:

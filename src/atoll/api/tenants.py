@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from atoll.api.deps import Admin, Ctx, Viewer, audit
+from atoll.api.deps import Admin, Ctx, Viewer, actor, audit
 from atoll.api.schemas import ApiKeyOut, NewApiKeyOut, TenantOut
 from atoll.core.errors import Forbidden, NotFound
 
@@ -56,3 +56,62 @@ def get_tenant(tenant: str, who: Viewer, ctx: Ctx):
     if tenant != who.tenant and not who.platform_admin:
         raise NotFound(f"tenant {tenant!r} not found")
     return TenantOut.of(ctx.registry.get_tenant(tenant))
+
+
+class QuotaOut(BaseModel):
+    limit: int | None = Field(description="null: no limit")
+    used: int
+
+
+class QuotasOut(BaseModel):
+    tenant: str
+    devices: QuotaOut
+    api_keys: QuotaOut = Field(description="API keys people made (console sessions don't count)")
+    ingest_rate: float | None = Field(
+        description="points/s the enterprise's devices may send together; null: the configured"
+        " default (ATOLL_QUOTA_TENANT_RATE)"
+    )
+
+
+class QuotasIn(BaseModel):
+    devices: int | None = Field(None, ge=0, le=10_000_000, description="null: no limit")
+    api_keys: int | None = Field(None, ge=0, le=100_000, description="null: no limit")
+    ingest_rate: float | None = Field(
+        None, gt=0, le=1e9, description="points/s; null: the configured default"
+    )
+
+
+def _quotas_out(ctx, tenant: str, usage) -> QuotasOut:
+    return QuotasOut(
+        tenant=tenant,
+        ingest_rate=ctx.registry.ingest_rate(tenant),
+        **{k: QuotaOut(limit=u.limit, used=u.used) for k, u in usage.items()},
+    )
+
+
+@router.get(
+    "/tenants/{tenant}/quotas", response_model=QuotasOut, summary="A tenant's quotas and usage"
+)
+def get_quotas(tenant: str, who: Viewer, ctx: Ctx):
+    if tenant != who.tenant and not who.platform_admin:
+        raise NotFound(f"tenant {tenant!r} not found")
+    return _quotas_out(ctx, tenant, ctx.registry.quotas(tenant))
+
+
+@router.put("/tenants/{tenant}/quotas", response_model=QuotasOut, summary="Set a tenant's quotas")
+def set_quotas(tenant: str, body: QuotasIn, who: Admin, ctx: Ctx):
+    """Platform admin only. The quotas named in the body are set (null: no limit); the others
+    stay. Lowering a quota below what is used refuses only new devices or keys. The ingest
+    rate applies at once on this node, on other nodes when they next start."""
+    if not who.platform_admin:
+        if tenant != who.tenant:
+            raise NotFound(f"tenant {tenant!r} not found")
+        raise Forbidden("only the platform admin sets quotas", hint="ask the platform operator")
+    values = body.model_dump(exclude_unset=True)
+    usage = ctx.registry.set_quotas(tenant, values)
+    if "ingest_rate" in values and ctx.ingest is not None:
+        ctx.ingest.set_tenant_rate(tenant, values["ingest_rate"])
+    ctx.registry.audit(
+        tenant, actor(who), "tenant.quotas", f"tenant:{tenant}", values, source=who.source
+    )
+    return _quotas_out(ctx, tenant, usage)

@@ -57,7 +57,7 @@ def create_key(
     home: Home = Path(".atoll"),
 ) -> None:
     """Create an API key and print it once."""
-    key = _run(home, lambda r: r.create_api_key(tenant, name, role))
+    key = _run(home, lambda r: r.create_api_key(tenant, name, role, quota=False))
     _audit(home, tenant, "key.create", f"key:{key.key.id}")
     typer.echo(key.token)
 

@@ -20,7 +20,9 @@ from atoll.cli import (
     rules,
     sim,
     solutions,
+    tenants,
     up,
+    users,
 )
 
 app = typer.Typer(
@@ -57,7 +59,9 @@ _COMMAND_MODULES: tuple[CommandModule, ...] = (
     rules,
     sim,
     solutions,
+    tenants,
     up,
+    users,
 )
 
 

@@ -67,7 +67,7 @@ from atoll.client.series import (
     SeriesCalls,
     SeriesInfo,
 )
-from atoll.client.tenancy import ApiKey, AuditEntry, Identity, TenancyCalls, Tenant, User
+from atoll.client.tenancy import ApiKey, AuditEntry, Identity, Invite, TenancyCalls, Tenant, User
 
 __all__ = [
     "Alarm",
@@ -96,6 +96,7 @@ __all__ = [
     "DueModel",
     "Episode",
     "Identity",
+    "Invite",
     "ImportedRules",
     "Forecast",
     "Latest",
@@ -154,6 +155,24 @@ class Client(
                 "POST", "/auth/login", json={"username": username, "password": password}
             )["token"]
         return cls(base_url, token, **kw)
+
+    @staticmethod
+    def invite_info(base_url: str, token: str, **kw: Any) -> dict[str, str]:
+        """What a pending invite offers (``tenant``, ``tenant_name``, ``username``, ``role``,
+        ``expires_at``); ``NotFound`` for an unknown, used, revoked or expired token."""
+        with Http(base_url, timeout=kw.get("timeout", 30.0), transport=kw.get("transport")) as anon:
+            info: dict[str, str] = anon._call("POST", "/auth/invite", json={"token": token})
+        return info
+
+    @classmethod
+    def accept_invite(cls, base_url: str, token: str, password: str, **kw: Any) -> Client:
+        """Accept a one-time invite: set ``password`` and get a client logged in as the new
+        user; ``kw`` as for ``Client``."""
+        with Http(base_url, timeout=kw.get("timeout", 30.0), transport=kw.get("transport")) as anon:
+            session = anon._call(
+                "POST", "/auth/invite/accept", json={"token": token, "password": password}
+            )
+        return cls(base_url, session["token"], **kw)
 
     def in_tenant(self, tenant: str | None) -> Client:
         """A new client with the same credentials acting in ``tenant`` (``None``: its own)."""

@@ -31,6 +31,24 @@ class ApiKey:
 
 
 @dataclass(frozen=True)
+class Invite:
+    """A one-time invitation; ``token`` and ``path`` are set only in the answer that made it
+    (the console link is the server's address followed by ``path``)."""
+
+    id: str
+    tenant: str
+    username: str
+    role: str
+    state: str
+    created_by: str = ""
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    used_at: datetime | None = None
+    token: str | None = field(default=None, repr=False)
+    path: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class User:
     username: str
     tenant: str
@@ -127,8 +145,35 @@ class TenancyCalls(Http):
     def me(self) -> Identity:
         return build(Identity, self._call("GET", "/auth/me"))
 
+    def quotas(self, tenant: str) -> dict[str, Any]:
+        """``{"devices": {"limit": 50 | None, "used": 3}, "api_keys": {...}}`` of ``tenant``."""
+        got = self._call("GET", f"/tenants/{tenant}/quotas")
+        return {k: v for k, v in got.items() if k != "tenant"}
+
+    def set_quotas(self, tenant: str, **limits: int | None) -> dict[str, Any]:
+        """Platform admin: set ``devices=``, ``api_keys=`` (``None``: no limit) and/or
+        ``ingest_rate=`` (points/s; ``None``: the configured default)."""
+        got = self._call("PUT", f"/tenants/{tenant}/quotas", json=limits)
+        return {k: v for k, v in got.items() if k != "tenant"}
+
+    def invite(self, username: str, role: str = "viewer", *, ttl_hours: float = 168) -> Invite:
+        """Invite ``username`` to this tenant (admin; a platform admin names the tenant with
+        ``in_tenant``). The answer carries the one-time ``token`` and console ``path``."""
+        got = self._call(
+            "POST", "/invites", json={"username": username, "role": role, "ttl_hours": ttl_hours}
+        )
+        return build(Invite, {**got["invite"], "token": got["token"], "path": got["path"]})
+
+    def invites(self) -> list[Invite]:
+        """The tenant's invites, pending, used, revoked and expired (admin)."""
+        return [build(Invite, i) for i in self._call("GET", "/invites")]
+
+    def revoke_invite(self, invite_id: str) -> Invite:
+        return build(Invite, self._call("DELETE", f"/invites/{invite_id}"))
+
     def change_password(self, current_password: str, new_password: str) -> None:
-        """For a client made by ``Client.login``; every session of the user ends, this one too."""
+        """For a client made by ``Client.login``; the user's other sessions end, this one
+        goes on."""
         self._call(
             "POST",
             "/auth/password",

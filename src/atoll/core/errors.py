@@ -78,3 +78,10 @@ class Unavailable(AtollError):
     ) -> None:
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+
+
+class QuotaExceeded(AtollError):
+    """A tenant is at one of its quotas (devices, API keys): making one more is refused."""
+
+    status = 403
+    code = "quota_exceeded"

@@ -303,6 +303,13 @@ class IngestPipeline:
             return 0.0
         return quotas.wait(identity.device, identity.tenant)
 
+    def set_tenant_rate(self, tenant: str, per_s: float | None) -> bool:
+        """Apply a tenant's ingest rate quota now; ``False`` if rate limits are off here."""
+        if self.quotas is None:
+            return False
+        self.quotas.set_tenant_rate(tenant, per_s)
+        return True
+
     def admit(self, identity: Identity, transport: str) -> None:
         """For transports that can refuse: raise ``RateLimited`` (counted) while over the limit."""
         wait = self.over_limit(identity)
@@ -314,7 +321,12 @@ class IngestPipeline:
             )
             self.reject(identity.device, transport, RATE_LIMITED, msg, log_level=logging.INFO)
             raise RateLimited(
-                msg, retry_after=wait, hint="send less often, or batch readings and slow down"
+                msg,
+                retry_after=wait,
+                hint=(
+                    "send less often, or ask the platform operator to raise the enterprise's"
+                    f" ingest_rate quota (PUT /api/v1/tenants/{identity.tenant}/quotas)"
+                ),
             )
 
     def passes(self, identity: Identity) -> bool:

@@ -97,6 +97,7 @@ class Quotas:
     ) -> None:
         self.default = default
         self.per_tenant = dict(per_tenant or {})
+        self._configured = dict(self.per_tenant)  # from settings, before any override
         # Time each bucket is full again; absent = full.
         self._devices: dict[str, float] = {}
         self._tenants: dict[str, float] = {}
@@ -108,6 +109,26 @@ class Quotas:
 
     def policy(self, tenant: str) -> QuotaPolicy:
         return self.per_tenant.get(tenant, self.default)
+
+    def set_tenant_rate(self, tenant: str, per_s: float | None) -> None:
+        """The platform operator's ingest quota of ``tenant`` (points/s; burst: two seconds'
+        worth); ``None`` goes back to the configured policy. Devices keep their own limits.
+
+        >>> q = Quotas(QuotaPolicy(device=Rate(100, 100), tenant=Rate(10, 10)))
+        >>> q.set_tenant_rate("acme", 50); q.policy("acme").tenant, q.policy("other").tenant
+        (Rate(per_s=50, burst=100), Rate(per_s=10, burst=10))
+        >>> q.set_tenant_rate("acme", None); q.policy("acme").tenant
+        Rate(per_s=10, burst=10)
+        """
+        base = self._configured.get(tenant, self.default)
+        if per_s is None:
+            if tenant in self._configured:
+                self.per_tenant[tenant] = base
+            else:
+                self.per_tenant.pop(tenant, None)
+        else:
+            self.per_tenant[tenant] = QuotaPolicy(base.device, Rate(per_s, 2 * per_s))
+        self._described.pop(tenant, None)
 
     def describe(self, tenant: str) -> str:
         """The tenant's limits in words (made once: rejection messages repeat it often)."""

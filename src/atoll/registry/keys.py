@@ -97,15 +97,17 @@ def revoke(conn: Connection, tenant: str, key_id: str) -> ApiKey:
 SESSION_PREFIX = "session:"
 
 
-def revoke_sessions(conn: Connection, tenant: str, username: str) -> int:
-    """End a console user's sessions (password, role or status changed, or user deleted)."""
-    res = conn.execute(
-        update(t.api_keys)
-        .where(
-            t.api_keys.c.tenant == tenant,
-            t.api_keys.c.name == SESSION_PREFIX + username,
-            t.api_keys.c.revoked.is_(False),
-        )
-        .values(revoked=True)
+def revoke_sessions(
+    conn: Connection, tenant: str, username: str, *, keep: str | None = None
+) -> int:
+    """End a console user's sessions (password, role or status changed, or user deleted),
+    all but the session ``keep`` (a key id) if given."""
+    q = update(t.api_keys).where(
+        t.api_keys.c.tenant == tenant,
+        t.api_keys.c.name == SESSION_PREFIX + username,
+        t.api_keys.c.revoked.is_(False),
     )
+    if keep is not None:
+        q = q.where(t.api_keys.c.id != keep)
+    res = conn.execute(q.values(revoked=True))
     return res.rowcount or 0

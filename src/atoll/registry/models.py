@@ -15,11 +15,13 @@ __all__ = [
     "DeviceIdentity",
     "DetectorBinding",
     "DeviceType",
+    "Invite",
     "MaintenanceEvent",
     "MetricSpec",
     "ModelVersion",
     "NewApiKey",
     "Portfolio",
+    "NewInvite",
     "Principal",
     "Project",
     "ProjectActivity",
@@ -384,3 +386,32 @@ class Portfolio:
     stage_since: int
     updated_by: str | None
     updated_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """A one-time invitation for ``username`` to join ``tenant`` with ``role``."""
+
+    id: str
+    tenant: str
+    username: str
+    role: Role
+    created_by: str
+    created_at: int
+    expires_at: int
+    used_at: int | None = None
+    revoked: bool = False
+
+    def state(self, now: int) -> str:
+        """``pending``, ``used``, ``revoked`` or ``expired``."""
+        if self.used_at is not None:
+            return "used"
+        if self.revoked:
+            return "revoked"
+        return "expired" if now >= self.expires_at else "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class NewInvite:
+    invite: Invite
+    token: str  # shown once

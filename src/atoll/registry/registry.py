@@ -28,10 +28,12 @@ from atoll.registry import commands as _commands
 from atoll.registry import credentials as _credentials
 from atoll.registry import device_types as _types
 from atoll.registry import devices as _devices
+from atoll.registry import invites as _invites
 from atoll.registry import keys as _keys
 from atoll.registry import maintenance as _maintenance
 from atoll.registry import ml_models as _models
 from atoll.registry import portfolio as _portfolio
+from atoll.registry import quotas as _quotas
 from atoll.registry import rejections as _rejections
 from atoll.registry import tables as t
 from atoll.registry import tenants as _tenants
@@ -49,11 +51,13 @@ from atoll.registry.models import (
     DeviceCredentials,
     DeviceIdentity,
     DeviceType,
+    Invite,
     MaintenanceEvent,
     MetricSpec,
     ModelVersion,
     NewApiKey,
     Portfolio,
+    NewInvite,
     Principal,
     Project,
     ProjectActivity,
@@ -286,6 +290,7 @@ class Registry:
     ) -> tuple[Device, DeviceCredentials]:
         """Create a device with fresh credentials. The secret is in the answer and nowhere else."""
         with self._write() as conn:
+            _quotas.check(conn, _tenants.get_project(conn, project, tenant).tenant, "devices")
             dev = _devices.create(
                 conn,
                 project,
@@ -312,7 +317,10 @@ class Registry:
         ``device_type``, ``labels``).
         """
         out = []
+        devices = list(devices)
         with self._write() as conn:
+            owner = _tenants.get_project(conn, project, tenant).tenant
+            _quotas.check(conn, owner, "devices", len(devices))
             for i, spec in enumerate(devices):
                 extra = set(spec) - {"device_id", "name", "device_type", "labels"}
                 if extra:
@@ -823,9 +831,14 @@ class Registry:
         *,
         platform_admin: bool = False,
         ttl_s: float | None = None,
+        quota: bool = True,
     ) -> NewApiKey:
+        """``quota=False``: not held to the tenant's API key quota (the recovery key of
+        ``atoll admin create-key`` must work when the quota is used up)."""
         expires = now_us() + int(ttl_s * 1e6) if ttl_s else None
         with self._write() as conn:
+            if quota and not name.startswith(_keys.SESSION_PREFIX):
+                _quotas.check(conn, tenant, "api_keys")
             return _keys.create(
                 conn, tenant, name, role, platform_admin=platform_admin, expires_at=expires
             )
@@ -857,15 +870,92 @@ class Registry:
             _users.set_password(conn, tenant, username, password, self._hasher)
             _keys.revoke_sessions(conn, tenant, username)
 
-    def change_password(self, username: str, current: str, new: str) -> bool:
-        """A user changing their own password; ``False`` if ``current`` is wrong."""
+    def change_password(
+        self, username: str, current: str, new: str, *, keep_session: str | None = None
+    ) -> bool:
+        """A user changing their own password; ``False`` if ``current`` is wrong.
+
+        Every other session of the user ends; ``keep_session`` (the key id of the session
+        making the change) stays valid, so the user is not logged out of this browser.
+        """
+        _users.check_password(new)
         with self._write() as conn:
             user = _users.verify(conn, username, current, self._hasher)
             if user is None:
                 return False
+            if current == new:
+                raise InvalidInput("the new password must differ from the current one")
             _users.set_password(conn, user.tenant, username, new, self._hasher)
-            _keys.revoke_sessions(conn, user.tenant, username)
+            _keys.revoke_sessions(conn, user.tenant, username, keep=keep_session)
         return True
+
+    # -- quotas -------------------------------------------------------------------------------
+    def quotas(self, tenant: str) -> dict[str, _quotas.Usage]:
+        """Each quota of ``tenant`` with its limit (``None``: none) and what is used."""
+        with self._read() as conn:
+            return _quotas.usage(conn, tenant)
+
+    def ingest_rates(self) -> dict[str, float]:
+        """Every tenant's ingest rate quota (points/s) that the platform operator set."""
+        with self._read() as conn:
+            return _quotas.ingest_rates(conn)
+
+    def ingest_rate(self, tenant: str) -> float | None:
+        with self._read() as conn:
+            return _quotas.ingest_rate(conn, tenant)
+
+    def set_quotas(
+        self, tenant: str, values: Mapping[str, int | float | None]
+    ) -> dict[str, _quotas.Usage]:
+        with self._write() as conn:
+            return _quotas.set_(conn, tenant, dict(values))
+
+    # -- invites ------------------------------------------------------------------------------
+    def create_invite(
+        self,
+        tenant: str,
+        username: str,
+        role: str,
+        created_by: str,
+        ttl_s: float = _invites.DEFAULT_TTL_S,
+    ) -> NewInvite:
+        with self._write() as conn:
+            return _invites.create(conn, tenant, username, role, created_by, ttl_s)
+
+    def list_invites(self, tenant: str) -> list[Invite]:
+        with self._read() as conn:
+            return _invites.list_(conn, tenant)
+
+    def revoke_invite(self, tenant: str, invite_id: str) -> Invite:
+        with self._write() as conn:
+            return _invites.revoke(conn, tenant, invite_id)
+
+    def invite_for_token(self, token: str) -> Invite | None:
+        """The pending invite a token opens, or ``None`` (unknown, used, revoked, expired)."""
+        with self._read() as conn:
+            return _invites.usable(conn, token)
+
+    def accept_invite(
+        self, token: str, password: str, *, ttl_s: float = SESSION_TTL_S
+    ) -> tuple[User, NewApiKey] | None:
+        """Create the invited user with ``password`` and log them in; ``None`` if the token
+        does not open a pending invite. The token works once."""
+        _users.check_password(password)
+        with self._write() as conn:
+            invite = _invites.usable(conn, token)
+            if invite is None or not _invites.mark_used(conn, invite):
+                return None
+            user = _users.create(
+                conn, invite.tenant, invite.username, password, invite.role, self._hasher
+            )
+            key = _keys.create(
+                conn,
+                user.tenant,
+                _keys.SESSION_PREFIX + user.username,
+                user.role,
+                expires_at=now_us() + int(ttl_s * 1e6),
+            )
+        return user, key
 
     def update_user(
         self, tenant: str, username: str, *, role: str | None = None, disabled: bool | None = None

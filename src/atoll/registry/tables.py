@@ -261,3 +261,33 @@ meta = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# One-time invitations to become a console user of a tenant. Only the SHA-256 of the token
+# is kept; a used, revoked or expired invite can no longer be accepted.
+invites = Table(
+    "invites",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("username", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    Column("used_at", BigInteger, nullable=True),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Index("ix_invites_tenant", "tenant"),
+)
+
+# Limits the platform operator sets per tenant (NULL: no limit). Rate limits of ingest are
+# settings (atoll.ingest.quota); these are counts the registry enforces when things are made.
+tenant_quotas = Table(
+    "tenant_quotas",
+    metadata,
+    Column("tenant", String(ID), ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+    Column("max_devices", Integer, nullable=True),
+    Column("max_api_keys", Integer, nullable=True),
+    # Ingest rate of the tenant as a whole, points/s (atoll.ingest.quota's tenant bucket).
+    Column("ingest_rate", Float, nullable=True),
+)

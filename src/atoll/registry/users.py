@@ -17,6 +17,7 @@ from atoll.registry.tenants import get_tenant
 from atoll.registry.tokens import now_us
 
 MIN_PASSWORD = 10
+MAX_PASSWORD = 1000
 DEFAULT_HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
 _dummy: dict[int, str] = {}
 
@@ -40,9 +41,16 @@ def _user(row) -> User:
     )
 
 
-def _check_password(password: str) -> None:
+def check_password(password: str) -> None:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"password must have at least {MIN_PASSWORD} characters")
+        raise InvalidInput(
+            f"password must have at least {MIN_PASSWORD} characters",
+            hint="a passphrase of a few words is easiest to remember",
+        )
+    if len(password) > MAX_PASSWORD:
+        raise InvalidInput(f"password must have at most {MAX_PASSWORD} characters")
+    if password.strip() == "":
+        raise InvalidInput("password must not be only spaces")
 
 
 def create(
@@ -57,7 +65,7 @@ def create(
 ) -> User:
     get_tenant(conn, tenant)
     check_role(role)
-    _check_password(password)
+    check_password(password)
     if not username or len(username) > 200:
         raise InvalidInput("username must have 1-200 characters")
     # Usernames are global (a login names no tenant): each tenant names users in its namespace.
@@ -113,7 +121,7 @@ def set_password(
     password: str,
     hasher: PasswordHasher = DEFAULT_HASHER,
 ) -> None:
-    _check_password(password)
+    check_password(password)
     res = conn.execute(
         update(t.users)
         .where(t.users.c.username == username, t.users.c.tenant == tenant)

@@ -36,6 +36,9 @@ if (location.pathname.startsWith("/lab")) loadLab();
 const LabHome = lazy(loadLab, "LabHome");
 const LabEnterprise = lazy(loadLab, "LabEnterprise");
 const LabAlarms = lazy(loadLab, "LabAlarms");
+const loadOnboarding = () => import("./pages/Onboarding.jsx");
+const AcceptInvite = lazy(loadOnboarding, "AcceptInvite");
+const Account = lazy(loadOnboarding, "Account");
 
 export function App() {
   const [session, set] = useState(getSession());
@@ -48,6 +51,8 @@ export function App() {
       }),
     [],
   );
+  // An invite link opens with or without a session: the invitee becomes a new user.
+  if (location.pathname === "/invite") return <AcceptInvite />;
   if (!session) return <Login />;
   return <Shell session={session} />;
 }
@@ -83,6 +88,7 @@ function Shell({ session }) {
   else if (path === "/models") page = <Models />;
   else if (path === "/audit") page = <Audit />;
   else if (path === "/maintenance") page = <Maintenance />;
+  else if (path === "/account") page = <Account />;
   else if (path === "/lab") page = <LabHome />;
   else if (path === "/lab/alarms") page = <LabAlarms />;
   else if ((m = match("/lab/enterprises/:t", path))) page = <LabEnterprise tenant={m.t} key={m.t} />;
@@ -125,7 +131,9 @@ function Shell({ session }) {
         <span class={`live-state ${live}`} data-testid="live-state" title="Live updates over WebSocket">
           <span class="dot" /> {live === "live" ? "live" : live}
         </span>
-        <span class="muted small">{session.user}</span>
+        <Link href="/account" class="muted small user-menu" title="Your account: change password" data-testid="user-menu">
+          {session.user}
+        </Link>
         <button
           class="btn small ghost"
           onClick={() => {

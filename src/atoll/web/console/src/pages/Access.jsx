@@ -5,6 +5,7 @@ import { api, enc, getSession, toSeconds } from "../api.js";
 import { can, useMe } from "../me.js";
 import { fmtTime, useAsync } from "../util.js";
 import { CopyBlock, Empty, ErrorBox, TableHead } from "../components/common.jsx";
+import { Invites } from "./Onboarding.jsx";
 
 const ROLES = ["viewer", "operator", "admin"];
 const SESSION = "session:";
@@ -39,6 +40,7 @@ export function Access() {
       <div class="access-grid">
         <ApiKeys me={me} />
         <Users />
+        <Invites />
       </div>
     </div>
   );

@@ -13,6 +13,7 @@ import { useProjects } from "./Overview.jsx";
 import { Assignee, Feedback } from "../components/AlarmTriage.jsx";
 import { PortfolioPanel } from "../components/Portfolio.jsx";
 import { UsagePanel } from "../components/Usage.jsx";
+import { Invites, NewEnterprise, Quotas } from "./Onboarding.jsx";
 
 const SEVERITIES = ["critical", "major", "minor", "warning", "info"];
 // Lab calls name their scope themselves: never the tenant the project picker acts in.
@@ -267,6 +268,7 @@ export function LabHome() {
           Alarm console
         </Link>
       </div>
+      {d?.scope === "platform" && <NewEnterprise onCreated={data.reload} />}
       <ErrorBox error={data.error} />
       {d && <Totals t={d.totals} what={<Stat label="Enterprises" value={d.totals.enterprises} testid="lab-enterprises" />} />}
       {d?.quality_weeks && d.totals.quality?.judged > 0 && (
@@ -340,6 +342,7 @@ export function LabEnterprise({ tenant }) {
   const d = data.data;
   const { shown, toolbar, header } = useTable(d?.projects, "alarms");
   const platform = d?.scope === "platform";
+  const me = useMe();
   return (
     <div class="page lab">
       <div class="page-head">
@@ -360,6 +363,7 @@ export function LabEnterprise({ tenant }) {
       </div>
       <ErrorBox error={data.error} />
       {d && <Totals t={d.enterprise} what={<Stat label="Projects" value={d.enterprise.projects} testid="lab-projects" />} />}
+      {d && <Quotas tenant={tenant} editable={platform} rate={d.enterprise.ingest_rate} />}
       {d && toolbar("projects")}
       {d && (
         <div class="panel table-scroll">
@@ -436,6 +440,8 @@ export function LabEnterprise({ tenant }) {
           )}
         </div>
       )}
+      {/* The platform admin invites into this enterprise (X-Atoll-Tenant); its admin into its own. */}
+      {d && can(me, "admin") && <Invites tenant={platform ? tenant : undefined} />}
     </div>
   );
 }
