@@ -38,14 +38,16 @@ def test_console_users_and_sessions(server, client):
     with pytest.raises(atoll.InvalidInput, match="password"):
         client.create_user("short", "tiny")
 
-    with atoll.Client.login(server.url, "ops", "a-long-password") as ops:
+    elsewhere = atoll.Client.login(server.url, "ops", "a-long-password")
+    with atoll.Client.login(server.url, "ops", "a-long-password") as ops, elsewhere:
         me = ops.me()
         assert (me.tenant, me.role, me.platform_admin) == ("default", "operator", False)
         with pytest.raises(atoll.Forbidden):
             ops.users()
         ops.change_password("a-long-password", "another-long-one")
-        with pytest.raises(atoll.Unauthenticated):  # every session of the user ended
-            ops.me()
+        assert ops.me().role == "operator"  # this session goes on
+        with pytest.raises(atoll.Unauthenticated):  # the user's other sessions ended
+            elsewhere.me()
     with pytest.raises(atoll.Unauthenticated):
         atoll.Client.login(server.url, "ops", "a-long-password")
 

@@ -421,20 +421,20 @@ def test_alarm_console_shows_a_new_alarm_of_the_open_project_without_a_reload(pl
 def test_usage_is_shown_per_project_and_downloads_as_csv(platform, page, shots):
     """Usage metering (issue #13 item 4): an enterprise's page shows its projects' messages,
     points and API calls over 30 days, with bars per day, and downloads the rows as CSV."""
-    enterprise(platform, "west", "West Mills", {"mill-1": 2, "silo": 1})
+    enterprise(platform, "mills", "West Mills", {"mill-1": 2, "silo": 1})
     with api(platform) as http:  # the ingest pipeline meters about once a second
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            got = http.get("/lab/usage", params={"enterprise": "west"}).json()["days"]
+            got = http.get("/lab/usage", params={"enterprise": "mills"}).json()["days"]
             if sum(d["messages"] for d in got) >= 2:
                 break
             time.sleep(0.2)
         else:
             raise AssertionError(f"usage never metered: {got}")
     login(page, platform)
-    page.goto(platform.url + "/lab/enterprises/west")
+    page.goto(platform.url + "/lab/enterprises/mills")
     usage = page.locator("[data-testid=lab-usage]")
-    mill = usage.locator("tr[data-usage='west~mill-1']")
+    mill = usage.locator("tr[data-usage='mills~mill-1']")
     expect(mill).to_contain_text("Mill 1")
     expect(mill.locator("td").nth(1)).to_have_text("1")  # one message, one point
     expect(usage.locator("tr[data-usage='']")).to_contain_text("API calls of the enterprise")
@@ -443,8 +443,8 @@ def test_usage_is_shown_per_project_and_downloads_as_csv(platform, page, shots):
     with page.expect_download() as dl:
         page.click("[data-testid=lab-usage-csv]")
     rows = list(csv.DictReader(io.StringIO(open(dl.value.path(), encoding="utf-8").read())))
-    assert {r["project"] for r in rows} >= {"west~mill-1", "west~silo", ""}
-    assert all(r["enterprise"] == "west" for r in rows)
+    assert {r["project"] for r in rows} >= {"mills~mill-1", "mills~silo", ""}
+    assert all(r["enterprise"] == "mills" for r in rows)
 
 
 def test_portfolio_moves_a_project_along_and_downloads_the_quarterly_report(platform, page, shots):
