@@ -96,3 +96,24 @@ async def test_usage_as_csv_and_bad_days(seeded):  # noqa: F811
     # Days with nothing metered: no rows, not an error.
     body, _ = await usage(seeded, since="2020-01-01", until="2020-01-31")
     assert body["days"] == [] and body["totals"] == []
+
+
+async def test_trends_per_hour_and_per_day(seeded):  # noqa: F811
+    # seeded: acme stored 3 messages and has 3 alarms, beta none and 1, all just now.
+    for window, n in (("24h", 24), ("7d", 7)):
+        r = await seeded.call("GET", "/lab/trends", params={"window": window})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["window"] == window and len(body["buckets"]) == n
+        rows = {e["enterprise"]: e for e in body["enterprises"]}
+        acme, beta = rows["acme"], rows["beta"]
+        assert (acme["messages"][-1], acme["points"][-1], acme["alarms"][-1]) == (3, 3, 3)
+        assert sum(acme["messages"]) == 3 and sum(acme["alarms"]) == 3
+        assert (beta["messages"][-1], beta["alarms"][-1]) == (0, 1)
+        assert body["total"]["alarms"][-1] == 4 and body["total"]["messages"][-1] == 3
+        assert body["buckets"] == sorted(body["buckets"])
+    # An enterprise sees its own; a bad window is refused with the choices.
+    mine = (await seeded.call("GET", "/lab/trends", seeded.keys["beta"])).json()
+    assert [e["enterprise"] for e in mine["enterprises"]] == ["beta"]
+    r = await seeded.call("GET", "/lab/trends", params={"window": "1y"})
+    assert r.status_code == 422 and "24h" in r.text

@@ -345,3 +345,23 @@ def test_usage_from_two_nodes_adds_up(any_registry, tmp_path):
         assert day.storage_points == 40
     finally:
         other.close()
+
+
+def test_hourly_usage_is_kept_eight_days_and_daily_usage_stays(any_registry):
+    reg = any_registry
+    reg.create_tenant("Acme", tenant_id="acme")
+    p = reg.create_project("acme", "Press", project_id="press")
+    now = 1_795_428_000_000_000  # 2026-11-23T10
+    old = now - 10 * 86_400_000_000
+    reg.record_usage({p.id: (1, 4)}, at=old)
+    reg.record_usage({p.id: (2, 6)}, at=now)
+    hours = reg.usage_hourly(["acme"], "2026-11-01T00", "2026-11-30T23")
+    assert [(h[2], h[3], h[4]) for h in hours] == [("2026-11-13T10", 1, 4), ("2026-11-23T10", 2, 6)]
+    assert reg.prune_usage(now) == 1
+    assert [h[2] for h in reg.usage_hourly(["acme"], "2026-11-01T00", "2026-11-30T23")] == [
+        "2026-11-23T10"
+    ]
+    assert [(u.day, u.points) for u in reg.usage(["acme"], since="2026-11-01")] == [
+        ("2026-11-13", 4),
+        ("2026-11-23", 6),
+    ]

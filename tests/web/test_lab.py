@@ -433,6 +433,9 @@ def test_usage_is_shown_per_project_and_downloads_as_csv(platform, page, shots):
             raise AssertionError(f"usage never metered: {got}")
     login(page, platform)
     page.goto(platform.url + "/lab/enterprises/mills")
+    # The panel asks for its data only once opened (the page's first view stays at its requests).
+    expect(page.locator("[data-testid=lab-usage]")).to_have_count(0)
+    page.click("[data-testid=fold-ent-usage-toggle]")
     usage = page.locator("[data-testid=lab-usage]")
     mill = usage.locator("tr[data-usage='mills~mill-1']")
     expect(mill).to_contain_text("Mill 1")
@@ -453,6 +456,7 @@ def test_portfolio_moves_a_project_along_and_downloads_the_quarterly_report(plat
     enterprise(platform, "pf", "Port Foods", {"line-1": 1, "cold-store": 1})
     login(page, platform)
     page.goto(platform.url + "/lab/enterprises/pf")
+    page.click("[data-testid=fold-ent-portfolio-toggle]")
     panel = page.locator("[data-testid=lab-portfolio]")
     expect(panel.locator("[data-stage=idea] .funnel-n")).to_have_text("2")
     row = panel.locator("tr[data-portfolio='pf~line-1']")
@@ -460,7 +464,7 @@ def test_portfolio_moves_a_project_along_and_downloads_the_quarterly_report(plat
     page.select_option("[data-testid='stage-pf~line-1']", "pilot")
     expect(panel.locator("[data-stage=pilot] .funnel-n")).to_have_text("1")
     expect(panel.locator("[data-stage=idea] .funnel-n")).to_have_text("1")
-    page.reload()
+    page.reload()  # the fold stays open, and the stage is kept
     expect(page.locator("[data-testid='stage-pf~line-1']")).to_have_value("pilot")
     shots(page, "lab-portfolio")
     with page.expect_download() as dl:
@@ -475,5 +479,30 @@ def test_portfolio_moves_a_project_along_and_downloads_the_quarterly_report(plat
     }
     # The lab home's funnel counts it among every enterprise's projects.
     page.goto(platform.url + "/lab")
+    page.click("[data-testid=fold-lab-portfolio-toggle]")
     home = page.locator("[data-testid=lab-portfolio]")
     expect(home.locator("[data-stage=pilot] .funnel-n")).not_to_have_text("0")
+
+
+def test_trends_per_hour_and_per_day(platform, page, shots):
+    """Trends over 24 h / 7 days (issue #13 item 1): an enterprise's messages and alarms per
+    hour, then per day, from one request each."""
+    enterprise(platform, "tr", "Trend Dairy", {"vat-1": 2, "chill": 1})  # 2 readings, 2 alarms
+    with api(platform) as http:  # the ingest pipeline meters about once a second
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = http.get("/lab/trends", params={"enterprise": "tr"}).json()["total"]
+            if sum(got["messages"]) >= 2:
+                break
+            time.sleep(0.2)
+    login(page, platform)
+    page.goto(platform.url + "/lab/enterprises/tr")
+    page.click("[data-testid=fold-ent-trends-toggle]")
+    trends = page.locator("[data-testid=lab-trends]")
+    expect(trends.locator("[data-testid=trend-messages] .bar")).to_have_count(24)
+    expect(trends.locator("[data-testid=trend-messages-sum]")).to_have_text("2")
+    expect(trends.locator("[data-testid=trend-alarms-sum]")).to_have_text("2")
+    shots(page, "lab-trends")
+    page.click("[data-testid=trend-7d]")
+    expect(trends.locator("[data-testid=trend-alarms] .bar")).to_have_count(7)
+    expect(trends.locator("[data-testid=trend-alarms-sum]")).to_have_text("2")

@@ -700,3 +700,62 @@ def lab_usage_csv(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="atoll-usage-{first}-{last}.csv"'},
     )
+
+
+# -- trends over 24 h and 7 days ------------------------------------------------------------------
+HOUR_US = 3_600_000_000
+TREND_WINDOWS = {"24h": (24, HOUR_US), "7d": (7, 24 * HOUR_US)}
+
+
+@router.get("/lab/trends", summary="Telemetry and alarms per hour (24 h) or per day (7 d)")
+def lab_trends(
+    who: Viewer,
+    ctx: Ctx,
+    enterprise: list[str] = _FILTER_DOC["enterprise"],
+    window: Literal["24h", "7d"] = Query("24h", description="24h: per hour; 7d: per UTC day"),
+) -> dict:
+    """For each enterprise you may see (or those named), and in total: messages and points
+    stored and alarms raised per bucket, oldest first, the last bucket being the one under way
+    (hours from the usage meter's hourly counters, days from its daily ones)."""
+    n, size = TREND_WINDOWS[window]
+    tenants = _tenant_ids(ctx, who, enterprise)
+    names = {t.id: t.name for t in visible_tenants(ctx, who)}
+    now = time.time_ns() // 1000
+    end = (now // size + 1) * size  # the end of the bucket under way (UTC hours and days)
+    start = end - n * size
+    keys = [dt.datetime.fromtimestamp((start + i * size) / 1e6, dt.UTC) for i in range(n)]
+    labels = [k.strftime("%Y-%m-%dT%H") if window == "24h" else k.date().isoformat() for k in keys]
+    at = {label: i for i, label in enumerate(labels)}
+    series = {t: {"messages": [0] * n, "points": [0] * n, "alarms": [0] * n} for t in tenants}
+    if window == "24h":
+        rows = ctx.registry.usage_hourly(tenants, labels[0], labels[-1])
+        counted = [(r[0], r[2], r[3], r[4]) for r in rows]
+    else:
+        days = ctx.registry.usage(tenants, since=labels[0], until=labels[-1])
+        counted = [(u.tenant, u.day, u.messages, u.points) for u in days]
+    for tenant, label, messages, points in counted:
+        i = at.get(label)
+        if i is not None and tenant in series:
+            series[tenant]["messages"][i] += messages
+            series[tenant]["points"][i] += points
+    owners = {
+        p.id: p.tenant for p in ctx.registry.list_projects(None if len(tenants) > 1 else tenants[0])
+    }
+    projects = [p for p, t in owners.items() if t in series]
+    if projects:
+        for project, i, count in service(ctx).alarms.raised_histogram(projects, start, end, size):
+            if 0 <= i < n:
+                series[owners[project]]["alarms"][i] += count
+    total = {
+        k: [sum(s[k][i] for s in series.values()) for i in range(n)]
+        for k in ("messages", "points", "alarms")
+    }
+    return {
+        "window": window,
+        "buckets": [iso(start + i * size) for i in range(n)],
+        "total": total,
+        "enterprises": [
+            {"enterprise": t, "enterprise_name": names.get(t, t), **series[t]}
+            for t in sorted(series)
+        ],
+    }

@@ -172,6 +172,14 @@ class LabCalls(Http):
         )
         return got.decode() if isinstance(got, bytes) else str(got)
 
+    def lab_trends(
+        self, *, window: str = "24h", enterprise: str | Iterable[str] | None = None
+    ) -> dict[str, Any]:
+        """Messages, points and alarms per hour over the last 24 h (``window="24h"``) or per day
+        over 7 days (``"7d"``), per enterprise and in total; the last bucket is under way."""
+        params = {"window": window, "enterprise": _joined(enterprise)}
+        return dict(self._call("GET", "/lab/trends", params=params))
+
     def portfolio(self, project: str) -> dict[str, Any]:
         """A project's stage (idea, poc, pilot, production), owner and goals."""
         return dict(self._call("GET", f"/projects/{project}/portfolio"))

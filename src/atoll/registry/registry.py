@@ -744,12 +744,12 @@ class Registry:
         next ``flush_usage`` (the ingest pipeline's counter flush, about once a second; a read
         of the usage; ``close``), never in the request itself."""
         with self._usage_lock:
-            self._meter((tenant, "", _usage.day_of(now_us())), 0, 0, 1)
+            self._meter((tenant, "", _usage.hour_of(now_us())), 0, 0, 1)
 
     def record_usage(self, stored: Mapping[str, tuple[int, int]], at: int | None = None) -> None:
         """Meter telemetry stored: ``{project: (messages, points)}`` (ingest, once a second, even
         when empty), and write what is pending (API calls too)."""
-        day = _usage.day_of(at if at is not None else now_us())
+        hour = _usage.hour_of(at if at is not None else now_us())
         missing = [p for p in stored if p not in self._project_tenant]
         if missing:
             with self._read() as conn:
@@ -761,7 +761,7 @@ class Registry:
             for project, (messages, points) in stored.items():
                 tenant = self._project_tenant.get(project)
                 if tenant is not None:  # a project deleted meanwhile: nobody to bill
-                    self._meter((tenant, project, day), messages, points, 0)
+                    self._meter((tenant, project, hour), messages, points, 0)
         self.flush_usage()
 
     def flush_usage(self) -> None:
@@ -770,11 +770,17 @@ class Registry:
             pending, self._pending_usage = self._pending_usage, {}
         if not pending:
             return
-        counts = {k: (v[0], v[1], v[2]) for k, v in pending.items()}
-        for attempt in range(3):  # another node created one of the day's rows at the same time
+        hours = {k: (v[0], v[1], v[2]) for k, v in pending.items()}
+        days: dict[_usage.Key, tuple[int, int, int]] = {}
+        for (tenant, project, hour), (m, p, a) in hours.items():
+            key = (tenant, project, hour[:10])
+            was = days.get(key, (0, 0, 0))
+            days[key] = (was[0] + m, was[1] + p, was[2] + a)
+        for attempt in range(3):  # another node created one of the period's rows at the same time
             try:
                 with self._write() as conn:
-                    _usage.add_many(conn, counts)
+                    _usage.add_many(conn, days)
+                    _usage.add_many(conn, hours, hourly=True)
                 return
             except Conflict:
                 if attempt == 2:
@@ -784,6 +790,21 @@ class Registry:
                     for k, v in pending.items():
                         self._meter(k, *v)
                 raise
+
+    def usage_hourly(
+        self, tenants: Iterable[str], since: str, until: str
+    ) -> list[tuple[str, str, str, int, int, int]]:
+        """``(tenant, project, hour, messages, points, api_calls)`` from hour ``since`` to hour
+        ``until`` (``YYYY-MM-DDTHH``, UTC) inclusive; kept ``usage.HOURLY_DAYS`` days."""
+        self.flush_usage()
+        with self._read() as conn:
+            return _usage.hourly(conn, tenants, since, until)
+
+    def prune_usage(self, now: int | None = None) -> int:
+        """Forget hourly counters older than ``usage.HOURLY_DAYS`` days (daily ones stay)."""
+        cutoff = (now if now is not None else now_us()) - _usage.HOURLY_DAYS * 86_400_000_000
+        with self._write() as conn:
+            return _usage.prune_hourly(conn, _usage.hour_of(cutoff))
 
     def record_storage(self, held: Mapping[str, int], at: int | None = None) -> None:
         """A sample of the points each project holds in the store (``{project: points}``)."""

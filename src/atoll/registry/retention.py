@@ -54,6 +54,10 @@ class RetentionService:
         if any(deleted.values()):
             log.info("retention deleted %s", {p: n for p, n in deleted.items() if n})
         self.sample_storage(now_us)
+        try:
+            self.registry.prune_usage(now_us)
+        except AtollError as e:
+            log.warning("could not prune the hourly usage counters: %s", e.message)
         return deleted
 
     def sample_storage(self, now_us: int | None = None) -> None:

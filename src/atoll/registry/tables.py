@@ -255,6 +255,21 @@ usage_daily = Table(
     Index("ix_usage_day", "day"),
 )
 
+#: The same counters per UTC hour (``YYYY-MM-DDTHH``), for the lab's 24-hour trends; kept
+#: ``usage.HOURLY_DAYS`` days (the retention job prunes them).
+usage_hourly = Table(
+    "usage_hourly",
+    metadata,
+    Column("tenant", String(ID), nullable=False),
+    Column("project", String(ID), nullable=False),
+    Column("hour", String(13), nullable=False),
+    Column("messages", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("api_calls", BigInteger, nullable=False),
+    UniqueConstraint("tenant", "project", "hour", name="uq_usage_hourly"),
+    Index("ix_usage_hour", "hour"),
+)
+
 meta = Table(
     "registry_meta",
     metadata,

@@ -16,7 +16,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from atoll.registry import tables as t
 from atoll.registry.models import UsageDay
@@ -30,39 +41,57 @@ def day_of(ts_us: int) -> str:
     return dt.datetime.fromtimestamp(ts_us / 1e6, dt.UTC).date().isoformat()
 
 
-def _existing(conn: Connection, keys: Iterable[Key]) -> set[Key]:
+def hour_of(ts_us: int) -> str:
+    """The UTC hour (``YYYY-MM-DDTHH``) of a timestamp in µs.
+
+    >>> hour_of(1_795_428_000_000_000)
+    '2026-11-23T10'
+    """
+    return dt.datetime.fromtimestamp(ts_us / 1e6, dt.UTC).strftime("%Y-%m-%dT%H")
+
+
+def _existing(conn: Connection, table: Table, period: str, keys: Iterable[Key]) -> set[Key]:
     keys = list(keys)
-    c = t.usage_daily.c
+    c = table.c
     found: set[Key] = set()
     for i in range(0, len(keys), 300):
         chunk = keys[i : i + 300]
-        q = select(c.tenant, c.project, c.day).where(
-            or_(*(and_(c.tenant == a, c.project == b, c.day == d) for a, b, d in chunk))
+        q = select(c.tenant, c.project, c[period]).where(
+            or_(*(and_(c.tenant == a, c.project == b, c[period] == d) for a, b, d in chunk))
         )
         found.update((r[0], r[1], r[2]) for r in conn.execute(q))
     return found
 
 
-_ADD = (
-    update(t.usage_daily)
-    .where(
-        t.usage_daily.c.tenant == bindparam("k_tenant"),
-        t.usage_daily.c.project == bindparam("k_project"),
-        t.usage_daily.c.day == bindparam("k_day"),
+def _add(table: Table, period: str) -> Update:
+    c = table.c
+    return (
+        update(table)
+        .where(
+            c.tenant == bindparam("k_tenant"),
+            c.project == bindparam("k_project"),
+            c[period] == bindparam("k_period"),
+        )
+        .values(
+            messages=c.messages + bindparam("k_messages"),
+            points=c.points + bindparam("k_points"),
+            api_calls=c.api_calls + bindparam("k_api_calls"),
+        )
     )
-    .values(
-        messages=t.usage_daily.c.messages + bindparam("k_messages"),
-        points=t.usage_daily.c.points + bindparam("k_points"),
-        api_calls=t.usage_daily.c.api_calls + bindparam("k_api_calls"),
-    )
-)
 
 
-def add_many(conn: Connection, counts: Mapping[Key, tuple[int, int, int]]) -> None:
-    """Add ``(messages, points, api_calls)`` to each key's counters, creating missing rows."""
+_ADD = {"day": _add(t.usage_daily, "day"), "hour": _add(t.usage_hourly, "hour")}
+
+
+def add_many(
+    conn: Connection, counts: Mapping[Key, tuple[int, int, int]], *, hourly: bool = False
+) -> None:
+    """Add ``(messages, points, api_calls)`` to each key's counters, creating missing rows; the
+    keys' periods are days (``usage_daily``) or, ``hourly``, hours (``usage_hourly``)."""
     if not counts:
         return
-    existing = _existing(conn, counts)
+    table, period = (t.usage_hourly, "hour") if hourly else (t.usage_daily, "day")
+    existing = _existing(conn, table, period, counts)
     bump, new = [], []
     for key, (messages, points, api_calls) in counts.items():
         if key in existing:
@@ -70,28 +99,45 @@ def add_many(conn: Connection, counts: Mapping[Key, tuple[int, int, int]]) -> No
                 {
                     "k_tenant": key[0],
                     "k_project": key[1],
-                    "k_day": key[2],
+                    "k_period": key[2],
                     "k_messages": messages,
                     "k_points": points,
                     "k_api_calls": api_calls,
                 }
             )
         else:
-            new.append(
-                {
-                    "tenant": key[0],
-                    "project": key[1],
-                    "day": key[2],
-                    "messages": messages,
-                    "points": points,
-                    "api_calls": api_calls,
-                    "storage_points": None,
-                }
-            )
+            row = {
+                "tenant": key[0],
+                "project": key[1],
+                period: key[2],
+                "messages": messages,
+                "points": points,
+                "api_calls": api_calls,
+            }
+            new.append(row if hourly else {**row, "storage_points": None})
     if bump:
-        conn.execute(_ADD, bump)
+        conn.execute(_ADD[period], bump)
     if new:
-        conn.execute(insert(t.usage_daily), new)
+        conn.execute(insert(table), new)
+
+
+def hourly(
+    conn: Connection, tenants: Iterable[str], since: str, until: str
+) -> list[tuple[str, str, str, int, int, int]]:
+    """``(tenant, project, hour, messages, points, api_calls)`` from hour ``since`` to hour
+    ``until`` inclusive."""
+    c = t.usage_hourly.c
+    q = (
+        select(c.tenant, c.project, c.hour, c.messages, c.points, c.api_calls)
+        .where(c.tenant.in_(list(tenants)), c.hour >= since, c.hour <= until)
+        .order_by(c.hour)
+    )
+    return [(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5])) for r in conn.execute(q)]
+
+
+def prune_hourly(conn: Connection, before: str) -> int:
+    """Forget the hourly counters of hours before ``before``; how many rows went."""
+    return int(conn.execute(delete(t.usage_hourly).where(t.usage_hourly.c.hour < before)).rowcount)
 
 
 def set_storage(conn: Connection, day: str, held: Mapping[tuple[str, str], int]) -> None:
@@ -100,7 +146,7 @@ def set_storage(conn: Connection, day: str, held: Mapping[tuple[str, str], int])
     if not held:
         return
     keys = {(tenant, project, day) for tenant, project in held}
-    existing = _existing(conn, keys)
+    existing = _existing(conn, t.usage_daily, "day", keys)
     c = t.usage_daily.c
     for (tenant, project), n in held.items():
         if (tenant, project, day) in existing:
@@ -164,4 +210,17 @@ def query(
     ]
 
 
-__all__ = ["Key", "add_many", "day_of", "query", "set_storage"]
+#: Days the hourly counters are kept (the lab's 24-hour trends need one).
+HOURLY_DAYS = 8
+
+__all__ = [
+    "HOURLY_DAYS",
+    "Key",
+    "add_many",
+    "day_of",
+    "hour_of",
+    "hourly",
+    "prune_hourly",
+    "query",
+    "set_storage",
+]

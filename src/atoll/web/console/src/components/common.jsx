@@ -72,3 +72,23 @@ export function TableHead({ cols }) {
     </thead>
   );
 }
+
+// A panel that asks for its data only once opened (its children mount then), so a page's
+// first view costs only its own requests; open or closed is remembered per `id`.
+export function Fold({ id, title, hint, children }) {
+  const key = `atoll.fold.${id}`;
+  const [open, setOpen] = useState(() => localStorage.getItem(key) === "1");
+  const toggle = () => {
+    localStorage.setItem(key, open ? "0" : "1");
+    setOpen(!open);
+  };
+  return (
+    <div class={`fold ${open ? "open" : ""}`} data-testid={`fold-${id}`}>
+      <button class="fold-head" aria-expanded={open} data-testid={`fold-${id}-toggle`} onClick={toggle}>
+        <span class="fold-arrow">{open ? "▾" : "▸"}</span> {title}
+        {hint && !open && <span class="muted small"> {hint}</span>}
+      </button>
+      {open && children}
+    </div>
+  );
+}

@@ -7,11 +7,12 @@ import { ApiError, api, download, enc, items, request, setActingTenant, toSecond
 import { useLive } from "../live.js";
 import { Link, navigate, useLocation } from "../router.jsx";
 import { currentProject, fmtAgo, fmtTime, markPrimaryReady, useAsync, useDebounced } from "../util.js";
-import { Empty, ErrorBox, Severity } from "../components/common.jsx";
+import { Empty, ErrorBox, Fold, Severity } from "../components/common.jsx";
 import { can, useMe } from "../me.js";
 import { useProjects } from "./Overview.jsx";
 import { Assignee, Feedback } from "../components/AlarmTriage.jsx";
 import { PortfolioPanel } from "../components/Portfolio.jsx";
+import { TrendsPanel } from "../components/Trends.jsx";
 import { UsagePanel } from "../components/Usage.jsx";
 import { Invites, NewEnterprise, Quotas } from "./Onboarding.jsx";
 
@@ -307,8 +308,19 @@ export function LabHome() {
           {!shown.length && <Empty>No enterprise matches.</Empty>}
         </div>
       )}
-      {d && d.scope === "platform" && <PortfolioPanel />}
-      {d && d.scope === "platform" && <UsagePanel />}
+      {d && d.scope === "platform" && (
+        <>
+          <Fold id="lab-trends" title="Trends" hint="messages and alarms per hour or day">
+            <TrendsPanel />
+          </Fold>
+          <Fold id="lab-portfolio" title="Portfolio" hint="projects per stage, the quarter's outcomes, the quarterly report">
+            <PortfolioPanel />
+          </Fold>
+          <Fold id="lab-usage" title="Usage" hint="metered use per day, as CSV">
+            <UsagePanel />
+          </Fold>
+        </>
+      )}
       {data.loading && !d && <div class="muted">Loading…</div>}
     </div>
   );
@@ -396,8 +408,19 @@ export function LabEnterprise({ tenant }) {
           {!shown.length && <Empty>{d.projects.length ? "No project matches." : "This enterprise has no projects yet."}</Empty>}
         </div>
       )}
-      {d && <PortfolioPanel enterprise={tenant} />}
-      {d && <UsagePanel enterprise={tenant} />}
+      {d && (
+        <>
+          <Fold id="ent-trends" title="Trends" hint="messages and alarms per hour or day">
+            <TrendsPanel enterprise={tenant} />
+          </Fold>
+          <Fold id="ent-portfolio" title="Portfolio" hint="each project's stage and outcomes, the quarterly report">
+            <PortfolioPanel enterprise={tenant} />
+          </Fold>
+          <Fold id="ent-usage" title="Usage" hint="metered use per day and project, as CSV">
+            <UsagePanel enterprise={tenant} />
+          </Fold>
+        </>
+      )}
       {d?.rules && (
         <div class="panel rule-quality" data-testid="lab-rule-quality">
           <h3>Detection quality per rule</h3>
