@@ -15,6 +15,7 @@ from atoll.ingest.validate import Limits
 from atoll.registry import Registry
 from atoll.registry.directory import RegistryDirectory
 from atoll.store.memory import MemoryStore
+from tests.api.lab_world import lab, seeded  # noqa: F401  (fixtures of the lab tests)
 
 # Same algorithm, test-sized cost: the production default takes ~1 s per hash on a busy 2-core box.
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)

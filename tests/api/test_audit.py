@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import io
 
-from tests.api.test_lab import lab, seeded  # noqa: F401  (fixtures)
 
-
-async def test_admins_read_filter_page_and_export_the_log(seeded):  # noqa: F811
+async def test_admins_read_filter_page_and_export_the_log(seeded):
     acme = seeded.keys["acme"]
     i = seeded.ids
     for name in ("press-hot", "press-warm"):
@@ -57,7 +55,7 @@ async def test_admins_read_filter_page_and_export_the_log(seeded):  # noqa: F811
     assert r.status_code == 400 and "time" in r.json()["message"]
 
 
-async def test_operators_and_viewers_cannot_read_the_log(seeded):  # noqa: F811
+async def test_operators_and_viewers_cannot_read_the_log(seeded):
     for role in ("viewer", "operator"):
         r = await seeded.call(
             "POST", "/keys", seeded.keys["acme"], json={"name": role, "role": role}

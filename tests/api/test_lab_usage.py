@@ -9,21 +9,20 @@ import datetime as dt
 import io
 
 from atoll.registry.retention import RetentionService
-from tests.api.test_lab import lab, seeded  # noqa: F401  (fixtures)
 
 
 def today() -> str:
     return dt.datetime.now(dt.UTC).date().isoformat()
 
 
-async def usage(lab, key=None, **params):  # noqa: F811
+async def usage(lab, key=None, **params):
     r = await lab.call("GET", "/lab/usage", key, params=params)
     assert r.status_code == 200, r.text
     body = r.json()
     return body, {(d["enterprise"], d["project"]): d for d in body["days"]}
 
 
-async def test_telemetry_and_api_calls_are_metered_per_enterprise_project_and_day(seeded):  # noqa: F811
+async def test_telemetry_and_api_calls_are_metered_per_enterprise_project_and_day(seeded):
     # seeded: acme~press got 2 messages of 1 point, acme~paint 1, beta~ovens none.
     r = await seeded.http.post(
         "/api/v1/ingest/telemetry",
@@ -55,7 +54,7 @@ async def test_telemetry_and_api_calls_are_metered_per_enterprise_project_and_da
     assert (totals["acme"]["messages"], totals["acme"]["points"]) == (4, 6)
 
 
-async def test_storage_is_sampled_by_the_retention_job(seeded):  # noqa: F811
+async def test_storage_is_sampled_by_the_retention_job(seeded):
     _, rows = await usage(seeded)
     assert rows[("acme", "acme~press")]["storage_points"] is None  # not sampled yet
     RetentionService(seeded.registry, seeded.pipeline.store).run_once()
@@ -65,7 +64,7 @@ async def test_storage_is_sampled_by_the_retention_job(seeded):  # noqa: F811
     assert {t["enterprise"]: t["storage_points"] for t in body["totals"]}["acme"] == 3
 
 
-async def test_an_enterprise_sees_only_its_own_usage(seeded):  # noqa: F811
+async def test_an_enterprise_sees_only_its_own_usage(seeded):
     acme = seeded.keys["acme"]
     body, rows = await usage(seeded, acme)
     assert {e for e, _ in rows} == {"acme"}
@@ -78,7 +77,7 @@ async def test_an_enterprise_sees_only_its_own_usage(seeded):  # noqa: F811
     assert set(rows) == {("acme", "acme~paint")}
 
 
-async def test_usage_as_csv_and_bad_days(seeded):  # noqa: F811
+async def test_usage_as_csv_and_bad_days(seeded):
     r = await seeded.call("GET", "/lab/usage.csv", params={"enterprise": "acme"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert "attachment" in r.headers["content-disposition"]
@@ -98,7 +97,7 @@ async def test_usage_as_csv_and_bad_days(seeded):  # noqa: F811
     assert body["days"] == [] and body["totals"] == []
 
 
-async def test_trends_per_hour_and_per_day(seeded):  # noqa: F811
+async def test_trends_per_hour_and_per_day(seeded):
     # seeded: acme stored 3 messages and has 3 alarms, beta none and 1, all just now.
     for window, n in (("24h", 24), ("7d", 7)):
         r = await seeded.call("GET", "/lab/trends", params={"window": window})

@@ -7,16 +7,15 @@ import csv
 import io
 
 from atoll.api.portfolio import quarter_range
-from tests.api.test_lab import lab, seeded  # noqa: F401  (fixtures)
 
 
-async def key(lab, tenant: str, role: str) -> str:  # noqa: F811
+async def key(lab, tenant: str, role: str) -> str:
     r = await lab.call("POST", "/keys", lab.keys[tenant], json={"name": role, "role": role})
     assert r.status_code == 201, r.text
     return r.json()["token"]
 
 
-async def test_a_project_moves_along_and_its_outcomes_show_in_the_lab(seeded):  # noqa: F811
+async def test_a_project_moves_along_and_its_outcomes_show_in_the_lab(seeded):
     acme = seeded.keys["acme"]
     r = await seeded.call("GET", "/projects/acme~press/portfolio", acme)
     assert r.status_code == 200, r.text
@@ -74,7 +73,7 @@ async def test_a_project_moves_along_and_its_outcomes_show_in_the_lab(seeded):  
     assert r.status_code == 400 and "2026Q4" in r.json()["message"]
 
 
-async def test_the_quarterly_report_as_csv_and_pdf(seeded):  # noqa: F811
+async def test_the_quarterly_report_as_csv_and_pdf(seeded):
     acme = seeded.keys["acme"]
     await seeded.call("PUT", "/projects/acme~paint/portfolio", acme, json={"stage": "production"})
     r = await seeded.call("GET", "/lab/report.csv", acme)

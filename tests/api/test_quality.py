@@ -4,22 +4,20 @@ lab computes from it, and assignees: on the real app, registry, rules service an
 
 from __future__ import annotations
 
-from tests.api.test_lab import lab, seeded  # noqa: F401  (fixtures)
 
-
-async def key(lab, tenant: str, role: str) -> str:  # noqa: F811
+async def key(lab, tenant: str, role: str) -> str:
     r = await lab.call("POST", "/keys", lab.keys[tenant], json={"name": role, "role": role})
     assert r.status_code == 201, r.text
     return r.json()["token"]
 
 
-async def judge(lab, alarm_id: int, verdict, who: str, code: int = 200) -> dict:  # noqa: F811
+async def judge(lab, alarm_id: int, verdict, who: str, code: int = 200) -> dict:
     r = await lab.call("PUT", f"/alarms/{alarm_id}/feedback", who, json={"feedback": verdict})
     assert r.status_code == code, r.text
     return r.json()
 
 
-async def test_operators_judge_alarms_viewers_cannot(seeded):  # noqa: F811
+async def test_operators_judge_alarms_viewers_cannot(seeded):
     i = seeded.ids
     operator, viewer = await key(seeded, "acme", "operator"), await key(seeded, "acme", "viewer")
     got = await judge(seeded, i["press-hot"], "real", operator)
@@ -51,7 +49,7 @@ async def test_operators_judge_alarms_viewers_cannot(seeded):  # noqa: F811
     assert (await judge(seeded, i["press-hot"], None, operator))["feedback"] is None
 
 
-async def test_precision_per_enterprise_project_rule_and_week(seeded):  # noqa: F811
+async def test_precision_per_enterprise_project_rule_and_week(seeded):
     i = seeded.ids
     acme = seeded.keys["acme"]
     # Before any verdict: nothing judged, no precision (not 0 %, not 100 %).
@@ -117,7 +115,7 @@ async def test_precision_per_enterprise_project_rule_and_week(seeded):  # noqa: 
     assert r.status_code == 400 and "feedback" in r.json()["message"]
 
 
-async def test_assign_to_a_user_of_the_tenant_and_filter_mine(seeded):  # noqa: F811
+async def test_assign_to_a_user_of_the_tenant_and_filter_mine(seeded):
     i = seeded.ids
     # Usernames are namespaced by their tenant ("acme~olga"), as everywhere.
     olga_name = seeded.registry.create_user("acme", "olga", "olga-password-1", "operator").username
