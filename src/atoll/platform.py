@@ -19,6 +19,7 @@ import gc
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
@@ -37,7 +38,7 @@ from atoll.rul import service as rul_service
 from atoll.rules import service as rules_service
 from atoll.rules.service import RulesService
 from atoll.service import PlatformParts, Service, ServiceContext, ServiceModule
-from atoll.store.port import SeriesStore
+from atoll.store.port import SeriesStore, UsageReader
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,18 @@ class Platform:
 
     def add_service(self, service: Service, name: str | None = None) -> None:
         self._extra.append(_Named(name or type(service).__name__, service))
+
+    def _over_storage(self) -> dict[str, tuple[int, int]]:
+        """The tenants at their storage quota (the pipeline asks about once a minute): the
+        store's points per project, summed per tenant against the registry's quotas."""
+        store = self.store
+        if not isinstance(store, UsageReader):
+            return {}
+
+        def held() -> dict[str, int]:
+            return {p: u.points for p, u in store.usage(since=time.time_ns() // 1000).items()}
+
+        return self.registry.over_storage(held)
 
     def _metrics(
         self,
@@ -196,6 +209,7 @@ class Platform:
             max_commit_points=s.max_commit_points,
             max_queued_points=s.max_queued_points,
             quotas=s.quotas,
+            storage_check=self._over_storage,
         )
         # The platform operator's ingest quotas (PUT /tenants/{t}/quotas) over the settings'.
         for tenant, per_s in self.registry.ingest_rates().items():

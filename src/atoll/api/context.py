@@ -50,6 +50,9 @@ class IngestSubmitter(Protocol):
         """Apply a tenant's ingest rate quota (points/s; ``None``: the configured one);
         ``False`` if this node runs without rate limits."""
 
+    async def check_storage(self) -> None:
+        """Ask again which tenants are at their storage quota (after a quota changed)."""
+
     async def twin_reported(
         self, identity: DeviceIdentity, body: bytes, transport: str = "mqtt"
     ) -> Any:

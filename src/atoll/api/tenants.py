@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from atoll.api.deps import Admin, Ctx, Viewer, actor, audit
 from atoll.api.schemas import ApiKeyOut, NewApiKeyOut, TenantOut
 from atoll.core.errors import Forbidden, NotFound
+from atoll.store.port import UsageReader
 
 router = APIRouter(tags=["tenants"])
 
@@ -71,6 +75,10 @@ class QuotasOut(BaseModel):
         description="points/s the enterprise's devices may send together; null: the configured"
         " default (ATOLL_QUOTA_TENANT_RATE)"
     )
+    storage_points: QuotaOut = Field(
+        description="points its projects hold in the store (derived series included); at the"
+        " limit telemetry is refused (checked about once a minute)"
+    )
 
 
 class QuotasIn(BaseModel):
@@ -79,12 +87,21 @@ class QuotasIn(BaseModel):
     ingest_rate: float | None = Field(
         None, gt=0, le=1e9, description="points/s; null: the configured default"
     )
+    storage_points: int | None = Field(
+        None, ge=0, le=10**15, description="points held in the store; null: no limit"
+    )
 
 
 def _quotas_out(ctx, tenant: str, usage) -> QuotasOut:
+    store = ctx.store
+    held = 0
+    if isinstance(store, UsageReader):
+        points = {p: u.points for p, u in store.usage(since=time.time_ns() // 1000).items()}
+        held = ctx.registry.storage_by_tenant(points).get(tenant, 0)
     return QuotasOut(
         tenant=tenant,
         ingest_rate=ctx.registry.ingest_rate(tenant),
+        storage_points=QuotaOut(limit=ctx.registry.storage_limit(tenant), used=held),
         **{k: QuotaOut(limit=u.limit, used=u.used) for k, u in usage.items()},
     )
 
@@ -99,7 +116,7 @@ def get_quotas(tenant: str, who: Viewer, ctx: Ctx):
 
 
 @router.put("/tenants/{tenant}/quotas", response_model=QuotasOut, summary="Set a tenant's quotas")
-def set_quotas(tenant: str, body: QuotasIn, who: Admin, ctx: Ctx):
+async def set_quotas(tenant: str, body: QuotasIn, who: Admin, ctx: Ctx):
     """Platform admin only. The quotas named in the body are set (null: no limit); the others
     stay. Lowering a quota below what is used refuses only new devices or keys. The ingest
     rate applies at once on this node, on other nodes when they next start."""
@@ -108,10 +125,18 @@ def set_quotas(tenant: str, body: QuotasIn, who: Admin, ctx: Ctx):
             raise NotFound(f"tenant {tenant!r} not found")
         raise Forbidden("only the platform admin sets quotas", hint="ask the platform operator")
     values = body.model_dump(exclude_unset=True)
-    usage = ctx.registry.set_quotas(tenant, values)
+    usage = await asyncio.to_thread(ctx.registry.set_quotas, tenant, values)
     if "ingest_rate" in values and ctx.ingest is not None:
         ctx.ingest.set_tenant_rate(tenant, values["ingest_rate"])
-    ctx.registry.audit(
-        tenant, actor(who), "tenant.quotas", f"tenant:{tenant}", values, source=who.source
+    if "storage_points" in values and ctx.ingest is not None:
+        await ctx.ingest.check_storage()  # this node at once; others within a minute
+    await asyncio.to_thread(
+        ctx.registry.audit,
+        tenant,
+        actor(who),
+        "tenant.quotas",
+        f"tenant:{tenant}",
+        values,
+        source=who.source,
     )
-    return _quotas_out(ctx, tenant, usage)
+    return await asyncio.to_thread(_quotas_out, ctx, tenant, usage)

@@ -37,6 +37,12 @@ def quota(
         float | None,
         typer.Option("--ingest-rate", help="points/s of the whole enterprise; -1: the default"),
     ] = None,
+    storage_points: Annotated[
+        int | None,
+        typer.Option(
+            "--storage-points", min=NO_LIMIT, help="points its projects may hold; -1: none"
+        ),
+    ] = None,
     url: Url = DEFAULT_URL,
     api_key: Key = "",
     as_json: AsJson = False,
@@ -48,7 +54,12 @@ def quota(
     with client(url, api_key) as c:
         changes = {
             k: (None if v == NO_LIMIT else v)
-            for k, v in (("devices", devices), ("api_keys", api_keys), ("ingest_rate", ingest_rate))
+            for k, v in (
+                ("devices", devices),
+                ("api_keys", api_keys),
+                ("ingest_rate", ingest_rate),
+                ("storage_points", storage_points),
+            )
             if v is not None
         }
         got = c.set_quotas(tenant, **changes) if changes else c.quotas(tenant)

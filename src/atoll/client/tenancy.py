@@ -151,8 +151,9 @@ class TenancyCalls(Http):
         return {k: v for k, v in got.items() if k != "tenant"}
 
     def set_quotas(self, tenant: str, **limits: int | None) -> dict[str, Any]:
-        """Platform admin: set ``devices=``, ``api_keys=`` (``None``: no limit) and/or
-        ``ingest_rate=`` (points/s; ``None``: the configured default)."""
+        """Platform admin: set ``devices=``, ``api_keys=``, ``storage_points=`` (points held;
+        ``None``: no limit) and/or ``ingest_rate=`` (points/s; ``None``: the configured
+        default)."""
         got = self._call("PUT", f"/tenants/{tenant}/quotas", json=limits)
         return {k: v for k, v in got.items() if k != "tenant"}
 

@@ -80,6 +80,15 @@ class Unavailable(AtollError):
         self.retry_after = retry_after
 
 
+class StorageFull(InvalidInput):
+    """Telemetry of a tenant that holds as many points as its storage quota allows. A refused
+    message like an invalid one (counted per device and reason, ``storage_quota``; an MQTT
+    device moves past it), answered 403 over HTTP."""
+
+    status = 403
+    code = "quota_exceeded"
+
+
 class QuotaExceeded(AtollError):
     """A tenant is at one of its quotas (devices, API keys): making one more is refused."""
 

@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,15 @@ import msgspec
 
 from atoll.bus.port import MessageBus
 from atoll.core import topics
-from atoll.core.errors import AtollError, Conflict, InvalidInput, NotFound, RateLimited, Unavailable
+from atoll.core.errors import (
+    AtollError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    StorageFull,
+    Unavailable,
+)
 from atoll.core.tasks import cancel_and_wait
 from atoll.ingest import events
 from atoll.ingest.devices import DeviceDirectory, Identity
@@ -157,6 +166,8 @@ class IngestPipeline:
         max_commit_points: int = 500_000,
         max_queued_points: int = 2_000_000,
         flush_interval: float = 1.0,
+        storage_check: Callable[[], Mapping[str, tuple[int, int]]] | None = None,
+        storage_check_s: float = 60.0,
         quotas: Quotas | None = None,
     ) -> None:
         self.store = store
@@ -166,6 +177,11 @@ class IngestPipeline:
         self.max_commit_points = max_commit_points
         self.max_queued_points = max_queued_points
         self.flush_interval = flush_interval
+        #: ``{tenant: (points held, quota)}`` of the tenants at their storage quota, as the
+        #: last ``storage_check`` (run every ``storage_check_s`` in a worker thread) said.
+        self.storage_check, self.storage_check_s = storage_check, storage_check_s
+        self.storage_full: dict[str, tuple[int, int]] = {}
+        self._storage_checked = -math.inf
         self.quotas = quotas if quotas is not None and not quotas.unlimited else None
         self.stats = IngestStats()
         # Server stamps in this writer's slot of the store: unique across nodes on one store.
@@ -247,7 +263,10 @@ class IngestPipeline:
         return await self.write(parsed)
 
     def validate(self, identity: Identity, body: bytes, transport: str = "mqtt") -> ParsedTelemetry:
-        """Validate one telemetry message; a refusal is counted and raised as ``InvalidInput``."""
+        """Validate one telemetry message; a refusal is counted and raised as ``InvalidInput``
+        (``StorageFull`` when the device's tenant is at its storage quota)."""
+        if self.storage_full and identity.tenant in self.storage_full:
+            raise self._storage_full(identity, transport)
         try:
             parsed = parse_telemetry(
                 body,
@@ -272,6 +291,31 @@ class IngestPipeline:
                 log_level=logging.INFO,
             )
         return parsed
+
+    def _storage_full(self, identity: Identity, transport: str) -> StorageFull:
+        held, limit = self.storage_full[identity.tenant]
+        message = (
+            f"enterprise {identity.tenant!r} is at its storage quota: {held:,} of {limit:,} "
+            "points held; telemetry is refused until there is room"
+        )
+        self.reject(identity.device, transport, "storage_quota", message)
+        return StorageFull(
+            message,
+            hint="shorten a project's retention or delete series, or ask the platform operator "
+            "to raise the 'storage_points' quota",
+        )
+
+    async def check_storage(self) -> None:
+        """Ask ``storage_check`` which tenants are at their storage quota (a worker thread)."""
+        if self.storage_check is None:
+            return
+        self._storage_checked = time.monotonic()
+        try:
+            self.storage_full = dict(await asyncio.to_thread(self.storage_check))
+        except AtollError as e:
+            log.warning("storage quota check failed: %s", e.message)
+        except Exception:
+            log.exception("storage quota check failed")
 
     async def write(self, parsed: ParsedTelemetry) -> int:
         """Queue validated points for the next group commit and wait until they are durable."""
@@ -794,6 +838,8 @@ class IngestPipeline:
             if self.quotas is not None:
                 self.quotas.prune()
             await self.flush_counters()
+            if time.monotonic() - self._storage_checked >= self.storage_check_s:
+                await self.check_storage()
 
 
 def _check_json(doc: Any, what: str) -> None:

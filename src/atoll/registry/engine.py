@@ -48,6 +48,7 @@ def open_engine(url: str) -> Engine:
         _add_platform_admin_to_users(conn)
         _add_detectors_to_device_types(conn)
         _add_source_to_audit_log(conn)
+        _add_max_points_to_tenant_quotas(conn)
     return engine
 
 
@@ -68,6 +69,12 @@ def _add_detectors_to_device_types(conn: Connection) -> None:
     none bound, as before)."""
     if "detectors" not in {c["name"] for c in inspect(conn).get_columns("device_types")}:
         conn.execute(text("ALTER TABLE device_types ADD COLUMN detectors JSON"))
+
+
+def _add_max_points_to_tenant_quotas(conn: Connection) -> None:
+    """Databases made before the storage quota get its column (NULL: no limit)."""
+    if "max_points" not in {c["name"] for c in inspect(conn).get_columns("tenant_quotas")}:
+        conn.execute(text("ALTER TABLE tenant_quotas ADD COLUMN max_points BIGINT"))
 
 
 def _add_source_to_audit_log(conn: Connection) -> None:

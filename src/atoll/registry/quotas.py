@@ -15,6 +15,8 @@ from atoll.registry.tenants import get_tenant
 KINDS = {"devices": "max_devices", "api_keys": "max_api_keys"}
 WHAT = {"devices": "device", "api_keys": "API key"}
 RATE = "ingest_rate"  # points/s; enforced by ingest (atoll.ingest.quota), not counted here
+#: Points held in the store; counted by the store, enforced by ingest (``IngestPipeline``).
+STORAGE = "storage_points"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,19 @@ def limits(conn: Connection, tenant: str) -> dict[str, int | None]:
 def ingest_rate(conn: Connection, tenant: str) -> float | None:
     q = select(t.tenant_quotas.c.ingest_rate).where(t.tenant_quotas.c.tenant == tenant)
     return conn.execute(q).scalar_one_or_none()
+
+
+def storage_limit(conn: Connection, tenant: str) -> int | None:
+    q = select(t.tenant_quotas.c.max_points).where(t.tenant_quotas.c.tenant == tenant)
+    return conn.execute(q).scalar_one_or_none()
+
+
+def storage_limits(conn: Connection) -> dict[str, int]:
+    """Every tenant's storage quota (points) that is set."""
+    q = select(t.tenant_quotas.c.tenant, t.tenant_quotas.c.max_points).where(
+        t.tenant_quotas.c.max_points.is_not(None)
+    )
+    return {r.tenant: int(r.max_points) for r in conn.execute(q)}
 
 
 def ingest_rates(conn: Connection) -> dict[str, float]:
@@ -73,6 +88,9 @@ def set_(conn: Connection, tenant: str, values: dict[str, int | float | None]) -
     rate = values.pop(RATE) if RATE in values else ingest_rate(conn, tenant)
     if rate is not None and not (isinstance(rate, int | float) and rate > 0):
         raise InvalidInput("quota ingest_rate must be > 0 points/s, or null for no limit")
+    points = values.pop(STORAGE) if STORAGE in values else storage_limit(conn, tenant)
+    if points is not None and not (isinstance(points, int) and points >= 0):
+        raise InvalidInput("quota storage_points must be a whole number >= 0, or null")
     unknown = set(values) - set(KINDS)
     if unknown:
         raise InvalidInput(f"unknown quota(s): {', '.join(sorted(unknown))}")
@@ -83,7 +101,10 @@ def set_(conn: Connection, tenant: str, values: dict[str, int | float | None]) -
     conn.execute(delete(t.tenant_quotas).where(t.tenant_quotas.c.tenant == tenant))
     conn.execute(
         insert(t.tenant_quotas).values(
-            tenant=tenant, ingest_rate=rate, **{KINDS[k]: merged[k] for k in KINDS}
+            tenant=tenant,
+            ingest_rate=rate,
+            max_points=points,
+            **{KINDS[k]: merged[k] for k in KINDS},
         )
     )
     return usage(conn, tenant)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -924,6 +924,36 @@ class Registry:
     def ingest_rate(self, tenant: str) -> float | None:
         with self._read() as conn:
             return _quotas.ingest_rate(conn, tenant)
+
+    def storage_limit(self, tenant: str) -> int | None:
+        """The tenant's storage quota in points (``None``: no limit)."""
+        with self._read() as conn:
+            return _quotas.storage_limit(conn, tenant)
+
+    def storage_by_tenant(self, held: Mapping[str, int]) -> dict[str, int]:
+        """``{project: points held}`` (the store's ``usage``) summed per tenant."""
+        with self._read() as conn:
+            owners = dict(conn.execute(select(t.projects.c.id, t.projects.c.tenant)).all())
+        out: dict[str, int] = {}
+        for project, n in held.items():
+            tenant = owners.get(project)
+            if tenant is not None:
+                out[tenant] = out.get(tenant, 0) + n
+        return out
+
+    def over_storage(self, held: Callable[[], Mapping[str, int]]) -> dict[str, tuple[int, int]]:
+        """``{tenant: (points held, quota)}`` of the tenants at or over their storage quota;
+        ``held()`` answers ``{project: points held}`` (asked only if some quota is set)."""
+        with self._read() as conn:
+            limits = _quotas.storage_limits(conn)
+        if not limits:
+            return {}
+        per_tenant = self.storage_by_tenant(held())
+        return {
+            tenant: (per_tenant.get(tenant, 0), limit)
+            for tenant, limit in limits.items()
+            if per_tenant.get(tenant, 0) >= limit
+        }
 
     def set_quotas(
         self, tenant: str, values: Mapping[str, int | float | None]

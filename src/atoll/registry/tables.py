@@ -305,4 +305,7 @@ tenant_quotas = Table(
     Column("max_api_keys", Integer, nullable=True),
     # Ingest rate of the tenant as a whole, points/s (atoll.ingest.quota's tenant bucket).
     Column("ingest_rate", Float, nullable=True),
+    # Points the tenant's projects may hold in the store; at it, telemetry is refused.
+    # (Added later: ALTER TABLE on older databases.)
+    Column("max_points", BigInteger, nullable=True),
 )

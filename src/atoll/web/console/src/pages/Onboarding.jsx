@@ -330,6 +330,7 @@ export function Account() {
 const QUOTAS = [
   ["devices", "Devices"],
   ["api_keys", "API keys"],
+  ["storage_points", "Stored points"],
 ];
 
 // An enterprise's quotas as usage bars (used / limit); the platform admin sets them here.
