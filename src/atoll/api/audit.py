@@ -3,8 +3,6 @@ where. Admins only; a platform admin reads the tenant it acts in."""
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from typing import Any
 
@@ -13,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from atoll.api.deps import Admin, Ctx
+from atoll.api.files import csv_download
 from atoll.api.schemas import MAX_DB_INT, iso
 from atoll.api.times import parse_time
 from atoll.registry import Principal
@@ -125,14 +124,16 @@ def audit_csv(
 
 
 def _csv(ctx: Any, who: Principal, filters: dict[str, Any], limit: int) -> Response:
-    buf = io.StringIO()
-    out = csv.writer(buf)
-    out.writerow(CSV_COLUMNS)
-    for e in ctx.registry.audit_log(who.tenant, limit=limit, **filters):
-        detail = orjson.dumps(e.detail, option=orjson.OPT_SORT_KEYS).decode() if e.detail else ""
-        out.writerow([e.id, iso(e.at), e.actor, e.action, e.target, e.source or "", detail])
-    return Response(
-        buf.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="atoll-audit.csv"'},
+    rows = (
+        [
+            e.id,
+            iso(e.at),
+            e.actor,
+            e.action,
+            e.target,
+            e.source,
+            orjson.dumps(e.detail, option=orjson.OPT_SORT_KEYS).decode() if e.detail else "",
+        ]
+        for e in ctx.registry.audit_log(who.tenant, limit=limit, **filters)
     )
+    return csv_download(CSV_COLUMNS, rows, "atoll-audit.csv")

@@ -11,9 +11,7 @@ enterprises and 400 projects costs the same three queries as one of a single pro
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import time
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
@@ -25,6 +23,7 @@ from atoll.api import quality
 from atoll.api.alarms import ASSIGNEE_DOC, _statuses, alarm_out, assignee_filter
 from atoll.api.deps import Ctx, Operator, Viewer, act_in_tenant, audit
 from atoll.api.devices import ONLINE_WINDOW_S
+from atoll.api.files import csv_download
 from atoll.api.rules import service
 from atoll.api.schemas import MAX_DB_INT, Offset, ProjectOut, iso
 from atoll.api.times import parse_time
@@ -460,17 +459,9 @@ def lab_alarms_csv(
         feedback,
     )
     names = {t.id: t.name for t in visible_tenants(ctx, who)}
-    buf = io.StringIO()
-    out = csv.writer(buf)
-    out.writerow(CSV_COLUMNS)
-    for a in service(ctx).alarms.list(**filters, limit=limit, worst_first=order == "severity"):
-        row = _lab_alarm(a, projects, names)
-        out.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
-    return Response(
-        buf.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="atoll-alarms.csv"'},
-    )
+    alarms = service(ctx).alarms.list(**filters, limit=limit, worst_first=order == "severity")
+    rows = (_lab_alarm(a, projects, names) for a in alarms)
+    return csv_download(CSV_COLUMNS, rows, "atoll-alarms.csv")
 
 
 class BulkIn(BaseModel):
@@ -690,16 +681,7 @@ def lab_usage_csv(
     """One row per day, enterprise and project (the enterprise's own API calls: empty
     project), as ``GET /lab/usage``."""
     rows, first, last = _usage_rows(ctx, who, enterprise, project, since, until)
-    buf = io.StringIO()
-    out = csv.writer(buf)
-    out.writerow(USAGE_COLUMNS)
-    for r in rows:
-        out.writerow(["" if r.get(c) is None else r[c] for c in USAGE_COLUMNS])
-    return Response(
-        buf.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="atoll-usage-{first}-{last}.csv"'},
-    )
+    return csv_download(USAGE_COLUMNS, rows, f"atoll-usage-{first}-{last}.csv")
 
 
 # -- trends over 24 h and 7 days ------------------------------------------------------------------

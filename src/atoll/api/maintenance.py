@@ -7,8 +7,6 @@ a whole history as CSV (all rows or none, every bad line named).
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request
@@ -17,6 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from atoll.api.deps import Ctx, Operator, Viewer, actor, audit
+from atoll.api.files import csv_download
 from atoll.api.schemas import iso
 from atoll.api.times import TIME_HELP, parse_time
 from atoll.core.errors import InvalidInput
@@ -167,17 +166,11 @@ def list_project_maintenance(
     )
     if format == "json":
         return [MaintenanceOut.of(e) for e in events]
-    buf = io.StringIO()
-    out = csv.writer(buf)
-    out.writerow(_maintenance.CSV_COLUMNS)
-    for e in events:
-        cost = "" if e.cost is None else f"{e.cost:g}"
-        out.writerow([e.device, iso(e.at), e.kind, e.part or "", cost, e.note])
-    return Response(
-        buf.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="maintenance.csv"'},
+    rows = (
+        [e.device, iso(e.at), e.kind, e.part, None if e.cost is None else f"{e.cost:g}", e.note]
+        for e in events
     )
+    return csv_download(_maintenance.CSV_COLUMNS, rows, "maintenance.csv")
 
 
 @router.post(

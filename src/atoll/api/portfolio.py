@@ -14,9 +14,7 @@ the same device had announced in the ``CAUGHT_WINDOW`` before it ("caught before
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
@@ -24,6 +22,7 @@ from fpdf import FPDF
 from pydantic import BaseModel, Field
 
 from atoll.api.deps import SESSION_PREFIX, Ctx, Operator, Viewer, audit
+from atoll.api.files import csv_download
 from atoll.api.lab import _FILTER_DOC, _scope, visible_tenants
 from atoll.api.rules import service
 from atoll.api.schemas import iso
@@ -236,16 +235,7 @@ def lab_report_csv(
 ) -> Response:
     """One row per project, as ``GET /lab/portfolio``."""
     name, _, _, rows = _rows(ctx, who, enterprise, [], quarter)
-    buf = io.StringIO()
-    out = csv.writer(buf)
-    out.writerow(REPORT_COLUMNS)
-    for r in rows:
-        out.writerow(["" if r.get(c) is None else r[c] for c in REPORT_COLUMNS])
-    return Response(
-        buf.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="atoll-lab-{name}.csv"'},
-    )
+    return csv_download(REPORT_COLUMNS, rows, f"atoll-lab-{name}.csv")
 
 
 @router.get(

@@ -808,8 +808,7 @@ class Registry:
 
     def record_storage(self, held: Mapping[str, int], at: int | None = None) -> None:
         """A sample of the points each project holds in the store (``{project: points}``)."""
-        with self._read() as conn:
-            owners = dict(conn.execute(select(t.projects.c.id, t.projects.c.tenant)).all())
+        owners = self._project_owners()
         day = _usage.day_of(at if at is not None else now_us())
         rows = {(owners[p], p): n for p, n in held.items() if p in owners}
         for attempt in range(3):
@@ -930,10 +929,14 @@ class Registry:
         with self._read() as conn:
             return _quotas.storage_limit(conn, tenant)
 
+    def _project_owners(self) -> dict[str, str]:
+        """``{project: tenant}`` of every project."""
+        with self._read() as conn:
+            return dict(conn.execute(select(t.projects.c.id, t.projects.c.tenant)).all())
+
     def storage_by_tenant(self, held: Mapping[str, int]) -> dict[str, int]:
         """``{project: points held}`` (the store's ``usage``) summed per tenant."""
-        with self._read() as conn:
-            owners = dict(conn.execute(select(t.projects.c.id, t.projects.c.tenant)).all())
+        owners = self._project_owners()
         out: dict[str, int] = {}
         for project, n in held.items():
             tenant = owners.get(project)
