@@ -33,7 +33,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # platform service is and gets (``atoll.service``); the settings (they name ingest limits).
     # Remaining useful life from run-to-failure history (models and their files).
     # Horizon forecasts of stored series.
-    ("detect", "rules", "service", "config", "rul", "forecast"),
+    # The edge agent (connectors, durable buffer, forwarder): it runs on a gateway, apart from
+    # the platform, and may use the detectors for local alarms.
+    ("detect", "rules", "service", "config", "rul", "forecast", "edge"),
     # The HTTP API and the console.
     ("api", "web"),
     # Composition: the data directory, the runtime that wires it all.

@@ -42,6 +42,34 @@ def command_ack(device_id: str, command_id: str) -> str:
     return f"{PREFIX}/{device_id}/commands/{command_id}/ack"
 
 
+# A gateway (a device registered as one, e.g. ``atoll edge``) speaks for its child devices on
+# topics under its own subtree, so the per-device ACL's "own subtree only" still holds; which
+# children belong to which gateway is the registry's answer (docs/DEVICES.md, "Gateways").
+# Child ids in these topics are the ids the gateway knows (as chosen at registration, without
+# the tenant prefix).
+
+
+def gateway_connect(gateway_id: str) -> str:
+    """Gateway → Atoll: ``{"device": child, "device_type": type}`` declares (and, if the
+    gateway may, registers) a child; PUBACK once the child is registered."""
+    return f"{PREFIX}/{gateway_id}/gateway/connect"
+
+
+def gateway_telemetry(gateway_id: str) -> str:
+    """Gateway → Atoll: ``{child: reading-or-batch, ...}``, each as on ``telemetry``."""
+    return f"{PREFIX}/{gateway_id}/gateway/telemetry"
+
+
+def gateway_command(gateway_id: str, child: str, command_id: str) -> str:
+    """Atoll → gateway: a command to one of its children, ``{"id", "name", "args", "device"}``."""
+    return f"{PREFIX}/{gateway_id}/gateway/commands/{child}/{command_id}"
+
+
+def gateway_command_ack(gateway_id: str, child: str, command_id: str) -> str:
+    """Gateway → Atoll: the child's answer, ``{"status": "ok"|"error", "result": any}``."""
+    return f"{PREFIX}/{gateway_id}/gateway/commands/{child}/{command_id}/ack"
+
+
 def parse(topic: str) -> tuple[str, str] | None:
     """Split a device topic into ``(device_id, rest)``; ``None`` if it is not one."""
     head = PREFIX + "/"
