@@ -6,7 +6,7 @@ its protocol library (the ``edge`` extra) only when called, so the agent starts 
 no such connector is configured.
 
 >>> sorted(CONNECTORS)
-['modbus']
+['modbus', 'opcua']
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from atoll.edge.connectors import modbus
+from atoll.edge.connectors import modbus, opcua
 from atoll.edge.port import Connector
 
 CONNECTORS: dict[str, Callable[[Mapping[str, Any]], Connector]] = {
     "modbus": modbus.build,
+    "opcua": opcua.build,
 }
