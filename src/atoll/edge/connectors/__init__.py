@@ -6,7 +6,7 @@ its protocol library (the ``edge`` extra) only when called, so the agent starts 
 no such connector is configured.
 
 >>> sorted(CONNECTORS)
-['modbus', 'opcua']
+['modbus', 'mqtt', 'opcua']
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from atoll.edge.connectors import modbus, opcua
+from atoll.edge.connectors import modbus, mqtt, opcua
 from atoll.edge.port import Connector
 
 CONNECTORS: dict[str, Callable[[Mapping[str, Any]], Connector]] = {
     "modbus": modbus.build,
+    "mqtt": mqtt.build,
     "opcua": opcua.build,
 }
