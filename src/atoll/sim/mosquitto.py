@@ -74,10 +74,10 @@ class Mosquitto:
         # -U hashes every plaintext line in one process (10,000 devices in seconds).
         subprocess.run([passwd, "-U", str(pw)], check=True, capture_output=True)
         acl = self.dir / "acl"
-        acl.write_text(
-            self.acl_text
-            or f"user {OBSERVER[0]}\ntopic read atoll/#\n\npattern readwrite atoll/v1/devices/%u/#\n"
+        atoll_acl = (
+            f"user {OBSERVER[0]}\ntopic read atoll/#\n\npattern readwrite atoll/v1/devices/%u/#\n"
         )
+        acl.write_text(self.acl_text or atoll_acl)
         conf = self.dir / "mosquitto.conf"
         conf_text = (
             "listener @PORT@ 127.0.0.1\n"
