@@ -125,6 +125,23 @@ async def test_values_timestamps_and_quality():
     json.dumps(status)
 
 
+async def test_an_unknown_node_is_reported_and_the_rest_is_read():
+    async with Press() as press:
+        cfg = config(press)
+        cfg["groups"][0]["nodes"].append(
+            {"node": f"ns={press.ns};s=Press1.NoSuchThing", "device": "press-1", "metric": "x"}
+        )
+        c = opcua.build(cfg)
+        sink = MemorySink()
+        task = await running(c, sink)
+        try:
+            await press.set("Temperature", 66.0)
+            await sink.wait_for(lambda rs: any(r.values.get("temperature") == 66.0 for r in rs), 10)
+        finally:
+            await stop(task)
+    assert c.status()["bad_nodes"] == {f"ns={press.ns};s=Press1.NoSuchThing": "BadNodeIdUnknown"}
+
+
 async def test_resubscribes_after_the_server_restarts():
     press = await Press().start()
     c = opcua.build(config(press))

@@ -9,6 +9,12 @@ blocks of contiguous addresses read with one request each.
 >>> [g] = groups(dev, max_registers=125, max_gap=0)
 >>> [(b.table, b.start, b.count) for b in g.blocks]
 [('coil', 0, 1), ('holding', 0, 3), ('holding', 10, 1)]
+>>> [g] = groups(dev, max_registers=125, max_gap=7)  # read across registers 3 to 9
+>>> [(b.table, b.start, b.count) for b in g.blocks]
+[('coil', 0, 1), ('holding', 0, 11)]
+>>> [g] = groups(dev, max_registers=2, max_gap=0)  # the float32 does not fit beside 'a'
+>>> [(b.table, b.start, b.count) for b in g.blocks]
+[('coil', 0, 1), ('holding', 0, 1), ('holding', 1, 2), ('holding', 10, 1)]
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ True
 Traceback (most recent call last):
 ...
 ValueError: 70000 is out of range for uint16 (0 to 65535)
+>>> to_raw(4000, "int16", scale=0.1, offset=0.0)
+Traceback (most recent call last):
+...
+ValueError: 4000 (raw 40000) is out of range for int16 (-32768 to 32767)
 """
 
 from __future__ import annotations
@@ -88,7 +92,8 @@ def to_raw(value: float, dtype: DataType, *, scale: float, offset: float) -> int
         lo, hi = _INT_RANGE[dtype]
         whole = round(raw)
         if not lo <= whole <= hi:
-            raise ValueError(f"{value} is out of range for {dtype} ({lo} to {hi})")
+            raw_text = "" if whole == value else f" (raw {whole})"
+            raise ValueError(f"{value}{raw_text} is out of range for {dtype} ({lo} to {hi})")
         return whole
     if dtype == "float32" and abs(raw) > _FLOAT32_MAX:
         raise ValueError(f"{value} is out of range for float32")
