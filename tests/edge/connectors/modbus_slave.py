@@ -4,7 +4,10 @@ test writes, a log of the requests it answered, and a switch that makes it answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
+import tty
 
 from pymodbus import FramerType
 from pymodbus.server import ModbusTcpServer
@@ -72,3 +75,43 @@ class Slaves:
 
     async def __aexit__(self, *exc) -> None:
         await self.stop()
+
+
+class SerialLine:
+    """A serial line for the ``serial`` link: a pseudo-terminal whose path the connector opens
+    as its serial port (pyserial, RTU frames); the other end is relayed to an RTU slave
+    server, as a serial-to-Ethernet gateway would."""
+
+    def __init__(self, slaves: Slaves) -> None:
+        assert slaves.framer == FramerType.RTU
+        self.slaves = slaves
+        self.master, self.slave_fd = os.openpty()
+        tty.setraw(self.slave_fd)
+        self.path = os.ttyname(self.slave_fd)
+        self._relay: asyncio.Task | None = None
+
+    async def __aenter__(self) -> SerialLine:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.slaves.port)
+        loop = asyncio.get_running_loop()
+
+        def to_server() -> None:
+            with contextlib.suppress(OSError):  # EIO while no one has the port open
+                writer.write(os.read(self.master, 4096))
+
+        async def to_port() -> None:
+            while data := await reader.read(4096):
+                os.write(self.master, data)
+
+        loop.add_reader(self.master, to_server)
+        self._writer = writer
+        self._relay = asyncio.create_task(to_port())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        asyncio.get_running_loop().remove_reader(self.master)
+        if self._relay is not None:
+            self._relay.cancel()
+            await asyncio.gather(self._relay, return_exceptions=True)
+        self._writer.close()
+        os.close(self.master)
+        os.close(self.slave_fd)

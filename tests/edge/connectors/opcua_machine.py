@@ -22,6 +22,7 @@ def free_port() -> int:
 
 async def certificates(folder: Path) -> dict[str, Path]:
     """A server and a client certificate (self-signed, as OPC UA applications use)."""
+    folder.mkdir(parents=True, exist_ok=True)
     files = {
         name: folder / f"{name}.{ext}"
         for name, ext in (

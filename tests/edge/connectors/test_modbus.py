@@ -11,7 +11,14 @@ from pymodbus.client.mixin import ModbusClientMixin
 from atoll.edge.connectors import modbus
 from atoll.edge.port import CommandFailed
 from atoll.testing.connector import MemorySink, check_connector
-from tests.edge.connectors.modbus_slave import COIL, DISCRETE, HOLDING, INPUT, Slaves
+from tests.edge.connectors.modbus_slave import (
+    COIL,
+    DISCRETE,
+    HOLDING,
+    INPUT,
+    SerialLine,
+    Slaves,
+)
 
 DT = ModbusClientMixin.DATATYPE
 SAMPLES = {  # a value per type that the type holds exactly, and its pymodbus data type
@@ -163,6 +170,40 @@ async def test_conformance(framer):
     assert c.status()["buffer_stopped_waits"] >= 2
 
 
+async def test_rtu_on_a_serial_port():
+    async with Slaves(ids=(3,), framer="rtu") as slaves, SerialLine(slaves) as line:
+        await slaves.write(3, INPUT, 0, registers(-7.25, DT.FLOAT32, "big", "big"))
+        cfg = {
+            "link": {"type": "serial", "device": line.path, "baudrate": 115200, "parity": "N"},
+            "timeout_s": 1.0,
+            "devices": [
+                {
+                    "id": "drive",
+                    "slave": 3,
+                    "poll_interval_s": 0.1,
+                    "points": [
+                        {"name": "torque", "table": "input", "address": 0, "type": "float32"},
+                        {"name": "speed", "address": 4},
+                    ],
+                    "commands": {"set_speed": {"point": "speed"}},
+                },
+            ],
+        }
+        c = modbus.build(cfg)
+        assert c.status()["link"] == f"rtu://{line.path}@115200"
+        readings = await check_connector(c)
+        assert {r.values["torque"] for r in readings} == {-7.25}
+        sink = MemorySink()
+        task = asyncio.create_task(c.run(sink))
+        try:
+            assert (await c.command("drive", "set_speed", {"value": 1200}))["raw"] == 1200
+            await sink.wait_for(lambda rs: any(r.values["speed"] == 1200.0 for r in rs), 5)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert await slaves.read(3, HOLDING, 4, 1) == [1200]
+
+
 async def test_polls_follow_changes_and_intervals():
     async with Slaves() as slave:
         c = modbus.build(
@@ -230,44 +271,48 @@ async def test_reconnects_after_the_server_restarts():
     json.dumps(status)
 
 
-async def test_per_slave_counters_for_exceptions_and_timeouts():
-    async with Slaves(ids=(1,)) as slave:
+@pytest.mark.parametrize("framer", ["socket", "rtu"])
+async def test_per_slave_counters_for_exceptions_and_timeouts(framer):
+    def device(id_, address, type_="uint16"):
+        return {
+            "id": id_,
+            "slave": 1,
+            "poll_interval_s": 0.05,
+            "points": [{"name": "v", "address": address, "type": type_}],
+        }
+
+    async with Slaves(ids=(1,), framer=framer) as slave:
+        await slave.write(1, HOLDING, 0, [111])
+        await slave.write(1, HOLDING, 5, [555])
         c = modbus.build(
             config(
                 slave.port,
-                [
-                    {
-                        "id": "ok",
-                        "slave": 1,
-                        "poll_interval_s": 0.05,
-                        "points": [{"name": "v", "address": 0}],
-                    },
-                    {
-                        "id": "past-the-map",
-                        "slave": 1,
-                        "poll_interval_s": 0.05,
-                        "points": [{"name": "v", "address": 199, "type": "uint32"}],
-                    },
-                ],
+                [device("ok", 0), device("other", 5), device("past-the-map", 199, "uint32")],
                 timeout_s=0.2,
+                link={"framer": framer},
             )
         )
         sink = MemorySink()
         task = asyncio.create_task(c.run(sink))
         try:
             await sink.wait_for(lambda rs: len(rs) >= 2, 5)
-            slave.delay_s = 0.5  # the slave answers too late
+            slave.delay_s = 0.3  # the slave answers too late
             await asyncio.sleep(1.0)
             slave.delay_s = 0.0
+            after = len(sink.readings)
+            await sink.wait_for(lambda rs: {r.device for r in rs[after:]} == {"ok", "other"}, 10)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
     slaves = c.status()["slaves"]
     assert slaves["past-the-map"]["exceptions"] >= 1
     assert "illegal data address" in slaves["past-the-map"]["last_error"]
-    assert slaves["ok"]["timeouts"] >= 1
+    assert slaves["ok"]["timeouts"] + slaves["other"]["timeouts"] >= 1
     assert slaves["ok"]["reads"] >= 1
-    assert {r.device for r in sink.readings} == {"ok"}
+    # every value is the device's own: no late answer was taken for another request's (the
+    # link is reopened after a timeout)
+    assert {(r.device, r.values["v"]) for r in sink.readings} == {("ok", 111.0), ("other", 555.0)}
+    assert c.status()["reconnects"] >= 1
 
 
 async def test_commands_write_scaled_points_and_report_failures():

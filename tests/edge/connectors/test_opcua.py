@@ -203,6 +203,36 @@ async def test_basic256sha256_sign_and_encrypt(tmp_path):
         assert {v["path"] for v in found} >= {"Temperature", "Count"}
 
 
+async def test_a_server_certificate_other_than_the_trusted_one_is_refused(tmp_path):
+    files = await certificates(tmp_path / "real")
+    impostor = await certificates(tmp_path / "other")  # another key pair, same names
+    async with Press(certs=files) as press:
+        c = opcua.build(
+            config(
+                press,
+                reconnect_min_s=0.1,
+                security={
+                    "certificate": str(files["client_cert"]),
+                    "private_key": str(files["client_key"]),
+                    "server_certificate": str(impostor["server_cert"]),
+                },
+            )
+        )
+        sink = MemorySink()
+        task = await running(c, sink)
+        try:
+            for _ in range(100):
+                if c.status()["errors"] >= 2:
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            await stop(task)
+    status = c.status()
+    assert status["errors"] >= 2 and status["connects"] == 0 and not sink.readings, status
+    assert status["last_error"].startswith(f"cannot connect to {press.url}: TimeoutError")
+    assert "server_certificate" in status["last_error"]
+
+
 def _security(d):
     from atoll.edge.connectors.opcua.config import Security
 

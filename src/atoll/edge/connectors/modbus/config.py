@@ -89,7 +89,7 @@ class Device(_Strict):
 
     id: str = Field(pattern=_ID)
     device_type: str | None = None
-    slave: int = Field(default=1, ge=0, le=247)
+    slave: int = Field(default=1, ge=0, le=255)  # the unit id; 1-247 on a serial line
     poll_interval_s: float = Field(default=1.0, ge=0.01)
     points: list[Point] = Field(min_length=1)
     commands: dict[str, Command] = {}
@@ -134,4 +134,11 @@ class ModbusConfig(_Strict):
         ids = [d.id for d in self.devices]
         if dupes := sorted({i for i in ids if ids.count(i) > 1}):
             raise ValueError(f"device ids used twice: {dupes}")
+        if isinstance(self.link, SerialLink):
+            for d in self.devices:
+                if not 1 <= d.slave <= 247:
+                    raise ValueError(
+                        f"device {d.id!r}: slave {d.slave} on a serial line must be 1 to 247 "
+                        "(0 is broadcast, which nothing answers)"
+                    )
         return self

@@ -162,6 +162,9 @@ class ModbusConnector:
             except ModbusIOException as e:
                 counters.timeouts += 1
                 counters.last_error = f"no answer from slave {device.slave}: {e}"
+                # A late answer could pass for the next request's: seen with pymodbus on TCP
+                # too, and an RTU frame has no transaction id at all. A new link drops it.
+                self._close()
                 raise RequestFailed(counters.last_error) from e
             except (ConnectionException, ModbusException, OSError) as e:
                 counters.errors += 1

@@ -151,10 +151,11 @@ class MqttConnector:
             self.last_rejection = f"{m.topic}: {e}"
             log.info("mqtt %s: rejected %s", self.config.name, self.last_rejection)
             readings = []
-        if m.session != self._session:
+        redelivered = m.qos > 0 and self.config.persistent_session
+        if m.session != self._session and redelivered:
             return  # came on a connection that is gone: the broker sends it again
         await delivery.put(readings)
-        if m.qos and m.session == self._session:
+        if m.qos and m.session == self._session:  # a PUBACK only on the connection it came on
             client.ack(m.mid, m.qos)
             self.acked += 1
 

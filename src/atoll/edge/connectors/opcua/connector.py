@@ -101,7 +101,7 @@ class OpcUaConnector:
                     await self._session()
                 except _CONNECTION_ERRORS as e:
                     self.errors += 1
-                    self.last_error = f"{type(e).__name__}: {e}"
+                    self.last_error = self._describe(e, connecting=self.connects == connects)
                     log.info("opcua %s: %s", self.config.url, self.last_error)
                 self.connected = False
                 if self.connects > connects:  # it was up: start the back-off afresh
@@ -112,6 +112,16 @@ class OpcUaConnector:
             self.connected = False
             pump.cancel()
             await asyncio.gather(pump, return_exceptions=True)
+
+    def _describe(self, e: BaseException, *, connecting: bool) -> str:
+        what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        if not connecting:
+            return f"connection lost: {what}"
+        text = f"cannot connect to {self.config.url}: {what}"
+        if isinstance(e, TimeoutError) and self.config.security is not None:
+            # a server that cannot decrypt the handshake does not answer at all
+            text += " (is security.server_certificate this server's certificate?)"
+        return text
 
     def _new_client(self) -> Client:
         cfg = self.config
