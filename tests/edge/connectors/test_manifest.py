@@ -15,7 +15,6 @@ from atoll.edge.connectors import CONNECTORS, manifest
 
 FOLDERS = manifest.folders()
 ROOT = Path(__file__).resolve().parents[3]
-COMMAND_KINDS = {"register_write", "coil_write", "method_call", "publish"}
 
 
 def test_every_folder_is_composed_and_every_composed_connector_has_a_folder():
@@ -31,11 +30,20 @@ def test_manifest_validates_and_matches_the_code(folder):
     assert model.__module__.startswith(f"atoll.edge.connectors.{m.name}")
     package = importlib.import_module(f"atoll.edge.connectors.{m.name}")
     assert CONNECTORS[m.name] is package.build
-    assert set(m.commands) <= COMMAND_KINDS, m.commands
     edge = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     edge = set(edge["optional-dependencies"]["edge"]) | set(edge["dependencies"])
     for requirement in m.requirements:
         assert requirement in edge, f"{requirement} is not pinned in pyproject.toml"
+
+
+@pytest.mark.parametrize("kind", sorted(CONNECTORS))
+def test_the_agent_entry_keys_are_accepted_and_a_wrong_type_refused(kind):
+    # the agent passes its whole entry of the ``connectors`` list: type, name, settings
+    with pytest.raises(ValueError) as e:
+        CONNECTORS[kind]({"type": kind, "name": "x"})
+    assert "type" not in str(e.value) and "name" not in str(e.value)  # missing settings only
+    with pytest.raises(ValueError, match="type"):
+        CONNECTORS[kind]({"type": "other", "name": "x"})
 
 
 def test_a_broken_manifest_is_reported_with_its_path(tmp_path):

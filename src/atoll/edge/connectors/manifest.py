@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,8 +32,9 @@ class Manifest(BaseModel):
     config: str = Field(pattern=r"^[a-z_.]+:[A-Za-z_]+$")
     #: pip requirements beyond Atoll's core (all in the ``edge`` extra)
     requirements: list[str]
-    #: the kinds of platform command the connector carries out (names are per configuration)
-    commands: list[str]
+    #: the platform commands the connector carries out: kinds (``register_write``) when their
+    #: names come from the configuration, else the names themselves
+    commands: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]]
 
     def config_model(self) -> type[BaseModel]:
         module, _, attr = self.config.partition(":")

@@ -118,6 +118,8 @@ class Device(_Strict):
 
 
 class ModbusConfig(_Strict):
+    #: the entry's type in the agent's ``connectors`` list (docs/EDGE.md)
+    type: Literal["modbus"] = "modbus"
     name: str = Field(default="modbus", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     link: Annotated[TcpLink | SerialLink, Field(discriminator="type")]
     timeout_s: float = Field(default=1.0, gt=0)

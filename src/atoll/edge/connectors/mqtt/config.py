@@ -116,6 +116,8 @@ class Device(_Strict):
 
 
 class MqttConfig(_Strict):
+    #: the entry's type in the agent's ``connectors`` list (docs/EDGE.md)
+    type: Literal["mqtt"] = "mqtt"
     name: str = Field(default="mqtt", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     broker: str = Field(pattern=r"^mqtts?://[^/\s:]+(:\d+)?/?$")
     client_id: str | None = Field(default=None, min_length=1, max_length=64)

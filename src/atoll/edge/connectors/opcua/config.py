@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 #: ns=<index>; then i= numeric, s= string, g= GUID or b= opaque (OPC UA Part 6 §5.3.1.10)
-NODE_ID = r"^(ns=\d+;|nsu=[^;]+;)?[isgb]=.+$"
+NODE_ID = r"^(ns=\d+;)?[isgb]=.+$"
 VARIANT_TYPES = (
     "Boolean",
     "SByte",
@@ -97,6 +97,8 @@ class Device(_Strict):
 
 
 class OpcUaConfig(_Strict):
+    #: the entry's type in the agent's ``connectors`` list (docs/EDGE.md)
+    type: Literal["opcua"] = "opcua"
     name: str = Field(default="opcua", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     url: str = Field(pattern=r"^opc\.tcp://[^/\s]+(/.*)?$")
     security: Security | None = None
