@@ -114,11 +114,15 @@ class Press:
         vtype=ua.VariantType.Double,
         *,
         source: datetime | None = None,
+        server: datetime | None = None,
         status: int = ua.StatusCodes.Good,
     ) -> None:
         assert self.server is not None
         dv = ua.DataValue(
-            ua.Variant(value, vtype), StatusCode=ua.StatusCode(status), SourceTimestamp=source
+            ua.Variant(value, vtype),
+            StatusCode=ua.StatusCode(status),
+            SourceTimestamp=source,
+            ServerTimestamp=server,
         )
         await self.server.write_attribute_value(self.vars[name].nodeid, dv)
 

@@ -101,6 +101,9 @@ async def test_values_timestamps_and_quality():
             await sink.wait_for(lambda rs: len(rs) >= 3, 10)  # the initial values (not Label)
             sampled = datetime(2026, 12, 1, 8, 30, 0, 123456, tzinfo=UTC)
             await press.set("Temperature", 88.25, source=sampled)
+            await sink.wait_for(lambda rs: any(r.values.get("temperature") == 88.25 for r in rs), 5)
+            received = datetime(2026, 12, 1, 8, 30, 1, tzinfo=UTC)
+            await press.set("Temperature", 77.5, server=received)  # no source time
             await press.set("Count", 41, ua.VariantType.Int32)
             await press.set("Running", True, ua.VariantType.Boolean)
             await press.set("Temperature", 999.0, status=ua.StatusCodes.BadSensorFailure)
@@ -115,14 +118,35 @@ async def test_values_timestamps_and_quality():
         for k, v in r.values.items():
             by_metric.setdefault(k, []).append((r.ts_us, v))
     assert (datetime_to_us(sampled), 88.25) in by_metric["temperature"]
+    assert (datetime_to_us(received), 77.5) in by_metric["temperature"]
     assert 999.0 not in [v for _, v in by_metric["temperature"]]  # bad quality skipped
     assert "label" not in by_metric  # a string is no Atoll value
     assert type(by_metric["count"][-1][1]) is float
     status = c.status()
     assert status["bad_quality"] == 1
+    assert status["source_time_missing"] >= 1
     assert status["unsupported"] >= 1
     assert status["connected"] is False  # stopped
     json.dumps(status)
+
+
+async def test_every_sample_between_two_publishes_arrives():
+    async with Press() as press:
+        cfg = config(press)
+        cfg["groups"][0].update(sampling_interval_ms=20, publishing_interval_ms=1000)
+        c = opcua.build(cfg)
+        sink = MemorySink()
+        task = await running(c, sink)
+        try:
+            await sink.wait_for(lambda rs: len(rs) >= 2, 10)
+            for v in (1.0, 2.0, 3.0, 4.0, 5.0):  # within one publishing interval
+                await press.set("Temperature", v)
+                await asyncio.sleep(0.05)
+            await sink.wait_for(lambda rs: any(r.values.get("temperature") == 5.0 for r in rs), 5)
+        finally:
+            await stop(task)
+    temps = [r.values["temperature"] for r in sink.readings if "temperature" in r.values]
+    assert temps[-5:] == [1.0, 2.0, 3.0, 4.0, 5.0]
 
 
 async def test_an_unknown_node_is_reported_and_the_rest_is_read():

@@ -175,8 +175,13 @@ class OpcUaConnector:
             group.publishing_interval_ms, None, queue_maxsize=self.config.queue_size
         )
         nodes = [client.get_node(n.node) for n in group.nodes]
+        # Room on the server for every sample between two publishes (a queue of 1 would keep
+        # only the last of them).
+        per_publish = group.publishing_interval_ms / max(group.sampling_interval_ms, 1.0)
         handles = await sub.subscribe_data_change(
-            nodes, sampling_interval=ua.Double(group.sampling_interval_ms)
+            nodes,
+            sampling_interval=ua.Double(group.sampling_interval_ms),
+            queuesize=min(math.ceil(per_publish) + 1, 1000),
         )
         for n, handle in zip(group.nodes, handles, strict=True):
             if isinstance(handle, ua.StatusCode):
