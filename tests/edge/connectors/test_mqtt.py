@@ -234,6 +234,28 @@ async def test_reconnects_and_resubscribes_after_the_broker_restarts(broker):
     assert c.status()["reconnects"] == 1
 
 
+async def test_tls_to_the_local_broker(tmp_path):
+    with Mosquitto(tmp_path / "tls", USERS, acl=ACL, tls=True) as tls_broker:
+        c = mqtt.build(config(tls_broker, ca_file=tls_broker.ca_file))
+        assert c.config.broker.startswith("mqtts://")
+        sink = MemorySink()
+        task = await start(c, sink)
+        device = paho.Client(CallbackAPIVersion.VERSION2, client_id="lan-device")
+        device.username_pw_set("lan-device", USERS["lan-device"])
+        device.tls_set(ca_certs=tls_broker.ca_file)
+        device.connect("127.0.0.1", tls_broker.port)
+        device.loop_start()
+        try:
+            info = device.publish("lan/meter-2/telemetry", b'{"values": {"x": 9}}', qos=1)
+            await asyncio.to_thread(info.wait_for_publish, 5)
+            await until(lambda: len(sink.readings) == 1)
+        finally:
+            device.disconnect()
+            device.loop_stop()
+            await stop(task)
+    assert sink.readings[0].values == {"x": 9.0}
+
+
 async def test_commands_are_published_to_the_device(broker):
     device = Device(broker)
     device.client.subscribe("lan/meter-1/cmd", qos=1)

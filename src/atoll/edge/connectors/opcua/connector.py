@@ -191,10 +191,11 @@ class OpcUaConnector:
         return sub
 
     async def _consume(self, sub: Subscription) -> None:
-        async with sub:
-            async for event in sub:
-                if isinstance(event, DataChangeEvent):
-                    self._on_change(event)
+        # Not ``async with sub``: its exit deletes the subscription with a request, which would
+        # wait out the timeout on a dead connection; closing the session deletes it anyway.
+        async for event in sub:
+            if isinstance(event, DataChangeEvent):
+                self._on_change(event)
 
     def _on_change(self, event: DataChangeEvent) -> None:
         self.notifications += 1
