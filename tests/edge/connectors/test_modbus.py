@@ -308,6 +308,8 @@ async def test_per_slave_counters_for_exceptions_and_timeouts(framer):
     assert slaves["past-the-map"]["exceptions"] >= 1
     assert "illegal data address" in slaves["past-the-map"]["last_error"]
     assert slaves["ok"]["timeouts"] + slaves["other"]["timeouts"] >= 1
+    assert slaves["ok"]["reconnects"] + slaves["other"]["reconnects"] >= 1
+    assert slaves["past-the-map"]["reconnects"] == 0  # an exception answer keeps the link
     assert slaves["ok"]["reads"] >= 1
     # every value is the device's own: no late answer was taken for another request's (the
     # link is reopened after a timeout)

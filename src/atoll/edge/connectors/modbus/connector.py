@@ -60,6 +60,7 @@ class _SlaveCounters:
         self.timeouts = 0
         self.exceptions = 0
         self.errors = 0
+        self.reconnects = 0  # link reopenings after a request to this slave failed
         self.last_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class ModbusConnector:
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._lock = asyncio.Lock()
         self._was_connected = False
+        self._reopen_for: _SlaveCounters | None = None  # whose failed request closed the link
         self._backoff = config.reconnect_min_s
         self._next_attempt = 0.0
         self.connects = 0
@@ -164,12 +166,12 @@ class ModbusConnector:
                 counters.last_error = f"no answer from slave {device.slave}: {e}"
                 # A late answer could pass for the next request's: seen with pymodbus on TCP
                 # too, and an RTU frame has no transaction id at all. A new link drops it.
-                self._close()
+                self._close(blame=counters)
                 raise RequestFailed(counters.last_error) from e
             except (ConnectionException, ModbusException, OSError) as e:
                 counters.errors += 1
                 counters.last_error = f"link error: {e}"
-                self._close()
+                self._close(blame=counters)
                 raise RequestFailed(counters.last_error) from e
         if answer.isError():
             counters.exceptions += 1
@@ -204,6 +206,9 @@ class ModbusConnector:
         self.connects += 1
         if self._was_connected:
             self.reconnects += 1
+            if self._reopen_for is not None:
+                self._reopen_for.reconnects += 1
+        self._reopen_for = None
         self._was_connected = True
         self._backoff = self.config.reconnect_min_s
         self._client = client
@@ -233,10 +238,12 @@ class ModbusConnector:
             reconnect_delay=0,
         )
 
-    def _close(self) -> None:
+    def _close(self, blame: _SlaveCounters | None = None) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+        if blame is not None:
+            self._reopen_for = blame
 
     async def command(self, device: str, name: str, args: Mapping[str, Any]) -> Any:
         dev = self._devices.get(device)
