@@ -4,8 +4,9 @@ it, one request at a time (a serial bus cannot do more, and small PLCs prefer it
 
 A reading's time is when its poll started (Modbus carries no timestamps), as µs UTC. Lost
 connections are reconnected with an exponential back-off between ``reconnect_min_s`` and
-``reconnect_max_s``; per-slave counters (reads, timeouts, exception responses, errors) and the
-link's (connects, reconnects, failures) are in ``status()``.
+``reconnect_max_s``, and after a timeout the link is reopened, so that a late answer cannot
+pass for the next request's. Per-slave counters (reads, writes, timeouts, exception responses,
+errors, reconnects) and the link's (connects, reconnects, failures) are in ``status()``.
 """
 
 from __future__ import annotations
