@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml requirements.lock
 # Re-pin after changing a dependency in pyproject.toml (pip-tools, itself pinned).
 lock:
 	test -x $(VENV)/bin/pip-compile || $(PY) -m pip install -q pip-tools==7.6.2
-	$(VENV)/bin/pip-compile -q --generate-hashes --extra test --strip-extras --allow-unsafe \
+	$(VENV)/bin/pip-compile -q --generate-hashes --extra test --extra edge --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 console: $(DIST)

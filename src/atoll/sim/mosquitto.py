@@ -45,11 +45,19 @@ class Mosquitto:
     """``with Mosquitto(tmp_dir, {"dev-1": "secret"}) as broker: broker.url``"""
 
     def __init__(
-        self, workdir: str | Path, credentials: dict[str, str], *, tls: bool = False
+        self,
+        workdir: str | Path,
+        credentials: dict[str, str],
+        *,
+        tls: bool = False,
+        acl: str | None = None,
     ) -> None:
         self.dir = Path(workdir)
         self.credentials = credentials
         self.tls = tls
+        # Mosquitto ACL text; by default Atoll's: each device only in its own subtree. A LAN
+        # broker behind an edge gateway has other topics (tests/edge/connectors/test_mqtt.py).
+        self.acl_text = acl
         self.ca_file: str | None = None  # the self-signed certificate, with tls=True
         self.port = free_port()
         self.url = self._url()
@@ -66,9 +74,10 @@ class Mosquitto:
         # -U hashes every plaintext line in one process (10,000 devices in seconds).
         subprocess.run([passwd, "-U", str(pw)], check=True, capture_output=True)
         acl = self.dir / "acl"
-        acl.write_text(
+        atoll_acl = (
             f"user {OBSERVER[0]}\ntopic read atoll/#\n\npattern readwrite atoll/v1/devices/%u/#\n"
         )
+        acl.write_text(self.acl_text or atoll_acl)
         conf = self.dir / "mosquitto.conf"
         conf_text = (
             "listener @PORT@ 127.0.0.1\n"
