@@ -133,6 +133,10 @@ class DeviceBroker(Protocol):
 
     def packet_limit(self) -> int: ...
 
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None: ...
+
 
 class DeviceHandler(BrokerProtocolHandler):
     """Per-connection protocol handler: telemetry is stored before it is acknowledged."""
@@ -242,7 +246,7 @@ class DeviceHandler(BrokerProtocolHandler):
             self.reader.pause(wait)  # amqtt's loop reads on while messages wait in hold()
         try:
             await pipeline.hold(identity, "mqtt")
-            await dispatch(pipeline, identity, topic, bytes(data))
+            await dispatch(pipeline, identity, topic, bytes(data), reply=self.atoll.publish)
         except Exception as e:  # noqa: BLE001 - no PUBACK; the client re-sends after reconnecting
             self._fail(e)
             return
@@ -286,7 +290,13 @@ class DeviceHandler(BrokerProtocolHandler):
                 self._commit(parsed, ids)
                 parsed, ids = [], []
                 task = self._spawn(
-                    dispatch(pipeline, identity, var.topic_name, packet.payload.data)
+                    dispatch(
+                        pipeline,
+                        identity,
+                        var.topic_name,
+                        packet.payload.data,
+                        reply=self.atoll.publish,
+                    )
                 )
                 self._owe(task, [] if var.packet_id is None else [var.packet_id])
             else:
