@@ -135,6 +135,8 @@ class EdgeAgent:
             on_message=self._on_message,
             max_message_bytes=self.config.max_message_bytes,
             max_inflight=self.config.max_inflight,
+            max_points=self.config.max_points_per_message,
+            reconnect_max_s=self.config.reconnect_max_s,
         )
         start_depth = self.buffer.stats().depth
         await self._start_initial_connectors()

@@ -107,7 +107,9 @@ class EdgeConfig(BaseModel):
     buffer: BufferSettings
     status_interval_s: float = Field(default=30.0, gt=0, le=3600)
     max_message_bytes: int = Field(default=256 * 1024, ge=4096, le=16 << 20)
+    max_points_per_message: int = Field(default=10_000, ge=1, le=1_000_000)
     max_inflight: int = Field(default=16, ge=1, le=1000)
+    reconnect_max_s: float = Field(default=30.0, ge=0.5, le=600)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
 
     @field_validator("platform")

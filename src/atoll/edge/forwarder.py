@@ -10,7 +10,7 @@ message done; the buffer's acknowledged position moves only over a run of done m
 oldest one (in order), so a crash resends at most what was in flight.
 
 A lost connection is dropped whole: the paho client is discarded (so paho resends nothing of
-its own), the next one, after a back-off of 0.5 s doubling to 30 s, starts again from the
+its own), the next one, after a back-off of 0.5 s doubling up to ``reconnect_max_s`` (30 s), starts again from the
 acknowledged position. Re-sent readings are harmless: the platform stores one row per series
 and timestamp.
 """
@@ -41,6 +41,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Bytes a reading costs in a message beyond its values (``{"ts":…,"values":}`` and commas).
 _ROW_WIRE = 48
 _BACKOFF = (0.5, 30.0)
+#: Children in one message, at most (the platform's limit).
+MAX_CHILDREN = 1000
 #: CONNACK reason codes that no retry fixes soon (bad credentials, not authorised).
 _REFUSED = {4, 5, 134, 135}
 
@@ -78,6 +80,8 @@ class Forwarder:
         on_message: Callable[[str, bytes], None] | None = None,
         max_message_bytes: int = 256 * 1024,
         max_inflight: int = 16,
+        max_points: int = 10_000,
+        reconnect_max_s: float = _BACKOFF[1],
     ) -> None:
         self.buffer = buffer
         self.link = link
@@ -85,6 +89,8 @@ class Forwarder:
         self.on_message = on_message
         self.max_message_bytes = max_message_bytes
         self.max_inflight = max_inflight
+        self.max_points = max_points
+        self.reconnect_max_s = reconnect_max_s
         gw = link.gateway_id
         self.topic = topics.gateway_telemetry(gw)
         self.connect_topic = topics.gateway_connect(gw)
@@ -176,7 +182,7 @@ class Forwarder:
         if gen != self._gen:
             return
         self.last_contact = time.time()
-        if topic == self.connect_topic + "/ack":
+        if topic == topics.gateway_connect_ack(self.link.gateway_id):
             self._connect_answer(payload)
         elif self.on_message is not None:
             try:
@@ -238,7 +244,7 @@ class Forwarder:
                 delay = _BACKOFF[0]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, _BACKOFF[1])
+            delay = min(delay * 2, self.reconnect_max_s)
         await self.buffer.save_position_async()
 
     async def _connection(self, stop: asyncio.Event) -> bool:
@@ -284,7 +290,7 @@ class Forwarder:
             [
                 (topics.twin_desired(gw), 1),
                 (topics.gateway_command(gw, "+", "+"), 1),
-                (self.connect_topic + "/ack", 1),
+                (topics.gateway_connect_ack(gw), 1),
             ]
         )
         self._declared = set()
@@ -355,20 +361,25 @@ class Forwarder:
             if new:
                 known = self.children()
                 await self._declare({d: known.get(d) for d in sorted(new)})
-            for part in self._split(rows):
-                payload = encode(part)
+            for part, payload in self._messages(rows):
                 info = client.publish(self.topic, payload, qos=1)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     raise ConnectionError(f"publish failed: {info.rc}")
                 self._inflight.append((info.mid, part[-1].seq, len(part)))
             self._cursor = rows[-1].seq
 
-    def _split(self, rows: list[Row]) -> list[list[Row]]:
-        size = sum(len(r.values) + _ROW_WIRE for r in rows) + 64 * len({r.device for r in rows})
-        if size <= self.max_message_bytes or len(rows) == 1:
-            return [rows]
+    def _messages(self, rows: list[Row]) -> list[tuple[list[Row], bytes]]:
+        """``rows`` as messages within the platform's limits: bytes, points, children."""
+        points = sum(r.values.count(b'":') for r in rows)  # metric names hold no quotes
+        devices = {r.device for r in rows}
+        size = sum(len(r.values) for r in rows) + _ROW_WIRE * len(rows) + 140 * len(devices)
+        fits = points <= self.max_points and len(devices) <= MAX_CHILDREN
+        if (fits and size <= self.max_message_bytes) or len(rows) == 1:
+            payload = encode(rows)
+            if len(payload) <= self.max_message_bytes or len(rows) == 1:
+                return [(rows, payload)]
         half = len(rows) // 2
-        return self._split(rows[:half]) + self._split(rows[half:])
+        return self._messages(rows[:half]) + self._messages(rows[half:])
 
     def status(self) -> dict[str, Any]:
         return {
