@@ -185,7 +185,7 @@ class Agent:
         for i in range(self.children):
             child = f"{self.prefix}{i + 1}"
             series = [self.platform.stored(child, f"m{j}") for j in range(self.metrics)]
-            for ts, v in series[0].items():
+            for ts in series[0]:
                 got.add((child, ts))
                 for j in range(self.metrics):
                     assert series[j].get(ts) == value(i, j, ts), (child, j, ts)
