@@ -11,8 +11,8 @@ oldest one (in order), so a crash resends at most what was in flight.
 
 A lost connection is dropped whole: the paho client is discarded (so paho resends nothing of
 its own), the next one, after a back-off of 0.5 s doubling up to ``reconnect_max_s`` (30 s),
-starts again from the acknowledged position. Re-sent readings are harmless: the platform stores one row per series
-and timestamp.
+starts again from the acknowledged position. Re-sent readings are harmless: the platform stores
+one row per series and timestamp.
 """
 
 from __future__ import annotations
