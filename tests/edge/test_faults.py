@@ -276,3 +276,51 @@ def test_damaged_segment(platform, tmp_path):
     st = a.buffer()
     assert st.quarantined == 1 and st.quarantined_readings > 0, st
     assert len(list((tmp_path / "buffer" / "quarantine").glob("*seg-*"))) >= 1
+
+
+def test_managed_from_the_platform(platform, tmp_path):
+    """Desired twin and commands through the platform's REST API, status in the reported twin."""
+    a = Agent(platform, tmp_path, "gw-managed", children=2, metrics=1, rate_hz=5)
+    a.start()
+    api = platform.api
+
+    def edge() -> dict:
+        r = api.get(f"/devices/{a.gw}/twin")
+        assert r.status_code == 200, r.text
+        return (r.json().get("reported") or {}).get("edge") or {}
+
+    a.wait(
+        lambda: edge().get("connectors", {}).get("line", {}).get("readings", 0) > 0,
+        90,
+        "the reported twin",
+    )
+    assert edge()["config"]["source"] == "file" and edge()["buffer"]["dropped"] == 0
+
+    # a command to a child, answered by its connector through the gateway
+    r = api.post(f"/devices/{a.prefix}1/commands", json={"name": "ping", "args": {"n": 1}})
+    assert r.status_code in (200, 201), r.text
+    cid = r.json()["id"]
+
+    def command() -> dict:
+        return api.get(f"/devices/{a.prefix}1/commands/{cid}").json()
+
+    a.wait(lambda: command()["status"] in ("acked", "failed"), 30, "the command's ack")
+    assert command()["status"] == "acked"
+    assert command()["result"] == {"device": f"{a.prefix}1", "args": {"n": 1}}
+
+    # an invalid connector list is refused and reported; a valid one replaces the running one
+    bad = {"connectors": [{"type": "sim", "name": "x", "rate_hz": -1}]}
+    assert api.patch(f"/devices/{a.gw}/twin/desired", json=bad).status_code == 200
+    a.wait(lambda: edge()["config"]["status"] == "error", 30, "the refusal in the twin")
+    assert "rate_hz" in edge()["config"]["error"] and list(edge()["connectors"]) == ["line"]
+    good = {"connectors": [{"type": "sim", "name": "line-b", "children": 1, "prefix": "mb-"}]}
+    assert api.patch(f"/devices/{a.gw}/twin/desired", json=good).status_code == 200
+    a.wait(
+        lambda: edge()["config"]["status"] == "ok" and "line-b" in edge()["connectors"],
+        30,
+        "the new connectors",
+    )
+    assert edge()["config"]["source"] == "twin"
+    a.stop()
+    assert (tmp_path / "buffer" / "desired.json").exists()
+    a.proxy.close()
