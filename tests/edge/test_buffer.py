@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 
 import pytest
 
-from atoll.edge.buffer import DurableBuffer, inspect
+from atoll.edge.buffer import BufferInUse, DurableBuffer, inspect
 from atoll.edge.port import BufferStopped, EdgeReading
 
 T0 = 1_795_428_000_000_000
@@ -37,7 +38,10 @@ def test_put_read_ack_and_resume_after_reopen(tmp_path):
     b.ack(40)
     b.save_position()
     b.ack(60)  # acknowledged but not saved: lost with a crash, so resent (harmless)
-    # a crash: no close(), the files are as the last commit left them
+    # a crash: no close(), no saved position; the process's files and lock go with it
+    for seg in b._segments:
+        seg.close()
+    b._lock_file.close()
     b2 = DurableBuffer(tmp_path, max_bytes=10 << 20).open()
     assert b2.acked == 40
     assert [r.seq for r in drain(b2, b2.acked)] == list(range(41, 101))
@@ -45,7 +49,14 @@ def test_put_read_ack_and_resume_after_reopen(tmp_path):
     b2.append(readings(5, start=100))  # numbering goes on after what is there
     assert [r.seq for r in drain(b2, 100)] == [101, 102, 103, 104, 105]
     b2.close()
+
+
+def test_one_process_per_buffer(tmp_path):
+    b = DurableBuffer(tmp_path, max_bytes=10 << 20).open()
+    with pytest.raises(BufferInUse, match="another process uses the buffer"):
+        DurableBuffer(tmp_path, max_bytes=10 << 20).open()
     b.close()
+    DurableBuffer(tmp_path, max_bytes=10 << 20).open().close()
 
 
 def test_group_commit_puts_share_transactions(tmp_path):
@@ -198,3 +209,45 @@ def test_inspect_reads_without_changing(tmp_path):
     b.close()
     with pytest.raises(FileNotFoundError):
         inspect(tmp_path / "nope")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs: the disk fills before the buffer's max_bytes does."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+@pytest.mark.parametrize("policy", ["drop_oldest", "stop_reading"])
+def test_full_disk_follows_the_policy(small_disk, policy):
+    b = DurableBuffer(small_disk, max_bytes=1 << 30, segment_bytes=256 * 1024, policy=policy)
+    b.open()
+    accepted = stopped = 0
+    for k in range(200):  # ~10 MiB of readings into 3 MiB of disk
+        try:
+            b.append(readings(500, start=k * 500))
+            accepted += 500
+        except BufferStopped:
+            stopped += 1
+    assert b.disk_full > 0
+    rows = drain(b)
+    st = b.stats()
+    if policy == "drop_oldest":
+        assert st.dropped > 0
+        assert len(rows) + st.dropped == accepted
+    else:
+        assert stopped > 0 and st.dropped == 0 and len(rows) == accepted
+        b.ack(rows[-1].seq)
+        b.save_position()  # acknowledged segments go: room again
+        b.append(readings(500, start=10**6))
+    b.close()
+    b = DurableBuffer(small_disk, max_bytes=1 << 30, policy=policy).open()  # and it reopens
+    assert b.stats().quarantined == 0
+    b.close()

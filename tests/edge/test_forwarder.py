@@ -12,6 +12,7 @@ from atoll.edge.buffer import DurableBuffer, Row
 from atoll.edge.config import PlatformLink
 from atoll.edge.forwarder import Forwarder, encode
 from atoll.edge.port import EdgeReading
+from atoll.sim.mosquitto import Mosquitto
 from tests.edge.conftest import GW, SECRET
 from tests.edge.tcp_proxy import TcpProxy
 
@@ -120,3 +121,21 @@ def test_uplink_cut_then_back_resends_from_acked_position(tmp_path, broker, rece
     receiver.wait_for(20_000)
     assert len(receiver.unique()) == 20_000
     buf.close()
+
+
+def test_tls_with_the_platforms_ca(tmp_path):
+    with Mosquitto(tmp_path / "mosquitto", {GW: SECRET}, tls=True) as broker:
+        assert broker.ca_file
+        buf = DurableBuffer(tmp_path / "buf", max_bytes=100 << 20).open()
+        _fill(buf, 3000)
+        # without the CA the certificate is not trusted: nothing is sent
+        untrusted = Forwarder(
+            buf, PlatformLink("127.0.0.1", broker.port, True, None, GW, SECRET), children=dict
+        )
+        asyncio.run(_forward_until(untrusted, lambda: untrusted.last_error is not None, 10))
+        assert "CERTIFICATE_VERIFY_FAILED" in (untrusted.last_error or "") and buf.acked == 0
+        link = PlatformLink("127.0.0.1", broker.port, True, broker.ca_file, GW, SECRET)
+        fwd = Forwarder(buf, link, children=dict)
+        asyncio.run(_forward_until(fwd, lambda: buf.acked == 3000, 30))
+        assert buf.acked == 3000 and fwd.connections == 1
+        buf.close()

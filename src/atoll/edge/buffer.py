@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -56,7 +57,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Self
+from typing import IO, Literal, Self
 
 import orjson
 
@@ -71,6 +72,10 @@ _SCHEMA = (
     "ts INTEGER NOT NULL, v BLOB NOT NULL)"
 )
 _ROW_OVERHEAD = 24  # bytes a row costs beyond its text, as estimated before writing
+
+
+class BufferInUse(RuntimeError):
+    """Another process (another agent) has the buffer directory open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,11 +148,17 @@ def _connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
     if not create and not path.exists():
         raise sqlite3.DatabaseError(f"{path.name} is missing")
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    if create:
+    if create:  # the segment being written; a closed one is in rollback mode (needs no -shm)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
         conn.execute(_SCHEMA)
     return conn
+
+
+def _damaged(e: sqlite3.Error) -> bool:
+    """Whether an error means the file is damaged, not that the disk is full or busy."""
+    text = str(e).lower()
+    return not any(w in text for w in ("full", "locked", "busy", "out of memory"))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -191,15 +202,25 @@ class DurableBuffer:
         self._next_seq = 1
         self._stopped = 0
         self.commits = 0  # transactions written (group commit makes it fewer than puts)
+        self.disk_full = 0  # commits refused by a full disk (before max_bytes was reached)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-buffer")
         self._pending: list[tuple[Sequence[EdgeReading], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._appended: asyncio.Event | None = None  # set after each commit (for the forwarder)
+        self._lock_file: IO[str] | None = None
 
     # --- opening and closing -------------------------------------------------------------
 
     def open(self) -> Self:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.dir / "lock", "a")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise BufferInUse(
+                f"another process uses the buffer at {self.dir}: one agent per buffer directory"
+            ) from None
         (self.dir / "quarantine").mkdir(exist_ok=True)
         self._load_state()
         self._acked = self._sent = self._state.acked
@@ -217,10 +238,18 @@ class DurableBuffer:
             seg = _Segment(path, first, first - 1)
             try:
                 conn = _connect(path)
-                lo, hi = conn.execute("SELECT min(seq), max(seq) FROM r").fetchone()
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                conn.close()
+                try:
+                    lo, hi = conn.execute("SELECT min(seq), max(seq) FROM r").fetchone()
+                    try:  # folds in a crashed writer's WAL; later, if the disk is full now
+                        conn.execute("PRAGMA journal_mode=DELETE")
+                    except sqlite3.OperationalError as e:
+                        if _damaged(e):
+                            raise
+                finally:
+                    conn.close()
             except sqlite3.DatabaseError as e:
+                if not _damaged(e):
+                    raise
                 self._segments.append(seg)
                 damaged.append((seg, f"cannot open: {e}"))
                 continue
@@ -246,9 +275,13 @@ class DurableBuffer:
         if self._segments or self._state.acked != self._acked:
             with contextlib.suppress(OSError):
                 self.save_position()
+        self._roll()
         for seg in self._segments:
             seg.close()
         self._io.shutdown(wait=True)
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -300,17 +333,19 @@ class DurableBuffer:
         self._collect()
         if self.bytes() + estimate > self.max_bytes:
             self._make_room(estimate)
-        seg = self._writable()
-        assert seg.conn is not None
-        try:
-            seg.conn.execute("BEGIN")
-            seg.conn.executemany("INSERT INTO r VALUES (?, ?, ?, ?)", rows)
-            seg.conn.execute("COMMIT")
-            self.commits += 1
-        except sqlite3.DatabaseError:
-            with contextlib.suppress(sqlite3.Error):
-                seg.conn.execute("ROLLBACK")
-            raise
+        while True:
+            try:
+                seg = self._writable()
+                self._commit(seg, rows)
+                break
+            except sqlite3.OperationalError as e:
+                if "full" not in str(e):  # SQLITE_FULL: "database or disk is full"
+                    raise
+                # The disk filled before max_bytes did: the same policy, for the same reason.
+                self.disk_full += 1
+                if self.policy == "stop_reading" or not self._drop_one():
+                    self._stopped += 1
+                    raise BufferStopped(f"disk full under {self.dir}: {e}") from e
         self._next_seq = seq
         seg.last = seq - 1
         if seg.first == seg.last - len(rows) + 1:  # its first commit: make the file's name durable
@@ -322,10 +357,28 @@ class DurableBuffer:
         if self._active is None:
             path = self.dir / _segment_name(self._next_seq)
             seg = _Segment(path, self._next_seq, self._next_seq - 1, checked=True)
-            seg.conn = _connect(path, create=True)
+            try:
+                seg.conn = _connect(path, create=True)
+            except sqlite3.Error:
+                seg.close()  # a file without its table would look damaged at the next open
+                for f in seg.files():
+                    f.unlink(missing_ok=True)
+                raise
             self._segments.append(seg)
             self._active = seg
         return self._active
+
+    def _commit(self, seg: _Segment, rows: list[tuple[int, str, int, bytes]]) -> None:
+        assert seg.conn is not None
+        try:
+            seg.conn.execute("BEGIN")
+            seg.conn.executemany("INSERT INTO r VALUES (?, ?, ?, ?)", rows)
+            seg.conn.execute("COMMIT")
+            self.commits += 1
+        except sqlite3.DatabaseError:
+            with contextlib.suppress(sqlite3.Error):
+                seg.conn.execute("ROLLBACK")
+            raise
 
     def _roll(self) -> None:
         seg = self._active
@@ -334,7 +387,9 @@ class DurableBuffer:
         self._active = None
         if seg.conn is not None:
             with contextlib.suppress(sqlite3.Error):
-                seg.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                # Closed segments are only read: rollback mode needs no -wal/-shm files to read
+                # (so a full disk does not stop forwarding).
+                seg.conn.execute("PRAGMA journal_mode=DELETE")
         seg.close()
         seg.measure()
 
@@ -346,15 +401,21 @@ class DurableBuffer:
                 "the forwarder drains it"
             )
         while self.bytes() + needed > self.max_bytes:
-            # Never a segment with readings in flight: they are counted once, as delivered.
-            victim = next(
-                (s for s in self._segments if s.first > self._sent and s.last >= s.first), None
-            )
-            if victim is None:
+            if not self._drop_one():
                 return  # everything left is in flight: it goes over the cap until acked
-            if victim is self._active:
-                self._roll()
-            self._drop(victim)
+
+    def _drop_one(self) -> bool:
+        """Drop the oldest segment none of whose readings is in flight (they are counted once,
+        as delivered); False if there is none."""
+        victim = next(
+            (s for s in self._segments if s.first > self._sent and s.last >= s.first), None
+        )
+        if victim is None:
+            return False
+        if victim is self._active:
+            self._roll()
+        self._drop(victim)
+        return True
 
     def _drop(self, seg: _Segment) -> None:
         seg.close()
@@ -367,7 +428,12 @@ class DurableBuffer:
                 moved.append(target)
         self._segments.remove(seg)
         self._state.dropped += max(0, unsent)
-        self._write_state()
+        try:
+            self._write_state()
+        except OSError:  # the disk is full: make room first, then save the count
+            for f in moved:
+                f.unlink(missing_ok=True)
+            self._write_state()
         for f in moved:
             f.unlink(missing_ok=True)
         log.warning("buffer full: dropped %d unsent readings (%s)", unsent, seg.path.name)
@@ -400,6 +466,9 @@ class DurableBuffer:
                             break
                 cur.close()
             except sqlite3.DatabaseError as e:
+                if not _damaged(e):
+                    log.warning("cannot read %s now: %s", seg.path.name, e)
+                    break
                 self._quarantine(seg, str(e))
                 budget = max_bytes - sum(len(r.values) + len(r.device) + _ROW_OVERHEAD for r in out)
                 continue
@@ -438,14 +507,17 @@ class DurableBuffer:
         """Persist the acknowledged position and delete fully acknowledged segments."""
         self._collect()
         if self._acked != self._saved_acked:
-            self._write_state()
+            try:
+                self._write_state()
+            except OSError as e:  # a full disk: the position is saved at a later try
+                log.warning("cannot save the forwarding position: %s", e)
 
     def _collect(self) -> None:
         acked = self._acked
         for seg in list(self._segments):
             if seg.last <= acked and seg is not self._active and seg.last >= seg.first:
-                if self._saved_acked < seg.last:
-                    self._write_state()  # the position first: a crash never resends less
+                # Deleted before the position is saved: a crash then resends from an older
+                # position, which finds only the later segments: nothing unacknowledged is lost.
                 seg.close()
                 for f in seg.files():
                     f.unlink(missing_ok=True)
@@ -477,7 +549,10 @@ class DurableBuffer:
             self._segments.remove(seg)
         self._state.quarantined += 1
         self._state.quarantined_readings += lost
-        self._write_state()
+        try:
+            self._write_state()
+        except OSError as e:  # a full disk: the counts are saved with the next position
+            log.warning("cannot save the buffer's state: %s", e)
         log.error(
             "quarantined damaged segment %s (%s): %d unsent readings", seg.path.name, reason, lost
         )
@@ -535,6 +610,8 @@ class DurableBuffer:
                     .fetchone()
                 )
             except sqlite3.DatabaseError as e:
+                if not _damaged(e):
+                    break
                 self._quarantine(seg, str(e))
                 return self.stats()
             if row is not None:
