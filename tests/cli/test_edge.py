@@ -100,6 +100,16 @@ def test_run_buffers_offline_and_stops_on_sigterm(tmp_path):
         assert depth >= 60, "the running agent's buffer did not grow"
         r = runner.invoke(app, ["edge", "status", "--config", cfg])
         assert "depth" in r.output and "oldest" in r.output and "quarantined" in r.output
+        # a second agent on the same buffer is refused with the reason
+        second = subprocess.run(
+            [sys.executable, "-m", "atoll.cli.main", "edge", "run", "--config", cfg],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 2, second.stderr
+        assert "another process uses the buffer" in second.stderr
+        assert "Traceback" not in second.stderr
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)

@@ -141,7 +141,14 @@ def run(
         typer.echo(f"atoll edge: gateway {cfg.gateway.id} → {cfg.platform}; Ctrl-C stops", err=True)
         return await agent.run(stop)
 
-    summary = asyncio.run(main())
+    from atoll.edge.buffer import BufferInUse
+
+    try:
+        summary = asyncio.run(main())
+    except BufferInUse as e:
+        _fail(str(e), "stop the other agent, or give this one its own buffer.dir")
+    except PermissionError as e:
+        _fail(f"cannot use the buffer directory: {e}", "make buffer.dir writable for this user")
     table = Table(title="atoll edge: summary", show_header=False)
     buf = summary.pop("buffer")
     for k, v in summary.items():

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from atoll.edge.connectors.sim import create, value
+from atoll.edge.connectors.sim import build, value
 from atoll.edge.port import BufferStopped, CommandFailed
 
 
@@ -23,7 +23,7 @@ class Sink:
 
 
 def test_readings_on_the_grid_with_values_from_child_metric_ts(tmp_path):
-    c = create(
+    c = build(
         {
             "type": "sim",
             "name": "s",
@@ -59,7 +59,7 @@ def test_readings_on_the_grid_with_values_from_child_metric_ts(tmp_path):
 
 
 def test_commands():
-    c = create({"type": "sim", "name": "s", "children": 1})
+    c = build({"type": "sim", "name": "s", "children": 1})
     assert asyncio.run(c.command("sim-1", "ping", {"a": 1})) == {
         "device": "sim-1",
         "args": {"a": 1},

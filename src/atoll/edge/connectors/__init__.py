@@ -19,5 +19,5 @@ from atoll.edge.port import Connector
 ConnectorFactory = Callable[[Mapping[str, Any]], Connector]
 
 CONNECTORS: dict[str, ConnectorFactory] = {
-    "sim": sim.create,
+    "sim": sim.build,
 }

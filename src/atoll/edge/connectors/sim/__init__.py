@@ -10,7 +10,7 @@ holds, retries it until the buffer takes it, and skips the ticks that passed mea
 stopped reading). With ``record`` set, every batch the buffer accepted is appended to that
 file as ``first_ts last_ts period_us``: what "the connector side saw", for fault tests.
 
->>> c = create({"type": "sim", "name": "s", "children": 2, "metrics": 3, "rate_hz": 10})
+>>> c = build({"type": "sim", "name": "s", "children": 2, "metrics": 3, "rate_hz": 10})
 >>> [d.id for d in c.devices()], c.period_us
 (['sim-1', 'sim-2'], 100000)
 >>> value(0, 1, 1_795_428_000_100_000) == value(0, 1, 1_795_428_000_100_000)
@@ -135,5 +135,5 @@ class SimConnector:
         }
 
 
-def create(config: Mapping[str, Any]) -> SimConnector:
+def build(config: Mapping[str, Any]) -> SimConnector:
     return SimConnector(SimSettings.model_validate(dict(config)))
