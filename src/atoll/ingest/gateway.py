@@ -10,7 +10,8 @@ all of a message's children together, in a worker thread.
 
 What a gateway sends for a child is handled exactly as if the child had sent it itself: its
 telemetry is validated against the child's device type, stored and published as the child's,
-and counted (last seen, usage, rate limits, rejections) on the child. What the gateway gets
+and counted (last seen, usage, rate limits, rejections) on the child. The gateway's own
+``last_seen`` says when it was last in contact. What the gateway gets
 wrong about the children themselves (a device that is not its child, a malformed id) is
 counted on the gateway as ``gateway_child`` and logged; the rest of the message goes on.
 """
@@ -131,6 +132,7 @@ async def telemetry(
     if parsed:
         await pipeline.room()
         await pipeline.enqueue(parsed)
+    pipeline.mark_seen(gateway.device)  # the gateway is in contact, whatever it carried
     return result
 
 
@@ -195,6 +197,7 @@ async def connect(
         raise
     if created:
         log.info("gateway %s registered child %s", gateway.device, child.device)
+    pipeline.mark_seen(gateway.device)
     await _reply(reply, gateway, {"device": name, "status": "ok", "reason": ""})
     return child
 

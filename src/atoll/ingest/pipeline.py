@@ -802,6 +802,11 @@ class IngestPipeline:
         if reason not in ACCEPTED_REASONS:
             self.stats.rejected += 1
 
+    def mark_seen(self, device: str) -> None:
+        """Remember that ``device`` was in contact now (``last_seen``, flushed with the counters):
+        a gateway whose messages carry only its children's data is seen too."""
+        self._seen[device] = _now_us()
+
     def pending_rejections(self) -> Mapping[tuple[str, str, str], list]:
         return self._rejections
 
