@@ -82,6 +82,22 @@ def test_backlog_forwarded_once_in_order_with_children_first(tmp_path, broker, r
     assert DurableBuffer(tmp_path / "buf", max_bytes=100 << 20).open().acked == 40_000
 
 
+def test_acks_move_the_position_only_over_a_run_from_the_oldest(tmp_path):
+    buf = DurableBuffer(tmp_path / "buf", max_bytes=100 << 20).open()
+    fwd = Forwarder(buf, _link(1), children=dict)
+    fwd._gen = 7
+    fwd._inflight.extend([(11, 100, 100), (12, 250, 150), (13, 300, 50)])
+    fwd._on_puback(7, 12)  # the second message first: nothing moves
+    assert buf.acked == 0 and fwd.readings_acked == 0
+    fwd._on_puback(6, 11)  # a PUBACK of an earlier connection's client counts for nothing
+    assert buf.acked == 0
+    fwd._on_puback(7, 11)  # now the first two, in order
+    assert buf.acked == 250 and fwd.readings_acked == 250 and len(fwd._inflight) == 1
+    fwd._on_puback(7, 13)
+    assert buf.acked == 300 and not fwd._inflight
+    buf.close()
+
+
 def test_position_moves_only_on_puback(tmp_path, broker):
     buf = DurableBuffer(tmp_path / "buf", max_bytes=100 << 20).open()
     _fill(buf, 1000)
