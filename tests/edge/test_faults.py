@@ -36,13 +36,17 @@ UNLIMITED = {"ATOLL_QUOTA_DEVICE_RATE": "0", "ATOLL_QUOTA_TENANT_RATE": "0"}
 
 class Platform:
     def __init__(self, home: Path) -> None:
-        self.proc, self.info = start(home, env=UNLIMITED)
+        self.home = home
+        self._start()
+        r = self.api.post("/projects", json={"name": "Edge", "id": "edge"})
+        assert r.status_code == 201, r.text
+
+    def _start(self) -> None:
+        self.proc, self.info = start(self.home, env=UNLIMITED)
         auth = {"Authorization": f"Bearer {self.info['key']}"}
         self.api = httpx.Client(
             base_url=self.info["http_url"] + "/api/v1", headers=auth, timeout=60
         )
-        r = self.api.post("/projects", json={"name": "Edge", "id": "edge"})
-        assert r.status_code == 201, r.text
         self.mqtt_port = int(self.info["mqtt_url"].rsplit(":", 1)[1])
 
     def gateway(self, gw: str) -> str:
@@ -60,6 +64,15 @@ class Platform:
         assert r.status_code == 200, r.text
         doc = r.json()
         return {round(t * 1000): v for t, v in zip(doc["ts"], doc["value"], strict=True)}
+
+    def kill_and_restart(self) -> None:
+        """kill -9, then ``atoll up`` again on the same data (new ports, same admin key)."""
+        key = self.info["key"]
+        self.proc.kill()
+        self.proc.wait(10)
+        self._start()
+        self.info["key"] = self.info["key"] or key
+        self.api.headers["Authorization"] = f"Bearer {self.info['key']}"
 
     def close(self) -> None:
         self.proc.send_signal(signal.SIGINT)
@@ -276,6 +289,26 @@ def test_damaged_segment(platform, tmp_path):
     st = a.buffer()
     assert st.quarantined == 1 and st.quarantined_readings > 0, st
     assert len(list((tmp_path / "buffer" / "quarantine").glob("*seg-*"))) >= 1
+
+
+def test_platform_killed_mid_stream(tmp_path):
+    """PUBACK means stored: kill -9 the platform while the agent forwards, restart it; what the
+    agent had acknowledged is not sent again, and nothing is missing."""
+    own = Platform(tmp_path / "platform")
+    try:
+        (tmp_path / "agent").mkdir()
+        a = Agent(own, tmp_path / "agent", "gw-pkill", children=10, metrics=2, rate_hz=100)
+        a.start()
+        a.wait(lambda: a.buffer().acked > 3000, 120, "forwarding to start")
+        time.sleep(1)
+        own.kill_and_restart()
+        a.proxy.target = own.mqtt_port  # the restarted platform listens elsewhere
+        acked = a.buffer().acked
+        a.wait(lambda: a.buffer().acked > acked + 2000, 120, "forwarding to the new platform")
+        a.platform = own
+        a.drain_and_check()
+    finally:
+        own.close()
 
 
 def test_managed_from_the_platform(platform, tmp_path):
