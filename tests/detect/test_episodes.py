@@ -245,3 +245,16 @@ def test_the_service_names_a_frozen_sensor_and_one_that_went_silent():
         await svc.stop()
 
     asyncio.run(run())
+
+
+def test_an_episode_that_clears_sooner_than_its_window_does_not_flap():
+    """With ``clear`` shorter than ``window``, the evidence that opened an episode used to reopen
+    it at the next reading after it cleared, then close it again, reading after reading."""
+    d = EpisodeDecider(warmup=0, min_readings=20, clear=30.0, window=300.0)
+    rng = np.random.default_rng(7)
+    level = [20.0] * 400 + [80.0] * 10 + [20.0] * 200
+    noise = rng.normal(0, 0.3, len(level))
+    on = [d.decide(t, x + float(e)) for t, (x, e) in enumerate(zip(level, noise, strict=True))]
+    changes = [t for t in range(1, len(on)) if on[t] != on[t - 1]]
+    assert len(changes) == 2, changes  # opened in the fault, closed once after it
+    assert 400 <= changes[0] < 410 and 430 <= changes[1] < 450

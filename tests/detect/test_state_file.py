@@ -185,3 +185,31 @@ def test_state_file_refuses_a_short_or_mislabelled_file(tmp_path):
         w.finish({"bindings": []})
     w.abort()
     assert not (tmp_path / "s.msgpack").exists() and not list(tmp_path.glob("*.tmp"))
+
+
+async def test_past_its_deadline_a_snapshot_keeps_the_last_state_of_known_series(tmp_path):
+    """The snapshot on stop is bounded: past the deadline, changed series that the last file
+    holds are copied as they were (and stay marked), only never-written ones are encoded."""
+    path = tmp_path / "state.msgpack"
+    svc = _service(path)
+    await svc.process(_batch(["a", "b", "c"], 0, 30))
+    await svc.snapshot()
+    first = _service(path)
+    first._load()
+    await svc.process(_batch(["a", "b", "c"], 30, 10, seed=1))
+    await svc.process(_batch(["new"], 0, 30, seed=2))
+    encoded = svc.stats["snapshot_rows_encoded"]
+    await svc.snapshot(deadline=0.0)  # already past: nothing known is encoded again
+    assert svc.stats["snapshot_rows_encoded"] - encoded == 2  # new's two series
+    assert svc.stats["snapshot_rows_stale"] == 6
+    stale = _service(path)
+    stale._load()
+    assert len(stale.series) == 8
+    for key, t in first.series.items():  # as the first snapshot had them
+        assert stale.series[key].detector.state() == t.detector.state(), key
+    # They are still marked: the next snapshot without a deadline writes them as they are now.
+    await svc.snapshot()
+    assert svc.stats["snapshot_rows_encoded"] - encoded == 2 + 6
+    again = _service(path)
+    again._load()
+    _equal(svc, again)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.core.lineage import ModelRecord
@@ -195,6 +195,49 @@ def _record(version: int, metric: str = "temp", **kw) -> ModelRecord:
         rows=5000,
         **kw,
     )
+
+
+def test_a_fleets_first_fits_are_filed_in_a_few_statements_per_chunk(any_registry):
+    """40,000 new series used to cost five statements each; now a chunk of 500 costs a few."""
+    reg = any_registry
+    tenant = _setup(reg)
+    reg.create_project(tenant, "Mill", project_id="mill")
+
+    def rec(project: str, device: int, version: int = 1) -> ModelRecord:
+        return ModelRecord(
+            f"{project}/d{device}/temp@{version}",
+            project,
+            f"d{device}",
+            "temp",
+            version,
+            "default",
+            1_700_000_000_000_000,
+            "first fit",
+        )
+
+    reg.record_fitted_models([rec("plant", 0)])  # one already active, retired below
+    statements: list[str] = []
+
+    def count(*a: object) -> None:
+        statements.append(str(a[2]))
+
+    event.listen(reg.engine, "before_cursor_execute", count)
+    try:
+        batch = [rec("plant", i, 2 if i == 0 else 1) for i in range(700)]
+        batch += [rec("mill", i) for i in range(300)] + [rec("plant", 0)]  # v1 again: updated
+        assert reg.record_fitted_models(batch) == 1001
+    finally:
+        event.remove(reg.engine, "before_cursor_execute", count)
+    # executemany is one statement here; 1,001 records: about 15 (it was about 5,000)
+    assert len(statements) <= 20, len(statements)
+    plant = reg.list_models("plant", kind="detector", limit=2000)
+    assert len(plant) == 701  # d0 has v1 (retired) and v2 (active)
+    active = {m.scope for m in plant if m.state == "active"}
+    assert len(active) == 700 and "series:d0/temp" in active
+    assert [m.version for m in plant if m.scope == "series:d0/temp" and m.state == "active"] == [2]
+    assert len(reg.list_models("mill", kind="detector", limit=2000)) == 300
+    log = reg.audit_log(tenant, action="model.register", limit=2000)
+    assert len(log) == 1001  # d0's v1 was filed twice: once new, once updated in place
 
 
 def test_detection_models_are_kept_active_and_found_by_ref(any_registry):

@@ -212,6 +212,9 @@ class EpisodeDecider:
                 st[6] = 1.0
         elif ts - st[7] >= self.clear:
             st[6] = 0.0
+            # The evidence that opened it is spent: with ``clear`` shorter than ``window`` it
+            # would otherwise reopen the episode at the next reading, and close it again.
+            self.ring = [-math.inf] * self.min_count
         self._learn(ts, x, dt, k, r, sd, ready, season)
         return st[6] > 0
 

@@ -35,15 +35,61 @@ from atoll.ingest.mqtt_frames import check_connect
 NOT_CONNECT = "not_connect"
 CONNECT_TOO_LARGE = "connect_too_large"
 MALFORMED_CONNECT = "malformed_connect"
+UNSUPPORTED_PROTOCOL = "unsupported_protocol"
+
+#: MQTT 5's CONNACK for "Unsupported Protocol Version" (reason 0x84, no properties), what an
+#: MQTT 5 client understands [MQTT-3.1.2-2 of v5]; and MQTT 3.1.1's return code 1, which is
+#: what a 3.1 client (``MQIsdp``, level 3) understands [MQTT-3.1.2-2].
+CONNACK_V5_UNSUPPORTED = b"\x20\x03\x00\x84\x00"
+CONNACK_V3_UNACCEPTABLE = b"\x20\x02\x00\x01"
 
 
 class ConnectRefused(Exception):
-    """Close the connection without an answer (MQTT 3.1.1 has none for these)."""
+    """Close the connection, after ``answer`` if there is one (MQTT 3.1.1 has none for most
+    of these)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, answer: bytes = b"") -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        self.answer = answer
+
+
+def check_protocol(body: bytes) -> None:
+    """Refuse, with the CONNACK the client's own protocol version understands, a CONNECT that
+    is not MQTT 3.1.1: the embedded broker speaks 3.1.1 only (docs/DEVICES.md, "MQTT 5").
+
+    >>> try:
+    ...     check_protocol(b"\\x00\\x04MQTT\\x05\\x02\\x00\\x3c\\x00")
+    ... except ConnectRefused as e:
+    ...     print(e.reason, e.answer.hex())
+    unsupported_protocol 2003008400
+    >>> check_protocol(b"\\x00\\x04MQTT\\x04\\x02\\x00\\x3c\\x00\\x00")
+    """
+    if len(body) < 2:
+        return  # too short to say: the strict decoder refuses it
+    n = int.from_bytes(body[:2], "big")
+    if len(body) < 3 + n:
+        return
+    name, level = body[2 : 2 + n], body[2 + n]
+    if name == b"MQTT" and level == 4:
+        return
+    hint = (
+        "connect with protocol version 3.1.1, or run Atoll with an external Mosquitto for "
+        'MQTT 5 devices (docs/DEVICES.md, "MQTT 5")'
+    )
+    if name == b"MQTT" and level == 5:
+        raise ConnectRefused(
+            UNSUPPORTED_PROTOCOL,
+            f"an MQTT 5 CONNECT: the embedded broker speaks MQTT 3.1.1; {hint}",
+            CONNACK_V5_UNSUPPORTED,
+        )
+    shown = name.decode("utf-8", "replace")[:16]
+    raise ConnectRefused(
+        UNSUPPORTED_PROTOCOL,
+        f"protocol {shown!r} level {level}: the embedded broker speaks MQTT 3.1.1; {hint}",
+        CONNACK_V3_UNACCEPTABLE,
+    )
 
 
 class BytesReader(ReaderAdapter):
@@ -93,5 +139,6 @@ async def read_connect(reader: ReaderAdapter, max_bytes: int) -> BytesReader:
         raise EOFError("closed during CONNECT") from e
     if len(body) < length:
         raise EOFError("closed during CONNECT")
+    check_protocol(body)
     check_connect(header, body)
     return BytesReader(header.to_bytes() + body)

@@ -27,6 +27,7 @@ id, ``{device_id}:{suffix}``, or empty (clean session).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import logging
@@ -89,6 +90,10 @@ class _AtollAmqttBroker(Broker):
             )
         except (ConnectRefused, PacketError) as e:  # before authentication: counted as anonymous
             admission.refuse(e.reason, f"{e.message} (from {remote_address})")
+            if isinstance(e, ConnectRefused) and e.answer:
+                with contextlib.suppress(ConnectionError):
+                    writer.write(e.answer)
+                    await writer.drain()
             await _close(writer)
             raise AMQTTError(e.message) from None
         except (MQTTError, NoDataError, EOFError) as exc:

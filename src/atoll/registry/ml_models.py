@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from atoll import __version__
 from atoll.core.errors import Conflict, InvalidInput, NotFound
@@ -328,87 +328,139 @@ def _retire_active(conn: Connection, target: ModelVersion, now: int) -> list[str
 
 
 # -- what the detection service fits and installs ---------------------------------------------
+#: Rows per statement when filing fitted models (``IN`` lists and executemany batches).
+_FILE_CHUNK = 500
+
+
 def record_fitted(conn: Connection, records: Iterable[ModelRecord]) -> int:
     """Keep detection's model records as active ``detector`` versions (the one active before
     is retired); a version already kept is updated in place. Records of projects the registry
-    does not know are skipped. The number kept."""
-    tenants: dict[str, str | None] = {}
-    kept = 0
-    for r in records:
-        if r.project not in tenants:
-            tenants[r.project] = conn.execute(
-                select(t.projects.c.tenant).where(t.projects.c.id == r.project)
-            ).scalar()
-        tenant = tenants[r.project]
-        if tenant is None:
-            continue
-        _record_one(conn, tenant, r)
-        kept += 1
-    return kept
+    does not know are skipped. The number kept.
+
+    A fleet's first minutes fit tens of thousands of series, so the records are filed a chunk
+    at a time: a handful of statements per chunk (look up, update, retire, insert, audit), not
+    five per record. Records of one series in one call are filed in their order, as if one by
+    one: each retires the one before.
+    """
+    records = list(records)
+    projects = sorted({r.project for r in records})
+    tenants: dict[str, str] = {}
+    for i in range(0, len(projects), _FILE_CHUNK):
+        part = projects[i : i + _FILE_CHUNK]
+        rows = conn.execute(
+            select(t.projects.c.id, t.projects.c.tenant).where(t.projects.c.id.in_(part))
+        ).all()
+        tenants.update({row.id: row.tenant for row in rows})
+    known = [r for r in records if r.project in tenants]
+    # Rounds in which each series appears once, in the order of the records.
+    rounds: list[list[ModelRecord]] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for r in known:
+        k = (r.project, r.device, r.metric)
+        n = seen[k] = seen.get(k, -1) + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(r)
+    for batch in rounds:
+        for i in range(0, len(batch), _FILE_CHUNK):
+            _record_chunk(conn, tenants, batch[i : i + _FILE_CHUNK])
+    return len(known)
 
 
-def _record_one(conn: Connection, tenant: str, r: ModelRecord) -> None:
+def _record_chunk(conn: Connection, tenants: dict[str, str], chunk: list[ModelRecord]) -> None:
+    """File records of distinct series (at most ``_FILE_CHUNK``)."""
     m = t.models.c
-    scope = f"series:{r.device}/{r.metric}"
-    card = plain_json(msgspec.to_builtins(r))
-    actor = r.actor or SYSTEM
-    values = {
-        "ref": r.id,
-        "algorithm": r.detector,
-        "data_from": r.history_from,
-        "data_to": r.history_to,
-        "rows": r.rows,
-        "params": plain_json(r.params),
-        "card": card,
-        "updated_at": now_us(),
-    }
-    existing = conn.execute(
-        select(m.id).where(
-            and_(
-                m.project == r.project,
-                m.kind == "detector",
-                m.scope == scope,
-                m.version == r.version,
+    now = now_us()
+
+    def scope(r: ModelRecord) -> str:
+        return f"series:{r.device}/{r.metric}"
+
+    def values(r: ModelRecord) -> dict[str, Any]:
+        return {
+            "ref": r.id,
+            "algorithm": r.detector,
+            "data_from": r.history_from,
+            "data_to": r.history_to,
+            "rows": r.rows,
+            "params": plain_json(r.params),
+            "card": plain_json(msgspec.to_builtins(r)),
+            "updated_at": now,
+        }
+
+    by_project: dict[str, list[ModelRecord]] = {}
+    for r in chunk:
+        by_project.setdefault(r.project, []).append(r)
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    audits: list[dict[str, Any]] = []
+    retire: list[str] = []
+    for project, rs in by_project.items():
+        tenant = tenants[project]
+        scopes = [scope(r) for r in rs]
+        kept = conn.execute(
+            select(m.id, m.scope, m.version, m.state).where(
+                and_(m.project == project, m.kind == "detector", m.scope.in_(scopes))
             )
+        ).all()
+        existing = {(row.scope, row.version): row.id for row in kept}
+        active = {row.scope: row.id for row in kept if row.state == "active"}
+        for r in rs:
+            sc = scope(r)
+            same = existing.get((sc, r.version))
+            if same is not None:
+                updates.append({"b_id": same, **{f"b_{k}": v for k, v in values(r).items()}})
+                continue
+            if sc in active:
+                retire.append(active[sc])
+            model_id = new_id("mdl-", 8)
+            inserts.append(
+                {
+                    "id": model_id,
+                    "tenant": tenant,
+                    "project": project,
+                    "kind": "detector",
+                    "scope": sc,
+                    "version": r.version,
+                    "state": "active",
+                    "active_slot": _slot(project, "detector", sc),
+                    "metrics": {},
+                    "code_version": __version__,
+                    "created_by": r.actor or SYSTEM,
+                    "created_at": r.fitted_at,
+                    "approved_by": SYSTEM,
+                    "approved_at": r.fitted_at,
+                    "activated_at": now,
+                    **values(r),
+                }
+            )
+            detail = {"kind": "detector", "scope": sc, "version": r.version, "reason": r.reason}
+            audits.append(
+                {
+                    "tenant": tenant,
+                    "actor": r.actor or SYSTEM,
+                    "action": "model.register",
+                    "target": f"model:{model_id}",
+                    "detail": detail,
+                    "at": now,
+                    "source": None,
+                }
+            )
+    if updates:
+        conn.execute(
+            update(t.models)
+            .where(m.id == bindparam("b_id"))
+            .values({k[2:]: bindparam(k) for k in updates[0] if k != "b_id"}),
+            updates,
         )
-    ).scalar()
-    if existing is not None:
-        conn.execute(update(t.models).where(m.id == existing).values(**values))
-        return
-    now = values["updated_at"]
-    model_id = new_id("mdl-", 8)
-    target = ModelVersion(
-        model_id, tenant, r.project, "detector", scope, r.version, "active", "", "", "", 0, 0
-    )
-    _retire_active(conn, target, now)
-    conn.execute(
-        insert(t.models).values(
-            id=model_id,
-            tenant=tenant,
-            project=r.project,
-            kind="detector",
-            scope=scope,
-            version=r.version,
-            state="active",
-            active_slot=_slot(r.project, "detector", scope),
-            metrics={},
-            code_version=__version__,
-            created_by=actor,
-            created_at=r.fitted_at,
-            approved_by=SYSTEM,
-            approved_at=r.fitted_at,
-            activated_at=now,
-            **values,
+    if retire:
+        conn.execute(
+            update(t.models)
+            .where(m.id.in_(retire))
+            .values(state="retired", active_slot=None, retired_at=now, updated_at=now)
         )
-    )
-    _audit.record(
-        conn,
-        tenant,
-        actor,
-        "model.register",
-        f"model:{model_id}",
-        {"kind": "detector", "scope": scope, "version": r.version, "reason": r.reason},
-    )
+    if inserts:
+        conn.execute(insert(t.models), inserts)
+        conn.execute(insert(t.audit_log), audits)
 
 
 # -- what the rules service forecasts with ----------------------------------------------------
