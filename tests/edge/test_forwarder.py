@@ -155,3 +155,30 @@ def test_tls_with_the_platforms_ca(tmp_path):
         asyncio.run(_forward_until(fwd, lambda: buf.acked == 3000, 30))
         assert buf.acked == 3000 and fwd.connections == 1
         buf.close()
+
+
+def test_gateways_own_readings_go_to_its_own_telemetry(tmp_path, broker, receiver):
+    """Scores and local alarms of detection at the edge are the gateway's own readings: they go
+    to its ``telemetry`` topic (the gateway is not its own child), the rest as before."""
+    buf = DurableBuffer(tmp_path / "buf", max_bytes=100 << 20).open()
+    buf.append(
+        [
+            EdgeReading(GW if i % 3 == 0 else "c1", T0 + i * 1000, {"v": float(i)})
+            for i in range(300)
+        ]
+    )
+    fwd = Forwarder(buf, _link(broker.port), children=dict)
+    # positions: each message's ack covers only what no later message of the batch holds
+    batch = fwd._batch(buf.read(0, 1 << 20))
+    assert [t.rsplit("/", 1)[-1] for t, *_ in batch] == ["telemetry", "telemetry"]
+    assert batch[0][1][0].device == "c1" and batch[0][3] == 0  # own readings from seq 1 on
+    assert batch[-1][3] == 300
+    buf.rewind()
+    asyncio.run(_forward_until(fwd, lambda: buf.acked == 300))
+    receiver.wait_for(200)
+    assert len(receiver.unique()) == 200 and {c for c, _ in receiver.unique()} == {"c1"}
+    own = [orjson.loads(p) for t, p in receiver.other if t == f"atoll/v1/devices/{GW}/telemetry"]
+    assert sum(len(m) for m in own) == 100
+    assert own[0][0] == {"ts": T0 // 1000, "values": {"v": 0.0}}
+    assert GW not in {c["device"] for c in receiver.connects}
+    buf.close()

@@ -140,12 +140,15 @@ class EdgeAgent:
         )
         start_depth = self.buffer.stats().depth
         await self._start_initial_connectors()
-        fwd = asyncio.create_task(self.forwarder.run(stop))
+        fwd_stop = asyncio.Event()  # set once the connectors are stopped: their last readings go
+        fwd = asyncio.create_task(self.forwarder.run(fwd_stop))
         status = asyncio.create_task(self._status_loop())
         try:
             await stop.wait()
         finally:
             await self._stop_connectors()
+            await self.buffer.settle()
+            fwd_stop.set()
             status.cancel()
             await asyncio.gather(status, return_exceptions=True)
             await fwd

@@ -314,6 +314,12 @@ class DurableBuffer:
             if self._appended is not None:
                 self._appended.set()
 
+    async def settle(self) -> None:
+        """Wait until every queued put is committed (or refused), e.g. before stopping."""
+        while self._writer is not None and not self._writer.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._writer)
+
     def appended_event(self) -> asyncio.Event:
         """Set after every commit: the forwarder waits on it when it has caught up."""
         if self._appended is None:
@@ -498,6 +504,11 @@ class DurableBuffer:
     @property
     def acked(self) -> int:
         return self._acked
+
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the last reading committed."""
+        return self._next_seq - 1
 
     def rewind(self) -> None:
         """Forget what is in flight (a new connection resends from the acknowledged position)."""

@@ -41,6 +41,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Bytes a reading costs in a message beyond its values (``{"ts":…,"values":}`` and commas).
 _ROW_WIRE = 48
 _BACKOFF = (0.5, 30.0)
+#: How long a stop waits for the last buffered readings to be acknowledged.
+STOP_GRACE_S = 2.0
 #: Children in one message, at most (the platform's limit).
 MAX_CHILDREN = 1000
 #: CONNACK reason codes that no retry fixes soon (bad credentials, not authorised).
@@ -68,6 +70,13 @@ def encode(rows: Iterable[Row]) -> bytes:
         by_dev.setdefault(r.device, []).append(item)
     parts = [orjson.dumps(d) + b":[" + b",".join(items) + b"]" for d, items in by_dev.items()]
     return b"{" + b",".join(parts) + b"}"
+
+
+def encode_own(rows: Iterable[Row]) -> bytes:
+    """The gateway's own readings (scores and alarms of detection at the edge, say) as a batch
+    on its own ``telemetry`` topic: ``[{"ts", "values"}, ...]``."""
+    items = [b'{"ts":' + wire_ts(r.ts_us) + b',"values":' + r.values + b"}" for r in rows]
+    return b"[" + b",".join(items) + b"]"
 
 
 class Forwarder:
@@ -301,7 +310,18 @@ class Forwarder:
         stopper = asyncio.create_task(stop.wait())
         lost = asyncio.create_task(self._lost.wait())
         try:
-            await asyncio.wait({pump, stopper, lost}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({pump, stopper, lost}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                # Stopping while connected: what the connectors put last goes out first, for a
+                # moment (the next run would send it anyway).
+                target = self.buffer.last_seq
+                deadline = time.monotonic() + STOP_GRACE_S
+                while (
+                    self.buffer.acked < target
+                    and time.monotonic() < deadline
+                    and not (pump.done() or lost.done())
+                ):
+                    await asyncio.sleep(0.05)
             if pump.done() and pump.exception() is not None:
                 self.last_error = f"forwarding failed: {pump.exception()!r}"
                 log.error("%s", self.last_error)
@@ -357,29 +377,52 @@ class Forwarder:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(appended.wait(), 0.5)
                 continue
-            new = {r.device for r in rows} - self._declared
+            gw = self.link.gateway_id
+            new = {r.device for r in rows} - self._declared - {gw}
             if new:
                 known = self.children()
                 await self._declare({d: known.get(d) for d in sorted(new)})
-            for part, payload in self._messages(rows):
-                info = client.publish(self.topic, payload, qos=1)
+            for topic, part, payload, position in self._batch(rows):
+                info = client.publish(topic, payload, qos=1)
                 if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     raise ConnectionError(f"publish failed: {info.rc}")
-                self._inflight.append((info.mid, part[-1].seq, len(part)))
+                self._inflight.append((info.mid, position, len(part)))
             self._cursor = rows[-1].seq
 
-    def _messages(self, rows: list[Row]) -> list[tuple[list[Row], bytes]]:
+    def _batch(self, rows: list[Row]) -> list[tuple[str, list[Row], bytes, int]]:
+        """The messages for ``rows`` (children's on ``gateway/telemetry``, the gateway's own on
+        its ``telemetry``), each with the position its acknowledgement makes safe: all before
+        the first reading of any later message (acks arrive in order)."""
+        gw = self.link.gateway_id
+        own = [r for r in rows if r.device == gw]
+        kids = [r for r in rows if r.device != gw] if own else rows
+        msgs = [(self.topic, part, payload) for part, payload in self._messages(kids, encode)]
+        own_topic = topics.telemetry(gw)
+        msgs += [(own_topic, p, b) for p, b in self._messages(own, encode_own)]
+        out = []
+        later_min = rows[-1].seq + 1
+        for topic, part, payload in reversed(msgs):
+            out.append((topic, part, payload, later_min - 1))
+            later_min = min(later_min, part[0].seq)
+        out.reverse()
+        return out
+
+    def _messages(
+        self, rows: list[Row], encoder: Callable[[list[Row]], bytes]
+    ) -> list[tuple[list[Row], bytes]]:
         """``rows`` as messages within the platform's limits: bytes, points, children."""
+        if not rows:
+            return []
         points = sum(r.values.count(b'":') for r in rows)  # metric names hold no quotes
         devices = {r.device for r in rows}
         size = sum(len(r.values) for r in rows) + _ROW_WIRE * len(rows) + 140 * len(devices)
         fits = points <= self.max_points and len(devices) <= MAX_CHILDREN
         if (fits and size <= self.max_message_bytes) or len(rows) == 1:
-            payload = encode(rows)
+            payload = encoder(rows)
             if len(payload) <= self.max_message_bytes or len(rows) == 1:
                 return [(rows, payload)]
         half = len(rows) // 2
-        return self._messages(rows[:half]) + self._messages(rows[half:])
+        return self._messages(rows[:half], encoder) + self._messages(rows[half:], encoder)
 
     def status(self) -> dict[str, Any]:
         return {
