@@ -54,6 +54,9 @@ def test_check_accepts_a_good_file(tmp_path):
         ({"connectors": [{"type": "opcua-x", "name": "a"}]}, "unknown type 'opcua-x'"),
         ({"connectors": [{"type": "sim", "name": "a", "rate_hz": 0}]}, "connector a: rate_hz"),
         ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+        ({"detection": {"enabled": True, "detector": "nope"}}, "detection: "),
+        ({"detection": {"enabled": True, "decision": {"bogus": 1}}}, "bogus"),
+        ({"detection": {"webhooks": [{"url": "ftp://x"}]}}, "detection.webhooks.0.url"),
     ],
 )
 def test_check_names_what_is_wrong(tmp_path, over, message):

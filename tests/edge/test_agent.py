@@ -10,6 +10,7 @@ import time
 
 import orjson
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from atoll.core import topics
@@ -167,3 +168,40 @@ def test_managed_through_twin_and_commands(tmp_path, broker):
     summary = _run_agent(offline, offline_body)
     assert summary["buffer"]["depth"] > 0  # buffered while offline
     ops.close()
+
+
+def test_detection_at_the_edge_switched_on(tmp_path, broker, receiver):
+    """With ``detection.enabled`` the connectors' readings are judged on the gateway; scores go
+    out as the gateway's own telemetry, counters to the reported twin, state to the buffer dir."""
+    cfg = _config(
+        tmp_path,
+        broker.port,
+        detection={
+            "enabled": True,
+            "outputs": [{"connector": "line-1", "device": "sim-1", "command": "ping"}],
+        },
+    )
+    ops = Ops(broker.port)
+
+    def body(agent):
+        assert ops.wait(
+            lambda: any(
+                r["edge"].get("detection", {}).get("judged", 0) > 0
+                for r in ops.reported
+                if "edge" in r
+            ),
+            30,
+        )
+
+    _run_agent(cfg, body)
+    own = [orjson.loads(p) for t, p in receiver.other if t == topics.telemetry(GW)]
+    metrics = {m for msg in own for item in msg for m in item["values"]}
+    assert "sim-1.m0.score" in metrics
+    assert (tmp_path / "buffer" / "detection.state").exists()
+    ops.close()
+
+
+def test_bad_detection_settings_stop_the_start_with_the_reason(tmp_path):
+    cfg = _config(tmp_path, 1, detection={"enabled": True, "detector": "no-such-detector"})
+    with pytest.raises(ValueError, match="detection"):
+        _run_agent(cfg, lambda agent: None)

@@ -44,6 +44,11 @@ def _load(path: Path) -> Any:
         _fail(e.message, e.hint)
 
 
+class _NoSink:
+    async def put(self, readings: Any) -> None:
+        return None
+
+
 @edge_app.command("check")
 def check(config: ConfigPath) -> None:
     """Validate the configuration: settings, connectors, secret and buffer directory."""
@@ -70,6 +75,21 @@ def check(config: ConfigPath) -> None:
             typer.echo("ok  no connectors in the file (the desired twin may bring them)")
     except ValueError as e:
         problems.append((str(e), "see docs/EDGE.md, 'Connectors'"))
+    if cfg.detection.enabled:
+        from atoll.edge.agent import build_detection
+
+        try:
+            build_detection(cfg.detection, _NoSink(), cfg.gateway.id, None, lambda _: None)
+            names = {c.name for c in cfg.connectors}
+            for o in cfg.detection.outputs:
+                if o.connector not in names:
+                    typer.echo(
+                        f"warn detection.outputs: no connector named {o.connector} in the file "
+                        "(the desired twin must bring it)"
+                    )
+            typer.echo(f"ok  detection at the edge with detector {cfg.detection.detector!r}")
+        except ValueError as e:
+            problems.append((str(e), "see docs/EDGE.md, 'Detection at the edge'"))
     d = cfg.buffer.dir
     probe = d if d.exists() else next((p for p in d.parents if p.exists()), None)
     if probe is None or not os.access(probe, os.W_OK):
@@ -149,6 +169,8 @@ def run(
         _fail(str(e), "stop the other agent, or give this one its own buffer.dir")
     except PermissionError as e:
         _fail(f"cannot use the buffer directory: {e}", "make buffer.dir writable for this user")
+    except ValueError as e:  # detection settings
+        _fail(str(e), "atoll edge check names what is wrong")
     table = Table(title="atoll edge: summary", show_header=False)
     buf = summary.pop("buffer")
     for k, v in summary.items():

@@ -20,22 +20,32 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from atoll import __version__
 from atoll.core import topics
+from atoll.core.errors import AtollError
 from atoll.edge.buffer import DurableBuffer
-from atoll.edge.config import ConnectorSettings, EdgeConfig, explain
+from atoll.edge.config import (
+    ConnectorSettings,
+    DetectionSettings,
+    EdgeConfig,
+    OutputSettings,
+    explain,
+)
 from atoll.edge.connectors import CONNECTORS, ConnectorFactory
 from atoll.edge.forwarder import Forwarder
-from atoll.edge.port import CommandFailed, Connector
+from atoll.edge.port import CommandFailed, Connector, ReadingSink
+
+if TYPE_CHECKING:
+    from atoll.edge.detect import LocalAlarm, LocalDetection
 
 log = logging.getLogger("atoll.edge")
 
@@ -121,12 +131,22 @@ class EdgeAgent:
         self._applied: bytes | None = None  # the connector list now running, canonical JSON
         self._tasks: set[asyncio.Task[Any]] = set()
         self.forwarder: Forwarder | None = None
+        self.detection: LocalDetection | None = None
+        self.sink: ReadingSink = self.buffer  # what connectors put into
         self.started = time.time()
 
     # --- life cycle ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> dict[str, Any]:
         """Run until ``stop`` is set; returns the run's summary."""
+        if self.config.detection.enabled:
+            self.detection = self.sink = build_detection(
+                self.config.detection,
+                self.buffer,
+                self.gateway,
+                Path(self.config.buffer.dir) / "detection.state",
+                self._connector,
+            )
         self.buffer.open()
         self.forwarder = Forwarder(
             self.buffer,
@@ -148,6 +168,8 @@ class EdgeAgent:
         finally:
             await self._stop_connectors()
             await self.buffer.settle()
+            if self.detection is not None:
+                await self.detection.close()  # what it learned, for the next run
             fwd_stop.set()
             status.cancel()
             await asyncio.gather(status, return_exceptions=True)
@@ -197,7 +219,7 @@ class EdgeAgent:
         """Run a connector; a crash restarts it after a pause, a configuration error stops it."""
         while True:
             try:
-                await run.connector.run(self.buffer)
+                await run.connector.run(self.sink)
                 return
             except asyncio.CancelledError:
                 raise
@@ -217,6 +239,10 @@ class EdgeAgent:
         for r in runs:
             r.task.cancel()
         await asyncio.gather(*(r.task for r in runs), return_exceptions=True)
+
+    def _connector(self, name: str) -> Connector | None:
+        run = self.running.get(name)
+        return run.connector if run else None
 
     def children(self) -> dict[str, str | None]:
         return {d.id: d.device_type for r in self.running.values() for d in r.connector.devices()}
@@ -342,6 +368,7 @@ class EdgeAgent:
                     "at": self.config_state.at,
                     "connectors": self.config_state.connectors,
                 },
+                **({"detection": self.detection.status()} if self.detection else {}),
                 "last_contact": _now_iso(last) if last else None,
                 "version": __version__,
             }
@@ -371,6 +398,59 @@ class EdgeAgent:
                 next_at = time.monotonic() + self.config.status_interval_s
             was_connected = connected
             await asyncio.sleep(0.25)
+
+
+class _RoutedOutput:
+    """A local alarm's output through whichever connector of that name runs now (the
+    connector list may be replaced from the desired twin)."""
+
+    def __init__(self, settings: OutputSettings, lookup: Callable[[str], Connector | None]):
+        self.settings, self.lookup = settings, lookup
+
+    @property
+    def name(self) -> str:
+        s = self.settings
+        return f"{s.connector}:{s.device}.{s.command}"
+
+    async def __call__(self, alarm: LocalAlarm) -> None:
+        from atoll.edge.detect import ConnectorOutput
+
+        s = self.settings
+        connector = self.lookup(s.connector)
+        if connector is None:
+            raise RuntimeError(f"no connector named {s.connector} is running")
+        await ConnectorOutput(connector, s.device, s.command, s.args)(alarm)
+
+
+def build_detection(
+    settings: DetectionSettings,
+    buffer: ReadingSink,
+    gateway: str,
+    state_path: Path | None,
+    lookup: Callable[[str], Connector | None],
+) -> LocalDetection:
+    """Detection at the edge in front of ``buffer``; ``ValueError`` for a bad detector or
+    decision setting."""
+    from atoll.edge.detect import AlarmAction, LocalDetection, Webhook
+
+    actions: list[AlarmAction] = [
+        Webhook(w.url, timeout_s=w.timeout_s, headers=w.headers) for w in settings.webhooks
+    ]
+    actions += [_RoutedOutput(o, lookup) for o in settings.outputs]
+    try:
+        return LocalDetection(
+            buffer,
+            gateway=gateway,
+            actions=actions,
+            detector=settings.detector,
+            decision=settings.decision,
+            state_path=state_path,
+            save_every_s=settings.save_every_s,
+        )
+    except AtollError as e:
+        raise ValueError(f"detection: {e.message}" + (f" ({e.hint})" if e.hint else "")) from e
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"detection: {e}") from e
 
 
 def _canonical(entries: Sequence[ConnectorSettings]) -> bytes:

@@ -88,6 +88,38 @@ class ConnectorSettings(BaseModel):
         return dict(self.model_extra or {})
 
 
+class WebhookSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+    timeout_s: float = Field(default=5.0, gt=0, le=60)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class OutputSettings(BaseModel):
+    """A connector's command as a digital output: ``args`` plus ``{"on": true|false}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    connector: str
+    device: str
+    command: str
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class DetectionSettings(BaseModel):
+    """Detection at the edge (``atoll.edge.detect``): off unless ``enabled``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = False
+    detector: str = "default"
+    decision: dict[str, Any] = Field(default_factory=dict)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    outputs: list[OutputSettings] = Field(default_factory=list)
+    save_every_s: float = Field(default=60.0, gt=0, le=86400)
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformLink:
     host: str
@@ -111,6 +143,7 @@ class EdgeConfig(BaseModel):
     max_inflight: int = Field(default=16, ge=1, le=1000)
     reconnect_max_s: float = Field(default=30.0, ge=0.5, le=600)
     connectors: list[ConnectorSettings] = Field(default_factory=list)
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
 
     @field_validator("platform")
     @classmethod
