@@ -1,14 +1,16 @@
 """Edge agent footprint: RSS and CPU of the agent process while forwarding live data.
 
     .venv/bin/python bench/edge_footprint.py --target atoll --json bench/results/edge_footprint.json
+    .venv/bin/python bench/edge_footprint.py --detection \
+        --json bench/results/edge_footprint_detection.json
 
 ``atoll edge run`` with the sim connector at ``--rate`` points/s (``--children`` children ×
 ``--metrics`` metrics) forwards to a local platform (``atoll up``) or a bare Mosquitto. After
 ``--warmup`` seconds, the agent process (``psutil``) is sampled every second for
 ``--duration`` seconds: RSS (max and last) and CPU as % of one core (its user + system time over
-wall time). The issue's target: ≤ 100 MB RSS and ≤ 10 % of one core at 1,000 points/s. Also
-reported: how many readings the platform acknowledged in the window (the agent kept up when it
-equals what the sim produced).
+wall time); ``--detection`` switches detection at the edge on. The issue's target: ≤ 100 MB
+RSS and ≤ 10 % of one core at 1,000 points/s. Also reported: how many readings the platform
+acknowledged in the window (the agent kept up when it equals what the sim produced).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def main() -> None:
     p.add_argument("--metrics", type=int, default=5)
     p.add_argument("--warmup", type=float, default=15)
     p.add_argument("--duration", type=float, default=60)
+    p.add_argument("--detection", action="store_true", help="detection at the edge switched on")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -46,7 +49,10 @@ def main() -> None:
     }
     buf = wd / "buffer"
     with target(args.target, wd) as t:
-        agent = start_agent(agent_config(t, buf, [sim], status_interval_s=30), wd)
+        extra: dict = {"status_interval_s": 30}
+        if args.detection:
+            extra["detection"] = {"enabled": True}
+        agent = start_agent(agent_config(t, buf, [sim], **extra), wd)
         try:
             proc = psutil.Process(agent.pid)
             time.sleep(args.warmup)
@@ -69,10 +75,11 @@ def main() -> None:
         + " ".join(
             f"--{k.replace('_', '-')} {v}"
             for k, v in vars(args).items()
-            if v is not None and k not in ("json", "workdir")
+            if v not in (None, False) and k not in ("json", "workdir")
         ),
         **info,
         "target": args.target,
+        "detection": args.detection,
         "points_per_s": args.rate,
         "window_s": round(wall, 1),
         "rss_mb_max": round(max(rss) / 1e6, 1),
