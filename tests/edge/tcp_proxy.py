@@ -35,9 +35,13 @@ class TcpProxy:
         self._call(self._cut())
 
     def close(self) -> None:
+        if not self._thread.is_alive():
+            return
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     async def _listen(self) -> None:
         if self._server is None:

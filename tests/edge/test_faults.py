@@ -90,6 +90,21 @@ def platform(tmp_path_factory):
     p.close()
 
 
+_AGENTS: list[Agent] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_agent_left_behind():
+    """A failing test still ends its agent processes and proxies."""
+    yield
+    while _AGENTS:
+        a = _AGENTS.pop()
+        if a.proc is not None and a.proc.poll() is None:
+            a.proc.kill()
+            a.proc.wait(10)
+        a.proxy.close()
+
+
 class Agent:
     """One gateway's agent process, restartable, with its uplink through a proxy."""
 
@@ -111,6 +126,7 @@ class Agent:
         self.prefix = f"{gw}-c"
         self.children, self.metrics = children, metrics
         self.proxy = TcpProxy(platform.mqtt_port)
+        _AGENTS.append(self)
         self.record = tmp / "record.txt"
         self.proc: subprocess.Popen | None = None
         self.outputs: list[str] = []
