@@ -6,6 +6,7 @@ by ``atoll.core.acl.is_gateway_child`` and hostile names are refused, counted an
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 
@@ -338,3 +339,32 @@ async def test_a_tenants_gateway_names_children_without_the_tenant_prefix(world)
     assert got[-1][0] == topics.gateway_command(gw.id, "press-1", cmd.id)
     assert got[-1][1]["device"] == "press-1"
     await asyncio.to_thread(g.close)
+
+
+async def test_children_and_their_tenant_keep_their_rate_limits_through_a_gateway(world):
+    """Over MQTT the gateway's message waits (stored, counted ``throttled`` on the gateway);
+    over HTTP a part of a child over its limit is refused ``rate_limited``."""
+    from atoll.ingest import gateway
+
+    pipeline = world.fleet.platform.pipeline
+    assert pipeline.set_tenant_rate("default", 50)  # burst: two seconds' worth, 100 points
+    gw = await open_gateway(world.fleet)
+    batch = [{"ts": 1795428000000 + i, "values": {"temperature": i % 50}} for i in range(100)]
+    later = [{"ts": 1795428100000 + i, "values": {"temperature": i % 50}} for i in range(100)]
+    t0 = time.monotonic()
+    acked = await asyncio.to_thread(
+        gw.publish, topics.gateway_telemetry("gw"), {"k1": batch}, {"k1": later}
+    )
+    elapsed = time.monotonic() - t0
+    assert acked == [True, True] and len(points(world.fleet, "k1")) == 200
+    assert elapsed >= 1.5  # 200 points at 50/s with a burst of 100: about 2 s
+    assert (await world.rejections("gw")).get("throttled", 0) >= 1
+    # HTTP can refuse: the child (its tenant) is in debt now.
+    identity = world.reg.device_identities(["gw"])["gw"]
+    result = await gateway.telemetry(
+        pipeline, identity, json.dumps({"k1": {"values": {"temperature": 1}}}).encode(), "http"
+    )
+    assert result.accepted == {} and result.refused["k1"]["reason"] == "rate_limited"
+    assert (await world.rejections("k1")).get("rate_limited") == 1
+    pipeline.set_tenant_rate("default", None)
+    await asyncio.to_thread(gw.close)
