@@ -368,3 +368,32 @@ async def test_children_and_their_tenant_keep_their_rate_limits_through_a_gatewa
     assert (await world.rejections("k1")).get("rate_limited") == 1
     pipeline.set_tenant_rate("default", None)
     await asyncio.to_thread(gw.close)
+
+
+async def test_a_kind_change_through_the_api_takes_effect_on_the_live_connection(world):
+    """``PATCH /devices/{d} {"kind": ...}`` closes the device's connections before answering:
+    it reconnects as what it is now (a connection made as a plain device would otherwise keep
+    being refused its gateway messages, or a demoted gateway keep sending them)."""
+    from tests.ingest.test_embedded_broker_revocation import call
+
+    reg, fleet = world.reg, world.fleet
+    reg.register_device("lab", device_id="k3", device_type="climate")
+    c, _rc = await asyncio.to_thread(fleet.connect, "s3")
+    lost = threading.Event()
+    c.on_disconnect = lambda *a: lost.set()
+    r = await call(fleet.platform, "PATCH", "/api/v1/devices/s3", {"kind": "gateway"})
+    assert r.status_code == 200 and r.json()["kind"] == "gateway"
+    assert await asyncio.to_thread(lost.wait, 5)
+    await asyncio.to_thread(close, c)
+    r = await call(fleet.platform, "PATCH", "/api/v1/devices/k3", {"parent": "s3"})
+    assert r.status_code == 200 and r.json()["parent"] == "s3"
+    g = await open_gateway(fleet, "s3")
+    body = {"k3": {"values": {"temperature": 4}}}
+    assert await asyncio.to_thread(g.publish, topics.gateway_telemetry("s3"), body) == [True]
+    assert points(fleet, "k3") == [4.0]
+    # A gateway with a child cannot be made a plain device (409), nor deleted.
+    r = await call(fleet.platform, "PATCH", "/api/v1/devices/s3", {"kind": "device"})
+    assert r.status_code == 409 and "detach" in r.json()["hint"]
+    r = await call(fleet.platform, "DELETE", "/api/v1/devices/s3", None)
+    assert r.status_code == 409
+    await asyncio.to_thread(g.close)
