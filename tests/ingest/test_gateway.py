@@ -359,11 +359,14 @@ async def test_children_and_their_tenant_keep_their_rate_limits_through_a_gatewa
     assert acked == [True, True] and len(points(world.fleet, "k1")) == 200
     assert elapsed >= 1.5  # 200 points at 50/s with a burst of 100: about 2 s
     assert (await world.rejections("gw")).get("throttled", 0) >= 1
-    # HTTP can refuse: the child (its tenant) is in debt now.
+    # HTTP can refuse: a part that puts the child (its tenant) in debt is taken, the next one
+    # is refused while the debt lasts (300 points at 50/s: 6 s).
     identity = world.reg.device_identities(["gw"])["gw"]
-    result = await gateway.telemetry(
-        pipeline, identity, json.dumps({"k1": {"values": {"temperature": 1}}}).encode(), "http"
-    )
+    big = [{"ts": 1795428200000 + i, "values": {"temperature": 1}} for i in range(300)]
+    result = await gateway.telemetry(pipeline, identity, json.dumps({"k1": big}).encode(), "http")
+    assert result.accepted == {"k1": 300}
+    one = json.dumps({"k1": {"values": {"temperature": 1}}}).encode()
+    result = await gateway.telemetry(pipeline, identity, one, "http")
     assert result.accepted == {} and result.refused["k1"]["reason"] == "rate_limited"
     assert (await world.rejections("k1")).get("rate_limited") == 1
     pipeline.set_tenant_rate("default", None)
@@ -397,3 +400,29 @@ async def test_a_kind_change_through_the_api_takes_effect_on_the_live_connection
     r = await call(fleet.platform, "DELETE", "/api/v1/devices/s3", None)
     assert r.status_code == 409
     await asyncio.to_thread(g.close)
+
+
+async def test_a_connection_with_many_messages_held_back_is_not_read_meanwhile(world, monkeypatch):
+    """Messages handled one by one and held back (a gateway's, over its children's limits)
+    stop the reading of the connection past ``MAX_OWED`` awaiting their PUBACK, instead of
+    piling up; everything is still stored and acknowledged, in order."""
+    from atoll.ingest import embedded_connection
+
+    monkeypatch.setattr(embedded_connection, "MAX_OWED", 2)
+    pipeline = world.fleet.platform.pipeline
+    pipeline.set_tenant_rate("default", 200)  # burst 400 points
+    gw = await open_gateway(world.fleet)
+    msgs = [
+        {
+            "k1": [
+                {"ts": 1795428000000 + 100 * m + i, "values": {"temperature": m}}
+                for i in range(100)
+            ]
+        }
+        for m in range(8)
+    ]
+    acked = await asyncio.to_thread(gw.publish, topics.gateway_telemetry("gw"), *msgs)
+    assert acked == [True] * 8
+    assert len(points(world.fleet, "k1")) == 800
+    pipeline.set_tenant_rate("default", None)
+    await asyncio.to_thread(gw.close)
