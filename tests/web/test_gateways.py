@@ -46,6 +46,11 @@ def test_a_gateway_page_lists_its_children_and_a_child_names_its_gateway(platfor
         gw.disconnect()
 
     login(page, platform)
+    # The fleet table marks the gateway and says which gateway a child speaks through.
+    page.select_option("[data-testid=project-select]", "gwplant")
+    expect(page.locator("[data-device=edge-7] [data-testid=row-gateway]")).to_have_text("gateway")
+    expect(page.locator("[data-device=press-71] [data-testid=row-via]")).to_have_text("via edge-7")
+    expect(page.locator("[data-device=lonely-7] [data-testid=row-via]")).to_have_count(0)
     page.goto(f"{platform.url}/devices/edge-7")
     expect(page.locator("[data-testid=device-kind]")).to_have_text("gateway")
     children = page.locator("[data-testid=gateway-child]")
