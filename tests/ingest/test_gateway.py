@@ -21,7 +21,8 @@ B1 = "beta~b1"
 
 class World:
     """``fleet`` (default tenant: project lab, s1-s3) plus gateway ``gw`` with child ``k1``,
-    gateway ``gw2`` with child ``k2``, and ``beta~b1`` of tenant beta."""
+    gateway ``gw2`` with child ``k2``, project lab2's gateway ``gw3`` with child ``o1``, and
+    ``beta~b1`` of tenant beta."""
 
     def __init__(self, fleet) -> None:
         self.fleet = fleet
@@ -31,6 +32,9 @@ class World:
             fleet.secrets[gw] = creds.secret
         reg.register_device("lab", device_id="k1", device_type="climate", parent="gw")
         reg.register_device("lab", device_id="k2", device_type="climate", parent="gw2")
+        reg.create_project("default", "Lab 2", project_id="lab2")
+        reg.register_device("lab2", device_id="gw3", kind="gateway")
+        reg.register_device("lab2", device_id="o1", parent="gw3")  # another project's child
         beta = reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab").id
         reg.create_device_type(beta, "climate", CLIMATE)
         reg.register_device(beta, device_id="b1", device_type="climate")
@@ -119,6 +123,7 @@ async def test_connect_never_adopts_a_device_it_may_not_have(world):
     hostile = [
         {"device": "s1"},  # a plain device of its own project: never adopted
         {"device": "k2"},  # another gateway's child
+        {"device": "o1"},  # another project's (another gateway's) child
         {"device": B1},  # another tenant's device (refused as a malformed id)
         {"device": "gw2"},  # another gateway
         {"device": "gw"},  # itself
@@ -181,6 +186,7 @@ async def test_telemetry_is_stored_as_each_childs_own(world):
         "s1": {"values": {"temperature": 99}},
         "k2": {"values": {"temperature": 99}},
         B1: {"values": {"temperature": 99}},
+        "o1": {"values": {"temperature": 99}},
         "nobody": {"values": {"temperature": 99}},
     }
     assert await asyncio.to_thread(gw.publish, topics.gateway_telemetry("gw"), body) == [True]
@@ -190,8 +196,14 @@ async def test_telemetry_is_stored_as_each_childs_own(world):
     assert points(world.fleet, "s1") == points(world.fleet, "k2") == points(world.fleet, "gw") == []
     store = world.fleet.platform.store
     assert store.query_raw(SeriesKey("beta~beta-lab", B1, "temperature"), 0, END).value.size == 0
-    assert await world.rejections("gw") == {GATEWAY_CHILD: 4}
-    for d in ("s1", "k2", B1):
+    assert await world.rejections("gw") == {GATEWAY_CHILD: 5}
+    assert (
+        world.fleet.platform.store.query_raw(
+            SeriesKey("lab2", "o1", "temperature"), 0, END
+        ).value.size
+        == 0
+    )
+    for d in ("s1", "k2", B1, "o1"):
         assert await world.rejections(d) == {}
     # A child's bad part is refused as its own message would be, counted on the child.
     bad = {"k1": {"values": {"pressure": 1}}, "p1": {"values": {"temperature": 3}}}
