@@ -6,6 +6,7 @@ by ``atoll.core.acl.is_gateway_child`` and hostile names are refused, counted an
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 
@@ -20,7 +21,8 @@ B1 = "beta~b1"
 
 class World:
     """``fleet`` (default tenant: project lab, s1-s3) plus gateway ``gw`` with child ``k1``,
-    gateway ``gw2`` with child ``k2``, and ``beta~b1`` of tenant beta."""
+    gateway ``gw2`` with child ``k2``, project lab2's gateway ``gw3`` with child ``o1``, and
+    ``beta~b1`` of tenant beta."""
 
     def __init__(self, fleet) -> None:
         self.fleet = fleet
@@ -30,6 +32,9 @@ class World:
             fleet.secrets[gw] = creds.secret
         reg.register_device("lab", device_id="k1", device_type="climate", parent="gw")
         reg.register_device("lab", device_id="k2", device_type="climate", parent="gw2")
+        reg.create_project("default", "Lab 2", project_id="lab2")
+        reg.register_device("lab2", device_id="gw3", kind="gateway")
+        reg.register_device("lab2", device_id="o1", parent="gw3")  # another project's child
         beta = reg.create_project(reg.create_tenant("Beta", "beta").id, "Beta lab").id
         reg.create_device_type(beta, "climate", CLIMATE)
         reg.register_device(beta, device_id="b1", device_type="climate")
@@ -118,6 +123,7 @@ async def test_connect_never_adopts_a_device_it_may_not_have(world):
     hostile = [
         {"device": "s1"},  # a plain device of its own project: never adopted
         {"device": "k2"},  # another gateway's child
+        {"device": "o1"},  # another project's (another gateway's) child
         {"device": B1},  # another tenant's device (refused as a malformed id)
         {"device": "gw2"},  # another gateway
         {"device": "gw"},  # itself
@@ -180,6 +186,7 @@ async def test_telemetry_is_stored_as_each_childs_own(world):
         "s1": {"values": {"temperature": 99}},
         "k2": {"values": {"temperature": 99}},
         B1: {"values": {"temperature": 99}},
+        "o1": {"values": {"temperature": 99}},
         "nobody": {"values": {"temperature": 99}},
     }
     assert await asyncio.to_thread(gw.publish, topics.gateway_telemetry("gw"), body) == [True]
@@ -189,8 +196,14 @@ async def test_telemetry_is_stored_as_each_childs_own(world):
     assert points(world.fleet, "s1") == points(world.fleet, "k2") == points(world.fleet, "gw") == []
     store = world.fleet.platform.store
     assert store.query_raw(SeriesKey("beta~beta-lab", B1, "temperature"), 0, END).value.size == 0
-    assert await world.rejections("gw") == {GATEWAY_CHILD: 4}
-    for d in ("s1", "k2", B1):
+    assert await world.rejections("gw") == {GATEWAY_CHILD: 5}
+    assert (
+        world.fleet.platform.store.query_raw(
+            SeriesKey("lab2", "o1", "temperature"), 0, END
+        ).value.size
+        == 0
+    )
+    for d in ("s1", "k2", B1, "o1"):
         assert await world.rejections(d) == {}
     # A child's bad part is refused as its own message would be, counted on the child.
     bad = {"k1": {"values": {"pressure": 1}}, "p1": {"values": {"temperature": 3}}}
@@ -338,3 +351,90 @@ async def test_a_tenants_gateway_names_children_without_the_tenant_prefix(world)
     assert got[-1][0] == topics.gateway_command(gw.id, "press-1", cmd.id)
     assert got[-1][1]["device"] == "press-1"
     await asyncio.to_thread(g.close)
+
+
+async def test_children_and_their_tenant_keep_their_rate_limits_through_a_gateway(world):
+    """Over MQTT the gateway's message waits (stored, counted ``throttled`` on the gateway);
+    over HTTP a part of a child over its limit is refused ``rate_limited``."""
+    from atoll.ingest import gateway
+
+    pipeline = world.fleet.platform.pipeline
+    assert pipeline.set_tenant_rate("default", 50)  # burst: two seconds' worth, 100 points
+    gw = await open_gateway(world.fleet)
+    batch = [{"ts": 1795428000000 + i, "values": {"temperature": i % 50}} for i in range(100)]
+    later = [{"ts": 1795428100000 + i, "values": {"temperature": i % 50}} for i in range(100)]
+    t0 = time.monotonic()
+    acked = await asyncio.to_thread(
+        gw.publish, topics.gateway_telemetry("gw"), {"k1": batch}, {"k1": later}
+    )
+    elapsed = time.monotonic() - t0
+    assert acked == [True, True] and len(points(world.fleet, "k1")) == 200
+    assert elapsed >= 1.5  # 200 points at 50/s with a burst of 100: about 2 s
+    assert (await world.rejections("gw")).get("throttled", 0) >= 1
+    # HTTP can refuse: a part that puts the child (its tenant) in debt is taken, the next one
+    # is refused while the debt lasts (300 points at 50/s: 6 s).
+    identity = world.reg.device_identities(["gw"])["gw"]
+    big = [{"ts": 1795428200000 + i, "values": {"temperature": 1}} for i in range(300)]
+    result = await gateway.telemetry(pipeline, identity, json.dumps({"k1": big}).encode(), "http")
+    assert result.accepted == {"k1": 300}
+    one = json.dumps({"k1": {"values": {"temperature": 1}}}).encode()
+    result = await gateway.telemetry(pipeline, identity, one, "http")
+    assert result.accepted == {} and result.refused["k1"]["reason"] == "rate_limited"
+    assert (await world.rejections("k1")).get("rate_limited") == 1
+    pipeline.set_tenant_rate("default", None)
+    await asyncio.to_thread(gw.close)
+
+
+async def test_a_kind_change_through_the_api_takes_effect_on_the_live_connection(world):
+    """``PATCH /devices/{d} {"kind": ...}`` closes the device's connections before answering:
+    it reconnects as what it is now (a connection made as a plain device would otherwise keep
+    being refused its gateway messages, or a demoted gateway keep sending them)."""
+    from tests.ingest.test_embedded_broker_revocation import call
+
+    reg, fleet = world.reg, world.fleet
+    reg.register_device("lab", device_id="k3", device_type="climate")
+    c, _rc = await asyncio.to_thread(fleet.connect, "s3")
+    lost = threading.Event()
+    c.on_disconnect = lambda *a: lost.set()
+    r = await call(fleet.platform, "PATCH", "/api/v1/devices/s3", {"kind": "gateway"})
+    assert r.status_code == 200 and r.json()["kind"] == "gateway"
+    assert await asyncio.to_thread(lost.wait, 5)
+    await asyncio.to_thread(close, c)
+    r = await call(fleet.platform, "PATCH", "/api/v1/devices/k3", {"parent": "s3"})
+    assert r.status_code == 200 and r.json()["parent"] == "s3"
+    g = await open_gateway(fleet, "s3")
+    body = {"k3": {"values": {"temperature": 4}}}
+    assert await asyncio.to_thread(g.publish, topics.gateway_telemetry("s3"), body) == [True]
+    assert points(fleet, "k3") == [4.0]
+    # A gateway with a child cannot be made a plain device (409), nor deleted.
+    r = await call(fleet.platform, "PATCH", "/api/v1/devices/s3", {"kind": "device"})
+    assert r.status_code == 409 and "detach" in r.json()["hint"]
+    r = await call(fleet.platform, "DELETE", "/api/v1/devices/s3", None)
+    assert r.status_code == 409
+    await asyncio.to_thread(g.close)
+
+
+async def test_a_connection_with_many_messages_held_back_is_not_read_meanwhile(world, monkeypatch):
+    """Messages handled one by one and held back (a gateway's, over its children's limits)
+    stop the reading of the connection past ``MAX_OWED`` awaiting their PUBACK, instead of
+    piling up; everything is still stored and acknowledged, in order."""
+    from atoll.ingest import embedded_connection
+
+    monkeypatch.setattr(embedded_connection, "MAX_OWED", 2)
+    pipeline = world.fleet.platform.pipeline
+    pipeline.set_tenant_rate("default", 200)  # burst 400 points
+    gw = await open_gateway(world.fleet)
+    msgs = [
+        {
+            "k1": [
+                {"ts": 1795428000000 + 100 * m + i, "values": {"temperature": m}}
+                for i in range(100)
+            ]
+        }
+        for m in range(8)
+    ]
+    acked = await asyncio.to_thread(gw.publish, topics.gateway_telemetry("gw"), *msgs)
+    assert acked == [True] * 8
+    assert len(points(world.fleet, "k1")) == 800
+    pipeline.set_tenant_rate("default", None)
+    await asyncio.to_thread(gw.close)

@@ -46,6 +46,11 @@ def test_a_gateway_page_lists_its_children_and_a_child_names_its_gateway(platfor
         gw.disconnect()
 
     login(page, platform)
+    # The fleet table marks the gateway and says which gateway a child speaks through.
+    page.select_option("[data-testid=project-select]", "gwplant")
+    expect(page.locator("[data-device=edge-7] [data-testid=row-gateway]")).to_have_text("gateway")
+    expect(page.locator("[data-device=press-71] [data-testid=row-via]")).to_have_text("via edge-7")
+    expect(page.locator("[data-device=lonely-7] [data-testid=row-via]")).to_have_count(0)
     page.goto(f"{platform.url}/devices/edge-7")
     expect(page.locator("[data-testid=device-kind]")).to_have_text("gateway")
     children = page.locator("[data-testid=gateway-child]")
@@ -71,3 +76,23 @@ def test_a_gateway_page_lists_its_children_and_a_child_names_its_gateway(platfor
     expect(page.locator("[data-testid=device-title]")).to_contain_text("lonely-7")
     expect(page.locator("[data-testid=device-via]")).to_have_count(0)
     expect(page.locator("[data-testid=device-kind]")).to_have_count(0)
+
+
+def test_the_register_form_makes_a_gateway(platform, page):
+    with api(platform) as http:
+        assert http.post("/projects", json={"name": "Plant 2", "id": "gwplant2"}).status_code == 201
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "gwplant2")
+    page.goto(f"{platform.url}/register")
+    page.fill("[data-testid=reg-id]", "edge-8")
+    page.check("[data-testid=reg-gateway]")
+    page.click("[data-testid=reg-submit]")
+    expect(page.locator("[data-testid=cred-device]")).to_have_text("edge-8")
+    expect(page.locator("[data-testid=gateway-note]")).to_contain_text(
+        "atoll/v1/devices/edge-8/gateway/telemetry"
+    )
+    with api(platform) as http:
+        assert http.get("/devices/edge-8").json()["kind"] == "gateway"
+    page.click("[data-testid=goto-device]")
+    expect(page.locator("[data-testid=device-kind]")).to_have_text("gateway")
+    expect(page.locator("[data-testid=gateway-children]")).to_contain_text("None yet")

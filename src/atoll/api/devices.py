@@ -175,9 +175,12 @@ def get_device(device: str, who: Viewer, ctx: Ctx):
 
 @router.patch("/devices/{device}", response_model=DeviceOut, summary="Update or disable a device")
 def update_device(device: str, body: DevicePatch, who: Operator, ctx: Ctx):
+    """Disabling a device, or making it a gateway or a plain device again (``kind``), closes
+    its live MQTT connections before this answers; it reconnects as what it is now."""
     kw: dict[str, Any] = {
         f: getattr(body, f) for f in ("device_type", "parent") if f in body.model_fields_set
     }
+    before = ctx.registry.get_device(device, who.tenant).kind if body.kind is not None else None
     dev = ctx.registry.update_device(
         device,
         who.tenant,
@@ -189,6 +192,9 @@ def update_device(device: str, body: DevicePatch, who: Operator, ctx: Ctx):
     )
     if body.disabled:
         disconnect_device(ctx, device, "disabled")
+    elif before is not None and before != dev.kind:
+        # Its live connections were made as the other kind: they reconnect as the new one.
+        disconnect_device(ctx, device, "kind changed")
     audit(ctx, who, "device.update", f"device:{device}", body.model_dump(exclude_unset=True))
     return DeviceOut.of(dev)
 

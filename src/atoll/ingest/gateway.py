@@ -10,8 +10,11 @@ all of a message's children together, in a worker thread.
 
 What a gateway sends for a child is handled exactly as if the child had sent it itself: its
 telemetry is validated against the child's device type, stored and published as the child's,
-and counted (last seen, usage, rate limits, rejections) on the child. The gateway's own
-``last_seen`` says when it was last in contact. What the gateway gets
+and counted (last seen, usage, rate limits, rejections) on the child. Rate limits: each part
+is charged to its child and the tenant; over HTTP a part of a child over its limit is refused
+(``rate_limited``), over MQTT the gateway's message waits until the children and the tenant
+are out of debt (counted as ``throttled`` on the gateway). The gateway's own ``last_seen``
+says when it was last in contact. What the gateway gets
 wrong about the children themselves (a device that is not its child, a malformed id) is
 counted on the gateway as ``gateway_child`` and logged; the rest of the message goes on.
 """
@@ -22,18 +25,16 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import orjson
 
 from atoll.core import acl, topics
-from atoll.core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from atoll.core.errors import Conflict, InvalidInput, NotFound, QuotaExceeded, RateLimited
 from atoll.ingest.devices import Identity
+from atoll.ingest.pipeline import RATE_LIMITED, IngestPipeline
 from atoll.ingest.validate import MALFORMED_JSON, TOO_LARGE, WRONG_TYPE, InvalidTelemetry
-
-if TYPE_CHECKING:
-    from atoll.ingest.pipeline import IngestPipeline
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ async def telemetry(
     result = GatewayResult()
     found = await children(pipeline, gateway, list(parts))
     parsed = []
+    debt = 0.0  # seconds the children (or their tenant) are over their rate limit
     for name, raw in parts.items():
         why = not_a_child(found[name], gateway)
         if why is not None:
@@ -120,15 +122,26 @@ async def telemetry(
             continue
         child = found[name][1]  # type: ignore[index]
         assert child is not None
+        if transport == "http":  # HTTP can refuse: over the limit is a refused part, as 429
+            try:
+                pipeline.admit(child, transport)  # counted on the child
+            except RateLimited as e:
+                result.refused[name] = {"reason": RATE_LIMITED, "message": e.message}
+                continue
         try:
             p = pipeline.validate(child, bytes(raw), transport)  # counted on the child
         except InvalidInput as e:
-            pipeline.charge(child, 1)
+            debt = max(debt, pipeline.charge(child, 1))
             result.refused[name] = {"reason": getattr(e, "reason", e.code), "message": e.message}
             continue
-        pipeline.charge(child, len(p.ts))
+        debt = max(debt, pipeline.charge(child, len(p.ts)))
         parsed.append(p)
         result.accepted[name] = len(p.ts)
+    if debt > 0 and transport != "http":
+        # MQTT cannot refuse: as a device over its limit is read more slowly, the gateway's
+        # message waits (and its PUBACK with it) until its children and tenant are out of debt.
+        pipeline.paused(gateway, transport, debt)
+        await asyncio.sleep(debt)
     if parsed:
         await pipeline.room()
         await pipeline.enqueue(parsed)
