@@ -323,6 +323,11 @@ class Platform:
                 for cmd in await asyncio.to_thread(reg.list_commands, device, status="pending"):
                     await sender.send_command(cmd)
                     await asyncio.to_thread(reg.mark_command_delivered, device, cmd.id)
+            if _filter_matches(topic_filter, topics.gateway_command(device, "any", "any")):
+                # A gateway: its children's commands (docs/DEVICES.md, "Gateways").
+                for cmd in await asyncio.to_thread(reg.pending_child_commands, device):
+                    await sender.send_command(cmd)
+                    await asyncio.to_thread(reg.mark_command_delivered, cmd.device, cmd.id)
         except Exception:  # the device can still poll over HTTP
             log.exception("handing over twin/commands to %s failed", device)
 

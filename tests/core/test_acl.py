@@ -42,7 +42,53 @@ def test_mosquitto_acl_is_the_same_table():
     assert "pattern read atoll/v1/devices/%u/twin/desired\n" in text
     patterns = [line.split(" ", 2)[1:] for line in text.splitlines() if line.startswith("pattern")]
     assert patterns == (
-        [["write", f"atoll/v1/devices/%u/{p}"] for p in acl.DEVICE_PUBLISH]
-        + [["read", f"atoll/v1/devices/%u/{p}"] for p in acl.DEVICE_RECEIVE]
+        [["write", f"atoll/v1/devices/%u/{p}"] for p in acl.DEVICE_PUBLISH + acl.GATEWAY_PUBLISH]
+        + [["read", f"atoll/v1/devices/%u/{p}"] for p in acl.DEVICE_RECEIVE + acl.GATEWAY_RECEIVE]
     )
+    assert "pattern write atoll/v1/devices/%u/gateway/telemetry\n" in text
     assert "user atoll-ingest\ntopic readwrite atoll/#\n" in text
+
+
+def test_only_a_gateway_may_publish_gateway_topics_and_only_under_its_own_subtree():
+    for topic in (
+        topics.gateway_connect("g"),
+        topics.gateway_telemetry("g"),
+        topics.gateway_command_ack("g", "k1", "c9"),
+    ):
+        assert acl.may_publish("g", topic, acl.GATEWAY)
+        assert not acl.may_publish("g", topic)  # a plain device
+        assert not acl.may_publish("h", topic, acl.GATEWAY)  # another gateway's subtree
+    for topic in (
+        topics.gateway_command("g", "k1", "c9"),
+        topics.gateway_connect_ack("g"),
+        topics.gateway_command_ack("g", "+", "c9"),
+        "atoll/v1/devices/g/gateway/commands/k1/c9/ack/x",
+        "atoll/v1/devices/g/gateway/other",
+    ):
+        assert not acl.may_publish("g", topic, acl.GATEWAY)
+
+
+def test_a_gateway_receives_and_subscribes_to_its_childrens_commands_and_connect_answers():
+    assert acl.may_receive("g", topics.gateway_command("g", "k1", "c9"))
+    assert acl.may_receive("g", topics.gateway_connect_ack("g"))
+    assert not acl.may_receive("g", topics.gateway_command("h", "k1", "c9"))
+    assert not acl.may_receive("g", topics.gateway_telemetry("g"))
+    assert not acl.may_receive("g", topics.gateway_command_ack("g", "k1", "c9"))
+    for f in ("gateway/#", "gateway/connect/ack", "gateway/commands/#", "gateway/commands/+/+"):
+        assert acl.may_subscribe("g", f"atoll/v1/devices/g/{f}")
+        assert not acl.may_subscribe("g", f"atoll/v1/devices/h/{f}")
+
+
+def test_is_gateway_child_is_the_one_parent_check():
+    from types import SimpleNamespace as D
+
+    gw = D(device="g", project="p", tenant="t", kind="gateway", parent=None)
+    kid = D(device="k", project="p", tenant="t", kind="device", parent="g")
+    assert acl.is_gateway_child(gw, kid)
+    assert not acl.is_gateway_child(gw, None)
+    assert not acl.is_gateway_child(D(**{**vars(gw), "kind": "device"}), kid)  # not a gateway
+    assert not acl.is_gateway_child(gw, D(**{**vars(kid), "parent": "h"}))  # another's child
+    assert not acl.is_gateway_child(gw, D(**{**vars(kid), "parent": None}))  # a plain device
+    assert not acl.is_gateway_child(gw, D(**{**vars(kid), "tenant": "u"}))  # another tenant
+    assert not acl.is_gateway_child(gw, D(**{**vars(kid), "project": "q"}))  # another project
+    assert not acl.is_gateway_child(gw, D(**{**vars(gw), "parent": "g"}))  # itself

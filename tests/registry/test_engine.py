@@ -68,3 +68,53 @@ def test_nodes_starting_at_once_on_a_fresh_postgresql_database_all_start():
             t.join()
         assert not failed and len(done) == 4
         assert sum(b is not None for b in done) == 1  # one bootstrap, its secrets shown once
+
+
+def test_old_database_gains_device_kind_and_parent(tmp_path):
+    reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
+    reg.bootstrap()
+    reg.create_project("default", "Line", project_id="line")
+    reg.register_device("line", device_id="old-1")
+    reg.close()
+    db = sqlite3.connect(tmp_path / "registry.sqlite")
+    db.execute("DROP INDEX ix_devices_parent")  # as made before gateways
+    db.execute("ALTER TABLE devices DROP COLUMN parent")
+    db.execute("ALTER TABLE devices DROP COLUMN kind")
+    db.commit()
+    db.close()
+
+    reg = Registry.open(tmp_path, password_hasher=FAST_HASHER)
+    old = reg.get_device("old-1")
+    assert (old.kind, old.parent) == ("device", None)
+    reg.update_device("old-1", kind="gateway")
+    assert reg.register_device("line", device_id="k", parent="old-1")[0].parent == "old-1"
+    assert [d.id for d in reg.list_devices("line", parent="old-1")] == ["k"]
+    reg.close()
+    db = sqlite3.connect(tmp_path / "registry.sqlite")
+    assert "ix_devices_parent" in {r[1] for r in db.execute("PRAGMA index_list(devices)")}
+    db.close()
+
+
+def test_old_postgresql_database_gains_device_kind_and_parent():
+    from sqlalchemy import create_engine, text
+
+    from atoll.registry.tables import metadata
+    from atoll.testing.postgres import throwaway_database
+
+    with throwaway_database("atoll_gateway_columns", skip_if_unreachable=True) as url:
+        reg = Registry(url, password_hasher=FAST_HASHER)
+        reg.bootstrap()
+        reg.create_project("default", "Line", project_id="line")
+        reg.register_device("line", device_id="old-1")
+        reg.close()
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.begin() as conn:
+            conn.execute(text("ALTER TABLE devices DROP COLUMN parent"))
+            conn.execute(text("ALTER TABLE devices DROP COLUMN kind"))
+        engine.dispose()
+        reg = Registry(url, password_hasher=FAST_HASHER)
+        assert reg.get_device("old-1").kind == "device"
+        reg.update_device("old-1", kind="gateway")
+        assert reg.register_device("line", device_id="k", parent="old-1")[0].parent == "old-1"
+        reg.close()
+        assert metadata.tables["devices"].c.parent.index

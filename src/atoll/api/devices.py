@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
@@ -20,11 +20,18 @@ router = APIRouter(tags=["devices"])
 ONLINE_WINDOW_S = 300.0
 
 
+Kind = Literal["device", "gateway"]
+
+
 class DeviceIn(BaseModel):
     id: str | None = Field(None, description="optional global id; it is the MQTT username")
     name: str | None = Field(None, max_length=200)
     device_type: str | None = Field(None, description="a device type of this project")
     labels: dict[str, str] = Field(default_factory=dict)
+    kind: Kind = Field("device", description="'gateway': it speaks for child devices")
+    parent: str | None = Field(
+        None, max_length=200, description="the gateway (of this project) the device speaks through"
+    )
 
 
 class DevicePatch(BaseModel):
@@ -32,6 +39,10 @@ class DevicePatch(BaseModel):
     device_type: str | None = None
     labels: dict[str, str] | None = None
     disabled: bool | None = Field(None, description="a disabled device cannot connect or send")
+    kind: Kind | None = Field(None, description="a gateway with children cannot stop being one")
+    parent: str | None = Field(
+        None, max_length=200, description="attach to a gateway of the project; null detaches"
+    )
 
 
 @router.get("/projects/{project}/devices", response_model=list[DeviceOut], summary="List devices")
@@ -48,15 +59,17 @@ def list_devices(
         None, description=f"online = seen in the last {ONLINE_WINDOW_S:.0f} s"
     ),
     latest: bool = Query(False, description="add each device's last value per metric"),
+    parent: str | None = Query(None, max_length=200, description="a gateway's children"),
+    kind: Kind | None = Query(None, description="only gateways, or only other devices"),
 ):
     """One page of devices by id; ``X-Total-Count``
     says how many match (the console pages with it). ``latest=true`` adds each metric's last
     value (derived series of detection, ``*.anomaly_score`` and the expected band, left out),
     read from the store in one call for the page."""
-    seen = {}
+    seen: dict[str, Any] = {"parent": parent, "kind": kind}
     if status is not None:
         cutoff = time.time_ns() // 1000 - int(ONLINE_WINDOW_S * 1e6)
-        seen = {"seen_since": cutoff} if status == "online" else {"not_seen_since": cutoff}
+        seen["seen_since" if status == "online" else "not_seen_since"] = cutoff
     ctx.registry.get_project(project, who.tenant)
     response.headers["X-Total-Count"] = str(
         ctx.registry.count_devices(project, device_type=device_type, search=q, **seen)
@@ -99,13 +112,15 @@ def register_device(project: str, body: DeviceIn, who: Operator, ctx: Ctx):
         device_type=body.device_type,
         labels=body.labels,
         tenant=who.tenant,
+        kind=body.kind,
+        parent=body.parent,
     )
     audit(
         ctx,
         who,
         "device.create",
         f"device:{dev.id}",
-        {"project": project, "device_type": dev.device_type},
+        {"project": project, "device_type": dev.device_type, "kind": dev.kind},
     )
     return RegisteredDevice(device=DeviceOut.of(dev), credentials=CredentialsOut.of(creds))
 
@@ -129,7 +144,14 @@ def register_devices(project: str, body: DeviceBatchIn, who: Operator, ctx: Ctx)
     done = ctx.registry.register_devices(
         project,
         [
-            {"device_id": d.id, "name": d.name, "device_type": d.device_type, "labels": d.labels}
+            {
+                "device_id": d.id,
+                "name": d.name,
+                "device_type": d.device_type,
+                "labels": d.labels,
+                "kind": d.kind,
+                "parent": d.parent,
+            }
             for d in body.devices
         ],
         tenant=who.tenant,
@@ -153,12 +175,26 @@ def get_device(device: str, who: Viewer, ctx: Ctx):
 
 @router.patch("/devices/{device}", response_model=DeviceOut, summary="Update or disable a device")
 def update_device(device: str, body: DevicePatch, who: Operator, ctx: Ctx):
-    kw = {"device_type": body.device_type} if "device_type" in body.model_fields_set else {}
+    """Disabling a device, or making it a gateway or a plain device again (``kind``), closes
+    its live MQTT connections before this answers; it reconnects as what it is now."""
+    kw: dict[str, Any] = {
+        f: getattr(body, f) for f in ("device_type", "parent") if f in body.model_fields_set
+    }
+    before = ctx.registry.get_device(device, who.tenant).kind if body.kind is not None else None
     dev = ctx.registry.update_device(
-        device, who.tenant, name=body.name, labels=body.labels, disabled=body.disabled, **kw
+        device,
+        who.tenant,
+        name=body.name,
+        labels=body.labels,
+        disabled=body.disabled,
+        kind=body.kind,
+        **kw,
     )
     if body.disabled:
         disconnect_device(ctx, device, "disabled")
+    elif before is not None and before != dev.kind:
+        # Its live connections were made as the other kind: they reconnect as the new one.
+        disconnect_device(ctx, device, "kind changed")
     audit(ctx, who, "device.update", f"device:{device}", body.model_dump(exclude_unset=True))
     return DeviceOut.of(dev)
 
@@ -166,7 +202,8 @@ def update_device(device: str, body: DevicePatch, who: Operator, ctx: Ctx):
 @router.delete("/devices/{device}", status_code=204, summary="Delete a device")
 def delete_device(device: str, who: Operator, ctx: Ctx):
     """The device can no longer connect, and its live connections are closed before this
-    answers. Its stored telemetry stays until the project's retention removes it."""
+    answers. Its stored telemetry stays until the project's retention removes it. A gateway
+    with child devices is refused (409): delete or detach its children first."""
     ctx.registry.delete_device(device, who.tenant)
     disconnect_device(ctx, device, "deleted", forget=True)
     audit(ctx, who, "device.delete", f"device:{device}")

@@ -14,7 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from atoll.api.deps import Ctx, Device
 from atoll.api.schemas import CommandOut, TwinOut
-from atoll.core.errors import Unavailable
+from atoll.core import acl, topics
+from atoll.core.errors import Forbidden, Unavailable
+from atoll.ingest import gateway
+from atoll.ingest.dispatch import ACL_PUBLISH
 from atoll.registry import Twin
 
 router = APIRouter(prefix="/ingest", tags=["device ingest"])
@@ -54,6 +57,27 @@ _TELEMETRY_BODY = {
         },
     }
 }
+_GATEWAY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "child device id (as chosen, no tenant prefix) → one reading "
+                    "or a batch",
+                    "additionalProperties": {
+                        "oneOf": [_READING, {"type": "array", "items": _READING}]
+                    },
+                },
+                "example": {
+                    "press-1": {"ts": 1795428000000, "values": {"temperature": 21.5}},
+                    "press-2": [{"ts": 1795428000000, "values": {"temperature": 19.0}}],
+                },
+            }
+        },
+    }
+}
 _OBJECT_BODY = {
     "requestBody": {
         "required": True,
@@ -85,6 +109,16 @@ class Accepted(BaseModel):
     accepted: int = Field(description="points stored durably")
 
 
+class RefusedPart(BaseModel):
+    reason: str = Field(description="the code counted in the rejections (gateway's or child's)")
+    message: str
+
+
+class GatewayAccepted(BaseModel):
+    accepted: dict[str, int] = Field(description="points stored durably, per child")
+    refused: dict[str, RefusedPart] = Field(description="the children's parts not stored, and why")
+
+
 class Desired(BaseModel):
     desired: dict[str, Any]
     version: int
@@ -110,6 +144,37 @@ async def telemetry(request: Request, identity: Device, ctx: Ctx):
     body = await request.body()
     n = await ingest.submit_telemetry(identity, body, "http")
     return Accepted(accepted=n)
+
+
+@router.post(
+    "/gateway/telemetry",
+    response_model=GatewayAccepted,
+    summary="Send telemetry for child devices (gateway)",
+    openapi_extra=_GATEWAY_BODY,
+)
+async def gateway_telemetry(request: Request, identity: Device, ctx: Ctx):
+    """A gateway's ``{child: reading or batch, ...}``, the same as MQTT ``gateway/telemetry``:
+    each child's part is stored as the child's own message, or refused on its own (named in
+    ``refused``; a device that is not this gateway's child is ``gateway_child``). A 2xx answer
+    means the accepted parts are durable. 403 if the device is not a gateway."""
+    ingest = _ingest(ctx)
+    ingest.admit(identity, "http")
+    if not acl.may_publish(
+        identity.device, topics.gateway_telemetry(identity.device), identity.kind
+    ):
+        msg = f"device {identity.device!r} is not a gateway"
+        ingest.reject(identity.device, "http", ACL_PUBLISH, msg)
+        raise Forbidden(
+            msg,
+            hint='only a device registered with "kind": "gateway" sends for child devices '
+            "(docs/DEVICES.md, Gateways)",
+        )
+    body = await request.body()
+    result = await gateway.telemetry(ingest, identity, body, "http")
+    return GatewayAccepted(
+        accepted=result.accepted,
+        refused={k: RefusedPart(**v) for k, v in result.refused.items()},
+    )
 
 
 @router.put(

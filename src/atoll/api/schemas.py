@@ -140,6 +140,8 @@ class DeviceOut(BaseModel):
     has_credentials: bool = Field(description="false after the credentials were revoked")
     created_at: str
     last_seen: str | None
+    kind: str = Field("device", description="'gateway': it speaks for child devices")
+    parent: str | None = Field(None, description="the gateway this device speaks through")
     latest: dict[str, float] | None = Field(
         None, description="with ?latest=true: each metric's last value, however old"
     )
@@ -156,6 +158,8 @@ class DeviceOut(BaseModel):
             has_credentials=d.has_credentials,
             created_at=iso(d.created_at),
             last_seen=iso(d.last_seen),
+            kind=d.kind,
+            parent=d.parent,
         )
 
 

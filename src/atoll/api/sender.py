@@ -29,10 +29,20 @@ class Publish(Protocol):
     ) -> Awaitable[None]: ...
 
 
+def child_name(device: str) -> str:
+    """A device's id as chosen at registration, as its gateway names it (no tenant prefix).
+
+    >>> child_name("acme~press-1"), child_name("press-1")
+    ('press-1', 'press-1')
+    """
+    return device.rpartition("~")[2]
+
+
 class TopicCommandSender:
-    """Commands go to ``.../commands/{id}`` as ``{"name", "args"}`` (QoS 1); the desired twin goes
-    to ``.../twin/desired`` retained, with its version in ``"$version"`` so devices can skip stale
-    copies."""
+    """Commands go to ``.../commands/{id}`` as ``{"id", "name", "args"}`` (QoS 1), or, for a
+    child device, to its gateway's ``.../gateway/commands/{child}/{id}`` with ``"device"`` too;
+    the desired twin goes to ``.../twin/desired`` retained, with its version in ``"$version"``
+    so devices can skip stale copies."""
 
     def __init__(self, publish: Publish, connected: Callable[[str], bool] | None = None) -> None:
         """``connected(device_id)``, when given, keeps commands for offline devices ``pending``
@@ -45,10 +55,14 @@ class TopicCommandSender:
             raise Unavailable(
                 f"device {command.device!r} is not connected; the command stays pending"
             )
-        payload = orjson.dumps({"id": command.id, "name": command.name, "args": command.args})
-        await self._publish(
-            topics.command(command.device, command.id), payload, qos=1, retain=False
-        )
+        doc = {"id": command.id, "name": command.name, "args": command.args}
+        if command.gateway:  # a child device: through its gateway, named as the gateway knows it
+            child = child_name(command.device)
+            topic = topics.gateway_command(command.gateway, child, command.id)
+            doc["device"] = child
+        else:
+            topic = topics.command(command.device, command.id)
+        await self._publish(topic, orjson.dumps(doc), qos=1, retain=False)
 
     async def publish_desired(self, device: str, desired: dict[str, Any], version: int) -> None:
         payload = orjson.dumps({**desired, "$version": version})

@@ -90,6 +90,7 @@ _DEVICE_COLUMNS = [
     ("id", lambda d: d.id),
     ("name", lambda d: d.name),
     ("type", lambda d: d.device_type),
+    ("gateway", lambda d: "(gateway)" if d.kind == "gateway" else d.parent),
     ("disabled", lambda d: "yes" if d.disabled else ""),
     ("credentials", lambda d: "ok" if d.has_credentials else "revoked"),
     ("last seen", lambda d: d.last_seen and d.last_seen.isoformat(timespec="seconds")),
@@ -98,11 +99,17 @@ _DEVICE_COLUMNS = [
 
 @app.command("list")
 def list_devices(
-    project: str, url: Url = DEFAULT_URL, api_key: Key = "", as_json: AsJson = False
+    project: str,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="only the children of this gateway")
+    ] = None,
+    url: Url = DEFAULT_URL,
+    api_key: Key = "",
+    as_json: AsJson = False,
 ) -> None:
-    """List the devices of PROJECT."""
+    """List the devices of PROJECT (the gateway column: "(gateway)", or a child's gateway)."""
     with client(url, api_key) as c:
-        emit(c.devices(project), _DEVICE_COLUMNS, as_json)
+        emit(c.devices(project, parent=parent), _DEVICE_COLUMNS, as_json)
 
 
 @app.command("register")
@@ -115,13 +122,27 @@ def register_device(
     device_type: Annotated[
         str | None, typer.Option("--type", help="a device type of the project")
     ] = None,
+    gateway: Annotated[
+        bool, typer.Option("--gateway", help="a gateway: it speaks for child devices")
+    ] = False,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="the gateway this child speaks through")
+    ] = None,
     url: Url = DEFAULT_URL,
     api_key: Key = "",
     as_json: AsJson = False,
 ) -> None:
-    """Register a device in PROJECT and print its credentials (shown only now)."""
+    """Register a device in PROJECT and print its credentials (shown only now). A gateway
+    (--gateway) sends for its children; see docs/DEVICES.md, "Gateways"."""
     with client(url, api_key) as c:
-        reg = c.register_device(project, id=device_id, name=name, device_type=device_type)
+        reg = c.register_device(
+            project,
+            id=device_id,
+            name=name,
+            device_type=device_type,
+            kind="gateway" if gateway else "device",
+            parent=parent,
+        )
     if as_json:
         typer.echo(
             json.dumps({"device": _plain(reg.device), "secret": reg.credentials.secret}, indent=2)

@@ -71,6 +71,9 @@ class Device:
     last_seen: datetime | None = None
     #: Each metric's last value, from ``Client.devices(..., latest=True)``.
     latest: dict[str, float] | None = None
+    #: ``"gateway"``: it speaks for child devices; a child names its gateway in ``parent``.
+    kind: str = "device"
+    parent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -328,10 +331,13 @@ class DevicesCalls(Http):
         limit: int = 1000,
         offset: int = 0,
         latest: bool = False,
+        parent: str | None = None,
+        kind: str | None = None,
     ) -> list[Device]:
         """A page of devices by id; ``search`` matches
         id, name or type; ``status``: online | offline; ``latest``: with each metric's last
-        value (``Device.latest``)."""
+        value (``Device.latest``); ``parent``: a gateway's children; ``kind``: ``"gateway"``
+        or ``"device"`` only."""
         return [
             build(Device, d)
             for d in self._call(
@@ -344,6 +350,8 @@ class DevicesCalls(Http):
                     "limit": limit,
                     "offset": offset,
                     "latest": "true" if latest else None,
+                    "parent": parent,
+                    "kind": kind,
                 },
             )
         ]
@@ -359,8 +367,12 @@ class DevicesCalls(Http):
         name: str | None = None,
         device_type: str | None = None,
         labels: Mapping[str, str] | None = None,
+        kind: str = "device",
+        parent: str | None = None,
     ) -> RegisteredDevice:
-        """Create a device. Its secret is in ``.credentials.secret`` now and never again."""
+        """Create a device. Its secret is in ``.credentials.secret`` now and never again.
+        ``kind="gateway"``: it speaks for child devices; ``parent``: the gateway (of this
+        project) a child speaks through (docs/DEVICES.md, "Gateways")."""
         return _registered(
             self._call(
                 "POST",
@@ -370,6 +382,8 @@ class DevicesCalls(Http):
                     "name": name,
                     "device_type": device_type,
                     "labels": dict(labels or {}),
+                    "kind": kind,
+                    "parent": parent,
                 },
             )
         )
@@ -389,7 +403,8 @@ class DevicesCalls(Http):
         return out
 
     def update_device(self, device: str, **changes: Any) -> Device:
-        """``name=``, ``labels=``, ``device_type=``, ``disabled=``."""
+        """``name=``, ``labels=``, ``device_type=``, ``disabled=``, ``kind=``, ``parent=``
+        (``None`` detaches a child from its gateway)."""
         return build(Device, self._call("PATCH", f"/devices/{device}", json=changes))
 
     def disable_device(self, device: str, disabled: bool = True) -> Device:

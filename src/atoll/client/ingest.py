@@ -50,6 +50,29 @@ class DeviceClient(Http):
         accepted: int = self._call("POST", "/ingest/telemetry", json=body)["accepted"]
         return accepted
 
+    def send_children(
+        self,
+        parts: Mapping[
+            str,
+            Mapping[str, float | int | bool]
+            | Iterable[tuple[TimeLike, Mapping[str, float | int | bool]]],
+        ],
+        *,
+        ts: TimeLike = None,
+    ) -> dict[str, Any]:
+        """For a gateway: send its child devices' telemetry in one request. ``parts`` maps each
+        child (its id as chosen, no tenant prefix) to one reading's values (at ``ts``) or to
+        ``(ts, values)`` pairs. Returns ``{"accepted": {child: points}, "refused": {child:
+        {"reason", "message"}}}``; the accepted parts are durable."""
+        body = {
+            child: _reading(ts, part)
+            if isinstance(part, Mapping)
+            else [_reading(t, values) for t, values in part]
+            for child, part in parts.items()
+        }
+        reply: dict[str, Any] = self._call("POST", "/ingest/gateway/telemetry", json=body)
+        return reply
+
     def report(self, properties: Mapping[str, Any]) -> Twin:
         """Merge reported twin properties."""
         return build(Twin, self._call("PUT", "/ingest/twin/reported", json=dict(properties)))

@@ -11,6 +11,9 @@ may publish, subscribe to and receive what is decided in ``atoll.core.acl``.
 | ``twin/desired``            | cloud → device   | JSON object of desired properties (retained) |
 | ``commands/{command_id}``   | cloud → device   | ``{"name": ..., "args": {...}}``         |
 | ``commands/{command_id}/ack`` | device → cloud | ``{"status": "ok"|"error", "result": ...}`` |
+
+A gateway (``"kind": "gateway"``) also speaks for its child devices under ``gateway/``
+(``gateway_connect`` and the functions after it; docs/DEVICES.md, "Gateways").
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ def gateway_connect(gateway_id: str) -> str:
     """Gateway → Atoll: ``{"device": child, "device_type": type}`` declares (and, if the
     gateway may, registers) a child; PUBACK once the child is registered."""
     return f"{PREFIX}/{gateway_id}/gateway/connect"
+
+
+def gateway_connect_ack(gateway_id: str) -> str:
+    """Atoll → gateway: the answer to a ``gateway/connect``, ``{"device": child, "status":
+    "ok"|"error", "reason": text}`` (QoS 1, not retained)."""
+    return f"{PREFIX}/{gateway_id}/gateway/connect/ack"
 
 
 def gateway_telemetry(gateway_id: str) -> str:

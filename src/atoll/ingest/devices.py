@@ -22,6 +22,12 @@ class Identity(Protocol):
     # Declared telemetry by name (objects with ``type``, ``min``, ``max``); ``None`` = any metric.
     @property
     def metrics(self) -> Mapping[str, Any] | None: ...
+    # ``"device"`` or ``"gateway"`` (``atoll.core.acl.KINDS``), and the gateway a child
+    # device belongs to (``None``: it has none).
+    @property
+    def kind(self) -> str: ...
+    @property
+    def parent(self) -> str | None: ...
 
 
 @runtime_checkable
@@ -44,3 +50,24 @@ class DeviceDirectory(Protocol):
 
     def command_ack(self, device_id: str, command_id: str, status: str, result: Any) -> Any:
         """A device answered a command (``status`` ok|error)."""
+
+    # -- gateways (docs/DEVICES.md, "Gateways") ------------------------------------------------
+
+    def child_id(self, tenant: str, child: str) -> str:
+        """The stored id of the device a gateway of ``tenant`` calls ``child`` (its id as
+        chosen); raise ``InvalidInput`` if malformed or another tenant's."""
+
+    def known_identities(self, device_ids: Iterable[str]) -> Mapping[str, Identity | None]:
+        """The identities of those devices that are cached (``None``: unknown or disabled);
+        no I/O, for the event loop."""
+
+    def device_identities(self, device_ids: Iterable[str]) -> Mapping[str, Identity | None]:
+        """The identity of each device (``None``: unknown or disabled), cached; may read the
+        registry (call it in a worker thread)."""
+
+    def adopt_child(
+        self, gateway: str, child: str, device_type: str | None
+    ) -> tuple[Identity, bool]:
+        """Register ``child`` as a child of ``gateway`` unless it already is one; returns its
+        identity and whether it was created. Raise ``InvalidInput``, ``NotFound``,
+        ``Conflict`` or ``QuotaExceeded`` when the gateway may not."""

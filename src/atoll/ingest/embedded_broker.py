@@ -208,7 +208,7 @@ class _AtollAmqttBroker(Broker):
             )
             return False
         if action == Action.PUBLISH:  # QoS 2 path only; QoS 0/1 are checked in dispatch
-            return acl.may_publish(identity.device, topic)
+            return acl.may_publish(identity.device, topic, identity.kind)
         # RECEIVE, for every message amqtt broadcasts: the topic, not only the filter, must be
         # the device's own (a filter is checked once; what it matches is checked here).
         return acl.may_receive(identity.device, topic)
@@ -262,7 +262,11 @@ class _AtollAmqttBroker(Broker):
             return True
         try:
             await dispatch(
-                self._atoll.pipeline, identity, app_message.topic, bytes(app_message.data)
+                self._atoll.pipeline,
+                identity,
+                app_message.topic,
+                bytes(app_message.data),
+                reply=self._atoll.publish,
             )
         except AtollError as e:
             log.error("QoS 2 message from %s not stored: %s", identity.device, e.message)
@@ -410,7 +414,9 @@ class EmbeddedBroker:
                 f"{identity.device!r} or start with '{identity.device}:'",
             )
             return None
-        if session.will_flag and not acl.may_publish(identity.device, session.will_topic or ""):
+        if session.will_flag and not acl.may_publish(
+            identity.device, session.will_topic or "", identity.kind
+        ):
             self.pipeline.reject(
                 identity.device,
                 "mqtt",

@@ -12,7 +12,9 @@ loop for device connections:
 
 A device over its rate limit (``atoll.ingest.quota``) is read in smaller pieces, and what was
 read waits before it is handled: the socket is not read meanwhile, so TCP pushes back on the
-client and nothing is lost.
+client and nothing is lost. Likewise a connection with more than ``MAX_OWED`` units awaiting
+their PUBACK (messages handled one by one, e.g. a gateway's held back by its children's rate
+limits) is not read until half of them are done.
 
 Everything else goes where amqtt's own loop sends it: other topics (twin, command acks,
 refused topics) through ``dispatch``; QoS 2 PUBLISH, SUBSCRIBE, UNSUBSCRIBE, PINGREQ,
@@ -76,6 +78,9 @@ from atoll.ingest.transports import PausableReader, TcpWriter, WebSocketWriter
 log = logging.getLogger(__name__)
 
 CHUNK = 65536
+#: Units (a chunk's telemetry, or one other message) awaiting their PUBACK on one connection
+#: beyond which its socket is not read until half of them are done.
+MAX_OWED = 256
 
 # amqtt's reader loop sends each packet type to this handler method.
 _AMQTT_METHODS = {
@@ -133,6 +138,10 @@ class DeviceBroker(Protocol):
 
     def packet_limit(self) -> int: ...
 
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False
+    ) -> None: ...
+
 
 class DeviceHandler(BrokerProtocolHandler):
     """Per-connection protocol handler: telemetry is stored before it is acknowledged."""
@@ -185,6 +194,8 @@ class DeviceHandler(BrokerProtocolHandler):
                     break
                 if pipeline.behind():
                     await pipeline.room()
+                if len(self._owed) > MAX_OWED:
+                    await self._fewer_owed(MAX_OWED // 2)
                 writer = self.writer
                 if writer is not None and (
                     not isinstance(writer, TcpWriter) or writer.must_drain()
@@ -242,7 +253,7 @@ class DeviceHandler(BrokerProtocolHandler):
             self.reader.pause(wait)  # amqtt's loop reads on while messages wait in hold()
         try:
             await pipeline.hold(identity, "mqtt")
-            await dispatch(pipeline, identity, topic, bytes(data))
+            await dispatch(pipeline, identity, topic, bytes(data), reply=self.atoll.publish)
         except Exception as e:  # noqa: BLE001 - no PUBACK; the client re-sends after reconnecting
             self._fail(e)
             return
@@ -286,7 +297,13 @@ class DeviceHandler(BrokerProtocolHandler):
                 self._commit(parsed, ids)
                 parsed, ids = [], []
                 task = self._spawn(
-                    dispatch(pipeline, identity, var.topic_name, packet.payload.data)
+                    dispatch(
+                        pipeline,
+                        identity,
+                        var.topic_name,
+                        packet.payload.data,
+                        reply=self.atoll.publish,
+                    )
                 )
                 self._owe(task, [] if var.packet_id is None else [var.packet_id])
             else:
@@ -335,6 +352,16 @@ class DeviceHandler(BrokerProtocolHandler):
             self._settle()
         else:
             future.add_done_callback(self._settled)
+
+    async def _fewer_owed(self, target: int) -> None:
+        """Read nothing more until at most ``target`` units wait for their PUBACK: messages
+        handled one by one (a gateway's, held back by its children's rate limits, say) must not
+        pile up in memory while the client ignores its in-flight window."""
+        while len(self._owed) > target and not self._closing:
+            oldest = next((f for f, _ in self._owed if f is not None and not f.done()), None)
+            if oldest is None:
+                return
+            await asyncio.wait([oldest])
 
     async def _acknowledge_owed(self, timeout: float = 10.0) -> None:
         pending = [f for f, _ in self._owed if f is not None and not f.done()]

@@ -67,6 +67,10 @@ FILTERS = (
     f"{topics.PREFIX}/+/telemetry",
     f"{topics.PREFIX}/+/twin/reported",
     f"{topics.PREFIX}/+/commands/+/ack",
+    # What gateways send for their children (atoll.ingest.gateway).
+    f"{topics.PREFIX}/+/gateway/connect",
+    f"{topics.PREFIX}/+/gateway/telemetry",
+    f"{topics.PREFIX}/+/gateway/commands/+/+/ack",
 )
 UNKNOWN_DEVICE = "unknown_device"
 IDENTITY_TTL_S = 10.0
@@ -556,7 +560,7 @@ class ExternalIngest:
                     )
                 else:
                     await self.pipeline.hold(identity, "mqtt")
-                    await dispatch(self.pipeline, identity, topic, payload)
+                    await dispatch(self.pipeline, identity, topic, payload, reply=self.publish)
                 break
             except NotPublished as e:
                 # Stored, but the bus has not taken the event yet: wait for this process's

@@ -671,9 +671,11 @@ class IngestPipeline:
 
     async def twin_reported(self, identity: Identity, body: bytes, transport: str = "mqtt") -> Any:
         self.charge(identity, 1)
-        doc = self._json_object(identity, body, transport, "twin reported")
+        doc = self.json_object(identity, body, transport, "twin reported")
         try:
-            result = await asyncio.to_thread(self._directory().patch_reported, identity.device, doc)
+            result = await asyncio.to_thread(
+                self.require_directory().patch_reported, identity.device, doc
+            )
         except InvalidInput as e:  # the shape and values passed: the merged twin is too large
             self.reject(identity.device, transport, TOO_LARGE, e.message)
             raise
@@ -687,7 +689,7 @@ class IngestPipeline:
         self, identity: Identity, command_id: str, body: bytes, transport: str = "mqtt"
     ) -> Any:
         self.charge(identity, 1)
-        doc = self._json_object(identity, body, transport, "command ack")
+        doc = self.json_object(identity, body, transport, "command ack")
         status = doc.get("status", "ok")
         if status not in ("ok", "error"):
             msg = f'command ack status must be "ok" or "error", not {_short(status)}'
@@ -695,7 +697,7 @@ class IngestPipeline:
             raise InvalidTelemetry("bad_command_ack", msg)
         try:
             result = await asyncio.to_thread(
-                self._directory().command_ack,
+                self.require_directory().command_ack,
                 identity.device,
                 command_id,
                 status,
@@ -712,7 +714,7 @@ class IngestPipeline:
         )
         return result
 
-    def _json_object(self, identity: Identity, body: bytes, transport: str, what: str) -> dict:
+    def json_object(self, identity: Identity, body: bytes, transport: str, what: str) -> dict:
         try:
             return self._parse_object(body, what)
         except InvalidTelemetry as e:
@@ -755,7 +757,7 @@ class IngestPipeline:
         self.reject(identity.device, transport, UNPARSEABLE, msg)
         return InvalidTelemetry(UNPARSEABLE, msg)
 
-    def _directory(self) -> DeviceDirectory:
+    def require_directory(self) -> DeviceDirectory:
         if self.directory is None:
             raise Unavailable("no device registry is attached")
         return self.directory
@@ -799,6 +801,11 @@ class IngestPipeline:
         self.stats.by_reason[reason] = self.stats.by_reason.get(reason, 0) + 1
         if reason not in ACCEPTED_REASONS:
             self.stats.rejected += 1
+
+    def mark_seen(self, device: str) -> None:
+        """Remember that ``device`` was in contact now (``last_seen``, flushed with the counters):
+        a gateway whose messages carry only its children's data is seen too."""
+        self._seen[device] = _now_us()
 
     def pending_rejections(self) -> Mapping[tuple[str, str, str], list]:
         return self._rejections

@@ -42,6 +42,8 @@ def load_many(
                 t.devices.c.device_type,
                 t.devices.c.secret_hash,
                 t.devices.c.disabled,
+                t.devices.c.kind,
+                t.devices.c.parent,
                 t.projects.c.tenant,
             )
             .join(t.projects, t.projects.c.id == t.devices.c.project)
@@ -55,9 +57,15 @@ def load_many(
                     dt = device_types.get_or_none(conn, *kind)
                     schemas[kind] = None if dt is None else {m.name: m for m in dt.metrics}
                 metrics = schemas[kind]
-            identity = DeviceIdentity(row.id, row.project, row.tenant, row.device_type, metrics)
+            identity = _identity(row, metrics)
             out[row.id] = (row.secret_hash, bool(row.disabled), identity)
     return out
+
+
+def _identity(row, metrics: dict | None) -> DeviceIdentity:
+    return DeviceIdentity(
+        row.id, row.project, row.tenant, row.device_type, metrics, row.kind or "device", row.parent
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,8 @@ def load(conn: Connection, device_id: str) -> tuple[str | None, bool, DeviceIden
             t.devices.c.device_type,
             t.devices.c.secret_hash,
             t.devices.c.disabled,
+            t.devices.c.kind,
+            t.devices.c.parent,
             t.projects.c.tenant,
         )
         .join(t.projects, t.projects.c.id == t.devices.c.project)
@@ -88,7 +98,7 @@ def load(conn: Connection, device_id: str) -> tuple[str | None, bool, DeviceIden
         dt = device_types.get_or_none(conn, row.project, row.device_type)
         if dt is not None:
             metrics = {m.name: m for m in dt.metrics}
-    identity = DeviceIdentity(row.id, row.project, row.tenant, row.device_type, metrics)
+    identity = _identity(row, metrics)
     return row.secret_hash, bool(row.disabled), identity
 
 
@@ -99,10 +109,14 @@ class AuthCache:
     take effect within that time; in-process changes invalidate immediately.
     """
 
-    def __init__(self, ttl: float = 30.0, max_entries: int = 100_000) -> None:
+    def __init__(
+        self, ttl: float = 30.0, max_entries: int = 100_000, unknown_ttl: float = 1.0
+    ) -> None:
         self.ttl = ttl
+        self.unknown_ttl = min(ttl, unknown_ttl)
         self.max_entries = max_entries
         self._entries: dict[str, _Entry] = {}
+        self._known: dict[str, tuple[float, DeviceIdentity | None]] = {}
         self._lock = threading.Lock()
 
     def check(self, device_id: str, secret: str) -> DeviceIdentity | None:
@@ -121,9 +135,29 @@ class AuthCache:
                 secret_hash, identity, time.monotonic() + self.ttl
             )
 
+    def known(self, device_id: str) -> tuple[bool, DeviceIdentity | None]:
+        """A device's identity looked up by id alone (the devices a gateway speaks for, which
+        authenticate nothing themselves): ``(True, identity or None if unknown)`` while
+        remembered, else ``(False, None)``."""
+        hit = self._known.get(device_id)
+        if hit is None or hit[0] < time.monotonic():
+            return False, None
+        return True, hit[1]
+
+    def remember(self, device_id: str, identity: DeviceIdentity | None) -> None:
+        """Remember a look-up by id (``None``: no such device, for ``unknown_ttl`` only, so a
+        device registered by another process is known soon)."""
+        ttl = self.ttl if identity is not None else self.unknown_ttl
+        with self._lock:
+            if len(self._known) >= self.max_entries:
+                self._known.clear()
+            self._known[device_id] = (time.monotonic() + ttl, identity)
+
     def invalidate(self, device_id: str | None = None) -> None:
         with self._lock:
             if device_id is None:
                 self._entries.clear()
+                self._known.clear()
             else:
                 self._entries.pop(device_id, None)
+                self._known.pop(device_id, None)

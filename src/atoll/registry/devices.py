@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 
+from atoll.core import acl
 from atoll.core.errors import Conflict, InvalidInput, NotFound
 from atoll.registry import device_types
 from atoll.registry import tables as t
@@ -30,6 +31,8 @@ def _device(row) -> Device:
         has_credentials=row.secret_hash is not None,
         created_at=row.created_at,
         last_seen=row.last_seen,
+        kind=row.kind or acl.DEVICE,
+        parent=row.parent,
     )
 
 
@@ -47,6 +50,38 @@ def _check_labels(labels: Any) -> dict[str, str]:
     return dict(labels)
 
 
+def _check_kind(kind: Any) -> str:
+    if kind not in acl.KINDS:
+        raise InvalidInput(
+            f"kind must be one of {', '.join(map(repr, acl.KINDS))}, not {kind!r}",
+            hint='"gateway" for a device that speaks for child devices, else omit it',
+        )
+    return str(kind)
+
+
+def gateway_of(conn: Connection, project: str, owner: str, parent: str) -> str:
+    """The stored id of ``parent`` (as chosen or as stored) if it is a gateway of ``project``;
+    else ``InvalidInput`` naming why (the same answer for another tenant's device as for none)."""
+    if not isinstance(parent, str):
+        raise InvalidInput("parent must be a gateway's device id")
+    gateway = qualify_id("device", owner, parent)
+    row = conn.execute(
+        select(t.devices.c.project, t.devices.c.kind).where(t.devices.c.id == gateway)
+    ).first()
+    if row is None or row.project != project:
+        raise InvalidInput(
+            f"parent {parent!r} is not a device of project {project!r}",
+            hint="a child's gateway is a device registered with kind 'gateway' in its project",
+        )
+    if row.kind != acl.GATEWAY:
+        raise InvalidInput(
+            f"parent {parent!r} is not a gateway",
+            hint=f"register it with kind 'gateway', or PATCH /devices/{gateway} "
+            '{"kind": "gateway"}',
+        )
+    return gateway
+
+
 def create(
     conn: Connection,
     project: str,
@@ -57,9 +92,16 @@ def create(
     labels: Mapping[str, str] | None = None,
     secret_hash: str | None = None,
     tenant: str | None = None,
+    kind: str = acl.DEVICE,
+    parent: str | None = None,
 ) -> Device:
     owner = get_project(conn, project, tenant).tenant
     device_id = qualify_id("device", owner, device_id) if device_id else new_id("d-")
+    kind = _check_kind(kind)
+    if parent is not None:
+        if kind == acl.GATEWAY:
+            raise InvalidInput("a gateway cannot have a parent", hint="omit parent or kind")
+        parent = gateway_of(conn, project, owner, parent)
     if device_type is not None:
         device_types.get(conn, project, device_type)
     # Device ids are global: they are the MQTT username and a topic segment. A chosen id is in
@@ -76,6 +118,8 @@ def create(
             disabled=False,
             secret_hash=secret_hash,
             created_at=now_us(),
+            kind=kind,
+            parent=parent,
         )
     )
     return get(conn, device_id)
@@ -107,8 +151,14 @@ def _filter(
     search: str | None,
     seen_since: int | None,
     not_seen_since: int | None,
+    parent: str | None = None,
+    kind: str | None = None,
 ):
     q = q.where(t.devices.c.project == project)
+    if parent is not None:
+        q = q.where(t.devices.c.parent == parent)
+    if kind is not None:
+        q = q.where(t.devices.c.kind == kind)
     if device_type is not None:
         q = q.where(t.devices.c.device_type == device_type)
     if search:
@@ -136,10 +186,13 @@ def list_(
     search: str | None = None,
     seen_since: int | None = None,
     not_seen_since: int | None = None,
+    parent: str | None = None,
+    kind: str | None = None,
 ) -> list[Device]:
-    """A page of a project's devices by id; ``search`` matches id, name or type (substring)."""
+    """A page of a project's devices by id; ``search`` matches id, name or type (substring),
+    ``parent`` lists a gateway's children (its id as stored)."""
     get_project(conn, project, tenant)
-    q = _filter(_select(), project, device_type, search, seen_since, not_seen_since)
+    q = _filter(_select(), project, device_type, search, seen_since, not_seen_since, parent, kind)
     q = q.order_by(t.devices.c.id).limit(limit).offset(offset)
     return [_device(r) for r in conn.execute(q)]
 
@@ -152,6 +205,8 @@ def count_matching(
     search: str | None = None,
     seen_since: int | None = None,
     not_seen_since: int | None = None,
+    parent: str | None = None,
+    kind: str | None = None,
 ) -> int:
     q = _filter(
         select(func.count()).select_from(t.devices),
@@ -160,8 +215,17 @@ def count_matching(
         search,
         seen_since,
         not_seen_since,
+        parent,
+        kind,
     )
     return conn.execute(q).scalar_one()
+
+
+def children(conn: Connection, gateway: str) -> int:
+    """How many devices name ``gateway`` as their parent."""
+    return conn.execute(
+        select(func.count()).select_from(t.devices).where(t.devices.c.parent == gateway)
+    ).scalar_one()
 
 
 def count(conn: Connection, project: str) -> int:
@@ -182,9 +246,30 @@ def update_(
     labels: Mapping[str, str] | None = None,
     device_type: str | None = _UNSET,
     disabled: bool | None = None,
+    kind: str | None = None,
+    parent: str | None = _UNSET,
 ) -> Device:
     dev = get(conn, device_id, tenant)
     values: dict[str, Any] = {}
+    if kind is not None and kind != dev.kind:
+        values["kind"] = _check_kind(kind)
+        if kind != acl.GATEWAY and children(conn, device_id):
+            raise Conflict(
+                f"device {device_id!r} is the gateway of {children(conn, device_id)} device(s)",
+                hint=f'detach them first (PATCH each child {{"parent": null}}; '
+                f"GET /projects/{dev.project}/devices?parent={device_id} lists them)",
+            )
+    new_kind = values.get("kind", dev.kind)
+    if parent is not _UNSET and parent != dev.parent:
+        if parent is not None:
+            if new_kind == acl.GATEWAY:
+                raise InvalidInput("a gateway cannot have a parent", hint="omit parent")
+            parent = gateway_of(conn, dev.project, dev.tenant, parent)
+        values["parent"] = parent
+    elif new_kind == acl.GATEWAY and dev.parent is not None:
+        raise InvalidInput(
+            "a device with a parent cannot become a gateway", hint='also send "parent": null'
+        )
     if name is not None:
         values["name"] = name
     if labels is not None:
@@ -201,7 +286,17 @@ def update_(
 
 
 def delete_(conn: Connection, device_id: str, tenant: str | None = None) -> Device:
+    """Delete a device, its twin, commands and rejection counters. A gateway with children is
+    refused (``Conflict``): its children would be left speaking through nobody."""
     dev = get(conn, device_id, tenant)
+    n = children(conn, device_id) if dev.kind == acl.GATEWAY else 0
+    if n:
+        raise Conflict(
+            f"gateway {device_id!r} has {n} child device(s)",
+            hint=f"delete them or detach them first (PATCH /devices/{{child}} "
+            f'{{"parent": null}}); GET /projects/{dev.project}/devices?parent={device_id} '
+            "lists them",
+        )
     conn.execute(delete(t.twins).where(t.twins.c.device == device_id))
     conn.execute(delete(t.commands).where(t.commands.c.device == device_id))
     conn.execute(delete(t.rejections).where(t.rejections.c.device == device_id))

@@ -57,3 +57,17 @@ class RegistryDirectory:
 
     def command_ack(self, device_id: str, command_id: str, status: str, result: Any) -> Command:
         return self.registry.ack_command(device_id, command_id, status == "ok", result)
+
+    def child_id(self, tenant: str, child: str) -> str:
+        return self.registry.child_id(tenant, child)
+
+    def known_identities(self, device_ids: Iterable[str]) -> dict[str, DeviceIdentity | None]:
+        return self.registry.known_identities(device_ids)
+
+    def device_identities(self, device_ids: Iterable[str]) -> dict[str, DeviceIdentity | None]:
+        return self.registry.device_identities(device_ids)
+
+    def adopt_child(
+        self, gateway: str, child: str, device_type: str | None
+    ) -> tuple[DeviceIdentity, bool]:
+        return self.registry.adopt_child(gateway, child, device_type)

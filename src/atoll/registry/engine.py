@@ -49,6 +49,7 @@ def open_engine(url: str) -> Engine:
         _add_detectors_to_device_types(conn)
         _add_source_to_audit_log(conn)
         _add_max_points_to_tenant_quotas(conn)
+        _add_gateways_to_devices(conn)
     return engine
 
 
@@ -75,6 +76,19 @@ def _add_max_points_to_tenant_quotas(conn: Connection) -> None:
     """Databases made before the storage quota get its column (NULL: no limit)."""
     if "max_points" not in {c["name"] for c in inspect(conn).get_columns("tenant_quotas")}:
         conn.execute(text("ALTER TABLE tenant_quotas ADD COLUMN max_points BIGINT"))
+
+
+def _add_gateways_to_devices(conn: Connection) -> None:
+    """Databases made before gateways get ``devices.kind`` (every device a plain one) and
+    ``devices.parent`` (none has a gateway), with the index ``create_all`` makes."""
+    columns = {c["name"] for c in inspect(conn).get_columns("devices")}
+    if "kind" not in columns:
+        conn.execute(
+            text("ALTER TABLE devices ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'device'")
+        )
+    if "parent" not in columns:
+        conn.execute(text("ALTER TABLE devices ADD COLUMN parent VARCHAR(64)"))
+        conn.execute(text("CREATE INDEX IF NOT EXISTS ix_devices_parent ON devices (parent)"))
 
 
 def _add_source_to_audit_log(conn: Connection) -> None:

@@ -156,6 +156,10 @@ class Device:
     has_credentials: bool
     created_at: int
     last_seen: int | None = None
+    #: ``"device"`` or ``"gateway"`` (it speaks for child devices, docs/DEVICES.md "Gateways").
+    kind: str = "device"
+    #: The gateway this device's data and commands go through (``None``: it speaks itself).
+    parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +174,9 @@ class DeviceIdentity:
     tenant: str
     device_type: str | None = None
     metrics: dict[str, MetricSpec] | None = None
+    #: ``"device"`` or ``"gateway"``; a child device names its gateway in ``parent``.
+    kind: str = "device"
+    parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +257,9 @@ class Command:
     updated_at: int
     expires_at: int
     result: Any = None
+    #: The gateway the device speaks through (its ``parent``): the command goes to it, on
+    #: ``gateway/commands/{child}/{id}``. ``None``: straight to the device.
+    gateway: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

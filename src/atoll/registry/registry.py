@@ -21,6 +21,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from atoll.core import acl
 from atoll.core.errors import AtollError, Conflict, InvalidInput, Unavailable
 from atoll.core.lineage import ModelRecord, ModelRef
 from atoll.registry import audit as _audit
@@ -67,7 +68,7 @@ from atoll.registry.models import (
     UsageDay,
     User,
 )
-from atoll.registry.namespaces import DEFAULT_TENANT, prefix
+from atoll.registry.namespaces import DEFAULT_TENANT, prefix, qualify_id
 from atoll.registry.tokens import matches, new_secret, now_us
 
 SESSION_TTL_S = 12 * 3600
@@ -287,8 +288,13 @@ class Registry:
         device_type: str | None = None,
         labels: Mapping[str, str] | None = None,
         tenant: str | None = None,
+        kind: str = "device",
+        parent: str | None = None,
     ) -> tuple[Device, DeviceCredentials]:
-        """Create a device with fresh credentials. The secret is in the answer and nowhere else."""
+        """Create a device with fresh credentials. The secret is in the answer and nowhere else.
+
+        ``kind="gateway"`` makes a gateway (it speaks for child devices); ``parent`` (a gateway
+        of the project, as chosen or as stored) makes a child of it."""
         with self._write() as conn:
             _quotas.check(conn, _tenants.get_project(conn, project, tenant).tenant, "devices")
             dev = _devices.create(
@@ -299,6 +305,8 @@ class Registry:
                 device_type=device_type,
                 labels=labels,
                 tenant=tenant,
+                kind=kind,
+                parent=parent,
             )
             creds = _credentials.issue(conn, dev.id)
         return replace(dev, has_credentials=True), creds
@@ -314,7 +322,8 @@ class Registry:
         culprit).
 
         Each item takes the keyword arguments of ``register_device`` (``device_id``, ``name``,
-        ``device_type``, ``labels``).
+        ``device_type``, ``labels``, ``kind``, ``parent``; a parent may be a gateway registered
+        earlier in the same batch).
         """
         out = []
         devices = list(devices)
@@ -322,7 +331,14 @@ class Registry:
             owner = _tenants.get_project(conn, project, tenant).tenant
             _quotas.check(conn, owner, "devices", len(devices))
             for i, spec in enumerate(devices):
-                extra = set(spec) - {"device_id", "name", "device_type", "labels"}
+                extra = set(spec) - {
+                    "device_id",
+                    "name",
+                    "device_type",
+                    "labels",
+                    "kind",
+                    "parent",
+                }
                 if extra:
                     raise InvalidInput(f"devices[{i}]: unknown field(s) {', '.join(sorted(extra))}")
                 try:
@@ -495,6 +511,8 @@ class Registry:
         search: str | None = None,
         seen_since: int | None = None,
         not_seen_since: int | None = None,
+        parent: str | None = None,
+        kind: str | None = None,
     ) -> list[Device]:
         with self._read() as conn:
             return _devices.list_(
@@ -507,6 +525,8 @@ class Registry:
                 search=search,
                 seen_since=seen_since,
                 not_seen_since=not_seen_since,
+                parent=parent,
+                kind=kind,
             )
 
     def count_devices(
@@ -517,6 +537,8 @@ class Registry:
         search: str | None = None,
         seen_since: int | None = None,
         not_seen_since: int | None = None,
+        parent: str | None = None,
+        kind: str | None = None,
     ) -> int:
         """How many devices ``list_devices`` would page through with the same filters."""
         with self._read() as conn:
@@ -527,6 +549,8 @@ class Registry:
                 search=search,
                 seen_since=seen_since,
                 not_seen_since=not_seen_since,
+                parent=parent,
+                kind=kind,
             )
 
     def update_device(
@@ -538,11 +562,23 @@ class Registry:
         labels: Mapping[str, str] | None = None,
         device_type: str | None = _UNSET,
         disabled: bool | None = None,
+        kind: str | None = None,
+        parent: str | None = _UNSET,
     ) -> Device:
+        """Change a device; ``parent=None`` detaches a child from its gateway."""
         with self._write() as conn:
-            kw = {} if device_type is _UNSET else {"device_type": device_type}
+            kw: dict[str, Any] = {} if device_type is _UNSET else {"device_type": device_type}
+            if parent is not _UNSET:
+                kw["parent"] = parent
             dev = _devices.update_(
-                conn, device_id, tenant, name=name, labels=labels, disabled=disabled, **kw
+                conn,
+                device_id,
+                tenant,
+                name=name,
+                labels=labels,
+                disabled=disabled,
+                kind=kind,
+                **kw,
             )
         self._auth.invalidate(device_id)
         return dev
@@ -634,6 +670,93 @@ class Registry:
         with self._read() as conn:
             found = _credentials.load(conn, device_id)
         return None if found is None else found[2]
+
+    def device_identities(self, device_ids: Iterable[str]) -> dict[str, DeviceIdentity | None]:
+        """``device_identity`` of many devices by id (no secret check): remembered for the auth
+        cache's time to live (an unknown id about a second), the rest read in one query; a
+        disabled device is ``None``. For the devices a gateway speaks for, so a gateway's
+        message costs no registry read."""
+        out: dict[str, DeviceIdentity | None] = {}
+        misses = []
+        for device_id in device_ids:
+            hit, identity = self._auth.known(device_id)
+            if hit:
+                out[device_id] = identity
+            else:
+                misses.append(device_id)
+        if misses:
+            with self._read() as conn:
+                found = _credentials.load_many(conn, sorted(set(misses)))
+            for device_id in misses:
+                row = found.get(device_id)
+                identity = None if row is None or row[1] else row[2]  # unknown or disabled
+                self._auth.remember(device_id, identity)
+                out[device_id] = identity
+        return out
+
+    def known_identities(self, device_ids: Iterable[str]) -> dict[str, DeviceIdentity | None]:
+        """Those of ``device_identities`` that are remembered (no I/O: for the event loop)."""
+        out = {}
+        for device_id in device_ids:
+            hit, identity = self._auth.known(device_id)
+            if hit:
+                out[device_id] = identity
+        return out
+
+    def adopt_child(
+        self, gateway: str, child: str, device_type: str | None = None
+    ) -> tuple[DeviceIdentity, bool]:
+        """A gateway declares a child (``gateway/connect``): ``child`` (as the gateway knows it,
+        without the tenant prefix) is registered in the gateway's project with the gateway as
+        parent, without credentials (it speaks only through the gateway), unless it is already
+        the gateway's child. Returns the child's identity and whether it was created.
+
+        Refused (``InvalidInput``, ``NotFound``, ``Conflict``, ``QuotaExceeded``) when the
+        gateway is not one, the id is malformed or another tenant's, the device exists with
+        another parent or none (a gateway never adopts an existing device), or the device type
+        is not one of the project's, or the project is at its device quota."""
+        with self._write() as conn:
+            loaded = _credentials.load(conn, gateway)
+            if loaded is None or loaded[2].kind != acl.GATEWAY:
+                raise InvalidInput(f"device {gateway!r} is not a gateway")
+            gw = loaded[2]
+            child_id = self.child_id(gw.tenant, child)
+            existing = _credentials.load(conn, child_id)
+            if existing is not None:
+                if not acl.is_gateway_child(gw, existing[2]):
+                    raise Conflict(
+                        f"device {child!r} exists and is not a child of gateway {gateway!r}",
+                        hint="a gateway only speaks for devices registered with it as parent; "
+                        f'an operator can PATCH /devices/{child_id} {{"parent": "{gateway}"}}',
+                    )
+                if device_type is not None and existing[2].device_type != device_type:
+                    raise Conflict(
+                        f"child {child!r} has device type {existing[2].device_type!r}, "
+                        f"not {device_type!r}",
+                        hint="an operator can change it with PATCH /devices/{id}",
+                    )
+                return existing[2], False
+            _quotas.check(conn, gw.tenant, "devices")
+            _devices.create(
+                conn,
+                gw.project,
+                device_id=child_id,
+                device_type=device_type,
+                parent=gateway,
+                tenant=gw.tenant,
+            )
+            created = _credentials.load(conn, child_id)
+        assert created is not None
+        self._auth.invalidate(child_id)
+        return created[2], True
+
+    @staticmethod
+    def child_id(tenant: str, child: str) -> str:
+        """The stored id of the device a gateway of ``tenant`` names ``child`` (its id as
+        chosen); ``InvalidInput`` if malformed or in another tenant's namespace."""
+        if not isinstance(child, str) or not child:
+            raise InvalidInput("a child device id must be a non-empty string")
+        return qualify_id("device", tenant, child)
 
     def touch_devices(self, seen: Mapping[str, int]) -> None:
         """Record ``last_seen`` (µs) for devices; ingest calls this in batches, not per message."""
@@ -1084,7 +1207,7 @@ class Registry:
             dev = _devices.get(conn, device_id, tenant)
             if dev.disabled:
                 raise InvalidInput(f"device {device_id!r} is disabled", hint="enable it first")
-            return _commands.create(conn, device_id, name, args, ttl_s)
+            return replace(_commands.create(conn, device_id, name, args, ttl_s), gateway=dev.parent)
 
     def get_command(self, device_id: str, command_id: str, tenant: str | None = None) -> Command:
         with self._write() as conn:
@@ -1101,8 +1224,23 @@ class Registry:
         limit: int = 100,
     ) -> list[Command]:
         with self._write() as conn:
-            _devices.get(conn, device_id, tenant)
-            return _commands.list_(conn, device_id, status=status, limit=limit)
+            gateway = _devices.get(conn, device_id, tenant).parent
+            found = _commands.list_(conn, device_id, status=status, limit=limit)
+        return [replace(c, gateway=gateway) for c in found] if gateway else found
+
+    def pending_child_commands(self, gateway: str, limit: int = 1000) -> list[Command]:
+        """The pending commands of a gateway's children, oldest first (handed over when the
+        gateway subscribes)."""
+        with self._write() as conn:
+            kids = conn.execute(
+                select(t.devices.c.id).where(t.devices.c.parent == gateway)
+            ).scalars()
+            out = [
+                replace(c, gateway=gateway)
+                for kid in kids.all()
+                for c in _commands.list_(conn, kid, status="pending", limit=limit)
+            ]
+        return sorted(out, key=lambda c: (c.created_at, c.id))[:limit]
 
     def mark_command_delivered(self, device_id: str, command_id: str) -> Command:
         with self._write() as conn:

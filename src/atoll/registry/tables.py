@@ -81,6 +81,10 @@ devices = Table(
     Column("secret_hash", String(64), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("last_seen", BigInteger, nullable=True),
+    # (Added later: ALTER TABLE on older databases.) "device" or "gateway"; a child device names
+    # its gateway (a device of the same project) in ``parent``.
+    Column("kind", String(16), nullable=False, server_default="device"),
+    Column("parent", String(ID), nullable=True, index=True),
 )
 
 api_keys = Table(

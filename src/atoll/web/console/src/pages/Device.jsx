@@ -200,12 +200,23 @@ export function Device({ id }) {
         </h1>
         {d.name && <span class="muted">{d.name}</span>}
         {(d.type || d.device_type) && <span class="tag">{d.type || d.device_type}</span>}
+        {d.kind === "gateway" && (
+          <span class="tag" data-testid="device-kind">
+            gateway
+          </span>
+        )}
+        {d.parent && (
+          <span class="muted small" data-testid="device-via">
+            via gateway <Link href={`/devices/${enc(d.parent)}`}>{d.parent}</Link>
+          </span>
+        )}
         <span class="muted small">last seen {fmtAgo(t)}</span>
         {(d.type || d.device_type) && <RulBadge project={d.project} id={id} />}
         <span class="grow" />
       </div>
       <ErrorBox error={dev.error} />
       <Refusals id={id} />
+      {d.kind === "gateway" && d.project && <Children id={id} project={d.project} />}
       <div class="device-grid">
         <section class="charts">
           <div class="toolbar range-bar" data-testid="range-bar">
@@ -234,7 +245,7 @@ export function Device({ id }) {
           </div>
           <p class="muted small hint-line">Drag to zoom in · wheel to zoom · shift+wheel to pan · double-click to zoom out</p>
           <ErrorBox error={series.error} />
-          {series.data && !metrics.length && <Empty>No telemetry yet. Send a reading and it appears here without a reload.</Empty>}
+          {series.data && !metrics.length && (d.kind === "gateway" ? <Empty>No telemetry of its own: what it sends for its child devices is on their pages.</Empty> : <Empty>No telemetry yet. Send a reading and it appears here without a reload.</Empty>)}
           {metrics.map((m) => (
             <ChartPanel
               key={m.metric}
@@ -367,6 +378,35 @@ function Refusals({ id }) {
                 last {fmtAgo(toSeconds(r.last_at))}
               </td>
               <td class="small">{r.last_message}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+// A gateway's child devices (GET /projects/{p}/devices?parent=): asked only for gateways, so a
+// plain device's page makes no extra request.
+function Children({ id, project }) {
+  const got = useAsync(async () => ({ rows: items(await api.get(`/projects/${enc(project)}/devices`, { parent: id, limit: 200 })) }), [id, project], { defer: true });
+  const rows = got.data?.rows;
+  if (!rows) return <ErrorBox error={got.error} />;
+  return (
+    <div class="panel pad children" data-testid="gateway-children">
+      <h3>
+        Child devices <span class="muted small">({rows.length.toLocaleString()}{rows.length === 200 ? "+" : ""}, speaking through this gateway)</span>
+      </h3>
+      {!rows.length && <p class="muted small">None yet: the gateway declares them on gateway/connect, or register a device with this gateway as its parent.</p>}
+      <table class="mini">
+        <tbody>
+          {rows.map((c) => (
+            <tr key={c.id} data-testid="gateway-child" data-device={c.id}>
+              <td class="mono small">
+                <Link href={`/devices/${enc(c.id)}`}>{c.id}</Link>
+              </td>
+              <td class="small">{c.device_type ? <span class="tag">{c.device_type}</span> : null}</td>
+              <td class="small muted">last seen {fmtAgo(toSeconds(c.last_seen))}</td>
             </tr>
           ))}
         </tbody>

@@ -307,7 +307,20 @@ export function Overview() {
                       {shortId(id)}
                     </span>
                     <span class="c-name">{d.name && d.name !== id && d.name !== localId(id) ? d.name : ""}</span>
-                    <span class="c-type">{d.type ?? d.device_type ?? ""}</span>
+                    <span class="c-type">
+                      {d.type ?? d.device_type ?? ""}
+                      {d.kind === "gateway" ? (
+                        <span class="muted small" data-testid="row-gateway">
+                          {" "}
+                          gateway
+                        </span>
+                      ) : d.parent ? (
+                        <span class="muted small" data-testid="row-via" title={`speaks through gateway ${d.parent}`}>
+                          {" "}
+                          via {shortId(d.parent, 16)}
+                        </span>
+                      ) : null}
+                    </span>
                     <span class="c-seen">{fmtAgo(t)}</span>
                     <span class="c-alarms">{nAlarms ? <span class="badge bad">{nAlarms}</span> : ""}</span>
                     <span class="c-values mono small">

@@ -22,7 +22,7 @@ export function Register() {
   const project = currentProject.use();
   const types = useAsync(async () => (project ? items(await api.get(`/projects/${enc(project)}/device-types`)) : []), [project]);
   const info = useAsync(() => api.get("/console/info").catch(() => ({})), []);
-  const [form, setForm] = useState({ id: "", name: "", type: "" });
+  const [form, setForm] = useState({ id: "", name: "", type: "", gateway: false });
   const [error, setError] = useState(null);
   const [created, setCreated] = useState(null);
   const [busy, setBusy] = useState(false);
@@ -33,11 +33,11 @@ export function Register() {
     setBusy(true);
     setError(null);
     try {
-      const body = { id: form.id || undefined, name: form.name || undefined, device_type: form.type || undefined };
+      const body = { id: form.id || undefined, name: form.name || undefined, device_type: form.type || undefined, kind: form.gateway ? "gateway" : undefined };
       const r = await api.post(`/projects/${enc(project)}/devices`, body);
       const device = r.device?.id ?? r.id ?? r.device_id ?? form.id;
       const secret = r.secret ?? r.credentials?.secret;
-      setCreated({ device, secret });
+      setCreated({ device, secret, gateway: (r.device?.kind ?? body.kind) === "gateway" });
     } catch (err) {
       setError(err);
     } finally {
@@ -73,6 +73,11 @@ export function Register() {
             <span>Secret</span>
             <code data-testid="cred-secret">{created.secret}</code>
           </div>
+          {created.gateway && (
+            <p class="muted small" data-testid="gateway-note">
+              A gateway: it sends its child devices' readings on <code>atoll/v1/devices/{created.device}/gateway/telemetry</code> as <code>{'{"child-id": {"values": {...}}}'}</code>, and declares new children on <code>…/gateway/connect</code> (docs/DEVICES.md, "Gateways"). The examples below send its own readings.
+            </p>
+          )}
           <CopyBlock label="MQTT (mosquitto_pub)" text={ex.mqtt} testid="ex-mqtt" />
           <CopyBlock label="HTTP (curl)" text={ex.curl} testid="ex-curl" />
           <CopyBlock label="Python SDK" text={ex.python} testid="ex-python" />
@@ -85,7 +90,7 @@ export function Register() {
               class="btn"
               onClick={() => {
                 setCreated(null);
-                setForm({ id: "", name: "", type: form.type });
+                setForm({ id: "", name: "", type: form.type, gateway: false });
               }}
             >
               Register another
@@ -127,6 +132,9 @@ export function Register() {
               </option>
             ))}
           </select>
+        </label>
+        <label class="check">
+          <input type="checkbox" checked={form.gateway} onChange={(e) => setForm({ ...form, gateway: e.currentTarget.checked })} data-testid="reg-gateway" /> Gateway: it speaks for child devices behind it
         </label>
         <ErrorBox error={error} />
         <button class="btn primary" type="submit" disabled={busy || !project} data-testid="reg-submit">
