@@ -229,7 +229,9 @@ def test_readme_opcua_machine_in_five_commands(atoll_up, tmp_path):
                     got = r.json()["value"]
             assert set(values) <= set(got), got
             children = httpx.get(
-                f"{api}/projects/greenhouse/devices", params={"parent": "line-1-gw"}, headers=headers
+                f"{api}/projects/greenhouse/devices",
+                params={"parent": "line-1-gw"},
+                headers=headers,
             ).json()
             assert [d["id"] for d in children] == ["press-1"], children
         finally:
