@@ -374,6 +374,11 @@ async def test_children_and_their_tenant_keep_their_rate_limits_through_a_gatewa
     # HTTP can refuse: a part that puts the child (its tenant) in debt is taken, the next one
     # is refused while the debt lasts (300 points at 50/s: 6 s).
     identity = world.reg.device_identities(["gw"])["gw"]
+    k1 = world.reg.device_identities(["k1"])["k1"]
+    for _ in range(200):  # the MQTT messages' debt is paid (to within a point's worth)
+        if pipeline.over_limit(k1) == 0:
+            break
+        await asyncio.sleep(0.02)
     big = [{"ts": 1795428200000 + i, "values": {"temperature": 1}} for i in range(300)]
     result = await gateway.telemetry(pipeline, identity, json.dumps({"k1": big}).encode(), "http")
     assert result.accepted == {"k1": 300}
