@@ -78,6 +78,8 @@ def test_adopt_child_registers_once_and_never_takes_another_device(lab):
     assert not reg.get_device("p1").has_credentials
     again, created = reg.adopt_child("gw", "p1", None)
     assert not created and again == identity
+    again, created = reg.adopt_child("gw", "p1", "other")  # its type stays
+    assert not created and again == identity
     with pytest.raises(Conflict, match="not a child of gateway"):
         reg.adopt_child("gw", "plain", None)
     with pytest.raises(Conflict, match="not a child of gateway"):

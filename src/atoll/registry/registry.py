@@ -709,7 +709,8 @@ class Registry:
         """A gateway declares a child (``gateway/connect``): ``child`` (as the gateway knows it,
         without the tenant prefix) is registered in the gateway's project with the gateway as
         parent, without credentials (it speaks only through the gateway), unless it is already
-        the gateway's child. Returns the child's identity and whether it was created.
+        the gateway's child (then it is left as it is, its device type too). Returns the
+        child's identity and whether it was created.
 
         Refused (``InvalidInput``, ``NotFound``, ``Conflict``, ``QuotaExceeded``) when the
         gateway is not one, the id is malformed or another tenant's, the device exists with
@@ -729,13 +730,7 @@ class Registry:
                         hint="a gateway only speaks for devices registered with it as parent; "
                         f'an operator can PATCH /devices/{child_id} {{"parent": "{gateway}"}}',
                     )
-                if device_type is not None and existing[2].device_type != device_type:
-                    raise Conflict(
-                        f"child {child!r} has device type {existing[2].device_type!r}, "
-                        f"not {device_type!r}",
-                        hint="an operator can change it with PATCH /devices/{id}",
-                    )
-                return existing[2], False
+                return existing[2], False  # its type stays what it is (PATCH changes it)
             _quotas.check(conn, gw.tenant, "devices")
             _devices.create(
                 conn,
