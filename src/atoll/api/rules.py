@@ -230,16 +230,10 @@ async def backtest_rule(
     }
 
 
-@router.post("/projects/{project}/rules/import", summary="Apply a YAML rules file")
-async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) -> dict:
-    """Body: YAML (``rules:`` and optional ``channels:``). Rules and channels with the same id
-    or name are replaced; the rest of the project is left alone."""
-    tenant = check_project(ctx, who, project)
-    text = (await request.body()).decode("utf-8", "replace")
+def prepare_import(ctx: Any, who: Principal, project: str, tenant: str, doc: RuleFile) -> RuleFile:
+    """A parsed rules file checked for ``project`` (its devices and channels exist), with its
+    ids in the tenant's namespace: what ``RulesPort.apply`` then creates or replaces."""
     svc = service(ctx)
-    from atoll.rules.loading import load_rule_file
-
-    doc = load_rule_file(text, project=project)
     items: list[Rule | ChannelSpec] = [*doc.rules, *doc.channels]
     for item in items:
         if item.project != project:
@@ -251,7 +245,19 @@ async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) 
     known = {c.name for c in svc.repo.list_channels(project)} | {c.name for c in doc.channels}
     for rule in doc.rules:
         svc.check_channels(rule, known)
-    doc = _in_namespace(tenant, doc)  # the file's ids, as this tenant's
+    return _in_namespace(tenant, doc)  # the file's ids, as this tenant's
+
+
+@router.post("/projects/{project}/rules/import", summary="Apply a YAML rules file")
+async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) -> dict:
+    """Body: YAML (``rules:`` and optional ``channels:``). Rules and channels with the same id
+    or name are replaced; the rest of the project is left alone."""
+    tenant = check_project(ctx, who, project)
+    text = (await request.body()).decode("utf-8", "replace")
+    svc = service(ctx)
+    from atoll.rules.loading import load_rule_file
+
+    doc = prepare_import(ctx, who, project, tenant, load_rule_file(text, project=project))
     await svc.apply(doc)
     audit(ctx, who, "rule.import", f"project:{project}", {"rules": [r.id for r in doc.rules]})
     return {"rules": [r.id for r in doc.rules], "channels": [c.name for c in doc.channels]}
