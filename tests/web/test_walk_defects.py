@@ -235,3 +235,36 @@ def test_reloading_pages_makes_no_request_that_fails(platform, page):
         page.reload()
         page.wait_for_load_state("networkidle")
     assert failed == []
+
+
+def test_the_rule_editor_offers_declared_types_and_metrics_and_names_a_typo(platform, page):
+    """#13's walk: a misspelled metric or device type was marked valid. The editor now offers
+    the project's declared types and metrics and shows the server's warning for a typo."""
+    with api(platform) as http:
+        assert http.post("/projects", json={"name": "Oven", "id": "oven"}).status_code == 201
+        r = http.post(
+            "/projects/oven/device-types",
+            json={
+                "id": "oven",
+                "metrics": [{"name": "temperature", "unit": "°C"}, {"name": "door"}],
+            },
+        )
+        assert r.status_code == 201, r.text
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "oven")
+    page.click("[data-testid=nav-rules]")
+    page.click("[data-testid=rule-new]")
+    page.fill("[data-testid=rule-name]", "Oven too hot")
+    page.fill("[data-testid=rule-target]", "ovn")
+    warnings = page.locator("[data-testid=rule-warnings]")
+    expect(warnings).to_contain_text("'ovn' is not a device type of this project (it has oven)")
+    expect(page.locator("#rule-type-choices option")).to_have_count(1)
+    page.fill("[data-testid=rule-target]", "oven")
+    choices = page.locator("[data-testid=rule-metric-choices] option")
+    expect(choices).to_have_count(2)
+    assert sorted(choices.evaluate_all("os => os.map(o => o.value)")) == ["door", "temperature"]
+    page.fill("[data-testid=rule-metric]", "temprature")
+    expect(warnings).to_contain_text("'temprature' is not declared by oven")
+    expect(page.locator("[data-testid=rule-valid]")).to_have_count(0)
+    page.fill("[data-testid=rule-metric]", "temperature")
+    expect(page.locator("[data-testid=rule-valid]")).to_be_visible()

@@ -26,6 +26,7 @@ from atoll.api.devices import ONLINE_WINDOW_S
 from atoll.api.files import csv_download
 from atoll.api.rules import service
 from atoll.api.schemas import MAX_DB_INT, Offset, ProjectOut, iso
+from atoll.api.tenants import quotas_out
 from atoll.api.times import parse_time
 from atoll.core.errors import AtollError, InvalidInput, NotFound
 from atoll.registry import Principal, ProjectActivity, Tenant
@@ -244,6 +245,8 @@ def enterprise(tenant: str, who: Viewer, ctx: Ctx) -> dict:
         **_meta(who),
         "enterprise": {"id": t.id, "name": t.name, **_finish(whole)},
         "projects": projects,
+        # What GET /tenants/{t}/quotas answers: the page's quota bars need no request of their own.
+        "quotas": quotas_out(ctx, tenant, ctx.registry.quotas(tenant)).model_dump(),
         "quality_weeks": None
         if feedback is None
         else quality.weekly(feedback, now, quality.QUALITY_WEEKS),

@@ -93,7 +93,8 @@ class QuotasIn(BaseModel):
     )
 
 
-def _quotas_out(ctx, tenant: str, usage) -> QuotasOut:
+def quotas_out(ctx, tenant: str, usage) -> QuotasOut:
+    """A tenant's quotas and usage (``usage``: ``Registry.quotas``), as GET answers them."""
     store = ctx.store
     held = 0
     if isinstance(store, UsageReader):
@@ -113,7 +114,7 @@ def _quotas_out(ctx, tenant: str, usage) -> QuotasOut:
 def get_quotas(tenant: str, who: Viewer, ctx: Ctx):
     if tenant != who.tenant and not who.platform_admin:
         raise NotFound(f"tenant {tenant!r} not found")
-    return _quotas_out(ctx, tenant, ctx.registry.quotas(tenant))
+    return quotas_out(ctx, tenant, ctx.registry.quotas(tenant))
 
 
 @router.put("/tenants/{tenant}/quotas", response_model=QuotasOut, summary="Set a tenant's quotas")
@@ -141,4 +142,4 @@ async def set_quotas(tenant: str, body: QuotasIn, who: Admin, ctx: Ctx):
         values,
         source=who.source,
     )
-    return await asyncio.to_thread(_quotas_out, ctx, tenant, usage)
+    return await asyncio.to_thread(quotas_out, ctx, tenant, usage)

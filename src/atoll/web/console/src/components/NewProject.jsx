@@ -6,7 +6,6 @@
 // enterprise the project is for (it used to land silently in whichever one was selected).
 import { useEffect, useState } from "preact/hooks";
 import { api, enc } from "../api.js";
-import { useDebounced } from "../util.js";
 import { ErrorBox } from "./common.jsx";
 
 const slug = (name) =>
@@ -26,26 +25,30 @@ export function NewProject({ tenants, tenant, onCreated }) {
   const [busy, setBusy] = useState(false);
   const id = slug(name);
   const opts = tenants ? { tenant: owner } : undefined;
-  const wanted = useDebounced(`${template}|${id}|${owner}`, 250);
 
   useEffect(() => {
     if (open && templates === null) api.get("/solutions").then(setTemplates, () => setTemplates([]));
   }, [open]);
 
-  // The preview follows the template, the id and the enterprise (a later answer never shows
-  // an earlier choice's plan).
+  // The preview follows the template, the id and the enterprise, 250 ms after the last change
+  // (a later answer never shows an earlier choice's plan: the earlier request is aborted).
   useEffect(() => {
     setPreview(null);
     if (!open || !template || !id || (tenants && !owner)) return;
     const ac = new AbortController();
-    api
-      .post(`/solutions/${enc(template)}/apply`, { project: id, name, dry_run: true }, { ...opts, signal: ac.signal })
-      .then(
-        (p) => setPreview(p),
-        (e) => e.name !== "AbortError" && setPreview({ error: e }),
-      );
-    return () => ac.abort();
-  }, [wanted, open]);
+    const timer = setTimeout(() => {
+      api
+        .post(`/solutions/${enc(template)}/apply`, { project: id, name, dry_run: true }, { ...opts, signal: ac.signal })
+        .then(
+          (p) => setPreview(p),
+          (e) => e.name !== "AbortError" && setPreview({ error: e }),
+        );
+    }, 250);
+    return () => {
+      clearTimeout(timer);
+      ac.abort();
+    };
+  }, [open, template, id, owner]);
 
   function close() {
     setOpen(false);

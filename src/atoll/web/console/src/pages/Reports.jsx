@@ -106,7 +106,7 @@ export function Reports() {
                   ) : null}
                   {r.include_alarms && <div>alarms of the period</div>}
                 </td>
-                <td class="small mono">{r.channels.join(", ")}</td>
+                <td class="small mono">{r.channels.length ? r.channels.join(", ") : <span class="muted">download only</span>}</td>
                 <td>
                   <div class="actions">
                     {operator && (
@@ -114,9 +114,11 @@ export function Reports() {
                         <button class="btn small primary" disabled={!!busy} onClick={() => act(r, "download")} data-testid="report-download">
                           {busy === `${r.id}:download` ? "Running…" : `Run & download ${r.format.toUpperCase()}`}
                         </button>
-                        <button class="btn small" disabled={!!busy} onClick={() => act(r, "send")} data-testid="report-send">
-                          {busy === `${r.id}:send` ? "Sending…" : "Send now"}
-                        </button>
+                        {r.channels.length > 0 && (
+                          <button class="btn small" disabled={!!busy} onClick={() => act(r, "send")} data-testid="report-send">
+                            {busy === `${r.id}:send` ? "Sending…" : "Send now"}
+                          </button>
+                        )}
                         <button class="btn small" disabled={!!busy} onClick={() => setEditing(fromSpec(r))} data-testid="report-edit">
                           Edit
                         </button>
