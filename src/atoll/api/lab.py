@@ -246,7 +246,9 @@ def enterprise(tenant: str, who: Viewer, ctx: Ctx) -> dict:
         "enterprise": {"id": t.id, "name": t.name, **_finish(whole)},
         "projects": projects,
         # What GET /tenants/{t}/quotas answers: the page's quota bars need no request of their own.
-        "quotas": quotas_out(ctx, tenant, ctx.registry.quotas(tenant)).model_dump(),
+        "quotas": quotas_out(
+            ctx, tenant, ctx.registry.quotas(tenant), held=whole.get("points") or 0
+        ).model_dump(),
         "quality_weeks": None
         if feedback is None
         else quality.weekly(feedback, now, quality.QUALITY_WEEKS),

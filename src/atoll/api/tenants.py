@@ -93,13 +93,15 @@ class QuotasIn(BaseModel):
     )
 
 
-def quotas_out(ctx, tenant: str, usage) -> QuotasOut:
-    """A tenant's quotas and usage (``usage``: ``Registry.quotas``), as GET answers them."""
+def quotas_out(ctx, tenant: str, usage, held: int | None = None) -> QuotasOut:
+    """A tenant's quotas and usage (``usage``: ``Registry.quotas``), as GET answers them;
+    ``held``: the points its projects hold, if the caller has counted them already."""
     store = ctx.store
-    held = 0
-    if isinstance(store, UsageReader):
-        points = {p: u.points for p, u in store.usage(since=time.time_ns() // 1000).items()}
-        held = ctx.registry.storage_by_tenant(points).get(tenant, 0)
+    if held is None:
+        held = 0
+        if isinstance(store, UsageReader):
+            points = {p: u.points for p, u in store.usage(since=time.time_ns() // 1000).items()}
+            held = ctx.registry.storage_by_tenant(points).get(tenant, 0)
     return QuotasOut(
         tenant=tenant,
         ingest_rate=ctx.registry.ingest_rate(tenant),
