@@ -132,6 +132,9 @@ def test_reports_listed_run_downloaded_sent_and_deleted(platform, page, shots, w
     page.click("[data-testid=rf-save]")
     hourly = table.locator("tr[data-report=kiln-hourly]")
     expect(hourly).to_contain_text("last 2 h, 15 min buckets")
+    # The schedule in words, the cron as written beside it (#13's walk: raw cron text).
+    expect(hourly.locator("[data-testid=report-schedule]")).to_have_text("every hour")
+    expect(hourly).to_contain_text("0 * * * *")
     with api(platform) as http_:
         spec = http_.get("/projects/rep/reports").json()
         spec = next(r for r in spec if r["id"] == "kiln-hourly")

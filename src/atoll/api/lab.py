@@ -20,7 +20,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from atoll.api import quality
-from atoll.api.alarms import ASSIGNEE_DOC, _statuses, alarm_out, assignee_filter
+from atoll.api.alarms import ASSIGNEE_DOC, _statuses, alarm_out, assignee_filter, username
 from atoll.api.deps import Ctx, Operator, Viewer, act_in_tenant, audit
 from atoll.api.devices import ONLINE_WINDOW_S
 from atoll.api.files import csv_download
@@ -490,9 +490,9 @@ async def _bulk(ctx: Any, who: Principal, body: BulkIn, action: str) -> dict:
             # The action happens in the alarm's tenant, audited there, like a call made in it.
             inside = act_in_tenant(ctx.registry, who, p.tenant)
             if action == "ack":
-                await svc.acknowledge(alarm_id, inside.name, body.comment)
+                await svc.acknowledge(alarm_id, username(inside), body.comment)
             else:
-                await svc.clear(alarm_id, inside.name, body.comment)
+                await svc.clear(alarm_id, username(inside), body.comment)
             audit(ctx, inside, f"alarm.{action}", f"alarm:{alarm_id}", {"bulk": True})
             done.append(alarm_id)
         except AtollError as e:

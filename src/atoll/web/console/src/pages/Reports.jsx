@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { api, download, enc, items } from "../api.js";
 import { can, useMe } from "../me.js";
-import { currentProject, fmtDuration, useAsync } from "../util.js";
+import { currentProject, describeCron, fmtDuration, useAsync } from "../util.js";
 import { Empty, ErrorBox, TableHead } from "../components/common.jsx";
 import { ReportForm, emptyReport, fromSpec } from "./ReportForm.jsx";
 
@@ -92,8 +92,10 @@ export function Reports() {
                   <span class="tag">{r.format.toUpperCase()}</span>
                 </td>
                 <td class="small">
-                  <code>{r.cron}</code>
-                  <div class="muted">{r.timezone}</div>
+                  <span data-testid="report-schedule">{describeCron(r.cron)}</span>
+                  <div class="muted">
+                    {r.timezone} · <code title="the schedule as written (cron)">{r.cron}</code>
+                  </div>
                 </td>
                 <td class="small">
                   last {fmtDuration(r.period)}, {fmtDuration(r.bucket)} buckets
