@@ -7,8 +7,10 @@ early 404 on every reload. Each test failed on the console before its fix."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from playwright.sync_api import expect
@@ -268,3 +270,26 @@ def test_the_rule_editor_offers_declared_types_and_metrics_and_names_a_typo(plat
     expect(page.locator("[data-testid=rule-valid]")).to_have_count(0)
     page.fill("[data-testid=rule-metric]", "temperature")
     expect(page.locator("[data-testid=rule-valid]")).to_be_visible()
+
+
+def test_a_chart_with_no_readings_in_its_window_says_so(platform, page):
+    """#13's walk: empty "0 pts" charts with no hint. A series whose readings are all older than
+    the window says there is nothing in it and what to do; a longer window draws them."""
+    secret = kettle(platform, "quiet")
+    three_hours_ago = int(time.time() * 1000) - 3 * 3600 * 1000
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        auth=("quiet-1", secret),
+        json=[{"ts": three_hours_ago + i * 1000, "values": {"level": 40.0 + i}} for i in range(5)],
+    )
+    assert r.status_code == 200, r.text
+    login(page, platform)
+    page.goto(platform.url + "/devices/quiet-1")
+    hint = page.locator("[data-testid=chart-empty-level]")
+    expect(hint).to_contain_text("No readings of level in this window: pick a longer one")
+    page.click("[data-testid=range-bar] >> text=24h")
+    # (Five readings a second apart share a pixel column at 24 h: drawn as its min and max.)
+    expect(page.locator("[data-testid=chart-level]")).to_have_attribute(
+        "data-points", re.compile(r"^[1-9]")
+    )
+    expect(hint).to_have_count(0)

@@ -553,6 +553,11 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
         </span>
       </div>
       {status.error && <div class="error-box small">{status.error.message}</div>}
+      {!status.loading && !status.error && !status.points && !last && (
+        <div class="chart-empty muted small" data-testid={`chart-empty-${metric}`}>
+          No readings of {metric} in this window: pick a longer one above{range.live ? ", or wait for the device to send" : ""}.
+        </div>
+      )}
       <div ref={box} class="chart-box" />
     </div>
   );
