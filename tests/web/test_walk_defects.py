@@ -293,3 +293,21 @@ def test_a_chart_with_no_readings_in_its_window_says_so(platform, page):
         "data-points", re.compile(r"^[1-9]")
     )
     expect(hint).to_have_count(0)
+
+
+def test_a_stretch_without_readings_is_drawn_as_a_break(platform, page):
+    """#13's walk: gaps were drawn as ramps from the last reading before to the first after."""
+    secret = kettle(platform, "gappy")
+    now_ms = int(time.time() * 1000)
+    body = [
+        {"ts": start + i * 1000, "values": {"level": 40.0 + i}}
+        for start in (now_ms - 20 * 60_000, now_ms - 5 * 60_000)
+        for i in range(10)
+    ]
+    r = httpx.post(f"{platform.url}/api/v1/ingest/telemetry", auth=("gappy-1", secret), json=body)
+    assert r.status_code == 200, r.text
+    login(page, platform)
+    page.goto(platform.url + "/devices/gappy-1")
+    chart = page.locator("[data-testid=chart-level]")
+    expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]"))
+    expect(chart.locator(".chart-box")).to_have_attribute("data-gaps", "1")

@@ -43,8 +43,39 @@ export async function fetchChart(device, metric, start, end, width, signal) {
   return normalizeSeries(data);
 }
 
+// A stretch without readings is drawn as a break, not a ramp from the last reading before it
+// to the first after (#13's walk): a null (uPlot's gap) goes where two readings are more than
+// GAP_STEPS typical spacings apart.
+const GAP_STEPS = 3;
+export function withGaps(series) {
+  const { x, y } = series;
+  if (x.length < 3) return { ...series, gaps: 0 };
+  const limit = GAP_STEPS * typicalStep(x);
+  let gaps = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] - x[i - 1] > limit) gaps++;
+  if (!gaps) return { ...series, gaps: 0 };
+  const gx = new Array(x.length + gaps);
+  const gy = new Array(x.length + gaps);
+  for (let i = 0, j = 0; i < x.length; i++) {
+    if (i && x[i] - x[i - 1] > limit) {
+      gx[j] = (x[i] + x[i - 1]) / 2;
+      gy[j++] = null;
+    }
+    gx[j] = x[i];
+    gy[j++] = y[i];
+  }
+  return { x: gx, y: gy, gaps };
+}
+
 // Merge the anomaly score's timestamps onto the metric's, so uPlot gets one aligned table.
 function align(main, extra, withExtra) {
+  main = withGaps(main);
+  const out = alignGapped(main, extra, withExtra);
+  out.gaps = main.gaps; // how many breaks are drawn (the chart panel's data-gaps)
+  return out;
+}
+
+function alignGapped(main, extra, withExtra) {
   if (!withExtra) return [main.x, main.y];
   if (!extra || !extra.x.length) return [main.x, main.y, main.y.map(() => undefined)];
   const xs = Array.from(new Set([...main.x, ...extra.x])).sort((a, b) => a - b);
@@ -144,6 +175,11 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   const bandKey = bandMetrics ? `${bandMetrics.lo}|${bandMetrics.hi}` : "";
   const [status, setStatus] = useState({ loading: true, points: 0, error: null });
   const [last, setLast] = useState(null);
+  const plotData = (main, extra, withExtra) => {
+    const out = align(main, extra, withExtra);
+    if (box.current) box.current.dataset.gaps = out.gaps;
+    return out;
+  };
   // The forecast overlay: off until asked for; its data lives beside the chart's.
   const [fcOn, setFcOn] = useState(false);
   const [fcInfo, setFcInfo] = useState(null);
@@ -337,7 +373,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       ctx.restore();
     }
 
-    const u = new uPlot(opts, align(data.current.main, data.current.extra, !!anomalyMetric), el);
+    const u = new uPlot(opts, plotData(data.current.main, data.current.extra, !!anomalyMetric), el);
     plot.current = u;
     // Wheel zooms around the cursor, shift+wheel pans; both re-query at the new range.
     const over = u.over;
@@ -402,7 +438,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
         data.current = { main, extra, band };
         setBandPoints(band ? band.x.length : 0);
         if (plot.current) {
-          plot.current.setData(align(main, extra, !!anomalyMetric), false);
+          plot.current.setData(plotData(main, extra, !!anomalyMetric), false);
           const [a, b] = effRange(rangeRef.current);
           plot.current.setScale("x", { min: a, max: b });
         }
@@ -472,7 +508,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       frame.current = 0;
       if (!plot.current) return;
       const d = data.current;
-      plot.current.setData(align(d.main, d.extra, !!anomalyRef.current), false);
+      plot.current.setData(plotData(d.main, d.extra, !!anomalyRef.current), false);
       const [a, b] = effRange(rangeRef.current);
       plot.current.setScale("x", { min: a, max: b });
       window.__atollLastDraw = { metric, t: d.main.x[d.main.x.length - 1], at: performance.now() };
