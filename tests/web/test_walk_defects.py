@@ -311,3 +311,27 @@ def test_a_stretch_without_readings_is_drawn_as_a_break(platform, page):
     chart = page.locator("[data-testid=chart-level]")
     expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]"))
     expect(chart.locator(".chart-box")).to_have_attribute("data-gaps", "1")
+
+
+def test_a_past_window_does_not_take_in_live_readings(platform, page):
+    """#13's walk: a past window showed live values. Readings arriving while a past window is
+    on screen leave it, its point count and its "last" value as stored for that window."""
+    secret = kettle(platform, "past")
+    then = int(time.time() * 1000) - 3 * 3600 * 1000
+
+    def send(body):
+        r = httpx.post(
+            f"{platform.url}/api/v1/ingest/telemetry", auth=("past-1", secret), json=body
+        )
+        assert r.status_code == 200, r.text
+
+    send([{"ts": then + i * 1000, "values": {"level": 40.0 + i}} for i in range(5)])
+    login(page, platform)
+    page.goto(f"{platform.url}/devices/past-1?start={then - 60_000}&end={then + 60_000}")
+    chart = page.locator("[data-testid=chart-level]")
+    expect(page.locator("[data-testid=last-level]")).to_have_text("last 44")
+    points = chart.get_attribute("data-points")
+    send({"values": {"level": 99.0}})  # now, while the past window is open
+    page.wait_for_timeout(1500)  # the live message has had time to arrive and be drawn
+    expect(page.locator("[data-testid=last-level]")).to_have_text("last 44")
+    assert chart.get_attribute("data-points") == points

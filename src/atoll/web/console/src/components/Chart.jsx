@@ -521,6 +521,8 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       r.push([t, v]);
       if (r.length > 256) r.splice(0, r.length - 256);
     }
+    // A past window shows what was stored then, not the readings arriving now (#13's walk).
+    if (!rangeRef.current.live) return;
     const d = data.current;
     const mx = d.main.x;
     if (mx.length && t <= mx[mx.length - 1]) return;
@@ -532,6 +534,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   }
 
   function pushScore(t, score) {
+    if (!rangeRef.current.live) return;
     const d = data.current;
     if (!d.extra) d.extra = { x: [], y: [] };
     const ex = d.extra.x;
@@ -542,7 +545,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   }
 
   function pushBand(t, lo, hi) {
-    if (typeof lo !== "number" || typeof hi !== "number") return;
+    if (typeof lo !== "number" || typeof hi !== "number" || !rangeRef.current.live) return;
     const d = data.current;
     if (!d.band) d.band = { x: [], lo: [], hi: [] };
     const bx = d.band.x;
