@@ -335,3 +335,27 @@ def test_a_past_window_does_not_take_in_live_readings(platform, page):
     page.wait_for_timeout(1500)  # the live message has had time to arrive and be drawn
     expect(page.locator("[data-testid=last-level]")).to_have_text("last 44")
     assert chart.get_attribute("data-points") == points
+
+
+def test_charts_show_the_unit_the_device_type_declares(platform, page):
+    """#13's walk: no units on axes. The chart names its unit and draws it on the value axis."""
+    with api(platform) as http:
+        http.post("/projects", json={"name": "Units", "id": "units"})
+        r = http.post(
+            "/projects/units/device-types",
+            json={"id": "tank", "metrics": [{"name": "level", "unit": "m³"}, {"name": "count"}]},
+        )
+        assert r.status_code == 201, r.text
+        r = http.post("/projects/units/devices", json={"id": "tank-1", "device_type": "tank"})
+        secret = r.json()["credentials"]["secret"]
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        auth=("tank-1", secret),
+        json={"values": {"level": 3.5, "count": 2}},
+    )
+    assert r.status_code == 200, r.text
+    login(page, platform)
+    page.goto(platform.url + "/devices/tank-1")
+    expect(page.locator("[data-testid=unit-level]")).to_have_text("m³")
+    expect(page.locator("[data-testid=chart-count]")).to_be_visible()
+    expect(page.locator("[data-testid=unit-count]")).to_have_count(0)  # none declared

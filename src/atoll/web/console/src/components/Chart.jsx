@@ -45,12 +45,13 @@ export async function fetchChart(device, metric, start, end, width, signal) {
 
 // A stretch without readings is drawn as a break, not a ramp from the last reading before it
 // to the first after (#13's walk): a null (uPlot's gap) goes where two readings are more than
-// GAP_STEPS typical spacings apart.
+// GAP_STEPS typical spacings apart, and more than `minGap` (a few pixel columns: downsampled
+// series come as a min and a max per column, close together within one).
 const GAP_STEPS = 3;
-export function withGaps(series) {
+export function withGaps(series, minGap = 0) {
   const { x, y } = series;
   if (x.length < 3) return { ...series, gaps: 0 };
-  const limit = GAP_STEPS * typicalStep(x);
+  const limit = Math.max(GAP_STEPS * typicalStep(x), minGap);
   let gaps = 0;
   for (let i = 1; i < x.length; i++) if (x[i] - x[i - 1] > limit) gaps++;
   if (!gaps) return { ...series, gaps: 0 };
@@ -68,8 +69,8 @@ export function withGaps(series) {
 }
 
 // Merge the anomaly score's timestamps onto the metric's, so uPlot gets one aligned table.
-function align(main, extra, withExtra) {
-  main = withGaps(main);
+function align(main, extra, withExtra, minGap) {
+  main = withGaps(main, minGap);
   const out = alignGapped(main, extra, withExtra);
   out.gaps = main.gaps; // how many breaks are drawn (the chart panel's data-gaps)
   return out;
@@ -165,7 +166,7 @@ export function forecastHorizon(spanS) {
 
 const COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def"];
 
-export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, onRange, alarms, liveRef, syncKey }) {
+export function ChartPanel({ device, metric, unit, anomalyMetric, bandMetrics, range, onRange, alarms, liveRef, syncKey }) {
   const box = useRef(null);
   const plot = useRef(null);
   const data = useRef({ main: { x: [], y: [] }, extra: null, band: null });
@@ -176,7 +177,8 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   const [status, setStatus] = useState({ loading: true, points: 0, error: null });
   const [last, setLast] = useState(null);
   const plotData = (main, extra, withExtra) => {
-    const out = align(main, extra, withExtra);
+    const [a, b] = effRange(rangeRef.current);
+    const out = align(main, extra, withExtra, (4 * (b - a)) / (box.current?.clientWidth || 600));
     if (box.current) box.current.dataset.gaps = out.gaps;
     return out;
   };
@@ -203,10 +205,11 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   useEffect(() => {
     const el = box.current;
     const width = el.clientWidth || 800;
-    const series = [{}, { label: metric, stroke: color, width: 1.25, fill: color + "14", spanGaps: false, value: (u, v) => fmtNum(v) }];
+    const series = [{}, { label: metric, stroke: color, width: 1.25, fill: color + "14", spanGaps: false, value: (u, v) => (v === null || v === undefined ? "—" : unit ? `${fmtNum(v)} ${unit}` : fmtNum(v)) }];
     const axes = [
       { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" } },
-      { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" }, size: 56 },
+      // The unit its device type declares, on the value axis (#13's walk: no units on axes).
+      { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" }, size: 56, label: unit || undefined, labelSize: 14 },
     ];
     const scales = {
       x: { time: true, auto: false, range: () => withForecast(effRange(rangeRef.current)) },
@@ -434,7 +437,8 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
         // Live readings that arrived while the store was being asked may be newer than its
         // answer: keep them on the end instead of losing them to the reply.
         const end = main.x.length ? main.x[main.x.length - 1] : -Infinity;
-        for (const [t, v] of recent.current) if (t > end && t >= qs) { main.x.push(t); main.y.push(v); }
+        // (A past window takes only those inside it.)
+        for (const [t, v] of recent.current) if (t > end && t >= qs && (range.live || t <= qe)) { main.x.push(t); main.y.push(v); }
         data.current = { main, extra, band };
         setBandPoints(band ? band.x.length : 0);
         if (plot.current) {
@@ -564,6 +568,11 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       <div class="panel-head">
         <span class="swatch" style={{ background: color }} />
         <strong>{metric}</strong>
+        {unit && (
+          <span class="muted small" data-testid={`unit-${metric}`}>
+            {unit}
+          </span>
+        )}
         {anomalyMetric && <span class="tag warn">anomaly overlay</span>}
         {bandPoints > 0 && (
           <span class="band-key small" data-testid={`band-legend-${metric}`} title="Where the model flagged readings, the range of values it expected of them (the detection service stores it as this metric's expected_lo / expected_hi series)">

@@ -27,7 +27,8 @@ export function MultiChart({ devices, metrics, range, liveRef, testid }) {
     // A stretch without readings is a break (a null), the other lines' timestamps are not.
     return uPlot.join(
       ls.map((l) => {
-        const g = withGaps(l);
+        const [a, b] = effRange(rangeRef.current);
+        const g = withGaps(l, (4 * (b - a)) / (box.current?.clientWidth || 600));
         return [g.x, g.y];
       }),
     );

@@ -75,7 +75,13 @@ export function Device({ id }) {
     const p = dev.data?.project;
     if (p && p !== currentProject.get()) currentProject.set(p);
   }, [dev.data]);
-  const series = useAsync(async () => items(await api.get(`/devices/${enc(id)}/series`)).map(metricName).filter(Boolean), [id]);
+  // The series' names, and the units their device type declares (drawn on the charts' axes).
+  const units = useRef({});
+  const series = useAsync(async () => {
+    const got = items(await api.get(`/devices/${enc(id)}/series`));
+    units.current = Object.fromEntries(got.filter((x) => x && x.unit).map((x) => [x.metric, x.unit]));
+    return got.map(metricName).filter(Boolean);
+  }, [id]);
   const alarms = useAsync(async () => items(await api.get("/alarms", { device: id, limit: 200 })), [id], { defer: true });
   const metrics = useMemo(() => splitMetrics(series.data || []), [series.data]);
   const askedScores = useRef(new Set());
@@ -240,6 +246,7 @@ export function Device({ id }) {
               key={m.metric}
               device={id}
               metric={m.metric}
+              unit={units.current[m.metric]}
               anomalyMetric={m.anomaly}
               bandMetrics={m.band}
               range={range}
