@@ -359,3 +359,42 @@ def test_charts_show_the_unit_the_device_type_declares(platform, page):
     expect(page.locator("[data-testid=unit-level]")).to_have_text("m³")
     expect(page.locator("[data-testid=chart-count]")).to_be_visible()
     expect(page.locator("[data-testid=unit-count]")).to_have_count(0)  # none declared
+
+
+def test_charts_draw_the_threshold_of_each_rule_and_name_the_alarm_shading(platform, page, shots):
+    """#13's walk: no threshold lines, unlabelled alarm bands. A threshold rule on the device's
+    type is drawn on its metric's chart and named in the chart's head; once an alarm is open the
+    head names the shading too."""
+    with api(platform) as http:
+        http.post("/projects", json={"name": "Lines", "id": "lines"})
+        r = http.post(
+            "/projects/lines/device-types",
+            json={"id": "vat", "metrics": [{"name": "level", "unit": "m"}]},
+        )
+        assert r.status_code == 201, r.text
+        r = http.post("/projects/lines/devices", json={"id": "vat-1", "device_type": "vat"})
+        secret = r.json()["credentials"]["secret"]
+        rule = {
+            "name": "Vat high",
+            "target": {"device_type": "vat"},
+            "condition": {"type": "threshold", "metric": "level", "op": ">", "value": 5},
+        }
+        assert http.post("/projects/lines/rules", json=rule).status_code == 201
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        auth=("vat-1", secret),
+        json={"values": {"level": 3.0}},
+    )
+    assert r.status_code == 200, r.text
+    login(page, platform)
+    page.goto(platform.url + "/devices/vat-1")
+    expect(page.locator("[data-testid=thresholds-level]")).to_contain_text("> 5")
+    expect(page.locator("[data-testid=alarm-key-level]")).to_have_count(0)
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        auth=("vat-1", secret),
+        json={"values": {"level": 7.0}},
+    )
+    assert r.status_code == 200, r.text
+    expect(page.locator("[data-testid=alarm-key-level]")).to_be_visible(timeout=30_000)
+    shots(page, "device-threshold-and-alarm")

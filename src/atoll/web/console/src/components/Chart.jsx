@@ -166,7 +166,10 @@ export function forecastHorizon(spanS) {
 
 const COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def"];
 
-export function ChartPanel({ device, metric, unit, anomalyMetric, bandMetrics, range, onRange, alarms, liveRef, syncKey }) {
+export function ChartPanel({ device, metric, unit, thresholds, anomalyMetric, bandMetrics, range, onRange, alarms, liveRef, syncKey }) {
+  // The threshold rules on this metric ([{value, op, name}]), drawn as dashed lines.
+  const thresholdsRef = useRef(thresholds);
+  thresholdsRef.current = thresholds;
   const box = useRef(null);
   const plot = useRef(null);
   const data = useRef({ main: { x: [], y: [] }, extra: null, band: null });
@@ -225,6 +228,12 @@ export function ChartPanel({ device, metric, unit, anomalyMetric, bandMetrics, r
               mx = mx === null || b.hi[i] > mx ? b.hi[i] : mx;
             }
           }
+          // A threshold is in view with the readings it judges.
+          if (mn !== null && mx !== null)
+            for (const t of thresholdsRef.current || []) {
+              mn = t.value < mn ? t.value : mn;
+              mx = t.value > mx ? t.value : mx;
+            }
           const f = fcRef.current;
           if (f && f.x.length) {
             for (let i = 0; i < f.x.length; i++) {
@@ -277,9 +286,34 @@ export function ChartPanel({ device, metric, unit, anomalyMetric, bandMetrics, r
             drawBand(u);
           },
         ],
-        draw: [(u) => drawFlags(u), (u) => drawForecast(u)],
+        draw: [(u) => drawFlags(u), (u) => drawForecast(u), (u) => drawThresholds(u)],
       },
     };
+    // Threshold rules on this metric: a dashed line at the value, named at the right edge.
+    function drawThresholds(u) {
+      const ts = thresholdsRef.current || [];
+      if (!ts.length) return;
+      const ctx = u.ctx;
+      const { left, top, width: w, height: h } = u.bbox;
+      ctx.save();
+      ctx.setLineDash([6, 4]);
+      ctx.lineWidth = devicePixelRatio;
+      ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+      ctx.textAlign = "right";
+      for (const t of ts) {
+        const y = Math.round(u.valToPos(t.value, "y", true));
+        if (y < top || y > top + h) continue;
+        ctx.strokeStyle = "rgba(229,72,77,0.8)";
+        ctx.beginPath();
+        ctx.moveTo(left, y);
+        ctx.lineTo(left + w, y);
+        ctx.stroke();
+        ctx.fillStyle = "rgba(229,72,77,0.95)";
+        ctx.fillText(`${t.name} ${t.op} ${fmtNum(t.value)}`, left + w - 4, y - 3 * devicePixelRatio);
+      }
+      ctx.restore();
+    }
+
     // The expected band: one shape per run of flagged readings, behind the metric's line.
     function drawBand(u) {
       const b = data.current.band;
@@ -494,6 +528,10 @@ export function ChartPanel({ device, metric, unit, anomalyMetric, bandMetrics, r
   useEffect(() => {
     plot.current?.redraw(false);
   }, [alarms]);
+  const thresholdKey = (thresholds || []).map((t) => `${t.name}${t.op}${t.value}`).join("|");
+  useEffect(() => {
+    plot.current?.redraw(false, true);
+  }, [thresholdKey]);
 
   // Live points are appended locally between re-queries (the server is re-asked on zoom).
   useEffect(() => {
@@ -574,6 +612,16 @@ export function ChartPanel({ device, metric, unit, anomalyMetric, bandMetrics, r
           </span>
         )}
         {anomalyMetric && <span class="tag warn">anomaly overlay</span>}
+        {thresholds?.length > 0 && (
+          <span class="threshold-key small" data-testid={`thresholds-${metric}`} title={thresholds.map((t) => `${t.name}: ${metric} ${t.op} ${t.value}`).join("\n")}>
+            <span class="threshold-swatch" /> {thresholds.map((t) => `${t.op} ${fmtNum(t.value)}`).join(", ")}
+          </span>
+        )}
+        {alarms?.length > 0 && (
+          <span class="alarm-key small" data-testid={`alarm-key-${metric}`} title="Shaded: while an alarm on this metric was open (grey once cleared)">
+            <span class="alarm-swatch" /> alarm
+          </span>
+        )}
         {bandPoints > 0 && (
           <span class="band-key small" data-testid={`band-legend-${metric}`} title="Where the model flagged readings, the range of values it expected of them (the detection service stores it as this metric's expected_lo / expected_hi series)">
             <span class="band-swatch" /> expected band (model) <span class="flag-dot" /> flagged reading
