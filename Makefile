@@ -50,7 +50,7 @@ lock:
 
 console: $(DIST)
 
-$(DIST): $(wildcard $(CONSOLE)/package*.json) $(shell find $(CONSOLE)/src $(CONSOLE)/index.html -type f 2>/dev/null)
+$(DIST): $(wildcard $(CONSOLE)/package*.json $(CONSOLE)/vite.config.js) $(shell find $(CONSOLE)/src $(CONSOLE)/index.html -type f 2>/dev/null)
 	@if [ -f $(CONSOLE)/package.json ]; then \
 		cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error && npm run build; \
 	fi

@@ -30,6 +30,7 @@ from atoll.config import Settings
 from atoll.core.errors import InvalidInput, Unavailable
 from atoll.detect import service as detect_service
 from atoll.forecast.models import preload
+from atoll.ingest import quota_changes
 from atoll.ingest.admission import raise_fd_limit
 from atoll.ingest.embedded_broker import EmbeddedBroker, check_port_free
 from atoll.ingest.pipeline import IngestPipeline
@@ -210,12 +211,15 @@ class Platform:
             max_queued_points=s.max_queued_points,
             quotas=s.quotas,
             storage_check=self._over_storage,
+            rates_check=self.registry.ingest_rates,
         )
-        # The platform operator's ingest quotas (PUT /tenants/{t}/quotas) over the settings'.
-        for tenant, per_s in self.registry.ingest_rates().items():
-            self.pipeline.set_tenant_rate(tenant, per_s)
+        # The platform operator's quotas (PUT /tenants/{t}/quotas) over the settings': now,
+        # whenever any node announces a change, and about once a minute.
+        await self.pipeline.refresh_quotas()
         await self.pipeline.start()
         self._stack.append(("ingest", self.pipeline.stop))
+        following = await quota_changes.follow(self.bus, self.pipeline.refresh_quotas)
+        self._stack.append(("quota changes", following.unsubscribe))
 
         if s.mqtt_mode == "embedded":
             from atoll.ingest.admission import AdmissionLimits

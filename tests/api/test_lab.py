@@ -55,6 +55,10 @@ async def test_enterprise_drill_down_per_project(seeded):
         2,
     )
     assert press["points"] == 2 and projects["acme~paint"]["alarms"]["major"] == 1
+    # The page's quota bars come with it: what GET /tenants/{t}/quotas answers.
+    quotas = (await seeded.call("GET", "/tenants/acme/quotas")).json()
+    assert body["quotas"] == quotas and quotas["devices"]["used"] == 3
+    assert quotas["storage_points"]["used"] == body["enterprise"]["points"] > 0
     assert (await seeded.call("GET", "/lab/enterprises/nope")).status_code == 404
 
 

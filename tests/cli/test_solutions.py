@@ -46,12 +46,28 @@ async def test_apply_a_template_then_simulate_its_devices(tmp_path):
         def cli(*args):
             return CliRunner().invoke(app, list(args), env=env)
 
+        n = len(template.rules)
+        r = await asyncio.to_thread(cli, "solutions", "apply", "retail", "-p", "shop", "--dry-run")
+        assert r.exit_code == 0, r.output
+        assert "create project shop" in r.output and "(dry run)" in r.output
+        assert "temperature (°C)" in r.output
+        assert f"would add 3 device type(s) and {n} rule(s)" in r.output
+        assert "shop" not in {q.id for q in p.registry.list_projects()}  # nothing made
         r = await asyncio.to_thread(cli, "solutions", "apply", "retail", "-p", "shop")
         assert r.exit_code == 0, r.output
-        assert "created project shop" in r.output
-        assert f"rules applied: {len(template.rules)}" in r.output
-        r = await asyncio.to_thread(cli, "solutions", "apply", "retail", "-p", "shop")
-        assert r.exit_code == 0 and "already there: freezer, chiller, store_meter" in r.output
+        assert (
+            f"did add 3 device type(s) and {n} rule(s)" in r.output
+            and "next: atoll sim" in r.output
+        )
+        r = await asyncio.to_thread(
+            cli, "solutions", "apply", "retail", "-p", "shop", "--dry-run", "--json"
+        )
+        again = json.loads(r.output)
+        assert not again["create_project"] and again["adds"] == {"device_types": 0, "rules": 0}
+        assert {t["action"] for t in again["device_types"]} == {"keep"}
+        assert {r["action"] for r in again["rules"]} == {"replace"}
+        r = await asyncio.to_thread(cli, "solutions", "apply", "aquaculture", "-p", "shop")
+        assert r.exit_code == 2 and "known templates" in r.output
 
         stats_file = tmp_path / "stats.json"
         r = await asyncio.to_thread(

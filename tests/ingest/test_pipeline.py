@@ -443,3 +443,30 @@ async def test_an_acknowledged_reading_is_on_the_bus_and_ingest_refuses_while_na
         await pipe.stop()
         await bus.close()
         server.stop()
+
+
+async def test_the_operators_ingest_rate_applies_where_the_settings_set_no_limit():
+    from atoll.core.errors import RateLimited
+    from atoll.ingest.quota import UNLIMITED, QuotaPolicy, Quotas
+
+    rates: dict[str, float] = {}
+    pipe = IngestPipeline(
+        GatedStore(), quotas=Quotas(QuotaPolicy(UNLIMITED, UNLIMITED)), rates_check=lambda: rates
+    )
+    await pipe.start()
+    try:
+        await pipe.refresh_quotas()
+        assert pipe.quotas is None  # nothing to charge
+        rates["t"] = 1.0  # burst 2
+        await pipe.refresh_quotas()
+        await pipe.submit_telemetry(
+            ident(), b'[{"values": {"x": 1}}, {"values": {"x": 2}}, {"values": {"x": 3}}]'
+        )
+        with pytest.raises(RateLimited):
+            pipe.admit(ident(), "http")
+        del rates["t"]
+        await pipe.refresh_quotas()
+        assert pipe.quotas is None
+        pipe.admit(ident(), "http")
+    finally:
+        await pipe.stop()

@@ -136,6 +136,23 @@ async def test_rule_crud_and_errors_name_the_field(env):
     assert "condition.threshold.value" in r.json()["error"]["message"]
     r = await env.post("/projects/plant/rules/validate", RULE)
     assert r.json()["valid"] is True and r.json()["rule"]["condition"]["clear"] == 85
+    assert r.json()["warnings"] == []
+    # A misspelled metric or device type is valid (it may be declared later) but named: #13's
+    # user walk found the editor calling both simply "valid".
+    typo = {**RULE, "condition": {**RULE["condition"], "metric": "tempreature"}}
+    r = await env.post("/projects/plant/rules/validate", typo)
+    assert r.json()["valid"] is True
+    assert r.json()["warnings"] == [
+        "condition.metric: 'tempreature' is not declared by boiler (declared: temperature)"
+    ]
+    r = await env.post("/projects/plant/rules/validate", {**typo, "target": {"device": "b1"}})
+    assert r.json()["warnings"][0].startswith("condition.metric: 'tempreature'")
+    r = await env.post(
+        "/projects/plant/rules/validate", {**RULE, "target": {"device_type": "boilr"}}
+    )
+    assert r.json()["warnings"] == [
+        "target.device_type: 'boilr' is not a device type of this project (it has boiler)"
+    ]
     r = await env.put("/projects/plant/rules/boiler-too-hot-2", {**RULE, "severity": "critical"})
     assert r.status_code == 200 and r.json()["severity"] == "critical"
     r = await env.get("/projects/plant/rules/boiler-too-hot")

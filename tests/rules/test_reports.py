@@ -132,8 +132,8 @@ async def test_pdf_report_draws_tables_of_series_and_alarms(harness):
 def test_report_spec_errors_name_the_field():
     with pytest.raises(InvalidInput, match="cron: Value error|cron: 'every day' is not a cron"):
         validate(ReportSpec, {"name": "x", "project": "p", "cron": "every day", "channels": ["a"]})
-    with pytest.raises(InvalidInput, match="channels: List should have at least 1 item"):
-        validate(ReportSpec, {"name": "x", "project": "p", "cron": "@daily", "channels": []})
+    # No channel is allowed: the report is kept for running and downloading (#13's walk).
+    assert validate(ReportSpec, {"name": "x", "project": "p", "cron": "@daily"}).channels == []
     with pytest.raises(InvalidInput, match="bucket must not be longer than period"):
         validate(
             ReportSpec,
@@ -168,6 +168,15 @@ async def test_reports_run_on_their_cron_schedule_in_local_time(harness):
     await harness.tick_at(DAY0 + 75 * H)
     notes = [n for n in harness.sent if n.event == "report"]
     assert len(notes) == 2 and "20270304T0300" in notes[1].attachments[0].filename
+
+
+async def test_a_report_without_channels_is_not_run_by_the_schedule(harness):
+    svc = harness.svc
+    svc.store = seeded_store()
+    harness.clock.set(DAY0)
+    svc.reports.put(spec(cron="0 4 * * *", channels=[]))
+    await harness.tick_at(DAY0 + 5 * H)
+    assert [n for n in harness.sent if n.event == "report"] == []
 
 
 async def test_report_needs_known_channels(harness):

@@ -117,6 +117,11 @@ def test_whole_flow_register_send_over_mqtt_see_plot_trip_rule_acknowledge(platf
         expect(page.locator("[data-testid=alarm-comments]")).to_contain_text(
             "Valve checked, draining"
         )
+        # Authored by the console user, not its session key (#13's walk: "session:admin").
+        expect(page.locator("[data-testid=alarm-comments]")).to_contain_text(
+            f"{platform.username} ·"
+        )
+        expect(page.locator("[data-testid=alarm-comments]")).not_to_contain_text("session:")
         shots(page, "alarms")
 
         # The device page marks the alarm on its charts and lists it.

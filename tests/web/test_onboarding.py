@@ -224,3 +224,54 @@ def test_operator_sets_quotas_shown_as_usage_bars_and_enforced(platform, page, s
         f"{platform.url}/api/v1/tenants/kappa/quotas", json={"devices": 99}, headers=viewer
     )
     assert r.status_code == 403
+
+
+def test_a_project_from_a_sector_template_is_previewed_then_created(platform, page, shots):
+    """+ New project offers the sector templates; picking one shows what it will add (device
+    types with their metrics and units, rules, dashboard) before anything is made; Create makes
+    the project and applies the template in one step. Asked again for the same project, the
+    preview says what is kept and what is replaced."""
+    from tests.web.test_lab import enterprise
+
+    enterprise(platform, "tpl", "Template Co", {"tpl-first": 1}, hot=False)
+    login(page, platform)
+    page.click("[data-testid=project-new]")
+    page.select_option("[data-testid=project-tenant]", "tpl")
+    page.fill("[data-testid=project-name]", "Cold room")
+    page.select_option("[data-testid=project-template]", "retail")
+    preview = page.locator("[data-testid=project-preview]")
+    expect(page.locator("[data-testid=plan-summary]")).to_contain_text(
+        "Creates the project and adds 3 device types and 14 rules"
+    )
+    freezer = preview.locator("[data-testid=plan-type][data-type=freezer]")
+    expect(freezer.locator("[data-testid=plan-action]")).to_have_text("new")
+    expect(freezer.locator("[data-testid=plan-metrics]")).to_contain_text("temperature °C")
+    expect(preview.locator("[data-testid=plan-rule]")).to_have_count(14)
+    expect(page.locator("[data-testid=plan-dashboard]")).to_contain_text("Freezer temperature")
+    shots(page, "new-project-from-template")
+    with api(platform) as http:  # a preview makes nothing
+        ids = {p["id"] for p in http.get("/lab/projects").json()["projects"]}
+    assert "tpl~cold-room" not in ids
+
+    page.click("[data-testid=project-create]")
+    expect(page.locator("[data-testid=project-dialog]")).to_have_count(0)
+    expect(page.locator("[data-testid=project-select]")).to_have_value("tpl~cold-room")
+    with api(platform) as http:
+        h = {"X-Atoll-Tenant": "tpl"}
+        types = http.get("/projects/tpl~cold-room/device-types", headers=h).json()
+        rules = http.get("/projects/tpl~cold-room/rules", headers=h).json()
+    assert {t["id"] for t in types} == {"freezer", "chiller", "store_meter"}
+    assert len(rules) == 14
+
+    # The same name again: the project is there, so its types are kept and its rules replaced.
+    page.click("[data-testid=project-new]")
+    page.select_option("[data-testid=project-tenant]", "tpl")
+    page.fill("[data-testid=project-name]", "Cold room")
+    page.select_option("[data-testid=project-template]", "retail")
+    expect(page.locator("[data-testid=plan-summary]")).to_contain_text(
+        "The project exists: adds 0 device types and 0 rules; keeps 3 device types it has; "
+        "replaces 14 rules"
+    )
+    expect(freezer.locator("[data-testid=plan-action]")).to_have_text("kept")
+    page.click("[data-testid=project-cancel]")
+    expect(page.locator("[data-testid=project-dialog]")).to_have_count(0)

@@ -132,6 +132,9 @@ def test_reports_listed_run_downloaded_sent_and_deleted(platform, page, shots, w
     page.click("[data-testid=rf-save]")
     hourly = table.locator("tr[data-report=kiln-hourly]")
     expect(hourly).to_contain_text("last 2 h, 15 min buckets")
+    # The schedule in words, the cron as written beside it (#13's walk: raw cron text).
+    expect(hourly.locator("[data-testid=report-schedule]")).to_have_text("every hour")
+    expect(hourly).to_contain_text("0 * * * *")
     with api(platform) as http_:
         spec = http_.get("/projects/rep/reports").json()
         spec = next(r for r in spec if r["id"] == "kiln-hourly")
@@ -183,3 +186,61 @@ def test_a_viewer_sees_reports_without_run_buttons(platform, page):
     expect(page.locator("text=Running reports needs the operator role")).to_be_visible()
     expect(row.locator("button")).to_have_count(0)
     expect(page.locator("[data-testid=report-new]")).to_have_count(0)
+
+
+def test_a_report_without_a_channel_and_a_series_picker_that_filters(platform, page):
+    """#13's walk: a report could not be made without a notification channel, and the series
+    picker was 122 unsearchable checkboxes. A report without channels is kept for downloading;
+    the picker filters (every word) and picks all that match."""
+    with api(platform) as http_:
+        assert http_.post("/projects", json={"name": "Many", "id": "many"}).status_code == 201
+        for i in range(40):
+            r = http_.post("/projects/many/devices", json={"id": f"oven-{i:02d}"})
+            secret = r.json()["credentials"]["secret"]
+            r = httpx.post(
+                f"{platform.url}/api/v1/ingest/telemetry",
+                auth=(f"oven-{i:02d}", secret),
+                json={"values": {"temperature": 20.0 + i, "power": 1.0, "door": 0}},
+            )
+            assert r.status_code == 200, r.text
+        # Their series, anomaly scores included (the detection service scores them as they come:
+        # read until two reads a second apart agree).
+        every: list[str] = []
+        for _ in range(30):
+            got = [
+                f"{x['device']}/{x['metric']}" for x in http_.get("/projects/many/latest").json()
+            ]
+            if got == every:
+                break
+            every = got
+            time.sleep(1)
+    assert len(every) >= 120
+    matching = sorted(x for x in every if x.startswith("oven-1") and "temp" in x)
+    assert len(matching) >= 10  # oven-10 … oven-19's temperature (and scores)
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "many")
+    page.click("[data-testid=nav-reports]")
+    page.click("[data-testid=report-new]")
+    form = page.locator("[data-testid=report-form]")
+    count = page.locator("[data-testid=rf-series-count]")
+    expect(count).to_contain_text(f"0 of {len(every)} picked")
+    page.fill("[data-testid=rf-series-filter]", "oven-1 temp")
+    expect(form.locator("[data-series]")).to_have_count(len(matching))
+    shown = form.locator("[data-series]").evaluate_all("es => es.map(e => e.dataset.series)")
+    assert sorted(shown) == matching
+    page.click("[data-testid=rf-series-all]")
+    expect(count).to_contain_text(f"{len(matching)} of {len(every)} picked")
+    page.fill("[data-testid=rf-name]", "Oven temperatures")
+    page.click("[data-testid=rf-save]")
+    row = page.locator("tr[data-report=oven-temperatures]")
+    expect(row).to_contain_text("download only")
+    expect(row.locator("[data-testid=report-send]")).to_have_count(0)
+    with page.expect_download() as got:
+        row.locator("[data-testid=report-download]").click()
+    assert got.value.suggested_filename.endswith(".csv")
+    with api(platform) as http_:
+        (spec,) = http_.get("/projects/many/reports").json()
+        assert spec["id"] == "oven-temperatures" and spec["channels"] == []
+        assert sorted(f"{x['device']}/{x['metric']}" for x in spec["series"]) == matching
+        r = http_.post("/projects/many/reports/oven-temperatures/run")
+        assert r.status_code == 400 and "no channel" in r.json()["message"]

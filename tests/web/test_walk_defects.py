@@ -7,8 +7,10 @@ early 404 on every reload. Each test failed on the console before its fix."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from playwright.sync_api import expect
@@ -235,3 +237,164 @@ def test_reloading_pages_makes_no_request_that_fails(platform, page):
         page.reload()
         page.wait_for_load_state("networkidle")
     assert failed == []
+
+
+def test_the_rule_editor_offers_declared_types_and_metrics_and_names_a_typo(platform, page):
+    """#13's walk: a misspelled metric or device type was marked valid. The editor now offers
+    the project's declared types and metrics and shows the server's warning for a typo."""
+    with api(platform) as http:
+        assert http.post("/projects", json={"name": "Oven", "id": "oven"}).status_code == 201
+        r = http.post(
+            "/projects/oven/device-types",
+            json={
+                "id": "oven",
+                "metrics": [{"name": "temperature", "unit": "°C"}, {"name": "door"}],
+            },
+        )
+        assert r.status_code == 201, r.text
+    login(page, platform)
+    page.select_option("[data-testid=project-select]", "oven")
+    page.click("[data-testid=nav-rules]")
+    page.click("[data-testid=rule-new]")
+    page.fill("[data-testid=rule-name]", "Oven too hot")
+    page.fill("[data-testid=rule-target]", "ovn")
+    warnings = page.locator("[data-testid=rule-warnings]")
+    expect(warnings).to_contain_text("'ovn' is not a device type of this project (it has oven)")
+    expect(page.locator("#rule-type-choices option")).to_have_count(1)
+    page.fill("[data-testid=rule-target]", "oven")
+    choices = page.locator("[data-testid=rule-metric-choices] option")
+    expect(choices).to_have_count(2)
+    assert sorted(choices.evaluate_all("os => os.map(o => o.value)")) == ["door", "temperature"]
+    page.fill("[data-testid=rule-metric]", "temprature")
+    expect(warnings).to_contain_text("'temprature' is not declared by oven")
+    expect(page.locator("[data-testid=rule-valid]")).to_have_count(0)
+    page.fill("[data-testid=rule-metric]", "temperature")
+    expect(page.locator("[data-testid=rule-valid]")).to_be_visible()
+
+
+def test_a_chart_with_no_readings_in_its_window_says_so(platform, page):
+    """#13's walk: empty "0 pts" charts with no hint. A series whose readings are all older than
+    the window says there is nothing in it and what to do; a longer window draws them."""
+    secret = kettle(platform, "quiet")
+    three_hours_ago = int(time.time() * 1000) - 3 * 3600 * 1000
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        auth=("quiet-1", secret),
+        json=[{"ts": three_hours_ago + i * 1000, "values": {"level": 40.0 + i}} for i in range(5)],
+    )
+    assert r.status_code == 200, r.text
+    login(page, platform)
+    page.goto(platform.url + "/devices/quiet-1")
+    hint = page.locator("[data-testid=chart-empty-level]")
+    expect(hint).to_contain_text("No readings of level in this window: pick a longer one")
+    page.click("[data-testid=range-bar] >> text=24h")
+    # (Five readings a second apart share a pixel column at 24 h: drawn as its min and max.)
+    expect(page.locator("[data-testid=chart-level]")).to_have_attribute(
+        "data-points", re.compile(r"^[1-9]")
+    )
+    expect(hint).to_have_count(0)
+
+
+def test_a_stretch_without_readings_is_drawn_as_a_break(platform, page):
+    """#13's walk: gaps were drawn as ramps from the last reading before to the first after."""
+    secret = kettle(platform, "gappy")
+    now_ms = int(time.time() * 1000)
+    body = [
+        {"ts": start + i * 1000, "values": {"level": 40.0 + i}}
+        for start in (now_ms - 20 * 60_000, now_ms - 5 * 60_000)
+        for i in range(10)
+    ]
+    r = httpx.post(f"{platform.url}/api/v1/ingest/telemetry", auth=("gappy-1", secret), json=body)
+    assert r.status_code == 200, r.text
+    login(page, platform)
+    page.goto(platform.url + "/devices/gappy-1")
+    chart = page.locator("[data-testid=chart-level]")
+    expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9]"))
+    expect(chart.locator(".chart-box")).to_have_attribute("data-gaps", "1")
+
+
+def test_a_past_window_does_not_take_in_live_readings(platform, page):
+    """#13's walk: a past window showed live values. Readings arriving while a past window is
+    on screen leave it, its point count and its "last" value as stored for that window."""
+    secret = kettle(platform, "past")
+    then = int(time.time() * 1000) - 3 * 3600 * 1000
+
+    def send(body):
+        r = httpx.post(
+            f"{platform.url}/api/v1/ingest/telemetry", auth=("past-1", secret), json=body
+        )
+        assert r.status_code == 200, r.text
+
+    send([{"ts": then + i * 1000, "values": {"level": 40.0 + i}} for i in range(5)])
+    login(page, platform)
+    page.goto(f"{platform.url}/devices/past-1?start={then - 60_000}&end={then + 60_000}")
+    chart = page.locator("[data-testid=chart-level]")
+    expect(page.locator("[data-testid=last-level]")).to_have_text("last 44")
+    points = chart.get_attribute("data-points")
+    send({"values": {"level": 99.0}})  # now, while the past window is open
+    page.wait_for_timeout(1500)  # the live message has had time to arrive and be drawn
+    expect(page.locator("[data-testid=last-level]")).to_have_text("last 44")
+    assert chart.get_attribute("data-points") == points
+
+
+def test_charts_show_the_unit_the_device_type_declares(platform, page):
+    """#13's walk: no units on axes. The chart names its unit and draws it on the value axis."""
+    with api(platform) as http:
+        http.post("/projects", json={"name": "Units", "id": "units"})
+        r = http.post(
+            "/projects/units/device-types",
+            json={"id": "tank", "metrics": [{"name": "level", "unit": "m³"}, {"name": "count"}]},
+        )
+        assert r.status_code == 201, r.text
+        r = http.post("/projects/units/devices", json={"id": "tank-1", "device_type": "tank"})
+        secret = r.json()["credentials"]["secret"]
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        auth=("tank-1", secret),
+        json={"values": {"level": 3.5, "count": 2}},
+    )
+    assert r.status_code == 200, r.text
+    login(page, platform)
+    page.goto(platform.url + "/devices/tank-1")
+    expect(page.locator("[data-testid=unit-level]")).to_have_text("m³")
+    expect(page.locator("[data-testid=chart-count]")).to_be_visible()
+    expect(page.locator("[data-testid=unit-count]")).to_have_count(0)  # none declared
+
+
+def test_charts_draw_the_threshold_of_each_rule_and_name_the_alarm_shading(platform, page, shots):
+    """#13's walk: no threshold lines, unlabelled alarm bands. A threshold rule on the device's
+    type is drawn on its metric's chart and named in the chart's head; once an alarm is open the
+    head names the shading too."""
+    with api(platform) as http:
+        http.post("/projects", json={"name": "Lines", "id": "lines"})
+        r = http.post(
+            "/projects/lines/device-types",
+            json={"id": "vat", "metrics": [{"name": "level", "unit": "m"}]},
+        )
+        assert r.status_code == 201, r.text
+        r = http.post("/projects/lines/devices", json={"id": "vat-1", "device_type": "vat"})
+        secret = r.json()["credentials"]["secret"]
+        rule = {
+            "name": "Vat high",
+            "target": {"device_type": "vat"},
+            "condition": {"type": "threshold", "metric": "level", "op": ">", "value": 5},
+        }
+        assert http.post("/projects/lines/rules", json=rule).status_code == 201
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        auth=("vat-1", secret),
+        json={"values": {"level": 3.0}},
+    )
+    assert r.status_code == 200, r.text
+    login(page, platform)
+    page.goto(platform.url + "/devices/vat-1")
+    expect(page.locator("[data-testid=thresholds-level]")).to_contain_text("> 5")
+    expect(page.locator("[data-testid=alarm-key-level]")).to_have_count(0)
+    r = httpx.post(
+        f"{platform.url}/api/v1/ingest/telemetry",
+        auth=("vat-1", secret),
+        json={"values": {"level": 7.0}},
+    )
+    assert r.status_code == 200, r.text
+    expect(page.locator("[data-testid=alarm-key-level]")).to_be_visible(timeout=30_000)
+    shots(page, "device-threshold-and-alarm")

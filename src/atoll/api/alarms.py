@@ -191,7 +191,7 @@ async def acknowledge(
 ) -> dict:
     """409 if it is already acknowledged. A cleared alarm can still be acknowledged."""
     _alarm(ctx, who, alarm_id)
-    alarm = await service(ctx).acknowledge(alarm_id, who.name, body.comment if body else None)
+    alarm = await service(ctx).acknowledge(alarm_id, username(who), body.comment if body else None)
     audit(ctx, who, "alarm.ack", f"alarm:{alarm_id}")
     return alarm_out(alarm)
 
@@ -203,7 +203,7 @@ async def clear(
     """409 if it is already cleared. If the condition still holds, the rule raises a new alarm
     only after the condition has ended and come back."""
     _alarm(ctx, who, alarm_id)
-    alarm = await service(ctx).clear(alarm_id, who.name, body.comment if body else None)
+    alarm = await service(ctx).clear(alarm_id, username(who), body.comment if body else None)
     audit(ctx, who, "alarm.clear", f"alarm:{alarm_id}")
     return alarm_out(alarm)
 
@@ -217,7 +217,7 @@ def comments(alarm_id: RowId, who: Viewer, ctx: Ctx) -> list[dict]:
 @router.post("/alarms/{alarm_id}/comments", status_code=201, summary="Comment on an alarm")
 async def add_comment(alarm_id: RowId, body: CommentIn, who: Operator, ctx: Ctx) -> dict:
     _alarm(ctx, who, alarm_id)
-    return event_out(await service(ctx).comment(alarm_id, who.name, body.text))
+    return event_out(await service(ctx).comment(alarm_id, username(who), body.text))
 
 
 @router.get(
@@ -251,7 +251,7 @@ async def feedback(alarm_id: RowId, body: FeedbackIn, who: Operator, ctx: Ctx) -
     now = svc.clock.now_us()
     alarm = svc.alarms.judge(alarm_id, body.feedback, username(who), now)
     if body.comment and body.comment.strip():
-        await svc.comment(alarm_id, who.name, body.comment)
+        await svc.comment(alarm_id, username(who), body.comment)
     audit(ctx, who, "alarm.feedback", f"alarm:{alarm_id}", {"feedback": body.feedback})
     await announce(ctx, "feedback", alarm, who)
     return alarm_out(alarm)

@@ -39,6 +39,7 @@ from atoll.api import (
     rul,
     rules,
     series,
+    solutions,
     tenants,
     twins,
     users,
@@ -86,7 +87,7 @@ CORE_ROUTERS: tuple[ModuleType, ...] = (
     audit,
     metrics,
 )
-EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, lab, portfolio, live)
+EXTENSION_MODULES: tuple[ModuleType, ...] = (rules, alarms, lab, portfolio, live, solutions)
 
 
 @dataclass

@@ -46,12 +46,9 @@ class IngestSubmitter(Protocol):
     def admit(self, identity: DeviceIdentity, transport: str) -> None:
         """Raise ``RateLimited`` while the device or its tenant is over its rate limit."""
 
-    def set_tenant_rate(self, tenant: str, per_s: float | None) -> bool:
-        """Apply a tenant's ingest rate quota (points/s; ``None``: the configured one);
-        ``False`` if this node runs without rate limits."""
-
-    async def check_storage(self) -> None:
-        """Ask again which tenants are at their storage quota (after a quota changed)."""
+    async def refresh_quotas(self) -> None:
+        """Ask the registry and the store again for the tenants' ingest rate and storage
+        quotas (after one changed; other nodes hear of it on the bus)."""
 
     async def twin_reported(
         self, identity: DeviceIdentity, body: bytes, transport: str = "mqtt"

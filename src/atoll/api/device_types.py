@@ -47,7 +47,7 @@ def _bindings(detectors: list[DetectorBindingIO]) -> list[dict]:
     return out
 
 
-async def _rebind(ctx: ApiContext, project: str, type_id: str) -> None:
+async def rebind(ctx: ApiContext, project: str, type_id: str) -> None:
     if ctx.detection is not None:
         await ctx.detection.rebind(project, type_id)
 
@@ -87,7 +87,7 @@ async def create_type(project: str, body: DeviceTypeIn, who: Operator, ctx: Ctx)
         {"metrics": len(t.metrics), "detectors": bindings},
     )
     if t.detectors:
-        await _rebind(ctx, project, t.id)  # series met before the type existed
+        await rebind(ctx, project, t.id)  # series met before the type existed
     return DeviceTypeOut.of(t)
 
 
@@ -121,7 +121,7 @@ async def update_type(project: str, type_id: str, body: DeviceTypePatch, who: Op
         detectors=bindings,
     )
     if bindings is not None:
-        await _rebind(ctx, project, type_id)
+        await rebind(ctx, project, type_id)
     await run_in_threadpool(
         audit,
         ctx,

@@ -20,12 +20,13 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from atoll.api import quality
-from atoll.api.alarms import ASSIGNEE_DOC, _statuses, alarm_out, assignee_filter
+from atoll.api.alarms import ASSIGNEE_DOC, _statuses, alarm_out, assignee_filter, username
 from atoll.api.deps import Ctx, Operator, Viewer, act_in_tenant, audit
 from atoll.api.devices import ONLINE_WINDOW_S
 from atoll.api.files import csv_download
 from atoll.api.rules import service
 from atoll.api.schemas import MAX_DB_INT, Offset, ProjectOut, iso
+from atoll.api.tenants import quotas_out
 from atoll.api.times import parse_time
 from atoll.core.errors import AtollError, InvalidInput, NotFound
 from atoll.registry import Principal, ProjectActivity, Tenant
@@ -244,6 +245,10 @@ def enterprise(tenant: str, who: Viewer, ctx: Ctx) -> dict:
         **_meta(who),
         "enterprise": {"id": t.id, "name": t.name, **_finish(whole)},
         "projects": projects,
+        # What GET /tenants/{t}/quotas answers: the page's quota bars need no request of their own.
+        "quotas": quotas_out(
+            ctx, tenant, ctx.registry.quotas(tenant), held=whole.get("points") or 0
+        ).model_dump(),
         "quality_weeks": None
         if feedback is None
         else quality.weekly(feedback, now, quality.QUALITY_WEEKS),
@@ -485,9 +490,9 @@ async def _bulk(ctx: Any, who: Principal, body: BulkIn, action: str) -> dict:
             # The action happens in the alarm's tenant, audited there, like a call made in it.
             inside = act_in_tenant(ctx.registry, who, p.tenant)
             if action == "ack":
-                await svc.acknowledge(alarm_id, inside.name, body.comment)
+                await svc.acknowledge(alarm_id, username(inside), body.comment)
             else:
-                await svc.clear(alarm_id, inside.name, body.comment)
+                await svc.clear(alarm_id, username(inside), body.comment)
             audit(ctx, inside, f"alarm.{action}", f"alarm:{alarm_id}", {"bulk": True})
             done.append(alarm_id)
         except AtollError as e:

@@ -164,7 +164,8 @@ async def create_rule(
 def validate_rule(
     project: str, who: Viewer, ctx: Ctx, body: Any = Body(..., examples=[RULE_EXAMPLE])
 ) -> dict:
-    """Always 200 for a well-formed request: ``{"valid": true, "rule": {...normalised}}`` or
+    """Always 200 for a well-formed request: ``{"valid": true, "rule": {...normalised},
+    "warnings": [...]}`` (``undeclared``) or
     ``{"valid": false, "error": {"error", "message", "hint"?}}`` for the rule editor."""
     check_project(ctx, who, project)
     try:
@@ -172,7 +173,49 @@ def validate_rule(
         _check_devices(ctx, who, rule)
     except InvalidInput as exc:
         return {"valid": False, "error": exc.to_dict()}
-    return {"valid": True, "rule": rule.dump()}
+    return {"valid": True, "rule": rule.dump(), "warnings": undeclared(ctx, who, rule)}
+
+
+def undeclared(ctx: Any, who: Principal, rule: Rule) -> list[str]:
+    """What a valid rule names that its project does not declare: a device type no type of
+    the project has, a metric its target's device types do not declare (a typo that would
+    never alarm; saving is still allowed: the type may be declared later)."""
+    types = {t.id: t for t in ctx.registry.list_device_types(rule.project, tenant_of(who))}
+    out: list[str] = []
+    target = rule.target
+    named: list[str | None] = []
+    if target.device_type is not None:
+        if target.device_type not in types:
+            out.append(
+                f"target.device_type: {target.device_type!r} is not a device type of this project"
+                + (f" (it has {', '.join(sorted(types))})" if types else " (it declares none)")
+            )
+            return out
+        named = [target.device_type]
+    else:
+        for d in [target.device] if target.device else (target.devices or []):
+            try:
+                named.append(ctx.registry.get_device(d, tenant_of(who)).device_type)
+            except NotFound:
+                named.append(None)
+    declared: set[str] = set()
+    for name in named:
+        if name is None or name not in types or not types[name].metrics:
+            return out  # an untyped device, or a type that declares no metrics: anything goes
+        declared |= {m.name for m in types[name].metrics}
+
+    def leaves(cond: Any, where: str) -> None:
+        metric = getattr(cond, "metric", None)
+        if metric and metric not in declared and metric.partition(".")[0] not in declared:
+            out.append(
+                f"{where}.metric: {metric!r} is not declared by {', '.join(map(str, named))}"
+                f" (declared: {', '.join(sorted(declared))})"
+            )
+        for i, child in enumerate(getattr(cond, "conditions", None) or []):
+            leaves(child, f"{where}.conditions[{i}]")
+
+    leaves(rule.condition, "condition")
+    return out
 
 
 @router.post("/projects/{project}/rules/backtest", summary="What a rule would have raised")
@@ -230,16 +273,10 @@ async def backtest_rule(
     }
 
 
-@router.post("/projects/{project}/rules/import", summary="Apply a YAML rules file")
-async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) -> dict:
-    """Body: YAML (``rules:`` and optional ``channels:``). Rules and channels with the same id
-    or name are replaced; the rest of the project is left alone."""
-    tenant = check_project(ctx, who, project)
-    text = (await request.body()).decode("utf-8", "replace")
+def prepare_import(ctx: Any, who: Principal, project: str, tenant: str, doc: RuleFile) -> RuleFile:
+    """A parsed rules file checked for ``project`` (its devices and channels exist), with its
+    ids in the tenant's namespace: what ``RulesPort.apply`` then creates or replaces."""
     svc = service(ctx)
-    from atoll.rules.loading import load_rule_file
-
-    doc = load_rule_file(text, project=project)
     items: list[Rule | ChannelSpec] = [*doc.rules, *doc.channels]
     for item in items:
         if item.project != project:
@@ -251,7 +288,19 @@ async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) 
     known = {c.name for c in svc.repo.list_channels(project)} | {c.name for c in doc.channels}
     for rule in doc.rules:
         svc.check_channels(rule, known)
-    doc = _in_namespace(tenant, doc)  # the file's ids, as this tenant's
+    return _in_namespace(tenant, doc)  # the file's ids, as this tenant's
+
+
+@router.post("/projects/{project}/rules/import", summary="Apply a YAML rules file")
+async def import_rules(project: str, request: Request, who: Operator, ctx: Ctx) -> dict:
+    """Body: YAML (``rules:`` and optional ``channels:``). Rules and channels with the same id
+    or name are replaced; the rest of the project is left alone."""
+    tenant = check_project(ctx, who, project)
+    text = (await request.body()).decode("utf-8", "replace")
+    svc = service(ctx)
+    from atoll.rules.loading import load_rule_file
+
+    doc = prepare_import(ctx, who, project, tenant, load_rule_file(text, project=project))
     await svc.apply(doc)
     audit(ctx, who, "rule.import", f"project:{project}", {"rules": [r.id for r in doc.rules]})
     return {"rules": [r.id for r in doc.rules], "channels": [c.name for c in doc.channels]}
@@ -535,6 +584,11 @@ async def run_report(
             f.content,
             media_type=f.mime,
             headers={"Content-Disposition": f'attachment; filename="{f.filename}"'},
+        )
+    if not spec.channels:
+        raise InvalidInput(
+            f"report {report_id!r} has no channel to send it to",
+            hint="download it (download=true), or add a channel to the report",
         )
     files = await svc.reports.run(spec)
     return {

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from atoll.api.deps import Admin, Ctx, Viewer, actor, audit
 from atoll.api.schemas import ApiKeyOut, NewApiKeyOut, TenantOut
 from atoll.core.errors import Forbidden, NotFound
+from atoll.ingest import quota_changes
 from atoll.store.port import UsageReader
 
 router = APIRouter(tags=["tenants"])
@@ -92,12 +93,15 @@ class QuotasIn(BaseModel):
     )
 
 
-def _quotas_out(ctx, tenant: str, usage) -> QuotasOut:
+def quotas_out(ctx, tenant: str, usage, held: int | None = None) -> QuotasOut:
+    """A tenant's quotas and usage (``usage``: ``Registry.quotas``), as GET answers them;
+    ``held``: the points its projects hold, if the caller has counted them already."""
     store = ctx.store
-    held = 0
-    if isinstance(store, UsageReader):
-        points = {p: u.points for p, u in store.usage(since=time.time_ns() // 1000).items()}
-        held = ctx.registry.storage_by_tenant(points).get(tenant, 0)
+    if held is None:
+        held = 0
+        if isinstance(store, UsageReader):
+            points = {p: u.points for p, u in store.usage(since=time.time_ns() // 1000).items()}
+            held = ctx.registry.storage_by_tenant(points).get(tenant, 0)
     return QuotasOut(
         tenant=tenant,
         ingest_rate=ctx.registry.ingest_rate(tenant),
@@ -112,24 +116,25 @@ def _quotas_out(ctx, tenant: str, usage) -> QuotasOut:
 def get_quotas(tenant: str, who: Viewer, ctx: Ctx):
     if tenant != who.tenant and not who.platform_admin:
         raise NotFound(f"tenant {tenant!r} not found")
-    return _quotas_out(ctx, tenant, ctx.registry.quotas(tenant))
+    return quotas_out(ctx, tenant, ctx.registry.quotas(tenant))
 
 
 @router.put("/tenants/{tenant}/quotas", response_model=QuotasOut, summary="Set a tenant's quotas")
 async def set_quotas(tenant: str, body: QuotasIn, who: Admin, ctx: Ctx):
     """Platform admin only. The quotas named in the body are set (null: no limit); the others
     stay. Lowering a quota below what is used refuses only new devices or keys. The ingest
-    rate applies at once on this node, on other nodes when they next start."""
+    rate and the storage quota apply on this node before it answers, on the others as soon
+    as they hear of it on the bus (within a minute if they miss it)."""
     if not who.platform_admin:
         if tenant != who.tenant:
             raise NotFound(f"tenant {tenant!r} not found")
         raise Forbidden("only the platform admin sets quotas", hint="ask the platform operator")
     values = body.model_dump(exclude_unset=True)
     usage = await asyncio.to_thread(ctx.registry.set_quotas, tenant, values)
-    if "ingest_rate" in values and ctx.ingest is not None:
-        ctx.ingest.set_tenant_rate(tenant, values["ingest_rate"])
-    if "storage_points" in values and ctx.ingest is not None:
-        await ctx.ingest.check_storage()  # this node at once; others within a minute
+    if {"ingest_rate", "storage_points"} & values.keys():
+        if ctx.ingest is not None:
+            await ctx.ingest.refresh_quotas()  # this node before it answers
+        await quota_changes.announce(ctx.bus, tenant)  # the others as they hear it
     await asyncio.to_thread(
         ctx.registry.audit,
         tenant,
@@ -139,4 +144,4 @@ async def set_quotas(tenant: str, body: QuotasIn, who: Admin, ctx: Ctx):
         values,
         source=who.source,
     )
-    return await asyncio.to_thread(_quotas_out, ctx, tenant, usage)
+    return await asyncio.to_thread(quotas_out, ctx, tenant, usage)

@@ -6,7 +6,8 @@ Guarantees (what the memory bus gives in one process, made durable):
 
 * **Stream.** One stream (default ``ATOLL``, file storage, limits-based retention, messages
   older than ``max_age`` seconds — default one day — are dropped, oldest first) holds
-  ``telemetry.>``, ``anomaly.>``, ``alarm.>``, ``twin.>`` and ``command_ack.>``. The adapter
+  ``telemetry.>``, ``anomaly.>``, ``alarm.>``, ``twin.>``, ``command_ack.>``, ``rules.>`` and
+  ``quotas.>`` (``atoll.core.topics.ALL_BUS_SUBJECTS``). The adapter
   creates it, or adds missing subjects to an existing one. Publishing or subscribing outside
   those subjects is ``InvalidInput``: a typo must not silently go nowhere.
 * **Partitions.** A subject of a partitioned family (``telemetry.{project}.{device}``,

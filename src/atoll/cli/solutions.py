@@ -106,20 +106,43 @@ def apply(
     project_name: Annotated[
         str | None, typer.Option("--name", help="project name if created")
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only show what it would add, keep and replace")
+    ] = False,
     url: Url = DEFAULT_URL,
     api_key: Key = "",
+    as_json: AsJson = False,
 ) -> None:
-    """Start PROJECT from template NAME: create its device types and rules."""
-    from atoll.solutions.apply import apply as apply_template
-
-    t = _load(name)
+    """Start PROJECT from template NAME: create the project if missing, the device types it
+    lacks (those it has are kept) and the template's rules (same id: replaced)."""
     with client(url, api_key) as c:
-        done = apply_template(c, t, project, project_name=project_name)
-    if done.created_project:
-        typer.echo(f"created project {done.project}")
-    typer.echo(
-        f"device types created: {', '.join(done.device_types) or '-'}"
-        + (f" (already there: {', '.join(done.existing_types)})" if done.existing_types else "")
-    )
-    typer.echo(f"rules applied: {len(done.rules)}")
-    typer.echo(f"next: atoll sim --api {url} --project {done.project} -t {t.name} -n 20")
+        try:
+            got = c.apply_solution(name, project, name=project_name, dry_run=dry_run)
+        except AtollError as e:
+            typer.echo(f"error: {e.message}" + (f"\n  hint: {e.hint}" if e.hint else ""), err=True)
+            raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(got, indent=2, ensure_ascii=False))
+        return
+    console = Console()
+    verb = "would" if dry_run else "did"
+    head = f"create project {got['project']}" if got["create_project"] else got["project"]
+    console.print(f"[bold]{got['title']}[/bold] → {head}" + (" (dry run)" if dry_run else ""))
+    types = Table("device type", "action", "metrics (unit)", "detectors", title_justify="left")
+    for t in got["device_types"]:
+        metrics = ", ".join(
+            f"{m['name']} ({m['unit']})" if m["unit"] else m["name"] for m in t["metrics"]
+        )
+        note = f"kept; lacks {', '.join(t['missing'])}" if t["missing"] else t["action"]
+        types.add_row(t["name"], note, metrics, "; ".join(t["detectors"]) or "-")
+    console.print(types)
+    rules = Table("rule", "action", "device type", "severity", title_justify="left")
+    for r in got["rules"]:
+        rules.add_row(r["name"], r["action"], r["device_type"] or "", r["severity"])
+    if got["rules"]:
+        console.print(rules)
+    console.print(f"dashboard {got['dashboard']}: {', '.join(got['panels'])}")
+    adds = got["adds"]
+    typer.echo(f"{verb} add {adds['device_types']} device type(s) and {adds['rules']} rule(s)")
+    if not dry_run:
+        typer.echo(f"next: {got['next'].replace('atoll sim', f'atoll sim --api {url}', 1)}")

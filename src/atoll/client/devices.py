@@ -249,6 +249,27 @@ class DevicesCalls(Http):
             ),
         )
 
+    # sector templates ----------------------------------------------------------------------------
+    def solutions(self) -> list[dict[str, Any]]:
+        """The sector templates the server knows: name, title, sector, device types, rules."""
+        return list(self._call("GET", "/solutions"))
+
+    def apply_solution(
+        self,
+        template: str,
+        project: str,
+        *,
+        name: str | None = None,
+        rules: bool = True,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
+        """Start ``project`` (created if missing, named ``name``) from ``template``: its device
+        types the project lacks and its rules. ``dry_run``: only what it would add, keep and
+        replace. The answer lists each device type (``action`` add or keep, with metrics and
+        units) and rule (add or replace), the dashboard panels and ``create_project``."""
+        body = {"project": project, "name": name, "rules": rules, "dry_run": dry_run}
+        return dict(self._call("POST", f"/solutions/{template}/apply", json=body))
+
     def update_project(
         self, project: str, *, name: str | None = None, retention_days: int | None = _UNCHANGED
     ) -> Project:

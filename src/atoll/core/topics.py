@@ -104,6 +104,8 @@ ALL_TWINS = "twin.>"
 ALL_COMMAND_ACKS = "command_ack.>"
 #: A rule or channel of a project was created, changed or deleted (every rules process reloads).
 ALL_RULE_CHANGES = "rules.>"
+#: The platform operator changed an enterprise's quotas (every node's ingest asks again).
+ALL_QUOTA_CHANGES = "quotas.>"
 #: What the platform's stream holds.
 ALL_BUS_SUBJECTS = (
     ALL_TELEMETRY,
@@ -112,6 +114,7 @@ ALL_BUS_SUBJECTS = (
     ALL_TWINS,
     ALL_COMMAND_ACKS,
     ALL_RULE_CHANGES,
+    ALL_QUOTA_CHANGES,
 )
 
 
@@ -137,3 +140,7 @@ def bus_alarm(project: str) -> str:
 
 def bus_rules(project: str) -> str:
     return f"rules.{project}"
+
+
+def bus_quotas(tenant: str) -> str:
+    return f"quotas.{tenant}"

@@ -167,7 +167,8 @@ class IngestPipeline:
         max_queued_points: int = 2_000_000,
         flush_interval: float = 1.0,
         storage_check: Callable[[], Mapping[str, tuple[int, int]]] | None = None,
-        storage_check_s: float = 60.0,
+        rates_check: Callable[[], Mapping[str, float]] | None = None,
+        quota_check_s: float = 60.0,
         quotas: Quotas | None = None,
     ) -> None:
         self.store = store
@@ -177,11 +178,17 @@ class IngestPipeline:
         self.max_commit_points = max_commit_points
         self.max_queued_points = max_queued_points
         self.flush_interval = flush_interval
-        #: ``{tenant: (points held, quota)}`` of the tenants at their storage quota, as the
-        #: last ``storage_check`` (run every ``storage_check_s`` in a worker thread) said.
-        self.storage_check, self.storage_check_s = storage_check, storage_check_s
+        #: The platform operator's quotas, asked again every ``quota_check_s`` (in a worker
+        #: thread) and at once when one changes (``refresh_quotas``): ``storage_check`` says
+        #: ``{tenant: (points held, quota)}`` of the tenants at their storage quota,
+        #: ``rates_check`` the ingest rate (points/s) of every tenant that has one.
+        self.storage_check, self.rates_check = storage_check, rates_check
+        self.quota_check_s = quota_check_s
         self.storage_full: dict[str, tuple[int, int]] = {}
-        self._storage_checked = -math.inf
+        self._quotas_checked = -math.inf
+        self._quotas_refresh = asyncio.Lock()
+        #: Every limit; ``quotas`` is ``None`` while none applies (nothing to charge).
+        self._quota_book = quotas
         self.quotas = quotas if quotas is not None and not quotas.unlimited else None
         self.stats = IngestStats()
         # Server stamps in this writer's slot of the store: unique across nodes on one store.
@@ -305,17 +312,31 @@ class IngestPipeline:
             "to raise the 'storage_points' quota",
         )
 
-    async def check_storage(self) -> None:
-        """Ask ``storage_check`` which tenants are at their storage quota (a worker thread)."""
-        if self.storage_check is None:
-            return
-        self._storage_checked = time.monotonic()
-        try:
-            self.storage_full = dict(await asyncio.to_thread(self.storage_check))
-        except AtollError as e:
-            log.warning("storage quota check failed: %s", e.message)
-        except Exception:
-            log.exception("storage quota check failed")
+    async def refresh_quotas(self) -> None:
+        """Ask ``storage_check`` which tenants are at their storage quota and ``rates_check``
+        every tenant's ingest rate quota (in a worker thread), and apply both: every
+        ``quota_check_s``, and at once when a quota changed (``atoll.ingest.quota_changes``)."""
+        async with self._quotas_refresh:  # one at a time: a later answer is never overwritten
+            self._quotas_checked = time.monotonic()
+            if self.storage_check is not None:
+                try:
+                    self.storage_full = dict(await asyncio.to_thread(self.storage_check))
+                except AtollError as e:
+                    log.warning("storage quota check failed: %s", e.message)
+                except Exception:
+                    log.exception("storage quota check failed")
+            if self.rates_check is not None and self._quota_book is not None:
+                try:
+                    rates = await asyncio.to_thread(self.rates_check)
+                except AtollError as e:
+                    log.warning("ingest rate quota check failed: %s", e.message)
+                    return
+                except Exception:
+                    log.exception("ingest rate quota check failed")
+                    return
+                book = self._quota_book
+                book.set_tenant_rates(rates)
+                self.quotas = None if book.unlimited else book
 
     async def write(self, parsed: ParsedTelemetry) -> int:
         """Queue validated points for the next group commit and wait until they are durable."""
@@ -346,13 +367,6 @@ class IngestPipeline:
         if quotas is None:
             return 0.0
         return quotas.wait(identity.device, identity.tenant)
-
-    def set_tenant_rate(self, tenant: str, per_s: float | None) -> bool:
-        """Apply a tenant's ingest rate quota now; ``False`` if rate limits are off here."""
-        if self.quotas is None:
-            return False
-        self.quotas.set_tenant_rate(tenant, per_s)
-        return True
 
     def admit(self, identity: Identity, transport: str) -> None:
         """For transports that can refuse: raise ``RateLimited`` (counted) while over the limit."""
@@ -845,8 +859,8 @@ class IngestPipeline:
             if self.quotas is not None:
                 self.quotas.prune()
             await self.flush_counters()
-            if time.monotonic() - self._storage_checked >= self.storage_check_s:
-                await self.check_storage()
+            if time.monotonic() - self._quotas_checked >= self.quota_check_s:
+                await self.refresh_quotas()
 
 
 def _check_json(doc: Any, what: str) -> None:

@@ -98,6 +98,7 @@ class Quotas:
         self.default = default
         self.per_tenant = dict(per_tenant or {})
         self._configured = dict(self.per_tenant)  # from settings, before any override
+        self._rated: set[str] = set()  # tenants with the platform operator's ingest quota
         # Time each bucket is full again; absent = full.
         self._devices: dict[str, float] = {}
         self._tenants: dict[str, float] = {}
@@ -110,7 +111,7 @@ class Quotas:
     def policy(self, tenant: str) -> QuotaPolicy:
         return self.per_tenant.get(tenant, self.default)
 
-    def set_tenant_rate(self, tenant: str, per_s: float | None) -> None:
+    def set_tenant_rate(self, tenant: str, per_s: float | None, now: float | None = None) -> None:
         """The platform operator's ingest quota of ``tenant`` (points/s; burst: two seconds'
         worth); ``None`` goes back to the configured policy. Devices keep their own limits.
 
@@ -119,16 +120,52 @@ class Quotas:
         (Rate(per_s=50, burst=100), Rate(per_s=10, burst=10))
         >>> q.set_tenant_rate("acme", None); q.policy("acme").tenant
         Rate(per_s=10, burst=10)
+
+        The tenant keeps the points it took, now paid back at the new rate: a raised quota
+        lets it go at once, not when the old rate would have.
+
+        >>> q.charge("d", "acme", 60, now=0.0)       # 50 points of debt at 10 points/s
+        5.0
+        >>> q.set_tenant_rate("acme", 1000, now=0.0); q.wait("d", "acme", now=0.0)
+        0.0
         """
+        now = time.monotonic() if now is None else now
+        old = self.policy(tenant).tenant
         base = self._configured.get(tenant, self.default)
         if per_s is None:
+            self._rated.discard(tenant)
             if tenant in self._configured:
                 self.per_tenant[tenant] = base
             else:
                 self.per_tenant.pop(tenant, None)
         else:
+            self._rated.add(tenant)
             self.per_tenant[tenant] = QuotaPolicy(base.device, Rate(per_s, 2 * per_s))
         self._described.pop(tenant, None)
+        new = self.policy(tenant).tenant
+        full_at = self._tenants.get(tenant)
+        if full_at is not None and new != old:
+            if old.per_s > 0 and new.per_s > 0:
+                taken = max(full_at - now, 0.0) * old.per_s  # points not yet paid back
+                self._tenants[tenant] = now + taken / new.per_s
+            else:
+                del self._tenants[tenant]
+
+    def set_tenant_rates(self, rates: Mapping[str, float]) -> None:
+        """The ingest quotas of every tenant that has one (``set_tenant_rate``); the tenants
+        not in ``rates`` go back to the configured policy. A bucket keeps what it owes.
+
+        >>> q = Quotas(QuotaPolicy(device=UNLIMITED, tenant=UNLIMITED))
+        >>> q.unlimited, q.set_tenant_rates({"acme": 50, "beta": 5}), q.unlimited
+        (True, None, False)
+        >>> q.set_tenant_rates({"beta": 8}); q.policy("acme").tenant, q.policy("beta").tenant
+        (Rate(per_s=0, burst=0), Rate(per_s=8, burst=16))
+        """
+        for tenant in self._rated - rates.keys():
+            self.set_tenant_rate(tenant, None)
+        for tenant, per_s in rates.items():
+            if tenant not in self._rated or self.policy(tenant).tenant.per_s != per_s:
+                self.set_tenant_rate(tenant, per_s)
 
     def describe(self, tenant: str) -> str:
         """The tenant's limits in words (made once: rejection messages repeat it often)."""

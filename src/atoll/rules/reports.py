@@ -67,7 +67,9 @@ class ReportSpec(BaseModel):
     series: list[SeriesRef] = []
     include_alarms: bool = True
     format: Literal["csv", "pdf"] = "csv"
-    channels: list[str] = Field(min_length=1)
+    channels: list[str] = Field(
+        [], description="where each run is sent; none: the report is only run and downloaded"
+    )
     enabled: bool = True
 
     @field_validator("cron")
@@ -401,7 +403,7 @@ class ReportScheduler:
             rows = list(c.execute(sa.select(t)))
         for row in rows:
             spec = ReportSpec.model_validate(row.spec)
-            if not spec.enabled:
+            if not spec.enabled or not spec.channels:  # nowhere to send it: downloaded on demand
                 continue
             due = spec.next_run(row.last_run or now)
             if due > now:

@@ -120,3 +120,34 @@ export function createStore(key, initial) {
 }
 
 export const currentProject = createStore("atoll.project", null);
+
+// A cron schedule in words for the common shapes ("0 7 * * 1-5" → "every Mon–Fri at 07:00");
+// anything else is answered as written (the server's parser is the reference).
+const CRON_ALIASES = { "@hourly": "0 * * * *", "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *" };
+const CRON_DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+export function describeCron(expr) {
+  const f = (CRON_ALIASES[expr.trim().toLowerCase()] || expr).trim().split(/\s+/);
+  if (f.length !== 5) return expr;
+  const [mi, h, dom, mon, dow] = f;
+  const num = (x) => /^\d{1,2}$/.test(x);
+  const two = (x) => x.padStart(2, "0");
+  let time;
+  if (num(mi) && num(h)) time = `at ${two(h)}:${two(mi)}`;
+  else if (num(mi) && h === "*") time = mi === "0" ? "every hour" : `every hour at :${two(mi)}`;
+  else if (/^\*\/\d+$/.test(mi) && h === "*") time = `every ${mi.slice(2)} minutes`;
+  else if (num(mi) && /^\*\/\d+$/.test(h)) time = `every ${h.slice(2)} hours at :${two(mi)}`;
+  else return expr;
+  let days = "";
+  if (dom === "*" && mon === "*" && dow !== "*") {
+    const day = (x) => (num(x) && +x <= 7 ? CRON_DAYS[+x] : null);
+    const parts = dow.split(",").map((p) => {
+      const [a, b] = p.split("-");
+      return b === undefined ? day(a) : day(a) && day(b) ? `${day(a)}–${day(b)}` : null;
+    });
+    if (parts.includes(null)) return expr;
+    days = `every ${parts.join(", ")}`;
+  } else if (num(dom) && mon === "*" && dow === "*") days = `day ${dom} of each month`;
+  else if (!(dom === "*" && mon === "*" && dow === "*")) return expr;
+  if (time.startsWith("at ")) return days ? `${days} ${time}` : `daily ${time}`;
+  return days ? `${time}, ${days}` : time;
+}

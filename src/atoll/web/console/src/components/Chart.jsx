@@ -43,8 +43,40 @@ export async function fetchChart(device, metric, start, end, width, signal) {
   return normalizeSeries(data);
 }
 
+// A stretch without readings is drawn as a break, not a ramp from the last reading before it
+// to the first after (#13's walk): a null (uPlot's gap) goes where two readings are more than
+// GAP_STEPS typical spacings apart, and more than `minGap` (a few pixel columns: downsampled
+// series come as a min and a max per column, close together within one).
+const GAP_STEPS = 3;
+export function withGaps(series, minGap = 0) {
+  const { x, y } = series;
+  if (x.length < 3) return { ...series, gaps: 0 };
+  const limit = Math.max(GAP_STEPS * typicalStep(x), minGap);
+  let gaps = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] - x[i - 1] > limit) gaps++;
+  if (!gaps) return { ...series, gaps: 0 };
+  const gx = new Array(x.length + gaps);
+  const gy = new Array(x.length + gaps);
+  for (let i = 0, j = 0; i < x.length; i++) {
+    if (i && x[i] - x[i - 1] > limit) {
+      gx[j] = (x[i] + x[i - 1]) / 2;
+      gy[j++] = null;
+    }
+    gx[j] = x[i];
+    gy[j++] = y[i];
+  }
+  return { x: gx, y: gy, gaps };
+}
+
 // Merge the anomaly score's timestamps onto the metric's, so uPlot gets one aligned table.
-function align(main, extra, withExtra) {
+function align(main, extra, withExtra, minGap) {
+  main = withGaps(main, minGap);
+  const out = alignGapped(main, extra, withExtra);
+  out.gaps = main.gaps; // how many breaks are drawn (the chart panel's data-gaps)
+  return out;
+}
+
+function alignGapped(main, extra, withExtra) {
   if (!withExtra) return [main.x, main.y];
   if (!extra || !extra.x.length) return [main.x, main.y, main.y.map(() => undefined)];
   const xs = Array.from(new Set([...main.x, ...extra.x])).sort((a, b) => a - b);
@@ -134,7 +166,10 @@ export function forecastHorizon(spanS) {
 
 const COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def"];
 
-export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, onRange, alarms, liveRef, syncKey }) {
+export function ChartPanel({ device, metric, unit, thresholds, anomalyMetric, bandMetrics, range, onRange, alarms, liveRef, syncKey }) {
+  // The threshold rules on this metric ([{value, op, name}]), drawn as dashed lines.
+  const thresholdsRef = useRef(thresholds);
+  thresholdsRef.current = thresholds;
   const box = useRef(null);
   const plot = useRef(null);
   const data = useRef({ main: { x: [], y: [] }, extra: null, band: null });
@@ -144,6 +179,12 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   const bandKey = bandMetrics ? `${bandMetrics.lo}|${bandMetrics.hi}` : "";
   const [status, setStatus] = useState({ loading: true, points: 0, error: null });
   const [last, setLast] = useState(null);
+  const plotData = (main, extra, withExtra) => {
+    const [a, b] = effRange(rangeRef.current);
+    const out = align(main, extra, withExtra, (4 * (b - a)) / (box.current?.clientWidth || 600));
+    if (box.current) box.current.dataset.gaps = out.gaps;
+    return out;
+  };
   // The forecast overlay: off until asked for; its data lives beside the chart's.
   const [fcOn, setFcOn] = useState(false);
   const [fcInfo, setFcInfo] = useState(null);
@@ -167,10 +208,11 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   useEffect(() => {
     const el = box.current;
     const width = el.clientWidth || 800;
-    const series = [{}, { label: metric, stroke: color, width: 1.25, fill: color + "14", spanGaps: false, value: (u, v) => fmtNum(v) }];
+    const series = [{}, { label: metric, stroke: color, width: 1.25, fill: color + "14", spanGaps: false, value: (u, v) => (v === null || v === undefined ? "—" : unit ? `${fmtNum(v)} ${unit}` : fmtNum(v)) }];
     const axes = [
       { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" } },
-      { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" }, size: 56 },
+      // The unit its device type declares, on the value axis (#13's walk: no units on axes).
+      { stroke: "#8b95a5", grid: { stroke: "#2a313c", width: 1 }, ticks: { stroke: "#2a313c" }, size: 56, label: unit || undefined, labelSize: 14 },
     ];
     const scales = {
       x: { time: true, auto: false, range: () => withForecast(effRange(rangeRef.current)) },
@@ -186,6 +228,12 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
               mx = mx === null || b.hi[i] > mx ? b.hi[i] : mx;
             }
           }
+          // A threshold is in view with the readings it judges.
+          if (mn !== null && mx !== null)
+            for (const t of thresholdsRef.current || []) {
+              mn = t.value < mn ? t.value : mn;
+              mx = t.value > mx ? t.value : mx;
+            }
           const f = fcRef.current;
           if (f && f.x.length) {
             for (let i = 0; i < f.x.length; i++) {
@@ -238,9 +286,34 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
             drawBand(u);
           },
         ],
-        draw: [(u) => drawFlags(u), (u) => drawForecast(u)],
+        draw: [(u) => drawFlags(u), (u) => drawForecast(u), (u) => drawThresholds(u)],
       },
     };
+    // Threshold rules on this metric: a dashed line at the value, named at the right edge.
+    function drawThresholds(u) {
+      const ts = thresholdsRef.current || [];
+      if (!ts.length) return;
+      const ctx = u.ctx;
+      const { left, top, width: w, height: h } = u.bbox;
+      ctx.save();
+      ctx.setLineDash([6, 4]);
+      ctx.lineWidth = devicePixelRatio;
+      ctx.font = `${11 * devicePixelRatio}px sans-serif`;
+      ctx.textAlign = "right";
+      for (const t of ts) {
+        const y = Math.round(u.valToPos(t.value, "y", true));
+        if (y < top || y > top + h) continue;
+        ctx.strokeStyle = "rgba(229,72,77,0.8)";
+        ctx.beginPath();
+        ctx.moveTo(left, y);
+        ctx.lineTo(left + w, y);
+        ctx.stroke();
+        ctx.fillStyle = "rgba(229,72,77,0.95)";
+        ctx.fillText(`${t.name} ${t.op} ${fmtNum(t.value)}`, left + w - 4, y - 3 * devicePixelRatio);
+      }
+      ctx.restore();
+    }
+
     // The expected band: one shape per run of flagged readings, behind the metric's line.
     function drawBand(u) {
       const b = data.current.band;
@@ -337,7 +410,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       ctx.restore();
     }
 
-    const u = new uPlot(opts, align(data.current.main, data.current.extra, !!anomalyMetric), el);
+    const u = new uPlot(opts, plotData(data.current.main, data.current.extra, !!anomalyMetric), el);
     plot.current = u;
     // Wheel zooms around the cursor, shift+wheel pans; both re-query at the new range.
     const over = u.over;
@@ -398,11 +471,12 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
         // Live readings that arrived while the store was being asked may be newer than its
         // answer: keep them on the end instead of losing them to the reply.
         const end = main.x.length ? main.x[main.x.length - 1] : -Infinity;
-        for (const [t, v] of recent.current) if (t > end && t >= qs) { main.x.push(t); main.y.push(v); }
+        // (A past window takes only those inside it.)
+        for (const [t, v] of recent.current) if (t > end && t >= qs && (range.live || t <= qe)) { main.x.push(t); main.y.push(v); }
         data.current = { main, extra, band };
         setBandPoints(band ? band.x.length : 0);
         if (plot.current) {
-          plot.current.setData(align(main, extra, !!anomalyMetric), false);
+          plot.current.setData(plotData(main, extra, !!anomalyMetric), false);
           const [a, b] = effRange(rangeRef.current);
           plot.current.setScale("x", { min: a, max: b });
         }
@@ -454,6 +528,10 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   useEffect(() => {
     plot.current?.redraw(false);
   }, [alarms]);
+  const thresholdKey = (thresholds || []).map((t) => `${t.name}${t.op}${t.value}`).join("|");
+  useEffect(() => {
+    plot.current?.redraw(false, true);
+  }, [thresholdKey]);
 
   // Live points are appended locally between re-queries (the server is re-asked on zoom).
   useEffect(() => {
@@ -472,7 +550,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       frame.current = 0;
       if (!plot.current) return;
       const d = data.current;
-      plot.current.setData(align(d.main, d.extra, !!anomalyRef.current), false);
+      plot.current.setData(plotData(d.main, d.extra, !!anomalyRef.current), false);
       const [a, b] = effRange(rangeRef.current);
       plot.current.setScale("x", { min: a, max: b });
       window.__atollLastDraw = { metric, t: d.main.x[d.main.x.length - 1], at: performance.now() };
@@ -485,6 +563,8 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       r.push([t, v]);
       if (r.length > 256) r.splice(0, r.length - 256);
     }
+    // A past window shows what was stored then, not the readings arriving now (#13's walk).
+    if (!rangeRef.current.live) return;
     const d = data.current;
     const mx = d.main.x;
     if (mx.length && t <= mx[mx.length - 1]) return;
@@ -496,6 +576,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   }
 
   function pushScore(t, score) {
+    if (!rangeRef.current.live) return;
     const d = data.current;
     if (!d.extra) d.extra = { x: [], y: [] };
     const ex = d.extra.x;
@@ -506,7 +587,7 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
   }
 
   function pushBand(t, lo, hi) {
-    if (typeof lo !== "number" || typeof hi !== "number") return;
+    if (typeof lo !== "number" || typeof hi !== "number" || !rangeRef.current.live) return;
     const d = data.current;
     if (!d.band) d.band = { x: [], lo: [], hi: [] };
     const bx = d.band.x;
@@ -525,7 +606,22 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
       <div class="panel-head">
         <span class="swatch" style={{ background: color }} />
         <strong>{metric}</strong>
+        {unit && (
+          <span class="muted small" data-testid={`unit-${metric}`}>
+            {unit}
+          </span>
+        )}
         {anomalyMetric && <span class="tag warn">anomaly overlay</span>}
+        {thresholds?.length > 0 && (
+          <span class="threshold-key small" data-testid={`thresholds-${metric}`} title={thresholds.map((t) => `${t.name}: ${metric} ${t.op} ${t.value}`).join("\n")}>
+            <span class="threshold-swatch" /> {thresholds.map((t) => `${t.op} ${fmtNum(t.value)}`).join(", ")}
+          </span>
+        )}
+        {alarms?.length > 0 && (
+          <span class="alarm-key small" data-testid={`alarm-key-${metric}`} title="Shaded: while an alarm on this metric was open (grey once cleared)">
+            <span class="alarm-swatch" /> alarm
+          </span>
+        )}
         {bandPoints > 0 && (
           <span class="band-key small" data-testid={`band-legend-${metric}`} title="Where the model flagged readings, the range of values it expected of them (the detection service stores it as this metric's expected_lo / expected_hi series)">
             <span class="band-swatch" /> expected band (model) <span class="flag-dot" /> flagged reading
@@ -553,6 +649,11 @@ export function ChartPanel({ device, metric, anomalyMetric, bandMetrics, range, 
         </span>
       </div>
       {status.error && <div class="error-box small">{status.error.message}</div>}
+      {!status.loading && !status.error && !status.points && !last && (
+        <div class="chart-empty muted small" data-testid={`chart-empty-${metric}`}>
+          No readings of {metric} in this window: pick a longer one above{range.live ? ", or wait for the device to send" : ""}.
+        </div>
+      )}
       <div ref={box} class="chart-box" />
     </div>
   );

@@ -5,9 +5,11 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import { fmtNum } from "../util.js";
-import { effRange, fetchChart, useSlidingWindow } from "./Chart.jsx";
+import { effRange, fetchChart, useSlidingWindow, withGaps } from "./Chart.jsx";
 
-export const DEVICE_COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def", "#c9b23a", "#e5484d"];
+// Twelve distinct colours (a dashboard panel shows up to 12 devices: #13's walk found 8 colours
+// repeating on a 12-line chart); past twelve, lines repeat a colour with a dotted stroke.
+export const DEVICE_COLORS = ["#2aa6b8", "#7c6cf0", "#3fae5a", "#d9822b", "#c2409a", "#5b8def", "#c9b23a", "#e5484d", "#8fd14f", "#f28cb1", "#a0785a", "#9aa5b1"];
 const HEIGHT = 170;
 
 export function MultiChart({ devices, metrics, range, liveRef, testid }) {
@@ -22,7 +24,14 @@ export function MultiChart({ devices, metrics, range, liveRef, testid }) {
   function table() {
     const ls = lines.current;
     if (!ls.length) return [[]];
-    return uPlot.join(ls.map((l) => [l.x, l.y]));
+    // A stretch without readings is a break (a null), the other lines' timestamps are not.
+    return uPlot.join(
+      ls.map((l) => {
+        const [a, b] = effRange(rangeRef.current);
+        const g = withGaps(l, (4 * (b - a)) / (box.current?.clientWidth || 600));
+        return [g.x, g.y];
+      }),
+    );
   }
 
   // Build the plot for this set of lines; data arrives through setData.
@@ -38,9 +47,9 @@ export function MultiChart({ devices, metrics, range, liveRef, testid }) {
           // One device: a colour per metric; several: a colour per device, dashes per metric.
           stroke: DEVICE_COLORS[(devices.length === 1 ? mi : di) % DEVICE_COLORS.length],
           width: 1.25,
-          dash: mi ? [4, 3] : undefined,
+          dash: mi ? [4, 3] : devices.length > 1 && di >= DEVICE_COLORS.length ? [1, 3] : undefined,
           scale: scaleOf(mi),
-          spanGaps: true,
+          spanGaps: false,
           value: (u, v) => (v === null || v === undefined ? "—" : `${fmtNum(v)} ${m.unit || ""}`),
         }),
       ),

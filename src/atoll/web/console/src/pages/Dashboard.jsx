@@ -105,7 +105,7 @@ export function Dashboard() {
       <ErrorBox error={layout.error} />
       {d && !d.template && (
         <Empty>
-          This project's device types match no solution template. Pick one above to draw its layout, or start a project from a template with <code>atoll solutions apply</code>.
+          This project's device types match no solution template. Pick one above to draw its layout, or start a project from a template with "+ New project" (or <code>atoll solutions apply</code>).
         </Empty>
       )}
       <div class="dash-grid">

@@ -49,6 +49,25 @@ function metricName(s) {
   return typeof s === "string" ? s : s.metric ?? s.name ?? s.key?.metric;
 }
 
+// {metric: [{value, op, name}]}: the threshold conditions (also inside any/all) of the enabled
+// rules whose target is this device, a list holding it, or its device type.
+function thresholdsOf(rules, dev) {
+  const out = {};
+  if (!dev) return out;
+  for (const r of rules) {
+    const t = r.target || {};
+    const mine = t.device === dev.id || (t.devices || []).includes(dev.id) || (t.device_type && t.device_type === dev.device_type);
+    if (!mine || r.enabled === false) continue;
+    const walk = (c) => {
+      if (!c) return;
+      if (c.type === "threshold" && c.metric && typeof c.value === "number") (out[c.metric] ||= []).push({ value: c.value, op: c.op || ">", name: r.name });
+      for (const k of c.conditions || []) walk(k);
+    };
+    walk(r.condition);
+  }
+  return out;
+}
+
 export function Device({ id }) {
   // Viewers see the device, not the buttons that change it (the API refuses them anyway).
   const operator = can(useMe(), "operator");
@@ -75,8 +94,17 @@ export function Device({ id }) {
     const p = dev.data?.project;
     if (p && p !== currentProject.get()) currentProject.set(p);
   }, [dev.data]);
-  const series = useAsync(async () => items(await api.get(`/devices/${enc(id)}/series`)).map(metricName).filter(Boolean), [id]);
+  // The series' names, and the units their device type declares (drawn on the charts' axes).
+  const units = useRef({});
+  const series = useAsync(async () => {
+    const got = items(await api.get(`/devices/${enc(id)}/series`));
+    units.current = Object.fromEntries(got.filter((x) => x && x.unit).map((x) => [x.metric, x.unit]));
+    return got.map(metricName).filter(Boolean);
+  }, [id]);
   const alarms = useAsync(async () => items(await api.get("/alarms", { device: id, limit: 200 })), [id], { defer: true });
+  // The project's threshold rules that watch this device, drawn on its charts (after the page).
+  const rules = useAsync(async () => (dev.data ? items(await api.get(`/projects/${enc(dev.data.project)}/rules`)) : []), [dev.data?.project], { defer: true });
+  const thresholds = useMemo(() => thresholdsOf(rules.data || [], dev.data), [rules.data, dev.data]);
   const metrics = useMemo(() => splitMetrics(series.data || []), [series.data]);
   const askedScores = useRef(new Set());
   useEffect(() => {
@@ -251,6 +279,8 @@ export function Device({ id }) {
               key={m.metric}
               device={id}
               metric={m.metric}
+              unit={units.current[m.metric]}
+              thresholds={thresholds[m.metric]}
               anomalyMetric={m.anomaly}
               bandMetrics={m.band}
               range={range}

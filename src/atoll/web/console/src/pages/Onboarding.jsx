@@ -334,9 +334,12 @@ const QUOTAS = [
 ];
 
 // An enterprise's quotas as usage bars (used / limit); the platform admin sets them here.
-export function Quotas({ tenant, editable, rate }) {
+// `initial`: the quotas as the enterprise page's one request brought them (GET
+// /lab/enterprises/{t}); they are asked for again only after a change.
+export function Quotas({ tenant, editable, rate, initial }) {
   const opts = { tenant: "" }; // the tenant is in the path
-  const q = useAsync(() => api.get(`/tenants/${enc(tenant)}/quotas`, undefined, opts), [tenant]);
+  const [changed, setChanged] = useState(0);
+  const q = useAsync(() => (initial && !changed ? Promise.resolve(initial) : api.get(`/tenants/${enc(tenant)}/quotas`, undefined, opts)), [tenant, changed, initial]);
   const [form, setForm] = useState(null);
   const [error, setError] = useState(null);
 
@@ -349,7 +352,7 @@ export function Quotas({ tenant, editable, rate }) {
     try {
       await api.put(`/tenants/${enc(tenant)}/quotas`, body, opts);
       setForm(null);
-      q.reload();
+      setChanged((n) => n + 1);
     } catch (err) {
       setError(err);
     }

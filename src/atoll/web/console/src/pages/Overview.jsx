@@ -6,6 +6,7 @@ import { useLive } from "../live.js";
 import { Link, navigate } from "../router.jsx";
 import { currentProject, fmtAgo, fmtNum, markPrimaryReady, useAsync, useDebounced } from "../util.js";
 import { Dot, Empty, ErrorBox } from "../components/common.jsx";
+import { NewProject } from "../components/NewProject.jsx";
 import { VirtualList, usePagedSource } from "../components/VirtualList.jsx";
 import { can, useMe } from "../me.js";
 
@@ -349,65 +350,6 @@ export function localId(id) {
 
 export function shortId(id, max = 34) {
   return id.length <= max ? id : `${id.slice(0, max - 15)}…${id.slice(-14)}`;
-}
-
-// `tenants`: for the platform operator, who must say which enterprise the project is for
-// (it used to land silently in whichever one was selected).
-function NewProject({ tenants, tenant, onCreated }) {
-  const [open, setOpen] = useState(false);
-  const [name, setName] = useState("");
-  const [owner, setOwner] = useState("");
-  const [error, setError] = useState(null);
-  async function submit(e) {
-    e.preventDefault();
-    setError(null);
-    try {
-      const id = name.toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^-+|-+$/g, "");
-      const p = await api.post("/projects", { name, id: id || undefined }, tenants ? { tenant: owner } : undefined);
-      setOpen(false);
-      setName("");
-      onCreated(projectId(p), tenants ? owner : null);
-    } catch (err) {
-      setError(err);
-    }
-  }
-  if (!open)
-    return (
-      <button
-        class="btn small ghost new-project"
-        onClick={() => {
-          setOwner(tenant || "");
-          setOpen(true);
-        }}
-        data-testid="project-new"
-      >
-        + New project
-      </button>
-    );
-  return (
-    <form class="new-project-form" onSubmit={submit}>
-      {tenants && (
-        <label class="small">
-          Enterprise
-          <select value={owner} onChange={(e) => setOwner(e.currentTarget.value)} required data-testid="project-tenant">
-            <option value="" disabled>
-              Choose the enterprise…
-            </option>
-            {tenants.map((t) => (
-              <option key={t.id} value={t.id}>
-                {t.name ?? t.id}
-              </option>
-            ))}
-          </select>
-        </label>
-      )}
-      <input placeholder="Project name" value={name} onInput={(e) => setName(e.currentTarget.value)} required autofocus data-testid="project-name" />
-      <button class="btn small primary" type="submit" data-testid="project-create">
-        Create
-      </button>
-      <ErrorBox error={error} />
-    </form>
-  );
 }
 
 function Stat({ label, value, cls = "", testid }) {

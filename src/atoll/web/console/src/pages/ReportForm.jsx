@@ -36,6 +36,15 @@ export function ReportForm({ project, initial, onSaved, onCancel }) {
   const set = (k) => (e) => setF({ ...f, [k]: e.currentTarget.type === "checkbox" ? e.currentTarget.checked : e.currentTarget.value });
   const toggle = (k, v) => setF({ ...f, [k]: f[k].includes(v) ? f[k].filter((x) => x !== v) : [...f[k], v] });
   const picked = f.series.map((s) => `${s.device}/${s.metric}`);
+  // Hundreds of series: a filter (every word must appear) and "pick all that match".
+  const [seriesQ, setSeriesQ] = useState("");
+  const words = seriesQ.toLowerCase().split(/\s+/).filter(Boolean);
+  const shown = (series.data || []).filter((s) => words.every((w) => s.toLowerCase().includes(w)));
+  const pickAll = (list, on) => {
+    const rest = f.series.filter((x) => !list.includes(`${x.device}/${x.metric}`));
+    const add = on ? list.map((s) => ({ device: s.split("/")[0], metric: s.split("/").slice(1).join("/") })) : [];
+    setF({ ...f, series: [...rest, ...add] });
+  };
 
   async function save(e) {
     e.preventDefault();
@@ -84,7 +93,19 @@ export function ReportForm({ project, initial, onSaved, onCancel }) {
       </label>
       <fieldset class="span2">
         <legend>Series</legend>
-        {(series.data || []).map((s) => (
+        <div class="series-pick">
+          <input placeholder="Filter device/metric…" value={seriesQ} onInput={(e) => setSeriesQ(e.currentTarget.value)} data-testid="rf-series-filter" />
+          <span class="muted small" data-testid="rf-series-count">
+            {picked.length} of {(series.data || []).length} picked{seriesQ ? `, ${shown.length} match` : ""}
+          </span>
+          {seriesQ && shown.length > 0 && (
+            <button type="button" class="btn small" onClick={() => pickAll(shown, !shown.every((s) => picked.includes(s)))} data-testid="rf-series-all">
+              {shown.every((s) => picked.includes(s)) ? "Unpick" : "Pick"} all {shown.length}
+            </button>
+          )}
+        </div>
+        <div class="series-list">
+        {shown.slice(0, 200).map((s) => (
           <label class="check" key={s}>
             <input
               type="checkbox"
@@ -99,6 +120,8 @@ export function ReportForm({ project, initial, onSaved, onCancel }) {
             <span class="mono small">{s}</span>
           </label>
         ))}
+        </div>
+        {shown.length > 200 && <span class="muted small">{shown.length - 200} more: narrow the filter.</span>}
         {series.data && !series.data.length && <span class="muted small">No series hold data yet.</span>}
       </fieldset>
       <fieldset>
@@ -116,7 +139,7 @@ export function ReportForm({ project, initial, onSaved, onCancel }) {
             <input type="checkbox" checked={f.channels.includes(c)} onChange={() => toggle("channels", c)} data-channel={c} /> <span class="mono">{c}</span>
           </label>
         ))}
-        {channels.data && !channels.data.length && <span class="muted small">No channels: create one on the Rules page.</span>}
+        {channels.data && !channels.data.length && <span class="muted small">No channels: the report is run and downloaded here; add a channel on the Rules page to have it sent.</span>}
       </fieldset>
       <label class="check">
         <input type="checkbox" checked={f.include_alarms} onChange={set("include_alarms")} data-testid="rf-alarms" /> Alarms of the period

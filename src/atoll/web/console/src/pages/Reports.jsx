@@ -3,7 +3,7 @@
 import { useState } from "preact/hooks";
 import { api, download, enc, items } from "../api.js";
 import { can, useMe } from "../me.js";
-import { currentProject, fmtDuration, useAsync } from "../util.js";
+import { currentProject, describeCron, fmtDuration, useAsync } from "../util.js";
 import { Empty, ErrorBox, TableHead } from "../components/common.jsx";
 import { ReportForm, emptyReport, fromSpec } from "./ReportForm.jsx";
 
@@ -92,8 +92,10 @@ export function Reports() {
                   <span class="tag">{r.format.toUpperCase()}</span>
                 </td>
                 <td class="small">
-                  <code>{r.cron}</code>
-                  <div class="muted">{r.timezone}</div>
+                  <span data-testid="report-schedule">{describeCron(r.cron)}</span>
+                  <div class="muted">
+                    {r.timezone} · <code title="the schedule as written (cron)">{r.cron}</code>
+                  </div>
                 </td>
                 <td class="small">
                   last {fmtDuration(r.period)}, {fmtDuration(r.bucket)} buckets
@@ -106,7 +108,7 @@ export function Reports() {
                   ) : null}
                   {r.include_alarms && <div>alarms of the period</div>}
                 </td>
-                <td class="small mono">{r.channels.join(", ")}</td>
+                <td class="small mono">{r.channels.length ? r.channels.join(", ") : <span class="muted">download only</span>}</td>
                 <td>
                   <div class="actions">
                     {operator && (
@@ -114,9 +116,11 @@ export function Reports() {
                         <button class="btn small primary" disabled={!!busy} onClick={() => act(r, "download")} data-testid="report-download">
                           {busy === `${r.id}:download` ? "Running…" : `Run & download ${r.format.toUpperCase()}`}
                         </button>
-                        <button class="btn small" disabled={!!busy} onClick={() => act(r, "send")} data-testid="report-send">
-                          {busy === `${r.id}:send` ? "Sending…" : "Send now"}
-                        </button>
+                        {r.channels.length > 0 && (
+                          <button class="btn small" disabled={!!busy} onClick={() => act(r, "send")} data-testid="report-send">
+                            {busy === `${r.id}:send` ? "Sending…" : "Send now"}
+                          </button>
+                        )}
                         <button class="btn small" disabled={!!busy} onClick={() => setEditing(fromSpec(r))} data-testid="report-edit">
                           Edit
                         </button>

@@ -192,6 +192,12 @@ function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, on
   const c = rule.condition || {};
   const t = rule.target || {};
   const targetKind = t.device !== undefined ? "device" : t.devices !== undefined ? "devices" : "device_type";
+  // The project's declared device types and metrics, offered as choices (a typo is also named
+  // by the server's check below, as a warning).
+  const types = useAsync(async () => (project ? items(await api.get(`/projects/${enc(project)}/device-types`)) : []), [project]);
+  const typeList = types.data || [];
+  const ofType = typeList.find((x) => x.id === t.device_type);
+  const metricChoices = [...new Set((ofType ? [ofType] : typeList).flatMap((x) => (x.metrics || []).map((m) => m.name)))];
   const num = (v) => (v === "" ? "" : Number(v));
 
   function onYaml(text) {
@@ -291,7 +297,15 @@ function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, on
                 set(["target"], { [targetKind]: targetKind === "devices" ? v.split(",").map((s) => s.trim()).filter(Boolean) : v });
               }}
               data-testid="rule-target"
+              list={targetKind === "device_type" ? "rule-type-choices" : undefined}
             />
+            <datalist id="rule-type-choices">
+              {typeList.map((x) => (
+                <option key={x.id} value={x.id}>
+                  {x.name}
+                </option>
+              ))}
+            </datalist>
           </label>
           <label>
             Condition
@@ -316,7 +330,12 @@ function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, on
           {!composite && (
             <label>
               Metric{c.type === "anomaly" || c.type === "no_data" ? " (optional)" : ""}
-              <input value={c.metric || ""} onInput={(e) => set(["condition", "metric"], e.currentTarget.value)} data-testid="rule-metric" />
+              <input value={c.metric || ""} onInput={(e) => set(["condition", "metric"], e.currentTarget.value)} list="rule-metric-choices" data-testid="rule-metric" />
+              <datalist id="rule-metric-choices" data-testid="rule-metric-choices">
+                {metricChoices.map((m) => (
+                  <option key={m} value={m} />
+                ))}
+              </datalist>
             </label>
           )}
           {(c.type === "threshold" || c.type === "rate") && (
@@ -425,7 +444,15 @@ function RuleEditor({ project, initial, isNew, justSaved, onSaved, onDeleted, on
         </div>
       )}
       {check && !error && (check.valid ? (
-        <p class="ok small" data-testid="rule-valid">✓ valid</p>
+        check.warnings?.length ? (
+          <div class="warn-box small" data-testid="rule-warnings">
+            {check.warnings.map((w) => (
+              <div key={w}>⚠ {w}</div>
+            ))}
+          </div>
+        ) : (
+          <p class="ok small" data-testid="rule-valid">✓ valid</p>
+        )
       ) : (
         <ErrorBox error={check.error} testid="rule-invalid" />
       ))}
