@@ -146,3 +146,43 @@ async def test_memory_partitions_number_each_partition_in_order():
     assert [d.seq for d in got[p1]][:1] == [101], "numbering goes on from the restored position"
     await c.stop()
     await bus.close()
+
+
+async def test_a_renewal_stored_despite_its_timeout_keeps_the_lease(cluster_bus):
+    """A JetStream cluster electing a leader may store a write and answer too late: the retry
+    is then refused against the sequence the first write moved on. The lease is still held
+    (the key holds its owner), and another owner's lease never is."""
+    import nats.errors
+
+    leases = NatsLeaseStore(cluster_bus, "L" + uuid.uuid4().hex[:8], ttl=30.0)
+    a = await leases.claim("g.p1", "a")
+    assert a is not None
+    kv = await leases._get()
+    calls = 0
+
+    async def stored_then_timed_out() -> int:
+        nonlocal calls
+        calls += 1
+        revision = await kv.update(a.name, b"a", last=a.token)
+        if calls == 1:
+            raise nats.errors.TimeoutError
+        return revision
+
+    kept = await leases._write(kv, a.name, "a", stored_then_timed_out, "renewing")
+    assert calls == 2 and kept is not None and kept.token > a.token
+    assert await leases.renew(kept) is not None, "the lease goes on from the key's revision"
+    # The same refusal without a timeout before it: a stale token, the lease is not ours.
+    assert await leases.renew(a) is None
+    # A lease someone else holds is never taken for ours.
+    b = await leases.claim("g.p2", "b")
+    assert b is not None
+    calls = 0
+
+    async def refused_after_timeout() -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise nats.errors.TimeoutError
+        return await kv.update(b.name, b"a", last=a.token)
+
+    assert await leases._write(kv, b.name, "a", refused_after_timeout, "renewing") is None

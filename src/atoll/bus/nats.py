@@ -70,6 +70,8 @@ _PREFIX = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: The wire root of partitioned subjects (``part.{partition}.{subject}``).
 PART = "part"
 _STREAM_IN_USE = 10058  # JetStream API error: stream name already in use (with another config)
+#: How long ``subscribe`` keeps trying while JetStream does not answer (a leader election).
+SUBSCRIBE_RETRY_S = 30.0
 
 
 class NatsSubscription:
@@ -301,7 +303,7 @@ class NatsBus:
         self, subject: str, handler: Handler, *, group: str | None = None
     ) -> NatsSubscription:
         self._check_subject(subject)
-        js = await self._connected()
+        await self._connected()  # not connected at all: fail now, not after the retries
         config = api.ConsumerConfig(
             ack_policy=api.AckPolicy.EXPLICIT,
             deliver_policy=api.DeliverPolicy.NEW,
@@ -311,6 +313,29 @@ class NatsBus:
             max_ack_pending=self.max_ack_pending,
         )
         cb = self._callback(handler)
+        # A JetStream cluster that just lost a node answers nothing while it elects new leaders
+        # (seconds): a node starting then would die on its first subscription. Try again for
+        # a while, as the partition leases do (``nats_partitions._retry``).
+        deadline = asyncio.get_running_loop().time() + SUBSCRIBE_RETRY_S
+        pause = 0.1
+        while True:
+            try:
+                return await self._subscribe_once(subject, cb, group, config)
+            except Unavailable:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                log.warning("NATS subscribe to %s: JetStream not answering, trying again", subject)
+                await asyncio.sleep(pause)
+                pause = min(2.0, pause * 2)
+
+    async def _subscribe_once(
+        self,
+        subject: str,
+        cb: Callable[[Msg], Awaitable[None]],
+        group: str | None,
+        config: api.ConsumerConfig,
+    ) -> NatsSubscription:
+        js = await self._connected()
         try:
             if group is None:
                 psub = await js.subscribe(

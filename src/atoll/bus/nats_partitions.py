@@ -127,22 +127,55 @@ class NatsLeaseStore:
 
     async def claim(self, name: str, owner: str) -> Lease | None:
         kv = await self._get()
-        try:
-            token = await _retry(lambda: kv.create(name, owner.encode()), f"claiming {name}")
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return None
-        return Lease(name, owner, token)
+        return await self._write(
+            kv, name, owner, lambda: kv.create(name, owner.encode()), f"claiming {name}"
+        )
 
     async def renew(self, lease: Lease) -> Lease | None:
         kv = await self._get()
+        return await self._write(
+            kv,
+            lease.name,
+            lease.owner,
+            lambda: kv.update(lease.name, lease.owner.encode(), last=lease.token),
+            f"renewing {lease.name}",
+        )
+
+    async def _write(
+        self, kv: KeyValue, name: str, owner: str, op: Callable[[], Awaitable[int]], what: str
+    ) -> Lease | None:
+        """A conditional write of the lease (create, or update at the last token), retried
+        while JetStream is briefly unavailable.
+
+        A write that timed out may have been stored all the same (a JetStream cluster electing
+        a leader answers late or not at all); its retry is then refused, against a sequence the
+        first write moved on. Only then, the key is read: if it holds ``owner`` (members are
+        unique per process, nobody else writes that value), the first write took and the
+        lease is held at the key's revision. Without a timeout first, a refusal is final."""
+        timed_out = False
+
+        async def attempt() -> int:
+            nonlocal timed_out
+            try:
+                return await op()
+            except _TRANSIENT:
+                timed_out = True
+                raise
+
         try:
-            token = await _retry(
-                lambda: kv.update(lease.name, lease.owner.encode(), last=lease.token),
-                f"renewing {lease.name}",
-            )
+            return Lease(name, owner, await _retry(attempt, what))
         except nats.js.errors.KeyWrongLastSequenceError:
+            return await self._ours(kv, name, owner) if timed_out else None
+
+    async def _ours(self, kv: KeyValue, name: str, owner: str) -> Lease | None:
+        try:
+            entry = await _retry(lambda: kv.get(name), f"reading {name}")
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
             return None
-        return Lease(lease.name, lease.owner, token)
+        if entry.value is None or entry.value.decode() != owner or entry.revision is None:
+            return None
+        log.warning("%s: a write that timed out was stored; the lease is still %s's", name, owner)
+        return Lease(name, owner, entry.revision)
 
     async def release(self, lease: Lease) -> None:
         kv = await self._get()
