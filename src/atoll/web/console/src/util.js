@@ -120,3 +120,9 @@ export function createStore(key, initial) {
 }
 
 export const currentProject = createStore("atoll.project", null);
+
+// Hours as a person reads a remaining life: minutes under an hour, days from two days on.
+export function rulText(x) {
+  if (x < 1) return `${Math.max(0, Math.round(x * 60))} min`;
+  return x < 48 ? `${Math.round(x * 10) / 10} h` : `${Math.round((x / 24) * 10) / 10} d`;
+}
