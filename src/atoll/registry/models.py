@@ -26,6 +26,8 @@ __all__ = [
     "Project",
     "ProjectActivity",
     "Rejection",
+    "RulConfig",
+    "RulFit",
     "Tenant",
     "Twin",
     "UsageDay",

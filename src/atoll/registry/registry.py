@@ -32,6 +32,7 @@ from atoll.registry import invites as _invites
 from atoll.registry import keys as _keys
 from atoll.registry import maintenance as _maintenance
 from atoll.registry import ml_models as _models
+from atoll.registry import model_files as _model_files
 from atoll.registry import portfolio as _portfolio
 from atoll.registry import quotas as _quotas
 from atoll.registry import rejections as _rejections
@@ -499,18 +500,33 @@ class Registry:
 
     # -- the model registry (atoll.registry.ml_models) -------------------------------------------
     def register_model(
-        self, project: str, *, actor: str, tenant: str | None = None, **fields: Any
+        self,
+        project: str,
+        *,
+        actor: str,
+        tenant: str | None = None,
+        files: bytes | None = None,
+        **fields: Any,
     ) -> ModelVersion:
-        """The next version of ``fields["kind"]`` for ``fields["scope"]``, as a draft."""
+        """The next version of ``fields["kind"]`` for ``fields["scope"]``, as a draft; with
+        ``files`` (``model_files.pack``), its files are kept with it, for every node."""
         for attempt in range(5):  # two registrations at once may pick the same version
             try:
                 with self._write() as conn:
                     owner = _tenants.get_project(conn, project, tenant).tenant
-                    return _models.register(conn, owner, project, actor=actor, **fields)
+                    model = _models.register(conn, owner, project, actor=actor, **fields)
+                    if files is not None:
+                        _model_files.put(conn, model.id, files)
+                    return model
             except Conflict as e:
                 if not isinstance(e.__cause__, IntegrityError) or attempt == 4:
                     raise
         raise AssertionError("unreachable")
+
+    def model_files(self, model_id: str) -> tuple[bytes, str] | None:
+        """The packed files kept with model ``model_id`` and their SHA-256 (``None``: none)."""
+        with self._read() as conn:
+            return _model_files.get(conn, model_id)
 
     def get_model(self, project: str, model_id: str, tenant: str | None = None) -> ModelVersion:
         with self._read() as conn:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -240,6 +241,18 @@ rul_configs = Table(
     Column("failures_seen", BigInteger, nullable=True),
     Column("updated_by", String(200), nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+)
+
+# The files of a fitted model (a gzipped tar of its directory), so that every node can load it
+# (atoll.registry.model_files): kept with the model's record, deleted with it.
+model_files = Table(
+    "model_files",
+    metadata,
+    Column("model", String(ID), ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 audit_log = Table(

@@ -221,7 +221,7 @@ class RulService:
                 models[device_type] = old
                 continue
             try:
-                models[device_type] = fleet.load(self.models_dir, m)
+                models[device_type] = fleet.load(self.models_dir, m, self.registry)
             except AtollError as exc:
                 if m.id not in self._missing:
                     self._missing.add(m.id)
