@@ -121,6 +121,11 @@ def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
     assert "keep their detector" not in fitted and int(fitted.split()[0]) >= 20
     assert summary.rejected == 0
     assert summary.faults_injected == 2
+    # Five minutes of history hold too few motor failures for an RUL model: the demo says so
+    # and goes on without one.
+    assert summary.rul_model is None and summary.rul_note is not None
+    assert "needs at least 10" in summary.rul_note
+    assert any("no RUL model for motor" in m for m in said)
     assert seen["console"].startswith("http://127.0.0.1:")
     assert len(seen["password"]) >= 16 and seen["api_key"].startswith("atk_")
     assert (tmp_path / "demo" / "ground_truth.json").exists()

@@ -164,7 +164,8 @@ def maintenance_lines(s) -> list[str]:
     m = s.rul_model
     out = [
         f"maintenance: {m['device_type']} RUL model v{m['version']} ({m['model_id']}), fitted in "
-        f"{m['fit_seconds']:.1f} s at start on {m['trajectories']} runs to failure"
+        f"the background at start in {m['fit_seconds']:.1f} s on {m['trajectories']} runs to "
+        "failure"
     ]
     if not s.maintenance:
         out.append("maintenance: no motor wore out to failure while live")
