@@ -21,7 +21,7 @@ def main(home: Path, out: Path) -> None:
     info = json.loads((home / "demo.json").read_text())
     truth = json.loads((home / "ground_truth.json").read_text())["faults"]
     tenant = info["tenants"][0]
-    faulty = next(f["device"] for f in truth if f["device"].startswith(f"lab-{tenant['sector']}"))
+    faulty = next(f["device"] for f in truth if f"lab-{tenant['sector']}" in f["device"])
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)

@@ -45,7 +45,7 @@ def test_motors_wear_to_failure_and_are_repaired_as_new():
         extra = dev["vibration_rms"] - b[f.device]["vibration_rms"]
         # Wear adds nothing to the metrics it does not touch (its own random stream) ...
         assert np.array_equal(dev["current"], b[f.device]["current"])
-        # ... and to vibration it adds value x wear**2.5: just before the failure almost all of
+        # ... and to vibration it adds value x wear**4: just before the failure almost all of
         # it, just after (repaired as new) almost nothing.
         before = (dev["ts"] < f.at) & (dev["ts"] >= f.at - 30)
         after = (dev["ts"] >= f.at) & (dev["ts"] < f.at + 30)

@@ -297,6 +297,12 @@ async def run_demo(
             worn = _worn(built, tenants)
             # The RUL model is fitted in the background: the demo goes live meanwhile, and the
             # motors are judged once it is active (seconds later).
+            for b, _, device_type in worn:
+                n = len(_failed(fleet, b, device_type, history_end))
+                say(
+                    f"Predictive maintenance: {n} {device_type} failures in that history; "
+                    f"fitting the {device_type} RUL model on them in the background …"
+                )
             commissioning = [
                 asyncio.create_task(
                     _commission(summary, fleet, b, client, device_type, history_end, say)
@@ -368,7 +374,9 @@ async def run_demo(
             await asyncio.gather(*crews, *commissioning, return_exceptions=True)
             await asyncio.sleep(1.5)  # let the last readings reach the rules
             await refresh()
-            wear = fleet.wear_outs(live_start, time.time())
+            # The wear-outs that showed while live, the ones still under way included.
+            end = time.time()
+            wear = [f for f in fleet.wear_outs(live_start, end + 86400) if f.start <= end]
             write_ground_truth(opts.home / "ground_truth.json", faults + wear, seed=opts.seed)
         finally:
             await mqtt.close()
@@ -388,6 +396,11 @@ def _worn(built: list[BuiltTenant], tenants: list[Client]) -> list[tuple[BuiltTe
     ]
 
 
+def _failed(fleet: Fleet, b: BuiltTenant, device_type: str, until: float) -> list[DeviceFailure]:
+    ours = {d.device_id for d in b.devices if d.device_type == device_type}
+    return [f for f in fleet.failures(fleet.start, until) if f.device in ours]
+
+
 async def _commission(
     summary: DemoSummary,
     fleet: Fleet,
@@ -398,12 +411,7 @@ async def _commission(
     say: Callable[[str], None],
 ) -> None:
     """Import the back-filled hour's failures, then fit and put to work the type's RUL model."""
-    ours = {d.device_id for d in b.devices if d.device_type == device_type}
-    failed = [f for f in fleet.failures(fleet.start, history_end) if f.device in ours]
-    say(
-        f"Predictive maintenance: {len(failed)} {device_type} failures in that history; fitting "
-        f"the {device_type} RUL model on them in the background …"
-    )
+    failed = _failed(fleet, b, device_type, history_end)
     try:
         if failed:
             await asyncio.to_thread(client.import_maintenance, b.project, failure_rows(failed))
