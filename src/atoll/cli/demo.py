@@ -140,11 +140,12 @@ def demo(
     if summary.faults:
         console.print("Each fault and the first alarm that caught it:")
         for f in summary.faults:
-            caught = (
-                f"after {f['detected_after_s']:.0f} s by [bold]{f['rule']}[/]"
-                if f["detected_after_s"] is not None
-                else "[yellow]not caught[/]"
-            )
+            if f["detected_after_s"] is not None:
+                caught = f"after {f['detected_after_s']:.0f} s by [bold]{f['rule']}[/]"
+            elif f.get("under_way"):
+                caught = "under way, not caught yet"
+            else:
+                caught = "[yellow]not caught[/]"
             console.print(f"  {f['kind']:<18} {f['device']}: {caught}", soft_wrap=True)
     for a in summary.false_alarm_list:
         console.print(f"  false alarm        {a['device']}: {a['rule']}", soft_wrap=True)

@@ -494,7 +494,7 @@ async def _refresh(
     summary.false_alarms = result["false_positives"]
     summary.by_kind = result.get("by_kind", {})
     summary.live_seconds = now - live_start
-    summary.faults = caught_by(faults, live)
+    summary.faults = caught_by(faults, live, now)
     failed: list[DeviceFailure] = fleet.failures(live_start, now)
     first_seen: dict[str, list[float]] = {}
     for device, t in seen.values():
@@ -515,8 +515,11 @@ def _within(a: Alarm, faults: list[Fault]) -> bool:
     return any(a.device == f.device and f.start <= t <= f.end + GRACE_S for f in faults)
 
 
-def caught_by(faults: list[Fault], alarms: list[Alarm]) -> list[dict[str, Any]]:
-    """Each fault with the first alarm on its device inside its window (plus the grace period)."""
+def caught_by(
+    faults: list[Fault], alarms: list[Alarm], now: float | None = None
+) -> list[dict[str, Any]]:
+    """Each fault with the first alarm on its device inside its window (plus the grace period);
+    with ``now``, ``under_way`` says which uncaught ones have not played out yet."""
     out = []
     for f in faults:
         hits = sorted(
@@ -532,6 +535,7 @@ def caught_by(faults: list[Fault], alarms: list[Alarm]) -> list[dict[str, Any]]:
                 "start": f.start,
                 "detected_after_s": None if first is None else round(first[0] - f.start, 1),
                 "rule": None if first is None else first[1],
+                "under_way": first is None and now is not None and f.end + GRACE_S > now,
             }
         )
     return out
