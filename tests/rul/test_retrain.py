@@ -102,3 +102,56 @@ def test_the_configuration_refuses_bad_input(motors):
         client.set_rul_config("plant", "motor", every="10s")
     with pytest.raises(atoll.InvalidInput):
         client.set_rul_config("plant", "motor", cycle="soon")
+
+
+async def test_retraining_on_the_platform_with_its_embedded_store(tmp_path):
+    """The same path on ``atoll up``'s own composition: the DuckDB store, the SQLite registry and
+    the RUL service the platform creates (looking for retrainings every 0.3 s)."""
+    import asyncio
+
+    from argon2 import PasswordHasher
+
+    import atoll
+    from atoll.config import Settings
+    from atoll.platform import Platform
+    from atoll.testing import rul_fleet as synthetic
+
+    settings = Settings(
+        home=tmp_path,
+        http_port=0,
+        mqtt_mode="off",
+        services=["rul"],
+        rul_interval_s=0.2,
+        rul_refresh_s=0.2,
+        rul_retrain_check_s=0.3,
+    )
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    async with Platform(settings, password_hasher=fast) as p:
+        assert p.bootstrap is not None and p.store is not None
+        key = p.bootstrap.api_key
+
+        def run() -> None:
+            with atoll.Client(p.http_url, key) as c:
+                c.create_project("Plant", id="plant")
+                c.create_device_type("plant", "motor", synthetic.METRICS)
+                motors = synthetic.fleet(6)
+                for m in motors:
+                    c.register_device("plant", id=m.device, device_type="motor")
+                end = time.time_ns() // 1000 // synthetic.HOUR * synthetic.HOUR - synthetic.HOUR
+                lines = synthetic.history(p.store, "plant", motors, end).splitlines()
+                c.import_maintenance("plant", "\n".join(lines[:-1]) + "\n")
+                first = c.fit_rul("plant", "motor")
+                c.set_rul_config("plant", "motor", on_failure=True, auto_activate=True)
+                c.import_maintenance("plant", lines[0] + "\n" + lines[-1] + "\n")
+                jobs = _done(c, 2)
+                assert jobs, "no retraining after the new failure"
+                job = jobs[0]
+                assert job.trigger == "failure" and job.state == "done" and job.model
+                # No version was active: with auto_activate the retrained one goes live.
+                assert job.outcome is not None and job.outcome["activated"] is True
+                assert job.outcome["reason"].endswith("no version active")
+                active = c.models("plant", kind="rul", state="active")
+                assert [m.id for m in active] == [job.model.id] and job.model.id != first.id
+                assert c.model("plant", first.id).state == "draft"
+
+        await asyncio.to_thread(run)
