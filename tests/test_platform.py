@@ -366,10 +366,24 @@ async def test_the_api_reaches_the_rul_service_through_its_port(tmp_path):
             body = {"name": "motor", "id": "motor", "metrics": [{"name": "vibration"}]}
             await http.post("/api/v1/projects/lab/device-types", json=body, headers=key)
             r = await http.post(
+                "/api/v1/projects/lab/rul/fit?wait=true", json={"device_type": "motor"}, headers=key
+            )
+            # Off the request: the job at once, failed once the worker has looked.
+            job = await http.post(
                 "/api/v1/projects/lab/rul/fit", json={"device_type": "motor"}, headers=key
             )
+            assert job.status_code == 202 and job.json()["state"] in ("queued", "running", "failed")
+            for _ in range(100):
+                got = await http.get(
+                    f"/api/v1/projects/lab/rul/fits/{job.json()['id']}", headers=key
+                )
+                if got.json()["state"] == "failed":
+                    break
+                await asyncio.sleep(0.05)
     # No device of the type, so nothing to learn from: a 400 that says so, not a 500.
     assert r.status_code == 400 and "no device of type 'motor'" in r.json()["message"]
+    assert got.json()["state"] == "failed" and got.json()["error"]["error"] == "invalid_input"
+    assert "no device of type 'motor'" in got.json()["error"]["message"]
 
 
 async def test_a_service_that_cannot_be_created_is_reported_and_skipped(

@@ -1,4 +1,5 @@
-"""Screenshots of a running ``atoll demo`` for the README (real headless Chromium).
+"""Screenshots of a running ``atoll demo`` for the README (real headless Chromium): the fleet, a
+faulty device, the alarms, the dashboard, and the motor closest to its failure (RUL).
 
     .venv/bin/atoll demo --home .atoll/demo &    # wait until faults have played out
     .venv/bin/python tools/demo_screenshots.py .atoll/demo docs/screenshots
@@ -20,7 +21,7 @@ def main(home: Path, out: Path) -> None:
     info = json.loads((home / "demo.json").read_text())
     truth = json.loads((home / "ground_truth.json").read_text())["faults"]
     tenant = info["tenants"][0]
-    faulty = next(f["device"] for f in truth if f["device"].startswith(f"lab-{tenant['sector']}"))
+    faulty = next(f["device"] for f in truth if f"lab-{tenant['sector']}" in f["device"])
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
@@ -43,6 +44,21 @@ def main(home: Path, out: Path) -> None:
         page.wait_for_selector("[data-testid=dash-panel]")
         page.wait_for_timeout(4000)
         page.screenshot(path=str(out / "demo-dashboard.png"))
+        # The motor the RUL model judges closest to its failure: RUL counting down.
+        due = page.evaluate(
+            """async (project) => {
+                const token = JSON.parse(localStorage.getItem("atoll.session")).token;
+                const url = `/api/v1/projects/${encodeURIComponent(project)}/maintenance/due`;
+                const r = await fetch(url, {headers: {authorization: `Bearer ${token}`}});
+                return r.ok ? await r.json() : [];
+            }""",
+            tenant["project"],
+        )
+        if due:
+            page.goto(f"{info['console']}/devices/{due[0]['device']}")
+            page.wait_for_selector("[data-testid=device-rul]")
+            page.wait_for_timeout(4000)
+            page.screenshot(path=str(out / "demo-rul.png"))
         browser.close()
 
 

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     #: sent telemetry, and re-reads the active RUL models from the registry.
     rul_interval_s: float = Field(default=10.0, gt=0)
     rul_refresh_s: float = Field(default=30.0, gt=0)
+    #: How often the RUL service looks for retrainings due (atoll.rul.retrain).
+    rul_retrain_check_s: float = Field(default=60.0, gt=0)
     detect_refit_interval_s: float = Field(default=86_400.0, ge=0)
     detect_history_s: float = Field(default=7 * 86_400.0, gt=0)
     detect_max_history: int = Field(default=200_000, ge=256)

@@ -1,7 +1,8 @@
 """A real uvicorn server on an ephemeral port: registry (SQLite), memory store, real ingest
 pipeline, the real rules service (rules, alarms, channels, reports on the registry's database)
 and, with ``detection=True``, the real detection service (else a device's detection routes
-answer 503); with ``rul=True`` the real RUL service, scoring every 0.2 s."""
+answer 503); with ``rul=True`` the real RUL service, scoring every 0.2 s and looking for
+retrainings due every 0.3 s."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ class ApiServer:
                 self.data_dir / "models" / "rul",
                 interval=0.2,
                 refresh=0.2,
+                retrain_check=0.3,
             )
             await self.rul.start()
         ctx = AppContext(

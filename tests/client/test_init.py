@@ -73,6 +73,8 @@ def test_public_surface_is_guarded():
             "Project",
             "Refit",
             "RegisteredDevice",
+            "RulConfig",
+            "RulFitJob",
             "Rejection",
             "Report",
             "ReportRun",

@@ -121,6 +121,22 @@ def test_demo_runs_end_to_end_and_ingests_live_data(tmp_path):
     assert "keep their detector" not in fitted and int(fitted.split()[0]) >= 20
     assert summary.rejected == 0
     assert summary.faults_injected == 2
+    # Five minutes of history hold too few motor failures for an RUL model: the demo says so
+    # and goes on without one.
+    assert summary.rul_model is None and summary.rul_note is not None
+    assert "needs at least 10" in summary.rul_note
+    assert any("no RUL model for motor" in m for m in said)
     assert seen["console"].startswith("http://127.0.0.1:")
     assert len(seen["password"]) >= 16 and seen["api_key"].startswith("atk_")
     assert (tmp_path / "demo" / "ground_truth.json").exists()
+
+
+def test_caught_by_tells_a_fault_under_way_from_a_missed_one():
+    from atoll.demo.runner import GRACE_S, caught_by
+
+    faults = [Fault("a", "k", ("m",), 100, 200), Fault("b", "k", ("m",), 100, 200)]
+    out = caught_by(faults, [_alarm("a", 150)], now=250)
+    assert out[0]["detected_after_s"] == 50 and out[0]["under_way"] is False
+    assert out[1]["detected_after_s"] is None and out[1]["under_way"] is True
+    late = caught_by(faults, [], now=200 + GRACE_S + 1)
+    assert [f["under_way"] for f in late] == [False, False]

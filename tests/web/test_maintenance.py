@@ -62,3 +62,12 @@ def test_due_list_shows_the_motor_near_failure_first(platform, page, shots):
     badge = page.locator("[data-testid=device-rul]")
     expect(badge).to_contain_text("RUL ")
     expect(badge).to_have_attribute("title", re.compile(f"by {model.id} v1"))
+    # The rul chart leads the device's charts, with its interval as a band; the model's
+    # version is not a chart of its own.
+    charts = page.locator(".chart-panel")
+    expect(charts.first).to_have_attribute("data-testid", "chart-rul")
+    expect(page.locator("[data-testid=band-legend-rul]")).to_contain_text("90 % interval")
+    expect(page.locator("[data-testid=chart-rul_model_version]")).to_have_count(0)
+    expect(page.locator("[data-testid=chart-rul_lo]")).to_have_count(0)
+    expect(page.locator("[data-testid=chart-vibration]")).to_be_visible()
+    shots(page, "device-rul")

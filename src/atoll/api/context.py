@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from atoll.core.lineage import ModelRecord, SeriesDetection
 from atoll.registry import DeviceIdentity, Registry
 from atoll.registry.commands import CommandSender
-from atoll.registry.models import ModelVersion
+from atoll.registry.models import RulFit
 from atoll.store.port import SeriesStore
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ class DetectionPort(Protocol):
 class RulPort(Protocol):
     """What the RUL routes call on the RUL service (``atoll.rul.service.RulService``)."""
 
-    async def fit(
+    def submit(
         self,
         project: str,
         device_type: str,
@@ -177,8 +177,11 @@ class RulPort(Protocol):
         since: int | None = None,
         until: int | None = None,
         cap: float = ...,
-    ) -> ModelVersion:
-        """Fit the device type's RUL model on the fleet's history; the draft it registered."""
+    ) -> RulFit:
+        """Queue a fit of the device type's RUL model on the fleet's history: the job."""
+
+    async def wait(self, project: str, fit_id: str, timeout: float = ...) -> RulFit:
+        """The fit once it is done or failed."""
 
 
 class ApiContext(Protocol):

@@ -140,18 +140,46 @@ def demo(
     if summary.faults:
         console.print("Each fault and the first alarm that caught it:")
         for f in summary.faults:
-            caught = (
-                f"after {f['detected_after_s']:.0f} s by [bold]{f['rule']}[/]"
-                if f["detected_after_s"] is not None
-                else "[yellow]not caught[/]"
-            )
+            if f["detected_after_s"] is not None:
+                caught = f"after {f['detected_after_s']:.0f} s by [bold]{f['rule']}[/]"
+            elif f.get("under_way"):
+                caught = "under way, not caught yet"
+            else:
+                caught = "[yellow]not caught[/]"
             console.print(f"  {f['kind']:<18} {f['device']}: {caught}", soft_wrap=True)
     for a in summary.false_alarm_list:
         console.print(f"  false alarm        {a['device']}: {a['rule']}", soft_wrap=True)
+    for line in maintenance_lines(summary):
+        console.print(line, soft_wrap=True)
     if json_out:
         import json
 
         json_out.write_text(json.dumps(summary.to_dict(), indent=2))
+
+
+def maintenance_lines(s) -> list[str]:
+    """The summary's predictive-maintenance lines: the RUL model, then each motor that failed
+    while live and whether its maintenance alarm came first."""
+    if s.rul_model is None:
+        return [f"maintenance: {s.rul_note}"] if s.rul_note else []
+    m = s.rul_model
+    out = [
+        f"maintenance: {m['device_type']} RUL model v{m['version']} ({m['model_id']}), fitted in "
+        f"the background at start in {m['fit_seconds']:.1f} s on {m['trajectories']} runs to "
+        "failure"
+    ]
+    if not s.maintenance:
+        out.append("maintenance: no motor wore out to failure while live")
+    for f in s.maintenance:
+        device = f["device"].split("~")[-1]
+        if f["alarmed_before_s"] is None:
+            out.append(f"maintenance: {device} failed with no maintenance alarm before it")
+        else:
+            out.append(
+                f"maintenance: {device} alarmed {f['alarmed_before_s'] / 60:.1f} min before its "
+                "failure"
+            )
+    return out
 
 
 def _fmt(x, pct=False):
@@ -180,4 +208,7 @@ def _table(s, final: bool = False) -> Table:
     t.add_row("precision (alarms)", _fmt(s.precision, pct=True))
     t.add_row("false alarms", _fmt(s.false_alarms))
     t.add_row("median time to detect", "–" if s.median_ttd_s is None else f"{s.median_ttd_s:.0f} s")
+    if s.rul_model is not None:
+        warned = sum(f["alarmed_before_s"] is not None for f in s.maintenance)
+        t.add_row("motor failures / warned before", f"{len(s.maintenance)} / {warned}")
     return t

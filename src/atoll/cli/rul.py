@@ -206,11 +206,26 @@ def fit(
     as_json: AsJson = False,
 ) -> None:
     """Fit the RUL model of a device type on the fleet's run-to-failure history (stored telemetry
-    cut by its failure records) in a running Atoll; it is registered as a draft."""
+    cut by its failure records) in a running Atoll; it is registered as a draft. The fit is a
+    job on the server: this shows its progress and waits for it."""
     err = Console(stderr=True)
     with client(url, api_key) as c:
-        with err.status(f"fitting the RUL model of {device_type} in {project} (on the server)"):
-            m = c.fit_rul(project, device_type, cycle=cycle, since=since, until=until, cap=cap)
+        what = f"the RUL model of {device_type} in {project}"
+        with err.status(f"fitting {what} (a job on the server)") as status:
+
+            def show(job) -> None:
+                step = f": {job.progress}" if job.progress else ""
+                status.update(f"fitting {what}: job {job.id} {job.state}{step}")
+
+            m = c.fit_rul(
+                project,
+                device_type,
+                cycle=cycle,
+                since=since,
+                until=until,
+                cap=cap,
+                on_progress=show,
+            )
     if as_json:
         emit([m], [], True)
         return

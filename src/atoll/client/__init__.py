@@ -43,7 +43,15 @@ from atoll.client.devices import (
 )
 from atoll.client.ingest import DeviceClient
 from atoll.client.lab import BulkResult, LabCalls
-from atoll.client.models import DueDevice, DueModel, Model, ModelChange, ModelsCalls
+from atoll.client.models import (
+    DueDevice,
+    DueModel,
+    Model,
+    ModelChange,
+    ModelsCalls,
+    RulConfig,
+    RulFitJob,
+)
 from atoll.client.rules import (
     Backtest,
     Channel,
@@ -107,6 +115,8 @@ __all__ = [
     "Project",
     "Refit",
     "RegisteredDevice",
+    "RulConfig",
+    "RulFitJob",
     "Rejection",
     "Report",
     "ReportRun",

@@ -3,11 +3,14 @@ approve, activate, retire and roll back versions, export model cards."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from atoll.client._http import Http, TimeLike, build, time_param
+from atoll.core import errors
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,118 @@ class DueDevice:
     model: DueModel | None = None
 
 
+@dataclass(frozen=True)
+class RulFitJob:
+    """A fit of a device type's RUL model, off the request: ``state`` queued, running (with a
+    ``progress`` line), done (``model``: the draft it filed) or failed (``error``: ``error``,
+    ``message``, ``hint``); ``trigger`` api, schedule or failure (retraining), whose ``outcome``
+    says whether the version was activated."""
+
+    id: str
+    project: str
+    device_type: str
+    state: str
+    trigger: str
+    cycle_seconds: float
+    cap: float
+    requested_by: str
+    created_at: datetime
+    since: datetime | None = None
+    until: datetime | None = None
+    progress: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    model: Model | None = None
+    error: dict[str, Any] | None = None
+    outcome: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RulConfig:
+    """How a device type's RUL model is fitted and retrained (``Client.set_rul_config``):
+    ``retrain`` holds ``every`` (``every_seconds``), ``on_failure`` and ``auto_activate``."""
+
+    project: str
+    device_type: str
+    cycle_seconds: float
+    cap: float
+    retrain: dict[str, Any]
+    updated_by: str
+    updated_at: datetime
+    last_fit: datetime | None = None
+
+
+_FIT_ERRORS: dict[str, type[errors.AtollError]] = {
+    "invalid_input": errors.InvalidInput,
+    "not_found": errors.NotFound,
+    "unavailable": errors.Unavailable,
+}
+
+
+def _fit_job(got: dict[str, Any]) -> RulFitJob:
+    model = got.get("model")
+    job = build(RulFitJob, {k: v for k, v in got.items() if k != "model"})
+    return replace(job, model=build(Model, model)) if model else job
+
+
 class ModelsCalls(Http):
+    def start_rul_fit(
+        self,
+        project: str,
+        device_type: str,
+        *,
+        cycle: str = "1h",
+        since: TimeLike = None,
+        until: TimeLike = None,
+        cap: float = 125.0,
+    ) -> RulFitJob:
+        """Queue a fit of ``device_type``'s RUL model on the fleet's run-to-failure history
+        (stored telemetry cut by ``failure`` maintenance records); the job, to poll with
+        ``rul_fit``. ``cycle`` is the time bucket of one cycle."""
+        body: dict[str, Any] = {"device_type": device_type, "cycle": cycle, "cap": cap}
+        body.update({k: time_param(v) for k, v in (("since", since), ("until", until)) if v})
+        return _fit_job(self._call("POST", f"/projects/{project}/rul/fit", json=body))
+
+    def rul_fit(self, project: str, fit_id: str) -> RulFitJob:
+        """A fit job: queued, running (``progress``), done (``model``) or failed (``error``)."""
+        return _fit_job(self._call("GET", f"/projects/{project}/rul/fits/{fit_id}"))
+
+    def rul_fits(
+        self, project: str, *, device_type: str | None = None, limit: int | None = None
+    ) -> list[RulFitJob]:
+        """The project's fit jobs, newest first (retrainings included)."""
+        params = {"device_type": device_type, "limit": limit}
+        return [
+            _fit_job(j) for j in self._call("GET", f"/projects/{project}/rul/fits", params=params)
+        ]
+
+    def set_rul_config(
+        self,
+        project: str,
+        device_type: str,
+        *,
+        cycle: str = "1h",
+        cap: float = 125.0,
+        every: str | None = None,
+        on_failure: bool = False,
+        auto_activate: bool = False,
+    ) -> RulConfig:
+        """Set how ``device_type``'s RUL model is fitted and retrained: every ``every`` (e.g.
+        ``"7d"``), when a failure is recorded (``on_failure``); a retrained version goes live by
+        itself only with ``auto_activate`` and when its CV RMSE is not worse than the active
+        one's."""
+        body = {
+            "cycle": cycle,
+            "cap": cap,
+            "retrain": {"every": every, "on_failure": on_failure, "auto_activate": auto_activate},
+        }
+        got = self._call("PUT", f"/projects/{project}/rul/config/{device_type}", json=body)
+        return build(RulConfig, got)
+
+    def rul_config(self, project: str, device_type: str) -> RulConfig:
+        """``device_type``'s RUL configuration (``NotFound`` when none was set)."""
+        return build(RulConfig, self._call("GET", f"/projects/{project}/rul/config/{device_type}"))
+
     def fit_rul(
         self,
         project: str,
@@ -86,14 +200,35 @@ class ModelsCalls(Http):
         until: TimeLike = None,
         cap: float = 125.0,
         timeout: float = 900.0,
+        on_progress: Callable[[RulFitJob], None] | None = None,
     ) -> Model:
-        """Fit ``device_type``'s RUL model on the fleet's run-to-failure history (stored
-        telemetry cut by ``failure`` maintenance records) and register it as a draft; ``cycle`` is
-        the time bucket of one cycle. ``InvalidInput`` when there are too few failures."""
-        body: dict[str, Any] = {"device_type": device_type, "cycle": cycle, "cap": cap}
-        body.update({k: time_param(v) for k, v in (("since", since), ("until", until)) if v})
-        got = self._call("POST", f"/projects/{project}/rul/fit", json=body, timeout=timeout)
-        return build(Model, got)
+        """Fit ``device_type``'s RUL model and wait for it (``start_rul_fit``, then ``rul_fit``
+        until it ends; ``on_progress`` sees each poll): the draft it registered. The fit's
+        refusal is raised as the error it is (``InvalidInput`` when there are too few failures);
+        ``Unavailable`` after ``timeout`` seconds."""
+        job = self.start_rul_fit(
+            project, device_type, cycle=cycle, since=since, until=until, cap=cap
+        )
+        end = time.monotonic() + timeout
+        delay = 0.1
+        while job.state not in ("done", "failed"):
+            if on_progress:
+                on_progress(job)
+            if time.monotonic() >= end:
+                raise errors.Unavailable(
+                    f"RUL fit {job.id} is still {job.state} after {timeout:.0f} s",
+                    hint=f"poll it: Client.rul_fit({project!r}, {job.id!r})",
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 1.0)
+            job = self.rul_fit(project, job.id)
+        if on_progress:
+            on_progress(job)
+        if job.state == "failed" or job.model is None:
+            e = job.error or {}
+            cls = _FIT_ERRORS.get(str(e.get("error")), errors.AtollError)
+            raise cls(str(e.get("message") or "the fit failed"), hint=e.get("hint"))
+        return self.model(project, job.model.id)
 
     def maintenance_due(
         self,

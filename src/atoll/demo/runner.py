@@ -37,8 +37,17 @@ from atoll.client import Alarm, Client
 from atoll.core import topics
 from atoll.core.errors import AtollError
 from atoll.core.events import decode_anomalies
-from atoll.demo.lab import LAB, build_lab
+from atoll.demo.lab import LAB, BuiltTenant, build_lab
+from atoll.demo.maintenance import (
+    RULE_NAME,
+    Commissioned,
+    commission,
+    crew,
+    failure_rows,
+    maintenance_report,
+)
 from atoll.sim import Fault, Fleet, evaluate, write_ground_truth
+from atoll.sim.fleet import DeviceFailure
 from atoll.sim.mqtt import MqttFleet
 
 if TYPE_CHECKING:
@@ -91,6 +100,13 @@ class DemoSummary:
     faults: list[dict[str, Any]] = field(default_factory=list)
     #: The alarms that caught no fault: device, rule and when (epoch s).
     false_alarm_list: list[dict[str, Any]] = field(default_factory=list)
+    #: The RUL model put to work at start (id, version, device type, trajectories, CV RMSE in
+    #: cycles, fit seconds), or ``None`` (``rul_note`` says why).
+    rul_model: dict[str, Any] | None = None
+    rul_note: str | None = None
+    #: Per motor that wore out and failed while live: when, and how long before its failure the
+    #: maintenance alarm was first seen (``None``: it was not).
+    maintenance: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -198,7 +214,10 @@ async def run_demo(
     if opts.home.exists():
         shutil.rmtree(opts.home)
     settings = Settings(
-        home=opts.home, http_port=free_port(opts.http_port), mqtt_port=free_port(opts.mqtt_port)
+        home=opts.home,
+        http_port=free_port(opts.http_port),
+        mqtt_port=free_port(opts.mqtt_port),
+        rul_refresh_s=5.0,  # the RUL model activated at start scores within seconds
     )
     summary = DemoSummary()
     async with Platform(settings) as platform:
@@ -241,6 +260,7 @@ async def run_demo(
             rate=opts.rate,
             start=now - opts.history_s,
             templates=[b.template for b in built],
+            wear=True,  # the motors wear out and fail (atoll.demo.maintenance)
         )
         assert platform.mqtt_url is not None  # the demo's platform runs its MQTT broker
         mqtt = MqttFleet(fleet, platform.mqtt_url)
@@ -274,6 +294,21 @@ async def run_demo(
                     f"  {fitted} models fitted in {time.perf_counter() - t_fit:.0f} s"
                     + (f" ({skipped} series keep their detector)" if skipped else "")
                 )
+            worn = _worn(built, tenants)
+            # The RUL model is fitted in the background: the demo goes live meanwhile, and the
+            # motors are judged once it is active (seconds later).
+            for b, _, device_type in worn:
+                n = len(_failed(fleet, b, device_type, history_end))
+                say(
+                    f"Predictive maintenance: {n} {device_type} failures in that history; "
+                    f"fitting the {device_type} RUL model on them in the background …"
+                )
+            commissioning = [
+                asyncio.create_task(
+                    _commission(summary, fleet, b, client, device_type, history_end, say)
+                )
+                for b, client, device_type in worn
+            ]
             live_start = time.time()
             # History ends where live begins: skip the gap the back-fill itself took.
             fleet.resume_at(live_start)
@@ -305,11 +340,22 @@ async def run_demo(
             if ready:
                 ready(info)
 
+            seen: dict[int, tuple[str, float]] = {}  # maintenance alarm -> device, first seen
+            crews = [
+                asyncio.create_task(crew(client, b.project, fleet, history_end, stop))
+                for b, client, _ in worn
+            ]
+
+            async def refresh() -> None:
+                await _refresh(
+                    summary, tenants, faults, platform, anomalies, live_start, fleet, seen
+                )
+
             async def watch() -> None:
                 while True:
                     await asyncio.sleep(1.0)
                     try:
-                        await _refresh(summary, tenants, faults, platform, anomalies, live_start)
+                        await refresh()
                     except AtollError as e:
                         log.warning("demo status refresh failed: %s", e)
                     if progress:
@@ -325,14 +371,62 @@ async def run_demo(
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            await asyncio.gather(*crews, *commissioning, return_exceptions=True)
             await asyncio.sleep(1.5)  # let the last readings reach the rules
-            await _refresh(summary, tenants, faults, platform, anomalies, live_start)
+            await refresh()
+            # The wear-outs that showed while live, the ones still under way included.
+            end = time.time()
+            wear = [f for f in fleet.wear_outs(live_start, end + 86400) if f.start <= end]
+            write_ground_truth(opts.home / "ground_truth.json", faults + wear, seed=opts.seed)
         finally:
             await mqtt.close()
             admin.close()
             for client in tenants:
                 client.close()
     return summary
+
+
+def _worn(built: list[BuiltTenant], tenants: list[Client]) -> list[tuple[BuiltTenant, Client, str]]:
+    """The tenants whose template has device types that wear out, with each such type."""
+    return [
+        (b, client, dt.name)
+        for b, client in zip(built, tenants, strict=True)
+        for dt in b.template.device_types
+        if dt.wear is not None and any(d.device_type == dt.name for d in b.devices)
+    ]
+
+
+def _failed(fleet: Fleet, b: BuiltTenant, device_type: str, until: float) -> list[DeviceFailure]:
+    ours = {d.device_id for d in b.devices if d.device_type == device_type}
+    return [f for f in fleet.failures(fleet.start, until) if f.device in ours]
+
+
+async def _commission(
+    summary: DemoSummary,
+    fleet: Fleet,
+    b: BuiltTenant,
+    client: Client,
+    device_type: str,
+    history_end: float,
+    say: Callable[[str], None],
+) -> None:
+    """Import the back-filled hour's failures, then fit and put to work the type's RUL model."""
+    failed = _failed(fleet, b, device_type, history_end)
+    try:
+        if failed:
+            await asyncio.to_thread(client.import_maintenance, b.project, failure_rows(failed))
+        done: Commissioned = await asyncio.to_thread(commission, client, b.project, device_type)
+    except AtollError as e:
+        summary.rul_note = f"no RUL model for {device_type}: {e.message}"
+        say(f"  {summary.rul_note}")
+        return
+    summary.rul_model = {**asdict(done), "active_at": time.time()}
+    rmse = "" if done.rmse_cycles is None else f", CV RMSE {done.rmse_cycles:.1f} min"
+    say(
+        f"{device_type} RUL model v{done.version} fitted in the background in "
+        f"{done.fit_seconds:.1f} s on {done.trajectories} runs to failure{rmse}; approved, "
+        f"activated, rule {RULE_NAME!r}"
+    )
 
 
 async def _fit_on_history(detect: DetectionService, built: list[Any]) -> tuple[int, int]:
@@ -362,13 +456,28 @@ async def _refresh(
     platform: Any,
     anomalies: int,
     live_start: float,
+    fleet: Fleet,
+    seen: dict[int, tuple[str, float]],
 ) -> None:
     def read() -> list[Alarm]:
         return [a for c in tenants for a in c.alarms(limit=5000)]
 
     alarms = await asyncio.to_thread(read)  # the platform serves the SDK's calls on this loop
     now = time.time()
-    live = [a for a in alarms if a.raised_at.timestamp() >= live_start]
+    for a in alarms:
+        if a.rule_name == RULE_NAME:
+            seen.setdefault(a.id, (a.device, now))
+    # Motors wearing out: a wear-out that began showing while live is a fault to catch; one
+    # already showing when the demo went live is not judged (nor are the alarms it raises).
+    wear = fleet.wear_outs(live_start, now + 86400)
+    judged = [f for f in wear if live_start <= f.start <= now]
+    before = [f for f in wear if f.start < live_start]
+    faults = faults + judged
+    live = [
+        a
+        for a in alarms
+        if a.raised_at.timestamp() >= live_start and (not _within(a, before) or _within(a, faults))
+    ]
     result = score(faults, live, now)
     st = platform.pipeline.stats
     summary.points_ingested = st.points
@@ -385,7 +494,12 @@ async def _refresh(
     summary.false_alarms = result["false_positives"]
     summary.by_kind = result.get("by_kind", {})
     summary.live_seconds = now - live_start
-    summary.faults = caught_by(faults, live)
+    summary.faults = caught_by(faults, live, now)
+    failed: list[DeviceFailure] = fleet.failures(live_start, now)
+    first_seen: dict[str, list[float]] = {}
+    for device, t in seen.values():
+        first_seen.setdefault(device, []).append(t)
+    summary.maintenance = maintenance_report(failed, first_seen)
     summary.false_alarm_list = [
         {"device": a.device, "rule": a.rule_name, "raised_at": a.raised_at.timestamp()}
         for a in live
@@ -396,8 +510,16 @@ async def _refresh(
     ]
 
 
-def caught_by(faults: list[Fault], alarms: list[Alarm]) -> list[dict[str, Any]]:
-    """Each fault with the first alarm on its device inside its window (plus the grace period)."""
+def _within(a: Alarm, faults: list[Fault]) -> bool:
+    t = a.raised_at.timestamp()
+    return any(a.device == f.device and f.start <= t <= f.end + GRACE_S for f in faults)
+
+
+def caught_by(
+    faults: list[Fault], alarms: list[Alarm], now: float | None = None
+) -> list[dict[str, Any]]:
+    """Each fault with the first alarm on its device inside its window (plus the grace period);
+    with ``now``, ``under_way`` says which uncaught ones have not played out yet."""
     out = []
     for f in faults:
         hits = sorted(
@@ -413,6 +535,7 @@ def caught_by(faults: list[Fault], alarms: list[Alarm]) -> list[dict[str, Any]]:
                 "start": f.start,
                 "detected_after_s": None if first is None else round(first[0] - f.start, 1),
                 "rule": None if first is None else first[1],
+                "under_way": first is None and now is not None and f.end + GRACE_S > now,
             }
         )
     return out

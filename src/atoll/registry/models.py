@@ -26,6 +26,8 @@ __all__ = [
     "Project",
     "ProjectActivity",
     "Rejection",
+    "RulConfig",
+    "RulFit",
     "Tenant",
     "Twin",
     "UsageDay",
@@ -316,6 +318,47 @@ class MaintenanceEvent:
     part: str | None = None
     cost: float | None = None
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RulFit:
+    """A fit of a device type's RUL model, off the request (``atoll.registry.rul_fits``):
+    ``state`` queued, running, done (``model``: the draft it registered) or failed (``error``:
+    code, message, hint); ``trigger`` api, schedule or failure."""
+
+    id: str
+    project: str
+    device_type: str
+    state: str
+    trigger: str
+    params: dict[str, Any]
+    requested_by: str
+    created_at: int
+    started_at: int | None = None
+    finished_at: int | None = None
+    model: str | None = None
+    error: dict[str, Any] | None = None
+    outcome: dict[str, Any] | None = None
+    progress: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RulConfig:
+    """How a device type's RUL model is fitted (``cycle`` µs, ``cap`` cycles) and retrained:
+    every ``retrain_every`` µs (``None``: no schedule), when a new failure is recorded
+    (``on_failure``), activating a version not worse than the active one (``auto_activate``)."""
+
+    project: str
+    device_type: str
+    cycle: int
+    cap: float
+    retrain_every: int | None
+    on_failure: bool
+    auto_activate: bool
+    updated_by: str
+    updated_at: int
+    last_fit: int | None = None
+    failures_seen: int | None = None
 
 
 ModelKind = Literal["detector", "rul", "forecaster"]

@@ -33,9 +33,12 @@ from atoll.registry import invites as _invites
 from atoll.registry import keys as _keys
 from atoll.registry import maintenance as _maintenance
 from atoll.registry import ml_models as _models
+from atoll.registry import model_files as _model_files
 from atoll.registry import portfolio as _portfolio
 from atoll.registry import quotas as _quotas
 from atoll.registry import rejections as _rejections
+from atoll.registry import rul_configs as _rul_configs
+from atoll.registry import rul_fits as _rul_fits
 from atoll.registry import tables as t
 from atoll.registry import tenants as _tenants
 from atoll.registry import twins as _twins
@@ -63,6 +66,8 @@ from atoll.registry.models import (
     Project,
     ProjectActivity,
     Rejection,
+    RulConfig,
+    RulFit,
     Tenant,
     Twin,
     UsageDay,
@@ -423,20 +428,121 @@ class Registry:
                 )
             return _maintenance.insert_many(conn, rows, actor)
 
+    # -- RUL fit jobs (atoll.registry.rul_fits) ---------------------------------------------------
+    def create_rul_fit(
+        self,
+        project: str,
+        device_type: str,
+        *,
+        params: dict[str, Any],
+        requested_by: str,
+        trigger: str = "api",
+        tenant: str | None = None,
+    ) -> RulFit:
+        """A queued fit of ``device_type``'s RUL model (``NotFound`` for an unknown type)."""
+        with self._write() as conn:
+            owner = _tenants.get_project(conn, project, tenant).tenant
+            _types.get(conn, project, device_type)
+            return _rul_fits.create(
+                conn,
+                owner,
+                project,
+                device_type,
+                params=params,
+                requested_by=requested_by,
+                trigger=trigger,
+            )
+
+    def get_rul_fit(self, project: str, fit_id: str, tenant: str | None = None) -> RulFit:
+        with self._read() as conn:
+            _tenants.get_project(conn, project, tenant)
+            return _rul_fits.get(conn, project, fit_id)
+
+    def list_rul_fits(
+        self,
+        project: str,
+        tenant: str | None = None,
+        *,
+        device_type: str | None = None,
+        limit: int = 100,
+    ) -> list[RulFit]:
+        """Newest first."""
+        with self._read() as conn:
+            _tenants.get_project(conn, project, tenant)
+            return _rul_fits.list_(conn, project, device_type, limit)
+
+    def set_rul_fit(self, fit_id: str, state: str, **fields: Any) -> None:
+        """Move fit ``fit_id`` to ``state`` (``model``, ``error``, ``outcome``, ``progress``)."""
+        with self._write() as conn:
+            _rul_fits.set_state(conn, fit_id, state, **fields)
+
+    # -- RUL configuration per device type (atoll.registry.rul_configs) --------------------------
+    def put_rul_config(
+        self,
+        project: str,
+        device_type: str,
+        *,
+        actor: str,
+        tenant: str | None = None,
+        **fields: Any,
+    ) -> RulConfig:
+        """Set ``device_type``'s RUL configuration (``cycle``, ``cap``, ``retrain_every``,
+        ``on_failure``, ``auto_activate``)."""
+        with self._write() as conn:
+            owner = _tenants.get_project(conn, project, tenant).tenant
+            _types.get(conn, project, device_type)
+            return _rul_configs.put(conn, owner, project, device_type, actor=actor, **fields)
+
+    def get_rul_config(
+        self, project: str, device_type: str, tenant: str | None = None
+    ) -> RulConfig:
+        with self._read() as conn:
+            _tenants.get_project(conn, project, tenant)
+            return _rul_configs.get(conn, project, device_type)
+
+    def rul_retraining(self) -> list[tuple[RulConfig, int | None]]:
+        """Every configuration that retrains, with its type's newest failure record's time."""
+        with self._read() as conn:
+            return [
+                (c, _rul_configs.newest_failure(conn, c.project, c.device_type))
+                for c in _rul_configs.with_retraining(conn)
+            ]
+
+    def claim_rul_retraining(
+        self, cfg: RulConfig, *, last_fit: int, failures_seen: int | None
+    ) -> bool:
+        with self._write() as conn:
+            return _rul_configs.claim(conn, cfg, last_fit=last_fit, failures_seen=failures_seen)
+
     # -- the model registry (atoll.registry.ml_models) -------------------------------------------
     def register_model(
-        self, project: str, *, actor: str, tenant: str | None = None, **fields: Any
+        self,
+        project: str,
+        *,
+        actor: str,
+        tenant: str | None = None,
+        files: bytes | None = None,
+        **fields: Any,
     ) -> ModelVersion:
-        """The next version of ``fields["kind"]`` for ``fields["scope"]``, as a draft."""
+        """The next version of ``fields["kind"]`` for ``fields["scope"]``, as a draft; with
+        ``files`` (``model_files.pack``), its files are kept with it, for every node."""
         for attempt in range(5):  # two registrations at once may pick the same version
             try:
                 with self._write() as conn:
                     owner = _tenants.get_project(conn, project, tenant).tenant
-                    return _models.register(conn, owner, project, actor=actor, **fields)
+                    model = _models.register(conn, owner, project, actor=actor, **fields)
+                    if files is not None:
+                        _model_files.put(conn, model.id, files)
+                    return model
             except Conflict as e:
                 if not isinstance(e.__cause__, IntegrityError) or attempt == 4:
                     raise
         raise AssertionError("unreachable")
+
+    def model_files(self, model_id: str) -> tuple[bytes, str] | None:
+        """The packed files kept with model ``model_id`` and their SHA-256 (``None``: none)."""
+        with self._read() as conn:
+            return _model_files.get(conn, model_id)
 
     def get_model(self, project: str, model_id: str, tenant: str | None = None) -> ModelVersion:
         with self._read() as conn:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -198,6 +199,64 @@ models = Table(
     UniqueConstraint("active_slot", name="uq_model_active"),
     Index("ix_models_ref", "ref"),
     Index("ix_models_tenant_project", "tenant", "project"),
+)
+
+# RUL fit jobs (atoll.registry.rul_fits): a fit runs off the request on one node's RUL service;
+# its state is here so that any node answers the poll.
+rul_fits = Table(
+    "rul_fits",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("tenant", String(ID), nullable=False),
+    Column("project", String(ID), ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("device_type", String(ID), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("progress", String(200), nullable=True),
+    Column("requested_by", String(200), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("started_at", BigInteger, nullable=True),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("model", String(ID), nullable=True),
+    Column("error", JSON, nullable=True),
+    # What a retraining did with the version it filed (activated or not, and why).
+    Column("outcome", JSON, nullable=True),
+    Index("ix_rul_fits_project_created", "project", "created_at"),
+)
+
+# How a device type's RUL model is fitted, and when it is retrained (atoll.registry.rul_configs):
+# ``retrain_every`` µs (NULL: no schedule), ``on_failure`` (a new failure record of the type),
+# ``auto_activate`` (a retrained version not worse than the active one goes live). ``last_fit``
+# and ``failures_seen`` (the newest failure record's created_at a fit knew of) are what the
+# retraining compares with; a node claims a retraining by moving them (compare and set).
+rul_configs = Table(
+    "rul_configs",
+    metadata,
+    Column("project", String(ID), ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("device_type", String(ID), primary_key=True),
+    Column("tenant", String(ID), nullable=False),
+    Column("cycle", BigInteger, nullable=False),
+    Column("cap", Float, nullable=False),
+    Column("retrain_every", BigInteger, nullable=True),
+    Column("on_failure", Boolean, nullable=False, default=False),
+    Column("auto_activate", Boolean, nullable=False, default=False),
+    Column("last_fit", BigInteger, nullable=True),
+    Column("failures_seen", BigInteger, nullable=True),
+    Column("updated_by", String(200), nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+# The files of a fitted model (a gzipped tar of its directory), so that every node can load it
+# (atoll.registry.model_files): kept with the model's record, deleted with it.
+model_files = Table(
+    "model_files",
+    metadata,
+    Column("model", String(ID), ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 audit_log = Table(

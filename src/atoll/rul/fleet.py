@@ -45,7 +45,7 @@ from atoll import __version__
 from atoll.core.errors import InvalidInput, NotFound
 from atoll.core.events import RUL_METRICS
 from atoll.core.points import SeriesKey
-from atoll.registry import Registry
+from atoll.registry import Registry, model_files
 from atoll.registry.models import ModelVersion
 from atoll.rul.cmapss import SETTINGS, Trajectories
 from atoll.rul.model import MIN_UNITS, RulModel
@@ -268,8 +268,8 @@ def register(
     actor: str,
     tenant: str | None = None,
 ) -> ModelVersion:
-    """File ``fitted`` as the next draft ``rul`` version of ``type:<device_type>`` and keep its
-    files in ``models_dir/<model id>/``."""
+    """File ``fitted`` as the next draft ``rul`` version of ``type:<device_type>``, its files
+    kept with it in the registry (for every node) and in ``models_dir/<model id>/``."""
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".fit-", dir=models_dir))
     try:
@@ -280,6 +280,7 @@ def register(
         m = fitted.model.card
         model = registry.register_model(
             project,
+            files=model_files.pack(staging),
             actor=actor,
             tenant=tenant,
             kind="rul",
@@ -314,12 +315,36 @@ class Deployed:
         return cycles * self.cycle / HOUR
 
 
-def load(models_dir: Path, m: ModelVersion) -> Deployed:
-    """The files of registered model ``m``; ``NotFound`` when this node does not hold them."""
+def fetch(registry: Registry, models_dir: Path, m: ModelVersion) -> bool:
+    """Unpack the files kept with ``m`` in the registry into ``models_dir/<id>/`` (a node that
+    did not fit it); whether there were any."""
+    got = registry.model_files(m.id)
+    if got is None:
+        return False
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=models_dir))
+    try:
+        model_files.unpack(got[0], got[1], staging / "m")
+        try:
+            (staging / "m").rename(models_dir / m.id)
+        except OSError:  # another thread of this node got there first
+            if not (models_dir / m.id / "model.json").is_file():
+                raise
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load(models_dir: Path, m: ModelVersion, registry: Registry | None = None) -> Deployed:
+    """The files of registered model ``m``: this node's copy, else (with ``registry``) the ones
+    kept with it in the registry; ``NotFound`` when there are none."""
     directory = models_dir / m.id
-    if not (directory / "model.json").is_file():
+    if not (directory / "model.json").is_file() and (
+        registry is None or not fetch(registry, models_dir, m)
+    ):
         raise NotFound(
-            f"model {m.id} ({m.scope} v{m.version}) has no files in {models_dir}",
+            f"model {m.id} ({m.scope} v{m.version}) has no files in {models_dir} nor in the "
+            "registry",
             hint="fit it on this platform (POST /projects/{p}/rul/fit or atoll rul fit)",
         )
     model = RulModel.load(directory)

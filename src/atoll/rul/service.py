@@ -1,11 +1,12 @@
 """The RUL service: fits a device type's RUL model from the fleet, and scores live devices with
 the active one.
 
-**Fitting** (``fit``; ``POST /projects/{p}/rul/fit``, ``atoll rul fit``) reads the type's
-run-to-failure trajectories (``atoll.rul.fleet``), fits ``RulModel`` on them in a worker thread,
-files the model as the next **draft** ``rul`` version of ``type:<device type>`` and keeps its
-files in ``<home>/models/rul/<model id>/``. Someone with the operator role approves and
-activates it (docs/MODELS.md); only the active version scores.
+**Fitting** (``submit``; ``POST /projects/{p}/rul/fit``, ``atoll rul fit``) queues a fit job
+(``atoll.rul.jobs``): a worker thread reads the type's run-to-failure trajectories
+(``atoll.rul.fleet``), fits ``RulModel`` on them, files the model as the next **draft** ``rul``
+version of ``type:<device type>`` and keeps its files in ``<home>/models/rul/<model id>/``.
+Someone with the operator role approves and activates it (docs/MODELS.md); only the active
+version scores.
 
 **Scoring.** The service listens to ``telemetry.>`` and only notes which devices sent something
 (nothing is decoded on the event loop). Every ``interval`` seconds a worker thread takes the
@@ -29,7 +30,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +42,11 @@ from atoll.core.errors import AtollError
 from atoll.core.points import PointBatch, SeriesKey
 from atoll.ingest.events import encode_telemetry
 from atoll.registry import Registry
-from atoll.registry.models import ModelVersion
+from atoll.registry.models import RulFit
 from atoll.rul import fleet
 from atoll.rul.fleet import RUL, RUL_HI, RUL_LO, RUL_METRICS, RUL_VERSION, Deployed
+from atoll.rul.jobs import FitJobs
+from atoll.rul.retrain import Retrainer
 from atoll.service import ServiceContext
 from atoll.store.port import SeriesStore
 
@@ -71,6 +73,7 @@ class RulService:
         interval: float = 10.0,
         refresh: float = 30.0,
         group: str | None = None,
+        retrain_check: float = 60.0,
     ) -> None:
         self.bus, self.store, self.registry = bus, store, registry
         self.models_dir = Path(models_dir)
@@ -83,7 +86,10 @@ class RulService:
         self._sub: Subscription | None = None
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="atoll-rul")
-        self._fit_pool = ThreadPoolExecutor(1, thread_name_prefix="atoll-rul-fit")
+        self.jobs = FitJobs(registry, store, self.models_dir)
+        self.retrainer = Retrainer(registry, self.jobs)
+        self.retrain_check = retrain_check
+        self._retrain_at = time.monotonic()
         self.stats = {"scored": 0, "rounds": 0, "errors": 0}
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -103,10 +109,10 @@ class RulService:
                 await self._task
             self._task = None
         self._pool.shutdown(wait=True)
-        self._fit_pool.shutdown(wait=True)
+        await asyncio.to_thread(self.jobs.close)
 
     # -- fitting ---------------------------------------------------------------------------------
-    async def fit(
+    def submit(
         self,
         project: str,
         device_type: str,
@@ -117,33 +123,22 @@ class RulService:
         since: int | None = None,
         until: int | None = None,
         cap: float = 125.0,
-        on_step: Callable[[int, str], None] | None = None,
-    ) -> ModelVersion:
-        """Fit and register (a draft) the RUL model of ``device_type`` (see the module)."""
+    ) -> RulFit:
+        """Queue a fit of ``device_type``'s RUL model (``atoll.rul.jobs``): the job, queued."""
+        return self.jobs.submit(
+            project,
+            device_type,
+            actor=actor,
+            tenant=tenant,
+            cycle=cycle,
+            since=since,
+            until=until,
+            cap=cap,
+        )
 
-        def run() -> ModelVersion:
-            data = fleet.build_trajectories(
-                self.registry,
-                self.store,
-                project,
-                device_type,
-                cycle=cycle,
-                since=since,
-                until=until,
-                tenant=tenant,
-            )
-            fitted = fleet.fit_fleet(data, device_type, cycle=cycle, cap=cap, on_step=on_step)
-            return fleet.register(
-                self.registry,
-                self.models_dir,
-                project,
-                device_type,
-                fitted,
-                actor=actor,
-                tenant=tenant,
-            )
-
-        return await asyncio.get_running_loop().run_in_executor(self._fit_pool, run)
+    async def wait(self, project: str, fit_id: str, timeout: float = 900.0) -> RulFit:
+        """The fit once it is done or failed (or as it is after ``timeout`` s)."""
+        return await self.jobs.wait(project, fit_id, timeout)
 
     # -- scoring ---------------------------------------------------------------------------------
     async def _on_telemetry(self, msg: Message) -> None:
@@ -151,10 +146,18 @@ class RulService:
         if len(parts) == 3:
             self._dirty.add((parts[1], parts[2]))
 
+    async def retrain_now(self) -> list[RulFit]:
+        """Queue the retrainings due now (``atoll.rul.retrain``): the jobs."""
+        self._retrain_at = time.monotonic()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.retrainer.check)
+
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             try:
+                if time.monotonic() - self._retrain_at >= self.retrain_check:
+                    await self.retrain_now()
                 await self.score_now()
             except Exception:  # keep scoring the next round
                 self.stats["errors"] += 1
@@ -218,7 +221,7 @@ class RulService:
                 models[device_type] = old
                 continue
             try:
-                models[device_type] = fleet.load(self.models_dir, m)
+                models[device_type] = fleet.load(self.models_dir, m, self.registry)
             except AtollError as exc:
                 if m.id not in self._missing:
                     self._missing.add(m.id)
@@ -267,4 +270,5 @@ def create_service(ctx: ServiceContext) -> RulService:
         interval=s.rul_interval_s,
         refresh=s.rul_refresh_s,
         group="rul",
+        retrain_check=s.rul_retrain_check_s,
     )

@@ -24,6 +24,7 @@ import numpy as np
 from atoll.core.errors import InvalidInput
 from atoll.sim.faults import Fault
 from atoll.sim.signals import TypeModel
+from atoll.sim.wear import WearPlan
 from atoll.solutions import DeviceType, FaultKind, Template
 from atoll.solutions import load as load_template
 
@@ -37,6 +38,23 @@ class SimDevice:
     device_type: str
     secret: str | None = None
     project: str | None = None
+
+
+#: The ground-truth kind of a run worn out to failure (``Fleet.wear_outs``).
+WEAR_OUT = "wear_out"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFailure:
+    """``device`` wore out and failed at ``at`` (epoch s), after a run that began at ``began``."""
+
+    device: str
+    at: float
+    began: float
+
+    @property
+    def life(self) -> float:
+        return self.at - self.began
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +78,7 @@ class Fleet:
         start: float | None = None,
         templates: Iterable[Template] = (),
         slot_s: float = 0.05,
+        wear: bool = False,
     ) -> None:
         if not devices:
             raise InvalidInput("a fleet needs at least one device")
@@ -89,9 +108,13 @@ class Fleet:
             members = np.flatnonzero(self._key_of == k)
             self._local[members] = np.arange(len(members))
             dtype = self.template(tpl).device_type(dt_name)
-            self.models.append(
-                TypeModel(dtype, len(members), np.random.default_rng(child), self.start)
-            )
+            model = TypeModel(dtype, len(members), np.random.default_rng(child), self.start)
+            if wear and dtype.wear is not None:
+                # Its own random stream: turning wear on leaves every other signal as it was.
+                model.wear = WearPlan(
+                    dtype.wear, len(members), t0=self.start, seed=[seed, 0x3EA2, k]
+                )
+            self.models.append(model)
             self._members.append(members)
 
         self.period = 1.0 / rate
@@ -193,6 +216,32 @@ class Fleet:
             self.inject(fault)
             planned.append(fault)
         return planned
+
+    # --- wear -------------------------------------------------------------------------
+
+    def failures(self, since: float, until: float) -> list[DeviceFailure]:
+        """The devices that wear out and fail in ``[since, until)`` (``Fleet(wear=True)``), by
+        time; each is repaired as new at once."""
+        out = []
+        for model, members in zip(self.models, self._members, strict=True):
+            if model.wear is None:
+                continue
+            for f in model.wear.failures(since, until):
+                i = int(members[f.local])
+                out.append(DeviceFailure(self.devices[i].device_id, f.at, f.began))
+        return sorted(out, key=lambda f: (f.at, f.device))
+
+    def wear_outs(self, since: float, until: float) -> list[Fault]:
+        """The failures in ``[since, until)`` as ground truth: a ``wear_out`` fault on the
+        metrics wear moves, from when its wear shows (``visible_from``) to the failure."""
+        out = []
+        for f in self.failures(since, until):
+            wear = self.device_type(f.device).wear
+            assert wear is not None  # only worn types fail
+            metrics = tuple(dict.fromkeys(e.metric for e in wear.effects))
+            start = f.began + wear.visible_from * (f.at - f.began)
+            out.append(Fault(f.device, WEAR_OUT, metrics, start, f.at))
+        return out
 
     # --- time -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from atoll.sim.faults import Fault
+from atoll.sim.wear import WearPlan
 from atoll.solutions.models import DeviceType, FaultKind, FaultSpec, Signal, _follow_order
 
 _DAY = 86400.0
@@ -92,6 +93,8 @@ class TypeModel:
         self.boolean = [t.type == "bool" for t in dtype.telemetry]
         self.last_t = np.full(n, np.nan)
         self.faults: list[_ActiveFault] = []
+        #: Wear to failure (``Fleet(wear=True)``); ``None``: the devices never wear out.
+        self.wear: WearPlan | None = None
 
     def add_fault(self, fault: Fault, local: int) -> None:
         spec = self.dtype.faults[FaultKind(fault.kind)]
@@ -107,6 +110,7 @@ class TypeModel:
         hour = (t % _DAY) / 3600.0
         weekend = ((np.floor(t / _DAY) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
         active = self._active(idx, t)
+        worn = self.wear.wear(idx, t) if self.wear is not None else None
         true: dict[str, np.ndarray] = {}
         for name in self.order:
             m = self.metrics[name]
@@ -147,6 +151,11 @@ class TypeModel:
                 v += f.gain * (lag - self.means[f.metric][idx])
             if sig.noise:
                 v += sig.noise * rng.standard_normal(k)
+            if worn is not None:
+                assert self.wear is not None
+                add = self.wear.effect(name, worn)
+                if add is not None:
+                    v += add
             for af, pos, p in active:
                 self._physical(af, name, v, pos, p)
             if sig.floor is not None or sig.ceil is not None:

@@ -146,6 +146,37 @@ class FaultSpec(_Strict):
         return self
 
 
+class WearEffect(_Strict):
+    """What wear does to one metric: add ``value`` x wear**power (wear runs from 0 when new to 1
+    at failure)."""
+
+    metric: str
+    value: float
+    power: float = Field(default=2.0, gt=0)
+
+
+class Wear(_Strict):
+    """Degradation to failure, for the simulator to play when a fleet turns wear on
+    (``Fleet(wear=True)``, as ``atoll demo`` does).
+
+    Each run of a device lasts a life drawn uniformly from ``life_s``; its wear is the share of
+    that life gone by, and each effect adds ``value`` x wear**power to its metric. At wear 1 the
+    device fails and is repaired as new: a new run with a new life. ``visible_from`` is the wear
+    from which the effects show, the start of a wear-out in the simulator's ground truth.
+    """
+
+    life_s: tuple[float, float]
+    effects: list[WearEffect] = Field(min_length=1)
+    visible_from: float = Field(default=0.35, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _life(self) -> Wear:
+        lo, hi = self.life_s
+        if not 0 < lo <= hi:
+            raise ValueError("life_s must be [min, max] with 0 < min <= max")
+        return self
+
+
 class DetectorBinding(_Strict):
     """Run detector ``detector`` (a registry name; ``default`` always exists) on ``metrics``."""
 
@@ -166,6 +197,7 @@ class DeviceType(_Strict):
     telemetry: list[Telemetry] = Field(min_length=1)
     detectors: list[DetectorBinding] = Field(default_factory=list)
     faults: dict[FaultKind, FaultSpec] = Field(default_factory=dict)
+    wear: Wear | None = None
 
     _name = field_validator("name")(_check_name)
 
@@ -206,6 +238,9 @@ class DeviceType(_Strict):
                     raise ValueError(
                         f"{self.name}: fault {kind.value} on unknown metric {e.metric!r}"
                     )
+        for w in self.wear.effects if self.wear else ():
+            if w.metric not in known:
+                raise ValueError(f"{self.name}: wear on unknown metric {w.metric!r}")
         _follow_order(self.telemetry)  # raises on a cycle
         return self
 

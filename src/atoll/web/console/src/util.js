@@ -151,3 +151,9 @@ export function describeCron(expr) {
   if (time.startsWith("at ")) return days ? `${days} ${time}` : `daily ${time}`;
   return days ? `${time}, ${days}` : time;
 }
+
+// Hours as a person reads a remaining life: minutes under an hour, days from two days on.
+export function rulText(x) {
+  if (x < 1) return `${Math.max(0, Math.round(x * 60))} min`;
+  return x < 48 ? `${Math.round(x * 10) / 10} h` : `${Math.round((x / 24) * 10) / 10} d`;
+}

@@ -384,6 +384,7 @@ export function ChartPanel({ device, metric, unit, thresholds, anomalyMetric, ba
 
     // Flagged readings (those with an expected band) as red dots on the metric's line.
     function drawFlags(u) {
+      if (bandMetrics?.kind === "interval") return; // an interval flags nothing
       const b = data.current.band;
       const m = data.current.main;
       if (!b || !b.x.length || !m.x.length) return;
@@ -622,7 +623,12 @@ export function ChartPanel({ device, metric, unit, thresholds, anomalyMetric, ba
             <span class="alarm-swatch" /> alarm
           </span>
         )}
-        {bandPoints > 0 && (
+        {bandPoints > 0 && bandMetrics?.kind === "interval" && (
+          <span class="band-key small" data-testid={`band-legend-${metric}`} title={`The model's 90 % interval (stored as ${bandMetrics.lo} and ${bandMetrics.hi})`}>
+            <span class="band-swatch" /> 90 % interval (RUL model)
+          </span>
+        )}
+        {bandPoints > 0 && bandMetrics?.kind !== "interval" && (
           <span class="band-key small" data-testid={`band-legend-${metric}`} title="Where the model flagged readings, the range of values it expected of them (the detection service stores it as this metric's expected_lo / expected_hi series)">
             <span class="band-swatch" /> expected band (model) <span class="flag-dot" /> flagged reading
           </span>

@@ -3,7 +3,7 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { actingTenant, api, enc, items, setActingTenant, toSeconds } from "../api.js";
 import { useLive, watchDevices } from "../live.js";
 import { Link } from "../router.jsx";
-import { currentProject, fmtAgo, fmtDuration, fmtJson, fmtTime, markPrimaryReady, useAsync } from "../util.js";
+import { currentProject, fmtAgo, fmtDuration, fmtJson, fmtTime, markPrimaryReady, rulText, useAsync } from "../util.js";
 import { ChartPanel, effRange } from "../components/Chart.jsx";
 import { Dot, Empty, ErrorBox, Severity } from "../components/common.jsx";
 import { lastSeen, onlineState, useProjects } from "./Overview.jsx";
@@ -26,12 +26,17 @@ const PRESETS = [
 export const SCORE_SUFFIX = ".anomaly_score";
 // The expected band of flagged readings: atoll.core.events.EXPECTED_SUFFIXES (expected_metric).
 export const BAND_SUFFIXES = { lo: ".expected_lo", hi: ".expected_hi" };
+// The RUL service's series (atoll.core.events.RUL_METRICS): the estimate is charted with its
+// interval as a band; the model's version is only said in the RUL tag.
+export const RUL = { metric: "rul", lo: "rul_lo", hi: "rul_hi", version: "rul_model_version" };
 
 export function splitMetrics(names) {
   const base = [];
   const score = new Map();
   const band = new Map();
+  const rul = new Set(names.filter((n) => n === RUL.lo || n === RUL.hi));
   for (const n of names) {
+    if (n === RUL.lo || n === RUL.hi || n === RUL.version) continue;
     const side = Object.keys(BAND_SUFFIXES).find((k) => n.endsWith(BAND_SUFFIXES[k]) && n.length > BAND_SUFFIXES[k].length);
     if (n.endsWith(SCORE_SUFFIX) && n.length > SCORE_SUFFIX.length) score.set(n.slice(0, -SCORE_SUFFIX.length), n);
     else if (side) {
@@ -39,10 +44,14 @@ export function splitMetrics(names) {
       band.set(m, { ...band.get(m), [side]: n });
     } else base.push(n);
   }
-  return base.sort().map((n) => {
-    const b = band.get(n);
-    return { metric: n, anomaly: score.get(n) || null, band: b && b.lo && b.hi ? b : null };
-  });
+  // The RUL chart comes first: on a device with a model, how long it has left leads the page.
+  return base
+    .sort((a, b) => (b === RUL.metric) - (a === RUL.metric) || (a < b ? -1 : a > b ? 1 : 0))
+    .map((n) => {
+      if (n === RUL.metric && rul.size === 2) return { metric: n, anomaly: score.get(n) || null, band: { lo: RUL.lo, hi: RUL.hi, kind: "interval" } };
+      const b = band.get(n);
+      return { metric: n, anomaly: score.get(n) || null, band: b && b.lo && b.hi ? b : null };
+    });
 }
 
 function metricName(s) {
@@ -87,6 +96,8 @@ export function Device({ id }) {
   const project = currentProject.use();
   const liveRef = useRef(new Set());
   const [seen, setSeen] = useState(null);
+  // When the RUL service last judged this device: the RUL tag re-reads its estimate then.
+  const [judged, setJudged] = useState(0);
 
   const dev = useAsync(() => api.get(`/devices/${enc(id)}`), [id]);
   // A deep link may point into another project: follow it, so the live feed is the right one.
@@ -136,6 +147,13 @@ export function Device({ id }) {
         for (const [k, pts] of Object.entries(points)) {
           if (!known.has(k)) fresh = true;
           for (const h of liveRef.current) if (h.metric === k) for (const [pt, v] of pts) if (typeof v === "number") h.push(toSeconds(pt), v);
+        }
+        // An RUL estimate: its interval joins the rul chart's band, and the tag counts down.
+        if (points[RUL.metric]) {
+          const lo = points[RUL.lo] || [];
+          const hi = points[RUL.hi] || [];
+          for (let i = 0; i < Math.min(lo.length, hi.length); i++) for (const h of liveRef.current) if (h.metric === RUL.metric) h.pushBand(toSeconds(lo[i][0]), lo[i][1], hi[i][1]);
+          setJudged(t);
         }
         if (fresh) series.reload();
       } else if (m.type === "anomaly") {
@@ -239,7 +257,7 @@ export function Device({ id }) {
           </span>
         )}
         <span class="muted small">last seen {fmtAgo(t)}</span>
-        {(d.type || d.device_type) && <RulBadge project={d.project} id={id} />}
+        {(d.type || d.device_type) && <RulBadge project={d.project} id={id} judged={judged} />}
         <span class="grow" />
       </div>
       <ErrorBox error={dev.error} />
@@ -312,11 +330,11 @@ export function Device({ id }) {
 
 // The device's remaining useful life, when its type's active RUL model has judged it
 // (GET /projects/{p}/maintenance/due?device=); the interval and the model in the tooltip.
-function RulBadge({ project, id }) {
-  const due = useAsync(async () => (project ? await api.get(`/projects/${enc(project)}/maintenance/due`, { device: id }) : []), [project, id], { defer: true });
+function RulBadge({ project, id, judged }) {
+  const due = useAsync(async () => (project ? await api.get(`/projects/${enc(project)}/maintenance/due`, { device: id }) : []), [project, id, judged], { defer: true });
   const r = due.data?.[0];
   if (!r) return null;
-  const h = (x) => (x < 48 ? `${Math.round(x * 10) / 10} h` : `${Math.round((x / 24) * 10) / 10} d`);
+  const h = rulText;
   const cls = r.rul_lo_hours < 24 ? "bad" : r.rul_lo_hours < 24 * 7 ? "warn" : "ok";
   const model = r.model ? `${r.model.id ?? "?"} v${r.model.version}` : "unknown model";
   return (

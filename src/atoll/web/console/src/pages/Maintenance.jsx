@@ -4,7 +4,7 @@
 import { useState } from "preact/hooks";
 import { api, enc, toSeconds } from "../api.js";
 import { Link } from "../router.jsx";
-import { currentProject, fmtAgo, fmtTime, useAsync } from "../util.js";
+import { currentProject, fmtAgo, fmtTime, rulText, useAsync } from "../util.js";
 import { Empty, ErrorBox, TableHead } from "../components/common.jsx";
 
 const WITHIN = [
@@ -15,8 +15,7 @@ const WITHIN = [
 ];
 
 function hours(h) {
-  if (h == null) return "—";
-  return h < 48 ? `${Math.round(h * 10) / 10} h` : `${Math.round((h / 24) * 10) / 10} d`;
+  return h == null ? "—" : rulText(h);
 }
 
 function risk(d) {
