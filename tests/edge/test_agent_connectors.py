@@ -10,15 +10,12 @@ import time
 
 import pytest
 
-pytest.importorskip("atoll.edge.agent", reason="the edge agent is not on this branch yet")
-
-from atoll.edge.agent import EdgeAgent  # noqa: E402
-from atoll.edge.config import parse_config  # noqa: E402
-
-from tests.edge.conftest import GW, SECRET  # noqa: E402
-from tests.edge.connectors.modbus_slave import HOLDING, INPUT, Slaves  # noqa: E402
-from tests.edge.connectors.opcua_machine import Press  # noqa: E402
-from tests.edge.test_agent import Ops  # noqa: E402
+from atoll.edge.agent import EdgeAgent
+from atoll.edge.config import parse_config
+from tests.edge.conftest import GW, SECRET
+from tests.edge.connectors.modbus_slave import HOLDING, INPUT, Slaves
+from tests.edge.connectors.opcua_machine import Press
+from tests.edge.test_agent import Ops
 
 pytestmark = pytest.mark.timeout(120)
 
