@@ -338,6 +338,16 @@ class IngestPipeline:
                 book.set_tenant_rates(rates)
                 self.quotas = None if book.unlimited else book
 
+    def set_tenant_rate(self, tenant: str, per_s: float | None) -> bool:
+        """Apply a tenant's ingest rate quota here now (``refresh_quotas`` applies the
+        registry's, and replaces this at its next run); ``False`` if rate limits are off."""
+        book = self._quota_book
+        if book is None:
+            return False
+        book.set_tenant_rate(tenant, per_s)
+        self.quotas = None if book.unlimited else book
+        return True
+
     async def write(self, parsed: ParsedTelemetry) -> int:
         """Queue validated points for the next group commit and wait until they are durable."""
         await self.room()
