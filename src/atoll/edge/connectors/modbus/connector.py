@@ -23,6 +23,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 from pymodbus.pdu import ModbusPDU
 
 from atoll.core.time import NS, to_us
+from atoll.edge.connectors.commands import check_command, device_of
 from atoll.edge.connectors.delivery import Delivery
 from atoll.edge.connectors.modbus.config import Device, ModbusConfig, TcpLink
 from atoll.edge.connectors.modbus.plan import Block, Group, groups
@@ -247,17 +248,9 @@ class ModbusConnector:
             self._reopen_for = blame
 
     async def command(self, device: str, name: str, args: Mapping[str, Any]) -> Any:
-        dev = self._devices.get(device)
-        if dev is None:
-            raise CommandFailed(
-                f"no device {device!r} on Modbus connector {self.name!r} "
-                f"(it has {sorted(self._devices)})"
-            )
-        cmd = dev.commands.get(name)
-        if cmd is None:
-            raise CommandFailed(
-                f"device {device!r} has no command {name!r} (it has {sorted(dev.commands)})"
-            )
+        dev = device_of(self._devices, device, f"Modbus connector {self.name!r}")
+        check_command(device, name, dev.commands)
+        cmd = dev.commands[name]
         value = args.get("value") if isinstance(args, Mapping) else None
         if isinstance(value, bool):
             value = float(value)

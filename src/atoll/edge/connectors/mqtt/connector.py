@@ -32,6 +32,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from atoll.core.time import NS, to_us
+from atoll.edge.connectors.commands import check_command, device_of
 from atoll.edge.connectors.delivery import Delivery
 from atoll.edge.connectors.mqtt.config import MqttConfig
 from atoll.edge.connectors.mqtt.payload import Rejected, decode
@@ -170,16 +171,9 @@ class MqttConnector:
         raise Rejected("unmatched_topic", "no configured topic matches")
 
     async def command(self, device: str, name: str, args: Mapping[str, Any]) -> Any:
-        dev = self._devices.get(device)
-        if dev is None:
-            raise CommandFailed(
-                f"no device {device!r} on MQTT connector {self.name!r} "
-                f"(it has {sorted(self._devices)})"
-            )
-        if name not in dev.commands or dev.command_topic is None:
-            raise CommandFailed(
-                f"device {device!r} has no command {name!r} (it has {sorted(dev.commands)})"
-            )
+        dev = device_of(self._devices, device, f"MQTT connector {self.name!r}")
+        check_command(device, name, dev.commands)
+        assert dev.command_topic is not None  # the configuration has one where there are commands
         client = self._client
         if client is None or not self.connected:
             raise CommandFailed(f"{name}: not connected to {self.config.broker}")

@@ -29,6 +29,7 @@ from asyncua.common.subscription import DataChangeEvent, Subscription
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from atoll.core.time import NS, datetime_to_us, to_us
+from atoll.edge.connectors.commands import check_command, device_of
 from atoll.edge.connectors.delivery import Delivery
 from atoll.edge.connectors.opcua.config import Method, NodeGroup, OpcUaConfig, Security
 from atoll.edge.port import ChildDevice, CommandFailed, EdgeReading, ReadingSink, Value
@@ -229,17 +230,9 @@ class OpcUaConnector:
                 await delivery.put([self._pending.popleft() for _ in range(n)])
 
     async def command(self, device: str, name: str, args: Mapping[str, Any]) -> Any:
-        dev = self._devices.get(device)
-        if dev is None:
-            raise CommandFailed(
-                f"no device {device!r} on OPC UA connector {self.name!r} "
-                f"(it has {sorted(self._devices)})"
-            )
-        method = dev.commands.get(name)
-        if method is None:
-            raise CommandFailed(
-                f"device {device!r} has no command {name!r} (it has {sorted(dev.commands)})"
-            )
+        dev = device_of(self._devices, device, f"OPC UA connector {self.name!r}")
+        check_command(device, name, dev.commands)
+        method = dev.commands[name]
         client = self._client
         if client is None or not self.connected:
             raise CommandFailed(f"{name}: not connected to {self.config.url}")
